@@ -1,0 +1,66 @@
+# warpcore: `make run` serves the embedded default model; `make test` runs every check.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama-cpp-python ships as source only; its wheel (built for this CPU) is kept here between set-ups.
+WHEEL_CACHE ?= $(HOME)/.cache/warpcore/wheels
+export MODELS_PATH ?= $(HOME)/.cache/warpcore/models
+LLAMA_CPP_PIN := $(shell grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)
+PROTOS := $(wildcard proto/warpcore/v1/*.proto)
+GENERATED_ROOT := client/src
+protoc = $(BIN)/python -m grpc_tools.protoc -I proto \
+	--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) \
+	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+	$(PROTOS)
+
+.PHONY: setup run test lint typecheck buf-lint check-generated generate pytest lock clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml client/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt pip
+	mkdir -p $(WHEEL_CACHE)
+	$(BIN)/pip wheel --quiet --no-deps --find-links $(WHEEL_CACHE) --wheel-dir $(WHEEL_CACHE) $(LLAMA_CPP_PIN)
+	$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -c constraints.txt -e ./client -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+run: setup
+	$(BIN)/warpcore-server
+
+test: setup lint typecheck buf-lint check-generated pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+buf-lint: setup
+	cd proto && ../node_modules/.bin/buf lint
+
+# The stubs under client/src/warpcore/v1 must be exactly what the proto generates.
+check-generated: setup
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && $(call protoc,$$tmp) \
+	  && diff -r --exclude=py.typed --exclude=__pycache__ "$$tmp/warpcore/v1" $(GENERATED_ROOT)/warpcore/v1 \
+	  || { echo "generated stubs differ from proto/: run 'make generate' and commit the result"; exit 1; }
+
+generate: setup
+	$(call protoc,$(GENERATED_ROOT))
+
+pytest: setup
+	$(BIN)/pytest
+
+# Refresh the pins after changing dependencies in a pyproject.toml.
+lock: setup
+	$(BIN)/pip freeze --all --exclude-editable | grep -v '^warpcore' > constraints.txt
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,1 @@
+"""warpcore's gRPC inference gateway server."""

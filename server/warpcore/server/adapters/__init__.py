@@ -1,0 +1,1 @@
+"""Backend adapters behind the `Adapter` protocol, one module per backend."""

@@ -1,0 +1,31 @@
+"""The seam every backend implements: load one model, stream generations, list models, close."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Protocol
+
+from warpcore.server.domain import GenerationEvent, GenerationParams, ModelInfo
+
+
+class Adapter(Protocol):
+    """One backend, configured once, serving at most one loaded model.
+
+    Adapters raise `warpcore.server.errors.WarpcoreError` subclasses and know nothing of gRPC.
+    """
+
+    async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        """Make `model` ready for `generate`."""
+        ...
+
+    def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+        """Stream text chunks, then exactly one `Finish`. Closing the iterator stops the work."""
+        ...
+
+    async def list_models(self) -> Sequence[str]:
+        """Names of the models this backend can load."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model and any connection; waits for running generations."""
+        ...

@@ -1,0 +1,50 @@
+"""Read typed settings from the server's environment, naming the variable when a value is bad."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from warpcore.server.errors import FailedPreconditionError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _bad(name: str, expected: str) -> FailedPreconditionError:
+    return FailedPreconditionError(f"environment variable {name} must be {expected}", reason="BAD_ENVIRONMENT")
+
+
+def env_str(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def env_bool(env: Mapping[str, str], name: str) -> bool | None:
+    value = env_str(env, name)
+    if value is None:
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise _bad(name, "true or false")
+
+
+def env_int(env: Mapping[str, str], name: str) -> int | None:
+    value = env_str(env, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _bad(name, "an integer") from None
+
+
+def env_float(env: Mapping[str, str], name: str) -> float | None:
+    value = env_str(env, name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise _bad(name, "a number") from None

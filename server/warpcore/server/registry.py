@@ -1,0 +1,90 @@
+"""The models loaded on this server: a plain dict from model id to its adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from warpcore.server.adapters.base import Adapter
+from warpcore.server.adapters.factory import AdapterFactory, create_adapter
+from warpcore.server.domain import BackendKind, BackendSettings, ModelInfo
+from warpcore.server.errors import AlreadyExistsError, NotFoundError
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A validated LoadModel request."""
+
+    model_id: str
+    backend: BackendKind
+    name: str
+    settings: BackendSettings | None
+    context_size: int | None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    id: str
+    backend: BackendKind
+    name: str
+    info: ModelInfo
+    adapter: Adapter
+
+
+class ModelRegistry:
+    def __init__(self, adapter_factory: AdapterFactory = create_adapter) -> None:
+        self._create_adapter = adapter_factory
+        self._models: dict[str, LoadedModel] = {}
+        self._loading: set[str] = set()
+
+    async def load(self, spec: LoadSpec) -> LoadedModel:
+        if spec.model_id in self._models or spec.model_id in self._loading:
+            raise AlreadyExistsError(
+                f"a model with id {spec.model_id!r} is already loaded; unload it first or choose another model_id",
+                field="model_id",
+                reason="MODEL_ID_TAKEN",
+            )
+        self._loading.add(spec.model_id)
+        try:
+            adapter = self._create_adapter(spec.backend, spec.settings)
+            try:
+                info = await adapter.load(spec.name, spec.context_size)
+            except BaseException:
+                await adapter.close()
+                raise
+            loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter)
+            self._models[spec.model_id] = loaded
+            return loaded
+        finally:
+            self._loading.discard(spec.model_id)
+
+    def get(self, model_id: str) -> LoadedModel:
+        try:
+            return self._models[model_id]
+        except KeyError:
+            raise NotFoundError(
+                f"no model with id {model_id!r} is loaded; load it with LoadModel (ListModels shows loaded models)",
+                field="model_id",
+                reason="MODEL_NOT_LOADED",
+            ) from None
+
+    async def unload(self, model_id: str) -> LoadedModel:
+        loaded = self.get(model_id)
+        del self._models[model_id]
+        await loaded.adapter.close()
+        return loaded
+
+    def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
+        return [model for model in self._models.values() if backend in (None, model.backend)]
+
+    async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
+        """Models `backend` can serve, asked with `settings` (or the environment)."""
+        adapter = self._create_adapter(backend, settings)
+        try:
+            return await adapter.list_models()
+        finally:
+            await adapter.close()
+
+    async def close(self) -> None:
+        for model_id in list(self._models):
+            await self.unload(model_id)

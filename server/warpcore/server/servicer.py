@@ -1,0 +1,76 @@
+"""InferenceService over gRPC: validate, translate, delegate to the registry, stream back."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from warpcore.server import translate
+from warpcore.server.domain import Finish, FinishReason, TextChunk
+from warpcore.server.errors import WarpcoreError
+from warpcore.server.registry import ModelRegistry
+from warpcore.server.status import streaming_errors, unary_errors
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+_log = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    @unary_errors
+    async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
+        spec = translate.load_spec(request)
+        started = time.monotonic()
+        loaded = await self._registry.load(spec)
+        _log.info(
+            "loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, time.monotonic() - started
+        )
+        return pb.LoadModelResponse(model=translate.model_message(loaded))
+
+    @unary_errors
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
+        unloaded = await self._registry.unload(request.model_id)
+        _log.info("unloaded model %s", unloaded.id)
+        return pb.UnloadModelResponse(model=translate.model_message(unloaded))
+
+    @unary_errors
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        if request.backend == pb.BACKEND_TYPE_UNSPECIFIED:
+            return pb.ListModelsResponse(models=[translate.model_message(m) for m in self._registry.loaded()])
+        backend = translate.backend_kind(request.backend)
+        loaded = self._registry.loaded(backend)
+        available = await self._registry.available(backend, translate.backend_settings(request.backend_config))
+        return pb.ListModelsResponse(
+            models=[translate.model_message(m) for m in loaded]
+            + [translate.available_model_message(backend, name) for name in available]
+        )
+
+    @streaming_errors
+    async def Generate(self, request: pb.GenerateRequest, context: Context) -> AsyncIterator[pb.GenerateResponse]:
+        started = time.monotonic()
+        params = translate.generation_params(request, context.time_remaining())
+        model = self._registry.get(request.model_id)
+        first_token_at: float | None = None
+        events = model.adapter.generate(params)
+        try:
+            async for event in events:
+                if isinstance(event, TextChunk):
+                    if first_token_at is None:
+                        first_token_at = time.monotonic() - started
+                    yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
+                else:
+                    yield translate.result_frame(event, first_token_at, time.monotonic() - started)
+        except WarpcoreError:
+            # The stream had started: close it with its final frame before the status says why.
+            yield translate.result_frame(Finish(FinishReason.ERROR), first_token_at, time.monotonic() - started)
+            raise
+        finally:
+            await events.aclose()

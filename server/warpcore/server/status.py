@@ -1,0 +1,85 @@
+"""The one place where domain errors become gRPC statuses with rich details."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar, cast
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from warpcore.server.errors import WarpcoreError
+
+ERROR_DOMAIN = "warpcore.v1"
+_log = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Servicer = TypeVar("Servicer")
+
+
+def _packed(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status(error: WarpcoreError) -> grpc.Status:
+    """Build the gRPC status for a domain error: ErrorInfo always, BadRequest and RetryInfo when known."""
+    details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
+    if error.field is not None:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
+    if error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after * 1e9))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    return cast(grpc.Status, rpc_status.to_status(status))
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
+    if not isinstance(error, WarpcoreError):
+        _log.exception("unexpected error", exc_info=error)
+        error = WarpcoreError("internal server error; see the server log")
+    await context.abort_with_status(to_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def unary_errors(
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], Awaitable[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], Awaitable[Response]]:
+    """Turn errors escaping a unary method into statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext[Request, Response]
+    ) -> Response:
+        try:
+            return await method(self, request, context)
+        except Exception as error:  # noqa: BLE001 - every failure must end as a status
+            await _abort(context, error)
+
+    return wrapper
+
+
+def streaming_errors(
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncIterator[Response]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncIterator[Response]]:
+    """Turn errors escaping a server-streaming method into statuses, after the frames already sent."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Servicer, request: Request, context: grpc.aio.ServicerContext[Request, Response]
+    ) -> AsyncIterator[Response]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except Exception as error:  # noqa: BLE001 - every failure must end as a status
+            await _abort(context, error)
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""warpcore's test suite."""

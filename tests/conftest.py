@@ -1,0 +1,95 @@
+"""Fixtures: a tiny GGUF model under a temporary MODELS_PATH, and the real server on a loopback port."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.tiny_model import write_tiny_model
+from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.app import WarpcoreServer, start_server
+from warpcore.server.registry import ModelRegistry
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+TINY_MODEL = "hf:warpcore/tiny:tiny.gguf"
+
+
+@pytest.fixture(scope="session")
+def models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_model(root / "hf" / "warpcore" / "tiny" / "tiny.gguf")
+    return root
+
+
+@pytest.fixture
+def server_env(models_path: Path) -> dict[str, str]:
+    """The environment the server's adapters see; tests may change it before the server starts."""
+    return {"MODELS_PATH": str(models_path)}
+
+
+@pytest.fixture
+async def server(server_env: Mapping[str, str]) -> AsyncIterator[WarpcoreServer]:
+    registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
+    started = await start_server(registry, "127.0.0.1:0")
+    await started.set_serving(True)
+    try:
+        yield started
+    finally:
+        await started.stop(None)
+        await registry.close()
+
+
+@pytest.fixture
+async def stub(server: WarpcoreServer) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield inference_pb2_grpc.InferenceServiceStub(channel)
+
+
+async def load_tiny(stub: Stub, model_id: str = "tiny", context_size: int | None = None) -> pb.Model:
+    response = await stub.LoadModel(
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=TINY_MODEL,
+            model_id=model_id,
+            model_config=pb.ModelConfig(context_size=context_size),
+        )
+    )
+    return response.model
+
+
+@pytest.fixture
+async def tiny(stub: Stub) -> str:
+    return (await load_tiny(stub)).id
+
+
+async def collect(
+    call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse],
+) -> tuple[str, pb.GenerateResult]:
+    """The text of a Generate stream and its result frame, checking that the result comes last and once."""
+    text: list[str] = []
+    results: list[pb.GenerateResult] = []
+    async for frame in call:
+        assert not results, "a frame arrived after the result frame"
+        if frame.HasField("delta"):
+            text.append(frame.delta.text)
+        else:
+            results.append(frame.result)
+    assert len(results) == 1
+    return "".join(text), results[0]
+
+
+def greedy(prompt: str, max_tokens: int, model_id: str = "tiny", **options: object) -> pb.GenerateRequest:
+    return pb.GenerateRequest(
+        model_id=model_id,
+        prompt=prompt,
+        options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0.0, **options),  # type: ignore[arg-type]
+    )
