@@ -7,6 +7,7 @@ import codecs
 import os
 import random
 import threading
+from pathlib import Path
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from warpcore.server.domain import (
 )
 from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
-DEFAULT_CONTEXT_SIZE = 4096
+DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 # Sampling defaults of llama-cpp-python's create_completion, used when an option is unset.
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
@@ -112,7 +113,6 @@ class LlamaCppAdapter:
         options = self._options
         kwargs: dict[str, Any] = {
             "model_path": str(path),
-            "n_ctx": context_size or DEFAULT_CONTEXT_SIZE,
             "n_gpu_layers": options.gpu_layers,
             "use_mmap": options.use_mmap,
             "use_mlock": options.use_mlock,
@@ -122,6 +122,7 @@ class LlamaCppAdapter:
         if options.threads is not None:
             kwargs["n_threads"] = options.threads
         try:
+            kwargs["n_ctx"] = context_size or await self._on_worker(lambda: _default_context_size(path))
             llama = await self._on_worker(lambda: llama_cpp.Llama(**kwargs))
         except ValueError as error:
             raise FailedPreconditionError(
@@ -173,15 +174,19 @@ class LlamaCppAdapter:
         return list_model_ids(self._options.models_path)
 
     async def close(self) -> None:
-        if self._llama is not None:
-            llama, self._llama = self._llama, None
-            await self._on_worker(llama.close)
+        # Queued behind the generations already submitted, which therefore finish first.
+        await self._on_worker(self._release)
         self._worker.shutdown(wait=False)
 
     async def _on_worker(self, work: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work)
 
     # Everything below runs on the worker thread.
+
+    def _release(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
 
     def _generate_blocking(self, params: GenerationParams, emit: Emit, stop: threading.Event) -> None:
         try:
@@ -254,6 +259,16 @@ class LlamaCppAdapter:
         rendered = self._format_chat(messages=messages)
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return rendered.prompt, not rendered.added_special, tuple(stops)
+
+
+def _default_context_size(path: Path) -> int:
+    """The model's trained context, capped so that the KV cache of large-context models stays small."""
+    vocab_only = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        trained = int(vocab_only.metadata.get(f"{vocab_only.metadata['general.architecture']}.context_length", 0))
+    finally:
+        vocab_only.close()
+    return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:
