@@ -81,7 +81,9 @@ async def test_same_seed_same_text_and_sampling_varies_without_it(stub: Stub, ti
 
 async def test_chat_messages_use_the_gguf_chat_template(stub: Stub, tiny: str) -> None:
     messages = [pb.ChatMessage(role=pb.ROLE_USER, content="hello")]
-    chat = pb.GenerateRequest(model_id=tiny, messages=messages, options=pb.GenerationOptions(max_tokens=8, temperature=0))
+    chat = pb.GenerateRequest(
+        model_id=tiny, messages=messages, options=pb.GenerationOptions(max_tokens=8, temperature=0)
+    )
     text, result = await collect(stub.Generate(chat))
     # The tiny model's template renders "<s><user>hello\n<assistant>": a plain prompt plus BOS.
     same_as_prompt, _ = await collect(stub.Generate(greedy("<user>hello\n<assistant>", 8)))

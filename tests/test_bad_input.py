@@ -1,0 +1,320 @@
+"""Every bad request gets the right status code, a message a user can act on, and rich details."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from tests.conftest import Stub
+
+Code = grpc.StatusCode
+
+
+def error_info(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
+    """The ErrorInfo of a failed call, and the fields named by its BadRequest detail."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "the status carries no rich details"
+    info, fields = None, []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields = [violation.field for violation in bad_request.field_violations]
+    assert info is not None
+    return info, fields
+
+
+def local(**fields: object) -> pb.BackendConfig:
+    llama_cpp = fields.pop("llama_cpp", None)
+    return pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=llama_cpp, **fields))  # type: ignore[arg-type]
+
+
+LOAD_CASES = [
+    ("no backend", pb.LoadModelRequest(model=TINY_MODEL), Code.INVALID_ARGUMENT, "backend must be one of", "backend"),
+    (
+        "unknown backend",
+        pb.LoadModelRequest(backend=99, model=TINY_MODEL),  # type: ignore[arg-type]
+        Code.INVALID_ARGUMENT,
+        "backend must be one of",
+        "backend",
+    ),
+    (
+        "no model",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP),
+        Code.INVALID_ARGUMENT,
+        "model is required",
+        "model",
+    ),
+    (
+        "model type",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, model_type=5),  # type: ignore[arg-type]
+        Code.INVALID_ARGUMENT,
+        "MODEL_TYPE_TEXT_TO_TEXT",
+        "model_type",
+    ),
+    (
+        "api config on a local backend",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, backend_config=pb.BackendConfig(api=pb.ApiConfig())
+        ),
+        Code.INVALID_ARGUMENT,
+        "takes backend_config.local",
+        "backend_config",
+    ),
+    (
+        "zero threads",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, backend_config=local(threads=0)),
+        Code.INVALID_ARGUMENT,
+        "threads must be between",
+        "backend_config.local.threads",
+    ),
+    (
+        "unknown chat format",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=TINY_MODEL,
+            backend_config=local(llama_cpp=pb.LlamaCppConfig(chat_format="klingon")),
+        ),
+        Code.INVALID_ARGUMENT,
+        "unknown chat_format 'klingon'; known:",
+        "backend_config.local.llama_cpp.chat_format",
+    ),
+    (
+        "tiny context",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, model_config=pb.ModelConfig(context_size=1)
+        ),
+        Code.INVALID_ARGUMENT,
+        "context_size must be at least",
+        "model_config.context_size",
+    ),
+    (
+        "parent escape",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="../outside.gguf"),
+        Code.INVALID_ARGUMENT,
+        "must stay inside MODELS_PATH",
+        "model",
+    ),
+    (
+        "hidden parent escape",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hf:warpcore/tiny:../../../../outside.gguf"),
+        Code.INVALID_ARGUMENT,
+        "must stay inside MODELS_PATH",
+        "model",
+    ),
+    (
+        "absolute path",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="/etc/passwd.gguf"),
+        Code.INVALID_ARGUMENT,
+        "must stay inside MODELS_PATH",
+        "model",
+    ),
+    (
+        "malformed hf id",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hf:just-a-name.gguf"),
+        Code.INVALID_ARGUMENT,
+        "hf:owner/repo:file.gguf",
+        "model",
+    ),
+    (
+        "not a gguf name",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="notes.txt"),
+        Code.INVALID_ARGUMENT,
+        "must name a .gguf file",
+        "model",
+    ),
+    (
+        "missing file",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hf:someone/absent:model.gguf"),
+        Code.NOT_FOUND,
+        "hf/someone/absent/model.gguf was not found under MODELS_PATH",
+        "model",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message", "field"), [case[1:] for case in LOAD_CASES], ids=[case[0] for case in LOAD_CASES]
+)
+async def test_bad_load_requests(
+    stub: Stub, request_: pb.LoadModelRequest, code: Code, message: str, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request_)
+    assert raised.value.code() == code
+    assert message in (raised.value.details() or "")
+    info, fields = error_info(raised.value)
+    assert info.domain == "warpcore.v1"
+    assert info.reason
+    assert fields == [field]
+
+
+async def test_symlink_out_of_models_path_is_refused(stub: Stub, models_path: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.gguf"
+    outside.write_bytes(b"GGUF")
+    link = models_path / "link.gguf"
+    link.symlink_to(outside)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="link.gguf"))
+        assert raised.value.code() == Code.FAILED_PRECONDITION
+        assert "outside MODELS_PATH" in (raised.value.details() or "")
+        assert str(tmp_path) not in (raised.value.details() or "")  # server paths are not revealed
+        listed = await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))
+        assert "link.gguf" not in [model.id for model in listed.models]
+    finally:
+        link.unlink()
+
+
+async def test_corrupt_model_file_fails_cleanly(stub: Stub, models_path: Path) -> None:
+    broken = models_path / "broken.gguf"
+    broken.write_bytes(b"GGUF but not really" * 10)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="broken.gguf"))
+        assert raised.value.code() == Code.FAILED_PRECONDITION
+        assert error_info(raised.value)[0].reason == "MODEL_LOAD_FAILED"
+    finally:
+        broken.unlink()
+    await load_tiny(stub)  # the server is still healthy
+
+
+async def test_missing_models_path_is_a_failed_precondition(server_env: dict[str, str], stub: Stub) -> None:
+    server_env.pop("MODELS_PATH")  # the adapters read this dict when a model is loaded
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load_tiny(stub)
+    assert raised.value.code() == Code.FAILED_PRECONDITION
+    assert "MODELS_PATH is not set" in (raised.value.details() or "")
+    assert error_info(raised.value)[0].reason == "MODELS_PATH_UNSET"
+
+
+async def test_duplicate_model_id_already_exists(stub: Stub, tiny: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load_tiny(stub, model_id=tiny)
+    assert raised.value.code() == Code.ALREADY_EXISTS
+    assert error_info(raised.value) == (error_info(raised.value)[0], ["model_id"])
+
+
+async def test_unload_unknown_model_not_found(stub: Stub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="nope"))
+    assert raised.value.code() == Code.NOT_FOUND
+    assert "load it with LoadModel" in (raised.value.details() or "")
+
+
+def generate(**fields: object) -> pb.GenerateRequest:
+    options = fields.pop("options", None)
+    fields.setdefault("model_id", "tiny")
+    return pb.GenerateRequest(options=pb.GenerationOptions(**options or {}), **fields)  # type: ignore[arg-type]
+
+
+USER = pb.ChatMessage(role=pb.ROLE_USER, content="hi")
+GENERATE_CASES = [
+    ("no model id", generate(model_id="", prompt="x"), Code.INVALID_ARGUMENT, "model_id is required", "model_id"),
+    ("unknown model", generate(model_id="ghost", prompt="x"), Code.NOT_FOUND, "no model with id 'ghost'", "model_id"),
+    ("no input", generate(), Code.INVALID_ARGUMENT, "exactly one of prompt and messages", "prompt"),
+    ("both inputs", generate(prompt="x", messages=[USER]), Code.INVALID_ARGUMENT, "exactly one of", "prompt"),
+    (
+        "role unset",
+        generate(messages=[pb.ChatMessage(content="hi")]),
+        Code.INVALID_ARGUMENT,
+        "role must be",
+        "messages[0].role",
+    ),
+    (
+        "only system",
+        generate(messages=[pb.ChatMessage(role=pb.ROLE_SYSTEM, content="be nice")]),
+        Code.INVALID_ARGUMENT,
+        "at least one user or assistant message",
+        "messages",
+    ),
+    (
+        "zero max tokens",
+        generate(prompt="x", options={"max_tokens": 0}),
+        Code.INVALID_ARGUMENT,
+        "max_tokens",
+        "options.max_tokens",
+    ),
+    (
+        "huge max tokens",
+        generate(prompt="x", options={"max_tokens": 10**6}),
+        Code.INVALID_ARGUMENT,
+        "max_tokens must be between 1 and",
+        "options.max_tokens",
+    ),
+    (
+        "hot temperature",
+        generate(prompt="x", options={"temperature": 2.5}),
+        Code.INVALID_ARGUMENT,
+        "temperature must be between 0 and 2",
+        "options.temperature",
+    ),
+    (
+        "nan temperature",
+        generate(prompt="x", options={"temperature": float("nan")}),
+        Code.INVALID_ARGUMENT,
+        "temperature",
+        "options.temperature",
+    ),
+    ("zero top_p", generate(prompt="x", options={"top_p": 0.0}), Code.INVALID_ARGUMENT, "top_p", "options.top_p"),
+    ("zero top_k", generate(prompt="x", options={"top_k": 0}), Code.INVALID_ARGUMENT, "top_k", "options.top_k"),
+    (
+        "empty stop",
+        generate(prompt="x", options={"stop_sequences": [""]}),
+        Code.INVALID_ARGUMENT,
+        "must not be empty",
+        "options.stop_sequences",
+    ),
+    (
+        "many stops",
+        generate(prompt="x", options={"stop_sequences": [str(n) for n in range(17)]}),
+        Code.INVALID_ARGUMENT,
+        "at most 16",
+        "options.stop_sequences",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message", "field"),
+    [case[1:] for case in GENERATE_CASES],
+    ids=[case[0] for case in GENERATE_CASES],
+)
+async def test_bad_generate_requests(
+    stub: Stub, tiny: str, request_: pb.GenerateRequest, code: Code, message: str, field: str
+) -> None:
+    frames = []
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for frame in stub.Generate(request_):
+            frames.append(frame)
+    assert frames == []  # rejected before any generation
+    assert raised.value.code() == code
+    assert message in (raised.value.details() or "")
+    assert error_info(raised.value)[1] == [field]
+
+
+async def test_prompt_longer_than_the_context_ends_with_an_error_frame(stub: Stub) -> None:
+    model = await load_tiny(stub, model_id="small", context_size=64)  # llama.cpp rounds it up to 256
+    call = stub.Generate(greedy("the " * 200, 8, model_id="small"))
+    frames = []
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for frame in call:
+            frames.append(frame)
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert f"{model.context_size}-token context" in (raised.value.details() or "")
+    assert error_info(raised.value)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+    assert [frame.result.finish_reason for frame in frames] == [pb.FINISH_REASON_ERROR]
+    _, result = await collect(stub.Generate(greedy("the", 4, model_id="small")))
+    assert result.usage.completion_tokens == 4
