@@ -87,6 +87,19 @@ async def collect(
     return "".join(text), results[0]
 
 
+async def failed_stream(
+    call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse],
+) -> tuple[list[pb.GenerateResponse], grpc.aio.AioRpcError]:
+    """The frames a Generate stream sent before failing, and its error."""
+    frames = []
+    try:
+        async for frame in call:
+            frames.append(frame)
+    except grpc.aio.AioRpcError as error:
+        return frames, error
+    raise AssertionError("the call succeeded")
+
+
 def greedy(prompt: str, max_tokens: int, model_id: str = "tiny", **options: object) -> pb.GenerateRequest:
     return pb.GenerateRequest(
         model_id=model_id,

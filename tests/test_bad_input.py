@@ -10,11 +10,11 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
-    from tests.conftest import Stub
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 Code = grpc.StatusCode
 
@@ -295,26 +295,19 @@ GENERATE_CASES = [
 async def test_bad_generate_requests(
     stub: Stub, tiny: str, request_: pb.GenerateRequest, code: Code, message: str, field: str
 ) -> None:
-    frames = []
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for frame in stub.Generate(request_):
-            frames.append(frame)
+    frames, error = await failed_stream(stub.Generate(request_))
     assert frames == []  # rejected before any generation
-    assert raised.value.code() == code
-    assert message in (raised.value.details() or "")
-    assert error_info(raised.value)[1] == [field]
+    assert error.code() == code
+    assert message in (error.details() or "")
+    assert error_info(error)[1] == [field]
 
 
 async def test_prompt_longer_than_the_context_ends_with_an_error_frame(stub: Stub) -> None:
     model = await load_tiny(stub, model_id="small", context_size=64)  # llama.cpp rounds it up to 256
-    call = stub.Generate(greedy("the " * 200, 8, model_id="small"))
-    frames = []
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for frame in call:
-            frames.append(frame)
-    assert raised.value.code() == Code.INVALID_ARGUMENT
-    assert f"{model.context_size}-token context" in (raised.value.details() or "")
-    assert error_info(raised.value)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+    frames, error = await failed_stream(stub.Generate(greedy("the " * 200, 8, model_id="small")))
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert f"{model.context_size}-token context" in (error.details() or "")
+    assert error_info(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
     assert [frame.result.finish_reason for frame in frames] == [pb.FINISH_REASON_ERROR]
     _, result = await collect(stub.Generate(greedy("the", 4, model_id="small")))
     assert result.usage.completion_tokens == 4

@@ -12,7 +12,7 @@ from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
-    from tests.conftest import Stub
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
 async def test_load_list_generate_unload_round_trip(stub: Stub) -> None:
@@ -125,6 +125,7 @@ async def test_deadline_stops_decoding(stub: Stub) -> None:
 async def test_unload_lets_the_running_generation_finish(stub: Stub, tiny: str) -> None:
     call = stub.Generate(greedy("the", 200))
     first = await call.read()
+    assert isinstance(first, pb.GenerateResponse)
     assert first.HasField("delta")
     await stub.UnloadModel(pb.UnloadModelRequest(model_id=tiny))
     frames = [first]

@@ -7,10 +7,10 @@ import codecs
 import os
 import random
 import threading
-from pathlib import Path
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import llama_cpp

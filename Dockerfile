@@ -1,0 +1,29 @@
+# warpcore server image: wheels are built in one stage, installed into a slim non-root runtime.
+FROM python:3.11-slim-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential=12.9 cmake=3.25.1-1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY constraints.txt pyproject.toml README.md ./
+COPY client ./client
+COPY server ./server
+# llama-cpp-python compiles here, for the CPU family of the build host.
+RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ./client .
+
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1=12.2.0-14+deb12u1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 warpcore \
+    && mkdir /models \
+    && chown warpcore /models
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels warpcore-server==0.1.0 \
+    && rm -rf /wheels
+USER 10001
+ENV MODELS_PATH=/models \
+    WARPCORE_HOST=0.0.0.0 \
+    WARPCORE_PORT=50051
+EXPOSE 50051
+VOLUME ["/models"]
+ENTRYPOINT ["warpcore-server"]

@@ -1,0 +1,93 @@
+"""The main job: `warpcore-server` as a real process, serving the embedded Gemma 3 270M model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from llama_cpp import Llama
+
+from tests.conftest import collect, greedy
+from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+
+class ServerProcess:
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+
+
+@pytest.fixture(scope="module")
+def gemma_models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gemma-models")
+
+
+@pytest.fixture
+async def server_process(gemma_models_path: Path) -> AsyncIterator[ServerProcess]:
+    env = {**os.environ, "MODELS_PATH": str(gemma_models_path)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "warpcore.server", "--port", "0", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(120):
+            while line := (await process.stderr.readline()).decode():
+                if match := re.search(r"serving on 127\.0\.0\.1:(\d+)", line):
+                    break
+        assert match, "the server exited before serving"
+        yield ServerProcess(process, int(match.group(1)))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def direct_greedy_completion(models_path: Path, prompt: str, max_tokens: int) -> str:
+    """The same generation straight through llama-cpp-python, as the reference."""
+    llama = Llama(model_path=str(next(models_path.rglob("*.gguf"))), n_ctx=4096, verbose=False)
+    try:
+        completion = llama.create_completion(prompt, max_tokens=max_tokens, temperature=0.0)
+        return str(completion["choices"][0]["text"])  # type: ignore[index]
+    finally:
+        llama.close()
+
+
+async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
+    server_process: ServerProcess, gemma_models_path: Path
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_process.port}") as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        models = (await stub.ListModels(pb.ListModelsRequest())).models
+        assert [(m.id, m.state, m.backend) for m in models] == [
+            (EMBEDDED_MODEL_ID, pb.MODEL_STATE_READY, pb.BACKEND_TYPE_LLAMA_CPP)
+        ]
+
+        text, result = await collect(stub.Generate(greedy("The capital of France is", 12, model_id=EMBEDDED_MODEL_ID)))
+        assert text == direct_greedy_completion(gemma_models_path, "The capital of France is", 12)
+        assert result.finish_reason in (pb.FINISH_REASON_LENGTH, pb.FINISH_REASON_STOP)
+        assert 0 < result.usage.completion_tokens <= 12
+
+        chat = pb.GenerateRequest(
+            model_id=EMBEDDED_MODEL_ID,
+            messages=[pb.ChatMessage(role=pb.ROLE_USER, content="Name a color of the sky.")],
+            options=pb.GenerationOptions(max_tokens=24, temperature=0, system="Answer in one word."),
+        )
+        answer, chat_result = await collect(stub.Generate(chat))
+        assert answer.strip()
+        assert chat_result.usage.prompt_tokens > 10  # the Gemma turn format wraps the message
+
+    server_process.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server_process.process.wait(), 30) == 0
