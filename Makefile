@@ -4,8 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# llama-cpp-python ships as source only; its wheel (built for this CPU) is kept here between set-ups.
-WHEEL_CACHE ?= $(HOME)/.cache/warpcore/wheels
+# llama-cpp-python ships as source only; its wheel is compiled for the host CPU's instruction set, so the cache
+# that keeps it between set-ups is keyed by the CPU's feature flags (a wheel built elsewhere could crash here).
+CPU_KEY := $(shell (uname -m; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
+WHEEL_CACHE ?= $(HOME)/.cache/warpcore/wheels/$(CPU_KEY)
 export MODELS_PATH ?= $(HOME)/.cache/warpcore/models
 LLAMA_CPP_PIN := $(shell grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)
 PROTOS := $(wildcard proto/warpcore/v1/*.proto)
