@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,16 +36,19 @@ class ModelRegistry:
     def __init__(self, adapter_factory: AdapterFactory = create_adapter) -> None:
         self._create_adapter = adapter_factory
         self._models: dict[str, LoadedModel] = {}
-        self._loading: set[str] = set()
+        # Ids of models being loaded or released: taken, though not (or no longer) in _models.
+        self._reserved: set[str] = set()
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def load(self, spec: LoadSpec) -> LoadedModel:
-        if spec.model_id in self._models or spec.model_id in self._loading:
+        if spec.model_id in self._models or spec.model_id in self._reserved:
             raise AlreadyExistsError(
-                f"a model with id {spec.model_id!r} is already loaded; unload it first or choose another model_id",
+                f"the model id {spec.model_id!r} is taken by a loaded (or loading, or unloading) model;"
+                " unload it first or choose another model_id",
                 field="model_id",
                 reason="MODEL_ID_TAKEN",
             )
-        self._loading.add(spec.model_id)
+        self._reserved.add(spec.model_id)
         try:
             adapter = self._create_adapter(spec.backend, spec.settings)
             try:
@@ -56,7 +60,7 @@ class ModelRegistry:
             self._models[spec.model_id] = loaded
             return loaded
         finally:
-            self._loading.discard(spec.model_id)
+            self._reserved.discard(spec.model_id)
 
     def get(self, model_id: str) -> LoadedModel:
         try:
@@ -69,9 +73,16 @@ class ModelRegistry:
             ) from None
 
     async def unload(self, model_id: str) -> LoadedModel:
+        """Release a model; generations already running finish first. The release completes even if the
+        caller stops waiting, and the id stays taken until it has."""
         loaded = self.get(model_id)
         del self._models[model_id]
-        await loaded.adapter.close()
+        self._reserved.add(model_id)
+        release = asyncio.ensure_future(loaded.adapter.close())
+        self._releases.add(release)
+        release.add_done_callback(self._releases.discard)
+        release.add_done_callback(lambda _: self._reserved.discard(model_id))
+        await asyncio.shield(release)
         return loaded
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
@@ -88,3 +99,4 @@ class ModelRegistry:
     async def close(self) -> None:
         for model_id in list(self._models):
             await self.unload(model_id)
+        await asyncio.gather(*self._releases)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
 
 from warpcore.server import translate
 from warpcore.server.domain import Finish, FinishReason, TextChunk
-from warpcore.server.errors import WarpcoreError
 from warpcore.server.registry import ModelRegistry
 from warpcore.server.status import streaming_errors, unary_errors
 from warpcore.v1 import inference_pb2 as pb
@@ -37,7 +36,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
-        unloaded = await self._registry.unload(request.model_id)
+        unloaded = await self._registry.unload(translate.model_id(request.model_id))
         _log.info("unloaded model %s", unloaded.id)
         return pb.UnloadModelResponse(model=translate.model_message(unloaded))
 
@@ -54,7 +53,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
 
     @streaming_errors
-    async def Generate(self, request: pb.GenerateRequest, context: Context) -> AsyncIterator[pb.GenerateResponse]:
+    async def Generate(
+        self, request: pb.GenerateRequest, context: Context
+    ) -> AsyncGenerator[pb.GenerateResponse, None]:
         started = time.monotonic()
         params = translate.generation_params(request, context.time_remaining())
         model = self._registry.get(request.model_id)
@@ -68,9 +69,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
                 else:
                     yield translate.result_frame(event, first_token_at, time.monotonic() - started)
-        except WarpcoreError:
-            # The stream had started: close it with its final frame before the status says why.
-            yield translate.result_frame(Finish(FinishReason.ERROR), first_token_at, time.monotonic() - started)
+        except Exception:
+            if first_token_at is not None:
+                # Text was sent: close the stream with its result frame before the status says why.
+                yield translate.result_frame(Finish(FinishReason.ERROR), first_token_at, time.monotonic() - started)
             raise
         finally:
             await events.aclose()

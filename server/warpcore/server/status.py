@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
@@ -43,6 +44,8 @@ def to_status(error: WarpcoreError) -> grpc.Status:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
+    if isinstance(error, grpc.aio.AbortError):
+        raise error  # the call was already ended with its status
     if not isinstance(error, WarpcoreError):
         _log.exception("unexpected error", exc_info=error)
         error = WarpcoreError("internal server error; see the server log")
@@ -68,17 +71,18 @@ def unary_errors(
 
 
 def streaming_errors(
-    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncIterator[Response]],
-) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncIterator[Response]]:
+    method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncGenerator[Response, None]],
+) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncGenerator[Response, None]]:
     """Turn errors escaping a server-streaming method into statuses, after the frames already sent."""
 
     @functools.wraps(method)
     async def wrapper(
         self: Servicer, request: Request, context: grpc.aio.ServicerContext[Request, Response]
-    ) -> AsyncIterator[Response]:
+    ) -> AsyncGenerator[Response, None]:
         try:
-            async for response in method(self, request, context):
-                yield response
+            async with contextlib.aclosing(method(self, request, context)) as responses:
+                async for response in responses:
+                    yield response
         except Exception as error:  # noqa: BLE001 - every failure must end as a status
             await _abort(context, error)
 

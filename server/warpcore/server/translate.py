@@ -26,6 +26,9 @@ DEFAULT_MAX_TOKENS = 256
 MAX_MAX_TOKENS = 32768
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256
+MIN_CONTEXT_SIZE = 16
+MAX_CONTEXT_SIZE = 131072
+MAX_TIMEOUT_SECONDS = 86400
 
 _BACKENDS = {
     pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
@@ -56,12 +59,17 @@ def _require(condition: bool, field: str, message: str) -> None:
 
 
 def _check_id(value: str, field: str) -> str:
+    """A required id: non-empty, printable, without surrounding spaces, at most MAX_ID_LENGTH characters."""
     _require(bool(value), field, f"{field} is required")
     _require(len(value) <= MAX_ID_LENGTH, field, f"{field} is longer than {MAX_ID_LENGTH} characters")
     _require(
         value.isprintable() and value.strip() == value, field, f"{field} must be printable, without surrounding spaces"
     )
     return value
+
+
+def model_id(value: str) -> str:
+    return _check_id(value, "model_id")
 
 
 def backend_kind(value: int, field: str = "backend") -> BackendKind:
@@ -77,7 +85,12 @@ def backend_settings(config: pb.BackendConfig, field: str = "backend_config") ->
         api = config.api
         timeout = None
         if api.HasField("timeout"):
-            timeout = api.timeout.ToTimedelta().total_seconds()
+            _require(
+                0 <= api.timeout.seconds <= MAX_TIMEOUT_SECONDS and 0 <= api.timeout.nanos < 10**9,
+                f"{field}.api.timeout",
+                f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds",
+            )
+            timeout = api.timeout.seconds + api.timeout.nanos / 1e9
             _require(timeout > 0, f"{field}.api.timeout", "timeout must be positive")
         if api.HasField("base_url"):
             _require(
@@ -124,7 +137,11 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
     context_size = None
     if request.model_config.HasField("context_size"):
         context_size = request.model_config.context_size
-        _require(context_size >= 16, "model_config.context_size", "context_size must be at least 16 tokens")
+        _require(
+            MIN_CONTEXT_SIZE <= context_size <= MAX_CONTEXT_SIZE,
+            "model_config.context_size",
+            f"context_size must be between {MIN_CONTEXT_SIZE} and {MAX_CONTEXT_SIZE} tokens",
+        )
     return LoadSpec(
         model_id=_check_id(request.model_id or request.model, "model_id"),
         backend=backend,

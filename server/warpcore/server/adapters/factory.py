@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
+from warpcore.server.adapters.anthropic_api import AnthropicAdapter
 from warpcore.server.adapters.base import Adapter
+from warpcore.server.adapters.llama_cpp import LlamaCppAdapter
+from warpcore.server.adapters.openai_api import OpenAIAdapter
 from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
 from warpcore.server.errors import InvalidArgumentError
 
 AdapterFactory = Callable[[BackendKind, BackendSettings | None], Adapter]
 
-
-def _llama_cpp(settings: BackendSettings, env: Mapping[str, str]) -> Adapter:
-    from warpcore.server.adapters.llama_cpp import LlamaCppAdapter
-
-    assert isinstance(settings, LocalSettings)
-    return LlamaCppAdapter(settings, env)
-
-
-_BACKENDS: dict[BackendKind, tuple[type[ApiSettings] | type[LocalSettings], Callable[..., Adapter]]] = {
-    BackendKind.LLAMA_CPP: (LocalSettings, _llama_cpp),
+# Every adapter is built from its settings and the environment that fills their unset fields.
+_BACKENDS: dict[
+    BackendKind, tuple[type[ApiSettings] | type[LocalSettings], Callable[[Any, Mapping[str, str]], Adapter]]
+] = {
+    BackendKind.OPENAI: (ApiSettings, OpenAIAdapter),
+    BackendKind.ANTHROPIC: (ApiSettings, AnthropicAdapter),
+    BackendKind.LLAMA_CPP: (LocalSettings, LlamaCppAdapter),
 }
 _CONFIG_FIELD = {ApiSettings: "api", LocalSettings: "local"}
 
@@ -29,9 +30,7 @@ def create_adapter(
     backend: BackendKind, settings: BackendSettings | None, env: Mapping[str, str] = os.environ
 ) -> Adapter:
     """A new adapter for `backend`; `settings=None` takes every setting from `env`."""
-    if backend not in _BACKENDS:
-        raise InvalidArgumentError(f"backend {backend.name} is not available on this server", field="backend")
-    settings_type, build = _BACKENDS[backend]
+    settings_type, adapter_type = _BACKENDS[backend]
     if settings is None:
         settings = settings_type()
     elif not isinstance(settings, settings_type):
@@ -40,4 +39,4 @@ def create_adapter(
             f" not backend_config.{_CONFIG_FIELD[type(settings)]}",
             field="backend_config",
         )
-    return build(settings, env)
+    return adapter_type(settings, env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import os
 import random
 import threading
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
@@ -33,6 +35,7 @@ from warpcore.server.domain import (
 )
 from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
+_log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 # Sampling defaults of llama-cpp-python's create_completion, used when an option is unset.
 DEFAULT_TEMPERATURE = 0.8
@@ -69,26 +72,40 @@ class LlamaOptions:
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
-        def pick(value: Any, fallback: Any, default: Any) -> Any:
-            return value if value is not None else fallback if fallback is not None else default
+        # The environment is only read for fields the request leaves unset.
+        def pick(value: Any, from_env: Callable[[], Any], default: Any) -> Any:
+            if value is not None:
+                return value
+            fallback = from_env()
+            return default if fallback is None else fallback
 
-        use_gpu = pick(settings.use_gpu, env_bool(env, "LLAMA_USE_GPU"), False)
-        numa_name = env_str(env, "LLAMA_NUMA_STRATEGY")
-        if settings.numa is None and numa_name is not None and numa_name.upper() not in NumaStrategy.__members__:
+        use_gpu = pick(settings.use_gpu, lambda: env_bool(env, "LLAMA_USE_GPU"), False)
+        chat_format = pick(settings.chat_format, lambda: env_str(env, "LLAMA_CHAT_FORMAT"), None)
+        if settings.chat_format is None and chat_format is not None and chat_format not in CHAT_FORMATTERS:
             raise FailedPreconditionError(
-                f"LLAMA_NUMA_STRATEGY must be one of {', '.join(NumaStrategy.__members__).lower()}",
-                reason="BAD_ENVIRONMENT",
+                f"LLAMA_CHAT_FORMAT must be one of {', '.join(sorted(CHAT_FORMATTERS))}", reason="BAD_ENVIRONMENT"
             )
-        threads = pick(settings.threads, env_int(env, "LLAMA_THREADS"), None)
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
-            threads=threads,
-            gpu_layers=pick(settings.gpu_layers, env_int(env, "LLAMA_GPU_LAYERS"), -1) if use_gpu else 0,
-            use_mmap=pick(settings.use_mmap, env_bool(env, "LLAMA_USE_MMAP"), True),
-            use_mlock=pick(settings.use_mlock, env_bool(env, "LLAMA_USE_MLOCK"), False),
-            numa=settings.numa or (NumaStrategy[numa_name.upper()] if numa_name else NumaStrategy.DISABLED),
-            chat_format=pick(settings.chat_format, env_str(env, "LLAMA_CHAT_FORMAT"), None),
+            threads=pick(settings.threads, lambda: env_int(env, "LLAMA_THREADS"), None),
+            gpu_layers=pick(settings.gpu_layers, lambda: env_int(env, "LLAMA_GPU_LAYERS"), -1) if use_gpu else 0,
+            use_mmap=pick(settings.use_mmap, lambda: env_bool(env, "LLAMA_USE_MMAP"), True),
+            use_mlock=pick(settings.use_mlock, lambda: env_bool(env, "LLAMA_USE_MLOCK"), False),
+            numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
+            chat_format=chat_format,
         )
+
+
+def _numa_from_env(env: Mapping[str, str]) -> NumaStrategy | None:
+    name = env_str(env, "LLAMA_NUMA_STRATEGY")
+    if name is None:
+        return None
+    if name.upper() not in NumaStrategy.__members__:
+        raise FailedPreconditionError(
+            f"LLAMA_NUMA_STRATEGY must be one of {', '.join(NumaStrategy.__members__).lower()}",
+            reason="BAD_ENVIRONMENT",
+        )
+    return NumaStrategy[name.upper()]
 
 
 class LlamaCppAdapter:
@@ -98,39 +115,24 @@ class LlamaCppAdapter:
 
     def __init__(self, settings: LocalSettings, env: Mapping[str, str] = os.environ) -> None:
         self._options = LlamaOptions.resolve(settings, env)
-        if self._options.chat_format is not None and self._options.chat_format not in CHAT_FORMATTERS:
+        if settings.chat_format is not None and settings.chat_format not in CHAT_FORMATTERS:
             raise InvalidArgumentError(
-                f"unknown chat_format {self._options.chat_format!r}; known: {', '.join(sorted(CHAT_FORMATTERS))}",
+                f"unknown chat_format {settings.chat_format!r}; known: {', '.join(sorted(CHAT_FORMATTERS))}",
                 field="backend_config.local.llama_cpp.chat_format",
             )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        self._started = False
+        self._closing = False
         self._llama: llama_cpp.Llama | None = None
         self._format_chat: llama_chat_format.ChatFormatter | None = None
         self._fold_system = False
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
-        options = self._options
-        kwargs: dict[str, Any] = {
-            "model_path": str(path),
-            "n_gpu_layers": options.gpu_layers,
-            "use_mmap": options.use_mmap,
-            "use_mlock": options.use_mlock,
-            "numa": int(options.numa),
-            "verbose": False,
-        }
-        if options.threads is not None:
-            kwargs["n_threads"] = options.threads
-        try:
-            kwargs["n_ctx"] = context_size or await self._on_worker(lambda: _default_context_size(path))
-            llama = await self._on_worker(lambda: llama_cpp.Llama(**kwargs))
-        except ValueError as error:
-            raise FailedPreconditionError(
-                f"llama.cpp could not load {model!r}: {error}", reason="MODEL_LOAD_FAILED"
-            ) from error
-        self._llama = llama
-        self._format_chat = self._chat_formatter(llama)
-        return ModelInfo(context_size=llama.n_ctx())
+        self._started = True
+        # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
+        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, context_size))
+        return info
 
     def _chat_formatter(self, llama: llama_cpp.Llama) -> llama_chat_format.ChatFormatter:
         name = self._options.chat_format
@@ -148,6 +150,8 @@ class LlamaCppAdapter:
         return CHAT_FORMATTERS[name]
 
     async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+        if self._closing:
+            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         stop = threading.Event()
@@ -171,17 +175,51 @@ class LlamaCppAdapter:
             job.cancel()
 
     async def list_models(self) -> Sequence[str]:
-        return list_model_ids(self._options.models_path)
+        return await asyncio.to_thread(list_model_ids, self._options.models_path)
 
     async def close(self) -> None:
-        # Queued behind the generations already submitted, which therefore finish first.
-        await self._on_worker(self._release)
+        self._closing = True
+        if self._started:
+            # Queued behind the generations already submitted, which therefore finish first.
+            await self._on_worker(self._release)
         self._worker.shutdown(wait=False)
 
     async def _on_worker(self, work: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work)
 
     # Everything below runs on the worker thread.
+
+    def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
+        options = self._options
+        try:
+            llama = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=context_size or _default_context_size(path),
+                n_gpu_layers=options.gpu_layers,
+                use_mmap=options.use_mmap,
+                use_mlock=options.use_mlock,
+                numa=int(options.numa),
+                verbose=False,
+                n_threads=options.threads,  # None: llama-cpp-python's default
+            )
+        except ValueError as error:
+            _log.warning("llama.cpp could not load %s: %s", path, error)
+            raise FailedPreconditionError(
+                f"llama.cpp could not load {model!r}: it is not a GGUF model this server can run (details in the"
+                " server log)",
+                reason="MODEL_LOAD_FAILED",
+            ) from None
+        try:
+            self._format_chat = self._chat_formatter(llama)
+        except jinja2.TemplateError as error:
+            llama.close()
+            raise FailedPreconditionError(
+                f"the chat template in {model!r} cannot be used ({error}); name a chat format in"
+                " backend_config.local.llama_cpp.chat_format instead",
+                reason="MODEL_LOAD_FAILED",
+            ) from None
+        self._llama = llama
+        return ModelInfo(context_size=llama.n_ctx())
 
     def _release(self) -> None:
         if self._llama is not None:
@@ -256,7 +294,14 @@ class LlamaCppAdapter:
             return prefix + params.prompt, True, ()
         assert self._format_chat is not None
         messages = _chat_messages(params.messages, params.system, fold_system=self._fold_system)
-        rendered = self._format_chat(messages=messages)
+        try:
+            rendered = self._format_chat(messages=messages)
+        except (ValueError, jinja2.TemplateError) as error:  # templates reject e.g. misordered roles
+            raise InvalidArgumentError(
+                f"the model's chat template rejected these messages: {error}",
+                field="messages",
+                reason="CHAT_TEMPLATE_REJECTED",
+            ) from None
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return rendered.prompt, not rendered.added_special, tuple(stops)
 

@@ -8,7 +8,8 @@ from pathlib import Path, PurePosixPath
 from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 HF_PREFIX = "hf:"
-_REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_NAME_BYTES = 255  # per path segment, as on common filesystems
 
 
 def models_root(models_path: str | None) -> Path:
@@ -24,6 +25,10 @@ def models_root(models_path: str | None) -> Path:
     return root
 
 
+def _malformed(model: str, expected: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"model {model!r} {expected}", field="model", reason="MODEL_ID_MALFORMED")
+
+
 def relative_model_path(model: str) -> PurePosixPath:
     """The path under MODELS_PATH that a model id names, checked for shape only."""
     if not model or "\x00" in model or "\\" in model:
@@ -31,12 +36,8 @@ def relative_model_path(model: str) -> PurePosixPath:
     if model.startswith(HF_PREFIX):
         repo, _, filename = model[len(HF_PREFIX) :].partition(":")
         parts = repo.split("/")
-        if len(parts) != 2 or not all(_REPO_PART.match(part) for part in parts) or not filename:
-            raise InvalidArgumentError(
-                f"model {model!r} is not of the form hf:owner/repo:file.gguf",
-                field="model",
-                reason="MODEL_ID_MALFORMED",
-            )
+        if len(parts) != 2 or not all(_REPO_PART.fullmatch(part) for part in parts) or not filename:
+            raise _malformed(model, "is not of the form hf:owner/repo:file.gguf")
         relative = PurePosixPath("hf", parts[0], parts[1], filename)
     else:
         relative = PurePosixPath(model)
@@ -47,9 +48,9 @@ def relative_model_path(model: str) -> PurePosixPath:
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     if relative.suffix != ".gguf":
-        raise InvalidArgumentError(
-            f"model {model!r} must name a .gguf file", field="model", reason="MODEL_ID_MALFORMED"
-        )
+        raise _malformed(model, "must name a .gguf file")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in relative.parts):
+        raise _malformed(model, f"has a path segment longer than {MAX_NAME_BYTES} bytes")
     return relative
 
 
@@ -57,13 +58,19 @@ def resolve_model_path(model: str, models_path: str | None) -> Path:
     """The real GGUF file for a model id, after following symlinks, inside MODELS_PATH."""
     relative = relative_model_path(model)
     root = models_root(models_path)
-    resolved = (root / relative).resolve()
+    try:
+        resolved = (root / relative).resolve()
+        is_file = resolved.is_file()
+    except (OSError, RuntimeError):  # a symlink loop, or a name the filesystem refuses
+        raise NotFoundError(
+            f"model file {relative} cannot be read under MODELS_PATH", reason="MODEL_FILE_NOT_FOUND", field="model"
+        ) from None
     if not resolved.is_relative_to(root):
         raise FailedPreconditionError(
             f"model {model!r} is a link to a file outside MODELS_PATH, which is not served",
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
-    if not resolved.is_file():
+    if not is_file:
         raise NotFoundError(
             f"model file {relative} was not found under MODELS_PATH", reason="MODEL_FILE_NOT_FOUND", field="model"
         )
@@ -73,16 +80,20 @@ def resolve_model_path(model: str, models_path: str | None) -> Path:
 def model_id_for(relative: PurePosixPath) -> str:
     """The id that names a file under MODELS_PATH: the hf: form where the path fits it."""
     parts = relative.parts
-    if len(parts) >= 4 and parts[0] == "hf":
+    if len(parts) >= 4 and parts[0] == "hf" and all(_REPO_PART.fullmatch(part) for part in parts[1:3]):
         return f"{HF_PREFIX}{parts[1]}/{parts[2]}:{'/'.join(parts[3:])}"
     return relative.as_posix()
 
 
 def list_model_ids(models_path: str | None) -> list[str]:
-    """Ids of every GGUF file under MODELS_PATH that resolves inside it."""
+    """Ids of every GGUF file under MODELS_PATH that resolves inside it (blocking: walks the folder)."""
     root = models_root(models_path)
     ids = []
     for path in sorted(root.rglob("*.gguf")):
-        if path.resolve().is_relative_to(root) and path.is_file():
+        try:
+            servable = path.resolve().is_relative_to(root) and path.is_file()
+        except (OSError, RuntimeError):
+            continue
+        if servable:
             ids.append(model_id_for(PurePosixPath(path.relative_to(root).as_posix())))
     return ids

@@ -1,0 +1,259 @@
+"""Anthropic backend: the Messages API through the official SDK; models listed by a direct HTTP request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+import anthropic
+import httpx2
+
+from warpcore.server.adapters.api import (
+    ApiEnvironment,
+    ErrorTable,
+    error_for_status,
+    request_timeout,
+    resolve_api,
+    translate_sdk_error,
+    upstream_error,
+    upstream_message,
+)
+from warpcore.server.adapters.env import env_str
+from warpcore.server.domain import (
+    ApiSettings,
+    Finish,
+    FinishReason,
+    GenerationEvent,
+    GenerationParams,
+    ModelInfo,
+    Role,
+    TextChunk,
+)
+from warpcore.server.errors import (
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    WarpcoreError,
+)
+
+PROVIDER = "anthropic"
+ENVIRONMENT = ApiEnvironment(
+    provider=PROVIDER,
+    api_key="ANTHROPIC_API_KEY",
+    base_url="ANTHROPIC_API_BASE",
+    default_base_url="https://api.anthropic.com",
+)
+DEFAULT_API_VERSION = "2023-06-01"
+MAX_TEMPERATURE = 1.0
+MODELS_PAGE_SIZE = 1000
+MAX_MODEL_PAGES = 20
+
+ERRORS: ErrorTable = {
+    anthropic.BadRequestError: InvalidArgumentError,
+    anthropic.AuthenticationError: UnauthenticatedError,
+    anthropic.PermissionDeniedError: PermissionDeniedError,
+    anthropic.NotFoundError: NotFoundError,
+    anthropic.RequestTooLargeError: InvalidArgumentError,
+    anthropic.UnprocessableEntityError: InvalidArgumentError,
+    anthropic.RateLimitError: ResourceExhaustedError,
+    anthropic.InternalServerError: UnavailableError,
+    anthropic.APITimeoutError: DeadlineExceededError,
+    anthropic.APIConnectionError: UnavailableError,
+    anthropic.APIResponseValidationError: UnavailableError,
+    # Failures while reading a stream reach us unwrapped.
+    httpx2.TimeoutException: DeadlineExceededError,
+    httpx2.TransportError: UnavailableError,
+    ValueError: UnavailableError,  # a malformed event in the upstream's stream
+}
+# An `error` event inside a stream arrives as an APIStatusError with the stream's HTTP 200; its error type
+# tells what the status would have been (https://docs.anthropic.com/en/api/errors).
+ERROR_EVENT_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+_SDK_ERRORS = (anthropic.AnthropicError, httpx2.HTTPError, ValueError)
+STOP_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "stop_sequence": FinishReason.STOP_SEQUENCE,
+}
+
+
+class AnthropicAdapter:
+    """One model of the Anthropic Messages API."""
+
+    def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
+        self._api = resolve_api(settings, env, ENVIRONMENT)
+        self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
+        self._client = anthropic.AsyncAnthropic(
+            api_key=self._api.api_key,
+            base_url=self._api.base_url,
+            timeout=self._api.timeout,
+            max_retries=0,  # failures go back to the caller at once, with RetryInfo where waiting helps
+            default_headers={"anthropic-version": self._version},
+        )
+        self._model = ""
+
+    async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        if model not in await self.list_models():
+            raise NotFoundError(
+                f"the Anthropic API does not offer model {model!r}; ListModels with backend BACKEND_TYPE_ANTHROPIC"
+                " lists the models it offers",
+                field="model",
+                reason="UPSTREAM_MODEL_NOT_FOUND",
+                metadata={"provider": PROVIDER},
+            )
+        self._model = model
+        return ModelInfo(context_size=context_size or 0)
+
+    async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+        request = self._request(params)
+        try:
+            stream = await self._client.messages.create(**request, stream=True)
+        except _SDK_ERRORS as error:
+            raise self._translate(error) from error
+        stop_reason, input_tokens, output_tokens = None, 0, 0
+        try:
+            async for event in stream:
+                if event.type == "message_start":
+                    input_tokens = event.message.usage.input_tokens
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    yield TextChunk(event.delta.text)
+                elif event.type == "message_delta":
+                    stop_reason = event.delta.stop_reason
+                    output_tokens = event.usage.output_tokens
+        except _SDK_ERRORS as error:
+            raise self._translate(error) from error
+        finally:
+            await stream.close()  # on cancellation too: the upstream connection closes at once
+        if stop_reason is None:
+            raise UnavailableError(
+                "anthropic upstream ended the stream before it finished", reason="UPSTREAM_STREAM_TRUNCATED"
+            )
+        yield Finish(
+            STOP_REASONS.get(stop_reason, FinishReason.STOP),
+            prompt_tokens=input_tokens,
+            completion_tokens=output_tokens,
+            upstream_request_id=stream.response.headers.get("request-id", ""),
+        )
+
+    def _request(self, params: GenerationParams) -> dict[str, Any]:
+        if params.seed is not None:
+            raise InvalidArgumentError(
+                "seed is not supported by the Anthropic API; leave it unset",
+                field="options.seed",
+                reason="OPTION_UNSUPPORTED",
+            )
+        if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
+            raise InvalidArgumentError(
+                f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}",
+                field="options.temperature",
+                reason="OPTION_UNSUPPORTED",
+            )
+        system = [params.system] if params.system else []
+        system += [message.content for message in params.messages if message.role is Role.SYSTEM]
+        request: dict[str, Any] = {
+            "model": self._model,
+            "messages": _alternating_turns(params),
+            "max_tokens": params.max_tokens,
+            "timeout": request_timeout(self._api.timeout, params.timeout),
+        }
+        if system:
+            request["system"] = "\n\n".join(system)
+        # The Messages API documents these sampling fields, but anthropic 2.x no longer exposes them as arguments.
+        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
+        extra_body = {name: value for name, value in sampling.items() if value is not None}
+        if extra_body:
+            request["extra_body"] = extra_body
+        if params.stop:
+            request["stop_sequences"] = list(params.stop)
+        return request
+
+    async def list_models(self) -> Sequence[str]:
+        """GET /v1/models page by page, straight over HTTP with the key and version headers."""
+        headers = {"x-api-key": self._api.api_key, "anthropic-version": self._version}
+        names: list[str] = []
+        query: dict[str, str | int] = {"limit": MODELS_PAGE_SIZE}
+        async with httpx2.AsyncClient(base_url=self._api.base_url, headers=headers, timeout=self._api.timeout) as http:
+            for _ in range(MAX_MODEL_PAGES):
+                try:
+                    response = await http.get("/v1/models", params=query)
+                except httpx2.TimeoutException as error:
+                    raise self._http_error(DeadlineExceededError, str(error) or "timed out") from error
+                except httpx2.HTTPError as error:
+                    raise self._http_error(UnavailableError, str(error) or type(error).__name__) from error
+                if response.is_error:
+                    raise self._http_error(
+                        error_for_status(response.status_code), response.text, response.status_code, response.headers
+                    )
+                try:
+                    page = response.json()
+                    names += [model["id"] for model in page["data"]]
+                except (ValueError, KeyError, TypeError) as error:
+                    raise self._http_error(UnavailableError, "malformed /v1/models response") from error
+                if not page.get("has_more"):
+                    break
+                query["after_id"] = page["last_id"]
+        return names
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _http_error(
+        self,
+        kind: type[WarpcoreError],
+        message: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> WarpcoreError:
+        return upstream_error(
+            kind, provider=PROVIDER, message=message, secret=self._api.api_key, status=status, headers=headers
+        )
+
+    def _translate(self, error: Exception) -> WarpcoreError:
+        if isinstance(error, anthropic.APIStatusError) and error.status_code == 200:
+            event_error = error.body.get("error") if isinstance(error.body, dict) else None
+            error_type = event_error.get("type") if isinstance(event_error, dict) else None
+            status = ERROR_EVENT_STATUS.get(str(error_type), 500)
+            message = upstream_message(error.body) or error.message
+            return self._http_error(error_for_status(status), message, headers=error.response.headers)
+        return translate_sdk_error(
+            error,
+            ERRORS,
+            provider=PROVIDER,
+            secret=self._api.api_key,
+            status_error=anthropic.APIStatusError,
+            context_length=lambda failed: "prompt is too long" in str(failed),
+        )
+
+
+def _alternating_turns(params: GenerationParams) -> list[dict[str, str]]:
+    """User and assistant turns as the Messages API wants them: alternating, starting with the user."""
+    if params.prompt is not None:
+        return [{"role": "user", "content": params.prompt}]
+    turns: list[dict[str, str]] = []
+    for message in params.messages:
+        if message.role is Role.SYSTEM:
+            continue
+        if turns and turns[-1]["role"] == message.role.value:
+            turns[-1]["content"] += "\n\n" + message.content
+        else:
+            turns.append({"role": message.role.value, "content": message.content})
+    if turns[0]["role"] != "user":
+        raise InvalidArgumentError(
+            "the Anthropic API needs the conversation to start with a user message",
+            field="messages",
+            reason="OPTION_UNSUPPORTED",
+        )
+    return turns

@@ -1,0 +1,213 @@
+"""What the hosted-API adapters share: settings from config or environment, timeouts, error translation."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from warpcore.server.adapters.env import env_float, env_str
+from warpcore.server.domain import ApiSettings
+from warpcore.server.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    WarpcoreError,
+)
+
+DEFAULT_TIMEOUT = 600.0  # seconds for one upstream request, as in both vendor SDKs
+_REDACTED = "[redacted]"
+# Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
+_KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
+
+
+@dataclass(frozen=True)
+class ApiEnvironment:
+    """The environment variables a provider reads its settings from."""
+
+    provider: str
+    api_key: str
+    base_url: str
+    default_base_url: str
+    organization: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedApi:
+    api_key: str = field(repr=False)
+    base_url: str
+    organization: str | None
+    timeout: float
+
+
+def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnvironment) -> ResolvedApi:
+    """Each field from the request's ApiConfig, else the environment, else the default; the key is required.
+
+    The server's own key only ever goes to the server's own base URL: a request that names a base URL must bring
+    its key too, or anyone able to call LoadModel could have the server send its key to a host of their choosing.
+    """
+    if settings.base_url and not settings.api_key:
+        raise InvalidArgumentError(
+            "backend_config.api.base_url is set, so backend_config.api.api_key must be set too:"
+            " the server's own key is only sent to the base URL configured on the server",
+            field="backend_config.api.api_key",
+            reason="API_KEY_REQUIRED_WITH_BASE_URL",
+        )
+    api_key = settings.api_key or env_str(env, names.api_key)
+    if not api_key:
+        raise FailedPreconditionError(
+            f"no {names.provider} API key: set backend_config.api.api_key in the request"
+            f" or {names.api_key} in the server's environment",
+            reason="API_KEY_MISSING",
+            metadata={"provider": names.provider},
+        )
+    organization = settings.organization
+    if organization is None and names.organization is not None:
+        organization = env_str(env, names.organization)
+    timeout = settings.timeout or env_float(env, f"{names.provider.upper()}_TIMEOUT") or DEFAULT_TIMEOUT
+    return ResolvedApi(
+        api_key=api_key,
+        base_url=settings.base_url or env_str(env, names.base_url) or names.default_base_url,
+        organization=organization,
+        timeout=timeout,
+    )
+
+
+def request_timeout(configured: float, remaining: float | None) -> float:
+    """The upstream timeout: the configured one, cut to what is left of the caller's deadline."""
+    return configured if remaining is None else max(min(configured, remaining), 0.001)
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` without the secret or anything shaped like an API key."""
+    return _KEY_PATTERN.sub(_REDACTED, text.replace(secret, _REDACTED) if secret else text)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    if milliseconds := headers.get("retry-after-ms"):
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+_BY_STATUS: dict[int, type[WarpcoreError]] = {
+    400: InvalidArgumentError,
+    401: UnauthenticatedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: DeadlineExceededError,
+    413: InvalidArgumentError,
+    422: InvalidArgumentError,
+    429: ResourceExhaustedError,
+}
+
+
+def error_for_status(status: int) -> type[WarpcoreError]:
+    """The domain error for an HTTP status no SDK class covers more precisely."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return UnavailableError if status >= 500 else FailedPreconditionError
+
+
+def upstream_error(
+    kind: type[WarpcoreError],
+    *,
+    provider: str,
+    message: str,
+    secret: str,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> WarpcoreError:
+    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words."""
+    metadata = {"provider": provider}
+    if status is not None:
+        metadata["http_status"] = str(status)
+    if request_id:
+        metadata["upstream_request_id"] = request_id
+    upstream = f" (HTTP {status})" if status is not None else ""
+    return kind(
+        f"{provider} upstream error{upstream}: {redact(message, secret)}",
+        reason=reason or f"UPSTREAM_{kind.default_reason}",
+        metadata=metadata,
+        retry_after=retry_after(headers or {}) if kind is ResourceExhaustedError else None,
+    )
+
+
+class StatusErrorLike(Protocol):
+    """The shape both vendor SDKs give an error that carries an HTTP response."""
+
+    status_code: int
+    message: str
+    body: object
+    request_id: str | None
+
+    @property
+    def response(self) -> HasHeaders: ...
+
+
+class HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+ErrorTable = Mapping[type[Exception], type[WarpcoreError]]
+
+
+def upstream_message(body: object) -> str | None:
+    """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}."""
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("error", body)
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return message if isinstance(message, str) else None
+
+
+def translate_sdk_error(
+    error: Exception,
+    table: ErrorTable,
+    *,
+    provider: str,
+    secret: str,
+    status_error: type[Exception],
+    context_length: Callable[[Exception], bool],
+) -> WarpcoreError:
+    """Turn a vendor SDK exception into a domain error, through the adapter's table (most specific class first)."""
+    kind = next((table[cls] for cls in type(error).__mro__ if cls in table), None)
+    reason = "CONTEXT_LENGTH_EXCEEDED" if context_length(error) else None
+    if isinstance(error, status_error):
+        failed: StatusErrorLike = error  # type: ignore[assignment]
+        return upstream_error(
+            kind or error_for_status(failed.status_code),
+            provider=provider,
+            message=upstream_message(failed.body) or failed.message,
+            secret=secret,
+            status=failed.status_code,
+            headers=failed.response.headers,
+            reason=reason,
+            request_id=failed.request_id,
+        )
+    message = str(error) or type(error).__name__
+    return upstream_error(kind or UnavailableError, provider=provider, message=message, secret=secret, reason=reason)

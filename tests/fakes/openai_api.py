@@ -1,0 +1,130 @@
+"""A loopback fake of the OpenAI API: chat completions (streamed or not) and the model list."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import ClassVar
+
+from aiohttp import web
+
+from tests.fakes.base import FakeUpstream, JsonObject, RecordedRequest, SseEvent, StreamPlan
+
+
+def default_error_type(status: int) -> str:
+    """The `type` OpenAI's error bodies carry for `status`."""
+    if status == 429:
+        return "requests"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def default_error_code(status: int) -> str | None:
+    """The `code` OpenAI's error bodies carry for `status` when nothing more specific applies."""
+    return {401: "invalid_api_key", 429: "rate_limit_exceeded"}.get(status)
+
+
+class FakeOpenAI(FakeUpstream):
+    """`POST /v1/chat/completions` and `GET /v1/models`; `base_url` ends in /v1 as the SDK expects."""
+
+    request_id_header: ClassVar[str] = "x-request-id"
+    default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o")
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.origin}/v1"
+
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/v1/chat/completions", self._chat_completions)
+        router.add_get("/v1/models", self._list_models)
+
+    def _presented_api_key(self, request: RecordedRequest) -> str | None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        return key if scheme.lower() == "bearer" else None
+
+    def error_body(self, status: int, message: str, error_type: str | None, code: str | None) -> JsonObject:
+        return {
+            "error": {
+                "message": message,
+                "type": error_type or default_error_type(status),
+                "param": None,
+                "code": code if code is not None else default_error_code(status),
+            }
+        }
+
+    async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        _, refusal = await self.admit(request)
+        if refusal is not None:
+            return refusal
+        created = int(time.time())
+        data = [{"id": model, "object": "model", "created": created, "owned_by": "fake"} for model in self.models]
+        return self.json_response({"object": "list", "data": data})
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        recorded, refusal = await self.admit(request)
+        if refusal is not None:
+            return refusal
+        body = recorded.body
+        if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+            return self.json_response(
+                self.error_body(400, "The request needs a JSON body with 'model' and 'messages'.", None, None),
+                status=400,
+            )
+        script = self.script
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        model: str = body["model"]
+        finish_reason = script.finish_reason or "stop"
+        usage = {
+            "prompt_tokens": script.prompt_tokens,
+            "completion_tokens": script.output_tokens,
+            "total_tokens": script.prompt_tokens + script.output_tokens,
+        }
+        if body.get("stream") is not True:
+            answer: JsonObject = {
+                "index": 0,
+                "message": {"role": "assistant", "content": script.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+            return self.json_response(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [answer],
+                    "usage": usage,
+                }
+            )
+
+        stream_options = body.get("stream_options")
+        include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+
+        def chunk(choices: list[JsonObject], chunk_usage: JsonObject | None = None) -> SseEvent:
+            payload: JsonObject = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+            }
+            if include_usage:  # then every chunk carries `usage`, null but in the last one
+                payload["usage"] = chunk_usage
+            return SseEvent.of_json(payload)
+
+        def choice(delta: JsonObject, reason: str | None = None) -> JsonObject:
+            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+
+        tail = [chunk([choice({}, finish_reason)])]
+        if include_usage:
+            tail.append(chunk([], usage))
+        tail.append(SseEvent("[DONE]"))
+        plan = StreamPlan(
+            head=[chunk([choice({"role": "assistant", "content": ""})])],
+            chunks=[chunk([choice({"content": text})]) for text in script.chunks],
+            tail=tail,
+            malformed=SseEvent('{"id": "chatcmpl-broken", "choices": [ this is not JSON'),
+        )
+        return await self.stream(request, plan)

@@ -1,0 +1,44 @@
+"""What a fake upstream answers to the next requests: text, usage, errors and the ways a stream can fail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Script:
+    """How a fake answers the next requests; tests assign a new one to `fake.script` to change it.
+
+    The stream-failure fields (`cut_after`, `malformed_after`, `error_event_after`, `stall_after`, `delay`)
+    apply to streamed answers only; each counts text chunks already sent (0 = before the first one, and
+    `len(chunks)` = after the last one, before the closing events).
+    """
+
+    chunks: list[str] = field(default_factory=lambda: ["Hello", ",", " world"])  # streamed text deltas
+    status: int = 200  # != 200: answer with the vendor's JSON error body and this status
+    error_message: str = "scripted failure"
+    error_type: str | None = None  # vendor error type; None: derived from status by each fake
+    error_code: str | None = None  # OpenAI "code" field, e.g. "context_length_exceeded"
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers, e.g. {"retry-after": "7"}
+    finish_reason: str | None = None  # OpenAI finish_reason (default "stop") / Anthropic stop_reason ("end_turn")
+    stop_sequence: str | None = None  # Anthropic: the stop_sequence that matched (with stop_reason "stop_sequence")
+    prompt_tokens: int = 11
+    completion_tokens: int | None = None  # None: len(chunks)
+    request_id: str = "req_fake_123"  # sent as x-request-id (OpenAI) / request-id (Anthropic)
+    cut_after: int | None = None  # after N chunks, drop the TCP connection (no chunked terminator, no closing events)
+    malformed_after: int | None = None  # after N chunks, one SSE event whose data is not JSON, then go on normally
+    error_event_after: int | None = (
+        None  # Anthropic only: after N chunks, an `error` event (overloaded_error), then end
+    )
+    stall_after: int | None = None  # after N chunks, send nothing more until the client disconnects
+    delay: float = 0.0  # seconds between chunks
+
+    @property
+    def output_tokens(self) -> int:
+        """The completion token count to report."""
+        return len(self.chunks) if self.completion_tokens is None else self.completion_tokens
+
+    @property
+    def text(self) -> str:
+        """The whole answer, as a non-streamed response carries it."""
+        return "".join(self.chunks)

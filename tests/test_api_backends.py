@@ -1,0 +1,469 @@
+"""OpenAI and Anthropic backends through the real SDKs, against loopback servers that speak their protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from tests.conftest import collect, failed_stream
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.base import FakeUpstream
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+Code = grpc.StatusCode
+OPENAI_KEY = "sk-test-openai-0123456789abcdef"
+ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
+
+
+@pytest.fixture
+async def openai_upstream() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def anthropic_upstream() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic(models=["claude-test-large", "claude-test-small"]) as upstream:
+        yield upstream
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def upstream(
+    request: pytest.FixtureRequest, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> FakeUpstream:
+    """Each test using this runs once against each provider."""
+    return openai_upstream if request.param == "openai" else anthropic_upstream
+
+
+def backend_of(upstream: FakeUpstream) -> pb.BackendType.ValueType:
+    return pb.BACKEND_TYPE_OPENAI if isinstance(upstream, FakeOpenAI) else pb.BACKEND_TYPE_ANTHROPIC
+
+
+def key_of(upstream: FakeUpstream) -> str:
+    return OPENAI_KEY if isinstance(upstream, FakeOpenAI) else ANTHROPIC_KEY
+
+
+def api_config(upstream: FakeUpstream, **fields: object) -> pb.BackendConfig:
+    fields.setdefault("api_key", key_of(upstream))
+    fields.setdefault("base_url", upstream.base_url)
+    return pb.BackendConfig(api=pb.ApiConfig(**fields))  # type: ignore[arg-type]
+
+
+async def load(
+    stub: Stub, upstream: FakeUpstream, config: pb.BackendConfig | None = None, model: str | None = None
+) -> pb.Model:
+    request = pb.LoadModelRequest(
+        backend=backend_of(upstream),
+        model=model or upstream.models[0],
+        model_id="m",
+        backend_config=config if config is not None else api_config(upstream),
+    )
+    return (await stub.LoadModel(request)).model
+
+
+def prompt(text: str = "Say hello", **options: object) -> pb.GenerateRequest:
+    return pb.GenerateRequest(model_id="m", prompt=text, options=pb.GenerationOptions(**options))  # type: ignore[arg-type]
+
+
+def details(error: grpc.aio.AioRpcError) -> dict[str, object]:
+    """ErrorInfo reason/metadata and RetryInfo delay of a failed call."""
+    status = rpc_status.from_call(error)
+    assert status is not None
+    found: dict[str, object] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            found["reason"], found["metadata"] = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            found["retry_after"] = retry.retry_delay.ToTimedelta().total_seconds()
+    return found
+
+
+# Configuration: request config, then environment, then an error naming both.
+
+
+async def test_key_and_base_url_from_the_request_config(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    await collect(stub.Generate(prompt()))
+    headers = upstream.requests[-1].headers
+    assert key_of(upstream) in (headers.get("authorization", "") + headers.get("x-api-key", ""))
+
+
+async def test_everything_from_the_environment_without_backend_config(
+    stub: Stub, server_env: dict[str, str], openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    server_env.update(
+        OPENAI_API_KEY=OPENAI_KEY,
+        OPENAI_API_BASE=openai_upstream.base_url,
+        OPENAI_ORGANIZATION="org-from-env",
+        ANTHROPIC_API_KEY=ANTHROPIC_KEY,
+        ANTHROPIC_API_BASE=anthropic_upstream.base_url,
+    )
+    for upstream in (openai_upstream, anthropic_upstream):
+        request = pb.LoadModelRequest(
+            backend=backend_of(upstream), model=upstream.models[0], model_id=f"env-{id(upstream)}"
+        )
+        model = (await stub.LoadModel(request)).model
+        text, _ = await collect(stub.Generate(pb.GenerateRequest(model_id=model.id, prompt="hi")))
+        assert text == "Hello, world"
+    openai_headers = openai_upstream.requests[-1].headers
+    assert openai_headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert openai_headers["openai-organization"] == "org-from-env"
+    anthropic_headers = anthropic_upstream.requests[-1].headers
+    assert anthropic_headers["authorization"] == f"Bearer {ANTHROPIC_KEY}"  # how anthropic 2.x sends the key
+    assert anthropic_headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_unset_config_fields_fall_back_to_the_environment(
+    stub: Stub, server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    server_env.update(OPENAI_API_KEY="sk-env-key-should-lose", OPENAI_ORGANIZATION="org-env")
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url))
+    await load(stub, openai_upstream, config)
+    await collect(stub.Generate(prompt()))
+    headers = openai_upstream.requests[-1].headers
+    assert headers["authorization"] == f"Bearer {OPENAI_KEY}"  # the request's key wins
+    assert headers["openai-organization"] == "org-env"  # unset in the request: from the environment
+
+
+async def test_organization_from_the_request_config(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream, api_config(openai_upstream, organization="org-config"))
+    await collect(stub.Generate(prompt()))
+    assert openai_upstream.requests[-1].headers["openai-organization"] == "org-config"
+
+
+async def test_anthropic_version_from_the_environment(
+    stub: Stub, server_env: dict[str, str], anthropic_upstream: FakeAnthropic
+) -> None:
+    server_env["ANTHROPIC_API_VERSION"] = "2099-01-01"
+    await load(stub, anthropic_upstream)
+    await collect(stub.Generate(prompt()))
+    assert {request.headers["anthropic-version"] for request in anthropic_upstream.requests} == {"2099-01-01"}
+
+
+async def test_missing_key_names_both_sources(stub: Stub, upstream: FakeUpstream, server_env: dict[str, str]) -> None:
+    variable = "OPENAI_API_KEY" if isinstance(upstream, FakeOpenAI) else "ANTHROPIC_API_KEY"
+    server_env[variable.replace("_KEY", "_BASE")] = upstream.base_url
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, pb.BackendConfig(api=pb.ApiConfig()))
+    assert raised.value.code() == Code.FAILED_PRECONDITION
+    assert "backend_config.api.api_key" in (raised.value.details() or "")
+    assert variable in (raised.value.details() or "")
+    assert details(raised.value)["reason"] == "API_KEY_MISSING"
+    assert upstream.requests == []
+
+
+async def test_the_servers_key_is_never_sent_to_a_base_url_from_a_request(
+    stub: Stub, upstream: FakeUpstream, server_env: dict[str, str]
+) -> None:
+    server_env.update(OPENAI_API_KEY=OPENAI_KEY, ANTHROPIC_API_KEY=ANTHROPIC_KEY)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, pb.BackendConfig(api=pb.ApiConfig(base_url=upstream.base_url)))
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert "api_key must be set too" in (raised.value.details() or "")
+    assert upstream.requests == []
+
+
+async def test_unknown_model_is_not_found(stub: Stub, upstream: FakeUpstream) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, model="no-such-model")
+    assert raised.value.code() == Code.NOT_FOUND
+    assert "ListModels" in (raised.value.details() or "")
+
+
+async def test_list_models_shows_loaded_then_provider_models(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    request = pb.ListModelsRequest(backend=backend_of(upstream), backend_config=api_config(upstream))
+    models = (await stub.ListModels(request)).models
+    assert [(m.id, m.state) for m in models] == [("m", pb.MODEL_STATE_READY)] + [
+        (name, pb.MODEL_STATE_AVAILABLE) for name in upstream.models
+    ]
+    listing = upstream.requests[-1]
+    assert (listing.method, listing.path) == ("GET", "/v1/models")
+    if isinstance(upstream, FakeAnthropic):
+        assert listing.headers["x-api-key"] == ANTHROPIC_KEY
+        assert listing.headers["anthropic-version"] == "2023-06-01"
+
+
+# Generation
+
+
+async def test_stream_passes_deltas_usage_finish_reason_and_request_id(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["One", " two", " three"], prompt_tokens=9, request_id="req-42")
+    await load(stub, upstream)
+    frames = [frame async for frame in stub.Generate(prompt(max_tokens=50))]
+    assert [frame.delta.text for frame in frames[:-1]] == ["One", " two", " three"]
+    result = frames[-1].result
+    assert result.finish_reason == pb.FINISH_REASON_STOP
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (9, 3)
+    assert result.upstream_request_id == "req-42"
+
+
+async def test_openai_request_mapping(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream)
+    request = pb.GenerateRequest(
+        model_id="m",
+        messages=[
+            pb.ChatMessage(role=pb.ROLE_USER, content="Hi"),
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, content="Yo"),
+        ],
+        options=pb.GenerationOptions(
+            max_tokens=33, temperature=0, top_p=0.5, seed=7, stop_sequences=["END"], system="Be brief."
+        ),
+    )
+    await collect(stub.Generate(request))
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
+    ]
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (33, 0, 0.5, 7)
+    assert body["stop"] == ["END"]
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+
+
+async def test_anthropic_request_mapping(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    await load(stub, anthropic_upstream)
+    request = pb.GenerateRequest(
+        model_id="m",
+        messages=[
+            pb.ChatMessage(role=pb.ROLE_SYSTEM, content="Be kind."),
+            pb.ChatMessage(role=pb.ROLE_USER, content="Hi"),
+            pb.ChatMessage(role=pb.ROLE_USER, content="Are you there?"),
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, content="Yes"),
+        ],
+        options=pb.GenerationOptions(temperature=0.25, top_k=5, stop_sequences=["END"], system="Be brief."),
+    )
+    await collect(stub.Generate(request))
+    body = anthropic_upstream.requests[-1].body
+    assert body is not None
+    assert body["system"] == "Be brief.\n\nBe kind."
+    assert body["messages"] == [
+        {"role": "user", "content": "Hi\n\nAre you there?"},
+        {"role": "assistant", "content": "Yes"},
+    ]
+    assert body["max_tokens"] == 256  # required by the API: warpcore's documented default
+    assert (body["temperature"], body["top_k"], body["stop_sequences"]) == (0.25, 5, ["END"])
+
+
+@pytest.mark.parametrize(
+    ("provider_reason", "finish_reason"),
+    [
+        ("end_turn", pb.FINISH_REASON_STOP),
+        ("max_tokens", pb.FINISH_REASON_LENGTH),
+        ("stop_sequence", pb.FINISH_REASON_STOP_SEQUENCE),
+    ],
+)
+async def test_anthropic_stop_reasons(
+    stub: Stub, anthropic_upstream: FakeAnthropic, provider_reason: str, finish_reason: pb.FinishReason.ValueType
+) -> None:
+    anthropic_upstream.script = Script(
+        finish_reason=provider_reason, stop_sequence="END" if provider_reason == "stop_sequence" else None
+    )
+    await load(stub, anthropic_upstream)
+    _, result = await collect(stub.Generate(prompt()))
+    assert result.finish_reason == finish_reason
+
+
+async def test_openai_length_finish_reason(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.script = Script(finish_reason="length")
+    await load(stub, openai_upstream)
+    _, result = await collect(stub.Generate(prompt()))
+    assert result.finish_reason == pb.FINISH_REASON_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("provider", "options", "field"),
+    [
+        ("openai", {"top_k": 3}, "top_k"),
+        ("openai", {"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop sequences"),
+        ("anthropic", {"seed": 3}, "seed"),
+        ("anthropic", {"temperature": 1.5}, "temperature"),
+    ],
+)
+async def test_options_a_provider_cannot_honour_are_rejected(
+    stub: Stub,
+    openai_upstream: FakeOpenAI,
+    anthropic_upstream: FakeAnthropic,
+    provider: str,
+    options: dict[str, Any],
+    field: str,
+) -> None:
+    upstream: FakeUpstream = openai_upstream if provider == "openai" else anthropic_upstream
+    await load(stub, upstream)
+    sent_before = len(upstream.requests)
+    frames, error = await failed_stream(stub.Generate(prompt(**options)))
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert frames == []
+    assert len(upstream.requests) == sent_before  # nothing went upstream
+
+
+async def test_deltas_pass_through_before_the_upstream_finishes_and_cancel_closes_it(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    upstream.script = Script(chunks=["a", "b", "c"], stall_after=2)
+    await load(stub, upstream)
+    call = stub.Generate(prompt())
+    received = []
+    async for frame in call:
+        received.append(frame.delta.text)
+        if len(received) == 2:
+            break
+    assert received == ["a", "b"]  # sent while the upstream still holds the rest back
+    call.cancel()
+    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+
+
+async def test_deadline_ends_a_stalled_stream_and_closes_the_upstream(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["a", "b"], stall_after=1)
+    await load(stub, upstream)
+    _, error = await failed_stream(stub.Generate(prompt(), timeout=1.0))
+    assert error.code() == Code.DEADLINE_EXCEEDED
+    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+
+
+async def test_remaining_deadline_bounds_the_upstream_timeout(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream, api_config(upstream, timeout={"seconds": 600}))
+    await collect(stub.Generate(prompt(), timeout=5))
+    # Both SDKs announce the read timeout they apply in this header.
+    assert float(upstream.requests[-1].headers["x-stainless-read-timeout"]) < 6  # 5 s, give or take rounding
+
+
+async def test_configured_timeout_ends_a_stalled_stream(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["a", "b"], stall_after=1)
+    await load(stub, upstream, api_config(upstream, timeout={"nanos": 500_000_000}))
+    frames, error = await failed_stream(stub.Generate(prompt(), timeout=30))
+    assert error.code() == Code.DEADLINE_EXCEEDED
+    assert [frame.WhichOneof("frame") for frame in frames] == ["delta", "result"]
+    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+
+
+# Errors
+
+
+STATUS_CASES = [
+    (400, Code.INVALID_ARGUMENT),
+    (401, Code.UNAUTHENTICATED),
+    (403, Code.PERMISSION_DENIED),
+    (404, Code.NOT_FOUND),
+    (429, Code.RESOURCE_EXHAUSTED),
+    (500, Code.UNAVAILABLE),
+    (503, Code.UNAVAILABLE),
+    (529, Code.UNAVAILABLE),
+]
+
+
+@pytest.mark.parametrize(("status", "code"), STATUS_CASES)
+async def test_upstream_status_maps_to_grpc_code(stub: Stub, upstream: FakeUpstream, status: int, code: Code) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(status=status, error_message=f"scripted {status}")
+    frames, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == code
+    assert f"HTTP {status}" in (error.details() or "")
+    assert f"scripted {status}" in (error.details() or "")
+    found = details(error)
+    assert found["metadata"] == {
+        "provider": "openai" if isinstance(upstream, FakeOpenAI) else "anthropic",
+        "http_status": str(status),
+        "upstream_request_id": "req_fake_123",
+    }
+    assert "retry_after" not in found
+    assert frames == []  # failed before any text: the status alone
+
+
+async def test_rate_limit_carries_retry_info_from_retry_after(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(status=429, headers={"retry-after": "7"})
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.RESOURCE_EXHAUSTED
+    assert details(error)["retry_after"] == 7.0
+
+
+async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(
+        status=400,
+        error_code="context_length_exceeded",
+        error_message="This model's maximum context length is 8 tokens"
+        if isinstance(upstream, FakeOpenAI)
+        else "prompt is too long: 250000 tokens > 200000 maximum",
+    )
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.INVALID_ARGUMENT
+    assert details(error)["reason"] == "CONTEXT_LENGTH_EXCEEDED"
+
+
+async def test_connection_refused_is_unavailable(stub: Stub, upstream: FakeUpstream) -> None:
+    base_url = upstream.base_url
+    await upstream.stop()
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key=key_of(upstream), base_url=base_url))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, config)
+    assert raised.value.code() == Code.UNAVAILABLE
+
+
+async def test_stream_cut_midway_ends_with_error_after_the_deltas(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["a", "b", "c", "d"], cut_after=2)
+    await load(stub, upstream)
+    frames, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
+    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+
+
+async def test_malformed_event_ends_the_stream_cleanly(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["a", "b", "c"], malformed_after=1)
+    await load(stub, upstream)
+    frames, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert frames[0].delta.text == "a"
+    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+
+
+async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    anthropic_upstream.script = Script(chunks=["a", "b", "c"], error_event_after=2)
+    await load(stub, anthropic_upstream)
+    frames, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert "Overloaded" in (error.details() or "")
+    assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
+
+
+async def test_api_keys_never_leak_into_errors_or_logs(
+    stub: Stub, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = key_of(upstream)
+    await load(stub, upstream)
+    upstream.script = Script(status=401, error_message=f"Incorrect API key provided: {key}")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAUTHENTICATED
+    assert key not in (error.details() or "")
+    assert "[redacted]" in (error.details() or "")
+    assert key not in str(rpc_status.from_call(error))
+    upstream.script = Script()
+    listed = await stub.ListModels(
+        pb.ListModelsRequest(backend=backend_of(upstream), backend_config=api_config(upstream))
+    )
+    assert key not in str(listed)
+    assert caplog.records  # the SDKs and the server did log
+    assert key not in caplog.text
