@@ -7,7 +7,9 @@ WORKDIR /src
 COPY constraints.txt pyproject.toml README.md ./
 COPY client ./client
 COPY server ./server
-# llama-cpp-python compiles here, for the CPU family of the build host.
+# llama-cpp-python compiles here; GGML_NATIVE=OFF keeps the image runnable on CPUs other than the build host's,
+# with the x86-64 variants chosen at run time.
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
 RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ./client .
 
 FROM python:3.11-slim-bookworm

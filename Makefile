@@ -47,7 +47,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 buf-lint: setup
-	cd proto && ../node_modules/.bin/buf lint
+	cd proto && ../node_modules/.bin/buf lint && ../node_modules/.bin/buf format --diff --exit-code
 
 # The stubs under client/src/warpcore/v1 must be exactly what the proto generates.
 check-generated: setup

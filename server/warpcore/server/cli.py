@@ -27,9 +27,7 @@ def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespac
     parser.add_argument(
         "--host", default=env.get("WARPCORE_HOST", "127.0.0.1"), help="address to bind (env WARPCORE_HOST)"
     )
-    parser.add_argument(
-        "--port", type=int, default=int(env.get("WARPCORE_PORT", "50051")), help="port (env WARPCORE_PORT)"
-    )
+    parser.add_argument("--port", type=int, default=env.get("WARPCORE_PORT", "50051"), help="port (env WARPCORE_PORT)")
     parser.add_argument(
         "--models-path",
         type=Path,

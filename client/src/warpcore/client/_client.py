@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 
 import grpc
@@ -62,16 +62,24 @@ class Client:
         options: pb.GenerationOptions | None = None,
         max_tokens: int | None = None,
     ) -> Iterator[pb.GenerateResponse]:
-        """Stream the raw frames of a generation; `messages` are (role, content) pairs, e.g. ("user", "Hi")."""
+        """Stream the raw frames of a generation; `messages` are (role, content) pairs, e.g. ("user", "Hi").
+
+        `max_tokens`, when given, overrides the one in `options`. The result is the gRPC call: `cancel()` stops it.
+        """
+        merged = pb.GenerationOptions()
+        if options is not None:
+            merged.CopyFrom(options)
+        if max_tokens is not None:
+            merged.max_tokens = max_tokens
         request = pb.GenerateRequest(
             model_id=model_id,
             prompt=prompt,
             messages=[
                 pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=text) for role, text in messages
             ],
-            options=options or pb.GenerationOptions(max_tokens=max_tokens),
+            options=merged,
         )
-        return iter(self.stub.Generate(request, timeout=self.timeout))
+        return self.stub.Generate(request, timeout=self.timeout)
 
     def close(self) -> None:
         self._channel.close()
@@ -85,7 +93,7 @@ class Client:
         self.close()
 
 
-def text_deltas(frames: Iterator[pb.GenerateResponse]) -> Iterator[str]:
+def text_deltas(frames: Iterable[pb.GenerateResponse]) -> Iterator[str]:
     """The generated text of a Generate stream, piece by piece."""
     for frame in frames:
         if frame.HasField("delta"):

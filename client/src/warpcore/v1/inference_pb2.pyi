@@ -105,7 +105,9 @@ class _NumaStrategy:
 class _NumaStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NumaStrategy.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     NUMA_STRATEGY_UNSPECIFIED: _NumaStrategy.ValueType  # 0
-    """Not set: llama.cpp's default (disabled), or the server's environment."""
+    """Not set: LLAMA_NUMA_STRATEGY from the server's environment, else disabled.
+    llama.cpp applies the strategy of the first model loaded to the whole process.
+    """
     NUMA_STRATEGY_DISABLED: _NumaStrategy.ValueType  # 1
     """No NUMA-aware placement."""
     NUMA_STRATEGY_DISTRIBUTE: _NumaStrategy.ValueType  # 2
@@ -121,7 +123,9 @@ class NumaStrategy(_NumaStrategy, metaclass=_NumaStrategyEnumTypeWrapper):
     """NumaStrategy mirrors llama.cpp's NUMA placement strategies."""
 
 NUMA_STRATEGY_UNSPECIFIED: NumaStrategy.ValueType  # 0
-"""Not set: llama.cpp's default (disabled), or the server's environment."""
+"""Not set: LLAMA_NUMA_STRATEGY from the server's environment, else disabled.
+llama.cpp applies the strategy of the first model loaded to the whole process.
+"""
 NUMA_STRATEGY_DISABLED: NumaStrategy.ValueType  # 1
 """No NUMA-aware placement."""
 NUMA_STRATEGY_DISTRIBUTE: NumaStrategy.ValueType  # 2
@@ -175,11 +179,13 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
     """max_tokens or the context window was reached."""
     FINISH_REASON_STOP_SEQUENCE: _FinishReason.ValueType  # 3
-    """One of the stop sequences was generated (it is not part of the text)."""
+    """One of the stop sequences was generated (it is not part of the text). OpenAI
+    does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
+    """
     FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 4
     """The generation was cancelled, e.g. by server shutdown."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 5
-    """The backend failed; the call's status says why."""
+    """The backend failed after text was sent; the call's status says why."""
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation ended."""
@@ -191,17 +197,22 @@ FINISH_REASON_STOP: FinishReason.ValueType  # 1
 FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
 """max_tokens or the context window was reached."""
 FINISH_REASON_STOP_SEQUENCE: FinishReason.ValueType  # 3
-"""One of the stop sequences was generated (it is not part of the text)."""
+"""One of the stop sequences was generated (it is not part of the text). OpenAI
+does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
+"""
 FINISH_REASON_CANCELLED: FinishReason.ValueType  # 4
 """The generation was cancelled, e.g. by server shutdown."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 5
-"""The backend failed; the call's status says why."""
+"""The backend failed after text was sent; the call's status says why."""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
 class ApiConfig(_message.Message):
     """ApiConfig configures a hosted API backend. Every unset field falls back to the
-    server's environment (for example OPENAI_API_KEY, ANTHROPIC_API_BASE).
+    server's environment: OPENAI_API_KEY, OPENAI_ORGANIZATION, OPENAI_API_BASE and
+    OPENAI_TIMEOUT for OpenAI; ANTHROPIC_API_KEY, ANTHROPIC_API_BASE and
+    ANTHROPIC_TIMEOUT for Anthropic (whose API version comes from ANTHROPIC_API_VERSION,
+    default "2023-06-01").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -211,14 +222,20 @@ class ApiConfig(_message.Message):
     BASE_URL_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
-    """Secret key for the provider. Never logged or echoed back."""
+    """Secret key for the provider. Never logged or echoed back. Required here when
+    base_url is set: the server's own key only goes to the server's own base URL.
+    """
     organization: _builtins.str
     """Organization to bill (OpenAI only)."""
     base_url: _builtins.str
-    """Base URL of the API, e.g. "http://127.0.0.1:8080/v1" for an OpenAI-compatible server."""
+    """Base URL of the API, e.g. "http://127.0.0.1:8080/v1" for an OpenAI-compatible
+    server or "https://api.anthropic.com" for Anthropic.
+    """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """Upper bound on one upstream request. A Generate deadline shorter than this wins."""
+        """Upper bound on one upstream request, at most one day (default 600 s). The time
+        left before a Generate call's deadline bounds it further.
+        """
 
     def __init__(
         self,
@@ -384,7 +401,9 @@ class ModelConfig(_message.Message):
 
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
     context_size: _builtins.int
-    """Context window in tokens. Unset: the model's own (local) or the provider's limit (API)."""
+    """Context window in tokens, 16 to 131072. Unset: for local models, the model's
+    trained context capped at 4096; for API models, the provider's limit (reported as 0).
+    """
     def __init__(
         self,
         *,
@@ -461,7 +480,9 @@ class LoadModelRequest(_message.Message):
     (resolved to $MODELS_PATH/hf/owner/repo/file.gguf) or a path relative to MODELS_PATH.
     """
     model_id: _builtins.str
-    """Id to register the model under. Empty: the model name."""
+    """Id to register the model under: at most 256 printable characters, without
+    surrounding spaces. Empty: the model name.
+    """
     model_type: Global___ModelType.ValueType
     """Kind of model. Unspecified means MODEL_TYPE_TEXT_TO_TEXT."""
     @_builtins.property
@@ -656,20 +677,25 @@ class GenerationOptions(_message.Message):
     SYSTEM_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
-    """Most tokens to generate. Unset: the server's default (256)."""
+    """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
+    API requires a value).
+    """
     temperature: _builtins.float
-    """Sampling temperature, 0 to 2. 0 means greedy decoding."""
+    """Sampling temperature, 0 to 2 (Anthropic: 0 to 1). 0 means greedy decoding."""
     top_p: _builtins.float
     """Nucleus sampling: keep the smallest set of tokens whose probability adds up to top_p (0 < top_p <= 1)."""
     top_k: _builtins.int
     """Sample from the k most likely tokens only (not supported by OpenAI)."""
     system: _builtins.str
-    """System instructions, added before the conversation."""
+    """System instructions. They come first, followed by the content of any ROLE_SYSTEM
+    messages, joined by blank lines. Chat formats without a system turn (Gemma) open
+    the first user turn with them; a plain prompt is prefixed with them.
+    """
     seed: _builtins.int
     """Seed for reproducible sampling (not supported by Anthropic)."""
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Generation stops before any of these strings; at most 16, none empty."""
+        """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
 
     def __init__(
         self,
@@ -715,7 +741,9 @@ Global___GenerationOptions: _TypeAlias = GenerationOptions  # noqa: Y015
 
 @_typing.final
 class GenerateRequest(_message.Message):
-    """GenerateRequest asks a loaded model for text. Exactly one of prompt and messages is set."""
+    """GenerateRequest asks a loaded model for text. Exactly one of prompt and messages
+    is set (non-empty).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -807,7 +835,7 @@ Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
-    """Usage counts tokens."""
+    """Usage counts tokens; 0 when the backend did not report a count."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -841,7 +869,7 @@ class Timings(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def time_to_first_token(self) -> _duration_pb2.Duration:
-        """From receiving the request to sending the first delta."""
+        """From receiving the request to sending the first delta; absent when no text was generated."""
 
     @_builtins.property
     def total(self) -> _duration_pb2.Duration:
@@ -874,7 +902,9 @@ class GenerateResult(_message.Message):
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
-    """Request id reported by an upstream API (e.g. OpenAI's x-request-id); empty for local models."""
+    """Request id reported by an upstream API (OpenAI's x-request-id, Anthropic's
+    request-id header); empty for local models.
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens used."""
