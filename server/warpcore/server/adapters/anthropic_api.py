@@ -12,6 +12,7 @@ import httpx2
 from warpcore.server.adapters.api import (
     ApiEnvironment,
     ErrorTable,
+    check_offered,
     error_for_status,
     request_timeout,
     resolve_api,
@@ -106,14 +107,7 @@ class AnthropicAdapter:
         self._model = ""
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        if model not in await self.list_models():
-            raise NotFoundError(
-                f"the Anthropic API does not offer model {model!r}; ListModels with backend BACKEND_TYPE_ANTHROPIC"
-                " lists the models it offers",
-                field="model",
-                reason="UPSTREAM_MODEL_NOT_FOUND",
-                metadata={"provider": PROVIDER},
-            )
+        check_offered(model, await self.list_models(), "Anthropic", "BACKEND_TYPE_ANTHROPIC")
         self._model = model
         return ModelInfo(context_size=context_size or 0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -79,6 +79,18 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
         organization=organization,
         timeout=timeout,
     )
+
+
+def check_offered(model: str, offered: Sequence[str], api: str, backend: str) -> None:
+    """Loading a model the provider does not list is a NOT_FOUND that says where to look."""
+    if model not in offered:
+        raise NotFoundError(
+            f"the {api} API does not offer model {model!r};"
+            f" ListModels with backend {backend} lists the models it offers",
+            field="model",
+            reason="UPSTREAM_MODEL_NOT_FOUND",
+            metadata={"provider": api.lower()},
+        )
 
 
 def request_timeout(configured: float, remaining: float | None) -> float:

@@ -8,7 +8,14 @@ from typing import Any
 
 import openai
 
-from warpcore.server.adapters.api import ApiEnvironment, ErrorTable, request_timeout, resolve_api, translate_sdk_error
+from warpcore.server.adapters.api import (
+    ApiEnvironment,
+    ErrorTable,
+    check_offered,
+    request_timeout,
+    resolve_api,
+    translate_sdk_error,
+)
 from warpcore.server.domain import (
     ApiSettings,
     Finish,
@@ -71,14 +78,7 @@ class OpenAIAdapter:
         self._model = ""
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        if model not in await self.list_models():
-            raise NotFoundError(
-                f"the OpenAI API does not offer model {model!r}; ListModels with backend BACKEND_TYPE_OPENAI"
-                " lists the models it offers",
-                field="model",
-                reason="UPSTREAM_MODEL_NOT_FOUND",
-                metadata={"provider": PROVIDER},
-            )
+        check_offered(model, await self.list_models(), "OpenAI", "BACKEND_TYPE_OPENAI")
         self._model = model
         return ModelInfo(context_size=context_size or 0)
 
