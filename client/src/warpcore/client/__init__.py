@@ -1,5 +1,72 @@
-"""A minimal typed client for the warpcore gRPC API."""
+"""The warpcore Python SDK: Client and AsyncClient over the warpcore.v1 gRPC API."""
 
-from warpcore.client._client import DEFAULT_TARGET, Client, text_deltas
+from warpcore.client._channel import DEFAULT_TARGET, ClientOptions
+from warpcore.client._client import AsyncClient, Client
+from warpcore.client._errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    CancelledError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UnavailableError,
+    UnimplementedError,
+    WarpcoreError,
+)
+from warpcore.client._stream import AsyncStream, Stream
+from warpcore.client._types import (
+    ApiConfig,
+    Backend,
+    BackendOptions,
+    FinishReason,
+    GenerateResponse,
+    GenerateResult,
+    GenerationOptions,
+    LocalConfig,
+    Message,
+    Model,
+    StreamEvent,
+    TextDelta,
+    Timings,
+    Usage,
+)
 
-__all__ = ["DEFAULT_TARGET", "Client", "text_deltas"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "AlreadyExistsError",
+    "ApiConfig",
+    "AsyncClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "Backend",
+    "BackendOptions",
+    "CancelledError",
+    "Client",
+    "ClientOptions",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "FinishReason",
+    "GenerateResponse",
+    "GenerateResult",
+    "GenerationOptions",
+    "InternalError",
+    "InvalidArgumentError",
+    "LocalConfig",
+    "Message",
+    "Model",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Stream",
+    "StreamEvent",
+    "TextDelta",
+    "Timings",
+    "UnavailableError",
+    "UnimplementedError",
+    "Usage",
+    "WarpcoreError",
+]

@@ -1,85 +1,142 @@
-"""A blocking client over the generated stubs, taking plain Python values."""
+"""Client and AsyncClient: the same methods over blocking and asyncio gRPC; everything else is shared."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings
+from warpcore.client._errors import error_from_rpc
+from warpcore.client._protocol import (
+    BackendLike,
+    ConfigLike,
+    MessageLike,
+    generate_request,
+    list_request,
+    load_request,
+    model_from,
+    models_from,
+)
+from warpcore.client._stream import AsyncStream, Stream
+from warpcore.client._types import BackendOptions, GenerateResponse, GenerationOptions, Model
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-_BACKENDS = {
-    "openai": pb.BACKEND_TYPE_OPENAI,
-    "anthropic": pb.BACKEND_TYPE_ANTHROPIC,
-    "llama_cpp": pb.BACKEND_TYPE_LLAMA_CPP,
-}
+Response = TypeVar("Response")
 
 
-class Client:
-    """Talks to one warpcore server. `target` defaults to $WARPCORE_TARGET, else 127.0.0.1:50051."""
+class _Settings:
+    """What both clients hold: the resolved channel settings and the per-call arguments."""
 
-    def __init__(self, target: str | None = None, *, timeout: float | None = None) -> None:
-        self.target = target or os.environ.get("WARPCORE_TARGET") or DEFAULT_TARGET
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.target)
+    def __init__(self, target: str | None, options: ClientOptions) -> None:
+        self.settings: ChannelSettings = channel_settings(target, options)
+
+    @property
+    def target(self) -> str:
+        return self.settings.target
+
+    def _call_options(self, timeout: float | None) -> dict[str, Any]:
+        return {
+            "timeout": timeout if timeout is not None else self.settings.timeout,
+            "metadata": self.settings.metadata,
+        }
+
+
+class Client(_Settings):
+    """A blocking client. `target` defaults to $WARPCORE_TARGET, else 127.0.0.1:50051; it may be any gRPC
+    target, e.g. "dns:///warpcore.default.svc:50051" or "ipv4:10.0.0.1:50051,10.0.0.2:50051"."""
+
+    def __init__(self, target: str | None = None, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(target, options)
+        settings = self.settings
+        if settings.credentials is not None:
+            self._channel = grpc.secure_channel(settings.target, settings.credentials, options=settings.arguments)
+        else:
+            self._channel = grpc.insecure_channel(settings.target, options=settings.arguments)
         self.stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        """The generated stub, for those who want protobufs."""
+
+    def _unary(self, method: Callable[..., Response], request: Any, timeout: float | None) -> Response:
+        try:
+            return method(request, **self._call_options(timeout))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
 
     def load_model(
         self,
         model: str,
         *,
-        backend: str = "llama_cpp",
-        model_id: str = "",
-        backend_config: pb.BackendConfig | None = None,
+        backend: BackendLike = "llama_cpp",
+        model_id: str | None = None,
         context_size: int | None = None,
-    ) -> pb.Model:
-        request = pb.LoadModelRequest(
-            backend=_BACKENDS[backend],
-            model=model,
-            model_id=model_id,
-            backend_config=backend_config,
-            model_config=pb.ModelConfig(context_size=context_size),
-        )
-        return self.stub.LoadModel(request, timeout=self.timeout).model
+        config: ConfigLike | None = None,
+        timeout: float | None = None,
+        **backend_options: Unpack[BackendOptions],
+    ) -> Model:
+        request = load_request(model, backend, model_id, context_size, config, backend_options)
+        return model_from(self._unary(self.stub.LoadModel, request, timeout).model)
 
-    def unload_model(self, model_id: str) -> pb.Model:
-        return self.stub.UnloadModel(pb.UnloadModelRequest(model_id=model_id), timeout=self.timeout).model
+    def unload_model(self, model_id: str, *, timeout: float | None = None) -> Model:
+        request = pb.UnloadModelRequest(model_id=model_id)
+        return model_from(self._unary(self.stub.UnloadModel, request, timeout).model)
 
-    def list_models(self, backend: str | None = None) -> Sequence[pb.Model]:
-        request = pb.ListModelsRequest(backend=_BACKENDS[backend] if backend else pb.BACKEND_TYPE_UNSPECIFIED)
-        return self.stub.ListModels(request, timeout=self.timeout).models
+    def list_models(
+        self,
+        backend: BackendLike | None = None,
+        *,
+        config: ConfigLike | None = None,
+        timeout: float | None = None,
+        **backend_options: Unpack[BackendOptions],
+    ) -> list[Model]:
+        request = list_request(backend, config, backend_options)
+        return models_from(self._unary(self.stub.ListModels, request, timeout).models)
 
+    @overload
     def generate(
         self,
         model_id: str,
         *,
-        prompt: str = "",
-        messages: Sequence[tuple[str, str]] = (),
-        options: pb.GenerationOptions | None = None,
-        max_tokens: int | None = None,
-    ) -> Iterator[pb.GenerateResponse]:
-        """Stream the raw frames of a generation; `messages` are (role, content) pairs, e.g. ("user", "Hi").
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[False] = ...,
+        timeout: float | None = ...,
+        **options: Unpack[GenerationOptions],
+    ) -> GenerateResponse: ...
+    @overload
+    def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[True],
+        timeout: float | None = ...,
+        **options: Unpack[GenerationOptions],
+    ) -> Stream: ...
+    def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: Sequence[MessageLike] | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[GenerationOptions],
+    ) -> GenerateResponse | Stream:
+        """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes."""
+        request = generate_request(model_id, prompt, messages, options)
+        started = Stream(self.stub.Generate(request, **self._call_options(timeout)))
+        return started if stream else started.get_final_response()
 
-        `max_tokens`, when given, overrides the one in `options`. The result is the gRPC call: `cancel()` stops it.
-        """
-        merged = pb.GenerationOptions()
-        if options is not None:
-            merged.CopyFrom(options)
-        if max_tokens is not None:
-            merged.max_tokens = max_tokens
-        request = pb.GenerateRequest(
-            model_id=model_id,
-            prompt=prompt,
-            messages=[
-                pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=text) for role, text in messages
-            ],
-            options=merged,
-        )
-        return self.stub.Generate(request, timeout=self.timeout)
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The server's grpc.health.v1 status, e.g. "SERVING"."""
+        check = health_pb2_grpc.HealthStub(self._channel).Check
+        response = self._unary(check, health_pb2.HealthCheckRequest(service=service), timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     def close(self) -> None:
         self._channel.close()
@@ -87,14 +144,108 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
 
-def text_deltas(frames: Iterable[pb.GenerateResponse]) -> Iterator[str]:
-    """The generated text of a Generate stream, piece by piece."""
-    for frame in frames:
-        if frame.HasField("delta"):
-            yield frame.delta.text
+class AsyncClient(_Settings):
+    """The asyncio twin of Client, with the same options and methods."""
+
+    def __init__(self, target: str | None = None, **options: Unpack[ClientOptions]) -> None:
+        super().__init__(target, options)
+        settings = self.settings
+        if settings.credentials is not None:
+            self._channel = grpc.aio.secure_channel(settings.target, settings.credentials, options=settings.arguments)
+        else:
+            self._channel = grpc.aio.insecure_channel(settings.target, options=settings.arguments)
+        self.stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        """The generated stub, for those who want protobufs."""
+
+    async def _unary(self, method: Callable[..., Awaitable[Response]], request: Any, timeout: float | None) -> Response:
+        try:
+            return await method(request, **self._call_options(timeout))
+        except grpc.RpcError as error:
+            raise error_from_rpc(error) from None
+
+    async def load_model(
+        self,
+        model: str,
+        *,
+        backend: BackendLike = "llama_cpp",
+        model_id: str | None = None,
+        context_size: int | None = None,
+        config: ConfigLike | None = None,
+        timeout: float | None = None,
+        **backend_options: Unpack[BackendOptions],
+    ) -> Model:
+        request = load_request(model, backend, model_id, context_size, config, backend_options)
+        return model_from((await self._unary(self.stub.LoadModel, request, timeout)).model)
+
+    async def unload_model(self, model_id: str, *, timeout: float | None = None) -> Model:
+        request = pb.UnloadModelRequest(model_id=model_id)
+        return model_from((await self._unary(self.stub.UnloadModel, request, timeout)).model)
+
+    async def list_models(
+        self,
+        backend: BackendLike | None = None,
+        *,
+        config: ConfigLike | None = None,
+        timeout: float | None = None,
+        **backend_options: Unpack[BackendOptions],
+    ) -> list[Model]:
+        request = list_request(backend, config, backend_options)
+        return models_from((await self._unary(self.stub.ListModels, request, timeout)).models)
+
+    @overload
+    async def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[False] = ...,
+        timeout: float | None = ...,
+        **options: Unpack[GenerationOptions],
+    ) -> GenerateResponse: ...
+    @overload
+    async def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[True],
+        timeout: float | None = ...,
+        **options: Unpack[GenerationOptions],
+    ) -> AsyncStream: ...
+    async def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: Sequence[MessageLike] | None = None,
+        stream: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[GenerationOptions],
+    ) -> GenerateResponse | AsyncStream:
+        """Generate from a loaded model: the final response, or with stream=True an AsyncStream."""
+        request = generate_request(model_id, prompt, messages, options)
+        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)))
+        return started if stream else await started.get_final_response()
+
+    async def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The server's grpc.health.v1 status, e.g. "SERVING"."""
+        check = health_pb2_grpc.HealthStub(self._channel).Check
+        response = await self._unary(check, health_pb2.HealthCheckRequest(service=service), timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,94 @@
+"""Channel settings shared by both clients: target, TLS, token, retries through gRPC's service config."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+import grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_MAX_RETRIES = 2
+SERVICE = "warpcore.v1.InferenceService"
+RETRIED_METHODS = ("LoadModel", "UnloadModel", "ListModels")
+
+Pem = bytes | str | Path
+"""PEM data, or the path of a PEM file."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword-only options of Client and AsyncClient."""
+
+    tls: bool
+    """Use TLS (implied by any certificate option); without root_certificates, the system's roots."""
+    root_certificates: Pem
+    client_certificate: Pem
+    client_key: Pem
+    token: str
+    """Sent as "authorization: Bearer <token>" on every call; default $WARPCORE_TOKEN."""
+    timeout: float
+    """Default deadline of every call, in seconds."""
+    max_retries: int
+    """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2). Generate is never retried."""
+    channel_options: Sequence[tuple[str, Any]]
+    """Extra grpc channel arguments, e.g. ("grpc.max_receive_message_length", 1 << 24)."""
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    target: str
+    credentials: grpc.ChannelCredentials | None
+    metadata: tuple[tuple[str, str], ...] = field(repr=False)
+    timeout: float | None
+    arguments: tuple[tuple[str, Any], ...]
+
+
+def _pem(value: Pem | None) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
+
+
+def service_config(max_retries: int) -> str:
+    """Round-robin over every address the target resolves to; retry the unary calls on UNAVAILABLE."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if max_retries > 0:
+        config["methodConfig"] = [
+            {
+                "name": [{"service": SERVICE, "method": method} for method in RETRIED_METHODS],
+                "retryPolicy": {
+                    "maxAttempts": min(max_retries + 1, 5),  # gRPC caps attempts at 5
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    return json.dumps(config)
+
+
+def channel_settings(
+    target: str | None, options: ClientOptions, env: Mapping[str, str] = os.environ
+) -> ChannelSettings:
+    certificates = [options.get("root_certificates"), options.get("client_certificate"), options.get("client_key")]
+    credentials = None
+    if options.get("tls") or any(certificates):
+        root, chain, key = (_pem(certificate) for certificate in certificates)
+        credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+    token = options.get("token") or env.get("WARPCORE_TOKEN")
+    return ChannelSettings(
+        target=target or env.get("WARPCORE_TARGET") or DEFAULT_TARGET,
+        credentials=credentials,
+        metadata=(("authorization", f"Bearer {token}"),) if token else (),
+        timeout=options.get("timeout"),
+        arguments=(
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", service_config(options.get("max_retries", DEFAULT_MAX_RETRIES))),
+            *options.get("channel_options", ()),
+        ),
+    )

@@ -1,0 +1,134 @@
+"""Typed exceptions for failed calls, one per gRPC status, built in one function for both clients."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+
+class WarpcoreError(Exception):
+    """A failed call: its gRPC status code, the server's message, and the google.rpc details it sent."""
+
+    code: ClassVar[grpc.StatusCode | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: grpc.StatusCode,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        field_violations: dict[str, str] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status.name}: {message}")
+        self.status = status
+        self.message = message
+        self.reason = reason
+        """google.rpc.ErrorInfo.reason, e.g. "MODEL_NOT_LOADED"; empty when the server sent none."""
+        self.metadata = metadata or {}
+        self.field_violations = field_violations or {}
+        """Offending request field -> description (google.rpc.BadRequest)."""
+        self.retry_after = retry_after
+        """Seconds to wait before retrying (google.rpc.RetryInfo), when the server said."""
+
+
+class InvalidArgumentError(WarpcoreError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFoundError(WarpcoreError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(WarpcoreError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPreconditionError(WarpcoreError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AuthenticationError(WarpcoreError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(WarpcoreError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class RateLimitError(WarpcoreError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnavailableError(WarpcoreError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceededError(WarpcoreError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class CancelledError(WarpcoreError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class UnimplementedError(WarpcoreError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class InternalError(WarpcoreError):
+    code = grpc.StatusCode.INTERNAL
+
+
+_BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgumentError,
+        NotFoundError,
+        AlreadyExistsError,
+        FailedPreconditionError,
+        AuthenticationError,
+        PermissionDeniedError,
+        RateLimitError,
+        UnavailableError,
+        DeadlineExceededError,
+        CancelledError,
+        UnimplementedError,
+        InternalError,
+    )
+    if cls.code is not None
+}
+
+
+def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
+    """The typed exception for a failed call, from the sync or the asyncio API alike."""
+    call: grpc.Call = error  # type: ignore[assignment]  # every failed call's error is also its Call
+    status_code = call.code()
+    reason, metadata, violations, retry_after = "", {}, {}, None
+    status = rpc_status.from_call(call)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations = {v.field: v.description for v in bad_request.field_violations}
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+    kind = _BY_CODE.get(status_code, WarpcoreError)
+    return kind(
+        call.details() or status_code.name,
+        status=status_code,
+        reason=reason,
+        metadata=metadata,
+        field_violations=violations,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,202 @@
+"""Pure translation between Python values and protocol messages, shared by both clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from warpcore.client._types import (
+    ApiConfig,
+    Backend,
+    BackendOptions,
+    FinishReason,
+    GenerateResponse,
+    GenerateResult,
+    GenerationOptions,
+    LocalConfig,
+    Message,
+    Model,
+    StreamEvent,
+    TextDelta,
+    Timings,
+    Usage,
+)
+from warpcore.v1 import inference_pb2 as pb
+
+BackendLike = Backend | str | int
+ConfigLike = ApiConfig | LocalConfig | pb.BackendConfig
+MessageLike = Message | tuple[str, str] | pb.ChatMessage
+
+_API_FIELDS = {"api_key", "organization", "base_url", "api_timeout"}
+
+
+def backend_type(backend: BackendLike) -> pb.BackendType.ValueType:
+    """The protocol enum for "openai", Backend.OPENAI, or the enum value itself."""
+    if isinstance(backend, int):
+        return pb.BackendType.ValueType(backend)
+    name = str(backend).lower().replace(".", "_").replace("-", "_")
+    try:
+        return pb.BackendType.Value(f"BACKEND_TYPE_{Backend(name).name}")
+    except ValueError:
+        choices = ", ".join(member.value for member in Backend)
+        raise ValueError(f"unknown backend {backend!r}; choose one of {choices}") from None
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.BackendConfig | None:
+    """A BackendConfig from a dataclass, a protobuf, or keyword arguments (None: all from the server's environment)."""
+    if config is not None and options:
+        raise TypeError("give backend settings either as config= or as keyword arguments, not both")
+    if isinstance(config, pb.BackendConfig):
+        return config
+    if config is None and not options:
+        return None
+    if config is None:
+        api = _API_FIELDS & options.keys()
+        if api and len(api) != len(options):
+            raise TypeError("API settings and local settings cannot be mixed")
+        fields: dict[str, Any] = dict(options)
+        config = ApiConfig(timeout=fields.pop("api_timeout", None), **fields) if api else LocalConfig(**fields)
+    if isinstance(config, ApiConfig):
+        api_config = pb.ApiConfig(api_key=config.api_key, organization=config.organization, base_url=config.base_url)
+        if config.timeout is not None:
+            api_config.timeout.CopyFrom(_duration(config.timeout))
+        return pb.BackendConfig(api=api_config)
+    numa = pb.NUMA_STRATEGY_UNSPECIFIED
+    if config.numa_strategy:
+        numa = pb.NumaStrategy.Value(f"NUMA_STRATEGY_{config.numa_strategy.upper()}")
+    return pb.BackendConfig(
+        local=pb.LocalBackendConfig(
+            threads=config.threads,
+            use_gpu=config.use_gpu,
+            gpu_layers=config.gpu_layers,
+            llama_cpp=pb.LlamaCppConfig(
+                use_mmap=config.use_mmap,
+                use_mlock=config.use_mlock,
+                numa_strategy=numa,
+                chat_format=config.chat_format,
+            ),
+        )
+    )
+
+
+def load_request(
+    model: str,
+    backend: BackendLike,
+    model_id: str | None,
+    context_size: int | None,
+    config: ConfigLike | None,
+    options: BackendOptions,
+) -> pb.LoadModelRequest:
+    return pb.LoadModelRequest(
+        backend=backend_type(backend),
+        model=model,
+        model_id=model_id or "",
+        backend_config=backend_config(config, options),
+        model_config=pb.ModelConfig(context_size=context_size),
+    )
+
+
+def list_request(
+    backend: BackendLike | None, config: ConfigLike | None, options: BackendOptions
+) -> pb.ListModelsRequest:
+    return pb.ListModelsRequest(
+        backend=backend_type(backend) if backend is not None else pb.BACKEND_TYPE_UNSPECIFIED,
+        backend_config=backend_config(config, options),
+    )
+
+
+def _chat_message(message: MessageLike) -> pb.ChatMessage:
+    if isinstance(message, pb.ChatMessage):
+        return message
+    role, content = (message.role, message.content) if isinstance(message, Message) else message
+    return pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=content)
+
+
+def generate_request(
+    model_id: str, prompt: str | None, messages: Sequence[MessageLike] | None, options: GenerationOptions
+) -> pb.GenerateRequest:
+    """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage)."""
+    if (prompt is None) == (messages is None):
+        raise TypeError("give exactly one of prompt= and messages=")
+    fields = dict(options)
+    stop = fields.pop("stop", [])
+    return pb.GenerateRequest(
+        model_id=model_id,
+        prompt=prompt or "",
+        messages=[_chat_message(message) for message in messages or ()],
+        options=pb.GenerationOptions(stop_sequences=stop, **fields),  # type: ignore[arg-type]
+    )
+
+
+def model_from(message: pb.Model) -> Model:
+    return Model(
+        id=message.id,
+        backend=pb.BackendType.Name(message.backend).removeprefix("BACKEND_TYPE_").lower(),
+        name=message.name,
+        type=pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower(),
+        state=pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower(),
+        context_size=message.context_size,
+    )
+
+
+def models_from(messages: Iterable[pb.Model]) -> list[Model]:
+    return [model_from(message) for message in messages]
+
+
+def event_from(frame: pb.GenerateResponse) -> StreamEvent:
+    if frame.HasField("delta"):
+        return TextDelta(frame.delta.text)
+    result = frame.result
+    first = result.timings.time_to_first_token
+    time_to_first_token = (
+        first.ToTimedelta().total_seconds() if result.timings.HasField("time_to_first_token") else None
+    )
+    return GenerateResult(
+        finish_reason=FinishReason(pb.FinishReason.Name(result.finish_reason).removeprefix("FINISH_REASON_").lower()),
+        usage=Usage(result.usage.prompt_tokens, result.usage.completion_tokens),
+        timings=Timings(
+            time_to_first_token=time_to_first_token,
+            total=result.timings.total.ToTimedelta().total_seconds(),
+        ),
+        upstream_request_id=result.upstream_request_id,
+    )
+
+
+class Accumulator:
+    """Collects a stream's events into its final response."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._result: GenerateResult | None = None
+
+    def add(self, frame: pb.GenerateResponse) -> StreamEvent:
+        event = event_from(frame)
+        if isinstance(event, TextDelta):
+            self._parts.append(event.text)
+        else:
+            self._result = event
+        return event
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None
+
+    def response(self) -> GenerateResponse:
+        if self._result is None:
+            raise RuntimeError("the stream ended without its result frame")
+        result = self._result
+        return GenerateResponse(
+            text="".join(self._parts),
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+            timings=result.timings,
+            upstream_request_id=result.upstream_request_id,
+        )
