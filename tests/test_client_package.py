@@ -1,34 +1,35 @@
-"""The client package: importable stubs with typing, a wheel of its own, and a working minimal client."""
+"""The client package: importable stubs with typing, a wheel of its own, and the public surface the docs list."""
 
 from __future__ import annotations
 
-import asyncio
+import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from tests.conftest import TINY_MODEL
-from warpcore.client import Client, text_deltas
-from warpcore.server.app import WarpcoreServer
+import warpcore.client
 from warpcore.v1 import inference_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_client_builds_as_a_wheel_with_stubs_and_typing(tmp_path: Path) -> None:
+def test_client_builds_as_a_wheel_with_stubs_typing_and_cli(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT / "client")],
         check=True,
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("warpcore_client-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
     for module in ("inference_pb2", "inference_pb2_grpc"):
         assert f"warpcore/v1/{module}.py" in names
         assert f"warpcore/v1/{module}.pyi" in names
     assert {"warpcore/client/__init__.py", "warpcore/client/py.typed", "warpcore/v1/py.typed"} <= names
     assert not any(name.startswith("warpcore/server") for name in names)
+    (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
+    assert "warpcore = warpcore.client.cli:main" in archive.read(entry_points).decode()
 
 
 def test_stubs_import_under_the_proto_package() -> None:
@@ -36,17 +37,9 @@ def test_stubs_import_under_the_proto_package() -> None:
     assert pb.__name__ == "warpcore.v1.inference_pb2"
 
 
-async def test_minimal_client_round_trip(server: WarpcoreServer) -> None:
-    def use_client() -> tuple[list[str], str, list[str]]:
-        with Client(f"127.0.0.1:{server.port}", timeout=30) as client:
-            loaded = client.load_model(TINY_MODEL, model_id="tiny")
-            pieces = list(text_deltas(client.generate("tiny", prompt="the", max_tokens=5)))
-            listed = [model.id for model in client.list_models()]
-            client.unload_model("tiny")
-            return pieces, loaded.id, listed
-
-    pieces, loaded_id, listed = await asyncio.to_thread(use_client)
-    assert loaded_id == "tiny"
-    assert listed == ["tiny"]
-    assert len(pieces) == 5
-    assert all(pieces)
+def test_public_surface_is_what_the_readme_lists() -> None:
+    readme = (ROOT / "README.md").read_text()
+    listed = readme[readme.index("Public names of `warpcore.client`:") :].split("\n\n")[0]
+    documented = set(re.findall(r"`([A-Za-z_]+)`", listed.split(":", 1)[1]))
+    assert documented == set(warpcore.client.__all__)
+    assert all(hasattr(warpcore.client, name) for name in warpcore.client.__all__)

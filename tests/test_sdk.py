@@ -1,0 +1,291 @@
+"""The Python SDK, sync and asyncio, against the real server: streaming, cancellation, errors, retries, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+
+from tests.certificates import make_certificates
+from tests.conftest import TINY_MODEL
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from warpcore.client import (
+    AlreadyExistsError,
+    ApiConfig,
+    AsyncClient,
+    AuthenticationError,
+    Backend,
+    Client,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    FinishReason,
+    GenerateResult,
+    InvalidArgumentError,
+    Message,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    TextDelta,
+    UnavailableError,
+    WarpcoreError,
+)
+from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.app import WarpcoreServer, start_server
+from warpcore.server.registry import ModelRegistry
+
+T = TypeVar("T")
+
+
+def blocking(function: Callable[..., T]) -> Callable[..., asyncio.Future[T]]:
+    """Run a blocking SDK call off the event loop, which serves the in-process server meanwhile."""
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        return asyncio.ensure_future(asyncio.to_thread(function, *args, **kwargs))
+
+    return run
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def test_sync_client_round_trip(target: str) -> None:
+    @blocking
+    def use() -> None:
+        with Client(target, timeout=30) as client:
+            model = client.load_model(TINY_MODEL, backend=Backend.LLAMA_CPP, model_id="tiny", context_size=512)
+            assert (model.id, model.backend, model.state, model.context_size) == ("tiny", "llama_cpp", "ready", 512)
+            assert [m.id for m in client.list_models()] == ["tiny"]
+            assert [m.state for m in client.list_models("llama_cpp")] == ["ready", "available"]
+
+            response = client.generate("tiny", prompt="the world", max_tokens=8, temperature=0)
+            assert response.finish_reason is FinishReason.LENGTH
+            assert response.usage.completion_tokens == 8
+            assert response.text.strip()
+
+            with client.generate("tiny", prompt="the world", max_tokens=8, temperature=0, stream=True) as stream:
+                events = list(stream)
+            assert all(isinstance(event, TextDelta) for event in events[:-1])
+            assert isinstance(events[-1], GenerateResult)
+            assert "".join(e.text for e in events if isinstance(e, TextDelta)) == response.text
+
+            stream = client.generate(
+                "tiny", messages=[Message("user", "hi"), ("assistant", "yo"), ("user", "and?")], stream=True
+            )
+            pieces = list(stream.text_stream)
+            final = stream.get_final_response()
+            assert "".join(pieces) == final.text
+            assert final.timings.time_to_first_token is not None
+            assert final.timings.total >= final.timings.time_to_first_token
+
+            assert client.health() == "SERVING"
+            assert client.unload_model("tiny").id == "tiny"
+            assert client.list_models() == []
+
+    await use()
+
+
+async def test_async_client_round_trip(target: str) -> None:
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(TINY_MODEL, model_id="tiny")
+        response = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stop=["zzz"])
+        assert response.usage.completion_tokens == 6
+
+        stream = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stream=True)
+        async with stream:
+            pieces = [piece async for piece in stream.text_stream]
+        assert "".join(pieces) == response.text
+
+        stream = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stream=True)
+        events = [event async for event in stream]
+        assert isinstance(events[-1], GenerateResult)
+        assert (await stream.get_final_response()).text == response.text
+
+        assert await client.health() == "SERVING"
+        assert [m.id for m in await client.list_models()] == ["tiny"]
+        await client.unload_model("tiny")
+
+
+async def test_close_cancels_the_generation_on_the_server(target: str) -> None:
+    async with AsyncClient(target) as client:
+        await client.load_model(TINY_MODEL, model_id="long", context_size=32768)
+        stream = await client.generate("long", prompt="the", max_tokens=32768, temperature=0, stream=True)
+        first = await anext(stream)
+        assert isinstance(first, TextDelta)
+        stream.close()
+        # The model serves one request at a time: this finishes in time only if the cancelled one stopped.
+        follow_up = await client.generate("long", prompt="the", max_tokens=4, timeout=5)
+        assert follow_up.usage.completion_tokens == 4
+
+
+async def test_sync_stream_close_cancels_too(target: str) -> None:
+    @blocking
+    def use() -> int:
+        with Client(target) as client:
+            client.load_model(TINY_MODEL, model_id="long", context_size=32768)
+            with client.generate("long", prompt="the", max_tokens=32768, stream=True) as stream:
+                next(stream)
+            return client.generate("long", prompt="the", max_tokens=4, timeout=5).usage.completion_tokens
+
+    assert await use() == 4
+
+
+async def test_error_types_for_server_side_failures(target: str, server_env: dict[str, str]) -> None:
+    async with AsyncClient(target) as client:
+        with pytest.raises(NotFoundError) as not_found:
+            await client.generate("ghost", prompt="x")
+        assert not_found.value.reason == "MODEL_NOT_LOADED"
+        assert not_found.value.status is grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(InvalidArgumentError) as invalid:
+            await client.load_model("../escape.gguf")
+        assert invalid.value.field_violations.keys() == {"model"}
+
+        await client.load_model(TINY_MODEL, model_id="tiny")
+        with pytest.raises(AlreadyExistsError):
+            await client.load_model(TINY_MODEL, model_id="tiny")
+        with pytest.raises(InvalidArgumentError) as too_hot:
+            await client.generate("tiny", prompt="x", temperature=5.0)
+        assert "temperature" in too_hot.value.message
+
+        with pytest.raises(DeadlineExceededError):
+            await client.generate("tiny", prompt="the", max_tokens=2000, timeout=0.01)
+
+        server_env.pop("MODELS_PATH")
+        with pytest.raises(FailedPreconditionError):
+            await client.load_model(TINY_MODEL, model_id="other")
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(401, AuthenticationError), (403, PermissionDeniedError), (429, RateLimitError), (503, UnavailableError)],
+)
+async def test_error_types_for_upstream_failures(target: str, status: int, error_type: type[WarpcoreError]) -> None:
+    async with FakeOpenAI() as upstream, AsyncClient(target) as client:
+        config = ApiConfig(api_key="sk-test-0123456789", base_url=upstream.base_url)
+        await client.load_model("gpt-4o-mini", backend="openai", model_id="gpt", config=config)
+        upstream.script = Script(status=status, headers={"retry-after": "3"})
+        with pytest.raises(error_type) as raised:
+            await client.generate("gpt", prompt="hi")
+        assert raised.value.metadata["provider"] == "openai"
+        assert raised.value.retry_after == (3.0 if status == 429 else None)
+
+
+async def test_backend_settings_as_keyword_arguments(target: str) -> None:
+    async with FakeOpenAI() as upstream, AsyncClient(target) as client:
+        await client.load_model(
+            "gpt-4o", backend="openai", model_id="gpt", api_key="sk-kw-0123456789", base_url=upstream.base_url
+        )
+        await client.generate("gpt", prompt="hi")
+        assert upstream.requests[-1].headers["authorization"] == "Bearer sk-kw-0123456789"
+        with pytest.raises(TypeError):
+            await client.load_model("x", backend="openai", api_key="k", threads=2)  # API and local settings mixed
+
+
+async def start_named(models_path: Path, address: str, **options: Any) -> WarpcoreServer:
+    registry = ModelRegistry(functools.partial(create_adapter, env={"MODELS_PATH": str(models_path)}))
+    server = await start_server(registry, address, **options)
+    await server.set_serving(True)
+    return server
+
+
+async def test_unary_calls_are_retried_while_a_server_restarts(models_path: Path) -> None:
+    first = await start_named(models_path, "127.0.0.1:0")
+    port = first.port
+    quick_reconnect = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 300)]
+    async with AsyncClient(f"127.0.0.1:{port}", max_retries=4, channel_options=quick_reconnect) as client:
+        assert await client.list_models() == []
+        await first.stop(None)
+        listing = asyncio.create_task(client.list_models(timeout=10))
+        await asyncio.sleep(0.3)  # the first attempts fail while nothing listens
+        second = await start_named(models_path, f"127.0.0.1:{port}")
+        try:
+            assert await listing == []
+        finally:
+            await second.stop(None)
+
+
+async def test_without_retries_a_down_server_is_unavailable(models_path: Path) -> None:
+    server = await start_named(models_path, "127.0.0.1:0")
+    await server.stop(None)
+    async with AsyncClient(f"127.0.0.1:{server.port}", max_retries=0) as client:
+        with pytest.raises(UnavailableError):
+            await client.list_models(timeout=5)
+
+
+async def test_round_robin_over_several_replicas(models_path: Path) -> None:
+    replicas = [await start_named(models_path, "127.0.0.1:0") for _ in range(2)]
+    try:
+        for name, replica in zip(("a", "b"), replicas, strict=True):
+            async with AsyncClient(f"127.0.0.1:{replica.port}") as direct:
+                await direct.load_model(TINY_MODEL, model_id=name)
+        target = "ipv4:" + ",".join(f"127.0.0.1:{replica.port}" for replica in replicas)
+        async with AsyncClient(target) as client:
+            seen = {tuple(m.id for m in await client.list_models()) for _ in range(8)}
+        assert seen == {("a",), ("b",)}  # calls went to both replicas
+    finally:
+        for replica in replicas:
+            await replica.stop(None)
+
+
+class RecordingInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self.metadata: list[Mapping[str, str]] = []
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Any], handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        self.metadata.append(dict(handler_call_details.invocation_metadata or ()))  # type: ignore[arg-type]
+        return await continuation(handler_call_details)
+
+
+async def test_token_is_sent_as_authorization_metadata(models_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    interceptor = RecordingInterceptor()
+    server = await start_named(models_path, "127.0.0.1:0", interceptors=[interceptor])
+    try:
+        async with AsyncClient(f"127.0.0.1:{server.port}", token="s3cret") as client:
+            await client.list_models()
+        monkeypatch.setenv("WARPCORE_TOKEN", "from-env")
+        monkeypatch.setenv("WARPCORE_TARGET", f"127.0.0.1:{server.port}")
+        async with AsyncClient() as client:
+            await client.list_models()
+    finally:
+        await server.stop(None)
+    assert [m.get("authorization") for m in interceptor.metadata] == ["Bearer s3cret", "Bearer from-env"]
+
+
+async def test_mutual_tls(models_path: Path, tmp_path: Path) -> None:
+    pems = make_certificates()
+    credentials = grpc.ssl_server_credentials(
+        [(pems.server_key, pems.server_certificate)], root_certificates=pems.ca, require_client_auth=True
+    )
+    server = await start_named(models_path, "127.0.0.1:0", credentials=credentials)
+    (tmp_path / "ca.pem").write_bytes(pems.ca)
+    target = f"127.0.0.1:{server.port}"
+    try:
+        async with AsyncClient(
+            target,
+            root_certificates=tmp_path / "ca.pem",
+            client_certificate=pems.client_certificate,
+            client_key=pems.client_key,
+        ) as client:
+            assert await client.health() == "SERVING"
+        async with AsyncClient(target, root_certificates=pems.ca, max_retries=0) as anonymous:
+            with pytest.raises(UnavailableError):  # no client certificate: the handshake fails
+                await anonymous.health(timeout=5)
+    finally:
+        await server.stop(None)
+
+
+async def test_fixture_free_unreachable_target_is_unavailable() -> None:
+    async with AsyncClient("127.0.0.1:1", max_retries=0) as client:
+        with pytest.raises(UnavailableError):
+            await client.list_models(timeout=5)
