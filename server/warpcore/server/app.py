@@ -1,58 +1,137 @@
-"""Assemble the grpc.aio server: inference, health and reflection services on one port."""
+"""Assemble the grpc.aio server: inference, health and reflection services, interceptors, limits, shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from warpcore.server.auth import BearerTokenInterceptor
+from warpcore.server.limits import Limits
+from warpcore.server.observability import Metrics, ObservabilityInterceptor
 from warpcore.server.registry import ModelRegistry
 from warpcore.server.servicer import InferenceServicer
+from warpcore.server.streams import ActiveStreams
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+MODEL_HEALTH_PREFIX = "model:"
+"""Each loaded model is also a health service, named "model:<model id>"."""
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class ServingOptions:
+    credentials: grpc.ServerCredentials | None = None
+    """TLS for every listening address (mTLS when the credentials require client certificates)."""
+    token: str | None = field(default=None, repr=False)
+    """Bearer token required on the inference service (health and reflection stay open)."""
+    limits: Limits = field(default_factory=Limits)
+    max_message_bytes: int = 4 * 1024 * 1024
+    keepalive_seconds: float = 60.0
+    """Ping idle connections this often, so that proxies and NATs keep them open."""
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 
 
 class WarpcoreServer:
     """A started server and the handles needed to operate it."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health: health_aio.HealthServicer) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        ports: list[int],
+        health: health_aio.HealthServicer,
+        streams: ActiveStreams,
+        metrics: Metrics,
+    ) -> None:
         self.server = server
-        self.port = port
+        self.ports = ports
         self.health = health
+        self.streams = streams
+        self.metrics = metrics
+
+    @property
+    def port(self) -> int:
+        """The first TCP port bound (0 for a Unix socket)."""
+        return self.ports[0]
 
     async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", INFERENCE_SERVICE):
-            await self.health.set(service, status)
+            await self.health.set(service, SERVING if serving else NOT_SERVING)
+
+    async def model_changed(self, model_id: str, loaded: bool) -> None:
+        await self.health.set(MODEL_HEALTH_PREFIX + model_id, SERVING if loaded else NOT_SERVING)
 
     async def stop(self, grace: float | None) -> None:
+        """Report NOT_SERVING, refuse new calls, give running streams `grace` seconds, then end them with a
+        CANCELLED result frame just before gRPC cancels whatever is left."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        if grace:
+            await self.streams.drain(max(grace - 0.5, 0.0))
+        await stopping
+
+
+def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        return server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as error:
+        raise RuntimeError(f"cannot listen on {address}: {error}") from None
 
 
 async def start_server(
     registry: ModelRegistry,
-    address: str,
+    addresses: str | Sequence[str],
+    options: ServingOptions | None = None,
     *,
     credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> WarpcoreServer:
-    """Start serving on `address` ("host:port"; port 0 picks a free one), with TLS when `credentials` are given.
-    Health reports NOT_SERVING until told."""
-    # Without so_reuseport=0, Linux lets a second server bind a port that is already taken.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry), server)
+    """Start serving on each address ("host:port", port 0 picks a free one, or "unix:///path"). Health reports
+    NOT_SERVING until told otherwise."""
+    options = options or ServingOptions(credentials=credentials, interceptors=interceptors)
+    limits = options.limits
+    metrics = Metrics(limits)
+    streams = ActiveStreams()
+
+    def backend_of(model_id: str) -> str | None:
+        model = registry.find(model_id)
+        return model.backend.value if model else None
+
+    chain: list[grpc.aio.ServerInterceptor] = [ObservabilityInterceptor(metrics, backend_of)]
+    if options.token:
+        chain.append(BearerTokenInterceptor(options.token))
+    keepalive_ms = int(options.keepalive_seconds * 1000)
+    server = grpc.aio.server(
+        interceptors=[*chain, *options.interceptors],
+        options=[
+            ("grpc.so_reuseport", 0),  # else Linux lets a second server bind a port already taken
+            ("grpc.max_receive_message_length", options.max_message_bytes),
+            ("grpc.max_send_message_length", options.max_message_bytes),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry, limits, streams), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    if isinstance(addresses, str):
+        addresses = [addresses]
+    ports = [_listen(server, address, options.credentials) for address in addresses]
     await server.start()
-    started = WarpcoreServer(server, port, health)
+    started = WarpcoreServer(server, ports, health, streams, metrics)
+    registry.listeners.append(started.model_changed)
     await started.set_serving(False)
     return started

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.base import Adapter
@@ -39,6 +39,8 @@ class ModelRegistry:
         # Ids of models being loaded or released: taken, though not (or no longer) in _models.
         self._reserved: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
+        self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
+        """Told (model id, loaded?) after each load and unload."""
 
     async def load(self, spec: LoadSpec) -> LoadedModel:
         if spec.model_id in self._models or spec.model_id in self._reserved:
@@ -58,9 +60,14 @@ class ModelRegistry:
                 raise
             loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter)
             self._models[spec.model_id] = loaded
-            return loaded
         finally:
             self._reserved.discard(spec.model_id)
+        for listener in self.listeners:
+            await listener(spec.model_id, True)
+        return loaded
+
+    def find(self, model_id: str) -> LoadedModel | None:
+        return self._models.get(model_id)
 
     def get(self, model_id: str) -> LoadedModel:
         try:
@@ -82,6 +89,8 @@ class ModelRegistry:
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
         release.add_done_callback(lambda _: self._reserved.discard(model_id))
+        for listener in self.listeners:
+            await listener(model_id, False)
         await asyncio.shield(release)
         return loaded
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -10,9 +11,11 @@ from typing import Any
 import grpc
 
 from warpcore.server import translate
-from warpcore.server.domain import Finish, FinishReason, TextChunk
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.domain import Finish, FinishReason, GenerationParams, TextChunk
+from warpcore.server.limits import Limits
+from warpcore.server.registry import LoadedModel, ModelRegistry
 from warpcore.server.status import streaming_errors, unary_errors
+from warpcore.server.streams import ActiveStreams
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -21,8 +24,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, limits: Limits, streams: ActiveStreams) -> None:
         self._registry = registry
+        self._limits = limits
+        self._streams = streams
 
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
@@ -37,6 +42,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
         unloaded = await self._registry.unload(translate.model_id(request.model_id))
+        self._limits.forget(unloaded.id)
         _log.info("unloaded model %s", unloaded.id)
         return pb.UnloadModelResponse(model=translate.model_message(unloaded))
 
@@ -57,8 +63,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: pb.GenerateRequest, context: Context
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
         started = time.monotonic()
-        params = translate.generation_params(request, context.time_remaining())
+        params = translate.generation_params(request, context.time_remaining(), self._limits.max_tokens)
         model = self._registry.get(request.model_id)
+        async with self._limits.gate(model.id).slot():
+            with self._streams.track():
+                async for frame in self._frames(model, params, started):
+                    yield frame
+
+    async def _frames(
+        self, model: LoadedModel, params: GenerationParams, started: float
+    ) -> AsyncGenerator[pb.GenerateResponse, None]:
         first_token_at: float | None = None
         events = model.adapter.generate(params)
         try:
@@ -69,6 +83,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
                 else:
                     yield translate.result_frame(event, first_token_at, time.monotonic() - started)
+        except asyncio.CancelledError:
+            if not self._streams.ended_by_shutdown():
+                raise  # the client went away: nobody to tell
+            await events.aclose()
+            yield translate.result_frame(Finish(FinishReason.CANCELLED), first_token_at, time.monotonic() - started)
         except Exception:
             if first_token_at is not None:
                 # Text was sent: close the stream with its result frame before the status says why.

@@ -151,7 +151,9 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
     )
 
 
-def generation_params(request: pb.GenerateRequest, time_remaining: float | None) -> GenerationParams:
+def generation_params(
+    request: pb.GenerateRequest, time_remaining: float | None, max_tokens_limit: int = MAX_MAX_TOKENS
+) -> GenerationParams:
     _check_id(request.model_id, "model_id")
     has_prompt, has_messages = bool(request.prompt), bool(request.messages)
     _require(has_prompt != has_messages, "prompt", "set exactly one of prompt and messages")
@@ -169,7 +171,9 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
     options = request.options
     max_tokens = options.max_tokens if options.HasField("max_tokens") else DEFAULT_MAX_TOKENS
     _require(
-        1 <= max_tokens <= MAX_MAX_TOKENS, "options.max_tokens", f"max_tokens must be between 1 and {MAX_MAX_TOKENS}"
+        1 <= max_tokens <= max_tokens_limit,
+        "options.max_tokens",
+        f"max_tokens must be between 1 and {max_tokens_limit}",
     )
     if options.HasField("temperature"):
         _require(

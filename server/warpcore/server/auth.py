@@ -1,0 +1,51 @@
+"""Bearer-token authentication for the inference service; health and reflection stay open."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+PROTECTED_PREFIX = "/warpcore.v1.InferenceService/"
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses inference calls whose `authorization` metadata is not "Bearer <token>"."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
+        metadata = dict(details.invocation_metadata or ())
+        presented = metadata.get("authorization", "")
+        presented_bytes = presented.encode() if isinstance(presented, str) else bytes(presented)
+        # Constant time: how long the comparison takes says nothing of how much of the token matched.
+        return hmac.compare_digest(presented_bytes, self._expected)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or not method.startswith(PROTECTED_PREFIX) or self._authorized(handler_call_details):
+            return handler
+        message = "missing or wrong bearer token: send 'authorization: Bearer <token>' metadata"
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        async def deny_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            yield  # pragma: no cover - makes this a streaming handler
+
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(deny_stream, **serializers)
+        return grpc.unary_unary_rpc_method_handler(deny, **serializers)

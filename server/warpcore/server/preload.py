@@ -1,0 +1,129 @@
+"""Models to load at start, from a TOML file whose secrets are references to environment variables."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings, NumaStrategy
+from warpcore.server.registry import LoadSpec
+
+_MODEL_KEYS = {"id", "backend", "model", "context_size", "api", "local"}
+_API_TYPES: dict[str, type | tuple[type, ...]] = {
+    "api_key_env": str,
+    "base_url": str,
+    "organization": str,
+    "timeout": (int, float),
+}
+_LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "threads": int,
+    "use_gpu": bool,
+    "gpu_layers": int,
+    "use_mmap": bool,
+    "use_mlock": bool,
+    "numa_strategy": str,
+    "chat_format": str,
+}
+
+
+class ConfigError(ValueError):
+    """The preload file cannot be used; the message names the file, the entry and the key."""
+
+
+def _table(value: object, where: str, types: Mapping[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key, item in value.items():
+        if key == "api_key":
+            raise ConfigError(
+                f"{where}.api_key: keys are never written in the file; name the environment variable"
+                " that holds it with api_key_env"
+            )
+        if key not in types:
+            raise ConfigError(f"{where}.{key} is not a known setting; known: {', '.join(sorted(types))}")
+        expected = types[key]
+        if not isinstance(item, expected) or (expected is int and isinstance(item, bool)):
+            raise ConfigError(f"{where}.{key} has the wrong type")
+    return value
+
+
+def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> ApiSettings:
+    api_key = None
+    if "api_key_env" in table:
+        api_key = env.get(table["api_key_env"])
+        if not api_key:
+            raise ConfigError(f"{where}.api_key_env names {table['api_key_env']}, which is not set")
+    return ApiSettings(
+        api_key=api_key,
+        organization=table.get("organization"),
+        base_url=table.get("base_url"),
+        timeout=float(table["timeout"]) if "timeout" in table else None,
+    )
+
+
+def _local_settings(table: dict[str, Any], where: str) -> LocalSettings:
+    numa = None
+    if "numa_strategy" in table:
+        name = table["numa_strategy"].upper()
+        if name not in NumaStrategy.__members__:
+            raise ConfigError(f"{where}.numa_strategy must be one of {', '.join(NumaStrategy.__members__).lower()}")
+        numa = NumaStrategy[name]
+    fields = {key: value for key, value in table.items() if key != "numa_strategy"}
+    return LocalSettings(numa=numa, **fields)
+
+
+def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = entry.keys() - _MODEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown keys {', '.join(sorted(unknown))}; known: {', '.join(sorted(_MODEL_KEYS))}"
+        )
+    backends = {kind.value: kind for kind in BackendKind}
+    backend = backends.get(entry.get("backend"))  # type: ignore[arg-type]
+    if backend is None:
+        raise ConfigError(f"{where}.backend must be one of {', '.join(backends)}")
+    model = entry.get("model")
+    if not isinstance(model, str) or not model:
+        raise ConfigError(f"{where}.model must be a non-empty string")
+    context_size = entry.get("context_size")
+    if context_size is not None and (not isinstance(context_size, int) or context_size < 16):
+        raise ConfigError(f"{where}.context_size must be an integer of at least 16")
+    is_local = backend is BackendKind.LLAMA_CPP
+    wrong = "api" if is_local else "local"
+    if wrong in entry:
+        raise ConfigError(f"{where}.{wrong} does not apply to backend {backend.value}")
+    settings: BackendSettings | None = None
+    if is_local and "local" in entry:
+        settings = _local_settings(_table(entry["local"], f"{where}.local", _LOCAL_TYPES), f"{where}.local")
+    elif not is_local and "api" in entry:
+        settings = _api_settings(_table(entry["api"], f"{where}.api", _API_TYPES), f"{where}.api", env)
+    model_id = entry.get("id", model)
+    if not isinstance(model_id, str) or not model_id:
+        raise ConfigError(f"{where}.id must be a non-empty string")
+    return LoadSpec(model_id=model_id, backend=backend, name=model, settings=settings, context_size=context_size)
+
+
+def read_preload(path: Path, env: Mapping[str, str]) -> list[LoadSpec]:
+    """The models a config file lists, checked before anything is loaded."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    unknown = data.keys() - {"models"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys {', '.join(sorted(unknown))}; expected [[models]] tables")
+    entries = data.get("models", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: models must be an array of tables ([[models]])")
+    specs = [_spec(entry, f"{path}: models[{index}]", env) for index, entry in enumerate(entries)]
+    ids = [spec.model_id for spec in specs]
+    duplicates = sorted({model_id for model_id in ids if ids.count(model_id) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: model ids listed twice: {', '.join(duplicates)}")
+    return specs

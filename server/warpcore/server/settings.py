@@ -1,0 +1,113 @@
+"""The server's settings, from command-line flags with environment-variable fallbacks."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from warpcore.server.embedded import EMBEDDED_MODEL_ID
+
+DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
+_FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: tuple[str, ...] = ("127.0.0.1:50051",)
+    models_path: Path = DEFAULT_MODELS_PATH
+    default_model: bool = True
+    config: Path | None = None
+    grace: float = 30.0
+    token: str | None = field(default=None, repr=False)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
+    max_streams_per_model: int = 4
+    max_queue_per_model: int = 64
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_tokens_limit: int = 32768
+    log_format: str = "text"
+
+
+def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
+    """Flags win over their environment variables, which win over the defaults."""
+    parser = argparse.ArgumentParser(prog="warpcore-server", description="Serve the warpcore gRPC inference API.")
+
+    def option(flag: str, variable: str | None, default: str | None, help_text: str, **kwargs: Any) -> None:
+        value = env.get(variable) if variable else None
+        shown = f" (env {variable})" if variable else ""
+        parser.add_argument(flag, default=value if value else default, help=help_text + shown, **kwargs)
+
+    option("--host", "WARPCORE_HOST", "127.0.0.1", "address to bind when --listen is not given")
+    option("--port", "WARPCORE_PORT", "50051", "port to bind when --listen is not given", type=int)
+    option(
+        "--listen",
+        "WARPCORE_LISTEN",
+        None,
+        "comma-separated addresses, e.g. 0.0.0.0:50051,unix:///var/run/warpcore/warpcore.sock",
+    )
+    option("--models-path", "MODELS_PATH", str(DEFAULT_MODELS_PATH), "folder of GGUF models", type=Path)
+    option("--config", "WARPCORE_CONFIG", None, "TOML file of models to load at start", type=Path)
+    option("--grace", "WARPCORE_GRACE", "30", "seconds in-flight calls get on shutdown", type=float)
+    option("--token-file", "WARPCORE_TOKEN_FILE", None, "file holding the bearer token clients must send", type=Path)
+    option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=Path)
+    option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=Path)
+    option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
+    option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
+    option("--metrics-host", "WARPCORE_METRICS_HOST", "0.0.0.0", "address of the metrics endpoint")
+    option("--max-streams-per-model", "WARPCORE_MAX_STREAMS_PER_MODEL", "4", "concurrent generations", type=int)
+    option("--max-queue-per-model", "WARPCORE_MAX_QUEUE_PER_MODEL", "64", "generations waiting per model", type=int)
+    option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), "largest request", type=int)
+    option("--max-tokens-limit", "WARPCORE_MAX_TOKENS_LIMIT", "32768", "largest max_tokens accepted", type=int)
+    option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
+    parser.add_argument(
+        "--no-default-model",
+        dest="default_model",
+        action="store_false",
+        default=env.get("WARPCORE_DEFAULT_MODEL", "1").lower() not in _FALSE,
+        help=f"do not load the embedded {EMBEDDED_MODEL_ID} model (env WARPCORE_DEFAULT_MODEL=0)",
+    )
+    args = parser.parse_args(argv)
+    listen = tuple(address.strip() for address in args.listen.split(",") if address.strip()) if args.listen else ()
+    token = env.get("WARPCORE_TOKEN") or None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip()
+        except OSError as error:
+            raise SettingsError(f"cannot read the token file {args.token_file}: {error.strerror}") from None
+        if not token:
+            raise SettingsError(f"the token file {args.token_file} is empty")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SettingsError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+    for name in ("grace", "max_streams_per_model", "max_queue_per_model", "max_message_bytes", "max_tokens_limit"):
+        if getattr(args, name) < (0 if name in ("grace", "max_queue_per_model") else 1):
+            raise SettingsError(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
+    return ServerSettings(
+        listen=listen or (f"{args.host}:{args.port}",),
+        models_path=args.models_path,
+        default_model=args.default_model,
+        config=args.config,
+        grace=args.grace,
+        token=token,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+        max_streams_per_model=args.max_streams_per_model,
+        max_queue_per_model=args.max_queue_per_model,
+        max_message_bytes=args.max_message_bytes,
+        max_tokens_limit=args.max_tokens_limit,
+        log_format=args.log_format,
+    )
