@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -80,9 +81,13 @@ class WarpcoreServer:
 
 def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
     try:
-        return server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as error:
         raise RuntimeError(f"cannot listen on {address}: {error}") from None
+    if address.startswith("unix:"):
+        # A sidecar's app runs as another user of the same group: let the group connect.
+        os.chmod(address.removeprefix("unix:").removeprefix("//"), 0o660)
+    return port
 
 
 async def start_server(
@@ -119,6 +124,10 @@ async def start_server(
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
             ("grpc.http2.max_pings_without_data", 0),
+            # Clients behind dns:/// re-resolve when a connection closes: ageing connections out lets them find
+            # replicas added since. Streams running at that moment still get ten minutes to finish.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry, limits, streams), server)

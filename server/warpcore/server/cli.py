@@ -1,8 +1,7 @@
-"""The warpcore-server command: serve the gRPC API, with the embedded default model loaded."""
+"""The warpcore-server command: serve the gRPC API, with the embedded default model and any preloaded ones."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import logging
@@ -10,69 +9,89 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+
+import grpc
 
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import start_server
-from warpcore.server.embedded import EMBEDDED_MODEL_ID, embedded_load_spec
+from warpcore.server.app import ServingOptions, start_server
+from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.errors import WarpcoreError
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.limits import Limits
+from warpcore.server.observability import configure_logging
+from warpcore.server.preload import ConfigError, read_preload
+from warpcore.server.registry import LoadSpec, ModelRegistry
+from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
-DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
 
 
-def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="warpcore-server", description=__doc__)
-    parser.add_argument(
-        "--host", default=env.get("WARPCORE_HOST", "127.0.0.1"), help="address to bind (env WARPCORE_HOST)"
+def serving_options(settings: ServerSettings) -> ServingOptions:
+    credentials = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+    return ServingOptions(
+        credentials=credentials,
+        token=settings.token,
+        limits=Limits(settings.max_streams_per_model, settings.max_queue_per_model, settings.max_tokens_limit),
+        max_message_bytes=settings.max_message_bytes,
     )
-    parser.add_argument("--port", type=int, default=env.get("WARPCORE_PORT", "50051"), help="port (env WARPCORE_PORT)")
-    parser.add_argument(
-        "--models-path",
-        type=Path,
-        default=Path(env.get("MODELS_PATH") or DEFAULT_MODELS_PATH),
-        help=f"folder of GGUF models (env MODELS_PATH, default {DEFAULT_MODELS_PATH})",
-    )
-    parser.add_argument(
-        "--no-default-model",
-        dest="default_model",
-        action="store_false",
-        default=env.get("WARPCORE_DEFAULT_MODEL", "1") not in ("0", "false", "no"),
-        help=f"do not load the embedded {EMBEDDED_MODEL_ID} model (env WARPCORE_DEFAULT_MODEL=0)",
-    )
-    parser.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get on shutdown")
-    return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace, env: Mapping[str, str]) -> None:
-    args.models_path.mkdir(parents=True, exist_ok=True)
-    server_env = {**env, "MODELS_PATH": str(args.models_path)}
+def _bound(address: str, port: int) -> str:
+    """The address as bound: with the port the system chose for ":0"."""
+    return address if address.startswith("unix:") else f"{address.rsplit(':', 1)[0]}:{port}"
+
+
+def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[LoadSpec]:
+    """Everything to load before reporting SERVING; a bad config file fails here, before the server starts."""
+    specs = read_preload(settings.config, env) if settings.config else []
+    if settings.default_model:
+        specs.insert(0, embedded_load_spec(settings.models_path))
+    return specs
+
+
+async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
+    settings.models_path.mkdir(parents=True, exist_ok=True)
+    server_env = {**env, "MODELS_PATH": str(settings.models_path)}
+    specs = startup_models(settings, server_env)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
-    server = await start_server(registry, f"{args.host}:{args.port}")
+    server = await start_server(registry, settings.listen, serving_options(settings))
+    metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     try:
-        if args.default_model:
-            loaded = await registry.load(embedded_load_spec(args.models_path))
-            _log.info("loaded %s (%d-token context)", loaded.id, loaded.info.context_size)
+        for spec in specs:
+            loaded = await registry.load(spec)
+            _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await server.set_serving(True)
-        _log.info("serving on %s:%d, models under %s", args.host, server.port, args.models_path)
+        bound = ", ".join(map(_bound, settings.listen, server.ports))
+        metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
+        _log.info("serving on %s, models under %s%s", bound, settings.models_path, metrics)
         await stopping.wait()
-        _log.info("shutting down")
+        _log.info("shutting down: in-flight calls get %.0f s", settings.grace)
     finally:
-        await server.stop(args.grace)
+        await server.stop(settings.grace)
         await registry.close()
+        if metrics_http is not None:
+            metrics_http.shutdown()
+    _log.info("stopped")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     try:
-        asyncio.run(serve(args, os.environ))
-    except WarpcoreError as error:
-        sys.exit(f"warpcore-server: {error.message}")
-    except RuntimeError as error:  # grpc raises this when the address cannot be bound
+        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
+    except SettingsError as error:
         sys.exit(f"warpcore-server: {error}")
+    configure_logging(settings.log_format)
+    try:
+        asyncio.run(serve(settings, os.environ))
+    except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
+        # RuntimeError: grpc could not bind an address; the message names it.
+        sys.exit(f"warpcore-server: {getattr(error, 'message', None) or error}")

@@ -1,0 +1,178 @@
+"""Operating the server: Unix sockets, tokens, limits, metrics, health per model, reflection, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import stat
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_status import rpc_status
+
+from tests.conftest import collect, failed_stream, greedy, load_tiny
+from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.app import ServingOptions, WarpcoreServer, start_server
+from warpcore.server.limits import Limits
+from warpcore.server.registry import ModelRegistry
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+Code = grpc.StatusCode
+
+
+@pytest.fixture
+def registry(models_path: Path) -> ModelRegistry:
+    return ModelRegistry(functools.partial(create_adapter, env={"MODELS_PATH": str(models_path)}))
+
+
+@pytest.fixture
+async def started(
+    registry: ModelRegistry, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[WarpcoreServer]:
+    """A server with the ServingOptions a test passes through indirect parametrization (default options)."""
+    options: ServingOptions = getattr(request, "param", ServingOptions())
+    server = await start_server(registry, ["127.0.0.1:0", f"unix://{tmp_path}/warpcore.sock"], options)
+    await server.set_serving(True)
+    try:
+        yield server
+    finally:
+        await server.stop(None)
+        await registry.close()
+
+
+async def test_unix_socket_serves_and_the_group_may_connect(started: WarpcoreServer, tmp_path: Path) -> None:
+    socket_path = tmp_path / "warpcore.sock"
+    assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660
+    async with grpc.aio.insecure_channel(f"unix://{socket_path}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub)
+        _, result = await collect(stub.Generate(greedy("the", 3)))
+    assert result.usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize("started", [ServingOptions(token="let-me-in")], indirect=True)
+async def test_token_guards_inference_but_not_health(started: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "let-me-in"),)]:
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await stub.ListModels(pb.ListModelsRequest(), metadata=metadata)
+            assert denied.value.code() == Code.UNAUTHENTICATED
+        _, stream_error = await failed_stream(stub.Generate(greedy("x", 1)))
+        assert stream_error.code() == Code.UNAUTHENTICATED
+        allowed = await stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", "Bearer let-me-in"),))
+        assert list(allowed.models) == []
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize(
+    "started",
+    [ServingOptions(limits=Limits(max_streams_per_model=1, max_queue_per_model=1, max_tokens=20000))],
+    indirect=True,
+)
+async def test_a_full_queue_is_resource_exhausted_with_retry_info(started: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, model_id="tiny", context_size=32768)
+        running = stub.Generate(greedy("the", 20000))
+        await running.read()  # generating: the only slot is taken
+        waiting = asyncio.ensure_future(collect(stub.Generate(greedy("the", 4))))
+        await asyncio.sleep(0.05)  # the second call takes the only queue place
+        _, refused = await failed_stream(stub.Generate(greedy("the", 4)))
+        assert refused.code() == Code.RESOURCE_EXHAUSTED
+        status = rpc_status.from_call(refused)
+        assert status is not None
+        retry = [detail for detail in status.details if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+        assert retry, "no RetryInfo"
+        _, too_many = await failed_stream(stub.Generate(greedy("the", 20001)))
+        assert too_many.code() == Code.INVALID_ARGUMENT  # above the server's max_tokens limit
+        running.cancel()
+        _, result = await waiting
+        assert result.usage.completion_tokens == 4
+
+
+@pytest.mark.parametrize("started", [ServingOptions(max_message_bytes=4096)], indirect=True)
+async def test_oversized_request_is_refused(started: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub)
+        _, error = await failed_stream(stub.Generate(greedy("the " * 5000, 4)))
+        assert error.code() == Code.RESOURCE_EXHAUSTED
+
+
+async def test_metrics_are_scraped_over_http(started: WarpcoreServer) -> None:
+    http = started.metrics.serve("127.0.0.1", 0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            await load_tiny(stub)
+            await collect(stub.Generate(greedy("the", 8)))
+            await failed_stream(stub.Generate(greedy("the", 8, model_id="ghost")))
+        url = f"http://127.0.0.1:{http.server_port}/metrics"
+        body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
+    finally:
+        http.shutdown()
+    assert 'warpcore_requests_total{code="OK",method="Generate"} 1.0' in body
+    assert 'warpcore_requests_total{code="NOT_FOUND",method="Generate"} 1.0' in body
+    assert 'warpcore_requests_total{code="OK",method="LoadModel"} 1.0' in body
+    assert 'warpcore_time_to_first_token_seconds_count{backend="llama_cpp",model="tiny"} 1.0' in body
+    assert 'warpcore_tokens_per_second_count{backend="llama_cpp",model="tiny"} 1.0' in body
+    assert 'warpcore_model_load_seconds_count{backend="BACKEND_TYPE_LLAMA_CPP"} 1.0' in body
+    assert 'warpcore_queue_depth{model="tiny"} 0.0' in body
+    assert "warpcore_active_streams 0.0" in body
+
+
+async def test_each_loaded_model_has_its_own_health_status(started: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub)
+        check = health_pb2.HealthCheckRequest(service="model:tiny")
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.SERVING
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny"))
+        assert (await health.Check(check)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_reflection_lists_the_services(started: WarpcoreServer) -> None:
+    def services() -> list[str]:
+        with grpc.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+            return list(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    assert {"warpcore.v1.InferenceService", "grpc.health.v1.Health"} <= set(await asyncio.to_thread(services))
+
+
+async def rest(call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse]) -> list[pb.GenerateResponse]:
+    frames = []
+    while (frame := await call.read()) is not grpc.aio.EOF:
+        assert isinstance(frame, pb.GenerateResponse)
+        frames.append(frame)
+    return frames
+
+
+async def test_shutdown_drains_then_ends_streams_with_a_cancelled_frame(started: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, model_id="long", context_size=32768)
+        await load_tiny(stub, model_id="short")
+        endless = stub.Generate(greedy("the", 32768, model_id="long"))
+        short = stub.Generate(greedy("the", 50, model_id="short"))
+        await endless.read()
+        await short.read()
+        stopping = asyncio.ensure_future(started.stop(1.5))
+        await asyncio.sleep(0.1)
+        with pytest.raises(grpc.aio.AioRpcError):  # new calls are refused while draining
+            await stub.ListModels(pb.ListModelsRequest(), timeout=2)
+        short_frames = await rest(short)
+        assert short_frames[-1].result.finish_reason == pb.FINISH_REASON_LENGTH  # finished within the grace
+        endless_frames = await rest(endless)
+        assert endless_frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+        await stopping
