@@ -28,4 +28,9 @@ ENV MODELS_PATH=/models \
     WARPCORE_PORT=50051
 EXPOSE 50051
 VOLUME ["/models"]
+# `warpcore health` (the CLI of warpcore-client, installed with the server) exits 0 only while the server reports
+# SERVING: not before the default model is loaded, nor once a shutdown has begun. Kubernetes ignores HEALTHCHECK
+# and uses the gRPC probes of deploy/kubernetes instead.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
+    CMD ["warpcore", "--target", "127.0.0.1:50051", "--timeout", "5", "health"]
 ENTRYPOINT ["warpcore-server"]

@@ -61,7 +61,11 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     specs = startup_models(settings, server_env)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
     server = await start_server(registry, settings.listen, serving_options(settings))
-    metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
+    metrics_http = (
+        server.metrics.serve(settings.metrics_host, settings.metrics_port)
+        if settings.metrics_port is not None
+        else None
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

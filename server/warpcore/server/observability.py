@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -123,10 +124,13 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             "request_deserializer": handler.request_deserializer if handler else None,
             "response_serializer": handler.response_serializer if handler else None,
         }
-        if handler is not None and handler.unary_unary is not None:
-            behavior: Any = handler.unary_unary  # an async callable under grpc.aio
+        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
+            return handler  # client- and bidirectional-streaming calls (reflection) are not counted
+        if handler.unary_unary is not None or not inspect.isasyncgenfunction(handler.unary_stream):
+            # Unary calls, and streaming ones written with context.write (health's Watch).
+            behavior: Any = handler.unary_unary or handler.unary_stream  # an async callable under grpc.aio
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
                 started, error, peer = time.monotonic(), None, context.peer()
                 try:
@@ -135,38 +139,38 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                     error = failure
                     raise
                 finally:
-                    access_log.info(
-                        "request", extra=self._finish(method, request, peer, started, self._code(context, error))
-                    )
+                    code = self._code(context, error)
+                    access_log.info("request", extra=self._finish(method, request, peer, started, code))
 
-            return grpc.unary_unary_rpc_method_handler(unary, **serializers)
-        if handler is not None and handler.unary_stream is not None:
-            streaming: Any = handler.unary_stream  # an async generator function under grpc.aio
+            if handler.unary_unary is not None:
+                return grpc.unary_unary_rpc_method_handler(call, **serializers)
+            return grpc.unary_stream_rpc_method_handler(call, **serializers)
+        # An async generator of responses: Generate.
+        streaming: Any = handler.unary_stream  # an async generator function under grpc.aio
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                started, error, usage, peer = time.monotonic(), None, {}, context.peer()
-                self._metrics.active_streams.inc()
-                try:
-                    async for response in streaming(request, context):
-                        if isinstance(response, pb.GenerateResponse) and response.HasField("result"):
-                            usage = {
-                                "prompt_tokens": response.result.usage.prompt_tokens,
-                                "completion_tokens": response.result.usage.completion_tokens,
-                            }
-                            backend = self._backend_of(request.model_id)
-                            if backend is not None:
-                                self._metrics.observe_generation(backend, request.model_id, response.result)
-                        yield response
-                except BaseException as failure:
-                    error = failure
-                    raise
-                finally:
-                    self._metrics.active_streams.dec()
-                    fields = self._finish(method, request, peer, started, self._code(context, error))
-                    access_log.info("request", extra={**fields, **usage})
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started, error, usage, peer = time.monotonic(), None, {}, context.peer()
+            self._metrics.active_streams.inc()
+            try:
+                async for response in streaming(request, context):
+                    if isinstance(response, pb.GenerateResponse) and response.HasField("result"):
+                        usage = {
+                            "prompt_tokens": response.result.usage.prompt_tokens,
+                            "completion_tokens": response.result.usage.completion_tokens,
+                        }
+                        backend = self._backend_of(request.model_id)
+                        if backend is not None:
+                            self._metrics.observe_generation(backend, request.model_id, response.result)
+                    yield response
+            except BaseException as failure:
+                error = failure
+                raise
+            finally:
+                self._metrics.active_streams.dec()
+                fields = self._finish(method, request, peer, started, self._code(context, error))
+                access_log.info("request", extra={**fields, **usage})
 
-            return grpc.unary_stream_rpc_method_handler(stream, **serializers)
-        return handler
+        return grpc.unary_stream_rpc_method_handler(stream, **serializers)
 
 
 class JsonFormatter(logging.Formatter):

@@ -83,6 +83,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
                 else:
                     yield translate.result_frame(event, first_token_at, time.monotonic() - started)
+                if self._streams.stopping:  # shutdown: end here, after the frame just sent
+                    await events.aclose()
+                    yield translate.result_frame(
+                        Finish(FinishReason.CANCELLED), first_token_at, time.monotonic() - started
+                    )
+                    return
         except asyncio.CancelledError:
             if not self._streams.ended_by_shutdown():
                 raise  # the client went away: nobody to tell

@@ -13,6 +13,8 @@ class ActiveStreams:
         self._ended_by_shutdown: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.stopping = False
+        """Set when the grace period is over: streams end at their next event, with a CANCELLED frame."""
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -36,9 +38,13 @@ class ActiveStreams:
         return asyncio.current_task() in self._ended_by_shutdown
 
     async def drain(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the calls to finish, then cancel the rest and wait for them to close."""
+        """Wait up to `grace` seconds for the calls to finish; then ask them to end at their next event, and
+        cancel those still waiting for one (a stalled upstream, a queue) a moment later."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
+        self.stopping = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 0.25)
         for task in list(self._tasks):
             self._ended_by_shutdown.add(task)
             task.cancel()

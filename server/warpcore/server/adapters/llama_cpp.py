@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes
 import logging
 import os
 import random
@@ -56,6 +57,24 @@ CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
 _FORMATS_WITHOUT_SYSTEM = {"gemma"}
 
 Emit = Callable[[GenerationEvent | BaseException], None]
+
+# llama.cpp's own log lines go through Python logging (and so into JSON logs), not straight to stderr.
+_native_log = logging.getLogger("llama.cpp")
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
+_last_native_level = logging.DEBUG
+
+
+def _route_native_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _last_native_level
+    if level in _GGML_LEVELS:  # 5 continues the previous line, at its level
+        _last_native_level = _GGML_LEVELS[level]
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message and _native_log.isEnabledFor(_last_native_level):
+        _native_log.log(_last_native_level, "%s", message)
+
+
+_native_log_callback = llama_cpp.llama_log_callback(_route_native_log)  # kept referenced: llama.cpp holds it
+llama_cpp.llama_log_set(_native_log_callback, ctypes.c_void_p(0))
 
 
 @dataclass(frozen=True)

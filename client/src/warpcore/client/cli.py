@@ -1,0 +1,199 @@
+"""The warpcore command: generate, chat, manage models and check health from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from warpcore.client import DEFAULT_TARGET, Backend, Client, GenerateResponse, Message, Model, TextDelta, WarpcoreError
+
+CLIENT_OPTIONS = ("tls", "root_certificates", "client_certificate", "client_key", "token", "timeout")
+COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
+BACKENDS = [backend.value for backend in Backend]
+
+
+class CliError(Exception):
+    """A failure of the command itself rather than of a call, e.g. no model to choose."""
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """A client from the global options; the ones not given keep the SDK's defaults."""
+    options: dict[str, Any] = {name: getattr(args, name) for name in CLIENT_OPTIONS if getattr(args, name)}
+    return Client(args.target, **options)
+
+
+def pick_model(client: Client, model: str | None, backend: str | None) -> str:
+    """The id to generate with: --model (loaded first if it is not and --backend is given), else the only one."""
+    if model is None:
+        loaded = [m.id for m in client.list_models() if backend in (None, m.backend)]
+        if len(loaded) != 1:
+            if loaded:
+                raise CliError(f"several models are loaded ({', '.join(loaded)}); choose one with --model")
+            raise CliError("no model is loaded; load one with `warpcore load`, or give --model and --backend")
+        return loaded[0]
+    if backend is not None and model not in {m.id for m in client.list_models()}:
+        client.load_model(model, backend=backend, model_id=model)
+    return model
+
+
+def stream_reply(client: Client, model_id: str, out: TextIO, **request: Any) -> GenerateResponse:
+    """Write the generated text to `out` as it comes, then a newline; return the final response."""
+    with client.generate(model_id, stream=True, **request) as stream:
+        for event in stream:
+            if isinstance(event, TextDelta):
+                out.write(event.text)
+                out.flush()
+        response = stream.get_final_response()
+    out.write("\n")
+    out.flush()
+    return response
+
+
+def generation_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The generation options given on the command line."""
+    names = ("system", "max_tokens", "temperature", "stop")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def usage_line(response: GenerateResponse) -> str:
+    """E.g. "[12 prompt + 64 completion tokens, 512.3 tokens/s, first token 0.02 s, finish: length]"."""
+    usage, timings = response.usage, response.timings
+    parts = [f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"]
+    if timings.total > 0:
+        parts.append(f"{usage.completion_tokens / timings.total:.1f} tokens/s")
+    if timings.time_to_first_token is not None:
+        parts.append(f"first token {timings.time_to_first_token:.2f} s")
+    parts.append(f"finish: {response.finish_reason}")
+    return f"[{', '.join(parts)}]"
+
+
+def generate(client: Client, args: argparse.Namespace) -> int:
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
+    model_id = pick_model(client, args.model, args.backend)
+    response = stream_reply(client, model_id, sys.stdout, prompt=prompt, **generation_options(args))
+    print(usage_line(response), file=sys.stderr)
+    return 0
+
+
+def chat(client: Client, args: argparse.Namespace) -> int:
+    model_id = pick_model(client, args.model, None)
+    history: list[Message] = []
+    while True:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            return 0
+        if not line.strip():
+            continue
+        history.append(Message("user", line.rstrip("\n")))
+        reply = stream_reply(client, model_id, sys.stdout, messages=history, **generation_options(args))
+        history.append(Message("assistant", reply.text))
+
+
+def table(listed: Sequence[Model]) -> str:
+    """The models as aligned columns under a header."""
+    rows = [list(COLUMNS), *([str(getattr(model, key)) for key in COLUMNS.values()] for model in listed)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def models(client: Client, args: argparse.Namespace) -> int:
+    listed = client.list_models(args.backend)
+    if args.json:
+        print(json.dumps([{key: getattr(model, key) for key in COLUMNS.values()} for model in listed], indent=2))
+    else:
+        print(table(listed))
+    return 0
+
+
+def load(client: Client, args: argparse.Namespace) -> int:
+    print(client.load_model(args.model, backend=args.backend, model_id=args.id, context_size=args.context_size).id)
+    return 0
+
+
+def unload(client: Client, args: argparse.Namespace) -> int:
+    print(client.unload_model(args.id).id)
+    return 0
+
+
+def health(client: Client, args: argparse.Namespace) -> int:
+    status = client.health(args.service)
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
+Command = Callable[[Client, argparse.Namespace], int]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="warpcore", description=__doc__)
+    root.add_argument("--target", help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
+    root.add_argument("--token", help="bearer token (default: $WARPCORE_TOKEN)")
+    root.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline of each call")
+    root.add_argument("--tls", action="store_true", help="use TLS (implied by any certificate option)")
+    root.add_argument("--root-certificates", metavar="PATH", help="PEM file of the CAs to trust")
+    root.add_argument("--client-certificate", metavar="PATH", help="PEM certificate chain for mutual TLS")
+    root.add_argument("--client-key", metavar="PATH", help="PEM private key for mutual TLS")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.set_defaults(run=run)
+        return sub
+
+    def generation(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
+        sub.add_argument("--system", metavar="TEXT", help="system prompt")
+        sub.add_argument("--max-tokens", type=int, metavar="N", help="at most this many tokens per reply")
+
+    sub = command("generate", generate, "stream a completion of PROMPT (default: read from stdin)")
+    generation(sub)
+    sub.add_argument("--backend", choices=BACKENDS, help="load --model from this backend first if it is not loaded")
+    sub.add_argument("--temperature", type=float, metavar="T")
+    sub.add_argument("--stop", action="append", metavar="X", help="stop sequence (repeatable)")
+    sub.add_argument("prompt", nargs="?", metavar="PROMPT")
+
+    generation(command("chat", chat, "chat with a model, one line a turn; /exit or end of input quits"))
+
+    sub = command("models", models, "list the loaded models, or with --backend also those it offers")
+    sub.add_argument("--backend", choices=BACKENDS)
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sub = command("load", load, "load MODEL and print its id")
+    sub.add_argument("model", metavar="MODEL", help="e.g. hf:owner/repo:file.gguf, or an API model name")
+    sub.add_argument("--backend", choices=BACKENDS, default=Backend.LLAMA_CPP.value)
+    sub.add_argument("--id", help="model id to load it as (default: chosen by the server)")
+    sub.add_argument("--context-size", type=int, metavar="N")
+
+    command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
+
+    sub = command("health", health, "print the server's health; exit 0 only when SERVING")
+    sub.add_argument("--service", default="", metavar="NAME", help="service to check (default: the whole server)")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        with connect(args) as client:
+            run: Command = args.run
+            return run(client, args)
+    except WarpcoreError as error:
+        print(f"warpcore: {error.status.name}: {error.message}", file=sys.stderr)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 141  # 128 + SIGPIPE, as the shell reports a command killed by a closed pipe
+    except KeyboardInterrupt:
+        return 130  # 128 + SIGINT
+    except (CliError, OSError) as error:  # OSError: e.g. a certificate file that cannot be read
+        print(f"warpcore: {error}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

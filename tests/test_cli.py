@@ -1,0 +1,223 @@
+"""The warpcore command end to end: the real executable against the in-process server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from asyncio.subprocess import DEVNULL, PIPE
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from warpcore.server.app import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+WARPCORE = str(Path(sys.executable).with_name("warpcore"))
+ENV = {name: value for name, value in os.environ.items() if not name.startswith("WARPCORE_")}
+USAGE = re.compile(
+    r"\[(\d+) prompt \+ (\d+) completion tokens, [\d.]+ tokens/s, first token [\d.]+ s, finish: (\w+)\]\n"
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def start(target: str, *args: str, stdin: int = PIPE, stdout: int = PIPE) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        WARPCORE, "--target", target, *args, stdin=stdin, stdout=stdout, stderr=PIPE, env=ENV
+    )
+
+
+async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None) -> tuple[bytes, bytes]:
+    """Its output once it ends, within a minute; killed if it does not."""
+    try:
+        return await asyncio.wait_for(process.communicate(stdin), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def warpcore(target: str, *args: str, stdin: str = "") -> Run:
+    """Run the command to its end, feeding it `stdin`; the server keeps serving meanwhile."""
+    process = await start(target, *args)
+    stdout, stderr = await finish(process, stdin.encode())
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+def closed_port_target() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def test_load_then_models_as_a_table_and_as_json(target: str) -> None:
+    assert await warpcore(target, "load", TINY_MODEL, "--id", "tiny") == Run(0, "tiny\n", "")
+
+    listed = await warpcore(target, "models")
+    assert listed.code == 0
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["ID", "BACKEND", "STATE", "CONTEXT", "NAME"]
+    assert row.split() == ["tiny", "llama_cpp", "ready", "2048", TINY_MODEL]
+    assert [header.index(column) for column in ("STATE", "NAME")] == [row.index("ready"), row.index(TINY_MODEL)]
+
+    as_json = await warpcore(target, "models", "--json")
+    assert json.loads(as_json.stdout) == [
+        {"id": "tiny", "backend": "llama_cpp", "state": "ready", "context_size": 2048, "name": TINY_MODEL}
+    ]
+    offered = json.loads((await warpcore(target, "models", "--backend", "llama_cpp", "--json")).stdout)
+    assert [(model["id"], model["state"]) for model in offered] == [("tiny", "ready"), (TINY_MODEL, "available")]
+
+
+async def test_generate_prints_the_greedy_text_and_a_usage_line(stub: Stub, tiny: str, target: str) -> None:
+    expected, result = await collect(stub.Generate(greedy("the world", 16)))
+    run = await warpcore(target, "generate", "--max-tokens", "16", "--temperature", "0", "the world")
+    assert (run.code, run.stdout) == (0, expected + "\n")
+    usage = USAGE.fullmatch(run.stderr)
+    assert usage is not None, run.stderr
+    assert usage.groups() == (str(result.usage.prompt_tokens), "16", "length")
+
+
+async def test_generate_reads_the_prompt_from_stdin(stub: Stub, tiny: str, target: str) -> None:
+    expected, _ = await collect(stub.Generate(greedy("people work", 8)))
+    run = await warpcore(target, "generate", "--max-tokens", "8", "--temperature", "0", stdin="people work\n")
+    assert (run.code, run.stdout) == (0, expected + "\n")
+
+
+async def test_generate_passes_stop_and_system(stub: Stub, tiny: str, target: str) -> None:
+    reference, _ = await collect(stub.Generate(greedy("the state", 24)))
+    stop = " " + reference.split(" ")[4]
+    args = ["generate", "--max-tokens", "24", "--temperature", "0", "--stop", stop, "--stop", "never", "the state"]
+    run = await warpcore(target, *args)
+    assert run.stdout == reference[: reference.index(stop)] + "\n"
+    assert run.stderr.endswith("finish: stop_sequence]\n")
+
+    with_system, _ = await collect(stub.Generate(greedy("the state", 8, system="be brief")))
+    run = await warpcore(
+        target, "generate", "--system", "be brief", "--max-tokens", "8", "--temperature", "0", "the state"
+    )
+    assert run.stdout == with_system + "\n"
+
+
+async def test_generate_with_a_backend_loads_the_model_first(stub: Stub, target: str) -> None:
+    args = ["generate", "--backend", "llama_cpp", "--model", TINY_MODEL, "--max-tokens", "8", "--temperature", "0"]
+    first = await warpcore(target, *args, "people")
+    assert first.code == 0, first.stderr
+    listed = (await stub.ListModels(pb.ListModelsRequest())).models
+    assert [(model.id, model.name) for model in listed] == [(TINY_MODEL, TINY_MODEL)]
+    expected, _ = await collect(stub.Generate(greedy("people", 8, model_id=TINY_MODEL)))
+    assert first.stdout == expected + "\n"
+    again = await warpcore(target, *args, "people")  # already loaded: generates without loading again
+    assert (again.code, again.stdout) == (0, first.stdout)
+
+
+async def test_generate_without_model_uses_the_only_loaded_one(stub: Stub, target: str) -> None:
+    none = await warpcore(target, "generate", "hi")
+    assert none.code == 1
+    assert none.stderr.startswith("warpcore: no model is loaded")
+
+    await load_tiny(stub, model_id="tiny")
+    assert (await warpcore(target, "generate", "--max-tokens", "2", "hi")).code == 0
+
+    await load_tiny(stub, model_id="other")
+    several = await warpcore(target, "generate", "hi")
+    assert several.code == 1
+    assert "(tiny, other)" in several.stderr or "(other, tiny)" in several.stderr
+
+
+async def test_chat_answers_each_line_until_end_of_input(tiny: str, target: str) -> None:
+    run = await warpcore(target, "chat", "--max-tokens", "6", stdin="hello\nhow are you\n")
+    assert run.code == 0, run.stderr
+    replies = run.stdout.splitlines()
+    assert len(replies) == 2
+    assert all(reply.strip() for reply in replies)
+    assert run.stderr == "> " * 3
+
+
+async def test_chat_stops_at_exit_command(tiny: str, target: str) -> None:
+    run = await warpcore(target, "chat", "--max-tokens", "4", stdin="hello\n/exit\nnot sent\n")
+    assert run.code == 0
+    assert len(run.stdout.splitlines()) == 1
+
+
+async def test_unload_prints_the_id(stub: Stub, tiny: str, target: str) -> None:
+    assert await warpcore(target, "unload", "tiny") == Run(0, "tiny\n", "")
+    assert (await stub.ListModels(pb.ListModelsRequest())).models == []
+
+
+async def test_health_exits_zero_only_when_serving(server: WarpcoreServer, target: str) -> None:
+    assert await warpcore(target, "health") == Run(0, "SERVING\n", "")
+    await server.set_serving(False)
+    assert await warpcore(target, "health") == Run(1, "NOT_SERVING\n", "")
+
+    unreachable = await warpcore(closed_port_target(), "health")
+    assert (unreachable.code, unreachable.stdout) == (1, "")
+    assert unreachable.stderr.startswith("warpcore: UNAVAILABLE: ")
+
+
+async def test_call_error_is_one_line_without_traceback(tiny: str, target: str) -> None:
+    run = await warpcore(target, "generate", "--model", "nope", "hello")
+    assert run.code == 1
+    assert run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("warpcore: NOT_FOUND: ")
+    assert "Traceback" not in run.stderr
+
+
+async def test_bad_usage_exits_two() -> None:
+    run = await warpcore(closed_port_target(), "models", "--backend", "nowhere")
+    assert run.code == 2
+    assert "invalid choice" in run.stderr
+
+
+async def test_generate_streams_and_a_closed_pipe_ends_it_quietly(stub: Stub, target: str) -> None:
+    await load_tiny(stub, model_id="long", context_size=32768)
+    read_end, write_end = os.pipe()
+    process = await start(target, "generate", "--max-tokens", "32768", "the", stdin=DEVNULL, stdout=write_end)
+    os.close(write_end)
+    try:
+        first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 64), timeout=60)
+        assert first  # text arrives while it is still generating
+        assert process.returncode is None
+    finally:
+        os.close(read_end)  # its next write fails with EPIPE
+        _, stderr = await finish(process)
+    assert process.returncode == 141
+    assert stderr == b""
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, reason="SIGINT is ignored, so is the child's")
+async def test_interrupt_exits_130_quietly(stub: Stub, target: str) -> None:
+    await load_tiny(stub, model_id="long", context_size=32768)
+    process = await start(target, "generate", "--max-tokens", "32768", "the", stdin=DEVNULL)
+    assert process.stdout is not None
+    try:
+        assert await asyncio.wait_for(process.stdout.read(16), timeout=60)
+        process.send_signal(signal.SIGINT)
+    finally:
+        _, stderr = await finish(process)
+    assert process.returncode == 130
+    assert stderr == b""

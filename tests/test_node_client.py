@@ -1,0 +1,64 @@
+"""A Node.js client built from the .proto alone (@grpc/grpc-js) agrees with the Python stub on the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.conftest import collect, greedy, load_tiny
+from warpcore.server.app import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "node" / "generate_client.mjs"
+
+
+async def run_node(*args: str) -> tuple[int, str, str]:
+    """Run the Node client without blocking the event loop, which serves the in-process server meanwhile."""
+    node = shutil.which("node")
+    assert node, "node is not on PATH (install Debian's nodejs/npm packages)"
+    assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the npm dependencies are missing: run `make setup`"
+    process = await asyncio.create_subprocess_exec(
+        node, str(SCRIPT), *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        async with asyncio.timeout(120):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_node_client_matches_python_stub(server: WarpcoreServer, stub: Stub) -> None:
+    model_id = (await load_tiny(stub, model_id="tiny-node")).id
+    prompt, max_tokens = "the world", 12
+
+    code, stdout, stderr = await run_node(f"127.0.0.1:{server.port}", model_id, prompt, str(max_tokens))
+
+    assert code == 0, stderr
+    output = json.loads(stdout)
+    assert model_id in output["models"]
+    text, result = await collect(stub.Generate(greedy(prompt, max_tokens, model_id=model_id)))
+    assert text.strip()
+    assert output["text"] == text
+    assert output["finish_reason"] == pb.FinishReason.Name(result.finish_reason) == "FINISH_REASON_LENGTH"
+    assert output["completion_tokens"] == result.usage.completion_tokens == max_tokens
+
+
+async def test_node_client_exits_non_zero_on_error(server: WarpcoreServer, stub: Stub) -> None:
+    await load_tiny(stub)
+
+    code, stdout, stderr = await run_node(f"127.0.0.1:{server.port}", "no-such-model")
+
+    assert code == 1
+    assert stdout == ""
+    assert "NOT_FOUND" in stderr

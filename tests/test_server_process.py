@@ -1,0 +1,121 @@
+"""`warpcore-server` as a real process: preloading from a config file, JSON logs, metrics, SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import TINY_MODEL, collect, greedy
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+CONFIG = f"""
+[[models]]
+id = "tiny"
+backend = "llama_cpp"
+model = "{TINY_MODEL}"
+context_size = 32768
+
+[models.local]
+threads = 1
+"""
+
+
+async def start(models_path: Path, *arguments: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "warpcore.server", "--port", "0", "--no-default-model", *arguments),
+        env={**os.environ, "MODELS_PATH": str(models_path)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def log_lines_until(process: asyncio.subprocess.Process, needle: str) -> list[dict[str, object]]:
+    assert process.stderr is not None
+    lines = []
+    async with asyncio.timeout(60):
+        while line := await process.stderr.readline():
+            lines.append(json.loads(line))
+            if needle in str(lines[-1].get("message")):
+                return lines
+    raise AssertionError(f"the server exited before logging {needle!r}: {lines}")
+
+
+async def watch_status(
+    watch: grpc.aio.UnaryStreamCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
+) -> int:
+    update = await watch.read()
+    assert isinstance(update, health_pb2.HealthCheckResponse)
+    return int(update.status)
+
+
+async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(
+        models_path, "--config", str(config), "--log-format", "json", "--grace", "1.5", "--metrics-port", "0"
+    )
+    try:
+        started = await log_lines_until(process, "serving on")
+        message = str(started[-1]["message"])
+        port = int(message.split("127.0.0.1:")[1].split(",")[0])
+        metrics_port = int(message.rsplit("metrics on port ", 1)[1])
+        assert any("loaded tiny" in str(line["message"]) for line in started)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert await watch_status(watch) == health_pb2.HealthCheckResponse.SERVING
+            _, result = await collect(stub.Generate(greedy("the", 5)))
+            scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+            body = (await asyncio.to_thread(lambda: urllib.request.urlopen(scrape, timeout=5).read())).decode()
+            assert 'warpcore_requests_total{code="OK",method="Generate"} 1.0' in body
+
+            endless = stub.Generate(greedy("the", 32768))
+            first = await endless.read()
+            assert isinstance(first, pb.GenerateResponse)
+            assert first.HasField("delta")
+            process.send_signal(signal.SIGTERM)
+            # Health flips at once, before the grace period ends.
+            assert await watch_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
+            frames = []
+            while (frame := await endless.read()) is not grpc.aio.EOF:
+                assert isinstance(frame, pb.GenerateResponse)
+                frames.append(frame)
+            assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert process.stderr is not None
+        logs = started + [json.loads(line) for line in (await process.stderr.read()).splitlines()]
+        generations = [line for line in logs if line.get("method") == "Generate"]
+        assert generations[0]["code"] == "OK"
+        assert (generations[0]["prompt_tokens"], generations[0]["completion_tokens"]) == (
+            result.usage.prompt_tokens,
+            result.usage.completion_tokens,
+        )
+        assert logs[-1]["message"] == "stopped"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o"\n[models.api]\napi_key = "sk-inline"\n'
+    )
+    process = await start(models_path, "--config", str(config))
+    assert process.stderr is not None
+    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    assert await process.wait() == 1
+    assert stderr.strip().splitlines() == [
+        f"warpcore-server: {config}: models[0].api.api_key: keys are never written in the file;"
+        " name the environment variable that holds it with api_key_env"
+    ]
+    assert "sk-inline" not in stderr
