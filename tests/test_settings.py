@@ -1,0 +1,69 @@
+"""Server settings from flags and environment, and the TLS and token options they turn into."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from tests.certificates import make_certificates
+from warpcore.client import AsyncClient, AuthenticationError, UnavailableError
+from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.app import start_server
+from warpcore.server.cli import serving_options
+from warpcore.server.registry import ModelRegistry
+from warpcore.server.settings import SettingsError, parse_settings
+
+
+def test_flags_win_over_environment_which_wins_over_defaults() -> None:
+    env = {"WARPCORE_PORT": "6000", "WARPCORE_GRACE": "5", "WARPCORE_DEFAULT_MODEL": "0"}
+    settings = parse_settings(["--grace", "7"], env)
+    assert settings.listen == ("127.0.0.1:6000",)
+    assert settings.grace == 7
+    assert settings.default_model is False
+    listen = parse_settings([], {"WARPCORE_LISTEN": "0.0.0.0:1, unix:///tmp/w.sock"}).listen
+    assert listen == ("0.0.0.0:1", "unix:///tmp/w.sock")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
+        (["--max-streams-per-model", "0"], "--max-streams-per-model is out of range"),
+        (["--token-file", "/nonexistent/token"], "cannot read the token file"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(argv: list[str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(argv, {})
+
+
+async def test_tls_and_token_settings_serve_mtls_with_a_token(models_path: Path, tmp_path: Path) -> None:
+    pems = make_certificates()
+    files = {
+        "cert.pem": pems.server_certificate,
+        "key.pem": pems.server_key,
+        "ca.pem": pems.ca,
+        "token": b"s3cret\n",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    argv = ["--tls-cert", "cert.pem", "--tls-key", "key.pem", "--tls-client-ca", "ca.pem", "--token-file", "token"]
+    settings = parse_settings([str(tmp_path / arg) if arg.endswith((".pem", "token")) else arg for arg in argv], {})
+    registry = ModelRegistry(functools.partial(create_adapter, env={"MODELS_PATH": str(models_path)}))
+    server = await start_server(registry, "127.0.0.1:0", serving_options(settings))
+    target = f"127.0.0.1:{server.port}"
+    mtls = {"root_certificates": pems.ca, "client_certificate": pems.client_certificate, "client_key": pems.client_key}
+    try:
+        async with AsyncClient(target, token="s3cret", **mtls) as client:  # type: ignore[arg-type]
+            assert await client.list_models() == []
+        async with AsyncClient(target, token="wrong", **mtls) as client:  # type: ignore[arg-type]
+            with pytest.raises(AuthenticationError):
+                await client.list_models()
+        async with AsyncClient(target, token="s3cret", max_retries=0) as plaintext:
+            with pytest.raises(UnavailableError):
+                await plaintext.list_models(timeout=5)
+    finally:
+        await server.stop(None)
+        await registry.close()
