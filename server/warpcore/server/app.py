@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from warpcore.server.auth import BearerTokenInterceptor
 from warpcore.server.limits import Limits
 from warpcore.server.observability import Metrics, ObservabilityInterceptor
+from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import ModelRegistry
 from warpcore.server.servicer import InferenceServicer
 from warpcore.server.streams import ActiveStreams
@@ -37,6 +38,7 @@ class ServingOptions:
     max_message_bytes: int = 4 * 1024 * 1024
     keepalive_seconds: float = 60.0
     """Ping idle connections this often, so that proxies and NATs keep them open."""
+    api_overrides: ApiOverridePolicy = field(default_factory=ApiOverridePolicy)
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 
 
@@ -130,7 +132,9 @@ async def start_server(
             ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(registry, limits, streams), server)
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(registry, limits, streams, options.api_overrides), server
+    )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

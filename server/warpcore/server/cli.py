@@ -18,6 +18,7 @@ from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.errors import WarpcoreError
 from warpcore.server.limits import Limits
 from warpcore.server.observability import configure_logging
+from warpcore.server.policy import default_policy
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.registry import LoadSpec, ModelRegistry
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
@@ -39,6 +40,7 @@ def serving_options(settings: ServerSettings) -> ServingOptions:
         token=settings.token,
         limits=Limits(settings.max_streams_per_model, settings.max_queue_per_model, settings.max_tokens_limit),
         max_message_bytes=settings.max_message_bytes,
+        api_overrides=default_policy(settings.api_overrides, settings.listen, settings.allowed_api_hosts),
     )
 
 

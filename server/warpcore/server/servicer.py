@@ -13,6 +13,7 @@ import grpc
 from warpcore.server import translate
 from warpcore.server.domain import Finish, FinishReason, GenerationParams, TextChunk
 from warpcore.server.limits import Limits
+from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import LoadedModel, ModelRegistry
 from warpcore.server.status import streaming_errors, unary_errors
 from warpcore.server.streams import ActiveStreams
@@ -24,14 +25,18 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, registry: ModelRegistry, limits: Limits, streams: ActiveStreams) -> None:
+    def __init__(
+        self, registry: ModelRegistry, limits: Limits, streams: ActiveStreams, api_overrides: ApiOverridePolicy
+    ) -> None:
         self._registry = registry
         self._limits = limits
         self._streams = streams
+        self._api_overrides = api_overrides
 
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
         spec = translate.load_spec(request)
+        self._api_overrides.check(spec.settings)
         started = time.monotonic()
         loaded = await self._registry.load(spec)
         _log.info(
@@ -52,7 +57,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             return pb.ListModelsResponse(models=[translate.model_message(m) for m in self._registry.loaded()])
         backend = translate.backend_kind(request.backend)
         loaded = self._registry.loaded(backend)
-        available = await self._registry.available(backend, translate.backend_settings(request.backend_config))
+        settings = translate.backend_settings(request.backend_config)
+        self._api_overrides.check(settings)
+        available = await self._registry.available(backend, settings)
         return pb.ListModelsResponse(
             models=[translate.model_message(m) for m in loaded]
             + [translate.available_model_message(backend, name) for name in available]

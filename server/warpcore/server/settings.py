@@ -36,6 +36,8 @@ class ServerSettings:
     max_message_bytes: int = 4 * 1024 * 1024
     max_tokens_limit: int = 32768
     log_format: str = "text"
+    api_overrides: str = "auto"
+    allowed_api_hosts: frozenset[str] | None = None
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
@@ -69,6 +71,16 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), "largest request", type=int)
     option("--max-tokens-limit", "WARPCORE_MAX_TOKENS_LIMIT", "32768", "largest max_tokens accepted", type=int)
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
+    option(
+        "--api-overrides",
+        "WARPCORE_API_OVERRIDES",
+        "auto",
+        "may clients send base_url/api_key? auto: only when listening on loopback or a Unix socket",
+        choices=("auto", "allow", "deny"),
+    )
+    option(
+        "--allowed-api-hosts", "WARPCORE_ALLOWED_API_HOSTS", None, "comma-separated hosts a client base_url may name"
+    )
     parser.add_argument(
         "--no-default-model",
         dest="default_model",
@@ -110,4 +122,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         max_message_bytes=args.max_message_bytes,
         max_tokens_limit=args.max_tokens_limit,
         log_format=args.log_format,
+        api_overrides=args.api_overrides,
+        allowed_api_hosts=frozenset(h.strip().lower() for h in args.allowed_api_hosts.split(",") if h.strip())
+        if args.allowed_api_hosts
+        else None,
     )

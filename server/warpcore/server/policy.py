@@ -1,0 +1,59 @@
+"""Whether clients may point the server's API backends elsewhere: the guard against server-side request forgery."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from warpcore.server.domain import ApiSettings, BackendSettings
+from warpcore.server.errors import PermissionDeniedError
+
+
+@dataclass(frozen=True)
+class ApiOverridePolicy:
+    """`allow`: clients may send their own base_url and api_key. `allowed_hosts`: if set, the only hosts a
+    client-given base_url may name."""
+
+    allow: bool = True
+    allowed_hosts: frozenset[str] | None = None
+
+    def check(self, settings: BackendSettings | None, field: str = "backend_config.api") -> None:
+        if not isinstance(settings, ApiSettings) or (settings.base_url is None and settings.api_key is None):
+            return
+        if not self.allow:
+            raise PermissionDeniedError(
+                "this server does not accept base_url or api_key from clients: its operator configures the API"
+                " backends (server setting --api-overrides)",
+                field=field,
+                reason="API_OVERRIDE_DENIED",
+            )
+        if settings.base_url is not None and self.allowed_hosts is not None:
+            host = (urlsplit(settings.base_url).hostname or "").lower()
+            if host not in self.allowed_hosts:
+                raise PermissionDeniedError(
+                    f"base_url host {host!r} is not among the hosts this server may call"
+                    f" ({', '.join(sorted(self.allowed_hosts))})",
+                    field=f"{field}.base_url",
+                    reason="API_HOST_NOT_ALLOWED",
+                )
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listen address ("host:port" or "unix:...") is reachable from this machine only."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_policy(mode: str, listen: Iterable[str], allowed_hosts: frozenset[str] | None) -> ApiOverridePolicy:
+    """ "allow", "deny", or "auto": allow only when every listen address is loopback or a Unix socket."""
+    allow = mode == "allow" or (mode == "auto" and all(is_loopback(address) for address in listen))
+    return ApiOverridePolicy(allow=allow, allowed_hosts=allowed_hosts)
