@@ -439,6 +439,14 @@ async def test_malformed_event_ends_the_stream_cleanly(stub: Stub, upstream: Fak
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 
 
+async def test_text_after_the_stop_event_is_dropped(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["a", "b"], after_stop=["late", "later"])
+    await load(stub, upstream)
+    text, result = await collect(stub.Generate(prompt()))
+    assert text == "ab"
+    assert result.finish_reason == pb.FINISH_REASON_STOP
+
+
 async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
     anthropic_upstream.script = Script(chunks=["a", "b", "c"], error_event_after=2)
     await load(stub, anthropic_upstream)

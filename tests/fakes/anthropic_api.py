@@ -143,6 +143,10 @@ class FakeAnthropic(FakeUpstream):
                         "usage": {"output_tokens": script.output_tokens},
                     },
                 ),
+                *(
+                    event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+                    for text in script.after_stop
+                ),
                 event("message_stop", {}),
             ],
             malformed=SseEvent('{"type": "content_block_delta", "index": 0, "delta": not JSON', "content_block_delta"),

@@ -118,6 +118,7 @@ class FakeOpenAI(FakeUpstream):
             return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
 
         tail = [chunk([choice({}, finish_reason)])]
+        tail += [chunk([choice({"content": text})]) for text in script.after_stop]
         if include_usage:
             tail.append(chunk([], usage))
         tail.append(SseEvent("[DONE]"))

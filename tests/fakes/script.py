@@ -32,6 +32,7 @@ class Script:
     )
     stall_after: int | None = None  # after N chunks, send nothing more until the client disconnects
     delay: float = 0.0  # seconds between chunks
+    after_stop: list[str] = field(default_factory=list)  # text deltas sent after the stop event (a broken upstream)
 
     @property
     def output_tokens(self) -> int:

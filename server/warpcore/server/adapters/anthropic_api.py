@@ -122,7 +122,7 @@ class AnthropicAdapter:
             async for event in stream:
                 if event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta" and stop_reason is None:
                     yield TextChunk(event.delta.text)
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason

@@ -95,7 +95,7 @@ class OpenAIAdapter:
             async for chunk in stream:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
-                    if choice.delta.content:
+                    if choice.delta.content and finish_reason is None:  # nothing counts after the stop
                         yield TextChunk(choice.delta.content)
                     finish_reason = choice.finish_reason or finish_reason
         except _SDK_ERRORS as error:
