@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -200,11 +201,20 @@ async def test_missing_models_path_is_a_failed_precondition(server_env: dict[str
     assert error_info(raised.value)[0].reason == "MODELS_PATH_UNSET"
 
 
-async def test_duplicate_model_id_already_exists(stub: Stub, tiny: str) -> None:
+async def test_a_taken_model_id_is_already_exists_unless_the_request_is_the_same(stub: Stub, tiny: str) -> None:
+    same = await load_tiny(stub, model_id=tiny)  # a retried LoadModel gets the loaded model
+    assert same.id == tiny
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await load_tiny(stub, model_id=tiny)
+        await load_tiny(stub, model_id=tiny, context_size=512)
     assert raised.value.code() == Code.ALREADY_EXISTS
-    assert error_info(raised.value) == (error_info(raised.value)[0], ["model_id"])
+    assert error_info(raised.value)[1] == ["model_id"]
+
+
+async def test_concurrent_loads_of_one_model_share_one_load(stub: Stub) -> None:
+    first, second = await asyncio.gather(load_tiny(stub, model_id="twin"), load_tiny(stub, model_id="twin"))
+    assert first == second
+    listed = await stub.ListModels(pb.ListModelsRequest())
+    assert [model.id for model in listed.models] == ["twin"]
 
 
 async def test_unload_unknown_model_not_found(stub: Stub) -> None:

@@ -151,7 +151,7 @@ async def test_error_types_for_server_side_failures(target: str, server_env: dic
 
         await client.load_model(TINY_MODEL, model_id="tiny")
         with pytest.raises(AlreadyExistsError):
-            await client.load_model(TINY_MODEL, model_id="tiny")
+            await client.load_model(TINY_MODEL, model_id="tiny", context_size=512)
         with pytest.raises(InvalidArgumentError) as too_hot:
             await client.generate("tiny", prompt="x", temperature=5.0)
         assert "temperature" in too_hot.value.message

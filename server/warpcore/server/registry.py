@@ -30,6 +30,7 @@ class LoadedModel:
     name: str
     info: ModelInfo
     adapter: Adapter
+    spec: LoadSpec
 
 
 class ModelRegistry:
@@ -39,29 +40,51 @@ class ModelRegistry:
         # Ids of models being loaded or released: taken, though not (or no longer) in _models.
         self._reserved: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
+        self._loading: dict[str, tuple[LoadSpec, asyncio.Future[LoadedModel]]] = {}
         self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
         """Told (model id, loaded?) after each load and unload."""
 
     async def load(self, spec: LoadSpec) -> LoadedModel:
-        if spec.model_id in self._models or spec.model_id in self._reserved:
+        """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
+        concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS."""
+        existing = self._models.get(spec.model_id)
+        if existing is not None and existing.spec == spec:
+            return existing
+        pending = self._loading.get(spec.model_id)
+        if pending is not None and pending[0] == spec:
+            return await asyncio.shield(pending[1])
+        if existing is not None or spec.model_id in self._reserved:
             raise AlreadyExistsError(
-                f"the model id {spec.model_id!r} is taken by a loaded (or loading, or unloading) model;"
+                f"the model id {spec.model_id!r} is taken by another loaded (or loading, or unloading) model;"
                 " unload it first or choose another model_id",
                 field="model_id",
                 reason="MODEL_ID_TAKEN",
             )
         self._reserved.add(spec.model_id)
+        loading = asyncio.ensure_future(self._load(spec))
+        loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # consumed, even unawaited
+        self._loading[spec.model_id] = (spec, loading)
         try:
-            adapter = self._create_adapter(spec.backend, spec.settings)
-            try:
-                info = await adapter.load(spec.name, spec.context_size)
-            except BaseException:
-                await adapter.close()
-                raise
-            loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter)
-            self._models[spec.model_id] = loaded
+            # Shielded: the load completes (or cleans up) even if this caller goes away, for the others waiting.
+            loaded = await asyncio.shield(loading)
         finally:
-            self._reserved.discard(spec.model_id)
+            if loading.done():
+                self._loading.pop(spec.model_id, None)
+                self._reserved.discard(spec.model_id)
+            else:
+                loading.add_done_callback(lambda _: self._loading.pop(spec.model_id, None))
+                loading.add_done_callback(lambda _: self._reserved.discard(spec.model_id))
+        return loaded
+
+    async def _load(self, spec: LoadSpec) -> LoadedModel:
+        adapter = self._create_adapter(spec.backend, spec.settings)
+        try:
+            info = await adapter.load(spec.name, spec.context_size)
+        except BaseException:
+            await adapter.close()
+            raise
+        loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter, spec)
+        self._models[spec.model_id] = loaded
         for listener in self.listeners:
             await listener(spec.model_id, True)
         return loaded

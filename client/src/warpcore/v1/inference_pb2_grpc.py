@@ -62,9 +62,12 @@ class InferenceServiceServicer:
     """
 
     def LoadModel(self, request, context):
-        """LoadModel makes a model ready for Generate under a model id.
-        ALREADY_EXISTS if the id is taken; INVALID_ARGUMENT, NOT_FOUND or
-        FAILED_PRECONDITION when the model or its configuration cannot be used.
+        """LoadModel makes a model ready for Generate under a model id. The same request
+        again, or while the first is loading, returns the same model (so retries are
+        safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+        NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
+        used; PERMISSION_DENIED for a base_url or api_key the server's operator does
+        not let clients choose.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,9 +40,12 @@ class InferenceServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> InferenceServiceAsyncStub: ...
     LoadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.LoadModelRequest, _inference_pb2.LoadModelResponse]
-    """LoadModel makes a model ready for Generate under a model id.
-    ALREADY_EXISTS if the id is taken; INVALID_ARGUMENT, NOT_FOUND or
-    FAILED_PRECONDITION when the model or its configuration cannot be used.
+    """LoadModel makes a model ready for Generate under a model id. The same request
+    again, or while the first is loading, returns the same model (so retries are
+    safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+    NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
+    used; PERMISSION_DENIED for a base_url or api_key the server's operator does
+    not let clients choose.
     """
     UnloadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]
     """UnloadModel releases a loaded model. Generations already running on it finish first.
@@ -65,9 +68,12 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     LoadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.LoadModelRequest, _inference_pb2.LoadModelResponse]  # type: ignore[assignment]
-    """LoadModel makes a model ready for Generate under a model id.
-    ALREADY_EXISTS if the id is taken; INVALID_ARGUMENT, NOT_FOUND or
-    FAILED_PRECONDITION when the model or its configuration cannot be used.
+    """LoadModel makes a model ready for Generate under a model id. The same request
+    again, or while the first is loading, returns the same model (so retries are
+    safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+    NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
+    used; PERMISSION_DENIED for a base_url or api_key the server's operator does
+    not let clients choose.
     """
     UnloadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]  # type: ignore[assignment]
     """UnloadModel releases a loaded model. Generations already running on it finish first.
@@ -93,9 +99,12 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.LoadModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.LoadModelResponse, _abc.Awaitable[_inference_pb2.LoadModelResponse]]:
-        """LoadModel makes a model ready for Generate under a model id.
-        ALREADY_EXISTS if the id is taken; INVALID_ARGUMENT, NOT_FOUND or
-        FAILED_PRECONDITION when the model or its configuration cannot be used.
+        """LoadModel makes a model ready for Generate under a model id. The same request
+        again, or while the first is loading, returns the same model (so retries are
+        safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+        NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
+        used; PERMISSION_DENIED for a base_url or api_key the server's operator does
+        not let clients choose.
         """
 
     @_abc_1.abstractmethod
