@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 
 from warpcore.server import translate
-from warpcore.server.domain import Finish, FinishReason, GenerationParams, TextChunk
+from warpcore.server.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.limits import Limits
 from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import LoadedModel, ModelRegistry
@@ -81,30 +81,29 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, model: LoadedModel, params: GenerationParams, started: float
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
         first_token_at: float | None = None
+
+        def result(finish: Finish) -> pb.GenerateResponse:
+            return translate.result_frame(finish, first_token_at, time.monotonic() - started)
+
         events = model.adapter.generate(params)
         try:
             async for event in events:
-                if isinstance(event, TextChunk):
-                    if first_token_at is None:
-                        first_token_at = time.monotonic() - started
-                    yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
-                else:
-                    yield translate.result_frame(event, first_token_at, time.monotonic() - started)
-                if self._streams.stopping:  # shutdown: end here, after the frame just sent
-                    await events.aclose()
-                    yield translate.result_frame(
-                        Finish(FinishReason.CANCELLED), first_token_at, time.monotonic() - started
-                    )
+                if isinstance(event, Finish):
+                    yield result(event)
                     return
+                if first_token_at is None:
+                    first_token_at = time.monotonic() - started
+                yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
+                if self._streams.stopping:  # shutdown: end here, after the frame just sent
+                    break
         except asyncio.CancelledError:
             if not self._streams.ended_by_shutdown():
                 raise  # the client went away: nobody to tell
-            await events.aclose()
-            yield translate.result_frame(Finish(FinishReason.CANCELLED), first_token_at, time.monotonic() - started)
         except Exception:
             if first_token_at is not None:
                 # Text was sent: close the stream with its result frame before the status says why.
-                yield translate.result_frame(Finish(FinishReason.ERROR), first_token_at, time.monotonic() - started)
+                yield result(Finish(FinishReason.ERROR))
             raise
         finally:
             await events.aclose()
+        yield result(Finish(FinishReason.CANCELLED))
