@@ -18,6 +18,7 @@ from warpcore.server.observability import Metrics, ObservabilityInterceptor
 from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import ModelRegistry
 from warpcore.server.servicer import InferenceServicer
+from warpcore.server.status import DecodeErrorInterceptor
 from warpcore.server.streams import ActiveStreams
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
@@ -116,7 +117,7 @@ async def start_server(
         chain.append(BearerTokenInterceptor(options.token))
     keepalive_ms = int(options.keepalive_seconds * 1000)
     server = grpc.aio.server(
-        interceptors=[*chain, *options.interceptors],
+        interceptors=[*chain, *options.interceptors, DecodeErrorInterceptor()],
         options=[
             ("grpc.so_reuseport", 0),  # else Linux lets a second server bind a port already taken
             ("grpc.max_receive_message_length", options.max_message_bytes),

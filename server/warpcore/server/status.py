@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from warpcore.server.errors import WarpcoreError
+from warpcore.server.errors import InvalidArgumentError, WarpcoreError
 
 ERROR_DOMAIN = "warpcore.v1"
 _log = logging.getLogger(__name__)
@@ -87,3 +89,62 @@ def streaming_errors(
             await _abort(context, error)
 
     return wrapper
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message (e.g. a string that is not UTF-8)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _undecodable_error(request: _Undecodable) -> WarpcoreError:
+    return InvalidArgumentError(
+        f"the request could not be decoded ({request.problem}); strings must be valid UTF-8",
+        field="request",
+        reason="REQUEST_UNDECODABLE",
+    )
+
+
+class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Answers a request that does not decode with INVALID_ARGUMENT, where grpc would say UNKNOWN."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        deserialize = handler.request_deserializer
+
+        def tolerant(data: bytes) -> Any:
+            try:
+                return deserialize(data)
+            except DecodeError as error:
+                return _Undecodable(str(error))
+
+        serializers = {"request_deserializer": tolerant, "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            unary: Any = handler.unary_unary
+
+            async def checked_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                if isinstance(request, _Undecodable):
+                    await _abort(context, _undecodable_error(request))
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(checked_unary, **serializers)
+        streaming: Any = handler.unary_stream
+        if not inspect.isasyncgenfunction(streaming):
+            return handler
+
+        async def checked_stream(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncGenerator[Any, None]:
+            if isinstance(request, _Undecodable):
+                await _abort(context, _undecodable_error(request))
+            async for response in streaming(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(checked_stream, **serializers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 from google.protobuf import duration_pb2
 
@@ -93,11 +94,16 @@ def backend_settings(config: pb.BackendConfig, field: str = "backend_config") ->
             timeout = api.timeout.seconds + api.timeout.nanos / 1e9
             _require(timeout > 0, f"{field}.api.timeout", "timeout must be positive")
         if api.HasField("base_url"):
-            _require(
-                api.base_url.startswith(("http://", "https://")),
-                f"{field}.api.base_url",
-                "base_url must be an http:// or https:// URL",
-            )
+            _require(_is_http_url(api.base_url), f"{field}.api.base_url", "base_url must be an http:// or https:// URL")
+        for name in ("api_key", "organization"):
+            if api.HasField(name):
+                # These travel in HTTP headers; the message must not echo a key.
+                value = getattr(api, name)
+                _require(
+                    bool(value) and value.isascii() and value.isprintable(),
+                    f"{field}.api.{name}",
+                    f"{name} must be non-empty printable ASCII",
+                )
         return ApiSettings(
             api_key=api.api_key if api.HasField("api_key") else None,
             organization=api.organization if api.HasField("organization") else None,
@@ -124,6 +130,20 @@ def backend_settings(config: pb.BackendConfig, field: str = "backend_config") ->
             chat_format=llama.chat_format if llama.HasField("chat_format") else None,
         )
     return None
+
+
+def _is_http_url(value: str) -> bool:
+    """An http(s) URL whose host and port an HTTP client can use."""
+    if not value.isascii() or not value.isprintable() or " " in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def load_spec(request: pb.LoadModelRequest) -> LoadSpec:

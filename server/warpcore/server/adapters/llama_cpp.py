@@ -265,6 +265,7 @@ class LlamaCppAdapter:
                 f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
                 f" {llama.n_ctx()}-token context; shorten it or load the model with a larger context_size",
                 reason="CONTEXT_LENGTH_EXCEEDED",
+                field="messages" if params.messages else "prompt",
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(llama.n_ctx())},
             )
         if params.seed is not None:
