@@ -917,14 +917,6 @@ async def test_context_length_exceeded_names_the_field(
     assert fields == ["messages" if as_messages else "prompt"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the deadline of a Generate call does not stop its prompt's tokenization, which is quadratic"
-    " for characters llama.cpp tokenizes by byte fallback (350 kB of 'é' take ~8 s on the tiny model, 1 MB ~76 s;"
-    " 320 kB of '\\x0f' take ~13 s on the default Gemma 3 270M): the model's single worker stays busy, so every"
-    " later request on it waits, although the proto says the work stops when the deadline passes. The prompt could"
-    " be refused before tokenizing once its bytes exceed the context times the longest token piece",
-)
 async def test_a_long_prompt_does_not_hold_the_model_after_its_deadline(stub: Stub, health_model: str) -> None:
     # 350 kB, all byte fallback: ~8 s of tokenization here, so a machine 4 times faster still shows the bug.
     slow = pb.GenerateRequest(model_id=HEALTH_ID, prompt="\u00e9" * 175_000)

@@ -39,6 +39,9 @@ from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 # Sampling defaults of llama-cpp-python's create_completion, used when an option is unset.
+# No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
+# context x this cannot fit, whatever its tokens.
+MAX_BYTES_PER_TOKEN = 64
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 DEFAULT_TOP_K = 40
@@ -258,7 +261,18 @@ class LlamaCppAdapter:
         if llama is None:
             raise UnavailableError("the model is unloading", reason="MODEL_UNLOADING")
         prompt, add_bos, template_stops = self._render(params)
-        tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        encoded = prompt.encode("utf-8")
+        if len(encoded) > llama.n_ctx() * MAX_BYTES_PER_TOKEN:
+            # Refused before tokenizing: llama.cpp's tokenizer is quadratic on byte-fallback text and cannot be
+            # interrupted, so a huge prompt would hold this model's worker long after the caller's deadline.
+            raise InvalidArgumentError(
+                f"the prompt is {len(encoded)} bytes, more than the model's {llama.n_ctx()}-token context can hold;"
+                " shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field="messages" if params.messages else "prompt",
+                metadata={"prompt_bytes": str(len(encoded)), "context_size": str(llama.n_ctx())},
+            )
+        tokens = llama.tokenize(encoded, add_bos=add_bos, special=True)
         room = llama.n_ctx() - len(tokens)
         if room < 1:
             raise InvalidArgumentError(
