@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
@@ -106,3 +108,20 @@ def greedy(prompt: str, max_tokens: int, model_id: str = "tiny", **options: obje
         prompt=prompt,
         options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0.0, **options),  # type: ignore[arg-type]
     )
+
+
+def rich_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
+    """The ErrorInfo of a failed call, and the fields its BadRequest names (none without a BadRequest)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, f"{error.code().name} without rich details: {error.details()!r}"
+    info, fields = None, []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            fields = [violation.field for violation in bad_request.field_violations]
+    assert info is not None, f"{error.code().name} without an ErrorInfo: {error.details()!r}"
+    return info, fields

@@ -8,33 +8,14 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 Code = grpc.StatusCode
-
-
-def error_info(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
-    """The ErrorInfo of a failed call, and the fields named by its BadRequest detail."""
-    status = rpc_status.from_call(error)
-    assert status is not None, "the status carries no rich details"
-    info, fields = None, []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields = [violation.field for violation in bad_request.field_violations]
-    assert info is not None
-    return info, fields
 
 
 def local(**fields: object) -> pb.BackendConfig:
@@ -156,7 +137,7 @@ async def test_bad_load_requests(
         await stub.LoadModel(request_)
     assert raised.value.code() == code
     assert message in (raised.value.details() or "")
-    info, fields = error_info(raised.value)
+    info, fields = rich_details(raised.value)
     assert info.domain == "warpcore.v1"
     assert info.reason
     assert fields == [field]
@@ -186,7 +167,7 @@ async def test_corrupt_model_file_fails_cleanly(stub: Stub, models_path: Path) -
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="broken.gguf"))
         assert raised.value.code() == Code.FAILED_PRECONDITION
-        assert error_info(raised.value)[0].reason == "MODEL_LOAD_FAILED"
+        assert rich_details(raised.value)[0].reason == "MODEL_LOAD_FAILED"
     finally:
         broken.unlink()
     await load_tiny(stub)  # the server is still healthy
@@ -198,7 +179,7 @@ async def test_missing_models_path_is_a_failed_precondition(server_env: dict[str
         await load_tiny(stub)
     assert raised.value.code() == Code.FAILED_PRECONDITION
     assert "MODELS_PATH is not set" in (raised.value.details() or "")
-    assert error_info(raised.value)[0].reason == "MODELS_PATH_UNSET"
+    assert rich_details(raised.value)[0].reason == "MODELS_PATH_UNSET"
 
 
 async def test_a_taken_model_id_is_already_exists_unless_the_request_is_the_same(stub: Stub, tiny: str) -> None:
@@ -207,7 +188,7 @@ async def test_a_taken_model_id_is_already_exists_unless_the_request_is_the_same
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await load_tiny(stub, model_id=tiny, context_size=512)
     assert raised.value.code() == Code.ALREADY_EXISTS
-    assert error_info(raised.value)[1] == ["model_id"]
+    assert rich_details(raised.value)[1] == ["model_id"]
 
 
 async def test_concurrent_loads_of_one_model_share_one_load(stub: Stub) -> None:
@@ -309,7 +290,7 @@ async def test_bad_generate_requests(
     assert frames == []  # rejected before any generation
     assert error.code() == code
     assert message in (error.details() or "")
-    assert error_info(error)[1] == [field]
+    assert rich_details(error)[1] == [field]
 
 
 async def test_prompt_longer_than_the_context_is_rejected(stub: Stub) -> None:
@@ -317,7 +298,7 @@ async def test_prompt_longer_than_the_context_is_rejected(stub: Stub) -> None:
     frames, error = await failed_stream(stub.Generate(greedy("the " * 200, 8, model_id="small")))
     assert error.code() == Code.INVALID_ARGUMENT
     assert f"{model.context_size}-token context" in (error.details() or "")
-    assert error_info(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+    assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
     assert frames == []  # rejected before any text: the status alone
     _, result = await collect(stub.Generate(greedy("the", 4, model_id="small")))
     assert result.usage.completion_tokens == 4

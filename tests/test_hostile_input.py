@@ -18,12 +18,11 @@ import pytest
 from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from hypothesis import HealthCheck, Phase, assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -375,23 +374,6 @@ async def assert_healthy(stub: Stub) -> None:
     assert text
     assert result.finish_reason == pb.FINISH_REASON_LENGTH
     assert result.usage.completion_tokens == 4
-
-
-def rich_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:
-    """The ErrorInfo of a failed call, and the fields its BadRequest names (none without a BadRequest)."""
-    status = rpc_status.from_call(error)
-    assert status is not None, f"{error.code().name} without rich details: {error.details()!r}"
-    info, fields = None, []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            fields = [violation.field for violation in bad_request.field_violations]
-    assert info is not None, f"{error.code().name} without an ErrorInfo: {error.details()!r}"
-    return info, fields
 
 
 def check_failure(error: grpc.aio.AioRpcError, allowed: Collection[Code]) -> error_details_pb2.ErrorInfo:
