@@ -57,6 +57,7 @@ class LocalSettings:
     use_mlock: bool | None = None
     numa: NumaStrategy | None = None
     chat_format: str | None = None
+    parallel: int | None = None
 
 
 BackendSettings = ApiSettings | LocalSettings

@@ -25,6 +25,7 @@ _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "use_mlock": bool,
     "numa_strategy": str,
     "chat_format": str,
+    "parallel": int,
 }
 
 

@@ -114,6 +114,8 @@ def backend_settings(config: pb.BackendConfig, field: str = "backend_config") ->
         local, llama = config.local, config.local.llama_cpp
         if local.HasField("threads"):
             _require(1 <= local.threads <= 1024, f"{field}.local.threads", "threads must be between 1 and 1024")
+        if local.HasField("parallel"):
+            _require(1 <= local.parallel <= 64, f"{field}.local.parallel", "parallel must be between 1 and 64")
         if local.HasField("gpu_layers"):
             _require(local.gpu_layers >= -1, f"{field}.local.gpu_layers", "gpu_layers must be -1 (all) or more")
         numa = None
@@ -128,6 +130,7 @@ def backend_settings(config: pb.BackendConfig, field: str = "backend_config") ->
             use_mlock=llama.use_mlock if llama.HasField("use_mlock") else None,
             numa=numa,
             chat_format=llama.chat_format if llama.HasField("chat_format") else None,
+            parallel=local.parallel if local.HasField("parallel") else None,
         )
     return None
 

@@ -77,6 +77,7 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
             threads=config.threads,
             use_gpu=config.use_gpu,
             gpu_layers=config.gpu_layers,
+            parallel=config.parallel,
             llama_cpp=pb.LlamaCppConfig(
                 use_mmap=config.use_mmap,
                 use_mlock=config.use_mlock,

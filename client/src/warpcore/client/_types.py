@@ -47,6 +47,8 @@ class LocalConfig:
     numa_strategy: str | None = None
     """One of disabled, distribute, isolate, numactl, mirror."""
     chat_format: str | None = None
+    parallel: int | None = None
+    """Generations decoded together on the model (continuous batching)."""
 
 
 class BackendOptions(TypedDict, total=False):
@@ -63,6 +65,7 @@ class BackendOptions(TypedDict, total=False):
     use_mlock: bool
     numa_strategy: str
     chat_format: str
+    parallel: int
 
 
 class GenerationOptions(TypedDict, total=False):

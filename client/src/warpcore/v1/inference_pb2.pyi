@@ -322,12 +322,18 @@ class LocalBackendConfig(_message.Message):
     USE_GPU_FIELD_NUMBER: _builtins.int
     GPU_LAYERS_FIELD_NUMBER: _builtins.int
     LLAMA_CPP_FIELD_NUMBER: _builtins.int
+    PARALLEL_FIELD_NUMBER: _builtins.int
     threads: _builtins.int
     """CPU threads used for generation. Unset: LLAMA_THREADS, else llama.cpp's default."""
     use_gpu: _builtins.bool
     """Offload layers to a GPU. When false, gpu_layers is ignored and no layer is offloaded."""
     gpu_layers: _builtins.int
     """Number of layers to offload when use_gpu is true; -1 offloads all of them."""
+    parallel: _builtins.int
+    """Sequences decoded together in one llama.cpp context (continuous batching),
+    1 to 64. Each slot reserves a KV cache for the whole context_size, so memory
+    grows with it. Unset: LLAMA_PARALLEL, else 1 (one generation at a time).
+    """
     @_builtins.property
     def llama_cpp(self) -> Global___LlamaCppConfig:
         """llama.cpp specific settings."""
@@ -339,19 +345,24 @@ class LocalBackendConfig(_message.Message):
         use_gpu: _builtins.bool | None = ...,
         gpu_layers: _builtins.int | None = ...,
         llama_cpp: Global___LlamaCppConfig | None = ...,
+        parallel: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gpu_layers: _TypeAlias = _typing.Literal["gpu_layers"]  # noqa: Y015
     _WhichOneofArgType__gpu_layers: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers"]  # noqa: Y015
+    _WhichOneofReturnType__parallel: _TypeAlias = _typing.Literal["parallel"]  # noqa: Y015
+    _WhichOneofArgType__parallel: _TypeAlias = _typing.Literal["_parallel", b"_parallel"]  # noqa: Y015
     _WhichOneofReturnType__threads: _TypeAlias = _typing.Literal["threads"]  # noqa: Y015
     _WhichOneofArgType__threads: _TypeAlias = _typing.Literal["_threads", b"_threads"]  # noqa: Y015
     _WhichOneofReturnType__use_gpu: _TypeAlias = _typing.Literal["use_gpu"]  # noqa: Y015
     _WhichOneofArgType__use_gpu: _TypeAlias = _typing.Literal["_use_gpu", b"_use_gpu"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_layers) -> _WhichOneofReturnType__gpu_layers | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel) -> _WhichOneofReturnType__parallel | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__threads) -> _WhichOneofReturnType__threads | None: ...
     @_typing.overload
