@@ -6,9 +6,13 @@ import asyncio
 import functools
 import os
 import stat
+import statistics
+import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -20,12 +24,14 @@ from grpc_status import rpc_status
 from tests.conftest import collect, failed_stream, greedy, load_tiny
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.app import ServingOptions, WarpcoreServer, start_server
+from warpcore.server.auth import BearerTokenInterceptor, token_matches
 from warpcore.server.limits import Limits
 from warpcore.server.registry import ModelRegistry
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 Code = grpc.StatusCode
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -72,6 +78,69 @@ async def test_token_guards_inference_but_not_health(started: WarpcoreServer) ->
         assert list(allowed.models) == []
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@dataclass
+class CallDetails:
+    """What grpc hands an interceptor: the method called and the call's metadata."""
+
+    method: str
+    invocation_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+async def median_time_ratio(
+    check: Callable[[T], Awaitable[object]], early_mismatch: T, late_mismatch: T, rounds: int
+) -> float:
+    """Median time of `check(late_mismatch)` over that of `check(early_mismatch)`, timed in alternating order so
+    that whatever else the machine does weighs on both alike."""
+    early: list[int] = []
+    late: list[int] = []
+    for round_number in range(rounds):
+        pair = [(early, early_mismatch), (late, late_mismatch)]
+        for times, argument in pair if round_number % 2 else reversed(pair):
+            started = time.perf_counter_ns()
+            await check(argument)
+            times.append(time.perf_counter_ns() - started)
+    return statistics.median(late) / statistics.median(early)
+
+
+async def test_a_wrong_token_takes_as_long_however_much_of_it_matched() -> None:
+    # A 1 MiB token: a comparison that stops at the first differing byte returns at once for `wrong_first` and
+    # only after scanning the whole token for `wrong_last`. Through the interceptor, copying the header into bytes
+    # costs about as much as such a scan, so a plain `==` there would show a ratio near 2; on its own, above 50.
+    token = "t" * (1 << 20)
+    wrong_first = "x" + token[1:]
+    wrong_last = token[:-1] + "x"
+    interceptor = BearerTokenInterceptor(token)
+    handler: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(lambda request, context: request)
+
+    async def continuation(details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        return handler
+
+    async def authorize(details: CallDetails) -> object:
+        answer = await interceptor.intercept_service(continuation, details)
+        assert answer is not handler  # refused
+        return answer
+
+    def call_with(presented: str) -> CallDetails:
+        return CallDetails("/warpcore.v1.InferenceService/ListModels", (("authorization", f"Bearer {presented}"),))
+
+    expected = f"Bearer {token}".encode()
+
+    async def compare_digest(presented: bytes) -> bool:
+        return token_matches(presented, expected)
+
+    async def naive(presented: bytes) -> bool:
+        return presented == expected
+
+    as_bytes = (f"Bearer {wrong_first}".encode(), f"Bearer {wrong_last}".encode())
+    interceptor_ratio = await median_time_ratio(authorize, call_with(wrong_first), call_with(wrong_last), rounds=151)
+    digest_ratio = await median_time_ratio(compare_digest, *as_bytes, rounds=151)
+    naive_ratio = await median_time_ratio(naive, *as_bytes, rounds=151)
+    figures = f"interceptor {interceptor_ratio:.2f}, token_matches {digest_ratio:.2f}, == {naive_ratio:.2f}"
+    assert 0.67 < interceptor_ratio < 1.5, figures
+    assert 0.67 < digest_ratio < 1.5, figures
+    assert naive_ratio > 5, figures  # the measurement does see an early exit
 
 
 @pytest.mark.parametrize(
