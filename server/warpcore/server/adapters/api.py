@@ -100,7 +100,11 @@ def request_timeout(configured: float, remaining: float | None) -> float:
 
 def redact(text: str, secret: str) -> str:
     """`text` without the secret or anything shaped like an API key."""
-    return _KEY_PATTERN.sub(_REDACTED, text.replace(secret, _REDACTED) if secret else text)
+    # No provider issues keys under 8 characters; replacing a shorter "key" (one a client sent by mistake, say
+    # "x") would blank every occurrence of it in the upstream's message and leave nothing readable.
+    if len(secret) >= 8:
+        text = text.replace(secret, _REDACTED)
+    return _KEY_PATTERN.sub(_REDACTED, text)
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
