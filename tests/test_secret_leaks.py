@@ -180,6 +180,10 @@ async def exercise(channel: grpc.aio.Channel, openai: FakeOpenAI, anthropic: Fak
     masked = f"{OPENAI_KEY.value[:8]}{'*' * 24}{OPENAI_KEY.value[-4:]}"
     openai.script = Script(status=401, error_message=f"Incorrect API key provided: {masked}.")
     await t.call("generate gpt-env, masked 401", stub.Generate(generate("gpt-env")))
+    # An OpenAI-compatible server quoting a key of no vendor's shape, partly masked.
+    partly = f"{REQUEST_KEY.value[:12]}{'*' * 20}{REQUEST_KEY.value[-4:]}"
+    openai.script = Script(status=401, error_message=f"invalid api key {partly}")
+    await t.call("generate gpt-request, masked 401", stub.Generate(generate("gpt-request")))
     openai.script = echoing(OPENAI_KEY, 429, headers={"retry-after": "7"})
     await t.call("generate gpt-env, 429", stub.Generate(generate("gpt-env")))
     for model_id, key in (("claude-env", ANTHROPIC_KEY), ("claude-request", REQUEST_KEY)):
@@ -304,6 +308,7 @@ def test_the_run_went_as_scripted(run: tuple[Transcript, dict[str, list[str]]]) 
         "load openai, 401": "UNAUTHENTICATED",
         "list openai, 401": "UNAUTHENTICATED",
         "generate gpt-env, masked 401": "UNAUTHENTICATED",
+        "generate gpt-request, masked 401": "UNAUTHENTICATED",
         "generate gpt-env, 429": "RESOURCE_EXHAUSTED",
         "generate claude-env, 401": "UNAUTHENTICATED",
         "generate claude-request, 401": "UNAUTHENTICATED",
@@ -323,7 +328,7 @@ def test_the_run_went_as_scripted(run: tuple[Transcript, dict[str, list[str]]]) 
     assert "upstream error (HTTP 401): Incorrect API key provided: [redacted]" in transcript.joined(
         "generate gpt-request, 401"
     )
-    assert 'warpcore_requests_total{code="UNAUTHENTICATED",method="Generate"} 6.0' in transcript.joined("metrics")
+    assert 'warpcore_requests_total{code="UNAUTHENTICATED",method="Generate"} 7.0' in transcript.joined("metrics")
     assert "GenerateRequest" in transcript.joined("reflection")
     assert '"level": "debug"' in transcript.stderr  # the vendor SDKs did log at DEBUG
     assert '"message": "stopped"' in transcript.stderr
@@ -338,13 +343,14 @@ def test_each_key_reached_its_upstream(run: tuple[Transcript, dict[str, list[str
 
 
 def leaks(texts: Iterable[tuple[str, str]], key: Key) -> list[str]:
-    """Where a text holds the key or a fragment of it."""
-    return [
-        f"{label}: ...{text[max(text.find(fragment) - 60, 0) : text.find(fragment) + 60]!r}..."
-        for label, text in texts
-        for fragment in sorted(key.fragments())
-        if fragment in text
-    ]
+    """Where a text holds the key or a fragment of it, with the fragment in its context."""
+    found = []
+    for label, text in texts:
+        for fragment in key.fragments() & {text[i : i + FRAGMENT] for i in range(len(text) - FRAGMENT + 1)}:
+            at = text.index(fragment)
+            found.append(f"{label}: {text[max(at - 60, 0) : at + 60]!r}")
+            break
+    return found
 
 
 @pytest.mark.parametrize("key", KEYS, ids=[key.name for key in KEYS])
@@ -360,14 +366,15 @@ def test_the_leak_check_finds_a_fragment() -> None:
     assert leaks([("log", f"vendor prefix only: {ANTHROPIC_KEY.prefix}")], ANTHROPIC_KEY) == []
 
 
-def test_redact_scrubs_the_key_and_key_shaped_words() -> None:
-    message = f"Incorrect API key provided: {REQUEST_KEY.value}; also sk-abcdef123456 and key-0123456789."
-    assert (
-        redact(message, REQUEST_KEY.value) == "Incorrect API key provided: [redacted]; also [redacted] and [redacted]."
-    )
+def test_redact_scrubs_the_key_its_fragments_and_key_shaped_words() -> None:
+    key = REQUEST_KEY.value
+    assert redact(f"Incorrect API key provided: {key}.", key) == "Incorrect API key provided: [redacted]."
+    assert redact(f"invalid key {key[:10]}****{key[-8:]}", key) == "invalid key [redacted]****[redacted]"
+    assert redact(f"no {key[:7]}... here", key) == f"no {key[:7]}... here"  # too little of it to recognise
+    assert redact("see sk-abcdef123456 and key-0123456789", key) == "see [redacted] and [redacted]"
 
 
 @pytest.mark.parametrize("short_key", ["e", "a key", "1234567"])
 def test_redact_leaves_text_alone_for_a_key_too_short_to_be_real(short_key: str) -> None:
-    message = "The model gpt-4o does not exist or you do not have access to it; a key was given."
+    message = "The model gpt-4o does not exist or you do not have access to it; a key was given: 1234567."
     assert redact(message, short_key) == message

@@ -99,11 +99,22 @@ def request_timeout(configured: float, remaining: float | None) -> float:
 
 
 def redact(text: str, secret: str) -> str:
-    """`text` without the secret or anything shaped like an API key."""
-    # No provider issues keys under 8 characters; replacing a shorter "key" (one a client sent by mistake, say
-    # "x") would blank every occurrence of it in the upstream's message and leave nothing readable.
-    if len(secret) >= 8:
-        text = text.replace(secret, _REDACTED)
+    """`text` without the secret, any 8 characters of it in a row, or anything shaped like an API key."""
+    run = 8
+    # No provider issues keys under 8 characters: a shorter "key" (one a client sent by mistake, say "x") is no
+    # secret, and scrubbing it would blank every occurrence of it in the upstream's message.
+    if len(secret) >= run:
+        # Upstreams also quote keys partly masked ("abcd1234****wxyz"): any `run` characters of it in a row go.
+        runs = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+        spans: list[list[int]] = []
+        for start in range(len(text) - run + 1):
+            if text[start : start + run] in runs:
+                if spans and start <= spans[-1][1]:
+                    spans[-1][1] = start + run
+                else:
+                    spans.append([start, start + run])
+        for start, end in reversed(spans):
+            text = text[:start] + _REDACTED + text[end:]
     return _KEY_PATTERN.sub(_REDACTED, text)
 
 
