@@ -68,12 +68,12 @@ api_key_env = "WARPCORE_TEST_PRELOAD_KEY"
 """
 
 
-def echoing(key: Key, status: int = 401, **script: object) -> Script:
+def echoing(key: Key, status: int = 401, headers: dict[str, str] | None = None) -> Script:
     """An upstream error whose message quotes the key it was called with, as OpenAI's 401 does."""
     return Script(
         status=status,
         error_message=f"Incorrect API key provided: {key.value}. You can find your API key in your account.",
-        **script,  # type: ignore[arg-type]
+        headers=headers or {},
     )
 
 
@@ -101,16 +101,15 @@ class Transcript:
         self.outcomes[label] = error.code().name
         self.add(label, error.details() or "")
         self.add(label, error.debug_error_string() or "")
-        for key, value in [*(error.initial_metadata() or ()), *(error.trailing_metadata() or ())]:
-            self.add(f"{label} metadata {key}", value)
         status = rpc_status.from_call(error)
         if status is not None:
             self.add(label, status)
             info, _ = rich_details(error)
             self.add(label, info)
 
-    async def call(self, label: str, call: object) -> None:
-        """Awaits a unary call or reads a stream to its end, recording every message or the error."""
+    async def call(self, label: str, call: grpc.aio.Call) -> None:
+        """Awaits a unary call or reads a stream to its end, recording every message or the error, and the
+        metadata."""
         try:
             if isinstance(call, grpc.aio.UnaryStreamCall):
                 async for frame in call:
@@ -121,6 +120,8 @@ class Transcript:
             self.outcomes[label] = "OK"
         except grpc.aio.AioRpcError as error:
             self.add_error(label, error)
+        for key, value in [*(await call.initial_metadata() or ()), *(await call.trailing_metadata() or ())]:
+            self.add(f"{label} metadata {key}", value)
 
 
 def generate(model_id: str) -> pb.GenerateRequest:
@@ -144,9 +145,11 @@ async def exercise(channel: grpc.aio.Channel, openai: FakeOpenAI, anthropic: Fak
     request_key = pb.ApiConfig(api_key=REQUEST_KEY.value)
     with_base_url = pb.ApiConfig(api_key=REQUEST_KEY.value, base_url=openai.base_url)
 
-    def load(model: str, model_id: str, backend: int, api: pb.ApiConfig | None = None) -> pb.LoadModelRequest:
+    def load(
+        model: str, model_id: str, backend: pb.BackendType.ValueType, api: pb.ApiConfig | None = None
+    ) -> pb.LoadModelRequest:
         config = pb.BackendConfig(api=api) if api is not None else None
-        return pb.LoadModelRequest(backend=backend, model=model, model_id=model_id, backend_config=config)  # type: ignore[arg-type]
+        return pb.LoadModelRequest(backend=backend, model=model, model_id=model_id, backend_config=config)
 
     await t.call("load openai, env key", stub.LoadModel(load("gpt-4o-mini", "gpt-env", pb.BACKEND_TYPE_OPENAI)))
     await t.call(
@@ -329,6 +332,7 @@ def test_the_run_went_as_scripted(run: tuple[Transcript, dict[str, list[str]]]) 
         "generate gpt-request, 401"
     )
     assert 'warpcore_requests_total{code="UNAUTHENTICATED",method="Generate"} 7.0' in transcript.joined("metrics")
+    assert "retry_delay {\n      seconds: 7" in transcript.joined("generate gpt-env, 429")
     assert "GenerateRequest" in transcript.joined("reflection")
     assert '"level": "debug"' in transcript.stderr  # the vendor SDKs did log at DEBUG
     assert '"message": "stopped"' in transcript.stderr
