@@ -19,6 +19,7 @@ def test_defaults_without_config_or_environment() -> None:
         use_mlock=False,
         numa=NumaStrategy.DISABLED,
         chat_format=None,
+        parallel=1,
     )
 
 
@@ -32,9 +33,10 @@ def test_environment_fills_unset_fields() -> None:
         "LLAMA_USE_MLOCK": "yes",
         "LLAMA_NUMA_STRATEGY": "distribute",
         "LLAMA_CHAT_FORMAT": "chatml",
+        "LLAMA_PARALLEL": "4",
     }
     options = LlamaOptions.resolve(LocalSettings(), env)
-    assert options == LlamaOptions("/models", 3, 12, False, True, NumaStrategy.DISTRIBUTE, "chatml")
+    assert options == LlamaOptions("/models", 3, 12, False, True, NumaStrategy.DISTRIBUTE, "chatml", 4)
 
 
 def test_config_wins_over_environment() -> None:
@@ -49,7 +51,10 @@ def test_gpu_layers_are_zero_unless_the_gpu_is_used() -> None:
     assert LlamaOptions.resolve(LocalSettings(use_gpu=True), {}).gpu_layers == -1
 
 
-@pytest.mark.parametrize(("name", "value"), [("LLAMA_THREADS", "many"), ("LLAMA_USE_GPU", "maybe")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("LLAMA_THREADS", "many"), ("LLAMA_USE_GPU", "maybe"), ("LLAMA_PARALLEL", "0"), ("LLAMA_PARALLEL", "65")],
+)
 def test_bad_environment_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(FailedPreconditionError, match=name):
         LlamaOptions.resolve(LocalSettings(), {name: value})

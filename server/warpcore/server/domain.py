@@ -107,3 +107,5 @@ class ModelInfo:
     """What a backend reports about a model it loaded."""
 
     context_size: int = 0
+    parallel: int = 1
+    """Generations the backend runs at once on this model."""

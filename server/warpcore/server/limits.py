@@ -57,9 +57,11 @@ class Limits:
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}
 
-    def gate(self, model_id: str) -> StreamGate:
+    def gate(self, model_id: str, parallel: int = 1) -> StreamGate:
+        """The model's gate; a model that decodes `parallel` generations together runs at least that many."""
         if model_id not in self.gates:
-            self.gates[model_id] = StreamGate(model_id, self.max_streams_per_model, self.max_queue_per_model)
+            running = max(self.max_streams_per_model, parallel)
+            self.gates[model_id] = StreamGate(model_id, running, self.max_queue_per_model)
         return self.gates[model_id]
 
     def forget(self, model_id: str) -> None:

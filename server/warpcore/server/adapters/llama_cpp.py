@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import codecs
 import ctypes
 import logging
 import os
 import random
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
 from warpcore.server.adapters.env import env_bool, env_int, env_str
+from warpcore.server.adapters.llama_batch import STEP_TOKENS, BatchScheduler, Job
+from warpcore.server.adapters.llama_text import Emit, PreparedPrompt, TokenText
 from warpcore.server.adapters.model_paths import list_model_ids, resolve_model_path
-from warpcore.server.adapters.stop_scanner import StopScanner
 from warpcore.server.domain import (
     ChatMessage,
     Finish,
@@ -32,7 +32,6 @@ from warpcore.server.domain import (
     ModelInfo,
     NumaStrategy,
     Role,
-    TextChunk,
 )
 from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
@@ -45,6 +44,7 @@ MAX_BYTES_PER_TOKEN = 64
 DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 DEFAULT_TOP_K = 40
+MAX_PARALLEL = 64
 
 # Chat formats of llama-cpp-python that can be chosen by name.
 CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
@@ -58,8 +58,6 @@ CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
 }
 # Formats whose template has no system turn: the system text opens the first user turn instead.
 _FORMATS_WITHOUT_SYSTEM = {"gemma"}
-
-Emit = Callable[[GenerationEvent | BaseException], None]
 
 # llama.cpp's own log lines go through Python logging (and so into JSON logs), not straight to stderr.
 _native_log = logging.getLogger("llama.cpp")
@@ -91,6 +89,7 @@ class LlamaOptions:
     use_mlock: bool
     numa: NumaStrategy
     chat_format: str | None
+    parallel: int
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
@@ -107,6 +106,11 @@ class LlamaOptions:
             raise FailedPreconditionError(
                 f"LLAMA_CHAT_FORMAT must be one of {', '.join(sorted(CHAT_FORMATTERS))}", reason="BAD_ENVIRONMENT"
             )
+        parallel = pick(settings.parallel, lambda: env_int(env, "LLAMA_PARALLEL"), 1)
+        if not 1 <= parallel <= MAX_PARALLEL:
+            raise FailedPreconditionError(
+                f"parallel (LLAMA_PARALLEL) must be between 1 and {MAX_PARALLEL}", reason="BAD_ENVIRONMENT"
+            )
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
             threads=pick(settings.threads, lambda: env_int(env, "LLAMA_THREADS"), None),
@@ -115,6 +119,7 @@ class LlamaOptions:
             use_mlock=pick(settings.use_mlock, lambda: env_bool(env, "LLAMA_USE_MLOCK"), False),
             numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
             chat_format=chat_format,
+            parallel=parallel,
         )
 
 
@@ -132,8 +137,9 @@ def _numa_from_env(env: Mapping[str, str]) -> NumaStrategy | None:
 
 class LlamaCppAdapter:
     """Serves one GGUF model. Every call into llama.cpp runs on the model's single worker thread,
-    because one `Llama` object used from two threads aborts the process; the worker's queue
-    serializes concurrent requests in arrival order."""
+    because one `Llama` object used from two threads aborts the process. With `parallel` 1 the worker's
+    queue serializes generations in arrival order; above 1 the worker runs a BatchScheduler that decodes
+    up to `parallel` generations together."""
 
     def __init__(self, settings: LocalSettings, env: Mapping[str, str] = os.environ) -> None:
         self._options = LlamaOptions.resolve(settings, env)
@@ -146,6 +152,7 @@ class LlamaCppAdapter:
         self._started = False
         self._closing = False
         self._llama: llama_cpp.Llama | None = None
+        self._scheduler: BatchScheduler | None = None
         self._format_chat: llama_chat_format.ChatFormatter | None = None
         self._fold_system = False
 
@@ -181,7 +188,11 @@ class LlamaCppAdapter:
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = loop.run_in_executor(self._worker, self._generate_blocking, params, emit, stop)
+        if self._scheduler is not None:
+            self._scheduler.submit(Job(params, emit, stop))
+            job = None
+        else:
+            job = loop.run_in_executor(self._worker, self._generate_blocking, params, emit, stop)
         try:
             while True:
                 event = await events.get()
@@ -194,13 +205,16 @@ class LlamaCppAdapter:
             # Reached on completion, on error and when the caller closes the stream (cancellation):
             # the worker sees the flag before its next token, and a queued job never starts.
             stop.set()
-            job.cancel()
+            if job is not None:
+                job.cancel()
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
 
     async def close(self) -> None:
         self._closing = True
+        if self._scheduler is not None:
+            self._scheduler.close()  # its loop ends on the worker once its generations have finished
         if self._started:
             # Queued behind the generations already submitted, which therefore finish first.
             await self._on_worker(self._release)
@@ -213,10 +227,13 @@ class LlamaCppAdapter:
 
     def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
         options = self._options
+        context_size = context_size or _default_context_size(path)
+        batched = options.parallel > 1
         try:
             llama = llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=context_size or _default_context_size(path),
+                # Batched, the scheduler's own context holds the generations; this one only needs to exist.
+                n_ctx=min(context_size, STEP_TOKENS) if batched else context_size,
                 n_gpu_layers=options.gpu_layers,
                 use_mmap=options.use_mmap,
                 use_mlock=options.use_mlock,
@@ -240,10 +257,25 @@ class LlamaCppAdapter:
                 " backend_config.local.llama_cpp.chat_format instead",
                 reason="MODEL_LOAD_FAILED",
             ) from None
+        if batched:
+            try:
+                self._scheduler = BatchScheduler(
+                    llama,
+                    slots=options.parallel,
+                    context_size=context_size,
+                    prepare=self._prepare,
+                    sampling=_sampling_options,
+                )
+            except BaseException:
+                llama.close()
+                raise
+            # Occupies the worker until close(); queued behind this load, so it starts right after.
+            self._worker.submit(self._scheduler.run).add_done_callback(_log_scheduler_failure)
         self._llama = llama
-        return ModelInfo(context_size=llama.n_ctx())
+        return ModelInfo(context_size=context_size, parallel=options.parallel)
 
     def _release(self) -> None:
+        self._scheduler = None  # its run() has returned and freed its context: this job was queued behind it
         if self._llama is not None:
             self._llama.close()
             self._llama = None
@@ -260,66 +292,49 @@ class LlamaCppAdapter:
         llama = self._llama
         if llama is None:
             raise UnavailableError("the model is unloading", reason="MODEL_UNLOADING")
-        prompt, add_bos, template_stops = self._render(params)
-        encoded = prompt.encode("utf-8")
-        if len(encoded) > llama.n_ctx() * MAX_BYTES_PER_TOKEN:
-            # Refused before tokenizing: llama.cpp's tokenizer is quadratic on byte-fallback text and cannot be
-            # interrupted, so a huge prompt would hold this model's worker long after the caller's deadline.
-            raise InvalidArgumentError(
-                f"the prompt is {len(encoded)} bytes, more than the model's {llama.n_ctx()}-token context can hold;"
-                " shorten it or load the model with a larger context_size",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                field="messages" if params.messages else "prompt",
-                metadata={"prompt_bytes": str(len(encoded)), "context_size": str(llama.n_ctx())},
-            )
-        tokens = llama.tokenize(encoded, add_bos=add_bos, special=True)
-        room = llama.n_ctx() - len(tokens)
-        if room < 1:
-            raise InvalidArgumentError(
-                f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
-                f" {llama.n_ctx()}-token context; shorten it or load the model with a larger context_size",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                field="messages" if params.messages else "prompt",
-                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(llama.n_ctx())},
-            )
+        prompt = self._prepare(params, llama.n_ctx())
         if params.seed is not None:
             llama.reset()  # type: ignore[no-untyped-call]  # a prompt-prefix cache hit would change seeded sampling
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        vocab = llama_cpp.llama_model_get_vocab(llama.model)
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        scanner = StopScanner((*params.stop, *template_stops))
-        budget = min(params.max_tokens, room)
-        generated = 0
-        reason = FinishReason.LENGTH
-        tokens_out = llama.generate(
-            tokens,
-            temp=params.temperature if params.temperature is not None else DEFAULT_TEMPERATURE,
-            top_p=params.top_p if params.top_p is not None else DEFAULT_TOP_P,
-            top_k=params.top_k if params.top_k is not None else DEFAULT_TOP_K,
-        )
+        temperature, top_p, top_k = _sampling_options(params)
+        text = TokenText(llama, prompt, emit)
+        tokens_out = llama.generate(prompt.tokens, temp=temperature, top_p=top_p, top_k=top_k)
+        reason: FinishReason | None = None
         try:
-            while generated < budget:
-                if stop.is_set():
-                    reason = FinishReason.CANCELLED
-                    break
-                token = next(tokens_out)
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
-                    reason = FinishReason.STOP
-                    break
-                generated += 1
-                text, matched = scanner.feed(utf8.decode(llama.detokenize([token])))
-                if text:
-                    emit(TextChunk(text))
-                if matched is not None:
-                    reason = FinishReason.STOP_SEQUENCE if matched in params.stop else FinishReason.STOP
-                    break
+            while reason is None:
+                reason = FinishReason.CANCELLED if stop.is_set() else text.feed(next(tokens_out))
         finally:
             tokens_out.close()
-        if reason is not FinishReason.STOP_SEQUENCE:
-            tail = scanner.flush() + utf8.decode(b"", final=True)
-            if tail:
-                emit(TextChunk(tail))
-        return Finish(reason, prompt_tokens=len(tokens), completion_tokens=generated)
+        return text.finish(reason)
+
+    def _prepare(self, params: GenerationParams, context_size: int) -> PreparedPrompt:
+        """Render and tokenize the prompt, refusing one that leaves no room in a `context_size` context."""
+        llama = self._llama
+        assert llama is not None
+        prompt, add_bos, template_stops = self._render(params)
+        encoded = prompt.encode("utf-8")
+        field = "messages" if params.messages else "prompt"
+        if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
+            # Refused before tokenizing: llama.cpp's tokenizer is quadratic on byte-fallback text and cannot be
+            # interrupted, so a huge prompt would hold this model's worker long after the caller's deadline.
+            raise InvalidArgumentError(
+                f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold;"
+                " shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field=field,
+                metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
+            )
+        tokens = llama.tokenize(encoded, add_bos=add_bos, special=True)
+        room = context_size - len(tokens)
+        if room < 1:
+            raise InvalidArgumentError(
+                f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
+                f" {context_size}-token context; shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field=field,
+                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
+            )
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, template_stops)
 
     def _render(self, params: GenerationParams) -> tuple[str, bool, tuple[str, ...]]:
         """The prompt text, whether to add BOS, and the template's own end-of-turn strings."""
@@ -338,6 +353,20 @@ class LlamaCppAdapter:
             ) from None
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
         return rendered.prompt, not rendered.added_special, tuple(stops)
+
+
+def _log_scheduler_failure(done: Future[None]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        _log.error("the batch scheduler stopped: %r", error, exc_info=error)
+
+
+def _sampling_options(params: GenerationParams) -> tuple[float, float, int]:
+    """Temperature, top_p and top_k, with llama-cpp-python's defaults for those left unset."""
+    return (
+        params.temperature if params.temperature is not None else DEFAULT_TEMPERATURE,
+        params.top_p if params.top_p is not None else DEFAULT_TOP_P,
+        params.top_k if params.top_k is not None else DEFAULT_TOP_K,
+    )
 
 
 def _default_context_size(path: Path) -> int:

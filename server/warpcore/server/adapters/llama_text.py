@@ -1,0 +1,60 @@
+"""Turns one generation's sampled llama.cpp tokens into text chunks and a finish reason."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import llama_cpp
+
+from warpcore.server.adapters.stop_scanner import StopScanner
+from warpcore.server.domain import Finish, FinishReason, GenerationEvent, TextChunk
+
+Emit = Callable[[GenerationEvent | BaseException], None]
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A generation ready to decode: its prompt tokens, how many it may add, and where its text stops."""
+
+    tokens: list[int]
+    budget: int
+    user_stops: tuple[str, ...]
+    template_stops: tuple[str, ...]
+
+
+class TokenText:
+    """Detokenizes incrementally (multi-byte characters may span tokens), holds back possible stop
+    sequences, and decides when the generation is over. Called on the model's worker thread only."""
+
+    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit) -> None:
+        self._llama = llama
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
+        self._prompt = prompt
+        self._emit = emit
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
+        self.generated = 0
+
+    def feed(self, token: int) -> FinishReason | None:
+        """Take one sampled token; the finish reason once the generation must end, else None."""
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            return FinishReason.STOP
+        self.generated += 1
+        text, matched = self._scanner.feed(self._utf8.decode(self._llama.detokenize([token])))
+        if text:
+            self._emit(TextChunk(text))
+        if matched is not None:
+            return FinishReason.STOP_SEQUENCE if matched in self._prompt.user_stops else FinishReason.STOP
+        if self.generated >= self._prompt.budget:
+            return FinishReason.LENGTH
+        return None
+
+    def finish(self, reason: FinishReason) -> Finish:
+        """Emit what was held back (unless a stop sequence cut it) and describe the end."""
+        if reason is not FinishReason.STOP_SEQUENCE:
+            tail = self._scanner.flush() + self._utf8.decode(b"", final=True)
+            if tail:
+                self._emit(TextChunk(tail))
+        return Finish(reason, prompt_tokens=len(self._prompt.tokens), completion_tokens=self.generated)
