@@ -72,7 +72,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         started = time.monotonic()
         params = translate.generation_params(request, context.time_remaining(), self._limits.max_tokens)
         model = self._registry.get(request.model_id)
-        async with self._limits.gate(model.id).slot():
+        async with self._limits.gate(model.id, model.info.parallel).slot():
             with self._streams.track():
                 async for frame in self._frames(model, params, started):
                     yield frame
