@@ -68,6 +68,7 @@ SMOKE = (
     Workload("16 slow streams x 4 tokens", 16, 4, SLOW_MODEL, 1),
 )
 WARMUP = Workload("warm-up", 4, 50, FAST_MODEL, 2)
+SMOKE_WARMUP = Workload("warm-up", 2, 10, FAST_MODEL, 1)
 
 
 # Processes
@@ -401,12 +402,12 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
 
 
 async def measure(
-    contenders: Sequence[Contender], workloads: Sequence[Workload]
+    contenders: Sequence[Contender], workloads: Sequence[Workload], warmup: Workload
 ) -> dict[tuple[str, str, str], Summary]:
     for contender in contenders:  # first requests pay for imports and connection set-up: not measured
         for protocol in PROTOCOLS:
-            for _ in range(WARMUP.rounds):
-                await run_workload(contender, protocol, WARMUP)
+            for _ in range(warmup.rounds):
+                await run_workload(contender, protocol, warmup)
     results: dict[tuple[str, str, str], Summary] = {}
     for workload in workloads:
         runs: dict[tuple[str, str], list[Run]] = {}
@@ -652,11 +653,7 @@ async def start_contenders(work: Path, litellm_venv: Path, trees: list[ProcessTr
     """Start the upstream, warpcore and LiteLLM, each in its own process (appended to `trees` as they start)."""
     trees.append(start_process([sys.executable, "-m", "bench.api_upstream"], work / "upstream.log"))
     upstream = "http://" + (await wait_for_log(trees[-1], "listening on ")).rsplit(" ", 1)[1]
-    server = [sys.executable, "-m", "warpcore.server", "--port=0", "--no-default-model", "--grace=1"]
-    server += ["--max-streams-per-model=2000", "--max-queue-per-model=2000"]  # the default 4 suits local models
-    trees.append(start_process(server, work / "warpcore.log"))
-    warpcore_tree = trees[-1]
-    warpcore_target = (await wait_for_log(warpcore_tree, "serving on ")).split("serving on ", 1)[1].split(",")[0]
+    # LiteLLM takes longest to start: it gets going first, and warpcore starts meanwhile.
     litellm_origin = f"http://127.0.0.1:{free_port()}"
     (work / "litellm.yaml").write_text(litellm_config(upstream))
     litellm_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY}
@@ -664,6 +661,11 @@ async def start_contenders(work: Path, litellm_venv: Path, trees: list[ProcessTr
     litellm_command += ["--host", "127.0.0.1", "--port", litellm_origin.rsplit(":", 1)[1], "--telemetry", "False"]
     trees.append(start_process(litellm_command, work / "litellm.log", litellm_env))
     litellm_tree = trees[-1]
+    server = [sys.executable, "-m", "warpcore.server", "--port=0", "--no-default-model", "--grace=1"]
+    server += ["--max-streams-per-model=2000", "--max-queue-per-model=2000"]  # the default 4 suits local models
+    trees.append(start_process(server, work / "warpcore.log"))
+    warpcore_tree = trees[-1]
+    warpcore_target = (await wait_for_log(warpcore_tree, "serving on ")).split("serving on ", 1)[1].split(",")[0]
     direct = VendorSdk(DIRECT, f"{upstream}{OPENAI_PREFIX}/v1", upstream + ANTHROPIC_PREFIX, API_KEY, prefixed=False)
     warpcore = Warpcore(warpcore_tree, warpcore_target)
     litellm = VendorSdk(LITELLM, f"{litellm_origin}/v1", litellm_origin, LITELLM_KEY, prefixed=True)
@@ -699,7 +701,7 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
         try:
             contenders = await start_contenders(Path(work), litellm_venv, trees)
             try:
-                results = await measure(contenders, workloads)
+                results = await measure(contenders, workloads, SMOKE_WARMUP if smoke else WARMUP)
             finally:
                 for contender in contenders:
                     await contender.close()
