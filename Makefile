@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# LiteLLM's proxy, a contender in bench/api_gateway.py, pins openai < 3: it gets a virtual environment of its own.
+LITELLM_VENV := .venv-litellm
+LITELLM_PINS := bench/litellm-constraints.txt
 # llama-cpp-python ships as source only; its wheel is compiled for the host CPU's instruction set, so the cache
 # that keeps it between set-ups is keyed by the CPU's feature flags (a wheel built elsewhere could crash here).
 CPU_KEY := $(shell (uname -m; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
@@ -17,7 +20,7 @@ protoc = $(BIN)/python -m grpc_tools.protoc -I proto \
 	--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
 	$(PROTOS)
 
-.PHONY: setup run test lint typecheck buf-lint check-generated generate pytest lock clean
+.PHONY: setup run test bench lint typecheck buf-lint check-generated generate pytest lock clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -29,6 +32,12 @@ $(VENV)/.installed: pyproject.toml client/pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -c constraints.txt -e ./client -e '.[dev]'
 	touch $@
 
+$(LITELLM_VENV)/.installed: bench/litellm-requirements.txt $(LITELLM_PINS)
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(LITELLM_PINS) pip
+	$(LITELLM_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(LITELLM_PINS) -r bench/litellm-requirements.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
 	touch $@
@@ -36,7 +45,12 @@ node_modules/.installed: package.json package-lock.json
 run: setup
 	$(BIN)/warpcore-server
 
-test: setup lint typecheck buf-lint check-generated pytest
+# The smoke version of every benchmark runs in pytest, and the API one needs LiteLLM.
+test: setup $(LITELLM_VENV)/.installed lint typecheck buf-lint check-generated pytest
+
+# Every benchmark against its alternatives, same run, same machine: bench/results/README.md and its charts.
+bench: setup $(LITELLM_VENV)/.installed
+	$(BIN)/python -m bench.run --out bench/results
 
 lint: setup
 	$(BIN)/ruff check .
@@ -61,9 +75,10 @@ generate: setup
 pytest: setup
 	$(BIN)/pytest
 
-# Refresh the pins after changing dependencies in a pyproject.toml.
-lock: setup
+# Refresh the pins after changing dependencies in a pyproject.toml or bench/litellm-requirements.txt.
+lock: setup $(LITELLM_VENV)/.installed
 	$(BIN)/pip freeze --all --exclude-editable | grep -v '^warpcore' > constraints.txt
+	$(LITELLM_VENV)/bin/pip freeze --all > $(LITELLM_PINS)
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) $(LITELLM_VENV) node_modules
