@@ -89,8 +89,8 @@ def _repeat(unit: str, size: int) -> str:
 
 NONEMPTY_SMALL_TEXT = st.builds(str.__add__, st.characters(codec="utf-8"), SMALL_TEXT)
 # Up to 1 MB of text llama.cpp tokenizes in linear time: the tiny model's vocabulary has pieces for these
-# characters. Any other character goes through byte fallback, whose tokenization is quadratic (1 MB takes
-# minutes): see test_a_long_prompt_does_not_hold_the_model_after_its_deadline, an expected failure.
+# characters. Any other character goes through byte fallback, which llama.cpp tokenizes in quadratic time; the
+# server tokenizes long prompts in pieces (tests/test_prompt_tokenizer.py).
 IN_VOCABULARY = "abcdefghijklmnopqrstuvwxyz "
 BIG_TEXT = st.builds(_repeat, st.text(alphabet=IN_VOCABULARY, min_size=1, max_size=8), st.integers(1, ONE_MEGABYTE))
 # Any characters at all, up to 16 kB: byte fallback stays cheap at that size.

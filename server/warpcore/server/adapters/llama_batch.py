@@ -22,7 +22,7 @@ STEP_TOKENS = 512  # most tokens in one decode step (llama.cpp's n_batch)
 PREFILL_CHUNK_WHILE_BUSY = 128
 MIN_P = 0.05  # as llama-cpp-python's own sampling default, so both paths sample alike
 
-Prepare = Callable[[GenerationParams, int], PreparedPrompt]
+Prepare = Callable[[GenerationParams, int, threading.Event], PreparedPrompt]
 
 
 @dataclass(eq=False)
@@ -165,7 +165,7 @@ class BatchScheduler:
 
     def _start(self, job: Job) -> None:
         try:
-            prompt = self._prepare(job.params, self._context_size)
+            prompt = self._prepare(job.params, self._context_size, job.stop)
             sampler = _sampler(job.params, *self._sampling(job.params))
         except Exception as error:  # noqa: BLE001 - the caller's stream raises it
             job.emit(error)

@@ -21,6 +21,7 @@ from llama_cpp import llama_chat_format, llama_types
 from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama_batch import STEP_TOKENS, BatchScheduler, Job
 from warpcore.server.adapters.llama_text import Emit, PreparedPrompt, TokenText
+from warpcore.server.adapters.llama_tokenize import PromptTokenizer
 from warpcore.server.adapters.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.domain import (
     ChatMessage,
@@ -153,6 +154,7 @@ class LlamaCppAdapter:
         self._closing = False
         self._llama: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
+        self._tokenizer: PromptTokenizer | None = None
         self._format_chat: llama_chat_format.ChatFormatter | None = None
         self._fold_system = False
 
@@ -227,9 +229,9 @@ class LlamaCppAdapter:
 
     def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
         options = self._options
-        context_size = context_size or _default_context_size(path)
         batched = options.parallel > 1
         try:
+            context_size = context_size or _default_context_size(path)
             llama = llama_cpp.Llama(
                 model_path=str(path),
                 # Batched, the scheduler's own context holds the generations; this one only needs to exist.
@@ -257,6 +259,7 @@ class LlamaCppAdapter:
                 " backend_config.local.llama_cpp.chat_format instead",
                 reason="MODEL_LOAD_FAILED",
             ) from None
+        self._tokenizer = PromptTokenizer(llama)
         if batched:
             try:
                 self._scheduler = BatchScheduler(
@@ -292,7 +295,7 @@ class LlamaCppAdapter:
         llama = self._llama
         if llama is None:
             raise UnavailableError("the model is unloading", reason="MODEL_UNLOADING")
-        prompt = self._prepare(params, llama.n_ctx())
+        prompt = self._prepare(params, llama.n_ctx(), stop)
         if params.seed is not None:
             llama.reset()  # type: ignore[no-untyped-call]  # a prompt-prefix cache hit would change seeded sampling
         llama.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
@@ -307,16 +310,15 @@ class LlamaCppAdapter:
             tokens_out.close()
         return text.finish(reason)
 
-    def _prepare(self, params: GenerationParams, context_size: int) -> PreparedPrompt:
-        """Render and tokenize the prompt, refusing one that leaves no room in a `context_size` context."""
-        llama = self._llama
-        assert llama is not None
+    def _prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
+        """Render and tokenize the prompt, refusing one that leaves no room in a `context_size` context.
+        When `stop` is set meanwhile, the tokens may be cut short: the caller then drops the generation."""
+        assert self._tokenizer is not None
         prompt, add_bos, template_stops = self._render(params)
         encoded = prompt.encode("utf-8")
         field = "messages" if params.messages else "prompt"
         if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
-            # Refused before tokenizing: llama.cpp's tokenizer is quadratic on byte-fallback text and cannot be
-            # interrupted, so a huge prompt would hold this model's worker long after the caller's deadline.
+            # Refused before tokenizing: whatever its tokens, it cannot fit.
             raise InvalidArgumentError(
                 f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold;"
                 " shorten it or load the model with a larger context_size",
@@ -324,7 +326,7 @@ class LlamaCppAdapter:
                 field=field,
                 metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
             )
-        tokens = llama.tokenize(encoded, add_bos=add_bos, special=True)
+        tokens = self._tokenizer.tokenize(encoded, add_bos=add_bos, limit=context_size, stop=stop)
         room = context_size - len(tokens)
         if room < 1:
             raise InvalidArgumentError(

