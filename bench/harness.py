@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 Cell = str | int | float
+PR_SET_PDEATHSIG = 1  # prctl(2)
 # A process that is not up by then is broken, not slow: even a busy 2-core machine loads Gemma in seconds.
 READY_TIMEOUT = 120.0
 # gRPC waits a second before its first reconnect by default, which would hide the moment a server comes up.
@@ -78,6 +80,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench dies, even killed, so that no contender outlives it."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class ContenderProcess:
     """A server under test in its own process, its output kept in a log file (a pipe nobody reads could fill)."""
 
@@ -100,6 +108,7 @@ class ContenderProcess:
             stderr=asyncio.subprocess.STDOUT,
             env=dict(os.environ if env is None else env),
             start_new_session=True,  # a Ctrl-C of the bench reaches the bench only; it stops its contenders itself
+            preexec_fn=_die_with_parent,
         )
         return cls(name, process, log, log_path)
 
