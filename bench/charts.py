@@ -13,7 +13,13 @@ import matplotlib.pyplot as plt
 
 
 def line_chart(
-    path: Path, title: str, x_label: str, y_label: str, xs: Sequence[int], series: Mapping[str, Sequence[float]]
+    path: Path,
+    title: str,
+    x_label: str,
+    y_label: str,
+    xs: Sequence[int],
+    series: Mapping[str, Sequence[float]],
+    log_y: bool = False,
 ) -> Path:
     """One line per contender over a few x values (e.g. concurrent streams), which are the ticks."""
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -22,7 +28,10 @@ def line_chart(
     if len(xs) > 2 and xs[-1] / xs[0] >= 8:
         axes.set_xscale("log", base=2)
     axes.set_xticks(list(xs), [str(x) for x in xs])
-    axes.set_ylim(bottom=0)
+    if log_y:
+        axes.set_yscale("log")
+    else:
+        axes.set_ylim(bottom=0)
     axes.set(title=title, xlabel=x_label, ylabel=y_label)
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")

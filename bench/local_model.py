@@ -433,9 +433,10 @@ def report(workload: Workload, names: list[str], trials: dict[tuple[str, int], l
             out / f"{NAME}_ttft.png",
             "Time to first token (median)",
             "concurrent streams",
-            "ms",
+            "ms (log scale)",
             levels,
             {name: [summaries[name, level].first_token * 1000 for level in levels] for name in names},
+            log_y=True,  # from a tenth of a second to waiting out seven other streams
         ),
     ]
     description = (
@@ -449,8 +450,8 @@ def report(workload: Workload, names: list[str], trials: dict[tuple[str, int], l
         " so concurrent streams take turns (it is not thread-safe).\n"
         f"- **{serial}** / **{batched}**: `warpcore-server` in its own process, model preloaded from a config file"
         " with `LocalBackendConfig.parallel` 1 (one generation at a time) or"
-        f" {workload.slots} (sequences decoded together once continuous batching lands; until then it behaves"
-        " like parallel=1); gRPC streaming from a `grpc.aio` client.\n"
+        f" {workload.slots} (that many sequences decoded together: continuous batching); gRPC streaming from a"
+        " `grpc.aio` client.\n"
         "- **llama_cpp.server**: llama-cpp-python's OpenAI-compatible server, `interrupt_requests` off so that"
         " requests queue; `/v1/completions` over SSE.\n"
         f"- **{xllamacpp}**: llama.cpp's own server with continuous batching as bundled in the `xllamacpp` wheel"

@@ -87,7 +87,8 @@ def report(cases: dict[str, list[float]], profile: list[list[Cell]], out: Path) 
         ],
     )
     imports = Table(
-        caption=f"What importing {SERVER_MODULE} costs, by package (python -X importtime, one run)",
+        caption=f"What importing {SERVER_MODULE} costs, by package (python -X importtime, one run; a package"
+        " imported by another counts in both)",
         columns=["package", "cumulative s", "share of the import"],
         rows=profile,
     )
