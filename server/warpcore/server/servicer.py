@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -11,7 +12,7 @@ from typing import Any
 import grpc
 
 from warpcore.server import translate
-from warpcore.server.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.domain import Finish, FinishReason, GenerationEvent, GenerationParams, TextChunk
 from warpcore.server.limits import Limits
 from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import LoadedModel, ModelRegistry
@@ -22,6 +23,8 @@ from warpcore.v1 import inference_pb2_grpc
 
 _log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
+JOIN_BACKLOG = 8
+"""Deltas waiting to be written beyond which they are joined into one frame."""
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -85,7 +88,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         def result(finish: Finish) -> pb.GenerateResponse:
             return translate.result_frame(finish, first_token_at, time.monotonic() - started)
 
-        events = model.adapter.generate(params)
+        events = coalesced(model.adapter.generate(params))
         try:
             async for event in events:
                 if isinstance(event, Finish):
@@ -107,3 +110,61 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         finally:
             await events.aclose()
         yield result(Finish(FinishReason.CANCELLED))
+
+
+async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGenerator[GenerationEvent, None]:
+    """`events`, read ahead by a task while the caller writes the previous one. Deltas go out one per frame, as
+    the backend cut them, while the writer keeps up; once more than JOIN_BACKLOG wait, they all go joined in one
+    frame, so that a fast upstream costs one gRPC message per write rather than one per token.
+
+    Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
+    or the failure comes after the last text. Closing this generator stops the reading and closes `events`.
+    """
+    texts: collections.deque[str] = collections.deque()
+    ending: list[Finish | Exception] = []
+    ready = asyncio.Event()
+    waiting = finished = False
+
+    async def read_ahead() -> None:
+        nonlocal finished
+        try:
+            async for event in events:
+                if isinstance(event, Finish):
+                    ending.append(event)
+                    continue
+                texts.append(event.text)
+                if waiting:
+                    ready.set()
+                    # The writer is idle: let it take this text now, before the events already buffered are read.
+                    await asyncio.sleep(0)
+        except Exception as error:  # noqa: BLE001 - handed to the writer, which raises it after the text before it
+            ending.append(error)
+        finally:
+            finished = True
+            ready.set()
+
+    reader = asyncio.ensure_future(read_ahead())
+    try:
+        while True:
+            if not texts and not finished:
+                waiting = True
+                ready.clear()
+                await ready.wait()
+                waiting = False
+            if len(texts) > JOIN_BACKLOG:
+                text = "".join(texts)
+                texts.clear()
+                yield TextChunk(text)
+            elif texts:
+                yield TextChunk(texts.popleft())
+            elif finished:
+                break
+        for end in ending:
+            if isinstance(end, Exception):
+                raise end
+            yield end
+    finally:
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait([reader])
+        await events.aclose()

@@ -114,21 +114,40 @@ class AnthropicAdapter:
     async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
         request = self._request(params)
         try:
-            stream = await self._client.messages.create(**request, stream=True)
+            # Events as plain dicts (cast_to=object): the SDK still sends the request, authenticates, decodes the
+            # event stream and raises on `error` events, but builds no typed object per token.
+            stream = await self._client.post(
+                "/v1/messages",
+                body={**request, "stream": True},
+                options={"timeout": request_timeout(self._api.timeout, params.timeout)},
+                cast_to=object,
+                stream=True,
+                stream_cls=anthropic.AsyncStream[object],
+            )
         except _SDK_ERRORS as error:
             raise self._translate(error) from error
         stop_reason, input_tokens, output_tokens = None, 0, 0
         try:
             async for event in stream:
-                if event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta" and stop_reason is None:
-                    yield TextChunk(event.delta.text)
-                elif event.type == "message_delta":
-                    stop_reason = event.delta.stop_reason
-                    output_tokens = event.usage.output_tokens
+                if not isinstance(event, dict):
+                    raise TypeError("an event that is not a JSON object")
+                kind = event.get("type")
+                if kind == "content_block_delta":
+                    delta = event["delta"]
+                    if delta.get("type") == "text_delta" and stop_reason is None:
+                        text = delta["text"]
+                        if not isinstance(text, str):
+                            raise TypeError("text that is not a string")
+                        yield TextChunk(text)
+                elif kind == "message_start":
+                    input_tokens = int(event["message"]["usage"]["input_tokens"])
+                elif kind == "message_delta":
+                    stop_reason = event["delta"]["stop_reason"]
+                    output_tokens = int(event["usage"]["output_tokens"])
         except _SDK_ERRORS as error:
             raise self._translate(error) from error
+        except (AttributeError, KeyError, TypeError) as error:  # an event of the wrong shape
+            raise self._http_error(UnavailableError, "a stream event of the wrong shape") from error
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
         if stop_reason is None:
@@ -161,15 +180,12 @@ class AnthropicAdapter:
             "model": self._model,
             "messages": _alternating_turns(params),
             "max_tokens": params.max_tokens,
-            "timeout": request_timeout(self._api.timeout, params.timeout),
         }
         if system:
             request["system"] = "\n\n".join(system)
-        # The Messages API documents these sampling fields, but anthropic 2.x no longer exposes them as arguments.
+        # The Messages API documents these sampling fields (anthropic 2.x no longer takes them as arguments).
         sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
-        extra_body = {name: value for name, value in sampling.items() if value is not None}
-        if extra_body:
-            request["extra_body"] = extra_body
+        request.update({name: value for name, value in sampling.items() if value is not None})
         if params.stop:
             request["stop_sequences"] = list(params.stop)
         return request

@@ -15,6 +15,7 @@ from warpcore.server.adapters.api import (
     request_timeout,
     resolve_api,
     translate_sdk_error,
+    upstream_error,
 )
 from warpcore.server.domain import (
     ApiSettings,
@@ -85,21 +86,44 @@ class OpenAIAdapter:
     async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
         request = self._request(params)
         try:
-            stream = await self._client.chat.completions.create(
-                **request, stream=True, stream_options={"include_usage": True}
+            # Chunks as plain dicts (cast_to=object): the SDK still sends the request, authenticates, decodes the
+            # event stream and raises on error events, but builds no typed object per token.
+            stream = await self._client.post(
+                "/chat/completions",
+                body={**request, "stream": True, "stream_options": {"include_usage": True}},
+                options={"timeout": request_timeout(self._api.timeout, params.timeout)},
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
             )
         except _SDK_ERRORS as error:
             raise self._translate(error) from error
-        finish_reason, usage = None, None
+        finish_reason: str | None = None
+        prompt_tokens = completion_tokens = 0
         try:
             async for chunk in stream:
-                usage = chunk.usage or usage
-                for choice in chunk.choices:
-                    if choice.delta.content and finish_reason is None:  # nothing counts after the stop
-                        yield TextChunk(choice.delta.content)
-                    finish_reason = choice.finish_reason or finish_reason
+                if not isinstance(chunk, dict):
+                    raise TypeError("a chunk that is not a JSON object")
+                if usage := chunk.get("usage"):
+                    prompt_tokens, completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content")
+                    if content and finish_reason is None:  # nothing counts after the stop
+                        if not isinstance(content, str):
+                            raise TypeError("content that is not a string")
+                        yield TextChunk(content)
+                    finish_reason = choice.get("finish_reason") or finish_reason
         except _SDK_ERRORS as error:
             raise self._translate(error) from error
+        except (AttributeError, KeyError, TypeError) as error:  # a chunk of the wrong shape
+            raise upstream_error(
+                UnavailableError,
+                provider=PROVIDER,
+                message="a stream chunk of the wrong shape",
+                secret=self._api.api_key,
+                reason="UPSTREAM_MALFORMED_STREAM",
+            ) from error
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
         if finish_reason is None:
@@ -108,8 +132,8 @@ class OpenAIAdapter:
             )
         yield Finish(
             FINISH_REASONS.get(finish_reason, FinishReason.STOP),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             upstream_request_id=stream.response.headers.get("x-request-id", ""),
         )
 
@@ -134,7 +158,6 @@ class OpenAIAdapter:
             "model": self._model,
             "messages": messages,
             "max_tokens": params.max_tokens,
-            "timeout": request_timeout(self._api.timeout, params.timeout),
         }
         optional = {"temperature": params.temperature, "top_p": params.top_p, "seed": params.seed}
         request.update({name: value for name, value in optional.items() if value is not None})

@@ -1,0 +1,74 @@
+"""Deltas from an upstream faster than gRPC writes go out joined: whole, in order, the first one at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+
+from tests.conftest import collect, failed_stream
+from tests.fakes.base import FakeUpstream
+from tests.fakes.script import Script
+from tests.test_api_backends import anthropic_upstream, load, openai_upstream, prompt, upstream
+from warpcore.server.servicer import JOIN_BACKLOG
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+__all__ = ["anthropic_upstream", "openai_upstream", "upstream"]  # fixtures, each test runs against both providers
+
+BURST = [f" t{index}" for index in range(2000)]
+"""Sent with no delay: the server reads them far faster than it can write one gRPC message each."""
+
+
+async def deltas_of(call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse]) -> list[str]:
+    frames = [frame async for frame in call]
+    assert frames[-1].HasField("result")
+    assert all(frame.HasField("delta") for frame in frames[:-1])
+    return [frame.delta.text for frame in frames[:-1]]
+
+
+async def test_a_burst_arrives_whole_in_order_in_fewer_frames(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=BURST)
+    await load(stub, upstream)
+    deltas = await deltas_of(stub.Generate(prompt(max_tokens=len(BURST))))
+    assert "".join(deltas) == "".join(BURST)
+    assert len(deltas) < len(BURST)
+    assert deltas[0] == BURST[0]  # the first delta went out alone, at once, not held back for the ones after it
+
+
+async def test_deltas_pass_one_per_frame_while_the_backlog_is_short(stub: Stub, upstream: FakeUpstream) -> None:
+    # All at once as well, but the first goes out alone and the rest never exceed the backlog that gets joined.
+    chunks = [f" c{index}" for index in range(JOIN_BACKLOG + 1)]
+    upstream.script = Script(chunks=chunks)
+    await load(stub, upstream)
+    assert await deltas_of(stub.Generate(prompt(max_tokens=len(chunks)))) == chunks
+
+
+async def test_the_first_delta_waits_for_nothing_after_it(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=["first", "never sent"], stall_after=1)  # then silence until we hang up
+    await load(stub, upstream)
+    call = stub.Generate(prompt(max_tokens=10))
+    first = await call.read()
+    assert isinstance(first, pb.GenerateResponse)
+    assert first.delta.text == "first"
+    call.cancel()
+    await upstream.disconnected.wait()  # and the server hung up on the upstream
+
+
+async def test_a_failure_comes_after_all_the_text_before_it(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=BURST, cut_after=1500)
+    await load(stub, upstream)
+    frames, error = await failed_stream(stub.Generate(prompt(max_tokens=len(BURST))))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "".join(frame.delta.text for frame in frames[:-1]) == "".join(BURST[:1500])
+    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+
+
+async def test_usage_and_finish_come_last_after_joined_text(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.script = Script(chunks=BURST, prompt_tokens=7)
+    await load(stub, upstream)
+    text, result = await collect(stub.Generate(prompt(max_tokens=len(BURST))))
+    assert text == "".join(BURST)
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, len(BURST))
