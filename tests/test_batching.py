@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy
+from warpcore.server.adapters.llama_cpp import LlamaCppAdapter
+from warpcore.server.domain import GenerationParams, LocalSettings, TextChunk
+from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -126,3 +130,32 @@ async def test_unloading_lets_running_streams_finish(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await collect(stub.Generate(greedy("life is", 4, model.id)))
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+GEMMA_PROMPTS = [
+    "The history of Rome in brief:",
+    "Ten facts about cats:",
+    "How to bake bread:",
+    "A poem about the sea:",
+    "The best way to learn Python is",
+]
+
+
+async def test_gemma_streams_decoded_together_match_their_solo_runs(tmp_path: Path) -> None:
+    # Gemma's repacked weights change their last bits with the number of rows per call; the scheduler measures
+    # how many rows it may decode together, and this checks the outcome on real text.
+    adapter = LlamaCppAdapter(LocalSettings(parallel=4, threads=2), {"MODELS_PATH": str(tmp_path)})
+    info = await adapter.load(install_embedded_model(tmp_path), 512)
+    assert info.parallel == 4
+
+    async def text(prompt: str) -> str:
+        params = GenerationParams(prompt=prompt, messages=(), max_tokens=32, temperature=0.0)
+        return "".join([event.text async for event in adapter.generate(params) if isinstance(event, TextChunk)])
+
+    try:
+        alone = [await text(prompt) for prompt in GEMMA_PROMPTS]
+        together = await asyncio.gather(*(text(prompt) for prompt in GEMMA_PROMPTS))
+    finally:
+        await adapter.close()
+    assert together == alone
+    assert len(set(alone)) == len(GEMMA_PROMPTS)

@@ -6,20 +6,22 @@ import collections
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import llama_cpp
+import numpy as np
 
 from warpcore.server.adapters.llama_text import Emit, PreparedPrompt, TokenText
 from warpcore.server.domain import FinishReason, GenerationParams
 from warpcore.server.errors import FailedPreconditionError, UnavailableError
 
 _log = logging.getLogger(__name__)
-STEP_TOKENS = 512  # most tokens in one decode step (llama.cpp's n_batch)
-# Prompt tokens added to a step while other generations are producing text: larger chunks would stall them.
-PREFILL_CHUNK_WHILE_BUSY = 128
+STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
+# A prompt enters the KV cache in pieces of this many tokens, each its own llama_decode call, whatever else is
+# running: the same pieces alone or not give the same cache, and a long prompt never stalls the others for long.
+PREFILL_CHUNK = 128
 MIN_P = 0.05  # as llama-cpp-python's own sampling default, so both paths sample alike
 
 Prepare = Callable[[GenerationParams, int, threading.Event], PreparedPrompt]
@@ -44,7 +46,6 @@ class _Sequence:
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
-    logits_index: int = -1  # row of this step's batch whose logits it samples from, -1 if none
 
 
 def _sampler(params: GenerationParams, temperature: float, top_p: float, top_k: int) -> llama_cpp.llama_sampler_p:
@@ -74,10 +75,14 @@ class BatchScheduler:
     """Owns one llama.cpp context with `slots` sequences, each with a KV cache of `context_size` tokens.
 
     `run()` is the model's worker loop: every step it admits waiting jobs into free slots (first come, first
-    served), decodes one token of every running generation plus a chunk of newly admitted prompts in a single
-    `llama_decode`, samples each sequence with its own sampler, and frees the slot and KV cells of a
-    generation as soon as it finishes or its caller goes away. Only `submit()` and `close()` are called
-    from other threads."""
+    served), decodes the next token of every running generation, adds a piece of each newly admitted prompt,
+    samples each sequence with its own sampler, and frees the slot and KV cells of a generation as soon as it
+    finishes or its caller goes away. Only `submit()` and `close()` are called from other threads.
+
+    llama.cpp's CPU kernels change with the number of rows in a call (repacked weights switch to a tiled
+    kernel at 4 rows here, others at 8), and with them the last bits of every row, which greedy decoding
+    turns into different text. So a step decodes its generations in calls of at most `rows_per_call` rows,
+    the largest count measured at load time to give every row exactly the logits it gets alone."""
 
     def __init__(
         self,
@@ -113,6 +118,7 @@ class BatchScheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
+        self.rows_per_call = self._invariant_rows(slots)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -131,8 +137,7 @@ class BatchScheduler:
         try:
             while self._admit():
                 self._drop_cancelled()
-                if self._fill_batch():
-                    self._decode_and_sample()
+                self._step()
         finally:
             # Empty unless the loop failed: then nobody must wait forever for its generation.
             stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
@@ -178,61 +183,52 @@ class BatchScheduler:
             if sequence.job.stop.is_set():
                 self._finish(sequence, FinishReason.CANCELLED)
 
-    def _fill_batch(self) -> bool:
-        batch = self._batch
-        batch.n_tokens = 0
-        generating = [sequence for sequence in self._running if sequence.next_token is not None]
-        for sequence in generating:
-            assert sequence.next_token is not None
-            sequence.logits_index = self._add(sequence, sequence.next_token, logits=True)
-        room = STEP_TOKENS - batch.n_tokens
-        for sequence in self._running:
-            if sequence.next_token is not None or room <= 0:
-                continue
-            chunk = min(len(sequence.prompt.tokens) - sequence.prefilled, room)
-            if generating:
-                chunk = min(chunk, PREFILL_CHUNK_WHILE_BUSY)
-            end = sequence.prefilled + chunk
-            last = end == len(sequence.prompt.tokens)
-            for token in sequence.prompt.tokens[sequence.prefilled : end]:
-                sequence.logits_index = self._add(sequence, token, logits=False)
+    def _step(self) -> None:
+        generating = [(sequence, sequence.next_token) for sequence in self._running if sequence.next_token is not None]
+        prefilling = [sequence for sequence in self._running if sequence.next_token is None]
+        for start in range(0, len(generating), self.rows_per_call):
+            group = [sequence for sequence, _ in generating[start : start + self.rows_per_call]]
+            self._batch.n_tokens = 0
+            rows = [
+                self._add(sequence, token, logits=True)
+                for sequence, token in generating[start : start + self.rows_per_call]
+            ]
+            if self._decode(group):
+                for sequence, row in zip(group, rows, strict=True):
+                    self._sample(sequence, row)
+        for sequence in prefilling:
+            tokens = sequence.prompt.tokens
+            end = min(sequence.prefilled + PREFILL_CHUNK, len(tokens))
+            self._batch.n_tokens = 0
+            rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
             sequence.prefilled = end
-            if last:
-                batch.logits[sequence.logits_index] = True
-            else:
-                sequence.logits_index = -1
-            room -= chunk
-        return int(batch.n_tokens) > 0
+            if end == len(tokens):
+                self._batch.logits[rows[-1]] = True
+            if self._decode([sequence]) and end == len(tokens):
+                self._sample(sequence, rows[-1])
 
     def _add(self, sequence: _Sequence, token: int, *, logits: bool) -> int:
-        batch, row = self._batch, int(self._batch.n_tokens)
-        batch.token[row] = token
-        batch.pos[row] = sequence.position
-        batch.n_seq_id[row] = 1
-        batch.seq_id[row][0] = sequence.slot
-        batch.logits[row] = logits
-        batch.n_tokens = row + 1
         sequence.position += 1
-        return row
+        return _put(self._batch, token, sequence.position - 1, sequence.slot, logits=logits)
 
-    def _decode_and_sample(self) -> None:
+    def _decode(self, group: Sequence[_Sequence]) -> bool:
         status = llama_cpp.llama_decode(self._ctx, self._batch)
-        if status != 0:
-            # The step's sequences are in an unknown state: end them all rather than emit wrong text.
-            _log.error("llama_decode failed with status %d for %d sequences", status, len(self._running))
-            for sequence in list(self._running):
-                sequence.job.emit(UnavailableError("the local model failed to decode; retry", reason="DECODE_FAILED"))
-                self._release(sequence)
-            return
-        for sequence in list(self._running):
-            if sequence.logits_index < 0:
-                continue
-            token = llama_cpp.llama_sampler_sample(sequence.sampler, self._ctx, sequence.logits_index)
-            reason = sequence.text.feed(token)
-            if reason is None:
-                sequence.next_token = token
-            else:
-                self._finish(sequence, reason)
+        if status == 0:
+            return True
+        # These sequences' caches are in an unknown state: end them rather than emit wrong text.
+        _log.error("llama_decode failed with status %d for %d sequences", status, len(group))
+        for sequence in group:
+            sequence.job.emit(UnavailableError("the local model failed to decode; retry", reason="DECODE_FAILED"))
+            self._release(sequence)
+        return False
+
+    def _sample(self, sequence: _Sequence, row: int) -> None:
+        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._ctx, row)
+        reason = sequence.text.feed(token)
+        if reason is None:
+            sequence.next_token = token
+        else:
+            self._finish(sequence, reason)
 
     def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
         sequence.job.emit(sequence.text.finish(reason))
@@ -244,3 +240,59 @@ class BatchScheduler:
         llama_cpp.llama_sampler_free(sequence.sampler)
         self._running.remove(sequence)
         self._free_slots.append(sequence.slot)
+
+    def _invariant_rows(self, slots: int) -> int:
+        """The most rows one llama_decode call may hold with each row's logits bit for bit those it gets alone,
+        measured on this model, machine and thread count with a short made-up prompt per slot."""
+        vocabulary = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self._llama.model))
+        probe = [
+            _ProbeSequence(slot, [(97 * slot + 13 * n + 5) % vocabulary for n in range(5)]) for slot in range(slots)
+        ]
+        for sequence in probe:  # the first four tokens, each slot alone
+            self._batch.n_tokens = 0
+            for position, token in enumerate(sequence.tokens[:-1]):
+                _put(self._batch, token, position, sequence.slot, logits=False)
+            self._checked_decode()
+
+        def logits(group: list[_ProbeSequence]) -> list[np.ndarray]:
+            self._batch.n_tokens = 0
+            for sequence in group:
+                _put(self._batch, sequence.tokens[-1], len(sequence.tokens) - 1, sequence.slot, logits=True)
+            self._checked_decode()
+            rows = [
+                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx, row), shape=(vocabulary,)).copy()
+                for row in range(len(group))
+            ]
+            for sequence in group:
+                llama_cpp.llama_memory_seq_rm(self._memory, sequence.slot, len(sequence.tokens) - 1, -1)
+            return rows
+
+        alone = [logits([sequence])[0] for sequence in probe]
+        rows = 1
+        while rows < slots and all(np.array_equal(row, alone[n]) for n, row in enumerate(logits(probe[: rows + 1]))):
+            rows += 1
+        llama_cpp.llama_memory_clear(self._memory, True)
+        _log.info("decoding up to %d of %d sequences per llama.cpp call keeps their outputs independent", rows, slots)
+        return rows
+
+    def _checked_decode(self) -> None:
+        if llama_cpp.llama_decode(self._ctx, self._batch) != 0:
+            raise FailedPreconditionError("llama.cpp could not decode on the new context", reason="MODEL_LOAD_FAILED")
+
+
+@dataclass(frozen=True)
+class _ProbeSequence:
+    slot: int
+    tokens: list[int]
+
+
+def _put(batch: llama_cpp.llama_batch, token: int, position: int, slot: int, *, logits: bool) -> int:
+    """Append one token of sequence `slot` to `batch`; its row."""
+    row = int(batch.n_tokens)
+    batch.token[row] = token
+    batch.pos[row] = position  # type: ignore[call-overload]  # llama-cpp-python mistypes it as an array of arrays
+    batch.n_seq_id[row] = 1
+    batch.seq_id[row][0] = slot
+    batch.logits[row] = logits
+    batch.n_tokens = row + 1
+    return row
