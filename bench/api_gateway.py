@@ -81,7 +81,8 @@ class ProcessTree:
         self.process = process
         self.log = log
 
-    def _pids(self) -> list[int]:
+    def pids(self) -> list[int]:
+        """The process and its descendants now (a scan of /proc: done once per run, not per sample)."""
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
@@ -94,17 +95,19 @@ class ProcessTree:
             pending += children.get(pid, [])
         return pids
 
-    def cpu_seconds(self) -> float:
+    @staticmethod
+    def cpu_seconds(pids: Sequence[int]) -> float:
         ticks = 0
-        for pid in self._pids():
+        for pid in pids:
             with contextlib.suppress(OSError, IndexError):
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 ticks += int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
 
-    def rss_bytes(self) -> int:
+    @staticmethod
+    def rss_bytes(pids: Sequence[int]) -> int:
         total = 0
-        for pid in self._pids():
+        for pid in pids:
             with contextlib.suppress(OSError, StopIteration, IndexError):
                 lines = Path(f"/proc/{pid}/status").read_text().splitlines()
                 total += int(next(line for line in lines if line.startswith("VmRSS:")).split()[1]) * 1024
@@ -324,17 +327,17 @@ class Run:
     peak_rss: int | None
 
 
-async def _sample_peak_rss(tree: ProcessTree, peak: list[int]) -> None:
+async def _sample_peak_rss(pids: Sequence[int], peak: list[int]) -> None:
     while True:
-        peak[0] = max(peak[0], await asyncio.to_thread(tree.rss_bytes))
+        peak[0] = max(peak[0], ProcessTree.rss_bytes(pids))
         await asyncio.sleep(0.1)
 
 
 async def run_workload(contender: Contender, protocol: str, workload: Workload) -> Run:
-    gateway = contender.gateway
-    peak = [gateway.rss_bytes() if gateway else 0]
-    sampler = asyncio.ensure_future(_sample_peak_rss(gateway, peak)) if gateway else None
-    cpu_before = gateway.cpu_seconds() if gateway else 0.0
+    pids = contender.gateway.pids() if contender.gateway else []
+    peak = [ProcessTree.rss_bytes(pids)]
+    sampler = asyncio.ensure_future(_sample_peak_rss(pids, peak))
+    cpu_before = ProcessTree.cpu_seconds(pids)
     client_before = time.process_time()
     started = time.perf_counter()
     records = await asyncio.gather(
@@ -342,13 +345,12 @@ async def run_workload(contender: Contender, protocol: str, workload: Workload) 
     )
     wall = time.perf_counter() - started
     client_cpu = time.process_time() - client_before
-    gateway_cpu = gateway.cpu_seconds() - cpu_before if gateway else None
-    if sampler is not None:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+    gateway_cpu = ProcessTree.cpu_seconds(pids) - cpu_before if pids else None
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
     tokens = sum(workload.tokens for record in records if record.error is None)
-    return Run(list(records), wall, tokens, gateway_cpu, client_cpu, peak[0] if gateway else None)
+    return Run(list(records), wall, tokens, gateway_cpu, client_cpu, peak[0] if pids else None)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -25,6 +25,8 @@ _log = logging.getLogger(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
+READ_SLICE = 16
+"""Deltas read ahead, while a frame is being written, between two looks at whether it is done."""
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -133,9 +135,12 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                     ending.append(event)
                     continue
                 texts.append(event.text)
-                if waiting:
+                if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
                     ready.set()
-                    # The writer is idle: let it take this text now, before the events already buffered are read.
+                    await asyncio.sleep(0)
+                elif len(texts) % READ_SLICE == 0:
+                    # Reading an upstream whose bytes are already buffered never yields to the loop: let it see
+                    # whether the frame being written is done, so that the text read meanwhile goes out.
                     await asyncio.sleep(0)
         except Exception as error:  # noqa: BLE001 - handed to the writer, which raises it after the text before it
             ending.append(error)
