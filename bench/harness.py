@@ -162,10 +162,11 @@ async def wait_http_ready(url: str, contender: ContenderProcess) -> None:
     import aiohttp  # only the HTTP contenders need it
 
     deadline = time.perf_counter() + READY_TIMEOUT
-    async with aiohttp.ClientSession() as session:
+    # A server may accept connections before it can answer (still loading): each attempt gets a few seconds.
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while True:
             contender.check_alive()
-            with contextlib.suppress(aiohttp.ClientError):
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(url) as response:
                     if response.status == 200:
                         return
