@@ -1,0 +1,96 @@
+"""The API gateway benchmark's smoke version: every contender runs, and the report holds every figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM_VENV = ROOT / ".venv-litellm"
+CONTENDERS = {"SDK direct", "warpcore", "LiteLLM"}
+METRICS = {
+    "TTFT median (ms)",
+    "TTFT p99 (ms)",
+    "tokens/s per stream",
+    "aggregate tokens/s",
+    "inter-token p99 (ms)",
+    "gateway CPU s / 1k tokens",
+    "client CPU s / 1k tokens",
+    "gateway peak RSS (MiB)",
+    "errors",
+}
+
+pytestmark = pytest.mark.skipif(
+    not (LITELLM_VENV / "bin" / "litellm").exists() and os.environ.get("CI") != "true",
+    reason="LiteLLM runs from .venv-litellm (make .venv-litellm); under CI it must be there",
+)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    out = tmp_path_factory.mktemp("bench-api")
+    subprocess.run(
+        [sys.executable, "-m", "bench.api_gateway", "--out", str(out), "--smoke"],
+        cwd=ROOT,
+        check=True,
+        timeout=240,
+    )
+    return out, json.loads((out / "api_gateway.json").read_text())
+
+
+def test_every_contender_streams_both_protocols_without_errors(report: tuple[Path, dict[str, object]]) -> None:
+    _, data = report
+    tables = data["tables"]
+    assert isinstance(tables, list)
+    workloads = [table for table in tables if table["caption"] != "Ratios, same run"]
+    assert len(workloads) == 3
+    for table in workloads:
+        assert set(table["columns"]) >= METRICS
+        rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+        assert {(row["protocol"], row["contender"]) for row in rows} == {
+            (protocol, name) for protocol in ("openai", "anthropic") for name in CONTENDERS
+        }
+        for row in rows:
+            assert row["errors"] == 0, (table["caption"], row)
+            assert isinstance(row["aggregate tokens/s"], float | int)
+            assert row["aggregate tokens/s"] > 0
+            assert isinstance(row["TTFT median (ms)"], float)
+            assert row["TTFT median (ms)"] > 0
+            gateway = row["contender"] != "SDK direct"
+            assert isinstance(row["gateway CPU s / 1k tokens"], float) == gateway
+            assert isinstance(row["gateway peak RSS (MiB)"], float | int) == gateway
+
+
+def test_ratios_and_targets_are_reported(report: tuple[Path, dict[str, object]]) -> None:
+    _, data = report
+    ratios = next(table for table in data["tables"] if table["caption"] == "Ratios, same run")  # type: ignore[attr-defined]
+    assert len(ratios["rows"]) == 3 * 2
+    assert all(isinstance(cell, float) for row in ratios["rows"] for cell in row[2:])
+    targets = data["targets"]
+    assert isinstance(targets, list)
+    assert len(targets) == 5 * 2
+    for target in targets:
+        assert set(target) == {"name", "value", "op", "threshold", "unit", "met"}
+        assert target["op"] in (">=", "<")
+        assert target["met"] == (
+            target["value"] >= target["threshold"] if target["op"] == ">=" else target["value"] < target["threshold"]
+        )
+
+
+def test_charts_are_pngs(report: tuple[Path, dict[str, object]]) -> None:
+    out, data = report
+    charts = data["charts"]
+    assert isinstance(charts, list)
+    assert len(charts) == 3
+    for chart in charts:
+        assert chart.startswith("api_gateway_")
+        assert (out / chart).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert isinstance(data["title"], str)
+    assert data["title"]
+    assert isinstance(data["description"], str)
+    assert "LiteLLM" in data["description"]
