@@ -199,7 +199,7 @@ class StreamRecord:
 
 
 async def _read_texts(
-    record: StreamRecord, texts: AsyncIterator[str], expected: str, closing: Callable[[], Awaitable[None]] | None
+    record: StreamRecord, texts: AsyncIterator[str], expected: str, closing: Callable[[], Awaitable[None]]
 ) -> StreamRecord:
     parts: list[str] = []
     try:
@@ -208,8 +208,7 @@ async def _read_texts(
                 record.arrivals.append(time.perf_counter())
                 parts.append(text)
     finally:
-        if closing is not None:
-            await closing()
+        await closing()
     if "".join(parts) != expected:
         record.error = f"text differs: {len(''.join(parts))} characters instead of {len(expected)}"
     return record
@@ -632,7 +631,8 @@ def description(workloads: Sequence[Workload], litellm_version: str) -> str:
         f"model `{FAST_MODEL}` sends every token at once (the best case for exposing a gateway's own cost) and "
         f"`{SLOW_MODEL}` {SLOW_TOKENS_PER_SECOND:g} tokens/s. Contenders: **SDK direct**, the `openai` / "
         "`anthropic` SDK against the upstream (the limit); **warpcore**, the Python SDK (`AsyncClient`) against a "
-        "`warpcore-server` process with the upstream's models loaded; **LiteLLM** proxy "
+        "`warpcore-server` process with the upstream's models loaded (per-model stream limit raised to 2,000 for the "
+        "largest workload; warpcore joins deltas that pile up while a frame is being written); **LiteLLM** proxy "
         f"{litellm_version} (one process, default settings, offline), the `openai` SDK on its `/v1/chat/completions` "
         "and the `anthropic` SDK on its `/v1/messages` (native Anthropic route to the upstream). Every stream's text "
         "is checked against what the upstream sent; a difference counts as an error.\n\n"

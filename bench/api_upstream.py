@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import resource
 import signal
@@ -34,6 +35,7 @@ def token(index: int) -> str:
     return _WORDS[index % len(_WORDS)]
 
 
+@functools.cache
 def expected_text(tokens: int) -> str:
     """What a stream of `tokens` tokens spells, for clients to check that nothing was lost or reordered."""
     return "".join(token(index) for index in range(tokens))
