@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import llama_cpp
@@ -25,6 +26,16 @@ PREFILL_CHUNK = 128
 MIN_P = 0.05  # as llama-cpp-python's own sampling default, so both paths sample alike
 
 Prepare = Callable[[GenerationParams, int, threading.Event], PreparedPrompt]
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """Where the weights are and how to hold them."""
+
+    path: Path
+    gpu_layers: int
+    use_mmap: bool
+    use_mlock: bool
 
 
 @dataclass(eq=False)
@@ -79,29 +90,42 @@ class BatchScheduler:
     samples each sequence with its own sampler, and frees the slot and KV cells of a generation as soon as it
     finishes or its caller goes away. Only `submit()` and `close()` are called from other threads.
 
-    llama.cpp's CPU kernels change with the number of rows in a call (repacked weights switch to a tiled
-    kernel at 4 rows here, others at 8), and with them the last bits of every row, which greedy decoding
-    turns into different text. So a step decodes its generations in calls of at most `rows_per_call` rows,
-    the largest count measured at load time to give every row exactly the logits it gets alone."""
+    llama.cpp's CPU kernels change with the number of rows in a call, and with them the last bits of every
+    row, which greedy decoding turns into different text: weights repacked for the CPU switch kernels at 4
+    rows (and below that gain nothing from batching), plain ones at 8 on this machine. So the weights are
+    loaded without repacking (as fast here for one stream), and a step decodes its generations in calls of at
+    most `rows_per_call` rows, the largest count measured at load time to give every row exactly the logits
+    it gets alone."""
 
     def __init__(
         self,
-        llama: llama_cpp.Llama,
+        vocabulary: llama_cpp.Llama,
+        weights: LoadedWeights,
         *,
         slots: int,
         context_size: int,
         prepare: Prepare,
         sampling: SamplingDefaults,
     ) -> None:
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = weights.gpu_layers
+        model_params.use_mmap = weights.use_mmap
+        model_params.use_mlock = weights.use_mlock
+        model_params.use_extra_bufts = False  # no repacking: see above
+        self._model = llama_cpp.llama_model_load_from_file(str(weights.path).encode(), model_params)
+        if not self._model:
+            raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
+        # One KV cache for all slots: attention then spans the cells in use, not each slot's whole context.
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_size * slots
         params.n_batch = params.n_ubatch = STEP_TOKENS
         params.n_seq_max = slots
-        params.kv_unified = False  # one KV stream per slot: a slot always has its whole context_size
-        params.n_threads = llama.context_params.n_threads
-        params.n_threads_batch = llama.context_params.n_threads_batch
-        self._ctx = llama_cpp.llama_init_from_model(llama.model, params)
+        params.kv_unified = True
+        params.n_threads = vocabulary.context_params.n_threads
+        params.n_threads_batch = vocabulary.context_params.n_threads_batch
+        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
             raise FailedPreconditionError(
                 f"llama.cpp could not create a context for {slots} sequences of {context_size} tokens; lower"
                 " parallel or context_size",
@@ -109,7 +133,7 @@ class BatchScheduler:
             )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(STEP_TOKENS, 0, 1)
-        self._llama = llama
+        self._llama = vocabulary
         self._context_size = context_size
         self._prepare = prepare
         self._sampling = sampling
@@ -150,6 +174,7 @@ class BatchScheduler:
                     job.emit(stopped)
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
 
     # Everything below runs on the worker thread.
 

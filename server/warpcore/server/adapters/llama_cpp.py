@@ -19,7 +19,7 @@ import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
 from warpcore.server.adapters.env import env_bool, env_int, env_str
-from warpcore.server.adapters.llama_batch import STEP_TOKENS, BatchScheduler, Job
+from warpcore.server.adapters.llama_batch import BatchScheduler, Job, LoadedWeights
 from warpcore.server.adapters.llama_text import Emit, PreparedPrompt, TokenText
 from warpcore.server.adapters.llama_tokenize import PromptTokenizer
 from warpcore.server.adapters.model_paths import list_model_ids, resolve_model_path
@@ -234,8 +234,9 @@ class LlamaCppAdapter:
             context_size = context_size or _default_context_size(path)
             llama = llama_cpp.Llama(
                 model_path=str(path),
-                # Batched, the scheduler's own context holds the generations; this one only needs to exist.
-                n_ctx=min(context_size, STEP_TOKENS) if batched else context_size,
+                # Batched, the scheduler loads the weights itself; this object only tokenizes and renders.
+                vocab_only=batched,
+                n_ctx=context_size,
                 n_gpu_layers=options.gpu_layers,
                 use_mmap=options.use_mmap,
                 use_mlock=options.use_mlock,
@@ -264,6 +265,7 @@ class LlamaCppAdapter:
             try:
                 self._scheduler = BatchScheduler(
                     llama,
+                    LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
                     slots=options.parallel,
                     context_size=context_size,
                     prepare=self._prepare,
