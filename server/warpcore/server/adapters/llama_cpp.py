@@ -277,7 +277,8 @@ class LlamaCppAdapter:
             # Occupies the worker until close(); queued behind this load, so it starts right after.
             self._worker.submit(self._scheduler.run).add_done_callback(_log_scheduler_failure)
         self._llama = llama
-        return ModelInfo(context_size=context_size, parallel=options.parallel)
+        # llama.cpp rounds a context up (to 256 tokens); batched, each slot keeps to the size asked for.
+        return ModelInfo(context_size=context_size if batched else llama.n_ctx(), parallel=options.parallel)
 
     def _release(self) -> None:
         self._scheduler = None  # its run() has returned and freed its context: this job was queued behind it
