@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from grpc_status import rpc_status
 
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import WarpcoreServer, start_server
+from warpcore.server.app import ServingOptions, WarpcoreServer, start_server
 from warpcore.server.registry import ModelRegistry
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -38,10 +39,11 @@ def server_env(models_path: Path) -> dict[str, str]:
     return {"MODELS_PATH": str(models_path)}
 
 
-@pytest.fixture
-async def server(server_env: Mapping[str, str]) -> AsyncIterator[WarpcoreServer]:
-    registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
-    started = await start_server(registry, "127.0.0.1:0")
+@contextlib.asynccontextmanager
+async def serving(env: Mapping[str, str], options: ServingOptions | None = None) -> AsyncIterator[WarpcoreServer]:
+    """The real server on a free loopback port, SERVING, its adapters reading `env`; stopped and closed after."""
+    registry = ModelRegistry(functools.partial(create_adapter, env=env))
+    started = await start_server(registry, "127.0.0.1:0", options)
     await started.set_serving(True)
     try:
         yield started
@@ -51,18 +53,28 @@ async def server(server_env: Mapping[str, str]) -> AsyncIterator[WarpcoreServer]
 
 
 @pytest.fixture
+async def server(server_env: Mapping[str, str]) -> AsyncIterator[WarpcoreServer]:
+    async with serving(server_env) as started:
+        yield started
+
+
+@pytest.fixture
 async def stub(server: WarpcoreServer) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield inference_pb2_grpc.InferenceServiceStub(channel)
 
 
-async def load_tiny(stub: Stub, model_id: str = "tiny", context_size: int | None = None) -> pb.Model:
+async def load_tiny(
+    stub: Stub, model_id: str = "tiny", context_size: int | None = None, parallel: int | None = None
+) -> pb.Model:
+    local = pb.LocalBackendConfig(parallel=parallel)
     response = await stub.LoadModel(
         pb.LoadModelRequest(
             backend=pb.BACKEND_TYPE_LLAMA_CPP,
             model=TINY_MODEL,
             model_id=model_id,
             model_config=pb.ModelConfig(context_size=context_size),
+            backend_config=pb.BackendConfig(local=local) if parallel is not None else None,
         )
     )
     return response.model

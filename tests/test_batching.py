@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, greedy
+from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.adapters.llama_cpp import LlamaCppAdapter
 from warpcore.server.domain import GenerationParams, LocalSettings, TextChunk
 from warpcore.server.embedded import install_embedded_model
@@ -23,16 +23,7 @@ TOKENS = 48
 
 
 async def load_batched(stub: Stub, parallel: int, model_id: str = "batched", context_size: int = 256) -> pb.Model:
-    response = await stub.LoadModel(
-        pb.LoadModelRequest(
-            backend=pb.BACKEND_TYPE_LLAMA_CPP,
-            model=TINY_MODEL,
-            model_id=model_id,
-            model_config=pb.ModelConfig(context_size=context_size),
-            backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(parallel=parallel)),
-        )
-    )
-    return response.model
+    return await load_tiny(stub, model_id, context_size, parallel)
 
 
 async def run_alone(stub: Stub, requests: list[pb.GenerateRequest]) -> list[tuple[str, pb.GenerateResult]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -11,13 +10,11 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import collect, greedy, load_tiny
+from tests.conftest import collect, greedy, load_tiny, serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import ServingOptions, WarpcoreServer, start_server
+from warpcore.server.app import ServingOptions, WarpcoreServer
 from warpcore.server.limits import Limits
-from warpcore.server.registry import ModelRegistry
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -73,15 +70,9 @@ async def timed_stream(stub: Stub, request: pb.GenerateRequest) -> Timed:
 @pytest.fixture
 async def wide_server(server_env: Mapping[str, str]) -> AsyncIterator[WarpcoreServer]:
     """A server that runs up to 256 generations per model, with as many waiting."""
-    registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
     options = ServingOptions(limits=Limits(max_streams_per_model=256, max_queue_per_model=256))
-    started = await start_server(registry, "127.0.0.1:0", options)
-    await started.set_serving(True)
-    try:
+    async with serving(server_env, options) as started:
         yield started
-    finally:
-        await started.stop(None)
-        await registry.close()
 
 
 async def test_200_concurrent_api_streams_each_get_the_whole_text(wide_server: WarpcoreServer) -> None:
