@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import grpc
 import httpx2
 import openai
 
@@ -34,11 +35,14 @@ from bench.api_upstream import (
     expected_text,
     raise_open_file_limit,
 )
-from warpcore.client import ApiConfig, AsyncClient
+from warpcore.client import ApiConfig, AsyncClient, GenerateResult
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = ("openai", "anthropic")
 DIRECT, WARPCORE, LITELLM = "SDK direct", "warpcore", "LiteLLM"
+FLOOR = "bare grpc.aio"
 CONTENDERS = (DIRECT, WARPCORE, LITELLM)
 PROMPT = "Tell me a long story."
 API_KEY = "sk-bench-upstream"
@@ -55,15 +59,19 @@ class Workload:
     model: str
     rounds: int
     """Rounds of every contender, interleaved so that drift on a shared machine hits each alike."""
+    floor: bool = False
+    """Whether the bare grpc.aio server runs it too, as the floor of a gRPC gateway's time to first token."""
 
 
 FULL = (
-    Workload("1 stream x 2,000 tokens", 1, 2000, FAST_MODEL, 10),
+    Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 60, floor=True),
+    Workload("1 stream x 2,000 tokens", 1, 2000, FAST_MODEL, 10, floor=True),
     Workload("64 streams x 200 tokens", 64, 200, FAST_MODEL, 3),
     Workload("1,000 slow streams x 40 tokens", 1000, 40, SLOW_MODEL, 1),
 )
 SMOKE = (
-    Workload("1 stream x 100 tokens", 1, 100, FAST_MODEL, 1),
+    Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 2, floor=True),
+    Workload("1 stream x 100 tokens", 1, 100, FAST_MODEL, 1, floor=True),
     Workload("4 streams x 20 tokens", 4, 20, FAST_MODEL, 1),
     Workload("16 slow streams x 4 tokens", 16, 4, SLOW_MODEL, 1),
 )
@@ -196,6 +204,8 @@ class StreamRecord:
     arrivals: list[float] = field(default_factory=list)
     """When each piece of text arrived (a gateway that coalesces sends fewer, larger pieces)."""
     error: str | None = None
+    server_ttft: float | None = None
+    """warpcore's own time from taking the request to handing out its first text, from the result's timings."""
 
 
 async def _read_texts(
@@ -302,13 +312,47 @@ class Warpcore(Contender):
     async def _stream(self, record: StreamRecord, protocol: str, model: str, tokens: int) -> StreamRecord:
         stream = await self._client.generate(f"{protocol}-{model}", prompt=PROMPT, max_tokens=tokens, stream=True)
 
+        async def texts() -> AsyncIterator[str]:
+            async for event in stream:
+                if isinstance(event, GenerateResult):
+                    record.server_ttft = event.timings.time_to_first_token
+                else:
+                    yield event.text
+
         async def closing() -> None:
             stream.close()
 
-        return await _read_texts(record, stream.text_stream, expected_text(tokens), closing)
+        return await _read_texts(record, texts(), expected_text(tokens), closing)
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class BareGrpc(Contender):
+    """The generated stub against `bench.grpc_floor`, which answers without an upstream: gRPC's own cost."""
+
+    name = FLOOR
+
+    def __init__(self, server: ProcessTree, target: str) -> None:
+        self.gateway = server
+        self._channel = grpc.aio.insecure_channel(target)
+        self._stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
+
+    async def _stream(self, record: StreamRecord, protocol: str, model: str, tokens: int) -> StreamRecord:
+        options = pb.GenerationOptions(max_tokens=tokens)
+        call = self._stub.Generate(pb.GenerateRequest(model_id=model, prompt=PROMPT, options=options))
+
+        async def texts() -> AsyncIterator[str]:
+            async for response in call:
+                yield response.delta.text
+
+        async def closing() -> None:
+            call.cancel()
+
+        return await _read_texts(record, texts(), expected_text(tokens), closing)
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
 # Measuring
@@ -364,6 +408,10 @@ class Summary:
 
     ttft_median_ms: float | None
     ttft_p99_ms: float | None
+    server_ttft_median_ms: float | None
+    """warpcore's own request-to-first-text, as its result frame reports it."""
+    transport_median_ms: float | None
+    """Client time to first token minus the server's own, stream by stream: gRPC both ways and the client SDK."""
     stream_tokens_per_second: float | None
     aggregate_tokens_per_second: float
     itl_p99_ms: float | None
@@ -384,6 +432,12 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
         for earlier, later in zip(record.arrivals, record.arrivals[1:], strict=False)
     ]
     rates = [tokens_per_stream / (record.arrivals[-1] - record.started) for record in good]
+    server_ttfts = {id(record): record.server_ttft * 1000 for record in good if record.server_ttft is not None}
+    transport = [
+        (record.arrivals[0] - record.started) * 1000 - server_ttfts[id(record)]
+        for record in good
+        if id(record) in server_ttfts
+    ]
     thousands = sum(run.tokens for run in runs) / 1000
     gateway_cpu = [run.gateway_cpu for run in runs if run.gateway_cpu is not None]
     errors = [record.error for record in records if record.error is not None]
@@ -391,6 +445,8 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
     return Summary(
         ttft_median_ms=statistics.median(ttfts) if ttfts else None,
         ttft_p99_ms=percentile(ttfts, 0.99) if ttfts else None,
+        server_ttft_median_ms=statistics.median(server_ttfts.values()) if server_ttfts else None,
+        transport_median_ms=statistics.median(transport) if transport else None,
         stream_tokens_per_second=statistics.median(rates) if rates else None,
         aggregate_tokens_per_second=statistics.median(run.tokens / run.wall for run in runs),
         itl_p99_ms=percentile(gaps, 0.99) if gaps else None,
@@ -403,17 +459,18 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
 
 
 async def measure(
-    contenders: Sequence[Contender], workloads: Sequence[Workload], warmup: Workload
+    contenders: Sequence[Contender], floor: Contender, workloads: Sequence[Workload], warmup: Workload
 ) -> dict[tuple[str, str, str], Summary]:
-    for contender in contenders:  # first requests pay for imports and connection set-up: not measured
+    for contender in [*contenders, floor]:  # first requests pay for imports and connection set-up: not measured
         for protocol in PROTOCOLS:
             for _ in range(warmup.rounds):
                 await run_workload(contender, protocol, warmup)
     results: dict[tuple[str, str, str], Summary] = {}
     for workload in workloads:
         runs: dict[tuple[str, str], list[Run]] = {}
+        running = [*contenders, floor] if workload.floor else contenders
         for round_index in range(workload.rounds):
-            order = [*contenders[round_index % len(contenders) :], *contenders[: round_index % len(contenders)]]
+            order = [*running[round_index % len(running) :], *running[: round_index % len(running)]]
             for protocol in PROTOCOLS:
                 for contender in order:
                     run = await run_workload(contender, protocol, workload)
@@ -476,7 +533,7 @@ def tables(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Wor
                 summary.errors,
             ]
             for protocol in PROTOCOLS
-            for name in CONTENDERS
+            for name in ([*CONTENDERS, FLOOR] if workload.floor else CONTENDERS)
             for summary in [results[(workload.label, protocol, name)]]
         ]
         made.append({"caption": f"{workload.label}, {workload.rounds} round(s)", "columns": columns, "rows": rows})
@@ -516,12 +573,52 @@ def tables(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Wor
             "rows": ratio_rows,
         }
     )
+    made.append(ttft_breakdown(results, [workload for workload in workloads if workload.floor]))
     return made
+
+
+def ttft_breakdown(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Workload]) -> dict[str, Any]:
+    """warpcore's added time to first token, split at the server's own clock: the upstream leg against the SDK
+    straight to the upstream, and the gRPC leg (both ways, with the client SDK) against a bare grpc.aio server."""
+    rows: list[list[str | int | float]] = []
+    for workload in workloads:
+        for protocol in PROTOCOLS:
+            direct, ours, floor = (results[(workload.label, protocol, name)] for name in (DIRECT, WARPCORE, FLOOR))
+            rows.append(
+                [
+                    workload.label,
+                    protocol,
+                    _cell(direct.ttft_median_ms),
+                    _cell(ours.ttft_median_ms),
+                    _cell(_difference(ours.ttft_median_ms, direct.ttft_median_ms)),
+                    _cell(ours.server_ttft_median_ms),
+                    _cell(_difference(ours.server_ttft_median_ms, direct.ttft_median_ms)),
+                    _cell(ours.transport_median_ms),
+                    _cell(floor.ttft_median_ms),
+                    _cell(_difference(ours.transport_median_ms, floor.ttft_median_ms)),
+                ]
+            )
+    return {
+        "caption": "Where warpcore's time to first token goes, medians in ms, same run",
+        "columns": [
+            "workload",
+            "protocol",
+            "SDK direct TTFT",
+            "warpcore TTFT",
+            "added",
+            "server: request in to first text out",
+            "upstream leg: server - SDK direct",
+            "gRPC leg: client TTFT - server's",
+            "bare grpc.aio TTFT",
+            "gRPC leg beyond bare grpc.aio",
+        ],
+        "rows": rows,
+    }
 
 
 def targets(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Workload]) -> list[dict[str, Any]]:
     """The issue's targets, per protocol. A figure that could not be measured (no stream succeeded) is not met."""
-    single, concurrent, slow = workloads
+    single, concurrent, slow = workloads[-3:]  # after the latency probe, the issue's three workloads
     made = []
     for protocol in PROTOCOLS:
         direct, ours = (results[(single.label, protocol, name)] for name in (DIRECT, WARPCORE))
@@ -635,7 +732,12 @@ def description(workloads: Sequence[Workload], litellm_version: str) -> str:
         "largest workload; warpcore joins deltas that pile up while a frame is being written); **LiteLLM** proxy "
         f"{litellm_version} (one process, default settings, offline), the `openai` SDK on its `/v1/chat/completions` "
         "and the `anthropic` SDK on its `/v1/messages` (native Anthropic route to the upstream). Every stream's text "
-        "is checked against what the upstream sent; a difference counts as an error.\n\n"
+        "is checked against what the upstream sent; a difference counts as an error. The SDKs run with their default "
+        "HTTP client (httpx2), as a program using them would; warpcore's adapters use the same SDKs with their aiohttp "
+        f"client. **{FLOOR}** (`bench/grpc_floor.py`, single-stream workloads only) is a bare grpc.aio server that "
+        "answers from memory, called through the generated stub: the time to first token no Python gRPC gateway "
+        "can beat on this machine. warpcore's result frame reports its own time from request to first text, which "
+        "splits its time to first token into an upstream leg and a gRPC leg (both ways, with the client SDK).\n\n"
         f"Workloads: {listed}; contenders interleaved within each round, after an unmeasured warm-up. Time to "
         "first token runs from the call to the first text; tokens/s per stream is tokens over that stream's time "
         "to its last text (median over streams); aggregate is all tokens over the workload's wall time (median over "
@@ -651,8 +753,11 @@ def description(workloads: Sequence[Workload], litellm_version: str) -> str:
 # Main
 
 
-async def start_contenders(work: Path, litellm_venv: Path, trees: list[ProcessTree]) -> list[Contender]:
-    """Start the upstream, warpcore and LiteLLM, each in its own process (appended to `trees` as they start)."""
+async def start_contenders(
+    work: Path, litellm_venv: Path, trees: list[ProcessTree]
+) -> tuple[list[Contender], Contender]:
+    """Start the upstream, warpcore, LiteLLM and the bare gRPC floor, each in its own process (appended to `trees`
+    as they start): the contenders, and the floor."""
     trees.append(start_process([sys.executable, "-m", "bench.api_upstream"], work / "upstream.log"))
     upstream = "http://" + (await wait_for_log(trees[-1], "listening on ")).rsplit(" ", 1)[1]
     # LiteLLM takes longest to start: it gets going first, and warpcore starts meanwhile.
@@ -668,6 +773,8 @@ async def start_contenders(work: Path, litellm_venv: Path, trees: list[ProcessTr
     trees.append(start_process(server, work / "warpcore.log"))
     warpcore_tree = trees[-1]
     warpcore_target = (await wait_for_log(warpcore_tree, "serving on ")).split("serving on ", 1)[1].split(",")[0]
+    trees.append(start_process([sys.executable, "-m", "bench.grpc_floor"], work / "grpc_floor.log"))
+    floor = BareGrpc(trees[-1], (await wait_for_log(trees[-1], "serving on ")).rsplit(" ", 1)[1])
     direct = VendorSdk(DIRECT, f"{upstream}{OPENAI_PREFIX}/v1", upstream + ANTHROPIC_PREFIX, API_KEY, prefixed=False)
     warpcore = Warpcore(warpcore_tree, warpcore_target)
     litellm = VendorSdk(LITELLM, f"{litellm_origin}/v1", litellm_origin, LITELLM_KEY, prefixed=True)
@@ -677,10 +784,10 @@ async def start_contenders(work: Path, litellm_venv: Path, trees: list[ProcessTr
         await warpcore.load(upstream)
         await wait_for_http(litellm_tree, f"{litellm_origin}/health/liveliness")
     except BaseException:
-        for contender in contenders:
+        for contender in [*contenders, floor]:
             await contender.close()
         raise
-    return contenders
+    return contenders, floor
 
 
 def litellm_version(litellm_venv: Path) -> str:
@@ -701,11 +808,11 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
     trees: list[ProcessTree] = []
     with tempfile.TemporaryDirectory(prefix="warpcore-bench-api-") as work:
         try:
-            contenders = await start_contenders(Path(work), litellm_venv, trees)
+            contenders, floor = await start_contenders(Path(work), litellm_venv, trees)
             try:
-                results = await measure(contenders, workloads, SMOKE_WARMUP if smoke else WARMUP)
+                results = await measure(contenders, floor, workloads, SMOKE_WARMUP if smoke else WARMUP)
             finally:
-                for contender in contenders:
+                for contender in [*contenders, floor]:
                     await contender.close()
         finally:
             for tree in reversed(trees):

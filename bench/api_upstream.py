@@ -162,12 +162,17 @@ async def serve() -> None:
     await site.start()
     port = runner.addresses[0][1]
     print(f"listening on 127.0.0.1:{port}", flush=True)
+    await until_stopped()
+    await runner.cleanup()
+
+
+async def until_stopped() -> None:
+    """Return on SIGINT or SIGTERM."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
-    await runner.cleanup()
 
 
 if __name__ == "__main__":

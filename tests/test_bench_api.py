@@ -13,6 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".venv-litellm"
 CONTENDERS = {"SDK direct", "warpcore", "LiteLLM"}
+FLOOR = "bare grpc.aio"
+RATIOS = "Ratios, same run"
+BREAKDOWN = "Where warpcore's time to first token goes, medians in ms, same run"
 METRICS = {
     "TTFT median (ms)",
     "TTFT p99 (ms)",
@@ -47,13 +50,14 @@ def test_every_contender_streams_both_protocols_without_errors(report: tuple[Pat
     _, data = report
     tables = data["tables"]
     assert isinstance(tables, list)
-    workloads = [table for table in tables if table["caption"] != "Ratios, same run"]
-    assert len(workloads) == 3
-    for table in workloads:
+    workloads = [table for table in tables if table["caption"] not in (RATIOS, BREAKDOWN)]
+    assert len(workloads) == 4
+    for index, table in enumerate(workloads):
         assert set(table["columns"]) >= METRICS
         rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+        names = CONTENDERS | {FLOOR} if index < 2 else CONTENDERS  # the single-stream workloads run the floor too
         assert {(row["protocol"], row["contender"]) for row in rows} == {
-            (protocol, name) for protocol in ("openai", "anthropic") for name in CONTENDERS
+            (protocol, name) for protocol in ("openai", "anthropic") for name in names
         }
         for row in rows:
             assert row["errors"] == 0, (table["caption"], row)
@@ -68,8 +72,8 @@ def test_every_contender_streams_both_protocols_without_errors(report: tuple[Pat
 
 def test_ratios_and_targets_are_reported(report: tuple[Path, dict[str, object]]) -> None:
     _, data = report
-    ratios = next(table for table in data["tables"] if table["caption"] == "Ratios, same run")  # type: ignore[attr-defined]
-    assert len(ratios["rows"]) == 3 * 2
+    ratios = next(table for table in data["tables"] if table["caption"] == RATIOS)  # type: ignore[attr-defined]
+    assert len(ratios["rows"]) == 4 * 2
     # Latency and throughput ratios always exist; the CPU ratio is "n/a" when a smoke-sized run used less
     # gateway CPU than the kernel's accounting tick.
     assert all(isinstance(cell, float) for row in ratios["rows"] for cell in row[2:8] + row[9:])
@@ -83,6 +87,24 @@ def test_ratios_and_targets_are_reported(report: tuple[Path, dict[str, object]])
         assert target["met"] == (
             target["value"] >= target["threshold"] if target["op"] == ">=" else target["value"] < target["threshold"]
         )
+
+
+def test_time_to_first_token_is_split_at_the_servers_clock(report: tuple[Path, dict[str, object]]) -> None:
+    _, data = report
+    table = next(table for table in data["tables"] if table["caption"] == BREAKDOWN)  # type: ignore[attr-defined]
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+    assert [(row["workload"], row["protocol"]) for row in rows] == [
+        (workload, protocol)
+        for workload in ("1 stream x 1 token", "1 stream x 100 tokens")
+        for protocol in ("openai", "anthropic")
+    ]
+    for row in rows:
+        assert all(isinstance(value, float) for value in list(row.values())[2:]), row
+        assert row["added"] == pytest.approx(row["warpcore TTFT"] - row["SDK direct TTFT"], abs=0.02)
+        # The server reports its own time to first text: less than the client saw, by at least a gRPC round.
+        assert 0 < row["server: request in to first text out"] < row["warpcore TTFT"]
+        assert row["gRPC leg: client TTFT - server's"] > 0
+        assert row["bare grpc.aio TTFT"] > 0
 
 
 def test_charts_are_pngs(report: tuple[Path, dict[str, object]]) -> None:

@@ -103,6 +103,7 @@ class AnthropicAdapter:
             timeout=self._api.timeout,
             max_retries=0,  # failures go back to the caller at once, with RetryInfo where waiting helps
             default_headers={"anthropic-version": self._version},
+            http_client=anthropic.DefaultAioHttpClient(timeout=self._api.timeout),
         )
         self._model = ""
 

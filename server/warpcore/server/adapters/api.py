@@ -212,6 +212,19 @@ def upstream_message(body: object) -> str | None:
     return message if isinstance(message, str) else None
 
 
+def _connection_failed(error: BaseException) -> bool:
+    """Whether a refused or reset connection lies under `error`: the SDKs' aiohttp transport reports a refused
+    connection as a connect timeout, which is UNAVAILABLE (try elsewhere or later), not DEADLINE_EXCEEDED."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def translate_sdk_error(
     error: Exception,
     table: ErrorTable,
@@ -223,6 +236,8 @@ def translate_sdk_error(
 ) -> WarpcoreError:
     """Turn a vendor SDK exception into a domain error, through the adapter's table (most specific class first)."""
     kind = next((table[cls] for cls in type(error).__mro__ if cls in table), None)
+    if _connection_failed(error):
+        kind = UnavailableError
     reason = "CONTEXT_LENGTH_EXCEEDED" if context_length(error) else None
     if isinstance(error, status_error):
         failed: StatusErrorLike = error  # type: ignore[assignment]

@@ -75,6 +75,7 @@ class OpenAIAdapter:
             base_url=self._api.base_url,
             timeout=self._api.timeout,
             max_retries=0,  # failures go back to the caller at once, with RetryInfo where waiting helps
+            http_client=openai.DefaultAioHttpClient(timeout=self._api.timeout),
         )
         self._model = ""
 
