@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -61,16 +61,22 @@ class Workload:
     """Rounds of every contender, interleaved so that drift on a shared machine hits each alike."""
     floor: bool = False
     """Whether the bare grpc.aio server runs it too, as the floor of a gRPC gateway's time to first token."""
+    own_core: bool = False
+    """Whether the clients get a core of their own, the servers (upstream, gateways) sharing the other."""
 
 
 FULL = (
     Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 60, floor=True),
+    Workload(
+        "1 stream x 2,000 tokens, client on a core of its own", 1, 2000, FAST_MODEL, 10, floor=True, own_core=True
+    ),
     Workload("1 stream x 2,000 tokens", 1, 2000, FAST_MODEL, 10, floor=True),
     Workload("64 streams x 200 tokens", 64, 200, FAST_MODEL, 3),
     Workload("1,000 slow streams x 40 tokens", 1000, 40, SLOW_MODEL, 1),
 )
 SMOKE = (
     Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 2, floor=True),
+    Workload("1 stream x 100 tokens, client on a core of its own", 1, 100, FAST_MODEL, 1, floor=True, own_core=True),
     Workload("1 stream x 100 tokens", 1, 100, FAST_MODEL, 1, floor=True),
     Workload("4 streams x 20 tokens", 4, 20, FAST_MODEL, 1),
     Workload("16 slow streams x 4 tokens", 16, 4, SLOW_MODEL, 1),
@@ -143,6 +149,31 @@ def start_process(command: Sequence[str], log: Path, env: dict[str, str] | None 
             command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent, env=environment
         )
     return ProcessTree(process, log)
+
+
+@contextlib.contextmanager
+def client_on_own_core(servers: Sequence[ProcessTree]) -> Iterator[None]:
+    """Every thread of the servers on the first core, every thread of this process (the clients) on the second;
+    all cores again afterwards. With one core there is nothing to separate and nothing moves."""
+    everywhere = os.sched_getaffinity(0)
+    first, *others = sorted(everywhere)
+
+    def place(pids: Sequence[int], cores: set[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                for thread in Path(f"/proc/{pid}/task").iterdir():  # affinity belongs to each thread
+                    with contextlib.suppress(OSError, ValueError):
+                        os.sched_setaffinity(int(thread.name), cores)
+
+    server_pids = [pid for tree in servers for pid in tree.pids()]
+    if others:
+        place(server_pids, {first})
+        place([os.getpid()], set(others))
+    try:
+        yield
+    finally:
+        place(server_pids, everywhere)
+        place([os.getpid()], everywhere)
 
 
 async def wait_for_log(tree: ProcessTree, marker: str) -> str:
@@ -459,7 +490,11 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
 
 
 async def measure(
-    contenders: Sequence[Contender], floor: Contender, workloads: Sequence[Workload], warmup: Workload
+    contenders: Sequence[Contender],
+    floor: Contender,
+    servers: Sequence[ProcessTree],
+    workloads: Sequence[Workload],
+    warmup: Workload,
 ) -> dict[tuple[str, str, str], Summary]:
     for contender in [*contenders, floor]:  # first requests pay for imports and connection set-up: not measured
         for protocol in PROTOCOLS:
@@ -469,19 +504,20 @@ async def measure(
     for workload in workloads:
         runs: dict[tuple[str, str], list[Run]] = {}
         running = [*contenders, floor] if workload.floor else contenders
-        for round_index in range(workload.rounds):
-            order = [*running[round_index % len(running) :], *running[: round_index % len(running)]]
-            for protocol in PROTOCOLS:
-                for contender in order:
-                    run = await run_workload(contender, protocol, workload)
-                    runs.setdefault((contender.name, protocol), []).append(run)
-                    print(
-                        f"{workload.label:32} {protocol:9} {contender.name:10}"
-                        f" {run.tokens / run.wall:9.0f} tokens/s"
-                        f" {sum(record.error is not None for record in run.records)} errors",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+        with client_on_own_core(servers) if workload.own_core else contextlib.nullcontext():
+            for round_index in range(workload.rounds):
+                order = [*running[round_index % len(running) :], *running[: round_index % len(running)]]
+                for protocol in PROTOCOLS:
+                    for contender in order:
+                        run = await run_workload(contender, protocol, workload)
+                        runs.setdefault((contender.name, protocol), []).append(run)
+                        print(
+                            f"{workload.label:32} {protocol:9} {contender.name:10}"
+                            f" {run.tokens / run.wall:9.0f} tokens/s"
+                            f" {sum(record.error is not None for record in run.records)} errors",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         for (name, protocol), measured in runs.items():
             results[(workload.label, protocol, name)] = summarize(measured, workload.tokens)
     return results
@@ -737,7 +773,10 @@ def description(workloads: Sequence[Workload], litellm_version: str) -> str:
         f"client. **{FLOOR}** (`bench/grpc_floor.py`, single-stream workloads only) is a bare grpc.aio server that "
         "answers from memory, called through the generated stub: the time to first token no Python gRPC gateway "
         "can beat on this machine. warpcore's result frame reports its own time from request to first text, which "
-        "splits its time to first token into an upstream leg and a gRPC leg (both ways, with the client SDK).\n\n"
+        "splits its time to first token into an upstream leg and a gRPC leg (both ways, with the client SDK). In the "
+        "workload whose clients get a core of their own, every thread of the benchmark process runs on one core and "
+        "every thread of the upstream and the gateways on the other: the same work, placed so that the clients never "
+        "wait behind the servers for a core.\n\n"
         f"Workloads: {listed}; contenders interleaved within each round, after an unmeasured warm-up. Time to "
         "first token runs from the call to the first text; tokens/s per stream is tokens over that stream's time "
         "to its last text (median over streams); aggregate is all tokens over the workload's wall time (median over "
@@ -810,7 +849,7 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
         try:
             contenders, floor = await start_contenders(Path(work), litellm_venv, trees)
             try:
-                results = await measure(contenders, floor, workloads, SMOKE_WARMUP if smoke else WARMUP)
+                results = await measure(contenders, floor, trees, workloads, SMOKE_WARMUP if smoke else WARMUP)
             finally:
                 for contender in [*contenders, floor]:
                     await contender.close()

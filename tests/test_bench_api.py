@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.api_gateway import ProcessTree, client_on_own_core
+
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".venv-litellm"
 CONTENDERS = {"SDK direct", "warpcore", "LiteLLM"}
@@ -51,11 +53,11 @@ def test_every_contender_streams_both_protocols_without_errors(report: tuple[Pat
     tables = data["tables"]
     assert isinstance(tables, list)
     workloads = [table for table in tables if table["caption"] not in (RATIOS, BREAKDOWN)]
-    assert len(workloads) == 4
+    assert len(workloads) == 5
     for index, table in enumerate(workloads):
         assert set(table["columns"]) >= METRICS
         rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
-        names = CONTENDERS | {FLOOR} if index < 2 else CONTENDERS  # the single-stream workloads run the floor too
+        names = CONTENDERS | {FLOOR} if index < 3 else CONTENDERS  # the single-stream workloads run the floor too
         assert {(row["protocol"], row["contender"]) for row in rows} == {
             (protocol, name) for protocol in ("openai", "anthropic") for name in names
         }
@@ -73,7 +75,7 @@ def test_every_contender_streams_both_protocols_without_errors(report: tuple[Pat
 def test_ratios_and_targets_are_reported(report: tuple[Path, dict[str, object]]) -> None:
     _, data = report
     ratios = next(table for table in data["tables"] if table["caption"] == RATIOS)  # type: ignore[attr-defined]
-    assert len(ratios["rows"]) == 4 * 2
+    assert len(ratios["rows"]) == 5 * 2
     # Latency and throughput ratios always exist; the CPU ratio is "n/a" when a smoke-sized run used less
     # gateway CPU than the kernel's accounting tick.
     assert all(isinstance(cell, float) for row in ratios["rows"] for cell in row[2:8] + row[9:])
@@ -95,7 +97,11 @@ def test_time_to_first_token_is_split_at_the_servers_clock(report: tuple[Path, d
     rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
     assert [(row["workload"], row["protocol"]) for row in rows] == [
         (workload, protocol)
-        for workload in ("1 stream x 1 token", "1 stream x 100 tokens")
+        for workload in (
+            "1 stream x 1 token",
+            "1 stream x 100 tokens, client on a core of its own",
+            "1 stream x 100 tokens",
+        )
         for protocol in ("openai", "anthropic")
     ]
     for row in rows:
@@ -119,3 +125,28 @@ def test_charts_are_pngs(report: tuple[Path, dict[str, object]]) -> None:
     assert data["title"]
     assert isinstance(data["description"], str)
     assert "LiteLLM" in data["description"]
+
+
+def thread_cores(pid: int) -> set[frozenset[int]]:
+    """The cores each thread of a process may run on."""
+    return {frozenset(os.sched_getaffinity(int(task.name))) for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to separate")
+def test_the_clients_get_a_core_of_their_own_and_then_every_core_again(tmp_path: Path) -> None:
+    everywhere = os.sched_getaffinity(0)
+    first, *others = sorted(everywhere)
+    two_threads = (
+        "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); print('up', flush=True)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", two_threads], stdout=subprocess.PIPE)
+    server = ProcessTree(child, tmp_path / "unused.log")
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == b"up\n"
+        with client_on_own_core([server]):
+            assert thread_cores(child.pid) == {frozenset({first})}
+            assert thread_cores(os.getpid()) == {frozenset(others)}
+        assert thread_cores(child.pid) == thread_cores(os.getpid()) == {frozenset(everywhere)}
+    finally:
+        server.stop()
