@@ -221,7 +221,7 @@ def _connection_failed(error: BaseException) -> bool:
         if isinstance(cause, ConnectionError):
             return True
         seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
     return False
 
 
