@@ -463,12 +463,9 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
         for earlier, later in zip(record.arrivals, record.arrivals[1:], strict=False)
     ]
     rates = [tokens_per_stream / (record.arrivals[-1] - record.started) for record in good]
-    server_ttfts = {id(record): record.server_ttft * 1000 for record in good if record.server_ttft is not None}
-    transport = [
-        (record.arrivals[0] - record.started) * 1000 - server_ttfts[id(record)]
-        for record in good
-        if id(record) in server_ttfts
-    ]
+    timed = [(record, record.server_ttft * 1000) for record in good if record.server_ttft is not None]
+    server_ttfts = [server_ttft for _, server_ttft in timed]
+    transport = [(record.arrivals[0] - record.started) * 1000 - server_ttft for record, server_ttft in timed]
     thousands = sum(run.tokens for run in runs) / 1000
     gateway_cpu = [run.gateway_cpu for run in runs if run.gateway_cpu is not None]
     errors = [record.error for record in records if record.error is not None]
@@ -476,7 +473,7 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
     return Summary(
         ttft_median_ms=statistics.median(ttfts) if ttfts else None,
         ttft_p99_ms=percentile(ttfts, 0.99) if ttfts else None,
-        server_ttft_median_ms=statistics.median(server_ttfts.values()) if server_ttfts else None,
+        server_ttft_median_ms=statistics.median(server_ttfts) if server_ttfts else None,
         transport_median_ms=statistics.median(transport) if transport else None,
         stream_tokens_per_second=statistics.median(rates) if rates else None,
         aggregate_tokens_per_second=statistics.median(run.tokens / run.wall for run in runs),
