@@ -9,6 +9,7 @@ LITELLM_VENV := .venv-litellm
 LITELLM_PINS := bench/litellm-constraints.txt
 # llama-cpp-python ships as source only; its wheel is compiled for the host CPU's instruction set, so the cache
 # that keeps it between set-ups is keyed by the CPU's feature flags (a wheel built elsewhere could crash here).
+# scripts/build-llama-wheel.sh builds it there once, saying so and showing progress; a cached wheel is silent.
 CPU_KEY := $(shell (uname -m; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
 WHEEL_CACHE ?= $(HOME)/.cache/warpcore/wheels/$(CPU_KEY)
 export MODELS_PATH ?= $(HOME)/.cache/warpcore/models
@@ -27,8 +28,7 @@ setup: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt pip
-	mkdir -p $(WHEEL_CACHE)
-	$(BIN)/pip wheel --quiet --no-deps --find-links $(WHEEL_CACHE) --wheel-dir $(WHEEL_CACHE) $(LLAMA_CPP_PIN)
+	scripts/build-llama-wheel.sh $(BIN)/pip $(WHEEL_CACHE) '$(LLAMA_CPP_PIN)'
 	$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -c constraints.txt -e ./client -e '.[dev]'
 	touch $@
 

@@ -17,6 +17,8 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
+from tests.test_secret_leaks import Key, Transcript, leaks
+from warpcore.server.adapters.api import MAX_REQUEST_ID, scrub_request_id, upstream_host
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -212,6 +214,30 @@ async def test_stream_passes_deltas_usage_finish_reason_and_request_id(stub: Stu
     assert result.finish_reason == pb.FINISH_REASON_STOP
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (9, 3)
     assert result.upstream_request_id == "req-42"
+
+
+@pytest.mark.parametrize(
+    ("start_usage", "delta_usage", "usage"),
+    [
+        pytest.param({"input_tokens": 0}, {"input_tokens": 11, "output_tokens": 42}, (11, 42), id="litellm"),
+        pytest.param({"input_tokens": 11, "output_tokens": 1}, {"output_tokens": 42}, (11, 42), id="anthropic"),
+        pytest.param({"input_tokens": 11}, {"input_tokens": 0, "output_tokens": 42}, (11, 42), id="zero-in-delta"),
+        pytest.param({"input_tokens": 11, "output_tokens": 5}, {"output_tokens": None}, (11, 5), id="null-in-delta"),
+        pytest.param({}, {"input_tokens": 13, "output_tokens": 42}, (13, 42), id="only-in-delta"),
+        pytest.param({"input_tokens": 9}, {"input_tokens": 12, "output_tokens": 42}, (12, 42), id="latest-wins"),
+    ],
+)
+async def test_anthropic_usage_from_whichever_event_carries_it(
+    stub: Stub,
+    anthropic_upstream: FakeAnthropic,
+    start_usage: dict[str, int | None],
+    delta_usage: dict[str, int | None],
+    usage: tuple[int, int],
+) -> None:
+    anthropic_upstream.script = Script(start_usage=start_usage, delta_usage=delta_usage)
+    await load(stub, anthropic_upstream)
+    _, result = await collect(stub.Generate(prompt()))
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == usage
 
 
 async def test_openai_request_mapping(stub: Stub, openai_upstream: FakeOpenAI) -> None:
@@ -413,12 +439,34 @@ async def test_context_length_errors_have_their_reason(stub: Stub, upstream: Fak
 
 
 async def test_connection_refused_is_unavailable(stub: Stub, upstream: FakeUpstream) -> None:
-    base_url = upstream.base_url
+    base_url, port = upstream.base_url, upstream.port
     await upstream.stop()
     config = pb.BackendConfig(api=pb.ApiConfig(api_key=key_of(upstream), base_url=base_url))
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await load(stub, upstream, config)
     assert raised.value.code() == Code.UNAVAILABLE
+    provider = "openai" if isinstance(upstream, FakeOpenAI) else "anthropic"
+    # The aiohttp transport calls it a connect timeout; the caller needs to know the host refused.
+    assert (
+        raised.value.details()
+        == f"{provider} upstream error: could not connect to 127.0.0.1:{port} (connection refused)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("base_url", "host"),
+    [
+        ("http://127.0.0.1:1234/v1", "127.0.0.1:1234"),
+        ("https://api.openai.com/v1", "api.openai.com:443"),
+        ("http://Upstream.Example", "upstream.example:80"),
+        ("http://user:sk-secret-password@10.0.0.1:8080/v1?api_key=sk-in-query#frag", "10.0.0.1:8080"),
+        ("http://[::1]:8000/v1", "[::1]:8000"),
+        ("http://127.0.0.1:99999/v1", "127.0.0.1"),
+        ("not a url", "the upstream"),
+    ],
+)
+def test_upstream_host_names_host_and_port_only(base_url: str, host: str) -> None:
+    assert upstream_host(base_url) == host
 
 
 async def test_stream_cut_midway_ends_with_error_after_the_deltas(stub: Stub, upstream: FakeUpstream) -> None:
@@ -475,3 +523,29 @@ async def test_api_keys_never_leak_into_errors_or_logs(
     assert key not in str(listed)
     assert caplog.records  # the SDKs and the server did log
     assert key not in caplog.text
+
+
+# A key not shaped like any vendor's, so only the server's knowledge of the exact key can scrub it.
+ECHOED_KEY = Key("ApiConfig.api_key", "", "EchoedKey5Tq8Wm3Zr7Lx2Vb9Nh4Kc6Pj1Df")
+
+
+@pytest.mark.parametrize("status", [200, 500, 401])
+async def test_request_ids_echoing_the_key_are_scrubbed(stub: Stub, upstream: FakeUpstream, status: int) -> None:
+    await load(stub, upstream, api_config(upstream, api_key=ECHOED_KEY.value))
+    # Control characters inside the key do not hide it: they are dropped before the scrubbing.
+    upstream.script = Script(status=status, request_id=f"req_{ECHOED_KEY.value[:10]}\t{ECHOED_KEY.value[10:]}")
+    transcript = Transcript()
+    await transcript.call("generate", stub.Generate(prompt()))
+    assert transcript.outcomes == {"generate": {200: "OK", 500: "UNAVAILABLE", 401: "UNAUTHENTICATED"}[status]}
+    assert leaks(transcript.texts, ECHOED_KEY) == []
+    sent = transcript.joined("generate")
+    assert ('upstream_request_id: "req_[redacted]"' if status == 200 else '"req_[redacted]"') in sent
+
+
+def test_request_id_is_a_bounded_printable_token() -> None:
+    key = ECHOED_KEY.value
+    assert scrub_request_id("req_011CSHm9fWgjqY3uKJnzxZ5e", key) == "req_011CSHm9fWgjqY3uKJnzxZ5e"
+    assert scrub_request_id("req_1\x1b[2J\r\nforged log line\x00", key) == "req_1[2Jforgedlogline"
+    assert scrub_request_id(f"{key[:4]}\x7f{key[4:12]}", key) == "[redacted]"
+    assert scrub_request_id("r" * 10_000, key) == "r" * MAX_REQUEST_ID
+    assert scrub_request_id("\t\u00e9\u200b", key) == scrub_request_id(None, key) == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import grpc
 import pytest
 
 from tests.conftest import collect, greedy, load_tiny
-from warpcore.server.adapters.llama_cpp import LlamaCppAdapter
+from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.domain import GenerationParams, LocalSettings, TextChunk
 from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
@@ -141,7 +142,8 @@ async def test_gemma_streams_decoded_together_match_their_solo_runs(tmp_path: Pa
 
     async def text(prompt: str) -> str:
         params = GenerationParams(prompt=prompt, messages=(), max_tokens=32, temperature=0.0)
-        return "".join([event.text async for event in adapter.generate(params) if isinstance(event, TextChunk)])
+        events = adapter.generate(params, threading.Event())
+        return "".join([event.text async for event in events if isinstance(event, TextChunk)])
 
     try:
         alone = [await text(prompt) for prompt in GEMMA_PROMPTS]

@@ -193,6 +193,81 @@ async def test_bad_usage_exits_two() -> None:
     assert "invalid choice" in run.stderr
 
 
+def usage_error(run: Run) -> str:
+    """The error line of an argparse-style usage error (exit 2, usage then one line, no traceback)."""
+    assert run.code == 2, run
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr
+    assert run.stderr.startswith("usage: warpcore")
+    return run.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ["generate", "--max-tokens", "-1"],
+            "warpcore generate: error: argument --max-tokens: must be an integer from 1 to 4294967295, not -1",
+        ),
+        (
+            ["generate", "--max-tokens", "99999999999"],
+            "argument --max-tokens: must be an integer from 1 to 4294967295, not 99999999999",
+        ),
+        (["generate", "--max-tokens", "0"], "argument --max-tokens: must be an integer from 1 to 4294967295, not 0"),
+        (
+            ["chat", "--max-tokens", "4294967296"],
+            "warpcore chat: error: argument --max-tokens: must be an integer from 1",
+        ),
+        (["generate", "--temperature", "-0.5"], "argument --temperature: must be a number from 0.0 to 3.4028"),
+        (["generate", "--temperature", "1e39"], "argument --temperature: must be a number from 0.0 to 3.4028"),
+        (["generate", "--temperature", "nan"], "argument --temperature: must be a number from 0.0 to"),
+        (
+            ["load", "x.gguf", "--context-size", "-5"],
+            "warpcore load: error: argument --context-size: must be an integer from 1 to 4294967295, not -5",
+        ),
+        (["load", "x.gguf", "--context-size", "4294967296"], "argument --context-size: must be an integer from 1 to"),
+        (
+            ["--timeout", "-1", "health"],
+            "warpcore: error: argument --timeout: must be a number greater than 0.0 and at most 100000000, not -1",
+        ),
+        (["--timeout", "0", "health"], "argument --timeout: must be a number greater than 0.0"),
+        (["--timeout", "inf", "health"], "argument --timeout: must be a number greater than 0.0"),
+        (["--timeout", "1e300", "health"], "argument --timeout: must be a number greater than 0.0"),
+    ],
+)
+async def test_numbers_out_of_range_are_usage_errors(args: list[str], error: str) -> None:
+    # --model: no server call precedes building the request, where protobuf used to refuse the value.
+    model = ["--model", "m", "hi"] if args[0] == "generate" else []
+    run = await warpcore(closed_port_target(), *args, *model)
+    assert error in usage_error(run)
+
+
+async def test_a_number_that_is_not_one_is_a_usage_error() -> None:
+    run = await warpcore(closed_port_target(), "generate", "--max-tokens", "1.5", "hi")
+    assert usage_error(run) == "warpcore generate: error: argument --max-tokens: '1.5' is not an integer"
+
+
+@pytest.mark.parametrize("args", [[], [""]], ids=["empty stdin", "empty argument"])
+async def test_generate_without_a_prompt_says_one_is_needed(args: list[str]) -> None:
+    # The closed port shows that it does not call the server: that would fail with UNAVAILABLE (exit 1).
+    run = await warpcore(closed_port_target(), "generate", "--model", "m", *args, stdin="")
+    assert usage_error(run) == (
+        "warpcore generate: error: a prompt is needed: give PROMPT as an argument or write it on stdin"
+    )
+
+
+async def test_health_of_an_unknown_service_says_it_is_unknown(target: str) -> None:
+    run = await warpcore(target, "health", "--service", "no-such")
+    assert run == Run(1, "", "warpcore: health: the server knows no service 'no-such'\n")
+
+
+@pytest.mark.parametrize("option", ["--root-certificates", "--client-certificate", "--client-key"])
+async def test_missing_certificate_file_is_a_usage_error_naming_the_option(option: str, tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.pem")
+    run = await warpcore(closed_port_target(), option, missing, "health")
+    assert usage_error(run) == f"warpcore: error: argument {option}: cannot read {missing!r}: No such file or directory"
+
+
 async def test_generate_streams_and_a_closed_pipe_ends_it_quietly(stub: Stub, target: str) -> None:
     await load_tiny(stub, model_id="long", context_size=32768)
     read_end, write_end = os.pipe()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from tests.tiny_model import write_tiny_model
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -134,3 +136,32 @@ async def test_unload_lets_the_running_generation_finish(stub: Stub, tiny: str) 
         frames.append(frame)
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_LENGTH
     assert frames[-1].result.usage.completion_tokens == 200
+
+
+@pytest.mark.parametrize(
+    ("template", "code", "reason"),
+    [
+        # A template's own refusal of the conversation is the caller's to fix.
+        ("{{ raise_exception('roles must alternate') }}", grpc.StatusCode.INVALID_ARGUMENT, "CHAT_TEMPLATE_REJECTED"),
+        # A template that cannot render at all is the model's fault: it needs another chat format.
+        ("{{ bos_token }}{{ 1 / 0 }}", grpc.StatusCode.FAILED_PRECONDITION, "CHAT_TEMPLATE_FAILED"),
+    ],
+)
+async def test_a_chat_template_that_fails_says_whose_fault_it_is(
+    stub: Stub, models_path: Path, template: str, code: grpc.StatusCode, reason: str
+) -> None:
+    name = f"hf:warpcore/templates:{reason.lower()}.gguf"
+    write_tiny_model(models_path / "hf" / "warpcore" / "templates" / f"{reason.lower()}.gguf", chat_template=template)
+    await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=name, model_id="templated"))
+    chat = pb.GenerateRequest(model_id="templated", messages=[pb.ChatMessage(role=pb.ROLE_USER, content="hello")])
+    _, error = await failed_stream(stub.Generate(chat))
+    assert error.code() == code
+    info, _ = rich_details(error)
+    assert info.reason == reason
+    assert "chat template" in (error.details() or "")
+    if code is grpc.StatusCode.FAILED_PRECONDITION:
+        assert "ZeroDivisionError" in (error.details() or "")
+        assert "chat_format" in (error.details() or "")
+    # The same model still serves plain prompts.
+    _, result = await collect(stub.Generate(greedy("the world", 4, "templated")))
+    assert result.usage.completion_tokens == 4

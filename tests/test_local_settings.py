@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from warpcore.server.adapters.llama_cpp import LlamaOptions
+from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.domain import LocalSettings, NumaStrategy
 from warpcore.server.errors import FailedPreconditionError
 

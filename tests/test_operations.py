@@ -243,5 +243,9 @@ async def test_shutdown_drains_then_ends_streams_with_a_cancelled_frame(started:
         short_frames = await rest(short)
         assert short_frames[-1].result.finish_reason == pb.FINISH_REASON_LENGTH  # finished within the grace
         endless_frames = await rest(endless)
-        assert endless_frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+        ended = endless_frames[-1].result
+        assert ended.finish_reason == pb.FINISH_REASON_CANCELLED
+        # The usage of what was generated goes in this frame too: at least a token per text frame sent.
+        assert ended.usage.prompt_tokens == short_frames[-1].result.usage.prompt_tokens > 0  # the same prompt
+        assert ended.usage.completion_tokens >= 1 + sum(frame.HasField("delta") for frame in endless_frames)
         await stopping

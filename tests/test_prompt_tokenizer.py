@@ -13,9 +13,9 @@ import pytest
 from llama_cpp import Llama
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
-from warpcore.server.adapters.llama_cpp import MAX_BYTES_PER_TOKEN
-from warpcore.server.adapters.llama_tokenize import PIECE_BYTES, PromptTokenizer
-from warpcore.server.adapters.model_paths import resolve_model_path
+from warpcore.server.adapters.llama.model_paths import resolve_model_path
+from warpcore.server.adapters.llama.prompt import MAX_BYTES_PER_TOKEN
+from warpcore.server.adapters.llama.tokenizer import PIECE_BYTES, PromptTokenizer
 from warpcore.server.embedded import install_embedded_model
 
 if TYPE_CHECKING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -289,3 +290,18 @@ async def test_fixture_free_unreachable_target_is_unavailable() -> None:
     async with AsyncClient("127.0.0.1:1", max_retries=0) as client:
         with pytest.raises(UnavailableError):
             await client.list_models(timeout=5)
+
+
+@pytest.mark.parametrize("option", ["root_certificates", "client_certificate", "client_key"])
+@pytest.mark.parametrize("make", [Client, AsyncClient], ids=["sync", "async"])
+async def test_unreadable_certificate_file_is_an_error_naming_the_option(
+    make: Callable[..., object], option: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing.pem"
+    with pytest.raises(ValueError, match=re.escape(f"{option}: cannot read '{missing}': No such file or directory")):
+        make("127.0.0.1:1", **{option: missing})
+    with pytest.raises(ValueError, match=re.escape(f"{option}: cannot read '{tmp_path}': Is a directory")):
+        make("127.0.0.1:1", **{option: str(tmp_path)})
+    pem_text = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match=f"^{option}: PEM data must be bytes; a str is the path of a PEM file$"):
+        make("127.0.0.1:1", **{option: pem_text})

@@ -26,11 +26,26 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert listen == ("0.0.0.0:1", "unix:///tmp/w.sock")
 
 
+def test_api_models_have_admission_limits_of_their_own() -> None:
+    defaults = serving_options(parse_settings([], {})).limits
+    assert (defaults.max_streams_per_model, defaults.max_queue_per_model) == (4, 64)
+    assert (defaults.max_streams_per_api_model, defaults.max_queue_per_api_model) == (256, 1024)
+    env = {"WARPCORE_MAX_STREAMS_PER_API_MODEL": "32", "WARPCORE_MAX_QUEUE_PER_API_MODEL": "8"}
+    limits = serving_options(
+        parse_settings(["--max-queue-per-api-model", "0", "--max-streams-per-model", "2"], env)
+    ).limits
+    assert (limits.max_streams_per_model, limits.max_queue_per_model) == (2, 64)
+    assert (limits.max_streams_per_api_model, limits.max_queue_per_api_model) == (32, 0)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--tls-cert", "a.pem"], "--tls-cert and --tls-key go together"),
         (["--max-streams-per-model", "0"], "--max-streams-per-model is out of range"),
+        (["--max-streams-per-api-model", "0"], "--max-streams-per-api-model is out of range"),
+        (["--max-queue-per-api-model", "-1"], "--max-queue-per-api-model is out of range"),
+        (["--max-tokens-limit", "0"], "--max-tokens-limit is out of range"),
         (["--token-file", "/nonexistent/token"], "cannot read the token file"),
     ],
 )

@@ -161,7 +161,7 @@ def vocabulary() -> tuple[list[str], list[int]]:
     return tokens, [int(kind) for kind in types]
 
 
-def write_tiny_model(path: Path, seed: int = 7) -> Path:
+def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE) -> Path:
     tokens, types = vocabulary()
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def write_tiny_model(path: Path, seed: int = 7) -> Path:
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
     writer.add_add_bos_token(True)
-    writer.add_chat_template(CHAT_TEMPLATE)
+    writer.add_chat_template(chat_template)
 
     def weights(*shape: int) -> np.ndarray:
         return rng.normal(0.0, 0.5, shape).astype(np.float32)

@@ -122,7 +122,9 @@ class FakeAnthropic(FakeUpstream):
             "model": model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": script.prompt_tokens, "output_tokens": 1},
+            "usage": {"input_tokens": script.prompt_tokens, "output_tokens": 1}
+            if script.start_usage is None
+            else script.start_usage,
         }
         plan = StreamPlan(
             head=[
@@ -140,7 +142,9 @@ class FakeAnthropic(FakeUpstream):
                     "message_delta",
                     {
                         "delta": {"stop_reason": stop_reason, "stop_sequence": script.stop_sequence},
-                        "usage": {"output_tokens": script.output_tokens},
+                        "usage": {"output_tokens": script.output_tokens}
+                        if script.delta_usage is None
+                        else script.delta_usage,
                     },
                 ),
                 *(

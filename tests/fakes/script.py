@@ -33,6 +33,11 @@ class Script:
     stall_after: int | None = None  # after N chunks, send nothing more until the client disconnects
     delay: float = 0.0  # seconds between chunks
     after_stop: list[str] = field(default_factory=list)  # text deltas sent after the stop event (a broken upstream)
+    # Anthropic only: the `usage` of message_start and of message_delta, in place of Anthropic's own
+    # ({input_tokens: prompt_tokens, output_tokens: 1}, then {output_tokens: output_tokens}); LiteLLM's
+    # /v1/messages, say, sends {input_tokens: 0}, then {input_tokens: 11, output_tokens: 42}.
+    start_usage: dict[str, int | None] | None = None
+    delta_usage: dict[str, int | None] | None = None
 
     @property
     def output_tokens(self) -> int:

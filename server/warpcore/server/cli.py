@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 
-from warpcore.server.adapters.factory import create_adapter, import_adapters
+from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.app import ServingOptions, start_server
 from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.errors import WarpcoreError
@@ -38,7 +38,13 @@ def serving_options(settings: ServerSettings) -> ServingOptions:
     return ServingOptions(
         credentials=credentials,
         token=settings.token,
-        limits=Limits(settings.max_streams_per_model, settings.max_queue_per_model, settings.max_tokens_limit),
+        limits=Limits(
+            max_streams_per_model=settings.max_streams_per_model,
+            max_queue_per_model=settings.max_queue_per_model,
+            max_tokens=settings.max_tokens_limit,
+            max_streams_per_api_model=settings.max_streams_per_api_model,
+            max_queue_per_api_model=settings.max_queue_per_api_model,
+        ),
         max_message_bytes=settings.max_message_bytes,
         api_overrides=default_policy(settings.api_overrides, settings.listen, settings.allowed_api_hosts),
     )
@@ -77,7 +83,6 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             loaded = await registry.load(spec)
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await server.set_serving(True)
-        warm_up = loop.run_in_executor(None, import_adapters)  # noqa: F841 - kept referenced while it runs
         bound = ", ".join(map(_bound, settings.listen, server.ports))
         metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
         _log.info("serving on %s, models under %s%s", bound, settings.models_path, metrics)

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import assert_never
 
+from warpcore.server.domain import BackendKind
 from warpcore.server.errors import ResourceExhaustedError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
@@ -22,6 +24,14 @@ class StreamGate:
         self._max_waiting = max_waiting
         self.active = 0
         self.waiting = 0
+
+    @property
+    def max_active(self) -> int:
+        return self._max_active
+
+    @property
+    def max_waiting(self) -> int:
+        return self._max_waiting
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -46,22 +56,58 @@ class StreamGate:
             self._slots.release()
 
 
+# A local model computes every generation on this machine's cores, so a few at a time is all it can run well.
+LOCAL_MAX_STREAMS = 4
+LOCAL_MAX_QUEUE = 64
+# A hosted model computes elsewhere, on an upstream built for concurrency that enforces its own rate limits (a 429
+# reaches the caller as RESOURCE_EXHAUSTED). Here each of its streams costs a socket, a few KiB and about 31 us of
+# CPU per relayed message: 256 streams at the 50-100 tokens/s of a hosted model are 13-26k messages/s, about what one
+# Python gRPC process can relay (~32k/s measured), so more running would only slow every stream. The queue takes a
+# burst of four times that before turning callers away, and stays bounded so that a flood cannot grow memory.
+API_MAX_STREAMS = 256
+API_MAX_QUEUE = 1024
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One model's own admission limits, set by the operator (the preload file); None: the backend's default."""
+
+    max_streams: int | None = None
+    max_queue: int | None = None
+
+
 @dataclass
 class Limits:
     """The limits that protect the process, and the gates of the models loaded now."""
 
-    max_streams_per_model: int = 4
-    max_queue_per_model: int = 64
+    max_streams_per_model: int = LOCAL_MAX_STREAMS
+    max_queue_per_model: int = LOCAL_MAX_QUEUE
     max_tokens: int = 32768
+    max_streams_per_api_model: int = API_MAX_STREAMS
+    max_queue_per_api_model: int = API_MAX_QUEUE
 
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}
 
-    def gate(self, model_id: str, parallel: int = 1) -> StreamGate:
+    def defaults(self, backend: BackendKind) -> tuple[int, int]:
+        """Running and waiting generations a model of `backend` gets unless its own Admission says otherwise: the
+        one place that tells hosted models from local ones."""
+        match backend:
+            case BackendKind.LLAMA_CPP:
+                return self.max_streams_per_model, self.max_queue_per_model
+            case BackendKind.OPENAI | BackendKind.ANTHROPIC:
+                return self.max_streams_per_api_model, self.max_queue_per_api_model
+            case _:
+                assert_never(backend)
+
+    def gate(self, model_id: str, backend: BackendKind, parallel: int = 1, own: Admission | None = None) -> StreamGate:
         """The model's gate; a model that decodes `parallel` generations together runs at least that many."""
         if model_id not in self.gates:
-            running = max(self.max_streams_per_model, parallel)
-            self.gates[model_id] = StreamGate(model_id, running, self.max_queue_per_model)
+            running, waiting = self.defaults(backend)
+            if own is not None:
+                running = running if own.max_streams is None else own.max_streams
+                waiting = waiting if own.max_queue is None else own.max_queue
+            self.gates[model_id] = StreamGate(model_id, max(running, parallel), waiting)
         return self.gates[model_id]
 
     def forget(self, model_id: str) -> None:

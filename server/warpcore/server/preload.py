@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings, NumaStrategy
+from warpcore.server.limits import Admission
 from warpcore.server.registry import LoadSpec
 
-_MODEL_KEYS = {"id", "backend", "model", "context_size", "api", "local"}
+_MODEL_KEYS = {"id", "backend", "model", "context_size", "api", "local", "max_streams", "max_queue"}
+# The least each admission limit may be: a model must run at least one generation, and may queue none.
+_ADMISSION_MINIMUM = {"max_streams": 1, "max_queue": 0}
 _API_TYPES: dict[str, type | tuple[type, ...]] = {
     "api_key_env": str,
     "base_url": str,
@@ -75,6 +78,16 @@ def _local_settings(table: dict[str, Any], where: str) -> LocalSettings:
     return LocalSettings(numa=numa, **fields)
 
 
+def _admission(entry: dict[str, Any], where: str) -> Admission | None:
+    for key, least in _ADMISSION_MINIMUM.items():
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise ConfigError(f"{where}.{key} must be an integer of at least {least}")
+    if not _ADMISSION_MINIMUM.keys() & entry.keys():
+        return None
+    return Admission(max_streams=entry.get("max_streams"), max_queue=entry.get("max_queue"))
+
+
 def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
@@ -105,7 +118,14 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
     model_id = entry.get("id", model)
     if not isinstance(model_id, str) or not model_id:
         raise ConfigError(f"{where}.id must be a non-empty string")
-    return LoadSpec(model_id=model_id, backend=backend, name=model, settings=settings, context_size=context_size)
+    return LoadSpec(
+        model_id=model_id,
+        backend=backend,
+        name=model,
+        settings=settings,
+        context_size=context_size,
+        admission=_admission(entry, where),
+    )
 
 
 def read_preload(path: Path, env: Mapping[str, str]) -> list[LoadSpec]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from warpcore.server.adapters.base import Adapter
-from warpcore.server.adapters.factory import AdapterFactory, create_adapter
+from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
 from warpcore.server.domain import BackendKind, BackendSettings, ModelInfo
 from warpcore.server.errors import AlreadyExistsError, NotFoundError
+from warpcore.server.limits import Admission
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class LoadSpec:
     name: str
     settings: BackendSettings | None
     context_size: int | None
+    admission: Admission | None = field(default=None, compare=False)
+    """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
+    model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class LoadedModel:
 
 
 class ModelRegistry:
+    """The first use of a backend imports its adapter module, which takes seconds for a vendor SDK: on a thread, so
+    that the streams already running go on meanwhile (slower, sharing the interpreter, but not stopped)."""
+
     def __init__(self, adapter_factory: AdapterFactory = create_adapter) -> None:
         self._create_adapter = adapter_factory
         self._models: dict[str, LoadedModel] = {}
@@ -77,6 +84,7 @@ class ModelRegistry:
         return loaded
 
     async def _load(self, spec: LoadSpec) -> LoadedModel:
+        await asyncio.to_thread(adapter_type, spec.backend)
         adapter = self._create_adapter(spec.backend, spec.settings)
         try:
             info = await adapter.load(spec.name, spec.context_size)
@@ -122,6 +130,7 @@ class ModelRegistry:
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` can serve, asked with `settings` (or the environment)."""
+        await asyncio.to_thread(adapter_type, backend)
         adapter = self._create_adapter(backend, settings)
         try:
             return await adapter.list_models()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -77,20 +78,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         started = time.monotonic()
         params = translate.generation_params(request, context.time_remaining(), self._limits.max_tokens)
         model = self._registry.get(request.model_id)
-        async with self._limits.gate(model.id, model.info.parallel).slot():
-            with self._streams.track():
-                async for frame in self._frames(model, params, started):
+        async with self._limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
+            stop = threading.Event()
+            with self._streams.track(stop):
+                async for frame in self._frames(model, params, stop, started):
                     yield frame
 
     async def _frames(
-        self, model: LoadedModel, params: GenerationParams, started: float
+        self, model: LoadedModel, params: GenerationParams, stop: threading.Event, started: float
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
         first_token_at: float | None = None
 
         def result(finish: Finish) -> pb.GenerateResponse:
             return translate.result_frame(finish, first_token_at, time.monotonic() - started)
 
-        events = coalesced(model.adapter.generate(params))
+        events = coalesced(model.adapter.generate(params, stop))
         try:
             async for event in events:
                 if isinstance(event, Finish):
@@ -99,8 +101,6 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if first_token_at is None:
                     first_token_at = time.monotonic() - started
                 yield pb.GenerateResponse(delta=pb.TextDelta(text=event.text))
-                if self._streams.stopping:  # shutdown: end here, after the frame just sent
-                    break
         except asyncio.CancelledError:
             if not self._streams.ended_by_shutdown():
                 raise  # the client went away: nobody to tell

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 
 DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
 _FALSE = ("0", "false", "no", "off")
@@ -31,8 +32,10 @@ class ServerSettings:
     tls_client_ca: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
-    max_streams_per_model: int = 4
-    max_queue_per_model: int = 64
+    max_streams_per_model: int = LOCAL_MAX_STREAMS
+    max_queue_per_model: int = LOCAL_MAX_QUEUE
+    max_streams_per_api_model: int = API_MAX_STREAMS
+    max_queue_per_api_model: int = API_MAX_QUEUE
     max_message_bytes: int = 4 * 1024 * 1024
     max_tokens_limit: int = 32768
     log_format: str = "text"
@@ -66,8 +69,35 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
     option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
     option("--metrics-host", "WARPCORE_METRICS_HOST", "0.0.0.0", "address of the metrics endpoint")
-    option("--max-streams-per-model", "WARPCORE_MAX_STREAMS_PER_MODEL", "4", "concurrent generations", type=int)
-    option("--max-queue-per-model", "WARPCORE_MAX_QUEUE_PER_MODEL", "64", "generations waiting per model", type=int)
+    # Local (llama.cpp) models compute on this machine and get a few slots; hosted-API models get many (limits.py).
+    option(
+        "--max-streams-per-model",
+        "WARPCORE_MAX_STREAMS_PER_MODEL",
+        str(LOCAL_MAX_STREAMS),
+        "generations running at once per llama.cpp model",
+        type=int,
+    )
+    option(
+        "--max-queue-per-model",
+        "WARPCORE_MAX_QUEUE_PER_MODEL",
+        str(LOCAL_MAX_QUEUE),
+        "generations waiting per llama.cpp model",
+        type=int,
+    )
+    option(
+        "--max-streams-per-api-model",
+        "WARPCORE_MAX_STREAMS_PER_API_MODEL",
+        str(API_MAX_STREAMS),
+        "generations running at once per hosted-API (openai, anthropic) model",
+        type=int,
+    )
+    option(
+        "--max-queue-per-api-model",
+        "WARPCORE_MAX_QUEUE_PER_API_MODEL",
+        str(API_MAX_QUEUE),
+        "generations waiting per hosted-API model",
+        type=int,
+    )
     option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), "largest request", type=int)
     option("--max-tokens-limit", "WARPCORE_MAX_TOKENS_LIMIT", "32768", "largest max_tokens accepted", type=int)
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
@@ -102,8 +132,10 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         raise SettingsError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
-    for name in ("grace", "max_streams_per_model", "max_queue_per_model", "max_message_bytes", "max_tokens_limit"):
-        if getattr(args, name) < (0 if name in ("grace", "max_queue_per_model") else 1):
+    may_be_zero = ("grace", "max_queue_per_model", "max_queue_per_api_model")
+    at_least_one = ("max_streams_per_model", "max_streams_per_api_model", "max_message_bytes", "max_tokens_limit")
+    for name in (*may_be_zero, *at_least_one):
+        if getattr(args, name) < (0 if name in may_be_zero else 1):
             raise SettingsError(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
     return ServerSettings(
         listen=listen or (f"{args.host}:{args.port}",),
@@ -119,6 +151,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         metrics_host=args.metrics_host,
         max_streams_per_model=args.max_streams_per_model,
         max_queue_per_model=args.max_queue_per_model,
+        max_streams_per_api_model=args.max_streams_per_api_model,
+        max_queue_per_api_model=args.max_queue_per_api_model,
         max_message_bytes=args.max_message_bytes,
         max_tokens_limit=args.max_tokens_limit,
         log_format=args.log_format,

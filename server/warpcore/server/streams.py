@@ -4,33 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 
 
 class ActiveStreams:
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._stops: dict[asyncio.Task[object], threading.Event] = {}
         self._ended_by_shutdown: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.stopping = False
-        """Set when the grace period is over: streams end at their next event, with a CANCELLED frame."""
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
     @contextlib.contextmanager
-    def track(self) -> Iterator[None]:
+    def track(self, stop: threading.Event) -> Iterator[None]:
+        """Track the running call; `stop` is its generation's flag, which `drain` sets once the grace is over."""
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)
+        self._stops[task] = stop
         self._idle.clear()
         try:
             yield
         finally:
-            self._tasks.discard(task)
+            del self._stops[task]
             self._ended_by_shutdown.discard(task)
-            if not self._tasks:
+            if not self._stops:
                 self._idle.set()
 
     def ended_by_shutdown(self) -> bool:
@@ -38,14 +35,16 @@ class ActiveStreams:
         return asyncio.current_task() in self._ended_by_shutdown
 
     async def drain(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the calls to finish; then ask them to end at their next event, and
-        cancel those still waiting for one (a stalled upstream, a queue) a moment later."""
+        """Wait up to `grace` seconds for the calls to finish; then stop their generations, which end at their next
+        step with a CANCELLED result that counts what they used, and cancel those that could not end so (a stalled
+        upstream, a queue) a moment later."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        self.stopping = True
+        for stop in self._stops.values():
+            stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), 0.25)
-        for task in list(self._tasks):
+        for task in list(self._stops):
             self._ended_by_shutdown.add(task)
             task.cancel()
         with contextlib.suppress(TimeoutError):

@@ -47,10 +47,27 @@ class ChannelSettings:
     arguments: tuple[tuple[str, Any], ...]
 
 
-def _pem(value: Pem | None) -> bytes | None:
+class OptionError(ValueError):
+    """A client option that cannot be used, e.g. a certificate file that cannot be read. A ValueError like the SDK's
+    other bad arguments; `option` and `problem` are kept apart so that the CLI can name its own flag instead."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem
+
+
+def _pem(option: str, value: Pem | None) -> bytes | None:
     if value is None or isinstance(value, bytes):
         return value
-    return Path(value).read_bytes()
+    if isinstance(value, str) and "-----BEGIN" in value:
+        # Otherwise the PEM text itself would be reported as a file name that cannot be read.
+        raise OptionError(option, "PEM data must be bytes; a str is the path of a PEM file")
+    try:
+        return Path(value).read_bytes()
+    except OSError as error:
+        # A bare FileNotFoundError names the path but not which of the three options gave it.
+        raise OptionError(option, f"cannot read {str(value)!r}: {error.strerror or error}") from error
 
 
 def service_config(max_retries: int) -> str:
@@ -75,10 +92,14 @@ def service_config(max_retries: int) -> str:
 def channel_settings(
     target: str | None, options: ClientOptions, env: Mapping[str, str] = os.environ
 ) -> ChannelSettings:
-    certificates = [options.get("root_certificates"), options.get("client_certificate"), options.get("client_key")]
+    certificates = {
+        "root_certificates": options.get("root_certificates"),
+        "client_certificate": options.get("client_certificate"),
+        "client_key": options.get("client_key"),
+    }
     credentials = None
-    if options.get("tls") or any(certificates):
-        root, chain, key = (_pem(certificate) for certificate in certificates)
+    if options.get("tls") or any(certificates.values()):
+        root, chain, key = (_pem(name, certificate) for name, certificate in certificates.items())
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     token = options.get("token") or env.get("WARPCORE_TOKEN")
     return ChannelSettings(

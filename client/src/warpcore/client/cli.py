@@ -7,17 +7,66 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
-from warpcore.client import DEFAULT_TARGET, Backend, Client, GenerateResponse, Message, Model, TextDelta, WarpcoreError
+from warpcore.client import (
+    DEFAULT_TARGET,
+    Backend,
+    Client,
+    GenerateResponse,
+    Message,
+    Model,
+    NotFoundError,
+    TextDelta,
+    WarpcoreError,
+)
+from warpcore.client._channel import OptionError
 
 CLIENT_OPTIONS = ("tls", "root_certificates", "client_certificate", "client_key", "token", "timeout")
 COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 BACKENDS = [backend.value for backend in Backend]
 
 
+UINT32_MAX = 2**32 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest values the proto's uint32 and float fields carry: protobuf refuses a larger int with ValueError and
+turns a larger float into infinity."""
+MAX_TIMEOUT = 10**8
+"""Seconds (over three years): far beyond any call, and well below the ~1e10 past which gRPC fails a call at once
+with DEADLINE_EXCEEDED."""
+
+Number = TypeVar("Number", int, float)
+
+
 class CliError(Exception):
     """A failure of the command itself rather than of a call, e.g. no model to choose."""
+
+
+def bounded(
+    kind: Callable[[str], Number], low: Number, high: Number, *, above: bool = False
+) -> Callable[[str], Number]:
+    """An argparse type= for a number from `low` (or, with `above`, greater than it) to `high`.
+
+    The bounds are what the field's wire type can carry and what is meaningless whatever the server: the server's
+    own limits may differ between servers and versions, so it stays the one to enforce them."""
+    word = "an integer" if kind is int else "a number"
+    wanted = f"{word} {'greater than' if above else 'from'} {low} {'and at most' if above else 'to'} {high}"
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {word}") from None
+        # Written so that NaN fails both comparisons, and infinity the upper one.
+        if not ((low < value if above else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
+        return value
+
+    return parse
+
+
+COUNT = bounded(int, 1, UINT32_MAX)
+"""A count of tokens: zero or negative is meaningless, and the field is a uint32."""
 
 
 def connect(args: argparse.Namespace) -> Client:
@@ -73,6 +122,10 @@ def usage_line(response: GenerateResponse) -> str:
 
 def generate(client: Client, args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
+    if not prompt:
+        # Checked here rather than by the server, whose answer names protocol fields the user never set.
+        usage: argparse.ArgumentParser = args.parser
+        usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
     model_id = pick_model(client, args.model, args.backend)
     response = stream_reply(client, model_id, sys.stdout, prompt=prompt, **generation_options(args))
     print(usage_line(response), file=sys.stderr)
@@ -122,7 +175,11 @@ def unload(client: Client, args: argparse.Namespace) -> int:
 
 
 def health(client: Client, args: argparse.Namespace) -> int:
-    status = client.health(args.service)
+    try:
+        status = client.health(args.service)
+    except NotFoundError:
+        # The health protocol's only NOT_FOUND, which comes without a message.
+        raise CliError(f"health: the server knows no service {args.service!r}") from None
     print(status)
     return 0 if status == "SERVING" else 1
 
@@ -134,7 +191,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="warpcore", description=__doc__)
     root.add_argument("--target", help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
     root.add_argument("--token", help="bearer token (default: $WARPCORE_TOKEN)")
-    root.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline of each call")
+    root.add_argument(
+        "--timeout", type=bounded(float, 0.0, MAX_TIMEOUT, above=True), metavar="SECONDS", help="deadline of each call"
+    )
     root.add_argument("--tls", action="store_true", help="use TLS (implied by any certificate option)")
     root.add_argument("--root-certificates", metavar="PATH", help="PEM file of the CAs to trust")
     root.add_argument("--client-certificate", metavar="PATH", help="PEM certificate chain for mutual TLS")
@@ -143,18 +202,18 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, parser=sub)  # parser: for usage errors found once the command runs
         return sub
 
     def generation(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
         sub.add_argument("--system", metavar="TEXT", help="system prompt")
-        sub.add_argument("--max-tokens", type=int, metavar="N", help="at most this many tokens per reply")
+        sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
 
     sub = command("generate", generate, "stream a completion of PROMPT (default: read from stdin)")
     generation(sub)
     sub.add_argument("--backend", choices=BACKENDS, help="load --model from this backend first if it is not loaded")
-    sub.add_argument("--temperature", type=float, metavar="T")
+    sub.add_argument("--temperature", type=bounded(float, 0.0, FLOAT32_MAX), metavar="T")
     sub.add_argument("--stop", action="append", metavar="X", help="stop sequence (repeatable)")
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
@@ -168,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("model", metavar="MODEL", help="e.g. hf:owner/repo:file.gguf, or an API model name")
     sub.add_argument("--backend", choices=BACKENDS, default=Backend.LLAMA_CPP.value)
     sub.add_argument("--id", help="model id to load it as (default: chosen by the server)")
-    sub.add_argument("--context-size", type=int, metavar="N")
+    sub.add_argument("--context-size", type=COUNT, metavar="N")
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
 
@@ -178,11 +237,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    root = parser()
+    args = root.parse_args(argv)
     try:
         with connect(args) as client:
             run: Command = args.run
             return run(client, args)
+    except OptionError as error:  # e.g. a certificate file that cannot be read: a usage error, as argparse's own
+        root.error(f"argument --{error.option.replace('_', '-')}: {error.problem}")
     except WarpcoreError as error:
         print(f"warpcore: {error.status.name}: {error.message}", file=sys.stderr)
     except BrokenPipeError:
@@ -190,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, as the shell reports a command killed by a closed pipe
     except KeyboardInterrupt:
         return 130  # 128 + SIGINT
-    except (CliError, OSError) as error:  # OSError: e.g. a certificate file that cannot be read
+    except (CliError, OSError) as error:  # OSError: e.g. stdin or stdout failing
         print(f"warpcore: {error}", file=sys.stderr)
     return 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from warpcore.server.adapters.api import (
     error_for_status,
     request_timeout,
     resolve_api,
+    scrub_request_id,
     translate_sdk_error,
     upstream_error,
     upstream_message,
@@ -112,7 +114,7 @@ class AnthropicAdapter:
         self._model = model
         return ModelInfo(context_size=context_size or 0)
 
-    async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+    async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         request = self._request(params)
         try:
             # Events as plain dicts (cast_to=object): the SDK still sends the request, authenticates, decodes the
@@ -141,10 +143,10 @@ class AnthropicAdapter:
                             raise TypeError("text that is not a string")
                         yield TextChunk(text)
                 elif kind == "message_start":
-                    input_tokens = int(event["message"]["usage"]["input_tokens"])
+                    input_tokens, output_tokens = _usage(event["message"], input_tokens, output_tokens)
                 elif kind == "message_delta":
                     stop_reason = event["delta"]["stop_reason"]
-                    output_tokens = int(event["usage"]["output_tokens"])
+                    input_tokens, output_tokens = _usage(event, input_tokens, output_tokens)
         except _SDK_ERRORS as error:
             raise self._translate(error) from error
         except (AttributeError, KeyError, TypeError) as error:  # an event of the wrong shape
@@ -159,7 +161,7 @@ class AnthropicAdapter:
             STOP_REASONS.get(stop_reason, FinishReason.STOP),
             prompt_tokens=input_tokens,
             completion_tokens=output_tokens,
-            upstream_request_id=stream.response.headers.get("request-id", ""),
+            upstream_request_id=scrub_request_id(stream.response.headers.get("request-id"), self._api.api_key),
         )
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
@@ -200,10 +202,8 @@ class AnthropicAdapter:
             for _ in range(MAX_MODEL_PAGES):
                 try:
                     response = await http.get("/v1/models", params=query)
-                except httpx2.TimeoutException as error:
-                    raise self._http_error(DeadlineExceededError, str(error) or "timed out") from error
                 except httpx2.HTTPError as error:
-                    raise self._http_error(UnavailableError, str(error) or type(error).__name__) from error
+                    raise self._translate(error) from error
                 if response.is_error:
                     raise self._http_error(
                         error_for_status(response.status_code), response.text, response.status_code, response.headers
@@ -244,9 +244,23 @@ class AnthropicAdapter:
             ERRORS,
             provider=PROVIDER,
             secret=self._api.api_key,
+            base_url=self._api.base_url,
             status_error=anthropic.APIStatusError,
             context_length=lambda failed: "prompt is too long" in str(failed),
         )
+
+
+def _usage(carrier: Mapping[str, Any], input_tokens: int, output_tokens: int) -> tuple[int, int]:
+    """The counts so far, updated by the non-zero ones in an event's usage.
+
+    Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
+    servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
+    event may carry either count, or leave it out or null. A 0 never replaces a count already seen.
+    """
+    usage = carrier.get("usage") or {}
+    counts = [usage.get(name) for name in ("input_tokens", "output_tokens")]
+    sent = [int(count) if count is not None else 0 for count in counts]
+    return sent[0] or input_tokens, sent[1] or output_tokens
 
 
 def _alternating_turns(params: GenerationParams) -> list[dict[str, str]]:

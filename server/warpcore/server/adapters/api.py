@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -27,6 +28,12 @@ DEFAULT_TIMEOUT = 600.0  # seconds for one upstream request, as in both vendor S
 _REDACTED = "[redacted]"
 # Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
 _KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
+# An upstream's request id is an opaque token (OpenAI and Anthropic send "req_" and 24-32 characters; compatible
+# servers often a UUID): far more than that is no id, and would let an upstream fill our frames and logs.
+MAX_REQUEST_ID = 128
+# Printable ASCII but the space: a token has neither control characters (which could forge log lines or
+# terminal escapes) nor characters a caller would have to decode.
+_NOT_IN_REQUEST_ID = re.compile(r"[^\x21-\x7e]")
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,18 @@ def redact(text: str, secret: str) -> str:
     return _KEY_PATTERN.sub(_REDACTED, text)
 
 
+def scrub_request_id(value: str | None, secret: str) -> str:
+    """An upstream's request id fit to pass on: printable, scrubbed like error text, bounded; "" when none is left.
+
+    The upstream chooses this value, so it is as untrusted as its error text: one echoing the caller's key there
+    must not get the key returned to the caller in a result frame or in error metadata.
+    """
+    if not value:
+        return ""
+    # Dropped before redacting, so a key split by control characters still shows as a run of it and goes.
+    return redact(_NOT_IN_REQUEST_ID.sub("", value), secret)[:MAX_REQUEST_ID]
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
     if milliseconds := headers.get("retry-after-ms"):
@@ -172,7 +191,7 @@ def upstream_error(
     metadata = {"provider": provider}
     if status is not None:
         metadata["http_status"] = str(status)
-    if request_id:
+    if request_id := scrub_request_id(request_id, secret):
         metadata["upstream_request_id"] = request_id
     upstream = f" (HTTP {status})" if status is not None else ""
     return kind(
@@ -212,17 +231,54 @@ def upstream_message(body: object) -> str | None:
     return message if isinstance(message, str) else None
 
 
-def _connection_failed(error: BaseException) -> bool:
-    """Whether a refused or reset connection lies under `error`: the SDKs' aiohttp transport reports a refused
-    connection as a connect timeout, which is UNAVAILABLE (try elsewhere or later), not DEADLINE_EXCEEDED."""
+# What each kind of broken connection is called in an error message; the first class in an exception's MRO wins.
+_CONNECTION_FAILURES: dict[type[ConnectionError], str] = {
+    ConnectionRefusedError: "could not connect to {host} (connection refused)",
+    ConnectionResetError: "the connection to {host} was reset",
+    ConnectionAbortedError: "the connection to {host} was aborted",
+    BrokenPipeError: "the connection to {host} was closed while sending",
+    ConnectionError: "the connection to {host} failed",
+}
+
+
+def upstream_host(base_url: str) -> str:
+    """host:port of a base URL, for messages: no user info, path or query, which may hold credentials."""
+    parts = urllib.parse.urlsplit(base_url)
+    host = parts.hostname
+    if not host:
+        return "the upstream"
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port out of range: the SDK failed on it too, so no need to name it
+        port = None
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host
+
+
+def _connection_failure(error: BaseException, base_url: str) -> str | None:
+    """What broke, naming the upstream, when a refused or reset connection lies under `error`; else None.
+
+    The SDKs' aiohttp transport reports a refused connection as a connect timeout ("Request timed out."), httpx2's
+    as "All connection attempts failed": the exceptions underneath tell the truth, and it is UNAVAILABLE (try
+    elsewhere or later), not DEADLINE_EXCEEDED. Underneath means an explicit cause, a context nobody suppressed, an
+    exception wrapped as an argument (httpcore2 wraps the socket's error so, and its pool then re-raises with
+    `from None`), or a member of a group (one error per address tried).
+    """
     seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ConnectionError):
-            return True
+    pending: list[BaseException] = [error]
+    while pending:
+        cause = pending.pop(0)
+        if id(cause) in seen:
+            continue
         seen.add(id(cause))
-        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
-    return False
+        if isinstance(cause, ConnectionError):
+            phrase = next(_CONNECTION_FAILURES[cls] for cls in type(cause).__mro__ if cls in _CONNECTION_FAILURES)
+            return phrase.format(host=upstream_host(base_url))
+        under = [cause.__cause__, None if cause.__suppress_context__ else cause.__context__, *cause.args]
+        if isinstance(cause, BaseExceptionGroup):
+            under += cause.exceptions
+        pending += [inner for inner in under if isinstance(inner, BaseException)]
+    return None
 
 
 def translate_sdk_error(
@@ -231,12 +287,14 @@ def translate_sdk_error(
     *,
     provider: str,
     secret: str,
+    base_url: str,
     status_error: type[Exception],
     context_length: Callable[[Exception], bool],
 ) -> WarpcoreError:
     """Turn a vendor SDK exception into a domain error, through the adapter's table (most specific class first)."""
     kind = next((table[cls] for cls in type(error).__mro__ if cls in table), None)
-    if _connection_failed(error):
+    connection_failure = _connection_failure(error, base_url)
+    if connection_failure is not None:
         kind = UnavailableError
     reason = "CONTEXT_LENGTH_EXCEEDED" if context_length(error) else None
     if isinstance(error, status_error):
@@ -251,5 +309,5 @@ def translate_sdk_error(
             reason=reason,
             request_id=failed.request_id,
         )
-    message = str(error) or type(error).__name__
+    message = connection_failure or str(error) or type(error).__name__
     return upstream_error(kind or UnavailableError, provider=provider, message=message, secret=secret, reason=reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
@@ -18,8 +19,9 @@ class Adapter(Protocol):
         """Make `model` ready for `generate`."""
         ...
 
-    def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
-        """Stream text chunks, then exactly one `Finish`. Closing the iterator stops the work."""
+    def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        """Stream text chunks, then exactly one `Finish`. Closing the iterator stops the work; so does `stop` (set by
+        the server's shutdown), after which the generation ends soon with a CANCELLED `Finish` counting its usage."""
         ...
 
     async def list_models(self) -> Sequence[str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from warpcore.server.bounds import parse_bool
 from warpcore.server.errors import FailedPreconditionError
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def _bad(name: str, expected: str) -> FailedPreconditionError:
@@ -23,11 +21,10 @@ def env_bool(env: Mapping[str, str], name: str) -> bool | None:
     value = env_str(env, name)
     if value is None:
         return None
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise _bad(name, "true or false")
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise _bad(name, "true or false")
+    return parsed
 
 
 def env_int(env: Mapping[str, str], name: str) -> int | None:

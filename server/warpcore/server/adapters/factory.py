@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,23 +11,50 @@ from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, Lo
 from warpcore.server.errors import InvalidArgumentError
 
 AdapterFactory = Callable[[BackendKind, BackendSettings | None], Adapter]
+AdapterType = Callable[[Any, Mapping[str, str]], Adapter]
+"""An adapter class: built from its backend's settings and the environment that fills their unset fields."""
 
-# Every adapter is built from its settings and the environment that fills their unset fields. Adapter modules
-# are imported on first use: the vendor SDKs take seconds to import, which a server must not spend before it
-# can serve (see import_adapters).
-_BACKENDS: dict[BackendKind, tuple[type[ApiSettings] | type[LocalSettings], str]] = {
-    BackendKind.OPENAI: (ApiSettings, "warpcore.server.adapters.openai_api:OpenAIAdapter"),
-    BackendKind.ANTHROPIC: (ApiSettings, "warpcore.server.adapters.anthropic_api:AnthropicAdapter"),
-    BackendKind.LLAMA_CPP: (LocalSettings, "warpcore.server.adapters.llama_cpp:LlamaCppAdapter"),
+# Each adapter module is imported the first time its backend is used, never before: the vendor SDKs take up to two
+# CPU-seconds to import, which a server must spend neither before it can serve nor, on a thread, while it serves its
+# first requests. A server that never uses a backend never imports it.
+
+
+def _openai() -> AdapterType:
+    from warpcore.server.adapters.openai_api import OpenAIAdapter
+
+    return OpenAIAdapter
+
+
+def _anthropic() -> AdapterType:
+    from warpcore.server.adapters.anthropic_api import AnthropicAdapter
+
+    return AnthropicAdapter
+
+
+def _llama_cpp() -> AdapterType:
+    from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
+
+    return LlamaCppAdapter
+
+
+_BACKENDS: dict[BackendKind, tuple[type[ApiSettings] | type[LocalSettings], Callable[[], AdapterType]]] = {
+    BackendKind.OPENAI: (ApiSettings, _openai),
+    BackendKind.ANTHROPIC: (ApiSettings, _anthropic),
+    BackendKind.LLAMA_CPP: (LocalSettings, _llama_cpp),
 }
 _CONFIG_FIELD = {ApiSettings: "api", LocalSettings: "local"}
+
+
+def adapter_type(backend: BackendKind) -> AdapterType:
+    """The adapter class of `backend`, its module imported on the first call (blocking: seconds for an SDK)."""
+    return _BACKENDS[backend][1]()
 
 
 def create_adapter(
     backend: BackendKind, settings: BackendSettings | None, env: Mapping[str, str] = os.environ
 ) -> Adapter:
     """A new adapter for `backend`; `settings=None` takes every setting from `env`."""
-    settings_type, adapter_path = _BACKENDS[backend]
+    settings_type, _ = _BACKENDS[backend]
     if settings is None:
         settings = settings_type()
     elif not isinstance(settings, settings_type):
@@ -37,16 +63,4 @@ def create_adapter(
             f" not backend_config.{_CONFIG_FIELD[type(settings)]}",
             field="backend_config",
         )
-    return _adapter_type(adapter_path)(settings, env)
-
-
-def _adapter_type(path: str) -> Callable[[Any, Mapping[str, str]], Adapter]:
-    module, name = path.split(":")
-    adapter_type: Callable[[Any, Mapping[str, str]], Adapter] = getattr(importlib.import_module(module), name)
-    return adapter_type
-
-
-def import_adapters() -> None:
-    """Import every adapter now (blocking: run it on a thread once serving), so no request waits for it."""
-    for _, path in _BACKENDS.values():
-        _adapter_type(path)
+    return adapter_type(backend)(settings, env)

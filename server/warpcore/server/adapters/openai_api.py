@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from warpcore.server.adapters.api import (
     check_offered,
     request_timeout,
     resolve_api,
+    scrub_request_id,
     translate_sdk_error,
     upstream_error,
 )
@@ -84,7 +86,7 @@ class OpenAIAdapter:
         self._model = model
         return ModelInfo(context_size=context_size or 0)
 
-    async def generate(self, params: GenerationParams) -> AsyncGenerator[GenerationEvent, None]:
+    async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         request = self._request(params)
         try:
             # Chunks as plain dicts (cast_to=object): the SDK still sends the request, authenticates, decodes the
@@ -135,7 +137,7 @@ class OpenAIAdapter:
             FINISH_REASONS.get(finish_reason, FinishReason.STOP),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            upstream_request_id=stream.response.headers.get("x-request-id", ""),
+            upstream_request_id=scrub_request_id(stream.response.headers.get("x-request-id"), self._api.api_key),
         )
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
@@ -181,6 +183,7 @@ class OpenAIAdapter:
             ERRORS,
             provider=PROVIDER,
             secret=self._api.api_key,
+            base_url=self._api.base_url,
             status_error=openai.APIStatusError,
             context_length=lambda failed: getattr(failed, "code", None) == "context_length_exceeded",
         )

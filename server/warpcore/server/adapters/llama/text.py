@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import llama_cpp
 
-from warpcore.server.adapters.stop_scanner import StopScanner
+from warpcore.server.adapters.llama.prompt import PreparedPrompt
+from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.domain import Finish, FinishReason, GenerationEvent, TextChunk
 
 Emit = Callable[[GenerationEvent | BaseException], None]
-
-
-@dataclass(frozen=True)
-class PreparedPrompt:
-    """A generation ready to decode: its prompt tokens, how many it may add, and where its text stops."""
-
-    tokens: list[int]
-    budget: int
-    user_stops: tuple[str, ...]
-    template_stops: tuple[str, ...]
 
 
 class TokenText:

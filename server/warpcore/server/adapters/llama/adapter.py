@@ -1,0 +1,158 @@
+"""llama.cpp backend: a GGUF model under MODELS_PATH, served in-process on one worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
+from warpcore.server.adapters.llama.native_log import route_native_log
+from warpcore.server.adapters.llama.options import LlamaOptions
+from warpcore.server.adapters.llama.prompt import PromptPreparer
+from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
+from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
+from warpcore.server.errors import FailedPreconditionError, UnavailableError
+
+_log = logging.getLogger(__name__)
+DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
+
+
+class LlamaCppAdapter:
+    """Serves one GGUF model. Every call into llama.cpp runs on the model's single worker thread, because one
+    llama.cpp object used from two threads aborts the process. The worker runs a BatchScheduler that decodes up to
+    `parallel` generations together; with `parallel` 1 it serves them one at a time in arrival order, through the
+    same code, so that the text of a request never depends on the model's `parallel` setting."""
+
+    def __init__(self, settings: LocalSettings, env: Mapping[str, str] = os.environ) -> None:
+        route_native_log()
+        self._options = LlamaOptions.resolve(settings, env)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        self._started = False
+        self._closing = False
+        self._vocabulary: llama_cpp.Llama | None = None
+        self._scheduler: BatchScheduler | None = None
+
+    async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        path = resolve_model_path(model, self._options.models_path)
+        self._started = True
+        # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
+        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, context_size))
+        return info
+
+    async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        scheduler = self._scheduler
+        if self._closing or scheduler is None:
+            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+
+        def emit(event: GenerationEvent | BaseException) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        scheduler.submit(Job(params, emit, stop))
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+                if isinstance(event, Finish):
+                    return
+        finally:
+            # Reached on completion, on error and when the caller closes the stream (cancellation): the
+            # scheduler drops the generation before its next step, and a queued one never starts.
+            stop.set()
+
+    async def list_models(self) -> Sequence[str]:
+        return await asyncio.to_thread(list_model_ids, self._options.models_path)
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._scheduler is not None:
+            self._scheduler.close()  # its loop ends on the worker once its generations have finished
+        if self._started:
+            # Queued behind the generations already submitted, which therefore finish first.
+            await self._on_worker(self._release)
+        self._worker.shutdown(wait=False)
+
+    async def _on_worker(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+
+    # Everything below runs on the worker thread.
+
+    def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
+        options = self._options
+        try:
+            context_size = context_size or _default_context_size(path)
+            # Tokenizes and renders chat templates; the weights are the native context's.
+            vocabulary = llama_cpp.Llama(
+                model_path=str(path),
+                vocab_only=True,
+                n_ctx=context_size,
+                numa=int(options.numa),
+                verbose=False,
+                n_threads=options.threads,  # None: llama-cpp-python's default
+            )
+        except ValueError as error:
+            _log.warning("llama.cpp could not load %s: %s", path, error)
+            raise FailedPreconditionError(
+                f"llama.cpp could not load {model!r}: it is not a GGUF model this server can run (details in the"
+                " server log)",
+                reason="MODEL_LOAD_FAILED",
+            ) from None
+        try:
+            preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
+            native = NativeContext(
+                LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
+                slots=options.parallel,
+                context_size=context_size,
+                threads=vocabulary.context_params.n_threads,
+                batch_threads=vocabulary.context_params.n_threads_batch,
+            )
+            try:
+                scheduler = BatchScheduler(
+                    native, vocabulary, slots=options.parallel, context_size=context_size, prepare=preparer.prepare
+                )
+            except BaseException:
+                native.free()
+                raise
+        except BaseException:
+            vocabulary.close()
+            raise
+        self._vocabulary, self._scheduler = vocabulary, scheduler
+        # Occupies the worker until close(); queued behind this load, so it starts right after.
+        self._worker.submit(scheduler.run).add_done_callback(_log_scheduler_failure)
+        # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
+        return ModelInfo(context_size=context_size, parallel=options.parallel)
+
+    def _release(self) -> None:
+        self._scheduler = None  # its run() has returned and freed its context: this job was queued behind it
+        if self._vocabulary is not None:
+            self._vocabulary.close()
+            self._vocabulary = None
+
+
+def _log_scheduler_failure(done: Future[None]) -> None:
+    if not done.cancelled() and (error := done.exception()) is not None:
+        _log.error("the batch scheduler stopped: %r", error, exc_info=error)
+
+
+def _default_context_size(path: Path) -> int:
+    """The model's trained context, capped so that the KV cache of large-context models stays small."""
+    vocab_only = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        trained = int(vocab_only.metadata.get(f"{vocab_only.metadata['general.architecture']}.context_length", 0))
+    finally:
+        vocab_only.close()
+    return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE

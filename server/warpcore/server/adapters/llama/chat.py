@@ -1,0 +1,109 @@
+"""Chat messages to prompt text: the GGUF's own Jinja template, or one of llama-cpp-python's named formats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import llama_cpp
+from llama_cpp import llama_chat_format, llama_types
+
+from warpcore.server.domain import ChatMessage, GenerationParams, Role
+from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError
+
+# Chat formats of llama-cpp-python that can be chosen by name.
+CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
+    "alpaca": llama_chat_format.format_alpaca,
+    "chatml": llama_chat_format.format_chatml,
+    "gemma": llama_chat_format.format_gemma,
+    "llama-2": llama_chat_format.format_llama2,
+    "llama-3": llama_chat_format.format_llama3,
+    "mistral-instruct": llama_chat_format.format_mistral_instruct,
+    "zephyr": llama_chat_format.format_zephyr,
+}
+# Formats whose template has no system turn: the system text opens the first user turn instead.
+_FORMATS_WITHOUT_SYSTEM = {"gemma"}
+CHAT_FORMAT_FIELD = "backend_config.local.llama_cpp.chat_format"
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    text: str
+    add_bos: bool
+    template_stops: tuple[str, ...]
+    """The template's own end-of-turn strings."""
+
+
+class ChatTemplate:
+    """Renders a generation's prompt; built once per model on its worker thread."""
+
+    def __init__(self, llama: llama_cpp.Llama, model: str, chat_format: str | None) -> None:
+        template = llama.metadata.get("tokenizer.chat_template")
+        self._fold_system = False
+        self._format: llama_chat_format.ChatFormatter
+        if chat_format is None and template:
+            try:
+                self._format = llama_chat_format.Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=_token_text(llama, llama.token_eos()),
+                    bos_token=_token_text(llama, llama.token_bos()),
+                )
+            except jinja2.TemplateError as error:
+                raise FailedPreconditionError(
+                    f"the chat template in {model!r} cannot be used ({error}); name a chat format in"
+                    f" {CHAT_FORMAT_FIELD} instead",
+                    reason="MODEL_LOAD_FAILED",
+                ) from None
+            return
+        if chat_format is None:
+            architecture = llama.metadata.get("general.architecture", "")
+            chat_format = "gemma" if architecture.startswith("gemma") else "llama-2"
+        self._fold_system = chat_format in _FORMATS_WITHOUT_SYSTEM
+        self._format = CHAT_FORMATTERS[chat_format]
+
+    def render(self, params: GenerationParams) -> RenderedPrompt:
+        if params.prompt is not None:
+            prefix = f"{params.system}\n\n" if params.system else ""
+            return RenderedPrompt(prefix + params.prompt, True, ())
+        messages = _chat_messages(params.messages, params.system, fold_system=self._fold_system)
+        try:
+            rendered = self._format(messages=messages)
+        except ValueError as error:  # a template's raise_exception(), e.g. on misordered roles
+            raise InvalidArgumentError(
+                f"the model's chat template rejected these messages: {error}",
+                field="messages",
+                reason="CHAT_TEMPLATE_REJECTED",
+            ) from None
+        except Exception as error:
+            raise FailedPreconditionError(
+                f"the model's chat template could not be rendered ({type(error).__name__}: {error}); load the model"
+                f" with a built-in {CHAT_FORMAT_FIELD} ({', '.join(sorted(CHAT_FORMATTERS))}) or send a prompt"
+                " instead of messages",
+                reason="CHAT_TEMPLATE_FAILED",
+            ) from error
+        stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
+        return RenderedPrompt(rendered.prompt, not rendered.added_special, tuple(stops))
+
+
+def _token_text(llama: llama_cpp.Llama, token: int) -> str:
+    return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+
+
+def _chat_messages(
+    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool
+) -> list[llama_types.ChatCompletionRequestMessage]:
+    """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn."""
+    system_parts = [system] if system else []
+    system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
+    turns: list[Any] = [
+        {"role": message.role.value, "content": message.content}
+        for message in messages
+        if message.role is not Role.SYSTEM
+    ]
+    if system_parts and fold_system and turns and turns[0]["role"] == "user":
+        turns[0] = {"role": "user", "content": "\n\n".join([*system_parts, turns[0]["content"]])}
+    elif system_parts:
+        turns.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
+    return turns

@@ -1,0 +1,84 @@
+"""The native llama.cpp objects a model decodes with: its weights, one context with a KV cache for every slot, and
+the batch that carries a decode step's tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+from warpcore.server.errors import FailedPreconditionError
+
+STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """Where the weights are and how to hold them."""
+
+    path: Path
+    gpu_layers: int
+    use_mmap: bool
+    use_mlock: bool
+
+
+class NativeContext:
+    """Weights loaded without CPU repacking (repacked kernels change a row's logits with the number of rows decoded
+    together; see invariance.py), and one KV cache shared by all slots, so that attention spans only the cells in
+    use, not each slot's whole context. Used on the model's worker thread only."""
+
+    def __init__(self, weights: LoadedWeights, *, slots: int, context_size: int, threads: int, batch_threads: int):
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = weights.gpu_layers
+        model_params.use_mmap = weights.use_mmap
+        model_params.use_mlock = weights.use_mlock
+        model_params.use_extra_bufts = False
+        self.model = llama_cpp.llama_model_load_from_file(str(weights.path).encode(), model_params)
+        if not self.model:
+            raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context_size * slots
+        params.n_batch = params.n_ubatch = STEP_TOKENS
+        params.n_seq_max = slots
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = batch_threads
+        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise FailedPreconditionError(
+                f"llama.cpp could not create a context for {slots} sequences of {context_size} tokens; lower"
+                " parallel or context_size",
+                reason="MODEL_LOAD_FAILED",
+            )
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(STEP_TOKENS, 0, 1)
+        self.vocabulary_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
+
+    def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
+        """Append one token of sequence `slot` to the batch; its row."""
+        batch = self.batch
+        row = int(batch.n_tokens)
+        batch.token[row] = token
+        batch.pos[row] = position
+        batch.n_seq_id[row] = 1
+        batch.seq_id[row][0] = slot
+        batch.logits[row] = logits
+        batch.n_tokens = row + 1
+        return row
+
+    def decode(self) -> bool:
+        """Decode the batch, and empty it; whether llama.cpp succeeded."""
+        status: int = llama_cpp.llama_decode(self.ctx, self.batch)
+        self.batch.n_tokens = 0
+        return status == 0
+
+    def forget(self, slot: int, start: int = -1) -> None:
+        """Drop the KV cells of `slot` from position `start` on (all of them by default)."""
+        llama_cpp.llama_memory_seq_rm(self.memory, slot, start, -1)
+
+    def free(self) -> None:
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)

@@ -1,0 +1,65 @@
+"""How many sequences one llama.cpp call may decode together without changing any one's logits.
+
+llama.cpp's CPU kernels change with the number of rows in a call, and with them the last bits of every row, which
+greedy decoding turns into different text; where they switch depends on the model, the CPU and the thread count.
+Weights loaded without repacking switch later than repacked ones, so the scheduler loads them so, and measures the
+largest safe number of rows per call once, at load."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import llama_cpp
+import numpy as np
+
+from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.errors import FailedPreconditionError
+
+_log = logging.getLogger(__name__)
+_PROBE_TOKENS = 5
+
+
+@dataclass(frozen=True)
+class _ProbeSequence:
+    slot: int
+    tokens: list[int]
+
+
+def invariant_rows(native: NativeContext, slots: int) -> int:
+    """The most rows one llama_decode call may hold with each row's logits bit for bit those it gets alone, measured
+    with a short made-up prompt per slot. Leaves the KV cache empty."""
+    vocabulary = native.vocabulary_size
+    probe = [
+        _ProbeSequence(slot, [(97 * slot + 13 * n + 5) % vocabulary for n in range(_PROBE_TOKENS)])
+        for slot in range(slots)
+    ]
+    for sequence in probe:  # all tokens but the last, each slot alone
+        for position, token in enumerate(sequence.tokens[:-1]):
+            native.put(token, position, sequence.slot, logits=False)
+        _checked(native.decode())
+
+    def logits(group: list[_ProbeSequence]) -> list[np.ndarray]:
+        for sequence in group:
+            native.put(sequence.tokens[-1], len(sequence.tokens) - 1, sequence.slot, logits=True)
+        _checked(native.decode())
+        rows = [
+            np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(native.ctx, row), shape=(vocabulary,)).copy()
+            for row in range(len(group))
+        ]
+        for sequence in group:
+            native.forget(sequence.slot, len(sequence.tokens) - 1)
+        return rows
+
+    alone = [logits([sequence])[0] for sequence in probe]
+    rows = 1
+    while rows < slots and all(np.array_equal(row, alone[n]) for n, row in enumerate(logits(probe[: rows + 1]))):
+        rows += 1
+    llama_cpp.llama_memory_clear(native.memory, True)
+    _log.info("decoding up to %d of %d sequences per llama.cpp call keeps their outputs independent", rows, slots)
+    return rows
+
+
+def _checked(decoded: bool) -> None:
+    if not decoded:
+        raise FailedPreconditionError("llama.cpp could not decode on the new context", reason="MODEL_LOAD_FAILED")

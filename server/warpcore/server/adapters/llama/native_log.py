@@ -1,0 +1,34 @@
+"""llama.cpp's own log lines go through Python logging (and so into JSON logs), not straight to stderr."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+
+import llama_cpp
+
+_native_log = logging.getLogger("llama.cpp")
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
+_CONTINUATION = 5  # ggml's GGML_LOG_LEVEL_CONT: the line goes on at the previous line's level
+
+
+class _NativeLog:
+    def __init__(self) -> None:
+        self._level = logging.DEBUG
+
+    def __call__(self, level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level != _CONTINUATION:
+            self._level = _GGML_LEVELS.get(level, logging.DEBUG)
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message and _native_log.isEnabledFor(self._level):
+            _native_log.log(self._level, "%s", message)
+
+
+@functools.cache
+def route_native_log() -> object:
+    """Install the route once per process; the callback is returned (and cached) because llama.cpp keeps only a
+    pointer to it, which must outlive every model."""
+    callback = llama_cpp.llama_log_callback(_NativeLog())
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    return callback

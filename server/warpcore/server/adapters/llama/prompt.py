@@ -1,0 +1,58 @@
+"""A generation's prompt tokens and budget, refusing a prompt that leaves no room in the context."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.domain import GenerationParams
+from warpcore.server.errors import InvalidArgumentError
+
+# No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
+# context x this cannot fit, whatever its tokens.
+MAX_BYTES_PER_TOKEN = 64
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A generation ready to decode: its prompt tokens, how many it may add, and where its text stops."""
+
+    tokens: list[int]
+    budget: int
+    user_stops: tuple[str, ...]
+    template_stops: tuple[str, ...]
+
+
+class PromptPreparer:
+    def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer) -> None:
+        self._template = template
+        self._tokenizer = tokenizer
+
+    def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
+        """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens
+        may be cut short: the caller then drops the generation."""
+        rendered = self._template.render(params)
+        encoded = rendered.text.encode("utf-8")
+        field = "messages" if params.messages else "prompt"
+        if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
+            # Refused before tokenizing: whatever its tokens, it cannot fit.
+            raise InvalidArgumentError(
+                f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold;"
+                " shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field=field,
+                metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
+            )
+        tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop)
+        room = context_size - len(tokens)
+        if room < 1:
+            raise InvalidArgumentError(
+                f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
+                f" {context_size}-token context; shorten it or load the model with a larger context_size",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field=field,
+                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
+            )
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops)

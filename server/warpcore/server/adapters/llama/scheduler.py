@@ -1,0 +1,188 @@
+"""Continuous batching: the generations of one model share one llama.cpp context, one decode step for all."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import llama_cpp
+
+from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.invariance import invariant_rows
+from warpcore.server.adapters.llama.prompt import PreparedPrompt
+from warpcore.server.adapters.llama.sampling import new_sampler
+from warpcore.server.adapters.llama.text import Emit, TokenText
+from warpcore.server.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.errors import UnavailableError
+
+_log = logging.getLogger(__name__)
+# A prompt enters the KV cache in pieces of this many tokens, each its own llama_decode call, whatever else is
+# running: the same pieces alone or not give the same cache, and a long prompt never stalls the others for long.
+PREFILL_CHUNK = 128
+
+Prepare = Callable[[GenerationParams, int, threading.Event], PreparedPrompt]
+
+
+@dataclass(eq=False)
+class Job:
+    """One generation handed to the scheduler by the event loop."""
+
+    params: GenerationParams
+    emit: Emit
+    stop: threading.Event
+
+
+@dataclass(eq=False)
+class _Sequence:
+    job: Job
+    slot: int
+    prompt: PreparedPrompt
+    text: TokenText
+    sampler: llama_cpp.llama_sampler_p
+    prefilled: int = 0  # prompt tokens already in the KV cache
+    position: int = 0
+    next_token: int | None = None  # sampled, not yet decoded
+
+
+class BatchScheduler:
+    """Runs up to `slots` generations on one native context, each with a KV cache of `context_size` tokens.
+
+    `run()` is the model's worker loop: every step it admits waiting jobs into free slots (first come, first
+    served), decodes the next token of every running generation, adds a piece of each newly admitted prompt,
+    samples each sequence with its own sampler, and frees the slot and KV cells of a generation as soon as it
+    finishes or its caller goes away. Only `submit()` and `close()` are called from other threads. A step decodes
+    its generations in calls of at most `rows_per_call` rows, the count measured at load to give every row
+    exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours."""
+
+    def __init__(
+        self, native: NativeContext, vocabulary: llama_cpp.Llama, *, slots: int, context_size: int, prepare: Prepare
+    ) -> None:
+        self._native = native
+        self._vocabulary = vocabulary
+        self._context_size = context_size
+        self._prepare = prepare
+        self._free_slots = list(range(slots - 1, -1, -1))
+        self._running: list[_Sequence] = []
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self.rows_per_call = invariant_rows(native, slots)
+
+    def submit(self, job: Job) -> None:
+        with self._wake:
+            if self._closing:
+                raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+            self._waiting.append(job)
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Let running and waiting generations finish, then end `run()` and free the context."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+
+    def run(self) -> None:
+        try:
+            while self._admit():
+                self._drop_cancelled()
+                self._step()
+        finally:
+            # Empty unless the loop failed: then nobody must wait forever for its generation.
+            stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
+            for sequence in self._running:
+                sequence.job.emit(stopped)
+                llama_cpp.llama_sampler_free(sequence.sampler)
+            with self._wake:
+                self._closing = True
+                for job in self._waiting:
+                    job.emit(stopped)
+            self._native.free()
+
+    # Everything below runs on the worker thread.
+
+    def _admit(self) -> bool:
+        """Move waiting jobs into free slots; False once closing with nothing left to do."""
+        with self._wake:
+            while not self._running and not self._waiting:
+                if self._closing:
+                    return False
+                self._wake.wait()
+            admitted: list[Job] = []
+            while self._waiting and len(admitted) < len(self._free_slots):
+                admitted.append(self._waiting.popleft())
+        for job in admitted:
+            self._start(job)
+        return True
+
+    def _start(self, job: Job) -> None:
+        try:
+            prompt = self._prepare(job.params, self._context_size, job.stop)
+        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
+            job.emit(error)
+            return
+        if job.stop.is_set():  # stopped while waiting or tokenizing (then its tokens may be cut short)
+            job.emit(Finish(FinishReason.CANCELLED))
+            return
+        text = TokenText(self._vocabulary, prompt, job.emit)
+        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, new_sampler(job.params)))
+
+    def _drop_cancelled(self) -> None:
+        for sequence in list(self._running):
+            if sequence.job.stop.is_set():
+                self._finish(sequence, FinishReason.CANCELLED)
+
+    def _step(self) -> None:
+        generating = [(sequence, sequence.next_token) for sequence in self._running if sequence.next_token is not None]
+        prefilling = [sequence for sequence in self._running if sequence.next_token is None]
+        for start in range(0, len(generating), self.rows_per_call):
+            group = generating[start : start + self.rows_per_call]
+            rows = [self._add(sequence, token, logits=True) for sequence, token in group]
+            sequences = [sequence for sequence, _ in group]
+            if self._decode(sequences):
+                for sequence, row in zip(sequences, rows, strict=True):
+                    self._sample(sequence, row)
+        for sequence in prefilling:
+            tokens = sequence.prompt.tokens
+            end = min(sequence.prefilled + PREFILL_CHUNK, len(tokens))
+            rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
+            sequence.prefilled = end
+            if end == len(tokens):
+                self._native.batch.logits[rows[-1]] = True
+            if self._decode([sequence]) and end == len(tokens):
+                self._sample(sequence, rows[-1])
+
+    def _add(self, sequence: _Sequence, token: int, *, logits: bool) -> int:
+        sequence.position += 1
+        return self._native.put(token, sequence.position - 1, sequence.slot, logits=logits)
+
+    def _decode(self, group: Sequence[_Sequence]) -> bool:
+        if self._native.decode():
+            return True
+        # These sequences' caches are in an unknown state: end them rather than emit wrong text.
+        _log.error("llama_decode failed for %d sequences", len(group))
+        for sequence in group:
+            sequence.job.emit(UnavailableError("the local model failed to decode; retry", reason="DECODE_FAILED"))
+            self._release(sequence)
+        return False
+
+    def _sample(self, sequence: _Sequence, row: int) -> None:
+        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._native.ctx, row)
+        reason = sequence.text.feed(token)
+        if reason is None:
+            sequence.next_token = token
+        else:
+            self._finish(sequence, reason)
+
+    def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
+        sequence.job.emit(sequence.text.finish(reason))
+        self._release(sequence)
+
+    def _release(self, sequence: _Sequence) -> None:
+        """Free the slot and its KV cells at once, for the next waiting generation."""
+        self._native.forget(sequence.slot)
+        llama_cpp.llama_sampler_free(sequence.sampler)
+        self._running.remove(sequence)
+        self._free_slots.append(sequence.slot)

@@ -1,0 +1,187 @@
+"""Admission limits per backend: hosted-API models take many streams at once, local models a few, and the
+operator may set either per model in the preload file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from aiohttp import web
+
+from tests.conftest import TINY_MODEL, collect, failed_stream, load_tiny, serving
+from tests.fakes.base import StreamPlan
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from warpcore.server.app import ServingOptions
+from warpcore.server.domain import BackendKind
+from warpcore.server.limits import Admission, Limits
+from warpcore.server.preload import ConfigError, read_preload
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+OPENAI_KEY = "sk-test-openai-0123456789abcdef"
+CONCURRENT = 100
+
+
+class HeldOpenAI(FakeOpenAI):
+    """Holds every streamed answer until `hold_until` streams have started, so that they all run at once."""
+
+    def __init__(self, hold_until: int) -> None:
+        super().__init__()
+        self.hold_until = hold_until
+        self.started = 0
+        self.all_started = asyncio.Event()
+        self.arrived = asyncio.Condition()
+
+    async def stream(self, request: web.Request, plan: StreamPlan) -> web.StreamResponse:
+        async with self.arrived:
+            self.started += 1
+            self.arrived.notify_all()
+        if self.started >= self.hold_until:
+            self.all_started.set()
+        await self.all_started.wait()
+        return await super().stream(request, plan)
+
+    async def wait_for_streams(self, count: int) -> None:
+        async with self.arrived:
+            await self.arrived.wait_for(lambda: self.started >= count)
+
+
+def prompt(model_id: str) -> pb.GenerateRequest:
+    return pb.GenerateRequest(model_id=model_id, prompt="Say hello", options=pb.GenerationOptions(max_tokens=16))
+
+
+async def test_100_concurrent_streams_to_one_openai_model_all_run_under_the_default_limits(
+    server_env: dict[str, str],
+) -> None:
+    options = ServingOptions()  # the limits a default server has
+    async with (
+        HeldOpenAI(hold_until=CONCURRENT) as upstream,
+        serving(server_env, options) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        config = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=upstream.base_url))
+        await stub.LoadModel(
+            pb.LoadModelRequest(
+                backend=pb.BACKEND_TYPE_OPENAI, model="gpt-4o-mini", model_id="gpt", backend_config=config
+            )
+        )
+
+        async def one() -> str:
+            try:
+                text, _ = await collect(stub.Generate(prompt("gpt")))
+            except grpc.aio.AioRpcError:
+                upstream.all_started.set()  # a refused stream never reaches the upstream: let the others finish
+                raise
+            return text
+
+        async with asyncio.timeout(120):
+            outcomes = await asyncio.gather(*(one() for _ in range(CONCURRENT)), return_exceptions=True)
+        refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert not refused, f"{len(refused)} of {CONCURRENT} refused, e.g. {refused[0].code()}: {refused[0].details()}"
+        assert outcomes == ["Hello, world"] * CONCURRENT
+        assert upstream.started == CONCURRENT
+        gate = options.limits.gates["gpt"]
+        assert (gate.max_active, gate.max_waiting) == (256, 1024)
+
+
+async def test_a_llama_cpp_model_keeps_the_tight_defaults(server_env: dict[str, str]) -> None:
+    options = ServingOptions()
+    async with serving(server_env, options) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub)
+        await collect(stub.Generate(pb.GenerateRequest(model_id="tiny", prompt="the")))
+        gate = options.limits.gates["tiny"]
+        assert (gate.max_active, gate.max_waiting) == (4, 64)
+
+
+def test_limits_are_chosen_per_backend_and_a_model_may_override_them() -> None:
+    limits = Limits(max_streams_per_model=2, max_queue_per_model=3, max_streams_per_api_model=5)
+    assert limits.defaults(BackendKind.LLAMA_CPP) == (2, 3)
+    assert limits.defaults(BackendKind.OPENAI) == limits.defaults(BackendKind.ANTHROPIC) == (5, 1024)
+    own = limits.gate("a", BackendKind.ANTHROPIC, own=Admission(max_queue=0))
+    assert (own.max_active, own.max_waiting) == (5, 0)
+    local = limits.gate("b", BackendKind.LLAMA_CPP, parallel=8, own=Admission(max_streams=1))
+    assert (local.max_active, local.max_waiting) == (8, 3)  # a batch of 8 runs 8, whatever the limit
+
+
+PRELOAD = """
+[[models]]
+id = "gpt"
+backend = "openai"
+model = "gpt-4o-mini"
+max_streams = 2
+max_queue = 0
+
+[models.api]
+base_url = "{base_url}"
+api_key_env = "WARPCORE_TEST_OPENAI_KEY"
+"""
+
+
+@pytest.fixture
+async def held_upstream() -> AsyncIterator[HeldOpenAI]:
+    async with HeldOpenAI(hold_until=1) as upstream:
+        yield upstream
+
+
+async def test_a_per_model_limit_from_the_preload_file_is_honoured(
+    models_path: Path, tmp_path: Path, held_upstream: HeldOpenAI
+) -> None:
+    held_upstream.script = Script(stall_after=0)  # every stream stays open until its client goes away
+    config = tmp_path / "warpcore.toml"
+    config.write_text(PRELOAD.format(base_url=held_upstream.base_url))
+    socket = tmp_path / "warpcore.sock"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "warpcore.server", "--no-default-model", "--listen", f"unix://{socket}"),
+        *("--config", str(config), "--grace", "0"),
+        env={**os.environ, "MODELS_PATH": str(models_path), "WARPCORE_TEST_OPENAI_KEY": OPENAI_KEY},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        async with asyncio.timeout(60):
+            while b"serving on" not in (line := await process.stderr.readline()):
+                assert line, "the server exited before serving"
+        async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            running = [stub.Generate(prompt("gpt")) for _ in range(2)]
+            async with asyncio.timeout(30):
+                await held_upstream.wait_for_streams(2)
+            # Two run, none may wait: the third is refused, where the API defaults would have run it.
+            frames, error = await failed_stream(stub.Generate(prompt("gpt")))
+            assert (frames, error.code()) == ([], grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert "2 generations running and 0 waiting" in (error.details() or "")
+            for call in running:
+                call.cancel()
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+
+
+def test_the_preload_file_checks_admission_limits(tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    entry = f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\n'
+    config.write_text(entry + "max_streams = 3\n")
+    (spec,) = read_preload(config, {})
+    assert spec.admission == Admission(max_streams=3)
+    config.write_text(entry)
+    (plain,) = read_preload(config, {})
+    assert plain.admission is None
+    # The limits are the operator's, not part of the model: a LoadModel of the same model finds the preloaded one.
+    assert plain == spec
+    for bad in ("max_streams = 0", "max_queue = -1", "max_queue = true", 'max_streams = "8"'):
+        config.write_text(f"{entry}{bad}\n")
+        with pytest.raises(ConfigError, match=r"models\[0\]\.max_(streams|queue) must be an integer of at least"):
+            read_preload(config, {})
