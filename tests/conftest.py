@@ -1,4 +1,5 @@
-"""Fixtures: a tiny GGUF model under a temporary MODELS_PATH, and the real server on a loopback port."""
+"""Fixtures: a tiny GGUF model under a temporary MODELS_PATH, the real server on a loopback port, and fake
+hosted upstreams (helpers for those in tests/hosted.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.base import FakeUpstream
+from tests.fakes.openai_api import FakeOpenAI
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import ServingOptions, WarpcoreServer, start_server
 from warpcore.server.registry import ModelRegistry
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -85,6 +89,26 @@ async def tiny(stub: Stub) -> str:
     return (await load_tiny(stub)).id
 
 
+@pytest.fixture
+async def openai_upstream() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def anthropic_upstream() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic(models=["claude-test-large", "claude-test-small"]) as upstream:
+        yield upstream
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def upstream(
+    request: pytest.FixtureRequest, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> FakeUpstream:
+    """Each test using this runs once against each provider."""
+    return openai_upstream if request.param == "openai" else anthropic_upstream
+
+
 async def collect(
     call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse],
 ) -> tuple[str, pb.GenerateResult]:
@@ -120,6 +144,15 @@ def greedy(prompt: str, max_tokens: int, model_id: str = "tiny", **options: obje
         prompt=prompt,
         options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0.0, **options),  # type: ignore[arg-type]
     )
+
+
+async def assert_healthy(stub: Stub, model_id: str = "tiny", deadline: float = 5.0) -> None:
+    """A normal greedy generation on the model still works, within `deadline` seconds: nothing left running holds
+    its worker."""
+    text, result = await collect(stub.Generate(greedy("the world", 4, model_id=model_id), timeout=deadline))
+    assert text
+    assert result.finish_reason == pb.FINISH_REASON_LENGTH
+    assert result.usage.completion_tokens == 4
 
 
 def rich_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -17,7 +16,8 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.test_secret_leaks import Key, Transcript, leaks
+from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_of, load, prompt
+from tests.key_leaks import Key, Transcript, leaks
 from warpcore.server.adapters.api import MAX_REQUEST_ID, scrub_request_id, upstream_host
 from warpcore.v1 import inference_pb2 as pb
 
@@ -25,58 +25,6 @@ if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 Code = grpc.StatusCode
-OPENAI_KEY = "sk-test-openai-0123456789abcdef"
-ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
-
-
-@pytest.fixture
-async def openai_upstream() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as upstream:
-        yield upstream
-
-
-@pytest.fixture
-async def anthropic_upstream() -> AsyncIterator[FakeAnthropic]:
-    async with FakeAnthropic(models=["claude-test-large", "claude-test-small"]) as upstream:
-        yield upstream
-
-
-@pytest.fixture(params=["openai", "anthropic"])
-def upstream(
-    request: pytest.FixtureRequest, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
-) -> FakeUpstream:
-    """Each test using this runs once against each provider."""
-    return openai_upstream if request.param == "openai" else anthropic_upstream
-
-
-def backend_of(upstream: FakeUpstream) -> pb.BackendType.ValueType:
-    return pb.BACKEND_TYPE_OPENAI if isinstance(upstream, FakeOpenAI) else pb.BACKEND_TYPE_ANTHROPIC
-
-
-def key_of(upstream: FakeUpstream) -> str:
-    return OPENAI_KEY if isinstance(upstream, FakeOpenAI) else ANTHROPIC_KEY
-
-
-def api_config(upstream: FakeUpstream, **fields: object) -> pb.BackendConfig:
-    fields.setdefault("api_key", key_of(upstream))
-    fields.setdefault("base_url", upstream.base_url)
-    return pb.BackendConfig(api=pb.ApiConfig(**fields))  # type: ignore[arg-type]
-
-
-async def load(
-    stub: Stub, upstream: FakeUpstream, config: pb.BackendConfig | None = None, model: str | None = None
-) -> pb.Model:
-    request = pb.LoadModelRequest(
-        backend=backend_of(upstream),
-        model=model or upstream.models[0],
-        model_id="m",
-        backend_config=config if config is not None else api_config(upstream),
-    )
-    return (await stub.LoadModel(request)).model
-
-
-def prompt(text: str = "Say hello", **options: object) -> pb.GenerateRequest:
-    return pb.GenerateRequest(model_id="m", prompt=text, options=pb.GenerationOptions(**options))  # type: ignore[arg-type]
 
 
 def details(error: grpc.aio.AioRpcError) -> dict[str, object]:

@@ -12,16 +12,14 @@ import pytest
 from tests.conftest import collect, failed_stream
 from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
-from tests.test_api_backends import anthropic_upstream, load, openai_upstream, prompt, upstream
+from tests.hosted import load, prompt
+from warpcore.server.core.coalescing import JOIN_BACKLOG, coalesced
 from warpcore.server.domain import GenerationEvent, TextChunk
 from warpcore.server.errors import UnavailableError
-from warpcore.server.servicer import JOIN_BACKLOG, coalesced
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
-
-__all__ = ["anthropic_upstream", "openai_upstream", "upstream"]  # fixtures, each test runs against both providers
 
 BURST = [f" t{index}" for index in range(2000)]
 """Sent with no delay: the server reads them far faster than it can write one gRPC message each."""

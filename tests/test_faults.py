@@ -12,18 +12,12 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny
-from warpcore.server.app import WarpcoreServer
+from tests.conftest import TINY_MODEL, assert_healthy, collect, failed_stream, greedy, load_tiny
+from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
-
-
-async def assert_healthy(stub: Stub, model_id: str = "tiny") -> None:
-    """The model still answers, promptly: nothing left running holds its worker."""
-    _, result = await collect(stub.Generate(greedy("the", 4, model_id=model_id), timeout=5))
-    assert result.usage.completion_tokens == 4
 
 
 async def test_cancel_before_the_first_token(stub: Stub) -> None:

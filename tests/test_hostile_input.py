@@ -27,7 +27,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.tiny_model import write_tiny_model
-from warpcore.server.app import WarpcoreServer
+from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:

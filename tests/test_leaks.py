@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import collect, failed_stream, greedy, load_tiny
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from warpcore.server.app import WarpcoreServer
+from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:

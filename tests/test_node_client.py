@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.conftest import collect, greedy, load_tiny
-from warpcore.server.app import WarpcoreServer
+from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:

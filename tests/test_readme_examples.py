@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import load_tiny
-from warpcore.server.app import WarpcoreServer
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub

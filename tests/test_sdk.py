@@ -37,8 +37,8 @@ from warpcore.client import (
     WarpcoreError,
 )
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import WarpcoreServer, start_server
 from warpcore.server.registry import ModelRegistry
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 
 T = TypeVar("T")
 
@@ -193,7 +193,7 @@ async def test_backend_settings_as_keyword_arguments(target: str) -> None:
 
 async def start_named(models_path: Path, address: str, **options: Any) -> WarpcoreServer:
     registry = ModelRegistry(functools.partial(create_adapter, env={"MODELS_PATH": str(models_path)}))
-    server = await start_server(registry, address, **options)
+    server = await start_server(registry, address, ServingOptions(**options))
     await server.set_serving(True)
     return server
 

@@ -10,9 +10,9 @@ import pytest
 from tests.certificates import make_certificates
 from warpcore.client import AsyncClient, AuthenticationError, UnavailableError
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import start_server
 from warpcore.server.cli import serving_options
 from warpcore.server.registry import ModelRegistry
+from warpcore.server.rpc.server import start_server
 from warpcore.server.settings import SettingsError, parse_settings
 
 

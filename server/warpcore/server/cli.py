@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 import grpc
 
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.app import ServingOptions, start_server
 from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.errors import WarpcoreError
 from warpcore.server.limits import Limits
-from warpcore.server.observability import configure_logging
+from warpcore.server.logs import configure_logging
 from warpcore.server.policy import default_policy
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.registry import LoadSpec, ModelRegistry
+from warpcore.server.rpc.server import ServingOptions, start_server
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")

@@ -1,21 +1,37 @@
-"""Domain errors: one base class, one gRPC status code per subclass."""
+"""Domain errors: one base class, one protocol-neutral code per subclass; each front door maps the codes to its own
+protocol (rpc/status.py for gRPC)."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import ClassVar
 
-from grpc import StatusCode
+
+class ErrorCode(enum.Enum):
+    """What kind of failure: the canonical codes of google.rpc.Code, which gRPC and HTTP both map from."""
+
+    INVALID_ARGUMENT = enum.auto()
+    NOT_FOUND = enum.auto()
+    ALREADY_EXISTS = enum.auto()
+    FAILED_PRECONDITION = enum.auto()
+    UNAUTHENTICATED = enum.auto()
+    PERMISSION_DENIED = enum.auto()
+    RESOURCE_EXHAUSTED = enum.auto()
+    UNAVAILABLE = enum.auto()
+    DEADLINE_EXCEEDED = enum.auto()
+    INTERNAL = enum.auto()
 
 
 class WarpcoreError(Exception):
-    """A failure a client can act on, reported as a gRPC status with rich details.
+    """A failure a client can act on.
 
-    `reason` is a stable UPPER_SNAKE identifier (google.rpc.ErrorInfo.reason);
-    `field` names the offending request field, if any (google.rpc.BadRequest).
+    `reason` is a stable UPPER_SNAKE identifier (google.rpc.ErrorInfo.reason over gRPC);
+    `field` names the offending request field, if any, by its path in the domain request (rpc/ maps it to the
+    protobuf field path).
     """
 
-    code: ClassVar[StatusCode] = StatusCode.INTERNAL
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
     default_reason: ClassVar[str] = "INTERNAL"
 
     def __init__(
@@ -36,45 +52,45 @@ class WarpcoreError(Exception):
 
 
 class InvalidArgumentError(WarpcoreError):
-    code = StatusCode.INVALID_ARGUMENT
+    code = ErrorCode.INVALID_ARGUMENT
     default_reason = "INVALID_ARGUMENT"
 
 
 class NotFoundError(WarpcoreError):
-    code = StatusCode.NOT_FOUND
+    code = ErrorCode.NOT_FOUND
     default_reason = "NOT_FOUND"
 
 
 class AlreadyExistsError(WarpcoreError):
-    code = StatusCode.ALREADY_EXISTS
+    code = ErrorCode.ALREADY_EXISTS
     default_reason = "ALREADY_EXISTS"
 
 
 class FailedPreconditionError(WarpcoreError):
-    code = StatusCode.FAILED_PRECONDITION
+    code = ErrorCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
 
 
 class UnauthenticatedError(WarpcoreError):
-    code = StatusCode.UNAUTHENTICATED
+    code = ErrorCode.UNAUTHENTICATED
     default_reason = "UNAUTHENTICATED"
 
 
 class PermissionDeniedError(WarpcoreError):
-    code = StatusCode.PERMISSION_DENIED
+    code = ErrorCode.PERMISSION_DENIED
     default_reason = "PERMISSION_DENIED"
 
 
 class ResourceExhaustedError(WarpcoreError):
-    code = StatusCode.RESOURCE_EXHAUSTED
+    code = ErrorCode.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
 
 
 class UnavailableError(WarpcoreError):
-    code = StatusCode.UNAVAILABLE
+    code = ErrorCode.UNAVAILABLE
     default_reason = "UNAVAILABLE"
 
 
 class DeadlineExceededError(WarpcoreError):
-    code = StatusCode.DEADLINE_EXCEEDED
+    code = ErrorCode.DEADLINE_EXCEEDED
     default_reason = "DEADLINE_EXCEEDED"

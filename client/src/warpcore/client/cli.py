@@ -50,7 +50,8 @@ def bounded(
     The bounds are what the field's wire type can carry and what is meaningless whatever the server: the server's
     own limits may differ between servers and versions, so it stays the one to enforce them."""
     word = "an integer" if kind is int else "a number"
-    wanted = f"{word} {'greater than' if above else 'from'} {low} {'and at most' if above else 'to'} {high}"
+    shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]  # 0, not 0.0
+    wanted = f"{word} {'greater than' if above else 'from'} {shown[0]} {'and at most' if above else 'to'} {shown[1]}"
 
     def parse(text: str) -> Number:
         try:

@@ -15,9 +15,12 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from warpcore.server.errors import InvalidArgumentError, WarpcoreError
+from warpcore.server.errors import ErrorCode, InvalidArgumentError, WarpcoreError
+from warpcore.server.rpc.translate import field_path
 
 ERROR_DOMAIN = "warpcore.v1"
+# Domain codes are google.rpc.Code names, so each has its gRPC status of the same name.
+_GRPC_CODES = {code: grpc.StatusCode[code.name] for code in ErrorCode}
 _log = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
@@ -35,13 +38,15 @@ def to_status(error: WarpcoreError) -> grpc.Status:
     """Build the gRPC status for a domain error: ErrorInfo always, BadRequest and RetryInfo when known."""
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
     if error.field is not None:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.message)
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=field_path(error.field), description=error.message
+        )
         details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
     if error.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    status = status_pb2.Status(code=_GRPC_CODES[error.code].value[0], message=error.message, details=details)
     return cast(grpc.Status, rpc_status.to_status(status))
 
 

@@ -1,4 +1,4 @@
-"""Assemble the grpc.aio server: inference, health and reflection services, interceptors, limits, shutdown."""
+"""Assemble the grpc.aio server over the engine: inference, health and reflection services, interceptors, TLS."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from warpcore.server.auth import BearerTokenInterceptor
+from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.metrics import Metrics
 from warpcore.server.limits import Limits
-from warpcore.server.observability import Metrics, ObservabilityInterceptor
 from warpcore.server.policy import ApiOverridePolicy
 from warpcore.server.registry import ModelRegistry
-from warpcore.server.servicer import InferenceServicer
-from warpcore.server.status import DecodeErrorInterceptor
-from warpcore.server.streams import ActiveStreams
+from warpcore.server.rpc.access_log import AccessLogInterceptor
+from warpcore.server.rpc.auth import BearerTokenInterceptor
+from warpcore.server.rpc.servicer import InferenceServicer
+from warpcore.server.rpc.status import DecodeErrorInterceptor
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -46,19 +48,19 @@ class ServingOptions:
 class WarpcoreServer:
     """A started server and the handles needed to operate it."""
 
-    def __init__(
-        self,
-        server: grpc.aio.Server,
-        ports: list[int],
-        health: health_aio.HealthServicer,
-        streams: ActiveStreams,
-        metrics: Metrics,
-    ) -> None:
+    def __init__(self, server: grpc.aio.Server, ports: list[int], health: health_aio.HealthServicer, engine: Engine):
         self.server = server
         self.ports = ports
         self.health = health
-        self.streams = streams
-        self.metrics = metrics
+        self.engine = engine
+
+    @property
+    def streams(self) -> ActiveStreams:
+        return self.engine.streams
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.engine.metrics
 
     @property
     def port(self) -> int:
@@ -74,11 +76,11 @@ class WarpcoreServer:
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, give running streams `grace` seconds, then end them with a
-        CANCELLED result frame just before gRPC cancels whatever is left."""
+        CANCELLED result frame just before gRPC cancels whatever is left (core/drain.py)."""
         await self.health.enter_graceful_shutdown()
         stopping = asyncio.ensure_future(self.server.stop(grace))
         if grace:
-            await self.streams.drain(max(grace - 0.5, 0.0))
+            await self.streams.drain(grace)
         await stopping
 
 
@@ -94,25 +96,14 @@ def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCrede
 
 
 async def start_server(
-    registry: ModelRegistry,
-    addresses: str | Sequence[str],
-    options: ServingOptions | None = None,
-    *,
-    credentials: grpc.ServerCredentials | None = None,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    registry: ModelRegistry, addresses: str | Sequence[str], options: ServingOptions | None = None
 ) -> WarpcoreServer:
     """Start serving on each address ("host:port", port 0 picks a free one, or "unix:///path"). Health reports
     NOT_SERVING until told otherwise."""
-    options = options or ServingOptions(credentials=credentials, interceptors=interceptors)
-    limits = options.limits
-    metrics = Metrics(limits)
-    streams = ActiveStreams()
-
-    def backend_of(model_id: str) -> str | None:
-        model = registry.find(model_id)
-        return model.backend.value if model else None
-
-    chain: list[grpc.aio.ServerInterceptor] = [ObservabilityInterceptor(metrics, backend_of)]
+    options = options or ServingOptions()
+    metrics = Metrics(options.limits)
+    engine = Engine(registry, options.limits, metrics, options.api_overrides)
+    chain: list[grpc.aio.ServerInterceptor] = [AccessLogInterceptor(metrics)]
     if options.token:
         chain.append(BearerTokenInterceptor(options.token))
     keepalive_ms = int(options.keepalive_seconds * 1000)
@@ -133,9 +124,7 @@ async def start_server(
             ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-        InferenceServicer(registry, limits, streams, options.api_overrides), server
-    )
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -145,7 +134,7 @@ async def start_server(
         addresses = [addresses]
     ports = [_listen(server, address, options.credentials) for address in addresses]
     await server.start()
-    started = WarpcoreServer(server, ports, health, streams, metrics)
+    started = WarpcoreServer(server, ports, health, engine)
     registry.listeners.append(started.model_changed)
     await started.set_serving(False)
     return started

@@ -1,4 +1,4 @@
-"""The Generate calls in flight, so that shutdown can wait for them and then end them with a final frame."""
+"""Shutdown of the generations in flight: wait for them, then stop them so that each ends with a final result."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+FINAL_FRAME_MARGIN = 0.5
+"""Seconds kept at the end of the grace for the final results, before the front door cancels what is left."""
+STOPPED_WAIT = 0.25
+"""Seconds stopped generations get to end at their next step with their CANCELLED result."""
+CANCELLED_WAIT = 5.0
+"""Seconds cancelled calls (a stalled upstream, a queue) get to unwind."""
+
 
 class ActiveStreams:
+    """The generations in flight, each with the flag that stops it."""
+
     def __init__(self) -> None:
         self._stops: dict[asyncio.Task[object], threading.Event] = {}
         self._ended_by_shutdown: set[asyncio.Task[object]] = set()
@@ -31,21 +40,21 @@ class ActiveStreams:
                 self._idle.set()
 
     def ended_by_shutdown(self) -> bool:
-        """Whether the running call was cancelled by `drain`, rather than by its client."""
+        """Whether the running call was cancelled by `drain`, rather than by its caller."""
         return asyncio.current_task() in self._ended_by_shutdown
 
     async def drain(self, grace: float) -> None:
-        """Wait up to `grace` seconds for the calls to finish; then stop their generations, which end at their next
-        step with a CANCELLED result that counts what they used, and cancel those that could not end so (a stalled
-        upstream, a queue) a moment later."""
+        """Give the calls `grace` seconds (less the margin for final results) to finish; then stop their
+        generations, which end at their next step with a CANCELLED result counting what they used, and a moment
+        later cancel those that could not end so."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), grace)
+            await asyncio.wait_for(self._idle.wait(), max(grace - FINAL_FRAME_MARGIN, 0.0))
         for stop in self._stops.values():
             stop.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), 0.25)
+            await asyncio.wait_for(self._idle.wait(), STOPPED_WAIT)
         for task in list(self._stops):
             self._ended_by_shutdown.add(task)
             task.cancel()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), 5)
+            await asyncio.wait_for(self._idle.wait(), CANCELLED_WAIT)

@@ -1,0 +1,75 @@
+"""Fewer, larger writes when a backend streams faster than its caller reads."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncGenerator
+
+from warpcore.server.domain import Finish, GenerationEvent, TextChunk
+
+JOIN_BACKLOG = 8
+"""Deltas waiting to be written beyond which they are joined into one frame."""
+READ_SLICE = 16
+"""Deltas read ahead, while a frame is being written, between two looks at whether it is done."""
+
+
+async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGenerator[GenerationEvent, None]:
+    """`events`, read ahead by a task while the caller writes the previous one. Deltas go out one per frame, as
+    the backend cut them, while the writer keeps up; once more than JOIN_BACKLOG wait, they all go joined in one
+    frame, so that a fast upstream costs one message per write rather than one per token.
+
+    Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
+    or the failure comes after the last text. Closing this generator stops the reading and closes `events`.
+    """
+    texts: collections.deque[str] = collections.deque()
+    ending: list[Finish | Exception] = []
+    ready = asyncio.Event()
+    waiting = finished = False
+
+    async def read_ahead() -> None:
+        nonlocal finished
+        try:
+            async for event in events:
+                if isinstance(event, Finish):
+                    ending.append(event)
+                    continue
+                texts.append(event.text)
+                if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
+                    ready.set()
+                    await asyncio.sleep(0)
+                elif len(texts) % READ_SLICE == 0:
+                    # Reading an upstream whose bytes are already buffered never yields to the loop: let it see
+                    # whether the frame being written is done, so that the text read meanwhile goes out.
+                    await asyncio.sleep(0)
+        except Exception as error:  # noqa: BLE001 - handed to the writer, which raises it after the text before it
+            ending.append(error)
+        finally:
+            finished = True
+            ready.set()
+
+    reader = asyncio.ensure_future(read_ahead())
+    try:
+        while True:
+            if not texts and not finished:
+                waiting = True
+                ready.clear()
+                await ready.wait()
+                waiting = False
+            if len(texts) > JOIN_BACKLOG:
+                text = "".join(texts)
+                texts.clear()
+                yield TextChunk(text)
+            elif texts:
+                yield TextChunk(texts.popleft())
+            elif finished:
+                break
+        for end in ending:
+            if isinstance(end, Exception):
+                raise end
+            yield end
+    finally:
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait([reader])
+        await events.aclose()

@@ -1,0 +1,122 @@
+"""The data plane every front door drives: load, unload, list and generate, with admission limits, tracking for
+shutdown, coalescing, timings and metrics measured where the work happens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from warpcore.server.core.coalescing import coalesced
+from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.metrics import Metrics
+from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
+from warpcore.server.domain import BackendKind, BackendSettings, Finish, FinishReason, GenerationParams, TextChunk
+from warpcore.server.limits import Limits
+from warpcore.server.policy import ApiOverridePolicy
+from warpcore.server.registry import LoadedModel, LoadSpec, ModelRegistry
+
+_log = logging.getLogger("warpcore.server")
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """How a generation ended, and its timings in seconds from the request."""
+
+    finish: Finish
+    time_to_first_token: float | None
+    total: float
+
+
+GenerationOutput = TextChunk | GenerationResult
+
+
+class Engine:
+    def __init__(
+        self, registry: ModelRegistry, limits: Limits, metrics: Metrics, api_overrides: ApiOverridePolicy
+    ) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.metrics = metrics
+        self.streams = ActiveStreams()
+        self._api_overrides = api_overrides
+
+    async def load(self, spec: LoadSpec) -> LoadedModel:
+        check_load(spec)
+        self._api_overrides.check(spec.settings)
+        started = time.monotonic()
+        loaded = await self.registry.load(spec)
+        _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
+        return loaded
+
+    async def unload(self, model_id: str) -> LoadedModel:
+        unloaded = await self.registry.unload(check_id(model_id, "model_id"))
+        self.limits.forget(unloaded.id)
+        _log.info("unloaded model %s", unloaded.id)
+        return unloaded
+
+    def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
+        return self.registry.loaded(backend)
+
+    async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
+        """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""
+        check_settings(settings)
+        self._api_overrides.check(settings)
+        return await self.registry.available(backend, settings)
+
+    async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
+        """Text chunks, then one GenerationResult; a failure after text ends with an ERROR result, then raises."""
+        started = time.monotonic()
+        check_id(model_id, "model_id")
+        check_generation(params, self.limits.max_tokens)
+        model = self.registry.get(model_id)
+        stop = threading.Event()
+        self.metrics.active_streams.inc()
+        try:
+            async with self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
+                with self.streams.track(stop):
+                    async for output in self._run(model, params, stop, started):
+                        yield output
+        finally:
+            self.metrics.active_streams.dec()
+
+    async def _run(
+        self, model: LoadedModel, params: GenerationParams, stop: threading.Event, started: float
+    ) -> AsyncGenerator[GenerationOutput, None]:
+        first_token_at: float | None = None
+
+        def result(finish: Finish) -> GenerationResult:
+            total = _since(started)
+            if first_token_at is not None:
+                self.metrics.observe_generation(
+                    model.backend.value, model.id, first_token_at, total, finish.completion_tokens
+                )
+            return GenerationResult(finish, first_token_at, total)
+
+        events = coalesced(model.adapter.generate(params, stop))
+        try:
+            async for event in events:
+                if isinstance(event, Finish):
+                    yield result(event)
+                    return
+                if first_token_at is None:
+                    first_token_at = _since(started)
+                yield event
+        except asyncio.CancelledError:
+            if not self.streams.ended_by_shutdown():
+                raise  # the caller went away: nobody to tell
+        except Exception:
+            if first_token_at is not None:
+                # Text was sent: close the stream with its result before the error says why.
+                yield result(Finish(FinishReason.ERROR))
+            raise
+        finally:
+            await events.aclose()
+        yield result(Finish(FinishReason.CANCELLED))
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started

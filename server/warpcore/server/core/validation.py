@@ -1,0 +1,122 @@
+"""The rules every request obeys, whichever front door it came through; a refusal names the field by its path in
+the domain request (`max_tokens`, `settings.threads`), which each front door maps to its own field names."""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlsplit
+
+from warpcore.server.bounds import (
+    MAX_CONTEXT_SIZE,
+    MAX_ID_LENGTH,
+    MAX_PARALLEL,
+    MAX_STOP_SEQUENCES,
+    MAX_THREADS,
+    MAX_TIMEOUT_SECONDS,
+    MIN_CONTEXT_SIZE,
+)
+from warpcore.server.domain import ApiSettings, BackendSettings, GenerationParams, LocalSettings, Role
+from warpcore.server.errors import InvalidArgumentError
+from warpcore.server.registry import LoadSpec
+
+
+def require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise InvalidArgumentError(message, field=field)
+
+
+def check_id(value: str, field: str) -> str:
+    """A required id: non-empty, printable, without surrounding spaces, at most MAX_ID_LENGTH characters."""
+    require(bool(value), field, f"{field} is required")
+    require(len(value) <= MAX_ID_LENGTH, field, f"{field} is longer than {MAX_ID_LENGTH} characters")
+    require(
+        value.isprintable() and value.strip() == value, field, f"{field} must be printable, without surrounding spaces"
+    )
+    return value
+
+
+def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
+    require((params.prompt is not None) != bool(params.messages), "prompt", "set exactly one of prompt and messages")
+    require(
+        not params.messages or any(message.role is not Role.SYSTEM for message in params.messages),
+        "messages",
+        "messages must hold at least one user or assistant message",
+    )
+    require(
+        1 <= params.max_tokens <= max_tokens_limit, "max_tokens", f"max_tokens must be between 1 and {max_tokens_limit}"
+    )
+    if params.temperature is not None:
+        require(
+            math.isfinite(params.temperature) and 0 <= params.temperature <= 2,
+            "temperature",
+            "temperature must be between 0 and 2",
+        )
+    if params.top_p is not None:
+        require(0 < params.top_p <= 1, "top_p", "top_p must be greater than 0 and at most 1")
+    if params.top_k is not None:
+        require(params.top_k >= 1, "top_k", "top_k must be at least 1")
+    require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
+    require(all(params.stop), "stop", "stop sequences must not be empty")
+
+
+def check_load(spec: LoadSpec) -> None:
+    check_id(spec.name, "model")
+    check_id(spec.model_id, "model_id")
+    if spec.context_size is not None:
+        require(
+            MIN_CONTEXT_SIZE <= spec.context_size <= MAX_CONTEXT_SIZE,
+            "context_size",
+            f"context_size must be between {MIN_CONTEXT_SIZE} and {MAX_CONTEXT_SIZE} tokens",
+        )
+    check_settings(spec.settings)
+
+
+def check_settings(settings: BackendSettings | None) -> None:
+    if isinstance(settings, ApiSettings):
+        _check_api(settings)
+    elif isinstance(settings, LocalSettings):
+        _check_local(settings)
+
+
+def _check_api(api: ApiSettings) -> None:
+    if api.timeout is not None:
+        require(
+            0 < api.timeout <= MAX_TIMEOUT_SECONDS,
+            "settings.timeout",
+            f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
+        )
+    if api.base_url is not None:
+        require(_is_http_url(api.base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
+    for name, value in (("api_key", api.api_key), ("organization", api.organization)):
+        # These travel in HTTP headers; the message must not echo a key.
+        if value is not None:
+            require(
+                bool(value) and value.isascii() and value.isprintable(),
+                f"settings.{name}",
+                f"{name} must be non-empty printable ASCII",
+            )
+
+
+def _check_local(local: LocalSettings) -> None:
+    if local.threads is not None:
+        require(1 <= local.threads <= MAX_THREADS, "settings.threads", f"threads must be between 1 and {MAX_THREADS}")
+    if local.parallel is not None:
+        require(
+            1 <= local.parallel <= MAX_PARALLEL, "settings.parallel", f"parallel must be between 1 and {MAX_PARALLEL}"
+        )
+    if local.gpu_layers is not None:
+        require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
+
+
+def _is_http_url(value: str) -> bool:
+    """An http(s) URL whose host and port an HTTP client can use."""
+    if not value.isascii() or not value.isprintable() or " " in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -1,0 +1,35 @@
+"""The process's log output: plain text, or one JSON object per line with a request's fields when it has them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+REQUEST_FIELDS = ("method", "model", "code", "duration_ms", "prompt_tokens", "completion_tokens", "peer")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and a request's fields when it has them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update({name: getattr(record, name) for name in REQUEST_FIELDS if hasattr(record, name)})
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(log_format: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

@@ -1,0 +1,55 @@
+"""InferenceService over gRPC: each method translates its request, calls the engine, translates the answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import grpc
+
+from warpcore.server.core.engine import Engine, GenerationResult
+from warpcore.server.rpc import translate
+from warpcore.server.rpc.access_log import record_usage
+from warpcore.server.rpc.status import streaming_errors, unary_errors
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @unary_errors
+    async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
+        loaded = await self._engine.load(translate.load_spec(request))
+        return pb.LoadModelResponse(model=translate.model_message(loaded))
+
+    @unary_errors
+    async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
+        unloaded = await self._engine.unload(request.model_id)
+        return pb.UnloadModelResponse(model=translate.model_message(unloaded))
+
+    @unary_errors
+    async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
+        if request.backend == pb.BACKEND_TYPE_UNSPECIFIED:
+            return pb.ListModelsResponse(models=[translate.model_message(m) for m in self._engine.loaded()])
+        backend = translate.backend_kind(request.backend)
+        available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
+        return pb.ListModelsResponse(
+            models=[translate.model_message(m) for m in self._engine.loaded(backend)]
+            + [translate.available_model_message(backend, name) for name in available]
+        )
+
+    @streaming_errors
+    async def Generate(
+        self, request: pb.GenerateRequest, context: Context
+    ) -> AsyncGenerator[pb.GenerateResponse, None]:
+        params = translate.generation_params(request, context.time_remaining())
+        async for output in self._engine.generate(request.model_id, params):
+            if isinstance(output, GenerationResult):
+                record_usage(output.finish)
+                yield translate.result_frame(output)
+            else:
+                yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
