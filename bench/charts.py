@@ -55,3 +55,33 @@ def bar_chart(path: Path, title: str, y_label: str, bars: Mapping[str, float], t
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def grouped_bar_chart(
+    path: Path,
+    title: str,
+    y_label: str,
+    groups: Sequence[str],
+    panels: Mapping[str, Mapping[str, Sequence[float | None]]],
+    log_y: bool = False,
+) -> Path:
+    """Panels side by side on one y axis (e.g. one per protocol), each with a cluster of bars per group (e.g. a
+    workload), one bar per series (e.g. a contender) holding a value per group; a missing value draws no bar."""
+    figure, axes = plt.subplots(1, len(panels), figsize=(12, 4.5), sharey=True, squeeze=False)
+    for axis, (panel, series) in zip(axes[0], panels.items(), strict=True):
+        width = 0.8 / len(series)
+        for index, (name, values) in enumerate(series.items()):
+            positions = [slot + (index - (len(series) - 1) / 2) * width for slot in range(len(groups))]
+            axis.bar(positions, [value or 0.0 for value in values], width, label=name)
+        axis.set_xticks(range(len(groups)), list(groups), fontsize=8)
+        axis.set_title(panel)
+        if log_y:
+            axis.set_yscale("log")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel(y_label)
+    axes[0][0].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,4 +1,5 @@
-"""What every benchmark shares: the result file contract, contender processes on free loopback ports, readiness."""
+"""What every benchmark shares: the result file contract, contender processes on free loopback ports, readiness,
+and the CPU time and memory of a process with its children."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class BenchResult:
     def write(self, out: Path, name: str) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{name}.json"
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        path.write_text(json.dumps(asdict(self), indent=2, allow_nan=False) + "\n")
         return path
 
 
@@ -78,6 +79,41 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants now (a scan of /proc: done once per measurement, not per sample)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    pids, pending = [], [pid]
+    while pending:
+        pid = pending.pop()
+        pids.append(pid)
+        pending += children.get(pid, [])
+    return pids
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time the processes have used so far (a process that is gone counts for nothing)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pids: Sequence[int]) -> int:
+    """The resident memory of the processes now."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, StopIteration, IndexError):
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            total += int(next(line for line in lines if line.startswith("VmRSS:")).split()[1]) * 1024
+    return total
 
 
 def _die_with_parent() -> None:
@@ -97,8 +133,14 @@ class ContenderProcess:
 
     @classmethod
     async def start(
-        cls, name: str, argv: Sequence[str], log_dir: Path, env: Mapping[str, str] | None = None
+        cls,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> ContenderProcess:
+        """`argv` running with `env` (default: this process's environment) in `cwd` (default: this one's)."""
         log_path = log_dir / f"{name.replace(' ', '_').replace('=', '')}.log"
         log = log_path.open("wb")
         process = await asyncio.create_subprocess_exec(
@@ -107,6 +149,7 @@ class ContenderProcess:
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
             env=dict(os.environ if env is None else env),
+            cwd=cwd,
             start_new_session=True,  # a Ctrl-C of the bench reaches the bench only; it stops its contenders itself
             preexec_fn=_die_with_parent,
         )
@@ -115,6 +158,10 @@ class ContenderProcess:
     def failure(self, what: str) -> RuntimeError:
         tail = self.log_path.read_text(errors="replace")[-3000:]
         return RuntimeError(f"{self.name}: {what}; its output ends with:\n{tail}")
+
+    def pids(self) -> list[int]:
+        """The process and its children now, for `cpu_seconds` and `rss_bytes`."""
+        return process_tree(self.process.pid)
 
     def check_alive(self) -> None:
         if self.process.returncode is not None:
@@ -155,6 +202,20 @@ async def wait_grpc_serving(target: str, contender: ContenderProcess) -> float:
         finally:
             exited.cancel()
             watch.cancel()
+
+
+async def wait_for_line(contender: ContenderProcess, marker: str) -> str:
+    """The first line of the contender's output that holds `marker`: for a server that binds a port of its own
+    choosing and says which."""
+    deadline = time.perf_counter() + READY_TIMEOUT
+    while True:
+        for line in contender.log_path.read_text(errors="replace").splitlines():
+            if marker in line:
+                return line
+        contender.check_alive()
+        if time.perf_counter() > deadline:
+            raise contender.failure(f"did not say {marker!r} within {READY_TIMEOUT:.0f} s")
+        await asyncio.sleep(0.05)
 
 
 async def wait_http_ready(url: str, contender: ContenderProcess) -> None:

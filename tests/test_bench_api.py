@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.api_gateway import ProcessTree, client_on_own_core
+from bench.api_workloads import client_on_own_core
+from bench.harness import process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".venv-litellm"
@@ -133,20 +134,20 @@ def thread_cores(pid: int) -> set[frozenset[int]]:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to separate")
-def test_the_clients_get_a_core_of_their_own_and_then_every_core_again(tmp_path: Path) -> None:
+def test_the_clients_get_a_core_of_their_own_and_then_every_core_again() -> None:
     everywhere = os.sched_getaffinity(0)
     first, *others = sorted(everywhere)
     two_threads = (
         "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); print('up', flush=True)"
     )
     child = subprocess.Popen([sys.executable, "-c", two_threads], stdout=subprocess.PIPE)
-    server = ProcessTree(child, tmp_path / "unused.log")
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == b"up\n"
-        with client_on_own_core([server]):
+        with client_on_own_core(process_tree(child.pid)):
             assert thread_cores(child.pid) == {frozenset({first})}
             assert thread_cores(os.getpid()) == {frozenset(others)}
         assert thread_cores(child.pid) == thread_cores(os.getpid()) == {frozenset(everywhere)}
     finally:
-        server.stop()
+        child.terminate()
+        child.wait()
