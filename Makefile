@@ -10,7 +10,13 @@ LITELLM_PINS := bench/litellm-constraints.txt
 # llama-cpp-python ships as source only; its wheel is compiled for the host CPU's instruction set, so the cache
 # that keeps it between set-ups is keyed by the CPU's feature flags (a wheel built elsewhere could crash here).
 # scripts/build-llama-wheel.sh builds it there once, saying so and showing progress; a cached wheel is silent.
-CPU_KEY := $(shell (uname -m; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null) | sha256sum | cut -c1-12)
+# Built without AMX tile instructions: some CPUs (and virtual machines) list AMX in /proc/cpuinfo yet trap its
+# instructions (SIGILL in ggml's AMX kernels, which llama-cpp-python's default load uses for repacked weights).
+# The server loads weights without repacking and never reaches them; direct llama-cpp-python in the tests and
+# benchmarks does. The flags are part of the cache key, so a wheel built otherwise is never reused.
+LLAMA_CPU_FLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS="$(LLAMA_CPU_FLAGS)" -DCMAKE_CXX_FLAGS="$(LLAMA_CPU_FLAGS)"
+CPU_KEY := $(shell (uname -m; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; echo '$(LLAMA_CMAKE_ARGS)') | sha256sum | cut -c1-12)
 WHEEL_CACHE ?= $(HOME)/.cache/warpcore/wheels/$(CPU_KEY)
 export MODELS_PATH ?= $(HOME)/.cache/warpcore/models
 LLAMA_CPP_PIN := $(shell grep -iE '^llama[-_]cpp[-_]python==' constraints.txt)
@@ -28,7 +34,7 @@ setup: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt pip
-	scripts/build-llama-wheel.sh $(BIN)/pip $(WHEEL_CACHE) '$(LLAMA_CPP_PIN)'
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' scripts/build-llama-wheel.sh $(BIN)/pip $(WHEEL_CACHE) '$(LLAMA_CPP_PIN)'
 	$(BIN)/pip install --quiet --find-links $(WHEEL_CACHE) -c constraints.txt -e ./client -e '.[dev]'
 	touch $@
 

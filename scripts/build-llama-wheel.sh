@@ -51,7 +51,8 @@ progress() {
         fi
     done
 }
-if ! "$pip" wheel -v --no-deps --find-links "$cache" --wheel-dir "$cache" "$pin" 2>&1 | tee "$log" | progress; then
+# --no-cache-dir: pip keeps wheels it built in its own cache, and would hand back one built with other flags.
+if ! "$pip" wheel -v --no-cache-dir --no-deps --find-links "$cache" --wheel-dir "$cache" "$pin" 2>&1 | tee "$log" | progress; then
     tail -n 40 "$log" >&2
     echo "Building $name $version failed; the whole build log is $log" >&2
     exit 1

@@ -116,7 +116,8 @@ def test_the_first_llama_build_says_what_why_and_once_and_shows_progress_without
     (cache / "llama_cpp_python-0.3.35-py3-none-linux_x86_64.whl").write_bytes(b"")  # another version
     steps = "\n".join(f'echo "  [{step}/20] /usr/bin/g++ -c unity_{step}.cxx"' for step in range(1, 21))
     wheel = "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
-    pip = fake_pip(tmp_path, f'echo "Building wheel for llama_cpp_python"\n{steps}\ntouch "$7/{wheel}"')
+    into_wheel_dir = f'while [ "$1" != --wheel-dir ]; do shift; done; touch "$2/{wheel}"'
+    pip = fake_pip(tmp_path, f'echo "Building wheel for llama_cpp_python"\n{steps}\n{into_wheel_dir}')
     built = build_wheel(cache, pip)
     assert built.returncode == 0, built.stderr
     lines = built.stdout.splitlines()
