@@ -131,6 +131,7 @@ def test_the_first_llama_build_says_what_why_and_once_and_shows_progress_without
     assert (tmp_path / "calls.txt").read_text().split() == [
         "wheel",
         "-v",
+        "--no-cache-dir",
         "--no-deps",
         "--find-links",
         str(cache),
