@@ -19,7 +19,7 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc

@@ -18,8 +18,8 @@ from tests.conftest import TINY_MODEL, collect, failed_stream, load_tiny, servin
 from tests.fakes.base import StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from warpcore.server.domain import BackendKind
-from warpcore.server.limits import Admission, Limits
+from warpcore.server.core.domain import Admission, BackendKind
+from warpcore.server.core.limits import Limits
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb

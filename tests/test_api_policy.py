@@ -12,8 +12,8 @@ import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.policy import ApiOverridePolicy, default_policy
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.policy import ApiOverridePolicy, default_policy
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import ServingOptions, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
-from warpcore.server.domain import GenerationParams, LocalSettings, TextChunk
+from warpcore.server.core.domain import GenerationParams, LocalSettings, TextChunk
 from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
 

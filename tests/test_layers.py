@@ -51,7 +51,7 @@ def test_the_core_and_the_adapters_never_import_a_front_door(path: Path) -> None
     if layer(path) in ("core", "adapters"):
         assert not uses(imported(path), ("warpcore.server.rpc", "warpcore.server.cli"))
     if layer(path) == "adapters":
-        assert not uses(imported(path), ("warpcore.server.core.engine", "warpcore.server.registry"))
+        assert not uses(imported(path), ("warpcore.server.core.engine", "warpcore.server.core.registry"))
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda path: str(path.relative_to(SERVER)))

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import collect, greedy, load_tiny, serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from warpcore.server.limits import Limits
+from warpcore.server.core.limits import Limits
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from warpcore.server.adapters.llama.options import LlamaOptions
-from warpcore.server.domain import LocalSettings, NumaStrategy
-from warpcore.server.errors import FailedPreconditionError
+from warpcore.server.core.domain import LocalSettings, NumaStrategy
+from warpcore.server.core.errors import FailedPreconditionError
 
 
 def test_defaults_without_config_or_environment() -> None:

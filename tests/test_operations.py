@@ -23,8 +23,8 @@ from grpc_status import rpc_status
 
 from tests.conftest import collect, failed_stream, greedy, load_tiny
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.limits import Limits
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.limits import Limits
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.auth import BearerTokenInterceptor, token_matches
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb

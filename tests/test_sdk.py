@@ -37,7 +37,7 @@ from warpcore.client import (
     WarpcoreError,
 )
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 
 T = TypeVar("T")

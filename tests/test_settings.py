@@ -11,7 +11,7 @@ from tests.certificates import make_certificates
 from warpcore.client import AsyncClient, AuthenticationError, UnavailableError
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.cli import serving_options
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import start_server
 from warpcore.server.settings import SettingsError, parse_settings
 

@@ -10,17 +10,16 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-import grpc
-
 from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.limits import Limits
+from warpcore.server.core.policy import default_policy
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.embedded import embedded_load_spec
-from warpcore.server.errors import WarpcoreError
-from warpcore.server.limits import Limits
 from warpcore.server.logs import configure_logging
-from warpcore.server.policy import default_policy
 from warpcore.server.preload import ConfigError, read_preload
-from warpcore.server.registry import LoadSpec, ModelRegistry
-from warpcore.server.rpc.server import ServingOptions, start_server
+from warpcore.server.rpc.server import ServingOptions, start_server, tls_credentials
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
@@ -29,12 +28,7 @@ _log = logging.getLogger("warpcore.server")
 def serving_options(settings: ServerSettings) -> ServingOptions:
     credentials = None
     if settings.tls_cert is not None and settings.tls_key is not None:
-        client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-        credentials = grpc.ssl_server_credentials(
-            [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-            root_certificates=client_ca,
-            require_client_auth=client_ca is not None,
-        )
+        credentials = tls_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     return ServingOptions(
         credentials=credentials,
         token=settings.token,
@@ -80,7 +74,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         for spec in specs:
-            loaded = await registry.load(spec)
+            loaded = await server.engine.load(spec, from_operator=True)
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await server.set_serving(True)
         bound = ", ".join(map(_bound, settings.listen, server.ports))

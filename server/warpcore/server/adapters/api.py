@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from warpcore.server.adapters.env import env_float, env_str
-from warpcore.server.domain import ApiSettings
-from warpcore.server.errors import (
+from warpcore.server.core.domain import ApiSettings
+from warpcore.server.core.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,

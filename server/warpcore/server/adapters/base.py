@@ -6,13 +6,13 @@ import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
-from warpcore.server.domain import GenerationEvent, GenerationParams, ModelInfo
+from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo
 
 
 class Adapter(Protocol):
     """One backend, configured once, serving at most one loaded model.
 
-    Adapters raise `warpcore.server.errors.WarpcoreError` subclasses and know nothing of gRPC.
+    Adapters raise `warpcore.server.core.errors.WarpcoreError` subclasses and know nothing of gRPC.
     """
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from warpcore.server.bounds import parse_bool
-from warpcore.server.errors import FailedPreconditionError
+from warpcore.server.core.bounds import parse_bool
+from warpcore.server.core.errors import FailedPreconditionError
 
 
 def _bad(name: str, expected: str) -> FailedPreconditionError:

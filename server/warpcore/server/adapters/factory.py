@@ -7,8 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from warpcore.server.adapters.base import Adapter
-from warpcore.server.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
-from warpcore.server.errors import InvalidArgumentError
+from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
 
 AdapterFactory = Callable[[BackendKind, BackendSettings | None], Adapter]
 AdapterType = Callable[[Any, Mapping[str, str]], Adapter]
@@ -37,30 +36,23 @@ def _llama_cpp() -> AdapterType:
     return LlamaCppAdapter
 
 
-_BACKENDS: dict[BackendKind, tuple[type[ApiSettings] | type[LocalSettings], Callable[[], AdapterType]]] = {
-    BackendKind.OPENAI: (ApiSettings, _openai),
-    BackendKind.ANTHROPIC: (ApiSettings, _anthropic),
-    BackendKind.LLAMA_CPP: (LocalSettings, _llama_cpp),
+_ADAPTERS: dict[BackendKind, Callable[[], AdapterType]] = {
+    BackendKind.OPENAI: _openai,
+    BackendKind.ANTHROPIC: _anthropic,
+    BackendKind.LLAMA_CPP: _llama_cpp,
 }
-_CONFIG_FIELD = {ApiSettings: "api", LocalSettings: "local"}
 
 
 def adapter_type(backend: BackendKind) -> AdapterType:
     """The adapter class of `backend`, its module imported on the first call (blocking: seconds for an SDK)."""
-    return _BACKENDS[backend][1]()
+    return _ADAPTERS[backend]()
 
 
 def create_adapter(
     backend: BackendKind, settings: BackendSettings | None, env: Mapping[str, str] = os.environ
 ) -> Adapter:
-    """A new adapter for `backend`; `settings=None` takes every setting from `env`."""
-    settings_type, _ = _BACKENDS[backend]
+    """A new adapter for `backend` (settings of the kind it takes, core/validation.py); `settings=None` takes every
+    setting from `env`."""
     if settings is None:
-        settings = settings_type()
-    elif not isinstance(settings, settings_type):
-        raise InvalidArgumentError(
-            f"backend {backend.name} takes backend_config.{_CONFIG_FIELD[settings_type]},"
-            f" not backend_config.{_CONFIG_FIELD[type(settings)]}",
-            field="backend_config",
-        )
+        settings = ApiSettings() if backend.hosted else LocalSettings()
     return adapter_type(backend)(settings, env)

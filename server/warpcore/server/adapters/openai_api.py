@@ -19,7 +19,7 @@ from warpcore.server.adapters.api import (
     translate_sdk_error,
     upstream_error,
 )
-from warpcore.server.domain import (
+from warpcore.server.core.domain import (
     ApiSettings,
     Finish,
     FinishReason,
@@ -28,7 +28,7 @@ from warpcore.server.domain import (
     ModelInfo,
     TextChunk,
 )
-from warpcore.server.errors import (
+from warpcore.server.core.errors import (
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,

@@ -6,7 +6,7 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator
 
-from warpcore.server.domain import Finish, GenerationEvent, TextChunk
+from warpcore.server.core.domain import Finish, GenerationEvent, TextChunk
 
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""

@@ -11,13 +11,21 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.core.coalescing import coalesced
+from warpcore.server.core.domain import (
+    BackendKind,
+    BackendSettings,
+    Finish,
+    FinishReason,
+    GenerationParams,
+    LoadSpec,
+    TextChunk,
+)
 from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
+from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
-from warpcore.server.domain import BackendKind, BackendSettings, Finish, FinishReason, GenerationParams, TextChunk
-from warpcore.server.limits import Limits
-from warpcore.server.policy import ApiOverridePolicy
-from warpcore.server.registry import LoadedModel, LoadSpec, ModelRegistry
 
 _log = logging.getLogger("warpcore.server")
 
@@ -44,9 +52,11 @@ class Engine:
         self.streams = ActiveStreams()
         self._api_overrides = api_overrides
 
-    async def load(self, spec: LoadSpec) -> LoadedModel:
+    async def load(self, spec: LoadSpec, *, from_operator: bool = False) -> LoadedModel:
+        """Load a model; the operator's own models (the preload file) may name any API endpoint."""
         check_load(spec)
-        self._api_overrides.check(spec.settings)
+        if not from_operator:
+            self._api_overrides.check(spec.settings)
         started = time.monotonic()
         loaded = await self.registry.load(spec)
         _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
@@ -63,7 +73,7 @@ class Engine:
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""
-        check_settings(settings)
+        check_settings(settings, backend)
         self._api_overrides.check(settings)
         return await self.registry.available(backend, settings)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
-from warpcore.server.bounds import (
+from warpcore.server.core.bounds import (
     MAX_CONTEXT_SIZE,
     MAX_ID_LENGTH,
     MAX_PARALLEL,
@@ -15,9 +15,16 @@ from warpcore.server.bounds import (
     MAX_TIMEOUT_SECONDS,
     MIN_CONTEXT_SIZE,
 )
-from warpcore.server.domain import ApiSettings, BackendSettings, GenerationParams, LocalSettings, Role
-from warpcore.server.errors import InvalidArgumentError
-from warpcore.server.registry import LoadSpec
+from warpcore.server.core.domain import (
+    ApiSettings,
+    BackendKind,
+    BackendSettings,
+    GenerationParams,
+    LoadSpec,
+    LocalSettings,
+    Role,
+)
+from warpcore.server.core.errors import InvalidArgumentError
 
 
 def require(condition: bool, field: str, message: str) -> None:
@@ -68,10 +75,16 @@ def check_load(spec: LoadSpec) -> None:
             "context_size",
             f"context_size must be between {MIN_CONTEXT_SIZE} and {MAX_CONTEXT_SIZE} tokens",
         )
-    check_settings(spec.settings)
+    check_settings(spec.settings, spec.backend)
 
 
-def check_settings(settings: BackendSettings | None) -> None:
+def check_settings(settings: BackendSettings | None, backend: BackendKind | None = None) -> None:
+    """`settings` in range, and of the kind `backend` (when given) takes."""
+    if backend is not None and settings is not None and isinstance(settings, ApiSettings) != backend.hosted:
+        wanted, given = ("api", "local") if backend.hosted else ("local", "api")
+        raise InvalidArgumentError(
+            f"backend {backend.name} takes backend_config.{wanted}, not backend_config.{given}", field="settings"
+        )
     if isinstance(settings, ApiSettings):
         _check_api(settings)
     elif isinstance(settings, LocalSettings):

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 
+from warpcore.server.core.domain import Finish
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.domain import Finish
 from warpcore.v1 import inference_pb2 as pb
 
 access_log = logging.getLogger("warpcore.access")

@@ -6,18 +6,20 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from warpcore.server.core.bounds import MAX_MESSAGE_BYTES
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.engine import Engine
+from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.limits import Limits
-from warpcore.server.policy import ApiOverridePolicy
-from warpcore.server.registry import ModelRegistry
+from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.access_log import AccessLogInterceptor
 from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.servicer import InferenceServicer
@@ -38,7 +40,7 @@ class ServingOptions:
     token: str | None = field(default=None, repr=False)
     """Bearer token required on the inference service (health and reflection stay open)."""
     limits: Limits = field(default_factory=Limits)
-    max_message_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     keepalive_seconds: float = 60.0
     """Ping idle connections this often, so that proxies and NATs keep them open."""
     api_overrides: ApiOverridePolicy = field(default_factory=ApiOverridePolicy)
@@ -82,6 +84,14 @@ class WarpcoreServer:
         if grace:
             await self.streams.drain(grace)
         await stopping
+
+
+def tls_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+    """TLS with this certificate chain and key; with a client CA, mutual TLS that requires client certificates."""
+    ca = client_ca.read_bytes() if client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key.read_bytes(), cert.read_bytes())], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:

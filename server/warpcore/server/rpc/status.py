@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from warpcore.server.errors import ErrorCode, InvalidArgumentError, WarpcoreError
+from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.rpc.translate import field_path
 
 ERROR_DOMAIN = "warpcore.v1"

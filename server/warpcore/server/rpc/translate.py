@@ -5,22 +5,23 @@ from __future__ import annotations
 
 from google.protobuf import duration_pb2
 
-from warpcore.server.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
-from warpcore.server.core.engine import GenerationResult
-from warpcore.server.core.validation import require
-from warpcore.server.domain import (
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
+from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
     BackendSettings,
     ChatMessage,
     FinishReason,
     GenerationParams,
+    LoadSpec,
     LocalSettings,
     NumaStrategy,
     Role,
 )
-from warpcore.server.errors import InvalidArgumentError
-from warpcore.server.registry import LoadedModel, LoadSpec
+from warpcore.server.core.engine import GenerationResult
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.registry import LoadedModel
+from warpcore.server.core.validation import require
 from warpcore.v1 import inference_pb2 as pb
 
 _BACKENDS = {

@@ -21,8 +21,8 @@ from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
-from warpcore.server.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
-from warpcore.server.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
+from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
 
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more

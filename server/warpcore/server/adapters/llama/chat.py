@@ -10,8 +10,8 @@ import jinja2
 import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
-from warpcore.server.domain import ChatMessage, GenerationParams, Role
-from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 # Chat formats of llama-cpp-python that can be chosen by name.
 CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
@@ -25,7 +25,7 @@ CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
 }
 # Formats whose template has no system turn: the system text opens the first user turn instead.
 _FORMATS_WITHOUT_SYSTEM = {"gemma"}
-CHAT_FORMAT_FIELD = "backend_config.local.llama_cpp.chat_format"
+CHAT_FORMAT_FIELD = "settings.chat_format"
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class ChatTemplate:
                 )
             except jinja2.TemplateError as error:
                 raise FailedPreconditionError(
-                    f"the chat template in {model!r} cannot be used ({error}); name a chat format in"
-                    f" {CHAT_FORMAT_FIELD} instead",
+                    f"the chat template in {model!r} cannot be used ({error}); load the model with a chat_format"
+                    f" setting instead ({', '.join(sorted(CHAT_FORMATTERS))})",
                     reason="MODEL_LOAD_FAILED",
                 ) from None
             return
@@ -79,7 +79,7 @@ class ChatTemplate:
         except Exception as error:
             raise FailedPreconditionError(
                 f"the model's chat template could not be rendered ({type(error).__name__}: {error}); load the model"
-                f" with a built-in {CHAT_FORMAT_FIELD} ({', '.join(sorted(CHAT_FORMATTERS))}) or send a prompt"
+                f" with a chat_format setting ({', '.join(sorted(CHAT_FORMATTERS))}) or send a prompt"
                 " instead of messages",
                 reason="CHAT_TEMPLATE_FAILED",
             ) from error

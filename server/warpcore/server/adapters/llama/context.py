@@ -8,7 +8,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from warpcore.server.errors import FailedPreconditionError
+from warpcore.server.core.errors import FailedPreconditionError
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 

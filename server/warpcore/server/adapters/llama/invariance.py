@@ -14,7 +14,7 @@ import llama_cpp
 import numpy as np
 
 from warpcore.server.adapters.llama.context import NativeContext
-from warpcore.server.errors import FailedPreconditionError
+from warpcore.server.core.errors import FailedPreconditionError
 
 _log = logging.getLogger(__name__)
 _PROBE_TOKENS = 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 HF_PREFIX = "hf:"
 _REPO_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -8,9 +8,9 @@ from typing import TypeVar
 
 from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
-from warpcore.server.bounds import MAX_PARALLEL, NUMA_NAMES, parse_numa
-from warpcore.server.domain import LocalSettings, NumaStrategy
-from warpcore.server.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.bounds import MAX_PARALLEL, NUMA_NAMES, parse_numa
+from warpcore.server.core.domain import LocalSettings, NumaStrategy
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 Value = TypeVar("Value")
 

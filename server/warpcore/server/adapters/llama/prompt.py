@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
-from warpcore.server.domain import GenerationParams
-from warpcore.server.errors import InvalidArgumentError
+from warpcore.server.core.domain import GenerationParams
+from warpcore.server.core.errors import InvalidArgumentError
 
 # No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
 # context x this cannot fit, whatever its tokens.

@@ -7,7 +7,7 @@ from typing import cast
 
 import llama_cpp
 
-from warpcore.server.domain import GenerationParams
+from warpcore.server.core.domain import GenerationParams
 
 # llama-cpp-python's create_completion defaults, used for options a request leaves unset.
 DEFAULT_TEMPERATURE = 0.8

@@ -15,8 +15,8 @@ from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.domain import Finish, FinishReason, GenerationParams
-from warpcore.server.errors import UnavailableError
+from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.core.errors import UnavailableError
 
 _log = logging.getLogger(__name__)
 # A prompt enters the KV cache in pieces of this many tokens, each its own llama_decode call, whatever else is

@@ -9,7 +9,7 @@ import llama_cpp
 
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.stop_scanner import StopScanner
-from warpcore.server.domain import Finish, FinishReason, GenerationEvent, TextChunk
+from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, TextChunk
 
 Emit = Callable[[GenerationEvent | BaseException], None]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from warpcore.server.domain import ApiSettings, BackendSettings
-from warpcore.server.errors import PermissionDeniedError
+from warpcore.server.core.domain import ApiSettings, BackendSettings
+from warpcore.server.core.errors import PermissionDeniedError
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ApiOverridePolicy:
     allow: bool = True
     allowed_hosts: frozenset[str] | None = None
 
-    def check(self, settings: BackendSettings | None, field: str = "backend_config.api") -> None:
+    def check(self, settings: BackendSettings | None, field: str = "settings") -> None:
         if not isinstance(settings, ApiSettings) or (settings.base_url is None and settings.api_key is None):
             return
         if not self.allow:

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from warpcore.server.adapters.base import Adapter
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
-from warpcore.server.domain import BackendKind, BackendSettings, ModelInfo
-from warpcore.server.errors import AlreadyExistsError, NotFoundError
-from warpcore.server.limits import Admission
-
-
-@dataclass(frozen=True)
-class LoadSpec:
-    """A validated LoadModel request."""
-
-    model_id: str
-    backend: BackendKind
-    name: str
-    settings: BackendSettings | None
-    context_size: int | None
-    admission: Admission | None = field(default=None, compare=False)
-    """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
-    model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
+from warpcore.server.core.domain import BackendKind, BackendSettings, LoadSpec, ModelInfo
+from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 
 from __future__ import annotations
 
-from warpcore.server.domain import NumaStrategy
+from warpcore.server.core.domain import NumaStrategy
 
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
@@ -16,6 +16,8 @@ MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""The largest request a front door accepts, unless the server is started with another limit."""
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})

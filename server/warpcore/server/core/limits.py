@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import assert_never
 
-from warpcore.server.domain import BackendKind
-from warpcore.server.errors import ResourceExhaustedError
+from warpcore.server.core.bounds import MAX_TOKENS_LIMIT
+from warpcore.server.core.domain import Admission, BackendKind
+from warpcore.server.core.errors import ResourceExhaustedError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
 
@@ -68,21 +68,13 @@ API_MAX_STREAMS = 256
 API_MAX_QUEUE = 1024
 
 
-@dataclass(frozen=True)
-class Admission:
-    """One model's own admission limits, set by the operator (the preload file); None: the backend's default."""
-
-    max_streams: int | None = None
-    max_queue: int | None = None
-
-
 @dataclass
 class Limits:
     """The limits that protect the process, and the gates of the models loaded now."""
 
     max_streams_per_model: int = LOCAL_MAX_STREAMS
     max_queue_per_model: int = LOCAL_MAX_QUEUE
-    max_tokens: int = 32768
+    max_tokens: int = MAX_TOKENS_LIMIT
     max_streams_per_api_model: int = API_MAX_STREAMS
     max_queue_per_api_model: int = API_MAX_QUEUE
 
@@ -92,13 +84,9 @@ class Limits:
     def defaults(self, backend: BackendKind) -> tuple[int, int]:
         """Running and waiting generations a model of `backend` gets unless its own Admission says otherwise: the
         one place that tells hosted models from local ones."""
-        match backend:
-            case BackendKind.LLAMA_CPP:
-                return self.max_streams_per_model, self.max_queue_per_model
-            case BackendKind.OPENAI | BackendKind.ANTHROPIC:
-                return self.max_streams_per_api_model, self.max_queue_per_api_model
-            case _:
-                assert_never(backend)
+        if backend.hosted:
+            return self.max_streams_per_api_model, self.max_queue_per_api_model
+        return self.max_streams_per_model, self.max_queue_per_model
 
     def gate(self, model_id: str, backend: BackendKind, parallel: int = 1, own: Admission | None = None) -> StreamGate:
         """The model's gate; a model that decodes `parallel` generations together runs at least that many."""

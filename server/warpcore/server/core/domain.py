@@ -11,6 +11,12 @@ class BackendKind(enum.Enum):
     ANTHROPIC = "anthropic"
     LLAMA_CPP = "llama_cpp"
 
+    @property
+    def hosted(self) -> bool:
+        """Whether the model runs elsewhere, behind an API (ApiSettings), rather than in this process
+        (LocalSettings)."""
+        return self is not BackendKind.LLAMA_CPP
+
 
 class Role(enum.Enum):
     SYSTEM = "system"
@@ -109,3 +115,25 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One model's own admission limits, set by the operator (the preload file); None: the backend's default."""
+
+    max_streams: int | None = None
+    max_queue: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """A validated LoadModel request."""
+
+    model_id: str
+    backend: BackendKind
+    name: str
+    settings: BackendSettings | None
+    context_size: int | None
+    admission: Admission | None = field(default=None, compare=False)
+    """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
+    model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
