@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from aiohttp import web
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.conftest import collect, failed_stream
+from tests.conftest import collect, failed_stream, serving
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.fakes.base import FakeUpstream
+from tests.fakes.base import FakeUpstream, SseEvent, StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_of, load, prompt
 from tests.key_leaks import Key, Transcript, leaks
-from warpcore.server.adapters.api import MAX_REQUEST_ID, scrub_request_id, upstream_host
+from warpcore.server.adapters.hosted.scrub import MAX_REQUEST_ID, scrub_request_id, upstream_host
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -331,6 +334,28 @@ async def test_configured_timeout_ends_a_stalled_stream(stub: Stub, upstream: Fa
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 
 
+async def test_shutdown_ends_a_hosted_stream_with_a_cancelled_frame_and_its_usage(
+    server_env: dict[str, str], anthropic_upstream: FakeAnthropic
+) -> None:
+    # 1000 chunks 10 ms apart: far longer than the grace, so that only the drain can end the stream.
+    anthropic_upstream.script = Script(chunks=["tick"] * 1000, delay=0.01, prompt_tokens=17, request_id="req-drained")
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, anthropic_upstream)
+        frames = aiter(stub.Generate(prompt()))
+        first = await anext(frames)
+        stopping = asyncio.ensure_future(server.stop(1.0))
+        rest = [frame async for frame in frames]
+        await stopping
+    assert first.delta.text == "tick"
+    result = rest[-1].result
+    assert result.finish_reason == pb.FINISH_REASON_CANCELLED
+    # What the upstream had reported when the stream was stopped: message_start's counts.
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (17, 1)
+    assert result.upstream_request_id == "req-drained"
+    await asyncio.wait_for(anthropic_upstream.disconnected.wait(), 5)  # the upstream stream was closed
+
+
 # Errors
 
 
@@ -426,11 +451,32 @@ async def test_stream_cut_midway_ends_with_error_after_the_deltas(stub: Stub, up
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 
 
-async def test_malformed_event_ends_the_stream_cleanly(stub: Stub, upstream: FakeUpstream) -> None:
+def send_wrong_shape_as_malformed(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the fake's malformed event valid JSON of the wrong shape: a text delta whose text is a number."""
+    if isinstance(upstream, FakeOpenAI):
+        wrong = SseEvent.of_json({"choices": [{"index": 0, "delta": {"content": 7}}]})
+    else:
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 7}}
+        wrong = SseEvent.of_json(delta, event="content_block_delta")
+    send = upstream.stream
+
+    async def stream(request: web.Request, plan: StreamPlan) -> web.StreamResponse:
+        return await send(request, dataclasses.replace(plan, malformed=wrong))
+
+    monkeypatch.setattr(upstream, "stream", stream)
+
+
+@pytest.mark.parametrize("malformed", ["not JSON", "wrong shape"])
+async def test_malformed_event_ends_the_stream_cleanly(
+    stub: Stub, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, malformed: str
+) -> None:
+    if malformed == "wrong shape":
+        send_wrong_shape_as_malformed(upstream, monkeypatch)
     upstream.script = Script(chunks=["a", "b", "c"], malformed_after=1)
     await load(stub, upstream)
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
+    assert details(error)["reason"] == "UPSTREAM_MALFORMED_STREAM"  # whichever the provider
     assert frames[0].delta.text == "a"
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details, serving
 from tests.tiny_model import write_tiny_model
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -148,11 +149,20 @@ async def test_unload_lets_the_running_generation_finish(stub: Stub, tiny: str) 
     ],
 )
 async def test_a_chat_template_that_fails_says_whose_fault_it_is(
-    stub: Stub, models_path: Path, template: str, code: grpc.StatusCode, reason: str
+    tmp_path: Path, template: str, code: grpc.StatusCode, reason: str
 ) -> None:
-    name = f"hf:warpcore/templates:{reason.lower()}.gguf"
-    write_tiny_model(models_path / "hf" / "warpcore" / "templates" / f"{reason.lower()}.gguf", chat_template=template)
-    await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=name, model_id="templated"))
+    write_tiny_model(tmp_path / "templated.gguf", chat_template=template)
+    async with (
+        serving({"MODELS_PATH": str(tmp_path)}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        await check_template_failure(inference_pb2_grpc.InferenceServiceStub(channel), code, reason)
+
+
+async def check_template_failure(stub: Stub, code: grpc.StatusCode, reason: str) -> None:
+    await stub.LoadModel(
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="templated.gguf", model_id="templated")
+    )
     chat = pb.GenerateRequest(model_id="templated", messages=[pb.ChatMessage(role=pb.ROLE_USER, content="hello")])
     _, error = await failed_stream(stub.Generate(chat))
     assert error.code() == code

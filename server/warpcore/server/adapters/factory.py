@@ -19,13 +19,13 @@ AdapterType = Callable[[Any, Mapping[str, str]], Adapter]
 
 
 def _openai() -> AdapterType:
-    from warpcore.server.adapters.openai_api import OpenAIAdapter
+    from warpcore.server.adapters.hosted.openai import OpenAIAdapter
 
     return OpenAIAdapter
 
 
 def _anthropic() -> AdapterType:
-    from warpcore.server.adapters.anthropic_api import AnthropicAdapter
+    from warpcore.server.adapters.hosted.anthropic import AnthropicAdapter
 
     return AnthropicAdapter
 

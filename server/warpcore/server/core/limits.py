@@ -60,10 +60,10 @@ class StreamGate:
 LOCAL_MAX_STREAMS = 4
 LOCAL_MAX_QUEUE = 64
 # A hosted model computes elsewhere, on an upstream built for concurrency that enforces its own rate limits (a 429
-# reaches the caller as RESOURCE_EXHAUSTED). Here each of its streams costs a socket, a few KiB and about 31 us of
-# CPU per relayed message: 256 streams at the 50-100 tokens/s of a hosted model are 13-26k messages/s, about what one
-# Python gRPC process can relay (~32k/s measured), so more running would only slow every stream. The queue takes a
-# burst of four times that before turning callers away, and stays bounded so that a flood cannot grow memory.
+# reaches the caller as RESOURCE_EXHAUSTED). Here each of its streams costs a socket, a few KiB and some CPU per
+# relayed message: 256 streams at the 50-100 tokens/s of a hosted model are tens of thousands of messages a second,
+# the order of what one Python gRPC process can relay, so more running would only slow every stream. The queue takes
+# a burst of four times that before turning callers away, and stays bounded so that a flood cannot grow memory.
 API_MAX_STREAMS = 256
 API_MAX_QUEUE = 1024
 

@@ -1,0 +1,165 @@
+"""Anthropic backend: the Messages API through the official SDK; models listed by a direct HTTP request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anthropic
+import httpx2
+
+from warpcore.server.adapters.env import env_str
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
+from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams, Role
+from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+
+ENVIRONMENT = ApiEnvironment(
+    provider="anthropic",
+    api_key="ANTHROPIC_API_KEY",
+    base_url="ANTHROPIC_API_BASE",
+    default_base_url="https://api.anthropic.com",
+)
+DEFAULT_API_VERSION = "2023-06-01"
+MAX_TEMPERATURE = 1.0
+MODELS_PAGE_SIZE = 1000
+MAX_MODEL_PAGES = 20
+
+# An `error` event inside a stream arrives as an APIStatusError with the stream's HTTP 200; its error type
+# tells what the status would have been (https://docs.anthropic.com/en/api/errors).
+ERROR_EVENT_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+ERRORS = ErrorTable(
+    # Failures while reading a stream, and those of the direct model listing, reach us as httpx2's own.
+    catches=(anthropic.AnthropicError, httpx2.HTTPError, ValueError),
+    kinds={anthropic.APITimeoutError: DeadlineExceededError, httpx2.TimeoutException: DeadlineExceededError},
+    status_error=anthropic.APIStatusError,
+    context_length=lambda failed: "prompt is too long" in str(failed),
+    event_statuses=ERROR_EVENT_STATUS,
+)
+STOP_REASONS = {
+    "end_turn": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "stop_sequence": FinishReason.STOP_SEQUENCE,
+}
+
+
+class _MessageEvents(EventReader):
+    """The events of a streamed message: text in content_block_delta, usage in message_start and message_delta, the
+    stop reason in message_delta."""
+
+    __slots__ = ()
+
+    def text(self, event: Any) -> str | None:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event["delta"]
+            if delta.get("type") == "text_delta" and self.finish is None:  # nothing counts after the stop
+                text = delta["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text that is not a string")
+                return text
+        elif kind == "message_start":
+            self._count(event["message"])
+        elif kind == "message_delta":
+            reason = event["delta"]["stop_reason"]
+            self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
+            self._count(event)
+        return None
+
+    def _count(self, carrier: Mapping[str, Any]) -> None:
+        """Take the non-zero counts of an event's usage.
+
+        Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
+        servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
+        event may carry either count, or leave it out or null. A 0 never replaces a count already seen.
+        """
+        usage = carrier.get("usage") or {}
+        self.prompt_tokens = int(usage.get("input_tokens") or 0) or self.prompt_tokens
+        self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
+
+
+class AnthropicAdapter(HostedAdapter):
+    """One model of the Anthropic Messages API."""
+
+    name = "Anthropic"
+    backend = "BACKEND_TYPE_ANTHROPIC"
+    errors = ERRORS
+    endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], "request-id", _MessageEvents)
+
+    def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
+        api = resolve_api(settings, env, ENVIRONMENT)
+        self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
+        client = anthropic.AsyncAnthropic(
+            **client_options(api),
+            default_headers={"anthropic-version": self._version},
+            http_client=anthropic.DefaultAioHttpClient(timeout=api.timeout),
+        )
+        super().__init__(api, client)
+
+    def _request(self, params: GenerationParams) -> dict[str, Any]:
+        if params.seed is not None:
+            raise refused("options.seed", "seed is not supported by the Anthropic API; leave it unset")
+        if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
+            raise refused(
+                "options.temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}"
+            )
+        system = [params.system] if params.system else []
+        system += [message.content for message in params.messages if message.role is Role.SYSTEM]
+        # Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling.
+        options = {
+            "system": "\n\n".join(system) or None,
+            "top_k": params.top_k,
+            "stop_sequences": list(params.stop) or None,
+        }
+        return self._body(params, _alternating_turns(params), **options)
+
+    async def list_models(self) -> Sequence[str]:
+        """GET /v1/models page by page, straight over HTTP with the key and version headers."""
+        headers = {"x-api-key": self._api.api_key, "anthropic-version": self._version}
+        names: list[str] = []
+        query: dict[str, str | int] = {"limit": MODELS_PAGE_SIZE}
+        async with httpx2.AsyncClient(base_url=self._api.base_url, headers=headers, timeout=self._api.timeout) as http:
+            for _ in range(MAX_MODEL_PAGES):
+                with map_sdk_errors(ERRORS, self._api):
+                    response = await http.get("/v1/models", params=query)
+                if response.is_error:
+                    status = response.status_code
+                    kind = error_for_status(status)
+                    raise upstream_error(kind, self._api, response.text, status=status, headers=response.headers)
+                try:
+                    page = response.json()
+                    names += [model["id"] for model in page["data"]]
+                except (ValueError, KeyError, TypeError) as error:
+                    raise upstream_error(UnavailableError, self._api, "malformed /v1/models response") from error
+                if not page.get("has_more"):
+                    break
+                query["after_id"] = page["last_id"]
+        return names
+
+
+def _alternating_turns(params: GenerationParams) -> list[dict[str, str]]:
+    """User and assistant turns as the Messages API wants them: alternating, starting with the user."""
+    if params.prompt is not None:
+        return [{"role": "user", "content": params.prompt}]
+    turns: list[dict[str, str]] = []
+    for message in params.messages:
+        if message.role is Role.SYSTEM:
+            continue
+        if turns and turns[-1]["role"] == message.role.value:
+            turns[-1]["content"] += "\n\n" + message.content
+        else:
+            turns.append({"role": message.role.value, "content": message.content})
+    if turns[0]["role"] != "user":
+        raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
+    return turns

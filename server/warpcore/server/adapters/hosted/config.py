@@ -1,0 +1,87 @@
+"""A hosted API's settings: each from the request's ApiConfig, else the server's environment, else a default."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+from warpcore.server.adapters.env import env_float, env_str
+from warpcore.server.core.domain import ApiSettings
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+
+DEFAULT_TIMEOUT = 600.0  # seconds for one upstream request, as in both vendor SDKs
+
+
+@dataclass(frozen=True)
+class ApiEnvironment:
+    """The environment variables a provider reads its settings from."""
+
+    provider: str
+    api_key: str
+    base_url: str
+    default_base_url: str
+    organization: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedApi:
+    provider: str
+    api_key: str = field(repr=False)
+    base_url: str
+    organization: str | None
+    timeout: float
+
+
+class ClientOptions(TypedDict):
+    """What every vendor SDK client is built with."""
+
+    api_key: str
+    base_url: str
+    timeout: float
+    max_retries: int
+
+
+def client_options(api: ResolvedApi) -> ClientOptions:
+    # No retries: a failure goes back to the caller at once, with RetryInfo where waiting helps, and the caller's
+    # deadline is not spent on attempts it never asked for.
+    return ClientOptions(api_key=api.api_key, base_url=api.base_url, timeout=api.timeout, max_retries=0)
+
+
+def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnvironment) -> ResolvedApi:
+    """Each field from the request's ApiConfig, else the environment, else the default; the key is required.
+
+    The server's own key only ever goes to the server's own base URL: a request that names a base URL must bring
+    its key too, or anyone able to call LoadModel could have the server send its key to a host of their choosing.
+    """
+    if settings.base_url and not settings.api_key:
+        raise InvalidArgumentError(
+            "backend_config.api.base_url is set, so backend_config.api.api_key must be set too:"
+            " the server's own key is only sent to the base URL configured on the server",
+            field="backend_config.api.api_key",
+            reason="API_KEY_REQUIRED_WITH_BASE_URL",
+        )
+    api_key = settings.api_key or env_str(env, names.api_key)
+    if not api_key:
+        raise FailedPreconditionError(
+            f"no {names.provider} API key: set backend_config.api.api_key in the request"
+            f" or {names.api_key} in the server's environment",
+            reason="API_KEY_MISSING",
+            metadata={"provider": names.provider},
+        )
+    organization = settings.organization
+    if organization is None and names.organization is not None:
+        organization = env_str(env, names.organization)
+    timeout = settings.timeout or env_float(env, f"{names.provider.upper()}_TIMEOUT") or DEFAULT_TIMEOUT
+    return ResolvedApi(
+        provider=names.provider,
+        api_key=api_key,
+        base_url=settings.base_url or env_str(env, names.base_url) or names.default_base_url,
+        organization=organization,
+        timeout=timeout,
+    )
+
+
+def request_timeout(configured: float, remaining: float | None) -> float:
+    """The upstream timeout: the configured one, cut to what is left of the caller's deadline."""
+    return configured if remaining is None else max(min(configured, remaining), 0.001)

@@ -1,0 +1,207 @@
+"""Upstream failures as domain errors: one table per vendor SDK and one context manager that applies it."""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.scrub import redact, scrub_request_id, upstream_host
+from warpcore.server.core.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    WarpcoreError,
+)
+
+
+@dataclass(frozen=True)
+class ErrorTable:
+    """How one vendor SDK's exceptions become domain errors.
+
+    An exception that carries an HTTP response (`status_error`) maps by its status, so the SDK's classes per status
+    need no entry; `kinds` names the others that are not UNAVAILABLE (timeouts), looked up along the exception's
+    MRO. Whatever `catches` holds is an upstream failure; anything else is a bug of ours and propagates as it is.
+    """
+
+    catches: tuple[type[Exception], ...]
+    kinds: Mapping[type[Exception], type[WarpcoreError]]
+    status_error: type[Exception]
+    context_length: Callable[[Exception], bool]
+    """Whether a failure says the prompt did not fit the model's context."""
+    event_statuses: Mapping[str, int] = field(default_factory=dict)
+    """The HTTP status each error type of an in-stream `error` event stands for; unknown types count as 500."""
+
+
+class HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class StatusErrorLike(Protocol):
+    """The shape both vendor SDKs give an error that carries an HTTP response."""
+
+    status_code: int
+    message: str
+    body: object
+    request_id: str | None
+
+    @property
+    def response(self) -> HasHeaders: ...
+
+
+_BY_STATUS: dict[int, type[WarpcoreError]] = {
+    400: InvalidArgumentError,
+    401: UnauthenticatedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: DeadlineExceededError,
+    413: InvalidArgumentError,
+    422: InvalidArgumentError,
+    429: ResourceExhaustedError,
+}
+
+
+def error_for_status(status: int) -> type[WarpcoreError]:
+    """The domain error for an HTTP status no SDK class covers more precisely."""
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return UnavailableError if status >= 500 else FailedPreconditionError
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    if milliseconds := headers.get("retry-after-ms"):
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def upstream_error(
+    kind: type[WarpcoreError],
+    api: ResolvedApi,
+    message: str,
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> WarpcoreError:
+    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words."""
+    metadata = {"provider": api.provider}
+    if status is not None:
+        metadata["http_status"] = str(status)
+    if request_id := scrub_request_id(request_id, api.api_key):
+        metadata["upstream_request_id"] = request_id
+    upstream = f" (HTTP {status})" if status is not None else ""
+    return kind(
+        f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
+        reason=reason or f"UPSTREAM_{kind.default_reason}",
+        metadata=metadata,
+        retry_after=retry_after(headers or {}) if kind is ResourceExhaustedError else None,
+    )
+
+
+def upstream_message(body: object) -> str | None:
+    """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}."""
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("error", body)
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return message if isinstance(message, str) else None
+
+
+@contextlib.contextmanager
+def map_sdk_errors(table: ErrorTable, api: ResolvedApi) -> Iterator[None]:
+    """Within the block, an upstream failure the SDK raises becomes the domain error `table` gives it, its cause
+    kept and the key scrubbed from its words."""
+    try:
+        yield
+    except table.catches as error:
+        raise _translate(error, table, api) from error
+
+
+def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> WarpcoreError:
+    kind = next((table.kinds[cls] for cls in type(error).__mro__ if cls in table.kinds), None)
+    connection_failure = _connection_failure(error, api.base_url)
+    if connection_failure is not None:
+        kind = UnavailableError
+    reason = "CONTEXT_LENGTH_EXCEEDED" if table.context_length(error) else None
+    if not isinstance(error, table.status_error):
+        message = connection_failure or str(error) or type(error).__name__
+        return upstream_error(kind or UnavailableError, api, message, reason=reason)
+    failed: StatusErrorLike = error  # type: ignore[assignment]
+    message = upstream_message(failed.body) or failed.message
+    if failed.status_code == 200:
+        # An `error` event inside a stream: raised with the stream's HTTP 200, so its error type tells what the
+        # status would have been.
+        event_error = failed.body.get("error") if isinstance(failed.body, dict) else None
+        error_type = event_error.get("type") if isinstance(event_error, dict) else None
+        status = table.event_statuses.get(str(error_type), 500)
+        return upstream_error(error_for_status(status), api, message, headers=failed.response.headers)
+    return upstream_error(
+        kind or error_for_status(failed.status_code),
+        api,
+        message,
+        status=failed.status_code,
+        headers=failed.response.headers,
+        reason=reason,
+        request_id=failed.request_id,
+    )
+
+
+# What each kind of broken connection is called in an error message; the first class in an exception's MRO wins.
+_CONNECTION_FAILURES: dict[type[ConnectionError], str] = {
+    ConnectionRefusedError: "could not connect to {host} (connection refused)",
+    ConnectionResetError: "the connection to {host} was reset",
+    ConnectionAbortedError: "the connection to {host} was aborted",
+    BrokenPipeError: "the connection to {host} was closed while sending",
+    ConnectionError: "the connection to {host} failed",
+}
+
+
+def _connection_failure(error: BaseException, base_url: str) -> str | None:
+    """What broke, naming the upstream, when a refused or reset connection lies under `error`; else None.
+
+    The SDKs' aiohttp transport reports a refused connection as a connect timeout ("Request timed out."), httpx2's
+    as "All connection attempts failed": the exceptions underneath tell the truth, and it is UNAVAILABLE (try
+    elsewhere or later), not DEADLINE_EXCEEDED. Underneath means an explicit cause, a context nobody suppressed, an
+    exception wrapped as an argument (httpcore2 wraps the socket's error so, and its pool then re-raises with
+    `from None`), or a member of a group (one error per address tried).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        cause = pending.pop(0)
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionError):
+            phrase = next(_CONNECTION_FAILURES[cls] for cls in type(cause).__mro__ if cls in _CONNECTION_FAILURES)
+            return phrase.format(host=upstream_host(base_url))
+        under = [cause.__cause__, None if cause.__suppress_context__ else cause.__context__, *cause.args]
+        if isinstance(cause, BaseExceptionGroup):
+            under += cause.exceptions
+        pending += [inner for inner in under if isinstance(inner, BaseException)]
+    return None

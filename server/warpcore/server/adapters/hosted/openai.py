@@ -1,0 +1,91 @@
+"""OpenAI backend: chat completions through the official SDK, against OpenAI or any compatible server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import openai
+
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
+from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors
+from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams
+from warpcore.server.core.errors import DeadlineExceededError
+
+ENVIRONMENT = ApiEnvironment(
+    provider="openai",
+    api_key="OPENAI_API_KEY",
+    base_url="OPENAI_API_BASE",
+    default_base_url="https://api.openai.com/v1",
+    organization="OPENAI_ORGANIZATION",
+)
+MAX_STOP_SEQUENCES = 4  # the chat completions API's limit
+
+ERRORS = ErrorTable(
+    catches=(openai.OpenAIError, ValueError),
+    kinds={openai.APITimeoutError: DeadlineExceededError},
+    status_error=openai.APIStatusError,
+    context_length=lambda failed: getattr(failed, "code", None) == "context_length_exceeded",
+)
+FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+
+
+class _ChatChunks(EventReader):
+    """The chunks of a streamed chat completion: text in each choice's delta, the finish reason in a choice, and the
+    usage in a last chunk of its own (asked for with stream_options.include_usage)."""
+
+    __slots__ = ()
+
+    def text(self, event: Any) -> str | None:
+        if usage := event.get("usage"):
+            self.prompt_tokens, self.completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        text = None
+        for choice in event.get("choices") or ():
+            content = (choice.get("delta") or {}).get("content")
+            if content and self.finish is None:  # nothing counts after the stop
+                if not isinstance(content, str):
+                    raise TypeError("content that is not a string")
+                text = content if text is None else text + content
+            if reason := choice.get("finish_reason"):
+                self.finish = FINISH_REASONS.get(reason, FinishReason.STOP)
+        return text
+
+
+class OpenAIAdapter(HostedAdapter):
+    """One model of an OpenAI-compatible chat completions API."""
+
+    name = "OpenAI"
+    backend = "BACKEND_TYPE_OPENAI"
+    errors = ERRORS
+    endpoint = StreamEndpoint("/chat/completions", openai.AsyncStream[object], "x-request-id", _ChatChunks)
+    _client: openai.AsyncOpenAI
+
+    def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
+        api = resolve_api(settings, env, ENVIRONMENT)
+        client = openai.AsyncOpenAI(
+            **client_options(api),
+            organization=api.organization,
+            http_client=openai.DefaultAioHttpClient(timeout=api.timeout),
+        )
+        super().__init__(api, client)
+
+    def _request(self, params: GenerationParams) -> dict[str, Any]:
+        if params.top_k is not None:
+            raise refused("options.top_k", "top_k is not supported by the OpenAI API; leave it unset")
+        if len(params.stop) > MAX_STOP_SEQUENCES:
+            raise refused(
+                "options.stop_sequences", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences"
+            )
+        messages = [{"role": "system", "content": params.system}] if params.system else []
+        if params.prompt is not None:
+            messages.append({"role": "user", "content": params.prompt})
+        messages += [{"role": message.role.value, "content": message.content} for message in params.messages]
+        # The usage arrives in a last chunk of its own, and only when asked for.
+        options = {"seed": params.seed, "stop": list(params.stop) or None, "stream_options": {"include_usage": True}}
+        return self._body(params, messages, **options)
+
+    async def list_models(self) -> Sequence[str]:
+        with map_sdk_errors(ERRORS, self._api):
+            return [model.id async for model in self._client.models.list()]

@@ -1,0 +1,63 @@
+"""Cleaning what an upstream sends back before it reaches a caller or a log: the upstream chooses every byte of it,
+and may echo the caller's API key in error text or in a request id."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+_REDACTED = "[redacted]"
+# Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
+_KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
+# An upstream's request id is an opaque token (OpenAI and Anthropic send "req_" and 24-32 characters; compatible
+# servers often a UUID): far more than that is no id, and would let an upstream fill our frames and logs.
+MAX_REQUEST_ID = 128
+# Printable ASCII but the space: a token has neither control characters (which could forge log lines or
+# terminal escapes) nor characters a caller would have to decode.
+_NOT_IN_REQUEST_ID = re.compile(r"[^\x21-\x7e]")
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` without the secret, any 8 characters of it in a row, or anything shaped like an API key."""
+    run = 8
+    # No provider issues keys under 8 characters: a shorter "key" (one a client sent by mistake, say "x") is no
+    # secret, and scrubbing it would blank every occurrence of it in the upstream's message.
+    if len(secret) >= run:
+        # Upstreams also quote keys partly masked ("abcd1234****wxyz"): any `run` characters of it in a row go.
+        runs = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+        spans: list[list[int]] = []
+        for start in range(len(text) - run + 1):
+            if text[start : start + run] in runs:
+                if spans and start <= spans[-1][1]:
+                    spans[-1][1] = start + run
+                else:
+                    spans.append([start, start + run])
+        for start, end in reversed(spans):
+            text = text[:start] + _REDACTED + text[end:]
+    return _KEY_PATTERN.sub(_REDACTED, text)
+
+
+def scrub_request_id(value: str | None, secret: str) -> str:
+    """An upstream's request id fit to pass on: printable, scrubbed like error text, bounded; "" when none is left.
+
+    The upstream chooses this value, so it is as untrusted as its error text: one echoing the caller's key there
+    must not get the key returned to the caller in a result frame or in error metadata.
+    """
+    if not value:
+        return ""
+    # Dropped before redacting, so a key split by control characters still shows as a run of it and goes.
+    return redact(_NOT_IN_REQUEST_ID.sub("", value), secret)[:MAX_REQUEST_ID]
+
+
+def upstream_host(base_url: str) -> str:
+    """host:port of a base URL, for messages: no user info, path or query, which may hold credentials."""
+    parts = urllib.parse.urlsplit(base_url)
+    host = parts.hostname
+    if not host:
+        return "the upstream"
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port out of range: the SDK failed on it too, so no need to name it
+        port = None
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port else host

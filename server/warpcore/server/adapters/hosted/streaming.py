@@ -1,0 +1,177 @@
+"""The one skeleton of a hosted adapter: check the listing on load; stream one request, read its events through the
+provider's reader, end with one Finish; map every SDK failure through the provider's error table."""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
+from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.scrub import scrub_request_id
+from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, GenerationParams, ModelInfo, TextChunk
+from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnavailableError, WarpcoreError
+
+# What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
+# of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
+_MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+
+
+def refused(field: str, message: str) -> InvalidArgumentError:
+    """An option the provider's API cannot honour: refused before anything goes upstream, rather than dropped."""
+    return InvalidArgumentError(message, field=field, reason="OPTION_UNSUPPORTED")
+
+
+class SdkClient(Protocol):
+    """What the skeleton uses of a vendor SDK's async client."""
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        """The SDK's low-level request: overloaded differently by each SDK, so typed only by what it returns."""
+
+    async def close(self) -> None: ...
+
+
+class UpstreamStream(Protocol):
+    """A vendor SDK's AsyncStream: the events, the HTTP response they arrive in, and closing the connection."""
+
+    @property
+    def response(self) -> HasHeaders: ...
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class EventReader(ABC):
+    """One generation's reading of a provider's events: the text each adds, the usage and the finish they report."""
+
+    __slots__ = ("completion_tokens", "finish", "prompt_tokens")
+
+    def __init__(self) -> None:
+        self.finish: FinishReason | None = None
+        """Set by the event that says the answer is complete; no text counts after it."""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    @abstractmethod
+    def text(self, event: Any) -> str | None:
+        """The text `event` adds to the answer, if any; raises one of `_MALFORMED` for an event of the wrong shape."""
+
+
+@dataclass(frozen=True)
+class StreamEndpoint:
+    """Where a provider streams a generation from, and how it is read."""
+
+    path: str
+    """Under the client's base URL."""
+    stream_type: type[Any]
+    """The SDK's AsyncStream of `object`: events arrive as decoded JSON, with no typed object built per token."""
+    request_id_header: str
+    reader: type[EventReader]
+
+
+class HostedAdapter(ABC):
+    """One model of a hosted API through its vendor's SDK; a provider supplies its names, error table, endpoint,
+    request mapping and model listing."""
+
+    name: ClassVar[str]
+    """The API as messages name it, e.g. "OpenAI"."""
+    backend: ClassVar[str]
+    """The backend whose ListModels lists what the API offers."""
+    errors: ClassVar[ErrorTable]
+    endpoint: ClassVar[StreamEndpoint]
+
+    def __init__(self, api: ResolvedApi, client: SdkClient) -> None:
+        self._api = api
+        self._client = client
+        self._model = ""
+
+    @abstractmethod
+    def _request(self, params: GenerationParams) -> dict[str, Any]:
+        """The body of the streaming request; refuses, before anything is sent, options the API cannot honour."""
+
+    @abstractmethod
+    async def list_models(self) -> Sequence[str]: ...
+
+    def _body(self, params: GenerationParams, messages: list[dict[str, str]], **options: object) -> dict[str, Any]:
+        """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
+        `options`; a field left None is left out, so that the API applies its own default."""
+        body = {
+            "model": self._model,
+            "messages": messages,
+            "max_tokens": params.max_tokens,
+            "stream": True,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            **options,
+        }
+        return {name: value for name, value in body.items() if value is not None}
+
+    async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        if model not in await self.list_models():
+            raise NotFoundError(
+                f"the {self.name} API does not offer model {model!r};"
+                f" ListModels with backend {self.backend} lists the models it offers",
+                field="model",
+                reason="UPSTREAM_MODEL_NOT_FOUND",
+                metadata={"provider": self._api.provider},
+            )
+        self._model = model
+        return ModelInfo(context_size=context_size or 0)
+
+    async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        body = self._request(params)
+        endpoint = self.endpoint
+        with map_sdk_errors(self.errors, self._api):
+            stream: UpstreamStream = await self._client.post(
+                endpoint.path,
+                body=body,
+                options={"timeout": request_timeout(self._api.timeout, params.timeout)},
+                cast_to=object,
+                stream=True,
+                stream_cls=endpoint.stream_type,
+            )
+        reader = endpoint.reader()
+        text_of, stopped = reader.text, stop.is_set  # looked up once, not per event
+        cancelled = False
+        try:
+            with map_sdk_errors(self.errors, self._api):
+                try:
+                    async for event in stream:
+                        if stopped():  # the server's shutdown, once its grace is over: end with what was counted
+                            cancelled = True
+                            break
+                        if text := text_of(event):
+                            yield TextChunk(text)
+                except _MALFORMED as error:
+                    raise self._malformed(error) from error
+        finally:
+            await stream.close()  # on cancellation too: the upstream connection closes at once
+        if cancelled:
+            finish = FinishReason.CANCELLED
+        elif reader.finish is None:
+            raise UnavailableError(
+                f"{self._api.provider} upstream ended the stream before it finished",
+                reason="UPSTREAM_STREAM_TRUNCATED",
+            )
+        else:
+            finish = reader.finish
+        yield Finish(
+            finish,
+            prompt_tokens=reader.prompt_tokens,
+            completion_tokens=reader.completion_tokens,
+            upstream_request_id=scrub_request_id(
+                stream.response.headers.get(endpoint.request_id_header), self._api.api_key
+            ),
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _malformed(self, error: Exception) -> WarpcoreError:
+        what = f"that is not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "of the wrong shape"
+        return upstream_error(UnavailableError, self._api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
