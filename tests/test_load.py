@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
-from tests.conftest import collect, greedy, load_tiny, serving
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from warpcore.server.core.limits import Limits
@@ -144,3 +147,20 @@ async def test_concurrent_local_streams_match_each_one_run_alone(stub: Stub) -> 
         f" (alone: {max(stream.first_delta for stream in alone):.3f} s)"
     )
     assert longest < FIRST_DELTA_LIMIT
+
+
+def test_a_process_whose_model_was_never_closed_still_exits(models_path: Path) -> None:
+    # The model's batching thread waits for work for the model's whole life; a caller that crashed before closing
+    # the model must not leave the process hanging at exit.
+    script = (
+        "import asyncio, sys\n"
+        "from warpcore.server.adapters.llama.adapter import LlamaCppAdapter\n"
+        "from warpcore.server.core.domain import LocalSettings\n"
+        "adapter = LlamaCppAdapter(LocalSettings(), {'MODELS_PATH': sys.argv[1]})\n"
+        f"asyncio.run(adapter.load({TINY_MODEL!r}, 64))\n"
+        "print('loaded', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(models_path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, "loaded\n"), done.stderr

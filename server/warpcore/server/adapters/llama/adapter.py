@@ -1,4 +1,4 @@
-"""llama.cpp backend: a GGUF model under MODELS_PATH, served in-process on one worker thread."""
+"""llama.cpp backend: a GGUF model under MODELS_PATH, served in-process."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,11 @@ DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model
 
 
 class LlamaCppAdapter:
-    """Serves one GGUF model. Every call into llama.cpp runs on the model's single worker thread, because one
-    llama.cpp object used from two threads aborts the process. The worker runs a BatchScheduler that decodes up to
-    `parallel` generations together; with `parallel` 1 it serves them one at a time in arrival order, through the
-    same code, so that the text of a request never depends on the model's `parallel` setting."""
+    """Serves one GGUF model. Calls into llama.cpp run on one thread at a time, never two at once, because one
+    llama.cpp object used from two threads aborts the process: the worker loads and releases, and in between the
+    model's batching thread runs a BatchScheduler that decodes up to `parallel` generations together. With
+    `parallel` 1 it serves them one at a time in arrival order, through the same code, so that the text of a request
+    never depends on the model's `parallel` setting."""
 
     def __init__(self, settings: LocalSettings, env: Mapping[str, str] = os.environ) -> None:
         route_native_log()
@@ -42,6 +43,7 @@ class LlamaCppAdapter:
         self._closing = False
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
+        self._batching: threading.Thread | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -80,16 +82,16 @@ class LlamaCppAdapter:
     async def close(self) -> None:
         self._closing = True
         if self._scheduler is not None:
-            self._scheduler.close()  # its loop ends on the worker once its generations have finished
+            self._scheduler.close()  # refuses new generations at once; those submitted finish first
         if self._started:
-            # Queued behind the generations already submitted, which therefore finish first.
+            # Queued behind a load still running, so that what it built is released too.
             await self._on_worker(self._release)
         self._worker.shutdown(wait=False)
 
     async def _on_worker(self, work: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work)
 
-    # Everything below runs on the worker thread.
+    # Everything below runs on the worker.
 
     def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
         options = self._options
@@ -131,21 +133,28 @@ class LlamaCppAdapter:
             vocabulary.close()
             raise
         self._vocabulary, self._scheduler = vocabulary, scheduler
-        # Occupies the worker until close(); queued behind this load, so it starts right after.
-        self._worker.submit(scheduler.run).add_done_callback(_log_scheduler_failure)
+        # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
+        # cannot keep the process from exiting; it only ever runs after this load and before _release.
+        self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
+        self._batching.start()
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
         return ModelInfo(context_size=context_size, parallel=options.parallel)
 
     def _release(self) -> None:
-        self._scheduler = None  # its run() has returned and freed its context: this job was queued behind it
+        if self._scheduler is not None and self._batching is not None:
+            self._scheduler.close()
+            self._batching.join()  # its generations finish, then it frees the native context
+        self._scheduler = self._batching = None
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
 
 
-def _log_scheduler_failure(done: Future[None]) -> None:
-    if not done.cancelled() and (error := done.exception()) is not None:
-        _log.error("the batch scheduler stopped: %r", error, exc_info=error)
+def _run_logged(scheduler: BatchScheduler) -> None:
+    try:
+        scheduler.run()
+    except Exception:  # noqa: BLE001 - its generations were told; what is left is to say why in the log
+        _log.exception("the batch scheduler stopped")
 
 
 def _default_context_size(path: Path) -> int:
