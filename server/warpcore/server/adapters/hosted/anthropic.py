@@ -93,7 +93,6 @@ class AnthropicAdapter(HostedAdapter):
     """One model of the Anthropic Messages API."""
 
     name = "Anthropic"
-    backend = "BACKEND_TYPE_ANTHROPIC"
     errors = ERRORS
     endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], "request-id", _MessageEvents)
 
@@ -109,11 +108,9 @@ class AnthropicAdapter(HostedAdapter):
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         if params.seed is not None:
-            raise refused("options.seed", "seed is not supported by the Anthropic API; leave it unset")
+            raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
         if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
-            raise refused(
-                "options.temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}"
-            )
+            raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
         system = [params.system] if params.system else []
         system += [message.content for message in params.messages if message.role is Role.SYSTEM]
         # Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling.

@@ -58,7 +58,7 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
         raise InvalidArgumentError(
             "backend_config.api.base_url is set, so backend_config.api.api_key must be set too:"
             " the server's own key is only sent to the base URL configured on the server",
-            field="backend_config.api.api_key",
+            field="settings.api_key",
             reason="API_KEY_REQUIRED_WITH_BASE_URL",
         )
     api_key = settings.api_key or env_str(env, names.api_key)

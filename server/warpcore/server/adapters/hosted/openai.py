@@ -57,7 +57,6 @@ class OpenAIAdapter(HostedAdapter):
     """One model of an OpenAI-compatible chat completions API."""
 
     name = "OpenAI"
-    backend = "BACKEND_TYPE_OPENAI"
     errors = ERRORS
     endpoint = StreamEndpoint("/chat/completions", openai.AsyncStream[object], "x-request-id", _ChatChunks)
     _client: openai.AsyncOpenAI
@@ -73,11 +72,9 @@ class OpenAIAdapter(HostedAdapter):
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         if params.top_k is not None:
-            raise refused("options.top_k", "top_k is not supported by the OpenAI API; leave it unset")
+            raise refused("top_k", "top_k is not supported by the OpenAI API; leave it unset")
         if len(params.stop) > MAX_STOP_SEQUENCES:
-            raise refused(
-                "options.stop_sequences", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences"
-            )
+            raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
         messages = [{"role": "system", "content": params.system}] if params.system else []
         if params.prompt is not None:
             messages.append({"role": "user", "content": params.prompt})

@@ -80,8 +80,6 @@ class HostedAdapter(ABC):
 
     name: ClassVar[str]
     """The API as messages name it, e.g. "OpenAI"."""
-    backend: ClassVar[str]
-    """The backend whose ListModels lists what the API offers."""
     errors: ClassVar[ErrorTable]
     endpoint: ClassVar[StreamEndpoint]
 
@@ -115,7 +113,7 @@ class HostedAdapter(ABC):
         if model not in await self.list_models():
             raise NotFoundError(
                 f"the {self.name} API does not offer model {model!r};"
-                f" ListModels with backend {self.backend} lists the models it offers",
+                f" ListModels of the {self._api.provider} backend lists the models it offers",
                 field="model",
                 reason="UPSTREAM_MODEL_NOT_FOUND",
                 metadata={"provider": self._api.provider},
