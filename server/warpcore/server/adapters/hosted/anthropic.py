@@ -99,11 +99,8 @@ class AnthropicAdapter(HostedAdapter):
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
         api = resolve_api(settings, env, ENVIRONMENT)
         self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
-        client = anthropic.AsyncAnthropic(
-            **client_options(api),
-            default_headers={"anthropic-version": self._version},
-            http_client=anthropic.DefaultAioHttpClient(timeout=api.timeout),
-        )
+        options = client_options(api, anthropic.DefaultAioHttpClient)
+        client = anthropic.AsyncAnthropic(**options, default_headers={"anthropic-version": self._version})
         super().__init__(api, client)
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypedDict
+
+import httpx2
 
 from warpcore.server.adapters.env import env_float, env_str
 from warpcore.server.core.domain import ApiSettings
@@ -40,12 +42,21 @@ class ClientOptions(TypedDict):
     base_url: str
     timeout: float
     max_retries: int
+    http_client: httpx2.AsyncClient
 
 
-def client_options(api: ResolvedApi) -> ClientOptions:
-    # No retries: a failure goes back to the caller at once, with RetryInfo where waiting helps, and the caller's
-    # deadline is not spent on attempts it never asked for.
-    return ClientOptions(api_key=api.api_key, base_url=api.base_url, timeout=api.timeout, max_retries=0)
+def client_options(api: ResolvedApi, aiohttp_client: Callable[..., httpx2.AsyncClient]) -> ClientOptions:
+    """The options of an SDK client for `api`, over the SDK's aiohttp transport (`aiohttp_client`), which costs less
+    CPU per streamed token than its default httpx2 one."""
+    return ClientOptions(
+        api_key=api.api_key,
+        base_url=api.base_url,
+        timeout=api.timeout,
+        # No retries: a failure goes back to the caller at once, with RetryInfo where waiting helps, and the caller's
+        # deadline is not spent on attempts it never asked for.
+        max_retries=0,
+        http_client=aiohttp_client(timeout=api.timeout),
+    )
 
 
 def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnvironment) -> ResolvedApi:

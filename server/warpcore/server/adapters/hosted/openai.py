@@ -63,11 +63,7 @@ class OpenAIAdapter(HostedAdapter):
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
         api = resolve_api(settings, env, ENVIRONMENT)
-        client = openai.AsyncOpenAI(
-            **client_options(api),
-            organization=api.organization,
-            http_client=openai.DefaultAioHttpClient(timeout=api.timeout),
-        )
+        client = openai.AsyncOpenAI(**client_options(api, openai.DefaultAioHttpClient), organization=api.organization)
         super().__init__(api, client)
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
