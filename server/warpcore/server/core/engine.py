@@ -4,10 +4,11 @@ shutdown, coalescing, timings and metrics measured where the work happens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.core.coalescing import coalesced
@@ -84,18 +85,6 @@ class Engine:
         check_generation(params, self.limits.max_tokens)
         model = self.registry.get(model_id)
         stop = threading.Event()
-        self.metrics.active_streams.inc()
-        try:
-            async with self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
-                with self.streams.track(stop):
-                    async for output in self._run(model, params, stop, started):
-                        yield output
-        finally:
-            self.metrics.active_streams.dec()
-
-    async def _run(
-        self, model: LoadedModel, params: GenerationParams, stop: threading.Event, started: float
-    ) -> AsyncGenerator[GenerationOutput, None]:
         first_token_at: float | None = None
 
         def result(finish: Finish) -> GenerationResult:
@@ -106,26 +95,39 @@ class Engine:
                 )
             return GenerationResult(finish, first_token_at, total)
 
-        events = coalesced(model.adapter.generate(params, stop))
+        # One generator from the adapter's events to the front door: every layer costs each token a resumption.
+        async with self._admitted(model, stop):
+            events = coalesced(model.adapter.generate(params, stop))
+            try:
+                async for event in events:
+                    if isinstance(event, Finish):
+                        yield result(event)
+                        return
+                    if first_token_at is None:
+                        first_token_at = _since(started)
+                    yield event
+            except asyncio.CancelledError:
+                if not self.streams.ended_by_shutdown():
+                    raise  # the caller went away: nobody to tell
+            except Exception:
+                if first_token_at is not None:
+                    # Text was sent: close the stream with its result before the error says why.
+                    yield result(Finish(FinishReason.ERROR))
+                raise
+            finally:
+                await events.aclose()
+            yield result(Finish(FinishReason.CANCELLED))
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, model: LoadedModel, stop: threading.Event) -> AsyncIterator[None]:
+        """Counted as in flight, through the model's admission gate, and tracked for shutdown."""
+        self.metrics.active_streams.inc()
         try:
-            async for event in events:
-                if isinstance(event, Finish):
-                    yield result(event)
-                    return
-                if first_token_at is None:
-                    first_token_at = _since(started)
-                yield event
-        except asyncio.CancelledError:
-            if not self.streams.ended_by_shutdown():
-                raise  # the caller went away: nobody to tell
-        except Exception:
-            if first_token_at is not None:
-                # Text was sent: close the stream with its result before the error says why.
-                yield result(Finish(FinishReason.ERROR))
-            raise
+            async with self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
+                with self.streams.track(stop):
+                    yield
         finally:
-            await events.aclose()
-        yield result(Finish(FinishReason.CANCELLED))
+            self.metrics.active_streams.dec()
 
 
 def _since(started: float) -> float:

@@ -32,7 +32,6 @@ class WarpcoreError(Exception):
     """
 
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
-    default_reason: ClassVar[str] = "INTERNAL"
 
     def __init__(
         self,
@@ -45,7 +44,7 @@ class WarpcoreError(Exception):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason or self.default_reason
+        self.reason = reason or self.code.name
         self.field = field
         self.metadata = dict(metadata or {})
         self.retry_after = retry_after
@@ -53,44 +52,35 @@ class WarpcoreError(Exception):
 
 class InvalidArgumentError(WarpcoreError):
     code = ErrorCode.INVALID_ARGUMENT
-    default_reason = "INVALID_ARGUMENT"
 
 
 class NotFoundError(WarpcoreError):
     code = ErrorCode.NOT_FOUND
-    default_reason = "NOT_FOUND"
 
 
 class AlreadyExistsError(WarpcoreError):
     code = ErrorCode.ALREADY_EXISTS
-    default_reason = "ALREADY_EXISTS"
 
 
 class FailedPreconditionError(WarpcoreError):
     code = ErrorCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
 
 
 class UnauthenticatedError(WarpcoreError):
     code = ErrorCode.UNAUTHENTICATED
-    default_reason = "UNAUTHENTICATED"
 
 
 class PermissionDeniedError(WarpcoreError):
     code = ErrorCode.PERMISSION_DENIED
-    default_reason = "PERMISSION_DENIED"
 
 
 class ResourceExhaustedError(WarpcoreError):
     code = ErrorCode.RESOURCE_EXHAUSTED
-    default_reason = "RESOURCE_EXHAUSTED"
 
 
 class UnavailableError(WarpcoreError):
     code = ErrorCode.UNAVAILABLE
-    default_reason = "UNAVAILABLE"
 
 
 class DeadlineExceededError(WarpcoreError):
     code = ErrorCode.DEADLINE_EXCEEDED
-    default_reason = "DEADLINE_EXCEEDED"

@@ -117,7 +117,7 @@ def upstream_error(
     upstream = f" (HTTP {status})" if status is not None else ""
     return kind(
         f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
-        reason=reason or f"UPSTREAM_{kind.default_reason}",
+        reason=reason or f"UPSTREAM_{kind.code.name}",
         metadata=metadata,
         retry_after=retry_after(headers or {}) if kind is ResourceExhaustedError else None,
     )
