@@ -6,7 +6,9 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator
 
-from warpcore.server.core.domain import Finish, GenerationEvent, TextChunk
+from warpcore.server.core.domain import Finish, GenerationEvent, ReasoningChunk, TextChunk, ToolCallDelta
+
+Delta = TextChunk | ReasoningChunk | ToolCallDelta
 
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
@@ -22,7 +24,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
     or the failure comes after the last text. Closing this generator stops the reading and closes `events`.
     """
-    texts: collections.deque[str] = collections.deque()
+    texts: collections.deque[Delta] = collections.deque()
     ending: list[Finish | Exception] = []
     ready = asyncio.Event()
     waiting = finished = False
@@ -34,7 +36,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 if isinstance(event, Finish):
                     ending.append(event)
                     continue
-                texts.append(event.text)
+                texts.append(event)
                 if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
                     ready.set()
                     await asyncio.sleep(0)
@@ -57,11 +59,12 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 await ready.wait()
                 waiting = False
             if len(texts) > JOIN_BACKLOG:
-                text = "".join(texts)
+                backlog = list(texts)
                 texts.clear()
-                yield TextChunk(text)
+                for joined in _joined(backlog):
+                    yield joined
             elif texts:
-                yield TextChunk(texts.popleft())
+                yield texts.popleft()
             elif finished:
                 break
         for end in ending:
@@ -73,3 +76,15 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
             reader.cancel()
             await asyncio.wait([reader])
         await events.aclose()
+
+
+def _joined(deltas: list[Delta]) -> list[Delta]:
+    """`deltas` with each run of text chunks made one chunk; other deltas keep their place."""
+    out: list[Delta] = []
+    for delta in deltas:
+        previous = out[-1] if out else None
+        if isinstance(delta, TextChunk) and isinstance(previous, TextChunk):
+            out[-1] = TextChunk(previous.text + delta.text)
+        else:
+            out.append(delta)
+    return out

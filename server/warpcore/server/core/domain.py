@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class BackendKind(enum.Enum):
@@ -22,12 +24,16 @@ class Role(enum.Enum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"
+    """The result of one tool call, answering an assistant turn's call by its id."""
 
 
 class FinishReason(enum.Enum):
     STOP = "stop"
     LENGTH = "length"
     STOP_SEQUENCE = "stop_sequence"
+    TOOL_CALLS = "tool_calls"
+    """The model wants the tools it called run, and their results sent back."""
     CANCELLED = "cancelled"
     ERROR = "error"
 
@@ -69,10 +75,89 @@ class LocalSettings:
 BackendSettings = ApiSettings | LocalSettings
 
 
+JsonSchema = Mapping[str, Any]
+"""A JSON Schema, parsed from the request's JSON text and checked against its metaschema."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete call the model made: `arguments` is JSON text that parses to an object."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ReasoningBlock:
+    """Reasoning an assistant turn carried, handed back as received. `signature` (Anthropic) is opaque; a block
+    with `redacted` set carries the provider's encrypted data in `signature` and no text."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: bool = False
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Assistant turns: the calls the model made in that turn."""
+    tool_call_id: str = ""
+    """Tool turns: the id of the call this turn answers."""
+    is_error: bool = False
+    """Tool turns: the tool failed and `content` says how."""
+    reasoning: tuple[ReasoningBlock, ...] = ()
+    """Assistant turns: the reasoning the model gave before this turn's text and calls."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: JsonSchema
+
+
+class ToolChoiceMode(enum.Enum):
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    NAMED = "named"
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    name: str = ""
+    """With NAMED: the tool the model must call."""
+
+
+class ResponseFormatKind(enum.Enum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    kind: ResponseFormatKind = ResponseFormatKind.TEXT
+    schema: JsonSchema | None = None
+    name: str = ""
+    strict: bool = False
+
+
+class ReasoningEffort(enum.Enum):
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True)
+class ReasoningOptions:
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +175,11 @@ class GenerationParams:
     seed: int | None = None
     timeout: float | None = None
     """Seconds left before the caller's deadline, if it has one."""
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = ToolChoice()
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+    reasoning: ReasoningOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -98,14 +188,41 @@ class TextChunk:
 
 
 @dataclass(frozen=True)
+class ReasoningChunk:
+    """The next piece of the model's reasoning, never part of the answer's text. A block ends with a chunk whose
+    `signature` is set (Anthropic); a redacted block arrives whole, its data in `signature`."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """The next piece of tool call `index` (0-based, in the order calls begin): `id` and `name` on its first delta,
+    then pieces of its JSON `arguments`, which concatenated give the complete arguments."""
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
 class Finish:
     reason: FinishReason
     prompt_tokens: int = 0
     completion_tokens: int = 0
     upstream_request_id: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The complete calls, in index order, when the model called tools."""
+    cached_prompt_tokens: int = 0
+    """Prompt tokens served from a cache (a provider's prompt cache, or the local prefix cache)."""
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
-GenerationEvent = TextChunk | Finish
+GenerationEvent = TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
     LoadSpec,
+    ReasoningChunk,
     TextChunk,
+    ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.limits import Limits
@@ -40,7 +42,7 @@ class GenerationResult:
     total: float
 
 
-GenerationOutput = TextChunk | GenerationResult
+GenerationOutput = TextChunk | ReasoningChunk | ToolCallDelta | GenerationResult
 
 
 class Engine:
@@ -79,7 +81,8 @@ class Engine:
         return await self.registry.available(backend, settings)
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
-        """Text chunks, then one GenerationResult; a failure after text ends with an ERROR result, then raises."""
+        """Deltas (text, reasoning, tool calls), then one GenerationResult; a failure after a delta ends with an
+        ERROR result, then raises."""
         started = time.monotonic()
         check_id(model_id, "model_id")
         check_generation(params, self.limits.max_tokens)

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.rpc import translate
 from warpcore.server.rpc.access_log import record_usage
@@ -51,5 +52,5 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             if isinstance(output, GenerationResult):
                 record_usage(output.finish)
                 yield translate.result_frame(output)
-            else:
+            elif isinstance(output, TextChunk):
                 yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
