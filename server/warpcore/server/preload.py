@@ -30,6 +30,7 @@ _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "numa_strategy": str,
     "chat_format": str,
     "parallel": int,
+    "prompt_cache_tokens": int,
 }
 
 

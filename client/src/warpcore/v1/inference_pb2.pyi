@@ -323,6 +323,7 @@ class LocalBackendConfig(_message.Message):
     GPU_LAYERS_FIELD_NUMBER: _builtins.int
     LLAMA_CPP_FIELD_NUMBER: _builtins.int
     PARALLEL_FIELD_NUMBER: _builtins.int
+    PROMPT_CACHE_TOKENS_FIELD_NUMBER: _builtins.int
     threads: _builtins.int
     """CPU threads used for generation. Unset: LLAMA_THREADS, else llama.cpp's default."""
     use_gpu: _builtins.bool
@@ -333,6 +334,13 @@ class LocalBackendConfig(_message.Message):
     """Sequences decoded together in one llama.cpp context (continuous batching),
     1 to 64. Each slot reserves a KV cache for the whole context_size, so memory
     grows with it. Unset: LLAMA_PARALLEL, else 1 (one generation at a time).
+    """
+    prompt_cache_tokens: _builtins.int
+    """Prompt tokens whose KV cells the model keeps, so that a later prompt beginning
+    with the same tokens (the next turn of a conversation, a shared system prompt)
+    decodes only the rest; least recently used prefixes go first. 0 turns the cache
+    off; at most 1048576. Unset: LLAMA_PROMPT_CACHE_TOKENS, else context_size.
+    Greedy output is the same with and without the cache.
     """
     @_builtins.property
     def llama_cpp(self) -> Global___LlamaCppConfig:
@@ -346,15 +354,18 @@ class LocalBackendConfig(_message.Message):
         gpu_layers: _builtins.int | None = ...,
         llama_cpp: Global___LlamaCppConfig | None = ...,
         parallel: _builtins.int | None = ...,
+        prompt_cache_tokens: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_prompt_cache_tokens", b"_prompt_cache_tokens", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "prompt_cache_tokens", b"prompt_cache_tokens", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_prompt_cache_tokens", b"_prompt_cache_tokens", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "prompt_cache_tokens", b"prompt_cache_tokens", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gpu_layers: _TypeAlias = _typing.Literal["gpu_layers"]  # noqa: Y015
     _WhichOneofArgType__gpu_layers: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers"]  # noqa: Y015
     _WhichOneofReturnType__parallel: _TypeAlias = _typing.Literal["parallel"]  # noqa: Y015
     _WhichOneofArgType__parallel: _TypeAlias = _typing.Literal["_parallel", b"_parallel"]  # noqa: Y015
+    _WhichOneofReturnType__prompt_cache_tokens: _TypeAlias = _typing.Literal["prompt_cache_tokens"]  # noqa: Y015
+    _WhichOneofArgType__prompt_cache_tokens: _TypeAlias = _typing.Literal["_prompt_cache_tokens", b"_prompt_cache_tokens"]  # noqa: Y015
     _WhichOneofReturnType__threads: _TypeAlias = _typing.Literal["threads"]  # noqa: Y015
     _WhichOneofArgType__threads: _TypeAlias = _typing.Literal["_threads", b"_threads"]  # noqa: Y015
     _WhichOneofReturnType__use_gpu: _TypeAlias = _typing.Literal["use_gpu"]  # noqa: Y015
@@ -363,6 +374,8 @@ class LocalBackendConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_layers) -> _WhichOneofReturnType__gpu_layers | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel) -> _WhichOneofReturnType__parallel | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_cache_tokens) -> _WhichOneofReturnType__prompt_cache_tokens | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__threads) -> _WhichOneofReturnType__threads | None: ...
     @_typing.overload
@@ -687,6 +700,7 @@ class GenerationOptions(_message.Message):
     STOP_SEQUENCES_FIELD_NUMBER: _builtins.int
     SYSTEM_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    NO_PROMPT_CACHE_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
     API requires a value).
@@ -704,6 +718,11 @@ class GenerationOptions(_message.Message):
     """
     seed: _builtins.int
     """Seed for reproducible sampling (not supported by Anthropic)."""
+    no_prompt_cache: _builtins.bool
+    """Keep this prompt out of the model's prompt cache: neither served from it nor
+    left in it (see LocalBackendConfig.prompt_cache_tokens). warpcore keeps no
+    prompt of a hosted API; the provider's own caching is not affected.
+    """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
@@ -718,10 +737,11 @@ class GenerationOptions(_message.Message):
         stop_sequences: _abc.Iterable[_builtins.str] | None = ...,
         system: _builtins.str | None = ...,
         seed: _builtins.int | None = ...,
+        no_prompt_cache: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015

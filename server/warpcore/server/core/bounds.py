@@ -12,6 +12,8 @@ MIN_CONTEXT_SIZE = 16
 MAX_CONTEXT_SIZE = 131072
 MAX_PARALLEL = 64
 """Generations one local model decodes together, at most."""
+MAX_PROMPT_CACHE_TOKENS = 1048576
+"""The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256

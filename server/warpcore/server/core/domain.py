@@ -70,6 +70,8 @@ class LocalSettings:
     numa: NumaStrategy | None = None
     chat_format: str | None = None
     parallel: int | None = None
+    prompt_cache_tokens: int | None = None
+    """Prompt tokens whose KV cells the model keeps for later prompts that begin alike; 0 turns the cache off."""
 
 
 BackendSettings = ApiSettings | LocalSettings
@@ -180,6 +182,9 @@ class GenerationParams:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None
+    cache_prompt: bool = True
+    """Whether the backend may serve this prompt's beginning from its prompt cache and keep it there; False
+    leaves nothing of the prompt behind."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,16 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+
+
+@dataclass(frozen=True)
+class PromptCacheStats:
+    """A model's prompt cache so far: lookups that found a cached beginning or none, and the cells it holds."""
+
+    hits: int
+    misses: int
+    cells: int
+    capacity: int
 
 
 @dataclass(frozen=True)

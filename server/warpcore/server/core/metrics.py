@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from warpcore.server.adapters.base import CachesPrompts
 from warpcore.server.core.limits import Limits
+from warpcore.server.core.registry import ModelRegistry
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -28,8 +30,32 @@ class _QueueDepth(Collector):
         yield family
 
 
+class _PromptCaches(Collector):
+    """Each local model's prompt cache, read from its adapter when scraped."""
+
+    def __init__(self, models: ModelRegistry) -> None:
+        self._models = models
+
+    def collect(self) -> Iterable[Metric]:
+        lookups = CounterMetricFamily(
+            "warpcore_prompt_cache_lookups", "Prompts looked up in a model's prompt cache", labels=["model", "result"]
+        )
+        cells = GaugeMetricFamily("warpcore_prompt_cache_tokens", "Prompt tokens held in a cache", labels=["model"])
+        capacity = GaugeMetricFamily(
+            "warpcore_prompt_cache_capacity_tokens", "Prompt tokens a model's cache may hold", labels=["model"]
+        )
+        for model in self._models.loaded():
+            stats = model.adapter.prompt_cache_stats() if isinstance(model.adapter, CachesPrompts) else None
+            if stats is not None:
+                lookups.add_metric([model.id, "hit"], stats.hits)
+                lookups.add_metric([model.id, "miss"], stats.misses)
+                cells.add_metric([model.id], stats.cells)
+                capacity.add_metric([model.id], stats.capacity)
+        yield from (lookups, cells, capacity)
+
+
 class Metrics:
-    def __init__(self, limits: Limits, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, limits: Limits, models: ModelRegistry, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "warpcore_requests", "gRPC requests by method and status code", ["method", "code"], registry=self.registry
@@ -57,6 +83,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueDepth(limits))
+        self.registry.register(_PromptCaches(models))
 
     def serve(self, host: str, port: int) -> WSGIServer:
         """Expose /metrics over HTTP on its own port; returns the server (its `server_port` is the bound port)."""

@@ -10,6 +10,7 @@ from warpcore.server.core.bounds import (
     MAX_CONTEXT_SIZE,
     MAX_ID_LENGTH,
     MAX_PARALLEL,
+    MAX_PROMPT_CACHE_TOKENS,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
@@ -116,6 +117,12 @@ def _check_local(local: LocalSettings) -> None:
     if local.parallel is not None:
         require(
             1 <= local.parallel <= MAX_PARALLEL, "settings.parallel", f"parallel must be between 1 and {MAX_PARALLEL}"
+        )
+    if local.prompt_cache_tokens is not None:
+        require(
+            0 <= local.prompt_cache_tokens <= MAX_PROMPT_CACHE_TOKENS,
+            "settings.prompt_cache_tokens",
+            f"prompt_cache_tokens must be between 0 (no cache) and {MAX_PROMPT_CACHE_TOKENS}",
         )
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")

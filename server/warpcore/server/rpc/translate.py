@@ -57,7 +57,10 @@ FIELD_PATHS = {
     "system": "options.system",
     "settings": "backend_config",
     **{f"settings.{name}": f"backend_config.api.{name}" for name in ("api_key", "base_url", "organization", "timeout")},
-    **{f"settings.{name}": f"{_LOCAL}.{name}" for name in ("threads", "parallel", "gpu_layers", "use_gpu")},
+    **{
+        f"settings.{name}": f"{_LOCAL}.{name}"
+        for name in ("threads", "parallel", "gpu_layers", "use_gpu", "prompt_cache_tokens")
+    },
     **{f"settings.{name}": f"{_LOCAL}.llama_cpp.{name}" for name in ("use_mmap", "use_mlock", "chat_format")},
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
 }
@@ -108,6 +111,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             numa=numa,
             chat_format=llama.chat_format if llama.HasField("chat_format") else None,
             parallel=local.parallel if local.HasField("parallel") else None,
+            prompt_cache_tokens=local.prompt_cache_tokens if local.HasField("prompt_cache_tokens") else None,
         )
     return None
 
@@ -148,6 +152,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         system=options.system if options.HasField("system") else None,
         seed=options.seed if options.HasField("seed") else None,
         timeout=time_remaining,
+        cache_prompt=not options.no_prompt_cache,
     )
 
 

@@ -14,14 +14,22 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
+from warpcore.server.adapters.llama.prefix_cache import CACHED_PREFIXES, PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
-from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
+from warpcore.server.core.domain import (
+    Finish,
+    GenerationEvent,
+    GenerationParams,
+    LocalSettings,
+    ModelInfo,
+    PromptCacheStats,
+)
 from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
 
 _log = logging.getLogger(__name__)
@@ -39,6 +47,11 @@ class LlamaCppAdapter:
         route_native_log()
         self._options = LlamaOptions.resolve(settings, env)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        # Prompts are rendered and tokenized here, one at a time, never on the batching thread: a long prompt
+        # takes a while to tokenize, and the running generations' next tokens must not wait for it.
+        self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp-prompt")
+        self._preparer: PromptPreparer | None = None
+        self._context_size = 0
         self._started = False
         self._closing = False
         self._vocabulary: llama_cpp.Llama | None = None
@@ -53,8 +66,8 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
-        scheduler = self._scheduler
-        if self._closing or scheduler is None:
+        scheduler, preparer = self._scheduler, self._preparer
+        if self._closing or scheduler is None or preparer is None:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
@@ -62,8 +75,9 @@ class LlamaCppAdapter:
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        scheduler.submit(Job(params, emit, stop))
         try:
+            prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
+            scheduler.submit(Job(params, prompt, emit, stop))
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
@@ -75,6 +89,12 @@ class LlamaCppAdapter:
             # Reached on completion, on error and when the caller closes the stream (cancellation): the
             # scheduler drops the generation before its next step, and a queued one never starts.
             stop.set()
+
+    def prompt_cache_stats(self) -> PromptCacheStats | None:
+        cache = self._scheduler.cache if self._scheduler is not None else None
+        if cache is None:
+            return None
+        return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity)
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
@@ -115,24 +135,31 @@ class LlamaCppAdapter:
             ) from None
         try:
             preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
+            cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
                 slots=options.parallel,
                 context_size=context_size,
                 threads=vocabulary.context_params.n_threads,
                 batch_threads=vocabulary.context_params.n_threads_batch,
+                cached_prefixes=CACHED_PREFIXES if cache_tokens else 0,
+                cache_tokens=cache_tokens,
             )
             try:
-                scheduler = BatchScheduler(
-                    native, vocabulary, slots=options.parallel, context_size=context_size, prepare=preparer.prepare
-                )
+                cache = None
+                if cache_tokens:
+                    cache = PrefixCache(
+                        native, first_sequence=options.parallel, capacity=cache_tokens, piece=PREFILL_PIECE
+                    )
+                scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
             except BaseException:
                 native.free()
                 raise
         except BaseException:
             vocabulary.close()
             raise
-        self._vocabulary, self._scheduler = vocabulary, scheduler
+        self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
+        self._context_size = context_size
         # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
         # cannot keep the process from exiting; it only ever runs after this load and before _release.
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
@@ -145,6 +172,8 @@ class LlamaCppAdapter:
             self._scheduler.close()
             self._batching.join()  # its generations finish, then it frees the native context
         self._scheduler = self._batching = None
+        # Prompts still being prepared use the vocabulary; once done, the closed scheduler refuses them.
+        self._prompts.shutdown(wait=True)
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None

@@ -11,6 +11,10 @@ import llama_cpp
 from warpcore.server.core.errors import FailedPreconditionError
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
+# A prompt enters the KV cache in pieces of this many tokens counted from its first, each its own llama_decode call,
+# whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
+# for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
+PREFILL_PIECE = 128
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,19 @@ class NativeContext:
     together; see invariance.py), and one KV cache shared by all slots, so that attention spans only the cells in
     use, not each slot's whole context. Used on the model's worker thread only."""
 
-    def __init__(self, weights: LoadedWeights, *, slots: int, context_size: int, threads: int, batch_threads: int):
+    def __init__(
+        self,
+        weights: LoadedWeights,
+        *,
+        slots: int,
+        context_size: int,
+        threads: int,
+        batch_threads: int,
+        cached_prefixes: int = 0,
+        cache_tokens: int = 0,
+    ):
+        """`slots` sequences of `context_size` tokens each, and room for `cached_prefixes` more sequences holding
+        `cache_tokens` cells of the prompt cache (sequence ids from `slots` on)."""
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = weights.gpu_layers
         model_params.use_mmap = weights.use_mmap
@@ -38,10 +54,11 @@ class NativeContext:
         if not self.model:
             raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context_size * slots
+        params.n_ctx = context_size * slots + cache_tokens
         params.n_batch = params.n_ubatch = STEP_TOKENS
-        params.n_seq_max = slots
+        params.n_seq_max = slots + cached_prefixes
         params.kv_unified = True
+        params.swa_full = True  # a cached prefix is reused whole: sliding-window layers must keep every cell
         params.n_threads = threads
         params.n_threads_batch = batch_threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)

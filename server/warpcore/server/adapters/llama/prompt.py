@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.context import PREFILL_PIECE
+from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
@@ -23,6 +25,8 @@ class PreparedPrompt:
     budget: int
     user_stops: tuple[str, ...]
     template_stops: tuple[str, ...]
+    piece_keys: list[int]
+    """The prompt cache's keys of its whole prefill pieces; none when the request keeps its prompt out of it."""
 
 
 class PromptPreparer:
@@ -55,4 +59,5 @@ class PromptPreparer:
                 field=field,
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
             )
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops)
+        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt else []
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys)
