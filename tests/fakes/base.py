@@ -240,9 +240,14 @@ class FakeUpstream(ABC):
             raise
         return response
 
-    @staticmethod
-    async def _send(response: web.StreamResponse, event: SseEvent) -> None:
-        await response.write(event.encode())
+    async def _send(self, response: web.StreamResponse, event: SseEvent) -> None:
+        data = event.encode()
+        if self.script.split_utf8:
+            # The first piece ends after the lead byte of the first multi-byte character, if there is one.
+            cut = next((at + 1 for at, byte in enumerate(data) if byte >= 0xC0), len(data))
+            await response.write(data[:cut])
+            data = data[cut:]
+        await response.write(data)
 
     @staticmethod
     def _cut(request: web.Request) -> None:
