@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import load_tiny
-from tests.fakes.base import JsonObject
 from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.script import Script
 from tests.hosted import OPENAI_KEY
+from tests.tool_wire import weather_model
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
 from warpcore.server.rpc.server import WarpcoreServer
 
@@ -38,20 +37,6 @@ def examples() -> list[tuple[str, str]]:
         else:
             found += [("sh", line) for line in code.splitlines() if re.match(r"^(echo .*\| )?warpcore ", line)]
     return found
-
-
-def weather_model(body: JsonObject) -> Script:
-    """Stands in for an OpenAI model in the README's examples: calls the first tool about Paris until it has a
-    result, answers a response format with a city, anything else with text."""
-    tools, last = body.get("tools"), body["messages"][-1]
-    if tools and last["role"] != "tool":
-        name = tools[0]["function"]["name"]
-        start = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
-        piece = {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
-        return Script(events=[{"tool_calls": [start]}, {"tool_calls": [piece]}], finish_reason="tool_calls")
-    if body.get("response_format"):
-        return Script(chunks=['{"name": "Paris", ', '"population": 2102650}'])
-    return Script(chunks=[f"It is {last['content']}."])
 
 
 @pytest.fixture

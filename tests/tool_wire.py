@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.base import FakeUpstream
+from tests.fakes.base import FakeUpstream, JsonObject
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -125,3 +126,17 @@ def chat(
 
 def user(text: str) -> pb.ChatMessage:
     return pb.ChatMessage(role=pb.ROLE_USER, content=text)
+
+
+def weather_model(body: JsonObject) -> Script:
+    """Stands in for an OpenAI model in the README's examples: calls the first tool about Paris until it has a
+    result, answers a response format with a city, anything else with text."""
+    tools, last = body.get("tools"), body["messages"][-1]
+    if tools and last["role"] != "tool":
+        name = tools[0]["function"]["name"]
+        start = {"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}
+        piece = {"index": 0, "function": {"arguments": '{"city": "Paris"}'}}
+        return Script(events=[{"tool_calls": [start]}, {"tool_calls": [piece]}], finish_reason="tool_calls")
+    if body.get("response_format"):
+        return Script(chunks=['{"name": "Paris", ', '"population": 2102650}'])
+    return Script(chunks=[f"It is {last['content']}."])
