@@ -339,9 +339,17 @@ async def test_usage_details(stub: Stub, upstream: FakeUpstream) -> None:
         details = {"prompt_tokens_details": {"cached_tokens": 7}, "completion_tokens_details": {"reasoning_tokens": 2}}
         expected = pb.Usage(prompt_tokens=11, completion_tokens=3, cached_prompt_tokens=7, reasoning_tokens=2)
     else:
-        details = {"cache_read_input_tokens": 5, "cache_creation_input_tokens": 4}
+        details = {
+            "cache_read_input_tokens": 5,
+            "cache_creation_input_tokens": 4,
+            "output_tokens_details": {"thinking_tokens": 2},
+        }
         expected = pb.Usage(
-            prompt_tokens=11 + 5 + 4, completion_tokens=3, cached_prompt_tokens=5, cache_creation_tokens=4
+            prompt_tokens=11 + 5 + 4,
+            completion_tokens=3,
+            cached_prompt_tokens=5,
+            cache_creation_tokens=4,
+            reasoning_tokens=2,
         )
     upstream.script = Script(usage_details=details)
     streamed = await stream(stub.Generate(chat(user("hi"), tools=())))
@@ -453,3 +461,38 @@ async def test_thinking_signature_round_trip_on_the_anthropic_wire(
         "role": "user",
         "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18 °C"}],
     }
+
+
+async def test_openai_calls_in_one_chunk_and_calls_numbered_by_id_only(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    """Two calls may start in one chunk; some compatible servers leave out `index` and number calls by their id."""
+    await load(stub, openai_upstream)
+    both: list[dict[str, Any]] = [
+        {"index": 0, "id": "a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": '}},
+        {"index": 1, "id": "b", "type": "function", "function": {"name": "get_time", "arguments": ""}},
+    ]
+    no_index: list[dict[str, Any]] = [
+        {"id": "c", "type": "function", "function": {"name": "get_time", "arguments": "{}"}},
+        {"id": "d", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": '}},
+    ]
+    events: list[dict[str, Any]] = [
+        {"tool_calls": both},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]},
+    ]
+    openai_upstream.script = Script(events=events, finish_reason="tool_calls")
+    streamed = await stream(stub.Generate(chat(user("?"), tools=(WEATHER, CLOCK))))
+    assert streamed.result is not None
+    assert [(c.id, c.name, c.arguments) for c in streamed.result.tool_calls] == [
+        ("a", "get_weather", '{"city": "Oslo"}'),
+        ("b", "get_time", "{}"),
+    ]
+
+    events = [
+        {"tool_calls": no_index[:1]},
+        {"tool_calls": no_index[1:]},
+        {"tool_calls": [{"function": {"arguments": '"Rome"}'}}]},
+    ]
+    openai_upstream.script = Script(events=events, finish_reason="tool_calls")
+    streamed = await stream(stub.Generate(chat(user("?"), tools=(WEATHER, CLOCK))))
+    assert [delta.index for delta in streamed.calls] == [0, 1, 1]
+    assert streamed.result is not None
+    assert [(c.id, c.arguments) for c in streamed.result.tool_calls] == [("c", "{}"), ("d", '{"city": "Rome"}')]
