@@ -496,3 +496,24 @@ async def test_openai_calls_in_one_chunk_and_calls_numbered_by_id_only(stub: Stu
     assert [delta.index for delta in streamed.calls] == [0, 1, 1]
     assert streamed.result is not None
     assert [(c.id, c.arguments) for c in streamed.result.tool_calls] == [("c", "{}"), ("d", '{"city": "Rome"}')]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"options": pb.GenerationOptions(temperature=0.5)}, "options.temperature"),
+        ({"options": pb.GenerationOptions(top_k=5)}, "options.top_k"),
+        ({"tool_choice": tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED)}, "tool_choice"),
+    ],
+)
+async def test_anthropic_refuses_what_extended_thinking_cannot_take(
+    stub: Stub, anthropic_upstream: FakeAnthropic, fields: dict[str, Any], field: str
+) -> None:
+    await load(stub, anthropic_upstream)
+    request = chat(user("Think."), **fields)
+    request.options.max_tokens = 4096
+    request.options.reasoning.budget_tokens = 2048
+    _, error = await failed_stream(stub.Generate(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == [field]
+    assert posts(anthropic_upstream) == []
