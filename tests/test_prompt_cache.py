@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
 from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from warpcore.server.adapters.llama.context import PREFILL_PIECE
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -79,9 +80,17 @@ async def a_conversation_is_the_same_with_and_without_the_cache(
     answers: list[str] = []
     for turn in range(1, len(TURNS) + 1):
         prompt = conversation(turn, answers)
-        without = await answer(stub, prompt, "plain")
-        with_cache = await answer(stub, prompt, "cached")
+        without, plain_result = await collect(stub.Generate(greedy(prompt, 12, "plain")))
+        with_cache, result = await collect(stub.Generate(greedy(prompt, 12, "cached")))
         assert with_cache == without, f"turn {turn}"
+        assert result.usage.prompt_tokens == plain_result.usage.prompt_tokens
+        assert plain_result.usage.cached_prompt_tokens == 0
+        # The usage says how much of the prompt came from the cache: whole pieces of the turn before.
+        if turn == 1:
+            assert result.usage.cached_prompt_tokens == 0
+        else:
+            assert 0 < result.usage.cached_prompt_tokens < result.usage.prompt_tokens
+            assert result.usage.cached_prompt_tokens % PREFILL_PIECE == 0
         answers.append(without)
     # Every turn after the first began with the turn before it, and found it in the cache.
     assert lookups(server, "cached", "hit") == len(TURNS) - 1

@@ -128,8 +128,8 @@ class Client(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> GenerateResponse | Stream:
         """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes."""
-        request = generate_request(model_id, prompt, messages, options)
-        started = Stream(self.stub.Generate(request, **self._call_options(timeout)))
+        request, parse = generate_request(model_id, prompt, messages, options)
+        started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else started.get_final_response()
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
@@ -229,8 +229,8 @@ class AsyncClient(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> GenerateResponse | AsyncStream:
         """Generate from a loaded model: the final response, or with stream=True an AsyncStream."""
-        request = generate_request(model_id, prompt, messages, options)
-        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)))
+        request, parse = generate_request(model_id, prompt, messages, options)
+        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else await started.get_final_response()
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from warpcore.client import (
@@ -17,6 +18,7 @@ from warpcore.client import (
     Message,
     Model,
     NotFoundError,
+    ReasoningDelta,
     TextDelta,
     WarpcoreError,
 )
@@ -90,14 +92,41 @@ def pick_model(client: Client, model: str | None, backend: str | None) -> str:
     return model
 
 
-def stream_reply(client: Client, model_id: str, out: TextIO, **request: Any) -> GenerateResponse:
-    """Write the generated text to `out` as it comes, then a newline; return the final response."""
+DIM, PLAIN = "\x1b[2m", "\x1b[0m"
+
+
+def json_schema_file(path: str) -> dict[str, Any]:
+    """The JSON Schema in the file at `path` (an argparse type: a usage error names the option)."""
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {error}") from None
+    if not isinstance(schema, dict):
+        raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
+    return schema
+
+
+def stream_reply(
+    client: Client, model_id: str, out: TextIO, reasoning: TextIO | None = None, **request: Any
+) -> GenerateResponse:
+    """Write the generated text to `out` as it comes, then a newline, and the model's reasoning to `reasoning` (if
+    given; dimmed on a terminal); return the final response."""
+    dim, plain = (DIM, PLAIN) if reasoning is not None and reasoning.isatty() else ("", "")
+    thought = False
     with client.generate(model_id, stream=True, **request) as stream:
         for event in stream:
             if isinstance(event, TextDelta):
                 out.write(event.text)
                 out.flush()
+            elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
+                reasoning.write(f"{dim}{event.text}{plain}")
+                reasoning.flush()
+                thought = True
         response = stream.get_final_response()
+    if thought and reasoning is not None:
+        reasoning.write("\n")
     out.write("\n")
     out.flush()
     return response
@@ -105,8 +134,11 @@ def stream_reply(client: Client, model_id: str, out: TextIO, **request: Any) -> 
 
 def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     """The generation options given on the command line."""
-    names = ("system", "max_tokens", "temperature", "stop")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    names = ("system", "max_tokens", "temperature", "stop", "reasoning_effort", "reasoning_budget")
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.json_schema is not None:
+        options["response_format"] = args.json_schema
+    return options
 
 
 def usage_line(response: GenerateResponse) -> str:
@@ -128,7 +160,8 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         usage: argparse.ArgumentParser = args.parser
         usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
     model_id = pick_model(client, args.model, args.backend)
-    response = stream_reply(client, model_id, sys.stdout, prompt=prompt, **generation_options(args))
+    reasoning = sys.stderr if args.show_reasoning else None
+    response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
     print(usage_line(response), file=sys.stderr)
     return 0
 
@@ -145,8 +178,9 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         history.append(Message("user", line.rstrip("\n")))
-        reply = stream_reply(client, model_id, sys.stdout, messages=history, **generation_options(args))
-        history.append(Message("assistant", reply.text))
+        reasoning = sys.stderr if args.show_reasoning else None
+        reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
+        history.append(reply.message())
 
 
 def table(listed: Sequence[Model]) -> str:
@@ -210,6 +244,14 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
         sub.add_argument("--system", metavar="TEXT", help="system prompt")
         sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
+        sub.add_argument(
+            "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
+        )
+        sub.add_argument("--reasoning-effort", choices=("minimal", "low", "medium", "high"), help="how hard to think")
+        sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
+        sub.add_argument(
+            "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
+        )
 
     sub = command("generate", generate, "stream a completion of PROMPT (default: read from stdin)")
     generation(sub)

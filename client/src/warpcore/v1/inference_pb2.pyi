@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import tools_pb2 as _tools_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -152,6 +153,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """The user."""
     ROLE_ASSISTANT: _Role.ValueType  # 3
     """The model."""
+    ROLE_TOOL: _Role.ValueType  # 4
+    """The result of a tool call, answering the call named by ChatMessage.tool_call_id."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role says who wrote a chat message."""
@@ -164,6 +167,8 @@ ROLE_USER: Role.ValueType  # 2
 """The user."""
 ROLE_ASSISTANT: Role.ValueType  # 3
 """The model."""
+ROLE_TOOL: Role.ValueType  # 4
+"""The result of a tool call, answering the call named by ChatMessage.tool_call_id."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _FinishReason:
@@ -186,6 +191,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The generation was cancelled, e.g. by server shutdown."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 5
     """The backend failed after text was sent; the call's status says why."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 6
+    """The model called tools: GenerateResult.tool_calls lists them; run them and send their
+    results back in ROLE_TOOL messages.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation ended."""
@@ -204,6 +213,10 @@ FINISH_REASON_CANCELLED: FinishReason.ValueType  # 4
 """The generation was cancelled, e.g. by server shutdown."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 5
 """The backend failed after text was sent; the call's status says why."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 6
+"""The model called tools: GenerateResult.tool_calls lists them; run them and send their
+results back in ROLE_TOOL messages.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -667,19 +680,48 @@ class ChatMessage(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     """Author of the message. Required."""
     content: _builtins.str
-    """Text of the message."""
+    """Text of the message. For ROLE_TOOL: the tool's result (or, with is_error, how it failed)."""
+    tool_call_id: _builtins.str
+    """ROLE_TOOL only, and required then: the id of the call this result answers."""
+    is_error: _builtins.bool
+    """ROLE_TOOL only: the tool failed, and content says how. Backends without such a flag
+    (OpenAI) get the content prefixed with "Error: ".
+    """
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
+        """ROLE_ASSISTANT only: the tool calls the model made in this turn, as the result's
+        tool_calls gave them. Each must be answered by a ROLE_TOOL message right after this
+        turn (one per call, in any order) before any other turn.
+        """
+
+    @_builtins.property
+    def reasoning(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ReasoningBlock]:
+        """ROLE_ASSISTANT only: the reasoning the model gave before this turn's text and calls,
+        as its ReasoningDelta frames gave it (text joined, signature kept). Anthropic needs it
+        back, signature unchanged, to continue a tool loop with thinking; backends that take
+        no reasoning back (OpenAI) leave it out.
+        """
+
     def __init__(
         self,
         *,
         role: Global___Role.ValueType = ...,
         content: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
+        reasoning: _abc.Iterable[_tools_pb2.ReasoningBlock] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -701,6 +743,8 @@ class GenerationOptions(_message.Message):
     SYSTEM_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     NO_PROMPT_CACHE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
     API requires a value).
@@ -727,6 +771,14 @@ class GenerationOptions(_message.Message):
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
 
+    @_builtins.property
+    def response_format(self) -> _tools_pb2.ResponseFormat:
+        """Structured output: the answer's text is JSON of this shape. Absent: free text."""
+
+    @_builtins.property
+    def reasoning(self) -> _tools_pb2.ReasoningOptions:
+        """Reasoning effort or budget. Absent: the model's default (no thinking on Anthropic)."""
+
     def __init__(
         self,
         *,
@@ -738,10 +790,12 @@ class GenerationOptions(_message.Message):
         system: _builtins.str | None = ...,
         seed: _builtins.int | None = ...,
         no_prompt_cache: _builtins.bool = ...,
+        response_format: _tools_pb2.ResponseFormat | None = ...,
+        reasoning: _tools_pb2.ReasoningOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -782,10 +836,15 @@ class GenerateRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Id of a loaded model. Required."""
     prompt: _builtins.str
     """A plain prompt, continued by the model (sent as one user message to chat-only APIs)."""
+    parallel_tool_calls: _builtins.bool
+    """Whether the model may call several tools in one turn. Unset: true."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """A conversation, answered by the model."""
@@ -794,6 +853,16 @@ class GenerateRequest(_message.Message):
     def options(self) -> Global___GenerationOptions:
         """Generation options."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.Tool]:
+        """Tools the model may call, at most 128, names unique."""
+
+    @_builtins.property
+    def tool_choice(self) -> _tools_pb2.ToolChoice:
+        """Whether and which tools the model must call. Absent: automatic (the model decides).
+        TOOL_CHOICE_MODE_REQUIRED and TOOL_CHOICE_MODE_NAMED need tools.
+        """
+
     def __init__(
         self,
         *,
@@ -801,12 +870,17 @@ class GenerateRequest(_message.Message):
         prompt: _builtins.str = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         options: Global___GenerationOptions | None = ...,
+        tools: _abc.Iterable[_tools_pb2.Tool] | None = ...,
+        tool_choice: _tools_pb2.ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_id", b"model_id", "options", b"options", "prompt", b"prompt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
 
@@ -818,6 +892,8 @@ class GenerateResponse(_message.Message):
 
     DELTA_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delta(self) -> Global___TextDelta:
         """Newly generated text."""
@@ -826,17 +902,27 @@ class GenerateResponse(_message.Message):
     def result(self) -> Global___GenerateResult:
         """The last frame of every stream that started generating."""
 
+    @_builtins.property
+    def tool_call(self) -> _tools_pb2.ToolCallDelta:
+        """The next piece of a tool call."""
+
+    @_builtins.property
+    def reasoning(self) -> _tools_pb2.ReasoningDelta:
+        """The next piece of the model's reasoning."""
+
     def __init__(
         self,
         *,
         delta: Global___TextDelta | None = ...,
         result: Global___GenerateResult | None = ...,
+        tool_call: _tools_pb2.ToolCallDelta | None = ...,
+        reasoning: _tools_pb2.ReasoningDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["delta", "result"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["delta", "result", "tool_call", "reasoning"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -872,19 +958,33 @@ class Usage(_message.Message):
 
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
-    """Tokens in the prompt, as counted by the backend."""
+    """Tokens in the prompt, as counted by the backend, cached ones included."""
     completion_tokens: _builtins.int
-    """Tokens generated."""
+    """Tokens generated, reasoning included."""
+    cached_prompt_tokens: _builtins.int
+    """Prompt tokens read from the backend's prompt cache (OpenAI's cached_tokens,
+    Anthropic's cache_read_input_tokens).
+    """
+    cache_creation_tokens: _builtins.int
+    """Prompt tokens written to the backend's prompt cache (Anthropic's cache_creation_input_tokens)."""
+    reasoning_tokens: _builtins.int
+    """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI)."""
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
+        cached_prompt_tokens: _builtins.int = ...,
+        cache_creation_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_tokens", b"cache_creation_tokens", "cached_prompt_tokens", b"cached_prompt_tokens", "completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -930,6 +1030,7 @@ class GenerateResult(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
     UPSTREAM_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
@@ -944,6 +1045,13 @@ class GenerateResult(_message.Message):
     def timings(self) -> Global___Timings:
         """Server-side timings."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
+        """The complete tool calls of this turn, in index order, whose arguments parse as JSON
+        objects (an empty-arguments call gives "{}"). Set with FINISH_REASON_TOOL_CALLS; with
+        FINISH_REASON_LENGTH, a call cut short is left out.
+        """
+
     def __init__(
         self,
         *,
@@ -951,10 +1059,11 @@ class GenerateResult(_message.Message):
         usage: Global___Usage | None = ...,
         timings: Global___Timings | None = ...,
         upstream_request_id: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -89,10 +89,10 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Generate(self, request, context):
-        """Generate streams text deltas from a loaded model. A stream that completes
-        ends with exactly one GenerateResult frame. A failure before any text was
-        sent (an invalid request, an upstream refusal) ends the call with its status
-        alone; a failure after text was sent first sends a GenerateResult with
+        """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+        stream that completes ends with exactly one GenerateResult frame. A failure
+        before any delta was sent (an invalid request, an upstream refusal) ends the
+        call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
         """

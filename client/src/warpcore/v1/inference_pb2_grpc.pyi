@@ -54,10 +54,10 @@ class InferenceServiceStub:
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
     """ListModels lists loaded models and, for a given backend, the models it can serve."""
     Generate: _grpc.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]
-    """Generate streams text deltas from a loaded model. A stream that completes
-    ends with exactly one GenerateResult frame. A failure before any text was
-    sent (an invalid request, an upstream refusal) ends the call with its status
-    alone; a failure after text was sent first sends a GenerateResult with
+    """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+    stream that completes ends with exactly one GenerateResult frame. A failure
+    before any delta was sent (an invalid request, an upstream refusal) ends the
+    call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
     """
@@ -82,10 +82,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels lists loaded models and, for a given backend, the models it can serve."""
     Generate: _aio.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]  # type: ignore[assignment]
-    """Generate streams text deltas from a loaded model. A stream that completes
-    ends with exactly one GenerateResult frame. A failure before any text was
-    sent (an invalid request, an upstream refusal) ends the call with its status
-    alone; a failure after text was sent first sends a GenerateResult with
+    """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+    stream that completes ends with exactly one GenerateResult frame. A failure
+    before any delta was sent (an invalid request, an upstream refusal) ends the
+    call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
     """
@@ -131,10 +131,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.GenerateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_pb2.GenerateResponse], _abc.AsyncIterator[_inference_pb2.GenerateResponse]]:
-        """Generate streams text deltas from a loaded model. A stream that completes
-        ends with exactly one GenerateResult frame. A failure before any text was
-        sent (an invalid request, an upstream refusal) ends the call with its status
-        alone; a failure after text was sent first sends a GenerateResult with
+        """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+        stream that completes ends with exactly one GenerateResult frame. A failure
+        before any delta was sent (an invalid request, an upstream refusal) ends the
+        call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
         """

@@ -20,6 +20,16 @@ MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The largest request a front door accepts, unless the server is started with another limit."""
+MAX_TOOLS = 128
+"""Tools one request may declare (OpenAI's own limit)."""
+MAX_SCHEMA_BYTES = 64 * 1024
+"""The longest JSON Schema (a tool's parameters, a response format's schema), in bytes of JSON text."""
+MAX_SCHEMA_DEPTH = 64
+"""The deepest nesting of objects and arrays in a JSON Schema or in a tool call's arguments."""
+MAX_TOOL_ARGUMENTS_BYTES = 256 * 1024
+"""The longest arguments of a tool call sent back in a conversation, in bytes of JSON text."""
+TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
+"""A tool's or a response schema's name, as the providers accept it."""
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})

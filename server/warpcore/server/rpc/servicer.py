@@ -7,9 +7,8 @@ from typing import Any
 
 import grpc
 
-from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.rpc import translate
+from warpcore.server.rpc import tools_translate, translate
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import inference_pb2 as pb
@@ -52,5 +51,5 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             if isinstance(output, GenerationResult):
                 record_usage(output.finish)
                 yield translate.result_frame(output)
-            elif isinstance(output, TextChunk):
-                yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
+            else:
+                yield tools_translate.delta_frame(output)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from google.protobuf import duration_pb2
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
@@ -10,19 +12,19 @@ from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
     BackendSettings,
-    ChatMessage,
     FinishReason,
     GenerationParams,
     LoadSpec,
     LocalSettings,
     NumaStrategy,
-    Role,
 )
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.validation import require
+from warpcore.server.rpc import tools_translate
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
 
 _BACKENDS = {
     pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
@@ -30,7 +32,6 @@ _BACKENDS = {
     pb.BACKEND_TYPE_LLAMA_CPP: BackendKind.LLAMA_CPP,
 }
 _BACKEND_TYPES = {kind: backend_type for backend_type, kind in _BACKENDS.items()}
-_ROLES = {pb.ROLE_SYSTEM: Role.SYSTEM, pb.ROLE_USER: Role.USER, pb.ROLE_ASSISTANT: Role.ASSISTANT}
 _NUMA = {
     pb.NUMA_STRATEGY_DISABLED: NumaStrategy.DISABLED,
     pb.NUMA_STRATEGY_DISTRIBUTE: NumaStrategy.DISTRIBUTE,
@@ -44,6 +45,7 @@ _FINISH_REASONS = {
     FinishReason.STOP_SEQUENCE: pb.FINISH_REASON_STOP_SEQUENCE,
     FinishReason.CANCELLED: pb.FINISH_REASON_CANCELLED,
     FinishReason.ERROR: pb.FINISH_REASON_ERROR,
+    FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
 }
 _LOCAL = "backend_config.local"
 FIELD_PATHS = {
@@ -63,12 +65,20 @@ FIELD_PATHS = {
     },
     **{f"settings.{name}": f"{_LOCAL}.llama_cpp.{name}" for name in ("use_mmap", "use_mlock", "chat_format")},
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
+    "response_format": "options.response_format",
+    "response_format.name": "options.response_format.name",
+    "response_format.schema": "options.response_format.schema_json",
+    "reasoning.effort": "options.reasoning.effort",
+    "reasoning.budget_tokens": "options.reasoning.budget_tokens",
 }
 """Domain field paths (core/validation.py) to the protobuf field paths a BadRequest names."""
+_TOOL_PARAMETERS = re.compile(r"(tools\[\d+\])\.parameters")
 
 
 def field_path(domain_field: str) -> str:
-    return FIELD_PATHS.get(domain_field, domain_field)
+    """The protobuf path of a domain field; indexed paths (`messages[2].tool_calls[0].id`) are the same in both but
+    for a tool's schema, which travels as JSON text."""
+    return FIELD_PATHS.get(domain_field) or _TOOL_PARAMETERS.sub(r"\1.parameters_json", domain_field)
 
 
 def backend_kind(value: int, field: str = "backend") -> BackendKind:
@@ -134,12 +144,7 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
 
 
 def generation_params(request: pb.GenerateRequest, time_remaining: float | None) -> GenerationParams:
-    messages = []
-    for index, message in enumerate(request.messages):
-        role = _ROLES.get(message.role)
-        require(role is not None, f"messages[{index}].role", "role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
-        assert role is not None
-        messages.append(ChatMessage(role, message.content))
+    messages = [tools_translate.chat_message(index, message) for index, message in enumerate(request.messages)]
     options = request.options
     return GenerationParams(
         prompt=request.prompt or None,
@@ -153,6 +158,11 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         seed=options.seed if options.HasField("seed") else None,
         timeout=time_remaining,
         cache_prompt=not options.no_prompt_cache,
+        tools=tools_translate.tools(request),
+        tool_choice=tools_translate.tool_choice(request),
+        parallel_tool_calls=request.parallel_tool_calls if request.HasField("parallel_tool_calls") else True,
+        response_format=tools_translate.response_format(options),
+        reasoning=tools_translate.reasoning(options),
     )
 
 
@@ -191,8 +201,17 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
     return pb.GenerateResponse(
         result=pb.GenerateResult(
             finish_reason=_FINISH_REASONS[finish.reason],
-            usage=pb.Usage(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens),
+            usage=pb.Usage(
+                prompt_tokens=finish.prompt_tokens,
+                completion_tokens=finish.completion_tokens,
+                cached_prompt_tokens=finish.cached_prompt_tokens,
+                cache_creation_tokens=finish.cache_creation_tokens,
+                reasoning_tokens=finish.reasoning_tokens,
+            ),
             timings=timings,
             upstream_request_id=finish.upstream_request_id,
+            tool_calls=[
+                tools_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in finish.tool_calls
+            ],
         )
     )

@@ -10,10 +10,18 @@ import anthropic
 import httpx2
 
 from warpcore.server.adapters.env import env_str
+from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
-from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams, Role
+from warpcore.server.adapters.hosted.streaming import NO_DELTAS, Delta, EventReader, HostedAdapter, StreamEndpoint
+from warpcore.server.core.domain import (
+    ApiSettings,
+    FinishReason,
+    GenerationParams,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallDelta,
+)
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 
 ENVIRONMENT = ApiEnvironment(
@@ -23,7 +31,6 @@ ENVIRONMENT = ApiEnvironment(
     default_base_url="https://api.anthropic.com",
 )
 DEFAULT_API_VERSION = "2023-06-01"
-MAX_TEMPERATURE = 1.0
 MODELS_PAGE_SIZE = 1000
 MAX_MODEL_PAGES = 20
 
@@ -51,30 +58,56 @@ STOP_REASONS = {
     "end_turn": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
     "stop_sequence": FinishReason.STOP_SEQUENCE,
+    "tool_use": FinishReason.TOOL_CALLS,
 }
 
 
 class _MessageEvents(EventReader):
-    """The events of a streamed message: text in content_block_delta, usage in message_start and message_delta, the
-    stop reason in message_delta."""
+    """The events of a streamed message: text, thinking (its signature last) and tool-input pieces in
+    content_block_delta, a tool call's id and name and a redacted thinking block in content_block_start, usage in
+    message_start and message_delta, the stop reason in message_delta."""
 
-    __slots__ = ()
+    __slots__ = ("_calls", "_input_tokens")
 
-    def text(self, event: Any) -> str | None:
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[int, int] = {}
+        """Content block index of each tool_use block -> its call's index, in the order calls began."""
+        self._input_tokens = 0
+
+    def deltas(self, event: Any) -> Sequence[Delta]:
         kind = event.get("type")
         if kind == "content_block_delta":
-            delta = event["delta"]
-            if delta.get("type") == "text_delta" and self.finish is None:  # nothing counts after the stop
-                text = delta["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text that is not a string")
-                return text
+            if self.finish is None and (delta := self._delta(event["index"], event["delta"])):  # none after the stop
+                return (delta,)
+        elif kind == "content_block_start":
+            block = event["content_block"]
+            if self.finish is None and block["type"] == "tool_use":
+                index = self._calls[event["index"]] = len(self._calls)
+                return (ToolCallDelta(index, id=_string(block["id"]), name=_string(block["name"])),)
+            if self.finish is None and block["type"] == "redacted_thinking":
+                return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
         elif kind == "message_start":
             self._count(event["message"])
         elif kind == "message_delta":
             reason = event["delta"]["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
             self._count(event)
+        return NO_DELTAS
+
+    def _delta(self, block: int, delta: Mapping[str, Any]) -> Delta | None:
+        """The delta of a content block; None for an empty piece, or a kind this gateway does not pass on."""
+        kind = delta["type"]
+        if kind == "text_delta":
+            text = _string(delta["text"])
+            return TextChunk(text) if text else None
+        if kind == "input_json_delta":
+            piece = _string(delta["partial_json"])
+            return ToolCallDelta(self._calls[block], arguments=piece) if piece else None
+        if kind == "thinking_delta":
+            return ReasoningChunk(_string(delta["thinking"]))
+        if kind == "signature_delta":
+            return ReasoningChunk(signature=_string(delta["signature"]))
         return None
 
     def _count(self, carrier: Mapping[str, Any]) -> None:
@@ -82,11 +115,23 @@ class _MessageEvents(EventReader):
 
         Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
         servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
-        event may carry either count, or leave it out or null. A 0 never replaces a count already seen.
+        event may carry either count, or leave it out or null. A 0 never replaces a count already seen. The prompt's
+        tokens are the uncached ones plus those read from and written to the cache, which the API counts apart.
         """
         usage = carrier.get("usage") or {}
-        self.prompt_tokens = int(usage.get("input_tokens") or 0) or self.prompt_tokens
+        self._input_tokens = int(usage.get("input_tokens") or 0) or self._input_tokens
+        self.cached_prompt_tokens = int(usage.get("cache_read_input_tokens") or 0) or self.cached_prompt_tokens
+        self.cache_creation_tokens = int(usage.get("cache_creation_input_tokens") or 0) or self.cache_creation_tokens
+        self.prompt_tokens = self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens
         self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
+        thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+        self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a field that is not a string")
+    return value
 
 
 class AnthropicAdapter(HostedAdapter):
@@ -104,19 +149,8 @@ class AnthropicAdapter(HostedAdapter):
         super().__init__(api, client)
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
-        if params.seed is not None:
-            raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
-        if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
-            raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
-        system = [params.system] if params.system else []
-        system += [message.content for message in params.messages if message.role is Role.SYSTEM]
-        # Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling.
-        options = {
-            "system": "\n\n".join(system) or None,
-            "top_k": params.top_k,
-            "stop_sequences": list(params.stop) or None,
-        }
-        return self._body(params, _alternating_turns(params), **options)
+        options = request_options(params)
+        return self._body(params, alternating_turns(params), **options)
 
     async def list_models(self) -> Sequence[str]:
         """GET /v1/models page by page, straight over HTTP with the key and version headers."""
@@ -140,20 +174,3 @@ class AnthropicAdapter(HostedAdapter):
                     break
                 query["after_id"] = page["last_id"]
         return names
-
-
-def _alternating_turns(params: GenerationParams) -> list[dict[str, str]]:
-    """User and assistant turns as the Messages API wants them: alternating, starting with the user."""
-    if params.prompt is not None:
-        return [{"role": "user", "content": params.prompt}]
-    turns: list[dict[str, str]] = []
-    for message in params.messages:
-        if message.role is Role.SYSTEM:
-            continue
-        if turns and turns[-1]["role"] == message.role.value:
-            turns[-1]["content"] += "\n\n" + message.content
-        else:
-            turns.append({"role": message.role.value, "content": message.content})
-    if turns[0]["role"] != "user":
-        raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
-    return turns

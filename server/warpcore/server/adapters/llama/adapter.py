@@ -29,8 +29,10 @@ from warpcore.server.core.domain import (
     LocalSettings,
     ModelInfo,
     PromptCacheStats,
+    ResponseFormatKind,
+    Role,
 )
-from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
@@ -66,6 +68,7 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        _refuse_unsupported(params)
         scheduler, preparer = self._scheduler, self._preparer
         if self._closing or scheduler is None or preparer is None:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
@@ -194,3 +197,20 @@ def _default_context_size(path: Path) -> int:
     finally:
         vocab_only.close()
     return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
+
+
+def _refuse_unsupported(params: GenerationParams) -> None:
+    """Tools, structured output and reasoning are not served by this backend yet: refused, never dropped."""
+    unsupported = {
+        "tools": bool(params.tools),
+        "messages": any(message.tool_calls or message.role is Role.TOOL for message in params.messages),
+        "response_format": params.response_format is not None
+        and params.response_format.kind is not ResponseFormatKind.TEXT,
+        "reasoning": params.reasoning is not None,
+    }
+    for field, asked in unsupported.items():
+        if asked:
+            what = "tool calls and results" if field == "messages" else field
+            raise InvalidArgumentError(
+                f"{what}: not supported by the llama.cpp backend yet", field=field, reason="OPTION_UNSUPPORTED"
+            )
