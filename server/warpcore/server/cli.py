@@ -16,6 +16,7 @@ from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.policy import default_policy
 from warpcore.server.core.registry import ModelRegistry
+from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
@@ -41,6 +42,7 @@ def serving_options(settings: ServerSettings) -> ServingOptions:
         ),
         max_message_bytes=settings.max_message_bytes,
         api_overrides=default_policy(settings.api_overrides, settings.listen, settings.allowed_api_hosts),
+        residency=ResidencyPolicy(settings.keep_alive, settings.max_loaded_models, settings.max_loaded_bytes),
     )
 
 
@@ -74,6 +76,10 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         for spec in specs:
+            if spec.lazy:
+                server.engine.declare(spec)
+                _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
+                continue
             loaded = await server.engine.load(spec, from_operator=True)
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await server.set_serving(True)

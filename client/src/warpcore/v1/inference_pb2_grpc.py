@@ -82,7 +82,9 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """ListModels lists loaded models and, for a given backend, the models it can serve.
+        """ListModels lists loaded models, the models the server loads on first use (its
+        operator's lazy models and those unloaded for idleness or room, in state
+        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -52,7 +52,10 @@ class InferenceServiceStub:
     NOT_FOUND if no model has that id.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _grpc.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]
     """Generate streams text deltas from a loaded model. A stream that completes
     ends with exactly one GenerateResult frame. A failure before any text was
@@ -80,7 +83,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     NOT_FOUND if no model has that id.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _aio.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]  # type: ignore[assignment]
     """Generate streams text deltas from a loaded model. A stream that completes
     ends with exactly one GenerateResult frame. A failure before any text was
@@ -123,7 +129,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ListModelsResponse, _abc.Awaitable[_inference_pb2.ListModelsResponse]]:
-        """ListModels lists loaded models and, for a given backend, the models it can serve."""
+        """ListModels lists loaded models, the models the server loads on first use (its
+        operator's lazy models and those unloaded for idleness or room, in state
+        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+        """
 
     @_abc_1.abstractmethod
     def Generate(

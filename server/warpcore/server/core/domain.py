@@ -232,6 +232,9 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+    memory_bytes: int = 0
+    """What keeping the model loaded costs in memory, estimated by the backend (weights and caches); 0 for a model
+    computed elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -254,3 +257,8 @@ class LoadSpec:
     admission: Admission | None = field(default=None, compare=False)
     """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
     model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
+    keep_alive: float | None = field(default=None, compare=False)
+    """Seconds a local model stays loaded once idle (math.inf: until unloaded); None: the server's default. Not part
+    of what the model is: a LoadModel of a loaded model with another keep_alive changes it."""
+    lazy: bool = field(default=False, compare=False)
+    """Declared, loaded by the first Generate that names it (preload file only)."""

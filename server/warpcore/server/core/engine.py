@@ -28,6 +28,7 @@ from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
+from warpcore.server.core.residency import Residency, ResidencyPolicy
 from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
 
 _log = logging.getLogger("warpcore.server")
@@ -47,12 +48,18 @@ GenerationOutput = TextChunk | ReasoningChunk | ToolCallDelta | GenerationResult
 
 class Engine:
     def __init__(
-        self, registry: ModelRegistry, limits: Limits, metrics: Metrics, api_overrides: ApiOverridePolicy
+        self,
+        registry: ModelRegistry,
+        limits: Limits,
+        metrics: Metrics,
+        api_overrides: ApiOverridePolicy,
+        residency: ResidencyPolicy | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.streams = ActiveStreams()
+        self.residency = Residency(registry, limits, residency or ResidencyPolicy())
         self._api_overrides = api_overrides
 
     async def load(self, spec: LoadSpec, *, from_operator: bool = False) -> LoadedModel:
@@ -61,18 +68,26 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         started = time.monotonic()
-        loaded = await self.registry.load(spec)
+        loaded = await self.residency.load(spec)
         _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
         return loaded
 
+    def declare(self, spec: LoadSpec) -> None:
+        """Know an operator's model without loading it: the first Generate naming it loads it."""
+        check_load(spec)
+        self.residency.declare(spec)
+
     async def unload(self, model_id: str) -> LoadedModel:
-        unloaded = await self.registry.unload(check_id(model_id, "model_id"))
-        self.limits.forget(unloaded.id)
+        unloaded = await self.residency.unload(check_id(model_id, "model_id"))
         _log.info("unloaded model %s", unloaded.id)
         return unloaded
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)
+
+    def dormant(self, backend: BackendKind | None = None) -> list[LoadSpec]:
+        """Models known but not loaded, loaded by the first Generate naming them."""
+        return [entry.spec for entry in self.residency.dormant.values() if backend in (None, entry.spec.backend)]
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""
@@ -86,20 +101,20 @@ class Engine:
         started = time.monotonic()
         check_id(model_id, "model_id")
         check_generation(params, self.limits.max_tokens)
-        model = self.registry.get(model_id)
         stop = threading.Event()
         first_token_at: float | None = None
 
-        def result(finish: Finish) -> GenerationResult:
-            total = _since(started)
-            if first_token_at is not None:
-                self.metrics.observe_generation(
-                    model.backend.value, model.id, first_token_at, total, finish.completion_tokens
-                )
-            return GenerationResult(finish, first_token_at, total)
-
         # One generator from the adapter's events to the front door: every layer costs each token a resumption.
-        async with self._admitted(model, stop):
+        async with self._admitted(model_id, stop) as model:
+
+            def result(finish: Finish) -> GenerationResult:
+                total = _since(started)
+                if first_token_at is not None:
+                    self.metrics.observe_generation(
+                        model.backend.value, model.id, first_token_at, total, finish.completion_tokens
+                    )
+                return GenerationResult(finish, first_token_at, total)
+
             events = coalesced(model.adapter.generate(params, stop))
             try:
                 async for event in events:
@@ -122,13 +137,16 @@ class Engine:
             yield result(Finish(FinishReason.CANCELLED))
 
     @contextlib.asynccontextmanager
-    async def _admitted(self, model: LoadedModel, stop: threading.Event) -> AsyncIterator[None]:
-        """Counted as in flight, through the model's admission gate, and tracked for shutdown."""
+    async def _admitted(self, model_id: str, stop: threading.Event) -> AsyncIterator[LoadedModel]:
+        """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
+        tracked for shutdown."""
         self.metrics.active_streams.inc()
         try:
-            async with self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
-                with self.streams.track(stop):
-                    yield
+            async with self.residency.using(model_id) as model:
+                gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+                async with gate.slot():
+                    with self.streams.track(stop):
+                        yield model
         finally:
             self.metrics.active_streams.dec()
 
