@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -264,3 +265,12 @@ def test_residency_settings_come_from_flags_and_environment() -> None:
         parse_settings(["--keep-alive", "later"], {})
     with pytest.raises(SettingsError, match="--max-loaded-memory must be a size"):
         parse_settings(["--max-loaded-memory", "lots"], {})
+
+
+def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(block for block in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if "lazy = true" in block)
+    config = tmp_path / "models.toml"
+    config.write_text(block)
+    (spec,) = read_preload(config, {})
+    assert (spec.lazy, spec.keep_alive) == (True, 600)
