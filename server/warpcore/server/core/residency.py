@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import ResourceExhaustedError
+from warpcore.server.core.errors import ResourceExhaustedError, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 
@@ -124,6 +124,7 @@ class Residency:
             if dormant is None:
                 self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
             else:
+                _log.info("loading model %s for a Generate that names it", model_id)
                 await self.load(dormant.spec)
         residence = self.residences[model_id]
         residence.in_use += 1
@@ -191,10 +192,16 @@ class Residency:
         residence.timer = None
         if residence.in_use or self.residences.get(model_id) is not residence:
             return
-        _log.info("unloading model %s: idle for %gs", model_id, residence.keep_alive)
-        task = asyncio.ensure_future(self._retire(model_id))
+        task = asyncio.ensure_future(self._retire_idle(model_id, residence.keep_alive))
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
+
+    async def _retire_idle(self, model_id: str, keep_alive: float) -> None:
+        _log.info("unloading model %s: idle for %gs", model_id, keep_alive)
+        try:
+            await self._retire(model_id)
+        except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
+            _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
 
     async def _make_room(self, model_id: str, *, models: int, nbytes: int) -> None:
         """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
@@ -252,6 +259,3 @@ class Residency:
             else:
                 leaving.add_done_callback(lambda _: self._leaving.pop(model_id, None))
         return unloaded
-
-    async def close(self) -> None:
-        await asyncio.gather(*self._expiring, return_exceptions=True)
