@@ -13,6 +13,7 @@ from warpcore.server.core.bounds import (
     FALSE_WORDS,
     MAX_MESSAGE_BYTES,
     MAX_TOKENS_LIMIT,
+    parse_bool,
     parse_bytes,
     parse_keep_alive,
 )
@@ -51,6 +52,7 @@ class ServerSettings:
     keep_alive: float = math.inf
     max_loaded_models: int | None = None
     max_loaded_bytes: int | None = None
+    allow_pull: bool = False
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
@@ -147,6 +149,12 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "most estimated memory of the llama.cpp models loaded at once, e.g. 8GiB (unset: no limit)",
     )
     parser.add_argument(
+        "--allow-pull",
+        action="store_true",
+        default=parse_bool(env.get("WARPCORE_ALLOW_PULL", "0")) or False,
+        help="let clients pull hf: models from the Hugging Face Hub into --models-path (env WARPCORE_ALLOW_PULL=1)",
+    )
+    parser.add_argument(
         "--no-default-model",
         dest="default_model",
         action="store_false",
@@ -204,4 +212,5 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         keep_alive=keep_alive,
         max_loaded_models=args.max_loaded_models or None,
         max_loaded_bytes=max_loaded_bytes,
+        allow_pull=args.allow_pull,
     )

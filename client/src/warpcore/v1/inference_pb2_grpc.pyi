@@ -12,6 +12,7 @@ of a response message.
 from collections import abc as _abc
 from grpc import aio as _aio
 from warpcore.v1 import inference_pb2 as _inference_pb2
+from warpcore.v1 import models_pb2 as _models_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -64,6 +65,15 @@ class InferenceServiceStub:
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
     """
+    PullModel: _grpc.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -94,6 +104,15 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     alone; a failure after text was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
+    """
+    PullModel: _aio.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]  # type: ignore[assignment]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -146,6 +165,21 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         alone; a failure after text was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
+        """
+
+    @_abc_1.abstractmethod
+    def PullModel(
+        self,
+        request: _models_pb2.PullModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_models_pb2.PullModelResponse], _abc.AsyncIterator[_models_pb2.PullModelResponse]]:
+        """PullModel downloads a model file onto the server, streaming progress frames a few
+        times a second, then one done frame. Concurrent pulls of one file share one
+        download; cancelling the call stops it once no other caller waits (a later pull
+        resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+        (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+        have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+        does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18warpcore/v1/models.proto\x12\x0bwarpcore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\tKeepAlive\x12)\n\x04idle\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\x07\x66orever\x18\x02 \x01(\x08H\x00\x42\x08\n\x06policy\"\xf2\x01\n\x0eModelResidency\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x12\n\nslots_busy\x18\x02 \x01(\r\x12\x13\n\x0bslots_total\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r\x12-\n\tlast_used\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nkeep_alive\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Durationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18warpcore/v1/models.proto\x12\x0bwarpcore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"S\n\tKeepAlive\x12)\n\x04idle\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\x07\x66orever\x18\x02 \x01(\x08H\x00\x42\x08\n\x06policy\"\xf2\x01\n\x0eModelResidency\x12\x14\n\x0cmemory_bytes\x18\x01 \x01(\x04\x12\x12\n\nslots_busy\x18\x02 \x01(\r\x12\x13\n\x0bslots_total\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r\x12-\n\tlast_used\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nkeep_alive\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\"3\n\x10PullModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"u\n\x11PullModelResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.warpcore.v1.PullProgressH\x00\x12(\n\x04\x64one\x18\x02 \x01(\x0b\x32\x18.warpcore.v1.PulledModelH\x00\x42\x07\n\x05\x66rame\"7\n\x0cPullProgress\x12\x12\n\nbytes_done\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_total\x18\x02 \x01(\x04\"Y\n\x0bPulledModel\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\x04 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEEPALIVE']._serialized_end=189
   _globals['_MODELRESIDENCY']._serialized_start=192
   _globals['_MODELRESIDENCY']._serialized_end=434
+  _globals['_PULLMODELREQUEST']._serialized_start=436
+  _globals['_PULLMODELREQUEST']._serialized_end=487
+  _globals['_PULLMODELRESPONSE']._serialized_start=489
+  _globals['_PULLMODELRESPONSE']._serialized_end=606
+  _globals['_PULLPROGRESS']._serialized_start=608
+  _globals['_PULLPROGRESS']._serialized_end=663
+  _globals['_PULLEDMODEL']._serialized_start=665
+  _globals['_PULLEDMODEL']._serialized_end=754
 # @@protoc_insertion_point(module_scope)

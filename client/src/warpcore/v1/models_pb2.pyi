@@ -105,3 +105,128 @@ class ModelResidency(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelResidency: _TypeAlias = ModelResidency  # noqa: Y015
+
+@_typing.final
+class PullModelRequest(_message.Message):
+    """PullModelRequest names a model file to download onto the server."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """"hf:owner/repo:file.gguf", downloaded from the Hugging Face Hub (or the mirror
+    at the server's HF_ENDPOINT, with the server's HF_TOKEN for gated or private
+    repositories) into $MODELS_PATH/hf/owner/repo/file.gguf. Required.
+    """
+    revision: _builtins.str
+    """Branch, tag or commit of the repository; empty: main."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullModelRequest: _TypeAlias = PullModelRequest  # noqa: Y015
+
+@_typing.final
+class PullModelResponse(_message.Message):
+    """PullModelResponse is one frame of a PullModel stream: progress frames, then one
+    done frame.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRESS_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def progress(self) -> Global___PullProgress:
+        """How far the download has come."""
+
+    @_builtins.property
+    def done(self) -> Global___PulledModel:
+        """The file is in place and checked; the last frame."""
+
+    def __init__(
+        self,
+        *,
+        progress: Global___PullProgress | None = ...,
+        done: Global___PulledModel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "frame", b"frame", "progress", b"progress"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "frame", b"frame", "progress", b"progress"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["progress", "done"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___PullModelResponse: _TypeAlias = PullModelResponse  # noqa: Y015
+
+@_typing.final
+class PullProgress(_message.Message):
+    """PullProgress counts the bytes of a pull."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BYTES_DONE_FIELD_NUMBER: _builtins.int
+    BYTES_TOTAL_FIELD_NUMBER: _builtins.int
+    bytes_done: _builtins.int
+    """Bytes on the server's disk, counting those of an earlier pull that this one resumed."""
+    bytes_total: _builtins.int
+    """Size of the file; 0 until the hub has said."""
+    def __init__(
+        self,
+        *,
+        bytes_done: _builtins.int = ...,
+        bytes_total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_done", b"bytes_done", "bytes_total", b"bytes_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PullProgress: _TypeAlias = PullProgress  # noqa: Y015
+
+@_typing.final
+class PulledModel(_message.Message):
+    """PulledModel describes a pulled model file, ready for LoadModel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    ALREADY_PRESENT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """The model, as LoadModel takes it."""
+    size_bytes: _builtins.int
+    """Size of the file in bytes."""
+    sha256: _builtins.str
+    """The hub's SHA-256 the file was checked against, in hex; empty when the file
+    was already there and nothing was downloaded.
+    """
+    already_present: _builtins.bool
+    """Whether the file was already there."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        already_present: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_present", b"already_present", "model", b"model", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PulledModel: _TypeAlias = PulledModel  # noqa: Y015

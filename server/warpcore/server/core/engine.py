@@ -24,9 +24,11 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Residency, ResidencyPolicy
 from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
@@ -54,6 +56,7 @@ class Engine:
         metrics: Metrics,
         api_overrides: ApiOverridePolicy,
         residency: ResidencyPolicy | None = None,
+        pulls: Pulls | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
@@ -61,6 +64,7 @@ class Engine:
         self.streams = ActiveStreams()
         self.residency = Residency(registry, limits, residency or ResidencyPolicy())
         self._api_overrides = api_overrides
+        self._pulls = pulls
 
     async def load(self, spec: LoadSpec, *, from_operator: bool = False) -> LoadedModel:
         """Load a model; the operator's own models (the preload file) may name any API endpoint."""
@@ -94,6 +98,21 @@ class Engine:
         check_settings(settings, backend)
         self._api_overrides.check(settings)
         return await self.registry.available(backend, settings)
+
+    async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
+        """Download a model file onto this server's disk: progress, then the file. Writing to the disk is the
+        operator's to allow (None pulls: not allowed)."""
+        check_id(model, "model")
+        if revision is not None:
+            check_id(revision, "revision")
+        if self._pulls is None:
+            raise PermissionDeniedError(
+                "this server does not pull models: its operator allows it with --allow-pull (WARPCORE_ALLOW_PULL=1)",
+                field="model",
+                reason="PULL_DENIED",
+            )
+        async for frame in self._pulls.pull(model, revision):
+            yield frame
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """Deltas (text, reasoning, tool calls), then one GenerationResult; a failure after a delta ends with an

@@ -18,6 +18,7 @@ from warpcore.server.core.engine import Engine
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.rpc.access_log import AccessLogInterceptor
@@ -47,6 +48,8 @@ class ServingOptions:
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     residency: ResidencyPolicy = field(default_factory=ResidencyPolicy)
     """Idle unload and the budget of loaded local models."""
+    pulls: Pulls | None = None
+    """How the server pulls model files onto its disk; None: PullModel is refused (the operator's permission)."""
 
 
 class WarpcoreServer:
@@ -117,7 +120,7 @@ async def start_server(
     NOT_SERVING until told otherwise."""
     options = options or ServingOptions()
     metrics = Metrics(options.limits)
-    engine = Engine(registry, options.limits, metrics, options.api_overrides, options.residency)
+    engine = Engine(registry, options.limits, metrics, options.api_overrides, options.residency, options.pulls)
     chain: list[grpc.aio.ServerInterceptor] = [AccessLogInterceptor(metrics)]
     if options.token:
         chain.append(BearerTokenInterceptor(options.token))

@@ -9,11 +9,11 @@ import grpc
 
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.rpc import translate
+from warpcore.server.rpc import translate, translate_models
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, models_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -60,3 +60,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield translate.result_frame(output)
             elif isinstance(output, TextChunk):
                 yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
+
+    @streaming_errors
+    async def PullModel(
+        self, request: models_pb2.PullModelRequest, context: Context
+    ) -> AsyncGenerator[models_pb2.PullModelResponse, None]:
+        async for frame in self._engine.pull(request.model, request.revision or None):
+            yield translate_models.pull_frame(frame)

@@ -7,6 +7,7 @@ import math
 from google.protobuf import timestamp_pb2
 
 from warpcore.server.core.bounds import MAX_KEEP_ALIVE_SECONDS
+from warpcore.server.core.pulls import PulledFile, PullProgress
 from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.validation import require
 from warpcore.v1 import models_pb2
@@ -47,3 +48,15 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     timestamp = timestamp_pb2.Timestamp()
     timestamp.FromNanoseconds(round(seconds * 1e9))
     return timestamp
+
+
+def pull_frame(frame: PullProgress | PulledFile) -> models_pb2.PullModelResponse:
+    if isinstance(frame, PullProgress):
+        return models_pb2.PullModelResponse(
+            progress=models_pb2.PullProgress(bytes_done=frame.done, bytes_total=frame.total or 0)
+        )
+    return models_pb2.PullModelResponse(
+        done=models_pb2.PulledModel(
+            model=frame.model, size_bytes=frame.size, sha256=frame.sha256 or "", already_present=frame.already_present
+        )
+    )
