@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import collect, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
+from tests.test_cli import warpcore
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import hub_download
 from warpcore.server.core.pulls import Pulls
@@ -268,3 +269,18 @@ async def test_only_hf_models_can_be_pulled(stub: Stub) -> None:
         await frames(pull(stub, "local/file.gguf"))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(refused.value)[1] == ["model"]
+
+
+async def test_the_cli_pulls_with_a_progress_bar(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    async for server, _ in pulling_server(hub, models_root, interval=0):
+        run = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
+        assert run.code == 0, run.stderr
+        assert run.stdout == f"{MODEL}  {len(gguf)} bytes  sha256 {hashlib.sha256(gguf).hexdigest()}\n"
+        bars = run.stderr.rstrip("\n").split("\r")[1:]
+        assert len(bars) > 2
+        assert bars[-1].startswith(f"[{'#' * 30}] 100%  ")
+        again = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
+        assert again.stdout == f"{MODEL}  {len(gguf)} bytes  already present\n"
+        denied = await warpcore(f"127.0.0.1:{server.port}", "pull", "hf:acme/missing:x.gguf")
+        assert denied.code == 1
+        assert denied.stderr.splitlines()[-1].startswith("warpcore: NOT_FOUND: the hub has no repository")
