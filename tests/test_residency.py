@@ -261,6 +261,9 @@ def test_residency_settings_come_from_flags_and_environment() -> None:
     assert (settings.keep_alive, settings.max_loaded_models, settings.max_loaded_bytes) == (300, 2, 3 * 2**29)
     defaults = parse_settings([], {})
     assert (defaults.keep_alive, defaults.max_loaded_models, defaults.max_loaded_bytes) == (math.inf, None, None)
+    assert not defaults.allow_pull
+    assert parse_settings(["--allow-pull"], {}).allow_pull
+    assert parse_settings([], {"WARPCORE_ALLOW_PULL": "1"}).allow_pull
     with pytest.raises(SettingsError, match="--keep-alive must be a duration"):
         parse_settings(["--keep-alive", "later"], {})
     with pytest.raises(SettingsError, match="--max-loaded-memory must be a size"):
