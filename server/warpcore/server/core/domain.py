@@ -225,6 +225,20 @@ class Finish:
 GenerationEvent = TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
+@dataclass
+class Occupancy:
+    """What a local model is doing now, kept up to date by its backend (read by metrics scrapes, on their thread)."""
+
+    running: int = 0
+    """Generations decoding."""
+    waiting: int = 0
+    """Generations admitted to the model, waiting for a slot of its context."""
+    cells_used: int = 0
+    """KV cache cells holding a token of a running generation."""
+    cells: int = 0
+    """KV cache cells in all."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a backend reports about a model it loaded."""
@@ -235,6 +249,8 @@ class ModelInfo:
     memory_bytes: int = 0
     """What keeping the model loaded costs in memory, estimated by the backend (weights and caches); 0 for a model
     computed elsewhere."""
+    occupancy: Occupancy | None = field(default=None, compare=False)
+    """Live counters of a model computed here; None for one computed elsewhere."""
 
 
 @dataclass(frozen=True)
