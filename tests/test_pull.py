@@ -51,10 +51,12 @@ def models_root(tmp_path: Path) -> Path:
 
 
 async def pulling_server(
-    hub: FakeHub, models_root: Path, interval: float = 0.25
+    hub: FakeHub, models_root: Path, interval: float = 0.25, token: str | None = None
 ) -> AsyncIterator[tuple[WarpcoreServer, Stub]]:
     models_root.mkdir(exist_ok=True)  # noqa: ASYNC240 - a test's own folder, before the server starts
     env = {"MODELS_PATH": str(models_root), "HF_ENDPOINT": hub.endpoint}
+    if token is not None:
+        env["HF_TOKEN"] = token
     options = ServingOptions(pulls=Pulls(hub_download(env), interval=interval))
     async with serving(env, options) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield server, inference_pb2_grpc.InferenceServiceStub(channel)
@@ -284,3 +286,20 @@ async def test_the_cli_pulls_with_a_progress_bar(hub: FakeHub, gguf: bytes, mode
         denied = await warpcore(f"127.0.0.1:{server.port}", "pull", "hf:acme/missing:x.gguf")
         assert denied.code == 1
         assert denied.stderr.splitlines()[-1].startswith("warpcore: NOT_FOUND: the hub has no repository")
+
+
+async def test_a_gated_repository_takes_the_servers_hf_token_which_stays_with_the_hub(
+    hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    hub.gated["acme/tiny-GGUF"] = "hf_test_token_0123456789"
+    async for _, stub in pulling_server(hub, models_root):
+        with pytest.raises(grpc.aio.AioRpcError) as gated:
+            await frames(pull(stub))
+        assert gated.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rich_details(gated.value)[0].reason == "HUB_REPO_GATED"
+        assert "HF_TOKEN" in (gated.value.details() or "")
+    async for _, stub in pulling_server(hub, models_root, token="hf_test_token_0123456789"):
+        _, done = await frames(pull(stub))
+        assert done.size_bytes == len(gguf)
+        # The CDN gets a signed address, never the token.
+        assert [download.authorization for download in hub.downloads] == [None]

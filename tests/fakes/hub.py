@@ -31,9 +31,10 @@ class HubFile:
 
 @dataclass
 class Download:
-    """One GET the CDN served: its Range header, and the bytes sent before it ended."""
+    """One GET the CDN served: its Range and Authorization headers, and the bytes sent before it ended."""
 
     range: str | None
+    authorization: str | None
     sent: int = 0
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -52,6 +53,8 @@ class FakeHub:
         self.release = asyncio.Event()
         self.held = asyncio.Event()
         self.size_override: int | None = None
+        self.gated: dict[str, str] = {}
+        """Repositories ("owner/repo") that answer only requests bearing this token."""
         self._runner: web.AppRunner | None = None
         self.endpoint = ""
         self._cdn = ""
@@ -87,6 +90,9 @@ class FakeHub:
         self.heads.append(request.path)
         if not any(key.startswith(f"{owner}/{repo}/") for key in self.files):
             return web.Response(status=401, headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "no repo"})
+        token = self.gated.get(f"{owner}/{repo}")
+        if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
+            return web.Response(status=403, headers={"X-Error-Code": "GatedRepo", "X-Error-Message": "gated"})
         if not any(key.startswith(f"{owner}/{repo}/{revision}/") for key in self.files):
             return web.Response(status=404, headers={"X-Error-Code": "RevisionNotFound"})
         hub_file = self.files.get(f"{owner}/{repo}/{revision}/{filename}")
@@ -107,7 +113,7 @@ class FakeHub:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         hub_file = next(f for f in self.files.values() if f.sha256 == request.match_info["sha256"])
         content = hub_file.content
-        download = Download(request.headers.get("Range"))
+        download = Download(request.headers.get("Range"), request.headers.get("Authorization"))
         self.downloads.append(download)
         start = int(download.range.removeprefix("bytes=").split("-")[0]) if download.range else 0
         response = web.StreamResponse(status=206 if start else 200)
