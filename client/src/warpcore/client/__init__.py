@@ -17,6 +17,7 @@ from warpcore.client._errors import (
     UnimplementedError,
     WarpcoreError,
 )
+from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
     ApiConfig,
@@ -65,6 +66,9 @@ __all__ = [
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "PullEvent",
+    "PullProgress",
+    "PulledModel",
     "RateLimitError",
     "ReasoningBlock",
     "ReasoningDelta",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
@@ -21,6 +21,7 @@ from warpcore.client._protocol import (
     model_from,
     models_from,
 )
+from warpcore.client._pull import PullEvent, async_pull_events, pull_events, pull_request
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import BackendOptions, GenerateResponse, GenerationOptions, Model
 from warpcore.v1 import inference_pb2 as pb
@@ -132,6 +133,13 @@ class Client(_Settings):
         started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else started.get_final_response()
 
+    def pull_model(
+        self, model: str, *, revision: str | None = None, timeout: float | None = None
+    ) -> Iterator[PullEvent]:
+        """Have the server download `model` ("hf:owner/repo:file.gguf"): PullProgress events, then one PulledModel.
+        Stopping the iteration early (close it, or leave the loop) cancels the pull."""
+        return pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
+
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""
         check = health_pb2_grpc.HealthStub(self._channel).Check
@@ -232,6 +240,12 @@ class AsyncClient(_Settings):
         request, parse = generate_request(model_id, prompt, messages, options)
         started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else await started.get_final_response()
+
+    def pull_model(
+        self, model: str, *, revision: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[PullEvent]:
+        """Have the server download `model`: PullProgress events, then one PulledModel."""
+        return async_pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""

@@ -18,6 +18,7 @@ from warpcore.client import (
     Message,
     Model,
     NotFoundError,
+    PullProgress,
     ReasoningDelta,
     TextDelta,
     WarpcoreError,
@@ -209,6 +210,36 @@ def unload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def progress_bar(done: int, total: int | None, width: int = 30) -> str:
+    """`[#######-------]  47%  12.3/26.1 MiB`, or only the MiB so far while the size is unknown."""
+    mib = 1024 * 1024
+    if not total:
+        return f"{done / mib:.1f} MiB"
+    filled = width * done // total
+    return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done / mib:.1f}/{total / mib:.1f} MiB"
+
+
+def pull(client: Client, args: argparse.Namespace) -> int:
+    """Progress on stderr, redrawn in place; the pulled model on stdout. Ctrl-C cancels the pull (a later pull
+    resumes it)."""
+    drawn = False  # a bar is on the line: end it before anything else is printed
+    try:
+        for event in client.pull_model(args.model, revision=args.revision):
+            if isinstance(event, PullProgress):
+                print(f"\r{progress_bar(event.done, event.total)}", end="", file=sys.stderr, flush=True)
+                drawn = True
+                continue
+            if drawn:
+                print(file=sys.stderr)
+                drawn = False
+            checked = "already present" if event.already_present else f"sha256 {event.sha256}"
+            print(f"{event.model}  {event.size} bytes  {checked}")
+    finally:
+        if drawn:
+            print(file=sys.stderr)
+    return 0
+
+
 def health(client: Client, args: argparse.Namespace) -> int:
     try:
         status = client.health(args.service)
@@ -273,6 +304,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--context-size", type=COUNT, metavar="N")
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
+
+    sub = command("pull", pull, "download MODEL onto the server (hf:owner/repo:file.gguf), with a progress bar")
+    sub.add_argument(
+        "model", metavar="MODEL", help="e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    )
+    sub.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: main)")
 
     sub = command("health", health, "print the server's health; exit 0 only when SERVING")
     sub.add_argument("--service", default="", metavar="NAME", help="service to check (default: the whole server)")

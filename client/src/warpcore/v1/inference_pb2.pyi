@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import models_pb2 as _models_pb2
 from warpcore.v1 import tools_pb2 as _tools_pb2
 import builtins as _builtins
 import sys
@@ -437,18 +438,26 @@ class ModelConfig(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
+    KEEP_ALIVE_FIELD_NUMBER: _builtins.int
     context_size: _builtins.int
     """Context window in tokens, 16 to 131072. Unset: for local models, the model's
     trained context capped at 4096; for API models, the provider's limit (reported as 0).
     """
+    @_builtins.property
+    def keep_alive(self) -> _models_pb2.KeepAlive:
+        """How long a local (llama.cpp) model stays loaded once idle; INVALID_ARGUMENT for a
+        hosted model. Loading a loaded model again with a keep_alive changes its keep_alive.
+        """
+
     def __init__(
         self,
         *,
         context_size: _builtins.int | None = ...,
+        keep_alive: _models_pb2.KeepAlive | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size", "keep_alive", b"keep_alive"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size", "keep_alive", b"keep_alive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__context_size: _TypeAlias = _typing.Literal["context_size"]  # noqa: Y015
     _WhichOneofArgType__context_size: _TypeAlias = _typing.Literal["_context_size", b"_context_size"]  # noqa: Y015
@@ -468,6 +477,7 @@ class Model(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id used in GenerateRequest and UnloadModelRequest."""
     backend: Global___BackendType.ValueType
@@ -480,6 +490,12 @@ class Model(_message.Message):
     """Whether the model is loaded here or only available on its backend."""
     context_size: _builtins.int
     """Context window in tokens; 0 when unknown."""
+    @_builtins.property
+    def residency(self) -> _models_pb2.ModelResidency:
+        """For a loaded model (MODEL_STATE_READY): its cost, use and expiry. Absent for a
+        model that is not loaded.
+        """
+
     def __init__(
         self,
         *,
@@ -489,10 +505,11 @@ class Model(_message.Message):
         type: Global___ModelType.ValueType = ...,
         state: Global___ModelState.ValueType = ...,
         context_size: _builtins.int = ...,
+        residency: _models_pb2.ModelResidency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["residency", b"residency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "context_size", b"context_size", "id", b"id", "name", b"name", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "context_size", b"context_size", "id", b"id", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

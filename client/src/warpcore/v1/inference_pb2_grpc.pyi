@@ -12,6 +12,7 @@ of a response message.
 from collections import abc as _abc
 from grpc import aio as _aio
 from warpcore.v1 import inference_pb2 as _inference_pb2
+from warpcore.v1 import models_pb2 as _models_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -52,7 +53,10 @@ class InferenceServiceStub:
     NOT_FOUND if no model has that id.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _grpc.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]
     """Generate streams text, reasoning and tool-call deltas from a loaded model. A
     stream that completes ends with exactly one GenerateResult frame. A failure
@@ -60,6 +64,15 @@ class InferenceServiceStub:
     call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
+    """
+    PullModel: _grpc.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
 
 @_typing.type_check_only
@@ -80,7 +93,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     NOT_FOUND if no model has that id.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _aio.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]  # type: ignore[assignment]
     """Generate streams text, reasoning and tool-call deltas from a loaded model. A
     stream that completes ends with exactly one GenerateResult frame. A failure
@@ -88,6 +104,15 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
+    """
+    PullModel: _aio.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]  # type: ignore[assignment]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -123,7 +148,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ListModelsResponse, _abc.Awaitable[_inference_pb2.ListModelsResponse]]:
-        """ListModels lists loaded models and, for a given backend, the models it can serve."""
+        """ListModels lists loaded models, the models the server loads on first use (its
+        operator's lazy models and those unloaded for idleness or room, in state
+        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+        """
 
     @_abc_1.abstractmethod
     def Generate(
@@ -137,6 +165,21 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
+        """
+
+    @_abc_1.abstractmethod
+    def PullModel(
+        self,
+        request: _models_pb2.PullModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_models_pb2.PullModelResponse], _abc.AsyncIterator[_models_pb2.PullModelResponse]]:
+        """PullModel downloads a model file onto the server, streaming progress frames a few
+        times a second, then one done frame. Concurrent pulls of one file share one
+        download; cancelling the call stops it once no other caller waits (a later pull
+        resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+        (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+        have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+        does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -230,6 +230,20 @@ class Finish:
 GenerationEvent = TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
+@dataclass
+class Occupancy:
+    """What a local model is doing now, kept up to date by its backend (read by metrics scrapes, on their thread)."""
+
+    running: int = 0
+    """Generations decoding."""
+    waiting: int = 0
+    """Generations admitted to the model, waiting for a slot of its context."""
+    cells_used: int = 0
+    """KV cache cells holding a token of a running generation."""
+    cells: int = 0
+    """KV cache cells in all."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What a backend reports about a model it loaded."""
@@ -237,6 +251,11 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+    memory_bytes: int = 0
+    """What keeping the model loaded costs in memory, estimated by the backend (weights and caches); 0 for a model
+    computed elsewhere."""
+    occupancy: Occupancy | None = field(default=None, compare=False)
+    """Live counters of a model computed here; None for one computed elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -269,3 +288,8 @@ class LoadSpec:
     admission: Admission | None = field(default=None, compare=False)
     """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
     model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
+    keep_alive: float | None = field(default=None, compare=False)
+    """Seconds a local model stays loaded once idle (math.inf: until unloaded); None: the server's default. Not part
+    of what the model is: a LoadModel of a loaded model with another keep_alive changes it."""
+    lazy: bool = field(default=False, compare=False)
+    """Declared, loaded by the first Generate that names it (preload file only)."""

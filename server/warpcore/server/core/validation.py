@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from warpcore.server.core.bounds import (
     MAX_CONTEXT_SIZE,
     MAX_ID_LENGTH,
+    MAX_KEEP_ALIVE_SECONDS,
     MAX_PARALLEL,
     MAX_PROMPT_CACHE_TOKENS,
     MAX_STOP_SEQUENCES,
@@ -190,6 +191,17 @@ def check_load(spec: LoadSpec) -> None:
             MIN_CONTEXT_SIZE <= spec.context_size <= MAX_CONTEXT_SIZE,
             "context_size",
             f"context_size must be between {MIN_CONTEXT_SIZE} and {MAX_CONTEXT_SIZE} tokens",
+        )
+    if spec.keep_alive is not None:
+        require(
+            not spec.backend.hosted,
+            "keep_alive",
+            "keep_alive applies to local models only: a hosted model stays loaded until unloaded",
+        )
+        require(
+            spec.keep_alive == math.inf or 0 <= spec.keep_alive <= MAX_KEEP_ALIVE_SECONDS,
+            "keep_alive",
+            f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever",
         )
     check_settings(spec.settings, spec.backend)
 

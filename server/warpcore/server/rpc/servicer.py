@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import grpc
 
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.rpc import tools_translate, translate
+from warpcore.server.rpc import tools_translate, translate, translate_models
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, models_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -24,7 +24,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
         loaded = await self._engine.load(translate.load_spec(request))
-        return pb.LoadModelResponse(model=translate.model_message(loaded))
+        return pb.LoadModelResponse(model=translate.model_message(loaded, self._engine.residency.report(loaded)))
 
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
@@ -33,13 +33,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
-        if request.backend == pb.BACKEND_TYPE_UNSPECIFIED:
-            return pb.ListModelsResponse(models=[translate.model_message(m) for m in self._engine.loaded()])
-        backend = translate.backend_kind(request.backend)
-        available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
+        backend = None
+        available: Sequence[str] = ()
+        if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
+            backend = translate.backend_kind(request.backend)
+            available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
+        residency = self._engine.residency
         return pb.ListModelsResponse(
-            models=[translate.model_message(m) for m in self._engine.loaded(backend)]
-            + [translate.available_model_message(backend, name) for name in available]
+            models=[translate.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
+            + [
+                translate.available_model_message(spec.backend, spec.name, spec.model_id)
+                for spec in self._engine.dormant(backend)
+            ]
+            + [translate.available_model_message(backend, name) for name in available if backend is not None]
         )
 
     @streaming_errors
@@ -53,3 +59,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield translate.result_frame(output)
             else:
                 yield tools_translate.delta_frame(output)
+
+    @streaming_errors
+    async def PullModel(
+        self, request: models_pb2.PullModelRequest, context: Context
+    ) -> AsyncGenerator[models_pb2.PullModelResponse, None]:
+        async for frame in self._engine.pull(request.model, request.revision or None):
+            yield translate_models.pull_frame(frame)

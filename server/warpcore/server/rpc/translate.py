@@ -21,8 +21,10 @@ from warpcore.server.core.domain import (
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.validation import require
 from warpcore.server.rpc import tools_translate
+from warpcore.server.rpc.translate_models import keep_alive, residency_message
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -50,6 +52,7 @@ _FINISH_REASONS = {
 _LOCAL = "backend_config.local"
 FIELD_PATHS = {
     "context_size": "model_config.context_size",
+    "keep_alive": "model_config.keep_alive",
     "max_tokens": "options.max_tokens",
     "temperature": "options.temperature",
     "top_p": "options.top_p",
@@ -140,6 +143,7 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
         name=request.model,
         settings=backend_settings(request.backend_config),
         context_size=config.context_size if config.HasField("context_size") else None,
+        keep_alive=keep_alive(config.keep_alive),
     )
 
 
@@ -166,7 +170,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
     )
 
 
-def model_message(model: LoadedModel) -> pb.Model:
+def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:
     return pb.Model(
         id=model.id,
         backend=_BACKEND_TYPES[model.backend],
@@ -174,12 +178,13 @@ def model_message(model: LoadedModel) -> pb.Model:
         type=pb.MODEL_TYPE_TEXT_TO_TEXT,
         state=pb.MODEL_STATE_READY,
         context_size=model.info.context_size,
+        residency=residency_message(report) if report is not None else None,
     )
 
 
-def available_model_message(backend: BackendKind, name: str) -> pb.Model:
+def available_model_message(backend: BackendKind, name: str, model_id: str | None = None) -> pb.Model:
     return pb.Model(
-        id=name,
+        id=model_id or name,
         backend=_BACKEND_TYPES[backend],
         name=name,
         type=pb.MODEL_TYPE_TEXT_TO_TEXT,

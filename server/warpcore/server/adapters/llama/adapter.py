@@ -168,7 +168,12 @@ class LlamaCppAdapter:
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
         self._batching.start()
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
-        return ModelInfo(context_size=context_size, parallel=options.parallel)
+        return ModelInfo(
+            context_size=context_size,
+            parallel=options.parallel,
+            memory_bytes=native.memory_bytes,
+            occupancy=scheduler.occupancy,
+        )
 
     def _release(self) -> None:
         if self._scheduler is not None and self._batching is not None:

@@ -15,6 +15,7 @@ STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 # whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
 # for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
 PREFILL_PIECE = 128
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,18 @@ class NativeContext:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(STEP_TOKENS, 0, 1)
         self.vocabulary_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
+        self.cells = int(llama_cpp.llama_n_ctx(self.ctx))
+        """KV cells shared by the slots."""
+
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus the KV cache, the bulk of what the model holds (compute buffers are left out): an estimate
+        that takes each head's width as the embedding over the head count."""
+        model = self.model
+        heads = max(int(llama_cpp.llama_model_n_head(model)), 1)
+        kv_width = int(llama_cpp.llama_model_n_embd(model)) // heads * int(llama_cpp.llama_model_n_head_kv(model))
+        kv_bytes = self.cells * int(llama_cpp.llama_model_n_layer(model)) * 2 * kv_width * KV_BYTES_PER_VALUE
+        return int(llama_cpp.llama_model_size(model)) + kv_bytes
 
     def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
         """Append one token of sequence `slot` to the batch; its row."""

@@ -17,7 +17,7 @@ from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.core.domain import Finish, FinishReason, GenerationParams, Occupancy
 from warpcore.server.core.errors import UnavailableError
 
 _log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class BatchScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self.rows_per_call = invariant_rows(native, slots)
+        self.occupancy = Occupancy(cells=native.cells)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -87,6 +88,7 @@ class BatchScheduler:
             while self._admit():
                 self._drop_cancelled()
                 self._step()
+                self._count()
         finally:
             # Empty unless the loop failed: then nobody must wait forever for its generation.
             stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
@@ -100,6 +102,13 @@ class BatchScheduler:
             self._native.free()
 
     # Everything below runs on the worker thread.
+
+    def _count(self) -> None:
+        """Publish what the model is doing, once a step: a few integer writes, read by metrics scrapes."""
+        occupancy = self.occupancy
+        occupancy.running = len(self._running)
+        occupancy.waiting = len(self._waiting)
+        occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
     def _admit(self) -> bool:
         """Move waiting jobs into free slots; False once closing with nothing left to do."""
