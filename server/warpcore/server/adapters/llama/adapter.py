@@ -18,7 +18,7 @@ from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights,
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
-from warpcore.server.adapters.llama.prefix_cache import CACHED_PREFIXES, PrefixCache
+from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
@@ -145,15 +145,11 @@ class LlamaCppAdapter:
                 context_size=context_size,
                 threads=vocabulary.context_params.n_threads,
                 batch_threads=vocabulary.context_params.n_threads_batch,
-                cached_prefixes=CACHED_PREFIXES if cache_tokens else 0,
-                cache_tokens=cache_tokens,
             )
             try:
                 cache = None
                 if cache_tokens:
-                    cache = PrefixCache(
-                        native, first_sequence=options.parallel, capacity=cache_tokens, piece=PREFILL_PIECE
-                    )
+                    cache = PrefixCache(native, capacity=cache_tokens, piece=PREFILL_PIECE)
                 scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
             except BaseException:
                 native.free()
@@ -171,7 +167,7 @@ class LlamaCppAdapter:
         return ModelInfo(
             context_size=context_size,
             parallel=options.parallel,
-            memory_bytes=native.memory_bytes,
+            memory_bytes=native.memory_bytes(cache_tokens),
             occupancy=scheduler.occupancy,
         )
 

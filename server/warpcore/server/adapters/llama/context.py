@@ -41,11 +41,7 @@ class NativeContext:
         context_size: int,
         threads: int,
         batch_threads: int,
-        cached_prefixes: int = 0,
-        cache_tokens: int = 0,
     ):
-        """`slots` sequences of `context_size` tokens each, and room for `cached_prefixes` more sequences holding
-        `cache_tokens` cells of the prompt cache (sequence ids from `slots` on)."""
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = weights.gpu_layers
         model_params.use_mmap = weights.use_mmap
@@ -55,11 +51,13 @@ class NativeContext:
         if not self.model:
             raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context_size * slots + cache_tokens
+        params.n_ctx = context_size * slots
         params.n_batch = params.n_ubatch = STEP_TOKENS
-        params.n_seq_max = slots + cached_prefixes
-        params.kv_unified = True
-        params.swa_full = True  # a cached prefix is reused whole: sliding-window layers must keep every cell
+        params.n_seq_max = slots
+        # A KV stream of its own per slot: a sequence's cells lie in position order wherever its neighbours are, so
+        # attention adds them up in the same order alone or not, and a cached beginning restores to the same places.
+        params.kv_unified = False
+        params.swa_full = True  # a cached beginning is saved whole: sliding-window layers must keep every cell
         params.n_threads = threads
         params.n_threads_batch = batch_threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)
@@ -76,15 +74,15 @@ class NativeContext:
         self.cells = int(llama_cpp.llama_n_ctx(self.ctx))
         """KV cells shared by the slots."""
 
-    @property
-    def memory_bytes(self) -> int:
-        """Weights plus the KV cache, the bulk of what the model holds (compute buffers are left out): an estimate
-        that takes each head's width as the embedding over the head count."""
+    def memory_bytes(self, saved_cells: int = 0) -> int:
+        """Weights plus the KV cache and `saved_cells` cells saved beside it (the prompt cache), the bulk of what the
+        model holds (compute buffers are left out): an estimate that takes each head's width as the embedding over
+        the head count."""
         model = self.model
         heads = max(int(llama_cpp.llama_model_n_head(model)), 1)
         kv_width = int(llama_cpp.llama_model_n_embd(model)) // heads * int(llama_cpp.llama_model_n_head_kv(model))
-        kv_bytes = self.cells * int(llama_cpp.llama_model_n_layer(model)) * 2 * kv_width * KV_BYTES_PER_VALUE
-        return int(llama_cpp.llama_model_size(model)) + kv_bytes
+        cell_bytes = int(llama_cpp.llama_model_n_layer(model)) * 2 * kv_width * KV_BYTES_PER_VALUE
+        return int(llama_cpp.llama_model_size(model)) + (self.cells + saved_cells) * cell_bytes
 
     def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
         """Append one token of sequence `slot` to the batch; its row."""

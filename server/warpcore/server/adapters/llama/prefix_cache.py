@@ -1,22 +1,22 @@
-"""A model's prompt cache: the KV cells of earlier prompts' beginnings, kept under sequence ids of their own and
-shared with a new generation whose prompt begins with the same tokens, so that it decodes only the rest.
+"""A model's prompt cache: the KV cells of earlier prompts' beginnings, saved from a sequence's own KV stream and
+restored into the stream of a new generation whose prompt begins with the same tokens, so that it decodes only the
+rest.
 
-Prompts enter the KV cache in fixed pieces counted from their first token (the scheduler's prefill), and a cached
-beginning always ends at a piece boundary: a generation that reuses one decodes the remaining pieces exactly as it
-would have without the cache, so its cells, its logits and its text are the same. Used on the model's batching
-thread only, except for the counters, which others read."""
+Prompts enter the KV cache in fixed pieces counted from their first token (the scheduler's prefill), and a beginning
+is saved right after the decode of a piece, when the stream holds exactly the pieces so far. Restored into an empty
+stream, its cells take the places a fresh prefill gives them, bit for bit, and the remaining pieces decode as they
+would have without the cache: the logits, and with them the text, are the same. Used on the model's batching thread
+only, except for the counters, which others read."""
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import NativeContext
-
-CACHED_PREFIXES = 16
-"""Beginnings one model keeps at most (each takes a llama.cpp sequence id of its own)."""
 
 
 def piece_keys(tokens: Sequence[int], piece: int) -> list[int]:
@@ -31,23 +31,16 @@ def piece_keys(tokens: Sequence[int], piece: int) -> list[int]:
 
 @dataclass(eq=False)
 class _Prefix:
-    sequence: int
     tokens: list[int]
     keys: list[int]
-    parent: _Prefix | None
-    """The prefix whose cells this one's first `shared` tokens are; kept while this one is."""
-    shared: int
-    children: int = 0
+    state: ctypes.Array[ctypes.c_uint8]
+    """llama.cpp's saved state of a sequence holding exactly `tokens`."""
     last_used: int = 0
-
-    @property
-    def own_cells(self) -> int:
-        return len(self.tokens) - self.shared
 
 
 @dataclass(frozen=True)
 class Hit:
-    """The cached beginning a generation starts from: `length` tokens of `prefix` (none on a miss)."""
+    """The cached beginning a generation starts from: the first `length` tokens of `prefix` (none on a miss)."""
 
     prefix: _Prefix | None = None
     length: int = 0
@@ -57,20 +50,19 @@ MISS = Hit()
 
 
 class PrefixCache:
-    """At most `capacity` tokens' cells in at most CACHED_PREFIXES beginnings; the least recently used beginning
-    that no other one builds on goes first. Cells that a running generation shares stay until it ends, whatever
-    the cache drops."""
+    """Beginnings of at most `capacity` tokens in all; the least recently used goes first when a new one needs room.
+    A beginning that a longer one extends is dropped when the longer one is kept, since it serves every prompt the
+    shorter one did."""
 
-    def __init__(self, native: NativeContext, *, first_sequence: int, capacity: int, piece: int) -> None:
+    def __init__(self, native: NativeContext, *, capacity: int, piece: int) -> None:
         self._native = native
         self.capacity = capacity
         self._piece = piece
-        self._free = list(range(first_sequence + CACHED_PREFIXES - 1, first_sequence - 1, -1))
         self._by_key: dict[int, _Prefix] = {}
         self._prefixes: list[_Prefix] = []
         self._clock = 0
         self.cells = 0
-        """Cells the cache holds."""
+        """Tokens whose cells the cache holds."""
         self.hits = 0
         self.misses = 0
 
@@ -87,58 +79,56 @@ class PrefixCache:
         self.misses += 1
         return MISS
 
-    def attach(self, hit: Hit, sequence: int) -> None:
-        """Give `sequence` (empty) the cells of the hit's beginning."""
-        if hit.prefix is not None:
-            llama_cpp.llama_memory_seq_cp(self._native.memory, hit.prefix.sequence, sequence, 0, hit.length)
+    def restore(self, hit: Hit, sequence: int) -> None:
+        """Put the hit's beginning into `sequence`'s empty stream."""
+        if hit.prefix is None:
+            return
+        state = hit.prefix.state
+        if llama_cpp.llama_state_seq_set_data(self._native.ctx, state, len(state), sequence) != len(state):
+            raise RuntimeError("llama.cpp could not restore a cached prompt")
+        if hit.length < len(hit.prefix.tokens):
+            self._native.forget(sequence, hit.length)
 
-    def keep(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
-        """Keep the whole pieces of `sequence`'s prompt (`tokens`, all decoded), which began with `hit`: as many as
-        the cache holds."""
-        # The beginning it started from may have been dropped meanwhile: then none of its cells are the cache's.
-        parent = hit.prefix if hit.prefix in self._prefixes else None
-        shared = hit.length if parent is not None else 0
-        depth = min(len(keys), (shared + self.capacity) // self._piece)
+    def saving_point(self, keys: Sequence[int], hit: Hit) -> int:
+        """How many prompt tokens to save once decoded: the whole pieces the cache can hold, if more than the hit's;
+        else 0."""
+        length = min(len(keys), self.capacity // self._piece) * self._piece
+        return length if length > hit.length else 0
+
+    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
+        """Keep the beginning `sequence` holds now: exactly its first `len(keys)` pieces of `tokens`."""
+        depth = len(keys)
         length = depth * self._piece
-        known = self._by_key.get(keys[depth - 1]) if depth else None
-        if length <= hit.length or (known is not None and known.tokens == list(tokens[:length])):
-            if known is not None:
-                self._touch(known)
+        known = self._by_key.get(keys[-1])
+        if known is not None and known.tokens == list(tokens[:length]):
+            self._touch(known)
             return
-        if not self._make_room(length - shared, keeping=parent):
-            return
-        prefix = _Prefix(self._free.pop(), list(tokens[:length]), list(keys[:depth]), parent, shared)
-        llama_cpp.llama_memory_seq_cp(self._native.memory, sequence, prefix.sequence, 0, length)
-        if parent is not None:
-            parent.children += 1
+        if hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
+            self._drop(hit.prefix)  # superseded: this one begins with all of it
+        while self.cells + length > self.capacity and self._prefixes:
+            self._drop(min(self._prefixes, key=lambda prefix: prefix.last_used))
+        size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
+        state = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
+            return  # not kept; the generation goes on regardless
+        prefix = _Prefix(list(tokens[:length]), list(keys[:depth]), state)
         self._prefixes.append(prefix)
         self._by_key.update(dict.fromkeys(prefix.keys, prefix))
-        self.cells += prefix.own_cells
+        self.cells += length
         self._touch(prefix)
 
     def _touch(self, prefix: _Prefix) -> None:
         self._clock += 1
         prefix.last_used = self._clock
 
-    def _make_room(self, cells: int, *, keeping: _Prefix | None) -> bool:
-        while self.cells + cells > self.capacity or not self._free:
-            leaves = [p for p in self._prefixes if p.children == 0 and p is not keeping]
-            if not leaves:
-                return False
-            self._drop(min(leaves, key=lambda p: p.last_used))
-        return True
-
     def _drop(self, prefix: _Prefix) -> None:
-        llama_cpp.llama_memory_seq_rm(self._native.memory, prefix.sequence, -1, -1)
         self._prefixes.remove(prefix)
-        self._free.append(prefix.sequence)
-        self.cells -= prefix.own_cells
-        parent = prefix.parent
-        if parent is not None:
-            parent.children -= 1
-        for depth, key in enumerate(prefix.keys, start=1):
+        self.cells -= len(prefix.tokens)
+        for depth, key in enumerate(prefix.keys):
             if self._by_key.get(key) is prefix:
-                if parent is not None and depth * self._piece <= prefix.shared:
-                    self._by_key[key] = parent  # the same tokens, still cached there
+                # Another beginning may share these first pieces: it serves them from now on.
+                others = (other for other in self._prefixes if depth < len(other.keys) and other.keys[depth] == key)
+                if (other := next(others, None)) is not None:
+                    self._by_key[key] = other
                 else:
                     del self._by_key[key]

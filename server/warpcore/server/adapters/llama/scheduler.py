@@ -41,6 +41,8 @@ class _Sequence:
     text: TokenText
     sampler: llama_cpp.llama_sampler_p
     cached: Hit
+    saving_point: int
+    """Prompt tokens to keep in the prompt cache once decoded (0: none)."""
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -129,13 +131,14 @@ class BatchScheduler:
             job.emit(Finish(FinishReason.CANCELLED))
             return
         prompt, slot = job.prompt, self._free_slots.pop()
-        hit = MISS
+        hit, saving_point = MISS, 0
         if self.cache is not None and prompt.piece_keys:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
-            self.cache.attach(hit, slot)
+            self.cache.restore(hit, slot)
+            saving_point = self.cache.saving_point(prompt.piece_keys, hit)
         text = TokenText(self._vocabulary, prompt, job.emit)
-        sequence = _Sequence(job, slot, prompt, text, new_sampler(job.params), hit, hit.length, hit.length)
-        self._running.append(sequence)
+        sampler = new_sampler(job.params)
+        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
@@ -157,13 +160,14 @@ class BatchScheduler:
             end = min(sequence.prefilled + PREFILL_PIECE, len(tokens))
             rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
             sequence.prefilled = end
-            if end < len(tokens):
-                self._decode([sequence])
+            if end == len(tokens):
+                self._native.batch.logits[rows[-1]] = True
+            if not self._decode([sequence]):
                 continue
-            self._native.batch.logits[rows[-1]] = True
-            if self._decode([sequence]):
-                if self.cache is not None:
-                    self.cache.keep(sequence.slot, tokens, sequence.prompt.piece_keys, sequence.cached)
+            if self.cache is not None and end == sequence.saving_point:  # the stream holds exactly these pieces
+                pieces = sequence.prompt.piece_keys[: end // PREFILL_PIECE]
+                self.cache.save(sequence.slot, tokens, pieces, sequence.cached)
+            if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
     def _add(self, sequence: _Sequence, token: int, *, logits: bool) -> int:
