@@ -130,7 +130,7 @@ async def test_a_model_kept_forever_reports_no_expiry_and_a_load_can_change_keep
         first = (await stub.LoadModel(load_request("kept"))).model
         assert first.residency.keep_alive.ToSeconds() == 3600  # the server's default
         assert first.residency.memory_bytes > 0
-        assert (first.residency.slots_busy, first.residency.slots_total, first.residency.queue_depth) == (0, 4, 0)
+        assert (first.residency.slots_busy, first.residency.slots_total, first.residency.queue_depth) == (0, 1, 0)
         assert first.residency.last_used.ToSeconds() > 0
         forever = (await stub.LoadModel(load_request("kept", keep_alive=models_pb2.KeepAlive(forever=True)))).model
         assert not forever.residency.HasField("keep_alive")
@@ -148,7 +148,7 @@ async def test_a_busy_model_reports_its_slots_and_has_no_expiry(server_env: Mapp
         assert isinstance(first := await endless.read(), pb.GenerateResponse)
         assert first.HasField("delta")
         residency = (await listed(stub))["busy"].residency
-        assert residency.slots_busy == 1
+        assert (residency.slots_busy, residency.slots_total) == (1, 1)
         assert not residency.HasField("expires_at")
         endless.cancel()
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import ResourceExhaustedError, WarpcoreError
-from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits
+from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 
 _log = logging.getLogger("warpcore.server")
@@ -139,12 +139,12 @@ class Residency:
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
-        gate = self._limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+        now = activity(self._limits, model.id, model.info, model.backend, model.spec.admission)
         return ResidencyReport(
             memory_bytes=model.info.memory_bytes,
-            slots_busy=gate.active,
-            slots_total=gate.max_active,
-            queue_depth=gate.waiting,
+            slots_busy=now.running,
+            slots_total=now.slots,
+            queue_depth=now.waiting,
             last_used=residence.last_used,
             expires_at=residence.expires_at,
             keep_alive=residence.keep_alive,
