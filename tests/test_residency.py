@@ -277,3 +277,20 @@ def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
     config.write_text(block)
     (spec,) = read_preload(config, {})
     assert (spec.lazy, spec.keep_alive) == (True, 600)
+
+
+async def test_unloading_a_dormant_model_is_not_found_and_keeps_it_known(server: WarpcoreServer) -> None:
+    server.engine.declare(LoadSpec("later", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert (await listed(stub))["later"].state == pb.MODEL_STATE_AVAILABLE
+        await collect(stub.Generate(greedy("the", 2, model_id="later")))
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
+        # Unloaded on purpose: forgotten, so a Generate naming it no longer loads it.
+        assert "later" not in await listed(stub)
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await collect(stub.Generate(greedy("the", 2, model_id="later")))
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND

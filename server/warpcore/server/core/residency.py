@@ -112,7 +112,9 @@ class Residency:
         return loaded
 
     async def unload(self, model_id: str) -> LoadedModel:
-        """Unload for good (UnloadModel): a later Generate does not load it again."""
+        """Unload for good (UnloadModel): a later Generate does not load it again. NOT_FOUND unless loaded (a
+        dormant model stays known)."""
+        self._registry.get(model_id)
         self.dormant.pop(model_id, None)
         return await self._unload(model_id)
 
