@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -245,7 +246,10 @@ class Residency:
         model = self._registry.find(model_id)
         if model is None:
             return
-        self.dormant[model_id] = Dormant(model.spec, model.info.memory_bytes)
+        residence = self.residences.get(model_id)
+        # Loaded again with the keep_alive it had last, which a LoadModel may have changed since its first load.
+        spec = model.spec if residence is None else dataclasses.replace(model.spec, keep_alive=residence.keep_alive)
+        self.dormant[model_id] = Dormant(spec, model.info.memory_bytes)
         while len(self.dormant) > MAX_DORMANT_MODELS:
             self.dormant.popitem(last=False)
         await self._unload(model_id)
