@@ -208,6 +208,11 @@ async def test_concurrent_pulls_of_one_file_share_one_download(stub: Stub, hub: 
         first = await call.read()
         assert isinstance(first, models_pb2.PullModelResponse)
         assert first.HasField("progress")
+    # Another revision of the same file cannot share this download, nor write beside it.
+    with pytest.raises(grpc.aio.AioRpcError) as other:
+        await frames(pull(stub, MODEL, "v2"))
+    assert other.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(other.value)[0].reason == "PULL_IN_PROGRESS"
     hub.release.set()
     results = await asyncio.gather(*(frames(call) for call in calls))
     assert len(hub.downloads) == 1
