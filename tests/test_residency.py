@@ -298,3 +298,19 @@ async def test_unloading_a_dormant_model_is_not_found_and_keeps_it_known(server:
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await collect(stub.Generate(greedy("the", 2, model_id="later")))
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_keep_alive_never_unloads_a_model_while_it_streams(server_env: Mapping[str, str]) -> None:
+    async for _, stub, events in server_and_stub(server_env, ResidencyPolicy()):
+        await stub.LoadModel(load_request("streaming"))
+        endless = stub.Generate(greedy("the", 32768, model_id="streaming"))
+        assert isinstance(await endless.read(), pb.GenerateResponse)
+        # Nothing left to wait for once idle: a 0 s keep_alive would unload it at the loop's next turn.
+        touched = (await stub.LoadModel(load_request("streaming", keep_alive=idle(0)))).model
+        assert not touched.residency.HasField("expires_at")
+        for _ in range(20):  # many turns of the server's loop
+            assert isinstance(await endless.read(), pb.GenerateResponse)
+        assert ("streaming", False) not in events.seen
+        endless.cancel()
+        await events.wait_for("streaming", loaded=False)
+        assert events.loads("streaming") == 1

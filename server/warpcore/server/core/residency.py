@@ -255,6 +255,9 @@ class Residency:
         await self._unload(model_id)
 
     async def _unload(self, model_id: str) -> LoadedModel:
+        already = self._leaving.get(model_id)
+        if already is not None:  # an idle unload and an eviction of one model: one unload
+            return await asyncio.shield(already)
         leaving = asyncio.ensure_future(self._registry.unload(model_id))
         self._leaving[model_id] = leaving
         try:
