@@ -20,9 +20,12 @@ from tests.conftest import collect, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
 from tests.test_cli import warpcore
 from tests.tiny_model import write_tiny_model
+from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.adapters.factory import hub_download
+from warpcore.server.cli import serving_options
 from warpcore.server.core.pulls import Pulls
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
+from warpcore.server.settings import parse_settings
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, models_pb2
 
@@ -314,3 +317,34 @@ async def test_a_gated_repository_takes_the_servers_hf_token_which_stays_with_th
         assert done.size_bytes == len(gguf)
         # The CDN gets a signed address, never the token.
         assert [download.authorization for download in hub.downloads] == [None]
+
+
+async def test_the_sdk_pulls_with_progress_events(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    async for server, _ in pulling_server(hub, models_root, interval=0):
+        target = f"127.0.0.1:{server.port}"
+        async with AsyncClient(target) as client:
+            events = [event async for event in client.pull_model(MODEL)]
+        *progress, done = events
+        assert all(isinstance(event, PullProgress) for event in progress)
+        assert isinstance(done, PulledModel)
+        assert (done.model, done.size, done.sha256) == (MODEL, len(gguf), hashlib.sha256(gguf).hexdigest())
+        assert isinstance(progress[-1], PullProgress)
+        assert progress[-1].done == progress[-1].total == len(gguf)
+
+        (*_, again) = await asyncio.to_thread(blocking_pull, target)
+        assert isinstance(again, PulledModel)
+        assert again.already_present
+        async with AsyncClient(target) as client:
+            with pytest.raises(NotFoundError):
+                async for _ in client.pull_model("hf:acme/missing:x.gguf"):
+                    pass
+
+
+def blocking_pull(target: str) -> list[PullEvent]:
+    with Client(target) as client:
+        return list(client.pull_model(MODEL, revision="main"))
+
+
+def test_allow_pull_gives_the_server_a_puller() -> None:
+    assert serving_options(parse_settings([], {})).pulls is None
+    assert serving_options(parse_settings(["--allow-pull"], {})).pulls is not None
