@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,9 +20,12 @@ from tests.conftest import collect, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
 from tests.test_cli import warpcore
 from tests.tiny_model import write_tiny_model
+from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.adapters.factory import hub_download
+from warpcore.server.cli import serving_options
 from warpcore.server.core.pulls import Pulls
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
+from warpcore.server.settings import parse_settings
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, models_pb2
 
@@ -150,11 +154,16 @@ async def test_a_pull_lands_in_the_path_its_id_resolves_to_checked_and_loadable(
         assert len(hub.downloads) == 1
 
 
-async def test_progress_frames_come_at_a_bounded_rate(stub: Stub, hub: FakeHub, gguf: bytes) -> None:
-    progress, done = await frames(pull(stub))
-    # Every 0.25 s at most, plus the first and the last: a fast local download sends few.
-    assert len(progress) <= 8
-    assert progress[-1].bytes_done == done.size_bytes == len(gguf)
+async def test_progress_frames_come_at_a_bounded_rate(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    async for _, stub in pulling_server(hub, models_root, interval=1.0):
+        started = time.monotonic()
+        progress, done = await frames(pull(stub))
+        elapsed = time.monotonic() - started
+        # One a second at most, plus the first (nothing yet), the first bytes and the last two (all bytes on disk,
+        # then checked), however many pieces the file came in.
+        assert len(progress) <= elapsed + 4
+        assert len(gguf) // (256 * 1024) > elapsed + 4, "more pieces than frames allowed, or the bound proves nothing"
+        assert progress[-1].bytes_done == done.size_bytes == len(gguf)
 
 
 async def test_a_cut_connection_resumes_where_it_stopped(
@@ -208,6 +217,11 @@ async def test_concurrent_pulls_of_one_file_share_one_download(stub: Stub, hub: 
         first = await call.read()
         assert isinstance(first, models_pb2.PullModelResponse)
         assert first.HasField("progress")
+    # Another revision of the same file cannot share this download, nor write beside it.
+    with pytest.raises(grpc.aio.AioRpcError) as other:
+        await frames(pull(stub, MODEL, "v2"))
+    assert other.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(other.value)[0].reason == "PULL_IN_PROGRESS"
     hub.release.set()
     results = await asyncio.gather(*(frames(call) for call in calls))
     assert len(hub.downloads) == 1
@@ -303,3 +317,34 @@ async def test_a_gated_repository_takes_the_servers_hf_token_which_stays_with_th
         assert done.size_bytes == len(gguf)
         # The CDN gets a signed address, never the token.
         assert [download.authorization for download in hub.downloads] == [None]
+
+
+async def test_the_sdk_pulls_with_progress_events(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    async for server, _ in pulling_server(hub, models_root, interval=0):
+        target = f"127.0.0.1:{server.port}"
+        async with AsyncClient(target) as client:
+            events = [event async for event in client.pull_model(MODEL)]
+        *progress, done = events
+        assert all(isinstance(event, PullProgress) for event in progress)
+        assert isinstance(done, PulledModel)
+        assert (done.model, done.size, done.sha256) == (MODEL, len(gguf), hashlib.sha256(gguf).hexdigest())
+        assert isinstance(progress[-1], PullProgress)
+        assert progress[-1].done == progress[-1].total == len(gguf)
+
+        (*_, again) = await asyncio.to_thread(blocking_pull, target)
+        assert isinstance(again, PulledModel)
+        assert again.already_present
+        async with AsyncClient(target) as client:
+            with pytest.raises(NotFoundError):
+                async for _ in client.pull_model("hf:acme/missing:x.gguf"):
+                    pass
+
+
+def blocking_pull(target: str) -> list[PullEvent]:
+    with Client(target) as client:
+        return list(client.pull_model(MODEL, revision="main"))
+
+
+def test_allow_pull_gives_the_server_a_puller() -> None:
+    assert serving_options(parse_settings([], {})).pulls is None
+    assert serving_options(parse_settings(["--allow-pull"], {})).pulls is not None

@@ -48,8 +48,12 @@ class ModelEvents:
             self._changed.notify_all()
 
     async def wait_for(self, model_id: str, loaded: bool) -> None:
+        await self.wait_for_count(model_id, loaded, 1)
+
+    async def wait_for_count(self, model_id: str, loaded: bool, count: int) -> None:
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: (model_id, loaded) in self.seen), WAIT_SECONDS)
+            seen = self._changed.wait_for(lambda: self.seen.count((model_id, loaded)) >= count)
+            await asyncio.wait_for(seen, WAIT_SECONDS)
 
     def loads(self, model_id: str) -> int:
         return self.seen.count((model_id, True))
@@ -102,10 +106,12 @@ def rss_bytes() -> int:
 
 async def test_an_idle_model_unloads_after_its_keep_alive_and_loads_again_on_use(server_env: Mapping[str, str]) -> None:
     async for server, stub, events in server_and_stub(server_env, ResidencyPolicy()):
+        await stub.LoadModel(load_request("brief"))
+        await collect(stub.Generate(greedy("the", 3, model_id="brief")))
+        # A LoadModel of the loaded model sets its keep_alive; the clock starts now.
         loaded = (await stub.LoadModel(load_request("brief", keep_alive=idle(0.3)))).model
         assert loaded.residency.keep_alive.ToNanoseconds() == 300_000_000
         assert loaded.residency.HasField("expires_at")
-        await collect(stub.Generate(greedy("the", 3, model_id="brief")))
         await events.wait_for("brief", loaded=False)
         models = await listed(stub)
         assert models["brief"].state == pb.MODEL_STATE_AVAILABLE
@@ -114,13 +120,11 @@ async def test_an_idle_model_unloads_after_its_keep_alive_and_loads_again_on_use
             with pytest.raises(grpc.aio.AioRpcError) as gone:
                 await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="model:brief"))
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
-        # The next Generate naming it loads it again, with the keep_alive it was loaded with.
+        # The next Generate naming it loads it again, with the keep_alive it had: so it goes again once idle.
         _, result = await collect(stub.Generate(greedy("the", 3, model_id="brief")))
         assert result.usage.completion_tokens == 3
         assert events.loads("brief") == 2
-        again = (await listed(stub))["brief"]
-        assert again.state == pb.MODEL_STATE_READY
-        assert again.residency.keep_alive.ToNanoseconds() == 300_000_000
+        await events.wait_for_count("brief", loaded=False, count=2)
 
 
 async def test_a_model_kept_forever_reports_no_expiry_and_a_load_can_change_keep_alive(
@@ -130,7 +134,7 @@ async def test_a_model_kept_forever_reports_no_expiry_and_a_load_can_change_keep
         first = (await stub.LoadModel(load_request("kept"))).model
         assert first.residency.keep_alive.ToSeconds() == 3600  # the server's default
         assert first.residency.memory_bytes > 0
-        assert (first.residency.slots_busy, first.residency.slots_total, first.residency.queue_depth) == (0, 4, 0)
+        assert (first.residency.slots_busy, first.residency.slots_total, first.residency.queue_depth) == (0, 1, 0)
         assert first.residency.last_used.ToSeconds() > 0
         forever = (await stub.LoadModel(load_request("kept", keep_alive=models_pb2.KeepAlive(forever=True)))).model
         assert not forever.residency.HasField("keep_alive")
@@ -148,7 +152,7 @@ async def test_a_busy_model_reports_its_slots_and_has_no_expiry(server_env: Mapp
         assert isinstance(first := await endless.read(), pb.GenerateResponse)
         assert first.HasField("delta")
         residency = (await listed(stub))["busy"].residency
-        assert residency.slots_busy == 1
+        assert (residency.slots_busy, residency.slots_total) == (1, 1)
         assert not residency.HasField("expires_at")
         endless.cancel()
 
@@ -277,3 +281,36 @@ def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
     config.write_text(block)
     (spec,) = read_preload(config, {})
     assert (spec.lazy, spec.keep_alive) == (True, 600)
+
+
+async def test_unloading_a_dormant_model_is_not_found_and_keeps_it_known(server: WarpcoreServer) -> None:
+    server.engine.declare(LoadSpec("later", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert (await listed(stub))["later"].state == pb.MODEL_STATE_AVAILABLE
+        await collect(stub.Generate(greedy("the", 2, model_id="later")))
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
+        # Unloaded on purpose: forgotten, so a Generate naming it no longer loads it.
+        assert "later" not in await listed(stub)
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await collect(stub.Generate(greedy("the", 2, model_id="later")))
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_keep_alive_never_unloads_a_model_while_it_streams(server_env: Mapping[str, str]) -> None:
+    async for _, stub, events in server_and_stub(server_env, ResidencyPolicy()):
+        await stub.LoadModel(load_request("streaming"))
+        endless = stub.Generate(greedy("the", 32768, model_id="streaming"))
+        assert isinstance(await endless.read(), pb.GenerateResponse)
+        # Nothing left to wait for once idle: a 0 s keep_alive would unload it at the loop's next turn.
+        touched = (await stub.LoadModel(load_request("streaming", keep_alive=idle(0)))).model
+        assert not touched.residency.HasField("expires_at")
+        for _ in range(20):  # many turns of the server's loop
+            assert isinstance(await endless.read(), pb.GenerateResponse)
+        assert ("streaming", False) not in events.seen
+        endless.cancel()
+        await events.wait_for("streaming", loaded=False)
+        assert events.loads("streaming") == 1

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import MAX_TOKENS_LIMIT
-from warpcore.server.core.domain import Admission, BackendKind
+from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
 from warpcore.server.core.errors import ResourceExhaustedError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
@@ -101,3 +101,26 @@ class Limits:
     def forget(self, model_id: str) -> None:
         """Drop an unloaded model's gate; generations still holding it finish normally."""
         self.gates.pop(model_id, None)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Generations running and waiting on one model, and how many it runs at once."""
+
+    running: int
+    waiting: int
+    slots: int
+
+
+def activity(limits: Limits, model_id: str, info: ModelInfo, backend: BackendKind, own: Admission | None) -> Activity:
+    """A local model decodes in its own `parallel` slots, and what its gate admitted beyond them waits for one; a
+    hosted model runs what its gate admits. Reads only (metrics scrapes call it from their own thread)."""
+    gate = limits.gates.get(model_id)
+    running, waiting = (gate.active, gate.waiting) if gate is not None else (0, 0)
+    occupancy = info.occupancy
+    if occupancy is not None:
+        return Activity(occupancy.running, waiting + occupancy.waiting, info.parallel)
+    if gate is not None:
+        return Activity(running, waiting, gate.max_active)
+    slots = limits.defaults(backend)[0] if own is None or own.max_streams is None else own.max_streams
+    return Activity(running, waiting, max(slots, info.parallel))

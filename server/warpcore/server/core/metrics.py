@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from warpcore.server.adapters.base import CachesPrompts
-from warpcore.server.core.limits import Limits
+from warpcore.server.core.limits import Limits, activity
 from warpcore.server.core.registry import LoadedModel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -73,20 +73,17 @@ class _ModelServerSignals(Collector):
         totals = [0.0, 0.0]
         cells_used = cells = 0
         for model in self._models():
-            gate = self._limits.gates.get(model.id)
-            waiting, running = (gate.waiting, gate.active) if gate is not None else (0, 0)
+            now = activity(self._limits, model.id, model.info, model.backend, model.spec.admission)
             occupancy = model.info.occupancy
             usage = 0.0
-            if occupancy is not None:
-                waiting += occupancy.waiting
-                running = occupancy.running
+            if occupancy is not None and occupancy.cells:
                 cells_used += occupancy.cells_used
                 cells += occupancy.cells
-                usage = occupancy.cells_used / occupancy.cells if occupancy.cells else 0.0
-            for family, value in zip(per_model, (waiting, running, usage), strict=True):
+                usage = occupancy.cells_used / occupancy.cells
+            for family, value in zip(per_model, (now.waiting, now.running, usage), strict=True):
                 family.add_metric([model.id], value)
-            totals[0] += waiting
-            totals[1] += running
+            totals[0] += now.waiting
+            totals[1] += now.running
         values = (*totals, cells_used / cells if cells else 0.0)
         for (name, help_text), value in zip(_SIGNALS, values, strict=True):
             yield GaugeMetricFamily(f"warpcore_{name}", help_text, value=value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -18,7 +19,7 @@ from typing import NamedTuple
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import ResourceExhaustedError, WarpcoreError
-from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits
+from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 
 _log = logging.getLogger("warpcore.server")
@@ -112,7 +113,9 @@ class Residency:
         return loaded
 
     async def unload(self, model_id: str) -> LoadedModel:
-        """Unload for good (UnloadModel): a later Generate does not load it again."""
+        """Unload for good (UnloadModel): a later Generate does not load it again. NOT_FOUND unless loaded (a
+        dormant model stays known)."""
+        self._registry.get(model_id)
         self.dormant.pop(model_id, None)
         return await self._unload(model_id)
 
@@ -139,12 +142,12 @@ class Residency:
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
-        gate = self._limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+        now = activity(self._limits, model.id, model.info, model.backend, model.spec.admission)
         return ResidencyReport(
             memory_bytes=model.info.memory_bytes,
-            slots_busy=gate.active,
-            slots_total=gate.max_active,
-            queue_depth=gate.waiting,
+            slots_busy=now.running,
+            slots_total=now.slots,
+            queue_depth=now.waiting,
             last_used=residence.last_used,
             expires_at=residence.expires_at,
             keep_alive=residence.keep_alive,
@@ -243,12 +246,18 @@ class Residency:
         model = self._registry.find(model_id)
         if model is None:
             return
-        self.dormant[model_id] = Dormant(model.spec, model.info.memory_bytes)
+        residence = self.residences.get(model_id)
+        # Loaded again with the keep_alive it had last, which a LoadModel may have changed since its first load.
+        spec = model.spec if residence is None else dataclasses.replace(model.spec, keep_alive=residence.keep_alive)
+        self.dormant[model_id] = Dormant(spec, model.info.memory_bytes)
         while len(self.dormant) > MAX_DORMANT_MODELS:
             self.dormant.popitem(last=False)
         await self._unload(model_id)
 
     async def _unload(self, model_id: str) -> LoadedModel:
+        already = self._leaving.get(model_id)
+        if already is not None:  # an idle unload and an eviction of one model: one unload
+            return await asyncio.shield(already)
         leaving = asyncio.ensure_future(self._registry.unload(model_id))
         self._leaving[model_id] = leaving
         try:
