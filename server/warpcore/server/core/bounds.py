@@ -33,3 +33,15 @@ def parse_bool(word: str) -> bool | None:
 def parse_numa(name: str) -> NumaStrategy | None:
     """The NUMA strategy a name (any case) stands for, None for an unknown name."""
     return NumaStrategy.__members__.get(name.strip().upper())
+
+
+# Grammar-constrained sampling (local models) spells a JSON Schema out as a grammar: these caps bound what one
+# request's grammar costs to build, parse and run, whatever the schema.
+GRAMMAR_MAX_SCHEMA_NODES = 1000
+"""Subschemas (counted after inlining every $ref) one generation's grammar is built from, over all its schemas."""
+GRAMMAR_MAX_SCHEMA_DEPTH = 32
+"""How deeply one schema's subschemas may nest (with every $ref inlined)."""
+GRAMMAR_MAX_REPEAT = 256
+"""The largest count a grammar spells out: minItems, maxItems, minLength, maxLength, a pattern's {m,n}."""
+GRAMMAR_MAX_BYTES = 256 * 1024
+"""The largest grammar (GBNF text) one generation may be constrained by."""

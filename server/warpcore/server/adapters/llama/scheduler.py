@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import new_sampler
@@ -41,7 +42,7 @@ class _Sequence:
     slot: int
     prompt: PreparedPrompt
     text: TokenText
-    sampler: llama_cpp.llama_sampler_p
+    sampler: Sampler
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -62,6 +63,7 @@ class BatchScheduler:
     ) -> None:
         self._native = native
         self._vocabulary = vocabulary
+        self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
         self._context_size = context_size
         self._prepare = prepare
         self._free_slots = list(range(slots - 1, -1, -1))
@@ -94,7 +96,7 @@ class BatchScheduler:
             stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
             for sequence in self._running:
                 sequence.job.emit(stopped)
-                llama_cpp.llama_sampler_free(sequence.sampler)
+                sequence.sampler.free()
             with self._wake:
                 self._closing = True
                 for job in self._waiting:
@@ -120,14 +122,16 @@ class BatchScheduler:
     def _start(self, job: Job) -> None:
         try:
             prompt = self._prepare(job.params, self._context_size, job.stop)
+            sampler = Sampler(new_sampler(job.params), self._vocab, prompt.constraint)
         except Exception as error:  # noqa: BLE001 - the caller's stream raises it
             job.emit(error)
             return
         if job.stop.is_set():  # stopped while waiting or tokenizing (then its tokens may be cut short)
+            sampler.free()
             job.emit(Finish(FinishReason.CANCELLED))
             return
         text = TokenText(self._vocabulary, prompt, job.emit)
-        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, new_sampler(job.params)))
+        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, sampler))
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
@@ -169,7 +173,7 @@ class BatchScheduler:
         return False
 
     def _sample(self, sequence: _Sequence, row: int) -> None:
-        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._native.ctx, row)
+        token = sequence.sampler.sample(self._native.ctx, row)
         reason = sequence.text.feed(token)
         if reason is None:
             sequence.next_token = token
@@ -183,6 +187,6 @@ class BatchScheduler:
     def _release(self, sequence: _Sequence) -> None:
         """Free the slot and its KV cells at once, for the next waiting generation."""
         self._native.forget(sequence.slot)
-        llama_cpp.llama_sampler_free(sequence.sampler)
+        sequence.sampler.free()
         self._running.remove(sequence)
         self._free_slots.append(sequence.slot)

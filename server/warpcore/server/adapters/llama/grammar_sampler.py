@@ -1,0 +1,101 @@
+"""A generation's sampler: its sampler chain, and the llama.cpp grammar sampler when its output is constrained."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import cast
+
+import llama_cpp
+import numpy as np
+
+from warpcore.server.adapters.llama.constraint import Constraint
+from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.core.errors import InvalidArgumentError
+
+_log = logging.getLogger(__name__)
+# llama_token_data, for the whole vocabulary at once.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+# Matches a whole text in which a tool call opens, its group where the grammar starts (llama.cpp's lazy grammars).
+_CALL_TRIGGER = rf"[\s\S]*?({CALL_OPENING})[\s\S]*"
+
+
+class Sampler:
+    """Picks a generation's tokens; with a grammar, only tokens that keep the text a prefix of a sentence of it.
+
+    The chain first samples over every token; only when the grammar rejects that token are the logits masked by
+    the grammar and sampled again. The token then follows the chain's distribution restricted to what the grammar
+    allows, as with the grammar applied first, but the grammar checks one token on most steps instead of the whole
+    vocabulary (llama.cpp's common sampler does the same). Free with free()."""
+
+    def __init__(self, chain: llama_cpp.llama_sampler_p, vocab: llama_cpp.llama_vocab_p, constraint: Constraint | None):
+        self._chain = chain
+        self._vocab = vocab
+        self._grammar: llama_cpp.llama_sampler_p | None = None
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._candidates: np.ndarray | None = None
+        if constraint is not None:
+            self._grammar = _grammar_sampler(vocab, constraint)
+            if not self._grammar:
+                self.free()
+                raise InvalidArgumentError(
+                    f"{constraint.field}: llama.cpp could not build a grammar from it (details in the server log)",
+                    field=constraint.field,
+                    reason="SCHEMA_UNSUPPORTED",
+                )
+
+    def sample(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
+        token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, row))
+        if self._grammar is None:
+            return token
+        if not self._allowed(token):
+            token = self._resample(ctx, row)
+        if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            # Never an end token: llama.cpp aborts the process on one the grammar is not complete for.
+            llama_cpp.llama_sampler_accept(self._grammar, token)
+        return token
+
+    def free(self) -> None:
+        llama_cpp.llama_sampler_free(self._chain)
+        if self._grammar:
+            llama_cpp.llama_sampler_free(self._grammar)
+        self._grammar = None
+
+    def _allowed(self, token: int) -> bool:
+        self._one[0] = llama_cpp.llama_token_data(token, 0.0, 0.0)
+        array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        return bool(np.isfinite(self._one[0].logit))
+
+    def _resample(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
+        count = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        if self._candidates is None:
+            self._candidates = np.zeros(count, dtype=_TOKEN_DATA)
+        candidates = self._candidates
+        candidates["id"] = np.arange(count, dtype=np.int32)
+        candidates["logit"] = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(count,))
+        candidates["p"] = 0.0
+        array = llama_cpp.llama_token_data_array(
+            data=candidates.ctypes.data_as(llama_cpp.llama_token_data_p), size=count, selected=-1, sorted=False
+        )
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
+        picked = array.data[array.selected]
+        if not np.isfinite(picked.logit):
+            # The grammar allows no token at all: end the text rather than feed the grammar a token it rejects.
+            _log.error("the grammar of a generation allowed no token; ending it")
+            return int(llama_cpp.llama_vocab_eos(self._vocab))
+        llama_cpp.llama_sampler_accept(self._chain, picked.id)
+        return int(picked.id)
+
+
+def _grammar_sampler(vocab: llama_cpp.llama_vocab_p, constraint: Constraint) -> llama_cpp.llama_sampler_p | None:
+    grammar, root = constraint.grammar.encode(), b"root"
+    if not constraint.lazy:
+        return cast("llama_cpp.llama_sampler_p | None", llama_cpp.llama_sampler_init_grammar(vocab, grammar, root))
+    patterns = (ctypes.c_char_p * 1)(_CALL_TRIGGER.encode())
+    no_tokens = (llama_cpp.llama_token * 0)()
+    return cast(
+        "llama_cpp.llama_sampler_p | None",
+        llama_cpp.llama_sampler_init_grammar_lazy_patterns(vocab, grammar, root, patterns, 1, no_tokens, 0),
+    )
