@@ -16,6 +16,10 @@ from warpcore.server.core.errors import InvalidArgumentError
 _log = logging.getLogger(__name__)
 # llama_token_data, for the whole vocabulary at once.
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+# A rejected token is replaced by the chain's pick among the allowed tokens of this many most likely ones (the
+# whole vocabulary when none of them is allowed): checking a large vocabulary against the grammar costs far more
+# than a decode step, and tokens outside this shortlist hardly ever survive top-k, top-p and min-p anyway.
+SHORTLIST = 1024
 # Matches a whole text in which a tool call opens, its group where the grammar starts (llama.cpp's lazy grammars).
 _CALL_TRIGGER = rf"[\s\S]*?({CALL_OPENING})[\s\S]*"
 
@@ -23,17 +27,17 @@ _CALL_TRIGGER = rf"[\s\S]*?({CALL_OPENING})[\s\S]*"
 class Sampler:
     """Picks a generation's tokens; with a grammar, only tokens that keep the text a prefix of a sentence of it.
 
-    The chain first samples over every token; only when the grammar rejects that token are the logits masked by
-    the grammar and sampled again. The token then follows the chain's distribution restricted to what the grammar
-    allows, as with the grammar applied first, but the grammar checks one token on most steps instead of the whole
-    vocabulary (llama.cpp's common sampler does the same). Free with free()."""
+    The chain first samples over every token; only when the grammar rejects that token is it sampled again over
+    the tokens the grammar allows (llama.cpp's common sampler does the same): the grammar checks one token on most
+    steps instead of the whole vocabulary. The pick is that of the grammar applied first: exactly so for greedy
+    decoding, and for sampling whenever no token outside SHORTLIST would have survived the chain's top-k. Free
+    with free()."""
 
     def __init__(self, chain: llama_cpp.llama_sampler_p, vocab: llama_cpp.llama_vocab_p, constraint: Constraint | None):
         self._chain = chain
         self._vocab = vocab
         self._grammar: llama_cpp.llama_sampler_p | None = None
         self._one = (llama_cpp.llama_token_data * 1)()
-        self._candidates: np.ndarray | None = None
         if constraint is not None:
             self._grammar = _grammar_sampler(vocab, constraint)
             if not self._grammar:
@@ -69,24 +73,33 @@ class Sampler:
 
     def _resample(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
         count = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        if self._candidates is None:
-            self._candidates = np.zeros(count, dtype=_TOKEN_DATA)
-        candidates = self._candidates
-        candidates["id"] = np.arange(count, dtype=np.int32)
-        candidates["logit"] = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(count,))
-        candidates["p"] = 0.0
-        array = llama_cpp.llama_token_data_array(
-            data=candidates.ctypes.data_as(llama_cpp.llama_token_data_p), size=count, selected=-1, sorted=False
-        )
-        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
-        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
-        picked = array.data[array.selected]
-        if not np.isfinite(picked.logit):
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(count,))
+        if count > SHORTLIST:
+            shortlist = np.argpartition(logits, count - SHORTLIST)[count - SHORTLIST :]
+            token = self._pick(shortlist.astype(np.int32), logits[shortlist])
+            if token is not None:
+                return token
+        token = self._pick(np.arange(count, dtype=np.int32), logits)
+        if token is None:
             # The grammar allows no token at all: end the text rather than feed the grammar a token it rejects.
             _log.error("the grammar of a generation allowed no token; ending it")
             return int(llama_cpp.llama_vocab_eos(self._vocab))
-        llama_cpp.llama_sampler_accept(self._chain, picked.id)
-        return int(picked.id)
+        return token
+
+    def _pick(self, ids: np.ndarray, logits: np.ndarray) -> int | None:
+        """The chain's pick among the tokens `ids` that the grammar allows, None when it allows none of them."""
+        candidates = np.empty(len(ids), dtype=_TOKEN_DATA)
+        candidates["id"], candidates["logit"], candidates["p"] = ids, logits, 0.0
+        array = llama_cpp.llama_token_data_array(
+            data=candidates.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(ids), selected=-1, sorted=False
+        )
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        if not np.isfinite(candidates["logit"]).any():
+            return None
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
+        token = int(array.data[array.selected].id)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
 
 
 def _grammar_sampler(vocab: llama_cpp.llama_vocab_p, constraint: Constraint) -> llama_cpp.llama_sampler_p | None:

@@ -12,8 +12,6 @@ from warpcore.server.core.domain import GenerationEvent, TextChunk, ToolCall, To
 CALL_OPENING = "<tool_call>"
 _HEADER_END = ', "arguments": '
 _CLOSING = "\n</tool_call>"
-# What the grammar puts between the arguments and the closing line: the object's closing brace, maybe a space.
-_TAIL = 2
 
 
 def new_call_id() -> str:
@@ -72,9 +70,12 @@ class ToolCallText:
     def _arguments_text(self) -> bool:
         end = self._buffer.find(_CLOSING)
         if end < 0:
-            held = min(len(self._buffer), _partial(self._buffer, _CLOSING) + _TAIL)
-            self._send(self._buffer[: len(self._buffer) - held])
-            self._buffer = self._buffer[len(self._buffer) - held :]
+            # Held back: a possible start of the closing line, and before it the call's own closing brace with the
+            # whitespace around it, which are not part of the arguments.
+            body = self._buffer[: len(self._buffer) - _partial(self._buffer, _CLOSING)].rstrip()
+            keep = len(body) - 1 if body.endswith("}") else len(body)
+            self._send(self._buffer[:keep])
+            self._buffer = self._buffer[keep:]
             return False
         self._send(self._buffer[:end].removesuffix("}").rstrip())
         self.calls.append(ToolCall(self._id, self._name, "".join(self._arguments)))
