@@ -41,6 +41,8 @@ GRAMMAR_MAX_SCHEMA_NODES = 1000
 """Subschemas (counted after inlining every $ref) one generation's grammar is built from, over all its schemas."""
 GRAMMAR_MAX_SCHEMA_DEPTH = 32
 """How deeply one schema's subschemas may nest (with every $ref inlined)."""
+GRAMMAR_MAX_OPTIONAL_PROPERTIES = 100
+"""Optional properties of one object: their grammar grows with the square of their number."""
 GRAMMAR_MAX_REPEAT = 256
 """The largest count a grammar spells out: minItems, maxItems, minLength, maxLength, a pattern's {m,n}."""
 GRAMMAR_MAX_BYTES = 256 * 1024

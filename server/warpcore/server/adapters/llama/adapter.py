@@ -14,6 +14,7 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
 from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
@@ -44,6 +45,7 @@ class LlamaCppAdapter:
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
+        self._template_calls_tools = False
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -62,7 +64,13 @@ class LlamaCppAdapter:
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        scheduler.submit(Job(params, emit, stop))
+        # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
+        constraint = None
+        if shapes_output(params):
+            constraint = await asyncio.to_thread(
+                constraint_for, params, template_calls_tools=self._template_calls_tools
+            )
+        scheduler.submit(Job(params, emit, stop, constraint))
         try:
             while True:
                 event = await events.get()
@@ -114,7 +122,8 @@ class LlamaCppAdapter:
                 reason="MODEL_LOAD_FAILED",
             ) from None
         try:
-            preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
+            template = ChatTemplate(vocabulary, model, options.chat_format)
+            preparer = PromptPreparer(template, PromptTokenizer(vocabulary))
             native = NativeContext(
                 LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
                 slots=options.parallel,
@@ -133,6 +142,7 @@ class LlamaCppAdapter:
             vocabulary.close()
             raise
         self._vocabulary, self._scheduler = vocabulary, scheduler
+        self._template_calls_tools = template.calls_tools
         # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
         # cannot keep the process from exiting; it only ever runs after this load and before _release.
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)

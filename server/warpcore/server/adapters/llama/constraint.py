@@ -26,6 +26,13 @@ def uses_tools(params: GenerationParams) -> bool:
     return bool(params.tools) and params.tool_choice.mode is not ToolChoiceMode.NONE
 
 
+def shapes_output(params: GenerationParams) -> bool:
+    """Whether the request asks for more than free text: only then is constraint_for worth a thread hop."""
+    response_format = params.response_format
+    json_output = response_format is not None and response_format.kind is not ResponseFormatKind.TEXT
+    return json_output or uses_tools(params) or params.reasoning is not None
+
+
 def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> Constraint | None:
     """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
     bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import re
 from typing import cast
 
 import llama_cpp
@@ -20,8 +21,8 @@ _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float3
 # whole vocabulary when none of them is allowed): checking a large vocabulary against the grammar costs far more
 # than a decode step, and tokens outside this shortlist hardly ever survive top-k, top-p and min-p anyway.
 SHORTLIST = 1024
-# Matches a whole text in which a tool call opens, its group where the grammar starts (llama.cpp's lazy grammars).
-_CALL_TRIGGER = rf"[\s\S]*?({CALL_OPENING})[\s\S]*"
+# Where a tool call opens: llama.cpp's lazy grammar searches the generated text for it and starts from there.
+_CALL_TRIGGER = re.escape(CALL_OPENING)
 
 
 class Sampler:

@@ -6,7 +6,6 @@ import threading
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-from warpcore.server.adapters.llama.constraint import Constraint, constraint_for
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
@@ -24,8 +23,6 @@ class PreparedPrompt:
     budget: int
     user_stops: tuple[str, ...]
     template_stops: tuple[str, ...]
-    constraint: Constraint | None = None
-    """The grammar its output is sampled under, if any."""
 
 
 class PromptPreparer:
@@ -36,7 +33,6 @@ class PromptPreparer:
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens
         may be cut short: the caller then drops the generation."""
-        constraint = constraint_for(params, template_calls_tools=self._template.calls_tools)
         rendered = self._template.render(params)
         encoded = rendered.text.encode("utf-8")
         field = "messages" if params.messages else "prompt"
@@ -59,4 +55,4 @@ class PromptPreparer:
                 field=field,
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
             )
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, constraint)
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops)

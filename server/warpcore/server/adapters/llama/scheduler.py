@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.context import NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
@@ -34,6 +35,8 @@ class Job:
     params: GenerationParams
     emit: Emit
     stop: threading.Event
+    constraint: Constraint | None = None
+    """The grammar its output is sampled under, built before it was submitted."""
 
 
 @dataclass(eq=False)
@@ -122,7 +125,7 @@ class BatchScheduler:
     def _start(self, job: Job) -> None:
         try:
             prompt = self._prepare(job.params, self._context_size, job.stop)
-            sampler = Sampler(new_sampler(job.params), self._vocab, prompt.constraint)
+            sampler = Sampler(new_sampler(job.params), self._vocab, job.constraint)
         except Exception as error:  # noqa: BLE001 - the caller's stream raises it
             job.emit(error)
             return
@@ -130,7 +133,8 @@ class BatchScheduler:
             sampler.free()
             job.emit(Finish(FinishReason.CANCELLED))
             return
-        text = TokenText(self._vocabulary, prompt, job.emit)
+        tool_calls = job.constraint is not None and job.constraint.tool_calls
+        text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
         self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, sampler))
 
     def _drop_cancelled(self) -> None:

@@ -14,7 +14,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from warpcore.server.core.bounds import GRAMMAR_MAX_REPEAT, GRAMMAR_MAX_SCHEMA_DEPTH, GRAMMAR_MAX_SCHEMA_NODES
+from warpcore.server.core.bounds import (
+    GRAMMAR_MAX_OPTIONAL_PROPERTIES,
+    GRAMMAR_MAX_REPEAT,
+    GRAMMAR_MAX_SCHEMA_DEPTH,
+    GRAMMAR_MAX_SCHEMA_NODES,
+)
 from warpcore.server.core.errors import InvalidArgumentError
 
 KEPT_KEYWORDS = frozenset(
@@ -130,6 +135,13 @@ class _Walk:
             missing = [name for name in plain.get("required", ()) if name not in properties]
             if missing:
                 raise self.refuse(pointer, f"required names properties it does not define: {', '.join(missing)}")
+            if len(set(properties) - set(plain.get("required", ()))) > GRAMMAR_MAX_OPTIONAL_PROPERTIES:
+                raise self.refuse(
+                    pointer,
+                    f"more than {GRAMMAR_MAX_OPTIONAL_PROPERTIES} optional properties in one object; make some"
+                    " required",
+                    "SCHEMA_TOO_LARGE",
+                )
             plain["properties"] = {
                 name: self.schema(sub, f"{pointer}/properties/{name}", refs, depth + 1)
                 for name, sub in properties.items()

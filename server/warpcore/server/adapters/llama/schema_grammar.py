@@ -16,9 +16,9 @@ from warpcore.server.core.errors import InvalidArgumentError
 
 # The converter's string character allows raw control characters, which JSON strings may not hold.
 _JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
-# Between tokens: nothing, a space, or line breaks and a bounded indent, the way models write JSON on their own (a
-# stricter rule makes the grammar reject their first choice more often, which costs a resample).
-_SPACE = '| " " | "\\n"{1,2} [ \\t]{0,20}'
+# Between tokens: nothing, a space or a line break, one character at most, so that a weak model cannot spend its
+# max_tokens on padding (models that indent lose a resample at most).
+_SPACE = '| " " | "\\n"'
 # Bounds stand-in for "unbounded": the converter's own integers have at most 16 digits.
 _LARGEST = 10**15 - 1
 _FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
@@ -91,6 +91,12 @@ def _refused_as(field: str) -> Iterator[None]:
     """The converter's own refusals (asserts and ValueErrors on what it cannot spell out) as errors naming `field`."""
     try:
         yield
+    except RecursionError:
+        raise InvalidArgumentError(
+            f"{field}: this schema is too deeply built for grammar-constrained sampling",
+            field=field,
+            reason="SCHEMA_TOO_LARGE",
+        ) from None
     except (AssertionError, ValueError, KeyError, TypeError) as error:
         raise InvalidArgumentError(
             f"{field}: this schema cannot be enforced by grammar-constrained sampling ({error})",

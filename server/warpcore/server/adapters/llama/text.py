@@ -19,15 +19,14 @@ class TokenText:
     """Detokenizes incrementally (multi-byte characters may span tokens), holds back possible stop
     sequences, and decides when the generation is over. Called on the model's worker thread only."""
 
-    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit) -> None:
+    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit, *, tool_calls: bool = False) -> None:
         self._llama = llama
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._prompt = prompt
         self._emit = emit
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
-        constraint = prompt.constraint
-        self._calls = ToolCallText(emit) if constraint is not None and constraint.tool_calls else None
+        self._calls = ToolCallText(emit) if tool_calls else None
         self.generated = 0
 
     def feed(self, token: int) -> FinishReason | None:
@@ -35,7 +34,9 @@ class TokenText:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             return FinishReason.STOP
         self.generated += 1
-        text, matched = self._scanner.feed(self._utf8.decode(self._llama.detokenize([token])))
+        # With tools, special tokens are text too: some templates' `<tool_call>` is one.
+        piece = self._llama.detokenize([token], special=self._calls is not None)
+        text, matched = self._scanner.feed(self._utf8.decode(piece))
         self._out(text)
         if matched is not None:
             return FinishReason.STOP_SEQUENCE if matched in self._prompt.user_stops else FinishReason.STOP

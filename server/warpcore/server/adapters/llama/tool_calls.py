@@ -70,12 +70,12 @@ class ToolCallText:
     def _arguments_text(self) -> bool:
         end = self._buffer.find(_CLOSING)
         if end < 0:
-            # Held back: a possible start of the closing line, and before it the call's own closing brace with the
-            # whitespace around it, which are not part of the arguments.
+            # Held back: a possible start of the closing line, and before it the call's own closing brace and
+            # trailing whitespace, which are not part of the arguments.
             body = self._buffer[: len(self._buffer) - _partial(self._buffer, _CLOSING)].rstrip()
-            keep = len(body) - 1 if body.endswith("}") else len(body)
-            self._send(self._buffer[:keep])
-            self._buffer = self._buffer[keep:]
+            sent = self._buffer[: len(body) - 1 if body.endswith("}") else len(body)].rstrip()
+            self._send(sent)
+            self._buffer = self._buffer[len(sent) :]
             return False
         self._send(self._buffer[:end].removesuffix("}").rstrip())
         self.calls.append(ToolCall(self._id, self._name, "".join(self._arguments)))
