@@ -174,7 +174,7 @@ async def test_greedy_output_under_a_grammar_is_the_same_on_one_slot_and_four(en
 async def test_gemma_output_parses_and_validates(tmp_path: Path) -> None:
     async with local_engine(tmp_path) as engine:
         model = await load_local(engine, "gemma", name=install_embedded_model(tmp_path), threads=2)
-        for name, schema in [*SCHEMAS.items(), ("an object", None)]:
+        for name, schema in SCHEMAS.items():
             prompt = f"Here is an example of {name} as JSON:\n"
             for seed in range(GEMMA_SAMPLES):
                 outcome = await run(engine, model, json_params(schema, prompt=prompt, temperature=1.0, seed=seed))
