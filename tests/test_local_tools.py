@@ -29,6 +29,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.embedded import install_embedded_model
 
 WEATHER = Tool(
     "get_weather",
@@ -215,6 +216,24 @@ async def test_auto_calls_through_a_lazy_grammar_once_the_model_opens_a_call(tmp
                 answered += 1
         assert called > 0
         assert answered > 0
+
+
+async def test_gemma_calls_the_tool_a_question_needs(tmp_path: Path) -> None:
+    async with local_engine(tmp_path) as engine:
+        name = install_embedded_model(tmp_path)
+        model = await load_local(engine, "gemma", name=name, threads=2, chat_format="gemma")
+        question = ChatMessage(Role.USER, "What is the weather in Paris for the next 3 days?")
+        params = GenerationParams(
+            prompt=None,
+            messages=(question,),
+            max_tokens=120,
+            temperature=0.0,
+            tools=TOOLS,
+            tool_choice=ToolChoice(ToolChoiceMode.REQUIRED),
+            parallel_tool_calls=False,
+        )
+        (call,) = assert_valid_calls(await run(engine, model, params), TOOLS)
+        assert call.name == "get_weather"
 
 
 async def test_reasoning_options_are_refused(engine: Engine) -> None:
