@@ -148,22 +148,30 @@ CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.conten
 EMBEDDING, LAYERS, HEADS, FEED_FORWARD, CONTEXT = 64, 2, 4, 128, 2048
 
 
-def vocabulary() -> tuple[list[str], list[int]]:
-    """Token strings (all unique: llama.cpp aborts on duplicates) and their types."""
+def vocabulary(extra_words: tuple[str, ...] = ()) -> tuple[list[str], list[int]]:
+    """Token strings (all unique: llama.cpp aborts on duplicates) and their types; `extra_words` come last, each a
+    whole-word piece the model emits as often as any word."""
     tokens = ["<unk>", "<s>", "</s>"]
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
     tokens += [f"<0x{byte:02X}>" for byte in range(256)]
     types += [gguf.TokenType.BYTE] * 256
-    pieces = ["\u2581", *"abcdefghijklmnopqrstuvwxyz", *(f"\u2581{word}" for word in WORDS)]
+    pieces = ["\u2581", *"abcdefghijklmnopqrstuvwxyz", *(f"\u2581{word}" for word in (*WORDS, *extra_words))]
     tokens += pieces
     types += [gguf.TokenType.NORMAL] * len(pieces)
     assert len(set(tokens)) == len(tokens)
     return tokens, [int(kind) for kind in types]
 
 
+<<<<<<< HEAD
 def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE, padding: int = 0) -> Path:
     """`padding`: bytes of metadata that make the file that much larger (a download with many pieces)."""
     tokens, types = vocabulary()
+=======
+def write_tiny_model(
+    path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE, extra_words: tuple[str, ...] = ()
+) -> Path:
+    tokens, types = vocabulary(extra_words)
+>>>>>>> issue-15l
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), "llama")

@@ -14,7 +14,12 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
+<<<<<<< HEAD
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
+=======
+from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
+from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+>>>>>>> issue-15l
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -59,6 +64,7 @@ class LlamaCppAdapter:
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
+        self._template_calls_tools = False
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -78,6 +84,16 @@ class LlamaCppAdapter:
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
+<<<<<<< HEAD
+=======
+        # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
+        constraint = None
+        if shapes_output(params):
+            constraint = await asyncio.to_thread(
+                constraint_for, params, template_calls_tools=self._template_calls_tools
+            )
+        scheduler.submit(Job(params, emit, stop, constraint))
+>>>>>>> issue-15l
         try:
             prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
             scheduler.submit(Job(params, prompt, emit, stop))
@@ -137,8 +153,13 @@ class LlamaCppAdapter:
                 reason="MODEL_LOAD_FAILED",
             ) from None
         try:
+<<<<<<< HEAD
             preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
+=======
+            template = ChatTemplate(vocabulary, model, options.chat_format)
+            preparer = PromptPreparer(template, PromptTokenizer(vocabulary))
+>>>>>>> issue-15l
             native = NativeContext(
                 LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
                 slots=options.parallel,
@@ -157,8 +178,13 @@ class LlamaCppAdapter:
         except BaseException:
             vocabulary.close()
             raise
+<<<<<<< HEAD
         self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
         self._context_size = context_size
+=======
+        self._vocabulary, self._scheduler = vocabulary, scheduler
+        self._template_calls_tools = template.calls_tools
+>>>>>>> issue-15l
         # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
         # cannot keep the process from exiting; it only ever runs after this load and before _release.
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,9 @@ import jinja2
 import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
-from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
+from warpcore.server.adapters.llama.constraint import uses_tools
+from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.core.domain import ChatMessage, GenerationParams, Role, Tool
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 # Chat formats of llama-cpp-python that can be chosen by name.
@@ -42,6 +45,8 @@ class ChatTemplate:
     def __init__(self, llama: llama_cpp.Llama, model: str, chat_format: str | None) -> None:
         template = llama.metadata.get("tokenizer.chat_template")
         self._fold_system = False
+        self.calls_tools = bool(chat_format is None and template and "tools" in template and CALL_OPENING in template)
+        """The template shows the model its tools and takes tool calls in the Hermes format (Qwen, Hermes...)."""
         self._format: llama_chat_format.ChatFormatter
         if chat_format is None and template:
             try:
@@ -67,9 +72,15 @@ class ChatTemplate:
         if params.prompt is not None:
             prefix = f"{params.system}\n\n" if params.system else ""
             return RenderedPrompt(prefix + params.prompt, True, ())
-        messages = _chat_messages(params.messages, params.system, fold_system=self._fold_system)
+        with_tools = uses_tools(params)
+        system = params.system
+        if with_tools and not self.calls_tools:
+            # The template cannot show the tools: tell of them in words; the grammar makes the call valid.
+            system = "\n\n".join(part for part in (system, _tools_in_words(params.tools)) if part)
+        messages = _chat_messages(params.messages, system, fold_system=self._fold_system, tool_turns=self.calls_tools)
+        tools = [_tool_entry(tool) for tool in params.tools] if with_tools and self.calls_tools else None
         try:
-            rendered = self._format(messages=messages)
+            rendered = self._format(messages=messages, tools=tools)
         except ValueError as error:  # a template's raise_exception(), e.g. on misordered roles
             raise InvalidArgumentError(
                 f"the model's chat template rejected these messages: {error}",
@@ -91,15 +102,26 @@ def _token_text(llama: llama_cpp.Llama, token: int) -> str:
     return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
 
+def _tool_entry(tool: Tool) -> dict[str, Any]:
+    function = {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)}
+    return {"type": "function", "function": function}
+
+
+def _tools_in_words(tools: Sequence[Tool]) -> str:
+    listed = json.dumps([_tool_entry(tool)["function"] for tool in tools])
+    return f'Call one of these tools as {CALL_OPENING}{{"name": ..., "arguments": ...}}</tool_call>: {listed}'
+
+
 def _chat_messages(
-    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool
+    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool, tool_turns: bool
 ) -> list[llama_types.ChatCompletionRequestMessage]:
-    """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn."""
+    """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn.
+    Tool calls and results only go to a template that has a format for them."""
     system_parts = [system] if system else []
     system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
     turns: list[Any] = [
-        {"role": message.role.value, "content": message.content}
-        for message in messages
+        _turn(message, index, tool_turns=tool_turns)
+        for index, message in enumerate(messages)
         if message.role is not Role.SYSTEM
     ]
     if system_parts and fold_system and turns and turns[0]["role"] == "user":
@@ -107,3 +129,38 @@ def _chat_messages(
     elif system_parts:
         turns.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
     return turns
+
+
+def _turn(message: ChatMessage, index: int, *, tool_turns: bool) -> dict[str, Any]:
+    if not tool_turns and (message.tool_calls or message.role is Role.TOOL):
+        raise InvalidArgumentError(
+            "this model's chat template has no format for tool calls and tool results",
+            field=f"messages[{index}]",
+            reason="CHAT_TEMPLATE_REJECTED",
+        )
+    turn: dict[str, Any] = {"role": message.role.value, "content": message.content}
+    if message.role is Role.TOOL:
+        turn["tool_call_id"] = message.tool_call_id
+        if message.is_error:
+            turn["content"] = f"error: {message.content}"
+    if message.tool_calls:
+        turn["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.name,
+                    "arguments": _arguments(call.arguments, f"messages[{index}].tool_calls[{number}].arguments"),
+                },
+            }
+            for number, call in enumerate(message.tool_calls)
+        ]
+    return turn
+
+
+def _arguments(text: str, field: str) -> Any:
+    """Templates show arguments as an object (their `tojson`), as Hugging Face's chat templates expect."""
+    try:
+        return json.loads(text or "{}")
+    except ValueError:
+        raise InvalidArgumentError("tool call arguments must be JSON", field=field) from None

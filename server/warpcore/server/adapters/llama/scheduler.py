@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import llama_cpp
 
+<<<<<<< HEAD
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
+=======
+from warpcore.server.adapters.llama.constraint import Constraint
+from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.grammar_sampler import Sampler
+>>>>>>> issue-15l
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
@@ -31,6 +37,8 @@ class Job:
     prompt: PreparedPrompt
     emit: Emit
     stop: threading.Event
+    constraint: Constraint | None = None
+    """The grammar its output is sampled under, built before it was submitted."""
 
 
 @dataclass(eq=False)
@@ -39,10 +47,14 @@ class _Sequence:
     slot: int
     prompt: PreparedPrompt
     text: TokenText
+<<<<<<< HEAD
     sampler: llama_cpp.llama_sampler_p
     cached: Hit
     saving_point: int
     """Prompt tokens to keep in the prompt cache once decoded (0: none)."""
+=======
+    sampler: Sampler
+>>>>>>> issue-15l
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -63,7 +75,13 @@ class BatchScheduler:
     ) -> None:
         self._native = native
         self._vocabulary = vocabulary
+<<<<<<< HEAD
         self.cache = cache
+=======
+        self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
+        self._context_size = context_size
+        self._prepare = prepare
+>>>>>>> issue-15l
         self._free_slots = list(range(slots - 1, -1, -1))
         self._running: list[_Sequence] = []
         self._waiting: collections.deque[Job] = collections.deque()
@@ -96,7 +114,7 @@ class BatchScheduler:
             stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
             for sequence in self._running:
                 sequence.job.emit(stopped)
-                llama_cpp.llama_sampler_free(sequence.sampler)
+                sequence.sampler.free()
             with self._wake:
                 self._closing = True
                 for job in self._waiting:
@@ -127,6 +145,7 @@ class BatchScheduler:
         return True
 
     def _start(self, job: Job) -> None:
+<<<<<<< HEAD
         if job.stop.is_set():  # stopped while waiting
             job.emit(Finish(FinishReason.CANCELLED))
             return
@@ -139,6 +158,21 @@ class BatchScheduler:
         text = TokenText(self._vocabulary, prompt, job.emit)
         sampler = new_sampler(job.params)
         self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
+=======
+        try:
+            prompt = self._prepare(job.params, self._context_size, job.stop)
+            sampler = Sampler(new_sampler(job.params), self._vocab, job.constraint)
+        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
+            job.emit(error)
+            return
+        if job.stop.is_set():  # stopped while waiting or tokenizing (then its tokens may be cut short)
+            sampler.free()
+            job.emit(Finish(FinishReason.CANCELLED))
+            return
+        tool_calls = job.constraint is not None and job.constraint.tool_calls
+        text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
+        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, sampler))
+>>>>>>> issue-15l
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
@@ -185,7 +219,7 @@ class BatchScheduler:
         return False
 
     def _sample(self, sequence: _Sequence, row: int) -> None:
-        token = llama_cpp.llama_sampler_sample(sequence.sampler, self._native.ctx, row)
+        token = sequence.sampler.sample(self._native.ctx, row)
         reason = sequence.text.feed(token)
         if reason is None:
             sequence.next_token = token
@@ -200,6 +234,6 @@ class BatchScheduler:
     def _release(self, sequence: _Sequence) -> None:
         """Free the slot and its KV cells at once, for the next waiting generation."""
         self._native.forget(sequence.slot)
-        llama_cpp.llama_sampler_free(sequence.sampler)
+        sequence.sampler.free()
         self._running.remove(sequence)
         self._free_slots.append(sequence.slot)

@@ -9,7 +9,8 @@ import llama_cpp
 
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.stop_scanner import StopScanner
-from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, TextChunk
+from warpcore.server.adapters.llama.tool_calls import ToolCallText
+from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, TextChunk, ToolCall
 
 Emit = Callable[[GenerationEvent | BaseException], None]
 
@@ -18,13 +19,14 @@ class TokenText:
     """Detokenizes incrementally (multi-byte characters may span tokens), holds back possible stop
     sequences, and decides when the generation is over. Called on the model's worker thread only."""
 
-    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit) -> None:
+    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit, *, tool_calls: bool = False) -> None:
         self._llama = llama
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._prompt = prompt
         self._emit = emit
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
+        self._calls = ToolCallText(emit) if tool_calls else None
         self.generated = 0
 
     def feed(self, token: int) -> FinishReason | None:
@@ -32,9 +34,10 @@ class TokenText:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             return FinishReason.STOP
         self.generated += 1
-        text, matched = self._scanner.feed(self._utf8.decode(self._llama.detokenize([token])))
-        if text:
-            self._emit(TextChunk(text))
+        # With tools, special tokens are text too: some templates' `<tool_call>` is one.
+        piece = self._llama.detokenize([token], special=self._calls is not None)
+        text, matched = self._scanner.feed(self._utf8.decode(piece))
+        self._out(text)
         if matched is not None:
             return FinishReason.STOP_SEQUENCE if matched in self._prompt.user_stops else FinishReason.STOP
         if self.generated >= self._prompt.budget:
@@ -45,6 +48,20 @@ class TokenText:
         """Emit what was held back (unless a stop sequence cut it) and describe the end."""
         if reason is not FinishReason.STOP_SEQUENCE:
             tail = self._scanner.flush() + self._utf8.decode(b"", final=True)
-            if tail:
-                self._emit(TextChunk(tail))
-        return Finish(reason, prompt_tokens=len(self._prompt.tokens), completion_tokens=self.generated)
+            self._out(tail)
+        calls: tuple[ToolCall, ...] = ()
+        if self._calls is not None:
+            self._calls.flush()
+            calls = tuple(self._calls.calls)
+            reason = FinishReason.TOOL_CALLS if calls and reason is FinishReason.STOP else reason
+        return Finish(
+            reason, prompt_tokens=len(self._prompt.tokens), completion_tokens=self.generated, tool_calls=calls
+        )
+
+    def _out(self, text: str) -> None:
+        if not text:
+            return
+        if self._calls is not None:
+            self._calls.feed(text)
+        else:
+            self._emit(TextChunk(text))

@@ -1,0 +1,81 @@
+"""What a generation's output must be, as a grammar: JSON for a response format, tool calls for tools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warpcore.server.adapters.llama.schema_check import SchemaInliner
+from warpcore.server.adapters.llama.schema_grammar import json_grammar, tool_calls_grammar
+from warpcore.server.core.domain import GenerationParams, ResponseFormatKind, ToolChoiceMode
+from warpcore.server.core.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Constraint:
+    grammar: str
+    """GBNF, root rule `root`."""
+    field: str
+    """The request field the grammar comes from, for errors."""
+    lazy: bool = False
+    """Free text until a tool call opens, the grammar from there on."""
+    tool_calls: bool = False
+    """The output holds tool calls in the Hermes format (tool_calls.py)."""
+
+
+def uses_tools(params: GenerationParams) -> bool:
+    return bool(params.tools) and params.tool_choice.mode is not ToolChoiceMode.NONE
+
+
+def shapes_output(params: GenerationParams) -> bool:
+    """Whether the request asks for more than free text: only then is constraint_for worth a thread hop."""
+    response_format = params.response_format
+    json_output = response_format is not None and response_format.kind is not ResponseFormatKind.TEXT
+    return json_output or uses_tools(params) or params.reasoning is not None
+
+
+def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> Constraint | None:
+    """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
+    bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""
+    if params.reasoning is not None:
+        raise InvalidArgumentError(
+            "reasoning options are not supported by local models: their chat templates have no thinking format",
+            field="reasoning",
+        )
+    response_format = params.response_format
+    kind = response_format.kind if response_format is not None else ResponseFormatKind.TEXT
+    if uses_tools(params):
+        if kind is not ResponseFormatKind.TEXT:
+            raise InvalidArgumentError(
+                "a local model cannot enforce a response format and tools at once; set tool_choice to none or drop"
+                " response_format",
+                field="response_format",
+            )
+        return _tools_constraint(params, template_calls_tools=template_calls_tools)
+    if response_format is None or kind is ResponseFormatKind.TEXT:
+        return None
+    if kind is ResponseFormatKind.JSON_OBJECT:
+        return Constraint(json_grammar(None, "response_format"), "response_format")
+    field = "response_format.schema"
+    return Constraint(json_grammar(SchemaInliner().inline(response_format.schema, field), field), field)
+
+
+def _tools_constraint(params: GenerationParams, *, template_calls_tools: bool) -> Constraint:
+    choice = params.tool_choice
+    if choice.mode is ToolChoiceMode.AUTO and not template_calls_tools:
+        raise InvalidArgumentError(
+            "this model's chat template declares no tool-call format, so it cannot choose between answering and"
+            " calling a tool; set tool_choice to required or to a named tool (the call is then enforced by grammar)",
+            field="tool_choice",
+        )
+    chosen = [
+        (index, tool)
+        for index, tool in enumerate(params.tools)
+        if choice.mode is not ToolChoiceMode.NAMED or tool.name == choice.name
+    ]
+    if not chosen:
+        raise InvalidArgumentError(f"tool_choice names {choice.name!r}, which is not among tools", field="tool_choice")
+    inliner = SchemaInliner()
+    schemas = [(tool.name, inliner.inline(tool.parameters, f"tools[{index}].parameters")) for index, tool in chosen]
+    several = params.parallel_tool_calls and choice.mode is not ToolChoiceMode.NAMED
+    grammar = tool_calls_grammar(schemas, several=several, field="tools")
+    return Constraint(grammar, "tools", lazy=choice.mode is ToolChoiceMode.AUTO, tool_calls=True)

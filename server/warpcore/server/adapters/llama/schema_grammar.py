@@ -1,0 +1,177 @@
+"""JSON Schemas spelled out as llama.cpp grammars (GBNF), through llama-cpp-python's schema converter: every text
+a grammar accepts in full is JSON that validates against its schema (within what schema_check.py enforces)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from llama_cpp import llama_grammar
+
+from warpcore.server.core.bounds import GRAMMAR_MAX_BYTES
+from warpcore.server.core.errors import InvalidArgumentError
+
+# The converter's string character allows raw control characters, which JSON strings may not hold.
+_JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])'
+# Between tokens: nothing, a space or a line break, one character at most, so that a weak model cannot spend its
+# max_tokens on padding (models that indent lose a resample at most).
+_SPACE = '| " " | "\\n"'
+# Bounds stand-in for "unbounded": the converter's own integers have at most 16 digits.
+_LARGEST = 10**15 - 1
+_FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+class _Converter(llama_grammar.SchemaConverter):
+    """llama-cpp-python's converter, plus numeric bounds, constraints kept on every member of a type list, and
+    JSON-safe string characters."""
+
+    def __init__(self) -> None:
+        super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)  # type: ignore[no-untyped-call]
+        self._rules["space"] = _SPACE
+
+    # Typed entries into the untyped converter.
+
+    def rule(self, name: str, body: str) -> str:
+        return str(self._add_rule(name, body))  # type: ignore[no-untyped-call]
+
+    def grammar(self) -> str:
+        return str(self.format_grammar())  # type: ignore[no-untyped-call]
+
+    def visit(self, schema: dict[str, Any], name: str) -> str:
+        rule_name = name + "-" if name in llama_grammar.RESERVED_NAMES else name or "root"
+        kind = schema.get("type")
+        literal = "const" in schema or "enum" in schema
+        if isinstance(kind, list) and "anyOf" not in schema:
+            if literal:
+                return self.visit({key: value for key, value in schema.items() if key != "type"}, name)
+            members = [self.visit({**schema, "type": member}, f"{name}-{member}") for member in kind]
+            return self.rule(rule_name, " | ".join(members))
+        if kind in ("integer", "number") and not literal and any(key in schema for key in _BOUNDS):
+            return self.rule(rule_name, f"{_number_rule(schema, integer=kind == 'integer')} space")
+        return str(super().visit(schema, name))  # type: ignore[no-untyped-call]
+
+    def _add_primitive(self, name: str, rule: Any) -> str:
+        if name == "char":
+            rule = llama_grammar.BuiltinRule(_JSON_CHAR, [])
+        return str(super()._add_primitive(name, rule))
+
+
+def json_grammar(schema: Mapping[str, Any] | None, field: str) -> str:
+    """The grammar of JSON valid against `schema` (an inlined schema from schema_check), or of any JSON object."""
+    converter = _Converter()
+    with _refused_as(field):
+        converter.visit(dict(schema) if schema is not None else {"type": "object"}, "")
+    return checked_size(converter.grammar(), field)
+
+
+def tool_calls_grammar(tools: Sequence[tuple[str, Mapping[str, Any]]], *, several: bool, field: str) -> str:
+    """The grammar of one (or, with `several`, one or more) tool calls in the Hermes format, `<tool_call>`, a JSON
+    object {"name": ..., "arguments": ...} and `</tool_call>`, each line apart, for the (name, inlined schema)
+    tools; arguments validate against their tool's schema."""
+    converter = _Converter()
+    alternatives = []
+    for index, (name, schema) in enumerate(tools):
+        with _refused_as(f"tools[{index}].parameters"):
+            arguments = converter.visit(dict(schema), f"tool{index}-arguments")
+        header = json.dumps(f'{json.dumps(name)}, "arguments": ')
+        alternatives.append(converter.rule(f"tool{index}", f"{header} {arguments}"))
+    opening = json.dumps('<tool_call>\n{"name": ')
+    closing = json.dumps("}\n</tool_call>")
+    converter.rule("call", f"{opening} ({' | '.join(alternatives)}) {closing}")
+    converter.rule("root", 'call ("\\n" call)*' if several else "call")
+    return checked_size(converter.grammar(), field)
+
+
+@contextlib.contextmanager
+def _refused_as(field: str) -> Iterator[None]:
+    """The converter's own refusals (asserts and ValueErrors on what it cannot spell out) as errors naming `field`."""
+    try:
+        yield
+    except RecursionError:
+        raise InvalidArgumentError(
+            f"{field}: this schema is too deeply built for grammar-constrained sampling",
+            field=field,
+            reason="SCHEMA_TOO_LARGE",
+        ) from None
+    except (AssertionError, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgumentError(
+            f"{field}: this schema cannot be enforced by grammar-constrained sampling ({error})",
+            field=field,
+            reason="SCHEMA_UNSUPPORTED",
+        ) from None
+
+
+def checked_size(grammar: str, field: str) -> str:
+    if len(grammar) > GRAMMAR_MAX_BYTES:
+        raise InvalidArgumentError(
+            f"{field}: the grammar this schema needs is {len(grammar)} bytes, more than the {GRAMMAR_MAX_BYTES}"
+            " grammar-constrained sampling accepts; simplify the schema",
+            field=field,
+            reason="SCHEMA_TOO_LARGE",
+        )
+    return grammar
+
+
+def _number_rule(schema: Mapping[str, Any], *, integer: bool) -> str:
+    """Integers (or decimals) within the schema's bounds, tightened to whole bounds so that the check is exact."""
+    low, high = -_LARGEST, _LARGEST
+    if isinstance(schema.get("minimum"), int | float):
+        low = max(low, math.ceil(schema["minimum"]))
+    if isinstance(schema.get("exclusiveMinimum"), int | float):
+        low = max(low, math.floor(schema["exclusiveMinimum"]) + 1)
+    if isinstance(schema.get("maximum"), int | float):
+        high = min(high, math.floor(schema["maximum"]))
+    if isinstance(schema.get("exclusiveMaximum"), int | float):
+        high = min(high, math.ceil(schema["exclusiveMaximum"]) - 1)
+    if low > high:
+        raise ValueError("no whole number lies within the bounds")
+    alternatives = [_integers(low, high)]
+    if not integer:
+        # k.ddd lies in [k, k + 1) and -k.ddd in (-k - 1, -k]: both stay within [low, high] for these k.
+        if max(low, 0) <= high - 1:
+            alternatives.append(f"{_integers(max(low, 0), high - 1)} {_FRACTION}")
+        if low + 1 <= min(high, -1):
+            alternatives.append(f"{_integers(low + 1, min(high, -1))} {_FRACTION}")
+    return "(" + " | ".join(alternatives) + ")"
+
+
+def _integers(low: int, high: int) -> str:
+    """Decimal integers from `low` to `high` (low <= high), without leading zeros or -0."""
+    alternatives = []
+    if low < 0:
+        alternatives += [f'"-" ({digits})' for digits in _naturals(max(-high, 1), -low)]
+    if high >= 0:
+        alternatives += _naturals(max(low, 0), high)
+    return "(" + " | ".join(alternatives) + ")"
+
+
+def _naturals(low: int, high: int) -> list[str]:
+    alternatives = []
+    for length in range(len(str(low)), len(str(high)) + 1):
+        first, last = max(low, 10 ** (length - 1) if length > 1 else 0), min(high, 10**length - 1)
+        if first <= last:
+            alternatives.append(_same_length(str(first), str(last)))
+    return alternatives
+
+
+def _same_length(low: str, high: str) -> str:
+    """Digit strings of one length from `low` to `high`; each level recurses into at most one partial range on
+    either side, so the rule grows with the square of the length, not exponentially."""
+    if low == high:
+        return f'"{low}"'
+    if len(low) == 1:
+        return f"[{low}-{high}]"
+    rest = len(low) - 1
+    if low == "0" * len(low) and high == "9" * len(high):
+        return " ".join(["[0-9]"] * len(low))
+    if low[0] == high[0]:
+        return f'"{low[0]}" ({_same_length(low[1:], high[1:])})'
+    parts = [f'"{low[0]}" ({_same_length(low[1:], "9" * rest)})']
+    if int(high[0]) - int(low[0]) > 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}] " + " ".join(["[0-9]"] * rest))
+    parts.append(f'"{high[0]}" ({_same_length("0" * rest, high[1:])})')
+    return " | ".join(parts)

@@ -1,0 +1,102 @@
+"""Tool calls out of generated text, as they decode: the Hermes format, `<tool_call>\\n{"name": NAME, "arguments":
+ARGUMENTS}\\n</tool_call>`, which the tool grammar (schema_grammar.tool_calls_grammar) makes the model write exactly."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+
+from warpcore.server.core.domain import GenerationEvent, TextChunk, ToolCall, ToolCallDelta
+
+CALL_OPENING = "<tool_call>"
+_HEADER_END = ', "arguments": '
+_CLOSING = "\n</tool_call>"
+
+
+def new_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+class ToolCallText:
+    """Splits one generation's text into answer text and tool-call deltas, holding back only what may be the start
+    of a marker. Text after the first call (the line breaks between calls) is not part of the answer."""
+
+    def __init__(self, emit: Callable[[GenerationEvent], None]) -> None:
+        self._emit = emit
+        self._buffer = ""
+        self._state = self._text
+        self._id = ""
+        self._name = ""
+        self._arguments: list[str] = []
+        self.calls: list[ToolCall] = []
+
+    def feed(self, text: str) -> None:
+        self._buffer += text
+        while self._state():
+            pass
+
+    def flush(self) -> None:
+        """The generation ended: outside a call, what was held back is answer text; a call cut short is dropped."""
+        if self._state == self._text:
+            self._answer(self._buffer)
+        self._buffer = ""
+
+    # Each state consumes what it can of the buffer; True when it moved to another state with text left to read.
+
+    def _text(self) -> bool:
+        found = self._buffer.find(CALL_OPENING)
+        if found < 0:
+            held = _partial(self._buffer, CALL_OPENING)
+            self._answer(self._buffer[: len(self._buffer) - held])
+            self._buffer = self._buffer[len(self._buffer) - held :]
+            return False
+        self._answer(self._buffer[:found])
+        self._buffer = self._buffer[found + len(CALL_OPENING) :]
+        self._state = self._header
+        return True
+
+    def _header(self) -> bool:
+        end = self._buffer.find(_HEADER_END)
+        if end < 0:
+            return False
+        self._name = json.loads(self._buffer[self._buffer.index("{") + 1 : end].split(":", 1)[1])
+        self._id = new_call_id()
+        self._emit(ToolCallDelta(len(self.calls), id=self._id, name=self._name))
+        self._buffer = self._buffer[end + len(_HEADER_END) :]
+        self._state = self._arguments_text
+        return True
+
+    def _arguments_text(self) -> bool:
+        end = self._buffer.find(_CLOSING)
+        if end < 0:
+            # Held back: a possible start of the closing line, and before it the call's own closing brace and
+            # trailing whitespace, which are not part of the arguments.
+            body = self._buffer[: len(self._buffer) - _partial(self._buffer, _CLOSING)].rstrip()
+            sent = self._buffer[: len(body) - 1 if body.endswith("}") else len(body)].rstrip()
+            self._send(sent)
+            self._buffer = self._buffer[len(sent) :]
+            return False
+        self._send(self._buffer[:end].removesuffix("}").rstrip())
+        self.calls.append(ToolCall(self._id, self._name, "".join(self._arguments)))
+        self._id, self._name, self._arguments = "", "", []
+        self._buffer = self._buffer[end + len(_CLOSING) :]
+        self._state = self._text
+        return True
+
+    def _send(self, piece: str) -> None:
+        if piece:
+            self._arguments.append(piece)
+            self._emit(ToolCallDelta(len(self.calls), arguments=piece))
+
+    def _answer(self, text: str) -> None:
+        if text and not self.calls:
+            self._emit(TextChunk(text))
+
+
+def _partial(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that begins `marker`."""
+    for length in range(min(len(text), len(marker) - 1), 0, -1):
+        if marker.startswith(text[-length:]):
+            return length
+    return 0

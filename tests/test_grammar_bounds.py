@@ -1,0 +1,144 @@
+"""Hostile schemas for grammar-constrained sampling: refused with INVALID_ARGUMENT naming the field, in bounded
+time, and the model keeps serving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.local_engine import json_params, load_local, local_engine, run
+from warpcore.server.core.bounds import GRAMMAR_MAX_BYTES, GRAMMAR_MAX_REPEAT, GRAMMAR_MAX_SCHEMA_NODES
+from warpcore.server.core.domain import (
+    FinishReason,
+    GenerationParams,
+    Tool,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.errors import InvalidArgumentError
+
+REFUSAL_SECONDS = 2.0
+
+
+def nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
+    "many properties": (
+        {"type": "object", "properties": {f"p{index}": {"type": "integer"} for index in range(5000)}},
+        "SCHEMA_TOO_LARGE",
+    ),
+    "deep nesting": (nested(500), "SCHEMA_TOO_LARGE"),
+    "recursive $ref": (
+        {
+            "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+            "$ref": "#/$defs/node",
+        },
+        "SCHEMA_UNSUPPORTED",
+    ),
+    "self $ref": ({"type": "object", "properties": {"me": {"$ref": "#"}}}, "SCHEMA_UNSUPPORTED"),
+    "exponential $ref fan-out": (
+        {
+            "$defs": {
+                **{
+                    f"d{level}": {
+                        "type": "object",
+                        "properties": {"l": {"$ref": f"#/$defs/d{level + 1}"}, "r": {"$ref": f"#/$defs/d{level + 1}"}},
+                    }
+                    for level in range(30)
+                },
+                "d30": {"type": "integer"},
+            },
+            "$ref": "#/$defs/d0",
+        },
+        "SCHEMA_TOO_LARGE",
+    ),
+    "huge enum": ({"enum": [f"value number {index}" for index in range(20000)]}, "SCHEMA_TOO_LARGE"),
+    "huge maxLength": ({"type": "string", "maxLength": 10**9}, "SCHEMA_TOO_LARGE"),
+    "huge minItems": ({"type": "array", "items": {"type": "integer"}, "minItems": 10**9}, "SCHEMA_TOO_LARGE"),
+    "huge pattern repeat": ({"type": "string", "pattern": "^a{1,1000000}$"}, "SCHEMA_UNSUPPORTED"),
+    "pattern escape": ({"type": "string", "pattern": "^\\d+$"}, "SCHEMA_UNSUPPORTED"),
+    "pattern that may hold a quote": ({"type": "string", "pattern": "^[ -~]+$"}, "SCHEMA_UNSUPPORTED"),
+    "uniqueItems": ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "SCHEMA_UNSUPPORTED"),
+    "oneOf": ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, "SCHEMA_UNSUPPORTED"),
+    "remote $ref": ({"$ref": "https://example.com/schema.json"}, "SCHEMA_UNSUPPORTED"),
+    "required without property": ({"type": "object", "required": ["ghost"]}, "SCHEMA_UNSUPPORTED"),
+    "empty integer range": ({"type": "integer", "minimum": 5, "maximum": 4}, "SCHEMA_UNSUPPORTED"),
+    "false schema": ({"type": "object", "properties": {"never": False}, "required": ["never"]}, "SCHEMA_UNSUPPORTED"),
+}
+
+
+@pytest.fixture
+async def engine(models_path: Path) -> AsyncIterator[Engine]:
+    async with local_engine(models_path) as started:
+        yield started
+
+
+async def refused(engine: Engine, model: str, params: GenerationParams) -> InvalidArgumentError:
+    started = time.monotonic()
+    with pytest.raises(InvalidArgumentError) as error:
+        await run(engine, model, params)
+    assert time.monotonic() - started < REFUSAL_SECONDS
+    return error.value
+
+
+async def assert_serving(engine: Engine, model: str) -> None:
+    outcome = await run(engine, model, json_params({"type": "boolean"}, temperature=0.0))
+    assert outcome.result is not None
+    assert outcome.result.finish.reason is FinishReason.STOP
+    assert outcome.text.strip() in ("true", "false")
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_a_hostile_response_schema_is_refused_in_bounded_time(engine: Engine, name: str) -> None:
+    model = await load_local(engine, "tiny", parallel=2)
+    schema, reason = HOSTILE[name]
+    error = await refused(engine, model, json_params(schema))
+    assert error.field == "response_format.schema"
+    assert error.reason == reason, error.message
+    assert "response_format.schema" in error.message
+    await assert_serving(engine, model)
+
+
+async def test_a_thousand_tools_are_refused_naming_the_tool_past_the_cap(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    parameters = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
+    tools = tuple(Tool(f"tool_{index}", "", parameters) for index in range(1000))
+    params = GenerationParams(
+        prompt="the world", messages=(), max_tokens=32, tools=tools, tool_choice=ToolChoice(ToolChoiceMode.REQUIRED)
+    )
+    error = await refused(engine, model, params)
+    assert error.reason == "SCHEMA_TOO_LARGE"
+    assert error.field == f"tools[{GRAMMAR_MAX_SCHEMA_NODES // 2}].parameters"
+    # Named, only that tool's schema makes the grammar: the same thousand tools are fine.
+    named = GenerationParams(
+        prompt="the world",
+        messages=(),
+        max_tokens=300,
+        tools=tools,
+        tool_choice=ToolChoice(ToolChoiceMode.NAMED, "tool_999"),
+    )
+    outcome = await run(engine, model, named)
+    assert outcome.result is not None
+    assert outcome.result.finish.reason is FinishReason.TOOL_CALLS
+    assert outcome.result.finish.tool_calls[0].name == "tool_999"
+    await assert_serving(engine, model)
+
+
+async def test_the_caps_are_the_ones_the_errors_quote(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    error = await refused(engine, model, json_params({"type": "string", "maxLength": GRAMMAR_MAX_REPEAT + 1}))
+    assert str(GRAMMAR_MAX_REPEAT) in error.message
+    error = await refused(engine, model, json_params(HOSTILE["huge enum"][0]))
+    assert str(GRAMMAR_MAX_BYTES) in error.message
+    fine = await run(engine, model, json_params({"type": "string", "maxLength": GRAMMAR_MAX_REPEAT}, max_tokens=8))
+    assert fine.result is not None

@@ -1,0 +1,246 @@
+"""Tools on local models: required and named tool choice constrained by grammar to valid calls of declared tools,
+streamed as tool-call deltas; auto where the chat template declares the Hermes tool-call format; tool turns
+rendered through the template; what a model cannot do refused naming the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.local_engine import Outcome, load_local, local_engine, run
+from tests.tiny_model import write_tiny_model
+from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.core.domain import (
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    ReasoningEffort,
+    ReasoningOptions,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.embedded import install_embedded_model
+
+WEATHER = Tool(
+    "get_weather",
+    "The weather in a city",
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "maxLength": 12},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7},
+            "unit": {"enum": ["celsius", "fahrenheit"]},
+        },
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    },
+)
+SEARCH = Tool(
+    "search-web",
+    "Search the web",
+    {
+        "type": "object",
+        "properties": {"query": {"type": "string", "minLength": 1, "maxLength": 20}, "top": {"type": "boolean"}},
+        "required": ["query"],
+    },
+)
+TOOLS = (WEATHER, SEARCH)
+SAMPLES = 10
+# A Hermes-style template (as Qwen's and Hermes' GGUFs carry): tools shown to the model, calls and results as turns.
+HERMES_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<system>Tools: {% for tool in tools %}{{ tool | tojson }}{% endfor %}"
+    " Call one as <tool_call>{...}</tool_call>\n{% endif %}"
+    "{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+    "{% for call in m.tool_calls or [] %}<tool_call>\n{{ call.function | tojson }}\n</tool_call>{% endfor %}"
+    "{% if m.tool_call_id %} (result of {{ m.tool_call_id }}){% endif %}\n{% endfor %}<assistant>"
+)
+
+
+@pytest.fixture
+async def engine(models_path: Path) -> AsyncIterator[Engine]:
+    async with local_engine(models_path) as started:
+        yield started
+
+
+def ask(choice: ToolChoice, *, seed: int = 0, parallel_calls: bool = False, **options: Any) -> GenerationParams:
+    options = {"max_tokens": 300, "temperature": 1.0, **options}
+    return GenerationParams(
+        prompt=None,
+        messages=(ChatMessage(Role.USER, "what is the weather in the world"),),
+        seed=seed,
+        tools=TOOLS,
+        tool_choice=choice,
+        parallel_tool_calls=parallel_calls,
+        **options,
+    )
+
+
+def assert_valid_calls(
+    outcome: Outcome, allowed: tuple[Tool, ...], *, may_be_cut: bool = False, text_before: bool = False
+) -> tuple[ToolCall, ...]:
+    """The result's calls are calls of `allowed` tools with valid arguments, and the deltas spell them out. With
+    `may_be_cut`, max_tokens may have cut a further call short: its deltas came, it is not among the calls."""
+    assert outcome.result is not None
+    finish = outcome.result.finish
+    cut = may_be_cut and finish.reason is FinishReason.LENGTH
+    assert cut or finish.reason is FinishReason.TOOL_CALLS, (finish, outcome.deltas)
+    assert bool(outcome.text) is text_before
+    assert finish.tool_calls
+    schemas = {tool.name: tool.parameters for tool in allowed}
+    for index, call in enumerate(finish.tool_calls):
+        jsonschema.validate(json.loads(call.arguments), schemas[call.name])
+        assert call.id.startswith("call_")
+        mine = [delta for delta in outcome.deltas if delta.index == index]
+        assert (mine[0].id, mine[0].name) == (call.id, call.name)  # named on its first delta
+        assert all(not delta.id and not delta.name for delta in mine[1:])
+        assert "".join(delta.arguments for delta in mine) == call.arguments
+        assert len(mine) > 2  # the arguments streamed as they decoded, not in one piece at the end
+    assert len({call.id for call in finish.tool_calls}) == len(finish.tool_calls)
+    assert {delta.index for delta in outcome.deltas} == set(range(len(finish.tool_calls) + cut))
+    return finish.tool_calls
+
+
+async def test_required_tool_choice_gives_valid_calls_of_declared_tools(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    names = set()
+    for seed in range(SAMPLES):
+        outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.REQUIRED), seed=seed))
+        names |= {call.name for call in assert_valid_calls(outcome, TOOLS)}
+    assert names == {"get_weather", "search-web"}
+
+
+async def test_a_named_tool_is_the_one_called_once(engine: Engine) -> None:
+    model = await load_local(engine, "tiny", parallel=2)
+    for seed in range(SAMPLES):
+        choice = ToolChoice(ToolChoiceMode.NAMED, "search-web")
+        outcome = await run(engine, model, ask(choice, seed=seed, parallel_calls=True))
+        (call,) = assert_valid_calls(outcome, (SEARCH,))
+        assert call.name == "search-web"
+
+
+async def test_parallel_calls_may_be_several_and_each_is_valid(engine: Engine) -> None:
+    """This random model never chooses to stop while another call may follow, so its turns end at max_tokens."""
+    model = await load_local(engine, "tiny", context_size=2048)
+    several = 0
+    for seed in range(SAMPLES):
+        choice = ToolChoice(ToolChoiceMode.REQUIRED)
+        outcome = await run(engine, model, ask(choice, seed=seed, parallel_calls=True, max_tokens=500))
+        several += len(assert_valid_calls(outcome, TOOLS, may_be_cut=True)) > 1
+        alone = await run(engine, model, ask(choice, seed=seed))  # parallel_tool_calls off: one call, then the end
+        assert len(assert_valid_calls(alone, TOOLS)) == 1
+    assert several > 0
+
+
+async def test_tool_choice_none_generates_text(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NONE), temperature=0.0, max_tokens=12))
+    assert outcome.result is not None
+    assert outcome.result.finish.reason is FinishReason.LENGTH
+    assert outcome.text
+    assert not outcome.deltas
+
+
+async def test_auto_is_refused_where_the_template_has_no_tool_format(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    with pytest.raises(InvalidArgumentError) as refused:
+        await run(engine, model, ask(ToolChoice(ToolChoiceMode.AUTO)))
+    assert refused.value.field == "tool_choice"
+    call = ToolCall("call_1", "get_weather", '{"city": "Paris", "days": 1}')
+    turns = (
+        ChatMessage(Role.USER, "weather?"),
+        ChatMessage(Role.ASSISTANT, "", tool_calls=(call,)),
+        ChatMessage(Role.TOOL, "sunny", tool_call_id="call_1"),
+    )
+    params = GenerationParams(prompt=None, messages=turns, max_tokens=8, temperature=0.0)
+    with pytest.raises(InvalidArgumentError) as refused:
+        await run(engine, model, params)
+    assert refused.value.field == "messages[1]"
+    outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.REQUIRED)))  # the model keeps serving
+    assert_valid_calls(outcome, TOOLS)
+
+
+async def test_a_hermes_template_shows_tools_and_takes_tool_turns(tmp_path: Path) -> None:
+    write_tiny_model(tmp_path / "hermes.gguf", chat_template=HERMES_TEMPLATE)
+    async with local_engine(tmp_path) as engine:
+        model = await load_local(engine, "hermes", name="hermes.gguf")
+        # Auto: free text unless the model opens a call; this random model does not, so it answers in text.
+        auto = await run(engine, model, ask(ToolChoice(ToolChoiceMode.AUTO), temperature=0.0, max_tokens=16))
+        assert auto.result is not None
+        assert auto.result.finish.reason is FinishReason.LENGTH
+        assert auto.text
+        without_tools = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NONE), temperature=0.0, max_tokens=16))
+        assert without_tools.result is not None
+        assert auto.result.finish.prompt_tokens > without_tools.result.finish.prompt_tokens + 40  # tools shown
+        # A whole loop: the call the model made, its result, and the next turn.
+        (call, *_) = assert_valid_calls(await run(engine, model, ask(ToolChoice(ToolChoiceMode.REQUIRED))), TOOLS)
+        turns = (
+            ChatMessage(Role.USER, "what is the weather in the world"),
+            ChatMessage(Role.ASSISTANT, "", tool_calls=(call,)),
+            ChatMessage(Role.TOOL, "sunny", tool_call_id=call.id),
+        )
+        answer = await run(engine, model, GenerationParams(prompt=None, messages=turns, max_tokens=8, tools=TOOLS))
+        assert answer.result is not None
+        assert answer.result.finish.prompt_tokens > auto.result.finish.prompt_tokens
+        bad = ChatMessage(Role.ASSISTANT, "", tool_calls=(ToolCall("call_2", "get_weather", "{not json"),))
+        with pytest.raises(InvalidArgumentError) as refused:
+            await run(engine, model, GenerationParams(prompt=None, messages=(turns[0], bad), max_tokens=8))
+        assert refused.value.field == "messages[1].tool_calls[0].arguments"
+
+
+async def test_auto_calls_through_a_lazy_grammar_once_the_model_opens_a_call(tmp_path: Path) -> None:
+    """Auto on a Hermes template: free text until the model writes `<tool_call>` (a word of this model's vocabulary,
+    emitted as often as any), from there a call valid by grammar, then the end of the turn."""
+    write_tiny_model(tmp_path / "caller.gguf", chat_template=HERMES_TEMPLATE, extra_words=(CALL_OPENING,))
+    async with local_engine(tmp_path) as engine:
+        model = await load_local(engine, "caller", name="caller.gguf", context_size=2048)
+        called = answered = 0
+        for seed in range(SAMPLES * 2):
+            outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.AUTO), seed=seed, max_tokens=250))
+            assert outcome.result is not None
+            if outcome.deltas:
+                assert CALL_OPENING not in outcome.text
+                assert_valid_calls(outcome, TOOLS, text_before=True)
+                called += 1
+            else:
+                assert outcome.result.finish.reason in (FinishReason.STOP, FinishReason.LENGTH)
+                answered += 1
+        assert called > 0
+        assert answered > 0
+
+
+async def test_gemma_calls_the_tool_a_question_needs(tmp_path: Path) -> None:
+    async with local_engine(tmp_path) as engine:
+        name = install_embedded_model(tmp_path)
+        model = await load_local(engine, "gemma", name=name, threads=2, chat_format="gemma")
+        question = ChatMessage(Role.USER, "What is the weather in Paris for the next 3 days?")
+        params = GenerationParams(
+            prompt=None,
+            messages=(question,),
+            max_tokens=120,
+            temperature=0.0,
+            tools=TOOLS,
+            tool_choice=ToolChoice(ToolChoiceMode.REQUIRED),
+            parallel_tool_calls=False,
+        )
+        (call,) = assert_valid_calls(await run(engine, model, params), TOOLS)
+        assert call.name == "get_weather"
+
+
+async def test_reasoning_options_are_refused(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    params = GenerationParams(
+        prompt="the world", messages=(), max_tokens=8, reasoning=ReasoningOptions(effort=ReasoningEffort.LOW)
+    )
+    with pytest.raises(InvalidArgumentError) as refused:
+        await run(engine, model, params)
+    assert refused.value.field == "reasoning"
