@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.local_engine import json_params, load_local, local_engine, run
-from warpcore.server.core.bounds import GRAMMAR_MAX_BYTES, GRAMMAR_MAX_REPEAT, GRAMMAR_MAX_SCHEMA_NODES
+from warpcore.server.core.bounds import GRAMMAR_MAX_BYTES, GRAMMAR_MAX_REPEAT, GRAMMAR_MAX_SCHEMA_NODES, MAX_TOOLS
 from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
@@ -109,28 +109,33 @@ async def test_a_hostile_response_schema_is_refused_in_bounded_time(engine: Engi
     await assert_serving(engine, model)
 
 
-async def test_a_thousand_tools_are_refused_naming_the_tool_past_the_cap(engine: Engine) -> None:
+async def test_tools_whose_grammar_is_too_large_are_refused_naming_the_tool_past_the_cap(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
-    parameters = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
-    tools = tuple(Tool(f"tool_{index}", "", parameters) for index in range(1000))
+    one = Tool("tool", "", {"type": "object"})
+    many = await refused(engine, model, GenerationParams(prompt="hi", messages=(), max_tokens=8, tools=(one,) * 1000))
+    assert many.field == "tools"  # more tools than any request may carry
+    # As many tools as a request may carry, each of nine subschemas: together past the grammar's cap.
+    properties = {f"p{n}": {"type": "integer"} for n in range(8)}
+    parameters = {"type": "object", "properties": properties, "required": list(properties)}
+    tools = tuple(Tool(f"tool_{index}", "", parameters) for index in range(MAX_TOOLS))
     params = GenerationParams(
         prompt="the world", messages=(), max_tokens=32, tools=tools, tool_choice=ToolChoice(ToolChoiceMode.REQUIRED)
     )
     error = await refused(engine, model, params)
     assert error.reason == "SCHEMA_TOO_LARGE"
-    assert error.field == f"tools[{GRAMMAR_MAX_SCHEMA_NODES // 2}].parameters"
+    assert error.field == f"tools[{GRAMMAR_MAX_SCHEMA_NODES // 9}].parameters"
     # Named, only that tool's schema makes the grammar: the same thousand tools are fine.
     named = GenerationParams(
         prompt="the world",
         messages=(),
         max_tokens=300,
         tools=tools,
-        tool_choice=ToolChoice(ToolChoiceMode.NAMED, "tool_999"),
+        tool_choice=ToolChoice(ToolChoiceMode.NAMED, f"tool_{MAX_TOOLS - 1}"),
     )
     outcome = await run(engine, model, named)
     assert outcome.result is not None
     assert outcome.result.finish.reason is FinishReason.TOOL_CALLS
-    assert outcome.result.finish.tool_calls[0].name == "tool_999"
+    assert outcome.result.finish.tool_calls[0].name == f"tool_{MAX_TOOLS - 1}"
     await assert_serving(engine, model)
 
 

@@ -161,7 +161,14 @@ async def test_auto_is_refused_where_the_template_has_no_tool_format(engine: Eng
         ChatMessage(Role.ASSISTANT, "", tool_calls=(call,)),
         ChatMessage(Role.TOOL, "sunny", tool_call_id="call_1"),
     )
-    params = GenerationParams(prompt=None, messages=turns, max_tokens=8, temperature=0.0)
+    params = GenerationParams(
+        prompt=None,
+        messages=turns,
+        max_tokens=8,
+        temperature=0.0,
+        tools=TOOLS,
+        tool_choice=ToolChoice(ToolChoiceMode.NONE),
+    )
     with pytest.raises(InvalidArgumentError) as refused:
         await run(engine, model, params)
     assert refused.value.field == "messages[1]"
@@ -192,8 +199,9 @@ async def test_a_hermes_template_shows_tools_and_takes_tool_turns(tmp_path: Path
         assert answer.result is not None
         assert answer.result.finish.prompt_tokens > auto.result.finish.prompt_tokens
         bad = ChatMessage(Role.ASSISTANT, "", tool_calls=(ToolCall("call_2", "get_weather", "{not json"),))
+        params = GenerationParams(prompt=None, messages=(turns[0], bad), max_tokens=8, tools=TOOLS)
         with pytest.raises(InvalidArgumentError) as refused:
-            await run(engine, model, GenerationParams(prompt=None, messages=(turns[0], bad), max_tokens=8))
+            await run(engine, model, params)
         assert refused.value.field == "messages[1].tool_calls[0].arguments"
 
 

@@ -162,16 +162,15 @@ def vocabulary(extra_words: tuple[str, ...] = ()) -> tuple[list[str], list[int]]
     return tokens, [int(kind) for kind in types]
 
 
-<<<<<<< HEAD
-def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE, padding: int = 0) -> Path:
-    """`padding`: bytes of metadata that make the file that much larger (a download with many pieces)."""
-    tokens, types = vocabulary()
-=======
 def write_tiny_model(
-    path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE, extra_words: tuple[str, ...] = ()
+    path: Path,
+    seed: int = 7,
+    chat_template: str = CHAT_TEMPLATE,
+    extra_words: tuple[str, ...] = (),
+    padding: int = 0,
 ) -> Path:
+    """`padding`: bytes of metadata that make the file that much larger (a download with many pieces)."""
     tokens, types = vocabulary(extra_words)
->>>>>>> issue-15l
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(path), "llama")

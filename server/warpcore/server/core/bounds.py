@@ -56,7 +56,6 @@ def parse_numa(name: str) -> NumaStrategy | None:
     return NumaStrategy.__members__.get(name.strip().upper())
 
 
-<<<<<<< HEAD
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?")
@@ -82,7 +81,8 @@ def parse_bytes(word: str) -> int | None:
         return None
     unit = (match[2] or "b")[0]
     return int(float(match[1]) * 1024 ** "bkmgt".index(unit))
-=======
+
+
 # Grammar-constrained sampling (local models) spells a JSON Schema out as a grammar: these caps bound what one
 # request's grammar costs to build, parse and run, whatever the schema.
 GRAMMAR_MAX_SCHEMA_NODES = 1000
@@ -95,4 +95,3 @@ GRAMMAR_MAX_REPEAT = 256
 """The largest count a grammar spells out: minItems, maxItems, minLength, maxLength, a pattern's {m,n}."""
 GRAMMAR_MAX_BYTES = 256 * 1024
 """The largest grammar (GBNF text) one generation may be constrained by."""
->>>>>>> issue-15l

@@ -14,12 +14,8 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-<<<<<<< HEAD
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
-=======
 from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
-from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
->>>>>>> issue-15l
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -34,10 +30,8 @@ from warpcore.server.core.domain import (
     LocalSettings,
     ModelInfo,
     PromptCacheStats,
-    ResponseFormatKind,
-    Role,
 )
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
 
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
@@ -74,7 +68,6 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
-        _refuse_unsupported(params)
         scheduler, preparer = self._scheduler, self._preparer
         if self._closing or scheduler is None or preparer is None:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
@@ -84,19 +77,15 @@ class LlamaCppAdapter:
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-<<<<<<< HEAD
-=======
-        # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
-        constraint = None
-        if shapes_output(params):
-            constraint = await asyncio.to_thread(
-                constraint_for, params, template_calls_tools=self._template_calls_tools
-            )
-        scheduler.submit(Job(params, emit, stop, constraint))
->>>>>>> issue-15l
         try:
+            # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
+            constraint = None
+            if shapes_output(params):
+                constraint = await asyncio.to_thread(
+                    constraint_for, params, template_calls_tools=self._template_calls_tools
+                )
             prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
-            scheduler.submit(Job(params, prompt, emit, stop))
+            scheduler.submit(Job(params, prompt, emit, stop, constraint))
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
@@ -153,13 +142,9 @@ class LlamaCppAdapter:
                 reason="MODEL_LOAD_FAILED",
             ) from None
         try:
-<<<<<<< HEAD
-            preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
-            cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
-=======
             template = ChatTemplate(vocabulary, model, options.chat_format)
             preparer = PromptPreparer(template, PromptTokenizer(vocabulary))
->>>>>>> issue-15l
+            cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
                 slots=options.parallel,
@@ -178,13 +163,9 @@ class LlamaCppAdapter:
         except BaseException:
             vocabulary.close()
             raise
-<<<<<<< HEAD
         self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
         self._context_size = context_size
-=======
-        self._vocabulary, self._scheduler = vocabulary, scheduler
         self._template_calls_tools = template.calls_tools
->>>>>>> issue-15l
         # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
         # cannot keep the process from exiting; it only ever runs after this load and before _release.
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
@@ -225,19 +206,3 @@ def _default_context_size(path: Path) -> int:
         vocab_only.close()
     return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
 
-
-def _refuse_unsupported(params: GenerationParams) -> None:
-    """Tools, structured output and reasoning are not served by this backend yet: refused, never dropped."""
-    unsupported = {
-        "tools": bool(params.tools),
-        "messages": any(message.tool_calls or message.role is Role.TOOL for message in params.messages),
-        "response_format": params.response_format is not None
-        and params.response_format.kind is not ResponseFormatKind.TEXT,
-        "reasoning": params.reasoning is not None,
-    }
-    for field, asked in unsupported.items():
-        if asked:
-            what = "tool calls and results" if field == "messages" else field
-            raise InvalidArgumentError(
-                f"{what}: not supported by the llama.cpp backend yet", field=field, reason="OPTION_UNSUPPORTED"
-            )

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 
 import llama_cpp
 
-<<<<<<< HEAD
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
-=======
 from warpcore.server.adapters.llama.constraint import Constraint
-from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
->>>>>>> issue-15l
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
@@ -47,14 +43,10 @@ class _Sequence:
     slot: int
     prompt: PreparedPrompt
     text: TokenText
-<<<<<<< HEAD
-    sampler: llama_cpp.llama_sampler_p
+    sampler: Sampler
     cached: Hit
     saving_point: int
     """Prompt tokens to keep in the prompt cache once decoded (0: none)."""
-=======
-    sampler: Sampler
->>>>>>> issue-15l
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -75,13 +67,8 @@ class BatchScheduler:
     ) -> None:
         self._native = native
         self._vocabulary = vocabulary
-<<<<<<< HEAD
         self.cache = cache
-=======
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
-        self._context_size = context_size
-        self._prepare = prepare
->>>>>>> issue-15l
         self._free_slots = list(range(slots - 1, -1, -1))
         self._running: list[_Sequence] = []
         self._waiting: collections.deque[Job] = collections.deque()
@@ -145,9 +132,13 @@ class BatchScheduler:
         return True
 
     def _start(self, job: Job) -> None:
-<<<<<<< HEAD
         if job.stop.is_set():  # stopped while waiting
             job.emit(Finish(FinishReason.CANCELLED))
+            return
+        try:
+            sampler = Sampler(new_sampler(job.params), self._vocab, job.constraint)
+        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
+            job.emit(error)
             return
         prompt, slot = job.prompt, self._free_slots.pop()
         hit, saving_point = MISS, 0
@@ -155,24 +146,9 @@ class BatchScheduler:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
             saving_point = self.cache.saving_point(prompt.piece_keys, hit)
-        text = TokenText(self._vocabulary, prompt, job.emit)
-        sampler = new_sampler(job.params)
-        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
-=======
-        try:
-            prompt = self._prepare(job.params, self._context_size, job.stop)
-            sampler = Sampler(new_sampler(job.params), self._vocab, job.constraint)
-        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
-            job.emit(error)
-            return
-        if job.stop.is_set():  # stopped while waiting or tokenizing (then its tokens may be cut short)
-            sampler.free()
-            job.emit(Finish(FinishReason.CANCELLED))
-            return
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
-        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, sampler))
->>>>>>> issue-15l
+        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):

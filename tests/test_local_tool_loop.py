@@ -1,0 +1,67 @@
+"""A whole tool loop through the gRPC API on a local model: the model's call streams as tool-call frames, its
+result comes back in a tool turn, and the model answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import jsonschema
+
+from tests.conftest import serving
+from tests.test_local_tools import HERMES_TEMPLATE, WEATHER
+from tests.tiny_model import write_tiny_model
+from tests.tool_wire import stream, user
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc, tools_pb2
+
+
+async def test_tool_loop_call_result_answer_on_llama_cpp(tmp_path: Path) -> None:
+    write_tiny_model(tmp_path / "hermes.gguf", chat_template=HERMES_TEMPLATE)
+    async with (
+        serving({"MODELS_PATH": str(tmp_path)}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hermes.gguf", model_id="m"))
+        weather = tools_pb2.Tool(
+            name=WEATHER.name, description=WEATHER.description, parameters_json=json.dumps(WEATHER.parameters)
+        )
+        question = user("What is the weather in Paris?")
+
+        def ask(turns: list[pb.ChatMessage], mode: tools_pb2.ToolChoiceMode.ValueType) -> pb.GenerateRequest:
+            return pb.GenerateRequest(
+                model_id="m",
+                messages=turns,
+                tools=[weather],
+                tool_choice=tools_pb2.ToolChoice(mode=mode),
+                parallel_tool_calls=False,
+                options=pb.GenerationOptions(max_tokens=300, temperature=0.0),
+            )
+
+        first = await stream(stub.Generate(ask([question], tools_pb2.TOOL_CHOICE_MODE_REQUIRED)))
+        assert first.result is not None
+        assert first.result.finish_reason == pb.FINISH_REASON_TOOL_CALLS
+        [call] = first.result.tool_calls
+        assert call.name == "get_weather"
+        assert call.id.startswith("call_")
+        # The frames streamed the same call the result gives whole, its arguments valid against the tool's schema.
+        assert (first.calls[0].id, first.calls[0].name) == (call.id, call.name)
+        assert first.arguments(0) == call.arguments
+        jsonschema.validate(json.loads(call.arguments), WEATHER.parameters)
+
+        turns = [
+            question,
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
+            pb.ChatMessage(role=pb.ROLE_TOOL, tool_call_id=call.id, content='{"celsius": 21}'),
+        ]
+        answer = await stream(stub.Generate(ask(turns, tools_pb2.TOOL_CHOICE_MODE_NONE)))
+        assert answer.result is not None
+        assert answer.result.finish_reason in (pb.FINISH_REASON_STOP, pb.FINISH_REASON_LENGTH)
+        assert answer.text
+        assert not answer.calls
+        # The call and its result reached the prompt: it is longer than the question's alone.
+        alone = await stream(stub.Generate(ask([question], tools_pb2.TOOL_CHOICE_MODE_NONE)))
+        assert alone.result is not None
+        assert answer.result.usage.prompt_tokens > alone.result.usage.prompt_tokens + len('{"celsius": 21}') // 4
