@@ -30,7 +30,7 @@ _KINDS = {
     ErrorCode.UNAUTHENTICATED: _Kind(401, "invalid_request_error", "authentication_error"),
     ErrorCode.PERMISSION_DENIED: _Kind(403, "permission_error", "permission_error"),
     ErrorCode.NOT_FOUND: _Kind(404, "invalid_request_error", "not_found_error"),
-    ErrorCode.ALREADY_EXISTS: _Kind(409, "invalid_request_error", "invalid_request_error"),
+    ErrorCode.ALREADY_EXISTS: _Kind(409, "invalid_request_error", "conflict_error"),
     ErrorCode.RESOURCE_EXHAUSTED: _Kind(429, "requests", "rate_limit_error"),
     ErrorCode.INTERNAL: _Kind(500, "server_error", "api_error"),
     ErrorCode.UNAVAILABLE: _Kind(503, "server_error", "api_error"),
