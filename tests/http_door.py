@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import anthropic
 import openai
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -41,3 +43,16 @@ async def load_hosted(doors: Doors, upstream: FakeUpstream, model_id: str = "m")
     backend = BackendKind.OPENAI if isinstance(upstream, FakeOpenAI) else BackendKind.ANTHROPIC
     settings = ApiSettings(api_key=key_of(upstream), base_url=upstream.base_url)
     await doors.engine.load(LoadSpec(model_id, backend, upstream.models[0], settings, None))
+
+
+def openai_messages(text: str = "Say hello") -> list[ChatCompletionMessageParam]:
+    return [{"role": "user", "content": text}]
+
+
+def anthropic_messages(text: str = "Say hello") -> list[MessageParam]:
+    return [{"role": "user", "content": text}]
+
+
+def text_of(message: anthropic.types.Message) -> str:
+    """The text blocks of an Anthropic message, joined."""
+    return "".join(block.text for block in message.content if isinstance(block, anthropic.types.TextBlock))

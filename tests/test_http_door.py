@@ -13,17 +13,21 @@ import pytest
 from tests.conftest import TINY_MODEL, collect, serving_doors
 from tests.http_door import (
     anthropic_client,
+    anthropic_messages,
     async_anthropic_client,
     async_openai_client,
     base_url,
     openai_client,
+    openai_messages,
+    text_of,
 )
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
-MESSAGES = [{"role": "user", "content": "hello"}]
+OPENAI_MESSAGES = openai_messages("hello")
+ANTHROPIC_MESSAGES = anthropic_messages("hello")
 
 
 @pytest.fixture
@@ -51,7 +55,7 @@ async def test_openai_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer
     assert len(words) > 2
     # A stop sequence: the SDK's stream helper refuses an answer cut by the length limit.
     expected = text[: text.index(words[2])]
-    options = {"model": "tiny", "messages": MESSAGES, "max_tokens": 12, "temperature": 0, "stop": [words[2]]}
+    options = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 12, "temperature": 0, "stop": [words[2]]}
 
     def sync_calls() -> tuple[str | None, str | None]:
         with openai_client(tiny_door) as client:
@@ -59,7 +63,8 @@ async def test_openai_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer
             with client.chat.completions.stream(**options) as stream:  # type: ignore[arg-type]
                 streamed = stream.get_final_completion()
         assert whole.choices[0].finish_reason == streamed.choices[0].finish_reason == "stop"
-        assert whole.usage is not None and whole.usage.prompt_tokens > 0
+        assert whole.usage is not None
+        assert whole.usage.prompt_tokens > 0
         return whole.choices[0].message.content, streamed.choices[0].message.content
 
     assert await asyncio.to_thread(sync_calls) == (expected, expected)
@@ -67,17 +72,18 @@ async def test_openai_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer
         whole = await client.chat.completions.create(**options)  # type: ignore[call-overload]
         async with client.chat.completions.stream(**options) as stream:  # type: ignore[arg-type]
             streamed = await stream.get_final_completion()
-        cut = await client.chat.completions.create(model="tiny", messages=MESSAGES, max_completion_tokens=12)  # type: ignore[arg-type]
+        cut = await client.chat.completions.create(model="tiny", messages=OPENAI_MESSAGES, max_completion_tokens=12)
     assert whole.choices[0].message.content == streamed.choices[0].message.content == expected
     assert whole.model == streamed.model == "tiny"
     assert cut.choices[0].finish_reason == "length"
-    assert cut.usage is not None and cut.usage.completion_tokens == 12
+    assert cut.usage is not None
+    assert cut.usage.completion_tokens == 12
 
 
 async def test_anthropic_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer(tiny_door: Doors) -> None:
     expected = await grpc_text(tiny_door, 8)
     # The anthropic SDK has no `temperature` argument any more; the API still takes the field.
-    options = {"model": "tiny", "messages": MESSAGES, "max_tokens": 8, "extra_body": {"temperature": 0}}
+    options = {"model": "tiny", "messages": ANTHROPIC_MESSAGES, "max_tokens": 8, "extra_body": {"temperature": 0}}
 
     def sync_calls() -> list[str]:
         with anthropic_client(tiny_door) as client:
@@ -87,40 +93,41 @@ async def test_anthropic_sdk_sync_and_async_whole_and_streamed_give_the_grpc_ans
         assert whole.stop_reason == streamed.stop_reason == "max_tokens"
         assert whole.usage.output_tokens == streamed.usage.output_tokens == 8
         assert whole.usage.input_tokens == streamed.usage.input_tokens > 0  # message_delta carries the count
-        return [block.text for message in (whole, streamed) for block in message.content if block.type == "text"]
+        return [text_of(whole), text_of(streamed)]
 
     assert await asyncio.to_thread(sync_calls) == [expected, expected]
     async with async_anthropic_client(tiny_door) as client:
         whole = await client.messages.create(**options)  # type: ignore[call-overload]
         async with client.messages.stream(**options) as stream:  # type: ignore[arg-type]
             streamed = await stream.get_final_message()
-    texts = [block.text for message in (whole, streamed) for block in message.content if block.type == "text"]
-    assert texts == [expected, expected]
+    assert [text_of(whole), text_of(streamed)] == [expected, expected]
 
 
 async def test_anthropic_system_and_stop_sequences_reach_the_model(tiny_door: Doors) -> None:
     async with async_anthropic_client(tiny_door) as client:
         greedy = {"temperature": 0}
-        plain = await client.messages.create(model="tiny", messages=MESSAGES, max_tokens=12, extra_body=greedy)  # type: ignore[arg-type]
-        text = "".join(block.text for block in plain.content if block.type == "text")
+        plain = await client.messages.create(
+            model="tiny", messages=ANTHROPIC_MESSAGES, max_tokens=12, extra_body=greedy
+        )
+        text = text_of(plain)
         words = text.split()
         assert len(words) > 2
         stopped = await client.messages.create(
             model="tiny",
-            messages=MESSAGES,
+            messages=ANTHROPIC_MESSAGES,
             max_tokens=12,
             extra_body=greedy,
-            stop_sequences=[words[2]],  # type: ignore[arg-type]
+            stop_sequences=[words[2]],
         )
         with_system = await client.messages.create(
             model="tiny",
-            messages=MESSAGES,
+            messages=ANTHROPIC_MESSAGES,
             max_tokens=12,
             extra_body=greedy,
-            system="you are the world",  # type: ignore[arg-type]
+            system="you are the world",
         )
     assert stopped.stop_reason == "stop_sequence"
-    assert "".join(block.text for block in stopped.content if block.type == "text") == text[: text.index(words[2])]
+    assert text_of(stopped) == text[: text.index(words[2])]
     assert with_system.content != plain.content
 
 
@@ -128,14 +135,15 @@ async def test_usage_chunk_comes_last_with_empty_choices(tiny_door: Doors) -> No
     async with async_openai_client(tiny_door) as client:
         stream = await client.chat.completions.create(
             model="tiny",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=OPENAI_MESSAGES,
             max_tokens=4,
             stream=True,
             stream_options={"include_usage": True},
         )
         chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
     assert chunks[-2].choices[0].finish_reason == "length"
     assert all(chunk.usage is None for chunk in chunks[:-1])
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -154,7 +162,7 @@ async def test_models_list_in_each_dialect_by_its_headers(tiny_door: Doors) -> N
 async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="warpcore.access")
     async with async_openai_client(tiny_door) as client:
-        await client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="tiny", messages=OPENAI_MESSAGES, max_tokens=3)
     line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
     assert (line.method, line.code, line.model, line.completion_tokens) == (  # type: ignore[attr-defined]
         "/v1/chat/completions",
@@ -171,12 +179,11 @@ async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog
 async def test_a_disconnect_mid_stream_frees_the_model(server_env: dict[str, str]) -> None:
     async with serving_doors(server_env) as doors:
         await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
-        body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 4000, "stream": True}
-        async with httpx2.AsyncClient() as client:
-            async with client.stream("POST", f"{base_url(doors)}/v1/chat/completions", json=body) as response:
-                lines = aiter(response.aiter_lines())
-                first = await anext(lines)
+        body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4000, "stream": True}
+        url = f"{base_url(doors)}/v1/chat/completions"
+        async with httpx2.AsyncClient() as client, client.stream("POST", url, json=body) as response:
+            first = await anext(aiter(response.aiter_lines()))
         assert json.loads(first.removeprefix("data: "))["object"] == "chat.completion.chunk"
         # The handler was cancelled with its connection, and its generation with it: nothing stays in flight.
-        await asyncio.wait_for(doors.engine.streams._idle.wait(), 5)  # noqa: SLF001 - no public view of it
-        assert doors.engine.metrics.active_streams._value.get() == 0  # noqa: SLF001
+        await asyncio.wait_for(doors.engine.streams._idle.wait(), 5)
+        assert doors.engine.metrics.active_streams._value.get() == 0

@@ -13,12 +13,20 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import key_of
-from tests.http_door import async_anthropic_client, async_openai_client, base_url, load_hosted
+from tests.http_door import (
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    base_url,
+    load_hosted,
+    openai_messages,
+)
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 
-MESSAGES = [{"role": "user", "content": "Say hello"}]
+OPENAI_MESSAGES = openai_messages("Say hello")
+ANTHROPIC_MESSAGES = anthropic_messages("Say hello")
 # Upstream status -> (door status, OpenAI error type, Anthropic error type).
 STATUS_CASES = [
     (400, 400, "invalid_request_error", "invalid_request_error"),
@@ -41,14 +49,14 @@ async def hosted(doors: Doors, upstream: FakeUpstream) -> Doors:
 async def openai_failure(doors: Doors, **options: object) -> openai.APIStatusError:
     async with async_openai_client(doors) as client:
         with pytest.raises(openai.APIStatusError) as failure:
-            await client.chat.completions.create(**{"model": "m", "messages": MESSAGES, **options})  # type: ignore[call-overload]
+            await client.chat.completions.create(**{"model": "m", "messages": OPENAI_MESSAGES, **options})  # type: ignore[call-overload]
     return failure.value
 
 
 async def anthropic_failure(doors: Doors, **options: object) -> anthropic.APIStatusError:
     async with async_anthropic_client(doors) as client:
         with pytest.raises(anthropic.APIStatusError) as failure:
-            await client.messages.create(**{"model": "m", "messages": MESSAGES, "max_tokens": 10, **options})  # type: ignore[call-overload]
+            await client.messages.create(**{"model": "m", "messages": ANTHROPIC_MESSAGES, "max_tokens": 10, **options})  # type: ignore[call-overload]
     return failure.value
 
 
@@ -64,7 +72,8 @@ async def test_upstream_statuses_in_each_dialect(
         assert (from_anthropic.status_code, from_anthropic.type) == (status, anthropic_type)
         assert f"scripted {upstream_status}" in from_openai.message
         assert from_anthropic.request_id == from_anthropic.response.headers["x-request-id"]
-        assert isinstance(from_anthropic.body, dict) and from_anthropic.body["request_id"] == from_anthropic.request_id
+        assert isinstance(from_anthropic.body, dict)
+        assert from_anthropic.body["request_id"] == from_anthropic.request_id
         retry_after = "retry-after" in from_openai.response.headers
         assert retry_after == (status in (429, 503, 529))
         assert ("retry-after" in from_anthropic.response.headers) == retry_after
@@ -96,15 +105,19 @@ async def test_an_error_event_mid_stream_reaches_both_sdks(hosted: Doors, upstre
     else:
         upstream.script = Script(chunks=["a", "b", "c"], error_event_after=2)
     async with async_openai_client(hosted) as client:
-        stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
-        texts = []
-        with pytest.raises(openai.APIError):
+        stream = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, stream=True)
+        texts: list[str] = []
+
+        async def read() -> None:
             async for chunk in stream:
-                texts += [chunk.choices[0].delta.content or ""] if chunk.choices else []
+                texts.extend(chunk.choices[0].delta.content or "" for _ in chunk.choices[:1])
+
+        with pytest.raises(openai.APIError):
+            await read()
     assert "".join(texts) == "ab"
     async with async_anthropic_client(hosted) as anthropic_sdk:
         with pytest.raises(anthropic.APIStatusError) as failure:
-            async with anthropic_sdk.messages.stream(model="m", messages=MESSAGES, max_tokens=9) as events:  # type: ignore[arg-type]
+            async with anthropic_sdk.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=9) as events:
                 await events.get_final_message()
     assert failure.value.type in ("api_error", "overloaded_error")
 
@@ -152,7 +165,7 @@ async def test_bad_openai_fields_are_400_naming_them(
     ],
 )
 async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:
-    body = {"model": "m", "messages": MESSAGES, "max_tokens": 10, **options}
+    body = {"model": "m", "messages": ANTHROPIC_MESSAGES, "max_tokens": 10, **options}
     async with httpx2.AsyncClient() as client:
         response = await client.post(
             f"{base_url(hosted)}/v1/messages", json={k: v for k, v in body.items() if v is not None}
@@ -167,13 +180,15 @@ async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: 
 async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
     path: str, server_env: dict[str, str]
 ) -> None:
-    async with serving_doors(server_env, ServingOptions(max_message_bytes=1000)) as doors:
-        async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
-            not_json = await client.post(path, content=b"{nope")
-            not_object = await client.post(path, json=[1])
-            too_large = await client.post(path, json={"messages": ["x" * 2000]})
-            no_route = await client.get("/v1/nothing")
-            wrong_method = await client.get(path)
+    async with (
+        serving_doors(server_env, ServingOptions(max_message_bytes=1000)) as doors,
+        httpx2.AsyncClient(base_url=base_url(doors)) as client,
+    ):
+        not_json = await client.post(path, content=b"{nope")
+        not_object = await client.post(path, json=[1])
+        too_large = await client.post(path, json={"messages": ["x" * 2000]})
+        no_route = await client.get("/v1/nothing")
+        wrong_method = await client.get(path)
     assert [response.status_code for response in (not_json, not_object, too_large, no_route, wrong_method)] == [
         400,
         400,
@@ -200,13 +215,13 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
                     await client.models.list()
             async with async_anthropic_client(doors, key or "x") as anthropic_sdk:
                 with pytest.raises(anthropic.AuthenticationError) as refused_anthropic:
-                    await anthropic_sdk.messages.create(model="m", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
+                    await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
             assert token not in refused.value.response.text + refused_anthropic.value.response.text
         assert refused_anthropic.value.type == "authentication_error"
         assert refused.value.code == "invalid_api_key"
         async with async_openai_client(doors, token) as client, async_anthropic_client(doors, token) as anthropic_sdk:
-            answer = await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
-            message = await anthropic_sdk.messages.create(model="m", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
+            answer = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+            message = await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
         assert answer.choices[0].message.content == message.content[0].text == "Hello, world"  # type: ignore[union-attr]
         async with httpx2.AsyncClient() as raw:
             unauthenticated = await raw.post(f"{base_url(doors)}/v1/chat/completions", json={})
@@ -216,7 +231,7 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
 async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstream) -> None:
     key = key_of(upstream)
     upstream.script = Script(status=401, error_message=f"Incorrect API key provided: {key}")
-    failures = [
+    failures: list[openai.APIStatusError | anthropic.APIStatusError] = [
         await openai_failure(hosted),
         await anthropic_failure(hosted),
         await openai_failure(hosted, stream=True),

@@ -15,12 +15,19 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import key_of
-from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
+from tests.http_door import (
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    load_hosted,
+    openai_messages,
+)
 from warpcore.server.core.limits import Limits
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 
-MESSAGES = [{"role": "user", "content": "Say hello"}]
+OPENAI_MESSAGES = openai_messages("Say hello")
+ANTHROPIC_MESSAGES = anthropic_messages("Say hello")
 
 
 @pytest.fixture
@@ -32,10 +39,10 @@ async def hosted(doors: Doors, upstream: FakeUpstream) -> Doors:
 async def test_openai_client_gets_each_provider_whole_and_streamed(hosted: Doors, upstream: FakeUpstream) -> None:
     upstream.script = Script(chunks=["One", " two", " three"], prompt_tokens=9)
     async with async_openai_client(hosted) as client:
-        whole = await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
+        whole = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, max_tokens=20)
         async with client.chat.completions.stream(
             model="m",
-            messages=MESSAGES,  # type: ignore[arg-type]
+            messages=OPENAI_MESSAGES,
             max_tokens=20,
             stream_options={"include_usage": True},
         ) as stream:
@@ -50,8 +57,8 @@ async def test_openai_client_gets_each_provider_whole_and_streamed(hosted: Doors
 async def test_anthropic_client_gets_each_provider_whole_and_streamed(hosted: Doors, upstream: FakeUpstream) -> None:
     upstream.script = Script(chunks=["One", " two", " three"], prompt_tokens=9)
     async with async_anthropic_client(hosted) as client:
-        whole = await client.messages.create(model="m", messages=MESSAGES, max_tokens=20)  # type: ignore[arg-type]
-        async with client.messages.stream(model="m", messages=MESSAGES, max_tokens=20) as stream:  # type: ignore[arg-type]
+        whole = await client.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=20)
+        async with client.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=20) as stream:
             events = [event.type async for event in stream]
             streamed = await stream.get_final_message()
     for message in (whole, streamed):
@@ -60,7 +67,8 @@ async def test_anthropic_client_gets_each_provider_whole_and_streamed(hosted: Do
         assert message.stop_reason == "end_turn"
         assert (message.usage.input_tokens, message.usage.output_tokens) == (9, 3)
     raw = [name for name in events if name not in ("text",)]
-    assert raw[0] == "message_start" and raw[-1] == "message_stop"
+    assert raw[0] == "message_start"
+    assert raw[-1] == "message_stop"
     assert raw.count("content_block_start") == raw.count("content_block_stop") == 1
 
 
@@ -69,7 +77,11 @@ async def test_the_request_reaches_the_upstream_translated(hosted: Doors, upstre
         await client.messages.create(
             model="m",
             system="be brief",
-            messages=[*MESSAGES, {"role": "assistant", "content": "Hi"}, {"role": "user", "content": "again"}],  # type: ignore[list-item]
+            messages=[
+                *ANTHROPIC_MESSAGES,
+                {"role": "assistant", "content": "Hi"},
+                {"role": "user", "content": "again"},
+            ],
             max_tokens=20,
             stop_sequences=["END"],
         )
@@ -89,7 +101,7 @@ async def test_the_request_reaches_the_upstream_translated(hosted: Doors, upstre
 async def test_a_disconnect_mid_stream_closes_the_upstream(hosted: Doors, upstream: FakeUpstream) -> None:
     upstream.script = Script(chunks=["a", "b", "c"], stall_after=1)
     async with async_openai_client(hosted) as client:
-        stream = await client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=20, stream=True)  # type: ignore[arg-type]
+        stream = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, max_tokens=20, stream=True)
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 break
@@ -105,12 +117,12 @@ async def test_shutdown_refuses_new_requests_and_ends_running_streams_with_an_ev
     async with serving_doors(server_env) as doors:
         await load_hosted(doors, anthropic_upstream)
         async with async_anthropic_client(doors) as client, async_openai_client(doors) as openai_sdk:
-            async with client.messages.stream(model="m", messages=MESSAGES, max_tokens=2000) as stream:  # type: ignore[arg-type]
+            async with client.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=2000) as stream:
                 events = aiter(stream)
                 assert (await anext(events)).type == "message_start"
                 stopping = asyncio.ensure_future(doors.stop(1.0))
                 with pytest.raises(openai.APIStatusError) as refused:
-                    await openai_sdk.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+                    await openai_sdk.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
                 with pytest.raises(anthropic.APIStatusError) as ended:
                     async for _ in events:
                         pass
@@ -127,12 +139,12 @@ async def test_a_full_queue_is_429_with_retry_after(server_env: dict[str, str], 
     async with serving_doors(server_env, ServingOptions(limits=limits)) as doors:
         await load_hosted(doors, openai_upstream)
         async with async_openai_client(doors) as client, async_anthropic_client(doors) as anthropic_sdk:
-            running = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+            running = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, stream=True)
             await anext(aiter(running))
             with pytest.raises(openai.RateLimitError) as busy:
-                await client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+                await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
             with pytest.raises(anthropic.RateLimitError) as busy_anthropic:
-                await anthropic_sdk.messages.create(model="m", messages=MESSAGES, max_tokens=5)  # type: ignore[arg-type]
+                await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
             await running.close()
     assert busy.value.response.headers["retry-after"] == "1"
     assert busy.value.code == "model_busy"
