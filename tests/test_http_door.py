@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+from pathlib import Path
 
 import grpc
 import httpx2
@@ -21,6 +23,7 @@ from tests.http_door import (
     openai_messages,
     text_of,
 )
+from tests.test_server_process import CONFIG, log_lines_until, start
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
@@ -187,3 +190,32 @@ async def test_a_disconnect_mid_stream_frees_the_model(server_env: dict[str, str
         # The handler was cancelled with its connection, and its generation with it: nothing stays in flight.
         await asyncio.wait_for(doors.engine.streams._idle.wait(), 5)
         assert doors.engine.metrics.active_streams._value.get() == 0
+
+
+async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(
+        models_path, "--config", str(config), "--log-format", "json", "--grace", "1", "--http-port", "0"
+    )
+    try:
+        started = await log_lines_until(process, "serving on")
+        http_port = int(str(started[-1]["message"]).rsplit(":", 1)[1])
+        body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
+        url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
+        async with httpx2.AsyncClient(timeout=30) as client, client.stream("POST", url, json=body) as response:
+            lines = aiter(response.aiter_lines())
+            assert (await anext(lines)).startswith("data: ")
+            process.send_signal(signal.SIGTERM)
+            events = [json.loads(line.removeprefix("data: ")) async for line in lines if line.startswith("data: ")]
+        # The generation outlived the grace: its stream ends with an error event saying why.
+        assert events[-1]["error"]["code"] == "shutting_down"
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert process.stderr is not None
+        logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
+        (line,) = [line for line in logs if line.get("protocol") == "http"]
+        assert (line["method"], line["code"], line["model"]) == ("/v1/chat/completions", "UNAVAILABLE", "tiny")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
