@@ -37,6 +37,7 @@ from warpcore.server.http.anthropic_response import AnthropicStream, message
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.openai_request import chat_request
 from warpcore.server.http.openai_response import OpenAIStream, completion
+from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 # Two parallel calls whose argument deltas interleave, as an OpenAI upstream may send them.
@@ -235,3 +236,40 @@ def test_tool_errors_and_mixed_turns_are_kept() -> None:
         ChatMessage(Role.TOOL, "ok", tool_call_id="b"),
         ChatMessage(Role.USER, "go on"),
     )
+
+
+def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it() -> None:
+    memory = ReasoningMemory(capacity=3)
+    recorder = Recorder()
+    for event in EVENTS:
+        recorder.note(event)
+    memory.remember(recorder.call_ids, tuple(recorder.blocks))
+    returned = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "Weather in Paris and Rome?"},
+            {
+                "role": "assistant",
+                "content": "Checking both.",
+                "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                    for call_id, name, args in CALLS
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_a", "content": "sunny"},
+            {"role": "tool", "tool_call_id": "call_b", "content": "rain"},
+        ],
+    }
+    restored = memory.restore(chat_request(returned).params)
+    assert restored.messages[1].reasoning == (
+        ReasoningBlock("Let me think.", "sig-1"),
+        ReasoningBlock(signature="opaque-data", redacted=True),
+    )
+    assert restored.messages[0] == chat_request(returned).params.messages[0]
+    # Reasoning the client did send back is kept as sent.
+    returned["messages"][1]["thinking_blocks"] = [{"type": "thinking", "thinking": "own", "signature": "s"}]  # type: ignore[index]
+    assert memory.restore(chat_request(returned).params).messages[1].reasoning == (ReasoningBlock("own", "s"),)
+    # Bounded: the oldest calls are forgotten first.
+    memory.remember(["call_c", "call_d"], (ReasoningBlock("later", "sig-2"),))
+    del returned["messages"][1]["thinking_blocks"]  # type: ignore[attr-defined]
+    assert memory.restore(chat_request(returned).params).messages[1].reasoning == ()

@@ -15,8 +15,10 @@ from warpcore.server.core.auth import bearer, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
+from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
     ENGINE,
+    MEMORY,
     MODEL,
     OUTCOME,
     REQUEST_ID,
@@ -42,6 +44,7 @@ class HttpDoor:
         self._max_body_bytes = max_body_bytes
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
         self.app[ENGINE] = engine
+        self.app[MEMORY] = ReasoningMemory()
         add_routes(self.app)
         # Cancelling the handler of a client that went away is what stops its generation upstream.
         self._runner = web.AppRunner(

@@ -17,9 +17,11 @@ from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, 
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
+from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
 
 ENGINE = web.AppKey("engine", Engine)
+MEMORY = web.AppKey("reasoning_memory", ReasoningMemory)
 REQUEST_ID = web.RequestKey("request_id", str)
 MODEL = web.RequestKey("model", str)
 """The model a generation named, for the access log."""
@@ -60,19 +62,22 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call = dialect.parse(await _json_body(request))
     request[MODEL] = call.model
+    params = request.app[MEMORY].restore(call.params)
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
-    async with contextlib.aclosing(request.app[ENGINE].generate(call.model, call.params)) as outputs:
+    async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
         # sent, so that every refusal is an HTTP status.
         first = await anext(outputs)
         if call.stream:
             return await _stream(request, dialect.stream(call), first, outputs)
-        collected = Collected()
+        collected, recorder = Collected(), Recorder()
         collected.add(first)
+        recorder.note(first)
         async for output in outputs:
             collected.add(output)
+            recorder.note(output)
     assert collected.result is not None
-    record_usage(collected.result.finish)
+    _finished(request, collected.result, recorder)
     if collected.reason is FinishReason.CANCELLED:
         raise shutting_down()
     return web.json_response(dialect.answer(call.model, collected), headers=request_ids(request))
@@ -84,15 +89,17 @@ async def _stream(
     response = await open_stream(request, request_ids(request))
     pending = stream.start()
     output = first
+    recorder = Recorder()
     try:
         while True:
             if isinstance(output, GenerationResult):
-                record_usage(output.finish)
+                _finished(request, output, recorder)
                 if output.finish.reason is FinishReason.CANCELLED:
                     raise shutting_down()
                 if output.finish.reason is not FinishReason.ERROR:  # else the error follows
                     pending += stream.end(output.finish)
             else:
+                recorder.note(output)
                 pending += stream.feed(output)
             await response.write(pending)
             pending = b""
@@ -106,6 +113,13 @@ async def _stream(
         request[OUTCOME] = failure.code.name
         await response.write(pending + stream.fail(failure, request[REQUEST_ID]))
     return response
+
+
+def _finished(request: web.Request, result: GenerationResult, recorder: Recorder) -> None:
+    """Note the usage for the access log, and the reasoning that came with tool calls for the next turn."""
+    record_usage(result.finish)
+    call_ids = recorder.call_ids or [call.id for call in result.finish.tool_calls]
+    request.app[MEMORY].remember(call_ids, tuple(recorder.blocks))
 
 
 def internal(error: BaseException) -> WarpcoreError:
