@@ -42,8 +42,10 @@ async def start_contenders(work: Path, litellm_venv: Path, processes: list[Conte
     """The upstream, warpcore (gRPC to load the models, HTTP to serve them) and LiteLLM, each a process of its own
     (appended to `processes` as it starts); the vendor SDKs pointed at each."""
 
-    async def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> ContenderProcess:
-        process = await ContenderProcess.start(name, argv, work, env, work)
+    async def start(
+        name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> ContenderProcess:
+        process = await ContenderProcess.start(name, argv, work, env, cwd)
         processes.append(process)
         return process
 
@@ -54,7 +56,7 @@ async def start_contenders(work: Path, litellm_venv: Path, processes: list[Conte
     litellm_command = [str(litellm_venv / "bin" / "litellm"), "--config", str(work / "litellm.yaml")]
     litellm_command += ["--host", "127.0.0.1", "--port", litellm_origin.rsplit(":", 1)[1], "--telemetry", "False"]
     litellm_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": LITELLM_KEY}
-    litellm_process = await start("litellm", litellm_command, {**os.environ, **litellm_env})
+    litellm_process = await start("litellm", litellm_command, {**os.environ, **litellm_env}, cwd=work)
     grpc_port, http_port = free_port(), free_port()
     server = python_module("warpcore.server", "--host=127.0.0.1", f"--port={grpc_port}", "--no-default-model")
     warpcore_process = await start("warpcore", [*server, f"--http-port={http_port}", "--grace=1", *WARPCORE_LIMITS])
