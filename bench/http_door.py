@@ -12,13 +12,12 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 from bench.api_contenders import API_KEY, DIRECT, LITELLM, Contender, VendorSdk, Warpcore
 from bench.api_gateway import LITELLM_KEY, ROOT, WARPCORE_LIMITS, litellm_config, litellm_version
 from bench.api_upstream import ANTHROPIC_PREFIX, FAST_MODEL, OPENAI_PREFIX, raise_open_file_limit
-from bench.api_workloads import PROTOCOLS, Run, Summary, Workload, run_workload, summarize
+from bench.api_workloads import Summary, Workload, measure
 from bench.harness import ContenderProcess, free_port, python_module, wait_for_line, wait_grpc_serving, wait_http_ready
 from bench.http_report import NAME, report
 
@@ -82,34 +81,6 @@ async def start_contenders(work: Path, litellm_venv: Path, processes: list[Conte
     return contenders
 
 
-async def measure(contenders: Sequence[Contender], workloads: Sequence[Workload], warmup: Workload) -> Results:
-    """Every workload, contenders interleaved round by round (rotated, so that drift on a shared machine hits each
-    alike), after a warm-up that is not measured."""
-    for contender in contenders:
-        for protocol in PROTOCOLS:
-            for _ in range(warmup.rounds):
-                await run_workload(contender, protocol, warmup)
-    results: Results = {}
-    for workload in workloads:
-        runs: dict[tuple[str, str], list[Run]] = {}
-        for round_index in range(workload.rounds):
-            shift = round_index % len(contenders)
-            for protocol in PROTOCOLS:
-                for contender in [*contenders[shift:], *contenders[:shift]]:
-                    run = await run_workload(contender, protocol, workload)
-                    runs.setdefault((contender.name, protocol), []).append(run)
-                    errors = sum(record.error is not None for record in run.records)
-                    print(
-                        f"{workload.label:26} {protocol:9} {contender.name:13} {run.tokens / run.wall:9.0f} tokens/s"
-                        f" {errors} errors",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        for (name, protocol), measured in runs.items():
-            results[(workload.label, protocol, name)] = summarize(measured, workload.tokens)
-    return results
-
-
 async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
     version = litellm_version(litellm_venv)
     workloads = SMOKE if smoke else FULL
@@ -118,7 +89,7 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
         try:
             contenders = await start_contenders(Path(work), litellm_venv, processes)
             try:
-                results = await measure(contenders, workloads, SMOKE_WARMUP if smoke else WARMUP)
+                results = await measure(contenders, None, [], workloads, SMOKE_WARMUP if smoke else WARMUP)
             finally:
                 for contender in contenders:
                     await contender.close()
