@@ -16,11 +16,14 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import key_of
 from tests.http_door import (
+    anthropic_client,
     anthropic_messages,
     async_anthropic_client,
     async_openai_client,
     load_hosted,
+    openai_client,
     openai_messages,
+    text_of,
 )
 from warpcore.server.core.limits import Limits
 from warpcore.server.doors import Doors
@@ -150,3 +153,20 @@ async def test_a_full_queue_is_429_with_retry_after(server_env: dict[str, str], 
     assert busy.value.code == "model_busy"
     assert busy_anthropic.value.type == "rate_limit_error"
     assert busy_anthropic.value.response.headers["retry-after"] == "1"
+
+
+async def test_sync_clients_of_both_sdks_whole_and_streamed(hosted: Doors, upstream: FakeUpstream) -> None:
+    # Sync clients block: run them off the event loop that serves the door (the test's own, here).
+    upstream.script = Script(chunks=["One", " two"], prompt_tokens=4)
+
+    def calls() -> list[str | None]:
+        with openai_client(hosted) as openai_sdk, anthropic_client(hosted) as anthropic_sdk:
+            whole = openai_sdk.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+            with openai_sdk.chat.completions.stream(model="m", messages=OPENAI_MESSAGES) as stream:
+                streamed = stream.get_final_completion()
+            message = anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=9)
+            with anthropic_sdk.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=9) as events:
+                final = events.get_final_message()
+        return [whole.choices[0].message.content, streamed.choices[0].message.content, text_of(message), text_of(final)]
+
+    assert await asyncio.to_thread(calls) == ["One two"] * 4
