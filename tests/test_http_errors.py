@@ -139,6 +139,7 @@ async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
         ({"n": 2}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"temperature": 3}, "temperature"),
+        ({"seed": 2**40}, "seed"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice.function.name"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),

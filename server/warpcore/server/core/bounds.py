@@ -14,6 +14,8 @@ MAX_PARALLEL = 64
 """Generations one local model decodes together, at most."""
 MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
+MAX_SEED = 2**32 - 1
+"""Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
 MAX_REMEMBERED_REASONING = 4096
