@@ -3,7 +3,6 @@ refusal while draining and the access log around every route; started and stoppe
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,7 +12,7 @@ from aiohttp import web
 from warpcore.server.core.access import log_request, recording_usage
 from warpcore.server.core.auth import bearer, token_matches
 from warpcore.server.core.engine import Engine
-from warpcore.server.core.errors import NotFoundError, UnauthenticatedError, WarpcoreError
+from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
@@ -61,9 +60,7 @@ class HttpDoor:
         except OSError as error:
             await self._runner.cleanup()
             raise RuntimeError(f"cannot listen on {host}:{port} for HTTP: {error.strerror}") from None
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = int(self._runner.addresses[0][1])
         return self.port
 
     def refuse_new(self) -> None:
@@ -122,8 +119,8 @@ class HttpDoor:
                 problem = RequestTooLargeError(
                     f"the request body is larger than {self._max_body_bytes} bytes", field="request"
                 )
-            elif error.status == 405:
-                problem.message = f"{request.method} is not allowed on {request.path}"
+            elif isinstance(error, web.HTTPMethodNotAllowed):
+                problem = InvalidArgumentError(f"{request.method} is not allowed on {request.path}", field="request")
             request[OUTCOME] = problem.code.name
             response = self._error_response(request, problem)
             response.set_status(error.status)

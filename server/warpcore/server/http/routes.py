@@ -111,7 +111,8 @@ async def _stream(
     except Exception as error:  # noqa: BLE001 - after the headers, every failure ends the stream with an event
         failure = error if isinstance(error, WarpcoreError) else internal(error)
         request[OUTCOME] = failure.code.name
-        await response.write(pending + stream.fail(failure, request[REQUEST_ID]))
+        with contextlib.suppress(ConnectionResetError):  # unless the client is gone too
+            await response.write(pending + stream.fail(failure, request[REQUEST_ID]))
     return response
 
 
