@@ -13,7 +13,7 @@ from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.collect import Collected, Part
 from warpcore.server.http.errors import anthropic_error
-from warpcore.server.http.sse import event
+from warpcore.server.http.sse import SLOT, event, fill, template
 
 STOP_REASONS = {
     FinishReason.STOP: "end_turn",
@@ -71,6 +71,8 @@ class AnthropicStream:
         self._open: tuple[str, int] | None = None  # ("text" | "thinking" | "tool", tool index)
         self._tool_blocks: dict[int, int] = {}
         self._waiting: dict[int, list[ToolCallDelta]] = {}
+        self._text = (b"", b"")
+        """The open text block's delta event, around its text."""
 
     def start(self) -> bytes:
         head = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": self._model}
@@ -97,12 +99,16 @@ class AnthropicStream:
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
-            head = (
-                b""
-                if self._open == ("text", 0)
-                else self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
-            )
-            return head + self._delta({"type": "text_delta", "text": output.text})
+            if self._open == ("text", 0):
+                return fill(self._text, output.text)
+            head = self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
+            delta = {
+                "type": "content_block_delta",
+                "index": self._blocks,
+                "delta": {"type": "text_delta", "text": SLOT},
+            }
+            self._text = template(delta, "content_block_delta")
+            return head + fill(self._text, output.text)
         if isinstance(output, ReasoningChunk):
             return self._reasoning(output)
         if isinstance(output, ToolCallDelta):

@@ -13,7 +13,7 @@ from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import openai_error
 from warpcore.server.http.openai_request import FIELD_NAMES
-from warpcore.server.http.sse import DONE, event
+from warpcore.server.http.sse import DONE, SLOT, event, fill, template
 
 FINISH_REASONS = {
     FinishReason.STOP: "stop",
@@ -79,17 +79,21 @@ class OpenAIStream:
         self._header = _header(model, "chat.completion.chunk")
         self._include_usage = include_usage
         self._reasoning_blocks = 0
+        self._text = template(self._choice({"content": SLOT}))
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._header, "choices": [choice]}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return event({**self._header, "choices": [choice]})
+        return event(self._choice(delta, finish_reason))
 
     def start(self) -> bytes:
         return self._chunk({"role": "assistant", "content": ""})
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
-            return self._chunk({"content": output.text})
+            return fill(self._text, output.text)
         if isinstance(output, ToolCallDelta):
             call: dict[str, Any] = {"index": output.index, "function": {"arguments": output.arguments}}
             if output.id or output.name:
