@@ -38,6 +38,7 @@ from warpcore.server.http.collect import Collected
 from warpcore.server.http.openai_request import chat_request
 from warpcore.server.http.openai_response import OpenAIStream, completion
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
+from warpcore.server.http.sse import SLOT, event, fill, template
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 # Two parallel calls whose argument deltas interleave, as an OpenAI upstream may send them.
@@ -80,8 +81,8 @@ async def serve() -> AsyncIterator[list[bytes]]:
 
 def collected() -> Collected:
     whole = Collected()
-    for event in [*EVENTS, RESULT]:
-        whole.add(event)
+    for output in [*EVENTS, RESULT]:
+        whole.add(output)
     return whole
 
 
@@ -241,8 +242,8 @@ def test_tool_errors_and_mixed_turns_are_kept() -> None:
 def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it() -> None:
     memory = ReasoningMemory(capacity=3)
     recorder = Recorder()
-    for event in EVENTS:
-        recorder.note(event)
+    for output in EVENTS:
+        recorder.note(output)
     memory.remember(recorder.call_ids, tuple(recorder.blocks))
     returned = {
         "model": "m",
@@ -273,3 +274,10 @@ def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it
     memory.remember(["call_c", "call_d"], (ReasoningBlock("later", "sig-2"),))
     del returned["messages"][1]["thinking_blocks"]  # type: ignore[attr-defined]
     assert memory.restore(chat_request(returned).params).messages[1].reasoning == ()
+
+
+@pytest.mark.parametrize("text", ['say "hi"\n', "caf\u00e9 \U0001f600", "\\u0000", "\x00", ""])
+def test_a_filled_event_is_the_event_encoded_whole(text: str) -> None:
+    data = {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": SLOT}}
+    whole = {**data, "delta": {"type": "text_delta", "text": text}}
+    assert fill(template(data, "content_block_delta"), text) == event(whole, "content_block_delta")
