@@ -7,16 +7,14 @@ the door is new: the same SDK code points its base URL at warpcore's --http-port
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import os
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.api_contenders import API_KEY, DIRECT, LITELLM, Contender, VendorSdk, Warpcore
-from bench.api_gateway import LITELLM_KEY, ROOT, WARPCORE_LIMITS, litellm_config, litellm_version
-from bench.api_upstream import ANTHROPIC_PREFIX, FAST_MODEL, OPENAI_PREFIX, raise_open_file_limit
+from bench.api_gateway import LITELLM_KEY, WARPCORE_LIMITS, litellm_config, litellm_version, run_from_command_line
+from bench.api_upstream import ANTHROPIC_PREFIX, FAST_MODEL, OPENAI_PREFIX
 from bench.api_workloads import Summary, Workload, measure
 from bench.harness import ContenderProcess, free_port, python_module, wait_for_line, wait_grpc_serving, wait_http_ready
 from bench.http_report import NAME, report
@@ -101,11 +99,4 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder for http_door.json and its chart")
-    parser.add_argument("--smoke", action="store_true", help="tiny workloads, seconds: checks that every part runs")
-    parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".venv-litellm", help="the venv holding LiteLLM")
-    arguments = parser.parse_args()
-    raise_open_file_limit()
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(arguments.out, arguments.smoke, arguments.litellm_venv))
+    run_from_command_line(__doc__, main)
