@@ -12,7 +12,9 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from bench.api_contenders import API_KEY, DIRECT, LITELLM, BareGrpc, Contender, VendorSdk, Warpcore
 from bench.api_report import NAME, report
@@ -119,12 +121,19 @@ async def main(out: Path, smoke: bool, litellm_venv: Path) -> None:
     print(f"wrote {result.write(out, NAME)}", file=sys.stderr)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="folder for api_gateway.json and the charts")
+def run_from_command_line(
+    description: str | None, bench: Callable[[Path, bool, Path], Coroutine[Any, Any, None]]
+) -> None:
+    """The command line of the benches against LiteLLM: --out, --smoke, --litellm-venv."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the result file and the charts")
     parser.add_argument("--smoke", action="store_true", help="tiny workloads, seconds: checks that every part runs")
     parser.add_argument("--litellm-venv", type=Path, default=ROOT / ".venv-litellm", help="the venv holding LiteLLM")
     arguments = parser.parse_args()
     raise_open_file_limit()
     arguments.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(main(arguments.out, arguments.smoke, arguments.litellm_venv))
+    asyncio.run(bench(arguments.out, arguments.smoke, arguments.litellm_venv))
+
+
+if __name__ == "__main__":
+    run_from_command_line(__doc__, main)

@@ -176,19 +176,20 @@ def summarize(runs: Sequence[Run], tokens_per_stream: int) -> Summary:
 
 async def measure(
     contenders: Sequence[Contender],
-    floor: Contender,
+    floor: Contender | None,
     servers: Sequence[ContenderProcess],
     workloads: Sequence[Workload],
     warmup: Workload,
 ) -> dict[tuple[str, str, str], Summary]:
-    for contender in [*contenders, floor]:  # first requests pay for imports and connection set-up: not measured
+    floors = [floor] if floor is not None else []
+    for contender in [*contenders, *floors]:  # first requests pay for imports and connection set-up: not measured
         for protocol in PROTOCOLS:
             for _ in range(warmup.rounds):
                 await run_workload(contender, protocol, warmup)
     results: dict[tuple[str, str, str], Summary] = {}
     for workload in workloads:
         runs: dict[tuple[str, str], list[Run]] = {}
-        running = [*contenders, floor] if workload.floor else contenders
+        running = [*contenders, *floors] if workload.floor else list(contenders)
         placed: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if workload.own_core:
             placed = client_on_own_core([pid for server in servers for pid in server.pids()])
@@ -200,7 +201,7 @@ async def measure(
                         run = await run_workload(contender, protocol, workload)
                         runs.setdefault((contender.name, protocol), []).append(run)
                         print(
-                            f"{workload.label:32} {protocol:9} {contender.name:10}"
+                            f"{workload.label:32} {protocol:9} {contender.name:13}"
                             f" {run.tokens / run.wall:9.0f} tokens/s"
                             f" {sum(record.error is not None for record in run.records)} errors",
                             file=sys.stderr,

@@ -20,6 +20,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.core.registry import ModelRegistry
+from warpcore.server.doors import Doors, open_doors
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -54,6 +55,25 @@ async def serving(env: Mapping[str, str], options: ServingOptions | None = None)
     finally:
         await started.stop(None)
         await registry.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_doors(env: Mapping[str, str], options: ServingOptions | None = None) -> AsyncIterator[Doors]:
+    """`serving`, with the HTTP door on another free loopback port, on the same engine."""
+    registry = ModelRegistry(functools.partial(create_adapter, env=env))
+    doors = await open_doors(registry, "127.0.0.1:0", options, ("127.0.0.1", 0))
+    await doors.grpc.set_serving(True)
+    try:
+        yield doors
+    finally:
+        await doors.stop(None)
+        await registry.close()
+
+
+@pytest.fixture
+async def doors(server_env: Mapping[str, str]) -> AsyncIterator[Doors]:
+    async with serving_doors(server_env) as started:
+        yield started
 
 
 @pytest.fixture

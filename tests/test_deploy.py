@@ -217,6 +217,20 @@ def test_sidecar_shares_the_unix_socket_with_the_app() -> None:
     assert "emptyDir" in mounted_volume(pod, app, path)[0]
 
 
+def test_sidecar_serves_the_http_door_to_the_app_on_the_pod_loopback() -> None:
+    pod = pod_spec(load(MANIFEST_DIR / "sidecar.yaml"))
+    warpcore = warpcore_container(pod)
+    (app,) = pod["containers"]
+    port = env_value(warpcore, "WARPCORE_HTTP_PORT")
+    assert env_value(warpcore, "WARPCORE_HTTP_HOST") == "127.0.0.1"
+    assert env_value(app, "OPENAI_BASE_URL") == f"http://127.0.0.1:{port}/v1"
+    assert env_value(app, "ANTHROPIC_BASE_URL") == f"http://127.0.0.1:{port}"
+    token = env(warpcore)  # the app's SDK keys are warpcore's token, from the same Secret
+    assert token["WARPCORE_TOKEN_FILE"]
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        assert env(app)[key]["valueFrom"]["secretKeyRef"]["key"] == "warpcore-token"
+
+
 def test_replicated_headless_service_pdb_and_metrics_service() -> None:
     resources = load(MANIFEST_DIR / "replicated.yaml")
     deployment = only(resources, "Deployment")

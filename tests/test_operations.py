@@ -23,9 +23,10 @@ from grpc_status import rpc_status
 
 from tests.conftest import collect, failed_stream, greedy, load_tiny
 from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.core.auth import token_matches
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.registry import ModelRegistry
-from warpcore.server.rpc.auth import BearerTokenInterceptor, token_matches
+from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -190,9 +191,9 @@ async def test_metrics_are_scraped_over_http(started: WarpcoreServer) -> None:
         body = (await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read())).decode()
     finally:
         http.shutdown()
-    assert 'warpcore_requests_total{code="OK",method="Generate"} 1.0' in body
-    assert 'warpcore_requests_total{code="NOT_FOUND",method="Generate"} 1.0' in body
-    assert 'warpcore_requests_total{code="OK",method="LoadModel"} 1.0' in body
+    assert 'warpcore_requests_total{code="OK",method="Generate",protocol="grpc"} 1.0' in body
+    assert 'warpcore_requests_total{code="NOT_FOUND",method="Generate",protocol="grpc"} 1.0' in body
+    assert 'warpcore_requests_total{code="OK",method="LoadModel",protocol="grpc"} 1.0' in body
     assert 'warpcore_time_to_first_token_seconds_count{backend="llama_cpp",model="tiny"} 1.0' in body
     assert 'warpcore_tokens_per_second_count{backend="llama_cpp",model="tiny"} 1.0' in body
     assert 'warpcore_model_load_seconds_count{backend="BACKEND_TYPE_LLAMA_CPP"} 1.0' in body

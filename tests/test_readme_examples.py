@@ -8,19 +8,16 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import load_tiny
+from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
 from tests.tool_wire import weather_model
+from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.doors import Doors
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
-from warpcore.server.rpc.server import WarpcoreServer
-
-if TYPE_CHECKING:
-    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _BLOCK = re.compile(r"(<!-- not run[^\n]*-->\n)?```(python|sh)\n(.*?)```", re.DOTALL)
@@ -49,14 +46,19 @@ async def openai_env(server_env: dict[str, str]) -> AsyncIterator[FakeOpenAI]:
 
 
 @pytest.mark.parametrize(("kind", "code"), examples(), ids=lambda value: value.splitlines()[0][:60])
-async def test_readme_example_runs(
-    openai_env: FakeOpenAI, server: WarpcoreServer, stub: Stub, kind: str, code: str
-) -> None:
+async def test_readme_example_runs(openai_env: FakeOpenAI, doors: Doors, kind: str, code: str) -> None:
     # The tiny test model stands in for the embedded one under its id, so the examples run as written, fast.
-    await load_tiny(stub, model_id=EMBEDDED_MODEL_ID)
+    await doors.engine.load(LoadSpec(EMBEDDED_MODEL_ID, BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    assert doors.http is not None
+    door = f"http://127.0.0.1:{doors.http.port}"
     env = {
         **os.environ,
-        "WARPCORE_TARGET": f"127.0.0.1:{server.port}",
+        "WARPCORE_TARGET": f"127.0.0.1:{doors.grpc.port}",
+        # What the sidecar manifest gives the application, for the examples written against the vendors' SDKs.
+        "OPENAI_BASE_URL": f"{door}/v1",
+        "OPENAI_API_KEY": "unused",
+        "ANTHROPIC_BASE_URL": door,
+        "ANTHROPIC_API_KEY": "unused",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     command = [sys.executable, "-c", code] if kind == "python" else ["bash", "-o", "pipefail", "-c", code]

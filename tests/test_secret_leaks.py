@@ -259,7 +259,9 @@ def test_the_run_went_as_scripted(run: tuple[Transcript, dict[str, list[str]]]) 
     assert "upstream error (HTTP 401): Incorrect API key provided: [redacted]" in transcript.joined(
         "generate gpt-request, 401"
     )
-    assert 'warpcore_requests_total{code="UNAUTHENTICATED",method="Generate"} 7.0' in transcript.joined("metrics")
+    assert 'warpcore_requests_total{code="UNAUTHENTICATED",method="Generate",protocol="grpc"} 7.0' in transcript.joined(
+        "metrics"
+    )
     assert "retry_delay {\n      seconds: 7" in transcript.joined("generate gpt-env, 429")
     assert "GenerateRequest" in transcript.joined("reflection")
     assert '"level": "debug"' in transcript.stderr  # the vendor SDKs did log at DEBUG

@@ -75,7 +75,7 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
             _, result = await collect(stub.Generate(greedy("the", 5)))
             scrape = f"http://127.0.0.1:{metrics_port}/metrics"
             body = (await asyncio.to_thread(lambda: urllib.request.urlopen(scrape, timeout=5).read())).decode()
-            assert 'warpcore_requests_total{code="OK",method="Generate"} 1.0' in body
+            assert 'warpcore_requests_total{code="OK",method="Generate",protocol="grpc"} 1.0' in body
 
             endless = stub.Generate(greedy("the", 32768))
             first = await endless.read()

@@ -26,6 +26,14 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert listen == ("0.0.0.0:1", "unix:///tmp/w.sock")
 
 
+def test_the_http_door_is_off_unless_given_a_port_and_binds_the_grpc_host() -> None:
+    assert parse_settings([], {}).http_port is None
+    settings = parse_settings(["--host", "0.0.0.0"], {"WARPCORE_HTTP_PORT": "8080"})
+    assert (settings.http_host, settings.http_port) == ("0.0.0.0", 8080)
+    settings = parse_settings(["--http-port", "9000", "--http-host", "127.0.0.1"], {"WARPCORE_HTTP_PORT": "8080"})
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 9000)
+
+
 def test_api_models_have_admission_limits_of_their_own() -> None:
     defaults = serving_options(parse_settings([], {})).limits
     assert (defaults.max_streams_per_model, defaults.max_queue_per_model) == (4, 64)

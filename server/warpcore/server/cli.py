@@ -1,4 +1,5 @@
-"""The warpcore-server command: serve the gRPC API, with the embedded default model and any preloaded ones."""
+"""The warpcore-server command: serve the gRPC API (and the HTTP one when asked), with the embedded default model
+and any preloaded ones."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from warpcore.server.core.policy import default_policy
 from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
+from warpcore.server.doors import open_doors
 from warpcore.server.embedded import embedded_load_spec
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
-from warpcore.server.rpc.server import ServingOptions, start_server, tls_credentials
+from warpcore.server.rpc.server import ServingOptions, tls_credentials
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
@@ -66,7 +68,9 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
     specs = startup_models(settings, server_env)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
-    server = await start_server(registry, settings.listen, serving_options(settings, server_env))
+    http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
+    doors = await open_doors(registry, settings.listen, serving_options(settings, server_env), http_address)
+    server = doors.grpc
     metrics_http = (
         server.metrics.serve(settings.metrics_host, settings.metrics_port)
         if settings.metrics_port is not None
@@ -87,11 +91,12 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         await server.set_serving(True)
         bound = ", ".join(map(_bound, settings.listen, server.ports))
         metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
-        _log.info("serving on %s, models under %s%s", bound, settings.models_path, metrics)
+        http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
+        _log.info("serving on %s, models under %s%s%s", bound, settings.models_path, metrics, http)
         await stopping.wait()
         _log.info("shutting down: in-flight calls get %.0f s", settings.grace)
     finally:
-        await server.stop(settings.grace)
+        await doors.stop(settings.grace)
         await registry.close()
         if metrics_http is not None:
             metrics_http.shutdown()

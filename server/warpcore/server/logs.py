@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-REQUEST_FIELDS = ("method", "model", "code", "duration_ms", "prompt_tokens", "completion_tokens", "peer")
+REQUEST_FIELDS = ("protocol", "method", "model", "code", "duration_ms", "prompt_tokens", "completion_tokens", "peer")
 
 
 class JsonFormatter(logging.Formatter):

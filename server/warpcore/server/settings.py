@@ -40,6 +40,8 @@ class ServerSettings:
     tls_client_ca: Path | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
     max_streams_per_model: int = LOCAL_MAX_STREAMS
     max_queue_per_model: int = LOCAL_MAX_QUEUE
     max_streams_per_api_model: int = API_MAX_STREAMS
@@ -57,7 +59,10 @@ class ServerSettings:
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
     """Flags win over their environment variables, which win over the defaults."""
-    parser = argparse.ArgumentParser(prog="warpcore-server", description="Serve the warpcore gRPC inference API.")
+    parser = argparse.ArgumentParser(
+        prog="warpcore-server",
+        description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
+    )
 
     def option(flag: str, variable: str | None, default: str | None, help_text: str, **kwargs: Any) -> None:
         value = env.get(variable) if variable else None
@@ -81,6 +86,15 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
     option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
     option("--metrics-host", "WARPCORE_METRICS_HOST", "0.0.0.0", "address of the metrics endpoint")
+    # Off unless asked for, like the metrics port: a second listener is more surface, and its port may be taken.
+    option(
+        "--http-port",
+        "WARPCORE_HTTP_PORT",
+        None,
+        "serve the OpenAI- and Anthropic-compatible HTTP API here (0 picks a free port)",
+        type=int,
+    )
+    option("--http-host", "WARPCORE_HTTP_HOST", None, "address of the HTTP API (default: --host)")
     # Local (llama.cpp) models compute on this machine and get a few slots; hosted-API models get many (limits.py).
     option(
         "--max-streams-per-model",
@@ -198,6 +212,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         tls_client_ca=args.tls_client_ca,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        http_port=args.http_port,
+        http_host=args.http_host or args.host,
         max_streams_per_model=args.max_streams_per_model,
         max_queue_per_model=args.max_queue_per_model,
         max_streams_per_api_model=args.max_streams_per_api_model,

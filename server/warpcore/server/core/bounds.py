@@ -19,8 +19,13 @@ MAX_PROMPT_CACHE_TOKENS = 1048576
 """The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
+MAX_SEED = 2**32 - 1
+"""Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
+MAX_REMEMBERED_REASONING = 4096
+"""Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);
+a few KiB each."""
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The largest request a front door accepts, unless the server is started with another limit."""
 MAX_TOOLS = 128

@@ -106,9 +106,14 @@ class Metrics:
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
-            "warpcore_requests", "gRPC requests by method and status code", ["method", "code"], registry=self.registry
+            "warpcore_requests",
+            "Requests by method, status code and protocol (grpc, http)",
+            ["method", "code", "protocol"],
+            registry=self.registry,
         )
-        self.active_streams = Gauge("warpcore_active_streams", "Generate calls in flight", registry=self.registry)
+        self.active_streams = Gauge(
+            "warpcore_active_streams", "Generations in flight, from either front door", registry=self.registry
+        )
         self.time_to_first_token = Histogram(
             "warpcore_time_to_first_token_seconds",
             "Time from request to first text",

@@ -13,6 +13,7 @@ from warpcore.server.core.bounds import (
     MAX_KEEP_ALIVE_SECONDS,
     MAX_PARALLEL,
     MAX_PROMPT_CACHE_TOKENS,
+    MAX_SEED,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
@@ -72,6 +73,8 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(0 < params.top_p <= 1, "top_p", "top_p must be greater than 0 and at most 1")
     if params.top_k is not None:
         require(params.top_k >= 1, "top_k", "top_k must be at least 1")
+    if params.seed is not None:
+        require(0 <= params.seed <= MAX_SEED, "seed", f"seed must be between 0 and {MAX_SEED}")
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
     tool_names = _check_tools(params)

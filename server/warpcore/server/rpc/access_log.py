@@ -1,30 +1,18 @@
-"""One structured log line and one request count per call, from a server interceptor."""
+"""The access log of gRPC calls (core/access.py), from a server interceptor."""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import inspect
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
-from warpcore.server.core.domain import Finish
+from warpcore.server.core.access import log_request, recording_usage
 from warpcore.server.core.metrics import Metrics
 from warpcore.v1 import inference_pb2 as pb
-
-access_log = logging.getLogger("warpcore.access")
-_usage: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("usage", default=None)
-
-
-def record_usage(finish: Finish) -> None:
-    """Note a generation's usage for the access-log line of the call that runs it."""
-    usage = _usage.get()
-    if usage is not None:
-        usage.update(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens)
 
 
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
@@ -33,19 +21,16 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
-    def _finish(self, method: str, request: Any, peer: str, started: float, code: str) -> dict[str, Any]:
+    def _finish(
+        self, method: str, request: Any, peer: str, started: float, code: str, usage: dict[str, int] | None = None
+    ) -> None:
         name = method.rsplit("/", 1)[-1]
-        self._metrics.requests.labels(name, code).inc()
-        duration = time.monotonic() - started
+        model = getattr(request, "model_id", "") or getattr(request, "model", "")
+        line = log_request(self._metrics, "grpc", name, code, started, model=model, peer=peer, **(usage or {}))
         if name == "LoadModel" and code == "OK":
-            self._metrics.model_load_seconds.labels(pb.BackendType.Name(request.backend)).observe(duration)
-        return {
-            "method": name,
-            "model": getattr(request, "model_id", "") or getattr(request, "model", ""),
-            "code": code,
-            "duration_ms": round(duration * 1000, 3),
-            "peer": peer,
-        }
+            self._metrics.model_load_seconds.labels(pb.BackendType.Name(request.backend)).observe(
+                line["duration_ms"] / 1000
+            )
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
@@ -82,8 +67,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     error = failure
                     raise
                 finally:
-                    code = self._code(context, error)
-                    access_log.info("request", extra=self._finish(method, request, peer, started, code))
+                    self._finish(method, request, peer, started, self._code(context, error))
 
             if handler.unary_unary is not None:
                 return grpc.unary_unary_rpc_method_handler(call, **serializers)
@@ -93,16 +77,14 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started, error, peer = time.monotonic(), None, context.peer()
-            usage: dict[str, int] = {}
-            _usage.set(usage)  # each call runs in a task of its own, whose context ends with it
-            try:
-                async for response in streaming(request, context):
-                    yield response
-            except BaseException as failure:
-                error = failure
-                raise
-            finally:
-                fields = self._finish(method, request, peer, started, self._code(context, error))
-                access_log.info("request", extra={**fields, **usage})
+            with recording_usage() as usage:
+                try:
+                    async for response in streaming(request, context):
+                        yield response
+                except BaseException as failure:
+                    error = failure
+                    raise
+                finally:
+                    self._finish(method, request, peer, started, self._code(context, error), usage)
 
         return grpc.unary_stream_rpc_method_handler(stream, **serializers)

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from warpcore.server.core.auth import bearer, token_matches
+
 PROTECTED_PREFIX = "/warpcore.v1.InferenceService/"
-
-
-def token_matches(presented: bytes, expected: bytes) -> bool:
-    """Whether the presented credential is the expected one, in time that does not depend on how much of it
-    matched (a plain `==` stops at the first differing byte, so its timing tells a guesser how far they got)."""
-    return hmac.compare_digest(presented, expected)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses inference calls whose `authorization` metadata is not "Bearer <token>"."""
 
     def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}".encode()
+        self._expected = bearer(token)
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         metadata = dict(details.invocation_metadata or ())

@@ -7,9 +7,9 @@ from typing import Any
 
 import grpc
 
+from warpcore.server.core.access import record_usage
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.rpc import tools_translate, translate, translate_models
-from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, models_pb2

@@ -205,4 +205,3 @@ def _default_context_size(path: Path) -> int:
     finally:
         vocab_only.close()
     return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
-

@@ -1,0 +1,53 @@
+"""One structured access-log line and one request count per call, whichever front door took it: the fields and the
+counter are the same for gRPC and HTTP, told apart by `protocol`."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from warpcore.server.core.domain import Finish
+from warpcore.server.core.metrics import Metrics
+
+access_log = logging.getLogger("warpcore.access")
+_usage: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("usage", default=None)
+
+
+def record_usage(finish: Finish) -> None:
+    """Note a generation's usage for the access-log line of the call that runs it."""
+    usage = _usage.get()
+    if usage is not None:
+        usage.update(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens)
+
+
+@contextlib.contextmanager
+def recording_usage() -> Iterator[dict[str, int]]:
+    """The usage `record_usage` notes within the block (each call runs in a task of its own, whose context ends
+    with it)."""
+    usage: dict[str, int] = {}
+    token = _usage.set(usage)
+    try:
+        yield usage
+    finally:
+        _usage.reset(token)
+
+
+def log_request(
+    metrics: Metrics, protocol: str, method: str, code: str, started: float, **fields: Any
+) -> dict[str, Any]:
+    """Count the call and write its access-log line; `fields` are the model, the peer and the usage. Returns the
+    line's fields."""
+    metrics.requests.labels(method, code, protocol).inc()
+    line = {
+        "protocol": protocol,
+        "method": method,
+        "code": code,
+        "duration_ms": round((time.monotonic() - started) * 1000, 3),
+        **fields,
+    }
+    access_log.info("request", extra=line)
+    return line

@@ -1,0 +1,195 @@
+"""Anthropic Messages requests into domain generations: system, content blocks (text, tool use and results,
+thinking with its signature), tools and tool choice, thinking budget, stop sequences; what the engine cannot
+honour is refused naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warpcore.server.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    ReasoningBlock,
+    ReasoningEffort,
+    ReasoningOptions,
+    ResponseFormat,
+    ResponseFormatKind,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.http.fields import (
+    Json,
+    at,
+    boolean,
+    integer,
+    json_object_text,
+    mapping,
+    number,
+    objects,
+    refuse,
+    text,
+    unsupported,
+)
+
+FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequences"}
+"""Domain field paths as this dialect names them."""
+_ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
+_EFFORTS = ("low", "medium", "high")
+_CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
+
+
+@dataclass(frozen=True)
+class MessagesRequest:
+    model: str
+    params: GenerationParams
+    stream: bool
+
+
+def messages_request(body: Json) -> MessagesRequest:
+    stops = body.get("stop_sequences") or []
+    if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
+        raise refuse("stop_sequences", "must be an array of strings")
+    tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
+    choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
+    output_config = mapping(body, "output_config") or {}
+    messages: list[ChatMessage] = []
+    for path, message in objects(body, "messages", required=True):
+        messages += _turn(path, message)
+    params = GenerationParams(
+        prompt=None,
+        messages=tuple(messages),
+        max_tokens=integer(body, "max_tokens", required=True) or 0,
+        system=_system(body),
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        top_k=integer(body, "top_k"),
+        stop=tuple(stops),
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+        response_format=_output_format(mapping(output_config, "format", "output_config")),
+        reasoning=_reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
+    )
+    return MessagesRequest(text(body, "model", required=True) or "", params, boolean(body, "stream") is True)
+
+
+def _text_blocks(owner: Json, key: str, path: str) -> str:
+    """A string, or an array of text blocks joined."""
+    value = owner.get(key)
+    if value is None or isinstance(value, str):
+        return value or ""
+    pieces = []
+    for block_path, block in objects(owner, key, path):
+        if block.get("type") != "text":
+            raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
+        pieces.append(text(block, "text", block_path, required=True) or "")
+    return "".join(pieces)
+
+
+def _system(body: Json) -> str | None:
+    return _text_blocks(body, "system", "") if body.get("system") is not None else None
+
+
+def _turn(path: str, message: Json) -> list[ChatMessage]:
+    """One turn as domain messages: a user turn's tool results become tool messages, before its text."""
+    role_name = text(message, "role", path, required=True)
+    role = _ROLES.get(role_name or "")
+    if role is None:
+        raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected user or assistant")
+    content = message.get("content")
+    if isinstance(content, str):
+        return [ChatMessage(role, content)]
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    reasoning: list[ReasoningBlock] = []
+    results: list[ChatMessage] = []
+    for block_path, block in objects(message, "content", path, required=True):
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(text(block, "text", block_path, required=True) or "")
+        elif kind == "tool_use" and role is Role.ASSISTANT:
+            calls.append(
+                ToolCall(
+                    id=text(block, "id", block_path, required=True) or "",
+                    name=text(block, "name", block_path, required=True) or "",
+                    arguments=json_object_text(block.get("input", {}), at(block_path, "input")),
+                )
+            )
+        elif kind == "tool_result" and role is Role.USER:
+            results.append(
+                ChatMessage(
+                    Role.TOOL,
+                    _text_blocks(block, "content", block_path),
+                    tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
+                    is_error=boolean(block, "is_error", block_path) is True,
+                )
+            )
+        elif kind == "thinking" and role is Role.ASSISTANT:
+            thinking = text(block, "thinking", block_path, required=True) or ""
+            reasoning.append(ReasoningBlock(thinking, text(block, "signature", block_path) or ""))
+        elif kind == "redacted_thinking" and role is Role.ASSISTANT:
+            reasoning.append(
+                ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True)
+            )
+        else:
+            raise unsupported(at(block_path, "type"), f"a {role.value} block of type {kind!r}")
+    turn = [*results]
+    if texts or calls or reasoning or not results:
+        turn.append(ChatMessage(role, "".join(texts), tool_calls=tuple(calls), reasoning=tuple(reasoning)))
+    return turn
+
+
+def _tool(path: str, tool: Json) -> Tool:
+    if tool.get("type", "custom") != "custom":
+        raise unsupported(at(path, "type"), f"the server tool {tool.get('type')!r}")
+    return Tool(
+        name=text(tool, "name", path, required=True) or "",
+        description=text(tool, "description", path) or "",
+        parameters=mapping(tool, "input_schema", path, required=True) or {},
+    )
+
+
+def _tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, bool]:
+    """The choice, and whether the model may call several tools at once (`disable_parallel_tool_use`)."""
+    if choice is None:
+        return ToolChoice(), True
+    parallel = boolean(choice, "disable_parallel_tool_use", "tool_choice") is not True
+    kind = text(choice, "type", "tool_choice", required=True) or ""
+    if kind == "tool":
+        name = text(choice, "name", "tool_choice", required=True) or ""
+        if name not in {tool.name for tool in tools}:
+            raise refuse("tool_choice.name", f"names no tool in tools: {name!r}")
+        return ToolChoice(ToolChoiceMode.NAMED, name), parallel
+    if kind not in _CHOICES:
+        raise refuse("tool_choice.type", f"unknown type {kind!r}; expected auto, any, tool or none")
+    return ToolChoice(_CHOICES[kind]), parallel
+
+
+def _output_format(output_format: Json | None) -> ResponseFormat | None:
+    if output_format is None:
+        return None
+    if text(output_format, "type", "output_config.format", required=True) != "json_schema":
+        raise refuse("output_config.format.type", "expected json_schema")
+    schema = mapping(output_format, "schema", "output_config.format", required=True) or {}
+    return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=schema, strict=True)
+
+
+def _reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptions | None:
+    """`thinking` (its budget) and `output_config.effort` together."""
+    effort = None
+    if effort_name is not None:
+        if effort_name not in _EFFORTS:
+            raise unsupported("output_config.effort", f"effort {effort_name!r} (low, medium and high are)")
+        effort = ReasoningEffort(effort_name)
+    kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
+    if kind not in (None, "enabled", "adaptive", "disabled"):
+        raise refuse("thinking.type", f"unknown type {kind!r}; expected enabled, adaptive or disabled")
+    budget = integer(thinking, "budget_tokens", "thinking", required=kind == "enabled") if thinking else None
+    if budget is not None and budget < 1:
+        raise refuse("thinking.budget_tokens", "must be at least 1")
+    if kind in (None, "disabled") and effort is None:
+        return None
+    return ReasoningOptions(effort=effort, budget_tokens=budget if kind == "enabled" else None)

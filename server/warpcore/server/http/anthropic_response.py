@@ -1,0 +1,171 @@
+"""Domain generations as Anthropic Messages: the whole message, or its event sequence (message_start, content
+blocks one after another, message_delta, message_stop), which the anthropic SDK's accumulator folds back into the
+same message."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.engine import GenerationOutput
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.http.collect import Collected, Part
+from warpcore.server.http.errors import anthropic_error
+from warpcore.server.http.sse import SLOT, event, fill, template
+
+STOP_REASONS = {
+    FinishReason.STOP: "end_turn",
+    FinishReason.STOP_SEQUENCE: "stop_sequence",
+    FinishReason.LENGTH: "max_tokens",
+    FinishReason.TOOL_CALLS: "tool_use",
+}
+
+
+def _usage(finish: Finish) -> dict[str, Any]:
+    return {
+        "input_tokens": finish.prompt_tokens,
+        "output_tokens": finish.completion_tokens,
+        "cache_creation_input_tokens": finish.cache_creation_tokens,
+        "cache_read_input_tokens": finish.cached_prompt_tokens,
+    }
+
+
+def _block(part: Part) -> dict[str, Any]:
+    if part.kind == "text":
+        return {"type": "text", "text": part.text}
+    if part.kind == "tool":
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": json.loads(part.text or "{}")}
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.signature}
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
+
+
+def message(model: str, collected: Collected) -> dict[str, Any]:
+    assert collected.result is not None
+    tool_parts = [part for part in collected.parts if part.kind == "tool"]
+    if collected.result.finish.tool_calls and not tool_parts:
+        # A backend that gave its calls whole, only in the result.
+        collected.parts += [Part("tool", call.arguments, id=call.id, name=call.name) for call in collected.tool_calls()]
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [_block(part) for part in collected.parts],
+        "stop_reason": STOP_REASONS[collected.reason],
+        "stop_sequence": None,
+        "usage": _usage(collected.result.finish),
+    }
+
+
+class AnthropicStream:
+    """The events of one streamed message. Blocks never interleave: a tool call whose deltas arrive while another
+    call's block is open (an OpenAI upstream may interleave parallel calls) waits, and gets its own block once the
+    open one closes, so that no two calls are ever merged."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._blocks = 0
+        self._open: tuple[str, int] | None = None  # ("text" | "thinking" | "tool", tool index)
+        self._tool_blocks: dict[int, int] = {}
+        self._waiting: dict[int, list[ToolCallDelta]] = {}
+        self._text = (b"", b"")
+        """The open text block's delta event, around its text."""
+
+    def start(self) -> bytes:
+        head = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": self._model}
+        body: dict[str, Any] = {**head, "content": [], "stop_reason": None, "stop_sequence": None}
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        return event({"type": "message_start", "message": {**body, "usage": usage}}, "message_start")
+
+    def _begin(self, block: dict[str, Any], key: tuple[str, int]) -> bytes:
+        closing = self._close()
+        self._open = key
+        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
+        return closing + event(start, "content_block_start")
+
+    def _close(self) -> bytes:
+        if self._open is None:
+            return b""
+        self._open = None
+        self._blocks += 1
+        return event({"type": "content_block_stop", "index": self._blocks - 1}, "content_block_stop")
+
+    def _delta(self, delta: dict[str, Any], index: int | None = None) -> bytes:
+        at = self._blocks if index is None else index
+        return event({"type": "content_block_delta", "index": at, "delta": delta}, "content_block_delta")
+
+    def feed(self, output: GenerationOutput) -> bytes:
+        if isinstance(output, TextChunk):
+            if self._open == ("text", 0):
+                return fill(self._text, output.text)
+            head = self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
+            delta = {
+                "type": "content_block_delta",
+                "index": self._blocks,
+                "delta": {"type": "text_delta", "text": SLOT},
+            }
+            self._text = template(delta, "content_block_delta")
+            return head + fill(self._text, output.text)
+        if isinstance(output, ReasoningChunk):
+            return self._reasoning(output)
+        if isinstance(output, ToolCallDelta):
+            return self._tool(output)
+        return b""
+
+    def _reasoning(self, chunk: ReasoningChunk) -> bytes:
+        if chunk.redacted:
+            block = {"type": "redacted_thinking", "data": chunk.signature}
+            return self._flush() + self._begin(block, ("redacted", 0)) + self._close()
+        head = b""
+        if self._open != ("thinking", 0):
+            head = self._flush() + self._begin({"type": "thinking", "thinking": "", "signature": ""}, ("thinking", 0))
+        if chunk.text:
+            head += self._delta({"type": "thinking_delta", "thinking": chunk.text})
+        if chunk.signature:
+            head += self._delta({"type": "signature_delta", "signature": chunk.signature}) + self._close()
+        return head
+
+    def _tool(self, delta: ToolCallDelta) -> bytes:
+        if self._open == ("tool", delta.index):
+            return self._arguments(delta.arguments)
+        if delta.index in self._tool_blocks:
+            # Late arguments of a call whose block closed: still its own block, by index.
+            return self._arguments(delta.arguments, self._tool_blocks[delta.index])
+        if (self._open is not None and self._open[0] == "tool") or delta.index in self._waiting:
+            self._waiting.setdefault(delta.index, []).append(delta)
+            return b""
+        return self._open_tool([delta])
+
+    def _open_tool(self, deltas: list[ToolCallDelta]) -> bytes:
+        first = deltas[0]
+        block = {"type": "tool_use", "id": first.id, "name": first.name, "input": {}}
+        head = self._begin(block, ("tool", first.index))
+        self._tool_blocks[first.index] = self._blocks
+        return head + self._arguments("".join(delta.arguments for delta in deltas))
+
+    def _arguments(self, partial: str, index: int | None = None) -> bytes:
+        return self._delta({"type": "input_json_delta", "partial_json": partial}, index) if partial else b""
+
+    def _flush(self) -> bytes:
+        """Close the open block, then give each waiting tool call its block."""
+        out = self._close()
+        for index in sorted(self._waiting):
+            out += self._open_tool(self._waiting.pop(index)) + self._close()
+        return out
+
+    def end(self, finish: Finish) -> bytes:
+        delta = {"stop_reason": STOP_REASONS[finish.reason], "stop_sequence": None}
+        closing = self._flush()
+        usage = _usage(finish)
+        return (
+            closing
+            + event({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta")
+            + event({"type": "message_stop"}, "message_stop")
+        )
+
+    def fail(self, error: WarpcoreError, request_id: str) -> bytes:
+        """An `error` event, which the anthropic SDK raises as an APIStatusError of the error's type."""
+        return event(anthropic_error(error, request_id), "error")

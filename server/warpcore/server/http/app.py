@@ -1,0 +1,130 @@
+"""The HTTP door on aiohttp's server, in the process and event loop of the gRPC one: request ids, the bearer token,
+refusal while draining and the access log around every route; started and stopped with the gRPC door (doors.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from warpcore.server.core.access import log_request, recording_usage
+from warpcore.server.core.auth import bearer, token_matches
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
+from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
+from warpcore.server.http.reasoning_memory import ReasoningMemory
+from warpcore.server.http.routes import (
+    ENGINE,
+    MEMORY,
+    MODEL,
+    OUTCOME,
+    REQUEST_ID,
+    add_routes,
+    dialect_of,
+    internal,
+    request_ids,
+    shutting_down,
+)
+
+SHUTDOWN_TIMEOUT = 1.0
+"""Seconds handlers still running when the door closes (after the engine's drain) get to write their last event."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpDoor:
+    """The OpenAI- and Anthropic-compatible door over `engine`."""
+
+    def __init__(self, engine: Engine, token: str | None, max_body_bytes: int) -> None:
+        self._engine = engine
+        self._expected = bearer(token) if token else None
+        self._draining = False
+        self._max_body_bytes = max_body_bytes
+        self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
+        self.app[ENGINE] = engine
+        self.app[MEMORY] = ReasoningMemory()
+        add_routes(self.app)
+        # Cancelling the handler of a client that went away is what stops its generation upstream.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        )
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (0 picks a free port); returns the bound port."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_port=False)
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            raise RuntimeError(f"cannot listen on {host}:{port} for HTTP: {error.strerror}") from None
+        self.port = int(self._runner.addresses[0][1])
+        return self.port
+
+    def refuse_new(self) -> None:
+        """From now on, new requests get 503 with Retry-After; those running go on (the engine drains them)."""
+        self._draining = True
+
+    async def close(self) -> None:
+        if self.port:
+            self.port = 0
+            await self._runner.cleanup()
+
+    def _check_token(self, request: web.Request) -> None:
+        if self._expected is None:
+            return
+        api_key = request.headers.get("x-api-key")
+        presented = bearer(api_key) if api_key is not None else request.headers.get("Authorization", "").encode()
+        if not token_matches(presented, self._expected):
+            raise UnauthenticatedError(
+                "missing or wrong token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'"
+            )
+
+    def _error_response(self, request: web.Request, error: WarpcoreError) -> web.Response:
+        body = dialect_of(request).error(error, request[REQUEST_ID])
+        headers = {**request_ids(request), **retry_headers(error)}
+        return web.json_response(body, status=http_status(error), headers=headers)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started, code = time.monotonic(), "CANCELLED"
+        request[REQUEST_ID] = f"req_{uuid.uuid4().hex}"
+        route = request.match_info.route.resource
+        method = route.canonical if route is not None else "unmatched"
+        with recording_usage() as usage:
+            try:
+                response = await self._respond(request, handler)
+                code = request.get(OUTCOME, "OK")
+                return response
+            finally:
+                model = request.get(MODEL, "")
+                log_request(
+                    self._engine.metrics, "http", method, code, started, model=model, peer=request.remote, **usage
+                )
+
+    async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if self._draining:
+                raise shutting_down()
+            self._check_token(request)
+            return await handler(request)
+        except WarpcoreError as error:
+            request[OUTCOME] = error.code.name
+            return self._error_response(request, error)
+        except web.HTTPException as error:
+            problem: WarpcoreError = NotFoundError(f"no route {request.method} {request.path}", field="request")
+            if isinstance(error, web.HTTPRequestEntityTooLarge):
+                problem = RequestTooLargeError(
+                    f"the request body is larger than {self._max_body_bytes} bytes", field="request"
+                )
+            elif isinstance(error, web.HTTPMethodNotAllowed):
+                problem = InvalidArgumentError(f"{request.method} is not allowed on {request.path}", field="request")
+            request[OUTCOME] = problem.code.name
+            response = self._error_response(request, problem)
+            response.set_status(error.status)
+            return response
+        except Exception as error:  # noqa: BLE001 - every failure ends as an error response
+            request[OUTCOME] = "INTERNAL"
+            return self._error_response(request, internal(error))

@@ -1,0 +1,71 @@
+"""A whole generation gathered for a non-streamed answer: its parts (text, reasoning blocks, tool calls) in the
+order they began, and its result; each dialect renders them in its own shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warpcore.server.core.domain import FinishReason, ReasoningChunk, TextChunk, ToolCall, ToolCallDelta
+from warpcore.server.core.engine import GenerationOutput, GenerationResult
+
+
+@dataclass
+class Part:
+    kind: str
+    """"text", "reasoning" or "tool"."""
+    text: str = ""
+    """Text, reasoning text, or a tool call's JSON arguments."""
+    signature: str = ""
+    redacted: bool = False
+    id: str = ""
+    name: str = ""
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.parts: list[Part] = []
+        self._tools: dict[int, Part] = {}
+        self.result: GenerationResult | None = None
+
+    def add(self, output: GenerationOutput) -> None:
+        last = self.parts[-1] if self.parts else None
+        if isinstance(output, GenerationResult):
+            self.result = output
+        elif isinstance(output, TextChunk):
+            if last is not None and last.kind == "text":
+                last.text += output.text
+            else:
+                self.parts.append(Part("text", output.text))
+        elif isinstance(output, ReasoningChunk):
+            self._reasoning(output, last)
+        elif isinstance(output, ToolCallDelta):
+            part = self._tools.get(output.index)
+            if part is None:
+                part = self._tools[output.index] = Part("tool", id=output.id, name=output.name)
+                self.parts.append(part)
+            part.text += output.arguments
+
+    def _reasoning(self, chunk: ReasoningChunk, last: Part | None) -> None:
+        if chunk.redacted:
+            self.parts.append(Part("reasoning", signature=chunk.signature, redacted=True))
+            return
+        if last is None or last.kind != "reasoning" or last.signature or last.redacted:
+            last = Part("reasoning")
+            self.parts.append(last)
+        last.text += chunk.text
+        last.signature = chunk.signature
+
+    @property
+    def text(self) -> str:
+        return "".join(part.text for part in self.parts if part.kind == "text")
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The complete calls: the result's when the backend gave them, else those gathered from the deltas."""
+        if self.result is not None and self.result.finish.tool_calls:
+            return list(self.result.finish.tool_calls)
+        return [ToolCall(part.id, part.name, part.text or "{}") for part in self.parts if part.kind == "tool"]
+
+    @property
+    def reason(self) -> FinishReason:
+        assert self.result is not None
+        return self.result.finish.reason

@@ -1,0 +1,68 @@
+"""The two dialects the door speaks, each as the same few operations: parse a request, render an answer, stream
+one, and shape an error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from warpcore.server.core.domain import Finish, GenerationParams
+from warpcore.server.core.engine import GenerationOutput
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.http import anthropic_request, anthropic_response, openai_request, openai_response
+from warpcore.server.http.collect import Collected
+from warpcore.server.http.errors import anthropic_error, openai_error
+from warpcore.server.http.fields import Json
+
+
+class Stream(Protocol):
+    def start(self) -> bytes: ...
+    def feed(self, output: GenerationOutput) -> bytes: ...
+    def end(self, finish: Finish) -> bytes: ...
+    def fail(self, error: WarpcoreError, request_id: str) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Call:
+    """A parsed generation request, in either dialect."""
+
+    model: str
+    params: GenerationParams
+    stream: bool
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    parse: Callable[[Json], Call]
+    answer: Callable[[str, Collected], dict[str, Any]]
+    stream: Callable[[Call], Stream]
+    error: Callable[[WarpcoreError, str], dict[str, Any]]
+
+
+def _openai_call(body: Json) -> Call:
+    request = openai_request.chat_request(body)
+    return Call(request.model, request.params, request.stream, request.include_usage)
+
+
+def _anthropic_call(body: Json) -> Call:
+    request = anthropic_request.messages_request(body)
+    return Call(request.model, request.params, request.stream)
+
+
+OPENAI = Dialect(
+    name="openai",
+    parse=_openai_call,
+    answer=openai_response.completion,
+    stream=lambda call: openai_response.OpenAIStream(call.model, call.include_usage),
+    error=lambda error, _request_id: openai_error(error, openai_request.FIELD_NAMES),
+)
+ANTHROPIC = Dialect(
+    name="anthropic",
+    parse=_anthropic_call,
+    answer=anthropic_response.message,
+    stream=lambda call: anthropic_response.AnthropicStream(call.model),
+    error=anthropic_error,
+)

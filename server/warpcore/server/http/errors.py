@@ -1,0 +1,84 @@
+"""The one place where domain errors become HTTP statuses and each dialect's error body, as its official SDK
+parses them: OpenAI `{"error": {"message", "type", "param", "code"}}`, Anthropic `{"type": "error", "error":
+{"type", "message"}, "request_id"}`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from warpcore.server.core.errors import ErrorCode, WarpcoreError
+from warpcore.server.core.limits import BUSY_RETRY_AFTER
+
+OVERLOADED = 529
+"""Anthropic's "overloaded" status: an upstream's 529 is passed on as such, never turned into a 500."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    status: int
+    openai_type: str
+    anthropic_type: str
+
+
+# Domain codes are google.rpc.Code names; each has the HTTP status google.rpc documents for it.
+_KINDS = {
+    ErrorCode.INVALID_ARGUMENT: _Kind(400, "invalid_request_error", "invalid_request_error"),
+    ErrorCode.FAILED_PRECONDITION: _Kind(400, "invalid_request_error", "invalid_request_error"),
+    ErrorCode.UNAUTHENTICATED: _Kind(401, "invalid_request_error", "authentication_error"),
+    ErrorCode.PERMISSION_DENIED: _Kind(403, "permission_error", "permission_error"),
+    ErrorCode.NOT_FOUND: _Kind(404, "invalid_request_error", "not_found_error"),
+    ErrorCode.ALREADY_EXISTS: _Kind(409, "invalid_request_error", "conflict_error"),
+    ErrorCode.RESOURCE_EXHAUSTED: _Kind(429, "requests", "rate_limit_error"),
+    ErrorCode.INTERNAL: _Kind(500, "server_error", "api_error"),
+    ErrorCode.UNAVAILABLE: _Kind(503, "server_error", "api_error"),
+    ErrorCode.DEADLINE_EXCEEDED: _Kind(504, "timeout", "timeout_error"),
+}
+_OVERLOADED = _Kind(OVERLOADED, "overloaded_error", "overloaded_error")
+_TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
+# OpenAI's own codes where they differ from the lowercased reason.
+_OPENAI_CODES = {"MODEL_NOT_LOADED": "model_not_found", "UNAUTHENTICATED": "invalid_api_key"}
+_RETRY_STATUSES = (429, 503, OVERLOADED)
+
+
+class RequestTooLargeError(WarpcoreError):
+    """A body over the door's size limit (HTTP 413)."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+def _kind(error: WarpcoreError) -> _Kind:
+    if isinstance(error, RequestTooLargeError):
+        return _TOO_LARGE
+    if error.metadata.get("http_status") == str(OVERLOADED):
+        return _OVERLOADED
+    return _KINDS[error.code]
+
+
+def http_status(error: WarpcoreError) -> int:
+    return _kind(error).status
+
+
+def retry_headers(error: WarpcoreError) -> dict[str, str]:
+    """Retry-After (whole seconds) and retry-after-ms on the statuses a client retries."""
+    if _kind(error).status not in _RETRY_STATUSES:
+        return {}
+    delay = BUSY_RETRY_AFTER if error.retry_after is None else error.retry_after
+    return {"Retry-After": str(max(math.ceil(delay), 1)), "retry-after-ms": str(int(delay * 1000))}
+
+
+def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
+    """`names` maps domain field paths to the dialect's."""
+    param = names.get(error.field, error.field) if error.field is not None else None
+    code = _OPENAI_CODES.get(error.reason, error.reason.lower())
+    return {"error": {"message": error.message, "type": _kind(error).openai_type, "param": param, "code": code}}
+
+
+def anthropic_error(error: WarpcoreError, request_id: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": _kind(error).anthropic_type, "message": error.message},
+        "request_id": request_id,
+    }

@@ -1,0 +1,90 @@
+"""Typed reads of a request's JSON, each refusal naming the field by its path in the dialect's request."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from warpcore.server.core.errors import InvalidArgumentError
+
+Json = Mapping[str, Any]
+
+
+def at(path: str, key: str | int) -> str:
+    """The path of a member: `messages[0].content`."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def refuse(path: str, message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{path}: {message}", field=path, reason="INVALID_FIELD")
+
+
+def unsupported(path: str, what: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{path}: {what} is not supported", field=path, reason="UNSUPPORTED_FIELD")
+
+
+def _read(body: Json, key: str, path: str, kinds: tuple[type, ...], name: str, required: bool) -> Any:
+    value = body.get(key)
+    where = at(path, key)
+    if value is None:
+        if required:
+            raise refuse(where, "is required")
+        return None
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise refuse(where, f"must be {name}")
+    return value
+
+
+def text(body: Json, key: str, path: str = "", *, required: bool = False) -> str | None:
+    value: str | None = _read(body, key, path, (str,), "a string", required)
+    return value
+
+
+def integer(body: Json, key: str, path: str = "", *, required: bool = False) -> int | None:
+    value: int | None = _read(body, key, path, (int,), "an integer", required)
+    return value
+
+
+def number(body: Json, key: str, path: str = "") -> float | None:
+    value: float | int | None = _read(body, key, path, (int, float), "a number", False)
+    return None if value is None else float(value)
+
+
+def boolean(body: Json, key: str, path: str = "") -> bool | None:
+    value: bool | None = _read(body, key, path, (bool,), "true or false", False)
+    return value
+
+
+def array(body: Json, key: str, path: str = "", *, required: bool = False) -> list[Any] | None:
+    value: list[Any] | None = _read(body, key, path, (list,), "an array", required)
+    return value
+
+
+def mapping(body: Json, key: str, path: str = "", *, required: bool = False) -> Json | None:
+    value: Json | None = _read(body, key, path, (dict,), "an object", required)
+    return value
+
+
+def objects(body: Json, key: str, path: str = "", *, required: bool = False) -> list[tuple[str, Json]]:
+    """The members of an array of objects, each with its path."""
+    items = array(body, key, path, required=required) or []
+    where = at(path, key)
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise refuse(at(where, index), "must be an object")
+    return [(at(where, index), item) for index, item in enumerate(items)]
+
+
+def json_object_text(value: object, path: str) -> str:
+    """Tool-call arguments as JSON text of an object, from a dialect's object (or already-encoded text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise refuse(path, "must be JSON text of an object") from None
+    if not isinstance(value, dict):
+        raise refuse(path, "must be an object")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

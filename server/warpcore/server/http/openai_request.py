@@ -1,0 +1,218 @@
+"""OpenAI Chat Completions requests into domain generations: roles, tool calls and results, tools and tool choice,
+response format, reasoning effort; what the engine cannot honour is refused naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
+from warpcore.server.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    ReasoningBlock,
+    ReasoningEffort,
+    ReasoningOptions,
+    ResponseFormat,
+    ResponseFormatKind,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.http.fields import (
+    Json,
+    array,
+    at,
+    boolean,
+    integer,
+    json_object_text,
+    mapping,
+    number,
+    objects,
+    refuse,
+    text,
+    unsupported,
+)
+
+FIELD_NAMES = {"model_id": "model", "prompt": "messages", "system": "messages"}
+"""Domain field paths as this dialect names them."""
+_ROLES = {
+    "system": Role.SYSTEM,
+    "developer": Role.SYSTEM,
+    "user": Role.USER,
+    "assistant": Role.ASSISTANT,
+    "tool": Role.TOOL,
+}
+# Fields whose only honoured value is their default; any other is refused rather than silently ignored.
+_DEFAULTS: dict[str, object] = {
+    "n": 1,
+    "logprobs": False,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+}
+_REFUSED = ("top_logprobs", "logit_bias", "audio", "prediction", "functions", "function_call", "web_search_options")
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    params: GenerationParams
+    stream: bool
+    include_usage: bool
+
+
+def chat_request(body: Json) -> ChatRequest:
+    for name, default in _DEFAULTS.items():
+        if body.get(name) not in (None, default):
+            raise unsupported(name, f"{name}={body[name]!r}")
+    for name in _REFUSED:
+        if body.get(name) is not None:
+            raise unsupported(name, name)
+    modalities = array(body, "modalities")
+    if modalities not in (None, ["text"]):
+        raise unsupported("modalities", "output other than text")
+    max_tokens = integer(body, "max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = integer(body, "max_tokens")
+    stop = body.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
+    if not all(isinstance(item, str) for item in stops):
+        raise refuse("stop", "must be a string or an array of strings")
+    stream_options = mapping(body, "stream_options") or {}
+    tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
+    params = GenerationParams(
+        prompt=None,
+        messages=tuple(_message(path, message) for path, message in objects(body, "messages", required=True)),
+        max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        temperature=number(body, "temperature"),
+        top_p=number(body, "top_p"),
+        stop=stops,
+        seed=integer(body, "seed"),
+        tools=tools,
+        tool_choice=_tool_choice(body.get("tool_choice"), tools),
+        parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
+        response_format=_response_format(mapping(body, "response_format")),
+        reasoning=_reasoning(text(body, "reasoning_effort")),
+    )
+    return ChatRequest(
+        model=text(body, "model", required=True) or "",
+        params=params,
+        stream=boolean(body, "stream") is True,
+        include_usage=boolean(stream_options, "include_usage", "stream_options") is True,
+    )
+
+
+def _content(message: Json, path: str) -> str:
+    """Text content: a string, or an array of text parts joined."""
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    pieces = []
+    for part_path, part in objects(message, "content", path):
+        kind = part.get("type")
+        if kind not in ("text", "refusal"):
+            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
+        pieces.append(text(part, str(kind), part_path, required=True) or "")
+    return "".join(pieces)
+
+
+def _message(path: str, message: Json) -> ChatMessage:
+    role_name = text(message, "role", path, required=True)
+    role = _ROLES.get(role_name or "")
+    if role is None:
+        raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+    if role is Role.TOOL:
+        call_id = text(message, "tool_call_id", path, required=True) or ""
+        return ChatMessage(role, _content(message, path), tool_call_id=call_id)
+    if role is not Role.ASSISTANT:
+        return ChatMessage(role, _content(message, path))
+    calls = []
+    for call_path, call in objects(message, "tool_calls", path):
+        function = mapping(call, "function", call_path, required=True) or {}
+        function_path = at(call_path, "function")
+        calls.append(
+            ToolCall(
+                id=text(call, "id", call_path, required=True) or "",
+                name=text(function, "name", function_path, required=True) or "",
+                arguments=json_object_text(function.get("arguments", "{}"), at(function_path, "arguments")),
+            )
+        )
+    return ChatMessage(
+        role, _content(message, path), tool_calls=tuple(calls), reasoning=_reasoning_blocks(message, path)
+    )
+
+
+def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
+    """An assistant turn's reasoning handed back: `thinking_blocks` (with their signatures) when present, else the
+    plain `reasoning_content`."""
+    blocks = []
+    for block_path, block in objects(message, "thinking_blocks", path):
+        if block.get("type") == "redacted_thinking":
+            blocks.append(ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True))
+        else:
+            thinking = text(block, "thinking", block_path) or ""
+            blocks.append(ReasoningBlock(thinking, text(block, "signature", block_path) or ""))
+    reasoning = text(message, "reasoning_content", path)
+    if not blocks and reasoning:
+        blocks.append(ReasoningBlock(reasoning))
+    return tuple(blocks)
+
+
+def _tool(path: str, tool: Json) -> Tool:
+    if tool.get("type", "function") != "function":
+        raise unsupported(at(path, "type"), f"a tool of type {tool.get('type')!r}")
+    function = mapping(tool, "function", path, required=True) or {}
+    function_path = at(path, "function")
+    return Tool(
+        name=text(function, "name", function_path, required=True) or "",
+        description=text(function, "description", function_path) or "",
+        parameters=mapping(function, "parameters", function_path) or {"type": "object", "properties": {}},
+    )
+
+
+def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
+    if choice is None:
+        return ToolChoice()
+    if isinstance(choice, str):
+        modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
+        if choice not in modes:
+            raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
+        return ToolChoice(modes[choice])
+    if not isinstance(choice, dict):
+        raise refuse("tool_choice", "must be a string or an object")
+    function = mapping(choice, "function", "tool_choice", required=True) or {}
+    name = text(function, "name", "tool_choice.function", required=True) or ""
+    if name not in {tool.name for tool in tools}:
+        raise refuse("tool_choice.function.name", f"names no tool in tools: {name!r}")
+    return ToolChoice(ToolChoiceMode.NAMED, name)
+
+
+def _response_format(response_format: Json | None) -> ResponseFormat | None:
+    if response_format is None:
+        return None
+    kind = text(response_format, "type", "response_format", required=True)
+    if kind == "text":
+        return ResponseFormat()
+    if kind == "json_object":
+        return ResponseFormat(ResponseFormatKind.JSON_OBJECT)
+    if kind != "json_schema":
+        raise refuse("response_format.type", f"unknown type {kind!r}; expected text, json_object or json_schema")
+    spec = mapping(response_format, "json_schema", "response_format", required=True) or {}
+    path = "response_format.json_schema"
+    return ResponseFormat(
+        ResponseFormatKind.JSON_SCHEMA,
+        schema=mapping(spec, "schema", path) or {},
+        name=text(spec, "name", path, required=True) or "",
+        strict=boolean(spec, "strict", path) is True,
+    )
+
+
+def _reasoning(effort: str | None) -> ReasoningOptions | None:
+    if effort is None:
+        return None
+    try:
+        return ReasoningOptions(effort=ReasoningEffort(effort))
+    except ValueError:
+        efforts = ", ".join(level.value for level in ReasoningEffort)
+        raise refuse("reasoning_effort", f"unknown effort {effort!r}; expected one of {efforts}") from None

@@ -1,0 +1,133 @@
+"""Domain generations as OpenAI Chat Completions: the whole answer, or its `chat.completion.chunk` events, which the
+openai SDK's stream accumulator folds back into the same answer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.engine import GenerationOutput
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.http.collect import Collected
+from warpcore.server.http.errors import openai_error
+from warpcore.server.http.openai_request import FIELD_NAMES
+from warpcore.server.http.sse import DONE, SLOT, event, fill, template
+
+FINISH_REASONS = {
+    FinishReason.STOP: "stop",
+    FinishReason.STOP_SEQUENCE: "stop",
+    FinishReason.LENGTH: "length",
+    FinishReason.TOOL_CALLS: "tool_calls",
+}
+
+
+def _usage(finish: Finish) -> dict[str, Any]:
+    return {
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": finish.cached_prompt_tokens},
+        "completion_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
+    }
+
+
+def _header(model: str, kind: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+    }
+
+
+def _thinking_block(signature: str, redacted: bool, text: str = "") -> dict[str, Any]:
+    """A reasoning block with what Anthropic needs back on the next turn: the signature, or the redacted data."""
+    if redacted:
+        return {"type": "redacted_thinking", "data": signature}
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
+def completion(model: str, collected: Collected) -> dict[str, Any]:
+    assert collected.result is not None
+    calls = collected.tool_calls()
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": collected.text if collected.text or not calls else None,
+        "refusal": None,
+    }
+    reasoning = [part for part in collected.parts if part.kind == "reasoning"]
+    if reasoning:
+        message["reasoning_content"] = "".join(part.text for part in reasoning)
+        message["thinking_blocks"] = [_thinking_block(p.signature, p.redacted, p.text) for p in reasoning]
+    if calls:
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in calls
+        ]
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH_REASONS[collected.reason]}
+    return {**_header(model, "chat.completion"), "choices": [choice], "usage": _usage(collected.result.finish)}
+
+
+class OpenAIStream:
+    """The events of one streamed completion: a first chunk with the role, one chunk per delta, a last chunk with
+    the finish reason, the usage chunk (empty `choices`, as the API sends it) when asked for, then [DONE]."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self._header = _header(model, "chat.completion.chunk")
+        self._include_usage = include_usage
+        self._reasoning_blocks = 0
+        self._text = template(self._choice({"content": SLOT}))
+
+    def _choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._header, "choices": [choice]}
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        return event(self._choice(delta, finish_reason))
+
+    def start(self) -> bytes:
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def feed(self, output: GenerationOutput) -> bytes:
+        if isinstance(output, TextChunk):
+            return fill(self._text, output.text)
+        if isinstance(output, ToolCallDelta):
+            call: dict[str, Any] = {"index": output.index, "function": {"arguments": output.arguments}}
+            if output.id or output.name:
+                call.update(id=output.id, type="function")
+                call["function"]["name"] = output.name
+            return self._chunk({"tool_calls": [call]})
+        if isinstance(output, ReasoningChunk):
+            return self._reasoning(output)
+        return b""
+
+    def _reasoning(self, chunk: ReasoningChunk) -> bytes:
+        """Reasoning text as `reasoning_content`, which most clients read, and as an indexed `thinking_blocks` entry,
+        which the SDK's accumulator merges by index into whole blocks with their signatures (or redacted data), to
+        be handed back on the next turn."""
+        block: dict[str, Any] = {"index": self._reasoning_blocks}
+        if chunk.redacted:
+            block.update(type="redacted_thinking", data=chunk.signature)
+        else:
+            block.update(type="thinking", thinking=chunk.text)
+            if chunk.signature:
+                block["signature"] = chunk.signature
+        if chunk.signature:
+            self._reasoning_blocks += 1
+        delta: dict[str, Any] = {"thinking_blocks": [block]}
+        if chunk.text:
+            delta["reasoning_content"] = chunk.text
+        return self._chunk(delta)
+
+    def end(self, finish: Finish) -> bytes:
+        last = self._chunk({}, FINISH_REASONS[finish.reason])
+        if self._include_usage:
+            last += event({**self._header, "choices": [], "usage": _usage(finish)})
+        return last + DONE
+
+    def fail(self, error: WarpcoreError, request_id: str) -> bytes:
+        """An `error` event, which the openai SDK raises as an APIError."""
+        return event(openai_error(error, FIELD_NAMES))

@@ -1,0 +1,170 @@
+"""The door's routes: generations in either dialect (whole or streamed) and the loaded models, all on the engine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from aiohttp import web
+
+from warpcore.server.core.access import record_usage
+from warpcore.server.core.domain import FinishReason
+from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
+from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
+from warpcore.server.core.registry import LoadedModel
+from warpcore.server.http.collect import Collected
+from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
+from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
+from warpcore.server.http.sse import open_stream
+
+ENGINE = web.AppKey("engine", Engine)
+MEMORY = web.AppKey("reasoning_memory", ReasoningMemory)
+REQUEST_ID = web.RequestKey("request_id", str)
+MODEL = web.RequestKey("model", str)
+"""The model a generation named, for the access log."""
+OUTCOME = web.RequestKey("outcome", str)
+"""How the call ended, as a domain code name, when not OK."""
+_log = logging.getLogger("warpcore.server")
+
+
+def request_ids(request: web.Request) -> dict[str, str]:
+    """The request's id, under the header each SDK reads it from."""
+    request_id = request[REQUEST_ID]
+    return {"x-request-id": request_id, "request-id": request_id}
+
+
+def dialect_of(request: web.Request) -> Dialect:
+    """The dialect of a route both SDKs call (and of an unknown path): Anthropic's clients send anthropic-version."""
+    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+        return ANTHROPIC
+    return OPENAI
+
+
+def shutting_down() -> UnavailableError:
+    return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgumentError(
+            "the request body is not valid JSON", field="request", reason="INVALID_JSON"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidArgumentError("the request body must be a JSON object", field="request", reason="INVALID_JSON")
+    return body
+
+
+async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
+    call = dialect.parse(await _json_body(request))
+    request[MODEL] = call.model
+    params = request.app[MEMORY].restore(call.params)
+    # Closed on every way out, so that a client gone mid-stream stops the backend's work.
+    async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
+        # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
+        # sent, so that every refusal is an HTTP status.
+        first = await anext(outputs)
+        if call.stream:
+            return await _stream(request, dialect.stream(call), first, outputs)
+        collected, recorder = Collected(), Recorder()
+        collected.add(first)
+        recorder.note(first)
+        async for output in outputs:
+            collected.add(output)
+            recorder.note(output)
+    assert collected.result is not None
+    _finished(request, collected.result, recorder)
+    if collected.reason is FinishReason.CANCELLED:
+        raise shutting_down()
+    return web.json_response(dialect.answer(call.model, collected), headers=request_ids(request))
+
+
+async def _stream(
+    request: web.Request, stream: Stream, first: GenerationOutput, outputs: AsyncGenerator[GenerationOutput, None]
+) -> web.StreamResponse:
+    response = await open_stream(request, request_ids(request))
+    pending = stream.start()
+    output = first
+    recorder = Recorder()
+    try:
+        while True:
+            if isinstance(output, GenerationResult):
+                _finished(request, output, recorder)
+                if output.finish.reason is FinishReason.CANCELLED:
+                    raise shutting_down()
+                if output.finish.reason is not FinishReason.ERROR:  # else the error follows
+                    pending += stream.end(output.finish)
+            else:
+                recorder.note(output)
+                pending += stream.feed(output)
+            await response.write(pending)
+            pending = b""
+            output = await anext(outputs)
+    except StopAsyncIteration:
+        pass
+    except ConnectionResetError:
+        request[OUTCOME] = "CANCELLED"  # the client went away: nobody to tell
+    except Exception as error:  # noqa: BLE001 - after the headers, every failure ends the stream with an event
+        failure = error if isinstance(error, WarpcoreError) else internal(error)
+        request[OUTCOME] = failure.code.name
+        with contextlib.suppress(ConnectionResetError):  # unless the client is gone too
+            await response.write(pending + stream.fail(failure, request[REQUEST_ID]))
+    return response
+
+
+def _finished(request: web.Request, result: GenerationResult, recorder: Recorder) -> None:
+    """Note the usage for the access log, and the reasoning that came with tool calls for the next turn."""
+    record_usage(result.finish)
+    call_ids = recorder.call_ids or [call.id for call in result.finish.tool_calls]
+    request.app[MEMORY].remember(call_ids, tuple(recorder.blocks))
+
+
+def internal(error: BaseException) -> WarpcoreError:
+    _log.error("unexpected error", exc_info=error)
+    return WarpcoreError("internal server error; see the server log")
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, OPENAI)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, ANTHROPIC)
+
+
+def _model_entry(dialect: Dialect, model: LoadedModel) -> dict[str, Any]:
+    if dialect is ANTHROPIC:
+        return {"type": "model", "id": model.id, "display_name": model.name, "created_at": "1970-01-01T00:00:00Z"}
+    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.backend.value}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    dialect = dialect_of(request)
+    entries = [_model_entry(dialect, model) for model in request.app[ENGINE].loaded()]
+    if dialect is ANTHROPIC:
+        ids = [entry["id"] for entry in entries]
+        body = {
+            "data": entries,
+            "has_more": False,
+            "first_id": ids[0] if ids else None,
+            "last_id": ids[-1] if ids else None,
+        }
+    else:
+        body = {"object": "list", "data": entries}
+    return web.json_response(body, headers=request_ids(request))
+
+
+async def get_model(request: web.Request) -> web.Response:
+    model = request.app[ENGINE].registry.get(request.match_info["model"])
+    return web.json_response(_model_entry(dialect_of(request), model), headers=request_ids(request))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", get_model)

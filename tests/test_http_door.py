@@ -1,0 +1,221 @@
+"""The HTTP door with the official openai and anthropic SDKs, sync and async, whole and streamed, against the
+llama.cpp backend (the tiny model): the same answers as gRPC, event sequences the SDKs' own accumulators accept."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import grpc
+import httpx2
+import pytest
+
+from tests.conftest import TINY_MODEL, collect, serving_doors
+from tests.http_door import (
+    anthropic_client,
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    base_url,
+    openai_client,
+    openai_messages,
+    text_of,
+)
+from tests.test_server_process import CONFIG, log_lines_until, start
+from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.doors import Doors
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+OPENAI_MESSAGES = openai_messages("hello")
+ANTHROPIC_MESSAGES = anthropic_messages("hello")
+
+
+@pytest.fixture
+async def tiny_door(doors: Doors) -> Doors:
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    return doors
+
+
+async def grpc_text(doors: Doors, max_tokens: int) -> str:
+    """The same chat through the gRPC door: what every HTTP answer must equal."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        request = pb.GenerateRequest(
+            model_id="tiny",
+            messages=[pb.ChatMessage(role=pb.ROLE_USER, content="hello")],
+            options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0),
+        )
+        text, _ = await collect(stub.Generate(request))
+    return text
+
+
+async def test_openai_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer(tiny_door: Doors) -> None:
+    text = await grpc_text(tiny_door, 12)
+    words = text.split()
+    assert len(words) > 2
+    # A stop sequence: the SDK's stream helper refuses an answer cut by the length limit.
+    expected = text[: text.index(words[2])]
+    options = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 12, "temperature": 0, "stop": [words[2]]}
+
+    def sync_calls() -> tuple[str | None, str | None]:
+        with openai_client(tiny_door) as client:
+            whole = client.chat.completions.create(**options)  # type: ignore[call-overload]
+            with client.chat.completions.stream(**options) as stream:  # type: ignore[arg-type]
+                streamed = stream.get_final_completion()
+        assert whole.choices[0].finish_reason == streamed.choices[0].finish_reason == "stop"
+        assert whole.usage is not None
+        assert whole.usage.prompt_tokens > 0
+        return whole.choices[0].message.content, streamed.choices[0].message.content
+
+    assert await asyncio.to_thread(sync_calls) == (expected, expected)
+    async with async_openai_client(tiny_door) as client:
+        whole = await client.chat.completions.create(**options)  # type: ignore[call-overload]
+        async with client.chat.completions.stream(**options) as stream:  # type: ignore[arg-type]
+            streamed = await stream.get_final_completion()
+        cut = await client.chat.completions.create(model="tiny", messages=OPENAI_MESSAGES, max_completion_tokens=12)
+    assert whole.choices[0].message.content == streamed.choices[0].message.content == expected
+    assert whole.model == streamed.model == "tiny"
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.usage is not None
+    assert cut.usage.completion_tokens == 12
+
+
+async def test_anthropic_sdk_sync_and_async_whole_and_streamed_give_the_grpc_answer(tiny_door: Doors) -> None:
+    expected = await grpc_text(tiny_door, 8)
+    # The anthropic SDK has no `temperature` argument any more; the API still takes the field.
+    options = {"model": "tiny", "messages": ANTHROPIC_MESSAGES, "max_tokens": 8, "extra_body": {"temperature": 0}}
+
+    def sync_calls() -> list[str]:
+        with anthropic_client(tiny_door) as client:
+            whole = client.messages.create(**options)  # type: ignore[call-overload]
+            with client.messages.stream(**options) as stream:  # type: ignore[arg-type]
+                streamed = stream.get_final_message()
+        assert whole.stop_reason == streamed.stop_reason == "max_tokens"
+        assert whole.usage.output_tokens == streamed.usage.output_tokens == 8
+        assert whole.usage.input_tokens == streamed.usage.input_tokens > 0  # message_delta carries the count
+        return [text_of(whole), text_of(streamed)]
+
+    assert await asyncio.to_thread(sync_calls) == [expected, expected]
+    async with async_anthropic_client(tiny_door) as client:
+        whole = await client.messages.create(**options)  # type: ignore[call-overload]
+        async with client.messages.stream(**options) as stream:  # type: ignore[arg-type]
+            streamed = await stream.get_final_message()
+    assert [text_of(whole), text_of(streamed)] == [expected, expected]
+
+
+async def test_anthropic_system_and_stop_sequences_reach_the_model(tiny_door: Doors) -> None:
+    async with async_anthropic_client(tiny_door) as client:
+        greedy = {"temperature": 0}
+        plain = await client.messages.create(
+            model="tiny", messages=ANTHROPIC_MESSAGES, max_tokens=12, extra_body=greedy
+        )
+        text = text_of(plain)
+        words = text.split()
+        assert len(words) > 2
+        stopped = await client.messages.create(
+            model="tiny",
+            messages=ANTHROPIC_MESSAGES,
+            max_tokens=12,
+            extra_body=greedy,
+            stop_sequences=[words[2]],
+        )
+        with_system = await client.messages.create(
+            model="tiny",
+            messages=ANTHROPIC_MESSAGES,
+            max_tokens=12,
+            extra_body=greedy,
+            system="you are the world",
+        )
+    assert stopped.stop_reason == "stop_sequence"
+    assert text_of(stopped) == text[: text.index(words[2])]
+    assert with_system.content != plain.content
+
+
+async def test_usage_chunk_comes_last_with_empty_choices(tiny_door: Doors) -> None:
+    async with async_openai_client(tiny_door) as client:
+        stream = await client.chat.completions.create(
+            model="tiny",
+            messages=OPENAI_MESSAGES,
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
+    assert chunks[-2].choices[0].finish_reason == "length"
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+    assert chunks[0].choices[0].delta.role == "assistant"
+
+
+async def test_models_list_in_each_dialect_by_its_headers(tiny_door: Doors) -> None:
+    async with async_openai_client(tiny_door) as openai_sdk, async_anthropic_client(tiny_door) as anthropic_sdk:
+        openai_models = [model async for model in openai_sdk.models.list()]
+        anthropic_models = [model async for model in anthropic_sdk.models.list()]
+        one = await anthropic_sdk.models.retrieve("tiny")
+    assert [(model.id, model.owned_by) for model in openai_models] == [("tiny", "llama_cpp")]
+    assert [(model.id, model.type) for model in anthropic_models] == [("tiny", "model")]
+    assert one.display_name == TINY_MODEL
+
+
+async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="warpcore.access")
+    async with async_openai_client(tiny_door) as client:
+        await client.chat.completions.create(model="tiny", messages=OPENAI_MESSAGES, max_tokens=3)
+    line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
+    assert (line.method, line.code, line.model, line.completion_tokens) == (  # type: ignore[attr-defined]
+        "/v1/chat/completions",
+        "OK",
+        "tiny",
+        3,
+    )
+    sample = tiny_door.engine.metrics.registry.get_sample_value(
+        "warpcore_requests_total", {"method": "/v1/chat/completions", "code": "OK", "protocol": "http"}
+    )
+    assert sample == 1.0
+
+
+async def test_a_disconnect_mid_stream_frees_the_model(server_env: dict[str, str]) -> None:
+    async with serving_doors(server_env) as doors:
+        await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+        body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4000, "stream": True}
+        url = f"{base_url(doors)}/v1/chat/completions"
+        async with httpx2.AsyncClient() as client, client.stream("POST", url, json=body) as response:
+            first = await anext(aiter(response.aiter_lines()))
+        assert json.loads(first.removeprefix("data: "))["object"] == "chat.completion.chunk"
+        # The handler was cancelled with its connection, and its generation with it: nothing stays in flight.
+        await asyncio.wait_for(doors.engine.streams._idle.wait(), 5)
+        assert doors.engine.metrics.active_streams._value.get() == 0
+
+
+async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(
+        models_path, "--config", str(config), "--log-format", "json", "--grace", "1", "--http-port", "0"
+    )
+    try:
+        started = await log_lines_until(process, "serving on")
+        http_port = int(str(started[-1]["message"]).rsplit(":", 1)[1])
+        body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
+        url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
+        async with httpx2.AsyncClient(timeout=30) as client, client.stream("POST", url, json=body) as response:
+            lines = aiter(response.aiter_lines())
+            assert (await anext(lines)).startswith("data: ")
+            process.send_signal(signal.SIGTERM)
+            events = [json.loads(line.removeprefix("data: ")) async for line in lines if line.startswith("data: ")]
+        # The generation outlived the grace: its stream ends with an error event saying why.
+        assert events[-1]["error"]["code"] == "shutting_down"
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        assert process.stderr is not None
+        logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
+        (line,) = [line for line in logs if line.get("protocol") == "http"]
+        assert (line["method"], line["code"], line["model"]) == ("/v1/chat/completions", "UNAVAILABLE", "tiny")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,242 @@
+"""Every refusal and failure of the HTTP door as each official SDK parses it: status, error type and code, the
+field, Retry-After, request ids, the token, and no secret in any answer."""
+
+from __future__ import annotations
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from tests.conftest import TINY_MODEL, serving_doors
+from tests.fakes.base import FakeUpstream
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import key_of
+from tests.http_door import (
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    base_url,
+    load_hosted,
+    openai_messages,
+)
+from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.doors import Doors
+from warpcore.server.rpc.server import ServingOptions
+
+OPENAI_MESSAGES = openai_messages("Say hello")
+ANTHROPIC_MESSAGES = anthropic_messages("Say hello")
+# Upstream status -> (door status, OpenAI error type, Anthropic error type).
+STATUS_CASES = [
+    (400, 400, "invalid_request_error", "invalid_request_error"),
+    (401, 401, "invalid_request_error", "authentication_error"),
+    (403, 403, "permission_error", "permission_error"),
+    (404, 404, "invalid_request_error", "not_found_error"),
+    (429, 429, "requests", "rate_limit_error"),
+    (500, 503, "server_error", "api_error"),
+    (503, 503, "server_error", "api_error"),
+    (529, 529, "overloaded_error", "overloaded_error"),
+]
+
+
+@pytest.fixture
+async def hosted(doors: Doors, upstream: FakeUpstream) -> Doors:
+    await load_hosted(doors, upstream)
+    return doors
+
+
+async def openai_failure(doors: Doors, **options: object) -> openai.APIStatusError:
+    async with async_openai_client(doors) as client:
+        with pytest.raises(openai.APIStatusError) as failure:
+            await client.chat.completions.create(**{"model": "m", "messages": OPENAI_MESSAGES, **options})  # type: ignore[call-overload]
+    return failure.value
+
+
+async def anthropic_failure(doors: Doors, **options: object) -> anthropic.APIStatusError:
+    async with async_anthropic_client(doors) as client:
+        with pytest.raises(anthropic.APIStatusError) as failure:
+            await client.messages.create(**{"model": "m", "messages": ANTHROPIC_MESSAGES, "max_tokens": 10, **options})  # type: ignore[call-overload]
+    return failure.value
+
+
+@pytest.mark.parametrize(("upstream_status", "status", "openai_type", "anthropic_type"), STATUS_CASES)
+async def test_upstream_statuses_in_each_dialect(
+    hosted: Doors, upstream: FakeUpstream, upstream_status: int, status: int, openai_type: str, anthropic_type: str
+) -> None:
+    upstream.script = Script(status=upstream_status, error_message=f"scripted {upstream_status}")
+    for stream in (False, True):
+        from_openai = await openai_failure(hosted, stream=stream)
+        from_anthropic = await anthropic_failure(hosted, stream=stream)
+        assert (from_openai.status_code, from_openai.type) == (status, openai_type)
+        assert (from_anthropic.status_code, from_anthropic.type) == (status, anthropic_type)
+        assert f"scripted {upstream_status}" in from_openai.message
+        assert from_anthropic.request_id == from_anthropic.response.headers["x-request-id"]
+        assert isinstance(from_anthropic.body, dict)
+        assert from_anthropic.body["request_id"] == from_anthropic.request_id
+        retry_after = "retry-after" in from_openai.response.headers
+        assert retry_after == (status in (429, 503, 529))
+        assert ("retry-after" in from_anthropic.response.headers) == retry_after
+
+
+async def test_upstream_retry_after_is_passed_on(hosted: Doors, upstream: FakeUpstream) -> None:
+    upstream.script = Script(status=429, headers={"retry-after": "7"})
+    assert (await openai_failure(hosted)).response.headers["retry-after"] == "7"
+    assert (await anthropic_failure(hosted)).response.headers["retry-after-ms"] == "7000"
+
+
+async def test_context_length_errors_carry_the_openai_code(hosted: Doors, upstream: FakeUpstream) -> None:
+    upstream.script = Script(status=400, error_code="context_length_exceeded", error_message="prompt is too long")
+    failure = await openai_failure(hosted)
+    assert (failure.status_code, failure.code) == (400, "context_length_exceeded")
+
+
+async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) -> None:
+    await doors.engine.load(LoadSpec("m", BackendKind.LLAMA_CPP, TINY_MODEL, None, 32))
+    long = [{"role": "user", "content": "the world " * 40}]
+    failure = await openai_failure(doors, messages=long, stream=True)
+    assert (failure.status_code, failure.code, failure.param) == (400, "context_length_exceeded", "messages")
+    assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
+
+
+async def test_an_error_event_mid_stream_reaches_both_sdks(hosted: Doors, upstream: FakeUpstream) -> None:
+    if isinstance(upstream, FakeOpenAI):
+        upstream.script = Script(chunks=["a", "b", "c", "d"], cut_after=2)
+    else:
+        upstream.script = Script(chunks=["a", "b", "c"], error_event_after=2)
+    async with async_openai_client(hosted) as client:
+        stream = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, stream=True)
+        texts: list[str] = []
+
+        async def read() -> None:
+            async for chunk in stream:
+                texts.extend(chunk.choices[0].delta.content or "" for _ in chunk.choices[:1])
+
+        with pytest.raises(openai.APIError):
+            await read()
+    assert "".join(texts) == "ab"
+    async with async_anthropic_client(hosted) as anthropic_sdk:
+        with pytest.raises(anthropic.APIStatusError) as failure:
+            async with anthropic_sdk.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=9) as events:
+                await events.get_final_message()
+    assert failure.value.type in ("api_error", "overloaded_error")
+
+
+async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
+    from_openai = await openai_failure(doors, model="nope")
+    from_anthropic = await anthropic_failure(doors, model="nope")
+    assert (from_openai.status_code, from_openai.code, from_openai.param) == (404, "model_not_found", "model")
+    assert (from_anthropic.status_code, from_anthropic.type) == (404, "not_found_error")
+    async with async_openai_client(doors) as client:
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("nope")
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": 3}, "temperature"),
+        ({"seed": 2**40}, "seed"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+        ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice.function.name"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, None),
+    ],
+)
+async def test_bad_openai_fields_are_400_naming_them(
+    hosted: Doors, upstream: FakeUpstream, options: dict[str, object], param: str | None
+) -> None:
+    sent = len(upstream.requests)
+    failure = await openai_failure(hosted, **options)
+    assert (failure.status_code, failure.type) == (400, "invalid_request_error")
+    assert failure.param == (param or "messages[0].content[0].type")
+    assert len(upstream.requests) == sent  # refused before anything went upstream
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"max_tokens": None}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages[0].content[0].type"),
+        ({"tool_choice": {"type": "tool", "name": "f"}}, "tool_choice.name"),
+        ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+        ({"output_config": {"effort": "max"}}, "output_config.effort"),
+    ],
+)
+async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:
+    body = {"model": "m", "messages": ANTHROPIC_MESSAGES, "max_tokens": 10, **options}
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(
+            f"{base_url(hosted)}/v1/messages", json={k: v for k, v in body.items() if v is not None}
+        )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(field)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
+    path: str, server_env: dict[str, str]
+) -> None:
+    async with (
+        serving_doors(server_env, ServingOptions(max_message_bytes=1000)) as doors,
+        httpx2.AsyncClient(base_url=base_url(doors)) as client,
+    ):
+        not_json = await client.post(path, content=b"{nope")
+        not_object = await client.post(path, json=[1])
+        too_large = await client.post(path, json={"messages": ["x" * 2000]})
+        no_route = await client.get("/v1/nothing")
+        wrong_method = await client.get(path)
+    assert [response.status_code for response in (not_json, not_object, too_large, no_route, wrong_method)] == [
+        400,
+        400,
+        413,
+        404,
+        405,
+    ]
+    assert "not valid JSON" in not_json.text
+    if path == "/v1/messages":
+        assert too_large.json()["error"]["type"] == "request_too_large"
+    else:
+        assert too_large.json()["error"]["param"] == "request"
+
+
+async def test_the_token_is_required_by_bearer_or_x_api_key(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    token = "door-token-0123456789"
+    async with serving_doors(server_env, ServingOptions(token=token)) as doors:
+        await load_hosted(doors, openai_upstream)
+        for key in ("", "wrong"):
+            async with async_openai_client(doors, key or "x") as client:
+                with pytest.raises(openai.AuthenticationError) as refused:
+                    await client.models.list()
+            async with async_anthropic_client(doors, key or "x") as anthropic_sdk:
+                with pytest.raises(anthropic.AuthenticationError) as refused_anthropic:
+                    await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
+            assert token not in refused.value.response.text + refused_anthropic.value.response.text
+        assert refused_anthropic.value.type == "authentication_error"
+        assert refused.value.code == "invalid_api_key"
+        async with async_openai_client(doors, token) as client, async_anthropic_client(doors, token) as anthropic_sdk:
+            answer = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+            message = await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
+        assert answer.choices[0].message.content == message.content[0].text == "Hello, world"  # type: ignore[union-attr]
+        async with httpx2.AsyncClient() as raw:
+            unauthenticated = await raw.post(f"{base_url(doors)}/v1/chat/completions", json={})
+        assert unauthenticated.status_code == 401
+
+
+async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstream) -> None:
+    key = key_of(upstream)
+    upstream.script = Script(status=401, error_message=f"Incorrect API key provided: {key}")
+    failures: list[openai.APIStatusError | anthropic.APIStatusError] = [
+        await openai_failure(hosted),
+        await anthropic_failure(hosted),
+        await openai_failure(hosted, stream=True),
+    ]
+    for failure in failures:
+        assert key not in failure.response.text
+        assert key[-12:] not in str(failure.body)
