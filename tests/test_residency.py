@@ -5,9 +5,9 @@ health say about each."""
 from __future__ import annotations
 
 import asyncio
-import math
 import ctypes
 import gc
+import math
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
