@@ -13,7 +13,7 @@ from tests.conftest import collect, failed_stream
 from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
-from warpcore.server.core.coalescing import JOIN_BACKLOG, coalesced
+from warpcore.server.core.coalescing import JOIN_BACKLOG, READ_SLICE, coalesced
 from warpcore.server.core.domain import GenerationEvent, TextChunk
 from warpcore.server.core.errors import UnavailableError
 from warpcore.v1 import inference_pb2 as pb
@@ -91,6 +91,29 @@ async def test_every_delta_read_before_a_failure_goes_out_first() -> None:
         await write_all()
     assert "".join(received) == "".join(BURST)
     assert len(received) < len(BURST)
+
+
+async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> None:
+    # A burst already buffered would keep the process busy reading while the caller waits for its first frame.
+    pulled: list[str] = []
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        for text in BURST:
+            pulled.append(text)
+            yield TextChunk(text)
+
+    stream = coalesced(events())
+    assert await anext(stream) == TextChunk(BURST[0])
+    for _ in range(3 * READ_SLICE):  # turns of the loop for the reader, while the first frame is being written
+        await asyncio.sleep(0)
+    assert pulled == BURST[:1]
+    rest: list[str] = []
+    async for event in stream:  # asking for the next frame says the first one is written
+        assert isinstance(event, TextChunk)
+        rest.append(event.text)
+        await asyncio.sleep(0)  # a writer slower than the reader, as before
+    assert "".join(rest) == "".join(BURST[1:])
+    assert len(rest) < len(BURST) - 1  # the rest of the burst was read ahead and joined, as before
 
 
 async def test_usage_and_finish_come_last_after_joined_text(stub: Stub, upstream: FakeUpstream) -> None:

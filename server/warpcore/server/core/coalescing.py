@@ -23,10 +23,15 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
 
     Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
     or the failure comes after the last text. Closing this generator stops the reading and closes `events`.
+
+    Nothing after the first delta is read until it is written: reading a burst already buffered keeps this
+    process busy for many milliseconds, and on a host with few cores the caller, woken by the first frame, would
+    wait behind it (and behind the upstream sending the burst) before it sees its first token.
     """
     texts: collections.deque[Delta] = collections.deque()
     ending: list[Finish | Exception] = []
     ready = asyncio.Event()
+    first_written = asyncio.Event()
     waiting = finished = False
 
     async def read_ahead() -> None:
@@ -39,7 +44,10 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 texts.append(event)
                 if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
                     ready.set()
-                    await asyncio.sleep(0)
+                    if first_written.is_set():
+                        await asyncio.sleep(0)
+                    else:  # the first frame goes out alone, before the rest of a burst is read
+                        await first_written.wait()
                 elif len(texts) % READ_SLICE == 0:
                     # Reading an upstream whose bytes are already buffered never yields to the loop: let it see
                     # whether the frame being written is done, so that the text read meanwhile goes out.
@@ -65,6 +73,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                     yield joined
             elif texts:
                 yield texts.popleft()
+                first_written.set()
             elif finished:
                 break
         for end in ending:
