@@ -16,7 +16,7 @@ from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.policy import default_policy
 from warpcore.server.core.registry import ModelRegistry
-from warpcore.server.embedded import embedded_load_spec
+from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions, start_server, tls_credentials
@@ -53,7 +53,7 @@ def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[Loa
     """Everything to load before reporting SERVING; a bad config file fails here, before the server starts."""
     specs = read_preload(settings.config, env) if settings.config else []
     if settings.default_model:
-        specs.insert(0, embedded_load_spec(settings.models_path))
+        specs[:0] = embedded_load_specs(settings.models_path)
     return specs
 
 

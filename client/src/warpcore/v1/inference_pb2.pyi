@@ -15,6 +15,8 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
+from warpcore.v1 import tokens_pb2 as _tokens_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -207,6 +209,58 @@ FINISH_REASON_ERROR: FinishReason.ValueType  # 5
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
+class CountTokensRequest(_message.Message):
+    """CountTokensRequest asks for the prompt size of one generation request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    INCLUDE_TOKENS_FIELD_NUMBER: _builtins.int
+    include_tokens: _builtins.bool
+    """Also return the tokens, ids and pieces (llama.cpp only; for debugging prompts)."""
+    @_builtins.property
+    def request(self) -> Global___GenerateRequest:
+        """The request to count, as it would be sent to Generate. Required."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___GenerateRequest | None = ...,
+        include_tokens: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_tokens", b"include_tokens", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTokensRequest: _TypeAlias = CountTokensRequest  # noqa: Y015
+
+@_typing.final
+class CountTokensResponse(_message.Message):
+    """CountTokensResponse holds the count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def count(self) -> _tokens_pb2.TokenCount:
+        """The prompt's size, and its tokens when asked for."""
+
+    def __init__(
+        self,
+        *,
+        count: _tokens_pb2.TokenCount | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTokensResponse: _TypeAlias = CountTokensResponse  # noqa: Y015
+
+@_typing.final
 class ApiConfig(_message.Message):
     """ApiConfig configures a hosted API backend. Every unset field falls back to the
     server's environment: OPENAI_API_KEY, OPENAI_ORGANIZATION, OPENAI_API_BASE and
@@ -274,6 +328,8 @@ class LlamaCppConfig(_message.Message):
     USE_MLOCK_FIELD_NUMBER: _builtins.int
     NUMA_STRATEGY_FIELD_NUMBER: _builtins.int
     CHAT_FORMAT_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
+    POOLING_FIELD_NUMBER: _builtins.int
     use_mmap: _builtins.bool
     """Map the model file instead of reading it into memory (llama.cpp default: true)."""
     use_mlock: _builtins.bool
@@ -285,6 +341,12 @@ class LlamaCppConfig(_message.Message):
     "chatml". Unset: the template stored in the GGUF file, else one chosen from
     the model's architecture.
     """
+    embedding: _builtins.bool
+    """Load the model to embed texts (Embed) instead of generating (default: false).
+    The same GGUF file can be loaded twice, under two model ids, to do both.
+    """
+    pooling: _embeddings_pb2.Pooling.ValueType
+    """With embedding: how token vectors become one vector per text."""
     def __init__(
         self,
         *,
@@ -292,19 +354,25 @@ class LlamaCppConfig(_message.Message):
         use_mlock: _builtins.bool | None = ...,
         numa_strategy: Global___NumaStrategy.ValueType = ...,
         chat_format: _builtins.str | None = ...,
+        embedding: _builtins.bool | None = ...,
+        pooling: _embeddings_pb2.Pooling.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "numa_strategy", b"numa_strategy", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "numa_strategy", b"numa_strategy", "pooling", b"pooling", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__chat_format: _TypeAlias = _typing.Literal["chat_format"]  # noqa: Y015
     _WhichOneofArgType__chat_format: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format"]  # noqa: Y015
+    _WhichOneofReturnType__embedding: _TypeAlias = _typing.Literal["embedding"]  # noqa: Y015
+    _WhichOneofArgType__embedding: _TypeAlias = _typing.Literal["_embedding", b"_embedding"]  # noqa: Y015
     _WhichOneofReturnType__use_mlock: _TypeAlias = _typing.Literal["use_mlock"]  # noqa: Y015
     _WhichOneofArgType__use_mlock: _TypeAlias = _typing.Literal["_use_mlock", b"_use_mlock"]  # noqa: Y015
     _WhichOneofReturnType__use_mmap: _TypeAlias = _typing.Literal["use_mmap"]  # noqa: Y015
     _WhichOneofArgType__use_mmap: _TypeAlias = _typing.Literal["_use_mmap", b"_use_mmap"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__chat_format) -> _WhichOneofReturnType__chat_format | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding) -> _WhichOneofReturnType__embedding | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__use_mlock) -> _WhichOneofReturnType__use_mlock | None: ...
     @_typing.overload

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from warpcore.v1 import embeddings_pb2 as warpcore_dot_v1_dot_embeddings__pb2
 from warpcore.v1 import inference_pb2 as warpcore_dot_v1_dot_inference__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -55,6 +56,16 @@ class InferenceServiceStub:
                 request_serializer=warpcore_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=warpcore_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/warpcore.v1.InferenceService/Embed',
+                request_serializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/warpcore.v1.InferenceService/CountTokens',
+                request_serializer=warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -100,6 +111,25 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed returns one vector per input text, in input order, from a model loaded
+        for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
+        generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
+        than the model's context unless options.truncate is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTokens(self, request, context):
+        """CountTokens says how many prompt tokens a GenerateRequest would use on its
+        model, exactly, without generating. UNIMPLEMENTED where the backend has no
+        exact count (OpenAI); options other than system are not read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +152,16 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=warpcore_dot_v1_dot_inference__pb2.GenerateRequest.FromString,
                     response_serializer=warpcore_dot_v1_dot_inference__pb2.GenerateResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.FromString,
+                    response_serializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.FromString,
+                    response_serializer=warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -233,6 +273,60 @@ class InferenceService:
             '/warpcore.v1.InferenceService/Generate',
             warpcore_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
             warpcore_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warpcore.v1.InferenceService/Embed',
+            warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+            warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warpcore.v1.InferenceService/CountTokens',
+            warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+            warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

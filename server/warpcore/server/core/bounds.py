@@ -3,7 +3,7 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 
 from __future__ import annotations
 
-from warpcore.server.core.domain import NumaStrategy
+from warpcore.server.core.domain import NumaStrategy, Pooling
 
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
@@ -16,12 +16,16 @@ MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
+MAX_EMBED_INPUTS = 2048
+"""Texts in one Embed call, at most (OpenAI's own limit)."""
+MAX_EMBED_DIMENSIONS = 65536
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The largest request a front door accepts, unless the server is started with another limit."""
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 NUMA_NAMES = tuple(name.lower() for name in NumaStrategy.__members__)
+POOLING_NAMES = tuple(name.lower() for name in Pooling.__members__)
 
 
 def parse_bool(word: str) -> bool | None:
@@ -33,3 +37,8 @@ def parse_bool(word: str) -> bool | None:
 def parse_numa(name: str) -> NumaStrategy | None:
     """The NUMA strategy a name (any case) stands for, None for an unknown name."""
     return NumaStrategy.__members__.get(name.strip().upper())
+
+
+def parse_pooling(name: str) -> Pooling | None:
+    """The pooling a name (any case) stands for, None for an unknown name."""
+    return Pooling.__members__.get(name.strip().upper())

@@ -38,6 +38,14 @@ class FinishReason(enum.Enum):
     ERROR = "error"
 
 
+class Pooling(enum.IntEnum):
+    """llama.cpp's LLAMA_POOLING_TYPE_* values that give one vector per text."""
+
+    MEAN = 1
+    CLS = 2
+    LAST = 3
+
+
 class NumaStrategy(enum.IntEnum):
     """llama.cpp's GGML_NUMA_STRATEGY_* values."""
 
@@ -70,6 +78,10 @@ class LocalSettings:
     numa: NumaStrategy | None = None
     chat_format: str | None = None
     parallel: int | None = None
+    embedding: bool | None = None
+    """Load the model to embed texts (Embed) rather than to generate."""
+    pooling: Pooling | None = None
+    """With `embedding`: how token vectors become a text's vector; None: the GGUF's, else MEAN."""
 
 
 BackendSettings = ApiSettings | LocalSettings

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -24,11 +26,18 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
-from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
+from warpcore.server.core.validation import (
+    check_embedding,
+    check_generation,
+    check_id,
+    check_load,
+    check_settings,
+)
 
 _log = logging.getLogger("warpcore.server")
 
@@ -121,6 +130,18 @@ class Engine:
                 await events.aclose()
             yield result(Finish(FinishReason.CANCELLED))
 
+    async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
+        """One vector per input, in input order; unit length unless `params.normalize` is off. Admitted through the
+        model's gate like a generation: it takes the same cores."""
+        check_id(model_id, "model_id")
+        check_embedding(params)
+        model = self.registry.get(model_id)
+        async with self._admitted(model, threading.Event()):
+            embeddings = await model.adapter.embed(params)
+        if not params.normalize:
+            return embeddings
+        return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
+
     @contextlib.asynccontextmanager
     async def _admitted(self, model: LoadedModel, stop: threading.Event) -> AsyncIterator[None]:
         """Counted as in flight, through the model's admission gate, and tracked for shutdown."""
@@ -135,3 +156,9 @@ class Engine:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
+
+
+def _unit(vector: tuple[float, ...]) -> tuple[float, ...]:
+    """`vector` scaled to Euclidean length 1; a zero vector stays as it is."""
+    length = math.sqrt(math.fsum(component * component for component in vector))
+    return vector if length == 0 else tuple(component / length for component in vector)

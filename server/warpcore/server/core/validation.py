@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
     MAX_CONTEXT_SIZE,
+    MAX_EMBED_DIMENSIONS,
+    MAX_EMBED_INPUTS,
     MAX_ID_LENGTH,
     MAX_PARALLEL,
     MAX_STOP_SEQUENCES,
@@ -24,6 +26,7 @@ from warpcore.server.core.domain import (
     LocalSettings,
     Role,
 )
+from warpcore.server.core.embeddings import EmbedParams
 from warpcore.server.core.errors import InvalidArgumentError
 
 
@@ -64,6 +67,18 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(params.top_k >= 1, "top_k", "top_k must be at least 1")
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
+
+
+def check_embedding(params: EmbedParams) -> None:
+    require(1 <= len(params.inputs) <= MAX_EMBED_INPUTS, "inputs", f"give between 1 and {MAX_EMBED_INPUTS} inputs")
+    for index, text in enumerate(params.inputs):
+        require(bool(text), f"inputs[{index}]", f"inputs[{index}] is empty; every input needs text")
+    if params.dimensions is not None:
+        require(
+            1 <= params.dimensions <= MAX_EMBED_DIMENSIONS,
+            "dimensions",
+            f"dimensions must be between 1 and {MAX_EMBED_DIMENSIONS}",
+        )
 
 
 def check_load(spec: LoadSpec) -> None:
@@ -117,6 +132,8 @@ def _check_local(local: LocalSettings) -> None:
         require(
             1 <= local.parallel <= MAX_PARALLEL, "settings.parallel", f"parallel must be between 1 and {MAX_PARALLEL}"
         )
+    if local.pooling is not None:
+        require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
 

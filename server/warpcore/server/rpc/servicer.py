@@ -12,6 +12,7 @@ from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.rpc import translate
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
+from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -54,3 +55,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield translate.result_frame(output)
             elif isinstance(output, TextChunk):
                 yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
+
+    @unary_errors
+    async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
+        params = translate.embed_params(request, context.time_remaining())
+        return translate.embed_response(await self._engine.embed(request.model_id, params))

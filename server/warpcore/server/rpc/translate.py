@@ -16,12 +16,15 @@ from warpcore.server.core.domain import (
     LoadSpec,
     LocalSettings,
     NumaStrategy,
+    Pooling,
     Role,
 )
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.validation import require
+from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 
 _BACKENDS = {
@@ -38,6 +41,7 @@ _NUMA = {
     pb.NUMA_STRATEGY_NUMACTL: NumaStrategy.NUMACTL,
     pb.NUMA_STRATEGY_MIRROR: NumaStrategy.MIRROR,
 }
+_POOLING = {epb.POOLING_MEAN: Pooling.MEAN, epb.POOLING_CLS: Pooling.CLS, epb.POOLING_LAST: Pooling.LAST}
 _FINISH_REASONS = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
     FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
@@ -60,6 +64,11 @@ FIELD_PATHS = {
     **{f"settings.{name}": f"{_LOCAL}.{name}" for name in ("threads", "parallel", "gpu_layers", "use_gpu")},
     **{f"settings.{name}": f"{_LOCAL}.llama_cpp.{name}" for name in ("use_mmap", "use_mlock", "chat_format")},
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
+    "settings.embedding": f"{_LOCAL}.llama_cpp.embedding",
+    "settings.pooling": f"{_LOCAL}.llama_cpp.pooling",
+    "dimensions": "options.dimensions",
+    "normalize": "options.normalize",
+    "truncate": "options.truncate",
 }
 """Domain field paths (core/validation.py) to the protobuf field paths a BadRequest names."""
 
@@ -99,6 +108,10 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
         if llama.numa_strategy != pb.NUMA_STRATEGY_UNSPECIFIED:
             numa = _NUMA.get(llama.numa_strategy)
             require(numa is not None, "settings.numa", "unknown numa_strategy")
+        pooling = None
+        if llama.pooling != epb.POOLING_UNSPECIFIED:
+            pooling = _POOLING.get(llama.pooling)
+            require(pooling is not None, "settings.pooling", "unknown pooling")
         return LocalSettings(
             threads=local.threads if local.HasField("threads") else None,
             use_gpu=local.use_gpu if local.HasField("use_gpu") else None,
@@ -108,6 +121,8 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             numa=numa,
             chat_format=llama.chat_format if llama.HasField("chat_format") else None,
             parallel=local.parallel if local.HasField("parallel") else None,
+            embedding=llama.embedding if llama.HasField("embedding") else None,
+            pooling=pooling,
         )
     return None
 
@@ -148,6 +163,25 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         system=options.system if options.HasField("system") else None,
         seed=options.seed if options.HasField("seed") else None,
         timeout=time_remaining,
+    )
+
+
+def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:
+    options = request.options
+    return EmbedParams(
+        inputs=tuple(request.inputs),
+        dimensions=options.dimensions if options.HasField("dimensions") else None,
+        normalize=options.normalize if options.HasField("normalize") else True,
+        truncate=options.truncate,
+        timeout=time_remaining,
+    )
+
+
+def embed_response(embeddings: Embeddings) -> epb.EmbedResponse:
+    return epb.EmbedResponse(
+        embeddings=[epb.Embedding(values=vector) for vector in embeddings.vectors],
+        prompt_tokens=embeddings.prompt_tokens,
+        upstream_request_id=embeddings.upstream_request_id,
     )
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import openai
 
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
-from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
 from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams
-from warpcore.server.core.errors import DeadlineExceededError
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",
@@ -78,6 +80,31 @@ class OpenAIAdapter(HostedAdapter):
         # The usage arrives in a last chunk of its own, and only when asked for.
         options = {"seed": params.seed, "stop": list(params.stop) or None, "stream_options": {"include_usage": True}}
         return self._body(params, messages, **options)
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        if not params.normalize:
+            raise refused("normalize", "the OpenAI API only returns unit-length vectors; leave normalize unset")
+        if params.truncate:
+            raise refused("truncate", "the OpenAI API refuses inputs that are too long and cannot truncate them")
+        options = {"dimensions": params.dimensions} if params.dimensions is not None else {}
+        with map_sdk_errors(ERRORS, self._api):
+            raw = await self._client.embeddings.with_raw_response.create(
+                model=self._model,
+                input=list(params.inputs),
+                timeout=request_timeout(self._api.timeout, params.timeout),
+                **options,  # type: ignore[arg-type]
+            )
+            response = raw.parse()
+        data = sorted(response.data, key=lambda item: item.index)
+        if [item.index for item in data] != list(range(len(params.inputs))):
+            raise upstream_error(
+                UnavailableError, self._api, "the embeddings do not match the inputs", reason="UPSTREAM_MALFORMED"
+            )
+        return Embeddings(
+            tuple(tuple(item.embedding) for item in data),
+            prompt_tokens=response.usage.prompt_tokens,
+            upstream_request_id=scrub_request_id(raw.headers.get("x-request-id"), self._api.api_key),
+        )
 
     async def list_models(self) -> Sequence[str]:
         with map_sdk_errors(ERRORS, self._api):

@@ -14,7 +14,14 @@ from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, GenerationParams, ModelInfo, TextChunk
-from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnavailableError, WarpcoreError
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+    WarpcoreError,
+)
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
@@ -165,6 +172,14 @@ class HostedAdapter(ABC):
             upstream_request_id=scrub_request_id(
                 stream.response.headers.get(endpoint.request_id_header), self._api.api_key
             ),
+        )
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        raise FailedPreconditionError(
+            f"the {self.name} API has no embeddings; load an embedding model on the openai backend, or a GGUF on the"
+            " llama_cpp backend with llama_cpp.embedding set",
+            reason="EMBEDDINGS_UNSUPPORTED",
+            metadata={"provider": self._api.provider},
         )
 
     async def close(self) -> None:

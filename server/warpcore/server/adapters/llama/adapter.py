@@ -15,6 +15,7 @@ import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -22,6 +23,7 @@ from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
 
 _log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class LlamaCppAdapter:
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
+        self._embedder: EmbeddingContext | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -54,6 +57,12 @@ class LlamaCppAdapter:
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         scheduler = self._scheduler
+        if self._options.embedding:
+            raise FailedPreconditionError(
+                "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate; load the same"
+                " file again under another model_id without embedding to generate with it",
+                reason="MODEL_LOADED_FOR_EMBEDDINGS",
+            )
         if self._closing or scheduler is None:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
         loop = asyncio.get_running_loop()
@@ -75,6 +84,19 @@ class LlamaCppAdapter:
             # Reached on completion, on error and when the caller closes the stream (cancellation): the
             # scheduler drops the generation before its next step, and a queued one never starts.
             stop.set()
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        if not self._options.embedding:
+            raise FailedPreconditionError(
+                "this model was loaded to generate text, so it cannot embed; load it again under another model_id"
+                " with backend_config.local.llama_cpp.embedding set to true",
+                reason="MODEL_NOT_LOADED_FOR_EMBEDDINGS",
+            )
+        embedder = self._embedder
+        if self._closing or embedder is None:
+            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+        embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params))
+        return embeddings
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
@@ -113,10 +135,23 @@ class LlamaCppAdapter:
                 " server log)",
                 reason="MODEL_LOAD_FAILED",
             ) from None
+        weights = LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock)
+        if options.embedding:
+            try:
+                pooling = model_pooling(vocabulary, options.pooling)
+                threads = vocabulary.context_params.n_threads
+                self._embedder = EmbeddingContext(
+                    weights, vocabulary, pooling=pooling, context_size=context_size, threads=threads
+                )
+            except BaseException:
+                vocabulary.close()
+                raise
+            self._vocabulary = vocabulary
+            return ModelInfo(context_size=context_size, parallel=1)
         try:
             preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
             native = NativeContext(
-                LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
+                weights,
                 slots=options.parallel,
                 context_size=context_size,
                 threads=vocabulary.context_params.n_threads,
@@ -145,6 +180,9 @@ class LlamaCppAdapter:
             self._scheduler.close()
             self._batching.join()  # its generations finish, then it frees the native context
         self._scheduler = self._batching = None
+        if self._embedder is not None:
+            self._embedder.free()
+            self._embedder = None
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None

@@ -9,7 +9,7 @@ from typing import TypeVar
 from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
 from warpcore.server.core.bounds import MAX_PARALLEL, NUMA_NAMES, parse_numa
-from warpcore.server.core.domain import LocalSettings, NumaStrategy
+from warpcore.server.core.domain import LocalSettings, NumaStrategy, Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 Value = TypeVar("Value")
@@ -25,6 +25,8 @@ class LlamaOptions:
     numa: NumaStrategy
     chat_format: str | None
     parallel: int
+    embedding: bool = False
+    pooling: Pooling | None = None
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
@@ -56,6 +58,8 @@ class LlamaOptions:
             numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
             chat_format=chat_format,
             parallel=parallel,
+            embedding=bool(settings.embedding),
+            pooling=settings.pooling,
         )
 
 
