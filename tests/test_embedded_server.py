@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -21,6 +22,9 @@ from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
 class ServerProcess:
@@ -74,12 +78,12 @@ def direct_embeddings(models_path: Path, texts: list[str]) -> list[list[float]]:
         model_path=str(next(models_path.rglob("*.gguf"))), embedding=True, pooling_type=1, n_ctx=4096, verbose=False
     )
     try:
-        return llama.embed(texts, normalize=True)  # type: ignore[return-value]
+        return [[float(x) for x in vector] for vector in llama.embed(texts, normalize=True)]
     finally:
         llama.close()
 
 
-async def check_embeddings(stub: inference_pb2_grpc.InferenceServiceStub, models_path: Path) -> None:
+async def check_embeddings(stub: Stub, models_path: Path) -> None:
     """The embedding model over the same file: vectors of Gemma's size, the same text the same vector, a batch as
     one by one, and what llama-cpp-python's own embed gives."""
     response = await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=SENTENCES))
@@ -123,6 +127,8 @@ async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
         answer, chat_result = await collect(stub.Generate(chat))
         assert answer.strip()
         assert chat_result.usage.prompt_tokens > 10  # the Gemma turn format wraps the message
+        counted = await stub.CountTokens(pb.CountTokensRequest(request=chat))
+        assert counted.count.prompt_tokens == chat_result.usage.prompt_tokens
 
     server_process.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(server_process.process.wait(), 30) == 0

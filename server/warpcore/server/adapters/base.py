@@ -1,4 +1,5 @@
-"""The seam every backend implements: load one model, stream generations, embed, list models, close."""
+"""The seam every backend implements: load one model, stream generations, embed, count tokens, list models,
+close."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Protocol
 
 from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.tokens import TokenCount
 
 
 class Adapter(Protocol):
@@ -28,6 +30,11 @@ class Adapter(Protocol):
     async def embed(self, params: EmbedParams) -> Embeddings:
         """One vector per input, in input order, as the backend gives it (the engine normalizes); a model or backend
         that cannot embed raises FailedPreconditionError saying what to do instead."""
+        ...
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The prompt tokens `generate(params)` would use, exactly; FailedPreconditionError where the backend has no
+        exact count."""
         ...
 
     async def list_models(self) -> Sequence[str]:

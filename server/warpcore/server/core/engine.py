@@ -31,6 +31,7 @@ from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
+from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.validation import (
     check_embedding,
     check_generation,
@@ -141,6 +142,12 @@ class Engine:
         if not params.normalize:
             return embeddings
         return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
+
+    async def count_tokens(self, model_id: str, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
+        check_id(model_id, "model_id")
+        check_generation(params, self.limits.max_tokens)
+        return await self.registry.get(model_id).adapter.count_tokens(params, include_tokens)
 
     @contextlib.asynccontextmanager
     async def _admitted(self, model: LoadedModel, stop: threading.Event) -> AsyncIterator[None]:

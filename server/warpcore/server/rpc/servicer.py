@@ -60,3 +60,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
         params = translate.embed_params(request, context.time_remaining())
         return translate.embed_response(await self._engine.embed(request.model_id, params))
+
+    @unary_errors
+    async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
+        params = translate.generation_params(request.request, context.time_remaining())
+        count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
+        return translate.token_count_response(count)

@@ -23,9 +23,11 @@ from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.validation import require
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tokens_pb2 as tpb
 
 _BACKENDS = {
     pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
@@ -183,6 +185,11 @@ def embed_response(embeddings: Embeddings) -> epb.EmbedResponse:
         prompt_tokens=embeddings.prompt_tokens,
         upstream_request_id=embeddings.upstream_request_id,
     )
+
+
+def token_count_response(count: TokenCount) -> pb.CountTokensResponse:
+    tokens = [tpb.Token(id=token.id, piece=token.piece) for token in count.tokens]
+    return pb.CountTokensResponse(count=tpb.TokenCount(prompt_tokens=count.prompt_tokens, tokens=tokens))
 
 
 def model_message(model: LoadedModel) -> pb.Model:

@@ -10,11 +10,12 @@ import anthropic
 import httpx2
 
 from warpcore.server.adapters.env import env_str
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
 from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams, Role
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.tokens import TokenCount
 
 ENVIRONMENT = ApiEnvironment(
     provider="anthropic",
@@ -95,6 +96,7 @@ class AnthropicAdapter(HostedAdapter):
     name = "Anthropic"
     errors = ERRORS
     endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], "request-id", _MessageEvents)
+    _client: anthropic.AsyncAnthropic
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
         api = resolve_api(settings, env, ENVIRONMENT)
@@ -117,6 +119,21 @@ class AnthropicAdapter(HostedAdapter):
             "stop_sequences": list(params.stop) or None,
         }
         return self._body(params, _alternating_turns(params), **options)
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The Messages API's own count, for the same messages and system text `generate` would send."""
+        if include_tokens:
+            raise refused("include_tokens", "the Anthropic API counts tokens but does not return them")
+        body = self._request(params)
+        fields = {"system": body["system"]} if "system" in body else {}
+        with map_sdk_errors(ERRORS, self._api):
+            counted = await self._client.messages.count_tokens(
+                model=self._model,
+                messages=body["messages"],
+                timeout=request_timeout(self._api.timeout, params.timeout),
+                **fields,
+            )
+        return TokenCount(counted.input_tokens)
 
     async def list_models(self) -> Sequence[str]:
         """GET /v1/models page by page, straight over HTTP with the key and version headers."""

@@ -22,6 +22,7 @@ from warpcore.server.core.errors import (
     UnavailableError,
     WarpcoreError,
 )
+from warpcore.server.core.tokens import TokenCount
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
@@ -179,6 +180,13 @@ class HostedAdapter(ABC):
             f"the {self.name} API has no embeddings; load an embedding model on the openai backend, or a GGUF on the"
             " llama_cpp backend with llama_cpp.embedding set",
             reason="EMBEDDINGS_UNSUPPORTED",
+            metadata={"provider": self._api.provider},
+        )
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        raise FailedPreconditionError(
+            f"the {self.name} API has no exact token count for a prompt, and an estimate is not given as one",
+            reason="TOKEN_COUNT_UNSUPPORTED",
             metadata={"provider": self._api.provider},
         )
 

@@ -25,6 +25,7 @@ from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.tokens import TokenCount
 
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
@@ -47,6 +48,8 @@ class LlamaCppAdapter:
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
         self._embedder: EmbeddingContext | None = None
+        self._preparer: PromptPreparer | None = None
+        self._context_size = 0
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -58,11 +61,7 @@ class LlamaCppAdapter:
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         scheduler = self._scheduler
         if self._options.embedding:
-            raise FailedPreconditionError(
-                "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate; load the same"
-                " file again under another model_id without embedding to generate with it",
-                reason="MODEL_LOADED_FOR_EMBEDDINGS",
-            )
+            raise _loaded_for_embeddings()
         if self._closing or scheduler is None:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
         loop = asyncio.get_running_loop()
@@ -97,6 +96,15 @@ class LlamaCppAdapter:
             raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
         embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params))
         return embeddings
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        if self._options.embedding:
+            raise _loaded_for_embeddings()
+        preparer = self._preparer
+        if self._closing or preparer is None:
+            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+        count: TokenCount = await self._on_worker(lambda: preparer.count(params, self._context_size, include_tokens))
+        return count
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
@@ -167,7 +175,8 @@ class LlamaCppAdapter:
         except BaseException:
             vocabulary.close()
             raise
-        self._vocabulary, self._scheduler = vocabulary, scheduler
+        self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
+        self._context_size = context_size
         # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
         # cannot keep the process from exiting; it only ever runs after this load and before _release.
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
@@ -186,6 +195,14 @@ class LlamaCppAdapter:
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
+
+
+def _loaded_for_embeddings() -> FailedPreconditionError:
+    return FailedPreconditionError(
+        "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate or count a prompt; load"
+        " the same file again under another model_id without embedding for that",
+        reason="MODEL_LOADED_FOR_EMBEDDINGS",
+    )
 
 
 def _run_logged(scheduler: BatchScheduler) -> None:

@@ -9,6 +9,7 @@ from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tokens import Token, TokenCount
 
 # No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
 # context x this cannot fit, whatever its tokens.
@@ -26,13 +27,28 @@ class PreparedPrompt:
 
 
 class PromptPreparer:
+    """Prepares generations on the batching thread and counts prompts on the model's worker: one at a time, since
+    the vocabulary is one llama.cpp object."""
+
     def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer) -> None:
         self._template = template
         self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
+        """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
+        with self._lock:
+            tokens = self._prepare(params, context_size, threading.Event()).tokens
+            pieces = tuple(Token(token, self._tokenizer.piece(token)) for token in tokens) if include_tokens else ()
+        return TokenCount(len(tokens), pieces)
 
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens
         may be cut short: the caller then drops the generation."""
+        with self._lock:
+            return self._prepare(params, context_size, stop)
+
+    def _prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         rendered = self._template.render(params)
         encoded = rendered.text.encode("utf-8")
         field = "messages" if params.messages else "prompt"
