@@ -145,8 +145,13 @@ class FakeOpenAI(FakeUpstream):
                 payload["usage"] = chunk_usage
             return SseEvent.of_json(payload)
 
+        top_logprobs = body.get("top_logprobs") or 0
+
         def choice(delta: JsonObject, reason: str | None = None) -> JsonObject:
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            logprobs = None
+            if body.get("logprobs") is True and delta.get("content"):
+                logprobs = {"content": [fake_logprob(delta["content"], top_logprobs)], "refusal": None}
+            return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
 
         tail = [chunk([choice({}, finish_reason)])]
         tail += [chunk([choice({"content": text})]) for text in script.after_stop]
@@ -171,3 +176,14 @@ def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[fl
     raw = [digest[n % len(digest)] - 127.5 + n for n in range(dimensions)]
     length = math.sqrt(sum(component * component for component in raw))
     return [component / length for component in raw]
+
+
+def fake_logprob(text: str, top: int) -> JsonObject:
+    """The logprobs entry the fake streams with a chunk of `text`, as one token: log-probability -len(text)/10,
+    and `top` alternatives, the token itself first, then "alt1", "alt2", ... less likely each."""
+    logprob = -len(text) / 10
+    alternatives = [{"token": text, "logprob": logprob, "bytes": list(text.encode())}]
+    alternatives += [
+        {"token": f"alt{n}", "logprob": logprob - n, "bytes": list(f"alt{n}".encode())} for n in range(1, top)
+    ]
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": alternatives[:top]}

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18warpcore/v1/tokens.proto\x12\x0bwarpcore.v1\"\"\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\x05\x12\r\n\x05piece\x18\x02 \x01(\x0c\"G\n\nTokenCount\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\"\n\x06tokens\x18\x02 \x03(\x0b\x32\x12.warpcore.v1.Tokenb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18warpcore/v1/tokens.proto\x12\x0bwarpcore.v1\"\"\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\x05\x12\r\n\x05piece\x18\x02 \x01(\x0c\"G\n\nTokenCount\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\"\n\x06tokens\x18\x02 \x03(\x0b\x32\x12.warpcore.v1.Token\"l\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12-\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x17.warpcore.v1.TopLogprob\";\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05\x62ytes\x18\x02 \x01(\x0c\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKEN']._serialized_end=75
   _globals['_TOKENCOUNT']._serialized_start=77
   _globals['_TOKENCOUNT']._serialized_end=148
+  _globals['_TOKENLOGPROB']._serialized_start=150
+  _globals['_TOKENLOGPROB']._serialized_end=258
+  _globals['_TOPLOGPROB']._serialized_start=260
+  _globals['_TOPLOGPROB']._serialized_end=319
 # @@protoc_insertion_point(module_scope)

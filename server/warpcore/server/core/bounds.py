@@ -16,6 +16,8 @@ MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
+MAX_TOP_LOGPROBS = 20
+"""Most likely tokens a generation may report at each place (OpenAI's own limit)."""
 MAX_EMBED_INPUTS = 2048
 """Texts in one Embed call, at most (OpenAI's own limit)."""
 MAX_EMBED_DIMENSIONS = 65536

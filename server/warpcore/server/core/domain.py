@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from warpcore.server.core.tokens import TokenLogprob
+
 
 class BackendKind(enum.Enum):
     OPENAI = "openai"
@@ -192,11 +194,16 @@ class GenerationParams:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    """With `logprobs`: the most likely tokens to report at each place."""
 
 
 @dataclass(frozen=True)
 class TextChunk:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With GenerationParams.logprobs: the tokens that make up `text` (see TextDelta.logprobs)."""
 
 
 @dataclass(frozen=True)

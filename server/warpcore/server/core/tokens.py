@@ -1,4 +1,4 @@
-"""The values of a CountTokens call: a prompt's exact size, and its tokens when asked for."""
+"""Tokens as callers see them: a prompt's exact size (CountTokens) and generated tokens' log-probabilities."""
 
 from __future__ import annotations
 
@@ -16,3 +16,19 @@ class TokenCount:
     prompt_tokens: int
     tokens: tuple[Token, ...] = ()
     """Only when asked for, and where the backend can give them."""
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability under the model (before sampling options reshaped it), and the
+    most likely tokens at its place, most likely first."""
+
+    token: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()

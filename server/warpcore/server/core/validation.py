@@ -15,6 +15,7 @@ from warpcore.server.core.bounds import (
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
+    MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
 )
 from warpcore.server.core.domain import (
@@ -67,6 +68,12 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(params.top_k >= 1, "top_k", "top_k must be at least 1")
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
+    require(
+        0 <= params.top_logprobs <= MAX_TOP_LOGPROBS,
+        "top_logprobs",
+        f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
+    )
+    require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
 
 
 def check_embedding(params: EmbedParams) -> None:

@@ -54,7 +54,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 record_usage(output.finish)
                 yield translate.result_frame(output)
             elif isinstance(output, TextChunk):
-                yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
+                if output.logprobs:
+                    yield translate.text_delta(output)
+                else:
+                    yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
 
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:

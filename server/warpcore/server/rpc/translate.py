@@ -18,6 +18,7 @@ from warpcore.server.core.domain import (
     NumaStrategy,
     Pooling,
     Role,
+    TextChunk,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import GenerationResult
@@ -61,6 +62,8 @@ FIELD_PATHS = {
     "stop": "options.stop_sequences",
     "seed": "options.seed",
     "system": "options.system",
+    "logprobs": "options.logprobs",
+    "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",
     **{f"settings.{name}": f"backend_config.api.{name}" for name in ("api_key", "base_url", "organization", "timeout")},
     **{f"settings.{name}": f"{_LOCAL}.{name}" for name in ("threads", "parallel", "gpu_layers", "use_gpu")},
@@ -165,7 +168,29 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         system=options.system if options.HasField("system") else None,
         seed=options.seed if options.HasField("seed") else None,
         timeout=time_remaining,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
     )
+
+
+def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
+    """A delta with its tokens' log-probabilities."""
+    logprobs = [
+        tpb.TokenLogprob(
+            token=_text(token.token),
+            bytes=token.token,
+            logprob=token.logprob,
+            top_logprobs=[
+                tpb.TopLogprob(token=_text(top.token), bytes=top.token, logprob=top.logprob) for top in token.top
+            ],
+        )
+        for token in chunk.logprobs
+    ]
+    return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
+
+
+def _text(token: bytes) -> str:
+    return token.decode("utf-8", errors="replace")
 
 
 def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:

@@ -108,6 +108,8 @@ class AnthropicAdapter(HostedAdapter):
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         if params.seed is not None:
             raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
+        if params.logprobs:
+            raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
         if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
             raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
         system = [params.system] if params.system else []

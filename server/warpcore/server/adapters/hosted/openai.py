@@ -15,6 +15,7 @@ from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter
 from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.tokens import TokenLogprob, TopLogprob
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",
@@ -50,9 +51,23 @@ class _ChatChunks(EventReader):
                 if not isinstance(content, str):
                     raise TypeError("content that is not a string")
                 text = content if text is None else text + content
+                if scored := choice.get("logprobs"):
+                    self.logprobs += [_token_logprob(token) for token in scored.get("content") or ()]
             if reason := choice.get("finish_reason"):
                 self.finish = FINISH_REASONS.get(reason, FinishReason.STOP)
         return text
+
+
+def _token_logprob(scored: Any) -> TokenLogprob:
+    """One entry of a choice's logprobs.content: the token's bytes (its text when the API gives none), its
+    logprob and its top_logprobs."""
+    top = tuple(TopLogprob(_token_bytes(other), float(other["logprob"])) for other in scored.get("top_logprobs") or ())
+    return TokenLogprob(_token_bytes(scored), float(scored["logprob"]), top)
+
+
+def _token_bytes(scored: Any) -> bytes:
+    raw = scored.get("bytes")
+    return bytes(raw) if raw is not None else str(scored["token"]).encode()
 
 
 class OpenAIAdapter(HostedAdapter):
@@ -78,7 +93,13 @@ class OpenAIAdapter(HostedAdapter):
             messages.append({"role": "user", "content": params.prompt})
         messages += [{"role": message.role.value, "content": message.content} for message in params.messages]
         # The usage arrives in a last chunk of its own, and only when asked for.
-        options = {"seed": params.seed, "stop": list(params.stop) or None, "stream_options": {"include_usage": True}}
+        options = {
+            "seed": params.seed,
+            "stop": list(params.stop) or None,
+            "stream_options": {"include_usage": True},
+            "logprobs": params.logprobs or None,
+            "top_logprobs": params.top_logprobs if params.logprobs else None,
+        }
         return self._body(params, messages, **options)
 
     async def embed(self, params: EmbedParams) -> Embeddings:

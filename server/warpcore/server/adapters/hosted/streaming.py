@@ -22,7 +22,7 @@ from warpcore.server.core.errors import (
     UnavailableError,
     WarpcoreError,
 )
-from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.tokens import TokenCount, TokenLogprob
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
@@ -57,13 +57,15 @@ class UpstreamStream(Protocol):
 class EventReader(ABC):
     """One generation's reading of a provider's events: the text each adds, the usage and the finish they report."""
 
-    __slots__ = ("completion_tokens", "finish", "prompt_tokens")
+    __slots__ = ("completion_tokens", "finish", "logprobs", "prompt_tokens")
 
     def __init__(self) -> None:
         self.finish: FinishReason | None = None
         """Set by the event that says the answer is complete; no text counts after it."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.logprobs: list[TokenLogprob] = []
+        """Of the tokens read since the last text was taken: they go with it."""
 
     @abstractmethod
     def text(self, event: Any) -> str | None:
@@ -152,7 +154,11 @@ class HostedAdapter(ABC):
                             cancelled = True
                             break
                         if text := text_of(event):
-                            yield TextChunk(text)
+                            if scored := reader.logprobs:
+                                reader.logprobs = []
+                                yield TextChunk(text, tuple(scored))
+                            else:
+                                yield TextChunk(text)
                 except _MALFORMED as error:
                     raise self._malformed(error) from error
         finally:

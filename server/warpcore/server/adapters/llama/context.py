@@ -37,8 +37,10 @@ class LoadedWeights:
 
 class NativeContext:
     """Weights loaded without CPU repacking (repacked kernels change a row's logits with the number of rows decoded
-    together; see invariance.py), and one KV cache shared by all slots, so that attention spans only the cells in
-    use, not each slot's whole context. Used on the model's worker thread only."""
+    together; see invariance.py), and a KV cache stream of its own per slot: in one stream shared by all slots, a
+    sequence's cells sit wherever they were free, among its neighbours', and attention sums them in another order,
+    which changes its logits (and log-probabilities) in the last bits with what runs beside it. Used on the model's
+    worker thread only."""
 
     def __init__(self, weights: LoadedWeights, *, slots: int, context_size: int, threads: int, batch_threads: int):
         self.model = weights.load(repack=False)
@@ -46,7 +48,7 @@ class NativeContext:
         params.n_ctx = context_size * slots
         params.n_batch = params.n_ubatch = STEP_TOKENS
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = threads
         params.n_threads_batch = batch_threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)

@@ -13,7 +13,7 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import NativeContext
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
-from warpcore.server.adapters.llama.sampling import new_sampler
+from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
 from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.core.errors import UnavailableError
@@ -170,7 +170,12 @@ class BatchScheduler:
 
     def _sample(self, sequence: _Sequence, row: int) -> None:
         token = llama_cpp.llama_sampler_sample(sequence.sampler, self._native.ctx, row)
-        reason = sequence.text.feed(token)
+        params = sequence.job.params
+        scored = None
+        if params.logprobs:
+            native = self._native
+            scored = logprobs(native.ctx, row, native.vocabulary_size, token, params.top_logprobs)
+        reason = sequence.text.feed(token, scored)
         if reason is None:
             sequence.next_token = token
         else:
