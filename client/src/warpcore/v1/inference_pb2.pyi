@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import content_pb2 as _content_pb2
 from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
 from warpcore.v1 import tokens_pb2 as _tokens_pb2
 import builtins as _builtins
@@ -722,19 +723,27 @@ class ChatMessage(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     """Author of the message. Required."""
     content: _builtins.str
     """Text of the message."""
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ContentPart]:
+        """Text and images that follow content (if any), in order. Images are accepted
+        in ROLE_USER messages, by OpenAI and Anthropic; llama.cpp models refuse them.
+        """
+
     def __init__(
         self,
         *,
         role: Global___Role.ValueType = ...,
         content: _builtins.str = ...,
+        parts: _abc.Iterable[_content_pb2.ContentPart] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "parts", b"parts", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -923,8 +932,9 @@ class TextDelta(_message.Message):
         """With options.logprobs: the tokens this delta's text is made of, in order;
         their bytes, concatenated, are the text's. A token whose text is held back
         (part of a character, or what may be a stop sequence) comes with the delta
-        that releases it; the tokens of a stop sequence, which is not part of the
-        text, are left out.
+        that releases it. When a stop sequence ends the text, the tokens that
+        complete it are left out, and the last tokens sent may spell more than the
+        text (the start of the stop sequence).
         """
 
     def __init__(

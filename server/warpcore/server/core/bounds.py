@@ -18,6 +18,12 @@ MAX_ID_LENGTH = 256
 MAX_TIMEOUT_SECONDS = 86400
 MAX_TOP_LOGPROBS = 20
 """Most likely tokens a generation may report at each place (OpenAI's own limit)."""
+MAX_IMAGES = 20
+"""Images in one request, at most (Anthropic's limit for many images per request)."""
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The largest image a request may carry (Anthropic's API limit; OpenAI's is larger)."""
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+"""The image types both hosted APIs accept."""
 MAX_EMBED_INPUTS = 2048
 """Texts in one Embed call, at most (OpenAI's own limit)."""
 MAX_EMBED_DIMENSIONS = 65536

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from warpcore.server.core.content import ContentPart
 from warpcore.server.core.tokens import TokenLogprob
 
 
@@ -124,6 +125,8 @@ class ChatMessage:
     """Tool turns: the tool failed and `content` says how."""
     reasoning: tuple[ReasoningBlock, ...] = ()
     """Assistant turns: the reasoning the model gave before this turn's text and calls."""
+    parts: tuple[ContentPart, ...] = ()
+    """Text and images after `content`, in order (images in user turns only)."""
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,13 @@ import math
 from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
+    IMAGE_MEDIA_TYPES,
     MAX_CONTEXT_SIZE,
     MAX_EMBED_DIMENSIONS,
     MAX_EMBED_INPUTS,
     MAX_ID_LENGTH,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGES,
     MAX_PARALLEL,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
@@ -18,6 +21,7 @@ from warpcore.server.core.bounds import (
     MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
 )
+from warpcore.server.core.content import ImagePart
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
@@ -28,7 +32,7 @@ from warpcore.server.core.domain import (
     Role,
 )
 from warpcore.server.core.embeddings import EmbedParams
-from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.errors import InvalidArgumentError, ResourceExhaustedError
 
 
 def require(condition: bool, field: str, message: str) -> None:
@@ -53,6 +57,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         "messages",
         "messages must hold at least one user or assistant message",
     )
+    _check_images(params)
     require(
         1 <= params.max_tokens <= max_tokens_limit, "max_tokens", f"max_tokens must be between 1 and {max_tokens_limit}"
     )
@@ -74,6 +79,49 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
     )
     require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
+
+
+def _check_images(params: GenerationParams) -> None:
+    """Parts outside system turns, images only in user turns, of a type both APIs take, from https URLs, within the
+    size and count limits."""
+    count = 0
+    for index, message in enumerate(params.messages):
+        require(
+            not message.parts or message.role is not Role.SYSTEM,
+            f"messages[{index}].parts",
+            "system messages carry their text in content, without parts",
+        )
+        for number, part in enumerate(message.parts):
+            if not isinstance(part, ImagePart):
+                continue
+            field = f"messages[{index}].parts[{number}]"
+            count += 1
+            if count > MAX_IMAGES:
+                raise ResourceExhaustedError(
+                    f"{field} is image number {count}; a request may carry at most {MAX_IMAGES}",
+                    field=field,
+                    reason="TOO_MANY_IMAGES",
+                )
+            require(message.role is Role.USER, field, f"{field}: images go in user messages only")
+            require(bool(part.data) != bool(part.url), field, f"{field}: give an image's data or its url")
+            if part.url:
+                require(
+                    part.url.startswith("https://") and _is_http_url(part.url),
+                    field,
+                    f"{field}: an image url must be an https:// URL",
+                )
+                continue
+            require(
+                part.media_type in IMAGE_MEDIA_TYPES,
+                field,
+                f"{field}: media_type must be one of {', '.join(IMAGE_MEDIA_TYPES)}",
+            )
+            if len(part.data) > MAX_IMAGE_BYTES:
+                raise ResourceExhaustedError(
+                    f"{field} is {len(part.data)} bytes; an image may be at most {MAX_IMAGE_BYTES}",
+                    field=field,
+                    reason="IMAGE_TOO_LARGE",
+                )
 
 
 def check_embedding(params: EmbedParams) -> None:

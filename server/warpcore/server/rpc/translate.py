@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf import duration_pb2
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
+from warpcore.server.core.content import ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
@@ -26,6 +29,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.validation import require
+from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tokens_pb2 as tpb
@@ -155,7 +159,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         role = _ROLES.get(message.role)
         require(role is not None, f"messages[{index}].role", "role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
         assert role is not None
-        messages.append(ChatMessage(role, message.content))
+        messages.append(ChatMessage(role, message.content, parts=_parts(message.parts, f"messages[{index}]")))
     options = request.options
     return GenerationParams(
         prompt=request.prompt or None,
@@ -215,6 +219,26 @@ def embed_response(embeddings: Embeddings) -> epb.EmbedResponse:
 def token_count_response(count: TokenCount) -> pb.CountTokensResponse:
     tokens = [tpb.Token(id=token.id, piece=token.piece) for token in count.tokens]
     return pb.CountTokensResponse(count=tpb.TokenCount(prompt_tokens=count.prompt_tokens, tokens=tokens))
+
+
+def _parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
+    out: list[ContentPart] = []
+    for number, part in enumerate(parts):
+        kind = part.WhichOneof("part")
+        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
+        if kind == "text":
+            out.append(TextPart(part.text))
+            continue
+        image = part.image
+        source = image.WhichOneof("source")
+        out.append(
+            ImagePart(
+                data=image.data if source == "data" else b"",
+                media_type=image.media_type,
+                url=image.url if source == "url" else "",
+            )
+        )
+    return tuple(out)
 
 
 def model_message(model: LoadedModel) -> pb.Model:

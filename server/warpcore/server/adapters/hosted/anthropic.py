@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,7 +14,8 @@ from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
-from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams, Role
+from warpcore.server.core.content import TextPart
+from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams, Role
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 from warpcore.server.core.tokens import TokenCount
 
@@ -161,18 +163,44 @@ class AnthropicAdapter(HostedAdapter):
         return names
 
 
-def _alternating_turns(params: GenerationParams) -> list[dict[str, str]]:
-    """User and assistant turns as the Messages API wants them: alternating, starting with the user."""
+def _alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
+    """User and assistant turns as the Messages API wants them: alternating, starting with the user; a turn with
+    content parts becomes content blocks."""
     if params.prompt is not None:
         return [{"role": "user", "content": params.prompt}]
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for message in params.messages:
         if message.role is Role.SYSTEM:
             continue
+        content = _blocks(message) if message.parts else message.content
         if turns and turns[-1]["role"] == message.role.value:
-            turns[-1]["content"] += "\n\n" + message.content
+            previous = turns[-1]["content"]
+            if isinstance(previous, str) and isinstance(content, str):
+                turns[-1]["content"] = previous + "\n\n" + content
+            else:
+                turns[-1]["content"] = _as_blocks(previous) + _as_blocks(content)
         else:
-            turns.append({"role": message.role.value, "content": message.content})
+            turns.append({"role": message.role.value, "content": content})
     if turns[0]["role"] != "user":
         raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
     return turns
+
+
+def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    """A message's text and parts as content blocks: images as image blocks, by base64 data or by URL."""
+    blocks = _as_blocks(message.content)
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            blocks.append({"type": "text", "text": part.text})
+        elif part.url:
+            blocks.append({"type": "image", "source": {"type": "url", "url": part.url}})
+        else:
+            data = base64.b64encode(part.data).decode()
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}})
+    return blocks
+
+
+def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []

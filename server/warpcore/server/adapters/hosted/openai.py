@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,7 +13,8 @@ from warpcore.server.adapters.hosted.config import ApiEnvironment, client_option
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
-from warpcore.server.core.domain import ApiSettings, FinishReason, GenerationParams
+from warpcore.server.core.content import TextPart
+from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
@@ -58,6 +60,21 @@ class _ChatChunks(EventReader):
         return text
 
 
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's text, or its content parts as the chat completions API takes them: images as image_url parts,
+    bytes as data URLs."""
+    if not message.parts:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        else:
+            url = part.url or f"data:{part.media_type};base64,{base64.b64encode(part.data).decode()}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
 def _token_logprob(scored: Any) -> TokenLogprob:
     """One entry of a choice's logprobs.content: the token's bytes (its text when the API gives none), its
     logprob and its top_logprobs."""
@@ -88,10 +105,10 @@ class OpenAIAdapter(HostedAdapter):
             raise refused("top_k", "top_k is not supported by the OpenAI API; leave it unset")
         if len(params.stop) > MAX_STOP_SEQUENCES:
             raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
-        messages = [{"role": "system", "content": params.system}] if params.system else []
+        messages: list[dict[str, Any]] = [{"role": "system", "content": params.system}] if params.system else []
         if params.prompt is not None:
             messages.append({"role": "user", "content": params.prompt})
-        messages += [{"role": message.role.value, "content": message.content} for message in params.messages]
+        messages += [{"role": message.role.value, "content": _content(message)} for message in params.messages]
         # The usage arrives in a last chunk of its own, and only when asked for.
         options = {
             "seed": params.seed,

@@ -105,7 +105,7 @@ class HostedAdapter(ABC):
     @abstractmethod
     async def list_models(self) -> Sequence[str]: ...
 
-    def _body(self, params: GenerationParams, messages: list[dict[str, str]], **options: object) -> dict[str, Any]:
+    def _body(self, params: GenerationParams, messages: list[dict[str, Any]], **options: object) -> dict[str, Any]:
         """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
         `options`; a field left None is left out, so that the API applies its own default."""
         body = {

@@ -10,6 +10,7 @@ import jinja2
 import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
+from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
@@ -91,6 +92,22 @@ def _token_text(llama: llama_cpp.Llama, token: int) -> str:
     return llama.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
 
+def _text(index: int, message: ChatMessage) -> str:
+    """A message's text with its text parts, each on a line of its own; an image is refused, since no multimodal
+    projector is loaded."""
+    texts = [message.content] if message.content else []
+    for number, part in enumerate(message.parts):
+        if not isinstance(part, TextPart):
+            raise InvalidArgumentError(
+                f"messages[{index}].parts[{number}] is an image, and this llama.cpp model reads text only; send the"
+                " image to a hosted model that reads images (openai or anthropic backend)",
+                field=f"messages[{index}].parts[{number}]",
+                reason="IMAGES_UNSUPPORTED",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
 def _chat_messages(
     messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool
 ) -> list[llama_types.ChatCompletionRequestMessage]:
@@ -98,8 +115,8 @@ def _chat_messages(
     system_parts = [system] if system else []
     system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
     turns: list[Any] = [
-        {"role": message.role.value, "content": message.content}
-        for message in messages
+        {"role": message.role.value, "content": _text(index, message)}
+        for index, message in enumerate(messages)
         if message.role is not Role.SYSTEM
     ]
     if system_parts and fold_system and turns and turns[0]["role"] == "user":
