@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import capabilities_pb2 as _capabilities_pb2
 from warpcore.v1 import content_pb2 as _content_pb2
 from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
 from warpcore.v1 import tokens_pb2 as _tokens_pb2
@@ -511,6 +512,7 @@ class Model(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id used in GenerateRequest and UnloadModelRequest."""
     backend: Global___BackendType.ValueType
@@ -523,6 +525,12 @@ class Model(_message.Message):
     """Whether the model is loaded here or only available on its backend."""
     context_size: _builtins.int
     """Context window in tokens; 0 when unknown."""
+    @_builtins.property
+    def capabilities(self) -> _capabilities_pb2.ModelCapabilities:
+        """What the model can do; set for loaded models (MODEL_STATE_READY) only. For
+        OpenAI, whether a model embeds or generates is told by its name (text-embedding-*).
+        """
+
     def __init__(
         self,
         *,
@@ -532,10 +540,11 @@ class Model(_message.Message):
         type: Global___ModelType.ValueType = ...,
         state: Global___ModelState.ValueType = ...,
         context_size: _builtins.int = ...,
+        capabilities: _capabilities_pb2.ModelCapabilities | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "context_size", b"context_size", "id", b"id", "name", b"name", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "name", b"name", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

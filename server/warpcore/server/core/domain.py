@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import ContentPart
 from warpcore.server.core.tokens import TokenLogprob
 
@@ -254,6 +255,7 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import grpc
 
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.rpc import translate
+from warpcore.server.rpc import translate, translate_extras
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import embeddings_pb2 as epb
@@ -55,17 +55,17 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield translate.result_frame(output)
             elif isinstance(output, TextChunk):
                 if output.logprobs:
-                    yield translate.text_delta(output)
+                    yield translate_extras.text_delta(output)
                 else:
                     yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
 
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
-        params = translate.embed_params(request, context.time_remaining())
-        return translate.embed_response(await self._engine.embed(request.model_id, params))
+        params = translate_extras.embed_params(request, context.time_remaining())
+        return translate_extras.embed_response(await self._engine.embed(request.model_id, params))
 
     @unary_errors
     async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
         params = translate.generation_params(request.request, context.time_remaining())
         count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
-        return translate.token_count_response(count)
+        return translate_extras.token_count_response(count)

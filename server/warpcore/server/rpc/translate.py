@@ -21,18 +21,15 @@ from warpcore.server.core.domain import (
     NumaStrategy,
     Pooling,
     Role,
-    TextChunk,
 )
-from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
-from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.validation import require
+from warpcore.server.rpc.translate_extras import capabilities_message
 from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import tokens_pb2 as tpb
 
 _BACKENDS = {
     pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
@@ -177,50 +174,6 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
     )
 
 
-def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
-    """A delta with its tokens' log-probabilities."""
-    logprobs = [
-        tpb.TokenLogprob(
-            token=_text(token.token),
-            bytes=token.token,
-            logprob=token.logprob,
-            top_logprobs=[
-                tpb.TopLogprob(token=_text(top.token), bytes=top.token, logprob=top.logprob) for top in token.top
-            ],
-        )
-        for token in chunk.logprobs
-    ]
-    return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
-
-
-def _text(token: bytes) -> str:
-    return token.decode("utf-8", errors="replace")
-
-
-def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:
-    options = request.options
-    return EmbedParams(
-        inputs=tuple(request.inputs),
-        dimensions=options.dimensions if options.HasField("dimensions") else None,
-        normalize=options.normalize if options.HasField("normalize") else True,
-        truncate=options.truncate,
-        timeout=time_remaining,
-    )
-
-
-def embed_response(embeddings: Embeddings) -> epb.EmbedResponse:
-    return epb.EmbedResponse(
-        embeddings=[epb.Embedding(values=vector) for vector in embeddings.vectors],
-        prompt_tokens=embeddings.prompt_tokens,
-        upstream_request_id=embeddings.upstream_request_id,
-    )
-
-
-def token_count_response(count: TokenCount) -> pb.CountTokensResponse:
-    tokens = [tpb.Token(id=token.id, piece=token.piece) for token in count.tokens]
-    return pb.CountTokensResponse(count=tpb.TokenCount(prompt_tokens=count.prompt_tokens, tokens=tokens))
-
-
 def _parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
     out: list[ContentPart] = []
     for number, part in enumerate(parts):
@@ -249,6 +202,7 @@ def model_message(model: LoadedModel) -> pb.Model:
         type=pb.MODEL_TYPE_TEXT_TO_TEXT,
         state=pb.MODEL_STATE_READY,
         context_size=model.info.context_size,
+        capabilities=capabilities_message(model.info.capabilities),
     )
 
 

@@ -14,6 +14,7 @@ from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams, Role
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
@@ -123,6 +124,9 @@ class AnthropicAdapter(HostedAdapter):
             "stop_sequences": list(params.stop) or None,
         }
         return self._body(params, _alternating_turns(params), **options)
+
+    def _capabilities(self, model: str) -> Capabilities:
+        return Capabilities(count_tokens=True, images=True)
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The Messages API's own count, for the same messages and system text `generate` would send."""

@@ -13,6 +13,7 @@ from warpcore.server.adapters.hosted.config import ApiEnvironment, client_option
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
@@ -118,6 +119,13 @@ class OpenAIAdapter(HostedAdapter):
             "top_logprobs": params.top_logprobs if params.logprobs else None,
         }
         return self._body(params, messages, **options)
+
+    def _capabilities(self, model: str) -> Capabilities:
+        """OpenAI names its embedding models so (text-embedding-*); its chat models read images, as do many of the
+        compatible servers', and there is no telling which from the model list."""
+        if "embedding" in model:
+            return Capabilities(generate=False, embed=True)
+        return Capabilities(images=True, logprobs=True)
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if not params.normalize:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, GenerationParams, ModelInfo, TextChunk
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import (
@@ -105,6 +106,10 @@ class HostedAdapter(ABC):
     @abstractmethod
     async def list_models(self) -> Sequence[str]: ...
 
+    @abstractmethod
+    def _capabilities(self, model: str) -> Capabilities:
+        """What `model` of this API can do."""
+
     def _body(self, params: GenerationParams, messages: list[dict[str, Any]], **options: object) -> dict[str, Any]:
         """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
         `options`; a field left None is left out, so that the API applies its own default."""
@@ -129,7 +134,7 @@ class HostedAdapter(ABC):
                 metadata={"provider": self._api.provider},
             )
         self._model = model
-        return ModelInfo(context_size=context_size or 0)
+        return ModelInfo(context_size=context_size or 0, capabilities=self._capabilities(model))
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         body = self._request(params)

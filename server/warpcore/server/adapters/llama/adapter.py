@@ -22,6 +22,7 @@ from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
@@ -155,7 +156,9 @@ class LlamaCppAdapter:
                 vocabulary.close()
                 raise
             self._vocabulary = vocabulary
-            return ModelInfo(context_size=context_size, parallel=1)
+            return ModelInfo(
+                context_size=context_size, parallel=1, capabilities=Capabilities(generate=False, embed=True)
+            )
         try:
             preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
             native = NativeContext(
@@ -182,7 +185,8 @@ class LlamaCppAdapter:
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
         self._batching.start()
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
-        return ModelInfo(context_size=context_size, parallel=options.parallel)
+        capabilities = Capabilities(count_tokens=True, logprobs=True)
+        return ModelInfo(context_size=context_size, parallel=options.parallel, capabilities=capabilities)
 
     def _release(self) -> None:
         if self._scheduler is not None and self._batching is not None:
