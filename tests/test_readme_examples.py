@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import load_tiny
-from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from tests.test_embeddings import load_tiny_embedder
+from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def examples() -> list[tuple[str, str]]:
 async def test_readme_example_runs(server: WarpcoreServer, stub: Stub, kind: str, code: str) -> None:
     # The tiny test model stands in for the embedded one under its id, so the examples run as written, fast.
     await load_tiny(stub, model_id=EMBEDDED_MODEL_ID)
+    await load_tiny_embedder(stub, model_id=EMBEDDED_EMBEDDING_MODEL_ID)
     env = {
         **os.environ,
         "WARPCORE_TARGET": f"127.0.0.1:{server.port}",

@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
+from warpcore.client._extras import capabilities_from, content_parts, logprobs_from, pooling
 from warpcore.client._types import (
     ApiConfig,
     Backend,
@@ -21,6 +22,7 @@ from warpcore.client._types import (
     StreamEvent,
     TextDelta,
     Timings,
+    TokenLogprob,
     Usage,
 )
 from warpcore.v1 import inference_pb2 as pb
@@ -83,6 +85,8 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
                 use_mlock=config.use_mlock,
                 numa_strategy=numa,
                 chat_format=config.chat_format,
+                embedding=config.embedding,
+                pooling=pooling(config.pooling),
             ),
         )
     )
@@ -118,7 +122,8 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
     if isinstance(message, pb.ChatMessage):
         return message
     role, content = (message.role, message.content) if isinstance(message, Message) else message
-    return pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=content)
+    parts = content_parts(message.parts) if isinstance(message, Message) else []
+    return pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=content, parts=parts)
 
 
 def generate_request(
@@ -145,6 +150,7 @@ def model_from(message: pb.Model) -> Model:
         type=pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower(),
         state=pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower(),
         context_size=message.context_size,
+        capabilities=capabilities_from(message),
     )
 
 
@@ -154,7 +160,8 @@ def models_from(messages: Iterable[pb.Model]) -> list[Model]:
 
 def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     if frame.HasField("delta"):
-        return TextDelta(frame.delta.text)
+        delta = frame.delta
+        return TextDelta(delta.text, logprobs_from(delta.logprobs)) if delta.logprobs else TextDelta(delta.text)
     result = frame.result
     first = result.timings.time_to_first_token
     time_to_first_token = (
@@ -176,12 +183,14 @@ class Accumulator:
 
     def __init__(self) -> None:
         self._parts: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
         self._result: GenerateResult | None = None
 
     def add(self, frame: pb.GenerateResponse) -> StreamEvent:
         event = event_from(frame)
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
+            self._logprobs += event.logprobs
         else:
             self._result = event
         return event
@@ -200,4 +209,5 @@ class Accumulator:
             usage=result.usage,
             timings=result.timings,
             upstream_request_id=result.upstream_request_id,
+            logprobs=tuple(self._logprobs),
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import mimetypes
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypedDict
 
 
@@ -49,6 +51,10 @@ class LocalConfig:
     chat_format: str | None = None
     parallel: int | None = None
     """Generations decoded together on the model (continuous batching)."""
+    embedding: bool | None = None
+    """Load the model to embed texts (Client.embed) instead of generating."""
+    pooling: str | None = None
+    """With embedding: mean, cls or last (default: the GGUF's, else mean)."""
 
 
 class BackendOptions(TypedDict, total=False):
@@ -66,6 +72,8 @@ class BackendOptions(TypedDict, total=False):
     numa_strategy: str
     chat_format: str
     parallel: int
+    embedding: bool
+    pooling: str
 
 
 class GenerationOptions(TypedDict, total=False):
@@ -78,6 +86,22 @@ class GenerationOptions(TypedDict, total=False):
     stop: list[str]
     system: str
     seed: int
+    logprobs: bool
+    """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
+    top_logprobs: int
+    """With logprobs: also the most likely tokens at each place, up to 20."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a loaded model can do."""
+
+    generate: bool
+    embed: bool
+    count_tokens: bool
+    images: bool
+    logprobs: bool
+    tools: bool
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,33 @@ class Model:
     state: str
     """"ready" when loaded on the server, "available" when its backend merely offers it."""
     context_size: int
+    capabilities: Capabilities | None = None
+    """Known for loaded models."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image for a chat message: its bytes and media type, or an https URL the provider fetches."""
+
+    data: bytes = field(default=b"", repr=False)
+    media_type: str = ""
+    url: str = ""
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Image:
+        """The image in a file, its media type from the file name (.png, .jpg, .gif, .webp)."""
+        media_type = mimetypes.guess_type(str(path))[0]
+        if media_type is None or not media_type.startswith("image/"):
+            raise ValueError(f"cannot tell the image type of {str(path)!r} from its name")
+        return cls(data=Path(path).read_bytes(), media_type=media_type)
+
+    @classmethod
+    def from_url(cls, url: str) -> Image:
+        return cls(url=url)
+
+
+Part = str | Image
+"""A piece of a chat message after its content: more text, or an image."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +148,8 @@ class Message:
 
     role: str
     content: str
+    parts: tuple[Part, ...] = ()
+    """Text and images after content, in order (images in user messages only)."""
 
 
 @dataclass(frozen=True)
@@ -113,10 +166,29 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability, and the most likely tokens at its place."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+    top_logprobs: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """A piece of generated text, in order."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With the logprobs option: the tokens this text is made of."""
 
 
 @dataclass(frozen=True)
@@ -141,3 +213,26 @@ class GenerateResponse:
     usage: Usage
     timings: Timings
     upstream_request_id: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With the logprobs option: every generated token's, in order."""
+
+
+@dataclass(frozen=True)
+class EmbedResponse:
+    embeddings: list[list[float]]
+    """One vector per input, in input order."""
+    prompt_tokens: int
+    upstream_request_id: str
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    piece: bytes
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    prompt_tokens: int
+    tokens: list[Token]
+    """With include_tokens (llama.cpp models only)."""
