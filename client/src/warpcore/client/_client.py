@@ -165,9 +165,8 @@ class Client(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(
-            request=generate_request(model_id, prompt, messages, options), include_tokens=include_tokens
-        )
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options))
+        request.include_tokens = include_tokens
         return count_from(self._unary(self.stub.CountTokens, request, timeout))
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
@@ -296,9 +295,8 @@ class AsyncClient(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(
-            request=generate_request(model_id, prompt, messages, options), include_tokens=include_tokens
-        )
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options))
+        request.include_tokens = include_tokens
         return count_from(await self._unary(self.stub.CountTokens, request, timeout))
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
