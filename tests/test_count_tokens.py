@@ -77,9 +77,11 @@ async def test_bad_requests_and_models_that_cannot_count(stub: Stub) -> None:
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(error)[0].reason == "MODEL_LOADED_FOR_EMBEDDINGS"
     error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="")))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["request.model_id"])
     error = await refused(stub, pb.CountTokensRequest(request=pb.GenerateRequest(model_id="tiny-embed")))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["request.prompt"])
+    error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="tiny-embed", top_k=0)))
+    assert rich_details(error)[1] == ["request.options.top_k"]
     error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="nobody")))
     assert error.code() == grpc.StatusCode.NOT_FOUND
 

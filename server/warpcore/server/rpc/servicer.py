@@ -9,6 +9,7 @@ import grpc
 
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
+from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.rpc import translate, translate_extras
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
@@ -66,6 +67,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
-        params = translate.generation_params(request.request, context.time_remaining())
-        count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
+        try:
+            params = translate.generation_params(request.request, context.time_remaining())
+            count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
+        except WarpcoreError as error:
+            # The request's fields sit one level down, in `request`.
+            if error.field is not None and error.field != "include_tokens":
+                error.field = f"request.{translate.field_path(error.field)}"
+            raise
         return translate_extras.token_count_response(count)
