@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import collect, load_tiny, rich_details, serving
+from tests.conftest import TINY_MODEL, collect, load_tiny, rich_details, serving
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
@@ -170,3 +170,27 @@ async def test_a_local_model_refuses_images_and_reads_text_parts(stub: Stub) -> 
     assert b"people\nthe world" in spelled
     _, result = await collect(stub.Generate(with_parts))
     assert result.usage.prompt_tokens == counted.count.prompt_tokens
+
+
+@pytest.mark.parametrize(
+    ("mmproj", "code", "reason"),
+    [
+        ("hf:warpcore/tiny:missing-mmproj.gguf", grpc.StatusCode.NOT_FOUND, "MODEL_FILE_NOT_FOUND"),
+        ("../outside.gguf", grpc.StatusCode.INVALID_ARGUMENT, "MODEL_PATH_OUTSIDE_MODELS_PATH"),
+        ("hf:warpcore/tiny:tiny.gguf", grpc.StatusCode.FAILED_PRECONDITION, "MULTIMODAL_UNSUPPORTED"),
+    ],
+)
+async def test_an_mmproj_is_resolved_under_models_path_then_refused(
+    stub: Stub, mmproj: str, code: grpc.StatusCode, reason: str
+) -> None:
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=pb.LlamaCppConfig(mmproj=mmproj))),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request)
+    assert raised.value.code() == code
+    info, fields = rich_details(raised.value)
+    assert (info.reason, fields) == (reason, ["backend_config.local.llama_cpp.mmproj"])
+    assert (await stub.ListModels(pb.ListModelsRequest())).models == []

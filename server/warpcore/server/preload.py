@@ -32,6 +32,7 @@ _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "parallel": int,
     "embedding": bool,
     "pooling": str,
+    "mmproj": str,
 }
 
 

@@ -332,6 +332,7 @@ class LlamaCppConfig(_message.Message):
     CHAT_FORMAT_FIELD_NUMBER: _builtins.int
     EMBEDDING_FIELD_NUMBER: _builtins.int
     POOLING_FIELD_NUMBER: _builtins.int
+    MMPROJ_FIELD_NUMBER: _builtins.int
     use_mmap: _builtins.bool
     """Map the model file instead of reading it into memory (llama.cpp default: true)."""
     use_mlock: _builtins.bool
@@ -349,6 +350,12 @@ class LlamaCppConfig(_message.Message):
     """
     pooling: _embeddings_pb2.Pooling.ValueType
     """With embedding: how token vectors become one vector per text."""
+    mmproj: _builtins.str
+    """Multimodal projector GGUF for image input, named like the model (resolved
+    under MODELS_PATH, never outside it). This server does not decode images on
+    llama.cpp yet: a model loaded with one is refused with FAILED_PRECONDITION,
+    after the file is found.
+    """
     def __init__(
         self,
         *,
@@ -358,15 +365,18 @@ class LlamaCppConfig(_message.Message):
         chat_format: _builtins.str | None = ...,
         embedding: _builtins.bool | None = ...,
         pooling: _embeddings_pb2.Pooling.ValueType = ...,
+        mmproj: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_mmproj", b"_mmproj", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "mmproj", b"mmproj", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "numa_strategy", b"numa_strategy", "pooling", b"pooling", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_mmproj", b"_mmproj", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "mmproj", b"mmproj", "numa_strategy", b"numa_strategy", "pooling", b"pooling", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__chat_format: _TypeAlias = _typing.Literal["chat_format"]  # noqa: Y015
     _WhichOneofArgType__chat_format: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format"]  # noqa: Y015
     _WhichOneofReturnType__embedding: _TypeAlias = _typing.Literal["embedding"]  # noqa: Y015
     _WhichOneofArgType__embedding: _TypeAlias = _typing.Literal["_embedding", b"_embedding"]  # noqa: Y015
+    _WhichOneofReturnType__mmproj: _TypeAlias = _typing.Literal["mmproj"]  # noqa: Y015
+    _WhichOneofArgType__mmproj: _TypeAlias = _typing.Literal["_mmproj", b"_mmproj"]  # noqa: Y015
     _WhichOneofReturnType__use_mlock: _TypeAlias = _typing.Literal["use_mlock"]  # noqa: Y015
     _WhichOneofArgType__use_mlock: _TypeAlias = _typing.Literal["_use_mlock", b"_use_mlock"]  # noqa: Y015
     _WhichOneofReturnType__use_mmap: _TypeAlias = _typing.Literal["use_mmap"]  # noqa: Y015
@@ -375,6 +385,8 @@ class LlamaCppConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__chat_format) -> _WhichOneofReturnType__chat_format | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding) -> _WhichOneofReturnType__embedding | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mmproj) -> _WhichOneofReturnType__mmproj | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__use_mlock) -> _WhichOneofReturnType__use_mlock | None: ...
     @_typing.overload

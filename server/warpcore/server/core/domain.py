@@ -86,6 +86,8 @@ class LocalSettings:
     """Load the model to embed texts (Embed) rather than to generate."""
     pooling: Pooling | None = None
     """With `embedding`: how token vectors become a text's vector; None: the GGUF's, else MEAN."""
+    mmproj: str | None = None
+    """A multimodal projector file, named as models are."""
 
 
 BackendSettings = ApiSettings | LocalSettings

@@ -72,6 +72,7 @@ FIELD_PATHS = {
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
     "settings.embedding": f"{_LOCAL}.llama_cpp.embedding",
     "settings.pooling": f"{_LOCAL}.llama_cpp.pooling",
+    "settings.mmproj": f"{_LOCAL}.llama_cpp.mmproj",
     "dimensions": "options.dimensions",
     "normalize": "options.normalize",
     "truncate": "options.truncate",
@@ -129,6 +130,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             parallel=local.parallel if local.HasField("parallel") else None,
             embedding=llama.embedding if llama.HasField("embedding") else None,
             pooling=pooling,
+            mmproj=llama.mmproj if llama.HasField("mmproj") else None,
         )
     return None
 

@@ -54,6 +54,14 @@ class LlamaCppAdapter:
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
+        if self._options.mmproj is not None:
+            resolve_model_path(self._options.mmproj, self._options.models_path, field="settings.mmproj")
+            raise FailedPreconditionError(
+                "this server does not decode images on llama.cpp models yet, so it loads no multimodal projector;"
+                " load the model without mmproj, and send images to an openai or anthropic model",
+                field="settings.mmproj",
+                reason="MULTIMODAL_UNSUPPORTED",
+            )
         self._started = True
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
         info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, context_size))

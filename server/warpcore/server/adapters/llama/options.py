@@ -27,6 +27,7 @@ class LlamaOptions:
     parallel: int
     embedding: bool = False
     pooling: Pooling | None = None
+    mmproj: str | None = None
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
@@ -60,6 +61,7 @@ class LlamaOptions:
             parallel=parallel,
             embedding=bool(settings.embedding),
             pooling=settings.pooling,
+            mmproj=settings.mmproj,
         )
 
 
