@@ -34,7 +34,9 @@ class EmbeddingContext:
     ) -> None:
         self._vocabulary = vocabulary
         self.context_size = context_size
-        # Repacked weights are fine here: an embedding batch is pooled per text, with no neighbours to agree with.
+        # Repacked weights (llama-cpp-python's default, its fastest kernels): a text's vector changes in its last bits
+        # with the texts batched beside it whatever the kernels (their tokens share one attention over the batch, all
+        # but their own masked), so loading without repacking would buy no guarantee here.
         self.model = weights.load(repack=True)
         # As many texts as llama.cpp decodes together, each of one token at least.
         self.sequences = min(llama_cpp.llama_max_parallel_sequences(), context_size)
