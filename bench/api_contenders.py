@@ -15,7 +15,7 @@ import openai
 
 from bench.api_upstream import ANTHROPIC_PREFIX, FAST_MODEL, OPENAI_PREFIX, SLOW_MODEL, expected_text
 from bench.harness import ContenderProcess
-from warpcore.client import ApiConfig, AsyncClient, GenerateResult
+from warpcore.client import ApiConfig, AsyncClient, GenerateResult, TextDelta
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -146,7 +146,7 @@ class Warpcore(Contender):
             async for event in stream:
                 if isinstance(event, GenerateResult):
                     record.server_ttft = event.timings.time_to_first_token
-                else:
+                elif isinstance(event, TextDelta):
                     yield event.text
 
         async def closing() -> None:

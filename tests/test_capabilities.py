@@ -45,6 +45,8 @@ async def test_hosted_models(stub: Stub, openai_upstream: FakeOpenAI, anthropic_
         )
         await stub.LoadModel(request)
     models = await listed(stub)
-    assert models["chat"].capabilities == capb.ModelCapabilities(generate=True, images=True, logprobs=True)
+    assert models["chat"].capabilities == capb.ModelCapabilities(generate=True, images=True, logprobs=True, tools=True)
     assert models["vectors"].capabilities == capb.ModelCapabilities(embed=True)
-    assert models["claude"].capabilities == capb.ModelCapabilities(generate=True, count_tokens=True, images=True)
+    assert models["claude"].capabilities == capb.ModelCapabilities(
+        generate=True, count_tokens=True, images=True, tools=True
+    )

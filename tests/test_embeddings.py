@@ -15,7 +15,8 @@ from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.hosted import load
-from warpcore.server.core.domain import LocalSettings, Pooling
+from warpcore.server.core.domain import LocalSettings
+from warpcore.server.core.embeddings import Pooling
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb

@@ -20,6 +20,7 @@ def test_defaults_without_config_or_environment() -> None:
         numa=NumaStrategy.DISABLED,
         chat_format=None,
         parallel=1,
+        prompt_cache_tokens=None,
     )
 
 
@@ -34,9 +35,10 @@ def test_environment_fills_unset_fields() -> None:
         "LLAMA_NUMA_STRATEGY": "distribute",
         "LLAMA_CHAT_FORMAT": "chatml",
         "LLAMA_PARALLEL": "4",
+        "LLAMA_PROMPT_CACHE_TOKENS": "0",
     }
     options = LlamaOptions.resolve(LocalSettings(), env)
-    assert options == LlamaOptions("/models", 3, 12, False, True, NumaStrategy.DISTRIBUTE, "chatml", 4)
+    assert options == LlamaOptions("/models", 3, 12, False, True, NumaStrategy.DISTRIBUTE, "chatml", 4, 0)
 
 
 def test_config_wins_over_environment() -> None:

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.conftest import collect, greedy, load_tiny
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import load
+from tests.tool_wire import weather_model
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
@@ -17,15 +20,16 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "node" / "generate_client.mjs"
+TOOL_LOOP = ROOT / "tests" / "node" / "tool_loop_client.mjs"
 
 
-async def run_node(*args: str) -> tuple[int, str, str]:
+async def run_node(*args: str, script: Path = SCRIPT) -> tuple[int, str, str]:
     """Run the Node client without blocking the event loop, which serves the in-process server meanwhile."""
     node = shutil.which("node")
     assert node, "node is not on PATH (install Debian's nodejs/npm packages)"
     assert (ROOT / "node_modules" / "@grpc" / "grpc-js").is_dir(), "the npm dependencies are missing: run `make setup`"
     process = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        node, str(script), *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         async with asyncio.timeout(120):
@@ -62,3 +66,23 @@ async def test_node_client_exits_non_zero_on_error(server: WarpcoreServer, stub:
     assert code == 1
     assert stdout == ""
     assert "NOT_FOUND" in stderr
+
+
+async def test_node_tool_loop_written_from_the_proto(server: WarpcoreServer, stub: Stub) -> None:
+    async with FakeOpenAI() as upstream:
+        upstream.respond = weather_model
+        await load(stub, upstream)
+
+        code, stdout, stderr = await run_node(f"127.0.0.1:{server.port}", "m", script=TOOL_LOOP)
+
+        assert code == 0, stderr
+        output = json.loads(stdout)
+        assert output["first_finish"] == "FINISH_REASON_TOOL_CALLS"
+        call = {"id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+        assert output["streamed"] == output["result_calls"] == [call]
+        assert output["answer"] == "It is Sunny, 24 C in Paris."
+        assert output["final_finish"] == "FINISH_REASON_STOP"
+        first, second = [r.body for r in upstream.requests if r.method == "POST" and r.body is not None]
+        assert first["tools"][0]["function"]["parameters"]["properties"]["city"]["maxLength"] == 64
+        assert second["messages"][1]["tool_calls"][0]["id"] == "call_1"
+        assert second["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 24 C in Paris"}

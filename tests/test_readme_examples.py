@@ -6,13 +6,17 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import load_tiny
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import OPENAI_KEY
 from tests.test_embeddings import load_tiny_embedder
+from tests.tool_wire import weather_model
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 from warpcore.server.rpc.server import WarpcoreServer
 
@@ -36,8 +40,19 @@ def examples() -> list[tuple[str, str]]:
     return found
 
 
+@pytest.fixture
+async def openai_env(server_env: dict[str, str]) -> AsyncIterator[FakeOpenAI]:
+    """The server's OpenAI backend, from its environment, is a fake answering as `weather_model`."""
+    async with FakeOpenAI() as upstream:
+        upstream.respond = weather_model
+        server_env.update(OPENAI_API_KEY=OPENAI_KEY, OPENAI_API_BASE=upstream.base_url)
+        yield upstream
+
+
 @pytest.mark.parametrize(("kind", "code"), examples(), ids=lambda value: value.splitlines()[0][:60])
-async def test_readme_example_runs(server: WarpcoreServer, stub: Stub, kind: str, code: str) -> None:
+async def test_readme_example_runs(
+    openai_env: FakeOpenAI, server: WarpcoreServer, stub: Stub, kind: str, code: str
+) -> None:
     # The tiny test model stands in for the embedded one under its id, so the examples run as written, fast.
     await load_tiny(stub, model_id=EMBEDDED_MODEL_ID)
     await load_tiny_embedder(stub, model_id=EMBEDDED_EMBEDDING_MODEL_ID)
@@ -54,3 +69,9 @@ async def test_readme_example_runs(server: WarpcoreServer, stub: Stub, kind: str
     assert process.returncode == 0, stderr.decode()
     assert stdout.strip(), "the example printed nothing"
     assert b"Traceback" not in stderr
+    posts = [r.body for r in openai_env.requests if r.method == "POST" and r.body is not None]
+    if 'backend="openai"' in code:
+        assert posts, "the example never reached the OpenAI backend"
+    if "tools=" in code:  # the loop ran to its end: the last request sent the tool's result back
+        assert posts[-1]["messages"][-1]["role"] == "tool"
+        assert stdout.decode().strip() == "It is Sunny, 24 C in Paris."

@@ -161,7 +161,8 @@ def vocabulary() -> tuple[list[str], list[int]]:
     return tokens, [int(kind) for kind in types]
 
 
-def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE) -> Path:
+def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLATE, padding: int = 0) -> Path:
+    """`padding`: bytes of metadata that make the file that much larger (a download with many pieces)."""
     tokens, types = vocabulary()
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,8 @@ def write_tiny_model(path: Path, seed: int = 7, chat_template: str = CHAT_TEMPLA
     writer.add_eos_token_id(2)
     writer.add_add_bos_token(True)
     writer.add_chat_template(chat_template)
+    if padding:
+        writer.add_string("warpcore.padding", "x" * padding)
 
     def weights(*shape: int) -> np.ndarray:
         return rng.normal(0.0, 0.5, shape).astype(np.float32)

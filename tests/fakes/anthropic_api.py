@@ -138,23 +138,30 @@ class FakeAnthropic(FakeUpstream):
             if script.start_usage is None
             else script.start_usage,
         }
+        text_block = script.events is None  # else the script's events hold their own blocks
         plan = StreamPlan(
             head=[
                 event("message_start", {"message": message}),
-                event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+                *(
+                    [event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})]
+                    if text_block
+                    else []
+                ),
                 event("ping", {}),
             ],
             chunks=[
                 event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
                 for text in script.chunks
-            ],
+            ]
+            if script.events is None
+            else [event(payload["type"], payload) for payload in script.events],
             tail=[
-                event("content_block_stop", {"index": 0}),
+                *([event("content_block_stop", {"index": 0})] if text_block else []),
                 event(
                     "message_delta",
                     {
                         "delta": {"stop_reason": stop_reason, "stop_sequence": script.stop_sequence},
-                        "usage": {"output_tokens": script.output_tokens}
+                        "usage": {"output_tokens": script.output_tokens, **script.usage_details}
                         if script.delta_usage is None
                         else script.delta_usage,
                     },

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -75,6 +75,8 @@ class FakeUpstream(ABC):
         self.models: list[str] = list(self.default_models if models is None else models)
         self.required_api_key: str | None = required_api_key
         self.requests: list[RecordedRequest] = []
+        self.respond: Callable[[JsonObject], Script] | None = None
+        """When set: the script of each request with a JSON body, chosen from that body (a model's stand-in)."""
         self.disconnects: int = 0
         self.disconnected: asyncio.Event = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -158,6 +160,8 @@ class FakeUpstream(ABC):
     async def admit(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
         """Records the request; returns the error answer it gets (wrong API key, scripted status), if any."""
         recorded = await self._record(request)
+        if self.respond is not None and recorded.body is not None:
+            self.script = self.respond(recorded.body)
         if self.required_api_key is not None and self._presented_api_key(recorded) != self.required_api_key:
             return recorded, self.json_response(
                 self.error_body(401, "Incorrect API key provided", None, None), status=401
@@ -240,9 +244,14 @@ class FakeUpstream(ABC):
             raise
         return response
 
-    @staticmethod
-    async def _send(response: web.StreamResponse, event: SseEvent) -> None:
-        await response.write(event.encode())
+    async def _send(self, response: web.StreamResponse, event: SseEvent) -> None:
+        data = event.encode()
+        if self.script.split_utf8:
+            # The first piece ends after the lead byte of the first multi-byte character, if there is one.
+            cut = next((at + 1 for at, byte in enumerate(data) if byte >= 0xC0), len(data))
+            await response.write(data[:cut])
+            data = data[cut:]
+        await response.write(data)
 
     @staticmethod
     def _cut(request: web.Request) -> None:

@@ -103,6 +103,14 @@ class FakeOpenAI(FakeUpstream):
                 status=400,
             )
         script = self.script
+        if script.refuse_max_tokens and "max_tokens" in body:
+            message = (
+                "Unsupported parameter: 'max_tokens' is not supported with this model."
+                " Use 'max_completion_tokens' instead."
+            )
+            error = self.error_body(400, message, None, "unsupported_parameter")
+            error["error"]["param"] = "max_tokens"
+            return self.json_response(error, status=400)
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         model: str = body["model"]
@@ -112,6 +120,7 @@ class FakeOpenAI(FakeUpstream):
             "completion_tokens": script.output_tokens,
             "total_tokens": script.prompt_tokens + script.output_tokens,
         }
+        usage.update(script.usage_details)
         if body.get("stream") is not True:
             answer: JsonObject = {
                 "index": 0,
@@ -160,7 +169,9 @@ class FakeOpenAI(FakeUpstream):
         tail.append(SseEvent("[DONE]"))
         plan = StreamPlan(
             head=[chunk([choice({"role": "assistant", "content": ""})])],
-            chunks=[chunk([choice({"content": text})]) for text in script.chunks],
+            chunks=[chunk([choice({"content": text})]) for text in script.chunks]
+            if script.events is None
+            else [chunk([choice(delta)]) for delta in script.events],
             tail=tail,
             malformed=SseEvent('{"id": "chatcmpl-broken", "choices": [ this is not JSON'),
         )

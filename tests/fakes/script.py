@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -38,6 +39,13 @@ class Script:
     # /v1/messages, say, sends {input_tokens: 0}, then {input_tokens: 11, output_tokens: 42}.
     start_usage: dict[str, int | None] | None = None
     delta_usage: dict[str, int | None] | None = None
+    # Vendor stream items sent in place of `chunks` (one per chunk, counted as chunks by the failure fields):
+    # OpenAI, the `delta` of each chunk's choice (tool_calls, reasoning_content, content); Anthropic, whole events
+    # with their `type` (content_block_start / content_block_delta / content_block_stop of any blocks).
+    events: list[dict[str, Any]] | None = None
+    usage_details: dict[str, Any] = field(default_factory=dict)  # merged into the usage reported
+    refuse_max_tokens: bool = False  # OpenAI only: refuse `max_tokens` as its reasoning models do
+    split_utf8: bool = False  # write each event in two pieces, the first ending inside a multi-byte character
 
     @property
     def output_tokens(self) -> int:

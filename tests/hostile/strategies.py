@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from tests.conftest import TINY_MODEL
 from tests.hostile import ANTHROPIC_ID, FAKE_BASE_URL, HEALTH_ID, ONE_MEGABYTE, OPENAI_ID, REFUSED_BASE_URL
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
 
 T = TypeVar("T")
 
@@ -276,4 +278,52 @@ def generate_requests(draw: st.DrawFn) -> pb.GenerateRequest:
             options.system = system
         if (seed := draw(_maybe(UINT32))) is not None:
             options.seed = seed
+        if draw(st.booleans()):
+            fields = {"type": ENUM, "name": SMALL_TEXT, "schema_json": JSON_TEXT, "strict": st.booleans()}
+            options.response_format.CopyFrom(draw(st.builds(tools_pb2.ResponseFormat, **fields)))
+        if draw(st.booleans()):
+            options.reasoning.CopyFrom(draw(st.builds(tools_pb2.ReasoningOptions, effort=ENUM, budget_tokens=UINT32)))
+    if draw(st.booleans()):
+        _add_tools(draw, request)
     return request
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), SMALL_TEXT),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(SMALL_TEXT, children, max_size=4)),
+    max_leaves=20,
+)
+SCHEMA_WORDS = st.sampled_from(["type", "properties", "items", "$ref", "$schema", "required", "enum", "object", "#"])
+JSON_TEXT = st.one_of(
+    st.just(""),
+    SMALL_TEXT,
+    JSON_VALUES.map(json.dumps),
+    st.dictionaries(SCHEMA_WORDS, JSON_VALUES, max_size=4).map(json.dumps),
+    st.builds(lambda depth: "[" * depth + "]" * depth, st.integers(1, 200_000)),
+    st.builds(lambda depth: '{"a": ' * depth + "1" + "}" * depth, st.integers(1, 100_000)),
+)
+TOOL_NAMES = st.one_of(st.sampled_from(["get_weather", "get_time", "a" * 64, "a" * 65, "a b", ""]), SMALL_TEXT)
+
+
+def _add_tools(draw: st.DrawFn, request: pb.GenerateRequest) -> None:
+    """Tools, a tool choice, and tool calls, results and reasoning in the turns: any values at all."""
+    tools = st.builds(tools_pb2.Tool, name=TOOL_NAMES, description=SMALL_TEXT, parameters_json=JSON_TEXT)
+    count = draw(st.one_of(st.integers(0, 3), st.just(129), st.just(1000)))
+    request.tools.extend(draw(st.lists(tools, min_size=count, max_size=count)))
+    request.tool_choice.CopyFrom(draw(st.builds(tools_pb2.ToolChoice, mode=ENUM, name=TOOL_NAMES)))
+    if (parallel := draw(_maybe(st.booleans()))) is not None:
+        request.parallel_tool_calls = parallel
+    calls = st.lists(st.builds(tools_pb2.ToolCall, id=SMALL_TEXT, name=TOOL_NAMES, arguments=JSON_TEXT), max_size=3)
+    blocks = st.lists(
+        st.builds(tools_pb2.ReasoningBlock, text=SMALL_TEXT, signature=SMALL_TEXT, redacted=st.booleans()), max_size=2
+    )
+    turns = st.builds(
+        pb.ChatMessage,
+        role=st.one_of(VALID_ROLES, st.just(pb.ROLE_TOOL), ENUM),
+        content=SMALL_TEXT,
+        tool_calls=calls,
+        tool_call_id=SMALL_TEXT,
+        is_error=st.booleans(),
+        reasoning=blocks,
+    )
+    request.messages.extend(draw(st.lists(turns, max_size=4)))

@@ -10,12 +10,14 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.adapters.factory import create_adapter, hub_download
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.policy import default_policy
+from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
+from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
@@ -25,7 +27,7 @@ from warpcore.server.settings import ServerSettings, SettingsError, parse_settin
 _log = logging.getLogger("warpcore.server")
 
 
-def serving_options(settings: ServerSettings) -> ServingOptions:
+def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = None) -> ServingOptions:
     credentials = None
     if settings.tls_cert is not None and settings.tls_key is not None:
         credentials = tls_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
@@ -41,6 +43,8 @@ def serving_options(settings: ServerSettings) -> ServingOptions:
         ),
         max_message_bytes=settings.max_message_bytes,
         api_overrides=default_policy(settings.api_overrides, settings.listen, settings.allowed_api_hosts),
+        residency=ResidencyPolicy(settings.keep_alive, settings.max_loaded_models, settings.max_loaded_bytes),
+        pulls=Pulls(hub_download(env if env is not None else os.environ)) if settings.allow_pull else None,
     )
 
 
@@ -62,7 +66,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
     specs = startup_models(settings, server_env)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
-    server = await start_server(registry, settings.listen, serving_options(settings))
+    server = await start_server(registry, settings.listen, serving_options(settings, server_env))
     metrics_http = (
         server.metrics.serve(settings.metrics_host, settings.metrics_port)
         if settings.metrics_port is not None
@@ -74,6 +78,10 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         for spec in specs:
+            if spec.lazy:
+                server.engine.declare(spec)
+                _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
+                continue
             loaded = await server.engine.load(spec, from_operator=True)
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await server.set_serving(True)

@@ -7,12 +7,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_numa, parse_pooling
+from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_keep_alive, parse_numa, parse_pooling
 from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
 
-_MODEL_KEYS = {"id", "backend", "model", "context_size", "api", "local", "max_streams", "max_queue"}
+_MODEL_KEYS = {
+    "id",
+    "backend",
+    "model",
+    "context_size",
+    "api",
+    "local",
+    "max_streams",
+    "max_queue",
+    "keep_alive",
+    "lazy",
+}
 # The least each admission limit may be: a model must run at least one generation, and may queue none.
 _ADMISSION_MINIMUM = {"max_streams": 1, "max_queue": 0}
 _API_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -30,6 +41,7 @@ _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "numa_strategy": str,
     "chat_format": str,
     "parallel": int,
+    "prompt_cache_tokens": int,
     "embedding": bool,
     "pooling": str,
     "mmproj": str,
@@ -96,6 +108,21 @@ def _admission(entry: dict[str, Any], where: str) -> Admission | None:
     return Admission(max_streams=entry.get("max_streams"), max_queue=entry.get("max_queue"))
 
 
+def _keep_alive(entry: dict[str, Any], where: str) -> float | None:
+    """A number of seconds, or a duration word ("5m", "forever")."""
+    value = entry.get("keep_alive")
+    if value is None:
+        return None
+    seconds = None
+    if isinstance(value, str):
+        seconds = parse_keep_alive(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = parse_keep_alive(str(value)) if value >= 0 else None
+    if seconds is None:
+        raise ConfigError(f'{where}.keep_alive must be seconds or a duration such as "30s", "5m", "1h", or "forever"')
+    return seconds
+
+
 def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
@@ -121,6 +148,9 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
         settings = _local_settings(_table(entry["local"], f"{where}.local", _LOCAL_TYPES), f"{where}.local")
     elif "api" in entry:
         settings = _api_settings(_table(entry["api"], f"{where}.api", _API_TYPES), f"{where}.api", env)
+    lazy = entry.get("lazy", False)
+    if not isinstance(lazy, bool):
+        raise ConfigError(f"{where}.lazy must be true or false")
     model_id = entry.get("id", model)
     if not isinstance(model_id, str) or not model_id:
         raise ConfigError(f"{where}.id must be a non-empty string")
@@ -131,6 +161,8 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
         settings=settings,
         context_size=context_size,
         admission=_admission(entry, where),
+        keep_alive=_keep_alive(entry, where),
+        lazy=lazy,
     )
     try:
         check_load(spec)  # the rules of a LoadModel request, so a file cannot load what a request may not

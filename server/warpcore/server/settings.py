@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.core.bounds import FALSE_WORDS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT
+from warpcore.server.core.bounds import (
+    FALSE_WORDS,
+    MAX_MESSAGE_BYTES,
+    MAX_TOKENS_LIMIT,
+    parse_bool,
+    parse_bytes,
+    parse_keep_alive,
+)
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
 
@@ -41,6 +49,10 @@ class ServerSettings:
     log_format: str = "text"
     api_overrides: str = "auto"
     allowed_api_hosts: frozenset[str] | None = None
+    keep_alive: float = math.inf
+    max_loaded_models: int | None = None
+    max_loaded_bytes: int | None = None
+    allow_pull: bool = False
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
@@ -117,6 +129,31 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option(
         "--allowed-api-hosts", "WARPCORE_ALLOWED_API_HOSTS", None, "comma-separated hosts a client base_url may name"
     )
+    option(
+        "--keep-alive",
+        "WARPCORE_KEEP_ALIVE",
+        "forever",
+        "how long an idle llama.cpp model stays loaded unless it says otherwise: 90, 30s, 5m, 1h or forever",
+    )
+    option(
+        "--max-loaded-models",
+        "WARPCORE_MAX_LOADED_MODELS",
+        "0",
+        "most llama.cpp models loaded at once; the least recently used idle one makes room (0: no limit)",
+        type=int,
+    )
+    option(
+        "--max-loaded-memory",
+        "WARPCORE_MAX_LOADED_MEMORY",
+        None,
+        "most estimated memory of the llama.cpp models loaded at once, e.g. 8GiB (unset: no limit)",
+    )
+    parser.add_argument(
+        "--allow-pull",
+        action="store_true",
+        default=parse_bool(env.get("WARPCORE_ALLOW_PULL", "0")) or False,
+        help="let clients pull hf: models from the Hugging Face Hub into --models-path (env WARPCORE_ALLOW_PULL=1)",
+    )
     parser.add_argument(
         "--no-default-model",
         dest="default_model",
@@ -138,7 +175,13 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         raise SettingsError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
-    may_be_zero = ("grace", "max_queue_per_model", "max_queue_per_api_model")
+    keep_alive = parse_keep_alive(args.keep_alive)
+    if keep_alive is None:
+        raise SettingsError(f"--keep-alive must be a duration such as 90, 30s, 5m or 1h, or forever: {args.keep_alive}")
+    max_loaded_bytes = None if args.max_loaded_memory is None else parse_bytes(args.max_loaded_memory)
+    if args.max_loaded_memory is not None and not max_loaded_bytes:
+        raise SettingsError(f"--max-loaded-memory must be a size such as 8GiB or 512M: {args.max_loaded_memory}")
+    may_be_zero = ("grace", "max_loaded_models", "max_queue_per_model", "max_queue_per_api_model")
     at_least_one = ("max_streams_per_model", "max_streams_per_api_model", "max_message_bytes", "max_tokens_limit")
     for name in (*may_be_zero, *at_least_one):
         if getattr(args, name) < (0 if name in may_be_zero else 1):
@@ -166,4 +209,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         allowed_api_hosts=frozenset(h.strip().lower() for h in args.allowed_api_hosts.split(",") if h.strip())
         if args.allowed_api_hosts
         else None,
+        keep_alive=keep_alive,
+        max_loaded_models=args.max_loaded_models or None,
+        max_loaded_bytes=max_loaded_bytes,
+        allow_pull=args.allow_pull,
     )

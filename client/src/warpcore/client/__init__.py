@@ -17,6 +17,7 @@ from warpcore.client._errors import (
     UnimplementedError,
     WarpcoreError,
 )
+from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
     ApiConfig,
@@ -32,12 +33,17 @@ from warpcore.client._types import (
     LocalConfig,
     Message,
     Model,
+    ReasoningBlock,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     Timings,
     Token,
     TokenCount,
     TokenLogprob,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
     TopLogprob,
     Usage,
 )
@@ -70,7 +76,12 @@ __all__ = [
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "PullEvent",
+    "PullProgress",
+    "PulledModel",
     "RateLimitError",
+    "ReasoningBlock",
+    "ReasoningDelta",
     "Stream",
     "StreamEvent",
     "TextDelta",
@@ -78,6 +89,9 @@ __all__ = [
     "Token",
     "TokenCount",
     "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
     "TopLogprob",
     "UnavailableError",
     "UnimplementedError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar, Unpack, overload
 
@@ -22,6 +22,7 @@ from warpcore.client._protocol import (
     model_from,
     models_from,
 )
+from warpcore.client._pull import PullEvent, async_pull_events, pull_events, pull_request
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
     BackendOptions,
@@ -136,8 +137,8 @@ class Client(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> GenerateResponse | Stream:
         """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes."""
-        request = generate_request(model_id, prompt, messages, options)
-        started = Stream(self.stub.Generate(request, **self._call_options(timeout)))
+        request, parse = generate_request(model_id, prompt, messages, options)
+        started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else started.get_final_response()
 
     def embed(
@@ -165,9 +166,16 @@ class Client(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options))
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
         request.include_tokens = include_tokens
         return count_from(self._unary(self.stub.CountTokens, request, timeout))
+
+    def pull_model(
+        self, model: str, *, revision: str | None = None, timeout: float | None = None
+    ) -> Iterator[PullEvent]:
+        """Have the server download `model` ("hf:owner/repo:file.gguf"): PullProgress events, then one PulledModel.
+        Stopping the iteration early (close it, or leave the loop) cancels the pull."""
+        return pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""
@@ -266,8 +274,8 @@ class AsyncClient(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> GenerateResponse | AsyncStream:
         """Generate from a loaded model: the final response, or with stream=True an AsyncStream."""
-        request = generate_request(model_id, prompt, messages, options)
-        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)))
+        request, parse = generate_request(model_id, prompt, messages, options)
+        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else await started.get_final_response()
 
     async def embed(
@@ -295,9 +303,15 @@ class AsyncClient(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options))
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
         request.include_tokens = include_tokens
         return count_from(await self._unary(self.stub.CountTokens, request, timeout))
+
+    def pull_model(
+        self, model: str, *, revision: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[PullEvent]:
+        """Have the server download `model`: PullProgress events, then one PulledModel."""
+        return async_pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""

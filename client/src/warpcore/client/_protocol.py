@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from warpcore.client._extras import capabilities_from, content_parts, logprobs_from, pooling
+from warpcore.client._tools import Parse, ReasoningCollector, chat_role, message_fields, request_fields, tool_calls_from
 from warpcore.client._types import (
     ApiConfig,
     Backend,
@@ -19,10 +20,12 @@ from warpcore.client._types import (
     LocalConfig,
     Message,
     Model,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     Timings,
     TokenLogprob,
+    ToolCallDelta,
     Usage,
 )
 from warpcore.v1 import inference_pb2 as pb
@@ -121,25 +124,34 @@ def list_request(
 def _chat_message(message: MessageLike) -> pb.ChatMessage:
     if isinstance(message, pb.ChatMessage):
         return message
-    role, content = (message.role, message.content) if isinstance(message, Message) else message
-    parts = content_parts(message.parts) if isinstance(message, Message) else []
-    return pb.ChatMessage(role=pb.Role.Value(f"ROLE_{role.upper()}"), content=content, parts=parts)
+    if isinstance(message, Message):
+        return pb.ChatMessage(
+            role=chat_role(message.role),
+            content=message.content,
+            parts=content_parts(message.parts),
+            **message_fields(message),
+        )
+    role, content = message
+    return pb.ChatMessage(role=chat_role(role), content=content)
 
 
 def generate_request(
     model_id: str, prompt: str | None, messages: Sequence[MessageLike] | None, options: GenerationOptions
-) -> pb.GenerateRequest:
-    """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage)."""
+) -> tuple[pb.GenerateRequest, Parse | None]:
+    """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage), and the
+    parser of its structured answer when response_format is a pydantic model class."""
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
-    fields = dict(options)
+    request_options, fields, parse = request_fields(options)
     stop = fields.pop("stop", [])
-    return pb.GenerateRequest(
+    request = pb.GenerateRequest(
         model_id=model_id,
         prompt=prompt or "",
         messages=[_chat_message(message) for message in messages or ()],
-        options=pb.GenerationOptions(stop_sequences=stop, **fields),  # type: ignore[arg-type]
+        options=pb.GenerationOptions(stop_sequences=stop, **fields),
+        **request_options,
     )
+    return request, parse
 
 
 def model_from(message: pb.Model) -> Model:
@@ -159,9 +171,15 @@ def models_from(messages: Iterable[pb.Model]) -> list[Model]:
 
 
 def event_from(frame: pb.GenerateResponse) -> StreamEvent:
-    if frame.HasField("delta"):
+    kind = frame.WhichOneof("frame")
+    if kind == "delta":
         delta = frame.delta
         return TextDelta(delta.text, logprobs_from(delta.logprobs)) if delta.logprobs else TextDelta(delta.text)
+    if kind == "tool_call":
+        call = frame.tool_call
+        return ToolCallDelta(call.index, call.id, call.name, call.arguments)
+    if kind == "reasoning":
+        return ReasoningDelta(frame.reasoning.text, frame.reasoning.signature, frame.reasoning.redacted)
     result = frame.result
     first = result.timings.time_to_first_token
     time_to_first_token = (
@@ -169,29 +187,40 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     )
     return GenerateResult(
         finish_reason=FinishReason(pb.FinishReason.Name(result.finish_reason).removeprefix("FINISH_REASON_").lower()),
-        usage=Usage(result.usage.prompt_tokens, result.usage.completion_tokens),
+        usage=Usage(
+            result.usage.prompt_tokens,
+            result.usage.completion_tokens,
+            result.usage.cached_prompt_tokens,
+            result.usage.cache_creation_tokens,
+            result.usage.reasoning_tokens,
+        ),
         timings=Timings(
             time_to_first_token=time_to_first_token,
             total=result.timings.total.ToTimedelta().total_seconds(),
         ),
         upstream_request_id=result.upstream_request_id,
+        tool_calls=tool_calls_from(result.tool_calls),
     )
 
 
 class Accumulator:
     """Collects a stream's events into its final response."""
 
-    def __init__(self) -> None:
+    def __init__(self, parse: Parse | None = None) -> None:
         self._parts: list[str] = []
         self._logprobs: list[TokenLogprob] = []
+        self._reasoning = ReasoningCollector()
         self._result: GenerateResult | None = None
+        self._parse = parse
 
     def add(self, frame: pb.GenerateResponse) -> StreamEvent:
         event = event_from(frame)
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
             self._logprobs += event.logprobs
-        else:
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.add(event)
+        elif isinstance(event, GenerateResult):
             self._result = event
         return event
 
@@ -203,11 +232,16 @@ class Accumulator:
         if self._result is None:
             raise RuntimeError("the stream ended without its result frame")
         result = self._result
+        text = "".join(self._parts)
         return GenerateResponse(
-            text="".join(self._parts),
+            text=text,
             finish_reason=result.finish_reason,
             usage=result.usage,
             timings=result.timings,
             upstream_request_id=result.upstream_request_id,
             logprobs=tuple(self._logprobs),
+            tool_calls=result.tool_calls,
+            reasoning=self._reasoning.blocks(),
+            # A structured answer cut short (max_tokens) is left unparsed.
+            parsed=self._parse(text) if self._parse is not None and result.finish_reason is FinishReason.STOP else None,
         )

@@ -9,16 +9,18 @@ import grpc
 
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._protocol import Accumulator
+from warpcore.client._tools import Parse
 from warpcore.client._types import GenerateResponse, StreamEvent, TextDelta
 from warpcore.v1 import inference_pb2 as pb
 
 
 class Stream:
-    """A running generation. Iterating yields TextDelta events, then one GenerateResult; `close()` cancels it."""
+    """A running generation. Iterating yields TextDelta, ToolCallDelta and ReasoningDelta events, then one
+    GenerateResult; `close()` cancels it."""
 
-    def __init__(self, call: Iterator[pb.GenerateResponse]) -> None:
+    def __init__(self, call: Iterator[pb.GenerateResponse], parse: Parse | None = None) -> None:
         self._call = call
-        self._accumulator = Accumulator()
+        self._accumulator = Accumulator(parse)
         self._events = self._read()
 
     def _read(self) -> Iterator[StreamEvent]:
@@ -59,9 +61,11 @@ class Stream:
 class AsyncStream:
     """The asyncio twin of Stream."""
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse]) -> None:
+    def __init__(
+        self, call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse], parse: Parse | None = None
+    ) -> None:
         self._call = call
-        self._accumulator = Accumulator()
+        self._accumulator = Accumulator(parse)
         self._events = self._read()
 
     async def _read(self) -> AsyncIterator[StreamEvent]:

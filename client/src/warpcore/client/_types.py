@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+import json
 import mimetypes
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class Backend(enum.StrEnum):
@@ -21,6 +23,8 @@ class FinishReason(enum.StrEnum):
     STOP = "stop"
     LENGTH = "length"
     STOP_SEQUENCE = "stop_sequence"
+    TOOL_CALLS = "tool_calls"
+    """The model called tools: run them and send their results back (see GenerateResponse.tool_calls)."""
     CANCELLED = "cancelled"
     ERROR = "error"
     UNSPECIFIED = "unspecified"
@@ -90,6 +94,18 @@ class GenerationOptions(TypedDict, total=False):
     """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
     top_logprobs: int
     """With logprobs: also the most likely tokens at each place, up to 20."""
+    tools: Sequence[Any]
+    """Tool objects, pydantic model classes or typed functions (see Tool)."""
+    tool_choice: str
+    """"auto", "none", "required", or the name of the one tool the model must call."""
+    parallel_tool_calls: bool
+    response_format: Any
+    """"json_object", a JSON Schema (a dict), or a pydantic model class, whose parsed instance the response's
+    `parsed` then holds."""
+    reasoning_effort: str
+    """"minimal", "low", "medium" or "high"."""
+    reasoning_budget: int
+    """Most tokens the model may think with (Anthropic's extended thinking)."""
 
 
 @dataclass(frozen=True)
@@ -143,19 +159,82 @@ Part = str | Image
 
 
 @dataclass(frozen=True)
+class Tool:
+    """A function the model may call: its name, what it does, and the JSON Schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+    @classmethod
+    def from_model(cls, model: Any, name: str | None = None, description: str | None = None) -> Tool:
+        """A tool whose arguments are the fields of a pydantic model class (name: the class's, description: its
+        docstring)."""
+        schema = model.model_json_schema()
+        schema.pop("title", None)
+        return cls(name or model.__name__, description or (model.__doc__ or "").strip(), schema)
+
+    @classmethod
+    def from_function(cls, function: Any, description: str | None = None) -> Tool:
+        """A tool whose arguments are the typed parameters of a function (needs pydantic), named after it."""
+        import pydantic  # only here: the SDK itself does not need pydantic
+
+        schema = pydantic.TypeAdapter(function).json_schema()
+        return cls(function.__name__, description or (function.__doc__ or "").strip(), schema)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete call the model made; `arguments` is JSON text of an object."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.arguments)
+        return parsed
+
+
+@dataclass(frozen=True)
+class ReasoningBlock:
+    """Reasoning the model gave, to be sent back unchanged (Anthropic's signature, or a redacted block's data)."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: bool = False
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat turn; role is "system", "user" or "assistant"."""
+    """One chat turn; role is "system", "user", "assistant" or "tool"."""
 
     role: str
-    content: str
+    content: str = ""
     parts: tuple[Part, ...] = ()
     """Text and images after content, in order (images in user messages only)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """Assistant turns: the calls the model made."""
+    tool_call_id: str = ""
+    """Tool turns: the id of the call answered."""
+    is_error: bool = False
+    """Tool turns: the tool failed, and content says how."""
+    reasoning: tuple[ReasoningBlock, ...] = ()
+    """Assistant turns: the reasoning to send back."""
+
+    @classmethod
+    def tool_result(cls, call: ToolCall, content: str, *, is_error: bool = False) -> Message:
+        """The turn that answers `call` with its result."""
+        return cls("tool", content, tool_call_id=call.id, is_error=is_error)
 
 
 @dataclass(frozen=True)
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,9 +278,29 @@ class GenerateResult:
     usage: Usage
     timings: Timings
     upstream_request_id: str
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
-StreamEvent = TextDelta | GenerateResult
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call `index`: its id and name on its first piece, then pieces of its JSON arguments."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning; `signature` ends a signed block, `redacted` marks a redacted one."""
+
+    text: str
+    signature: str = ""
+    redacted: bool = False
+
+
+StreamEvent = TextDelta | ToolCallDelta | ReasoningDelta | GenerateResult
 
 
 @dataclass(frozen=True)
@@ -215,6 +314,15 @@ class GenerateResponse:
     upstream_request_id: str
     logprobs: tuple[TokenLogprob, ...] = ()
     """With the logprobs option: every generated token's, in order."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The complete calls, when finish_reason is TOOL_CALLS."""
+    reasoning: tuple[ReasoningBlock, ...] = ()
+    parsed: Any = None
+    """With a pydantic model class as response_format: the text parsed into it."""
+
+    def message(self) -> Message:
+        """This answer as the assistant turn of the next request (calls and reasoning included)."""
+        return Message("assistant", self.text, tool_calls=self.tool_calls, reasoning=self.reasoning)
 
 
 @dataclass(frozen=True)
@@ -235,4 +343,4 @@ class Token:
 class TokenCount:
     prompt_tokens: int
     tokens: list[Token]
-    """With include_tokens (llama.cpp models only)."""
+    """With include_tokens (llama.cpp only)."""

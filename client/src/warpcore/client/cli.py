@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from warpcore.client import (
@@ -17,6 +18,8 @@ from warpcore.client import (
     Message,
     Model,
     NotFoundError,
+    PullProgress,
+    ReasoningDelta,
     TextDelta,
     WarpcoreError,
 )
@@ -95,14 +98,41 @@ def pick_model(client: Client, model: str | None, backend: str | None, task: str
     return model
 
 
-def stream_reply(client: Client, model_id: str, out: TextIO, **request: Any) -> GenerateResponse:
-    """Write the generated text to `out` as it comes, then a newline; return the final response."""
+DIM, PLAIN = "\x1b[2m", "\x1b[0m"
+
+
+def json_schema_file(path: str) -> dict[str, Any]:
+    """The JSON Schema in the file at `path` (an argparse type: a usage error names the option)."""
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {error}") from None
+    if not isinstance(schema, dict):
+        raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
+    return schema
+
+
+def stream_reply(
+    client: Client, model_id: str, out: TextIO, reasoning: TextIO | None = None, **request: Any
+) -> GenerateResponse:
+    """Write the generated text to `out` as it comes, then a newline, and the model's reasoning to `reasoning` (if
+    given; dimmed on a terminal); return the final response."""
+    dim, plain = (DIM, PLAIN) if reasoning is not None and reasoning.isatty() else ("", "")
+    thought = False
     with client.generate(model_id, stream=True, **request) as stream:
         for event in stream:
             if isinstance(event, TextDelta):
                 out.write(event.text)
                 out.flush()
+            elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
+                reasoning.write(f"{dim}{event.text}{plain}")
+                reasoning.flush()
+                thought = True
         response = stream.get_final_response()
+    if thought and reasoning is not None:
+        reasoning.write("\n")
     out.write("\n")
     out.flush()
     return response
@@ -110,8 +140,11 @@ def stream_reply(client: Client, model_id: str, out: TextIO, **request: Any) -> 
 
 def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     """The generation options given on the command line."""
-    names = ("system", "max_tokens", "temperature", "stop")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    names = ("system", "max_tokens", "temperature", "stop", "reasoning_effort", "reasoning_budget")
+    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.json_schema is not None:
+        options["response_format"] = args.json_schema
+    return options
 
 
 def usage_line(response: GenerateResponse) -> str:
@@ -133,7 +166,8 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         usage: argparse.ArgumentParser = args.parser
         usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
     model_id = pick_model(client, args.model, args.backend)
-    response = stream_reply(client, model_id, sys.stdout, prompt=prompt, **generation_options(args))
+    reasoning = sys.stderr if args.show_reasoning else None
+    response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
     print(usage_line(response), file=sys.stderr)
     return 0
 
@@ -150,8 +184,9 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         if not line.strip():
             continue
         history.append(Message("user", line.rstrip("\n")))
-        reply = stream_reply(client, model_id, sys.stdout, messages=history, **generation_options(args))
-        history.append(Message("assistant", reply.text))
+        reasoning = sys.stderr if args.show_reasoning else None
+        reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
+        history.append(reply.message())
 
 
 def embed(client: Client, args: argparse.Namespace) -> int:
@@ -212,6 +247,36 @@ def unload(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def progress_bar(done: int, total: int | None, width: int = 30) -> str:
+    """`[#######-------]  47%  12.3/26.1 MiB`, or only the MiB so far while the size is unknown."""
+    mib = 1024 * 1024
+    if not total:
+        return f"{done / mib:.1f} MiB"
+    filled = width * done // total
+    return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done / mib:.1f}/{total / mib:.1f} MiB"
+
+
+def pull(client: Client, args: argparse.Namespace) -> int:
+    """Progress on stderr, redrawn in place; the pulled model on stdout. Ctrl-C cancels the pull (a later pull
+    resumes it)."""
+    drawn = False  # a bar is on the line: end it before anything else is printed
+    try:
+        for event in client.pull_model(args.model, revision=args.revision):
+            if isinstance(event, PullProgress):
+                print(f"\r{progress_bar(event.done, event.total)}", end="", file=sys.stderr, flush=True)
+                drawn = True
+                continue
+            if drawn:
+                print(file=sys.stderr)
+                drawn = False
+            checked = "already present" if event.already_present else f"sha256 {event.sha256}"
+            print(f"{event.model}  {event.size} bytes  {checked}")
+    finally:
+        if drawn:
+            print(file=sys.stderr)
+    return 0
+
+
 def health(client: Client, args: argparse.Namespace) -> int:
     try:
         status = client.health(args.service)
@@ -247,6 +312,14 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
         sub.add_argument("--system", metavar="TEXT", help="system prompt")
         sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
+        sub.add_argument(
+            "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
+        )
+        sub.add_argument("--reasoning-effort", choices=("minimal", "low", "medium", "high"), help="how hard to think")
+        sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
+        sub.add_argument(
+            "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
+        )
 
     sub = command("generate", generate, "stream a completion of PROMPT (default: read from stdin)")
     generation(sub)
@@ -283,6 +356,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--context-size", type=COUNT, metavar="N")
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
+
+    sub = command("pull", pull, "download MODEL onto the server (hf:owner/repo:file.gguf), with a progress bar")
+    sub.add_argument(
+        "model", metavar="MODEL", help="e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    )
+    sub.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: main)")
 
     sub = command("health", health, "print the server's health; exit 0 only when SERVING")
     sub.add_argument("--service", default="", metavar="NAME", help="service to check (default: the whole server)")

@@ -18,7 +18,9 @@ from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from warpcore.v1 import capabilities_pb2 as _capabilities_pb2
 from warpcore.v1 import content_pb2 as _content_pb2
 from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
+from warpcore.v1 import models_pb2 as _models_pb2
 from warpcore.v1 import tokens_pb2 as _tokens_pb2
+from warpcore.v1 import tools_pb2 as _tools_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -156,6 +158,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """The user."""
     ROLE_ASSISTANT: _Role.ValueType  # 3
     """The model."""
+    ROLE_TOOL: _Role.ValueType  # 4
+    """The result of a tool call, answering the call named by ChatMessage.tool_call_id."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role says who wrote a chat message."""
@@ -168,6 +172,8 @@ ROLE_USER: Role.ValueType  # 2
 """The user."""
 ROLE_ASSISTANT: Role.ValueType  # 3
 """The model."""
+ROLE_TOOL: Role.ValueType  # 4
+"""The result of a tool call, answering the call named by ChatMessage.tool_call_id."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _FinishReason:
@@ -190,6 +196,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The generation was cancelled, e.g. by server shutdown."""
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 5
     """The backend failed after text was sent; the call's status says why."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 6
+    """The model called tools: GenerateResult.tool_calls lists them; run them and send their
+    results back in ROLE_TOOL messages.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation ended."""
@@ -208,6 +218,10 @@ FINISH_REASON_CANCELLED: FinishReason.ValueType  # 4
 """The generation was cancelled, e.g. by server shutdown."""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 5
 """The backend failed after text was sent; the call's status says why."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 6
+"""The model called tools: GenerateResult.tool_calls lists them; run them and send their
+results back in ROLE_TOOL messages.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -405,6 +419,7 @@ class LocalBackendConfig(_message.Message):
     GPU_LAYERS_FIELD_NUMBER: _builtins.int
     LLAMA_CPP_FIELD_NUMBER: _builtins.int
     PARALLEL_FIELD_NUMBER: _builtins.int
+    PROMPT_CACHE_TOKENS_FIELD_NUMBER: _builtins.int
     threads: _builtins.int
     """CPU threads used for generation. Unset: LLAMA_THREADS, else llama.cpp's default."""
     use_gpu: _builtins.bool
@@ -415,6 +430,13 @@ class LocalBackendConfig(_message.Message):
     """Sequences decoded together in one llama.cpp context (continuous batching),
     1 to 64. Each slot reserves a KV cache for the whole context_size, so memory
     grows with it. Unset: LLAMA_PARALLEL, else 1 (one generation at a time).
+    """
+    prompt_cache_tokens: _builtins.int
+    """Prompt tokens whose KV cells the model keeps, so that a later prompt beginning
+    with the same tokens (the next turn of a conversation, a shared system prompt)
+    decodes only the rest; least recently used prefixes go first. 0 turns the cache
+    off; at most 1048576. Unset: LLAMA_PROMPT_CACHE_TOKENS, else context_size.
+    Greedy output is the same with and without the cache.
     """
     @_builtins.property
     def llama_cpp(self) -> Global___LlamaCppConfig:
@@ -428,15 +450,18 @@ class LocalBackendConfig(_message.Message):
         gpu_layers: _builtins.int | None = ...,
         llama_cpp: Global___LlamaCppConfig | None = ...,
         parallel: _builtins.int | None = ...,
+        prompt_cache_tokens: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_prompt_cache_tokens", b"_prompt_cache_tokens", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "prompt_cache_tokens", b"prompt_cache_tokens", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers", "_parallel", b"_parallel", "_prompt_cache_tokens", b"_prompt_cache_tokens", "_threads", b"_threads", "_use_gpu", b"_use_gpu", "gpu_layers", b"gpu_layers", "llama_cpp", b"llama_cpp", "parallel", b"parallel", "prompt_cache_tokens", b"prompt_cache_tokens", "threads", b"threads", "use_gpu", b"use_gpu"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__gpu_layers: _TypeAlias = _typing.Literal["gpu_layers"]  # noqa: Y015
     _WhichOneofArgType__gpu_layers: _TypeAlias = _typing.Literal["_gpu_layers", b"_gpu_layers"]  # noqa: Y015
     _WhichOneofReturnType__parallel: _TypeAlias = _typing.Literal["parallel"]  # noqa: Y015
     _WhichOneofArgType__parallel: _TypeAlias = _typing.Literal["_parallel", b"_parallel"]  # noqa: Y015
+    _WhichOneofReturnType__prompt_cache_tokens: _TypeAlias = _typing.Literal["prompt_cache_tokens"]  # noqa: Y015
+    _WhichOneofArgType__prompt_cache_tokens: _TypeAlias = _typing.Literal["_prompt_cache_tokens", b"_prompt_cache_tokens"]  # noqa: Y015
     _WhichOneofReturnType__threads: _TypeAlias = _typing.Literal["threads"]  # noqa: Y015
     _WhichOneofArgType__threads: _TypeAlias = _typing.Literal["_threads", b"_threads"]  # noqa: Y015
     _WhichOneofReturnType__use_gpu: _TypeAlias = _typing.Literal["use_gpu"]  # noqa: Y015
@@ -445,6 +470,8 @@ class LocalBackendConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_layers) -> _WhichOneofReturnType__gpu_layers | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel) -> _WhichOneofReturnType__parallel | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_cache_tokens) -> _WhichOneofReturnType__prompt_cache_tokens | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__threads) -> _WhichOneofReturnType__threads | None: ...
     @_typing.overload
@@ -493,18 +520,26 @@ class ModelConfig(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
+    KEEP_ALIVE_FIELD_NUMBER: _builtins.int
     context_size: _builtins.int
     """Context window in tokens, 16 to 131072. Unset: for local models, the model's
     trained context capped at 4096; for API models, the provider's limit (reported as 0).
     """
+    @_builtins.property
+    def keep_alive(self) -> _models_pb2.KeepAlive:
+        """How long a local (llama.cpp) model stays loaded once idle; INVALID_ARGUMENT for a
+        hosted model. Loading a loaded model again with a keep_alive changes its keep_alive.
+        """
+
     def __init__(
         self,
         *,
         context_size: _builtins.int | None = ...,
+        keep_alive: _models_pb2.KeepAlive | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size", "keep_alive", b"keep_alive"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_size", b"_context_size", "context_size", b"context_size", "keep_alive", b"keep_alive"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__context_size: _TypeAlias = _typing.Literal["context_size"]  # noqa: Y015
     _WhichOneofArgType__context_size: _TypeAlias = _typing.Literal["_context_size", b"_context_size"]  # noqa: Y015
@@ -525,6 +560,7 @@ class Model(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
+    RESIDENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id used in GenerateRequest and UnloadModelRequest."""
     backend: Global___BackendType.ValueType
@@ -543,6 +579,12 @@ class Model(_message.Message):
         OpenAI, whether a model embeds or generates is told by its name (text-embedding-*).
         """
 
+    @_builtins.property
+    def residency(self) -> _models_pb2.ModelResidency:
+        """For a loaded model (MODEL_STATE_READY): its cost, use and expiry. Absent for a
+        model that is not loaded.
+        """
+
     def __init__(
         self,
         *,
@@ -553,10 +595,11 @@ class Model(_message.Message):
         state: Global___ModelState.ValueType = ...,
         context_size: _builtins.int = ...,
         capabilities: _capabilities_pb2.ModelCapabilities | None = ...,
+        residency: _models_pb2.ModelResidency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "residency", b"residency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "name", b"name", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -745,14 +788,39 @@ class ChatMessage(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     PARTS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    IS_ERROR_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     """Author of the message. Required."""
     content: _builtins.str
-    """Text of the message."""
+    """Text of the message. For ROLE_TOOL: the tool's result (or, with is_error, how it failed)."""
+    tool_call_id: _builtins.str
+    """ROLE_TOOL only, and required then: the id of the call this result answers."""
+    is_error: _builtins.bool
+    """ROLE_TOOL only: the tool failed, and content says how. Backends without such a flag
+    (OpenAI) get the content prefixed with "Error: ".
+    """
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ContentPart]:
         """Text and images that follow content (if any), in order. Images are accepted
         in ROLE_USER messages, by OpenAI and Anthropic; llama.cpp models refuse them.
+        """
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
+        """ROLE_ASSISTANT only: the tool calls the model made in this turn, as the result's
+        tool_calls gave them. Each must be answered by a ROLE_TOOL message right after this
+        turn (one per call, in any order) before any other turn.
+        """
+
+    @_builtins.property
+    def reasoning(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ReasoningBlock]:
+        """ROLE_ASSISTANT only: the reasoning the model gave before this turn's text and calls,
+        as its ReasoningDelta frames gave it (text joined, signature kept). Anthropic needs it
+        back, signature unchanged, to continue a tool loop with thinking; backends that take
+        no reasoning back (OpenAI) leave it out.
         """
 
     def __init__(
@@ -761,10 +829,14 @@ class ChatMessage(_message.Message):
         role: Global___Role.ValueType = ...,
         content: _builtins.str = ...,
         parts: _abc.Iterable[_content_pb2.ContentPart] | None = ...,
+        tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        is_error: _builtins.bool = ...,
+        reasoning: _abc.Iterable[_tools_pb2.ReasoningBlock] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "parts", b"parts", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "is_error", b"is_error", "parts", b"parts", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -787,6 +859,9 @@ class GenerationOptions(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
     TOP_LOGPROBS_FIELD_NUMBER: _builtins.int
+    NO_PROMPT_CACHE_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
     API requires a value).
@@ -810,9 +885,22 @@ class GenerationOptions(_message.Message):
     """
     top_logprobs: _builtins.int
     """With logprobs: also return the most likely tokens at each place, 0 to 20."""
+    no_prompt_cache: _builtins.bool
+    """Keep this prompt out of the model's prompt cache: neither served from it nor
+    left in it (see LocalBackendConfig.prompt_cache_tokens). warpcore keeps no
+    prompt of a hosted API; the provider's own caching is not affected.
+    """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
+
+    @_builtins.property
+    def response_format(self) -> _tools_pb2.ResponseFormat:
+        """Structured output: the answer's text is JSON of this shape. Absent: free text."""
+
+    @_builtins.property
+    def reasoning(self) -> _tools_pb2.ReasoningOptions:
+        """Reasoning effort or budget. Absent: the model's default (no thinking on Anthropic)."""
 
     def __init__(
         self,
@@ -826,10 +914,13 @@ class GenerationOptions(_message.Message):
         seed: _builtins.int | None = ...,
         logprobs: _builtins.bool | None = ...,
         top_logprobs: _builtins.int | None = ...,
+        no_prompt_cache: _builtins.bool = ...,
+        response_format: _tools_pb2.ResponseFormat | None = ...,
+        reasoning: _tools_pb2.ReasoningOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__logprobs: _TypeAlias = _typing.Literal["logprobs"]  # noqa: Y015
     _WhichOneofArgType__logprobs: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs"]  # noqa: Y015
@@ -878,10 +969,15 @@ class GenerateRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Id of a loaded model. Required."""
     prompt: _builtins.str
     """A plain prompt, continued by the model (sent as one user message to chat-only APIs)."""
+    parallel_tool_calls: _builtins.bool
+    """Whether the model may call several tools in one turn. Unset: true."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """A conversation, answered by the model."""
@@ -890,6 +986,16 @@ class GenerateRequest(_message.Message):
     def options(self) -> Global___GenerationOptions:
         """Generation options."""
 
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.Tool]:
+        """Tools the model may call, at most 128, names unique."""
+
+    @_builtins.property
+    def tool_choice(self) -> _tools_pb2.ToolChoice:
+        """Whether and which tools the model must call. Absent: automatic (the model decides).
+        TOOL_CHOICE_MODE_REQUIRED and TOOL_CHOICE_MODE_NAMED need tools.
+        """
+
     def __init__(
         self,
         *,
@@ -897,12 +1003,17 @@ class GenerateRequest(_message.Message):
         prompt: _builtins.str = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         options: Global___GenerationOptions | None = ...,
+        tools: _abc.Iterable[_tools_pb2.Tool] | None = ...,
+        tool_choice: _tools_pb2.ToolChoice | None = ...,
+        parallel_tool_calls: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model_id", b"model_id", "options", b"options", "prompt", b"prompt"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
+    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
 
@@ -914,6 +1025,8 @@ class GenerateResponse(_message.Message):
 
     DELTA_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delta(self) -> Global___TextDelta:
         """Newly generated text."""
@@ -922,17 +1035,27 @@ class GenerateResponse(_message.Message):
     def result(self) -> Global___GenerateResult:
         """The last frame of every stream that started generating."""
 
+    @_builtins.property
+    def tool_call(self) -> _tools_pb2.ToolCallDelta:
+        """The next piece of a tool call."""
+
+    @_builtins.property
+    def reasoning(self) -> _tools_pb2.ReasoningDelta:
+        """The next piece of the model's reasoning."""
+
     def __init__(
         self,
         *,
         delta: Global___TextDelta | None = ...,
         result: Global___GenerateResult | None = ...,
+        tool_call: _tools_pb2.ToolCallDelta | None = ...,
+        reasoning: _tools_pb2.ReasoningDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["delta", "result"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["delta", "result", "tool_call", "reasoning"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -980,19 +1103,33 @@ class Usage(_message.Message):
 
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_CREATION_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
-    """Tokens in the prompt, as counted by the backend."""
+    """Tokens in the prompt, as counted by the backend, cached ones included."""
     completion_tokens: _builtins.int
-    """Tokens generated."""
+    """Tokens generated, reasoning included."""
+    cached_prompt_tokens: _builtins.int
+    """Prompt tokens read from the backend's prompt cache (OpenAI's cached_tokens,
+    Anthropic's cache_read_input_tokens).
+    """
+    cache_creation_tokens: _builtins.int
+    """Prompt tokens written to the backend's prompt cache (Anthropic's cache_creation_input_tokens)."""
+    reasoning_tokens: _builtins.int
+    """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI)."""
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
+        cached_prompt_tokens: _builtins.int = ...,
+        cache_creation_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_creation_tokens", b"cache_creation_tokens", "cached_prompt_tokens", b"cached_prompt_tokens", "completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1038,6 +1175,7 @@ class GenerateResult(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
     UPSTREAM_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
@@ -1052,6 +1190,13 @@ class GenerateResult(_message.Message):
     def timings(self) -> Global___Timings:
         """Server-side timings."""
 
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
+        """The complete tool calls of this turn, in index order, whose arguments parse as JSON
+        objects (an empty-arguments call gives "{}"). Set with FINISH_REASON_TOOL_CALLS; with
+        FINISH_REASON_LENGTH, a call cut short is left out.
+        """
+
     def __init__(
         self,
         *,
@@ -1059,10 +1204,11 @@ class GenerateResult(_message.Message):
         usage: Global___Usage | None = ...,
         timings: Global___Timings | None = ...,
         upstream_request_id: _builtins.str = ...,
+        tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

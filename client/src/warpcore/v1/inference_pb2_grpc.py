@@ -5,6 +5,7 @@ import warnings
 
 from warpcore.v1 import embeddings_pb2 as warpcore_dot_v1_dot_embeddings__pb2
 from warpcore.v1 import inference_pb2 as warpcore_dot_v1_dot_inference__pb2
+from warpcore.v1 import models_pb2 as warpcore_dot_v1_dot_models__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -56,6 +57,11 @@ class InferenceServiceStub:
                 request_serializer=warpcore_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=warpcore_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.PullModel = channel.unary_stream(
+                '/warpcore.v1.InferenceService/PullModel',
+                request_serializer=warpcore_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
+                response_deserializer=warpcore_dot_v1_dot_models__pb2.PullModelResponse.FromString,
+                _registered_method=True)
         self.Embed = channel.unary_unary(
                 '/warpcore.v1.InferenceService/Embed',
                 request_serializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
@@ -93,19 +99,34 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """ListModels lists loaded models and, for a given backend, the models it can serve.
+        """ListModels lists loaded models, the models the server loads on first use (its
+        operator's lazy models and those unloaded for idleness or room, in state
+        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Generate(self, request, context):
-        """Generate streams text deltas from a loaded model. A stream that completes
-        ends with exactly one GenerateResult frame. A failure before any text was
-        sent (an invalid request, an upstream refusal) ends the call with its status
-        alone; a failure after text was sent first sends a GenerateResult with
+        """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+        stream that completes ends with exactly one GenerateResult frame. A failure
+        before any delta was sent (an invalid request, an upstream refusal) ends the
+        call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PullModel(self, request, context):
+        """PullModel downloads a model file onto the server, streaming progress frames a few
+        times a second, then one done frame. Concurrent pulls of one file share one
+        download; cancelling the call stops it once no other caller waits (a later pull
+        resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+        (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+        have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+        does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +173,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=warpcore_dot_v1_dot_inference__pb2.GenerateRequest.FromString,
                     response_serializer=warpcore_dot_v1_dot_inference__pb2.GenerateResponse.SerializeToString,
+            ),
+            'PullModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullModel,
+                    request_deserializer=warpcore_dot_v1_dot_models__pb2.PullModelRequest.FromString,
+                    response_serializer=warpcore_dot_v1_dot_models__pb2.PullModelResponse.SerializeToString,
             ),
             'Embed': grpc.unary_unary_rpc_method_handler(
                     servicer.Embed,
@@ -273,6 +299,33 @@ class InferenceService:
             '/warpcore.v1.InferenceService/Generate',
             warpcore_dot_v1_dot_inference__pb2.GenerateRequest.SerializeToString,
             warpcore_dot_v1_dot_inference__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/warpcore.v1.InferenceService/PullModel',
+            warpcore_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
+            warpcore_dot_v1_dot_models__pb2.PullModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

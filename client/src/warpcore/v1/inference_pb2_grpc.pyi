@@ -13,6 +13,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
 from warpcore.v1 import inference_pb2 as _inference_pb2
+from warpcore.v1 import models_pb2 as _models_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -53,14 +54,26 @@ class InferenceServiceStub:
     NOT_FOUND if no model has that id.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _grpc.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]
-    """Generate streams text deltas from a loaded model. A stream that completes
-    ends with exactly one GenerateResult frame. A failure before any text was
-    sent (an invalid request, an upstream refusal) ends the call with its status
-    alone; a failure after text was sent first sends a GenerateResult with
+    """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+    stream that completes ends with exactly one GenerateResult frame. A failure
+    before any delta was sent (an invalid request, an upstream refusal) ends the
+    call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
+    """
+    PullModel: _grpc.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
     Embed: _grpc.UnaryUnaryMultiCallable[_embeddings_pb2.EmbedRequest, _embeddings_pb2.EmbedResponse]
     """Embed returns one vector per input text, in input order, from a model loaded
@@ -92,14 +105,26 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     NOT_FOUND if no model has that id.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
-    """ListModels lists loaded models and, for a given backend, the models it can serve."""
+    """ListModels lists loaded models, the models the server loads on first use (its
+    operator's lazy models and those unloaded for idleness or room, in state
+    MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+    """
     Generate: _aio.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]  # type: ignore[assignment]
-    """Generate streams text deltas from a loaded model. A stream that completes
-    ends with exactly one GenerateResult frame. A failure before any text was
-    sent (an invalid request, an upstream refusal) ends the call with its status
-    alone; a failure after text was sent first sends a GenerateResult with
+    """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+    stream that completes ends with exactly one GenerateResult frame. A failure
+    before any delta was sent (an invalid request, an upstream refusal) ends the
+    call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
     passes, the work stops and no further frame is sent.
+    """
+    PullModel: _aio.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]  # type: ignore[assignment]
+    """PullModel downloads a model file onto the server, streaming progress frames a few
+    times a second, then one done frame. Concurrent pulls of one file share one
+    download; cancelling the call stops it once no other caller waits (a later pull
+    resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+    (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+    have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+    does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
     Embed: _aio.UnaryUnaryMultiCallable[_embeddings_pb2.EmbedRequest, _embeddings_pb2.EmbedResponse]  # type: ignore[assignment]
     """Embed returns one vector per input text, in input order, from a model loaded
@@ -146,7 +171,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ListModelsResponse, _abc.Awaitable[_inference_pb2.ListModelsResponse]]:
-        """ListModels lists loaded models and, for a given backend, the models it can serve."""
+        """ListModels lists loaded models, the models the server loads on first use (its
+        operator's lazy models and those unloaded for idleness or room, in state
+        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+        """
 
     @_abc_1.abstractmethod
     def Generate(
@@ -154,12 +182,27 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.GenerateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_pb2.GenerateResponse], _abc.AsyncIterator[_inference_pb2.GenerateResponse]]:
-        """Generate streams text deltas from a loaded model. A stream that completes
-        ends with exactly one GenerateResult frame. A failure before any text was
-        sent (an invalid request, an upstream refusal) ends the call with its status
-        alone; a failure after text was sent first sends a GenerateResult with
+        """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+        stream that completes ends with exactly one GenerateResult frame. A failure
+        before any delta was sent (an invalid request, an upstream refusal) ends the
+        call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
         passes, the work stops and no further frame is sent.
+        """
+
+    @_abc_1.abstractmethod
+    def PullModel(
+        self,
+        request: _models_pb2.PullModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_models_pb2.PullModelResponse], _abc.AsyncIterator[_models_pb2.PullModelResponse]]:
+        """PullModel downloads a model file onto the server, streaming progress frames a few
+        times a second, then one done frame. Concurrent pulls of one file share one
+        download; cancelling the call stops it once no other caller waits (a later pull
+        resumes it). PERMISSION_DENIED unless the server's operator allows pulls
+        (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
+        have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
+        does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
         """
 
     @_abc_1.abstractmethod

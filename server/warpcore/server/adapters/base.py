@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
 
@@ -43,4 +44,13 @@ class Adapter(Protocol):
 
     async def close(self) -> None:
         """Release the model and any connection; waits for running generations."""
+        ...
+
+
+@runtime_checkable
+class CachesPrompts(Protocol):
+    """An adapter that keeps a prompt cache of its own (llama.cpp); hosted APIs cache on the provider's side."""
+
+    def prompt_cache_stats(self) -> PromptCacheStats | None:
+        """None while no model is loaded, or when its cache is off."""
         ...

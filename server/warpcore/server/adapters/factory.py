@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from warpcore.server.adapters.base import Adapter
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
+from warpcore.server.core.pulls import Download, PulledFile, PullProgressCallback
 
 AdapterFactory = Callable[[BackendKind, BackendSettings | None], Adapter]
 AdapterType = Callable[[Any, Mapping[str, str]], Adapter]
@@ -56,3 +58,15 @@ def create_adapter(
     if settings is None:
         settings = ApiSettings() if backend.hosted else LocalSettings()
     return adapter_type(backend)(settings, env)
+
+
+def hub_download(env: Mapping[str, str] = os.environ) -> Download:
+    """How this server pulls model files (hf: ids, into MODELS_PATH, settings from `env`); huggingface_hub is
+    imported by the first pull, on its thread."""
+
+    def download(model: str, revision: str | None, progress: PullProgressCallback, stop: threading.Event) -> PulledFile:
+        from warpcore.server.adapters.llama.hub import pull_file
+
+        return pull_file(model, revision, env, progress, stop)
+
+    return download

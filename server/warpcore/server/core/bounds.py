@@ -3,7 +3,11 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 
 from __future__ import annotations
 
-from warpcore.server.core.domain import NumaStrategy, Pooling
+import math
+import re
+
+from warpcore.server.core.domain import NumaStrategy
+from warpcore.server.core.embeddings import Pooling
 
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
@@ -12,6 +16,8 @@ MIN_CONTEXT_SIZE = 16
 MAX_CONTEXT_SIZE = 131072
 MAX_PARALLEL = 64
 """Generations one local model decodes together, at most."""
+MAX_PROMPT_CACHE_TOKENS = 1048576
+"""The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
 MAX_ID_LENGTH = 256
@@ -29,6 +35,22 @@ MAX_EMBED_INPUTS = 2048
 MAX_EMBED_DIMENSIONS = 65536
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The largest request a front door accepts, unless the server is started with another limit."""
+MAX_TOOLS = 128
+"""Tools one request may declare (OpenAI's own limit)."""
+MAX_SCHEMA_BYTES = 64 * 1024
+"""The longest JSON Schema (a tool's parameters, a response format's schema), in bytes of JSON text."""
+MAX_SCHEMA_DEPTH = 64
+"""The deepest nesting of objects and arrays in a JSON Schema or in a tool call's arguments."""
+MAX_TOOL_ARGUMENTS_BYTES = 256 * 1024
+"""The longest arguments of a tool call sent back in a conversation, in bytes of JSON text."""
+TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
+"""A tool's or a response schema's name, as the providers accept it."""
+
+MAX_KEEP_ALIVE_SECONDS = 30 * 86400
+"""The longest idle time a keep_alive may name; longer is "forever"."""
+FOREVER_WORDS = frozenset({"forever", "inf", "infinite", "-1"})
+MAX_DORMANT_MODELS = 256
+"""Models unloaded for idleness or room that the server remembers, to load again when a Generate names them."""
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -45,6 +67,33 @@ def parse_bool(word: str) -> bool | None:
 def parse_numa(name: str) -> NumaStrategy | None:
     """The NUMA strategy a name (any case) stands for, None for an unknown name."""
     return NumaStrategy.__members__.get(name.strip().upper())
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?")
+
+
+def parse_keep_alive(word: str) -> float | None:
+    """Seconds for "90", "30s", "5m", "1.5h", "2d" (at most MAX_KEEP_ALIVE_SECONDS), math.inf for "forever" (or
+    "-1"); None for anything else."""
+    lowered = word.strip().lower()
+    if lowered in FOREVER_WORDS:
+        return math.inf
+    match = _DURATION.fullmatch(lowered)
+    if match is None:
+        return None
+    seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2] or "s"]
+    return seconds if seconds <= MAX_KEEP_ALIVE_SECONDS else None
+
+
+def parse_bytes(word: str) -> int | None:
+    """Bytes for "1048576", "512M", "2GiB", "1.5g" (powers of 1024); None for anything else."""
+    match = _BYTES.fullmatch(word.strip().lower())
+    if match is None:
+        return None
+    unit = (match[2] or "b")[0]
+    return int(float(match[1]) * 1024 ** "bkmgt".index(unit))
 
 
 def parse_pooling(name: str) -> Pooling | None:

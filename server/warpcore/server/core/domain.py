@@ -9,6 +9,8 @@ from typing import Any
 
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import ContentPart
+from warpcore.server.core.embeddings import Pooling
+from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import TokenLogprob
 
 
@@ -40,14 +42,6 @@ class FinishReason(enum.Enum):
     """The model wants the tools it called run, and their results sent back."""
     CANCELLED = "cancelled"
     ERROR = "error"
-
-
-class Pooling(enum.IntEnum):
-    """llama.cpp's LLAMA_POOLING_TYPE_* values that give one vector per text."""
-
-    MEAN = 1
-    CLS = 2
-    LAST = 3
 
 
 class NumaStrategy(enum.IntEnum):
@@ -82,6 +76,8 @@ class LocalSettings:
     numa: NumaStrategy | None = None
     chat_format: str | None = None
     parallel: int | None = None
+    prompt_cache_tokens: int | None = None
+    """Prompt tokens whose KV cells the model keeps for later prompts that begin alike; 0 turns the cache off."""
     embedding: bool | None = None
     """Load the model to embed texts (Embed) rather than to generate."""
     pooling: Pooling | None = None
@@ -200,6 +196,9 @@ class GenerationParams:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None
+    cache_prompt: bool = True
+    """Whether the backend may serve this prompt's beginning from its prompt cache and keep it there; False
+    leaves nothing of the prompt behind."""
     logprobs: bool = False
     top_logprobs: int = 0
     """With `logprobs`: the most likely tokens to report at each place."""
@@ -257,6 +256,11 @@ class ModelInfo:
     context_size: int = 0
     parallel: int = 1
     """Generations the backend runs at once on this model."""
+    memory_bytes: int = 0
+    """What keeping the model loaded costs in memory, estimated by the backend (weights and caches); 0 for a model
+    computed elsewhere."""
+    occupancy: Occupancy | None = field(default=None, compare=False)
+    """Live counters of a model computed here; None for one computed elsewhere."""
     capabilities: Capabilities = field(default_factory=Capabilities)
 
 
@@ -280,3 +284,8 @@ class LoadSpec:
     admission: Admission | None = field(default=None, compare=False)
     """The operator's limits for this model (preload file only; LoadModel cannot set them). Not part of what the
     model is: a LoadModel naming a preloaded model gets that model, with the limits the operator gave it."""
+    keep_alive: float | None = field(default=None, compare=False)
+    """Seconds a local model stays loaded once idle (math.inf: until unloaded); None: the server's default. Not part
+    of what the model is: a LoadModel of a loaded model with another keep_alive changes it."""
+    lazy: bool = field(default=False, compare=False)
+    """Declared, loaded by the first Generate that names it (preload file only)."""

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class Pooling(enum.IntEnum):
+    """llama.cpp's LLAMA_POOLING_TYPE_* values that give one vector per text."""
+
+    MEAN = 1
+    CLS = 2
+    LAST = 3
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,13 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
+from warpcore.server.core.residency import Residency, ResidencyPolicy
 from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.validation import (
     check_embedding,
@@ -57,13 +60,21 @@ GenerationOutput = TextChunk | ReasoningChunk | ToolCallDelta | GenerationResult
 
 class Engine:
     def __init__(
-        self, registry: ModelRegistry, limits: Limits, metrics: Metrics, api_overrides: ApiOverridePolicy
+        self,
+        registry: ModelRegistry,
+        limits: Limits,
+        metrics: Metrics,
+        api_overrides: ApiOverridePolicy,
+        residency: ResidencyPolicy | None = None,
+        pulls: Pulls | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits
         self.metrics = metrics
         self.streams = ActiveStreams()
+        self.residency = Residency(registry, limits, residency or ResidencyPolicy())
         self._api_overrides = api_overrides
+        self._pulls = pulls
 
     async def load(self, spec: LoadSpec, *, from_operator: bool = False) -> LoadedModel:
         """Load a model; the operator's own models (the preload file) may name any API endpoint."""
@@ -71,18 +82,26 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         started = time.monotonic()
-        loaded = await self.registry.load(spec)
+        loaded = await self.residency.load(spec)
         _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
         return loaded
 
+    def declare(self, spec: LoadSpec) -> None:
+        """Know an operator's model without loading it: the first Generate naming it loads it."""
+        check_load(spec)
+        self.residency.declare(spec)
+
     async def unload(self, model_id: str) -> LoadedModel:
-        unloaded = await self.registry.unload(check_id(model_id, "model_id"))
-        self.limits.forget(unloaded.id)
+        unloaded = await self.residency.unload(check_id(model_id, "model_id"))
         _log.info("unloaded model %s", unloaded.id)
         return unloaded
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)
+
+    def dormant(self, backend: BackendKind | None = None) -> list[LoadSpec]:
+        """Models known but not loaded, loaded by the first Generate naming them."""
+        return [entry.spec for entry in self.residency.dormant.values() if backend in (None, entry.spec.backend)]
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""
@@ -90,26 +109,41 @@ class Engine:
         self._api_overrides.check(settings)
         return await self.registry.available(backend, settings)
 
+    async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
+        """Download a model file onto this server's disk: progress, then the file. Writing to the disk is the
+        operator's to allow (None pulls: not allowed)."""
+        check_id(model, "model")
+        if revision is not None:
+            check_id(revision, "revision")
+        if self._pulls is None:
+            raise PermissionDeniedError(
+                "this server does not pull models: its operator allows it with --allow-pull (WARPCORE_ALLOW_PULL=1)",
+                field="model",
+                reason="PULL_DENIED",
+            )
+        async for frame in self._pulls.pull(model, revision):
+            yield frame
+
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """Deltas (text, reasoning, tool calls), then one GenerationResult; a failure after a delta ends with an
         ERROR result, then raises."""
         started = time.monotonic()
         check_id(model_id, "model_id")
         check_generation(params, self.limits.max_tokens)
-        model = self.registry.get(model_id)
         stop = threading.Event()
         first_token_at: float | None = None
 
-        def result(finish: Finish) -> GenerationResult:
-            total = _since(started)
-            if first_token_at is not None:
-                self.metrics.observe_generation(
-                    model.backend.value, model.id, first_token_at, total, finish.completion_tokens
-                )
-            return GenerationResult(finish, first_token_at, total)
-
         # One generator from the adapter's events to the front door: every layer costs each token a resumption.
-        async with self._admitted(model, stop):
+        async with self._admitted(model_id, stop) as model:
+
+            def result(finish: Finish) -> GenerationResult:
+                total = _since(started)
+                if first_token_at is not None:
+                    self.metrics.observe_generation(
+                        model.backend.value, model.id, first_token_at, total, finish.completion_tokens
+                    )
+                return GenerationResult(finish, first_token_at, total)
+
             events = coalesced(model.adapter.generate(params, stop))
             try:
                 async for event in events:
@@ -136,8 +170,7 @@ class Engine:
         model's gate like a generation: it takes the same cores."""
         check_id(model_id, "model_id")
         check_embedding(params)
-        model = self.registry.get(model_id)
-        async with self._admitted(model, threading.Event()):
+        async with self._admitted(model_id, threading.Event()) as model:
             embeddings = await model.adapter.embed(params)
         if not params.normalize:
             return embeddings
@@ -147,16 +180,20 @@ class Engine:
         """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
         check_id(model_id, "model_id")
         check_generation(params, self.limits.max_tokens)
-        return await self.registry.get(model_id).adapter.count_tokens(params, include_tokens)
+        async with self.residency.using(model_id) as model:
+            return await model.adapter.count_tokens(params, include_tokens)
 
     @contextlib.asynccontextmanager
-    async def _admitted(self, model: LoadedModel, stop: threading.Event) -> AsyncIterator[None]:
-        """Counted as in flight, through the model's admission gate, and tracked for shutdown."""
+    async def _admitted(self, model_id: str, stop: threading.Event) -> AsyncIterator[LoadedModel]:
+        """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
+        tracked for shutdown."""
         self.metrics.active_streams.inc()
         try:
-            async with self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission).slot():
-                with self.streams.track(stop):
-                    yield
+            async with self.residency.using(model_id) as model:
+                gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+                async with gate.slot():
+                    with self.streams.track(stop):
+                        yield model
         finally:
             self.metrics.active_streams.dec()
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from warpcore.server.adapters.base import CachesPrompts
 from warpcore.server.core.limits import Limits
+from warpcore.server.core.registry import LoadedModel
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -28,8 +30,83 @@ class _QueueDepth(Collector):
         yield family
 
 
+class _PromptCaches(Collector):
+    """Each local model's prompt cache, read from its adapter when scraped."""
+
+    def __init__(self, models: Callable[[], Iterable[LoadedModel]]) -> None:
+        self._models = models
+
+    def collect(self) -> Iterable[Metric]:
+        lookups = CounterMetricFamily(
+            "warpcore_prompt_cache_lookups", "Prompts looked up in a model's prompt cache", labels=["model", "result"]
+        )
+        cells = GaugeMetricFamily("warpcore_prompt_cache_tokens", "Prompt tokens held in a cache", labels=["model"])
+        capacity = GaugeMetricFamily(
+            "warpcore_prompt_cache_capacity_tokens", "Prompt tokens a model's cache may hold", labels=["model"]
+        )
+        for model in self._models():
+            stats = model.adapter.prompt_cache_stats() if isinstance(model.adapter, CachesPrompts) else None
+            if stats is not None:
+                lookups.add_metric([model.id, "hit"], stats.hits)
+                lookups.add_metric([model.id, "miss"], stats.misses)
+                cells.add_metric([model.id], stats.cells)
+                capacity.add_metric([model.id], stats.capacity)
+        yield from (lookups, cells, capacity)
+
+
+class _ModelServerSignals(Collector):
+    """The gauges an inference-aware router (the Gateway API Inference Extension's endpoint picker, llm-d) scores
+    replicas on, as its model-server protocol defines them: queued requests, running requests and KV cache
+    utilisation, for the whole server under fixed names (docs/deploying.md maps them in the picker's engine
+    config), and the same per model. A local model's generations admitted past its gate but waiting for a slot of
+    its context count as queued, not running; a hosted model has no KV cache here."""
+
+    def __init__(self, limits: Limits, models: Callable[[], Iterable[LoadedModel]]) -> None:
+        self._limits = limits
+        self._models = models
+
+    def collect(self) -> Iterable[Metric]:
+        per_model = [
+            GaugeMetricFamily(f"warpcore_model_{name}", f"{help_text}, per model", labels=["model"])
+            for name, help_text in _SIGNALS
+        ]
+        totals = [0.0, 0.0]
+        cells_used = cells = 0
+        for model in self._models():
+            gate = self._limits.gates.get(model.id)
+            waiting, running = (gate.waiting, gate.active) if gate is not None else (0, 0)
+            occupancy = model.info.occupancy
+            usage = 0.0
+            if occupancy is not None:
+                waiting += occupancy.waiting
+                running = occupancy.running
+                cells_used += occupancy.cells_used
+                cells += occupancy.cells
+                usage = occupancy.cells_used / occupancy.cells if occupancy.cells else 0.0
+            for family, value in zip(per_model, (waiting, running, usage), strict=True):
+                family.add_metric([model.id], value)
+            totals[0] += waiting
+            totals[1] += running
+        values = (*totals, cells_used / cells if cells else 0.0)
+        for (name, help_text), value in zip(_SIGNALS, values, strict=True):
+            yield GaugeMetricFamily(f"warpcore_{name}", help_text, value=value)
+        yield from per_model
+
+
+_SIGNALS = (
+    ("num_requests_waiting", "Generations queued, not yet decoding (TotalQueuedRequests)"),
+    ("num_requests_running", "Generations decoding (TotalRunningRequests)"),
+    ("kv_cache_usage_perc", "KV cache cells in use over cells in all, 0 to 1, local models (KVCacheUtilization)"),
+)
+
+
 class Metrics:
-    def __init__(self, limits: Limits, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        registry: CollectorRegistry | None = None,
+        models: Callable[[], Iterable[LoadedModel]] | None = None,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "warpcore_requests", "gRPC requests by method and status code", ["method", "code"], registry=self.registry
@@ -57,6 +134,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueDepth(limits))
+        if models is not None:
+            self.registry.register(_ModelServerSignals(limits, models))
+            self.registry.register(_PromptCaches(models))
 
     def serve(self, host: str, port: int) -> WSGIServer:
         """Expose /metrics over HTTP on its own port; returns the server (its `server_port` is the bound port)."""

@@ -14,7 +14,9 @@ from warpcore.server.core.bounds import (
     MAX_ID_LENGTH,
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
+    MAX_KEEP_ALIVE_SECONDS,
     MAX_PARALLEL,
+    MAX_PROMPT_CACHE_TOKENS,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
@@ -33,11 +35,8 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import EmbedParams
 from warpcore.server.core.errors import InvalidArgumentError, ResourceExhaustedError
-
-
-def require(condition: bool, field: str, message: str) -> None:
-    if not condition:
-        raise InvalidArgumentError(message, field=field)
+from warpcore.server.core.rules import require
+from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
 
 def check_id(value: str, field: str) -> str:
@@ -79,6 +78,8 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
     )
     require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
+    check_conversation(params.messages, check_tools(params))
+    check_output(params)
 
 
 def _check_images(params: GenerationParams) -> None:
@@ -145,6 +146,17 @@ def check_load(spec: LoadSpec) -> None:
             "context_size",
             f"context_size must be between {MIN_CONTEXT_SIZE} and {MAX_CONTEXT_SIZE} tokens",
         )
+    if spec.keep_alive is not None:
+        require(
+            not spec.backend.hosted,
+            "keep_alive",
+            "keep_alive applies to local models only: a hosted model stays loaded until unloaded",
+        )
+        require(
+            spec.keep_alive == math.inf or 0 <= spec.keep_alive <= MAX_KEEP_ALIVE_SECONDS,
+            "keep_alive",
+            f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever",
+        )
     check_settings(spec.settings, spec.backend)
 
 
@@ -186,6 +198,12 @@ def _check_local(local: LocalSettings) -> None:
     if local.parallel is not None:
         require(
             1 <= local.parallel <= MAX_PARALLEL, "settings.parallel", f"parallel must be between 1 and {MAX_PARALLEL}"
+        )
+    if local.prompt_cache_tokens is not None:
+        require(
+            0 <= local.prompt_cache_tokens <= MAX_PROMPT_CACHE_TOKENS,
+            "settings.prompt_cache_tokens",
+            f"prompt_cache_tokens must be between 0 (no cache) and {MAX_PROMPT_CACHE_TOKENS}",
         )
     if local.pooling is not None:
         require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from warpcore.server.core.bounds import MAX_MESSAGE_BYTES
@@ -19,18 +18,20 @@ from warpcore.server.core.engine import Engine
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
+from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
+from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.rpc.access_log import AccessLogInterceptor
 from warpcore.server.rpc.auth import BearerTokenInterceptor
+from warpcore.server.rpc.health import NOT_SERVING, SERVING, HealthServicer
 from warpcore.server.rpc.servicer import InferenceServicer
 from warpcore.server.rpc.status import DecodeErrorInterceptor
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 MODEL_HEALTH_PREFIX = "model:"
-"""Each loaded model is also a health service, named "model:<model id>"."""
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+"""Each loaded model is also a health service, named "model:<model id>", SERVING while loaded; its entry goes when
+the model is unloaded (for any reason), so Check answers NOT_FOUND and Watch SERVICE_UNKNOWN."""
 
 
 @dataclass
@@ -45,12 +46,16 @@ class ServingOptions:
     """Ping idle connections this often, so that proxies and NATs keep them open."""
     api_overrides: ApiOverridePolicy = field(default_factory=ApiOverridePolicy)
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    residency: ResidencyPolicy = field(default_factory=ResidencyPolicy)
+    """Idle unload and the budget of loaded local models."""
+    pulls: Pulls | None = None
+    """How the server pulls model files onto its disk; None: PullModel is refused (the operator's permission)."""
 
 
 class WarpcoreServer:
     """A started server and the handles needed to operate it."""
 
-    def __init__(self, server: grpc.aio.Server, ports: list[int], health: health_aio.HealthServicer, engine: Engine):
+    def __init__(self, server: grpc.aio.Server, ports: list[int], health: HealthServicer, engine: Engine):
         self.server = server
         self.ports = ports
         self.health = health
@@ -74,7 +79,10 @@ class WarpcoreServer:
             await self.health.set(service, SERVING if serving else NOT_SERVING)
 
     async def model_changed(self, model_id: str, loaded: bool) -> None:
-        await self.health.set(MODEL_HEALTH_PREFIX + model_id, SERVING if loaded else NOT_SERVING)
+        if loaded:
+            await self.health.set(MODEL_HEALTH_PREFIX + model_id, SERVING)
+        else:
+            await self.health.clear(MODEL_HEALTH_PREFIX + model_id)
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, give running streams `grace` seconds, then end them with a
@@ -111,8 +119,8 @@ async def start_server(
     """Start serving on each address ("host:port", port 0 picks a free one, or "unix:///path"). Health reports
     NOT_SERVING until told otherwise."""
     options = options or ServingOptions()
-    metrics = Metrics(options.limits)
-    engine = Engine(registry, options.limits, metrics, options.api_overrides)
+    metrics = Metrics(options.limits, models=registry.loaded)
+    engine = Engine(registry, options.limits, metrics, options.api_overrides, options.residency, options.pulls)
     chain: list[grpc.aio.ServerInterceptor] = [AccessLogInterceptor(metrics)]
     if options.token:
         chain.append(BearerTokenInterceptor(options.token))
@@ -135,7 +143,7 @@ async def start_server(
         ],
     )
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine), server)
-    health = health_aio.HealthServicer()
+    health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import grpc
 
-from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
-from warpcore.server.rpc import translate, translate_extras
+from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
 from warpcore.server.rpc.access_log import record_usage
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, models_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -27,7 +26,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
         loaded = await self._engine.load(translate.load_spec(request))
-        return pb.LoadModelResponse(model=translate.model_message(loaded))
+        return pb.LoadModelResponse(model=translate.model_message(loaded, self._engine.residency.report(loaded)))
 
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
@@ -36,13 +35,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
-        if request.backend == pb.BACKEND_TYPE_UNSPECIFIED:
-            return pb.ListModelsResponse(models=[translate.model_message(m) for m in self._engine.loaded()])
-        backend = translate.backend_kind(request.backend)
-        available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
+        backend = None
+        available: Sequence[str] = ()
+        if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
+            backend = translate.backend_kind(request.backend)
+            available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
+        residency = self._engine.residency
         return pb.ListModelsResponse(
-            models=[translate.model_message(m) for m in self._engine.loaded(backend)]
-            + [translate.available_model_message(backend, name) for name in available]
+            models=[translate.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
+            + [
+                translate.available_model_message(spec.backend, spec.name, spec.model_id)
+                for spec in self._engine.dormant(backend)
+            ]
+            + [translate.available_model_message(backend, name) for name in available if backend is not None]
         )
 
     @streaming_errors
@@ -54,11 +59,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             if isinstance(output, GenerationResult):
                 record_usage(output.finish)
                 yield translate.result_frame(output)
-            elif isinstance(output, TextChunk):
-                if output.logprobs:
-                    yield translate_extras.text_delta(output)
-                else:
-                    yield pb.GenerateResponse(delta=pb.TextDelta(text=output.text))
+            else:
+                yield tools_translate.delta_frame(output)
+
+    @streaming_errors
+    async def PullModel(
+        self, request: models_pb2.PullModelRequest, context: Context
+    ) -> AsyncGenerator[models_pb2.PullModelResponse, None]:
+        async for frame in self._engine.pull(request.model, request.revision or None):
+            yield translate_models.pull_frame(frame)
 
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:

@@ -3,33 +3,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
 
 from google.protobuf import duration_pb2
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
-from warpcore.server.core.content import ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
     BackendSettings,
-    ChatMessage,
     FinishReason,
     GenerationParams,
     LoadSpec,
     LocalSettings,
     NumaStrategy,
-    Pooling,
-    Role,
 )
+from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
-from warpcore.server.core.validation import require
+from warpcore.server.core.residency import ResidencyReport
+from warpcore.server.core.rules import require
+from warpcore.server.rpc import tools_translate
 from warpcore.server.rpc.translate_extras import capabilities_message
-from warpcore.v1 import content_pb2 as cpb
+from warpcore.server.rpc.translate_models import keep_alive, residency_message
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
 
 _BACKENDS = {
     pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
@@ -37,7 +37,6 @@ _BACKENDS = {
     pb.BACKEND_TYPE_LLAMA_CPP: BackendKind.LLAMA_CPP,
 }
 _BACKEND_TYPES = {kind: backend_type for backend_type, kind in _BACKENDS.items()}
-_ROLES = {pb.ROLE_SYSTEM: Role.SYSTEM, pb.ROLE_USER: Role.USER, pb.ROLE_ASSISTANT: Role.ASSISTANT}
 _NUMA = {
     pb.NUMA_STRATEGY_DISABLED: NumaStrategy.DISABLED,
     pb.NUMA_STRATEGY_DISTRIBUTE: NumaStrategy.DISTRIBUTE,
@@ -52,10 +51,12 @@ _FINISH_REASONS = {
     FinishReason.STOP_SEQUENCE: pb.FINISH_REASON_STOP_SEQUENCE,
     FinishReason.CANCELLED: pb.FINISH_REASON_CANCELLED,
     FinishReason.ERROR: pb.FINISH_REASON_ERROR,
+    FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
 }
 _LOCAL = "backend_config.local"
 FIELD_PATHS = {
     "context_size": "model_config.context_size",
+    "keep_alive": "model_config.keep_alive",
     "max_tokens": "options.max_tokens",
     "temperature": "options.temperature",
     "top_p": "options.top_p",
@@ -67,7 +68,10 @@ FIELD_PATHS = {
     "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",
     **{f"settings.{name}": f"backend_config.api.{name}" for name in ("api_key", "base_url", "organization", "timeout")},
-    **{f"settings.{name}": f"{_LOCAL}.{name}" for name in ("threads", "parallel", "gpu_layers", "use_gpu")},
+    **{
+        f"settings.{name}": f"{_LOCAL}.{name}"
+        for name in ("threads", "parallel", "gpu_layers", "use_gpu", "prompt_cache_tokens")
+    },
     **{f"settings.{name}": f"{_LOCAL}.llama_cpp.{name}" for name in ("use_mmap", "use_mlock", "chat_format")},
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
     "settings.embedding": f"{_LOCAL}.llama_cpp.embedding",
@@ -76,12 +80,20 @@ FIELD_PATHS = {
     "dimensions": "options.dimensions",
     "normalize": "options.normalize",
     "truncate": "options.truncate",
+    "response_format": "options.response_format",
+    "response_format.name": "options.response_format.name",
+    "response_format.schema": "options.response_format.schema_json",
+    "reasoning.effort": "options.reasoning.effort",
+    "reasoning.budget_tokens": "options.reasoning.budget_tokens",
 }
 """Domain field paths (core/validation.py) to the protobuf field paths a BadRequest names."""
+_TOOL_PARAMETERS = re.compile(r"(tools\[\d+\])\.parameters")
 
 
 def field_path(domain_field: str) -> str:
-    return FIELD_PATHS.get(domain_field, domain_field)
+    """The protobuf path of a domain field; indexed paths (`messages[2].tool_calls[0].id`) are the same in both but
+    for a tool's schema, which travels as JSON text."""
+    return FIELD_PATHS.get(domain_field) or _TOOL_PARAMETERS.sub(r"\1.parameters_json", domain_field)
 
 
 def backend_kind(value: int, field: str = "backend") -> BackendKind:
@@ -131,6 +143,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             embedding=llama.embedding if llama.HasField("embedding") else None,
             pooling=pooling,
             mmproj=llama.mmproj if llama.HasField("mmproj") else None,
+            prompt_cache_tokens=local.prompt_cache_tokens if local.HasField("prompt_cache_tokens") else None,
         )
     return None
 
@@ -149,16 +162,12 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
         name=request.model,
         settings=backend_settings(request.backend_config),
         context_size=config.context_size if config.HasField("context_size") else None,
+        keep_alive=keep_alive(config.keep_alive),
     )
 
 
 def generation_params(request: pb.GenerateRequest, time_remaining: float | None) -> GenerationParams:
-    messages = []
-    for index, message in enumerate(request.messages):
-        role = _ROLES.get(message.role)
-        require(role is not None, f"messages[{index}].role", "role must be ROLE_SYSTEM, ROLE_USER or ROLE_ASSISTANT")
-        assert role is not None
-        messages.append(ChatMessage(role, message.content, parts=_parts(message.parts, f"messages[{index}]")))
+    messages = [tools_translate.chat_message(index, message) for index, message in enumerate(request.messages)]
     options = request.options
     return GenerationParams(
         prompt=request.prompt or None,
@@ -173,30 +182,16 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         timeout=time_remaining,
         logprobs=options.logprobs,
         top_logprobs=options.top_logprobs,
+        cache_prompt=not options.no_prompt_cache,
+        tools=tools_translate.tools(request),
+        tool_choice=tools_translate.tool_choice(request),
+        parallel_tool_calls=request.parallel_tool_calls if request.HasField("parallel_tool_calls") else True,
+        response_format=tools_translate.response_format(options),
+        reasoning=tools_translate.reasoning(options),
     )
 
 
-def _parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
-    out: list[ContentPart] = []
-    for number, part in enumerate(parts):
-        kind = part.WhichOneof("part")
-        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
-        if kind == "text":
-            out.append(TextPart(part.text))
-            continue
-        image = part.image
-        source = image.WhichOneof("source")
-        out.append(
-            ImagePart(
-                data=image.data if source == "data" else b"",
-                media_type=image.media_type,
-                url=image.url if source == "url" else "",
-            )
-        )
-    return tuple(out)
-
-
-def model_message(model: LoadedModel) -> pb.Model:
+def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:
     return pb.Model(
         id=model.id,
         backend=_BACKEND_TYPES[model.backend],
@@ -205,12 +200,13 @@ def model_message(model: LoadedModel) -> pb.Model:
         state=pb.MODEL_STATE_READY,
         context_size=model.info.context_size,
         capabilities=capabilities_message(model.info.capabilities),
+        residency=residency_message(report) if report is not None else None,
     )
 
 
-def available_model_message(backend: BackendKind, name: str) -> pb.Model:
+def available_model_message(backend: BackendKind, name: str, model_id: str | None = None) -> pb.Model:
     return pb.Model(
-        id=name,
+        id=model_id or name,
         backend=_BACKEND_TYPES[backend],
         name=name,
         type=pb.MODEL_TYPE_TEXT_TO_TEXT,
@@ -232,8 +228,17 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
     return pb.GenerateResponse(
         result=pb.GenerateResult(
             finish_reason=_FINISH_REASONS[finish.reason],
-            usage=pb.Usage(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens),
+            usage=pb.Usage(
+                prompt_tokens=finish.prompt_tokens,
+                completion_tokens=finish.completion_tokens,
+                cached_prompt_tokens=finish.cached_prompt_tokens,
+                cache_creation_tokens=finish.cache_creation_tokens,
+                reasoning_tokens=finish.reasoning_tokens,
+            ),
             timings=timings,
             upstream_request_id=finish.upstream_request_id,
+            tool_calls=[
+                tools_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in finish.tool_calls
+            ],
         )
     )

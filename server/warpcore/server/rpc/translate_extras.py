@@ -1,20 +1,45 @@
-"""Protobuf to domain values and back for what goes beyond generating text: Embed, CountTokens, the
-log-probabilities of deltas and a model's capabilities."""
+"""Protobuf to domain values and back for what goes beyond generating text: Embed, CountTokens, image parts,
+the log-probabilities of deltas and a model's capabilities."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from warpcore.server.core.capabilities import Capabilities
+from warpcore.server.core.content import ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.rules import require
 from warpcore.server.core.tokens import TokenCount
 from warpcore.v1 import capabilities_pb2 as capb
+from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tokens_pb2 as tpb
 
 
+def content_parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
+    out: list[ContentPart] = []
+    for number, part in enumerate(parts):
+        kind = part.WhichOneof("part")
+        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
+        if kind == "text":
+            out.append(TextPart(part.text))
+            continue
+        image = part.image
+        source = image.WhichOneof("source")
+        out.append(
+            ImagePart(
+                data=image.data if source == "data" else b"",
+                media_type=image.media_type,
+                url=image.url if source == "url" else "",
+            )
+        )
+    return tuple(out)
+
+
 def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
-    """A delta with its tokens' log-probabilities."""
+    """A text delta, with its tokens' log-probabilities when asked for."""
     logprobs = [
         tpb.TokenLogprob(
             token=_text(token.token),

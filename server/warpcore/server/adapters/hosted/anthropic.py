@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,12 +10,26 @@ import anthropic
 import httpx2
 
 from warpcore.server.adapters.env import env_str
+from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.adapters.hosted.streaming import (
+    NO_DELTAS,
+    Delta,
+    EventReader,
+    HostedAdapter,
+    StreamEndpoint,
+    refused,
+)
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.content import TextPart
-from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams, Role
+from warpcore.server.core.domain import (
+    ApiSettings,
+    FinishReason,
+    GenerationParams,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallDelta,
+)
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 from warpcore.server.core.tokens import TokenCount
 
@@ -27,7 +40,6 @@ ENVIRONMENT = ApiEnvironment(
     default_base_url="https://api.anthropic.com",
 )
 DEFAULT_API_VERSION = "2023-06-01"
-MAX_TEMPERATURE = 1.0
 MODELS_PAGE_SIZE = 1000
 MAX_MODEL_PAGES = 20
 
@@ -55,30 +67,56 @@ STOP_REASONS = {
     "end_turn": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
     "stop_sequence": FinishReason.STOP_SEQUENCE,
+    "tool_use": FinishReason.TOOL_CALLS,
 }
 
 
 class _MessageEvents(EventReader):
-    """The events of a streamed message: text in content_block_delta, usage in message_start and message_delta, the
-    stop reason in message_delta."""
+    """The events of a streamed message: text, thinking (its signature last) and tool-input pieces in
+    content_block_delta, a tool call's id and name and a redacted thinking block in content_block_start, usage in
+    message_start and message_delta, the stop reason in message_delta."""
 
-    __slots__ = ()
+    __slots__ = ("_calls", "_input_tokens")
 
-    def text(self, event: Any) -> str | None:
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[int, int] = {}
+        """Content block index of each tool_use block -> its call's index, in the order calls began."""
+        self._input_tokens = 0
+
+    def deltas(self, event: Any) -> Sequence[Delta]:
         kind = event.get("type")
         if kind == "content_block_delta":
-            delta = event["delta"]
-            if delta.get("type") == "text_delta" and self.finish is None:  # nothing counts after the stop
-                text = delta["text"]
-                if not isinstance(text, str):
-                    raise TypeError("text that is not a string")
-                return text
+            if self.finish is None and (delta := self._delta(event["index"], event["delta"])):  # none after the stop
+                return (delta,)
+        elif kind == "content_block_start":
+            block = event["content_block"]
+            if self.finish is None and block["type"] == "tool_use":
+                index = self._calls[event["index"]] = len(self._calls)
+                return (ToolCallDelta(index, id=_string(block["id"]), name=_string(block["name"])),)
+            if self.finish is None and block["type"] == "redacted_thinking":
+                return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
         elif kind == "message_start":
             self._count(event["message"])
         elif kind == "message_delta":
             reason = event["delta"]["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
             self._count(event)
+        return NO_DELTAS
+
+    def _delta(self, block: int, delta: Mapping[str, Any]) -> Delta | None:
+        """The delta of a content block; None for an empty piece, or a kind this gateway does not pass on."""
+        kind = delta["type"]
+        if kind == "text_delta":
+            text = _string(delta["text"])
+            return TextChunk(text) if text else None
+        if kind == "input_json_delta":
+            piece = _string(delta["partial_json"])
+            return ToolCallDelta(self._calls[block], arguments=piece) if piece else None
+        if kind == "thinking_delta":
+            return ReasoningChunk(_string(delta["thinking"]))
+        if kind == "signature_delta":
+            return ReasoningChunk(signature=_string(delta["signature"]))
         return None
 
     def _count(self, carrier: Mapping[str, Any]) -> None:
@@ -86,11 +124,27 @@ class _MessageEvents(EventReader):
 
         Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
         servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
-        event may carry either count, or leave it out or null. A 0 never replaces a count already seen.
+        event may carry either count, or leave it out or null. A 0 never replaces a count already seen. The prompt's
+        tokens are the uncached ones plus those read from and written to the cache, which the API counts apart.
         """
         usage = carrier.get("usage") or {}
-        self.prompt_tokens = int(usage.get("input_tokens") or 0) or self.prompt_tokens
+        self._input_tokens = int(usage.get("input_tokens") or 0) or self._input_tokens
+        self.cached_prompt_tokens = int(usage.get("cache_read_input_tokens") or 0) or self.cached_prompt_tokens
+        self.cache_creation_tokens = int(usage.get("cache_creation_input_tokens") or 0) or self.cache_creation_tokens
+        self.prompt_tokens = self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens
         self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
+        thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+        self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a field that is not a string")
+    return value
+
+
+_COUNTED = ("system", "tools", "tool_choice", "thinking", "output_config")
+"""The body fields beyond the messages that count_tokens takes, as they add to the prompt."""
 
 
 class AnthropicAdapter(HostedAdapter):
@@ -109,31 +163,19 @@ class AnthropicAdapter(HostedAdapter):
         super().__init__(api, client)
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
-        if params.seed is not None:
-            raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
-        if params.logprobs:
-            raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
-        if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
-            raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
-        system = [params.system] if params.system else []
-        system += [message.content for message in params.messages if message.role is Role.SYSTEM]
-        # Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling.
-        options = {
-            "system": "\n\n".join(system) or None,
-            "top_k": params.top_k,
-            "stop_sequences": list(params.stop) or None,
-        }
-        return self._body(params, _alternating_turns(params), **options)
+        options = request_options(params)
+        return self._body(params, alternating_turns(params), **options)
 
     def _capabilities(self, model: str) -> Capabilities:
-        return Capabilities(count_tokens=True, images=True)
+        return Capabilities(count_tokens=True, images=True, tools=True)
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
-        """The Messages API's own count, for the same messages and system text `generate` would send."""
+        """The Messages API's own count, for the same messages, system text, tools and thinking `generate` would
+        send."""
         if include_tokens:
             raise refused("include_tokens", "the Anthropic API counts tokens but does not return them")
         body = self._request(params)
-        fields = {"system": body["system"]} if "system" in body else {}
+        fields = {name: body[name] for name in _COUNTED if name in body}
         with map_sdk_errors(ERRORS, self._api):
             counted = await self._client.messages.count_tokens(
                 model=self._model,
@@ -165,46 +207,3 @@ class AnthropicAdapter(HostedAdapter):
                     break
                 query["after_id"] = page["last_id"]
         return names
-
-
-def _alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
-    """User and assistant turns as the Messages API wants them: alternating, starting with the user; a turn with
-    content parts becomes content blocks."""
-    if params.prompt is not None:
-        return [{"role": "user", "content": params.prompt}]
-    turns: list[dict[str, Any]] = []
-    for message in params.messages:
-        if message.role is Role.SYSTEM:
-            continue
-        content = _blocks(message) if message.parts else message.content
-        if turns and turns[-1]["role"] == message.role.value:
-            previous = turns[-1]["content"]
-            if isinstance(previous, str) and isinstance(content, str):
-                turns[-1]["content"] = previous + "\n\n" + content
-            else:
-                turns[-1]["content"] = _as_blocks(previous) + _as_blocks(content)
-        else:
-            turns.append({"role": message.role.value, "content": content})
-    if turns[0]["role"] != "user":
-        raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
-    return turns
-
-
-def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
-    """A message's text and parts as content blocks: images as image blocks, by base64 data or by URL."""
-    blocks = _as_blocks(message.content)
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            blocks.append({"type": "text", "text": part.text})
-        elif part.url:
-            blocks.append({"type": "image", "source": {"type": "url", "url": part.url}})
-        else:
-            data = base64.b64encode(part.data).decode()
-            blocks.append({"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}})
-    return blocks
-
-
-def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if isinstance(content, list):
-        return content
-    return [{"type": "text", "text": content}] if content else []

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
 
+from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
-from warpcore.server.adapters.hosted.streaming import EventReader, HostedAdapter, StreamEndpoint, refused
+from warpcore.server.adapters.hosted.streaming import (
+    NO_DELTAS,
+    Delta,
+    EventReader,
+    HostedAdapter,
+    StreamEndpoint,
+    UpstreamStream,
+    refused,
+)
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.content import TextPart
-from warpcore.server.core.domain import ApiSettings, ChatMessage, FinishReason, GenerationParams
+from warpcore.server.core.domain import (
+    ApiSettings,
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    ReasoningChunk,
+    ResponseFormatKind,
+    Role,
+    TextChunk,
+    ToolCallDelta,
+    ToolChoiceMode,
+)
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
-from warpcore.server.core.tokens import TokenLogprob, TopLogprob
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",
@@ -35,61 +52,75 @@ ERRORS = ErrorTable(
     status_error=openai.APIStatusError,
     context_length=lambda failed: getattr(failed, "code", None) == "context_length_exceeded",
 )
-FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+FINISH_REASONS = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+}
 
 
 class _ChatChunks(EventReader):
-    """The chunks of a streamed chat completion: text in each choice's delta, the finish reason in a choice, and the
+    """The chunks of a streamed chat completion: text, reasoning (`reasoning_content`, which compatible servers such
+    as vLLM and llama.cpp's send) and tool-call pieces in each choice's delta, the finish reason in a choice, and the
     usage in a last chunk of its own (asked for with stream_options.include_usage)."""
 
-    __slots__ = ()
+    __slots__ = ("_indexes",)
 
-    def text(self, event: Any) -> str | None:
+    def __init__(self) -> None:
+        super().__init__()
+        self._indexes: dict[object, int] = {}
+        """The upstream's key of each call (its index, else its id) -> our index, in the order the calls began."""
+
+    def deltas(self, event: Any) -> Sequence[Delta]:
         if usage := event.get("usage"):
-            self.prompt_tokens, self.completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-        text = None
+            self._count(usage)
+        out: list[Delta] = []
         for choice in event.get("choices") or ():
-            content = (choice.get("delta") or {}).get("content")
-            if content and self.finish is None:  # nothing counts after the stop
-                if not isinstance(content, str):
-                    raise TypeError("content that is not a string")
-                text = content if text is None else text + content
-                if scored := choice.get("logprobs"):
-                    self.logprobs += [_token_logprob(token) for token in scored.get("content") or ()]
+            delta = choice.get("delta") or {}
+            if self.finish is None:  # nothing counts after the stop
+                if reasoning := delta.get("reasoning_content"):
+                    out.append(ReasoningChunk(_string(reasoning)))
+                if content := delta.get("content"):
+                    out.append(TextChunk(_string(content), openai_extras.token_logprobs(choice.get("logprobs"))))
+                for call in delta.get("tool_calls") or ():
+                    out.append(self._call(call))
             if reason := choice.get("finish_reason"):
                 self.finish = FINISH_REASONS.get(reason, FinishReason.STOP)
-        return text
+        return out or NO_DELTAS
+
+    def _call(self, call: Mapping[str, Any]) -> ToolCallDelta:
+        """One piece of a call: its id and name only on its first piece, as some servers repeat them."""
+        call_id = _string(call.get("id") or "")
+        key = call.get("index")
+        if key is None:  # servers that leave the index out number calls by their ids
+            key = call_id or next(reversed(self._indexes), 0)
+        function = call.get("function") or {}
+        arguments = _string(function.get("arguments") or "")
+        index = self._indexes.get(key)
+        if index is not None:
+            return ToolCallDelta(index, arguments=arguments)
+        index = self._indexes[key] = len(self._indexes)
+        return ToolCallDelta(index, id=call_id, name=_string(function.get("name") or ""), arguments=arguments)
+
+    def _count(self, usage: Mapping[str, Any]) -> None:
+        self.prompt_tokens, self.completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        self.cached_prompt_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        self.reasoning_tokens = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
 
 
-def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    """A message's text, or its content parts as the chat completions API takes them: images as image_url parts,
-    bytes as data URLs."""
-    if not message.parts:
-        return message.content
-    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        else:
-            url = part.url or f"data:{part.media_type};base64,{base64.b64encode(part.data).decode()}"
-            parts.append({"type": "image_url", "image_url": {"url": url}})
-    return parts
-
-
-def _token_logprob(scored: Any) -> TokenLogprob:
-    """One entry of a choice's logprobs.content: the token's bytes (its text when the API gives none), its
-    logprob and its top_logprobs."""
-    top = tuple(TopLogprob(_token_bytes(other), float(other["logprob"])) for other in scored.get("top_logprobs") or ())
-    return TokenLogprob(_token_bytes(scored), float(scored["logprob"]), top)
-
-
-def _token_bytes(scored: Any) -> bytes:
-    raw = scored.get("bytes")
-    return bytes(raw) if raw is not None else str(scored["token"]).encode()
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a delta field that is not a string")
+    return value
 
 
 class OpenAIAdapter(HostedAdapter):
-    """One model of an OpenAI-compatible chat completions API."""
+    """One model of an OpenAI-compatible chat completions API.
+
+    The token limit goes as `max_tokens`, which every compatible server knows, until the API refuses it for the
+    model (OpenAI's reasoning models want `max_completion_tokens`): that request is sent again at once with
+    `max_completion_tokens`, and so are all later ones of this model."""
 
     name = "OpenAI"
     errors = ERRORS
@@ -100,32 +131,49 @@ class OpenAIAdapter(HostedAdapter):
         api = resolve_api(settings, env, ENVIRONMENT)
         client = openai.AsyncOpenAI(**client_options(api, openai.DefaultAioHttpClient), organization=api.organization)
         super().__init__(api, client)
+        self._completion_tokens_field = False
+        """Whether this model wants `max_completion_tokens` rather than `max_tokens`."""
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         if params.top_k is not None:
             raise refused("top_k", "top_k is not supported by the OpenAI API; leave it unset")
         if len(params.stop) > MAX_STOP_SEQUENCES:
             raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
+        if params.reasoning is not None and params.reasoning.budget_tokens is not None:
+            raise refused("reasoning.budget_tokens", "the OpenAI API takes a reasoning effort, not a budget")
         messages: list[dict[str, Any]] = [{"role": "system", "content": params.system}] if params.system else []
         if params.prompt is not None:
             messages.append({"role": "user", "content": params.prompt})
-        messages += [{"role": message.role.value, "content": _content(message)} for message in params.messages]
+        messages += [_message(message) for message in params.messages]
         # The usage arrives in a last chunk of its own, and only when asked for.
-        options = {
+        options: dict[str, Any] = {
             "seed": params.seed,
             "stop": list(params.stop) or None,
             "stream_options": {"include_usage": True},
             "logprobs": params.logprobs or None,
             "top_logprobs": params.top_logprobs if params.logprobs else None,
+            "reasoning_effort": params.reasoning.effort.value if params.reasoning and params.reasoning.effort else None,
+            "response_format": _response_format(params),
+            **_tools(params),
         }
-        return self._body(params, messages, **options)
+        body = self._body(params, messages, **options)
+        return _with_completion_tokens(body) if self._completion_tokens_field else body
+
+    async def _open(self, body: dict[str, Any], time_limit: float) -> UpstreamStream:
+        try:
+            return await super()._open(body, time_limit)
+        except openai.BadRequestError as error:
+            if not ("max_tokens" in body and error.param == "max_tokens" and "max_completion_tokens" in error.message):
+                raise
+        self._completion_tokens_field = True
+        return await super()._open(_with_completion_tokens(body), time_limit)
 
     def _capabilities(self, model: str) -> Capabilities:
         """OpenAI names its embedding models so (text-embedding-*); its chat models read images, as do many of the
         compatible servers', and there is no telling which from the model list."""
         if "embedding" in model:
             return Capabilities(generate=False, embed=True)
-        return Capabilities(images=True, logprobs=True)
+        return Capabilities(images=True, logprobs=True, tools=True)
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if not params.normalize:
@@ -155,3 +203,53 @@ class OpenAIAdapter(HostedAdapter):
     async def list_models(self) -> Sequence[str]:
         with map_sdk_errors(ERRORS, self._api):
             return [model.id async for model in self._client.models.list()]
+
+
+def _with_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
+    renamed = {name: value for name, value in body.items() if name != "max_tokens"}
+    return {**renamed, "max_completion_tokens": body["max_tokens"]}
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A turn as chat completions take it. The API has no error flag on tool results: the content says it; and it
+    takes no reasoning back, which is left out."""
+    if message.role is Role.TOOL:
+        content = f"Error: {message.content}" if message.is_error else message.content
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
+    if message.tool_calls:
+        calls = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls
+        ]
+        return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+    return {"role": message.role.value, "content": openai_extras.content(message)}
+
+
+def _tools(params: GenerationParams) -> dict[str, Any]:
+    """The tools, the tool choice and parallel_tool_calls: sent only with tools, as the API refuses them without."""
+    if not params.tools:
+        return {}
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)},
+        }
+        for tool in params.tools
+    ]
+    choice = params.tool_choice
+    named = {"type": "function", "function": {"name": choice.name}}
+    return {
+        "tools": tools,
+        "tool_choice": named if choice.mode is ToolChoiceMode.NAMED else choice.mode.value,
+        "parallel_tool_calls": None if params.parallel_tool_calls else False,
+    }
+
+
+def _response_format(params: GenerationParams) -> dict[str, Any] | None:
+    response_format = params.response_format
+    if response_format is None or response_format.kind is ResponseFormatKind.TEXT:
+        return None
+    if response_format.kind is ResponseFormatKind.JSON_OBJECT:
+        return {"type": "json_object"}
+    schema = {"name": response_format.name or "response", "schema": dict(response_format.schema or {})}
+    return {"type": "json_schema", "json_schema": {**schema, "strict": response_format.strict}}

@@ -1,5 +1,6 @@
 """The one skeleton of a hosted adapter: check the listing on load; stream one request, read its events through the
-provider's reader, end with one Finish; map every SDK failure through the provider's error table."""
+provider's reader into text, reasoning and tool-call deltas, end with one Finish listing the complete tool calls; map
+every SDK failure through the provider's error table."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, GenerationParams, ModelInfo, TextChunk
+from warpcore.server.core.domain import (
+    Finish,
+    FinishReason,
+    GenerationEvent,
+    GenerationParams,
+    ModelInfo,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallDelta,
+)
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import (
     FailedPreconditionError,
@@ -23,11 +33,15 @@ from warpcore.server.core.errors import (
     UnavailableError,
     WarpcoreError,
 )
-from warpcore.server.core.tokens import TokenCount, TokenLogprob
+from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.tool_calls import ToolCallAssembler
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
+
+Delta = TextChunk | ReasoningChunk | ToolCallDelta
+NO_DELTAS: tuple[Delta, ...] = ()
 
 
 def refused(field: str, message: str) -> InvalidArgumentError:
@@ -56,21 +70,30 @@ class UpstreamStream(Protocol):
 
 
 class EventReader(ABC):
-    """One generation's reading of a provider's events: the text each adds, the usage and the finish they report."""
+    """One generation's reading of a provider's events: the deltas each adds, the usage and the finish they report."""
 
-    __slots__ = ("completion_tokens", "finish", "logprobs", "prompt_tokens")
+    __slots__ = (
+        "cache_creation_tokens",
+        "cached_prompt_tokens",
+        "completion_tokens",
+        "finish",
+        "prompt_tokens",
+        "reasoning_tokens",
+    )
 
     def __init__(self) -> None:
         self.finish: FinishReason | None = None
-        """Set by the event that says the answer is complete; no text counts after it."""
+        """Set by the event that says the answer is complete; no delta counts after it."""
         self.prompt_tokens = 0
         self.completion_tokens = 0
-        self.logprobs: list[TokenLogprob] = []
-        """Of the tokens read since the last text was taken: they go with it."""
+        self.cached_prompt_tokens = 0
+        self.cache_creation_tokens = 0
+        self.reasoning_tokens = 0
 
     @abstractmethod
-    def text(self, event: Any) -> str | None:
-        """The text `event` adds to the answer, if any; raises one of `_MALFORMED` for an event of the wrong shape."""
+    def deltas(self, event: Any) -> Sequence[Delta]:
+        """The deltas `event` adds (text, reasoning, tool-call pieces), in order; raises one of `_MALFORMED` for an
+        event of the wrong shape."""
 
 
 @dataclass(frozen=True)
@@ -140,16 +163,10 @@ class HostedAdapter(ABC):
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
-            stream: UpstreamStream = await self._client.post(
-                endpoint.path,
-                body=body,
-                options={"timeout": request_timeout(self._api.timeout, params.timeout)},
-                cast_to=object,
-                stream=True,
-                stream_cls=endpoint.stream_type,
-            )
+            stream = await self._open(body, request_timeout(self._api.timeout, params.timeout))
         reader = endpoint.reader()
-        text_of, stopped = reader.text, stop.is_set  # looked up once, not per event
+        calls = ToolCallAssembler()
+        deltas_of, stopped = reader.deltas, stop.is_set  # looked up once, not per event
         cancelled = False
         try:
             with map_sdk_errors(self.errors, self._api):
@@ -158,12 +175,10 @@ class HostedAdapter(ABC):
                         if stopped():  # the server's shutdown, once its grace is over: end with what was counted
                             cancelled = True
                             break
-                        if text := text_of(event):
-                            if scored := reader.logprobs:
-                                reader.logprobs = []
-                                yield TextChunk(text, tuple(scored))
-                            else:
-                                yield TextChunk(text)
+                        for delta in deltas_of(event):
+                            if type(delta) is ToolCallDelta:
+                                calls.add(delta)
+                            yield delta
                 except _MALFORMED as error:
                     raise self._malformed(error) from error
         finally:
@@ -177,6 +192,7 @@ class HostedAdapter(ABC):
             )
         else:
             finish = reader.finish
+        finish, tool_calls = calls.finish(finish)
         yield Finish(
             finish,
             prompt_tokens=reader.prompt_tokens,
@@ -184,6 +200,10 @@ class HostedAdapter(ABC):
             upstream_request_id=scrub_request_id(
                 stream.response.headers.get(endpoint.request_id_header), self._api.api_key
             ),
+            tool_calls=tool_calls,
+            cached_prompt_tokens=reader.cached_prompt_tokens,
+            cache_creation_tokens=reader.cache_creation_tokens,
+            reasoning_tokens=reader.reasoning_tokens,
         )
 
     async def embed(self, params: EmbedParams) -> Embeddings:
@@ -200,6 +220,18 @@ class HostedAdapter(ABC):
             reason="TOKEN_COUNT_UNSUPPORTED",
             metadata={"provider": self._api.provider},
         )
+
+    async def _open(self, body: dict[str, Any], time_limit: float) -> UpstreamStream:
+        """The upstream stream of one request; SDK failures propagate, to be mapped by the caller."""
+        stream: UpstreamStream = await self._client.post(
+            self.endpoint.path,
+            body=body,
+            options={"timeout": time_limit},
+            cast_to=object,
+            stream=True,
+            stream_cls=self.endpoint.stream_type,
+        )
+        return stream
 
     async def close(self) -> None:
         await self._client.close()

@@ -14,18 +14,28 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
+from warpcore.server.adapters.llama.prefix_cache import CACHED_PREFIXES, PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
+from warpcore.server.core.domain import (
+    Finish,
+    GenerationEvent,
+    GenerationParams,
+    LocalSettings,
+    ModelInfo,
+    ResponseFormatKind,
+    Role,
+)
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
 _log = logging.getLogger(__name__)
@@ -43,14 +53,17 @@ class LlamaCppAdapter:
         route_native_log()
         self._options = LlamaOptions.resolve(settings, env)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
+        # Prompts are rendered and tokenized here, one at a time, never on the batching thread: a long prompt
+        # takes a while to tokenize, and the running generations' next tokens must not wait for it.
+        self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp-prompt")
+        self._preparer: PromptPreparer | None = None
+        self._context_size = 0
         self._started = False
         self._closing = False
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
         self._embedder: EmbeddingContext | None = None
-        self._preparer: PromptPreparer | None = None
-        self._context_size = 0
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
@@ -68,19 +81,16 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
-        scheduler = self._scheduler
-        if self._options.embedding:
-            raise _loaded_for_embeddings()
-        if self._closing or scheduler is None:
-            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+        preparer, scheduler = self._serving(params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
 
         def emit(event: GenerationEvent | BaseException) -> None:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        scheduler.submit(Job(params, emit, stop))
         try:
+            prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
+            scheduler.submit(Job(params, prompt, emit, stop))
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
@@ -102,18 +112,33 @@ class LlamaCppAdapter:
             )
         embedder = self._embedder
         if self._closing or embedder is None:
-            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+            raise _unloading()
         embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params))
         return embeddings
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        preparer, _ = self._serving(params)
+        count: TokenCount = await asyncio.get_running_loop().run_in_executor(
+            self._prompts, preparer.count, params, self._context_size, include_tokens
+        )
+        return count
+
+    def _serving(self, params: GenerationParams) -> tuple[PromptPreparer, BatchScheduler]:
+        """What prepares and runs `params`, refusing a request this model cannot serve (generate and count_tokens
+        take the same ones)."""
         if self._options.embedding:
             raise _loaded_for_embeddings()
-        preparer = self._preparer
-        if self._closing or preparer is None:
-            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
-        count: TokenCount = await self._on_worker(lambda: preparer.count(params, self._context_size, include_tokens))
-        return count
+        _refuse_unsupported(params)
+        preparer, scheduler = self._preparer, self._scheduler
+        if self._closing or preparer is None or scheduler is None:
+            raise _unloading()
+        return preparer, scheduler
+
+    def prompt_cache_stats(self) -> PromptCacheStats | None:
+        cache = self._scheduler.cache if self._scheduler is not None else None
+        if cache is None:
+            return None
+        return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity)
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
@@ -165,21 +190,29 @@ class LlamaCppAdapter:
                 raise
             self._vocabulary = vocabulary
             return ModelInfo(
-                context_size=context_size, parallel=1, capabilities=Capabilities(generate=False, embed=True)
+                context_size=context_size,
+                memory_bytes=self._embedder.memory_bytes,
+                capabilities=Capabilities(generate=False, embed=True),
             )
         try:
             preparer = PromptPreparer(ChatTemplate(vocabulary, model, options.chat_format), PromptTokenizer(vocabulary))
+            cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 weights,
                 slots=options.parallel,
                 context_size=context_size,
                 threads=vocabulary.context_params.n_threads,
                 batch_threads=vocabulary.context_params.n_threads_batch,
+                cached_prefixes=CACHED_PREFIXES if cache_tokens else 0,
+                cache_tokens=cache_tokens,
             )
             try:
-                scheduler = BatchScheduler(
-                    native, vocabulary, slots=options.parallel, context_size=context_size, prepare=preparer.prepare
-                )
+                cache = None
+                if cache_tokens:
+                    cache = PrefixCache(
+                        native, first_sequence=options.parallel, capacity=cache_tokens, piece=PREFILL_PIECE
+                    )
+                scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
             except BaseException:
                 native.free()
                 raise
@@ -193,8 +226,13 @@ class LlamaCppAdapter:
         self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
         self._batching.start()
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
-        capabilities = Capabilities(count_tokens=True, logprobs=True)
-        return ModelInfo(context_size=context_size, parallel=options.parallel, capabilities=capabilities)
+        return ModelInfo(
+            context_size=context_size,
+            parallel=options.parallel,
+            memory_bytes=native.memory_bytes,
+            occupancy=scheduler.occupancy,
+            capabilities=Capabilities(count_tokens=True, logprobs=True),
+        )
 
     def _release(self) -> None:
         if self._scheduler is not None and self._batching is not None:
@@ -204,9 +242,15 @@ class LlamaCppAdapter:
         if self._embedder is not None:
             self._embedder.free()
             self._embedder = None
+        # Prompts still being prepared use the vocabulary; once done, the closed scheduler refuses them.
+        self._prompts.shutdown(wait=True)
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
+
+
+def _unloading() -> UnavailableError:
+    return UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
 
 
 def _loaded_for_embeddings() -> FailedPreconditionError:
@@ -232,3 +276,20 @@ def _default_context_size(path: Path) -> int:
     finally:
         vocab_only.close()
     return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
+
+
+def _refuse_unsupported(params: GenerationParams) -> None:
+    """Tools, structured output and reasoning are not served by this backend yet: refused, never dropped."""
+    unsupported = {
+        "tools": bool(params.tools),
+        "messages": any(message.tool_calls or message.role is Role.TOOL for message in params.messages),
+        "response_format": params.response_format is not None
+        and params.response_format.kind is not ResponseFormatKind.TEXT,
+        "reasoning": params.reasoning is not None,
+    }
+    for field, asked in unsupported.items():
+        if asked:
+            what = "tool calls and results" if field == "messages" else field
+            raise InvalidArgumentError(
+                f"{what}: not supported by the llama.cpp backend yet", field=field, reason="OPTION_UNSUPPORTED"
+            )

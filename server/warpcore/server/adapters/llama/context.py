@@ -11,6 +11,11 @@ import llama_cpp
 from warpcore.server.core.errors import FailedPreconditionError
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
+# A prompt enters the KV cache in pieces of this many tokens counted from its first, each its own llama_decode call,
+# whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
+# for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
+PREFILL_PIECE = 128
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 
 
 @dataclass(frozen=True)
@@ -42,13 +47,27 @@ class NativeContext:
     which changes its logits (and log-probabilities) in the last bits with what runs beside it. Used on the model's
     worker thread only."""
 
-    def __init__(self, weights: LoadedWeights, *, slots: int, context_size: int, threads: int, batch_threads: int):
+    def __init__(
+        self,
+        weights: LoadedWeights,
+        *,
+        slots: int,
+        context_size: int,
+        threads: int,
+        batch_threads: int,
+        cached_prefixes: int = 0,
+        cache_tokens: int = 0,
+    ):
+        """`slots` sequences of `context_size` tokens each, and `cached_prefixes` more sequences for the prompt cache
+        (sequence ids from `slots` on), which holds `cache_tokens` cells at most. llama.cpp gives every sequence a
+        stream of the same size, n_ctx over n_seq_max, so each cache sequence has `context_size` cells too."""
         self.model = weights.load(repack=False)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context_size * slots
+        params.n_ctx = context_size * (slots + cached_prefixes)
         params.n_batch = params.n_ubatch = STEP_TOKENS
-        params.n_seq_max = slots
+        params.n_seq_max = slots + cached_prefixes
         params.kv_unified = False
+        params.swa_full = True  # a cached prefix is reused whole: sliding-window layers must keep every cell
         params.n_threads = threads
         params.n_threads_batch = batch_threads
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)
@@ -62,6 +81,18 @@ class NativeContext:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(STEP_TOKENS, 0, 1)
         self.vocabulary_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
+        self.cells = int(llama_cpp.llama_n_ctx(self.ctx))
+        """KV cells shared by the slots."""
+
+    @property
+    def memory_bytes(self) -> int:
+        """Weights plus the KV cache, the bulk of what the model holds (compute buffers are left out): an estimate
+        that takes each head's width as the embedding over the head count."""
+        model = self.model
+        heads = max(int(llama_cpp.llama_model_n_head(model)), 1)
+        kv_width = int(llama_cpp.llama_model_n_embd(model)) // heads * int(llama_cpp.llama_model_n_head_kv(model))
+        kv_bytes = self.cells * int(llama_cpp.llama_model_n_layer(model)) * 2 * kv_width * KV_BYTES_PER_VALUE
+        return int(llama_cpp.llama_model_size(model)) + kv_bytes
 
     def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
         """Append one token of sequence `slot` to the batch; its row."""

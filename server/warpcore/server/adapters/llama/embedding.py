@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import LoadedWeights
-from warpcore.server.core.domain import Pooling
-from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.embeddings import Embeddings, EmbedParams, Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
 
@@ -59,6 +58,11 @@ class EmbeddingContext:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(context_size, 0, 1)
         self.dimensions = llama_cpp.llama_model_n_embd(self.model)
+
+    @property
+    def memory_bytes(self) -> int:
+        """The weights, the bulk of what an embedding model holds (its context keeps no cache between calls)."""
+        return int(llama_cpp.llama_model_size(self.model))
 
     def embed(self, params: EmbedParams) -> Embeddings:
         """One vector per input, as llama.cpp pools it (not normalized); texts go in batches that fill the

@@ -79,8 +79,14 @@ def resolve_model_path(model: str, models_path: str | None, field: str = "model"
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     if not is_file:
+        # Never pulled by LoadModel itself: a download of gigabytes does not fit a unary call and its deadline.
+        how = (
+            f"; pull it first (`warpcore pull {model}`, if the server allows pulls)"
+            if model.startswith(HF_PREFIX)
+            else ""
+        )
         raise NotFoundError(
-            f"{_noun(field)} file {relative} was not found under MODELS_PATH",
+            f"{_noun(field)} file {relative} was not found under MODELS_PATH{how}",
             reason="MODEL_FILE_NOT_FOUND",
             field=field,
         )

@@ -8,8 +8,9 @@ from typing import TypeVar
 
 from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
-from warpcore.server.core.bounds import MAX_PARALLEL, NUMA_NAMES, parse_numa
-from warpcore.server.core.domain import LocalSettings, NumaStrategy, Pooling
+from warpcore.server.core.bounds import MAX_PARALLEL, MAX_PROMPT_CACHE_TOKENS, NUMA_NAMES, parse_numa
+from warpcore.server.core.domain import LocalSettings, NumaStrategy
+from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 Value = TypeVar("Value")
@@ -25,6 +26,8 @@ class LlamaOptions:
     numa: NumaStrategy
     chat_format: str | None
     parallel: int
+    prompt_cache_tokens: int | None
+    """None: as many as the model's context holds."""
     embedding: bool = False
     pooling: Pooling | None = None
     mmproj: str | None = None
@@ -49,6 +52,11 @@ class LlamaOptions:
         parallel = pick(settings.parallel, lambda: env_int(env, "LLAMA_PARALLEL"), 1)
         if not 1 <= parallel <= MAX_PARALLEL:
             raise _bad_environment(f"parallel (LLAMA_PARALLEL) must be between 1 and {MAX_PARALLEL}")
+        cache_tokens = settings.prompt_cache_tokens
+        if cache_tokens is None:
+            cache_tokens = env_int(env, "LLAMA_PROMPT_CACHE_TOKENS")
+            if cache_tokens is not None and not 0 <= cache_tokens <= MAX_PROMPT_CACHE_TOKENS:
+                raise _bad_environment(f"LLAMA_PROMPT_CACHE_TOKENS must be between 0 and {MAX_PROMPT_CACHE_TOKENS}")
         use_gpu = pick(settings.use_gpu, lambda: env_bool(env, "LLAMA_USE_GPU"), False)
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
@@ -59,6 +67,7 @@ class LlamaOptions:
             numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
             chat_format=chat_format,
             parallel=parallel,
+            prompt_cache_tokens=cache_tokens,
             embedding=bool(settings.embedding),
             pooling=settings.pooling,
             mmproj=settings.mmproj,

@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.context import PREFILL_PIECE
+from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
@@ -24,31 +26,27 @@ class PreparedPrompt:
     budget: int
     user_stops: tuple[str, ...]
     template_stops: tuple[str, ...]
+    piece_keys: list[int]
+    """The prompt cache's keys of its whole prefill pieces; none when the request keeps its prompt out of it."""
 
 
 class PromptPreparer:
-    """Prepares generations on the batching thread and counts prompts on the model's worker: one at a time, since
-    the vocabulary is one llama.cpp object."""
+    """Prepares generations and counts prompts, both on the model's prompt thread: one at a time, since the
+    vocabulary is one llama.cpp object."""
 
     def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer) -> None:
         self._template = template
         self._tokenizer = tokenizer
-        self._lock = threading.Lock()
 
     def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
         """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
-        with self._lock:
-            tokens = self._prepare(params, context_size, threading.Event()).tokens
-            pieces = tuple(Token(token, self._tokenizer.piece(token)) for token in tokens) if include_tokens else ()
+        tokens = self.prepare(params, context_size, threading.Event()).tokens
+        pieces = tuple(Token(token, self._tokenizer.piece(token)) for token in tokens) if include_tokens else ()
         return TokenCount(len(tokens), pieces)
 
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens
         may be cut short: the caller then drops the generation."""
-        with self._lock:
-            return self._prepare(params, context_size, stop)
-
-    def _prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         rendered = self._template.render(params)
         encoded = rendered.text.encode("utf-8")
         field = "messages" if params.messages else "prompt"
@@ -71,4 +69,5 @@ class PromptPreparer:
                 field=field,
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
             )
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops)
+        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt else []
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys)

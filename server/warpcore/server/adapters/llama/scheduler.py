@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
 from warpcore.server.adapters.llama.invariance import invariant_rows
+from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
 from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.occupancy import Occupancy
 
 _log = logging.getLogger(__name__)
-# A prompt enters the KV cache in pieces of this many tokens, each its own llama_decode call, whatever else is
-# running: the same pieces alone or not give the same cache, and a long prompt never stalls the others for long.
-PREFILL_CHUNK = 128
-
-Prepare = Callable[[GenerationParams, int, threading.Event], PreparedPrompt]
 
 
 @dataclass(eq=False)
@@ -31,6 +29,7 @@ class Job:
     """One generation handed to the scheduler by the event loop."""
 
     params: GenerationParams
+    prompt: PreparedPrompt
     emit: Emit
     stop: threading.Event
 
@@ -42,6 +41,7 @@ class _Sequence:
     prompt: PreparedPrompt
     text: TokenText
     sampler: llama_cpp.llama_sampler_p
+    cached: Hit
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -58,18 +58,18 @@ class BatchScheduler:
     exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours."""
 
     def __init__(
-        self, native: NativeContext, vocabulary: llama_cpp.Llama, *, slots: int, context_size: int, prepare: Prepare
+        self, native: NativeContext, vocabulary: llama_cpp.Llama, *, slots: int, cache: PrefixCache | None
     ) -> None:
         self._native = native
         self._vocabulary = vocabulary
-        self._context_size = context_size
-        self._prepare = prepare
+        self.cache = cache
         self._free_slots = list(range(slots - 1, -1, -1))
         self._running: list[_Sequence] = []
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
         self.rows_per_call = invariant_rows(native, slots)
+        self.occupancy = Occupancy(cells=native.cells)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -89,6 +89,7 @@ class BatchScheduler:
             while self._admit():
                 self._drop_cancelled()
                 self._step()
+                self._count()
         finally:
             # Empty unless the loop failed: then nobody must wait forever for its generation.
             stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
@@ -102,6 +103,13 @@ class BatchScheduler:
             self._native.free()
 
     # Everything below runs on the worker thread.
+
+    def _count(self) -> None:
+        """Publish what the model is doing, once a step: a few integer writes, read by metrics scrapes."""
+        occupancy = self.occupancy
+        occupancy.running = len(self._running)
+        occupancy.waiting = len(self._waiting)
+        occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
     def _admit(self) -> bool:
         """Move waiting jobs into free slots; False once closing with nothing left to do."""
@@ -118,16 +126,17 @@ class BatchScheduler:
         return True
 
     def _start(self, job: Job) -> None:
-        try:
-            prompt = self._prepare(job.params, self._context_size, job.stop)
-        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
-            job.emit(error)
-            return
-        if job.stop.is_set():  # stopped while waiting or tokenizing (then its tokens may be cut short)
+        if job.stop.is_set():  # stopped while waiting
             job.emit(Finish(FinishReason.CANCELLED))
             return
+        prompt, slot = job.prompt, self._free_slots.pop()
+        hit = MISS
+        if self.cache is not None and prompt.piece_keys:
+            hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
+            self.cache.attach(hit, slot)
         text = TokenText(self._vocabulary, prompt, job.emit)
-        self._running.append(_Sequence(job, self._free_slots.pop(), prompt, text, new_sampler(job.params)))
+        sequence = _Sequence(job, slot, prompt, text, new_sampler(job.params), hit, hit.length, hit.length)
+        self._running.append(sequence)
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
@@ -146,12 +155,16 @@ class BatchScheduler:
                     self._sample(sequence, row)
         for sequence in prefilling:
             tokens = sequence.prompt.tokens
-            end = min(sequence.prefilled + PREFILL_CHUNK, len(tokens))
+            end = min(sequence.prefilled + PREFILL_PIECE, len(tokens))
             rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
             sequence.prefilled = end
-            if end == len(tokens):
-                self._native.batch.logits[rows[-1]] = True
-            if self._decode([sequence]) and end == len(tokens):
+            if end < len(tokens):
+                self._decode([sequence])
+                continue
+            self._native.batch.logits[rows[-1]] = True
+            if self._decode([sequence]):
+                if self.cache is not None:
+                    self.cache.keep(sequence.slot, tokens, sequence.prompt.piece_keys, sequence.cached)
                 self._sample(sequence, rows[-1])
 
     def _add(self, sequence: _Sequence, token: int, *, logits: bool) -> int:
@@ -182,7 +195,8 @@ class BatchScheduler:
             self._finish(sequence, reason)
 
     def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
-        sequence.job.emit(sequence.text.finish(reason))
+        finish = sequence.text.finish(reason)
+        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.cached.length))
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:

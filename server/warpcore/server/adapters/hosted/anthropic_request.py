@@ -1,0 +1,164 @@
+"""The body of a Messages API request from a generation's parameters: turns of content blocks (tool results folded
+into user turns, reasoning sent back with its signature), tools, tool choice, thinking and JSON output."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from warpcore.server.adapters.hosted.streaming import refused
+from warpcore.server.core.content import ContentPart, TextPart
+from warpcore.server.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    ReasoningEffort,
+    ResponseFormatKind,
+    Role,
+    ToolChoiceMode,
+)
+
+MIN_THINKING_BUDGET = 1024  # the API's smallest budget_tokens
+MAX_TEMPERATURE = 1.0
+_EFFORTS = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
+_TOOL_CHOICES = {ToolChoiceMode.AUTO: "auto", ToolChoiceMode.REQUIRED: "any", ToolChoiceMode.NAMED: "tool"}
+
+
+def request_options(params: GenerationParams) -> dict[str, Any]:
+    """The body fields beyond the shared sampling ones, refusing what the API cannot honour before anything is
+    sent. Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling."""
+    if params.seed is not None:
+        raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
+    if params.logprobs:
+        raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
+    if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
+        raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
+    system = [params.system] if params.system else []
+    system += [message.content for message in params.messages if message.role is Role.SYSTEM]
+    return {
+        "system": "\n\n".join(system) or None,
+        "top_k": params.top_k,
+        "stop_sequences": list(params.stop) or None,
+        "thinking": _thinking(params),
+        "output_config": _output_config(params) or None,
+        **_tools(params),
+    }
+
+
+def _thinking(params: GenerationParams) -> dict[str, Any] | None:
+    budget = params.reasoning.budget_tokens if params.reasoning else None
+    if budget is None:
+        return None
+    if budget < MIN_THINKING_BUDGET:
+        raise refused(
+            "reasoning.budget_tokens", f"the Anthropic API's thinking budget is {MIN_THINKING_BUDGET} or more"
+        )
+    # The API's rules for extended thinking, checked here so that the field is named.
+    if params.temperature is not None and params.temperature != MAX_TEMPERATURE:
+        raise refused("temperature", "the Anthropic API takes no temperature but 1 with a thinking budget")
+    if params.top_k is not None:
+        raise refused("top_k", "the Anthropic API takes no top_k with a thinking budget")
+    if params.tool_choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED) and params.tools:
+        raise refused("tool_choice", "the Anthropic API cannot force a tool call with a thinking budget")
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def _output_config(params: GenerationParams) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    effort = params.reasoning.effort if params.reasoning else None
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise refused("reasoning.effort", "the Anthropic API takes a low, medium or high effort")
+        config["effort"] = _EFFORTS[effort]
+    response_format = params.response_format
+    if response_format is not None and response_format.kind is ResponseFormatKind.JSON_OBJECT:
+        raise refused("response_format", "the Anthropic API takes a JSON Schema (json_schema), not a JSON object mode")
+    if response_format is not None and response_format.kind is ResponseFormatKind.JSON_SCHEMA:
+        config["format"] = {"type": "json_schema", "schema": dict(response_format.schema or {})}
+    return config
+
+
+def _tools(params: GenerationParams) -> dict[str, Any]:
+    if not params.tools:
+        return {}
+    tools = []
+    for tool in params.tools:
+        described = {"description": tool.description} if tool.description else {}
+        tools.append({"name": tool.name, **described, "input_schema": dict(tool.parameters)})
+    choice = params.tool_choice
+    if choice.mode is ToolChoiceMode.NONE:
+        return {"tools": tools, "tool_choice": {"type": "none"}}
+    tool_choice: dict[str, Any] = {"type": _TOOL_CHOICES[choice.mode]}
+    if choice.mode is ToolChoiceMode.NAMED:
+        tool_choice["name"] = choice.name
+    if not params.parallel_tool_calls:
+        tool_choice["disable_parallel_tool_use"] = True
+    return {"tools": tools, "tool_choice": tool_choice}
+
+
+def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
+    """User and assistant turns as the Messages API wants them: alternating, starting with the user; tool results
+    are blocks of the user turn after the calls, before any text the user adds."""
+    if params.prompt is not None:
+        return [{"role": "user", "content": params.prompt}]
+    turns: list[dict[str, Any]] = []
+    for message in params.messages:
+        if message.role is Role.SYSTEM:
+            continue
+        role = "assistant" if message.role is Role.ASSISTANT else "user"
+        content = _content(message)
+        if turns and turns[-1]["role"] == role:
+            previous = turns[-1]["content"]
+            if isinstance(previous, str) and isinstance(content, str):
+                turns[-1]["content"] = previous + "\n\n" + content
+            else:
+                turns[-1]["content"] = _blocks(previous) + _blocks(content)
+        else:
+            turns.append({"role": role, "content": content})
+    if turns[0]["role"] != "user":
+        raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
+    return turns
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A plain text turn as a string, as ever; a turn with calls, results, reasoning or parts (text and images) as
+    content blocks."""
+    if message.role is Role.TOOL:
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        if message.content:
+            result["content"] = message.content
+        if message.is_error:
+            result["is_error"] = True
+        return [result]
+    if not message.tool_calls and not message.reasoning and not message.parts:
+        return message.content
+    blocks: list[dict[str, Any]] = [
+        {"type": "redacted_thinking", "data": block.signature}
+        if block.redacted
+        else {"type": "thinking", "thinking": block.text, "signature": block.signature}
+        for block in message.reasoning
+    ]
+    blocks += _blocks(message.content)
+    blocks += [_part_block(part) for part in message.parts]
+    blocks += [
+        {"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)}
+        for call in message.tool_calls
+    ]
+    return blocks
+
+
+def _part_block(part: ContentPart) -> dict[str, Any]:
+    """A text part as a text block, an image as an image block, by base64 data or by URL."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    data = base64.b64encode(part.data).decode()
+    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
+
+
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Content as blocks; empty text is left out, as the API refuses empty text blocks."""
+    if isinstance(content, list):
+        return content
+    return [{"type": "text", "text": content}] if content else []

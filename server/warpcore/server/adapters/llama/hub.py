@@ -1,0 +1,190 @@
+"""Pull a GGUF file from the Hugging Face Hub (or a mirror at HF_ENDPOINT) into exactly the path its hf: id
+resolves to under MODELS_PATH, through huggingface_hub's own metadata and download calls. The bytes go to a partial
+file beside it, hashed as they arrive; the file takes its name only once complete and equal to the hub's SHA-256,
+and a pull cut short resumes from the partial file. Blocking: run it on a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx2
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
+
+from warpcore.server.adapters.llama.model_paths import HF_PREFIX, models_root, relative_model_path
+from warpcore.server.core.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnavailableError,
+    WarpcoreError,
+)
+from warpcore.server.core.pulls import PulledFile, PullProgressCallback, PullStoppedError
+
+_log = logging.getLogger(__name__)
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+disable_progress_bars()  # a server has no terminal: progress goes to the caller instead
+# The library reads and reports 10 MiB at a time: at the speed of a slow link that is one progress step every few
+# seconds. A quarter MiB keeps steps frequent at any speed for little more work per byte.
+constants.DOWNLOAD_CHUNK_SIZE = 256 * 1024
+
+
+class _HashingWriter:
+    """The partial file, hashing and counting what is written, stopping the download once `stop` is set."""
+
+    def __init__(
+        self, path: Path, done: int, total: int | None, progress: PullProgressCallback, stop: threading.Event
+    ) -> None:
+        self.hash = hashlib.sha256()
+        with path.open("rb") as existing:
+            while chunk := existing.read(1 << 20):
+                self.hash.update(chunk)
+        self._file = path.open("ab")
+        self.done, self._total, self._progress, self._stop = done, total, progress, stop
+
+    def write(self, chunk: bytes) -> int:
+        if self._stop.is_set():
+            raise PullStoppedError
+        written = self._file.write(chunk)
+        self.hash.update(chunk)
+        self.done += len(chunk)
+        self._progress(self.done, self._total)
+        return written
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        # The server ignored the Range asked for and sends the whole file: start the hash over.
+        self.hash, self.done = hashlib.sha256(), offset
+        return self._file.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._file.truncate(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def pull_file(
+    model: str, revision: str | None, env: Mapping[str, str], progress: PullProgressCallback, stop: threading.Event
+) -> PulledFile:
+    """Download `model` ("hf:owner/repo:file.gguf") unless its file is already there."""
+    if not model.startswith(HF_PREFIX):
+        raise InvalidArgumentError("only hf:owner/repo:file.gguf models can be pulled", field="model")
+    relative = relative_model_path(model)
+    destination = models_root(env.get("MODELS_PATH")) / relative
+    if destination.is_file():
+        size = destination.stat().st_size
+        progress(size, size)
+        return PulledFile(model, size, sha256=None, already_present=True)
+    _, owner, repo, *file_parts = relative.parts
+    token = env.get("HF_TOKEN") or False  # False: never a token from this process's own files or environment
+    endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    url = hf_hub_url(f"{owner}/{repo}", "/".join(file_parts), revision=revision, endpoint=endpoint)
+    with _hub_errors(model):
+        metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=True)
+    expected = (metadata.etag or "").lower()
+    if not _SHA256.fullmatch(expected):
+        raise FailedPreconditionError(
+            f"the hub gives no SHA-256 for {model!r} (it is not stored with Git LFS), so it cannot be checked",
+            reason="PULL_NOT_VERIFIABLE",
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{expected[:16]}.part")
+    partial.touch()
+    done = partial.stat().st_size
+    total = metadata.size
+    if total is not None and shutil.disk_usage(partial.parent).free < total - done:
+        raise _disk_full(model, total - done)
+    writer = _HashingWriter(partial, done, total, progress, stop)
+    try:
+        with _hub_errors(model):
+            headers = build_hf_headers(token=token)
+            if urlsplit(metadata.location)[:2] != urlsplit(url)[:2]:
+                headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+            http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise _disk_full(model, (total or 0) - writer.done) from None
+        raise
+    finally:
+        writer.close()
+    digest = writer.hash.hexdigest()
+    if digest != expected:
+        partial.unlink(missing_ok=True)
+        raise UnavailableError(
+            f"the download of {model!r} does not match the hub's SHA-256 ({expected}, got {digest}); it was"
+            " discarded: pull again",
+            reason="PULL_HASH_MISMATCH",
+        )
+    partial.replace(destination)
+    _log.info("pulled %s (%d bytes, sha256 %s)", model, writer.done, digest)
+    return PulledFile(model, writer.done, sha256=digest, already_present=False)
+
+
+def _disk_full(model: str, needed: int) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
+        f"not enough disk space under MODELS_PATH to pull {model!r} ({needed} more bytes needed)", reason="DISK_FULL"
+    )
+
+
+# huggingface_hub's exceptions, most specific first (a gated repository is a kind of missing one to the library).
+_HUB_ERRORS: tuple[tuple[type[Exception], type[WarpcoreError], str, str], ...] = (
+    (
+        GatedRepoError,
+        PermissionDeniedError,
+        "{model!r} is in a gated repository: accept its terms on the hub and set HF_TOKEN on the server",
+        "HUB_REPO_GATED",
+    ),
+    (RevisionNotFoundError, NotFoundError, "the hub has no such revision for {model!r}", "HUB_REVISION_NOT_FOUND"),
+    (
+        RepositoryNotFoundError,
+        NotFoundError,
+        "the hub has no repository for {model!r} (or it is private: set HF_TOKEN on the server)",
+        "HUB_REPO_NOT_FOUND",
+    ),
+    (EntryNotFoundError, NotFoundError, "the hub repository has no file named in {model!r}", "HUB_FILE_NOT_FOUND"),
+)
+
+
+@contextlib.contextmanager
+def _hub_errors(model: str) -> Iterator[None]:
+    """huggingface_hub's exceptions as domain errors, each saying what to do."""
+    try:
+        yield
+    except (HfHubHTTPError, httpx2.HTTPError, EntryNotFoundError) as error:
+        for kind, domain_error, message, reason in _HUB_ERRORS:
+            if isinstance(error, kind):
+                raise domain_error(message.format(model=model), reason=reason) from None
+        response = getattr(error, "response", None)
+        if response is not None and response.status_code == 404:
+            raise NotFoundError(
+                f"the hub has nothing at the address of {model!r}", reason="HUB_FILE_NOT_FOUND"
+            ) from None
+        raise UnavailableError(
+            f"the hub could not be reached for {model!r}: {type(error).__name__}; retry (a retried pull resumes)",
+            reason="HUB_UNAVAILABLE",
+        ) from None

@@ -1,0 +1,63 @@
+"""JSON text from requests (schemas, tool arguments) parsed in time bounded by its size, and JSON Schemas checked
+against their metaschema with the `jsonschema` library before anything is sent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH
+from warpcore.server.core.domain import JsonSchema
+from warpcore.server.core.errors import InvalidArgumentError
+
+
+def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
+    """The value of JSON `text` of at most `max_bytes`, nested at most MAX_SCHEMA_DEPTH deep; parsing such text
+    takes time bounded by its size."""
+    if len(text.encode()) > max_bytes:
+        raise InvalidArgumentError(f"{what} is longer than {max_bytes} bytes", field=field)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise InvalidArgumentError(f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field) from None
+    except ValueError as error:
+        raise InvalidArgumentError(f"{what} is not valid JSON: {error}", field=field) from None
+    if _depth(value) > MAX_SCHEMA_DEPTH:
+        raise InvalidArgumentError(f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
+    return value
+
+
+def parse_schema(text: str, field: str) -> JsonSchema:
+    """A JSON Schema from its JSON text: an object, valid against its dialect's metaschema (draft 2020-12 unless its
+    "$schema" names another the library knows)."""
+    schema = parse_json(text, field, MAX_SCHEMA_BYTES, "the JSON Schema")
+    if not isinstance(schema, dict):
+        raise InvalidArgumentError("a JSON Schema must be a JSON object", field=field)
+    validator: type[jsonschema.protocols.Validator] = jsonschema.Draft202012Validator
+    if "$schema" in schema:
+        dialect = schema["$schema"]
+        # The stubs do not say that the default may be None, which the library returns for an unknown dialect.
+        known = jsonschema.validators.validator_for(schema, default=None) if isinstance(dialect, str) else None  # type: ignore[arg-type]
+        if known is None:
+            raise InvalidArgumentError(f"unknown JSON Schema dialect {str(dialect)[:100]!r}", field=field)
+        validator = known
+    try:
+        validator.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(part) for part in error.path) or "the top level"
+        raise InvalidArgumentError(f"invalid JSON Schema at {where}: {error.message[:300]}", field=field) from None
+    return schema
+
+
+def _depth(value: object) -> int:
+    """How deep objects and arrays nest in a parsed JSON value, walked without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            pending += [(child, depth + 1) for child in children]
+    return deepest

@@ -1,0 +1,261 @@
+"""Which local models stay loaded: each leaves after its keep_alive of idleness, and a server-wide budget (models
+and estimated bytes) makes room for a load by unloading the least recently used idle ones. A model with generations
+running or waiting is never unloaded by either. Models unloaded this way, and models the operator declared lazy,
+stay known ("dormant") and are loaded again by the first Generate that names them."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from warpcore.server.core.bounds import MAX_DORMANT_MODELS
+from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.errors import ResourceExhaustedError, WarpcoreError
+from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits
+from warpcore.server.core.registry import LoadedModel, ModelRegistry
+
+_log = logging.getLogger("warpcore.server")
+
+
+@dataclass(frozen=True)
+class ResidencyPolicy:
+    """The server's rules for local models: the keep_alive of a model that names none (math.inf: until unloaded),
+    and the most models and estimated bytes loaded at once (None: no limit)."""
+
+    keep_alive: float = math.inf
+    max_models: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass
+class Residence:
+    """One loaded model's use: what ListModels reports and what eviction reads."""
+
+    keep_alive: float
+    last_used: float
+    """Wall-clock time (seconds since the epoch) of the last load or generation end."""
+    in_use: int = 0
+    """Generations running or waiting on the model."""
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the model will be unloaded if nothing uses it meanwhile; None: not while in use, or never."""
+        if self.in_use or math.isinf(self.keep_alive):
+            return None
+        return self.last_used + self.keep_alive
+
+
+@dataclass(frozen=True)
+class ResidencyReport:
+    """What ListModels says of a loaded model's cost, use and expiry."""
+
+    memory_bytes: int
+    slots_busy: int
+    slots_total: int
+    queue_depth: int
+    last_used: float
+    expires_at: float | None
+    keep_alive: float
+
+
+class Dormant(NamedTuple):
+    """A model known but not loaded: its spec, and its memory estimate when last loaded (0: never loaded)."""
+
+    spec: LoadSpec
+    memory_bytes: int = 0
+
+
+class Residency:
+    def __init__(self, registry: ModelRegistry, limits: Limits, policy: ResidencyPolicy) -> None:
+        self._registry = registry
+        self._limits = limits
+        self.policy = policy
+        self.residences: dict[str, Residence] = {}
+        """One per loaded model, kept in step with the registry by its listener (no await in between)."""
+        self.dormant: collections.OrderedDict[str, Dormant] = collections.OrderedDict()
+        # Local loads make room and load one at a time, so that two cannot both count the same free place.
+        self._room = asyncio.Lock()
+        self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
+        self._expiring: set[asyncio.Task[None]] = set()
+        registry.listeners.insert(0, self._changed)
+
+    def declare(self, spec: LoadSpec) -> None:
+        """Know a model without loading it: the first Generate naming it loads it."""
+        if self._registry.find(spec.model_id) is None:
+            self.dormant[spec.model_id] = Dormant(spec)
+
+    async def load(self, spec: LoadSpec) -> LoadedModel:
+        while (leaving := self._leaving.get(spec.model_id)) is not None:
+            await asyncio.wait([leaving])  # its id is free once it has gone
+        existing = self._registry.find(spec.model_id)
+        if existing is not None and existing.spec == spec:
+            self._touch(existing.id, spec)
+            return existing
+        if spec.backend.hosted:
+            return await self._registry.load(spec)
+        async with self._room:
+            if self._registry.find(spec.model_id) is None:
+                known = self.dormant.get(spec.model_id)
+                await self._make_room(spec.model_id, models=1, nbytes=known.memory_bytes if known else 0)
+            loaded = await self._registry.load(spec)
+            # The estimate is known now: others may have to go too (best effort if the rest are busy).
+            with contextlib.suppress(ResourceExhaustedError):
+                await self._make_room(loaded.id, models=0, nbytes=0)
+        return loaded
+
+    async def unload(self, model_id: str) -> LoadedModel:
+        """Unload for good (UnloadModel): a later Generate does not load it again."""
+        self.dormant.pop(model_id, None)
+        return await self._unload(model_id)
+
+    @contextlib.asynccontextmanager
+    async def using(self, model_id: str) -> AsyncIterator[LoadedModel]:
+        """The model, loaded first if dormant, counted in use (so never unloaded) until the block ends."""
+        while (model := self._registry.find(model_id)) is None:
+            dormant = self.dormant.get(model_id)
+            if dormant is None:
+                self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
+            else:
+                _log.info("loading model %s for a Generate that names it", model_id)
+                await self.load(dormant.spec)
+        residence = self.residences[model_id]
+        residence.in_use += 1
+        self._cancel(residence)
+        try:
+            yield model
+        finally:
+            residence.in_use -= 1
+            residence.last_used = time.time()
+            if not residence.in_use and self.residences.get(model_id) is residence:
+                self._schedule(model_id, residence)
+
+    def report(self, model: LoadedModel) -> ResidencyReport:
+        residence = self.residences[model.id]
+        gate = self._limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+        return ResidencyReport(
+            memory_bytes=model.info.memory_bytes,
+            slots_busy=gate.active,
+            slots_total=gate.max_active,
+            queue_depth=gate.waiting,
+            last_used=residence.last_used,
+            expires_at=residence.expires_at,
+            keep_alive=residence.keep_alive,
+        )
+
+    async def _changed(self, model_id: str, loaded: bool) -> None:
+        """The registry's listener, first of all: no await, so a model and its residence come and go together."""
+        if not loaded:
+            residence = self.residences.pop(model_id, None)
+            if residence is not None:
+                self._cancel(residence)
+            self._limits.forget(model_id)
+            return
+        model = self._registry.get(model_id)
+        self.dormant.pop(model_id, None)
+        keep_alive = model.spec.keep_alive
+        if keep_alive is None:
+            keep_alive = math.inf if model.backend.hosted else self.policy.keep_alive
+        residence = Residence(keep_alive, time.time())
+        self.residences[model_id] = residence
+        self._schedule(model_id, residence)
+
+    def _touch(self, model_id: str, spec: LoadSpec) -> None:
+        """A LoadModel of a loaded model counts as a use, and sets a new keep_alive if it names one."""
+        residence = self.residences[model_id]
+        residence.last_used = time.time()
+        if spec.keep_alive is not None:
+            residence.keep_alive = spec.keep_alive
+        if not residence.in_use:
+            self._schedule(model_id, residence)
+
+    def _schedule(self, model_id: str, residence: Residence) -> None:
+        self._cancel(residence)
+        if not math.isinf(residence.keep_alive):
+            loop = asyncio.get_running_loop()
+            residence.timer = loop.call_later(residence.keep_alive, self._expire, model_id, residence)
+
+    @staticmethod
+    def _cancel(residence: Residence) -> None:
+        if residence.timer is not None:
+            residence.timer.cancel()
+            residence.timer = None
+
+    def _expire(self, model_id: str, residence: Residence) -> None:
+        residence.timer = None
+        if residence.in_use or self.residences.get(model_id) is not residence:
+            return
+        task = asyncio.ensure_future(self._retire_idle(model_id, residence.keep_alive))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
+
+    async def _retire_idle(self, model_id: str, keep_alive: float) -> None:
+        _log.info("unloading model %s: idle for %gs", model_id, keep_alive)
+        try:
+            await self._retire(model_id)
+        except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
+            _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
+
+    async def _make_room(self, model_id: str, *, models: int, nbytes: int) -> None:
+        """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
+        bytes fit the budget; RESOURCE_EXHAUSTED if the ones left are all in use."""
+        while self._over(models, nbytes):
+            idle = [
+                (self.residences[model.id].last_used, model.id)
+                for model in self._local()
+                if not self.residences[model.id].in_use and model.id != model_id
+            ]
+            if not idle:
+                loaded = self._local()
+                raise ResourceExhaustedError(
+                    f"no room to load {model_id!r}: the server's budget of local models is full ({len(loaded)}"
+                    f" loaded, {sum(m.info.memory_bytes for m in loaded)} bytes estimated) and every one is in"
+                    " use; retry later",
+                    reason="MODEL_BUDGET_FULL",
+                    retry_after=BUSY_RETRY_AFTER,
+                    metadata={"model_id": model_id},
+                )
+            victim = min(idle)[1]
+            _log.info("unloading model %s to make room for %s", victim, model_id)
+            await self._retire(victim)
+
+    def _over(self, models: int, nbytes: int) -> bool:
+        loaded = self._local()
+        too_many = self.policy.max_models is not None and len(loaded) + models > self.policy.max_models
+        too_big = (
+            self.policy.max_bytes is not None
+            and sum(model.info.memory_bytes for model in loaded) + nbytes > self.policy.max_bytes
+        )
+        return too_many or too_big
+
+    def _local(self) -> list[LoadedModel]:
+        return [model for model in self._registry.loaded() if not model.backend.hosted]
+
+    async def _retire(self, model_id: str) -> None:
+        """Unload, remembering the model so that a Generate naming it loads it again."""
+        model = self._registry.find(model_id)
+        if model is None:
+            return
+        self.dormant[model_id] = Dormant(model.spec, model.info.memory_bytes)
+        while len(self.dormant) > MAX_DORMANT_MODELS:
+            self.dormant.popitem(last=False)
+        await self._unload(model_id)
+
+    async def _unload(self, model_id: str) -> LoadedModel:
+        leaving = asyncio.ensure_future(self._registry.unload(model_id))
+        self._leaving[model_id] = leaving
+        try:
+            unloaded = await asyncio.shield(leaving)
+        finally:
+            if leaving.done():
+                self._leaving.pop(model_id, None)
+            else:
+                leaving.add_done_callback(lambda _: self._leaving.pop(model_id, None))
+        return unloaded

@@ -1,0 +1,52 @@
+"""Tool-call deltas joined into the complete calls a Finish lists, for any backend that streams them."""
+
+from __future__ import annotations
+
+import json
+
+from warpcore.server.core.domain import FinishReason, ToolCall, ToolCallDelta
+from warpcore.server.core.errors import UnavailableError
+
+
+class ToolCallAssembler:
+    """The calls of one generation, built from its deltas; every delta is added in the order it was streamed."""
+
+    __slots__ = ("_calls",)
+
+    def __init__(self) -> None:
+        self._calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        call = self._calls.get(delta.index)
+        if call is None:
+            self._calls[delta.index] = (delta.id, delta.name, [delta.arguments])
+        else:
+            call[2].append(delta.arguments)
+
+    def finish(self, reason: FinishReason) -> tuple[FinishReason, tuple[ToolCall, ...]]:
+        """The finish reason and the complete calls, in index order, each with arguments that parse to a JSON object
+        ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled) leaves out the
+        calls it did not complete; a generation that ended normally with a broken call is the backend's failure. A
+        backend that reports a natural stop after calls (OpenAI does, for a named tool choice) finished with tool
+        calls."""
+        calls = []
+        for index in sorted(self._calls):
+            call_id, name, pieces = self._calls[index]
+            arguments = "".join(pieces) or "{}"
+            if _is_object(arguments) and call_id and name:
+                calls.append(ToolCall(call_id, name, arguments))
+            elif reason in (FinishReason.STOP, FinishReason.TOOL_CALLS, FinishReason.STOP_SEQUENCE):
+                raise UnavailableError(
+                    f"the backend ended tool call {index} without an id, a name or arguments that are a JSON object",
+                    reason="UPSTREAM_MALFORMED_TOOL_CALL",
+                )
+        if calls and reason is FinishReason.STOP:
+            reason = FinishReason.TOOL_CALLS
+        return reason, tuple(calls)
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False

@@ -1,0 +1,74 @@
+"""The gRPC health service, with entries that can go: grpcio's own servicer can only add them, and an entry per
+model ever loaded would grow without end once models come and go by themselves (lazy loads, idle unload,
+eviction)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_health has no types
+    """Check answers NOT_FOUND for a service without an entry, as the protocol asks; Watch reports SERVICE_UNKNOWN
+    for it, and every change after."""
+
+    def __init__(self) -> None:
+        self._status: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {"": SERVING}
+        self._version = 0
+        self._changed = asyncio.Condition()
+        self._shutting_down = False
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        last = None
+        while True:
+            seen = self._version
+            status = self._status.get(request.service, SERVICE_UNKNOWN)
+            if status != last:
+                # Written outside the condition, so that a slow watcher cannot hold up the others.
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            await self._next_change(seen)
+
+    async def _next_change(self, seen: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._version != seen)
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        """Set an entry; ignored once shutting down, when everything reads NOT_SERVING."""
+        if not self._shutting_down:
+            await self._update(service, status)
+
+    async def clear(self, service: str) -> None:
+        """Remove an entry: Check answers NOT_FOUND, watchers read SERVICE_UNKNOWN."""
+        if not self._shutting_down:
+            await self._update(service, None)
+
+    async def enter_graceful_shutdown(self) -> None:
+        if not self._shutting_down:
+            self._shutting_down = True
+            for service in list(self._status):
+                await self._update(service, NOT_SERVING)
+
+    async def _update(
+        self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType | None
+    ) -> None:
+        async with self._changed:
+            if status is None:
+                self._status.pop(service, None)
+            else:
+                self._status[service] = status
+            self._version += 1
+            self._changed.notify_all()

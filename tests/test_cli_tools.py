@@ -1,0 +1,72 @@
+"""The warpcore command's structured output and reasoning, end to end against the OpenAI fake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import load
+from tests.test_cli import warpcore
+from tests.test_tools_hosted import ANSWER_SCHEMA
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def test_generate_with_a_json_schema_file_and_reasoning_on_stderr(
+    stub: Stub,
+    openai_upstream: FakeOpenAI,
+    target: str,
+    tmp_path: Path,
+) -> None:
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(
+        events=[{"reasoning_content": "Four is "}, {"reasoning_content": "small."}, {"content": '{"n": 4}'}]
+    )
+    schema_file = tmp_path / "answer.json"
+    schema_file.write_text(json.dumps(ANSWER_SCHEMA))
+
+    run = await warpcore(
+        target, "generate", "--model", "m", "--json-schema", str(schema_file), "--show-reasoning", "n?"
+    )
+
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout) == {"n": 4}
+    assert run.stderr.startswith("Four is small.\n")  # apart from the answer, undimmed when not a terminal
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["response_format"]["json_schema"]["schema"] == ANSWER_SCHEMA
+
+
+async def test_reasoning_stays_hidden_unless_asked(stub: Stub, openai_upstream: FakeOpenAI, target: str) -> None:
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(events=[{"reasoning_content": "secret"}, {"content": "4"}])
+    run = await warpcore(target, "generate", "--model", "m", "n?")
+    assert run.stdout == "4\n"
+    assert "secret" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "error"), [(None, "cannot read"), ("{oops", "is not JSON"), ("[1]", "JSON object")]
+)
+async def test_a_bad_schema_file_is_a_usage_error(tmp_path: Path, content: str | None, error: str) -> None:
+    path = tmp_path / "schema.json"
+    if content is not None:
+        path.write_text(content)
+    run = await warpcore("127.0.0.1:1", "generate", "--json-schema", str(path), "hi")
+    assert run.code == 2
+    assert "--json-schema" in run.stderr
+    assert error in run.stderr

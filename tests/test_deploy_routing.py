@@ -1,0 +1,133 @@
+"""The manifests that put warpcore behind an inference gateway (deploy/inference-gateway) and in KServe
+(deploy/kserve): their Kubernetes resources strictly schema-valid, the Pod parts of the custom resources too (a
+ServingRuntime's containers and volumes are core types), and the custom resources consistent with the replicas
+and the metrics the server really serves. No registry package carries the InferencePool, GRPCRoute or KServe CRD
+schemas, so the custom resources themselves are checked field by field here."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from tests.conftest import load_tiny
+from tests.test_fleet_signals import scrape
+from warpcore.server.preload import read_preload
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+Resource = dict[str, Any]
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAY = ROOT / "deploy" / "inference-gateway" / "inference-pool.yaml"
+KSERVE = ROOT / "deploy" / "kserve" / "serving-runtime.yaml"
+REPLICATED = ROOT / "deploy" / "kubernetes" / "replicated.yaml"
+VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+CUSTOM_GROUPS = ("inference.networking.k8s.io/", "gateway.networking.k8s.io/", "serving.kserve.io/")
+GRPC_PORT = 50051
+INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+def load(path: Path) -> list[Resource]:
+    return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def only(resources: list[Resource], kind: str) -> Resource:
+    (found,) = (resource for resource in resources if resource["kind"] == kind)
+    return found
+
+
+def validate(resource: Resource) -> None:
+    for version in VERSIONS:
+        try:
+            kubernetes_validate.validate(resource, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{resource['kind']} {resource['metadata']['name']} on {version}: {error.message}")
+
+
+@pytest.mark.parametrize("path", [GATEWAY, KSERVE], ids=lambda path: path.parent.name)
+def test_kubernetes_resources_pass_strict_schema_validation(path: Path) -> None:
+    resources = load(path)
+    core = [resource for resource in resources if not resource["apiVersion"].startswith(CUSTOM_GROUPS)]
+    assert core, "each example carries some core resources"
+    for resource in core:
+        validate(resource)
+
+
+def test_the_pool_selects_the_replicas_on_their_grpc_port_over_h2c() -> None:
+    resources = load(GATEWAY)
+    pool = only(resources, "InferencePool")
+    assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
+    spec = pool["spec"]
+    assert spec["appProtocol"] == "kubernetes.io/h2c"
+    assert spec["targetPorts"] == [{"number": GRPC_PORT}]
+    replicas = only(load(REPLICATED), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= replicas.items()
+    assert replicas["llm-d.ai/engine-type"] == "warpcore"
+    picker = spec["endpointPickerRef"]
+    service = only(resources, "Service")
+    assert picker["name"] == service["metadata"]["name"]
+    assert picker["port"]["number"] in [port["port"] for port in service["spec"]["ports"]]
+    assert picker["failureMode"] in ("FailOpen", "FailClose")
+    route = only(resources, "GRPCRoute")
+    (rule,) = route["spec"]["rules"]
+    assert rule["matches"] == [{"method": {"service": INFERENCE_SERVICE}}]
+    assert rule["backendRefs"] == [
+        {"group": "inference.networking.k8s.io", "kind": "InferencePool", "name": pool["metadata"]["name"]}
+    ]
+
+
+async def test_the_picker_reads_metric_names_the_server_serves(server: WarpcoreServer, stub: Stub) -> None:
+    config = yaml.safe_load(only(load(GATEWAY), "ConfigMap")["data"]["plugins.yaml"])
+    plugins = {plugin["type"]: plugin.get("parameters", {}) for plugin in config["plugins"]}
+    (engine,) = plugins["core-metrics-extractor"]["engineConfigs"]
+    assert engine["name"] == plugins["core-metrics-extractor"]["defaultEngine"] == "warpcore"
+    assert plugins["metrics-data-source"]["port"] == 9090
+    await load_tiny(stub)
+    http = server.metrics.serve("127.0.0.1", 0)
+    try:
+        served = {name for name, model in scrape(http.server_port) if not model}
+    finally:
+        http.shutdown()
+    for spec in ("queuedRequestsSpec", "runningRequestsSpec", "kvUsageSpec"):
+        assert engine[spec] in served
+
+
+def test_the_kserve_runtime_serves_grpc_on_the_h2c_port_with_lazy_models(tmp_path: Path) -> None:
+    resources = load(KSERVE)
+    runtime = only(resources, "ServingRuntime")
+    spec = runtime["spec"]
+    (container,) = spec["containers"]
+    # The runtime's Pod parts are core types: validated as a Pod's.
+    validate(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "serving-runtime"},
+            "spec": {"containers": spec["containers"], "volumes": spec["volumes"]},
+        }
+    )
+    assert container["ports"] == [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}]
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    assert env["WARPCORE_LISTEN"].endswith(f":{GRPC_PORT}")
+    assert env["MODELS_PATH"] == "/mnt/models"  # where KServe mounts the storageUri
+    assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": INFERENCE_SERVICE}
+    config_map = only(resources, "ConfigMap")
+    (volume,) = spec["volumes"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+    (mount,) = container["volumeMounts"]
+    assert env["WARPCORE_CONFIG"] == f"{mount['mountPath']}/config.toml"
+    config = tmp_path / "config.toml"
+    config.write_text(config_map["data"]["config.toml"])
+    assert tomllib.loads(config.read_text())["models"]
+    assert all(spec.lazy for spec in read_preload(config, {}))
+    service = only(resources, "InferenceService")
+    model = service["spec"]["predictor"]["model"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"]["name"] in [format["name"] for format in spec["supportedModelFormats"]]

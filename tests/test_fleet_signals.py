@@ -1,0 +1,99 @@
+"""The gauges an inference-aware router scores replicas on (the Gateway API Inference Extension's model-server
+protocol): queued and running requests and KV cache utilisation, for the server and per model, scraped from the
+metrics endpoint while generations run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import load_tiny
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+Samples = dict[tuple[str, str], float]
+"""(metric name, model label or "") -> value."""
+WAIT_SECONDS = 10
+
+
+def scrape(port: int) -> Samples:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples[sample.name, sample.labels.get("model", "")] = sample.value
+    return samples
+
+
+async def scrape_until(port: int, condition: Callable[[Samples], bool]) -> Samples:
+    """Scrape as a router would, until the gauges show `condition` (they follow the model's decode steps)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        samples = await asyncio.to_thread(scrape, port)
+        if condition(samples) or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def metrics_port(server: WarpcoreServer) -> AsyncIterator[int]:
+    http = server.metrics.serve("127.0.0.1", 0)
+    try:
+        yield http.server_port
+    finally:
+        http.shutdown()
+
+
+def endless(model_id: str) -> pb.GenerateRequest:
+    return pb.GenerateRequest(
+        model_id=model_id, prompt="the", options=pb.GenerationOptions(max_tokens=32768, temperature=0.0)
+    )
+
+
+async def test_queued_running_and_kv_usage_under_load(server: WarpcoreServer, metrics_port: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, "busy", context_size=4096, parallel=2)
+        await load_tiny(stub, "idle")
+        idle = scrape(metrics_port)
+        assert idle["warpcore_num_requests_running", ""] == 0
+        assert idle["warpcore_num_requests_waiting", ""] == 0
+        assert idle["warpcore_kv_cache_usage_perc", ""] == 0
+        calls = [stub.Generate(endless("busy")) for _ in range(2)]
+        for call in calls:
+            first = await call.read()
+            assert isinstance(first, pb.GenerateResponse)
+            assert first.HasField("delta")
+        calls.append(stub.Generate(endless("busy")))  # beyond its two slots: queued
+        loaded = await scrape_until(
+            metrics_port,
+            lambda s: s["warpcore_num_requests_waiting", ""] == 1 and s["warpcore_num_requests_running", ""] == 2,
+        )
+        assert loaded["warpcore_num_requests_running", ""] == 2
+        assert loaded["warpcore_num_requests_waiting", ""] == 1
+        assert (
+            loaded["warpcore_model_num_requests_running", "busy"],
+            loaded["warpcore_model_num_requests_waiting", "busy"],
+        ) == (2, 1)
+        assert (
+            loaded["warpcore_model_num_requests_running", "idle"],
+            loaded["warpcore_model_num_requests_waiting", "idle"],
+        ) == (0, 0)
+        busy_usage = loaded["warpcore_model_kv_cache_usage_perc", "busy"]
+        assert 0 < busy_usage < 1
+        assert loaded["warpcore_model_kv_cache_usage_perc", "idle"] == 0
+        # The total weighs each model by its cells: the idle one's 4,096 empty cells beside the busy one's 8,192.
+        assert loaded["warpcore_kv_cache_usage_perc", ""] < busy_usage
+        for call in calls:
+            call.cancel()
+        drained = await scrape_until(metrics_port, lambda s: s["warpcore_num_requests_running", ""] == 0)
+        assert drained["warpcore_num_requests_running", ""] == 0
+        assert drained["warpcore_num_requests_waiting", ""] == 0
+        assert drained["warpcore_kv_cache_usage_perc", ""] == 0

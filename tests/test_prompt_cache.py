@@ -1,0 +1,162 @@
+"""The prompt cache: a prompt that begins like an earlier one decodes only the rest, and greedy text is the same
+with and without the cache, alone or beside others, with `parallel` 1 and 4."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
+from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from warpcore.server.adapters.llama.context import PREFILL_PIECE
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+# Long enough for several prefill pieces on either model, each prompt a continuation of the one before.
+SYSTEM = " ".join(f"Rule {n}: answer briefly, politely and only about the village of Elm." for n in range(12))
+TURNS = ("Who lives by the river?", "And what do they grow?", "When is the market held?")
+
+
+def conversation(turns: int, answers: list[str]) -> str:
+    """The prompt of turn `turns` (1-based): the system text, then every earlier question and answer."""
+    parts = [SYSTEM]
+    for question, answer in zip(TURNS[:turns], [*answers, ""], strict=False):
+        parts.append(f"\nQ: {question}\nA:{answer}")
+    return "".join(parts)
+
+
+async def load(stub: Stub, model: str, model_id: str, *, parallel: int, cache_tokens: int | None) -> None:
+    local = pb.LocalBackendConfig(parallel=parallel, prompt_cache_tokens=cache_tokens)
+    await stub.LoadModel(
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=model,
+            model_id=model_id,
+            model_config=pb.ModelConfig(context_size=2048),
+            backend_config=pb.BackendConfig(local=local),
+        )
+    )
+
+
+def lookups(server: WarpcoreServer, model_id: str, result: str) -> float:
+    value = server.metrics.registry.get_sample_value(
+        "warpcore_prompt_cache_lookups_total", {"model": model_id, "result": result}
+    )
+    return value or 0.0
+
+
+def cached_tokens(server: WarpcoreServer, model_id: str) -> float:
+    return server.metrics.registry.get_sample_value("warpcore_prompt_cache_tokens", {"model": model_id}) or 0.0
+
+
+async def answer(stub: Stub, prompt: str, model_id: str, tokens: int = 12, **options: object) -> str:
+    text, _ = await collect(stub.Generate(greedy(prompt, tokens, model_id, **options)))
+    return text
+
+
+@pytest.fixture
+async def served(models_path: Path) -> AsyncIterator[tuple[WarpcoreServer, Stub]]:
+    async with (
+        serving({"MODELS_PATH": str(models_path)}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield server, inference_pb2_grpc.InferenceServiceStub(channel)
+
+
+async def a_conversation_is_the_same_with_and_without_the_cache(
+    server: WarpcoreServer, stub: Stub, model: str, parallel: int
+) -> None:
+    await load(stub, model, "plain", parallel=parallel, cache_tokens=0)
+    await load(stub, model, "cached", parallel=parallel, cache_tokens=None)
+    answers: list[str] = []
+    for turn in range(1, len(TURNS) + 1):
+        prompt = conversation(turn, answers)
+        without, plain_result = await collect(stub.Generate(greedy(prompt, 12, "plain")))
+        with_cache, result = await collect(stub.Generate(greedy(prompt, 12, "cached")))
+        assert with_cache == without, f"turn {turn}"
+        assert result.usage.prompt_tokens == plain_result.usage.prompt_tokens
+        assert plain_result.usage.cached_prompt_tokens == 0
+        # The usage says how much of the prompt came from the cache: whole pieces of the turn before.
+        if turn == 1:
+            assert result.usage.cached_prompt_tokens == 0
+        else:
+            assert 0 < result.usage.cached_prompt_tokens < result.usage.prompt_tokens
+            assert result.usage.cached_prompt_tokens % PREFILL_PIECE == 0
+        answers.append(without)
+    # Every turn after the first began with the turn before it, and found it in the cache.
+    assert lookups(server, "cached", "hit") == len(TURNS) - 1
+    assert lookups(server, "cached", "miss") == 1
+    assert lookups(server, "plain", "hit") == lookups(server, "plain", "miss") == 0
+    # Beside each other, four callers sharing the cached system text get what each gets alone without it.
+    questions = [f"{SYSTEM}\nQ: Who is number {n}?\nA:" for n in range(4)]
+    alone = [await answer(stub, question, "plain") for question in questions]
+    together = await asyncio.gather(*(answer(stub, question, "cached") for question in questions))
+    assert list(together) == alone
+    assert lookups(server, "cached", "hit") == len(TURNS) - 1 + 4
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+async def test_tiny_model_conversation_same_with_and_without_cache(
+    served: tuple[WarpcoreServer, Stub], parallel: int
+) -> None:
+    await a_conversation_is_the_same_with_and_without_the_cache(*served, TINY_MODEL, parallel)
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+async def test_gemma_conversation_same_with_and_without_cache(
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    parallel: int,
+) -> None:
+    root, name = gemma_path
+    async with (
+        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await a_conversation_is_the_same_with_and_without_the_cache(server, stub, name, parallel)
+
+
+async def test_the_cache_keeps_to_its_cap_and_drops_the_least_recently_used(
+    served: tuple[WarpcoreServer, Stub],
+) -> None:
+    server, stub = served
+    await load(stub, TINY_MODEL, "plain", parallel=1, cache_tokens=0)
+    await load(stub, TINY_MODEL, "small", parallel=1, cache_tokens=512)
+    topics = [f"Topic {n}. " + SYSTEM for n in range(3)]  # distinct from their first token on
+    for topic in topics:
+        assert await answer(stub, topic, "small") == await answer(stub, topic, "plain")
+        assert 0 < cached_tokens(server, "small") <= 512
+    # Only the latest fits: the first topic misses again, and still gets the same text.
+    misses = lookups(server, "small", "miss")
+    assert await answer(stub, topics[0], "small") == await answer(stub, topics[0], "plain")
+    assert lookups(server, "small", "miss") == misses + 1
+    assert await answer(stub, topics[0], "small") == await answer(stub, topics[0], "plain")
+    assert lookups(server, "small", "hit") == 1
+
+
+async def test_a_caller_can_keep_its_prompt_out_of_the_cache(served: tuple[WarpcoreServer, Stub]) -> None:
+    server, stub = served
+    await load(stub, TINY_MODEL, "cached", parallel=1, cache_tokens=None)
+    private = answer(stub, SYSTEM + " A secret.", "cached", no_prompt_cache=True)
+    assert await private == await answer(stub, SYSTEM + " A secret.", "cached", no_prompt_cache=True)
+    assert cached_tokens(server, "cached") == 0
+    assert lookups(server, "cached", "hit") == lookups(server, "cached", "miss") == 0
+    await answer(stub, SYSTEM, "cached")
+    assert cached_tokens(server, "cached") > 0
+
+
+async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub]) -> None:
+    _, stub = served
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, TINY_MODEL, "huge", parallel=1, cache_tokens=2_000_000)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(raised.value)[1] == ["backend_config.local.prompt_cache_tokens"]

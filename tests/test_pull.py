@@ -1,0 +1,305 @@
+"""PullModel: hf: models downloaded through huggingface_hub from a loopback hub (tests/fakes/hub.py) into the path
+their id resolves to, with progress, resumption, the hub's SHA-256, one download for concurrent pulls, and
+cancellation; only when the operator allows it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import collect, greedy, rich_details, serving
+from tests.fakes.hub import FakeHub
+from tests.test_cli import warpcore
+from tests.tiny_model import write_tiny_model
+from warpcore.server.adapters.factory import hub_download
+from warpcore.server.core.pulls import Pulls
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc, models_pb2
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+MODEL = "hf:acme/tiny-GGUF:tiny-q8.gguf"
+PADDING = 4 * 1024 * 1024
+WAIT_SECONDS = 10  # a timeout turns a hang into a failure  # a GGUF of a few MiB: a download in many pieces
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return write_tiny_model(tmp_path_factory.mktemp("gguf") / "tiny.gguf", padding=PADDING).read_bytes()
+
+
+@pytest.fixture
+async def hub(gguf: bytes) -> AsyncIterator[FakeHub]:
+    async with FakeHub() as started:
+        started.add("acme/tiny-GGUF", "tiny-q8.gguf", gguf)
+        yield started
+
+
+@pytest.fixture
+def models_root(tmp_path: Path) -> Path:
+    return tmp_path / "models"
+
+
+async def pulling_server(
+    hub: FakeHub, models_root: Path, interval: float = 0.25, token: str | None = None
+) -> AsyncIterator[tuple[WarpcoreServer, Stub]]:
+    models_root.mkdir(exist_ok=True)  # noqa: ASYNC240 - a test's own folder, before the server starts
+    env = {"MODELS_PATH": str(models_root), "HF_ENDPOINT": hub.endpoint}
+    if token is not None:
+        env["HF_TOKEN"] = token
+    options = ServingOptions(pulls=Pulls(hub_download(env), interval=interval))
+    async with serving(env, options) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield server, inference_pb2_grpc.InferenceServiceStub(channel)
+
+
+@pytest.fixture
+async def stub(hub: FakeHub, models_root: Path) -> AsyncIterator[Stub]:
+    async for _, started in pulling_server(hub, models_root):
+        yield started
+
+
+def pull(
+    stub: Stub, model: str = MODEL, revision: str = ""
+) -> grpc.aio.UnaryStreamCall[models_pb2.PullModelRequest, models_pb2.PullModelResponse]:
+    return stub.PullModel(models_pb2.PullModelRequest(model=model, revision=revision))
+
+
+async def frames(
+    call: grpc.aio.UnaryStreamCall[models_pb2.PullModelRequest, models_pb2.PullModelResponse],
+) -> tuple[list[models_pb2.PullProgress], models_pb2.PulledModel]:
+    """The progress frames of a pull, and its done frame, which comes last and once."""
+    progress: list[models_pb2.PullProgress] = []
+    done: list[models_pb2.PulledModel] = []
+    while (frame := await call.read()) is not grpc.aio.EOF:
+        assert isinstance(frame, models_pb2.PullModelResponse)
+        assert not done, "a frame came after the done frame"
+        if frame.HasField("progress"):
+            progress.append(frame.progress)
+        else:
+            done.append(frame.done)
+    assert len(done) == 1
+    return progress, done[0]
+
+
+@contextlib.contextmanager
+def logged(text: str) -> Iterator[asyncio.Event]:
+    """An event set when the server logs a message containing `text`."""
+    loop = asyncio.get_running_loop()
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                loop.call_soon_threadsafe(seen.set)
+
+    handler = Watch(logging.INFO)
+    logger = logging.getLogger("warpcore.server")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def destination(models_root: Path) -> Path:
+    return models_root / "hf" / "acme" / "tiny-GGUF" / "tiny-q8.gguf"
+
+
+def partial_files(models_root: Path) -> list[Path]:
+    return list(destination(models_root).parent.glob(".*.part"))
+
+
+async def test_a_pull_lands_in_the_path_its_id_resolves_to_checked_and_loadable(
+    hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    async for _, stub in pulling_server(hub, models_root, interval=0):
+        progress, done = await frames(pull(stub))
+        assert destination(models_root).read_bytes() == gguf
+        assert (done.model, done.size_bytes, done.sha256, done.already_present) == (
+            MODEL,
+            len(gguf),
+            hashlib.sha256(gguf).hexdigest(),
+            False,
+        )
+        done_bytes = [frame.bytes_done for frame in progress]
+        assert len(done_bytes) > 4, "progress comes as the bytes arrive"
+        assert done_bytes == sorted(done_bytes)
+        assert progress[-1].bytes_done == progress[-1].bytes_total == len(gguf)
+        assert not partial_files(models_root)
+        assert hub.heads == ["/acme/tiny-GGUF/resolve/main/tiny-q8.gguf"]
+        # The pulled file serves at once.
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL, model_id="pulled"))
+        _, result = await collect(stub.Generate(greedy("the", 3, model_id="pulled")))
+        assert result.usage.completion_tokens == 3
+        # Pulled again: already there, nothing downloaded.
+        _, again = await frames(pull(stub))
+        assert again.already_present
+        assert len(hub.downloads) == 1
+
+
+async def test_progress_frames_come_at_a_bounded_rate(stub: Stub, hub: FakeHub, gguf: bytes) -> None:
+    progress, done = await frames(pull(stub))
+    # Every 0.25 s at most, plus the first and the last: a fast local download sends few.
+    assert len(progress) <= 8
+    assert progress[-1].bytes_done == done.size_bytes == len(gguf)
+
+
+async def test_a_cut_connection_resumes_where_it_stopped(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    hub.cut_after = 1024 * 1024
+    _, done = await frames(pull(stub))
+    assert destination(models_root).read_bytes() == gguf
+    assert done.sha256 == hashlib.sha256(gguf).hexdigest()
+    first, second = hub.downloads
+    assert first.range is None
+    assert second.range == f"bytes={first.sent}-"
+
+
+async def test_cancelling_stops_the_download_and_the_next_pull_resumes(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    hub.hold_after = 2 * 1024 * 1024
+    call = pull(stub)
+    while True:  # until bytes are on the server's disk
+        frame = await call.read()
+        assert isinstance(frame, models_pb2.PullModelResponse)
+        if frame.progress.bytes_done:
+            break
+    with logged("stopping the pull of") as stopping:
+        call.cancel()
+        await asyncio.wait_for(stopping.wait(), WAIT_SECONDS)
+    # The hub sends the rest now, but the download has stopped: its next write ends it.
+    hub.release.set()
+    await hub.downloads[0].finished.wait()
+    (partial,) = partial_files(models_root)
+    assert 0 < partial.stat().st_size <= hub.hold_after
+    assert not destination(models_root).exists()
+    hub.hold_after = None
+    _, done = await frames(pull(stub))
+    assert destination(models_root).read_bytes() == gguf
+    assert not partial.exists()
+    resumed = hub.downloads[-1]
+    assert resumed.range is not None
+    assert int(resumed.range.removeprefix("bytes=").rstrip("-")) > 0
+    assert resumed.sent < len(gguf)
+    assert done.size_bytes == len(gguf)
+
+
+async def test_concurrent_pulls_of_one_file_share_one_download(stub: Stub, hub: FakeHub, gguf: bytes) -> None:
+    hub.hold_after = 1024 * 1024
+    calls = [pull(stub) for _ in range(3)]
+    await hub.held.wait()
+    for call in calls:
+        # A caller's first frame shows it has joined the pull.
+        first = await call.read()
+        assert isinstance(first, models_pb2.PullModelResponse)
+        assert first.HasField("progress")
+    hub.release.set()
+    results = await asyncio.gather(*(frames(call) for call in calls))
+    assert len(hub.downloads) == 1
+    assert [done.sha256 for _, done in results] == [hashlib.sha256(gguf).hexdigest()] * 3
+    assert not any(done.already_present for _, done in results)
+
+
+async def test_a_download_that_does_not_match_the_hub_sha256_is_refused(
+    hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    hub.add("acme/tiny-GGUF", "bad.gguf", gguf, sha256=hashlib.sha256(b"another file").hexdigest())
+    async for _, stub in pulling_server(hub, models_root):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await frames(pull(stub, "hf:acme/tiny-GGUF:bad.gguf"))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert rich_details(refused.value)[0].reason == "PULL_HASH_MISMATCH"
+        assert not (models_root / "hf" / "acme" / "tiny-GGUF" / "bad.gguf").exists()
+        assert not partial_files(models_root)
+
+
+@pytest.mark.parametrize(
+    ("model", "revision", "reason"),
+    [
+        ("hf:acme/missing:tiny-q8.gguf", "", "HUB_REPO_NOT_FOUND"),
+        ("hf:acme/tiny-GGUF:missing.gguf", "", "HUB_FILE_NOT_FOUND"),
+        (MODEL, "v9", "HUB_REVISION_NOT_FOUND"),
+    ],
+)
+async def test_what_the_hub_does_not_have_is_not_found(stub: Stub, model: str, revision: str, reason: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await frames(pull(stub, model, revision))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert rich_details(missing.value)[0].reason == reason
+
+
+async def test_a_file_larger_than_the_free_disk_is_refused_before_downloading(stub: Stub, hub: FakeHub) -> None:
+    hub.size_override = 1 << 60
+    with pytest.raises(grpc.aio.AioRpcError) as full:
+        await frames(pull(stub))
+    assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rich_details(full.value)[0].reason == "DISK_FULL"
+    assert not hub.downloads
+
+
+async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await frames(pull(stub))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rich_details(denied.value)[0].reason == "PULL_DENIED"
+        # LoadModel of a missing hf: file says how to get it.
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert f"warpcore pull {MODEL}" in (missing.value.details() or "")
+
+
+async def test_only_hf_models_can_be_pulled(stub: Stub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await frames(pull(stub, "local/file.gguf"))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(refused.value)[1] == ["model"]
+
+
+async def test_the_cli_pulls_with_a_progress_bar(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    async for server, _ in pulling_server(hub, models_root, interval=0):
+        run = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
+        assert run.code == 0, run.stderr
+        assert run.stdout == f"{MODEL}  {len(gguf)} bytes  sha256 {hashlib.sha256(gguf).hexdigest()}\n"
+        bars = run.stderr.rstrip("\n").split("\r")[1:]
+        assert len(bars) > 2
+        assert bars[-1].startswith(f"[{'#' * 30}] 100%  ")
+        again = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
+        assert again.stdout == f"{MODEL}  {len(gguf)} bytes  already present\n"
+        denied = await warpcore(f"127.0.0.1:{server.port}", "pull", "hf:acme/missing:x.gguf")
+        assert denied.code == 1
+        assert denied.stderr.splitlines()[-1].startswith("warpcore: NOT_FOUND: the hub has no repository")
+
+
+async def test_a_gated_repository_takes_the_servers_hf_token_which_stays_with_the_hub(
+    hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    hub.gated["acme/tiny-GGUF"] = "hf_test_token_0123456789"
+    async for _, stub in pulling_server(hub, models_root):
+        with pytest.raises(grpc.aio.AioRpcError) as gated:
+            await frames(pull(stub))
+        assert gated.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert rich_details(gated.value)[0].reason == "HUB_REPO_GATED"
+        assert "HF_TOKEN" in (gated.value.details() or "")
+    async for _, stub in pulling_server(hub, models_root, token="hf_test_token_0123456789"):
+        _, done = await frames(pull(stub))
+        assert done.size_bytes == len(gguf)
+        # The CDN gets a signed address, never the token.
+        assert [download.authorization for download in hub.downloads] == [None]

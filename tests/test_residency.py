@@ -1,0 +1,279 @@
+"""Models that manage their own residency: idle unload after keep_alive, a budget of loaded local models with
+least-recently-used eviction of idle ones, lazy models loaded by their first Generate, and what ListModels and
+health say about each."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
+from warpcore.server.core.domain import Admission, BackendKind, LoadSpec
+from warpcore.server.core.residency import ResidencyPolicy
+from warpcore.server.preload import ConfigError, read_preload
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
+from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc, models_pb2
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+# The tiny model's KV cache takes 512 bytes a cell: the largest context makes its memory plain to see in RSS.
+BIG_CONTEXT = 131072
+WAIT_SECONDS = 10  # for an unload that the test's own steps cause; a timeout only turns a hang into a failure
+
+
+class ModelEvents:
+    """Every load and unload the registry reports, and a way to wait for one."""
+
+    def __init__(self, server: WarpcoreServer) -> None:
+        self.seen: list[tuple[str, bool]] = []
+        self._changed = asyncio.Condition()
+        server.engine.registry.listeners.append(self._record)
+
+    async def _record(self, model_id: str, loaded: bool) -> None:
+        async with self._changed:
+            self.seen.append((model_id, loaded))
+            self._changed.notify_all()
+
+    async def wait_for(self, model_id: str, loaded: bool) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: (model_id, loaded) in self.seen), WAIT_SECONDS)
+
+    def loads(self, model_id: str) -> int:
+        return self.seen.count((model_id, True))
+
+
+async def server_and_stub(
+    env: Mapping[str, str], policy: ResidencyPolicy
+) -> AsyncIterator[tuple[WarpcoreServer, Stub, ModelEvents]]:
+    async with (
+        serving(env, ServingOptions(residency=policy)) as started,
+        grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel,
+    ):
+        yield started, inference_pb2_grpc.InferenceServiceStub(channel), ModelEvents(started)
+
+
+@pytest.fixture
+async def one_model_budget(
+    server_env: Mapping[str, str],
+) -> AsyncIterator[tuple[WarpcoreServer, Stub, ModelEvents]]:
+    async for running in server_and_stub(server_env, ResidencyPolicy(max_models=1)):
+        yield running
+
+
+def load_request(
+    model_id: str, keep_alive: models_pb2.KeepAlive | None = None, context_size: int | None = None
+) -> pb.LoadModelRequest:
+    return pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        model_id=model_id,
+        model_config=pb.ModelConfig(context_size=context_size, keep_alive=keep_alive),
+    )
+
+
+def idle(seconds: float) -> models_pb2.KeepAlive:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return models_pb2.KeepAlive(idle=duration)
+
+
+async def listed(stub: Stub) -> dict[str, pb.Model]:
+    return {model.id: model for model in (await stub.ListModels(pb.ListModelsRequest())).models}
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (the server runs in it)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_an_idle_model_unloads_after_its_keep_alive_and_loads_again_on_use(server_env: Mapping[str, str]) -> None:
+    async for server, stub, events in server_and_stub(server_env, ResidencyPolicy()):
+        loaded = (await stub.LoadModel(load_request("brief", keep_alive=idle(0.3)))).model
+        assert loaded.residency.keep_alive.ToNanoseconds() == 300_000_000
+        assert loaded.residency.HasField("expires_at")
+        await collect(stub.Generate(greedy("the", 3, model_id="brief")))
+        await events.wait_for("brief", loaded=False)
+        models = await listed(stub)
+        assert models["brief"].state == pb.MODEL_STATE_AVAILABLE
+        assert not models["brief"].HasField("residency")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="model:brief"))
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+        # The next Generate naming it loads it again, with the keep_alive it was loaded with.
+        _, result = await collect(stub.Generate(greedy("the", 3, model_id="brief")))
+        assert result.usage.completion_tokens == 3
+        assert events.loads("brief") == 2
+        again = (await listed(stub))["brief"]
+        assert again.state == pb.MODEL_STATE_READY
+        assert again.residency.keep_alive.ToNanoseconds() == 300_000_000
+
+
+async def test_a_model_kept_forever_reports_no_expiry_and_a_load_can_change_keep_alive(
+    server_env: Mapping[str, str],
+) -> None:
+    async for _, stub, events in server_and_stub(server_env, ResidencyPolicy(keep_alive=3600)):
+        first = (await stub.LoadModel(load_request("kept"))).model
+        assert first.residency.keep_alive.ToSeconds() == 3600  # the server's default
+        assert first.residency.memory_bytes > 0
+        assert (first.residency.slots_busy, first.residency.slots_total, first.residency.queue_depth) == (0, 4, 0)
+        assert first.residency.last_used.ToSeconds() > 0
+        forever = (await stub.LoadModel(load_request("kept", keep_alive=models_pb2.KeepAlive(forever=True)))).model
+        assert not forever.residency.HasField("keep_alive")
+        assert not forever.residency.HasField("expires_at")
+        shorter = (await stub.LoadModel(load_request("kept", keep_alive=idle(0)))).model
+        assert shorter.residency.keep_alive.ToNanoseconds() == 0
+        await events.wait_for("kept", loaded=False)
+        assert events.loads("kept") == 1
+
+
+async def test_a_busy_model_reports_its_slots_and_has_no_expiry(server_env: Mapping[str, str]) -> None:
+    async for _, stub, _ in server_and_stub(server_env, ResidencyPolicy(keep_alive=60)):
+        await stub.LoadModel(load_request("busy"))
+        endless = stub.Generate(greedy("the", 32768, model_id="busy"))
+        assert isinstance(first := await endless.read(), pb.GenerateResponse)
+        assert first.HasField("delta")
+        residency = (await listed(stub))["busy"].residency
+        assert residency.slots_busy == 1
+        assert not residency.HasField("expires_at")
+        endless.cancel()
+
+
+async def test_a_one_model_budget_evicts_the_idle_model_and_its_memory_returns(
+    one_model_budget: tuple[WarpcoreServer, Stub, ModelEvents],
+) -> None:
+    _, stub, events = one_model_budget
+    before = rss_bytes()
+    big = (await stub.LoadModel(load_request("big", context_size=BIG_CONTEXT))).model
+    await collect(stub.Generate(greedy("the", 3, model_id="big")))
+    with_big = rss_bytes()
+    kv_bytes = BIG_CONTEXT * 512
+    assert big.residency.memory_bytes >= kv_bytes
+    assert with_big - before > kv_bytes // 2, "the KV cache should show in resident memory"
+    await stub.LoadModel(load_request("small", context_size=256))
+    assert ("big", False) in events.seen  # unloaded to make room, before the load answered
+    with_small = rss_bytes()
+    assert with_big - with_small > kv_bytes // 2, (before, with_big, with_small)
+    models = await listed(stub)
+    assert models["big"].state == pb.MODEL_STATE_AVAILABLE
+    assert models["small"].state == pb.MODEL_STATE_READY
+    # The next Generate on the evicted model loads it again, and the now idle small one makes room.
+    _, result = await collect(stub.Generate(greedy("the", 3, model_id="big")))
+    assert result.usage.completion_tokens == 3
+    assert events.loads("big") == 2
+    models = await listed(stub)
+    assert (models["big"].state, models["small"].state) == (pb.MODEL_STATE_READY, pb.MODEL_STATE_AVAILABLE)
+
+
+async def test_a_model_with_a_running_stream_is_never_evicted(
+    one_model_budget: tuple[WarpcoreServer, Stub, ModelEvents],
+) -> None:
+    server, stub, events = one_model_budget
+    # One stream at a time, so that the stream after the endless one starts only once that one has let go.
+    await server.engine.load(LoadSpec("busy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, Admission(1, 4)))
+    endless = stub.Generate(greedy("the", 32768, model_id="busy"))
+    assert isinstance(first := await endless.read(), pb.GenerateResponse)
+    assert first.HasField("delta")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(load_request("other"))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert rich_details(refused.value)[0].reason == "MODEL_BUDGET_FULL"
+    assert ("busy", False) not in events.seen
+    endless.cancel()
+    # Once its streams have ended it is idle, and makes room.
+    await collect(stub.Generate(greedy("the", 2, model_id="busy")))
+    await stub.LoadModel(load_request("other"))
+    assert ("busy", False) in events.seen
+
+
+async def test_a_lazy_model_is_listed_and_concurrent_first_calls_share_one_load(server: WarpcoreServer) -> None:
+    events = ModelEvents(server)
+    server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        model = (await listed(stub))["lazy"]
+        assert (model.state, model.name, model.backend) == (
+            pb.MODEL_STATE_AVAILABLE,
+            TINY_MODEL,
+            pb.BACKEND_TYPE_LLAMA_CPP,
+        )
+        assert events.loads("lazy") == 0
+        answers = await asyncio.gather(*(collect(stub.Generate(greedy("the", 4, model_id="lazy"))) for _ in range(4)))
+        assert answers[0][0]
+        assert {text for text, _ in answers} == {answers[0][0]}
+        assert events.loads("lazy") == 1
+        assert (await listed(stub))["lazy"].state == pb.MODEL_STATE_READY
+
+
+async def test_keep_alive_is_checked_at_load(server_env: Mapping[str, str]) -> None:
+    async for _, stub, _ in server_and_stub(server_env, ResidencyPolicy()):
+        with pytest.raises(grpc.aio.AioRpcError) as too_long:
+            await stub.LoadModel(load_request("x", keep_alive=idle(365 * 86400)))
+        assert too_long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert rich_details(too_long.value)[1] == ["model_config.keep_alive"]
+        hosted = pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_OPENAI, model="gpt-test", model_config=pb.ModelConfig(keep_alive=idle(60))
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as not_local:
+            await stub.LoadModel(hosted)
+        assert not_local.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert rich_details(not_local.value)[1] == ["model_config.keep_alive"]
+        assert "local models only" in (not_local.value.details() or "")
+
+
+def test_the_preload_file_declares_lazy_models_and_keep_alive(tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text(
+        f'[[models]]\nid = "lazy"\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nlazy = true\nkeep_alive = "5m"\n'
+        f'[[models]]\nid = "kept"\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nkeep_alive = "forever"\n'
+        f'[[models]]\nid = "plain"\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nkeep_alive = 90\n'
+    )
+    lazy, kept, plain = read_preload(config, {})
+    assert (lazy.lazy, lazy.keep_alive) == (True, 300)
+    assert (kept.lazy, kept.keep_alive) == (False, math.inf)
+    assert plain.keep_alive == 90
+    config.write_text(f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nkeep_alive = "soon"\n')
+    with pytest.raises(ConfigError, match=r"models\[0\]\.keep_alive must be seconds or a duration"):
+        read_preload(config, {})
+    config.write_text(f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nlazy = "yes"\n')
+    with pytest.raises(ConfigError, match=r"models\[0\]\.lazy must be true or false"):
+        read_preload(config, {})
+
+
+def test_residency_settings_come_from_flags_and_environment() -> None:
+    settings = parse_settings(
+        ["--keep-alive", "5m", "--max-loaded-models", "2"], {"WARPCORE_MAX_LOADED_MEMORY": "1.5GiB"}
+    )
+    assert (settings.keep_alive, settings.max_loaded_models, settings.max_loaded_bytes) == (300, 2, 3 * 2**29)
+    defaults = parse_settings([], {})
+    assert (defaults.keep_alive, defaults.max_loaded_models, defaults.max_loaded_bytes) == (math.inf, None, None)
+    assert not defaults.allow_pull
+    assert parse_settings(["--allow-pull"], {}).allow_pull
+    assert parse_settings([], {"WARPCORE_ALLOW_PULL": "1"}).allow_pull
+    with pytest.raises(SettingsError, match="--keep-alive must be a duration"):
+        parse_settings(["--keep-alive", "later"], {})
+    with pytest.raises(SettingsError, match="--max-loaded-memory must be a size"):
+        parse_settings(["--max-loaded-memory", "lots"], {})
+
+
+def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(block for block in re.findall(r"```toml\n(.*?)```", readme, re.DOTALL) if "lazy = true" in block)
+    config = tmp_path / "models.toml"
+    config.write_text(block)
+    (spec,) = read_preload(config, {})
+    assert (spec.lazy, spec.keep_alive) == (True, 600)
