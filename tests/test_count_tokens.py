@@ -13,7 +13,9 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load, prompt
 from tests.test_embeddings import load_tiny_embedder
+from tests.tool_wire import WEATHER
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -123,3 +125,26 @@ async def test_openai_has_no_exact_count(stub: Stub, openai_upstream: FakeOpenAI
     assert rich_details(error)[0].reason == "TOKEN_COUNT_UNSUPPORTED"
     assert "exact" in (error.details() or "")
     assert len(openai_upstream.requests) == sent_before
+
+
+async def test_anthropic_counts_the_tools_and_thinking_generate_sends(
+    stub: Stub, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load(stub, anthropic_upstream)
+    request = pb.GenerateRequest(
+        model_id="m",
+        prompt="weather in Paris?",
+        tools=[WEATHER],
+        options=pb.GenerationOptions(max_tokens=2048, reasoning=tools_pb2.ReasoningOptions(budget_tokens=1024)),
+    )
+    await count(stub, request)
+    await collect(stub.Generate(request))
+    counted, generated = (
+        next(r.body for r in anthropic_upstream.requests if r.path == path)
+        for path in ("/v1/messages/count_tokens", "/v1/messages")
+    )
+    assert counted is not None
+    assert generated is not None
+    assert counted["tools"] == generated["tools"]
+    assert counted["tools"][0]["name"] == "get_weather"
+    assert counted["thinking"] == generated["thinking"] == {"type": "enabled", "budget_tokens": 1024}
