@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -16,9 +17,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llama_cpp import Llama
 
 from tests.conftest import collect, greedy
-from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from tests.test_embeddings import cosine
+from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
+from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
 class ServerProcess:
@@ -62,6 +68,37 @@ def direct_greedy_completion(models_path: Path, prompt: str, max_tokens: int) ->
         llama.close()
 
 
+GEMMA_DIMENSIONS = 640
+SENTENCES = ["The capital of France is Paris.", "Cats sleep most of the day.", "The capital of France is Paris."]
+
+
+def direct_embeddings(models_path: Path, texts: list[str]) -> list[list[float]]:
+    """The same texts through llama-cpp-python's own Llama.embed (mean pooling, normalized), as the reference."""
+    llama = Llama(
+        model_path=str(next(models_path.rglob("*.gguf"))), embedding=True, pooling_type=1, n_ctx=4096, verbose=False
+    )
+    try:
+        return [[float(x) for x in vector] for vector in llama.embed(texts, normalize=True)]
+    finally:
+        llama.close()
+
+
+async def check_embeddings(stub: Stub, models_path: Path) -> None:
+    """The embedding model over the same file: vectors of Gemma's size, the same text the same vector, a batch as
+    one by one, and what llama-cpp-python's own embed gives."""
+    response = await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=SENTENCES))
+    batch = [list(embedding.values) for embedding in response.embeddings]
+    assert [len(vector) for vector in batch] == [GEMMA_DIMENSIONS] * 3
+    assert cosine(batch[0], batch[0]) == pytest.approx(1.0, abs=1e-9)
+    assert cosine(batch[0], batch[2]) == pytest.approx(1.0, abs=1e-6)
+    assert cosine(batch[0], batch[1]) < 0.99
+    for text, together in zip(SENTENCES, batch, strict=True):
+        alone = await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=[text]))
+        assert cosine(list(alone.embeddings[0].values), together) == pytest.approx(1.0, abs=1e-6)
+    for direct, ours in zip(direct_embeddings(models_path, SENTENCES), batch, strict=True):
+        assert cosine(direct, ours) == pytest.approx(1.0, abs=1e-5)
+
+
 async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
     server_process: ServerProcess, gemma_models_path: Path
 ) -> None:
@@ -72,8 +109,10 @@ async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         models = (await stub.ListModels(pb.ListModelsRequest())).models
         assert [(m.id, m.state, m.backend) for m in models] == [
-            (EMBEDDED_MODEL_ID, pb.MODEL_STATE_READY, pb.BACKEND_TYPE_LLAMA_CPP)
+            (EMBEDDED_MODEL_ID, pb.MODEL_STATE_READY, pb.BACKEND_TYPE_LLAMA_CPP),
+            (EMBEDDED_EMBEDDING_MODEL_ID, pb.MODEL_STATE_READY, pb.BACKEND_TYPE_LLAMA_CPP),
         ]
+        await check_embeddings(stub, gemma_models_path)
 
         text, result = await collect(stub.Generate(greedy("The capital of France is", 12, model_id=EMBEDDED_MODEL_ID)))
         assert text == direct_greedy_completion(gemma_models_path, "The capital of France is", 12)
@@ -88,6 +127,8 @@ async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
         answer, chat_result = await collect(stub.Generate(chat))
         assert answer.strip()
         assert chat_result.usage.prompt_tokens > 10  # the Gemma turn format wraps the message
+        counted = await stub.CountTokens(pb.CountTokensRequest(request=chat))
+        assert counted.count.prompt_tokens == chat_result.usage.prompt_tokens
 
     server_process.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(server_process.process.wait(), 30) == 0

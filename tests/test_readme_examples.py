@@ -15,9 +15,9 @@ from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
 from tests.tool_wire import weather_model
-from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
 from warpcore.server.doors import Doors
-from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 _BLOCK = re.compile(r"(<!-- not run[^\n]*-->\n)?```(python|sh)\n(.*?)```", re.DOTALL)
@@ -49,6 +49,8 @@ async def openai_env(server_env: dict[str, str]) -> AsyncIterator[FakeOpenAI]:
 async def test_readme_example_runs(openai_env: FakeOpenAI, doors: Doors, kind: str, code: str) -> None:
     # The tiny test model stands in for the embedded one under its id, so the examples run as written, fast.
     await doors.engine.load(LoadSpec(EMBEDDED_MODEL_ID, BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    embedder = LocalSettings(embedding=True)
+    await doors.engine.load(LoadSpec(EMBEDDED_EMBEDDING_MODEL_ID, BackendKind.LLAMA_CPP, TINY_MODEL, embedder, None))
     assert doors.http is not None
     door = f"http://127.0.0.1:{doors.http.port}"
     env = {

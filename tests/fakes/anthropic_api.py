@@ -1,4 +1,4 @@
-"""A loopback fake of the Anthropic API: messages (streamed or not) and the model list."""
+"""A loopback fake of the Anthropic API: messages (streamed or not), token counting and the model list."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ class FakeAnthropic(FakeUpstream):
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/messages", self._messages)
         router.add_get("/v1/models", self._list_models)
+        router.add_post("/v1/messages/count_tokens", self._count_tokens)
 
     def _presented_api_key(self, request: RecordedRequest) -> str | None:
         # The API documents `x-api-key`; the Python SDK 2.x sends its api_key as `Authorization: Bearer`.
@@ -82,6 +83,17 @@ class FakeAnthropic(FakeUpstream):
                 "last_id": self.models[-1] if self.models else None,
             }
         )
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """`input_tokens` of the script's prompt_tokens, as a Messages request would report them."""
+        recorded, refusal = await self.admit(request)
+        if refusal is not None:
+            return refusal
+        body = recorded.body
+        if body is None or not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+            message = "The request needs a JSON body with 'model' and 'messages'."
+            return self.json_response(self.error_body(400, message, None, None), status=400)
+        return self.json_response({"input_tokens": self.script.prompt_tokens})
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         recorded, refusal = await self.admit(request)

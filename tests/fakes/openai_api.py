@@ -1,7 +1,11 @@
-"""A loopback fake of the OpenAI API: chat completions (streamed or not) and the model list."""
+"""A loopback fake of the OpenAI API: chat completions (streamed or not), embeddings and the model list."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import math
+import struct
 import time
 import uuid
 from typing import ClassVar
@@ -38,6 +42,7 @@ class FakeOpenAI(FakeUpstream):
     def _add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/chat/completions", self._chat_completions)
         router.add_get("/v1/models", self._list_models)
+        router.add_post("/v1/embeddings", self._embeddings)
 
     def _presented_api_key(self, request: RecordedRequest) -> str | None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
@@ -60,6 +65,32 @@ class FakeOpenAI(FakeUpstream):
         created = int(time.time())
         data = [{"id": model, "object": "model", "created": created, "owned_by": "fake"} for model in self.models]
         return self.json_response({"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """One unit vector per input, made from the text's hash (the same text, the same vector), of `dimensions`
+        components (default EMBEDDING_DIMENSIONS); as floats, or base64 of little-endian float32 as the SDK asks by
+        default. Each input counts one token per word."""
+        recorded, refusal = await self.admit(request)
+        if refusal is not None:
+            return refusal
+        body = recorded.body or {}
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(body.get("model"), str) or not isinstance(inputs, list) or not inputs:
+            message = "The request needs a JSON body with 'model' and a non-empty 'input'."
+            return self.json_response(self.error_body(400, message, None, None), status=400)
+        dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_embedding(str(text), dimensions)
+            encoded: object = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(str(text).split()) for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return self.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         recorded, refusal = await self.admit(request)
@@ -123,8 +154,13 @@ class FakeOpenAI(FakeUpstream):
                 payload["usage"] = chunk_usage
             return SseEvent.of_json(payload)
 
+        top_logprobs = body.get("top_logprobs") or 0
+
         def choice(delta: JsonObject, reason: str | None = None) -> JsonObject:
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
+            logprobs = None
+            if body.get("logprobs") is True and delta.get("content"):
+                logprobs = {"content": [fake_logprob(delta["content"], top_logprobs)], "refusal": None}
+            return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
 
         tail = [chunk([choice({}, finish_reason)])]
         tail += [chunk([choice({"content": text})]) for text in script.after_stop]
@@ -140,3 +176,25 @@ class FakeOpenAI(FakeUpstream):
             malformed=SseEvent('{"id": "chatcmpl-broken", "choices": [ this is not JSON'),
         )
         return await self.stream(request, plan)
+
+
+EMBEDDING_DIMENSIONS = 8
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The unit vector the fake gives `text`: the same for the same text, different for another."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[n % len(digest)] - 127.5 + n for n in range(dimensions)]
+    length = math.sqrt(sum(component * component for component in raw))
+    return [component / length for component in raw]
+
+
+def fake_logprob(text: str, top: int) -> JsonObject:
+    """The logprobs entry the fake streams with a chunk of `text`, as one token: log-probability -len(text)/10,
+    and `top` alternatives, the token itself first, then "alt1", "alt2", ... less likely each."""
+    logprob = -len(text) / 10
+    alternatives = [{"token": text, "logprob": logprob, "bytes": list(text.encode())}]
+    alternatives += [
+        {"token": f"alt{n}", "logprob": logprob - n, "bytes": list(f"alt{n}".encode())} for n in range(1, top)
+    ]
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode()), "top_logprobs": alternatives[:top]}

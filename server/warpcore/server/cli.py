@@ -20,7 +20,7 @@ from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.doors import open_doors
-from warpcore.server.embedded import embedded_load_spec
+from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions, tls_credentials
@@ -59,7 +59,7 @@ def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[Loa
     """Everything to load before reporting SERVING; a bad config file fails here, before the server starts."""
     specs = read_preload(settings.config, env) if settings.config else []
     if settings.default_model:
-        specs.insert(0, embedded_load_spec(settings.models_path))
+        specs[:0] = embedded_load_specs(settings.models_path)
     return specs
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
 
 EMBEDDED_MODEL_ID = "gemma-3-270m"
+EMBEDDED_EMBEDDING_MODEL_ID = "gemma-3-270m-embed"
+"""The same file loaded for embeddings, so that the default server serves vectors too."""
 EMBEDDED_FOLDER = "embedded"
 
 
@@ -19,12 +21,23 @@ def install_embedded_model(models_path: Path) -> str:
     return f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
 
 
-def embedded_load_spec(models_path: Path) -> LoadSpec:
+def embedded_load_specs(models_path: Path) -> list[LoadSpec]:
+    """The generation model and the embedding model over the same file."""
+    name = install_embedded_model(models_path)
     # The file carries no chat template, so chat uses Gemma's turn format.
-    return LoadSpec(
-        model_id=EMBEDDED_MODEL_ID,
-        backend=BackendKind.LLAMA_CPP,
-        name=install_embedded_model(models_path),
-        settings=LocalSettings(chat_format="gemma"),
-        context_size=None,
-    )
+    return [
+        LoadSpec(
+            model_id=EMBEDDED_MODEL_ID,
+            backend=BackendKind.LLAMA_CPP,
+            name=name,
+            settings=LocalSettings(chat_format="gemma"),
+            context_size=None,
+        ),
+        LoadSpec(
+            model_id=EMBEDDED_EMBEDDING_MODEL_ID,
+            backend=BackendKind.LLAMA_CPP,
+            name=name,
+            settings=LocalSettings(embedding=True),
+            context_size=None,
+        ),
+    ]

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.core.bounds import NUMA_NAMES, parse_keep_alive, parse_numa
+from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_keep_alive, parse_numa, parse_pooling
 from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
@@ -42,6 +42,9 @@ _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "chat_format": str,
     "parallel": int,
     "prompt_cache_tokens": int,
+    "embedding": bool,
+    "pooling": str,
+    "mmproj": str,
 }
 
 
@@ -86,8 +89,13 @@ def _local_settings(table: dict[str, Any], where: str) -> LocalSettings:
         numa = parse_numa(table["numa_strategy"])
         if numa is None:
             raise ConfigError(f"{where}.numa_strategy must be one of {', '.join(NUMA_NAMES)}")
-    fields = {key: value for key, value in table.items() if key != "numa_strategy"}
-    return LocalSettings(numa=numa, **fields)
+    pooling = None
+    if "pooling" in table:
+        pooling = parse_pooling(table["pooling"])
+        if pooling is None:
+            raise ConfigError(f"{where}.pooling must be one of {', '.join(POOLING_NAMES)}")
+    fields = {key: value for key, value in table.items() if key not in ("numa_strategy", "pooling")}
+    return LocalSettings(numa=numa, pooling=pooling, **fields)
 
 
 def _admission(entry: dict[str, Any], where: str) -> Admission | None:

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings
 from warpcore.client._errors import error_from_rpc
+from warpcore.client._extras import count_from, embed_from, embed_request
 from warpcore.client._protocol import (
     BackendLike,
     ConfigLike,
@@ -23,7 +24,14 @@ from warpcore.client._protocol import (
 )
 from warpcore.client._pull import PullEvent, async_pull_events, pull_events, pull_request
 from warpcore.client._stream import AsyncStream, Stream
-from warpcore.client._types import BackendOptions, GenerateResponse, GenerationOptions, Model
+from warpcore.client._types import (
+    BackendOptions,
+    EmbedResponse,
+    GenerateResponse,
+    GenerationOptions,
+    Model,
+    TokenCount,
+)
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -133,6 +141,35 @@ class Client(_Settings):
         started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else started.get_final_response()
 
+    def embed(
+        self,
+        model_id: str,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        truncate: bool | None = None,
+        timeout: float | None = None,
+    ) -> EmbedResponse:
+        """One vector per input text, in order, from a model that embeds."""
+        request = embed_request(model_id, inputs, dimensions, normalize, truncate)
+        return embed_from(self._unary(self.stub.Embed, request, timeout))
+
+    def count_tokens(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: Sequence[MessageLike] | None = None,
+        include_tokens: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[GenerationOptions],
+    ) -> TokenCount:
+        """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
+        request.include_tokens = include_tokens
+        return count_from(self._unary(self.stub.CountTokens, request, timeout))
+
     def pull_model(
         self, model: str, *, revision: str | None = None, timeout: float | None = None
     ) -> Iterator[PullEvent]:
@@ -240,6 +277,35 @@ class AsyncClient(_Settings):
         request, parse = generate_request(model_id, prompt, messages, options)
         started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else await started.get_final_response()
+
+    async def embed(
+        self,
+        model_id: str,
+        inputs: str | Sequence[str],
+        *,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        truncate: bool | None = None,
+        timeout: float | None = None,
+    ) -> EmbedResponse:
+        """One vector per input text, in order, from a model that embeds."""
+        request = embed_request(model_id, inputs, dimensions, normalize, truncate)
+        return embed_from(await self._unary(self.stub.Embed, request, timeout))
+
+    async def count_tokens(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: Sequence[MessageLike] | None = None,
+        include_tokens: bool = False,
+        timeout: float | None = None,
+        **options: Unpack[GenerationOptions],
+    ) -> TokenCount:
+        """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
+        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
+        request.include_tokens = include_tokens
+        return count_from(await self._unary(self.stub.CountTokens, request, timeout))
 
     def pull_model(
         self, model: str, *, revision: str | None = None, timeout: float | None = None

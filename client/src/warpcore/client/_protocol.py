@@ -7,6 +7,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
+from warpcore.client._extras import capabilities_from, content_parts, logprobs_from, pooling
 from warpcore.client._tools import Parse, ReasoningCollector, chat_role, message_fields, request_fields, tool_calls_from
 from warpcore.client._types import (
     ApiConfig,
@@ -23,6 +24,7 @@ from warpcore.client._types import (
     StreamEvent,
     TextDelta,
     Timings,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
 )
@@ -86,6 +88,8 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
                 use_mlock=config.use_mlock,
                 numa_strategy=numa,
                 chat_format=config.chat_format,
+                embedding=config.embedding,
+                pooling=pooling(config.pooling),
             ),
         )
     )
@@ -121,7 +125,12 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
     if isinstance(message, pb.ChatMessage):
         return message
     if isinstance(message, Message):
-        return pb.ChatMessage(role=chat_role(message.role), content=message.content, **message_fields(message))
+        return pb.ChatMessage(
+            role=chat_role(message.role),
+            content=message.content,
+            parts=content_parts(message.parts),
+            **message_fields(message),
+        )
     role, content = message
     return pb.ChatMessage(role=chat_role(role), content=content)
 
@@ -153,6 +162,7 @@ def model_from(message: pb.Model) -> Model:
         type=pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower(),
         state=pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower(),
         context_size=message.context_size,
+        capabilities=capabilities_from(message),
     )
 
 
@@ -163,7 +173,8 @@ def models_from(messages: Iterable[pb.Model]) -> list[Model]:
 def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     kind = frame.WhichOneof("frame")
     if kind == "delta":
-        return TextDelta(frame.delta.text)
+        delta = frame.delta
+        return TextDelta(delta.text, logprobs_from(delta.logprobs)) if delta.logprobs else TextDelta(delta.text)
     if kind == "tool_call":
         call = frame.tool_call
         return ToolCallDelta(call.index, call.id, call.name, call.arguments)
@@ -197,6 +208,7 @@ class Accumulator:
 
     def __init__(self, parse: Parse | None = None) -> None:
         self._parts: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
         self._reasoning = ReasoningCollector()
         self._result: GenerateResult | None = None
         self._parse = parse
@@ -205,6 +217,7 @@ class Accumulator:
         event = event_from(frame)
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
+            self._logprobs += event.logprobs
         elif isinstance(event, ReasoningDelta):
             self._reasoning.add(event)
         elif isinstance(event, GenerateResult):
@@ -226,6 +239,7 @@ class Accumulator:
             usage=result.usage,
             timings=result.timings,
             upstream_request_id=result.upstream_request_id,
+            logprobs=tuple(self._logprobs),
             tool_calls=result.tool_calls,
             reasoning=self._reasoning.blocks(),
             # A structured answer cut short (max_tokens) is left unparsed.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 import json
+import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypedDict
 
 
@@ -53,6 +55,10 @@ class LocalConfig:
     chat_format: str | None = None
     parallel: int | None = None
     """Generations decoded together on the model (continuous batching)."""
+    embedding: bool | None = None
+    """Load the model to embed texts (Client.embed) instead of generating."""
+    pooling: str | None = None
+    """With embedding: mean, cls or last (default: the GGUF's, else mean)."""
 
 
 class BackendOptions(TypedDict, total=False):
@@ -70,6 +76,8 @@ class BackendOptions(TypedDict, total=False):
     numa_strategy: str
     chat_format: str
     parallel: int
+    embedding: bool
+    pooling: str
 
 
 class GenerationOptions(TypedDict, total=False):
@@ -82,6 +90,10 @@ class GenerationOptions(TypedDict, total=False):
     stop: list[str]
     system: str
     seed: int
+    logprobs: bool
+    """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
+    top_logprobs: int
+    """With logprobs: also the most likely tokens at each place, up to 20."""
     tools: Sequence[Any]
     """Tool objects, pydantic model classes or typed functions (see Tool)."""
     tool_choice: str
@@ -97,6 +109,18 @@ class GenerationOptions(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a loaded model can do."""
+
+    generate: bool
+    embed: bool
+    count_tokens: bool
+    images: bool
+    logprobs: bool
+    tools: bool
+
+
+@dataclass(frozen=True)
 class Model:
     id: str
     backend: str
@@ -105,6 +129,33 @@ class Model:
     state: str
     """"ready" when loaded on the server, "available" when its backend merely offers it."""
     context_size: int
+    capabilities: Capabilities | None = None
+    """Known for loaded models."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image for a chat message: its bytes and media type, or an https URL the provider fetches."""
+
+    data: bytes = field(default=b"", repr=False)
+    media_type: str = ""
+    url: str = ""
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Image:
+        """The image in a file, its media type from the file name (.png, .jpg, .gif, .webp)."""
+        media_type = mimetypes.guess_type(str(path))[0]
+        if media_type is None or not media_type.startswith("image/"):
+            raise ValueError(f"cannot tell the image type of {str(path)!r} from its name")
+        return cls(data=Path(path).read_bytes(), media_type=media_type)
+
+    @classmethod
+    def from_url(cls, url: str) -> Image:
+        return cls(url=url)
+
+
+Part = str | Image
+"""A piece of a chat message after its content: more text, or an image."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +211,8 @@ class Message:
 
     role: str
     content: str = ""
+    parts: tuple[Part, ...] = ()
+    """Text and images after content, in order (images in user messages only)."""
     tool_calls: tuple[ToolCall, ...] = ()
     """Assistant turns: the calls the model made."""
     tool_call_id: str = ""
@@ -192,10 +245,29 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability, and the most likely tokens at its place."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+    top_logprobs: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """A piece of generated text, in order."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With the logprobs option: the tokens this text is made of."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +312,8 @@ class GenerateResponse:
     usage: Usage
     timings: Timings
     upstream_request_id: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With the logprobs option: every generated token's, in order."""
     tool_calls: tuple[ToolCall, ...] = ()
     """The complete calls, when finish_reason is TOOL_CALLS."""
     reasoning: tuple[ReasoningBlock, ...] = ()
@@ -249,3 +323,24 @@ class GenerateResponse:
     def message(self) -> Message:
         """This answer as the assistant turn of the next request (calls and reasoning included)."""
         return Message("assistant", self.text, tool_calls=self.tool_calls, reasoning=self.reasoning)
+
+
+@dataclass(frozen=True)
+class EmbedResponse:
+    embeddings: list[list[float]]
+    """One vector per input, in input order."""
+    prompt_tokens: int
+    upstream_request_id: str
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    piece: bytes
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    prompt_tokens: int
+    tokens: list[Token]
+    """With include_tokens (llama.cpp only)."""

@@ -1,4 +1,4 @@
-"""The warpcore command: generate, chat, manage models and check health from the shell."""
+"""The warpcore command: generate, chat, embed, count tokens, manage models and check health from the shell."""
 
 from __future__ import annotations
 
@@ -79,10 +79,15 @@ def connect(args: argparse.Namespace) -> Client:
     return Client(args.target, **options)
 
 
-def pick_model(client: Client, model: str | None, backend: str | None) -> str:
-    """The id to generate with: --model (loaded first if it is not and --backend is given), else the only one."""
+def pick_model(client: Client, model: str | None, backend: str | None, task: str = "generate") -> str:
+    """The id to use: --model (loaded first if it is not and --backend is given), else the only one loaded that can
+    do `task` (a Capabilities field: generate, embed, count_tokens)."""
     if model is None:
-        loaded = [m.id for m in client.list_models() if backend in (None, m.backend)]
+        loaded = [
+            m.id
+            for m in client.list_models()
+            if backend in (None, m.backend) and (m.capabilities is None or getattr(m.capabilities, task))
+        ]
         if len(loaded) != 1:
             if loaded:
                 raise CliError(f"several models are loaded ({', '.join(loaded)}); choose one with --model")
@@ -182,6 +187,38 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         reasoning = sys.stderr if args.show_reasoning else None
         reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
         history.append(reply.message())
+
+
+def embed(client: Client, args: argparse.Namespace) -> int:
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        usage: argparse.ArgumentParser = args.parser
+        usage.error("texts are needed: give them as arguments or write them on stdin, one a line")
+    model_id = pick_model(client, args.model, None, "embed")
+    response = client.embed(
+        model_id, texts, dimensions=args.dimensions, normalize=args.normalize, truncate=args.truncate
+    )
+    for text, vector in zip(texts, response.embeddings, strict=True):
+        print(json.dumps({"input": text, "embedding": vector}))
+    print(f"[{response.prompt_tokens} tokens]", file=sys.stderr)
+    return 0
+
+
+def tokens(client: Client, args: argparse.Namespace) -> int:
+    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
+    if not prompt:
+        usage: argparse.ArgumentParser = args.parser
+        usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
+    model_id = pick_model(client, args.model, None, "count_tokens")
+    options = generation_options(args)
+    messages = [Message("user", prompt)] if args.chat else None
+    counted = client.count_tokens(
+        model_id, prompt=None if args.chat else prompt, messages=messages, include_tokens=args.list, **options
+    )
+    for token in counted.tokens:
+        print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='replace'))}")
+    print(counted.prompt_tokens)
+    return 0
 
 
 def table(listed: Sequence[Model]) -> str:
@@ -292,6 +329,21 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
     generation(command("chat", chat, "chat with a model, one line a turn; /exit or end of input quits"))
+
+    sub = command("embed", embed, "print one JSON line per TEXT (default: stdin lines) with its vector")
+    sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model that embeds)")
+    sub.add_argument("--dimensions", type=COUNT, metavar="N", help="vector length, for models that can shorten it")
+    sub.add_argument(
+        "--no-normalize", dest="normalize", action="store_false", default=None, help="vectors as the model pools them"
+    )
+    sub.add_argument("--truncate", action="store_true", default=None, help="cut texts longer than the context")
+    sub.add_argument("texts", nargs="*", metavar="TEXT")
+
+    sub = command("tokens", tokens, "print the exact number of prompt tokens PROMPT (default: stdin) takes")
+    generation(sub)
+    sub.add_argument("--chat", action="store_true", help="count PROMPT as a user message, chat template applied")
+    sub.add_argument("--list", action="store_true", help="print each token's id and text first (llama.cpp models)")
+    sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
     sub = command("models", models, "list the loaded models, or with --backend also those it offers")
     sub.add_argument("--backend", choices=BACKENDS)

@@ -23,69 +23,77 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
-from warpcore.v1 import tools_pb2 as warpcore_dot_v1_dot_tools__pb2
+from warpcore.v1 import capabilities_pb2 as warpcore_dot_v1_dot_capabilities__pb2
+from warpcore.v1 import content_pb2 as warpcore_dot_v1_dot_content__pb2
+from warpcore.v1 import embeddings_pb2 as warpcore_dot_v1_dot_embeddings__pb2
 from warpcore.v1 import models_pb2 as warpcore_dot_v1_dot_models__pb2
+from warpcore.v1 import tokens_pb2 as warpcore_dot_v1_dot_tokens__pb2
+from warpcore.v1 import tools_pb2 as warpcore_dot_v1_dot_tools__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwarpcore/v1/inference.proto\x12\x0bwarpcore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17warpcore/v1/tools.proto\x1a\x18warpcore/v1/models.proto\"\xa9\x01\n\tApiConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0corganization\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x62\x61se_url\x18\x03 \x01(\tH\x02\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\n\n\x08_api_keyB\x0f\n\r_organizationB\x0b\n\t_base_url\"\xb6\x01\n\x0eLlamaCppConfig\x12\x15\n\x08use_mmap\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tuse_mlock\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x30\n\rnuma_strategy\x18\x03 \x01(\x0e\x32\x19.warpcore.v1.NumaStrategy\x12\x18\n\x0b\x63hat_format\x18\x04 \x01(\tH\x02\x88\x01\x01\x42\x0b\n\t_use_mmapB\x0c\n\n_use_mlockB\x0e\n\x0c_chat_format\"\x8e\x02\n\x12LocalBackendConfig\x12\x14\n\x07threads\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07use_gpu\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\ngpu_layers\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12.\n\tllama_cpp\x18\x04 \x01(\x0b\x32\x1b.warpcore.v1.LlamaCppConfig\x12\x15\n\x08parallel\x18\x05 \x01(\rH\x03\x88\x01\x01\x12 \n\x13prompt_cache_tokens\x18P \x01(\rH\x04\x88\x01\x01\x42\n\n\x08_threadsB\n\n\x08_use_gpuB\r\n\x0b_gpu_layersB\x0b\n\t_parallelB\x16\n\x14_prompt_cache_tokens\"r\n\rBackendConfig\x12%\n\x03\x61pi\x18\x01 \x01(\x0b\x32\x16.warpcore.v1.ApiConfigH\x00\x12\x30\n\x05local\x18\x02 \x01(\x0b\x32\x1f.warpcore.v1.LocalBackendConfigH\x00\x42\x08\n\x06\x63onfig\"e\n\x0bModelConfig\x12\x19\n\x0c\x63ontext_size\x18\x01 \x01(\rH\x00\x88\x01\x01\x12*\n\nkeep_alive\x18< \x01(\x0b\x32\x16.warpcore.v1.KeepAliveB\x0f\n\r_context_size\"\xe0\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\x0c\n\x04name\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.warpcore.v1.ModelType\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.warpcore.v1.ModelState\x12\x14\n\x0c\x63ontext_size\x18\x06 \x01(\r\x12.\n\tresidency\x18< \x01(\x0b\x32\x1b.warpcore.v1.ModelResidency\"\xee\x01\n\x10LoadModelRequest\x12)\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12*\n\nmodel_type\x18\x04 \x01(\x0e\x32\x16.warpcore.v1.ModelType\x12\x32\n\x0e\x62\x61\x63kend_config\x18\x05 \x01(\x0b\x32\x1a.warpcore.v1.BackendConfig\x12.\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x18.warpcore.v1.ModelConfig\"6\n\x11LoadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.warpcore.v1.Model\"&\n\x12UnloadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"8\n\x13UnloadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.warpcore.v1.Model\"r\n\x11ListModelsRequest\x12)\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\x32\n\x0e\x62\x61\x63kend_config\x18\x02 \x01(\x0b\x32\x1a.warpcore.v1.BackendConfig\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.warpcore.v1.Model\"\xc2\x01\n\x0b\x43hatMessage\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.warpcore.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12)\n\ntool_calls\x18\x14 \x03(\x0b\x32\x15.warpcore.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x15 \x01(\t\x12\x10\n\x08is_error\x18\x16 \x01(\x08\x12.\n\treasoning\x18\x17 \x03(\x0b\x32\x1b.warpcore.v1.ReasoningBlock\"\xf6\x02\n\x11GenerationOptions\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x05 \x03(\t\x12\x13\n\x06system\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x17\n\x0fno_prompt_cache\x18P \x01(\x08\x12\x34\n\x0fresponse_format\x18\x14 \x01(\x0b\x32\x1b.warpcore.v1.ResponseFormat\x12\x30\n\treasoning\x18\x15 \x01(\x0b\x32\x1d.warpcore.v1.ReasoningOptionsB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\t\n\x07_systemB\x07\n\x05_seed\"\x9a\x02\n\x0fGenerateRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12*\n\x08messages\x18\x03 \x03(\x0b\x32\x18.warpcore.v1.ChatMessage\x12/\n\x07options\x18\x04 \x01(\x0b\x32\x1e.warpcore.v1.GenerationOptions\x12 \n\x05tools\x18\x14 \x03(\x0b\x32\x11.warpcore.v1.Tool\x12,\n\x0btool_choice\x18\x15 \x01(\x0b\x32\x17.warpcore.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x16 \x01(\x08H\x00\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\xd6\x01\n\x10GenerateResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.warpcore.v1.TextDeltaH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.warpcore.v1.GenerateResultH\x00\x12/\n\ttool_call\x18\x14 \x01(\x0b\x32\x1a.warpcore.v1.ToolCallDeltaH\x00\x12\x30\n\treasoning\x18\x15 \x01(\x0b\x32\x1b.warpcore.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x66rame\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x90\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x14 \x01(\r\x12\x1d\n\x15\x63\x61\x63he_creation_tokens\x18\x15 \x01(\r\x12\x18\n\x10reasoning_tokens\x18\x16 \x01(\r\"k\n\x07Timings\x12\x36\n\x13time_to_first_token\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd4\x01\n\x0eGenerateResult\x12\x30\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x19.warpcore.v1.FinishReason\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.warpcore.v1.Usage\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.warpcore.v1.Timings\x12\x1b\n\x13upstream_request_id\x18\x04 \x01(\t\x12)\n\ntool_calls\x18\x14 \x03(\x0b\x32\x15.warpcore.v1.ToolCall*|\n\x0b\x42\x61\x63kendType\x12\x1c\n\x18\x42\x41\x43KEND_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42\x41\x43KEND_TYPE_OPENAI\x10\x01\x12\x1a\n\x16\x42\x41\x43KEND_TYPE_ANTHROPIC\x10\x02\x12\x1a\n\x16\x42\x41\x43KEND_TYPE_LLAMA_CPP\x10\x03*D\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_TYPE_TEXT_TO_TEXT\x10\x01*[\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x02*\xb7\x01\n\x0cNumaStrategy\x12\x1d\n\x19NUMA_STRATEGY_UNSPECIFIED\x10\x00\x12\x1a\n\x16NUMA_STRATEGY_DISABLED\x10\x01\x12\x1c\n\x18NUMA_STRATEGY_DISTRIBUTE\x10\x02\x12\x19\n\x15NUMA_STRATEGY_ISOLATE\x10\x03\x12\x19\n\x15NUMA_STRATEGY_NUMACTL\x10\x04\x12\x18\n\x14NUMA_STRATEGY_MIRROR\x10\x05*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xd4\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x06\x32\x98\x03\n\x10InferenceService\x12J\n\tLoadModel\x12\x1d.warpcore.v1.LoadModelRequest\x1a\x1e.warpcore.v1.LoadModelResponse\x12P\n\x0bUnloadModel\x12\x1f.warpcore.v1.UnloadModelRequest\x1a .warpcore.v1.UnloadModelResponse\x12M\n\nListModels\x12\x1e.warpcore.v1.ListModelsRequest\x1a\x1f.warpcore.v1.ListModelsResponse\x12I\n\x08Generate\x12\x1c.warpcore.v1.GenerateRequest\x1a\x1d.warpcore.v1.GenerateResponse0\x01\x12L\n\tPullModel\x12\x1d.warpcore.v1.PullModelRequest\x1a\x1e.warpcore.v1.PullModelResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bwarpcore/v1/inference.proto\x12\x0bwarpcore.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1ewarpcore/v1/capabilities.proto\x1a\x19warpcore/v1/content.proto\x1a\x1cwarpcore/v1/embeddings.proto\x1a\x18warpcore/v1/models.proto\x1a\x18warpcore/v1/tokens.proto\x1a\x17warpcore/v1/tools.proto\"[\n\x12\x43ountTokensRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.warpcore.v1.GenerateRequest\x12\x16\n\x0einclude_tokens\x18\x02 \x01(\x08\"=\n\x13\x43ountTokensResponse\x12&\n\x05\x63ount\x18\x01 \x01(\x0b\x32\x17.warpcore.v1.TokenCount\"\xa9\x01\n\tApiConfig\x12\x14\n\x07\x61pi_key\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0corganization\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x15\n\x08\x62\x61se_url\x18\x03 \x01(\tH\x02\x88\x01\x01\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\n\n\x08_api_keyB\x0f\n\r_organizationB\x0b\n\t_base_url\"\xa3\x02\n\x0eLlamaCppConfig\x12\x15\n\x08use_mmap\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x16\n\tuse_mlock\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x30\n\rnuma_strategy\x18\x03 \x01(\x0e\x32\x19.warpcore.v1.NumaStrategy\x12\x18\n\x0b\x63hat_format\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x16\n\tembedding\x18( \x01(\x08H\x03\x88\x01\x01\x12%\n\x07pooling\x18) \x01(\x0e\x32\x14.warpcore.v1.Pooling\x12\x13\n\x06mmproj\x18* \x01(\tH\x04\x88\x01\x01\x42\x0b\n\t_use_mmapB\x0c\n\n_use_mlockB\x0e\n\x0c_chat_formatB\x0c\n\n_embeddingB\t\n\x07_mmproj\"\x8e\x02\n\x12LocalBackendConfig\x12\x14\n\x07threads\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x14\n\x07use_gpu\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x17\n\ngpu_layers\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12.\n\tllama_cpp\x18\x04 \x01(\x0b\x32\x1b.warpcore.v1.LlamaCppConfig\x12\x15\n\x08parallel\x18\x05 \x01(\rH\x03\x88\x01\x01\x12 \n\x13prompt_cache_tokens\x18P \x01(\rH\x04\x88\x01\x01\x42\n\n\x08_threadsB\n\n\x08_use_gpuB\r\n\x0b_gpu_layersB\x0b\n\t_parallelB\x16\n\x14_prompt_cache_tokens\"r\n\rBackendConfig\x12%\n\x03\x61pi\x18\x01 \x01(\x0b\x32\x16.warpcore.v1.ApiConfigH\x00\x12\x30\n\x05local\x18\x02 \x01(\x0b\x32\x1f.warpcore.v1.LocalBackendConfigH\x00\x42\x08\n\x06\x63onfig\"e\n\x0bModelConfig\x12\x19\n\x0c\x63ontext_size\x18\x01 \x01(\rH\x00\x88\x01\x01\x12*\n\nkeep_alive\x18< \x01(\x0b\x32\x16.warpcore.v1.KeepAliveB\x0f\n\r_context_size\"\x96\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\x0c\n\x04name\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.warpcore.v1.ModelType\x12&\n\x05state\x18\x05 \x01(\x0e\x32\x17.warpcore.v1.ModelState\x12\x14\n\x0c\x63ontext_size\x18\x06 \x01(\r\x12\x34\n\x0c\x63\x61pabilities\x18( \x01(\x0b\x32\x1e.warpcore.v1.ModelCapabilities\x12.\n\tresidency\x18< \x01(\x0b\x32\x1b.warpcore.v1.ModelResidency\"\xee\x01\n\x10LoadModelRequest\x12)\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12*\n\nmodel_type\x18\x04 \x01(\x0e\x32\x16.warpcore.v1.ModelType\x12\x32\n\x0e\x62\x61\x63kend_config\x18\x05 \x01(\x0b\x32\x1a.warpcore.v1.BackendConfig\x12.\n\x0cmodel_config\x18\x06 \x01(\x0b\x32\x18.warpcore.v1.ModelConfig\"6\n\x11LoadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.warpcore.v1.Model\"&\n\x12UnloadModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"8\n\x13UnloadModelResponse\x12!\n\x05model\x18\x01 \x01(\x0b\x32\x12.warpcore.v1.Model\"r\n\x11ListModelsRequest\x12)\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x18.warpcore.v1.BackendType\x12\x32\n\x0e\x62\x61\x63kend_config\x18\x02 \x01(\x0b\x32\x1a.warpcore.v1.BackendConfig\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.warpcore.v1.Model\"\xeb\x01\n\x0b\x43hatMessage\x12\x1f\n\x04role\x18\x01 \x01(\x0e\x32\x11.warpcore.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\'\n\x05parts\x18( \x03(\x0b\x32\x18.warpcore.v1.ContentPart\x12)\n\ntool_calls\x18\x14 \x03(\x0b\x32\x15.warpcore.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x15 \x01(\t\x12\x10\n\x08is_error\x18\x16 \x01(\x08\x12.\n\treasoning\x18\x17 \x03(\x0b\x32\x1b.warpcore.v1.ReasoningBlock\"\xc6\x03\n\x11GenerationOptions\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x16\n\x0estop_sequences\x18\x05 \x03(\t\x12\x13\n\x06system\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x11\n\x04seed\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x15\n\x08logprobs\x18( \x01(\x08H\x06\x88\x01\x01\x12\x19\n\x0ctop_logprobs\x18) \x01(\rH\x07\x88\x01\x01\x12\x17\n\x0fno_prompt_cache\x18P \x01(\x08\x12\x34\n\x0fresponse_format\x18\x14 \x01(\x0b\x32\x1b.warpcore.v1.ResponseFormat\x12\x30\n\treasoning\x18\x15 \x01(\x0b\x32\x1d.warpcore.v1.ReasoningOptionsB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\t\n\x07_systemB\x07\n\x05_seedB\x0b\n\t_logprobsB\x0f\n\r_top_logprobs\"\x9a\x02\n\x0fGenerateRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12*\n\x08messages\x18\x03 \x03(\x0b\x32\x18.warpcore.v1.ChatMessage\x12/\n\x07options\x18\x04 \x01(\x0b\x32\x1e.warpcore.v1.GenerationOptions\x12 \n\x05tools\x18\x14 \x03(\x0b\x32\x11.warpcore.v1.Tool\x12,\n\x0btool_choice\x18\x15 \x01(\x0b\x32\x17.warpcore.v1.ToolChoice\x12 \n\x13parallel_tool_calls\x18\x16 \x01(\x08H\x00\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\xd6\x01\n\x10GenerateResponse\x12\'\n\x05\x64\x65lta\x18\x01 \x01(\x0b\x32\x16.warpcore.v1.TextDeltaH\x00\x12-\n\x06result\x18\x02 \x01(\x0b\x32\x1b.warpcore.v1.GenerateResultH\x00\x12/\n\ttool_call\x18\x14 \x01(\x0b\x32\x1a.warpcore.v1.ToolCallDeltaH\x00\x12\x30\n\treasoning\x18\x15 \x01(\x0b\x32\x1b.warpcore.v1.ReasoningDeltaH\x00\x42\x07\n\x05\x66rame\"F\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12+\n\x08logprobs\x18( \x03(\x0b\x32\x19.warpcore.v1.TokenLogprob\"\x90\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x14 \x01(\r\x12\x1d\n\x15\x63\x61\x63he_creation_tokens\x18\x15 \x01(\r\x12\x18\n\x10reasoning_tokens\x18\x16 \x01(\r\"k\n\x07Timings\x12\x36\n\x13time_to_first_token\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd4\x01\n\x0eGenerateResult\x12\x30\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x19.warpcore.v1.FinishReason\x12!\n\x05usage\x18\x02 \x01(\x0b\x32\x12.warpcore.v1.Usage\x12%\n\x07timings\x18\x03 \x01(\x0b\x32\x14.warpcore.v1.Timings\x12\x1b\n\x13upstream_request_id\x18\x04 \x01(\t\x12)\n\ntool_calls\x18\x14 \x03(\x0b\x32\x15.warpcore.v1.ToolCall*|\n\x0b\x42\x61\x63kendType\x12\x1c\n\x18\x42\x41\x43KEND_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x42\x41\x43KEND_TYPE_OPENAI\x10\x01\x12\x1a\n\x16\x42\x41\x43KEND_TYPE_ANTHROPIC\x10\x02\x12\x1a\n\x16\x42\x41\x43KEND_TYPE_LLAMA_CPP\x10\x03*D\n\tModelType\x12\x1a\n\x16MODEL_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_TYPE_TEXT_TO_TEXT\x10\x01*[\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11MODEL_STATE_READY\x10\x01\x12\x19\n\x15MODEL_STATE_AVAILABLE\x10\x02*\xb7\x01\n\x0cNumaStrategy\x12\x1d\n\x19NUMA_STRATEGY_UNSPECIFIED\x10\x00\x12\x1a\n\x16NUMA_STRATEGY_DISABLED\x10\x01\x12\x1c\n\x18NUMA_STRATEGY_DISTRIBUTE\x10\x02\x12\x19\n\x15NUMA_STRATEGY_ISOLATE\x10\x03\x12\x19\n\x15NUMA_STRATEGY_NUMACTL\x10\x04\x12\x18\n\x14NUMA_STRATEGY_MIRROR\x10\x05*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xd4\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x05\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x06\x32\xaa\x04\n\x10InferenceService\x12J\n\tLoadModel\x12\x1d.warpcore.v1.LoadModelRequest\x1a\x1e.warpcore.v1.LoadModelResponse\x12P\n\x0bUnloadModel\x12\x1f.warpcore.v1.UnloadModelRequest\x1a .warpcore.v1.UnloadModelResponse\x12M\n\nListModels\x12\x1e.warpcore.v1.ListModelsRequest\x1a\x1f.warpcore.v1.ListModelsResponse\x12I\n\x08Generate\x12\x1c.warpcore.v1.GenerateRequest\x1a\x1d.warpcore.v1.GenerateResponse0\x01\x12L\n\tPullModel\x12\x1d.warpcore.v1.PullModelRequest\x1a\x1e.warpcore.v1.PullModelResponse0\x01\x12>\n\x05\x45mbed\x12\x19.warpcore.v1.EmbedRequest\x1a\x1a.warpcore.v1.EmbedResponse\x12P\n\x0b\x43ountTokens\x12\x1f.warpcore.v1.CountTokensRequest\x1a .warpcore.v1.CountTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'warpcore.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BACKENDTYPE']._serialized_start=3346
-  _globals['_BACKENDTYPE']._serialized_end=3470
-  _globals['_MODELTYPE']._serialized_start=3472
-  _globals['_MODELTYPE']._serialized_end=3540
-  _globals['_MODELSTATE']._serialized_start=3542
-  _globals['_MODELSTATE']._serialized_end=3633
-  _globals['_NUMASTRATEGY']._serialized_start=3636
-  _globals['_NUMASTRATEGY']._serialized_end=3819
-  _globals['_ROLE']._serialized_start=3821
-  _globals['_ROLE']._serialized_end=3916
-  _globals['_FINISHREASON']._serialized_start=3919
-  _globals['_FINISHREASON']._serialized_end=4131
-  _globals['_APICONFIG']._serialized_start=128
-  _globals['_APICONFIG']._serialized_end=297
-  _globals['_LLAMACPPCONFIG']._serialized_start=300
-  _globals['_LLAMACPPCONFIG']._serialized_end=482
-  _globals['_LOCALBACKENDCONFIG']._serialized_start=485
-  _globals['_LOCALBACKENDCONFIG']._serialized_end=755
-  _globals['_BACKENDCONFIG']._serialized_start=757
-  _globals['_BACKENDCONFIG']._serialized_end=871
-  _globals['_MODELCONFIG']._serialized_start=873
-  _globals['_MODELCONFIG']._serialized_end=974
-  _globals['_MODEL']._serialized_start=977
-  _globals['_MODEL']._serialized_end=1201
-  _globals['_LOADMODELREQUEST']._serialized_start=1204
-  _globals['_LOADMODELREQUEST']._serialized_end=1442
-  _globals['_LOADMODELRESPONSE']._serialized_start=1444
-  _globals['_LOADMODELRESPONSE']._serialized_end=1498
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1500
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1538
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1540
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1596
-  _globals['_LISTMODELSREQUEST']._serialized_start=1598
-  _globals['_LISTMODELSREQUEST']._serialized_end=1712
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1714
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1770
-  _globals['_CHATMESSAGE']._serialized_start=1773
-  _globals['_CHATMESSAGE']._serialized_end=1967
-  _globals['_GENERATIONOPTIONS']._serialized_start=1970
-  _globals['_GENERATIONOPTIONS']._serialized_end=2344
-  _globals['_GENERATEREQUEST']._serialized_start=2347
-  _globals['_GENERATEREQUEST']._serialized_end=2629
-  _globals['_GENERATERESPONSE']._serialized_start=2632
-  _globals['_GENERATERESPONSE']._serialized_end=2846
-  _globals['_TEXTDELTA']._serialized_start=2848
-  _globals['_TEXTDELTA']._serialized_end=2873
-  _globals['_USAGE']._serialized_start=2876
-  _globals['_USAGE']._serialized_end=3020
-  _globals['_TIMINGS']._serialized_start=3022
-  _globals['_TIMINGS']._serialized_end=3129
-  _globals['_GENERATERESULT']._serialized_start=3132
-  _globals['_GENERATERESULT']._serialized_end=3344
-  _globals['_INFERENCESERVICE']._serialized_start=4134
-  _globals['_INFERENCESERVICE']._serialized_end=4542
+  _globals['_BACKENDTYPE']._serialized_start=3946
+  _globals['_BACKENDTYPE']._serialized_end=4070
+  _globals['_MODELTYPE']._serialized_start=4072
+  _globals['_MODELTYPE']._serialized_end=4140
+  _globals['_MODELSTATE']._serialized_start=4142
+  _globals['_MODELSTATE']._serialized_end=4233
+  _globals['_NUMASTRATEGY']._serialized_start=4236
+  _globals['_NUMASTRATEGY']._serialized_end=4419
+  _globals['_ROLE']._serialized_start=4421
+  _globals['_ROLE']._serialized_end=4516
+  _globals['_FINISHREASON']._serialized_start=4519
+  _globals['_FINISHREASON']._serialized_end=4731
+  _globals['_COUNTTOKENSREQUEST']._serialized_start=242
+  _globals['_COUNTTOKENSREQUEST']._serialized_end=333
+  _globals['_COUNTTOKENSRESPONSE']._serialized_start=335
+  _globals['_COUNTTOKENSRESPONSE']._serialized_end=396
+  _globals['_APICONFIG']._serialized_start=399
+  _globals['_APICONFIG']._serialized_end=568
+  _globals['_LLAMACPPCONFIG']._serialized_start=571
+  _globals['_LLAMACPPCONFIG']._serialized_end=862
+  _globals['_LOCALBACKENDCONFIG']._serialized_start=865
+  _globals['_LOCALBACKENDCONFIG']._serialized_end=1135
+  _globals['_BACKENDCONFIG']._serialized_start=1137
+  _globals['_BACKENDCONFIG']._serialized_end=1251
+  _globals['_MODELCONFIG']._serialized_start=1253
+  _globals['_MODELCONFIG']._serialized_end=1354
+  _globals['_MODEL']._serialized_start=1357
+  _globals['_MODEL']._serialized_end=1635
+  _globals['_LOADMODELREQUEST']._serialized_start=1638
+  _globals['_LOADMODELREQUEST']._serialized_end=1876
+  _globals['_LOADMODELRESPONSE']._serialized_start=1878
+  _globals['_LOADMODELRESPONSE']._serialized_end=1932
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1934
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1972
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1974
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=2030
+  _globals['_LISTMODELSREQUEST']._serialized_start=2032
+  _globals['_LISTMODELSREQUEST']._serialized_end=2146
+  _globals['_LISTMODELSRESPONSE']._serialized_start=2148
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2204
+  _globals['_CHATMESSAGE']._serialized_start=2207
+  _globals['_CHATMESSAGE']._serialized_end=2442
+  _globals['_GENERATIONOPTIONS']._serialized_start=2445
+  _globals['_GENERATIONOPTIONS']._serialized_end=2899
+  _globals['_GENERATEREQUEST']._serialized_start=2902
+  _globals['_GENERATEREQUEST']._serialized_end=3184
+  _globals['_GENERATERESPONSE']._serialized_start=3187
+  _globals['_GENERATERESPONSE']._serialized_end=3401
+  _globals['_TEXTDELTA']._serialized_start=3403
+  _globals['_TEXTDELTA']._serialized_end=3473
+  _globals['_USAGE']._serialized_start=3476
+  _globals['_USAGE']._serialized_end=3620
+  _globals['_TIMINGS']._serialized_start=3622
+  _globals['_TIMINGS']._serialized_end=3729
+  _globals['_GENERATERESULT']._serialized_start=3732
+  _globals['_GENERATERESULT']._serialized_end=3944
+  _globals['_INFERENCESERVICE']._serialized_start=4734
+  _globals['_INFERENCESERVICE']._serialized_end=5288
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,11 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import capabilities_pb2 as _capabilities_pb2
+from warpcore.v1 import content_pb2 as _content_pb2
+from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
 from warpcore.v1 import models_pb2 as _models_pb2
+from warpcore.v1 import tokens_pb2 as _tokens_pb2
 from warpcore.v1 import tools_pb2 as _tools_pb2
 import builtins as _builtins
 import sys
@@ -221,6 +225,58 @@ results back in ROLE_TOOL messages.
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
+class CountTokensRequest(_message.Message):
+    """CountTokensRequest asks for the prompt size of one generation request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    INCLUDE_TOKENS_FIELD_NUMBER: _builtins.int
+    include_tokens: _builtins.bool
+    """Also return the tokens, ids and pieces (llama.cpp only; for debugging prompts)."""
+    @_builtins.property
+    def request(self) -> Global___GenerateRequest:
+        """The request to count, as it would be sent to Generate. Required."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___GenerateRequest | None = ...,
+        include_tokens: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_tokens", b"include_tokens", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTokensRequest: _TypeAlias = CountTokensRequest  # noqa: Y015
+
+@_typing.final
+class CountTokensResponse(_message.Message):
+    """CountTokensResponse holds the count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def count(self) -> _tokens_pb2.TokenCount:
+        """The prompt's size, and its tokens when asked for."""
+
+    def __init__(
+        self,
+        *,
+        count: _tokens_pb2.TokenCount | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTokensResponse: _TypeAlias = CountTokensResponse  # noqa: Y015
+
+@_typing.final
 class ApiConfig(_message.Message):
     """ApiConfig configures a hosted API backend. Every unset field falls back to the
     server's environment: OPENAI_API_KEY, OPENAI_ORGANIZATION, OPENAI_API_BASE and
@@ -288,6 +344,9 @@ class LlamaCppConfig(_message.Message):
     USE_MLOCK_FIELD_NUMBER: _builtins.int
     NUMA_STRATEGY_FIELD_NUMBER: _builtins.int
     CHAT_FORMAT_FIELD_NUMBER: _builtins.int
+    EMBEDDING_FIELD_NUMBER: _builtins.int
+    POOLING_FIELD_NUMBER: _builtins.int
+    MMPROJ_FIELD_NUMBER: _builtins.int
     use_mmap: _builtins.bool
     """Map the model file instead of reading it into memory (llama.cpp default: true)."""
     use_mlock: _builtins.bool
@@ -299,6 +358,18 @@ class LlamaCppConfig(_message.Message):
     "chatml". Unset: the template stored in the GGUF file, else one chosen from
     the model's architecture.
     """
+    embedding: _builtins.bool
+    """Load the model to embed texts (Embed) instead of generating (default: false).
+    The same GGUF file can be loaded twice, under two model ids, to do both.
+    """
+    pooling: _embeddings_pb2.Pooling.ValueType
+    """With embedding: how token vectors become one vector per text."""
+    mmproj: _builtins.str
+    """Multimodal projector GGUF for image input, named like the model (resolved
+    under MODELS_PATH, never outside it). This server does not decode images on
+    llama.cpp yet: a model loaded with one is refused with FAILED_PRECONDITION,
+    after the file is found.
+    """
     def __init__(
         self,
         *,
@@ -306,19 +377,30 @@ class LlamaCppConfig(_message.Message):
         use_mlock: _builtins.bool | None = ...,
         numa_strategy: Global___NumaStrategy.ValueType = ...,
         chat_format: _builtins.str | None = ...,
+        embedding: _builtins.bool | None = ...,
+        pooling: _embeddings_pb2.Pooling.ValueType = ...,
+        mmproj: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_mmproj", b"_mmproj", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "mmproj", b"mmproj", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "numa_strategy", b"numa_strategy", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format", "_embedding", b"_embedding", "_mmproj", b"_mmproj", "_use_mlock", b"_use_mlock", "_use_mmap", b"_use_mmap", "chat_format", b"chat_format", "embedding", b"embedding", "mmproj", b"mmproj", "numa_strategy", b"numa_strategy", "pooling", b"pooling", "use_mlock", b"use_mlock", "use_mmap", b"use_mmap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__chat_format: _TypeAlias = _typing.Literal["chat_format"]  # noqa: Y015
     _WhichOneofArgType__chat_format: _TypeAlias = _typing.Literal["_chat_format", b"_chat_format"]  # noqa: Y015
+    _WhichOneofReturnType__embedding: _TypeAlias = _typing.Literal["embedding"]  # noqa: Y015
+    _WhichOneofArgType__embedding: _TypeAlias = _typing.Literal["_embedding", b"_embedding"]  # noqa: Y015
+    _WhichOneofReturnType__mmproj: _TypeAlias = _typing.Literal["mmproj"]  # noqa: Y015
+    _WhichOneofArgType__mmproj: _TypeAlias = _typing.Literal["_mmproj", b"_mmproj"]  # noqa: Y015
     _WhichOneofReturnType__use_mlock: _TypeAlias = _typing.Literal["use_mlock"]  # noqa: Y015
     _WhichOneofArgType__use_mlock: _TypeAlias = _typing.Literal["_use_mlock", b"_use_mlock"]  # noqa: Y015
     _WhichOneofReturnType__use_mmap: _TypeAlias = _typing.Literal["use_mmap"]  # noqa: Y015
     _WhichOneofArgType__use_mmap: _TypeAlias = _typing.Literal["_use_mmap", b"_use_mmap"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__chat_format) -> _WhichOneofReturnType__chat_format | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding) -> _WhichOneofReturnType__embedding | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mmproj) -> _WhichOneofReturnType__mmproj | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__use_mlock) -> _WhichOneofReturnType__use_mlock | None: ...
     @_typing.overload
@@ -477,6 +559,7 @@ class Model(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     RESIDENCY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id used in GenerateRequest and UnloadModelRequest."""
@@ -490,6 +573,12 @@ class Model(_message.Message):
     """Whether the model is loaded here or only available on its backend."""
     context_size: _builtins.int
     """Context window in tokens; 0 when unknown."""
+    @_builtins.property
+    def capabilities(self) -> _capabilities_pb2.ModelCapabilities:
+        """What the model can do; set for loaded models (MODEL_STATE_READY) only. For
+        OpenAI, whether a model embeds or generates is told by its name (text-embedding-*).
+        """
+
     @_builtins.property
     def residency(self) -> _models_pb2.ModelResidency:
         """For a loaded model (MODEL_STATE_READY): its cost, use and expiry. Absent for a
@@ -505,11 +594,12 @@ class Model(_message.Message):
         type: Global___ModelType.ValueType = ...,
         state: Global___ModelState.ValueType = ...,
         context_size: _builtins.int = ...,
+        capabilities: _capabilities_pb2.ModelCapabilities | None = ...,
         residency: _models_pb2.ModelResidency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["residency", b"residency"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "residency", b"residency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "context_size", b"context_size", "id", b"id", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -697,6 +787,7 @@ class ChatMessage(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
     IS_ERROR_FIELD_NUMBER: _builtins.int
@@ -711,6 +802,12 @@ class ChatMessage(_message.Message):
     """ROLE_TOOL only: the tool failed, and content says how. Backends without such a flag
     (OpenAI) get the content prefixed with "Error: ".
     """
+    @_builtins.property
+    def parts(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ContentPart]:
+        """Text and images that follow content (if any), in order. Images are accepted
+        in ROLE_USER messages, by OpenAI and Anthropic; llama.cpp models refuse them.
+        """
+
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
         """ROLE_ASSISTANT only: the tool calls the model made in this turn, as the result's
@@ -731,6 +828,7 @@ class ChatMessage(_message.Message):
         *,
         role: Global___Role.ValueType = ...,
         content: _builtins.str = ...,
+        parts: _abc.Iterable[_content_pb2.ContentPart] | None = ...,
         tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
         tool_call_id: _builtins.str = ...,
         is_error: _builtins.bool = ...,
@@ -738,7 +836,7 @@ class ChatMessage(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "is_error", b"is_error", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "is_error", b"is_error", "parts", b"parts", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -759,6 +857,8 @@ class GenerationOptions(_message.Message):
     STOP_SEQUENCES_FIELD_NUMBER: _builtins.int
     SYSTEM_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
+    TOP_LOGPROBS_FIELD_NUMBER: _builtins.int
     NO_PROMPT_CACHE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
@@ -779,6 +879,12 @@ class GenerationOptions(_message.Message):
     """
     seed: _builtins.int
     """Seed for reproducible sampling (not supported by Anthropic)."""
+    logprobs: _builtins.bool
+    """Return each generated token's log-probability in the deltas (TextDelta.logprobs).
+    Not supported by Anthropic.
+    """
+    top_logprobs: _builtins.int
+    """With logprobs: also return the most likely tokens at each place, 0 to 20."""
     no_prompt_cache: _builtins.bool
     """Keep this prompt out of the model's prompt cache: neither served from it nor
     left in it (see LocalBackendConfig.prompt_cache_tokens). warpcore keeps no
@@ -806,14 +912,18 @@ class GenerationOptions(_message.Message):
         stop_sequences: _abc.Iterable[_builtins.str] | None = ...,
         system: _builtins.str | None = ...,
         seed: _builtins.int | None = ...,
+        logprobs: _builtins.bool | None = ...,
+        top_logprobs: _builtins.int | None = ...,
         no_prompt_cache: _builtins.bool = ...,
         response_format: _tools_pb2.ResponseFormat | None = ...,
         reasoning: _tools_pb2.ReasoningOptions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__logprobs: _TypeAlias = _typing.Literal["logprobs"]  # noqa: Y015
+    _WhichOneofArgType__logprobs: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs"]  # noqa: Y015
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
@@ -824,8 +934,12 @@ class GenerationOptions(_message.Message):
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
     _WhichOneofReturnType__top_k: _TypeAlias = _typing.Literal["top_k"]  # noqa: Y015
     _WhichOneofArgType__top_k: _TypeAlias = _typing.Literal["_top_k", b"_top_k"]  # noqa: Y015
+    _WhichOneofReturnType__top_logprobs: _TypeAlias = _typing.Literal["top_logprobs"]  # noqa: Y015
+    _WhichOneofArgType__top_logprobs: _TypeAlias = _typing.Literal["_top_logprobs", b"_top_logprobs"]  # noqa: Y015
     _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__logprobs) -> _WhichOneofReturnType__logprobs | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
     @_typing.overload
@@ -836,6 +950,8 @@ class GenerationOptions(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_k) -> _WhichOneofReturnType__top_k | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_logprobs) -> _WhichOneofReturnType__top_logprobs | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
 
@@ -952,16 +1068,28 @@ class TextDelta(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The new text."""
+    @_builtins.property
+    def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_tokens_pb2.TokenLogprob]:
+        """With options.logprobs: the tokens this delta's text is made of, in order;
+        their bytes, concatenated, are the text's. A token whose text is held back
+        (part of a character, or what may be a stop sequence) comes with the delta
+        that releases it. When a stop sequence ends the text, the tokens that
+        complete it are left out, and the last tokens sent may spell more than the
+        text (the start of the stop sequence).
+        """
+
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
+        logprobs: _abc.Iterable[_tokens_pb2.TokenLogprob] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from warpcore.v1 import embeddings_pb2 as warpcore_dot_v1_dot_embeddings__pb2
 from warpcore.v1 import inference_pb2 as warpcore_dot_v1_dot_inference__pb2
 from warpcore.v1 import models_pb2 as warpcore_dot_v1_dot_models__pb2
 
@@ -60,6 +61,16 @@ class InferenceServiceStub:
                 '/warpcore.v1.InferenceService/PullModel',
                 request_serializer=warpcore_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
                 response_deserializer=warpcore_dot_v1_dot_models__pb2.PullModelResponse.FromString,
+                _registered_method=True)
+        self.Embed = channel.unary_unary(
+                '/warpcore.v1.InferenceService/Embed',
+                request_serializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+                response_deserializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+                _registered_method=True)
+        self.CountTokens = channel.unary_unary(
+                '/warpcore.v1.InferenceService/CountTokens',
+                request_serializer=warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+                response_deserializer=warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
                 _registered_method=True)
 
 
@@ -121,6 +132,25 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Embed(self, request, context):
+        """Embed returns one vector per input text, in input order, from a model loaded
+        for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
+        generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
+        than the model's context unless options.truncate is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTokens(self, request, context):
+        """CountTokens says how many prompt tokens a GenerateRequest would use on its
+        model, exactly, without generating. UNIMPLEMENTED where the backend has no
+        exact count (OpenAI); options other than system are not read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -148,6 +178,16 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.PullModel,
                     request_deserializer=warpcore_dot_v1_dot_models__pb2.PullModelRequest.FromString,
                     response_serializer=warpcore_dot_v1_dot_models__pb2.PullModelResponse.SerializeToString,
+            ),
+            'Embed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Embed,
+                    request_deserializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.FromString,
+                    response_serializer=warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.SerializeToString,
+            ),
+            'CountTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTokens,
+                    request_deserializer=warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.FromString,
+                    response_serializer=warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -286,6 +326,60 @@ class InferenceService:
             '/warpcore.v1.InferenceService/PullModel',
             warpcore_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
             warpcore_dot_v1_dot_models__pb2.PullModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Embed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warpcore.v1.InferenceService/Embed',
+            warpcore_dot_v1_dot_embeddings__pb2.EmbedRequest.SerializeToString,
+            warpcore_dot_v1_dot_embeddings__pb2.EmbedResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/warpcore.v1.InferenceService/CountTokens',
+            warpcore_dot_v1_dot_inference__pb2.CountTokensRequest.SerializeToString,
+            warpcore_dot_v1_dot_inference__pb2.CountTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

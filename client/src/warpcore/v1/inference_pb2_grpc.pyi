@@ -11,6 +11,7 @@ of a response message.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from warpcore.v1 import embeddings_pb2 as _embeddings_pb2
 from warpcore.v1 import inference_pb2 as _inference_pb2
 from warpcore.v1 import models_pb2 as _models_pb2
 import abc as _abc_1
@@ -74,6 +75,17 @@ class InferenceServiceStub:
     have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
     does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
     """
+    Embed: _grpc.UnaryUnaryMultiCallable[_embeddings_pb2.EmbedRequest, _embeddings_pb2.EmbedResponse]
+    """Embed returns one vector per input text, in input order, from a model loaded
+    for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
+    generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
+    than the model's context unless options.truncate is set.
+    """
+    CountTokens: _grpc.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]
+    """CountTokens says how many prompt tokens a GenerateRequest would use on its
+    model, exactly, without generating. UNIMPLEMENTED where the backend has no
+    exact count (OpenAI); options other than system are not read.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -113,6 +125,17 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
     have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
     does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
+    """
+    Embed: _aio.UnaryUnaryMultiCallable[_embeddings_pb2.EmbedRequest, _embeddings_pb2.EmbedResponse]  # type: ignore[assignment]
+    """Embed returns one vector per input text, in input order, from a model loaded
+    for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
+    generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
+    than the model's context unless options.truncate is set.
+    """
+    CountTokens: _aio.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]  # type: ignore[assignment]
+    """CountTokens says how many prompt tokens a GenerateRequest would use on its
+    model, exactly, without generating. UNIMPLEMENTED where the backend has no
+    exact count (OpenAI); options other than system are not read.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -180,6 +203,29 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
         have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
         does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
+        """
+
+    @_abc_1.abstractmethod
+    def Embed(
+        self,
+        request: _embeddings_pb2.EmbedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embeddings_pb2.EmbedResponse, _abc.Awaitable[_embeddings_pb2.EmbedResponse]]:
+        """Embed returns one vector per input text, in input order, from a model loaded
+        for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
+        generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
+        than the model's context unless options.truncate is set.
+        """
+
+    @_abc_1.abstractmethod
+    def CountTokens(
+        self,
+        request: _inference_pb2.CountTokensRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.CountTokensResponse, _abc.Awaitable[_inference_pb2.CountTokensResponse]]:
+        """CountTokens says how many prompt tokens a GenerateRequest would use on its
+        model, exactly, without generating. UNIMPLEMENTED where the backend has no
+        exact count (OpenAI); options other than system are not read.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,5 @@
-"""The seam every backend implements: load one model, stream generations, list models, close."""
+"""The seam every backend implements: load one model, stream generations, embed, count tokens, list models,
+close."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol, runtime_checkable
 
-from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo, PromptCacheStats
+from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.occupancy import PromptCacheStats
+from warpcore.server.core.tokens import TokenCount
 
 
 class Adapter(Protocol):
@@ -22,6 +26,16 @@ class Adapter(Protocol):
     def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         """Stream text chunks, then exactly one `Finish`. Closing the iterator stops the work; so does `stop` (set by
         the server's shutdown), after which the generation ends soon with a CANCELLED `Finish` counting its usage."""
+        ...
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        """One vector per input, in input order, as the backend gives it (the engine normalizes); a model or backend
+        that cannot embed raises FailedPreconditionError saying what to do instead."""
+        ...
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The prompt tokens `generate(params)` would use, exactly; FailedPreconditionError where the backend has no
+        exact count."""
         ...
 
     async def list_models(self) -> Sequence[str]:

@@ -7,6 +7,7 @@ import math
 import re
 
 from warpcore.server.core.domain import NumaStrategy
+from warpcore.server.core.embeddings import Pooling
 
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
@@ -26,6 +27,17 @@ MAX_TIMEOUT_SECONDS = 86400
 MAX_REMEMBERED_REASONING = 4096
 """Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);
 a few KiB each."""
+MAX_TOP_LOGPROBS = 20
+"""Most likely tokens a generation may report at each place (OpenAI's own limit)."""
+MAX_IMAGES = 20
+"""Images in one request, at most (Anthropic's limit for many images per request)."""
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""The largest image a request may carry (Anthropic's API limit; OpenAI's is larger)."""
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+"""The image types both hosted APIs accept."""
+MAX_EMBED_INPUTS = 2048
+"""Texts in one Embed call, at most (OpenAI's own limit)."""
+MAX_EMBED_DIMENSIONS = 65536
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The largest request a front door accepts, unless the server is started with another limit."""
 MAX_TOOLS = 128
@@ -48,6 +60,7 @@ MAX_DORMANT_MODELS = 256
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 NUMA_NAMES = tuple(name.lower() for name in NumaStrategy.__members__)
+POOLING_NAMES = tuple(name.lower() for name in Pooling.__members__)
 
 
 def parse_bool(word: str) -> bool | None:
@@ -100,3 +113,8 @@ GRAMMAR_MAX_REPEAT = 256
 """The largest count a grammar spells out: minItems, maxItems, minLength, maxLength, a pattern's {m,n}."""
 GRAMMAR_MAX_BYTES = 256 * 1024
 """The largest grammar (GBNF text) one generation may be constrained by."""
+
+
+def parse_pooling(name: str) -> Pooling | None:
+    """The pooling a name (any case) stands for, None for an unknown name."""
+    return Pooling.__members__.get(name.strip().upper())

@@ -7,6 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from warpcore.server.core.capabilities import Capabilities
+from warpcore.server.core.content import ContentPart
+from warpcore.server.core.embeddings import Pooling
+from warpcore.server.core.occupancy import Occupancy
+from warpcore.server.core.tokens import TokenLogprob
+
 
 class BackendKind(enum.Enum):
     OPENAI = "openai"
@@ -72,6 +78,12 @@ class LocalSettings:
     parallel: int | None = None
     prompt_cache_tokens: int | None = None
     """Prompt tokens whose KV cells the model keeps for later prompts that begin alike; 0 turns the cache off."""
+    embedding: bool | None = None
+    """Load the model to embed texts (Embed) rather than to generate."""
+    pooling: Pooling | None = None
+    """With `embedding`: how token vectors become a text's vector; None: the GGUF's, else MEAN."""
+    mmproj: str | None = None
+    """A multimodal projector file, named as models are."""
 
 
 BackendSettings = ApiSettings | LocalSettings
@@ -112,6 +124,8 @@ class ChatMessage:
     """Tool turns: the tool failed and `content` says how."""
     reasoning: tuple[ReasoningBlock, ...] = ()
     """Assistant turns: the reasoning the model gave before this turn's text and calls."""
+    parts: tuple[ContentPart, ...] = ()
+    """Text and images after `content`, in order (images in user turns only)."""
 
 
 @dataclass(frozen=True)
@@ -185,11 +199,16 @@ class GenerationParams:
     cache_prompt: bool = True
     """Whether the backend may serve this prompt's beginning from its prompt cache and keep it there; False
     leaves nothing of the prompt behind."""
+    logprobs: bool = False
+    top_logprobs: int = 0
+    """With `logprobs`: the most likely tokens to report at each place."""
 
 
 @dataclass(frozen=True)
 class TextChunk:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """With GenerationParams.logprobs: the tokens that make up `text` (see TextDelta.logprobs)."""
 
 
 @dataclass(frozen=True)
@@ -230,20 +249,6 @@ class Finish:
 GenerationEvent = TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
-@dataclass
-class Occupancy:
-    """What a local model is doing now, kept up to date by its backend (read by metrics scrapes, on their thread)."""
-
-    running: int = 0
-    """Generations decoding."""
-    waiting: int = 0
-    """Generations admitted to the model, waiting for a slot of its context."""
-    cells_used: int = 0
-    """KV cache cells holding a token of a running generation."""
-    cells: int = 0
-    """KV cache cells in all."""
-
-
 @dataclass(frozen=True)
 class ModelInfo:
     """What a backend reports about a model it loaded."""
@@ -256,16 +261,7 @@ class ModelInfo:
     computed elsewhere."""
     occupancy: Occupancy | None = field(default=None, compare=False)
     """Live counters of a model computed here; None for one computed elsewhere."""
-
-
-@dataclass(frozen=True)
-class PromptCacheStats:
-    """A model's prompt cache so far: lookups that found a cached beginning or none, and the cells it holds."""
-
-    hits: int
-    misses: int
-    cells: int
-    capacity: int
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 @dataclass(frozen=True)

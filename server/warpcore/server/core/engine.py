@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -24,6 +26,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
@@ -31,7 +34,14 @@ from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Residency, ResidencyPolicy
-from warpcore.server.core.validation import check_generation, check_id, check_load, check_settings
+from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.validation import (
+    check_embedding,
+    check_generation,
+    check_id,
+    check_load,
+    check_settings,
+)
 
 _log = logging.getLogger("warpcore.server")
 
@@ -155,6 +165,24 @@ class Engine:
                 await events.aclose()
             yield result(Finish(FinishReason.CANCELLED))
 
+    async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
+        """One vector per input, in input order; unit length unless `params.normalize` is off. Admitted through the
+        model's gate like a generation: it takes the same cores."""
+        check_id(model_id, "model_id")
+        check_embedding(params)
+        async with self._admitted(model_id, threading.Event()) as model:
+            embeddings = await model.adapter.embed(params)
+        if not params.normalize:
+            return embeddings
+        return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
+
+    async def count_tokens(self, model_id: str, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
+        check_id(model_id, "model_id")
+        check_generation(params, self.limits.max_tokens)
+        async with self.residency.using(model_id) as model:
+            return await model.adapter.count_tokens(params, include_tokens)
+
     @contextlib.asynccontextmanager
     async def _admitted(self, model_id: str, stop: threading.Event) -> AsyncIterator[LoadedModel]:
         """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
@@ -172,3 +200,9 @@ class Engine:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
+
+
+def _unit(vector: tuple[float, ...]) -> tuple[float, ...]:
+    """`vector` scaled to Euclidean length 1; a zero vector stays as it is."""
+    length = math.sqrt(math.fsum(component * component for component in vector))
+    return vector if length == 0 else tuple(component / length for component in vector)

@@ -4,12 +4,16 @@ the domain request (`max_tokens`, `settings.threads`), which each front door map
 from __future__ import annotations
 
 import math
-import re
 from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
+    IMAGE_MEDIA_TYPES,
     MAX_CONTEXT_SIZE,
+    MAX_EMBED_DIMENSIONS,
+    MAX_EMBED_INPUTS,
     MAX_ID_LENGTH,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGES,
     MAX_KEEP_ALIVE_SECONDS,
     MAX_PARALLEL,
     MAX_PROMPT_CACHE_TOKENS,
@@ -17,30 +21,23 @@ from warpcore.server.core.bounds import (
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
-    MAX_TOOL_ARGUMENTS_BYTES,
-    MAX_TOOLS,
+    MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
-    TOOL_NAME_PATTERN,
 )
+from warpcore.server.core.content import ImagePart
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
     BackendSettings,
-    ChatMessage,
     GenerationParams,
     LoadSpec,
     LocalSettings,
-    ResponseFormatKind,
     Role,
-    ToolChoiceMode,
 )
-from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.core.json_schema import parse_json
-
-
-def require(condition: bool, field: str, message: str) -> None:
-    if not condition:
-        raise InvalidArgumentError(message, field=field)
+from warpcore.server.core.embeddings import EmbedParams
+from warpcore.server.core.errors import InvalidArgumentError, ResourceExhaustedError
+from warpcore.server.core.rules import require
+from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
 
 def check_id(value: str, field: str) -> str:
@@ -60,6 +57,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         "messages",
         "messages must hold at least one user or assistant message",
     )
+    _check_images(params)
     require(
         1 <= params.max_tokens <= max_tokens_limit, "max_tokens", f"max_tokens must be between 1 and {max_tokens_limit}"
     )
@@ -77,112 +75,68 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(0 <= params.seed <= MAX_SEED, "seed", f"seed must be between 0 and {MAX_SEED}")
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
-    tool_names = _check_tools(params)
-    _check_conversation(params.messages, tool_names)
-    _check_output(params)
-
-
-_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
-
-
-def _check_name(name: str, field: str) -> None:
     require(
-        _TOOL_NAME.fullmatch(name) is not None, field, "a name must be 1 to 64 characters of a-z, A-Z, 0-9, _ and -"
+        0 <= params.top_logprobs <= MAX_TOP_LOGPROBS,
+        "top_logprobs",
+        f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
     )
+    require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
+    check_conversation(params.messages, check_tools(params))
+    check_output(params)
 
 
-def check_tool_count(count: int) -> None:
-    """Checked by front doors before they parse the tools' schemas, and again with the rest of the request."""
-    require(count <= MAX_TOOLS, "tools", f"at most {MAX_TOOLS} tools")
-
-
-def _check_tools(params: GenerationParams) -> frozenset[str]:
-    """The tools and the tool choice; returns the tools' names."""
-    check_tool_count(len(params.tools))
-    names: set[str] = set()
-    for index, tool in enumerate(params.tools):
-        _check_name(tool.name, f"tools[{index}].name")
-        require(tool.name not in names, f"tools[{index}].name", f"two tools are named {tool.name!r}")
-        names.add(tool.name)
+def _check_images(params: GenerationParams) -> None:
+    """Parts outside system turns, images only in user turns, of a type both APIs take, from https URLs, within the
+    size and count limits."""
+    count = 0
+    for index, message in enumerate(params.messages):
         require(
-            tool.parameters.get("type", "object") == "object",
-            f"tools[{index}].parameters",
-            'a tool\'s parameters must be an object schema ("type": "object")',
+            not message.parts or message.role is not Role.SYSTEM,
+            f"messages[{index}].parts",
+            "system messages carry their text in content, without parts",
         )
-    choice = params.tool_choice
-    if choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
-        require(bool(names), "tool_choice", f"tool choice {choice.mode.value} needs tools")
-    if choice.mode is ToolChoiceMode.NAMED:
-        require(choice.name in names, "tool_choice.name", f"no tool named {choice.name[:64]!r} in tools")
-    else:
-        require(not choice.name, "tool_choice.name", "a tool name goes with the named tool choice only")
-    return frozenset(names)
-
-
-def _check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[str]) -> None:
-    """Tool calls and results in an order every provider accepts: each call of an assistant turn answered by one
-    tool turn right after it (in any order), before any other turn."""
-    seen: set[str] = set()
-    pending: dict[str, int] = {}  # unanswered call ids -> the index of the assistant turn that made them
-    for index, message in enumerate(messages):
-        field = f"messages[{index}]"
-        if message.role is Role.TOOL:
-            require(bool(message.tool_call_id), f"{field}.tool_call_id", "a tool turn needs the id of its call")
-            require(
-                message.tool_call_id in pending,
-                f"{field}.tool_call_id",
-                f"no call with id {message.tool_call_id[:64]!r} waits for a result: a tool turn answers a call of"
-                " the assistant turn right before it, once",
-            )
-            del pending[message.tool_call_id]
-        else:
-            if pending:
-                call_id, turn = next(iter(pending.items()))
-                raise InvalidArgumentError(
-                    f"call {call_id[:64]!r} of messages[{turn}] has no tool result before this turn", field=field
+        for number, part in enumerate(message.parts):
+            if not isinstance(part, ImagePart):
+                continue
+            field = f"messages[{index}].parts[{number}]"
+            count += 1
+            if count > MAX_IMAGES:
+                raise ResourceExhaustedError(
+                    f"{field} is image number {count}; a request may carry at most {MAX_IMAGES}",
+                    field=field,
+                    reason="TOO_MANY_IMAGES",
                 )
-            require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
-            require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
-        if message.role is not Role.ASSISTANT:
-            require(not message.tool_calls, f"{field}.tool_calls", "only an assistant turn carries tool calls")
-            require(not message.reasoning, f"{field}.reasoning", "only an assistant turn carries reasoning")
-        for number, call in enumerate(message.tool_calls):
-            call_field = f"{field}.tool_calls[{number}]"
-            require(bool(call.id), f"{call_field}.id", "a tool call needs an id")
-            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {call.id[:64]!r}")
-            seen.add(call.id)
-            pending[call.id] = index
-            require(call.name in tool_names, f"{call_field}.name", f"no tool named {call.name[:64]!r} in tools")
-            arguments = parse_json(call.arguments, f"{call_field}.arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
-            require(isinstance(arguments, dict), f"{call_field}.arguments", "arguments must be a JSON object")
-        for number, block in enumerate(message.reasoning):
-            if block.redacted:
+            require(message.role is Role.USER, field, f"{field}: images go in user messages only")
+            require(bool(part.data) != bool(part.url), field, f"{field}: give an image's data or its url")
+            if part.url:
                 require(
-                    bool(block.signature) and not block.text,
-                    f"{field}.reasoning[{number}]",
-                    "a redacted reasoning block carries its data in signature, and no text",
+                    part.url.startswith("https://") and _is_http_url(part.url),
+                    field,
+                    f"{field}: an image url must be an https:// URL",
                 )
-    if pending:
-        call_id, turn = next(iter(pending.items()))
-        raise InvalidArgumentError(f"call {call_id[:64]!r} of messages[{turn}] has no tool result", field="messages")
+                continue
+            require(
+                part.media_type in IMAGE_MEDIA_TYPES,
+                field,
+                f"{field}: media_type must be one of {', '.join(IMAGE_MEDIA_TYPES)}",
+            )
+            if len(part.data) > MAX_IMAGE_BYTES:
+                raise ResourceExhaustedError(
+                    f"{field} is {len(part.data)} bytes; an image may be at most {MAX_IMAGE_BYTES}",
+                    field=field,
+                    reason="IMAGE_TOO_LARGE",
+                )
 
 
-def _check_output(params: GenerationParams) -> None:
-    """The response format and the reasoning options."""
-    response_format = params.response_format
-    if response_format is not None:
-        if response_format.kind is ResponseFormatKind.JSON_SCHEMA:
-            require(response_format.schema is not None, "response_format.schema", "json_schema needs a schema")
-            if response_format.name:
-                _check_name(response_format.name, "response_format.name")
-        else:
-            require(response_format.schema is None, "response_format.schema", "a schema goes with json_schema only")
-    reasoning = params.reasoning
-    if reasoning is not None and reasoning.budget_tokens is not None:
+def check_embedding(params: EmbedParams) -> None:
+    require(1 <= len(params.inputs) <= MAX_EMBED_INPUTS, "inputs", f"give between 1 and {MAX_EMBED_INPUTS} inputs")
+    for index, text in enumerate(params.inputs):
+        require(bool(text), f"inputs[{index}]", f"inputs[{index}] is empty; every input needs text")
+    if params.dimensions is not None:
         require(
-            1 <= reasoning.budget_tokens < params.max_tokens,
-            "reasoning.budget_tokens",
-            "budget_tokens must be at least 1 and less than max_tokens",
+            1 <= params.dimensions <= MAX_EMBED_DIMENSIONS,
+            "dimensions",
+            f"dimensions must be between 1 and {MAX_EMBED_DIMENSIONS}",
         )
 
 
@@ -254,6 +208,8 @@ def _check_local(local: LocalSettings) -> None:
             "settings.prompt_cache_tokens",
             f"prompt_cache_tokens must be between 0 (no cache) and {MAX_PROMPT_CACHE_TOKENS}",
         )
+    if local.pooling is not None:
+        require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
 

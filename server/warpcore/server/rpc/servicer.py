@@ -9,8 +9,10 @@ import grpc
 
 from warpcore.server.core.access import record_usage
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.rpc import tools_translate, translate, translate_models
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
 from warpcore.server.rpc.status import streaming_errors, unary_errors
+from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, models_pb2
 
@@ -66,3 +68,20 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> AsyncGenerator[models_pb2.PullModelResponse, None]:
         async for frame in self._engine.pull(request.model, request.revision or None):
             yield translate_models.pull_frame(frame)
+
+    @unary_errors
+    async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
+        params = translate_extras.embed_params(request, context.time_remaining())
+        return translate_extras.embed_response(await self._engine.embed(request.model_id, params))
+
+    @unary_errors
+    async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
+        try:
+            params = translate.generation_params(request.request, context.time_remaining())
+            count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
+        except WarpcoreError as error:
+            # The request's fields sit one level down, in `request`.
+            if error.field is not None and error.field != "include_tokens":
+                error.field = f"request.{translate.field_path(error.field)}"
+            raise
+        return translate_extras.token_count_response(count)

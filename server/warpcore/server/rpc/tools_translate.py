@@ -20,7 +20,9 @@ from warpcore.server.core.domain import (
     ToolChoiceMode,
 )
 from warpcore.server.core.json_schema import parse_schema
-from warpcore.server.core.validation import check_tool_count, require
+from warpcore.server.core.rules import require
+from warpcore.server.core.tool_rules import check_tool_count
+from warpcore.server.rpc import translate_extras
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -65,6 +67,7 @@ def chat_message(index: int, message: pb.ChatMessage) -> ChatMessage:
         tool_call_id=message.tool_call_id,
         is_error=message.is_error,
         reasoning=tuple(ReasoningBlock(block.text, block.signature, block.redacted) for block in message.reasoning),
+        parts=translate_extras.content_parts(message.parts, f"messages[{index}]"),
     )
 
 
@@ -108,8 +111,8 @@ def reasoning(options: pb.GenerationOptions) -> ReasoningOptions | None:
 
 
 def delta_frame(delta: TextChunk | ReasoningChunk | ToolCallDelta) -> pb.GenerateResponse:
-    if type(delta) is TextChunk:
-        return pb.GenerateResponse(delta=pb.TextDelta(text=delta.text))
+    if isinstance(delta, TextChunk):
+        return translate_extras.text_delta(delta)
     if isinstance(delta, ToolCallDelta):
         call = tools_pb2.ToolCallDelta(index=delta.index, id=delta.id, name=delta.name, arguments=delta.arguments)
         return pb.GenerateResponse(tool_call=call)

@@ -18,13 +18,16 @@ from warpcore.server.core.domain import (
     LocalSettings,
     NumaStrategy,
 )
+from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyReport
-from warpcore.server.core.validation import require
+from warpcore.server.core.rules import require
 from warpcore.server.rpc import tools_translate
+from warpcore.server.rpc.translate_extras import capabilities_message
 from warpcore.server.rpc.translate_models import keep_alive, residency_message
+from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -41,6 +44,7 @@ _NUMA = {
     pb.NUMA_STRATEGY_NUMACTL: NumaStrategy.NUMACTL,
     pb.NUMA_STRATEGY_MIRROR: NumaStrategy.MIRROR,
 }
+_POOLING = {epb.POOLING_MEAN: Pooling.MEAN, epb.POOLING_CLS: Pooling.CLS, epb.POOLING_LAST: Pooling.LAST}
 _FINISH_REASONS = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
     FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
@@ -60,6 +64,8 @@ FIELD_PATHS = {
     "stop": "options.stop_sequences",
     "seed": "options.seed",
     "system": "options.system",
+    "logprobs": "options.logprobs",
+    "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",
     **{f"settings.{name}": f"backend_config.api.{name}" for name in ("api_key", "base_url", "organization", "timeout")},
     **{
@@ -68,6 +74,12 @@ FIELD_PATHS = {
     },
     **{f"settings.{name}": f"{_LOCAL}.llama_cpp.{name}" for name in ("use_mmap", "use_mlock", "chat_format")},
     "settings.numa": f"{_LOCAL}.llama_cpp.numa_strategy",
+    "settings.embedding": f"{_LOCAL}.llama_cpp.embedding",
+    "settings.pooling": f"{_LOCAL}.llama_cpp.pooling",
+    "settings.mmproj": f"{_LOCAL}.llama_cpp.mmproj",
+    "dimensions": "options.dimensions",
+    "normalize": "options.normalize",
+    "truncate": "options.truncate",
     "response_format": "options.response_format",
     "response_format.name": "options.response_format.name",
     "response_format.schema": "options.response_format.schema_json",
@@ -115,6 +127,10 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
         if llama.numa_strategy != pb.NUMA_STRATEGY_UNSPECIFIED:
             numa = _NUMA.get(llama.numa_strategy)
             require(numa is not None, "settings.numa", "unknown numa_strategy")
+        pooling = None
+        if llama.pooling != epb.POOLING_UNSPECIFIED:
+            pooling = _POOLING.get(llama.pooling)
+            require(pooling is not None, "settings.pooling", "unknown pooling")
         return LocalSettings(
             threads=local.threads if local.HasField("threads") else None,
             use_gpu=local.use_gpu if local.HasField("use_gpu") else None,
@@ -124,6 +140,9 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             numa=numa,
             chat_format=llama.chat_format if llama.HasField("chat_format") else None,
             parallel=local.parallel if local.HasField("parallel") else None,
+            embedding=llama.embedding if llama.HasField("embedding") else None,
+            pooling=pooling,
+            mmproj=llama.mmproj if llama.HasField("mmproj") else None,
             prompt_cache_tokens=local.prompt_cache_tokens if local.HasField("prompt_cache_tokens") else None,
         )
     return None
@@ -161,6 +180,8 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         system=options.system if options.HasField("system") else None,
         seed=options.seed if options.HasField("seed") else None,
         timeout=time_remaining,
+        logprobs=options.logprobs,
+        top_logprobs=options.top_logprobs,
         cache_prompt=not options.no_prompt_cache,
         tools=tools_translate.tools(request),
         tool_choice=tools_translate.tool_choice(request),
@@ -178,6 +199,7 @@ def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> 
         type=pb.MODEL_TYPE_TEXT_TO_TEXT,
         state=pb.MODEL_STATE_READY,
         context_size=model.info.context_size,
+        capabilities=capabilities_message(model.info.capabilities),
         residency=residency_message(report) if report is not None else None,
     )
 

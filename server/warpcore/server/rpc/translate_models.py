@@ -9,7 +9,7 @@ from google.protobuf import timestamp_pb2
 from warpcore.server.core.bounds import MAX_KEEP_ALIVE_SECONDS
 from warpcore.server.core.pulls import PulledFile, PullProgress
 from warpcore.server.core.residency import ResidencyReport
-from warpcore.server.core.validation import require
+from warpcore.server.core.rules import require
 from warpcore.v1 import models_pb2
 
 

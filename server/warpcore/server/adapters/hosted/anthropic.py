@@ -11,9 +11,17 @@ import httpx2
 
 from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.streaming import NO_DELTAS, Delta, EventReader, HostedAdapter, StreamEndpoint
+from warpcore.server.adapters.hosted.streaming import (
+    NO_DELTAS,
+    Delta,
+    EventReader,
+    HostedAdapter,
+    StreamEndpoint,
+    refused,
+)
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     ApiSettings,
     FinishReason,
@@ -23,6 +31,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.tokens import TokenCount
 
 ENVIRONMENT = ApiEnvironment(
     provider="anthropic",
@@ -134,12 +143,17 @@ def _string(value: object) -> str:
     return value
 
 
+_COUNTED = ("system", "tools", "tool_choice", "thinking", "output_config")
+"""The body fields beyond the messages that count_tokens takes, as they add to the prompt."""
+
+
 class AnthropicAdapter(HostedAdapter):
     """One model of the Anthropic Messages API."""
 
     name = "Anthropic"
     errors = ERRORS
     endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], "request-id", _MessageEvents)
+    _client: anthropic.AsyncAnthropic
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
         api = resolve_api(settings, env, ENVIRONMENT)
@@ -151,6 +165,25 @@ class AnthropicAdapter(HostedAdapter):
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         options = request_options(params)
         return self._body(params, alternating_turns(params), **options)
+
+    def _capabilities(self, model: str) -> Capabilities:
+        return Capabilities(count_tokens=True, images=True, tools=True)
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        """The Messages API's own count, for the same messages, system text, tools and thinking `generate` would
+        send."""
+        if include_tokens:
+            raise refused("include_tokens", "the Anthropic API counts tokens but does not return them")
+        body = self._request(params)
+        fields = {name: body[name] for name in _COUNTED if name in body}
+        with map_sdk_errors(ERRORS, self._api):
+            counted = await self._client.messages.count_tokens(
+                model=self._model,
+                messages=body["messages"],
+                timeout=request_timeout(self._api.timeout, params.timeout),
+                **fields,
+            )
+        return TokenCount(counted.input_tokens)
 
     async def list_models(self) -> Sequence[str]:
         """GET /v1/models page by page, straight over HTTP with the key and version headers."""

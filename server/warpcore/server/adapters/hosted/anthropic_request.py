@@ -3,10 +3,12 @@ into user turns, reasoning sent back with its signature), tools, tool choice, th
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
 from warpcore.server.adapters.hosted.streaming import refused
+from warpcore.server.core.content import ContentPart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -27,6 +29,8 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
     sent. Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling."""
     if params.seed is not None:
         raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
+    if params.logprobs:
+        raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
         raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
     system = [params.system] if params.system else []
@@ -117,7 +121,8 @@ def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
 
 
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    """A plain text turn as a string, as ever; a turn with calls, results or reasoning as content blocks."""
+    """A plain text turn as a string, as ever; a turn with calls, results, reasoning or parts (text and images) as
+    content blocks."""
     if message.role is Role.TOOL:
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
         if message.content:
@@ -125,7 +130,7 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
         if message.is_error:
             result["is_error"] = True
         return [result]
-    if not message.tool_calls and not message.reasoning:
+    if not message.tool_calls and not message.reasoning and not message.parts:
         return message.content
     blocks: list[dict[str, Any]] = [
         {"type": "redacted_thinking", "data": block.signature}
@@ -134,11 +139,22 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
         for block in message.reasoning
     ]
     blocks += _blocks(message.content)
+    blocks += [_part_block(part) for part in message.parts]
     blocks += [
         {"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)}
         for call in message.tool_calls
     ]
     return blocks
+
+
+def _part_block(part: ContentPart) -> dict[str, Any]:
+    """A text part as a text block, an image as an image block, by base64 data or by URL."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if part.url:
+        return {"type": "image", "source": {"type": "url", "url": part.url}}
+    data = base64.b64encode(part.data).decode()
+    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,8 +8,10 @@ from typing import Any
 
 import openai
 
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, resolve_api
-from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors
+from warpcore.server.adapters.hosted import openai_extras
+from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -19,6 +21,7 @@ from warpcore.server.adapters.hosted.streaming import (
     UpstreamStream,
     refused,
 )
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     ApiSettings,
     ChatMessage,
@@ -31,7 +34,8 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
     ToolChoiceMode,
 )
-from warpcore.server.core.errors import DeadlineExceededError
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",
@@ -78,7 +82,7 @@ class _ChatChunks(EventReader):
                 if reasoning := delta.get("reasoning_content"):
                     out.append(ReasoningChunk(_string(reasoning)))
                 if content := delta.get("content"):
-                    out.append(TextChunk(_string(content)))
+                    out.append(TextChunk(_string(content), openai_extras.token_logprobs(choice.get("logprobs"))))
                 for call in delta.get("tool_calls") or ():
                     out.append(self._call(call))
             if reason := choice.get("finish_reason"):
@@ -146,6 +150,8 @@ class OpenAIAdapter(HostedAdapter):
             "seed": params.seed,
             "stop": list(params.stop) or None,
             "stream_options": {"include_usage": True},
+            "logprobs": params.logprobs or None,
+            "top_logprobs": params.top_logprobs if params.logprobs else None,
             "reasoning_effort": params.reasoning.effort.value if params.reasoning and params.reasoning.effort else None,
             "response_format": _response_format(params),
             **_tools(params),
@@ -161,6 +167,38 @@ class OpenAIAdapter(HostedAdapter):
                 raise
         self._completion_tokens_field = True
         return await super()._open(_with_completion_tokens(body), time_limit)
+
+    def _capabilities(self, model: str) -> Capabilities:
+        """OpenAI names its embedding models so (text-embedding-*); its chat models read images, as do many of the
+        compatible servers', and there is no telling which from the model list."""
+        if "embedding" in model:
+            return Capabilities(generate=False, embed=True)
+        return Capabilities(images=True, logprobs=True, tools=True)
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        if not params.normalize:
+            raise refused("normalize", "the OpenAI API only returns unit-length vectors; leave normalize unset")
+        if params.truncate:
+            raise refused("truncate", "the OpenAI API refuses inputs that are too long and cannot truncate them")
+        options = {"dimensions": params.dimensions} if params.dimensions is not None else {}
+        with map_sdk_errors(ERRORS, self._api):
+            raw = await self._client.embeddings.with_raw_response.create(
+                model=self._model,
+                input=list(params.inputs),
+                timeout=request_timeout(self._api.timeout, params.timeout),
+                **options,  # type: ignore[arg-type]
+            )
+            response = raw.parse()
+        data = sorted(response.data, key=lambda item: item.index)
+        if [item.index for item in data] != list(range(len(params.inputs))):
+            raise upstream_error(
+                UnavailableError, self._api, "the embeddings do not match the inputs", reason="UPSTREAM_MALFORMED"
+            )
+        return Embeddings(
+            tuple(tuple(item.embedding) for item in data),
+            prompt_tokens=response.usage.prompt_tokens,
+            upstream_request_id=scrub_request_id(raw.headers.get("x-request-id"), self._api.api_key),
+        )
 
     async def list_models(self) -> Sequence[str]:
         with map_sdk_errors(ERRORS, self._api):
@@ -184,7 +222,7 @@ def _message(message: ChatMessage) -> dict[str, Any]:
             for call in message.tool_calls
         ]
         return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
-    return {"role": message.role.value, "content": message.content}
+    return {"role": message.role.value, "content": openai_extras.content(message)}
 
 
 def _tools(params: GenerationParams) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
     FinishReason,
@@ -24,7 +25,15 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnavailableError, WarpcoreError
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+    WarpcoreError,
+)
+from warpcore.server.core.tokens import TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
@@ -120,6 +129,10 @@ class HostedAdapter(ABC):
     @abstractmethod
     async def list_models(self) -> Sequence[str]: ...
 
+    @abstractmethod
+    def _capabilities(self, model: str) -> Capabilities:
+        """What `model` of this API can do."""
+
     def _body(self, params: GenerationParams, messages: list[dict[str, Any]], **options: object) -> dict[str, Any]:
         """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
         `options`; a field left None is left out, so that the API applies its own default."""
@@ -144,7 +157,7 @@ class HostedAdapter(ABC):
                 metadata={"provider": self._api.provider},
             )
         self._model = model
-        return ModelInfo(context_size=context_size or 0)
+        return ModelInfo(context_size=context_size or 0, capabilities=self._capabilities(model))
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         body = self._request(params)
@@ -191,6 +204,21 @@ class HostedAdapter(ABC):
             cached_prompt_tokens=reader.cached_prompt_tokens,
             cache_creation_tokens=reader.cache_creation_tokens,
             reasoning_tokens=reader.reasoning_tokens,
+        )
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        raise FailedPreconditionError(
+            f"the {self.name} API has no embeddings; load an embedding model on the openai backend, or a GGUF on the"
+            " llama_cpp backend with llama_cpp.embedding set",
+            reason="EMBEDDINGS_UNSUPPORTED",
+            metadata={"provider": self._api.provider},
+        )
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        raise FailedPreconditionError(
+            f"the {self.name} API has no exact token count for a prompt, and an estimate is not given as one",
+            reason="TOKEN_COUNT_UNSUPPORTED",
+            metadata={"provider": self._api.provider},
         )
 
     async def _open(self, body: dict[str, Any], time_limit: float) -> UpstreamStream:

@@ -16,6 +16,7 @@ import llama_cpp
 from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -23,15 +24,18 @@ from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
     GenerationEvent,
     GenerationParams,
     LocalSettings,
     ModelInfo,
-    PromptCacheStats,
 )
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.occupancy import PromptCacheStats
+from warpcore.server.core.tokens import TokenCount
 
 _log = logging.getLogger(__name__)
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
@@ -59,18 +63,25 @@ class LlamaCppAdapter:
         self._scheduler: BatchScheduler | None = None
         self._batching: threading.Thread | None = None
         self._template_calls_tools = False
+        self._embedder: EmbeddingContext | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
+        if self._options.mmproj is not None:
+            resolve_model_path(self._options.mmproj, self._options.models_path, field="settings.mmproj")
+            raise FailedPreconditionError(
+                "this server does not decode images on llama.cpp models yet, so it loads no multimodal projector;"
+                " load the model without mmproj, and send images to an openai or anthropic model",
+                field="settings.mmproj",
+                reason="MULTIMODAL_UNSUPPORTED",
+            )
         self._started = True
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
         info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, context_size))
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
-        scheduler, preparer = self._scheduler, self._preparer
-        if self._closing or scheduler is None or preparer is None:
-            raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+        preparer, scheduler = self._serving(params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
 
@@ -97,6 +108,36 @@ class LlamaCppAdapter:
             # Reached on completion, on error and when the caller closes the stream (cancellation): the
             # scheduler drops the generation before its next step, and a queued one never starts.
             stop.set()
+
+    async def embed(self, params: EmbedParams) -> Embeddings:
+        if not self._options.embedding:
+            raise FailedPreconditionError(
+                "this model was loaded to generate text, so it cannot embed; load it again under another model_id"
+                " with backend_config.local.llama_cpp.embedding set to true",
+                reason="MODEL_NOT_LOADED_FOR_EMBEDDINGS",
+            )
+        embedder = self._embedder
+        if self._closing or embedder is None:
+            raise _unloading()
+        embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params))
+        return embeddings
+
+    async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
+        preparer, _ = self._serving(params)
+        count: TokenCount = await asyncio.get_running_loop().run_in_executor(
+            self._prompts, preparer.count, params, self._context_size, include_tokens
+        )
+        return count
+
+    def _serving(self, params: GenerationParams) -> tuple[PromptPreparer, BatchScheduler]:
+        """What prepares and runs `params`, refusing a request this model cannot serve (generate and count_tokens
+        take the same ones)."""
+        if self._options.embedding:
+            raise _loaded_for_embeddings()
+        preparer, scheduler = self._preparer, self._scheduler
+        if self._closing or preparer is None or scheduler is None:
+            raise _unloading()
+        return preparer, scheduler
 
     def prompt_cache_stats(self) -> PromptCacheStats | None:
         cache = self._scheduler.cache if self._scheduler is not None else None
@@ -141,12 +182,29 @@ class LlamaCppAdapter:
                 " server log)",
                 reason="MODEL_LOAD_FAILED",
             ) from None
+        weights = LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock)
+        if options.embedding:
+            try:
+                pooling = model_pooling(vocabulary, options.pooling)
+                threads = vocabulary.context_params.n_threads
+                self._embedder = EmbeddingContext(
+                    weights, vocabulary, pooling=pooling, context_size=context_size, threads=threads
+                )
+            except BaseException:
+                vocabulary.close()
+                raise
+            self._vocabulary = vocabulary
+            return ModelInfo(
+                context_size=context_size,
+                memory_bytes=self._embedder.memory_bytes,
+                capabilities=Capabilities(generate=False, embed=True),
+            )
         try:
             template = ChatTemplate(vocabulary, model, options.chat_format)
             preparer = PromptPreparer(template, PromptTokenizer(vocabulary))
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
-                LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock),
+                weights,
                 slots=options.parallel,
                 context_size=context_size,
                 threads=vocabulary.context_params.n_threads,
@@ -176,6 +234,7 @@ class LlamaCppAdapter:
             parallel=options.parallel,
             memory_bytes=native.memory_bytes(cache_tokens),
             occupancy=scheduler.occupancy,
+            capabilities=Capabilities(count_tokens=True, logprobs=True),
         )
 
     def _release(self) -> None:
@@ -183,11 +242,26 @@ class LlamaCppAdapter:
             self._scheduler.close()
             self._batching.join()  # its generations finish, then it frees the native context
         self._scheduler = self._batching = None
+        if self._embedder is not None:
+            self._embedder.free()
+            self._embedder = None
         # Prompts still being prepared use the vocabulary; once done, the closed scheduler refuses them.
         self._prompts.shutdown(wait=True)
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
+
+
+def _unloading() -> UnavailableError:
+    return UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
+
+
+def _loaded_for_embeddings() -> FailedPreconditionError:
+    return FailedPreconditionError(
+        "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate or count a prompt; load"
+        " the same file again under another model_id without embedding for that",
+        reason="MODEL_LOADED_FOR_EMBEDDINGS",
+    )
 
 
 def _run_logged(scheduler: BatchScheduler) -> None:

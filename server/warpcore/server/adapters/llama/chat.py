@@ -13,6 +13,7 @@ from llama_cpp import llama_chat_format, llama_types
 
 from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role, Tool
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
@@ -112,6 +113,22 @@ def _tools_in_words(tools: Sequence[Tool]) -> str:
     return f'Call one of these tools as {CALL_OPENING}{{"name": ..., "arguments": ...}}</tool_call>: {listed}'
 
 
+def _text(index: int, message: ChatMessage) -> str:
+    """A message's text with its text parts, each on a line of its own; an image is refused, since no multimodal
+    projector is loaded."""
+    texts = [message.content] if message.content else []
+    for number, part in enumerate(message.parts):
+        if not isinstance(part, TextPart):
+            raise InvalidArgumentError(
+                f"messages[{index}].parts[{number}] is an image, and this llama.cpp model reads text only; send the"
+                " image to a hosted model that reads images (openai or anthropic backend)",
+                field=f"messages[{index}].parts[{number}]",
+                reason="IMAGES_UNSUPPORTED",
+            )
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
 def _chat_messages(
     messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool, tool_turns: bool
 ) -> list[llama_types.ChatCompletionRequestMessage]:
@@ -138,11 +155,11 @@ def _turn(message: ChatMessage, index: int, *, tool_turns: bool) -> dict[str, An
             field=f"messages[{index}]",
             reason="CHAT_TEMPLATE_REJECTED",
         )
-    turn: dict[str, Any] = {"role": message.role.value, "content": message.content}
+    turn: dict[str, Any] = {"role": message.role.value, "content": _text(index, message)}
     if message.role is Role.TOOL:
         turn["tool_call_id"] = message.tool_call_id
         if message.is_error:
-            turn["content"] = f"error: {message.content}"
+            turn["content"] = f"error: {turn['content']}"
     if message.tool_calls:
         turn["tool_calls"] = [
             {

@@ -27,11 +27,25 @@ class LoadedWeights:
     use_mmap: bool
     use_mlock: bool
 
+    def load(self, *, repack: bool) -> llama_cpp.llama_model_p:
+        """The native model; `repack` lets llama.cpp lay the weights out for its fastest CPU kernels."""
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = self.gpu_layers
+        model_params.use_mmap = self.use_mmap
+        model_params.use_mlock = self.use_mlock
+        model_params.use_extra_bufts = repack
+        model: llama_cpp.llama_model_p = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
+        if not model:
+            raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
+        return model
+
 
 class NativeContext:
     """Weights loaded without CPU repacking (repacked kernels change a row's logits with the number of rows decoded
-    together; see invariance.py), and one KV cache shared by all slots, so that attention spans only the cells in
-    use, not each slot's whole context. Used on the model's worker thread only."""
+    together; see invariance.py), and a KV cache stream of its own per slot: in one stream shared by all slots, a
+    sequence's cells sit wherever they were free, among its neighbours', and attention sums them in another order,
+    which changes its logits (and log-probabilities) in the last bits with what runs beside it. Used on the model's
+    worker thread only."""
 
     def __init__(
         self,
@@ -42,20 +56,11 @@ class NativeContext:
         threads: int,
         batch_threads: int,
     ):
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = weights.gpu_layers
-        model_params.use_mmap = weights.use_mmap
-        model_params.use_mlock = weights.use_mlock
-        model_params.use_extra_bufts = False
-        self.model = llama_cpp.llama_model_load_from_file(str(weights.path).encode(), model_params)
-        if not self.model:
-            raise FailedPreconditionError("llama.cpp could not load the model's weights", reason="MODEL_LOAD_FAILED")
+        self.model = weights.load(repack=False)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_size * slots
         params.n_batch = params.n_ubatch = STEP_TOKENS
         params.n_seq_max = slots
-        # A KV stream of its own per slot: a sequence's cells lie in position order wherever its neighbours are, so
-        # attention adds them up in the same order alone or not, and a cached beginning restores to the same places.
         params.kv_unified = False
         params.swa_full = True  # a cached beginning is saved whole: sliding-window layers must keep every cell
         params.n_threads = threads

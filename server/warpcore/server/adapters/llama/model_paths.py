@@ -25,49 +25,57 @@ def models_root(models_path: str | None) -> Path:
     return root
 
 
-def _malformed(model: str, expected: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"model {model!r} {expected}", field="model", reason="MODEL_ID_MALFORMED")
+def _malformed(model: str, expected: str, field: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{_noun(field)} {model!r} {expected}", field=field, reason="MODEL_ID_MALFORMED")
 
 
-def relative_model_path(model: str) -> PurePosixPath:
-    """The path under MODELS_PATH that a model id names, checked for shape only."""
+def _noun(field: str) -> str:
+    """What a refusal calls the file: "model", or the setting that names it (e.g. "mmproj")."""
+    return field.rpartition(".")[2]
+
+
+def relative_model_path(model: str, field: str = "model") -> PurePosixPath:
+    """The path under MODELS_PATH that a model id (or another GGUF file's id, named by `field`) names, checked for
+    shape only."""
     if not model or "\x00" in model or "\\" in model:
-        raise InvalidArgumentError("model must be a non-empty path or hf:owner/repo:file.gguf", field="model")
+        raise InvalidArgumentError(f"{_noun(field)} must be a non-empty path or hf:owner/repo:file.gguf", field=field)
     if model.startswith(HF_PREFIX):
         repo, _, filename = model[len(HF_PREFIX) :].partition(":")
         parts = repo.split("/")
         if len(parts) != 2 or not all(_REPO_PART.fullmatch(part) for part in parts) or not filename:
-            raise _malformed(model, "is not of the form hf:owner/repo:file.gguf")
+            raise _malformed(model, "is not of the form hf:owner/repo:file.gguf", field)
         relative = PurePosixPath("hf", parts[0], parts[1], filename)
     else:
         relative = PurePosixPath(model)
     if relative.is_absolute() or ".." in relative.parts:
         raise InvalidArgumentError(
-            f"model {model!r} must stay inside MODELS_PATH: give a path relative to it, without '..'",
-            field="model",
+            f"{_noun(field)} {model!r} must stay inside MODELS_PATH: give a path relative to it, without '..'",
+            field=field,
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     if relative.suffix != ".gguf":
-        raise _malformed(model, "must name a .gguf file")
+        raise _malformed(model, "must name a .gguf file", field)
     if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in relative.parts):
-        raise _malformed(model, f"has a path segment longer than {MAX_NAME_BYTES} bytes")
+        raise _malformed(model, f"has a path segment longer than {MAX_NAME_BYTES} bytes", field)
     return relative
 
 
-def resolve_model_path(model: str, models_path: str | None) -> Path:
-    """The real GGUF file for a model id, after following symlinks, inside MODELS_PATH."""
-    relative = relative_model_path(model)
+def resolve_model_path(model: str, models_path: str | None, field: str = "model") -> Path:
+    """The real GGUF file for a model id (or the file `field` names), after following symlinks, inside MODELS_PATH."""
+    relative = relative_model_path(model, field)
     root = models_root(models_path)
     try:
         resolved = (root / relative).resolve()
         is_file = resolved.is_file()
     except (OSError, RuntimeError):  # a symlink loop, or a name the filesystem refuses
         raise NotFoundError(
-            f"model file {relative} cannot be read under MODELS_PATH", reason="MODEL_FILE_NOT_FOUND", field="model"
+            f"{_noun(field)} file {relative} cannot be read under MODELS_PATH",
+            reason="MODEL_FILE_NOT_FOUND",
+            field=field,
         ) from None
     if not resolved.is_relative_to(root):
         raise FailedPreconditionError(
-            f"model {model!r} is a link to a file outside MODELS_PATH, which is not served",
+            f"{_noun(field)} {model!r} is a link to a file outside MODELS_PATH, which is not served",
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     if not is_file:
@@ -78,7 +86,9 @@ def resolve_model_path(model: str, models_path: str | None) -> Path:
             else ""
         )
         raise NotFoundError(
-            f"model file {relative} was not found under MODELS_PATH{how}", reason="MODEL_FILE_NOT_FOUND", field="model"
+            f"{_noun(field)} file {relative} was not found under MODELS_PATH{how}",
+            reason="MODEL_FILE_NOT_FOUND",
+            field=field,
         )
     return resolved
 

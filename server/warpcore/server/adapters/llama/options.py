@@ -10,6 +10,7 @@ from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
 from warpcore.server.core.bounds import MAX_PARALLEL, MAX_PROMPT_CACHE_TOKENS, NUMA_NAMES, parse_numa
 from warpcore.server.core.domain import LocalSettings, NumaStrategy
+from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 Value = TypeVar("Value")
@@ -27,6 +28,9 @@ class LlamaOptions:
     parallel: int
     prompt_cache_tokens: int | None
     """None: as many as the model's context holds."""
+    embedding: bool = False
+    pooling: Pooling | None = None
+    mmproj: str | None = None
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
@@ -64,6 +68,9 @@ class LlamaOptions:
             chat_format=chat_format,
             parallel=parallel,
             prompt_cache_tokens=cache_tokens,
+            embedding=bool(settings.embedding),
+            pooling=settings.pooling,
+            mmproj=settings.mmproj,
         )
 
 

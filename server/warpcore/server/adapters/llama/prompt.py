@@ -11,6 +11,7 @@ from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tokens import Token, TokenCount
 
 # No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
 # context x this cannot fit, whatever its tokens.
@@ -30,9 +31,18 @@ class PreparedPrompt:
 
 
 class PromptPreparer:
+    """Prepares generations and counts prompts, both on the model's prompt thread: one at a time, since the
+    vocabulary is one llama.cpp object."""
+
     def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer) -> None:
         self._template = template
         self._tokenizer = tokenizer
+
+    def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
+        """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
+        tokens = self.prepare(params, context_size, threading.Event()).tokens
+        pieces = tuple(Token(token, self._tokenizer.piece(token)) for token in tokens) if include_tokens else ()
+        return TokenCount(len(tokens), pieces)
 
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens

@@ -6,6 +6,7 @@ import random
 from typing import cast
 
 import llama_cpp
+import numpy as np
 
 from warpcore.server.core.domain import GenerationParams
 
@@ -36,3 +37,21 @@ def new_sampler(params: GenerationParams) -> llama_cpp.llama_sampler_p:
     ):
         llama_cpp.llama_sampler_chain_add(chain, stage)
     return chain
+
+
+def logprobs(ctx: llama_cpp.llama_context_p, row: int, vocabulary_size: int, token: int, top: int) -> Logprobs:
+    """`token`'s log-probability in the model's distribution at `row` (the raw logits, before the sampler's
+    options), and the `top` most likely tokens with theirs, most likely first (ties by token id)."""
+    logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(vocabulary_size,))
+    peak = float(logits.max())
+    log_total = peak + float(np.log(np.exp(logits - peak, dtype=np.float64).sum()))
+    alternatives: list[tuple[int, float]] = []
+    if top:
+        candidates = np.argpartition(-logits, top - 1)[:top]
+        ranked = sorted(candidates.tolist(), key=lambda candidate: (-logits[candidate], candidate))
+        alternatives = [(int(candidate), float(logits[candidate]) - log_total) for candidate in ranked]
+    return float(logits[token]) - log_total, alternatives
+
+
+Logprobs = tuple[float, list[tuple[int, float]]]
+"""A token's log-probability, and the (token, log-probability) of the most likely tokens."""

@@ -17,10 +17,11 @@ from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
-from warpcore.server.adapters.llama.sampling import new_sampler
+from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.core.domain import Finish, FinishReason, GenerationParams, Occupancy
+from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.occupancy import Occupancy
 
 _log = logging.getLogger(__name__)
 
@@ -196,7 +197,12 @@ class BatchScheduler:
 
     def _sample(self, sequence: _Sequence, row: int) -> None:
         token = sequence.sampler.sample(self._native.ctx, row)
-        reason = sequence.text.feed(token)
+        params = sequence.job.params
+        scored = None
+        if params.logprobs:
+            native = self._native
+            scored = logprobs(native.ctx, row, native.vocabulary_size, token, params.top_logprobs)
+        reason = sequence.text.feed(token, scored)
         if reason is None:
             sequence.next_token = token
         else:

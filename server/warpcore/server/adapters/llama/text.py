@@ -8,9 +8,11 @@ from collections.abc import Callable
 import llama_cpp
 
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
+from warpcore.server.adapters.llama.sampling import Logprobs
 from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.adapters.llama.tool_calls import ToolCallText
 from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, TextChunk, ToolCall
+from warpcore.server.core.tokens import TokenLogprob, TopLogprob
 
 Emit = Callable[[GenerationEvent | BaseException], None]
 
@@ -28,14 +30,19 @@ class TokenText:
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
         self._calls = ToolCallText(emit) if tool_calls else None
         self.generated = 0
+        self._pending: list[TokenLogprob] = []
+        """Logprobs of the tokens whose text is held back, sent with the text that releases it."""
 
-    def feed(self, token: int) -> FinishReason | None:
-        """Take one sampled token; the finish reason once the generation must end, else None."""
+    def feed(self, token: int, logprobs: Logprobs | None = None) -> FinishReason | None:
+        """Take one sampled token (and its logprobs when asked for); the finish reason once the generation must end,
+        else None."""
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             return FinishReason.STOP
         self.generated += 1
         # With tools, special tokens are text too: some templates' `<tool_call>` is one.
         piece = self._llama.detokenize([token], special=self._calls is not None)
+        if logprobs is not None:
+            self._pending.append(self._token_logprob(piece, logprobs))
         text, matched = self._scanner.feed(self._utf8.decode(piece))
         self._out(text)
         if matched is not None:
@@ -44,11 +51,15 @@ class TokenText:
             return FinishReason.LENGTH
         return None
 
+    def _token_logprob(self, piece: bytes, logprobs: Logprobs) -> TokenLogprob:
+        logprob, top = logprobs
+        alternatives = tuple(TopLogprob(self._llama.detokenize([token]), value) for token, value in top)
+        return TokenLogprob(piece, logprob, alternatives)
+
     def finish(self, reason: FinishReason) -> Finish:
         """Emit what was held back (unless a stop sequence cut it) and describe the end."""
         if reason is not FinishReason.STOP_SEQUENCE:
-            tail = self._scanner.flush() + self._utf8.decode(b"", final=True)
-            self._out(tail)
+            self._out(self._scanner.flush() + self._utf8.decode(b"", final=True))
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
             self._calls.flush()
@@ -62,6 +73,7 @@ class TokenText:
         if not text:
             return
         if self._calls is not None:
-            self._calls.feed(text)
+            self._calls.feed(text)  # a call's arguments carry no logprobs
         else:
-            self._emit(TextChunk(text))
+            self._emit(TextChunk(text, tuple(self._pending)))
+        self._pending.clear()

@@ -33,6 +33,10 @@ class PromptTokenizer:
             return self._tokens(text, add_bos=add_bos)
         return self._pieces_tokens(text, add_bos=add_bos, keep_space=self._space_kept, limit=limit, stop=stop)
 
+    def piece(self, token: int) -> bytes:
+        """The bytes `token` stands for (special tokens as their text)."""
+        return bytes(self._llama.detokenize([token], special=True))
+
     def _tokens(self, text: bytes, *, add_bos: bool) -> list[int]:
         return self._llama.tokenize(text, add_bos=add_bos, special=True)
 

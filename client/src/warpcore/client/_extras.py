@@ -1,0 +1,97 @@
+"""Translation for what goes beyond generating text: image parts, log-probabilities, capabilities, Embed and
+CountTokens; shared by both clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from warpcore.client._types import (
+    Capabilities,
+    EmbedResponse,
+    Part,
+    Token,
+    TokenCount,
+    TokenLogprob,
+    TopLogprob,
+)
+from warpcore.v1 import capabilities_pb2 as capb
+from warpcore.v1 import content_pb2 as cpb
+from warpcore.v1 import embeddings_pb2 as epb
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tokens_pb2 as tpb
+
+_POOLING = {"mean": epb.POOLING_MEAN, "cls": epb.POOLING_CLS, "last": epb.POOLING_LAST}
+
+
+def pooling(name: str | None) -> epb.Pooling.ValueType:
+    if name is None:
+        return epb.POOLING_UNSPECIFIED
+    try:
+        return _POOLING[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(_POOLING)}") from None
+
+
+def content_parts(parts: Iterable[Part]) -> list[cpb.ContentPart]:
+    """Strings as text parts, Image values as image parts (by bytes or by URL)."""
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(cpb.ContentPart(text=part))
+        elif part.url:
+            out.append(cpb.ContentPart(image=cpb.ImagePart(url=part.url)))
+        else:
+            out.append(cpb.ContentPart(image=cpb.ImagePart(data=part.data, media_type=part.media_type)))
+    return out
+
+
+def logprobs_from(scored: Iterable[tpb.TokenLogprob]) -> tuple[TokenLogprob, ...]:
+    return tuple(
+        TokenLogprob(
+            token.token,
+            token.bytes,
+            token.logprob,
+            tuple(TopLogprob(top.token, top.bytes, top.logprob) for top in token.top_logprobs),
+        )
+        for token in scored
+    )
+
+
+def capabilities_from(model: pb.Model) -> Capabilities | None:
+    if not model.HasField("capabilities"):
+        return None
+    found: capb.ModelCapabilities = model.capabilities
+    return Capabilities(
+        generate=found.generate,
+        embed=found.embed,
+        count_tokens=found.count_tokens,
+        images=found.images,
+        logprobs=found.logprobs,
+        tools=found.tools,
+    )
+
+
+def embed_request(
+    model_id: str,
+    inputs: str | Sequence[str],
+    dimensions: int | None,
+    normalize: bool | None,
+    truncate: bool | None,
+) -> epb.EmbedRequest:
+    """One text or several; None leaves an option to the server."""
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    options = epb.EmbedOptions(dimensions=dimensions, normalize=normalize, truncate=truncate)
+    return epb.EmbedRequest(model_id=model_id, inputs=texts, options=options)
+
+
+def embed_from(response: epb.EmbedResponse) -> EmbedResponse:
+    return EmbedResponse(
+        embeddings=[list(embedding.values) for embedding in response.embeddings],
+        prompt_tokens=response.prompt_tokens,
+        upstream_request_id=response.upstream_request_id,
+    )
+
+
+def count_from(response: pb.CountTokensResponse) -> TokenCount:
+    count = response.count
+    return TokenCount(count.prompt_tokens, [Token(token.id, token.piece) for token in count.tokens])

@@ -1,0 +1,34 @@
+"""Tokens as callers see them: a prompt's exact size (CountTokens) and generated tokens' log-probabilities."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    piece: bytes
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    prompt_tokens: int
+    tokens: tuple[Token, ...] = ()
+    """Only when asked for, and where the backend can give them."""
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log-probability under the model (before sampling options reshaped it), and the
+    most likely tokens at its place, most likely first."""
+
+    token: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()

@@ -1,0 +1,114 @@
+"""The rules of tools, tool-call turns, response formats and reasoning options in one generation request."""
+
+from __future__ import annotations
+
+import re
+
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN
+from warpcore.server.core.domain import ChatMessage, GenerationParams, ResponseFormatKind, Role, ToolChoiceMode
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.json_schema import parse_json
+from warpcore.server.core.rules import require
+
+_TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
+
+
+def check_name(name: str, field: str) -> None:
+    require(
+        _TOOL_NAME.fullmatch(name) is not None, field, "a name must be 1 to 64 characters of a-z, A-Z, 0-9, _ and -"
+    )
+
+
+def check_tool_count(count: int) -> None:
+    """Checked by front doors before they parse the tools' schemas, and again with the rest of the request."""
+    require(count <= MAX_TOOLS, "tools", f"at most {MAX_TOOLS} tools")
+
+
+def check_tools(params: GenerationParams) -> frozenset[str]:
+    """The tools and the tool choice; returns the tools' names."""
+    check_tool_count(len(params.tools))
+    names: set[str] = set()
+    for index, tool in enumerate(params.tools):
+        check_name(tool.name, f"tools[{index}].name")
+        require(tool.name not in names, f"tools[{index}].name", f"two tools are named {tool.name!r}")
+        names.add(tool.name)
+        require(
+            tool.parameters.get("type", "object") == "object",
+            f"tools[{index}].parameters",
+            'a tool\'s parameters must be an object schema ("type": "object")',
+        )
+    choice = params.tool_choice
+    if choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
+        require(bool(names), "tool_choice", f"tool choice {choice.mode.value} needs tools")
+    if choice.mode is ToolChoiceMode.NAMED:
+        require(choice.name in names, "tool_choice.name", f"no tool named {choice.name[:64]!r} in tools")
+    else:
+        require(not choice.name, "tool_choice.name", "a tool name goes with the named tool choice only")
+    return frozenset(names)
+
+
+def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[str]) -> None:
+    """Tool calls and results in an order every provider accepts: each call of an assistant turn answered by one
+    tool turn right after it (in any order), before any other turn."""
+    seen: set[str] = set()
+    pending: dict[str, int] = {}  # unanswered call ids -> the index of the assistant turn that made them
+    for index, message in enumerate(messages):
+        field = f"messages[{index}]"
+        if message.role is Role.TOOL:
+            require(bool(message.tool_call_id), f"{field}.tool_call_id", "a tool turn needs the id of its call")
+            require(
+                message.tool_call_id in pending,
+                f"{field}.tool_call_id",
+                f"no call with id {message.tool_call_id[:64]!r} waits for a result: a tool turn answers a call of"
+                " the assistant turn right before it, once",
+            )
+            del pending[message.tool_call_id]
+        else:
+            if pending:
+                call_id, turn = next(iter(pending.items()))
+                raise InvalidArgumentError(
+                    f"call {call_id[:64]!r} of messages[{turn}] has no tool result before this turn", field=field
+                )
+            require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
+            require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
+        if message.role is not Role.ASSISTANT:
+            require(not message.tool_calls, f"{field}.tool_calls", "only an assistant turn carries tool calls")
+            require(not message.reasoning, f"{field}.reasoning", "only an assistant turn carries reasoning")
+        for number, call in enumerate(message.tool_calls):
+            call_field = f"{field}.tool_calls[{number}]"
+            require(bool(call.id), f"{call_field}.id", "a tool call needs an id")
+            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {call.id[:64]!r}")
+            seen.add(call.id)
+            pending[call.id] = index
+            require(call.name in tool_names, f"{call_field}.name", f"no tool named {call.name[:64]!r} in tools")
+            arguments = parse_json(call.arguments, f"{call_field}.arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
+            require(isinstance(arguments, dict), f"{call_field}.arguments", "arguments must be a JSON object")
+        for number, block in enumerate(message.reasoning):
+            if block.redacted:
+                require(
+                    bool(block.signature) and not block.text,
+                    f"{field}.reasoning[{number}]",
+                    "a redacted reasoning block carries its data in signature, and no text",
+                )
+    if pending:
+        call_id, turn = next(iter(pending.items()))
+        raise InvalidArgumentError(f"call {call_id[:64]!r} of messages[{turn}] has no tool result", field="messages")
+
+
+def check_output(params: GenerationParams) -> None:
+    """The response format and the reasoning options."""
+    response_format = params.response_format
+    if response_format is not None:
+        if response_format.kind is ResponseFormatKind.JSON_SCHEMA:
+            require(response_format.schema is not None, "response_format.schema", "json_schema needs a schema")
+            if response_format.name:
+                check_name(response_format.name, "response_format.name")
+        else:
+            require(response_format.schema is None, "response_format.schema", "a schema goes with json_schema only")
+    reasoning = params.reasoning
+    if reasoning is not None and reasoning.budget_tokens is not None:
+        require(
+            1 <= reasoning.budget_tokens < params.max_tokens,
+            "reasoning.budget_tokens",
+            "budget_tokens must be at least 1 and less than max_tokens",
+        )

@@ -1,0 +1,93 @@
+"""Protobuf to domain values and back for what goes beyond generating text: Embed, CountTokens, image parts,
+the log-probabilities of deltas and a model's capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from warpcore.server.core.capabilities import Capabilities
+from warpcore.server.core.content import ContentPart, ImagePart, TextPart
+from warpcore.server.core.domain import TextChunk
+from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.rules import require
+from warpcore.server.core.tokens import TokenCount
+from warpcore.v1 import capabilities_pb2 as capb
+from warpcore.v1 import content_pb2 as cpb
+from warpcore.v1 import embeddings_pb2 as epb
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tokens_pb2 as tpb
+
+
+def content_parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
+    out: list[ContentPart] = []
+    for number, part in enumerate(parts):
+        kind = part.WhichOneof("part")
+        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
+        if kind == "text":
+            out.append(TextPart(part.text))
+            continue
+        image = part.image
+        source = image.WhichOneof("source")
+        out.append(
+            ImagePart(
+                data=image.data if source == "data" else b"",
+                media_type=image.media_type,
+                url=image.url if source == "url" else "",
+            )
+        )
+    return tuple(out)
+
+
+def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
+    """A text delta, with its tokens' log-probabilities when asked for."""
+    logprobs = [
+        tpb.TokenLogprob(
+            token=_text(token.token),
+            bytes=token.token,
+            logprob=token.logprob,
+            top_logprobs=[
+                tpb.TopLogprob(token=_text(top.token), bytes=top.token, logprob=top.logprob) for top in token.top
+            ],
+        )
+        for token in chunk.logprobs
+    ]
+    return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
+
+
+def _text(token: bytes) -> str:
+    return token.decode("utf-8", errors="replace")
+
+
+def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:
+    options = request.options
+    return EmbedParams(
+        inputs=tuple(request.inputs),
+        dimensions=options.dimensions if options.HasField("dimensions") else None,
+        normalize=options.normalize if options.HasField("normalize") else True,
+        truncate=options.truncate,
+        timeout=time_remaining,
+    )
+
+
+def embed_response(embeddings: Embeddings) -> epb.EmbedResponse:
+    return epb.EmbedResponse(
+        embeddings=[epb.Embedding(values=vector) for vector in embeddings.vectors],
+        prompt_tokens=embeddings.prompt_tokens,
+        upstream_request_id=embeddings.upstream_request_id,
+    )
+
+
+def token_count_response(count: TokenCount) -> pb.CountTokensResponse:
+    tokens = [tpb.Token(id=token.id, piece=token.piece) for token in count.tokens]
+    return pb.CountTokensResponse(count=tpb.TokenCount(prompt_tokens=count.prompt_tokens, tokens=tokens))
+
+
+def capabilities_message(capabilities: Capabilities) -> capb.ModelCapabilities:
+    return capb.ModelCapabilities(
+        generate=capabilities.generate,
+        embed=capabilities.embed,
+        count_tokens=capabilities.count_tokens,
+        images=capabilities.images,
+        logprobs=capabilities.logprobs,
+        tools=capabilities.tools,
+    )

@@ -1,0 +1,150 @@
+"""CountTokens end to end: the exact prompt size Generate reports, from llama.cpp's own template and tokenizer and
+from Anthropic's count_tokens API (the real SDK against the fake); OpenAI has no exact count and says so."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import collect, greedy, load_tiny, rich_details
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import load, prompt
+from tests.test_embeddings import load_tiny_embedder
+from tests.tool_wire import WEATHER
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+
+def chat(model_id: str = "tiny", system: str | None = "Be brief.") -> pb.GenerateRequest:
+    return pb.GenerateRequest(
+        model_id=model_id,
+        messages=[
+            pb.ChatMessage(role=pb.ROLE_USER, content="the world says hello"),
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, content="hello people"),
+            pb.ChatMessage(role=pb.ROLE_USER, content="and again"),
+        ],
+        options=pb.GenerationOptions(max_tokens=3, temperature=0, system=system),
+    )
+
+
+async def count(stub: Stub, request: pb.GenerateRequest, include_tokens: bool = False) -> pb.CountTokensResponse:
+    return await stub.CountTokens(pb.CountTokensRequest(request=request, include_tokens=include_tokens))
+
+
+async def refused(stub: Stub, request: pb.CountTokensRequest) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CountTokens(request)
+    return raised.value
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+async def test_counts_equal_the_prompt_usage_generate_reports(stub: Stub, parallel: int) -> None:
+    await load_tiny(stub, parallel=parallel)
+    for request in (greedy("the world", 3), greedy("the world", 3, system="Be brief."), chat(), chat(system=None)):
+        counted = (await count(stub, request)).count
+        _, result = await collect(stub.Generate(request))
+        assert counted.prompt_tokens == result.usage.prompt_tokens > 1
+        assert not counted.tokens  # only when asked for
+
+
+async def test_tokens_and_pieces_spell_the_rendered_prompt(stub: Stub) -> None:
+    await load_tiny(stub)
+    counted = (await count(stub, chat(), include_tokens=True)).count
+    assert len(counted.tokens) == counted.prompt_tokens
+    spelled = b"".join(token.piece for token in counted.tokens)
+    for text in (b"Be brief.", b"the world says hello", b"hello people", b"and again"):
+        assert text in spelled
+    assert spelled.index(b"Be brief.") < spelled.index(b"the world") < spelled.index(b"and again")
+    plain = (await count(stub, greedy("the world", 3), include_tokens=True)).count
+    assert b"".join(token.piece for token in plain.tokens).endswith(b"the world")
+
+
+async def test_a_prompt_too_long_for_the_context_is_refused_as_generate_refuses_it(stub: Stub) -> None:
+    await load_tiny(stub, context_size=16)
+    request = greedy(" ".join(["the world"] * 20), 3)
+    error = await refused(stub, pb.CountTokensRequest(request=request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+
+
+async def test_bad_requests_and_models_that_cannot_count(stub: Stub) -> None:
+    await load_tiny_embedder(stub)
+    error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="tiny-embed")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(error)[0].reason == "MODEL_LOADED_FOR_EMBEDDINGS"
+    error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="")))
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["request.model_id"])
+    error = await refused(stub, pb.CountTokensRequest(request=pb.GenerateRequest(model_id="tiny-embed")))
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["request.prompt"])
+    error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="tiny-embed", top_k=0)))
+    assert rich_details(error)[1] == ["request.options.top_k"]
+    error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="nobody")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_anthropic_counts_through_its_count_tokens_api(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    await load(stub, anthropic_upstream)
+    anthropic_upstream.script.prompt_tokens = 23
+    request = chat(model_id="m")
+    counted = (await count(stub, request)).count
+    _, result = await collect(stub.Generate(request))
+    assert counted.prompt_tokens == result.usage.prompt_tokens == 23
+    sent = next(r for r in anthropic_upstream.requests if r.path == "/v1/messages/count_tokens")
+    assert sent.body == {
+        "model": anthropic_upstream.models[0],
+        "system": "Be brief.",
+        "messages": [
+            {"role": "user", "content": "the world says hello"},
+            {"role": "assistant", "content": "hello people"},
+            {"role": "user", "content": "and again"},
+        ],
+    }
+    error = await refused(stub, pb.CountTokensRequest(request=request, include_tokens=True))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["include_tokens"]
+
+
+async def test_anthropic_upstream_failure_is_mapped(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    await load(stub, anthropic_upstream)
+    anthropic_upstream.script.status = 401
+    error = await refused(stub, pb.CountTokensRequest(request=prompt()))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_openai_has_no_exact_count(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream)
+    sent_before = len(openai_upstream.requests)
+    error = await refused(stub, pb.CountTokensRequest(request=prompt()))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(error)[0].reason == "TOKEN_COUNT_UNSUPPORTED"
+    assert "exact" in (error.details() or "")
+    assert len(openai_upstream.requests) == sent_before
+
+
+async def test_anthropic_counts_the_tools_and_thinking_generate_sends(
+    stub: Stub, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load(stub, anthropic_upstream)
+    request = pb.GenerateRequest(
+        model_id="m",
+        prompt="weather in Paris?",
+        tools=[WEATHER],
+        options=pb.GenerationOptions(max_tokens=2048, reasoning=tools_pb2.ReasoningOptions(budget_tokens=1024)),
+    )
+    await count(stub, request)
+    await collect(stub.Generate(request))
+    counted, generated = (
+        next(r.body for r in anthropic_upstream.requests if r.path == path)
+        for path in ("/v1/messages/count_tokens", "/v1/messages")
+    )
+    assert counted is not None
+    assert generated is not None
+    assert counted["tools"] == generated["tools"]
+    assert counted["tools"][0]["name"] == "get_weather"
+    assert counted["thinking"] == generated["thinking"] == {"type": "enabled", "budget_tokens": 1024}

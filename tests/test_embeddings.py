@@ -1,0 +1,243 @@
+"""Embed end to end: the real server, the real llama.cpp with the tiny model, the real OpenAI SDK against the fake,
+and each refusal."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.openai_api import FakeOpenAI, fake_embedding
+from tests.hosted import load
+from warpcore.server.core.domain import LocalSettings
+from warpcore.server.core.embeddings import Pooling
+from warpcore.server.preload import ConfigError, read_preload
+from warpcore.v1 import embeddings_pb2 as epb
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+TINY_DIMENSIONS = 64  # the tiny model's embedding length (tests/tiny_model.py)
+TEXTS = ["the world", "people say hello", "a", "the world and the people of the world say hello again"]
+
+
+async def load_tiny_embedder(
+    stub: Stub, model_id: str = "tiny-embed", context_size: int | None = None, pooling: int = 0
+) -> pb.Model:
+    llama_cpp = pb.LlamaCppConfig(embedding=True, pooling=pooling)  # type: ignore[arg-type]
+    response = await stub.LoadModel(
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=TINY_MODEL,
+            model_id=model_id,
+            model_config=pb.ModelConfig(context_size=context_size),
+            backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=llama_cpp)),
+        )
+    )
+    return response.model
+
+
+async def embed(
+    stub: Stub, inputs: Sequence[str], model_id: str = "tiny-embed", **options: object
+) -> epb.EmbedResponse:
+    request = epb.EmbedRequest(model_id=model_id, inputs=inputs, options=epb.EmbedOptions(**options))  # type: ignore[arg-type]
+    return await stub.Embed(request)
+
+
+def vectors(response: epb.EmbedResponse) -> list[list[float]]:
+    return [list(embedding.values) for embedding in response.embeddings]
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+async def refusal(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call  # type: ignore[misc]
+    return raised.value
+
+
+async def test_vectors_have_the_model_size_unit_length_and_one_per_input_in_order(stub: Stub) -> None:
+    await load_tiny_embedder(stub)
+    response = await embed(stub, TEXTS)
+    got = vectors(response)
+    assert len(got) == len(TEXTS)
+    assert all(len(vector) == TINY_DIMENSIONS for vector in got)
+    assert all(math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-5) for vector in got)
+    assert all(math.isclose(cosine(vector, vector), 1.0, rel_tol=1e-6) for vector in got)
+    assert len({tuple(vector) for vector in got}) == len(TEXTS)  # different texts, different vectors
+    assert response.prompt_tokens > len(TEXTS)  # a BOS and at least one token each
+    assert response.upstream_request_id == ""
+
+    reversed_order = vectors(await embed(stub, TEXTS[::-1]))
+    together = [cosine(a, b) for a, b in zip(reversed_order[::-1], got, strict=True)]
+    assert together == pytest.approx([1.0] * len(TEXTS), abs=1e-6)
+
+
+async def test_identical_texts_get_identical_vectors_and_a_batch_equals_one_by_one(stub: Stub) -> None:
+    await load_tiny_embedder(stub)
+    batch = vectors(await embed(stub, [*TEXTS, TEXTS[0]]))
+    assert batch == vectors(await embed(stub, [*TEXTS, TEXTS[0]]))  # the same call, bit for bit the same vectors
+    # llama.cpp's CPU kernels are not batch-invariant: a text's vector changes in its last bits with the texts
+    # decoded beside it, never more.
+    assert cosine(batch[0], batch[-1]) == pytest.approx(1.0, abs=1e-6)
+    one_by_one = [vectors(await embed(stub, [text]))[0] for text in TEXTS]
+    assert one_by_one[0] == vectors(await embed(stub, TEXTS[:1]))[0]
+    for alone, together in zip(one_by_one, batch, strict=False):
+        assert cosine(alone, together) == pytest.approx(1.0, abs=1e-6)
+
+
+async def test_more_texts_than_one_batch_holds_come_back_in_order(stub: Stub) -> None:
+    await load_tiny_embedder(stub, context_size=32)  # a few texts per llama.cpp batch
+    texts = [f"{TEXTS[n % 3]} {n}" for n in range(40)]
+    many = vectors(await embed(stub, texts))
+    assert len(many) == 40
+    for index in (0, 17, 39):
+        assert cosine(vectors(await embed(stub, [texts[index]]))[0], many[index]) == pytest.approx(1.0, abs=1e-6)
+
+
+async def test_normalize_off_gives_the_pooled_vector(stub: Stub) -> None:
+    await load_tiny_embedder(stub)
+    raw = vectors(await embed(stub, TEXTS[:1], normalize=False))[0]
+    unit = vectors(await embed(stub, TEXTS[:1]))[0]
+    length = math.sqrt(sum(x * x for x in raw))
+    assert not math.isclose(length, 1.0, rel_tol=1e-3)
+    assert [x / length for x in raw] == pytest.approx(unit, abs=1e-6)
+
+
+async def test_pooling_setting_changes_the_vectors(stub: Stub) -> None:
+    await load_tiny_embedder(stub, model_id="mean", pooling=epb.POOLING_MEAN)
+    await load_tiny_embedder(stub, model_id="last", pooling=epb.POOLING_LAST)
+    mean = vectors(await embed(stub, TEXTS[1:2], model_id="mean"))[0]
+    last = vectors(await embed(stub, TEXTS[1:2], model_id="last"))[0]
+    assert cosine(mean, last) < 0.9999
+
+
+async def test_an_input_longer_than_the_context_is_refused_unless_truncated(stub: Stub) -> None:
+    await load_tiny_embedder(stub, context_size=16)
+    long_text = " ".join(["the world"] * 40)
+    error = await refusal(embed(stub, ["hello", long_text]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, fields = rich_details(error)
+    assert (info.reason, fields) == ("CONTEXT_LENGTH_EXCEEDED", ["inputs[1]"])
+
+    truncated = await embed(stub, ["hello", long_text], truncate=True)
+    assert len(truncated.embeddings) == 2
+    assert len(truncated.embeddings[1].values) == TINY_DIMENSIONS
+    short = await embed(stub, ["hello"])
+    assert truncated.prompt_tokens == short.prompt_tokens + 16
+
+
+@pytest.mark.parametrize(
+    ("inputs", "options", "field"),
+    [
+        ([], {}, "inputs"),
+        (["ok", ""], {}, "inputs[1]"),
+        (["x"] * 2049, {}, "inputs"),
+        (["ok"], {"dimensions": 0}, "options.dimensions"),
+        (["ok"], {"dimensions": 32}, "options.dimensions"),  # the tiny model's vectors have 64
+    ],
+)
+async def test_bad_requests_name_the_field(stub: Stub, inputs: list[str], options: dict[str, Any], field: str) -> None:
+    await load_tiny_embedder(stub)
+    error = await refusal(embed(stub, inputs, **options))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == [field]
+
+
+async def test_a_generation_model_refuses_to_embed_and_an_embedding_model_to_generate(stub: Stub) -> None:
+    await load_tiny(stub, model_id="tiny")
+    await load_tiny_embedder(stub)
+    error = await refusal(embed(stub, ["hello"], model_id="tiny"))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(error)[0].reason == "MODEL_NOT_LOADED_FOR_EMBEDDINGS"
+    assert "embedding" in (error.details() or "")
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await collect(stub.Generate(greedy("the world", 4, model_id="tiny-embed")))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(raised.value)[0].reason == "MODEL_LOADED_FOR_EMBEDDINGS"
+
+    missing = await refusal(embed(stub, ["hello"], model_id="nobody"))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_pooling_without_embedding_is_refused(stub: Stub) -> None:
+    llama_cpp = pb.LlamaCppConfig(pooling=epb.POOLING_CLS)
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=llama_cpp)),
+    )
+    error = await refusal(stub.LoadModel(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["backend_config.local.llama_cpp.pooling"]
+
+
+async def test_openai_embeddings_through_the_sdk(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.models.append("text-embedding-3-small")
+    await load(stub, openai_upstream, model="text-embedding-3-small")
+    response = await embed(stub, ["one text", "another text here"], model_id="m", dimensions=12)
+    assert vectors(response) == [
+        pytest.approx(fake_embedding("one text", 12), abs=1e-6),
+        pytest.approx(fake_embedding("another text here", 12), abs=1e-6),
+    ]
+    assert response.prompt_tokens == 5
+    assert response.upstream_request_id == openai_upstream.script.request_id
+    sent = openai_upstream.requests[-1]
+    assert (sent.method, sent.path) == ("POST", "/v1/embeddings")
+    assert sent.body is not None
+    assert sent.body["model"] == "text-embedding-3-small"
+    assert sent.body["input"] == ["one text", "another text here"]
+    assert sent.body["dimensions"] == 12
+
+
+@pytest.mark.parametrize(
+    ("options", "field"), [({"normalize": False}, "options.normalize"), ({"truncate": True}, "options.truncate")]
+)
+async def test_openai_refuses_what_its_api_cannot_do(
+    stub: Stub, openai_upstream: FakeOpenAI, options: dict[str, Any], field: str
+) -> None:
+    await load(stub, openai_upstream)
+    sent_before = len(openai_upstream.requests)
+    error = await refusal(embed(stub, ["hello"], model_id="m", **options))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == [field]
+    assert len(openai_upstream.requests) == sent_before  # refused before anything went upstream
+
+
+async def test_openai_upstream_failure_is_mapped(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream)
+    openai_upstream.script.status = 429
+    error = await refusal(embed(stub, ["hello"], model_id="m"))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_anthropic_has_no_embeddings(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    await load(stub, anthropic_upstream)
+    error = await refusal(embed(stub, ["hello"], model_id="m"))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(error)[0].reason == "EMBEDDINGS_UNSUPPORTED"
+    assert "openai" in (error.details() or "")
+
+
+def test_the_preload_file_loads_embedding_models(tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    entry = f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\n[models.local]\nembedding = true\n'
+    config.write_text(entry + 'pooling = "last"\n')
+    (spec,) = read_preload(config, {})
+    assert spec.settings == LocalSettings(embedding=True, pooling=Pooling.LAST)
+    config.write_text(entry + 'pooling = "sideways"\n')
+    with pytest.raises(ConfigError, match=r"models\[0\]\.local\.pooling must be one of mean, cls, last"):
+        read_preload(config, {})
+    config.write_text(entry.replace("embedding = true", 'pooling = "mean"'))
+    with pytest.raises(ConfigError, match=r"models\[0\]\.local\.pooling: pooling applies only"):
+        read_preload(config, {})

@@ -1,0 +1,144 @@
+"""The SDK's embed, count_tokens, logprob options and events, image parts and capabilities, and the CLI's embed and
+tokens commands, against the real server with the tiny model (and the OpenAI fake for images)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.conftest import collect, greedy, load_tiny
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import OPENAI_KEY
+from tests.test_cli import warpcore
+from tests.test_embeddings import load_tiny_embedder
+from tests.test_sdk import blocking
+from warpcore.client import (
+    AsyncClient,
+    Capabilities,
+    Client,
+    FailedPreconditionError,
+    Image,
+    LocalConfig,
+    Message,
+    TextDelta,
+)
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def test_embed_and_count_tokens_with_both_clients(target: str) -> None:
+    async with AsyncClient(target) as client:
+        embedder = await client.load_model("hf:warpcore/tiny:tiny.gguf", model_id="e", embedding=True, pooling="last")
+        assert embedder.capabilities == Capabilities(
+            generate=False, embed=True, count_tokens=False, images=False, logprobs=False, tools=False
+        )
+        await client.load_model("hf:warpcore/tiny:tiny.gguf", model_id="g", config=LocalConfig(parallel=2))
+        one = await client.embed("e", "the world")
+        many = await client.embed("e", ["the world", "people"])
+        assert len(one.embeddings) == 1
+        assert len(many.embeddings) == 2
+        assert len(one.embeddings[0]) == 64
+        assert math.isclose(math.fsum(x * x for x in many.embeddings[0]), 1.0, rel_tol=1e-5)
+        raw = await client.embed("e", ["the world"], normalize=False)
+        assert not math.isclose(math.fsum(x * x for x in raw.embeddings[0]), 1.0, rel_tol=1e-3)
+        with pytest.raises(FailedPreconditionError):
+            await client.embed("g", ["the world"])
+
+        counted = await client.count_tokens("g", messages=[("user", "the world")], include_tokens=True, system="Hi.")
+        response = await client.generate("g", messages=[("user", "the world")], system="Hi.", max_tokens=2)
+        assert counted.prompt_tokens == response.usage.prompt_tokens == len(counted.tokens)
+        assert b"the world" in b"".join(token.piece for token in counted.tokens)
+
+    with Client(target) as sync:
+        vectors = await blocking(sync.embed)("e", ["people", "the world"])
+        assert vectors.embeddings[1] == pytest.approx(many.embeddings[0], abs=1e-4)
+        plain = await blocking(sync.count_tokens)("g", prompt="the world")
+        assert plain.prompt_tokens > 1
+        assert plain.tokens == []
+
+
+async def test_logprobs_in_events_and_in_the_final_response(stub: Stub, target: str) -> None:
+    await load_tiny(stub)
+    async with AsyncClient(target) as client:
+        stream = await client.generate(
+            "tiny", prompt="the world", stream=True, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2
+        )
+        deltas = [event async for event in stream if isinstance(event, TextDelta)]
+        response = await stream.get_final_response()
+    assert all(b"".join(token.bytes for token in delta.logprobs) == delta.text.encode() for delta in deltas)
+    assert len(response.logprobs) == 6
+    assert all(len(token.top_logprobs) == 2 and token.logprob <= 0 for token in response.logprobs)
+    assert "".join(token.token for token in response.logprobs) == response.text
+
+
+async def test_image_parts_from_bytes_a_path_and_a_url(
+    target: str, openai_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG fake")
+    async with AsyncClient(target) as client:
+        await client.load_model(
+            "gpt-4o-mini", backend="openai", model_id="m", api_key=OPENAI_KEY, base_url=openai_upstream.base_url
+        )
+        message = Message(
+            "user",
+            "Compare:",
+            parts=(
+                Image(b"GIF89a", "image/gif"),
+                Image.from_path(picture),
+                Image.from_url("https://x.example/a.webp"),
+                "ok?",
+            ),
+        )
+        await client.generate("m", messages=[message])
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert [part.get("image_url", {}).get("url") or part.get("text") for part in body["messages"][0]["content"]] == [
+        "Compare:",
+        "data:image/gif;base64,R0lGODlh",
+        "data:image/png;base64,iVBORyBmYWtl",
+        "https://x.example/a.webp",
+        "ok?",
+    ]
+    with pytest.raises(ValueError, match="image type"):
+        Image.from_path(tmp_path / "notes.txt")
+
+
+async def test_cli_embed_prints_json_lines_and_tokens_prints_the_count(stub: Stub, target: str) -> None:
+    await load_tiny(stub)
+    await load_tiny_embedder(stub)
+    run = await warpcore(target, "embed", "the world", "people")
+    assert run.code == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [line["input"] for line in lines] == ["the world", "people"]
+    assert all(len(line["embedding"]) == 64 for line in lines)
+    piped = await warpcore(target, "embed", "--no-normalize", stdin="the world\n\npeople\n")
+    assert [json.loads(line)["input"] for line in piped.stdout.splitlines()] == ["the world", "people"]
+
+    counted = await warpcore(target, "tokens", "the world")  # the only model that counts: "tiny"
+    assert counted.code == 0, counted.stderr
+    _, result = await collect_usage(stub, "the world")
+    assert int(counted.stdout.strip()) == result
+    listed = await warpcore(target, "tokens", "--list", "--chat", "--system", "Hi.", "the world")
+    *token_lines, total = listed.stdout.splitlines()
+    assert len(token_lines) == int(total)
+    assert all(line.split("\t")[0].isdigit() for line in token_lines)
+
+    generated = await warpcore(target, "generate", "--max-tokens", "2", "the world")  # not the embedding model
+    assert generated.code == 0, generated.stderr
+
+
+async def collect_usage(stub: Stub, prompt: str) -> tuple[str, int]:
+    text, result = await collect(stub.Generate(greedy(prompt, 2)))
+    return text, result.usage.prompt_tokens
