@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.harness import BenchResult
 
-BENCHES = ("api_gateway", "local_model", "startup")
+BENCHES = ("api_gateway", "local_model", "prompt_cache", "startup")
 LOG_TAIL_LINES = 40
 
 
