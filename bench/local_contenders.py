@@ -230,17 +230,21 @@ class OpenAICompletionsServer(Contender):
         started = time.perf_counter()
         tokens, first, pieces = 0, 0.0, []
         usage: dict[str, Any] = {}
-        async with self._session.post(f"{self._base}/v1/completions", json=body) as response:
-            response.raise_for_status()
-            async for line in response.content:
-                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk["choices"] and chunk["choices"][0]["text"]:
-                    tokens += 1
-                    first = first or time.perf_counter() - started
-                    pieces.append(chunk["choices"][0]["text"])
-                usage = chunk.get("usage") or usage
+        try:
+            async with self._session.post(f"{self._base}/v1/completions", json=body) as response:
+                response.raise_for_status()
+                async for line in response.content:
+                    if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk["choices"] and chunk["choices"][0]["text"]:
+                        tokens += 1
+                        first = first or time.perf_counter() - started
+                        pieces.append(chunk["choices"][0]["text"])
+                    usage = chunk.get("usage") or usage
+        except aiohttp.ClientError as error:  # a server that died: say which, and what it said last
+            assert self._process is not None
+            raise self._process.failure(f"request failed ({error!r})") from error
         # Each chunk is one token, unless text had to wait for the rest of a UTF-8 character; a usage count wins.
         return StreamTiming(
             usage.get("completion_tokens") or tokens,
