@@ -222,7 +222,10 @@ class OpenAICompletionsServer(Contender):
     async def start(self, logs: Path) -> None:
         self._process = await ContenderProcess.start(self.name, self._argv, logs)
         await wait_http_ready(f"{self._base}/v1/models", self._process)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        # A connection per request: xllamacpp's HTTP server may close a kept-alive connection as the client sends
+        # the next request on it, which then fails with "Server disconnected".
+        connector = aiohttp.TCPConnector(force_close=True)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
 
     async def generate(self, text: str, max_tokens: int) -> StreamTiming:
         assert self._session is not None

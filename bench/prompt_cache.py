@@ -8,8 +8,9 @@ import argparse
 import asyncio
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -68,7 +69,7 @@ ASKS = (
 
 
 def system_prompt(session: str, rules: int) -> str:
-    """A concierge's house rules, `rules` of them (about 25 Gemma tokens each); `session` comes first, so that
+    """A concierge's house rules, `rules` of them (about 32 Gemma tokens each); `session` comes first, so that
     prompts of different sessions share no cached beginning."""
     lines = [f"Session {session}. You are the concierge of the Grand Meridian Hotel. Follow these house rules."]
     for index in range(rules):
@@ -77,6 +78,9 @@ def system_prompt(session: str, rules: int) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+PATIENCE = 600.0
+"""Seconds a contender may take over a request before it counts as hung: a prefill of thousands of tokens on a
+machine that others load too can take minutes."""
 PIECE = 128
 """warpcore's prefill piece: its cache keeps whole pieces of a prompt, so less room than this is a full cache."""
 MAX_FILL_PROMPTS = 32
@@ -107,10 +111,14 @@ class MeteredWarpcore(WarpcoreServer):
         return {family.name: family.samples[0].value for family in families if family.name in wanted and family.samples}
 
 
+async def patient(contender: Contender, streams: list[Coroutine[Any, Any, StreamTiming]]) -> list[StreamTiming]:
+    return await bounded(contender, streams, PATIENCE)
+
+
 async def started(lineup: Sequence[Contender], logs: Path) -> None:
     await asyncio.gather(*(contender.start(logs) for contender in lineup))
     for contender in lineup:  # first-call costs (buffers, caches) stay out of the figures
-        await bounded(contender, [contender.generate(system_prompt("warm-up", 1) + question(0), 4)])
+        await patient(contender, [contender.generate(system_prompt("warm-up", 1) + question(0), 4)])
 
 
 async def conversation(contender: Contender, workload: CacheWorkload, session: str) -> list[StreamTiming]:
@@ -118,7 +126,7 @@ async def conversation(contender: Contender, workload: CacheWorkload, session: s
     text, turns = system_prompt(session, workload.rules), []
     for turn in range(workload.turns):
         text += question(turn)
-        (timing,) = await bounded(contender, [contender.generate(text, workload.answer_tokens)])
+        (timing,) = await patient(contender, [contender.generate(text, workload.answer_tokens)])
         turns.append(timing)
         text += timing.text + "\n\n"
     return turns
@@ -127,23 +135,22 @@ async def conversation(contender: Contender, workload: CacheWorkload, session: s
 async def callers(contender: Contender, workload: CacheWorkload, session: str) -> list[StreamTiming]:
     """A warm-up caller, then `callers` at once, each with its own question after the same system prompt."""
     system = system_prompt(session, workload.rules)
-    (warm,) = await bounded(contender, [contender.generate(system + question(0), workload.answer_tokens)])
+    (warm,) = await patient(contender, [contender.generate(system + question(0), workload.answer_tokens)])
     together = [
         contender.generate(system + question(1 + index), workload.answer_tokens) for index in range(workload.callers)
     ]
-    return [warm, *await bounded(contender, together)]
+    return [warm, *await patient(contender, together)]
 
 
-async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload) -> list[Memory]:
-    """RSS after load, then the same distinct prompts to every server, each sized to the room left in the first
-    server's cache, until its gauge reaches the cap (within a prefill piece) or stops growing; RSS again."""
-    loaded = [rss_bytes(server.pids()) for server in servers]
+async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, loaded: Sequence[int]) -> list[Memory]:
+    """The same distinct prompts to every server (RSS after load: `loaded`), each sized to the room left in the
+    first server's cache, until its gauge reaches the cap (within a prefill piece) or stops growing; RSS again."""
     gauges = await servers[0].gauges()
     capacity = int(gauges["warpcore_prompt_cache_capacity_tokens"])
     held, prompts, rules = int(gauges["warpcore_prompt_cache_tokens"]), 0, workload.rules
     while capacity - held >= PIECE and prompts < MAX_FILL_PROMPTS:
         text = system_prompt(f"fill-{prompts}", rules) + question(prompts)
-        timings = [await bounded(server, [server.generate(text, 1)]) for server in servers]
+        timings = [await patient(server, [server.generate(text, 1)]) for server in servers]
         prompts += 1
         before, held = held, int((await servers[0].gauges())["warpcore_prompt_cache_tokens"])
         if held <= before:
@@ -184,13 +191,14 @@ async def measure(workload: CacheWorkload, logs: Path) -> Measured:
     measured.chat_names = [contender.name for contender in chat]
     try:
         await started(chat, logs)
+        loaded = [rss_bytes(server.pids()) for server in (cached, uncached)]
         for round_index in range(workload.rounds):
             for offset in range(len(chat)):
                 contender = chat[(round_index + offset) % len(chat)]
                 turns = await conversation(contender, workload, f"chat-{round_index}")
                 measured.chat[contender.name, round_index] = turns
             print(f"multi-turn chat, round {round_index + 1}/{workload.rounds} done", flush=True)
-        measured.memory = await fill([cached, uncached], workload)
+        measured.memory = await fill([cached, uncached], workload, loaded)
         print("memory done", flush=True)
     finally:
         await asyncio.gather(*(contender.stop() for contender in chat), return_exceptions=True)
@@ -242,7 +250,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--turns", type=int, default=8)
     parser.add_argument("--answer-tokens", type=int, default=32, help="tokens generated per turn")
-    parser.add_argument("--rules", type=int, default=60, help="system prompt length in rules (~25 tokens each)")
+    parser.add_argument("--rules", type=int, default=47, help="system prompt length in rules (~32 tokens each)")
     parser.add_argument("--callers", type=int, default=4, choices=range(1, 5), help="callers sharing a prompt")
     parser.add_argument("--context", type=int, default=4096, help="tokens of context per sequence")
     arguments = parser.parse_args()

@@ -168,15 +168,15 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         rows=ratio_rows,
     )
     memory = Table(
-        caption="warpcore's memory: after load, and after distinct prompts filled the cache to its default cap (the"
-        " same prompts to the server without a cache)",
+        caption="warpcore's memory: after load, and with the cache full at its default cap (the same prompts to the"
+        " server without a cache)",
         columns=[
             "contender",
             "cache capacity tokens",
             "tokens in cache",
             "prompts",
             "RSS after load MiB",
-            "RSS after the prompts MiB",
+            "RSS with the cache full MiB",
         ],
         rows=[
             [m.name, m.capacity, m.cached, m.prompts, round(m.rss_loaded / MIB, 1), round(m.rss_filled / MIB, 1)]
@@ -237,9 +237,10 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         f" the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and **{xllamacpp_slots}**"
         " (llama.cpp's server caches per slot: the callers on other slots than the first caller's prefill the"
         " shared part again).\n"
-        "- **Memory**: after the chat rounds, distinct prompts, each sized to the room left, go to both warpcore"
-        " servers of the chat until `warpcore_prompt_cache_tokens` is within a prefill piece of"
-        " `warpcore_prompt_cache_capacity_tokens` or stops growing; RSS is read from /proc.\n\n"
+        "- **Memory**: RSS (from /proc) of both warpcore servers of the chat after load and a short warm-up"
+        " request, and again after the chat rounds and then distinct prompts, each sized to the room left, until"
+        " `warpcore_prompt_cache_tokens` is within a prefill piece of `warpcore_prompt_cache_capacity_tokens` or"
+        " stops growing (the same prompts to the server without a cache).\n\n"
         "Cached prompt tokens are the servers' own counts (warpcore's `Usage.cached_prompt_tokens`, the OpenAI"
         " usage's `prompt_tokens_details.cached_tokens` where a server sends it, else n/a). The last column of the"
         " chat table counts the turns whose text equals warpcore without its cache, turn for turn."
