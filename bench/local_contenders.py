@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,12 @@ class StreamTiming:
     """Seconds from sending the request to its first text."""
     seconds: float
     """Seconds from sending the request to its end, waiting for a turn included."""
+    text: str = ""
+    """What the stream said, for the benches that carry it forward."""
+    cached_tokens: int | None = None
+    """Prompt tokens the server says it took from its prompt cache, where it says."""
+    prompt_tokens: int | None = None
+    """Prompt tokens as the server counted them, where it says."""
 
     @property
     def rate(self) -> float:
@@ -124,29 +131,41 @@ class DirectLlama(Contender):
 class WarpcoreServer(Contender):
     """`warpcore-server` in its own process, preloading the model from a config file; streams over gRPC."""
 
-    def __init__(self, workload: Workload, parallel: int) -> None:
-        self.name = f"warpcore parallel={parallel}"
+    def __init__(
+        self,
+        workload: Workload,
+        parallel: int,
+        *,
+        name: str | None = None,
+        local: Mapping[str, int] | None = None,
+        arguments: Sequence[str] = (),
+    ) -> None:
+        """`local`: more `[models.local]` settings; `arguments`: more command-line arguments."""
+        self.name = name or f"warpcore parallel={parallel}"
         self._workload = workload
         self._parallel = parallel
+        self._local = dict(local or {})
+        self._arguments = tuple(arguments)
         self._process: ContenderProcess | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: inference_pb2_grpc.InferenceServiceAsyncStub | None = None
 
     async def start(self, logs: Path) -> None:
         workload = self._workload
-        config = logs / f"warpcore-parallel-{self._parallel}.toml"
+        config = logs / f"{self.name.replace(' ', '_').replace('=', '-')}.toml"
+        local = {"threads": THREADS, "parallel": self._parallel, **self._local}
         config.write_text(
             "[[models]]\n"
             f'id = "{WARPCORE_MODEL_ID}"\nbackend = "llama_cpp"\nmodel = "{workload.warpcore_model}"\n'
             f"context_size = {workload.context}\n\n"
-            f"[models.local]\nthreads = {THREADS}\nparallel = {self._parallel}\n"
+            "[models.local]\n" + "".join(f"{key} = {value}\n" for key, value in local.items())
         )
         port = free_port()
         arguments = ("--host", "127.0.0.1", "--port", str(port), "--no-default-model", "--config", str(config))
         # Every stream is admitted at once, so that queueing is the model's own (parallel slots), not the limiter's.
         limits = ("--max-streams-per-model", str(max(workload.levels)), "--models-path", str(workload.models_path))
         self._process = await ContenderProcess.start(
-            self.name, python_module("warpcore.server", *arguments, *limits), logs
+            self.name, python_module("warpcore.server", *arguments, *limits, *self._arguments), logs
         )
         await wait_grpc_serving(f"127.0.0.1:{port}", self._process)
         self._channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -160,13 +179,26 @@ class WarpcoreServer(Contender):
             options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0.0),
         )
         started = time.perf_counter()
-        tokens, first = 0, 0.0
+        first, pieces, usage = 0.0, [], pb.Usage()
         async for frame in self._stub.Generate(request):
             if frame.HasField("delta") and frame.delta.text:
                 first = first or time.perf_counter() - started
+                pieces.append(frame.delta.text)
             elif frame.HasField("result"):
-                tokens = frame.result.usage.completion_tokens
-        return StreamTiming(tokens, first, time.perf_counter() - started)
+                usage = frame.result.usage
+        return StreamTiming(
+            usage.completion_tokens,
+            first,
+            time.perf_counter() - started,
+            "".join(pieces),
+            usage.cached_prompt_tokens,
+            usage.prompt_tokens,
+        )
+
+    def pids(self) -> list[int]:
+        """The server's process and its children, for `rss_bytes`."""
+        assert self._process is not None
+        return self._process.pids()
 
     async def stop(self) -> None:
         if self._channel is not None:
@@ -178,9 +210,11 @@ class WarpcoreServer(Contender):
 class OpenAICompletionsServer(Contender):
     """A server with an OpenAI-compatible /v1/completions endpoint, in its own process; streams over SSE."""
 
-    def __init__(self, name: str, argv: list[str], port: int) -> None:
+    def __init__(self, name: str, argv: list[str], port: int, body: Mapping[str, object] | None = None) -> None:
+        """`body`: more fields of every request."""
         self.name = name
         self._argv = argv
+        self._body = dict(body or {})
         self._base = f"http://127.0.0.1:{port}"
         self._process: ContenderProcess | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -188,26 +222,41 @@ class OpenAICompletionsServer(Contender):
     async def start(self, logs: Path) -> None:
         self._process = await ContenderProcess.start(self.name, self._argv, logs)
         await wait_http_ready(f"{self._base}/v1/models", self._process)
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        # A connection per request: xllamacpp's HTTP server may close a kept-alive connection as the client sends
+        # the next request on it, which then fails with "Server disconnected".
+        connector = aiohttp.TCPConnector(force_close=True)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
 
     async def generate(self, text: str, max_tokens: int) -> StreamTiming:
         assert self._session is not None
-        body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0.0, "stream": True}
+        body = {"prompt": text, "max_tokens": max_tokens, "temperature": 0.0, "stream": True, **self._body}
         started = time.perf_counter()
-        tokens, first, reported = 0, 0.0, None
-        async with self._session.post(f"{self._base}/v1/completions", json=body) as response:
-            response.raise_for_status()
-            async for line in response.content:
-                if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk["choices"] and chunk["choices"][0]["text"]:
-                    tokens += 1
-                    first = first or time.perf_counter() - started
-                if chunk.get("usage"):
-                    reported = chunk["usage"]["completion_tokens"]
+        tokens, first, pieces = 0, 0.0, []
+        usage: dict[str, Any] = {}
+        try:
+            async with self._session.post(f"{self._base}/v1/completions", json=body) as response:
+                response.raise_for_status()
+                async for line in response.content:
+                    if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                        continue
+                    chunk = json.loads(line[6:])
+                    if chunk["choices"] and chunk["choices"][0]["text"]:
+                        tokens += 1
+                        first = first or time.perf_counter() - started
+                        pieces.append(chunk["choices"][0]["text"])
+                    usage = chunk.get("usage") or usage
+        except aiohttp.ClientError as error:  # a server that died: say which, and what it said last
+            assert self._process is not None
+            raise self._process.failure(f"request failed ({error!r})") from error
         # Each chunk is one token, unless text had to wait for the rest of a UTF-8 character; a usage count wins.
-        return StreamTiming(reported or tokens, first, time.perf_counter() - started)
+        return StreamTiming(
+            usage.get("completion_tokens") or tokens,
+            first,
+            time.perf_counter() - started,
+            "".join(pieces),
+            (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+            usage.get("prompt_tokens"),
+        )
 
     async def stop(self) -> None:
         if self._session is not None:
@@ -216,25 +265,32 @@ class OpenAICompletionsServer(Contender):
             await self._process.stop()
 
 
-def llama_cpp_server(workload: Workload) -> OpenAICompletionsServer:
+def llama_cpp_server(workload: Workload, *, ram_cache: bool = False) -> OpenAICompletionsServer:
+    """`ram_cache`: keep the states of earlier prompts in memory (`LlamaRAMCache`, its default size)."""
     port = free_port()
     arguments = (
         *("--model", str(workload.model_path), "--host", "127.0.0.1", "--port", str(port)),
         *("--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", str(workload.context)),
         # Off, so that a second request waits for the first instead of cutting it short.
         *("--interrupt_requests", "False", "--verbose", "False"),
+        *(("--cache", "True", "--cache_type", "ram") if ram_cache else ()),
     )
-    return OpenAICompletionsServer("llama_cpp.server", python_module("llama_cpp.server", *arguments), port)
+    name = "llama_cpp.server RAM cache" if ram_cache else "llama_cpp.server"
+    return OpenAICompletionsServer(name, python_module("llama_cpp.server", *arguments), port)
 
 
-def xllamacpp_server(workload: Workload) -> OpenAICompletionsServer:
+def xllamacpp_server(workload: Workload, slots: int | None = None) -> OpenAICompletionsServer:
+    """llama.cpp's server with `slots` slots (default: the workload's), each keeping its last prompt's cells."""
+    slots = slots or workload.slots
     port = free_port()
     arguments = (
         *("--model", str(workload.model_path), "--port", str(port), "--threads", str(THREADS)),
-        *("--parallel", str(workload.slots), "--context", str(workload.context)),
+        *("--parallel", str(slots), "--context", str(workload.context)),
     )
-    name = f"xllamacpp n_parallel={workload.slots}"
-    return OpenAICompletionsServer(name, python_module("bench.xllamacpp_server", *arguments), port)
+    name = f"xllamacpp n_parallel={slots}"
+    # cache_prompt is the server's default; said here so that a change of default cannot silently turn it off.
+    body = {"cache_prompt": True}
+    return OpenAICompletionsServer(name, python_module("bench.xllamacpp_server", *arguments), port, body)
 
 
 def contenders(workload: Workload) -> list[Contender]:

@@ -34,9 +34,12 @@ def prompt(round_index: int, stream: int) -> str:
     return f"Chapter {number}\n\n{OPENINGS[(round_index + stream) % len(OPENINGS)]}"
 
 
-async def bounded(contender: Contender, streams: list[Coroutine[Any, Any, StreamTiming]]) -> list[StreamTiming]:
-    """All of a round's streams, or an error naming the contender that hung (rather than a silent test timeout)."""
-    seconds = 60 + len(streams) * 30
+async def bounded(
+    contender: Contender, streams: list[Coroutine[Any, Any, StreamTiming]], seconds: float | None = None
+) -> list[StreamTiming]:
+    """All of a round's streams, or an error naming the contender that hung (rather than a silent test timeout)
+    after `seconds` (default: enough for short prompts)."""
+    seconds = seconds or 60 + len(streams) * 30
     try:
         async with asyncio.timeout(seconds):
             return await asyncio.gather(*streams)

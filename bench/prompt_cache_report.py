@@ -1,0 +1,257 @@
+"""The prompt-cache bench's report: time to first token per contender and turn, paired ratios, memory, targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.charts import bar_chart, line_chart
+from bench.harness import BenchResult, Cell, Table, Target, median
+from bench.local_contenders import THREADS, StreamTiming, Workload
+
+NAME = "prompt_cache"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CacheWorkload:
+    model: Workload
+    """The model and its context (`slots`: the callers of the shared system prompt)."""
+    rules: int
+    """The system prompt's length in house rules."""
+    turns: int
+    answer_tokens: int
+    rounds: int
+
+    @property
+    def callers(self) -> int:
+        return self.model.slots
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A warpcore server's memory after load and after prompts that fill its cache (gauges 0: no cache)."""
+
+    name: str
+    capacity: int
+    cached: int
+    prompts: int
+    rss_loaded: int
+    rss_filled: int
+
+
+@dataclass
+class Measured:
+    """Per (contender, round): a conversation's turns, or a shared-prompt round's streams (the warm-up first)."""
+
+    chat: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
+    shared: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
+    memory: list[Memory] = field(default_factory=list)
+    chat_names: list[str] = field(default_factory=list)
+    shared_names: list[str] = field(default_factory=list)
+
+
+Statistic = Callable[[list[StreamTiming]], float]
+
+
+def later_turns(turns: list[StreamTiming]) -> float:
+    """Median time to first token of turns 2 and later: what the cache is for."""
+    return median(turn.first_token for turn in turns[1:])
+
+
+def callers(streams: list[StreamTiming]) -> float:
+    """Median time to first token of the callers after the warm-up."""
+    return median(stream.first_token for stream in streams[1:])
+
+
+def over_rounds(runs: dict[tuple[str, int], list[StreamTiming]], name: str, rounds: int, statistic: Statistic) -> float:
+    return median(statistic(runs[name, index]) for index in range(rounds))
+
+
+def paired(
+    runs: dict[tuple[str, int], list[StreamTiming]], slower: str, faster: str, rounds: int, statistic: Statistic
+) -> float:
+    """Median over rounds of slower's / faster's statistic, each pair measured in the same round."""
+    return median(statistic(runs[slower, index]) / statistic(runs[faster, index]) for index in range(rounds))
+
+
+def cached(streams: Sequence[StreamTiming]) -> Cell:
+    counts = [stream.cached_tokens for stream in streams]
+    return "n/a" if any(count is None for count in counts) else round(median(count or 0 for count in counts))
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResult:
+    rounds, turns = workload.rounds, workload.turns
+    cache, no_cache, xllamacpp, llama_server = measured.chat_names
+    chat = measured.chat
+    chat_rows: list[list[Cell]] = []
+    for name in measured.chat_names:
+        conversations = [chat[name, index] for index in range(rounds)]
+        same = sum(
+            ours.text == theirs.text
+            for index in range(rounds)
+            for ours, theirs in zip(chat[name, index], chat[no_cache, index], strict=True)
+        )
+        chat_rows.append(
+            [
+                name,
+                ms(median(turns[0].first_token for turns in conversations)),
+                ms(over_rounds(chat, name, rounds, later_turns)),
+                cached([turn for turns in conversations for turn in turns[1:]]),
+                conversations[0][-1].prompt_tokens or "n/a",
+                f"{same}/{rounds * turns}",
+            ]
+        )
+    chat_table = Table(
+        caption=f"Multi-turn chat: time to first token, medians over {rounds} rounds",
+        columns=[
+            "contender",
+            "TTFT turn 1 ms",
+            f"TTFT turns 2-{turns} ms",
+            f"cached prompt tokens, turns 2-{turns}",
+            f"prompt tokens at turn {turns}",
+            "turns with warpcore no cache's text",
+        ],
+        rows=chat_rows,
+    )
+    shared = measured.shared
+    batched, batched_no_cache, xllamacpp_slots = measured.shared_names
+    shared_rows: list[list[Cell]] = [
+        [
+            name,
+            ms(median(shared[name, index][0].first_token for index in range(rounds))),
+            ms(over_rounds(shared, name, rounds, callers)),
+            ms(median(max(s.first_token for s in shared[name, index][1:]) for index in range(rounds))),
+            cached([stream for index in range(rounds) for stream in shared[name, index][1:]]),
+        ]
+        for name in measured.shared_names
+    ]
+    shared_table = Table(
+        caption=f"Shared system prompt, {workload.callers} callers at once after a warm-up caller: time to first"
+        f" token, medians over {rounds} rounds",
+        columns=[
+            "contender",
+            "warm-up TTFT ms",
+            "callers' TTFT ms",
+            "slowest caller's TTFT ms",
+            "cached prompt tokens",
+        ],
+        rows=shared_rows,
+    )
+    speedup = paired(chat, no_cache, cache, rounds, later_turns)
+    versus_llama = paired(chat, xllamacpp, cache, rounds, later_turns)
+    versus_slots = paired(shared, xllamacpp_slots, batched, rounds, callers)
+    ratio_rows: list[list[Cell]] = [
+        ["multi-turn chat", f"{no_cache} / {cache}", round(speedup, 3)],
+        ["multi-turn chat", f"{xllamacpp} / {cache}", round(versus_llama, 3)],
+        [
+            "multi-turn chat",
+            f"{llama_server} / {cache}",
+            round(paired(chat, llama_server, cache, rounds, later_turns), 3),
+        ],
+        [
+            "shared system prompt",
+            f"{batched_no_cache} / {batched}",
+            round(paired(shared, batched_no_cache, batched, rounds, callers), 3),
+        ],
+        ["shared system prompt", f"{xllamacpp_slots} / {batched}", round(versus_slots, 3)],
+    ]
+    ratios = Table(
+        caption="Time to first token ratios (higher: warpcore's cache faster), each the median over rounds of a pair"
+        " measured in the same round",
+        columns=["workload", "ratio", "value"],
+        rows=ratio_rows,
+    )
+    memory = Table(
+        caption="warpcore's memory: after load, and with the cache full at its default cap (the same prompts to the"
+        " server without a cache)",
+        columns=[
+            "contender",
+            "cache capacity tokens",
+            "tokens in cache",
+            "prompts",
+            "RSS after load MiB",
+            "RSS with the cache full MiB",
+        ],
+        rows=[
+            [m.name, m.capacity, m.cached, m.prompts, round(m.rss_loaded / MIB, 1), round(m.rss_filled / MIB, 1)]
+            for m in measured.memory
+        ],
+    )
+    targets = [
+        Target(f"multi-turn chat: TTFT turns 2-{turns}, {no_cache} / {cache}", round(speedup, 3), ">=", 5.0, "x"),
+        Target(f"multi-turn chat: TTFT turns 2-{turns}, {xllamacpp} / {cache}", round(versus_llama, 3), ">=", 1.0, "x"),
+        Target(
+            f"shared system prompt: callers' TTFT, {xllamacpp_slots} / {batched}",
+            round(versus_slots, 3),
+            ">=",
+            2.0,
+            "x",
+        ),
+    ]
+    later = list(range(2, turns + 1))
+    charts = [
+        line_chart(
+            out / f"{NAME}_turns.png",
+            "Multi-turn chat: time to first token by turn (median over rounds)",
+            "turn",
+            "ms (log scale)",
+            later,
+            {
+                name: [
+                    median(chat[name, index][turn - 1].first_token for index in range(rounds)) * 1000 for turn in later
+                ]
+                for name in measured.chat_names
+            },
+            log_y=True,
+        ),
+        bar_chart(
+            out / f"{NAME}_shared.png",
+            f"Shared system prompt: {workload.callers} callers' median TTFT (ms)",
+            "ms",
+            {name: over_rounds(shared, name, rounds, callers) * 1000 for name in measured.shared_names},
+        ),
+    ]
+    model = workload.model
+    system_tokens = measured.shared[batched, 0][0].prompt_tokens
+    description = (
+        f"`{model.model_path.name}`, greedy (temperature 0), raw completions (the same text for every contender),"
+        f" {THREADS} threads and {model.context} tokens of context per sequence for everyone. The system prompt is"
+        f" a hotel concierge's {workload.rules} house rules ({system_tokens} tokens with a first question, as warpcore"
+        " counts them), a new one every round, so that no round starts from an earlier one's cache. Within a round"
+        " the contenders run one after another in an order that rotates; ratios are taken pair by pair within a"
+        " round. TTFT is from sending the request to its first text.\n\n"
+        f"- **Multi-turn chat**: {turns} turns of {workload.answer_tokens} generated tokens; each turn's prompt is"
+        " the previous prompt, the contender's own answer and the next question. One conversation at a time, so"
+        f" every server has one slot: **{cache}** (`parallel = 1`, prompt cache at its default cap, the context"
+        " size; it keeps whole prefill pieces of prompts, never the answer, so that a hit gives the same text: a"
+        " later turn prefills the answer, the question and the rest of the last piece),"
+        f" **{no_cache}** (`prompt_cache_tokens = 0`), **{xllamacpp}** (llama.cpp's server from the `xllamacpp`"
+        f" wheel, `cache_prompt` on: its slot keeps the last request's cells, answer included), **{llama_server}**"
+        " (llama-cpp-python's server with `--cache True --cache_type ram`: `LlamaRAMCache` at its default size, on"
+        " top of its reuse of the previous request's matching tokens, answer included).\n"
+        f"- **Shared system prompt**: one caller, then {workload.callers} at once, each with its own question after"
+        f" the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and **{xllamacpp_slots}**"
+        " (llama.cpp's server caches per slot: the callers on other slots than the first caller's prefill the"
+        " shared part again).\n"
+        "- **Memory**: RSS (from /proc) of both warpcore servers of the chat after load and a short warm-up"
+        " request, and again after the chat rounds and then distinct prompts, each sized to the room left, until"
+        " `warpcore_prompt_cache_tokens` is within a prefill piece of `warpcore_prompt_cache_capacity_tokens` or"
+        " stops growing (the same prompts to the server without a cache).\n\n"
+        "Cached prompt tokens are the servers' own counts (warpcore's `Usage.cached_prompt_tokens`, the OpenAI"
+        " usage's `prompt_tokens_details.cached_tokens` where a server sends it, else n/a). The last column of the"
+        " chat table counts the turns whose text equals warpcore without its cache, turn for turn."
+    )
+    return BenchResult(
+        title="Prompt cache: multi-turn chat and a shared system prompt, warpcore against xllamacpp and"
+        " llama_cpp.server",
+        description=description,
+        tables=[chat_table, shared_table, ratios, memory],
+        targets=targets,
+        charts=[chart.name for chart in charts],
+    )
