@@ -14,7 +14,7 @@ import grpc
 import httpx2
 import openai
 import pytest
-from anthropic.types import MessageParam, ToolParam
+from anthropic.types import MessageParam
 
 from tests.conftest import serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -34,17 +34,20 @@ from tests.tool_wire import WEATHER, WEATHER_SCHEMA
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, tools_pb2
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
-TOOL: ToolParam = {"name": "get_weather", "description": "The weather in a city", "input_schema": WEATHER_SCHEMA}
+TOOL: dict[str, Any] = {"name": "get_weather", "description": "The weather in a city", "input_schema": WEATHER_SCHEMA}
 TURNS: list[MessageParam] = [
     *anthropic_messages("the world says hello"),
     {"role": "assistant", "content": "hello people"},
     *anthropic_messages("and again"),
 ]
+
+NONSENSE: Any = {"role": "user", "content": [{"type": "nonsense"}]}
+"""A turn with a block of no known type."""
 
 
 @pytest.fixture
@@ -88,9 +91,7 @@ async def test_openai_sdk_embeddings_equal_the_grpc_vectors(doors: Doors, door_s
     assert one.usage.prompt_tokens < expected.prompt_tokens
 
 
-async def test_the_sdk_asks_for_base64_by_default_and_gets_little_endian_float32(
-    doors: Doors, door_stub: Stub
-) -> None:
+async def test_the_sdk_asks_for_base64_by_default_and_gets_little_endian_float32(doors: Doors, door_stub: Stub) -> None:
     await load_tiny_embedder(door_stub)
     expected = vectors(await embed(door_stub, TEXTS[:2]))
     async with async_openai_client(doors) as client:
@@ -174,6 +175,7 @@ async def grpc_count(stub: Stub, tools: bool) -> int:
         ],
         options=pb.GenerationOptions(max_tokens=3, system="Be brief."),
         tools=[WEATHER] if tools else [],
+        tool_choice=tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED) if tools else None,
     )
     response = await stub.CountTokens(pb.CountTokensRequest(request=request))
     return response.count.prompt_tokens
@@ -185,7 +187,8 @@ async def test_anthropic_count_tokens_equals_grpc_and_the_prompt_usage_of_messag
 ) -> None:
     counts: dict[bool, int] = {}
     for tools in (False, True):
-        options: Mapping[str, Any] = {"tools": [TOOL]} if tools else {}
+        # The tiny model's template declares no tool-call format: a call is then required, and enforced by grammar.
+        options: Mapping[str, Any] = {"tools": [TOOL], "tool_choice": {"type": "any"}} if tools else {}
         with anthropic_client(tiny_door) as client:
             counted = await asyncio.to_thread(
                 client.messages.count_tokens, model="tiny", messages=TURNS, system="Be brief.", **options
@@ -245,9 +248,7 @@ async def test_count_tokens_refusals_in_anthropic_shape(
         with pytest.raises(anthropic.BadRequestError) as no_messages:
             await client.messages.count_tokens(model="tiny", messages=[])
         with pytest.raises(anthropic.BadRequestError) as bad_block:
-            await client.messages.count_tokens(
-                model="tiny", messages=[{"role": "user", "content": [{"type": "nonsense"}]}]  # type: ignore[list-item]
-            )
+            await client.messages.count_tokens(model="tiny", messages=[NONSENSE])
         with pytest.raises(anthropic.NotFoundError):
             await client.messages.count_tokens(model="nobody", messages=TURNS)
     for raised in (openai_model, embedding_model, no_messages, bad_block):

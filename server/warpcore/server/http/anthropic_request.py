@@ -48,12 +48,10 @@ class MessagesRequest:
     stream: bool
 
 
-COUNTING_MAX_TOKENS = 1
-"""What stands in for `max_tokens`, which count_tokens requests lack: the prompt does not depend on it."""
-
-
-def messages_request(body: Json, *, counting: bool = False) -> MessagesRequest:
-    """A Messages request, or with `counting` the body of a count_tokens one (no `max_tokens`)."""
+def messages_request(body: Json, counted_max_tokens: int | None = None) -> MessagesRequest:
+    """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
+    `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
+    below it)."""
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
@@ -66,7 +64,7 @@ def messages_request(body: Json, *, counting: bool = False) -> MessagesRequest:
     params = GenerationParams(
         prompt=None,
         messages=tuple(messages),
-        max_tokens=COUNTING_MAX_TOKENS if counting else integer(body, "max_tokens", required=True) or 0,
+        max_tokens=counted_max_tokens or integer(body, "max_tokens", required=True) or 0,
         system=_system(body),
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),

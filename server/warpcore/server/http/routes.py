@@ -147,9 +147,12 @@ async def embeddings(request: web.Request) -> web.Response:
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt tokens of a Messages request, translated as `messages` translates it: the same count as the
     generation's prompt usage."""
-    call = anthropic_request.messages_request(await _json_body(request), counting=True)
+    engine = request.app[ENGINE]
+    # The largest max_tokens allowed stands in for the one the body lacks: any thinking budget a generation may
+    # have fits under it.
+    call = anthropic_request.messages_request(await _json_body(request), engine.limits.max_tokens)
     request[MODEL] = call.model
-    count = await request.app[ENGINE].count_tokens(call.model, call.params, include_tokens=False)
+    count = await engine.count_tokens(call.model, call.params, include_tokens=False)
     return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
 
 
