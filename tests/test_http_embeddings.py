@@ -272,3 +272,26 @@ async def test_both_routes_ask_for_the_token(server_env: Mapping[str, str]) -> N
         async with async_anthropic_client(doors, token) as anthropic_sdk:
             with pytest.raises(anthropic.NotFoundError):  # past the token: no such model
                 await anthropic_sdk.messages.count_tokens(model="tiny", messages=TURNS)
+
+
+async def test_access_log_and_metrics_name_both_routes(
+    tiny_door: Doors,  # noqa: F811 - the fixture
+    door_stub: Stub,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="warpcore.access")
+    await load_tiny_embedder(door_stub)
+    async with async_openai_client(tiny_door) as client, async_anthropic_client(tiny_door) as anthropic_sdk:
+        await client.embeddings.create(model="tiny-embed", input="hello")
+        await anthropic_sdk.messages.count_tokens(model="tiny", messages=TURNS)
+        with pytest.raises(openai.BadRequestError):
+            await client.embeddings.create(model="tiny", input="hello")
+    lines = [record for record in caplog.records if getattr(record, "protocol", "") == "http"]
+    assert [(line.method, line.code, line.model) for line in lines] == [  # type: ignore[attr-defined]
+        ("/v1/embeddings", "OK", "tiny-embed"),
+        ("/v1/messages/count_tokens", "OK", "tiny"),
+        ("/v1/embeddings", "FAILED_PRECONDITION", "tiny"),
+    ]
+    for method, code in [("/v1/embeddings", "OK"), ("/v1/messages/count_tokens", "OK")]:
+        labels = {"method": method, "code": code, "protocol": "http"}
+        assert tiny_door.engine.metrics.registry.get_sample_value("warpcore_requests_total", labels) == 1.0
