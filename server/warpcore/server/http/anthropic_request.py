@@ -48,7 +48,10 @@ class MessagesRequest:
     stream: bool
 
 
-def messages_request(body: Json) -> MessagesRequest:
+def messages_request(body: Json, counted_max_tokens: int | None = None) -> MessagesRequest:
+    """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
+    `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
+    below it)."""
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
@@ -61,7 +64,7 @@ def messages_request(body: Json) -> MessagesRequest:
     params = GenerationParams(
         prompt=None,
         messages=tuple(messages),
-        max_tokens=integer(body, "max_tokens", required=True) or 0,
+        max_tokens=counted_max_tokens or integer(body, "max_tokens", required=True) or 0,
         system=_system(body),
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),

@@ -15,6 +15,7 @@ from warpcore.server.core.domain import FinishReason
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
@@ -136,6 +137,25 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _generate(request, ANTHROPIC)
 
 
+async def embeddings(request: web.Request) -> web.Response:
+    call = openai_embeddings.embeddings_request(await _json_body(request))
+    request[MODEL] = call.model
+    vectors = await openai_embeddings.embed(request.app[ENGINE], call)
+    return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """The prompt tokens of a Messages request, translated as `messages` translates it: the same count as the
+    generation's prompt usage."""
+    engine = request.app[ENGINE]
+    # The largest max_tokens allowed stands in for the one the body lacks: any thinking budget a generation may
+    # have fits under it.
+    call = anthropic_request.messages_request(await _json_body(request), engine.limits.max_tokens)
+    request[MODEL] = call.model
+    count = await engine.count_tokens(call.model, call.params, include_tokens=False)
+    return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
+
+
 def _model_entry(dialect: Dialect, model: LoadedModel) -> dict[str, Any]:
     if dialect is ANTHROPIC:
         return {"type": "model", "id": model.id, "display_name": model.name, "created_at": "1970-01-01T00:00:00Z"}
@@ -166,5 +186,7 @@ async def get_model(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
