@@ -265,18 +265,15 @@ class OpenAICompletionsServer(Contender):
             await self._process.stop()
 
 
-def llama_cpp_server(workload: Workload, *, ram_cache: bool = False) -> OpenAICompletionsServer:
-    """`ram_cache`: keep the states of earlier prompts in memory (`LlamaRAMCache`, its default size)."""
+def llama_cpp_server(workload: Workload) -> OpenAICompletionsServer:
     port = free_port()
     arguments = (
         *("--model", str(workload.model_path), "--host", "127.0.0.1", "--port", str(port)),
         *("--n_threads", str(THREADS), "--n_threads_batch", str(THREADS), "--n_ctx", str(workload.context)),
         # Off, so that a second request waits for the first instead of cutting it short.
         *("--interrupt_requests", "False", "--verbose", "False"),
-        *(("--cache", "True", "--cache_type", "ram") if ram_cache else ()),
     )
-    name = "llama_cpp.server RAM cache" if ram_cache else "llama_cpp.server"
-    return OpenAICompletionsServer(name, python_module("llama_cpp.server", *arguments), port)
+    return OpenAICompletionsServer("llama_cpp.server", python_module("llama_cpp.server", *arguments), port)
 
 
 def xllamacpp_server(workload: Workload, slots: int | None = None) -> OpenAICompletionsServer:

@@ -248,8 +248,7 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         " chat table counts the turns whose text equals warpcore without its cache, turn for turn."
     )
     return BenchResult(
-        title="Prompt cache: multi-turn chat and a shared system prompt, warpcore against xllamacpp and"
-        " llama_cpp.server",
+        title="Prompt cache: multi-turn chat and a shared system prompt, warpcore against xllamacpp",
         description=description,
         tables=[chat_table, shared_table, ratios, memory],
         targets=targets,

@@ -13,7 +13,7 @@ import pytest
 from tests.tiny_model import CONTEXT
 
 REPO = Path(__file__).resolve().parents[1]
-CHAT = ["warpcore cache", "warpcore no cache", "xllamacpp n_parallel=1", "llama_cpp.server RAM cache"]
+CHAT = ["warpcore cache", "warpcore no cache", "xllamacpp n_parallel=1"]
 SHARED = ["warpcore parallel=4 cache", "warpcore parallel=4 no cache", "xllamacpp n_parallel=4"]
 SMOKE_TURNS = 3
 PIECE = 128  # warpcore's prefill piece: its cache keeps whole pieces
@@ -71,7 +71,6 @@ def test_ratios_and_targets_pair_warpcore_with_its_peers(data: dict[str, Any]) -
     assert [(workload, ratio) for workload, ratio, _ in ratios] == [
         ("multi-turn chat", "warpcore no cache / warpcore cache"),
         ("multi-turn chat", "xllamacpp n_parallel=1 / warpcore cache"),
-        ("multi-turn chat", "llama_cpp.server RAM cache / warpcore cache"),
         ("shared system prompt", "warpcore parallel=4 no cache / warpcore parallel=4 cache"),
         ("shared system prompt", "xllamacpp n_parallel=4 / warpcore parallel=4 cache"),
     ]
