@@ -87,7 +87,7 @@ def ms(seconds: float) -> int:
 
 def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResult:
     rounds, turns = workload.rounds, workload.turns
-    cache, no_cache, xllamacpp, llama_server = measured.chat_names
+    cache, no_cache, xllamacpp = measured.chat_names
     chat = measured.chat
     chat_rows: list[list[Cell]] = []
     for name in measured.chat_names:
@@ -149,11 +149,6 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
     ratio_rows: list[list[Cell]] = [
         ["multi-turn chat", f"{no_cache} / {cache}", round(speedup, 3)],
         ["multi-turn chat", f"{xllamacpp} / {cache}", round(versus_llama, 3)],
-        [
-            "multi-turn chat",
-            f"{llama_server} / {cache}",
-            round(paired(chat, llama_server, cache, rounds, later_turns), 3),
-        ],
         [
             "shared system prompt",
             f"{batched_no_cache} / {batched}",
@@ -232,9 +227,9 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         " size; it keeps whole prefill pieces of prompts, never the answer, so that a hit gives the same text: a"
         " later turn prefills the answer, the question and the rest of the last piece),"
         f" **{no_cache}** (`prompt_cache_tokens = 0`), **{xllamacpp}** (llama.cpp's server from the `xllamacpp`"
-        f" wheel, `cache_prompt` on: its slot keeps the last request's cells, answer included), **{llama_server}**"
-        " (llama-cpp-python's server with `--cache True --cache_type ram`: `LlamaRAMCache` at its default size, on"
-        " top of its reuse of the previous request's matching tokens, answer included).\n"
+        f" wheel, `cache_prompt` on: its slot keeps the last request's cells, answer included)."
+        " llama-cpp-python's server with its RAM cache is left out: on Gemma it cut its stream mid-answer on a later"
+        " turn.\n"
         f"- **Shared system prompt**: one caller, then {workload.callers} at once, each with its own question after"
         f" the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and **{xllamacpp_slots}**"
         " (llama.cpp's server caches per slot: the callers on other slots than the first caller's prefill the"
