@@ -166,8 +166,8 @@ class Client(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
-        request.include_tokens = include_tokens
+        generate, _ = generate_request(model_id, prompt, messages, options)
+        request = pb.CountTokensRequest(request=generate, include_tokens=include_tokens)
         return count_from(self._unary(self.stub.CountTokens, request, timeout))
 
     def pull_model(
@@ -303,8 +303,8 @@ class AsyncClient(_Settings):
         **options: Unpack[GenerationOptions],
     ) -> TokenCount:
         """The exact prompt tokens generate() would use with the same arguments (and the tokens, if asked)."""
-        request = pb.CountTokensRequest(request=generate_request(model_id, prompt, messages, options)[0])
-        request.include_tokens = include_tokens
+        generate, _ = generate_request(model_id, prompt, messages, options)
+        request = pb.CountTokensRequest(request=generate, include_tokens=include_tokens)
         return count_from(await self._unary(self.stub.CountTokens, request, timeout))
 
     def pull_model(
