@@ -88,7 +88,7 @@ def collected() -> Collected:
 
 async def test_openai_stream_and_body_carry_reasoning_text_and_every_call(serve: list[bytes]) -> None:
     stream = OpenAIStream("m", include_usage=True)
-    serve.append(stream.start() + b"".join(stream.feed(event) for event in EVENTS) + stream.end(RESULT.finish))
+    serve.append(stream.start(None) + b"".join(stream.feed(event) for event in EVENTS) + stream.end(RESULT.finish))
     client = openai.AsyncOpenAI(base_url=serve[0].decode(), api_key="k", max_retries=0)
     async with client, client.chat.completions.stream(model="m", messages=[{"role": "user", "content": "?"}]) as events:
         final = await events.get_final_completion()
@@ -114,7 +114,7 @@ async def test_openai_stream_and_body_carry_reasoning_text_and_every_call(serve:
 
 async def test_anthropic_stream_gives_each_parallel_call_its_own_block(serve: list[bytes]) -> None:
     stream = AnthropicStream("m")
-    serve.append(stream.start() + b"".join(stream.feed(event) for event in EVENTS) + stream.end(RESULT.finish))
+    serve.append(stream.start(None) + b"".join(stream.feed(event) for event in EVENTS) + stream.end(RESULT.finish))
     client = anthropic.AsyncAnthropic(base_url=serve[0].decode(), api_key="k", max_retries=0)
     question: list[MessageParam] = [{"role": "user", "content": "?"}]
     async with client, client.messages.stream(model="m", max_tokens=9, messages=question) as events:

@@ -1027,6 +1027,7 @@ class GenerateResponse(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     TOOL_CALL_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
+    PROMPT_USAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def delta(self) -> Global___TextDelta:
         """Newly generated text."""
@@ -1043,6 +1044,15 @@ class GenerateResponse(_message.Message):
     def reasoning(self) -> _tools_pb2.ReasoningDelta:
         """The next piece of the model's reasoning."""
 
+    @_builtins.property
+    def prompt_usage(self) -> Global___Usage:
+        """The prompt's tokens (prompt_tokens, cached_prompt_tokens,
+        cache_creation_tokens; the completion counts are 0), on the stream's first
+        frame when the backend counted the prompt before generating: llama.cpp
+        models, and Anthropic models whose API reports it at the start (an OpenAI
+        API reports it only at the end). The result's usage repeats it.
+        """
+
     def __init__(
         self,
         *,
@@ -1050,10 +1060,11 @@ class GenerateResponse(_message.Message):
         result: Global___GenerateResult | None = ...,
         tool_call: _tools_pb2.ToolCallDelta | None = ...,
         reasoning: _tools_pb2.ReasoningDelta | None = ...,
+        prompt_usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "prompt_usage", b"prompt_usage", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "frame", b"frame", "prompt_usage", b"prompt_usage", "reasoning", b"reasoning", "result", b"result", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["delta", "result", "tool_call", "reasoning"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
@@ -1176,11 +1187,17 @@ class GenerateResult(_message.Message):
     TIMINGS_FIELD_NUMBER: _builtins.int
     UPSTREAM_REQUEST_ID_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
     """Request id reported by an upstream API (OpenAI's x-request-id, Anthropic's
     request-id header); empty for local models.
+    """
+    stop_sequence: _builtins.str
+    """With FINISH_REASON_STOP_SEQUENCE: the stop sequence that ended the text
+    (llama.cpp models, and Anthropic models); empty when the backend does not
+    say which.
     """
     @_builtins.property
     def usage(self) -> Global___Usage:
@@ -1205,10 +1222,11 @@ class GenerateResult(_message.Message):
         timings: Global___Timings | None = ...,
         upstream_request_id: _builtins.str = ...,
         tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
+        stop_sequence: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "stop_sequence", b"stop_sequence", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,9 +6,9 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator
 
-from warpcore.server.core.domain import Finish, GenerationEvent, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, GenerationEvent, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
 
-Delta = TextChunk | ReasoningChunk | ToolCallDelta
+Delta = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta
 
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
@@ -22,7 +22,8 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     frame, so that a fast upstream costs one message per write rather than one per token.
 
     Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
-    or the failure comes after the last text. Closing this generator stops the reading and closes `events`.
+    or the failure comes after the last text. A `PromptUsage` goes out as it comes, ahead of the first delta,
+    never joined. Closing this generator stops the reading and closes `events`.
 
     Nothing after the first delta is read until it is written: reading a burst already buffered keeps this
     process busy for many milliseconds, and on a host with few cores the caller, woken by the first frame, would
@@ -44,7 +45,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 texts.append(event)
                 if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
                     ready.set()
-                    if first_written.is_set():
+                    if first_written.is_set() or type(event) is PromptUsage:
                         await asyncio.sleep(0)
                     else:  # the first frame goes out alone, before the rest of a burst is read
                         await first_written.wait()
@@ -72,8 +73,10 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 for joined in _joined(backlog):
                     yield joined
             elif texts:
-                yield texts.popleft()
-                first_written.set()
+                delta = texts.popleft()
+                yield delta
+                if type(delta) is not PromptUsage:  # the first delta still goes out alone
+                    first_written.set()
             elif finished:
                 break
         for end in ending:

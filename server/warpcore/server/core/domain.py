@@ -233,6 +233,16 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class PromptUsage:
+    """The prompt's size, sent at most once, before any delta, by a backend that knows it before the end (the
+    Finish repeats it). Counted as Finish counts: `prompt_tokens` includes the cached ones."""
+
+    prompt_tokens: int
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class Finish:
     reason: FinishReason
     prompt_tokens: int = 0
@@ -244,9 +254,11 @@ class Finish:
     """Prompt tokens served from a cache (a provider's prompt cache, or the local prefix cache)."""
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
+    stop_sequence: str = ""
+    """With STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
 
 
-GenerationEvent = TextChunk | ReasoningChunk | ToolCallDelta | Finish
+GenerationEvent = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
     LoadSpec,
+    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
@@ -55,7 +56,7 @@ class GenerationResult:
     total: float
 
 
-GenerationOutput = TextChunk | ReasoningChunk | ToolCallDelta | GenerationResult
+GenerationOutput = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta | GenerationResult
 
 
 class Engine:
@@ -125,8 +126,8 @@ class Engine:
             yield frame
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
-        """Deltas (text, reasoning, tool calls), then one GenerationResult; a failure after a delta ends with an
-        ERROR result, then raises."""
+        """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one
+        GenerationResult; a failure after a delta ends with an ERROR result, then raises."""
         started = time.monotonic()
         check_id(model_id, "model_id")
         check_generation(params, self.limits.max_tokens)
@@ -150,7 +151,7 @@ class Engine:
                     if isinstance(event, Finish):
                         yield result(event)
                         return
-                    if first_token_at is None:
+                    if first_token_at is None and type(event) is not PromptUsage:  # the prompt's size is no token
                         first_token_at = _since(started)
                     yield event
             except asyncio.CancelledError:

@@ -1,6 +1,6 @@
-"""Domain generations as Anthropic Messages: the whole message, or its event sequence (message_start, content
-blocks one after another, message_delta, message_stop), which the anthropic SDK's accumulator folds back into the
-same message."""
+"""Domain generations as Anthropic Messages: the whole message, or its event sequence (message_start, with the
+prompt's usage when the backend told it first, content blocks one after another, message_delta, message_stop),
+which the anthropic SDK's accumulator folds back into the same message."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, FinishReason, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.collect import Collected, Part
@@ -23,13 +23,18 @@ STOP_REASONS = {
 }
 
 
-def _usage(finish: Finish) -> dict[str, Any]:
+def _usage(counts: Finish | PromptUsage, output_tokens: int) -> dict[str, Any]:
     return {
-        "input_tokens": finish.prompt_tokens,
-        "output_tokens": finish.completion_tokens,
-        "cache_creation_input_tokens": finish.cache_creation_tokens,
-        "cache_read_input_tokens": finish.cached_prompt_tokens,
+        "input_tokens": counts.prompt_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": counts.cache_creation_tokens,
+        "cache_read_input_tokens": counts.cached_prompt_tokens,
     }
+
+
+def _stop(finish: Finish) -> dict[str, Any]:
+    """The message's stop_reason and stop_sequence (the string that matched, when the backend said which)."""
+    return {"stop_reason": STOP_REASONS[finish.reason], "stop_sequence": finish.stop_sequence or None}
 
 
 def _block(part: Part) -> dict[str, Any]:
@@ -44,8 +49,9 @@ def _block(part: Part) -> dict[str, Any]:
 
 def message(model: str, collected: Collected) -> dict[str, Any]:
     assert collected.result is not None
+    finish = collected.result.finish
     tool_parts = [part for part in collected.parts if part.kind == "tool"]
-    if collected.result.finish.tool_calls and not tool_parts:
+    if finish.tool_calls and not tool_parts:
         # A backend that gave its calls whole, only in the result.
         collected.parts += [Part("tool", call.arguments, id=call.id, name=call.name) for call in collected.tool_calls()]
     return {
@@ -54,9 +60,8 @@ def message(model: str, collected: Collected) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": [_block(part) for part in collected.parts],
-        "stop_reason": STOP_REASONS[collected.reason],
-        "stop_sequence": None,
-        "usage": _usage(collected.result.finish),
+        **_stop(finish),
+        "usage": _usage(finish, finish.completion_tokens),
     }
 
 
@@ -74,10 +79,11 @@ class AnthropicStream:
         self._text = (b"", b"")
         """The open text block's delta event, around its text."""
 
-    def start(self) -> bytes:
+    def start(self, prompt: PromptUsage | None) -> bytes:
+        """message_start, with the prompt's usage when the backend told it (else 0, and message_delta tells it)."""
         head = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": self._model}
         body: dict[str, Any] = {**head, "content": [], "stop_reason": None, "stop_sequence": None}
-        usage = {"input_tokens": 0, "output_tokens": 0}
+        usage = _usage(prompt or PromptUsage(0), 0)
         return event({"type": "message_start", "message": {**body, "usage": usage}}, "message_start")
 
     def _begin(self, block: dict[str, Any], key: tuple[str, int]) -> bytes:
@@ -157,12 +163,11 @@ class AnthropicStream:
         return out
 
     def end(self, finish: Finish) -> bytes:
-        delta = {"stop_reason": STOP_REASONS[finish.reason], "stop_sequence": None}
         closing = self._flush()
-        usage = _usage(finish)
+        usage = _usage(finish, finish.completion_tokens)
         return (
             closing
-            + event({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta")
+            + event({"type": "message_delta", "delta": _stop(finish), "usage": usage}, "message_delta")
             + event({"type": "message_stop"}, "message_stop")
         )
 

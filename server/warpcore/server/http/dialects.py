@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from warpcore.server.core.domain import Finish, GenerationParams
+from warpcore.server.core.domain import Finish, GenerationParams, PromptUsage
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http import anthropic_request, anthropic_response, openai_request, openai_response
@@ -17,7 +17,9 @@ from warpcore.server.http.fields import Json
 
 
 class Stream(Protocol):
-    def start(self) -> bytes: ...
+    def start(self, prompt: PromptUsage | None) -> bytes:
+        """The stream's opening events, with the prompt's usage when the backend told it first."""
+
     def feed(self, output: GenerationOutput) -> bytes: ...
     def end(self, finish: Finish) -> bytes: ...
     def fail(self, error: WarpcoreError, request_id: str) -> bytes: ...
@@ -40,6 +42,9 @@ class Dialect:
     answer: Callable[[str, Collected], dict[str, Any]]
     stream: Callable[[Call], Stream]
     error: Callable[[WarpcoreError, str], dict[str, Any]]
+    early_usage: bool = False
+    """Whether a stream opens as soon as the backend tells the prompt's usage (Anthropic's message_start carries
+    it), rather than with the first delta."""
 
 
 def _openai_call(body: Json) -> Call:
@@ -65,4 +70,5 @@ ANTHROPIC = Dialect(
     answer=anthropic_response.message,
     stream=lambda call: anthropic_response.AnthropicStream(call.model),
     error=anthropic_error,
+    early_usage=True,
 )

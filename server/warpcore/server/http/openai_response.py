@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, FinishReason, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.collect import Collected
@@ -88,7 +88,8 @@ class OpenAIStream:
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         return event(self._choice(delta, finish_reason))
 
-    def start(self) -> bytes:
+    def start(self, prompt: PromptUsage | None) -> bytes:
+        """The role chunk; the prompt's usage has no place before the usage chunk at the end."""
         return self._chunk({"role": "assistant", "content": ""})
 
     def feed(self, output: GenerationOutput) -> bytes:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import FinishReason
+from warpcore.server.core.domain import FinishReason, PromptUsage
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
@@ -67,8 +67,11 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
     async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
-        # sent, so that every refusal is an HTTP status.
+        # sent, so that every refusal is an HTTP status. The prompt's usage comes once the backend has taken the
+        # request: a dialect that reports it opens its stream then, without waiting for the first token.
         first = await anext(outputs)
+        if isinstance(first, PromptUsage) and not (call.stream and dialect.early_usage):
+            first = await anext(outputs)
         if call.stream:
             return await _stream(request, dialect.stream(call), first, outputs)
         collected, recorder = Collected(), Recorder()
@@ -88,7 +91,7 @@ async def _stream(
     request: web.Request, stream: Stream, first: GenerationOutput, outputs: AsyncGenerator[GenerationOutput, None]
 ) -> web.StreamResponse:
     response = await open_stream(request, request_ids(request))
-    pending = stream.start()
+    pending = stream.start(first if isinstance(first, PromptUsage) else None)
     output = first
     recorder = Recorder()
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from warpcore.server.core.access import record_usage
+from warpcore.server.core.domain import PromptUsage
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
@@ -55,12 +56,20 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request: pb.GenerateRequest, context: Context
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
         params = translate.generation_params(request, context.time_remaining())
+        prompt: PromptUsage | None = None
         async for output in self._engine.generate(request.model_id, params):
+            if isinstance(output, PromptUsage):
+                prompt = output  # rides on the first frame: a frame without one of the known kinds would be new
+                continue
             if isinstance(output, GenerationResult):
                 record_usage(output.finish)
-                yield translate.result_frame(output)
+                frame = translate.result_frame(output)
             else:
-                yield tools_translate.delta_frame(output)
+                frame = tools_translate.delta_frame(output)
+            if prompt is not None:
+                frame.prompt_usage.CopyFrom(translate.prompt_usage(prompt))
+                prompt = None
+            yield frame
 
     @streaming_errors
     async def PullModel(

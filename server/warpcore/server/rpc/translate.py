@@ -17,6 +17,7 @@ from warpcore.server.core.domain import (
     LoadSpec,
     LocalSettings,
     NumaStrategy,
+    PromptUsage,
 )
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.engine import GenerationResult
@@ -240,5 +241,14 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
             tool_calls=[
                 tools_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in finish.tool_calls
             ],
+            stop_sequence=finish.stop_sequence,
         )
+    )
+
+
+def prompt_usage(prompt: PromptUsage) -> pb.Usage:
+    return pb.Usage(
+        prompt_tokens=prompt.prompt_tokens,
+        cached_prompt_tokens=prompt.cached_prompt_tokens,
+        cache_creation_tokens=prompt.cache_creation_tokens,
     )

@@ -26,6 +26,7 @@ from warpcore.server.core.domain import (
     ApiSettings,
     FinishReason,
     GenerationParams,
+    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
@@ -74,7 +75,8 @@ STOP_REASONS = {
 class _MessageEvents(EventReader):
     """The events of a streamed message: text, thinking (its signature last) and tool-input pieces in
     content_block_delta, a tool call's id and name and a redacted thinking block in content_block_start, usage in
-    message_start and message_delta, the stop reason in message_delta."""
+    message_start (passed on at once when it counts the prompt) and message_delta, the stop reason and stop sequence
+    in message_delta."""
 
     __slots__ = ("_calls", "_input_tokens")
 
@@ -84,7 +86,7 @@ class _MessageEvents(EventReader):
         """Content block index of each tool_use block -> its call's index, in the order calls began."""
         self._input_tokens = 0
 
-    def deltas(self, event: Any) -> Sequence[Delta]:
+    def deltas(self, event: Any) -> Sequence[Delta | PromptUsage]:
         kind = event.get("type")
         if kind == "content_block_delta":
             if self.finish is None and (delta := self._delta(event["index"], event["delta"])):  # none after the stop
@@ -98,9 +100,13 @@ class _MessageEvents(EventReader):
                 return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
         elif kind == "message_start":
             self._count(event["message"])
+            if self.prompt_tokens:  # a compatible server may count nothing yet: then the Finish tells it
+                return (PromptUsage(self.prompt_tokens, self.cached_prompt_tokens, self.cache_creation_tokens),)
         elif kind == "message_delta":
-            reason = event["delta"]["stop_reason"]
+            delta = event["delta"]
+            reason = delta["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
+            self.stop_sequence = _string(delta.get("stop_sequence") or "")
             self._count(event)
         return NO_DELTAS
 

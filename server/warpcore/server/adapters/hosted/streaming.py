@@ -1,5 +1,6 @@
 """The one skeleton of a hosted adapter: check the listing on load; stream one request, read its events through the
-provider's reader into text, reasoning and tool-call deltas, end with one Finish listing the complete tool calls; map
+provider's reader into the prompt's usage (when the provider gives it first) and text, reasoning and tool-call
+deltas, end with one Finish listing the complete tool calls; map
 every SDK failure through the provider's error table."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from warpcore.server.core.domain import (
     GenerationEvent,
     GenerationParams,
     ModelInfo,
+    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
@@ -79,6 +81,7 @@ class EventReader(ABC):
         "finish",
         "prompt_tokens",
         "reasoning_tokens",
+        "stop_sequence",
     )
 
     def __init__(self) -> None:
@@ -89,11 +92,13 @@ class EventReader(ABC):
         self.cached_prompt_tokens = 0
         self.cache_creation_tokens = 0
         self.reasoning_tokens = 0
+        self.stop_sequence = ""
+        """The stop sequence that ended the answer, when the provider says which."""
 
     @abstractmethod
-    def deltas(self, event: Any) -> Sequence[Delta]:
-        """The deltas `event` adds (text, reasoning, tool-call pieces), in order; raises one of `_MALFORMED` for an
-        event of the wrong shape."""
+    def deltas(self, event: Any) -> Sequence[Delta | PromptUsage]:
+        """The deltas `event` adds (text, reasoning, tool-call pieces), in order, after the prompt's usage when
+        `event` is the first to tell it; raises one of `_MALFORMED` for an event of the wrong shape."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,7 @@ class HostedAdapter(ABC):
             cached_prompt_tokens=reader.cached_prompt_tokens,
             cache_creation_tokens=reader.cache_creation_tokens,
             reasoning_tokens=reader.reasoning_tokens,
+            stop_sequence=reader.stop_sequence,
         )
 
     async def embed(self, params: EmbedParams) -> Embeddings:

@@ -19,7 +19,7 @@ from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.core.domain import Finish, FinishReason, GenerationParams, PromptUsage
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.occupancy import Occupancy
 
@@ -147,6 +147,7 @@ class BatchScheduler:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
             saving_point = self.cache.saving_point(prompt.piece_keys, hit)
+        job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
         self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))

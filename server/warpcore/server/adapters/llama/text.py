@@ -30,6 +30,7 @@ class TokenText:
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
         self._calls = ToolCallText(emit) if tool_calls else None
         self.generated = 0
+        self._stop_sequence = ""
         self._pending: list[TokenLogprob] = []
         """Logprobs of the tokens whose text is held back, sent with the text that releases it."""
 
@@ -46,7 +47,10 @@ class TokenText:
         text, matched = self._scanner.feed(self._utf8.decode(piece))
         self._out(text)
         if matched is not None:
-            return FinishReason.STOP_SEQUENCE if matched in self._prompt.user_stops else FinishReason.STOP
+            if matched not in self._prompt.user_stops:
+                return FinishReason.STOP  # the chat template's end of turn
+            self._stop_sequence = matched
+            return FinishReason.STOP_SEQUENCE
         if self.generated >= self._prompt.budget:
             return FinishReason.LENGTH
         return None
@@ -66,7 +70,11 @@ class TokenText:
             calls = tuple(self._calls.calls)
             reason = FinishReason.TOOL_CALLS if calls and reason is FinishReason.STOP else reason
         return Finish(
-            reason, prompt_tokens=len(self._prompt.tokens), completion_tokens=self.generated, tool_calls=calls
+            reason,
+            prompt_tokens=len(self._prompt.tokens),
+            completion_tokens=self.generated,
+            tool_calls=calls,
+            stop_sequence=self._stop_sequence,
         )
 
     def _out(self, text: str) -> None:
