@@ -14,7 +14,7 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.coalescing import JOIN_BACKLOG, READ_SLICE, coalesced
-from warpcore.server.core.domain import GenerationEvent, TextChunk
+from warpcore.server.core.domain import GenerationEvent, PromptUsage, TextChunk
 from warpcore.server.core.errors import UnavailableError
 from warpcore.v1 import inference_pb2 as pb
 
@@ -114,6 +114,24 @@ async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> No
         await asyncio.sleep(0)  # a writer slower than the reader, as before
     assert "".join(rest) == "".join(BURST[1:])
     assert len(rest) < len(BURST) - 1  # the rest of the burst was read ahead and joined, as before
+
+
+async def test_the_prompt_usage_goes_out_first_alone_and_the_first_delta_still_alone_after_it() -> None:
+    pulled: list[str] = []
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        yield PromptUsage(5, cached_prompt_tokens=2)
+        for text in BURST:
+            pulled.append(text)
+            yield TextChunk(text)
+
+    stream = coalesced(events())
+    assert await anext(stream) == PromptUsage(5, cached_prompt_tokens=2)
+    assert await anext(stream) == TextChunk(BURST[0])
+    for _ in range(3 * READ_SLICE):
+        await asyncio.sleep(0)
+    assert pulled == BURST[:1]  # as without the usage: nothing read past the first delta until it is written
+    await stream.aclose()
 
 
 async def test_usage_and_finish_come_last_after_joined_text(stub: Stub, upstream: FakeUpstream) -> None:
