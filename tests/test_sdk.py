@@ -110,6 +110,11 @@ async def test_async_client_round_trip(target: str) -> None:
         assert isinstance(events[-1], GenerateResult)
         assert (await stream.get_final_response()).text == response.text
 
+        stop = response.text.split()[1]
+        stopped = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stop=["zzz", stop])
+        assert (stopped.finish_reason, stopped.stop_sequence) == (FinishReason.STOP_SEQUENCE, stop)
+        assert response.stop_sequence == ""
+
         assert await client.health() == "SERVING"
         assert [m.id for m in await client.list_models()] == ["tiny"]
         await client.unload_model("tiny")

@@ -200,6 +200,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
         ),
         upstream_request_id=result.upstream_request_id,
         tool_calls=tool_calls_from(result.tool_calls),
+        stop_sequence=result.stop_sequence,
     )
 
 
@@ -244,4 +245,5 @@ class Accumulator:
             reasoning=self._reasoning.blocks(),
             # A structured answer cut short (max_tokens) is left unparsed.
             parsed=self._parse(text) if self._parse is not None and result.finish_reason is FinishReason.STOP else None,
+            stop_sequence=result.stop_sequence,
         )

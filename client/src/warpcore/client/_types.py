@@ -279,6 +279,8 @@ class GenerateResult:
     timings: Timings
     upstream_request_id: str
     tool_calls: tuple[ToolCall, ...] = ()
+    stop_sequence: str = ""
+    """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +321,8 @@ class GenerateResponse:
     reasoning: tuple[ReasoningBlock, ...] = ()
     parsed: Any = None
     """With a pydantic model class as response_format: the text parsed into it."""
+    stop_sequence: str = ""
+    """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
 
     def message(self) -> Message:
         """This answer as the assistant turn of the next request (calls and reasoning included)."""
