@@ -14,8 +14,9 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.coalescing import JOIN_BACKLOG, READ_SLICE, coalesced
-from warpcore.server.core.domain import GenerationEvent, PromptUsage, TextChunk
+from warpcore.server.core.domain import GenerationEvent, TextChunk
 from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:

@@ -6,7 +6,8 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator
 
-from warpcore.server.core.domain import Finish, GenerationEvent, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, GenerationEvent, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.tokens import PromptUsage
 
 Delta = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta
 

@@ -11,7 +11,7 @@ from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import ContentPart
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.occupancy import Occupancy
-from warpcore.server.core.tokens import TokenLogprob
+from warpcore.server.core.tokens import PromptUsage, TokenLogprob
 
 
 class BackendKind(enum.Enum):
@@ -230,16 +230,6 @@ class ToolCallDelta:
     id: str = ""
     name: str = ""
     arguments: str = ""
-
-
-@dataclass(frozen=True)
-class PromptUsage:
-    """The prompt's size, sent at most once, before any delta, by a backend that knows it before the end (the
-    Finish repeats it). Counted as Finish counts: `prompt_tokens` includes the cached ones."""
-
-    prompt_tokens: int
-    cached_prompt_tokens: int = 0
-    cache_creation_tokens: int = 0
 
 
 @dataclass(frozen=True)

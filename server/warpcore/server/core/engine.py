@@ -21,7 +21,6 @@ from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
     LoadSpec,
-    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
@@ -35,7 +34,7 @@ from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Residency, ResidencyPolicy
-from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
     check_embedding,
     check_generation,

@@ -1,4 +1,5 @@
-"""Tokens as callers see them: a prompt's exact size (CountTokens) and generated tokens' log-probabilities."""
+"""Tokens as callers see them: a prompt's exact size (CountTokens, or early in a generation) and generated tokens'
+log-probabilities."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ class TokenCount:
     prompt_tokens: int
     tokens: tuple[Token, ...] = ()
     """Only when asked for, and where the backend can give them."""
+
+
+@dataclass(frozen=True)
+class PromptUsage:
+    """A generation's prompt size, sent at most once, before any delta, by a backend that knows it before the end
+    (its Finish repeats it), counted as the Finish counts it: `prompt_tokens` includes the cached ones."""
+
+    prompt_tokens: int
+    cached_prompt_tokens: int = 0
+    cache_creation_tokens: int = 0
 
 
 @dataclass(frozen=True)

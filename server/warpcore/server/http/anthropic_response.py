@@ -8,9 +8,10 @@ import json
 import uuid
 from typing import Any
 
-from warpcore.server.core.domain import Finish, FinishReason, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http.collect import Collected, Part
 from warpcore.server.http.errors import anthropic_error
 from warpcore.server.http.sse import SLOT, event, fill, template

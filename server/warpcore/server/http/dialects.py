@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from warpcore.server.core.domain import Finish, GenerationParams, PromptUsage
+from warpcore.server.core.domain import Finish, GenerationParams
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, anthropic_response, openai_request, openai_response
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import anthropic_error, openai_error

@@ -7,9 +7,10 @@ import time
 import uuid
 from typing import Any
 
-from warpcore.server.core.domain import Finish, FinishReason, PromptUsage, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import openai_error
 from warpcore.server.http.openai_request import FIELD_NAMES

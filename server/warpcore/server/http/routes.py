@@ -11,10 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import FinishReason, PromptUsage
+from warpcore.server.core.domain import FinishReason
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream

@@ -8,9 +8,9 @@ from typing import Any
 import grpc
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import PromptUsage
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import embeddings_pb2 as epb

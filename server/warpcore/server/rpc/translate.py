@@ -17,7 +17,6 @@ from warpcore.server.core.domain import (
     LoadSpec,
     LocalSettings,
     NumaStrategy,
-    PromptUsage,
 )
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.engine import GenerationResult
@@ -25,6 +24,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.rules import require
+from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate
 from warpcore.server.rpc.translate_extras import capabilities_message
 from warpcore.server.rpc.translate_models import keep_alive, residency_message

@@ -26,13 +26,12 @@ from warpcore.server.core.domain import (
     ApiSettings,
     FinishReason,
     GenerationParams,
-    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
 )
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
-from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.tokens import PromptUsage, TokenCount
 
 ENVIRONMENT = ApiEnvironment(
     provider="anthropic",

@@ -22,7 +22,6 @@ from warpcore.server.core.domain import (
     GenerationEvent,
     GenerationParams,
     ModelInfo,
-    PromptUsage,
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
@@ -35,7 +34,7 @@ from warpcore.server.core.errors import (
     UnavailableError,
     WarpcoreError,
 )
-from warpcore.server.core.tokens import TokenCount
+from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value

@@ -19,9 +19,10 @@ from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.core.domain import Finish, FinishReason, GenerationParams, PromptUsage
+from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.occupancy import Occupancy
+from warpcore.server.core.tokens import PromptUsage
 
 _log = logging.getLogger(__name__)
 
