@@ -24,10 +24,11 @@ STOP_REASONS = {
 }
 
 
-def _usage(counts: Finish | PromptUsage, output_tokens: int) -> dict[str, Any]:
+def _usage(counts: Finish | PromptUsage) -> dict[str, Any]:
+    """A message's usage: the prompt's tokens, and once the answer is finished its own."""
     return {
         "input_tokens": counts.prompt_tokens,
-        "output_tokens": output_tokens,
+        "output_tokens": counts.completion_tokens if isinstance(counts, Finish) else 0,
         "cache_creation_input_tokens": counts.cache_creation_tokens,
         "cache_read_input_tokens": counts.cached_prompt_tokens,
     }
@@ -62,7 +63,7 @@ def message(model: str, collected: Collected) -> dict[str, Any]:
         "model": model,
         "content": [_block(part) for part in collected.parts],
         **_stop(finish),
-        "usage": _usage(finish, finish.completion_tokens),
+        "usage": _usage(finish),
     }
 
 
@@ -84,7 +85,7 @@ class AnthropicStream:
         """message_start, with the prompt's usage when the backend told it (else 0, and message_delta tells it)."""
         head = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": self._model}
         body: dict[str, Any] = {**head, "content": [], "stop_reason": None, "stop_sequence": None}
-        usage = _usage(prompt or PromptUsage(0), 0)
+        usage = _usage(prompt or PromptUsage(0))
         return event({"type": "message_start", "message": {**body, "usage": usage}}, "message_start")
 
     def _begin(self, block: dict[str, Any], key: tuple[str, int]) -> bytes:
@@ -165,7 +166,7 @@ class AnthropicStream:
 
     def end(self, finish: Finish) -> bytes:
         closing = self._flush()
-        usage = _usage(finish, finish.completion_tokens)
+        usage = _usage(finish)
         return (
             closing
             + event({"type": "message_delta", "delta": _stop(finish), "usage": usage}, "message_delta")

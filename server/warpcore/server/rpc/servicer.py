@@ -59,7 +59,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         prompt: PromptUsage | None = None
         async for output in self._engine.generate(request.model_id, params):
             if isinstance(output, PromptUsage):
-                prompt = output  # rides on the first frame: a frame without one of the known kinds would be new
+                prompt = output  # rides on the next frame: alone, it would be a frame of no kind clients know
                 continue
             if isinstance(output, GenerationResult):
                 record_usage(output.finish)

@@ -1,7 +1,7 @@
 """The one skeleton of a hosted adapter: check the listing on load; stream one request, read its events through the
 provider's reader into the prompt's usage (when the provider gives it first) and text, reasoning and tool-call
-deltas, end with one Finish listing the complete tool calls; map
-every SDK failure through the provider's error table."""
+deltas, end with one Finish listing the complete tool calls; map every SDK failure through the provider's error
+table."""
 
 from __future__ import annotations
 
