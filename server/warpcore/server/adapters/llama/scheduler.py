@@ -148,10 +148,12 @@ class BatchScheduler:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
             saving_point = self.cache.saving_point(prompt.piece_keys, hit)
-        job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
         self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
+        # Published before the caller hears of its generation, so that whoever it tells finds it counted as running.
+        self._count()
+        job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
