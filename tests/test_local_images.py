@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import TINY_MODEL, collect, load_tiny, rich_details
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import IMAGE_TOKENS, png, write_tiny_projector
+from warpcore.client import AsyncClient, Image, InvalidArgumentError, Message
+from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import capabilities_pb2 as capb
 from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import inference_pb2 as pb
@@ -98,6 +100,19 @@ async def test_an_image_turn_generates_from_the_image(stub: Stub) -> None:
     assert second[2].usage.cached_prompt_tokens == 0
     other = await generated(stub, looking(image(2), logprobs=True))
     assert other[:2] != first[:2]
+
+
+async def test_the_sdk_loads_a_projector_and_sends_image_bytes(server: WarpcoreServer, stub: Stub) -> None:
+    async with AsyncClient(f"127.0.0.1:{server.port}") as client:
+        model = await client.load_model(TINY_MODEL, model_id="seeing", mmproj=MMPROJ)
+        assert model.capabilities.images
+        turn = Message("user", "What is this?", parts=(Image(data=png(1), media_type="image/png"),))
+        reply = await client.generate("seeing", messages=[turn], max_tokens=8, temperature=0)
+        with pytest.raises(InvalidArgumentError):
+            linked = Message("user", "What is this?", parts=(Image.from_url("https://images.example/cat.png"),))
+            await client.generate("seeing", messages=[linked], max_tokens=8)
+    text, _, result = await generated(stub, looking(image(1)))
+    assert (reply.text, reply.usage.prompt_tokens) == (text, result.usage.prompt_tokens)
 
 
 async def test_images_decode_beside_other_generations(stub: Stub) -> None:

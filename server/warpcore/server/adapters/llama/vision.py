@@ -63,7 +63,8 @@ class ImagePrompt:
 
 class Projector:
     """A model's multimodal projector. Loaded, used and freed on the model's threads: prompts are tokenized on its
-    prompt thread while images are encoded on its batching thread (as llama.cpp's own server does, from many)."""
+    prompt thread while images are encoded on its batching thread (mtmd.h: tokenizing is thread-safe on a shared
+    context)."""
 
     def __init__(self, path: Path, text_model: llama_cpp.llama_model_p, *, threads: int, use_gpu: bool) -> None:
         # A marker no request can forge: only the template's rendering of an image part holds it.
