@@ -108,8 +108,8 @@ async def test_the_sdk_loads_a_projector_and_sends_image_bytes(server: WarpcoreS
         assert model.capabilities.images
         turn = Message("user", "What is this?", parts=(Image(data=png(1), media_type="image/png"),))
         reply = await client.generate("seeing", messages=[turn], max_tokens=8, temperature=0)
+        linked = Message("user", "What is this?", parts=(Image.from_url("https://images.example/cat.png"),))
         with pytest.raises(InvalidArgumentError):
-            linked = Message("user", "What is this?", parts=(Image.from_url("https://images.example/cat.png"),))
             await client.generate("seeing", messages=[linked], max_tokens=8)
     text, _, result = await generated(stub, looking(image(1)))
     assert (reply.text, reply.usage.prompt_tokens) == (text, result.usage.prompt_tokens)
