@@ -105,6 +105,7 @@ async def test_an_image_turn_generates_from_the_image(stub: Stub) -> None:
 async def test_the_sdk_loads_a_projector_and_sends_image_bytes(server: WarpcoreServer, stub: Stub) -> None:
     async with AsyncClient(f"127.0.0.1:{server.port}") as client:
         model = await client.load_model(TINY_MODEL, model_id="seeing", mmproj=MMPROJ)
+        assert model.capabilities is not None
         assert model.capabilities.images
         turn = Message("user", "What is this?", parts=(Image(data=png(1), media_type="image/png"),))
         reply = await client.generate("seeing", messages=[turn], max_tokens=8, temperature=0)
