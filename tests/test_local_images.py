@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, load_tiny, rich_details
+from tests.test_leaks import Snapshot
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import IMAGE_TOKENS, png, write_tiny_projector
 from warpcore.client import AsyncClient, Image, InvalidArgumentError, Message
@@ -135,6 +136,21 @@ async def test_two_images_in_one_turn_are_read_in_order(stub: Stub) -> None:
     assert one_two[:2] != two_one[:2]
 
 
+async def test_image_prompts_leave_no_native_memory_behind(stub: Stub) -> None:
+    """Each request decodes a 512 x 512 image (768 KiB of pixels in llama.cpp's memory) and preprocesses it: a
+    hundred requests leaking either would add far more than the limit."""
+    await stub.LoadModel(load_request(MMPROJ))
+    request = looking(cpb.ContentPart(image=cpb.ImagePart(data=png(3, size=512), media_type="image/png")))
+    request.options.max_tokens = 1
+    for _ in range(5):  # allocator caches and first-use buffers settle
+        await generated(stub, request)
+    baseline = Snapshot.take()
+    for _ in range(50):
+        await generated(stub, request)
+        await stub.CountTokens(pb.CountTokensRequest(request=request))
+    assert Snapshot.take().rss - baseline.rss < 20 * 1024 * 1024
+
+
 async def test_a_local_model_never_fetches_an_image_url_and_refuses_unreadable_bytes(stub: Stub) -> None:
     await stub.LoadModel(load_request(MMPROJ))
     url = cpb.ContentPart(image=cpb.ImagePart(url="https://images.example/cat.png"))
@@ -162,6 +178,15 @@ async def test_a_model_loaded_without_mmproj_says_to_load_it_with_one_and_reads_
     assert b"What is this?\nthe world" in b"".join(token.piece for token in counted.count.tokens)
     _, result = await collect(stub.Generate(with_parts))
     assert result.usage.prompt_tokens == counted.count.prompt_tokens
+
+
+async def test_a_model_loaded_for_embeddings_takes_no_mmproj(stub: Stub) -> None:
+    request = load_request(MMPROJ)
+    request.backend_config.local.llama_cpp.embedding = True
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(raised.value)[1] == MMPROJ_FIELD
 
 
 @pytest.mark.parametrize(
