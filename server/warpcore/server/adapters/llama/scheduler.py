@@ -170,9 +170,8 @@ class BatchScheduler:
         for sequence in prefilling:
             tokens = sequence.prompt.tokens
             images = sequence.prompt.images
-            image = images.at(sequence.prefilled) if images is not None else None
-            if images is not None and image is not None:  # never the prompt's end: text follows
-                self._decode_image(sequence, images, image)
+            if images is not None and (image := images.at(sequence.prefilled)) is not None:
+                self._decode_image(sequence, images, image)  # never the prompt's end: text follows
                 continue
             end = min(sequence.prefilled + PREFILL_PIECE, sequence.prompt.text_end(sequence.prefilled))
             rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]

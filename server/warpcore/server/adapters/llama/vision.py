@@ -19,6 +19,7 @@ from warpcore.server.core.errors import FailedPreconditionError, InvalidArgument
 _log = logging.getLogger(__name__)
 MMPROJ_FIELD = "settings.mmproj"
 IMAGE_TOKEN = -1  # what stands in a prompt's tokens for each embedding of an image (llama.cpp's LLAMA_TOKEN_NULL)
+_PREPROCESSING_FAILED = 2  # mtmd_tokenize: an image could not be preprocessed (1: markers and images differ)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,12 @@ class Projector:
                 spans.append(ImageSpan(len(tokens), count, int(chunk)))
                 tokens += [IMAGE_TOKEN] * count
         prompt = ImagePrompt(self, chunks, tuple(spans))
+        if status == _PREPROCESSING_FAILED:
+            raise InvalidArgumentError(
+                "llama.cpp could not prepare these images for the model's projector (details in the server log)",
+                field="messages",
+                reason="IMAGE_UNREADABLE",
+            )
         if status != 0 or len(spans) != len(images):
             raise InvalidArgumentError(
                 "the model's chat template did not keep each image in its place in the prompt, so the images cannot"
