@@ -174,6 +174,29 @@ async def test_image_prompts_leave_no_native_memory_behind(stub: Stub) -> None:
     assert Snapshot.take().rss - baseline.rss < 20 * 1024 * 1024
 
 
+async def test_unloading_with_image_generations_running_and_waiting(stub: Stub) -> None:
+    """The projector goes after the generations that use it: the running one finishes, the waiting ones are told to
+    retry, and the model loads and reads images again."""
+    await stub.LoadModel(load_request(MMPROJ, parallel=1))
+    running = stub.Generate(looking(image(1)))
+    waiting = [asyncio.ensure_future(generated(stub, looking(image(seed)))) for seed in (2, 3, 4)]
+    first = await running.read()
+    assert isinstance(first, pb.GenerateResponse)
+    assert first.HasField("delta")
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="seeing"))
+    while (frame := await running.read()) is not grpc.aio.EOF:
+        assert isinstance(frame, pb.GenerateResponse)
+        last = frame
+    assert last.result.finish_reason == pb.FINISH_REASON_LENGTH
+    for outcome in await asyncio.gather(*waiting, return_exceptions=True):
+        if isinstance(outcome, grpc.aio.AioRpcError):
+            assert outcome.code() in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND}
+        else:
+            assert not isinstance(outcome, BaseException)
+    await stub.LoadModel(load_request(MMPROJ))
+    assert (await generated(stub, looking(image(1))))[0]
+
+
 async def test_a_local_model_never_fetches_an_image_url_and_refuses_unreadable_bytes(stub: Stub) -> None:
     await stub.LoadModel(load_request(MMPROJ))
     url = cpb.ContentPart(image=cpb.ImagePart(url="https://images.example/cat.png"))
