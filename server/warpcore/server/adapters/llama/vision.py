@@ -70,12 +70,11 @@ class Projector:
     def __init__(self, path: Path, text_model: llama_cpp.llama_model_p, *, threads: int, use_gpu: bool) -> None:
         # A marker no request can forge: only the template's rendering of an image part holds it.
         self.marker = f"<__warpcore_image_{secrets.token_hex(8)}__>"
-        self._marker_bytes = self.marker.encode()  # kept alive: the context holds a pointer to it
         params = mtmd_cpp.mtmd_context_params_default()
         params.use_gpu = use_gpu
         params.n_threads = threads
         params.print_timings = False
-        params.media_marker = self._marker_bytes
+        params.media_marker = self.marker.encode()  # copied by llama.cpp
         context = mtmd_cpp.mtmd_init_from_file(str(path).encode(), text_model, params)
         if not context:
             raise FailedPreconditionError(
