@@ -1,6 +1,6 @@
 """Images in chat turns: each hosted wire protocol receives them in the form its API documents (checked on the
 received request body, the real SDKs against the fakes); limits are checked before anything is sent, naming the
-part; a local model refuses them and never fetches a URL."""
+part. Local models: test_local_images.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, load_tiny, rich_details, serving
+from tests.conftest import collect, rich_details, serving
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
@@ -155,42 +155,3 @@ async def test_an_image_over_the_size_limit_is_refused(
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert rich_details(error)[1] == ["messages[0].parts[1]"]
         assert not any(request.path == "/v1/chat/completions" for request in openai_upstream.requests)
-
-
-async def test_a_local_model_refuses_images_and_reads_text_parts(stub: Stub) -> None:
-    await load_tiny(stub)
-    for part in (image(), linked()):
-        error = await refusal(stub, looking(cpb.ContentPart(text="x"), part, model_id="tiny"))
-        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-        info, fields = rich_details(error)
-        assert (info.reason, fields) == ("IMAGES_UNSUPPORTED", ["messages[0].parts[1]"])
-    with_parts = looking(cpb.ContentPart(text="the world"), model_id="tiny", content="people")
-    counted = await stub.CountTokens(pb.CountTokensRequest(request=with_parts, include_tokens=True))
-    spelled = b"".join(token.piece for token in counted.count.tokens)
-    assert b"people\nthe world" in spelled
-    _, result = await collect(stub.Generate(with_parts))
-    assert result.usage.prompt_tokens == counted.count.prompt_tokens
-
-
-@pytest.mark.parametrize(
-    ("mmproj", "code", "reason"),
-    [
-        ("hf:warpcore/tiny:missing-mmproj.gguf", grpc.StatusCode.NOT_FOUND, "MODEL_FILE_NOT_FOUND"),
-        ("../outside.gguf", grpc.StatusCode.INVALID_ARGUMENT, "MODEL_PATH_OUTSIDE_MODELS_PATH"),
-        ("hf:warpcore/tiny:tiny.gguf", grpc.StatusCode.FAILED_PRECONDITION, "MULTIMODAL_UNSUPPORTED"),
-    ],
-)
-async def test_an_mmproj_is_resolved_under_models_path_then_refused(
-    stub: Stub, mmproj: str, code: grpc.StatusCode, reason: str
-) -> None:
-    request = pb.LoadModelRequest(
-        backend=pb.BACKEND_TYPE_LLAMA_CPP,
-        model=TINY_MODEL,
-        backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=pb.LlamaCppConfig(mmproj=mmproj))),
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await stub.LoadModel(request)
-    assert raised.value.code() == code
-    info, fields = rich_details(raised.value)
-    assert (info.reason, fields) == (reason, ["backend_config.local.llama_cpp.mmproj"])
-    assert (await stub.ListModels(pb.ListModelsRequest())).models == []

@@ -90,6 +90,7 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
                 chat_format=config.chat_format,
                 embedding=config.embedding,
                 pooling=pooling(config.pooling),
+                mmproj=config.mmproj,
             ),
         )
     )

@@ -59,6 +59,8 @@ class LocalConfig:
     """Load the model to embed texts (Client.embed) instead of generating."""
     pooling: str | None = None
     """With embedding: mean, cls or last (default: the GGUF's, else mean)."""
+    mmproj: str | None = None
+    """A multimodal projector GGUF under MODELS_PATH (named like a model): the model then reads Image parts."""
 
 
 class BackendOptions(TypedDict, total=False):
@@ -78,6 +80,7 @@ class BackendOptions(TypedDict, total=False):
     parallel: int
     embedding: bool
     pooling: str
+    mmproj: str
 
 
 class GenerationOptions(TypedDict, total=False):

@@ -366,9 +366,10 @@ class LlamaCppConfig(_message.Message):
     """With embedding: how token vectors become one vector per text."""
     mmproj: _builtins.str
     """Multimodal projector GGUF for image input, named like the model (resolved
-    under MODELS_PATH, never outside it). This server does not decode images on
-    llama.cpp yet: a model loaded with one is refused with FAILED_PRECONDITION,
-    after the file is found.
+    under MODELS_PATH, never outside it; NOT_FOUND when missing). A model loaded
+    with one reads image parts given by their bytes (JPEG, PNG or GIF; never a
+    URL, which is INVALID_ARGUMENT) and reports capabilities.images; a file that
+    is no projector for this model is FAILED_PRECONDITION. Not with embedding.
     """
     def __init__(
         self,

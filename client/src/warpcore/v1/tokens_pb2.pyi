@@ -27,9 +27,13 @@ class Token(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     PIECE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
-    """The token's id in the model's vocabulary."""
+    """The token's id in the model's vocabulary; -1 for each of an image's
+    embeddings (a llama.cpp model loaded with mmproj).
+    """
     piece: _builtins.bytes
-    """The bytes the token stands for (a piece may hold part of a UTF-8 character)."""
+    """The bytes the token stands for (a piece may hold part of a UTF-8 character);
+    empty for an image's embedding.
+    """
     def __init__(
         self,
         *,

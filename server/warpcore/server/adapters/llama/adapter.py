@@ -24,6 +24,7 @@ from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.adapters.llama.vision import MMPROJ_FIELD, Projector
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -33,7 +34,7 @@ from warpcore.server.core.domain import (
     ModelInfo,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import FailedPreconditionError, UnavailableError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
@@ -64,20 +65,22 @@ class LlamaCppAdapter:
         self._batching: threading.Thread | None = None
         self._template_calls_tools = False
         self._embedder: EmbeddingContext | None = None
+        self._projector: Projector | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         path = resolve_model_path(model, self._options.models_path)
+        mmproj = None
         if self._options.mmproj is not None:
-            resolve_model_path(self._options.mmproj, self._options.models_path, field="settings.mmproj")
-            raise FailedPreconditionError(
-                "this server does not decode images on llama.cpp models yet, so it loads no multimodal projector;"
-                " load the model without mmproj, and send images to an openai or anthropic model",
-                field="settings.mmproj",
-                reason="MULTIMODAL_UNSUPPORTED",
-            )
+            if self._options.embedding:
+                raise InvalidArgumentError(
+                    "a model loaded for embeddings reads text only; load it without mmproj",
+                    field=MMPROJ_FIELD,
+                    reason="MULTIMODAL_UNSUPPORTED",
+                )
+            mmproj = resolve_model_path(self._options.mmproj, self._options.models_path, field=MMPROJ_FIELD)
         self._started = True
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
-        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, context_size))
+        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, mmproj, context_size))
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
@@ -162,7 +165,7 @@ class LlamaCppAdapter:
 
     # Everything below runs on the worker.
 
-    def _load_blocking(self, model: str, path: Path, context_size: int | None) -> ModelInfo:
+    def _load_blocking(self, model: str, path: Path, mmproj: Path | None, context_size: int | None) -> ModelInfo:
         options = self._options
         try:
             context_size = context_size or _default_context_size(path)
@@ -200,22 +203,28 @@ class LlamaCppAdapter:
                 capabilities=Capabilities(generate=False, embed=True),
             )
         try:
-            template = ChatTemplate(vocabulary, model, options.chat_format)
-            preparer = PromptPreparer(template, PromptTokenizer(vocabulary))
+            threads = vocabulary.context_params.n_threads
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 weights,
                 slots=options.parallel,
                 context_size=context_size,
-                threads=vocabulary.context_params.n_threads,
+                threads=threads,
                 batch_threads=vocabulary.context_params.n_threads_batch,
             )
             try:
+                if mmproj is not None:
+                    # On the weights, not the vocabulary: llama.cpp checks the projector's width against theirs.
+                    self._projector = Projector(mmproj, native.model, threads=threads, use_gpu=options.gpu_layers != 0)
+                marker = self._projector.marker if self._projector is not None else None
+                template = ChatTemplate(vocabulary, model, options.chat_format, marker)
+                preparer = PromptPreparer(template, PromptTokenizer(vocabulary), self._projector)
                 cache = None
                 if cache_tokens:
                     cache = PrefixCache(native, capacity=cache_tokens, piece=PREFILL_PIECE)
                 scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
             except BaseException:
+                self._free_projector()
                 native.free()
                 raise
         except BaseException:
@@ -234,10 +243,13 @@ class LlamaCppAdapter:
             parallel=options.parallel,
             memory_bytes=native.memory_bytes(cache_tokens),
             occupancy=scheduler.occupancy,
-            capabilities=Capabilities(count_tokens=True, logprobs=True),
+            capabilities=Capabilities(count_tokens=True, logprobs=True, images=self._projector is not None),
         )
 
     def _release(self) -> None:
+        # Prompts still being prepared use the vocabulary, and with images the projector and the native model's
+        # vocabulary: they finish first; the closed scheduler then refuses them.
+        self._prompts.shutdown(wait=True)
         if self._scheduler is not None and self._batching is not None:
             self._scheduler.close()
             self._batching.join()  # its generations finish, then it frees the native context
@@ -245,11 +257,15 @@ class LlamaCppAdapter:
         if self._embedder is not None:
             self._embedder.free()
             self._embedder = None
-        # Prompts still being prepared use the vocabulary; once done, the closed scheduler refuses them.
-        self._prompts.shutdown(wait=True)
+        self._free_projector()  # after the generations it encoded images for; freeing it reads no model
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
+
+    def _free_projector(self) -> None:
+        if self._projector is not None:
+            self._projector.free()
+            self._projector = None
 
 
 def _unloading() -> UnavailableError:

@@ -13,7 +13,8 @@ from llama_cpp import llama_chat_format, llama_types
 
 from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
-from warpcore.server.core.content import TextPart
+from warpcore.server.adapters.llama.vision import PromptImage
+from warpcore.server.core.content import ImagePart, TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role, Tool
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
@@ -38,13 +39,19 @@ class RenderedPrompt:
     add_bos: bool
     template_stops: tuple[str, ...]
     """The template's own end-of-turn strings."""
+    images: tuple[PromptImage, ...] = ()
+    """The images the text marks, in its order."""
 
 
 class ChatTemplate:
     """Renders a generation's prompt; built once per model on its worker thread."""
 
-    def __init__(self, llama: llama_cpp.Llama, model: str, chat_format: str | None) -> None:
+    def __init__(
+        self, llama: llama_cpp.Llama, model: str, chat_format: str | None, image_marker: str | None = None
+    ) -> None:
         template = llama.metadata.get("tokenizer.chat_template")
+        self._image_marker = image_marker
+        """What stands for an image in the rendered text; None: the model reads no images."""
         self._fold_system = False
         self.calls_tools = bool(chat_format is None and template and "tools" in template and CALL_OPENING in template)
         """The template shows the model its tools and takes tool calls in the Hermes format (Qwen, Hermes...)."""
@@ -78,7 +85,11 @@ class ChatTemplate:
         if with_tools and not self.calls_tools:
             # The template cannot show the tools: tell of them in words; the grammar makes the call valid.
             system = "\n\n".join(part for part in (system, _tools_in_words(params.tools)) if part)
-        messages = _chat_messages(params.messages, system, fold_system=self._fold_system, tool_turns=self.calls_tools)
+        images = _images(params.messages, self._image_marker)
+        marker = self._image_marker or ""
+        messages = _chat_messages(
+            params.messages, system, fold_system=self._fold_system, tool_turns=self.calls_tools, marker=marker
+        )
         tools = [_tool_entry(tool) for tool in params.tools] if with_tools and self.calls_tools else None
         try:
             rendered = self._format(messages=messages, tools=tools)
@@ -96,7 +107,7 @@ class ChatTemplate:
                 reason="CHAT_TEMPLATE_FAILED",
             ) from error
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
-        return RenderedPrompt(rendered.prompt, not rendered.added_special, tuple(stops))
+        return RenderedPrompt(rendered.prompt, not rendered.added_special, tuple(stops), images)
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:
@@ -113,31 +124,48 @@ def _tools_in_words(tools: Sequence[Tool]) -> str:
     return f'Call one of these tools as {CALL_OPENING}{{"name": ..., "arguments": ...}}</tool_call>: {listed}'
 
 
-def _text(index: int, message: ChatMessage) -> str:
-    """A message's text with its text parts, each on a line of its own; an image is refused, since no multimodal
-    projector is loaded."""
+def _images(messages: Sequence[ChatMessage], marker: str | None) -> tuple[PromptImage, ...]:
+    """The images of `messages` in order, refused unless a multimodal projector is loaded; a URL is never fetched."""
+    images = []
+    for index, message in enumerate(messages):
+        for number, part in enumerate(message.parts):
+            if not isinstance(part, ImagePart):
+                continue
+            field = f"messages[{index}].parts[{number}]"
+            if marker is None:
+                raise InvalidArgumentError(
+                    f"{field} is an image, and this llama.cpp model was loaded without a multimodal projector; load it"
+                    " with backend_config.local.llama_cpp.mmproj (its projector GGUF under MODELS_PATH), or send the"
+                    " image to a hosted model that reads images (openai or anthropic backend)",
+                    field=field,
+                    reason="IMAGES_UNSUPPORTED",
+                )
+            if part.url:
+                raise InvalidArgumentError(
+                    f"{field} is an image URL, which a local model never fetches; send the image's bytes instead",
+                    field=field,
+                    reason="IMAGE_URL_UNSUPPORTED",
+                )
+            images.append(PromptImage(field, part.data))
+    return tuple(images)
+
+
+def _text(message: ChatMessage, marker: str) -> str:
+    """A message's text with its parts, each on a line of its own, an image as the marker (checked by `_images`)."""
     texts = [message.content] if message.content else []
-    for number, part in enumerate(message.parts):
-        if not isinstance(part, TextPart):
-            raise InvalidArgumentError(
-                f"messages[{index}].parts[{number}] is an image, and this llama.cpp model reads text only; send the"
-                " image to a hosted model that reads images (openai or anthropic backend)",
-                field=f"messages[{index}].parts[{number}]",
-                reason="IMAGES_UNSUPPORTED",
-            )
-        texts.append(part.text)
+    texts += [part.text if isinstance(part, TextPart) else marker for part in message.parts]
     return "\n".join(texts)
 
 
 def _chat_messages(
-    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool, tool_turns: bool
+    messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool, tool_turns: bool, marker: str
 ) -> list[llama_types.ChatCompletionRequestMessage]:
     """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn.
     Tool calls and results only go to a template that has a format for them."""
     system_parts = [system] if system else []
     system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
     turns: list[Any] = [
-        _turn(message, index, tool_turns=tool_turns)
+        _turn(message, index, tool_turns=tool_turns, marker=marker)
         for index, message in enumerate(messages)
         if message.role is not Role.SYSTEM
     ]
@@ -148,14 +176,14 @@ def _chat_messages(
     return turns
 
 
-def _turn(message: ChatMessage, index: int, *, tool_turns: bool) -> dict[str, Any]:
+def _turn(message: ChatMessage, index: int, *, tool_turns: bool, marker: str) -> dict[str, Any]:
     if not tool_turns and (message.tool_calls or message.role is Role.TOOL):
         raise InvalidArgumentError(
             "this model's chat template has no format for tool calls and tool results",
             field=f"messages[{index}]",
             reason="CHAT_TEMPLATE_REJECTED",
         )
-    turn: dict[str, Any] = {"role": message.role.value, "content": _text(index, message)}
+    turn: dict[str, Any] = {"role": message.role.value, "content": _text(message, marker)}
     if message.role is Role.TOOL:
         turn["tool_call_id"] = message.tool_call_id
         if message.is_error:

@@ -1,4 +1,5 @@
-"""llama.cpp's own log lines go through Python logging (and so into JSON logs), not straight to stderr."""
+"""llama.cpp's own log lines (its multimodal library's too) go through Python logging (and so into JSON logs), not
+straight to stderr."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import logging
 
 import llama_cpp
+from llama_cpp import mtmd_cpp
 
 _native_log = logging.getLogger("llama.cpp")
 _GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
@@ -31,4 +33,5 @@ def route_native_log() -> object:
     pointer to it, which must outlive every model."""
     callback = llama_cpp.llama_log_callback(_NativeLog())
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    mtmd_cpp.mtmd_helper_log_set(callback, ctypes.c_void_p(0))
     return callback

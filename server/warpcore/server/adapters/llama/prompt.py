@@ -9,6 +9,7 @@ from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.context import PREFILL_PIECE
 from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
+from warpcore.server.adapters.llama.vision import IMAGE_TOKEN, ImagePrompt, Projector
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.tokens import Token, TokenCount
@@ -27,21 +28,31 @@ class PreparedPrompt:
     user_stops: tuple[str, ...]
     template_stops: tuple[str, ...]
     piece_keys: list[int]
-    """The prompt cache's keys of its whole prefill pieces; none when the request keeps its prompt out of it."""
+    """The prompt cache's keys of its whole prefill pieces; none when the request keeps its prompt out of it, or
+    when it has images (a prompt with images always bypasses the prompt cache)."""
+    images: ImagePrompt | None = None
+    """Its images, whose embeddings stand where `tokens` holds IMAGE_TOKEN."""
+
+    def text_end(self, position: int) -> int:
+        """Where the prompt's text tokens from `position` on stop: at an image or at the end."""
+        if self.images is None:
+            return len(self.tokens)
+        return self.images.text_end(position, len(self.tokens))
 
 
 class PromptPreparer:
     """Prepares generations and counts prompts, both on the model's prompt thread: one at a time, since the
     vocabulary is one llama.cpp object."""
 
-    def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer) -> None:
+    def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer, projector: Projector | None) -> None:
         self._template = template
         self._tokenizer = tokenizer
+        self._projector = projector
 
     def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
         """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
         tokens = self.prepare(params, context_size, threading.Event()).tokens
-        pieces = tuple(Token(token, self._tokenizer.piece(token)) for token in tokens) if include_tokens else ()
+        pieces = tuple(Token(token, self._piece(token)) for token in tokens) if include_tokens else ()
         return TokenCount(len(tokens), pieces)
 
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
@@ -59,7 +70,11 @@ class PromptPreparer:
                 field=field,
                 metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
             )
-        tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop)
+        images = None
+        if rendered.images and self._projector is not None:  # the template renders images only with a projector
+            tokens, images = self._projector.tokenize(encoded, rendered.images, add_bos=rendered.add_bos)
+        else:
+            tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop)
         room = context_size - len(tokens)
         if room < 1:
             raise InvalidArgumentError(
@@ -69,5 +84,8 @@ class PromptPreparer:
                 field=field,
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
             )
-        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt else []
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys)
+        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
+
+    def _piece(self, token: int) -> bytes:
+        return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import llama_cpp
 
 from warpcore.server.adapters.llama.constraint import Constraint
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import logprobs, new_sampler
 from warpcore.server.adapters.llama.text import Emit, TokenText
+from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
 from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.occupancy import Occupancy
@@ -172,7 +173,11 @@ class BatchScheduler:
                     self._sample(sequence, row)
         for sequence in prefilling:
             tokens = sequence.prompt.tokens
-            end = min(sequence.prefilled + PREFILL_PIECE, len(tokens))
+            images = sequence.prompt.images
+            if images is not None and (image := images.at(sequence.prefilled)) is not None:
+                self._decode_image(sequence, images, image)  # never the prompt's end: text follows
+                continue
+            end = min(sequence.prefilled + PREFILL_PIECE, sequence.prompt.text_end(sequence.prefilled))
             rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
             sequence.prefilled = end
             if end == len(tokens):
@@ -189,9 +194,19 @@ class BatchScheduler:
         sequence.position += 1
         return self._native.put(token, sequence.position - 1, sequence.slot, logits=logits)
 
+    def _decode_image(self, sequence: _Sequence, images: ImagePrompt, image: ImageSpan) -> None:
+        """Decode an image's embeddings into the sequence, in llama.cpp calls of their own, as a prefill piece."""
+        position = images.decode(image, self._native.ctx, sequence.position, sequence.slot, STEP_TOKENS)
+        if position < 0:
+            self._failed([sequence])
+            return
+        sequence.position = position
+        sequence.prefilled += image.tokens
+
     def _decode(self, group: Sequence[_Sequence]) -> bool:
-        if self._native.decode():
-            return True
+        return self._native.decode() or self._failed(group)
+
+    def _failed(self, group: Sequence[_Sequence]) -> bool:
         # These sequences' caches are in an unknown state: end them rather than emit wrong text.
         _log.error("llama_decode failed for %d sequences", len(group))
         for sequence in group:
