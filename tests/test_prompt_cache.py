@@ -21,14 +21,22 @@ from warpcore.v1 import inference_pb2_grpc
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
-# Long enough for several prefill pieces on either model, each prompt a continuation of the one before.
-SYSTEM = " ".join(f"Rule {n}: answer briefly, politely and only about the village of Elm." for n in range(12))
+
+def system_text(rules: int) -> str:
+    return " ".join(f"Rule {n}: answer briefly, politely and only about the village of Elm." for n in range(rules))
+
+
+# Several prefill pieces on either model, each prompt a continuation of the one before.
+SYSTEM = system_text(12)
+# On Gemma, over 512 tokens: past its sliding window (whose cells a saved beginning leaves out) and into the numbers
+# of KV cells where llama.cpp's flash attention kernel splits a lone sequence's cells between threads.
+LONG_SYSTEM = system_text(40)
 TURNS = ("Who lives by the river?", "And what do they grow?", "When is the market held?")
 
 
-def conversation(turns: int, answers: list[str]) -> str:
+def conversation(turns: int, answers: list[str], system: str = SYSTEM) -> str:
     """The prompt of turn `turns` (1-based): the system text, then every earlier question and answer."""
-    parts = [SYSTEM]
+    parts = [system]
     for question, answer in zip(TURNS[:turns], [*answers, ""], strict=False):
         parts.append(f"\nQ: {question}\nA:{answer}")
     return "".join(parts)
@@ -73,13 +81,13 @@ async def served(models_path: Path) -> AsyncIterator[tuple[WarpcoreServer, Stub]
 
 
 async def a_conversation_is_the_same_with_and_without_the_cache(
-    server: WarpcoreServer, stub: Stub, model: str, parallel: int
+    server: WarpcoreServer, stub: Stub, model: str, parallel: int, system: str = SYSTEM
 ) -> None:
     await load(stub, model, "plain", parallel=parallel, cache_tokens=0)
     await load(stub, model, "cached", parallel=parallel, cache_tokens=None)
     answers: list[str] = []
     for turn in range(1, len(TURNS) + 1):
-        prompt = conversation(turn, answers)
+        prompt = conversation(turn, answers, system)
         without, plain_result = await collect(stub.Generate(greedy(prompt, 12, "plain")))
         with_cache, result = await collect(stub.Generate(greedy(prompt, 12, "cached")))
         assert with_cache == without, f"turn {turn}"
@@ -97,7 +105,7 @@ async def a_conversation_is_the_same_with_and_without_the_cache(
     assert lookups(server, "cached", "miss") == 1
     assert lookups(server, "plain", "hit") == lookups(server, "plain", "miss") == 0
     # Beside each other, four callers sharing the cached system text get what each gets alone without it.
-    questions = [f"{SYSTEM}\nQ: Who is number {n}?\nA:" for n in range(4)]
+    questions = [f"{system}\nQ: Who is number {n}?\nA:" for n in range(4)]
     alone = [await answer(stub, question, "plain") for question in questions]
     together = await asyncio.gather(*(answer(stub, question, "cached") for question in questions))
     assert list(together) == alone
@@ -122,7 +130,7 @@ async def test_gemma_conversation_same_with_and_without_cache(
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await a_conversation_is_the_same_with_and_without_the_cache(server, stub, name, parallel)
+        await a_conversation_is_the_same_with_and_without_the_cache(server, stub, name, parallel, LONG_SYSTEM)
 
 
 async def test_the_cache_keeps_to_its_cap_and_drops_the_least_recently_used(

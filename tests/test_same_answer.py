@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from tests.conftest import collect, greedy, serving
+from tests.test_logprobs import scored_stream
 from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -79,3 +80,31 @@ async def test_greedy_text_is_the_same_alone_queued_and_whatever_the_parallel_se
     batched = await text_of(gemma_stub, greedy(PROMPT, TOKENS, "batched"))
     assert queued == [alone] * 8
     assert batched == alone
+
+
+async def test_a_long_prompt_scores_the_same_alone_and_beside_another(
+    gemma_stub: Stub, gemma_path: tuple[Path, str]
+) -> None:
+    # Over 512 KV cells, where llama.cpp's CPU flash attention treats a lone sequence unlike several together; the
+    # log-probabilities show a difference in the last bits long before the text does.
+    long_prompt = " ".join(f"Line {n}: the lighthouse keeper counts ships." for n in range(60))
+    other = " ".join(f"Entry {n}: the baker sells rye bread." for n in range(50))
+    local = pb.LocalBackendConfig(parallel=2)
+    await gemma_stub.LoadModel(
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=gemma_path[1],
+            model_id="pair",
+            model_config=pb.ModelConfig(context_size=1024),
+            backend_config=pb.BackendConfig(local=local),
+        )
+    )
+    request = greedy(long_prompt, 8, "pair", logprobs=True, top_logprobs=3)
+    alone_text, alone_scores, alone = await scored_stream(gemma_stub.Generate(request))
+    assert alone.usage.prompt_tokens > 512
+    # A neighbour that generates all the while the long prompt is decoded and answered.
+    neighbour = gemma_stub.Generate(greedy(other, 400, "pair"))
+    await anext(aiter(neighbour))
+    beside_text, beside_scores, _ = await scored_stream(gemma_stub.Generate(request))
+    neighbour.cancel()
+    assert (beside_text, beside_scores) == (alone_text, alone_scores)

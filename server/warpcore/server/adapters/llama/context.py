@@ -44,7 +44,13 @@ class NativeContext:
     """Weights loaded without CPU repacking (repacked kernels change a row's logits with the number of rows decoded
     together; see invariance.py), and a KV cache stream of its own per slot: in one stream shared by all slots, a
     sequence's cells sit wherever they were free, among its neighbours', and attention sums them in another order,
-    which changes its logits (and log-probabilities) in the last bits with what runs beside it. Used on the model's
+    which changes its logits (and log-probabilities) in the last bits with what runs beside it.
+
+    Without flash attention: for a lone sequence with 512 or more KV cells, llama.cpp's CPU flash attention splits
+    the cells between its threads at the middle of the cache and adds the partial sums, where with neighbours, or
+    fewer cells, it sums them in one pass; the split also falls elsewhere among a sequence's cells once a cached
+    beginning is restored (without the cells that a sliding window hides). Either changes the logits, and soon the
+    text. Plain attention sums each cell in the same order whatever surrounds the sequence. Used on the model's
     worker thread only."""
 
     def __init__(
@@ -62,6 +68,7 @@ class NativeContext:
         params.n_batch = params.n_ubatch = STEP_TOKENS
         params.n_seq_max = slots
         params.kv_unified = False
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.swa_full = True  # a cached beginning is saved whole: sliding-window layers must keep every cell
         params.n_threads = threads
         params.n_threads_batch = batch_threads
