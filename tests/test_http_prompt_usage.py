@@ -30,7 +30,8 @@ ABSENT = "never generated"
 
 
 async def raw_events(client: anthropic.AsyncAnthropic, **options: Any) -> list[RawMessageStreamEvent]:
-    stream = await client.messages.create(stream=True, messages=MESSAGES, **options)
+    options.setdefault("messages", MESSAGES)
+    stream = await client.messages.create(stream=True, **options)
     return [event async for event in stream]
 
 
@@ -43,17 +44,28 @@ def start_and_end(events: list[RawMessageStreamEvent]) -> tuple[RawMessageStartE
 
 
 async def test_message_start_counts_the_prompt_of_a_local_model(tiny_door: Doors) -> None:  # noqa: F811
+    # Long enough for whole prefill pieces, so that the second time the prompt cache serves its beginning.
+    messages = anthropic_messages("hello there " * 40)
+    usages = []
     async with async_anthropic_client(tiny_door) as client:
-        for _ in range(2):  # the second finds what the first left in the prompt cache, if anything
-            start, end = start_and_end(await raw_events(client, model="tiny", max_tokens=4, extra_body=GREEDY))
+        for _ in range(2):
+            events = await raw_events(client, model="tiny", max_tokens=4, extra_body=GREEDY, messages=messages)
+            start, end = start_and_end(events)
             first, last = start.message.usage, end.usage
-            assert first.input_tokens > 0
             assert first.output_tokens == 0
             assert (first.input_tokens, first.cache_read_input_tokens, first.cache_creation_input_tokens) == (
                 last.input_tokens,
                 last.cache_read_input_tokens,
                 last.cache_creation_input_tokens,
             )
+            usages.append(first)
+    cold, warm = usages
+    assert cold.input_tokens > 0
+    assert cold.cache_read_input_tokens == 0
+    # As Anthropic counts: the tokens read from the cache are not among input_tokens; together they are the prompt.
+    read = warm.cache_read_input_tokens or 0
+    assert 0 < read < cold.input_tokens
+    assert warm.input_tokens + read == cold.input_tokens
 
 
 async def test_the_matching_stop_sequence_of_a_local_model(tiny_door: Doors) -> None:  # noqa: F811

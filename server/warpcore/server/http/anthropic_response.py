@@ -25,9 +25,11 @@ STOP_REASONS = {
 
 
 def _usage(counts: Finish | PromptUsage) -> dict[str, Any]:
-    """A message's usage: the prompt's tokens, and once the answer is finished its own."""
+    """A message's usage: the prompt's tokens, and once the answer is finished its own. Anthropic counts a prompt
+    in three parts that add up to the whole: read from the cache, written to it, and the rest (`input_tokens`)."""
+    cached = counts.cached_prompt_tokens + counts.cache_creation_tokens
     return {
-        "input_tokens": counts.prompt_tokens,
+        "input_tokens": counts.prompt_tokens - cached,
         "output_tokens": counts.completion_tokens if isinstance(counts, Finish) else 0,
         "cache_creation_input_tokens": counts.cache_creation_tokens,
         "cache_read_input_tokens": counts.cached_prompt_tokens,
