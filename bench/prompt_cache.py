@@ -19,6 +19,7 @@ from bench.harness import free_port, rss_bytes
 from bench.local_contenders import Contender, StreamTiming, WarpcoreServer, Workload, xllamacpp_server
 from bench.local_model import bounded
 from bench.prompt_cache_report import NAME, CacheWorkload, Measured, Memory, report
+from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # the cache keeps whole pieces
 
 TOPICS = (
     "the harbour ferries",
@@ -81,8 +82,6 @@ def system_prompt(session: str, rules: int) -> str:
 PATIENCE = 600.0
 """Seconds a contender may take over a request before it counts as hung: a prefill of thousands of tokens on a
 machine that others load too can take minutes."""
-PIECE = 128
-"""warpcore's prefill piece: its cache keeps whole pieces of a prompt, so less room than this is a full cache."""
 MAX_FILL_PROMPTS = 32
 
 
@@ -148,16 +147,16 @@ async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, load
     gauges = await servers[0].gauges()
     capacity = int(gauges["warpcore_prompt_cache_capacity_tokens"])
     held, prompts, rules = int(gauges["warpcore_prompt_cache_tokens"]), 0, workload.rules
-    while capacity - held >= PIECE and prompts < MAX_FILL_PROMPTS:
+    while capacity - held > PIECE and prompts < MAX_FILL_PROMPTS:
         text = system_prompt(f"fill-{prompts}", rules) + question(prompts)
         timings = [await patient(server, [server.generate(text, 1)]) for server in servers]
         prompts += 1
         before, held = held, int((await servers[0].gauges())["warpcore_prompt_cache_tokens"])
-        if held <= before:
-            break
-        # As many rules as the room left needs, in this prompt's tokens per rule, within the context.
+        # As many rules as the room left needs, in this prompt's tokens per rule, within the context; fewer when a
+        # prompt overshot and pushed an earlier one out.
         per_rule = (timings[0][0].prompt_tokens or rules) / rules
-        rules = max(1, min(int((capacity - held + PIECE) / per_rule), int((workload.model.context - 64) / per_rule)))
+        wanted = (capacity - held) / per_rule if held > before else rules / 2
+        rules = max(1, min(int(wanted), int((workload.model.context - 64) / per_rule)))
     memory = []
     for server, rss_loaded in zip(servers, loaded, strict=True):
         gauges = await server.gauges()

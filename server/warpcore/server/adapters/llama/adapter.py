@@ -221,7 +221,8 @@ class LlamaCppAdapter:
                 preparer = PromptPreparer(template, PromptTokenizer(vocabulary), self._projector)
                 cache = None
                 if cache_tokens:
-                    cache = PrefixCache(native, capacity=cache_tokens, piece=PREFILL_PIECE)
+                    window = native.sliding_window
+                    cache = PrefixCache(native, capacity=cache_tokens, piece=PREFILL_PIECE, window=window)
                 scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
             except BaseException:
                 self._free_projector()

@@ -14,7 +14,7 @@ STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 # A prompt enters the KV cache in pieces of this many tokens counted from its first, each its own llama_decode call,
 # whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
 # for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
-PREFILL_PIECE = 128
+PREFILL_PIECE = 32
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 
 
@@ -85,6 +85,8 @@ class NativeContext:
         self.vocabulary_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
         self.cells = int(llama_cpp.llama_n_ctx(self.ctx))
         """KV cells shared by the slots."""
+        self.sliding_window = max(int(llama_cpp.llama_model_n_swa(self.model)), 0)
+        """Tokens the model's sliding-window layers see (0: it has none)."""
 
     def memory_bytes(self, saved_cells: int = 0) -> int:
         """Weights plus the KV cache and `saved_cells` cells saved beside it (the prompt cache), the bulk of what the

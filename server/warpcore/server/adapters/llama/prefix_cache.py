@@ -51,13 +51,20 @@ MISS = Hit()
 
 class PrefixCache:
     """Beginnings of at most `capacity` tokens in all; the least recently used goes first when a new one needs room.
-    A beginning that a longer one extends is dropped when the longer one is kept, since it serves every prompt the
-    shorter one did."""
 
-    def __init__(self, native: NativeContext, *, capacity: int, piece: int) -> None:
+    Without a sliding window, a saved beginning serves every shorter one too (restored, then cut), so a beginning
+    that a longer one extends is dropped when the longer one is kept. With one (`window` tokens, Gemma's local
+    layers), llama.cpp saves only the cells a sequence's window still sees: cut shorter, the local layers would miss
+    the cells before the cut. A beginning then serves only prompts that begin with all of it, and a prompt is also
+    saved every `window` tokens on the way, so that prompts which part from it later, as callers sharing a system
+    prompt do, still find most of their common beginning."""
+
+    def __init__(self, native: NativeContext, *, capacity: int, piece: int, window: int) -> None:
         self._native = native
         self.capacity = capacity
         self._piece = piece
+        self._whole_only = window > 0
+        self._checkpoint = max(window // piece, 1) * piece
         self._by_key: dict[int, _Prefix] = {}
         self._prefixes: list[_Prefix] = []
         self._clock = 0
@@ -72,7 +79,9 @@ class PrefixCache:
         for depth in range(min(len(keys), (len(tokens) - 1) // self._piece), 0, -1):
             prefix = self._by_key.get(keys[depth - 1])
             length = depth * self._piece
-            if prefix is not None and prefix.tokens[:length] == list(tokens[:length]):
+            if prefix is None or (self._whole_only and len(prefix.tokens) != length):
+                continue
+            if prefix.tokens[:length] == list(tokens[:length]):
                 self._touch(prefix)
                 self.hits += 1
                 return Hit(prefix, length)
@@ -89,11 +98,12 @@ class PrefixCache:
         if hit.length < len(hit.prefix.tokens):
             self._native.forget(sequence, hit.length)
 
-    def saving_point(self, keys: Sequence[int], hit: Hit) -> int:
-        """How many prompt tokens to save once decoded: the whole pieces the cache can hold, if more than the hit's;
-        else 0."""
-        length = min(len(keys), self.capacity // self._piece) * self._piece
-        return length if length > hit.length else 0
+    def saving_points(self, keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
+        """After how many decoded prompt tokens to save the beginning, in order: at the most whole pieces the cache
+        can hold, and with a sliding window every `window` tokens before; only past the hit."""
+        last = min(len(keys), self.capacity // self._piece) * self._piece
+        points = range(self._checkpoint, last, self._checkpoint) if self._whole_only else ()
+        return tuple(point for point in (*points, last) if point > hit.length)
 
     def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
         """Keep the beginning `sequence` holds now: exactly its first `len(keys)` pieces of `tokens`."""
@@ -103,7 +113,7 @@ class PrefixCache:
         if known is not None and known.tokens == list(tokens[:length]):
             self._touch(known)
             return
-        if hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
+        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
             self._drop(hit.prefix)  # superseded: this one begins with all of it
         while self.cells + length > self.capacity and self._prefixes:
             self._drop(min(self._prefixes, key=lambda prefix: prefix.last_used))
@@ -113,7 +123,7 @@ class PrefixCache:
             return  # not kept; the generation goes on regardless
         prefix = _Prefix(list(tokens[:length]), list(keys[:depth]), state)
         self._prefixes.append(prefix)
-        self._by_key.update(dict.fromkeys(prefix.keys, prefix))
+        self._by_key.update(dict.fromkeys(prefix.keys[-1:] if self._whole_only else prefix.keys, prefix))
         self.cells += length
         self._touch(prefix)
 
@@ -128,7 +138,7 @@ class PrefixCache:
             if self._by_key.get(key) is prefix:
                 # Another beginning may share these first pieces: it serves them from now on.
                 others = (other for other in self._prefixes if depth < len(other.keys) and other.keys[depth] == key)
-                if (other := next(others, None)) is not None:
+                if not self._whole_only and (other := next(others, None)) is not None:
                     self._by_key[key] = other
                 else:
                     del self._by_key[key]

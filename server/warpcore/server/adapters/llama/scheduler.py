@@ -48,8 +48,8 @@ class _Sequence:
     text: TokenText
     sampler: Sampler
     cached: Hit
-    saving_point: int
-    """Prompt tokens to keep in the prompt cache once decoded (0: none)."""
+    saving_points: tuple[int, ...]
+    """After how many decoded prompt tokens to keep the beginning in the prompt cache."""
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -144,14 +144,14 @@ class BatchScheduler:
             job.emit(error)
             return
         prompt, slot = job.prompt, self._free_slots.pop()
-        hit, saving_point = MISS, 0
+        hit, saving_points = MISS, tuple[int, ...]()
         if self.cache is not None and prompt.piece_keys:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
-            saving_point = self.cache.saving_point(prompt.piece_keys, hit)
+            saving_points = self.cache.saving_points(prompt.piece_keys, hit)
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
-        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_point, hit.length, hit.length))
+        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_points, hit.length, hit.length))
         # Published before the caller hears of its generation, so that whoever it tells finds it counted as running.
         self._count()
         job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
@@ -184,7 +184,7 @@ class BatchScheduler:
                 self._native.batch.logits[rows[-1]] = True
             if not self._decode([sequence]):
                 continue
-            if self.cache is not None and end == sequence.saving_point:  # the stream holds exactly these pieces
+            if self.cache is not None and end in sequence.saving_points:  # the stream holds exactly these pieces
                 pieces = sequence.prompt.piece_keys[: end // PREFILL_PIECE]
                 self.cache.save(sequence.slot, tokens, pieces, sequence.cached)
             if end == len(tokens):
