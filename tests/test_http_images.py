@@ -24,6 +24,7 @@ from tests.tiny_projector import png, write_tiny_projector
 from warpcore.server.core.bounds import MAX_IMAGE_BYTES, MAX_IMAGES
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
+from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 PNG = png(1)
@@ -248,6 +249,7 @@ async def test_a_local_model_reads_the_image_of_either_sdk_as_the_grpc_api_does(
         await stub.LoadModel(load_request(MMPROJ))
         expected, _, _ = await generated(stub, looking(image(1)))
         other, _, _ = await generated(stub, looking(image(2)))
+        counted = await stub.CountTokens(pb.CountTokensRequest(request=looking(image(1))))
     assert expected
     assert expected != other  # the text depends on the image
     question = text("What is this?")
@@ -262,6 +264,12 @@ async def test_a_local_model_reads_the_image_of_either_sdk_as_the_grpc_api_does(
         extra_body={"temperature": 0},
     )
     assert from_openai == from_anthropic == expected
+    async with async_anthropic_client(doors) as client:
+        count = await client.messages.count_tokens(
+            model="seeing",
+            messages=cast(Any, [{"role": "user", "content": [question, anthropic_image(BASE64_SOURCE)]}]),
+        )
+    assert count.input_tokens == counted.count.prompt_tokens  # the image's embeddings counted, as over gRPC
     with pytest.raises(openai.BadRequestError) as url_image:
         await openai_call(doors, [{"role": "user", "content": [question, openai_image(HTTPS_URL)]}], "seeing")
     assert (url_image.value.param, url_image.value.code) == ("messages[0].content[1]", "image_url_unsupported")

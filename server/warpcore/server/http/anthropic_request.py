@@ -91,7 +91,7 @@ def _text_blocks(owner: Json, key: str, path: str) -> str:
     pieces = []
     for block_path, block in objects(owner, key, path):
         if block.get("type") == "image":
-            # The domain's tool results (and system prompts) are text: no provider's tool turn would carry it.
+            # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
