@@ -78,6 +78,11 @@ class ResourceExhaustedError(WarpcoreError):
     code = ErrorCode.RESOURCE_EXHAUSTED
 
 
+class ContentTooLargeError(ResourceExhaustedError):
+    """The request's own content over a limit (an image's size, the number of images): unlike a full queue,
+    retrying the same request cannot succeed (the HTTP door answers 413, not 429)."""
+
+
 class UnavailableError(WarpcoreError):
     code = ErrorCode.UNAVAILABLE
 

@@ -35,7 +35,7 @@ from warpcore.server.core.domain import (
     Role,
 )
 from warpcore.server.core.embeddings import EmbedParams
-from warpcore.server.core.errors import InvalidArgumentError, ResourceExhaustedError
+from warpcore.server.core.errors import ContentTooLargeError, InvalidArgumentError
 from warpcore.server.core.rules import require
 from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
@@ -101,7 +101,7 @@ def _check_images(params: GenerationParams) -> None:
             field = f"messages[{index}].parts[{number}]"
             count += 1
             if count > MAX_IMAGES:
-                raise ResourceExhaustedError(
+                raise ContentTooLargeError(
                     f"{field} is image number {count}; a request may carry at most {MAX_IMAGES}",
                     field=field,
                     reason="TOO_MANY_IMAGES",
@@ -121,7 +121,7 @@ def _check_images(params: GenerationParams) -> None:
                 f"{field}: media_type must be one of {', '.join(IMAGE_MEDIA_TYPES)}",
             )
             if len(part.data) > MAX_IMAGE_BYTES:
-                raise ResourceExhaustedError(
+                raise ContentTooLargeError(
                     f"{field} is {len(part.data)} bytes; an image may be at most {MAX_IMAGE_BYTES}",
                     field=field,
                     reason="IMAGE_TOO_LARGE",

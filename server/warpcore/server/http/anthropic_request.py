@@ -1,4 +1,4 @@
-"""Anthropic Messages requests into domain generations: system, content blocks (text, tool use and results,
+"""Anthropic Messages requests into domain generations: system, content blocks (text, images, tool use and results,
 thinking with its signature), tools and tool choice, thinking budget, stop sequences; what the engine cannot
 honour is refused naming the field."""
 
@@ -33,6 +33,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.images import Content, anthropic_image, numbered
 
 FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequences"}
 """Domain field paths as this dialect names them."""
@@ -46,6 +47,8 @@ class MessagesRequest:
     model: str
     params: GenerationParams
     stream: bool
+    field_names: dict[str, str]
+    """The path in this request of each domain message part, by its domain path."""
 
 
 def messages_request(body: Json, counted_max_tokens: int | None = None) -> MessagesRequest:
@@ -58,12 +61,12 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
     choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
-    messages: list[ChatMessage] = []
-    for path, message in objects(body, "messages", required=True):
-        messages += _turn(path, message)
+    messages, field_names = numbered(
+        turn for path, message in objects(body, "messages", required=True) for turn in _turn(path, message)
+    )
     params = GenerationParams(
         prompt=None,
-        messages=tuple(messages),
+        messages=messages,
         max_tokens=counted_max_tokens or integer(body, "max_tokens", required=True) or 0,
         system=_system(body),
         temperature=number(body, "temperature"),
@@ -76,7 +79,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         response_format=_output_format(mapping(output_config, "format", "output_config")),
         reasoning=_reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
     )
-    return MessagesRequest(text(body, "model", required=True) or "", params, boolean(body, "stream") is True)
+    model = text(body, "model", required=True) or ""
+    return MessagesRequest(model, params, boolean(body, "stream") is True, field_names)
 
 
 def _text_blocks(owner: Json, key: str, path: str) -> str:
@@ -86,6 +90,9 @@ def _text_blocks(owner: Json, key: str, path: str) -> str:
         return value or ""
     pieces = []
     for block_path, block in objects(owner, key, path):
+        if block.get("type") == "image":
+            # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
+            raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         pieces.append(text(block, "text", block_path, required=True) or "")
@@ -96,23 +103,26 @@ def _system(body: Json) -> str | None:
     return _text_blocks(body, "system", "") if body.get("system") is not None else None
 
 
-def _turn(path: str, message: Json) -> list[ChatMessage]:
-    """One turn as domain messages: a user turn's tool results become tool messages, before its text."""
+def _turn(path: str, message: Json) -> list[tuple[ChatMessage, Content | None]]:
+    """One turn as domain messages (with the content of the turn's own): a user turn's tool results become tool
+    messages, before its text and images."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected user or assistant")
     content = message.get("content")
     if isinstance(content, str):
-        return [ChatMessage(role, content)]
-    texts: list[str] = []
+        return [(ChatMessage(role, content), None)]
+    own = Content(at(path, "content"))
     calls: list[ToolCall] = []
     reasoning: list[ReasoningBlock] = []
-    results: list[ChatMessage] = []
+    turn: list[tuple[ChatMessage, Content | None]] = []
     for block_path, block in objects(message, "content", path, required=True):
         kind = block.get("type")
         if kind == "text":
-            texts.append(text(block, "text", block_path, required=True) or "")
+            own.add_text(text(block, "text", block_path, required=True) or "", block_path)
+        elif kind == "image":  # in any role: the domain says where images may go
+            own.add_image(anthropic_image(block, block_path), block_path)
         elif kind == "tool_use" and role is Role.ASSISTANT:
             calls.append(
                 ToolCall(
@@ -122,14 +132,13 @@ def _turn(path: str, message: Json) -> list[ChatMessage]:
                 )
             )
         elif kind == "tool_result" and role is Role.USER:
-            results.append(
-                ChatMessage(
-                    Role.TOOL,
-                    _text_blocks(block, "content", block_path),
-                    tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
-                    is_error=boolean(block, "is_error", block_path) is True,
-                )
+            result = ChatMessage(
+                Role.TOOL,
+                _text_blocks(block, "content", block_path),
+                tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
+                is_error=boolean(block, "is_error", block_path) is True,
             )
+            turn.append((result, None))
         elif kind == "thinking" and role is Role.ASSISTANT:
             thinking = text(block, "thinking", block_path, required=True) or ""
             reasoning.append(ReasoningBlock(thinking, text(block, "signature", block_path) or ""))
@@ -139,9 +148,8 @@ def _turn(path: str, message: Json) -> list[ChatMessage]:
             )
         else:
             raise unsupported(at(block_path, "type"), f"a {role.value} block of type {kind!r}")
-    turn = [*results]
-    if texts or calls or reasoning or not results:
-        turn.append(ChatMessage(role, "".join(texts), tool_calls=tuple(calls), reasoning=tuple(reasoning)))
+    if not own.empty or calls or reasoning or not turn:
+        turn.append((own.message(role, tool_calls=tuple(calls), reasoning=tuple(reasoning)), own))
     return turn
 
 

@@ -33,6 +33,8 @@ class Call:
     model: str
     params: GenerationParams
     stream: bool
+    field_names: dict[str, str]
+    """The path in the dialect's request of each domain message part, by its domain path."""
     include_usage: bool = False
 
 
@@ -50,12 +52,12 @@ class Dialect:
 
 def _openai_call(body: Json) -> Call:
     request = openai_request.chat_request(body)
-    return Call(request.model, request.params, request.stream, request.include_usage)
+    return Call(request.model, request.params, request.stream, request.field_names, request.include_usage)
 
 
 def _anthropic_call(body: Json) -> Call:
     request = anthropic_request.messages_request(body)
-    return Call(request.model, request.params, request.stream)
+    return Call(request.model, request.params, request.stream, request.field_names)
 
 
 OPENAI = Dialect(

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warpcore.server.core.errors import ErrorCode, WarpcoreError
+from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
 
 OVERLOADED = 529
@@ -50,7 +50,7 @@ class RequestTooLargeError(WarpcoreError):
 
 
 def _kind(error: WarpcoreError) -> _Kind:
-    if isinstance(error, RequestTooLargeError):
+    if isinstance(error, (RequestTooLargeError, ContentTooLargeError)):
         return _TOO_LARGE
     if error.metadata.get("http_status") == str(OVERLOADED):
         return _OVERLOADED

@@ -1,5 +1,6 @@
-"""OpenAI Chat Completions requests into domain generations: roles, tool calls and results, tools and tool choice,
-response format, reasoning effort; what the engine cannot honour is refused naming the field."""
+"""OpenAI Chat Completions requests into domain generations: roles, text and image content, tool calls and results,
+tools and tool choice, response format, reasoning effort; what the engine cannot honour is refused naming the
+field."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.images import Content, numbered, openai_image
 
 FIELD_NAMES = {"model_id": "model", "prompt": "messages", "system": "messages"}
 """Domain field paths as this dialect names them."""
@@ -60,6 +62,8 @@ class ChatRequest:
     params: GenerationParams
     stream: bool
     include_usage: bool
+    field_names: dict[str, str]
+    """The path in this request of each domain message part, by its domain path."""
 
 
 def chat_request(body: Json) -> ChatRequest:
@@ -81,9 +85,12 @@ def chat_request(body: Json) -> ChatRequest:
         raise refuse("stop", "must be a string or an array of strings")
     stream_options = mapping(body, "stream_options") or {}
     tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
+    messages, field_names = numbered(
+        _message(path, message) for path, message in objects(body, "messages", required=True)
+    )
     params = GenerationParams(
         prompt=None,
-        messages=tuple(_message(path, message) for path, message in objects(body, "messages", required=True)),
+        messages=messages,
         max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
@@ -100,33 +107,41 @@ def chat_request(body: Json) -> ChatRequest:
         params=params,
         stream=boolean(body, "stream") is True,
         include_usage=boolean(stream_options, "include_usage", "stream_options") is True,
+        field_names=field_names,
     )
 
 
-def _content(message: Json, path: str) -> str:
-    """Text content: a string, or an array of text parts joined."""
-    content = message.get("content")
-    if content is None or isinstance(content, str):
-        return content or ""
-    pieces = []
+def _content(message: Json, path: str) -> Content:
+    """A string, or an array of text (or refusal) and image parts in order; images in any role: the domain says where
+    they may go."""
+    content_path = at(path, "content")
+    content = Content(content_path)
+    value = message.get("content")
+    if value is None or isinstance(value, str):
+        content.add_text(value or "", content_path)
+        return content
     for part_path, part in objects(message, "content", path):
         kind = part.get("type")
-        if kind not in ("text", "refusal"):
+        if kind == "image_url":
+            content.add_image(openai_image(part, part_path), part_path)
+        elif kind in ("text", "refusal"):
+            content.add_text(text(part, str(kind), part_path, required=True) or "", part_path)
+        else:
             raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
-        pieces.append(text(part, str(kind), part_path, required=True) or "")
-    return "".join(pieces)
+    return content
 
 
-def _message(path: str, message: Json) -> ChatMessage:
+def _message(path: str, message: Json) -> tuple[ChatMessage, Content]:
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+    content = _content(message, path)
     if role is Role.TOOL:
         call_id = text(message, "tool_call_id", path, required=True) or ""
-        return ChatMessage(role, _content(message, path), tool_call_id=call_id)
+        return content.message(role, tool_call_id=call_id), content
     if role is not Role.ASSISTANT:
-        return ChatMessage(role, _content(message, path))
+        return content.message(role), content
     calls = []
     for call_path, call in objects(message, "tool_calls", path):
         function = mapping(call, "function", call_path, required=True) or {}
@@ -138,9 +153,8 @@ def _message(path: str, message: Json) -> ChatMessage:
                 arguments=json_object_text(function.get("arguments", "{}"), at(function_path, "arguments")),
             )
         )
-    return ChatMessage(
-        role, _content(message, path), tool_calls=tuple(calls), reasoning=_reasoning_blocks(message, path)
-    )
+    message_reasoning = _reasoning_blocks(message, path)
+    return content.message(role, tool_calls=tuple(calls), reasoning=message_reasoning), content
 
 
 def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:

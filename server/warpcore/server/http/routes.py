@@ -19,6 +19,7 @@ from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
+from warpcore.server.http.images import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
 
@@ -70,9 +71,10 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
         # sent, so that every refusal is an HTTP status. The prompt's usage comes once the backend has taken the
         # request: a dialect that reports it opens its stream then, without waiting for the first token.
-        first = await anext(outputs)
-        if isinstance(first, PromptUsage) and not (call.stream and dialect.early_usage):
+        with named_as(call.field_names):
             first = await anext(outputs)
+            if isinstance(first, PromptUsage) and not (call.stream and dialect.early_usage):
+                first = await anext(outputs)
         if call.stream:
             return await _stream(request, dialect.stream(call), first, outputs)
         collected, recorder = Collected(), Recorder()
@@ -156,7 +158,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     # have fits under it.
     call = anthropic_request.messages_request(await _json_body(request), engine.limits.max_tokens)
     request[MODEL] = call.model
-    count = await engine.count_tokens(call.model, call.params, include_tokens=False)
+    with named_as(call.field_names):
+        count = await engine.count_tokens(call.model, call.params, include_tokens=False)
     return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
 
 

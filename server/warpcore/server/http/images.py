@@ -1,0 +1,122 @@
+"""A turn's text and images, in either dialect, as domain content: images become image parts (by their bytes or a
+URL; their limits and rules are the domain's, core/validation.py), and each part keeps its path in the dialect's
+request, so that the domain's refusals of a part name it as the client wrote it."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from warpcore.server.core.content import ContentPart, ImagePart, TextPart
+from warpcore.server.core.domain import ChatMessage, Role
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.http.fields import Json, at, mapping, refuse, text, unsupported
+
+# Strict: a media type, `;base64,` and the data, nothing else (no parameters, no percent-encoded data).
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
+_DETAILS = ("auto", "low", "high")
+
+
+class Content:
+    """A turn's content in order: its text up to the first image is the message's `content`, the rest its parts
+    (text blocks in a row joined, as in a turn without images)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._texts: list[str] = []
+        self._parts: list[ContentPart] = []
+        self._paths: list[str] = []
+
+    @property
+    def empty(self) -> bool:
+        """No text block nor image (a turn of tool results alone)."""
+        return not self._texts and not self._parts
+
+    def add_text(self, value: str, path: str) -> None:
+        if not self._parts:
+            self._texts.append(value)
+        elif isinstance(self._parts[-1], TextPart):
+            self._parts[-1] = TextPart(self._parts[-1].text + value)
+        else:
+            self._parts.append(TextPart(value))
+            self._paths.append(path)
+
+    def add_image(self, image: ImagePart, path: str) -> None:
+        self._parts.append(image)
+        self._paths.append(path)
+
+    def message(self, role: Role, **fields: Any) -> ChatMessage:
+        return ChatMessage(role, "".join(self._texts), parts=tuple(self._parts), **fields)
+
+    def field_names(self, index: int) -> dict[str, str]:
+        """The domain paths of the parts of this content as message `index`, with the dialect's path of each."""
+        names = {f"messages[{index}].parts": self.path}
+        names.update((f"messages[{index}].parts[{number}]", path) for number, path in enumerate(self._paths))
+        return names
+
+
+def numbered(turns: Iterable[tuple[ChatMessage, Content | None]]) -> tuple[tuple[ChatMessage, ...], dict[str, str]]:
+    """The domain messages, and the dialect's path of each of their parts by its domain path."""
+    messages: list[ChatMessage] = []
+    names: dict[str, str] = {}
+    for message, content in turns:
+        if content is not None:
+            names.update(content.field_names(len(messages)))
+        messages.append(message)
+    return tuple(messages), names
+
+
+@contextmanager
+def named_as(names: Mapping[str, str]) -> Iterator[None]:
+    """The domain's refusals of a part (or a turn's parts) naming it by its path in the dialect's request."""
+    try:
+        yield
+    except WarpcoreError as error:
+        dialect = names.get(error.field or "")
+        if error.field and dialect is not None:
+            error.message = error.message.replace(error.field, dialect)
+            error.args = (error.message,)
+            error.field = dialect
+        raise
+
+
+def anthropic_image(block: Json, path: str) -> ImagePart:
+    """An `image` block: a `base64` source (`media_type`, `data`) or a `url` one."""
+    source_path = at(path, "source")
+    source = mapping(block, "source", path, required=True) or {}
+    kind = text(source, "type", source_path, required=True)
+    if kind == "base64":
+        data = text(source, "data", source_path, required=True) or ""
+        media_type = text(source, "media_type", source_path, required=True) or ""
+        return ImagePart(data=_decoded(data, at(source_path, "data")), media_type=media_type)
+    if kind == "url":
+        return ImagePart(url=text(source, "url", source_path, required=True) or "")
+    raise unsupported(at(source_path, "type"), f"an image source of type {kind!r} (base64 and url are)")
+
+
+def openai_image(part: Json, path: str) -> ImagePart:
+    """An `image_url` part: a `data:<media type>;base64,<data>` URL is the image's bytes, any other URL stays one.
+    `detail` has no place in the domain (and no meaning to Anthropic or llama.cpp models): checked, then left out."""
+    image_path = at(path, "image_url")
+    image = mapping(part, "image_url", path, required=True) or {}
+    detail = text(image, "detail", image_path)
+    if detail not in (None, *_DETAILS):
+        raise refuse(at(image_path, "detail"), f"unknown detail {detail!r}; expected one of {', '.join(_DETAILS)}")
+    url = text(image, "url", image_path, required=True) or ""
+    if not url.startswith("data:"):
+        return ImagePart(url=url)
+    url_path = at(image_path, "url")
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        raise refuse(url_path, "a data URL must be data:<media type>;base64,<base64 data>")
+    return ImagePart(data=_decoded(match[2], url_path), media_type=match[1])
+
+
+def _decoded(data: str, path: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:  # binascii.Error, or characters outside ASCII
+        raise refuse(path, "is not valid base64") from None
