@@ -215,12 +215,19 @@ async def test_auto_calls_through_a_lazy_grammar_once_the_model_opens_a_call(tmp
         for seed in range(SAMPLES * 2):
             outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.AUTO), seed=seed, max_tokens=250))
             assert outcome.result is not None
-            if outcome.deltas:
+            finish = outcome.result.finish
+            if outcome.deltas and finish.reason is FinishReason.LENGTH:
+                # Random weights may write a long string argument: max_tokens ends it inside the call, which is
+                # then no call at all, though its name and the arguments so far were streamed.
+                assert CALL_OPENING not in outcome.text
+                assert not finish.tool_calls
+                assert outcome.deltas[0].name in {tool.name for tool in TOOLS}
+            elif outcome.deltas:
                 assert CALL_OPENING not in outcome.text
                 assert_valid_calls(outcome, TOOLS, text_before=True)
                 called += 1
             else:
-                assert outcome.result.finish.reason in (FinishReason.STOP, FinishReason.LENGTH)
+                assert finish.reason in (FinishReason.STOP, FinishReason.LENGTH)
                 answered += 1
         assert called > 0
         assert answered > 0
