@@ -40,8 +40,17 @@ class Sampler:
     decoding, and for sampling whenever no token outside the shortlist would have survived the chain's top-k. Free
     with free()."""
 
-    def __init__(self, chain: llama_cpp.llama_sampler_p, vocab: llama_cpp.llama_vocab_p, constraint: Constraint | None):
+    def __init__(
+        self,
+        chain: llama_cpp.llama_sampler_p,
+        vocab: llama_cpp.llama_vocab_p,
+        constraint: Constraint | None,
+        *,
+        greedy_over: int = 0,
+    ):
+        """`greedy_over`: for a greedy chain, the vocabulary's size, to pick from the logits themselves."""
         self._chain = chain
+        self._greedy_over = greedy_over
         self._vocab = vocab
         self._grammar: llama_cpp.llama_sampler_p | None = None
         self._one = (llama_cpp.llama_token_data * 1)()
@@ -58,7 +67,13 @@ class Sampler:
                 )
 
     def sample(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
-        token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, row))
+        if self._greedy_over:
+            # The first of the largest logits, as llama.cpp's greedy sampler picks it, without the array of every
+            # token's data that the sampler chain fills first, which costs more than the pick.
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(self._greedy_over,))
+            token = int(logits.argmax())
+        else:
+            token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, row))
         if self._grammar is None:
             return token
         if not self._allowed(token):

@@ -17,14 +17,23 @@ DEFAULT_TOP_K = 40
 MIN_P = 0.05
 
 
+def _temperature(params: GenerationParams) -> float:
+    return params.temperature if params.temperature is not None else DEFAULT_TEMPERATURE
+
+
+def is_greedy(params: GenerationParams) -> bool:
+    """Whether the generation takes the most likely token at every step."""
+    return _temperature(params) <= 0
+
+
 def new_sampler(params: GenerationParams) -> llama_cpp.llama_sampler_p:
     """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling.
     The caller frees it with llama_sampler_free."""
-    temperature = params.temperature if params.temperature is not None else DEFAULT_TEMPERATURE
+    temperature = _temperature(params)
     chain = cast(
         "llama_cpp.llama_sampler_p", llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     )
-    if temperature <= 0:
+    if is_greedy(params):
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
     seed = params.seed if params.seed is not None else random.getrandbits(31)
