@@ -135,10 +135,10 @@ class PrefixCache:
         self._prefixes.remove(prefix)
         self.cells -= len(prefix.tokens)
         for depth, key in enumerate(prefix.keys):
-            if self._by_key.get(key) is prefix:
-                # Another beginning may share these first pieces: it serves them from now on.
+            if self._by_key.get(key) is not prefix:
+                continue
+            del self._by_key[key]
+            if not self._whole_only:  # another beginning may share these first pieces: it serves them from now on
                 others = (other for other in self._prefixes if depth < len(other.keys) and other.keys[depth] == key)
-                if not self._whole_only and (other := next(others, None)) is not None:
+                if (other := next(others, None)) is not None:
                     self._by_key[key] = other
-                else:
-                    del self._by_key[key]

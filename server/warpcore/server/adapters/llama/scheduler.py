@@ -145,7 +145,8 @@ class BatchScheduler:
             job.emit(error)
             return
         prompt, slot = job.prompt, self._free_slots.pop()
-        hit, saving_points = MISS, tuple[int, ...]()
+        hit: Hit = MISS
+        saving_points: tuple[int, ...] = ()
         if self.cache is not None and prompt.piece_keys:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
