@@ -19,6 +19,7 @@ from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights,
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
+from warpcore.server.adapters.llama.native_threads import on_passing_thread
 from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
@@ -161,7 +162,8 @@ class LlamaCppAdapter:
         self._worker.shutdown(wait=False)
 
     async def _on_worker(self, work: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+        """`work()` after what the worker was given before, on a thread that ends with it (native_threads.py)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, on_passing_thread, work)
 
     # Everything below runs on the worker.
 
