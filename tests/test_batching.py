@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
+from warpcore.server.adapters.llama.context import NativeContext
 from warpcore.server.core.domain import GenerationParams, LocalSettings, TextChunk
 from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
@@ -152,3 +153,35 @@ async def test_gemma_streams_decoded_together_match_their_solo_runs(tmp_path: Pa
         await adapter.close()
     assert together == alone
     assert len(set(alone)) == len(GEMMA_PROMPTS)
+
+
+async def test_every_decode_call_holds_its_generations_in_rising_slot_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llama.cpp decodes a call's rows in one pass only while their slots rise one by one; in any other order it
+    # makes a pass per slot. Generations that ended shortest first must not come back in the reverse order.
+    calls: list[list[int]] = []
+    decode = NativeContext.decode
+
+    def recording(native: NativeContext) -> bool:
+        calls.append([native.batch.seq_id[row][0] for row in range(native.batch.n_tokens)])
+        return decode(native)
+
+    monkeypatch.setattr(NativeContext, "decode", recording)
+    adapter = LlamaCppAdapter(LocalSettings(parallel=4, threads=2), {"MODELS_PATH": str(tmp_path)})
+    await adapter.load(install_embedded_model(tmp_path), 256)
+
+    async def finish(prompt: str, tokens: int) -> None:
+        params = GenerationParams(prompt=prompt, messages=(), max_tokens=tokens, temperature=0.0)
+        async for _ in adapter.generate(params, threading.Event()):
+            pass
+
+    try:
+        for _ in range(2):
+            await asyncio.gather(*(finish(prompt, 4 * (n + 1)) for n, prompt in enumerate(GEMMA_PROMPTS[:4])))
+    finally:
+        await adapter.close()
+    together = [slots for slots in calls if len(set(slots)) > 1]
+    assert len(together) > 8  # Gemma's generations did share calls, in both rounds
+    for slots in together:
+        assert slots == list(range(slots[0], slots[0] + len(slots))), slots

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
+import heapq
 import logging
 import threading
 from collections.abc import Sequence
@@ -63,7 +65,12 @@ class BatchScheduler:
     samples each sequence with its own sampler, and frees the slot and KV cells of a generation as soon as it
     finishes or its caller goes away. Only `submit()` and `close()` are called from other threads. A step decodes
     its generations in calls of at most `rows_per_call` rows, the count measured at load to give every row
-    exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours."""
+    exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours.
+
+    Each slot has a KV stream of its own, and llama.cpp decodes the rows of a call in one pass only while their
+    sequence ids rise one by one (llama_batch_allocr::split_equal); otherwise it splits the call into a pass per
+    run, each about as slow as the whole. So generations run in slot order, and a new one takes the lowest free
+    slot, which keeps the running slots together."""
 
     def __init__(
         self, native: NativeContext, vocabulary: llama_cpp.Llama, *, slots: int, cache: PrefixCache | None
@@ -72,7 +79,7 @@ class BatchScheduler:
         self._vocabulary = vocabulary
         self.cache = cache
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
-        self._free_slots = list(range(slots - 1, -1, -1))
+        self._free_slots = list(range(slots))  # a heap: the lowest free slot first
         self._running: list[_Sequence] = []
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
@@ -144,7 +151,7 @@ class BatchScheduler:
         except Exception as error:  # noqa: BLE001 - the caller's stream raises it
             job.emit(error)
             return
-        prompt, slot = job.prompt, self._free_slots.pop()
+        prompt, slot = job.prompt, heapq.heappop(self._free_slots)
         hit: Hit = MISS
         saving_points: tuple[int, ...] = ()
         if self.cache is not None and prompt.piece_keys:
@@ -153,7 +160,8 @@ class BatchScheduler:
             saving_points = self.cache.saving_points(prompt.piece_keys, hit)
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
-        self._running.append(_Sequence(job, slot, prompt, text, sampler, hit, saving_points, hit.length, hit.length))
+        sequence = _Sequence(job, slot, prompt, text, sampler, hit, saving_points, hit.length, hit.length)
+        bisect.insort(self._running, sequence, key=lambda running: running.slot)
         # Published before the caller hears of its generation, so that whoever it tells finds it counted as running.
         self._count()
         job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
@@ -239,4 +247,4 @@ class BatchScheduler:
         self._native.forget(sequence.slot)
         sequence.sampler.free()
         self._running.remove(sequence)
-        self._free_slots.append(sequence.slot)
+        heapq.heappush(self._free_slots, sequence.slot)
