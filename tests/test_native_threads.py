@@ -1,7 +1,7 @@
 """llama.cpp's OpenMP teams: a loaded model keeps one, its batching thread's, whatever else it computed.
 
 libgomp makes every team's threads sleep at each barrier instead of spinning once the process holds more of its
-threads than there are CPUs, which slows decoding by about a tenth (adapters/llama/native_threads.py). Loading
+threads than there are CPUs, which slows every decode step (adapters/llama/native_threads.py). Loading
 (whose batch-size probe decodes), and embedding, must leave no team behind."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 llama.cpp's CPU backend runs each computation on an OpenMP team led by the calling thread, and the team's other
 threads stay with that thread until it ends. libgomp counts every such thread, and once the process holds more of
 them than it has CPUs it makes them all give up waiting after a few spins and sleep instead: every one of the
-hundreds of barriers in a decode step then goes through the kernel, and a model decodes about a tenth slower. So
+hundreds of barriers in a decode step then goes through the kernel, which slows every decode step. So
 the batching thread is the one long-lived team of a model; loading (which measures the batch sizes it may decode),
 embedding and releasing each run on a thread of their own, whose team ends with it."""
 
