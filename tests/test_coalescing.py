@@ -94,6 +94,19 @@ async def test_every_delta_read_before_a_failure_goes_out_first() -> None:
     assert len(received) < len(BURST)
 
 
+async def test_a_buffered_burst_is_joined_for_a_writer_that_never_waits() -> None:
+    # An HTTP response's write returns at once until the socket's buffers are full: the writer is always idle
+    # when the next delta comes, and yet a burst already read must not go out one event (and one send) per token.
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        for text in BURST:
+            yield TextChunk(text)
+
+    received = [event.text async for event in coalesced(events()) if isinstance(event, TextChunk)]
+    assert "".join(received) == "".join(BURST)
+    assert received[0] == BURST[0]
+    assert len(received) <= len(BURST) // READ_SLICE + 2  # the first alone, then at least a read slice per frame
+
+
 async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> None:
     # A burst already buffered would keep the process busy reading while the caller waits for its first frame.
     pulled: list[str] = []

@@ -75,6 +75,31 @@ async def test_anthropic_client_gets_each_provider_whole_and_streamed(hosted: Do
     assert raw.count("content_block_start") == raw.count("content_block_stop") == 1
 
 
+async def test_a_burst_reaches_each_sdk_whole_in_order_in_fewer_events(hosted: Doors, upstream: FakeUpstream) -> None:
+    # An upstream that sends every token at once: one event per token would make the caller's SDK, not the
+    # upstream, the limit of a stream's speed.
+    burst = [f" t{index}" for index in range(2000)]
+    upstream.script = Script(chunks=burst)
+    async with async_openai_client(hosted) as client:
+        chunks = await client.chat.completions.create(
+            model="m", messages=OPENAI_MESSAGES, max_tokens=len(burst), stream=True
+        )
+        openai_texts = [choice.delta.content async for chunk in chunks for choice in chunk.choices]
+    async with async_anthropic_client(hosted) as client:
+        events = await client.messages.create(
+            model="m", messages=ANTHROPIC_MESSAGES, max_tokens=len(burst), stream=True
+        )
+        anthropic_texts = [
+            event.delta.text
+            async for event in events
+            if event.type == "content_block_delta" and event.delta.type == "text_delta"
+        ]
+    for texts in ([text for text in openai_texts if text], anthropic_texts):
+        assert "".join(texts) == "".join(burst)
+        assert texts[0] == burst[0]  # the first token still goes out alone, at once
+        assert len(texts) < len(burst) // 4
+
+
 async def test_the_request_reaches_the_upstream_translated(hosted: Doors, upstream: FakeUpstream) -> None:
     async with async_anthropic_client(hosted) as client:
         await client.messages.create(

@@ -14,7 +14,7 @@ Delta = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
 READ_SLICE = 16
-"""Deltas read ahead, while a frame is being written, between two looks at whether it is done."""
+"""Deltas read without waiting, between two turns given to the writer."""
 
 
 async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGenerator[GenerationEvent, None]:
@@ -22,9 +22,13 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     the backend cut them, while the writer keeps up; once more than JOIN_BACKLOG wait, they all go joined in one
     frame, so that a fast upstream costs one message per write rather than one per token.
 
-    Text that finds the writer idle goes out at once (the first always does); order is kept, and the `Finish`
-    or the failure comes after the last text. A `PromptUsage` goes out as it comes, ahead of the first delta,
-    never joined. Closing this generator stops the reading and closes `events`.
+    The reader hands text to an idle writer when it has to wait for the next event, or after READ_SLICE events
+    read without waiting: an upstream whose events are already buffered is read a slice at a time, whose deltas go
+    out joined. A writer that never waits (an HTTP response's write returns at once until the socket's buffers are
+    full) would otherwise take each delta alone, and the caller's SDK would parse one event per token. The first
+    delta always goes out at once, alone; order is kept, and the `Finish` or the failure comes after the last text.
+    A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. Closing this generator stops the
+    reading and closes `events`.
 
     Nothing after the first delta is read until it is written: reading a burst already buffered keeps this
     process busy for many milliseconds, and on a host with few cores the caller, woken by the first frame, would
@@ -44,13 +48,13 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                     ending.append(event)
                     continue
                 texts.append(event)
-                if waiting:  # the writer is idle: it takes this text now, before the buffered events are read
+                if waiting:
                     ready.set()
-                    if first_written.is_set() or type(event) is PromptUsage:
-                        await asyncio.sleep(0)
-                    else:  # the first frame goes out alone, before the rest of a burst is read
+                    if not first_written.is_set() and type(event) is not PromptUsage:
+                        # The first frame goes out alone, before the rest of a burst is read.
                         await first_written.wait()
-                elif len(texts) % READ_SLICE == 0:
+                        continue
+                if len(texts) % READ_SLICE == 0:
                     # Reading an upstream whose bytes are already buffered never yields to the loop: let it see
                     # whether the frame being written is done, so that the text read meanwhile goes out.
                     await asyncio.sleep(0)
