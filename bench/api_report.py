@@ -37,11 +37,11 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return None if numerator is None or not denominator else numerator / denominator
 
 
-def _difference(minuend: float | None, subtrahend: float | None) -> float | None:
+def difference(minuend: float | None, subtrahend: float | None) -> float | None:
     return None if minuend is None or subtrahend is None else minuend - subtrahend
 
 
-def _cell(value: float | None, digits: int = 2) -> float | str:
+def cell(value: float | None, digits: int = 2) -> float | str:
     return "n/a" if value is None else round(value, digits)
 
 
@@ -65,14 +65,14 @@ def tables(results: Results, workloads: Sequence[Workload]) -> list[Table]:
             [
                 protocol,
                 name,
-                _cell(summary.ttft_median_ms),
-                _cell(summary.ttft_p99_ms),
-                _cell(summary.stream_tokens_per_second, 0),
-                _cell(summary.aggregate_tokens_per_second, 0),
-                _cell(summary.itl_p99_ms),
-                _cell(summary.gateway_cpu_per_1k, 3),
-                _cell(summary.client_cpu_per_1k, 3),
-                _cell(summary.peak_rss_mib, 0),
+                cell(summary.ttft_median_ms),
+                cell(summary.ttft_p99_ms),
+                cell(summary.stream_tokens_per_second, 0),
+                cell(summary.aggregate_tokens_per_second, 0),
+                cell(summary.itl_p99_ms),
+                cell(summary.gateway_cpu_per_1k, 3),
+                cell(summary.client_cpu_per_1k, 3),
+                cell(summary.peak_rss_mib, 0),
                 summary.errors,
             ]
             for protocol in PROTOCOLS
@@ -88,14 +88,14 @@ def tables(results: Results, workloads: Sequence[Workload]) -> list[Table]:
                 [
                     workload.label,
                     protocol,
-                    _cell(_difference(ours.ttft_median_ms, direct.ttft_median_ms)),
-                    _cell(_difference(litellm.ttft_median_ms, direct.ttft_median_ms)),
-                    _cell(_ratio(ours.stream_tokens_per_second, direct.stream_tokens_per_second)),
-                    _cell(_ratio(ours.aggregate_tokens_per_second, direct.aggregate_tokens_per_second)),
-                    _cell(_ratio(litellm.aggregate_tokens_per_second, direct.aggregate_tokens_per_second)),
-                    _cell(_ratio(ours.aggregate_tokens_per_second, litellm.aggregate_tokens_per_second)),
-                    _cell(_ratio(litellm.gateway_cpu_per_1k, ours.gateway_cpu_per_1k)),
-                    _cell(_ratio(litellm.peak_rss_mib, ours.peak_rss_mib)),
+                    cell(difference(ours.ttft_median_ms, direct.ttft_median_ms)),
+                    cell(difference(litellm.ttft_median_ms, direct.ttft_median_ms)),
+                    cell(_ratio(ours.stream_tokens_per_second, direct.stream_tokens_per_second)),
+                    cell(_ratio(ours.aggregate_tokens_per_second, direct.aggregate_tokens_per_second)),
+                    cell(_ratio(litellm.aggregate_tokens_per_second, direct.aggregate_tokens_per_second)),
+                    cell(_ratio(ours.aggregate_tokens_per_second, litellm.aggregate_tokens_per_second)),
+                    cell(_ratio(litellm.gateway_cpu_per_1k, ours.gateway_cpu_per_1k)),
+                    cell(_ratio(litellm.peak_rss_mib, ours.peak_rss_mib)),
                 ]
             )
     made.append(
@@ -131,14 +131,14 @@ def ttft_breakdown(results: Results, workloads: Sequence[Workload]) -> Table:
                 [
                     workload.label,
                     protocol,
-                    _cell(direct.ttft_median_ms),
-                    _cell(ours.ttft_median_ms),
-                    _cell(_difference(ours.ttft_median_ms, direct.ttft_median_ms)),
-                    _cell(ours.server_ttft_median_ms),
-                    _cell(_difference(ours.server_ttft_median_ms, direct.ttft_median_ms)),
-                    _cell(ours.transport_median_ms),
-                    _cell(floor.ttft_median_ms),
-                    _cell(_difference(ours.transport_median_ms, floor.ttft_median_ms)),
+                    cell(direct.ttft_median_ms),
+                    cell(ours.ttft_median_ms),
+                    cell(difference(ours.ttft_median_ms, direct.ttft_median_ms)),
+                    cell(ours.server_ttft_median_ms),
+                    cell(difference(ours.server_ttft_median_ms, direct.ttft_median_ms)),
+                    cell(ours.transport_median_ms),
+                    cell(floor.ttft_median_ms),
+                    cell(difference(ours.transport_median_ms, floor.ttft_median_ms)),
                 ]
             )
     return Table(
@@ -171,7 +171,7 @@ def targets(results: Results, workloads: Sequence[Workload]) -> list[Target]:
         measured: list[tuple[str, float | None, Literal[">=", "<"], float, str]] = [
             (
                 f"{protocol}: added median TTFT over SDK direct ({single.label})",
-                _difference(ours.ttft_median_ms, direct.ttft_median_ms),
+                difference(ours.ttft_median_ms, direct.ttft_median_ms),
                 "<",
                 1.0,
                 "ms",

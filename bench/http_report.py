@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench.api_contenders import DIRECT, LITELLM
+from bench.api_report import cell, difference
 from bench.api_workloads import PROTOCOLS, Summary, Workload
 from bench.charts import grouped_bar_chart
 from bench.harness import BenchResult, Cell, Table, Target
@@ -16,6 +17,7 @@ from bench.report import cpu_model
 
 NAME = "http_door"
 DOOR = "warpcore HTTP"
+HTTP_FLOOR = "bare aiohttp proxy"
 COLUMNS = [
     "protocol",
     "contender",
@@ -27,10 +29,6 @@ COLUMNS = [
     "gateway peak RSS (MiB)",
     "errors",
 ]
-
-
-def _cell(value: float | None, digits: int = 2) -> float | str:
-    return "n/a" if value is None else round(value, digits)
 
 
 def report(
@@ -47,11 +45,12 @@ def report(
             rows=[
                 _row(protocol, name, results[(workload.label, protocol, name)])
                 for protocol in PROTOCOLS
-                for name in contenders
+                for name in ([*contenders, HTTP_FLOOR] if workload.floor else contenders)
             ],
         )
         for workload in workloads
     ]
+    tables += [_added_ttft(results, workload) for workload in workloads if workload.floor]
     return BenchResult(
         title="The HTTP door: each vendor SDK against warpcore's door, LiteLLM and the upstream itself",
         description=_description(workloads, litellm_version),
@@ -65,14 +64,31 @@ def _row(protocol: str, name: str, summary: Summary) -> list[Cell]:
     return [
         protocol,
         name,
-        _cell(summary.ttft_median_ms),
-        _cell(summary.ttft_p99_ms),
-        _cell(summary.aggregate_tokens_per_second, 0),
-        _cell(summary.itl_p99_ms),
-        _cell(summary.gateway_cpu_per_1k, 3),
-        _cell(summary.peak_rss_mib, 0),
+        cell(summary.ttft_median_ms),
+        cell(summary.ttft_p99_ms),
+        cell(summary.aggregate_tokens_per_second, 0),
+        cell(summary.itl_p99_ms),
+        cell(summary.gateway_cpu_per_1k, 3),
+        cell(summary.peak_rss_mib, 0),
         summary.errors,
     ]
+
+
+def _added_ttft(results: dict[tuple[str, str, str], Summary], workload: Workload) -> Table:
+    """Each gateway's median time to first token over the SDK's straight to the upstream, beside the bare proxy's:
+    what a hop costs on this machine before a gateway does anything."""
+    rows: list[list[Cell]] = []
+    for protocol in PROTOCOLS:
+        direct, door, floor = (results[(workload.label, protocol, name)] for name in (DIRECT, DOOR, HTTP_FLOOR))
+        door_added = difference(door.ttft_median_ms, direct.ttft_median_ms)
+        floor_added = difference(floor.ttft_median_ms, direct.ttft_median_ms)
+        beyond = difference(door_added, floor_added)
+        rows.append([protocol, cell(door_added), cell(floor_added), cell(beyond)])
+    return Table(
+        caption=f"Time to first token added over SDK direct, medians in ms ({workload.label})",
+        columns=["protocol", DOOR, HTTP_FLOOR, f"{DOOR} beyond the {HTTP_FLOOR}"],
+        rows=rows,
+    )
 
 
 def targets(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Workload]) -> list[Target]:
@@ -83,11 +99,7 @@ def targets(results: dict[tuple[str, str, str], Summary], workloads: Sequence[Wo
     for protocol in PROTOCOLS:
         direct, door = (results[(single.label, protocol, name)] for name in (DIRECT, DOOR))
         wide_door, wide_litellm = (results[(concurrent.label, protocol, name)] for name in (DOOR, LITELLM))
-        added = (
-            None
-            if door.ttft_median_ms is None or direct.ttft_median_ms is None
-            else door.ttft_median_ms - direct.ttft_median_ms
-        )
+        added = difference(door.ttft_median_ms, direct.ttft_median_ms)
         ratio = (
             wide_door.aggregate_tokens_per_second / wide_litellm.aggregate_tokens_per_second
             if wide_litellm.aggregate_tokens_per_second
@@ -126,7 +138,10 @@ def _description(workloads: Sequence[Workload], litellm_version: str) -> str:
         " default httpx2 client) streams from the loopback upstream of the API bench three ways: straight to it"
         f" (SDK direct), through warpcore's HTTP door (`--http-port`), and through LiteLLM {litellm_version}'s"
         " proxy (`/v1/chat/completions`, `/v1/messages`), each gateway a process of its own with the same models of"
-        " the same upstream. Contenders are interleaved round by round. "
+        " the same upstream. In the latency probe, the same SDK code also goes through a bare aiohttp proxy"
+        " (`bench/http_floor.py`) that forwards the request's bytes and streams the answer's back, with no parsing,"
+        " validation, translation or SDK: the time to first token no Python HTTP gateway on this machine can beat."
+        " Contenders are interleaved round by round. "
         f"{rounds}. Host: {cpu_model()}, {platform.python_implementation()} {platform.python_version()},"
         f" openai {metadata.version('openai')}, anthropic {metadata.version('anthropic')},"
         f" aiohttp {metadata.version('aiohttp')}."

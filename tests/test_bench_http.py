@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / ".venv-litellm"
 CONTENDERS = {"SDK direct", "warpcore HTTP", "LiteLLM"}
+FLOOR = "bare aiohttp proxy"
 
 pytestmark = pytest.mark.skipif(
     not (LITELLM_VENV / "bin" / "litellm").exists() and os.environ.get("CI") != "true",
@@ -34,11 +35,12 @@ def test_every_contender_streams_both_dialects_without_errors(report: tuple[Path
     _, data = report
     tables = data["tables"]
     assert isinstance(tables, list)
-    assert len(tables) == 2
-    for table in tables:
+    assert len(tables) == 3
+    probe, concurrent, added = tables
+    for table, names in ((probe, {*CONTENDERS, FLOOR}), (concurrent, CONTENDERS)):
         rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
         assert {(row["protocol"], row["contender"]) for row in rows} == {
-            (protocol, name) for protocol in ("openai", "anthropic") for name in CONTENDERS
+            (protocol, name) for protocol in ("openai", "anthropic") for name in names
         }
         for row in rows:
             assert row["errors"] == 0, (table["caption"], row)
@@ -46,6 +48,10 @@ def test_every_contender_streams_both_dialects_without_errors(report: tuple[Path
             assert row["aggregate tokens/s"] > 0
             assert isinstance(row["TTFT median (ms)"], float)
             assert isinstance(row["gateway peak RSS (MiB)"], float | int) == (row["contender"] != "SDK direct")
+    # The latency probe's added time to first token, the door's beside the bare proxy's, and their difference.
+    assert [row[0] for row in added["rows"]] == ["openai", "anthropic"]
+    for _, door, floor, beyond in added["rows"]:
+        assert beyond == pytest.approx(door - floor, abs=0.011)
 
 
 def test_both_targets_per_dialect_and_the_chart(report: tuple[Path, dict[str, object]]) -> None:
