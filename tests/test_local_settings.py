@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from warpcore.server.adapters.llama.cpus import usable_cores
 from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.domain import LocalSettings, NumaStrategy
 from warpcore.server.core.errors import FailedPreconditionError
@@ -13,7 +14,7 @@ def test_defaults_without_config_or_environment() -> None:
     options = LlamaOptions.resolve(LocalSettings(), {})
     assert options == LlamaOptions(
         models_path=None,
-        threads=None,
+        threads=usable_cores(),
         gpu_layers=0,
         use_mmap=True,
         use_mlock=False,
@@ -55,7 +56,13 @@ def test_gpu_layers_are_zero_unless_the_gpu_is_used() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("LLAMA_THREADS", "many"), ("LLAMA_USE_GPU", "maybe"), ("LLAMA_PARALLEL", "0"), ("LLAMA_PARALLEL", "65")],
+    [
+        ("LLAMA_THREADS", "many"),
+        ("LLAMA_THREADS", "0"),
+        ("LLAMA_USE_GPU", "maybe"),
+        ("LLAMA_PARALLEL", "0"),
+        ("LLAMA_PARALLEL", "65"),
+    ],
 )
 def test_bad_environment_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(FailedPreconditionError, match=name):

@@ -422,7 +422,10 @@ class LocalBackendConfig(_message.Message):
     PARALLEL_FIELD_NUMBER: _builtins.int
     PROMPT_CACHE_TOKENS_FIELD_NUMBER: _builtins.int
     threads: _builtins.int
-    """CPU threads used for generation. Unset: LLAMA_THREADS, else llama.cpp's default."""
+    """CPU threads used for generation and for reading prompts, 1 to 1024. Unset:
+    LLAMA_THREADS, else the physical cores this server process may run on, capped
+    by its cgroup's CPU quota rounded up.
+    """
     use_gpu: _builtins.bool
     """Offload layers to a GPU. When false, gpu_layers is ignored and no layer is offloaded."""
     gpu_layers: _builtins.int

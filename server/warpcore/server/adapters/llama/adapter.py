@@ -178,7 +178,6 @@ class LlamaCppAdapter:
                 n_ctx=context_size,
                 numa=int(options.numa),
                 verbose=False,
-                n_threads=options.threads,  # None: llama-cpp-python's default
             )
         except ValueError as error:
             _log.warning("llama.cpp could not load %s: %s", path, error)
@@ -191,9 +190,8 @@ class LlamaCppAdapter:
         if options.embedding:
             try:
                 pooling = model_pooling(vocabulary, options.pooling)
-                threads = vocabulary.context_params.n_threads
                 self._embedder = EmbeddingContext(
-                    weights, vocabulary, pooling=pooling, context_size=context_size, threads=threads
+                    weights, vocabulary, pooling=pooling, context_size=context_size, threads=options.threads
                 )
             except BaseException:
                 vocabulary.close()
@@ -205,14 +203,14 @@ class LlamaCppAdapter:
                 capabilities=Capabilities(generate=False, embed=True),
             )
         try:
-            threads = vocabulary.context_params.n_threads
+            threads = options.threads  # for prompts too: llama-cpp-python's default is every CPU of the machine
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 weights,
                 slots=options.parallel,
                 context_size=context_size,
                 threads=threads,
-                batch_threads=vocabulary.context_params.n_threads_batch,
+                batch_threads=threads,
             )
             try:
                 if mmproj is not None:

@@ -8,7 +8,8 @@ from typing import TypeVar
 
 from warpcore.server.adapters.env import env_bool, env_int, env_str
 from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
-from warpcore.server.core.bounds import MAX_PARALLEL, MAX_PROMPT_CACHE_TOKENS, NUMA_NAMES, parse_numa
+from warpcore.server.adapters.llama.cpus import usable_cores
+from warpcore.server.core.bounds import MAX_PARALLEL, MAX_PROMPT_CACHE_TOKENS, MAX_THREADS, NUMA_NAMES, parse_numa
 from warpcore.server.core.domain import LocalSettings, NumaStrategy
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
@@ -19,7 +20,8 @@ Value = TypeVar("Value")
 @dataclass(frozen=True)
 class LlamaOptions:
     models_path: str | None
-    threads: int | None
+    threads: int
+    """For generation and prompts alike."""
     gpu_layers: int
     use_mmap: bool
     use_mlock: bool
@@ -60,7 +62,7 @@ class LlamaOptions:
         use_gpu = pick(settings.use_gpu, lambda: env_bool(env, "LLAMA_USE_GPU"), False)
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
-            threads=settings.threads if settings.threads is not None else env_int(env, "LLAMA_THREADS"),
+            threads=_threads(settings, env),
             gpu_layers=pick(settings.gpu_layers, lambda: env_int(env, "LLAMA_GPU_LAYERS"), -1) if use_gpu else 0,
             use_mmap=pick(settings.use_mmap, lambda: env_bool(env, "LLAMA_USE_MMAP"), True),
             use_mlock=pick(settings.use_mlock, lambda: env_bool(env, "LLAMA_USE_MLOCK"), False),
@@ -72,6 +74,17 @@ class LlamaOptions:
             pooling=settings.pooling,
             mmproj=settings.mmproj,
         )
+
+
+def _threads(settings: LocalSettings, env: Mapping[str, str]) -> int:
+    if settings.threads is not None:
+        return settings.threads
+    threads = env_int(env, "LLAMA_THREADS")
+    if threads is None:
+        return usable_cores()
+    if not 1 <= threads <= MAX_THREADS:
+        raise _bad_environment(f"LLAMA_THREADS must be between 1 and {MAX_THREADS}")
+    return threads
 
 
 def _numa_from_env(env: Mapping[str, str]) -> NumaStrategy | None:
