@@ -63,7 +63,6 @@ class LlamaCppAdapter:
         self._closing = False
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
-        self._batching: threading.Thread | None = None
         self._template_calls_tools = False
         self._embedder: EmbeddingContext | None = None
         self._projector: Projector | None = None
@@ -234,10 +233,6 @@ class LlamaCppAdapter:
         self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
         self._context_size = context_size
         self._template_calls_tools = template.calls_tools
-        # A thread of its own for the model's whole life, daemonic so that a model never closed (a crashed caller)
-        # cannot keep the process from exiting; it only ever runs after this load and before _release.
-        self._batching = threading.Thread(target=_run_logged, args=(scheduler,), name="llama-cpp-batch", daemon=True)
-        self._batching.start()
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
         return ModelInfo(
             context_size=context_size,
@@ -251,10 +246,10 @@ class LlamaCppAdapter:
         # Prompts still being prepared use the vocabulary, and with images the projector and the native model's
         # vocabulary: they finish first; the closed scheduler then refuses them.
         self._prompts.shutdown(wait=True)
-        if self._scheduler is not None and self._batching is not None:
+        if self._scheduler is not None:
             self._scheduler.close()
-            self._batching.join()  # its generations finish, then it frees the native context
-        self._scheduler = self._batching = None
+            self._scheduler.join()  # its generations finish, then it frees the native context
+        self._scheduler = None
         if self._embedder is not None:
             self._embedder.free()
             self._embedder = None
@@ -279,13 +274,6 @@ def _loaded_for_embeddings() -> FailedPreconditionError:
         " the same file again under another model_id without embedding for that",
         reason="MODEL_LOADED_FOR_EMBEDDINGS",
     )
-
-
-def _run_logged(scheduler: BatchScheduler) -> None:
-    try:
-        scheduler.run()
-    except Exception:  # noqa: BLE001 - its generations were told; what is left is to say why in the log
-        _log.exception("the batch scheduler stopped")
 
 
 def _default_context_size(path: Path) -> int:

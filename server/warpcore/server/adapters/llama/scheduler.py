@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import llama_cpp
 
@@ -28,6 +29,11 @@ from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage
 
 _log = logging.getLogger(__name__)
+
+IDLE_SECONDS = 1.0
+"""How long a model's batching thread waits for work before it ends (the next generation starts another). An idle
+thread keeps its OpenMP team, and beside another model's team that makes libgomp stop spinning at barriers in both
+(native_threads.py): a model that works would decode slower for a neighbour that does nothing."""
 
 
 @dataclass(eq=False)
@@ -84,6 +90,9 @@ class BatchScheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
+        self._thread: threading.Thread | None = None
+        """The batching thread, while there is one: it ends after IDLE_SECONDS without work."""
+        self._freed = threading.Event()
         self.rows_per_call = invariant_rows(native, slots)
         self.occupancy = Occupancy(cells=native.cells)
 
@@ -92,33 +101,56 @@ class BatchScheduler:
             if self._closing:
                 raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
             self._waiting.append(job)
+            self._ensure_thread()
             self._wake.notify()
 
     def close(self) -> None:
-        """Let running and waiting generations finish, then end `run()` and free the context."""
+        """Let running and waiting generations finish, then free the context on the batching thread."""
         with self._wake:
             self._closing = True
+            self._ensure_thread()
             self._wake.notify()
 
-    def run(self) -> None:
+    def join(self) -> None:
+        """Wait, after `close()`, until the context is freed."""
+        self._freed.wait()
+
+    def _ensure_thread(self) -> None:
+        """Start a batching thread unless one is running (called with `_wake` held)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="llama-cpp-batch", daemon=True)
+            self._thread.start()
+
+    # Everything below runs on the batching thread.
+
+    def _serve(self) -> None:
+        """Step while there is work. Idle for IDLE_SECONDS, the thread ends and the context stays for the next
+        one; closed (or failed), the context is freed."""
+        idle = False
         try:
-            while self._admit():
+            while (state := self._admit()) == "step":
                 self._drop_cancelled()
                 self._step()
                 self._count()
+            idle = state == "idle"
+        except Exception:  # noqa: BLE001 - its generations are told below; what is left is to say why in the log
+            _log.exception("the batch scheduler stopped")
         finally:
-            # Empty unless the loop failed: then nobody must wait forever for its generation.
-            stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
-            for sequence in self._running:
-                sequence.job.emit(stopped)
-                sequence.sampler.free()
-            with self._wake:
-                self._closing = True
-                for job in self._waiting:
-                    job.emit(stopped)
-            self._native.free()
+            if not idle:
+                self._stop()
 
-    # Everything below runs on the worker thread.
+    def _stop(self) -> None:
+        # Nobody is left running or waiting unless the loop failed: then nobody must wait forever.
+        stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
+        for sequence in self._running:
+            sequence.job.emit(stopped)
+            sequence.sampler.free()
+        with self._wake:
+            self._closing = True
+            for job in self._waiting:
+                job.emit(stopped)
+        self._native.free()
+        self._freed.set()
 
     def _count(self) -> None:
         """Publish what the model is doing, once a step: a few integer writes, read by metrics scrapes."""
@@ -127,19 +159,23 @@ class BatchScheduler:
         occupancy.waiting = len(self._waiting)
         occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
-    def _admit(self) -> bool:
-        """Move waiting jobs into free slots; False once closing with nothing left to do."""
+    def _admit(self) -> Literal["step", "idle", "closed"]:
+        """Move waiting jobs into free slots: "step", or why this thread ends: closing with nothing left to do, or
+        idle for IDLE_SECONDS (decided with `_wake` held, so that a generation submitted meanwhile starts a thread
+        of its own)."""
         with self._wake:
             while not self._running and not self._waiting:
                 if self._closing:
-                    return False
-                self._wake.wait()
+                    return "closed"
+                if not self._wake.wait(IDLE_SECONDS) and not (self._waiting or self._closing):
+                    self._thread = None
+                    return "idle"
             admitted: list[Job] = []
             while self._waiting and len(admitted) < len(self._free_slots):
                 admitted.append(self._waiting.popleft())
         for job in admitted:
             self._start(job)
-        return True
+        return "step"
 
     def _start(self, job: Job) -> None:
         if job.stop.is_set():  # stopped while waiting
