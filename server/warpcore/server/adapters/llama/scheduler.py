@@ -66,10 +66,11 @@ class _Sequence:
 class BatchScheduler:
     """Runs up to `slots` generations on one native context, each with a KV cache of `context_size` tokens.
 
-    `run()` is the model's worker loop: every step it admits waiting jobs into free slots (first come, first
-    served), decodes the next token of every running generation, adds a piece of each newly admitted prompt,
-    samples each sequence with its own sampler, and frees the slot and KV cells of a generation as soon as it
-    finishes or its caller goes away. Only `submit()` and `close()` are called from other threads. A step decodes
+    Its batching thread (`_serve`, started by a generation, ended after IDLE_SECONDS without work) steps: every
+    step it admits waiting jobs into free slots (first come, first served), decodes the next token of every running
+    generation, adds a piece of each newly admitted prompt, samples each sequence with its own sampler, and frees
+    the slot and KV cells of a generation as soon as it finishes or its caller goes away. Only `submit()`,
+    `close()` and `join()` are called from other threads. A step decodes
     its generations in calls of at most `rows_per_call` rows, the count measured at load to give every row
     exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours.
 
