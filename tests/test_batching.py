@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import collect, greedy, load_tiny
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from warpcore.server.adapters.llama import scheduler
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.adapters.llama.context import NativeContext
 from warpcore.server.core.domain import GenerationParams, LocalSettings, TextChunk
@@ -185,3 +186,29 @@ async def test_every_decode_call_holds_its_generations_in_rising_slot_order(
     assert len(together) > 8  # Gemma's generations did share calls, in both rounds
     for slots in together:
         assert slots == list(range(slots[0], slots[0] + len(slots))), slots
+
+
+async def test_generations_that_come_as_the_batching_thread_ends_all_finish_alike(
+    models_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model's batching thread ends after scheduler.IDLE_SECONDS without work; a generation submitted just then
+    # must find a thread (the old one or a new one), and unloading must free the context whichever ran last.
+    monkeypatch.setattr(scheduler, "IDLE_SECONDS", 0.002)
+    adapter = LlamaCppAdapter(LocalSettings(parallel=2, threads=2), {"MODELS_PATH": str(models_path)})
+    await adapter.load(TINY_MODEL, 256)
+
+    async def text() -> str:
+        params = GenerationParams(prompt="the world", messages=(), max_tokens=6, temperature=0.0)
+        events = adapter.generate(params, threading.Event())
+        return "".join([event.text async for event in events if isinstance(event, TextChunk)])
+
+    try:
+        first = await text()
+        for round_index in range(200):
+            together = round_index % 3 + 1
+            texts = await asyncio.wait_for(asyncio.gather(*(text() for _ in range(together))), 10)
+            assert texts == [first] * together
+            await asyncio.sleep((round_index % 5) * 0.001)  # around the idle limit: before, at and after it
+    finally:
+        await asyncio.wait_for(adapter.close(), 10)
+    assert not [thread for thread in threading.enumerate() if thread.name == "llama-cpp-batch"]
