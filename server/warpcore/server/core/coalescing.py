@@ -55,8 +55,8 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                         await first_written.wait()
                         continue
                 if len(texts) % READ_SLICE == 0:
-                    # Reading an upstream whose bytes are already buffered never yields to the loop: let it see
-                    # whether the frame being written is done, so that the text read meanwhile goes out.
+                    # Reading an upstream whose bytes are already buffered never yields to the loop: give the
+                    # writer a turn, so that the text read meanwhile goes out.
                     await asyncio.sleep(0)
         except Exception as error:  # noqa: BLE001 - handed to the writer, which raises it after the text before it
             ending.append(error)

@@ -202,19 +202,20 @@ class LlamaCppAdapter:
                 capabilities=Capabilities(generate=False, embed=True),
             )
         try:
-            threads = options.threads  # for prompts too: llama-cpp-python's default is every CPU of the machine
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
             native = NativeContext(
                 weights,
                 slots=options.parallel,
                 context_size=context_size,
-                threads=threads,
-                batch_threads=threads,
+                threads=options.threads,
+                batch_threads=options.threads,  # llama-cpp-python's default would be every CPU of the machine
             )
             try:
                 if mmproj is not None:
                     # On the weights, not the vocabulary: llama.cpp checks the projector's width against theirs.
-                    self._projector = Projector(mmproj, native.model, threads=threads, use_gpu=options.gpu_layers != 0)
+                    self._projector = Projector(
+                        mmproj, native.model, threads=options.threads, use_gpu=options.gpu_layers != 0
+                    )
                 marker = self._projector.marker if self._projector is not None else None
                 template = ChatTemplate(vocabulary, model, options.chat_format, marker)
                 preparer = PromptPreparer(template, PromptTokenizer(vocabulary), self._projector)

@@ -70,9 +70,9 @@ class BatchScheduler:
     step it admits waiting jobs into free slots (first come, first served), decodes the next token of every running
     generation, adds a piece of each newly admitted prompt, samples each sequence with its own sampler, and frees
     the slot and KV cells of a generation as soon as it finishes or its caller goes away. Only `submit()`,
-    `close()` and `join()` are called from other threads. A step decodes
-    its generations in calls of at most `rows_per_call` rows, the count measured at load to give every row
-    exactly the logits it gets alone (invariance.py): so a generation's text never depends on its neighbours.
+    `close()` and `join()` are called from other threads. A step decodes its generations in calls of at most
+    `rows_per_call` rows, the count measured at load to give every row exactly the logits it gets alone
+    (invariance.py): so a generation's text never depends on its neighbours.
 
     Each slot has a KV stream of its own, and llama.cpp decodes the rows of a call in one pass only while their
     sequence ids rise one by one (llama_batch_allocr::split_equal); otherwise it splits the call into a pass per
