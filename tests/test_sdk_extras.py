@@ -142,3 +142,21 @@ async def test_cli_embed_prints_json_lines_and_tokens_prints_the_count(stub: Stu
 async def collect_usage(stub: Stub, prompt: str) -> tuple[str, int]:
     text, result = await collect(stub.Generate(greedy(prompt, 2)))
     return text, result.usage.prompt_tokens
+
+
+async def test_messages_as_vendor_style_mappings_give_the_same_answer(stub: Stub, target: str) -> None:
+    await load_tiny(stub)
+    async with AsyncClient(target) as client:
+        pairs = await client.generate("tiny", messages=[("user", "the world")], max_tokens=6, temperature=0)
+        mappings = await client.generate(
+            "tiny", messages=[{"role": "user", "content": "the world"}], max_tokens=6, temperature=0
+        )
+        assert mappings.text == pairs.text
+        assert mappings.usage.prompt_tokens == pairs.usage.prompt_tokens
+        # Refused before anything is sent, with what to write instead.
+        with pytest.raises(ValueError, match="unknown role 'wizard'; expected one of system, user, assistant, tool"):
+            await client.generate("tiny", messages=[{"role": "wizard", "content": "hi"}])
+        with pytest.raises(TypeError, match=r"use warpcore\.client\.Message for tool calls"):
+            await client.generate("tiny", messages=[{"role": "tool", "content": "{}", "tool_call_id": "c1"}])
+        with pytest.raises(TypeError, match="not str"):
+            await client.generate("tiny", messages=["hello"])  # type: ignore[list-item]

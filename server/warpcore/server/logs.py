@@ -25,11 +25,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextFormatter(logging.Formatter):
+    """Time, level, logger and message, then a request's fields as name=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        fields = "".join(f" {name}={getattr(record, name)}" for name in REQUEST_FIELDS if hasattr(record, name))
+        return super().formatMessage(record) + fields
+
+
+QUIET_LIBRARIES = ("httpx", "httpx2")
+"""Libraries that log every request they send at INFO: the access log already has a line per call, and an upstream's
+failures reach it as the call's error."""
+
+
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    for library in QUIET_LIBRARIES:
+        logging.getLogger(library).setLevel(logging.WARNING)

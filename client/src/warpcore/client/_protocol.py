@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import duration_pb2
@@ -32,7 +32,9 @@ from warpcore.v1 import inference_pb2 as pb
 
 BackendLike = Backend | str | int
 ConfigLike = ApiConfig | LocalConfig | pb.BackendConfig
-MessageLike = Message | tuple[str, str] | pb.ChatMessage
+MessageLike = Message | tuple[str, str] | Mapping[str, str] | pb.ChatMessage
+"""A chat turn: a Message, a (role, text) pair, a {"role": ..., "content": ...} mapping as the vendors' SDKs take
+it, or the protobuf message."""
 
 _API_FIELDS = {"api_key", "organization", "base_url", "api_timeout"}
 
@@ -132,6 +134,16 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
             parts=content_parts(message.parts),
             **message_fields(message),
         )
+    if isinstance(message, Mapping):
+        extra = set(message) - {"role", "content"}
+        if extra or not isinstance(message.get("content", ""), str):
+            raise TypeError(
+                "a message given as a mapping has a role and a text content only; use warpcore.client.Message for"
+                f" tool calls, images and reasoning (got keys {sorted(message)})"
+            )
+        return pb.ChatMessage(role=chat_role(message.get("role", "")), content=message.get("content", ""))
+    if not isinstance(message, tuple) or len(message) != 2:
+        raise TypeError(f"a message is a Message, a (role, text) pair or a mapping, not {type(message).__name__}")
     role, content = message
     return pb.ChatMessage(role=chat_role(role), content=content)
 

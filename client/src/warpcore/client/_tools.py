@@ -134,5 +134,10 @@ class ReasoningCollector:
         return (*self._blocks, ReasoningBlock(rest)) if rest else tuple(self._blocks)
 
 
+_ROLES = tuple(value.name.removeprefix("ROLE_") for value in pb.Role.DESCRIPTOR.values if value.number)
+
+
 def chat_role(role: str) -> pb.Role.ValueType:
+    if not isinstance(role, str) or role.upper() not in _ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(name.lower() for name in _ROLES)}")
     return pb.Role.Value(f"ROLE_{role.upper()}")

@@ -34,6 +34,10 @@ class TopLogprob:
     token: bytes
     logprob: float
 
+    @property
+    def text(self) -> str:
+        return token_text(self.token)
+
 
 @dataclass(frozen=True)
 class TokenLogprob:
@@ -43,3 +47,13 @@ class TokenLogprob:
     token: bytes
     logprob: float
     top: tuple[TopLogprob, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return token_text(self.token)
+
+
+def token_text(token: bytes) -> str:
+    """A token as text: one that begins or ends inside a character gets replacement characters for the bytes it
+    holds of it (its exact bytes go beside the text, wherever a token is shown)."""
+    return token.decode("utf-8", errors="replace")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from warpcore.server.core.domain import FinishReason, ReasoningChunk, TextChunk, ToolCall, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput, GenerationResult
+from warpcore.server.core.tokens import TokenLogprob
 
 
 @dataclass
@@ -22,8 +23,10 @@ class Part:
 
 
 class Collected:
-    def __init__(self) -> None:
+    def __init__(self, logprobs: bool = False) -> None:
         self.parts: list[Part] = []
+        self.logprobs: list[TokenLogprob] | None = [] if logprobs else None
+        """The log-probabilities of the text's tokens, in order; None when the request did not ask for them."""
         self._tools: dict[int, Part] = {}
         self.result: GenerationResult | None = None
 
@@ -32,6 +35,8 @@ class Collected:
         if isinstance(output, GenerationResult):
             self.result = output
         elif isinstance(output, TextChunk):
+            if self.logprobs is not None:
+                self.logprobs += output.logprobs
             if last is not None and last.kind == "text":
                 last.text += output.text
             else:

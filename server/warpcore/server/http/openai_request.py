@@ -49,11 +49,10 @@ _ROLES = {
 # Fields whose only honoured value is their default; any other is refused rather than silently ignored.
 _DEFAULTS: dict[str, object] = {
     "n": 1,
-    "logprobs": False,
     "presence_penalty": 0,
     "frequency_penalty": 0,
 }
-_REFUSED = ("top_logprobs", "logit_bias", "audio", "prediction", "functions", "function_call", "web_search_options")
+_REFUSED = ("logit_bias", "audio", "prediction", "functions", "function_call", "web_search_options")
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,8 @@ def chat_request(body: Json) -> ChatRequest:
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=_response_format(mapping(body, "response_format")),
         reasoning=_reasoning(text(body, "reasoning_effort")),
+        logprobs=boolean(body, "logprobs") is True,
+        top_logprobs=integer(body, "top_logprobs") or 0,
     )
     return ChatRequest(
         model=text(body, "model", required=True) or "",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
-from warpcore.server.core.tokens import PromptUsage
+from warpcore.server.core.tokens import PromptUsage, TokenLogprob, TopLogprob
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import openai_error
 from warpcore.server.http.openai_request import FIELD_NAMES
@@ -32,6 +33,17 @@ def _usage(finish: Finish) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": finish.cached_prompt_tokens},
         "completion_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
     }
+
+
+def _token(token: TokenLogprob | TopLogprob) -> dict[str, Any]:
+    return {"token": token.text, "logprob": token.logprob, "bytes": list(token.token)}
+
+
+def _logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """Tokens' log-probabilities as the API gives them: each token's text and bytes, and the most likely tokens at its
+    place."""
+    content = [{**_token(token), "top_logprobs": [_token(top) for top in token.top]} for token in tokens]
+    return {"content": content, "refusal": None}
 
 
 def _header(model: str, kind: str) -> dict[str, Any]:
@@ -68,7 +80,8 @@ def completion(model: str, collected: Collected) -> dict[str, Any]:
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
             for call in calls
         ]
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": FINISH_REASONS[collected.reason]}
+    logprobs = None if collected.logprobs is None else _logprobs(collected.logprobs)
+    choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": FINISH_REASONS[collected.reason]}
     return {**_header(model, "chat.completion"), "choices": [choice], "usage": _usage(collected.result.finish)}
 
 
@@ -82,8 +95,10 @@ class OpenAIStream:
         self._reasoning_blocks = 0
         self._text = template(self._choice({"content": SLOT}))
 
-    def _choice(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def _choice(
+        self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
         return {**self._header, "choices": [choice]}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -95,6 +110,8 @@ class OpenAIStream:
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
+            if output.logprobs:
+                return event(self._choice({"content": output.text}, logprobs=_logprobs(output.logprobs)))
             return fill(self._text, output.text)
         if isinstance(output, ToolCallDelta):
             call: dict[str, Any] = {"index": output.index, "function": {"arguments": output.arguments}}

@@ -77,7 +77,7 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
                 first = await anext(outputs)
         if call.stream:
             return await _stream(request, dialect.stream(call), first, outputs)
-        collected, recorder = Collected(), Recorder()
+        collected, recorder = Collected(params.logprobs), Recorder()
         collected.add(first)
         recorder.note(first)
         async for output in outputs:

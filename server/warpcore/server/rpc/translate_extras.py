@@ -42,20 +42,14 @@ def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
     """A text delta, with its tokens' log-probabilities when asked for."""
     logprobs = [
         tpb.TokenLogprob(
-            token=_text(token.token),
+            token=token.text,
             bytes=token.token,
             logprob=token.logprob,
-            top_logprobs=[
-                tpb.TopLogprob(token=_text(top.token), bytes=top.token, logprob=top.logprob) for top in token.top
-            ],
+            top_logprobs=[tpb.TopLogprob(token=top.text, bytes=top.token, logprob=top.logprob) for top in token.top],
         )
         for token in chunk.logprobs
     ]
     return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
-
-
-def _text(token: bytes) -> str:
-    return token.decode("utf-8", errors="replace")
 
 
 def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:

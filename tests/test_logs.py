@@ -1,0 +1,54 @@
+"""The server's log lines: a request's fields in both formats, and no per-request lines from the HTTP libraries the
+SDKs use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from warpcore.server.core.access import log_request
+from warpcore.server.core.limits import Limits
+from warpcore.server.core.metrics import Metrics
+from warpcore.server.logs import QUIET_LIBRARIES, configure_logging
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_access_line_carries_the_requests_fields(
+    log_format: str, restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(log_format)
+    log_request(Metrics(Limits()), "grpc", "Generate", "OK", time.monotonic(), model="tiny", prompt_tokens=3, peer="p")
+    logging.getLogger("httpx2").info("HTTP Request: POST http://upstream/v1/messages")
+    logging.getLogger("httpx2").warning("a library's warning still shows")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    if log_format == "json":
+        entry = json.loads(lines[0])
+        assert {key: entry[key] for key in ("message", "protocol", "method", "code", "model", "prompt_tokens")} == {
+            "message": "request",
+            "protocol": "grpc",
+            "method": "Generate",
+            "code": "OK",
+            "model": "tiny",
+            "prompt_tokens": 3,
+        }
+    else:
+        assert "INFO warpcore.access: request protocol=grpc method=Generate model=tiny code=OK duration_ms=" in lines[0]
+        assert lines[0].endswith(" prompt_tokens=3 peer=p")
+    assert "a library's warning still shows" in lines[1]
