@@ -7,13 +7,20 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
+from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.core.access import log_request
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.logs import QUIET_LIBRARIES, configure_logging
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
 @pytest.fixture
@@ -52,3 +59,19 @@ def test_an_access_line_carries_the_requests_fields(
         assert "INFO warpcore.access: request protocol=grpc method=Generate model=tiny code=OK duration_ms=" in lines[0]
         assert lines[0].endswith(" prompt_tokens=3 peer=p")
     assert "a library's warning still shows" in lines[1]
+
+
+async def test_each_grpc_calls_line_names_its_model(stub: Stub, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="warpcore.access")
+    await load_tiny(stub)
+    await collect(stub.Generate(greedy("the world", 2)))
+    await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2)))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2, model_id="absent")))
+    lines = [(record.method, record.model, record.code) for record in caplog.records if hasattr(record, "method")]
+    assert lines[-4:] == [
+        ("LoadModel", "tiny", "OK"),
+        ("Generate", "tiny", "OK"),
+        ("CountTokens", "tiny", "OK"),
+        ("CountTokens", "absent", "NOT_FOUND"),
+    ]

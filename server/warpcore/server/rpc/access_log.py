@@ -25,7 +25,8 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, request: Any, peer: str, started: float, code: str, usage: dict[str, int] | None = None
     ) -> None:
         name = method.rsplit("/", 1)[-1]
-        model = getattr(request, "model_id", "") or getattr(request, "model", "")
+        named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
+        model = getattr(named, "model_id", "") or getattr(named, "model", "")
         line = log_request(self._metrics, "grpc", name, code, started, model=model, peer=peer, **(usage or {}))
         if name == "LoadModel" and code == "OK":
             self._metrics.model_load_seconds.labels(pb.BackendType.Name(request.backend)).observe(
