@@ -68,7 +68,8 @@ async def test_each_grpc_calls_line_names_its_model(stub: Stub, caplog: pytest.L
     await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2)))
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2, model_id="absent")))
-    lines = [(record.method, record.model, record.code) for record in caplog.records if hasattr(record, "method")]
+    fields = [record.__dict__ for record in caplog.records if hasattr(record, "method")]
+    lines = [(field["method"], field["model"], field["code"]) for field in fields]
     assert lines[-4:] == [
         ("LoadModel", "tiny", "OK"),
         ("Generate", "tiny", "OK"),
