@@ -18,7 +18,16 @@ KEYS = [
     *("response_format", "json_schema", "schema", "strict", "output_config", "format", "effort", "thinking"),
     *("budget_tokens", "signature", "data", "thinking_blocks", "reasoning_content", "reasoning_effort", "system"),
     *("stop", "stop_sequences", "seed", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k"),
-    *("stream", "stream_options", "include_usage", "n", "logprobs", "parallel_tool_calls", "modalities"),
+    *(
+        "stream",
+        "stream_options",
+        "include_usage",
+        "n",
+        "logprobs",
+        "top_logprobs",
+        "parallel_tool_calls",
+        "modalities",
+    ),
     "disable_parallel_tool_use",
 ]
 WORDS = st.sampled_from(

@@ -3,8 +3,8 @@ conversation in either dialect gives the same domain request, and the same domai
 official SDK's own stream accumulator, the same answer as the non-streamed body.
 
 The events are the domain's, encoded by the door's dialect modules and served over loopback HTTP to the SDK as
-they would be by the door (the hosted adapters gain tool and reasoning support separately; once they have it, the
-same translation carries their events)."""
+they would be by the door, so that every kind of event is checked whatever a backend sends; whole tool loops and
+structured output through the running door, to each provider and to llama.cpp, are in test_http_tool_loops.py."""
 
 from __future__ import annotations
 
