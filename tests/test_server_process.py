@@ -119,3 +119,33 @@ async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_
         " name the environment variable that holds it with api_key_env"
     ]
     assert "sk-inline" not in stderr
+
+
+async def test_a_second_interrupt_ends_the_grace_at_once(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(models_path, "--config", str(config), "--log-format", "json", "--grace", "120")
+    try:
+        started = await log_lines_until(process, "serving on")
+        port = int(str(started[-1]["message"]).split("127.0.0.1:")[1].split(",")[0])
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert await watch_status(watch) == health_pb2.HealthCheckResponse.SERVING
+            endless = stub.Generate(greedy("the", 32768))
+            assert isinstance(await endless.read(), pb.GenerateResponse)
+            process.send_signal(signal.SIGINT)
+            await log_lines_until(process, "shutting down")  # the first interrupt is taken: the grace has begun
+            assert await watch_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
+            process.send_signal(signal.SIGINT)
+            async with asyncio.timeout(20):  # far less than the grace
+                frames = []
+                while (frame := await endless.read()) is not grpc.aio.EOF:
+                    assert isinstance(frame, pb.GenerateResponse)
+                    frames.append(frame)
+                assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+                assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

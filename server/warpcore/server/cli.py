@@ -94,7 +94,9 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
         _log.info("serving on %s, models under %s%s%s", bound, settings.models_path, metrics, http)
         await stopping.wait()
-        _log.info("shutting down: in-flight calls get %.0f s", settings.grace)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.streams.end_now)
+        _log.info("shutting down: in-flight calls get %.0f s (a second interrupt ends them now)", settings.grace)
     finally:
         await doors.stop(settings.grace)
         await registry.close()

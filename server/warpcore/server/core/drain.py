@@ -23,6 +23,7 @@ class ActiveStreams:
         self._ended_by_shutdown: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._now = asyncio.Event()
 
     @contextlib.contextmanager
     def track(self, stop: threading.Event) -> Iterator[None]:
@@ -43,12 +44,21 @@ class ActiveStreams:
         """Whether the running call was cancelled by `drain`, rather than by its caller."""
         return asyncio.current_task() in self._ended_by_shutdown
 
+    def end_now(self) -> None:
+        """Cut the shutdown's grace short (an operator's second interrupt): the calls in flight are stopped at once,
+        each generation still ending with its final result."""
+        self._now.set()
+
+    async def ended_now(self) -> None:
+        """Until `end_now`."""
+        await self._now.wait()
+
     async def drain(self, grace: float) -> None:
-        """Give the calls `grace` seconds (less the margin for final results) to finish; then stop their
-        generations, which end at their next step with a CANCELLED result counting what they used, and a moment
-        later cancel those that could not end so."""
+        """Give the calls `grace` seconds (less the margin for final results) to finish, unless `end_now` cuts it
+        short; then stop their generations, which end at their next step with a CANCELLED result counting what they
+        used, and a moment later cancel those that could not end so."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), max(grace - FINAL_FRAME_MARGIN, 0.0))
+            await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
         for stop in self._stops.values():
             stop.set()
         with contextlib.suppress(TimeoutError):
@@ -58,3 +68,11 @@ class ActiveStreams:
             task.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), CANCELLED_WAIT)
+
+    async def _idle_or_now(self) -> None:
+        waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(self.ended_now())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()

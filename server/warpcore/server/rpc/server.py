@@ -86,11 +86,17 @@ class WarpcoreServer:
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, give running streams `grace` seconds, then end them with a
-        CANCELLED result frame just before gRPC cancels whatever is left (core/drain.py)."""
+        CANCELLED result frame just before gRPC cancels whatever is left (core/drain.py). `streams.end_now()` cuts
+        the grace short, for the generations and for every other call still open (health watches, pulls)."""
         await self.health.enter_graceful_shutdown()
         stopping = asyncio.ensure_future(self.server.stop(grace))
         if grace:
             await self.streams.drain(grace)
+            cut = asyncio.ensure_future(self.streams.ended_now())
+            await asyncio.wait((stopping, cut), return_when=asyncio.FIRST_COMPLETED)
+            cut.cancel()
+            if not stopping.done():
+                await self.server.stop(0)
         await stopping
 
 
