@@ -168,3 +168,33 @@ async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub
         await load(stub, TINY_MODEL, "huge", parallel=1, cache_tokens=2_000_000)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(raised.value)[1] == ["backend_config.local.prompt_cache_tokens"]
+
+
+async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_second(
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+) -> None:
+    """Gemma's sliding window lets a saved beginning serve only prompts that begin with all of it: the second caller
+    starts from a checkpoint every `window` tokens, and saves where it parts from the first, for those after it."""
+    root, name = gemma_path
+    async with (
+        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, name, "plain", parallel=1, cache_tokens=0)
+        await load(stub, name, "cached", parallel=1, cache_tokens=None)
+        # Each question runs a few pieces long, so that the callers part before the first one's last whole piece.
+        details = " Please answer in full sentences, naming every family and every field you know of." * 4
+        callers = [f"{LONG_SYSTEM}\nQ: {question}{details}\nA:" for question in TURNS]
+        cached = []
+        for prompt in callers:
+            without, plain = await collect(stub.Generate(greedy(prompt, 8, "plain")))
+            with_cache, result = await collect(stub.Generate(greedy(prompt, 8, "cached")))
+            assert with_cache == without
+            cached.append(result.usage.cached_prompt_tokens)
+        first, second, third = cached
+        assert first == 0
+        assert 0 < second < third  # the second from a checkpoint, the third from where the second parted
+        shared = len(LONG_SYSTEM) // 4  # Gemma takes about four characters a token here
+        assert third > shared * 0.8
+        assert plain.usage.prompt_tokens - third < 3 * PREFILL_PIECE

@@ -10,6 +10,7 @@ only, except for the counters, which others read."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ class PrefixCache:
     layers), llama.cpp saves only the cells a sequence's window still sees: cut shorter, the local layers would miss
     the cells before the cut. A beginning then serves only prompts that begin with all of it, and a prompt is also
     saved every `window` tokens on the way, so that prompts which part from it later, as callers sharing a system
-    prompt do, still find most of their common beginning."""
+    prompt do, still find most of their common beginning; and where a prompt parts from one already saved, it is
+    saved there too, so that the callers after it find all of their common beginning."""
 
     def __init__(self, native: NativeContext, *, capacity: int, piece: int, window: int) -> None:
         self._native = native
@@ -66,6 +68,8 @@ class PrefixCache:
         self._whole_only = window > 0
         self._checkpoint = max(window // piece, 1) * piece
         self._by_key: dict[int, _Prefix] = {}
+        self._shared: collections.Counter[int] = collections.Counter()
+        """With a sliding window: how many saved beginnings have each piece key, to find where a prompt parts."""
         self._prefixes: list[_Prefix] = []
         self._clock = 0
         self.cells = 0
@@ -100,10 +104,15 @@ class PrefixCache:
 
     def saving_points(self, keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
         """After how many decoded prompt tokens to save the beginning, in order: at the most whole pieces the cache
-        can hold, and with a sliding window every `window` tokens before; only past the hit."""
+        can hold, and with a sliding window every `window` tokens before and where the prompt parts from a saved
+        one; only past the hit."""
         last = min(len(keys), self.capacity // self._piece) * self._piece
-        points = range(self._checkpoint, last, self._checkpoint) if self._whole_only else ()
-        return tuple(point for point in (*points, last) if point > hit.length)
+        points: set[int] = {last}
+        if self._whole_only:
+            points.update(range(self._checkpoint, last, self._checkpoint))
+            shared = next((depth for depth in range(len(keys), 0, -1) if keys[depth - 1] in self._shared), 0)
+            points.add(min(shared * self._piece, last))
+        return tuple(sorted(point for point in points if point > hit.length))
 
     def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
         """Keep the beginning `sequence` holds now: exactly its first `len(keys)` pieces of `tokens`."""
@@ -124,6 +133,8 @@ class PrefixCache:
         prefix = _Prefix(list(tokens[:length]), list(keys[:depth]), state)
         self._prefixes.append(prefix)
         self._by_key.update(dict.fromkeys(prefix.keys[-1:] if self._whole_only else prefix.keys, prefix))
+        if self._whole_only:
+            self._shared.update(prefix.keys)
         self.cells += length
         self._touch(prefix)
 
@@ -134,6 +145,11 @@ class PrefixCache:
     def _drop(self, prefix: _Prefix) -> None:
         self._prefixes.remove(prefix)
         self.cells -= len(prefix.tokens)
+        if self._whole_only:
+            self._shared.subtract(prefix.keys)
+            for key in prefix.keys:
+                if self._shared[key] <= 0:
+                    del self._shared[key]
         for depth, key in enumerate(prefix.keys):
             if self._by_key.get(key) is not prefix:
                 continue
