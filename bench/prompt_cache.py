@@ -132,13 +132,16 @@ async def conversation(contender: Contender, workload: CacheWorkload, session: s
 
 
 async def callers(contender: Contender, workload: CacheWorkload, session: str) -> list[StreamTiming]:
-    """A warm-up caller, then `callers` at once, each with its own question after the same system prompt."""
+    """A warm-up caller, then `callers` at once, then one more alone, each with its own question after the same
+    system prompt."""
     system = system_prompt(session, workload.rules)
     (warm,) = await patient(contender, [contender.generate(system + question(0), workload.answer_tokens)])
     together = [
         contender.generate(system + question(1 + index), workload.answer_tokens) for index in range(workload.callers)
     ]
-    return [warm, *await patient(contender, together)]
+    concurrent = await patient(contender, together)
+    later = system + question(1 + workload.callers)
+    return [warm, *concurrent, *await patient(contender, [contender.generate(later, workload.answer_tokens)])]
 
 
 async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, loaded: Sequence[int]) -> list[Memory]:

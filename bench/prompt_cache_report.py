@@ -43,7 +43,8 @@ class Memory:
 
 @dataclass
 class Measured:
-    """Per (contender, round): a conversation's turns, or a shared-prompt round's streams (the warm-up first)."""
+    """Per (contender, round): a conversation's turns, or a shared-prompt round's streams (the warm-up first, the
+    caller alone after the concurrent ones last)."""
 
     chat: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
     shared: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
@@ -60,9 +61,19 @@ def later_turns(turns: list[StreamTiming]) -> float:
     return median(turn.first_token for turn in turns[1:])
 
 
+def concurrent(streams: list[StreamTiming]) -> list[StreamTiming]:
+    """The callers at once, between the warm-up and the later caller."""
+    return streams[1:-1]
+
+
 def callers(streams: list[StreamTiming]) -> float:
-    """Median time to first token of the callers after the warm-up."""
-    return median(stream.first_token for stream in streams[1:])
+    """Median time to first token of the callers at once after the warm-up."""
+    return median(stream.first_token for stream in concurrent(streams))
+
+
+def later_caller(streams: list[StreamTiming]) -> float:
+    """Time to first token of the caller alone after them, whose prompt parts from theirs where they part."""
+    return streams[-1].first_token
 
 
 def over_rounds(runs: dict[tuple[str, int], list[StreamTiming]], name: str, rounds: int, statistic: Statistic) -> float:
@@ -126,20 +137,24 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
             name,
             ms(median(shared[name, index][0].first_token for index in range(rounds))),
             ms(over_rounds(shared, name, rounds, callers)),
-            ms(median(max(s.first_token for s in shared[name, index][1:]) for index in range(rounds))),
-            cached([stream for index in range(rounds) for stream in shared[name, index][1:]]),
+            ms(median(max(s.first_token for s in concurrent(shared[name, index])) for index in range(rounds))),
+            cached([stream for index in range(rounds) for stream in concurrent(shared[name, index])]),
+            ms(over_rounds(shared, name, rounds, later_caller)),
+            cached([shared[name, index][-1] for index in range(rounds)]),
         ]
         for name in measured.shared_names
     ]
     shared_table = Table(
-        caption=f"Shared system prompt, {workload.callers} callers at once after a warm-up caller: time to first"
-        f" token, medians over {rounds} rounds",
+        caption=f"Shared system prompt, {workload.callers} callers at once after a warm-up caller, then one more"
+        f" alone: time to first token, medians over {rounds} rounds",
         columns=[
             "contender",
             "warm-up TTFT ms",
             "callers' TTFT ms",
             "slowest caller's TTFT ms",
             "cached prompt tokens",
+            "later caller's TTFT ms",
+            "later caller's cached prompt tokens",
         ],
         rows=shared_rows,
     )
@@ -155,6 +170,11 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
             round(paired(shared, batched_no_cache, batched, rounds, callers), 3),
         ],
         ["shared system prompt", f"{xllamacpp_slots} / {batched}", round(versus_slots, 3)],
+        [
+            "shared system prompt, a later caller alone",
+            f"{xllamacpp_slots} / {batched}",
+            round(paired(shared, xllamacpp_slots, batched, rounds, later_caller), 3),
+        ],
     ]
     ratios = Table(
         caption="Time to first token ratios (higher: warpcore's cache faster), each the median over rounds of a pair"
@@ -230,10 +250,13 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         f" wheel, `cache_prompt` on: its slot keeps the last request's cells, answer included)."
         " llama-cpp-python's server with its RAM cache is left out: on Gemma it cut its stream mid-answer on a later"
         " turn.\n"
-        f"- **Shared system prompt**: one caller, then {workload.callers} at once, each with its own question after"
-        f" the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and **{xllamacpp_slots}**"
-        " (llama.cpp's server caches per slot: the callers on other slots than the first caller's prefill the"
-        " shared part again).\n"
+        f"- **Shared system prompt**: one caller, then {workload.callers} at once, then one more alone, each with its"
+        f" own question after the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and"
+        f" **{xllamacpp_slots}** (llama.cpp's server caches per slot: the callers on other slots than the first"
+        " caller's prefill the shared part again; a later caller goes to the slot whose cells match its prompt"
+        " best). Gemma's sliding window lets warpcore keep a beginning only whole, every 512 tokens and where a"
+        " prompt parts from one saved before: the callers at once start from the last 512-token mark of the shared"
+        " part, the later caller from where the prompts part.\n"
         "- **Memory**: RSS (from /proc) of both warpcore servers of the chat after load and a short warm-up"
         " request, and again after the chat rounds and then distinct prompts, each sized to the room left, until"
         " `warpcore_prompt_cache_tokens` is within a prefill piece of `warpcore_prompt_cache_capacity_tokens` or"
