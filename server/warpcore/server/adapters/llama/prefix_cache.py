@@ -37,6 +37,8 @@ class _Prefix:
     state: ctypes.Array[ctypes.c_uint8]
     """llama.cpp's saved state of a sequence holding exactly `tokens`."""
     last_used: int = 0
+    shared: bool = False
+    """Whether another prompt has begun with it since it was saved (a hit, or the same beginning saved again)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ MISS = Hit()
 
 
 class PrefixCache:
-    """Beginnings of at most `capacity` tokens in all; the least recently used goes first when a new one needs room.
+    """Beginnings of at most `capacity` tokens in all. When a new one needs room, the least recently used goes first;
+    but while those that other prompts have begun with hold at most half the cache, the least recently used of the
+    others goes first: the long prompts of callers arriving together, each saved last, do not push out what they
+    share. (Without a bound, what many shared once would keep the cache from what comes after.)
 
     Without a sliding window, a saved beginning serves every shorter one too (restored, then cut), so a beginning
     that a longer one extends is dropped when the longer one is kept. With one (`window` tokens, Gemma's local
@@ -87,6 +92,7 @@ class PrefixCache:
                 continue
             if prefix.tokens[:length] == list(tokens[:length]):
                 self._touch(prefix)
+                prefix.shared = True
                 self.hits += 1
                 return Hit(prefix, length)
         self.misses += 1
@@ -121,11 +127,12 @@ class PrefixCache:
         known = self._by_key.get(keys[-1])
         if known is not None and known.tokens == list(tokens[:length]):
             self._touch(known)
+            known.shared = True
             return
         if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
             self._drop(hit.prefix)  # superseded: this one begins with all of it
         while self.cells + length > self.capacity and self._prefixes:
-            self._drop(min(self._prefixes, key=lambda prefix: prefix.last_used))
+            self._drop(self._to_drop())
         size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
@@ -137,6 +144,12 @@ class PrefixCache:
             self._shared.update(prefix.keys)
         self.cells += length
         self._touch(prefix)
+
+    def _to_drop(self) -> _Prefix:
+        unshared = [prefix for prefix in self._prefixes if not prefix.shared]
+        shared_cells = self.cells - sum(len(prefix.tokens) for prefix in unshared)
+        candidates = unshared if unshared and shared_cells <= self.capacity // 2 else self._prefixes
+        return min(candidates, key=lambda prefix: prefix.last_used)
 
     def _touch(self, prefix: _Prefix) -> None:
         self._clock += 1
