@@ -62,7 +62,7 @@ async def serving_doors(env: Mapping[str, str], options: ServingOptions | None =
     """`serving`, with the HTTP door on another free loopback port, on the same engine."""
     registry = ModelRegistry(functools.partial(create_adapter, env=env))
     doors = await open_doors(registry, "127.0.0.1:0", options, ("127.0.0.1", 0))
-    await doors.grpc.set_serving(True)
+    await doors.set_serving(True)
     try:
         yield doors
     finally:

@@ -26,6 +26,7 @@ from tests.http_door import (
 from tests.test_server_process import CONFIG, log_lines_until, start
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -203,6 +204,8 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
         http_port = int(str(started[-1]["message"]).rsplit(":", 1)[1])
         body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
         url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
+        async with httpx2.AsyncClient() as client:  # the startup models are in: the door says so
+            assert (await client.get(f"http://127.0.0.1:{http_port}/health")).json() == {"status": "ok"}
         async with httpx2.AsyncClient(timeout=30) as client, client.stream("POST", url, json=body) as response:
             lines = aiter(response.aiter_lines())
             assert (await anext(lines)).startswith("data: ")
@@ -213,9 +216,27 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
         assert await asyncio.wait_for(process.wait(), 30) == 0
         assert process.stderr is not None
         logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
-        (line,) = [line for line in logs if line.get("protocol") == "http"]
-        assert (line["method"], line["code"], line["model"]) == ("/v1/chat/completions", "UNAVAILABLE", "tiny")
+        lines = [(line["method"], line["code"], line["model"]) for line in logs if line.get("protocol") == "http"]
+        assert lines == [("/health", "OK", ""), ("/v1/chat/completions", "UNAVAILABLE", "tiny")]
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_health_is_open_and_says_starting_serving_or_shutting_down(server_env: dict[str, str]) -> None:
+    token = "door-token-0123456789"
+    async with serving_doors(server_env, ServingOptions(token=token)) as doors, httpx2.AsyncClient() as client:
+        url = f"{base_url(doors)}/health"
+        serving = await client.get(url)  # no token: probes and load balancers send none
+        await doors.set_serving(False)
+        starting = await client.get(url)
+        await doors.set_serving(True)
+        assert doors.http is not None
+        doors.http.refuse_new()
+        draining = await client.get(url)
+        refused = await client.get(f"{base_url(doors)}/v1/models", headers={"Authorization": f"Bearer {token}"})
+    assert (serving.status_code, serving.json()) == (200, {"status": "ok"})
+    assert (starting.status_code, starting.json()) == (503, {"status": "starting"})
+    assert (draining.status_code, draining.json()) == (503, {"status": "shutting down"})
+    assert refused.status_code == 503

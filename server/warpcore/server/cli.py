@@ -88,7 +88,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
                 continue
             loaded = await server.engine.load(spec, from_operator=True)
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
-        await server.set_serving(True)
+        await doors.set_serving(True)
         bound = ", ".join(map(_bound, settings.listen, server.ports))
         metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
         http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""

@@ -21,6 +21,12 @@ class Doors:
     def engine(self) -> Engine:
         return self.grpc.engine
 
+    async def set_serving(self, serving: bool) -> None:
+        """What both doors' health says: gRPC's health service, and the HTTP door's `GET /health`."""
+        await self.grpc.set_serving(serving)
+        if self.http is not None:
+            self.http.set_serving(serving)
+
     async def stop(self, grace: float | None) -> None:
         """New HTTP requests get 503 and gRPC reports NOT_SERVING; the generations in flight through either door
         get the grace (the engine's drain ends what is left with a final event), then both doors close."""

@@ -40,11 +40,13 @@ class HttpDoor:
         self._engine = engine
         self._expected = bearer(token) if token else None
         self._draining = False
+        self._serving = False
         self._max_body_bytes = max_body_bytes
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
         self.app[ENGINE] = engine
         self.app[MEMORY] = ReasoningMemory()
         add_routes(self.app)
+        self.app.router.add_get("/health", self._health)
         # Cancelling the handler of a client that went away is what stops its generation upstream.
         self._runner = web.AppRunner(
             self.app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
@@ -62,6 +64,18 @@ class HttpDoor:
             raise RuntimeError(f"cannot listen on {host}:{port} for HTTP: {error.strerror}") from None
         self.port = int(self._runner.addresses[0][1])
         return self.port
+
+    def set_serving(self, serving: bool) -> None:
+        """What `GET /health` says, as the gRPC health service says it: serving once the startup models are in."""
+        self._serving = serving
+
+    async def _health(self, request: web.Request) -> web.Response:
+        """200 while serving, 503 before (models still loading) and while draining; open without the token, as
+        probes and load balancers call it."""
+        if self._serving and not self._draining:
+            return web.json_response({"status": "ok"}, headers=request_ids(request))
+        status = "shutting down" if self._draining else "starting"
+        return web.json_response({"status": status}, status=503, headers=request_ids(request))
 
     def refuse_new(self) -> None:
         """From now on, new requests get 503 with Retry-After; those running go on (the engine drains them)."""
@@ -106,6 +120,8 @@ class HttpDoor:
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.handler == self._health:
+                return await handler(request)
             if self._draining:
                 raise shutting_down()
             self._check_token(request)
