@@ -216,8 +216,8 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
         assert await asyncio.wait_for(process.wait(), 30) == 0
         assert process.stderr is not None
         logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
-        lines = [(line["method"], line["code"], line["model"]) for line in logs if line.get("protocol") == "http"]
-        assert lines == [("/health", "OK", ""), ("/v1/chat/completions", "UNAVAILABLE", "tiny")]
+        http_lines = [(line["method"], line["code"], line["model"]) for line in logs if line.get("protocol") == "http"]
+        assert http_lines == [("/health", "OK", ""), ("/v1/chat/completions", "UNAVAILABLE", "tiny")]
     finally:
         if process.returncode is None:
             process.kill()
