@@ -6,6 +6,7 @@ receives in its own wire format."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import jsonschema
 import pydantic
 import pytest
 
+from tests.conftest import serving_doors
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
@@ -168,13 +170,13 @@ async def test_structured_output_through_the_door_to_either_provider(
 
 
 @pytest.fixture
-async def hermes_door(doors: Doors, models_path: Path) -> Doors:
-    """A tiny model whose chat template lists tools and renders calls, as tool-calling templates do."""
-    path = models_path / "hermes-door.gguf"
-    if not path.exists():
-        write_tiny_model(path, chat_template=HERMES_TEMPLATE)
-    await doors.engine.load(LoadSpec("hermes", BackendKind.LLAMA_CPP, path.name, None, None))
-    return doors
+async def hermes_door(tmp_path: Path) -> AsyncIterator[Doors]:
+    """A tiny model whose chat template lists tools and renders calls, as tool-calling templates do, in a models
+    directory of its own."""
+    write_tiny_model(tmp_path / "hermes.gguf", chat_template=HERMES_TEMPLATE)
+    async with serving_doors({"MODELS_PATH": str(tmp_path)}) as doors:
+        await doors.engine.load(LoadSpec("hermes", BackendKind.LLAMA_CPP, "hermes.gguf", None, None))
+        yield doors
 
 
 @pytest.mark.parametrize("client", CLIENTS)
