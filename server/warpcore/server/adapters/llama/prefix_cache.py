@@ -159,10 +159,7 @@ class PrefixCache:
         self._prefixes.remove(prefix)
         self.cells -= len(prefix.tokens)
         if self._whole_only:
-            self._shared.subtract(prefix.keys)
-            for key in prefix.keys:
-                if self._shared[key] <= 0:
-                    del self._shared[key]
+            self._shared -= collections.Counter(prefix.keys)  # keys no saved beginning has any more go
         for depth, key in enumerate(prefix.keys):
             if self._by_key.get(key) is not prefix:
                 continue
