@@ -1,13 +1,14 @@
-"""The floor of any Python gRPC gateway: a bare grpc.aio InferenceService that streams canned tokens, own process."""
+"""The floor of any Python gRPC gateway: a bare grpc.aio InferenceService on uvloop that streams canned tokens, own
+process."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import uvloop
 
 from bench.api_upstream import raise_open_file_limit, token, until_stopped
 from warpcore.v1 import inference_pb2 as pb
@@ -43,4 +44,4 @@ async def serve() -> None:
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__).parse_args()
     raise_open_file_limit()
-    asyncio.run(serve())
+    uvloop.run(serve())

@@ -1,5 +1,5 @@
-"""The floor of any Python HTTP gateway: a bare aiohttp proxy that forwards each request's bytes to the upstream
-and the answer's bytes back as they come, own process.
+"""The floor of any Python HTTP gateway: a bare aiohttp proxy on uvloop that forwards each request's bytes to the
+upstream and the answer's bytes back as they come, own process.
 
 No parsing, validation, translation or SDK on either side: what it adds to a vendor SDK's time to first token is
 the extra hop's own cost (one more aiohttp server, one more aiohttp client, one more process to wake on a shared
@@ -9,9 +9,9 @@ machine), which no gateway written with them can avoid.
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from bench.api_upstream import ANTHROPIC_PREFIX, OPENAI_PREFIX, raise_open_file_limit, until_stopped
@@ -57,4 +57,4 @@ if __name__ == "__main__":
     parser.add_argument("upstream", help="the upstream's origin, e.g. http://127.0.0.1:8080")
     arguments = parser.parse_args()
     raise_open_file_limit()
-    asyncio.run(serve(arguments.upstream))
+    uvloop.run(serve(arguments.upstream))

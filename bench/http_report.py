@@ -138,7 +138,7 @@ def _description(workloads: Sequence[Workload], litellm_version: str) -> str:
         " default httpx2 client) streams from the loopback upstream of the API bench three ways: straight to it"
         f" (SDK direct), through warpcore's HTTP door (`--http-port`), and through LiteLLM {litellm_version}'s"
         " proxy (`/v1/chat/completions`, `/v1/messages`), each gateway a process of its own with the same models of"
-        " the same upstream. In the latency probe, the same SDK code also goes through a bare aiohttp proxy"
+        " the same upstream. In the latency probe, the same SDK code also goes through a bare aiohttp proxy on uvloop"
         " (`bench/http_floor.py`) that forwards the request's bytes and streams the answer's back, with no parsing,"
         " validation, translation or SDK: the time to first token no Python HTTP gateway on this machine can beat."
         " Contenders are interleaved round by round. "

@@ -3,14 +3,16 @@ hosted upstreams (helpers for those in tests/hosted.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+import uvloop
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -190,3 +192,10 @@ def rich_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorIn
             fields = [violation.field for violation in bad_request.field_violations]
     assert info is not None, f"{error.code().name} without an ErrorInfo: {error.details()!r}"
     return info, fields
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every test on uvloop, the server's event loop (`--event-loop`)."""
+    return {"uvloop": uvloop.new_event_loop}

@@ -66,7 +66,8 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
         started = await log_lines_until(process, "serving on")
         message = str(started[-1]["message"])
         port = int(message.split("127.0.0.1:")[1].split(",")[0])
-        metrics_port = int(message.rsplit("metrics on port ", 1)[1])
+        metrics_port = int(message.split("metrics on port ", 1)[1].split(";")[0])
+        assert message.endswith("; event loop uvloop")
         assert any("loaded tiny" in str(line["message"]) for line in started)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -145,6 +146,25 @@ async def test_a_second_interrupt_ends_the_grace_at_once(models_path: Path, tmp_
                     frames.append(frame)
                 assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
                 assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_asyncio_s_own_loop_serves_too_when_asked_for(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(models_path, "--config", str(config), "--log-format", "json", "--event-loop", "asyncio")
+    try:
+        message = str((await log_lines_until(process, "serving on"))[-1]["message"])
+        assert message.endswith("; event loop asyncio")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{message.split('127.0.0.1:')[1].split(',')[0]}") as channel:
+            text, result = await collect(inference_pb2_grpc.InferenceServiceStub(channel).Generate(greedy("the", 5)))
+        assert (result.finish_reason, result.usage.completion_tokens) == (pb.FINISH_REASON_LENGTH, 5)
+        assert text
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
         if process.returncode is None:
             process.kill()

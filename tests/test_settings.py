@@ -34,6 +34,19 @@ def test_the_http_door_is_off_unless_given_a_port_and_binds_the_grpc_host() -> N
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 9000)
 
 
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_settings([], {}).event_loop == "uvloop"
+    assert parse_settings([], {"WARPCORE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    assert parse_settings(["--event-loop", "uvloop"], {"WARPCORE_EVENT_LOOP": "asyncio"}).event_loop == "uvloop"
+    with pytest.raises(SystemExit):
+        parse_settings(["--event-loop", "trio"], {})
+    assert "argument --event-loop: invalid choice: 'trio'" in capsys.readouterr().err
+    with pytest.raises(SettingsError, match="WARPCORE_EVENT_LOOP must be one of uvloop, asyncio: trio"):
+        parse_settings([], {"WARPCORE_EVENT_LOOP": "trio"})
+    with pytest.raises(SettingsError, match="WARPCORE_LOG_FORMAT must be one of text, json: xml"):
+        parse_settings([], {"WARPCORE_LOG_FORMAT": "xml"})
+
+
 def test_api_models_have_admission_limits_of_their_own() -> None:
     defaults = serving_options(parse_settings([], {})).limits
     assert (defaults.max_streams_per_model, defaults.max_queue_per_model) == (4, 64)

@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
 from warpcore.server.adapters.factory import create_adapter, hub_download
 from warpcore.server.core.domain import LoadSpec
@@ -92,7 +93,14 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         bound = ", ".join(map(_bound, settings.listen, server.ports))
         metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
         http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
-        _log.info("serving on %s, models under %s%s%s", bound, settings.models_path, metrics, http)
+        _log.info(
+            "serving on %s, models under %s%s%s; event loop %s",
+            bound,
+            settings.models_path,
+            metrics,
+            http,
+            settings.event_loop,
+        )
         await stopping.wait()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.streams.end_now)
@@ -105,6 +113,18 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     _log.info("stopped")
 
 
+def _run(event_loop: str, main: Coroutine[Any, Any, None]) -> None:
+    if event_loop == "asyncio":
+        asyncio.run(main)
+        return
+    try:
+        import uvloop  # not built for Windows, where asyncio's loop serves
+    except ImportError:
+        main.close()
+        sys.exit("warpcore-server: uvloop is not installed here; install it or use --event-loop asyncio")
+    uvloop.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
@@ -112,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"warpcore-server: {error}")
     configure_logging(settings.log_format)
     try:
-        asyncio.run(serve(settings, os.environ))
+        _run(settings.event_loop, serve(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
         # RuntimeError: grpc could not bind an address; the message names it.
         sys.exit(f"warpcore-server: {getattr(error, 'message', None) or error}")

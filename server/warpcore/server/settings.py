@@ -55,6 +55,7 @@ class ServerSettings:
     max_loaded_models: int | None = None
     max_loaded_bytes: int | None = None
     allow_pull: bool = False
+    event_loop: str = "uvloop"
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
@@ -66,6 +67,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
 
     def option(flag: str, variable: str | None, default: str | None, help_text: str, **kwargs: Any) -> None:
         value = env.get(variable) if variable else None
+        if value and value not in kwargs.get("choices", (value,)):  # argparse checks only the flag's choices
+            raise SettingsError(f"{variable} must be one of {', '.join(kwargs['choices'])}: {value}")
         shown = f" (env {variable})" if variable else ""
         parser.add_argument(flag, default=value if value else default, help=help_text + shown, **kwargs)
 
@@ -133,6 +136,9 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         type=int,
     )
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
+    # uvloop (libuv) spends less time per I/O event than asyncio's own loop, which shows in the time to first token
+    # of a stream whose upstream sends a burst; asyncio's loop is there for platforms without uvloop.
+    option("--event-loop", "WARPCORE_EVENT_LOOP", "uvloop", "uvloop or asyncio", choices=("uvloop", "asyncio"))
     option(
         "--api-overrides",
         "WARPCORE_API_OVERRIDES",
@@ -229,4 +235,5 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         max_loaded_models=args.max_loaded_models or None,
         max_loaded_bytes=max_loaded_bytes,
         allow_pull=args.allow_pull,
+        event_loop=args.event_loop,
     )
