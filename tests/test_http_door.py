@@ -201,7 +201,7 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
     )
     try:
         started = await log_lines_until(process, "serving on")
-        http_port = int(str(started[-1]["message"]).rsplit(":", 1)[1])
+        http_port = int(str(started[-1]["message"]).split("HTTP (OpenAI, Anthropic) on 127.0.0.1:")[1].split(";")[0])
         body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
         url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
         async with httpx2.AsyncClient() as client:  # the startup models are in: the door says so
