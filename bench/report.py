@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 # Sections in this order; any other result file follows, by name.
-ORDER = ("api_gateway", "http_door", "local_model", "prompt_cache", "grammar", "embeddings", "startup")
+ORDER = ("api_gateway", "http_door", "event_loop", "local_model", "prompt_cache", "grammar", "embeddings", "startup")
 
 
 def cpu_model() -> str:

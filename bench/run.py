@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.harness import BenchResult
 
-BENCHES = ("api_gateway", "http_door", "local_model", "prompt_cache", "grammar", "embeddings", "startup")
+BENCHES = ("api_gateway", "http_door", "event_loop", "local_model", "prompt_cache", "grammar", "embeddings", "startup")
 LOG_TAIL_LINES = 40
 
 
