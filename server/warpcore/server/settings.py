@@ -136,8 +136,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         type=int,
     )
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
-    # uvloop (libuv) takes less time per I/O event than asyncio's own loop: a short answer's first token comes a few
-    # tenths of a millisecond sooner (bench/event_loop.py). asyncio's loop is there for platforms without uvloop.
+    # uvloop (libuv) takes less time per I/O event than asyncio's own loop (bench/event_loop.py measures what that
+    # buys); asyncio's loop is there for platforms without uvloop.
     option("--event-loop", "WARPCORE_EVENT_LOOP", "uvloop", "uvloop or asyncio", choices=("uvloop", "asyncio"))
     option(
         "--api-overrides",

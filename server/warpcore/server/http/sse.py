@@ -37,8 +37,7 @@ def fill(slot: tuple[bytes, bytes], text: str) -> bytes:
 
 class _EventStream(web.StreamResponse):
     # aiohttp's switch, off for its whole-body Response: the status line and headers wait for the first write and go
-    # out in one send with it. Two sends would wake the client twice before its first event, and on a loaded host
-    # each wake-up costs about as much as the rest of the hop.
+    # out in one send with it. Two sends would wake the client twice before its first event.
     _send_headers_immediately = False
 
 
