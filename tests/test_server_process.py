@@ -169,3 +169,18 @@ async def test_asyncio_s_own_loop_serves_too_when_asked_for(models_path: Path, t
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_without_uvloop_the_server_says_how_to_serve_on_asyncio(models_path: Path) -> None:
+    hide_uvloop = "import sys; sys.modules['uvloop'] = None; from warpcore.server.cli import main; main()"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", hide_uvloop, "--port", "0", "--no-default-model"),
+        env={**os.environ, "MODELS_PATH": str(models_path), "PYTHONWARNINGS": "error::RuntimeWarning"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    assert await process.wait() == 1
+    assert stderr.strip().splitlines() == [
+        "warpcore-server: uvloop is not installed here; install it or use --event-loop asyncio"
+    ]
