@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -48,6 +50,32 @@ async def log_lines_until(process: asyncio.subprocess.Process, needle: str) -> l
     raise AssertionError(f"the server exited before logging {needle!r}: {lines}")
 
 
+@contextlib.asynccontextmanager
+async def serving_tiny(
+    models_path: Path, tmp_path: Path, *arguments: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[dict[str, object]], int]]:
+    """The server process with CONFIG preloaded and JSON logs: the process, its log lines up to "serving on", and its
+    gRPC port; killed afterwards if it is still running."""
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(models_path, "--config", str(config), "--log-format", "json", *arguments)
+    try:
+        started = await log_lines_until(process, "serving on")
+        yield process, started, int(str(started[-1]["message"]).split("127.0.0.1:")[1].split(",")[0])
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def one_line_failure(process: asyncio.subprocess.Process) -> list[str]:
+    """The lines a server that cannot start prints, once it has exited with status 1."""
+    assert process.stderr is not None
+    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    assert await process.wait() == 1
+    return stderr.strip().splitlines()
+
+
 async def watch_status(
     watch: grpc.aio.UnaryStreamCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse],
 ) -> int:
@@ -57,15 +85,8 @@ async def watch_status(
 
 
 async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: Path) -> None:
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(
-        models_path, "--config", str(config), "--log-format", "json", "--grace", "1.5", "--metrics-port", "0"
-    )
-    try:
-        started = await log_lines_until(process, "serving on")
+    async with serving_tiny(models_path, tmp_path, "--grace", "1.5", "--metrics-port", "0") as (process, started, port):
         message = str(started[-1]["message"])
-        port = int(message.split("127.0.0.1:")[1].split(",")[0])
         metrics_port = int(message.split("metrics on port ", 1)[1].split(";")[0])
         assert message.endswith("; event loop uvloop")
         assert any("loaded tiny" in str(line["message"]) for line in started)
@@ -100,10 +121,6 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
             result.usage.completion_tokens,
         )
         assert logs[-1]["message"] == "stopped"
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_path: Path) -> None:
@@ -111,64 +128,46 @@ async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_
     config.write_text(
         '[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o"\n[models.api]\napi_key = "sk-inline"\n'
     )
-    process = await start(models_path, "--config", str(config))
-    assert process.stderr is not None
-    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    assert await process.wait() == 1
-    assert stderr.strip().splitlines() == [
+    lines = await one_line_failure(await start(models_path, "--config", str(config)))
+    assert lines == [
         f"warpcore-server: {config}: models[0].api.api_key: keys are never written in the file;"
         " name the environment variable that holds it with api_key_env"
     ]
-    assert "sk-inline" not in stderr
+    assert "sk-inline" not in "\n".join(lines)
 
 
 async def test_a_second_interrupt_ends_the_grace_at_once(models_path: Path, tmp_path: Path) -> None:
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(models_path, "--config", str(config), "--log-format", "json", "--grace", "120")
-    try:
-        started = await log_lines_until(process, "serving on")
-        port = int(str(started[-1]["message"]).split("127.0.0.1:")[1].split(",")[0])
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = inference_pb2_grpc.InferenceServiceStub(channel)
-            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
-            assert await watch_status(watch) == health_pb2.HealthCheckResponse.SERVING
-            endless = stub.Generate(greedy("the", 32768))
-            assert isinstance(await endless.read(), pb.GenerateResponse)
-            process.send_signal(signal.SIGINT)
-            await log_lines_until(process, "shutting down")  # the first interrupt is taken: the grace has begun
-            assert await watch_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
-            process.send_signal(signal.SIGINT)
-            async with asyncio.timeout(20):  # far less than the grace
-                frames = []
-                while (frame := await endless.read()) is not grpc.aio.EOF:
-                    assert isinstance(frame, pb.GenerateResponse)
-                    frames.append(frame)
-                assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
-                assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    async with (
+        serving_tiny(models_path, tmp_path, "--grace", "120") as (process, _, port),
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert await watch_status(watch) == health_pb2.HealthCheckResponse.SERVING
+        endless = stub.Generate(greedy("the", 32768))
+        assert isinstance(await endless.read(), pb.GenerateResponse)
+        process.send_signal(signal.SIGINT)
+        await log_lines_until(process, "shutting down")  # the first interrupt is taken: the grace has begun
+        assert await watch_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):  # far less than the grace
+            frames = []
+            while (frame := await endless.read()) is not grpc.aio.EOF:
+                assert isinstance(frame, pb.GenerateResponse)
+                frames.append(frame)
+            assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+            assert await process.wait() == 0
 
 
 async def test_asyncio_s_own_loop_serves_too_when_asked_for(models_path: Path, tmp_path: Path) -> None:
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(models_path, "--config", str(config), "--log-format", "json", "--event-loop", "asyncio")
-    try:
-        message = str((await log_lines_until(process, "serving on"))[-1]["message"])
-        assert message.endswith("; event loop asyncio")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{message.split('127.0.0.1:')[1].split(',')[0]}") as channel:
+    async with serving_tiny(models_path, tmp_path, "--event-loop", "asyncio") as (process, started, port):
+        assert str(started[-1]["message"]).endswith("; event loop asyncio")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             text, result = await collect(inference_pb2_grpc.InferenceServiceStub(channel).Generate(greedy("the", 5)))
         assert (result.finish_reason, result.usage.completion_tokens) == (pb.FINISH_REASON_LENGTH, 5)
         assert text
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_without_uvloop_the_server_says_how_to_serve_on_asyncio(models_path: Path) -> None:
@@ -178,9 +177,6 @@ async def test_without_uvloop_the_server_says_how_to_serve_on_asyncio(models_pat
         env={**os.environ, "MODELS_PATH": str(models_path), "PYTHONWARNINGS": "error::RuntimeWarning"},
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stderr is not None
-    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    assert await process.wait() == 1
-    assert stderr.strip().splitlines() == [
+    assert await one_line_failure(process) == [
         "warpcore-server: uvloop is not installed here; install it or use --event-loop asyncio"
     ]
