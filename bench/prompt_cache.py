@@ -150,16 +150,19 @@ async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, load
     gauges = await servers[0].gauges()
     capacity = int(gauges["warpcore_prompt_cache_capacity_tokens"])
     held, prompts, rules = int(gauges["warpcore_prompt_cache_tokens"]), 0, workload.rules
+    kept = 1.0  # the share of the prompt's text sent: less than one rule's prompt fills the last of the room
     while capacity - held > PIECE and prompts < MAX_FILL_PROMPTS:
         text = system_prompt(f"fill-{prompts}", rules) + question(prompts)
+        text = text[: max(1, int(len(text) * kept))]
         timings = [await patient(server, [server.generate(text, 1)]) for server in servers]
         prompts += 1
         before, held = held, int((await servers[0].gauges())["warpcore_prompt_cache_tokens"])
         # As many rules as the room left needs, in this prompt's tokens per rule, within the context; fewer when a
         # prompt overshot and pushed an earlier one out.
-        per_rule = (timings[0][0].prompt_tokens or rules) / rules
-        wanted = (capacity - held) / per_rule if held > before else rules / 2
+        per_rule = (timings[0][0].prompt_tokens or rules) / (rules * kept)
+        wanted = (capacity - held) / per_rule if held > before else rules * kept / 2
         rules = max(1, min(int(wanted), int((workload.model.context - 64) / per_rule)))
+        kept = min(1.0, wanted)
     memory = []
     for server, rss_loaded in zip(servers, loaded, strict=True):
         gauges = await server.gauges()

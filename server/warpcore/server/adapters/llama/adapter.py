@@ -17,10 +17,12 @@ from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
+from warpcore.server.adapters.llama.invariance import splits_freely
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.native_threads import on_passing_thread
 from warpcore.server.adapters.llama.options import LlamaOptions
+from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
@@ -219,11 +221,12 @@ class LlamaCppAdapter:
                 marker = self._projector.marker if self._projector is not None else None
                 template = ChatTemplate(vocabulary, model, options.chat_format, marker)
                 preparer = PromptPreparer(template, PromptTokenizer(vocabulary), self._projector)
+                calls = PrefillCalls(free=splits_freely(native, context_size))
                 cache = None
                 if cache_tokens:
                     window = native.sliding_window
-                    cache = PrefixCache(native, capacity=cache_tokens, piece=PREFILL_PIECE, window=window)
-                scheduler = BatchScheduler(native, vocabulary, slots=options.parallel, cache=cache)
+                    cache = PrefixCache(native, calls, capacity=cache_tokens, piece=PREFILL_PIECE, window=window)
+                scheduler = BatchScheduler(native, vocabulary, calls, slots=options.parallel, cache=cache)
             except BaseException:
                 self._free_projector()
                 native.free()

@@ -15,6 +15,11 @@ STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 # whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
 # for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
 PREFILL_PIECE = 32
+# Rows from which a llama.cpp call gives a row the same cells and logits however many rows it holds (prefill.py).
+MIN_CALL_ROWS = 8
+# A prompt no running generation waits beside goes in calls of up to this many tokens: fewer calls, each with
+# llama.cpp's fixed cost per call, while a cancel or a newcomer still waits for at most one.
+LONE_PREFILL_PIECE = 128
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 
 

@@ -2,11 +2,11 @@
 restored into the stream of a new generation whose prompt begins with the same tokens, so that it decodes only the
 rest.
 
-Prompts enter the KV cache in fixed pieces counted from their first token (the scheduler's prefill), and a beginning
-is saved right after the decode of a piece, when the stream holds exactly the pieces so far. Restored into an empty
-stream, its cells take the places a fresh prefill gives them, bit for bit, and the remaining pieces decode as they
-would have without the cache: the logits, and with them the text, are the same. Used on the model's batching thread
-only, except for the counters, which others read."""
+A beginning is saved right after the llama.cpp call that ends it, when the stream holds exactly its tokens, and only
+where prefill.py says the cells are those of any other way to the same tokens. Restored into an empty stream, its
+cells take the places a fresh prefill gives them, bit for bit, and the rest decodes as it would have without the
+cache: the logits, and with them the text, are the same. Used on the model's batching thread only, except for the
+counters, which others read."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import NativeContext
+from warpcore.server.adapters.llama.prefill import PrefillCalls
 
 
 def piece_keys(tokens: Sequence[int], piece: int) -> list[int]:
@@ -34,9 +35,13 @@ def piece_keys(tokens: Sequence[int], piece: int) -> list[int]:
 class _Prefix:
     tokens: list[int]
     keys: list[int]
+    """The piece keys of its whole pieces."""
     state: ctypes.Array[ctypes.c_uint8]
     """llama.cpp's saved state of a sequence holding exactly `tokens`."""
     last_used: int = 0
+    ends_prompt: bool = False
+    """Whether it is a whole prompt: with a sliding window, a later prompt that begins with all of it supersedes it,
+    as the next turn of a conversation does; a checkpoint or parting point on the way stays for those sharing it."""
     shared: bool = False
     """Whether another prompt has begun with it since it was saved (a hit, or the same beginning saved again)."""
 
@@ -64,15 +69,20 @@ class PrefixCache:
     the cells before the cut. A beginning then serves only prompts that begin with all of it, and a prompt is also
     saved every `window` tokens on the way, so that prompts which part from it later, as callers sharing a system
     prompt do, still find most of their common beginning; and where a prompt parts from one already saved, it is
-    saved there too, so that the callers after it find all of their common beginning."""
+    saved there too, so that the callers after it find all of their common beginning.
 
-    def __init__(self, native: NativeContext, *, capacity: int, piece: int, window: int) -> None:
+    Cut freely (prefill.py), a prompt is kept whole, so that the next turn of a conversation decodes only what
+    came after it; otherwise up to its last whole piece."""
+
+    def __init__(self, native: NativeContext, calls: PrefillCalls, *, capacity: int, piece: int, window: int) -> None:
         self._native = native
+        self._calls = calls
         self.capacity = capacity
         self._piece = piece
         self._whole_only = window > 0
         self._checkpoint = max(window // piece, 1) * piece
-        self._by_key: dict[int, _Prefix] = {}
+        self._by_key: dict[int, list[_Prefix]] = {}
+        """The saved beginnings under each piece key: all of theirs, or with a sliding window their last."""
         self._shared: collections.Counter[int] = collections.Counter()
         """With a sliding window: how many saved beginnings have each piece key, to find where a prompt parts."""
         self._prefixes: list[_Prefix] = []
@@ -83,20 +93,36 @@ class PrefixCache:
         self.misses = 0
 
     def lookup(self, tokens: Sequence[int], keys: Sequence[int]) -> Hit:
-        """The longest cached beginning of `tokens` that ends at a piece boundary before its last token (whose
-        logits the generation needs decoded)."""
-        for depth in range(min(len(keys), (len(tokens) - 1) // self._piece), 0, -1):
-            prefix = self._by_key.get(keys[depth - 1])
-            length = depth * self._piece
-            if prefix is None or (self._whole_only and len(prefix.tokens) != length):
-                continue
-            if prefix.tokens[:length] == list(tokens[:length]):
-                self._touch(prefix)
-                prefix.shared = True
+        """The longest cached beginning of `tokens` that leaves at least the rest prefill.py asks for."""
+        limit = len(tokens) - self._calls.least_rest
+        if not self._calls.free:  # a beginning must end where a piece does
+            limit -= limit % self._piece
+        for depth in range(min(len(keys), limit // self._piece), 0, -1):
+            best = max(
+                (self._served(prefix, tokens, limit) for prefix in self._by_key.get(keys[depth - 1], ())),
+                key=lambda hit: hit.length,
+                default=MISS,
+            )
+            if best.prefix is not None:
+                self._touch(best.prefix)
+                best.prefix.shared = True
                 self.hits += 1
-                return Hit(prefix, length)
+                return best
         self.misses += 1
         return MISS
+
+    def _served(self, prefix: _Prefix, tokens: Sequence[int], limit: int) -> Hit:
+        """How much of `prefix` can serve `tokens`, up to `limit` tokens."""
+        saved = prefix.tokens
+        if self._whole_only:
+            return Hit(prefix, len(saved)) if len(saved) <= limit and saved == list(tokens[: len(saved)]) else MISS
+        common = next(
+            (n for n, (a, b) in enumerate(zip(saved, tokens, strict=False)) if a != b), min(len(saved), len(tokens))
+        )
+        length = min(common, limit)
+        if not self._calls.free:
+            length -= length % self._piece
+        return Hit(prefix, length) if length > 0 else MISS
 
     def restore(self, hit: Hit, sequence: int) -> None:
         """Put the hit's beginning into `sequence`'s empty stream."""
@@ -108,42 +134,50 @@ class PrefixCache:
         if hit.length < len(hit.prefix.tokens):
             self._native.forget(sequence, hit.length)
 
-    def saving_points(self, keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
-        """After how many decoded prompt tokens to save the beginning, in order: at the most whole pieces the cache
-        can hold, and with a sliding window every `window` tokens before and where the prompt parts from a saved
-        one; only past the hit."""
-        last = min(len(keys), self.capacity // self._piece) * self._piece
+    def saving_points(self, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
+        """After how many decoded prompt tokens to save the beginning, in order: at the most the cache can hold
+        (cut freely, the whole prompt; else whole pieces), and with a sliding window every `window` tokens before
+        and where the prompt parts from a saved one; only past the hit."""
+        whole = min(len(keys), self.capacity // self._piece) * self._piece
+        last = min(len(tokens), self.capacity) if self._calls.free else whole
         points: set[int] = {last}
         if self._whole_only:
-            points.update(range(self._checkpoint, last, self._checkpoint))
+            points.update(range(self._checkpoint, whole, self._checkpoint))
             shared = next((depth for depth in range(len(keys), 0, -1) if keys[depth - 1] in self._shared), 0)
             points.add(min(shared * self._piece, last))
-        return tuple(sorted(point for point in points if point > hit.length))
+        return self._calls.saving_points(points, hit.length, len(tokens))
 
-    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
-        """Keep the beginning `sequence` holds now: exactly its first `len(keys)` pieces of `tokens`."""
-        depth = len(keys)
-        length = depth * self._piece
-        known = self._by_key.get(keys[-1])
-        if known is not None and known.tokens == list(tokens[:length]):
-            self._touch(known)
-            known.shared = True
-            return
-        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
-            self._drop(hit.prefix)  # superseded: this one begins with all of it
-        while self.cells + length > self.capacity and self._prefixes:
+    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit, *, ends_prompt: bool) -> None:
+        """Keep the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`; `ends_prompt`:
+        they are the whole prompt."""
+        if not keys:
+            return  # shorter than a piece: no key to find it by
+        saved = list(tokens)
+        for known in self._by_key.get(keys[-1], ()):
+            if known.tokens == saved:
+                self._touch(known)
+                known.shared = True
+                return
+        superseded = hit.prefix is not None and (hit.prefix.ends_prompt or not self._whole_only)
+        if superseded and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
+            self._drop(hit.prefix)  # this one begins with all of it
+        while self.cells + len(saved) > self.capacity and self._prefixes:
             self._drop(self._to_drop())
         size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
             return  # not kept; the generation goes on regardless
-        prefix = _Prefix(list(tokens[:length]), list(keys[:depth]), state)
+        prefix = _Prefix(saved, list(keys), state, ends_prompt=ends_prompt)
         self._prefixes.append(prefix)
-        self._by_key.update(dict.fromkeys(prefix.keys[-1:] if self._whole_only else prefix.keys, prefix))
+        for key in self._index(prefix):
+            self._by_key.setdefault(key, []).append(prefix)
         if self._whole_only:
             self._shared.update(prefix.keys)
-        self.cells += length
+        self.cells += len(saved)
         self._touch(prefix)
+
+    def _index(self, prefix: _Prefix) -> list[int]:
+        return prefix.keys[-1:] if self._whole_only else prefix.keys
 
     def _to_drop(self) -> _Prefix:
         unshared = [prefix for prefix in self._prefixes if not prefix.shared]
@@ -160,11 +194,8 @@ class PrefixCache:
         self.cells -= len(prefix.tokens)
         if self._whole_only:
             self._shared -= collections.Counter(prefix.keys)  # keys no saved beginning has any more go
-        for depth, key in enumerate(prefix.keys):
-            if self._by_key.get(key) is not prefix:
-                continue
-            del self._by_key[key]
-            if not self._whole_only:  # another beginning may share these first pieces: it serves them from now on
-                others = (other for other in self._prefixes if depth < len(other.keys) and other.keys[depth] == key)
-                if (other := next(others, None)) is not None:
-                    self._by_key[key] = other
+        for key in self._index(prefix):
+            under = self._by_key[key]
+            under.remove(prefix)
+            if not under:
+                del self._by_key[key]

@@ -18,6 +18,7 @@ from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
+from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import is_greedy, logprobs, new_sampler
@@ -80,9 +81,16 @@ class BatchScheduler:
     slot, which keeps the running slots together."""
 
     def __init__(
-        self, native: NativeContext, vocabulary: llama_cpp.Llama, *, slots: int, cache: PrefixCache | None
+        self,
+        native: NativeContext,
+        vocabulary: llama_cpp.Llama,
+        calls: PrefillCalls,
+        *,
+        slots: int,
+        cache: PrefixCache | None,
     ) -> None:
         self._native = native
+        self._calls = calls
         self._vocabulary = vocabulary
         self.cache = cache
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
@@ -194,7 +202,7 @@ class BatchScheduler:
         if self.cache is not None and prompt.piece_keys:
             hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
             self.cache.restore(hit, slot)
-            saving_points = self.cache.saving_points(prompt.piece_keys, hit)
+            saving_points = self.cache.saving_points(prompt.tokens, prompt.piece_keys, hit)
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
         sequence = _Sequence(job, slot, prompt, text, sampler, hit, saving_points, hit.length, hit.length)
@@ -224,16 +232,19 @@ class BatchScheduler:
             if images is not None and (image := images.at(sequence.prefilled)) is not None:
                 self._decode_image(sequence, images, image)  # never the prompt's end: text follows
                 continue
-            end = min(sequence.prefilled + PREFILL_PIECE, sequence.prompt.text_end(sequence.prefilled))
-            rows = [self._add(sequence, token, logits=False) for token in tokens[sequence.prefilled : end]]
+            start = sequence.prefilled
+            stop = sequence.prompt.text_end(start)
+            stop = next((point for point in sequence.saving_points if point > start), stop)
+            end = self._calls.end(start, stop, alone=not generating)
+            rows = [self._add(sequence, token, logits=False) for token in tokens[start:end]]
             sequence.prefilled = end
             if end == len(tokens):
                 self._native.batch.logits[rows[-1]] = True
             if not self._decode([sequence]):
                 continue
-            if self.cache is not None and end in sequence.saving_points:  # the stream holds exactly these pieces
+            if self.cache is not None and end in sequence.saving_points:  # the stream holds exactly these tokens
                 pieces = sequence.prompt.piece_keys[: end // PREFILL_PIECE]
-                self.cache.save(sequence.slot, tokens, pieces, sequence.cached)
+                self.cache.save(sequence.slot, tokens[:end], pieces, sequence.cached, ends_prompt=end == len(tokens))
             if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
