@@ -39,9 +39,6 @@ class _Prefix:
     state: ctypes.Array[ctypes.c_uint8]
     """llama.cpp's saved state of a sequence holding exactly `tokens`."""
     last_used: int = 0
-    ends_prompt: bool = False
-    """Whether it is a whole prompt: with a sliding window, a later prompt that begins with all of it supersedes it,
-    as the next turn of a conversation does; a checkpoint or parting point on the way stays for those sharing it."""
     shared: bool = False
     """Whether another prompt has begun with it since it was saved (a hit, or the same beginning saved again)."""
 
@@ -71,8 +68,10 @@ class PrefixCache:
     prompt do, still find most of their common beginning; and where a prompt parts from one already saved, it is
     saved there too, so that the callers after it find all of their common beginning.
 
-    Cut freely (prefill.py), a prompt is kept whole, so that the next turn of a conversation decodes only what
-    came after it; otherwise up to its last whole piece."""
+    Cut freely (prefill.py) and without a sliding window, a prompt is kept whole, so that the next turn of a
+    conversation decodes only what came after it; otherwise up to its last whole piece. With a window, llama.cpp
+    restores the window's cells to the front of an empty stream: the local layers then add them up in another order
+    unless the shift is a whole number of SIMD widths, which ends at whole pieces make it."""
 
     def __init__(self, native: NativeContext, calls: PrefillCalls, *, capacity: int, piece: int, window: int) -> None:
         self._native = native
@@ -136,10 +135,10 @@ class PrefixCache:
 
     def saving_points(self, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
         """After how many decoded prompt tokens to save the beginning, in order: at the most the cache can hold
-        (cut freely, the whole prompt; else whole pieces), and with a sliding window every `window` tokens before
+        (the whole prompt where it may be, else whole pieces), and with a sliding window every `window` tokens before
         and where the prompt parts from a saved one; only past the hit."""
         whole = min(len(keys), self.capacity // self._piece) * self._piece
-        last = min(len(tokens), self.capacity) if self._calls.free else whole
+        last = min(len(tokens), self.capacity) if self._calls.free and not self._whole_only else whole
         points: set[int] = {last}
         if self._whole_only:
             points.update(range(self._checkpoint, whole, self._checkpoint))
@@ -147,9 +146,8 @@ class PrefixCache:
             points.add(min(shared * self._piece, last))
         return self._calls.saving_points(points, hit.length, len(tokens))
 
-    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit, *, ends_prompt: bool) -> None:
-        """Keep the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`; `ends_prompt`:
-        they are the whole prompt."""
+    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
+        """Keep the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`."""
         if not keys:
             return  # shorter than a piece: no key to find it by
         saved = list(tokens)
@@ -158,16 +156,15 @@ class PrefixCache:
                 self._touch(known)
                 known.shared = True
                 return
-        superseded = hit.prefix is not None and (hit.prefix.ends_prompt or not self._whole_only)
-        if superseded and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
-            self._drop(hit.prefix)  # this one begins with all of it
+        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
+            self._drop(hit.prefix)  # superseded: this one begins with all of it
         while self.cells + len(saved) > self.capacity and self._prefixes:
             self._drop(self._to_drop())
         size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
             return  # not kept; the generation goes on regardless
-        prefix = _Prefix(saved, list(keys), state, ends_prompt=ends_prompt)
+        prefix = _Prefix(saved, list(keys), state)
         self._prefixes.append(prefix)
         for key in self._index(prefix):
             self._by_key.setdefault(key, []).append(prefix)

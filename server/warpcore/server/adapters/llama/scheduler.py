@@ -244,7 +244,7 @@ class BatchScheduler:
                 continue
             if self.cache is not None and end in sequence.saving_points:  # the stream holds exactly these tokens
                 pieces = sequence.prompt.piece_keys[: end // PREFILL_PIECE]
-                self.cache.save(sequence.slot, tokens[:end], pieces, sequence.cached, ends_prompt=end == len(tokens))
+                self.cache.save(sequence.slot, tokens[:end], pieces, sequence.cached)
             if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
