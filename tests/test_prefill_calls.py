@@ -21,17 +21,14 @@ def test_calls_cut_in_pieces_keep_to_the_grid() -> None:
     assert GRID.end(0, 100, alone=True) == PREFILL_PIECE
     assert GRID.end(96, 100, alone=False) == 100
     assert GRID.least_rest == 1
-    assert GRID.saving_points({32, 64, 65}, 32, 100) == (64, 65)
 
 
-def test_calls_cut_freely_grow_when_alone_and_never_leave_a_short_rest() -> None:
+def test_calls_cut_freely_grow_when_alone_and_never_leave_a_short_last_call() -> None:
     assert FREE.end(0, 1000, alone=True) == LONE_PREFILL_PIECE
     assert FREE.end(0, 1000, alone=False) == PREFILL_PIECE
     assert FREE.end(10, 15, alone=False) == 15  # a short prompt is one call
     assert FREE.end(0, PREFILL_PIECE + 3, alone=False) == PREFILL_PIECE + 3 - MIN_CALL_ROWS
     assert FREE.least_rest == MIN_CALL_ROWS
-    # Points too near the start, each other or the end (but not at it) are dropped.
-    assert FREE.saving_points({5, 40, 44, 90, 96, 100}, 0, 100) == (40, 90, 100)
 
 
 async def test_gemma_prompt_cut_alone_or_beside_a_stream_gives_the_same_text(

@@ -182,6 +182,27 @@ async def test_a_caller_can_keep_its_prompt_out_of_the_cache(served: tuple[Warpc
     assert cached_tokens(server, "cached") > 0
 
 
+async def test_a_generation_cancelled_after_its_prompt_still_leaves_it_in_the_cache(
+    served: tuple[WarpcoreServer, Stub],
+) -> None:
+    server, stub = served
+    await load(stub, TINY_MODEL, "cached", parallel=1, cache_tokens=None)
+    call = stub.Generate(greedy(SYSTEM, 1000, "cached"))
+    async for frame in call:  # its first text: the prompt is decoded
+        assert frame.HasField("delta")
+        break
+    call.cancel()
+    # Saved as the slot is freed, on the batching thread, before the next generation starts there.
+    _, result = await collect(stub.Generate(greedy(SYSTEM + " And more.", 4, "cached")))
+    assert result.usage.cached_prompt_tokens == len(await prompt_tokens(stub, SYSTEM))
+    assert cached_tokens(server, "cached") > 0
+
+
+async def prompt_tokens(stub: Stub, prompt: str) -> list[int]:
+    counted = await stub.CountTokens(pb.CountTokensRequest(request=greedy(prompt, 1, "cached"), include_tokens=True))
+    return [token.id for token in counted.count.tokens]
+
+
 async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub]) -> None:
     _, stub = served
     with pytest.raises(grpc.aio.AioRpcError) as raised:

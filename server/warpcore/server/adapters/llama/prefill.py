@@ -25,24 +25,12 @@ class PrefillCalls:
         return MIN_CALL_ROWS if self.free else 1
 
     def end(self, prefilled: int, stop: int, *, alone: bool) -> int:
-        """Where the call that decodes the prompt from `prefilled` on ends. `stop` is where one must end (a saving
-        point of the cache, an image, the prompt's end). `alone`: no other generation waits for its next token, so
-        the call may be longer than a piece."""
+        """Where the call that decodes the prompt from `prefilled` on ends. `stop` is where one must end (an image
+        or the prompt's end). `alone`: no other generation waits for its next token, so the call may be longer than
+        a piece."""
         if not self.free:
             return min(prefilled + PREFILL_PIECE, stop)
         end = min(stop, prefilled + (LONE_PREFILL_PIECE if alone else PREFILL_PIECE))
         if 0 < stop - end < MIN_CALL_ROWS:  # leave the next call rows enough
             end = stop - MIN_CALL_ROWS
         return end
-
-    def saving_points(self, points: set[int], start: int, length: int) -> tuple[int, ...]:
-        """Of `points` past `start`, in order, those where a call can end: cut freely, at least MIN_CALL_ROWS from
-        the one before, and from the prompt's `length` unless at it."""
-        kept: list[int] = []
-        previous = start
-        for point in sorted(point for point in points if start < point <= length):
-            if self.free and (point - previous < MIN_CALL_ROWS or 0 < length - point < MIN_CALL_ROWS):
-                continue
-            kept.append(point)
-            previous = point
-        return tuple(kept)

@@ -2,8 +2,8 @@
 restored into the stream of a new generation whose prompt begins with the same tokens, so that it decodes only the
 rest.
 
-A beginning is saved right after the llama.cpp call that ends it, when the stream holds exactly its tokens, and only
-where prefill.py says the cells are those of any other way to the same tokens. Restored into an empty stream, its
+A beginning is saved when its generation ends, from the stream cut back to its last token, and only where
+prefill.py says the cells are those of any other way to the same tokens. Restored into an empty stream, its
 cells take the places a fresh prefill gives them, bit for bit, and the rest decodes as it would have without the
 cache: the logits, and with them the text, are the same. Used on the model's batching thread only, except for the
 counters, which others read."""
@@ -144,18 +144,30 @@ class PrefixCache:
             points.update(range(self._checkpoint, whole, self._checkpoint))
             shared = next((depth for depth in range(len(keys), 0, -1) if keys[depth - 1] in self._shared), 0)
             points.add(min(shared * self._piece, last))
-        return self._calls.saving_points(points, hit.length, len(tokens))
+        return tuple(sorted(point for point in points if hit.length < point <= len(tokens)))
 
-    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> None:
+    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit, points: Sequence[int]) -> None:
+        """Keep the beginnings of `tokens` (whose whole pieces have `keys`) that end at `points`, in rising order,
+        from `sequence`'s stream, which holds at least that many of them: cut down to each point in turn, the last
+        first. The cells a stream holds never change once decoded, and with a sliding window llama.cpp keeps every
+        cell (swa_full), so each beginning is the one a stream holding exactly those tokens would give."""
+        saved: list[_Prefix] = []
+        for point in reversed(points):
+            self._native.forget(sequence, point)
+            if (prefix := self._save(sequence, tokens[:point], keys[: point // self._piece], hit)) is not None:
+                saved.append(prefix)
+        for prefix in reversed(saved):  # the longest used last: the first to keep when room runs short
+            self._touch(prefix)
+
+    def _save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> _Prefix | None:
         """Keep the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`."""
         if not keys:
-            return  # shorter than a piece: no key to find it by
+            return None  # shorter than a piece: no key to find it by
         saved = list(tokens)
         for known in self._by_key.get(keys[-1], ()):
             if known.tokens == saved:
-                self._touch(known)
                 known.shared = True
-                return
+                return known
         if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
             self._drop(hit.prefix)  # superseded: this one begins with all of it
         while self.cells + len(saved) > self.capacity and self._prefixes:
@@ -163,7 +175,7 @@ class PrefixCache:
         size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
-            return  # not kept; the generation goes on regardless
+            return None  # not kept; the generation goes on regardless
         prefix = _Prefix(saved, list(keys), state)
         self._prefixes.append(prefix)
         for key in self._index(prefix):
@@ -171,7 +183,7 @@ class PrefixCache:
         if self._whole_only:
             self._shared.update(prefix.keys)
         self.cells += len(saved)
-        self._touch(prefix)
+        return prefix
 
     def _index(self, prefix: _Prefix) -> list[int]:
         return prefix.keys[-1:] if self._whole_only else prefix.keys

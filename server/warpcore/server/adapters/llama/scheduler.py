@@ -15,7 +15,7 @@ from typing import Literal
 import llama_cpp
 
 from warpcore.server.adapters.llama.constraint import Constraint
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, STEP_TOKENS, NativeContext
+from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefill import PrefillCalls
@@ -233,18 +233,13 @@ class BatchScheduler:
                 self._decode_image(sequence, images, image)  # never the prompt's end: text follows
                 continue
             start = sequence.prefilled
-            stop = sequence.prompt.text_end(start)
-            stop = next((point for point in sequence.saving_points if point > start), stop)
-            end = self._calls.end(start, stop, alone=not generating)
+            end = self._calls.end(start, sequence.prompt.text_end(start), alone=not generating)
             rows = [self._add(sequence, token, logits=False) for token in tokens[start:end]]
             sequence.prefilled = end
             if end == len(tokens):
                 self._native.batch.logits[rows[-1]] = True
             if not self._decode([sequence]):
                 continue
-            if self.cache is not None and end in sequence.saving_points:  # the stream holds exactly these tokens
-                pieces = sequence.prompt.piece_keys[: end // PREFILL_PIECE]
-                self.cache.save(sequence.slot, tokens[:end], pieces, sequence.cached)
             if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
@@ -288,6 +283,9 @@ class BatchScheduler:
     def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
         finish = sequence.text.finish(reason)
         sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.cached.length))
+        if self.cache is not None:  # off the way to the first token, and never a call boundary of its own
+            saving = [point for point in sequence.saving_points if point <= sequence.prefilled]
+            self.cache.save(sequence.slot, sequence.prompt.tokens, sequence.prompt.piece_keys, sequence.cached, saving)
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:
