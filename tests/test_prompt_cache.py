@@ -31,6 +31,8 @@ SYSTEM = system_text(12)
 # On Gemma, over 512 tokens: past its sliding window (whose cells a saved beginning leaves out) and into the numbers
 # of KV cells where llama.cpp's flash attention kernel splits a lone sequence's cells between threads.
 LONG_SYSTEM = system_text(40)
+# Three of Gemma's sliding windows, as the bench's system prompt.
+LONGER_SYSTEM = system_text(100)
 TURNS = ("Who lives by the river?", "And what do they grow?", "When is the market held?")
 
 
@@ -216,7 +218,8 @@ async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_se
 ) -> None:
     """Gemma's sliding window lets a saved beginning serve only prompts that begin with all of it: callers after a
     first one start from a checkpoint every `window` tokens, and save where they part from it, for those after them;
-    their own long prompts, saved last, do not push that out of a full cache."""
+    their own long prompts, saved last, do not push that out of a full cache, and in a second round, with the cache
+    full of the first one's, neither do the first caller's beginnings push out each other."""
     root, name = gemma_path
     async with (
         serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
@@ -224,24 +227,26 @@ async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_se
     ):
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         await load(stub, name, "plain", parallel=1, cache_tokens=0)
-        await load(stub, name, "cached", parallel=4, cache_tokens=None)  # the context's 2,048 tokens
+        await load(stub, name, "cached", parallel=4, cache_tokens=4096)
         # Each question runs a few pieces long, so that the callers part before the first one's last whole piece.
         details = " Please answer in full sentences, naming every family and every field you know of." * 4
-        callers = [f"{LONG_SYSTEM}\nQ: Question {n}: {TURNS[n % 3]}{details}\nA:" for n in range(6)]
-        alone = [await collect(stub.Generate(greedy(prompt, 4, "plain"))) for prompt in callers]
 
         async def cached(prompt: str) -> tuple[str, int]:
             text, result = await collect(stub.Generate(greedy(prompt, 4, "cached")))
             return text, result.usage.cached_prompt_tokens
 
-        first = await cached(callers[0])
-        together = await asyncio.gather(*(cached(prompt) for prompt in callers[1:5]))
-        later = await cached(callers[5])
-        assert [text for text, _ in [first, *together, later]] == [text for text, _ in alone]
-        assert first[1] == 0
-        checkpoint = {tokens for _, tokens in together}
-        assert len(checkpoint) == 1
-        assert 0 < checkpoint.pop() < later[1]  # together from a checkpoint, the later one from where they part
-        shared = len(LONG_SYSTEM) // 4  # Gemma takes about four characters a token here
-        assert later[1] > shared * 0.8
-        assert alone[5][1].usage.prompt_tokens - later[1] < 4 * PREFILL_PIECE
+        # A second round with another system prompt finds the cache full of the first one's beginnings.
+        for system in (LONGER_SYSTEM, "Again. " + LONGER_SYSTEM):
+            callers = [f"{system}\nQ: Question {n}: {TURNS[n % 3]}{details}\nA:" for n in range(6)]
+            alone = [await collect(stub.Generate(greedy(prompt, 4, "plain"))) for prompt in callers]
+            first = await cached(callers[0])
+            together = await asyncio.gather(*(cached(prompt) for prompt in callers[1:5]))
+            later = await cached(callers[5])
+            assert [text for text, _ in [first, *together, later]] == [text for text, _ in alone]
+            assert first[1] == 0
+            checkpoint = {tokens for _, tokens in together}
+            assert len(checkpoint) == 1
+            assert 0 < checkpoint.pop() < later[1]  # together from a checkpoint, the later one from where they part
+            shared = len(system) // 4  # Gemma takes about four characters a token here
+            assert later[1] > shared * 0.8
+            assert alone[5][1].usage.prompt_tokens - later[1] < 4 * PREFILL_PIECE

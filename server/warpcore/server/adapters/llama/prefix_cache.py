@@ -150,39 +150,50 @@ class PrefixCache:
         """Keep the beginnings of `tokens` (whose whole pieces have `keys`) that end at `points`, in rising order,
         from `sequence`'s stream, which holds at least that many of them: cut down to each point in turn, the last
         first. The cells a stream holds never change once decoded, and with a sliding window llama.cpp keeps every
-        cell (swa_full), so each beginning is the one a stream holding exactly those tokens would give."""
-        saved: list[_Prefix] = []
-        for point in reversed(points):
+        cell (swa_full), so each beginning is the one a stream holding exactly those tokens would give. Room for
+        them all is made first, so that none pushes out another."""
+        new: list[int] = []
+        for point in points:
+            if point < self._piece:
+                continue  # shorter than a piece: no key to find it by
+            known = self._known(tokens[:point], keys[point // self._piece - 1])
+            if known is None:
+                new.append(point)
+            else:
+                known.shared = True
+                self._touch(known)
+        while sum(new) > self.capacity:
+            new.pop(0)
+        if not new:
+            return
+        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
+            self._drop(hit.prefix)  # superseded: these begin with all of it
+        while self.cells + sum(new) > self.capacity and self._prefixes:
+            self._drop(self._to_drop())
+        kept: list[_Prefix] = []
+        for point in reversed(new):
             self._native.forget(sequence, point)
-            if (prefix := self._save(sequence, tokens[:point], keys[: point // self._piece], hit)) is not None:
-                saved.append(prefix)
-        for prefix in reversed(saved):  # the longest used last: the first to keep when room runs short
+            if (prefix := self._keep(sequence, tokens[:point], keys[: point // self._piece])) is not None:
+                kept.append(prefix)
+        for prefix in reversed(kept):  # the longest used last: the first to keep when room runs short
             self._touch(prefix)
 
-    def _save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> _Prefix | None:
-        """Keep the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`."""
-        if not keys:
-            return None  # shorter than a piece: no key to find it by
-        saved = list(tokens)
-        for known in self._by_key.get(keys[-1], ()):
-            if known.tokens == saved:
-                known.shared = True
-                return known
-        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
-            self._drop(hit.prefix)  # superseded: this one begins with all of it
-        while self.cells + len(saved) > self.capacity and self._prefixes:
-            self._drop(self._to_drop())
+    def _known(self, tokens: Sequence[int], last_key: int) -> _Prefix | None:
+        return next((known for known in self._by_key.get(last_key, ()) if known.tokens == list(tokens)), None)
+
+    def _keep(self, sequence: int, tokens: Sequence[int], keys: Sequence[int]) -> _Prefix | None:
+        """Save the beginning `sequence` holds now: exactly `tokens`, whose whole pieces have `keys`."""
         size = llama_cpp.llama_state_seq_get_size(self._native.ctx, sequence)
         state = (ctypes.c_uint8 * size)()
         if llama_cpp.llama_state_seq_get_data(self._native.ctx, state, size, sequence) != size:
-            return None  # not kept; the generation goes on regardless
-        prefix = _Prefix(saved, list(keys), state)
+            return None  # not kept; the generation is over regardless
+        prefix = _Prefix(list(tokens), list(keys), state)
         self._prefixes.append(prefix)
         for key in self._index(prefix):
             self._by_key.setdefault(key, []).append(prefix)
         if self._whole_only:
             self._shared.update(prefix.keys)
-        self.cells += len(saved)
+        self.cells += len(tokens)
         return prefix
 
     def _index(self, prefix: _Prefix) -> list[int]:

@@ -282,10 +282,12 @@ class BatchScheduler:
 
     def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
         finish = sequence.text.finish(reason)
-        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.cached.length))
-        if self.cache is not None:  # off the way to the first token, and never a call boundary of its own
+        # Kept here, off the way to the first token and never a call boundary of its own; before the caller hears
+        # of the end, so that whoever it tells finds the prompt in the cache.
+        if self.cache is not None:
             saving = [point for point in sequence.saving_points if point <= sequence.prefilled]
             self.cache.save(sequence.slot, sequence.prompt.tokens, sequence.prompt.piece_keys, sequence.cached, saving)
+        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.cached.length))
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:
