@@ -58,7 +58,7 @@ class _Sequence:
     sampler: Sampler
     cached: Hit
     saving_points: tuple[int, ...]
-    """After how many decoded prompt tokens to keep the beginning in the prompt cache."""
+    """Where the beginnings kept in the prompt cache when the generation ends stop, in rising order."""
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
