@@ -19,7 +19,7 @@ from bench.harness import free_port, rss_bytes
 from bench.local_contenders import Contender, StreamTiming, WarpcoreServer, Workload, xllamacpp_server
 from bench.local_model import bounded
 from bench.prompt_cache_report import NAME, CacheWorkload, Measured, Memory, report
-from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # the cache keeps whole pieces
+from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # how near its cap a full cache is
 
 TOPICS = (
     "the harbour ferries",

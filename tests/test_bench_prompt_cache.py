@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.tiny_model import CONTEXT
-from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # the cache keeps whole pieces
+from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # how near its cap a full cache is
 
 REPO = Path(__file__).resolve().parents[1]
 CHAT = ["warpcore cache", "warpcore no cache", "xllamacpp n_parallel=1"]

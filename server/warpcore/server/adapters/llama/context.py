@@ -11,9 +11,9 @@ import llama_cpp
 from warpcore.server.core.errors import FailedPreconditionError
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
-# A prompt enters the KV cache in pieces of this many tokens counted from its first, each its own llama_decode call,
-# whatever else is running: the same pieces alone or not give the same cells, a long prompt never stalls the others
-# for long, and a cached beginning that ends at a piece boundary leaves the rest to decode as it would have.
+# Beside running generations a prompt enters the KV cache in llama_decode calls of at most this many tokens, so that
+# it never stalls them for long. A model that fails prefill.py's probe takes every prompt in pieces of this many
+# counted from its first token, whatever runs beside it, and its cached beginnings end where a piece does.
 PREFILL_PIECE = 32
 # Rows from which a llama.cpp call gives a row the same cells and logits however many rows it holds (prefill.py).
 MIN_CALL_ROWS = 8
