@@ -92,13 +92,11 @@ class PrefixCache:
         self.misses = 0
 
     def lookup(self, tokens: Sequence[int], keys: Sequence[int]) -> Hit:
-        """The longest cached beginning of `tokens` that leaves at least the rest prefill.py asks for."""
-        limit = len(tokens) - self._calls.least_rest
-        if not self._calls.free:  # a beginning must end where a piece does
-            limit -= limit % self._piece
+        """The longest cached beginning of `tokens` that prefill.py lets it start from."""
+        limit = self._calls.usable(len(tokens), len(tokens))
         for depth in range(min(len(keys), limit // self._piece), 0, -1):
             best = max(
-                (self._served(prefix, tokens, limit) for prefix in self._by_key.get(keys[depth - 1], ())),
+                (self._served(prefix, tokens) for prefix in self._by_key.get(keys[depth - 1], ())),
                 key=lambda hit: hit.length,
                 default=MISS,
             )
@@ -110,17 +108,16 @@ class PrefixCache:
         self.misses += 1
         return MISS
 
-    def _served(self, prefix: _Prefix, tokens: Sequence[int], limit: int) -> Hit:
-        """How much of `prefix` can serve `tokens`, up to `limit` tokens."""
+    def _served(self, prefix: _Prefix, tokens: Sequence[int]) -> Hit:
+        """How much of `prefix` can serve `tokens`."""
         saved = prefix.tokens
         if self._whole_only:
-            return Hit(prefix, len(saved)) if len(saved) <= limit and saved == list(tokens[: len(saved)]) else MISS
+            whole = self._calls.usable(len(saved), len(tokens)) == len(saved)
+            return Hit(prefix, len(saved)) if whole and saved == list(tokens[: len(saved)]) else MISS
         common = next(
             (n for n, (a, b) in enumerate(zip(saved, tokens, strict=False)) if a != b), min(len(saved), len(tokens))
         )
-        length = min(common, limit)
-        if not self._calls.free:
-            length -= length % self._piece
+        length = self._calls.usable(common, len(tokens))
         return Hit(prefix, length) if length > 0 else MISS
 
     def restore(self, hit: Hit, sequence: int) -> None:

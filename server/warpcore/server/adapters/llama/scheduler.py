@@ -18,7 +18,7 @@ from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
-from warpcore.server.adapters.llama.prefill import PrefillCalls
+from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import is_greedy, logprobs, new_sampler
@@ -233,7 +233,8 @@ class BatchScheduler:
                 self._decode_image(sequence, images, image)  # never the prompt's end: text follows
                 continue
             start = sequence.prefilled
-            end = self._calls.end(start, sequence.prompt.text_end(start), alone=not generating)
+            calls = self._calls if images is None else PIECES
+            end = calls.end(start, sequence.prompt.text_end(start), alone=not generating)
             rows = [self._add(sequence, token, logits=False) for token in tokens[start:end]]
             sequence.prefilled = end
             if end == len(tokens):
