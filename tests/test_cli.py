@@ -122,6 +122,18 @@ async def test_generate_passes_stop_and_system(stub: Stub, tiny: str, target: st
     assert run.stdout == with_system + "\n"
 
 
+async def test_generate_passes_the_penalties(stub: Stub, tiny: str, target: str) -> None:
+    expected, _ = await collect(stub.Generate(greedy("the world", 16, presence_penalty=1.5, frequency_penalty=-0.5)))
+    plain, _ = await collect(stub.Generate(greedy("the world", 16)))
+    assert expected != plain
+    args = ["generate", "--max-tokens", "16", "--temperature", "0", "the world"]
+    run = await warpcore(target, *args, "--presence-penalty", "1.5", "--frequency-penalty", "-0.5")
+    assert run.stdout == expected + "\n"
+    refused = await warpcore(target, *args, "--presence-penalty", "3")
+    assert refused.code != 0
+    assert "presence_penalty must be between -2 and 2" in refused.stderr
+
+
 async def test_generate_with_a_backend_loads_the_model_first(stub: Stub, target: str) -> None:
     args = ["generate", "--backend", "llama_cpp", "--model", TINY_MODEL, "--max-tokens", "8", "--temperature", "0"]
     first = await warpcore(target, *args, "people")

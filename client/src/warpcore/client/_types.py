@@ -93,6 +93,10 @@ class GenerationOptions(TypedDict, total=False):
     stop: list[str]
     system: str
     seed: int
+    presence_penalty: float
+    """Lower the score of every token the answer already holds by this much, -2 to 2 (OpenAI's meaning)."""
+    frequency_penalty: float
+    """Lower each token's score by this much per time the answer already holds it, -2 to 2."""
     logprobs: bool
     """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
     top_logprobs: int

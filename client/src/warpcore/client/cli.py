@@ -140,7 +140,16 @@ def stream_reply(
 
 def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     """The generation options given on the command line."""
-    names = ("system", "max_tokens", "temperature", "stop", "reasoning_effort", "reasoning_budget")
+    names = (
+        "system",
+        "max_tokens",
+        "temperature",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "reasoning_effort",
+        "reasoning_budget",
+    )
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if args.json_schema is not None:
         options["response_format"] = args.json_schema
@@ -312,6 +321,13 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
         sub.add_argument("--system", metavar="TEXT", help="system prompt")
         sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
+        for penalty, effect in (("presence", "already in the reply"), ("frequency", "by how often the reply has it")):
+            sub.add_argument(
+                f"--{penalty}-penalty",
+                type=bounded(float, -FLOAT32_MAX, FLOAT32_MAX),
+                metavar="P",
+                help=f"lower the score of each token {effect}, -2 to 2",
+            )
         sub.add_argument(
             "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
         )

@@ -29,6 +29,8 @@ MAX_REMEMBERED_REASONING = 4096
 a few KiB each."""
 MAX_TOP_LOGPROBS = 20
 """Most likely tokens a generation may report at each place (OpenAI's own limit)."""
+MAX_PENALTY = 2.0
+"""Largest presence or frequency penalty, either way (OpenAI's range)."""
 MAX_IMAGES = 20
 """Images in one request, at most (Anthropic's limit for many images per request)."""
 MAX_IMAGE_BYTES = 5 * 1024 * 1024

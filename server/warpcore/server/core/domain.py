@@ -189,6 +189,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     system: str | None = None
     seed: int | None = None
+    presence_penalty: float | None = None  # OpenAI's: off the score of each token the answer holds
+    frequency_penalty: float | None = None  # OpenAI's: off each token's score, times its count in the answer
     timeout: float | None = None
     """Seconds left before the caller's deadline, if it has one."""
     tools: tuple[Tool, ...] = ()
@@ -202,6 +204,11 @@ class GenerationParams:
     logprobs: bool = False
     top_logprobs: int = 0
     """With `logprobs`: the most likely tokens to report at each place."""
+
+    @property
+    def penalties(self) -> dict[str, float]:
+        """The presence and frequency penalties but 0 (no penalty, what OpenAI clients send unasked), by name."""
+        return {name: getattr(self, name) for name in ("presence_penalty", "frequency_penalty") if getattr(self, name)}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from warpcore.server.core.bounds import (
     MAX_IMAGES,
     MAX_KEEP_ALIVE_SECONDS,
     MAX_PARALLEL,
+    MAX_PENALTY,
     MAX_PROMPT_CACHE_TOKENS,
     MAX_SEED,
     MAX_STOP_SEQUENCES,
@@ -73,6 +74,12 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(params.top_k >= 1, "top_k", "top_k must be at least 1")
     if params.seed is not None:
         require(0 <= params.seed <= MAX_SEED, "seed", f"seed must be between 0 and {MAX_SEED}")
+    for name, penalty in params.penalties.items():
+        require(
+            math.isfinite(penalty) and abs(penalty) <= MAX_PENALTY,
+            name,
+            f"{name} must be between {-MAX_PENALTY:g} and {MAX_PENALTY:g}",
+        )
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
     require(

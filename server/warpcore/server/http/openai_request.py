@@ -47,11 +47,7 @@ _ROLES = {
     "tool": Role.TOOL,
 }
 # Fields whose only honoured value is their default; any other is refused rather than silently ignored.
-_DEFAULTS: dict[str, object] = {
-    "n": 1,
-    "presence_penalty": 0,
-    "frequency_penalty": 0,
-}
+_DEFAULTS: dict[str, object] = {"n": 1}
 _REFUSED = ("logit_bias", "audio", "prediction", "functions", "function_call", "web_search_options")
 
 
@@ -95,6 +91,8 @@ def chat_request(body: Json) -> ChatRequest:
         top_p=number(body, "top_p"),
         stop=stops,
         seed=integer(body, "seed"),
+        presence_penalty=number(body, "presence_penalty"),
+        frequency_penalty=number(body, "frequency_penalty"),
         tools=tools,
         tool_choice=_tool_choice(body.get("tool_choice"), tools),
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,

@@ -29,6 +29,9 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
     sent. Body fields, as the Messages API documents them: anthropic 2.x takes no arguments for sampling."""
     if params.seed is not None:
         raise refused("seed", "seed is not supported by the Anthropic API; leave it unset")
+    if params.penalties:
+        name = next(iter(params.penalties))
+        raise refused(name, f"{name} is not supported by the Anthropic API; leave it unset or 0")
     if params.logprobs:
         raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:

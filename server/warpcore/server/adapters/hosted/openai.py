@@ -148,6 +148,7 @@ class OpenAIAdapter(HostedAdapter):
         # The usage arrives in a last chunk of its own, and only when asked for.
         options: dict[str, Any] = {
             "seed": params.seed,
+            **params.penalties,
             "stop": list(params.stop) or None,
             "stream_options": {"include_usage": True},
             "logprobs": params.logprobs or None,

@@ -13,7 +13,9 @@ import llama_cpp
 import numpy as np
 
 from warpcore.server.adapters.llama.constraint import Constraint
+from warpcore.server.adapters.llama.sampling import new_sampler, picks_most_likely
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
 
 _log = logging.getLogger(__name__)
@@ -47,10 +49,14 @@ class Sampler:
         constraint: Constraint | None,
         *,
         greedy_over: int = 0,
+        counts: bool = False,
     ):
-        """`greedy_over`: for a greedy chain, the vocabulary's size, to pick from the logits themselves."""
+        """`greedy_over`: for a greedy chain, the vocabulary's size, to pick from the logits themselves. `counts`:
+        the chain counts the tokens it accepts (penalties), so with a grammar it must accept only the token picked:
+        the pick is then made among the tokens the grammar allows from the start."""
         self._chain = chain
         self._greedy_over = greedy_over
+        self._grammar_first = counts
         self._vocab = vocab
         self._grammar: llama_cpp.llama_sampler_p | None = None
         self._one = (llama_cpp.llama_token_data * 1)()
@@ -66,22 +72,41 @@ class Sampler:
                     reason="SCHEMA_UNSUPPORTED",
                 )
 
+    @classmethod
+    def of(
+        cls,
+        params: GenerationParams,
+        vocab: llama_cpp.llama_vocab_p,
+        vocabulary_size: int,
+        constraint: Constraint | None,
+    ) -> Sampler:
+        """The sampler of a generation with these options, over a vocabulary of `vocabulary_size` tokens."""
+        chain = new_sampler(params, vocabulary_size)
+        greedy_over = vocabulary_size if picks_most_likely(params) else 0
+        return cls(chain, vocab, constraint, greedy_over=greedy_over, counts=bool(params.penalties))
+
     def sample(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
+        if self._grammar is not None and self._grammar_first:
+            token = self._resample(ctx, row)
+        else:
+            token = self._unconstrained(ctx, row)
+            if self._grammar is not None and not self._allowed(token):
+                token = self._resample(ctx, row)
+        self._accept_grammar(token)
+        return token
+
+    def _unconstrained(self, ctx: llama_cpp.llama_context_p, row: int) -> int:
         if self._greedy_over:
             # The first of the largest logits, as llama.cpp's greedy sampler picks it, without the array of every
             # token's data that the sampler chain fills first, which costs more than the pick.
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row), shape=(self._greedy_over,))
-            token = int(logits.argmax())
-        else:
-            token = int(llama_cpp.llama_sampler_sample(self._chain, ctx, row))
-        if self._grammar is None:
-            return token
-        if not self._allowed(token):
-            token = self._resample(ctx, row)
-        if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            return int(logits.argmax())
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, row))
+
+    def _accept_grammar(self, token: int) -> None:
+        if self._grammar is not None and not llama_cpp.llama_vocab_is_eog(self._vocab, token):
             # Never an end token: llama.cpp aborts the process on one the grammar is not complete for.
             llama_cpp.llama_sampler_accept(self._grammar, token)
-        return token
 
     def free(self) -> None:
         llama_cpp.llama_sampler_free(self._chain)

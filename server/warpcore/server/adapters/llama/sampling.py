@@ -22,17 +22,28 @@ def _temperature(params: GenerationParams) -> float:
 
 
 def is_greedy(params: GenerationParams) -> bool:
-    """Whether the generation takes the most likely token at every step."""
+    """Whether the generation takes the highest-scoring token at every step."""
     return _temperature(params) <= 0
 
 
-def new_sampler(params: GenerationParams) -> llama_cpp.llama_sampler_p:
-    """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling.
-    The caller frees it with llama_sampler_free."""
+def picks_most_likely(params: GenerationParams) -> bool:
+    """Whether each token is the model's most likely one: greedy, with no penalty to take off the scores first."""
+    return is_greedy(params) and not params.penalties
+
+
+def new_sampler(params: GenerationParams, vocabulary_size: int) -> llama_cpp.llama_sampler_p:
+    """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling; with
+    presence or frequency penalties, llama.cpp's penalties first, on the raw scores as OpenAI applies them. They
+    count the tokens the chain accepts, which are the generated ones only, as OpenAI counts. The caller frees it
+    with llama_sampler_free."""
     temperature = _temperature(params)
     chain = cast(
         "llama_cpp.llama_sampler_p", llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     )
+    if params.penalties:
+        frequency, presence = params.frequency_penalty or 0.0, params.presence_penalty or 0.0
+        penalties = llama_cpp.llama_sampler_init_penalties(vocabulary_size, params.max_tokens, 1.0, frequency, presence)
+        llama_cpp.llama_sampler_chain_add(chain, penalties)
     if is_greedy(params):
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain

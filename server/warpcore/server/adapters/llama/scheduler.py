@@ -21,7 +21,7 @@ from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
-from warpcore.server.adapters.llama.sampling import is_greedy, logprobs, new_sampler
+from warpcore.server.adapters.llama.sampling import logprobs
 from warpcore.server.adapters.llama.text import Emit, TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
 from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
@@ -191,8 +191,7 @@ class BatchScheduler:
             job.emit(Finish(FinishReason.CANCELLED))
             return
         try:
-            greedy_over = self._native.vocabulary_size if is_greedy(job.params) else 0
-            sampler = Sampler(new_sampler(job.params), self._vocab, job.constraint, greedy_over=greedy_over)
+            sampler = Sampler.of(job.params, self._vocab, self._native.vocabulary_size, job.constraint)
         except Exception as error:  # noqa: BLE001 - the caller's stream raises it
             job.emit(error)
             return
