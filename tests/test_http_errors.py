@@ -141,6 +141,9 @@ async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
         ({"max_tokens": 0}, "max_tokens"),
         ({"temperature": 3}, "temperature"),
         ({"seed": 2**40}, "seed"),
+        ({"presence_penalty": 3}, "presence_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice.function.name"),
         ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, None),
@@ -160,6 +163,7 @@ async def test_bad_openai_fields_are_400_naming_them(
     ("options", "field"),
     [
         ({"max_tokens": None}, "max_tokens"),
+        ({"messages": []}, "messages: must hold at least one message"),
         ({"messages": [{"role": "user", "content": [{"type": "video", "source": {}}]}]}, "messages[0].content[0].type"),
         ({"tool_choice": {"type": "tool", "name": "f"}}, "tool_choice.name"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),

@@ -24,6 +24,7 @@ from warpcore.server.http.fields import (
     Json,
     at,
     boolean,
+    conversation,
     integer,
     json_object_text,
     mapping,
@@ -61,9 +62,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
     choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
-    messages, field_names = numbered(
-        turn for path, message in objects(body, "messages", required=True) for turn in _turn(path, message)
-    )
+    messages, field_names = numbered(turn for path, message in conversation(body) for turn in _turn(path, message))
     params = GenerationParams(
         prompt=None,
         messages=messages,

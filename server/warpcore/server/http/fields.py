@@ -78,6 +78,14 @@ def objects(body: Json, key: str, path: str = "", *, required: bool = False) -> 
     return [(at(where, index), item) for index, item in enumerate(items)]
 
 
+def conversation(body: Json) -> list[tuple[str, Json]]:
+    """The request's messages: an array of at least one object, as both dialects require."""
+    turns = objects(body, "messages", required=True)
+    if not turns:
+        raise refuse("messages", "must hold at least one message")
+    return turns
+
+
 def json_object_text(value: object, path: str) -> str:
     """Tool-call arguments as JSON text of an object, from a dialect's object (or already-encoded text)."""
     if isinstance(value, str):

@@ -26,6 +26,7 @@ from warpcore.server.http.fields import (
     array,
     at,
     boolean,
+    conversation,
     integer,
     json_object_text,
     mapping,
@@ -80,9 +81,7 @@ def chat_request(body: Json) -> ChatRequest:
         raise refuse("stop", "must be a string or an array of strings")
     stream_options = mapping(body, "stream_options") or {}
     tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
-    messages, field_names = numbered(
-        _message(path, message) for path, message in objects(body, "messages", required=True)
-    )
+    messages, field_names = numbered(_message(path, message) for path, message in conversation(body))
     params = GenerationParams(
         prompt=None,
         messages=messages,
