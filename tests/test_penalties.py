@@ -4,6 +4,7 @@ them by name, and a penalty of 0 is the same as none, through gRPC and the HTTP 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import math
@@ -17,7 +18,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import TINY_MODEL, collect, greedy, rich_details
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load, prompt
@@ -69,6 +70,18 @@ async def test_llama_takes_each_penalty_off_the_scores_of_tokens_already_generat
         assert chosen in scores
         assert scores[chosen] == pytest.approx(max(scores.values()), abs=1e-4)
         counts[chosen] += 1
+
+
+async def test_penalized_text_is_the_same_alone_and_beside_others(stub: Stub) -> None:
+    """Each generation counts its own tokens: four penalized greedy streams together give what each gives alone."""
+    await load_tiny(stub, parallel=4)
+    requests = [
+        greedy(text, 24, presence_penalty=0.5 * n, frequency_penalty=0.25)
+        for n, text in enumerate(("the world", "people say", "hello", "the state"))
+    ]
+    alone = [(await collect(stub.Generate(request)))[0] for request in requests]
+    together = await asyncio.gather(*(collect(stub.Generate(request)) for request in requests))
+    assert [text for text, _ in together] == alone
 
 
 async def test_a_penalty_of_zero_is_no_penalty(stub: Stub, tiny: str) -> None:
