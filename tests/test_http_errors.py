@@ -136,7 +136,8 @@ async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
     ("options", "param"),
     [
         ({"logprobs": True, "top_logprobs": 30}, "top_logprobs"),
-        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"logit_bias": {"1": 500}}, "logit_bias"),
+        ({"logit_bias": {"one": 5}}, "logit_bias"),
         ({"n": 2}, "n"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"temperature": 3}, "temperature"),

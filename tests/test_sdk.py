@@ -16,6 +16,7 @@ from tests.certificates import make_certificates
 from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
+from tests.tiny_model import token_ids
 from warpcore.client import (
     AlreadyExistsError,
     ApiConfig,
@@ -118,6 +119,30 @@ async def test_async_client_round_trip(target: str) -> None:
         assert await client.health() == "SERVING"
         assert [m.id for m in await client.list_models()] == ["tiny"]
         await client.unload_model("tiny")
+
+
+async def test_sampling_options_reach_the_model_from_both_clients(target: str) -> None:
+    people = token_ids()[b" people"]
+    async with AsyncClient(target) as client:
+        await client.load_model(TINY_MODEL, model_id="tiny")
+        forced = await client.generate("tiny", prompt="the world", max_tokens=4, logit_bias={people: 100.0})
+        plain = await client.generate("tiny", prompt="the world", max_tokens=12, temperature=0)
+        penalized = await client.generate(
+            "tiny", prompt="the world", max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=1.0
+        )
+
+    @blocking
+    def use() -> tuple[str, str]:
+        with Client(target) as sync:
+            forced = sync.generate("tiny", prompt="the world", max_tokens=4, logit_bias={people: 100.0})
+            penalized = sync.generate(
+                "tiny", prompt="the world", max_tokens=12, temperature=0, presence_penalty=2.0, frequency_penalty=1.0
+            )
+            return forced.text, penalized.text
+
+    assert forced.text == " people" * 4
+    assert penalized.text != plain.text
+    assert await use() == (forced.text, penalized.text)
 
 
 async def test_close_cancels_the_generation_on_the_server(target: str) -> None:

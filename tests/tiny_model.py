@@ -162,6 +162,11 @@ def vocabulary(extra_words: tuple[str, ...] = ()) -> tuple[list[str], list[int]]
     return tokens, [int(kind) for kind in types]
 
 
+def token_ids() -> dict[bytes, int]:
+    """Each text token's id by the bytes it stands for (a word token "\u2581word" stands for a space and the word)."""
+    return {token.replace("\u2581", " ").encode(): index for index, token in enumerate(vocabulary()[0])}
+
+
 def write_tiny_model(
     path: Path,
     seed: int = 7,

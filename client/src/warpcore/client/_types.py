@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import mimetypes
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -97,6 +97,8 @@ class GenerationOptions(TypedDict, total=False):
     """Lower the score of every token the answer already holds by this much, -2 to 2 (OpenAI's meaning)."""
     frequency_penalty: float
     """Lower each token's score by this much per time the answer already holds it, -2 to 2."""
+    logit_bias: Mapping[int, float]
+    """Token id (the model's vocabulary) to a bias added to its score, -100 to 100."""
     logprobs: bool
     """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
     top_logprobs: int

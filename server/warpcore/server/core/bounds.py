@@ -31,6 +31,10 @@ MAX_TOP_LOGPROBS = 20
 """Most likely tokens a generation may report at each place (OpenAI's own limit)."""
 MAX_PENALTY = 2.0
 """Largest presence or frequency penalty, either way (OpenAI's range)."""
+MAX_LOGIT_BIAS = 100.0
+"""Largest bias of a token's score, either way (OpenAI's range)."""
+MAX_BIASED_TOKENS = 1024
+"""Most tokens one request may bias."""
 MAX_IMAGES = 20
 """Images in one request, at most (Anthropic's limit for many images per request)."""
 MAX_IMAGE_BYTES = 5 * 1024 * 1024

@@ -191,6 +191,7 @@ class GenerationParams:
     seed: int | None = None
     presence_penalty: float | None = None  # OpenAI's: off the score of each token the answer holds
     frequency_penalty: float | None = None  # OpenAI's: off each token's score, times its count in the answer
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its score), OpenAI's logit_bias
     timeout: float | None = None
     """Seconds left before the caller's deadline, if it has one."""
     tools: tuple[Tool, ...] = ()
@@ -199,8 +200,7 @@ class GenerationParams:
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None
     cache_prompt: bool = True
-    """Whether the backend may serve this prompt's beginning from its prompt cache and keep it there; False
-    leaves nothing of the prompt behind."""
+    """Whether the backend may serve this prompt's beginning from its cache and keep it there (False: nothing stays)."""
     logprobs: bool = False
     top_logprobs: int = 0
     """With `logprobs`: the most likely tokens to report at each place."""

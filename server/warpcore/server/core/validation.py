@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
     IMAGE_MEDIA_TYPES,
+    MAX_BIASED_TOKENS,
     MAX_CONTEXT_SIZE,
     MAX_EMBED_DIMENSIONS,
     MAX_EMBED_INPUTS,
@@ -15,6 +16,7 @@ from warpcore.server.core.bounds import (
     MAX_IMAGE_BYTES,
     MAX_IMAGES,
     MAX_KEEP_ALIVE_SECONDS,
+    MAX_LOGIT_BIAS,
     MAX_PARALLEL,
     MAX_PENALTY,
     MAX_PROMPT_CACHE_TOKENS,
@@ -74,6 +76,13 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         require(params.top_k >= 1, "top_k", "top_k must be at least 1")
     if params.seed is not None:
         require(0 <= params.seed <= MAX_SEED, "seed", f"seed must be between 0 and {MAX_SEED}")
+    biased = len(params.logit_bias)
+    require(biased <= MAX_BIASED_TOKENS, "logit_bias", f"logit_bias holds at most {MAX_BIASED_TOKENS} tokens")
+    require(
+        all(math.isfinite(bias) and abs(bias) <= MAX_LOGIT_BIAS for _, bias in params.logit_bias),
+        "logit_bias",
+        f"each logit_bias must be between {-MAX_LOGIT_BIAS:g} and {MAX_LOGIT_BIAS:g}",
+    )
     for name, penalty in params.penalties.items():
         require(
             math.isfinite(penalty) and abs(penalty) <= MAX_PENALTY,

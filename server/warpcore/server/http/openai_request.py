@@ -49,7 +49,7 @@ _ROLES = {
 }
 # Fields whose only honoured value is their default; any other is refused rather than silently ignored.
 _DEFAULTS: dict[str, object] = {"n": 1}
-_REFUSED = ("logit_bias", "audio", "prediction", "functions", "function_call", "web_search_options")
+_REFUSED = ("audio", "prediction", "functions", "function_call", "web_search_options")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ def chat_request(body: Json) -> ChatRequest:
         seed=integer(body, "seed"),
         presence_penalty=number(body, "presence_penalty"),
         frequency_penalty=number(body, "frequency_penalty"),
+        logit_bias=_logit_bias(mapping(body, "logit_bias") or {}),
         tools=tools,
         tool_choice=_tool_choice(body.get("tool_choice"), tools),
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
@@ -107,6 +108,17 @@ def chat_request(body: Json) -> ChatRequest:
         include_usage=boolean(stream_options, "include_usage", "stream_options") is True,
         field_names=field_names,
     )
+
+
+def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
+    """Token ids, written as JSON object keys, to their biases."""
+    pairs = []
+    for key, bias in biases.items():
+        token_id = key.isascii() and key.isdigit() and len(key) <= len(str(2**32))
+        if not token_id or isinstance(bias, bool) or not isinstance(bias, int | float):
+            raise refuse("logit_bias", 'must map token ids to numbers, as {"1234": -100}')
+        pairs.append((int(key), float(bias)))
+    return tuple(sorted(pairs))
 
 
 def _content(message: Json, path: str) -> Content:

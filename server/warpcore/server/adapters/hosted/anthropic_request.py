@@ -32,6 +32,8 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
     if params.penalties:
         name = next(iter(params.penalties))
         raise refused(name, f"{name} is not supported by the Anthropic API; leave it unset or 0")
+    if params.logit_bias:
+        raise refused("logit_bias", "logit_bias is not supported by the Anthropic API; leave it empty")
     if params.logprobs:
         raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:

@@ -149,6 +149,7 @@ class OpenAIAdapter(HostedAdapter):
         options: dict[str, Any] = {
             "seed": params.seed,
             **params.penalties,
+            "logit_bias": {str(token): bias for token, bias in params.logit_bias} or None,
             "stop": list(params.stop) or None,
             "stream_options": {"include_usage": True},
             "logprobs": params.logprobs or None,

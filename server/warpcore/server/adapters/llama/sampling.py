@@ -27,19 +27,24 @@ def is_greedy(params: GenerationParams) -> bool:
 
 
 def picks_most_likely(params: GenerationParams) -> bool:
-    """Whether each token is the model's most likely one: greedy, with no penalty to take off the scores first."""
-    return is_greedy(params) and not params.penalties
+    """Whether each token is the model's most likely one: greedy, with no bias or penalty to apply to the scores."""
+    return is_greedy(params) and not params.penalties and not params.logit_bias
 
 
 def new_sampler(params: GenerationParams, vocabulary_size: int) -> llama_cpp.llama_sampler_p:
-    """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling; with
-    presence or frequency penalties, llama.cpp's penalties first, on the raw scores as OpenAI applies them. They
-    count the tokens the chain accepts, which are the generated ones only, as OpenAI counts. The caller frees it
-    with llama_sampler_free."""
+    """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling; first
+    the logit bias, then presence or frequency penalties (llama.cpp's penalties), on the raw scores as OpenAI applies
+    them. The penalties count the tokens the chain accepts, which are the generated ones only, as OpenAI counts.
+    The caller frees it with llama_sampler_free."""
     temperature = _temperature(params)
     chain = cast(
         "llama_cpp.llama_sampler_p", llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
     )
+    if params.logit_bias:
+        entries = [llama_cpp.llama_logit_bias(token, bias) for token, bias in params.logit_bias]
+        biases = (llama_cpp.llama_logit_bias * len(entries))(*entries)
+        bias = llama_cpp.llama_sampler_init_logit_bias(vocabulary_size, len(params.logit_bias), biases)
+        llama_cpp.llama_sampler_chain_add(chain, bias)
     if params.penalties:
         frequency, presence = params.frequency_penalty or 0.0, params.presence_penalty or 0.0
         penalties = llama_cpp.llama_sampler_init_penalties(vocabulary_size, params.max_tokens, 1.0, frequency, presence)
