@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import json
 import math
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import jsonschema
+import llama_cpp
+import numpy as np
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -26,6 +29,10 @@ from tests.http_door import async_openai_client, load_hosted
 from tests.local_engine import json_params, load_local, local_engine, run
 from tests.test_logprobs import scored_stream
 from tests.tiny_model import token_ids
+from warpcore.server.adapters.llama.constraint import Constraint
+from warpcore.server.adapters.llama.context import LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.grammar_sampler import Sampler
+from warpcore.server.adapters.llama.schema_grammar import json_grammar
 from warpcore.server.core.domain import BackendKind, FinishReason, LoadSpec
 from warpcore.server.core.engine import Engine
 from warpcore.server.doors import Doors
@@ -244,3 +251,48 @@ async def test_the_door_takes_an_openai_logit_bias(doors: Doors) -> None:
             await client.chat.completions.create(model="tiny", messages=hello, max_tokens=6, logit_bias={"people": 100})
     assert chat.choices[0].message.content == " people" * 6
     assert refused.value.param == "logit_bias"
+
+
+def test_under_a_grammar_the_penalties_count_only_the_tokens_picked(models_path: Path) -> None:
+    """Step by step on the tiny model's native context: each pick is the best token the JSON grammar allows once
+    OpenAI's penalties for the tokens picked so far are taken off, though the grammar refuses the model's own first
+    choice on the way; a token refused is never counted."""
+    presence, frequency = 1.5, 0.5
+    weights = LoadedWeights(models_path / "hf" / "warpcore" / "tiny" / "tiny.gguf", 0, True, False)
+    native = NativeContext(weights, slots=1, context_size=256, threads=1, batch_threads=1)
+    vocab = llama_cpp.llama_model_get_vocab(native.model)
+    params = json_params(None, temperature=0.0, presence_penalty=presence, frequency_penalty=frequency)
+    constraint = Constraint(json_grammar(None, "response_format"), "response_format")
+    sampler = Sampler.of(params, vocab, native.vocabulary_size, constraint)
+    oracle = llama_cpp.llama_sampler_init_grammar(vocab, constraint.grammar.encode(), b"root")
+    ids = np.arange(native.vocabulary_size, dtype=np.int32)
+    counts = np.zeros(native.vocabulary_size)
+    refused = 0
+    try:
+        for position, token in enumerate([1, TOKEN_IDS[b" the"], TOKEN_IDS[b" world"]]):
+            native.put(token, position, 0, logits=position == 2)
+        assert native.decode()
+        for position in range(3, 43):
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(native.ctx, -1), shape=(len(ids),)).copy()
+            candidates = np.zeros(len(ids), dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+            candidates["id"] = ids
+            array = llama_cpp.llama_token_data_array(
+                data=candidates.ctypes.data_as(llama_cpp.llama_token_data_p), size=len(ids), selected=-1, sorted=False
+            )
+            llama_cpp.llama_sampler_apply(oracle, ctypes.byref(array))
+            allowed = np.isfinite(candidates["logit"])
+            scores = logits - frequency * counts - presence * (counts > 0)
+            refused += not allowed[int(scores.argmax())]
+            token = sampler.sample(native.ctx, -1)
+            assert token == int(np.where(allowed, scores, -np.inf).argmax())
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            llama_cpp.llama_sampler_accept(oracle, token)
+            counts[token] += 1
+            native.put(token, position, 0, logits=True)
+            assert native.decode()
+        assert refused > 0  # the case the rule is for did happen
+    finally:
+        llama_cpp.llama_sampler_free(oracle)
+        sampler.free()
+        native.free()
