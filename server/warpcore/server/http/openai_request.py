@@ -4,6 +4,7 @@ field."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
@@ -50,6 +51,8 @@ _ROLES = {
 # Fields whose only honoured value is their default; any other is refused rather than silently ignored.
 _DEFAULTS: dict[str, object] = {"n": 1}
 _REFUSED = ("audio", "prediction", "functions", "function_call", "web_search_options")
+_TOKEN_ID = re.compile("[0-9]{1,10}")
+"""A logit_bias key: a token id of at most the 10 digits of the gRPC field's uint32, never too long to read."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,7 @@ def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
     """Token ids, written as JSON object keys, to their biases."""
     pairs = []
     for key, bias in biases.items():
-        token_id = key.isascii() and key.isdigit() and len(key) <= len(str(2**32))
-        if not token_id or isinstance(bias, bool) or not isinstance(bias, int | float):
+        if not _TOKEN_ID.fullmatch(key) or isinstance(bias, bool) or not isinstance(bias, int | float):
             raise refuse("logit_bias", 'must map token ids to numbers, as {"1234": -100}')
         pairs.append((int(key), float(bias)))
     return tuple(sorted(pairs))
