@@ -156,8 +156,14 @@ def test_the_same_tool_loop_in_either_dialect_is_the_same_domain_request() -> No
         "tools": [
             {
                 "type": "function",
-                "function": {"name": "get_weather", "description": "Weather now", "parameters": WEATHER_SCHEMA},
-            }
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather now",
+                    "parameters": WEATHER_SCHEMA,
+                    "strict": True,
+                },
+            },
+            {"type": "function", "function": {"name": "get_time"}},
         ],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "parallel_tool_calls": False,
@@ -178,7 +184,10 @@ def test_the_same_tool_loop_in_either_dialect_is_the_same_domain_request() -> No
             },
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}]},
         ],
-        "tools": [{"name": "get_weather", "description": "Weather now", "input_schema": WEATHER_SCHEMA}],
+        "tools": [
+            {"name": "get_weather", "description": "Weather now", "input_schema": WEATHER_SCHEMA, "strict": True},
+            {"name": "get_time", "input_schema": {"type": "object", "properties": {}}},
+        ],
         "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
         "output_config": {"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}},
         "max_tokens": 50,
@@ -202,6 +211,7 @@ def test_the_same_tool_loop_in_either_dialect_is_the_same_domain_request() -> No
         )
     )
     assert from_openai.tools == from_anthropic.tools
+    assert [tool.strict for tool in from_openai.tools] == [True, False]
     assert from_openai.tool_choice == from_anthropic.tool_choice == ToolChoice(ToolChoiceMode.NAMED, "get_weather")
     assert from_openai.parallel_tool_calls is from_anthropic.parallel_tool_calls is False
     for params in (from_openai, from_anthropic):

@@ -202,6 +202,22 @@ async def test_tool_choice_and_parallel_calls_reach_the_provider(
         assert "parallel_tool_calls" not in body
 
 
+async def test_strict_tool_use_reaches_the_provider_only_for_the_tools_that_ask(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    await load(stub, upstream)
+    strict_weather = tools_pb2.Tool()
+    strict_weather.CopyFrom(WEATHER)
+    strict_weather.strict = True
+    await stream(stub.Generate(chat(user("Weather?"), tools=(strict_weather, CLOCK))))
+
+    weather, clock = posts(upstream)[-1]["tools"]
+    if isinstance(upstream, FakeOpenAI):
+        weather, clock = weather["function"], clock["function"]
+    assert weather["strict"] is True
+    assert "strict" not in clock  # a compatible server that does not know the field is not sent it
+
+
 async def test_a_forced_call_that_ends_as_stop_finishes_with_tool_calls(
     stub: Stub, openai_upstream: FakeOpenAI
 ) -> None:

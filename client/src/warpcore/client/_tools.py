@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from warpcore.client._types import (
@@ -24,53 +24,141 @@ _CHOICES = {
     "none": tools_pb2.TOOL_CHOICE_MODE_NONE,
     "required": tools_pb2.TOOL_CHOICE_MODE_REQUIRED,
 }
+_VENDOR_MODES = {**_CHOICES, "any": tools_pb2.TOOL_CHOICE_MODE_REQUIRED}
+"""tool_choice types of the vendors' objects that name no tool (Anthropic's "any" is "required")."""
+_VENDOR_FORMATS = {
+    "text": tools_pb2.RESPONSE_FORMAT_TYPE_TEXT,
+    "json_object": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
+    "json_schema": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+}
+_TOOL_KEYS = {"name", "description", "parameters", "input_schema", "strict"}
 _NOT_A_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def as_tool(tool: Any) -> Tool:
-    """A Tool from a Tool, a pydantic model class, or a typed function."""
+    """A Tool from a Tool, a pydantic model class, a typed function, or a mapping as either vendor's SDK takes it."""
     if isinstance(tool, Tool):
         return tool
+    if isinstance(tool, Mapping):
+        return _tool_from_mapping(tool)
     if hasattr(tool, "model_json_schema"):
         return Tool.from_model(tool)
     if callable(tool):
         return Tool.from_function(tool)
-    raise TypeError(f"a tool is a Tool, a pydantic model class or a function, not {type(tool).__name__}")
+    raise TypeError(f"a tool is a Tool, a mapping, a pydantic model class or a function, not {type(tool).__name__}")
+
+
+def _tool_from_mapping(tool: Mapping[str, Any]) -> Tool:
+    """OpenAI's {"type": "function", "function": {...}}, or the fields themselves as Anthropic's SDK (input_schema)
+    or Tool (parameters) name them. A key that cannot be carried is refused rather than dropped."""
+    fields = dict(tool)
+    kind = fields.pop("type", None)
+    if kind == "function" and "function" in fields:
+        extra = sorted(fields.keys() - {"function"})
+        if extra:
+            raise ValueError(f"tool key {extra[0]!r} is not carried; an OpenAI tool holds only type and function")
+        fields = dict(fields["function"])
+    elif kind not in (None, "function", "custom"):
+        raise ValueError(f"tool type {kind!r} is no function tool; a tool here is a function the caller runs")
+    unknown = sorted(fields.keys() - _TOOL_KEYS)
+    if unknown:
+        raise ValueError(f"tool key {unknown[0]!r} is not carried; a tool has {', '.join(sorted(_TOOL_KEYS))}")
+    if "parameters" in fields and "input_schema" in fields:
+        raise ValueError("a tool has parameters (OpenAI) or input_schema (Anthropic), not both")
+    if not isinstance(fields.get("name"), str):
+        raise ValueError("a tool mapping needs a name (a string)")
+    strict = fields.get("strict") or False  # OpenAI's SDK types allow None: not strict
+    if not isinstance(strict, bool):
+        raise ValueError("a tool's strict is true or false")
+    schema = fields.get("parameters", fields.get("input_schema", {"type": "object"}))
+    return Tool(fields["name"], fields.get("description") or "", schema, strict)
 
 
 def tool_message(tool: Any) -> tools_pb2.Tool:
     if isinstance(tool, tools_pb2.Tool):
         return tool
     found = as_tool(tool)
-    return tools_pb2.Tool(name=found.name, description=found.description, parameters_json=json.dumps(found.parameters))
+    return tools_pb2.Tool(
+        name=found.name,
+        description=found.description,
+        parameters_json=json.dumps(found.parameters),
+        strict=found.strict,
+    )
 
 
-def tool_choice_message(choice: str) -> tools_pb2.ToolChoice:
-    """ "auto", "none", "required", or any other word as the name of the one tool to call."""
-    if choice in _CHOICES:
-        return tools_pb2.ToolChoice(mode=_CHOICES[choice])
-    return tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name=choice)
+def tool_choice_fields(choice: str | Mapping[str, Any]) -> tuple[tools_pb2.ToolChoice, bool | None]:
+    """The ToolChoice for "auto", "none", "required" or a tool's name, or for either vendor's tool_choice object; and
+    whether parallel calls are allowed, when the object says (Anthropic's disable_parallel_tool_use)."""
+    if isinstance(choice, str):
+        if choice in _CHOICES:
+            return tools_pb2.ToolChoice(mode=_CHOICES[choice]), None
+        return tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name=choice), None
+    fields = dict(choice)
+    kind = fields.pop("type", None)
+    parallel = None
+    if "disable_parallel_tool_use" in fields:
+        parallel = not fields.pop("disable_parallel_tool_use")
+    name: Any = None
+    if kind == "function":  # OpenAI's, in the Chat Completions shape or the Responses one
+        name = fields.pop("function", {}).get("name") if "function" in fields else fields.pop("name", None)
+    elif kind == "tool":  # Anthropic's
+        name = fields.pop("name", None)
+    elif kind in _VENDOR_MODES and not fields:
+        return tools_pb2.ToolChoice(mode=_VENDOR_MODES[kind]), parallel
+    else:
+        raise ValueError(f"unknown tool_choice type {kind!r}; expected auto, any, required, none, tool or function")
+    if fields or not isinstance(name, str):
+        raise ValueError(f"a tool_choice of type {kind!r} holds the name of one tool, and nothing else")
+    return tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name=name), parallel
 
 
 def response_format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
-    """The ResponseFormat for "json_object", a JSON Schema dict, or a pydantic model class; and, for a model, the
-    function that parses the answer's text into it."""
+    """The ResponseFormat for "json_object", a JSON Schema dict, a pydantic model class, or either vendor's format
+    object; and, for a model, the function that parses the answer's text into it."""
     if isinstance(response_format, tools_pb2.ResponseFormat):
         return response_format, None
+    if isinstance(response_format, Mapping) and response_format.get("type") in _VENDOR_FORMATS:
+        return _vendor_format(response_format), None
     if response_format == "json_object":
         return tools_pb2.ResponseFormat(type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT), None
     parse: Parse | None = None
-    if isinstance(response_format, dict):
-        schema = response_format
+    if isinstance(response_format, Mapping):
+        schema = dict(response_format)
     elif hasattr(response_format, "model_json_schema"):
         schema, parse = response_format.model_json_schema(), response_format.model_validate_json
     else:
         raise TypeError('response_format is "json_object", a JSON Schema dict or a pydantic model class')
-    name = _NOT_A_NAME.sub("_", str(schema.get("title") or "response"))[:64]
-    message = tools_pb2.ResponseFormat(
-        type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA, name=name, schema_json=json.dumps(schema)
+    return _schema_format(schema, str(schema.get("title") or "response")), parse
+
+
+def _schema_format(schema: Any, name: str, *, strict: bool = False) -> tools_pb2.ResponseFormat:
+    return tools_pb2.ResponseFormat(
+        type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+        name=_NOT_A_NAME.sub("_", name)[:64],
+        schema_json=json.dumps(schema),
+        strict=strict,
     )
-    return message, parse
+
+
+def _vendor_format(response_format: Mapping[str, Any]) -> tools_pb2.ResponseFormat:
+    """OpenAI's {"type": "text" | "json_object" | "json_schema", "json_schema": {...}}, or Anthropic's output format
+    {"type": "json_schema", "schema": ...} (always enforced exactly, so strict). A JSON Schema cannot be mistaken for
+    one: no schema's type is text, json_object or json_schema."""
+    fields = dict(response_format)
+    kind = fields.pop("type")
+    if kind != "json_schema":
+        if fields:
+            raise ValueError(f"a response_format of type {kind!r} holds nothing else")
+        return tools_pb2.ResponseFormat(type=_VENDOR_FORMATS[kind])
+    if fields.keys() == {"schema"}:
+        return _schema_format(fields["schema"], "response", strict=True)
+    spec = fields.pop("json_schema", None)
+    if fields or not isinstance(spec, Mapping) or not spec.keys() <= {"name", "schema", "strict"}:
+        raise ValueError(
+            "a json_schema response_format holds json_schema: {name, schema, strict} (OpenAI) or schema (Anthropic)"
+        )
+    name = str(spec.get("name") or "response")
+    return _schema_format(spec.get("schema", {}), name, strict=spec.get("strict") is True)
 
 
 def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str, Any], Parse | None]:
@@ -82,7 +170,11 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
     if "tools" in fields:
         request["tools"] = [tool_message(tool) for tool in fields.pop("tools")]
     if "tool_choice" in fields:
-        request["tool_choice"] = tool_choice_message(fields.pop("tool_choice"))
+        request["tool_choice"], parallel = tool_choice_fields(fields.pop("tool_choice"))
+        if parallel is not None:
+            if fields.get("parallel_tool_calls", parallel) != parallel:
+                raise ValueError("parallel_tool_calls and the tool_choice's disable_parallel_tool_use disagree")
+            request["parallel_tool_calls"] = parallel
     if "parallel_tool_calls" in fields:
         request["parallel_tool_calls"] = fields.pop("parallel_tool_calls")
     if "response_format" in fields:

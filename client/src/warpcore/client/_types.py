@@ -104,13 +104,18 @@ class GenerationOptions(TypedDict, total=False):
     top_logprobs: int
     """With logprobs: also the most likely tokens at each place, up to 20."""
     tools: Sequence[Any]
-    """Tool objects, pydantic model classes or typed functions (see Tool)."""
-    tool_choice: str
-    """"auto", "none", "required", or the name of the one tool the model must call."""
+    """Tool objects, pydantic model classes, typed functions (see Tool), or tools as either vendor's SDK takes them:
+    OpenAI's {"type": "function", "function": {"name", "description", "parameters", "strict"}} and Anthropic's
+    {"name", "description", "input_schema", "strict"}."""
+    tool_choice: str | Mapping[str, Any]
+    """"auto", "none", "required", or the name of the one tool the model must call; or either vendor's tool_choice
+    object (OpenAI's {"type": "function", "function": {"name": ...}}, Anthropic's {"type": "auto" | "any" | "tool" |
+    "none", "name", "disable_parallel_tool_use"})."""
     parallel_tool_calls: bool
     response_format: Any
     """"json_object", a JSON Schema (a dict), or a pydantic model class, whose parsed instance the response's
-    `parsed` then holds."""
+    `parsed` then holds; or OpenAI's response_format object ({"type": "text" | "json_object" | "json_schema",
+    "json_schema": {"name", "schema", "strict"}}) or Anthropic's output format ({"type": "json_schema", "schema"})."""
     reasoning_effort: str
     """"minimal", "low", "medium" or "high"."""
     reasoning_budget: int
@@ -174,22 +179,27 @@ class Tool:
     name: str
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+    strict: bool = False
+    """Ask the backend to guarantee arguments valid against `parameters` (OpenAI's and Anthropic's strict tool use;
+    llama.cpp models always do)."""
 
     @classmethod
-    def from_model(cls, model: Any, name: str | None = None, description: str | None = None) -> Tool:
+    def from_model(
+        cls, model: Any, name: str | None = None, description: str | None = None, *, strict: bool = False
+    ) -> Tool:
         """A tool whose arguments are the fields of a pydantic model class (name: the class's, description: its
         docstring)."""
         schema = model.model_json_schema()
         schema.pop("title", None)
-        return cls(name or model.__name__, description or (model.__doc__ or "").strip(), schema)
+        return cls(name or model.__name__, description or (model.__doc__ or "").strip(), schema, strict)
 
     @classmethod
-    def from_function(cls, function: Any, description: str | None = None) -> Tool:
+    def from_function(cls, function: Any, description: str | None = None, *, strict: bool = False) -> Tool:
         """A tool whose arguments are the typed parameters of a function (needs pydantic), named after it."""
         import pydantic  # only here: the SDK itself does not need pydantic
 
         schema = pydantic.TypeAdapter(function).json_schema()
-        return cls(function.__name__, description or (function.__doc__ or "").strip(), schema)
+        return cls(function.__name__, description or (function.__doc__ or "").strip(), schema, strict)
 
 
 @dataclass(frozen=True)

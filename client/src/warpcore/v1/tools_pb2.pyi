@@ -124,6 +124,7 @@ class Tool(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name the model calls the tool by: 1 to 64 characters of a-z, A-Z, 0-9, "_" and "-",
     unique among the request's tools. Required.
@@ -136,16 +137,23 @@ class Tool(_message.Message):
     Checked against its metaschema (draft 2020-12 unless "$schema" names another)
     before anything is sent. Empty: a tool without arguments ({"type": "object"}).
     """
+    strict: _builtins.bool
+    """Ask the backend to guarantee that every call of this tool has arguments valid against
+    parameters_json (OpenAI's and Anthropic's strict tool use, which have rules of their own
+    for the schema, checked by the API). llama.cpp models always constrain a call's
+    arguments to the schema with a grammar, so they honour it with or without the flag.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
         parameters_json: _builtins.str = ...,
+        strict: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,8 +21,7 @@ class BackendKind(enum.Enum):
 
     @property
     def hosted(self) -> bool:
-        """Whether the model runs elsewhere, behind an API (ApiSettings), rather than in this process
-        (LocalSettings)."""
+        """Whether the model runs behind an API (ApiSettings) rather than in this process (LocalSettings)."""
         return self is not BackendKind.LLAMA_CPP
 
 
@@ -133,6 +132,7 @@ class Tool:
     name: str
     description: str
     parameters: JsonSchema
+    strict: bool = False  # calls' arguments guaranteed valid against `parameters` (the APIs' strict tool use)
 
 
 class ToolChoiceMode(enum.Enum):

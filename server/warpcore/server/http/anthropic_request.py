@@ -159,6 +159,7 @@ def _tool(path: str, tool: Json) -> Tool:
         name=text(tool, "name", path, required=True) or "",
         description=text(tool, "description", path) or "",
         parameters=mapping(tool, "input_schema", path, required=True) or {},
+        strict=boolean(tool, "strict", path) is True,
     )
 
 

@@ -194,6 +194,7 @@ def _tool(path: str, tool: Json) -> Tool:
         name=text(function, "name", function_path, required=True) or "",
         description=text(function, "description", function_path) or "",
         parameters=mapping(function, "parameters", function_path) or {"type": "object", "properties": {}},
+        strict=boolean(function, "strict", function_path) is True,
     )
 
 

@@ -75,7 +75,10 @@ def tools(request: pb.GenerateRequest) -> tuple[Tool, ...]:
     check_tool_count(len(request.tools))  # before any schema is parsed
     return tuple(
         Tool(
-            tool.name, tool.description, parse_schema(tool.parameters_json or _OBJECT_SCHEMA, f"tools[{i}].parameters")
+            tool.name,
+            tool.description,
+            parse_schema(tool.parameters_json or _OBJECT_SCHEMA, f"tools[{i}].parameters"),
+            strict=tool.strict,
         )
         for i, tool in enumerate(request.tools)
     )

@@ -89,7 +89,8 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
     tools = []
     for tool in params.tools:
         described = {"description": tool.description} if tool.description else {}
-        tools.append({"name": tool.name, **described, "input_schema": dict(tool.parameters)})
+        strict = {"strict": True} if tool.strict else {}
+        tools.append({"name": tool.name, **described, "input_schema": dict(tool.parameters), **strict})
     choice = params.tool_choice
     if choice.mode is ToolChoiceMode.NONE:
         return {"tools": tools, "tool_choice": {"type": "none"}}

@@ -234,7 +234,13 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
     tools = [
         {
             "type": "function",
-            "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.parameters)},
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": dict(tool.parameters),
+                # Only when asked: a compatible server that does not know the field is not sent it.
+                **({"strict": True} if tool.strict else {}),
+            },
         }
         for tool in params.tools
     ]
