@@ -199,7 +199,9 @@ async def test_tools_choices_and_formats_shaped_as_the_vendors_sdks_take_them(
     ("options", "message"),
     [
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "'web_search_20250305' is no function"),
-        ({"tools": [{"name": "t", "input_schema": {}, "cache_control": {}}]}, "'cache_control' is not carried"),
+        ({"tools": [{"name": "t", "input_schema": {}, "input_examples": [{}]}]}, "'input_examples' is not carried"),
+        ({"tools": [{"name": "t", "cache_control": {"type": "persistent"}}]}, 'cache_control is {"type": "ephemeral"}'),
+        ({"tools": [{"name": "t", "cache_control": {"type": "ephemeral", "ttl": "2h"}}]}, 'ttl is "5m" or "1h"'),
         ({"tools": [{"type": "function", "function": {"name": "t"}, "x": 1}]}, "'x' is not carried"),
         ({"tools": [{"name": "t", "parameters": {}, "input_schema": {}}]}, "not both"),
         ({"tools": [{"description": "nameless"}]}, "needs a name"),

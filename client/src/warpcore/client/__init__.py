@@ -17,6 +17,7 @@ from warpcore.client._errors import (
     UnimplementedError,
     WarpcoreError,
 )
+from warpcore.client._messages import Cache, Image, Message, ReasoningBlock, Text, Tool, ToolCall
 from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
@@ -29,11 +30,8 @@ from warpcore.client._types import (
     GenerateResponse,
     GenerateResult,
     GenerationOptions,
-    Image,
     LocalConfig,
-    Message,
     Model,
-    ReasoningBlock,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
@@ -41,8 +39,6 @@ from warpcore.client._types import (
     Token,
     TokenCount,
     TokenLogprob,
-    Tool,
-    ToolCall,
     ToolCallDelta,
     TopLogprob,
     Usage,
@@ -57,6 +53,7 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BackendOptions",
+    "Cache",
     "CancelledError",
     "Capabilities",
     "Client",
@@ -84,6 +81,7 @@ __all__ = [
     "ReasoningDelta",
     "Stream",
     "StreamEvent",
+    "Text",
     "TextDelta",
     "Timings",
     "Token",

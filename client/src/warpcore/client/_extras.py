@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from warpcore.client._messages import Cache, Part, Text
 from warpcore.client._types import (
     Capabilities,
     EmbedResponse,
-    Part,
     Token,
     TokenCount,
     TokenLogprob,
@@ -32,16 +32,32 @@ def pooling(name: str | None) -> epb.Pooling.ValueType:
         raise ValueError(f"unknown pooling {name!r}; choose one of {', '.join(_POOLING)}") from None
 
 
+_CACHE_BREAKPOINTS = {
+    None: cpb.CACHE_BREAKPOINT_UNSPECIFIED,
+    "short": cpb.CACHE_BREAKPOINT_SHORT,
+    "long": cpb.CACHE_BREAKPOINT_LONG,
+}
+
+
+def cache_breakpoint(cache: Cache | None) -> cpb.CacheBreakpoint.ValueType:
+    if cache not in _CACHE_BREAKPOINTS:
+        raise ValueError(f'a cache breakpoint is "short", "long" or None, not {cache!r}')
+    return _CACHE_BREAKPOINTS[cache]
+
+
 def content_parts(parts: Iterable[Part]) -> list[cpb.ContentPart]:
-    """Strings as text parts, Image values as image parts (by bytes or by URL)."""
+    """Strings and Text values as text parts, Image values as image parts (by bytes or by URL)."""
     out = []
     for part in parts:
         if isinstance(part, str):
             out.append(cpb.ContentPart(text=part))
-        elif part.url:
-            out.append(cpb.ContentPart(image=cpb.ImagePart(url=part.url)))
+        elif isinstance(part, Text):
+            out.append(cpb.ContentPart(text=part.text, cache_breakpoint=cache_breakpoint(part.cache)))
         else:
-            out.append(cpb.ContentPart(image=cpb.ImagePart(data=part.data, media_type=part.media_type)))
+            image = (
+                cpb.ImagePart(url=part.url) if part.url else cpb.ImagePart(data=part.data, media_type=part.media_type)
+            )
+            out.append(cpb.ContentPart(image=image, cache_breakpoint=cache_breakpoint(part.cache)))
     return out
 
 

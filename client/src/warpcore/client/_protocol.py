@@ -7,7 +7,8 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
-from warpcore.client._extras import capabilities_from, content_parts, logprobs_from, pooling
+from warpcore.client._extras import cache_breakpoint, capabilities_from, content_parts, logprobs_from, pooling
+from warpcore.client._messages import Message
 from warpcore.client._tools import Parse, ReasoningCollector, chat_role, message_fields, request_fields, tool_calls_from
 from warpcore.client._types import (
     ApiConfig,
@@ -18,7 +19,6 @@ from warpcore.client._types import (
     GenerateResult,
     GenerationOptions,
     LocalConfig,
-    Message,
     Model,
     ReasoningDelta,
     StreamEvent,
@@ -132,6 +132,7 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
             role=chat_role(message.role),
             content=message.content,
             parts=content_parts(message.parts),
+            cache_breakpoint=cache_breakpoint(message.cache),
             **message_fields(message),
         )
     if isinstance(message, Mapping):

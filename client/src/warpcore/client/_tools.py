@@ -7,14 +7,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from warpcore.client._types import (
-    GenerationOptions,
-    Message,
-    ReasoningBlock,
-    ReasoningDelta,
-    Tool,
-    ToolCall,
-)
+from warpcore.client._extras import cache_breakpoint
+from warpcore.client._messages import Cache, Message, ReasoningBlock, Tool, ToolCall
+from warpcore.client._types import GenerationOptions, ReasoningDelta
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -31,7 +26,7 @@ _VENDOR_FORMATS = {
     "json_object": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
     "json_schema": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
 }
-_TOOL_KEYS = {"name", "description", "parameters", "input_schema", "strict"}
+_TOOL_KEYS = {"name", "description", "parameters", "input_schema", "strict", "cache_control"}
 _NOT_A_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -71,7 +66,19 @@ def _tool_from_mapping(tool: Mapping[str, Any]) -> Tool:
     if not isinstance(strict, bool):
         raise ValueError("a tool's strict is true or false")
     schema = fields.get("parameters", fields.get("input_schema", {"type": "object"}))
-    return Tool(fields["name"], fields.get("description") or "", schema, strict)
+    return Tool(fields["name"], fields.get("description") or "", schema, strict, _cache(fields.get("cache_control")))
+
+
+def _cache(control: Any) -> Cache | None:
+    """Anthropic's cache_control ({"type": "ephemeral", "ttl": "5m" | "1h"}) as a cache breakpoint."""
+    if control is None:
+        return None
+    if not isinstance(control, Mapping) or control.get("type") != "ephemeral" or not control.keys() <= {"type", "ttl"}:
+        raise ValueError('a cache_control is {"type": "ephemeral"}, with a "ttl" of "5m" or "1h"')
+    lifetimes: dict[Any, Cache] = {None: "short", "5m": "short", "1h": "long"}
+    if control.get("ttl") not in lifetimes:
+        raise ValueError(f'a cache_control\'s ttl is "5m" or "1h", not {control.get("ttl")!r}')
+    return lifetimes[control.get("ttl")]
 
 
 def tool_message(tool: Any) -> tools_pb2.Tool:
@@ -83,6 +90,7 @@ def tool_message(tool: Any) -> tools_pb2.Tool:
         description=found.description,
         parameters_json=json.dumps(found.parameters),
         strict=found.strict,
+        cache_breakpoint=cache_breakpoint(found.cache),
     )
 
 
@@ -177,6 +185,8 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
             request["parallel_tool_calls"] = parallel
     if "parallel_tool_calls" in fields:
         request["parallel_tool_calls"] = fields.pop("parallel_tool_calls")
+    if "system_cache" in fields:
+        fields["system_cache_breakpoint"] = cache_breakpoint(fields.pop("system_cache"))
     if "response_format" in fields:
         fields["response_format"], parse = response_format_message(fields.pop("response_format"))
     effort, budget = fields.pop("reasoning_effort", None), fields.pop("reasoning_budget", None)

@@ -5,6 +5,7 @@ warpcore inference protocol, version 1: content parts of chat messages."""
 
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -16,6 +17,41 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _CacheBreakpoint:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CacheBreakpointEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CacheBreakpoint.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CACHE_BREAKPOINT_UNSPECIFIED: _CacheBreakpoint.ValueType  # 0
+    """No breakpoint here."""
+    CACHE_BREAKPOINT_SHORT: _CacheBreakpoint.ValueType  # 1
+    """Kept a few minutes after its last use (Anthropic: 5 minutes)."""
+    CACHE_BREAKPOINT_LONG: _CacheBreakpoint.ValueType  # 2
+    """Kept longer, and dearer to write (Anthropic: 1 hour)."""
+
+class CacheBreakpoint(_CacheBreakpoint, metaclass=_CacheBreakpointEnumTypeWrapper):
+    """CacheBreakpoint asks a hosted API to keep the prompt, from its beginning up to where
+    the breakpoint stands, in the API's prompt cache, so that later requests that begin
+    the same way read it from there (sooner, and billed less; the usage's
+    cached_prompt_tokens and cache_creation_tokens say what was read and written). The
+    prompt runs in this order: tools, system, messages (each message's content, its parts,
+    then the rest of the turn). Anthropic caches only where asked (cache_control on that
+    block). OpenAI caches the beginnings of long prompts by itself and is sent nothing.
+    llama.cpp models keep their own cache (LocalBackendConfig.prompt_cache_tokens) and
+    ignore it. At most 4 in a request, every CACHE_BREAKPOINT_LONG before every
+    CACHE_BREAKPOINT_SHORT (Anthropic's rules, kept for every backend, so that a request
+    valid for one is valid for all).
+    """
+
+CACHE_BREAKPOINT_UNSPECIFIED: CacheBreakpoint.ValueType  # 0
+"""No breakpoint here."""
+CACHE_BREAKPOINT_SHORT: CacheBreakpoint.ValueType  # 1
+"""Kept a few minutes after its last use (Anthropic: 5 minutes)."""
+CACHE_BREAKPOINT_LONG: CacheBreakpoint.ValueType  # 2
+"""Kept longer, and dearer to write (Anthropic: 1 hour)."""
+Global___CacheBreakpoint: _TypeAlias = CacheBreakpoint  # noqa: Y015
+
 @_typing.final
 class ContentPart(_message.Message):
     """ContentPart is one piece of a chat message: text or an image."""
@@ -24,8 +60,11 @@ class ContentPart(_message.Message):
 
     TEXT_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
+    CACHE_BREAKPOINT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Text."""
+    cache_breakpoint: Global___CacheBreakpoint.ValueType
+    """Ask a hosted API to cache the prompt up to the end of this piece (see CacheBreakpoint)."""
     @_builtins.property
     def image(self) -> Global___ImagePart:
         """An image (ROLE_USER messages only)."""
@@ -35,10 +74,11 @@ class ContentPart(_message.Message):
         *,
         text: _builtins.str = ...,
         image: Global___ImagePart | None = ...,
+        cache_breakpoint: Global___CacheBreakpoint.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_breakpoint", b"cache_breakpoint", "image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015

@@ -12,6 +12,7 @@ the client wrote it.
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from warpcore.v1 import content_pb2 as _content_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -125,6 +126,7 @@ class Tool(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    CACHE_BREAKPOINT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name the model calls the tool by: 1 to 64 characters of a-z, A-Z, 0-9, "_" and "-",
     unique among the request's tools. Required.
@@ -143,6 +145,10 @@ class Tool(_message.Message):
     for the schema, checked by the API). llama.cpp models always constrain a call's
     arguments to the schema with a grammar, so they honour it with or without the flag.
     """
+    cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
+    """Ask a hosted API to cache the prompt up to the end of this tool's definition (see
+    CacheBreakpoint); tools come first in a prompt.
+    """
     def __init__(
         self,
         *,
@@ -150,10 +156,11 @@ class Tool(_message.Message):
         description: _builtins.str = ...,
         parameters_json: _builtins.str = ...,
         strict: _builtins.bool = ...,
+        cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_breakpoint", b"cache_breakpoint", "description", b"description", "name", b"name", "parameters_json", b"parameters_json", "strict", b"strict"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -261,6 +268,7 @@ class ResponseFormat(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
+    CACHE_BREAKPOINT_FIELD_NUMBER: _builtins.int
     type: Global___ResponseFormatType.ValueType
     """The shape asked for."""
     name: _builtins.str
@@ -275,6 +283,10 @@ class ResponseFormat(_message.Message):
     """Ask the backend to enforce the schema exactly (OpenAI's strict mode, which has rules
     of its own for the schema). Backends that always enforce it ignore the flag.
     """
+    cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
+    """Ask a hosted API to cache the prompt up to the end of this tool's definition (see
+    CacheBreakpoint); tools come first in a prompt.
+    """
     def __init__(
         self,
         *,
@@ -282,10 +294,11 @@ class ResponseFormat(_message.Message):
         name: _builtins.str = ...,
         schema_json: _builtins.str = ...,
         strict: _builtins.bool = ...,
+        cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "schema_json", b"schema_json", "strict", b"strict", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_breakpoint", b"cache_breakpoint", "name", b"name", "schema_json", b"schema_json", "strict", b"strict", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,13 +1,24 @@
-"""The pieces a chat message may carry beside its text: more text, and images by their bytes or a URL."""
+"""The pieces a chat message may carry beside its text: more text, and images by their bytes or a URL; and the
+breakpoints that ask a hosted API to cache the prompt up to a piece."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+
+
+class CacheBreakpoint(enum.Enum):
+    """Whether a hosted API is asked to cache the prompt up to here, and for how long (proto CacheBreakpoint)."""
+
+    NONE = "none"
+    SHORT = "short"
+    LONG = "long"
 
 
 @dataclass(frozen=True)
 class TextPart:
     text: str
+    cache: CacheBreakpoint = CacheBreakpoint.NONE
 
 
 @dataclass(frozen=True)
@@ -17,6 +28,7 @@ class ImagePart:
     data: bytes = field(default=b"", repr=False)
     media_type: str = ""
     url: str = ""
+    cache: CacheBreakpoint = CacheBreakpoint.NONE
 
 
 ContentPart = TextPart | ImagePart

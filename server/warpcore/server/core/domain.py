@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.content import ContentPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob
@@ -43,9 +43,7 @@ class FinishReason(enum.Enum):
     ERROR = "error"
 
 
-class NumaStrategy(enum.IntEnum):
-    """llama.cpp's GGML_NUMA_STRATEGY_* values."""
-
+class NumaStrategy(enum.IntEnum):  # llama.cpp's GGML_NUMA_STRATEGY_* values
     DISABLED = 0
     DISTRIBUTE = 1
     ISOLATE = 2
@@ -54,9 +52,7 @@ class NumaStrategy(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class ApiSettings:
-    """Settings of a hosted API backend as requested; None means "from the environment"."""
-
+class ApiSettings:  # a hosted API backend's settings as requested; None means "from the environment"
     api_key: str | None = field(default=None, repr=False)
     organization: str | None = None
     base_url: str | None = None
@@ -125,6 +121,7 @@ class ChatMessage:
     """Assistant turns: the reasoning the model gave before this turn's text and calls."""
     parts: tuple[ContentPart, ...] = ()
     """Text and images after `content`, in order (images in user turns only)."""
+    cache: CacheBreakpoint = CacheBreakpoint.NONE  # a hosted API caches the prompt up to this message's end
 
 
 @dataclass(frozen=True)
@@ -133,6 +130,7 @@ class Tool:
     description: str
     parameters: JsonSchema
     strict: bool = False  # calls' arguments guaranteed valid against `parameters` (the APIs' strict tool use)
+    cache: CacheBreakpoint = CacheBreakpoint.NONE
 
 
 class ToolChoiceMode(enum.Enum):
@@ -188,6 +186,7 @@ class GenerationParams:
     top_k: int | None = None
     stop: tuple[str, ...] = ()
     system: str | None = None
+    system_cache: CacheBreakpoint = CacheBreakpoint.NONE
     seed: int | None = None
     presence_penalty: float | None = None  # OpenAI's: off the score of each token the answer holds
     frequency_penalty: float | None = None  # OpenAI's: off each token's score, times its count in the answer

@@ -27,6 +27,7 @@ from warpcore.server.core.bounds import (
     MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
 )
+from warpcore.server.core.cache_rules import check_cache_breakpoints
 from warpcore.server.core.content import ImagePart
 from warpcore.server.core.domain import (
     ApiSettings,
@@ -99,6 +100,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
     check_conversation(params.messages, check_tools(params))
     check_output(params)
+    check_cache_breakpoints(params)
 
 
 def _check_images(params: GenerationParams) -> None:

@@ -1,11 +1,14 @@
 """Anthropic Messages requests into domain generations: system, content blocks (text, images, tool use and results,
-thinking with its signature), tools and tool choice, thinking budget, stop sequences; what the engine cannot
-honour is refused naming the field."""
+thinking with its signature), tools and tool choice, thinking budget, stop sequences, cache breakpoints (placed as
+anthropic_cache says); what the engine cannot honour is refused naming the field."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
+from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -20,6 +23,7 @@ from warpcore.server.core.domain import (
     ToolChoice,
     ToolChoiceMode,
 )
+from warpcore.server.http.anthropic_cache import NONE, cache_mark, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
     at,
@@ -59,15 +63,32 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
-    tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
+    marks: list[CacheMark] = []  # every cache_control, in prompt order, by its path
+    tools = tuple(_tool(path, tool, marks) for path, tool in objects(body, "tools"))
     choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
-    messages, field_names = numbered(turn for path, message in conversation(body) for turn in _turn(path, message))
+    system, system_cache, before_system = _system(body, marks)
+    tools = marked_last(tools, before_system)
+    turns: list[tuple[ChatMessage, Content | None]] = []
+    for path, message in conversation(body):
+        turn, before_turn = _turn(path, message, marks)
+        if turns:
+            turns[-1] = (marked(turns[-1][0], before_turn), turns[-1][1])
+        elif system:
+            system_cache = before_turn if system_cache is NONE else system_cache
+        else:
+            tools = marked_last(tools, before_turn)
+        turns += turn
+    automatic = cache_mark(body, "", marks)  # the API's automatic caching: up to the last block
+    check_cache_marks(marks)
+    turns[-1] = (marked(turns[-1][0], automatic), turns[-1][1])
+    messages, field_names = numbered(turns)
     params = GenerationParams(
         prompt=None,
         messages=messages,
         max_tokens=counted_max_tokens or integer(body, "max_tokens", required=True) or 0,
-        system=_system(body),
+        system=system,
+        system_cache=system_cache,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),
@@ -82,46 +103,66 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     return MessagesRequest(model, params, boolean(body, "stream") is True, field_names)
 
 
-def _text_blocks(owner: Json, key: str, path: str) -> str:
-    """A string, or an array of text blocks joined."""
+def _text_blocks(
+    owner: Json, key: str, path: str, marks: list[CacheMark]
+) -> tuple[str, CacheBreakpoint, CacheBreakpoint]:
+    """A string, or an array of text blocks joined; with the cache breakpoint of the last block, and the first of the
+    blocks before it (which the joined text has no place for)."""
     value = owner.get(key)
     if value is None or isinstance(value, str):
-        return value or ""
+        return value or "", NONE, NONE
     pieces = []
-    for block_path, block in objects(owner, key, path):
+    blocks = objects(owner, key, path)
+    early = last = NONE
+    for place, (block_path, block) in enumerate(blocks):
         if block.get("type") == "image":
             # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         pieces.append(text(block, "text", block_path, required=True) or "")
-    return "".join(pieces)
+        mark = cache_mark(block, block_path, marks)
+        if place == len(blocks) - 1:
+            last = mark
+        elif early is NONE:
+            early = mark
+    return "".join(pieces), last, early
 
 
-def _system(body: Json) -> str | None:
-    return _text_blocks(body, "system", "") if body.get("system") is not None else None
+def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:
+    """The system prompt, the breakpoint at its end, and one that belongs before it (see anthropic_cache)."""
+    if body.get("system") is None:
+        return None, NONE, NONE
+    return _text_blocks(body, "system", "", marks)
 
 
-def _turn(path: str, message: Json) -> list[tuple[ChatMessage, Content | None]]:
+def _turn(
+    path: str, message: Json, marks: list[CacheMark]
+) -> tuple[list[tuple[ChatMessage, Content | None]], CacheBreakpoint]:
     """One turn as domain messages (with the content of the turn's own): a user turn's tool results become tool
-    messages, before its text and images."""
+    messages, before its text and images; and a cache breakpoint that belongs before the turn (see anthropic_cache)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected user or assistant")
     content = message.get("content")
     if isinstance(content, str):
-        return [(ChatMessage(role, content), None)]
+        return [(ChatMessage(role, content), None)], NONE
     own = Content(at(path, "content"))
     calls: list[ToolCall] = []
     reasoning: list[ReasoningBlock] = []
     turn: list[tuple[ChatMessage, Content | None]] = []
-    for block_path, block in objects(message, "content", path, required=True):
+    blocks = objects(message, "content", path, required=True)
+    own_cache = before_turn = NONE
+    for place, (block_path, block) in enumerate(blocks):
         kind = block.get("type")
+        mark = cache_mark(block, block_path, marks)
         if kind == "text":
             own.add_text(text(block, "text", block_path, required=True) or "", block_path)
         elif kind == "image":  # in any role: the domain says where images may go
-            own.add_image(anthropic_image(block, block_path), block_path)
+            image = anthropic_image(block, block_path)
+            own.add_image(dataclasses.replace(image, cache=mark), block_path)
+            mark = NONE
         elif kind == "tool_use" and role is Role.ASSISTANT:
             calls.append(
                 ToolCall(
@@ -131,13 +172,17 @@ def _turn(path: str, message: Json) -> list[tuple[ChatMessage, Content | None]]:
                 )
             )
         elif kind == "tool_result" and role is Role.USER:
+            result_text, inner_last, inner_early = _text_blocks(block, "content", block_path, marks)
+            before_turn = _before(turn, inner_early, before_turn)
             result = ChatMessage(
                 Role.TOOL,
-                _text_blocks(block, "content", block_path),
+                result_text,
                 tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
                 is_error=boolean(block, "is_error", block_path) is True,
+                cache=inner_last if mark is NONE else mark,
             )
             turn.append((result, None))
+            mark = NONE
         elif kind == "thinking" and role is Role.ASSISTANT:
             thinking = text(block, "thinking", block_path, required=True) or ""
             reasoning.append(ReasoningBlock(thinking, text(block, "signature", block_path) or ""))
@@ -147,12 +192,28 @@ def _turn(path: str, message: Json) -> list[tuple[ChatMessage, Content | None]]:
             )
         else:
             raise unsupported(at(block_path, "type"), f"a {role.value} block of type {kind!r}")
+        if place == len(blocks) - 1:
+            own_cache = mark
+        else:
+            before_turn = _before(turn, mark, before_turn)
     if not own.empty or calls or reasoning or not turn:
-        turn.append((own.message(role, tool_calls=tuple(calls), reasoning=tuple(reasoning)), own))
-    return turn
+        own_message = own.message(role, tool_calls=tuple(calls), reasoning=tuple(reasoning), cache=own_cache)
+        turn.append((own_message, own))
+    return turn, before_turn
 
 
-def _tool(path: str, tool: Json) -> Tool:
+def _before(
+    turn: list[tuple[ChatMessage, Content | None]], mark: CacheBreakpoint, before_turn: CacheBreakpoint
+) -> CacheBreakpoint:
+    """A breakpoint whose block ends no place of the domain's, on the nearest one before it: the turn's last message
+    so far (its tool results), else before the turn (what is returned)."""
+    if turn:
+        turn[-1] = (marked(turn[-1][0], mark), turn[-1][1])
+        return before_turn
+    return before_turn if before_turn is not NONE else mark
+
+
+def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "custom") != "custom":
         raise unsupported(at(path, "type"), f"the server tool {tool.get('type')!r}")
     return Tool(
@@ -160,6 +221,7 @@ def _tool(path: str, tool: Json) -> Tool:
         description=text(tool, "description", path) or "",
         parameters=mapping(tool, "input_schema", path, required=True) or {},
         strict=boolean(tool, "strict", path) is True,
+        cache=cache_mark(tool, path, marks),
     )
 
 

@@ -68,6 +68,7 @@ def chat_message(index: int, message: pb.ChatMessage) -> ChatMessage:
         is_error=message.is_error,
         reasoning=tuple(ReasoningBlock(block.text, block.signature, block.redacted) for block in message.reasoning),
         parts=translate_extras.content_parts(message.parts, f"messages[{index}]"),
+        cache=translate_extras.cache_breakpoint(message.cache_breakpoint, f"messages[{index}].cache_breakpoint"),
     )
 
 
@@ -79,6 +80,7 @@ def tools(request: pb.GenerateRequest) -> tuple[Tool, ...]:
             tool.description,
             parse_schema(tool.parameters_json or _OBJECT_SCHEMA, f"tools[{i}].parameters"),
             strict=tool.strict,
+            cache=translate_extras.cache_breakpoint(tool.cache_breakpoint, f"tools[{i}].cache_breakpoint"),
         )
         for i, tool in enumerate(request.tools)
     )

@@ -26,7 +26,7 @@ from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.rules import require
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate
-from warpcore.server.rpc.translate_extras import capabilities_message
+from warpcore.server.rpc.translate_extras import cache_breakpoint, capabilities_message
 from warpcore.server.rpc.translate_models import keep_alive, residency_message
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -68,6 +68,7 @@ FIELD_PATHS = {
     "frequency_penalty": "options.frequency_penalty",
     "logit_bias": "options.logit_bias",
     "system": "options.system",
+    "system_cache_breakpoint": "options.system_cache_breakpoint",
     "logprobs": "options.logprobs",
     "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",
@@ -182,6 +183,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         top_k=options.top_k if options.HasField("top_k") else None,
         stop=tuple(options.stop_sequences),
         system=options.system if options.HasField("system") else None,
+        system_cache=cache_breakpoint(options.system_cache_breakpoint, "system_cache_breakpoint"),
         seed=options.seed if options.HasField("seed") else None,
         presence_penalty=options.presence_penalty if options.HasField("presence_penalty") else None,
         frequency_penalty=options.frequency_penalty if options.HasField("frequency_penalty") else None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.content import ContentPart, ImagePart, TextPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.rules import require
@@ -17,14 +17,28 @@ from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tokens_pb2 as tpb
 
+_CACHE_BREAKPOINTS: dict[int, CacheBreakpoint] = {
+    cpb.CACHE_BREAKPOINT_UNSPECIFIED: CacheBreakpoint.NONE,
+    cpb.CACHE_BREAKPOINT_SHORT: CacheBreakpoint.SHORT,
+    cpb.CACHE_BREAKPOINT_LONG: CacheBreakpoint.LONG,
+}
+
+
+def cache_breakpoint(value: int, field: str) -> CacheBreakpoint:
+    mark = _CACHE_BREAKPOINTS.get(value)
+    require(mark is not None, field, f"{field} must be CACHE_BREAKPOINT_SHORT, CACHE_BREAKPOINT_LONG or unset")
+    assert mark is not None
+    return mark
+
 
 def content_parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[ContentPart, ...]:
     out: list[ContentPart] = []
     for number, part in enumerate(parts):
         kind = part.WhichOneof("part")
         require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
+        cache = cache_breakpoint(part.cache_breakpoint, f"{where}.parts[{number}].cache_breakpoint")
         if kind == "text":
-            out.append(TextPart(part.text))
+            out.append(TextPart(part.text, cache))
             continue
         image = part.image
         source = image.WhichOneof("source")
@@ -33,6 +47,7 @@ def content_parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[Content
                 data=image.data if source == "data" else b"",
                 media_type=image.media_type,
                 url=image.url if source == "url" else "",
+                cache=cache,
             )
         )
     return tuple(out)

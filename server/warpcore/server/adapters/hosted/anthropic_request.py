@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from warpcore.server.adapters.hosted.streaming import refused
-from warpcore.server.core.content import ContentPart, TextPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -38,10 +38,8 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
         raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
         raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
-    system = [params.system] if params.system else []
-    system += [message.content for message in params.messages if message.role is Role.SYSTEM]
     return {
-        "system": "\n\n".join(system) or None,
+        "system": _system(params),
         "top_k": params.top_k,
         "stop_sequences": list(params.stop) or None,
         "thinking": _thinking(params),
@@ -90,7 +88,8 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
     for tool in params.tools:
         described = {"description": tool.description} if tool.description else {}
         strict = {"strict": True} if tool.strict else {}
-        tools.append({"name": tool.name, **described, "input_schema": dict(tool.parameters), **strict})
+        schema = dict(tool.parameters)
+        tools.append({"name": tool.name, **described, "input_schema": schema, **strict, **_cache_control(tool.cache)})
     choice = params.tool_choice
     if choice.mode is ToolChoiceMode.NONE:
         return {"tools": tools, "tool_choice": {"type": "none"}}
@@ -126,9 +125,42 @@ def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
     return turns
 
 
+def _system(params: GenerationParams) -> str | list[dict[str, Any]] | None:
+    """The system prompt and the system turns, joined by blank lines: a string, or, when a cache breakpoint ends one
+    of them, text blocks cut where they join (the breakpoint on the block it ends), which make the same text."""
+    pieces = [(params.system, params.system_cache)] if params.system else []
+    pieces += [(message.content, message.cache) for message in params.messages if message.role is Role.SYSTEM]
+    if all(cache is CacheBreakpoint.NONE for _, cache in pieces):
+        return "\n\n".join(text for text, _ in pieces) or None
+    return [
+        {"type": "text", "text": ("\n\n" if index else "") + text, **_cache_control(cache)}
+        for index, (text, cache) in enumerate(pieces)
+    ]
+
+
+def _cache_control(cache: CacheBreakpoint) -> dict[str, Any]:
+    """The block's cache_control for a breakpoint; the short one is the API's default lifetime, left unsaid so that
+    Anthropic-compatible servers that know no lifetimes take it too."""
+    if cache is CacheBreakpoint.NONE:
+        return {}
+    return {"cache_control": {"type": "ephemeral", **({"ttl": "1h"} if cache is CacheBreakpoint.LONG else {})}}
+
+
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    """A plain text turn as a string, as ever; a turn with calls, results, reasoning or parts (text and images) as
-    content blocks."""
+    """A turn as blocks, with a cache breakpoint ending the message on its last block; a plain text turn without one
+    as a string, as ever."""
+    content = _unmarked_content(message)
+    if message.cache is CacheBreakpoint.NONE:
+        return content
+    blocks = _blocks(content)
+    if blocks:  # an empty turn has no block to carry it, and nothing to cache beyond the turns before it
+        blocks[-1] = {**blocks[-1], **_cache_control(message.cache)}
+    return blocks
+
+
+def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A plain text turn as a string; a turn with calls, results, reasoning or parts (text and images) as content
+    blocks."""
     if message.role is Role.TOOL:
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
         if message.content:
@@ -155,12 +187,13 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
 
 def _part_block(part: ContentPart) -> dict[str, Any]:
     """A text part as a text block, an image as an image block, by base64 data or by URL."""
+    cache = _cache_control(part.cache)
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text}
+        return {"type": "text", "text": part.text, **cache}
     if part.url:
-        return {"type": "image", "source": {"type": "url", "url": part.url}}
+        return {"type": "image", "source": {"type": "url", "url": part.url}, **cache}
     data = base64.b64encode(part.data).decode()
-    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}}
+    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}, **cache}
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
