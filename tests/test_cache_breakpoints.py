@@ -297,3 +297,25 @@ async def test_door_refuses_cache_control_it_cannot_honour_naming_it(
                 model="m", max_tokens=20, messages=[{"role": "user", "content": content}], **extra
             )
     assert field in str(refused.value).replace("[", ".").replace("]", "")
+
+
+async def test_door_reads_a_tool_results_own_blocks_before_it(doors: Doors, anthropic_upstream: FakeAnthropic) -> None:
+    """The last text block of a tool result ends the result; its breakpoint counts before the result's own, so a long
+    one inside and a short one on the result are in order."""
+    await load_hosted(doors, anthropic_upstream)
+    result: Any = {
+        "type": "tool_result",
+        "tool_use_id": "t1",
+        "content": [{"type": "text", "text": "sun", "cache_control": HOUR}],
+        "cache_control": EPHEMERAL,
+    }
+    messages: Any = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [result]},
+    ]
+    tools: Any = [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    async with async_anthropic_client(doors) as client:
+        await client.messages.create(model="m", max_tokens=20, tools=tools, messages=messages)
+    (sent,) = posts(anthropic_upstream)[-1]["messages"][2]["content"]
+    assert (sent["content"], sent["cache_control"]) == ("sun", EPHEMERAL)

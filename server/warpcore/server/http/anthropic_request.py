@@ -45,6 +45,7 @@ FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequence
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 _EFFORTS = ("low", "medium", "high")
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
+_NO_TEXT = ("", NONE, NONE)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,11 @@ def _turn(
     own_cache = before_turn = NONE
     for place, (block_path, block) in enumerate(blocks):
         kind = block.get("type")
+        is_result = kind == "tool_result" and role is Role.USER
+        # A result's text, read first: the breakpoints of its blocks come before its own.
+        result_text, inner_last, inner_early = (
+            _text_blocks(block, "content", block_path, marks) if is_result else _NO_TEXT
+        )
         mark = cache_mark(block, block_path, marks)
         if kind == "text":
             own.add_text(text(block, "text", block_path, required=True) or "", block_path)
@@ -171,8 +177,7 @@ def _turn(
                     arguments=json_object_text(block.get("input", {}), at(block_path, "input")),
                 )
             )
-        elif kind == "tool_result" and role is Role.USER:
-            result_text, inner_last, inner_early = _text_blocks(block, "content", block_path, marks)
+        elif is_result:
             before_turn = _before(turn, inner_early, before_turn)
             result = ChatMessage(
                 Role.TOOL,
@@ -205,8 +210,8 @@ def _turn(
 def _before(
     turn: list[tuple[ChatMessage, Content | None]], mark: CacheBreakpoint, before_turn: CacheBreakpoint
 ) -> CacheBreakpoint:
-    """A breakpoint whose block ends no place of the domain's, on the nearest one before it: the turn's last message
-    so far (its tool results), else before the turn (what is returned)."""
+    """A breakpoint whose block ends no place of the domain's, on a place before it: the turn's last message so far
+    (its tool results), else before the turn (what is returned)."""
     if turn:
         turn[-1] = (marked(turn[-1][0], mark), turn[-1][1])
         return before_turn
