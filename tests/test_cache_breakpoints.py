@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 import grpc
+import openai
 import pytest
 
 from tests.conftest import collect, failed_stream, greedy, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import ANTHROPIC_KEY, load
-from tests.http_door import async_anthropic_client, load_hosted
+from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
 from tests.test_tools_hosted import posts
 from tests.tool_wire import CLOCK, WEATHER, chat, stream, user
 from warpcore.client import ApiConfig, AsyncClient, Image, Message, Text, Tool
@@ -319,3 +320,82 @@ async def test_door_reads_a_tool_results_own_blocks_before_it(doors: Doors, anth
         await client.messages.create(model="m", max_tokens=20, tools=tools, messages=messages)
     (sent,) = posts(anthropic_upstream)[-1]["messages"][2]["content"]
     assert (sent["content"], sent["cache_control"]) == ("sun", EPHEMERAL)
+
+
+EXPLICIT = {"mode": "explicit"}
+
+
+async def test_door_takes_an_openai_clients_breakpoints_to_anthropic(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    """OpenAI's prompt_cache_breakpoint on a part, and the Anthropic-style cache_control that OpenAI-compatible
+    gateways take on tools, parts and messages, reach an Anthropic model as cache_control; a part with more text
+    after it gives its breakpoint to the message before."""
+    await load_hosted(doors, anthropic_upstream)
+    tools: Any = [{"type": "function", "function": {"name": "get_time"}, "cache_control": HOUR}]
+    messages: Any = [
+        {"role": "system", "content": [{"type": "text", "text": "Rules.", "cache_control": EPHEMERAL}]},
+        {"role": "user", "content": "Hello.", "cache_control": EPHEMERAL},
+        {"role": "assistant", "content": "Hi."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "A document.", "prompt_cache_breakpoint": EXPLICIT},
+                {"type": "text", "text": " Its title?"},
+            ],
+        },
+    ]
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(model="m", max_tokens=20, tools=tools, messages=messages)
+    body = posts(anthropic_upstream)[-1]
+    assert body["tools"][0]["cache_control"] == HOUR
+    assert body["system"] == [{"type": "text", "text": "Rules.", "cache_control": EPHEMERAL}]
+    hello, hi, question = body["messages"]
+    assert hello["content"] == [{"type": "text", "text": "Hello.", "cache_control": EPHEMERAL}]
+    assert hi["content"] == [{"type": "text", "text": "Hi.", "cache_control": EPHEMERAL}]  # the document's, moved
+    assert question["content"] == "A document. Its title?"
+
+
+async def test_door_sends_an_openai_model_no_breakpoint(doors: Doors, openai_upstream: FakeOpenAI) -> None:
+    await load_hosted(doors, openai_upstream)
+    marked_part: Any = {"type": "text", "text": "Hello.", "prompt_cache_breakpoint": EXPLICIT}
+    async with async_openai_client(doors) as client:
+        for content in ("Hello.", [marked_part]):
+            await client.chat.completions.create(
+                model="m", max_tokens=20, messages=[{"role": "user", "content": content}]
+            )
+    plain, marked = posts(openai_upstream)[-2:]
+    assert marked == plain
+
+
+@pytest.mark.parametrize(
+    ("part", "field"),
+    [
+        ({"prompt_cache_breakpoint": {"mode": "implicit"}}, "messages.0.content.0.prompt_cache_breakpoint.mode"),
+        ({"prompt_cache_breakpoint": {**EXPLICIT, "ttl": "1h"}}, "messages.0.content.0.prompt_cache_breakpoint.ttl"),
+        ({"prompt_cache_breakpoint": EXPLICIT, "cache_control": EPHEMERAL}, "messages.0.content.0.prompt_cache"),
+    ],
+)
+async def test_door_refuses_an_openai_breakpoint_it_cannot_read(
+    doors: Doors, openai_upstream: FakeOpenAI, part: dict[str, Any], field: str
+) -> None:
+    await load_hosted(doors, openai_upstream)
+    content: Any = [{"type": "text", "text": "a", **part}]
+    async with async_openai_client(doors) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="m", max_tokens=20, messages=[{"role": "user", "content": content}]
+            )
+    assert field in str(refused.value).replace("[", ".").replace("]", "")
+
+
+@pytest.mark.parametrize(("lifetime", "control"), [("30m", EPHEMERAL), ("12h", HOUR)])
+async def test_door_gives_anthropic_the_longest_lifetime_within_openais(
+    doors: Doors, anthropic_upstream: FakeAnthropic, lifetime: str, control: dict[str, str]
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    part: Any = {"type": "text", "text": "a", "prompt_cache_breakpoint": {**EXPLICIT, "ttl": lifetime}}
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(model="m", max_tokens=20, messages=[{"role": "user", "content": [part]}])
+    (sent,) = posts(anthropic_upstream)[-1]["messages"]
+    assert sent["content"] == [{"type": "text", "text": "a", "cache_control": control}]

@@ -1,6 +1,6 @@
 """Anthropic Messages requests into domain generations: system, content blocks (text, images, tool use and results,
 thinking with its signature), tools and tool choice, thinking budget, stop sequences, cache breakpoints (placed as
-anthropic_cache says); what the engine cannot honour is refused naming the field."""
+cache_marks says); what the engine cannot honour is refused naming the field."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from warpcore.server.core.domain import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.anthropic_cache import NONE, cache_mark, marked, marked_last
+from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
     at,
@@ -131,7 +131,7 @@ def _text_blocks(
 
 
 def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:
-    """The system prompt, the breakpoint at its end, and one that belongs before it (see anthropic_cache)."""
+    """The system prompt, the breakpoint at its end, and one that belongs before it (see cache_marks)."""
     if body.get("system") is None:
         return None, NONE, NONE
     return _text_blocks(body, "system", "", marks)
@@ -141,7 +141,7 @@ def _turn(
     path: str, message: Json, marks: list[CacheMark]
 ) -> tuple[list[tuple[ChatMessage, Content | None]], CacheBreakpoint]:
     """One turn as domain messages (with the content of the turn's own): a user turn's tool results become tool
-    messages, before its text and images; and a cache breakpoint that belongs before the turn (see anthropic_cache)."""
+    messages, before its text and images; and a cache breakpoint that belongs before the turn (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:

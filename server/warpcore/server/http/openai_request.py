@@ -4,10 +4,13 @@ field."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
+from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
+from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -22,6 +25,7 @@ from warpcore.server.core.domain import (
     ToolChoice,
     ToolChoiceMode,
 )
+from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last, part_mark
 from warpcore.server.http.fields import (
     Json,
     array,
@@ -83,8 +87,18 @@ def chat_request(body: Json) -> ChatRequest:
     if not all(isinstance(item, str) for item in stops):
         raise refuse("stop", "must be a string or an array of strings")
     stream_options = mapping(body, "stream_options") or {}
-    tools = tuple(_tool(path, tool) for path, tool in objects(body, "tools"))
-    messages, field_names = numbered(_message(path, message) for path, message in conversation(body))
+    marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
+    tools = tuple(_tool(path, tool, marks) for path, tool in objects(body, "tools"))
+    turns: list[tuple[ChatMessage, Content]] = []
+    for path, message in conversation(body):
+        turn, before = _message(path, message, marks)
+        if turns:
+            turns[-1] = (marked(turns[-1][0], before), turns[-1][1])
+        else:
+            tools = marked_last(tools, before)
+        turns.append(turn)
+    check_cache_marks(marks)
+    messages, field_names = numbered(turns)
     params = GenerationParams(
         prompt=None,
         messages=messages,
@@ -123,37 +137,49 @@ def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
     return tuple(sorted(pairs))
 
 
-def _content(message: Json, path: str) -> Content:
+def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
     """A string, or an array of text (or refusal) and image parts in order; images in any role: the domain says where
-    they may go."""
+    they may go. With the cache breakpoint of its last part, and the first of a part before it that ends no place of
+    the domain's (see cache_marks)."""
     content_path = at(path, "content")
     content = Content(content_path)
     value = message.get("content")
     if value is None or isinstance(value, str):
         content.add_text(value or "", content_path)
-        return content
-    for part_path, part in objects(message, "content", path):
+        return content, NONE, NONE
+    parts = objects(message, "content", path)
+    last = early = NONE
+    for place, (part_path, part) in enumerate(parts):
         kind = part.get("type")
+        mark = part_mark(part, part_path, marks)
         if kind == "image_url":
-            content.add_image(openai_image(part, part_path), part_path)
+            content.add_image(dataclasses.replace(openai_image(part, part_path), cache=mark), part_path)
+            mark = NONE
         elif kind in ("text", "refusal"):
             content.add_text(text(part, str(kind), part_path, required=True) or "", part_path)
         else:
             raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
-    return content
+        if place == len(parts) - 1:
+            last = mark
+        elif early is NONE:
+            early = mark
+    return content, last, early
 
 
-def _message(path: str, message: Json) -> tuple[ChatMessage, Content]:
+def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheBreakpoint]:
+    """A message, and a cache breakpoint that belongs before it (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
-    content = _content(message, path)
+    content, last_part, before = _content(message, path, marks)
+    own = cache_mark(message, path, marks)  # on the message itself, as gateways take it for a string content
+    cache = own if own is not NONE else last_part
     if role is Role.TOOL:
         call_id = text(message, "tool_call_id", path, required=True) or ""
-        return content.message(role, tool_call_id=call_id), content
+        return (content.message(role, tool_call_id=call_id, cache=cache), content), before
     if role is not Role.ASSISTANT:
-        return content.message(role), content
+        return (content.message(role, cache=cache), content), before
     calls = []
     for call_path, call in objects(message, "tool_calls", path):
         function = mapping(call, "function", call_path, required=True) or {}
@@ -166,7 +192,7 @@ def _message(path: str, message: Json) -> tuple[ChatMessage, Content]:
             )
         )
     message_reasoning = _reasoning_blocks(message, path)
-    return content.message(role, tool_calls=tuple(calls), reasoning=message_reasoning), content
+    return (content.message(role, tool_calls=tuple(calls), reasoning=message_reasoning, cache=cache), content), before
 
 
 def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
@@ -185,7 +211,7 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
     return tuple(blocks)
 
 
-def _tool(path: str, tool: Json) -> Tool:
+def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "function") != "function":
         raise unsupported(at(path, "type"), f"a tool of type {tool.get('type')!r}")
     function = mapping(tool, "function", path, required=True) or {}
@@ -195,6 +221,7 @@ def _tool(path: str, tool: Json) -> Tool:
         description=text(function, "description", function_path) or "",
         parameters=mapping(function, "parameters", function_path) or {"type": "object", "properties": {}},
         strict=boolean(function, "strict", function_path) is True,
+        cache=cache_mark(tool, path, marks),
     )
 
 

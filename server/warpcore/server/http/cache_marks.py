@@ -1,0 +1,75 @@
+"""Cache breakpoints as each dialect writes them, into the domain's.
+
+Anthropic's `cache_control` (`ephemeral`, `ttl` 5m or 1h) on a block, and on the request (its automatic caching: up to
+the last block). In the OpenAI dialect, a content part's `prompt_cache_breakpoint` (OpenAI's own, `ttl` 30m or 12h)
+or its `cache_control` (the Anthropic-style marker that OpenAI-compatible gateways take on parts and tools).
+
+A breakpoint goes where the domain has a place at its block's end: after a tool, after the system prompt, after a
+message (its last block, a tool result) or after an image. A block that ends no such place (a text block with more
+text after it in its message, whose text the domain joins into one; a system block before the last) gives its
+breakpoint to a place before it: the message before, else the end of the system prompt, else the last tool. The
+prompt cached is then never more than the client asked for: a longer one would be missed by every later request that
+shares only the part asked for. A lifetime the backend has not (OpenAI's 30 minutes or 12 hours, for Anthropic) is
+the longest it has within the one asked for."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+from warpcore.server.core.cache_rules import CacheMark
+from warpcore.server.core.content import CacheBreakpoint
+from warpcore.server.core.domain import ChatMessage, Tool
+from warpcore.server.http.fields import Json, at, mapping, refuse, text
+
+NONE = CacheBreakpoint.NONE
+_ANTHROPIC_LIFETIMES = {None: CacheBreakpoint.SHORT, "5m": CacheBreakpoint.SHORT, "1h": CacheBreakpoint.LONG}
+_OPENAI_LIFETIMES = {None: CacheBreakpoint.SHORT, "30m": CacheBreakpoint.SHORT, "12h": CacheBreakpoint.LONG}
+
+Marked = TypeVar("Marked", ChatMessage, Tool)
+
+
+def cache_mark(block: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoint:
+    """The breakpoint of `block`'s `cache_control` (NONE without one), recorded in `marks` by its path."""
+    control_path = at(path, "cache_control")
+    control = mapping(block, "cache_control", path)
+    if control is None:
+        return NONE
+    if text(control, "type", control_path, required=True) != "ephemeral":
+        raise refuse(at(control_path, "type"), "the only cache_control type is ephemeral")
+    return _lifetime(control, control_path, _ANTHROPIC_LIFETIMES, marks)
+
+
+def part_mark(part: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoint:
+    """The breakpoint of an OpenAI content part: its `prompt_cache_breakpoint`, or its `cache_control`."""
+    breakpoint_path = at(path, "prompt_cache_breakpoint")
+    explicit = mapping(part, "prompt_cache_breakpoint", path)
+    if explicit is None:
+        return cache_mark(part, path, marks)
+    if part.get("cache_control") is not None:
+        raise refuse(breakpoint_path, "give prompt_cache_breakpoint or cache_control, not both")
+    if text(explicit, "mode", breakpoint_path, required=True) != "explicit":
+        raise refuse(at(breakpoint_path, "mode"), "the only prompt_cache_breakpoint mode is explicit")
+    return _lifetime(explicit, breakpoint_path, _OPENAI_LIFETIMES, marks)
+
+
+def _lifetime(
+    marker: Json, path: str, lifetimes: dict[str | None, CacheBreakpoint], marks: list[CacheMark]
+) -> CacheBreakpoint:
+    lifetime = text(marker, "ttl", path)
+    if lifetime not in lifetimes:
+        expected = " or ".join(name for name in lifetimes if name)
+        raise refuse(at(path, "ttl"), f"unknown ttl {lifetime!r}; expected {expected}")
+    mark = lifetimes[lifetime]
+    marks.append((path, mark))
+    return mark
+
+
+def marked(item: Marked, mark: CacheBreakpoint) -> Marked:
+    """`item` ending in `mark`, unless it has a breakpoint already (the earlier one is kept: both cache the same
+    prompt)."""
+    return item if mark is NONE or item.cache is not NONE else dataclasses.replace(item, cache=mark)
+
+
+def marked_last(tools: tuple[Tool, ...], mark: CacheBreakpoint) -> tuple[Tool, ...]:
+    return (*tools[:-1], marked(tools[-1], mark)) if tools else tools
