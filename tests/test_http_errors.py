@@ -35,6 +35,7 @@ STATUS_CASES = [
     (404, 404, "invalid_request_error", "not_found_error"),
     (429, 429, "requests", "rate_limit_error"),
     (500, 503, "server_error", "api_error"),
+    (501, 400, "invalid_request_error", "invalid_request_error"),
     (503, 503, "server_error", "api_error"),
     (529, 529, "overloaded_error", "overloaded_error"),
 ]

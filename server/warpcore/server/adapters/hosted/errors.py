@@ -68,6 +68,9 @@ _BY_STATUS: dict[int, type[WarpcoreError]] = {
     413: InvalidArgumentError,
     422: InvalidArgumentError,
     429: ResourceExhaustedError,
+    # Not Implemented: the upstream lacks what was asked (llama.cpp's server without --embeddings), which no retry
+    # changes, unlike the other 5xx.
+    501: FailedPreconditionError,
 }
 
 
