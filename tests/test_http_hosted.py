@@ -195,3 +195,19 @@ async def test_sync_clients_of_both_sdks_whole_and_streamed(hosted: Doors, upstr
         return [whole.choices[0].message.content, streamed.choices[0].message.content, text_of(message), text_of(final)]
 
     assert await asyncio.to_thread(calls) == ["One two"] * 4
+
+
+async def test_openai_verbosity_reaches_an_openai_model_and_a_wrong_one_is_refused(
+    doors: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    await load_hosted(doors, openai_upstream)
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, max_tokens=5, verbosity="high")
+        assert openai_upstream.requests[-1].body is not None
+        assert openai_upstream.requests[-1].body["verbosity"] == "high"
+        sent = len(openai_upstream.requests)
+        with pytest.raises(openai.BadRequestError, match="verbosity must be one of low, medium, high"):
+            await client.chat.completions.create(
+                model="m", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"verbosity": "loud"}
+            )
+    assert len(openai_upstream.requests) == sent

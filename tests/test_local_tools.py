@@ -259,3 +259,11 @@ async def test_reasoning_options_are_refused(engine: Engine) -> None:
     with pytest.raises(InvalidArgumentError) as refused:
         await run(engine, model, params)
     assert refused.value.field == "reasoning"
+
+
+async def test_verbosity_is_refused(engine: Engine) -> None:
+    model = await load_local(engine, "tiny")
+    params = GenerationParams(prompt="the world", messages=(), max_tokens=8, verbosity="low")
+    with pytest.raises(InvalidArgumentError) as refused:
+        await run(engine, model, params)
+    assert refused.value.field == "verbosity"

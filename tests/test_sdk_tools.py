@@ -228,3 +228,15 @@ def test_vendor_formats_are_never_taken_for_schemas() -> None:
     assert (fields["response_format"].name, fields["response_format"].strict) == ("Answer", False)
     request, _, _ = request_fields(GenerationOptions(tool_choice={"type": "any"}))
     assert request["tool_choice"].mode == tools_pb2.TOOL_CHOICE_MODE_REQUIRED
+
+
+async def test_sdk_verbosity(target: str, openai_upstream: FakeOpenAI) -> None:
+    async with AsyncClient(target, timeout=30) as client:
+        config = ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url)
+        await client.load_model("gpt-4o-mini", backend="openai", model_id="m", config=config)
+        await client.generate("m", prompt="Explain.", verbosity="medium")
+        with pytest.raises(ValueError, match="verbosity is one of low, medium, high, not 'loud'"):
+            await client.generate("m", prompt="Explain.", verbosity="loud")
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["verbosity"] == "medium"

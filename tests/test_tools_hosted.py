@@ -348,6 +348,30 @@ async def test_reasoning_options_a_provider_cannot_honour_are_refused(
     assert posts(upstream) == []
 
 
+async def test_verbosity_reaches_openai_and_anthropic_refuses_it(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    request = chat(user("Explain."), tools=(), options=pb.GenerationOptions(verbosity=pb.VERBOSITY_LOW))
+    if isinstance(upstream, FakeOpenAI):
+        await stream(stub.Generate(request))
+        assert posts(upstream)[-1]["verbosity"] == "low"
+        await stream(stub.Generate(chat(user("Explain."), tools=())))
+        assert "verbosity" not in posts(upstream)[-1]  # unset: the model's default, not a value of ours
+        return
+    _, error = await failed_stream(stub.Generate(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["options.verbosity"]
+    assert posts(upstream) == []
+
+
+async def test_an_unknown_verbosity_is_refused_by_name(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream)
+    options = pb.GenerationOptions(verbosity=7)  # type: ignore[arg-type]
+    _, error = await failed_stream(stub.Generate(chat(user("Explain."), tools=(), options=options)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["options.verbosity"]
+    assert "verbosity must be one of low, medium, high" in (error.details() or "")
+
+
 async def test_usage_details(stub: Stub, upstream: FakeUpstream) -> None:
     await load(stub, upstream)
     details: dict[str, Any]

@@ -187,6 +187,8 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
         request["parallel_tool_calls"] = fields.pop("parallel_tool_calls")
     if "system_cache" in fields:
         fields["system_cache_breakpoint"] = cache_breakpoint(fields.pop("system_cache"))
+    if "verbosity" in fields:
+        fields["verbosity"] = _verbosity(fields["verbosity"])
     if "response_format" in fields:
         fields["response_format"], parse = response_format_message(fields.pop("response_format"))
     effort, budget = fields.pop("reasoning_effort", None), fields.pop("reasoning_budget", None)
@@ -196,6 +198,13 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
             effort=tools_pb2.ReasoningEffort.Value(value), budget_tokens=budget
         )
     return request, fields, parse
+
+
+def _verbosity(level: str) -> pb.Verbosity.ValueType:
+    levels = [name.removeprefix("VERBOSITY_").lower() for name, value in pb.Verbosity.items() if value]
+    if level not in levels:
+        raise ValueError(f"verbosity is one of {', '.join(levels)}, not {level!r}")
+    return pb.Verbosity.Value(f"VERBOSITY_{level.upper()}")
 
 
 def message_fields(message: Message) -> dict[str, Any]:

@@ -121,6 +121,8 @@ class GenerationOptions(TypedDict, total=False):
     """"minimal", "low", "medium" or "high"."""
     reasoning_budget: int
     """Most tokens the model may think with (Anthropic's extended thinking)."""
+    verbosity: str
+    """"low", "medium" or "high": how much the answer says (OpenAI's verbosity; other backends refuse it)."""
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,34 @@ ROLE_TOOL: Role.ValueType  # 4
 """The result of a tool call, answering the call named by ChatMessage.tool_call_id."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
+class _Verbosity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerbosityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verbosity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERBOSITY_UNSPECIFIED: _Verbosity.ValueType  # 0
+    """Not set: the model's default."""
+    VERBOSITY_LOW: _Verbosity.ValueType  # 1
+    """Terse."""
+    VERBOSITY_MEDIUM: _Verbosity.ValueType  # 2
+    """The model's usual length."""
+    VERBOSITY_HIGH: _Verbosity.ValueType  # 3
+    """Thorough."""
+
+class Verbosity(_Verbosity, metaclass=_VerbosityEnumTypeWrapper):
+    """Verbosity says how long and detailed an answer should be."""
+
+VERBOSITY_UNSPECIFIED: Verbosity.ValueType  # 0
+"""Not set: the model's default."""
+VERBOSITY_LOW: Verbosity.ValueType  # 1
+"""Terse."""
+VERBOSITY_MEDIUM: Verbosity.ValueType  # 2
+"""The model's usual length."""
+VERBOSITY_HIGH: Verbosity.ValueType  # 3
+"""Thorough."""
+Global___Verbosity: _TypeAlias = Verbosity  # noqa: Y015
+
 class _FinishReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -894,6 +922,7 @@ class GenerationOptions(_message.Message):
     NO_PROMPT_CACHE_FIELD_NUMBER: _builtins.int
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
+    VERBOSITY_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
     API requires a value).
@@ -938,6 +967,10 @@ class GenerationOptions(_message.Message):
     left in it (see LocalBackendConfig.prompt_cache_tokens). warpcore keeps no
     prompt of a hosted API; the provider's own caching is not affected.
     """
+    verbosity: Global___Verbosity.ValueType
+    """How much the answer says (OpenAI's verbosity, for its models that take it). Not
+    supported by Anthropic or llama.cpp models.
+    """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
@@ -978,10 +1011,11 @@ class GenerationOptions(_message.Message):
         no_prompt_cache: _builtins.bool = ...,
         response_format: _tools_pb2.ResponseFormat | None = ...,
         reasoning: _tools_pb2.ReasoningOptions | None = ...,
+        verbosity: Global___Verbosity.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "system_cache_breakpoint", b"system_cache_breakpoint", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "system_cache_breakpoint", b"system_cache_breakpoint", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "verbosity", b"verbosity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015

@@ -35,6 +35,8 @@ MAX_LOGIT_BIAS = 100.0
 """Largest bias of a token's score, either way (OpenAI's range)."""
 MAX_BIASED_TOKENS = 1024
 """Most tokens one request may bias."""
+VERBOSITY_LEVELS = ("low", "medium", "high")
+"""How much an answer may say (OpenAI's verbosity)."""
 MAX_CACHE_BREAKPOINTS = 4
 """Places in one request where a hosted API is asked to cache the prompt (Anthropic's limit)."""
 MAX_IMAGES = 20

@@ -198,6 +198,7 @@ class GenerationParams:
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None
+    verbosity: str | None = None  # one of bounds.VERBOSITY_LEVELS (OpenAI's verbosity)
     cache_prompt: bool = True
     """Whether the backend may serve this prompt's beginning from its cache and keep it there (False: nothing stays)."""
     logprobs: bool = False

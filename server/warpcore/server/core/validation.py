@@ -26,6 +26,7 @@ from warpcore.server.core.bounds import (
     MAX_TIMEOUT_SECONDS,
     MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
+    VERBOSITY_LEVELS,
 )
 from warpcore.server.core.cache_rules import check_cache_breakpoints
 from warpcore.server.core.content import ImagePart
@@ -98,6 +99,8 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}",
     )
     require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
+    levels = ", ".join(VERBOSITY_LEVELS)
+    require(params.verbosity in (None, *VERBOSITY_LEVELS), "verbosity", f"verbosity must be one of {levels}")
     check_conversation(params.messages, check_tools(params))
     check_output(params)
     check_cache_breakpoints(params)

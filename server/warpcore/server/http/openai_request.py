@@ -115,6 +115,7 @@ def chat_request(body: Json) -> ChatRequest:
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=_response_format(mapping(body, "response_format")),
         reasoning=_reasoning(text(body, "reasoning_effort")),
+        verbosity=text(body, "verbosity"),
         logprobs=boolean(body, "logprobs") is True,
         top_logprobs=integer(body, "top_logprobs") or 0,
     )

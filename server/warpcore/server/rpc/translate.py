@@ -69,6 +69,7 @@ FIELD_PATHS = {
     "logit_bias": "options.logit_bias",
     "system": "options.system",
     "system_cache_breakpoint": "options.system_cache_breakpoint",
+    "verbosity": "options.verbosity",
     "logprobs": "options.logprobs",
     "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",
@@ -197,7 +198,18 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         parallel_tool_calls=request.parallel_tool_calls if request.HasField("parallel_tool_calls") else True,
         response_format=tools_translate.response_format(options),
         reasoning=tools_translate.reasoning(options),
+        verbosity=_verbosity(options.verbosity),
     )
+
+
+_VERBOSITY: dict[int, str] = {
+    value: name.removeprefix("VERBOSITY_").lower() for name, value in pb.Verbosity.items() if value
+}
+
+
+def _verbosity(value: int) -> str | None:
+    """The level's name; an unknown value is left for validation to refuse by name."""
+    return None if value == pb.VERBOSITY_UNSPECIFIED else _VERBOSITY.get(value, str(value))
 
 
 def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:

@@ -36,6 +36,8 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
         raise refused("logit_bias", "logit_bias is not supported by the Anthropic API; leave it empty")
     if params.logprobs:
         raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
+    if params.verbosity is not None:
+        raise refused("verbosity", "the Anthropic API takes no verbosity; leave it unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
         raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
     return {

@@ -155,6 +155,7 @@ class OpenAIAdapter(HostedAdapter):
             "logprobs": params.logprobs or None,
             "top_logprobs": params.top_logprobs if params.logprobs else None,
             "reasoning_effort": params.reasoning.effort.value if params.reasoning and params.reasoning.effort else None,
+            "verbosity": params.verbosity,
             "response_format": _response_format(params),
             **_tools(params),
         }

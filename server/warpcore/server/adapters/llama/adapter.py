@@ -86,6 +86,8 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        if params.verbosity is not None:  # nothing in a chat template says how long to answer
+            raise InvalidArgumentError("verbosity is not supported by local models; leave it unset", field="verbosity")
         preparer, scheduler = self._serving(params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
