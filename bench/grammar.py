@@ -68,8 +68,9 @@ async def engine_with(models: Path, model: str, parallel: int) -> AsyncIterator[
 
 async def decode_rate(engine: Any, constrained: bool, seed: int, max_tokens: int) -> tuple[float, int]:
     """Tokens per second after the first token, and the tokens generated."""
-    from warpcore.server.core.domain import GenerationParams, ResponseFormat, ResponseFormatKind
+    from warpcore.server.core.domain import GenerationParams
     from warpcore.server.core.engine import GenerationResult
+    from warpcore.server.core.tooling import ResponseFormat, ResponseFormatKind
 
     response_format = ResponseFormat(ResponseFormatKind.JSON_SCHEMA, SCHEMA, name="story") if constrained else None
     params = GenerationParams(

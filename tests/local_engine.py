@@ -17,8 +17,6 @@ from warpcore.server.core.domain import (
     GenerationParams,
     LoadSpec,
     LocalSettings,
-    ResponseFormat,
-    ResponseFormatKind,
     TextChunk,
     ToolCallDelta,
 )
@@ -27,6 +25,10 @@ from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.registry import ModelRegistry
+from warpcore.server.core.tooling import (
+    ResponseFormat,
+    ResponseFormatKind,
+)
 
 
 @contextlib.asynccontextmanager

@@ -15,12 +15,14 @@ from warpcore.server.core.bounds import GRAMMAR_MAX_BYTES, GRAMMAR_MAX_REPEAT, G
 from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
+)
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tooling import (
     Tool,
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.core.engine import Engine
-from warpcore.server.core.errors import InvalidArgumentError
 
 REFUSAL_SECONDS = 2.0
 

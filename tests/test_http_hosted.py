@@ -211,3 +211,22 @@ async def test_openai_verbosity_reaches_an_openai_model_and_a_wrong_one_is_refus
                 model="m", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"verbosity": "loud"}
             )
     assert len(openai_upstream.requests) == sent
+
+
+async def test_the_newest_reasoning_efforts_cross_dialects(
+    doors: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, openai_upstream, "gpt")
+    await load_hosted(doors, anthropic_upstream, "claude")
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(
+            model="claude", messages=OPENAI_MESSAGES, max_tokens=5, reasoning_effort="xhigh"
+        )
+    async with async_anthropic_client(doors) as client:
+        await client.messages.create(
+            model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, output_config={"effort": "max"}
+        )
+    assert anthropic_upstream.requests[-1].body is not None
+    assert anthropic_upstream.requests[-1].body["output_config"] == {"effort": "xhigh"}
+    assert openai_upstream.requests[-1].body is not None
+    assert openai_upstream.requests[-1].body["reasoning_effort"] == "max"

@@ -21,17 +21,19 @@ from warpcore.server.core.domain import (
     ChatMessage,
     Finish,
     FinishReason,
-    ReasoningBlock,
     ReasoningChunk,
-    ResponseFormatKind,
     Role,
     TextChunk,
-    ToolCall,
     ToolCallDelta,
+)
+from warpcore.server.core.engine import GenerationOutput, GenerationResult
+from warpcore.server.core.tooling import (
+    ReasoningBlock,
+    ResponseFormatKind,
+    ToolCall,
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.core.engine import GenerationOutput, GenerationResult
 from warpcore.server.http.anthropic_request import messages_request
 from warpcore.server.http.anthropic_response import AnthropicStream, message
 from warpcore.server.http.collect import Collected

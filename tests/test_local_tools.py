@@ -19,16 +19,18 @@ from warpcore.server.core.domain import (
     ChatMessage,
     FinishReason,
     GenerationParams,
+    Role,
+)
+from warpcore.server.core.engine import Engine
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tooling import (
     ReasoningEffort,
     ReasoningOptions,
-    Role,
     Tool,
     ToolCall,
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.core.engine import Engine
-from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.embedded import install_embedded_model
 
 WEATHER = Tool(

@@ -308,15 +308,32 @@ async def test_json_object_output(stub: Stub, upstream: FakeUpstream) -> None:
         assert posts(upstream) == []
 
 
-async def test_reasoning_options_reach_the_provider(stub: Stub, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize(
+    ("effort", "name"),
+    [
+        (tools_pb2.REASONING_EFFORT_HIGH, "high"),
+        (tools_pb2.REASONING_EFFORT_XHIGH, "xhigh"),
+        (tools_pb2.REASONING_EFFORT_MAX, "max"),
+    ],
+)
+async def test_reasoning_options_reach_the_provider(
+    stub: Stub, upstream: FakeUpstream, effort: tools_pb2.ReasoningEffort.ValueType, name: str
+) -> None:
     await load(stub, upstream)
-    effort = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_HIGH))
-    await stream(stub.Generate(chat(user("Think."), tools=(), options=effort)))
+    options = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(effort=effort))
+    await stream(stub.Generate(chat(user("Think."), tools=(), options=options)))
     body = posts(upstream)[-1]
     if isinstance(upstream, FakeOpenAI):
-        assert body["reasoning_effort"] == "high"
+        assert body["reasoning_effort"] == name
     else:
-        assert body["output_config"] == {"effort": "high"}
+        assert body["output_config"] == {"effort": name}
+
+
+async def test_openai_takes_no_reasoning_at_all(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    await load(stub, openai_upstream)
+    options = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE))
+    await stream(stub.Generate(chat(user("Answer."), tools=(), options=options)))
+    assert posts(openai_upstream)[-1]["reasoning_effort"] == "none"
 
 
 @pytest.mark.parametrize(
@@ -329,6 +346,7 @@ async def test_reasoning_options_reach_the_provider(stub: Stub, upstream: FakeUp
             tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_MINIMAL),
             "options.reasoning.effort",
         ),
+        ("anthropic", tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE), "options.reasoning.effort"),
     ],
 )
 async def test_reasoning_options_a_provider_cannot_honour_are_refused(

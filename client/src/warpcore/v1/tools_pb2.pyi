@@ -100,6 +100,12 @@ class _ReasoningEffortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reaso
     """Some reasoning."""
     REASONING_EFFORT_HIGH: _ReasoningEffort.ValueType  # 4
     """Much reasoning."""
+    REASONING_EFFORT_NONE: _ReasoningEffort.ValueType  # 5
+    """No reasoning: the model answers at once (OpenAI's none). Not supported by Anthropic."""
+    REASONING_EFFORT_XHIGH: _ReasoningEffort.ValueType  # 6
+    """More than high (OpenAI's and Anthropic's xhigh, for the models that take it)."""
+    REASONING_EFFORT_MAX: _ReasoningEffort.ValueType  # 7
+    """As much reasoning as the model allows (OpenAI's and Anthropic's max)."""
 
 class ReasoningEffort(_ReasoningEffort, metaclass=_ReasoningEffortEnumTypeWrapper):
     """ReasoningEffort says how hard a reasoning model thinks before it answers."""
@@ -114,6 +120,12 @@ REASONING_EFFORT_MEDIUM: ReasoningEffort.ValueType  # 3
 """Some reasoning."""
 REASONING_EFFORT_HIGH: ReasoningEffort.ValueType  # 4
 """Much reasoning."""
+REASONING_EFFORT_NONE: ReasoningEffort.ValueType  # 5
+"""No reasoning: the model answers at once (OpenAI's none). Not supported by Anthropic."""
+REASONING_EFFORT_XHIGH: ReasoningEffort.ValueType  # 6
+"""More than high (OpenAI's and Anthropic's xhigh, for the models that take it)."""
+REASONING_EFFORT_MAX: ReasoningEffort.ValueType  # 7
+"""As much reasoning as the model allows (OpenAI's and Anthropic's max)."""
 Global___ReasoningEffort: _TypeAlias = ReasoningEffort  # noqa: Y015
 
 @_typing.final

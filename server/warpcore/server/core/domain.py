@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import CacheBreakpoint, ContentPart
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob
+from warpcore.server.core.tooling import ReasoningBlock, ReasoningOptions, ResponseFormat, Tool, ToolCall, ToolChoice
 
 
 class BackendKind(enum.Enum):
@@ -84,29 +83,6 @@ class LocalSettings:
 BackendSettings = ApiSettings | LocalSettings
 
 
-JsonSchema = Mapping[str, Any]
-"""A JSON Schema, parsed from the request's JSON text and checked against its metaschema."""
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A complete call the model made: `arguments` is JSON text that parses to an object."""
-
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ReasoningBlock:
-    """Reasoning an assistant turn carried, handed back as received. `signature` (Anthropic) is opaque; a block
-    with `redacted` set carries the provider's encrypted data in `signature` and no text."""
-
-    text: str = ""
-    signature: str = ""
-    redacted: bool = False
-
-
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
@@ -122,56 +98,6 @@ class ChatMessage:
     parts: tuple[ContentPart, ...] = ()
     """Text and images after `content`, in order (images in user turns only)."""
     cache: CacheBreakpoint = CacheBreakpoint.NONE  # a hosted API caches the prompt up to this message's end
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    description: str
-    parameters: JsonSchema
-    strict: bool = False  # calls' arguments guaranteed valid against `parameters` (the APIs' strict tool use)
-    cache: CacheBreakpoint = CacheBreakpoint.NONE
-
-
-class ToolChoiceMode(enum.Enum):
-    AUTO = "auto"
-    NONE = "none"
-    REQUIRED = "required"
-    NAMED = "named"
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    mode: ToolChoiceMode = ToolChoiceMode.AUTO
-    name: str = ""
-    """With NAMED: the tool the model must call."""
-
-
-class ResponseFormatKind(enum.Enum):
-    TEXT = "text"
-    JSON_OBJECT = "json_object"
-    JSON_SCHEMA = "json_schema"
-
-
-@dataclass(frozen=True)
-class ResponseFormat:
-    kind: ResponseFormatKind = ResponseFormatKind.TEXT
-    schema: JsonSchema | None = None
-    name: str = ""
-    strict: bool = False
-
-
-class ReasoningEffort(enum.Enum):
-    MINIMAL = "minimal"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-
-
-@dataclass(frozen=True)
-class ReasoningOptions:
-    effort: ReasoningEffort | None = None
-    budget_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -194,7 +120,7 @@ class GenerationParams:
     timeout: float | None = None
     """Seconds left before the caller's deadline, if it has one."""
     tools: tuple[Tool, ...] = ()
-    tool_choice: ToolChoice = ToolChoice()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
     parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     reasoning: ReasoningOptions | None = None

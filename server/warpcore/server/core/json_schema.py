@@ -9,8 +9,10 @@ from typing import Any
 import jsonschema
 
 from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH
-from warpcore.server.core.domain import JsonSchema
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tooling import (
+    JsonSchema,
+)
 
 
 def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 
-from warpcore.server.core.domain import FinishReason, ToolCall, ToolCallDelta
+from warpcore.server.core.domain import (
+    FinishReason,
+    ToolCallDelta,
+)
 from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.tooling import (
+    ToolCall,
+)
 
 
 class ToolCallAssembler:

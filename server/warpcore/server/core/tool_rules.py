@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 
 from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN
-from warpcore.server.core.domain import ChatMessage, GenerationParams, ResponseFormatKind, Role, ToolChoiceMode
+from warpcore.server.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    Role,
+)
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.json_schema import parse_json
 from warpcore.server.core.rules import require
+from warpcore.server.core.tooling import (
+    ResponseFormatKind,
+    ToolChoiceMode,
+)
 
 _TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
 

@@ -12,12 +12,14 @@ from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
+    Role,
+)
+from warpcore.server.core.tooling import (
     ReasoningBlock,
     ReasoningEffort,
     ReasoningOptions,
     ResponseFormat,
     ResponseFormatKind,
-    Role,
     Tool,
     ToolCall,
     ToolChoice,
@@ -43,7 +45,7 @@ from warpcore.server.http.images import Content, anthropic_image, numbered
 FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequences"}
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
-_EFFORTS = ("low", "medium", "high")
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _NO_TEXT = ("", NONE, NONE)
 
@@ -260,7 +262,7 @@ def _reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptio
     effort = None
     if effort_name is not None:
         if effort_name not in _EFFORTS:
-            raise unsupported("output_config.effort", f"effort {effort_name!r} (low, medium and high are)")
+            raise unsupported("output_config.effort", f"effort {effort_name!r} ({', '.join(_EFFORTS)} are)")
         effort = ReasoningEffort(effort_name)
     kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
     if kind not in (None, "enabled", "adaptive", "disabled"):

@@ -19,7 +19,12 @@ from typing import TypeVar
 
 from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import CacheBreakpoint
-from warpcore.server.core.domain import ChatMessage, Tool
+from warpcore.server.core.domain import (
+    ChatMessage,
+)
+from warpcore.server.core.tooling import (
+    Tool,
+)
 from warpcore.server.http.fields import Json, at, mapping, refuse, text
 
 NONE = CacheBreakpoint.NONE

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from warpcore.server.core.domain import FinishReason, ReasoningChunk, TextChunk, ToolCall, ToolCallDelta
+from warpcore.server.core.domain import (
+    FinishReason,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallDelta,
+)
 from warpcore.server.core.engine import GenerationOutput, GenerationResult
 from warpcore.server.core.tokens import TokenLogprob
+from warpcore.server.core.tooling import (
+    ToolCall,
+)
 
 
 @dataclass

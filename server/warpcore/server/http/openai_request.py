@@ -14,12 +14,14 @@ from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
+    Role,
+)
+from warpcore.server.core.tooling import (
     ReasoningBlock,
     ReasoningEffort,
     ReasoningOptions,
     ResponseFormat,
     ResponseFormatKind,
-    Role,
     Tool,
     ToolCall,
     ToolChoice,

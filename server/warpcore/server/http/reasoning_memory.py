@@ -15,12 +15,14 @@ from warpcore.server.core.bounds import MAX_REMEMBERED_REASONING
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
-    ReasoningBlock,
     ReasoningChunk,
     Role,
     ToolCallDelta,
 )
 from warpcore.server.core.engine import GenerationOutput
+from warpcore.server.core.tooling import (
+    ReasoningBlock,
+)
 
 
 class ReasoningMemory:

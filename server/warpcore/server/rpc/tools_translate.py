@@ -5,23 +5,25 @@ from __future__ import annotations
 
 from warpcore.server.core.domain import (
     ChatMessage,
-    ReasoningBlock,
     ReasoningChunk,
-    ReasoningEffort,
-    ReasoningOptions,
-    ResponseFormat,
-    ResponseFormatKind,
     Role,
     TextChunk,
-    Tool,
-    ToolCall,
     ToolCallDelta,
-    ToolChoice,
-    ToolChoiceMode,
 )
 from warpcore.server.core.json_schema import parse_schema
 from warpcore.server.core.rules import require
 from warpcore.server.core.tool_rules import check_tool_count
+from warpcore.server.core.tooling import (
+    ReasoningBlock,
+    ReasoningEffort,
+    ReasoningOptions,
+    ResponseFormat,
+    ResponseFormatKind,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+)
 from warpcore.server.rpc import translate_extras
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
@@ -50,6 +52,9 @@ _EFFORTS = {
     tools_pb2.REASONING_EFFORT_LOW: ReasoningEffort.LOW,
     tools_pb2.REASONING_EFFORT_MEDIUM: ReasoningEffort.MEDIUM,
     tools_pb2.REASONING_EFFORT_HIGH: ReasoningEffort.HIGH,
+    tools_pb2.REASONING_EFFORT_NONE: ReasoningEffort.NONE,
+    tools_pb2.REASONING_EFFORT_XHIGH: ReasoningEffort.XHIGH,
+    tools_pb2.REASONING_EFFORT_MAX: ReasoningEffort.MAX,
 }
 _OBJECT_SCHEMA = '{"type": "object"}'
 

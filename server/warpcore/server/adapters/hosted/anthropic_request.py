@@ -12,15 +12,17 @@ from warpcore.server.core.content import CacheBreakpoint, ContentPart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
+    Role,
+)
+from warpcore.server.core.tooling import (
     ReasoningEffort,
     ResponseFormatKind,
-    Role,
     ToolChoiceMode,
 )
 
 MIN_THINKING_BUDGET = 1024  # the API's smallest budget_tokens
 MAX_TEMPERATURE = 1.0
-_EFFORTS = {ReasoningEffort.LOW: "low", ReasoningEffort.MEDIUM: "medium", ReasoningEffort.HIGH: "high"}
+_EFFORTS = tuple(effort for effort in ReasoningEffort if effort not in (ReasoningEffort.NONE, ReasoningEffort.MINIMAL))
 _TOOL_CHOICES = {ToolChoiceMode.AUTO: "auto", ToolChoiceMode.REQUIRED: "any", ToolChoiceMode.NAMED: "tool"}
 
 
@@ -73,8 +75,9 @@ def _output_config(params: GenerationParams) -> dict[str, Any]:
     effort = params.reasoning.effort if params.reasoning else None
     if effort is not None:
         if effort not in _EFFORTS:
-            raise refused("reasoning.effort", "the Anthropic API takes a low, medium or high effort")
-        config["effort"] = _EFFORTS[effort]
+            names = ", ".join(known.value for known in _EFFORTS)
+            raise refused("reasoning.effort", f"the Anthropic API takes an effort of {names}")
+        config["effort"] = effort.value
     response_format = params.response_format
     if response_format is not None and response_format.kind is ResponseFormatKind.JSON_OBJECT:
         raise refused("response_format", "the Anthropic API takes a JSON Schema (json_schema), not a JSON object mode")

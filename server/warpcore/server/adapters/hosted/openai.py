@@ -28,14 +28,16 @@ from warpcore.server.core.domain import (
     FinishReason,
     GenerationParams,
     ReasoningChunk,
-    ResponseFormatKind,
     Role,
     TextChunk,
     ToolCallDelta,
-    ToolChoiceMode,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.tooling import (
+    ResponseFormatKind,
+    ToolChoiceMode,
+)
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",

@@ -15,8 +15,15 @@ from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
 from warpcore.server.adapters.llama.vision import PromptImage
 from warpcore.server.core.content import ImagePart, TextPart
-from warpcore.server.core.domain import ChatMessage, GenerationParams, Role, Tool
+from warpcore.server.core.domain import (
+    ChatMessage,
+    GenerationParams,
+    Role,
+)
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.tooling import (
+    Tool,
+)
 
 # Chat formats of llama-cpp-python that can be chosen by name.
 CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {

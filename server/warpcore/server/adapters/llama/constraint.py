@@ -6,8 +6,14 @@ from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.schema_check import SchemaInliner
 from warpcore.server.adapters.llama.schema_grammar import json_grammar, tool_calls_grammar
-from warpcore.server.core.domain import GenerationParams, ResponseFormatKind, ToolChoiceMode
+from warpcore.server.core.domain import (
+    GenerationParams,
+)
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.tooling import (
+    ResponseFormatKind,
+    ToolChoiceMode,
+)
 
 
 @dataclass(frozen=True)

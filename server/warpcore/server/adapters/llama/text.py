@@ -11,8 +11,16 @@ from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import Logprobs
 from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.adapters.llama.tool_calls import ToolCallText
-from warpcore.server.core.domain import Finish, FinishReason, GenerationEvent, TextChunk, ToolCall
+from warpcore.server.core.domain import (
+    Finish,
+    FinishReason,
+    GenerationEvent,
+    TextChunk,
+)
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
+from warpcore.server.core.tooling import (
+    ToolCall,
+)
 
 Emit = Callable[[GenerationEvent | BaseException], None]
 

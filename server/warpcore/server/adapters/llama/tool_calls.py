@@ -7,7 +7,14 @@ import json
 import secrets
 from collections.abc import Callable
 
-from warpcore.server.core.domain import GenerationEvent, TextChunk, ToolCall, ToolCallDelta
+from warpcore.server.core.domain import (
+    GenerationEvent,
+    TextChunk,
+    ToolCallDelta,
+)
+from warpcore.server.core.tooling import (
+    ToolCall,
+)
 
 CALL_OPENING = "<tool_call>"
 _HEADER_END = ', "arguments": '

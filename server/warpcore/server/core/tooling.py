@@ -1,0 +1,85 @@
+"""Tools, the calls a model makes, structured output and reasoning: the domain's side of tools.proto."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from warpcore.server.core.content import CacheBreakpoint
+
+JsonSchema = Mapping[str, Any]
+"""A JSON Schema, parsed from the request's JSON text and checked against its metaschema."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A complete call the model made: `arguments` is JSON text that parses to an object."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ReasoningBlock:
+    """Reasoning an assistant turn carried, handed back as received. `signature` (Anthropic) is opaque; a block
+    with `redacted` set carries the provider's encrypted data in `signature` and no text."""
+
+    text: str = ""
+    signature: str = ""
+    redacted: bool = False
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: JsonSchema
+    strict: bool = False  # calls' arguments guaranteed valid against `parameters` (the APIs' strict tool use)
+    cache: CacheBreakpoint = CacheBreakpoint.NONE
+
+
+class ToolChoiceMode(enum.Enum):
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    NAMED = "named"
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    name: str = ""
+    """With NAMED: the tool the model must call."""
+
+
+class ResponseFormatKind(enum.Enum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    kind: ResponseFormatKind = ResponseFormatKind.TEXT
+    schema: JsonSchema | None = None
+    name: str = ""
+    strict: bool = False
+
+
+class ReasoningEffort(enum.Enum):
+    NONE = "none"
+    MINIMAL = "minimal"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    XHIGH = "xhigh"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class ReasoningOptions:
+    effort: ReasoningEffort | None = None
+    budget_tokens: int | None = None
