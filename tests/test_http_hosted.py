@@ -4,6 +4,7 @@ whole, the upstream's failures in the caller's dialect, cancellation, shutdown a
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anthropic
 import openai
@@ -230,3 +231,24 @@ async def test_the_newest_reasoning_efforts_cross_dialects(
     assert anthropic_upstream.requests[-1].body["output_config"] == {"effort": "xhigh"}
     assert openai_upstream.requests[-1].body is not None
     assert openai_upstream.requests[-1].body["reasoning_effort"] == "max"
+
+
+async def test_a_json_schemas_description_reaches_a_claude_model_inside_the_schema(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    anthropic_upstream.script = Script(chunks=['{"n": 1}'])
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    described: Any = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema, "description": "A count"}}
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(
+            model="m", messages=OPENAI_MESSAGES, max_tokens=5, response_format=described
+        )
+        assert anthropic_upstream.requests[-1].body is not None
+        sent = anthropic_upstream.requests[-1].body["output_config"]["format"]["schema"]
+        assert sent == {**schema, "description": "A count"}
+        described["json_schema"]["schema"] = {**schema, "description": "Another"}
+        with pytest.raises(openai.BadRequestError, match=r"response_format\.json_schema\.description"):
+            await client.chat.completions.create(
+                model="m", messages=OPENAI_MESSAGES, max_tokens=5, response_format=described
+            )

@@ -257,9 +257,17 @@ def _response_format(response_format: Json | None) -> ResponseFormat | None:
         raise refuse("response_format.type", f"unknown type {kind!r}; expected text, json_object or json_schema")
     spec = mapping(response_format, "json_schema", "response_format", required=True) or {}
     path = "response_format.json_schema"
+    schema = mapping(spec, "schema", path) or {}
+    # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
+    # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
+    description = text(spec, "description", path)
+    if description is not None:
+        if schema.get("description", description) != description:
+            raise refuse(at(path, "description"), "differs from the schema's own description; give one of them")
+        schema = {**schema, "description": description}
     return ResponseFormat(
         ResponseFormatKind.JSON_SCHEMA,
-        schema=mapping(spec, "schema", path) or {},
+        schema=schema,
         name=text(spec, "name", path, required=True) or "",
         strict=boolean(spec, "strict", path) is True,
     )
