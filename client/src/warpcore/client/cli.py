@@ -8,25 +8,29 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
     Client,
-    GenerateResponse,
-    Message,
-    Model,
-    NotFoundError,
-    PullProgress,
-    ReasoningDelta,
-    TextDelta,
     WarpcoreError,
 )
 from warpcore.client._channel import OptionError
+from warpcore.client._commands import (
+    CliError,
+    chat,
+    embed,
+    generate,
+    health,
+    load,
+    models,
+    pull,
+    tokens,
+    unload,
+)
 
 CLIENT_OPTIONS = ("tls", "root_certificates", "client_certificate", "client_key", "token", "timeout")
-COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 BACKENDS = [backend.value for backend in Backend]
 
 
@@ -39,10 +43,7 @@ MAX_TIMEOUT = 10**8
 with DEADLINE_EXCEEDED."""
 
 Number = TypeVar("Number", int, float)
-
-
-class CliError(Exception):
-    """A failure of the command itself rather than of a call, e.g. no model to choose."""
+Command = Callable[[Client, argparse.Namespace], int]
 
 
 def bounded(
@@ -79,28 +80,6 @@ def connect(args: argparse.Namespace) -> Client:
     return Client(args.target, **options)
 
 
-def pick_model(client: Client, model: str | None, backend: str | None, task: str = "generate") -> str:
-    """The id to use: --model (loaded first if it is not and --backend is given), else the only one loaded that can
-    do `task` (a Capabilities field: generate, embed, count_tokens)."""
-    if model is None:
-        loaded = [
-            m.id
-            for m in client.list_models()
-            if backend in (None, m.backend) and (m.capabilities is None or getattr(m.capabilities, task))
-        ]
-        if len(loaded) != 1:
-            if loaded:
-                raise CliError(f"several models are loaded ({', '.join(loaded)}); choose one with --model")
-            raise CliError("no model is loaded; load one with `warpcore load`, or give --model and --backend")
-        return loaded[0]
-    if backend is not None and model not in {m.id for m in client.list_models()}:
-        client.load_model(model, backend=backend, model_id=model)
-    return model
-
-
-DIM, PLAIN = "\x1b[2m", "\x1b[0m"
-
-
 def json_schema_file(path: str) -> dict[str, Any]:
     """The JSON Schema in the file at `path` (an argparse type: a usage error names the option)."""
     try:
@@ -112,191 +91,6 @@ def json_schema_file(path: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
     return schema
-
-
-def stream_reply(
-    client: Client, model_id: str, out: TextIO, reasoning: TextIO | None = None, **request: Any
-) -> GenerateResponse:
-    """Write the generated text to `out` as it comes, then a newline, and the model's reasoning to `reasoning` (if
-    given; dimmed on a terminal); return the final response."""
-    dim, plain = (DIM, PLAIN) if reasoning is not None and reasoning.isatty() else ("", "")
-    thought = False
-    with client.generate(model_id, stream=True, **request) as stream:
-        for event in stream:
-            if isinstance(event, TextDelta):
-                out.write(event.text)
-                out.flush()
-            elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
-                reasoning.write(f"{dim}{event.text}{plain}")
-                reasoning.flush()
-                thought = True
-        response = stream.get_final_response()
-    if thought and reasoning is not None:
-        reasoning.write("\n")
-    out.write("\n")
-    out.flush()
-    return response
-
-
-def generation_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The generation options given on the command line."""
-    names = (
-        "system",
-        "max_tokens",
-        "temperature",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "reasoning_effort",
-        "reasoning_budget",
-    )
-    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if args.json_schema is not None:
-        options["response_format"] = args.json_schema
-    return options
-
-
-def usage_line(response: GenerateResponse) -> str:
-    """E.g. "[12 prompt + 64 completion tokens, 512.3 tokens/s, first token 0.02 s, finish: length]"."""
-    usage, timings = response.usage, response.timings
-    parts = [f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"]
-    if timings.total > 0:
-        parts.append(f"{usage.completion_tokens / timings.total:.1f} tokens/s")
-    if timings.time_to_first_token is not None:
-        parts.append(f"first token {timings.time_to_first_token:.2f} s")
-    parts.append(f"finish: {response.finish_reason}")
-    return f"[{', '.join(parts)}]"
-
-
-def generate(client: Client, args: argparse.Namespace) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
-    if not prompt:
-        # Checked here rather than by the server, whose answer names protocol fields the user never set.
-        usage: argparse.ArgumentParser = args.parser
-        usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
-    model_id = pick_model(client, args.model, args.backend)
-    reasoning = sys.stderr if args.show_reasoning else None
-    response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
-    print(usage_line(response), file=sys.stderr)
-    return 0
-
-
-def chat(client: Client, args: argparse.Namespace) -> int:
-    model_id = pick_model(client, args.model, None)
-    history: list[Message] = []
-    while True:
-        sys.stderr.write("> ")
-        sys.stderr.flush()
-        line = sys.stdin.readline()
-        if not line or line.strip() == "/exit":
-            return 0
-        if not line.strip():
-            continue
-        history.append(Message("user", line.rstrip("\n")))
-        reasoning = sys.stderr if args.show_reasoning else None
-        reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
-        history.append(reply.message())
-
-
-def embed(client: Client, args: argparse.Namespace) -> int:
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
-        usage: argparse.ArgumentParser = args.parser
-        usage.error("texts are needed: give them as arguments or write them on stdin, one a line")
-    model_id = pick_model(client, args.model, None, "embed")
-    response = client.embed(
-        model_id, texts, dimensions=args.dimensions, normalize=args.normalize, truncate=args.truncate
-    )
-    for text, vector in zip(texts, response.embeddings, strict=True):
-        print(json.dumps({"input": text, "embedding": vector}))
-    print(f"[{response.prompt_tokens} tokens]", file=sys.stderr)
-    return 0
-
-
-def tokens(client: Client, args: argparse.Namespace) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
-    if not prompt:
-        usage: argparse.ArgumentParser = args.parser
-        usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
-    model_id = pick_model(client, args.model, None, "count_tokens")
-    options = generation_options(args)
-    messages = [Message("user", prompt)] if args.chat else None
-    counted = client.count_tokens(
-        model_id, prompt=None if args.chat else prompt, messages=messages, include_tokens=args.list, **options
-    )
-    for token in counted.tokens:
-        print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='replace'))}")
-    print(counted.prompt_tokens)
-    return 0
-
-
-def table(listed: Sequence[Model]) -> str:
-    """The models as aligned columns under a header."""
-    rows = [list(COLUMNS), *([str(getattr(model, key)) for key in COLUMNS.values()] for model in listed)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
-def models(client: Client, args: argparse.Namespace) -> int:
-    listed = client.list_models(args.backend)
-    if args.json:
-        print(json.dumps([{key: getattr(model, key) for key in COLUMNS.values()} for model in listed], indent=2))
-    else:
-        print(table(listed))
-    return 0
-
-
-def load(client: Client, args: argparse.Namespace) -> int:
-    print(client.load_model(args.model, backend=args.backend, model_id=args.id, context_size=args.context_size).id)
-    return 0
-
-
-def unload(client: Client, args: argparse.Namespace) -> int:
-    print(client.unload_model(args.id).id)
-    return 0
-
-
-def progress_bar(done: int, total: int | None, width: int = 30) -> str:
-    """`[#######-------]  47%  12.3/26.1 MiB`, or only the MiB so far while the size is unknown."""
-    mib = 1024 * 1024
-    if not total:
-        return f"{done / mib:.1f} MiB"
-    filled = width * done // total
-    return f"[{'#' * filled}{'-' * (width - filled)}] {100 * done // total:3d}%  {done / mib:.1f}/{total / mib:.1f} MiB"
-
-
-def pull(client: Client, args: argparse.Namespace) -> int:
-    """Progress on stderr, redrawn in place; the pulled model on stdout. Ctrl-C cancels the pull (a later pull
-    resumes it)."""
-    drawn = False  # a bar is on the line: end it before anything else is printed
-    try:
-        for event in client.pull_model(args.model, revision=args.revision):
-            if isinstance(event, PullProgress):
-                print(f"\r{progress_bar(event.done, event.total)}", end="", file=sys.stderr, flush=True)
-                drawn = True
-                continue
-            if drawn:
-                print(file=sys.stderr)
-                drawn = False
-            checked = "already present" if event.already_present else f"sha256 {event.sha256}"
-            print(f"{event.model}  {event.size} bytes  {checked}")
-    finally:
-        if drawn:
-            print(file=sys.stderr)
-    return 0
-
-
-def health(client: Client, args: argparse.Namespace) -> int:
-    try:
-        status = client.health(args.service)
-    except NotFoundError:
-        # The health protocol's only NOT_FOUND, which comes without a message.
-        raise CliError(f"health: the server knows no service {args.service!r}") from None
-    print(status)
-    return 0 if status == "SERVING" else 1
-
-
-Command = Callable[[Client, argparse.Namespace], int]
 
 
 def parser() -> argparse.ArgumentParser:
