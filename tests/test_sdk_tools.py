@@ -210,7 +210,16 @@ async def test_tools_choices_and_formats_shaped_as_the_vendors_sdks_take_them(
         ({"tool_choice": {"type": "tool"}}, "holds the name of one tool"),
         ({"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}, "parallel_tool_calls": True}, "disagree"),
         ({"response_format": {"type": "json_object", "strict": True}}, "holds nothing else"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}, "description": "d"}}}, "holds"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}, "title": "t"}}}, "holds"),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"schema": {"description": "a"}, "description": "b"},
+                }
+            },
+            "differs from its schema's own",
+        ),
     ],
 )
 def test_vendor_shapes_that_cannot_be_carried_are_refused_by_name(options: dict[str, Any], message: str) -> None:
@@ -226,6 +235,9 @@ def test_vendor_formats_are_never_taken_for_schemas() -> None:
     _, fields, _ = request_fields(GenerationOptions(response_format={"title": "Answer", **ANSWER_SCHEMA}))
     assert json.loads(fields["response_format"].schema_json)["properties"] == ANSWER_SCHEMA["properties"]
     assert (fields["response_format"].name, fields["response_format"].strict) == ("Answer", False)
+    described = {"type": "json_schema", "json_schema": {"schema": ANSWER_SCHEMA, "description": "A count"}}
+    _, fields, _ = request_fields(GenerationOptions(response_format=described))
+    assert json.loads(fields["response_format"].schema_json) == {**ANSWER_SCHEMA, "description": "A count"}
     request, _, _ = request_fields(GenerationOptions(tool_choice={"type": "any"}))
     assert request["tool_choice"].mode == tools_pb2.TOOL_CHOICE_MODE_REQUIRED
 

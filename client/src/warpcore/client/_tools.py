@@ -161,12 +161,18 @@ def _vendor_format(response_format: Mapping[str, Any]) -> tools_pb2.ResponseForm
     if fields.keys() == {"schema"}:
         return _schema_format(fields["schema"], "response", strict=True)
     spec = fields.pop("json_schema", None)
-    if fields or not isinstance(spec, Mapping) or not spec.keys() <= {"name", "schema", "strict"}:
+    if fields or not isinstance(spec, Mapping) or not spec.keys() <= {"name", "schema", "strict", "description"}:
         raise ValueError(
-            "a json_schema response_format holds json_schema: {name, schema, strict} (OpenAI) or schema (Anthropic)"
+            "a json_schema response_format holds json_schema: {name, schema, strict, description} (OpenAI) or schema"
+            " (Anthropic)"
         )
+    schema = dict(spec.get("schema", {}))
+    # What the format is for: the schema's own description says it to every backend.
+    description = spec.get("description")
+    if description is not None and schema.setdefault("description", description) != description:
+        raise ValueError("the json_schema's description differs from its schema's own; give one of them")
     name = str(spec.get("name") or "response")
-    return _schema_format(spec.get("schema", {}), name, strict=spec.get("strict") is True)
+    return _schema_format(schema, name, strict=spec.get("strict") is True)
 
 
 def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str, Any], Parse | None]:
