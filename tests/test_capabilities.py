@@ -45,8 +45,10 @@ async def test_hosted_models(stub: Stub, openai_upstream: FakeOpenAI, anthropic_
         )
         await stub.LoadModel(request)
     models = await listed(stub)
-    assert models["chat"].capabilities == capb.ModelCapabilities(generate=True, images=True, logprobs=True, tools=True)
+    assert models["chat"].capabilities == capb.ModelCapabilities(
+        generate=True, images=True, logprobs=True, tools=True, documents=True
+    )
     assert models["vectors"].capabilities == capb.ModelCapabilities(embed=True)
     assert models["claude"].capabilities == capb.ModelCapabilities(
-        generate=True, count_tokens=True, images=True, tools=True
+        generate=True, count_tokens=True, images=True, tools=True, documents=True
     )

@@ -169,7 +169,7 @@ async def test_bad_openai_fields_are_400_naming_them(
         ({"messages": [{"role": "user", "content": [{"type": "video", "source": {}}]}]}, "messages[0].content[0].type"),
         ({"tool_choice": {"type": "tool", "name": "f"}}, "tool_choice.name"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
-        ({"output_config": {"effort": "max"}}, "output_config.effort"),
+        ({"output_config": {"effort": "minimal"}}, "output_config.effort"),
     ],
 )
 async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:

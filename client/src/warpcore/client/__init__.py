@@ -17,7 +17,7 @@ from warpcore.client._errors import (
     UnimplementedError,
     WarpcoreError,
 )
-from warpcore.client._messages import Cache, Image, Message, ReasoningBlock, Text, Tool, ToolCall
+from warpcore.client._messages import Cache, Document, Image, Message, ReasoningBlock, Text, Tool, ToolCall
 from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
@@ -59,6 +59,7 @@ __all__ = [
     "Client",
     "ClientOptions",
     "DeadlineExceededError",
+    "Document",
     "EmbedResponse",
     "FailedPreconditionError",
     "FinishReason",

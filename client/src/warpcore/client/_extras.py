@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from warpcore.client._messages import Cache, Part, Text
+from warpcore.client._messages import Cache, Document, Part, Text
 from warpcore.client._types import (
     Capabilities,
     EmbedResponse,
@@ -46,13 +46,21 @@ def cache_breakpoint(cache: Cache | None) -> cpb.CacheBreakpoint.ValueType:
 
 
 def content_parts(parts: Iterable[Part]) -> list[cpb.ContentPart]:
-    """Strings and Text values as text parts, Image values as image parts (by bytes or by URL)."""
+    """Strings and Text values as text parts, Image and Document values as image and document parts (by bytes or by
+    URL)."""
     out = []
     for part in parts:
         if isinstance(part, str):
             out.append(cpb.ContentPart(text=part))
         elif isinstance(part, Text):
             out.append(cpb.ContentPart(text=part.text, cache_breakpoint=cache_breakpoint(part.cache)))
+        elif isinstance(part, Document):
+            document = cpb.DocumentPart(name=part.name)
+            if part.url:
+                document.url = part.url
+            else:
+                document.data, document.media_type = part.data, part.media_type
+            out.append(cpb.ContentPart(document=document, cache_breakpoint=cache_breakpoint(part.cache)))
         else:
             image = (
                 cpb.ImagePart(url=part.url) if part.url else cpb.ImagePart(data=part.data, media_type=part.media_type)
@@ -84,6 +92,7 @@ def capabilities_from(model: pb.Model) -> Capabilities | None:
         images=found.images,
         logprobs=found.logprobs,
         tools=found.tools,
+        documents=found.documents,
     )
 
 

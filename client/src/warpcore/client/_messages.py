@@ -39,6 +39,28 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Document:
+    """A PDF document for a chat message: its bytes, or an https URL the provider fetches (Anthropic only); `name` is
+    shown to the model. Hosted models read documents; llama.cpp models refuse them."""
+
+    data: bytes = field(default=b"", repr=False)
+    media_type: str = "application/pdf"
+    url: str = ""
+    name: str = ""
+    cache: Cache | None = None
+    """A cache breakpoint after this document."""
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, cache: Cache | None = None) -> Document:
+        """The PDF in a file, named after it."""
+        return cls(data=Path(path).read_bytes(), name=Path(path).name, cache=cache)
+
+    @classmethod
+    def from_url(cls, url: str, *, name: str = "", cache: Cache | None = None) -> Document:
+        return cls(url=url, name=name, cache=cache)
+
+
+@dataclass(frozen=True)
 class Text:
     """Text of a chat message after its content, as a part of its own: only needed to end it with a cache
     breakpoint (a plain string is a text part too)."""
@@ -47,8 +69,8 @@ class Text:
     cache: Cache | None = None
 
 
-Part = str | Text | Image
-"""A piece of a chat message after its content: more text, or an image."""
+Part = str | Text | Image | Document
+"""A piece of a chat message after its content: more text, an image or a document."""
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ class Capabilities:
     images: bool
     logprobs: bool
     tools: bool
+    documents: bool = False
 
 
 @dataclass(frozen=True)

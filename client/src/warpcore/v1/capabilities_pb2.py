@@ -24,13 +24,13 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewarpcore/v1/capabilities.proto\x12\x0bwarpcore.v1\"{\n\x11ModelCapabilities\x12\x10\n\x08generate\x18\x01 \x01(\x08\x12\r\n\x05\x65mbed\x18\x02 \x01(\x08\x12\x14\n\x0c\x63ount_tokens\x18\x03 \x01(\x08\x12\x0e\n\x06images\x18\x04 \x01(\x08\x12\x10\n\x08logprobs\x18\x05 \x01(\x08\x12\r\n\x05tools\x18\x06 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ewarpcore/v1/capabilities.proto\x12\x0bwarpcore.v1\"\x8e\x01\n\x11ModelCapabilities\x12\x10\n\x08generate\x18\x01 \x01(\x08\x12\r\n\x05\x65mbed\x18\x02 \x01(\x08\x12\x14\n\x0c\x63ount_tokens\x18\x03 \x01(\x08\x12\x0e\n\x06images\x18\x04 \x01(\x08\x12\x10\n\x08logprobs\x18\x05 \x01(\x08\x12\r\n\x05tools\x18\x06 \x01(\x08\x12\x11\n\tdocuments\x18\x07 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'warpcore.v1.capabilities_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELCAPABILITIES']._serialized_start=47
-  _globals['_MODELCAPABILITIES']._serialized_end=170
+  _globals['_MODELCAPABILITIES']._serialized_start=48
+  _globals['_MODELCAPABILITIES']._serialized_end=190
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,7 @@ class ModelCapabilities(_message.Message):
     IMAGES_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
     generate: _builtins.bool
     """Generate."""
     embed: _builtins.bool
@@ -44,6 +45,8 @@ class ModelCapabilities(_message.Message):
     """GenerationOptions.logprobs and top_logprobs."""
     tools: _builtins.bool
     """Tools the model may call."""
+    documents: _builtins.bool
+    """Document parts (PDF) in chat messages."""
     def __init__(
         self,
         *,
@@ -53,10 +56,11 @@ class ModelCapabilities(_message.Message):
         images: _builtins.bool = ...,
         logprobs: _builtins.bool = ...,
         tools: _builtins.bool = ...,
+        documents: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_tokens", b"count_tokens", "embed", b"embed", "generate", b"generate", "images", b"images", "logprobs", b"logprobs", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_tokens", b"count_tokens", "documents", b"documents", "embed", b"embed", "generate", b"generate", "images", b"images", "logprobs", b"logprobs", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

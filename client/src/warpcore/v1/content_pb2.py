@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19warpcore/v1/content.proto\x12\x0bwarpcore.v1\"\x86\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x05image\x18\x02 \x01(\x0b\x32\x16.warpcore.v1.ImagePartH\x00\x12\x36\n\x10\x63\x61\x63he_breakpoint\x18\x03 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpointB\x06\n\x04part\"H\n\tImagePart\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\tB\x08\n\x06source*j\n\x0f\x43\x61\x63heBreakpoint\x12 \n\x1c\x43\x41\x43HE_BREAKPOINT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41\x43HE_BREAKPOINT_SHORT\x10\x01\x12\x19\n\x15\x43\x41\x43HE_BREAKPOINT_LONG\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19warpcore/v1/content.proto\x12\x0bwarpcore.v1\"\xb5\x01\n\x0b\x43ontentPart\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x05image\x18\x02 \x01(\x0b\x32\x16.warpcore.v1.ImagePartH\x00\x12-\n\x08\x64ocument\x18\x04 \x01(\x0b\x32\x19.warpcore.v1.DocumentPartH\x00\x12\x36\n\x10\x63\x61\x63he_breakpoint\x18\x03 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpointB\x06\n\x04part\"Y\n\x0c\x44ocumentPart\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\tB\x08\n\x06source\"H\n\tImagePart\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\r\n\x03url\x18\x02 \x01(\tH\x00\x12\x12\n\nmedia_type\x18\x03 \x01(\tB\x08\n\x06source*j\n\x0f\x43\x61\x63heBreakpoint\x12 \n\x1c\x43\x41\x43HE_BREAKPOINT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41\x43HE_BREAKPOINT_SHORT\x10\x01\x12\x19\n\x15\x43\x41\x43HE_BREAKPOINT_LONG\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'warpcore.v1.content_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CACHEBREAKPOINT']._serialized_start=253
-  _globals['_CACHEBREAKPOINT']._serialized_end=359
+  _globals['_CACHEBREAKPOINT']._serialized_start=391
+  _globals['_CACHEBREAKPOINT']._serialized_end=497
   _globals['_CONTENTPART']._serialized_start=43
-  _globals['_CONTENTPART']._serialized_end=177
-  _globals['_IMAGEPART']._serialized_start=179
-  _globals['_IMAGEPART']._serialized_end=251
+  _globals['_CONTENTPART']._serialized_end=224
+  _globals['_DOCUMENTPART']._serialized_start=226
+  _globals['_DOCUMENTPART']._serialized_end=315
+  _globals['_IMAGEPART']._serialized_start=317
+  _globals['_IMAGEPART']._serialized_end=389
 # @@protoc_insertion_point(module_scope)

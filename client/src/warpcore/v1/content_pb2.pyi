@@ -54,12 +54,13 @@ Global___CacheBreakpoint: _TypeAlias = CacheBreakpoint  # noqa: Y015
 
 @_typing.final
 class ContentPart(_message.Message):
-    """ContentPart is one piece of a chat message: text or an image."""
+    """ContentPart is one piece of a chat message: text, an image or a document."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_FIELD_NUMBER: _builtins.int
     CACHE_BREAKPOINT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """Text."""
@@ -69,22 +70,69 @@ class ContentPart(_message.Message):
     def image(self) -> Global___ImagePart:
         """An image (ROLE_USER messages only)."""
 
+    @_builtins.property
+    def document(self) -> Global___DocumentPart:
+        """A PDF document (ROLE_USER messages only)."""
+
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         image: Global___ImagePart | None = ...,
+        document: Global___DocumentPart | None = ...,
         cache_breakpoint: Global___CacheBreakpoint.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_breakpoint", b"cache_breakpoint", "image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_breakpoint", b"cache_breakpoint", "document", b"document", "image", b"image", "part", b"part", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["text", "image", "document"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
+
+@_typing.final
+class DocumentPart(_message.Message):
+    """DocumentPart is a PDF document, given by its bytes or by a URL the provider fetches,
+    whose text and pages the model reads. Hosted APIs only (OpenAI, Anthropic); a
+    llama.cpp model refuses it. At most 20 per request, each at most 32 MiB (within the
+    server's message size limit).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The file's bytes, starting "%PDF-" (sent to hosted APIs base64-encoded)."""
+    url: _builtins.str
+    """An https:// URL the provider fetches the document from (Anthropic only: OpenAI's
+    chat API takes a document's bytes, not its URL).
+    """
+    media_type: _builtins.str
+    """With data: the document's type; "application/pdf", the only one, when empty."""
+    name: _builtins.str
+    """A name for the document, shown to the model (Anthropic's title, OpenAI's filename)."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        url: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "source", b"source", "url", b"url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "media_type", b"media_type", "name", b"name", "source", b"source", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["data", "url"]  # noqa: Y015
+    _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_source) -> _WhichOneofReturnType_source | None: ...
+
+Global___DocumentPart: _TypeAlias = DocumentPart  # noqa: Y015
 
 @_typing.final
 class ImagePart(_message.Message):

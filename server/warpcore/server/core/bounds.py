@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from urllib.parse import urlsplit
 
 from warpcore.server.core.domain import NumaStrategy
 from warpcore.server.core.embeddings import Pooling
@@ -45,6 +46,13 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """The largest image a request may carry (Anthropic's API limit; OpenAI's is larger)."""
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 """The image types both hosted APIs accept."""
+MAX_DOCUMENTS = 20
+"""Documents in one request, at most."""
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+"""The largest document a request may carry (Anthropic's limit for a whole request; OpenAI's for a file is larger)."""
+PDF = "application/pdf"
+DOCUMENT_MEDIA_TYPES = (PDF,)
+"""The document types both hosted APIs read."""
 MAX_EMBED_INPUTS = 2048
 """Texts in one Embed call, at most (OpenAI's own limit)."""
 MAX_EMBED_DIMENSIONS = 65536
@@ -128,3 +136,17 @@ GRAMMAR_MAX_BYTES = 256 * 1024
 def parse_pooling(name: str) -> Pooling | None:
     """The pooling a name (any case) stands for, None for an unknown name."""
     return Pooling.__members__.get(name.strip().upper())
+
+
+def is_http_url(value: str) -> bool:
+    """An http(s) URL whose host and port an HTTP client can use."""
+    if not value.isascii() or not value.isprintable() or " " in value:
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        if parts.hostname:
+            parts.hostname.encode("idna")
+    except (ValueError, UnicodeError):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -14,3 +14,4 @@ class Capabilities:
     images: bool = False
     logprobs: bool = False
     tools: bool = False
+    documents: bool = False

@@ -1,5 +1,5 @@
-"""The pieces a chat message may carry beside its text: more text, and images by their bytes or a URL; and the
-breakpoints that ask a hosted API to cache the prompt up to a piece."""
+"""The pieces a chat message may carry beside its text: more text, and images and documents by their bytes or a URL;
+and the breakpoints that ask a hosted API to cache the prompt up to a piece."""
 
 from __future__ import annotations
 
@@ -31,4 +31,15 @@ class ImagePart:
     cache: CacheBreakpoint = CacheBreakpoint.NONE
 
 
-ContentPart = TextPart | ImagePart
+@dataclass(frozen=True)
+class DocumentPart:
+    """A PDF document: exactly one of `data` (with its `media_type`) and `url` is set; `name` is shown to the model."""
+
+    data: bytes = field(default=b"", repr=False)
+    media_type: str = ""
+    url: str = ""
+    name: str = ""
+    cache: CacheBreakpoint = CacheBreakpoint.NONE
+
+
+ContentPart = TextPart | ImagePart | DocumentPart

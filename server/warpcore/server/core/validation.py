@@ -4,17 +4,13 @@ the domain request (`max_tokens`, `settings.threads`), which each front door map
 from __future__ import annotations
 
 import math
-from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
-    IMAGE_MEDIA_TYPES,
     MAX_BIASED_TOKENS,
     MAX_CONTEXT_SIZE,
     MAX_EMBED_DIMENSIONS,
     MAX_EMBED_INPUTS,
     MAX_ID_LENGTH,
-    MAX_IMAGE_BYTES,
-    MAX_IMAGES,
     MAX_KEEP_ALIVE_SECONDS,
     MAX_LOGIT_BIAS,
     MAX_PARALLEL,
@@ -27,9 +23,9 @@ from warpcore.server.core.bounds import (
     MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
     VERBOSITY_LEVELS,
+    is_http_url,
 )
 from warpcore.server.core.cache_rules import check_cache_breakpoints
-from warpcore.server.core.content import ImagePart
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
@@ -40,7 +36,8 @@ from warpcore.server.core.domain import (
     Role,
 )
 from warpcore.server.core.embeddings import EmbedParams
-from warpcore.server.core.errors import ContentTooLargeError, InvalidArgumentError
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.part_rules import check_parts
 from warpcore.server.core.rules import require
 from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
@@ -62,7 +59,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         "messages",
         "messages must hold at least one user or assistant message",
     )
-    _check_images(params)
+    check_parts(params)
     require(
         1 <= params.max_tokens <= max_tokens_limit, "max_tokens", f"max_tokens must be between 1 and {max_tokens_limit}"
     )
@@ -104,49 +101,6 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     check_conversation(params.messages, check_tools(params))
     check_output(params)
     check_cache_breakpoints(params)
-
-
-def _check_images(params: GenerationParams) -> None:
-    """Parts outside system turns, images only in user turns, of a type both APIs take, from https URLs, within the
-    size and count limits."""
-    count = 0
-    for index, message in enumerate(params.messages):
-        require(
-            not message.parts or message.role is not Role.SYSTEM,
-            f"messages[{index}].parts",
-            "system messages carry their text in content, without parts",
-        )
-        for number, part in enumerate(message.parts):
-            if not isinstance(part, ImagePart):
-                continue
-            field = f"messages[{index}].parts[{number}]"
-            count += 1
-            if count > MAX_IMAGES:
-                raise ContentTooLargeError(
-                    f"{field} is image number {count}; a request may carry at most {MAX_IMAGES}",
-                    field=field,
-                    reason="TOO_MANY_IMAGES",
-                )
-            require(message.role is Role.USER, field, f"{field}: images go in user messages only")
-            require(bool(part.data) != bool(part.url), field, f"{field}: give an image's data or its url")
-            if part.url:
-                require(
-                    part.url.startswith("https://") and _is_http_url(part.url),
-                    field,
-                    f"{field}: an image url must be an https:// URL",
-                )
-                continue
-            require(
-                part.media_type in IMAGE_MEDIA_TYPES,
-                field,
-                f"{field}: media_type must be one of {', '.join(IMAGE_MEDIA_TYPES)}",
-            )
-            if len(part.data) > MAX_IMAGE_BYTES:
-                raise ContentTooLargeError(
-                    f"{field} is {len(part.data)} bytes; an image may be at most {MAX_IMAGE_BYTES}",
-                    field=field,
-                    reason="IMAGE_TOO_LARGE",
-                )
 
 
 def check_embedding(params: EmbedParams) -> None:
@@ -205,7 +159,7 @@ def _check_api(api: ApiSettings) -> None:
             f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
         )
     if api.base_url is not None:
-        require(_is_http_url(api.base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
+        require(is_http_url(api.base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
     for name, value in (("api_key", api.api_key), ("organization", api.organization)):
         # These travel in HTTP headers; the message must not echo a key.
         if value is not None:
@@ -233,17 +187,3 @@ def _check_local(local: LocalSettings) -> None:
         require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
-
-
-def _is_http_url(value: str) -> bool:
-    """An http(s) URL whose host and port an HTTP client can use."""
-    if not value.isascii() or not value.isprintable() or " " in value:
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-        if parts.hostname:
-            parts.hostname.encode("idna")
-    except (ValueError, UnicodeError):
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -40,7 +40,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
-from warpcore.server.http.images import Content, anthropic_image, numbered
+from warpcore.server.http.parts import Content, anthropic_document, anthropic_image, numbered
 
 FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequences"}
 """Domain field paths as this dialect names them."""
@@ -167,9 +167,9 @@ def _turn(
         mark = cache_mark(block, block_path, marks)
         if kind == "text":
             own.add_text(text(block, "text", block_path, required=True) or "", block_path)
-        elif kind == "image":  # in any role: the domain says where images may go
-            image = anthropic_image(block, block_path)
-            own.add_image(dataclasses.replace(image, cache=mark), block_path)
+        elif kind in ("image", "document"):  # in any role: the domain says where they may go
+            file = (anthropic_image if kind == "image" else anthropic_document)(block, block_path)
+            own.add_file(dataclasses.replace(file, cache=mark), block_path)
             mark = NONE
         elif kind == "tool_use" and role is Role.ASSISTANT:
             calls.append(

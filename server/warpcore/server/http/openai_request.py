@@ -43,7 +43,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
-from warpcore.server.http.images import Content, numbered, openai_image
+from warpcore.server.http.parts import Content, numbered, openai_file, openai_image
 
 FIELD_NAMES = {"model_id": "model", "prompt": "messages", "system": "messages"}
 """Domain field paths as this dialect names them."""
@@ -141,9 +141,9 @@ def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
 
 
 def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text (or refusal) and image parts in order; images in any role: the domain says where
-    they may go. With the cache breakpoint of its last part, and the first of a part before it that ends no place of
-    the domain's (see cache_marks)."""
+    """A string, or an array of text (or refusal), image and file parts in order; files in any role: the domain says
+    where they may go. With the cache breakpoint of its last part, and the first of a part before it that ends no
+    place of the domain's (see cache_marks)."""
     content_path = at(path, "content")
     content = Content(content_path)
     value = message.get("content")
@@ -155,8 +155,9 @@ def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content,
     for place, (part_path, part) in enumerate(parts):
         kind = part.get("type")
         mark = part_mark(part, part_path, marks)
-        if kind == "image_url":
-            content.add_image(dataclasses.replace(openai_image(part, part_path), cache=mark), part_path)
+        if kind in ("image_url", "file"):
+            file = (openai_image if kind == "image_url" else openai_file)(part, part_path)
+            content.add_file(dataclasses.replace(file, cache=mark), part_path)
             mark = NONE
         elif kind in ("text", "refusal"):
             content.add_text(text(part, str(kind), part_path, required=True) or "", part_path)

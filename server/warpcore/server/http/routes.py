@@ -19,7 +19,7 @@ from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
-from warpcore.server.http.images import named_as
+from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
 

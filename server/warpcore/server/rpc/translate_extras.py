@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from warpcore.server.core.bounds import PDF
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.content import CacheBreakpoint, ContentPart, ImagePart, TextPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import TextChunk
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.rules import require
@@ -35,21 +36,20 @@ def content_parts(parts: Sequence[cpb.ContentPart], where: str) -> tuple[Content
     out: list[ContentPart] = []
     for number, part in enumerate(parts):
         kind = part.WhichOneof("part")
-        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text or its image")
+        require(kind is not None, f"{where}.parts[{number}]", "a content part needs its text, image or document")
         cache = cache_breakpoint(part.cache_breakpoint, f"{where}.parts[{number}].cache_breakpoint")
         if kind == "text":
             out.append(TextPart(part.text, cache))
-            continue
-        image = part.image
-        source = image.WhichOneof("source")
-        out.append(
-            ImagePart(
-                data=image.data if source == "data" else b"",
-                media_type=image.media_type,
-                url=image.url if source == "url" else "",
-                cache=cache,
-            )
-        )
+        elif kind == "image":
+            image = part.image
+            data, url = (image.data, "") if image.WhichOneof("source") == "data" else (b"", image.url)
+            out.append(ImagePart(data=data, media_type=image.media_type, url=url, cache=cache))
+        else:
+            document = part.document
+            data, url = (document.data, "") if document.WhichOneof("source") == "data" else (b"", document.url)
+            # An empty media type is the only one there is (the proto's documented default).
+            media_type = document.media_type or PDF
+            out.append(DocumentPart(data=data, media_type=media_type, url=url, name=document.name, cache=cache))
     return tuple(out)
 
 
@@ -99,4 +99,5 @@ def capabilities_message(capabilities: Capabilities) -> capb.ModelCapabilities:
         images=capabilities.images,
         logprobs=capabilities.logprobs,
         tools=capabilities.tools,
+        documents=capabilities.documents,
     )

@@ -172,7 +172,7 @@ class AnthropicAdapter(HostedAdapter):
         return self._body(params, alternating_turns(params), **options)
 
     def _capabilities(self, model: str) -> Capabilities:
-        return Capabilities(count_tokens=True, images=True, tools=True)
+        return Capabilities(count_tokens=True, images=True, tools=True, documents=True)
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The Messages API's own count, for the same messages, system text, tools and thinking `generate` would

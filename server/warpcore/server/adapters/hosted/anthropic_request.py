@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from warpcore.server.adapters.hosted.streaming import refused
-from warpcore.server.core.content import CacheBreakpoint, ContentPart, TextPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -191,14 +191,17 @@ def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
 
 
 def _part_block(part: ContentPart) -> dict[str, Any]:
-    """A text part as a text block, an image as an image block, by base64 data or by URL."""
+    """A text part as a text block, an image or a document as a block of its kind, by base64 data or by URL."""
     cache = _cache_control(part.cache)
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text, **cache}
     if part.url:
-        return {"type": "image", "source": {"type": "url", "url": part.url}, **cache}
-    data = base64.b64encode(part.data).decode()
-    return {"type": "image", "source": {"type": "base64", "media_type": part.media_type, "data": data}, **cache}
+        source: dict[str, str] = {"type": "url", "url": part.url}
+    else:
+        source = {"type": "base64", "media_type": part.media_type, "data": base64.b64encode(part.data).decode()}
+    if isinstance(part, ImagePart):
+        return {"type": "image", "source": source, **cache}
+    return {"type": "document", "source": source, **({"title": part.name} if part.name else {}), **cache}
 
 
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

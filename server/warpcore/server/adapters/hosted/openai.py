@@ -143,6 +143,7 @@ class OpenAIAdapter(HostedAdapter):
             raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
         if params.reasoning is not None and params.reasoning.budget_tokens is not None:
             raise refused("reasoning.budget_tokens", "the OpenAI API takes a reasoning effort, not a budget")
+        openai_extras.check_documents(params)
         messages: list[dict[str, Any]] = [{"role": "system", "content": params.system}] if params.system else []
         if params.prompt is not None:
             messages.append({"role": "user", "content": params.prompt})
@@ -174,11 +175,11 @@ class OpenAIAdapter(HostedAdapter):
         return await super()._open(_with_completion_tokens(body), time_limit)
 
     def _capabilities(self, model: str) -> Capabilities:
-        """OpenAI names its embedding models so (text-embedding-*); its chat models read images, as do many of the
-        compatible servers', and there is no telling which from the model list."""
+        """OpenAI names its embedding models so (text-embedding-*); its chat models read images and documents, as do
+        many of the compatible servers', and there is no telling which from the model list."""
         if "embedding" in model:
             return Capabilities(generate=False, embed=True)
-        return Capabilities(images=True, logprobs=True, tools=True)
+        return Capabilities(images=True, logprobs=True, tools=True, documents=True)
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if not params.normalize:

@@ -1,28 +1,48 @@
-"""OpenAI chat completions beyond text: a turn's image parts, and the log-probabilities a choice streams."""
+"""OpenAI chat completions beyond text: a turn's image and document parts, and the log-probabilities a choice
+streams."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-from warpcore.server.core.content import TextPart
-from warpcore.server.core.domain import ChatMessage
+from warpcore.server.adapters.hosted.streaming import refused
+from warpcore.server.core.content import DocumentPart, TextPart
+from warpcore.server.core.domain import ChatMessage, GenerationParams
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
+
+DOCUMENT_NAME = "document.pdf"
+"""The file name a document without a name goes by (the API wants one with a file's data)."""
 
 
 def content(message: ChatMessage) -> str | list[dict[str, Any]]:
     """A message's text, or its content parts as the chat completions API takes them: images as image_url parts,
-    bytes as data URLs."""
+    documents as file parts, bytes as data URLs."""
     if not message.parts:
         return message.content
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
     for part in message.parts:
         if isinstance(part, TextPart):
             parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, DocumentPart):
+            file = {"file_data": _data_url(part.media_type, part.data), "filename": part.name or DOCUMENT_NAME}
+            parts.append({"type": "file", "file": file})
         else:
-            url = part.url or f"data:{part.media_type};base64,{base64.b64encode(part.data).decode()}"
-            parts.append({"type": "image_url", "image_url": {"url": url}})
+            parts.append({"type": "image_url", "image_url": {"url": part.url or _data_url(part.media_type, part.data)}})
     return parts
+
+
+def check_documents(params: GenerationParams) -> None:
+    """Refuses, before anything is sent, a document given by URL: the chat completions API takes a file's data."""
+    for index, message in enumerate(params.messages):
+        for number, part in enumerate(message.parts):
+            if isinstance(part, DocumentPart) and part.url:
+                field = f"messages[{index}].parts[{number}]"
+                raise refused(field, f"{field}: the OpenAI chat API takes a document's data, not its url")
+
+
+def _data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
 def token_logprobs(scored: Any) -> tuple[TokenLogprob, ...]:

@@ -14,7 +14,7 @@ from llama_cpp import llama_chat_format, llama_types
 from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
 from warpcore.server.adapters.llama.vision import PromptImage
-from warpcore.server.core.content import ImagePart, TextPart
+from warpcore.server.core.content import DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -132,13 +132,21 @@ def _tools_in_words(tools: Sequence[Tool]) -> str:
 
 
 def _images(messages: Sequence[ChatMessage], marker: str | None) -> tuple[PromptImage, ...]:
-    """The images of `messages` in order, refused unless a multimodal projector is loaded; a URL is never fetched."""
+    """The images of `messages` in order, refused unless a multimodal projector is loaded; a URL is never fetched.
+    Documents are refused: llama.cpp reads no PDF."""
     images = []
     for index, message in enumerate(messages):
         for number, part in enumerate(message.parts):
+            field = f"messages[{index}].parts[{number}]"
+            if isinstance(part, DocumentPart):
+                raise InvalidArgumentError(
+                    f"{field} is a document, which a llama.cpp model cannot read; send its text, or send the document"
+                    " to a hosted model that reads documents (openai or anthropic backend)",
+                    field=field,
+                    reason="DOCUMENTS_UNSUPPORTED",
+                )
             if not isinstance(part, ImagePart):
                 continue
-            field = f"messages[{index}].parts[{number}]"
             if marker is None:
                 raise InvalidArgumentError(
                     f"{field} is an image, and this llama.cpp model was loaded without a multimodal projector; load it"

@@ -1,6 +1,6 @@
-"""A turn's text and images, in either dialect, as domain content: images become image parts (by their bytes or a
-URL; their limits and rules are the domain's, core/validation.py), and each part keeps its path in the dialect's
-request, so that the domain's refusals of a part name it as the client wrote it."""
+"""A turn's text, images and documents, in either dialect, as domain content: images and documents become parts (by
+their bytes or a URL; their limits and rules are the domain's, core/part_rules.py), and each part keeps its path in the
+dialect's request, so that the domain's refusals of a part name it as the client wrote it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from warpcore.server.core.content import ContentPart, ImagePart, TextPart
+from warpcore.server.core.content import ContentPart, DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.fields import Json, at, mapping, refuse, text, unsupported
@@ -44,8 +44,8 @@ class Content:
             self._parts.append(TextPart(value))
             self._paths.append(path)
 
-    def add_image(self, image: ImagePart, path: str) -> None:
-        self._parts.append(image)
+    def add_file(self, file: ImagePart | DocumentPart, path: str) -> None:
+        self._parts.append(file)
         self._paths.append(path)
 
     def message(self, role: Role, **fields: Any) -> ChatMessage:
@@ -85,16 +85,37 @@ def named_as(names: Mapping[str, str]) -> Iterator[None]:
 
 def anthropic_image(block: Json, path: str) -> ImagePart:
     """An `image` block: a `base64` source (`media_type`, `data`) or a `url` one."""
+    data, media_type, url = _anthropic_source(block, path, "image")
+    return ImagePart(data=data, media_type=media_type, url=url)
+
+
+def anthropic_document(block: Json, path: str) -> DocumentPart:
+    """A `document` block: a PDF by a `base64` source or a `url` one, its `title` as the document's name. What the
+    domain cannot carry is refused: text and content sources, files by id, the `context` given beside the document
+    (the model would not see it), and citations (the answer would come without them)."""
+    if block.get("context") is not None:
+        raise unsupported(at(path, "context"), "a document's context (put it in a text block)")
+    citations = mapping(block, "citations", path) or {}
+    if citations.get("enabled") is True:
+        raise unsupported(at(at(path, "citations"), "enabled"), "citations")
+    data, media_type, url = _anthropic_source(block, path, "document")
+    return DocumentPart(data=data, media_type=media_type, url=url, name=text(block, "title", path) or "")
+
+
+def _anthropic_source(block: Json, path: str, noun: str) -> tuple[bytes, str, str]:
     source_path = at(path, "source")
     source = mapping(block, "source", path, required=True) or {}
     kind = text(source, "type", source_path, required=True)
     if kind == "base64":
         data = text(source, "data", source_path, required=True) or ""
         media_type = text(source, "media_type", source_path, required=True) or ""
-        return ImagePart(data=_decoded(data, at(source_path, "data")), media_type=media_type)
+        return _decoded(data, at(source_path, "data")), media_type, ""
     if kind == "url":
-        return ImagePart(url=text(source, "url", source_path, required=True) or "")
-    raise unsupported(at(source_path, "type"), f"an image source of type {kind!r} (base64 and url are)")
+        return b"", "", text(source, "url", source_path, required=True) or ""
+    raise unsupported(
+        at(source_path, "type"),
+        f"the {noun} source type {kind!r} (base64 and url are)",
+    )
 
 
 def openai_image(part: Json, path: str) -> ImagePart:
@@ -108,11 +129,27 @@ def openai_image(part: Json, path: str) -> ImagePart:
     url = text(image, "url", image_path, required=True) or ""
     if not url.startswith("data:"):
         return ImagePart(url=url)
-    url_path = at(image_path, "url")
+    data, media_type = _data_url(url, at(image_path, "url"))
+    return ImagePart(data=data, media_type=media_type)
+
+
+def openai_file(part: Json, path: str) -> DocumentPart:
+    """A `file` part: its `file_data` (a data URL) and `filename`; a file by `file_id` has no place here (warpcore
+    keeps no files), refused."""
+    file_path = at(path, "file")
+    file = mapping(part, "file", path, required=True) or {}
+    if file.get("file_id") is not None:
+        raise unsupported(at(file_path, "file_id"), "a file by id (send its file_data)")
+    data_path = at(file_path, "file_data")
+    data, media_type = _data_url(text(file, "file_data", file_path, required=True) or "", data_path)
+    return DocumentPart(data=data, media_type=media_type, name=text(file, "filename", file_path) or "")
+
+
+def _data_url(url: str, path: str) -> tuple[bytes, str]:
     match = _DATA_URL.fullmatch(url)
     if match is None:
-        raise refuse(url_path, "a data URL must be data:<media type>;base64,<base64 data>")
-    return ImagePart(data=_decoded(match[2], url_path), media_type=match[1])
+        raise refuse(path, "a data URL must be data:<media type>;base64,<base64 data>")
+    return _decoded(match[2], path), match[1]
 
 
 def _decoded(data: str, path: str) -> bytes:
