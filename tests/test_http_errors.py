@@ -170,6 +170,10 @@ async def test_bad_openai_fields_are_400_naming_them(
         ({"tool_choice": {"type": "tool", "name": "f"}}, "tool_choice.name"),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
         ({"output_config": {"effort": "minimal"}}, "output_config.effort"),
+        ({"inference_geo": "us"}, "inference_geo"),
+        ({"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}, "mcp_servers"),
+        ({"container": "container_1"}, "container"),
+        ({"context_management": {"edits": []}}, "context_management"),
     ],
 )
 async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:

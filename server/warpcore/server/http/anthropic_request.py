@@ -48,6 +48,9 @@ _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _NO_TEXT = ("", NONE, NONE)
+# Fields that change what the model can do or see, or where it may run, which no backend here honours: refused rather
+# than silently ignored. Fields that change no answer (metadata, service_tier, speed) are ignored.
+_REFUSED = ("container", "mcp_servers", "context_management", "inference_geo")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
     `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
     below it)."""
+    for name in _REFUSED:
+        if body.get(name) is not None:
+            raise unsupported(name, name)
     stops = body.get("stop_sequences") or []
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
