@@ -70,3 +70,17 @@ async def test_a_bad_schema_file_is_a_usage_error(tmp_path: Path, content: str |
     assert run.code == 2
     assert "--json-schema" in run.stderr
     assert error in run.stderr
+
+
+async def test_every_reasoning_effort_and_verbosity_reach_openai(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    await load(stub, openai_upstream)
+    run = await warpcore(target, "generate", "--model", "m", "--reasoning-effort", "xhigh", "--verbosity", "low", "n?")
+    assert run.code == 0, run.stderr
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert (body["reasoning_effort"], body["verbosity"]) == ("xhigh", "low")
+    refused = await warpcore(target, "generate", "--model", "m", "--verbosity", "loud", "n?")
+    assert refused.code == 2
+    assert "invalid choice: 'loud'" in refused.stderr

@@ -81,6 +81,7 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
         "frequency_penalty",
         "reasoning_effort",
         "reasoning_budget",
+        "verbosity",
     )
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if args.json_schema is not None:
