@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tests.conftest import collect, greedy, load_tiny
+from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
 from tests.tool_wire import weather_model
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "node" / "generate_client.mjs"
 TOOL_LOOP = ROOT / "tests" / "node" / "tool_loop_client.mjs"
+DOCUMENT = ROOT / "tests" / "node" / "document_client.mjs"
 
 
 async def run_node(*args: str, script: Path = SCRIPT) -> tuple[int, str, str]:
@@ -86,3 +89,26 @@ async def test_node_tool_loop_written_from_the_proto(server: WarpcoreServer, stu
         assert first["tools"][0]["function"]["parameters"]["properties"]["city"]["maxLength"] == 64
         assert second["messages"][1]["tool_calls"][0]["id"] == "call_1"
         assert second["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 24 C in Paris"}
+
+
+async def test_node_client_sends_a_document_with_cache_breakpoints(server: WarpcoreServer, stub: Stub) -> None:
+    pdf = b"%PDF-1.7\n" + bytes(range(32)) + b"\n%%EOF\n"
+    async with FakeAnthropic() as upstream:
+        await load(stub, upstream)
+        code, stdout, stderr = await run_node(
+            f"127.0.0.1:{server.port}", "m", base64.b64encode(pdf).decode(), script=DOCUMENT
+        )
+
+        assert code == 0, stderr
+        output = json.loads(stdout)
+        assert output == {"text": upstream.script.text, "finish": "FINISH_REASON_STOP", "documents": True}
+        (body,) = [r.body for r in upstream.requests if r.method == "POST" and r.body is not None]
+        assert body["system"] == [
+            {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+        ]
+        assert body["messages"][0]["content"][1] == {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": base64.b64encode(pdf).decode()},
+            "title": "report.pdf",
+            "cache_control": {"type": "ephemeral"},
+        }
