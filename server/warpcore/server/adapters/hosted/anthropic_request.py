@@ -134,7 +134,7 @@ def _system(params: GenerationParams) -> str | list[dict[str, Any]] | None:
     """The system prompt and the system turns, joined by blank lines: a string, or, when a cache breakpoint ends one
     of them, text blocks cut where they join (the breakpoint on the block it ends), which make the same text."""
     pieces = [(params.system, params.system_cache)] if params.system else []
-    pieces += [(message.content, message.cache) for message in params.messages if message.role is Role.SYSTEM]
+    pieces += [(m.content, m.cache) for m in params.messages if m.role is Role.SYSTEM and m.content]
     if all(cache is CacheBreakpoint.NONE for _, cache in pieces):
         return "\n\n".join(text for text, _ in pieces) or None
     return [
@@ -164,8 +164,8 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
 
 
 def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
-    """A plain text turn as a string; a turn with calls, results, reasoning or parts (text and images) as content
-    blocks."""
+    """A plain text turn as a string; a turn with calls, results, reasoning or parts (text, images, documents) as
+    content blocks."""
     if message.role is Role.TOOL:
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
         if message.content:
