@@ -4,25 +4,12 @@
 // ("documents": the model's capabilities.documents, from ListModels).
 // Usage: node tests/node/document_client.mjs TARGET MODEL_ID PDF_BASE64
 // Exits 1 on any error (the status goes to stderr), 2 on bad usage.
-import { fileURLToPath } from "node:url";
 
 import grpc from "@grpc/grpc-js";
-import protoLoader from "@grpc/proto-loader";
 
-const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
+import { loadService } from "./service.mjs";
+
 const DEADLINE_MS = 60_000;
-
-function loadService() {
-  const definition = protoLoader.loadSync("warpcore/v1/inference.proto", {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    enums: String,
-    longs: Number,
-    defaults: true,
-    oneofs: true,
-  });
-  return grpc.loadPackageDefinition(definition).warpcore.v1.InferenceService;
-}
 
 function call(client, method, request) {
   return new Promise((resolve, reject) => {

@@ -5,30 +5,17 @@
 //   TARGET is any gRPC target: 127.0.0.1:50051, unix:///var/run/warpcore/warpcore.sock, dns:///host:50051.
 //   $WARPCORE_TOKEN, when set, is sent as `authorization: Bearer ...`.
 // Exits 1 on any error (the status goes to stderr), 2 on bad usage.
-import { fileURLToPath } from "node:url";
 
 import grpc from "@grpc/grpc-js";
-import protoLoader from "@grpc/proto-loader";
 
-const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
+import { loadService } from "./service.mjs";
+
 const DEADLINE_MS = 60_000;
 
 function usage(message) {
   process.stderr.write(`generate_client: ${message}\n`);
   process.stderr.write("usage: node generate_client.mjs TARGET MODEL_ID [PROMPT] [MAX_TOKENS]\n");
   process.exit(2);
-}
-
-function loadService() {
-  const definition = protoLoader.loadSync("warpcore/v1/inference.proto", {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true, // field names as in the .proto: finish_reason, completion_tokens
-    enums: String,
-    longs: Number,
-    defaults: true,
-    oneofs: true, // frame: "delta" | "result"
-  });
-  return grpc.loadPackageDefinition(definition).warpcore.v1.InferenceService;
 }
 
 function deadline() {

@@ -5,12 +5,11 @@
 //    "final_finish": "..."}
 // Usage: node tests/node/tool_loop_client.mjs TARGET MODEL_ID
 // Exits 1 on any error (the status goes to stderr), 2 on bad usage.
-import { fileURLToPath } from "node:url";
 
 import grpc from "@grpc/grpc-js";
-import protoLoader from "@grpc/proto-loader";
 
-const PROTO_ROOT = fileURLToPath(new URL("../../proto", import.meta.url));
+import { loadService } from "./service.mjs";
+
 const DEADLINE_MS = 60_000;
 const WEATHER = {
   name: "get_weather",
@@ -22,18 +21,6 @@ const WEATHER = {
     required: ["city"],
   }),
 };
-
-function loadService() {
-  const definition = protoLoader.loadSync("warpcore/v1/inference.proto", {
-    includeDirs: [PROTO_ROOT],
-    keepCase: true,
-    enums: String,
-    longs: Number,
-    defaults: true,
-    oneofs: true, // frame: "delta" | "tool_call" | "reasoning" | "result"
-  });
-  return grpc.loadPackageDefinition(definition).warpcore.v1.InferenceService;
-}
 
 // One Generate: the text, the calls joined from their deltas by index, and the result frame.
 function generate(client, request) {

@@ -206,10 +206,15 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
     return request, fields, parse
 
 
+def levels(enum: Any) -> list[str]:
+    """A protocol enum's values as the SDK takes them: by name, lower case, without the prefix; unset left out."""
+    prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    return [name.removeprefix(prefix).lower() for name, number in enum.items() if number]
+
+
 def _verbosity(level: str) -> pb.Verbosity.ValueType:
-    levels = [name.removeprefix("VERBOSITY_").lower() for name, value in pb.Verbosity.items() if value]
-    if level not in levels:
-        raise ValueError(f"verbosity is one of {', '.join(levels)}, not {level!r}")
+    if level not in (known := levels(pb.Verbosity)):
+        raise ValueError(f"verbosity is one of {', '.join(known)}, not {level!r}")
     return pb.Verbosity.Value(f"VERBOSITY_{level.upper()}")
 
 

@@ -29,6 +29,7 @@ from warpcore.client._commands import (
     tokens,
     unload,
 )
+from warpcore.client._tools import levels
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -46,12 +47,6 @@ with DEADLINE_EXCEEDED."""
 
 Number = TypeVar("Number", int, float)
 Command = Callable[[Client, argparse.Namespace], int]
-
-
-def _levels(enum: Any) -> list[str]:
-    """A protocol enum's values by name, lower case, without its prefix (what the SDK takes), unset left out."""
-    prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
-    return [name.removeprefix(prefix).lower() for name, number in enum.items() if number]
 
 
 def bounded(
@@ -133,8 +128,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
         )
-        sub.add_argument("--reasoning-effort", choices=_levels(tools_pb2.ReasoningEffort), help="how hard to think")
-        sub.add_argument("--verbosity", choices=_levels(pb.Verbosity), help="how much to say (OpenAI models)")
+        sub.add_argument("--reasoning-effort", choices=levels(tools_pb2.ReasoningEffort), help="how hard to think")
+        sub.add_argument("--verbosity", choices=levels(pb.Verbosity), help="how much to say (OpenAI models)")
         sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
         sub.add_argument(
             "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"

@@ -25,7 +25,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last
+from warpcore.server.http.cache_marks import NONE, cache_mark, end_and_before, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
     at,
@@ -120,22 +120,16 @@ def _text_blocks(
     value = owner.get(key)
     if value is None or isinstance(value, str):
         return value or "", NONE, NONE
-    pieces = []
-    blocks = objects(owner, key, path)
-    early = last = NONE
-    for place, (block_path, block) in enumerate(blocks):
+    pieces, block_marks = [], []
+    for block_path, block in objects(owner, key, path):
         if block.get("type") == "image":
             # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         pieces.append(text(block, "text", block_path, required=True) or "")
-        mark = cache_mark(block, block_path, marks)
-        if place == len(blocks) - 1:
-            last = mark
-        elif early is NONE:
-            early = mark
-    return "".join(pieces), last, early
+        block_marks.append(cache_mark(block, block_path, marks))
+    return "".join(pieces), *end_and_before(block_marks)
 
 
 def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:

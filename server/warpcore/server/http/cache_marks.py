@@ -70,6 +70,12 @@ def _lifetime(
     return mark
 
 
+def end_and_before(marks: list[CacheBreakpoint]) -> tuple[CacheBreakpoint, CacheBreakpoint]:
+    """Of the breakpoints of a run of blocks, in order: the last block's, which ends the run, and the first of those
+    before it, which end no place of the domain's (NONE for none)."""
+    return (marks[-1] if marks else NONE), next((mark for mark in marks[:-1] if mark is not NONE), NONE)
+
+
 def marked(item: Marked, mark: CacheBreakpoint) -> Marked:
     """`item` ending in `mark`, unless it has a breakpoint already (the earlier one is kept: both cache the same
     prompt)."""

@@ -27,7 +27,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last, part_mark
+from warpcore.server.http.cache_marks import NONE, cache_mark, end_and_before, marked, marked_last, part_mark
 from warpcore.server.http.fields import (
     Json,
     array,
@@ -150,9 +150,8 @@ def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content,
     if value is None or isinstance(value, str):
         content.add_text(value or "", content_path)
         return content, NONE, NONE
-    parts = objects(message, "content", path)
-    last = early = NONE
-    for place, (part_path, part) in enumerate(parts):
+    unplaced = []  # each part's breakpoint that no file part of the domain carries
+    for part_path, part in objects(message, "content", path):
         kind = part.get("type")
         mark = part_mark(part, part_path, marks)
         if kind in ("image_url", "file"):
@@ -163,11 +162,8 @@ def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content,
             content.add_text(text(part, str(kind), part_path, required=True) or "", part_path)
         else:
             raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
-        if place == len(parts) - 1:
-            last = mark
-        elif early is NONE:
-            early = mark
-    return content, last, early
+        unplaced.append(mark)
+    return content, *end_and_before(unplaced)
 
 
 def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheBreakpoint]:
