@@ -134,13 +134,15 @@ def _system(params: GenerationParams) -> str | list[dict[str, Any]] | None:
     """The system prompt and the system turns, joined by blank lines: a string, or, when a cache breakpoint ends one
     of them, text blocks cut where they join (the breakpoint on the block it ends), which make the same text."""
     pieces = [(params.system, params.system_cache)] if params.system else []
-    pieces += [(m.content, m.cache) for m in params.messages if m.role is Role.SYSTEM and m.content]
+    pieces += [(message.content, message.cache) for message in params.messages if message.role is Role.SYSTEM]
     if all(cache is CacheBreakpoint.NONE for _, cache in pieces):
         return "\n\n".join(text for text, _ in pieces) or None
-    return [
+    blocks = [
         {"type": "text", "text": ("\n\n" if index else "") + text, **_cache_control(cache)}
         for index, (text, cache) in enumerate(pieces)
     ]
+    # The API refuses a whitespace-only text block: an empty system turn, which only adds a blank line, is left out.
+    return [block for block in blocks if block["text"].strip()] or None
 
 
 def _cache_control(cache: CacheBreakpoint) -> dict[str, Any]:
