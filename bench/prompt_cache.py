@@ -146,7 +146,9 @@ async def callers(contender: Contender, workload: CacheWorkload, session: str) -
 
 async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, loaded: Sequence[int]) -> list[Memory]:
     """The same distinct prompts to every server (RSS after load: `loaded`), each sized to the room left in the
-    first server's cache, until its gauge reaches the cap (within a prefill piece) or stops growing; RSS again."""
+    first server's cache, until its gauge reaches the cap (within a prefill piece); RSS again. A prompt's own
+    beginning waits in its slot until another prompt takes the slot (prompt_reuse.py): a one-token prompt after
+    each puts it into the cache before the gauge is read."""
     gauges = await servers[0].gauges()
     capacity = int(gauges["warpcore_prompt_cache_capacity_tokens"])
     held, prompts, rules = int(gauges["warpcore_prompt_cache_tokens"]), 0, workload.rules
@@ -155,12 +157,15 @@ async def fill(servers: Sequence[MeteredWarpcore], workload: CacheWorkload, load
         text = system_prompt(f"fill-{prompts}", rules) + question(prompts)
         text = text[: max(1, int(len(text) * kept))]
         timings = [await patient(server, [server.generate(text, 1)]) for server in servers]
+        for server in servers:
+            await patient(server, [server.generate("\n", 1)])
         prompts += 1
         before, held = held, int((await servers[0].gauges())["warpcore_prompt_cache_tokens"])
-        # As many rules as the room left needs, in this prompt's tokens per rule, within the context; fewer when a
-        # prompt overshot and pushed an earlier one out.
+        # As many rules as the room left needs (less half a piece, and at least a piece: a shorter prompt keeps
+        # nothing), in this prompt's tokens per rule, within the context; fewer when a prompt overshot and pushed
+        # an earlier one out.
         per_rule = (timings[0][0].prompt_tokens or rules) / (rules * kept)
-        wanted = (capacity - held) / per_rule if held > before else rules * kept / 2
+        wanted = max(capacity - held - PIECE // 2, PIECE) / per_rule if held >= before else rules * kept / 2
         rules = max(1, min(int(wanted), int((workload.model.context - 64) / per_rule)))
         kept = min(1.0, wanted)
     memory = []

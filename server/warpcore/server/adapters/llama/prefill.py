@@ -47,6 +47,12 @@ class PrefillCalls:
         usable = min(cached, short)
         return max(short - MIN_CALL_ROWS, 0) if 0 < short - usable < MIN_CALL_ROWS else usable
 
+    def canonical(self, length: int) -> int:
+        """How many of a prompt's first tokens, once it is decoded, have the cells any other way of decoding them
+        would give: cut freely, all but a short last piece (a call of fewer than MIN_CALL_ROWS rows gives its rows
+        other cells); in pieces, its whole pieces."""
+        return self._short_last_piece(length) if self.free else length // PREFILL_PIECE * PREFILL_PIECE
+
     @staticmethod
     def _short_last_piece(length: int) -> int:
         """Where a prompt's last piece begins if it is shorter than MIN_CALL_ROWS, else `length`. Decoded alone, as

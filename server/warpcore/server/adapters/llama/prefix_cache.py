@@ -68,10 +68,11 @@ class PrefixCache:
     prompt do, still find most of their common beginning; and where a prompt parts from one already saved, it is
     saved there too, so that the callers after it find all of their common beginning.
 
-    Cut freely (prefill.py) and without a sliding window, a prompt is kept whole, so that the next turn of a
-    conversation decodes only what came after it; otherwise up to its last whole piece. With a window, llama.cpp
-    restores the window's cells to the front of an empty stream: the local layers then add them up in another order
-    unless the shift is a whole number of SIMD widths, which ends at whole pieces make it."""
+    Cut freely (prefill.py) and without a sliding window, a prompt is kept whole but for a short last piece, so
+    that the next turn of a conversation decodes only what came after it; otherwise up to its last whole piece.
+    With a window, llama.cpp restores the window's cells to the front of an empty stream: the local layers then add
+    them up in another order unless the shift is a whole number of SIMD widths, which ends at whole pieces make
+    it."""
 
     def __init__(self, native: NativeContext, calls: PrefillCalls, *, capacity: int, piece: int, window: int) -> None:
         self._native = native
@@ -91,21 +92,25 @@ class PrefixCache:
         self.hits = 0
         self.misses = 0
 
-    def lookup(self, tokens: Sequence[int], keys: Sequence[int]) -> Hit:
-        """The longest cached beginning of `tokens` that prefill.py lets it start from."""
+    def lookup(self, tokens: Sequence[int], keys: Sequence[int], *, beyond: int = 0) -> Hit:
+        """The longest cached beginning of `tokens` that prefill.py lets it start from, if longer than `beyond`
+        tokens (what the prompt has from elsewhere, counted as a hit)."""
         limit = self._calls.usable(len(tokens), len(tokens))
-        for depth in range(min(len(keys), limit // self._piece), 0, -1):
+        for depth in range(min(len(keys), limit // self._piece), beyond // self._piece, -1):
             best = max(
                 (self._served(prefix, tokens) for prefix in self._by_key.get(keys[depth - 1], ())),
                 key=lambda hit: hit.length,
                 default=MISS,
             )
-            if best.prefix is not None:
+            if best.length > beyond and best.prefix is not None:
                 self._touch(best.prefix)
                 best.prefix.shared = True
                 self.hits += 1
                 return best
-        self.misses += 1
+        if beyond:
+            self.hits += 1
+        else:
+            self.misses += 1
         return MISS
 
     def _served(self, prefix: _Prefix, tokens: Sequence[int]) -> Hit:
@@ -130,20 +135,26 @@ class PrefixCache:
         if hit.length < len(hit.prefix.tokens):
             self._native.forget(sequence, hit.length)
 
-    def saving_points(self, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
-        """After how many decoded prompt tokens to save the beginning, in order: at the most the cache can hold
-        (the whole prompt where it may be, else whole pieces), and with a sliding window every `window` tokens before
-        and where the prompt parts from a saved one; only past the hit."""
+    def end_point(self, length: int, keys: Sequence[int]) -> int:
+        """Where the beginning a prompt of `length` tokens (whose whole pieces have `keys`) keeps of itself ends:
+        at the most the cache can hold, the whole prompt but a short last piece where it may be, else whole pieces."""
         whole = min(len(keys), self.capacity // self._piece) * self._piece
-        last = min(len(tokens), self.capacity) if self._calls.free and not self._whole_only else whole
+        if self._calls.free and not self._whole_only:
+            return min(self._calls.canonical(length), self.capacity)
+        return whole
+
+    def saving_points(self, tokens: Sequence[int], keys: Sequence[int], hit: Hit) -> tuple[int, ...]:
+        """After how many decoded prompt tokens to save the beginning, in order: at its end point, and with a sliding
+        window every `window` tokens before and where the prompt parts from a saved one; only past the hit."""
+        last = self.end_point(len(tokens), keys)
         points: set[int] = {last}
         if self._whole_only:
-            points.update(range(self._checkpoint, whole, self._checkpoint))
+            points.update(range(self._checkpoint, last, self._checkpoint))
             shared = next((depth for depth in range(len(keys), 0, -1) if keys[depth - 1] in self._shared), 0)
             points.add(min(shared * self._piece, last))
         return tuple(sorted(point for point in points if hit.length < point <= len(tokens)))
 
-    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], hit: Hit, points: Sequence[int]) -> None:
+    def save(self, sequence: int, tokens: Sequence[int], keys: Sequence[int], points: Sequence[int]) -> None:
         """Keep the beginnings of `tokens` (whose whole pieces have `keys`) that end at `points`, in rising order,
         from `sequence`'s stream, which holds at least that many of them: cut down to each point in turn, the last
         first. The cells a stream holds never change once decoded, and with a sliding window llama.cpp keeps every
@@ -163,8 +174,9 @@ class PrefixCache:
             new.pop(0)
         if not new:
             return
-        if not self._whole_only and hit.prefix in self._prefixes and hit.length == len(hit.prefix.tokens):
-            self._drop(hit.prefix)  # superseded: these begin with all of it
+        if not self._whole_only:
+            for superseded in self._beginnings_of(tokens[: new[-1]], keys):
+                self._drop(superseded)  # the longest new one serves all it served
         while self.cells + sum(new) > self.capacity and self._prefixes:
             self._drop(self._to_drop())
         kept: list[_Prefix] = []
@@ -174,6 +186,16 @@ class PrefixCache:
                 kept.append(prefix)
         for prefix in reversed(kept):  # the longest used last: the first to keep when room runs short
             self._touch(prefix)
+
+    def _beginnings_of(self, tokens: Sequence[int], keys: Sequence[int]) -> list[_Prefix]:
+        """The saved beginnings that `tokens` (whose whole pieces have `keys`) begin with, each found under its last
+        key."""
+        return [
+            prefix
+            for depth in range(1, len(tokens) // self._piece + 1)
+            for prefix in self._by_key.get(keys[depth - 1], ())
+            if len(prefix.keys) == depth and prefix.tokens == list(tokens[: len(prefix.tokens)])
+        ]
 
     def _known(self, tokens: Sequence[int], last_key: int) -> _Prefix | None:
         return next((known for known in self._by_key.get(last_key, ()) if known.tokens == list(tokens)), None)

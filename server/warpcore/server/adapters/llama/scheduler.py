@@ -19,8 +19,9 @@ from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
-from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
+from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
+from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse, Start
 from warpcore.server.adapters.llama.sampling import logprobs
 from warpcore.server.adapters.llama.text import Emit, TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
@@ -56,9 +57,8 @@ class _Sequence:
     prompt: PreparedPrompt
     text: TokenText
     sampler: Sampler
-    cached: Hit
-    saving_points: tuple[int, ...]
-    """Where the beginnings kept in the prompt cache when the generation ends stop, in rising order."""
+    start: Start
+    """The beginning of its prompt it found decoded, and what to save of it when it ends."""
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
@@ -93,6 +93,7 @@ class BatchScheduler:
         self._calls = calls
         self._vocabulary = vocabulary
         self.cache = cache
+        self._prompts = PromptReuse(native, calls, cache) if cache is not None else None
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
         self._free_slots = list(range(slots))  # a heap: the lowest free slot first
         self._running: list[_Sequence] = []
@@ -196,19 +197,15 @@ class BatchScheduler:
             job.emit(error)
             return
         prompt, slot = job.prompt, heapq.heappop(self._free_slots)
-        hit: Hit = MISS
-        saving_points: tuple[int, ...] = ()
-        if self.cache is not None and prompt.piece_keys:
-            hit = self.cache.lookup(prompt.tokens, prompt.piece_keys)
-            self.cache.restore(hit, slot)
-            saving_points = self.cache.saving_points(prompt.tokens, prompt.piece_keys, hit)
+        start = NOT_CACHED if self._prompts is None else self._prompts.start(slot, prompt.tokens, prompt.piece_keys)
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
-        sequence = _Sequence(job, slot, prompt, text, sampler, hit, saving_points, hit.length, hit.length)
+        cached = start.hit.length
+        sequence = _Sequence(job, slot, prompt, text, sampler, start, cached, cached)
         bisect.insort(self._running, sequence, key=lambda running: running.slot)
         # Published before the caller hears of its generation, so that whoever it tells finds it counted as running.
         self._count()
-        job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=hit.length))
+        job.emit(PromptUsage(len(prompt.tokens), cached_prompt_tokens=cached))
 
     def _drop_cancelled(self) -> None:
         for sequence in list(self._running):
@@ -284,15 +281,19 @@ class BatchScheduler:
         finish = sequence.text.finish(reason)
         # Kept here, off the way to the first token and never a call boundary of its own; before the caller hears
         # of the end, so that whoever it tells finds the prompt in the cache.
-        if self.cache is not None:
-            saving = [point for point in sequence.saving_points if point <= sequence.prefilled]
-            self.cache.save(sequence.slot, sequence.prompt.tokens, sequence.prompt.piece_keys, sequence.cached, saving)
-        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.cached.length))
+        if self._prompts is not None:
+            prompt = sequence.prompt
+            keep = reason is not FinishReason.CANCELLED
+            self._prompts.end(
+                sequence.slot, prompt.tokens, prompt.piece_keys, sequence.start, sequence.prefilled, keep=keep
+            )
+        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.start.hit.length))
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:
-        """Free the slot and its KV cells at once, for the next waiting generation."""
-        self._native.forget(sequence.slot)
+        """Free the slot and its KV cells at once (but those of a prompt it keeps), for the next waiting generation."""
+        if self._prompts is None or not self._prompts.holds(sequence.slot):
+            self._native.forget(sequence.slot)
         sequence.sampler.free()
         self._running.remove(sequence)
         heapq.heappush(self._free_slots, sequence.slot)

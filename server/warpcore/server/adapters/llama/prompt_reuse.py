@@ -1,0 +1,113 @@
+"""Where a generation's prompt starts from: the cells its slot still holds of the prompt it ran before, kept in
+place, or a beginning the prompt cache restores; and what a prompt leaves behind when its generation ends.
+
+A slot whose generation ends keeps the cells of its prompt, but for a short last piece (prefill.py), where they
+are. The next turn of a conversation begins with that prompt and decodes only the answer and the new question,
+where a beginning restored from the cache would, with a sliding window, end at a whole piece, and decode the rest
+of that piece again (prefix_cache.py). The answer's cells go: decoded a token per call, they are not those a
+prefill gives, and a prompt that reused them would get another text. Kept in place, the prompt's cells are those a
+fresh prefill puts there, in the same cells of the stream, so the logits are bit for bit those without any cache.
+
+Saving a beginning into the cache cuts its stream back to it, so a slot keeps its prompt only when the beginnings
+still to save are its own: where this prompt ends and where the prompts before it in the slot ended, which only a
+conversation coming back needs. They wait in the slot until another prompt takes it or begins like it, and are
+saved then. Beginnings that other callers may share (the cache's checkpoints, where prompts part) are saved at
+once, and the slot then keeps nothing. Used on the model's batching thread only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
+from warpcore.server.adapters.llama.prefill import PrefillCalls
+from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a generation started: the beginning it did not decode, and the beginnings to save when it ends."""
+
+    hit: Hit
+    saving_points: tuple[int, ...] = ()
+    """In rising order, each at most the prompt's length."""
+    own: frozenset[int] = frozenset()
+    """Those of `saving_points` that only a conversation coming back needs."""
+
+
+NOT_CACHED = Start(MISS)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    tokens: list[int]
+    """Exactly the prompt tokens whose cells the slot's stream holds."""
+    keys: list[int]
+    unsaved: tuple[int, ...]
+    """Beginnings of `tokens` still to save into the cache, in rising order."""
+
+
+class PromptReuse:
+    def __init__(self, native: NativeContext, calls: PrefillCalls, cache: PrefixCache) -> None:
+        self._native = native
+        self._calls = calls
+        self.cache = cache
+        self._kept: dict[int, _Kept] = {}
+
+    def holds(self, slot: int) -> bool:
+        """Whether `slot`'s stream keeps a prompt: then its cells must stay when its generation is released."""
+        return slot in self._kept
+
+    def start(self, slot: int, tokens: Sequence[int], keys: Sequence[int]) -> Start:
+        """Put into `slot`'s stream the longest beginning of `tokens` there is (none without `keys`: a prompt kept
+        out of the cache), the rest of the stream empty."""
+        for other, held in list(self._kept.items()):
+            if other != slot and held.unsaved and keys and _common(held.tokens, tokens) >= held.unsaved[0]:
+                # This prompt shares a beginning that slot still waits to save: saved now, the cache may serve it.
+                self.cache.save(other, held.tokens, held.keys, held.unsaved)
+                self._native.forget(other, held.unsaved[0])
+                self._kept[other] = _Kept(held.tokens[: held.unsaved[0]], held.keys, ())
+        kept = self._kept.pop(slot, None)
+        in_place = self._calls.usable(_common(kept.tokens, tokens), len(tokens)) if kept and keys else 0
+        if in_place < PREFILL_PIECE:
+            in_place = 0  # a few tokens (a BOS) in common save nothing worth a hit
+        hit = self.cache.lookup(tokens, keys, beyond=in_place) if keys else MISS
+        carried: tuple[int, ...] = ()
+        if kept is not None and hit.prefix is None and in_place:
+            self.cache.save(slot, kept.tokens, kept.keys, tuple(point for point in kept.unsaved if point > in_place))
+            carried = tuple(point for point in kept.unsaved if point <= in_place)
+            self._native.forget(slot, in_place)
+            hit = Hit(None, in_place)
+        else:
+            if kept is not None:
+                self.cache.save(slot, kept.tokens, kept.keys, kept.unsaved)
+            self._native.forget(slot)
+            self.cache.restore(hit, slot)
+        if not keys:
+            return NOT_CACHED
+        points = self.cache.saving_points(tokens, keys, hit)
+        own = {*carried, self.cache.end_point(len(tokens), keys)}
+        return Start(hit, tuple(sorted({*points, *carried})), frozenset(own))
+
+    def end(
+        self, slot: int, tokens: Sequence[int], keys: Sequence[int], start: Start, prefilled: int, *, keep: bool
+    ) -> None:
+        """When a generation that started so ends, having decoded `prefilled` prompt tokens: keep its prompt in the
+        slot (`keep`: it ended normally, the prompt decoded) while the beginnings left to save are its own, else save
+        them now. The slot's other cells are the caller's to release."""
+        points = tuple(point for point in start.saving_points if point <= prefilled)
+        kept = self._calls.canonical(len(tokens))
+        waiting = tuple(point for point in points if point < kept)  # saved now, each would cut the prompt short
+        if keep and keys and kept and prefilled == len(tokens) and start.own.issuperset(waiting):
+            self.cache.save(slot, tokens, keys, tuple(point for point in points if point >= kept))
+            self._native.forget(slot, kept)
+            self._kept[slot] = _Kept(list(tokens[:kept]), list(keys), waiting)
+        else:
+            self.cache.save(slot, tokens, keys, points)
+
+
+def _common(saved: Sequence[int], tokens: Sequence[int]) -> int:
+    """How many first tokens the two have in common."""
+    return next(
+        (n for n, (a, b) in enumerate(zip(saved, tokens, strict=False)) if a != b), min(len(saved), len(tokens))
+    )

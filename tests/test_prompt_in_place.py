@@ -1,0 +1,101 @@
+"""A slot keeps the cells of the prompt it ran last (prompt_reuse.py): the next turn of a conversation starts from
+the end of the turn before, but for a short last piece, where a beginning restored from the cache would end at a
+whole piece on Gemma; the text and every log-probability stay those without any cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+
+from tests.conftest import collect, greedy, serving
+from tests.test_prompt_cache import LONG_SYSTEM, TURNS, load, scored
+from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from warpcore.server.adapters.llama.context import MIN_CALL_ROWS, PREFILL_PIECE
+from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+FREE = PrefillCalls(free=True)
+
+
+def test_a_prompt_keeps_the_cells_any_other_decoding_gives() -> None:
+    assert FREE.canonical(100) == 96  # 4 tokens from 96 on: a short last piece, a call of its own
+    assert FREE.canonical(96 + MIN_CALL_ROWS) == 96 + MIN_CALL_ROWS
+    assert FREE.canonical(96) == 96
+    assert PIECES.canonical(100) == 96
+    assert PIECES.canonical(127) == 96  # in pieces, the last one is whole or nothing
+
+
+async def prompt_length(stub: Stub, prompt: str, model_id: str) -> int:
+    counted = await stub.CountTokens(pb.CountTokensRequest(request=greedy(prompt, 1, model_id)))
+    return counted.count.prompt_tokens
+
+
+async def question_ending_at(stub: Stub, before: str, question: str, model_id: str, residue: int) -> str:
+    """`before` and the question, padded until the prompt's length is `residue` past a whole piece."""
+    padding = ""
+    while (await prompt_length(stub, f"{before}\nQ: {question}{padding}\nA:", model_id)) % PREFILL_PIECE != residue:
+        padding += " ok"
+    return f"{before}\nQ: {question}{padding}\nA:"
+
+
+async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+) -> None:
+    root, name = gemma_path
+    async with (
+        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, name, "plain", parallel=1, cache_tokens=0)
+        await load(stub, name, "cached", parallel=1, cache_tokens=None)
+        # Past a whole piece by more than a short piece, then by a short one: the turn after starts from the end
+        # of the one before, then from the end of its last whole piece.
+        residues = (PREFILL_PIECE // 2, PREFILL_PIECE // 2, MIN_CALL_ROWS - 3, PREFILL_PIECE // 2)
+        text, previous = LONG_SYSTEM, 0
+        for turn, residue in enumerate(residues):
+            prompt = await question_ending_at(stub, text, TURNS[turn % len(TURNS)], "cached", residue)
+            without, plain_scores, plain = await scored(stub, greedy(prompt, 12, "plain", logprobs=True))
+            with_cache, scores, result = await scored(stub, greedy(prompt, 12, "cached", logprobs=True))
+            assert (with_cache, scores) == (without, plain_scores), f"turn {turn}"
+            assert result.usage.prompt_tokens == plain.usage.prompt_tokens
+            if turn >= 2:  # the first turn saved the cache's checkpoints, and the slot kept nothing
+                assert result.usage.cached_prompt_tokens == FREE.canonical(previous), f"turn {turn}"
+            previous = result.usage.prompt_tokens
+            text = prompt + without
+        # Another prompt takes the slot: the beginnings the conversation left waiting there go into the cache, and
+        # the conversation, back, finds its last whole piece there.
+        await collect(stub.Generate(greedy("Another topic altogether. " + LONG_SYSTEM, 4, "cached")))
+        back = f"{text}\nQ: {TURNS[0]}\nA:"
+        without, plain_scores, _ = await scored(stub, greedy(back, 12, "plain", logprobs=True))
+        with_cache, scores, result = await scored(stub, greedy(back, 12, "cached", logprobs=True))
+        assert (with_cache, scores) == (without, plain_scores)
+        assert result.usage.cached_prompt_tokens == previous // PREFILL_PIECE * PREFILL_PIECE
+
+
+async def test_a_prompt_kept_out_of_the_cache_is_not_kept_in_its_slot(
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+) -> None:
+    root, name = gemma_path
+    async with (
+        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, name, "cached", parallel=1, cache_tokens=None)
+        secret = LONG_SYSTEM + "\nQ: What is the password?\nA:"
+        _, private = await collect(stub.Generate(greedy(secret, 4, "cached", no_prompt_cache=True)))
+        _, public = await collect(stub.Generate(greedy(secret + " It is", 4, "cached")))
+        assert private.usage.cached_prompt_tokens == public.usage.cached_prompt_tokens == 0
+        # A public prompt that continues it is kept in its slot; a private one that continues that starts from
+        # nothing, neither its slot nor the cache.
+        _, kept = await collect(stub.Generate(greedy(secret + " It is red", 4, "cached")))
+        assert kept.usage.cached_prompt_tokens > 0
+        _, again = await collect(stub.Generate(greedy(secret + " It is red and", 4, "cached", no_prompt_cache=True)))
+        assert again.usage.cached_prompt_tokens == 0
