@@ -4,16 +4,29 @@ whole piece on Gemma; the text and every log-probability stay those without any 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 
 from tests.conftest import collect, greedy, serving
-from tests.test_prompt_cache import LONG_SYSTEM, TURNS, load, scored
+from tests.test_prompt_cache import (
+    LONG_SYSTEM,
+    TURNS,
+    load,
+    nothing_decoded_ahead,  # noqa: F401 - a fixture
+    scored,
+)
 from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from warpcore.server.adapters.llama import prompt_reuse
+from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.adapters.llama.context import MIN_CALL_ROWS, PREFILL_PIECE
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
+from warpcore.server.core.domain import Finish, GenerationParams, LocalSettings, TextChunk
+from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -44,6 +57,7 @@ async def question_ending_at(stub: Stub, before: str, question: str, model_id: s
     return f"{before}\nQ: {question}{padding}\nA:"
 
 
+@pytest.mark.usefixtures("nothing_decoded_ahead")  # decoded ahead: a test below
 async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
     gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
 ) -> None:
@@ -99,3 +113,49 @@ async def test_a_prompt_kept_out_of_the_cache_is_not_kept_in_its_slot(
         assert kept.usage.cached_prompt_tokens > 0
         _, again = await collect(stub.Generate(greedy(secret + " It is red and", 4, "cached", no_prompt_cache=True)))
         assert again.usage.cached_prompt_tokens == 0
+
+
+async def test_gemma_answer_decoded_ahead_gives_the_next_turn_its_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the model has nothing to do, a conversation's answer is decoded into its slot ahead of the next turn,
+    in calls whose cells are those the next prompt's own prefill gives: the next turn starts after the answer, with
+    the text and log-probabilities it gets without any cache."""
+    monkeypatch.setattr(prompt_reuse, "AHEAD_AFTER_SECONDS", 0.0)
+    model = install_embedded_model(tmp_path)
+    env = {"MODELS_PATH": str(tmp_path)}
+    cached = LlamaCppAdapter(LocalSettings(threads=2, parallel=1), env)
+    plain = LlamaCppAdapter(LocalSettings(threads=2, parallel=1, prompt_cache_tokens=0), env)
+    for adapter in (cached, plain):
+        await adapter.load(model, 2048)
+
+    async def generated(adapter: LlamaCppAdapter, prompt: str) -> tuple[list[TextChunk], Finish]:
+        params = GenerationParams(prompt=prompt, messages=(), max_tokens=12, temperature=0.0, logprobs=True)
+        events = [event async for event in adapter.generate(params, threading.Event())]
+        (finish,) = [event for event in events if isinstance(event, Finish)]
+        return [event for event in events if isinstance(event, TextChunk)], finish
+
+    async def decoded_ahead() -> None:
+        scheduler = cached._scheduler
+        assert scheduler is not None
+        assert scheduler.prompts is not None
+        for _ in range(1000):  # the batching thread decodes ahead on its own; nothing else runs meanwhile
+            if scheduler.prompts.ahead_in() is None:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the answer was not decoded ahead")
+
+    try:
+        text, previous = LONG_SYSTEM, 0
+        for turn in range(3):
+            text += f"\nQ: {TURNS[turn]}\nA:"
+            (chunks, finish), (plain_chunks, _) = await generated(cached, text), await generated(plain, text)
+            assert chunks == plain_chunks, f"turn {turn}"
+            if turn == 2:  # the turn before began from the cache, and so was decoded ahead with its answer
+                assert finish.cached_prompt_tokens > previous
+            previous = finish.prompt_tokens
+            text += "".join(chunk.text for chunk in chunks)
+            await decoded_ahead()
+    finally:
+        await cached.close()
+        await plain.close()

@@ -18,6 +18,7 @@ from warpcore.server.adapters.llama.constraint import constraint_for, shapes_out
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
+from warpcore.server.adapters.llama.job import Job
 from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.native_threads import on_passing_thread
@@ -25,7 +26,7 @@ from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
-from warpcore.server.adapters.llama.scheduler import BatchScheduler, Job
+from warpcore.server.adapters.llama.scheduler import BatchScheduler
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.adapters.llama.vision import MMPROJ_FIELD, Projector
 from warpcore.server.core.capabilities import Capabilities

@@ -12,14 +12,15 @@ Saving a beginning into the cache cuts its stream back to it, so a slot keeps it
 still to save are its own: where this prompt ends and where the prompts before it in the slot ended, which only a
 conversation coming back needs. They wait in the slot until another prompt takes it or begins like it, and are
 saved then. Beginnings that other callers may share (the cache's checkpoints, where prompts part) are saved at
-once, and the slot then keeps nothing. Used on the model's batching thread only."""
+once, and the slot then keeps nothing. Used on the model's batching thread only, but for `ahead_in`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, NativeContext
+from warpcore.server.adapters.llama.context import MIN_CALL_ROWS, PREFILL_PIECE, NativeContext
 from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
 
@@ -37,21 +38,33 @@ class Start:
 
 NOT_CACHED = Start(MISS)
 
+AHEAD_AFTER_SECONDS = 0.05
+"""How long a model with nothing to do waits after a conversation's turn before decoding its answer ahead. A
+program sends the next turn at once: its prompt then decodes the answer with its question, in one call rather than
+two, with no call of a guess ahead of it. A person takes seconds, during which the answer decodes ahead and the
+next turn's first token waits only for its question."""
+
 
 @dataclass(frozen=True)
 class _Kept:
     tokens: list[int]
-    """Exactly the prompt tokens whose cells the slot's stream holds."""
+    """Exactly the tokens whose cells the slot's stream holds: the prompt's, then those decoded ahead."""
     keys: list[int]
     unsaved: tuple[int, ...]
     """Beginnings of `tokens` still to save into the cache, in rising order."""
+    ahead: tuple[int, ...] = ()
+    """What a conversation's next prompt most likely continues `tokens` with: the prompt's short last piece and
+    the answer, to decode while the model has nothing else to do."""
+    ahead_from: float = 0.0
+    """When decoding ahead may begin (time.monotonic())."""
 
 
 class PromptReuse:
-    def __init__(self, native: NativeContext, calls: PrefillCalls, cache: PrefixCache) -> None:
+    def __init__(self, native: NativeContext, calls: PrefillCalls, cache: PrefixCache, *, context_size: int) -> None:
         self._native = native
         self._calls = calls
         self.cache = cache
+        self._context_size = context_size
         self._kept: dict[int, _Kept] = {}
 
     def holds(self, slot: int) -> bool:
@@ -90,20 +103,56 @@ class PromptReuse:
         return Start(hit, tuple(sorted({*points, *carried})), frozenset(own))
 
     def end(
-        self, slot: int, tokens: Sequence[int], keys: Sequence[int], start: Start, prefilled: int, *, keep: bool
+        self,
+        slot: int,
+        tokens: Sequence[int],
+        keys: Sequence[int],
+        start: Start,
+        prefilled: int,
+        answer: Sequence[int] = (),
     ) -> None:
-        """When a generation that started so ends, having decoded `prefilled` prompt tokens: keep its prompt in the
-        slot (`keep`: it ended normally, the prompt decoded) while the beginnings left to save are its own, else save
-        them now. The slot's other cells are the caller's to release."""
+        """When a generation that started so ends, having decoded `prefilled` prompt tokens and sampled `answer`
+        (none: it did not end normally): keep its prompt in the slot while the beginnings left to save are its own,
+        else save them now. A prompt that began like an earlier one, as a conversation's turns do, is also to be
+        decoded ahead with its answer. The slot's other cells are the caller's to release."""
         points = tuple(point for point in start.saving_points if point <= prefilled)
         kept = self._calls.canonical(len(tokens))
         waiting = tuple(point for point in points if point < kept)  # saved now, each would cut the prompt short
-        if keep and keys and kept and prefilled == len(tokens) and start.own.issuperset(waiting):
+        if answer and keys and kept and prefilled == len(tokens) and start.own.issuperset(waiting):
             self.cache.save(slot, tokens, keys, tuple(point for point in points if point >= kept))
             self._native.forget(slot, kept)
-            self._kept[slot] = _Kept(list(tokens[:kept]), list(keys), waiting)
+            ahead = (*tokens[kept:], *answer) if start.hit.length and self._calls.free else ()
+            due = time.monotonic() + AHEAD_AFTER_SECONDS
+            self._kept[slot] = _Kept(list(tokens[:kept]), list(keys), waiting, ahead, due)
         else:
             self.cache.save(slot, tokens, keys, points)
+
+    def ahead_in(self) -> float | None:
+        """Seconds until a kept prompt may be decoded ahead, if one waits to be (read from any thread)."""
+        due = [kept.ahead_from for kept in list(self._kept.values()) if kept.ahead]
+        return min(due) - time.monotonic() if due else None
+
+    def decode_ahead(self) -> None:
+        """Decode the next piece of what a kept prompt's conversation most likely sends next, into its slot, in a
+        call of MIN_CALL_ROWS rows or more (prefill.py), so that the cells are those the next prompt's own prefill
+        would give. A generation that comes meanwhile waits for this one call at most."""
+        slot, kept = min(
+            ((slot, kept) for slot, kept in self._kept.items() if kept.ahead), key=lambda k: k[1].ahead_from
+        )
+        start, ahead = len(kept.tokens), kept.ahead[: self._context_size - 1 - len(kept.tokens)]
+        rows = min(len(ahead), PREFILL_PIECE)
+        if 0 < len(ahead) - rows < MIN_CALL_ROWS:
+            rows = len(ahead) - MIN_CALL_ROWS  # the next call keeps its rows
+        if rows < MIN_CALL_ROWS:
+            self._kept[slot] = replace(kept, ahead=())  # too little left for a call of its own
+            return
+        for position, token in enumerate(ahead[:rows], start):
+            self._native.put(token, position, slot, logits=False)
+        if self._native.decode():
+            self._kept[slot] = replace(kept, tokens=[*kept.tokens, *ahead[:rows]], ahead=ahead[rows:])
+        else:
+            self._native.forget(slot, start)
+            self._kept[slot] = replace(kept, ahead=())
 
 
 def _common(saved: Sequence[int], tokens: Sequence[int]) -> int:

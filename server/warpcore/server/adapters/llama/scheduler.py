@@ -14,18 +14,18 @@ from typing import Literal
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
+from warpcore.server.adapters.llama.job import Job
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse, Start
 from warpcore.server.adapters.llama.sampling import logprobs
-from warpcore.server.adapters.llama.text import Emit, TokenText
+from warpcore.server.adapters.llama.text import TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
-from warpcore.server.core.domain import Finish, FinishReason, GenerationParams
+from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage
@@ -36,18 +36,6 @@ IDLE_SECONDS = 1.0
 """How long a model's batching thread waits for work before it ends (the next generation starts another). An idle
 thread keeps its OpenMP team, and beside another model's team that makes libgomp stop spinning at barriers in both
 (native_threads.py): a model that works would decode slower for a neighbour that does nothing."""
-
-
-@dataclass(eq=False)
-class Job:
-    """One generation handed to the scheduler by the event loop."""
-
-    params: GenerationParams
-    prompt: PreparedPrompt
-    emit: Emit
-    stop: threading.Event
-    constraint: Constraint | None = None
-    """The grammar its output is sampled under, built before it was submitted."""
 
 
 @dataclass(eq=False)
@@ -62,6 +50,7 @@ class _Sequence:
     prefilled: int = 0  # prompt tokens already in the KV cache
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
+    answer: list[int] = dataclasses.field(default_factory=list)  # every token sampled
 
 
 class BatchScheduler:
@@ -93,7 +82,8 @@ class BatchScheduler:
         self._calls = calls
         self._vocabulary = vocabulary
         self.cache = cache
-        self._prompts = PromptReuse(native, calls, cache) if cache is not None else None
+        reuse = PromptReuse(native, calls, cache, context_size=native.cells // slots) if cache is not None else None
+        self.prompts = reuse
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
         self._free_slots = list(range(slots))  # a heap: the lowest free slot first
         self._running: list[_Sequence] = []
@@ -138,7 +128,10 @@ class BatchScheduler:
         one; closed (or failed), the context is freed."""
         idle = False
         try:
-            while (state := self._admit()) == "step":
+            while (state := self._admit()) in ("step", "ahead"):
+                if self.prompts is not None and state == "ahead":
+                    self.prompts.decode_ahead()
+                    continue
                 self._drop_cancelled()
                 self._step()
                 self._count()
@@ -169,14 +162,20 @@ class BatchScheduler:
         occupancy.waiting = len(self._waiting)
         occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
-    def _admit(self) -> Literal["step", "idle", "closed"]:
-        """Move waiting jobs into free slots: "step", or why this thread ends: closing with nothing left to do, or
-        idle for IDLE_SECONDS (decided with `_wake` held, so that a generation submitted meanwhile starts a thread
-        of its own)."""
+    def _admit(self) -> Literal["step", "ahead", "idle", "closed"]:
+        """Move waiting jobs into free slots: "step"; with nothing to run, "ahead" while a kept prompt waits to be
+        decoded ahead (prompt_reuse.py); or why this thread ends: closing with nothing left to do, or idle for
+        IDLE_SECONDS (decided with `_wake` held, so that a generation submitted meanwhile starts a thread of its
+        own)."""
         with self._wake:
             while not self._running and not self._waiting:
                 if self._closing:
                     return "closed"
+                if self.prompts is not None and (delay := self.prompts.ahead_in()) is not None:
+                    if delay <= 0:
+                        return "ahead"
+                    self._wake.wait(delay)
+                    continue
                 if not self._wake.wait(IDLE_SECONDS) and not (self._waiting or self._closing):
                     self._thread = None
                     return "idle"
@@ -197,7 +196,7 @@ class BatchScheduler:
             job.emit(error)
             return
         prompt, slot = job.prompt, heapq.heappop(self._free_slots)
-        start = NOT_CACHED if self._prompts is None else self._prompts.start(slot, prompt.tokens, prompt.piece_keys)
+        start = NOT_CACHED if self.prompts is None else self.prompts.start(slot, prompt.tokens, prompt.piece_keys)
         tool_calls = job.constraint is not None and job.constraint.tool_calls
         text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
         cached = start.hit.length
@@ -271,6 +270,7 @@ class BatchScheduler:
         if params.logprobs:
             native = self._native
             scored = logprobs(native.ctx, row, native.vocabulary_size, token, params.top_logprobs)
+        sequence.answer.append(token)
         reason = sequence.text.feed(token, scored)
         if reason is None:
             sequence.next_token = token
@@ -281,18 +281,18 @@ class BatchScheduler:
         finish = sequence.text.finish(reason)
         # Kept here, off the way to the first token and never a call boundary of its own; before the caller hears
         # of the end, so that whoever it tells finds the prompt in the cache.
-        if self._prompts is not None:
+        if self.prompts is not None:
             prompt = sequence.prompt
-            keep = reason is not FinishReason.CANCELLED
-            self._prompts.end(
-                sequence.slot, prompt.tokens, prompt.piece_keys, sequence.start, sequence.prefilled, keep=keep
+            answer = sequence.answer if reason is not FinishReason.CANCELLED else ()
+            self.prompts.end(
+                sequence.slot, prompt.tokens, prompt.piece_keys, sequence.start, sequence.prefilled, answer
             )
         sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.start.hit.length))
         self._release(sequence)
 
     def _release(self, sequence: _Sequence) -> None:
         """Free the slot and its KV cells at once (but those of a prompt it keeps), for the next waiting generation."""
-        if self._prompts is None or not self._prompts.holds(sequence.slot):
+        if self.prompts is None or not self.prompts.holds(sequence.slot):
             self._native.forget(sequence.slot)
         sequence.sampler.free()
         self._running.remove(sequence)
