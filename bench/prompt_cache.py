@@ -120,10 +120,15 @@ async def started(lineup: Sequence[Contender], logs: Path) -> None:
         await patient(contender, [contender.generate(system_prompt("warm-up", 1) + question(0), 4)])
 
 
-async def conversation(contender: Contender, workload: CacheWorkload, session: str) -> list[StreamTiming]:
-    """One chat, each turn's prompt being the previous one, its answer and the next question."""
+async def conversation(
+    contender: Contender, workload: CacheWorkload, session: str, pause: float = 0.0
+) -> list[StreamTiming]:
+    """One chat, each turn's prompt being the previous one, its answer and the next question, `pause` seconds
+    after the answer."""
     text, turns = system_prompt(session, workload.rules), []
     for turn in range(workload.turns):
+        if turn:
+            await asyncio.sleep(pause)  # the person's reading and typing, not a wait for the server
         text += question(turn)
         (timing,) = await patient(contender, [contender.generate(text, workload.answer_tokens)])
         turns.append(timing)
@@ -205,6 +210,13 @@ async def measure(workload: CacheWorkload, logs: Path) -> Measured:
                 turns = await conversation(contender, workload, f"chat-{round_index}")
                 measured.chat[contender.name, round_index] = turns
             print(f"multi-turn chat, round {round_index + 1}/{workload.rounds} done", flush=True)
+        paced = [cached, chat[2]]
+        for round_index in range(workload.paced_rounds):
+            for offset in range(len(paced)):
+                contender = paced[(round_index + offset) % len(paced)]
+                turns = await conversation(contender, workload, f"paced-{round_index}", workload.pause)
+                measured.paced[contender.name, round_index] = turns
+        print("multi-turn chat at a person's pace done", flush=True)
         measured.memory = await fill([cached, uncached], workload, loaded)
         print("memory done", flush=True)
     finally:
@@ -233,7 +245,7 @@ def smoke_workload(models: Path) -> CacheWorkload:
 
     path = write_tiny_model(models / "tiny.gguf")
     model = Workload(path, models, path.name, CONTEXT, 4, levels=(1, 4), rounds=1, single_stream_rounds=1, slots=4)
-    return CacheWorkload(model, rules=4, turns=3, answer_tokens=4, rounds=1)
+    return CacheWorkload(model, rules=4, turns=3, answer_tokens=12, rounds=1, pause=0.2, paced_rounds=1)
 
 
 def gemma_workload(arguments: argparse.Namespace) -> CacheWorkload:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ class CacheWorkload:
     turns: int
     answer_tokens: int
     rounds: int
+    pause: float = 1.0
+    """Seconds between a paced conversation's turns: a person reading the answer and typing the next question."""
+    paced_rounds: int = 2
 
     @property
     def callers(self) -> int:
@@ -47,6 +51,7 @@ class Measured:
     caller alone after the concurrent ones last)."""
 
     chat: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
+    paced: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
     shared: dict[tuple[str, int], list[StreamTiming]] = field(default_factory=dict)
     memory: list[Memory] = field(default_factory=list)
     chat_names: list[str] = field(default_factory=list)
@@ -92,6 +97,15 @@ def cached(streams: Sequence[StreamTiming]) -> Cell:
     return "n/a" if any(count is None for count in counts) else round(median(count or 0 for count in counts))
 
 
+def after_answers(conversations: Sequence[list[StreamTiming]]) -> Cell:
+    """How many turns took more of their prompt from the cache than the whole prompt of the turn before: some of
+    its answer too."""
+    pairs = [pair for turns in conversations for pair in itertools.pairwise(turns)]
+    if any(turn.cached_tokens is None or before.prompt_tokens is None for before, turn in pairs):
+        return "n/a"
+    return f"{sum((turn.cached_tokens or 0) > (before.prompt_tokens or 0) for before, turn in pairs)}/{len(pairs)}"
+
+
 def ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -130,6 +144,26 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         ],
         rows=chat_rows,
     )
+    paced_rounds, paced = workload.paced_rounds, measured.paced
+    paced_table = Table(
+        caption=f"Multi-turn chat at a person's pace, {workload.pause:g} s between turns: time to first token,"
+        f" medians over {paced_rounds} rounds",
+        columns=[
+            "contender",
+            f"TTFT turns 2-{turns} ms",
+            f"cached prompt tokens, turns 2-{turns}",
+            "turns that start after the answer before",
+        ],
+        rows=[
+            [
+                name,
+                ms(over_rounds(paced, name, paced_rounds, later_turns)),
+                cached([turn for index in range(paced_rounds) for turn in paced[name, index][1:]]),
+                after_answers([paced[name, index] for index in range(paced_rounds)]),
+            ]
+            for name in (cache, xllamacpp)
+        ],
+    )
     shared = measured.shared
     batched, batched_no_cache, xllamacpp_slots = measured.shared_names
     shared_rows: list[list[Cell]] = [
@@ -164,6 +198,11 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
     ratio_rows: list[list[Cell]] = [
         ["multi-turn chat", f"{no_cache} / {cache}", round(speedup, 3)],
         ["multi-turn chat", f"{xllamacpp} / {cache}", round(versus_llama, 3)],
+        [
+            "multi-turn chat at a person's pace",
+            f"{xllamacpp} / {cache}",
+            round(paired(paced, xllamacpp, cache, paced_rounds, later_turns), 3),
+        ],
         [
             "shared system prompt",
             f"{batched_no_cache} / {batched}",
@@ -244,13 +283,17 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
         f"- **Multi-turn chat**: {turns} turns of {workload.answer_tokens} generated tokens; each turn's prompt is"
         " the previous prompt, the contender's own answer and the next question. One conversation at a time, so"
         f" every server has one slot: **{cache}** (`parallel = 1`, prompt cache at its default cap, the context"
-        " size; it keeps each prompt up to its last whole 32-token piece (Gemma's sliding window), never the"
-        " answer's cells, decoded a token per call, so that a hit gives the same text: a later turn prefills the"
-        " rest of that piece, the answer and the question, in one call),"
+        " size; its slot keeps the cells of each prompt, but for a last piece of fewer than 8 tokens, never the"
+        " answer's, decoded a token per call, so that the next turn gets the text it gets without a cache: it"
+        " prefills the answer and the question in one call),"
         f" **{no_cache}** (`prompt_cache_tokens = 0`), **{xllamacpp}** (llama.cpp's server from the `xllamacpp`"
         f" wheel, `cache_prompt` on: its slot keeps the last request's cells, answer included)."
         " llama-cpp-python's server with its RAM cache is left out: on Gemma it cut its stream mid-answer on a later"
         " turn.\n"
+        f"- **Multi-turn chat at a person's pace**: the same, {workload.pause:g} s between a turn's last token and the"
+        f" next turn, {cache} and {xllamacpp}, in rounds of their own after the others; warpcore decodes the answer"
+        " ahead into the slot while it waits, in calls whose cells are those of the next prompt's own prefill, so"
+        " that the next turn prefills only its question (no target: the issue's is the chat above).\n"
         f"- **Shared system prompt**: one caller, then {workload.callers} at once, then one more alone, each with its"
         f" own question after the same system prompt, on **{batched}** (cache on), **{batched_no_cache}** and"
         f" **{xllamacpp_slots}** (llama.cpp's server caches per slot: the callers on other slots than the first"
@@ -269,7 +312,7 @@ def report(workload: CacheWorkload, measured: Measured, out: Path) -> BenchResul
     return BenchResult(
         title="Prompt cache: multi-turn chat and a shared system prompt, warpcore against xllamacpp",
         description=description,
-        tables=[chat_table, shared_table, ratios, memory],
+        tables=[chat_table, paced_table, shared_table, ratios, memory],
         targets=targets,
         charts=[chart.name for chart in charts],
     )
