@@ -60,6 +60,8 @@ class _Kept:
 
 
 class PromptReuse:
+    """The prompts a model's free slots keep, and the prompt cache behind them."""
+
     def __init__(self, native: NativeContext, calls: PrefillCalls, cache: PrefixCache, *, context_size: int) -> None:
         self._native = native
         self._calls = calls

@@ -82,8 +82,7 @@ class BatchScheduler:
         self._calls = calls
         self._vocabulary = vocabulary
         self.cache = cache
-        reuse = PromptReuse(native, calls, cache, context_size=native.cells // slots) if cache is not None else None
-        self.prompts = reuse
+        self.prompts = None if cache is None else PromptReuse(native, calls, cache, context_size=native.cells // slots)
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
         self._free_slots = list(range(slots))  # a heap: the lowest free slot first
         self._running: list[_Sequence] = []
