@@ -1,7 +1,9 @@
-"""Long prompts are tokenized in pieces: the same tokens as in one call, without the quadratic cost."""
+"""Long prompts are tokenized in pieces: the same tokens as in one call, without the quadratic cost; where a
+vocabulary's safe cuts are known, a conversation's next turn tokenizes only what it adds."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections.abc import Iterator
@@ -13,9 +15,10 @@ import pytest
 from llama_cpp import Llama
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from warpcore.server.adapters.llama.cuts import SafeCuts
 from warpcore.server.adapters.llama.model_paths import resolve_model_path
 from warpcore.server.adapters.llama.prompt import MAX_BYTES_PER_TOKEN
-from warpcore.server.adapters.llama.tokenizer import PIECE_BYTES, PromptTokenizer
+from warpcore.server.adapters.llama.tokenizer import PIECE_BYTES, REMEMBERED_PIECE_BYTES, PromptTokenizer
 from warpcore.server.embedded import install_embedded_model
 
 if TYPE_CHECKING:
@@ -57,6 +60,97 @@ def test_pieces_give_the_tokens_of_the_whole_text(vocabulary: Llama) -> None:
             assert len(pieces) == pytest.approx(len(whole), rel=0.01)
         else:
             assert pieces == whole, f"{len(text)} bytes"
+
+
+def test_safe_cuts_are_known_for_gemma_and_not_for_a_vocabulary_that_adds_a_space(vocabulary: Llama) -> None:
+    # The tiny model's SentencePiece vocabulary adds a space before every text (llama.cpp's default).
+    assert (SafeCuts.of(vocabulary) is None) == (vocabulary.metadata["general.name"] == "warpcore-tiny-test")
+
+
+def random_texts(count: int) -> Iterator[bytes]:
+    """Texts made of what prompts hold: words, runs of spaces and newlines, punctuation, tabs, accents, digits,
+    markup and a chat template's special tokens, glued in any order."""
+    parts = [
+        "the",
+        " the",
+        "  ",
+        " ",
+        "\n",
+        "\n\n",
+        ".",
+        ",",
+        ":",
+        "?",
+        "\t",
+        "é",
+        "naïve",
+        "东京",
+        "42",
+        "2026",
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "user",
+        "model",
+        "<b>",
+        "**",
+        "- ",
+        "'s",
+        "(",
+        ")",
+        "\u2581",
+        "Rule",
+    ]
+    rng = random.Random(11)
+    for _ in range(count):
+        yield "".join(rng.choice(parts) for _ in range(rng.randint(1, 200))).encode()
+
+
+def test_text_cut_at_every_safe_cut_gives_the_tokens_of_the_whole(vocabulary: Llama) -> None:
+    cuts = SafeCuts.of(vocabulary)
+    if cuts is None:
+        pytest.skip("no safe cuts for this vocabulary")
+    pieces_seen = 0
+    for text in random_texts(300):
+        edges = [0]
+        while edges[-1] < len(text):
+            edges.append(cuts.cut(text, edges[-1], 4, 10**9))  # tiny pieces: as many cuts as the text has
+        pieces_seen += len(edges) - 1
+        tokens = [token for a, b in itertools.pairwise(edges) for token in vocabulary.tokenize(text[a:b], False, True)]
+        assert tokens == vocabulary.tokenize(text, add_bos=False, special=True), text
+    assert pieces_seen > 3000  # the texts were cut, often
+
+
+def test_a_conversation_tokenizes_only_what_each_turn_adds(vocabulary: Llama, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokenizer = PromptTokenizer(vocabulary)
+    if SafeCuts.of(vocabulary) is None:
+        pytest.skip("no safe cuts for this vocabulary")
+    tokenized: list[int] = []
+    whole_text = vocabulary.tokenize
+
+    def counted(text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        tokenized.append(len(text))
+        return whole_text(text, add_bos, special)
+
+    monkeypatch.setattr(vocabulary, "tokenize", counted)
+    words = README.read_text().split()
+    rng = random.Random(3)
+    text = b"<start_of_turn>user\n" + " ".join(rng.choice(words) for _ in range(2000)).encode()
+    for turn in range(4):
+        added = f"<end_of_turn>\n<start_of_turn>model\nTurn {turn}: " + " ".join(rng.choice(words) for _ in range(60))
+        text += added.encode()
+        runs, counts = [], []
+        for remember in (False, True, True):
+            tokenized.clear()
+            runs.append(tokenizer.tokenize(text, add_bos=True, limit=10**9, stop=threading.Event(), remember=remember))
+            counts.append(sum(tokenized))
+        (private, first, again), (private_bytes, first_bytes, again_bytes) = runs, counts
+        assert private == first == again == whole_text(text, True, True)
+        assert private_bytes == len(text)  # a private prompt is tokenized whole every time...
+        if turn == 0:
+            assert first_bytes == len(text)  # ...and nothing of it was kept
+        else:  # the turn before is remembered but for its last piece
+            assert 0 < first_bytes <= 2 * REMEMBERED_PIECE_BYTES + len(added)
+        assert again_bytes == 0
 
 
 def test_tokenizing_stops_past_the_limit_or_when_asked(vocabulary: Llama) -> None:

@@ -223,7 +223,8 @@ class LlamaCppAdapter:
                     )
                 marker = self._projector.marker if self._projector is not None else None
                 template = ChatTemplate(vocabulary, model, options.chat_format, marker)
-                preparer = PromptPreparer(template, PromptTokenizer(vocabulary), self._projector)
+                tokenizer = PromptTokenizer(vocabulary)
+                preparer = PromptPreparer(template, tokenizer, self._projector, keeps_prompts=bool(cache_tokens))
                 calls = PrefillCalls(free=splits_freely(native, context_size))
                 cache = None
                 if cache_tokens:

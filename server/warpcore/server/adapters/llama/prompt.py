@@ -42,12 +42,16 @@ class PreparedPrompt:
 
 class PromptPreparer:
     """Prepares generations and counts prompts, both on the model's prompt thread: one at a time, since the
-    vocabulary is one llama.cpp object."""
+    vocabulary is one llama.cpp object. `keeps_prompts`: the model's prompt cache is on, so its tokenizer may
+    remember what prompts that are not private hold."""
 
-    def __init__(self, template: ChatTemplate, tokenizer: PromptTokenizer, projector: Projector | None) -> None:
+    def __init__(
+        self, template: ChatTemplate, tokenizer: PromptTokenizer, projector: Projector | None, *, keeps_prompts: bool
+    ) -> None:
         self._template = template
         self._tokenizer = tokenizer
         self._projector = projector
+        self._keeps_prompts = keeps_prompts
 
     def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
         """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
@@ -74,7 +78,10 @@ class PromptPreparer:
         if rendered.images and self._projector is not None:  # the template renders images only with a projector
             tokens, images = self._projector.tokenize(encoded, rendered.images, add_bos=rendered.add_bos)
         else:
-            tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop)
+            remember = self._keeps_prompts and params.cache_prompt
+            tokens = self._tokenizer.tokenize(
+                encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop, remember=remember
+            )
         room = context_size - len(tokens)
         if room < 1:
             raise InvalidArgumentError(
