@@ -19,7 +19,7 @@ from typing import Any
 from bench.api_contenders import API_KEY, DIRECT, LITELLM, BareGrpc, Contender, VendorSdk, Warpcore
 from bench.api_report import NAME, report
 from bench.api_upstream import ANTHROPIC_PREFIX, FAST_MODEL, OPENAI_PREFIX, SLOW_MODEL, raise_open_file_limit
-from bench.api_workloads import FULL, SMOKE, SMOKE_WARMUP, WARMUP, measure
+from bench.api_workloads import FULL, SMOKE, SMOKE_WARMUP, UPSTREAM, WARMUP, measure
 from bench.harness import ContenderProcess, free_port, python_module, wait_for_line, wait_grpc_serving, wait_http_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ async def start_contenders(
         processes.append(process)
         return process
 
-    upstream_process = await start("upstream", python_module("bench.api_upstream"))
+    upstream_process = await start(UPSTREAM, python_module("bench.api_upstream"))
     upstream = "http://" + (await wait_for_line(upstream_process, "listening on ")).rsplit(" ", 1)[1]
     # LiteLLM takes longest to start: it gets going first, and warpcore starts meanwhile.
     litellm_port = free_port()

@@ -16,6 +16,9 @@ from bench.api_contenders import Contender, StreamRecord
 from bench.api_upstream import FAST_MODEL, SLOW_MODEL
 from bench.harness import ContenderProcess, cpu_seconds, median, rss_bytes
 
+UPSTREAM = "upstream"
+"""The name of the upstream's process among the servers."""
+
 PROTOCOLS = ("openai", "anthropic")
 
 
@@ -29,14 +32,21 @@ class Workload:
     """Rounds of every contender, interleaved so that drift on a shared machine hits each alike."""
     floor: bool = False
     """Whether the bare grpc.aio server runs it too, as the floor of a gRPC gateway's time to first token."""
-    own_core: bool = False
-    """Whether the clients get a core of their own, the servers (upstream, gateways) sharing the other."""
+    upstream_apart: bool = False
+    """Whether the upstream gets a core of its own, the gateways and the clients sharing the others: a remote API,
+    whose work takes none of the gateway's CPU."""
 
 
 FULL = (
     Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 60, floor=True),
     Workload(
-        "1 stream x 2,000 tokens, client on a core of its own", 1, 2000, FAST_MODEL, 10, floor=True, own_core=True
+        "1 stream x 2,000 tokens, upstream on a core of its own",
+        1,
+        2000,
+        FAST_MODEL,
+        10,
+        floor=True,
+        upstream_apart=True,
     ),
     Workload("1 stream x 2,000 tokens", 1, 2000, FAST_MODEL, 10, floor=True),
     Workload("64 streams x 200 tokens", 64, 200, FAST_MODEL, 3),
@@ -44,7 +54,9 @@ FULL = (
 )
 SMOKE = (
     Workload("1 stream x 1 token", 1, 1, FAST_MODEL, 2, floor=True),
-    Workload("1 stream x 100 tokens, client on a core of its own", 1, 100, FAST_MODEL, 1, floor=True, own_core=True),
+    Workload(
+        "1 stream x 100 tokens, upstream on a core of its own", 1, 100, FAST_MODEL, 1, floor=True, upstream_apart=True
+    ),
     Workload("1 stream x 100 tokens", 1, 100, FAST_MODEL, 1, floor=True),
     Workload("4 streams x 20 tokens", 4, 20, FAST_MODEL, 1),
     Workload("16 slow streams x 4 tokens", 16, 4, SLOW_MODEL, 1),
@@ -54,11 +66,12 @@ SMOKE_WARMUP = Workload("warm-up", 2, 10, FAST_MODEL, 1)
 
 
 @contextlib.contextmanager
-def client_on_own_core(server_pids: Sequence[int]) -> Iterator[None]:
-    """Every thread of the servers' processes on the first core, every thread of this process (the clients) on the
-    second; all cores again afterwards. With one core there is nothing to separate and nothing moves."""
+def upstream_on_own_core(upstream_pids: Sequence[int], other_pids: Sequence[int]) -> Iterator[None]:
+    """Every thread of the upstream's processes on the last core, every thread of the other servers' and of this
+    process (the clients) on the others; all cores again afterwards. With one core there is nothing to separate and
+    nothing moves."""
     everywhere = os.sched_getaffinity(0)
-    first, *others = sorted(everywhere)
+    *others, last = sorted(everywhere)
 
     def place(pids: Sequence[int], cores: set[int]) -> None:
         for pid in pids:
@@ -68,13 +81,12 @@ def client_on_own_core(server_pids: Sequence[int]) -> Iterator[None]:
                         os.sched_setaffinity(int(thread.name), cores)
 
     if others:
-        place(server_pids, {first})
-        place([os.getpid()], set(others))
+        place(upstream_pids, {last})
+        place([*other_pids, os.getpid()], set(others))
     try:
         yield
     finally:
-        place(server_pids, everywhere)
-        place([os.getpid()], everywhere)
+        place([*upstream_pids, *other_pids, os.getpid()], everywhere)
 
 
 @dataclass
@@ -191,8 +203,10 @@ async def measure(
         runs: dict[tuple[str, str], list[Run]] = {}
         running = [*contenders, *floors] if workload.floor else list(contenders)
         placed: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if workload.own_core:
-            placed = client_on_own_core([pid for server in servers for pid in server.pids()])
+        if workload.upstream_apart:
+            upstream = [pid for server in servers if server.name == UPSTREAM for pid in server.pids()]
+            others = [pid for server in servers if server.name != UPSTREAM for pid in server.pids()]
+            placed = upstream_on_own_core(upstream, others)
         with placed:
             for round_index in range(workload.rounds):
                 order = [*running[round_index % len(running) :], *running[: round_index % len(running)]]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.api_workloads import client_on_own_core
+from bench.api_workloads import upstream_on_own_core
 from bench.harness import process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,8 @@ def test_ratios_and_targets_are_reported(report: tuple[Path, dict[str, object]])
     assert all(isinstance(row[8], float) or row[8] == "n/a" for row in ratios["rows"])
     targets = data["targets"]
     assert isinstance(targets, list)
-    assert len(targets) == 5 * 2
+    assert len(targets) == 6 * 2  # the five, and the added TTFT with the upstream on a core of its own
+    assert sum("upstream on a core of its own" in target["name"] for target in targets) == 2
     for target in targets:
         assert set(target) == {"name", "value", "op", "threshold", "unit", "met"}
         assert target["op"] in (">=", "<")
@@ -100,7 +101,7 @@ def test_time_to_first_token_is_split_at_the_servers_clock(report: tuple[Path, d
         (workload, protocol)
         for workload in (
             "1 stream x 1 token",
-            "1 stream x 100 tokens, client on a core of its own",
+            "1 stream x 100 tokens, upstream on a core of its own",
             "1 stream x 100 tokens",
         )
         for protocol in ("openai", "anthropic")
@@ -134,20 +135,23 @@ def thread_cores(pid: int) -> set[frozenset[int]]:
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to separate")
-def test_the_clients_get_a_core_of_their_own_and_then_every_core_again() -> None:
+def test_the_upstream_gets_a_core_of_its_own_and_then_every_core_again() -> None:
     everywhere = os.sched_getaffinity(0)
-    first, *others = sorted(everywhere)
+    *others, last = sorted(everywhere)
     two_threads = (
         "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); print('up', flush=True)"
     )
-    child = subprocess.Popen([sys.executable, "-c", two_threads], stdout=subprocess.PIPE)
+    upstream, gateway = (subprocess.Popen([sys.executable, "-c", two_threads], stdout=subprocess.PIPE) for _ in "ab")
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == b"up\n"
-        with client_on_own_core(process_tree(child.pid)):
-            assert thread_cores(child.pid) == {frozenset({first})}
-            assert thread_cores(os.getpid()) == {frozenset(others)}
-        assert thread_cores(child.pid) == thread_cores(os.getpid()) == {frozenset(everywhere)}
+        for child in (upstream, gateway):
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"up\n"
+        with upstream_on_own_core(process_tree(upstream.pid), process_tree(gateway.pid)):
+            assert thread_cores(upstream.pid) == {frozenset({last})}
+            assert thread_cores(gateway.pid) == thread_cores(os.getpid()) == {frozenset(others)}
+        for pid in (upstream.pid, gateway.pid, os.getpid()):
+            assert thread_cores(pid) == {frozenset(everywhere)}
     finally:
-        child.terminate()
-        child.wait()
+        for child in (upstream, gateway):
+            child.terminate()
+            child.wait()
