@@ -79,7 +79,7 @@ async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
             with_cache, scores, result = await scored(stub, greedy(prompt, 12, "cached", logprobs=True))
             assert (with_cache, scores) == (without, plain_scores), f"turn {turn}"
             assert result.usage.prompt_tokens == plain.usage.prompt_tokens
-            if turn >= 2:  # the first turn saved the cache's checkpoints, and the slot kept nothing
+            if turn:  # the first turn saved the cache's checkpoints as its prefill passed them, and kept its prompt
                 assert result.usage.cached_prompt_tokens == FREE.canonical(previous), f"turn {turn}"
             previous = result.usage.prompt_tokens
             text = prompt + without
@@ -91,6 +91,31 @@ async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
         with_cache, scores, result = await scored(stub, greedy(back, 12, "cached", logprobs=True))
         assert (with_cache, scores) == (without, plain_scores)
         assert result.usage.cached_prompt_tokens == previous // PREFILL_PIECE * PREFILL_PIECE
+
+
+async def test_a_beginning_others_may_share_is_in_the_cache_while_its_generation_runs(
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+) -> None:
+    root, name = gemma_path
+    async with (
+        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, name, "shared", parallel=2, cache_tokens=None)
+        await load(stub, name, "plain", parallel=1, cache_tokens=0)
+        long_answer = stub.Generate(greedy(f"{LONG_SYSTEM}\nQ: {TURNS[0]}\nA:", 1000, "shared"))
+        async for frame in long_answer:
+            if frame.HasField("delta") and frame.delta.text:
+                break  # its prompt is decoded
+        later = greedy(f"{LONG_SYSTEM}\nQ: {TURNS[1]}\nA:", 8, "shared", logprobs=True)
+        text, scores, result = await scored(stub, later)
+        assert not long_answer.done()
+        # The first prompt's checkpoints went into the cache as its prefill passed them.
+        assert result.usage.cached_prompt_tokens >= PREFILL_PIECE * 16
+        later.model_id = "plain"
+        assert (text, scores) == (await scored(stub, later))[:2]
+        long_answer.cancel()
 
 
 async def test_a_prompt_kept_out_of_the_cache_is_not_kept_in_its_slot(

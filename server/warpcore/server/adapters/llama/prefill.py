@@ -47,6 +47,14 @@ class PrefillCalls:
         usable = min(cached, short)
         return max(short - MIN_CALL_ROWS, 0) if 0 < short - usable < MIN_CALL_ROWS else usable
 
+    def may_stop_at(self, prefilled: int, point: int, length: int) -> bool:
+        """Whether a call from `prefilled` may end at `point`, before where `end` puts it, and the prompt still get
+        the cells and logits it gets without the stop: cut freely, when that call and the rest keep calls of
+        MIN_CALL_ROWS rows or more, its short last piece apart; in pieces, never (a piece ends where it ends)."""
+        stop = self._short_last_piece(length)
+        fits = point == stop or stop - point >= MIN_CALL_ROWS
+        return self.free and point - prefilled >= MIN_CALL_ROWS and point <= stop and fits
+
     def canonical(self, length: int) -> int:
         """How many of a prompt's first tokens, once it is decoded, have the cells any other way of decoding them
         would give: cut freely, all but a short last piece (a call of fewer than MIN_CALL_ROWS rows gives its rows

@@ -159,7 +159,7 @@ class PrefixCache:
         from `sequence`'s stream, which holds at least that many of them: cut down to each point in turn, the last
         first. The cells a stream holds never change once decoded, and with a sliding window llama.cpp keeps every
         cell (swa_full), so each beginning is the one a stream holding exactly those tokens would give. Room for
-        them all is made first, so that none pushes out another."""
+        them all is made first, so that none pushes out another, nor the beginnings of `tokens` saved before."""
         new: list[int] = []
         for point in points:
             if point < self._piece:
@@ -174,11 +174,14 @@ class PrefixCache:
             new.pop(0)
         if not new:
             return
+        beginnings = self._beginnings_of(tokens[: new[-1]], keys)
         if not self._whole_only:
-            for superseded in self._beginnings_of(tokens[: new[-1]], keys):
+            for superseded in beginnings:
                 self._drop(superseded)  # the longest new one serves all it served
+            beginnings = []
         while self.cells + sum(new) > self.capacity and self._prefixes:
-            self._drop(self._to_drop())
+            # Those saved on the way (the prompt's checkpoints, which others share) go last.
+            self._drop(self._to_drop(sparing=beginnings))
         kept: list[_Prefix] = []
         for point in reversed(new):
             self._native.forget(sequence, point)
@@ -218,10 +221,12 @@ class PrefixCache:
     def _index(self, prefix: _Prefix) -> list[int]:
         return prefix.keys[-1:] if self._whole_only else prefix.keys
 
-    def _to_drop(self) -> _Prefix:
-        unshared = [prefix for prefix in self._prefixes if not prefix.shared]
-        shared_cells = self.cells - sum(len(prefix.tokens) for prefix in unshared)
-        candidates = unshared if unshared and shared_cells <= self.capacity // 2 else self._prefixes
+    def _to_drop(self, sparing: Sequence[_Prefix]) -> _Prefix:
+        """The beginning to drop for room: by the policy above, among those not `sparing` while there are others."""
+        prefixes = [prefix for prefix in self._prefixes if prefix not in sparing] or self._prefixes
+        unshared = [prefix for prefix in prefixes if not prefix.shared]
+        shared_cells = sum(len(prefix.tokens) for prefix in self._prefixes if prefix.shared)
+        candidates = unshared if unshared and shared_cells <= self.capacity // 2 else prefixes
         return min(candidates, key=lambda prefix: prefix.last_used)
 
     def _touch(self, prefix: _Prefix) -> None:

@@ -11,8 +11,11 @@ fresh prefill puts there, in the same cells of the stream, so the logits are bit
 Saving a beginning into the cache cuts its stream back to it, so a slot keeps its prompt only when the beginnings
 still to save are its own: where this prompt ends and where the prompts before it in the slot ended, which only a
 conversation coming back needs. They wait in the slot until another prompt takes it or begins like it, and are
-saved then. Beginnings that other callers may share (the cache's checkpoints, where prompts part) are saved at
-once, and the slot then keeps nothing. Used on the model's batching thread only, but for `ahead_in`."""
+saved then. Beginnings that other callers may share (the cache's checkpoints, where prompts part) are saved as the
+prefill passes them, from a stream that then holds exactly them: in the cache while the generation runs, for
+callers who come meanwhile, and none left to cut the prompt short when it ends. One that no prefill call can end at
+is saved when the generation ends, and the slot then keeps nothing. Used on the model's batching thread only, but
+for `ahead_in`."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, replace
 from warpcore.server.adapters.llama.context import MIN_CALL_ROWS, PREFILL_PIECE, NativeContext
 from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import MISS, Hit, PrefixCache
+from warpcore.server.adapters.llama.prompt import PreparedPrompt
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,22 @@ class PromptReuse:
         points = self.cache.saving_points(tokens, keys, hit)
         own = {*carried, self.cache.end_point(len(tokens), keys)}
         return Start(hit, tuple(sorted({*points, *carried})), frozenset(own))
+
+    def call_end(self, start: Start, prefilled: int, end: int, length: int) -> int:
+        """Where the prefill call from `prefilled` ends: at `end`, or before it at a beginning to save as the prefill
+        passes it, where prefill.py lets a call stop."""
+        for point in start.saving_points:
+            if prefilled < point < end and point not in start.own and self._calls.may_stop_at(prefilled, point, length):
+                return point
+        return end
+
+    def passed(self, slot: int, prompt: PreparedPrompt, start: Start, prefilled: int) -> Start:
+        """After a prefill call of `prompt` that ended at `prefilled`: save the beginning to save there, unless only
+        its conversation needs it, and say how the generation started without it."""
+        if prefilled not in start.saving_points or prefilled in start.own:
+            return start
+        self.cache.save(slot, prompt.tokens, prompt.piece_keys, (prefilled,))
+        return replace(start, saving_points=tuple(point for point in start.saving_points if point != prefilled))
 
     def end(
         self,

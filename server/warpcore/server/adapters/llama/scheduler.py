@@ -229,12 +229,15 @@ class BatchScheduler:
             start = sequence.prefilled
             calls = self._calls if images is None else PIECES
             end = calls.end(start, sequence.prompt.text_end(start), alone=not generating)
+            end = end if self.prompts is None else self.prompts.call_end(sequence.start, start, end, len(tokens))
             rows = [self._add(sequence, token, logits=False) for token in tokens[start:end]]
             sequence.prefilled = end
             if end == len(tokens):
                 self._native.batch.logits[rows[-1]] = True
             if not self._decode([sequence]):
                 continue
+            if self.prompts is not None:
+                sequence.start = self.prompts.passed(sequence.slot, sequence.prompt, sequence.start, end)
             if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
@@ -264,11 +267,9 @@ class BatchScheduler:
 
     def _sample(self, sequence: _Sequence, row: int) -> None:
         token = sequence.sampler.sample(self._native.ctx, row)
-        params = sequence.job.params
         scored = None
-        if params.logprobs:
-            native = self._native
-            scored = logprobs(native.ctx, row, native.vocabulary_size, token, params.top_logprobs)
+        if (params := sequence.job.params).logprobs:
+            scored = logprobs(self._native.ctx, row, self._native.vocabulary_size, token, params.top_logprobs)
         sequence.answer.append(token)
         reason = sequence.text.feed(token, scored)
         if reason is None:
