@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
-from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from tests.test_same_answer import gemma_path, gemma_stub  # noqa: F401 - the Gemma fixtures
 from warpcore.server.adapters.llama import prompt_reuse
 from warpcore.server.adapters.llama.context import PREFILL_PIECE
 from warpcore.server.rpc.server import WarpcoreServer
@@ -226,41 +226,38 @@ async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub
 
 async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_second(
     gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    gemma_stub: Stub,  # noqa: F811 - the imported fixture
 ) -> None:
     """Gemma's sliding window lets a saved beginning serve only prompts that begin with all of it: callers after a
     first one start from a checkpoint every `window` tokens, and save where they part from it as their prefill
     passes it, for those after them;
     their own long prompts, saved last, do not push that out of a full cache, and in a second round, with the cache
     full of the first one's, neither do the first caller's beginnings push out each other."""
-    root, name = gemma_path
-    async with (
-        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await load(stub, name, "plain", parallel=1, cache_tokens=0)
-        await load(stub, name, "cached", parallel=4, cache_tokens=4096)
-        # Each question runs a few pieces long, so that the callers part before the first one's last whole piece.
-        details = " Please answer in full sentences, naming every family and every field you know of." * 4
+    _, name = gemma_path
+    stub = gemma_stub
+    await load(stub, name, "plain", parallel=1, cache_tokens=0)
+    await load(stub, name, "cached", parallel=4, cache_tokens=4096)
+    # Each question runs a few pieces long, so that the callers part before the first one's last whole piece.
+    details = " Please answer in full sentences, naming every family and every field you know of." * 4
 
-        async def cached(prompt: str) -> tuple[str, int]:
-            text, result = await collect(stub.Generate(greedy(prompt, 4, "cached")))
-            return text, result.usage.cached_prompt_tokens
+    async def cached(prompt: str) -> tuple[str, int]:
+        text, result = await collect(stub.Generate(greedy(prompt, 4, "cached")))
+        return text, result.usage.cached_prompt_tokens
 
-        # A second round with another system prompt finds the cache full of the first one's beginnings.
-        for system in (LONGER_SYSTEM, "Again. " + LONGER_SYSTEM):
-            callers = [f"{system}\nQ: Question {n}: {TURNS[n % 3]}{details}\nA:" for n in range(6)]
-            alone = [await collect(stub.Generate(greedy(prompt, 4, "plain"))) for prompt in callers]
-            first = await cached(callers[0])
-            together = await asyncio.gather(*(cached(prompt) for prompt in callers[1:5]))
-            later = await cached(callers[5])
-            assert [text for text, _ in [first, *together, later]] == [text for text, _ in alone]
-            assert first[1] == 0
-            # Together from a checkpoint, or from where they part once another one's prefill has passed it; the later
-            # one from where they part.
-            starts = sorted(tokens for _, tokens in together)
-            assert 0 < starts[0] < later[1]
-            assert set(starts) <= {starts[0], later[1]}
-            shared = len(system) // 4  # Gemma takes about four characters a token here
-            assert later[1] > shared * 0.8
-            assert alone[5][1].usage.prompt_tokens - later[1] < 4 * PREFILL_PIECE
+    # A second round with another system prompt finds the cache full of the first one's beginnings.
+    for system in (LONGER_SYSTEM, "Again. " + LONGER_SYSTEM):
+        callers = [f"{system}\nQ: Question {n}: {TURNS[n % 3]}{details}\nA:" for n in range(6)]
+        alone = [await collect(stub.Generate(greedy(prompt, 4, "plain"))) for prompt in callers]
+        first = await cached(callers[0])
+        together = await asyncio.gather(*(cached(prompt) for prompt in callers[1:5]))
+        later = await cached(callers[5])
+        assert [text for text, _ in [first, *together, later]] == [text for text, _ in alone]
+        assert first[1] == 0
+        # Together from a checkpoint, or from where they part once another one's prefill has passed it; the later
+        # one from where they part.
+        starts = sorted(tokens for _, tokens in together)
+        assert 0 < starts[0] < later[1]
+        assert set(starts) <= {starts[0], later[1]}
+        shared = len(system) // 4  # Gemma takes about four characters a token here
+        assert later[1] > shared * 0.8
+        assert alone[5][1].usage.prompt_tokens - later[1] < 4 * PREFILL_PIECE

@@ -9,10 +9,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
 import pytest
 
-from tests.conftest import collect, greedy, serving
+from tests.conftest import collect, greedy
 from tests.test_prompt_cache import (
     LONG_SYSTEM,
     TURNS,
@@ -20,7 +19,7 @@ from tests.test_prompt_cache import (
     nothing_decoded_ahead,  # noqa: F401 - a fixture
     scored,
 )
-from tests.test_same_answer import gemma_path  # noqa: F401 - the module-scoped Gemma fixture
+from tests.test_same_answer import gemma_path, gemma_stub  # noqa: F401 - the Gemma fixtures
 from warpcore.server.adapters.llama import prompt_reuse
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.adapters.llama.context import MIN_CALL_ROWS, PREFILL_PIECE
@@ -28,7 +27,6 @@ from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.core.domain import Finish, GenerationParams, LocalSettings, TextChunk
 from warpcore.server.embedded import install_embedded_model
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -60,84 +58,75 @@ async def question_ending_at(stub: Stub, before: str, question: str, model_id: s
 @pytest.mark.usefixtures("nothing_decoded_ahead")  # decoded ahead: a test below
 async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
     gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    gemma_stub: Stub,  # noqa: F811 - the imported fixture
 ) -> None:
-    root, name = gemma_path
-    async with (
-        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await load(stub, name, "plain", parallel=1, cache_tokens=0)
-        await load(stub, name, "cached", parallel=1, cache_tokens=None)
-        # Past a whole piece by more than a short piece, then by a short one: the turn after starts from the end
-        # of the one before, then from the end of its last whole piece.
-        residues = (PREFILL_PIECE // 2, PREFILL_PIECE // 2, MIN_CALL_ROWS - 3, PREFILL_PIECE // 2)
-        text, previous = LONG_SYSTEM, 0
-        for turn, residue in enumerate(residues):
-            prompt = await question_ending_at(stub, text, TURNS[turn % len(TURNS)], "cached", residue)
-            without, plain_scores, plain = await scored(stub, greedy(prompt, 12, "plain", logprobs=True))
-            with_cache, scores, result = await scored(stub, greedy(prompt, 12, "cached", logprobs=True))
-            assert (with_cache, scores) == (without, plain_scores), f"turn {turn}"
-            assert result.usage.prompt_tokens == plain.usage.prompt_tokens
-            if turn:  # the first turn saved the cache's checkpoints as its prefill passed them, and kept its prompt
-                assert result.usage.cached_prompt_tokens == FREE.canonical(previous), f"turn {turn}"
-            previous = result.usage.prompt_tokens
-            text = prompt + without
-        # Another prompt takes the slot: the beginnings the conversation left waiting there go into the cache, and
-        # the conversation, back, finds its last whole piece there.
-        await collect(stub.Generate(greedy("Another topic altogether. " + LONG_SYSTEM, 4, "cached")))
-        back = f"{text}\nQ: {TURNS[0]}\nA:"
-        without, plain_scores, _ = await scored(stub, greedy(back, 12, "plain", logprobs=True))
-        with_cache, scores, result = await scored(stub, greedy(back, 12, "cached", logprobs=True))
-        assert (with_cache, scores) == (without, plain_scores)
-        assert result.usage.cached_prompt_tokens == previous // PREFILL_PIECE * PREFILL_PIECE
+    _, name = gemma_path
+    stub = gemma_stub
+    await load(stub, name, "plain", parallel=1, cache_tokens=0)
+    await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    # Past a whole piece by more than a short piece, then by a short one: the turn after starts from the end
+    # of the one before, then from the end of its last whole piece.
+    residues = (PREFILL_PIECE // 2, PREFILL_PIECE // 2, MIN_CALL_ROWS - 3, PREFILL_PIECE // 2)
+    text, previous = LONG_SYSTEM, 0
+    for turn, residue in enumerate(residues):
+        prompt = await question_ending_at(stub, text, TURNS[turn % len(TURNS)], "cached", residue)
+        without, plain_scores, plain = await scored(stub, greedy(prompt, 12, "plain", logprobs=True))
+        with_cache, scores, result = await scored(stub, greedy(prompt, 12, "cached", logprobs=True))
+        assert (with_cache, scores) == (without, plain_scores), f"turn {turn}"
+        assert result.usage.prompt_tokens == plain.usage.prompt_tokens
+        if turn:  # the first turn saved the cache's checkpoints as its prefill passed them, and kept its prompt
+            assert result.usage.cached_prompt_tokens == FREE.canonical(previous), f"turn {turn}"
+        previous = result.usage.prompt_tokens
+        text = prompt + without
+    # Another prompt takes the slot: the beginnings the conversation left waiting there go into the cache, and
+    # the conversation, back, finds its last whole piece there.
+    await collect(stub.Generate(greedy("Another topic altogether. " + LONG_SYSTEM, 4, "cached")))
+    back = f"{text}\nQ: {TURNS[0]}\nA:"
+    without, plain_scores, _ = await scored(stub, greedy(back, 12, "plain", logprobs=True))
+    with_cache, scores, result = await scored(stub, greedy(back, 12, "cached", logprobs=True))
+    assert (with_cache, scores) == (without, plain_scores)
+    assert result.usage.cached_prompt_tokens == previous // PREFILL_PIECE * PREFILL_PIECE
 
 
 async def test_a_beginning_others_may_share_is_in_the_cache_while_its_generation_runs(
     gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    gemma_stub: Stub,  # noqa: F811 - the imported fixture
 ) -> None:
-    root, name = gemma_path
-    async with (
-        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await load(stub, name, "shared", parallel=2, cache_tokens=None)
-        await load(stub, name, "plain", parallel=1, cache_tokens=0)
-        long_answer = stub.Generate(greedy(f"{LONG_SYSTEM}\nQ: {TURNS[0]}\nA:", 1000, "shared"))
-        async for frame in long_answer:
-            if frame.HasField("delta") and frame.delta.text:
-                break  # its prompt is decoded
-        later = greedy(f"{LONG_SYSTEM}\nQ: {TURNS[1]}\nA:", 8, "shared", logprobs=True)
-        text, scores, result = await scored(stub, later)
-        assert not long_answer.done()
-        # The first prompt's checkpoints went into the cache as its prefill passed them.
-        assert result.usage.cached_prompt_tokens >= PREFILL_PIECE * 16
-        later.model_id = "plain"
-        assert (text, scores) == (await scored(stub, later))[:2]
-        long_answer.cancel()
+    _, name = gemma_path
+    stub = gemma_stub
+    await load(stub, name, "shared", parallel=2, cache_tokens=None)
+    await load(stub, name, "plain", parallel=1, cache_tokens=0)
+    long_answer = stub.Generate(greedy(f"{LONG_SYSTEM}\nQ: {TURNS[0]}\nA:", 1000, "shared"))
+    async for frame in long_answer:
+        if frame.HasField("delta") and frame.delta.text:
+            break  # its prompt is decoded
+    later = greedy(f"{LONG_SYSTEM}\nQ: {TURNS[1]}\nA:", 8, "shared", logprobs=True)
+    text, scores, result = await scored(stub, later)
+    assert not long_answer.done()
+    # The first prompt's checkpoints went into the cache as its prefill passed them.
+    assert result.usage.cached_prompt_tokens >= PREFILL_PIECE * 16
+    later.model_id = "plain"
+    assert (text, scores) == (await scored(stub, later))[:2]
+    long_answer.cancel()
 
 
 async def test_a_prompt_kept_out_of_the_cache_is_not_kept_in_its_slot(
     gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    gemma_stub: Stub,  # noqa: F811 - the imported fixture
 ) -> None:
-    root, name = gemma_path
-    async with (
-        serving({"MODELS_PATH": str(root), "LLAMA_THREADS": "2"}) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await load(stub, name, "cached", parallel=1, cache_tokens=None)
-        secret = LONG_SYSTEM + "\nQ: What is the password?\nA:"
-        _, private = await collect(stub.Generate(greedy(secret, 4, "cached", no_prompt_cache=True)))
-        _, public = await collect(stub.Generate(greedy(secret + " It is", 4, "cached")))
-        assert private.usage.cached_prompt_tokens == public.usage.cached_prompt_tokens == 0
-        # A public prompt that continues it is kept in its slot; a private one that continues that starts from
-        # nothing, neither its slot nor the cache.
-        _, kept = await collect(stub.Generate(greedy(secret + " It is red", 4, "cached")))
-        assert kept.usage.cached_prompt_tokens > 0
-        _, again = await collect(stub.Generate(greedy(secret + " It is red and", 4, "cached", no_prompt_cache=True)))
-        assert again.usage.cached_prompt_tokens == 0
+    _, name = gemma_path
+    stub = gemma_stub
+    await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    secret = LONG_SYSTEM + "\nQ: What is the password?\nA:"
+    _, private = await collect(stub.Generate(greedy(secret, 4, "cached", no_prompt_cache=True)))
+    _, public = await collect(stub.Generate(greedy(secret + " It is", 4, "cached")))
+    assert private.usage.cached_prompt_tokens == public.usage.cached_prompt_tokens == 0
+    # A public prompt that continues it is kept in its slot; a private one that continues that starts from
+    # nothing, neither its slot nor the cache.
+    _, kept = await collect(stub.Generate(greedy(secret + " It is red", 4, "cached")))
+    assert kept.usage.cached_prompt_tokens > 0
+    _, again = await collect(stub.Generate(greedy(secret + " It is red and", 4, "cached", no_prompt_cache=True)))
+    assert again.usage.cached_prompt_tokens == 0
 
 
 async def test_gemma_answer_decoded_ahead_gives_the_next_turn_its_text(
