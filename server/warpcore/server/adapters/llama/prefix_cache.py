@@ -79,6 +79,7 @@ class PrefixCache:
         self._calls = calls
         self.capacity = capacity
         self._piece = piece
+        self.window = window
         self._whole_only = window > 0
         self._checkpoint = max(window // piece, 1) * piece
         self._by_key: dict[int, list[_Prefix]] = {}

@@ -136,11 +136,18 @@ class PromptReuse:
         """When a generation that started so ends, having decoded `prefilled` prompt tokens and sampled `answer`
         (none: it did not end normally): keep its prompt in the slot while the beginnings left to save are its own,
         else save them now. A prompt that began like an earlier one, as a conversation's turns do, is also to be
-        decoded ahead with its answer. The slot's other cells are the caller's to release."""
+        decoded ahead with its answer. The slot's other cells are the caller's to release.
+
+        With a sliding window, llama.cpp keeps every cell of a stream for the local layers too (swa_full), and they
+        attend over all of them at every later step, where a stream restored from the cache holds only the window's.
+        So a prompt that decoded more than a window's cells is not kept: the next turn restores its end, and decodes
+        the rest faster than it would after all of them."""
         points = tuple(point for point in start.saving_points if point <= prefilled)
         kept = self._calls.canonical(len(tokens))
         waiting = tuple(point for point in points if point < kept)  # saved now, each would cut the prompt short
-        if answer and keys and kept and prefilled == len(tokens) and start.own.issuperset(waiting):
+        window = self.cache.window
+        compact = not window or prefilled - start.hit.length <= window
+        if answer and keys and kept and prefilled == len(tokens) and compact and start.own.issuperset(waiting):
             self.cache.save(slot, tokens, keys, tuple(point for point in points if point >= kept))
             self._native.forget(slot, kept)
             ahead = (*tokens[kept:], *answer) if start.hit.length and self._calls.free else ()
