@@ -37,6 +37,12 @@ LONGER_SYSTEM = system_text(100)
 TURNS = ("Who lives by the river?", "And what do they grow?", "When is the market held?")
 
 
+@pytest.fixture
+def gemma(gemma_path: tuple[Path, str], gemma_stub: Stub) -> tuple[Stub, str]:  # noqa: F811 - imported fixtures
+    """A server's stub, and the embedded Gemma's name under its MODELS_PATH."""
+    return gemma_stub, gemma_path[1]
+
+
 def conversation(turns: int, answers: list[str], system: str = SYSTEM) -> str:
     """The prompt of turn `turns` (1-based): the system text, then every earlier question and answer."""
     parts = [system]
@@ -225,16 +231,14 @@ async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub
 
 
 async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_second(
-    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
-    gemma_stub: Stub,  # noqa: F811 - the imported fixture
+    gemma: tuple[Stub, str],
 ) -> None:
     """Gemma's sliding window lets a saved beginning serve only prompts that begin with all of it: callers after a
     first one start from a checkpoint every `window` tokens, and save where they part from it as their prefill
     passes it, for those after them;
     their own long prompts, saved last, do not push that out of a full cache, and in a second round, with the cache
     full of the first one's, neither do the first caller's beginnings push out each other."""
-    _, name = gemma_path
-    stub = gemma_stub
+    stub, name = gemma
     await load(stub, name, "plain", parallel=1, cache_tokens=0)
     await load(stub, name, "cached", parallel=4, cache_tokens=4096)
     # Each question runs a few pieces long, so that the callers part before the first one's last whole piece.

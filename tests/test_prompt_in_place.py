@@ -15,6 +15,7 @@ from tests.conftest import collect, greedy
 from tests.test_prompt_cache import (
     LONG_SYSTEM,
     TURNS,
+    gemma,  # noqa: F401 - a fixture
     load,
     nothing_decoded_ahead,  # noqa: F401 - a fixture
     scored,
@@ -57,11 +58,9 @@ async def question_ending_at(stub: Stub, before: str, question: str, model_id: s
 
 @pytest.mark.usefixtures("nothing_decoded_ahead")  # decoded ahead: a test below
 async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
-    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
-    gemma_stub: Stub,  # noqa: F811 - the imported fixture
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:
-    _, name = gemma_path
-    stub = gemma_stub
+    stub, name = gemma
     await load(stub, name, "plain", parallel=1, cache_tokens=0)
     await load(stub, name, "cached", parallel=1, cache_tokens=None)
     # Past a whole piece by more than a short piece, then by a short one: the turn after starts from the end
@@ -91,11 +90,9 @@ async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
 
 
 async def test_a_beginning_others_may_share_is_in_the_cache_while_its_generation_runs(
-    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
-    gemma_stub: Stub,  # noqa: F811 - the imported fixture
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:
-    _, name = gemma_path
-    stub = gemma_stub
+    stub, name = gemma
     await load(stub, name, "shared", parallel=2, cache_tokens=None)
     await load(stub, name, "plain", parallel=1, cache_tokens=0)
     long_answer = stub.Generate(greedy(f"{LONG_SYSTEM}\nQ: {TURNS[0]}\nA:", 1000, "shared"))
@@ -113,11 +110,9 @@ async def test_a_beginning_others_may_share_is_in_the_cache_while_its_generation
 
 
 async def test_a_prompt_kept_out_of_the_cache_is_not_kept_in_its_slot(
-    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
-    gemma_stub: Stub,  # noqa: F811 - the imported fixture
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:
-    _, name = gemma_path
-    stub = gemma_stub
+    stub, name = gemma
     await load(stub, name, "cached", parallel=1, cache_tokens=None)
     secret = LONG_SYSTEM + "\nQ: What is the password?\nA:"
     _, private = await collect(stub.Generate(greedy(secret, 4, "cached", no_prompt_cache=True)))

@@ -4,7 +4,9 @@ next turn tokenizes only what it adds."""
 from __future__ import annotations
 
 import collections
+import functools
 import threading
+from collections.abc import Callable
 
 import llama_cpp
 
@@ -36,7 +38,7 @@ class PromptTokenizer:
             return
         whole = self._tokens(_PROBE, add_bos=False)
         for keep in (True, False):
-            if self._spaced_tokens(_PROBE, add_bos=False, keep_space=keep, piece_bytes=8) == whole:
+            if self._pieces(_PROBE, functools.partial(_cut_at_space, piece_bytes=8, keep_space=keep)) == whole:
                 self._space_kept = keep
                 break
 
@@ -46,10 +48,13 @@ class PromptTokenizer:
         """The tokens of `text`; stops early (with a shorter list) once past `limit` tokens or when `stop` is set.
         `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt)."""
         if self._cuts is not None:
-            return self._cut_tokens(self._cuts, text, add_bos=add_bos, limit=limit, stop=stop, remember=remember)
-        if self._space_kept is None or len(text) <= PIECE_BYTES:
+            cut: _Cut = functools.partial(_cut_safely, cuts=self._cuts)
+        elif self._space_kept is None or len(text) <= PIECE_BYTES:
             return self._tokens(text, add_bos=add_bos)
-        return self._spaced_tokens(text, add_bos=add_bos, keep_space=self._space_kept, limit=limit, stop=stop)
+        else:
+            cut = functools.partial(_cut_at_space, piece_bytes=PIECE_BYTES, keep_space=self._space_kept)
+        remember = remember and self._cuts is not None
+        return self._pieces(text, cut, add_bos=add_bos, limit=limit, stop=stop, remember=remember)
 
     def piece(self, token: int) -> bytes:
         """The bytes `token` stands for (special tokens as their text)."""
@@ -58,13 +63,21 @@ class PromptTokenizer:
     def _tokens(self, text: bytes, *, add_bos: bool) -> list[int]:
         return self._llama.tokenize(text, add_bos=add_bos, special=True)
 
-    def _cut_tokens(
-        self, cuts: SafeCuts, text: bytes, *, add_bos: bool, limit: int, stop: threading.Event, remember: bool
+    def _pieces(
+        self,
+        text: bytes,
+        cut: _Cut,
+        *,
+        add_bos: bool = False,
+        limit: int | None = None,
+        stop: threading.Event | None = None,
+        remember: bool = False,
     ) -> list[int]:
+        """The tokens of the pieces `cut` gives, one after another."""
         tokens: list[int] = []
         start = 0
         while start < len(text):
-            end = cuts.cut(text, start, REMEMBERED_PIECE_BYTES, PIECE_BYTES)
+            end, start_after = cut(text, start)
             key = (text[start:end], add_bos and start == 0)
             piece = self._remembered.get(key) if remember else None
             if piece is None:
@@ -76,40 +89,32 @@ class PromptTokenizer:
             else:
                 self._remembered.move_to_end(key)
             tokens += piece
-            start = end
-            if len(tokens) > limit or stop.is_set():
-                break
-        return tokens
-
-    def _spaced_tokens(
-        self,
-        text: bytes,
-        *,
-        add_bos: bool,
-        keep_space: bool,
-        piece_bytes: int = PIECE_BYTES,
-        limit: int | None = None,
-        stop: threading.Event | None = None,
-    ) -> list[int]:
-        tokens: list[int] = []
-        start = 0
-        while start < len(text):
-            end = _cut_at_space(text, start, piece_bytes)
-            tokens += self._tokens(text[start:end], add_bos=add_bos and start == 0)
-            start = end if keep_space or text[end : end + 1] != b" " else end + 1
+            start = start_after
             if (limit is not None and len(tokens) > limit) or (stop is not None and stop.is_set()):
                 break
         return tokens
 
 
-def _cut_at_space(text: bytes, start: int, piece_bytes: int) -> int:
-    """Where the piece starting at `start` ends: before the last space within reach, else at a character edge."""
+_Cut = Callable[[bytes, int], tuple[int, int]]
+"""Where the piece of a text that starts at a byte ends, and where the next one starts."""
+
+
+def _cut_safely(text: bytes, start: int, *, cuts: SafeCuts) -> tuple[int, int]:
+    """The piece starting at `start` ends at a safe cut (cuts.py), and the next starts there."""
+    end = cuts.cut(text, start, REMEMBERED_PIECE_BYTES, PIECE_BYTES)
+    return end, end
+
+
+def _cut_at_space(text: bytes, start: int, *, piece_bytes: int, keep_space: bool) -> tuple[int, int]:
+    """The piece starting at `start` ends before the last space within reach, else at a character edge; the next
+    starts there, or after the space when the tokenizer adds one of its own."""
     end = start + piece_bytes
     if end >= len(text):
-        return len(text)
+        return len(text), len(text)
     space = text.rfind(b" ", start + 1, end)
     if space > start:
-        return space
-    while text[end] & 0xC0 == 0x80:  # never split a UTF-8 character
-        end -= 1
-    return end
+        end = space
+    else:
+        while text[end] & 0xC0 == 0x80:  # never split a UTF-8 character
+            end -= 1
+    return end, end if keep_space or text[end : end + 1] != b" " else end + 1
