@@ -153,6 +153,11 @@ async def test_generate_without_model_uses_the_only_loaded_one(stub: Stub, targe
 
     await load_tiny(stub, model_id="tiny")
     assert (await warpcore(target, "generate", "--max-tokens", "2", "hi")).code == 0
+    unable = await warpcore(target, "embed", "hi")  # a generative model gives no embeddings
+    assert (unable.code, unable.stderr) == (
+        1,
+        "warpcore: none of the loaded models (tiny) can embed; load one that can, or give --model\n",
+    )
 
     await load_tiny(stub, model_id="other")
     several = await warpcore(target, "generate", "hi")

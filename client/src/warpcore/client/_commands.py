@@ -23,6 +23,10 @@ COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "conte
 DIM, PLAIN = "\x1b[2m", "\x1b[0m"
 
 
+TASKS = {"generate": "generate", "embed": "embed", "count_tokens": "count tokens exactly"}
+"""What each task `pick_model` chooses for is called in its messages."""
+
+
 class CliError(Exception):
     """A failure of the command itself rather than of a call, e.g. no model to choose."""
 
@@ -31,16 +35,18 @@ def pick_model(client: Client, model: str | None, backend: str | None, task: str
     """The id to use: --model (loaded first if it is not and --backend is given), else the only one loaded that can
     do `task` (a Capabilities field: generate, embed, count_tokens)."""
     if model is None:
-        loaded = [
-            m.id
-            for m in client.list_models()
-            if backend in (None, m.backend) and (m.capabilities is None or getattr(m.capabilities, task))
-        ]
-        if len(loaded) != 1:
-            if loaded:
-                raise CliError(f"several models are loaded ({', '.join(loaded)}); choose one with --model")
+        listed = [m for m in client.list_models() if backend in (None, m.backend)]
+        able = [m.id for m in listed if m.capabilities is None or getattr(m.capabilities, task)]
+        if len(able) != 1:
+            if able:
+                raise CliError(f"several loaded models can {TASKS[task]} ({', '.join(able)}); choose one with --model")
+            if listed:
+                loaded = ", ".join(m.id for m in listed)
+                raise CliError(
+                    f"none of the loaded models ({loaded}) can {TASKS[task]}; load one that can, or give --model"
+                )
             raise CliError("no model is loaded; load one with `warpcore load`, or give --model and --backend")
-        return loaded[0]
+        return able[0]
     if backend is not None and model not in {m.id for m in client.list_models()}:
         client.load_model(model, backend=backend, model_id=model)
     return model
