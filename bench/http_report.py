@@ -26,6 +26,7 @@ COLUMNS = [
     "aggregate tokens/s",
     "inter-token p99 (ms)",
     "gateway CPU s / 1k tokens",
+    "client CPU s / 1k tokens",
     "gateway peak RSS (MiB)",
     "errors",
 ]
@@ -51,6 +52,7 @@ def report(
         for workload in workloads
     ]
     tables += [_added_ttft(results, workload) for workload in workloads if workload.floor]
+    tables += [_cpu(results, workload) for workload in workloads if not workload.floor]
     return BenchResult(
         title="The HTTP door: each vendor SDK against warpcore's door, LiteLLM and the upstream itself",
         description=_description(workloads, litellm_version),
@@ -69,6 +71,7 @@ def _row(protocol: str, name: str, summary: Summary) -> list[Cell]:
         cell(summary.aggregate_tokens_per_second, 0),
         cell(summary.itl_p99_ms),
         cell(summary.gateway_cpu_per_1k, 3),
+        cell(summary.client_cpu_per_1k, 3),
         cell(summary.peak_rss_mib, 0),
         summary.errors,
     ]
@@ -87,6 +90,46 @@ def _added_ttft(results: dict[tuple[str, str, str], Summary], workload: Workload
     return Table(
         caption=f"Time to first token added over SDK direct, medians in ms ({workload.label})",
         columns=["protocol", DOOR, HTTP_FLOOR, f"{DOOR} beyond the {HTTP_FLOOR}"],
+        rows=rows,
+    )
+
+
+def _cpu(results: dict[tuple[str, str, str], Summary], workload: Workload) -> Table:
+    """Where the CPU goes under concurrency: each gateway's per token, and the clients' through warpcore. The
+    clients are one Python process, which reads at most 1,000 / (its CPU seconds per 1k tokens) tokens/s on its
+    core however little the gateway costs: on a host whose cores the clients, the gateway and the upstream share,
+    that ceiling bounds the door's aggregate, and with it any ratio to LiteLLM's."""
+    rows: list[list[Cell]] = []
+    for protocol in PROTOCOLS:
+        door, litellm = (results[(workload.label, protocol, name)] for name in (DOOR, LITELLM))
+        cpu_ratio = (
+            litellm.gateway_cpu_per_1k / door.gateway_cpu_per_1k
+            if litellm.gateway_cpu_per_1k and door.gateway_cpu_per_1k
+            else None
+        )
+        ceiling = 1000 / door.client_cpu_per_1k if door.client_cpu_per_1k else None
+        rows.append(
+            [
+                protocol,
+                cell(door.gateway_cpu_per_1k, 4),
+                cell(litellm.gateway_cpu_per_1k, 4),
+                cell(cpu_ratio),
+                cell(door.client_cpu_per_1k, 4),
+                cell(ceiling, 0),
+                cell(door.aggregate_tokens_per_second, 0),
+            ]
+        )
+    return Table(
+        caption=f"Where the CPU goes ({workload.label})",
+        columns=[
+            "protocol",
+            f"{DOOR} gateway CPU s / 1k tokens",
+            f"{LITELLM} gateway CPU s / 1k tokens",
+            f"{LITELLM} / {DOOR} gateway CPU per token",
+            f"client CPU s / 1k tokens through {DOOR}",
+            "tokens/s the client process can read at most",
+            f"{DOOR} aggregate tokens/s",
+        ],
         rows=rows,
     )
 

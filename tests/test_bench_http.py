@@ -35,8 +35,8 @@ def test_every_contender_streams_both_dialects_without_errors(report: tuple[Path
     _, data = report
     tables = data["tables"]
     assert isinstance(tables, list)
-    assert len(tables) == 3
-    probe, concurrent, added = tables
+    assert len(tables) == 4
+    probe, concurrent, added, cpu = tables
     for table, names in ((probe, {*CONTENDERS, FLOOR}), (concurrent, CONTENDERS)):
         rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
         assert {(row["protocol"], row["contender"]) for row in rows} == {
@@ -52,6 +52,13 @@ def test_every_contender_streams_both_dialects_without_errors(report: tuple[Path
     assert [row[0] for row in added["rows"]] == ["openai", "anthropic"]
     for _, door, floor, beyond in added["rows"]:
         assert beyond == pytest.approx(door - floor, abs=0.011)
+    # Under concurrency, each gateway's CPU per token and the ceiling the clients' own CPU sets.
+    assert [row[0] for row in cpu["rows"]] == ["openai", "anthropic"]
+    for _, door_cpu, litellm_cpu, ratio, client_cpu, ceiling, aggregate in cpu["rows"]:
+        assert min(door_cpu, litellm_cpu, client_cpu) > 0
+        assert ratio == pytest.approx(litellm_cpu / door_cpu, rel=0.01)
+        assert ceiling == pytest.approx(1000 / client_cpu, rel=0.01)
+        assert aggregate > 0
 
 
 def test_both_targets_per_dialect_and_the_chart(report: tuple[Path, dict[str, object]]) -> None:
