@@ -215,6 +215,40 @@ async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
         assert too_large.json()["error"]["param"] == "request"
 
 
+# Per route, a raw JSON body with HALF in one string, and that string's field: HALF is an escape of half a UTF-16
+# surrogate pair, or a whole pair (one character) in the body that is let through.
+UNPAIRED = {
+    "/v1/chat/completions": (b'{"model":"m","messages":[{"role":"user","content":"hi HALF"}]}', "messages[0].content"),
+    "/v1/messages": (
+        b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}],"system":"HALF"}',
+        "system",
+    ),
+    "/v1/messages/count_tokens": (
+        b'{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a HALF b"}]}]}',
+        "messages[0].content[0].text",
+    ),
+    "/v1/embeddings": (b'{"model":"m","input":["ok","HALF"]}', "input[1]"),
+}
+
+
+@pytest.mark.parametrize("path", list(UNPAIRED))
+@pytest.mark.parametrize("half", [b"\\ud83d", b"\\uDE00", b"\\ude00\\ud83d"])
+async def test_an_unpaired_surrogate_escape_is_400_naming_its_field(path: str, half: bytes, doors: Doors) -> None:
+    body, field = UNPAIRED[path]
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        headers = {"content-type": "application/json"}
+        refused = await client.post(path, content=body.replace(b"HALF", half), headers=headers)
+        passed = await client.post(path, content=body.replace(b"HALF", b"\\ud83d\\ude00"), headers=headers)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert "unpaired UTF-16 surrogate" in error["message"]
+    assert error["message"].startswith(field)
+    if path in ("/v1/chat/completions", "/v1/embeddings"):
+        assert error["param"] == field
+    # Paired, the same escapes spell one character: the body goes on, to the unknown model's 404.
+    assert passed.status_code == 404, passed.text
+
+
 async def test_the_token_is_required_by_bearer_or_x_api_key(
     server_env: dict[str, str], openai_upstream: FakeOpenAI
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -13,10 +12,11 @@ from aiohttp import web
 from warpcore.server.core.access import record_usage
 from warpcore.server.core.domain import FinishReason
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
-from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
+from warpcore.server.core.errors import UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
+from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
 from warpcore.server.http.parts import named_as
@@ -50,20 +50,8 @@ def shutting_down() -> UnavailableError:
     return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgumentError(
-            "the request body is not valid JSON", field="request", reason="INVALID_JSON"
-        ) from None
-    if not isinstance(body, dict):
-        raise InvalidArgumentError("the request body must be a JSON object", field="request", reason="INVALID_JSON")
-    return body
-
-
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    call = dialect.parse(await _json_body(request))
+    call = dialect.parse(await json_body(request))
     request[MODEL] = call.model
     params = request.app[MEMORY].restore(call.params)
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
@@ -144,7 +132,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    call = openai_embeddings.embeddings_request(await _json_body(request))
+    call = openai_embeddings.embeddings_request(await json_body(request))
     request[MODEL] = call.model
     vectors = await openai_embeddings.embed(request.app[ENGINE], call)
     return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
@@ -156,7 +144,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     # The largest max_tokens allowed stands in for the one the body lacks: any thinking budget a generation may
     # have fits under it.
-    call = anthropic_request.messages_request(await _json_body(request), engine.limits.max_tokens)
+    call = anthropic_request.messages_request(await json_body(request), engine.limits.max_tokens)
     request[MODEL] = call.model
     with named_as(call.field_names):
         count = await engine.count_tokens(call.model, call.params, include_tokens=False)
