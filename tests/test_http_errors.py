@@ -3,6 +3,9 @@ field, Retry-After, request ids, the token, and no secret in any answer."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import anthropic
 import httpx2
 import openai
@@ -247,6 +250,75 @@ async def test_an_unpaired_surrogate_escape_is_400_naming_its_field(path: str, h
         assert error["param"] == field
     # Paired, the same escapes spell one character: the body goes on, to the unknown model's 404.
     assert passed.status_code == 404, passed.text
+
+
+DEEP_SCHEMA = json.loads('{"items":' * 100 + "{}" + "}" * 100)
+# Per dialect, a body with a JSON Schema at each place one goes, and the field each place is named by.
+SCHEMA_PLACES: dict[str, tuple[Callable[[object], dict[str, object]], ...]] = {
+    "/v1/chat/completions": (
+        lambda schema: {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+        },
+        lambda schema: {
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+        },
+    ),
+    "/v1/messages": (
+        lambda schema: {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        },
+        lambda schema: {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"name": "f", "input_schema": schema}],
+        },
+    ),
+}
+SCHEMA_FIELDS = {
+    "/v1/chat/completions": ["response_format.json_schema.schema", "tools[0].function.parameters"],
+    "/v1/messages": ["output_config.format.schema", "tools[0].input_schema"],
+}
+
+
+@pytest.mark.parametrize("path", list(SCHEMA_PLACES))
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ({"type": "object", "required": 1}, "invalid JSON Schema at required"),
+        ({"type": 3}, "invalid JSON Schema at type"),
+        (DEEP_SCHEMA, "nested deeper than 64 levels"),
+    ],
+)
+async def test_a_schema_is_checked_as_over_grpc_before_any_backend_sees_it(
+    path: str, schema: dict[str, object], says: str, doors: Doors
+) -> None:
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        for place, field in zip(SCHEMA_PLACES[path], SCHEMA_FIELDS[path], strict=True):
+            refused = await client.post(path, json=place(schema))
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert says in error["message"]
+            if path == "/v1/chat/completions":
+                assert error["param"] == field
+            valid = await client.post(path, json=place({"type": "object"}))
+            assert valid.status_code == 404, valid.text  # taken, up to the unknown model
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"])
+async def test_a_body_nested_beyond_the_parsers_bound_is_400(path: str, doors: Doors) -> None:
+    deep = b'{"model":"m","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        refused = await client.post(path, content=deep, headers={"content-type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    assert "nests arrays and objects too deeply" in refused.json()["error"]["message"]
 
 
 async def test_the_token_is_required_by_bearer_or_x_api_key(

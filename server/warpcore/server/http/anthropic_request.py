@@ -14,6 +14,7 @@ from warpcore.server.core.domain import (
     GenerationParams,
     Role,
 )
+from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
     ReasoningEffort,
@@ -37,6 +38,7 @@ from warpcore.server.http.fields import (
     number,
     objects,
     refuse,
+    schema,
     text,
     unsupported,
 )
@@ -73,7 +75,9 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
     marks: list[CacheMark] = []  # every cache_control, in prompt order, by its path
-    tools = tuple(_tool(path, tool, marks) for path, tool in objects(body, "tools"))
+    listed = objects(body, "tools")
+    check_tool_count(len(listed))  # before any of their schemas is checked
+    tools = tuple(_tool(path, tool, marks) for path, tool in listed)
     choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
     system, system_cache, before_system = _system(body, marks)
@@ -226,7 +230,7 @@ def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     return Tool(
         name=text(tool, "name", path, required=True) or "",
         description=text(tool, "description", path) or "",
-        parameters=mapping(tool, "input_schema", path, required=True) or {},
+        parameters=schema(tool, "input_schema", path, required=True) or {},
         strict=boolean(tool, "strict", path) is True,
         cache=cache_mark(tool, path, marks),
     )
@@ -253,8 +257,8 @@ def _output_format(output_format: Json | None) -> ResponseFormat | None:
         return None
     if text(output_format, "type", "output_config.format", required=True) != "json_schema":
         raise refuse("output_config.format.type", "expected json_schema")
-    schema = mapping(output_format, "schema", "output_config.format", required=True) or {}
-    return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=schema, strict=True)
+    checked = schema(output_format, "schema", "output_config.format", required=True) or {}
+    return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=checked, strict=True)
 
 
 def _reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptions | None:

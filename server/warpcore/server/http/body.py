@@ -25,6 +25,10 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise InvalidArgumentError(
             "the request body is not valid JSON", field="request", reason="INVALID_JSON"
         ) from None
+    except RecursionError:  # the parser's own bound on nesting, far beyond any request's
+        raise InvalidArgumentError(
+            "the request body nests arrays and objects too deeply", field="request", reason="INVALID_JSON"
+        ) from None
     if not isinstance(body, dict):
         raise InvalidArgumentError("the request body must be a JSON object", field="request", reason="INVALID_JSON")
     if _SURROGATE_ESCAPE.search(text) is not None:

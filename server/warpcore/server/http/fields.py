@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.json_schema import check_schema
+from warpcore.server.core.tooling import JsonSchema
 
 Json = Mapping[str, Any]
 
@@ -66,6 +68,12 @@ def array(body: Json, key: str, path: str = "", *, required: bool = False) -> li
 def mapping(body: Json, key: str, path: str = "", *, required: bool = False) -> Json | None:
     value: Json | None = _read(body, key, path, (dict,), "an object", required)
     return value
+
+
+def schema(body: Json, key: str, path: str = "", *, required: bool = False) -> JsonSchema | None:
+    """A JSON Schema member, checked as a schema sent over gRPC is (core/json_schema.py)."""
+    value = mapping(body, key, path, required=required)
+    return None if value is None else check_schema(value, at(path, key))
 
 
 def objects(body: Json, key: str, path: str = "", *, required: bool = False) -> list[tuple[str, Json]]:

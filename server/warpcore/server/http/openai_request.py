@@ -16,6 +16,7 @@ from warpcore.server.core.domain import (
     GenerationParams,
     Role,
 )
+from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
     ReasoningEffort,
@@ -40,6 +41,7 @@ from warpcore.server.http.fields import (
     number,
     objects,
     refuse,
+    schema,
     text,
     unsupported,
 )
@@ -90,7 +92,9 @@ def chat_request(body: Json) -> ChatRequest:
         raise refuse("stop", "must be a string or an array of strings")
     stream_options = mapping(body, "stream_options") or {}
     marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
-    tools = tuple(_tool(path, tool, marks) for path, tool in objects(body, "tools"))
+    listed = objects(body, "tools")
+    check_tool_count(len(listed))  # before any of their schemas is checked
+    tools = tuple(_tool(path, tool, marks) for path, tool in listed)
     turns: list[tuple[ChatMessage, Content]] = []
     for path, message in conversation(body):
         turn, before = _message(path, message, marks)
@@ -219,7 +223,7 @@ def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     return Tool(
         name=text(function, "name", function_path, required=True) or "",
         description=text(function, "description", function_path) or "",
-        parameters=mapping(function, "parameters", function_path) or {"type": "object", "properties": {}},
+        parameters=schema(function, "parameters", function_path) or {"type": "object", "properties": {}},
         strict=boolean(function, "strict", function_path) is True,
         cache=cache_mark(tool, path, marks),
     )
@@ -254,17 +258,17 @@ def _response_format(response_format: Json | None) -> ResponseFormat | None:
         raise refuse("response_format.type", f"unknown type {kind!r}; expected text, json_object or json_schema")
     spec = mapping(response_format, "json_schema", "response_format", required=True) or {}
     path = "response_format.json_schema"
-    schema = mapping(spec, "schema", path) or {}
+    checked = schema(spec, "schema", path) or {}
     # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
     # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
     description = text(spec, "description", path)
     if description is not None:
-        if schema.get("description", description) != description:
+        if checked.get("description", description) != description:
             raise refuse(at(path, "description"), "differs from the schema's own description; give one of them")
-        schema = {**schema, "description": description}
+        checked = {**checked, "description": description}
     return ResponseFormat(
         ResponseFormatKind.JSON_SCHEMA,
-        schema=schema,
+        schema=checked,
         name=text(spec, "name", path, required=True) or "",
         strict=boolean(spec, "strict", path) is True,
     )
