@@ -427,6 +427,17 @@ async def test_connection_refused_is_unavailable(stub: Stub, upstream: FakeUpstr
     )
 
 
+async def test_a_host_name_that_does_not_resolve_is_unavailable(stub: Stub, upstream: FakeUpstream) -> None:
+    # .invalid never resolves (RFC 2606); the openai SDK's aiohttp transport calls the failure a connect timeout.
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key=key_of(upstream), base_url="http://upstream.invalid:8080/v1"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, config)
+    assert raised.value.code() == Code.UNAVAILABLE
+    provider = "openai" if isinstance(upstream, FakeOpenAI) else "anthropic"
+    expected = f"{provider} upstream error: could not resolve the host name of upstream.invalid:8080"
+    assert raised.value.details() == expected
+
+
 @pytest.mark.parametrize(
     ("base_url", "host"),
     [

@@ -29,6 +29,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # the server's default --max-message-bytes
 SERVICE = "/warpcore.v1.InferenceService/"
 # A refused loopback port: connection refused is UNAVAILABLE by the README's table, and nothing leaves the host.
 REFUSED_BASE_URL = "http://127.0.0.1:1/v1"
+# A host name that never resolves (RFC 2606), behind a scheme in capitals: UNAVAILABLE too, and nothing leaves the host.
+UNRESOLVED_BASE_URL = "HTTP://upstream.invalid"
 FAKE_BASE_URL = "{fake}"  # replaced by the fake upstream's base URL of the backend under test
 # The README documents no field for an upstream's refusal (the fakes here never refuse a request they parse).
 REASONS_WITHOUT_FIELD = {"UPSTREAM_INVALID_ARGUMENT"}

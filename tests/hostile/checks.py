@@ -11,7 +11,15 @@ from hypothesis import event
 
 from tests.conftest import rich_details
 from tests.fakes.base import FakeUpstream
-from tests.hostile import CALL_TIMEOUT, FAKE_BASE_URL, MAX_DELTAS, REASONS_WITHOUT_FIELD, REFUSED_BASE_URL, Code
+from tests.hostile import (
+    CALL_TIMEOUT,
+    FAKE_BASE_URL,
+    MAX_DELTAS,
+    REASONS_WITHOUT_FIELD,
+    REFUSED_BASE_URL,
+    UNRESOLVED_BASE_URL,
+    Code,
+)
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -73,12 +81,13 @@ def api_request_config(config: pb.BackendConfig, backend: int, fakes: dict[int, 
 
 
 def api_allowed(config: pb.BackendConfig) -> set[Code]:
-    """Statuses the README documents for reaching an upstream with `config`: a refused connection is UNAVAILABLE,
-    an upstream timeout DEADLINE_EXCEEDED (the fakes answer within a second, so only shorter timeouts)."""
+    """Statuses the README documents for reaching an upstream with `config`: a refused connection, or a host name
+    that does not resolve, is UNAVAILABLE; an upstream timeout DEADLINE_EXCEEDED (the fakes answer within a second,
+    so only shorter timeouts)."""
     allowed = set()
     if config.WhichOneof("config") == "api":
         api = config.api
-        if api.base_url == REFUSED_BASE_URL:
+        if api.base_url in (REFUSED_BASE_URL, UNRESOLVED_BASE_URL):
             allowed.add(Code.UNAVAILABLE)
         if api.HasField("timeout") and api.timeout.seconds < 1:
             allowed.add(Code.DEADLINE_EXCEEDED)

@@ -10,7 +10,15 @@ from google.protobuf import duration_pb2
 from hypothesis import strategies as st
 
 from tests.conftest import TINY_MODEL
-from tests.hostile import ANTHROPIC_ID, FAKE_BASE_URL, HEALTH_ID, ONE_MEGABYTE, OPENAI_ID, REFUSED_BASE_URL
+from tests.hostile import (
+    ANTHROPIC_ID,
+    FAKE_BASE_URL,
+    HEALTH_ID,
+    ONE_MEGABYTE,
+    OPENAI_ID,
+    REFUSED_BASE_URL,
+    UNRESOLVED_BASE_URL,
+)
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -136,7 +144,7 @@ DURATIONS = st.one_of(
 )
 TOKEN = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40)  # header-safe
 BASE_URLS = st.sampled_from(
-    [FAKE_BASE_URL, REFUSED_BASE_URL, "", "ftp://127.0.0.1/", "file:///etc/passwd", "127.0.0.1:1", "HTTP://x"]
+    [FAKE_BASE_URL, REFUSED_BASE_URL, "", "ftp://127.0.0.1/", "file:///etc/passwd", "127.0.0.1:1", UNRESOLVED_BASE_URL]
 )
 
 

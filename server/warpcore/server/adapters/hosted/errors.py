@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -175,23 +176,27 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
 
 
 # What each kind of broken connection is called in an error message; the first class in an exception's MRO wins.
-_CONNECTION_FAILURES: dict[type[ConnectionError], str] = {
+_CONNECTION_FAILURES: dict[type[OSError], str] = {
+    socket.gaierror: "could not resolve the host name of {host}",
     ConnectionRefusedError: "could not connect to {host} (connection refused)",
     ConnectionResetError: "the connection to {host} was reset",
     ConnectionAbortedError: "the connection to {host} was aborted",
     BrokenPipeError: "the connection to {host} was closed while sending",
     ConnectionError: "the connection to {host} failed",
 }
+_BROKEN_CONNECTIONS = tuple(_CONNECTION_FAILURES)
 
 
 def _connection_failure(error: BaseException, base_url: str) -> str | None:
-    """What broke, naming the upstream, when a refused or reset connection lies under `error`; else None.
+    """What broke, naming the upstream, when an unresolvable host name or a refused or reset connection lies under
+    `error`; else None.
 
-    The SDKs' aiohttp transport reports a refused connection as a connect timeout ("Request timed out."), httpx2's
-    as "All connection attempts failed": the exceptions underneath tell the truth, and it is UNAVAILABLE (try
-    elsewhere or later), not DEADLINE_EXCEEDED. Underneath means an explicit cause, a context nobody suppressed, an
-    exception wrapped as an argument (httpcore2 wraps the socket's error so, and its pool then re-raises with
-    `from None`), or a member of a group (one error per address tried).
+    The SDKs' aiohttp transport reports a refused connection as a connect timeout ("Request timed out."), and the
+    openai SDK's a host name that does not resolve too; httpx2's says "All connection attempts failed". The
+    exceptions underneath tell the truth, and it is UNAVAILABLE (try elsewhere or later), not DEADLINE_EXCEEDED.
+    Underneath means an explicit cause, a context nobody suppressed, an exception wrapped as an argument (httpcore2
+    wraps the socket's error so, and its pool then re-raises with `from None`), or a member of a group (one error
+    per address tried).
     """
     seen: set[int] = set()
     pending: list[BaseException] = [error]
@@ -200,7 +205,7 @@ def _connection_failure(error: BaseException, base_url: str) -> str | None:
         if id(cause) in seen:
             continue
         seen.add(id(cause))
-        if isinstance(cause, ConnectionError):
+        if isinstance(cause, _BROKEN_CONNECTIONS):
             phrase = next(_CONNECTION_FAILURES[cls] for cls in type(cause).__mro__ if cls in _CONNECTION_FAILURES)
             return phrase.format(host=upstream_host(base_url))
         under = [cause.__cause__, None if cause.__suppress_context__ else cause.__context__, *cause.args]
