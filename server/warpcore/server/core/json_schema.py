@@ -32,21 +32,27 @@ def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
 
 
 def parse_schema(text: str, field: str) -> JsonSchema:
-    """A JSON Schema from its JSON text, checked as `check_schema` checks one."""
-    return check_schema(parse_json(text, field, MAX_SCHEMA_BYTES, "the JSON Schema"), field)
+    """A JSON Schema from its JSON text (bounded as `parse_json` bounds it), checked as `_checked` checks one."""
+    return _checked(parse_json(text, field, MAX_SCHEMA_BYTES, "the JSON Schema"), field)
 
 
 def check_schema(schema: object, field: str) -> JsonSchema:
-    """`schema` if it is a JSON Schema: an object of at most MAX_SCHEMA_BYTES of JSON text, nested at most
-    MAX_SCHEMA_DEPTH deep, valid against its dialect's metaschema (draft 2020-12 unless its "$schema" names another
-    the library knows)."""
+    """A JSON Schema given as a parsed value (the HTTP door's bodies): bounded as `parse_schema` bounds its text, at
+    most MAX_SCHEMA_BYTES of JSON and MAX_SCHEMA_DEPTH deep, then checked as `_checked` checks one."""
+    if isinstance(schema, dict):
+        # Depth first: the length's measure, and the metaschema's check, recurse once per level.
+        if _depth(schema) > MAX_SCHEMA_DEPTH:
+            raise InvalidArgumentError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
+        if len(json.dumps(schema, ensure_ascii=False).encode()) > MAX_SCHEMA_BYTES:
+            raise InvalidArgumentError(f"the JSON Schema is longer than {MAX_SCHEMA_BYTES} bytes", field=field)
+    return _checked(schema, field)
+
+
+def _checked(schema: object, field: str) -> JsonSchema:
+    """`schema` if it is a JSON object valid against its dialect's metaschema (draft 2020-12 unless its "$schema"
+    names another the library knows)."""
     if not isinstance(schema, dict):
         raise InvalidArgumentError("a JSON Schema must be a JSON object", field=field)
-    # Depth first: the metaschema's check, and the length's, recurse once per level.
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise InvalidArgumentError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
-    if len(json.dumps(schema, ensure_ascii=False).encode()) > MAX_SCHEMA_BYTES:
-        raise InvalidArgumentError(f"the JSON Schema is longer than {MAX_SCHEMA_BYTES} bytes", field=field)
     validator: type[jsonschema.protocols.Validator] = jsonschema.Draft202012Validator
     if "$schema" in schema:
         dialect = schema["$schema"]

@@ -35,16 +35,17 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         where = _unpaired_surrogate(body, "")
         if where is not None:
             raise InvalidArgumentError(
-                f"{where or 'the request body'} holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff"
-                " without its other half); send valid Unicode text",
-                field=where or "request",
+                f"{where} holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff without its other half);"
+                " send valid Unicode text",
+                field=where,
                 reason="INVALID_JSON",
             )
     return body
 
 
 def _unpaired_surrogate(value: object, path: str) -> str | None:
-    """The path of the first string (or object key) in `value` that is not valid Unicode, if any."""
+    """The path of the first string (or object key) in `value`, found at `path`, that is not valid Unicode, if any;
+    never the empty path, the body being an object."""
     if isinstance(value, str):
         return None if _encodable(value) else path
     if isinstance(value, list):
