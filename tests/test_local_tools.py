@@ -130,6 +130,24 @@ async def test_a_named_tool_is_the_one_called_once(engine: Engine) -> None:
         assert call.name == "search-web"
 
 
+@pytest.mark.parametrize(
+    "choice", [ToolChoice(ToolChoiceMode.REQUIRED), ToolChoice(ToolChoiceMode.NAMED, "search-web")], ids=str
+)
+async def test_a_call_cut_short_in_its_opening_marker_sends_no_text(engine: Engine, choice: ToolChoice) -> None:
+    """The grammar makes the model open a call at once: the marker's first characters, cut short by max_tokens, are
+    a call cut short (dropped), never answer text."""
+    model = await load_local(engine, "tiny")
+    cut_in_marker = 0
+    for max_tokens in range(1, len(CALL_OPENING) + 2):
+        outcome = await run(engine, model, ask(choice, max_tokens=max_tokens, temperature=0.0, logprobs=True))
+        assert outcome.result is not None
+        assert outcome.result.finish.reason is FinishReason.LENGTH
+        assert outcome.text == ""
+        assert outcome.result.finish.tool_calls == ()
+        cut_in_marker += not outcome.deltas
+    assert cut_in_marker >= 2  # cuts fell inside the marker, not only after it
+
+
 async def test_parallel_calls_may_be_several_and_each_is_valid(engine: Engine) -> None:
     """This random model never chooses to stop while another call may follow, so its turns end at max_tokens."""
     model = await load_local(engine, "tiny", context_size=2048)

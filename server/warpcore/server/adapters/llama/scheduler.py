@@ -196,8 +196,7 @@ class BatchScheduler:
             return
         prompt, slot = job.prompt, heapq.heappop(self._free_slots)
         start = NOT_CACHED if self.prompts is None else self.prompts.start(slot, prompt.tokens, prompt.piece_keys)
-        tool_calls = job.constraint is not None and job.constraint.tool_calls
-        text = TokenText(self._vocabulary, prompt, job.emit, tool_calls=tool_calls)
+        text = TokenText(self._vocabulary, prompt, job.emit, job.constraint)
         cached = start.hit.length
         sequence = _Sequence(job, slot, prompt, text, sampler, start, cached, cached)
         bisect.insort(self._running, sequence, key=lambda running: running.slot)

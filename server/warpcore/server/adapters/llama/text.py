@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import Logprobs
 from warpcore.server.adapters.llama.stop_scanner import StopScanner
@@ -29,14 +30,18 @@ class TokenText:
     """Detokenizes incrementally (multi-byte characters may span tokens), holds back possible stop
     sequences, and decides when the generation is over. Called on the model's worker thread only."""
 
-    def __init__(self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit, *, tool_calls: bool = False) -> None:
+    def __init__(
+        self, llama: llama_cpp.Llama, prompt: PreparedPrompt, emit: Emit, constraint: Constraint | None = None
+    ) -> None:
         self._llama = llama
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._prompt = prompt
         self._emit = emit
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
-        self._calls = ToolCallText(emit) if tool_calls else None
+        self._calls = None
+        if constraint is not None and constraint.tool_calls:
+            self._calls = ToolCallText(emit, calls_only=not constraint.lazy)
         self.generated = 0
         self._stop_sequence = ""
         self._pending: list[TokenLogprob] = []
@@ -74,7 +79,7 @@ class TokenText:
             self._out(self._scanner.flush() + self._utf8.decode(b"", final=True))
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
-            self._calls.flush()
+            self._calls.flush(cut=reason is FinishReason.LENGTH)
             calls = tuple(self._calls.calls)
             reason = FinishReason.TOOL_CALLS if calls and reason is FinishReason.STOP else reason
         return Finish(

@@ -27,10 +27,13 @@ def new_call_id() -> str:
 
 class ToolCallText:
     """Splits one generation's text into answer text and tool-call deltas, holding back only what may be the start
-    of a marker. Text after the first call (the line breaks between calls) is not part of the answer."""
+    of a marker. Text after the first call (the line breaks between calls) is not part of the answer, nor is any
+    text when `calls_only`: the grammar makes the model call a tool at once, so what it writes before a call's
+    opening marker is completed is the marker's beginning."""
 
-    def __init__(self, emit: Callable[[GenerationEvent], None]) -> None:
+    def __init__(self, emit: Callable[[GenerationEvent], None], *, calls_only: bool) -> None:
         self._emit = emit
+        self._calls_only = calls_only
         self._buffer = ""
         self._state = self._text
         self._id = ""
@@ -43,9 +46,10 @@ class ToolCallText:
         while self._state():
             pass
 
-    def flush(self) -> None:
-        """The generation ended: outside a call, what was held back is answer text; a call cut short is dropped."""
-        if self._state == self._text:
+    def flush(self, *, cut: bool) -> None:
+        """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
+        text, unless the cut fell inside a call's opening marker; a call cut short is dropped."""
+        if self._state == self._text and not cut:
             self._answer(self._buffer)
         self._buffer = ""
 
@@ -97,7 +101,7 @@ class ToolCallText:
             self._emit(ToolCallDelta(len(self.calls), arguments=piece))
 
     def _answer(self, text: str) -> None:
-        if text and not self.calls:
+        if text and not self.calls and not self._calls_only:
             self._emit(TextChunk(text))
 
 
