@@ -22,7 +22,7 @@ async def listed(stub: Stub, backend: pb.BackendType.ValueType = pb.BACKEND_TYPE
 
 async def test_local_models_generate_or_embed(stub: Stub) -> None:
     loaded = await load_tiny(stub)
-    assert loaded.capabilities == capb.ModelCapabilities(generate=True, count_tokens=True, logprobs=True)
+    assert loaded.capabilities == capb.ModelCapabilities(generate=True, count_tokens=True, logprobs=True, tools=True)
     await load_tiny_embedder(stub)
     models = await listed(stub)
     assert models["tiny"].capabilities == loaded.capabilities

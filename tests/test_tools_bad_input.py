@@ -195,3 +195,15 @@ async def test_llama_cpp_refuses_automatic_tool_choice_where_its_template_has_no
     _, error = await failed_stream(stub.Generate(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(error)[1] == ["tool_choice"]
+
+
+@pytest.mark.parametrize(
+    "reasoning", [tools_pb2.ReasoningOptions(), tools_pb2.ReasoningOptions(budget_tokens=16)], ids=["empty", "budget"]
+)
+async def test_llama_cpp_refuses_reasoning_options_naming_their_protobuf_field(
+    stub: Stub, tiny: str, reasoning: tools_pb2.ReasoningOptions
+) -> None:
+    options = pb.GenerationOptions(max_tokens=32, reasoning=reasoning)
+    _, error = await failed_stream(stub.Generate(pb.GenerateRequest(model_id=tiny, prompt="hi", options=options)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["options.reasoning"]

@@ -36,7 +36,12 @@ class ModelCapabilities(_message.Message):
     generate: _builtins.bool
     """Generate."""
     embed: _builtins.bool
-    """Embed."""
+    """Embed. For a model of an OpenAI-compatible API this is read from its name (true
+    for names holding "embedding", as OpenAI's have); since compatible servers name
+    their embedding models freely, Embed on any of its models is still sent to the
+    API, whose refusal keeps its status (e.g. NOT_FOUND for a model it does not
+    serve there).
+    """
     count_tokens: _builtins.bool
     """CountTokens, with an exact count."""
     images: _builtins.bool
@@ -44,7 +49,11 @@ class ModelCapabilities(_message.Message):
     logprobs: _builtins.bool
     """GenerationOptions.logprobs and top_logprobs."""
     tools: _builtins.bool
-    """Tools the model may call."""
+    """Tools the model may call (GenerateRequest.tools). On a local model, required and
+    named tool choice are enforced by grammar on any model; auto needs a chat template
+    that declares a tool-call format, and is INVALID_ARGUMENT (field tool_choice)
+    without one.
+    """
     documents: _builtins.bool
     """Document parts (PDF) in chat messages."""
     def __init__(

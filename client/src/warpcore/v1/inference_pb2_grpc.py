@@ -144,8 +144,10 @@ class InferenceServiceServicer:
 
     def CountTokens(self, request, context):
         """CountTokens says how many prompt tokens a GenerateRequest would use on its
-        model, exactly, without generating. UNIMPLEMENTED where the backend has no
-        exact count (OpenAI); options other than system are not read.
+        model, exactly, without generating. FAILED_PRECONDITION where the backend has
+        no exact count (OpenAI). The request is checked as Generate checks it, so one
+        that Generate refuses is refused here too; options other than system do not
+        change the count.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

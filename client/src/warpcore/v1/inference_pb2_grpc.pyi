@@ -83,8 +83,10 @@ class InferenceServiceStub:
     """
     CountTokens: _grpc.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
-    model, exactly, without generating. UNIMPLEMENTED where the backend has no
-    exact count (OpenAI); options other than system are not read.
+    model, exactly, without generating. FAILED_PRECONDITION where the backend has
+    no exact count (OpenAI). The request is checked as Generate checks it, so one
+    that Generate refuses is refused here too; options other than system do not
+    change the count.
     """
 
 @_typing.type_check_only
@@ -134,8 +136,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """
     CountTokens: _aio.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]  # type: ignore[assignment]
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
-    model, exactly, without generating. UNIMPLEMENTED where the backend has no
-    exact count (OpenAI); options other than system are not read.
+    model, exactly, without generating. FAILED_PRECONDITION where the backend has
+    no exact count (OpenAI). The request is checked as Generate checks it, so one
+    that Generate refuses is refused here too; options other than system do not
+    change the count.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -224,8 +228,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.CountTokensResponse, _abc.Awaitable[_inference_pb2.CountTokensResponse]]:
         """CountTokens says how many prompt tokens a GenerateRequest would use on its
-        model, exactly, without generating. UNIMPLEMENTED where the backend has no
-        exact count (OpenAI); options other than system are not read.
+        model, exactly, without generating. FAILED_PRECONDITION where the backend has
+        no exact count (OpenAI). The request is checked as Generate checks it, so one
+        that Generate refuses is refused here too; options other than system do not
+        change the count.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -70,6 +70,7 @@ FIELD_PATHS = {
     "system": "options.system",
     "system_cache_breakpoint": "options.system_cache_breakpoint",
     "verbosity": "options.verbosity",
+    "reasoning": "options.reasoning",
     "logprobs": "options.logprobs",
     "top_logprobs": "options.top_logprobs",
     "settings": "backend_config",

@@ -247,7 +247,7 @@ class LlamaCppAdapter:
             parallel=options.parallel,
             memory_bytes=native.memory_bytes(cache_tokens),
             occupancy=scheduler.occupancy,
-            capabilities=Capabilities(count_tokens=True, logprobs=True, images=self._projector is not None),
+            capabilities=Capabilities(count_tokens=True, logprobs=True, tools=True, images=self._projector is not None),
         )
 
     def _release(self) -> None:
