@@ -348,3 +348,29 @@ def blocking_pull(target: str) -> list[PullEvent]:
 def test_allow_pull_gives_the_server_a_puller() -> None:
     assert serving_options(parse_settings([], {})).pulls is None
     assert serving_options(parse_settings(["--allow-pull"], {})).pulls is not None
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+async def test_a_link_out_of_models_path_is_neither_reported_nor_written_through(
+    stub: Stub, hub: FakeHub, models_root: Path, tmp_path: Path, linked: str
+) -> None:
+    """Where the model's file (or its folder) is a link to outside MODELS_PATH, a pull is refused as LoadModel is:
+    no size of a file outside is told, and nothing is downloaded or written there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "tiny-q8.gguf"
+    secret.write_bytes(b"x" * 12345)
+    (models_root / "hf" / "acme").mkdir(parents=True)
+    if linked == "file":
+        destination(models_root).parent.mkdir()
+        destination(models_root).symlink_to(secret)
+    else:
+        destination(models_root).parent.symlink_to(outside, target_is_directory=True)
+        secret.unlink()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await frames(pull(stub))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(refused.value)[0].reason == "MODEL_PATH_OUTSIDE_MODELS_PATH"
+    assert "12345" not in str(refused.value)
+    assert not hub.downloads
+    assert [path.name for path in outside.iterdir()] == ([] if linked == "folder" else ["tiny-q8.gguf"])

@@ -29,7 +29,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
-from warpcore.server.adapters.llama.model_paths import HF_PREFIX, models_root, relative_model_path
+from warpcore.server.adapters.llama.model_paths import HF_PREFIX, models_root, relative_model_path, resolve_model_path
 from warpcore.server.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -95,11 +95,18 @@ def pull_file(
     if not model.startswith(HF_PREFIX):
         raise InvalidArgumentError("only hf:owner/repo:file.gguf models can be pulled", field="model")
     relative = relative_model_path(model)
-    destination = models_root(env.get("MODELS_PATH")) / relative
-    if destination.is_file():
-        size = destination.stat().st_size
+    root = models_root(env.get("MODELS_PATH"))
+    destination = root / relative
+    if destination.exists():
+        # Checked as LoadModel checks it: a link out of MODELS_PATH is refused, and says nothing of its target.
+        size = resolve_model_path(model, env.get("MODELS_PATH")).stat().st_size
         progress(size, size)
         return PulledFile(model, size, sha256=None, already_present=True)
+    if not destination.parent.resolve().is_relative_to(root):
+        raise FailedPreconditionError(
+            f"model {model!r} would be written through a link to a folder outside MODELS_PATH, which is not served",
+            reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
+        )
     _, owner, repo, *file_parts = relative.parts
     token = env.get("HF_TOKEN") or False  # False: never a token from this process's own files or environment
     endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
