@@ -343,7 +343,14 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
         assert answer.choices[0].message.content == message.content[0].text == "Hello, world"  # type: ignore[union-attr]
         async with httpx2.AsyncClient() as raw:
             unauthenticated = await raw.post(f"{base_url(doors)}/v1/chat/completions", json={})
+            # The scheme's name is case-insensitive (RFC 9110).
+            body = {"model": "m", "messages": OPENAI_MESSAGES, "max_tokens": 5}
+            answers = [
+                await raw.post(f"{base_url(doors)}/v1/chat/completions", json=body, headers={"Authorization": value})
+                for value in (f"bearer {token}", f"BEARER  {token}", f"Basic {token}", token)
+            ]
         assert unauthenticated.status_code == 401
+        assert [answer.status_code for answer in answers] == [200, 200, 401, 401]
 
 
 async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstream) -> None:

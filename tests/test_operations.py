@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpc_status import rpc_status
 
-from tests.conftest import collect, failed_stream, greedy, load_tiny
+from tests.conftest import collect, failed_stream, greedy, load_tiny, rich_details
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.core.auth import token_matches
 from warpcore.server.core.limits import Limits
@@ -73,10 +73,15 @@ async def test_token_guards_inference_but_not_health(started: WarpcoreServer) ->
             with pytest.raises(grpc.aio.AioRpcError) as denied:
                 await stub.ListModels(pb.ListModelsRequest(), metadata=metadata)
             assert denied.value.code() == Code.UNAUTHENTICATED
+            assert rich_details(denied.value)[0].reason == "UNAUTHENTICATED"
         _, stream_error = await failed_stream(stub.Generate(greedy("x", 1)))
         assert stream_error.code() == Code.UNAUTHENTICATED
-        allowed = await stub.ListModels(pb.ListModelsRequest(), metadata=(("authorization", "Bearer let-me-in"),))
-        assert list(allowed.models) == []
+        assert rich_details(stream_error)[0].reason == "UNAUTHENTICATED"
+        # The scheme's name is case-insensitive (RFC 9110).
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            presented = (("authorization", f"{scheme} let-me-in"),)
+            allowed = await stub.ListModels(pb.ListModelsRequest(), metadata=presented)
+            assert list(allowed.models) == []
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert health.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -11,6 +11,9 @@ def token_matches(presented: bytes, expected: bytes) -> bool:
     return hmac.compare_digest(presented, expected)
 
 
-def bearer(token: str) -> bytes:
-    """The `authorization` value that carries `token`."""
-    return f"Bearer {token}".encode()
+def bearer_token(authorization: str | bytes) -> bytes:
+    """The token an `authorization` value carries in the Bearer scheme, whose name is case-insensitive (RFC 9110,
+    section 11.1: "bearer" and "BEARER" too); empty for any other value."""
+    value = authorization.encode() if isinstance(authorization, str) else bytes(authorization)
+    scheme, _, token = value.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from warpcore.server.core.access import log_request, recording_usage
-from warpcore.server.core.auth import bearer, token_matches
+from warpcore.server.core.auth import bearer_token, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
@@ -38,7 +38,7 @@ class HttpDoor:
 
     def __init__(self, engine: Engine, token: str | None, max_body_bytes: int) -> None:
         self._engine = engine
-        self._expected = bearer(token) if token else None
+        self._expected = token.encode() if token else None
         self._draining = False
         self._serving = False
         self._max_body_bytes = max_body_bytes
@@ -90,7 +90,7 @@ class HttpDoor:
         if self._expected is None:
             return
         api_key = request.headers.get("x-api-key")
-        presented = bearer(api_key) if api_key is not None else request.headers.get("Authorization", "").encode()
+        presented = api_key.encode() if api_key is not None else bearer_token(request.headers.get("Authorization", ""))
         if not token_matches(presented, self._expected):
             raise UnauthenticatedError(
                 "missing or wrong token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'"

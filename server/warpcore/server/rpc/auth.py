@@ -7,7 +7,9 @@ from typing import Any
 
 import grpc
 
-from warpcore.server.core.auth import bearer, token_matches
+from warpcore.server.core.auth import bearer_token, token_matches
+from warpcore.server.core.errors import UnauthenticatedError
+from warpcore.server.rpc.status import to_status
 
 PROTECTED_PREFIX = "/warpcore.v1.InferenceService/"
 
@@ -16,13 +18,11 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses inference calls whose `authorization` metadata is not "Bearer <token>"."""
 
     def __init__(self, token: str) -> None:
-        self._expected = bearer(token)
+        self._expected = token.encode()
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
         metadata = dict(details.invocation_metadata or ())
-        presented = metadata.get("authorization", "")
-        presented_bytes = presented.encode() if isinstance(presented, str) else bytes(presented)
-        return token_matches(presented_bytes, self._expected)
+        return token_matches(bearer_token(metadata.get("authorization", "")), self._expected)
 
     async def intercept_service(
         self,
@@ -33,13 +33,15 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method or ""
         if handler is None or not method.startswith(PROTECTED_PREFIX) or self._authorized(handler_call_details):
             return handler
-        message = "missing or wrong bearer token: send 'authorization: Bearer <token>' metadata"
+        status = to_status(
+            UnauthenticatedError("missing or wrong bearer token: send 'authorization: Bearer <token>' metadata")
+        )
 
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            await context.abort_with_status(status)
 
         async def deny_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            await context.abort_with_status(status)
             yield  # pragma: no cover - makes this a streaming handler
 
         serializers = {
