@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anthropic
 import httpx2
 import openai
 import pytest
+from anthropic.types import ToolParam
 
 from tests.conftest import TINY_MODEL, serving_doors
 from tests.fakes.base import FakeUpstream
@@ -29,6 +31,7 @@ from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 
 OPENAI_MESSAGES = openai_messages("Say hello")
+NOT_STOP_SEQUENCES: tuple[object, ...] = ({}, 0, False, "", "e", ["a", None])
 ANTHROPIC_MESSAGES = anthropic_messages("Say hello")
 # Upstream status -> (door status, OpenAI error type, Anthropic error type).
 STATUS_CASES = [
@@ -103,6 +106,33 @@ async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) 
     assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
 
 
+async def test_a_tool_call_cut_by_max_tokens_is_a_max_tokens_message_without_it(doors: Doors) -> None:
+    """Cut short, a call's input is no JSON object: the message ends at max_tokens and leaves the call out (as the
+    gRPC door does), where parsing it was a 500; a call that ends whole is there."""
+    await doors.engine.load(LoadSpec("m", BackendKind.LLAMA_CPP, TINY_MODEL, None, 1024))
+    city = {"type": "string", "maxLength": 4}
+    schema: dict[str, Any] = {"type": "object", "properties": {"city": city}, "required": ["city"]}
+    tool: ToolParam = {"name": "f", "input_schema": {**schema, "additionalProperties": False}}
+    outcomes: list[tuple[int, str | None, int]] = []
+    async with async_anthropic_client(doors) as client:
+        for max_tokens in range(1, 121):
+            message = await client.messages.create(
+                model="m",
+                max_tokens=max_tokens,
+                messages=ANTHROPIC_MESSAGES,
+                tools=[tool],
+                tool_choice={"type": "tool", "name": "f"},
+                extra_body={"temperature": 0.0},
+            )
+            calls = [block for block in message.content if block.type == "tool_use"]
+            assert all(isinstance(call.input, dict) and call.input for call in calls)
+            outcomes.append((max_tokens, message.stop_reason, len(calls)))
+    assert {stop for _, stop, _ in outcomes} == {"max_tokens", "tool_use"}, outcomes
+    assert all(calls for _, stop, calls in outcomes if stop == "tool_use"), outcomes
+    cut_short = [max_tokens for max_tokens, stop, calls in outcomes if stop == "max_tokens" and not calls]
+    assert max(cut_short) > 20, outcomes  # cut inside the arguments, past the call's opening
+
+
 async def test_an_error_event_mid_stream_reaches_both_sdks(hosted: Doors, upstream: FakeUpstream) -> None:
     if isinstance(upstream, FakeOpenAI):
         upstream.script = Script(chunks=["a", "b", "c", "d"], cut_after=2)
@@ -171,6 +201,7 @@ async def test_bad_openai_fields_are_400_naming_them(
         ({"messages": []}, "messages: must hold at least one message"),
         ({"messages": [{"role": "user", "content": [{"type": "video", "source": {}}]}]}, "messages[0].content[0].type"),
         ({"tool_choice": {"type": "tool", "name": "f"}}, "tool_choice.name"),
+        *(({"stop_sequences": value}, "stop_sequences") for value in NOT_STOP_SEQUENCES),
         ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
         ({"output_config": {"effort": "minimal"}}, "output_config.effort"),
         ({"inference_geo": "us"}, "inference_geo"),
@@ -319,6 +350,31 @@ async def test_a_body_nested_beyond_the_parsers_bound_is_400(path: str, doors: D
         refused = await client.post(path, content=deep, headers={"content-type": "application/json"})
     assert refused.status_code == 400, refused.text
     assert "nests arrays and objects too deeply" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/chat/completions", "/v1/messages", "/v1/embeddings", "/v1/messages/count_tokens"]
+)
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ({"content-type": "application/json; charset=bogus"}, "not a text encoding"),
+        ({"content-type": "application/json; charset=base64"}, "not a text encoding"),
+        ({"content-type": "application/json", "content-encoding": "gzip"}, "not the gzip stream"),
+        ({"content-type": "application/json", "content-encoding": "deflate"}, "not the deflate stream"),
+    ],
+    ids=["unknown charset", "no text charset", "not gzip", "not deflate"],
+)
+async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
+    path: str, headers: dict[str, str], says: str, doors: Doors
+) -> None:
+    body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"input":"hi"}'
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        refused = await client.post(path, content=body, headers=headers)
+        served = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    assert says in refused.json()["error"]["message"]
+    assert served.status_code == 404, served.text  # the same body, as it says: up to the unknown model
 
 
 async def test_the_token_is_required_by_bearer_or_x_api_key(

@@ -71,7 +71,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     for name in _REFUSED:
         if body.get(name) is not None:
             raise unsupported(name, name)
-    stops = body.get("stop_sequences") or []
+    stops = body.get("stop_sequences")
+    stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
         raise refuse("stop_sequences", "must be an array of strings")
     marks: list[CacheMark] = []  # every cache_control, in prompt order, by its path

@@ -89,7 +89,7 @@ class HttpDoor:
     def _check_token(self, request: web.Request) -> None:
         if self._expected is None:
             return
-        api_key = request.headers.get("x-api-key")
+        api_key = request.headers.get("x-api-key") or None  # an empty one is none: Authorization may hold the token
         presented = api_key.encode() if api_key is not None else bearer_token(request.headers.get("Authorization", ""))
         if not token_matches(presented, self._expected):
             raise UnauthenticatedError(
@@ -99,7 +99,10 @@ class HttpDoor:
     def _error_response(self, request: web.Request, error: WarpcoreError) -> web.Response:
         body = dialect_of(request).error(error, request[REQUEST_ID])
         headers = {**request_ids(request), **retry_headers(error)}
-        return web.json_response(body, status=http_status(error), headers=headers)
+        response = web.json_response(body, status=http_status(error), headers=headers)
+        if request.content.exception() is not None:
+            response.force_close()  # aiohttp could not read the body: the connection is done, and the client told so
+        return response
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -19,8 +19,21 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; InvalidArgumentError (naming the field) if it is none, or if a string in it holds
     an unpaired surrogate escape."""
     try:
-        text = await request.text()
+        text = (await request.read()).decode(request.charset or "utf-8")
         body = json.loads(text)
+    except LookupError:  # a charset Python does not know, or one that is no text encoding (base64)
+        raise InvalidArgumentError(
+            f"the request body's charset {request.charset!r} is not a text encoding; send JSON in UTF-8",
+            field="request",
+            reason="INVALID_JSON",
+        ) from None
+    except web.RequestPayloadError:  # aiohttp could not undo the body's Content-Encoding
+        raise InvalidArgumentError(
+            f"the request body is not the {request.headers.get('Content-Encoding', '')} stream its Content-Encoding"
+            " says; send it compressed so, or uncompressed without the header",
+            field="request",
+            reason="INVALID_JSON",
+        ) from None
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgumentError(
             "the request body is not valid JSON", field="request", reason="INVALID_JSON"
