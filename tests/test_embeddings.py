@@ -4,6 +4,7 @@ and each refusal."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,15 +12,17 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details
+from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details, serving
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.fakes.openai_api import FakeOpenAI, fake_embedding
+from tests.fakes.openai_api import EMBEDDING_DIMENSIONS, FakeOpenAI, fake_embedding
 from tests.hosted import load
 from warpcore.server.core.domain import LocalSettings
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.preload import ConfigError, read_preload
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -241,3 +244,40 @@ def test_the_preload_file_loads_embedding_models(tmp_path: Path) -> None:
     config.write_text(entry.replace("embedding = true", 'pooling = "mean"'))
     with pytest.raises(ConfigError, match=r"models\[0\]\.local\.pooling: pooling applies only"):
         read_preload(config, {})
+
+
+async def test_vectors_that_would_not_fit_in_one_response_are_refused_naming_how_many_fit(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """Inputs whose vectors exceed the server's max message size are INVALID_ARGUMENT, never a transport failure
+    logged as OK: before any work where the vectors' length is known (a local model, or dimensions asked for), once
+    measured where not (an API's own length); as many as the refusal names fit."""
+    limit = 20_000
+    async with (
+        serving(server_env, ServingOptions(max_message_bytes=limit)) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny_embedder(stub)
+        openai_upstream.models.append("text-embedding-3-small")
+        await load(stub, openai_upstream, model="text-embedding-3-small")
+        cases: list[tuple[str, dict[str, int], int, bool]] = [
+            ("tiny-embed", {}, TINY_DIMENSIONS, False),
+            ("m", {"dimensions": TINY_DIMENSIONS}, TINY_DIMENSIONS, False),
+            ("m", {}, EMBEDDING_DIMENSIONS, True),
+        ]
+        for model_id, options, dimensions, measured in cases:
+            too_many = limit // (4 * dimensions) + 1  # their values alone do not fit
+            sent = len(openai_upstream.requests)
+            refused = await refusal(embed(stub, ["x"] * too_many, model_id=model_id, **options))
+            assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+            info, fields = rich_details(refused)
+            assert (info.reason, fields) == ("RESPONSE_TOO_LARGE", ["inputs"])
+            assert len(openai_upstream.requests) == sent + measured  # refused before any work where it can be
+            named = re.search(r"at most (\d+) inputs", refused.details() or "")
+            assert named is not None, refused.details()
+            most = int(named.group(1))
+            assert len(vectors(await embed(stub, ["x"] * most, model_id=model_id, **options))) == most
+            # The values fit, but not with the response's framing: refused once measured.
+            refused = await refusal(embed(stub, ["x"] * (too_many - 1), model_id=model_id, **options))
+            assert rich_details(refused)[0].reason == "RESPONSE_TOO_LARGE"

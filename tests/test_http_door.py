@@ -151,6 +151,16 @@ async def test_usage_chunk_comes_last_with_empty_choices(tiny_door: Doors) -> No
     assert chunks[-2].choices[0].finish_reason == "length"
     assert all(chunk.usage is None for chunk in chunks[:-1])
     assert chunks[0].choices[0].delta.role == "assistant"
+    # On the wire, as the API documents: `"usage": null` in every other chunk when asked for, absent otherwise.
+    async with httpx2.AsyncClient(base_url=base_url(tiny_door)) as raw:
+        for asked in (True, False):
+            body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4, "stream": True}
+            response = await raw.post("/v1/chat/completions", json={**body, "stream_options": {"include_usage": asked}})
+            lines = response.text.split("\n")
+            sent = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+            assert len(sent) >= 3
+            assert {str(chunk.get("usage", "absent")) for chunk in sent[:-1]} == {"None" if asked else "absent"}
+            assert ("usage" in sent[-1]) is asked
 
 
 async def test_models_list_in_each_dialect_by_its_headers(tiny_door: Doors) -> None:

@@ -12,6 +12,7 @@ import httpx2
 import openai
 import pytest
 from anthropic.types import ToolParam
+from openai.types.chat import ChatCompletionToolParam
 
 from tests.conftest import TINY_MODEL, serving_doors
 from tests.fakes.base import FakeUpstream
@@ -106,15 +107,18 @@ async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) 
     assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
 
 
-async def test_a_tool_call_cut_by_max_tokens_is_a_max_tokens_message_without_it(doors: Doors) -> None:
-    """Cut short, a call's input is no JSON object: the message ends at max_tokens and leaves the call out (as the
-    gRPC door does), where parsing it was a 500; a call that ends whole is there."""
+async def test_a_tool_call_cut_by_max_tokens_is_left_out_in_each_dialect(doors: Doors) -> None:
+    """Cut short, a call's arguments are no JSON object: the answer ends at max_tokens (length) and leaves the call
+    out in both dialects, as the gRPC result does, where the Anthropic one was a 500 and the OpenAI one carried the
+    broken arguments, which the door then refused on the next turn; a call that ends whole is there."""
     await doors.engine.load(LoadSpec("m", BackendKind.LLAMA_CPP, TINY_MODEL, None, 1024))
     city = {"type": "string", "maxLength": 4}
     schema: dict[str, Any] = {"type": "object", "properties": {"city": city}, "required": ["city"]}
-    tool: ToolParam = {"name": "f", "input_schema": {**schema, "additionalProperties": False}}
+    schema["additionalProperties"] = False
+    tool: ToolParam = {"name": "f", "input_schema": schema}
+    function: ChatCompletionToolParam = {"type": "function", "function": {"name": "f", "parameters": schema}}
     outcomes: list[tuple[int, str | None, int]] = []
-    async with async_anthropic_client(doors) as client:
+    async with async_anthropic_client(doors) as client, async_openai_client(doors) as openai_sdk:
         for max_tokens in range(1, 121):
             message = await client.messages.create(
                 model="m",
@@ -127,6 +131,21 @@ async def test_a_tool_call_cut_by_max_tokens_is_a_max_tokens_message_without_it(
             calls = [block for block in message.content if block.type == "tool_use"]
             assert all(isinstance(call.input, dict) and call.input for call in calls)
             outcomes.append((max_tokens, message.stop_reason, len(calls)))
+            completion = await openai_sdk.chat.completions.create(
+                model="m",
+                max_tokens=max_tokens,
+                messages=OPENAI_MESSAGES,
+                tools=[function],
+                tool_choice={"type": "function", "function": {"name": "f"}},
+                temperature=0.0,
+            )
+            choice = completion.choices[0]
+            arguments = [call.function.arguments for call in choice.message.tool_calls or () if call.type == "function"]
+            assert all(isinstance(json.loads(text), dict) for text in arguments)
+            assert (choice.finish_reason, len(arguments)) == (
+                {"max_tokens": "length", "tool_use": "tool_calls"}[message.stop_reason or ""],
+                len(calls),
+            )
     assert {stop for _, stop, _ in outcomes} == {"max_tokens", "tool_use"}, outcomes
     assert all(calls for _, stop, calls in outcomes if stop == "tool_use"), outcomes
     cut_short = [max_tokens for max_tokens, stop, calls in outcomes if stop == "max_tokens" and not calls]
@@ -243,10 +262,26 @@ async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
         405,
     ]
     assert "not valid JSON" in not_json.text
+    assert wrong_method.headers["Allow"] == "POST"
     if path == "/v1/messages":
         assert too_large.json()["error"]["type"] == "request_too_large"
     else:
         assert too_large.json()["error"]["param"] == "request"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/x"])
+async def test_an_error_takes_the_routes_dialect_and_a_shared_routes_from_the_client(path: str, doors: Doors) -> None:
+    """An OpenAI route answers in OpenAI's shape even to a client that sends anthropic-version (some proxies send
+    it everywhere); the routes both SDKs call answer in the shape of the client that sent the request."""
+    anthropic_route = path == "/v1/messages"
+    shared = path == "/v1/x"
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        for headers in ({}, {"anthropic-version": "2023-06-01"}):
+            body = {"model": "nope", "messages": [{"role": "user", "content": "hi"}], "input": "hi", "max_tokens": 5}
+            response = await client.post(path, json=body, headers=headers)
+            assert response.status_code == 404, response.text
+            anthropic_shape = response.json().get("type") == "error"
+            assert anthropic_shape == (anthropic_route or (shared and bool(headers))), (headers, response.text)
 
 
 # Per route, a raw JSON body with HALF in one string, and that string's field: HALF is an escape of half a UTF-16

@@ -113,7 +113,12 @@ class EmbedRequest(_message.Message):
     """Id of a loaded model that can embed (ListModels shows its capabilities). Required."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The texts to embed, 1 to 2048 of them, none empty."""
+        """The texts to embed, 1 to 2048 of them, none empty. Their vectors must also fit
+        in one response of the server's max message size (4 MiB unless its operator set
+        --max-message-bytes: about 1,600 vectors of 640 dimensions, 250 of 4,096); more
+        is INVALID_ARGUMENT with reason RESPONSE_TOO_LARGE, naming how many fit, before
+        any work where the vectors' length is known.
+        """
 
     @_builtins.property
     def options(self) -> Global___EmbedOptions:

@@ -136,7 +136,8 @@ class InferenceServiceServicer:
         """Embed returns one vector per input text, in input order, from a model loaded
         for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
         generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
-        than the model's context unless options.truncate is set.
+        than the model's context unless options.truncate is set, or for vectors that would
+        not fit in one response (EmbedRequest.inputs).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -79,7 +79,8 @@ class InferenceServiceStub:
     """Embed returns one vector per input text, in input order, from a model loaded
     for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
     generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
-    than the model's context unless options.truncate is set.
+    than the model's context unless options.truncate is set, or for vectors that would
+    not fit in one response (EmbedRequest.inputs).
     """
     CountTokens: _grpc.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
@@ -132,7 +133,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Embed returns one vector per input text, in input order, from a model loaded
     for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
     generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
-    than the model's context unless options.truncate is set.
+    than the model's context unless options.truncate is set, or for vectors that would
+    not fit in one response (EmbedRequest.inputs).
     """
     CountTokens: _aio.UnaryUnaryMultiCallable[_inference_pb2.CountTokensRequest, _inference_pb2.CountTokensResponse]  # type: ignore[assignment]
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
@@ -218,7 +220,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Embed returns one vector per input text, in input order, from a model loaded
         for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
         generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
-        than the model's context unless options.truncate is set.
+        than the model's context unless options.truncate is set, or for vectors that would
+        not fit in one response (EmbedRequest.inputs).
         """
 
     @_abc_1.abstractmethod

@@ -197,6 +197,8 @@ class ModelInfo:
     occupancy: Occupancy | None = field(default=None, compare=False)
     """Live counters of a model computed here; None for one computed elsewhere."""
     capabilities: Capabilities = field(default_factory=Capabilities)
+    embedding_dimensions: int = 0
+    """The length of the vectors it embeds, when known before embedding (0: not known, or it does not embed)."""
 
 
 @dataclass(frozen=True)

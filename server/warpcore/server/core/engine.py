@@ -26,7 +26,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
-from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_response_room
 from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
@@ -171,6 +171,7 @@ class Engine:
         check_id(model_id, "model_id")
         check_embedding(params)
         async with self._admitted(model_id, threading.Event()) as model:
+            check_response_room(params, params.dimensions or model.info.embedding_dimensions)
             embeddings = await model.adapter.embed(params)
         if not params.normalize:
             return embeddings

@@ -58,11 +58,9 @@ def message(model: str, collected: Collected) -> dict[str, Any]:
     if finish.tool_calls and not tool_parts:
         # A backend that gave its calls whole, only in the result.
         collected.parts += [Part("tool", call.arguments, id=call.id, name=call.name) for call in collected.tool_calls()]
-    if finish.reason is FinishReason.LENGTH:
-        # A call that max_tokens cut short has no input object to give: only the complete ones, the result's, stay
-        # (the gRPC door's result leaves it out too).
-        complete = {call.id for call in finish.tool_calls}
-        collected.parts = [part for part in collected.parts if part.kind != "tool" or part.id in complete]
+    # A call that max_tokens cut short has no input object to give: only the complete ones, the result's, stay.
+    complete = {call.id for call in finish.tool_calls}
+    collected.parts = [part for part in collected.parts if part.kind != "tool" or part.id in complete]
     return {
         "id": f"msg_{uuid.uuid4().hex}",
         "type": "message",

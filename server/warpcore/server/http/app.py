@@ -143,6 +143,8 @@ class HttpDoor:
             request[OUTCOME] = problem.code.name
             response = self._error_response(request, problem)
             response.set_status(error.status)
+            if "Allow" in error.headers:  # a 405 says which methods the route takes (RFC 9110)
+                response.headers["Allow"] = error.headers["Allow"]
             return response
         except Exception as error:  # noqa: BLE001 - every failure ends as an error response
             request[OUTCOME] = "INTERNAL"

@@ -73,10 +73,10 @@ class Collected:
         return "".join(part.text for part in self.parts if part.kind == "text")
 
     def tool_calls(self) -> list[ToolCall]:
-        """The complete calls: the result's when the backend gave them, else those gathered from the deltas."""
-        if self.result is not None and self.result.finish.tool_calls:
-            return list(self.result.finish.tool_calls)
-        return [ToolCall(part.id, part.name, part.text or "{}") for part in self.parts if part.kind == "tool"]
+        """The complete calls, the result's: a call that max_tokens cut short is not among them, its arguments being
+        no JSON object, as the gRPC result leaves it out."""
+        assert self.result is not None
+        return list(self.result.finish.tool_calls)
 
     @property
     def reason(self) -> FinishReason:

@@ -90,7 +90,8 @@ class OpenAIStream:
     the finish reason, the usage chunk (empty `choices`, as the API sends it) when asked for, then [DONE]."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self._header = _header(model, "chat.completion.chunk")
+        # Asked for usage, every chunk but the usage chunk carries `"usage": null`, as the API's do.
+        self._header = {**_header(model, "chat.completion.chunk"), **({"usage": None} if include_usage else {})}
         self._include_usage = include_usage
         self._reasoning_blocks = 0
         self._text = template(self._choice({"content": SLOT}))

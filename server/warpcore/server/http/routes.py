@@ -40,10 +40,14 @@ def request_ids(request: web.Request) -> dict[str, str]:
 
 
 def dialect_of(request: web.Request) -> Dialect:
-    """The dialect of a route both SDKs call (and of an unknown path): Anthropic's clients send anthropic-version."""
-    if request.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+    """The dialect of a request's route; of a route both SDKs call (and of an unknown path), the one whose client
+    sent it: Anthropic's clients send anthropic-version."""
+    path = request.path
+    if path.startswith("/v1/messages"):
         return ANTHROPIC
-    return OPENAI
+    if path.startswith(("/v1/chat/completions", "/v1/embeddings")):
+        return OPENAI
+    return ANTHROPIC if "anthropic-version" in request.headers else OPENAI
 
 
 def shutting_down() -> UnavailableError:

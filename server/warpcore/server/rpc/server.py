@@ -148,7 +148,9 @@ async def start_server(
             ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
-    inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(engine), server)
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+        InferenceServicer(engine, options.max_message_bytes), server
+    )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(

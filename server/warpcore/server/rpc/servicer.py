@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from warpcore.server.core.access import record_usage
+from warpcore.server.core.embeddings import response_too_large
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
@@ -21,8 +22,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_message_bytes: int) -> None:
         self._engine = engine
+        self._max_message_bytes = max_message_bytes
 
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
@@ -80,8 +82,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
-        params = translate_extras.embed_params(request, context.time_remaining())
-        return translate_extras.embed_response(await self._engine.embed(request.model_id, params))
+        params = translate_extras.embed_params(request, context.time_remaining(), self._max_message_bytes)
+        response = translate_extras.embed_response(await self._engine.embed(request.model_id, params))
+        size, vectors = response.ByteSize(), response.embeddings
+        if size > self._max_message_bytes:  # vectors whose length was not known before (an API's)
+            raise response_too_large(len(vectors), len(vectors[0].values), size, self._max_message_bytes)
+        return response
 
     @unary_errors
     async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:

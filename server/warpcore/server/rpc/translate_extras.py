@@ -67,7 +67,7 @@ def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
     return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
 
 
-def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> EmbedParams:
+def embed_params(request: epb.EmbedRequest, time_remaining: float | None, max_response_bytes: int) -> EmbedParams:
     options = request.options
     return EmbedParams(
         inputs=tuple(request.inputs),
@@ -75,6 +75,7 @@ def embed_params(request: epb.EmbedRequest, time_remaining: float | None) -> Emb
         normalize=options.normalize if options.HasField("normalize") else True,
         truncate=options.truncate,
         timeout=time_remaining,
+        max_response_bytes=max_response_bytes,
     )
 
 

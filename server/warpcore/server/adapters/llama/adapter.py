@@ -205,6 +205,7 @@ class LlamaCppAdapter:
                 context_size=context_size,
                 memory_bytes=self._embedder.memory_bytes,
                 capabilities=Capabilities(generate=False, embed=True),
+                embedding_dimensions=self._embedder.dimensions,
             )
         try:
             cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
