@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import httpx2
 import pytest
+from anthropic.types import MessageParam
 
 from tests.conftest import TINY_MODEL, collect, serving_doors
 from tests.http_door import (
@@ -250,3 +251,23 @@ async def test_health_is_open_and_says_starting_serving_or_shutting_down(server_
     assert (starting.status_code, starting.json()) == (503, {"status": "starting"})
     assert (draining.status_code, draining.json()) == (503, {"status": "shutting down"})
     assert refused.status_code == 503
+
+
+async def test_a_last_assistant_message_is_continued_as_anthropic_prefills_it(tiny_door: Doors) -> None:
+    """Messages ending with an assistant's text ask for its continuation (Anthropic's prefill): its text opens the
+    answer, which goes on from it, where the OpenAI dialect answers after it in a turn of its own (the template's
+    end of turn and a new opening: more prompt tokens)."""
+    greedy = {"temperature": 0}
+    start = "the world and"
+    prefilled: list[MessageParam] = [*ANTHROPIC_MESSAGES, {"role": "assistant", "content": start}]
+    async with async_anthropic_client(tiny_door) as client, async_openai_client(tiny_door) as openai_sdk:
+        asked = await client.messages.count_tokens(model="tiny", messages=ANTHROPIC_MESSAGES)
+        counted = await client.messages.count_tokens(model="tiny", messages=prefilled)
+        continued = await client.messages.create(model="tiny", messages=prefilled, max_tokens=6, extra_body=greedy)
+        after = await openai_sdk.chat.completions.create(
+            model="tiny", messages=[*OPENAI_MESSAGES, {"role": "assistant", "content": start}], max_tokens=1
+        )
+    assert after.usage is not None
+    assert asked.input_tokens < counted.input_tokens < after.usage.prompt_tokens
+    assert continued.usage.input_tokens == counted.input_tokens
+    assert continued.stop_reason == "max_tokens"

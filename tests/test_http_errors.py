@@ -11,7 +11,7 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from anthropic.types import ToolParam
+from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 from openai.types.chat import ChatCompletionToolParam
 
 from tests.conftest import TINY_MODEL, serving_doors
@@ -150,6 +150,33 @@ async def test_a_tool_call_cut_by_max_tokens_is_left_out_in_each_dialect(doors: 
     assert all(calls for _, stop, calls in outcomes if stop == "tool_use"), outcomes
     cut_short = [max_tokens for max_tokens, stop, calls in outcomes if stop == "max_tokens" and not calls]
     assert max(cut_short) > 20, outcomes  # cut inside the arguments, past the call's opening
+
+
+async def test_a_prefill_goes_to_an_anthropic_upstream_and_is_refused_for_an_openai_one(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """Anthropic's API continues a last assistant message itself; OpenAI's answers after it, so the door refuses it
+    naming the field (Anthropic's behaviour on models without prefill) before anything goes upstream. A last
+    assistant message with a tool call is no text to continue."""
+    prefilled: list[MessageParam] = [*ANTHROPIC_MESSAGES, {"role": "assistant", "content": "Hello"}]
+    sent = len(upstream.requests)
+    if isinstance(upstream, FakeOpenAI):
+        failure = await anthropic_failure(hosted, messages=prefilled)
+        assert (failure.status_code, failure.type) == (400, "invalid_request_error")
+        assert "cannot continue it (prefill)" in failure.message
+        assert len(upstream.requests) == sent
+    else:
+        async with async_anthropic_client(hosted) as client:
+            await client.messages.create(model="m", messages=prefilled, max_tokens=5)
+        body = upstream.requests[-1].body
+        assert body is not None
+        assert body["messages"][-1] == {"role": "assistant", "content": "Hello"}
+    tool_use: ToolUseBlockParam = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+    last: MessageParam = {"role": "assistant", "content": [tool_use]}
+    called: list[MessageParam] = [*ANTHROPIC_MESSAGES, last]
+    failure = await anthropic_failure(hosted, messages=called)
+    assert failure.status_code == 400
+    assert "only a last assistant message of text can be continued" in failure.message
 
 
 async def test_an_error_event_mid_stream_reaches_both_sdks(hosted: Doors, upstream: FakeUpstream) -> None:

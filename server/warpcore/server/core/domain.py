@@ -130,6 +130,9 @@ class GenerationParams:
     logprobs: bool = False
     top_logprobs: int = 0
     """With `logprobs`: the most likely tokens to report at each place."""
+    continue_last: bool = False
+    """The last message is an assistant's text for the answer to continue (Anthropic's prefill), not a finished turn
+    to answer after."""
 
     @property
     def penalties(self) -> dict[str, float]:

@@ -60,6 +60,13 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         "messages must hold at least one user or assistant message",
     )
     check_parts(params)
+    if params.continue_last:
+        last = params.messages[-1] if params.messages else None
+        require(
+            last is not None and last.role is Role.ASSISTANT and not last.tool_calls,
+            "messages",
+            "only a last assistant message of text can be continued; end with it, or with a user message",
+        )
     require(
         1 <= params.max_tokens <= max_tokens_limit, "max_tokens", f"max_tokens must be between 1 and {max_tokens_limit}"
     )

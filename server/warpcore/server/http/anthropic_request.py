@@ -112,6 +112,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         parallel_tool_calls=parallel,
         response_format=_output_format(mapping(output_config, "format", "output_config")),
         reasoning=_reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
+        # The API continues a last assistant message (prefill) rather than answer after it.
+        continue_last=messages[-1].role is Role.ASSISTANT,
     )
     model = text(body, "model", required=True) or ""
     return MessagesRequest(model, params, boolean(body, "stream") is True, field_names)

@@ -139,6 +139,12 @@ class OpenAIAdapter(HostedAdapter):
     def _request(self, params: GenerationParams) -> dict[str, Any]:
         if params.top_k is not None:
             raise refused("top_k", "top_k is not supported by the OpenAI API; leave it unset")
+        if params.continue_last:
+            raise refused(
+                "messages",
+                "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"
+                " user message",
+            )
         if len(params.stop) > MAX_STOP_SEQUENCES:
             raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
         if params.reasoning is not None and params.reasoning.budget_tokens is not None:

@@ -92,10 +92,14 @@ class ChatTemplate:
         if with_tools and not self.calls_tools:
             # The template cannot show the tools: tell of them in words; the grammar makes the call valid.
             system = "\n\n".join(part for part in (system, _tools_in_words(params.tools)) if part)
-        images = _images(params.messages, self._image_marker)
+        # A last assistant message to continue (prefill) is no turn of the template's: the answer's own beginning,
+        # its text follows the template's opening of the answer.
+        turns = params.messages[:-1] if params.continue_last else params.messages
+        answer_start = _text(params.messages[-1], "") if params.continue_last else ""
+        images = _images(turns, self._image_marker)
         marker = self._image_marker or ""
         messages = _chat_messages(
-            params.messages, system, fold_system=self._fold_system, tool_turns=self.calls_tools, marker=marker
+            turns, system, fold_system=self._fold_system, tool_turns=self.calls_tools, marker=marker
         )
         tools = [_tool_entry(tool) for tool in params.tools] if with_tools and self.calls_tools else None
         try:
@@ -114,7 +118,7 @@ class ChatTemplate:
                 reason="CHAT_TEMPLATE_FAILED",
             ) from error
         stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
-        return RenderedPrompt(rendered.prompt, not rendered.added_special, tuple(stops), images)
+        return RenderedPrompt(rendered.prompt + answer_start, not rendered.added_special, tuple(stops), images)
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:

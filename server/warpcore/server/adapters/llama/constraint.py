@@ -49,6 +49,12 @@ def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> C
         )
     response_format = params.response_format
     kind = response_format.kind if response_format is not None else ResponseFormatKind.TEXT
+    if params.continue_last and (kind is not ResponseFormatKind.TEXT or uses_tools(params)):
+        # The grammar would make the continuation a whole JSON value or call of its own, after the text given.
+        raise InvalidArgumentError(
+            "a local model cannot continue a last assistant message under a response format or tools; drop one",
+            field="messages",
+        )
     if uses_tools(params):
         if kind is not ResponseFormatKind.TEXT:
             raise InvalidArgumentError(
