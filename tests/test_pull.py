@@ -374,3 +374,12 @@ async def test_a_link_out_of_models_path_is_neither_reported_nor_written_through
     assert "12345" not in str(refused.value)
     assert not hub.downloads
     assert [path.name for path in outside.iterdir()] == ([] if linked == "folder" else ["tiny-q8.gguf"])
+
+
+@pytest.mark.parametrize("model", ["local/file.gguf", "hf:acme/tiny-GGUF", "hf:../x:y.gguf"])
+async def test_a_name_that_cannot_be_pulled_is_refused_before_any_frame(stub: Stub, model: str) -> None:
+    call = pull(stub, model)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call.read()  # the first read: no progress frame comes before the refusal
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(refused.value)[1] == ["model"]

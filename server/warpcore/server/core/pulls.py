@@ -93,7 +93,7 @@ class Pulls:
             )
         job.callers += 1
         try:
-            seen = -1
+            seen = 0  # nothing before the download's first progress: a name the hub refuses gets no frame at all
             while job.outcome is None:
                 if job.version != seen:
                     seen = job.version
