@@ -22,6 +22,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _ToolChoiceMode:
@@ -157,10 +162,22 @@ class Tool(_message.Message):
     for the schema, checked by the API). llama.cpp models always constrain a call's
     arguments to the schema with a grammar, so they honour it with or without the flag.
     """
-    cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
-    """Ask a hosted API to cache the prompt up to the end of this tool's definition (see
-    CacheBreakpoint); tools come first in a prompt.
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def cache_breakpoint(self) -> _content_pb2.CacheBreakpoint.ValueType:
+        """Not used, and ignored whatever its value: a response format is not part of the
+        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
+        (GenerationOptions.system_cache_breakpoint) or messages instead.
+        """
+
+    @cache_breakpoint.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def cache_breakpoint(self, value: _content_pb2.CacheBreakpoint.ValueType) -> None:
+        """Not used, and ignored whatever its value: a response format is not part of the
+        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
+        (GenerationOptions.system_cache_breakpoint) or messages instead.
+        """
+
     def __init__(
         self,
         *,
@@ -295,10 +312,22 @@ class ResponseFormat(_message.Message):
     """Ask the backend to enforce the schema exactly (OpenAI's strict mode, which has rules
     of its own for the schema). Backends that always enforce it ignore the flag.
     """
-    cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
-    """Ask a hosted API to cache the prompt up to the end of this tool's definition (see
-    CacheBreakpoint); tools come first in a prompt.
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def cache_breakpoint(self) -> _content_pb2.CacheBreakpoint.ValueType:
+        """Not used, and ignored whatever its value: a response format is not part of the
+        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
+        (GenerationOptions.system_cache_breakpoint) or messages instead.
+        """
+
+    @cache_breakpoint.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def cache_breakpoint(self, value: _content_pb2.CacheBreakpoint.ValueType) -> None:
+        """Not used, and ignored whatever its value: a response format is not part of the
+        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
+        (GenerationOptions.system_cache_breakpoint) or messages instead.
+        """
+
     def __init__(
         self,
         *,
