@@ -288,21 +288,29 @@ def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
     assert (spec.lazy, spec.keep_alive) == (True, 600)
 
 
-async def test_unloading_a_dormant_model_is_not_found_and_keeps_it_known(server: WarpcoreServer) -> None:
-    server.engine.declare(LoadSpec("later", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+async def test_a_dormant_model_keeps_its_id_until_unloaded_which_forgets_it(server: WarpcoreServer) -> None:
+    """A model known but not loaded (declared, or unloaded while idle) holds its id: another model under it is
+    ALREADY_EXISTS; UnloadModel forgets it (returning it), after which a Generate naming it is NOT_FOUND."""
+    server.engine.declare(LoadSpec("later", BackendKind.LLAMA_CPP, TINY_MODEL, None, 64, lazy=True))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
-        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
-        assert (await listed(stub))["later"].state == pb.MODEL_STATE_AVAILABLE
-        await collect(stub.Generate(greedy("the", 2, model_id="later")))
-        await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
-        # Unloaded on purpose: forgotten, so a Generate naming it no longer loads it.
+        listed_before = (await listed(stub))["later"]
+        assert (listed_before.state, listed_before.context_size) == (pb.MODEL_STATE_AVAILABLE, 64)
+        with pytest.raises(grpc.aio.AioRpcError) as taken:
+            await stub.LoadModel(load_request("later", context_size=128))
+        assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert rich_details(taken.value)[0].reason == "MODEL_ID_TAKEN"
+        forgotten = (await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))).model
+        assert (forgotten.id, forgotten.state, forgotten.name) == ("later", pb.MODEL_STATE_AVAILABLE, TINY_MODEL)
         assert "later" not in await listed(stub)
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await collect(stub.Generate(greedy("the", 2, model_id="later")))
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.aio.AioRpcError) as again:
+            await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
+        assert again.value.code() == grpc.StatusCode.NOT_FOUND
+        # The id is free again.
+        assert (await stub.LoadModel(load_request("later", context_size=128))).model.context_size == 128
 
 
 async def test_keep_alive_never_unloads_a_model_while_it_streams(server_env: Mapping[str, str]) -> None:

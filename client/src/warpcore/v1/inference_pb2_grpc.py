@@ -92,7 +92,9 @@ class InferenceServiceServicer:
 
     def UnloadModel(self, request, context):
         """UnloadModel releases a loaded model. Generations already running on it finish first.
-        NOT_FOUND if no model has that id.
+        A model known but not loaded (unloaded while idle, or declared lazy by the
+        operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE. NOT_FOUND if
+        no model has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,9 @@ class InferenceServiceStub:
     """
     UnloadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]
     """UnloadModel releases a loaded model. Generations already running on it finish first.
-    NOT_FOUND if no model has that id.
+    A model known but not loaded (unloaded while idle, or declared lazy by the
+    operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE. NOT_FOUND if
+    no model has that id.
     """
     ListModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]
     """ListModels lists loaded models, the models the server loads on first use (its
@@ -105,7 +107,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """
     UnloadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]  # type: ignore[assignment]
     """UnloadModel releases a loaded model. Generations already running on it finish first.
-    NOT_FOUND if no model has that id.
+    A model known but not loaded (unloaded while idle, or declared lazy by the
+    operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE. NOT_FOUND if
+    no model has that id.
     """
     ListModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListModelsRequest, _inference_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels lists loaded models, the models the server loads on first use (its
@@ -168,7 +172,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.UnloadModelResponse, _abc.Awaitable[_inference_pb2.UnloadModelResponse]]:
         """UnloadModel releases a loaded model. Generations already running on it finish first.
-        NOT_FOUND if no model has that id.
+        A model known but not loaded (unloaded while idle, or declared lazy by the
+        operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE. NOT_FOUND if
+        no model has that id.
         """
 
     @_abc_1.abstractmethod

@@ -91,9 +91,9 @@ class Engine:
         check_load(spec)
         self.residency.declare(spec)
 
-    async def unload(self, model_id: str) -> LoadedModel:
+    async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
         unloaded = await self.residency.unload(check_id(model_id, "model_id"))
-        _log.info("unloaded model %s", unloaded.id)
+        _log.info("unloaded model %s", model_id)
         return unloaded
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:

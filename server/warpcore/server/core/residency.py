@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import ResourceExhaustedError, WarpcoreError
+from warpcore.server.core.errors import AlreadyExistsError, ResourceExhaustedError, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 
@@ -100,6 +100,14 @@ class Residency:
         if existing is not None and existing.spec == spec:
             self._touch(existing.id, spec)
             return existing
+        known = self.dormant.get(spec.model_id)
+        if existing is None and known is not None and known.spec != spec:
+            raise AlreadyExistsError(
+                f"the model id {spec.model_id!r} is taken by a model unloaded while idle ({known.spec.name}), which"
+                " the next call naming it loads again; unload it first or choose another model_id",
+                field="model_id",
+                reason="MODEL_ID_TAKEN",
+            )
         if spec.backend.hosted:
             return await self._registry.load(spec)
         async with self._room:
@@ -112,11 +120,13 @@ class Residency:
                 await self._make_room(loaded.id, models=0, nbytes=0)
         return loaded
 
-    async def unload(self, model_id: str) -> LoadedModel:
-        """Unload for good (UnloadModel): a later Generate does not load it again. NOT_FOUND unless loaded (a
-        dormant model stays known)."""
+    async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
+        """Unload for good (UnloadModel): a later Generate does not load it again. A dormant model is forgotten (its
+        spec returned); NOT_FOUND for a model neither loaded nor dormant."""
+        dormant = self.dormant.pop(model_id, None)
+        if dormant is not None and self._registry.find(model_id) is None:
+            return dormant.spec
         self._registry.get(model_id)
-        self.dormant.pop(model_id, None)
         return await self._unload(model_id)
 
     @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from warpcore.server.core.access import record_usage
+from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.embeddings import response_too_large
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
@@ -34,6 +35,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
         unloaded = await self._engine.unload(request.model_id)
+        if isinstance(unloaded, LoadSpec):  # a dormant model, forgotten
+            return pb.UnloadModelResponse(model=translate.dormant_model_message(unloaded))
         return pb.UnloadModelResponse(model=translate.model_message(unloaded))
 
     @unary_errors
@@ -46,10 +49,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         residency = self._engine.residency
         return pb.ListModelsResponse(
             models=[translate.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
-            + [
-                translate.available_model_message(spec.backend, spec.name, spec.model_id)
-                for spec in self._engine.dormant(backend)
-            ]
+            + [translate.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
             + [translate.available_model_message(backend, name) for name in available if backend is not None]
         )
 

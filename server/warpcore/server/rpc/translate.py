@@ -236,6 +236,13 @@ def available_model_message(backend: BackendKind, name: str, model_id: str | Non
     )
 
 
+def dormant_model_message(spec: LoadSpec) -> pb.Model:
+    """A model known but not loaded (unloaded while idle, or declared), with the context size it was loaded with."""
+    model = available_model_message(spec.backend, spec.name, spec.model_id)
+    model.context_size = spec.context_size or 0
+    return model
+
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(round(seconds * 1e9))
