@@ -46,9 +46,14 @@ class ModelRegistry:
         if pending is not None and pending[0] == spec:
             return await asyncio.shield(pending[1])
         if existing is not None or spec.model_id in self._reserved:
+            taken = existing.spec if existing is not None else pending[0] if pending is not None else None
+            what = (
+                f"{taken.name!r} loaded with other settings; unload it first to change them"
+                if taken is not None and (taken.backend, taken.name) == (spec.backend, spec.name)
+                else "another loaded (or loading, or unloading) model; unload it first"
+            )
             raise AlreadyExistsError(
-                f"the model id {spec.model_id!r} is taken by another loaded (or loading, or unloading) model;"
-                " unload it first or choose another model_id",
+                f"the model id {spec.model_id!r} is taken by {what}, or choose another model_id",
                 field="model_id",
                 reason="MODEL_ID_TAKEN",
             )
