@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import anthropic
 import grpc
 import httpx2
 import pytest
@@ -271,3 +272,23 @@ async def test_a_last_assistant_message_is_continued_as_anthropic_prefills_it(ti
     assert asked.input_tokens < counted.input_tokens < after.usage.prompt_tokens
     assert continued.usage.input_tokens == counted.input_tokens
     assert continued.stop_reason == "max_tokens"
+
+
+async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> None:
+    """`limit`, `after_id` and `before_id` page the list, and the SDK's own auto-paging walks it whole."""
+    names = [f"m{n}" for n in range(5)]
+    for name in names:
+        await doors.engine.load(LoadSpec(name, BackendKind.LLAMA_CPP, TINY_MODEL, None, 64))
+    async with async_anthropic_client(doors) as client:
+        first = await client.models.list(limit=2)
+        after = await client.models.list(limit=2, after_id="m1")
+        before = await client.models.list(limit=2, before_id="m3")
+        walked = [model.id async for model in await client.models.list(limit=2)]
+        with pytest.raises(anthropic.BadRequestError):
+            await client.models.list(limit=0)
+        with pytest.raises(anthropic.BadRequestError):
+            await client.models.list(after_id="nope")
+    assert ([model.id for model in first.data], first.has_more, first.last_id) == (["m0", "m1"], True, "m1")
+    assert ([model.id for model in after.data], after.has_more) == (["m2", "m3"], True)
+    assert ([model.id for model in before.data], before.has_more, before.first_id) == (["m1", "m2"], True, "m1")
+    assert walked == names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +12,7 @@ from aiohttp import web
 from warpcore.server.core.access import record_usage
 from warpcore.server.core.domain import FinishReason
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
-from warpcore.server.core.errors import UnavailableError, WarpcoreError
+from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
@@ -22,6 +22,9 @@ from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
 from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
+
+ANTHROPIC_PAGE = 20  # models in a page of Anthropic's model list unless `limit` says otherwise
+ANTHROPIC_MAX_PAGE = 1000
 
 ENGINE = web.AppKey("engine", Engine)
 MEMORY = web.AppKey("reasoning_memory", ReasoningMemory)
@@ -165,16 +168,33 @@ async def list_models(request: web.Request) -> web.Response:
     dialect = dialect_of(request)
     entries = [_model_entry(dialect, model) for model in request.app[ENGINE].loaded()]
     if dialect is ANTHROPIC:
-        ids = [entry["id"] for entry in entries]
+        page, has_more = _anthropic_page(entries, request.query)
         body = {
-            "data": entries,
-            "has_more": False,
-            "first_id": ids[0] if ids else None,
-            "last_id": ids[-1] if ids else None,
+            "data": page,
+            "has_more": has_more,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
         }
     else:
         body = {"object": "list", "data": entries}
     return web.json_response(body, headers=request_ids(request))
+
+
+def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> tuple[list[dict[str, Any]], bool]:
+    """The page Anthropic's `limit` (1 to 1000, 20 unless given), `after_id` and `before_id` ask for, and whether
+    more lie beyond it in the direction paged."""
+    limit_text = query.get("limit", str(ANTHROPIC_PAGE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= ANTHROPIC_MAX_PAGE:
+        raise InvalidArgumentError(f"limit must be between 1 and {ANTHROPIC_MAX_PAGE}", field="limit")
+    limit, ids = int(limit_text), [entry["id"] for entry in entries]
+    for name in ("after_id", "before_id"):
+        if name in query and query[name] not in ids:
+            raise InvalidArgumentError(f"{name} {query[name]!r} is no listed model", field=name)
+    if "before_id" in query:
+        before = entries[: ids.index(query["before_id"])]
+        return before[-limit:], len(before) > limit
+    after = entries[ids.index(query["after_id"]) + 1 :] if "after_id" in query else entries
+    return after[:limit], len(after) > limit
 
 
 async def get_model(request: web.Request) -> web.Response:
