@@ -87,7 +87,7 @@ async def refusal(stub: Stub, request: pb.GenerateRequest) -> tuple[grpc.StatusC
 
 async def test_an_image_turn_generates_from_the_image(stub: Stub) -> None:
     loaded = (await stub.LoadModel(load_request(MMPROJ))).model
-    expected = capb.ModelCapabilities(generate=True, count_tokens=True, images=True, logprobs=True)
+    expected = capb.ModelCapabilities(generate=True, count_tokens=True, images=True, logprobs=True, tools=True)
     assert loaded.capabilities == expected
     listed = {model.id: model for model in (await stub.ListModels(pb.ListModelsRequest())).models}
     assert listed["seeing"].capabilities == expected
