@@ -165,7 +165,12 @@ Global___Embedding: _TypeAlias = Embedding  # noqa: Y015
 
 @_typing.final
 class EmbedResponse(_message.Message):
-    """EmbedResponse holds one vector per input, in the order of the inputs."""
+    """EmbedResponse holds one vector per input, in the order of the inputs. A llama.cpp
+    model embeds several inputs at once, and its kernels round a text's numbers
+    differently with the rows beside it: a vector may differ slightly (cosine
+    similarity above 0.999) from the one the same text gets in another call. One input
+    per call gives each text the vector of its text alone.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
