@@ -178,8 +178,11 @@ async def test_models_list_in_each_dialect_by_its_headers(tiny_door: Doors) -> N
 async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="warpcore.access")
     async with async_openai_client(tiny_door) as client:
-        await client.chat.completions.create(model="tiny", messages=OPENAI_MESSAGES, max_tokens=3)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="tiny", messages=OPENAI_MESSAGES, max_tokens=3
+        )
     line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
+    assert line.request_id == raw.headers["x-request-id"]  # type: ignore[attr-defined]
     assert (line.method, line.code, line.model, line.completion_tokens) == (  # type: ignore[attr-defined]
         "/v1/chat/completions",
         "OK",

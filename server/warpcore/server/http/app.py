@@ -118,7 +118,15 @@ class HttpDoor:
             finally:
                 model = request.get(MODEL, "")
                 log_request(
-                    self._engine.metrics, "http", method, code, started, model=model, peer=request.remote, **usage
+                    self._engine.metrics,
+                    "http",
+                    method,
+                    code,
+                    started,
+                    model=model,
+                    peer=request.remote,
+                    request_id=request[REQUEST_ID],  # the x-request-id its client got
+                    **usage,
                 )
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
