@@ -275,6 +275,23 @@ async def test_a_last_assistant_message_is_continued_as_anthropic_prefills_it(ti
     assert asked.input_tokens < counted.input_tokens < after.usage.prompt_tokens
     assert continued.usage.input_tokens == counted.input_tokens
     assert continued.stop_reason == "max_tokens"
+    # The same over gRPC, asked for with continue_last_message: the same prompt, the same text.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{tiny_door.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        messages = [
+            pb.ChatMessage(role=pb.ROLE_USER, content=ANTHROPIC_MESSAGES[0]["content"]),  # type: ignore[arg-type]
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=start),
+        ]
+        options = pb.GenerationOptions(max_tokens=6, temperature=0)
+        request = pb.GenerateRequest(model_id="tiny", messages=messages, options=options, continue_last_message=True)
+        text, result = await collect(stub.Generate(request))
+        count = await stub.CountTokens(pb.CountTokensRequest(request=request))
+        refused = pb.GenerateRequest(model_id="tiny", prompt="the", options=options, continue_last_message=True)
+        with pytest.raises(grpc.aio.AioRpcError) as no_message:
+            await collect(stub.Generate(refused))
+    assert text == text_of(continued)
+    assert result.usage.prompt_tokens == count.count.prompt_tokens == counted.input_tokens
+    assert no_message.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> None:

@@ -116,6 +116,12 @@ async def test_async_client_round_trip(target: str) -> None:
         assert (stopped.finish_reason, stopped.stop_sequence) == (FinishReason.STOP_SEQUENCE, stop)
         assert response.stop_sequence == ""
 
+        # continue_last_message continues the assistant's text (prefill) instead of answering in a turn of its own.
+        chat = [("user", "hello"), ("assistant", "the world and")]
+        continued = await client.generate("tiny", messages=chat, max_tokens=3, continue_last_message=True)
+        after = await client.generate("tiny", messages=chat, max_tokens=3)
+        assert continued.usage.prompt_tokens < after.usage.prompt_tokens
+
         assert await client.health() == "SERVING"
         assert [m.id for m in await client.list_models()] == ["tiny"]
         await client.unload_model("tiny")

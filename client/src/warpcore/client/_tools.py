@@ -191,6 +191,8 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
             request["parallel_tool_calls"] = parallel
     if "parallel_tool_calls" in fields:
         request["parallel_tool_calls"] = fields.pop("parallel_tool_calls")
+    if "continue_last_message" in fields:
+        request["continue_last_message"] = fields.pop("continue_last_message")
     if "system_cache" in fields:
         fields["system_cache_breakpoint"] = cache_breakpoint(fields.pop("system_cache"))
     if "verbosity" in fields:

@@ -113,6 +113,9 @@ class GenerationOptions(TypedDict, total=False):
     object (OpenAI's {"type": "function", "function": {"name": ...}}, Anthropic's {"type": "auto" | "any" | "tool" |
     "none", "name", "disable_parallel_tool_use"})."""
     parallel_tool_calls: bool
+    continue_last_message: bool
+    """Continue the last message, an assistant's text, rather than answer after it (Anthropic's prefill); local and
+    Anthropic models."""
     response_format: Any
     """"json_object", a JSON Schema (a dict), or a pydantic model class, whose parsed instance the response's
     `parsed` then holds; or OpenAI's response_format object ({"type": "text" | "json_object" | "json_schema",

@@ -1075,12 +1075,21 @@ class GenerateRequest(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     TOOL_CHOICE_FIELD_NUMBER: _builtins.int
     PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    CONTINUE_LAST_MESSAGE_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     """Id of a loaded model. Required."""
     prompt: _builtins.str
     """A plain prompt, continued by the model (sent as one user message to chat-only APIs)."""
     parallel_tool_calls: _builtins.bool
     """Whether the model may call several tools in one turn. Unset: true."""
+    continue_last_message: _builtins.bool
+    """Continue the last message, an assistant's text, rather than answer after it in a
+    turn of its own (Anthropic's prefill): the answer begins where that text ends, and
+    holds only what follows it. Local models (not with tools or a response format,
+    whose grammar makes the answer a whole value of its own) and Anthropic models;
+    INVALID_ARGUMENT on OpenAI models, whose API answers after such a message, and
+    when the last message is not an assistant's text without tool calls.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """A conversation, answered by the model."""
@@ -1109,10 +1118,11 @@ class GenerateRequest(_message.Message):
         tools: _abc.Iterable[_tools_pb2.Tool] | None = ...,
         tool_choice: _tools_pb2.ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool | None = ...,
+        continue_last_message: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "continue_last_message", b"continue_last_message", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015

@@ -200,6 +200,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         response_format=tools_translate.response_format(options),
         reasoning=tools_translate.reasoning(options),
         verbosity=_verbosity(options.verbosity),
+        continue_last=request.continue_last_message,
     )
 
 
