@@ -239,7 +239,10 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
             await process.wait()
 
 
-async def test_health_is_open_and_says_starting_serving_or_shutting_down(server_env: dict[str, str]) -> None:
+async def test_health_is_open_and_says_starting_serving_or_shutting_down(
+    server_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="warpcore.access")
     token = "door-token-0123456789"
     async with serving_doors(server_env, ServingOptions(token=token)) as doors, httpx2.AsyncClient() as client:
         url = f"{base_url(doors)}/health"
@@ -255,6 +258,8 @@ async def test_health_is_open_and_says_starting_serving_or_shutting_down(server_
     assert (starting.status_code, starting.json()) == (503, {"status": "starting"})
     assert (draining.status_code, draining.json()) == (503, {"status": "shutting down"})
     assert refused.status_code == 503
+    logged = [record.code for record in caplog.records if getattr(record, "method", "") == "/health"]  # type: ignore[attr-defined]
+    assert logged == ["OK", "UNAVAILABLE", "UNAVAILABLE"]  # a 503 is no success in the log either
 
 
 async def test_a_last_assistant_message_is_continued_as_anthropic_prefills_it(tiny_door: Doors) -> None:

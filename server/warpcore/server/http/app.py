@@ -75,6 +75,7 @@ class HttpDoor:
         if self._serving and not self._draining:
             return web.json_response({"status": "ok"}, headers=request_ids(request))
         status = "shutting down" if self._draining else "starting"
+        request[OUTCOME] = "UNAVAILABLE"  # as the access log and the request count say of a 503
         return web.json_response({"status": status}, status=503, headers=request_ids(request))
 
     def refuse_new(self) -> None:
