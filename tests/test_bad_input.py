@@ -104,6 +104,13 @@ LOAD_CASES = [
         "model",
     ),
     (
+        "windows separators",
+        pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="..\\..\\etc\\passwd.gguf"),
+        Code.INVALID_ARGUMENT,
+        "holds a backslash: separate folders with '/'",
+        "model",
+    ),
+    (
         "malformed hf id",
         pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hf:just-a-name.gguf"),
         Code.INVALID_ARGUMENT,

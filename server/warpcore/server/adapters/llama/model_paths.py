@@ -37,8 +37,10 @@ def _noun(field: str) -> str:
 def relative_model_path(model: str, field: str = "model") -> PurePosixPath:
     """The path under MODELS_PATH that a model id (or another GGUF file's id, named by `field`) names, checked for
     shape only."""
-    if not model or "\x00" in model or "\\" in model:
+    if not model or "\x00" in model:
         raise InvalidArgumentError(f"{_noun(field)} must be a non-empty path or hf:owner/repo:file.gguf", field=field)
+    if "\\" in model:
+        raise _malformed(model, "holds a backslash: separate folders with '/' (a path relative to MODELS_PATH)", field)
     if model.startswith(HF_PREFIX):
         repo, _, filename = model[len(HF_PREFIX) :].partition(":")
         parts = repo.split("/")
