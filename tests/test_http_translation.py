@@ -55,7 +55,14 @@ EVENTS: list[GenerationOutput] = [
     ToolCallDelta(0, arguments='ty":"Paris"}'),
     ToolCallDelta(1, arguments=':"Rome"}'),
 ]
-RESULT = GenerationResult(Finish(FinishReason.TOOL_CALLS, prompt_tokens=20, completion_tokens=30), 0.01, 0.1)
+# The result names the complete calls, as the engine's always does (core/tool_calls.py).
+WHOLE_CALLS = (
+    ToolCall("call_a", "get_weather", '{"city":"Paris"}'),
+    ToolCall("call_b", "get_weather", '{"city":"Rome"}'),
+)
+RESULT = GenerationResult(
+    Finish(FinishReason.TOOL_CALLS, prompt_tokens=20, completion_tokens=30, tool_calls=WHOLE_CALLS), 0.01, 0.1
+)
 CALLS = [("call_a", "get_weather", {"city": "Paris"}), ("call_b", "get_weather", {"city": "Rome"})]
 
 
