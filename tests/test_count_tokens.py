@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import collect, greedy, load_tiny, rich_details
+from tests.conftest import collect, failed_stream, greedy, load_tiny, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load, prompt
@@ -65,12 +65,22 @@ async def test_tokens_and_pieces_spell_the_rendered_prompt(stub: Stub) -> None:
     assert b"".join(token.piece for token in plain.tokens).endswith(b"the world")
 
 
-async def test_a_prompt_too_long_for_the_context_is_refused_as_generate_refuses_it(stub: Stub) -> None:
+async def test_a_prompt_too_long_for_the_context_is_counted_whole_where_generate_refuses_it(stub: Stub) -> None:
+    """A caller counts to learn whether a prompt fits: past the context, the count is still exact (the same as on
+    the same model with room for it); only a prompt of more bytes than any context can hold is refused."""
     await load_tiny(stub, context_size=16)
-    request = greedy(" ".join(["the world"] * 20), 3)
-    error = await refused(stub, pb.CountTokensRequest(request=request))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await load_tiny(stub, model_id="roomy", context_size=1024)
+    request = greedy(" ".join(["the world"] * 50), 3)  # under the bytes a 16-token context may take
+    counted = (await count(stub, request)).count.prompt_tokens
+    request.model_id = "roomy"
+    assert counted == (await count(stub, request)).count.prompt_tokens > 16
+    request.model_id = "tiny"
+    frames, error = await failed_stream(stub.Generate(request))
+    assert (frames, error.code()) == ([], grpc.StatusCode.INVALID_ARGUMENT)
     assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
+    assert "more than 16 tokens long" in (error.details() or "")
+    huge = greedy("the world " * 16 * 64, 3)  # more bytes than a 16-token context can hold, whatever its tokens
+    assert rich_details(await refused(stub, pb.CountTokensRequest(request=huge)))[0].reason == "CONTEXT_LENGTH_EXCEEDED"
 
 
 async def test_bad_requests_and_models_that_cannot_count(stub: Stub) -> None:

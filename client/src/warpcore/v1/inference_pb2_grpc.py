@@ -149,8 +149,9 @@ class InferenceServiceServicer:
         """CountTokens says how many prompt tokens a GenerateRequest would use on its
         model, exactly, without generating. FAILED_PRECONDITION where the backend has
         no exact count (OpenAI). The request is checked as Generate checks it, so one
-        that Generate refuses is refused here too; options other than system do not
-        change the count.
+        that Generate refuses is refused here too, but for a prompt longer than the
+        model's context, which is counted whole (up to the bytes no context can hold);
+        options other than system do not change the count.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -88,8 +88,9 @@ class InferenceServiceStub:
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
     model, exactly, without generating. FAILED_PRECONDITION where the backend has
     no exact count (OpenAI). The request is checked as Generate checks it, so one
-    that Generate refuses is refused here too; options other than system do not
-    change the count.
+    that Generate refuses is refused here too, but for a prompt longer than the
+    model's context, which is counted whole (up to the bytes no context can hold);
+    options other than system do not change the count.
     """
 
 @_typing.type_check_only
@@ -144,8 +145,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """CountTokens says how many prompt tokens a GenerateRequest would use on its
     model, exactly, without generating. FAILED_PRECONDITION where the backend has
     no exact count (OpenAI). The request is checked as Generate checks it, so one
-    that Generate refuses is refused here too; options other than system do not
-    change the count.
+    that Generate refuses is refused here too, but for a prompt longer than the
+    model's context, which is counted whole (up to the bytes no context can hold);
+    options other than system do not change the count.
     """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -239,8 +241,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """CountTokens says how many prompt tokens a GenerateRequest would use on its
         model, exactly, without generating. FAILED_PRECONDITION where the backend has
         no exact count (OpenAI). The request is checked as Generate checks it, so one
-        that Generate refuses is refused here too; options other than system do not
-        change the count.
+        that Generate refuses is refused here too, but for a prompt longer than the
+        model's context, which is counted whole (up to the bytes no context can hold);
+        options other than system do not change the count.
         """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from warpcore.server.adapters.llama.chat import ChatTemplate
+from warpcore.server.adapters.llama.chat import ChatTemplate, RenderedPrompt
 from warpcore.server.adapters.llama.context import PREFILL_PIECE
 from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
@@ -54,45 +54,52 @@ class PromptPreparer:
         self._keeps_prompts = keeps_prompts
 
     def count(self, params: GenerationParams, context_size: int, include_tokens: bool) -> TokenCount:
-        """The prompt tokens `prepare` gives the same request, and their pieces when asked for."""
-        tokens = self.prepare(params, context_size, threading.Event()).tokens
+        """The prompt tokens `prepare` gives the same request, and their pieces when asked for; a prompt longer than
+        the context is counted whole all the same (a generation refuses it), up to the bytes no context can hold."""
+        tokens, _, _ = self._tokens(params, context_size, threading.Event(), whole=True)
         pieces = tuple(Token(token, self._piece(token)) for token in tokens) if include_tokens else ()
         return TokenCount(len(tokens), pieces)
 
     def prepare(self, params: GenerationParams, context_size: int, stop: threading.Event) -> PreparedPrompt:
         """Render and tokenize the prompt for a `context_size` context. When `stop` is set meanwhile, the tokens
         may be cut short: the caller then drops the generation."""
+        tokens, images, rendered = self._tokens(params, context_size, stop, whole=False)
+        room = context_size - len(tokens)
+        if room < 1:
+            # Tokenizing stops a little past the context, so a longer prompt is counted only that far.
+            length = f"{len(tokens)}" if room == 0 else f"more than {context_size}"
+            raise InvalidArgumentError(
+                f"the prompt is {length} tokens long, which leaves no room in the model's {context_size}-token"
+                " context; shorten it or load the model with a larger context_size (CountTokens counts it whole)",
+                reason="CONTEXT_LENGTH_EXCEEDED",
+                field="messages" if params.messages else "prompt",
+                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
+            )
+        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
+        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
+
+    def _tokens(
+        self, params: GenerationParams, context_size: int, stop: threading.Event, *, whole: bool
+    ) -> tuple[list[int], ImagePrompt | None, RenderedPrompt]:
+        """The rendered prompt's tokens (and images): `whole`, or only until a little past `context_size`."""
         rendered = self._template.render(params)
         encoded = rendered.text.encode("utf-8")
-        field = "messages" if params.messages else "prompt"
         if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
             # Refused before tokenizing: whatever its tokens, it cannot fit.
             raise InvalidArgumentError(
                 f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold;"
                 " shorten it or load the model with a larger context_size",
                 reason="CONTEXT_LENGTH_EXCEEDED",
-                field=field,
+                field="messages" if params.messages else "prompt",
                 metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
             )
-        images = None
         if rendered.images and self._projector is not None:  # the template renders images only with a projector
             tokens, images = self._projector.tokenize(encoded, rendered.images, add_bos=rendered.add_bos)
-        else:
-            remember = self._keeps_prompts and params.cache_prompt
-            tokens = self._tokenizer.tokenize(
-                encoded, add_bos=rendered.add_bos, limit=context_size, stop=stop, remember=remember
-            )
-        room = context_size - len(tokens)
-        if room < 1:
-            raise InvalidArgumentError(
-                f"the prompt is {len(tokens)} tokens long, which leaves no room in the model's"
-                f" {context_size}-token context; shorten it or load the model with a larger context_size",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                field=field,
-                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
-            )
-        keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
+            return tokens, images, rendered
+        remember = self._keeps_prompts and params.cache_prompt
+        limit = len(encoded) + 1 if whole else context_size  # a token holds at least one byte
+        tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember)
+        return tokens, None, rendered
 
     def _piece(self, token: int) -> bytes:
         return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)
