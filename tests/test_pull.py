@@ -383,3 +383,13 @@ async def test_a_name_that_cannot_be_pulled_is_refused_before_any_frame(stub: St
         await call.read()  # the first read: no progress frame comes before the refusal
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(refused.value)[1] == ["model"]
+
+
+async def test_a_folder_that_loops_is_refused_saying_so(stub: Stub, hub: FakeHub, models_root: Path) -> None:
+    (models_root / "hf").mkdir(parents=True)
+    (models_root / "hf" / "acme").symlink_to(models_root / "hf" / "acme", target_is_directory=True)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await frames(pull(stub))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(refused.value)[0].reason == "MODEL_PATH_UNREADABLE"
+    assert not hub.downloads

@@ -39,7 +39,7 @@ class Embeddings:
 
 
 VALUE_BYTES = 4  # a vector's values are 32-bit floats
-VECTOR_FRAMING_BYTES = 8  # what a response spends on each vector beside its values (protobuf's tags and lengths)
+VECTOR_FRAMING_BYTES = 8  # the most a response spends on each vector beside its values (its field tags and lengths)
 
 
 def response_too_large(count: int, dimensions: int, size: int, limit: int) -> InvalidArgumentError:

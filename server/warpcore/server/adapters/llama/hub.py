@@ -102,7 +102,13 @@ def pull_file(
         size = resolve_model_path(model, env.get("MODELS_PATH")).stat().st_size
         progress(size, size)
         return PulledFile(model, size, sha256=None, already_present=True)
-    if not destination.parent.resolve().is_relative_to(root):
+    try:
+        folder = destination.parent.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, or a name the filesystem refuses
+        raise FailedPreconditionError(
+            f"the folder of model {model!r} cannot be read under MODELS_PATH", reason="MODEL_PATH_UNREADABLE"
+        ) from None
+    if not folder.is_relative_to(root):
         raise FailedPreconditionError(
             f"model {model!r} would be written through a link to a folder outside MODELS_PATH, which is not served",
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
