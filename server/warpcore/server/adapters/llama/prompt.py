@@ -68,12 +68,12 @@ class PromptPreparer:
         if room < 1:
             # Tokenizing stops a little past the context, so a longer prompt is counted only that far.
             length = f"{len(tokens)}" if room == 0 else f"more than {context_size}"
-            raise InvalidArgumentError(
+            raise _too_long(
+                params,
+                context_size,
                 f"the prompt is {length} tokens long, which leaves no room in the model's {context_size}-token"
-                " context; shorten it or load the model with a larger context_size (CountTokens counts it whole)",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                field="messages" if params.messages else "prompt",
-                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(context_size)},
+                " context (CountTokens counts it whole)",
+                prompt_tokens=len(tokens),
             )
         keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
         return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
@@ -86,12 +86,11 @@ class PromptPreparer:
         encoded = rendered.text.encode("utf-8")
         if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
             # Refused before tokenizing: whatever its tokens, it cannot fit.
-            raise InvalidArgumentError(
-                f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold;"
-                " shorten it or load the model with a larger context_size",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                field="messages" if params.messages else "prompt",
-                metadata={"prompt_bytes": str(len(encoded)), "context_size": str(context_size)},
+            raise _too_long(
+                params,
+                context_size,
+                f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold",
+                prompt_bytes=len(encoded),
             )
         if rendered.images and self._projector is not None:  # the template renders images only with a projector
             tokens, images = self._projector.tokenize(encoded, rendered.images, add_bos=rendered.add_bos)
@@ -103,3 +102,13 @@ class PromptPreparer:
 
     def _piece(self, token: int) -> bytes:
         return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)
+
+
+def _too_long(params: GenerationParams, context_size: int, what: str, **size: int) -> InvalidArgumentError:
+    """The refusal of a prompt that does not fit the context, saying `what` and its `size` (tokens or bytes)."""
+    return InvalidArgumentError(
+        f"{what}; shorten it or load the model with a larger context_size",
+        reason="CONTEXT_LENGTH_EXCEEDED",
+        field="messages" if params.messages else "prompt",
+        metadata={**{name: str(value) for name, value in size.items()}, "context_size": str(context_size)},
+    )
