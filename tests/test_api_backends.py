@@ -390,11 +390,16 @@ async def test_upstream_status_maps_to_grpc_code(stub: Stub, upstream: FakeUpstr
     assert frames == []  # failed before any text: the status alone
 
 
-async def test_rate_limit_carries_retry_info_from_retry_after(stub: Stub, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize(
+    ("status", "code"), [(429, Code.RESOURCE_EXHAUSTED), (503, Code.UNAVAILABLE), (529, Code.UNAVAILABLE)]
+)
+async def test_retry_info_carries_the_upstreams_retry_after(
+    stub: Stub, upstream: FakeUpstream, status: int, code: Code
+) -> None:
     await load(stub, upstream)
-    upstream.script = Script(status=429, headers={"retry-after": "7"})
+    upstream.script = Script(status=status, headers={"retry-after": "7"})
     _, error = await failed_stream(stub.Generate(prompt()))
-    assert error.code() == Code.RESOURCE_EXHAUSTED
+    assert error.code() == code
     assert details(error)["retry_after"] == 7.0
 
 
@@ -507,6 +512,7 @@ async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: F
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
     assert "Overloaded" in (error.details() or "")
+    assert details(error)["metadata"] == {"provider": "anthropic", "http_status": "529"}  # what overloaded stands for
     assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
 
 

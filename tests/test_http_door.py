@@ -28,6 +28,7 @@ from tests.http_door import (
 from tests.test_server_process import CONFIG, log_lines_until, start
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
+from warpcore.server.logs import JsonFormatter
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -183,6 +184,7 @@ async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog
         )
     line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
     assert line.request_id == raw.headers["x-request-id"]  # type: ignore[attr-defined]
+    assert json.loads(JsonFormatter().format(line))["request_id"] == raw.headers["x-request-id"]
     assert (line.method, line.code, line.model, line.completion_tokens) == (  # type: ignore[attr-defined]
         "/v1/chat/completions",
         "OK",

@@ -15,6 +15,7 @@ from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 from openai.types.chat import ChatCompletionToolParam
 
 from tests.conftest import TINY_MODEL, serving_doors
+from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
@@ -87,8 +88,9 @@ async def test_upstream_statuses_in_each_dialect(
         assert ("retry-after" in from_anthropic.response.headers) == retry_after
 
 
-async def test_upstream_retry_after_is_passed_on(hosted: Doors, upstream: FakeUpstream) -> None:
-    upstream.script = Script(status=429, headers={"retry-after": "7"})
+@pytest.mark.parametrize("status", [429, 503, 529])
+async def test_upstream_retry_after_is_passed_on(hosted: Doors, upstream: FakeUpstream, status: int) -> None:
+    upstream.script = Script(status=status, headers={"retry-after": "7"})
     assert (await openai_failure(hosted)).response.headers["retry-after"] == "7"
     assert (await anthropic_failure(hosted)).response.headers["retry-after-ms"] == "7000"
 
@@ -199,7 +201,12 @@ async def test_an_error_event_mid_stream_reaches_both_sdks(hosted: Doors, upstre
         with pytest.raises(anthropic.APIStatusError) as failure:
             async with anthropic_sdk.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=9) as events:
                 await events.get_final_message()
-    assert failure.value.type in ("api_error", "overloaded_error")
+    if isinstance(upstream, FakeAnthropic):  # its error event is an overloaded_error, which stays one
+        assert failure.value.type == "overloaded_error"
+        whole = await anthropic_failure(hosted)  # not streamed: the status the event stands for
+        assert (whole.status_code, whole.type) == (529, "overloaded_error")
+    else:
+        assert failure.value.type == "api_error"
 
 
 async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
@@ -304,7 +311,9 @@ async def test_an_error_takes_the_routes_dialect_and_a_shared_routes_from_the_cl
     shared = path == "/v1/x"
     async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
         for headers in ({}, {"anthropic-version": "2023-06-01"}):
-            body = {"model": "nope", "messages": [{"role": "user", "content": "hi"}], "input": "hi", "max_tokens": 5}
+            body: dict[str, object] = {"model": "nope", "input": "hi"}
+            if path != "/v1/embeddings":
+                body = {"model": "nope", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
             response = await client.post(path, json=body, headers=headers)
             assert response.status_code == 404, response.text
             anthropic_shape = response.json().get("type") == "error"
@@ -430,7 +439,9 @@ async def test_a_body_nested_beyond_the_parsers_bound_is_400(path: str, doors: D
 async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
     path: str, headers: dict[str, str], says: str, doors: Doors
 ) -> None:
-    body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"input":"hi"}'
+    body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+    if path == "/v1/embeddings":
+        body = b'{"model":"m","input":"hi"}'
     async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
         refused = await client.post(path, content=body, headers=headers)
         served = await client.post(path, content=body, headers={"content-type": "application/json"})

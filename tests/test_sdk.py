@@ -213,7 +213,7 @@ async def test_error_types_for_upstream_failures(target: str, status: int, error
         with pytest.raises(error_type) as raised:
             await client.generate("gpt", prompt="hi")
         assert raised.value.metadata["provider"] == "openai"
-        assert raised.value.retry_after == (3.0 if status == 429 else None)
+        assert raised.value.retry_after == (3.0 if status in (429, 503) else None)  # the statuses one retries
 
 
 async def test_backend_settings_as_keyword_arguments(target: str) -> None:

@@ -329,6 +329,19 @@ async def test_reasoning_options_reach_the_provider(
         assert body["output_config"] == {"effort": name}
 
 
+async def test_adaptive_thinking_reaches_anthropic_and_openai_takes_it_as_it_is(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    await load(stub, upstream)
+    options = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(adaptive=True))
+    await stream(stub.Generate(chat(user("Think."), tools=(), options=options)))
+    body = posts(upstream)[-1]
+    if isinstance(upstream, FakeOpenAI):
+        assert "reasoning_effort" not in body  # its reasoning models decide how much to think
+    else:
+        assert body["thinking"] == {"type": "adaptive"}
+
+
 async def test_openai_takes_no_reasoning_at_all(stub: Stub, openai_upstream: FakeOpenAI) -> None:
     await load(stub, openai_upstream)
     options = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE))
@@ -347,6 +360,10 @@ async def test_openai_takes_no_reasoning_at_all(stub: Stub, openai_upstream: Fak
             "options.reasoning.effort",
         ),
         ("anthropic", tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE), "options.reasoning.effort"),
+        *(
+            (provider, tools_pb2.ReasoningOptions(adaptive=True, budget_tokens=2048), "options.reasoning.adaptive")
+            for provider in ("openai", "anthropic")
+        ),
     ],
 )
 async def test_reasoning_options_a_provider_cannot_honour_are_refused(
@@ -492,8 +509,10 @@ async def test_thinking_signature_round_trip_on_the_anthropic_wire(
     assert first.result is not None
     assert first.result.finish_reason == pb.FINISH_REASON_TOOL_CALLS
 
-    # The client hands the blocks back as they came: text joined, signature and redacted data unchanged.
+    # The client hands the blocks back as they came: text joined, signature and redacted data unchanged; and an
+    # unsigned block (another backend's reasoning), which the API would refuse, is left out.
     blocks = [
+        tools_pb2.ReasoningBlock(text="An OpenAI-compatible model's reasoning."),
         tools_pb2.ReasoningBlock(text="Zürich is in Switzerland.", signature="EqQBCgIYAhIM+sig=="),
         tools_pb2.ReasoningBlock(signature="ENCRYPTED/x==", redacted=True),
     ]

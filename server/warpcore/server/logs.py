@@ -6,7 +6,17 @@ import json
 import logging
 from typing import Any
 
-REQUEST_FIELDS = ("protocol", "method", "model", "code", "duration_ms", "prompt_tokens", "completion_tokens", "peer")
+REQUEST_FIELDS = (
+    "protocol",
+    "method",
+    "model",
+    "code",
+    "duration_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "peer",
+    "request_id",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -200,10 +200,11 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
     if "response_format" in fields:
         fields["response_format"], parse = response_format_message(fields.pop("response_format"))
     effort, budget = fields.pop("reasoning_effort", None), fields.pop("reasoning_budget", None)
-    if effort is not None or budget is not None:
+    adaptive = fields.pop("adaptive_thinking", False)
+    if effort is not None or budget is not None or adaptive:
         value = f"REASONING_EFFORT_{(effort or 'unspecified').upper()}"
         fields["reasoning"] = tools_pb2.ReasoningOptions(
-            effort=tools_pb2.ReasoningEffort.Value(value), budget_tokens=budget
+            effort=tools_pb2.ReasoningEffort.Value(value), budget_tokens=budget, adaptive=adaptive
         )
     return request, fields, parse
 

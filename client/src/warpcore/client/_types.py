@@ -124,6 +124,8 @@ class GenerationOptions(TypedDict, total=False):
     """"minimal", "low", "medium" or "high"."""
     reasoning_budget: int
     """Most tokens the model may think with (Anthropic's extended thinking)."""
+    adaptive_thinking: bool
+    """Let the model decide when and how much to think (Anthropic's adaptive thinking); not with a budget."""
     verbosity: str
     """"low", "medium" or "high": how much the answer says (OpenAI's verbosity; other backends refuse it)."""
 

@@ -132,6 +132,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--verbosity", choices=levels(pb.Verbosity), help="how much to say (OpenAI models)")
         sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
         sub.add_argument(
+            "--adaptive-thinking", action="store_true", help="let the model decide how much to think (Anthropic)"
+        )
+        sub.add_argument(
             "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
         )
 

@@ -855,7 +855,8 @@ class ChatMessage(_message.Message):
         """ROLE_ASSISTANT only: the reasoning the model gave before this turn's text and calls,
         as its ReasoningDelta frames gave it (text joined, signature kept). Anthropic needs it
         back, signature unchanged, to continue a tool loop with thinking; backends that take
-        no reasoning back (OpenAI) leave it out.
+        no reasoning back (OpenAI) leave it out, and Anthropic leaves out a block without a
+        signature (reasoning another backend gave), which its API would refuse.
         """
 
     def __init__(

@@ -98,7 +98,7 @@ class _ReasoningEffortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reaso
     REASONING_EFFORT_UNSPECIFIED: _ReasoningEffort.ValueType  # 0
     """Not set: the backend's default."""
     REASONING_EFFORT_MINIMAL: _ReasoningEffort.ValueType  # 1
-    """As little reasoning as the model allows."""
+    """As little reasoning as the model allows (OpenAI). Not supported by Anthropic."""
     REASONING_EFFORT_LOW: _ReasoningEffort.ValueType  # 2
     """Little reasoning."""
     REASONING_EFFORT_MEDIUM: _ReasoningEffort.ValueType  # 3
@@ -118,7 +118,7 @@ class ReasoningEffort(_ReasoningEffort, metaclass=_ReasoningEffortEnumTypeWrappe
 REASONING_EFFORT_UNSPECIFIED: ReasoningEffort.ValueType  # 0
 """Not set: the backend's default."""
 REASONING_EFFORT_MINIMAL: ReasoningEffort.ValueType  # 1
-"""As little reasoning as the model allows."""
+"""As little reasoning as the model allows (OpenAI). Not supported by Anthropic."""
 REASONING_EFFORT_LOW: ReasoningEffort.ValueType  # 2
 """Little reasoning."""
 REASONING_EFFORT_MEDIUM: ReasoningEffort.ValueType  # 3
@@ -348,28 +348,36 @@ Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015
 @_typing.final
 class ReasoningOptions(_message.Message):
     """ReasoningOptions turn on or tune a model's reasoning. OpenAI takes an effort, Anthropic
-    a thinking budget; the option a backend does not take is refused with INVALID_ARGUMENT.
+    a thinking budget or adaptive thinking, and an effort; the option a backend does not take
+    is refused with INVALID_ARGUMENT.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EFFORT_FIELD_NUMBER: _builtins.int
     BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
+    ADAPTIVE_FIELD_NUMBER: _builtins.int
     effort: Global___ReasoningEffort.ValueType
-    """How hard the model thinks (OpenAI's reasoning_effort)."""
+    """How hard the model thinks (OpenAI's reasoning_effort, Anthropic's output_config.effort)."""
     budget_tokens: _builtins.int
     """Most tokens the model may think with (Anthropic's extended thinking: at least 1024
     and less than max_tokens). Unset: no thinking budget.
+    """
+    adaptive: _builtins.bool
+    """Let the model decide when and how much to think (Anthropic's adaptive thinking, on the
+    models that have it; effort guides it). OpenAI's reasoning models always decide so,
+    and take it as it is. Refused with budget_tokens.
     """
     def __init__(
         self,
         *,
         effort: Global___ReasoningEffort.ValueType = ...,
         budget_tokens: _builtins.int | None = ...,
+        adaptive: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens", "budget_tokens", b"budget_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens", "budget_tokens", b"budget_tokens", "effort", b"effort"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens", "adaptive", b"adaptive", "budget_tokens", b"budget_tokens", "effort", b"effort"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_tokens: _TypeAlias = _typing.Literal["budget_tokens"]  # noqa: Y015
     _WhichOneofArgType__budget_tokens: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens"]  # noqa: Y015

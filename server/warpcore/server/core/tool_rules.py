@@ -115,6 +115,7 @@ def check_output(params: GenerationParams) -> None:
             require(response_format.schema is None, "response_format.schema", "a schema goes with json_schema only")
     reasoning = params.reasoning
     if reasoning is not None and reasoning.budget_tokens is not None:
+        require(not reasoning.adaptive, "reasoning.adaptive", "adaptive thinking takes no budget_tokens; give one")
         require(
             1 <= reasoning.budget_tokens < params.max_tokens,
             "reasoning.budget_tokens",

@@ -83,3 +83,5 @@ class ReasoningEffort(enum.Enum):
 class ReasoningOptions:
     effort: ReasoningEffort | None = None
     budget_tokens: int | None = None
+    adaptive: bool = False
+    """The model decides how much to think (Anthropic's adaptive thinking); never with a budget."""

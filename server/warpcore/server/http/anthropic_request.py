@@ -31,6 +31,7 @@ from warpcore.server.http.fields import (
     Json,
     at,
     boolean,
+    check_members,
     conversation,
     integer,
     json_object_text,
@@ -44,7 +45,16 @@ from warpcore.server.http.fields import (
 )
 from warpcore.server.http.parts import Content, anthropic_document, anthropic_image, numbered
 
-FIELD_NAMES = {"model_id": "model", "prompt": "messages", "stop": "stop_sequences"}
+FIELD_NAMES = {
+    "model_id": "model",
+    "prompt": "messages",
+    "stop": "stop_sequences",
+    "reasoning": "thinking",
+    "reasoning.budget_tokens": "thinking.budget_tokens",
+    "reasoning.adaptive": "thinking.type",
+    "reasoning.effort": "output_config.effort",
+    "response_format": "output_config.format",
+}
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -53,6 +63,14 @@ _NO_TEXT = ("", NONE, NONE)
 # Fields that change what the model can do or see, or where it may run, which no backend here honours: refused rather
 # than silently ignored. Fields that change no answer (metadata, service_tier, speed) are ignored.
 _REFUSED = ("container", "mcp_servers", "context_management", "inference_geo")
+# The fields read below (`output_format` is the structured-outputs beta's name of `output_config.format`), and those
+# that change no answer; any other is refused, as Anthropic's API refuses it.
+_HONOURED = (
+    *("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k"),
+    *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
+)
+_IGNORED = ("metadata", "service_tier", "speed", "diagnostics")
+_KNOWN = frozenset((*_HONOURED, *_IGNORED, *_REFUSED))
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
     `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
     below it)."""
+    check_members(body, _KNOWN)
     for name in _REFUSED:
         if body.get(name) is not None:
             raise unsupported(name, name)
@@ -110,7 +129,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
-        response_format=_output_format(mapping(output_config, "format", "output_config")),
+        response_format=_output_format(body, output_config),
         reasoning=_reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
         # The API continues a last assistant message (prefill) rather than answer after it.
         continue_last=messages[-1].role is Role.ASSISTANT,
@@ -255,12 +274,18 @@ def _tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoi
     return ToolChoice(_CHOICES[kind]), parallel
 
 
-def _output_format(output_format: Json | None) -> ResponseFormat | None:
+def _output_format(body: Json, output_config: Json) -> ResponseFormat | None:
+    """`output_config.format`, or the beta's top-level `output_format` (not both)."""
+    output_format, path = mapping(output_config, "format", "output_config"), "output_config.format"
+    if (beta := mapping(body, "output_format")) is not None:
+        if output_format is not None:
+            raise refuse("output_format", "give output_config.format or output_format, not both")
+        output_format, path = beta, "output_format"
     if output_format is None:
         return None
-    if text(output_format, "type", "output_config.format", required=True) != "json_schema":
-        raise refuse("output_config.format.type", "expected json_schema")
-    checked = schema(output_format, "schema", "output_config.format", required=True) or {}
+    if text(output_format, "type", path, required=True) != "json_schema":
+        raise refuse(at(path, "type"), "expected json_schema")
+    checked = schema(output_format, "schema", path, required=True) or {}
     return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=checked, strict=True)
 
 
@@ -279,4 +304,4 @@ def _reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptio
         raise refuse("thinking.budget_tokens", "must be at least 1")
     if kind in (None, "disabled") and effort is None:
         return None
-    return ReasoningOptions(effort=effort, budget_tokens=budget if kind == "enabled" else None)
+    return ReasoningOptions(effort, budget if kind == "enabled" else None, adaptive=kind == "adaptive")

@@ -12,6 +12,7 @@ from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, Te
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
+from warpcore.server.http.anthropic_request import FIELD_NAMES
 from warpcore.server.http.collect import Collected, Part
 from warpcore.server.http.errors import anthropic_error
 from warpcore.server.http.sse import SLOT, event, fill, template
@@ -180,4 +181,4 @@ class AnthropicStream:
 
     def fail(self, error: WarpcoreError, request_id: str) -> bytes:
         """An `error` event, which the anthropic SDK raises as an APIStatusError of the error's type."""
-        return event(anthropic_error(error, request_id), "error")
+        return event(anthropic_error(error, request_id, FIELD_NAMES), "error")

@@ -72,6 +72,6 @@ ANTHROPIC = Dialect(
     parse=_anthropic_call,
     answer=anthropic_response.message,
     stream=lambda call: anthropic_response.AnthropicStream(call.model),
-    error=anthropic_error,
+    error=lambda error, request_id: anthropic_error(error, request_id, anthropic_request.FIELD_NAMES),
     early_usage=True,
 )

@@ -76,9 +76,15 @@ def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, An
     return {"error": {"message": error.message, "type": _kind(error).openai_type, "param": param, "code": code}}
 
 
-def anthropic_error(error: WarpcoreError, request_id: str) -> dict[str, Any]:
+def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, str]) -> dict[str, Any]:
+    """`names` maps domain field paths to the dialect's. Anthropic's body has no field member: its messages begin
+    with the field's path, as the API's own do."""
+    message = error.message
+    if error.field is not None:
+        field = names.get(error.field, error.field)
+        message = message if message.startswith(f"{field}: ") else f"{field}: {message}"
     return {
         "type": "error",
-        "error": {"type": _kind(error).anthropic_type, "message": error.message},
+        "error": {"type": _kind(error).anthropic_type, "message": message},
         "request_id": request_id,
     }

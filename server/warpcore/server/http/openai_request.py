@@ -34,6 +34,7 @@ from warpcore.server.http.fields import (
     array,
     at,
     boolean,
+    check_members,
     conversation,
     integer,
     json_object_text,
@@ -47,7 +48,13 @@ from warpcore.server.http.fields import (
 )
 from warpcore.server.http.parts import Content, numbered, openai_file, openai_image
 
-FIELD_NAMES = {"model_id": "model", "prompt": "messages", "system": "messages"}
+FIELD_NAMES = {
+    "model_id": "model",
+    "prompt": "messages",
+    "system": "messages",
+    "reasoning": "reasoning_effort",
+    "reasoning.effort": "reasoning_effort",
+}
 """Domain field paths as this dialect names them."""
 _ROLES = {
     "system": Role.SYSTEM,
@@ -58,7 +65,20 @@ _ROLES = {
 }
 # Fields whose only honoured value is their default; any other is refused rather than silently ignored.
 _DEFAULTS: dict[str, object] = {"n": 1}
-_REFUSED = ("audio", "prediction", "functions", "function_call", "web_search_options")
+_REFUSED = ("audio", "prediction", "functions", "function_call", "web_search_options", "moderation")
+# The fields read below (`top_k` is the extension that llama.cpp's and vLLM's servers take too), and those that change
+# no answer; any other is refused, as OpenAI's API refuses it.
+_HONOURED = (
+    *("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed"),
+    *("presence_penalty", "frequency_penalty", "logit_bias", "tools", "tool_choice", "parallel_tool_calls"),
+    *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
+    "modalities",
+)
+_IGNORED = (
+    *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
+    *("prompt_cache_retention", "prompt_cache_options"),
+)
+_KNOWN = frozenset((*_HONOURED, *_IGNORED, *_DEFAULTS, *_REFUSED))
 _TOKEN_ID = re.compile("[0-9]{1,10}")
 """A logit_bias key: a token id of at most the 10 digits of the gRPC field's uint32, never too long to read."""
 
@@ -74,6 +94,7 @@ class ChatRequest:
 
 
 def chat_request(body: Json) -> ChatRequest:
+    check_members(body, _KNOWN)
     for name, default in _DEFAULTS.items():
         if body.get(name) not in (None, default):
             raise unsupported(name, f"{name}={body[name]!r}")
@@ -111,6 +132,7 @@ def chat_request(body: Json) -> ChatRequest:
         max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
+        top_k=integer(body, "top_k"),
         stop=stops,
         seed=integer(body, "seed"),
         presence_penalty=number(body, "presence_penalty"),

@@ -92,6 +92,7 @@ FIELD_PATHS = {
     "response_format.schema": "options.response_format.schema_json",
     "reasoning.effort": "options.reasoning.effort",
     "reasoning.budget_tokens": "options.reasoning.budget_tokens",
+    "reasoning.adaptive": "options.reasoning.adaptive",
 }
 """Domain field paths (core/validation.py) to the protobuf field paths a BadRequest names."""
 _TOOL_PARAMETERS = re.compile(r"(tools\[\d+\])\.parameters")

@@ -54,20 +54,21 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
 
 def _thinking(params: GenerationParams) -> dict[str, Any] | None:
     budget = params.reasoning.budget_tokens if params.reasoning else None
-    if budget is None:
+    adaptive = params.reasoning is not None and params.reasoning.adaptive
+    if budget is None and not adaptive:
         return None
-    if budget < MIN_THINKING_BUDGET:
+    if budget is not None and budget < MIN_THINKING_BUDGET:
         raise refused(
             "reasoning.budget_tokens", f"the Anthropic API's thinking budget is {MIN_THINKING_BUDGET} or more"
         )
-    # The API's rules for extended thinking, checked here so that the field is named.
+    # The API's rules for thinking, checked here so that the field is named.
     if params.temperature is not None and params.temperature != MAX_TEMPERATURE:
-        raise refused("temperature", "the Anthropic API takes no temperature but 1 with a thinking budget")
+        raise refused("temperature", "the Anthropic API takes no temperature but 1 with thinking on")
     if params.top_k is not None:
-        raise refused("top_k", "the Anthropic API takes no top_k with a thinking budget")
+        raise refused("top_k", "the Anthropic API takes no top_k with thinking on")
     if params.tool_choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED) and params.tools:
-        raise refused("tool_choice", "the Anthropic API cannot force a tool call with a thinking budget")
-    return {"type": "enabled", "budget_tokens": budget}
+        raise refused("tool_choice", "the Anthropic API cannot force a tool call with thinking on")
+    return {"type": "adaptive"} if budget is None else {"type": "enabled", "budget_tokens": budget}
 
 
 def _output_config(params: GenerationParams) -> dict[str, Any]:
@@ -177,11 +178,14 @@ def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
         return [result]
     if not message.tool_calls and not message.reasoning and not message.parts:
         return message.content
+    # Reasoning without a signature came from another backend (an OpenAI-compatible server's reasoning_content):
+    # the API refuses a thinking block it did not sign, so it is left out, as OpenAI's leaves all reasoning out.
     blocks: list[dict[str, Any]] = [
         {"type": "redacted_thinking", "data": block.signature}
         if block.redacted
         else {"type": "thinking", "thinking": block.text, "signature": block.signature}
         for block in message.reasoning
+        if block.signature
     ]
     blocks += _blocks(message.content)
     blocks += [_part_block(part) for part in message.parts]

@@ -123,7 +123,8 @@ def upstream_error(
         f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
         reason=reason or f"UPSTREAM_{kind.code.name}",
         metadata=metadata,
-        retry_after=retry_after(headers or {}) if kind is ResourceExhaustedError else None,
+        # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for.
+        retry_after=retry_after(headers or {}) if kind in (ResourceExhaustedError, UnavailableError) else None,
     )
 
 
@@ -159,11 +160,11 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     message = upstream_message(failed.body) or failed.message
     if failed.status_code == 200:
         # An `error` event inside a stream: raised with the stream's HTTP 200, so its error type tells what the
-        # status would have been.
+        # status would have been, and that status is the one reported (an overloaded_error stays 529).
         event_error = failed.body.get("error") if isinstance(failed.body, dict) else None
         error_type = event_error.get("type") if isinstance(event_error, dict) else None
         status = table.event_statuses.get(str(error_type), 500)
-        return upstream_error(error_for_status(status), api, message, headers=failed.response.headers)
+        return upstream_error(error_for_status(status), api, message, status=status, headers=failed.response.headers)
     return upstream_error(
         kind or error_for_status(failed.status_code),
         api,

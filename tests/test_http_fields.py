@@ -1,0 +1,177 @@
+"""Which request fields the door takes: an unknown one is a 400 naming it, as both vendors' APIs answer; the fields that
+change no answer are accepted; the extensions other servers take (`top_k`, the beta's `output_format`) and Anthropic's
+adaptive thinking reach the backend; an Anthropic error names its field in its message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.openai_api import FakeOpenAI
+from tests.http_door import (
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    load_hosted,
+    openai_messages,
+)
+from warpcore.server.doors import Doors
+
+OPENAI_MESSAGES = openai_messages("Say hello")
+ANTHROPIC_MESSAGES = anthropic_messages("Say hello")
+SCHEMA: dict[str, Any] = {"type": "object", "properties": {"n": {"type": "integer"}}}
+
+
+@pytest.fixture
+async def both(doors: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic) -> Doors:
+    await load_hosted(doors, openai_upstream, "gpt")
+    await load_hosted(doors, anthropic_upstream, "claude")
+    return doors
+
+
+def message_of(error: anthropic.APIStatusError) -> str:
+    """The error body's message (the SDK's own `message` prefixes the status and the whole body)."""
+    assert isinstance(error.body, dict)
+    message: str = error.body["error"]["message"]
+    return message
+
+
+def last_body(upstream: FakeOpenAI | FakeAnthropic) -> dict[str, Any]:
+    body = upstream.requests[-1].body
+    assert body is not None
+    return body
+
+
+async def test_an_unknown_field_is_a_400_naming_it_in_each_dialect(
+    both: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    sent = len(openai_upstream.requests) + len(anthropic_upstream.requests)
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as chat:
+            await client.chat.completions.create(
+                model="claude", messages=OPENAI_MESSAGES, extra_body={"thinking": {"type": "enabled"}}
+            )
+        with pytest.raises(openai.BadRequestError) as embeddings:
+            await client.embeddings.create(model="gpt", input="hi", extra_body={"truncate": True})
+    async with async_anthropic_client(both) as client:
+        with pytest.raises(anthropic.BadRequestError) as messages:
+            await client.messages.create(
+                model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"reasoning_effort": "low"}
+            )
+    assert (chat.value.param, chat.value.code) == ("thinking", "unknown_field")
+    assert (embeddings.value.param, embeddings.value.code) == ("truncate", "unknown_field")
+    assert message_of(messages.value).startswith("reasoning_effort: not a field of this request")
+    assert len(openai_upstream.requests) + len(anthropic_upstream.requests) == sent  # nothing went upstream
+
+
+async def test_fields_that_change_no_answer_are_accepted(both: Doors) -> None:
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(
+            model="gpt",
+            messages=OPENAI_MESSAGES,
+            max_tokens=5,
+            user="u",
+            store=False,
+            safety_identifier="s",
+            prompt_cache_key="k",
+            extra_body={"prompt_cache_options": {"mode": "implicit"}},
+        )
+    async with async_anthropic_client(both) as client:
+        await client.messages.create(
+            model="claude",
+            messages=ANTHROPIC_MESSAGES,
+            max_tokens=5,
+            metadata={"user_id": "u"},
+            service_tier="auto",
+            extra_body={"diagnostics": {}},
+        )
+
+
+async def test_top_k_from_an_openai_client_reaches_a_claude_model_and_a_gpt_one_refuses_it(
+    both: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(
+            model="claude", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"top_k": 5}
+        )
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="gpt", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"top_k": 5}
+            )
+    assert last_body(anthropic_upstream)["top_k"] == 5
+    assert refused.value.param == "top_k"
+
+
+async def test_the_betas_output_format_is_output_config_format(
+    both: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    output_format: dict[str, Any] = {"type": "json_schema", "schema": SCHEMA}
+    async with async_anthropic_client(both) as client:
+        await client.messages.create(
+            model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"output_format": output_format}
+        )
+        await client.messages.create(
+            model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"output_format": output_format}
+        )
+        with pytest.raises(anthropic.BadRequestError, match=r"output_config\.format or output_format, not both"):
+            await client.messages.create(
+                model="claude",
+                messages=ANTHROPIC_MESSAGES,
+                max_tokens=5,
+                output_config={"format": {"type": "json_schema", "schema": SCHEMA}},
+                extra_body={"output_format": output_format},
+            )
+    assert last_body(anthropic_upstream)["output_config"] == {"format": output_format}
+    assert last_body(openai_upstream)["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+async def test_adaptive_thinking_reaches_a_claude_model(both: Doors, anthropic_upstream: FakeAnthropic) -> None:
+    async with async_anthropic_client(both) as client:
+        await client.messages.create(
+            model="claude",
+            messages=ANTHROPIC_MESSAGES,
+            max_tokens=5,
+            thinking={"type": "adaptive"},
+            output_config={"effort": "low"},
+        )
+        assert last_body(anthropic_upstream)["thinking"] == {"type": "adaptive"}
+        assert last_body(anthropic_upstream)["output_config"] == {"effort": "low"}
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(
+                model="claude",
+                messages=ANTHROPIC_MESSAGES,
+                max_tokens=5,
+                thinking={"type": "adaptive"},
+                extra_body={"top_k": 3},
+            )
+    assert message_of(refused.value).startswith("top_k: ")
+
+
+async def test_an_anthropic_error_names_the_field_as_the_client_wrote_it(both: Doors) -> None:
+    async with async_anthropic_client(both) as client:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(
+                model="gpt",
+                messages=ANTHROPIC_MESSAGES,
+                max_tokens=2048,
+                thinking={"type": "enabled", "budget_tokens": 1024},
+            )
+    assert message_of(refused.value).startswith("thinking.budget_tokens: the OpenAI API takes a reasoning effort")
+
+
+async def test_unsigned_reasoning_is_not_sent_to_a_claude_model(both: Doors, anthropic_upstream: FakeAnthropic) -> None:
+    """Reasoning an OpenAI-compatible model gave (reasoning_content, no signed thinking_blocks) would be refused by the
+    Anthropic API as a thinking block it did not sign."""
+    history: Any = [
+        *OPENAI_MESSAGES,
+        {"role": "assistant", "content": "4", "reasoning_content": "2 and 2 make 4"},
+        {"role": "user", "content": "And 3 and 3?"},
+    ]
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(model="claude", messages=history, max_tokens=5)
+    answer = {"role": "assistant", "content": [{"type": "text", "text": "4"}]}
+    assert last_body(anthropic_upstream)["messages"][1] == answer
