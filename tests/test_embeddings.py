@@ -4,6 +4,7 @@ and each refusal."""
 from __future__ import annotations
 
 import math
+import time
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -281,3 +282,22 @@ async def test_vectors_that_would_not_fit_in_one_response_are_refused_naming_how
             # The values fit, but not with the response's framing: refused once measured.
             refused = await refusal(embed(stub, ["x"] * (too_many - 1), model_id=model_id, **options))
             assert rich_details(refused)[0].reason == "RESPONSE_TOO_LARGE"
+
+
+async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub) -> None:
+    """One long text is one llama.cpp decode of seconds: a call whose deadline passes stops it, so that the next call
+    is not kept waiting behind vectors nobody will read."""
+    await load_tiny_embedder(stub, context_size=4096)
+    long_text = " ".join(["the world"] * 1500)
+    started = time.monotonic()
+    await embed(stub, [long_text], truncate=True)
+    whole = time.monotonic() - started
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await stub.Embed(
+            epb.EmbedRequest(model_id="tiny-embed", inputs=[long_text], options=epb.EmbedOptions(truncate=True)),
+            timeout=whole / 5,
+        )
+    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    started = time.monotonic()
+    await embed(stub, ["a"])
+    assert time.monotonic() - started < whole / 2, whole

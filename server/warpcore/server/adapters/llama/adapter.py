@@ -127,7 +127,11 @@ class LlamaCppAdapter:
         embedder = self._embedder
         if self._closing or embedder is None:
             raise _unloading()
-        embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params))
+        stop = threading.Event()
+        try:
+            embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params, stop))
+        finally:
+            stop.set()  # a cancelled call's work ends in its current batch; a finished one's is done already
         return embeddings
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:

@@ -3,6 +3,7 @@ and several texts decoded together in one llama.cpp batch."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import llama_cpp
@@ -10,6 +11,15 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import LoadedWeights
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+
+ABORTABLE_ROWS = 256
+"""Decodes of this many tokens or more can be stopped mid-way: llama.cpp then asks at every node of the graph whether
+to stop, a call into Python each, which a short decode would feel and a long one (seconds) does not."""
+_ABORTED = 2  # llama_decode's status when its abort callback stopped it
+
+
+class EmbeddingStopped(Exception):
+    """The call was cancelled (its caller went away or its deadline passed) before its vectors were made."""
 
 
 def model_pooling(vocabulary: llama_cpp.Llama, requested: Pooling | None) -> Pooling:
@@ -55,6 +65,9 @@ class EmbeddingContext:
                 f"llama.cpp could not create an embedding context of {context_size} tokens; lower context_size",
                 reason="MODEL_LOAD_FAILED",
             )
+        self._stop = threading.Event()
+        # Kept as an attribute: llama.cpp holds only the C pointer, which must outlive every decode.
+        self._abort = llama_cpp.ggml_abort_callback(lambda _data: self._stop.is_set())
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(context_size, 0, 1)
         self.dimensions = llama_cpp.llama_model_n_embd(self.model)
@@ -64,9 +77,10 @@ class EmbeddingContext:
         """The weights, the bulk of what an embedding model holds (its context keeps no cache between calls)."""
         return int(llama_cpp.llama_model_size(self.model))
 
-    def embed(self, params: EmbedParams) -> Embeddings:
+    def embed(self, params: EmbedParams, stop: threading.Event) -> Embeddings:
         """One vector per input, as llama.cpp pools it (not normalized); texts go in batches that fill the
-        context."""
+        context. `stop`, once set, ends the work at the next batch, or inside a long one (EmbeddingStopped)."""
+        self._stop = stop
         if params.dimensions is not None and params.dimensions != self.dimensions:
             raise InvalidArgumentError(
                 f"this model's vectors have {self.dimensions} dimensions; leave dimensions unset or set it to that",
@@ -97,6 +111,8 @@ class EmbeddingContext:
         return tokens[: self.context_size]
 
     def _decode(self, group: Sequence[list[int]]) -> list[tuple[float, ...]]:
+        if self._stop.is_set():
+            raise EmbeddingStopped
         batch = self.batch
         row = 0
         for sequence, tokens in enumerate(group):
@@ -109,8 +125,17 @@ class EmbeddingContext:
                 row += 1
         batch.n_tokens = row
         llama_cpp.llama_memory_clear(self.memory, True)
-        status = llama_cpp.llama_decode(self.ctx, batch)
-        batch.n_tokens = 0
+        abortable = row >= ABORTABLE_ROWS
+        if abortable:
+            llama_cpp.llama_set_abort_callback(self.ctx, self._abort, None)
+        try:
+            status = llama_cpp.llama_decode(self.ctx, batch)
+        finally:
+            batch.n_tokens = 0
+            if abortable:
+                llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
+        if status == _ABORTED:
+            raise EmbeddingStopped
         if status != 0:
             raise UnavailableError("the local model failed to embed; retry", reason="DECODE_FAILED")
         return [
