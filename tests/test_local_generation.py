@@ -80,6 +80,9 @@ async def test_same_seed_same_text_and_sampling_varies_without_it(stub: Stub, ti
     assert (await collect(stub.Generate(sampled(1))))[0] == first
     others = {(await collect(stub.Generate(sampled(seed))))[0] for seed in (2, 3, 4)}
     assert others - {first}
+    # The largest seed too, which llama.cpp itself would read as "pick a random seed".
+    largest = {(await collect(stub.Generate(sampled(2**32 - 1))))[0] for _ in range(4)}
+    assert len(largest) == 1
 
 
 async def test_chat_messages_use_the_gguf_chat_template(stub: Stub, tiny: str) -> None:

@@ -53,6 +53,8 @@ def new_sampler(params: GenerationParams, vocabulary_size: int) -> llama_cpp.lla
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
     seed = params.seed if params.seed is not None else random.getrandbits(31)
+    if seed == llama_cpp.LLAMA_DEFAULT_SEED:  # llama.cpp reads this one value as "a random seed": same answer lost
+        seed -= 1
     for stage in (
         llama_cpp.llama_sampler_init_top_k(params.top_k if params.top_k is not None else DEFAULT_TOP_K),
         llama_cpp.llama_sampler_init_top_p(params.top_p if params.top_p is not None else DEFAULT_TOP_P, 1),
