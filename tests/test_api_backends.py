@@ -465,7 +465,12 @@ async def test_stream_cut_midway_ends_with_error_after_the_deltas(stub: Stub, up
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
     assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
-    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+    result = frames[-1].result
+    assert result.finish_reason == pb.FINISH_REASON_ERROR
+    # What was read before the cut still counts: the request's id, and Anthropic's prompt size from message_start
+    # (OpenAI tells usage only in its last chunk).
+    assert result.upstream_request_id == "req_fake_123"
+    assert result.usage.prompt_tokens == (0 if isinstance(upstream, FakeOpenAI) else 11)
 
 
 def send_wrong_shape_as_malformed(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -512,8 +517,15 @@ async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: F
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
     assert "Overloaded" in (error.details() or "")
-    assert details(error)["metadata"] == {"provider": "anthropic", "http_status": "529"}  # what overloaded stands for
+    # No status of its own: the one its type stands for, which the HTTP door answers.
+    assert details(error)["metadata"] == {
+        "provider": "anthropic",
+        "http_status": "529",
+        "upstream_error_type": "overloaded_error",
+    }
+    assert "(overloaded_error in the stream)" in (error.details() or "")
     assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
+    assert (frames[-1].result.usage.prompt_tokens, frames[-1].result.upstream_request_id) == (11, "req_fake_123")
 
 
 async def test_api_keys_never_leak_into_errors_or_logs(

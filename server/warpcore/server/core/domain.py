@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import CacheBreakpoint, ContentPart
 from warpcore.server.core.embeddings import Pooling
+from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob
 from warpcore.server.core.tooling import ReasoningBlock, ReasoningOptions, ResponseFormat, Tool, ToolCall, ToolChoice
@@ -182,6 +183,9 @@ class Finish:
     reasoning_tokens: int = 0
     stop_sequence: str = ""
     """With STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
+    failure: WarpcoreError | None = field(default=None, compare=False)
+    """With ERROR: what ended the generation mid-way; this Finish counts what was used up to it, and the engine
+    raises the failure once the result is out."""
 
 
 GenerationEvent = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta | Finish

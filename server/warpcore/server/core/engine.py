@@ -145,11 +145,15 @@ class Engine:
                 return GenerationResult(finish, first_token_at, total)
 
             events = coalesced(model.adapter.generate(params, stop))
+            failed: Finish | None = None  # an adapter's ERROR finish, with what was used before the failure
             try:
                 async for event in events:
                     if isinstance(event, Finish):
-                        yield result(event)
-                        return
+                        if event.failure is None:
+                            yield result(event)
+                            return
+                        failed = event
+                        break
                     if first_token_at is None and type(event) is not PromptUsage:  # the prompt's size is no token
                         first_token_at = _since(started)
                     yield event
@@ -163,6 +167,10 @@ class Engine:
                 raise
             finally:
                 await events.aclose()
+            if failed is not None and failed.failure is not None:
+                if first_token_at is not None:
+                    yield result(failed)
+                raise failed.failure
             yield result(Finish(FinishReason.CANCELLED))
 
     async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:

@@ -111,14 +111,19 @@ def upstream_error(
     headers: Mapping[str, str] | None = None,
     reason: str | None = None,
     request_id: str | None = None,
+    event_type: str | None = None,
 ) -> WarpcoreError:
-    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words."""
+    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words; an error
+    event inside a stream (`event_type`) has no status of its own and reports the one its type stands for."""
     metadata = {"provider": api.provider}
     if status is not None:
         metadata["http_status"] = str(status)
     if request_id := scrub_request_id(request_id, api.api_key):
         metadata["upstream_request_id"] = request_id
     upstream = f" (HTTP {status})" if status is not None else ""
+    if event_type is not None:
+        metadata["upstream_error_type"] = event_type
+        upstream = f" ({event_type} in the stream)"
     return kind(
         f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
         reason=reason or f"UPSTREAM_{kind.code.name}",
@@ -164,7 +169,14 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
         event_error = failed.body.get("error") if isinstance(failed.body, dict) else None
         error_type = event_error.get("type") if isinstance(event_error, dict) else None
         status = table.event_statuses.get(str(error_type), 500)
-        return upstream_error(error_for_status(status), api, message, status=status, headers=failed.response.headers)
+        return upstream_error(
+            error_for_status(status),
+            api,
+            message,
+            status=status,
+            headers=failed.response.headers,
+            event_type=str(error_type),
+        )
     return upstream_error(
         kind or error_for_status(failed.status_code),
         api,

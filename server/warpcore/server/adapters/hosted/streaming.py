@@ -36,6 +36,7 @@ from warpcore.server.core.errors import (
 )
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
+from warpcore.server.core.tooling import ToolCall
 
 # What reading an event of the wrong shape raises: `get` on a JSON value that is no object, a missing key, a value
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
@@ -172,6 +173,7 @@ class HostedAdapter(ABC):
         calls = ToolCallAssembler()
         deltas_of, stopped = reader.deltas, stop.is_set  # looked up once, not per event
         cancelled = False
+        failure: WarpcoreError | None = None
         try:
             with map_sdk_errors(self.errors, self._api):
                 try:
@@ -185,18 +187,21 @@ class HostedAdapter(ABC):
                             yield delta
                 except _MALFORMED as error:
                     raise self._malformed(error) from error
+        except WarpcoreError as error:
+            failure = error  # ended with the usage and request id read so far, then raised by the engine
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
-        if cancelled:
-            finish = FinishReason.CANCELLED
-        elif reader.finish is None:
-            raise UnavailableError(
+        if failure is None and not cancelled and reader.finish is None:
+            failure = UnavailableError(
                 f"{self._api.provider} upstream ended the stream before it finished",
                 reason="UPSTREAM_STREAM_TRUNCATED",
             )
-        else:
-            finish = reader.finish
-        finish, tool_calls = calls.finish(finish)
+        finish: FinishReason = FinishReason.ERROR
+        tool_calls: tuple[ToolCall, ...] = ()
+        if failure is None:
+            ended = FinishReason.CANCELLED if cancelled else reader.finish
+            assert ended is not None  # a stream that ended without its finish is a failure, set above
+            finish, tool_calls = calls.finish(ended)
         yield Finish(
             finish,
             prompt_tokens=reader.prompt_tokens,
@@ -209,6 +214,7 @@ class HostedAdapter(ABC):
             cache_creation_tokens=reader.cache_creation_tokens,
             reasoning_tokens=reader.reasoning_tokens,
             stop_sequence=reader.stop_sequence,
+            failure=failure,
         )
 
     async def embed(self, params: EmbedParams) -> Embeddings:
