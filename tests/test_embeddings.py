@@ -4,8 +4,8 @@ and each refusal."""
 from __future__ import annotations
 
 import math
-import time
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -18,7 +18,7 @@ to stop, a call into Python each, which a short decode would feel and a long one
 _ABORTED = 2  # llama_decode's status when its abort callback stopped it
 
 
-class EmbeddingStopped(Exception):
+class EmbeddingStoppedError(Exception):
     """The call was cancelled (its caller went away or its deadline passed) before its vectors were made."""
 
 
@@ -79,7 +79,7 @@ class EmbeddingContext:
 
     def embed(self, params: EmbedParams, stop: threading.Event) -> Embeddings:
         """One vector per input, as llama.cpp pools it (not normalized); texts go in batches that fill the
-        context. `stop`, once set, ends the work at the next batch, or inside a long one (EmbeddingStopped)."""
+        context. `stop`, once set, ends the work at the next batch, or inside a long one (EmbeddingStoppedError)."""
         self._stop = stop
         if params.dimensions is not None and params.dimensions != self.dimensions:
             raise InvalidArgumentError(
@@ -112,7 +112,7 @@ class EmbeddingContext:
 
     def _decode(self, group: Sequence[list[int]]) -> list[tuple[float, ...]]:
         if self._stop.is_set():
-            raise EmbeddingStopped
+            raise EmbeddingStoppedError
         batch = self.batch
         row = 0
         for sequence, tokens in enumerate(group):
@@ -135,7 +135,7 @@ class EmbeddingContext:
             if abortable:
                 llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
         if status == _ABORTED:
-            raise EmbeddingStopped
+            raise EmbeddingStoppedError
         if status != 0:
             raise UnavailableError("the local model failed to embed; retry", reason="DECODE_FAILED")
         return [
