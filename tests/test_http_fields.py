@@ -175,3 +175,14 @@ async def test_unsigned_reasoning_is_not_sent_to_a_claude_model(both: Doors, ant
         await client.chat.completions.create(model="claude", messages=history, max_tokens=5)
     answer = {"role": "assistant", "content": [{"type": "text", "text": "4"}]}
     assert last_body(anthropic_upstream)["messages"][1] == answer
+
+
+async def test_system_blocks_are_joined_by_blank_lines_as_system_turns_are(
+    both: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    blocks: Any = [{"type": "text", "text": "sys A"}, {"type": "text", "text": "sys B"}]
+    async with async_anthropic_client(both) as client:
+        for model in ("claude", "gpt"):
+            await client.messages.create(model=model, system=blocks, messages=ANTHROPIC_MESSAGES, max_tokens=5)
+    assert last_body(anthropic_upstream)["system"] == "sys A\n\nsys B"
+    assert last_body(openai_upstream)["messages"][0] == {"role": "system", "content": "sys A\n\nsys B"}

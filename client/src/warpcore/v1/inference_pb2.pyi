@@ -936,8 +936,10 @@ class GenerationOptions(_message.Message):
     """Sample from the k most likely tokens only (not supported by OpenAI)."""
     system: _builtins.str
     """System instructions. They come first, followed by the content of any ROLE_SYSTEM
-    messages, joined by blank lines. Chat formats without a system turn (Gemma) open
-    the first user turn with them; a plain prompt is prefixed with them.
+    messages, joined by blank lines (OpenAI, whose API takes system messages where they
+    stand, gets them as its first message and the ROLE_SYSTEM ones in place). Chat formats
+    without a system turn (Gemma) open the first user turn with them; a plain prompt is
+    prefixed with them.
     """
     system_cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
     """Ask a hosted API to cache the prompt up to the end of the system prompt, tools

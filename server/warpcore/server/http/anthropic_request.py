@@ -139,10 +139,10 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
 
 
 def _text_blocks(
-    owner: Json, key: str, path: str, marks: list[CacheMark]
+    owner: Json, key: str, path: str, marks: list[CacheMark], separator: str = ""
 ) -> tuple[str, CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text blocks joined; with the cache breakpoint of the last block, and the first of the
-    blocks before it (which the joined text has no place for)."""
+    """A string, or an array of text blocks joined by `separator`; with the cache breakpoint of the last block, and
+    the first of the blocks before it (which the joined text has no place for)."""
     value = owner.get(key)
     if value is None or isinstance(value, str):
         return value or "", NONE, NONE
@@ -155,14 +155,16 @@ def _text_blocks(
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         pieces.append(text(block, "text", block_path, required=True) or "")
         block_marks.append(cache_mark(block, block_path, marks))
-    return "".join(pieces), *end_and_before(block_marks)
+    return separator.join(pieces), *end_and_before(block_marks)
 
 
 def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:
     """The system prompt, the breakpoint at its end, and one that belongs before it (see cache_marks)."""
     if body.get("system") is None:
         return None, NONE, NONE
-    return _text_blocks(body, "system", "", marks)
+    # Blank lines between blocks, as between the system prompt and system turns everywhere (proto GenerationOptions.
+    # system): blocks are often a stable part and a changing one, whose words must not run together.
+    return _text_blocks(body, "system", "", marks, separator="\n\n")
 
 
 def _turn(
