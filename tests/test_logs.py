@@ -3,6 +3,7 @@ SDKs use."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -76,3 +77,38 @@ async def test_each_grpc_calls_line_names_its_model(stub: Stub, caplog: pytest.L
         ("CountTokens", "tiny", "OK"),
         ("CountTokens", "absent", "NOT_FOUND"),
     ]
+
+
+class AccessLines(logging.Handler):
+    """The access log's Generate lines as they are written (on the event loop, as the server writes them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codes: asyncio.Queue[str] = asyncio.Queue()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.__dict__.get("method") == "Generate":
+            self.codes.put_nowait(record.__dict__["code"])
+
+
+async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(
+    stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """grpc cancels the handler both when the deadline passes and when the client goes: the log tells them apart."""
+    caplog.set_level("INFO", logger="warpcore.access")
+    await load_tiny(stub)
+    lines = AccessLines()
+    logging.getLogger("warpcore.access").addHandler(lines)
+    try:
+        late = stub.Generate(greedy("the world", 2000), timeout=0.2)
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            async for _ in late:
+                pass
+        assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await asyncio.wait_for(lines.codes.get(), 10) == "DEADLINE_EXCEEDED"
+        gone = stub.Generate(greedy("the world", 2000))
+        await anext(aiter(gone))
+        gone.cancel()
+        assert await asyncio.wait_for(lines.codes.get(), 10) == "CANCELLED"
+    finally:
+        logging.getLogger("warpcore.access").removeHandler(lines)

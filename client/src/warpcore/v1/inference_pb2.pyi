@@ -1272,7 +1272,9 @@ class Timings(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def time_to_first_token(self) -> _duration_pb2.Duration:
-        """From receiving the request to sending the first delta; absent when no text was generated."""
+        """From receiving the request to sending the first delta (text, reasoning or a tool call's);
+        absent when none was generated.
+        """
 
     @_builtins.property
     def total(self) -> _duration_pb2.Duration:

@@ -38,7 +38,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         if error is None:
             return "OK"
         if isinstance(error, asyncio.CancelledError):
-            return "CANCELLED"
+            # grpc cancels the handler both when the client goes and when the call's deadline passes.
+            remaining = context.time_remaining()
+            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         status = context.code()
         return status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
 
