@@ -7,12 +7,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import TINY_MODEL, collect, greedy
@@ -84,7 +86,8 @@ async def watch_status(
     return int(update.status)
 
 
-async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: Path, stop: signal.Signals) -> None:
     async with serving_tiny(models_path, tmp_path, "--grace", "1.5", "--metrics-port", "0") as (process, started, port):
         message = str(started[-1]["message"])
         metrics_port = int(message.split("metrics on port ", 1)[1].split(";")[0])
@@ -103,7 +106,7 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
             first = await endless.read()
             assert isinstance(first, pb.GenerateResponse)
             assert first.HasField("delta")
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop)
             # Health flips at once, before the grace period ends.
             assert await watch_status(watch) == health_pb2.HealthCheckResponse.NOT_SERVING
             frames = []
@@ -134,6 +137,28 @@ async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_
         " name the environment variable that holds it with api_key_env"
     ]
     assert "sk-inline" not in "\n".join(lines)
+
+
+async def test_a_startup_model_that_fails_to_load_is_named(models_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "missing.toml"
+    config.write_text('[[models]]\nid = "absent"\nbackend = "llama_cpp"\nmodel = "nowhere/absent.gguf"\n')
+    lines = await one_line_failure(await start(models_path, "--config", str(config)))
+    assert len(lines) == 1
+    assert lines[0].startswith("warpcore-server: cannot load startup model 'absent' (nowhere/absent.gguf): ")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_a_taken_metrics_port_fails_fast_with_one_clear_line(models_path: Path, log_format: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await start(
+            models_path, "--metrics-host", "127.0.0.1", "--metrics-port", str(port), "--log-format", log_format
+        )
+        lines = await one_line_failure(process)
+    said = f"warpcore-server: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    assert lines == [said] if log_format == "text" else [json.loads(line)["message"] for line in lines] == [said]
 
 
 async def test_a_second_interrupt_ends_the_grace_at_once(models_path: Path, tmp_path: Path) -> None:

@@ -68,11 +68,30 @@ def test_api_models_have_admission_limits_of_their_own() -> None:
         (["--max-queue-per-api-model", "-1"], "--max-queue-per-api-model is out of range"),
         (["--max-tokens-limit", "0"], "--max-tokens-limit is out of range"),
         (["--token-file", "/nonexistent/token"], "cannot read the token file"),
+        (["--port", "70000"], r"--port is out of range \(0 to 65535\): 70000"),
+        (["--http-port", "-1"], "--http-port is out of range"),
+        (["--metrics-port", "65536"], "--metrics-port is out of range"),
+        (["--max-message-bytes", "10"], r"--max-message-bytes is out of range \(at least 1024\)"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(argv: list[str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         parse_settings(argv, {})
+
+
+@pytest.mark.parametrize("variable", ["WARPCORE_ALLOW_PULL", "WARPCORE_DEFAULT_MODEL"])
+def test_a_switch_in_the_environment_must_say_yes_or_no(variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"{variable} must be 1 or 0"):
+        parse_settings([], {variable: "maybe"})
+    assert parse_settings([], {variable: "yes"}) == parse_settings([], {variable: "1"})
+
+
+def test_host_and_port_flags_win_over_the_listen_variable() -> None:
+    env = {"WARPCORE_LISTEN": "0.0.0.0:7000"}
+    assert parse_settings(["--port", "7001"], env).listen == ("127.0.0.1:7001",)
+    assert parse_settings(["--host=0.0.0.0"], env).listen == ("0.0.0.0:50051",)
+    assert parse_settings(["--port", "7001", "--listen", "[::]:7002"], env).listen == ("[::]:7002",)
+    assert parse_settings([], env).listen == ("0.0.0.0:7000",)
 
 
 async def test_tls_and_token_settings_serve_mtls_with_a_token(models_path: Path, tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from warpcore.server.rpc.server import ServingOptions, tls_credentials
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
+# SIGHUP too (a closed terminal, a supervisor's stop): its default would end the process at once, with no drain.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = None) -> ServingOptions:
@@ -72,22 +74,28 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
     doors = await open_doors(registry, settings.listen, serving_options(settings, server_env), http_address)
     server = doors.grpc
-    metrics_http = (
-        server.metrics.serve(settings.metrics_host, settings.metrics_port)
-        if settings.metrics_port is not None
-        else None
-    )
+    metrics_http = None
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
     try:
+        if settings.metrics_port is not None:
+            try:
+                metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port)
+            except OSError as error:
+                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
         for spec in specs:
             if spec.lazy:
                 server.engine.declare(spec)
                 _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
                 continue
-            loaded = await server.engine.load(spec, from_operator=True)
+            try:
+                loaded = await server.engine.load(spec, from_operator=True)
+            except WarpcoreError as error:
+                error.message = f"cannot load startup model {spec.model_id!r} ({spec.name}): {error.message}"
+                raise
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await doors.set_serving(True)
         bound = ", ".join(map(_bound, settings.listen, server.ports))
@@ -102,9 +110,9 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             settings.event_loop,
         )
         await stopping.wait()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, server.streams.end_now)
-        _log.info("shutting down: in-flight calls get %.0f s (a second interrupt ends them now)", settings.grace)
+        _log.info("shutting down: in-flight calls get %g s (a second interrupt ends them now)", settings.grace)
     finally:
         await doors.stop(settings.grace)
         await registry.close()
@@ -134,5 +142,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         _run(settings.event_loop, serve(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
-        # RuntimeError: grpc could not bind an address; the message names it.
-        sys.exit(f"warpcore-server: {getattr(error, 'message', None) or error}")
+        # RuntimeError: grpc could not bind an address, or the metrics port was taken; the message names it.
+        message = f"warpcore-server: {getattr(error, 'message', None) or error}"
+        if settings.log_format == "json":  # one line a log collector can read, as the others
+            _log.critical(message)
+            sys.exit(1)
+        sys.exit(message)

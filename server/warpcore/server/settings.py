@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from warpcore.server.core.bounds import (
-    FALSE_WORDS,
     MAX_MESSAGE_BYTES,
     MAX_TOKENS_LIMIT,
     parse_bool,
@@ -56,6 +55,37 @@ class ServerSettings:
     max_loaded_bytes: int | None = None
     allow_pull: bool = False
     event_loop: str = "uvloop"
+
+
+_PORT = (0, 65535)
+_RANGES: dict[str, tuple[int, float]] = {
+    "port": _PORT,
+    "metrics_port": _PORT,
+    "http_port": _PORT,
+    "grace": (0, math.inf),
+    "max_loaded_models": (0, math.inf),
+    "max_queue_per_model": (0, math.inf),
+    "max_queue_per_api_model": (0, math.inf),
+    "max_streams_per_model": (1, math.inf),
+    "max_streams_per_api_model": (1, math.inf),
+    # Below this no generation request fits; gRPC itself would refuse every call with a transport error.
+    "max_message_bytes": (1024, math.inf),
+    "max_tokens_limit": (1, math.inf),
+}
+
+
+def _given(argv: Sequence[str], *flags: str) -> bool:
+    return any(arg in flags or arg.startswith(tuple(f"{flag}=" for flag in flags)) for arg in argv)
+
+
+def _env_bool(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    value = env.get(variable)
+    if not value:
+        return default
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise SettingsError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off): {value}")
+    return parsed
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
@@ -171,17 +201,19 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     parser.add_argument(
         "--allow-pull",
         action="store_true",
-        default=parse_bool(env.get("WARPCORE_ALLOW_PULL", "0")) or False,
+        default=_env_bool(env, "WARPCORE_ALLOW_PULL", default=False),
         help="let clients pull hf: models from the Hugging Face Hub into --models-path (env WARPCORE_ALLOW_PULL=1)",
     )
     parser.add_argument(
         "--no-default-model",
         dest="default_model",
         action="store_false",
-        default=env.get("WARPCORE_DEFAULT_MODEL", "1").lower() not in FALSE_WORDS,
+        default=_env_bool(env, "WARPCORE_DEFAULT_MODEL", default=True),
         help=f"do not load the embedded {EMBEDDED_MODEL_ID} model (env WARPCORE_DEFAULT_MODEL=0)",
     )
     args = parser.parse_args(argv)
+    if _given(argv, "--host", "--port") and not _given(argv, "--listen"):
+        args.listen = None  # a flag beats its environment: WARPCORE_LISTEN (set by every manifest) yields to them
     listen = tuple(address.strip() for address in args.listen.split(",") if address.strip()) if args.listen else ()
     token = env.get("WARPCORE_TOKEN") or None
     if args.token_file is not None:
@@ -201,11 +233,11 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     max_loaded_bytes = None if args.max_loaded_memory is None else parse_bytes(args.max_loaded_memory)
     if args.max_loaded_memory is not None and not max_loaded_bytes:
         raise SettingsError(f"--max-loaded-memory must be a size such as 8GiB or 512M: {args.max_loaded_memory}")
-    may_be_zero = ("grace", "max_loaded_models", "max_queue_per_model", "max_queue_per_api_model")
-    at_least_one = ("max_streams_per_model", "max_streams_per_api_model", "max_message_bytes", "max_tokens_limit")
-    for name in (*may_be_zero, *at_least_one):
-        if getattr(args, name) < (0 if name in may_be_zero else 1):
-            raise SettingsError(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
+    for name, (low, high) in _RANGES.items():
+        value = getattr(args, name)
+        if value is not None and not low <= value <= high:
+            bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high:g}"
+            raise SettingsError(f"--{name.replace('_', '-')} is out of range ({bounds}): {value}")
     return ServerSettings(
         listen=listen or (f"{args.host}:{args.port}",),
         models_path=args.models_path,

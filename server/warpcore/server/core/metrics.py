@@ -24,7 +24,11 @@ class _QueueDepth(Collector):
         self._limits = limits
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily("warpcore_queue_depth", "Generations waiting for a model", labels=["model"])
+        family = GaugeMetricFamily(
+            "warpcore_queue_depth",
+            "Generations waiting at a model's admission gate (beyond max_streams)",
+            labels=["model"],
+        )
         for model_id, gate in self._limits.gates.items():
             family.add_metric([model_id], gate.waiting)
         yield family
