@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
 import grpc
+
+from warpcore.client._checks import timeout_seconds
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_RETRIES = 2
@@ -27,11 +29,13 @@ class ClientOptions(TypedDict, total=False):
     """Use TLS (implied by any certificate option); without root_certificates, the system's roots."""
     root_certificates: Pem
     client_certificate: Pem
+    """For mutual TLS, with client_key: one without the other is a ValueError."""
     client_key: Pem
     token: str
     """Sent as "authorization: Bearer <token>" on every call; default $WARPCORE_TOKEN."""
-    timeout: float
-    """Default deadline of every call, in seconds."""
+    timeout: float | None
+    """Default deadline of every call, in seconds, greater than 0 and at most 1e8 (TypeError or ValueError
+    otherwise); None (the default): no deadline."""
     max_retries: int
     """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2). Generate is never retried."""
     channel_options: Sequence[tuple[str, Any]]
@@ -46,15 +50,27 @@ class ChannelSettings:
     timeout: float | None
     arguments: tuple[tuple[str, Any], ...]
 
+    def deadline(self, timeout: float | None) -> float | None:
+        """The timeout of one call, checked as the client's own is; None: the client's."""
+        return self.timeout if timeout is None else timeout_seconds("timeout", timeout)
+
 
 class OptionError(ValueError):
-    """A client option that cannot be used, e.g. a certificate file that cannot be read. A ValueError like the SDK's
-    other bad arguments; `option` and `problem` are kept apart so that the CLI can name its own flag instead."""
+    """A client option that cannot be used, e.g. a certificate file that cannot be read, or one given without the
+    option it `needs`. A ValueError like the SDK's other bad arguments; the names are kept apart from the problem so
+    that the CLI can name its own flags instead."""
 
-    def __init__(self, option: str, problem: str) -> None:
-        super().__init__(f"{option}: {problem}")
+    def __init__(self, option: str, problem: str, needs: str | None = None) -> None:
         self.option = option
         self.problem = problem
+        self.needs = needs
+        super().__init__(self.describe(str))
+
+    def describe(self, name: Callable[[str], str]) -> str:
+        """The message, with each option named as `name` names it."""
+        if self.needs is None:
+            return f"{name(self.option)}: {self.problem}"
+        return f"{name(self.option)} needs {name(self.needs)} too: {self.problem}"
 
 
 def _pem(option: str, value: Pem | None) -> bytes | None:
@@ -100,13 +116,16 @@ def channel_settings(
     credentials = None
     if options.get("tls") or any(certificates.values()):
         root, chain, key = (_pem(name, certificate) for name, certificate in certificates.items())
+        if bool(chain) != bool(key):  # gRPC would abort the whole process, in C++
+            given, other = ("client_certificate", "client_key") if chain else ("client_key", "client_certificate")
+            raise OptionError(given, "mutual TLS takes a client certificate and its key together, or neither", other)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     token = options.get("token") or env.get("WARPCORE_TOKEN")
     return ChannelSettings(
         target=target or env.get("WARPCORE_TARGET") or DEFAULT_TARGET,
         credentials=credentials,
         metadata=(("authorization", f"Bearer {token}"),) if token else (),
-        timeout=options.get("timeout"),
+        timeout=timeout_seconds("timeout", options.get("timeout")),
         arguments=(
             ("grpc.enable_retries", 1),
             ("grpc.service_config", service_config(options.get("max_retries", DEFAULT_MAX_RETRIES))),

@@ -50,7 +50,7 @@ class _Settings:
 
     def _call_options(self, timeout: float | None) -> dict[str, Any]:
         return {
-            "timeout": timeout if timeout is not None else self.settings.timeout,
+            "timeout": self.settings.deadline(timeout),
             "metadata": self.settings.metadata,
         }
 

@@ -17,6 +17,7 @@ from warpcore.client import (
     PullProgress,
     ReasoningDelta,
     TextDelta,
+    WarpcoreError,
 )
 
 COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
@@ -58,17 +59,26 @@ def stream_reply(
     """Write the generated text to `out` as it comes, then a newline, and the model's reasoning to `reasoning` (if
     given; dimmed on a terminal); return the final response."""
     dim, plain = (DIM, PLAIN) if reasoning is not None and reasoning.isatty() else ("", "")
-    thought = False
+    thought = partial = False
     with client.generate(model_id, stream=True, **request) as stream:
-        for event in stream:
-            if isinstance(event, TextDelta):
-                out.write(event.text)
+        try:
+            for event in stream:
+                if isinstance(event, TextDelta):
+                    out.write(event.text)
+                    out.flush()
+                    if event.text:
+                        partial = not event.text.endswith("\n")
+                elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
+                    reasoning.write(f"{dim}{event.text}{plain}")
+                    reasoning.flush()
+                    thought = True
+            response = stream.get_final_response()
+        except WarpcoreError:
+            # The text cut short ends its line, so that the error line after it is a line of its own.
+            if partial:
+                out.write("\n")
                 out.flush()
-            elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
-                reasoning.write(f"{dim}{event.text}{plain}")
-                reasoning.flush()
-                thought = True
-        response = stream.get_final_response()
+            raise
     if thought and reasoning is not None:
         reasoning.write("\n")
     out.write("\n")

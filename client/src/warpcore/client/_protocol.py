@@ -7,9 +7,18 @@ from typing import Any
 
 from google.protobuf import duration_pb2
 
+from warpcore.client._checks import choice, known_options
 from warpcore.client._extras import cache_breakpoint, capabilities_from, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
-from warpcore.client._tools import Parse, ReasoningCollector, chat_role, message_fields, request_fields, tool_calls_from
+from warpcore.client._tools import (
+    Parse,
+    ReasoningCollector,
+    chat_role,
+    levels,
+    message_fields,
+    request_fields,
+    tool_calls_from,
+)
 from warpcore.client._types import (
     ApiConfig,
     Backend,
@@ -59,6 +68,7 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 
 def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.BackendConfig | None:
     """A BackendConfig from a dataclass, a protobuf, or keyword arguments (None: all from the server's environment)."""
+    known_options(options, BackendOptions.__optional_keys__)
     if config is not None and options:
         raise TypeError("give backend settings either as config= or as keyword arguments, not both")
     if isinstance(config, pb.BackendConfig):
@@ -78,7 +88,8 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
         return pb.BackendConfig(api=api_config)
     numa = pb.NUMA_STRATEGY_UNSPECIFIED
     if config.numa_strategy:
-        numa = pb.NumaStrategy.Value(f"NUMA_STRATEGY_{config.numa_strategy.upper()}")
+        strategy = choice("numa_strategy", config.numa_strategy, levels(pb.NumaStrategy))
+        numa = pb.NumaStrategy.Value(f"NUMA_STRATEGY_{strategy.upper()}")
     return pb.BackendConfig(
         local=pb.LocalBackendConfig(
             threads=config.threads,
@@ -153,11 +164,14 @@ def generate_request(
     model_id: str, prompt: str | None, messages: Sequence[MessageLike] | None, options: GenerationOptions
 ) -> tuple[pb.GenerateRequest, Parse | None]:
     """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage), and the
-    parser of its structured answer when response_format is a pydantic model class."""
+    parser of its structured answer when response_format asks for JSON."""
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
+    known_options(options, GenerationOptions.__optional_keys__)
     request_options, fields, parse = request_fields(options)
     stop = fields.pop("stop", [])
+    if isinstance(stop, str):  # one sequence, as OpenAI's SDK takes it, not a sequence of its characters
+        stop = [stop]
     request = pb.GenerateRequest(
         model_id=model_id,
         prompt=prompt or "",

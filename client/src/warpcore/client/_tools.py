@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from warpcore.client._checks import choice
 from warpcore.client._extras import cache_breakpoint
 from warpcore.client._messages import Cache, Message, ReasoningBlock, Tool, ToolCall
 from warpcore.client._types import GenerationOptions, ReasoningDelta
@@ -26,6 +27,7 @@ _VENDOR_FORMATS = {
     "json_object": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
     "json_schema": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
 }
+_JSON_FORMATS = (tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT, tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)
 _TOOL_KEYS = {"name", "description", "parameters", "input_schema", "strict", "cache_control"}
 _NOT_A_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -122,7 +124,14 @@ def tool_choice_fields(choice: str | Mapping[str, Any]) -> tuple[tools_pb2.ToolC
 
 def response_format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
     """The ResponseFormat for "json_object", a JSON Schema dict, a pydantic model class, or either vendor's format
-    object; and, for a model, the function that parses the answer's text into it."""
+    object; and the function that parses the answer's text: into the model, or for any other JSON format, as JSON."""
+    message, parse = _format_message(response_format)
+    if parse is None and message.type in _JSON_FORMATS:
+        parse = json.loads
+    return message, parse
+
+
+def _format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
     if isinstance(response_format, tools_pb2.ResponseFormat):
         return response_format, None
     if isinstance(response_format, Mapping) and response_format.get("type") in _VENDOR_FORMATS:
@@ -202,9 +211,12 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
     effort, budget = fields.pop("reasoning_effort", None), fields.pop("reasoning_budget", None)
     adaptive = fields.pop("adaptive_thinking", False)
     if effort is not None or budget is not None or adaptive:
-        value = f"REASONING_EFFORT_{(effort or 'unspecified').upper()}"
+        efforts = levels(tools_pb2.ReasoningEffort)
+        level = "unspecified" if effort is None else choice("reasoning_effort", effort, efforts)
         fields["reasoning"] = tools_pb2.ReasoningOptions(
-            effort=tools_pb2.ReasoningEffort.Value(value), budget_tokens=budget, adaptive=adaptive
+            effort=tools_pb2.ReasoningEffort.Value(f"REASONING_EFFORT_{level.upper()}"),
+            budget_tokens=budget,
+            adaptive=adaptive,
         )
     return request, fields, parse
 
@@ -216,9 +228,7 @@ def levels(enum: Any) -> list[str]:
 
 
 def _verbosity(level: str) -> pb.Verbosity.ValueType:
-    if level not in (known := levels(pb.Verbosity)):
-        raise ValueError(f"verbosity is one of {', '.join(known)}, not {level!r}")
-    return pb.Verbosity.Value(f"VERBOSITY_{level.upper()}")
+    return pb.Verbosity.Value(f"VERBOSITY_{choice('verbosity', level, levels(pb.Verbosity)).upper()}")
 
 
 def message_fields(message: Message) -> dict[str, Any]:

@@ -63,7 +63,8 @@ class LocalConfig:
 
 
 class BackendOptions(TypedDict, total=False):
-    """Backend settings as keyword arguments: the API ones for openai/anthropic, the local ones for llama_cpp."""
+    """Backend settings as keyword arguments: the API ones for openai/anthropic, the local ones for llama_cpp. An
+    option not named here is a TypeError."""
 
     api_key: str
     organization: str
@@ -83,13 +84,16 @@ class BackendOptions(TypedDict, total=False):
 
 
 class GenerationOptions(TypedDict, total=False):
-    """Options of one generation; unset ones keep the backend's defaults."""
+    """Options of one generation; unset ones keep the backend's defaults. An option not named here is a TypeError
+    (as an unexpected keyword argument is), a word-valued option (verbosity, reasoning_effort) outside its words a
+    ValueError listing them."""
 
     max_tokens: int
     temperature: float
     top_p: float
     top_k: int
-    stop: list[str]
+    stop: str | Sequence[str]
+    """Stop sequences; a str is one sequence (as OpenAI's SDK takes it), not one per character."""
     system: str
     system_cache: Cache
     """A cache breakpoint after the system prompt (tools included), see Cache."""
@@ -118,10 +122,11 @@ class GenerationOptions(TypedDict, total=False):
     Anthropic models."""
     response_format: Any
     """"json_object", a JSON Schema (a dict), or a pydantic model class, whose parsed instance the response's
-    `parsed` then holds; or OpenAI's response_format object ({"type": "text" | "json_object" | "json_schema",
-    "json_schema": {"name", "schema", "strict"}}) or Anthropic's output format ({"type": "json_schema", "schema"})."""
+    `parsed` then holds (for the other JSON formats, the parsed JSON value); or OpenAI's response_format object
+    ({"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}) or Anthropic's
+    output format ({"type": "json_schema", "schema"})."""
     reasoning_effort: str
-    """"minimal", "low", "medium" or "high"."""
+    """"none", "minimal", "low", "medium", "high", "xhigh" or "max" (what each backend takes differs)."""
     reasoning_budget: int
     """Most tokens the model may think with (Anthropic's extended thinking)."""
     adaptive_thinking: bool
@@ -248,7 +253,9 @@ class GenerateResponse:
     """The complete calls, when finish_reason is TOOL_CALLS."""
     reasoning: tuple[ReasoningBlock, ...] = ()
     parsed: Any = None
-    """With a pydantic model class as response_format: the text parsed into it."""
+    """With a pydantic model class as response_format, the text parsed into it; with any other JSON response_format
+    (a JSON Schema dict, "json_object", or a vendor's JSON format object), the JSON value (json.loads). None when the
+    generation did not finish with STOP (e.g. cut short by max_tokens), or without a JSON response_format."""
     stop_sequence: str = ""
     """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
 

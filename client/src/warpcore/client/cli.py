@@ -14,9 +14,11 @@ from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
     Client,
+    DeadlineExceededError,
     WarpcoreError,
 )
 from warpcore.client._channel import OptionError
+from warpcore.client._checks import MAX_TIMEOUT
 from warpcore.client._commands import (
     CliError,
     chat,
@@ -41,9 +43,6 @@ UINT32_MAX = 2**32 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest values the proto's uint32 and float fields carry: protobuf refuses a larger int with ValueError and
 turns a larger float into infinity."""
-MAX_TIMEOUT = 10**8
-"""Seconds (over three years): far beyond any call, and well below the ~1e10 past which gRPC fails a call at once
-with DEADLINE_EXCEEDED."""
 
 Number = TypeVar("Number", int, float)
 Command = Callable[[Client, argparse.Namespace], int]
@@ -114,9 +113,21 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run, parser=sub)  # parser: for usage errors found once the command runs
         return sub
 
-    def generation(sub: argparse.ArgumentParser) -> None:
+    def prompting(sub: argparse.ArgumentParser) -> None:
+        """The options that can change how many tokens the prompt takes."""
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
         sub.add_argument("--system", metavar="TEXT", help="system prompt")
+        sub.add_argument(
+            "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
+        )
+        sub.add_argument("--reasoning-effort", choices=levels(tools_pb2.ReasoningEffort), help="how hard to think")
+        sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
+        sub.add_argument(
+            "--adaptive-thinking", action="store_true", help="let the model decide how much to think (Anthropic)"
+        )
+
+    def generation(sub: argparse.ArgumentParser) -> None:
+        prompting(sub)
         sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
         for penalty, effect in (("presence", "already in the reply"), ("frequency", "by how often the reply has it")):
             sub.add_argument(
@@ -125,15 +136,7 @@ def parser() -> argparse.ArgumentParser:
                 metavar="P",
                 help=f"lower the score of each token {effect}, -2 to 2",
             )
-        sub.add_argument(
-            "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
-        )
-        sub.add_argument("--reasoning-effort", choices=levels(tools_pb2.ReasoningEffort), help="how hard to think")
         sub.add_argument("--verbosity", choices=levels(pb.Verbosity), help="how much to say (OpenAI models)")
-        sub.add_argument("--reasoning-budget", type=COUNT, metavar="N", help="at most this many tokens of thinking")
-        sub.add_argument(
-            "--adaptive-thinking", action="store_true", help="let the model decide how much to think (Anthropic)"
-        )
         sub.add_argument(
             "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
         )
@@ -157,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("texts", nargs="*", metavar="TEXT")
 
     sub = command("tokens", tokens, "print the exact number of prompt tokens PROMPT (default: stdin) takes")
-    generation(sub)
+    prompting(sub)
     sub.add_argument("--chat", action="store_true", help="count PROMPT as a user message, chat template applied")
     sub.add_argument("--list", action="store_true", help="print each token's id and text first (llama.cpp models)")
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
@@ -193,7 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             run: Command = args.run
             return run(client, args)
     except OptionError as error:  # e.g. a certificate file that cannot be read: a usage error, as argparse's own
-        root.error(f"argument --{error.option.replace('_', '-')}: {error.problem}")
+        root.error(f"argument {error.describe(lambda option: '--' + option.replace('_', '-'))}")
+    except DeadlineExceededError as error:
+        # gRPC's words for it ("Stream removed (Deadline Exceeded)") do not say whose deadline passed.
+        mine = f"timed out after {args.timeout:g} s (--timeout)" if args.timeout is not None else None
+        print(f"warpcore: {mine or f'{error.status.name}: {error.message}'}", file=sys.stderr)
     except WarpcoreError as error:
         print(f"warpcore: {error.status.name}: {error.message}", file=sys.stderr)
     except BrokenPipeError:

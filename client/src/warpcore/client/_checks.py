@@ -1,0 +1,44 @@
+"""Checks of arguments both clients take, made before any call so that a mistake fails where it is made, as
+Python's own TypeError and ValueError, rather than inside protobuf or gRPC."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_TIMEOUT = 10**8
+"""Seconds (over three years): far beyond any call, and well below the ~1e10 past which gRPC fails a call at once
+with DEADLINE_EXCEEDED."""
+
+
+def known_options(given: Mapping[str, Any], known: Iterable[str]) -> None:
+    """TypeError for a keyword option that is not one of `known` (with the nearest one, as a likely misspelling),
+    where protobuf would otherwise name a message field the caller never saw."""
+    names = sorted(known)
+    for name in given:
+        if name not in names:
+            near = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; the options are {', '.join(names)}"
+            raise TypeError(f"unexpected option {name!r}{hint}")
+
+
+def choice(option: str, value: Any, choices: Iterable[str]) -> str:
+    """`value` lower-cased if it is one of `choices`, else a ValueError listing them."""
+    accepted = list(choices)
+    if isinstance(value, str) and value.lower() in accepted:
+        return value.lower()
+    raise ValueError(f"{option} is one of {', '.join(accepted)}, not {value!r}")
+
+
+def timeout_seconds(option: str, value: Any) -> float | None:
+    """`value` if it is None (no deadline) or a number of seconds gRPC can wait for, from just above 0 to
+    MAX_TIMEOUT; otherwise TypeError or ValueError, since gRPC would fail every call with it, or fail only once
+    called."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{option} is a number of seconds (or None for no deadline), not {type(value).__name__}")
+    if not 0 < value <= MAX_TIMEOUT:  # NaN fails it too
+        raise ValueError(f"{option} must be greater than 0 and at most {MAX_TIMEOUT} seconds, not {value!r}")
+    return float(value)

@@ -1,0 +1,70 @@
+"""The warpcore command's handling of what it is given and of what goes wrong: half a client certificate pair, the
+options of `tokens`, gRPC's own log lines, a deadline passing mid-stream; the real executable against the real
+server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.certificates import make_certificates
+from tests.conftest import load_tiny
+from tests.test_cli import closed_port_target, usage_error, warpcore
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.mark.parametrize("given", ["--client-certificate", "--client-key"])
+async def test_half_a_client_certificate_pair_is_a_usage_error(given: str, tmp_path: Path) -> None:
+    pems = make_certificates()
+    (tmp_path / "ca.pem").write_bytes(pems.ca)
+    (tmp_path / "half.pem").write_bytes(pems.client_certificate if given == "--client-certificate" else pems.client_key)
+    # gRPC used to abort the process (Check failed: private_key != nullptr), with a core dump and no usage line.
+    args = ["--root-certificates", str(tmp_path / "ca.pem"), given, str(tmp_path / "half.pem"), "health"]
+    run = await warpcore(closed_port_target(), *args)
+    missing = "--client-key" if given == "--client-certificate" else "--client-certificate"
+    assert usage_error(run) == (
+        f"warpcore: error: argument {given} needs {missing} too: mutual TLS takes a client certificate and its key"
+        " together, or neither"
+    )
+
+
+async def test_tokens_takes_only_the_options_that_change_a_count() -> None:
+    run = await warpcore(closed_port_target(), "tokens", "--help")
+    assert run.code == 0
+    for kept in (
+        "--model",
+        "--system",
+        "--json-schema",
+        "--reasoning-effort",
+        "--reasoning-budget",
+        "--chat",
+        "--list",
+    ):
+        assert kept in run.stdout
+    for dropped in ("--max-tokens", "--presence-penalty", "--frequency-penalty", "--show-reasoning", "--verbosity"):
+        assert dropped not in run.stdout
+    refused = await warpcore(closed_port_target(), "tokens", "--max-tokens", "5", "hi")
+    assert usage_error(refused) == "warpcore: error: unrecognized arguments: --max-tokens hi"
+
+
+async def test_a_deadline_passing_mid_stream_ends_the_line_and_says_so(stub: Stub, target: str) -> None:
+    await load_tiny(stub, model_id="long", context_size=32768)
+    args = ["--timeout", "2", "generate", "--model", "long", "--max-tokens", "32768", "the"]
+    run = await warpcore(target, *args)
+    assert run.stderr == "warpcore: timed out after 2 s (--timeout)\n"
+    assert run.code == 1
+    assert run.stdout.strip()  # text came before the deadline
+    assert run.stdout.endswith("\n")
+    assert not run.stdout.endswith("\n\n")

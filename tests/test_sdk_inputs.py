@@ -1,0 +1,183 @@
+"""The Python SDK's checks of what it is given, sync and asyncio: a mistake fails where it is made, as a TypeError or
+ValueError that says what to give instead, rather than in protobuf, in gRPC, or by aborting the process; and what
+it is given in the shapes other SDKs take (a str stop sequence, JSON formats parsed)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.certificates import make_certificates
+from tests.conftest import TINY_MODEL
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import OPENAI_KEY
+from tests.test_sdk import blocking
+from warpcore.client import ApiConfig, AsyncClient, Client, FinishReason, LocalConfig
+from warpcore.server.rpc.server import WarpcoreServer
+
+UNREACHABLE = "127.0.0.1:1"
+"""For checks made before any call: a call would fail there with UnavailableError instead."""
+CLIENTS = pytest.mark.parametrize("make", [Client, AsyncClient], ids=["sync", "async"])
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("given", "missing"), [("client_certificate", "client_key"), ("client_key", "client_certificate")]
+)
+def test_half_a_client_certificate_pair_is_refused_at_construction(
+    make: Callable[..., object], given: str, missing: str
+) -> None:
+    pems = make_certificates()
+    half = {"client_certificate": pems.client_certificate, "client_key": pems.client_key}[given]
+    # gRPC used to abort the whole process at the first call (Check failed: private_key != nullptr).
+    message = f"{given} needs {missing} too: mutual TLS takes a client certificate and its key together, or neither"
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make(UNREACHABLE, root_certificates=pems.ca, **{given: half})
+
+
+async def test_a_str_stop_is_one_stop_sequence(target: str) -> None:
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(TINY_MODEL, model_id="tiny")
+        reference = (await client.generate("tiny", prompt="the state", max_tokens=24, temperature=0)).text
+        stop = " " + reference.split()[4]  # a word some way in: its characters come sooner
+        stopped = await client.generate("tiny", prompt="the state", max_tokens=24, temperature=0, stop=stop)
+
+    @blocking
+    def sync_text() -> str:
+        with Client(target, timeout=30) as client:
+            return client.generate("tiny", prompt="the state", max_tokens=24, temperature=0, stop=stop).text
+
+    expected = reference[: reference.index(stop)]
+    assert expected.strip()
+    assert (stopped.text, stopped.finish_reason, stopped.stop_sequence) == (
+        expected,
+        FinishReason.STOP_SEQUENCE,
+        stop,
+    )
+    assert await sync_text() == stopped.text
+
+
+@CLIENTS
+async def test_unknown_options_are_type_errors_like_unexpected_keywords(make: Callable[..., Any]) -> None:
+    client = make(UNREACHABLE)
+    generate: Callable[..., Any] = client.generate
+    count: Callable[..., Any] = client.count_tokens
+    load: Callable[..., Any] = client.load_model
+    listing: Callable[..., Any] = client.list_models
+    with pytest.raises(TypeError, match=r"^unexpected option 'max_tokenz'; did you mean 'max_tokens'\?$"):
+        await maybe(generate("m", prompt="x", max_tokenz=2))
+    with pytest.raises(TypeError, match=r"^unexpected option 'tempreature'; did you mean 'temperature'\?$"):
+        await maybe(count("m", prompt="x", tempreature=0.5))
+    with pytest.raises(TypeError, match=r"^unexpected option 'zzz'; the options are adaptive_thinking, "):
+        await maybe(generate("m", prompt="x", zzz=1))
+    with pytest.raises(TypeError, match=r"^unexpected option 'threadz'; did you mean 'threads'\?$"):
+        await maybe(load(TINY_MODEL, threadz=2))
+    with pytest.raises(TypeError, match=r"^unexpected option 'api_kee'; did you mean 'api_key'\?$"):
+        await maybe(listing("openai", api_kee="k"))
+
+
+@CLIENTS
+async def test_unknown_words_of_word_valued_options_list_the_accepted_ones(make: Callable[..., Any]) -> None:
+    client = make(UNREACHABLE)
+    generate: Callable[..., Any] = client.generate
+    load: Callable[..., Any] = client.load_model
+    numa = "^numa_strategy is one of disabled, distribute, isolate, numactl, mirror, not 'weird'$"
+    with pytest.raises(ValueError, match=numa):
+        await maybe(load(TINY_MODEL, numa_strategy="weird"))
+    with pytest.raises(ValueError, match=numa):
+        await maybe(load(TINY_MODEL, config=LocalConfig(numa_strategy="weird")))
+    efforts = "^reasoning_effort is one of minimal, low, medium, high, none, xhigh, max, not 'extreme'$"
+    with pytest.raises(ValueError, match=efforts):
+        await maybe(generate("m", prompt="x", reasoning_effort="extreme"))
+    with pytest.raises(ValueError, match=r"^verbosity is one of low, medium, high, not 'loud'$"):
+        await maybe(generate("m", prompt="x", verbosity="loud"))
+    with pytest.raises(ValueError, match=r"^unknown pooling 'max'; choose one of mean, cls, last$"):
+        await maybe(load(TINY_MODEL, embedding=True, pooling="max"))
+
+
+async def maybe(result: Any) -> Any:
+    """The result of a sync call, or of an async one awaited."""
+    return await result if hasattr(result, "__await__") else result
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("seconds", "error", "message"),
+    [
+        (-1, ValueError, "timeout must be greater than 0 and at most 100000000 seconds, not -1"),
+        (0, ValueError, "timeout must be greater than 0 and at most 100000000 seconds, not 0"),
+        (float("nan"), ValueError, "timeout must be greater than 0 and at most 100000000 seconds, not nan"),
+        (float("inf"), ValueError, "timeout must be greater than 0 and at most 100000000 seconds, not inf"),
+        (1e10, ValueError, "timeout must be greater than 0 and at most 100000000 seconds, not 10000000000.0"),
+        ("5", TypeError, "timeout is a number of seconds (or None for no deadline), not str"),
+        (True, TypeError, "timeout is a number of seconds (or None for no deadline), not bool"),
+    ],
+)
+async def test_a_timeout_no_call_could_keep_is_refused_where_it_is_given(
+    make: Callable[..., Any], seconds: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        make(UNREACHABLE, timeout=seconds)
+    client = make(UNREACHABLE)
+    listing: Callable[..., Any] = client.list_models
+    generate: Callable[..., Any] = client.generate
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        await maybe(listing(timeout=seconds))
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        await maybe(generate("m", prompt="x", stream=True, timeout=seconds))
+
+
+async def test_good_timeouts_still_work(target: str) -> None:
+    async with AsyncClient(target, timeout=30) as client:
+        assert await client.list_models(timeout=5) == []
+
+    @blocking
+    def use() -> str:
+        with Client(target, timeout=None) as client:
+            return client.health(timeout=2.5)
+
+    assert await use() == "SERVING"
+
+
+@pytest.mark.parametrize(
+    "response_format",
+    [
+        {"type": "object", "properties": {"n": {"type": "integer"}}},
+        "json_object",
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}},
+    ],
+    ids=["schema", "json_object", "openai json_object", "openai json_schema"],
+)
+async def test_json_formats_other_than_a_pydantic_model_are_parsed_as_json(
+    target: str, openai_upstream: FakeOpenAI, response_format: Any
+) -> None:
+    openai_upstream.script = Script(chunks=['{"n": 4, ', '"why": ["2", "+2"]}'])
+    config = ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url)
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model("gpt-4o-mini", backend="openai", model_id="m", config=config)
+        response = await client.generate("m", prompt="2+2?", response_format=response_format)
+
+    @blocking
+    def streamed() -> Any:
+        with (
+            Client(target, timeout=30) as client,
+            client.generate("m", prompt="2+2?", response_format=response_format, stream=True) as stream,
+        ):
+            return stream.get_final_response().parsed
+
+    assert response.parsed == {"n": 4, "why": ["2", "+2"]}
+    assert await streamed() == response.parsed
+    openai_upstream.script = Script(chunks=["plain text"])
+    async with AsyncClient(target, timeout=30) as client:
+        assert (await client.generate("m", prompt="2+2?", response_format={"type": "text"})).parsed is None
+        assert (await client.generate("m", prompt="2+2?")).parsed is None
