@@ -65,3 +65,50 @@ async def test_tool_loop_call_result_answer_on_llama_cpp(tmp_path: Path) -> None
         alone = await stream(stub.Generate(ask([question], tools_pb2.TOOL_CHOICE_MODE_NONE)))
         assert alone.result is not None
         assert answer.result.usage.prompt_tokens > alone.result.usage.prompt_tokens + len('{"celsius": 21}') // 4
+
+
+# A template with no format for tool calls or results that insists on alternating roles, as Gemma's does.
+ALTERNATING_TEMPLATE = (
+    "{{ bos_token }}{% set turn = namespace(n=0) %}{% for m in messages %}{% if m.role != 'system' %}"
+    "{% if (m.role == 'user') != (turn.n % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}"
+    "{% set turn.n = turn.n + 1 %}{% endif %}<{{ m.role }}>{{ m.content }}\n{% endfor %}<assistant>"
+)
+
+
+async def test_a_tool_loop_on_a_template_without_tool_turns_goes_as_text(tmp_path: Path) -> None:
+    """The call as the grammar made the model write it, the result as a user turn of <tool_response> lines, joined
+    with the user's words after it so that roles still alternate."""
+    write_tiny_model(tmp_path / "plain.gguf", chat_template=ALTERNATING_TEMPLATE)
+    async with (
+        serving({"MODELS_PATH": str(tmp_path)}) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="plain.gguf", model_id="m"))
+        weather = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
+        choice = tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED)
+        options = pb.GenerationOptions(max_tokens=300, temperature=0.0)
+        question = user("What is the weather in Paris?")
+        ask = pb.GenerateRequest(
+            model_id="m", messages=[question], tools=[weather], tool_choice=choice, parallel_tool_calls=False
+        )
+        ask.options.CopyFrom(options)
+        first = await stream(stub.Generate(ask))
+        assert first.result is not None
+        [call] = first.result.tool_calls
+        turns = [
+            question,
+            pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
+            pb.ChatMessage(role=pb.ROLE_TOOL, tool_call_id=call.id, content='{"celsius": 21}'),
+            user("And in Rome?"),
+        ]
+        del ask.messages[:]
+        ask.messages.extend(turns)
+        counted = await stub.CountTokens(pb.CountTokensRequest(request=ask, include_tokens=True))
+        prompt = b"".join(token.piece for token in counted.count.tokens).decode()
+        written = f'<tool_call>\n{{"name": "get_weather", "arguments": {call.arguments}}}\n</tool_call>'
+        assert f"<assistant>{written}\n" in prompt
+        assert '<user><tool_response>\n{"celsius": 21}\n</tool_response>\n\nAnd in Rome?\n<assistant>' in prompt
+        again = await stream(stub.Generate(ask))
+        assert again.result is not None
+        assert again.result.usage.prompt_tokens == counted.count.prompt_tokens

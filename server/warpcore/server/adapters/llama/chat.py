@@ -12,7 +12,7 @@ import llama_cpp
 from llama_cpp import llama_chat_format, llama_types
 
 from warpcore.server.adapters.llama.constraint import uses_tools
-from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
+from warpcore.server.adapters.llama.tool_calls import CALL_OPENING, call_text
 from warpcore.server.adapters.llama.vision import PromptImage
 from warpcore.server.core.content import DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
@@ -38,6 +38,9 @@ CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
 # Formats whose template has no system turn: the system text opens the first user turn instead.
 _FORMATS_WITHOUT_SYSTEM = {"gemma"}
 CHAT_FORMAT_FIELD = "settings.chat_format"
+RESPONSE_OPENING, RESPONSE_CLOSING = "<tool_response>", "</tool_response>"
+"""How a tool's result is shown to a model whose template has no tool turns: Hermes' lines, as Qwen's templates do,
+which models trained on that format know."""
 
 
 @dataclass(frozen=True)
@@ -180,14 +183,21 @@ def _chat_messages(
     messages: Sequence[ChatMessage], system: str | None, *, fold_system: bool, tool_turns: bool, marker: str
 ) -> list[llama_types.ChatCompletionRequestMessage]:
     """Messages in llama-cpp-python's shape; system text opens the first user turn if the format has no system turn.
-    Tool calls and results only go to a template that has a format for them."""
+    Tool calls and results go to a template that has a format for them as such, else as text (`_as_text`)."""
     system_parts = [system] if system else []
     system_parts += [message.content for message in messages if message.role is Role.SYSTEM]
-    turns: list[Any] = [
-        _turn(message, index, tool_turns=tool_turns, marker=marker)
-        for index, message in enumerate(messages)
-        if message.role is not Role.SYSTEM
-    ]
+    turns: list[Any] = []
+    for index, message in enumerate(messages):
+        if message.role is Role.SYSTEM:
+            continue
+        turn = _turn(message, index, marker=marker) if tool_turns else _as_text(message, marker)
+        after_result = Role.TOOL in (message.role, messages[index - 1].role)
+        if turns and turn["role"] == turns[-1]["role"] == "user" and after_result:
+            # Results (and the user's words after them) are one user turn, as templates that insist that roles
+            # alternate (Gemma's, Llama 2's) take them.
+            turns[-1] = {"role": "user", "content": f"{turns[-1]['content']}\n\n{turn['content']}"}
+            continue
+        turns.append(turn)
     if system_parts and fold_system and turns and turns[0]["role"] == "user":
         turns[0] = {"role": "user", "content": "\n\n".join([*system_parts, turns[0]["content"]])}
     elif system_parts:
@@ -195,13 +205,18 @@ def _chat_messages(
     return turns
 
 
-def _turn(message: ChatMessage, index: int, *, tool_turns: bool, marker: str) -> dict[str, Any]:
-    if not tool_turns and (message.tool_calls or message.role is Role.TOOL):
-        raise InvalidArgumentError(
-            "this model's chat template has no format for tool calls and tool results",
-            field=f"messages[{index}]",
-            reason="CHAT_TEMPLATE_REJECTED",
-        )
+def _as_text(message: ChatMessage, marker: str) -> dict[str, Any]:
+    """A turn for a template with no format for tool calls and results: an assistant's calls as the text the tool
+    grammar makes the model write, a result as a user turn in Hermes' <tool_response> lines."""
+    text = _text(message, marker)
+    if message.role is Role.TOOL:
+        result = f"error: {text}" if message.is_error else text
+        return {"role": "user", "content": f"{RESPONSE_OPENING}\n{result}\n{RESPONSE_CLOSING}"}
+    calls = [call_text(call.name, call.arguments or "{}") for call in message.tool_calls]
+    return {"role": message.role.value, "content": "\n".join(part for part in (text, *calls) if part)}
+
+
+def _turn(message: ChatMessage, index: int, *, marker: str) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": message.role.value, "content": _text(message, marker)}
     if message.role is Role.TOOL:
         turn["tool_call_id"] = message.tool_call_id

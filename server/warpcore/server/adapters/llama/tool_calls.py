@@ -21,6 +21,11 @@ _HEADER_END = ', "arguments": '
 _CLOSING = "\n</tool_call>"
 
 
+def call_text(name: str, arguments: str) -> str:
+    """A call as the tool grammar makes the model write it (what `ToolCallText` reads back)."""
+    return f'{CALL_OPENING}\n{{"name": {json.dumps(name)}{_HEADER_END}{arguments}}}{_CLOSING}'
+
+
 def new_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
