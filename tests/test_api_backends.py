@@ -13,7 +13,7 @@ from aiohttp import web
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.conftest import collect, failed_stream, serving
+from tests.conftest import collect, failed_stream, rich_details, serving
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream, SseEvent, StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
@@ -98,6 +98,13 @@ async def test_organization_from_the_request_config(stub: Stub, openai_upstream:
     await load(stub, openai_upstream, api_config(openai_upstream, organization="org-config"))
     await collect(stub.Generate(prompt()))
     assert openai_upstream.requests[-1].headers["openai-organization"] == "org-config"
+
+
+async def test_an_organization_is_refused_for_anthropic(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await load(stub, anthropic_upstream, api_config(anthropic_upstream, organization="org-config"))
+    assert refused.value.code() == Code.INVALID_ARGUMENT
+    assert rich_details(refused.value)[1] == ["backend_config.api.organization"]
 
 
 async def test_anthropic_version_from_the_environment(

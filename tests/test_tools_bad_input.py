@@ -139,6 +139,15 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         ),
         "options.response_format.schema_json",
     ),
+    "a name with json_object": (
+        chat(
+            user("hi"),
+            options=pb.GenerationOptions(
+                response_format=tools_pb2.ResponseFormat(type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT, name="n")
+            ),
+        ),
+        "options.response_format.name",
+    ),
     "budget over max_tokens": (
         chat(
             user("hi"),

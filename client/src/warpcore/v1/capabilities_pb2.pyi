@@ -34,7 +34,9 @@ class ModelCapabilities(_message.Message):
     TOOLS_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     generate: _builtins.bool
-    """Generate."""
+    """Generate. A model of a hosted API is still sent a Generate when this is false (read
+    from its name, as embed is), and the API's refusal keeps its status.
+    """
     embed: _builtins.bool
     """Embed. For a model of an OpenAI-compatible API this is read from its name (true
     for names holding "embedding", as OpenAI's have); since compatible servers name

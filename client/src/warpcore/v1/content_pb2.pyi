@@ -137,7 +137,9 @@ Global___DocumentPart: _TypeAlias = DocumentPart  # noqa: Y015
 @_typing.final
 class ImagePart(_message.Message):
     """ImagePart is an image given by its bytes or by a URL the provider fetches.
-    At most 20 images per request, each at most 5 MiB; JPEG, PNG, GIF or WebP.
+    At most 20 images per request, each at most 5 MiB; JPEG, PNG, GIF or WebP. A request
+    must also fit the server's largest message (--max-message-bytes, 4 MiB by default),
+    which a larger image's bytes need raised.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -331,8 +331,10 @@ class ApiConfig(_message.Message):
     """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
-        """Upper bound on one upstream request, at most one day (default 600 s). The time
-        left before a Generate call's deadline bounds it further.
+        """Longest wait for the upstream, at most one day (default 600 s): to connect, and for
+        each piece of its answer (a stream's next event), as the vendor SDKs' timeout is; a
+        whole stream is bounded by the Generate call's deadline, whose time left bounds this
+        one further.
         """
 
     def __init__(
@@ -742,7 +744,7 @@ class UnloadModelResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def model(self) -> Global___Model:
-        """The model as it was before unloading."""
+        """The model as it was before unloading (its residency, which ends with it, left out)."""
 
     def __init__(
         self,

@@ -113,6 +113,7 @@ def check_output(params: GenerationParams) -> None:
                 check_name(response_format.name, "response_format.name")
         else:
             require(response_format.schema is None, "response_format.schema", "a schema goes with json_schema only")
+            require(not response_format.name, "response_format.name", "a name goes with json_schema only")
     reasoning = params.reasoning
     if reasoning is not None and reasoning.budget_tokens is not None:
         require(not reasoning.adaptive, "reasoning.adaptive", "adaptive thinking takes no budget_tokens; give one")

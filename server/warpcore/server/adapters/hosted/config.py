@@ -81,6 +81,12 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
             metadata={"provider": names.provider},
         )
     organization = settings.organization
+    if organization is not None and names.organization is None:
+        raise InvalidArgumentError(
+            f"the {names.provider} API has no organization setting (OpenAI's only); leave it unset",
+            field="settings.organization",
+            reason="OPTION_UNSUPPORTED",
+        )
     if organization is None and names.organization is not None:
         organization = env_str(env, names.organization)
     timeout = settings.timeout or env_float(env, f"{names.provider.upper()}_TIMEOUT") or DEFAULT_TIMEOUT
