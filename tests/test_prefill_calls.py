@@ -122,3 +122,17 @@ async def test_gemma_prompts_cut_freely_get_the_answers_pieces_gave(
         await free.close()
         await pieces.close()
     assert lengths == {True, False}  # both kinds of last piece were tried
+
+
+async def test_gemmas_memory_estimate_counts_each_slots_kv_cache_as_measured(tmp_path: Path) -> None:
+    """Gemma's heads are wider (256) than its embedding over its head count (640 / 4): the estimate reads the GGUF's
+    key and value widths, and one more slot of 4,096 cells costs the 72 MiB measured (README, Memory)."""
+    name = install_embedded_model(tmp_path)
+    estimates = []
+    for parallel in (1, 2):
+        adapter = LlamaCppAdapter(
+            LocalSettings(parallel=parallel, threads=1, prompt_cache_tokens=0), {"MODELS_PATH": str(tmp_path)}
+        )
+        estimates.append((await adapter.load(name, 4096)).memory_bytes)
+        await adapter.close()
+    assert estimates[1] - estimates[0] == 4096 * 18 * (256 + 256) * 2 == 72 * 2**20

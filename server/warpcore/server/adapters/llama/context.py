@@ -3,6 +3,7 @@ the batch that carries a decode step's tokens."""
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +96,18 @@ class NativeContext:
 
     def memory_bytes(self, saved_cells: int = 0) -> int:
         """Weights plus the KV cache and `saved_cells` cells saved beside it (the prompt cache), the bulk of what the
-        model holds (compute buffers are left out): an estimate that takes each head's width as the embedding over
-        the head count."""
+        model holds (compute buffers are left out). A cell holds, per layer, a key and a value per KV head, of the
+        widths the GGUF gives (Gemma's heads are wider than the embedding over the head count), else of that."""
         model = self.model
         heads = max(int(llama_cpp.llama_model_n_head(model)), 1)
-        kv_width = int(llama_cpp.llama_model_n_embd(model)) // heads * int(llama_cpp.llama_model_n_head_kv(model))
-        cell_bytes = int(llama_cpp.llama_model_n_layer(model)) * 2 * kv_width * KV_BYTES_PER_VALUE
+        head_width = int(llama_cpp.llama_model_n_embd(model)) // heads
+        architecture = _metadata(model, "general.architecture")
+        key_width = int(_metadata(model, f"{architecture}.attention.key_length") or head_width)
+        value_width = int(_metadata(model, f"{architecture}.attention.value_length") or head_width)
+        kv_heads = int(llama_cpp.llama_model_n_head_kv(model))
+        cell_bytes = (
+            int(llama_cpp.llama_model_n_layer(model)) * (key_width + value_width) * kv_heads * KV_BYTES_PER_VALUE
+        )
         return int(llama_cpp.llama_model_size(model)) + (self.cells + saved_cells) * cell_bytes
 
     def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
@@ -129,3 +136,10 @@ class NativeContext:
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
         llama_cpp.llama_model_free(self.model)
+
+
+def _metadata(model: llama_cpp.llama_model_p, key: str) -> str:
+    """A GGUF metadata value as text; "" when the file has none."""
+    value = ctypes.create_string_buffer(128)
+    written = llama_cpp.llama_model_meta_val_str(model, key.encode(), value, len(value))
+    return value.value.decode() if written >= 0 else ""
