@@ -66,14 +66,16 @@ class PromptPreparer:
         tokens, images, rendered = self._tokens(params, context_size, stop, whole=False)
         room = context_size - len(tokens)
         if room < 1:
-            # Tokenizing stops a little past the context, so a longer prompt is counted only that far.
+            # Tokenizing stops a little past the context, so a longer prompt is counted only that far: its count
+            # is not told, only that it is over.
             length = f"{len(tokens)}" if room == 0 else f"more than {context_size}"
+            size = {"prompt_tokens": len(tokens)} if room == 0 else {"prompt_tokens_more_than": context_size}
             raise _too_long(
                 params,
                 context_size,
                 f"the prompt is {length} tokens long, which leaves no room in the model's {context_size}-token"
                 " context (CountTokens counts it whole)",
-                prompt_tokens=len(tokens),
+                **size,
             )
         keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
         return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
