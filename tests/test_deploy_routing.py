@@ -119,10 +119,14 @@ def test_the_kserve_runtime_serves_grpc_on_the_h2c_port_with_lazy_models(tmp_pat
     assert env["MODELS_PATH"] == "/mnt/models"  # where KServe mounts the storageUri
     assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": INFERENCE_SERVICE}
     config_map = only(resources, "ConfigMap")
-    (volume,) = spec["volumes"]
+    volume, scratch = spec["volumes"]
     assert volume["configMap"]["name"] == config_map["metadata"]["name"]
-    (mount,) = container["volumeMounts"]
+    mount, tmp = container["volumeMounts"]
     assert env["WARPCORE_CONFIG"] == f"{mount['mountPath']}/config.toml"
+    # A read-only root filesystem, and a writable /tmp beside it.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert (tmp["name"], tmp["mountPath"]) == ("warpcore-tmp", "/tmp")
+    assert scratch == {"name": "warpcore-tmp", "emptyDir": {}}
     config = tmp_path / "config.toml"
     config.write_text(config_map["data"]["config.toml"])
     assert tomllib.loads(config.read_text())["models"]
