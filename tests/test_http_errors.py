@@ -478,8 +478,17 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
                 await raw.post(f"{base_url(doors)}/v1/chat/completions", json=body, headers={"Authorization": value})
                 for value in (f"bearer {token}", f"BEARER  {token}", f"Basic {token}", token)
             ]
+            # Twice, a wrong value and the token: refused whichever order, rather than the first or last counting.
+            twice = [
+                await raw.post(f"{base_url(doors)}/v1/chat/completions", json=body, headers=headers)
+                for headers in (
+                    [("Authorization", "Bearer wrong"), ("Authorization", f"Bearer {token}")],
+                    [("x-api-key", token), ("x-api-key", "wrong")],
+                )
+            ]
         assert unauthenticated.status_code == 401
         assert [answer.status_code for answer in answers] == [200, 200, 401, 401]
+        assert [answer.status_code for answer in twice] == [401, 401]
 
 
 async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstream) -> None:

@@ -69,7 +69,8 @@ async def test_unix_socket_serves_and_the_group_may_connect(started: WarpcoreSer
 async def test_token_guards_inference_but_not_health(started: WarpcoreServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "let-me-in"),)]:
+        twice = (("authorization", "Bearer wrong"), ("authorization", "Bearer let-me-in"))  # which would count?
+        for metadata in [(), (("authorization", "Bearer wrong"),), (("authorization", "let-me-in"),), twice]:
             with pytest.raises(grpc.aio.AioRpcError) as denied:
                 await stub.ListModels(pb.ListModelsRequest(), metadata=metadata)
             assert denied.value.code() == Code.UNAUTHENTICATED

@@ -92,7 +92,9 @@ class HttpDoor:
             return
         api_key = request.headers.get("x-api-key") or None  # an empty one is none: Authorization may hold the token
         presented = api_key.encode() if api_key is not None else bearer_token(request.headers.get("Authorization", ""))
-        if not token_matches(presented, self._expected):
+        # One value of each at most: with several, which one counts would depend on the order of the headers.
+        repeated = any(len(request.headers.getall(name, ())) > 1 for name in ("x-api-key", "Authorization"))
+        if repeated or not token_matches(presented, self._expected):
             raise UnauthenticatedError(
                 "missing or wrong token: send 'Authorization: Bearer <token>' or 'x-api-key: <token>'"
             )

@@ -21,8 +21,9 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         self._expected = token.encode()
 
     def _authorized(self, details: grpc.HandlerCallDetails) -> bool:
-        metadata = dict(details.invocation_metadata or ())
-        return token_matches(bearer_token(metadata.get("authorization", "")), self._expected)
+        # Exactly one authorization value: with several, which one counts would depend on the order of headers.
+        values = [value for key, value in details.invocation_metadata or () if key == "authorization"]
+        return len(values) == 1 and token_matches(bearer_token(str(values[0])), self._expected)
 
     async def intercept_service(
         self,
