@@ -130,6 +130,9 @@ async def test_undecodable_request_bytes_are_invalid_argument(
             error = await unary_outcome(unary(raw, timeout=CALL_TIMEOUT))
     assert error is not None
     check_failure(error, {Code.INVALID_ARGUMENT})
+    # The hint fits the damage: only a bad string is told to be UTF-8.
+    hint = "strings must be valid UTF-8" if corrupt is None else "send the bytes of this method's request message"
+    assert hint in (error.details() or "")
     await assert_healthy(stub, HEALTH_ID, CALL_TIMEOUT)
 
 

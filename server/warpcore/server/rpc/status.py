@@ -104,8 +104,12 @@ class _Undecodable:
 
 
 def _undecodable_error(request: _Undecodable) -> WarpcoreError:
+    # The hint that fits protobuf's words for what went wrong: a string that is not UTF-8, or bytes no message of
+    # this type encodes (another message's, or cut short).
+    utf8 = "UTF-8" in request.problem
+    hint = "strings must be valid UTF-8" if utf8 else "send the bytes of this method's request message whole"
     return InvalidArgumentError(
-        f"the request could not be decoded ({request.problem}); strings must be valid UTF-8",
+        f"the request could not be decoded ({request.problem}); {hint}",
         field="request",
         reason="REQUEST_UNDECODABLE",
     )
