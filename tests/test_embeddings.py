@@ -301,3 +301,24 @@ async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub) -> None:
     started = time.monotonic()
     await embed(stub, ["a"])
     assert time.monotonic() - started < whole / 2, whole
+
+
+async def test_a_model_type_of_embeddings_loads_a_model_to_embed_and_is_reported(stub: Stub) -> None:
+    embedding = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, model_id="typed", model_type=embedding
+    )
+    loaded = (await stub.LoadModel(request)).model
+    assert (loaded.type, loaded.capabilities.embed, loaded.capabilities.generate) == (
+        pb.MODEL_TYPE_TEXT_TO_EMBEDDING,
+        True,
+        False,
+    )
+    assert len(vectors(await embed(stub, ["the world"], model_id="typed"))[0]) == TINY_DIMENSIONS
+    await load_tiny(stub)
+    listed = {model.id: model.type for model in (await stub.ListModels(pb.ListModelsRequest())).models}
+    assert listed == {"typed": pb.MODEL_TYPE_TEXT_TO_EMBEDDING, "tiny": pb.MODEL_TYPE_TEXT_TO_TEXT}
+    request.model_id = "contradicted"
+    request.backend_config.local.llama_cpp.embedding = False
+    error = await refusal(stub.LoadModel(request))
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["model_type"])

@@ -154,6 +154,7 @@ class Model:
     backend: str
     name: str
     type: str
+    """"text_to_text", or "text_to_embedding" for a model that embeds and does not generate."""
     state: str
     """"ready" when loaded on the server, "available" when its backend merely offers it."""
     context_size: int

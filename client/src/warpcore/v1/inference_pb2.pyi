@@ -70,6 +70,10 @@ class _ModelTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelType.V
     """Not set: treated as MODEL_TYPE_TEXT_TO_TEXT."""
     MODEL_TYPE_TEXT_TO_TEXT: _ModelType.ValueType  # 1
     """Text (a prompt or chat messages) in, text out."""
+    MODEL_TYPE_TEXT_TO_EMBEDDING: _ModelType.ValueType  # 2
+    """Text in, one vector per text out (Embed): a model that embeds and does not generate.
+    At LoadModel, it loads a llama.cpp model for embeddings, as llama_cpp.embedding does.
+    """
 
 class ModelType(_ModelType, metaclass=_ModelTypeEnumTypeWrapper):
     """ModelType says what a model takes in and gives out."""
@@ -78,6 +82,10 @@ MODEL_TYPE_UNSPECIFIED: ModelType.ValueType  # 0
 """Not set: treated as MODEL_TYPE_TEXT_TO_TEXT."""
 MODEL_TYPE_TEXT_TO_TEXT: ModelType.ValueType  # 1
 """Text (a prompt or chat messages) in, text out."""
+MODEL_TYPE_TEXT_TO_EMBEDDING: ModelType.ValueType  # 2
+"""Text in, one vector per text out (Embed): a model that embeds and does not generate.
+At LoadModel, it loads a llama.cpp model for embeddings, as llama_cpp.embedding does.
+"""
 Global___ModelType: _TypeAlias = ModelType  # noqa: Y015
 
 class _ModelState:
@@ -662,7 +670,10 @@ class LoadModelRequest(_message.Message):
     surrounding spaces. Empty: the model name.
     """
     model_type: Global___ModelType.ValueType
-    """Kind of model. Unspecified means MODEL_TYPE_TEXT_TO_TEXT."""
+    """Kind of model. Unspecified or MODEL_TYPE_TEXT_TO_TEXT: as the backend settings say
+    (llama_cpp.embedding). MODEL_TYPE_TEXT_TO_EMBEDDING: a llama.cpp model is loaded for
+    embeddings (INVALID_ARGUMENT with llama_cpp.embedding false).
+    """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:
         """Backend settings. Absent: all from the server's environment."""

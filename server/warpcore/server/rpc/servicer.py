@@ -30,27 +30,27 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
         loaded = await self._engine.load(translate.load_spec(request))
-        return pb.LoadModelResponse(model=translate.model_message(loaded, self._engine.residency.report(loaded)))
+        return pb.LoadModelResponse(model=translate_models.model_message(loaded, self._engine.residency.report(loaded)))
 
     @unary_errors
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
         unloaded = await self._engine.unload(request.model_id)
         if isinstance(unloaded, LoadSpec):  # a dormant model, forgotten
-            return pb.UnloadModelResponse(model=translate.dormant_model_message(unloaded))
-        return pb.UnloadModelResponse(model=translate.model_message(unloaded))
+            return pb.UnloadModelResponse(model=translate_models.dormant_model_message(unloaded))
+        return pb.UnloadModelResponse(model=translate_models.model_message(unloaded))
 
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         backend = None
         available: Sequence[str] = ()
         if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
-            backend = translate.backend_kind(request.backend)
+            backend = translate_models.backend_kind(request.backend)
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
         residency = self._engine.residency
         return pb.ListModelsResponse(
-            models=[translate.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
-            + [translate.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
-            + [translate.available_model_message(backend, name) for name in available if backend is not None]
+            models=[translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
+            + [translate_models.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
+            + [translate_models.available_model_message(backend, name) for name in available if backend is not None]
         )
 
     @streaming_errors

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from google.protobuf import duration_pb2
@@ -20,24 +21,15 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import Pooling
 from warpcore.server.core.engine import GenerationResult
-from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.core.registry import LoadedModel
-from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.rules import require
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate
-from warpcore.server.rpc.translate_extras import cache_breakpoint, capabilities_message
-from warpcore.server.rpc.translate_models import keep_alive, residency_message
+from warpcore.server.rpc.translate_extras import cache_breakpoint
+from warpcore.server.rpc.translate_models import backend_kind, keep_alive
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
-_BACKENDS = {
-    pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
-    pb.BACKEND_TYPE_ANTHROPIC: BackendKind.ANTHROPIC,
-    pb.BACKEND_TYPE_LLAMA_CPP: BackendKind.LLAMA_CPP,
-}
-_BACKEND_TYPES = {kind: backend_type for backend_type, kind in _BACKENDS.items()}
 _NUMA = {
     pb.NUMA_STRATEGY_DISABLED: NumaStrategy.DISABLED,
     pb.NUMA_STRATEGY_DISTRIBUTE: NumaStrategy.DISTRIBUTE,
@@ -104,13 +96,6 @@ def field_path(domain_field: str) -> str:
     return FIELD_PATHS.get(domain_field) or _TOOL_PARAMETERS.sub(r"\1.parameters_json", domain_field)
 
 
-def backend_kind(value: int, field: str = "backend") -> BackendKind:
-    if value not in _BACKENDS:
-        names = ", ".join(pb.BackendType.Name(backend_type) for backend_type in _BACKENDS)
-        raise InvalidArgumentError(f"{field} must be one of {names}", field=field)
-    return _BACKENDS[value]  # type: ignore[index]
-
-
 def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
     kind = config.WhichOneof("config")
     if kind == "api":
@@ -156,19 +141,31 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
     return None
 
 
+_MODEL_TYPES = (pb.MODEL_TYPE_UNSPECIFIED, pb.MODEL_TYPE_TEXT_TO_TEXT, pb.MODEL_TYPE_TEXT_TO_EMBEDDING)
+
+
 def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
     backend = backend_kind(request.backend)
     require(
-        request.model_type in (pb.MODEL_TYPE_UNSPECIFIED, pb.MODEL_TYPE_TEXT_TO_TEXT),
+        request.model_type in _MODEL_TYPES,
         "model_type",
-        "model_type must be MODEL_TYPE_TEXT_TO_TEXT, the only type served",
+        "model_type must be MODEL_TYPE_TEXT_TO_TEXT or MODEL_TYPE_TEXT_TO_EMBEDDING",
     )
+    settings = backend_settings(request.backend_config)
+    if request.model_type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING and backend is BackendKind.LLAMA_CPP:
+        local = settings if isinstance(settings, LocalSettings) else LocalSettings()
+        require(
+            local.embedding is not False,
+            "model_type",
+            "MODEL_TYPE_TEXT_TO_EMBEDDING loads the model for embeddings: leave llama_cpp.embedding unset or true",
+        )
+        settings = dataclasses.replace(local, embedding=True)
     config = request.model_config
     return LoadSpec(
         model_id=request.model_id or request.model,
         backend=backend,
         name=request.model,
-        settings=backend_settings(request.backend_config),
+        settings=settings,
         context_size=config.context_size if config.HasField("context_size") else None,
         keep_alive=keep_alive(config.keep_alive),
     )
@@ -213,36 +210,6 @@ _VERBOSITY: dict[int, str] = {
 def _verbosity(value: int) -> str | None:
     """The level's name; an unknown value is left for validation to refuse by name."""
     return None if value == pb.VERBOSITY_UNSPECIFIED else _VERBOSITY.get(value, str(value))
-
-
-def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:
-    return pb.Model(
-        id=model.id,
-        backend=_BACKEND_TYPES[model.backend],
-        name=model.name,
-        type=pb.MODEL_TYPE_TEXT_TO_TEXT,
-        state=pb.MODEL_STATE_READY,
-        context_size=model.info.context_size,
-        capabilities=capabilities_message(model.info.capabilities),
-        residency=residency_message(report) if report is not None else None,
-    )
-
-
-def available_model_message(backend: BackendKind, name: str, model_id: str | None = None) -> pb.Model:
-    return pb.Model(
-        id=model_id or name,
-        backend=_BACKEND_TYPES[backend],
-        name=name,
-        type=pb.MODEL_TYPE_TEXT_TO_TEXT,
-        state=pb.MODEL_STATE_AVAILABLE,
-    )
-
-
-def dormant_model_message(spec: LoadSpec) -> pb.Model:
-    """A model known but not loaded (unloaded while idle, or declared), with the context size it was loaded with."""
-    model = available_model_message(spec.backend, spec.name, spec.model_id)
-    model.context_size = spec.context_size or 0
-    return model
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -1,4 +1,5 @@
-"""Protobuf <-> domain values of model residency: keep_alive, and what ListModels reports of a loaded model."""
+"""Protobuf <-> domain values of models: the backend, keep_alive, and what LoadModel, UnloadModel and ListModels
+report of a model (its type, state, capabilities and residency)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import math
 from google.protobuf import timestamp_pb2
 
 from warpcore.server.core.bounds import MAX_KEEP_ALIVE_SECONDS
+from warpcore.server.core.capabilities import Capabilities
+from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
+from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import PulledFile, PullProgress
+from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyReport
 from warpcore.server.core.rules import require
+from warpcore.server.rpc.translate_extras import capabilities_message
+from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
 
 
@@ -60,3 +67,55 @@ def pull_frame(frame: PullProgress | PulledFile) -> models_pb2.PullModelResponse
             model=frame.model, size_bytes=frame.size, sha256=frame.sha256 or "", already_present=frame.already_present
         )
     )
+
+
+_BACKENDS = {
+    pb.BACKEND_TYPE_OPENAI: BackendKind.OPENAI,
+    pb.BACKEND_TYPE_ANTHROPIC: BackendKind.ANTHROPIC,
+    pb.BACKEND_TYPE_LLAMA_CPP: BackendKind.LLAMA_CPP,
+}
+_BACKEND_TYPES = {kind: backend_type for backend_type, kind in _BACKENDS.items()}
+
+
+def backend_kind(value: int, field: str = "backend") -> BackendKind:
+    if value not in _BACKENDS:
+        names = ", ".join(pb.BackendType.Name(backend_type) for backend_type in _BACKENDS)
+        raise InvalidArgumentError(f"{field} must be one of {names}", field=field)
+    return _BACKENDS[value]  # type: ignore[index]
+
+
+def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:
+    return pb.Model(
+        id=model.id,
+        backend=_BACKEND_TYPES[model.backend],
+        name=model.name,
+        type=_model_type(model.info.capabilities),
+        state=pb.MODEL_STATE_READY,
+        context_size=model.info.context_size,
+        capabilities=capabilities_message(model.info.capabilities),
+        residency=residency_message(report) if report is not None else None,
+    )
+
+
+def _model_type(capabilities: Capabilities) -> pb.ModelType.ValueType:
+    embeds_only = capabilities.embed and not capabilities.generate
+    return pb.MODEL_TYPE_TEXT_TO_EMBEDDING if embeds_only else pb.MODEL_TYPE_TEXT_TO_TEXT
+
+
+def available_model_message(backend: BackendKind, name: str, model_id: str | None = None) -> pb.Model:
+    return pb.Model(
+        id=model_id or name,
+        backend=_BACKEND_TYPES[backend],
+        name=name,
+        type=pb.MODEL_TYPE_TEXT_TO_TEXT,
+        state=pb.MODEL_STATE_AVAILABLE,
+    )
+
+
+def dormant_model_message(spec: LoadSpec) -> pb.Model:
+    """A model known but not loaded (unloaded while idle, or declared), with the context size it was loaded with."""
+    model = available_model_message(spec.backend, spec.name, spec.model_id)
+    model.context_size = spec.context_size or 0
+    if isinstance(spec.settings, LocalSettings) and spec.settings.embedding:
+        model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    return model
