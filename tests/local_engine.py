@@ -80,5 +80,8 @@ def json_params(schema: Mapping[str, Any] | None, *, prompt: str = "the world", 
     kind = ResponseFormatKind.JSON_OBJECT if schema is None else ResponseFormatKind.JSON_SCHEMA
     options.setdefault("max_tokens", 400)
     return GenerationParams(
-        prompt=prompt, messages=(), response_format=ResponseFormat(kind, schema, name="answer"), **options
+        prompt=prompt,
+        messages=(),
+        response_format=ResponseFormat(kind, schema, name="answer" if schema is not None else ""),
+        **options,
     )

@@ -62,16 +62,13 @@ def test_an_access_line_carries_the_requests_fields(
     assert "a library's warning still shows" in lines[1]
 
 
-async def test_each_grpc_calls_line_names_its_model(stub: Stub, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="warpcore.access")
+async def test_each_grpc_calls_line_names_its_model(stub: Stub, access_lines: AccessLines) -> None:
     await load_tiny(stub)
     await collect(stub.Generate(greedy("the world", 2)))
     await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2)))
     with pytest.raises(grpc.aio.AioRpcError):
         await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2, model_id="absent")))
-    fields = [record.__dict__ for record in caplog.records if hasattr(record, "method")]
-    lines = [(field["method"], field["model"], field["code"]) for field in fields]
-    assert lines[-4:] == [
+    assert [await access_lines.next() for _ in range(4)] == [
         ("LoadModel", "tiny", "OK"),
         ("Generate", "tiny", "OK"),
         ("CountTokens", "tiny", "OK"),
@@ -80,35 +77,41 @@ async def test_each_grpc_calls_line_names_its_model(stub: Stub, caplog: pytest.L
 
 
 class AccessLines(logging.Handler):
-    """The access log's Generate lines as they are written (on the event loop, as the server writes them)."""
+    """The access log's lines as the server writes them (on the event loop; a line may follow its call's answer)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.codes: asyncio.Queue[str] = asyncio.Queue()
+        self.lines: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.__dict__.get("method") == "Generate":
-            self.codes.put_nowait(record.__dict__["code"])
+        if hasattr(record, "method"):
+            fields = record.__dict__
+            self.lines.put_nowait((fields["method"], fields["model"], fields["code"]))
+
+    async def next(self) -> tuple[str, str, str]:
+        return await asyncio.wait_for(self.lines.get(), 10)
 
 
-async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(
-    stub: Stub, caplog: pytest.LogCaptureFixture
-) -> None:
-    """grpc cancels the handler both when the deadline passes and when the client goes: the log tells them apart."""
+@pytest.fixture
+def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
     caplog.set_level("INFO", logger="warpcore.access")
-    await load_tiny(stub)
     lines = AccessLines()
     logging.getLogger("warpcore.access").addHandler(lines)
-    try:
-        late = stub.Generate(greedy("the world", 2000), timeout=0.2)
-        with pytest.raises(grpc.aio.AioRpcError) as failure:
-            async for _ in late:
-                pass
-        assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert await asyncio.wait_for(lines.codes.get(), 10) == "DEADLINE_EXCEEDED"
-        gone = stub.Generate(greedy("the world", 2000))
-        await anext(aiter(gone))
-        gone.cancel()
-        assert await asyncio.wait_for(lines.codes.get(), 10) == "CANCELLED"
-    finally:
-        logging.getLogger("warpcore.access").removeHandler(lines)
+    yield lines
+    logging.getLogger("warpcore.access").removeHandler(lines)
+
+
+async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(stub: Stub, access_lines: AccessLines) -> None:
+    """grpc cancels the handler both when the deadline passes and when the client goes: the log tells them apart."""
+    await load_tiny(stub)
+    assert await access_lines.next() == ("LoadModel", "tiny", "OK")
+    late = stub.Generate(greedy("the world", 2000), timeout=0.2)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        async for _ in late:
+            pass
+    assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await access_lines.next() == ("Generate", "tiny", "DEADLINE_EXCEEDED")
+    gone = stub.Generate(greedy("the world", 2000))
+    await anext(aiter(gone))
+    gone.cancel()
+    assert await access_lines.next() == ("Generate", "tiny", "CANCELLED")

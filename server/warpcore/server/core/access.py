@@ -33,7 +33,10 @@ def recording_usage() -> Iterator[dict[str, int]]:
     try:
         yield usage
     finally:
-        _usage.reset(token)
+        # A stream abandoned mid-way (its deadline passed) is closed by the event loop's finalizer, in a context of
+        # its own: there is nothing to restore there, and failing would hide how the call ended.
+        with contextlib.suppress(ValueError):
+            _usage.reset(token)
 
 
 def log_request(

@@ -31,7 +31,6 @@ from warpcore.server.http.fields import (
     Json,
     at,
     boolean,
-    check_members,
     conversation,
     integer,
     json_object_text,
@@ -43,6 +42,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.members import ANTHROPIC_MESSAGES
 from warpcore.server.http.parts import Content, anthropic_document, anthropic_image, numbered
 
 FIELD_NAMES = {
@@ -60,17 +60,6 @@ _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _NO_TEXT = ("", NONE, NONE)
-# Fields that change what the model can do or see, or where it may run, which no backend here honours: refused rather
-# than silently ignored. Fields that change no answer (metadata, service_tier, speed) are ignored.
-_REFUSED = ("container", "mcp_servers", "context_management", "inference_geo")
-# The fields read below (`output_format` is the structured-outputs beta's name of `output_config.format`), and those
-# that change no answer; any other is refused, as Anthropic's API refuses it.
-_HONOURED = (
-    *("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k"),
-    *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
-)
-_IGNORED = ("metadata", "service_tier", "speed", "diagnostics")
-_KNOWN = frozenset((*_HONOURED, *_IGNORED, *_REFUSED))
 
 
 @dataclass(frozen=True)
@@ -86,10 +75,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
     `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
     below it)."""
-    check_members(body, _KNOWN)
-    for name in _REFUSED:
-        if body.get(name) is not None:
-            raise unsupported(name, name)
+    ANTHROPIC_MESSAGES.check(body)
     stops = body.get("stop_sequences")
     stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):

@@ -40,18 +40,6 @@ def _read(body: Json, key: str, path: str, kinds: tuple[type, ...], name: str, r
     return value
 
 
-def check_members(body: Json, known: frozenset[str]) -> None:
-    """Refuse a member the dialect's request does not define, as both vendors' APIs do: a misspelt or unknown field
-    would otherwise change nothing, silently."""
-    for name in body:
-        if name not in known:
-            raise InvalidArgumentError(
-                f"{name}: not a field of this request (misspelt, or one this server does not know)",
-                field=name,
-                reason="UNKNOWN_FIELD",
-            )
-
-
 def text(body: Json, key: str, path: str = "", *, required: bool = False) -> str | None:
     value: str | None = _read(body, key, path, (str,), "a string", required)
     return value

@@ -11,7 +11,8 @@ from typing import Any
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
-from warpcore.server.http.fields import Json, check_members, integer, refuse, text
+from warpcore.server.http.fields import Json, integer, refuse, text
+from warpcore.server.http.members import OPENAI_EMBEDDINGS
 
 _ENCODINGS = ("float", "base64")
 _INPUTS = "inputs"
@@ -25,12 +26,9 @@ class EmbeddingsRequest:
     encoding: str
 
 
-_KNOWN = frozenset(("model", "input", "dimensions", "encoding_format", "user"))
-
-
 def embeddings_request(body: Json) -> EmbeddingsRequest:
     """`user` is accepted and ignored, as the door ignores it in chat; an unknown field is refused."""
-    check_members(body, _KNOWN)
+    OPENAI_EMBEDDINGS.check(body)
     encoding = text(body, "encoding_format") or "float"
     if encoding not in _ENCODINGS:
         raise refuse("encoding_format", f"unknown encoding {encoding!r}; expected float or base64")

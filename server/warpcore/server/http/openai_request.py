@@ -34,7 +34,6 @@ from warpcore.server.http.fields import (
     array,
     at,
     boolean,
-    check_members,
     conversation,
     integer,
     json_object_text,
@@ -46,6 +45,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.members import OPENAI_CHAT
 from warpcore.server.http.parts import Content, numbered, openai_file, openai_image
 
 FIELD_NAMES = {
@@ -63,22 +63,6 @@ _ROLES = {
     "assistant": Role.ASSISTANT,
     "tool": Role.TOOL,
 }
-# Fields whose only honoured value is their default; any other is refused rather than silently ignored.
-_DEFAULTS: dict[str, object] = {"n": 1}
-_REFUSED = ("audio", "prediction", "functions", "function_call", "web_search_options", "moderation")
-# The fields read below (`top_k` is the extension that llama.cpp's and vLLM's servers take too), and those that change
-# no answer; any other is refused, as OpenAI's API refuses it.
-_HONOURED = (
-    *("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed"),
-    *("presence_penalty", "frequency_penalty", "logit_bias", "tools", "tool_choice", "parallel_tool_calls"),
-    *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
-    "modalities",
-)
-_IGNORED = (
-    *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
-    *("prompt_cache_retention", "prompt_cache_options"),
-)
-_KNOWN = frozenset((*_HONOURED, *_IGNORED, *_DEFAULTS, *_REFUSED))
 _TOKEN_ID = re.compile("[0-9]{1,10}")
 """A logit_bias key: a token id of at most the 10 digits of the gRPC field's uint32, never too long to read."""
 
@@ -94,13 +78,7 @@ class ChatRequest:
 
 
 def chat_request(body: Json) -> ChatRequest:
-    check_members(body, _KNOWN)
-    for name, default in _DEFAULTS.items():
-        if body.get(name) not in (None, default):
-            raise unsupported(name, f"{name}={body[name]!r}")
-    for name in _REFUSED:
-        if body.get(name) is not None:
-            raise unsupported(name, name)
+    OPENAI_CHAT.check(body)
     modalities = array(body, "modalities")
     if modalities not in (None, ["text"]):
         raise unsupported("modalities", "output other than text")

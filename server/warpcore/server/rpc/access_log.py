@@ -37,8 +37,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
     def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
         if error is None:
             return "OK"
-        if isinstance(error, asyncio.CancelledError):
-            # grpc cancels the handler both when the client goes and when the call's deadline passes.
+        if isinstance(error, asyncio.CancelledError | GeneratorExit):
+            # grpc cancels the handler both when the client goes and when the call's deadline passes; a stream's
+            # generator cancelled between two responses is closed instead.
             remaining = context.time_remaining()
             return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         status = context.code()

@@ -1,0 +1,64 @@
+"""Which top-level members each request of the door takes: those read, those that change no answer (ignored), those
+honoured only at their default, and those no backend here honours (refused, naming them); any other is refused as
+unknown, as both vendors' APIs refuse a misspelt or unknown field rather than answer without it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.http.fields import Json, unsupported
+
+
+@dataclass(frozen=True)
+class Members:
+    read: tuple[str, ...]
+    ignored: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    """They change what the model can do or see, or where it runs."""
+    defaults: Mapping[str, object] = field(default_factory=dict)
+    """Honoured at this value only."""
+
+    def check(self, body: Json) -> None:
+        known = {*self.read, *self.ignored, *self.refused, *self.defaults}
+        for name in body:
+            if name not in known:
+                raise InvalidArgumentError(
+                    f"{name}: not a field of this request (misspelt, or one this server does not know)",
+                    field=name,
+                    reason="UNKNOWN_FIELD",
+                )
+        for name, default in self.defaults.items():
+            if body.get(name) not in (None, default):
+                raise unsupported(name, f"{name}={body[name]!r}")
+        for name in self.refused:
+            if body.get(name) is not None:
+                raise unsupported(name, name)
+
+
+OPENAI_CHAT = Members(
+    # `top_k` is the extension llama.cpp's and vLLM's servers take too.
+    read=(
+        *("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed"),
+        *("presence_penalty", "frequency_penalty", "logit_bias", "tools", "tool_choice", "parallel_tool_calls"),
+        *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
+        "modalities",
+    ),
+    ignored=(
+        *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
+        *("prompt_cache_retention", "prompt_cache_options"),
+    ),
+    refused=("audio", "prediction", "functions", "function_call", "web_search_options", "moderation"),
+    defaults={"n": 1},
+)
+OPENAI_EMBEDDINGS = Members(read=("model", "input", "dimensions", "encoding_format"), ignored=("user",))
+ANTHROPIC_MESSAGES = Members(
+    # `output_format` is the structured-outputs beta's name of `output_config.format`.
+    read=(
+        *("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k"),
+        *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
+    ),
+    ignored=("metadata", "service_tier", "speed", "diagnostics"),
+    refused=("container", "mcp_servers", "context_management", "inference_geo"),
+)
