@@ -4,6 +4,7 @@ unknown, as both vendors' APIs refuse a misspelt or unknown field rather than an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -20,8 +21,12 @@ class Members:
     defaults: Mapping[str, object] = field(default_factory=dict)
     """Honoured at this value only."""
 
+    @functools.cached_property
+    def known(self) -> frozenset[str]:
+        return frozenset((*self.read, *self.ignored, *self.refused, *self.defaults))
+
     def check(self, body: Json) -> None:
-        known = {*self.read, *self.ignored, *self.refused, *self.defaults}
+        known = self.known
         for name in body:
             if name not in known:
                 raise InvalidArgumentError(
