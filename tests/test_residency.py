@@ -19,7 +19,7 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, rich_details, serving
 from warpcore.server.core.domain import Admission, BackendKind, LoadSpec
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.preload import ConfigError, read_preload
@@ -226,6 +226,16 @@ async def test_a_lazy_model_is_listed_and_concurrent_first_calls_share_one_load(
         assert {text for text, _ in answers} == {answers[0][0]}
         assert events.loads("lazy") == 1
         assert (await listed(stub))["lazy"].state == pb.MODEL_STATE_READY
+
+
+async def test_a_lazy_model_that_cannot_load_is_refused_naming_the_callers_field(server: WarpcoreServer) -> None:
+    server.engine.declare(LoadSpec("gone", BackendKind.LLAMA_CPP, "nowhere/gone.gguf", None, None, lazy=True))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        _, error = await failed_stream(stub.Generate(greedy("the", 4, model_id="gone")))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert rich_details(error)[1] == ["model_id"]  # GenerateRequest's field, not LoadModelRequest's
+    assert "model 'gone' could not be loaded for this call" in (error.details() or "")
 
 
 async def test_keep_alive_is_checked_at_load(server_env: Mapping[str, str]) -> None:

@@ -161,7 +161,12 @@ class Residency:
                 self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
             else:
                 _log.info("loading model %s for a Generate that names it", model_id)
-                await self.load(dormant.spec)
+                try:
+                    await self.load(dormant.spec)
+                except WarpcoreError as error:  # the operator's model: the caller named it by model_id only
+                    error.message = f"model {model_id!r} could not be loaded for this call: {error.message}"
+                    error.field = "model_id" if error.field is not None else None
+                    raise
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
