@@ -186,3 +186,32 @@ async def test_system_blocks_are_joined_by_blank_lines_as_system_turns_are(
             await client.messages.create(model=model, system=blocks, messages=ANTHROPIC_MESSAGES, max_tokens=5)
     assert last_body(anthropic_upstream)["system"] == "sys A\n\nsys B"
     assert last_body(openai_upstream)["messages"][0] == {"role": "system", "content": "sys A\n\nsys B"}
+
+
+async def test_billing_fields_and_nulls_are_accepted_and_features_not_served_are_refused_as_such(both: Doors) -> None:
+    async with async_anthropic_client(both) as client:
+        await client.messages.create(
+            model="claude",
+            messages=ANTHROPIC_MESSAGES,
+            max_tokens=5,
+            extra_body={"billing_policy": {"type": "billing_policy", "bill_to": "self"}, "fallbacks": None},
+        )
+        await client.messages.count_tokens(model="claude", messages=ANTHROPIC_MESSAGES, extra_body={"compaction": {}})
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(
+                model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"compaction": {"enabled": True}}
+            )
+    assert message_of(refused.value) == "compaction: compaction is not supported"
+    async with async_openai_client(both) as openai_client:
+        await openai_client.chat.completions.create(
+            model="gpt", messages=OPENAI_MESSAGES, max_tokens=5, prediction={"type": "content", "content": "Hello"}
+        )
+        with pytest.raises(openai.BadRequestError) as allowed:
+            await openai_client.chat.completions.create(
+                model="gpt",
+                messages=OPENAI_MESSAGES,
+                max_tokens=5,
+                tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+            )
+    assert allowed.value.param == "tool_choice.type"

@@ -4,6 +4,7 @@ rendered through the template; what a model cannot do refused naming the field."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -254,7 +255,7 @@ async def test_gemma_calls_the_tool_a_question_needs(tmp_path: Path) -> None:
         assert call.name == "get_weather"
 
 
-async def test_reasoning_options_are_refused(engine: Engine) -> None:
+async def test_reasoning_options_are_refused_but_effort_none(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
     params = GenerationParams(
         prompt="the world", messages=(), max_tokens=8, reasoning=ReasoningOptions(effort=ReasoningEffort.LOW)
@@ -262,6 +263,10 @@ async def test_reasoning_options_are_refused(engine: Engine) -> None:
     with pytest.raises(InvalidArgumentError) as refused:
         await run(engine, model, params)
     assert refused.value.field == "reasoning"
+    # No reasoning asked for: what a model without reasoning does, and the same text as without the option.
+    plain = await run(engine, model, dataclasses.replace(params, reasoning=None, temperature=0.0))
+    none = ReasoningOptions(effort=ReasoningEffort.NONE)
+    assert (await run(engine, model, dataclasses.replace(params, reasoning=none, temperature=0.0))).text == plain.text
 
 
 async def test_verbosity_is_refused(engine: Engine) -> None:

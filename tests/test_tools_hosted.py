@@ -342,11 +342,16 @@ async def test_adaptive_thinking_reaches_anthropic_and_openai_takes_it_as_it_is(
         assert body["thinking"] == {"type": "adaptive"}
 
 
-async def test_openai_takes_no_reasoning_at_all(stub: Stub, openai_upstream: FakeOpenAI) -> None:
-    await load(stub, openai_upstream)
+async def test_effort_none_is_no_reasoning_on_each_provider(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
     options = pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE))
     await stream(stub.Generate(chat(user("Answer."), tools=(), options=options)))
-    assert posts(openai_upstream)[-1]["reasoning_effort"] == "none"
+    body = posts(upstream)[-1]
+    if isinstance(upstream, FakeOpenAI):
+        assert body["reasoning_effort"] == "none"
+    else:  # Claude thinks only when thinking is on: none is sending nothing
+        assert "thinking" not in body
+        assert "output_config" not in body
 
 
 @pytest.mark.parametrize(
@@ -359,7 +364,10 @@ async def test_openai_takes_no_reasoning_at_all(stub: Stub, openai_upstream: Fak
             tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_MINIMAL),
             "options.reasoning.effort",
         ),
-        ("anthropic", tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE), "options.reasoning.effort"),
+        *(
+            (provider, tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_NONE, budget_tokens=2048), field)
+            for provider, field in (("openai", "options.reasoning.effort"), ("anthropic", "options.reasoning.effort"))
+        ),
         *(
             (provider, tools_pb2.ReasoningOptions(adaptive=True, budget_tokens=2048), "options.reasoning.adaptive")
             for provider in ("openai", "anthropic")

@@ -106,7 +106,10 @@ class _ReasoningEffortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reaso
     REASONING_EFFORT_HIGH: _ReasoningEffort.ValueType  # 4
     """Much reasoning."""
     REASONING_EFFORT_NONE: _ReasoningEffort.ValueType  # 5
-    """No reasoning: the model answers at once (OpenAI's none). Not supported by Anthropic."""
+    """No reasoning: the model answers at once (OpenAI's none). Anthropic and local models,
+    which reason only when asked, get nothing more; with budget_tokens or adaptive it is
+    INVALID_ARGUMENT.
+    """
     REASONING_EFFORT_XHIGH: _ReasoningEffort.ValueType  # 6
     """More than high (OpenAI's and Anthropic's xhigh, for the models that take it)."""
     REASONING_EFFORT_MAX: _ReasoningEffort.ValueType  # 7
@@ -126,7 +129,10 @@ REASONING_EFFORT_MEDIUM: ReasoningEffort.ValueType  # 3
 REASONING_EFFORT_HIGH: ReasoningEffort.ValueType  # 4
 """Much reasoning."""
 REASONING_EFFORT_NONE: ReasoningEffort.ValueType  # 5
-"""No reasoning: the model answers at once (OpenAI's none). Not supported by Anthropic."""
+"""No reasoning: the model answers at once (OpenAI's none). Anthropic and local models,
+which reason only when asked, get nothing more; with budget_tokens or adaptive it is
+INVALID_ARGUMENT.
+"""
 REASONING_EFFORT_XHIGH: ReasoningEffort.ValueType  # 6
 """More than high (OpenAI's and Anthropic's xhigh, for the models that take it)."""
 REASONING_EFFORT_MAX: ReasoningEffort.ValueType  # 7

@@ -14,6 +14,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.json_schema import parse_json
 from warpcore.server.core.rules import require
 from warpcore.server.core.tooling import (
+    ReasoningEffort,
     ResponseFormatKind,
     ToolChoiceMode,
 )
@@ -115,6 +116,9 @@ def check_output(params: GenerationParams) -> None:
             require(response_format.schema is None, "response_format.schema", "a schema goes with json_schema only")
             require(not response_format.name, "response_format.name", "a name goes with json_schema only")
     reasoning = params.reasoning
+    if reasoning is not None and reasoning.effort is ReasoningEffort.NONE:
+        no_thinking = reasoning.budget_tokens is None and not reasoning.adaptive
+        require(no_thinking, "reasoning.effort", "effort none asks for no reasoning: give no budget, nor adaptive")
     if reasoning is not None and reasoning.budget_tokens is not None:
         require(not reasoning.adaptive, "reasoning.adaptive", "adaptive thinking takes no budget_tokens; give one")
         require(

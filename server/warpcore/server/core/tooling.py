@@ -85,3 +85,8 @@ class ReasoningOptions:
     budget_tokens: int | None = None
     adaptive: bool = False
     """The model decides how much to think (Anthropic's adaptive thinking); never with a budget."""
+
+    @property
+    def off(self) -> bool:
+        """No reasoning asked for (effort NONE alone): what a model without reasoning does anyway."""
+        return self.effort is ReasoningEffort.NONE and self.budget_tokens is None and not self.adaptive

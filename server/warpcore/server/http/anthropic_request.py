@@ -42,7 +42,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
-from warpcore.server.http.members import ANTHROPIC_MESSAGES
+from warpcore.server.http.members import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from warpcore.server.http.parts import Content, anthropic_document, anthropic_image, numbered
 
 FIELD_NAMES = {
@@ -75,7 +75,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
     `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
     below it)."""
-    ANTHROPIC_MESSAGES.check(body)
+    (ANTHROPIC_MESSAGES if counted_max_tokens is None else ANTHROPIC_COUNT_TOKENS).check(body)
     stops = body.get("stop_sequences")
     stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array
     if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):

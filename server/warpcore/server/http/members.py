@@ -4,6 +4,7 @@ unknown, as both vendors' APIs refuse a misspelt or unknown field rather than an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ class Members:
 
     def check(self, body: Json) -> None:
         known = self.known
-        for name in body:
-            if name not in known:
+        for name, value in body.items():
+            if name not in known and value is not None:  # null is unset, as the vendors' APIs read it
                 raise InvalidArgumentError(
                     f"{name}: not a field of this request (misspelt, or one this server does not know)",
                     field=name,
@@ -52,9 +53,10 @@ OPENAI_CHAT = Members(
     ),
     ignored=(
         *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
-        *("prompt_cache_retention", "prompt_cache_options"),
+        *("prompt_cache_retention", "prompt_cache_options", "prediction"),
     ),
-    refused=("audio", "prediction", "functions", "function_call", "web_search_options", "moderation"),
+    # `prediction` (Predicted Outputs) makes an answer come sooner, never another answer.
+    refused=("audio", "functions", "function_call", "web_search_options", "moderation"),
     defaults={"n": 1},
 )
 OPENAI_EMBEDDINGS = Members(read=("model", "input", "dimensions", "encoding_format"), ignored=("user",))
@@ -64,6 +66,16 @@ ANTHROPIC_MESSAGES = Members(
         *("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k"),
         *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
     ),
-    ignored=("metadata", "service_tier", "speed", "diagnostics"),
-    refused=("container", "mcp_servers", "context_management", "inference_geo"),
+    # Who pays (`billing_policy`, `fallback_credit_token`) changes no answer.
+    ignored=("metadata", "service_tier", "speed", "diagnostics", "billing_policy", "fallback_credit_token"),
+    refused=(
+        *("container", "mcp_servers", "context_management", "inference_geo"),
+        *("compaction", "thread", "fallbacks"),
+    ),
+)
+ANTHROPIC_COUNT_TOKENS = dataclasses.replace(
+    ANTHROPIC_MESSAGES,
+    # Its API takes compaction and ignores it there: nothing is generated to compact.
+    ignored=(*ANTHROPIC_MESSAGES.ignored, "compaction"),
+    refused=tuple(name for name in ANTHROPIC_MESSAGES.refused if name != "compaction"),
 )

@@ -239,6 +239,10 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
         return ToolChoice(modes[choice])
     if not isinstance(choice, dict):
         raise refuse("tool_choice", "must be a string or an object")
+    if choice.get("type", "function") != "function":
+        raise unsupported(
+            "tool_choice.type", f"tool_choice of type {choice.get('type')!r} (auto, none, required or a function are)"
+        )
     function = mapping(choice, "function", "tool_choice", required=True) or {}
     name = text(function, "name", "tool_choice.function", required=True) or ""
     if name not in {tool.name for tool in tools}:

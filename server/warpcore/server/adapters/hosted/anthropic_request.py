@@ -23,6 +23,7 @@ from warpcore.server.core.tooling import (
 MIN_THINKING_BUDGET = 1024  # the API's smallest budget_tokens
 MAX_TEMPERATURE = 1.0
 _EFFORTS = tuple(effort for effort in ReasoningEffort if effort not in (ReasoningEffort.NONE, ReasoningEffort.MINIMAL))
+"""The efforts the API takes; none is honoured by sending none, minimal is refused."""
 _TOOL_CHOICES = {ToolChoiceMode.AUTO: "auto", ToolChoiceMode.REQUIRED: "any", ToolChoiceMode.NAMED: "tool"}
 
 
@@ -73,7 +74,8 @@ def _thinking(params: GenerationParams) -> dict[str, Any] | None:
 
 def _output_config(params: GenerationParams) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    effort = params.reasoning.effort if params.reasoning else None
+    # Effort none is no reasoning: Claude does not think unless thinking is on, so nothing is sent.
+    effort = params.reasoning.effort if params.reasoning and not params.reasoning.off else None
     if effort is not None:
         if effort not in _EFFORTS:
             names = ", ".join(known.value for known in _EFFORTS)

@@ -36,13 +36,13 @@ def shapes_output(params: GenerationParams) -> bool:
     """Whether the request asks for more than free text: only then is constraint_for worth a thread hop."""
     response_format = params.response_format
     json_output = response_format is not None and response_format.kind is not ResponseFormatKind.TEXT
-    return json_output or uses_tools(params) or params.reasoning is not None
+    return json_output or uses_tools(params) or _reasons(params)
 
 
 def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> Constraint | None:
     """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
     bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""
-    if params.reasoning is not None:
+    if _reasons(params):
         raise InvalidArgumentError(
             "reasoning options are not supported by local models: their chat templates have no thinking format",
             field="reasoning",
@@ -91,3 +91,8 @@ def _tools_constraint(params: GenerationParams, *, template_calls_tools: bool) -
     several = params.parallel_tool_calls and choice.mode is not ToolChoiceMode.NAMED
     grammar = tool_calls_grammar(schemas, several=several, field="tools")
     return Constraint(grammar, "tools", lazy=choice.mode is ToolChoiceMode.AUTO, tool_calls=True)
+
+
+def _reasons(params: GenerationParams) -> bool:
+    """Reasoning is asked for; effort none alone is honoured as it is, a local model not reasoning."""
+    return params.reasoning is not None and not params.reasoning.off
