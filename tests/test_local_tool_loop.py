@@ -106,9 +106,18 @@ async def test_a_tool_loop_on_a_template_without_tool_turns_goes_as_text(tmp_pat
         ask.messages.extend(turns)
         counted = await stub.CountTokens(pb.CountTokensRequest(request=ask, include_tokens=True))
         prompt = b"".join(token.piece for token in counted.count.tokens).decode()
-        written = f'<tool_call>\n{{"name": "get_weather", "arguments": {call.arguments}}}\n</tool_call>'
+        arguments = json.dumps(json.loads(call.arguments))  # one form whatever the spacing: the doors re-encode them
+        written = f'<tool_call>\n{{"name": "get_weather", "arguments": {arguments}}}\n</tool_call>'
         assert f"<assistant>{written}\n" in prompt
         assert '<user><tool_response>\n{"celsius": 21}\n</tool_response>\n\nAnd in Rome?\n<assistant>' in prompt
         again = await stream(stub.Generate(ask))
         assert again.result is not None
         assert again.result.usage.prompt_tokens == counted.count.prompt_tokens
+        # Spaced otherwise, the same call makes the same prompt; a failed result reads as OpenAI's convention has it.
+        ask.messages[1].tool_calls[0].arguments = json.dumps(json.loads(call.arguments), indent=4)
+        ask.messages[2].is_error = True
+        ask.messages[2].content = "no such city"
+        respaced = await stub.CountTokens(pb.CountTokensRequest(request=ask, include_tokens=True))
+        prompt = b"".join(token.piece for token in respaced.count.tokens).decode()
+        assert f"<assistant>{written}\n" in prompt
+        assert "<tool_response>\nError: no such city\n</tool_response>" in prompt

@@ -55,7 +55,8 @@ class ModelCapabilities(_message.Message):
     named tool choice are enforced by grammar on any model; auto needs a chat template
     that declares a tool-call format, and is INVALID_ARGUMENT (field tool_choice)
     without one. A template without turns for tool calls and results gets them as text:
-    a call as the model wrote it, a result as a user turn of <tool_response> lines.
+    a call in the <tool_call> lines the model writes, a result as a user turn of
+    <tool_response> lines.
     """
     documents: _builtins.bool
     """Document parts (PDF) in chat messages."""

@@ -190,7 +190,7 @@ def _chat_messages(
     for index, message in enumerate(messages):
         if message.role is Role.SYSTEM:
             continue
-        turn = _turn(message, index, marker=marker) if tool_turns else _as_text(message, marker)
+        turn = _turn(message, index, marker=marker) if tool_turns else _as_text(message, index, marker)
         after_result = Role.TOOL in (message.role, messages[index - 1].role)
         if turns and turn["role"] == turns[-1]["role"] == "user" and after_result:
             # Results (and the user's words after them) are one user turn, as templates that insist that roles
@@ -205,14 +205,18 @@ def _chat_messages(
     return turns
 
 
-def _as_text(message: ChatMessage, marker: str) -> dict[str, Any]:
+def _as_text(message: ChatMessage, index: int, marker: str) -> dict[str, Any]:
     """A turn for a template with no format for tool calls and results: an assistant's calls as the text the tool
     grammar makes the model write, a result as a user turn in Hermes' <tool_response> lines."""
     text = _text(message, marker)
     if message.role is Role.TOOL:
-        result = f"error: {text}" if message.is_error else text
-        return {"role": "user", "content": f"{RESPONSE_OPENING}\n{result}\n{RESPONSE_CLOSING}"}
-    calls = [call_text(call.name, call.arguments or "{}") for call in message.tool_calls]
+        return {"role": "user", "content": f"{RESPONSE_OPENING}\n{_result_text(message, text)}\n{RESPONSE_CLOSING}"}
+    # Arguments in one canonical form, whatever their spacing: the doors hand them over re-encoded (Anthropic's input
+    # is an object), and the same conversation must make the same prompt through each.
+    calls = []
+    for number, call in enumerate(message.tool_calls):
+        arguments = _arguments(call.arguments, f"messages[{index}].tool_calls[{number}].arguments")
+        calls.append(call_text(call.name, json.dumps(arguments, ensure_ascii=False)))
     return {"role": message.role.value, "content": "\n".join(part for part in (text, *calls) if part)}
 
 
@@ -220,8 +224,7 @@ def _turn(message: ChatMessage, index: int, *, marker: str) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": message.role.value, "content": _text(message, marker)}
     if message.role is Role.TOOL:
         turn["tool_call_id"] = message.tool_call_id
-        if message.is_error:
-            turn["content"] = f"error: {turn['content']}"
+        turn["content"] = _result_text(message, turn["content"])
     if message.tool_calls:
         turn["tool_calls"] = [
             {
@@ -235,6 +238,12 @@ def _turn(message: ChatMessage, index: int, *, marker: str) -> dict[str, Any]:
             for number, call in enumerate(message.tool_calls)
         ]
     return turn
+
+
+def _result_text(message: ChatMessage, text: str) -> str:
+    """A tool result's text; a failed one's begins "Error: ", as OpenAI's convention writes it (which the OpenAI door
+    passes as it is), so that a failure reads alike however the caller flagged it."""
+    return f"Error: {text}" if message.is_error else text
 
 
 def _arguments(text: str, field: str) -> Any:
