@@ -580,3 +580,16 @@ def test_request_id_is_a_bounded_printable_token() -> None:
     assert scrub_request_id(f"{key[:4]}\x7f{key[4:12]}", key) == "[redacted]"
     assert scrub_request_id("r" * 10_000, key) == "r" * MAX_REQUEST_ID
     assert scrub_request_id("\t\u00e9\u200b", key) == scrub_request_id(None, key) == ""
+
+
+async def test_anthropic_betas_go_in_the_header_to_anthropic_only(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    betas = ["interleaved-thinking-2025-05-14", "output-128k-2025-02-19"]
+    await collect(stub.Generate(prompt(anthropic_betas=betas)))
+    sent = upstream.requests[-1].headers.get("anthropic-beta")
+    assert sent == (None if isinstance(upstream, FakeOpenAI) else ",".join(betas))
+    requests = len(upstream.requests)
+    for bad in (["Bad Name"], ["a,b"], [""], [f"b{n}" for n in range(17)]):
+        _, error = await failed_stream(stub.Generate(prompt(anthropic_betas=bad)))
+        assert (error.code(), rich_details(error)[1]) == (Code.INVALID_ARGUMENT, ["options.anthropic_betas"])
+    assert len(upstream.requests) == requests

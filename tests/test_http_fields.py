@@ -215,3 +215,25 @@ async def test_billing_fields_and_nulls_are_accepted_and_features_not_served_are
                 tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
             )
     assert allowed.value.param == "tool_choice.type"
+
+
+async def test_anthropic_betas_reach_a_claude_model_and_other_backends_leave_them_aside(
+    both: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
+) -> None:
+    betas = ["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"]
+    beta_messages: Any = ANTHROPIC_MESSAGES  # the beta namespace's own type of the same messages
+    async with async_anthropic_client(both) as client:
+        await client.beta.messages.create(model="claude", messages=beta_messages, max_tokens=5, betas=betas)
+        assert anthropic_upstream.requests[-1].headers["anthropic-beta"] == ",".join(betas)
+        await client.beta.messages.count_tokens(model="claude", messages=beta_messages, betas=betas)
+        # The SDK adds its own token-counting beta there: all of them go on.
+        assert set(betas) < set(anthropic_upstream.requests[-1].headers["anthropic-beta"].split(","))
+        await client.messages.create(model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=5)
+        assert "anthropic-beta" not in anthropic_upstream.requests[-1].headers
+        await client.beta.messages.create(model="gpt", messages=beta_messages, max_tokens=5, betas=betas)
+        assert "anthropic-beta" not in openai_upstream.requests[-1].headers
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.beta.messages.create(
+                model="claude", messages=beta_messages, max_tokens=5, betas=["not a beta; x=1"]
+            )
+    assert message_of(refused.value).startswith("anthropic-beta: a beta's name is 1 to 64 characters")

@@ -17,6 +17,7 @@ from tests.fakes.script import Script
 from tests.hosted import OPENAI_KEY
 from tests.test_sdk import blocking
 from warpcore.client import ApiConfig, AsyncClient, Client, FinishReason, LocalConfig
+from warpcore.client._protocol import generate_request
 from warpcore.server.rpc.server import WarpcoreServer
 
 UNREACHABLE = "127.0.0.1:1"
@@ -181,3 +182,8 @@ async def test_json_formats_other_than_a_pydantic_model_are_parsed_as_json(
     async with AsyncClient(target, timeout=30) as client:
         assert (await client.generate("m", prompt="2+2?", response_format={"type": "text"})).parsed is None
         assert (await client.generate("m", prompt="2+2?")).parsed is None
+
+
+def test_anthropic_betas_are_a_generation_option() -> None:
+    request, _ = generate_request("m", "hi", None, {"anthropic_betas": ["interleaved-thinking-2025-05-14"]})
+    assert list(request.options.anthropic_betas) == ["interleaved-thinking-2025-05-14"]

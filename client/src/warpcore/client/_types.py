@@ -133,6 +133,9 @@ class GenerationOptions(TypedDict, total=False):
     """Let the model decide when and how much to think (Anthropic's adaptive thinking); not with a budget."""
     verbosity: str
     """"low", "medium" or "high": how much the answer says (OpenAI's verbosity; other backends refuse it)."""
+    anthropic_betas: Sequence[str]
+    """Anthropic beta features to turn on, e.g. ["interleaved-thinking-2025-05-14"] (its anthropic-beta header);
+    other backends leave them aside."""
 
 
 @dataclass(frozen=True)

@@ -937,6 +937,7 @@ class GenerationOptions(_message.Message):
     RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
     VERBOSITY_FIELD_NUMBER: _builtins.int
+    ANTHROPIC_BETAS_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
     API requires a value).
@@ -1008,6 +1009,14 @@ class GenerationOptions(_message.Message):
     def reasoning(self) -> _tools_pb2.ReasoningOptions:
         """Reasoning effort or budget. Absent: the model's default (no thinking on Anthropic)."""
 
+    @_builtins.property
+    def anthropic_betas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Anthropic beta features to turn on for this call (its anthropic-beta header), e.g.
+        "interleaved-thinking-2025-05-14": at most 16, each 1 to 64 characters of a-z, 0-9
+        and '-'. Sent to an Anthropic model; other backends, whose APIs have no such switch,
+        leave them aside.
+        """
+
     def __init__(
         self,
         *,
@@ -1028,10 +1037,11 @@ class GenerationOptions(_message.Message):
         response_format: _tools_pb2.ResponseFormat | None = ...,
         reasoning: _tools_pb2.ReasoningOptions | None = ...,
         verbosity: Global___Verbosity.ValueType = ...,
+        anthropic_betas: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "system", b"system", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "system_cache_breakpoint", b"system_cache_breakpoint", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "verbosity", b"verbosity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_tokens", b"_max_tokens", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_system", b"_system", "_temperature", b"_temperature", "_top_k", b"_top_k", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "anthropic_betas", b"anthropic_betas", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "no_prompt_cache", b"no_prompt_cache", "presence_penalty", b"presence_penalty", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "stop_sequences", b"stop_sequences", "system", b"system", "system_cache_breakpoint", b"system_cache_breakpoint", "temperature", b"temperature", "top_k", b"top_k", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "verbosity", b"verbosity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015

@@ -134,6 +134,8 @@ class GenerationParams:
     continue_last: bool = False
     """The last message is an assistant's text for the answer to continue (Anthropic's prefill), not a finished turn
     to answer after."""
+    anthropic_betas: tuple[str, ...] = ()
+    """Anthropic beta features to turn on (its anthropic-beta header); other backends leave them aside."""
 
     @property
     def penalties(self) -> dict[str, float]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 from warpcore.server.core.bounds import (
+    BETA_NAME,
+    MAX_BETAS,
     MAX_BIASED_TOKENS,
     MAX_CONTEXT_SIZE,
     MAX_EMBED_DIMENSIONS,
@@ -105,6 +107,12 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     require(params.logprobs or not params.top_logprobs, "top_logprobs", "top_logprobs needs logprobs set to true")
     levels = ", ".join(VERBOSITY_LEVELS)
     require(params.verbosity in (None, *VERBOSITY_LEVELS), "verbosity", f"verbosity must be one of {levels}")
+    require(len(params.anthropic_betas) <= MAX_BETAS, "anthropic_betas", f"at most {MAX_BETAS} anthropic_betas")
+    require(
+        all(BETA_NAME.fullmatch(beta) for beta in params.anthropic_betas),
+        "anthropic_betas",
+        "a beta's name is 1 to 64 characters of a-z, 0-9 and '-', as interleaved-thinking-2025-05-14",
+    )
     check_conversation(params.messages, check_tools(params))
     check_output(params)
     check_cache_breakpoints(params)

@@ -54,6 +54,7 @@ FIELD_NAMES = {
     "reasoning.adaptive": "thinking.type",
     "reasoning.effort": "output_config.effort",
     "response_format": "output_config.format",
+    "anthropic_betas": "anthropic-beta",
 }
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}

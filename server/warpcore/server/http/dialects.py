@@ -48,6 +48,8 @@ class Dialect:
     early_usage: bool = False
     """Whether a stream opens as soon as the backend tells the prompt's usage (Anthropic's message_start carries
     it), rather than with the first delta."""
+    beta_header: str | None = None
+    """The header whose comma-separated values name Anthropic beta features (GenerationParams.anthropic_betas)."""
 
 
 def _openai_call(body: Json) -> Call:
@@ -74,4 +76,5 @@ ANTHROPIC = Dialect(
     stream=lambda call: anthropic_response.AnthropicStream(call.model),
     error=lambda error, request_id: anthropic_error(error, request_id, anthropic_request.FIELD_NAMES),
     early_usage=True,
+    beta_header="anthropic-beta",
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import FinishReason
+from warpcore.server.core.domain import FinishReason, GenerationParams
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
@@ -57,10 +58,19 @@ def shutting_down() -> UnavailableError:
     return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
 
 
+def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams) -> GenerationParams:
+    """The Anthropic beta features the dialect's header names, for the backend that takes them."""
+    if dialect.beta_header is None:
+        return params
+    values = request.headers.getall(dialect.beta_header, ())
+    betas = tuple(beta.strip() for value in values for beta in value.split(",") if beta.strip())
+    return dataclasses.replace(params, anthropic_betas=betas) if betas else params
+
+
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call = dialect.parse(await json_body(request))
     request[MODEL] = call.model
-    params = request.app[MEMORY].restore(call.params)
+    params = request.app[MEMORY].restore(_with_betas(request, dialect, call.params))
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
     async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
@@ -154,7 +164,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     call = anthropic_request.messages_request(await json_body(request), engine.limits.max_tokens)
     request[MODEL] = call.model
     with named_as(call.field_names):
-        count = await engine.count_tokens(call.model, call.params, include_tokens=False)
+        count = await engine.count_tokens(
+            call.model, _with_betas(request, ANTHROPIC, call.params), include_tokens=False
+        )
     return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
 
 

@@ -62,6 +62,7 @@ FIELD_PATHS = {
     "system": "options.system",
     "system_cache_breakpoint": "options.system_cache_breakpoint",
     "verbosity": "options.verbosity",
+    "anthropic_betas": "options.anthropic_betas",
     "reasoning": "options.reasoning",
     "logprobs": "options.logprobs",
     "top_logprobs": "options.top_logprobs",
@@ -198,6 +199,7 @@ def generation_params(request: pb.GenerateRequest, time_remaining: float | None)
         response_format=tools_translate.response_format(options),
         reasoning=tools_translate.reasoning(options),
         verbosity=_verbosity(options.verbosity),
+        anthropic_betas=tuple(options.anthropic_betas),
         continue_last=request.continue_last_message,
     )
 

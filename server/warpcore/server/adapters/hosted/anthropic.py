@@ -174,6 +174,9 @@ class AnthropicAdapter(HostedAdapter):
     def _capabilities(self, model: str) -> Capabilities:
         return Capabilities(count_tokens=True, images=True, tools=True, documents=True)
 
+    def _headers(self, params: GenerationParams) -> dict[str, str]:
+        return {"anthropic-beta": ",".join(params.anthropic_betas)} if params.anthropic_betas else {}
+
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The Messages API's own count, for the same messages, system text, tools and thinking `generate` would
         send."""
@@ -186,6 +189,7 @@ class AnthropicAdapter(HostedAdapter):
                 model=self._model,
                 messages=body["messages"],
                 timeout=request_timeout(self._api.timeout, params.timeout),
+                extra_headers=self._headers(params),
                 **fields,
             )
         return TokenCount(counted.input_tokens)

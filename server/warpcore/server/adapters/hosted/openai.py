@@ -171,14 +171,14 @@ class OpenAIAdapter(HostedAdapter):
         body = self._body(params, messages, **options)
         return _with_completion_tokens(body) if self._completion_tokens_field else body
 
-    async def _open(self, body: dict[str, Any], time_limit: float) -> UpstreamStream:
+    async def _open(self, body: dict[str, Any], time_limit: float, headers: dict[str, str]) -> UpstreamStream:
         try:
-            return await super()._open(body, time_limit)
+            return await super()._open(body, time_limit, headers)
         except openai.BadRequestError as error:
             if not ("max_tokens" in body and error.param == "max_tokens" and "max_completion_tokens" in error.message):
                 raise
         self._completion_tokens_field = True
-        return await super()._open(_with_completion_tokens(body), time_limit)
+        return await super()._open(_with_completion_tokens(body), time_limit, headers)
 
     def _capabilities(self, model: str) -> Capabilities:
         """OpenAI names its embedding models so (text-embedding-*); its chat models read images and documents, as do

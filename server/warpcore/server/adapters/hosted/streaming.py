@@ -168,7 +168,7 @@ class HostedAdapter(ABC):
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
-            stream = await self._open(body, request_timeout(self._api.timeout, params.timeout))
+            stream = await self._open(body, request_timeout(self._api.timeout, params.timeout), self._headers(params))
         reader = endpoint.reader()
         calls = ToolCallAssembler()
         deltas_of, stopped = reader.deltas, stop.is_set  # looked up once, not per event
@@ -232,12 +232,16 @@ class HostedAdapter(ABC):
             metadata={"provider": self._api.provider},
         )
 
-    async def _open(self, body: dict[str, Any], time_limit: float) -> UpstreamStream:
+    def _headers(self, params: GenerationParams) -> dict[str, str]:
+        """Headers of one request beyond the client's own; none unless a provider says otherwise."""
+        return {}
+
+    async def _open(self, body: dict[str, Any], time_limit: float, headers: dict[str, str]) -> UpstreamStream:
         """The upstream stream of one request; SDK failures propagate, to be mapped by the caller."""
         stream: UpstreamStream = await self._client.post(
             self.endpoint.path,
             body=body,
-            options={"timeout": time_limit},
+            options={"timeout": time_limit, "headers": headers},
             cast_to=object,
             stream=True,
             stream_cls=self.endpoint.stream_type,
