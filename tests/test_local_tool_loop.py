@@ -3,8 +3,11 @@ result comes back in a tool turn, and the model answers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import jsonschema
@@ -16,15 +19,25 @@ from tests.tool_wire import stream, user
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, tools_pb2
 
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
-async def test_tool_loop_call_result_answer_on_llama_cpp(tmp_path: Path) -> None:
-    write_tiny_model(tmp_path / "hermes.gguf", chat_template=HERMES_TEMPLATE)
+
+@contextlib.asynccontextmanager
+async def tiny_model_with(tmp_path: Path, chat_template: str) -> AsyncIterator[Stub]:
+    """A server with the tiny model, written with `chat_template`, loaded as "m"."""
+    write_tiny_model(tmp_path / "tiny.gguf", chat_template=chat_template)
     async with (
         serving({"MODELS_PATH": str(tmp_path)}) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="hermes.gguf", model_id="m"))
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="tiny.gguf", model_id="m"))
+        yield stub
+
+
+async def test_tool_loop_call_result_answer_on_llama_cpp(tmp_path: Path) -> None:
+    async with tiny_model_with(tmp_path, HERMES_TEMPLATE) as stub:
         weather = tools_pb2.Tool(
             name=WEATHER.name, description=WEATHER.description, parameters_json=json.dumps(WEATHER.parameters)
         )
@@ -78,13 +91,7 @@ ALTERNATING_TEMPLATE = (
 async def test_a_tool_loop_on_a_template_without_tool_turns_goes_as_text(tmp_path: Path) -> None:
     """The call as the grammar made the model write it, the result as a user turn of <tool_response> lines, joined
     with the user's words after it so that roles still alternate."""
-    write_tiny_model(tmp_path / "plain.gguf", chat_template=ALTERNATING_TEMPLATE)
-    async with (
-        serving({"MODELS_PATH": str(tmp_path)}) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="plain.gguf", model_id="m"))
+    async with tiny_model_with(tmp_path, ALTERNATING_TEMPLATE) as stub:
         weather = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
         choice = tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED)
         options = pb.GenerationOptions(max_tokens=300, temperature=0.0)

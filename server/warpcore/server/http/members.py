@@ -51,11 +51,11 @@ OPENAI_CHAT = Members(
         *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
         "modalities",
     ),
+    # `prediction` (Predicted Outputs) makes an answer come sooner, never another answer.
     ignored=(
         *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
         *("prompt_cache_retention", "prompt_cache_options", "prediction"),
     ),
-    # `prediction` (Predicted Outputs) makes an answer come sooner, never another answer.
     refused=("audio", "functions", "function_call", "web_search_options", "moderation"),
     defaults={"n": 1},
 )
