@@ -106,13 +106,28 @@ class ChatTemplate:
         )
         tools = [_tool_entry(tool) for tool in params.tools] if with_tools and self.calls_tools else None
         try:
-            rendered = self._format(messages=messages, tools=tools)
+            rendered = self._apply(messages, tools)
         except ValueError as error:  # a template's raise_exception(), e.g. on misordered roles
-            raise InvalidArgumentError(
-                f"the model's chat template rejected these messages: {error}",
-                field="messages",
-                reason="CHAT_TEMPLATE_REJECTED",
-            ) from None
+            # A template that insists that roles alternate (Gemma's, Llama 2's, Mistral's) gets a run of turns of one
+            # role as one turn, as Anthropic's API combines them; a template that takes such runs gets them as sent.
+            combined = _combined(messages)
+            if combined == messages:
+                raise _rejected(error) from None
+            try:
+                rendered = self._apply(combined, tools)
+            except ValueError:
+                raise _rejected(error) from None
+        stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
+        return RenderedPrompt(rendered.prompt + answer_start, not rendered.added_special, tuple(stops), images)
+
+    def _apply(
+        self, messages: list[llama_types.ChatCompletionRequestMessage], tools: list[dict[str, Any]] | None
+    ) -> llama_chat_format.ChatFormatterResponse:
+        """The template applied; its refusal of the messages (a ValueError) left to the caller."""
+        try:
+            return self._format(messages=messages, tools=tools)
+        except ValueError:
+            raise
         except Exception as error:
             raise FailedPreconditionError(
                 f"the model's chat template could not be rendered ({type(error).__name__}: {error}); load the model"
@@ -120,8 +135,28 @@ class ChatTemplate:
                 " instead of messages",
                 reason="CHAT_TEMPLATE_FAILED",
             ) from error
-        stops = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop] if rendered.stop else []
-        return RenderedPrompt(rendered.prompt + answer_start, not rendered.added_special, tuple(stops), images)
+
+
+def _rejected(error: ValueError) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"the model's chat template rejected these messages: {error}", field="messages", reason="CHAT_TEMPLATE_REJECTED"
+    )
+
+
+def _combined(turns: list[Any]) -> list[Any]:
+    """Each run of user (or assistant) turns as one turn: their texts a paragraph each, an assistant's calls in
+    order."""
+    combined: list[Any] = []
+    for turn in turns:
+        previous = combined[-1] if combined else None
+        if previous is None or previous["role"] != turn["role"] or turn["role"] not in ("user", "assistant"):
+            combined.append(turn)
+            continue
+        merged = {**previous, "content": "\n\n".join(text for text in (previous["content"], turn["content"]) if text)}
+        if "tool_calls" in turn:
+            merged["tool_calls"] = [*previous.get("tool_calls", ()), *turn["tool_calls"]]
+        combined[-1] = merged
+    return combined
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:
