@@ -1,20 +1,29 @@
-"""The two dialects the door speaks, each as the same few operations: parse a request, render an answer, stream
+"""The dialects the door speaks (OpenAI's Chat Completions and Responses, Anthropic's Messages), each as the same few
+operations: parse a request, render an answer, stream
 one, and shape an error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from warpcore.server.core.domain import Finish, GenerationParams
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
-from warpcore.server.http import anthropic_request, anthropic_response, openai_request, openai_response
+from warpcore.server.http import (
+    anthropic_request,
+    anthropic_response,
+    openai_request,
+    openai_response,
+    responses_request,
+    responses_response,
+)
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import anthropic_error, openai_error
 from warpcore.server.http.fields import Json
+from warpcore.server.http.responses_stream import ResponsesStream
 
 
 class Stream(Protocol):
@@ -28,7 +37,7 @@ class Stream(Protocol):
 
 @dataclass(frozen=True)
 class Call:
-    """A parsed generation request, in either dialect."""
+    """A parsed generation request, in any dialect."""
 
     model: str
     params: GenerationParams
@@ -36,13 +45,15 @@ class Call:
     field_names: dict[str, str]
     """The path in the dialect's request of each domain message part, by its domain path."""
     include_usage: bool = False
+    echo: Mapping[str, Any] = field(default_factory=dict)
+    """The request's settings, which a Responses answer repeats."""
 
 
 @dataclass(frozen=True)
 class Dialect:
     name: str
     parse: Callable[[Json], Call]
-    answer: Callable[[str, Collected], dict[str, Any]]
+    answer: Callable[[Call, Collected], dict[str, Any]]
     stream: Callable[[Call], Stream]
     error: Callable[[WarpcoreError, str], dict[str, Any]]
     early_usage: bool = False
@@ -57,6 +68,11 @@ def _openai_call(body: Json) -> Call:
     return Call(request.model, request.params, request.stream, request.field_names, request.include_usage)
 
 
+def _responses_call(body: Json) -> Call:
+    request = responses_request.responses_request(body)
+    return Call(request.model, request.params, request.stream, request.field_names, echo=request.echo)
+
+
 def _anthropic_call(body: Json) -> Call:
     request = anthropic_request.messages_request(body)
     return Call(request.model, request.params, request.stream, request.field_names)
@@ -65,16 +81,23 @@ def _anthropic_call(body: Json) -> Call:
 OPENAI = Dialect(
     name="openai",
     parse=_openai_call,
-    answer=openai_response.completion,
+    answer=lambda call, collected: openai_response.completion(call.model, collected),
     stream=lambda call: openai_response.OpenAIStream(call.model, call.include_usage),
     error=lambda error, _request_id: openai_error(error, openai_request.FIELD_NAMES),
 )
 ANTHROPIC = Dialect(
     name="anthropic",
     parse=_anthropic_call,
-    answer=anthropic_response.message,
+    answer=lambda call, collected: anthropic_response.message(call.model, collected),
     stream=lambda call: anthropic_response.AnthropicStream(call.model),
     error=lambda error, request_id: anthropic_error(error, request_id, anthropic_request.FIELD_NAMES),
     early_usage=True,
     beta_header="anthropic-beta",
+)
+RESPONSES = Dialect(
+    name="openai",
+    parse=_responses_call,
+    answer=lambda call, collected: responses_response.answer(call.model, call.echo, collected),
+    stream=lambda call: ResponsesStream(call.model, call.echo),
+    error=lambda error, _request_id: openai_error(error, responses_request.FIELD_NAMES),
 )

@@ -21,6 +21,8 @@ class Members:
     """They change what the model can do or see, or where it runs."""
     defaults: Mapping[str, object] = field(default_factory=dict)
     """Honoured at this value only."""
+    why: Mapping[str, str] = field(default_factory=dict)
+    """What a refusal of a refused member tells the client to do instead, by its name."""
 
     @functools.cached_property
     def known(self) -> frozenset[str]:
@@ -40,7 +42,7 @@ class Members:
                 raise unsupported(name, f"{name}={body[name]!r}")
         for name in self.refused:
             if body.get(name) is not None:
-                raise unsupported(name, name)
+                raise unsupported(name, self.why.get(name, name))
 
 
 OPENAI_CHAT = Members(
@@ -78,4 +80,27 @@ ANTHROPIC_COUNT_TOKENS = dataclasses.replace(
     # Its API takes compaction and ignores it there: nothing is generated to compact.
     ignored=(*ANTHROPIC_MESSAGES.ignored, "compaction"),
     refused=tuple(name for name in ANTHROPIC_MESSAGES.refused if name != "compaction"),
+)
+_STATELESS = "(this server keeps no responses nor conversations: send the whole conversation in input)"
+OPENAI_RESPONSES = Members(
+    read=(
+        *("model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice"),
+        *("parallel_tool_calls", "text", "reasoning", "stream", "include"),
+    ),
+    # Nothing is stored (`store`), whatever it asks: a stored response could only be read back by the members refused
+    # below. `max_tool_calls` bounds calls of OpenAI's built-in tools, which never run here; `stream_options` asks
+    # only for obfuscation padding.
+    ignored=(
+        *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
+        *("prompt_cache_retention", "prompt_cache_options", "max_tool_calls", "stream_options"),
+    ),
+    refused=("previous_response_id", "conversation", "prompt", "context_management", "moderation", "top_logprobs"),
+    # No backend here drops the input's first items to fit the context (`truncation: auto`); answering in the
+    # background needs the response kept, to be fetched later.
+    defaults={"truncation": "disabled", "background": False},
+    why={
+        "previous_response_id": f"previous_response_id {_STATELESS}",
+        "conversation": f"conversation {_STATELESS}",
+        "prompt": "a stored prompt by id (send its instructions and input)",
+    },
 )

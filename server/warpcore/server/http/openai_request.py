@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
 from warpcore.server.core.content import CacheBreakpoint
-from warpcore.server.core.domain import (
-    ChatMessage,
-    GenerationParams,
-    Role,
-)
+from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
@@ -219,13 +215,17 @@ def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "function") != "function":
         raise unsupported(at(path, "type"), f"a tool of type {tool.get('type')!r}")
     function = mapping(tool, "function", path, required=True) or {}
-    function_path = at(path, "function")
+    return dataclasses.replace(function_tool(function, at(path, "function")), cache=cache_mark(tool, path, marks))
+
+
+def function_tool(function: Json, path: str) -> Tool:
+    """A function's name, description, parameters and strictness, at `path` (Chat Completions nests them under a
+    tool's `function`; the Responses API gives them on the tool itself)."""
     return Tool(
-        name=text(function, "name", function_path, required=True) or "",
-        description=text(function, "description", function_path) or "",
-        parameters=schema(function, "parameters", function_path) or {"type": "object", "properties": {}},
-        strict=boolean(function, "strict", function_path) is True,
-        cache=cache_mark(tool, path, marks),
+        name=text(function, "name", path, required=True) or "",
+        description=text(function, "description", path) or "",
+        parameters=schema(function, "parameters", path) or {"type": "object", "properties": {}},
+        strict=boolean(function, "strict", path) is True,
     )
 
 
@@ -233,10 +233,7 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
     if choice is None:
         return ToolChoice()
     if isinstance(choice, str):
-        modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
-        if choice not in modes:
-            raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
-        return ToolChoice(modes[choice])
+        return choice_mode(choice)
     if not isinstance(choice, dict):
         raise refuse("tool_choice", "must be a string or an object")
     if choice.get("type", "function") != "function":
@@ -250,18 +247,31 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
     return ToolChoice(ToolChoiceMode.NAMED, name)
 
 
+def choice_mode(choice: str) -> ToolChoice:
+    """A `tool_choice` string, as both OpenAI APIs name the modes."""
+    modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
+    if choice not in modes:
+        raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
+    return ToolChoice(modes[choice])
+
+
 def _response_format(response_format: Json | None) -> ResponseFormat | None:
-    if response_format is None:
-        return None
-    kind = text(response_format, "type", "response_format", required=True)
+    return None if response_format is None else response_format_at(response_format, "response_format", "json_schema")
+
+
+def response_format_at(container: Json, path: str, spec_key: str | None) -> ResponseFormat:
+    """The response format object at `path`: its type and, for json_schema, the schema's spec (name, schema, strict,
+    description), under `spec_key` (Chat Completions' `json_schema`) or, None, beside the type (the Responses API's
+    `text.format`)."""
+    kind = text(container, "type", path, required=True)
     if kind == "text":
         return ResponseFormat()
     if kind == "json_object":
         return ResponseFormat(ResponseFormatKind.JSON_OBJECT)
     if kind != "json_schema":
-        raise refuse("response_format.type", f"unknown type {kind!r}; expected text, json_object or json_schema")
-    spec = mapping(response_format, "json_schema", "response_format", required=True) or {}
-    path = "response_format.json_schema"
+        raise refuse(at(path, "type"), f"unknown type {kind!r}; expected text, json_object or json_schema")
+    spec = container if spec_key is None else mapping(container, spec_key, path, required=True) or {}
+    path = path if spec_key is None else at(path, spec_key)
     checked = schema(spec, "schema", path) or {}
     # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
     # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
@@ -279,10 +289,12 @@ def _response_format(response_format: Json | None) -> ResponseFormat | None:
 
 
 def _reasoning(effort: str | None) -> ReasoningOptions | None:
-    if effort is None:
-        return None
+    return None if effort is None else reasoning_options(effort, "reasoning_effort")
+
+
+def reasoning_options(effort: str, path: str) -> ReasoningOptions:
     try:
         return ReasoningOptions(effort=ReasoningEffort(effort))
     except ValueError:
         efforts = ", ".join(level.value for level in ReasoningEffort)
-        raise refuse("reasoning_effort", f"unknown effort {effort!r}; expected one of {efforts}") from None
+        raise refuse(path, f"unknown effort {effort!r}; expected one of {efforts}") from None

@@ -1,4 +1,4 @@
-"""The door's routes: generations in either dialect (whole or streamed) and the loaded models, all on the engine."""
+"""The door's routes: generations in each dialect (whole or streamed) and the loaded models, all on the engine."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
-from warpcore.server.http.dialects import ANTHROPIC, OPENAI, Dialect, Stream
+from warpcore.server.http.dialects import ANTHROPIC, OPENAI, RESPONSES, Dialect, Stream
 from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
@@ -51,6 +51,8 @@ def dialect_of(request: web.Request) -> Dialect:
         return ANTHROPIC
     if path.startswith(("/v1/chat/completions", "/v1/embeddings")):
         return OPENAI
+    if path.startswith("/v1/responses"):
+        return RESPONSES
     return ANTHROPIC if "anthropic-version" in request.headers else OPENAI
 
 
@@ -92,7 +94,7 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     _finished(request, collected.result, recorder)
     if collected.reason is FinishReason.CANCELLED:
         raise shutting_down()
-    return web.json_response(dialect.answer(call.model, collected), headers=request_ids(request))
+    return web.json_response(dialect.answer(call, collected), headers=request_ids(request))
 
 
 async def _stream(
@@ -142,6 +144,10 @@ def internal(error: BaseException) -> WarpcoreError:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await _generate(request, OPENAI)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, RESPONSES)
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
@@ -216,6 +222,7 @@ async def get_model(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/embeddings", embeddings)
