@@ -13,7 +13,8 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from warpcore.server.adapters.factory import create_adapter, hub_download
-from warpcore.server.core.domain import LoadSpec
+from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
+from warpcore.server.core.domain import LoadSpec, LocalSettings
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.policy import default_policy
@@ -59,11 +60,43 @@ def _bound(address: str, port: int) -> str:
 
 
 def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[LoadSpec]:
-    """Everything to load before reporting SERVING; a bad config file fails here, before the server starts."""
+    """Everything to load before reporting SERVING; a bad config file fails here, before the server starts, and so
+    does a lazy model whose file is not there to load."""
     specs = read_preload(settings.config, env) if settings.config else []
+    for spec in specs:
+        if spec.lazy:
+            _check_files(spec, settings)
     if settings.default_model:
         specs[:0] = embedded_load_specs(settings.models_path)
     return specs
+
+
+def _check_files(spec: LoadSpec, settings: ServerSettings) -> None:
+    """What loading a lazy model at its first Generate would refuse of its files, refused now as a model loaded at
+    start is: a file that is not there is most likely a typo, better told to the operator than to a client."""
+    if spec.backend.hosted:
+        return
+    files = {"model": spec.name}
+    if isinstance(spec.settings, LocalSettings) and spec.settings.mmproj is not None:
+        files[MMPROJ_FIELD] = spec.settings.mmproj
+    for field, name in files.items():
+        try:
+            present = check_model_file(name, str(settings.models_path), field, pulls=settings.allow_pull)
+        except WarpcoreError as error:
+            raise _startup_failure(error, spec, "declare lazy") from None
+        if not present:
+            _log.warning(
+                "lazy model %s: %s is not under %s yet; pull it (`warpcore pull %s`) before the first Generate",
+                spec.model_id,
+                name,
+                settings.models_path,
+                name,
+            )
+
+
+def _startup_failure(error: WarpcoreError, spec: LoadSpec, doing: str) -> WarpcoreError:
+    error.message = f"cannot {doing} startup model {spec.model_id!r} ({spec.name}): {error.message}"
+    return error
 
 
 async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
@@ -94,8 +127,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             try:
                 loaded = await server.engine.load(spec, from_operator=True)
             except WarpcoreError as error:
-                error.message = f"cannot load startup model {spec.model_id!r} ({spec.name}): {error.message}"
-                raise
+                raise _startup_failure(error, spec, "load") from None
             _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
         await doors.set_serving(True)
         bound = ", ".join(map(_bound, settings.listen, server.ports))

@@ -165,10 +165,11 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
         lazy=lazy,
     )
     try:
-        check_load(spec)  # the rules of a LoadModel request, so a file cannot load what a request may not
+        # The rules of a LoadModel request, so a file cannot load what a request may not; and its spelling of ids,
+        # so that two entries naming one file under one id are seen to be one.
+        return check_load(spec)
     except InvalidArgumentError as error:
         raise ConfigError(f"{where}.{_key(error.field or '', backend)}: {error.message}") from None
-    return spec
 
 
 def _key(field: str, backend: BackendKind) -> str:

@@ -667,7 +667,12 @@ class LoadModelRequest(_message.Message):
     """
     model_id: _builtins.str
     """Id to register the model under: at most 256 printable characters, without
-    surrounding spaces. Empty: the model name.
+    surrounding spaces. Empty: the model name. An id spelled as the name of a GGUF
+    file is registered in that file's one spelling, the one ListModels lists files by
+    ("./x.gguf", "x.gguf/" and "a//x.gguf" are "x.gguf" and "a/x.gguf";
+    "hf/owner/repo/file.gguf" is "hf:owner/repo:file.gguf"), as is a llama.cpp model
+    name; Model.id says which. Calls naming the model by id (Generate, Embed,
+    CountTokens, UnloadModel) may use any of its spellings.
     """
     model_type: Global___ModelType.ValueType
     """Kind of model. Unspecified or MODEL_TYPE_TEXT_TO_TEXT: as the backend settings say

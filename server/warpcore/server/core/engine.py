@@ -40,6 +40,7 @@ from warpcore.server.core.validation import (
     check_generation,
     check_id,
     check_load,
+    check_model_id,
     check_settings,
 )
 
@@ -78,7 +79,7 @@ class Engine:
 
     async def load(self, spec: LoadSpec, *, from_operator: bool = False) -> LoadedModel:
         """Load a model; the operator's own models (the preload file) may name any API endpoint."""
-        check_load(spec)
+        spec = check_load(spec)
         if not from_operator:
             self._api_overrides.check(spec.settings)
         started = time.monotonic()
@@ -88,11 +89,11 @@ class Engine:
 
     def declare(self, spec: LoadSpec) -> None:
         """Know an operator's model without loading it: the first Generate naming it loads it."""
-        check_load(spec)
-        self.residency.declare(spec)
+        self.residency.declare(check_load(spec))
 
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
-        unloaded = await self.residency.unload(check_id(model_id, "model_id"))
+        model_id = check_model_id(model_id)
+        unloaded = await self.residency.unload(model_id)
         _log.info("unloaded model %s", model_id)
         return unloaded
 
@@ -128,7 +129,7 @@ class Engine:
         """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one
         GenerationResult; a failure after a delta ends with an ERROR result, then raises."""
         started = time.monotonic()
-        check_id(model_id, "model_id")
+        model_id = check_model_id(model_id)
         check_generation(params, self.limits.max_tokens)
         stop = threading.Event()
         first_token_at: float | None = None
@@ -176,7 +177,7 @@ class Engine:
     async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
         """One vector per input, in input order; unit length unless `params.normalize` is off. Admitted through the
         model's gate like a generation: it takes the same cores."""
-        check_id(model_id, "model_id")
+        model_id = check_model_id(model_id)
         check_embedding(params)
         async with self._admitted(model_id, threading.Event()) as model:
             check_response_room(params, params.dimensions or model.info.embedding_dimensions)
@@ -187,7 +188,7 @@ class Engine:
 
     async def count_tokens(self, model_id: str, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
-        check_id(model_id, "model_id")
+        model_id = check_model_id(model_id)
         check_generation(params, self.limits.max_tokens)
         async with self.residency.using(model_id) as model:
             return await model.adapter.count_tokens(params, include_tokens)

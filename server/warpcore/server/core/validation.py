@@ -3,6 +3,7 @@ the domain request (`max_tokens`, `settings.threads`), which each front door map
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from warpcore.server.core.bounds import (
@@ -39,6 +40,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import EmbedParams
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.part_rules import check_parts
 from warpcore.server.core.rules import require
 from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
@@ -130,9 +132,16 @@ def check_embedding(params: EmbedParams) -> None:
         )
 
 
-def check_load(spec: LoadSpec) -> None:
+def check_model_id(value: str) -> str:
+    """A model id as a request names it, in its one spelling: each spelling of a GGUF file's name is one id."""
+    return canonical_model_id(check_id(value, "model_id"))
+
+
+def check_load(spec: LoadSpec) -> LoadSpec:
+    """`spec` checked, with its id, and the GGUF files a local model names, in their one spelling: loaded again
+    under another spelling, a model is the same model, not a second copy."""
     check_id(spec.name, "model")
-    check_id(spec.model_id, "model_id")
+    model_id = check_model_id(spec.model_id)
     if spec.context_size is not None:
         require(
             MIN_CONTEXT_SIZE <= spec.context_size <= MAX_CONTEXT_SIZE,
@@ -151,6 +160,12 @@ def check_load(spec: LoadSpec) -> None:
             f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever",
         )
     check_settings(spec.settings, spec.backend)
+    if spec.backend.hosted:  # the provider's model name, passed on as given
+        return dataclasses.replace(spec, model_id=model_id)
+    settings = spec.settings
+    if isinstance(settings, LocalSettings) and settings.mmproj is not None:
+        settings = dataclasses.replace(settings, mmproj=canonical_model_id(settings.mmproj))
+    return dataclasses.replace(spec, model_id=model_id, name=canonical_model_id(spec.name), settings=settings)
 
 
 def check_settings(settings: BackendSettings | None, backend: BackendKind | None = None) -> None:

@@ -19,7 +19,7 @@ from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights,
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
 from warpcore.server.adapters.llama.job import Job
-from warpcore.server.adapters.llama.model_paths import list_model_ids, resolve_model_path
+from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.native_threads import on_passing_thread
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -28,7 +28,7 @@ from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
 from warpcore.server.adapters.llama.scheduler import BatchScheduler
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
-from warpcore.server.adapters.llama.vision import MMPROJ_FIELD, Projector
+from warpcore.server.adapters.llama.vision import Projector
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,

@@ -29,7 +29,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
-from warpcore.server.adapters.llama.model_paths import HF_PREFIX, models_root, relative_model_path, resolve_model_path
+from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
 from warpcore.server.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -39,6 +39,7 @@ from warpcore.server.core.errors import (
     UnavailableError,
     WarpcoreError,
 )
+from warpcore.server.core.model_ids import HF_PREFIX, relative_model_path
 from warpcore.server.core.pulls import PulledFile, PullProgressCallback, PullStoppedError
 
 _log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp import mtmd_cpp
 
+from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 _log = logging.getLogger(__name__)
-MMPROJ_FIELD = "settings.mmproj"
 IMAGE_TOKEN = -1  # what stands in a prompt's tokens for each embedding of an image (llama.cpp's LLAMA_TOKEN_NULL)
 _PREPROCESSING_FAILED = 2  # mtmd_tokenize: an image could not be preprocessed (1: markers and images differ)
 
