@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from asyncio.subprocess import DEVNULL, PIPE
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(120)
 
 WARPCORE = str(Path(sys.executable).with_name("warpcore"))
-ENV = {name: value for name, value in os.environ.items() if not name.startswith("WARPCORE_")}
+ENV = {
+    name: value
+    for name, value in os.environ.items()
+    if not name.startswith(("WARPCORE_", "GRPC_VERBOSITY", "GRPC_TRACE"))
+}
+"""The environment the command runs in: without the caller's warpcore settings, nor gRPC log settings, which would
+add gRPC's own lines to its stderr."""
 USAGE = re.compile(
     r"\[(\d+) prompt \+ (\d+) completion tokens, [\d.]+ tokens/s, first token [\d.]+ s, finish: (\w+)\]\n"
 )
@@ -39,9 +46,11 @@ class Run:
     stderr: str
 
 
-async def start(target: str, *args: str, stdin: int = PIPE, stdout: int = PIPE) -> asyncio.subprocess.Process:
+async def start(
+    target: str, *args: str, stdin: int = PIPE, stdout: int = PIPE, env: Mapping[str, str] = ENV
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        WARPCORE, "--target", target, *args, stdin=stdin, stdout=stdout, stderr=PIPE, env=ENV
+        WARPCORE, "--target", target, *args, stdin=stdin, stdout=stdout, stderr=PIPE, env=env
     )
 
 
@@ -55,9 +64,9 @@ async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None
             await process.wait()
 
 
-async def warpcore(target: str, *args: str, stdin: str = "") -> Run:
+async def warpcore(target: str, *args: str, stdin: str = "", env: Mapping[str, str] = ENV) -> Run:
     """Run the command to its end, feeding it `stdin`; the server keeps serving meanwhile."""
-    process = await start(target, *args)
+    process = await start(target, *args, env=env)
     stdout, stderr = await finish(process, stdin.encode())
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())

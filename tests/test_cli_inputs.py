@@ -4,6 +4,7 @@ server."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,13 +12,16 @@ import pytest
 
 from tests.certificates import make_certificates
 from tests.conftest import load_tiny
-from tests.test_cli import closed_port_target, usage_error, warpcore
+from tests.test_cli import ENV, closed_port_target, usage_error, warpcore
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 pytestmark = pytest.mark.timeout(120)
+
+CORE_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\] ", re.MULTILINE)
+"""A line of gRPC's C core, e.g. "I0000 00:00:1700000000.123456   42 ssl_transport_security.cc:2563] Handshake..."."""
 
 
 @pytest.fixture
@@ -68,3 +72,30 @@ async def test_a_deadline_passing_mid_stream_ends_the_line_and_says_so(stub: Stu
     assert run.stdout.strip()  # text came before the deadline
     assert run.stdout.endswith("\n")
     assert not run.stdout.endswith("\n\n")
+
+
+async def test_failed_connections_print_the_commands_error_alone_unless_grpc_logs_are_asked_for(
+    target: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.pem").write_bytes(make_certificates().ca)
+    (tmp_path / "none.pem").write_bytes(b"no certificate in here\n")
+    to_tls = ["--root-certificates", str(tmp_path / "ca.pem"), "health"]  # the server speaks plaintext
+    failures = {
+        "refused": [closed_port_target(), "health"],
+        "TLS to plaintext": [target, *to_tls],  # gRPC logs the failed handshake (INFO)
+        "no root certificate": [target, "--root-certificates", str(tmp_path / "none.pem"), "health"],  # ERROR lines
+    }
+    for failure, (to, *args) in failures.items():
+        run = await warpcore(to, *args)
+        assert (run.code, run.stdout) == (1, ""), failure
+        assert re.fullmatch(r"warpcore: UNAVAILABLE: [^\n]+\n", run.stderr), (failure, run.stderr)
+
+    # Whoever asks for gRPC's lines gets them: by GRPC_VERBOSITY, or by GRPC_TRACE for traces.
+    for asked, expected in (
+        ({"GRPC_VERBOSITY": "info"}, "Handshake failed"),
+        ({"GRPC_TRACE": "handshaker"}, "handshake"),
+    ):
+        run = await warpcore(target, *to_tls, env={**ENV, **asked})
+        assert CORE_LOG_LINE.search(run.stderr), run.stderr
+        assert expected in run.stderr
+        assert run.stderr.splitlines()[-1].startswith("warpcore: UNAVAILABLE: ")

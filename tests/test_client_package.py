@@ -27,9 +27,10 @@ def test_client_builds_as_a_wheel_with_stubs_typing_and_cli(tmp_path: Path) -> N
         assert f"warpcore/v1/{module}.py" in names
         assert f"warpcore/v1/{module}.pyi" in names
     assert {"warpcore/client/__init__.py", "warpcore/client/py.typed", "warpcore/v1/py.typed"} <= names
+    assert "warpcore/_client_cli.py" in names  # the console script, outside warpcore.client: see its docstring
     assert not any(name.startswith("warpcore/server") for name in names)
     (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
-    assert "warpcore = warpcore.client.cli:main" in archive.read(entry_points).decode()
+    assert "warpcore = warpcore._client_cli:main" in archive.read(entry_points).decode()
 
 
 def test_stubs_import_under_the_proto_package() -> None:

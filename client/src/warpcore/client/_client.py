@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
+from warpcore.client._loop_channel import LoopChannel
 from warpcore.client._protocol import (
     BackendLike,
     ConfigLike,
@@ -34,6 +35,9 @@ from warpcore.client._types import (
 )
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:  # only the stubs' .pyi has it
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub
 
 Response = TypeVar("Response")
 
@@ -194,17 +198,17 @@ class Client(_Settings):
 
 
 class AsyncClient(_Settings):
-    """The asyncio twin of Client, with the same options and methods."""
+    """The asyncio twin of Client, with the same options and methods. It may be made outside any event loop, and used
+    in one event loop after another (each asyncio.run, say), but not in two running at once."""
 
     def __init__(self, target: str | None = None, **options: Unpack[ClientOptions]) -> None:
         super().__init__(target, options)
-        settings = self.settings
-        if settings.credentials is not None:
-            self._channel = grpc.aio.secure_channel(settings.target, settings.credentials, options=settings.arguments)
-        else:
-            self._channel = grpc.aio.insecure_channel(settings.target, options=settings.arguments)
-        self.stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
-        """The generated stub, for those who want protobufs."""
+        self._loop_channel = LoopChannel(self.settings)
+
+    @property
+    def stub(self) -> InferenceServiceAsyncStub:
+        """The generated stub, for those who want protobufs; that of the running event loop, so taken in it."""
+        return self._loop_channel.get().stub
 
     async def _unary(self, method: Callable[..., Awaitable[Response]], request: Any, timeout: float | None) -> Response:
         try:
@@ -315,12 +319,13 @@ class AsyncClient(_Settings):
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""
-        check = health_pb2_grpc.HealthStub(self._channel).Check
+        check = health_pb2_grpc.HealthStub(self._loop_channel.get().channel).Check
         response = await self._unary(check, health_pb2.HealthCheckRequest(service=service), timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     async def close(self) -> None:
-        await self._channel.close()
+        """Close the channel, if a call made one; the client cannot be used afterwards."""
+        await self._loop_channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -96,7 +96,11 @@ def json_schema_file(path: str) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="warpcore", description=__doc__)
+    root = argparse.ArgumentParser(
+        prog="warpcore",
+        description=__doc__,
+        epilog="gRPC's own log lines are off unless GRPC_VERBOSITY (ERROR, INFO or DEBUG) or GRPC_TRACE asks for them.",
+    )
     root.add_argument("--target", help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
     root.add_argument("--token", help="bearer token (default: $WARPCORE_TOKEN)")
     root.add_argument(
