@@ -11,6 +11,7 @@ from pathlib import Path
 import anthropic
 import grpc
 import httpx2
+import openai
 import pytest
 from anthropic.types import MessageParam
 
@@ -319,3 +320,12 @@ async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> N
     assert ([model.id for model in after.data], after.has_more) == (["m2", "m3"], True)
     assert ([model.id for model in before.data], before.has_more, before.first_id) == (["m1", "m2"], True, "m1")
     assert walked == names
+
+
+async def test_a_model_is_found_by_any_spelling_of_its_file_slashes_and_all(doors: Doors) -> None:
+    await doors.engine.load(LoadSpec(TINY_MODEL, BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    async with async_openai_client(doors) as client:
+        for spelling in (TINY_MODEL, "hf/warpcore/tiny/tiny.gguf", "./hf/warpcore/tiny/tiny.gguf"):
+            assert (await client.models.retrieve(spelling)).id == TINY_MODEL, spelling
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("hf/warpcore/tiny/other.gguf")

@@ -30,6 +30,7 @@ from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_respo
 from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
+from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
@@ -113,7 +114,7 @@ class Engine:
     async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
         """Download a model file onto this server's disk: progress, then the file. Writing to the disk is the
         operator's to allow (None pulls: not allowed)."""
-        check_id(model, "model")
+        model = canonical_model_id(check_id(model, "model"))  # two spellings of a file: one download
         if revision is not None:
             check_id(revision, "revision")
         if self._pulls is None:

@@ -16,6 +16,7 @@ from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResu
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
+from warpcore.server.core.validation import check_model_id
 from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
@@ -216,7 +217,7 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
 
 
 async def get_model(request: web.Request) -> web.Response:
-    model = request.app[ENGINE].registry.get(request.match_info["model"])
+    model = request.app[ENGINE].registry.get(check_model_id(request.match_info["model"]))
     return web.json_response(_model_entry(dialect_of(request), model), headers=request_ids(request))
 
 
@@ -227,4 +228,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/v1/models/{model:.+}", get_model)  # a GGUF file's id may hold slashes
