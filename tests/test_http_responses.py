@@ -247,7 +247,7 @@ PNG_NOT_BASE64 = "data:image/png;base64,@@@"
         ),
         ({"text": {"format": {"type": "json_schema", "name": "x", "schema": []}}}, "text.format.schema", None, ""),
         ({"tool_choice": {"type": "file_search"}}, "tool_choice.type", "unsupported_field", "file_search"),
-        ({"max_output_tokens": 0}, "max_output_tokens", None, "max_tokens"),
+        ({"max_output_tokens": 0}, "max_output_tokens", None, "max_output_tokens must be between"),
         ({"include": ["message.output_text.logprobs"]}, "include[0]", "unsupported_field", "logprobs"),
     ],
 )

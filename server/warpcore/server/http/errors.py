@@ -69,20 +69,28 @@ def retry_headers(error: WarpcoreError) -> dict[str, str]:
     return {"Retry-After": str(max(math.ceil(delay), 1)), "retry-after-ms": str(int(delay * 1000))}
 
 
+def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, str]:
+    """The error's field as the dialect names it (`names` maps domain field paths to the dialect's), and its message
+    beginning with that name where it began with the domain's: the client reads the name it sent."""
+    if error.field is None:
+        return None, error.message
+    field = names.get(error.field, error.field)
+    rest = error.message.removeprefix(error.field)
+    renamed = rest != error.message and not rest[:1].isidentifier() and rest[:1] not in (".", "[")
+    return field, field + rest if renamed else error.message
+
+
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
-    """`names` maps domain field paths to the dialect's."""
-    param = names.get(error.field, error.field) if error.field is not None else None
+    param, message = _named(error, names)
     code = _OPENAI_CODES.get(error.reason, error.reason.lower())
-    return {"error": {"message": error.message, "type": _kind(error).openai_type, "param": param, "code": code}}
+    return {"error": {"message": message, "type": _kind(error).openai_type, "param": param, "code": code}}
 
 
 def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, str]) -> dict[str, Any]:
-    """`names` maps domain field paths to the dialect's. Anthropic's body has no field member: its messages begin
-    with the field's path, as the API's own do."""
-    message = error.message
-    if error.field is not None:
-        field = names.get(error.field, error.field)
-        message = message if message.startswith(f"{field}: ") else f"{field}: {message}"
+    """Anthropic's body has no field member: its messages begin with the field's path, as the API's own do."""
+    field, message = _named(error, names)
+    if field is not None and not message.startswith(f"{field}: "):
+        message = f"{field}: {message}"
     return {
         "type": "error",
         "error": {"type": _kind(error).anthropic_type, "message": message},
