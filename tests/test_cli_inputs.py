@@ -83,12 +83,16 @@ async def test_failed_connections_print_the_commands_error_alone_unless_grpc_log
     failures = {
         "refused": [closed_port_target(), "health"],
         "TLS to plaintext": [target, *to_tls],  # gRPC logs the failed handshake (INFO)
-        "no root certificate": [target, "--root-certificates", str(tmp_path / "none.pem"), "health"],  # ERROR lines
     }
     for failure, (to, *args) in failures.items():
         run = await warpcore(to, *args)
         assert (run.code, run.stdout) == (1, ""), failure
         assert re.fullmatch(r"warpcore: UNAVAILABLE: [^\n]+\n", run.stderr), (failure, run.stderr)
+    # A file with no certificate in it, which gRPC tells only in its own lines, is the command's usage error.
+    none = str(tmp_path / "none.pem")
+    run = await warpcore(target, "--root-certificates", none, "health")
+    says = f"{none!r} holds no certificate (PEM: -----BEGIN CERTIFICATE-----)"
+    assert usage_error(run) == f"warpcore: error: argument --root-certificates: {says}"
 
     # Whoever asks for gRPC's lines gets them: by GRPC_VERBOSITY, or by GRPC_TRACE for traces.
     for asked, expected in (

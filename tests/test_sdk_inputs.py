@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +44,33 @@ def test_half_a_client_certificate_pair_is_refused_at_construction(
     message = f"{given} needs {missing} too: mutual TLS takes a client certificate and its key together, or neither"
     with pytest.raises(ValueError, match=f"^{message}$"):
         make(UNREACHABLE, root_certificates=pems.ca, **{given: half})
+
+
+NOT_A_CERTIFICATE = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("option", "pem", "says"),
+    [
+        ("root_certificates", b"no certificate in here\n", "holds no certificate"),
+        ("root_certificates", NOT_A_CERTIFICATE, "holds a certificate that cannot be read"),
+        ("client_certificate", "key", "holds no certificate"),
+        ("client_key", "certificate", "holds no PEM private key"),
+    ],
+)
+def test_pem_data_that_is_not_what_the_option_takes_is_refused_at_construction(
+    make: Callable[..., object], option: str, pem: bytes | str, says: str, tmp_path: Path
+) -> None:
+    """gRPC would fail every call's handshake, saying only "Failed to create security handshaker"."""
+    pems = make_certificates()
+    given = pem if isinstance(pem, bytes) else {"key": pems.client_key, "certificate": pems.client_certificate}[pem]
+    options = {"root_certificates": pems.ca, "client_certificate": pems.client_certificate}
+    options["client_key"] = pems.client_key
+    (tmp_path / "given.pem").write_bytes(given)
+    for value, source in ((given, "the PEM data given"), (tmp_path / "given.pem", repr(str(tmp_path / "given.pem")))):
+        with pytest.raises(ValueError, match=f"^{option}: {re.escape(source)} {says}"):
+            make(UNREACHABLE, **{**options, option: value})
 
 
 async def test_a_str_stop_is_one_stop_sequence(target: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ RETRIED_METHODS = ("LoadModel", "UnloadModel", "ListModels")
 
 Pem = bytes | str | Path
 """PEM data, or the path of a PEM file."""
+_PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 class ClientOptions(TypedDict, total=False):
@@ -75,15 +78,34 @@ class OptionError(ValueError):
 
 def _pem(option: str, value: Pem | None) -> bytes | None:
     if value is None or isinstance(value, bytes):
-        return value
+        return _checked(option, value, "the PEM data given")
     if isinstance(value, str) and "-----BEGIN" in value:
         # Otherwise the PEM text itself would be reported as a file name that cannot be read.
         raise OptionError(option, "PEM data must be bytes; a str is the path of a PEM file")
     try:
-        return Path(value).read_bytes()
+        data = Path(value).read_bytes()
     except OSError as error:
         # A bare FileNotFoundError names the path but not which of the three options gave it.
         raise OptionError(option, f"cannot read {str(value)!r}: {error.strerror or error}") from error
+    return _checked(option, data, repr(str(value)))
+
+
+def _checked(option: str, data: bytes | None, source: str) -> bytes | None:
+    """PEM data that holds what the option takes. gRPC only fails the handshake, later, on every call, with
+    "Failed to create security handshaker"; why (no certificate in the file, a key that is none) it logs apart, in
+    lines the CLI keeps quiet."""
+    if data is None:
+        return None
+    if option == "client_key":
+        if not _PRIVATE_KEY.search(data):
+            raise OptionError(option, f"{source} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+        return data
+    try:  # OpenSSL's own reading of certificates, as gRPC's
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, ValueError):
+        problem = "a certificate that cannot be read" if b"-----BEGIN CERTIFICATE-----" in data else "no certificate"
+        raise OptionError(option, f"{source} holds {problem} (PEM: -----BEGIN CERTIFICATE-----)") from None
+    return data
 
 
 def service_config(max_retries: int) -> str:
