@@ -110,6 +110,41 @@ async def test_text_equals_the_chat_answer_whole_and_streamed_cut_by_max_output_
     assert done == last.response.output[0]
 
 
+async def test_logprobs_are_the_chat_routes_whole_and_streamed(tiny_door: Doors) -> None:
+    asked: dict[str, Any] = {"include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    options: dict[str, Any] = {"model": "tiny", "input": "hello", "max_output_tokens": 12, "temperature": 0}
+    async with async_openai_client(tiny_door) as client:
+        chat = await client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "hello"}],
+            max_tokens=12,
+            temperature=0,
+            logprobs=True,
+            top_logprobs=2,
+        )
+        whole = await client.responses.create(**options, **asked)
+        plain_text = await client.responses.create(**options)
+        async with client.responses.stream(**options, **asked) as stream:
+            events = [event async for event in stream]
+    assert events[-1].type == "response.incomplete"  # cut by max_output_tokens, as the whole answer is
+    streamed = events[-1].response
+    assert chat.choices[0].logprobs is not None
+    assert chat.choices[0].logprobs.content is not None
+    expected = [token.model_dump() for token in chat.choices[0].logprobs.content]
+    assert len(expected) == 12
+    assert all(len(token["top_logprobs"]) == 2 for token in expected)
+    [message] = whole.output
+    assert message.type == "message"
+    assert message.content[0].type == "output_text"
+    assert [token.model_dump() for token in message.content[0].logprobs or []] == expected
+    assert without_ids(streamed) == without_ids(whole)
+    in_deltas = [token for event in events if event.type == "response.output_text.delta" for token in event.logprobs]
+    assert [token.model_dump() for token in in_deltas] == expected
+    [plain_message] = plain_text.output
+    assert plain_message.type == "message"
+    assert plain_message.content[0].logprobs == []
+
+
 async def test_json_schema_whole_and_streamed_sync_and_async_give_one_valid_answer(tiny_door: Doors) -> None:
     options: dict[str, Any] = {"model": "tiny", "input": "How are you?", "max_output_tokens": 60, "temperature": 0}
 
@@ -248,7 +283,7 @@ PNG_NOT_BASE64 = "data:image/png;base64,@@@"
         ({"text": {"format": {"type": "json_schema", "name": "x", "schema": []}}}, "text.format.schema", None, ""),
         ({"tool_choice": {"type": "file_search"}}, "tool_choice.type", "unsupported_field", "file_search"),
         ({"max_output_tokens": 0}, "max_output_tokens", None, "max_output_tokens must be between"),
-        ({"include": ["message.output_text.logprobs"]}, "include[0]", "unsupported_field", "logprobs"),
+        ({"top_logprobs": 21}, "top_logprobs", None, "top_logprobs must be between 0 and 20"),
     ],
 )
 async def test_refusals_name_the_field_by_its_path_here(

@@ -3,7 +3,7 @@ order they began, and its result; each dialect renders them in its own shape."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from warpcore.server.core.domain import (
     FinishReason,
@@ -28,6 +28,8 @@ class Part:
     redacted: bool = False
     id: str = ""
     name: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    """A text part's tokens' log-probabilities, when asked for."""
 
 
 class Collected:
@@ -45,10 +47,11 @@ class Collected:
         elif isinstance(output, TextChunk):
             if self.logprobs is not None:
                 self.logprobs += output.logprobs
-            if last is not None and last.kind == "text":
-                last.text += output.text
-            else:
-                self.parts.append(Part("text", output.text))
+            if last is None or last.kind != "text":
+                last = Part("text")
+                self.parts.append(last)
+            last.text += output.text
+            last.logprobs += output.logprobs
         elif isinstance(output, ReasoningChunk):
             self._reasoning(output, last)
         elif isinstance(output, ToolCallDelta):

@@ -85,7 +85,7 @@ _STATELESS = "(this server keeps no responses nor conversations: send the whole 
 OPENAI_RESPONSES = Members(
     read=(
         *("model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice"),
-        *("parallel_tool_calls", "text", "reasoning", "stream", "include"),
+        *("parallel_tool_calls", "text", "reasoning", "stream", "include", "top_logprobs"),
     ),
     # Nothing is stored (`store`), whatever it asks: a stored response could only be read back by the members refused
     # below. `max_tool_calls` bounds calls of OpenAI's built-in tools, which never run here; `stream_options` asks
@@ -94,7 +94,7 @@ OPENAI_RESPONSES = Members(
         *("user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"),
         *("prompt_cache_retention", "prompt_cache_options", "max_tool_calls", "stream_options"),
     ),
-    refused=("previous_response_id", "conversation", "prompt", "context_management", "moderation", "top_logprobs"),
+    refused=("previous_response_id", "conversation", "prompt", "context_management", "moderation"),
     # No backend here drops the input's first items to fit the context (`truncation: auto`); answering in the
     # background needs the response kept, to be fetched later.
     defaults={"truncation": "disabled", "background": False},

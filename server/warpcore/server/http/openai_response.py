@@ -39,11 +39,14 @@ def _token(token: TokenLogprob | TopLogprob) -> dict[str, Any]:
     return {"token": token.text, "logprob": token.logprob, "bytes": list(token.token)}
 
 
+def logprob_entries(tokens: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
+    """Tokens' log-probabilities as both OpenAI APIs give them: each token's text and bytes, and the most likely tokens
+    at its place."""
+    return [{**_token(token), "top_logprobs": [_token(top) for top in token.top]} for token in tokens]
+
+
 def _logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
-    """Tokens' log-probabilities as the API gives them: each token's text and bytes, and the most likely tokens at its
-    place."""
-    content = [{**_token(token), "top_logprobs": [_token(top) for top in token.top]} for token in tokens]
-    return {"content": content, "refusal": None}
+    return {"content": logprob_entries(tokens), "refusal": None}
 
 
 def _header(model: str, kind: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ FIELD_NAMES = {
     "response_format.schema": "text.format.schema",
     "response_format.name": "text.format.name",
     "verbosity": "text.verbosity",
+    "logprobs": "include",
 }
 """Domain field paths as this dialect names them."""
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
@@ -63,7 +64,7 @@ class ResponsesRequest:
 
 def responses_request(body: Json) -> ResponsesRequest:
     OPENAI_RESPONSES.check(body)
-    _check_include(body)
+    logprobs = _include(body)
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
     conversation = _Conversation(tuple(_tool(path, tool) for path, tool in listed))
@@ -94,6 +95,9 @@ def responses_request(body: Json) -> ResponsesRequest:
         response_format=None if response_format is None else response_format_at(response_format, "text.format", None),
         reasoning=None if effort is None else reasoning_options(effort, "reasoning.effort"),
         verbosity=text(settings, "verbosity", "text"),
+        # `top_logprobs` alone asks for them too: the tokens they rank are given with their own.
+        logprobs=logprobs or bool(integer(body, "top_logprobs")),
+        top_logprobs=integer(body, "top_logprobs") or 0,
     )
     return ResponsesRequest(
         model=text(body, "model", required=True) or "",
@@ -104,14 +108,14 @@ def responses_request(body: Json) -> ResponsesRequest:
     )
 
 
-def _check_include(body: Json) -> None:
-    """`include` asks for extra output: the outputs of OpenAI's built-in tools (none ever runs here) and the encrypted
-    reasoning (always given here, when the backend signed it); log-probabilities are not offered."""
-    for index, value in enumerate(array(body, "include") or []):
+def _include(body: Json) -> bool:
+    """Whether `include` asks for the text's log-probabilities. Its other values ask for the outputs of OpenAI's
+    built-in tools (none ever runs here) and the encrypted reasoning (always given here, when the backend signed it)."""
+    included = array(body, "include") or []
+    for index, value in enumerate(included):
         if not isinstance(value, str):
             raise refuse(at("include", index), "must be a string")
-        if value == "message.output_text.logprobs":
-            raise unsupported(at("include", index), "message.output_text.logprobs")
+    return "message.output_text.logprobs" in included
 
 
 def _input(body: Json) -> list[tuple[str, Json]]:

@@ -14,6 +14,7 @@ from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import ErrorCode, WarpcoreError
 from warpcore.server.core.tooling import ToolCall
 from warpcore.server.http.collect import Collected, Part
+from warpcore.server.http.openai_response import logprob_entries
 
 _PREFIXES = {"text": "msg", "reasoning": "rs", "tool": "fc"}
 _COMPLETED = (FinishReason.STOP, FinishReason.STOP_SEQUENCE, FinishReason.TOOL_CALLS)
@@ -74,8 +75,10 @@ def _usage(finish: Finish) -> dict[str, Any]:
     }
 
 
-def output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def output_text(part: Part | None = None) -> dict[str, Any]:
+    """A text part (none yet: an empty one) as the content of a message item."""
+    text, logprobs = (part.text, logprob_entries(part.logprobs)) if part else ("", [])
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
 
 
 def message(item_id: str, state: str, content: list[dict[str, Any]]) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def output_items(head: Head, parts: Sequence[Part], finish: Finish) -> list[dict
         state = last if index == len(parts) - 1 else "completed"
         item_id = head.item_id(part.kind, index)
         if part.kind == "text":
-            items.append(message(item_id, state, [output_text(part.text)]))
+            items.append(message(item_id, state, [output_text(part)]))
         elif part.kind == "reasoning":
             items.append(reasoning(item_id, part))
         elif part.id in complete:

@@ -18,6 +18,7 @@ from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.core.tooling import ToolCall
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import openai_error
+from warpcore.server.http.openai_response import logprob_entries
 from warpcore.server.http.responses_request import FIELD_NAMES
 from warpcore.server.http.responses_response import (
     Head,
@@ -60,7 +61,11 @@ class ResponsesStream:
         index = len(parts) - 1
         if isinstance(output, TextChunk):
             head = self._begin_text(index) if len(parts) > began else b""
-            return head + self._item_event("response.output_text.delta", index, content_index=0, delta=output.text)
+            logprobs = logprob_entries(output.logprobs)
+            delta = self._item_event(
+                "response.output_text.delta", index, content_index=0, delta=output.text, logprobs=logprobs
+            )
+            return head + delta
         if isinstance(output, ReasoningChunk):
             return self._reasoning(output, index, len(parts) > began)
         if isinstance(output, ToolCallDelta):
@@ -77,7 +82,7 @@ class ResponsesStream:
     def _begin_text(self, index: int) -> bytes:
         added = self._close() + self._added(index, message(self._head.item_id("text", index), "in_progress", []))
         self._open = index
-        return added + self._item_event("response.content_part.added", index, content_index=0, part=output_text(""))
+        return added + self._item_event("response.content_part.added", index, content_index=0, part=output_text())
 
     def _reasoning(self, chunk: ReasoningChunk, index: int, began: bool) -> bytes:
         part = self._collected.parts[index]
@@ -115,8 +120,11 @@ class ResponsesStream:
         part = self._collected.parts[index]
         item_id = self._head.item_id(part.kind, index)
         if part.kind == "text":
-            item = item or message(item_id, "completed", [output_text(part.text)])
-            closing = self._item_event("response.output_text.done", index, content_index=0, text=part.text)
+            item = item or message(item_id, "completed", [output_text(part)])
+            logprobs = item["content"][0]["logprobs"]
+            closing = self._item_event(
+                "response.output_text.done", index, content_index=0, text=part.text, logprobs=logprobs
+            )
             closing += self._item_event("response.content_part.done", index, content_index=0, part=item["content"][0])
         else:
             item = item or reasoning(item_id, part)
