@@ -59,6 +59,8 @@ class TokenText:
             self._pending.append(self._token_logprob(piece, logprobs))
         text, matched = self._scanner.feed(self._utf8.decode(piece))
         self._out(text)
+        if self._calls is not None and self._calls.repeated:
+            return FinishReason.STOP  # the calls are over (ToolCallText): the answer is its calls
         if matched is not None:
             if matched not in self._prompt.user_stops:
                 return FinishReason.STOP  # the chat template's end of turn

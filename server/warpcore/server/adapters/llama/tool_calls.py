@@ -34,7 +34,12 @@ class ToolCallText:
     """Splits one generation's text into answer text and tool-call deltas, holding back only what may be the start
     of a marker. Text after the first call (the line breaks between calls) is not part of the answer, nor is any
     text when `calls_only`: the grammar makes the model call a tool at once, so what it writes before a call's
-    opening marker is completed is the marker's beginning."""
+    opening marker is completed is the marker's beginning.
+
+    A call after the first is held back until it is complete, and one that repeats an earlier call (same name, same
+    arguments) ends the calls (`repeated`) and is dropped: a model that does not end its turn after its calls (a base
+    model) writes them again and again, to the end of its token budget; the answer is its calls, not a cut. Held
+    back, a call cut short is never sent in part either."""
 
     def __init__(self, emit: Callable[[GenerationEvent], None], *, calls_only: bool) -> None:
         self._emit = emit
@@ -44,7 +49,9 @@ class ToolCallText:
         self._id = ""
         self._name = ""
         self._arguments: list[str] = []
+        self._held: list[ToolCallDelta] = []
         self.calls: list[ToolCall] = []
+        self.repeated = False
 
     def feed(self, text: str) -> None:
         self._buffer += text
@@ -78,7 +85,7 @@ class ToolCallText:
             return False
         self._name = json.loads(self._buffer[self._buffer.index("{") + 1 : end].split(":", 1)[1])
         self._id = new_call_id()
-        self._emit(ToolCallDelta(len(self.calls), id=self._id, name=self._name))
+        self._delta(ToolCallDelta(len(self.calls), id=self._id, name=self._name))
         self._buffer = self._buffer[end + len(_HEADER_END) :]
         self._state = self._arguments_text
         return True
@@ -94,20 +101,43 @@ class ToolCallText:
             self._buffer = self._buffer[len(sent) :]
             return False
         self._send(self._buffer[:end].removesuffix("}").rstrip())
-        self.calls.append(ToolCall(self._id, self._name, "".join(self._arguments)))
-        self._id, self._name, self._arguments = "", "", []
+        call = ToolCall(self._id, self._name, "".join(self._arguments))
+        if any(_same(earlier, call) for earlier in self.calls):
+            self.repeated = True
+            self._state = self._ended
+            return False
+        for delta in self._held:
+            self._emit(delta)
+        self.calls.append(call)
+        self._id, self._name, self._arguments, self._held = "", "", [], []
         self._buffer = self._buffer[end + len(_CLOSING) :]
         self._state = self._text
         return True
 
+    def _ended(self) -> bool:
+        """After a repeated call: nothing more is read."""
+        self._buffer = ""
+        return False
+
     def _send(self, piece: str) -> None:
         if piece:
             self._arguments.append(piece)
-            self._emit(ToolCallDelta(len(self.calls), arguments=piece))
+            self._delta(ToolCallDelta(len(self.calls), arguments=piece))
+
+    def _delta(self, delta: ToolCallDelta) -> None:
+        if self.calls:
+            self._held.append(delta)
+        else:
+            self._emit(delta)
 
     def _answer(self, text: str) -> None:
         if text and not self.calls and not self._calls_only:
             self._emit(TextChunk(text))
+
+
+def _same(first: ToolCall, second: ToolCall) -> bool:
+    """The same call, however its arguments are spaced."""
+    return first.name == second.name and json.loads(first.arguments or "{}") == json.loads(second.arguments or "{}")
 
 
 def _partial(text: str, marker: str) -> int:
