@@ -246,6 +246,22 @@ async def test_a_failure_mid_stream_ends_the_response_failed(doors: Doors) -> No
     assert failed.response.status == "failed"
     assert failed.response.error is not None
     assert failed.response.error.code == "server_error"
+    [item] = failed.response.output  # what was sent stays, incomplete
+    assert item.type == "message"
+    assert item.status == "incomplete"
+    assert [part.text for part in item.content if part.type == "output_text"] == ["ab"]
+    completed = await client_create(doors, model="m", input="hi")
+    assert completed.status == "completed"
+    assert completed.completed_at is not None
+    assert completed.completed_at >= completed.created_at
+
+
+async def client_create(doors: Doors, **options: Any) -> Response:
+    async with FakeOpenAI() as upstream:
+        await doors.engine.unload("m")
+        await load_hosted(doors, upstream)
+        async with async_openai_client(doors) as client:
+            return await client.responses.create(**options)
 
 
 async def refusal(doors: Doors, **options: Any) -> openai.APIStatusError:
@@ -261,6 +277,8 @@ async def test_unknown_model_is_404(doors: Doors) -> None:
 
 
 PNG_NOT_BASE64 = "data:image/png;base64,@@@"
+CALL = {"type": "function_call", "call_id": "zzz", "name": WEATHER.name, "arguments": "{}"}
+RESULT = {"type": "function_call_output", "call_id": "zzz", "output": "x"}
 
 
 @pytest.mark.parametrize(
@@ -284,6 +302,22 @@ PNG_NOT_BASE64 = "data:image/png;base64,@@@"
         ({"tool_choice": {"type": "file_search"}}, "tool_choice.type", "unsupported_field", "file_search"),
         ({"max_output_tokens": 0}, "max_output_tokens", None, "max_output_tokens must be between"),
         ({"top_logprobs": 21}, "top_logprobs", None, "top_logprobs must be between 0 and 20"),
+        ({"include": ["bogus"]}, "include[0]", "invalid_field", "unknown value 'bogus'"),
+        ({"prompt": {"id": "pmpt_1"}}, "prompt", "unsupported_field", "a stored prompt"),
+        ({"input": [{"role": "user", "content": "q"}, RESULT]}, "input[1].call_id", None, "'zzz'"),
+        ({"input": [RESULT, CALL]}, "input[0].call_id", None, "no call with id 'zzz'"),
+        (
+            {"input": [{"role": "user", "content": "q"}, CALL], "tools": [FUNCTION]},
+            "input[1]",
+            None,
+            "call 'zzz' of input[1] has no tool result",
+        ),
+        (
+            {"input": [{"role": "user", "content": "q"}, {**CALL, "name": "nope"}], "tools": [FUNCTION]},
+            "input[1].name",
+            None,
+            "no tool named",
+        ),
     ],
 )
 async def test_refusals_name_the_field_by_its_path_here(

@@ -101,7 +101,8 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
                 )
     if pending:
         call_id, turn = next(iter(pending.items()))
-        raise InvalidArgumentError(f"call {call_id[:64]!r} of messages[{turn}] has no tool result", field="messages")
+        field = f"messages[{turn}]"
+        raise InvalidArgumentError(f"call {call_id[:64]!r} of {field} has no tool result", field=field)
 
 
 def check_output(params: GenerationParams) -> None:

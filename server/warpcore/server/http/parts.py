@@ -18,6 +18,8 @@ from warpcore.server.http.fields import Json, at, mapping, refuse, text, unsuppo
 # Strict: a media type, `;base64,` and the data, nothing else (no parameters, no percent-encoded data).
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
 _DETAILS = ("auto", "low", "high")
+_TURN = re.compile(r"\bmessages\[\d+\](?![.\[])")
+"""A domain turn named in a message, not a path within it."""
 
 
 class Content:
@@ -71,15 +73,17 @@ def numbered(turns: Iterable[tuple[ChatMessage, Content | None]]) -> tuple[tuple
 
 @contextmanager
 def named_as(names: Mapping[str, str]) -> Iterator[None]:
-    """The domain's refusals of a part (or a turn's parts) naming it by its path in the dialect's request."""
+    """The domain's refusals of a part (or a turn's parts) naming it by its path in the dialect's request, as the
+    other turns their messages name."""
     try:
         yield
     except WarpcoreError as error:
         dialect = names.get(error.field or "")
         if error.field and dialect is not None:
             error.message = error.message.replace(error.field, dialect)
-            error.args = (error.message,)
             error.field = dialect
+        error.message = _TURN.sub(lambda turn: names.get(turn[0], turn[0]), error.message)
+        error.args = (error.message,)
         raise
 
 

@@ -42,6 +42,7 @@ class Head:
             "id": f"resp_{self.key}",
             "object": "response",
             "created_at": self.created_at,
+            "completed_at": int(time.time()) if status == "completed" else None,
             "status": status,
             "model": self.model,
             "output": output,

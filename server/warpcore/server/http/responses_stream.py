@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from warpcore.server.core.domain import Finish, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
@@ -157,5 +157,7 @@ class ResponsesStream:
         response's life as a failed one."""
         body = openai_error(error, FIELD_NAMES)["error"]
         out = self._event("error", code=body["code"], message=body["message"], param=body["param"])
-        response = self._head.response("failed", [], None, failure(error))
+        # What was sent before the failure stays in the response's output, each item incomplete.
+        items = output_items(self._head, self._collected.parts, Finish(FinishReason.ERROR))
+        response = self._head.response("failed", items, None, failure(error))
         return out + self._event("response.failed", response=response)

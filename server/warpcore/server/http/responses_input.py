@@ -1,0 +1,169 @@
+"""The Responses API's `input` items as domain turns: messages and their text, image and file parts, function calls
+(joining the assistant turn before them), their outputs as tool turns, and reasoning handed back (going with the
+assistant turn after it); each turn keeps its items' paths, so that refusals name them as the request does."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from warpcore.server.core.cache_rules import CacheMark
+from warpcore.server.core.content import CacheBreakpoint, DocumentPart, ImagePart
+from warpcore.server.core.domain import ChatMessage, Role
+from warpcore.server.core.tooling import ReasoningBlock, Tool, ToolCall
+from warpcore.server.http.cache_marks import NONE, end_and_before, marked, marked_last, part_mark
+from warpcore.server.http.fields import Json, at, json_object_text, objects, refuse, text, unsupported
+from warpcore.server.http.parts import Content, named_as, openai_file, openai_image
+
+_ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
+
+
+def input_items(body: Json) -> list[tuple[str, Json]]:
+    """The input items, unless the input is a string (one user message)."""
+    if isinstance(body.get("input"), str):
+        return []
+    items = objects(body, "input", required=True)
+    if not items:
+        raise refuse("input", "must hold at least one item")
+    return items
+
+
+class Conversation:
+    """The domain's turns, item by item: a function call joins the assistant turn before it (one answer's message
+    and calls are one turn), and reasoning handed back goes with the assistant turn after it."""
+
+    def __init__(self, tools: tuple[Tool, ...]) -> None:
+        self.tools = tools
+        self.turns: list[tuple[ChatMessage, Content | None]] = []
+        self.marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
+        self._reasoning: list[ReasoningBlock] = []
+        self._paths: list[dict[str, str]] = []
+        """Each turn's paths in this request, by their path within a domain turn ("" is the turn's item)."""
+
+    def field_names(self, names: dict[str, str]) -> dict[str, str]:
+        """`names` (the parts' paths), with each turn's own: refusals of a turn, a call or a result name their
+        items."""
+        for index, paths in enumerate(self._paths):
+            names.update((f"messages[{index}]{within}", path) for within, path in paths.items())
+        return names
+
+    def item(self, path: str, item: Json) -> None:
+        kind = text(item, "type", path) or "message"
+        if kind == "message":
+            self._message(path, item)
+        elif kind == "function_call":
+            self._call(path, item)
+        elif kind == "function_call_output":
+            content, last, before = _content(item, "output", path, self.marks)
+            call_id = text(item, "call_id", path, required=True) or ""
+            self._add(content.message(Role.TOOL, tool_call_id=call_id, cache=last), content, before, path)
+            self._paths[-1][".tool_call_id"] = at(path, "call_id")
+        elif kind == "reasoning":
+            self._reasoning.append(_reasoning_block(path, item))
+        elif kind == "item_reference":
+            raise unsupported(at(path, "type"), "an item by reference (this server keeps no items: send the item)")
+        else:
+            raise unsupported(at(path, "type"), f"an input item of type {kind!r}")
+
+    def text_turn(self, role: Role, value: str, path: str) -> None:
+        content = Content(path)
+        content.add_text(value, path)
+        self._add(content.message(role), content, NONE, path)
+
+    def _message(self, path: str, item: Json) -> None:
+        role_name = text(item, "role", path, required=True)
+        role = _ROLES.get(role_name or "")
+        if role is None:
+            raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+        content, last, before = _content(item, "content", path, self.marks)
+        extra = {"reasoning": self._handed_back()} if role is Role.ASSISTANT else {}
+        self._add(content.message(role, cache=last, **extra), content, before, path)
+
+    def _call(self, path: str, item: Json) -> None:
+        call = ToolCall(
+            id=text(item, "call_id", path, required=True) or "",
+            name=text(item, "name", path, required=True) or "",
+            arguments=json_object_text(item.get("arguments", "{}"), at(path, "arguments")),
+        )
+        last, content = self.turns[-1] if self.turns else (None, None)
+        if last is not None and last.role is Role.ASSISTANT and not self._reasoning:
+            self.turns[-1] = (dataclasses.replace(last, tool_calls=(*last.tool_calls, call)), content)
+        else:
+            turn = ChatMessage(Role.ASSISTANT, "", tool_calls=(call,), reasoning=self._handed_back())
+            self._add(turn, None, NONE, path)
+        number = len(self.turns[-1][0].tool_calls) - 1
+        own = {"": path, ".id": at(path, "call_id"), ".name": at(path, "name"), ".arguments": at(path, "arguments")}
+        self._paths[-1].update((f".tool_calls[{number}]{within}", named) for within, named in own.items())
+
+    def _handed_back(self) -> tuple[ReasoningBlock, ...]:
+        blocks, self._reasoning = tuple(self._reasoning), []
+        return blocks
+
+    def _add(self, turn: ChatMessage, content: Content | None, before: CacheBreakpoint, path: str) -> None:
+        """Append a turn, the item at `path`; a cache breakpoint that belongs before it ends the turn before, or the
+        tools."""
+        if self.turns:
+            self.turns[-1] = (marked(self.turns[-1][0], before), self.turns[-1][1])
+        else:
+            self.tools = marked_last(self.tools, before)
+        self.turns.append((turn, content))
+        self._paths.append({"": path})
+
+
+def _content(
+    item: Json, key: str, path: str, marks: list[CacheMark]
+) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
+    """A string, or an array of text, image and file parts in order; with the cache breakpoint of its last part, and
+    the first of a part before it that ends no place of the domain's (see cache_marks)."""
+    content_path = at(path, key)
+    content = Content(content_path)
+    value = item.get(key)
+    if value is None or isinstance(value, str):
+        content.add_text(value or "", content_path)
+        return content, NONE, NONE
+    unplaced = []  # each part's breakpoint that no file part of the domain carries
+    for part_path, part in objects(item, key, path):
+        kind = part.get("type")
+        mark = part_mark(part, part_path, marks)
+        if kind in ("input_image", "input_file"):
+            file = (_image if kind == "input_image" else _file)(part, part_path)
+            content.add_file(dataclasses.replace(file, cache=mark), part_path)
+            mark = NONE
+        elif kind in ("input_text", "output_text", "refusal"):
+            member = "refusal" if kind == "refusal" else "text"
+            content.add_text(text(part, member, part_path, required=True) or "", part_path)
+        else:
+            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
+        unplaced.append(mark)
+    return content, *end_and_before(unplaced)
+
+
+def _image(part: Json, path: str) -> ImagePart:
+    """An `input_image`: its `image_url` read as Chat Completions reads an image part's URL (a data URL is the
+    image's bytes), refusals named by this dialect's paths. `original` detail, as every detail, changes nothing
+    here."""
+    if part.get("file_id") is not None:
+        raise unsupported(at(path, "file_id"), "an image by file id (send its image_url)")
+    detail = text(part, "detail", path)
+    image = {"url": text(part, "image_url", path, required=True), "detail": None if detail == "original" else detail}
+    names = {at(path, "image_url.url"): at(path, "image_url"), at(path, "image_url.detail"): at(path, "detail")}
+    with named_as(names):
+        return openai_image({"image_url": image}, path)
+
+
+def _file(part: Json, path: str) -> DocumentPart:
+    """An `input_file`: its `file_data` (a data URL) or its `file_url`; a file by id has no place here."""
+    url = text(part, "file_url", path)
+    if url is not None:
+        return DocumentPart(url=url, name=text(part, "filename", path) or "")
+    file = {name: part.get(name) for name in ("file_id", "file_data", "filename")}
+    with named_as({at(path, f"file.{name}"): at(path, name) for name in file}):
+        return openai_file({"file": file}, path)
+
+
+def _reasoning_block(path: str, item: Json) -> ReasoningBlock:
+    """A reasoning item handed back: its text (`content`, else its `summary`) and, in `encrypted_content`, the
+    signature the door gave it; an item of encrypted content alone is a redacted block."""
+    parts = objects(item, "content", path) or objects(item, "summary", path)
+    texts = [text(part, "text", part_path, required=True) or "" for part_path, part in parts]
+    signature = text(item, "encrypted_content", path) or ""
+    return ReasoningBlock("\n\n".join(texts), signature, redacted=bool(signature) and not parts)
