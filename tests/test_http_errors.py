@@ -247,6 +247,25 @@ async def test_bad_openai_fields_are_400_naming_them(
     assert len(upstream.requests) == sent  # refused before anything went upstream
 
 
+def result_block(call_id: str) -> dict[str, object]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": "ok"}
+
+
+CALLED = [
+    {"role": "user", "content": "hi"},
+    {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
+            {"type": "tool_use", "id": "c2", "name": "f", "input": {}},
+        ],
+    },
+]
+"""A turn whose two calls wait for their results."""
+TOOLS = [{"name": "f", "input_schema": {"type": "object"}}]
+WELL = {"type": "text", "text": "well?"}
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -261,6 +280,19 @@ async def test_bad_openai_fields_are_400_naming_them(
         ({"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}, "mcp_servers"),
         ({"container": "container_1"}, "container"),
         ({"context_management": {"edits": []}}, "context_management"),
+        # Tool results are turns of their own in the domain: refusals of them, or after them, name the request's.
+        (
+            {
+                "messages": [*CALLED, {"role": "user", "content": [result_block("c1"), result_block("zz")]}],
+                "tools": TOOLS,
+            },
+            "messages[2].content[1].tool_use_id: no call with id 'zz'",
+        ),
+        (
+            {"messages": [*CALLED, {"role": "user", "content": [result_block("c1"), WELL]}], "tools": TOOLS},
+            "messages[2]: call 'c2' of messages[1] has no tool result before this turn",
+        ),
+        ({"messages": [*CALLED, {"role": "user", "content": [WELL]}]}, "messages[1].content[0].name: no tool named"),
     ],
 )
 async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:

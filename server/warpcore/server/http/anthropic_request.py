@@ -17,15 +17,10 @@ from warpcore.server.core.domain import (
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
-    ReasoningEffort,
-    ReasoningOptions,
-    ResponseFormat,
-    ResponseFormatKind,
     Tool,
     ToolCall,
-    ToolChoice,
-    ToolChoiceMode,
 )
+from warpcore.server.http.anthropic_options import output_format, reasoning, tool_choice
 from warpcore.server.http.cache_marks import NONE, cache_mark, end_and_before, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
@@ -43,7 +38,14 @@ from warpcore.server.http.fields import (
     unsupported,
 )
 from warpcore.server.http.members import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
-from warpcore.server.http.parts import Content, anthropic_document, anthropic_image, numbered
+from warpcore.server.http.parts import (
+    Content,
+    anthropic_document,
+    anthropic_image,
+    anthropic_turn_paths,
+    numbered,
+    turn_names,
+)
 
 FIELD_NAMES = {
     "model_id": "model",
@@ -58,8 +60,6 @@ FIELD_NAMES = {
 }
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
-_EFFORTS = ("low", "medium", "high", "xhigh", "max")
-_CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _NO_TEXT = ("", NONE, NONE)
 
 
@@ -85,13 +85,15 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
     tools = tuple(_tool(path, tool, marks) for path, tool in listed)
-    choice, parallel = _tool_choice(mapping(body, "tool_choice"), tools)
+    choice, parallel = tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
     system, system_cache, before_system = _system(body, marks)
     tools = marked_last(tools, before_system)
     turns: list[tuple[ChatMessage, Content | None]] = []
+    paths: list[dict[str, str]] = []
     for path, message in conversation(body):
         turn, before_turn = _turn(path, message, marks)
+        paths += anthropic_turn_paths(path, message, [domain for domain, _ in turn])
         if turns:
             turns[-1] = (marked(turns[-1][0], before_turn), turns[-1][1])
         elif system:
@@ -103,6 +105,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     check_cache_marks(marks)
     turns[-1] = (marked(turns[-1][0], automatic), turns[-1][1])
     messages, field_names = numbered(turns)
+    field_names |= turn_names(paths)
     params = GenerationParams(
         prompt=None,
         messages=messages,
@@ -116,8 +119,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
-        response_format=_output_format(body, output_config),
-        reasoning=_reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
+        response_format=output_format(body, output_config),
+        reasoning=reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
         # The API continues a last assistant message (prefill) rather than answer after it.
         continue_last=messages[-1].role is Role.ASSISTANT,
     )
@@ -245,52 +248,3 @@ def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
         strict=boolean(tool, "strict", path) is True,
         cache=cache_mark(tool, path, marks),
     )
-
-
-def _tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, bool]:
-    """The choice, and whether the model may call several tools at once (`disable_parallel_tool_use`)."""
-    if choice is None:
-        return ToolChoice(), True
-    parallel = boolean(choice, "disable_parallel_tool_use", "tool_choice") is not True
-    kind = text(choice, "type", "tool_choice", required=True) or ""
-    if kind == "tool":
-        name = text(choice, "name", "tool_choice", required=True) or ""
-        if name not in {tool.name for tool in tools}:
-            raise refuse("tool_choice.name", f"names no tool in tools: {name!r}")
-        return ToolChoice(ToolChoiceMode.NAMED, name), parallel
-    if kind not in _CHOICES:
-        raise refuse("tool_choice.type", f"unknown type {kind!r}; expected auto, any, tool or none")
-    return ToolChoice(_CHOICES[kind]), parallel
-
-
-def _output_format(body: Json, output_config: Json) -> ResponseFormat | None:
-    """`output_config.format`, or the beta's top-level `output_format` (not both)."""
-    output_format, path = mapping(output_config, "format", "output_config"), "output_config.format"
-    if (beta := mapping(body, "output_format")) is not None:
-        if output_format is not None:
-            raise refuse("output_format", "give output_config.format or output_format, not both")
-        output_format, path = beta, "output_format"
-    if output_format is None:
-        return None
-    if text(output_format, "type", path, required=True) != "json_schema":
-        raise refuse(at(path, "type"), "expected json_schema")
-    checked = schema(output_format, "schema", path, required=True) or {}
-    return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=checked, strict=True)
-
-
-def _reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptions | None:
-    """`thinking` (its budget) and `output_config.effort` together."""
-    effort = None
-    if effort_name is not None:
-        if effort_name not in _EFFORTS:
-            raise unsupported("output_config.effort", f"effort {effort_name!r} ({', '.join(_EFFORTS)} are)")
-        effort = ReasoningEffort(effort_name)
-    kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
-    if kind not in (None, "enabled", "adaptive", "disabled"):
-        raise refuse("thinking.type", f"unknown type {kind!r}; expected enabled, adaptive or disabled")
-    budget = integer(thinking, "budget_tokens", "thinking", required=kind == "enabled") if thinking else None
-    if budget is not None and budget < 1:
-        raise refuse("thinking.budget_tokens", "must be at least 1")
-    if kind in (None, "disabled") and effort is None:
-        return None
-    return ReasoningOptions(effort, budget if kind == "enabled" else None, adaptive=kind == "adaptive")

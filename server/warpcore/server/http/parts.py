@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,6 +69,37 @@ def numbered(turns: Iterable[tuple[ChatMessage, Content | None]]) -> tuple[tuple
             names.update(content.field_names(len(messages)))
         messages.append(message)
     return tuple(messages), names
+
+
+def turn_names(paths: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    """The dialect's path of each domain turn (and of its call ids, calls and results), from each turn's paths by
+    their path within it ("" the turn itself): refusals of a turn name it as the request does."""
+    return {f"messages[{index}]{within}": path for index, own in enumerate(paths) for within, path in own.items()}
+
+
+def anthropic_turn_paths(path: str, message: Json, turn: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """The paths of the domain turns that Anthropic message `message` (at `path`) became: each tool result its
+    `tool_result` block, the rest the message, its calls their `tool_use` blocks."""
+    blocks = message.get("content")
+    blocks = list(enumerate(blocks)) if isinstance(blocks, list) else []
+
+    def block(kind: str, key: str, value: str) -> str:
+        found = next(index for index, each in blocks if each.get("type") == kind and each.get(key) == value)
+        return at(at(path, "content"), found)
+
+    paths = []
+    for domain in turn:
+        if domain.role is Role.TOOL:
+            result = block("tool_result", "tool_use_id", domain.tool_call_id)
+            paths.append({"": result, ".tool_call_id": at(result, "tool_use_id"), ".is_error": at(result, "is_error")})
+            continue
+        own = {"": path}
+        for number, call in enumerate(domain.tool_calls):
+            use = block("tool_use", "id", call.id)
+            fields = {"": use, ".id": at(use, "id"), ".name": at(use, "name"), ".arguments": at(use, "input")}
+            own.update((f".tool_calls[{number}]{within}", named) for within, named in fields.items())
+        paths.append(own)
+    return paths
 
 
 @contextmanager

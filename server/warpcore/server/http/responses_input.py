@@ -12,7 +12,7 @@ from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.tooling import ReasoningBlock, Tool, ToolCall
 from warpcore.server.http.cache_marks import NONE, end_and_before, marked, marked_last, part_mark
 from warpcore.server.http.fields import Json, at, json_object_text, objects, refuse, text, unsupported
-from warpcore.server.http.parts import Content, named_as, openai_file, openai_image
+from warpcore.server.http.parts import Content, named_as, openai_file, openai_image, turn_names
 
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
 
@@ -42,9 +42,7 @@ class Conversation:
     def field_names(self, names: dict[str, str]) -> dict[str, str]:
         """`names` (the parts' paths), with each turn's own: refusals of a turn, a call or a result name their
         items."""
-        for index, paths in enumerate(self._paths):
-            names.update((f"messages[{index}]{within}", path) for within, path in paths.items())
-        return names
+        return names | turn_names(self._paths)
 
     def item(self, path: str, item: Json) -> None:
         kind = text(item, "type", path) or "message"

@@ -1,0 +1,67 @@
+"""The options of an Anthropic Messages request: tool choice (with `disable_parallel_tool_use`), the output format
+(`output_config.format`, or the beta's `output_format`), and thinking with the effort."""
+
+from __future__ import annotations
+
+from warpcore.server.core.tooling import (
+    ReasoningEffort,
+    ReasoningOptions,
+    ResponseFormat,
+    ResponseFormatKind,
+    Tool,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.http.fields import Json, at, boolean, integer, mapping, refuse, schema, text, unsupported
+
+_CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
+_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
+def tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, bool]:
+    """The choice, and whether the model may call several tools at once (`disable_parallel_tool_use`)."""
+    if choice is None:
+        return ToolChoice(), True
+    parallel = boolean(choice, "disable_parallel_tool_use", "tool_choice") is not True
+    kind = text(choice, "type", "tool_choice", required=True) or ""
+    if kind == "tool":
+        name = text(choice, "name", "tool_choice", required=True) or ""
+        if name not in {tool.name for tool in tools}:
+            raise refuse("tool_choice.name", f"names no tool in tools: {name!r}")
+        return ToolChoice(ToolChoiceMode.NAMED, name), parallel
+    if kind not in _CHOICES:
+        raise refuse("tool_choice.type", f"unknown type {kind!r}; expected auto, any, tool or none")
+    return ToolChoice(_CHOICES[kind]), parallel
+
+
+def output_format(body: Json, output_config: Json) -> ResponseFormat | None:
+    """`output_config.format`, or the beta's top-level `output_format` (not both)."""
+    output_format, path = mapping(output_config, "format", "output_config"), "output_config.format"
+    if (beta := mapping(body, "output_format")) is not None:
+        if output_format is not None:
+            raise refuse("output_format", "give output_config.format or output_format, not both")
+        output_format, path = beta, "output_format"
+    if output_format is None:
+        return None
+    if text(output_format, "type", path, required=True) != "json_schema":
+        raise refuse(at(path, "type"), "expected json_schema")
+    checked = schema(output_format, "schema", path, required=True) or {}
+    return ResponseFormat(ResponseFormatKind.JSON_SCHEMA, schema=checked, strict=True)
+
+
+def reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOptions | None:
+    """`thinking` (its budget) and `output_config.effort` together."""
+    effort = None
+    if effort_name is not None:
+        if effort_name not in _EFFORTS:
+            raise unsupported("output_config.effort", f"effort {effort_name!r} ({', '.join(_EFFORTS)} are)")
+        effort = ReasoningEffort(effort_name)
+    kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
+    if kind not in (None, "enabled", "adaptive", "disabled"):
+        raise refuse("thinking.type", f"unknown type {kind!r}; expected enabled, adaptive or disabled")
+    budget = integer(thinking, "budget_tokens", "thinking", required=kind == "enabled") if thinking else None
+    if budget is not None and budget < 1:
+        raise refuse("thinking.budget_tokens", "must be at least 1")
+    if kind in (None, "disabled") and effort is None:
+        return None
+    return ReasoningOptions(effort, budget if kind == "enabled" else None, adaptive=kind == "adaptive")
