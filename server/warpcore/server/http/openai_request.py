@@ -24,7 +24,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.cache_marks import NONE, cache_mark, end_and_before, marked, marked_last, part_mark
+from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
     array,
@@ -42,7 +42,7 @@ from warpcore.server.http.fields import (
     unsupported,
 )
 from warpcore.server.http.members import OPENAI_CHAT
-from warpcore.server.http.parts import Content, numbered, openai_file, openai_image
+from warpcore.server.http.parts import Content, FileReader, content_parts, numbered, openai_file, openai_image
 
 FIELD_NAMES = {
     "model_id": "model",
@@ -52,6 +52,9 @@ FIELD_NAMES = {
     "reasoning.effort": "reasoning_effort",
 }
 """Domain field paths as this dialect names them."""
+_FILES: dict[str, FileReader] = {"image_url": openai_image, "file": openai_file}
+_TEXTS = {"text": "text", "refusal": "refusal"}
+"""A part's kinds, and the member that holds each text kind's text."""
 _ROLES = {
     "system": Role.SYSTEM,
     "developer": Role.SYSTEM,
@@ -140,39 +143,13 @@ def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
     return tuple(sorted(pairs))
 
 
-def _content(message: Json, path: str, marks: list[CacheMark]) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text (or refusal), image and file parts in order; files in any role: the domain says
-    where they may go. With the cache breakpoint of its last part, and the first of a part before it that ends no
-    place of the domain's (see cache_marks)."""
-    content_path = at(path, "content")
-    content = Content(content_path)
-    value = message.get("content")
-    if value is None or isinstance(value, str):
-        content.add_text(value or "", content_path)
-        return content, NONE, NONE
-    unplaced = []  # each part's breakpoint that no file part of the domain carries
-    for part_path, part in objects(message, "content", path):
-        kind = part.get("type")
-        mark = part_mark(part, part_path, marks)
-        if kind in ("image_url", "file"):
-            file = (openai_image if kind == "image_url" else openai_file)(part, part_path)
-            content.add_file(dataclasses.replace(file, cache=mark), part_path)
-            mark = NONE
-        elif kind in ("text", "refusal"):
-            content.add_text(text(part, str(kind), part_path, required=True) or "", part_path)
-        else:
-            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
-        unplaced.append(mark)
-    return content, *end_and_before(unplaced)
-
-
 def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheBreakpoint]:
     """A message, and a cache breakpoint that belongs before it (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
-    content, last_part, before = _content(message, path, marks)
+    content, last_part, before = content_parts(message, "content", path, marks, _FILES, _TEXTS)
     own = cache_mark(message, path, marks)  # on the message itself, as gateways take it for a string content
     cache = own if own is not NONE else last_part
     if role is Role.TOOL:

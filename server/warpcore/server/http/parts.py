@@ -5,15 +5,18 @@ dialect's request, so that the domain's refusals of a part name it as the client
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from warpcore.server.core.content import ContentPart, DocumentPart, ImagePart, TextPart
+from warpcore.server.core.cache_rules import CacheMark
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
-from warpcore.server.http.fields import Json, at, mapping, refuse, text, unsupported
+from warpcore.server.http.cache_marks import NONE, end_and_before, part_mark
+from warpcore.server.http.fields import Json, at, mapping, objects, refuse, text, unsupported
 
 # Strict: a media type, `;base64,` and the data, nothing else (no parameters, no percent-encoded data).
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
@@ -58,6 +61,42 @@ class Content:
         names = {f"messages[{index}].parts": self.path}
         names.update((f"messages[{index}].parts[{number}]", path) for number, path in enumerate(self._paths))
         return names
+
+
+FileReader = Callable[[Json, str], ImagePart | DocumentPart]
+"""A part of a file kind, at its path, as the domain's part."""
+
+
+def content_parts(
+    owner: Json,
+    key: str,
+    path: str,
+    marks: list[CacheMark],
+    files: Mapping[str, FileReader],
+    texts: Mapping[str, str],
+) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
+    """`owner[key]`, a string or an array of parts in order: a file kind read by its reader in `files`, a text kind
+    by its member named in `texts` (files in any role: the domain says where they may go). With the cache breakpoint
+    of its last part, and the first of a part before it that ends no place of the domain's (see cache_marks)."""
+    content_path = at(path, key)
+    content = Content(content_path)
+    value = owner.get(key)
+    if value is None or isinstance(value, str):
+        content.add_text(value or "", content_path)
+        return content, NONE, NONE
+    unplaced = []  # each part's breakpoint that no file part of the domain carries
+    for part_path, part in objects(owner, key, path):
+        kind = str(part.get("type"))
+        mark = part_mark(part, part_path, marks)
+        if kind in files:
+            content.add_file(dataclasses.replace(files[kind](part, part_path), cache=mark), part_path)
+            mark = NONE
+        elif kind in texts:
+            content.add_text(text(part, texts[kind], part_path, required=True) or "", part_path)
+        else:
+            raise unsupported(at(part_path, "type"), f"content of type {part.get('type')!r}")
+        unplaced.append(mark)
+    return content, *end_and_before(unplaced)
 
 
 def numbered(turns: Iterable[tuple[ChatMessage, Content | None]]) -> tuple[tuple[ChatMessage, ...], dict[str, str]]:

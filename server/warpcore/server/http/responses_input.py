@@ -10,10 +10,20 @@ from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import CacheBreakpoint, DocumentPart, ImagePart
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.tooling import ReasoningBlock, Tool, ToolCall
-from warpcore.server.http.cache_marks import NONE, end_and_before, marked, marked_last, part_mark
+from warpcore.server.http.cache_marks import NONE, marked, marked_last
 from warpcore.server.http.fields import Json, at, json_object_text, objects, refuse, text, unsupported
-from warpcore.server.http.parts import Content, named_as, openai_file, openai_image, turn_names
+from warpcore.server.http.parts import (
+    Content,
+    FileReader,
+    content_parts,
+    named_as,
+    openai_file,
+    openai_image,
+    turn_names,
+)
 
+_TEXTS = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
+"""Each text kind of a part, and the member that holds its text."""
 _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "assistant": Role.ASSISTANT}
 
 
@@ -51,7 +61,7 @@ class Conversation:
         elif kind == "function_call":
             self._call(path, item)
         elif kind == "function_call_output":
-            content, last, before = _content(item, "output", path, self.marks)
+            content, last, before = content_parts(item, "output", path, self.marks, _FILES, _TEXTS)
             call_id = text(item, "call_id", path, required=True) or ""
             self._add(content.message(Role.TOOL, tool_call_id=call_id, cache=last), content, before, path)
             self._paths[-1][".tool_call_id"] = at(path, "call_id")
@@ -72,7 +82,7 @@ class Conversation:
         role = _ROLES.get(role_name or "")
         if role is None:
             raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
-        content, last, before = _content(item, "content", path, self.marks)
+        content, last, before = content_parts(item, "content", path, self.marks, _FILES, _TEXTS)
         extra = {"reasoning": self._handed_back()} if role is Role.ASSISTANT else {}
         self._add(content.message(role, cache=last, **extra), content, before, path)
 
@@ -107,34 +117,6 @@ class Conversation:
         self._paths.append({"": path})
 
 
-def _content(
-    item: Json, key: str, path: str, marks: list[CacheMark]
-) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text, image and file parts in order; with the cache breakpoint of its last part, and
-    the first of a part before it that ends no place of the domain's (see cache_marks)."""
-    content_path = at(path, key)
-    content = Content(content_path)
-    value = item.get(key)
-    if value is None or isinstance(value, str):
-        content.add_text(value or "", content_path)
-        return content, NONE, NONE
-    unplaced = []  # each part's breakpoint that no file part of the domain carries
-    for part_path, part in objects(item, key, path):
-        kind = part.get("type")
-        mark = part_mark(part, part_path, marks)
-        if kind in ("input_image", "input_file"):
-            file = (_image if kind == "input_image" else _file)(part, part_path)
-            content.add_file(dataclasses.replace(file, cache=mark), part_path)
-            mark = NONE
-        elif kind in ("input_text", "output_text", "refusal"):
-            member = "refusal" if kind == "refusal" else "text"
-            content.add_text(text(part, member, part_path, required=True) or "", part_path)
-        else:
-            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
-        unplaced.append(mark)
-    return content, *end_and_before(unplaced)
-
-
 def _image(part: Json, path: str) -> ImagePart:
     """An `input_image`: its `image_url` read as Chat Completions reads an image part's URL (a data URL is the
     image's bytes), refusals named by this dialect's paths. `original` detail, as every detail, changes nothing
@@ -165,3 +147,6 @@ def _reasoning_block(path: str, item: Json) -> ReasoningBlock:
     texts = [text(part, "text", part_path, required=True) or "" for part_path, part in parts]
     signature = text(item, "encrypted_content", path) or ""
     return ReasoningBlock("\n\n".join(texts), signature, redacted=bool(signature) and not parts)
+
+
+_FILES: dict[str, FileReader] = {"input_image": _image, "input_file": _file}
