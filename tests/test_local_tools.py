@@ -171,13 +171,24 @@ async def test_tool_choice_none_generates_text(engine: Engine) -> None:
     assert not outcome.deltas
 
 
-async def test_auto_is_refused_where_the_template_has_no_tool_format(engine: Engine) -> None:
+async def test_auto_on_a_template_without_a_tool_format_tells_of_the_tools_and_may_answer_in_text(
+    engine: Engine,
+) -> None:
+    """The tools and the call's format in words, the model free to answer instead (an agent's turn after its tool
+    results, the OpenAI Agents SDK sending auto again); a call it opens, the grammar completes."""
     model = await load_local(engine, "tiny")
-    with pytest.raises(InvalidArgumentError) as refused:
-        await run(engine, model, ask(ToolChoice(ToolChoiceMode.AUTO)))
-    assert refused.value.field == "tool_choice"
-    outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.REQUIRED)))  # the model keeps serving
-    assert_valid_calls(outcome, TOOLS)
+    auto = ask(ToolChoice(ToolChoiceMode.AUTO), temperature=0.0, max_tokens=16)
+    outcome = await run(engine, model, auto)
+    assert outcome.result is not None
+    assert outcome.result.finish.reason is FinishReason.LENGTH
+    assert outcome.text  # this random model opens no call
+    prompt = await engine.count_tokens(model, auto, include_tokens=True)
+    words = b"".join(token.piece for token in prompt.tokens).decode()
+    assert "To call one of these tools, write <tool_call>" in words
+    assert '"name": "get_weather"' in words
+    forced = await engine.count_tokens(model, ask(ToolChoice(ToolChoiceMode.REQUIRED)), include_tokens=True)
+    assert "Call one of these tools as <tool_call>" in b"".join(token.piece for token in forced.tokens).decode()
+    assert_valid_calls(await run(engine, model, ask(ToolChoice(ToolChoiceMode.REQUIRED))), TOOLS)
 
 
 async def test_a_hermes_template_shows_tools_and_takes_tool_turns(tmp_path: Path) -> None:

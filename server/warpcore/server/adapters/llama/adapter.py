@@ -66,7 +66,6 @@ class LlamaCppAdapter:
         self._closing = False
         self._vocabulary: llama_cpp.Llama | None = None
         self._scheduler: BatchScheduler | None = None
-        self._template_calls_tools = False
         self._embedder: EmbeddingContext | None = None
         self._projector: Projector | None = None
 
@@ -100,9 +99,7 @@ class LlamaCppAdapter:
             # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
             constraint = None
             if shapes_output(params):
-                constraint = await asyncio.to_thread(
-                    constraint_for, params, template_calls_tools=self._template_calls_tools
-                )
+                constraint = await asyncio.to_thread(constraint_for, params)
             prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
             scheduler.submit(Job(params, prompt, emit, stop, constraint))
             while True:
@@ -245,7 +242,6 @@ class LlamaCppAdapter:
             raise
         self._vocabulary, self._scheduler, self._preparer = vocabulary, scheduler, preparer
         self._context_size = context_size
-        self._template_calls_tools = template.calls_tools
         # Each slot keeps to the context asked for, whatever llama.cpp rounds the shared cache up to.
         return ModelInfo(
             context_size=context_size,

@@ -23,6 +23,7 @@ from warpcore.server.core.domain import (
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 from warpcore.server.core.tooling import (
     Tool,
+    ToolChoiceMode,
 )
 
 # Chat formats of llama-cpp-python that can be chosen by name.
@@ -94,7 +95,8 @@ class ChatTemplate:
         system = params.system
         if with_tools and not self.calls_tools:
             # The template cannot show the tools: tell of them in words; the grammar makes the call valid.
-            system = "\n\n".join(part for part in (system, _tools_in_words(params.tools)) if part)
+            words = _tools_in_words(params.tools, may_answer=params.tool_choice.mode is ToolChoiceMode.AUTO)
+            system = "\n\n".join(part for part in (system, words) if part)
         # A last assistant message to continue (prefill) is no turn of the template's: the answer's own beginning,
         # its text follows the template's opening of the answer.
         turns = params.messages[:-1] if params.continue_last else params.messages
@@ -168,9 +170,14 @@ def _tool_entry(tool: Tool) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tools_in_words(tools: Sequence[Tool]) -> str:
+def _tools_in_words(tools: Sequence[Tool], *, may_answer: bool) -> str:
+    """The tools and the format of a call, for a template that shows neither: under auto the model may answer in
+    text instead (the grammar takes over once it opens a call)."""
     listed = json.dumps([_tool_entry(tool)["function"] for tool in tools])
-    return f'Call one of these tools as {CALL_OPENING}{{"name": ..., "arguments": ...}}</tool_call>: {listed}'
+    call = f'{CALL_OPENING}{{"name": ..., "arguments": ...}}</tool_call>'
+    if may_answer:
+        return f"To call one of these tools, write {call}; otherwise answer in text: {listed}"
+    return f"Call one of these tools as {call}: {listed}"
 
 
 def _images(messages: Sequence[ChatMessage], marker: str | None) -> tuple[PromptImage, ...]:

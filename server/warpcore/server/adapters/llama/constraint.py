@@ -39,7 +39,7 @@ def shapes_output(params: GenerationParams) -> bool:
     return json_output or uses_tools(params) or _reasons(params)
 
 
-def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> Constraint | None:
+def constraint_for(params: GenerationParams) -> Constraint | None:
     """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
     bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""
     if _reasons(params):
@@ -62,7 +62,7 @@ def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> C
                 " response_format",
                 field="response_format",
             )
-        return _tools_constraint(params, template_calls_tools=template_calls_tools)
+        return _tools_constraint(params)
     if response_format is None or kind is ResponseFormatKind.TEXT:
         return None
     if kind is ResponseFormatKind.JSON_OBJECT:
@@ -71,14 +71,10 @@ def constraint_for(params: GenerationParams, *, template_calls_tools: bool) -> C
     return Constraint(json_grammar(SchemaInliner().inline(response_format.schema, field), field), field)
 
 
-def _tools_constraint(params: GenerationParams, *, template_calls_tools: bool) -> Constraint:
+def _tools_constraint(params: GenerationParams) -> Constraint:
+    """Under auto, free text until the model opens a call, in the format its template declares or, for a template
+    with none, the one the prompt then describes (chat.py); the grammar completes the call from there."""
     choice = params.tool_choice
-    if choice.mode is ToolChoiceMode.AUTO and not template_calls_tools:
-        raise InvalidArgumentError(
-            "this model's chat template declares no tool-call format, so it cannot choose between answering and"
-            " calling a tool; set tool_choice to required or to a named tool (the call is then enforced by grammar)",
-            field="tool_choice",
-        )
     chosen = [
         (index, tool)
         for index, tool in enumerate(params.tools)
