@@ -73,6 +73,24 @@ def test_pem_data_that_is_not_what_the_option_takes_is_refused_at_construction(
             make(UNREACHABLE, **{**options, option: value})
 
 
+@CLIENTS
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("server", "client_key: is not the private key of client_certificate (another pair's)"),
+        (b"-----BEGIN PRIVATE KEY-----\nZm9v\n-----END PRIVATE KEY-----\n", "client_key: holds a private key that"),
+    ],
+)
+def test_a_client_key_that_is_not_the_certificates_is_refused_at_construction(
+    make: Callable[..., object], key: bytes | str, says: str
+) -> None:
+    pems = make_certificates()
+    given = pems.server_key if key == "server" else key
+    with pytest.raises(ValueError, match=f"^{re.escape(says)}"):
+        make(UNREACHABLE, client_certificate=pems.client_certificate, client_key=given)
+    make(UNREACHABLE, client_certificate=pems.client_certificate, client_key=pems.client_key)  # its own: taken
+
+
 async def test_a_str_stop_is_one_stop_sequence(target: str) -> None:
     async with AsyncClient(target, timeout=30) as client:
         await client.load_model(TINY_MODEL, model_id="tiny")

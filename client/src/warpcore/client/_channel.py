@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -108,6 +109,32 @@ def _checked(option: str, data: bytes | None, source: str) -> bytes | None:
     return data
 
 
+def _check_pair(chain: bytes, key: bytes) -> None:
+    """A client key OpenSSL can read, and that goes with the certificate: gRPC would fail every handshake, and say why
+    only in its own log lines. Read from memory files (Linux), never written to disk; elsewhere left to gRPC."""
+    if not hasattr(os, "memfd_create"):
+        return
+    with _memory_file(chain) as chain_path, _memory_file(key) as key_path:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(chain_path, key_path)
+        except ssl.SSLError as error:
+            if error.reason == "KEY_VALUES_MISMATCH":
+                raise OptionError(
+                    "client_key", "is not the private key of client_certificate (another pair's)"
+                ) from None
+            raise OptionError("client_key", "holds a private key that cannot be read") from None
+
+
+@contextlib.contextmanager
+def _memory_file(data: bytes) -> Iterator[str]:
+    descriptor = os.memfd_create("warpcore-pem")
+    try:
+        os.write(descriptor, data)
+        yield f"/proc/self/fd/{descriptor}"
+    finally:
+        os.close(descriptor)
+
+
 def service_config(max_retries: int) -> str:
     """Round-robin over every address the target resolves to; retry the unary calls on UNAVAILABLE."""
     config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
@@ -141,6 +168,8 @@ def channel_settings(
         if bool(chain) != bool(key):  # gRPC would abort the whole process, in C++
             given, other = ("client_certificate", "client_key") if chain else ("client_key", "client_certificate")
             raise OptionError(given, "mutual TLS takes a client certificate and its key together, or neither", other)
+        if chain and key:
+            _check_pair(chain, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     token = options.get("token") or env.get("WARPCORE_TOKEN")
     return ChannelSettings(
