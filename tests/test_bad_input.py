@@ -100,7 +100,7 @@ LOAD_CASES = [
         "absolute path",
         pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="/etc/passwd.gguf"),
         Code.INVALID_ARGUMENT,
-        "must stay inside MODELS_PATH",
+        "must stay inside MODELS_PATH: give a path relative to it, not an absolute one",
         "model",
     ),
     (

@@ -43,9 +43,9 @@ def relative_model_path(model: str, field: str = "model") -> PurePosixPath:
     if relative.is_absolute() or ".." in relative.parts:
         folded = None if relative.is_absolute() else _folded(relative)
         hint = f" (here {folded!r}, unless a folder on the way is a link)" if folded else ""
+        how = "not an absolute one" if relative.is_absolute() else "without '..'"
         raise InvalidArgumentError(
-            f"{field_noun(field)} {model!r} must stay inside MODELS_PATH: give a path relative to it, without"
-            f" '..'{hint}",
+            f"{field_noun(field)} {model!r} must stay inside MODELS_PATH: give a path relative to it, {how}{hint}",
             field=field,
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
