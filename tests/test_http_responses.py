@@ -257,11 +257,13 @@ async def test_a_failure_mid_stream_ends_the_response_failed(doors: Doors) -> No
 
 
 async def client_create(doors: Doors, **options: Any) -> Response:
+    """A whole response of model "m", loaded again on a fresh upstream."""
     async with FakeOpenAI() as upstream:
         await doors.engine.unload("m")
         await load_hosted(doors, upstream)
         async with async_openai_client(doors) as client:
-            return await client.responses.create(**options)
+            response: Response = await client.responses.create(**options)
+    return response
 
 
 async def refusal(doors: Doors, **options: Any) -> openai.APIStatusError:
