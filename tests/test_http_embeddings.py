@@ -187,7 +187,7 @@ async def test_anthropic_count_tokens_equals_grpc_and_the_prompt_usage_of_messag
 ) -> None:
     counts: dict[bool, int] = {}
     for tools in (False, True):
-        # The tiny model's template declares no tool-call format: a call is then required, and enforced by grammar.
+        # A call required, and enforced by grammar: the tools' words in the prompt count as the generation's do.
         options: Mapping[str, Any] = {"tools": [TOOL], "tool_choice": {"type": "any"}} if tools else {}
         with anthropic_client(tiny_door) as client:
             counted = await asyncio.to_thread(

@@ -1,5 +1,6 @@
 """Tools on local models: required and named tool choice constrained by grammar to valid calls of declared tools,
-streamed as tool-call deltas; auto where the chat template declares the Hermes tool-call format; tool turns
+streamed as tool-call deltas; auto, with the tools shown by the template or, where it has no tool-call format, in
+words; tool turns
 rendered through the template; what a model cannot do refused naming the field."""
 
 from __future__ import annotations

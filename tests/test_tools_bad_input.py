@@ -197,15 +197,6 @@ async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchange
     assert body["tools"][0]["function"]["parameters"] == schema
 
 
-async def test_llama_cpp_refuses_automatic_tool_choice_where_its_template_has_no_tool_format(
-    stub: Stub, tiny: str
-) -> None:
-    request = pb.GenerateRequest(model_id=tiny, prompt="hi", tools=[WEATHER])
-    _, error = await failed_stream(stub.Generate(request))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert rich_details(error)[1] == ["tool_choice"]
-
-
 @pytest.mark.parametrize(
     "reasoning", [tools_pb2.ReasoningOptions(), tools_pb2.ReasoningOptions(budget_tokens=16)], ids=["empty", "budget"]
 )
