@@ -35,8 +35,7 @@ class Part:
 class Collected:
     def __init__(self, logprobs: bool = False) -> None:
         self.parts: list[Part] = []
-        self.logprobs: list[TokenLogprob] | None = [] if logprobs else None
-        """The log-probabilities of the text's tokens, in order; None when the request did not ask for them."""
+        self._logprobs = logprobs
         self._tools: dict[int, Part] = {}
         self.result: GenerationResult | None = None
 
@@ -45,8 +44,6 @@ class Collected:
         if isinstance(output, GenerationResult):
             self.result = output
         elif isinstance(output, TextChunk):
-            if self.logprobs is not None:
-                self.logprobs += output.logprobs
             if last is None or last.kind != "text":
                 last = Part("text")
                 self.parts.append(last)
@@ -70,6 +67,13 @@ class Collected:
             self.parts.append(last)
         last.text += chunk.text
         last.signature = chunk.signature
+
+    @property
+    def logprobs(self) -> list[TokenLogprob] | None:
+        """The log-probabilities of the text's tokens, in order; None when the request did not ask for them."""
+        if not self._logprobs:
+            return None
+        return [token for part in self.parts if part.kind == "text" for token in part.logprobs]
 
     @property
     def text(self) -> str:

@@ -85,6 +85,7 @@ def responses_request(body: Json) -> ResponsesRequest:
     effort = text(reasoning, "effort", "reasoning")
     text(reasoning, "summary", "reasoning")  # checked only: the reasoning a backend shows is always its summary here
     max_tokens = integer(body, "max_output_tokens")
+    top_logprobs = integer(body, "top_logprobs") or 0
     params = GenerationParams(
         prompt=None,
         messages=messages,
@@ -98,8 +99,8 @@ def responses_request(body: Json) -> ResponsesRequest:
         reasoning=None if effort is None else reasoning_options(effort, "reasoning.effort"),
         verbosity=text(settings, "verbosity", "text"),
         # `top_logprobs` alone asks for them too: the tokens they rank are given with their own.
-        logprobs=logprobs or bool(integer(body, "top_logprobs")),
-        top_logprobs=integer(body, "top_logprobs") or 0,
+        logprobs=logprobs or top_logprobs > 0,
+        top_logprobs=top_logprobs,
     )
     return ResponsesRequest(
         model=text(body, "model", required=True) or "",

@@ -51,7 +51,11 @@ class ToolCallText:
         self._arguments: list[str] = []
         self._held: list[ToolCallDelta] = []
         self.calls: list[ToolCall] = []
-        self.repeated = False
+
+    @property
+    def repeated(self) -> bool:
+        """A call repeated an earlier one: the calls are over."""
+        return self._state == self._ended
 
     def feed(self, text: str) -> None:
         self._buffer += text
@@ -103,7 +107,6 @@ class ToolCallText:
         self._send(self._buffer[:end].removesuffix("}").rstrip())
         call = ToolCall(self._id, self._name, "".join(self._arguments))
         if any(_same(earlier, call) for earlier in self.calls):
-            self.repeated = True
             self._state = self._ended
             return False
         for delta in self._held:
