@@ -329,3 +329,23 @@ async def test_a_model_is_found_by_any_spelling_of_its_file_slashes_and_all(door
             assert (await client.models.retrieve(spelling)).id == TINY_MODEL, spelling
         with pytest.raises(openai.NotFoundError):
             await client.models.retrieve("hf/warpcore/tiny/other.gguf")
+
+
+async def test_an_answer_names_the_model_by_its_one_id_whatever_spelling_called_it(doors: Doors) -> None:
+    await doors.engine.load(LoadSpec(TINY_MODEL, BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    spelling = "./hf/warpcore/tiny//tiny.gguf"
+    async with async_openai_client(doors) as client:
+        completion = await client.chat.completions.create(model=spelling, messages=openai_messages(), max_tokens=2)
+        chunks = await client.chat.completions.create(
+            model=spelling, messages=openai_messages(), max_tokens=2, stream=True
+        )
+        streamed = {chunk.model async for chunk in chunks}
+        response = await client.responses.create(model=spelling, input="Say hello", max_output_tokens=16)
+    async with async_anthropic_client(doors) as anthropic_sdk:
+        message = await anthropic_sdk.messages.create(model=spelling, messages=anthropic_messages(), max_tokens=2)
+    assert (completion.model, streamed, response.model, message.model) == (
+        TINY_MODEL,
+        {TINY_MODEL},
+        TINY_MODEL,
+        TINY_MODEL,
+    )

@@ -16,7 +16,7 @@ import openai
 import pytest
 from anthropic.types import MessageParam
 
-from tests.conftest import serving_doors
+from tests.conftest import TINY_MODEL, serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.http_door import (
@@ -295,3 +295,12 @@ async def test_access_log_and_metrics_name_both_routes(
     for method, code in [("/v1/embeddings", "OK"), ("/v1/messages/count_tokens", "OK")]:
         labels = {"method": method, "code": code, "protocol": "http"}
         assert tiny_door.engine.metrics.registry.get_sample_value("warpcore_requests_total", labels) == 1.0
+
+
+async def test_embeddings_name_the_model_by_its_one_id_whatever_spelling_called_it(
+    doors: Doors, door_stub: Stub
+) -> None:
+    await load_tiny_embedder(door_stub, model_id=TINY_MODEL)
+    async with async_openai_client(doors) as client:
+        response = await client.embeddings.create(model="./hf/warpcore/tiny//tiny.gguf", input=TEXTS[:1])
+    assert response.model == TINY_MODEL

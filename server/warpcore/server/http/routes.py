@@ -14,6 +14,7 @@ from warpcore.server.core.access import record_usage
 from warpcore.server.core.domain import FinishReason, GenerationParams
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
+from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.core.validation import check_model_id
@@ -72,6 +73,8 @@ def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams
 
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     call = dialect.parse(await json_body(request))
+    # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
+    call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
     params = request.app[MEMORY].restore(_with_betas(request, dialect, call.params))
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
@@ -157,6 +160,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     call = openai_embeddings.embeddings_request(await json_body(request))
+    call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
     vectors = await openai_embeddings.embed(request.app[ENGINE], call)
     return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
