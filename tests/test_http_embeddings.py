@@ -304,3 +304,12 @@ async def test_embeddings_name_the_model_by_its_one_id_whatever_spelling_called_
     async with async_openai_client(doors) as client:
         response = await client.embeddings.create(model="./hf/warpcore/tiny//tiny.gguf", input=TEXTS[:1])
     assert response.model == TINY_MODEL
+
+
+async def test_an_input_is_named_as_the_request_names_it(doors: Doors, door_stub: Stub) -> None:
+    await load_tiny_embedder(door_stub)
+    async with async_openai_client(doors) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.embeddings.create(model="tiny-embed", input=["ok", ""])
+    error: Any = refused.value.body
+    assert (error["param"], error["message"]) == ("input[1]", "input[1] is empty; every input needs text")

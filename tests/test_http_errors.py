@@ -380,6 +380,7 @@ async def test_an_unpaired_surrogate_escape_is_400_naming_its_field(path: str, h
     error = refused.json()["error"]
     assert "unpaired UTF-16 surrogate" in error["message"]
     assert error["message"].startswith(field)
+    assert error["message"].count(field) == 1, error["message"]  # named once, in either dialect
     if path in ("/v1/chat/completions", "/v1/embeddings"):
         assert error["param"] == field
     # Paired, the same escapes spell one character: the body goes on, to the unknown model's 404.
@@ -444,6 +445,15 @@ async def test_a_schema_is_checked_as_over_grpc_before_any_backend_sees_it(
                 assert error["param"] == field
             valid = await client.post(path, json=place({"type": "object"}))
             assert valid.status_code == 404, valid.text  # taken, up to the unknown model
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/embeddings"])
+async def test_a_number_of_more_digits_than_python_reads_is_400_saying_so(path: str, doors: Doors) -> None:
+    body = b'{"model":"m","max_tokens":1' + b"0" * 5000 + b"}"
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        refused = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert refused.status_code == 400, refused.text
+    assert "a number in the request body has too many digits" in refused.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"])

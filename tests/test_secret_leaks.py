@@ -297,7 +297,20 @@ def test_redact_scrubs_the_key_its_fragments_and_key_shaped_words() -> None:
     assert redact("see sk-abcdef123456 and key-0123456789", key) == "see [redacted] and [redacted]"
 
 
-@pytest.mark.parametrize("short_key", ["e", "a key", "1234567"])
-def test_redact_leaves_text_alone_for_a_key_too_short_to_be_real(short_key: str) -> None:
-    message = "The model gpt-4o does not exist or you do not have access to it; a key was given: 1234567."
-    assert redact(message, short_key) == message
+def test_redact_scrubs_the_key_in_any_letter_case() -> None:
+    key = REQUEST_KEY.value
+    assert redact(f"Bad key {key.upper()}!", key) == "Bad key [redacted]!"
+    assert redact(f"Bad key {key.swapcase()[:12]}", key) == "Bad key [redacted]"
+
+
+@pytest.mark.parametrize("short_key", ["upkey", "1234567"])
+def test_redact_scrubs_a_short_key_whole(short_key: str) -> None:
+    # Self-hosted OpenAI-compatible servers (vLLM's --api-key, say) take keys of any length.
+    message = f"Incorrect API key provided: {short_key}; a key was given: {short_key.upper()}."
+    assert redact(message, short_key) == "Incorrect API key provided: [redacted]; a key was given: [redacted]."
+
+
+@pytest.mark.parametrize("tiny_key", ["e", "abc"])
+def test_redact_leaves_text_alone_for_a_key_too_short_to_be_a_secret(tiny_key: str) -> None:
+    message = "The model gpt-4o does not exist or you do not have access to it; a key was given: abc."
+    assert redact(message, tiny_key) == message

@@ -34,9 +34,13 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             field="request",
             reason="INVALID_JSON",
         ) from None
-    except (ValueError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidArgumentError(
             "the request body is not valid JSON", field="request", reason="INVALID_JSON"
+        ) from None
+    except ValueError:  # Python's bound on an integer's digits (sys.get_int_max_str_digits), far beyond any field's
+        raise InvalidArgumentError(
+            "a number in the request body has too many digits for any field", field="request", reason="INVALID_JSON"
         ) from None
     except RecursionError:  # the parser's own bound on nesting, far beyond any request's
         raise InvalidArgumentError(

@@ -75,9 +75,15 @@ def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, 
     if error.field is None:
         return None, error.message
     field = names.get(error.field, error.field)
-    rest = error.message.removeprefix(error.field)
-    renamed = rest != error.message and not rest[:1].isidentifier() and rest[:1] not in (".", "[")
-    return field, field + rest if renamed else error.message
+    return field, field + error.message.removeprefix(error.field) if _begins_with(
+        error.message, error.field
+    ) else error.message
+
+
+def _begins_with(message: str, field: str) -> bool:
+    """Whether `message` begins with the name `field`, not with a longer name that begins as it does."""
+    rest = message.removeprefix(field)
+    return rest != message and not rest[:1].isidentifier() and rest[:1] not in (".", "[")
 
 
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
@@ -89,7 +95,7 @@ def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, An
 def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, str]) -> dict[str, Any]:
     """Anthropic's body has no field member: its messages begin with the field's path, as the API's own do."""
     field, message = _named(error, names)
-    if field is not None and not message.startswith(f"{field}: "):
+    if field is not None and not _begins_with(message, field):
         message = f"{field}: {message}"
     return {
         "type": "error",

@@ -53,7 +53,8 @@ async def embed(engine: Engine, request: EmbeddingsRequest) -> Embeddings:
         return await engine.embed(request.model, request.params)
     except WarpcoreError as error:
         if error.field is not None and error.field.startswith(_INPUTS):
-            error.field = "input" + error.field.removeprefix(_INPUTS)
+            domain_field, error.field = error.field, "input" + error.field.removeprefix(_INPUTS)
+            error.message = error.message.replace(domain_field, error.field, 1)
         raise
 
 

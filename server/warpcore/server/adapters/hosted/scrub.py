@@ -18,16 +18,17 @@ _NOT_IN_REQUEST_ID = re.compile(r"[^\x21-\x7e]")
 
 
 def redact(text: str, secret: str) -> str:
-    """`text` without the secret, any 8 characters of it in a row, or anything shaped like an API key."""
-    run = 8
-    # No provider issues keys under 8 characters: a shorter "key" (one a client sent by mistake, say "x") is no
-    # secret, and scrubbing it would blank every occurrence of it in the upstream's message.
-    if len(secret) >= run:
+    """`text` without the secret, any 8 characters of it in a row, or anything shaped like an API key; in any
+    letter case, as an upstream may quote a key upper-cased."""
+    run = min(len(secret), 8)
+    # A "key" under 4 characters (one a client sent by mistake, say "x") is no secret, and scrubbing it would blank
+    # every occurrence of it in the upstream's message. Any longer one goes, whole or in part.
+    if run >= 4:
         # Upstreams also quote keys partly masked ("abcd1234****wxyz"): any `run` characters of it in a row go.
-        runs = {secret[start : start + run] for start in range(len(secret) - run + 1)}
+        runs = {secret[start : start + run].casefold() for start in range(len(secret) - run + 1)}
         spans: list[list[int]] = []
         for start in range(len(text) - run + 1):
-            if text[start : start + run] in runs:
+            if text[start : start + run].casefold() in runs:
                 if spans and start <= spans[-1][1]:
                     spans[-1][1] = start + run
                 else:
