@@ -281,6 +281,7 @@ async def test_unknown_model_is_404(doors: Doors) -> None:
 PNG_NOT_BASE64 = "data:image/png;base64,@@@"
 CALL = {"type": "function_call", "call_id": "zzz", "name": WEATHER.name, "arguments": "{}"}
 RESULT = {"type": "function_call_output", "call_id": "zzz", "output": "x"}
+REASONING = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "thought"}]}
 
 
 @pytest.mark.parametrize(
@@ -313,6 +314,14 @@ RESULT = {"type": "function_call_output", "call_id": "zzz", "output": "x"}
             "input[1]",
             None,
             "call 'zzz' of input[1] has no tool result",
+        ),
+        ({"input": [REASONING]}, "input[0]", None, "no assistant message or function_call after it"),
+        ({"input": [REASONING, {"role": "user", "content": "q"}]}, "input[0]", None, "hand reasoning back"),
+        (
+            {"input": [{"role": "user", "content": "q"}, CALL, REASONING, {**RESULT, "call_id": "zzz"}]},
+            "input[2]",
+            None,
+            "no assistant message or function_call after it",
         ),
         (
             {"input": [{"role": "user", "content": "q"}, {**CALL, "name": "nope"}], "tools": [FUNCTION]},

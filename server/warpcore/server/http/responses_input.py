@@ -46,6 +46,7 @@ class Conversation:
         self.turns: list[tuple[ChatMessage, Content | None]] = []
         self.marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
         self._reasoning: list[ReasoningBlock] = []
+        self._reasoning_paths: list[str] = []
         self._paths: list[dict[str, str]] = []
         """Each turn's paths in this request, by their path within a domain turn ("" is the turn's item)."""
 
@@ -61,12 +62,14 @@ class Conversation:
         elif kind == "function_call":
             self._call(path, item)
         elif kind == "function_call_output":
+            self.check_reasoning_followed()
             content, last, before = content_parts(item, "output", path, self.marks, _FILES, _TEXTS)
             call_id = text(item, "call_id", path, required=True) or ""
             self._add(content.message(Role.TOOL, tool_call_id=call_id, cache=last), content, before, path)
             self._paths[-1][".tool_call_id"] = at(path, "call_id")
         elif kind == "reasoning":
             self._reasoning.append(_reasoning_block(path, item))
+            self._reasoning_paths.append(path)
         elif kind == "item_reference":
             raise unsupported(at(path, "type"), "an item by reference (this server keeps no items: send the item)")
         else:
@@ -82,6 +85,8 @@ class Conversation:
         role = _ROLES.get(role_name or "")
         if role is None:
             raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+        if role is not Role.ASSISTANT:
+            self.check_reasoning_followed()
         content, last, before = content_parts(item, "content", path, self.marks, _FILES, _TEXTS)
         extra = {"reasoning": self._handed_back()} if role is Role.ASSISTANT else {}
         self._add(content.message(role, cache=last, **extra), content, before, path)
@@ -102,8 +107,18 @@ class Conversation:
         own = {"": path, ".id": at(path, "call_id"), ".name": at(path, "name"), ".arguments": at(path, "arguments")}
         self._paths[-1].update((f".tool_calls[{number}]{within}", named) for within, named in own.items())
 
+    def check_reasoning_followed(self) -> None:
+        """Reasoning handed back goes with the assistant message or function call it led to, which must follow it
+        (as the API requires): reasoning followed by another turn, or by nothing, belongs to no answer."""
+        if self._reasoning_paths:
+            raise refuse(
+                self._reasoning_paths[0],
+                "is a reasoning item with no assistant message or function_call after it; hand reasoning back"
+                " followed by the output it led to, or leave it out",
+            )
+
     def _handed_back(self) -> tuple[ReasoningBlock, ...]:
-        blocks, self._reasoning = tuple(self._reasoning), []
+        blocks, self._reasoning, self._reasoning_paths = tuple(self._reasoning), [], []
         return blocks
 
     def _add(self, turn: ChatMessage, content: Content | None, before: CacheBreakpoint, path: str) -> None:

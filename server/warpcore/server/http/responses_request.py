@@ -76,6 +76,7 @@ def responses_request(body: Json) -> ResponsesRequest:
         conversation.text_turn(Role.USER, body["input"], "input")
     for path, item in input_items(body):
         conversation.item(path, item)
+    conversation.check_reasoning_followed()
     check_cache_marks(conversation.marks)
     messages, part_names = numbered(conversation.turns)
     field_names = conversation.field_names(part_names)
