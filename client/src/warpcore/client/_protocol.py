@@ -202,7 +202,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     kind = frame.WhichOneof("frame")
     if kind == "delta":
         delta = frame.delta
-        return TextDelta(delta.text, logprobs_from(delta.logprobs)) if delta.logprobs else TextDelta(delta.text)
+        return TextDelta(delta.text, logprobs_from(delta.logprobs) if delta.logprobs else (), delta.refusal)
     if kind == "tool_call":
         call = frame.tool_call
         return ToolCallDelta(call.index, call.id, call.name, call.arguments)
@@ -214,7 +214,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
         first.ToTimedelta().total_seconds() if result.timings.HasField("time_to_first_token") else None
     )
     return GenerateResult(
-        finish_reason=FinishReason(pb.FinishReason.Name(result.finish_reason).removeprefix("FINISH_REASON_").lower()),
+        finish_reason=finish_reason_from(result.finish_reason),
         usage=Usage(
             result.usage.prompt_tokens,
             result.usage.completion_tokens,
@@ -232,11 +232,18 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     )
 
 
+def finish_reason_from(value: pb.FinishReason.ValueType) -> FinishReason:
+    """A finish reason; UNSPECIFIED for a value newer than these stubs (proto3 enums are open)."""
+    name = pb.FinishReason.Name(value) if value in pb.FinishReason.values() else "FINISH_REASON_UNSPECIFIED"
+    return FinishReason(name.removeprefix("FINISH_REASON_").lower())
+
+
 class Accumulator:
     """Collects a stream's events into its final response."""
 
     def __init__(self, parse: Parse | None = None) -> None:
         self._parts: list[str] = []
+        self._refusal: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self._reasoning = ReasoningCollector()
         self._result: GenerateResult | None = None
@@ -245,7 +252,7 @@ class Accumulator:
     def add(self, frame: pb.GenerateResponse) -> StreamEvent:
         event = event_from(frame)
         if isinstance(event, TextDelta):
-            self._parts.append(event.text)
+            (self._refusal if event.refusal else self._parts).append(event.text)
             self._logprobs += event.logprobs
         elif isinstance(event, ReasoningDelta):
             self._reasoning.add(event)
@@ -261,7 +268,11 @@ class Accumulator:
         if self._result is None:
             raise RuntimeError("the stream ended without its result frame")
         result = self._result
-        text = "".join(self._parts)
+        text, refusal = "".join(self._parts), "".join(self._refusal)
+        # A structured answer cut short (max_tokens), or declined, is left unparsed.
+        parsed = (
+            self._parse(text) if self._parse and result.finish_reason is FinishReason.STOP and not refusal else None
+        )
         return GenerateResponse(
             text=text,
             finish_reason=result.finish_reason,
@@ -271,7 +282,7 @@ class Accumulator:
             logprobs=tuple(self._logprobs),
             tool_calls=result.tool_calls,
             reasoning=self._reasoning.blocks(),
-            # A structured answer cut short (max_tokens) is left unparsed.
-            parsed=self._parse(text) if self._parse is not None and result.finish_reason is FinishReason.STOP else None,
+            parsed=parsed,
             stop_sequence=result.stop_sequence,
+            refusal=refusal,
         )

@@ -38,8 +38,8 @@ class Stream:
 
     @property
     def text_stream(self) -> Iterator[str]:
-        """The rest of the text, piece by piece."""
-        return (event.text for event in self if isinstance(event, TextDelta))
+        """The rest of the text, piece by piece (a refusal's apart: see GenerateResponse.refusal)."""
+        return (event.text for event in self if isinstance(event, TextDelta) and not event.refusal)
 
     def get_final_response(self) -> GenerateResponse:
         """Read to the end; the whole text, finish reason, usage and timings."""
@@ -83,9 +83,9 @@ class AsyncStream:
 
     @property
     async def text_stream(self) -> AsyncIterator[str]:
-        """The rest of the text, piece by piece."""
+        """The rest of the text, piece by piece (a refusal's apart: see GenerateResponse.refusal)."""
         async for event in self:
-            if isinstance(event, TextDelta):
+            if isinstance(event, TextDelta) and not event.refusal:
                 yield event.text
 
     async def get_final_response(self) -> GenerateResponse:

@@ -26,7 +26,10 @@ class FinishReason(enum.StrEnum):
     """The model called tools: run them and send their results back (see GenerateResponse.tool_calls)."""
     CANCELLED = "cancelled"
     ERROR = "error"
+    CONTENT_FILTER = "content_filter"
+    """The backend's safety policy stopped or withheld the answer (OpenAI's content_filter, Claude's refusal)."""
     UNSPECIFIED = "unspecified"
+    """Not set, or a reason newer than this SDK."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,9 @@ class TextDelta:
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
     """With the logprobs option: the tokens this text is made of."""
+    refusal: bool = False
+    """Whether this text declines the request instead of answering it (an OpenAI model's refusal): it goes to
+    GenerateResponse.refusal, not to its text."""
 
 
 @dataclass(frozen=True)
@@ -262,10 +268,13 @@ class GenerateResponse:
     generation did not finish with STOP (e.g. cut short by max_tokens), or without a JSON response_format."""
     stop_sequence: str = ""
     """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
+    refusal: str = ""
+    """The text in which the model declined the request (an OpenAI model's refusal, e.g. instead of JSON matching
+    the response_format); "" when it did not."""
 
     def message(self) -> Message:
         """This answer as the assistant turn of the next request (calls and reasoning included)."""
-        return Message("assistant", self.text, tool_calls=self.tool_calls, reasoning=self.reasoning)
+        return Message("assistant", self.text or self.refusal, tool_calls=self.tool_calls, reasoning=self.reasoning)
 
 
 @dataclass(frozen=True)

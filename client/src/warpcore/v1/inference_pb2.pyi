@@ -236,6 +236,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The model called tools: GenerateResult.tool_calls lists them; run them and send their
     results back in ROLE_TOOL messages.
     """
+    FINISH_REASON_CONTENT_FILTER: _FinishReason.ValueType  # 7
+    """The backend's safety policy stopped or withheld the answer: OpenAI's
+    content_filter, Anthropic's refusal stop reason. The text before it stands.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation ended."""
@@ -257,6 +261,10 @@ FINISH_REASON_ERROR: FinishReason.ValueType  # 5
 FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 6
 """The model called tools: GenerateResult.tool_calls lists them; run them and send their
 results back in ROLE_TOOL messages.
+"""
+FINISH_REASON_CONTENT_FILTER: FinishReason.ValueType  # 7
+"""The backend's safety policy stopped or withheld the answer: OpenAI's
+content_filter, Anthropic's refusal stop reason. The text before it stands.
 """
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
@@ -1223,9 +1231,17 @@ class TextDelta(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The new text."""
+    refusal: _builtins.bool
+    """Whether this text declines the request instead of answering it: an OpenAI
+    model's refusal (its message's `refusal`, given e.g. in place of JSON that
+    matches the response format). A delta holds refusal text or answer text,
+    never both; a client that does not read this field takes the refusal for
+    text.
+    """
     @_builtins.property
     def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_tokens_pb2.TokenLogprob]:
         """With options.logprobs: the tokens this delta's text is made of, in order;
@@ -1240,11 +1256,12 @@ class TextDelta(_message.Message):
         self,
         *,
         text: _builtins.str = ...,
+        refusal: _builtins.bool = ...,
         logprobs: _abc.Iterable[_tokens_pb2.TokenLogprob] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "refusal", b"refusal", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

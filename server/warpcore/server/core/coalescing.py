@@ -96,13 +96,13 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
 
 
 def _joined(deltas: list[Delta]) -> list[Delta]:
-    """`deltas` with each run of text chunks made one chunk, their tokens' logprobs joined as their text is; other
-    deltas keep their place."""
+    """`deltas` with each run of text chunks made one chunk (a refusal's apart from an answer's), their tokens'
+    logprobs joined as their text is; other deltas keep their place."""
     out: list[Delta] = []
     for delta in deltas:
         previous = out[-1] if out else None
-        if isinstance(delta, TextChunk) and isinstance(previous, TextChunk):
-            out[-1] = TextChunk(previous.text + delta.text, previous.logprobs + delta.logprobs)
+        if isinstance(delta, TextChunk) and isinstance(previous, TextChunk) and delta.refusal == previous.refusal:
+            out[-1] = TextChunk(previous.text + delta.text, previous.logprobs + delta.logprobs, delta.refusal)
         else:
             out.append(delta)
     return out

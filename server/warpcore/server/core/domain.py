@@ -41,6 +41,8 @@ class FinishReason(enum.Enum):
     """The model wants the tools it called run, and their results sent back."""
     CANCELLED = "cancelled"
     ERROR = "error"
+    CONTENT_FILTER = "content_filter"
+    """The backend's safety policy stopped or withheld the answer."""
 
 
 class NumaStrategy(enum.IntEnum):  # llama.cpp's GGML_NUMA_STRATEGY_* values
@@ -148,6 +150,8 @@ class TextChunk:
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
     """With GenerationParams.logprobs: the tokens that make up `text` (see TextDelta.logprobs)."""
+    refusal: bool = False
+    """Whether the text declines the request instead of answering it (an OpenAI model's refusal)."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ STOP_REASONS = {
     FinishReason.STOP_SEQUENCE: "stop_sequence",
     FinishReason.LENGTH: "max_tokens",
     FinishReason.TOOL_CALLS: "tool_use",
+    FinishReason.CONTENT_FILTER: "refusal",
 }
 
 
@@ -37,13 +38,15 @@ def _usage(counts: Finish | PromptUsage) -> dict[str, Any]:
     }
 
 
-def _stop(finish: Finish) -> dict[str, Any]:
-    """The message's stop_reason and stop_sequence (the string that matched, when the backend said which)."""
-    return {"stop_reason": STOP_REASONS[finish.reason], "stop_sequence": finish.stop_sequence or None}
+def _stop(finish: Finish, refused: bool) -> dict[str, Any]:
+    """The message's stop_reason and stop_sequence (the string that matched, when the backend said which). A model
+    that declined in words (an OpenAI refusal, which comes as text here) stopped as Claude's refusals do."""
+    reason = "refusal" if refused and finish.reason is FinishReason.STOP else STOP_REASONS[finish.reason]
+    return {"stop_reason": reason, "stop_sequence": finish.stop_sequence or None}
 
 
 def _block(part: Part) -> dict[str, Any]:
-    if part.kind == "text":
+    if part.kind in ("text", "refusal"):
         return {"type": "text", "text": part.text}
     if part.kind == "tool":
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": json.loads(part.text or "{}")}
@@ -68,7 +71,7 @@ def message(model: str, collected: Collected) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": [_block(part) for part in collected.parts],
-        **_stop(finish),
+        **_stop(finish, refused=bool(collected.refusal)),
         "usage": _usage(finish),
     }
 
@@ -86,6 +89,7 @@ class AnthropicStream:
         self._waiting: dict[int, list[ToolCallDelta]] = {}
         self._text = (b"", b"")
         """The open text block's delta event, around its text."""
+        self._refused = False
 
     def start(self, prompt: PromptUsage | None) -> bytes:
         """message_start, with the prompt's usage when the backend told it (else 0, and message_delta tells it)."""
@@ -113,6 +117,7 @@ class AnthropicStream:
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
+            self._refused = self._refused or output.refusal
             if self._open == ("text", 0):
                 return fill(self._text, output.text)
             head = self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
@@ -175,7 +180,7 @@ class AnthropicStream:
         usage = _usage(finish)
         return (
             closing
-            + event({"type": "message_delta", "delta": _stop(finish), "usage": usage}, "message_delta")
+            + event({"type": "message_delta", "delta": _stop(finish, self._refused), "usage": usage}, "message_delta")
             + event({"type": "message_stop"}, "message_stop")
         )
 

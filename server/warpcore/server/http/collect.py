@@ -21,9 +21,9 @@ from warpcore.server.core.tooling import (
 @dataclass
 class Part:
     kind: str
-    """"text", "reasoning" or "tool"."""
+    """"text", "refusal", "reasoning" or "tool"."""
     text: str = ""
-    """Text, reasoning text, or a tool call's JSON arguments."""
+    """Text, refusal text, reasoning text, or a tool call's JSON arguments."""
     signature: str = ""
     redacted: bool = False
     id: str = ""
@@ -44,8 +44,9 @@ class Collected:
         if isinstance(output, GenerationResult):
             self.result = output
         elif isinstance(output, TextChunk):
-            if last is None or last.kind != "text":
-                last = Part("text")
+            kind = "refusal" if output.refusal else "text"
+            if last is None or last.kind != kind:
+                last = Part(kind)
                 self.parts.append(last)
             last.text += output.text
             last.logprobs += output.logprobs
@@ -78,6 +79,11 @@ class Collected:
     @property
     def text(self) -> str:
         return "".join(part.text for part in self.parts if part.kind == "text")
+
+    @property
+    def refusal(self) -> str:
+        """The text in which the model declined the request, if it did."""
+        return "".join(part.text for part in self.parts if part.kind == "refusal")
 
     def tool_calls(self) -> list[ToolCall]:
         """The complete calls, the result's: a call that max_tokens cut short is not among them, its arguments being

@@ -157,6 +157,9 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
         return (content.message(role, tool_call_id=call_id, cache=cache), content), before
     if role is not Role.ASSISTANT:
         return (content.message(role, cache=cache), content), before
+    refusal = text(message, "refusal", path)
+    if refusal and not message.get("content"):  # a refused turn handed back as the SDK got it: its words, its text
+        content.add_text(refusal, at(path, "refusal"))
     calls = []
     for call_path, call in objects(message, "tool_calls", path):
         function = mapping(call, "function", call_path, required=True) or {}

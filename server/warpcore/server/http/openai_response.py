@@ -22,6 +22,7 @@ FINISH_REASONS = {
     FinishReason.STOP_SEQUENCE: "stop",
     FinishReason.LENGTH: "length",
     FinishReason.TOOL_CALLS: "tool_calls",
+    FinishReason.CONTENT_FILTER: "content_filter",
 }
 
 
@@ -71,8 +72,8 @@ def completion(model: str, collected: Collected) -> dict[str, Any]:
     calls = collected.tool_calls()
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": collected.text if collected.text or not calls else None,
-        "refusal": None,
+        "content": collected.text if collected.text or not (calls or collected.refusal) else None,
+        "refusal": collected.refusal or None,
     }
     reasoning = [part for part in collected.parts if part.kind == "reasoning"]
     if reasoning:
@@ -114,6 +115,8 @@ class OpenAIStream:
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
+            if output.refusal:
+                return self._chunk({"refusal": output.text})
             if output.logprobs:
                 return event(self._choice({"content": output.text}, logprobs=_logprobs(output.logprobs)))
             return fill(self._text, output.text)

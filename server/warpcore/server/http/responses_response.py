@@ -16,8 +16,10 @@ from warpcore.server.core.tooling import ToolCall
 from warpcore.server.http.collect import Collected, Part
 from warpcore.server.http.openai_response import logprob_entries
 
-_PREFIXES = {"text": "msg", "reasoning": "rs", "tool": "fc"}
+_PREFIXES = {"text": "msg", "refusal": "msg", "reasoning": "rs", "tool": "fc"}
 _COMPLETED = (FinishReason.STOP, FinishReason.STOP_SEQUENCE, FinishReason.TOOL_CALLS)
+# Why a response is incomplete, by the finish that cut it.
+_INCOMPLETE = {FinishReason.LENGTH: "max_output_tokens", FinishReason.CONTENT_FILTER: "content_filter"}
 # The codes a failed response's `error` may carry (the SDK's ResponseError), by the domain's.
 _FAILURE_CODES = {ErrorCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded", ErrorCode.INVALID_ARGUMENT: "invalid_prompt"}
 
@@ -37,7 +39,7 @@ class Head:
     def response(
         self, status: str, output: list[dict[str, Any]], finish: Finish | None, error: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        cut = finish is not None and finish.reason is FinishReason.LENGTH
+        cut = None if finish is None else _INCOMPLETE.get(finish.reason)
         return {
             "id": f"resp_{self.key}",
             "object": "response",
@@ -47,7 +49,7 @@ class Head:
             "model": self.model,
             "output": output,
             "error": error,
-            "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+            "incomplete_details": {"reason": cut} if cut else None,
             "usage": None if finish is None else _usage(finish),
             **self.echo,
         }
@@ -82,6 +84,11 @@ def output_text(part: Part | None = None) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
 
 
+def refusal(part: Part | None = None) -> dict[str, Any]:
+    """A refusal part (none yet: an empty one) as the content of a message item."""
+    return {"type": "refusal", "refusal": part.text if part else ""}
+
+
 def message(item_id: str, state: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     return {"id": item_id, "type": "message", "role": "assistant", "status": state, "content": content}
 
@@ -113,8 +120,8 @@ def output_items(head: Head, parts: Sequence[Part], finish: Finish) -> list[dict
     for index, part in enumerate(parts):
         state = last if index == len(parts) - 1 else "completed"
         item_id = head.item_id(part.kind, index)
-        if part.kind == "text":
-            items.append(message(item_id, state, [output_text(part)]))
+        if part.kind in ("text", "refusal"):
+            items.append(message(item_id, state, [output_text(part) if part.kind == "text" else refusal(part)]))
         elif part.kind == "reasoning":
             items.append(reasoning(item_id, part))
         elif part.id in complete:

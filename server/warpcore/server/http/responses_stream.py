@@ -28,6 +28,7 @@ from warpcore.server.http.responses_response import (
     output_items,
     output_text,
     reasoning,
+    refusal,
     status,
 )
 from warpcore.server.http.sse import event
@@ -60,7 +61,9 @@ class ResponsesStream:
         self._collected.add(output)
         index = len(parts) - 1
         if isinstance(output, TextChunk):
-            head = self._begin_text(index) if len(parts) > began else b""
+            head = self._begin_text(index, output.refusal) if len(parts) > began else b""
+            if output.refusal:
+                return head + self._item_event("response.refusal.delta", index, content_index=0, delta=output.text)
             logprobs = logprob_entries(output.logprobs)
             delta = self._item_event(
                 "response.output_text.delta", index, content_index=0, delta=output.text, logprobs=logprobs
@@ -79,10 +82,11 @@ class ResponsesStream:
     def _added(self, index: int, item: dict[str, Any]) -> bytes:
         return self._event("response.output_item.added", output_index=index, item=item)
 
-    def _begin_text(self, index: int) -> bytes:
+    def _begin_text(self, index: int, refused: bool) -> bytes:
         added = self._close() + self._added(index, message(self._head.item_id("text", index), "in_progress", []))
         self._open = index
-        return added + self._item_event("response.content_part.added", index, content_index=0, part=output_text())
+        part = refusal() if refused else output_text()
+        return added + self._item_event("response.content_part.added", index, content_index=0, part=part)
 
     def _reasoning(self, chunk: ReasoningChunk, index: int, began: bool) -> bytes:
         part = self._collected.parts[index]
@@ -119,13 +123,15 @@ class ResponsesStream:
         index, self._open = self._open, None
         part = self._collected.parts[index]
         item_id = self._head.item_id(part.kind, index)
-        if part.kind == "text":
-            item = item or message(item_id, "completed", [output_text(part)])
-            logprobs = item["content"][0]["logprobs"]
-            closing = self._item_event(
-                "response.output_text.done", index, content_index=0, text=part.text, logprobs=logprobs
-            )
-            closing += self._item_event("response.content_part.done", index, content_index=0, part=item["content"][0])
+        if part.kind in ("text", "refusal"):
+            item = item or message(item_id, "completed", [output_text(part) if part.kind == "text" else refusal(part)])
+            content = item["content"][0]
+            if part.kind == "text":
+                done = {"text": part.text, "logprobs": content["logprobs"]}
+                closing = self._item_event("response.output_text.done", index, content_index=0, **done)
+            else:
+                closing = self._item_event("response.refusal.done", index, content_index=0, refusal=part.text)
+            closing += self._item_event("response.content_part.done", index, content_index=0, part=content)
         else:
             item = item or reasoning(item_id, part)
             closing = b""

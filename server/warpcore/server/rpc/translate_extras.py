@@ -64,7 +64,7 @@ def text_delta(chunk: TextChunk) -> pb.GenerateResponse:
         )
         for token in chunk.logprobs
     ]
-    return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, logprobs=logprobs))
+    return pb.GenerateResponse(delta=pb.TextDelta(text=chunk.text, refusal=chunk.refusal, logprobs=logprobs))
 
 
 def embed_params(request: epb.EmbedRequest, time_remaining: float | None, max_response_bytes: int) -> EmbedParams:

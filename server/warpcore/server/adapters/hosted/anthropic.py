@@ -68,6 +68,9 @@ STOP_REASONS = {
     "max_tokens": FinishReason.LENGTH,
     "stop_sequence": FinishReason.STOP_SEQUENCE,
     "tool_use": FinishReason.TOOL_CALLS,
+    "refusal": FinishReason.CONTENT_FILTER,
+    # The context window ran out before max_tokens did (a beta the anthropic-beta header may ask for).
+    "model_context_window_exceeded": FinishReason.LENGTH,
 }
 
 

@@ -59,6 +59,7 @@ FINISH_REASONS = {
     "length": FinishReason.LENGTH,
     "tool_calls": FinishReason.TOOL_CALLS,
     "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
 }
 
 
@@ -85,6 +86,8 @@ class _ChatChunks(EventReader):
                     out.append(ReasoningChunk(_string(reasoning)))
                 if content := delta.get("content"):
                     out.append(TextChunk(_string(content), openai_extras.token_logprobs(choice.get("logprobs"))))
+                if refusal := delta.get("refusal"):
+                    out.append(TextChunk(_string(refusal), refusal=True))
                 for call in delta.get("tool_calls") or ():
                     out.append(self._call(call))
             if reason := choice.get("finish_reason"):
