@@ -17,7 +17,7 @@ from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.core.access import log_request
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.logs import QUIET_LIBRARIES, configure_logging
+from warpcore.server.logs import QUIET_LIBRARIES, TextFormatter, configure_logging
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -82,10 +82,12 @@ class AccessLines(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.lines: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "method"):
             fields = record.__dict__
+            self.records.append(record)
             self.lines.put_nowait((fields["method"], fields["model"], fields["code"]))
 
     async def next(self) -> tuple[str, str, str]:
@@ -115,3 +117,16 @@ async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(stub: Stub, 
     await anext(aiter(gone))
     gone.cancel()
     assert await access_lines.next() == ("Generate", "tiny", "CANCELLED")
+
+
+@pytest.mark.parametrize("forged", ["x\n2026-12-03 10:00:00,000 INFO warpcore.access: request code=OK", "a b=c", ""])
+async def test_a_callers_model_id_cannot_forge_a_text_line_or_field(
+    stub: Stub, access_lines: AccessLines, forged: str
+) -> None:
+    # Refused as it is (no token needed to get this far), yet logged with the id the caller sent.
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.CountTokens(pb.CountTokensRequest(request=greedy("the world", 2, model_id=forged)))
+    assert (await access_lines.next())[1] == forged
+    line = TextFormatter().format(access_lines.records[-1])
+    assert line.count("\n") == 0
+    assert f" model={json.dumps(forged)} code=" in line

@@ -42,8 +42,18 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        fields = "".join(f" {name}={getattr(record, name)}" for name in REQUEST_FIELDS if hasattr(record, name))
+        fields = "".join(f" {name}={_value(getattr(record, name))}" for name in REQUEST_FIELDS if hasattr(record, name))
         return super().formatMessage(record) + fields
+
+
+def _value(value: object) -> str:
+    """A field's value as one word: a caller chooses some of them (a model id, before it is checked), and a line
+    break or a space in one would let it forge a line or a field of its own. Such a value is written as a JSON
+    string, quoted and escaped."""
+    text = str(value)
+    if text and text.isprintable() and not any(character in text for character in ' "='):
+        return text
+    return json.dumps(text)
 
 
 QUIET_LIBRARIES = ("httpx", "httpx2")
