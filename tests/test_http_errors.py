@@ -528,9 +528,19 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
                     [("x-api-key", token), ("x-api-key", "wrong")],
                 )
             ]
+            # Both headers, one holding the token (an SDK's stale default key beside it): let in, either way round.
+            both = [
+                await raw.post(f"{base_url(doors)}/v1/chat/completions", json=body, headers=headers)
+                for headers in (
+                    {"Authorization": f"Bearer {token}", "x-api-key": "stale"},
+                    {"Authorization": "Bearer stale", "x-api-key": token},
+                    {"Authorization": "Bearer stale", "x-api-key": "stale"},
+                )
+            ]
         assert unauthenticated.status_code == 401
         assert [answer.status_code for answer in answers] == [200, 200, 401, 401]
         assert [answer.status_code for answer in twice] == [401, 401]
+        assert [answer.status_code for answer in both] == [200, 200, 401]
 
 
 async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstream) -> None:
