@@ -18,6 +18,8 @@ from tests.conftest import TINY_MODEL, collect, failed_stream, load_tiny, servin
 from tests.fakes.base import StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
+from tests.hosted import load
+from tests.hosted import prompt as hosted_prompt
 from warpcore.server.core.domain import Admission, BackendKind
 from warpcore.server.core.limits import Limits
 from warpcore.server.preload import ConfigError, read_preload
@@ -185,3 +187,28 @@ def test_the_preload_file_checks_admission_limits(tmp_path: Path) -> None:
         config.write_text(f"{entry}{bad}\n")
         with pytest.raises(ConfigError, match=r"models\[0\]\.max_(streams|queue) must be an integer of at least"):
             read_preload(config, {})
+
+
+async def test_a_call_still_queued_at_shutdown_is_refused_at_once_to_retry_elsewhere(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.script = Script(chunks=["a", "b"], stall_after=1)  # the running call holds the one slot
+    grace = 30.0
+    options = ServingOptions(limits=Limits(max_streams_per_api_model=1))
+    async with serving(server_env, options) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, openai_upstream)
+        running = aiter(stub.Generate(hosted_prompt()))
+        await anext(running)
+        queued = stub.Generate(hosted_prompt())
+        while options.limits.gates["m"].waiting == 0:  # noqa: ASYNC110 - no event tells that a call has queued
+            await asyncio.sleep(0)  # a turn of the loop at a time, until the second call waits for the slot
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.ensure_future(server.stop(grace))
+        frames, error = await failed_stream(queued)
+        refused_after = asyncio.get_running_loop().time() - started
+        server.streams.end_now()  # the running call's grace is not this test's
+        await stopping
+    assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
+    assert "shutting down" in (error.details() or "")
+    assert refused_after < grace / 2

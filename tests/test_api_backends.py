@@ -363,6 +363,25 @@ async def test_shutdown_ends_a_hosted_stream_with_a_cancelled_frame_and_its_usag
     await asyncio.wait_for(anthropic_upstream.disconnected.wait(), 5)  # the upstream stream was closed
 
 
+async def test_a_hosted_stream_stalled_at_shutdown_ends_cancelled_with_the_prompt_usage_told(
+    server_env: dict[str, str], anthropic_upstream: FakeAnthropic
+) -> None:
+    # Silent after its first chunk: no event comes to stop at, so the drain cuts the call, whose result still says
+    # what the upstream told of the prompt (message_start) rather than nothing.
+    anthropic_upstream.script = Script(chunks=["a", "b"], stall_after=1, prompt_tokens=17)
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, anthropic_upstream)
+        frames = aiter(stub.Generate(prompt()))
+        await anext(frames)
+        stopping = asyncio.ensure_future(server.stop(1.0))
+        rest = [frame async for frame in frames]
+        await stopping
+    result = rest[-1].result
+    assert result.finish_reason == pb.FINISH_REASON_CANCELLED
+    assert result.usage.prompt_tokens == 17
+
+
 # Errors
 
 

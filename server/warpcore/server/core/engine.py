@@ -134,6 +134,7 @@ class Engine:
         check_generation(params, self.limits.max_tokens)
         stop = threading.Event()
         first_token_at: float | None = None
+        prompt = PromptUsage(0)  # the prompt's usage, once the backend tells it early
 
         # One generator from the adapter's events to the front door: every layer costs each token a resumption.
         async with self._admitted(model_id, stop) as model:
@@ -156,7 +157,9 @@ class Engine:
                             return
                         failed = event
                         break
-                    if first_token_at is None and type(event) is not PromptUsage:  # the prompt's size is no token
+                    if type(event) is PromptUsage:  # the prompt's size is no token
+                        prompt = event
+                    elif first_token_at is None:
                         first_token_at = _since(started)
                     yield event
             except asyncio.CancelledError:
@@ -173,7 +176,16 @@ class Engine:
                 if first_token_at is not None:
                     yield result(failed)
                 raise failed.failure
-            yield result(Finish(FinishReason.CANCELLED))
+            # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
+            cached, written = prompt.cached_prompt_tokens, prompt.cache_creation_tokens
+            yield result(
+                Finish(
+                    FinishReason.CANCELLED,
+                    prompt.prompt_tokens,
+                    cached_prompt_tokens=cached,
+                    cache_creation_tokens=written,
+                )
+            )
 
     async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
         """One vector per input, in input order; unit length unless `params.normalize` is off. Admitted through the

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 
 from warpcore.server.core.bounds import MAX_TOKENS_LIMIT
 from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
-from warpcore.server.core.errors import ResourceExhaustedError
+from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
+
+
+def shutting_down() -> UnavailableError:
+    return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
 
 
 class StreamGate:
@@ -24,6 +28,7 @@ class StreamGate:
         self._max_waiting = max_waiting
         self.active = 0
         self.waiting = 0
+        self._closed = asyncio.Event()
 
     @property
     def max_active(self) -> int:
@@ -45,7 +50,10 @@ class StreamGate:
             )
         self.waiting += 1
         try:
-            await self._slots.acquire()
+            if self._slots.locked():
+                await self._queued()
+            else:
+                await self._slots.acquire()
         finally:
             self.waiting -= 1
         self.active += 1
@@ -54,6 +62,25 @@ class StreamGate:
         finally:
             self.active -= 1
             self._slots.release()
+
+    async def _queued(self) -> None:
+        """Wait for a slot, unless the server shuts down first: a call that never started is refused at once, for
+        its caller to retry elsewhere, rather than kept to the end of the grace only to be cut."""
+        acquired = asyncio.ensure_future(self._slots.acquire())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait((acquired, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            if not acquired.done():
+                acquired.cancel()
+                await asyncio.wait((acquired,))
+        if acquired.cancelled() or not acquired.done():
+            raise shutting_down()
+
+    def close(self) -> None:
+        """Refuse the calls waiting for a slot, and any later one: the server is shutting down."""
+        self._closed.set()
 
 
 # A local model computes every generation on this machine's cores, so a few at a time is all it can run well.
@@ -97,6 +124,11 @@ class Limits:
                 waiting = waiting if own.max_queue is None else own.max_queue
             self.gates[model_id] = StreamGate(model_id, max(running, parallel), waiting)
         return self.gates[model_id]
+
+    def close(self) -> None:
+        """The server is shutting down: the calls waiting in every model's queue are refused."""
+        for gate in self.gates.values():
+            gate.close()
 
     def forget(self, model_id: str) -> None:
         """Drop an unloaded model's gate; generations still holding it finish normally."""

@@ -13,6 +13,7 @@ from warpcore.server.core.access import log_request, recording_usage
 from warpcore.server.core.auth import bearer_token, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
+from warpcore.server.core.limits import shutting_down
 from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
@@ -25,7 +26,6 @@ from warpcore.server.http.routes import (
     dialect_of,
     internal,
     request_ids,
-    shutting_down,
 )
 
 SHUTDOWN_TIMEOUT = 1.0

@@ -13,7 +13,8 @@ from aiohttp import web
 from warpcore.server.core.access import record_usage
 from warpcore.server.core.domain import FinishReason, GenerationParams
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
-from warpcore.server.core.errors import InvalidArgumentError, UnavailableError, WarpcoreError
+from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
+from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
@@ -56,10 +57,6 @@ def dialect_of(request: web.Request) -> Dialect:
     if path.startswith("/v1/responses"):
         return RESPONSES
     return ANTHROPIC if "anthropic-version" in request.headers else OPENAI
-
-
-def shutting_down() -> UnavailableError:
-    return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
 
 
 def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams) -> GenerationParams:
