@@ -34,6 +34,13 @@ def test_the_http_door_is_off_unless_given_a_port_and_binds_the_grpc_host() -> N
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 9000)
 
 
+def test_the_metrics_endpoint_binds_the_grpc_host_unless_told_otherwise() -> None:
+    # Model ids and traffic are no business of other hosts: off loopback only where the operator says so.
+    assert parse_settings([], {"WARPCORE_METRICS_PORT": "9090"}).metrics_host == "127.0.0.1"
+    assert parse_settings(["--host", "0.0.0.0"], {}).metrics_host == "0.0.0.0"
+    assert parse_settings(["--metrics-host", "10.0.0.1"], {"WARPCORE_HOST": "0.0.0.0"}).metrics_host == "10.0.0.1"
+
+
 def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_settings([], {}).event_loop == "uvloop"
     assert parse_settings([], {"WARPCORE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"

@@ -38,7 +38,7 @@ class ServerSettings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     metrics_port: int | None = None
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"
     http_port: int | None = None
     http_host: str = "127.0.0.1"
     max_streams_per_model: int = LOCAL_MAX_STREAMS
@@ -118,7 +118,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=Path)
     option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
     option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
-    option("--metrics-host", "WARPCORE_METRICS_HOST", "0.0.0.0", "address of the metrics endpoint")
+    option("--metrics-host", "WARPCORE_METRICS_HOST", None, "address of the metrics endpoint (default: --host)")
     # Off unless asked for, like the metrics port: a second listener is more surface, and its port may be taken.
     option(
         "--http-port",
@@ -249,7 +249,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
+        metrics_host=args.metrics_host or args.host,
         http_port=args.http_port,
         http_host=args.http_host or args.host,
         max_streams_per_model=args.max_streams_per_model,
