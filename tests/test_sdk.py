@@ -40,6 +40,7 @@ from warpcore.client import (
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
+from warpcore.server.tls import TlsFiles
 
 T = TypeVar("T")
 
@@ -301,11 +302,10 @@ async def test_token_is_sent_as_authorization_metadata(models_path: Path, monkey
 
 async def test_mutual_tls(models_path: Path, tmp_path: Path) -> None:
     pems = make_certificates()
-    credentials = grpc.ssl_server_credentials(
-        [(pems.server_key, pems.server_certificate)], root_certificates=pems.ca, require_client_auth=True
-    )
-    server = await start_named(models_path, "127.0.0.1:0", credentials=credentials)
-    (tmp_path / "ca.pem").write_bytes(pems.ca)
+    for name, pem in (("ca", pems.ca), ("cert", pems.server_certificate), ("key", pems.server_key)):
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+    tls = TlsFiles(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    server = await start_named(models_path, "127.0.0.1:0", tls=tls)
     target = f"127.0.0.1:{server.port}"
     try:
         async with AsyncClient(

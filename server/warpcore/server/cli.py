@@ -25,7 +25,7 @@ from warpcore.server.doors import open_doors
 from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
-from warpcore.server.rpc.server import ServingOptions, tls_credentials
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
@@ -34,11 +34,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = None) -> ServingOptions:
-    credentials = None
-    if settings.tls_cert is not None and settings.tls_key is not None:
-        credentials = tls_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     return ServingOptions(
-        credentials=credentials,
+        tls=settings.tls,
         token=settings.token,
         limits=Limits(
             max_streams_per_model=settings.max_streams_per_model,
@@ -115,7 +112,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     try:
         if settings.metrics_port is not None:
             try:
-                metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port)
+                metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port, settings.tls)
             except OSError as error:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None

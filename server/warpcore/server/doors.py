@@ -51,7 +51,7 @@ async def open_doors(
         return Doors(grpc_server, None)
     http = HttpDoor(grpc_server.engine, options.token, options.max_message_bytes)
     try:
-        await http.start(*http_address)
+        await http.start(*http_address, options.tls.ssl_context() if options.tls is not None else None)
     except BaseException:
         await grpc_server.stop(None)
         raise

@@ -18,6 +18,7 @@ from warpcore.server.core.bounds import (
 )
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.tls import TlsFiles
 
 DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
 
@@ -55,6 +56,13 @@ class ServerSettings:
     max_loaded_bytes: int | None = None
     allow_pull: bool = False
     event_loop: str = "uvloop"
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The TLS files, when TLS is on (a certificate and its key given)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
 
 _PORT = (0, 65535)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -12,6 +13,7 @@ from prometheus_client.registry import Collector
 from warpcore.server.adapters.base import CachesPrompts
 from warpcore.server.core.limits import Limits, activity
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.tls import TlsFiles
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -144,9 +146,14 @@ class Metrics:
             self.registry.register(_ModelServerSignals(limits, models))
             self.registry.register(_PromptCaches(models))
 
-    def serve(self, host: str, port: int) -> WSGIServer:
-        """Expose /metrics over HTTP on its own port; returns the server (its `server_port` is the bound port)."""
-        server, _ = start_http_server(port, host, registry=self.registry)
+    def serve(self, host: str, port: int, tls: TlsFiles | None = None) -> WSGIServer:
+        """Expose /metrics over HTTP on its own port, over TLS when given (a client certificate required when it
+        has a client CA); returns the server (its `server_port` is the bound port)."""
+        files: dict[str, Any] = {}
+        if tls is not None:
+            files = {"certfile": str(tls.cert), "keyfile": str(tls.key), "client_auth_required": bool(tls.client_ca)}
+            files["client_cafile"] = str(tls.client_ca) if tls.client_ca else None
+        server, _ = start_http_server(port, host, registry=self.registry, **files)
         return server
 
     def observe_generation(

@@ -3,6 +3,7 @@ refusal while draining and the access log around every route; started and stoppe
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -53,10 +54,10 @@ class HttpDoor:
         )
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 picks a free port); returns the bound port."""
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+        """Listen on host:port (0 picks a free port), over TLS with a context; returns the bound port."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_port=False)
+        site = web.TCPSite(self._runner, host, port, reuse_port=False, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as error:

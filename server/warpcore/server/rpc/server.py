@@ -6,7 +6,6 @@ import asyncio
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +25,7 @@ from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.health import NOT_SERVING, SERVING, HealthServicer
 from warpcore.server.rpc.servicer import InferenceServicer
 from warpcore.server.rpc.status import DecodeErrorInterceptor
+from warpcore.server.tls import TlsFiles
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -36,8 +36,8 @@ the model is unloaded (for any reason), so Check answers NOT_FOUND and Watch SER
 
 @dataclass
 class ServingOptions:
-    credentials: grpc.ServerCredentials | None = None
-    """TLS for every listening address (mTLS when the credentials require client certificates)."""
+    tls: TlsFiles | None = None
+    """TLS for every listening address, the HTTP door's too (mTLS with a client CA)."""
     token: str | None = field(default=None, repr=False)
     """Bearer token required on the inference service (health and reflection stay open)."""
     limits: Limits = field(default_factory=Limits)
@@ -101,11 +101,11 @@ class WarpcoreServer:
         await stopping
 
 
-def tls_credentials(cert: Path, key: Path, client_ca: Path | None) -> grpc.ServerCredentials:
+def tls_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
     """TLS with this certificate chain and key; with a client CA, mutual TLS that requires client certificates."""
-    ca = client_ca.read_bytes() if client_ca else None
+    ca = tls.client_ca.read_bytes() if tls.client_ca else None
     return grpc.ssl_server_credentials(
-        [(key.read_bytes(), cert.read_bytes())], root_certificates=ca, require_client_auth=ca is not None
+        [(tls.key.read_bytes(), tls.cert.read_bytes())], root_certificates=ca, require_client_auth=ca is not None
     )
 
 
@@ -159,7 +159,8 @@ async def start_server(
     )
     if isinstance(addresses, str):
         addresses = [addresses]
-    ports = [_listen(server, address, options.credentials) for address in addresses]
+    credentials = tls_credentials(options.tls) if options.tls is not None else None
+    ports = [_listen(server, address, credentials) for address in addresses]
     await server.start()
     started = WarpcoreServer(server, ports, health, engine)
     registry.listeners.append(started.model_changed)
