@@ -202,7 +202,7 @@ async def test_metrics_are_scraped_over_http(started: WarpcoreServer) -> None:
     assert 'warpcore_requests_total{code="OK",method="LoadModel",protocol="grpc"} 1.0' in body
     assert 'warpcore_time_to_first_token_seconds_count{backend="llama_cpp",model="tiny"} 1.0' in body
     assert 'warpcore_tokens_per_second_count{backend="llama_cpp",model="tiny"} 1.0' in body
-    assert 'warpcore_model_load_seconds_count{backend="BACKEND_TYPE_LLAMA_CPP"} 1.0' in body
+    assert 'warpcore_model_load_seconds_count{backend="llama_cpp"} 1.0' in body
     assert 'warpcore_queue_depth{model="tiny"} 0.0' in body
     assert "warpcore_active_streams 0.0" in body
 

@@ -165,7 +165,7 @@ async def test_a_busy_model_reports_its_slots_and_has_no_expiry(server_env: Mapp
 async def test_a_one_model_budget_evicts_the_idle_model_and_its_memory_returns(
     one_model_budget: tuple[WarpcoreServer, Stub, ModelEvents],
 ) -> None:
-    _, stub, events = one_model_budget
+    server, stub, events = one_model_budget
     before = rss_bytes()
     big = (await stub.LoadModel(load_request("big", context_size=BIG_CONTEXT))).model
     await collect(stub.Generate(greedy("the", 3, model_id="big")))
@@ -186,6 +186,9 @@ async def test_a_one_model_budget_evicts_the_idle_model_and_its_memory_returns(
     assert events.loads("big") == 2
     models = await listed(stub)
     assert (models["big"].state, models["small"].state) == (pb.MODEL_STATE_READY, pb.MODEL_STATE_AVAILABLE)
+    # Every load is timed, the reload that a Generate asked for too.
+    loads = server.metrics.registry.get_sample_value("warpcore_model_load_seconds_count", {"backend": "llama_cpp"})
+    assert loads == 3
 
 
 async def test_a_model_with_a_running_stream_is_never_evicted(

@@ -75,6 +75,9 @@ class Engine:
         self.metrics = metrics
         self.streams = ActiveStreams()
         self.residency = Residency(registry, limits, residency or ResidencyPolicy())
+        registry.load_timers.append(
+            lambda backend, seconds: metrics.model_load_seconds.labels(backend.value).observe(seconds)
+        )
         self._api_overrides = api_overrides
         self._pulls = pulls
 

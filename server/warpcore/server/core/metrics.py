@@ -11,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from warpcore.server.adapters.base import CachesPrompts
+from warpcore.server.core.domain import BackendKind
 from warpcore.server.core.limits import Limits, activity
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.tls import TlsFiles
@@ -136,7 +137,7 @@ class Metrics:
         )
         self.model_load_seconds = Histogram(
             "warpcore_model_load_seconds",
-            "LoadModel duration",
+            "Time to load a model, whatever asked for it (LoadModel, the start, a first use, a reload)",
             ["backend"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
@@ -155,6 +156,9 @@ class Metrics:
             files["client_cafile"] = str(tls.client_ca) if tls.client_ca else None
         server, _ = start_http_server(port, host, registry=self.registry, **files)
         return server
+
+    def observe_load(self, backend: BackendKind, seconds: float) -> None:
+        self.model_load_seconds.labels(backend.value).observe(seconds)
 
     def observe_generation(
         self, backend: str, model: str, time_to_first_token: float, total: float, completion_tokens: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ class ModelRegistry:
         self._loading: dict[str, tuple[LoadSpec, asyncio.Future[LoadedModel]]] = {}
         self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
         """Told (model id, loaded?) after each load and unload."""
+        self.load_timers: list[Callable[[BackendKind, float], None]] = []
+        """Told (backend, seconds) after each load, whatever asked for it: a call, the start, a first use, a
+        reload after an eviction."""
 
     async def load(self, spec: LoadSpec) -> LoadedModel:
         """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
@@ -74,6 +78,7 @@ class ModelRegistry:
         return loaded
 
     async def _load(self, spec: LoadSpec) -> LoadedModel:
+        started = time.monotonic()
         await asyncio.to_thread(adapter_type, spec.backend)
         adapter = self._create_adapter(spec.backend, spec.settings)
         try:
@@ -83,6 +88,8 @@ class ModelRegistry:
             raise
         loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter, spec)
         self._models[spec.model_id] = loaded
+        for timer in self.load_timers:
+            timer(spec.backend, time.monotonic() - started)
         for listener in self.listeners:
             await listener(spec.model_id, True)
         return loaded

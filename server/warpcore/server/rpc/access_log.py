@@ -12,7 +12,6 @@ import grpc
 
 from warpcore.server.core.access import log_request, recording_usage
 from warpcore.server.core.metrics import Metrics
-from warpcore.v1 import inference_pb2 as pb
 
 
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
@@ -27,11 +26,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         name = method.rsplit("/", 1)[-1]
         named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
         model = getattr(named, "model_id", "") or getattr(named, "model", "")
-        line = log_request(self._metrics, "grpc", name, code, started, model=model, peer=peer, **(usage or {}))
-        if name == "LoadModel" and code == "OK":
-            self._metrics.model_load_seconds.labels(pb.BackendType.Name(request.backend)).observe(
-                line["duration_ms"] / 1000
-            )
+        log_request(self._metrics, "grpc", name, code, started, model=model, peer=peer, **(usage or {}))
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
