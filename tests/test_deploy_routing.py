@@ -114,8 +114,13 @@ def test_the_kserve_runtime_serves_grpc_on_the_h2c_port_with_lazy_models(tmp_pat
         }
     )
     assert container["ports"] == [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}]
-    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    env = {variable["name"]: variable["value"] for variable in container["env"] if "value" in variable}
     assert env["WARPCORE_LISTEN"].endswith(f":{GRPC_PORT}")
+    # llama.cpp's threads follow the CPU limit, as in the other manifests, not the node's cores.
+    (threads,) = [variable for variable in container["env"] if variable["name"] == "LLAMA_THREADS"]
+    limit = threads["valueFrom"]["resourceFieldRef"]
+    assert (limit["containerName"], limit["resource"]) == (container["name"], "limits.cpu")
+    assert container["resources"]["limits"]["cpu"]
     assert env["MODELS_PATH"] == "/mnt/models"  # where KServe mounts the storageUri
     assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": INFERENCE_SERVICE}
     config_map = only(resources, "ConfigMap")

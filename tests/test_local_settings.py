@@ -62,6 +62,7 @@ def test_gpu_layers_are_zero_unless_the_gpu_is_used() -> None:
         ("LLAMA_USE_GPU", "maybe"),
         ("LLAMA_PARALLEL", "0"),
         ("LLAMA_PARALLEL", "65"),
+        ("LLAMA_GPU_LAYERS", "abc"),  # checked even with no GPU in use, where it changes nothing
     ],
 )
 def test_bad_environment_names_the_variable(name: str, value: str) -> None:

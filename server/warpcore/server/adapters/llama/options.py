@@ -60,10 +60,12 @@ class LlamaOptions:
             if cache_tokens is not None and not 0 <= cache_tokens <= MAX_PROMPT_CACHE_TOKENS:
                 raise _bad_environment(f"LLAMA_PROMPT_CACHE_TOKENS must be between 0 and {MAX_PROMPT_CACHE_TOKENS}")
         use_gpu = pick(settings.use_gpu, lambda: env_bool(env, "LLAMA_USE_GPU"), False)
+        # Read (and so checked) whether or not a GPU is used: a bad value is a mistake either way.
+        gpu_layers = pick(settings.gpu_layers, lambda: env_int(env, "LLAMA_GPU_LAYERS"), -1)
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
             threads=_threads(settings, env),
-            gpu_layers=pick(settings.gpu_layers, lambda: env_int(env, "LLAMA_GPU_LAYERS"), -1) if use_gpu else 0,
+            gpu_layers=gpu_layers if use_gpu else 0,
             use_mmap=pick(settings.use_mmap, lambda: env_bool(env, "LLAMA_USE_MMAP"), True),
             use_mlock=pick(settings.use_mlock, lambda: env_bool(env, "LLAMA_USE_MLOCK"), False),
             numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
