@@ -129,11 +129,17 @@ async def test_the_files_listed_are_those_a_load_takes_each_by_the_id_it_loads_u
     _, stub, _ = one_model_budget
     shutil.copyfile(models_root / "x.gguf", models_root / "back\\slash.gguf")  # a name LoadModel refuses
     (models_root / "folder.gguf").mkdir()
+    (models_root / "notes.gguf").write_text("not a model")  # named as one, but no GGUF file: its load would fail
     listed = await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))
     available = [model.id for model in listed.models]
     assert available == [TINY_MODEL, "sub/y.gguf", "x.gguf"]
     for model_id in available:
         assert (await stub.LoadModel(local(model_id))).model.id == model_id
+    # Loaded under its own name, a file is listed once: loaded, not a second time as servable.
+    listed = await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))
+    states = [(model.id, model.state) for model in listed.models]
+    assert len({model_id for model_id, _ in states}) == len(states), states
+    assert ("x.gguf", pb.MODEL_STATE_READY) in states
 
 
 def test_a_preload_file_naming_one_file_twice_under_one_id_is_refused(tmp_path: Path) -> None:

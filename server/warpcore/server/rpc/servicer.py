@@ -47,11 +47,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             backend = translate_models.backend_kind(request.backend)
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
         residency = self._engine.residency
-        return pb.ListModelsResponse(
-            models=[translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
-            + [translate_models.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
-            + [translate_models.available_model_message(backend, name) for name in available if backend is not None]
-        )
+        models = [translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
+        models += [translate_models.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
+        listed = {model.id for model in models}  # a file loaded under its own name is listed once, as loaded
+        models += [
+            translate_models.available_model_message(backend, name)
+            for name in available
+            if backend is not None and name not in listed
+        ]
+        return pb.ListModelsResponse(models=models)
 
     @streaming_errors
     async def Generate(

@@ -98,5 +98,15 @@ def list_model_ids(models_path: str | None) -> list[str]:
             resolve_model_path(model_id, models_path)
         except WarpcoreError:  # a link out of MODELS_PATH, a loop, a folder, a name no request may give
             continue
-        ids.append(model_id)
+        if _is_gguf(path):
+            ids.append(model_id)
     return ids
+
+
+def _is_gguf(path: Path) -> bool:
+    """Whether the file begins as every GGUF file does: a file named so that is none would fail its load."""
+    try:
+        with path.open("rb") as file:
+            return file.read(4) == b"GGUF"
+    except OSError:
+        return False
