@@ -52,9 +52,10 @@ class ModelCapabilities(_message.Message):
     """GenerationOptions.logprobs and top_logprobs."""
     tools: _builtins.bool
     """Tools the model may call (GenerateRequest.tools). On a local model, required and
-    named tool choice are enforced by grammar on any model; auto needs a chat template
-    that declares a tool-call format, and is INVALID_ARGUMENT (field tool_choice)
-    without one. A template without turns for tool calls and results gets them as text:
+    named tool choice are enforced by grammar on any model; with auto, a chat template
+    that declares no tool-call format gets the tools described in its system text (the
+    model may write a <tool_call> line, which a grammar then completes, or answer in
+    text). A template without turns for tool calls and results gets them as text:
     a call in the <tool_call> lines the model writes, a result as a user turn of
     <tool_response> lines.
     """

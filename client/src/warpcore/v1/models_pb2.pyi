@@ -32,7 +32,9 @@ class KeepAlive(_message.Message):
     """Stay loaded until UnloadModel (true; false is the same as unset)."""
     @_builtins.property
     def idle(self) -> _duration_pb2.Duration:
-        """Idle time before unloading, 0 to 30 days; 0 unloads as soon as the last generation ends."""
+        """Idle time before unloading, 0 to 30 days; 0 unloads as soon as no generation uses
+        the model: after the last one ends, or at once after a LoadModel that none follows.
+        """
 
     def __init__(
         self,

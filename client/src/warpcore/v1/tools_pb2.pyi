@@ -168,22 +168,11 @@ class Tool(_message.Message):
     for the schema, checked by the API). llama.cpp models always constrain a call's
     arguments to the schema with a grammar, so they honour it with or without the flag.
     """
-    @_builtins.property
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def cache_breakpoint(self) -> _content_pb2.CacheBreakpoint.ValueType:
-        """Not used, and ignored whatever its value: a response format is not part of the
-        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
-        (GenerationOptions.system_cache_breakpoint) or messages instead.
-        """
-
-    @cache_breakpoint.setter
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def cache_breakpoint(self, value: _content_pb2.CacheBreakpoint.ValueType) -> None:
-        """Not used, and ignored whatever its value: a response format is not part of the
-        prompt a hosted API caches. Set cache breakpoints on tools, the system prompt
-        (GenerationOptions.system_cache_breakpoint) or messages instead.
-        """
-
+    cache_breakpoint: _content_pb2.CacheBreakpoint.ValueType
+    """A cache breakpoint after this tool: the prompt up to its end (the tools come first)
+    is kept in the hosted API's prompt cache. It counts among the request's 4, and its
+    order rules, as any other (see CacheBreakpoint).
+    """
     def __init__(
         self,
         *,
