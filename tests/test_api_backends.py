@@ -235,6 +235,7 @@ async def test_anthropic_request_mapping(stub: Stub, anthropic_upstream: FakeAnt
             pb.ChatMessage(role=pb.ROLE_ASSISTANT, content="Yes"),
         ],
         options=pb.GenerationOptions(temperature=0.25, top_k=5, stop_sequences=["END"], system="Be brief."),
+        continue_last_message=True,
     )
     await collect(stub.Generate(request))
     body = anthropic_upstream.requests[-1].body
@@ -246,6 +247,13 @@ async def test_anthropic_request_mapping(stub: Stub, anthropic_upstream: FakeAnt
     ]
     assert body["max_tokens"] == 256  # required by the API: warpcore's documented default
     assert (body["temperature"], body["top_k"], body["stop_sequences"]) == (0.25, 5, ["END"])
+    # Not asked to continue it, a last assistant message would still be continued by the API: refused, unsent.
+    request.continue_last_message = False
+    sent = len(anthropic_upstream.requests)
+    _, error = await failed_stream(stub.Generate(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "continues a last assistant message" in (error.details() or "")
+    assert len(anthropic_upstream.requests) == sent
 
 
 @pytest.mark.parametrize(

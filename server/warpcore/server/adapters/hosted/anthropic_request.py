@@ -43,6 +43,13 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
         raise refused("verbosity", "the Anthropic API takes no verbosity; leave it unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
         raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
+    if params.messages and params.messages[-1].role is Role.ASSISTANT and not params.continue_last:
+        # Sent as it is, it would be continued: an answer of another kind than asked, with no word of it.
+        raise refused(
+            "messages",
+            "the Anthropic API continues a last assistant message (prefill) rather than answering after it; end"
+            " with a user message, or ask to continue it (continue_last_message)",
+        )
     return {
         "system": _system(params),
         "top_k": params.top_k,
