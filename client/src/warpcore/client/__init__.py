@@ -1,7 +1,8 @@
 """The warpcore Python SDK: Client and AsyncClient over the warpcore.v1 gRPC API."""
 
+from warpcore.client._async_client import AsyncClient
 from warpcore.client._channel import DEFAULT_TARGET, ClientOptions
-from warpcore.client._client import AsyncClient, Client
+from warpcore.client._client import Client
 from warpcore.client._errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -18,20 +19,19 @@ from warpcore.client._errors import (
     WarpcoreError,
 )
 from warpcore.client._messages import Cache, Document, Image, Message, ReasoningBlock, Text, Tool, ToolCall
+from warpcore.client._models import Capabilities, KeepAliveLike, Model, Residency
 from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
     ApiConfig,
     Backend,
     BackendOptions,
-    Capabilities,
     EmbedResponse,
     FinishReason,
     GenerateResponse,
     GenerateResult,
     GenerationOptions,
     LocalConfig,
-    Model,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
@@ -69,6 +69,7 @@ __all__ = [
     "Image",
     "InternalError",
     "InvalidArgumentError",
+    "KeepAliveLike",
     "LocalConfig",
     "Message",
     "Model",
@@ -80,6 +81,7 @@ __all__ = [
     "RateLimitError",
     "ReasoningBlock",
     "ReasoningDelta",
+    "Residency",
     "Stream",
     "StreamEvent",
     "Text",

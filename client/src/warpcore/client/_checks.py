@@ -42,3 +42,23 @@ def timeout_seconds(option: str, value: Any) -> float | None:
     if not 0 < value <= MAX_TIMEOUT:  # NaN fails it too
         raise ValueError(f"{option} must be greater than 0 and at most {MAX_TIMEOUT} seconds, not {value!r}")
     return float(value)
+
+
+def flag(option: str, value: Any) -> bool:
+    """`value` if it is a bool, else a TypeError (protobuf's would name neither the option nor what it takes)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{option} is a bool, not {type(value).__name__}")
+    return value
+
+
+UINT32_MAX = 2**32 - 1
+
+
+def tokens(option: str, value: Any, meaning_of_zero: str) -> int:
+    """`value` if it is an int from 0 to the most a uint32 field carries (the server enforces its own limits), else
+    TypeError or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option} is a number of tokens (an int), not {type(value).__name__}")
+    if not 0 <= value <= UINT32_MAX:
+        raise ValueError(f"{option} must be from 0 ({meaning_of_zero}) to {UINT32_MAX} tokens, not {value!r}")
+    return value

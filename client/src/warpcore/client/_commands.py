@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 from warpcore.client import (
     Client,
     GenerateResponse,
     Message,
-    Model,
     NotFoundError,
     PullProgress,
     ReasoningDelta,
@@ -20,7 +18,6 @@ from warpcore.client import (
     WarpcoreError,
 )
 
-COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 DIM, PLAIN = "\x1b[2m", "\x1b[0m"
 
 
@@ -181,24 +178,18 @@ def tokens(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def table(listed: Sequence[Model]) -> str:
-    """The models as aligned columns under a header."""
-    rows = [list(COLUMNS), *([str(getattr(model, key)) for key in COLUMNS.values()] for model in listed)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
-def models(client: Client, args: argparse.Namespace) -> int:
-    listed = client.list_models(args.backend)
-    if args.json:
-        print(json.dumps([{key: getattr(model, key) for key in COLUMNS.values()} for model in listed], indent=2))
-    else:
-        print(table(listed))
-    return 0
-
-
 def load(client: Client, args: argparse.Namespace) -> int:
-    print(client.load_model(args.model, backend=args.backend, model_id=args.id, context_size=args.context_size).id)
+    # Only when given: a hosted backend takes no local settings at all.
+    local = {"prompt_cache_tokens": args.prompt_cache_tokens} if args.prompt_cache_tokens is not None else {}
+    loaded = client.load_model(
+        args.model,
+        backend=args.backend,
+        model_id=args.id,
+        context_size=args.context_size,
+        keep_alive=args.keep_alive,
+        **local,
+    )
+    print(loaded.id)
     return 0
 
 

@@ -7,14 +7,12 @@ from collections.abc import Iterable, Sequence
 
 from warpcore.client._messages import Cache, Document, Part, Text
 from warpcore.client._types import (
-    Capabilities,
     EmbedResponse,
     Token,
     TokenCount,
     TokenLogprob,
     TopLogprob,
 )
-from warpcore.v1 import capabilities_pb2 as capb
 from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -78,21 +76,6 @@ def logprobs_from(scored: Iterable[tpb.TokenLogprob]) -> tuple[TokenLogprob, ...
             tuple(TopLogprob(top.token, top.bytes, top.logprob) for top in token.top_logprobs),
         )
         for token in scored
-    )
-
-
-def capabilities_from(model: pb.Model) -> Capabilities | None:
-    if not model.HasField("capabilities"):
-        return None
-    found: capb.ModelCapabilities = model.capabilities
-    return Capabilities(
-        generate=found.generate,
-        embed=found.embed,
-        count_tokens=found.count_tokens,
-        images=found.images,
-        logprobs=found.logprobs,
-        tools=found.tools,
-        documents=found.documents,
     )
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from google.protobuf import duration_pb2
-
-from warpcore.client._checks import choice, known_options
-from warpcore.client._extras import cache_breakpoint, capabilities_from, content_parts, logprobs_from, pooling
+from warpcore.client._checks import choice, flag, known_options, tokens
+from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
+from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
 from warpcore.client._tools import (
     Parse,
     ReasoningCollector,
@@ -28,7 +27,6 @@ from warpcore.client._types import (
     GenerateResult,
     GenerationOptions,
     LocalConfig,
-    Model,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
@@ -60,12 +58,6 @@ def backend_type(backend: BackendLike) -> pb.BackendType.ValueType:
         raise ValueError(f"unknown backend {backend!r}; choose one of {choices}") from None
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(round(seconds * 1e9))
-    return duration
-
-
 def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.BackendConfig | None:
     """A BackendConfig from a dataclass, a protobuf, or keyword arguments (None: all from the server's environment)."""
     known_options(options, BackendOptions.__optional_keys__)
@@ -84,8 +76,10 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
     if isinstance(config, ApiConfig):
         api_config = pb.ApiConfig(api_key=config.api_key, organization=config.organization, base_url=config.base_url)
         if config.timeout is not None:
-            api_config.timeout.CopyFrom(_duration(config.timeout))
+            api_config.timeout.CopyFrom(duration_message(config.timeout))
         return pb.BackendConfig(api=api_config)
+    if config.prompt_cache_tokens is not None:
+        tokens("prompt_cache_tokens", config.prompt_cache_tokens, "no prompt cache")
     numa = pb.NUMA_STRATEGY_UNSPECIFIED
     if config.numa_strategy:
         strategy = choice("numa_strategy", config.numa_strategy, levels(pb.NumaStrategy))
@@ -96,6 +90,7 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
             use_gpu=config.use_gpu,
             gpu_layers=config.gpu_layers,
             parallel=config.parallel,
+            prompt_cache_tokens=config.prompt_cache_tokens,
             llama_cpp=pb.LlamaCppConfig(
                 use_mmap=config.use_mmap,
                 use_mlock=config.use_mlock,
@@ -114,6 +109,7 @@ def load_request(
     backend: BackendLike,
     model_id: str | None,
     context_size: int | None,
+    keep_alive: KeepAliveLike | None,
     config: ConfigLike | None,
     options: BackendOptions,
 ) -> pb.LoadModelRequest:
@@ -122,7 +118,7 @@ def load_request(
         model=model,
         model_id=model_id or "",
         backend_config=backend_config(config, options),
-        model_config=pb.ModelConfig(context_size=context_size),
+        model_config=pb.ModelConfig(context_size=context_size, keep_alive=keep_alive_message(keep_alive)),
     )
 
 
@@ -168,6 +164,8 @@ def generate_request(
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
     known_options(options, GenerationOptions.__optional_keys__)
+    if "no_prompt_cache" in options:
+        flag("no_prompt_cache", options["no_prompt_cache"])
     request_options, fields, parse = request_fields(options)
     stop = fields.pop("stop", [])
     if isinstance(stop, str):  # one sequence, as OpenAI's SDK takes it, not a sequence of its characters
@@ -180,18 +178,6 @@ def generate_request(
         **request_options,
     )
     return request, parse
-
-
-def model_from(message: pb.Model) -> Model:
-    return Model(
-        id=message.id,
-        backend=pb.BackendType.Name(message.backend).removeprefix("BACKEND_TYPE_").lower(),
-        name=message.name,
-        type=pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower(),
-        state=pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower(),
-        context_size=message.context_size,
-        capabilities=capabilities_from(message),
-    )
 
 
 def models_from(messages: Iterable[pb.Model]) -> list[Model]:

@@ -63,6 +63,8 @@ class LocalConfig:
     """With embedding: mean, cls or last (default: the GGUF's, else mean)."""
     mmproj: str | None = None
     """A multimodal projector GGUF under MODELS_PATH (named like a model): the model then reads Image parts."""
+    prompt_cache_tokens: int | None = None
+    """Prompt tokens whose KV cells the model keeps for later prompts that begin alike; 0 turns its cache off."""
 
 
 class BackendOptions(TypedDict, total=False):
@@ -84,6 +86,7 @@ class BackendOptions(TypedDict, total=False):
     embedding: bool
     pooling: str
     mmproj: str
+    prompt_cache_tokens: int
 
 
 class GenerationOptions(TypedDict, total=False):
@@ -111,6 +114,8 @@ class GenerationOptions(TypedDict, total=False):
     """Return each generated token's log-probability (TextDelta.logprobs, GenerateResponse.logprobs)."""
     top_logprobs: int
     """With logprobs: also the most likely tokens at each place, up to 20."""
+    no_prompt_cache: bool
+    """Keep this prompt out of a local model's prompt cache: neither served from it nor left in it."""
     tools: Sequence[Any]
     """Tool objects, pydantic model classes, typed functions (see Tool), or tools as either vendor's SDK takes them:
     OpenAI's {"type": "function", "function": {"name", "description", "parameters", "strict"}} and Anthropic's
@@ -139,33 +144,6 @@ class GenerationOptions(TypedDict, total=False):
     anthropic_betas: Sequence[str]
     """Anthropic beta features to turn on, e.g. ["interleaved-thinking-2025-05-14"] (its anthropic-beta header);
     other backends leave them aside."""
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a loaded model can do."""
-
-    generate: bool
-    embed: bool
-    count_tokens: bool
-    images: bool
-    logprobs: bool
-    tools: bool
-    documents: bool = False
-
-
-@dataclass(frozen=True)
-class Model:
-    id: str
-    backend: str
-    name: str
-    type: str
-    """"text_to_text", or "text_to_embedding" for a model that embeds and does not generate."""
-    state: str
-    """"ready" when loaded on the server, "available" when its backend merely offers it."""
-    context_size: int
-    capabilities: Capabilities | None = None
-    """Known for loaded models."""
 
 
 @dataclass(frozen=True)

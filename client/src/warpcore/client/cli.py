@@ -26,11 +26,12 @@ from warpcore.client._commands import (
     generate,
     health,
     load,
-    models,
     pull,
     tokens,
     unload,
 )
+from warpcore.client._model_list import models
+from warpcore.client._models import MAX_DURATION_SECONDS
 from warpcore.client._tools import levels
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
@@ -74,6 +75,13 @@ def bounded(
 
 COUNT = bounded(int, 1, UINT32_MAX)
 """A count of tokens: zero or negative is meaningless, and the field is a uint32."""
+IDLE_SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS))
+"""A keep_alive: 0 is meaningful (unload once idle), and the field is a google.protobuf.Duration."""
+
+
+def keep_alive(text: str) -> float | str:
+    """Seconds, or "forever"."""
+    return "forever" if text.strip().lower() == "forever" else IDLE_SECONDS(text)
 
 
 def connect(args: argparse.Namespace) -> Client:
@@ -172,12 +180,30 @@ def parser() -> argparse.ArgumentParser:
     sub = command("models", models, "list the loaded models, or with --backend also those it offers")
     sub.add_argument("--backend", choices=BACKENDS)
     sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.add_argument(
+        "--residency",
+        action="store_true",
+        help="also each loaded model's estimated memory, slots busy/total, queue, keep-alive and time left idle",
+    )
 
     sub = command("load", load, "load MODEL and print its id")
     sub.add_argument("model", metavar="MODEL", help="e.g. hf:owner/repo:file.gguf, or an API model name")
     sub.add_argument("--backend", choices=BACKENDS, default=Backend.LLAMA_CPP.value)
     sub.add_argument("--id", help="model id to load it as (default: chosen by the server)")
     sub.add_argument("--context-size", type=COUNT, metavar="N")
+    sub.add_argument(
+        "--keep-alive",
+        type=keep_alive,
+        metavar="SECONDS",
+        help="how long the model stays loaded once idle: seconds (0: until its last generation ends), or forever"
+        " (default: the server's --keep-alive); loading a loaded model with it changes it",
+    )
+    sub.add_argument(
+        "--prompt-cache-tokens",
+        type=bounded(int, 0, UINT32_MAX),
+        metavar="N",
+        help="prompt tokens a llama.cpp model keeps for prompts that begin alike; 0 turns its cache off",
+    )
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
 
