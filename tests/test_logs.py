@@ -130,3 +130,11 @@ async def test_a_callers_model_id_cannot_forge_a_text_line_or_field(
     line = TextFormatter().format(access_lines.records[-1])
     assert line.count("\n") == 0
     assert f" model={json.dumps(forged)} code=" in line
+
+
+async def test_a_model_loads_without_llama_cpp_warnings(stub: Stub, caplog: pytest.LogCaptureFixture) -> None:
+    # A warning on every load would page whoever alerts on them: llama.cpp's about the vocabulary-only model's
+    # trained context (0, for it has none) was such noise.
+    caplog.set_level("WARNING", logger="llama.cpp")
+    await load_tiny(stub)
+    assert [record.getMessage() for record in caplog.records if record.name == "llama.cpp"] == []

@@ -13,6 +13,9 @@ from llama_cpp import mtmd_cpp
 _native_log = logging.getLogger("llama.cpp")
 _GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
 _CONTINUATION = 5  # ggml's GGML_LOG_LEVEL_CONT: the line goes on at the previous line's level
+# A vocabulary-only model (the tokenizer and chat templates' own, beside the weights) knows no trained context, and
+# llama.cpp warns about every context made for it as if it overflowed one: noise on every load, not a warning.
+_VOCABULARY_ONLY_NOISE = "n_ctx_train (0)"
 
 
 class _NativeLog:
@@ -23,8 +26,9 @@ class _NativeLog:
         if level != _CONTINUATION:
             self._level = _GGML_LEVELS.get(level, logging.DEBUG)
         message = text.decode("utf-8", errors="replace").rstrip()
-        if message and _native_log.isEnabledFor(self._level):
-            _native_log.log(self._level, "%s", message)
+        level = logging.DEBUG if _VOCABULARY_ONLY_NOISE in message else self._level
+        if message and _native_log.isEnabledFor(level):
+            _native_log.log(level, "%s", message)
 
 
 @functools.cache
