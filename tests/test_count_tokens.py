@@ -160,3 +160,27 @@ async def test_anthropic_counts_the_tools_and_thinking_generate_sends(
     assert counted["tools"] == generated["tools"]
     assert counted["tools"][0]["name"] == "get_weather"
     assert counted["thinking"] == generated["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"reasoning": tools_pb2.ReasoningOptions(effort=tools_pb2.REASONING_EFFORT_LOW)}, "request.options.reasoning"),
+        ({"verbosity": pb.VERBOSITY_LOW}, "request.options.verbosity"),
+    ],
+)
+async def test_what_a_local_model_would_refuse_to_generate_it_refuses_to_count(
+    stub: Stub, options: dict[str, object], field: str
+) -> None:
+    await load_tiny(stub)
+    request = greedy("hello", 3)
+    request.options.MergeFrom(pb.GenerationOptions(**options))  # type: ignore[arg-type]
+    generated = await refused_generation(stub, request)
+    counted = await refused(stub, pb.CountTokensRequest(request=request))
+    assert generated.code() == counted.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(counted)[1] == [field]
+
+
+async def refused_generation(stub: Stub, request: pb.GenerateRequest) -> grpc.aio.AioRpcError:
+    _, error = await failed_stream(stub.Generate(request))
+    return error

@@ -14,7 +14,7 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-from warpcore.server.adapters.llama.constraint import constraint_for, shapes_output
+from warpcore.server.adapters.llama.constraint import check_servable, constraint_for, shapes_output
 from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
@@ -86,8 +86,6 @@ class LlamaCppAdapter:
         return info
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
-        if params.verbosity is not None:  # nothing in a chat template says how long to answer
-            raise InvalidArgumentError("verbosity is not supported by local models; leave it unset", field="verbosity")
         preparer, scheduler = self._serving(params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
@@ -143,6 +141,7 @@ class LlamaCppAdapter:
         take the same ones)."""
         if self._options.embedding:
             raise _loaded_for_embeddings()
+        check_servable(params)
         preparer, scheduler = self._preparer, self._scheduler
         if self._closing or preparer is None or scheduler is None:
             raise _unloading()

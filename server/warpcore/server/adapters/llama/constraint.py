@@ -36,12 +36,14 @@ def shapes_output(params: GenerationParams) -> bool:
     """Whether the request asks for more than free text: only then is constraint_for worth a thread hop."""
     response_format = params.response_format
     json_output = response_format is not None and response_format.kind is not ResponseFormatKind.TEXT
-    return json_output or uses_tools(params) or _reasons(params)
+    return json_output or uses_tools(params)
 
 
-def constraint_for(params: GenerationParams) -> Constraint | None:
-    """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
-    bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""
+def check_servable(params: GenerationParams) -> None:
+    """Refuse what no local model does, naming the field: at once, and for a count of the prompt as for its
+    generation (the same request is counted only where it would be generated)."""
+    if params.verbosity is not None:  # nothing in a chat template says how long to answer
+        raise InvalidArgumentError("verbosity is not supported by local models; leave it unset", field="verbosity")
     if _reasons(params):
         raise InvalidArgumentError(
             "reasoning options are not supported by local models: their chat templates have no thinking format",
@@ -55,6 +57,13 @@ def constraint_for(params: GenerationParams) -> Constraint | None:
             "a local model cannot continue a last assistant message under a response format or tools; drop one",
             field="messages",
         )
+
+
+def constraint_for(params: GenerationParams) -> Constraint | None:
+    """The grammar the generation samples under, None for free text. Built off the model's worker: its cost is
+    bounded by the GRAMMAR_* caps of core/bounds.py, and refusals name the request field."""
+    response_format = params.response_format
+    kind = response_format.kind if response_format is not None else ResponseFormatKind.TEXT
     if uses_tools(params):
         if kind is not ResponseFormatKind.TEXT:
             raise InvalidArgumentError(
