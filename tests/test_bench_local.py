@@ -58,7 +58,8 @@ def test_local_model_measures_every_contender_at_every_level(results: Path) -> N
     for streams, name, tokens, aggregate, slowest, fastest, fairness, first_token in measured["rows"]:
         assert tokens == SMOKE_TOKENS, name
         assert 0 < slowest <= fastest, name
-        assert 0 < fairness <= 1, name
+        # Rounded to two places: one stream of four that waited for a single slot may round to 0 on a busy machine.
+        assert 0 <= fairness <= 1, name
         assert aggregate > 0, name
         assert first_token >= 0, name
         if streams == 1:
