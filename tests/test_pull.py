@@ -140,7 +140,8 @@ async def test_a_pull_lands_in_the_path_its_id_resolves_to_checked_and_loadable(
         )
         done_bytes = [frame.bytes_done for frame in progress]
         # Progress comes as the bytes arrive: before the last of them (how many frames depends on the reads).
-        assert len(done_bytes) >= 2 and done_bytes[0] < len(gguf), done_bytes
+        assert len(done_bytes) >= 2, done_bytes
+        assert done_bytes[0] < len(gguf), done_bytes
         assert done_bytes == sorted(done_bytes)
         assert progress[-1].bytes_done == progress[-1].bytes_total == len(gguf)
         assert not partial_files(models_root)

@@ -121,6 +121,8 @@ async def test_an_idle_model_unloads_after_its_keep_alive_and_loads_again_on_use
         models = await listed(stub)
         assert models["brief"].state == pb.MODEL_STATE_AVAILABLE
         assert not models["brief"].HasField("residency")
+        # Loaded with the model's own context size, unsaid in its request: still the size it will have again.
+        assert models["brief"].context_size == loaded.context_size > 0
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             with pytest.raises(grpc.aio.AioRpcError) as gone:
                 await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="model:brief"))

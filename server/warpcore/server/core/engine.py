@@ -34,7 +34,7 @@ from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
-from warpcore.server.core.residency import Residency, ResidencyPolicy
+from warpcore.server.core.residency import Dormant, Residency, ResidencyPolicy
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
     check_embedding,
@@ -104,9 +104,9 @@ class Engine:
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)
 
-    def dormant(self, backend: BackendKind | None = None) -> list[LoadSpec]:
+    def dormant(self, backend: BackendKind | None = None) -> list[Dormant]:
         """Models known but not loaded, loaded by the first Generate naming them."""
-        return [entry.spec for entry in self.residency.dormant.values() if backend in (None, entry.spec.backend)]
+        return [entry for entry in self.residency.dormant.values() if backend in (None, entry.spec.backend)]
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""

@@ -65,10 +65,12 @@ class ResidencyReport:
 
 
 class Dormant(NamedTuple):
-    """A model known but not loaded: its spec, and its memory estimate when last loaded (0: never loaded)."""
+    """A model known but not loaded: its spec, and its memory estimate and context size when last loaded (0: never
+    loaded)."""
 
     spec: LoadSpec
     memory_bytes: int = 0
+    context_size: int = 0
 
 
 class Residency:
@@ -279,7 +281,7 @@ class Residency:
         residence = self.residences.get(model_id)
         # Loaded again with the keep_alive it had last, which a LoadModel may have changed since its first load.
         spec = model.spec if residence is None else dataclasses.replace(model.spec, keep_alive=residence.keep_alive)
-        self.dormant[model_id] = Dormant(spec, model.info.memory_bytes)
+        self.dormant[model_id] = Dormant(spec, model.info.memory_bytes, model.info.context_size)
         while len(self.dormant) > MAX_DORMANT_MODELS:
             self.dormant.popitem(last=False)
         await self._unload(model_id)

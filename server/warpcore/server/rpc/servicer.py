@@ -48,7 +48,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
         residency = self._engine.residency
         models = [translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
-        models += [translate_models.dormant_model_message(spec) for spec in self._engine.dormant(backend)]
+        models += [
+            translate_models.dormant_model_message(d.spec, d.context_size) for d in self._engine.dormant(backend)
+        ]
         listed = {model.id for model in models}  # a file loaded under its own name is listed once, as loaded
         models += [
             translate_models.available_model_message(backend, name)

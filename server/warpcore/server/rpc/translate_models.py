@@ -112,10 +112,11 @@ def available_model_message(backend: BackendKind, name: str, model_id: str | Non
     )
 
 
-def dormant_model_message(spec: LoadSpec) -> pb.Model:
-    """A model known but not loaded (unloaded while idle, or declared), with the context size it was loaded with."""
+def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0) -> pb.Model:
+    """A model known but not loaded (unloaded while idle, or declared), with the context size it is loaded with:
+    its spec's, else the one it had when last loaded (0 for a declared model that never was)."""
     model = available_model_message(spec.backend, spec.name, spec.model_id)
-    model.context_size = spec.context_size or 0
+    model.context_size = spec.context_size or loaded_context_size
     if isinstance(spec.settings, LocalSettings) and spec.settings.embedding:
         model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
     return model
