@@ -192,6 +192,9 @@ async def test_missing_models_path_is_a_failed_precondition(server_env: dict[str
 async def test_a_taken_model_id_is_already_exists_unless_the_request_is_the_same(stub: Stub, tiny: str) -> None:
     same = await load_tiny(stub, model_id=tiny)  # a retried LoadModel gets the loaded model
     assert same.id == tiny
+    # So does one that names the defaults the model got: its context size (as LoadModel answered it) and 1 slot.
+    named = await load_tiny(stub, model_id=tiny, context_size=same.context_size, parallel=1)
+    assert (named.id, named.context_size) == (tiny, same.context_size)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await load_tiny(stub, model_id=tiny, context_size=512)
     assert raised.value.code() == Code.ALREADY_EXISTS

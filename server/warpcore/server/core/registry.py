@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.base import Adapter
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
-from warpcore.server.core.domain import BackendKind, BackendSettings, LoadSpec, ModelInfo
+from warpcore.server.core.domain import BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
 
 
@@ -21,6 +22,24 @@ class LoadedModel:
     info: ModelInfo
     adapter: Adapter
     spec: LoadSpec
+
+
+def _same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
+    """Whether `spec` asks for the loaded model: the same request, or one that names outright the context size and
+    parallel sequences the model got by default (a client that fills in defaults, or echoes what LoadModel
+    answered, retries safely)."""
+
+    def as_loaded(asked: LoadSpec) -> LoadSpec:
+        settings = asked.settings
+        if isinstance(settings, LocalSettings) and settings.parallel is None:
+            settings = dataclasses.replace(settings, parallel=loaded.info.parallel)
+        elif settings is None and not loaded.backend.hosted:
+            settings = LocalSettings(parallel=loaded.info.parallel)
+        return dataclasses.replace(
+            asked, context_size=asked.context_size or loaded.info.context_size, settings=settings
+        )
+
+    return spec == loaded.spec or as_loaded(spec) == as_loaded(loaded.spec)
 
 
 class ModelRegistry:
@@ -44,7 +63,7 @@ class ModelRegistry:
         """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
         concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS."""
         existing = self._models.get(spec.model_id)
-        if existing is not None and existing.spec == spec:
+        if existing is not None and _same_model(existing, spec):
             return existing
         pending = self._loading.get(spec.model_id)
         if pending is not None and pending[0] == spec:
