@@ -207,3 +207,18 @@ async def test_llama_cpp_refuses_reasoning_options_naming_their_protobuf_field(
     _, error = await failed_stream(stub.Generate(pb.GenerateRequest(model_id=tiny, prompt="hi", options=options)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(error)[1] == ["options.reasoning"]
+
+
+async def test_a_schema_a_local_model_cannot_enforce_is_told_by_the_requests_own_field_names(
+    stub: Stub, tiny: str
+) -> None:
+    either = {"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}}
+    request = chat(user("hi"), tools=(tool(either),))
+    request.model_id = tiny
+    _, error = await failed_stream(stub.Generate(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["tools[0].parameters_json"]
+    # The message begins with the field as the caller's request names it, not as the server's domain does.
+    assert (error.details() or "").startswith("tools[0].parameters_json at #/properties/a: oneOf cannot"), (
+        error.details()
+    )

@@ -49,6 +49,19 @@ class WarpcoreError(Exception):
         self.metadata = dict(metadata or {})
         self.retry_after = retry_after
 
+    def begins_with_field(self) -> bool:
+        """Whether the message begins with the field's name, not with a longer name that begins as it does (`tools`
+        in `tools[0]...`)."""
+        rest = self.message.removeprefix(self.field or "")
+        return bool(self.field) and rest != self.message and not rest[:1].isidentifier() and rest[:1] not in ".["
+
+    def message_naming(self, name: str) -> str:
+        """The message, its leading field name said as a front door names it (`name`): the client reads the name it
+        sent, not the domain's."""
+        if self.field is None or not self.begins_with_field():
+            return self.message
+        return name + self.message.removeprefix(self.field)
+
 
 class InvalidArgumentError(WarpcoreError):
     code = ErrorCode.INVALID_ARGUMENT

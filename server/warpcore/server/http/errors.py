@@ -71,19 +71,11 @@ def retry_headers(error: WarpcoreError) -> dict[str, str]:
 
 def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, str]:
     """The error's field as the dialect names it (`names` maps domain field paths to the dialect's), and its message
-    beginning with that name where it began with the domain's: the client reads the name it sent."""
+    beginning with that name where it began with the domain's."""
     if error.field is None:
         return None, error.message
     field = names.get(error.field, error.field)
-    return field, field + error.message.removeprefix(error.field) if _begins_with(
-        error.message, error.field
-    ) else error.message
-
-
-def _begins_with(message: str, field: str) -> bool:
-    """Whether `message` begins with the name `field`, not with a longer name that begins as it does."""
-    rest = message.removeprefix(field)
-    return rest != message and not rest[:1].isidentifier() and rest[:1] not in (".", "[")
+    return field, error.message_naming(field)
 
 
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
@@ -95,7 +87,7 @@ def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, An
 def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, str]) -> dict[str, Any]:
     """Anthropic's body has no field member: its messages begin with the field's path, as the API's own do."""
     field, message = _named(error, names)
-    if field is not None and not _begins_with(message, field):
+    if field is not None and not error.begins_with_field():  # else it begins with the field, renamed
         message = f"{field}: {message}"
     return {
         "type": "error",

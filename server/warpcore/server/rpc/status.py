@@ -37,16 +37,17 @@ def _packed(message: Any) -> any_pb2.Any:
 def to_status(error: WarpcoreError) -> grpc.Status:
     """Build the gRPC status for a domain error: ErrorInfo always, BadRequest and RetryInfo when known."""
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
+    message = error.message
     if error.field is not None:
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=field_path(error.field), description=error.message
-        )
+        field = field_path(error.field)
+        message = error.message_naming(field)
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
         details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
     if error.retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after * 1e9))
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=_GRPC_CODES[error.code].value[0], message=error.message, details=details)
+    status = status_pb2.Status(code=_GRPC_CODES[error.code].value[0], message=message, details=details)
     return cast(grpc.Status, rpc_status.to_status(status))
 
 
