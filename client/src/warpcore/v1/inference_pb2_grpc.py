@@ -81,7 +81,8 @@ class InferenceServiceServicer:
     def LoadModel(self, request, context):
         """LoadModel makes a model ready for Generate under a model id. The same request
         again, or while the first is loading, returns the same model (so retries are
-        safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+        safe), as does one that names the context size and parallel sequences the model
+        got by default. ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
         NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
         used; PERMISSION_DENIED for a base_url or api_key the server's operator does
         not let clients choose.

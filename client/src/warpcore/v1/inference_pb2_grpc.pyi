@@ -44,7 +44,8 @@ class InferenceServiceStub:
     LoadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.LoadModelRequest, _inference_pb2.LoadModelResponse]
     """LoadModel makes a model ready for Generate under a model id. The same request
     again, or while the first is loading, returns the same model (so retries are
-    safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+    safe), as does one that names the context size and parallel sequences the model
+    got by default. ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
     NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
     used; PERMISSION_DENIED for a base_url or api_key the server's operator does
     not let clients choose.
@@ -101,7 +102,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     LoadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.LoadModelRequest, _inference_pb2.LoadModelResponse]  # type: ignore[assignment]
     """LoadModel makes a model ready for Generate under a model id. The same request
     again, or while the first is loading, returns the same model (so retries are
-    safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+    safe), as does one that names the context size and parallel sequences the model
+    got by default. ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
     NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
     used; PERMISSION_DENIED for a base_url or api_key the server's operator does
     not let clients choose.
@@ -161,7 +163,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_inference_pb2.LoadModelResponse, _abc.Awaitable[_inference_pb2.LoadModelResponse]]:
         """LoadModel makes a model ready for Generate under a model id. The same request
         again, or while the first is loading, returns the same model (so retries are
-        safe). ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
+        safe), as does one that names the context size and parallel sequences the model
+        got by default. ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
         NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
         used; PERMISSION_DENIED for a base_url or api_key the server's operator does
         not let clients choose.
