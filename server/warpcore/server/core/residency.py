@@ -65,8 +65,7 @@ class ResidencyReport:
 
 
 class Dormant(NamedTuple):
-    """A model known but not loaded: its spec, and its memory estimate and context size when last loaded (0: never
-    loaded)."""
+    """A model known but not loaded: its spec, memory estimate and context size when last loaded (0: never was)."""
 
     spec: LoadSpec
     memory_bytes: int = 0
@@ -228,8 +227,7 @@ class Residency:
         task.add_done_callback(self._expiring.discard)
 
     async def _retire_idle(self, model_id: str, residence: Residence) -> None:
-        # Checked here, not when the timer fired: a Generate may have come in since. From here until the unload
-        # is under way (in _leaving) nothing awaits, so none can slip in between.
+        # Checked now, not when the timer fired (a Generate may have come since); nothing awaits until _leaving has it.
         if model_id in self._in_use or self.residences.get(model_id) is not residence:
             return
         _log.info("unloading model %s: idle for %gs", model_id, residence.keep_alive)
