@@ -75,9 +75,7 @@ class Engine:
         self.metrics = metrics
         self.streams = ActiveStreams()
         self.residency = Residency(registry, limits, residency or ResidencyPolicy())
-        registry.load_timers.append(
-            lambda backend, seconds: metrics.model_load_seconds.labels(backend.value).observe(seconds)
-        )
+        registry.load_timers.append(metrics.observe_load)
         self._api_overrides = api_overrides
         self._pulls = pulls
 
@@ -160,10 +158,11 @@ class Engine:
                             return
                         failed = event
                         break
-                    if type(event) is PromptUsage:  # the prompt's size is no token
-                        prompt = event
-                    elif first_token_at is None:
-                        first_token_at = _since(started)
+                    if first_token_at is None:  # a backend tells the prompt's usage before its first token
+                        if type(event) is PromptUsage:  # the prompt's size is no token
+                            prompt = event
+                        else:
+                            first_token_at = _since(started)
                     yield event
             except asyncio.CancelledError:
                 if not self.streams.ended_by_shutdown():

@@ -58,9 +58,9 @@ class WarpcoreError(Exception):
     def message_naming(self, name: str) -> str:
         """The message, its leading field name said as a front door names it (`name`): the client reads the name it
         sent, not the domain's."""
-        if self.field is None or not self.begins_with_field():
+        if not self.begins_with_field():
             return self.message
-        return name + self.message.removeprefix(self.field)
+        return name + self.message.removeprefix(self.field or "")
 
 
 class InvalidArgumentError(WarpcoreError):

@@ -75,7 +75,7 @@ class StreamGate:
             if not acquired.done():
                 acquired.cancel()
                 await asyncio.wait((acquired,))
-        if acquired.cancelled() or not acquired.done():
+        if acquired.cancelled():
             raise shutting_down()
 
     def close(self) -> None:

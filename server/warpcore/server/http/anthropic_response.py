@@ -117,7 +117,8 @@ class AnthropicStream:
 
     def feed(self, output: GenerationOutput) -> bytes:
         if isinstance(output, TextChunk):
-            self._refused = self._refused or output.refusal
+            if output.refusal:
+                self._refused = True
             if self._open == ("text", 0):
                 return fill(self._text, output.text)
             head = self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
