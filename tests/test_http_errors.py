@@ -109,49 +109,62 @@ async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) 
     assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
 
 
-async def test_a_tool_call_cut_by_max_tokens_is_left_out_in_each_dialect(doors: Doors) -> None:
-    """Cut short, a call's arguments are no JSON object: the answer ends at max_tokens (length) and leaves the call
-    out in both dialects, as the gRPC result does, where the Anthropic one was a 500 and the OpenAI one carried the
-    broken arguments, which the door then refused on the next turn; a call that ends whole is there."""
+async def test_a_tool_call_cut_by_max_tokens_is_in_the_whole_answer_as_its_stream_gives_it(doors: Doors) -> None:
+    """A call that max_tokens cuts short is in the whole answer as its stream gives it: the OpenAI message with the
+    arguments it got (no JSON object), the Anthropic block with as much input as they hold, as the anthropic SDK's
+    accumulator builds it; it used to be left out of the whole answer alone. A call that ends whole is there too."""
     await doors.engine.load(LoadSpec("m", BackendKind.LLAMA_CPP, TINY_MODEL, None, 1024))
     city = {"type": "string", "maxLength": 4}
     schema: dict[str, Any] = {"type": "object", "properties": {"city": city}, "required": ["city"]}
     schema["additionalProperties"] = False
     tool: ToolParam = {"name": "f", "input_schema": schema}
     function: ChatCompletionToolParam = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    anthropic_call: dict[str, Any] = {
+        "model": "m",
+        "messages": ANTHROPIC_MESSAGES,
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": "f"},
+        "extra_body": {"temperature": 0.0},
+    }
+    openai_call: dict[str, Any] = {
+        "model": "m",
+        "messages": OPENAI_MESSAGES,
+        "tools": [function],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "temperature": 0.0,
+    }
     outcomes: list[tuple[int, str | None, int]] = []
     async with async_anthropic_client(doors) as client, async_openai_client(doors) as openai_sdk:
-        for max_tokens in range(1, 121):
-            message = await client.messages.create(
-                model="m",
-                max_tokens=max_tokens,
-                messages=ANTHROPIC_MESSAGES,
-                tools=[tool],
-                tool_choice={"type": "tool", "name": "f"},
-                extra_body={"temperature": 0.0},
-            )
-            calls = [block for block in message.content if block.type == "tool_use"]
-            assert all(isinstance(call.input, dict) and call.input for call in calls)
+        for max_tokens in range(1, 121, 3):
+            message = await client.messages.create(max_tokens=max_tokens, **anthropic_call)
+            async with client.messages.stream(max_tokens=max_tokens, **anthropic_call) as stream:
+                accumulated = await stream.get_final_message()
+            calls = [(block.name, block.input) for block in message.content if block.type == "tool_use"]
+            assert calls == [(b.name, b.input) for b in accumulated.content if b.type == "tool_use"], max_tokens
+            assert message.stop_reason == accumulated.stop_reason
             outcomes.append((max_tokens, message.stop_reason, len(calls)))
-            completion = await openai_sdk.chat.completions.create(
-                model="m",
-                max_tokens=max_tokens,
-                messages=OPENAI_MESSAGES,
-                tools=[function],
-                tool_choice={"type": "function", "function": {"name": "f"}},
-                temperature=0.0,
-            )
-            choice = completion.choices[0]
-            arguments = [call.function.arguments for call in choice.message.tool_calls or () if call.type == "function"]
-            assert all(isinstance(json.loads(text), dict) for text in arguments)
-            assert (choice.finish_reason, len(arguments)) == (
+            completion = await openai_sdk.chat.completions.create(max_tokens=max_tokens, **openai_call)
+            # The SDK's stream helper refuses to finish a completion cut by length: the pieces are joined here.
+            streamed: dict[int, str] = {}
+            async for chunk in await openai_sdk.chat.completions.create(
+                max_tokens=max_tokens, stream=True, **openai_call
+            ):
+                for piece in chunk.choices[0].delta.tool_calls or () if chunk.choices else ():
+                    streamed[piece.index] = streamed.get(piece.index, "") + (
+                        (piece.function and piece.function.arguments) or ""
+                    )
+            whole = completion.choices[0]
+            arguments = [call.function.arguments for call in whole.message.tool_calls or () if call.type == "function"]
+            assert arguments == list(streamed.values()), max_tokens
+            assert (whole.finish_reason, len(arguments)) == (
                 {"max_tokens": "length", "tool_use": "tool_calls"}[message.stop_reason or ""],
                 len(calls),
             )
     assert {stop for _, stop, _ in outcomes} == {"max_tokens", "tool_use"}, outcomes
-    assert all(calls for _, stop, calls in outcomes if stop == "tool_use"), outcomes
-    cut_short = [max_tokens for max_tokens, stop, calls in outcomes if stop == "max_tokens" and not calls]
-    assert max(cut_short) > 20, outcomes  # cut inside the arguments, past the call's opening
+    opened = min(max_tokens for max_tokens, _, calls in outcomes if calls)  # the call's opening decoded
+    assert all(calls == 1 for max_tokens, _, calls in outcomes if max_tokens >= opened), outcomes
+    cut_short = [max_tokens for max_tokens, stop, calls in outcomes if stop == "max_tokens" and calls]
+    assert cut_short, outcomes  # cut inside the arguments, past the call's opening
 
 
 async def test_a_prefill_goes_to_an_anthropic_upstream_and_is_refused_for_an_openai_one(

@@ -8,10 +8,13 @@ import json
 import uuid
 from typing import Any
 
+import jiter
+
 from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
+from warpcore.server.core.tooling import ToolCall
 from warpcore.server.http.anthropic_request import FIELD_NAMES
 from warpcore.server.http.collect import Collected, Part
 from warpcore.server.http.errors import anthropic_error
@@ -48,29 +51,41 @@ def _stop(finish: Finish, refused: bool) -> dict[str, Any]:
 def _block(part: Part) -> dict[str, Any]:
     if part.kind in ("text", "refusal"):
         return {"type": "text", "text": part.text}
-    if part.kind == "tool":
-        return {"type": "tool_use", "id": part.id, "name": part.name, "input": json.loads(part.text or "{}")}
     if part.redacted:
         return {"type": "redacted_thinking", "data": part.signature}
     return {"type": "thinking", "thinking": part.text, "signature": part.signature}
 
 
+def _tool_use(call: ToolCall, complete: bool) -> dict[str, Any]:
+    """A call's block. A call that max_tokens cut short gets as much of its input as its arguments' beginning
+    holds, read as the anthropic SDK's stream accumulator reads it."""
+    if complete:
+        arguments = json.loads(call.arguments or "{}")
+    else:
+        try:
+            arguments = jiter.from_json(call.arguments.encode(), partial_mode=True) if call.arguments else {}
+        except ValueError:  # no JSON beginning at all
+            arguments = {}
+    return {
+        "type": "tool_use",
+        "id": call.id,
+        "name": call.name,
+        "input": arguments if isinstance(arguments, dict) else {},
+    }
+
+
 def message(model: str, collected: Collected) -> dict[str, Any]:
     assert collected.result is not None
     finish = collected.result.finish
-    tool_parts = [part for part in collected.parts if part.kind == "tool"]
-    if finish.tool_calls and not tool_parts:
-        # A backend that gave its calls whole, only in the result.
-        collected.parts += [Part("tool", call.arguments, id=call.id, name=call.name) for call in collected.tool_calls()]
-    # A call that max_tokens cut short has no input object to give: only the complete ones, the result's, stay.
-    complete = {call.id for call in finish.tool_calls}
-    collected.parts = [part for part in collected.parts if part.kind != "tool" or part.id in complete]
+    calls = iter(collected.tool_calls())  # in the order of the answer's tool parts, then any given only whole
+    content = [_tool_use(*next(calls)) if part.kind == "tool" else _block(part) for part in collected.parts]
+    content += [_tool_use(*rest) for rest in calls]
     return {
         "id": f"msg_{uuid.uuid4().hex}",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [_block(part) for part in collected.parts],
+        "content": content,
         **_stop(finish, refused=bool(collected.refusal)),
         "usage": _usage(finish),
     }

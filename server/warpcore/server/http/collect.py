@@ -85,11 +85,18 @@ class Collected:
         """The text in which the model declined the request, if it did."""
         return "".join(part.text for part in self.parts if part.kind == "refusal")
 
-    def tool_calls(self) -> list[ToolCall]:
-        """The complete calls, the result's: a call that max_tokens cut short is not among them, its arguments being
-        no JSON object, as the gRPC result leaves it out."""
+    def tool_calls(self) -> list[tuple[ToolCall, bool]]:
+        """Every call the answer holds, each with whether it is complete: in the order they began, then those a
+        backend gave whole, only in its result. A call that max_tokens cut short keeps the arguments it got, which
+        are no whole JSON object, as the vendors' APIs hand back such a call."""
         assert self.result is not None
-        return list(self.result.finish.tool_calls)
+        complete = {call.id: call for call in self.result.finish.tool_calls}
+        calls = [
+            (complete.pop(part.id), True) if part.id in complete else (ToolCall(part.id, part.name, part.text), False)
+            for part in self.parts
+            if part.kind == "tool"
+        ]
+        return calls + [(call, True) for call in complete.values()]
 
     @property
     def reason(self) -> FinishReason:

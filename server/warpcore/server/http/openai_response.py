@@ -69,7 +69,7 @@ def _thinking_block(signature: str, redacted: bool, text: str = "") -> dict[str,
 
 def completion(model: str, collected: Collected) -> dict[str, Any]:
     assert collected.result is not None
-    calls = collected.tool_calls()
+    calls = [call for call, _ in collected.tool_calls()]  # a call cut short too, as the API hands it back
     message: dict[str, Any] = {
         "role": "assistant",
         "content": collected.text if collected.text or not (calls or collected.refusal) else None,
