@@ -57,6 +57,23 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         "tools[0].parameters_json",
     ),
     "not an object schema": (chat(user("hi"), tools=(tool({"type": "array"}),)), "tools[0].parameters_json"),
+    # Python's parser reads these; an upstream SDK's encoder, a grammar's bounds or a tokenizer would then fail.
+    "number beyond a double": (
+        chat(user("hi"), tools=(tool('{"type": "integer", "maximum": 1e309}'),)),
+        "tools[0].parameters_json",
+    ),
+    "NaN in a schema": (
+        chat(user("hi"), tools=(tool('{"type": "object", "maximum": NaN}'),)),
+        "tools[0].parameters_json",
+    ),
+    "unpaired surrogate in a schema": (
+        chat(user("hi"), tools=(tool('{"type": "object", "description": "\\ud800"}'),)),
+        "tools[0].parameters_json",
+    ),
+    "integer of 5000 digits": (
+        chat(user("hi"), tools=(tool('{"type": "integer", "maximum": 1' + "0" * 5000 + "}"),)),
+        "tools[0].parameters_json",
+    ),
     "bad tool name": (chat(user("hi"), tools=(tool({}, "get weather"),)), "tools[0].name"),
     "long tool name": (chat(user("hi"), tools=(tool({}, "t" * 65),)), "tools[0].name"),
     "same tool twice": (chat(user("hi"), tools=(WEATHER, WEATHER)), "tools[1].name"),
@@ -79,6 +96,14 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
     ),
     "arguments too deep": (
         chat(user("hi"), assistant(call(arguments='{"a": ' + DEEP + "}")), result()),
+        "messages[1].tool_calls[0].arguments",
+    ),
+    "arguments with Infinity": (
+        chat(user("hi"), assistant(call(arguments='{"city": Infinity}')), result()),
+        "messages[1].tool_calls[0].arguments",
+    ),
+    "arguments with an unpaired surrogate": (
+        chat(user("hi"), assistant(call(arguments='{"city": "\\udc00"}')), result()),
         "messages[1].tool_calls[0].arguments",
     ),
     "call of an undeclared tool": (
@@ -176,6 +201,22 @@ async def test_refused_naming_the_field_before_anything_goes_upstream(
     # The server keeps serving.
     served = await stream(stub.Generate(chat(user("hi"), tools=())))
     assert served.text == "Hello, world"
+
+
+async def test_many_large_schemas_are_checked_in_bounded_time(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    """Each schema is checked against its metaschema on the event loop: 100 valid schemas of 30 kB each, the last
+    tool's invalid, are refused in bounded time, where draft 2020-12's check in the jsonschema library took about
+    0.3 s each and held every other call that long."""
+    await load(stub, openai_upstream)
+    properties = {f"field_{n}": {"type": "string", "description": f"the {n}th field"} for n in range(500)}
+    large = {"type": "object", "properties": properties}
+    assert 25_000 < len(json.dumps(large)) < 40_000
+    tools = (*(tool(large, f"t{n}") for n in range(100)), tool({"type": "objekt"}, "last"))
+    started = time.monotonic()
+    _, error = await failed_stream(stub.Generate(chat(user("hi"), tools=tools)))
+    assert time.monotonic() - started < TIME_LIMIT
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert rich_details(error)[1] == ["tools[100].parameters_json"]
 
 
 async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchanged(
