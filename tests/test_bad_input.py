@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
 from warpcore.v1 import inference_pb2 as pb
@@ -81,6 +82,39 @@ LOAD_CASES = [
         Code.INVALID_ARGUMENT,
         "context_size must be between",
         "model_config.context_size",
+    ),
+    (
+        "credentials in base_url",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_OPENAI,
+            model="gpt",
+            backend_config=pb.BackendConfig(api=pb.ApiConfig(base_url="http://user:pw@127.0.0.1:9/v1")),
+        ),
+        Code.INVALID_ARGUMENT,
+        "base_url must hold no credentials (user:password@); give the key in api_key",
+        "backend_config.api.base_url",
+    ),
+    (
+        "long base_url",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_OPENAI,
+            model="gpt",
+            backend_config=pb.BackendConfig(api=pb.ApiConfig(base_url="http://127.0.0.1:9/" + "v" * 66_000)),
+        ),
+        Code.INVALID_ARGUMENT,
+        "base_url must be at most 2048 characters",
+        "backend_config.api.base_url",
+    ),
+    (
+        "zero api timeout",
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_OPENAI,
+            model="gpt",
+            backend_config=pb.BackendConfig(api=pb.ApiConfig(timeout=duration_pb2.Duration(seconds=-1))),
+        ),
+        Code.INVALID_ARGUMENT,
+        "timeout must be positive and at most 86400 seconds",
+        "backend_config.api.timeout",
     ),
     (
         "parent escape",
@@ -277,6 +311,13 @@ GENERATE_CASES = [
         generate(prompt="x", options={"stop_sequences": [""]}),
         Code.INVALID_ARGUMENT,
         "must not be empty",
+        "options.stop_sequences",
+    ),
+    (
+        "long stop",
+        generate(prompt="x", options={"stop_sequences": ["x" * 1001]}),
+        Code.INVALID_ARGUMENT,
+        "at most 1000 characters",
         "options.stop_sequences",
     ),
     (

@@ -116,6 +116,10 @@ async def test_anthropic_gets_image_blocks_by_base64_and_by_url(stub: Stub, anth
         ([linked("http://images.example/cat.png")], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
         ([linked("file:///etc/passwd")], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
         ([cpb.ContentPart()], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
+        # Bytes of no image, and an image of another type than its media_type says.
+        ([image(b"garbage")], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
+        ([image(b"\xff\xd8\xff\xe0" + bytes(64))], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
+        ([image(PNG, "image/webp")], grpc.StatusCode.INVALID_ARGUMENT, "messages[0].parts[0]"),
         ([image()] * (MAX_IMAGES + 1), grpc.StatusCode.RESOURCE_EXHAUSTED, f"messages[0].parts[{MAX_IMAGES}]"),
     ],
 )

@@ -343,7 +343,8 @@ class ApiConfig(_message.Message):
     """Organization to bill (OpenAI only)."""
     base_url: _builtins.str
     """Base URL of the API, e.g. "http://127.0.0.1:8080/v1" for an OpenAI-compatible
-    server or "https://api.anthropic.com" for Anthropic.
+    server or "https://api.anthropic.com" for Anthropic: http:// or https://, at most
+    2,048 characters, with no credentials in it (the key goes in api_key).
     """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
@@ -1003,7 +1004,9 @@ class GenerationOptions(_message.Message):
     """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty."""
+        """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty,
+        each at most 1,000 characters.
+        """
 
     @_builtins.property
     def logit_bias(self) -> _containers.ScalarMap[_builtins.int, _builtins.float]:

@@ -21,9 +21,11 @@ MAX_PROMPT_CACHE_TOKENS = 1048576
 """The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
 MAX_STOP_SEQUENCES = 16
+MAX_STOP_SEQUENCE_CHARS = 1000  # each is looked for in the text after every token
 MAX_SEED = 2**32 - 1
 """Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
+MAX_URL_LENGTH = 2048  # the common bound of HTTP clients and servers on a URL
 MAX_TIMEOUT_SECONDS = 86400
 MAX_REMEMBERED_REASONING = 4096
 """Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);

@@ -3,6 +3,7 @@ both hosted APIs take, by their bytes or an https URL, within each kind's count 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import (
@@ -26,13 +27,21 @@ class _Kind:
     most: int
     largest: int
     media_types: tuple[str, ...]
-    magic: bytes = b""
-    """How the bytes of every file of the kind begin; empty: not checked here."""
 
 
 _KINDS = {
     ImagePart: _Kind("image", MAX_IMAGES, MAX_IMAGE_BYTES, IMAGE_MEDIA_TYPES),
-    DocumentPart: _Kind("document", MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, DOCUMENT_MEDIA_TYPES, magic=b"%PDF-"),
+    DocumentPart: _Kind("document", MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, DOCUMENT_MEDIA_TYPES),
+}
+
+# How the bytes of a file of each media type begin (its format's signature): a file of another type, or none, is
+# refused here rather than by the provider, after the upload, or by a local model's image decoder.
+_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
+    "image/jpeg": lambda data: data.startswith(b"\xff\xd8\xff"),
+    "image/png": lambda data: data.startswith(b"\x89PNG\r\n\x1a\n"),
+    "image/gif": lambda data: data.startswith((b"GIF87a", b"GIF89a")),
+    "image/webp": lambda data: data[:4] == b"RIFF" and data[8:12] == b"WEBP",
+    "application/pdf": lambda data: data.startswith(b"%PDF-"),
 }
 
 
@@ -79,4 +88,4 @@ def _check_file(part: ImagePart | DocumentPart, kind: _Kind, count: int, field: 
             field=field,
             reason=f"{noun.upper()}_TOO_LARGE",
         )
-    require(part.data.startswith(kind.magic), field, f"{field}: the data is no {part.media_type} file")
+    require(_SIGNATURES[part.media_type](part.data), field, f"{field}: the data is no {part.media_type} file")

@@ -121,7 +121,11 @@ def check_output(params: GenerationParams) -> None:
         no_thinking = reasoning.budget_tokens is None and not reasoning.adaptive
         require(no_thinking, "reasoning.effort", "effort none asks for no reasoning: give no budget, nor adaptive")
     if reasoning is not None and reasoning.budget_tokens is not None:
-        require(not reasoning.adaptive, "reasoning.adaptive", "adaptive thinking takes no budget_tokens; give one")
+        require(
+            not reasoning.adaptive,
+            "reasoning.adaptive",
+            "adaptive thinking sets its own budget: give budget_tokens or adaptive, not both",
+        )
         require(
             1 <= reasoning.budget_tokens < params.max_tokens,
             "reasoning.budget_tokens",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from urllib.parse import urlsplit
 
 from warpcore.server.core.bounds import (
     BETA_NAME,
@@ -20,10 +21,12 @@ from warpcore.server.core.bounds import (
     MAX_PENALTY,
     MAX_PROMPT_CACHE_TOKENS,
     MAX_SEED,
+    MAX_STOP_SEQUENCE_CHARS,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
     MAX_TOP_LOGPROBS,
+    MAX_URL_LENGTH,
     MIN_CONTEXT_SIZE,
     VERBOSITY_LEVELS,
     is_http_url,
@@ -101,6 +104,11 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         )
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
     require(all(params.stop), "stop", "stop sequences must not be empty")
+    require(
+        all(len(stop) <= MAX_STOP_SEQUENCE_CHARS for stop in params.stop),
+        "stop",
+        f"each stop sequence must be at most {MAX_STOP_SEQUENCE_CHARS} characters",
+    )
     require(
         0 <= params.top_logprobs <= MAX_TOP_LOGPROBS,
         "top_logprobs",
@@ -189,7 +197,19 @@ def _check_api(api: ApiSettings) -> None:
             f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
         )
     if api.base_url is not None:
-        require(is_http_url(api.base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
+        base_url = api.base_url
+        require(
+            len(base_url) <= MAX_URL_LENGTH,
+            "settings.base_url",
+            f"base_url must be at most {MAX_URL_LENGTH} characters",
+        )
+        require(is_http_url(base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
+        # The SDKs send the key in a header of their own, which an HTTP client will not combine with a URL's.
+        require(
+            "@" not in urlsplit(base_url).netloc,
+            "settings.base_url",
+            "base_url must hold no credentials (user:password@); give the key in api_key",
+        )
     for name, value in (("api_key", api.api_key), ("organization", api.organization)):
         # These travel in HTTP headers; the message must not echo a key.
         if value is not None:

@@ -107,7 +107,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             require(
                 0 <= api.timeout.seconds <= MAX_TIMEOUT_SECONDS and 0 <= api.timeout.nanos < 10**9,
                 "settings.timeout",
-                f"timeout must be between 0 and {MAX_TIMEOUT_SECONDS} seconds",
+                f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
             )
             timeout = api.timeout.seconds + api.timeout.nanos / 1e9
         return ApiSettings(
