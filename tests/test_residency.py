@@ -152,6 +152,19 @@ async def test_a_model_kept_forever_reports_no_expiry_and_a_load_can_change_keep
         assert events.loads("kept") == 1
 
 
+async def test_a_load_naming_the_defaults_a_model_got_changes_its_keep_alive(server_env: Mapping[str, str]) -> None:
+    """A LoadModel that names outright the context size the model got by default asks for the loaded model (the
+    retry rule), so its keep_alive applies: it used to answer with the model and leave its keep_alive as it was."""
+    async for _, stub, events in server_and_stub(server_env, ResidencyPolicy(keep_alive=3600)):
+        first = (await stub.LoadModel(load_request("kept"))).model
+        named = load_request("kept", keep_alive=idle(1234), context_size=first.context_size)
+        answered = (await stub.LoadModel(named)).model
+        assert answered.residency.keep_alive.ToSeconds() == 1234
+        (listed,) = (await stub.ListModels(pb.ListModelsRequest())).models
+        assert listed.residency.keep_alive.ToSeconds() == 1234
+        assert events.loads("kept") == 1
+
+
 async def test_a_busy_model_reports_its_slots_and_has_no_expiry(server_env: Mapping[str, str]) -> None:
     async for _, stub, _ in server_and_stub(server_env, ResidencyPolicy(keep_alive=60)):
         await stub.LoadModel(load_request("busy"))

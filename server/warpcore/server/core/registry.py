@@ -24,7 +24,7 @@ class LoadedModel:
     spec: LoadSpec
 
 
-def _same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
+def same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
     """Whether `spec` asks for the loaded model: the same request, or one that names outright the context size and
     parallel sequences the model got by default (a client that fills in defaults, or echoes what LoadModel
     answered, retries safely)."""
@@ -63,7 +63,7 @@ class ModelRegistry:
         """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
         concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS."""
         existing = self._models.get(spec.model_id)
-        if existing is not None and _same_model(existing, spec):
+        if existing is not None and same_model(existing, spec):
             return existing
         pending = self._loading.get(spec.model_id)
         if pending is not None and pending[0] == spec:

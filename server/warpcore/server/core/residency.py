@@ -20,7 +20,7 @@ from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import AlreadyExistsError, ResourceExhaustedError, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
-from warpcore.server.core.registry import LoadedModel, ModelRegistry
+from warpcore.server.core.registry import LoadedModel, ModelRegistry, same_model
 
 _log = logging.getLogger("warpcore.server")
 
@@ -98,7 +98,7 @@ class Residency:
         while (leaving := self._leaving.get(spec.model_id)) is not None:
             await asyncio.wait([leaving])  # its id is free once it has gone
         existing = self._registry.find(spec.model_id)
-        if existing is not None and existing.spec == spec:
+        if existing is not None and same_model(existing, spec):
             self._touch(existing.id, spec)
             return existing
         known = self.dormant.get(spec.model_id)
