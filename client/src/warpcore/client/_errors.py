@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
+if TYPE_CHECKING:
+    from warpcore.client._types import GenerateResponse
 
 
 class WarpcoreError(Exception):
@@ -82,6 +85,23 @@ class UnimplementedError(WarpcoreError):
 
 class InternalError(WarpcoreError):
     code = grpc.StatusCode.INTERNAL
+
+
+class ResponseParseError(WarpcoreError, ValueError):
+    """A generation that finished whose text does not parse as its response_format asks (not JSON, or JSON that
+    does not fit the pydantic model), as a hosted model may answer. The call itself succeeded (status OK), so
+    nothing of it is lost: `response` holds the whole answer (text, usage, finish reason; parsed None), and the
+    parser's exception (json.JSONDecodeError, pydantic's ValidationError) is the __cause__. A ValueError too, as
+    those are."""
+
+    def __init__(self, response: GenerateResponse, cause: ValueError) -> None:
+        summary = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+        super().__init__(f"the answer does not parse as response_format asks: {summary}", status=grpc.StatusCode.OK)
+        self.response = response
+        """The whole answer, unparsed."""
+
+    def __str__(self) -> str:
+        return self.message  # no status before it: no call failed
 
 
 _BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {

@@ -11,7 +11,6 @@ from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
 from warpcore.client._tools import (
     Parse,
-    ReasoningCollector,
     chat_role,
     levels,
     message_fields,
@@ -23,7 +22,6 @@ from warpcore.client._types import (
     Backend,
     BackendOptions,
     FinishReason,
-    GenerateResponse,
     GenerateResult,
     GenerationOptions,
     LocalConfig,
@@ -31,7 +29,6 @@ from warpcore.client._types import (
     StreamEvent,
     TextDelta,
     Timings,
-    TokenLogprob,
     ToolCallDelta,
     Usage,
 )
@@ -201,13 +198,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     )
     return GenerateResult(
         finish_reason=finish_reason_from(result.finish_reason),
-        usage=Usage(
-            result.usage.prompt_tokens,
-            result.usage.completion_tokens,
-            result.usage.cached_prompt_tokens,
-            result.usage.cache_creation_tokens,
-            result.usage.reasoning_tokens,
-        ),
+        usage=usage_from(result.usage),
         timings=Timings(
             time_to_first_token=time_to_first_token,
             total=result.timings.total.ToTimedelta().total_seconds(),
@@ -218,57 +209,17 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     )
 
 
+def usage_from(usage: pb.Usage) -> Usage:
+    return Usage(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cached_prompt_tokens,
+        usage.cache_creation_tokens,
+        usage.reasoning_tokens,
+    )
+
+
 def finish_reason_from(value: pb.FinishReason.ValueType) -> FinishReason:
     """A finish reason; UNSPECIFIED for a value newer than these stubs (proto3 enums are open)."""
     name = pb.FinishReason.Name(value) if value in pb.FinishReason.values() else "FINISH_REASON_UNSPECIFIED"
     return FinishReason(name.removeprefix("FINISH_REASON_").lower())
-
-
-class Accumulator:
-    """Collects a stream's events into its final response."""
-
-    def __init__(self, parse: Parse | None = None) -> None:
-        self._parts: list[str] = []
-        self._refusal: list[str] = []
-        self._logprobs: list[TokenLogprob] = []
-        self._reasoning = ReasoningCollector()
-        self._result: GenerateResult | None = None
-        self._parse = parse
-
-    def add(self, frame: pb.GenerateResponse) -> StreamEvent:
-        event = event_from(frame)
-        if isinstance(event, TextDelta):
-            (self._refusal if event.refusal else self._parts).append(event.text)
-            self._logprobs += event.logprobs
-        elif isinstance(event, ReasoningDelta):
-            self._reasoning.add(event)
-        elif isinstance(event, GenerateResult):
-            self._result = event
-        return event
-
-    @property
-    def done(self) -> bool:
-        return self._result is not None
-
-    def response(self) -> GenerateResponse:
-        if self._result is None:
-            raise RuntimeError("the stream ended without its result frame")
-        result = self._result
-        text, refusal = "".join(self._parts), "".join(self._refusal)
-        # A structured answer cut short (max_tokens), or declined, is left unparsed.
-        parsed = (
-            self._parse(text) if self._parse and result.finish_reason is FinishReason.STOP and not refusal else None
-        )
-        return GenerateResponse(
-            text=text,
-            finish_reason=result.finish_reason,
-            usage=result.usage,
-            timings=result.timings,
-            upstream_request_id=result.upstream_request_id,
-            logprobs=tuple(self._logprobs),
-            tool_calls=result.tool_calls,
-            reasoning=self._reasoning.blocks(),
-            parsed=parsed,
-            stop_sequence=result.stop_sequence,
-            refusal=refusal,
-        )

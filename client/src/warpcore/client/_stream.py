@@ -2,16 +2,77 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 
 import grpc
 
-from warpcore.client._errors import error_from_rpc
-from warpcore.client._protocol import Accumulator
-from warpcore.client._tools import Parse
-from warpcore.client._types import GenerateResponse, StreamEvent, TextDelta
+from warpcore.client._errors import ResponseParseError, error_from_rpc
+from warpcore.client._protocol import event_from, usage_from
+from warpcore.client._tools import Parse, ReasoningCollector
+from warpcore.client._types import (
+    FinishReason,
+    GenerateResponse,
+    GenerateResult,
+    ReasoningDelta,
+    StreamEvent,
+    TextDelta,
+    TokenLogprob,
+    Usage,
+)
 from warpcore.v1 import inference_pb2 as pb
+
+
+class Accumulator:
+    """Collects a stream's events into its final response."""
+
+    def __init__(self, parse: Parse | None = None) -> None:
+        self._parts: list[str] = []
+        self._refusal: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
+        self._reasoning = ReasoningCollector()
+        self._result: GenerateResult | None = None
+        self._parse = parse
+        self.prompt_usage: Usage | None = None
+
+    def add(self, frame: pb.GenerateResponse) -> StreamEvent:
+        if frame.HasField("prompt_usage"):
+            self.prompt_usage = usage_from(frame.prompt_usage)
+        event = event_from(frame)
+        if isinstance(event, TextDelta):
+            (self._refusal if event.refusal else self._parts).append(event.text)
+            self._logprobs += event.logprobs
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.add(event)
+        elif isinstance(event, GenerateResult):
+            self._result = event
+        return event
+
+    def response(self) -> GenerateResponse:
+        if self._result is None:
+            raise RuntimeError("the stream ended without its result frame")
+        result = self._result
+        text, refusal = "".join(self._parts), "".join(self._refusal)
+        response = GenerateResponse(
+            text=text,
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+            timings=result.timings,
+            upstream_request_id=result.upstream_request_id,
+            logprobs=tuple(self._logprobs),
+            tool_calls=result.tool_calls,
+            reasoning=self._reasoning.blocks(),
+            stop_sequence=result.stop_sequence,
+            refusal=refusal,
+        )
+        # A structured answer cut short (max_tokens), or declined, is left unparsed.
+        if self._parse is None or result.finish_reason is not FinishReason.STOP or refusal:
+            return response
+        try:
+            return dataclasses.replace(response, parsed=self._parse(text))
+        except ValueError as error:  # json.JSONDecodeError and pydantic's ValidationError alike
+            raise ResponseParseError(response, error) from error
 
 
 class Stream:
@@ -22,6 +83,13 @@ class Stream:
         self._call = call
         self._accumulator = Accumulator(parse)
         self._events = self._read()
+
+    @property
+    def prompt_usage(self) -> Usage | None:
+        """The prompt's tokens (the completion counts 0) as soon as the first event is read, when the backend counted
+        the prompt before generating: llama.cpp models, and Anthropic models; None until then, and from backends that
+        count it only at the end (OpenAI's APIs), whose final response's usage has it."""
+        return self._accumulator.prompt_usage
 
     def _read(self) -> Iterator[StreamEvent]:
         try:
@@ -42,7 +110,8 @@ class Stream:
         return (event.text for event in self if isinstance(event, TextDelta) and not event.refusal)
 
     def get_final_response(self) -> GenerateResponse:
-        """Read to the end; the whole text, finish reason, usage and timings."""
+        """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError if the text does
+        not parse as the response_format asks."""
         for _ in self:
             pass
         return self._accumulator.response()
@@ -68,6 +137,11 @@ class AsyncStream:
         self._accumulator = Accumulator(parse)
         self._events = self._read()
 
+    @property
+    def prompt_usage(self) -> Usage | None:
+        """As Stream.prompt_usage."""
+        return self._accumulator.prompt_usage
+
     async def _read(self) -> AsyncIterator[StreamEvent]:
         try:
             async for frame in self._call:
@@ -89,7 +163,7 @@ class AsyncStream:
                 yield event.text
 
     async def get_final_response(self) -> GenerateResponse:
-        """Read to the end; the whole text, finish reason, usage and timings."""
+        """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError as Stream's."""
         async for _ in self:
             pass
         return self._accumulator.response()

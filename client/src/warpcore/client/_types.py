@@ -243,7 +243,10 @@ class GenerateResponse:
     parsed: Any = None
     """With a pydantic model class as response_format, the text parsed into it; with any other JSON response_format
     (a JSON Schema dict, "json_object", or a vendor's JSON format object), the JSON value (json.loads). None when the
-    generation did not finish with STOP (e.g. cut short by max_tokens), or without a JSON response_format."""
+    generation did not finish with STOP (e.g. cut short by max_tokens), when it was refused, or without a JSON
+    response_format. A text that finished with STOP but does not parse raises ResponseParseError, whose `response`
+    is this response, unparsed: a model that was not held to the format (the openai SDK's parse() raises then too).
+    """
     stop_sequence: str = ""
     """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
     refusal: str = ""
