@@ -133,6 +133,70 @@ async def test_unknown_options_are_type_errors_like_unexpected_keywords(make: Ca
 
 
 @CLIENTS
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"timout": 0.2}, TypeError, "unexpected option 'timout'; did you mean 'timeout'?"),
+        ({"tokn": "x"}, TypeError, "unexpected option 'tokn'; did you mean 'token'?"),
+        ({"max_retries": -5}, ValueError, "max_retries must be from 0 to 4294967295 (a count), not -5"),
+        ({"max_retries": 1.5}, TypeError, "max_retries is an int, not float"),
+        ({"tls": "yes"}, TypeError, "tls is a bool, not str"),
+        ({"token": b"x"}, TypeError, "token is a str, not bytes"),
+    ],
+)
+def test_client_options_unknown_or_of_no_use_are_refused_at_construction(
+    make: Callable[..., Any], options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """They were taken in silence: timout=0.2 left every call without a deadline."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        make(UNREACHABLE, **options)
+    make(UNREACHABLE, max_retries=0, tls=False, token="t")
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_tokens": -1}, "max_tokens must be from 0 to 4294967295 (a uint32), not -1"),
+        ({"max_tokens": 2**33}, "max_tokens must be from 0 to 4294967295 (a uint32), not 8589934592"),
+        ({"seed": -1}, "seed must be from 0 to 4294967295 (a uint32), not -1"),
+        ({"seed": 2**32}, "seed must be from 0 to 4294967295 (a uint32), not 4294967296"),
+        ({"top_k": -3}, "top_k must be from 0 to 4294967295 (a uint32), not -3"),
+        ({"top_logprobs": -1}, "top_logprobs must be from 0 to 4294967295 (a uint32), not -1"),
+        ({"reasoning_budget": -1}, "reasoning_budget must be from 0 to 4294967295 (a uint32), not -1"),
+        ({"logit_bias": {-1: 5.0}}, "a logit_bias token id must be from 0 to 4294967295 (a uint32), not -1"),
+    ],
+)
+async def test_integers_beyond_their_fields_name_the_option_and_its_range(
+    make: Callable[..., Any], options: dict[str, Any], message: str
+) -> None:
+    """Protobuf's own error said only "Value out of range: -1"."""
+    client = make(UNREACHABLE)
+    generate: Callable[..., Any] = client.generate
+    count: Callable[..., Any] = client.count_tokens
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        await maybe(generate("m", prompt="x", **options))
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        await maybe(count("m", prompt="x", **options))
+    with pytest.raises(TypeError, match=r"^seed is an int, not str$"):
+        await maybe(generate("m", prompt="x", seed="1"))
+
+
+@CLIENTS
+async def test_a_mapping_message_with_content_parts_says_content_is_a_str(make: Callable[..., Any]) -> None:
+    generate: Callable[..., Any] = make(UNREACHABLE).generate
+    parts = {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    says = (
+        "a message given as a mapping has a str content, not list; send parts (text, images, documents) as"
+        ' Message(role, parts=("text", Image(...)))'
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(says)}$"):
+        await maybe(generate("m", messages=[parts]))
+    with pytest.raises(TypeError, match=r"has a role and a text content only; .*\(got keys \['content', 'name'"):
+        await maybe(generate("m", messages=[{"role": "user", "content": "hi", "name": "x"}]))
+
+
+@CLIENTS
 async def test_unknown_words_of_word_valued_options_list_the_accepted_ones(make: Callable[..., Any]) -> None:
     client = make(UNREACHABLE)
     generate: Callable[..., Any] = client.generate

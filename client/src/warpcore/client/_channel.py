@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 import grpc
 
-from warpcore.client._checks import timeout_seconds
+from warpcore.client._checks import client_values, known_options, timeout_seconds
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_RETRIES = 2
@@ -27,7 +27,8 @@ _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 class ClientOptions(TypedDict, total=False):
-    """Keyword-only options of Client and AsyncClient."""
+    """Keyword-only options of Client and AsyncClient. An option not named here is a TypeError (naming the nearest one,
+    as a likely misspelling), a value of the wrong type or range a TypeError or ValueError."""
 
     tls: bool
     """Use TLS (implied by any certificate option); without root_certificates, the system's roots."""
@@ -41,7 +42,8 @@ class ClientOptions(TypedDict, total=False):
     """Default deadline of every call, in seconds, greater than 0 and at most 1e8 (TypeError or ValueError
     otherwise); None (the default): no deadline."""
     max_retries: int
-    """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2). Generate is never retried."""
+    """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2; 0 or more, gRPC making at most 5
+    attempts). Generate is never retried."""
     channel_options: Sequence[tuple[str, Any]]
     """Extra grpc channel arguments, e.g. ("grpc.max_receive_message_length", 1 << 24)."""
 
@@ -157,6 +159,9 @@ def service_config(max_retries: int) -> str:
 def channel_settings(
     target: str | None, options: ClientOptions, env: Mapping[str, str] = os.environ
 ) -> ChannelSettings:
+    # An option misspelled would otherwise be dropped in silence, e.g. timout=: then no deadline at all.
+    known_options(options, ClientOptions.__optional_keys__)
+    client_values(options)
     certificates = {
         "root_certificates": options.get("root_certificates"),
         "client_certificate": options.get("client_certificate"),

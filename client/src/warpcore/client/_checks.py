@@ -62,3 +62,37 @@ def tokens(option: str, value: Any, meaning_of_zero: str) -> int:
     if not 0 <= value <= UINT32_MAX:
         raise ValueError(f"{option} must be from 0 ({meaning_of_zero}) to {UINT32_MAX} tokens, not {value!r}")
     return value
+
+
+def whole(option: str, value: Any, low: int, high: int, kind: str) -> int:
+    """`value` if it is an int from `low` to `high` (what the field's wire type, `kind`, carries), else TypeError or
+    ValueError naming the option; protobuf's own says only "Value out of range: -1"."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{option} is an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{option} must be from {low} to {high} (a {kind}), not {value!r}")
+    return value
+
+
+UINT32_OPTIONS = ("max_tokens", "top_k", "seed", "top_logprobs", "reasoning_budget")
+"""The generation options the protocol carries as uint32."""
+
+
+def generation_integers(options: Mapping[str, Any]) -> None:
+    """Each integer generation option, and each logit_bias token id, within its uint32 field."""
+    for option in UINT32_OPTIONS:
+        if option in options:
+            whole(option, options[option], 0, UINT32_MAX, "uint32")
+    for token in options.get("logit_bias") or {}:
+        whole("a logit_bias token id", token, 0, UINT32_MAX, "uint32")
+
+
+def client_values(options: Mapping[str, Any]) -> None:
+    """The values of Client options that gRPC would take without complaint and then not do what was meant."""
+    if "tls" in options:
+        flag("tls", options["tls"])
+    if "max_retries" in options:
+        whole("max_retries", options["max_retries"], 0, UINT32_MAX, "count")
+    token = options.get("token")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token is a str, not {type(token).__name__}")

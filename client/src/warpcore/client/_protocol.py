@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from warpcore.client._checks import choice, flag, known_options, tokens
+from warpcore.client._checks import choice, flag, generation_integers, known_options, tokens
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
@@ -140,11 +140,17 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
             **message_fields(message),
         )
     if isinstance(message, Mapping):
-        extra = set(message) - {"role", "content"}
-        if extra or not isinstance(message.get("content", ""), str):
+        extra = sorted(set(message) - {"role", "content"})
+        if extra:
             raise TypeError(
                 "a message given as a mapping has a role and a text content only; use warpcore.client.Message for"
                 f" tool calls, images and reasoning (got keys {sorted(message)})"
+            )
+        if not isinstance(message.get("content", ""), str):
+            raise TypeError(
+                "a message given as a mapping has a str content, not"
+                f" {type(message['content']).__name__}; send parts (text, images, documents) as"
+                ' Message(role, parts=("text", Image(...)))'
             )
         return pb.ChatMessage(role=chat_role(message.get("role", "")), content=message.get("content", ""))
     if not isinstance(message, tuple) or len(message) != 2:
@@ -161,6 +167,7 @@ def generate_request(
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
     known_options(options, GenerationOptions.__optional_keys__)
+    generation_integers(options)
     if "no_prompt_cache" in options:
         flag("no_prompt_cache", options["no_prompt_cache"])
     request_options, fields, parse = request_fields(options)

@@ -92,7 +92,8 @@ class BackendOptions(TypedDict, total=False):
 class GenerationOptions(TypedDict, total=False):
     """Options of one generation; unset ones keep the backend's defaults. An option not named here is a TypeError
     (as an unexpected keyword argument is), a word-valued option (verbosity, reasoning_effort) outside its words a
-    ValueError listing them."""
+    ValueError listing them, an integer beyond what its field carries (max_tokens, top_k, seed, top_logprobs,
+    reasoning_budget and logit_bias's token ids are uint32: 0 to 4294967295) a ValueError naming it."""
 
     max_tokens: int
     temperature: float
