@@ -51,7 +51,8 @@ async def test_an_answer_that_does_not_parse_raises_with_the_whole_response(
     config = ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url)
 
     def check(error: ResponseParseError) -> None:
-        assert isinstance(error, WarpcoreError) and isinstance(error, ValueError)
+        assert isinstance(error, WarpcoreError)
+        assert isinstance(error, ValueError)
         assert isinstance(error.__cause__, cause)
         assert (error.response.text, error.response.finish_reason) == (answer, FinishReason.STOP)
         assert (error.response.usage.prompt_tokens, error.response.parsed) == (9, None)
@@ -99,6 +100,7 @@ async def test_a_local_streams_prompt_usage_is_known_from_its_first_event(target
         early = stream.prompt_usage
         final = await stream.get_final_response()
     assert early == Usage(final.usage.prompt_tokens, 0)
+    assert early is not None
     assert early.prompt_tokens > 0
 
     @blocking
