@@ -88,7 +88,8 @@ class Client(_Settings):
         **backend_options: Unpack[BackendOptions],
     ) -> Model:
         """Load `model` (again: a loaded one gets the keep_alive given). keep_alive: how long a local model stays
-        loaded once idle, see KeepAliveLike; None: the server's --keep-alive."""
+        loaded once idle, see KeepAliveLike; None: the server's --keep-alive. A llama.cpp model is loaded to
+        generate, or with embedding=True (and pooling=) to embed instead."""
         request = load_request(model, backend, model_id, context_size, keep_alive, config, backend_options)
         return model_from(self._unary(self.stub.LoadModel, request, timeout).model)
 
@@ -154,7 +155,10 @@ class Client(_Settings):
         truncate: bool | None = None,
         timeout: float | None = None,
     ) -> EmbedResponse:
-        """One vector per input text, in order, from a model that embeds."""
+        """One vector per input text, in order, from a model that embeds: a hosted embedding model, or a llama.cpp
+        one loaded with load_model(..., embedding=True). A model loaded to generate is a FailedPreconditionError
+        (whose server message names the protocol's field, backend_config.local.llama_cpp.embedding: here it is
+        embedding=True)."""
         request = embed_request(model_id, inputs, dimensions, normalize, truncate)
         return embed_from(self._unary(self.stub.Embed, request, timeout))
 

@@ -64,7 +64,9 @@ class Model:
     type: str
     """"text_to_text", or "text_to_embedding" for a model that embeds and does not generate."""
     state: str
-    """"ready" when loaded on the server, "available" when its backend merely offers it."""
+    """"ready" when loaded on the server; "available" when not loaded: one the server loads on first use (its
+    operator's lazy models, and those unloaded for idleness, keep_alive, or for room), or one a backend offers
+    (list_models with a backend)."""
     context_size: int
     capabilities: Capabilities | None = None
     """Known for loaded models."""

@@ -159,7 +159,8 @@ class Usage:
 @dataclass(frozen=True)
 class Timings:
     time_to_first_token: float | None
-    """Seconds from the server receiving the request to its first text, None if there was none."""
+    """Seconds from the server receiving the request to its first delta of any kind (text, reasoning or a tool
+    call's), None if none was generated."""
     total: float
 
 
