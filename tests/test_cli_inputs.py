@@ -67,7 +67,7 @@ async def test_a_deadline_passing_mid_stream_ends_the_line_and_says_so(stub: Stu
     await load_tiny(stub, model_id="long", context_size=32768)
     args = ["--timeout", "2", "generate", "--model", "long", "--max-tokens", "32768", "the"]
     run = await warpcore(target, *args)
-    assert run.stderr == "warpcore: timed out after 2 s (--timeout)\n"
+    assert run.stderr == "warpcore: DEADLINE_EXCEEDED: timed out after 2 s (--timeout)\n"
     assert run.code == 1
     assert run.stdout.strip()  # text came before the deadline
     assert run.stdout.endswith("\n")

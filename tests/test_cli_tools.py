@@ -51,6 +51,21 @@ async def test_generate_with_a_json_schema_file_and_reasoning_on_stderr(
     assert body["response_format"]["json_schema"]["schema"] == ANSWER_SCHEMA
 
 
+async def test_an_answer_that_is_not_json_is_printed_then_a_failure(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str, tmp_path: Path
+) -> None:
+    """It was a Python traceback (json.JSONDecodeError) after the text."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(chunks=["four"])
+    schema_file = tmp_path / "answer.json"
+    schema_file.write_text(json.dumps(ANSWER_SCHEMA))
+    run = await warpcore(target, "generate", "--model", "m", "--json-schema", str(schema_file), "n?")
+    assert (run.code, run.stdout) == (1, "four\n")
+    assert run.stderr == (
+        "warpcore: the answer does not parse as response_format asks: Expecting value: line 1 column 1 (char 0)\n"
+    )
+
+
 async def test_reasoning_stays_hidden_unless_asked(stub: Stub, openai_upstream: FakeOpenAI, target: str) -> None:
     await load(stub, openai_upstream)
     openai_upstream.script = Script(events=[{"reasoning_content": "secret"}, {"content": "4"}])

@@ -15,6 +15,7 @@ from warpcore.client import (
     Backend,
     Client,
     DeadlineExceededError,
+    ResponseParseError,
     WarpcoreError,
 )
 from warpcore.client._channel import OptionError
@@ -230,7 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DeadlineExceededError as error:
         # gRPC's words for it ("Stream removed (Deadline Exceeded)") do not say whose deadline passed.
         mine = f"timed out after {args.timeout:g} s (--timeout)" if args.timeout is not None else None
-        print(f"warpcore: {mine or f'{error.status.name}: {error.message}'}", file=sys.stderr)
+        print(f"warpcore: {error.status.name}: {mine or error.message}", file=sys.stderr)
+    except ResponseParseError as error:  # the call succeeded: no status to give
+        print(f"warpcore: {error}", file=sys.stderr)
     except WarpcoreError as error:
         print(f"warpcore: {error.status.name}: {error.message}", file=sys.stderr)
     except BrokenPipeError:
