@@ -61,16 +61,16 @@ def stream_reply(
         try:
             for event in stream:
                 if isinstance(event, TextDelta):
+                    if event.text:  # before the write: Ctrl-C may come as soon as the text is out
+                        partial = not event.text.endswith("\n")
                     out.write(event.text)
                     out.flush()
-                    if event.text:
-                        partial = not event.text.endswith("\n")
                 elif isinstance(event, ReasoningDelta) and reasoning is not None and event.text:
                     reasoning.write(f"{dim}{event.text}{plain}")
                     reasoning.flush()
                     thought = True
             response = stream.get_final_response()
-        except WarpcoreError:
+        except (WarpcoreError, KeyboardInterrupt):
             # The text cut short ends its line, so that the error line after it is a line of its own.
             if partial:
                 out.write("\n")
@@ -130,6 +130,8 @@ def generate(client: Client, args: argparse.Namespace) -> int:
 
 
 def chat(client: Client, args: argparse.Namespace) -> int:
+    """Ctrl-C during a reply stops that reply (its call cancelled) and forgets the exchange, so that the next turn is
+    not asked after a question left unanswered; Ctrl-C at the prompt, or the end of input, quits."""
     model_id = pick_model(client, args.model, None)
     history: list[Message] = []
     while True:
@@ -142,7 +144,12 @@ def chat(client: Client, args: argparse.Namespace) -> int:
             continue
         history.append(Message("user", line.rstrip("\n")))
         reasoning = sys.stderr if args.show_reasoning else None
-        reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
+        try:
+            reply = stream_reply(client, model_id, sys.stdout, reasoning, messages=history, **generation_options(args))
+        except KeyboardInterrupt:
+            history.pop()
+            print("[reply stopped]", file=sys.stderr)
+            continue
         history.append(reply.message())
 
 

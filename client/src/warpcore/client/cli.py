@@ -161,7 +161,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--stop", action="append", metavar="X", help="stop sequence (repeatable)")
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
-    generation(command("chat", chat, "chat with a model, one line a turn; /exit or end of input quits"))
+    generation(
+        command(
+            "chat",
+            chat,
+            "chat with a model, one line a turn; Ctrl-C stops a reply (forgetting that exchange), /exit, end of input"
+            " or Ctrl-C at the prompt quits",
+        )
+    )
 
     sub = command("embed", embed, "print one JSON line per TEXT (default: stdin lines) with its vector")
     sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model that embeds)")

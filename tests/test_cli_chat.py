@@ -1,0 +1,69 @@
+"""`warpcore chat` end to end against the OpenAI fake: Ctrl-C stops a reply, not the session."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import load
+from tests.test_cli import finish, start
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def read_until(stream: asyncio.StreamReader, seen: bytearray, wanted: bytes, count: int = 1) -> None:
+    """Read `stream` into `seen` until `wanted` is in it `count` times, within a minute."""
+    try:
+        async with asyncio.timeout(60):
+            while seen.count(wanted) < count:
+                chunk = await stream.read(256)
+                assert chunk, f"ended before {wanted!r}: {bytes(seen)!r}"
+                seen += chunk
+    except TimeoutError:
+        raise AssertionError(f"no {wanted!r} within a minute: {bytes(seen)!r}") from None
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, reason="SIGINT is ignored, so is the child's")
+async def test_ctrl_c_during_a_reply_stops_it_and_forgets_the_exchange(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """Ctrl-C used to end the whole session, with exit code 130."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(chunks=["Once", " upon"], stall_after=1)  # then silent until cancelled
+    process = await start(target, "chat", "--model", "m")
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stdout, stderr = bytearray(), bytearray()
+    try:
+        await read_until(process.stderr, stderr, b"> ")
+        process.stdin.write(b"first question\n")
+        await read_until(process.stdout, stdout, b"Once")
+        process.send_signal(signal.SIGINT)
+        await read_until(process.stderr, stderr, b"> ", count=2)  # back at the prompt
+        openai_upstream.script = Script(chunks=["ok"])
+        process.stdin.write(b"second question\n")
+        await read_until(process.stdout, stdout, b"ok\n")
+    finally:
+        process.stdin.close()
+        rest_out, rest_err = await finish(process)
+    assert process.returncode == 0  # the end of input quit, as it does
+    assert bytes(stdout + rest_out) == b"Once\nok\n"
+    assert bytes(stderr + rest_err) == b"> [reply stopped]\n> > "
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["messages"] == [{"role": "user", "content": "second question"}]
