@@ -94,8 +94,24 @@ async def test_load_then_models_as_a_table_and_as_json(target: str) -> None:
     assert [header.index(column) for column in ("STATE", "NAME")] == [row.index("ready"), row.index(TINY_MODEL)]
 
     as_json = await warpcore(target, "models", "--json")
+    capabilities = {
+        "generate": True,
+        "embed": False,
+        "count_tokens": True,
+        "images": False,
+        "logprobs": True,
+        "tools": True,
+        "documents": False,
+    }
     assert json.loads(as_json.stdout) == [
-        {"id": "tiny", "backend": "llama_cpp", "state": "ready", "context_size": 2048, "name": TINY_MODEL}
+        {
+            "id": "tiny",
+            "backend": "llama_cpp",
+            "state": "ready",
+            "context_size": 2048,
+            "name": TINY_MODEL,
+            "capabilities": capabilities,
+        }
     ]
     offered = json.loads((await warpcore(target, "models", "--backend", "llama_cpp", "--json")).stdout)
     assert [(model["id"], model["state"]) for model in offered] == [("tiny", "ready"), (TINY_MODEL, "available")]
@@ -114,6 +130,10 @@ async def test_generate_reads_the_prompt_from_stdin(stub: Stub, tiny: str, targe
     expected, _ = await collect(stub.Generate(greedy("people work", 8)))
     run = await warpcore(target, "generate", "--max-tokens", "8", "--temperature", "0", stdin="people work\n")
     assert (run.code, run.stdout) == (0, expected + "\n")
+    dash = await warpcore(target, "generate", "--max-tokens", "8", "--temperature", "0", "-", stdin="people work\n")
+    assert (dash.code, dash.stdout) == (0, expected + "\n")  # "-" was taken as the prompt itself
+    counted = await warpcore(target, "tokens", "people work")
+    assert await warpcore(target, "tokens", "-", stdin="people work\n") == counted
 
 
 async def test_generate_passes_stop_and_system(stub: Stub, tiny: str, target: str) -> None:

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.certificates import make_certificates
-from tests.conftest import load_tiny
+from tests.conftest import TINY_MODEL, load_tiny
 from tests.test_cli import ENV, closed_port_target, usage_error, warpcore
+from warpcore.client import AsyncClient
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -103,3 +104,19 @@ async def test_failed_connections_print_the_commands_error_alone_unless_grpc_log
         assert CORE_LOG_LINE.search(run.stderr), run.stderr
         assert expected in run.stderr
         assert run.stderr.splitlines()[-1].startswith("warpcore: UNAVAILABLE: ")
+
+
+async def test_load_takes_embedding_and_pooling_as_the_sdk_does(target: str) -> None:
+    """`warpcore load` could not load a model to embed at all."""
+    loaded = await warpcore(target, "load", TINY_MODEL, "--id", "cli", "--embedding", "--pooling", "last")
+    assert loaded.code == 0, loaded.stderr
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(TINY_MODEL, model_id="last", embedding=True, pooling="last")
+        await client.load_model(TINY_MODEL, model_id="mean", embedding=True, pooling="mean")
+        (cli,) = (await client.embed("cli", "the world")).embeddings
+        (last,) = (await client.embed("last", "the world")).embeddings
+        (mean,) = (await client.embed("mean", "the world")).embeddings
+    assert cli == last
+    assert cli != mean
+    refused = await warpcore(target, "load", TINY_MODEL, "--embedding", "--pooling", "max")
+    assert usage_error(refused).startswith("warpcore load: error: argument --pooling: invalid choice: 'max'")

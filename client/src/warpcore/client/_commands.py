@@ -116,8 +116,13 @@ def usage_line(response: GenerateResponse) -> str:
     return f"[{', '.join(parts)}]"
 
 
+def prompt_of(args: argparse.Namespace) -> str:
+    """PROMPT, or stdin when it is not given or is "-" (as Unix tools read it)."""
+    return args.prompt if args.prompt not in (None, "-") else sys.stdin.read().removesuffix("\n")
+
+
 def generate(client: Client, args: argparse.Namespace) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
+    prompt = prompt_of(args)
     if not prompt:
         # Checked here rather than by the server, whose answer names protocol fields the user never set.
         usage: argparse.ArgumentParser = args.parser
@@ -169,7 +174,7 @@ def embed(client: Client, args: argparse.Namespace) -> int:
 
 
 def tokens(client: Client, args: argparse.Namespace) -> int:
-    prompt = args.prompt if args.prompt is not None else sys.stdin.read().removesuffix("\n")
+    prompt = prompt_of(args)
     if not prompt:
         usage: argparse.ArgumentParser = args.parser
         usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
@@ -187,7 +192,8 @@ def tokens(client: Client, args: argparse.Namespace) -> int:
 
 def load(client: Client, args: argparse.Namespace) -> int:
     # Only when given: a hosted backend takes no local settings at all.
-    local = {"prompt_cache_tokens": args.prompt_cache_tokens} if args.prompt_cache_tokens is not None else {}
+    names = ("prompt_cache_tokens", "embedding", "pooling")
+    local = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     loaded = client.load_model(
         args.model,
         backend=args.backend,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +92,7 @@ def models(client: Client, args: argparse.Namespace) -> int:
         found = []
         for model in listed:
             fields: dict[str, Any] = {key: getattr(model, key) for key in COLUMNS.values()}
+            fields["capabilities"] = dataclasses.asdict(model.capabilities) if model.capabilities else None
             if args.residency:
                 fields["residency"] = residency_json(model.residency)
             found.append(fields)

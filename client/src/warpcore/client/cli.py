@@ -39,6 +39,7 @@ from warpcore.v1 import tools_pb2
 
 CLIENT_OPTIONS = ("tls", "root_certificates", "client_certificate", "client_key", "token", "timeout")
 BACKENDS = [backend.value for backend in Backend]
+POOLINGS = ["mean", "cls", "last"]
 
 
 UINT32_MAX = 2**32 - 1
@@ -154,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
             "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
         )
 
-    sub = command("generate", generate, "stream a completion of PROMPT (default: read from stdin)")
+    sub = command("generate", generate, "stream a completion of PROMPT (none, or -: read from stdin)")
     generation(sub)
     sub.add_argument("--backend", choices=BACKENDS, help="load --model from this backend first if it is not loaded")
     sub.add_argument("--temperature", type=bounded(float, 0.0, FLOAT32_MAX), metavar="T")
@@ -179,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--truncate", action="store_true", default=None, help="cut texts longer than the context")
     sub.add_argument("texts", nargs="*", metavar="TEXT")
 
-    sub = command("tokens", tokens, "print the exact number of prompt tokens PROMPT (default: stdin) takes")
+    sub = command("tokens", tokens, "print the exact number of prompt tokens PROMPT (none, or -: stdin) takes")
     prompting(sub)
     sub.add_argument("--chat", action="store_true", help="count PROMPT as a user message, chat template applied")
     sub.add_argument("--list", action="store_true", help="print each token's id and text first (llama.cpp models)")
@@ -211,6 +212,13 @@ def parser() -> argparse.ArgumentParser:
         type=bounded(int, 0, UINT32_MAX),
         metavar="N",
         help="prompt tokens a llama.cpp model keeps for prompts that begin alike; 0 turns its cache off",
+    )
+
+    sub.add_argument(
+        "--embedding", action="store_true", default=None, help="load a llama.cpp model to embed instead of generating"
+    )
+    sub.add_argument(
+        "--pooling", choices=POOLINGS, help="with --embedding: how token vectors make one (default: the GGUF's)"
     )
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
