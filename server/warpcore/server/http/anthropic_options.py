@@ -13,6 +13,7 @@ from warpcore.server.core.tooling import (
     ToolChoiceMode,
 )
 from warpcore.server.http.fields import Json, at, boolean, integer, mapping, refuse, schema, text, unsupported
+from warpcore.server.http.inner_members import ANTHROPIC_TOOL_CHOICE, OUTPUT_FORMAT, THINKING
 
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -22,6 +23,7 @@ def tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoic
     """The choice, and whether the model may call several tools at once (`disable_parallel_tool_use`)."""
     if choice is None:
         return ToolChoice(), True
+    ANTHROPIC_TOOL_CHOICE.check(choice, "tool_choice")
     parallel = boolean(choice, "disable_parallel_tool_use", "tool_choice") is not True
     kind = text(choice, "type", "tool_choice", required=True) or ""
     if kind == "tool":
@@ -43,6 +45,7 @@ def output_format(body: Json, output_config: Json) -> ResponseFormat | None:
         output_format, path = beta, "output_format"
     if output_format is None:
         return None
+    OUTPUT_FORMAT.check(output_format, path)
     if text(output_format, "type", path, required=True) != "json_schema":
         raise refuse(at(path, "type"), "expected json_schema")
     checked = schema(output_format, "schema", path, required=True) or {}
@@ -56,6 +59,8 @@ def reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOption
         if effort_name not in _EFFORTS:
             raise unsupported("output_config.effort", f"effort {effort_name!r} ({', '.join(_EFFORTS)} are)")
         effort = ReasoningEffort(effort_name)
+    if thinking is not None:
+        THINKING.check(thinking, "thinking")
     kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
     if kind not in (None, "enabled", "adaptive", "disabled"):
         raise refuse("thinking.type", f"unknown type {kind!r}; expected enabled, adaptive or disabled")

@@ -37,6 +37,7 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.inner_members import ANTHROPIC_BLOCKS, ANTHROPIC_MESSAGE, ANTHROPIC_TOOL, OUTPUT_CONFIG
 from warpcore.server.http.members import ANTHROPIC_COUNT_TOKENS, ANTHROPIC_MESSAGES
 from warpcore.server.http.parts import (
     Content,
@@ -87,6 +88,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     tools = tuple(_tool(path, tool, marks) for path, tool in listed)
     choice, parallel = tool_choice(mapping(body, "tool_choice"), tools)
     output_config = mapping(body, "output_config") or {}
+    OUTPUT_CONFIG.check(output_config, "output_config")
     system, system_cache, before_system = _system(body, marks)
     tools = marked_last(tools, before_system)
     turns: list[tuple[ChatMessage, Content | None]] = []
@@ -143,6 +145,7 @@ def _text_blocks(
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
+        ANTHROPIC_BLOCKS["text"].check(block, block_path)
         pieces.append(text(block, "text", block_path, required=True) or "")
         block_marks.append(cache_mark(block, block_path, marks))
     return separator.join(pieces), *end_and_before(block_marks)
@@ -166,6 +169,7 @@ def _turn(
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected user or assistant")
+    ANTHROPIC_MESSAGE.check(message, path)
     content = message.get("content")
     if isinstance(content, str):
         return [(ChatMessage(role, content), None)], NONE
@@ -177,6 +181,8 @@ def _turn(
     own_cache = before_turn = NONE
     for place, (block_path, block) in enumerate(blocks):
         kind = block.get("type")
+        if isinstance(kind, str) and kind in ANTHROPIC_BLOCKS:
+            ANTHROPIC_BLOCKS[kind].check(block, block_path)
         is_result = kind == "tool_result" and role is Role.USER
         # A result's text, read first: the breakpoints of its blocks come before its own.
         result_text, inner_last, inner_early = (
@@ -241,6 +247,7 @@ def _before(
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "custom") != "custom":
         raise unsupported(at(path, "type"), f"the server tool {tool.get('type')!r}")
+    ANTHROPIC_TOOL.check(tool, path)
     return Tool(
         name=text(tool, "name", path, required=True) or "",
         description=text(tool, "description", path) or "",

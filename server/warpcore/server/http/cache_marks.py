@@ -26,6 +26,7 @@ from warpcore.server.core.tooling import (
     Tool,
 )
 from warpcore.server.http.fields import Json, at, mapping, refuse, text
+from warpcore.server.http.inner_members import CACHE_CONTROL, PROMPT_CACHE_BREAKPOINT
 
 NONE = CacheBreakpoint.NONE
 _ANTHROPIC_LIFETIMES = {None: CacheBreakpoint.SHORT, "5m": CacheBreakpoint.SHORT, "1h": CacheBreakpoint.LONG}
@@ -40,6 +41,7 @@ def cache_mark(block: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoin
     control = mapping(block, "cache_control", path)
     if control is None:
         return NONE
+    CACHE_CONTROL.check(control, control_path)
     if text(control, "type", control_path, required=True) != "ephemeral":
         raise refuse(at(control_path, "type"), "the only cache_control type is ephemeral")
     return _lifetime(control, control_path, _ANTHROPIC_LIFETIMES, marks)
@@ -53,6 +55,7 @@ def part_mark(part: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoint:
         return cache_mark(part, path, marks)
     if part.get("cache_control") is not None:
         raise refuse(breakpoint_path, "give prompt_cache_breakpoint or cache_control, not both")
+    PROMPT_CACHE_BREAKPOINT.check(explicit, breakpoint_path)
     if text(explicit, "mode", breakpoint_path, required=True) != "explicit":
         raise refuse(at(breakpoint_path, "mode"), "the only prompt_cache_breakpoint mode is explicit")
     return _lifetime(explicit, breakpoint_path, _OPENAI_LIFETIMES, marks)

@@ -1,6 +1,7 @@
 """Which top-level members each request of the door takes: those read, those that change no answer (ignored), those
 honoured only at their default, and those no backend here honours (refused, naming them); any other is refused as
-unknown, as both vendors' APIs refuse a misspelt or unknown field rather than answer without it."""
+unknown, as both vendors' APIs refuse a misspelt or unknown field rather than answer without it. The objects nested in
+a request are checked the same way (inner_members.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.http.fields import Json, unsupported
+from warpcore.server.http.fields import Json, at, unsupported
 
 
 @dataclass(frozen=True)
@@ -28,21 +29,23 @@ class Members:
     def known(self) -> frozenset[str]:
         return frozenset((*self.read, *self.ignored, *self.refused, *self.defaults))
 
-    def check(self, body: Json) -> None:
+    def check(self, body: Json, path: str = "") -> None:
+        """`body`, the object at `path` ("" the request itself)."""
         known = self.known
         for name, value in body.items():
             if name not in known and value is not None:  # null is unset, as the vendors' APIs read it
+                where = at(path, name)
                 raise InvalidArgumentError(
-                    f"{name}: not a field of this request (misspelt, or one this server does not know)",
-                    field=name,
+                    f"{where}: not a field of this request (misspelt, or one this server does not know)",
+                    field=where,
                     reason="UNKNOWN_FIELD",
                 )
         for name, default in self.defaults.items():
             if body.get(name) not in (None, default):
-                raise unsupported(name, f"{name}={body[name]!r}")
+                raise unsupported(at(path, name), f"{name}={body[name]!r}")
         for name in self.refused:
             if body.get(name) is not None:
-                raise unsupported(name, self.why.get(name, name))
+                raise unsupported(at(path, name), self.why.get(name, name))
 
 
 OPENAI_CHAT = Members(

@@ -15,10 +15,8 @@ from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
-    ReasoningEffort,
     ReasoningOptions,
     ResponseFormat,
-    ResponseFormatKind,
     Tool,
     ToolCall,
     ToolChoice,
@@ -37,11 +35,23 @@ from warpcore.server.http.fields import (
     number,
     objects,
     refuse,
-    schema,
     text,
     unsupported,
 )
+from warpcore.server.http.inner_members import (
+    CALLED_FUNCTION,
+    CHAT_MESSAGES,
+    CHAT_PARTS,
+    CHAT_TOOL,
+    CHAT_TOOL_CHOICE,
+    CHOSEN_FUNCTION,
+    FUNCTION,
+    STREAM_OPTIONS,
+    THINKING_BLOCK,
+    TOOL_CALL,
+)
 from warpcore.server.http.members import OPENAI_CHAT
+from warpcore.server.http.openai_options import choice_mode, function_tool, reasoning_options, response_format_at
 from warpcore.server.http.parts import Content, FileReader, content_parts, numbered, openai_file, openai_image
 
 FIELD_NAMES = {
@@ -89,6 +99,7 @@ def chat_request(body: Json) -> ChatRequest:
     if not all(isinstance(item, str) for item in stops):
         raise refuse("stop", "must be a string or an array of strings")
     stream_options = mapping(body, "stream_options") or {}
+    STREAM_OPTIONS.check(stream_options, "stream_options")
     marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
@@ -149,7 +160,8 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
-    content, last_part, before = content_parts(message, "content", path, marks, _FILES, _TEXTS)
+    CHAT_MESSAGES[role_name or ""].check(message, path)
+    content, last_part, before = content_parts(message, "content", path, marks, _FILES, _TEXTS, CHAT_PARTS)
     own = cache_mark(message, path, marks)  # on the message itself, as gateways take it for a string content
     cache = own if own is not NONE else last_part
     if role is Role.TOOL:
@@ -162,8 +174,12 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
         content.add_text(refusal, at(path, "refusal"))
     calls = []
     for call_path, call in objects(message, "tool_calls", path):
+        TOOL_CALL.check(call, call_path)
+        if call.get("type", "function") != "function":
+            raise unsupported(at(call_path, "type"), f"a tool call of type {call.get('type')!r}")
         function = mapping(call, "function", call_path, required=True) or {}
         function_path = at(call_path, "function")
+        CALLED_FUNCTION.check(function, function_path)
         calls.append(
             ToolCall(
                 id=text(call, "id", call_path, required=True) or "",
@@ -180,6 +196,7 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
     plain `reasoning_content`."""
     blocks = []
     for block_path, block in objects(message, "thinking_blocks", path):
+        THINKING_BLOCK.check(block, block_path)
         if block.get("type") == "redacted_thinking":
             blocks.append(ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True))
         else:
@@ -194,19 +211,10 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "function") != "function":
         raise unsupported(at(path, "type"), f"a tool of type {tool.get('type')!r}")
+    CHAT_TOOL.check(tool, path)
     function = mapping(tool, "function", path, required=True) or {}
+    FUNCTION.check(function, at(path, "function"))
     return dataclasses.replace(function_tool(function, at(path, "function")), cache=cache_mark(tool, path, marks))
-
-
-def function_tool(function: Json, path: str) -> Tool:
-    """A function's name, description, parameters and strictness, at `path` (Chat Completions nests them under a
-    tool's `function`; the Responses API gives them on the tool itself)."""
-    return Tool(
-        name=text(function, "name", path, required=True) or "",
-        description=text(function, "description", path) or "",
-        parameters=schema(function, "parameters", path) or {"type": "object", "properties": {}},
-        strict=boolean(function, "strict", path) is True,
-    )
 
 
 def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
@@ -220,61 +228,18 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
         raise unsupported(
             "tool_choice.type", f"tool_choice of type {choice.get('type')!r} (auto, none, required or a function are)"
         )
+    CHAT_TOOL_CHOICE.check(choice, "tool_choice")
     function = mapping(choice, "function", "tool_choice", required=True) or {}
+    CHOSEN_FUNCTION.check(function, "tool_choice.function")
     name = text(function, "name", "tool_choice.function", required=True) or ""
     if name not in {tool.name for tool in tools}:
         raise refuse("tool_choice.function.name", f"names no tool in tools: {name!r}")
     return ToolChoice(ToolChoiceMode.NAMED, name)
 
 
-def choice_mode(choice: str) -> ToolChoice:
-    """A `tool_choice` string, as both OpenAI APIs name the modes."""
-    modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
-    if choice not in modes:
-        raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
-    return ToolChoice(modes[choice])
-
-
 def _response_format(response_format: Json | None) -> ResponseFormat | None:
     return None if response_format is None else response_format_at(response_format, "response_format", "json_schema")
 
 
-def response_format_at(container: Json, path: str, spec_key: str | None) -> ResponseFormat:
-    """The response format object at `path`: its type and, for json_schema, the schema's spec (name, schema, strict,
-    description), under `spec_key` (Chat Completions' `json_schema`) or, None, beside the type (the Responses API's
-    `text.format`)."""
-    kind = text(container, "type", path, required=True)
-    if kind == "text":
-        return ResponseFormat()
-    if kind == "json_object":
-        return ResponseFormat(ResponseFormatKind.JSON_OBJECT)
-    if kind != "json_schema":
-        raise refuse(at(path, "type"), f"unknown type {kind!r}; expected text, json_object or json_schema")
-    spec = container if spec_key is None else mapping(container, spec_key, path, required=True) or {}
-    path = path if spec_key is None else at(path, spec_key)
-    checked = schema(spec, "schema", path) or {}
-    # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
-    # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
-    description = text(spec, "description", path)
-    if description is not None:
-        if checked.get("description", description) != description:
-            raise refuse(at(path, "description"), "differs from the schema's own description; give one of them")
-        checked = {**checked, "description": description}
-    return ResponseFormat(
-        ResponseFormatKind.JSON_SCHEMA,
-        schema=checked,
-        name=text(spec, "name", path, required=True) or "",
-        strict=boolean(spec, "strict", path) is True,
-    )
-
-
 def _reasoning(effort: str | None) -> ReasoningOptions | None:
     return None if effort is None else reasoning_options(effort, "reasoning_effort")
-
-
-def reasoning_options(effort: str, path: str) -> ReasoningOptions:
-    try:
-        return ReasoningOptions(effort=ReasoningEffort(effort))
-    except ValueError:
-        efforts = ", ".join(level.value for level in ReasoningEffort)
-        raise refuse(path, f"unknown effort {effort!r}; expected one of {efforts}") from None

@@ -17,6 +17,8 @@ from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.cache_marks import NONE, end_and_before, part_mark
 from warpcore.server.http.fields import Json, at, mapping, objects, refuse, text, unsupported
+from warpcore.server.http.inner_members import CITATIONS, FILE, IMAGE_URL, SOURCES
+from warpcore.server.http.members import Members
 
 # Strict: a media type, `;base64,` and the data, nothing else (no parameters, no percent-encoded data).
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
@@ -74,10 +76,12 @@ def content_parts(
     marks: list[CacheMark],
     files: Mapping[str, FileReader],
     texts: Mapping[str, str],
+    members: Mapping[str, Members],
 ) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
-    """`owner[key]`, a string or an array of parts in order: a file kind read by its reader in `files`, a text kind
-    by its member named in `texts` (files in any role: the domain says where they may go). With the cache breakpoint
-    of its last part, and the first of a part before it that ends no place of the domain's (see cache_marks)."""
+    """`owner[key]`, a string or an array of parts in order, each kind's members those in `members`: a file kind
+    read by its reader in `files`, a text kind by its member named in `texts` (files in any role: the domain says
+    where they may go). With the cache breakpoint of its last part, and the first of a part before it that ends no
+    place of the domain's (see cache_marks)."""
     content_path = at(path, key)
     content = Content(content_path)
     value = owner.get(key)
@@ -87,6 +91,8 @@ def content_parts(
     unplaced = []  # each part's breakpoint that no file part of the domain carries
     for part_path, part in objects(owner, key, path):
         kind = str(part.get("type"))
+        if kind in members:
+            members[kind].check(part, part_path)
         mark = part_mark(part, part_path, marks)
         if kind in files:
             content.add_file(dataclasses.replace(files[kind](part, part_path), cache=mark), part_path)
@@ -170,6 +176,7 @@ def anthropic_document(block: Json, path: str) -> DocumentPart:
     if block.get("context") is not None:
         raise unsupported(at(path, "context"), "a document's context (put it in a text block)")
     citations = mapping(block, "citations", path) or {}
+    CITATIONS.check(citations, at(path, "citations"))
     if citations.get("enabled") is True:
         raise unsupported(at(at(path, "citations"), "enabled"), "citations")
     data, media_type, url = _anthropic_source(block, path, "document")
@@ -180,6 +187,8 @@ def _anthropic_source(block: Json, path: str, noun: str) -> tuple[bytes, str, st
     source_path = at(path, "source")
     source = mapping(block, "source", path, required=True) or {}
     kind = text(source, "type", source_path, required=True)
+    if kind in SOURCES:
+        SOURCES[kind].check(source, source_path)
     if kind == "base64":
         data = text(source, "data", source_path, required=True) or ""
         media_type = text(source, "media_type", source_path, required=True) or ""
@@ -197,6 +206,7 @@ def openai_image(part: Json, path: str) -> ImagePart:
     `detail` has no place in the domain (and no meaning to Anthropic or llama.cpp models): checked, then left out."""
     image_path = at(path, "image_url")
     image = mapping(part, "image_url", path, required=True) or {}
+    IMAGE_URL.check(image, image_path)
     detail = text(image, "detail", image_path)
     if detail not in (None, *_DETAILS):
         raise refuse(at(image_path, "detail"), f"unknown detail {detail!r}; expected one of {', '.join(_DETAILS)}")
@@ -212,6 +222,7 @@ def openai_file(part: Json, path: str) -> DocumentPart:
     keeps no files), refused."""
     file_path = at(path, "file")
     file = mapping(part, "file", path, required=True) or {}
+    FILE.check(file, file_path)
     if file.get("file_id") is not None:
         raise unsupported(at(file_path, "file_id"), "a file by id (send its file_data)")
     data_path = at(file_path, "file_data")

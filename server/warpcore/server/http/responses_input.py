@@ -12,6 +12,7 @@ from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.tooling import ReasoningBlock, Tool, ToolCall
 from warpcore.server.http.cache_marks import NONE, marked, marked_last
 from warpcore.server.http.fields import Json, at, json_object_text, objects, refuse, text, unsupported
+from warpcore.server.http.inner_members import REASONING_TEXT, RESPONSES_ITEMS, RESPONSES_PARTS
 from warpcore.server.http.parts import (
     Content,
     FileReader,
@@ -57,13 +58,15 @@ class Conversation:
 
     def item(self, path: str, item: Json) -> None:
         kind = text(item, "type", path) or "message"
+        if kind in RESPONSES_ITEMS:
+            RESPONSES_ITEMS[kind].check(item, path)
         if kind == "message":
             self._message(path, item)
         elif kind == "function_call":
             self._call(path, item)
         elif kind == "function_call_output":
             self.check_reasoning_followed()
-            content, last, before = content_parts(item, "output", path, self.marks, _FILES, _TEXTS)
+            content, last, before = content_parts(item, "output", path, self.marks, _FILES, _TEXTS, RESPONSES_PARTS)
             call_id = text(item, "call_id", path, required=True) or ""
             self._add(content.message(Role.TOOL, tool_call_id=call_id, cache=last), content, before, path)
             self._paths[-1][".tool_call_id"] = at(path, "call_id")
@@ -87,7 +90,7 @@ class Conversation:
             raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
         if role is not Role.ASSISTANT:
             self.check_reasoning_followed()
-        content, last, before = content_parts(item, "content", path, self.marks, _FILES, _TEXTS)
+        content, last, before = content_parts(item, "content", path, self.marks, _FILES, _TEXTS, RESPONSES_PARTS)
         extra = {"reasoning": self._handed_back()} if role is Role.ASSISTANT else {}
         self._add(content.message(role, cache=last, **extra), content, before, path)
 
@@ -159,6 +162,8 @@ def _reasoning_block(path: str, item: Json) -> ReasoningBlock:
     """A reasoning item handed back: its text (`content`, else its `summary`) and, in `encrypted_content`, the
     signature the door gave it; an item of encrypted content alone is a redacted block."""
     parts = objects(item, "content", path) or objects(item, "summary", path)
+    for part_path, part in parts:
+        REASONING_TEXT.check(part, part_path)
     texts = [text(part, "text", part_path, required=True) or "" for part_path, part in parts]
     signature = text(item, "encrypted_content", path) or ""
     return ReasoningBlock("\n\n".join(texts), signature, redacted=bool(signature) and not parts)

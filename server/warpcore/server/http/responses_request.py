@@ -25,8 +25,9 @@ from warpcore.server.http.fields import (
     text,
     unsupported,
 )
+from warpcore.server.http.inner_members import REASONING, RESPONSES_TOOL, RESPONSES_TOOL_CHOICE, TEXT
 from warpcore.server.http.members import OPENAI_RESPONSES
-from warpcore.server.http.openai_request import choice_mode, function_tool, reasoning_options, response_format_at
+from warpcore.server.http.openai_options import choice_mode, function_tool, reasoning_options, response_format_at
 from warpcore.server.http.parts import numbered
 from warpcore.server.http.responses_input import Conversation, input_items
 
@@ -81,8 +82,10 @@ def responses_request(body: Json) -> ResponsesRequest:
     messages, part_names = numbered(conversation.turns)
     field_names = conversation.field_names(part_names)
     settings = mapping(body, "text") or {}
+    TEXT.check(settings, "text")
     response_format = mapping(settings, "format", "text")
     reasoning = mapping(body, "reasoning") or {}
+    REASONING.check(reasoning, "reasoning")
     effort = text(reasoning, "effort", "reasoning")
     text(reasoning, "summary", "reasoning")  # checked only: the reasoning a backend shows is always its summary here
     max_tokens = integer(body, "max_output_tokens")
@@ -126,6 +129,7 @@ def _tool(path: str, tool: Json) -> Tool:
     kind = text(tool, "type", path, required=True)
     if kind != "function":
         raise unsupported(at(path, "type"), f"a tool of type {kind!r} (function tools are)")
+    RESPONSES_TOOL.check(tool, path)
     return function_tool(tool, path)
 
 
@@ -137,6 +141,7 @@ def _tool_choice(choice: object) -> ToolChoice:
     if not isinstance(choice, dict):
         raise refuse("tool_choice", "must be a string or an object")
     kind = text(choice, "type", "tool_choice", required=True)
+    RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
     if kind != "function":
         raise unsupported("tool_choice.type", f"tool_choice of type {kind!r} (auto, none, required or a function are)")
     return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or "")

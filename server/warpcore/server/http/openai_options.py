@@ -1,0 +1,79 @@
+"""The options both OpenAI APIs share, each read at the path its API gives it: a function tool, the tool choice
+modes, the response format (Chat Completions' `response_format`, the Responses API's `text.format`) and the reasoning
+effort."""
+
+from __future__ import annotations
+
+from warpcore.server.core.tooling import (
+    ReasoningEffort,
+    ReasoningOptions,
+    ResponseFormat,
+    ResponseFormatKind,
+    Tool,
+    ToolChoice,
+    ToolChoiceMode,
+)
+from warpcore.server.http.fields import Json, at, boolean, mapping, refuse, schema, text
+from warpcore.server.http.inner_members import FORMAT_SPEC, FORMAT_TYPE, SPEC_BESIDE_TYPE
+from warpcore.server.http.members import Members
+
+
+def function_tool(function: Json, path: str) -> Tool:
+    """A function's name, description, parameters and strictness, at `path` (Chat Completions nests them under a
+    tool's `function`; the Responses API gives them on the tool itself)."""
+    return Tool(
+        name=text(function, "name", path, required=True) or "",
+        description=text(function, "description", path) or "",
+        parameters=schema(function, "parameters", path) or {"type": "object", "properties": {}},
+        strict=boolean(function, "strict", path) is True,
+    )
+
+
+def choice_mode(choice: str) -> ToolChoice:
+    """A `tool_choice` string, as both OpenAI APIs name the modes."""
+    modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
+    if choice not in modes:
+        raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
+    return ToolChoice(modes[choice])
+
+
+def response_format_at(container: Json, path: str, spec_key: str | None) -> ResponseFormat:
+    """The response format object at `path`: its type and, for json_schema, the schema's spec (name, schema, strict,
+    description), under `spec_key` (Chat Completions' `json_schema`) or, None, beside the type (the Responses API's
+    `text.format`)."""
+    kind = text(container, "type", path, required=True)
+    if kind in ("text", "json_object"):
+        FORMAT_TYPE.check(container, path)
+        return ResponseFormat() if kind == "text" else ResponseFormat(ResponseFormatKind.JSON_OBJECT)
+    if kind != "json_schema":
+        raise refuse(at(path, "type"), f"unknown type {kind!r}; expected text, json_object or json_schema")
+    if spec_key is None:
+        SPEC_BESIDE_TYPE.check(container, path)
+        spec = container
+    else:
+        Members(read=("type", spec_key)).check(container, path)
+        spec = mapping(container, spec_key, path, required=True) or {}
+        path = at(path, spec_key)
+        FORMAT_SPEC.check(spec, path)
+    checked = schema(spec, "schema", path) or {}
+    # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
+    # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
+    description = text(spec, "description", path)
+    if description is not None:
+        if checked.get("description", description) != description:
+            raise refuse(at(path, "description"), "differs from the schema's own description; give one of them")
+        checked = {**checked, "description": description}
+    return ResponseFormat(
+        ResponseFormatKind.JSON_SCHEMA,
+        schema=checked,
+        name=text(spec, "name", path, required=True) or "",
+        strict=boolean(spec, "strict", path) is True,
+    )
+
+
+def reasoning_options(effort: str, path: str) -> ReasoningOptions:
+    try:
+        return ReasoningOptions(effort=ReasoningEffort(effort))
+    except ValueError:
+        efforts = ", ".join(level.value for level in ReasoningEffort)
+        raise refuse(path, f"unknown effort {effort!r}; expected one of {efforts}") from None
