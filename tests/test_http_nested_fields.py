@@ -1,6 +1,7 @@
 """The members of the objects nested in a request (messages, content parts and blocks, tools, options) are checked as
 the request's own are: a misspelt one is a 400 naming its path, before anything goes upstream, in every dialect; the
-members the vendors' SDKs send are taken; a message's `name`, which no backend here gets, is refused."""
+members the vendors' SDKs send are taken; a message's `name`, which no backend here gets, is refused; a chat message's
+`content` is required as OpenAI's API requires it."""
 
 from __future__ import annotations
 
@@ -211,3 +212,33 @@ async def test_a_messages_name_is_refused_as_no_backend_gets_it(both: Doors, rol
     error = refused.json()["error"]
     assert (error["param"], error["code"]) == ("messages[1].name", "unsupported_field")
     assert "not supported" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        {"role": "user", "content": None},
+        {"role": "system", "content": None},
+        {"role": "developer"},
+        {"role": "assistant", "content": None},
+    ],
+)
+async def test_a_message_without_content_is_a_400_naming_it(
+    both: Doors, openai_upstream: FakeOpenAI, turn: dict[str, Any]
+) -> None:
+    refused = await post(both, "/v1/chat/completions", chat_body(messages=[{"role": "user", "content": "a"}, turn]))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "messages[1].content"
+    assert posts(openai_upstream) == []
+
+
+async def test_a_tool_result_without_content_is_a_400_naming_it(both: Doors) -> None:
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    turns = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c"},
+    ]
+    refused = await post(both, "/v1/chat/completions", chat_body(messages=turns, tools=[CHAT_TOOL]))
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "messages[2].content"

@@ -161,6 +161,12 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
     CHAT_MESSAGES[role_name or ""].check(message, path)
+    # As OpenAI's API: only an assistant's answer may be calls (or a refusal) without content.
+    answered = role is Role.ASSISTANT and (message.get("tool_calls") or message.get("refusal"))
+    if message.get("content") is None and not answered:
+        raise refuse(
+            at(path, "content"), "is required (null only in an assistant message with tool_calls or a refusal)"
+        )
     content, last_part, before = content_parts(message, "content", path, marks, _FILES, _TEXTS, CHAT_PARTS)
     own = cache_mark(message, path, marks)  # on the message itself, as gateways take it for a string content
     cache = own if own is not NONE else last_part
