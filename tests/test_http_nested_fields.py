@@ -1,7 +1,8 @@
 """The members of the objects nested in a request (messages, content parts and blocks, tools, options) are checked as
 the request's own are: a misspelt one is a 400 naming its path, before anything goes upstream, in every dialect; the
 members the vendors' SDKs send are taken; a message's `name`, which no backend here gets, is refused; a chat message's
-`content` is required as OpenAI's API requires it."""
+`content` is required as OpenAI's API requires it; a refusal names its field as the client wrote it (a schema by its
+path in each dialect, embeddings' `input`), the rest of its message left as it was."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.conftest import TINY_MODEL
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import base_url, load_hosted
+from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 
 SCHEMA: dict[str, Any] = {"type": "object", "properties": {"n": {"type": "integer"}}}
@@ -242,3 +245,32 @@ async def test_a_tool_result_without_content_is_a_400_naming_it(both: Doors) -> 
     refused = await post(both, "/v1/chat/completions", chat_body(messages=turns, tools=[CHAT_TOOL]))
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["param"] == "messages[2].content"
+
+
+async def test_a_schema_a_local_model_cannot_follow_is_named_where_the_request_gives_it(doors: Doors) -> None:
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, 64))
+    schema = {"oneOf": [{"type": "integer"}, {"type": "string"}]}
+    chat_format = {**CHAT_FORMAT, "json_schema": {"name": "n", "schema": schema}}
+    chat = await post(doors, "/v1/chat/completions", chat_body(model="tiny", response_format=chat_format))
+    text_format = {"format": {"type": "json_schema", "name": "n", "schema": schema}}
+    responses = await post(doors, "/v1/responses", responses_body(model="tiny", text=text_format))
+    output_config = {"format": {"type": "json_schema", "schema": schema}}
+    asked = {"model": "tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "a"}]}
+    messages = await post(doors, "/v1/messages", {**asked, "output_config": output_config})
+    for refused, field in [
+        (chat, "response_format.json_schema.schema"),
+        (responses, "text.format.schema"),
+        (messages, "output_config.format.schema"),
+    ]:
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["message"].startswith(f"{field} at #: oneOf"), error
+        assert error.get("param", field) == field
+
+
+async def test_embeddings_of_no_input_say_so_in_words(both: Doors) -> None:
+    refused = await post(both, "/v1/embeddings", {"model": "gpt", "input": []})
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "input"
+    assert error["message"] == "give between 1 and 2048 inputs"

@@ -57,6 +57,7 @@ FIELD_NAMES = {
     "reasoning.adaptive": "thinking.type",
     "reasoning.effort": "output_config.effort",
     "response_format": "output_config.format",
+    "response_format.schema": "output_config.format.schema",
     "anthropic_betas": "anthropic-beta",
 }
 """Domain field paths as this dialect names them."""

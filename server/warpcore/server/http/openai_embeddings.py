@@ -53,8 +53,9 @@ async def embed(engine: Engine, request: EmbeddingsRequest) -> Embeddings:
         return await engine.embed(request.model, request.params)
     except WarpcoreError as error:
         if error.field is not None and error.field.startswith(_INPUTS):
-            domain_field, error.field = error.field, "input" + error.field.removeprefix(_INPUTS)
-            error.message = error.message.replace(domain_field, error.field, 1)
+            # Only a leading name is the field: "inputs" later in the message is the word ("send at most 8 inputs").
+            named = "input" + error.field.removeprefix(_INPUTS)
+            error.message, error.field = error.message_naming(named), named
         raise
 
 

@@ -60,6 +60,8 @@ FIELD_NAMES = {
     "system": "messages",
     "reasoning": "reasoning_effort",
     "reasoning.effort": "reasoning_effort",
+    "response_format.schema": "response_format.json_schema.schema",
+    "response_format.name": "response_format.json_schema.name",
 }
 """Domain field paths as this dialect names them."""
 _FILES: dict[str, FileReader] = {"image_url": openai_image, "file": openai_file}
