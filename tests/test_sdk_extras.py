@@ -86,7 +86,7 @@ async def test_image_parts_from_bytes_a_path_and_a_url(
     target: str, openai_upstream: FakeOpenAI, tmp_path: Path
 ) -> None:
     picture = tmp_path / "picture.png"
-    picture.write_bytes(b"\x89PNG fake")
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n fake")  # a PNG's signature: the server checks it
     async with AsyncClient(target) as client:
         await client.load_model(
             "gpt-4o-mini", backend="openai", model_id="m", api_key=OPENAI_KEY, base_url=openai_upstream.base_url
@@ -107,7 +107,7 @@ async def test_image_parts_from_bytes_a_path_and_a_url(
     assert [part.get("image_url", {}).get("url") or part.get("text") for part in body["messages"][0]["content"]] == [
         "Compare:",
         "data:image/gif;base64,R0lGODlh",
-        "data:image/png;base64,iVBORyBmYWtl",
+        "data:image/png;base64,iVBORw0KGgogZmFrZQ==",
         "https://x.example/a.webp",
         "ok?",
     ]
