@@ -3,9 +3,11 @@ order they began, and its result; each dialect renders them in its own shape."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from warpcore.server.core.domain import (
+    Finish,
     FinishReason,
     ReasoningChunk,
     TextChunk,
@@ -86,19 +88,24 @@ class Collected:
         return "".join(part.text for part in self.parts if part.kind == "refusal")
 
     def tool_calls(self) -> list[tuple[ToolCall, bool]]:
-        """Every call the answer holds, each with whether it is complete: in the order they began, then those a
-        backend gave whole, only in its result. A call that max_tokens cut short keeps the arguments it got, which
-        are no whole JSON object, as the vendors' APIs hand back such a call."""
+        """Every call the answer holds, each with whether it is complete (`calls_of`)."""
         assert self.result is not None
-        complete = {call.id: call for call in self.result.finish.tool_calls}
-        calls = [
-            (complete.pop(part.id), True) if part.id in complete else (ToolCall(part.id, part.name, part.text), False)
-            for part in self.parts
-            if part.kind == "tool"
-        ]
-        return calls + [(call, True) for call in complete.values()]
+        return calls_of(self.parts, self.result.finish)
 
     @property
     def reason(self) -> FinishReason:
         assert self.result is not None
         return self.result.finish.reason
+
+
+def calls_of(parts: Sequence[Part], finish: Finish) -> list[tuple[ToolCall, bool]]:
+    """Every call an answer of `parts` that ended with `finish` holds, each with whether it is complete: in the
+    order they began, then those a backend gave whole, only in its result. A call that max_tokens cut short keeps the
+    arguments it got, which are no whole JSON object, as the vendors' APIs hand back such a call."""
+    complete = {call.id: call for call in finish.tool_calls}
+    calls = [
+        (complete.pop(part.id), True) if part.id in complete else (ToolCall(part.id, part.name, part.text), False)
+        for part in parts
+        if part.kind == "tool"
+    ]
+    return calls + [(call, True) for call in complete.values()]

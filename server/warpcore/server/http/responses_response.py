@@ -13,7 +13,7 @@ from typing import Any
 from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import ErrorCode, WarpcoreError
 from warpcore.server.core.tooling import ToolCall
-from warpcore.server.http.collect import Collected, Part
+from warpcore.server.http.collect import Collected, Part, calls_of
 from warpcore.server.http.openai_response import logprob_entries
 
 _PREFIXES = {"text": "msg", "refusal": "msg", "reasoning": "rs", "tool": "fc"}
@@ -114,7 +114,7 @@ def reasoning(item_id: str, part: Part) -> dict[str, Any]:
 def output_items(head: Head, parts: Sequence[Part], finish: Finish) -> list[dict[str, Any]]:
     """An item per part, in order: the last one `incomplete` when the answer was cut short, a function call whose
     arguments a cut left unfinished too; then the calls a backend gave whole, only in its result."""
-    complete = {call.id: call for call in finish.tool_calls}
+    calls = iter(calls_of(parts, finish))  # in the order of the tool parts, then any given only whole
     last = "completed" if finish.reason in _COMPLETED else "incomplete"
     items = []
     for index, part in enumerate(parts):
@@ -124,11 +124,10 @@ def output_items(head: Head, parts: Sequence[Part], finish: Finish) -> list[dict
             items.append(message(item_id, state, [output_text(part) if part.kind == "text" else refusal(part)]))
         elif part.kind == "reasoning":
             items.append(reasoning(item_id, part))
-        elif part.id in complete:
-            items.append(function_call(item_id, complete.pop(part.id), "completed"))
         else:
-            items.append(function_call(item_id, ToolCall(part.id, part.name, part.text), "incomplete"))
-    items += [function_call(head.item_id("tool", len(items)), call, "completed") for call in complete.values()]
+            call, complete = next(calls)
+            items.append(function_call(item_id, call, "completed" if complete else "incomplete"))
+    items += [function_call(head.item_id("tool", len(items)), call, "completed") for call, _ in calls]
     return items
 
 
