@@ -205,7 +205,7 @@ async def test_unknown_words_of_word_valued_options_list_the_accepted_ones(make:
     with pytest.raises(ValueError, match=numa):
         await maybe(load(TINY_MODEL, numa_strategy="weird"))
     with pytest.raises(ValueError, match=numa):
-        await maybe(load(TINY_MODEL, config=LocalConfig(numa_strategy="weird")))
+        await maybe(load(TINY_MODEL, config=LocalConfig(numa_strategy="weird")))  # type: ignore[arg-type]
     efforts = "^reasoning_effort is one of minimal, low, medium, high, none, xhigh, max, not 'extreme'$"
     with pytest.raises(ValueError, match=efforts):
         await maybe(generate("m", prompt="x", reasoning_effort="extreme"))

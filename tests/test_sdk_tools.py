@@ -248,7 +248,7 @@ async def test_sdk_verbosity(target: str, openai_upstream: FakeOpenAI) -> None:
         await client.load_model("gpt-4o-mini", backend="openai", model_id="m", config=config)
         await client.generate("m", prompt="Explain.", verbosity="medium")
         with pytest.raises(ValueError, match="verbosity is one of low, medium, high, not 'loud'"):
-            await client.generate("m", prompt="Explain.", verbosity="loud")
+            await client.generate("m", prompt="Explain.", verbosity="loud")  # type: ignore[call-overload]
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert body["verbosity"] == "medium"

@@ -20,18 +20,26 @@ from warpcore.client._errors import (
     WarpcoreError,
 )
 from warpcore.client._messages import Cache, Document, Image, Message, ReasoningBlock, Text, Tool, ToolCall
-from warpcore.client._models import Capabilities, KeepAliveLike, Model, Residency
+from warpcore.client._models import Capabilities, KeepAliveLike, Model, ModelState, ModelType, Residency
+from warpcore.client._options import (
+    BackendOptions,
+    BaseGenerationOptions,
+    GenerationOptions,
+    NumaStrategy,
+    Pooling,
+    ReasoningEffort,
+    ResponseModelClass,
+    Verbosity,
+)
 from warpcore.client._pull import PulledModel, PullEvent, PullProgress
 from warpcore.client._stream import AsyncStream, Stream
 from warpcore.client._types import (
     ApiConfig,
     Backend,
-    BackendOptions,
     EmbedResponse,
     FinishReason,
     GenerateResponse,
     GenerateResult,
-    GenerationOptions,
     LocalConfig,
     ReasoningDelta,
     StreamEvent,
@@ -54,6 +62,7 @@ __all__ = [
     "AuthenticationError",
     "Backend",
     "BackendOptions",
+    "BaseGenerationOptions",
     "Cache",
     "CancelledError",
     "Capabilities",
@@ -74,15 +83,21 @@ __all__ = [
     "LocalConfig",
     "Message",
     "Model",
+    "ModelState",
+    "ModelType",
     "NotFoundError",
+    "NumaStrategy",
     "PermissionDeniedError",
+    "Pooling",
     "PullEvent",
     "PullProgress",
     "PulledModel",
     "RateLimitError",
     "ReasoningBlock",
     "ReasoningDelta",
+    "ReasoningEffort",
     "Residency",
+    "ResponseModelClass",
     "ResponseParseError",
     "Stream",
     "StreamEvent",
@@ -99,5 +114,6 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "Usage",
+    "Verbosity",
     "WarpcoreError",
 ]

@@ -10,11 +10,18 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from warpcore.client._channel import ClientOptions
-from warpcore.client._client import Response, _Settings
+from warpcore.client._client import Parsed, Response, _Settings
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
 from warpcore.client._loop_channel import LoopChannel
 from warpcore.client._models import KeepAliveLike, Model, model_from
+from warpcore.client._options import (
+    NOT_GIVEN,
+    BackendOptions,
+    BaseGenerationOptions,
+    GenerationOptions,
+    ResponseModelClass,
+)
 from warpcore.client._protocol import (
     BackendLike,
     ConfigLike,
@@ -26,13 +33,7 @@ from warpcore.client._protocol import (
 )
 from warpcore.client._pull import PullEvent, async_pull_events, pull_request
 from warpcore.client._stream import AsyncStream
-from warpcore.client._types import (
-    BackendOptions,
-    EmbedResponse,
-    GenerateResponse,
-    GenerationOptions,
-    TokenCount,
-)
+from warpcore.client._types import EmbedResponse, GenerateResponse, TokenCount
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:  # only the stubs' .pyi has it
@@ -100,8 +101,9 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        **options: Unpack[GenerationOptions],
-    ) -> GenerateResponse: ...
+        response_format: ResponseModelClass[Parsed],
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Parsed | None]: ...
     @overload
     async def generate(
         self,
@@ -111,8 +113,33 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        **options: Unpack[GenerationOptions],
-    ) -> AsyncStream: ...
+        response_format: ResponseModelClass[Parsed],
+        **options: Unpack[BaseGenerationOptions],
+    ) -> AsyncStream[Parsed | None]: ...
+    @overload
+    async def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[False] = ...,
+        timeout: float | None = ...,
+        response_format: Any = ...,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Any]: ...
+    @overload
+    async def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[True],
+        timeout: float | None = ...,
+        response_format: Any = ...,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> AsyncStream[Any]: ...
     async def generate(
         self,
         model_id: str,
@@ -121,10 +148,12 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = None,
         stream: bool = False,
         timeout: float | None = None,
-        **options: Unpack[GenerationOptions],
-    ) -> GenerateResponse | AsyncStream:
-        """Generate from a loaded model: the final response, or with stream=True an AsyncStream."""
-        request, parse = generate_request(model_id, prompt, messages, options)
+        response_format: Any = NOT_GIVEN,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Any] | AsyncStream[Any]:
+        """Generate from a loaded model: the final response, or with stream=True an AsyncStream; `parsed` typed as
+        Client.generate's."""
+        request, parse = generate_request(model_id, prompt, messages, options, response_format)
         started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else await started.get_final_response()
 

@@ -14,6 +14,13 @@ from warpcore.client._channel import ChannelSettings, ClientOptions, channel_set
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
 from warpcore.client._models import KeepAliveLike, Model, model_from
+from warpcore.client._options import (
+    NOT_GIVEN,
+    BackendOptions,
+    BaseGenerationOptions,
+    GenerationOptions,
+    ResponseModelClass,
+)
 from warpcore.client._protocol import (
     BackendLike,
     ConfigLike,
@@ -25,17 +32,12 @@ from warpcore.client._protocol import (
 )
 from warpcore.client._pull import PullEvent, pull_events, pull_request
 from warpcore.client._stream import Stream
-from warpcore.client._types import (
-    BackendOptions,
-    EmbedResponse,
-    GenerateResponse,
-    GenerationOptions,
-    TokenCount,
-)
+from warpcore.client._types import EmbedResponse, GenerateResponse, TokenCount
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 Response = TypeVar("Response")
+Parsed = TypeVar("Parsed")
 
 
 class _Settings:
@@ -117,8 +119,9 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        **options: Unpack[GenerationOptions],
-    ) -> GenerateResponse: ...
+        response_format: ResponseModelClass[Parsed],
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Parsed | None]: ...
     @overload
     def generate(
         self,
@@ -128,8 +131,33 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        **options: Unpack[GenerationOptions],
-    ) -> Stream: ...
+        response_format: ResponseModelClass[Parsed],
+        **options: Unpack[BaseGenerationOptions],
+    ) -> Stream[Parsed | None]: ...
+    @overload
+    def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[False] = ...,
+        timeout: float | None = ...,
+        response_format: Any = ...,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Any]: ...
+    @overload
+    def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = ...,
+        messages: Sequence[MessageLike] | None = ...,
+        stream: Literal[True],
+        timeout: float | None = ...,
+        response_format: Any = ...,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> Stream[Any]: ...
     def generate(
         self,
         model_id: str,
@@ -138,10 +166,12 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = None,
         stream: bool = False,
         timeout: float | None = None,
-        **options: Unpack[GenerationOptions],
-    ) -> GenerateResponse | Stream:
-        """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes."""
-        request, parse = generate_request(model_id, prompt, messages, options)
+        response_format: Any = NOT_GIVEN,
+        **options: Unpack[BaseGenerationOptions],
+    ) -> GenerateResponse[Any] | Stream[Any]:
+        """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes. With a
+        pydantic model class as response_format, the response's `parsed` is typed as an instance of it (or None)."""
+        request, parse = generate_request(model_id, prompt, messages, options, response_format)
         started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
         return started if stream else started.get_final_response()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from google.protobuf import duration_pb2
 
@@ -17,6 +17,11 @@ from warpcore.v1 import models_pb2
 KeepAliveLike = float | timedelta | Literal["forever"]
 """How long a local model stays loaded once idle: seconds or a timedelta (0: unloaded as soon as its last generation
 ends), or "forever" (math.inf too): until unloaded. None, where it is taken, leaves it to the server (--keep-alive)."""
+
+ModelType = Literal["text_to_text", "text_to_embedding", "unspecified"]
+"""What a model takes and gives (Model.type); "unspecified" only from a server that leaves it unset."""
+ModelState = Literal["ready", "available", "unspecified"]
+"""Where a model stands on the server (Model.state); "unspecified" only from a server that leaves it unset."""
 
 MAX_DURATION_SECONDS = 315_576_000_000
 """The longest google.protobuf.Duration (10,000 years): past it protobuf fails; the server's own limit is lower (30
@@ -60,10 +65,12 @@ class Residency:
 class Model:
     id: str
     backend: str
+    """A Backend's value: "openai", "anthropic" or "llama_cpp" (a str, not a Literal, so that comparing it with
+    Backend.OPENAI type-checks under mypy's strict equality)."""
     name: str
-    type: str
+    type: ModelType
     """"text_to_text", or "text_to_embedding" for a model that embeds and does not generate."""
-    state: str
+    state: ModelState
     """"ready" when loaded on the server; "available" when not loaded: one the server loads on first use (its
     operator's lazy models, and those unloaded for idleness, keep_alive, or for room), or one a backend offers
     (list_models with a backend)."""
@@ -152,8 +159,8 @@ def model_from(message: pb.Model) -> Model:
         id=message.id,
         backend=pb.BackendType.Name(message.backend).removeprefix("BACKEND_TYPE_").lower(),
         name=message.name,
-        type=pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower(),
-        state=pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower(),
+        type=cast(ModelType, pb.ModelType.Name(message.type).removeprefix("MODEL_TYPE_").lower()),
+        state=cast(ModelState, pb.ModelState.Name(message.state).removeprefix("MODEL_STATE_").lower()),
         context_size=message.context_size,
         capabilities=capabilities_from(message),
         residency=residency_from(message),

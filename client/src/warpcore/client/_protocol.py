@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from warpcore.client._checks import choice, flag, generation_integers, known_options, tokens
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
+from warpcore.client._options import NOT_GIVEN, BackendOptions, BaseGenerationOptions, GenerationOptions
 from warpcore.client._tools import (
     Parse,
     chat_role,
@@ -20,10 +21,8 @@ from warpcore.client._tools import (
 from warpcore.client._types import (
     ApiConfig,
     Backend,
-    BackendOptions,
     FinishReason,
     GenerateResult,
-    GenerationOptions,
     LocalConfig,
     ReasoningDelta,
     StreamEvent,
@@ -160,17 +159,24 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
 
 
 def generate_request(
-    model_id: str, prompt: str | None, messages: Sequence[MessageLike] | None, options: GenerationOptions
+    model_id: str,
+    prompt: str | None,
+    messages: Sequence[MessageLike] | None,
+    options: BaseGenerationOptions,
+    response_format: Any = NOT_GIVEN,
 ) -> tuple[pb.GenerateRequest, Parse | None]:
     """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage), and the
-    parser of its structured answer when response_format asks for JSON."""
+    parser of its structured answer when response_format (in `options`, or generate()'s keyword) asks for JSON."""
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
-    known_options(options, GenerationOptions.__optional_keys__)
-    generation_integers(options)
-    if "no_prompt_cache" in options:
-        flag("no_prompt_cache", options["no_prompt_cache"])
-    request_options, fields, parse = request_fields(options)
+    given = cast(GenerationOptions, options)  # count_tokens' options hold its response_format, if any
+    if response_format is not NOT_GIVEN:  # generate()'s keyword, given (None too, refused as any other non-format)
+        given = {**options, "response_format": response_format}
+    known_options(given, GenerationOptions.__optional_keys__)
+    generation_integers(given)
+    if "no_prompt_cache" in given:
+        flag("no_prompt_cache", given["no_prompt_cache"])
+    request_options, fields, parse = request_fields(given)
     stop = fields.pop("stop", [])
     if isinstance(stop, str):  # one sequence, as OpenAI's SDK takes it, not a sequence of its characters
         stop = [stop]

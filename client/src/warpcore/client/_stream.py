@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
+from typing import Any, Generic, Self
 
 import grpc
 
@@ -15,6 +16,7 @@ from warpcore.client._types import (
     FinishReason,
     GenerateResponse,
     GenerateResult,
+    ParsedT,
     ReasoningDelta,
     StreamEvent,
     TextDelta,
@@ -49,7 +51,7 @@ class Accumulator:
             self._result = event
         return event
 
-    def response(self) -> GenerateResponse:
+    def response(self) -> GenerateResponse[Any]:
         if self._result is None:
             raise RuntimeError("the stream ended without its result frame")
         result = self._result
@@ -75,9 +77,9 @@ class Accumulator:
             raise ResponseParseError(response, error) from error
 
 
-class Stream:
+class Stream(Generic[ParsedT]):
     """A running generation. Iterating yields TextDelta, ToolCallDelta and ReasoningDelta events, then one
-    GenerateResult; `close()` cancels it."""
+    GenerateResult; `close()` cancels it. Generic in the type of the final response's `parsed`, as GenerateResponse."""
 
     def __init__(self, call: Iterator[pb.GenerateResponse], parse: Parse | None = None) -> None:
         self._call = call
@@ -109,7 +111,7 @@ class Stream:
         """The rest of the text, piece by piece (a refusal's apart: see GenerateResponse.refusal)."""
         return (event.text for event in self if isinstance(event, TextDelta) and not event.refusal)
 
-    def get_final_response(self) -> GenerateResponse:
+    def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError if the text does
         not parse as the response_format asks."""
         for _ in self:
@@ -120,14 +122,14 @@ class Stream:
         """Cancel the call: the server stops generating."""
         self._call.cancel()  # type: ignore[attr-defined]  # the iterator is the grpc call
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
 
-class AsyncStream:
+class AsyncStream(Generic[ParsedT]):
     """The asyncio twin of Stream."""
 
     def __init__(
@@ -162,7 +164,7 @@ class AsyncStream:
             if isinstance(event, TextDelta) and not event.refusal:
                 yield event.text
 
-    async def get_final_response(self) -> GenerateResponse:
+    async def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError as Stream's."""
         async for _ in self:
             pass
@@ -172,7 +174,7 @@ class AsyncStream:
         """Cancel the call: the server stops generating."""
         self._call.cancel()
 
-    async def __aenter__(self) -> AsyncStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(

@@ -10,7 +10,8 @@ from typing import Any
 from warpcore.client._checks import choice
 from warpcore.client._extras import cache_breakpoint
 from warpcore.client._messages import Cache, Message, ReasoningBlock, Tool, ToolCall
-from warpcore.client._types import GenerationOptions, ReasoningDelta
+from warpcore.client._options import GenerationOptions
+from warpcore.client._types import ReasoningDelta
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
