@@ -14,7 +14,7 @@ import grpc
 import pytest
 from aiohttp import web
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, load_tiny, serving
+from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, serving
 from tests.fakes.base import StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
@@ -212,3 +212,25 @@ async def test_a_call_still_queued_at_shutdown_is_refused_at_once_to_retry_elsew
     assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
     assert "shutting down" in (error.details() or "")
     assert refused_after < grace / 2
+
+
+async def test_calls_waiting_for_a_local_models_slot_are_refused_at_shutdown(server_env: dict[str, str]) -> None:
+    # One decode slot, and the gate admits four: three wait inside the model for its slot, not at the gate.
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, context_size=2048, parallel=1)
+        running = stub.Generate(greedy("life is", 2000))
+        await anext(aiter(running))
+        queued = [stub.Generate(greedy("the world", 8)) for _ in range(2)]
+        occupancy = server.engine.loaded()[0].info.occupancy
+        assert occupancy is not None
+        while occupancy.waiting < 2:  # noqa: ASYNC110 - no event tells that a call waits for the slot
+            await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(server.stop(30.0))
+        refused = await asyncio.gather(*(failed_stream(call) for call in queued))
+        assert not running.done()  # the running call keeps its grace
+        server.streams.end_now()
+        await stopping
+    for frames, error in refused:
+        assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
+        assert "shutting down" in (error.details() or "")

@@ -54,3 +54,13 @@ class CachesPrompts(Protocol):
     def prompt_cache_stats(self) -> PromptCacheStats | None:
         """None while no model is loaded, or when its cache is off."""
         ...
+
+
+@runtime_checkable
+class QueuesGenerations(Protocol):
+    """An adapter whose generations may wait inside it for a slot of the model's own (llama.cpp's decode slots)."""
+
+    def refuse_waiting(self) -> None:
+        """The server is shutting down: generations that have not started yet, and any submitted from now on, end
+        with UNAVAILABLE (reason SHUTTING_DOWN) at once, for their callers to retry on another replica."""
+        ...

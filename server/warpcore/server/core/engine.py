@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from warpcore.server.adapters.base import QueuesGenerations
 from warpcore.server.core.coalescing import coalesced
 from warpcore.server.core.domain import (
     BackendKind,
@@ -101,6 +102,14 @@ class Engine:
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)
+
+    def refuse_queued(self) -> None:
+        """The server is shutting down: calls still waiting, at a model's admission gate or for a slot of the
+        model's own, will never run here; they are refused now, for their callers to retry on another replica."""
+        self.limits.close()
+        for model in self.registry.loaded():
+            if isinstance(model.adapter, QueuesGenerations):
+                model.adapter.refuse_waiting()
 
     def dormant(self, backend: BackendKind | None = None) -> list[Dormant]:
         """Models known but not loaded, loaded by the first Generate naming them."""

@@ -89,7 +89,7 @@ class WarpcoreServer:
         CANCELLED result frame just before gRPC cancels whatever is left (core/drain.py). `streams.end_now()` cuts
         the grace short, for the generations and for every other call still open (health watches, pulls)."""
         await self.health.enter_graceful_shutdown()
-        self.engine.limits.close()  # the calls still queued will never run here: refused now, to retry elsewhere
+        self.engine.refuse_queued()
         stopping = asyncio.ensure_future(self.server.stop(grace))
         if grace:
             await self.streams.drain(grace)

@@ -153,6 +153,10 @@ class LlamaCppAdapter:
             return None
         return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity)
 
+    def refuse_waiting(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.refuse_waiting()
+
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)
 

@@ -9,7 +9,6 @@ import heapq
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import llama_cpp
@@ -17,16 +16,16 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
-from warpcore.server.adapters.llama.job import Job
+from warpcore.server.adapters.llama.job import Job, Running
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
-from warpcore.server.adapters.llama.prompt import PreparedPrompt
-from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse, Start
+from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse
 from warpcore.server.adapters.llama.sampling import logprobs
 from warpcore.server.adapters.llama.text import TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
 from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage
 
@@ -36,21 +35,6 @@ IDLE_SECONDS = 1.0
 """How long a model's batching thread waits for work before it ends (the next generation starts another). An idle
 thread keeps its OpenMP team, and beside another model's team that makes libgomp stop spinning at barriers in both
 (native_threads.py): a model that works would decode slower for a neighbour that does nothing."""
-
-
-@dataclass(eq=False)
-class _Sequence:
-    job: Job
-    slot: int
-    prompt: PreparedPrompt
-    text: TokenText
-    sampler: Sampler
-    start: Start
-    """The beginning of its prompt it found decoded, and what to save of it when it ends."""
-    prefilled: int = 0  # prompt tokens already in the KV cache
-    position: int = 0
-    next_token: int | None = None  # sampled, not yet decoded
-    answer: list[int] = dataclasses.field(default_factory=list)  # every token sampled
 
 
 class BatchScheduler:
@@ -85,10 +69,11 @@ class BatchScheduler:
         self.prompts = None if cache is None else PromptReuse(native, calls, cache, context_size=native.cells // slots)
         self._vocab = llama_cpp.llama_model_get_vocab(vocabulary.model)
         self._free_slots = list(range(slots))  # a heap: the lowest free slot first
-        self._running: list[_Sequence] = []
+        self._running: list[Running] = []
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
+        self._refusing = False
         self._thread: threading.Thread | None = None
         """The batching thread, while there is one: it ends after IDLE_SECONDS without work."""
         self._freed = threading.Event()
@@ -97,6 +82,8 @@ class BatchScheduler:
 
     def submit(self, job: Job) -> None:
         with self._wake:
+            if self._refusing:
+                raise shutting_down()
             if self._closing:
                 raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
             self._waiting.append(job)
@@ -109,6 +96,17 @@ class BatchScheduler:
             self._closing = True
             self._ensure_thread()
             self._wake.notify()
+
+    def refuse_waiting(self) -> None:
+        """Refuse the generations waiting for a slot, and any submitted later: the server is shutting down, and they
+        would only wait for its grace to end; those running go on."""
+        with self._wake:
+            self._refusing = True
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self.occupancy.waiting = 0
+        for job in waiting:
+            job.emit(shutting_down())
 
     def join(self) -> None:
         """Wait, after `close()`, until the context is freed."""
@@ -198,7 +196,7 @@ class BatchScheduler:
         start = NOT_CACHED if self.prompts is None else self.prompts.start(slot, prompt.tokens, prompt.piece_keys)
         text = TokenText(self._vocabulary, prompt, job.emit, job.constraint)
         cached = start.hit.length
-        sequence = _Sequence(job, slot, prompt, text, sampler, start, cached, cached)
+        sequence = Running(job, slot, prompt, text, sampler, start, cached, cached)
         bisect.insort(self._running, sequence, key=lambda running: running.slot)
         # Published before the caller hears of its generation, so that whoever it tells finds it counted as running.
         self._count()
@@ -240,11 +238,11 @@ class BatchScheduler:
             if end == len(tokens):
                 self._sample(sequence, rows[-1])
 
-    def _add(self, sequence: _Sequence, token: int, *, logits: bool) -> int:
+    def _add(self, sequence: Running, token: int, *, logits: bool) -> int:
         sequence.position += 1
         return self._native.put(token, sequence.position - 1, sequence.slot, logits=logits)
 
-    def _decode_image(self, sequence: _Sequence, images: ImagePrompt, image: ImageSpan) -> None:
+    def _decode_image(self, sequence: Running, images: ImagePrompt, image: ImageSpan) -> None:
         """Decode an image's embeddings into the sequence, in llama.cpp calls of their own, as a prefill piece."""
         position = images.decode(image, self._native.ctx, sequence.position, sequence.slot, STEP_TOKENS)
         if position < 0:
@@ -253,10 +251,10 @@ class BatchScheduler:
         sequence.position = position
         sequence.prefilled += image.tokens
 
-    def _decode(self, group: Sequence[_Sequence]) -> bool:
+    def _decode(self, group: Sequence[Running]) -> bool:
         return self._native.decode() or self._failed(group)
 
-    def _failed(self, group: Sequence[_Sequence]) -> bool:
+    def _failed(self, group: Sequence[Running]) -> bool:
         # These sequences' caches are in an unknown state: end them rather than emit wrong text.
         _log.error("llama_decode failed for %d sequences", len(group))
         for sequence in group:
@@ -264,7 +262,7 @@ class BatchScheduler:
             self._release(sequence)
         return False
 
-    def _sample(self, sequence: _Sequence, row: int) -> None:
+    def _sample(self, sequence: Running, row: int) -> None:
         token = sequence.sampler.sample(self._native.ctx, row)
         scored = None
         if (params := sequence.job.params).logprobs:
@@ -276,7 +274,7 @@ class BatchScheduler:
         else:
             self._finish(sequence, reason)
 
-    def _finish(self, sequence: _Sequence, reason: FinishReason) -> None:
+    def _finish(self, sequence: Running, reason: FinishReason) -> None:
         finish = sequence.text.finish(reason)
         # Kept here, off the way to the first token and never a call boundary of its own; before the caller hears
         # of the end, so that whoever it tells finds the prompt in the cache.
@@ -289,7 +287,7 @@ class BatchScheduler:
         sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.start.hit.length))
         self._release(sequence)
 
-    def _release(self, sequence: _Sequence) -> None:
+    def _release(self, sequence: Running) -> None:
         """Free the slot and its KV cells at once (but those of a prompt it keeps), for the next waiting generation."""
         if self.prompts is None or not self.prompts.holds(sequence.slot):
             self._native.forget(sequence.slot)
