@@ -250,3 +250,25 @@ def test_replicated_headless_service_pdb_and_metrics_service() -> None:
     assert budget["selector"]["matchLabels"].items() <= labels.items()
     assert budget["maxUnavailable"] == 1
     assert "dns:///warpcore-headless.default.svc.cluster.local:50051" in (MANIFEST_DIR / "replicated.yaml").read_text()
+
+
+MEBIBYTES = {"Mi": 1, "Gi": 1024}
+STEADY_STATE = re.compile(r"settle near (\d+(?:\.\d+)?) GiB of RSS")
+
+
+def mebibytes(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return float(number) * MEBIBYTES[unit]
+
+
+@pytest.mark.parametrize("name", ["sidecar.yaml", "replicated.yaml"])
+def test_the_memory_request_covers_the_steady_state_the_manifest_states(name: str) -> None:
+    # The scheduler places a Pod by its request: one below the RSS the server settles at lands it on a node that
+    # cannot hold it, where the kubelet evicts it first under memory pressure.
+    path = MANIFEST_DIR / name
+    stated = STEADY_STATE.findall(path.read_text())
+    assert len(stated) == 1, "the manifest states the steady state of its RSS once, beside the memory it asks for"
+    steady = float(stated[0]) * 1024
+    memory = warpcore_container(pod_spec(load(path)))["resources"]
+    assert mebibytes(memory["requests"]["memory"]) >= steady
+    assert mebibytes(memory["limits"]["memory"]) > mebibytes(memory["requests"]["memory"])
