@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from huggingface_hub.utils import logging as hub_logging
 
 from tests.conftest import collect, greedy, load_tiny
 from warpcore.server.core.access import log_request
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.logs import QUIET_LIBRARIES, TextFormatter, configure_logging
+from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, TextFormatter, configure_logging
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -29,11 +30,14 @@ def restored_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    libraries = {name: logging.getLogger(name).handlers[:] for name in LIBRARY_HANDLERS}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
     for name, saved in levels.items():
         logging.getLogger(name).setLevel(saved)
+    for name, saved_handlers in libraries.items():
+        logging.getLogger(name).handlers[:] = saved_handlers
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -60,6 +64,19 @@ def test_an_access_line_carries_the_requests_fields(
         assert "INFO warpcore.access: request protocol=grpc method=Generate model=tiny code=OK duration_ms=" in lines[0]
         assert lines[0].endswith(" prompt_tokens=3 peer=p")
     assert "a library's warning still shows" in lines[1]
+
+
+def test_a_librarys_own_handler_does_not_write_its_lines_again_unformatted(
+    restored_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # huggingface_hub gives its logger a plain-text handler of its own: during a pull without a network, each of its
+    # retry warnings came out twice, once not as JSON. Read at the file descriptor, where that handler writes.
+    configure_logging("json")
+    said = ("'[Errno -2] Name or service not known' thrown while requesting HEAD https://huggingface.co/x", "Retrying")
+    hub_logging.get_logger("huggingface_hub.utils._http").warning(said[0])
+    hub_logging.get_logger("huggingface_hub.file_download").warning(said[1])
+    lines = capfd.readouterr().err.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == list(said)
 
 
 async def test_each_grpc_calls_line_names_its_model(stub: Stub, access_lines: AccessLines) -> None:

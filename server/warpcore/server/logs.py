@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import logging
 from typing import Any
@@ -61,9 +63,23 @@ QUIET_LIBRARIES = ("httpx", "httpx2")
 failures reach it as the call's error."""
 
 
+LIBRARY_HANDLERS = {"huggingface_hub": "huggingface_hub.utils.logging"}
+"""Library loggers that get a handler of their own when the named module is first imported (huggingface_hub's writes
+plain text to stderr, and its records propagate to ours as well, so each of its warnings came out twice, once not
+formatted): the module is imported here, before any pull would import it, and that handler removed, so that every
+line goes through the process's formatter, once."""
+
+
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
+    for name, module in LIBRARY_HANDLERS.items():
+        with contextlib.suppress(ImportError):  # a library not installed adds no handler either
+            importlib.import_module(module)
+        library_logger = logging.getLogger(name)
+        for own in library_logger.handlers[:]:
+            library_logger.removeHandler(own)
+        library_logger.propagate = True
