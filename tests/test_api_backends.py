@@ -257,22 +257,28 @@ async def test_anthropic_request_mapping(stub: Stub, anthropic_upstream: FakeAnt
 
 
 @pytest.mark.parametrize(
-    ("provider_reason", "finish_reason"),
+    ("provider_reason", "sequence", "finish_reason", "stop_sequence"),
     [
-        ("end_turn", pb.FINISH_REASON_STOP),
-        ("max_tokens", pb.FINISH_REASON_LENGTH),
-        ("stop_sequence", pb.FINISH_REASON_STOP_SEQUENCE),
+        ("end_turn", None, pb.FINISH_REASON_STOP, ""),
+        ("max_tokens", None, pb.FINISH_REASON_LENGTH, ""),
+        ("stop_sequence", "END", pb.FINISH_REASON_STOP_SEQUENCE, "END"),
+        # llama.cpp's server ends a text cut by a stop sequence with end_turn, naming the sequence.
+        ("end_turn", "END", pb.FINISH_REASON_STOP_SEQUENCE, "END"),
+        ("max_tokens", "END", pb.FINISH_REASON_LENGTH, ""),  # a sequence is told only with its finish
     ],
 )
 async def test_anthropic_stop_reasons(
-    stub: Stub, anthropic_upstream: FakeAnthropic, provider_reason: str, finish_reason: pb.FinishReason.ValueType
+    stub: Stub,
+    anthropic_upstream: FakeAnthropic,
+    provider_reason: str,
+    sequence: str | None,
+    finish_reason: pb.FinishReason.ValueType,
+    stop_sequence: str,
 ) -> None:
-    anthropic_upstream.script = Script(
-        finish_reason=provider_reason, stop_sequence="END" if provider_reason == "stop_sequence" else None
-    )
+    anthropic_upstream.script = Script(finish_reason=provider_reason, stop_sequence=sequence)
     await load(stub, anthropic_upstream)
     _, result = await collect(stub.Generate(prompt()))
-    assert result.finish_reason == finish_reason
+    assert (result.finish_reason, result.stop_sequence) == (finish_reason, stop_sequence)
 
 
 async def test_openai_length_finish_reason(stub: Stub, openai_upstream: FakeOpenAI) -> None:
@@ -451,6 +457,35 @@ async def test_context_length_errors_have_their_reason(stub: Stub, upstream: Fak
     assert details(error)["reason"] == "CONTEXT_LENGTH_EXCEEDED"
 
 
+# What servers other than OpenAI's and Anthropic's answer, behind either backend: llama.cpp's server (its error type,
+# with no code), LiteLLM's proxy (its exception's name in the message) and vLLM (its words).
+@pytest.mark.parametrize(
+    ("error_type", "message"),
+    [
+        ("exceed_context_size_error", "request (1524 tokens) exceeds the available context size (512 tokens)"),
+        (None, "litellm.ContextWindowExceededError: litellm.BadRequestError: the prompt is 9000 tokens"),
+        (None, "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens"),
+    ],
+)
+async def test_compatible_servers_context_length_errors_have_their_reason(
+    stub: Stub, upstream: FakeUpstream, error_type: str | None, message: str
+) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(status=400, error_type=error_type, error_message=message)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert (error.code(), details(error)["reason"]) == (Code.INVALID_ARGUMENT, "CONTEXT_LENGTH_EXCEEDED")
+
+
+async def test_other_refusals_are_not_called_context_length(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(status=400, error_message="temperature is out of range")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert details(error)["reason"] == "UPSTREAM_INVALID_ARGUMENT"
+    upstream.script = Script(status=429, error_message="too many tokens for the context window this minute")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert details(error)["reason"] == "UPSTREAM_RESOURCE_EXHAUSTED"
+
+
 async def test_connection_refused_is_unavailable(stub: Stub, upstream: FakeUpstream) -> None:
     base_url, port = upstream.base_url, upstream.port
     await upstream.stop()
@@ -620,3 +655,11 @@ async def test_anthropic_betas_go_in_the_header_to_anthropic_only(stub: Stub, up
         _, error = await failed_stream(stub.Generate(prompt(anthropic_betas=bad)))
         assert (error.code(), rich_details(error)[1]) == (Code.INVALID_ARGUMENT, ["options.anthropic_betas"])
     assert len(upstream.requests) == requests
+
+
+async def test_a_refused_load_says_the_upstreams_message_not_its_json_body(stub: Stub, upstream: FakeUpstream) -> None:
+    upstream.required_api_key = "sk-another-key-0123456789"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream)
+    assert raised.value.code() == Code.UNAUTHENTICATED
+    assert (raised.value.details() or "").endswith("(HTTP 401): Incorrect API key provided")

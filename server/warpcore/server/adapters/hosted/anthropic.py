@@ -12,7 +12,13 @@ import httpx2
 from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.errors import ErrorTable, error_for_status, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.errors import (
+    ErrorTable,
+    error_for_status,
+    map_sdk_errors,
+    upstream_error,
+    upstream_message,
+)
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -30,7 +36,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.errors import DeadlineExceededError, UnavailableError, WarpcoreError
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
 ENVIRONMENT = ApiEnvironment(
@@ -60,7 +66,6 @@ ERRORS = ErrorTable(
     catches=(anthropic.AnthropicError, httpx2.HTTPError, ValueError),
     kinds={anthropic.APITimeoutError: DeadlineExceededError, httpx2.TimeoutException: DeadlineExceededError},
     status_error=anthropic.APIStatusError,
-    context_length=lambda failed: "prompt is too long" in str(failed),
     event_statuses=ERROR_EVENT_STATUS,
 )
 STOP_REASONS = {
@@ -108,7 +113,10 @@ class _MessageEvents(EventReader):
             delta = event["delta"]
             reason = delta["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
-            self.stop_sequence = _string(delta.get("stop_sequence") or "")
+            sequence = _string(delta.get("stop_sequence") or "")
+            if sequence and self.finish is FinishReason.STOP:
+                self.finish = FinishReason.STOP_SEQUENCE  # llama.cpp's server says end_turn, and which sequence
+            self.stop_sequence = sequence if self.finish is FinishReason.STOP_SEQUENCE else ""
             self._count(event)
         return NO_DELTAS
 
@@ -207,9 +215,7 @@ class AnthropicAdapter(HostedAdapter):
                 with map_sdk_errors(ERRORS, self._api):
                     response = await http.get("/v1/models", params=query)
                 if response.is_error:
-                    status = response.status_code
-                    kind = error_for_status(status)
-                    raise upstream_error(kind, self._api, response.text, status=status, headers=response.headers)
+                    raise self._listing_error(response)
                 try:
                     page = response.json()
                     names += [model["id"] for model in page["data"]]
@@ -219,3 +225,12 @@ class AnthropicAdapter(HostedAdapter):
                     break
                 query["after_id"] = page["last_id"]
         return names
+
+    def _listing_error(self, response: httpx2.Response) -> WarpcoreError:
+        """A failed page of the model listing, in the upstream's own words: the message of its JSON error body."""
+        try:
+            message = upstream_message(response.json()) or response.text
+        except ValueError:
+            message = response.text
+        status = response.status_code
+        return upstream_error(error_for_status(status), self._api, message, status=status, headers=response.headers)

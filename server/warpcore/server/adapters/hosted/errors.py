@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,8 +38,6 @@ class ErrorTable:
     catches: tuple[type[Exception], ...]
     kinds: Mapping[type[Exception], type[WarpcoreError]]
     status_error: type[Exception]
-    context_length: Callable[[Exception], bool]
-    """Whether a failure says the prompt did not fit the model's context."""
     event_statuses: Mapping[str, int] = field(default_factory=dict)
     """The HTTP status each error type of an in-stream `error` event stands for; unknown types count as 500."""
 
@@ -133,6 +132,26 @@ def upstream_error(
     )
 
 
+# How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
+# server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
+# llama.cpp's "exceeds the available context size", LiteLLM's "context window", Anthropic's "prompt is too long".
+_CONTEXT_LENGTH_LABELS = frozenset(
+    {"context_length_exceeded", "exceed_context_size_error", "ContextWindowExceededError"}
+)
+_CONTEXT_LENGTH_WORDS = re.compile(r"context[ _]?(length|size|window)|prompt is too long", re.IGNORECASE)
+
+
+def _exceeds_context(error: Exception) -> bool:
+    """Whether an upstream's refusal says the prompt did not fit the model's context (an in-stream error never
+    does: the prompt was read)."""
+    if getattr(error, "status_code", None) not in (400, 413, 422):
+        return False
+    body = getattr(error, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    labels = {str(inner.get(key)) for key in ("code", "type")} if isinstance(inner, dict) else set()
+    return bool(labels & _CONTEXT_LENGTH_LABELS) or _CONTEXT_LENGTH_WORDS.search(str(error)) is not None
+
+
 def upstream_message(body: object) -> str | None:
     """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}."""
     if not isinstance(body, dict):
@@ -157,7 +176,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     connection_failure = _connection_failure(error, api.base_url)
     if connection_failure is not None:
         kind = UnavailableError
-    reason = "CONTEXT_LENGTH_EXCEEDED" if table.context_length(error) else None
+    reason = "CONTEXT_LENGTH_EXCEEDED" if _exceeds_context(error) else None
     if not isinstance(error, table.status_error):
         message = connection_failure or str(error) or type(error).__name__
         return upstream_error(kind or UnavailableError, api, message, reason=reason)

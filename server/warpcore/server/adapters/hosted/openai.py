@@ -52,7 +52,6 @@ ERRORS = ErrorTable(
     catches=(openai.OpenAIError, ValueError),
     kinds={openai.APITimeoutError: DeadlineExceededError},
     status_error=openai.APIStatusError,
-    context_length=lambda failed: getattr(failed, "code", None) == "context_length_exceeded",
 )
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
