@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -395,3 +396,27 @@ async def test_a_folder_that_loops_is_refused_saying_so(stub: Stub, hub: FakeHub
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(refused.value)[0].reason == "MODEL_PATH_UNREADABLE"
     assert not hub.downloads
+
+
+async def test_a_hub_that_cannot_be_reached_is_reported_at_once_with_its_cause(models_root: Path) -> None:
+    # No network: the name of the hub does not resolve. The caller hears why, in the resolver's own words, without
+    # the server's token or the endpoint's password, and without huggingface_hub's 23 s of retries first.
+    host = "warpcore-hub.invalid"
+    with pytest.raises(socket.gaierror) as unresolved:
+        socket.getaddrinfo(host, 80)
+    models_root.mkdir()  # noqa: ASYNC240 - a test's own folder, before the server starts
+    token, password = "hf_test_token_0123456789", "endpoint-password-0123"
+    env = {"MODELS_PATH": str(models_root), "HF_ENDPOINT": f"http://user:{password}@{host}", "HF_TOKEN": token}
+    async with (
+        serving(env, ServingOptions(pulls=Pulls(hub_download(env)))) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await frames(stub.PullModel(models_pb2.PullModelRequest(model=MODEL), timeout=WAIT_SECONDS))
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_details(failed.value)[0].reason == "HUB_UNAVAILABLE"
+    message = failed.value.details() or ""
+    assert f"ConnectError: {unresolved.value}" in message
+    assert token[-8:] not in message
+    assert password[-8:] not in message

@@ -29,6 +29,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
+from warpcore.server.adapters.hosted.scrub import redact
 from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
 from warpcore.server.core.errors import (
     FailedPreconditionError,
@@ -45,6 +46,9 @@ from warpcore.server.core.pulls import PulledFile, PullProgressCallback, PullSto
 _log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_CAUSE_CHARS = 300
+"""The most of an underlying error's words a caller is told: its first line, which names the cause (a library's
+message may go on with a response body)."""
 
 disable_progress_bars()  # a server has no terminal: progress goes to the caller instead
 # The library reads and reports 10 MiB at a time: at the speed of a slow link that is one progress step every few
@@ -118,8 +122,14 @@ def pull_file(
     token = env.get("HF_TOKEN") or False  # False: never a token from this process's own files or environment
     endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     url = hf_hub_url(f"{owner}/{repo}", "/".join(file_parts), revision=revision, endpoint=endpoint)
-    with _hub_errors(model):
-        metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=True)
+    secrets = (env.get("HF_TOKEN", ""), urlsplit(endpoint).password or "")
+    # Retries: huggingface_hub's documented bound is get_hf_file_metadata's `retry_on_errors` (on: five retries of
+    # 1 to 8 s on 429, 5xx and network errors, 23 s before a hub that cannot be reached is reported; off: none), with
+    # `timeout` (HF_HUB_ETAG_TIMEOUT, 10 s) bounding each attempt; the number of retries is not a parameter. It is
+    # off: the caller hears at once why the hub cannot be reached, and retries the pull, which resumes. The download
+    # itself (http_get) still resumes a cut connection on its own.
+    with _hub_errors(model, secrets):
+        metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=False)
     expected = (metadata.etag or "").lower()
     if not _SHA256.fullmatch(expected):
         raise FailedPreconditionError(
@@ -135,7 +145,7 @@ def pull_file(
         raise _disk_full(model, total - done)
     writer = _HashingWriter(partial, done, total, progress, stop)
     try:
-        with _hub_errors(model):
+        with _hub_errors(model, secrets):
             headers = build_hf_headers(token=token)
             if urlsplit(metadata.location)[:2] != urlsplit(url)[:2]:
                 headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
@@ -185,8 +195,9 @@ _HUB_ERRORS: tuple[tuple[type[Exception], type[WarpcoreError], str, str], ...] =
 
 
 @contextlib.contextmanager
-def _hub_errors(model: str) -> Iterator[None]:
-    """huggingface_hub's exceptions as domain errors, each saying what to do."""
+def _hub_errors(model: str, secrets: tuple[str, ...]) -> Iterator[None]:
+    """huggingface_hub's exceptions as domain errors, each saying what to do; one that is not the hub's answer
+    also says the underlying cause in its own words (the server's token and the endpoint's password scrubbed)."""
     try:
         yield
     except (HfHubHTTPError, httpx2.HTTPError, EntryNotFoundError) as error:
@@ -199,6 +210,15 @@ def _hub_errors(model: str) -> Iterator[None]:
                 f"the hub has nothing at the address of {model!r}", reason="HUB_FILE_NOT_FOUND"
             ) from None
         raise UnavailableError(
-            f"the hub could not be reached for {model!r}: {type(error).__name__}; retry (a retried pull resumes)",
+            f"the hub could not be reached for {model!r}: {_cause(error, secrets)}; retry (a retried pull resumes)",
             reason="HUB_UNAVAILABLE",
         ) from None
+
+
+def _cause(error: Exception, secrets: tuple[str, ...]) -> str:
+    """The error's kind and the first line of its words ("ConnectError: [Errno -2] Name or service not known"),
+    bounded, without any of `secrets`."""
+    words = next(iter(str(error).splitlines()), "").strip()[:MAX_CAUSE_CHARS]
+    for secret in secrets:
+        words = redact(words, secret)
+    return f"{type(error).__name__}: {words}" if words else type(error).__name__
