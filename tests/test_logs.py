@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from huggingface_hub.utils import logging as hub_logging
 
 from tests.conftest import collect, greedy, load_tiny
@@ -22,6 +23,7 @@ from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, TextFormatte
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
+    from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
@@ -118,6 +120,23 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
     logging.getLogger("warpcore.access").addHandler(lines)
     yield lines
     logging.getLogger("warpcore.access").removeHandler(lines)
+
+
+async def test_health_checks_are_counted_but_not_logged(
+    server: WarpcoreServer, stub: Stub, access_lines: AccessLines
+) -> None:
+    # An orchestrator probes every few seconds: ~18 lines a minute per Pod said nothing of the calls served.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        await health.Check(health_pb2.HealthCheckRequest())
+        watch = health.Watch(health_pb2.HealthCheckRequest())
+        await anext(aiter(watch))
+        watch.cancel()
+        await stub.ListModels(pb.ListModelsRequest())
+    assert await access_lines.next() == ("ListModels", "", "OK")
+    count = server.engine.metrics.registry.get_sample_value
+    assert count("warpcore_requests_total", {"method": "Check", "code": "OK", "protocol": "grpc"}) == 1
+    assert not [record for record in access_lines.records if record.__dict__["method"] in ("Check", "Watch")]
 
 
 async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(stub: Stub, access_lines: AccessLines) -> None:

@@ -40,10 +40,11 @@ def recording_usage() -> Iterator[dict[str, int]]:
 
 
 def log_request(
-    metrics: Metrics, protocol: str, method: str, code: str, started: float, **fields: Any
+    metrics: Metrics, protocol: str, method: str, code: str, started: float, *, health: bool = False, **fields: Any
 ) -> dict[str, Any]:
     """Count the call and write its access-log line; `fields` are the model, the peer and the usage. Returns the
-    line's fields."""
+    line's fields. A health check (`health`) is counted but not written: the probes of an orchestrator come every
+    few seconds, and their lines would bury the calls that did something."""
     metrics.requests.labels(method, code, protocol).inc()
     line = {
         "protocol": protocol,
@@ -52,5 +53,6 @@ def log_request(
         "duration_ms": round((time.monotonic() - started) * 1000, 3),
         **fields,
     }
-    access_log.info("request", extra=line)
+    if not health:
+        access_log.info("request", extra=line)
     return line

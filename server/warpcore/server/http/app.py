@@ -132,6 +132,7 @@ class HttpDoor:
                     method,
                     code,
                     started,
+                    health=request.match_info.handler == self._health,
                     model=model,
                     peer=request.remote,
                     request_id=request[REQUEST_ID],  # the x-request-id its client got

@@ -9,9 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from warpcore.server.core.access import log_request, recording_usage
 from warpcore.server.core.metrics import Metrics
+
+HEALTH_SERVICE = "/" + health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+"""The service whose calls (Check, Watch) are health checks: counted, not access-logged."""
 
 
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
@@ -23,10 +27,11 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
     def _finish(
         self, method: str, request: Any, peer: str, started: float, code: str, usage: dict[str, int] | None = None
     ) -> None:
-        name = method.rsplit("/", 1)[-1]
+        service, _, name = method.rpartition("/")
         named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
         model = getattr(named, "model_id", "") or getattr(named, "model", "")
-        log_request(self._metrics, "grpc", name, code, started, model=model, peer=peer, **(usage or {}))
+        health = service == HEALTH_SERVICE
+        log_request(self._metrics, "grpc", name, code, started, health=health, model=model, peer=peer, **(usage or {}))
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
