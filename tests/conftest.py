@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,3 +200,30 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Every test on uvloop, the server's event loop (`--event-loop`)."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+class AccessLines(logging.Handler):
+    """The access log's lines as the server writes them (on the event loop; a line may follow its call's answer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "method"):
+            fields = record.__dict__
+            self.records.append(record)
+            self.lines.put_nowait((fields["method"], fields["model"], fields["code"]))
+
+    async def next(self) -> tuple[str, str, str]:
+        return await asyncio.wait_for(self.lines.get(), 10)
+
+
+@pytest.fixture
+def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
+    caplog.set_level("INFO", logger="warpcore.access")
+    lines = AccessLines()
+    logging.getLogger("warpcore.access").addHandler(lines)
+    yield lines
+    logging.getLogger("warpcore.access").removeHandler(lines)

@@ -3,7 +3,6 @@ SDKs use."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -15,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from huggingface_hub.utils import logging as hub_logging
 
-from tests.conftest import collect, greedy, load_tiny
+from tests.conftest import AccessLines, collect, greedy, load_tiny
 from warpcore.server.core.access import log_request
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
@@ -93,33 +92,6 @@ async def test_each_grpc_calls_line_names_its_model(stub: Stub, access_lines: Ac
         ("CountTokens", "tiny", "OK"),
         ("CountTokens", "absent", "NOT_FOUND"),
     ]
-
-
-class AccessLines(logging.Handler):
-    """The access log's lines as the server writes them (on the event loop; a line may follow its call's answer)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if hasattr(record, "method"):
-            fields = record.__dict__
-            self.records.append(record)
-            self.lines.put_nowait((fields["method"], fields["model"], fields["code"]))
-
-    async def next(self) -> tuple[str, str, str]:
-        return await asyncio.wait_for(self.lines.get(), 10)
-
-
-@pytest.fixture
-def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
-    caplog.set_level("INFO", logger="warpcore.access")
-    lines = AccessLines()
-    logging.getLogger("warpcore.access").addHandler(lines)
-    yield lines
-    logging.getLogger("warpcore.access").removeHandler(lines)
 
 
 async def test_health_checks_are_counted_but_not_logged(

@@ -5,8 +5,11 @@ warpcore inference protocol, version 1.
 
 One gRPC API in front of many LLM backends: hosted APIs (OpenAI, Anthropic) and
 local models run in-process by llama.cpp. Errors are reported as gRPC status codes
-with google.rpc rich details (ErrorInfo, RetryInfo, BadRequest), never as fields
-of a response message.
+with google.rpc rich details (ErrorInfo, RetryInfo, BadRequest, and RequestInfo
+with the call's request id), never as fields of a response message. Every call's
+request id comes back as "x-request-id" in the response's initial metadata: the
+caller's own "x-request-id" metadata when it is printable ASCII without spaces,
+1 to 128 characters, else one the server makes.
 """
 
 from collections import abc as _abc

@@ -7,14 +7,38 @@ import contextlib
 import contextvars
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from warpcore.server.core.bounds import REQUEST_ID
 from warpcore.server.core.domain import Finish
 from warpcore.server.core.metrics import Metrics
 
 access_log = logging.getLogger("warpcore.access")
 _usage: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("usage", default=None)
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+REQUEST_ID_HEADER = "x-request-id"
+"""Where a caller may send its own request id, and where either door returns the call's (HTTP header, gRPC
+metadata)."""
+
+
+def request_id(offered: str | None) -> str:
+    """The call's id: the caller's own when it is a sane one (`bounds.REQUEST_ID`), else a new one."""
+    if offered is not None and REQUEST_ID.fullmatch(offered):
+        return offered
+    return f"req_{uuid.uuid4().hex}"
+
+
+def set_current_request_id(value: str) -> None:
+    """Note the id of the call running in this task (each call runs in a task of its own, whose context ends with
+    it), for the errors that end it."""
+    _request_id.set(value)
+
+
+def current_request_id() -> str:
+    """The id of the call running in this task; "" outside one."""
+    return _request_id.get()
 
 
 def record_usage(finish: Finish) -> None:

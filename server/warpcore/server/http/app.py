@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import ssl
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from warpcore.server.core.access import log_request, recording_usage
+from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, recording_usage, request_id
 from warpcore.server.core.auth import bearer_token, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
@@ -116,7 +115,7 @@ class HttpDoor:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started, code = time.monotonic(), "CANCELLED"
-        request[REQUEST_ID] = f"req_{uuid.uuid4().hex}"
+        request[REQUEST_ID] = request_id(request.headers.get(REQUEST_ID_HEADER))
         route = request.match_info.route.resource
         method = route.canonical if route is not None else "unmatched"
         with recording_usage() as usage:

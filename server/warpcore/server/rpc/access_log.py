@@ -11,30 +11,57 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from warpcore.server.core.access import log_request, recording_usage
+from warpcore.server.core.access import (
+    REQUEST_ID_HEADER,
+    log_request,
+    recording_usage,
+    request_id,
+    set_current_request_id,
+)
 from warpcore.server.core.metrics import Metrics
 
 HEALTH_SERVICE = "/" + health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 """The service whose calls (Check, Watch) are health checks: counted, not access-logged."""
 
 
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _identify(context: Context) -> str:
+    """The call's request id (the caller's `x-request-id` when sane, else a new one), sent back at once in the
+    response's initial metadata, and noted for the error details of the call."""
+    offered = next((str(value) for key, value in context.invocation_metadata() or () if key == REQUEST_ID_HEADER), None)
+    identity = request_id(offered)
+    set_current_request_id(identity)
+    await context.send_initial_metadata(((REQUEST_ID_HEADER, identity),))
+    return identity
+
+
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and logs every unary and server-streaming call."""
+    """Gives every unary and server-streaming call a request id, and counts and logs it."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     def _finish(
-        self, method: str, request: Any, peer: str, started: float, code: str, usage: dict[str, int] | None = None
+        self,
+        method: str,
+        request: Any,
+        peer: str,
+        identity: str,
+        started: float,
+        code: str,
+        usage: dict[str, int] | None = None,
     ) -> None:
         service, _, name = method.rpartition("/")
         named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
         model = getattr(named, "model_id", "") or getattr(named, "model", "")
         health = service == HEALTH_SERVICE
-        log_request(self._metrics, "grpc", name, code, started, health=health, model=model, peer=peer, **(usage or {}))
+        fields = {"model": model, "peer": peer, "request_id": identity, **(usage or {})}
+        log_request(self._metrics, "grpc", name, code, started, health=health, **fields)
 
     @staticmethod
-    def _code(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
+    def _code(context: Context, error: BaseException | None) -> str:
         if error is None:
             return "OK"
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
@@ -62,16 +89,17 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
             # Unary calls, and streaming ones written with context.write (health's Watch).
             behavior: Any = handler.unary_unary or handler.unary_stream  # an async callable under grpc.aio
 
-            async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async def call(request: Any, context: Context) -> Any:
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
                 started, error, peer = time.monotonic(), None, context.peer()
+                identity = await _identify(context)
                 try:
                     return await behavior(request, context)
                 except BaseException as failure:
                     error = failure
                     raise
                 finally:
-                    self._finish(method, request, peer, started, self._code(context, error))
+                    self._finish(method, request, peer, identity, started, self._code(context, error))
 
             if handler.unary_unary is not None:
                 return grpc.unary_unary_rpc_method_handler(call, **serializers)
@@ -79,8 +107,9 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         # An async generator of responses: Generate.
         streaming: Any = handler.unary_stream  # an async generator function under grpc.aio
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started, error, peer = time.monotonic(), None, context.peer()
+            identity = await _identify(context)
             with recording_usage() as usage:
                 try:
                     async for response in streaming(request, context):
@@ -89,6 +118,6 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     error = failure
                     raise
                 finally:
-                    self._finish(method, request, peer, started, self._code(context, error), usage)
+                    self._finish(method, request, peer, identity, started, self._code(context, error), usage)
 
         return grpc.unary_stream_rpc_method_handler(stream, **serializers)

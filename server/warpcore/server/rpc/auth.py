@@ -34,15 +34,14 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method or ""
         if handler is None or not method.startswith(PROTECTED_PREFIX) or self._authorized(handler_call_details):
             return handler
-        status = to_status(
-            UnauthenticatedError("missing or wrong bearer token: send 'authorization: Bearer <token>' metadata")
-        )
+        refusal = UnauthenticatedError("missing or wrong bearer token: send 'authorization: Bearer <token>' metadata")
 
+        # The status is built in the call, which has its request id by then.
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort_with_status(status)
+            await context.abort_with_status(to_status(refusal))
 
         async def deny_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort_with_status(status)
+            await context.abort_with_status(to_status(refusal))
             yield  # pragma: no cover - makes this a streaming handler
 
         serializers = {

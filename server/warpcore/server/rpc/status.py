@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from warpcore.server.core.access import current_request_id
 from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.rpc.translate import field_path
 
@@ -35,8 +36,11 @@ def _packed(message: Any) -> any_pb2.Any:
 
 
 def to_status(error: WarpcoreError) -> grpc.Status:
-    """Build the gRPC status for a domain error: ErrorInfo always, BadRequest and RetryInfo when known."""
+    """Build the gRPC status for a domain error: ErrorInfo always, RequestInfo with the call's request id (as the
+    HTTP door's error bodies carry it where their format has a place for it), BadRequest and RetryInfo when known."""
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))]
+    if request_id := current_request_id():  # the id the call's initial metadata gave its caller
+        details.append(_packed(error_details_pb2.RequestInfo(request_id=request_id)))
     message = error.message
     if error.field is not None:
         field = field_path(error.field)
