@@ -10,7 +10,7 @@ import pytest
 from tests.certificates import make_certificates
 from warpcore.client import AsyncClient, AuthenticationError, UnavailableError
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.cli import serving_options
+from warpcore.server.cli import main, serving_options
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import start_server
 from warpcore.server.settings import SettingsError, parse_settings
@@ -129,3 +129,28 @@ async def test_tls_and_token_settings_serve_mtls_with_a_token(models_path: Path,
     finally:
         await server.stop(None)
         await registry.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("WARPCORE_GRACE", "abc", "must be a number: abc"),
+        ("WARPCORE_PORT", "abc", "must be an integer: abc"),
+        ("WARPCORE_METRICS_PORT", "abc", "must be an integer: abc"),
+        ("WARPCORE_MAX_QUEUE_PER_MODEL", "1.5", "must be an integer: 1.5"),
+        ("WARPCORE_PORT", "70000", "is out of range (0 to 65535): 70000"),
+        ("WARPCORE_KEEP_ALIVE", "soon", "must be a duration such as 90, 30s, 5m or 1h, or forever: soon"),
+        ("WARPCORE_MAX_LOADED_MEMORY", "lots", "must be a size such as 8GiB or 512M: lots"),
+    ],
+)
+def test_a_bad_value_from_the_environment_is_named_by_its_variable_in_one_line(
+    variable: str, value: str, words: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # argparse named the flag, under 23 lines of usage, for a value the operator had set as a variable.
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert stopped.value.code == f"warpcore-server: {variable} {words}"  # printed as it is, exit status 1
+    assert capsys.readouterr().err == ""
+    # A flag given beats its variable, which is then not read at all.
+    assert parse_settings(["--grace", "1"], {"WARPCORE_GRACE": "abc"}).grace == 1

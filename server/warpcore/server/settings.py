@@ -82,6 +82,9 @@ _RANGES: dict[str, tuple[int, float]] = {
 }
 
 
+_NUMBER_WORDS: dict[Any, str] = {int: "an integer", float: "a number"}
+
+
 def _given(argv: Sequence[str], *flags: str) -> bool:
     return any(arg in flags or arg.startswith(tuple(f"{flag}=" for flag in flags)) for arg in argv)
 
@@ -103,12 +106,26 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
     )
 
+    from_env: dict[str, str] = {}  # dest -> the variable its value came from, when no flag was given
+
     def option(flag: str, variable: str | None, default: str | None, help_text: str, **kwargs: Any) -> None:
+        # Checked here, as argparse checks a flag's, for an error naming the variable in one line (not the flag).
         value = env.get(variable) if variable else None
-        if value and value not in kwargs.get("choices", (value,)):  # argparse checks only the flag's choices
-            raise SettingsError(f"{variable} must be one of {', '.join(kwargs['choices'])}: {value}")
+        if value and variable and not _given(argv, flag):
+            from_env[flag.removeprefix("--").replace("-", "_")] = variable
+            if value not in kwargs.get("choices", (value,)):
+                raise SettingsError(f"{variable} must be one of {', '.join(kwargs['choices'])}: {value}")
+            if kwargs.get("type") in _NUMBER_WORDS:
+                try:
+                    kwargs["type"](value)
+                except ValueError:
+                    raise SettingsError(f"{variable} must be {_NUMBER_WORDS[kwargs['type']]}: {value}") from None
         shown = f" (env {variable})" if variable else ""
         parser.add_argument(flag, default=value if value else default, help=help_text + shown, **kwargs)
+
+    def named(dest: str) -> str:
+        """Where a setting's value came from, for its errors: the variable, or the flag."""
+        return from_env.get(dest) or f"--{dest.replace('_', '-')}"
 
     option("--host", "WARPCORE_HOST", "127.0.0.1", "address to bind when --listen is not given")
     option("--port", "WARPCORE_PORT", "50051", "port to bind when --listen is not given", type=int)
@@ -237,15 +254,19 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
     keep_alive = parse_keep_alive(args.keep_alive)
     if keep_alive is None:
-        raise SettingsError(f"--keep-alive must be a duration such as 90, 30s, 5m or 1h, or forever: {args.keep_alive}")
+        raise SettingsError(
+            f"{named('keep_alive')} must be a duration such as 90, 30s, 5m or 1h, or forever: {args.keep_alive}"
+        )
     max_loaded_bytes = None if args.max_loaded_memory is None else parse_bytes(args.max_loaded_memory)
     if args.max_loaded_memory is not None and not max_loaded_bytes:
-        raise SettingsError(f"--max-loaded-memory must be a size such as 8GiB or 512M: {args.max_loaded_memory}")
+        raise SettingsError(
+            f"{named('max_loaded_memory')} must be a size such as 8GiB or 512M: {args.max_loaded_memory}"
+        )
     for name, (low, high) in _RANGES.items():
         value = getattr(args, name)
         if value is not None and not low <= value <= high:
             bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high:g}"
-            raise SettingsError(f"--{name.replace('_', '-')} is out of range ({bounds}): {value}")
+            raise SettingsError(f"{named(name)} is out of range ({bounds}): {value}")
     return ServerSettings(
         listen=listen or (f"{args.host}:{args.port}",),
         models_path=args.models_path,
