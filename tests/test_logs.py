@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,7 +20,7 @@ from tests.conftest import AccessLines, collect, greedy, load_tiny
 from warpcore.server.core.access import log_request
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, TextFormatter, configure_logging
+from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, REQUEST_FIELDS, TextFormatter, configure_logging
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -65,6 +67,13 @@ def test_an_access_line_carries_the_requests_fields(
         assert "INFO warpcore.access: request protocol=grpc method=Generate model=tiny code=OK duration_ms=" in lines[0]
         assert lines[0].endswith(" prompt_tokens=3 peer=p")
     assert "a library's warning still shows" in lines[1]
+
+
+def test_the_access_log_fields_are_each_documented() -> None:
+    section = (Path(__file__).resolve().parents[1] / "docs" / "deploying.md").read_text().split("## Logs")[1]
+    rows = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| `")]
+    documented = [name for row in rows for name in re.findall(r"`(\w+)`", row.split(" | ")[0])]
+    assert sorted(documented) == sorted(REQUEST_FIELDS)
 
 
 def test_a_librarys_own_handler_does_not_write_its_lines_again_unformatted(
