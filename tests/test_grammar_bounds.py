@@ -76,7 +76,24 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "required without property": ({"type": "object", "required": ["ghost"]}, "SCHEMA_UNSUPPORTED"),
     "empty integer range": ({"type": "integer", "minimum": 5, "maximum": 4}, "SCHEMA_UNSUPPORTED"),
     "false schema": ({"type": "object", "properties": {"never": False}, "required": ["never"]}, "SCHEMA_UNSUPPORTED"),
+    "empty enum": ({"enum": []}, "SCHEMA_UNSUPPORTED"),
+    "format no grammar enforces": ({"type": "string", "format": "uri"}, "SCHEMA_UNSUPPORTED"),
+    "made-up format": ({"type": ["string", "null"], "format": "colour"}, "SCHEMA_UNSUPPORTED"),
+    "format beside pattern": ({"type": "string", "format": "email", "pattern": "^a+$"}, "SCHEMA_UNSUPPORTED"),
+    "format beside maxLength": ({"type": "string", "format": "date", "maxLength": 5}, "SCHEMA_UNSUPPORTED"),
+    "pattern beside maxLength": ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "SCHEMA_UNSUPPORTED"),
+    "prefixItems with an items schema": (
+        {"type": "array", "prefixItems": [{"type": "integer"}], "items": {"type": "string"}},
+        "SCHEMA_UNSUPPORTED",
+    ),
+    "prefixItems shorter than minItems": (
+        {"type": "array", "prefixItems": [{"type": "integer"}], "minItems": 2},
+        "SCHEMA_UNSUPPORTED",
+    ),
 }
+
+# Refusals of a schema no value validates, or no grammar can hold to: each says where in the schema.
+POINTED = [name for name in HOSTILE if name == "empty enum" or "format" in name or "beside" in name or "Items" in name]
 
 
 @pytest.fixture
@@ -108,6 +125,8 @@ async def test_a_hostile_response_schema_is_refused_in_bounded_time(engine: Engi
     assert error.field == "response_format.schema"
     assert error.reason == reason, error.message
     assert "response_format.schema" in error.message
+    if name in POINTED:
+        assert error.metadata["schema_pointer"] == "#"  # where it sits, which llama.cpp's own refusal does not say
     await assert_serving(engine, model)
 
 

@@ -3,10 +3,11 @@ into a plain one (every $ref inlined, annotations dropped) before it is spelled 
 
 Enforced: type (one or a list), properties, required, additionalProperties, items, prefixItems, minItems, maxItems,
 enum, const, anyOf, minLength, maxLength, pattern (literal characters, positive classes, groups, alternation and
-quantifiers), format (date, time, date-time, uuid), minimum, maximum, exclusiveMinimum, exclusiveMaximum, and $ref
-to the schema's own definitions. Refused, because the output could not be guaranteed to validate: the keywords in
-REFUSED_KEYWORDS, recursive $ref, and patterns outside that subset. Ignored, as JSON Schema itself ignores them:
-annotations (title, description, default, examples...), other formats, and keywords JSON Schema does not define."""
+quantifiers), a string's format (date, time, date-time, uuid, email, ipv4), minimum, maximum, exclusiveMinimum,
+exclusiveMaximum, and $ref to the schema's own definitions. Refused, because the output could not be guaranteed to
+validate: the keywords in REFUSED_KEYWORDS, recursive $ref, a string's other formats, patterns outside that subset,
+and an empty enum. Ignored, as JSON Schema itself ignores them: annotations (title, description, default,
+examples...), formats of other types, and keywords JSON Schema does not define."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from warpcore.server.adapters.llama.schema_patterns import (
+    FORMAT_PATTERNS,
+    GRAMMAR_FORMATS,
+    pattern_problem,
+    spelled_for_grammar,
+)
 from warpcore.server.core.bounds import (
     GRAMMAR_MAX_OPTIONAL_PROPERTIES,
     GRAMMAR_MAX_REPEAT,
@@ -73,9 +80,6 @@ REFUSED_KEYWORDS = frozenset(
     }
 )
 _COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
-# Escapes a pattern may use: punctuation standing for itself, none of which needs escaping inside a JSON string.
-_ESCAPABLE = frozenset(".-+*?()[]{}|^$/")
-_QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
 
 
 class SchemaInliner:
@@ -146,8 +150,14 @@ class _Walk:
                 name: self.schema(sub, f"{pointer}/properties/{name}", refs, depth + 1)
                 for name, sub in properties.items()
             }
-        if "prefixItems" in plain and "items" in plain:
-            raise self.refuse(pointer, "prefixItems together with items is not supported")
+        if "prefixItems" in plain:
+            self._tuple(plain, pointer)
+        if "format" in plain:
+            self._format(plain, pointer)
+        if "pattern" in plain and ("minLength" in plain or "maxLength" in plain):
+            raise self.refuse(pointer, "pattern beside minLength or maxLength is not supported; bound the pattern")
+        if plain.get("enum") == []:
+            raise self.refuse(pointer, "enum is empty: no value can validate")
         for key in ("items", "prefixItems", "anyOf"):
             value = plain.get(key)
             if isinstance(value, list):
@@ -178,6 +188,35 @@ class _Walk:
             target = target[key]
         return self.schema(target, ref, (*refs, ref), depth + 1)
 
+    def _tuple(self, plain: dict[str, Any], pointer: str) -> None:
+        """prefixItems is generated as exactly its items: closed (items false) or not (items true, or none)."""
+        items = plain.pop("items", None)
+        if items not in (None, True, False):
+            raise self.refuse(pointer, "prefixItems together with an items schema is not supported")
+        length = len(plain["prefixItems"]) if isinstance(plain["prefixItems"], list) else 0
+        if plain.get("minItems", 0) > length or plain.get("maxItems", length) < length:
+            raise self.refuse(pointer, "minItems and maxItems must allow as many items as prefixItems holds")
+
+    def _format(self, plain: dict[str, Any], pointer: str) -> None:
+        """A string's format kept for the converter, spelled out as a pattern, or refused; on other types JSON
+        Schema's formats say nothing (OpenAPI's int32, say), and it goes."""
+        kind = plain.get("type", "string")
+        name = plain.pop("format")
+        if kind != "string" and not (isinstance(kind, list) and "string" in kind):
+            return
+        if name in GRAMMAR_FORMATS or name in FORMAT_PATTERNS:
+            if any(key in plain for key in ("pattern", "minLength", "maxLength")):
+                raise self.refuse(pointer, "format beside pattern, minLength or maxLength is not supported")
+            if name in GRAMMAR_FORMATS:
+                plain["format"] = name
+            else:
+                plain["pattern"] = f"^{FORMAT_PATTERNS[name]}$"
+            return
+        enforced = ", ".join([*GRAMMAR_FORMATS, *FORMAT_PATTERNS])
+        raise self.refuse(
+            pointer, f"format {name!r} cannot be enforced by grammar-constrained sampling (enforced: {enforced})"
+        )
+
     def _check_counts(self, plain: Mapping[str, Any], pointer: str) -> None:
         for key in _COUNTS:
             value = plain.get(key)
@@ -200,68 +239,8 @@ class _Walk:
             raise self.refuse(pointer, f"pattern is not a regular expression: {error}") from None
         body = pattern.removeprefix("^")
         body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
-        problem = _pattern_problem(body)
+        problem = pattern_problem(body)
         if problem:
             raise self.refuse(pointer, f"pattern {pattern!r}: {problem}")
         # Whole-string match: what the grammar generates then also contains a match, as JSON Schema asks.
-        return f"^{body}$"
-
-
-def _pattern_problem(body: str) -> str | None:
-    """Why the pattern body (without anchors) is outside the subset a grammar spells out safely, or None."""
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char == "\\":
-            escaped = body[index + 1 : index + 2]
-            if escaped not in _ESCAPABLE or not escaped:
-                return f"the escape \\{escaped} is not supported (use a class such as [0-9])"
-            index += 2
-            continue
-        if char == "[":
-            end = body.find("]", index + 1)
-            problem = _class_problem(body[index + 1 : end]) if end > index + 1 else "unclosed or empty class"
-            if problem:
-                return problem
-            index = end + 1
-            continue
-        if char == "{":
-            match = _QUANTIFIER.match(body, index)
-            if match is None:
-                return "a { that is not a {m,n} quantifier"
-            counts = [int(count) for count in (match.group(1), match.group(3)) if count]
-            if max(counts) > GRAMMAR_MAX_REPEAT:
-                return f"a quantifier above {GRAMMAR_MAX_REPEAT}"
-            index = match.end()
-            continue
-        if body.startswith("(?", index):
-            return "(? groups (lookaround, non-capturing, flags) are not supported"
-        if char in '.^$"' or ord(char) < 0x20 or char == "\x7f":
-            return f"{char!r} is not supported (only literal text, [classes], groups, | and quantifiers)"
-        index += 1
-    return None
-
-
-def _class_problem(members: str) -> str | None:
-    if members.startswith("^"):
-        return "negated classes [^...] are not supported"
-    if "\\" in members or "[" in members:
-        return "escapes and nested brackets inside a class are not supported"
-    index = 0
-    while index < len(members):
-        low = high = members[index]
-        if members[index + 1 : index + 2] == "-" and index + 2 < len(members):
-            high = members[index + 2]
-            index += 3
-        else:
-            index += 1
-        if ord(low) > ord(high):
-            return f"the class range {low}-{high} is reversed"
-        if (
-            ord(low) <= 0x22 <= ord(high)
-            or ord(low) <= 0x5C <= ord(high)
-            or ord(low) < 0x20
-            or ord(low) <= 0x7F <= ord(high)
-        ):
-            return "a class may not hold a quote, a backslash or control characters"
-    return None
+        return f"^{spelled_for_grammar(body)}$"

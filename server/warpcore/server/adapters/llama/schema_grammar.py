@@ -23,6 +23,14 @@ _SPACE = '| " " | "\\n"'
 _LARGEST = 10**15 - 1
 _FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# The converter's date takes the 31st of every month and year 0000, which no JSON Schema validator accepts: here each
+# month has the days it always has (February 28), in years 1000 to 9999.
+_DAYS_28 = '"0" [1-9] | "1" [0-9] | "2" [0-8]'
+_DAYS_30 = f'{_DAYS_28} | "29" | "30"'
+_DATE = (
+    '[1-9] [0-9] [0-9] [0-9] "-" ( ( "0" [13578] | "1" [02] ) "-" ( ' + _DAYS_30 + ' | "31" )'
+    ' | ( "0" [469] | "11" ) "-" ( ' + _DAYS_30 + ' ) | "02" "-" ( ' + _DAYS_28 + " ) )"
+)
 
 
 class _Converter(llama_grammar.SchemaConverter):
@@ -57,6 +65,8 @@ class _Converter(llama_grammar.SchemaConverter):
     def _add_primitive(self, name: str, rule: Any) -> str:
         if name == "char":
             rule = llama_grammar.BuiltinRule(_JSON_CHAR, [])
+        elif name == "date":
+            rule = llama_grammar.BuiltinRule(_DATE, [])
         return str(super()._add_primitive(name, rule))
 
 

@@ -1,0 +1,90 @@
+"""The regular expressions a grammar spells out safely (schema_check.py's pattern subset), and the string formats
+enforced through them."""
+
+from __future__ import annotations
+
+import re
+
+from warpcore.server.core.bounds import GRAMMAR_MAX_REPEAT
+
+# Escapes a pattern may use: punctuation standing for itself, none of which needs escaping inside a JSON string.
+_ESCAPABLE = frozenset(".-+*?()[]{}|$/")
+# llama-cpp-python's converter copies these escapes into GBNF literals, whose parser knows none of them: each is
+# spelled as its character, in a class where it would otherwise mean something.
+_SPELLED_ESCAPES = {".": "[.]", "$": "[$]", "-": "-", "/": "/"}
+_ESCAPE = re.compile(r"\\(.)")
+_QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
+GRAMMAR_FORMATS = ("date", "time", "date-time", "uuid")
+"""String formats llama-cpp-python's converter spells out itself."""
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+FORMAT_PATTERNS = {
+    "email": r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}([.][A-Za-z0-9-]{1,63}){1,4}",
+    "ipv4": rf"({_OCTET}[.]){{3}}{_OCTET}",
+}
+"""String formats enforced as a pattern of the subset `pattern_problem` accepts: an email address of the common
+form, within RFC 5321's lengths (what JSON Schema's email allows is wider), an IPv4 address in dotted decimal."""
+
+
+def spelled_for_grammar(body: str) -> str:
+    """The pattern body (one `pattern_problem` accepts) with its escapes as the converter can pass them on."""
+    return _ESCAPE.sub(lambda escape: _SPELLED_ESCAPES.get(escape.group(1), escape.group(0)), body)
+
+
+def pattern_problem(body: str) -> str | None:
+    """Why the pattern body (without anchors) is outside the subset a grammar spells out safely, or None."""
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\":
+            escaped = body[index + 1 : index + 2]
+            if escaped not in _ESCAPABLE or not escaped:
+                return f"the escape \\{escaped} is not supported (use a class such as [0-9])"
+            index += 2
+            continue
+        if char == "[":
+            end = body.find("]", index + 1)
+            problem = _class_problem(body[index + 1 : end]) if end > index + 1 else "unclosed or empty class"
+            if problem:
+                return problem
+            index = end + 1
+            continue
+        if char == "{":
+            match = _QUANTIFIER.match(body, index)
+            if match is None:
+                return "a { that is not a {m,n} quantifier"
+            counts = [int(count) for count in (match.group(1), match.group(3)) if count]
+            if max(counts) > GRAMMAR_MAX_REPEAT:
+                return f"a quantifier above {GRAMMAR_MAX_REPEAT}"
+            index = match.end()
+            continue
+        if body.startswith("(?", index):
+            return "(? groups (lookaround, non-capturing, flags) are not supported"
+        if char in '.^$"' or ord(char) < 0x20 or char == "\x7f":
+            return f"{char!r} is not supported (only literal text, [classes], groups, | and quantifiers)"
+        index += 1
+    return None
+
+
+def _class_problem(members: str) -> str | None:
+    if members.startswith("^"):
+        return "negated classes [^...] are not supported"
+    if "\\" in members or "[" in members:
+        return "escapes and nested brackets inside a class are not supported"
+    index = 0
+    while index < len(members):
+        low = high = members[index]
+        if members[index + 1 : index + 2] == "-" and index + 2 < len(members):
+            high = members[index + 2]
+            index += 3
+        else:
+            index += 1
+        if ord(low) > ord(high):
+            return f"the class range {low}-{high} is reversed"
+        if (
+            ord(low) <= 0x22 <= ord(high)
+            or ord(low) <= 0x5C <= ord(high)
+            or ord(low) < 0x20
+            or ord(low) <= 0x7F <= ord(high)
+        ):
+            return "a class may not hold a quote, a backslash or control characters"
+    return None
