@@ -960,11 +960,18 @@ class GenerationOptions(_message.Message):
     API requires a value).
     """
     temperature: _builtins.float
-    """Sampling temperature, 0 to 2 (Anthropic: 0 to 1). 0 means greedy decoding."""
+    """Sampling temperature, 0 to 2 (Anthropic: 0 to 1). 0 means greedy decoding. Unset on
+    a llama.cpp model: 0.8, so that the same request gives the same text only with a
+    temperature of 0 or a seed.
+    """
     top_p: _builtins.float
-    """Nucleus sampling: keep the smallest set of tokens whose probability adds up to top_p (0 < top_p <= 1)."""
+    """Nucleus sampling: keep the smallest set of tokens whose probability adds up to top_p (0 < top_p <= 1).
+    Unset on a llama.cpp model: 0.95.
+    """
     top_k: _builtins.int
-    """Sample from the k most likely tokens only (not supported by OpenAI)."""
+    """Sample from the k most likely tokens only (not supported by OpenAI). Unset on a
+    llama.cpp model: 40.
+    """
     system: _builtins.str
     """System instructions. They come first, followed by the content of any ROLE_SYSTEM
     messages, joined by blank lines (OpenAI, whose API takes system messages where they
@@ -977,7 +984,9 @@ class GenerationOptions(_message.Message):
     included (see CacheBreakpoint). Needs system.
     """
     seed: _builtins.int
-    """Seed for reproducible sampling (not supported by Anthropic)."""
+    """Seed for reproducible sampling (not supported by Anthropic). Unset on a llama.cpp
+    model at a temperature above 0: a new random seed for each generation.
+    """
     presence_penalty: _builtins.float
     """Lowers, by this much, the score of every token the answer already holds,
     -2 to 2 (OpenAI's presence_penalty: positive values favour new topics). Only
