@@ -10,6 +10,7 @@ import gc
 import math
 import os
 import re
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, rich_details, serving
 from warpcore.server.core.domain import Admission, BackendKind, LoadSpec
@@ -204,6 +206,56 @@ async def test_a_one_model_budget_evicts_the_idle_model_and_its_memory_returns(
     # Every load is timed, the reload that a Generate asked for too.
     loads = server.metrics.registry.get_sample_value("warpcore_model_load_seconds_count", {"backend": "llama_cpp"})
     assert loads == 3
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """/metrics as Prometheus reads it: (sample name, "label=value,..." in label order) -> value."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT_SECONDS).read().decode()
+    families = text_string_to_metric_families(body)
+    return {
+        (s.name, ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))): s.value
+        for family in families
+        for s in family.samples
+    }
+
+
+async def test_the_metrics_say_which_models_are_loaded_and_why_each_left(
+    one_model_budget: tuple[WarpcoreServer, Stub, ModelEvents],
+) -> None:
+    server, stub, events = one_model_budget
+    http = server.metrics.serve("127.0.0.1", 0)
+    try:
+
+        async def metrics() -> dict[tuple[str, str], float]:
+            return await asyncio.to_thread(scrape, http.server_port)
+
+        def unloads(samples: dict[tuple[str, str], float]) -> dict[str, float]:
+            reasons = ("idle", "room", "requested")
+            return {reason: samples["warpcore_model_unloads_total", f"reason={reason}"] for reason in reasons}
+
+        assert unloads(await metrics()) == {"idle": 0, "room": 0, "requested": 0}
+        first = (await stub.LoadModel(load_request("first"))).model
+        samples = await metrics()
+        assert samples["warpcore_models_loaded", "backend=llama_cpp"] == 1
+        assert samples["warpcore_models_loaded", "backend=openai"] == 0
+        assert (
+            samples["warpcore_model_memory_bytes", "backend=llama_cpp,model=first"] == first.residency.memory_bytes > 0
+        )
+        await stub.LoadModel(load_request("second"))  # the budget of one model evicts the first
+        samples = await metrics()
+        assert ("warpcore_model_memory_bytes", "backend=llama_cpp,model=first") not in samples
+        assert ("warpcore_model_memory_bytes", "backend=llama_cpp,model=second") in samples
+        assert unloads(samples) == {"idle": 0, "room": 1, "requested": 0}
+        await stub.LoadModel(load_request("second", keep_alive=idle(0)))
+        await events.wait_for("second", False)
+        assert unloads(await metrics()) == {"idle": 1, "room": 1, "requested": 0}
+        await stub.LoadModel(load_request("third"))
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="third"))
+        samples = await metrics()
+        assert unloads(samples) == {"idle": 1, "room": 1, "requested": 1}
+        assert samples["warpcore_models_loaded", "backend=llama_cpp"] == 0
+    finally:
+        http.shutdown()
 
 
 async def test_a_model_with_a_running_stream_is_never_evicted(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -14,6 +14,7 @@ from warpcore.server.adapters.base import CachesPrompts
 from warpcore.server.core.domain import BackendKind
 from warpcore.server.core.limits import Limits, activity
 from warpcore.server.core.registry import LoadedModel
+from warpcore.server.core.residence import UNLOAD_REASONS
 from warpcore.server.tls import TlsFiles
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -97,6 +98,36 @@ class _ModelServerSignals(Collector):
         yield from per_model
 
 
+class _Residents(Collector):
+    """Which models are loaded, with their estimated memory (weights and KV cache of a local model, 0 for a hosted
+    one), how many per backend, and how many have been unloaded by reason. The labels are bounded: backends and
+    reasons are fixed sets, and a model's series lasts while it is loaded."""
+
+    def __init__(self, models: Callable[[], Iterable[LoadedModel]], unloads: Callable[[], Mapping[str, int]]) -> None:
+        self._models = models
+        self._unloads = unloads
+
+    def collect(self) -> Iterable[Metric]:
+        count = GaugeMetricFamily("warpcore_models_loaded", "Models loaded, per backend", labels=["backend"])
+        memory = GaugeMetricFamily(
+            "warpcore_model_memory_bytes", "Estimated memory of each loaded model", labels=["model", "backend"]
+        )
+        loaded = dict.fromkeys((backend.value for backend in BackendKind), 0)
+        for model in self._models():
+            loaded[model.backend.value] += 1
+            memory.add_metric([model.id, model.backend.value], model.info.memory_bytes)
+        for backend, number in loaded.items():
+            count.add_metric([backend], number)
+        unloads = CounterMetricFamily(
+            "warpcore_model_unloads",
+            "Models unloaded, by reason: idle (keep_alive ran out), room (evicted for a load), requested (UnloadModel)",
+            labels=["reason"],
+        )
+        for reason, number in self._unloads().items():
+            unloads.add_metric([reason], number)
+        yield from (count, memory, unloads)
+
+
 _SIGNALS = (
     ("num_requests_waiting", "Generations queued, not yet decoding (TotalQueuedRequests)"),
     ("num_requests_running", "Generations decoding (TotalRunningRequests)"),
@@ -143,7 +174,10 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_QueueDepth(limits))
+        self.unloads: Mapping[str, int] = dict.fromkeys(UNLOAD_REASONS, 0)
+        """Models unloaded by reason: the residency's own count, once the engine has one."""
         if models is not None:
+            self.registry.register(_Residents(models, lambda: self.unloads))
             self.registry.register(_ModelServerSignals(limits, models))
             self.registry.register(_PromptCaches(models))
 

@@ -13,63 +13,24 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import AlreadyExistsError, ResourceExhaustedError, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
 from warpcore.server.core.registry import LoadedModel, ModelRegistry, same_model
+from warpcore.server.core.residence import (
+    UNLOAD_REASONS,
+    Dormant,
+    Residence,
+    ResidencyPolicy,
+    ResidencyReport,
+    UnloadReason,
+)
+
+__all__ = ["Dormant", "Residency", "ResidencyPolicy", "ResidencyReport"]
 
 _log = logging.getLogger("warpcore.server")
-
-
-@dataclass(frozen=True)
-class ResidencyPolicy:
-    """The server's rules for local models: the keep_alive of a model that names none (math.inf: until unloaded),
-    and the most models and estimated bytes loaded at once (None: no limit)."""
-
-    keep_alive: float = math.inf
-    max_models: int | None = None
-    max_bytes: int | None = None
-
-
-@dataclass
-class Residence:
-    """One loaded model's use: what ListModels reports and what eviction reads."""
-
-    keep_alive: float
-    last_used: float
-    """Wall-clock time (seconds since the epoch) of the last load or generation end."""
-    timer: asyncio.TimerHandle | None = None
-
-    def expires_at(self, in_use: bool) -> float | None:
-        """When the model will be unloaded if nothing uses it meanwhile; None: not while in use, or never."""
-        if in_use or math.isinf(self.keep_alive):
-            return None
-        return self.last_used + self.keep_alive
-
-
-@dataclass(frozen=True)
-class ResidencyReport:
-    """What ListModels says of a loaded model's cost, use and expiry."""
-
-    memory_bytes: int
-    slots_busy: int
-    slots_total: int
-    queue_depth: int
-    last_used: float
-    expires_at: float | None
-    keep_alive: float
-
-
-class Dormant(NamedTuple):
-    """A model known but not loaded: its spec, memory estimate and context size when last loaded (0: never was)."""
-
-    spec: LoadSpec
-    memory_bytes: int = 0
-    context_size: int = 0
 
 
 class Residency:
@@ -87,6 +48,8 @@ class Residency:
         self._room = asyncio.Lock()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
         self._expiring: set[asyncio.Task[None]] = set()
+        self.unloads: collections.Counter[str] = collections.Counter(dict.fromkeys(UNLOAD_REASONS, 0))
+        """Models unloaded so far, by why (a model unloaded as the server stops is not counted: its metrics end too)."""
         registry.listeners.insert(0, self._changed)
 
     def declare(self, spec: LoadSpec) -> None:
@@ -128,7 +91,7 @@ class Residency:
         if dormant is not None and self._registry.find(model_id) is None:
             return dormant.spec
         self._registry.get(model_id)
-        return await self._unload(model_id)
+        return await self._unload(model_id, "requested")
 
     @contextlib.asynccontextmanager
     async def using(self, model_id: str) -> AsyncIterator[LoadedModel]:
@@ -232,7 +195,7 @@ class Residency:
             return
         _log.info("unloading model %s: idle for %gs", model_id, residence.keep_alive)
         try:
-            await self._retire(model_id)
+            await self._retire(model_id, "idle")
         except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
             _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
 
@@ -257,7 +220,7 @@ class Residency:
                 )
             victim = min(idle)[1]
             _log.info("unloading model %s to make room for %s", victim, model_id)
-            await self._retire(victim)
+            await self._retire(victim, "room")
 
     def _over(self, models: int, nbytes: int) -> bool:
         loaded = self._local()
@@ -271,7 +234,7 @@ class Residency:
     def _local(self) -> list[LoadedModel]:
         return [model for model in self._registry.loaded() if not model.backend.hosted]
 
-    async def _retire(self, model_id: str) -> None:
+    async def _retire(self, model_id: str, reason: UnloadReason) -> None:
         """Unload, remembering the model so that a Generate naming it loads it again."""
         model = self._registry.find(model_id)
         if model is None:
@@ -282,14 +245,15 @@ class Residency:
         self.dormant[model_id] = Dormant(spec, model.info.memory_bytes, model.info.context_size)
         while len(self.dormant) > MAX_DORMANT_MODELS:
             self.dormant.popitem(last=False)
-        await self._unload(model_id)
+        await self._unload(model_id, reason)
 
-    async def _unload(self, model_id: str) -> LoadedModel:
+    async def _unload(self, model_id: str, reason: UnloadReason) -> LoadedModel:
         already = self._leaving.get(model_id)
         if already is not None:  # an idle unload and an eviction of one model: one unload
             return await asyncio.shield(already)
         leaving = asyncio.ensure_future(self._registry.unload(model_id))
         self._leaving[model_id] = leaving
+        self.unloads[reason] += 1  # counted before the registry says the model has gone
         try:
             unloaded = await asyncio.shield(leaving)
         finally:

@@ -1,0 +1,63 @@
+"""What the residency of local models is made of: the server's policy, each loaded model's use, what ListModels
+reports of it, a model known but not loaded, and why a model was unloaded (residency.py applies them)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from warpcore.server.core.domain import LoadSpec
+
+UnloadReason = Literal["idle", "room", "requested"]
+UNLOAD_REASONS: tuple[UnloadReason, ...] = ("idle", "room", "requested")
+"""Why a model was unloaded: idle past its keep_alive, evicted to make room for a load within the budget, or asked
+for (UnloadModel)."""
+
+
+@dataclass(frozen=True)
+class ResidencyPolicy:
+    """The server's rules for local models: the keep_alive of a model that names none (math.inf: until unloaded),
+    and the most models and estimated bytes loaded at once (None: no limit)."""
+
+    keep_alive: float = math.inf
+    max_models: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass
+class Residence:
+    """One loaded model's use: what ListModels reports and what eviction reads."""
+
+    keep_alive: float
+    last_used: float
+    """Wall-clock time (seconds since the epoch) of the last load or generation end."""
+    timer: asyncio.TimerHandle | None = None
+
+    def expires_at(self, in_use: bool) -> float | None:
+        """When the model will be unloaded if nothing uses it meanwhile; None: not while in use, or never."""
+        if in_use or math.isinf(self.keep_alive):
+            return None
+        return self.last_used + self.keep_alive
+
+
+@dataclass(frozen=True)
+class ResidencyReport:
+    """What ListModels says of a loaded model's cost, use and expiry."""
+
+    memory_bytes: int
+    slots_busy: int
+    slots_total: int
+    queue_depth: int
+    last_used: float
+    expires_at: float | None
+    keep_alive: float
+
+
+class Dormant(NamedTuple):
+    """A model known but not loaded: its spec, memory estimate and context size when last loaded (0: never was)."""
+
+    spec: LoadSpec
+    memory_bytes: int = 0
+    context_size: int = 0
