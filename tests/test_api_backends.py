@@ -20,7 +20,10 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_of, load, prompt
 from tests.key_leaks import Key, Transcript, leaks
+from warpcore.server.adapters.hosted.openai import OpenAIAdapter
 from warpcore.server.adapters.hosted.scrub import MAX_REQUEST_ID, scrub_request_id, upstream_host
+from warpcore.server.core.domain import ApiSettings, GenerationParams
+from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -291,8 +294,6 @@ async def test_openai_length_finish_reason(stub: Stub, openai_upstream: FakeOpen
 @pytest.mark.parametrize(
     ("provider", "options", "field"),
     [
-        ("openai", {"top_k": 3}, "top_k"),
-        ("openai", {"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop sequences"),
         ("anthropic", {"seed": 3}, "seed"),
         ("anthropic", {"temperature": 1.5}, "temperature"),
     ],
@@ -313,6 +314,26 @@ async def test_options_a_provider_cannot_honour_are_rejected(
     assert field in (error.details() or "")
     assert frames == []
     assert len(upstream.requests) == sent_before  # nothing went upstream
+
+
+async def test_a_compatible_server_behind_openai_gets_top_k_and_more_stop_sequences(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    await load(stub, openai_upstream)
+    stops = ["a", "b", "c", "d", "e"]
+    await collect(stub.Generate(prompt(top_k=3, stop_sequences=stops)))
+    assert (openai_upstream.requests[-1].body or {}).items() >= {"top_k": 3, "stop": stops}.items()
+
+
+@pytest.mark.parametrize(("options", "field"), [({"top_k": 3}, "top_k"), ({"stop": ("a", "b", "c", "d", "e")}, "stop")])
+async def test_openais_own_api_is_never_sent_what_it_refuses(options: dict[str, Any], field: str) -> None:
+    adapter = OpenAIAdapter(ApiSettings(api_key=OPENAI_KEY, base_url="https://api.openai.com/v1"), env={})
+    try:
+        with pytest.raises(InvalidArgumentError) as refused:
+            adapter._request(GenerationParams(prompt="hi", messages=(), max_tokens=8, **options))
+        assert refused.value.field == field
+    finally:
+        await adapter.close()
 
 
 async def test_deltas_pass_through_before_the_upstream_finishes_and_cancel_closes_it(

@@ -969,7 +969,8 @@ class GenerationOptions(_message.Message):
     Unset on a llama.cpp model: 0.95.
     """
     top_k: _builtins.int
-    """Sample from the k most likely tokens only (not supported by OpenAI). Unset on a
+    """Sample from the k most likely tokens only (not supported by OpenAI's own API; an
+    OpenAI backend whose base_url names a compatible server passes it on). Unset on a
     llama.cpp model: 40.
     """
     system: _builtins.str
@@ -1016,7 +1017,7 @@ class GenerationOptions(_message.Message):
     """
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Generation stops before any of these strings; at most 16 (OpenAI: 4), none empty,
+        """Generation stops before any of these strings; at most 16 (OpenAI's own API: 4), none empty,
         each at most 1,000 characters.
         """
 

@@ -11,7 +11,7 @@ import openai
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.scrub import scrub_request_id
+from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -47,6 +47,7 @@ ENVIRONMENT = ApiEnvironment(
     organization="OPENAI_ORGANIZATION",
 )
 MAX_STOP_SEQUENCES = 4  # the chat completions API's limit
+OPENAI_HOST = "api.openai.com:443"  # as scrub.upstream_host names it
 
 ERRORS = ErrorTable(
     catches=(openai.OpenAIError, ValueError),
@@ -139,16 +140,19 @@ class OpenAIAdapter(HostedAdapter):
         """Whether this model wants `max_completion_tokens` rather than `max_tokens`."""
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
-        if params.top_k is not None:
-            raise refused("top_k", "top_k is not supported by the OpenAI API; leave it unset")
+        # OpenAI's own API takes no top_k and at most 4 stop sequences; the compatible servers a base URL may name
+        # instead (llama.cpp's, vLLM's, LiteLLM's) take both, and get them.
+        openai_itself = upstream_host(self._api.base_url) == OPENAI_HOST
+        if params.top_k is not None and openai_itself:
+            raise refused("top_k", "top_k is not supported by OpenAI's API; leave it unset")
         if params.continue_last:
             raise refused(
                 "messages",
                 "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"
                 " user message",
             )
-        if len(params.stop) > MAX_STOP_SEQUENCES:
-            raise refused("stop", f"the OpenAI API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
+        if len(params.stop) > MAX_STOP_SEQUENCES and openai_itself:
+            raise refused("stop", f"OpenAI's API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
         if params.reasoning is not None and params.reasoning.budget_tokens is not None:
             raise refused("reasoning.budget_tokens", "the OpenAI API takes a reasoning effort, not a budget")
         openai_extras.check_documents(params)
@@ -158,6 +162,7 @@ class OpenAIAdapter(HostedAdapter):
         messages += [_message(message) for message in params.messages]
         # The usage arrives in a last chunk of its own, and only when asked for.
         options: dict[str, Any] = {
+            "top_k": params.top_k,
             "seed": params.seed,
             **params.penalties,
             "logit_bias": {str(token): bias for token, bias in params.logit_bias} or None,
