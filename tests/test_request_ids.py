@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 
 from tests.conftest import AccessLines, collect, greedy, load_tiny
 from tests.http_door import base_url
+from warpcore.client import AsyncClient, NotFoundError
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -93,3 +94,12 @@ async def test_the_http_door_takes_a_sane_id_by_the_same_rule(
     assert response.headers["request-id"] == given
     await access_lines.next()
     assert access_lines.records[-1].__dict__["request_id"] == given
+
+
+async def test_the_sdks_error_carries_the_calls_request_id(doors: Doors, access_lines: AccessLines) -> None:
+    async with AsyncClient(f"127.0.0.1:{doors.grpc.port}") as client:
+        with pytest.raises(NotFoundError) as error:
+            await client.count_tokens("absent", prompt="the world")
+    await access_lines.next()
+    assert GENERATED.fullmatch(error.value.request_id)
+    assert error.value.request_id == access_lines.records[-1].__dict__["request_id"]

@@ -26,6 +26,7 @@ class WarpcoreError(Exception):
         metadata: dict[str, str] | None = None,
         field_violations: dict[str, str] | None = None,
         retry_after: float | None = None,
+        request_id: str = "",
     ) -> None:
         super().__init__(f"{status.name}: {message}")
         self.status = status
@@ -37,6 +38,8 @@ class WarpcoreError(Exception):
         """Offending request field -> description (google.rpc.BadRequest)."""
         self.retry_after = retry_after
         """Seconds to wait before retrying (google.rpc.RetryInfo), when the server said."""
+        self.request_id = request_id
+        """The server's id of the call (google.rpc.RequestInfo), as its access log names it; empty when it sent none."""
 
 
 class InvalidArgumentError(WarpcoreError):
@@ -128,7 +131,7 @@ def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
     """The typed exception for a failed call, from the sync or the asyncio API alike."""
     call: grpc.Call = error  # type: ignore[assignment]  # every failed call's error is also its Call
     status_code = call.code()
-    reason, metadata, violations, retry_after = "", {}, {}, None
+    reason, metadata, violations, retry_after, request_id = "", {}, {}, None, ""
     status = rpc_status.from_call(call)
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -143,6 +146,10 @@ def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
             retry = error_details_pb2.RetryInfo()
             detail.Unpack(retry)
             retry_after = retry.retry_delay.ToTimedelta().total_seconds()
+        elif detail.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
+            request = error_details_pb2.RequestInfo()
+            detail.Unpack(request)
+            request_id = request.request_id
     kind = _BY_CODE.get(status_code, WarpcoreError)
     return kind(
         call.details() or status_code.name,
@@ -151,4 +158,5 @@ def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
         metadata=metadata,
         field_violations=violations,
         retry_after=retry_after,
+        request_id=request_id,
     )
