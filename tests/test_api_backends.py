@@ -21,7 +21,8 @@ from tests.fakes.script import Script
 from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_of, load, prompt
 from tests.key_leaks import Key, Transcript, leaks
 from warpcore.server.adapters.hosted.openai import OpenAIAdapter
-from warpcore.server.adapters.hosted.scrub import MAX_REQUEST_ID, scrub_request_id, upstream_host
+from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
+from warpcore.server.core.bounds import MAX_REQUEST_ID
 from warpcore.server.core.domain import ApiSettings, GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.v1 import inference_pb2 as pb

@@ -26,9 +26,13 @@ MAX_SEED = 2**32 - 1
 """Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
 MAX_URL_LENGTH = 2048  # the common bound of HTTP clients and servers on a URL
-REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-"""A caller's request id either door takes as it is: printable ASCII without spaces (nothing that forges a log line
-or a field, or needs decoding), at most 128 characters (a UUID, a trace id, an id of the caller's own)."""
+MAX_REQUEST_ID = 128
+"""Characters of a request id, a caller's or an upstream's: a UUID, a trace id, "req_" and 24-32 characters; far
+more is no id, and would fill frames and logs."""
+REQUEST_ID_CHARACTER = r"[\x21-\x7e]"
+"""Printable ASCII but the space: nothing that forges a log line or a field, or needs decoding."""
+REQUEST_ID = re.compile(f"{REQUEST_ID_CHARACTER}{{1,{MAX_REQUEST_ID}}}")
+"""A caller's request id either door takes as it is."""
 MAX_TIMEOUT_SECONDS = 86400
 MAX_REMEMBERED_REASONING = 4096
 """Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);

@@ -6,15 +6,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from warpcore.server.core.bounds import MAX_REQUEST_ID, REQUEST_ID_CHARACTER
+
 _REDACTED = "[redacted]"
 # Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
 _KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
-# An upstream's request id is an opaque token (OpenAI and Anthropic send "req_" and 24-32 characters; compatible
-# servers often a UUID): far more than that is no id, and would let an upstream fill our frames and logs.
-MAX_REQUEST_ID = 128
-# Printable ASCII but the space: a token has neither control characters (which could forge log lines or
-# terminal escapes) nor characters a caller would have to decode.
-_NOT_IN_REQUEST_ID = re.compile(r"[^\x21-\x7e]")
+# An upstream's request id is held to the rule of a caller's (core/bounds.py), by dropping and cutting.
+_NOT_IN_REQUEST_ID = re.compile(REQUEST_ID_CHARACTER.replace("[", "[^", 1))
 
 
 def redact(text: str, secret: str) -> str:
