@@ -3,6 +3,7 @@ SDKs use."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -24,6 +25,7 @@ from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, REQUEST_FIEL
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
+    from warpcore.server.doors import Doors
     from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
@@ -155,3 +157,22 @@ async def test_a_model_loads_without_llama_cpp_warnings(stub: Stub, caplog: pyte
     caplog.set_level("WARNING", logger="llama.cpp")
     await load_tiny(stub)
     assert [record.getMessage() for record in caplog.records if record.name == "llama.cpp"] == []
+
+
+async def test_a_request_the_http_library_cannot_parse_is_a_warning_that_quotes_none_of_it(
+    doors: Doors, restored_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # aiohttp refuses a header over 8190 bytes itself, and logged an ERROR whose traceback quoted the header: a
+    # client's oversize credential landed in the log.
+    configure_logging("json")
+    assert doors.http is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", doors.http.port)
+    secret = "Bearer " + "s3cret" * 2000
+    writer.write(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: {secret}\r\n\r\n".encode())
+    assert (await reader.readline()).split()[1] == b"400"
+    writer.close()
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    refused = [line for line in lines if line["logger"] == "aiohttp.server"]
+    assert [(line["level"], "error" in line) for line in refused] == [("warning", False)]
+    assert "refused a malformed HTTP request" in refused[0]["message"]
+    assert not any("s3cret" in json.dumps(line) for line in lines)

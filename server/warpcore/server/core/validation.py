@@ -25,6 +25,7 @@ from warpcore.server.core.bounds import (
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
     MAX_TIMEOUT_SECONDS,
+    MAX_TOP_K,
     MAX_TOP_LOGPROBS,
     MAX_URL_LENGTH,
     MIN_CONTEXT_SIZE,
@@ -86,7 +87,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     if params.top_p is not None:
         require(0 < params.top_p <= 1, "top_p", "top_p must be greater than 0 and at most 1")
     if params.top_k is not None:
-        require(params.top_k >= 1, "top_k", "top_k must be at least 1")
+        require(1 <= params.top_k <= MAX_TOP_K, "top_k", f"top_k must be between 1 and {MAX_TOP_K}")
     if params.seed is not None:
         require(0 <= params.seed <= MAX_SEED, "seed", f"seed must be between 0 and {MAX_SEED}")
     biased = len(params.logit_bias)

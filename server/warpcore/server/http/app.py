@@ -8,9 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler as default_expect_handler
 
 from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, recording_usage, request_id
-from warpcore.server.core.auth import bearer_token, token_matches
+from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
@@ -45,7 +46,7 @@ class HttpDoor:
         self.app = web.Application(client_max_size=max_body_bytes, middlewares=[self._middleware])
         self.app[ENGINE] = engine
         self.app[MEMORY] = ReasoningMemory()
-        add_routes(self.app)
+        add_routes(self.app, self._expect)
         self.app.router.add_get("/health", self._health)
         # Cancelling the handler of a client that went away is what stops its generation upstream.
         self._runner = web.AppRunner(
@@ -87,13 +88,34 @@ class HttpDoor:
             self.port = 0
             await self._runner.cleanup()
 
+    def _admit(self, request: web.Request) -> None:
+        """Refuse, before any of its body is read, a request that would be refused once read: while draining,
+        without the token, or declaring a body larger than the limit."""
+        if self._draining:
+            raise shutting_down()
+        self._check_token(request)
+        if (request.content_length or 0) > self._max_body_bytes:
+            raise self._too_large()
+
+    def _too_large(self) -> RequestTooLargeError:
+        return RequestTooLargeError(f"the request body is larger than {self._max_body_bytes} bytes", field="request")
+
+    async def _expect(self, request: web.Request) -> None:
+        """`Expect: 100-continue`: the client is told to send its body only when it would be read; otherwise no 100
+        comes, and the handler answers with the refusal at once (RFC 9110, section 10.1.1)."""
+        try:
+            self._admit(request)
+        except WarpcoreError:
+            return
+        await default_expect_handler(request)
+
     def _check_token(self, request: web.Request) -> None:
         if self._expected is None:
             return
         # Either header may carry it, and a client may send both (an SDK's default key beside the token): the
         # request is let in when one of them holds the token. Each is compared, so the time taken tells nothing.
         presented = (
-            request.headers.get("x-api-key", "").encode(),
+            header_bytes(request.headers.get("x-api-key", "")),
             bearer_token(request.headers.get("Authorization", "")),
         )
         matches = [token_matches(value, self._expected) for value in presented if value]
@@ -142,9 +164,7 @@ class HttpDoor:
         try:
             if request.match_info.handler == self._health:
                 return await handler(request)
-            if self._draining:
-                raise shutting_down()
-            self._check_token(request)
+            self._admit(request)
             return await handler(request)
         except WarpcoreError as error:
             request[OUTCOME] = error.code.name
@@ -152,9 +172,7 @@ class HttpDoor:
         except web.HTTPException as error:
             problem: WarpcoreError = NotFoundError(f"no route {request.method} {request.path}", field="request")
             if isinstance(error, web.HTTPRequestEntityTooLarge):
-                problem = RequestTooLargeError(
-                    f"the request body is larger than {self._max_body_bytes} bytes", field="request"
-                )
+                problem = self._too_large()
             elif isinstance(error, web.HTTPMethodNotAllowed):
                 problem = InvalidArgumentError(f"{request.method} is not allowed on {request.path}", field="request")
             request[OUTCOME] = problem.code.name

@@ -41,8 +41,10 @@ class Members:
                     reason="UNKNOWN_FIELD",
                 )
         for name, default in self.defaults.items():
-            if body.get(name) not in (None, default):
-                raise unsupported(at(path, name), f"{name}={body[name]!r}")
+            value = body.get(name)
+            # Of the default's own type too: JSON's true is no 1, which Python's == would take it for.
+            if value is not None and (type(value) is not type(default) or value != default):
+                raise unsupported(at(path, name), f"{name}={value!r}")
         for name in self.refused:
             if body.get(name) is not None:
                 raise unsupported(at(path, name), self.why.get(name, name))

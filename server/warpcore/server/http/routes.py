@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -222,11 +222,15 @@ async def get_model(request: web.Request) -> web.Response:
     return web.json_response(_model_entry(dialect_of(request), model), headers=request_ids(request))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/responses", responses)
-    app.router.add_post("/v1/messages", messages)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
-    app.router.add_post("/v1/embeddings", embeddings)
+def add_routes(app: web.Application, expect: Callable[[web.Request], Awaitable[None]]) -> None:
+    """The routes of both dialects; `expect` answers a request's `Expect: 100-continue` before its body is sent."""
+    for path, handler in (
+        ("/v1/chat/completions", chat_completions),
+        ("/v1/responses", responses),
+        ("/v1/messages", messages),
+        ("/v1/messages/count_tokens", count_tokens),
+        ("/v1/embeddings", embeddings),
+    ):
+        app.router.add_post(path, handler, expect_handler=expect)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", get_model)  # a GGUF file's id may hold slashes

@@ -1,0 +1,109 @@
+"""What a hostile HTTP client sends that no SDK would: bytes that are no UTF-8 in a token, a body declared larger
+than the limit and never sent, `Expect: 100-continue` for a request that will be refused, numbers beyond a field's
+type. Raw sockets, as an SDK cannot send these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import serving_doors
+from warpcore.server.doors import Doors
+from warpcore.server.rpc.server import ServingOptions
+
+TOKEN = "door-token-0123456789"
+LIMIT = 1000
+ANSWER_SECONDS = 5.0  # far more than any of these answers takes; the old code never answered some
+
+
+@pytest.fixture
+async def guarded(server_env: dict[str, str]) -> AsyncIterator[Doors]:
+    async with serving_doors(server_env, ServingOptions(token=TOKEN, max_message_bytes=LIMIT)) as doors:
+        yield doors
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def connection(guarded: Doors) -> AsyncIterator[Connection]:
+    assert guarded.http is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.http.port)
+    yield reader, writer
+    writer.close()
+
+
+async def exchange(connection: Connection, head: bytes, body: bytes = b"") -> bytes:
+    """Send a request's head (and body), and read the first status line the server answers with."""
+    reader, writer = connection
+    writer.write(head + b"\r\n" + body)
+    await writer.drain()
+    return await asyncio.wait_for(reader.readline(), ANSWER_SECONDS)
+
+
+async def answer(connection: Connection, head: bytes, body: bytes = b"") -> tuple[int, dict[str, object]]:
+    """The status and JSON body of the final answer to a request."""
+    status = await exchange(connection, head, body)
+    reader = connection[0]
+    headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
+    length = next(
+        int(line.split(b":")[1]) for line in headers.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    return int(status.split()[1]), json.loads(await asyncio.wait_for(reader.readexactly(length), ANSWER_SECONDS))
+
+
+def post(path: str, *headers: bytes, length: int = 2) -> bytes:
+    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: x", b"Content-Type: application/json", *headers]
+    return b"\r\n".join([*lines, f"Content-Length: {length}".encode()]) + b"\r\n"
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer s3cr\xe9t", b"x-api-key: s3cr\xe9t"])
+async def test_a_token_of_bytes_that_are_no_utf8_is_refused_not_a_failure(
+    connection: Connection, header: bytes
+) -> None:
+    status, body = await answer(connection, post("/v1/chat/completions", header), b"{}")
+    assert status == 401
+    assert body["error"]["code"] == "invalid_api_key"  # type: ignore[index]
+
+
+async def test_a_body_declared_over_the_limit_is_refused_before_it_is_sent(connection: Connection) -> None:
+    head = post("/v1/messages", f"x-api-key: {TOKEN}".encode(), length=100 * 1024 * 1024)
+    status, body = await answer(connection, head)  # no body follows
+    assert status == 413
+    assert body["error"]["type"] == "request_too_large"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("header", "length", "refusal"),
+    [(b"x-api-key: wrong-token", 2, b" 401 "), (f"x-api-key: {TOKEN}".encode(), 100 * 1024 * 1024, b" 413 ")],
+)
+async def test_expect_continue_is_not_granted_to_a_request_that_will_be_refused(
+    connection: Connection, header: bytes, length: int, refusal: bytes
+) -> None:
+    status = await exchange(connection, post("/v1/messages", header, b"Expect: 100-continue", length=length))
+    assert refusal in status  # at once: no "100 Continue" asks for a body only to refuse it
+
+
+async def test_expect_continue_is_granted_to_a_request_that_will_be_read(connection: Connection) -> None:
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), b"Expect: 100-continue", length=2)
+    assert (await exchange(connection, head)).startswith(b"HTTP/1.1 100")
+    reader, writer = connection
+    await asyncio.wait_for(reader.readline(), ANSWER_SECONDS)  # the blank line that ends the 100
+    writer.write(b"{}")  # the body, read: a chat request without its fields
+    assert (await asyncio.wait_for(reader.readline(), ANSWER_SECONDS)).startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize(("member", "value"), [("top_k", 2**64 + 1), ("top_k", 2**32), ("n", True)])
+async def test_numbers_beyond_a_fields_type_are_400_naming_it(
+    connection: Connection, member: str, value: object
+) -> None:
+    fields = {"model": "absent", "messages": [{"role": "user", "content": "hi"}], member: value}
+    raw = json.dumps(fields).encode()
+    status, body = await answer(
+        connection, post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), length=len(raw)), raw
+    )
+    assert status == 400
+    assert body["error"]["param"] == member  # type: ignore[index]
