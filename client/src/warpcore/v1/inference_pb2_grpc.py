@@ -151,7 +151,9 @@ class InferenceServiceServicer:
         model, exactly, without generating. FAILED_PRECONDITION where the backend has
         no exact count (OpenAI). The request is checked as Generate checks it, so one
         that Generate refuses is refused here too, but for a prompt longer than the
-        model's context, which is counted whole (up to the bytes no context can hold);
+        model's context, which is counted whole up to 64 bytes per token of the context
+        (no token is longer, so more cannot fit: INVALID_ARGUMENT, reason
+        CONTEXT_LENGTH_EXCEEDED);
         options other than system do not change the count.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
