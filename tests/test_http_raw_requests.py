@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import serving_doors
+from warpcore.server.core import bounds
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 
@@ -107,3 +108,15 @@ async def test_numbers_beyond_a_fields_type_are_400_naming_it(
     )
     assert status == 400
     assert body["error"]["param"] == member  # type: ignore[index]
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_closed(
+    connection: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bounds, "BODY_READ_SECONDS", 0.5)
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), length=100)
+    status = await exchange(connection, head, b'{"mo')  # and nothing more
+    headers = await asyncio.wait_for(connection[0].readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
+    assert status.split()[1] == b"408"
+    assert b"\r\nConnection: close\r\n" in headers  # the rest of the body is not waited for
+    assert b"did not arrive within 0.5 seconds" in await asyncio.wait_for(connection[0].read(300), ANSWER_SECONDS)

@@ -27,6 +27,9 @@ MAX_TOP_K = 2**32 - 1
 MAX_SEED = 2**32 - 1
 """Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
+BODY_READ_SECONDS = 60.0
+"""Most seconds an HTTP request's body may take to arrive, 4 MiB at 70 kB/s: a client that sends it slower (or
+never) holds a connection for nothing."""
 MAX_URL_LENGTH = 2048  # the common bound of HTTP clients and servers on a URL
 MAX_REQUEST_ID = 128
 """Characters of a request id, a caller's or an upstream's: a UUID, a trace id, "req_" and 24-32 characters; far

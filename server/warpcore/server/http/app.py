@@ -15,7 +15,7 @@ from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
-from warpcore.server.http.errors import RequestTooLargeError, http_status, retry_headers
+from warpcore.server.http.errors import RequestTooLargeError, RequestTooSlowError, http_status, retry_headers
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
     ENGINE,
@@ -130,8 +130,8 @@ class HttpDoor:
         body = dialect_of(request).error(error, request[REQUEST_ID])
         headers = {**request_ids(request), **retry_headers(error)}
         response = web.json_response(body, status=http_status(error), headers=headers)
-        if request.content.exception() is not None:
-            response.force_close()  # aiohttp could not read the body: the connection is done, and the client told so
+        if request.content.exception() is not None or isinstance(error, RequestTooSlowError):
+            response.force_close()  # the body was not read: the connection is done, and the client told so
         return response
 
     @web.middleware

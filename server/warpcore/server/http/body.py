@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
-from warpcore.server.core import json_text
+from warpcore.server.core import bounds, json_text
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.http.errors import RequestTooSlowError
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; InvalidArgumentError (naming the field) if it is none, or if a string in it holds
     an unpaired surrogate escape."""
     try:
-        text = (await request.read()).decode(request.charset or "utf-8")
+        async with asyncio.timeout(bounds.BODY_READ_SECONDS):
+            raw = await request.read()
+        text = raw.decode(request.charset or "utf-8")
         body = json_text.loads(text)
+    except TimeoutError:
+        raise RequestTooSlowError(
+            f"the request body did not arrive within {bounds.BODY_READ_SECONDS:g} seconds", field="request"
+        ) from None
     except LookupError:  # a charset Python does not know, or one that is no text encoding (base64)
         raise InvalidArgumentError(
             f"the request body's charset {request.charset!r} is not a text encoding; send JSON in UTF-8",

@@ -38,6 +38,7 @@ _KINDS = {
 }
 _OVERLOADED = _Kind(OVERLOADED, "overloaded_error", "overloaded_error")
 _TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
+_TOO_SLOW = _Kind(408, "invalid_request_error", "timeout_error")
 # OpenAI's own codes where they differ from the lowercased reason.
 _OPENAI_CODES = {"MODEL_NOT_LOADED": "model_not_found", "UNAUTHENTICATED": "invalid_api_key"}
 _RETRY_STATUSES = (429, 503, OVERLOADED)
@@ -49,9 +50,17 @@ class RequestTooLargeError(WarpcoreError):
     code = ErrorCode.INVALID_ARGUMENT
 
 
+class RequestTooSlowError(WarpcoreError):
+    """A body that did not arrive within BODY_READ_SECONDS (HTTP 408)."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
 def _kind(error: WarpcoreError) -> _Kind:
     if isinstance(error, (RequestTooLargeError, ContentTooLargeError)):
         return _TOO_LARGE
+    if isinstance(error, RequestTooSlowError):
+        return _TOO_SLOW
     if error.metadata.get("http_status") == str(OVERLOADED):
         return _OVERLOADED
     return _KINDS[error.code]
