@@ -90,6 +90,7 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens",
         "temperature",
         "stop",
+        "seed",
         "presence_penalty",
         "frequency_penalty",
         "reasoning_effort",
@@ -187,22 +188,6 @@ def tokens(client: Client, args: argparse.Namespace) -> int:
     for token in counted.tokens:
         print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='replace'))}")
     print(counted.prompt_tokens)
-    return 0
-
-
-def load(client: Client, args: argparse.Namespace) -> int:
-    # Only when given: a hosted backend takes no local settings at all.
-    names = ("prompt_cache_tokens", "embedding", "pooling")
-    local = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    loaded = client.load_model(
-        args.model,
-        backend=args.backend,
-        model_id=args.id,
-        context_size=args.context_size,
-        keep_alive=args.keep_alive,
-        **local,
-    )
-    print(loaded.id)
     return 0
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from warpcore.client import (
     DEFAULT_TARGET,
@@ -20,89 +18,34 @@ from warpcore.client import (
 )
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
+from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file
+from warpcore.client._cli_load import add_load_options, load
 from warpcore.client._commands import (
     CliError,
     chat,
     embed,
     generate,
     health,
-    load,
     pull,
     tokens,
     unload,
 )
 from warpcore.client._model_list import models
-from warpcore.client._models import MAX_DURATION_SECONDS
 from warpcore.client._tools import levels
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
 CLIENT_OPTIONS = ("tls", "root_certificates", "client_certificate", "client_key", "token", "timeout")
 BACKENDS = [backend.value for backend in Backend]
-POOLINGS = ["mean", "cls", "last"]
 
 
-UINT32_MAX = 2**32 - 1
-FLOAT32_MAX = 3.4028234663852886e38
-"""The largest values the proto's uint32 and float fields carry: protobuf refuses a larger int with ValueError and
-turns a larger float into infinity."""
-
-Number = TypeVar("Number", int, float)
 Command = Callable[[Client, argparse.Namespace], int]
-
-
-def bounded(
-    kind: Callable[[str], Number], low: Number, high: Number, *, above: bool = False
-) -> Callable[[str], Number]:
-    """An argparse type= for a number from `low` (or, with `above`, greater than it) to `high`.
-
-    The bounds are what the field's wire type can carry and what is meaningless whatever the server: the server's
-    own limits may differ between servers and versions, so it stays the one to enforce them."""
-    word = "an integer" if kind is int else "a number"
-    shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]  # 0, not 0.0
-    wanted = f"{word} {'greater than' if above else 'from'} {shown[0]} {'and at most' if above else 'to'} {shown[1]}"
-
-    def parse(text: str) -> Number:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {word}") from None
-        # Written so that NaN fails both comparisons, and infinity the upper one.
-        if not ((low < value if above else low <= value) and value <= high):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
-        return value
-
-    return parse
-
-
-COUNT = bounded(int, 1, UINT32_MAX)
-"""A count of tokens: zero or negative is meaningless, and the field is a uint32."""
-IDLE_SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS))
-"""A keep_alive: 0 is meaningful (unload once idle), and the field is a google.protobuf.Duration."""
-
-
-def keep_alive(text: str) -> float | str:
-    """Seconds, or "forever"."""
-    return "forever" if text.strip().lower() == "forever" else IDLE_SECONDS(text)
 
 
 def connect(args: argparse.Namespace) -> Client:
     """A client from the global options; the ones not given keep the SDK's defaults."""
     options: dict[str, Any] = {name: getattr(args, name) for name in CLIENT_OPTIONS if getattr(args, name)}
     return Client(args.target, **options)
-
-
-def json_schema_file(path: str) -> dict[str, Any]:
-    """The JSON Schema in the file at `path` (an argparse type: a usage error names the option)."""
-    try:
-        schema = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{path} is not JSON: {error}") from None
-    if not isinstance(schema, dict):
-        raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
-    return schema
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
     def prompting(sub: argparse.ArgumentParser) -> None:
         """The options that can change how many tokens the prompt takes."""
         sub.add_argument("--model", metavar="ID", help="model id (default: the only loaded model)")
-        sub.add_argument("--system", metavar="TEXT", help="system prompt")
+        sub.add_argument("--system", metavar="TEXT", help="system prompt (default: none)")
         sub.add_argument(
             "--json-schema", type=json_schema_file, metavar="FILE", help="answer in JSON valid against this schema"
         )
@@ -142,7 +85,28 @@ def parser() -> argparse.ArgumentParser:
 
     def generation(sub: argparse.ArgumentParser) -> None:
         prompting(sub)
-        sub.add_argument("--max-tokens", type=COUNT, metavar="N", help="at most this many tokens per reply")
+        sub.add_argument(
+            "--max-tokens",
+            type=COUNT,
+            metavar="N",
+            help="at most this many tokens per reply (default: 256); the server refuses more than its own limit"
+            " (its --max-tokens-limit, by default 32768) with INVALID_ARGUMENT",
+        )
+        sub.add_argument(
+            "--temperature",
+            type=bounded(float, 0.0, FLOAT32_MAX),
+            metavar="T",
+            help="sampling temperature, 0 (greedy) to 2, Anthropic to 1 (default: the backend's; llama.cpp 0.8)",
+        )
+        sub.add_argument(
+            "--stop", action="append", metavar="X", help="stop before this text; repeatable (default: none)"
+        )
+        sub.add_argument(
+            "--seed",
+            type=bounded(int, 0, UINT32_MAX),
+            metavar="N",
+            help="seed for sampling the same text again (default: a new one each time; not Anthropic)",
+        )
         for penalty, effect in (("presence", "already in the reply"), ("frequency", "by how often the reply has it")):
             sub.add_argument(
                 f"--{penalty}-penalty",
@@ -158,8 +122,6 @@ def parser() -> argparse.ArgumentParser:
     sub = command("generate", generate, "stream a completion of PROMPT (none, or -: read from stdin)")
     generation(sub)
     sub.add_argument("--backend", choices=BACKENDS, help="load --model from this backend first if it is not loaded")
-    sub.add_argument("--temperature", type=bounded(float, 0.0, FLOAT32_MAX), metavar="T")
-    sub.add_argument("--stop", action="append", metavar="X", help="stop sequence (repeatable)")
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
     generation(
@@ -195,31 +157,7 @@ def parser() -> argparse.ArgumentParser:
         help="also each loaded model's estimated memory, slots busy/total, queue, keep-alive and time left idle",
     )
 
-    sub = command("load", load, "load MODEL and print its id")
-    sub.add_argument("model", metavar="MODEL", help="e.g. hf:owner/repo:file.gguf, or an API model name")
-    sub.add_argument("--backend", choices=BACKENDS, default=Backend.LLAMA_CPP.value)
-    sub.add_argument("--id", help="model id to load it as (default: chosen by the server)")
-    sub.add_argument("--context-size", type=COUNT, metavar="N")
-    sub.add_argument(
-        "--keep-alive",
-        type=keep_alive,
-        metavar="SECONDS",
-        help="how long the model stays loaded once idle: seconds (0: until its last generation ends), or forever"
-        " (default: the server's --keep-alive); loading a loaded model with it changes it",
-    )
-    sub.add_argument(
-        "--prompt-cache-tokens",
-        type=bounded(int, 0, UINT32_MAX),
-        metavar="N",
-        help="prompt tokens a llama.cpp model keeps for prompts that begin alike; 0 turns its cache off",
-    )
-
-    sub.add_argument(
-        "--embedding", action="store_true", default=None, help="load a llama.cpp model to embed instead of generating"
-    )
-    sub.add_argument(
-        "--pooling", choices=POOLINGS, help="with --embedding: how token vectors make one (default: the GGUF's)"
-    )
+    add_load_options(command("load", load, "load MODEL and print its id"))
 
     command("unload", unload, "unload a model by id").add_argument("id", metavar="ID")
 

@@ -1,0 +1,77 @@
+"""Argparse types of the warpcore command: numbers held to what their proto field carries, keep-alives, files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from warpcore.client._models import MAX_DURATION_SECONDS
+
+UINT32_MAX = 2**32 - 1
+INT32_MAX = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest values the proto's uint32, int32 and float fields carry: protobuf refuses a larger int with ValueError
+and turns a larger float into infinity."""
+
+Number = TypeVar("Number", int, float)
+
+
+def bounded(
+    kind: Callable[[str], Number], low: Number, high: Number, *, above: bool = False
+) -> Callable[[str], Number]:
+    """An argparse type= for a number from `low` (or, with `above`, greater than it) to `high`.
+
+    The bounds are what the field's wire type can carry and what is meaningless whatever the server: the server's
+    own limits may differ between servers and versions, so it stays the one to enforce them."""
+    word = "an integer" if kind is int else "a number"
+    shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]  # 0, not 0.0
+    wanted = f"{word} {'greater than' if above else 'from'} {shown[0]} {'and at most' if above else 'to'} {shown[1]}"
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {word}") from None
+        # Written so that NaN fails both comparisons, and infinity the upper one.
+        if not ((low < value if above else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
+        return value
+
+    return parse
+
+
+COUNT = bounded(int, 1, UINT32_MAX)
+"""A count of tokens (or threads, or slots): zero or negative is meaningless, and the field is a uint32."""
+IDLE_SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS))
+"""A keep_alive: 0 is meaningful (unload once idle), and the field is a google.protobuf.Duration."""
+SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)
+"""A timeout as a google.protobuf.Duration: 0 or less would leave no time at all."""
+
+
+def keep_alive(text: str) -> float | str:
+    """Seconds, or "forever"."""
+    return "forever" if text.strip().lower() == "forever" else IDLE_SECONDS(text)
+
+
+def read_file(path: str) -> str:
+    """The text of the file at `path` (an argparse type: a usage error names the option)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text") from None
+
+
+def json_schema_file(path: str) -> dict[str, Any]:
+    """The JSON Schema in the file at `path`."""
+    try:
+        schema = json.loads(read_file(path))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {error}") from None
+    if not isinstance(schema, dict):
+        raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
+    return schema
