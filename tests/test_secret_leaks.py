@@ -21,7 +21,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.key_leaks import FRAGMENT, Key, Transcript, leaks
-from warpcore.server.adapters.hosted.scrub import redact
+from warpcore.server.adapters.redaction import redact
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 

@@ -128,7 +128,6 @@ async def start_server(
     options = options or ServingOptions()
     metrics = Metrics(options.limits, models=registry.loaded)
     engine = Engine(registry, options.limits, metrics, options.api_overrides, options.residency, options.pulls)
-    metrics.unloads = engine.residency.unloads
     chain: list[grpc.aio.ServerInterceptor] = [AccessLogInterceptor(metrics)]
     if options.token:
         chain.append(BearerTokenInterceptor(options.token))

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
-from warpcore.server.adapters.hosted.scrub import redact, scrub_request_id, upstream_host
+from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
+from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
     DeadlineExceededError,
     FailedPreconditionError,

@@ -29,8 +29,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
-from warpcore.server.adapters.hosted.scrub import redact
 from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
+from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
