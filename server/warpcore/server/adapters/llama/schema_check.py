@@ -3,11 +3,13 @@ into a plain one (every $ref inlined, annotations dropped) before it is spelled 
 
 Enforced: type (one or a list), properties, required, additionalProperties, items, prefixItems, minItems, maxItems,
 enum, const, anyOf, minLength, maxLength, pattern (literal characters, positive classes, groups, alternation and
-quantifiers), a string's format (date, time, date-time, uuid, email, ipv4), minimum, maximum, exclusiveMinimum,
-exclusiveMaximum, and $ref to the schema's own definitions. Refused, because the output could not be guaranteed to
-validate: the keywords in REFUSED_KEYWORDS, recursive $ref, a string's other formats, patterns outside that subset,
-and an empty enum. Ignored, as JSON Schema itself ignores them: annotations (title, description, default,
-examples...), formats of other types, and keywords JSON Schema does not define."""
+quantifiers), a string's format (date, time, date-time, uuid, email, ipv4) where no pattern or length bound shapes
+it too, minimum, maximum, exclusiveMinimum, exclusiveMaximum, and $ref to the schema's own definitions. Refused,
+because the output could not be guaranteed to validate: the keywords in REFUSED_KEYWORDS, recursive $ref, patterns
+outside that subset, and an empty enum. Ignored, as JSON Schema itself ignores them: annotations (title,
+description, default, examples...), other formats, and keywords JSON Schema does not define. Not enforced, as it
+never was, so that a schema taken before is taken still: minLength and maxLength beside a pattern or an enforced
+format, and minItems and maxItems beside prefixItems."""
 
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ from typing import Any
 
 from warpcore.server.adapters.llama.schema_patterns import (
     FORMAT_PATTERNS,
-    GRAMMAR_FORMATS,
     pattern_problem,
     spelled_for_grammar,
 )
@@ -79,7 +80,8 @@ REFUSED_KEYWORDS = frozenset(
         "$recursiveRef",
     }
 )
-_COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
+_LENGTHS = ("minLength", "maxLength")
+_COUNTS = ("minItems", "maxItems", *_LENGTHS)
 
 
 class SchemaInliner:
@@ -152,10 +154,7 @@ class _Walk:
             }
         if "prefixItems" in plain:
             self._tuple(plain, pointer)
-        if "format" in plain:
-            self._format(plain, pointer)
-        if "pattern" in plain and ("minLength" in plain or "maxLength" in plain):
-            raise self.refuse(pointer, "pattern beside minLength or maxLength is not supported; bound the pattern")
+        self._format(plain)
         if plain.get("enum") == []:
             raise self.refuse(pointer, "enum is empty: no value can validate")
         for key in ("items", "prefixItems", "anyOf"):
@@ -189,33 +188,21 @@ class _Walk:
         return self.schema(target, ref, (*refs, ref), depth + 1)
 
     def _tuple(self, plain: dict[str, Any], pointer: str) -> None:
-        """prefixItems is generated as exactly its items: closed (items false) or not (items true, or none)."""
-        items = plain.pop("items", None)
-        if items not in (None, True, False):
+        """prefixItems is generated as exactly its items, which validates closed (items false) or not (items true)."""
+        if plain.pop("items", None) not in (None, True, False):
             raise self.refuse(pointer, "prefixItems together with an items schema is not supported")
-        length = len(plain["prefixItems"]) if isinstance(plain["prefixItems"], list) else 0
-        if plain.get("minItems", 0) > length or plain.get("maxItems", length) < length:
-            raise self.refuse(pointer, "minItems and maxItems must allow as many items as prefixItems holds")
 
-    def _format(self, plain: dict[str, Any], pointer: str) -> None:
-        """A string's format kept for the converter, spelled out as a pattern, or refused; on other types JSON
-        Schema's formats say nothing (OpenAPI's int32, say), and it goes."""
+    @staticmethod
+    def _format(plain: dict[str, Any]) -> None:
+        """A string's email or ipv4 format spelled out as a pattern, when nothing else shapes the string. Any other
+        format stays for the converter, which enforces date, time, date-time and uuid and, as JSON Schema does by
+        default, ignores the rest (and a format beside a pattern or length bounds), as requests always had it."""
         kind = plain.get("type", "string")
-        name = plain.pop("format")
-        if kind != "string" and not (isinstance(kind, list) and "string" in kind):
-            return
-        if name in GRAMMAR_FORMATS or name in FORMAT_PATTERNS:
-            if any(key in plain for key in ("pattern", "minLength", "maxLength")):
-                raise self.refuse(pointer, "format beside pattern, minLength or maxLength is not supported")
-            if name in GRAMMAR_FORMATS:
-                plain["format"] = name
-            else:
-                plain["pattern"] = f"^{FORMAT_PATTERNS[name]}$"
-            return
-        enforced = ", ".join([*GRAMMAR_FORMATS, *FORMAT_PATTERNS])
-        raise self.refuse(
-            pointer, f"format {name!r} cannot be enforced by grammar-constrained sampling (enforced: {enforced})"
-        )
+        name = plain.get("format")
+        is_string = kind == "string" or (isinstance(kind, list) and "string" in kind)
+        if is_string and name in FORMAT_PATTERNS and not any(key in plain for key in ("pattern", *_LENGTHS)):
+            del plain["format"]
+            plain["pattern"] = f"^{FORMAT_PATTERNS[name]}$"
 
     def _check_counts(self, plain: Mapping[str, Any], pointer: str) -> None:
         for key in _COUNTS:

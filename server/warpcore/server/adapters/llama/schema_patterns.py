@@ -14,8 +14,6 @@ _ESCAPABLE = frozenset(".-+*?()[]{}|$/")
 _SPELLED_ESCAPES = {".": "[.]", "$": "[$]", "-": "-", "/": "/"}
 _ESCAPE = re.compile(r"\\(.)")
 _QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
-GRAMMAR_FORMATS = ("date", "time", "date-time", "uuid")
-"""String formats llama-cpp-python's converter spells out itself."""
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 FORMAT_PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}([.][A-Za-z0-9-]{1,63}){1,4}",
