@@ -13,7 +13,7 @@ from tests.conftest import collect, failed_stream
 from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
-from warpcore.server.core.coalescing import JOIN_BACKLOG, READ_SLICE, coalesced
+from warpcore.server.core.coalescing import FIRST_FRAME_HEADSTART, JOIN_BACKLOG, READ_SLICE, coalesced
 from warpcore.server.core.domain import GenerationEvent, TextChunk
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.tokens import PromptUsage
@@ -128,6 +128,25 @@ async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> No
         await asyncio.sleep(0)  # a writer slower than the reader, as before
     assert "".join(rest) == "".join(BURST[1:])
     assert len(rest) < len(BURST) - 1  # the rest of the burst was read ahead and joined, as before
+
+
+async def test_the_rest_of_a_burst_is_read_only_after_a_headstart_for_the_caller() -> None:
+    # Writing the first frame returns before the caller has run; reading the burst at once would take the core it
+    # needs to see its first token.
+    loop = asyncio.get_running_loop()
+    pulled_at: list[float] = []
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        for text in BURST[:3]:
+            pulled_at.append(loop.time())
+            yield TextChunk(text)
+
+    stream = coalesced(events())
+    assert await anext(stream) == TextChunk(BURST[0])
+    written = loop.time()
+    assert await anext(stream) == TextChunk(BURST[1])  # asking for it says the first frame is written
+    assert pulled_at[1] - written >= FIRST_FRAME_HEADSTART * 0.99  # the loop's timers may fire within its resolution
+    await stream.aclose()
 
 
 async def test_the_prompt_usage_goes_out_first_alone_and_the_first_delta_still_alone_after_it() -> None:

@@ -15,6 +15,10 @@ JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
 READ_SLICE = 16
 """Deltas read without waiting, between two turns given to the writer."""
+FIRST_FRAME_HEADSTART = 0.001
+"""Seconds the caller gets, once the first frame is written, before the rest of a stream is read: about a scheduler
+time slice, long enough for the kernel to run the woken caller (and its transport's threads) on a busy core, short
+beside the time between two tokens of any model that is not already done."""
 
 
 async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGenerator[GenerationEvent, None]:
@@ -30,9 +34,11 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. Closing this generator stops the
     reading and closes `events`.
 
-    Nothing after the first delta is read until it is written: reading a burst already buffered keeps this
-    process busy for many milliseconds, and on a host with few cores the caller, woken by the first frame, would
-    wait behind it (and behind the upstream sending the burst) before it sees its first token.
+    Nothing after the first delta is read until it is written, and FIRST_FRAME_HEADSTART after that: reading a
+    burst already buffered keeps this process busy for many milliseconds, and on a host with few cores the caller,
+    woken by the first frame, would wait behind it (and behind the upstream sending the burst) before it sees its
+    first token. Writing returns when the frame is handed to the transport, before the caller has run: the pause
+    leaves the core to it.
     """
     texts: collections.deque[Delta] = collections.deque()
     ending: list[Finish | Exception] = []
@@ -51,8 +57,9 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 if waiting:
                     ready.set()
                     if not first_written.is_set() and type(event) is not PromptUsage:
-                        # The first frame goes out alone, before the rest of a burst is read.
+                        # The first frame goes out alone, and the caller takes it before the rest of a burst is read.
                         await first_written.wait()
+                        await asyncio.sleep(FIRST_FRAME_HEADSTART)
                         continue
                 if len(texts) % READ_SLICE == 0:
                     # Reading an upstream whose bytes are already buffered never yields to the loop: give the
