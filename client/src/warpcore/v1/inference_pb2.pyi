@@ -103,6 +103,16 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     """Loaded and accepting Generate calls."""
     MODEL_STATE_AVAILABLE: _ModelState.ValueType  # 2
     """Served by the backend but not loaded on this server (listed by ListModels only)."""
+    MODEL_STATE_LOADING: _ModelState.ValueType  # 3
+    """Being loaded (by LoadModel, at the start, or for a Generate naming a model not
+    loaded). A Generate naming it waits for the load, within its deadline, then runs.
+    """
+    MODEL_STATE_UNLOADING: _ModelState.ValueType  # 4
+    """Being unloaded: the generations already running on it finish, then its memory is
+    freed. It still holds that memory, and counts in the server's budget of loaded
+    models until then. A new Generate naming it fails at once with UNAVAILABLE
+    (MODEL_UNLOADING).
+    """
 
 class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
     """ModelState is where a model stands on this server."""
@@ -113,6 +123,16 @@ MODEL_STATE_READY: ModelState.ValueType  # 1
 """Loaded and accepting Generate calls."""
 MODEL_STATE_AVAILABLE: ModelState.ValueType  # 2
 """Served by the backend but not loaded on this server (listed by ListModels only)."""
+MODEL_STATE_LOADING: ModelState.ValueType  # 3
+"""Being loaded (by LoadModel, at the start, or for a Generate naming a model not
+loaded). A Generate naming it waits for the load, within its deadline, then runs.
+"""
+MODEL_STATE_UNLOADING: ModelState.ValueType  # 4
+"""Being unloaded: the generations already running on it finish, then its memory is
+freed. It still holds that memory, and counts in the server's budget of loaded
+models until then. A new Generate naming it fails at once with UNAVAILABLE
+(MODEL_UNLOADING).
+"""
 Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
 
 class _NumaStrategy:
@@ -243,6 +263,11 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The backend's safety policy stopped or withheld the answer: OpenAI's
     content_filter, Anthropic's refusal stop reason. The text before it stands.
     """
+    FINISH_REASON_PAUSED: _FinishReason.ValueType  # 8
+    """The backend paused a long turn before its end (Anthropic's pause_turn): the answer
+    so far is not the whole answer. To let the model go on, send it back unchanged as
+    the last ROLE_ASSISTANT message, with continue_last_message.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why a generation ended."""
@@ -268,6 +293,11 @@ results back in ROLE_TOOL messages.
 FINISH_REASON_CONTENT_FILTER: FinishReason.ValueType  # 7
 """The backend's safety policy stopped or withheld the answer: OpenAI's
 content_filter, Anthropic's refusal stop reason. The text before it stands.
+"""
+FINISH_REASON_PAUSED: FinishReason.ValueType  # 8
+"""The backend paused a long turn before its end (Anthropic's pause_turn): the answer
+so far is not the whole answer. To let the model go on, send it back unchanged as
+the last ROLE_ASSISTANT message, with continue_last_message.
 """
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
@@ -624,19 +654,21 @@ class Model(_message.Message):
     type: Global___ModelType.ValueType
     """What the model takes in and gives out."""
     state: Global___ModelState.ValueType
-    """Whether the model is loaded here or only available on its backend."""
+    """Whether the model is loaded here, being loaded or unloaded, or only available."""
     context_size: _builtins.int
     """Context window in tokens; 0 when unknown."""
     @_builtins.property
     def capabilities(self) -> _capabilities_pb2.ModelCapabilities:
-        """What the model can do; set for loaded models (MODEL_STATE_READY) only. For
-        OpenAI, whether a model embeds or generates is told by its name (text-embedding-*).
+        """What the model can do; set for loaded models (MODEL_STATE_READY, and
+        MODEL_STATE_UNLOADING until it has gone) only. For OpenAI, whether a model embeds
+        or generates is told by its name (text-embedding-*).
         """
 
     @_builtins.property
     def residency(self) -> _models_pb2.ModelResidency:
-        """For a loaded model (MODEL_STATE_READY): its cost, use and expiry. Absent for a
-        model that is not loaded.
+        """For a loaded model (MODEL_STATE_READY or MODEL_STATE_UNLOADING): its cost, use and
+        expiry (an unloading model has no expires_at). Absent for a model that is not
+        loaded, or still loading.
         """
 
     def __init__(
@@ -871,6 +903,8 @@ class ChatMessage(_message.Message):
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ContentPart]:
         """Text and images that follow content (if any), in order. Images are accepted
         in ROLE_USER messages, by OpenAI and Anthropic; llama.cpp models refuse them.
+        Hosted APIs get each text as a block of its own; a llama.cpp model, whose chat
+        template takes one string, gets content and each text on a line of its own.
         """
 
     @_builtins.property

@@ -82,36 +82,50 @@ class InferenceServiceServicer:
         """LoadModel makes a model ready for Generate under a model id. The same request
         again, or while the first is loading, returns the same model (so retries are
         safe), as does one that names the context size and parallel sequences the model
-        got by default. ALREADY_EXISTS if the id is taken by a different model; INVALID_ARGUMENT,
-        NOT_FOUND or FAILED_PRECONDITION when the model or its configuration cannot be
-        used; PERMISSION_DENIED for a base_url or api_key the server's operator does
-        not let clients choose.
+        got by default. LoadModel and UnloadModel calls naming one model id take effect
+        one at a time, in the order they arrive: a LoadModel while the id is loading or
+        unloading waits for that to end (within its deadline), so the last call decides
+        whether the model stays loaded. ALREADY_EXISTS if the id is taken by a different
+        model; INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION when the model or its
+        configuration cannot be used; PERMISSION_DENIED for a base_url or api_key the
+        server's operator does not let clients choose; RESOURCE_EXHAUSTED
+        (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
+        budget of loaded models or memory and the models it would have to unload are in
+        use (or unloading).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UnloadModel(self, request, context):
-        """UnloadModel releases a loaded model. Generations already running on it finish first.
-        A model known but not loaded (unloaded while idle, or declared lazy by the
-        operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE. NOT_FOUND if
-        no model has that id.
+        """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
+        generations already running on it finish; new ones are refused meanwhile. The call
+        returns once the model's memory is freed. A model being loaded is unloaded once
+        its load ends. A model known but not loaded (unloaded while idle, or declared lazy
+        by the operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE.
+        NOT_FOUND if no model has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """ListModels lists loaded models, the models the server loads on first use (its
-        operator's lazy models and those unloaded for idleness or room, in state
-        MODEL_STATE_AVAILABLE) and, for a given backend, the models it can serve.
+        """ListModels lists the models loaded (MODEL_STATE_READY), being loaded
+        (MODEL_STATE_LOADING) or being unloaded (MODEL_STATE_UNLOADING), the models the
+        server loads on first use (its operator's lazy models and those unloaded for
+        idleness or room, in state MODEL_STATE_AVAILABLE) and, for a given backend, the
+        models it can serve.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Generate(self, request, context):
-        """Generate streams text, reasoning and tool-call deltas from a loaded model. A
+        """Generate streams text, reasoning and tool-call deltas from a loaded model. A model
+        being loaded, or known but not loaded (MODEL_STATE_AVAILABLE in ListModels), is
+        waited for or loaded first, within the call's deadline; a model being unloaded by
+        UnloadModel is UNAVAILABLE (MODEL_UNLOADING) at once; an id the server does not
+        know is NOT_FOUND (MODEL_NOT_LOADED). A
         stream that completes ends with exactly one GenerateResult frame. A failure
         before any delta was sent (an invalid request, an upstream refusal) ends the
         call with its status alone; a failure after a delta was sent first sends a GenerateResult with
