@@ -23,7 +23,8 @@ from tests.test_cli import warpcore
 from tests.tiny_model import write_tiny_model
 from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.adapters.factory import hub_download
-from warpcore.server.cli import serving_options
+from warpcore.server.cli import serving_options, startup_models
+from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import Pulls
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.server.settings import parse_settings
@@ -245,19 +246,126 @@ async def test_a_download_that_does_not_match_the_hub_sha256_is_refused(
         assert not partial_files(models_root)
 
 
+@pytest.mark.parametrize("announced", [1000, -1000])
+async def test_a_download_of_another_size_than_the_hub_announced_is_discarded(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path, announced: int
+) -> None:
+    """huggingface_hub's size check fails the download; the bytes are no copy of the file the hub describes, so
+    they go, and each pull starts over rather than resuming them into the same failure."""
+    hub.size_override = len(gguf) + announced
+    for _ in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await frames(pull(stub))
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert rich_details(refused.value)[0].reason == "PULL_SIZE_MISMATCH"
+        assert f"came to {len(gguf)} bytes where the hub announced {len(gguf) + announced}" in (
+            refused.value.details() or ""
+        )
+        assert not partial_files(models_root)
+    assert [download.range for download in hub.downloads] == [None, None]
+    hub.size_override = None
+    _, done = await frames(pull(stub))
+    assert destination(models_root).read_bytes() == gguf
+    assert done.sha256 == hashlib.sha256(gguf).hexdigest()
+
+
 @pytest.mark.parametrize(
-    ("model", "revision", "reason"),
+    ("model", "revision", "reason", "words"),
     [
-        ("hf:acme/missing:tiny-q8.gguf", "", "HUB_REPO_NOT_FOUND"),
-        ("hf:acme/tiny-GGUF:missing.gguf", "", "HUB_FILE_NOT_FOUND"),
-        (MODEL, "v9", "HUB_REVISION_NOT_FOUND"),
+        ("hf:acme/missing:tiny-q8.gguf", "", "HUB_REPO_NOT_FOUND", "the hub has no repository for"),
+        (
+            "hf:acme/tiny-GGUF:missing.gguf",
+            "",
+            "HUB_FILE_NOT_FOUND",
+            "repository acme/tiny-GGUF has no file missing.gguf",
+        ),
+        (MODEL, "v9", "HUB_REVISION_NOT_FOUND", "the hub has no such revision for"),
     ],
 )
-async def test_what_the_hub_does_not_have_is_not_found(stub: Stub, model: str, revision: str, reason: str) -> None:
+async def test_what_the_hub_does_not_have_is_not_found(
+    stub: Stub, model: str, revision: str, reason: str, words: str
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await frames(pull(stub, model, revision))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert rich_details(missing.value)[0].reason == reason
+    assert words in (missing.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("status", "token"), [(401, "hf_test_token_0123456789"), (401, None), (403, "hf_test_token_0123456789")]
+)
+async def test_a_hub_refusing_the_server_says_which_token_to_set_not_to_retry(
+    hub: FakeHub, models_root: Path, status: int, token: str | None
+) -> None:
+    # A mirror refusing the server's token answers the same to every retry: only the operator can change that.
+    hub.refusal = status
+    async for _, stub in pulling_server(hub, models_root, token=token):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await frames(pull(stub))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert rich_details(refused.value)[0].reason == "HUB_UNAUTHORIZED"
+    message = refused.value.details() or ""
+    assert f"HTTP {status}" in message
+    assert "set an HF_TOKEN allowed to read acme/tiny-GGUF on the server" in message
+    assert ("refused 'hf:acme/tiny-GGUF:tiny-q8.gguf' to the server's HF_TOKEN" in message) == (token is not None)
+    assert "retry" not in message
+    assert "0123456789" not in message
+    assert not hub.downloads
+
+
+async def test_a_load_during_the_pull_of_its_file_says_to_wait_for_that_pull(
+    stub: Stub, hub: FakeHub, gguf: bytes
+) -> None:
+    hub.hold_after = 1024 * 1024
+    call = pull(stub)
+    await hub.held.wait()
+    load = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL)
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await stub.LoadModel(load)
+    assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info, fields = rich_details(early.value)
+    assert (info.reason, fields) == ("PULL_IN_PROGRESS", ["model"])
+    assert f"model file {MODEL!r} is being pulled now; wait for that pull to end" in (early.value.details() or "")
+    hub.release.set()
+    _, done = await frames(call)
+    assert done.size_bytes == len(gguf)
+    assert (await stub.LoadModel(load)).model.id == MODEL
+
+
+@pytest.mark.parametrize(
+    ("model", "rule"),
+    [
+        ("hf:owner/repo.git:tiny.gguf", "(Repo_id cannot end by '.git')"),
+        ("hf:a--b/repo:tiny.gguf", "(Cannot have -- or .. in repo_id)"),
+        ("hf:a..b/repo:tiny.gguf", "(Cannot have -- or .. in repo_id)"),
+        ("hf:owner/repo.:tiny.gguf", "cannot start or end with '-' or '.'"),
+        (f"hf:owner/{'r' * 100}:tiny.gguf", "the maximum length is 96)"),
+    ],
+)
+async def test_a_repository_name_the_hub_cannot_have_is_refused_alike_by_pull_load_and_preload(
+    stub: Stub, hub: FakeHub, models_root: Path, tmp_path: Path, model: str, rule: str
+) -> None:
+    # Our own shape of hf: ids is looser than the hub's rules, which huggingface_hub checks (and words) for us.
+    expected = f"model {model!r} names a repository the hub cannot have "
+    with pytest.raises(grpc.aio.AioRpcError) as pulled:
+        await frames(pull(stub, model))
+    with pytest.raises(grpc.aio.AioRpcError) as loaded:
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=model))
+    for refused in (pulled.value, loaded.value):
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        info, fields = rich_details(refused)
+        assert (info.reason, fields) == ("MODEL_ID_MALFORMED", ["model"])
+        assert expected in (refused.details() or "")
+        assert rule in (refused.details() or "")
+    config = tmp_path / "models.toml"
+    config.write_text(f'[[models]]\nbackend = "llama_cpp"\nmodel = "{model}"\nlazy = true\n')
+    settings = parse_settings(["--config", str(config), "--models-path", str(models_root), "--allow-pull"], {})
+    with pytest.raises(InvalidArgumentError) as preloaded:
+        startup_models(settings, {})
+    assert expected in preloaded.value.message
+    assert rule in preloaded.value.message
+    assert not hub.heads
 
 
 async def test_a_file_larger_than_the_free_disk_is_refused_before_downloading(stub: Stub, hub: FakeHub) -> None:

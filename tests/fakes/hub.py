@@ -42,7 +42,8 @@ class Download:
 class FakeHub:
     """Tests put files in `files` ("owner/repo/revision/file" -> HubFile), and may set `cut_after` (the next GET
     drops its connection after that many bytes), `hold_after` with `release` (the GETs stop after that many bytes
-    until `release` is set), `size_override` (the size the metadata claims); they read `heads` and `downloads`."""
+    until `release` is set), `size_override` (the size the metadata claims), `refusal` (a status every metadata request
+    gets, bare: no X-Error-Code, as from a mirror refusing the server's token); they read `heads` and `downloads`."""
 
     def __init__(self) -> None:
         self.files: dict[str, HubFile] = {}
@@ -53,6 +54,7 @@ class FakeHub:
         self.release = asyncio.Event()
         self.held = asyncio.Event()
         self.size_override: int | None = None
+        self.refusal: int | None = None
         self.gated: dict[str, str] = {}
         """Repositories ("owner/repo") that answer only requests bearing this token."""
         self._runner: web.AppRunner | None = None
@@ -88,6 +90,8 @@ class FakeHub:
     async def _resolve(self, request: web.Request) -> web.Response:
         owner, repo, revision, filename = (request.match_info[key] for key in ("owner", "repo", "revision", "filename"))
         self.heads.append(request.path)
+        if self.refusal is not None:
+            return web.Response(status=self.refusal, text="Unauthorized")
         if not any(key.startswith(f"{owner}/{repo}/") for key in self.files):
             return web.Response(status=401, headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "no repo"})
         token = self.gated.get(f"{owner}/{repo}")

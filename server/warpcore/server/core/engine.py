@@ -28,7 +28,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_response_room
-from warpcore.server.core.errors import PermissionDeniedError
+from warpcore.server.core.errors import NotFoundError, PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.model_ids import canonical_model_id
@@ -87,7 +87,12 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         started = time.monotonic()
-        loaded = await self.residency.load(spec)
+        try:
+            loaded = await self.residency.load(spec)
+        except NotFoundError as missing:
+            if self._pulls is not None and missing.field == "model":
+                self._pulls.check_not_pulling(spec.name)
+            raise
         _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
         return loaded
 

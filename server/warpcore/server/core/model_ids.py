@@ -18,6 +18,25 @@ def _malformed(model: str, expected: str, field: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{field_noun(field)} {model!r} {expected}", field=field, reason="MODEL_ID_MALFORMED")
 
 
+def _repo_refusal(owner: str, repo: str) -> str | None:
+    """Why owner/repo can name no repository on the hub (None: it can): not our shape, or against the hub's own
+    rules, which huggingface_hub checks (no "--" or "..", no "." or ".git" at the end, at most 96 characters). Read
+    with the id, so that LoadModel, PullModel and the preload file refuse it alike, before any request to the hub."""
+    if not (_REPO_PART.fullmatch(owner) and _REPO_PART.fullmatch(repo)):
+        return "is not of the form hf:owner/repo:file.gguf"
+    # Imported by the first hf: id, not at start: a server that never names one never needs huggingface_hub.
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+    try:
+        validate_repo_id(f"{owner}/{repo}")
+    except HFValidationError as error:
+        words = str(error)
+        rule = words.rpartition(": '")[0] or words  # without the id it quotes, which the caller has
+        return f"names a repository the hub cannot have ({rule})"
+    return None
+
+
 def field_noun(field: str) -> str:
     """What a refusal calls the file: "model", or the setting that names it (e.g. "mmproj")."""
     return field.rpartition(".")[2]
@@ -35,8 +54,11 @@ def relative_model_path(model: str, field: str = "model") -> PurePosixPath:
     if model.startswith(HF_PREFIX):
         repo, _, filename = model[len(HF_PREFIX) :].partition(":")
         parts = repo.split("/")
-        if len(parts) != 2 or not all(_REPO_PART.fullmatch(part) for part in parts) or not filename:
+        if len(parts) != 2 or not filename:
             raise _malformed(model, "is not of the form hf:owner/repo:file.gguf", field)
+        refusal = _repo_refusal(*parts)
+        if refusal is not None:
+            raise _malformed(model, refusal, field)
         relative = PurePosixPath("hf", parts[0], parts[1], filename)
     else:
         relative = PurePosixPath(model)
@@ -71,7 +93,7 @@ def _folded(relative: PurePosixPath) -> str | None:
 def model_id_for(relative: PurePosixPath) -> str:
     """The id that names a file under MODELS_PATH: the hf: form where the path fits it."""
     parts = relative.parts
-    if len(parts) >= 4 and parts[0] == "hf" and all(_REPO_PART.fullmatch(part) for part in parts[1:3]):
+    if len(parts) >= 4 and parts[0] == "hf" and _repo_refusal(parts[1], parts[2]) is None:
         return f"{HF_PREFIX}{parts[1]}/{parts[2]}:{'/'.join(parts[3:])}"
     return relative.as_posix()
 

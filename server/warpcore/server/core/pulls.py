@@ -108,6 +108,16 @@ class Pulls:
                 job.stop.set()
                 _log.info("stopping the pull of %s: no caller is left (the next pull resumes it)", model)
 
+    def check_not_pulling(self, model: str) -> None:
+        """Refuses to use `model`'s file while it is on its way: not there yet, it will be once the pull ends."""
+        job = self._jobs.get(model)
+        if job is not None and not job.stop.is_set():
+            raise FailedPreconditionError(
+                f"model file {model!r} is being pulled now; wait for that pull to end, then load it",
+                field="model",
+                reason="PULL_IN_PROGRESS",
+            )
+
     def _start(self, model: str, revision: str | None) -> _Job:
         job = _Job(model, revision)
         loop = asyncio.get_running_loop()

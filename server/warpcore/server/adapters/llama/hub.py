@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -119,16 +120,16 @@ def pull_file(
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     _, owner, repo, *file_parts = relative.parts
-    token = env.get("HF_TOKEN") or False  # False: never a token from this process's own files or environment
     endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-    url = hf_hub_url(f"{owner}/{repo}", "/".join(file_parts), revision=revision, endpoint=endpoint)
-    secrets = (env.get("HF_TOKEN", ""), urlsplit(endpoint).password or "")
+    asked = _Asked(model, f"{owner}/{repo}", "/".join(file_parts), env.get("HF_TOKEN", ""), endpoint)
+    token = asked.token or False  # False: never a token from this process's own files or environment
+    url = hf_hub_url(asked.repo_id, asked.filename, revision=revision, endpoint=endpoint)
     # Retries: huggingface_hub's documented bound is get_hf_file_metadata's `retry_on_errors` (on: five retries of
     # 1 to 8 s on 429, 5xx and network errors, 23 s before a hub that cannot be reached is reported; off: none), with
     # `timeout` (HF_HUB_ETAG_TIMEOUT, 10 s) bounding each attempt; the number of retries is not a parameter. It is
     # off: the caller hears at once why the hub cannot be reached, and retries the pull, which resumes. The download
     # itself (http_get) still resumes a cut connection on its own.
-    with _hub_errors(model, secrets):
+    with _hub_errors(asked):
         metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=False)
     expected = (metadata.etag or "").lower()
     if not _SHA256.fullmatch(expected):
@@ -145,34 +146,53 @@ def pull_file(
         raise _disk_full(model, total - done)
     writer = _HashingWriter(partial, done, total, progress, stop)
     try:
-        with _hub_errors(model, secrets):
+        with _hub_errors(asked):
             headers = build_hf_headers(token=token)
-            if urlsplit(metadata.location)[:2] != urlsplit(url)[:2]:
+            if not _same_origin(metadata.location, url):
                 headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
             http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise _disk_full(model, (total or 0) - writer.done) from None
+        if error.errno is None and total is not None and writer.done != total:
+            # huggingface_hub's "Consistency check failed": resumed, these bytes would fail every pull alike.
+            raise _discarded(
+                partial, model, f"came to {writer.done} bytes where the hub announced {total}", "PULL_SIZE_MISMATCH"
+            ) from None
         raise
     finally:
         writer.close()
     digest = writer.hash.hexdigest()
     if digest != expected:
-        partial.unlink(missing_ok=True)
-        raise UnavailableError(
-            f"the download of {model!r} does not match the hub's SHA-256 ({expected}, got {digest}); it was"
-            " discarded: pull again",
-            reason="PULL_HASH_MISMATCH",
-        )
+        mismatch = f"does not match the hub's SHA-256 ({expected}, got {digest})"
+        raise _discarded(partial, model, mismatch, "PULL_HASH_MISMATCH")
     partial.replace(destination)
     _log.info("pulled %s (%d bytes, sha256 %s)", model, writer.done, digest)
     return PulledFile(model, writer.done, sha256=digest, already_present=False)
+
+
+def _discarded(partial: Path, model: str, what: str, reason: str) -> UnavailableError:
+    """The download is no copy of the file the hub describes: gone, so that the next pull starts over."""
+    partial.unlink(missing_ok=True)
+    return UnavailableError(f"the download of {model!r} {what}; it was discarded: pull again", reason=reason)
 
 
 def _disk_full(model: str, needed: int) -> ResourceExhaustedError:
     return ResourceExhaustedError(
         f"not enough disk space under MODELS_PATH to pull {model!r} ({needed} more bytes needed)", reason="DISK_FULL"
     )
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What a pull asks of the hub, as its refusals name it."""
+
+    model: str
+    repo_id: str
+    filename: str
+    token: str
+    """The server's HF_TOKEN; empty: none is sent."""
+    endpoint: str
 
 
 # huggingface_hub's exceptions, most specific first (a gated repository is a kind of missing one to the library).
@@ -190,29 +210,46 @@ _HUB_ERRORS: tuple[tuple[type[Exception], type[WarpcoreError], str, str], ...] =
         "the hub has no repository for {model!r} (or it is private: set HF_TOKEN on the server)",
         "HUB_REPO_NOT_FOUND",
     ),
-    (EntryNotFoundError, NotFoundError, "the hub repository has no file named in {model!r}", "HUB_FILE_NOT_FOUND"),
+    (EntryNotFoundError, NotFoundError, "the hub repository {repo_id} has no file {filename}", "HUB_FILE_NOT_FOUND"),
 )
 
 
 @contextlib.contextmanager
-def _hub_errors(model: str, secrets: tuple[str, ...]) -> Iterator[None]:
+def _hub_errors(asked: _Asked) -> Iterator[None]:
     """huggingface_hub's exceptions as domain errors, each saying what to do; one that is not the hub's answer
     also says the underlying cause in its own words (the server's token and the endpoint's password scrubbed)."""
+    model = asked.model
     try:
         yield
     except (HfHubHTTPError, httpx2.HTTPError, EntryNotFoundError) as error:
         for kind, domain_error, message, reason in _HUB_ERRORS:
             if isinstance(error, kind):
-                raise domain_error(message.format(model=model), reason=reason) from None
+                words = message.format(model=model, repo_id=asked.repo_id, filename=asked.filename)
+                raise domain_error(words, reason=reason) from None
         response = getattr(error, "response", None)
-        if response is not None and response.status_code == 404:
+        status = None if response is None else response.status_code
+        if status == 404:
             raise NotFoundError(
                 f"the hub has nothing at the address of {model!r}", reason="HUB_FILE_NOT_FOUND"
             ) from None
+        if response is not None and status in (401, 403) and _same_origin(str(response.url), asked.endpoint):
+            # The hub refuses the server (a mirror its token, say), not with its answer of a missing or gated
+            # repository; a retry gets the same. A signed CDN address refused is no such answer: it is asked anew.
+            refused = "the server's HF_TOKEN" if asked.token else "a server without HF_TOKEN"
+            raise PermissionDeniedError(
+                f"the hub refused {model!r} to {refused} (HTTP {status}): set an HF_TOKEN allowed to read"
+                f" {asked.repo_id} on the server",
+                reason="HUB_UNAUTHORIZED",
+            ) from None
+        secrets = (asked.token, urlsplit(asked.endpoint).password or "")
         raise UnavailableError(
             f"the hub could not be reached for {model!r}: {_cause(error, secrets)}; retry (a retried pull resumes)",
             reason="HUB_UNAVAILABLE",
         ) from None
+
+
+def _same_origin(url: str, other: str) -> bool:
+    return urlsplit(url)[:2] == urlsplit(other)[:2]
 
 
 def _cause(error: Exception, secrets: tuple[str, ...]) -> str:
