@@ -68,7 +68,7 @@ class Accumulator:
             stop_sequence=result.stop_sequence,
             refusal=refusal,
         )
-        # A structured answer cut short (max_tokens), or declined, is left unparsed.
+        # A structured answer cut short (max_tokens, a paused turn), or declined, is left unparsed.
         if self._parse is None or result.finish_reason is not FinishReason.STOP or refusal:
             return response
         try:

@@ -43,6 +43,8 @@ class FinishReason(enum.Enum):
     ERROR = "error"
     CONTENT_FILTER = "content_filter"
     """The backend's safety policy stopped or withheld the answer."""
+    PAUSED = "paused"
+    """The backend paused a long turn (Anthropic's pause_turn): sent back as the last message, it goes on."""
 
 
 class NumaStrategy(enum.IntEnum):  # llama.cpp's GGML_NUMA_STRATEGY_* values

@@ -26,6 +26,7 @@ STOP_REASONS = {
     FinishReason.LENGTH: "max_tokens",
     FinishReason.TOOL_CALLS: "tool_use",
     FinishReason.CONTENT_FILTER: "refusal",
+    FinishReason.PAUSED: "pause_turn",
 }
 
 

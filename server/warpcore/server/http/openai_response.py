@@ -23,6 +23,9 @@ FINISH_REASONS = {
     FinishReason.LENGTH: "length",
     FinishReason.TOOL_CALLS: "tool_calls",
     FinishReason.CONTENT_FILTER: "content_filter",
+    # The chat API has no paused turn, and an OpenAI route cannot continue one (an Anthropic model refuses an
+    # assistant message last there): the answer stands as it is.
+    FinishReason.PAUSED: "stop",
 }
 
 

@@ -17,7 +17,8 @@ from warpcore.server.http.collect import Collected, Part, calls_of
 from warpcore.server.http.openai_response import logprob_entries
 
 _PREFIXES = {"text": "msg", "refusal": "msg", "reasoning": "rs", "tool": "fc"}
-_COMPLETED = (FinishReason.STOP, FinishReason.STOP_SEQUENCE, FinishReason.TOOL_CALLS)
+# A paused turn too: as on the chat route, whose "stop" it is (openai_response.FINISH_REASONS).
+_COMPLETED = (FinishReason.STOP, FinishReason.STOP_SEQUENCE, FinishReason.TOOL_CALLS, FinishReason.PAUSED)
 # Why a response is incomplete, by the finish that cut it.
 _INCOMPLETE = {FinishReason.LENGTH: "max_output_tokens", FinishReason.CONTENT_FILTER: "content_filter"}
 # The codes a failed response's `error` may carry (the SDK's ResponseError), by the domain's.

@@ -46,6 +46,7 @@ _FINISH_REASONS = {
     FinishReason.ERROR: pb.FINISH_REASON_ERROR,
     FinishReason.TOOL_CALLS: pb.FINISH_REASON_TOOL_CALLS,
     FinishReason.CONTENT_FILTER: pb.FINISH_REASON_CONTENT_FILTER,
+    FinishReason.PAUSED: pb.FINISH_REASON_PAUSED,
 }
 _LOCAL = "backend_config.local"
 FIELD_PATHS = {

@@ -74,6 +74,7 @@ STOP_REASONS = {
     "stop_sequence": FinishReason.STOP_SEQUENCE,
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
+    "pause_turn": FinishReason.PAUSED,
     # The context window ran out before max_tokens did (a beta the anthropic-beta header may ask for).
     "model_context_window_exceeded": FinishReason.LENGTH,
 }
