@@ -249,15 +249,19 @@ async def test_count_tokens_refusals_in_anthropic_shape(
             await client.messages.count_tokens(model="tiny", messages=[])
         with pytest.raises(anthropic.BadRequestError) as bad_block:
             await client.messages.count_tokens(model="tiny", messages=[NONSENSE])
+        with pytest.raises(anthropic.BadRequestError) as max_tokens:  # as Anthropic's API, which has no such field
+            await client.messages.count_tokens(model="tiny", messages=TURNS, extra_body={"max_tokens": 5})
         with pytest.raises(anthropic.NotFoundError):
             await client.messages.count_tokens(model="nobody", messages=TURNS)
-    for raised in (openai_model, embedding_model, no_messages, bad_block):
+    for raised in (openai_model, embedding_model, no_messages, bad_block, max_tokens):
         body = raised.value.body
         assert isinstance(body, dict)
         assert body["type"] == "error"
         assert body["error"]["type"] == "invalid_request_error"
     assert "count" in openai_model.value.message.lower()
     assert "messages[0].content[0].type" in bad_block.value.message
+    refused_max_tokens: Any = max_tokens.value.body
+    assert refused_max_tokens["error"]["message"].startswith("max_tokens: not a field of this request")
     assert not [request for request in openai_upstream.requests if request.method == "POST"]
 
 
@@ -313,3 +317,25 @@ async def test_an_input_is_named_as_the_request_names_it(doors: Doors, door_stub
             await client.embeddings.create(model="tiny-embed", input=["ok", ""])
     error: Any = refused.value.body
     assert (error["param"], error["message"]) == ("input[1]", "input[1] is empty; every input needs text")
+
+
+async def test_an_input_longer_than_the_context_gets_advice_that_works_on_each_door(
+    doors: Doors, door_stub: Stub
+) -> None:
+    """gRPC can ask for the input to be truncated; the OpenAI embeddings API has no such field, so the door, which
+    refuses an unknown one, cannot advise it."""
+    await load_tiny_embedder(door_stub, context_size=16)
+    long_text = " ".join(["the world"] * 40)
+    async with async_openai_client(doors) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.embeddings.create(model="tiny-embed", input=["hello", long_text])
+        with pytest.raises(openai.BadRequestError) as truncating:
+            await client.embeddings.create(model="tiny-embed", input=long_text, extra_body={"truncate": True})
+    error: Any = refused.value.body
+    assert (error["param"], error["code"]) == ("input[1]", "context_length_exceeded")
+    assert error["message"].endswith("context; shorten it or load the model with a larger context_size")
+    assert truncating.value.code == "unknown_field"
+    with pytest.raises(grpc.aio.AioRpcError) as over_grpc:
+        await embed(door_stub, ["hello", long_text])
+    assert "shorten it, set options.truncate, or load" in str(over_grpc.value.details())
+    assert len((await embed(door_stub, [long_text], truncate=True)).embeddings) == 1

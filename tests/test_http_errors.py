@@ -232,6 +232,15 @@ async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
             await client.models.retrieve("nope")
 
 
+OPENAI_CALLED = [
+    *OPENAI_MESSAGES,
+    {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "nope"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+]
+"""A call of a tool the request does not declare."""
+F_TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
 @pytest.mark.parametrize(
     ("options", "param"),
     [
@@ -248,6 +257,8 @@ async def test_unknown_model_is_404_in_each_dialect(doors: Doors) -> None:
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice.function.name"),
         ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, None),
+        # The domain's call holds its name: named here by the request's path, inside `function`.
+        ({"messages": OPENAI_CALLED, "tools": [F_TOOL]}, "messages[1].tool_calls[0].function.name"),
     ],
 )
 async def test_bad_openai_fields_are_400_naming_them(
@@ -497,6 +508,8 @@ async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
     body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
     if path == "/v1/embeddings":
         body = b'{"model":"m","input":"hi"}'
+    if path == "/v1/messages/count_tokens":
+        body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
     async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
         refused = await client.post(path, content=body, headers=headers)
         served = await client.post(path, content=body, headers={"content-type": "application/json"})

@@ -1,13 +1,17 @@
-"""Log-probabilities through the HTTP door's OpenAI dialect: `logprobs` and `top_logprobs` in, each choice's
-`logprobs.content` out, whole and streamed, as the openai SDK parses and accumulates them; the same values the gRPC
-door gives for the same request; refusals name the field."""
+"""Log-probabilities through the HTTP door's OpenAI dialects: `logprobs` and `top_logprobs` in, each choice's
+`logprobs.content` (a Responses `output_text`'s `logprobs`) out, whole and streamed, as the openai SDK parses and
+accumulates them; exactly the values the gRPC door gives for the same request; refusals name the field."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
-import numpy as np
 import openai
 import pytest
+from openai.types.chat import ChatCompletionTokenLogprob
+from openai.types.responses.response_output_text import Logprob
 
 from tests.conftest import TINY_MODEL
 from tests.fakes.anthropic_api import FakeAnthropic
@@ -43,23 +47,22 @@ async def grpc_scored(doors: Doors) -> tuple[str, Scored]:
     return text, scored
 
 
-def single(value: float) -> float:
-    """`value` as the gRPC door's `float` field carries it."""
-    return float(np.float32(value))
-
-
-def scored_of(logprobs: openai.types.chat.chat_completion.ChoiceLogprobs | None) -> Scored:
-    """A choice's logprobs as (bytes, logprob, top alternatives), in single precision as gRPC sends them; checks that
-    each token's text is its bytes."""
-    assert logprobs is not None
-    assert logprobs.content is not None
+def scored_of(tokens: Sequence[ChatCompletionTokenLogprob | Logprob] | None) -> Scored:
+    """Tokens' logprobs as (bytes, logprob, top alternatives), the values as sent, to compare with gRPC's with ==;
+    checks that each token's text is its bytes."""
+    assert tokens is not None
     scored: Scored = []
-    for token in logprobs.content:
+    for token in tokens:
         assert token.bytes is not None
         assert token.token == bytes(token.bytes).decode("utf-8", errors="replace")
-        top = [(bytes(other.bytes or ()), single(other.logprob)) for other in token.top_logprobs]
-        scored.append((bytes(token.bytes), single(token.logprob), top))
+        top = [(bytes(other.bytes or ()), other.logprob) for other in token.top_logprobs]
+        scored.append((bytes(token.bytes), token.logprob, top))
     return scored
+
+
+def choice_scored(logprobs: openai.types.chat.chat_completion.ChoiceLogprobs | None) -> Scored:
+    assert logprobs is not None
+    return scored_of(logprobs.content)
 
 
 async def test_openai_clients_get_the_grpc_logprobs_whole_and_streamed(tiny_door: Doors) -> None:
@@ -77,14 +80,39 @@ async def test_openai_clients_get_the_grpc_logprobs_whole_and_streamed(tiny_door
                 pass
             accumulated = stream.current_completion_snapshot
     assert whole.choices[0].message.content == accumulated.choices[0].message.content == text
-    assert scored_of(whole.choices[0].logprobs) == expected
-    assert scored_of(accumulated.choices[0].logprobs) == expected
+    assert choice_scored(whole.choices[0].logprobs) == expected
+    assert choice_scored(accumulated.choices[0].logprobs) == expected
     # Each text chunk carries the tokens its text is made of.
     texts = [piece for piece in pieces if piece.delta.content]
     assert texts
     for piece in texts:
         assert piece.delta.content is not None
-        assert b"".join(token for token, _, _ in scored_of(piece.logprobs)) == piece.delta.content.encode()
+        assert b"".join(token for token, _, _ in choice_scored(piece.logprobs)) == piece.delta.content.encode()
+
+
+async def test_responses_clients_get_the_grpc_logprobs_whole_and_streamed(tiny_door: Doors) -> None:
+    text, expected = await grpc_scored(tiny_door)
+    asked: dict[str, Any] = {
+        **{"model": "tiny", "input": "hello", "max_output_tokens": TOKENS, "temperature": 0},
+        **{"include": ["message.output_text.logprobs"], "top_logprobs": TOP},
+    }
+    async with async_openai_client(tiny_door) as client:
+        whole = await client.responses.create(**asked)
+        async with client.responses.stream(**asked) as stream:
+            events = [event async for event in stream]
+    [message] = whole.output
+    assert message.type == "message"
+    assert message.content[0].type == "output_text"
+    assert message.content[0].text == text
+    assert scored_of(message.content[0].logprobs) == expected
+    # A delta's tokens as the output's (the SDK's delta type leaves their bytes untyped).
+    deltas = [
+        Logprob.model_validate(token.model_dump())
+        for event in events
+        if event.type == "response.output_text.delta"
+        for token in event.logprobs
+    ]
+    assert scored_of(deltas) == expected
 
 
 async def test_no_logprobs_unless_asked(tiny_door: Doors) -> None:
@@ -96,7 +124,7 @@ async def test_no_logprobs_unless_asked(tiny_door: Doors) -> None:
         bare = await client.chat.completions.create(**options, logprobs=True)  # type: ignore[call-overload]
     assert whole.choices[0].logprobs is None
     assert all(piece.logprobs is None for piece in pieces)
-    scored = scored_of(bare.choices[0].logprobs)
+    scored = choice_scored(bare.choices[0].logprobs)
     assert len(scored) == 4
     assert all(top == [] for _, _, top in scored)  # no alternatives unless top_logprobs asks for them
 
@@ -134,7 +162,7 @@ async def test_an_openai_upstream_passes_its_logprobs_to_an_openai_client(
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert (body["logprobs"], body["top_logprobs"]) == (True, 2)
-    scored = scored_of(whole.choices[0].logprobs)
+    scored = choice_scored(whole.choices[0].logprobs)
     assert [token for token, _, _ in scored] == [piece.encode() for piece in ("Hel", "lo", " wörld")]
     assert [[other for other, _ in top] for _, _, top in scored] == [[token, b"alt1"] for token, _, _ in scored]
 

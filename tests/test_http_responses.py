@@ -143,6 +143,11 @@ async def test_logprobs_are_the_chat_routes_whole_and_streamed(tiny_door: Doors)
     [plain_message] = plain_text.output
     assert plain_message.type == "message"
     assert plain_message.content[0].logprobs == []
+    # The request's top_logprobs repeated, as its other settings are.
+    created = events[0]
+    assert created.type == "response.created"
+    assert (whole.top_logprobs, created.response.top_logprobs, streamed.top_logprobs) == (2, 2, 2)
+    assert plain_text.top_logprobs is None
 
 
 async def test_json_schema_whole_and_streamed_sync_and_async_give_one_valid_answer(tiny_door: Doors) -> None:
@@ -304,6 +309,7 @@ REASONING = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_te
         ({"text": {"format": {"type": "json_schema", "name": "x", "schema": []}}}, "text.format.schema", None, ""),
         ({"tool_choice": {"type": "file_search"}}, "tool_choice.type", "unsupported_field", "file_search"),
         ({"max_output_tokens": 0}, "max_output_tokens", None, "max_output_tokens must be between"),
+        ({"input": 5}, "input", "invalid_field", "input: must be a string or an array of items"),
         ({"top_logprobs": 21}, "top_logprobs", None, "top_logprobs must be between 0 and 20"),
         ({"include": ["bogus"]}, "include[0]", "invalid_field", "unknown value 'bogus'"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt", "unsupported_field", "a stored prompt"),

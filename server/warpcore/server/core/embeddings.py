@@ -25,6 +25,9 @@ class EmbedParams:
     normalize: bool = True
     truncate: bool = False
     """Cut an input longer than the context rather than refuse it."""
+    truncate_option: str | None = None
+    """How the caller's door names `truncate`, for a refusal to advise it; None where the door has none (the OpenAI
+    embeddings API)."""
     timeout: float | None = None
     max_response_bytes: int | None = None
     """The most bytes the door's response may take (gRPC's message size), None for no bound."""

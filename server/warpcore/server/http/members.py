@@ -82,7 +82,8 @@ ANTHROPIC_MESSAGES = Members(
 )
 ANTHROPIC_COUNT_TOKENS = dataclasses.replace(
     ANTHROPIC_MESSAGES,
-    # Its API takes compaction and ignores it there: nothing is generated to compact.
+    # Its API refuses max_tokens, and takes compaction and ignores it: nothing is generated.
+    read=tuple(name for name in ANTHROPIC_MESSAGES.read if name != "max_tokens"),
     ignored=(*ANTHROPIC_MESSAGES.ignored, "compaction"),
     refused=tuple(name for name in ANTHROPIC_MESSAGES.refused if name != "compaction"),
 )

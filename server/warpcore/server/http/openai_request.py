@@ -116,6 +116,7 @@ def chat_request(body: Json) -> ChatRequest:
         turns.append(turn)
     check_cache_marks(marks)
     messages, field_names = numbered(turns)
+    field_names |= _call_names(messages)
     params = GenerationParams(
         prompt=None,
         messages=messages,
@@ -144,6 +145,17 @@ def chat_request(body: Json) -> ChatRequest:
         include_usage=boolean(stream_options, "include_usage", "stream_options") is True,
         field_names=field_names,
     )
+
+
+def _call_names(messages: tuple[ChatMessage, ...]) -> dict[str, str]:
+    """The paths of the calls' names and arguments, which a domain call holds itself and this dialect's in its
+    `function` (each message is the domain turn of its index)."""
+    return {
+        f"{call}.{member}": f"{call}.function.{member}"
+        for index, message in enumerate(messages)
+        for call in (f"messages[{index}].tool_calls[{number}]" for number in range(len(message.tool_calls)))
+        for member in ("name", "arguments")
+    }
 
 
 def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:

@@ -3,6 +3,8 @@ openai SDK's stream accumulator folds back into the same answer."""
 
 from __future__ import annotations
 
+import math
+import struct
 import time
 import uuid
 from collections.abc import Sequence
@@ -39,8 +41,20 @@ def _usage(finish: Finish) -> dict[str, Any]:
     }
 
 
+_SINGLE = struct.Struct("<f")
+
+
+def _single(value: float) -> float:
+    """`value` as the gRPC door's `float` fields carry it, so that both doors give equal log-probabilities."""
+    try:
+        single: float = _SINGLE.unpack(_SINGLE.pack(value))[0]
+    except OverflowError:  # beyond single precision's range, where protobuf stores an infinity
+        return math.copysign(math.inf, value)
+    return single
+
+
 def _token(token: TokenLogprob | TopLogprob) -> dict[str, Any]:
-    return {"token": token.text, "logprob": token.logprob, "bytes": list(token.token)}
+    return {"token": token.text, "logprob": _single(token.logprob), "bytes": list(token.token)}
 
 
 def logprob_entries(tokens: Sequence[TokenLogprob]) -> list[dict[str, Any]]:

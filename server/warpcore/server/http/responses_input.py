@@ -30,8 +30,11 @@ _ROLES = {"system": Role.SYSTEM, "developer": Role.SYSTEM, "user": Role.USER, "a
 
 def input_items(body: Json) -> list[tuple[str, Json]]:
     """The input items, unless the input is a string (one user message)."""
-    if isinstance(body.get("input"), str):
+    value = body.get("input")
+    if isinstance(value, str):
         return []
+    if value is not None and not isinstance(value, list):
+        raise refuse("input", "must be a string or an array of items")
     items = objects(body, "input", required=True)
     if not items:
         raise refuse("input", "must hold at least one item")

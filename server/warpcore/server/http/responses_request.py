@@ -43,7 +43,10 @@ FIELD_NAMES = {
     "logprobs": "include",
 }
 """Domain field paths as this dialect names them."""
-_ECHOED = ("instructions", "max_output_tokens", "temperature", "top_p", "user", "service_tier", "safety_identifier")
+_ECHOED = (
+    *("instructions", "max_output_tokens", "temperature", "top_p", "top_logprobs"),
+    *("user", "service_tier", "safety_identifier"),
+)
 """Request members a response repeats as they came (null when absent)."""
 _INCLUDABLE = (
     *("message.output_text.logprobs", "reasoning.encrypted_content", "message.input_image.image_url"),

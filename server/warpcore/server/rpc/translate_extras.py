@@ -74,6 +74,7 @@ def embed_params(request: epb.EmbedRequest, time_remaining: float | None, max_re
         dimensions=options.dimensions if options.HasField("dimensions") else None,
         normalize=options.normalize if options.HasField("normalize") else True,
         truncate=options.truncate,
+        truncate_option="options.truncate",
         timeout=time_remaining,
         max_response_bytes=max_response_bytes,
     )

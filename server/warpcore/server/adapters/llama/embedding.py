@@ -87,7 +87,7 @@ class EmbeddingContext:
                 field="dimensions",
                 reason="OPTION_UNSUPPORTED",
             )
-        texts = [self._tokens(index, text, params.truncate) for index, text in enumerate(params.inputs)]
+        texts = [self._tokens(index, text, params) for index, text in enumerate(params.inputs)]
         vectors: list[tuple[float, ...]] = []
         group: list[list[int]] = []
         for tokens in texts:
@@ -98,12 +98,13 @@ class EmbeddingContext:
         vectors += self._decode(group)
         return Embeddings(tuple(vectors), prompt_tokens=sum(map(len, texts)))
 
-    def _tokens(self, index: int, text: str, truncate: bool) -> list[int]:
+    def _tokens(self, index: int, text: str, params: EmbedParams) -> list[int]:
         tokens: list[int] = self._vocabulary.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if len(tokens) > self.context_size and not truncate:
+        if len(tokens) > self.context_size and not params.truncate:
+            truncating = f", set {params.truncate_option}," if params.truncate_option else ""
             raise InvalidArgumentError(
                 f"inputs[{index}] is {len(tokens)} tokens long, more than the model's {self.context_size}-token"
-                " context; shorten it, set options.truncate, or load the model with a larger context_size",
+                f" context; shorten it{truncating} or load the model with a larger context_size",
                 field=f"inputs[{index}]",
                 reason="CONTEXT_LENGTH_EXCEEDED",
                 metadata={"prompt_tokens": str(len(tokens)), "context_size": str(self.context_size)},
