@@ -253,8 +253,9 @@ async def test_door_places_each_cache_control_of_an_anthropic_client(
 async def test_door_moves_a_breakpoint_the_domain_has_no_place_for_to_one_before_it(
     doors: Doors, anthropic_upstream: FakeAnthropic
 ) -> None:
-    """A document block with the question after it in the same turn: the domain joins their text, so the breakpoint
-    goes to the place before the turn (here the end of the system prompt), never after the question."""
+    """A document block with the question after it in the same turn: the door places no breakpoint within a turn's
+    text, so the breakpoint goes to the place before the turn (here the end of the system prompt), never after the
+    question."""
     await load_hosted(doors, anthropic_upstream)
     document: Any = {"type": "text", "text": "A document.", "cache_control": EPHEMERAL}
     messages: Any = [{"role": "user", "content": [document, {"type": "text", "text": " Its title?"}]}]
@@ -266,7 +267,8 @@ async def test_door_moves_a_breakpoint_the_domain_has_no_place_for_to_one_before
         with_tools = posts(anthropic_upstream)[-1]
 
     for body in (with_system, with_tools):
-        assert body["messages"] == [{"role": "user", "content": "A document. Its title?"}]
+        blocks = [{"type": "text", "text": "A document."}, {"type": "text", "text": " Its title?"}]
+        assert body["messages"] == [{"role": "user", "content": blocks}]
     assert with_system["system"] == [{"type": "text", "text": "Rules.", "cache_control": EPHEMERAL}]
     assert with_tools["tools"][0]["cache_control"] == EPHEMERAL
 
@@ -353,7 +355,7 @@ async def test_door_takes_an_openai_clients_breakpoints_to_anthropic(
     hello, hi, question = body["messages"]
     assert hello["content"] == [{"type": "text", "text": "Hello.", "cache_control": EPHEMERAL}]
     assert hi["content"] == [{"type": "text", "text": "Hi.", "cache_control": EPHEMERAL}]  # the document's, moved
-    assert question["content"] == "A document. Its title?"
+    assert question["content"] == [{"type": "text", "text": "A document."}, {"type": "text", "text": " Its title?"}]
 
 
 async def test_door_sends_an_openai_model_no_breakpoint(doors: Doors, openai_upstream: FakeOpenAI) -> None:

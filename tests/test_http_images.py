@@ -114,9 +114,10 @@ async def test_text_before_the_first_image_and_tool_results_keep_their_place(
     assert sent is not None
     if isinstance(upstream, FakeOpenAI):
         assert sent["messages"][-2]["role"] == "tool"
-        assert sent["messages"][-1] == {"role": "user", "content": [text("It is this:"), openai_image(HTTPS_URL)]}
+        words = [text("It is"), text(" this:")]
+        assert sent["messages"][-1] == {"role": "user", "content": [*words, openai_image(HTTPS_URL)]}
     else:
-        assert sent["messages"][-1]["content"] == [result, text("It is this:"), anthropic_image(URL_SOURCE)]
+        assert sent["messages"][-1]["content"] == [result, text("It is"), text(" this:"), anthropic_image(URL_SOURCE)]
 
 
 def many(image_part: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ and the breakpoints that ask a hosted API to cache the prompt up to a piece."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -43,3 +44,9 @@ class DocumentPart:
 
 
 ContentPart = TextPart | ImagePart | DocumentPart
+
+
+def one_text(texts: Iterable[str]) -> str:
+    """Texts a client sent apart, as one where a single string is all a backend takes (a local model's chat template,
+    a system message): a line each, so that the words where two meet do not run together."""
+    return "\n".join(texts)

@@ -62,7 +62,6 @@ FIELD_NAMES = {
 }
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
-_NO_TEXT = ("", NONE, NONE)
 
 
 @dataclass(frozen=True)
@@ -132,13 +131,13 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
 
 
 def _text_blocks(
-    owner: Json, key: str, path: str, marks: list[CacheMark], separator: str = ""
-) -> tuple[str, CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text blocks joined by `separator`; with the cache breakpoint of the last block, and
-    the first of the blocks before it (which the joined text has no place for)."""
+    owner: Json, key: str, path: str, marks: list[CacheMark]
+) -> tuple[list[tuple[str, str]], CacheBreakpoint, CacheBreakpoint]:
+    """A string, or an array of text blocks: each text with its path; with the cache breakpoint of the last block, and
+    the first of the blocks before it (which the domain has no place for)."""
     value = owner.get(key)
     if value is None or isinstance(value, str):
-        return value or "", NONE, NONE
+        return [(value or "", at(path, key))], NONE, NONE
     pieces, block_marks = [], []
     for block_path, block in objects(owner, key, path):
         if block.get("type") == "image":
@@ -147,9 +146,9 @@ def _text_blocks(
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         ANTHROPIC_BLOCKS["text"].check(block, block_path)
-        pieces.append(text(block, "text", block_path, required=True) or "")
+        pieces.append((text(block, "text", block_path, required=True) or "", block_path))
         block_marks.append(cache_mark(block, block_path, marks))
-    return separator.join(pieces), *end_and_before(block_marks)
+    return pieces, *end_and_before(block_marks)
 
 
 def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:
@@ -158,7 +157,8 @@ def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakp
         return None, NONE, NONE
     # Blank lines between blocks, as between the system prompt and system turns everywhere (proto GenerationOptions.
     # system): blocks are often a stable part and a changing one, whose words must not run together.
-    return _text_blocks(body, "system", "", marks, separator="\n\n")
+    pieces, end, before = _text_blocks(body, "system", "", marks)
+    return "\n\n".join(piece for piece, _ in pieces), end, before
 
 
 def _turn(
@@ -186,8 +186,8 @@ def _turn(
             ANTHROPIC_BLOCKS[kind].check(block, block_path)
         is_result = kind == "tool_result" and role is Role.USER
         # A result's text, read first: the breakpoints of its blocks come before its own.
-        result_text, inner_last, inner_early = (
-            _text_blocks(block, "content", block_path, marks) if is_result else _NO_TEXT
+        result_texts, inner_last, inner_early = (
+            _text_blocks(block, "content", block_path, marks) if is_result else ([], NONE, NONE)
         )
         mark = cache_mark(block, block_path, marks)
         if kind == "text":
@@ -206,14 +206,16 @@ def _turn(
             )
         elif is_result:
             before_turn = _before(turn, inner_early, before_turn)
-            result = ChatMessage(
+            result_content = Content(at(block_path, "content"))
+            for piece, piece_path in result_texts:
+                result_content.add_text(piece, piece_path)
+            result = result_content.message(
                 Role.TOOL,
-                result_text,
                 tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
                 is_error=boolean(block, "is_error", block_path) is True,
                 cache=inner_last if mark is NONE else mark,
             )
-            turn.append((result, None))
+            turn.append((result, result_content))
             mark = NONE
         elif kind == "thinking" and role is Role.ASSISTANT:
             thinking = text(block, "thinking", block_path, required=True) or ""

@@ -6,7 +6,7 @@ or its `cache_control` (the Anthropic-style marker that OpenAI-compatible gatewa
 
 A breakpoint goes where the domain has a place at its block's end: after a tool, after the system prompt, after a
 message (its last block, a tool result) or after an image or a document. A block that ends no such place (a text block
-with more text after it in its message, whose text the domain joins into one; a system block before the last) gives its
+with more text after it in its message; a system block before the last) gives its
 breakpoint to a place before it: the message before, else the end of the system prompt, else the last tool. The prompt
 cached is then never more than the client asked for: a longer one would be missed by every later request that shares
 only the part asked for. A lifetime the backend has not (OpenAI's 30 minutes or 12 hours, for Anthropic) is the longest

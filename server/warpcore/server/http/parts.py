@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from warpcore.server.core.cache_rules import CacheMark
-from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart
+from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart, one_text
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.cache_marks import NONE, end_and_before, part_mark
@@ -28,26 +28,24 @@ _TURN = re.compile(r"\bmessages\[\d+\](?![.\[])")
 
 
 class Content:
-    """A turn's content in order: its text up to the first image is the message's `content`, the rest its parts
-    (text blocks in a row joined, as in a turn without images)."""
+    """A turn's content in order: its first text, if nothing comes before it, is the message's `content`, and each
+    block after it a part of its own, so that a backend gets the blocks the client sent; empty text adds none."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._texts: list[str] = []
+        self._text: str | None = None
         self._parts: list[ContentPart] = []
         self._paths: list[str] = []
 
     @property
     def empty(self) -> bool:
         """No text block nor image (a turn of tool results alone)."""
-        return not self._texts and not self._parts
+        return self._text is None and not self._parts
 
     def add_text(self, value: str, path: str) -> None:
-        if not self._parts:
-            self._texts.append(value)
-        elif isinstance(self._parts[-1], TextPart):
-            self._parts[-1] = TextPart(self._parts[-1].text + value)
-        else:
+        if not self._text and not self._parts:
+            self._text = value
+        elif value:
             self._parts.append(TextPart(value))
             self._paths.append(path)
 
@@ -56,7 +54,11 @@ class Content:
         self._paths.append(path)
 
     def message(self, role: Role, **fields: Any) -> ChatMessage:
-        return ChatMessage(role, "".join(self._texts), parts=tuple(self._parts), **fields)
+        """The domain message; a system message's text blocks as one text, all it takes (core/part_rules.py)."""
+        texts = [part.text for part in self._parts if isinstance(part, TextPart)]
+        if role is Role.SYSTEM and len(texts) == len(self._parts):
+            return ChatMessage(role, one_text([self._text or "", *texts]), **fields)
+        return ChatMessage(role, self._text or "", parts=tuple(self._parts), **fields)
 
     def field_names(self, index: int) -> dict[str, str]:
         """The domain paths of the parts of this content as message `index`, with the dialect's path of each."""

@@ -180,7 +180,9 @@ def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
     content blocks."""
     if message.role is Role.TOOL:
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
-        if message.content:
+        if message.parts:  # text blocks, as the client sent them
+            result["content"] = _blocks(message.content) + [_part_block(part) for part in message.parts]
+        elif message.content:
             result["content"] = message.content
         if message.is_error:
             result["is_error"] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -233,14 +234,14 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     """A turn as chat completions take it. The API has no error flag on tool results: the content says it; and it
     takes no reasoning back, which is left out."""
     if message.role is Role.TOOL:
-        content = f"Error: {message.content}" if message.is_error else message.content
-        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": content}
+        result = dataclasses.replace(message, content=f"Error: {message.content}") if message.is_error else message
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": openai_extras.content(result)}
     if message.tool_calls:
         calls = [
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
             for call in message.tool_calls
         ]
-        return {"role": "assistant", "content": message.content or None, "tool_calls": calls}
+        return {"role": "assistant", "content": openai_extras.content(message) or None, "tool_calls": calls}
     return {"role": message.role.value, "content": openai_extras.content(message)}
 
 

@@ -14,7 +14,7 @@ from llama_cpp import llama_chat_format, llama_types
 from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING, call_text
 from warpcore.server.adapters.llama.vision import PromptImage
-from warpcore.server.core.content import DocumentPart, ImagePart, TextPart
+from warpcore.server.core.content import DocumentPart, ImagePart, TextPart, one_text
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -218,7 +218,7 @@ def _text(message: ChatMessage, marker: str) -> str:
     """A message's text with its parts, each on a line of its own, an image as the marker (checked by `_images`)."""
     texts = [message.content] if message.content else []
     texts += [part.text if isinstance(part, TextPart) else marker for part in message.parts]
-    return "\n".join(texts)
+    return one_text(texts)
 
 
 def _chat_messages(

@@ -1,0 +1,111 @@
+"""Several text blocks (parts) in one turn reach the upstream as the blocks the client sent, in user, assistant and
+tool turns, through either dialect to either provider; where one string is all a backend takes (a system message, a
+local model's chat template) they are joined by a newline, never run together."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import TINY_MODEL
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.base import FakeUpstream
+from tests.fakes.openai_api import FakeOpenAI
+from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
+from tests.test_local_tools import WEATHER
+from tests.test_tools_hosted import posts
+from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.doors import Doors
+
+LINES: Any = [{"type": "text", "text": "Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
+"""Two text blocks, as either dialect writes them: in both, each must reach the model apart."""
+ANTHROPIC_TOOL: Any = {"name": WEATHER.name, "input_schema": WEATHER.parameters}
+OPENAI_TOOL: Any = {"type": "function", "function": {"name": WEATHER.name, "parameters": WEATHER.parameters}}
+ARGUMENTS = '{"city": "Paris"}'
+
+
+async def _anthropic_ask(doors: Doors, messages: Any, **options: Any) -> None:
+    async with async_anthropic_client(doors) as client:
+        await client.messages.create(model="m", messages=messages, max_tokens=20, **options)
+
+
+async def _openai_ask(doors: Doors, messages: Any, **options: Any) -> None:
+    async with async_openai_client(doors) as client:
+        await client.chat.completions.create(model="m", messages=messages, max_tokens=20, **options)
+
+
+def _anthropic_loop(is_error: bool) -> Any:
+    """A call of the weather tool answered by a result of two text blocks, in the Anthropic dialect."""
+    call = {"type": "tool_use", "id": "toolu_1", "name": WEATHER.name, "input": {"city": "Paris"}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES, "is_error": is_error}
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [*LINES, call]},
+        {"role": "user", "content": [result]},
+    ]
+
+
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+async def test_a_user_turn_s_text_blocks_reach_the_upstream_as_blocks(
+    doors: Doors, upstream: FakeUpstream, client: str
+) -> None:
+    await load_hosted(doors, upstream)
+    question = [{"role": "user", "content": LINES}]
+    await (_openai_ask if client == "openai" else _anthropic_ask)(doors, question)
+    [sent] = posts(upstream)
+    # Both APIs take the same shape of text block or part.
+    assert sent["messages"] == [{"role": "user", "content": LINES}]
+
+
+@pytest.mark.parametrize("is_error", [False, True])
+async def test_an_anthropic_tool_loop_s_text_blocks_reach_the_upstream_as_sent(
+    doors: Doors, upstream: FakeUpstream, is_error: bool
+) -> None:
+    await load_hosted(doors, upstream)
+    await _anthropic_ask(doors, _anthropic_loop(is_error), tools=[ANTHROPIC_TOOL])
+    assistant, result = posts(upstream)[-1]["messages"][1:]
+    assert assistant["content"][:2] == LINES  # then the call
+    if isinstance(upstream, FakeOpenAI):
+        # The API has no error flag: the first text says it.
+        failed = [{"type": "text", "text": "Error: Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
+        assert result == {"role": "tool", "tool_call_id": "toolu_1", "content": failed if is_error else LINES}
+    else:
+        flag = {"is_error": True} if is_error else {}
+        assert result["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES, **flag}]
+
+
+async def test_an_openai_tool_message_s_text_parts_reach_an_anthropic_upstream_as_blocks(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    call = {"id": "toolu_1", "type": "function", "function": {"name": WEATHER.name, "arguments": ARGUMENTS}}
+    turns = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": LINES},
+    ]
+    await _openai_ask(doors, turns, tools=[OPENAI_TOOL])
+    results = posts(anthropic_upstream)[-1]["messages"][2]
+    assert results["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
+
+
+async def test_a_system_message_s_text_parts_are_joined_by_a_newline(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    await _openai_ask(doors, [{"role": "system", "content": LINES}, {"role": "user", "content": "Weather?"}])
+    assert posts(anthropic_upstream)[-1]["system"] == "Temp: 24C\nHumidity: 50%"
+
+
+async def test_a_local_model_s_prompt_has_each_text_block_on_a_line_of_its_own(doors: Doors) -> None:
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    async with async_anthropic_client(doors) as client:
+
+        async def count(content: Any) -> int:
+            counted = await client.messages.count_tokens(model="tiny", messages=[{"role": "user", "content": content}])
+            return counted.input_tokens
+
+        contents = (LINES, "Temp: 24C\nHumidity: 50%", "Temp: 24CHumidity: 50%")
+        blocks, lines, run_together = [await count(content) for content in contents]
+    assert blocks == lines != run_together
