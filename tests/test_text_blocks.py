@@ -4,11 +4,13 @@ local model's chat template) they are joined by a newline, never run together.""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import grpc
 import pytest
 
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, collect
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -17,6 +19,8 @@ from tests.test_local_tools import WEATHER
 from tests.test_tools_hosted import posts
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
+from warpcore.v1 import content_pb2, inference_pb2_grpc, tools_pb2
+from warpcore.v1 import inference_pb2 as pb
 
 LINES: Any = [{"type": "text", "text": "Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
 """Two text blocks, as either dialect writes them: in both, each must reach the model apart."""
@@ -88,6 +92,48 @@ async def test_an_openai_tool_message_s_text_parts_reach_an_anthropic_upstream_a
     await _openai_ask(doors, turns, tools=[OPENAI_TOOL])
     results = posts(anthropic_upstream)[-1]["messages"][2]
     assert results["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
+
+
+async def test_a_responses_function_output_s_text_parts_reach_an_anthropic_upstream_as_blocks(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    parts = [{"type": "input_text", "text": line["text"]} for line in LINES]
+    items: Any = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"type": "function_call", "call_id": "toolu_1", "name": WEATHER.name, "arguments": ARGUMENTS},
+        {"type": "function_call_output", "call_id": "toolu_1", "output": parts},
+    ]
+    tool: Any = {"type": "function", "name": WEATHER.name, "parameters": WEATHER.parameters}
+    async with async_openai_client(doors) as client:
+        await client.responses.create(model="m", input=items, tools=[tool], max_output_tokens=20)
+    results = posts(anthropic_upstream)[-1]["messages"][2]
+    assert results["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
+
+
+async def test_a_grpc_tool_result_s_text_parts_reach_either_upstream(doors: Doors, upstream: FakeUpstream) -> None:
+    """Parts of a ROLE_TOOL message, which the hosted backends left out, go with its content."""
+    await load_hosted(doors, upstream)
+    call = tools_pb2.ToolCall(id="toolu_1", name=WEATHER.name, arguments=ARGUMENTS)
+    turns = [
+        pb.ChatMessage(role=pb.ROLE_USER, content="Weather in Paris?"),
+        pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
+        pb.ChatMessage(
+            role=pb.ROLE_TOOL,
+            tool_call_id="toolu_1",
+            content=LINES[0]["text"],
+            parts=[content_pb2.ContentPart(text=LINES[1]["text"])],
+        ),
+    ]
+    tool = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await collect(stub.Generate(pb.GenerateRequest(model_id="m", messages=turns, tools=[tool])))
+    result = posts(upstream)[-1]["messages"][2]
+    if isinstance(upstream, FakeOpenAI):
+        assert result == {"role": "tool", "tool_call_id": "toolu_1", "content": LINES}
+    else:
+        assert result["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
 
 
 async def test_a_system_message_s_text_parts_are_joined_by_a_newline(
