@@ -20,7 +20,7 @@ ends), or "forever" (math.inf too): until unloaded. None, where it is taken, lea
 
 ModelType = Literal["text_to_text", "text_to_embedding", "unspecified"]
 """What a model takes and gives (Model.type); "unspecified" only from a server that leaves it unset."""
-ModelState = Literal["ready", "available", "unspecified"]
+ModelState = Literal["ready", "loading", "unloading", "available", "unspecified"]
 """Where a model stands on the server (Model.state); "unspecified" only from a server that leaves it unset."""
 
 MAX_DURATION_SECONDS = 315_576_000_000
@@ -71,7 +71,9 @@ class Model:
     type: ModelType
     """"text_to_text", or "text_to_embedding" for a model that embeds and does not generate."""
     state: ModelState
-    """"ready" when loaded on the server; "available" when not loaded: one the server loads on first use (its
+    """"ready" when loaded on the server; "loading" while it loads (a generate naming it waits for the load);
+    "unloading" while unload_model waits for its running generations (new ones fail with UnavailableError, reason
+    MODEL_UNLOADING; it still holds its memory); "available" when not loaded: one the server loads on first use (its
     operator's lazy models, and those unloaded for idleness, keep_alive, or for room), or one a backend offers
     (list_models with a backend)."""
     context_size: int

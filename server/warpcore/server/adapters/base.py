@@ -64,3 +64,14 @@ class QueuesGenerations(Protocol):
         """The server is shutting down: generations that have not started yet, and any submitted from now on, end
         with UNAVAILABLE (reason SHUTTING_DOWN) at once, for their callers to retry on another replica."""
         ...
+
+
+@runtime_checkable
+class EstimatesMemory(Protocol):
+    """An adapter that can tell what a model will hold in this process before loading it (llama.cpp); a hosted
+    model holds nothing here."""
+
+    async def estimate_memory(self, model: str, context_size: int | None) -> int:
+        """The `ModelInfo.memory_bytes` that `load(model, context_size)` would report, near enough, without loading;
+        raises what `load` would for a model it cannot find."""
+        ...

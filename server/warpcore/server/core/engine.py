@@ -109,11 +109,20 @@ class Engine:
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)
 
+    def unloading(self, backend: BackendKind | None = None) -> list[LoadedModel]:
+        """Models being unloaded for good (UnloadModel): their running generations finish, new ones are refused,
+        they hold their memory. One leaving for idleness or room is dormant already: the next Generate loads it."""
+        return [model for model in self.registry.unloading(backend) if model.id not in self.residency.dormant]
+
+    def loading(self, backend: BackendKind | None = None) -> list[LoadSpec]:
+        """Models being loaded (or waiting for room to load): a Generate naming one waits for it."""
+        return [entry.spec for entry in self.residency.loading.values() if backend in (None, entry.spec.backend)]
+
     def refuse_queued(self) -> None:
         """The server is shutting down: calls still waiting, at a model's admission gate or for a slot of the
         model's own, will never run here; they are refused now, for their callers to retry on another replica."""
         self.limits.close()
-        for model in self.registry.loaded():
+        for model in self.registry.resident():
             if isinstance(model.adapter, QueuesGenerations):
                 model.adapter.refuse_waiting()
 

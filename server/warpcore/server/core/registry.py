@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from warpcore.server.adapters.base import Adapter
+from warpcore.server.adapters.base import Adapter, EstimatesMemory
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
 from warpcore.server.core.domain import BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
@@ -49,8 +49,8 @@ class ModelRegistry:
     def __init__(self, adapter_factory: AdapterFactory = create_adapter) -> None:
         self._create_adapter = adapter_factory
         self._models: dict[str, LoadedModel] = {}
-        # Ids of models being loaded or released: taken, though not (or no longer) in _models.
-        self._reserved: set[str] = set()
+        # Models released, whose running generations finish before they close: they hold their ids and memory.
+        self._unloading: dict[str, LoadedModel] = {}
         self._releases: set[asyncio.Task[None]] = set()
         self._loading: dict[str, tuple[LoadSpec, asyncio.Future[LoadedModel]]] = {}
         self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
@@ -59,16 +59,18 @@ class ModelRegistry:
         """Told (backend, seconds) after each load, whatever asked for it: a call, the start, a first use, a
         reload after an eviction."""
 
-    async def load(self, spec: LoadSpec) -> LoadedModel:
+    async def load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None = None) -> LoadedModel:
         """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
-        concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS."""
+        concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS. `admit` is given
+        the memory the model is estimated to hold before it loads (0 when its adapter cannot tell), and may refuse
+        it by raising."""
         existing = self._models.get(spec.model_id)
         if existing is not None and same_model(existing, spec):
             return existing
         pending = self._loading.get(spec.model_id)
         if pending is not None and pending[0] == spec:
             return await asyncio.shield(pending[1])
-        if existing is not None or spec.model_id in self._reserved:
+        if existing is not None or pending is not None or spec.model_id in self._unloading:
             taken = existing.spec if existing is not None else pending[0] if pending is not None else None
             what = (
                 f"{taken.name!r} loaded with other settings; unload it first to change them"
@@ -80,8 +82,7 @@ class ModelRegistry:
                 field="model_id",
                 reason="MODEL_ID_TAKEN",
             )
-        self._reserved.add(spec.model_id)
-        loading = asyncio.ensure_future(self._load(spec))
+        loading = asyncio.ensure_future(self._load(spec, admit))
         loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # consumed, even unawaited
         self._loading[spec.model_id] = (spec, loading)
         try:
@@ -90,17 +91,20 @@ class ModelRegistry:
         finally:
             if loading.done():
                 self._loading.pop(spec.model_id, None)
-                self._reserved.discard(spec.model_id)
             else:
                 loading.add_done_callback(lambda _: self._loading.pop(spec.model_id, None))
-                loading.add_done_callback(lambda _: self._reserved.discard(spec.model_id))
         return loaded
 
-    async def _load(self, spec: LoadSpec) -> LoadedModel:
+    async def _load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None) -> LoadedModel:
         started = time.monotonic()
         await asyncio.to_thread(adapter_type, spec.backend)
         adapter = self._create_adapter(spec.backend, spec.settings)
         try:
+            if admit is not None:
+                estimate = 0
+                if isinstance(adapter, EstimatesMemory):
+                    estimate = await adapter.estimate_memory(spec.name, spec.context_size)
+                await admit(estimate)
             info = await adapter.load(spec.name, spec.context_size)
         except BaseException:
             await adapter.close()
@@ -131,11 +135,11 @@ class ModelRegistry:
         caller stops waiting, and the id stays taken until it has."""
         loaded = self.get(model_id)
         del self._models[model_id]
-        self._reserved.add(model_id)
+        self._unloading[model_id] = loaded
         release = asyncio.ensure_future(loaded.adapter.close())
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
-        release.add_done_callback(lambda _: self._reserved.discard(model_id))
+        release.add_done_callback(lambda _: self._unloading.pop(model_id, None))
         for listener in self.listeners:
             await listener(model_id, False)
         await asyncio.shield(release)
@@ -143,6 +147,14 @@ class ModelRegistry:
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return [model for model in self._models.values() if backend in (None, model.backend)]
+
+    def unloading(self, backend: BackendKind | None = None) -> list[LoadedModel]:
+        """Models released whose running generations have not all finished: gone for new calls, not yet freed."""
+        return [model for model in self._unloading.values() if backend in (None, model.backend)]
+
+    def resident(self) -> list[LoadedModel]:
+        """Models holding their memory: loaded, or unloading until their release ends."""
+        return [*self._models.values(), *self._unloading.values()]
 
     async def available(self, backend: BackendKind, settings: BackendSettings | None) -> Sequence[str]:
         """Models `backend` can serve, asked with `settings` (or the environment)."""

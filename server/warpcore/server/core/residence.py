@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from warpcore.server.core.domain import LoadSpec
@@ -61,3 +61,12 @@ class Dormant(NamedTuple):
     spec: LoadSpec
     memory_bytes: int = 0
     context_size: int = 0
+
+
+@dataclass(frozen=True)
+class Loading:
+    """A model whose load has begun and not ended: what ListModels shows of it, and what a Generate naming it
+    waits for."""
+
+    spec: LoadSpec
+    ended: asyncio.Event = field(default_factory=asyncio.Event)

@@ -1,7 +1,8 @@
 """Which local models stay loaded: each leaves after its keep_alive of idleness, and a server-wide budget (models
 and estimated bytes) makes room for a load by unloading the least recently used idle ones. A model with generations
 running or waiting is never unloaded by either. Models unloaded this way, and models the operator declared lazy,
-stay known ("dormant") and are loaded again by the first Generate that names them."""
+stay known ("dormant") and are loaded again by the first Generate that names them. Loads and unloads of one model id
+take turns in the order asked (turns.py); a model being unloaded holds its id, memory and gate until it is freed."""
 
 from __future__ import annotations
 
@@ -15,20 +16,23 @@ import time
 from collections.abc import AsyncIterator
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
+from warpcore.server.core.budget import Budget
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import AlreadyExistsError, ResourceExhaustedError, WarpcoreError
-from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits, activity
+from warpcore.server.core.errors import AlreadyExistsError, UnavailableError, WarpcoreError
+from warpcore.server.core.limits import Limits, activity
 from warpcore.server.core.registry import LoadedModel, ModelRegistry, same_model
 from warpcore.server.core.residence import (
     UNLOAD_REASONS,
     Dormant,
+    Loading,
     Residence,
     ResidencyPolicy,
     ResidencyReport,
     UnloadReason,
 )
+from warpcore.server.core.turns import Turns
 
-__all__ = ["Dormant", "Residency", "ResidencyPolicy", "ResidencyReport"]
+__all__ = ["Dormant", "Loading", "Residency", "ResidencyPolicy", "ResidencyReport"]
 
 _log = logging.getLogger("warpcore.server")
 
@@ -39,14 +43,24 @@ class Residency:
         self._limits = limits
         self.policy = policy
         self.residences: dict[str, Residence] = {}
-        """One per loaded model, kept in step with the registry by its listener (no await in between)."""
+        """One per model loaded or unloading, from its load until its memory is freed."""
         self.dormant: collections.OrderedDict[str, Dormant] = collections.OrderedDict()
+        self.loading: dict[str, Loading] = {}
+        """Models whose load has its turn and has not ended (waiting for room counts)."""
         # Generations running or waiting, by model id rather than on the residence: one waiting for its model to
         # load (or to finish leaving) must hold that model from the moment it is loaded, before it can start.
         self._in_use: collections.Counter[str] = collections.Counter()
-        # Local loads make room and load one at a time, so that two cannot both count the same free place.
-        self._room = asyncio.Lock()
+        self._turns = Turns()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
+        self._budget = Budget(
+            registry,
+            limits,
+            policy,
+            leaving=self._leaving,
+            idle=self._idle,
+            evict=self._evict,
+            refuse=lambda model_id: self._unload(model_id, None),
+        )
         self._expiring: set[asyncio.Task[None]] = set()
         self.unloads: collections.Counter[str] = collections.Counter(dict.fromkeys(UNLOAD_REASONS, 0))
         """Models unloaded so far, by why (a model unloaded as the server stops is not counted: its metrics end too)."""
@@ -58,40 +72,57 @@ class Residency:
             self.dormant[spec.model_id] = Dormant(spec)
 
     async def load(self, spec: LoadSpec) -> LoadedModel:
-        while (leaving := self._leaving.get(spec.model_id)) is not None:
-            await asyncio.wait([leaving])  # its id is free once it has gone
-        existing = self._registry.find(spec.model_id)
-        if existing is not None and same_model(existing, spec):
-            self._touch(existing.id, spec)
-            return existing
-        known = self.dormant.get(spec.model_id)
-        if existing is None and known is not None and known.spec != spec:
-            raise AlreadyExistsError(
-                f"the model id {spec.model_id!r} is taken by a model unloaded while idle ({known.spec.name}), which"
-                " the next call naming it loads again; unload it first or choose another model_id",
-                field="model_id",
-                reason="MODEL_ID_TAKEN",
-            )
-        if spec.backend.hosted:
-            return await self._registry.load(spec)
-        async with self._room:
-            if self._registry.find(spec.model_id) is None:
-                known = self.dormant.get(spec.model_id)
-                await self._make_room(spec.model_id, models=1, nbytes=known.memory_bytes if known else 0)
-            loaded = await self._registry.load(spec)
-            # The estimate is known now: others may have to go too (best effort if the rest are busy).
-            with contextlib.suppress(ResourceExhaustedError):
-                await self._make_room(loaded.id, models=0, nbytes=0)
-        return loaded
+        return await self._turns.take(spec.model_id, lambda: self._load_in_turn(spec))
+
+    async def _load_in_turn(self, spec: LoadSpec) -> LoadedModel:
+        loading = self.loading[spec.model_id] = Loading(spec)
+        try:
+            while (leaving := self._leaving.get(spec.model_id)) is not None:
+                await asyncio.wait([leaving])  # unloaded for idleness or room a moment ago: its id is free once gone
+            existing = self._registry.find(spec.model_id)
+            if existing is not None and same_model(existing, spec):
+                self._touch(existing.id, spec)
+                return existing
+            known = self.dormant.get(spec.model_id)
+            if existing is None and known is not None and known.spec != spec:
+                raise AlreadyExistsError(
+                    f"the model id {spec.model_id!r} is taken by a model unloaded while idle ({known.spec.name}),"
+                    " which the next call naming it loads again; unload it first or choose another model_id",
+                    field="model_id",
+                    reason="MODEL_ID_TAKEN",
+                )
+            if spec.backend.hosted:
+                return await self._registry.load(spec)
+            return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
+        finally:
+            del self.loading[spec.model_id]
+            loading.ended.set()
 
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
-        """Unload for good (UnloadModel): a later Generate does not load it again. A dormant model is forgotten (its
-        spec returned); NOT_FOUND for a model neither loaded nor dormant."""
+        """Unload for good (UnloadModel), once the loads and unloads asked before it have ended: a later Generate
+        does not load it again. A dormant model is forgotten (its spec returned); NOT_FOUND for an id the server
+        does not know."""
+        leaving, loading = self._leaving.get(model_id), self.loading.get(model_id)
+        if leaving is None and model_id not in self.dormant and not self._turns.busy(model_id):
+            self._registry.get(model_id)  # NOT_FOUND at once
+        return await self._turns.take(model_id, lambda: self._unload_in_turn(model_id, leaving, loading))
+
+    async def _unload_in_turn(
+        self, model_id: str, leaving: asyncio.Future[LoadedModel] | None, loading: Loading | None
+    ) -> LoadedModel | LoadSpec:
+        while (still := self._leaving.get(model_id)) is not None:
+            await asyncio.wait([still])
         dormant = self.dormant.pop(model_id, None)
-        if dormant is not None and self._registry.find(model_id) is None:
+        if self._registry.find(model_id) is not None:
+            return await self._unload(model_id, "requested")
+        if dormant is not None:
             return dormant.spec
-        self._registry.get(model_id)
-        return await self._unload(model_id, "requested")
+        # Gone meanwhile, by the unload it was asked during, or by the failure of the load it was asked during.
+        if leaving is not None and not leaving.cancelled() and leaving.exception() is None:
+            return leaving.result()
+        if loading is not None:
+            return loading.spec
+        return self._registry.get(model_id)  # NOT_FOUND
 
     @contextlib.asynccontextmanager
     async def using(self, model_id: str) -> AsyncIterator[LoadedModel]:
@@ -113,9 +144,15 @@ class Residency:
 
     async def _ready(self, model_id: str) -> LoadedModel:
         while True:
+            loading = self.loading.get(model_id)
+            if loading is not None:
+                await loading.ended.wait()
+                continue
             leaving = self._leaving.get(model_id)
-            if leaving is not None:  # still registered while it goes: wait, then load it again if it went idle
-                await asyncio.wait([leaving])
+            if leaving is not None:
+                if model_id not in self.dormant:
+                    raise _unloading(model_id)
+                await asyncio.wait([leaving])  # unloaded for idleness or room: loaded again once gone
                 continue
             model = self._registry.find(model_id)
             if model is not None:
@@ -141,17 +178,16 @@ class Residency:
             slots_total=now.slots,
             queue_depth=now.waiting,
             last_used=residence.last_used,
-            expires_at=residence.expires_at(model.id in self._in_use),
+            expires_at=residence.expires_at(model.id in self._in_use or model.id in self._leaving),
             keep_alive=residence.keep_alive,
         )
 
     async def _changed(self, model_id: str, loaded: bool) -> None:
         """The registry's listener, first of all: no await, so a model and its residence come and go together."""
         if not loaded:
-            residence = self.residences.pop(model_id, None)
+            residence = self.residences.get(model_id)
             if residence is not None:
                 self._cancel(residence)
-            self._limits.forget(model_id)
             return
         model = self._registry.get(model_id)
         self.dormant.pop(model_id, None)
@@ -171,9 +207,10 @@ class Residency:
         self._schedule(model_id, residence)
 
     def _schedule(self, model_id: str, residence: Residence) -> None:
-        """Start the idle clock, unless a generation holds the model: the last one to end starts it."""
+        """Start the idle clock, unless a generation holds the model (the last one to end starts it) or it is
+        leaving."""
         self._cancel(residence)
-        if model_id not in self._in_use and not math.isinf(residence.keep_alive):
+        if model_id not in self._in_use and model_id not in self._leaving and not math.isinf(residence.keep_alive):
             loop = asyncio.get_running_loop()
             residence.timer = loop.call_later(residence.keep_alive, self._expire, model_id, residence)
 
@@ -199,45 +236,22 @@ class Residency:
         except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
             _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
 
-    async def _make_room(self, model_id: str, *, models: int, nbytes: int) -> None:
-        """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
-        bytes fit the budget; RESOURCE_EXHAUSTED if the ones left are all in use."""
-        while self._over(models, nbytes):
-            idle = [
-                (self.residences[model.id].last_used, model.id)
-                for model in self._local()
-                if model.id not in self._in_use and model.id != model_id
-            ]
-            if not idle:
-                loaded = self._local()
-                raise ResourceExhaustedError(
-                    f"no room to load {model_id!r}: the server's budget of local models is full ({len(loaded)}"
-                    f" loaded, {sum(m.info.memory_bytes for m in loaded)} bytes estimated) and every one is in"
-                    " use; retry later",
-                    reason="MODEL_BUDGET_FULL",
-                    retry_after=BUSY_RETRY_AFTER,
-                    metadata={"model_id": model_id},
-                )
-            victim = min(idle)[1]
-            _log.info("unloading model %s to make room for %s", victim, model_id)
-            await self._retire(victim, "room")
+    async def _evict(self, victim: str, model_id: str) -> None:
+        _log.info("unloading model %s to make room for %s", victim, model_id)
+        await self._retire(victim, "room")
 
-    def _over(self, models: int, nbytes: int) -> bool:
-        loaded = self._local()
-        too_many = self.policy.max_models is not None and len(loaded) + models > self.policy.max_models
-        too_big = (
-            self.policy.max_bytes is not None
-            and sum(model.info.memory_bytes for model in loaded) + nbytes > self.policy.max_bytes
-        )
-        return too_many or too_big
-
-    def _local(self) -> list[LoadedModel]:
-        return [model for model in self._registry.loaded() if not model.backend.hosted]
+    def _idle(self) -> list[tuple[float, str]]:
+        """Loaded local models nothing holds, with when each was last used: what the budget may unload."""
+        return [
+            (self.residences[model.id].last_used, model.id)
+            for model in self._registry.loaded()
+            if not model.backend.hosted and model.id not in self._in_use and model.id not in self._leaving
+        ]
 
     async def _retire(self, model_id: str, reason: UnloadReason) -> None:
         """Unload, remembering the model so that a Generate naming it loads it again."""
         model = self._registry.find(model_id)
-        if model is None:
+        if model is None or model_id in self._leaving:
             return
         residence = self.residences.get(model_id)
         # Loaded again with the keep_alive it had last, which a LoadModel may have changed since its first load.
@@ -247,18 +261,31 @@ class Residency:
             self.dormant.popitem(last=False)
         await self._unload(model_id, reason)
 
-    async def _unload(self, model_id: str, reason: UnloadReason) -> LoadedModel:
+    async def _unload(self, model_id: str, reason: UnloadReason | None) -> LoadedModel:
+        """Release the model, counted by `reason` (None: not counted, a load refused after the fact); its
+        residence and gate stay until its memory is freed."""
         already = self._leaving.get(model_id)
         if already is not None:  # an idle unload and an eviction of one model: one unload
             return await asyncio.shield(already)
         leaving = asyncio.ensure_future(self._registry.unload(model_id))
         self._leaving[model_id] = leaving
-        self.unloads[reason] += 1  # counted before the registry says the model has gone
-        try:
-            unloaded = await asyncio.shield(leaving)
-        finally:
-            if leaving.done():
-                self._leaving.pop(model_id, None)
-            else:
-                leaving.add_done_callback(lambda _: self._leaving.pop(model_id, None))
-        return unloaded
+        residence = self.residences.get(model_id)
+        leaving.add_done_callback(lambda _: self._left(model_id, residence))
+        if reason is not None:
+            self.unloads[reason] += 1  # counted before the registry says the model has gone
+        return await asyncio.shield(leaving)
+
+    def _left(self, model_id: str, residence: Residence | None) -> None:
+        del self._leaving[model_id]
+        if self.residences.get(model_id) is residence:
+            self.residences.pop(model_id, None)
+        self._limits.forget(model_id)
+
+
+def _unloading(model_id: str) -> UnavailableError:
+    return UnavailableError(
+        f"model {model_id!r} is being unloaded (UnloadModel): the generations already running on it finish, new ones"
+        " are refused; load it again with LoadModel, which waits for the unload to end",
+        reason="MODEL_UNLOADING",
+        metadata={"model_id": model_id},
+    )

@@ -126,7 +126,7 @@ async def start_server(
     """Start serving on each address ("host:port", port 0 picks a free one, or "unix:///path"). Health reports
     NOT_SERVING until told otherwise."""
     options = options or ServingOptions()
-    metrics = Metrics(options.limits, models=registry.loaded)
+    metrics = Metrics(options.limits, models=registry.resident)
     engine = Engine(registry, options.limits, metrics, options.api_overrides, options.residency, options.pulls)
     chain: list[grpc.aio.ServerInterceptor] = [AccessLogInterceptor(metrics)]
     if options.token:

@@ -46,12 +46,21 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
             backend = translate_models.backend_kind(request.backend)
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
-        residency = self._engine.residency
+        residency, unloading = self._engine.residency, pb.MODEL_STATE_UNLOADING
         models = [translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]
         models += [
-            translate_models.dormant_model_message(d.spec, d.context_size) for d in self._engine.dormant(backend)
+            translate_models.model_message(m, residency.report(m), unloading) for m in self._engine.unloading(backend)
         ]
-        listed = {model.id for model in models}  # a file loaded under its own name is listed once, as loaded
+        models += [translate_models.loading_model_message(spec) for spec in self._engine.loading(backend)]
+        # A model is listed once: a dormant one being loaded again is not also AVAILABLE, nor is a file loaded under
+        # its own name listed again among the backend's.
+        listed = {model.id for model in models}
+        models += [
+            translate_models.dormant_model_message(d.spec, d.context_size)
+            for d in self._engine.dormant(backend)
+            if d.spec.model_id not in listed
+        ]
+        listed |= {model.id for model in models}
         models += [
             translate_models.available_model_message(backend, name)
             for name in available

@@ -84,13 +84,16 @@ def backend_kind(value: int, field: str = "backend") -> BackendKind:
     return _BACKENDS[value]  # type: ignore[index]
 
 
-def model_message(model: LoadedModel, report: ResidencyReport | None = None) -> pb.Model:
+def model_message(
+    model: LoadedModel, report: ResidencyReport | None = None, state: pb.ModelState.ValueType = pb.MODEL_STATE_READY
+) -> pb.Model:
+    """A loaded model: READY, or UNLOADING until its running generations end and its memory is freed."""
     return pb.Model(
         id=model.id,
         backend=_BACKEND_TYPES[model.backend],
         name=model.name,
         type=_model_type(model.info.capabilities),
-        state=pb.MODEL_STATE_READY,
+        state=state,
         context_size=model.info.context_size,
         capabilities=capabilities_message(model.info.capabilities),
         residency=residency_message(report) if report is not None else None,
@@ -119,4 +122,11 @@ def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0) -> pb.Mo
     model.context_size = spec.context_size or loaded_context_size
     if isinstance(spec.settings, LocalSettings) and spec.settings.embedding:
         model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    return model
+
+
+def loading_model_message(spec: LoadSpec) -> pb.Model:
+    """A model being loaded: what its spec says, until its load tells the rest."""
+    model = dormant_model_message(spec)
+    model.state = pb.MODEL_STATE_LOADING
     return model

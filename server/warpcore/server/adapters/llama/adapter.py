@@ -15,7 +15,13 @@ import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
 from warpcore.server.adapters.llama.constraint import check_servable, constraint_for, shapes_output
-from warpcore.server.adapters.llama.context import PREFILL_PIECE, LoadedWeights, NativeContext
+from warpcore.server.adapters.llama.context import (
+    PREFILL_PIECE,
+    LoadedWeights,
+    NativeContext,
+    default_context_size,
+    estimated_memory,
+)
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
 from warpcore.server.adapters.llama.job import Job
@@ -43,7 +49,6 @@ from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
 _log = logging.getLogger(__name__)
-DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 
 
 class LlamaCppAdapter:
@@ -84,6 +89,10 @@ class LlamaCppAdapter:
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
         info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, mmproj, context_size))
         return info
+
+    async def estimate_memory(self, model: str, context_size: int | None) -> int:
+        path = resolve_model_path(model, self._options.models_path)
+        return int(await self._on_worker(lambda: estimated_memory(path, context_size, self._options)))
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         preparer, scheduler = self._serving(params)
@@ -178,7 +187,7 @@ class LlamaCppAdapter:
     def _load_blocking(self, model: str, path: Path, mmproj: Path | None, context_size: int | None) -> ModelInfo:
         options = self._options
         try:
-            context_size = context_size or _default_context_size(path)
+            context_size = context_size or default_context_size(path)
             # Tokenizes and renders chat templates; the weights are the native context's.
             vocabulary = llama_cpp.Llama(
                 model_path=str(path),
@@ -286,13 +295,3 @@ def _loaded_for_embeddings() -> FailedPreconditionError:
         " the same file again under another model_id without embedding for that",
         reason="MODEL_LOADED_FOR_EMBEDDINGS",
     )
-
-
-def _default_context_size(path: Path) -> int:
-    """The model's trained context, capped so that the KV cache of large-context models stays small."""
-    vocab_only = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    try:
-        trained = int(vocab_only.metadata.get(f"{vocab_only.metadata['general.architecture']}.context_length", 0))
-    finally:
-        vocab_only.close()
-    return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.errors import FailedPreconditionError
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
@@ -22,6 +23,7 @@ MIN_CALL_ROWS = 8
 # llama.cpp's fixed cost per call, while a cancel or a newcomer still waits for at most one.
 LONE_PREFILL_PIECE = 128
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
+DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 
 
 @dataclass(frozen=True)
@@ -96,19 +98,8 @@ class NativeContext:
 
     def memory_bytes(self, saved_cells: int = 0) -> int:
         """Weights plus the KV cache and `saved_cells` cells saved beside it (the prompt cache), the bulk of what the
-        model holds (compute buffers are left out). A cell holds, per layer, a key and a value per KV head, of the
-        widths the GGUF gives (Gemma's heads are wider than the embedding over the head count), else of that."""
-        model = self.model
-        heads = max(int(llama_cpp.llama_model_n_head(model)), 1)
-        head_width = int(llama_cpp.llama_model_n_embd(model)) // heads
-        architecture = _metadata(model, "general.architecture")
-        key_width = int(_metadata(model, f"{architecture}.attention.key_length") or head_width)
-        value_width = int(_metadata(model, f"{architecture}.attention.value_length") or head_width)
-        kv_heads = int(llama_cpp.llama_model_n_head_kv(model))
-        cell_bytes = (
-            int(llama_cpp.llama_model_n_layer(model)) * (key_width + value_width) * kv_heads * KV_BYTES_PER_VALUE
-        )
-        return int(llama_cpp.llama_model_size(model)) + (self.cells + saved_cells) * cell_bytes
+        model holds (compute buffers are left out)."""
+        return int(llama_cpp.llama_model_size(self.model)) + (self.cells + saved_cells) * _cell_bytes(self.model)
 
     def put(self, token: int, position: int, slot: int, *, logits: bool) -> int:
         """Append one token of sequence `slot` to the batch; its row."""
@@ -136,6 +127,80 @@ class NativeContext:
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
         llama_cpp.llama_model_free(self.model)
+
+
+def default_context_size(path: Path) -> int:
+    """The model's trained context, capped so that the KV cache of large-context models stays small."""
+    vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        return _capped_context(vocabulary)
+    finally:
+        vocabulary.close()
+
+
+def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int:
+    """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or the weights of
+    an embedding model), read before loading its weights (the file's size stands for them), so that a budget of
+    memory is kept before a load, not only after it."""
+    if options.embedding:
+        return path.stat().st_size
+    vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    try:
+        context_size = context_size or _capped_context(vocabulary)
+        cell_bytes = _file_cell_bytes(vocabulary.metadata)
+    finally:
+        vocabulary.close()
+    saved = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
+    return path.stat().st_size + (context_size * options.parallel + saved) * cell_bytes
+
+
+def _capped_context(vocabulary: llama_cpp.Llama) -> int:
+    trained = int(vocabulary.metadata.get(f"{vocabulary.metadata['general.architecture']}.context_length", 0))
+    return min(trained, DEFAULT_CONTEXT_SIZE) if trained > 0 else DEFAULT_CONTEXT_SIZE
+
+
+def _cell_bytes(model: llama_cpp.llama_model_p) -> int:
+    """A KV cell's bytes, by the weights' hyperparameters."""
+    architecture = _metadata(model, "general.architecture")
+    return _kv_cell_bytes(
+        int(llama_cpp.llama_model_n_layer(model)),
+        int(llama_cpp.llama_model_n_head(model)),
+        int(llama_cpp.llama_model_n_head_kv(model)),
+        int(llama_cpp.llama_model_n_embd(model)),
+        _metadata(model, f"{architecture}.attention.key_length"),
+        _metadata(model, f"{architecture}.attention.value_length"),
+    )
+
+
+def _file_cell_bytes(metadata: dict[str, str]) -> int:
+    """A KV cell's bytes, by the file's metadata: a model loaded for its vocabulary only has no hyperparameters
+    (0 when the metadata does not say them as plain numbers, as a model with per-layer head counts does)."""
+    architecture = metadata.get("general.architecture", "")
+    numbers = [metadata.get(f"{architecture}.{key}", "") for key in _SHAPE_KEYS]
+    if not all(number.isdigit() for number in numbers):
+        return 0
+    layers, heads, embedding = (int(number) for number in numbers)
+    kv_heads = metadata.get(f"{architecture}.attention.head_count_kv", "")
+    return _kv_cell_bytes(
+        layers,
+        heads,
+        int(kv_heads) if kv_heads.isdigit() else heads,
+        embedding,
+        metadata.get(f"{architecture}.attention.key_length", ""),
+        metadata.get(f"{architecture}.attention.value_length", ""),
+    )
+
+
+_SHAPE_KEYS = ("block_count", "attention.head_count", "embedding_length")
+
+
+def _kv_cell_bytes(layers: int, heads: int, kv_heads: int, embedding: int, key_length: str, value_length: str) -> int:
+    """A KV cell holds, per layer, a key and a value per KV head, of the widths the GGUF gives (Gemma's heads are
+    wider than the embedding over the head count), else of that."""
+    head_width = embedding // max(heads, 1)
+    key_width = int(key_length or head_width)
+    value_width = int(value_length or head_width)
+    return layers * (key_width + value_width) * kv_heads * KV_BYTES_PER_VALUE
 
 
 def _metadata(model: llama_cpp.llama_model_p, key: str) -> str:

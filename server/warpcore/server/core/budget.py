@@ -1,0 +1,98 @@
+"""The server's budget of local models, how many and their estimated bytes: a load makes room by unloading the least
+recently used idle models, waits for models already leaving that nothing runs on any more, and is refused when the
+ones it would have to unload are busy. A model counts from before its load (its last known size, else its
+backend's estimate) until its memory is freed, unloading included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.errors import ResourceExhaustedError
+from warpcore.server.core.limits import BUSY_RETRY_AFTER, Limits
+from warpcore.server.core.registry import LoadedModel, ModelRegistry
+from warpcore.server.core.residence import ResidencyPolicy
+
+
+class Budget:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: Limits,
+        policy: ResidencyPolicy,
+        *,
+        leaving: Mapping[str, asyncio.Future[LoadedModel]],
+        idle: Callable[[], list[tuple[float, str]]],
+        evict: Callable[[str, str], Awaitable[None]],
+        refuse: Callable[[str], Awaitable[object]],
+    ) -> None:
+        """`leaving`: models being unloaded, until freed; `idle()`: (last use, id) of the loaded models nothing
+        holds; `evict(victim, model_id)` unloads a victim for room; `refuse(model_id)` unloads a model that was
+        found over the budget only once loaded."""
+        self._registry = registry
+        self._limits = limits
+        self._policy = policy
+        self._leaving = leaving
+        self._idle = idle
+        self._evict = evict
+        self._refuse = refuse
+        # Local loads make room and load one at a time, so that two cannot both count the same free place.
+        self._room = asyncio.Lock()
+
+    async def load_within(self, spec: LoadSpec, known_bytes: int) -> LoadedModel:
+        """Load a local model once there is room for it, by its last known size (0: never loaded, so its
+        backend's estimate), and check again with the size it reports once loaded."""
+        async with self._room:
+            if known_bytes:
+                await self._make_room(spec.model_id, 1, known_bytes)
+            estimated = None if known_bytes else lambda nbytes: self._make_room(spec.model_id, 1, nbytes)
+            loaded = await self._registry.load(spec, estimated)
+            try:
+                await self._make_room(loaded.id, 0, 0)
+            except ResourceExhaustedError:
+                await self._refuse(loaded.id)
+                raise
+        return loaded
+
+    async def _make_room(self, model_id: str, models: int, nbytes: int) -> None:
+        """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
+        bytes fit the budget; RESOURCE_EXHAUSTED if the ones left are all in use."""
+        while self._over(models, nbytes):
+            if all(model.id == model_id for model in self._local()):
+                return  # a model larger than the whole budget still loads, alone
+            idle = [entry for entry in self._idle() if entry[1] != model_id]
+            if idle:
+                await self._evict(min(idle)[1], model_id)
+                continue
+            freeing = [leaving for leaving_id, leaving in self._leaving.items() if not self._running(leaving_id)]
+            if freeing:  # its generations have ended: its memory is being freed now
+                await asyncio.wait(freeing, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            loaded = self._local()
+            needed = f", {nbytes} more needed" if nbytes else ""
+            raise ResourceExhaustedError(
+                f"no room to load {model_id!r}: the server's budget of local models is full ({len(loaded)}"
+                f" loaded, {sum(m.info.memory_bytes for m in loaded)} bytes estimated{needed}) and"
+                " every one is in use, or being unloaded once its running generations end; retry later",
+                reason="MODEL_BUDGET_FULL",
+                retry_after=BUSY_RETRY_AFTER,
+                metadata={"model_id": model_id},
+            )
+
+    def _over(self, models: int, nbytes: int) -> bool:
+        resident = self._local()
+        too_many = self._policy.max_models is not None and len(resident) + models > self._policy.max_models
+        too_big = (
+            self._policy.max_bytes is not None
+            and sum(model.info.memory_bytes for model in resident) + nbytes > self._policy.max_bytes
+        )
+        return too_many or too_big
+
+    def _local(self) -> list[LoadedModel]:
+        """The local models holding memory, those being unloaded too."""
+        return [model for model in self._registry.resident() if not model.backend.hosted]
+
+    def _running(self, model_id: str) -> bool:
+        gate = self._limits.gates.get(model_id)
+        return gate is not None and gate.active + gate.waiting > 0
