@@ -108,10 +108,11 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     loaded). A Generate naming it waits for the load, within its deadline, then runs.
     """
     MODEL_STATE_UNLOADING: _ModelState.ValueType  # 4
-    """Being unloaded: the generations already running on it finish, then its memory is
-    freed. It still holds that memory, and counts in the server's budget of loaded
-    models until then. A new Generate naming it fails at once with UNAVAILABLE
-    (MODEL_UNLOADING).
+    """Being unloaded by UnloadModel: the generations already running on it finish, then
+    its memory is freed. It still holds that memory, and counts in the server's budget
+    of loaded models until then. A new Generate naming it fails at once with
+    UNAVAILABLE (MODEL_UNLOADING). A model unloaded for idleness or room is
+    MODEL_STATE_AVAILABLE at once: the next Generate loads it again.
     """
 
 class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
@@ -128,10 +129,11 @@ MODEL_STATE_LOADING: ModelState.ValueType  # 3
 loaded). A Generate naming it waits for the load, within its deadline, then runs.
 """
 MODEL_STATE_UNLOADING: ModelState.ValueType  # 4
-"""Being unloaded: the generations already running on it finish, then its memory is
-freed. It still holds that memory, and counts in the server's budget of loaded
-models until then. A new Generate naming it fails at once with UNAVAILABLE
-(MODEL_UNLOADING).
+"""Being unloaded by UnloadModel: the generations already running on it finish, then
+its memory is freed. It still holds that memory, and counts in the server's budget
+of loaded models until then. A new Generate naming it fails at once with
+UNAVAILABLE (MODEL_UNLOADING). A model unloaded for idleness or room is
+MODEL_STATE_AVAILABLE at once: the next Generate loads it again.
 """
 Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
 
