@@ -101,7 +101,7 @@ class _ModelServerSignals(Collector):
 class _Residents(Collector):
     """Which models are loaded, with their estimated memory (weights and KV cache of a local model, 0 for a hosted
     one), how many per backend, and how many have been unloaded by reason. The labels are bounded: backends and
-    reasons are fixed sets, and a model's series lasts while it is loaded."""
+    reasons are fixed sets, and a model's series lasts while it holds memory (being unloaded too)."""
 
     def __init__(self, models: Callable[[], Iterable[LoadedModel]], unloads: Callable[[], Mapping[str, int]]) -> None:
         self._models = models
