@@ -6,6 +6,7 @@ backend's estimate) until its memory is freed, unloading included."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 
 from warpcore.server.core.domain import LoadSpec
@@ -44,9 +45,11 @@ class Budget:
         """Load a local model once there is room for it, by its last known size (0: never loaded, so its
         backend's estimate), and check again with the size it reports once loaded."""
         async with self._room:
-            if known_bytes:
+            estimated = None
+            if known_bytes or self._policy.max_bytes is None:  # no need to read the file for an estimate
                 await self._make_room(spec.model_id, 1, known_bytes)
-            estimated = None if known_bytes else lambda nbytes: self._make_room(spec.model_id, 1, nbytes)
+            else:
+                estimated = functools.partial(self._make_room, spec.model_id, 1)
             loaded = await self._registry.load(spec, estimated)
             try:
                 await self._make_room(loaded.id, 0, 0)
