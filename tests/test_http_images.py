@@ -19,8 +19,7 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
 from tests.test_local_images import MMPROJ, generated, image, load_request, looking
-from tests.tiny_model import write_tiny_model
-from tests.tiny_projector import png, write_tiny_projector
+from tests.tiny_projector import png, write_seeing_models
 from warpcore.server.core.bounds import MAX_IMAGE_BYTES, MAX_IMAGES
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
@@ -36,10 +35,7 @@ Messages = list[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    write_tiny_model(root / "hf" / "warpcore" / "tiny" / "tiny.gguf")
-    write_tiny_projector(root / "hf" / "warpcore" / "tiny" / "mmproj.gguf")
-    return root
+    return write_seeing_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import gguf
 import numpy as np
 
 from tests.tiny_model import EMBEDDING as TEXT_EMBEDDING
+from tests.tiny_model import write_tiny_model
 
 IMAGE_SIZE, PATCH_SIZE = 28, 14
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2  # one embedding per patch
@@ -66,6 +67,14 @@ def write_tiny_projector(path: Path, seed: int = 11, text_embedding: int = TEXT_
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def write_seeing_models(root: Path) -> Path:
+    """`root` as a MODELS_PATH holding the tiny model and its projector: hf:warpcore/tiny:tiny.gguf and
+    hf:warpcore/tiny:mmproj.gguf."""
+    write_tiny_model(root / "hf" / "warpcore" / "tiny" / "tiny.gguf")
+    write_tiny_projector(root / "hf" / "warpcore" / "tiny" / "mmproj.gguf")
+    return root
 
 
 def png(seed: int, size: int = IMAGE_SIZE) -> bytes:

@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"warpcore-server: {error}")
     configure_logging(settings.log_format)
     try:
-        _run(settings.event_loop, serve(settings, os.environ))
+        _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
         # RuntimeError: grpc could not bind an address, or the metrics port was taken; the message names it.
         message = f"warpcore-server: {getattr(error, 'message', None) or error}"
@@ -177,3 +177,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             _log.critical(message)
             sys.exit(1)
         sys.exit(message)
+
+
+async def _serve_then_exit(settings: ServerSettings, env: Mapping[str, str]) -> None:
+    await serve(settings, env)
+    # Stopped: exit now. A llama.cpp load still running cannot be interrupted, and asyncio.run would wait for the
+    # tasks waiting on it, and Python, at exit, for its thread.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,43 +1,66 @@
-"""Shutdown of the generations in flight: wait for them, then stop them so that each ends with a final result."""
+"""Shutdown of the calls in flight: wait for them, then end each with an answer of ours (a generation with its final
+result, any other call with UNAVAILABLE, reason SHUTTING_DOWN)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+from warpcore.server.core.limits import shutting_down
+
+_log = logging.getLogger("warpcore.server")
 
 FINAL_FRAME_MARGIN = 0.5
-"""Seconds kept at the end of the grace for the final results, before the front door cancels what is left."""
+"""Seconds kept at the end of the grace for the final results."""
 STOPPED_WAIT = 0.25
-"""Seconds stopped generations get to end at their next step with their CANCELLED result."""
+"""Seconds a stopped generation that checks its flag only as its upstream sends (a hosted API's) gets to end with its
+CANCELLED result, before it is cancelled."""
 CANCELLED_WAIT = 5.0
-"""Seconds cancelled calls (a stalled upstream, a queue) get to unwind."""
+"""Seconds cancelled calls (a stalled upstream, a load, a pull) get to unwind."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    stop: threading.Event | None
+    ends_when_stopped: bool
 
 
 class ActiveStreams:
-    """The generations in flight, each with the flag that stops it."""
+    """The calls in flight: generations, each with the flag that stops it, and the long calls (loads, pulls) that
+    the shutdown cancels."""
 
     def __init__(self) -> None:
-        self._stops: dict[asyncio.Task[object], threading.Event] = {}
+        self._calls: dict[asyncio.Task[object], _Call] = {}
         self._ended_by_shutdown: set[asyncio.Task[object]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._now = asyncio.Event()
 
     @contextlib.contextmanager
-    def track(self, stop: threading.Event) -> Iterator[None]:
-        """Track the running call; `stop` is its generation's flag, which `drain` sets once the grace is over."""
+    def track(self, stop: threading.Event | None = None, *, ends_when_stopped: bool = False) -> Iterator[None]:
+        """Track the running call. `stop` is its generation's flag, which `drain` sets once the grace is over; with
+        `ends_when_stopped` the generation then ends by itself with its exact usage (a local model's, at its next
+        decode step, however long that takes), else it is cancelled soon after. A call cancelled by `drain` and not
+        ended otherwise (a load, a pull) raises UNAVAILABLE, reason SHUTTING_DOWN, for its caller to retry
+        elsewhere."""
         task = asyncio.current_task()
         assert task is not None
-        self._stops[task] = stop
+        self._calls[task] = _Call(stop, ends_when_stopped)
         self._idle.clear()
         try:
             yield
+        except asyncio.CancelledError:
+            if task in self._ended_by_shutdown:
+                raise shutting_down() from None
+            raise
         finally:
-            del self._stops[task]
+            del self._calls[task]
             self._ended_by_shutdown.discard(task)
-            if not self._stops:
+            if not self._calls:
                 self._idle.set()
 
     def ended_by_shutdown(self) -> bool:
@@ -45,32 +68,40 @@ class ActiveStreams:
         return asyncio.current_task() in self._ended_by_shutdown
 
     def end_now(self) -> None:
-        """Cut the shutdown's grace short (an operator's second interrupt): the calls in flight are stopped at once,
+        """Cut the shutdown's grace short (an operator's second interrupt): the calls in flight are ended at once,
         each generation still ending with its final result."""
         self._now.set()
 
-    async def ended_now(self) -> None:
-        """Until `end_now`."""
-        await self._now.wait()
-
     async def drain(self, grace: float) -> None:
         """Give the calls `grace` seconds (less the margin for final results) to finish, unless `end_now` cuts it
-        short; then stop their generations, which end at their next step with a CANCELLED result counting what they
-        used, and a moment later cancel those that could not end so."""
+        short; then stop the generations, which end with a CANCELLED result counting what they used, and cancel the
+        calls that cannot end so. A local generation ends at the end of its current decode step: waited for, so
+        that its usage is exact, even when that step outlasts the grace."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
-        for stop in self._stops.values():
-            stop.set()
+        for call in self._calls.values():
+            if call.stop is not None:
+                call.stop.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), STOPPED_WAIT)
-        for task in list(self._stops):
+        stepping = [task for task, call in self._calls.items() if call.ends_when_stopped]
+        cancelled = [task for task in self._calls if task not in stepping]
+        if self._calls:
+            _log.info(
+                "grace over: %d local generations end at their current decode step, %d other calls are cancelled",
+                len(stepping),
+                len(cancelled),
+            )
+        for task in cancelled:
             self._ended_by_shutdown.add(task)
             task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), CANCELLED_WAIT)
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
+        if stepping:
+            await asyncio.wait(stepping)
 
     async def _idle_or_now(self) -> None:
-        waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(self.ended_now())]
+        waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(self._now.wait())]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -88,7 +88,8 @@ class Engine:
             self._api_overrides.check(spec.settings)
         started = time.monotonic()
         try:
-            loaded = await self.residency.load(spec)
+            with self.streams.track():
+                loaded = await self.residency.load(spec)
         except NotFoundError as missing:
             if self._pulls is not None and missing.field == "model":
                 self._pulls.check_not_pulling(spec.name)
@@ -148,8 +149,9 @@ class Engine:
                 field="model",
                 reason="PULL_DENIED",
             )
-        async for frame in self._pulls.pull(model, revision):
-            yield frame
+        with self.streams.track():
+            async for frame in self._pulls.pull(model, revision):
+                yield frame
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one
@@ -218,7 +220,7 @@ class Engine:
         model's gate like a generation: it takes the same cores."""
         model_id = check_model_id(model_id)
         check_embedding(params)
-        async with self._admitted(model_id, threading.Event()) as model:
+        async with self._admitted(model_id) as model:
             check_response_room(params, params.dimensions or model.info.embedding_dimensions)
             embeddings = await model.adapter.embed(params)
         if not params.normalize:
@@ -233,15 +235,18 @@ class Engine:
             return await model.adapter.count_tokens(params, include_tokens)
 
     @contextlib.asynccontextmanager
-    async def _admitted(self, model_id: str, stop: threading.Event) -> AsyncIterator[LoadedModel]:
+    async def _admitted(self, model_id: str, stop: threading.Event | None = None) -> AsyncIterator[LoadedModel]:
         """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
-        tracked for shutdown."""
+        tracked for shutdown; `stop` is a generation's flag."""
         self.metrics.active_streams.inc()
         try:
             async with self.residency.using(model_id) as model:
                 gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
                 async with gate.slot():
-                    with self.streams.track(stop):
+                    # Once stopped, a local model's generation ends at its next decode step; a hosted one's only as
+                    # its upstream sends, which may be never.
+                    ends = stop is not None and not model.backend.hosted
+                    with self.streams.track(stop, ends_when_stopped=ends):
                         yield model
         finally:
             self.metrics.active_streams.dec()

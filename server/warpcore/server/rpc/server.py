@@ -29,6 +29,8 @@ from warpcore.server.tls import TlsFiles
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+UNTIL_DRAINED = 7 * 86400.0
+"""The grace handed to gRPC's own stop: longer than any drain, which then ends it."""
 MODEL_HEALTH_PREFIX = "model:"
 """Each loaded model is also a health service, named "model:<model id>", SERVING while loaded; its entry goes when
 the model is unloaded (for any reason), so Check answers NOT_FOUND and Watch SERVICE_UNKNOWN."""
@@ -85,19 +87,19 @@ class WarpcoreServer:
             await self.health.clear(MODEL_HEALTH_PREFIX + model_id)
 
     async def stop(self, grace: float | None) -> None:
-        """Report NOT_SERVING, refuse new calls, give running streams `grace` seconds, then end them with a
-        CANCELLED result frame just before gRPC cancels whatever is left (core/drain.py). `streams.end_now()` cuts
-        the grace short, for the generations and for every other call still open (health watches, pulls)."""
+        """Report NOT_SERVING, refuse new calls, give the calls in flight `grace` seconds, then end them with our own
+        answers (core/drain.py): a CANCELLED result frame for a stream, UNAVAILABLE (SHUTTING_DOWN) for a load or a
+        pull. `streams.end_now()` cuts the grace short. gRPC cancels only what is left after that, with its own
+        status: health watches."""
         await self.health.enter_graceful_shutdown()
         self.engine.refuse_queued()
-        stopping = asyncio.ensure_future(self.server.stop(grace))
-        if grace:
-            await self.streams.drain(grace)
-            cut = asyncio.ensure_future(self.streams.ended_now())
-            await asyncio.wait((stopping, cut), return_when=asyncio.FIRST_COMPLETED)
-            cut.cancel()
-            if not stopping.done():
-                await self.server.stop(0)
+        if not grace:
+            await self.server.stop(grace)
+            return
+        # Given the grace, gRPC would cancel the calls still open when it ends, ahead of the drain's own answers.
+        stopping = asyncio.ensure_future(self.server.stop(UNTIL_DRAINED))
+        await self.streams.drain(grace)
+        await self.server.stop(0)
         await stopping
 
 
