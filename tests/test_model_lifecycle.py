@@ -13,12 +13,13 @@ import grpc
 import pytest
 from aiohttp import web
 
-from tests.conftest import failed_stream, greedy, rich_details
+from tests.conftest import TINY_MODEL, failed_stream, greedy, rich_details
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
 from tests.test_residency import ModelEvents, listed, load_request, server_and_stub
 from warpcore.client import AsyncClient
-from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, TextChunk
+from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
+from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, LocalSettings, TextChunk
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyPolicy
@@ -200,3 +201,24 @@ async def test_the_memory_budget_refuses_a_load_beside_a_busy_model_by_known_siz
         models = await listed(stub)
         assert (models["new"].state, models["busy"].state) == (pb.MODEL_STATE_READY, pb.MODEL_STATE_AVAILABLE)
         assert models["new"].residency.memory_bytes <= MEMORY_BUDGET
+
+
+@pytest.mark.parametrize(
+    ("context_size", "settings"),
+    [
+        (None, LocalSettings()),
+        (BUDGET_CONTEXT, LocalSettings(parallel=2)),
+        (512, LocalSettings(prompt_cache_tokens=0)),
+        (256, LocalSettings(embedding=True)),
+    ],
+)
+async def test_the_estimate_before_a_load_is_near_the_size_the_load_reports(
+    server_env: Mapping[str, str], context_size: int | None, settings: LocalSettings
+) -> None:
+    adapter = LlamaCppAdapter(settings, server_env)
+    try:
+        estimate = await adapter.estimate_memory(TINY_MODEL, context_size)
+        loaded = (await adapter.load(TINY_MODEL, context_size)).memory_bytes
+    finally:
+        await adapter.close()
+    assert loaded <= estimate <= loaded * 1.05  # the file's size stands for the weights, with its metadata
