@@ -139,7 +139,11 @@ async def test_tls_and_token_settings_serve_mtls_with_a_token(models_path: Path,
         ("WARPCORE_METRICS_PORT", "abc", "must be an integer: abc"),
         ("WARPCORE_MAX_QUEUE_PER_MODEL", "1.5", "must be an integer: 1.5"),
         ("WARPCORE_PORT", "70000", "is out of range (0 to 65535): 70000"),
-        ("WARPCORE_KEEP_ALIVE", "soon", "must be a duration such as 90, 30s, 5m or 1h, or forever: soon"),
+        (
+            "WARPCORE_KEEP_ALIVE",
+            "soon",
+            "must be whole seconds (90), a number with a unit s, m or h (45s, 10m, 1.5h), or forever: soon",
+        ),
         ("WARPCORE_MAX_LOADED_MEMORY", "lots", "must be a size such as 8GiB or 512M: lots"),
     ],
 )

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_keep_alive, parse_numa, parse_pooling
+from warpcore._keep_alive import SPELLINGS, parse_keep_alive
+from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_numa, parse_pooling
 from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
@@ -109,17 +110,15 @@ def _admission(entry: dict[str, Any], where: str) -> Admission | None:
 
 
 def _keep_alive(entry: dict[str, Any], where: str) -> float | None:
-    """A number of seconds, or a duration word ("5m", "forever")."""
+    """Whole seconds, or a string as the server's --keep-alive takes it; its range is a load's (check_load)."""
     value = entry.get("keep_alive")
     if value is None:
         return None
-    seconds = None
-    if isinstance(value, str):
-        seconds = parse_keep_alive(value)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = parse_keep_alive(str(value)) if value >= 0 else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    seconds = parse_keep_alive(value) if isinstance(value, str) else None
     if seconds is None:
-        raise ConfigError(f'{where}.keep_alive must be seconds or a duration such as "30s", "5m", "1h", or "forever"')
+        raise ConfigError(f"{where}.keep_alive must be {SPELLINGS}")
     return seconds
 
 

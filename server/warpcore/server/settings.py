@@ -9,14 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from warpcore.server.core.bounds import (
-    MAX_MESSAGE_BYTES,
-    MAX_TOKENS_LIMIT,
-    parse_bool,
-    parse_bytes,
-    parse_keep_alive,
-)
+from warpcore._keep_alive import SPELLINGS, parse_keep_alive
+from warpcore.server.core.bounds import MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
+from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
+from warpcore.server.core.validation import check_keep_alive
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
 from warpcore.server.tls import TlsFiles
 
@@ -208,7 +205,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "--keep-alive",
         "WARPCORE_KEEP_ALIVE",
         "forever",
-        "how long an idle llama.cpp model stays loaded unless it says otherwise: 90, 30s, 5m, 1h or forever",
+        f"how long an idle llama.cpp model stays loaded unless it says otherwise: {SPELLINGS}",
     )
     option(
         "--max-loaded-models",
@@ -254,9 +251,11 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
     keep_alive = parse_keep_alive(args.keep_alive)
     if keep_alive is None:
-        raise SettingsError(
-            f"{named('keep_alive')} must be a duration such as 90, 30s, 5m or 1h, or forever: {args.keep_alive}"
-        )
+        raise SettingsError(f"{named('keep_alive')} must be {SPELLINGS}: {args.keep_alive}")
+    try:
+        check_keep_alive(keep_alive)
+    except InvalidArgumentError as error:
+        raise SettingsError(f"{named('keep_alive')}: {error.message}: {args.keep_alive}") from None
     max_loaded_bytes = None if args.max_loaded_memory is None else parse_bytes(args.max_loaded_memory)
     if args.max_loaded_memory is not None and not max_loaded_bytes:
         raise SettingsError(

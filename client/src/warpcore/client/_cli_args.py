@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from warpcore._keep_alive import FOREVER, SPELLINGS, parse_keep_alive
 from warpcore.client._models import MAX_DURATION_SECONDS
 
 UINT32_MAX = 2**32 - 1
@@ -45,15 +47,21 @@ def bounded(
 
 COUNT = bounded(int, 1, UINT32_MAX)
 """A count of tokens (or threads, or slots): zero or negative is meaningless, and the field is a uint32."""
-IDLE_SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS))
-"""A keep_alive: 0 is meaningful (unload once idle), and the field is a google.protobuf.Duration."""
 SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)
 """A timeout as a google.protobuf.Duration: 0 or less would leave no time at all."""
 
 
 def keep_alive(text: str) -> float | str:
-    """Seconds, or "forever"."""
-    return "forever" if text.strip().lower() == "forever" else IDLE_SECONDS(text)
+    """Seconds, or "forever", from a keep_alive written as the server's --keep-alive takes it; the server checks
+    its range, and the field, a google.protobuf.Duration, holds at most MAX_DURATION_SECONDS."""
+    seconds = parse_keep_alive(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"must be {SPELLINGS}, not {text!r}")
+    if math.isinf(seconds):
+        return FOREVER
+    if seconds > MAX_DURATION_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_DURATION_SECONDS} seconds, not {text}")
+    return seconds
 
 
 def read_file(path: str) -> str:

@@ -67,8 +67,9 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--keep-alive",
         type=keep_alive,
-        metavar="SECONDS",
-        help="how long the model stays loaded once idle: seconds (0: until its last generation ends), or forever"
+        metavar="DURATION",
+        help="how long the model stays loaded once idle: 90 (seconds), 45s, 10m, 1.5h (0: until its last generation"
+        " ends), or forever"
         " (default: the server's --keep-alive); loading a loaded model with it changes it",
     )
 

@@ -3,7 +3,6 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 
 from __future__ import annotations
 
-import math
 import re
 from urllib.parse import urlsplit
 
@@ -88,7 +87,6 @@ TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
 
 MAX_KEEP_ALIVE_SECONDS = 30 * 86400
 """The longest idle time a keep_alive may name; longer is "forever"."""
-FOREVER_WORDS = frozenset({"forever", "inf", "infinite", "-1"})
 MAX_DORMANT_MODELS = 256
 """Models unloaded for idleness or room that the server remembers, to load again when a Generate names them."""
 
@@ -109,22 +107,7 @@ def parse_numa(name: str) -> NumaStrategy | None:
     return NumaStrategy.__members__.get(name.strip().upper())
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
-_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _BYTES = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?")
-
-
-def parse_keep_alive(word: str) -> float | None:
-    """Seconds for "90", "30s", "5m", "1.5h", "2d" (at most MAX_KEEP_ALIVE_SECONDS), math.inf for "forever" (or
-    "-1"); None for anything else."""
-    lowered = word.strip().lower()
-    if lowered in FOREVER_WORDS:
-        return math.inf
-    match = _DURATION.fullmatch(lowered)
-    if match is None:
-        return None
-    seconds = float(match[1]) * _SECONDS_PER_UNIT[match[2] or "s"]
-    return seconds if seconds <= MAX_KEEP_ALIVE_SECONDS else None
 
 
 def parse_bytes(word: str) -> int | None:

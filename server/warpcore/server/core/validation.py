@@ -146,6 +146,15 @@ def check_model_id(value: str) -> str:
     return canonical_model_id(check_id(value, "model_id"))
 
 
+def check_keep_alive(seconds: float) -> None:
+    """The range of every keep_alive (a LoadModel's, the config file's, the server's --keep-alive)."""
+    require(
+        seconds == math.inf or 0 <= seconds <= MAX_KEEP_ALIVE_SECONDS,
+        "keep_alive",
+        f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever",
+    )
+
+
 def check_load(spec: LoadSpec) -> LoadSpec:
     """`spec` checked, with its id, and the GGUF files a local model names, in their one spelling: loaded again
     under another spelling, a model is the same model, not a second copy."""
@@ -163,11 +172,7 @@ def check_load(spec: LoadSpec) -> LoadSpec:
             "keep_alive",
             "keep_alive applies to local models only: a hosted model stays loaded until unloaded",
         )
-        require(
-            spec.keep_alive == math.inf or 0 <= spec.keep_alive <= MAX_KEEP_ALIVE_SECONDS,
-            "keep_alive",
-            f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever",
-        )
+        check_keep_alive(spec.keep_alive)
     check_settings(spec.settings, spec.backend)
     if spec.backend.hosted:  # the provider's model name, passed on as given
         return dataclasses.replace(spec, model_id=model_id)

@@ -7,14 +7,12 @@ import math
 
 from google.protobuf import timestamp_pb2
 
-from warpcore.server.core.bounds import MAX_KEEP_ALIVE_SECONDS
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import PulledFile, PullProgress
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyReport
-from warpcore.server.core.rules import require
 from warpcore.server.rpc.translate_extras import capabilities_message
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
@@ -26,13 +24,7 @@ def keep_alive(message: models_pb2.KeepAlive) -> float | None:
     if policy == "forever":
         return math.inf if message.forever else None
     if policy == "idle":
-        idle = message.idle
-        require(
-            0 <= idle.seconds <= MAX_KEEP_ALIVE_SECONDS and 0 <= idle.nanos < 10**9,
-            "keep_alive",
-            f"keep_alive.idle must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds",
-        )
-        return idle.seconds + idle.nanos / 1e9
+        return message.idle.ToNanoseconds() / 1e9  # its range is checked with the load's (core/validation.py)
     return None
 
 
