@@ -119,6 +119,14 @@ class Engine:
         """Models being loaded (or waiting for room to load): a Generate naming one waits for it."""
         return [entry.spec for entry in self.residency.loading.values() if backend in (None, entry.spec.backend)]
 
+    def servable(self) -> dict[str, LoadSpec]:
+        """The models a call may name, by id: loaded, being loaded (the call waits for it) and dormant (the call
+        loads it); not one UnloadModel is unloading, which calls are refused on."""
+        specs = {model.id: model.spec for model in self.registry.loaded()}
+        for spec in [*self.loading(), *(entry.spec for entry in self.dormant())]:
+            specs.setdefault(spec.model_id, spec)
+        return specs
+
     def refuse_queued(self) -> None:
         """The server is shutting down: calls still waiting, at a model's admission gate or for a slot of the
         model's own, will never run here; they are refused now, for their callers to retry on another replica."""

@@ -1,4 +1,4 @@
-"""The door's routes: generations in each dialect (whole or streamed) and the loaded models, all on the engine."""
+"""The door's routes: generations in each dialect (whole or streamed) and the models they may name, on the engine."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import FinishReason, GenerationParams
+from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.model_ids import canonical_model_id
-from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.core.validation import check_model_id
 from warpcore.server.http import anthropic_request, openai_embeddings
@@ -178,15 +177,16 @@ async def count_tokens(request: web.Request) -> web.Response:
     return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
 
 
-def _model_entry(dialect: Dialect, model: LoadedModel) -> dict[str, Any]:
+def _model_entry(dialect: Dialect, spec: LoadSpec) -> dict[str, Any]:
     if dialect is ANTHROPIC:
-        return {"type": "model", "id": model.id, "display_name": model.name, "created_at": "1970-01-01T00:00:00Z"}
-    return {"id": model.id, "object": "model", "created": 0, "owned_by": model.backend.value}
+        return {"type": "model", "id": spec.model_id, "display_name": spec.name, "created_at": "1970-01-01T00:00:00Z"}
+    return {"id": spec.model_id, "object": "model", "created": 0, "owned_by": spec.backend.value}
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """Every model a request may name, loaded or not yet, as a client of the vendor's API expects."""
     dialect = dialect_of(request)
-    entries = [_model_entry(dialect, model) for model in request.app[ENGINE].loaded()]
+    entries = [_model_entry(dialect, spec) for spec in request.app[ENGINE].servable().values()]
     if dialect is ANTHROPIC:
         page, has_more = _anthropic_page(entries, request.query)
         body = {
@@ -218,8 +218,9 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
 
 
 async def get_model(request: web.Request) -> web.Response:
-    model = request.app[ENGINE].registry.get(check_model_id(request.match_info["model"]))
-    return web.json_response(_model_entry(dialect_of(request), model), headers=request_ids(request))
+    engine, model_id = request.app[ENGINE], check_model_id(request.match_info["model"])
+    spec = engine.servable().get(model_id) or engine.registry.get(model_id).spec  # else NOT_FOUND, as a call gets
+    return web.json_response(_model_entry(dialect_of(request), spec), headers=request_ids(request))
 
 
 def add_routes(app: web.Application, expect: Callable[[web.Request], Awaitable[None]]) -> None:
