@@ -52,7 +52,6 @@ class ModelRegistry:
         # Models released, whose running generations finish before they close: they hold their ids and memory.
         self._unloading: dict[str, LoadedModel] = {}
         self._releases: set[asyncio.Task[None]] = set()
-        self._loading: dict[str, tuple[LoadSpec, asyncio.Future[LoadedModel]]] = {}
         self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
         """Told (model id, loaded?) after each load and unload."""
         self.load_timers: list[Callable[[BackendKind, float], None]] = []
@@ -60,40 +59,25 @@ class ModelRegistry:
         reload after an eviction."""
 
     async def load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None = None) -> LoadedModel:
-        """Load a model. Loading the same spec again, or while it loads, gives the same model (so a retried or
-        concurrent LoadModel is harmless); a different model under a taken id is ALREADY_EXISTS. `admit` is given
-        the memory the model is estimated to hold before it loads (0 when its adapter cannot tell), and may refuse
-        it by raising."""
+        """Load a model. Loading the same spec again gives the same model (so a retried LoadModel is harmless); a
+        different model under a taken id is ALREADY_EXISTS. Loads and unloads of one id never overlap: the residency
+        takes them in turns. `admit` is given the memory the model is estimated to hold before it loads (0 when its
+        adapter cannot tell), and may refuse it by raising."""
         existing = self._models.get(spec.model_id)
         if existing is not None and same_model(existing, spec):
             return existing
-        pending = self._loading.get(spec.model_id)
-        if pending is not None and pending[0] == spec:
-            return await asyncio.shield(pending[1])
-        if existing is not None or pending is not None or spec.model_id in self._unloading:
-            taken = existing.spec if existing is not None else pending[0] if pending is not None else None
+        if existing is not None or spec.model_id in self._unloading:
             what = (
-                f"{taken.name!r} loaded with other settings; unload it first to change them"
-                if taken is not None and (taken.backend, taken.name) == (spec.backend, spec.name)
-                else "another loaded (or loading, or unloading) model; unload it first"
+                f"{existing.name!r} loaded with other settings; unload it first to change them"
+                if existing is not None and (existing.backend, existing.name) == (spec.backend, spec.name)
+                else "another loaded (or unloading) model; unload it first"
             )
             raise AlreadyExistsError(
                 f"the model id {spec.model_id!r} is taken by {what}, or choose another model_id",
                 field="model_id",
                 reason="MODEL_ID_TAKEN",
             )
-        loading = asyncio.ensure_future(self._load(spec, admit))
-        loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # consumed, even unawaited
-        self._loading[spec.model_id] = (spec, loading)
-        try:
-            # Shielded: the load completes (or cleans up) even if this caller goes away, for the others waiting.
-            loaded = await asyncio.shield(loading)
-        finally:
-            if loading.done():
-                self._loading.pop(spec.model_id, None)
-            else:
-                loading.add_done_callback(lambda _: self._loading.pop(spec.model_id, None))
-        return loaded
+        return await self._load(spec, admit)
 
     async def _load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None) -> LoadedModel:
         started = time.monotonic()
