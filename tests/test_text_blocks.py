@@ -1,6 +1,6 @@
 """Several text blocks (parts) in one turn reach the upstream as the blocks the client sent, in user, assistant and
-tool turns, through either dialect to either provider; where one string is all a backend takes (a system message, a
-local model's chat template) they are joined by a newline, never run together."""
+tool turns, through either dialect to either provider; where one string is all a backend takes they are never run
+together: a system message's are joined by a blank line, as all system text is, a local model's turn's by a newline."""
 
 from __future__ import annotations
 
@@ -136,12 +136,18 @@ async def test_a_grpc_tool_result_s_text_parts_reach_either_upstream(doors: Door
         assert result["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
 
 
-async def test_a_system_message_s_text_parts_are_joined_by_a_newline(
+async def test_a_system_message_s_text_parts_are_joined_as_all_system_text_is(
     doors: Doors, anthropic_upstream: FakeAnthropic
 ) -> None:
+    """By a blank line, as an Anthropic system array and the system turns are (proto GenerationOptions.system): the
+    same blocks make the same system prompt through each dialect."""
     await load_hosted(doors, anthropic_upstream)
     await _openai_ask(doors, [{"role": "system", "content": LINES}, {"role": "user", "content": "Weather?"}])
-    assert posts(anthropic_upstream)[-1]["system"] == "Temp: 24C\nHumidity: 50%"
+    await _anthropic_ask(doors, [{"role": "user", "content": "Weather?"}], system=LINES)
+    developer: Any = {"role": "developer", "content": [{"type": "input_text", "text": line["text"]} for line in LINES]}
+    async with async_openai_client(doors) as client:
+        await client.responses.create(model="m", input=[developer, {"role": "user", "content": "Weather?"}])
+    assert [body["system"] for body in posts(anthropic_upstream)] == ["Temp: 24C\n\nHumidity: 50%"] * 3
 
 
 async def test_a_local_model_s_prompt_has_each_text_block_on_a_line_of_its_own(doors: Doors) -> None:

@@ -46,7 +46,13 @@ class DocumentPart:
 ContentPart = TextPart | ImagePart | DocumentPart
 
 
+SYSTEM_SEPARATOR = "\n\n"
+"""What goes between pieces of system text made one (the system prompt, system turns, a system message's blocks, as
+proto GenerationOptions.system says): a blank line, for they are often a stable part and a changing one, whose words
+must not run together."""
+
+
 def one_text(texts: Iterable[str]) -> str:
-    """Texts a client sent apart, as one where a single string is all a backend takes (a local model's chat template,
-    a system message): a line each, so that the words where two meet do not run together."""
+    """Texts a client sent apart in a turn, as one where a single string is all a backend takes (a local model's chat
+    template): a line each, so that the words where two meet do not run together."""
     return "\n".join(texts)

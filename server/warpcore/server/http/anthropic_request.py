@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
-from warpcore.server.core.content import CacheBreakpoint
+from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -155,10 +155,8 @@ def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakp
     """The system prompt, the breakpoint at its end, and one that belongs before it (see cache_marks)."""
     if body.get("system") is None:
         return None, NONE, NONE
-    # Blank lines between blocks, as between the system prompt and system turns everywhere (proto GenerationOptions.
-    # system): blocks are often a stable part and a changing one, whose words must not run together.
     pieces, end, before = _text_blocks(body, "system", "", marks)
-    return "\n\n".join(piece for piece, _ in pieces), end, before
+    return SYSTEM_SEPARATOR.join(piece for piece, _ in pieces), end, before
 
 
 def _turn(

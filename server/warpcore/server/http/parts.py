@@ -12,7 +12,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from warpcore.server.core.cache_rules import CacheMark
-from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart, one_text
+from warpcore.server.core.content import (
+    SYSTEM_SEPARATOR,
+    CacheBreakpoint,
+    ContentPart,
+    DocumentPart,
+    ImagePart,
+    TextPart,
+)
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.cache_marks import NONE, end_and_before, part_mark
@@ -54,10 +61,11 @@ class Content:
         self._paths.append(path)
 
     def message(self, role: Role, **fields: Any) -> ChatMessage:
-        """The domain message; a system message's text blocks as one text, all it takes (core/part_rules.py)."""
+        """The domain message; a system message's text blocks as one text, all it takes (core/part_rules.py), joined as
+        all system text is."""
         texts = [part.text for part in self._parts if isinstance(part, TextPart)]
         if role is Role.SYSTEM and len(texts) == len(self._parts):
-            return ChatMessage(role, one_text([self._text or "", *texts]), **fields)
+            return ChatMessage(role, SYSTEM_SEPARATOR.join([self._text or "", *texts]), **fields)
         return ChatMessage(role, self._text or "", parts=tuple(self._parts), **fields)
 
     def field_names(self, index: int) -> dict[str, str]:

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from warpcore.server.adapters.hosted.streaming import refused
-from warpcore.server.core.content import CacheBreakpoint, ContentPart, ImagePart, TextPart
+from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -146,9 +146,9 @@ def _system(params: GenerationParams) -> str | list[dict[str, Any]] | None:
     pieces = [(params.system, params.system_cache)] if params.system else []
     pieces += [(message.content, message.cache) for message in params.messages if message.role is Role.SYSTEM]
     if all(cache is CacheBreakpoint.NONE for _, cache in pieces):
-        return "\n\n".join(text for text, _ in pieces) or None
+        return SYSTEM_SEPARATOR.join(text for text, _ in pieces) or None
     blocks = [
-        {"type": "text", "text": ("\n\n" if index else "") + text, **_cache_control(cache)}
+        {"type": "text", "text": (SYSTEM_SEPARATOR if index else "") + text, **_cache_control(cache)}
         for index, (text, cache) in enumerate(pieces)
     ]
     # The API refuses a whitespace-only text block: an empty system turn, which only adds a blank line, is left out.

@@ -14,7 +14,7 @@ from llama_cpp import llama_chat_format, llama_types
 from warpcore.server.adapters.llama.constraint import uses_tools
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING, call_text
 from warpcore.server.adapters.llama.vision import PromptImage
-from warpcore.server.core.content import DocumentPart, ImagePart, TextPart, one_text
+from warpcore.server.core.content import SYSTEM_SEPARATOR, DocumentPart, ImagePart, TextPart, one_text
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -89,14 +89,14 @@ class ChatTemplate:
 
     def render(self, params: GenerationParams) -> RenderedPrompt:
         if params.prompt is not None:
-            prefix = f"{params.system}\n\n" if params.system else ""
+            prefix = params.system + SYSTEM_SEPARATOR if params.system else ""
             return RenderedPrompt(prefix + params.prompt, True, ())
         with_tools = uses_tools(params)
         system = params.system
         if with_tools and not self.calls_tools:
             # The template cannot show the tools: tell of them in words; the grammar makes the call valid.
             words = _tools_in_words(params.tools, may_answer=params.tool_choice.mode is ToolChoiceMode.AUTO)
-            system = "\n\n".join(part for part in (system, words) if part)
+            system = SYSTEM_SEPARATOR.join(part for part in (system, words) if part)
         # A last assistant message to continue (prefill) is no turn of the template's: the answer's own beginning,
         # its text follows the template's opening of the answer.
         turns = params.messages[:-1] if params.continue_last else params.messages
@@ -241,9 +241,9 @@ def _chat_messages(
             continue
         turns.append(turn)
     if system_parts and fold_system and turns and turns[0]["role"] == "user":
-        turns[0] = {"role": "user", "content": "\n\n".join([*system_parts, turns[0]["content"]])}
+        turns[0] = {"role": "user", "content": SYSTEM_SEPARATOR.join([*system_parts, turns[0]["content"]])}
     elif system_parts:
-        turns.insert(0, {"role": "system", "content": "\n\n".join(system_parts)})
+        turns.insert(0, {"role": "system", "content": SYSTEM_SEPARATOR.join(system_parts)})
     return turns
 
 
