@@ -269,6 +269,22 @@ async def test_a_download_of_another_size_than_the_hub_announced_is_discarded(
     assert done.sha256 == hashlib.sha256(gguf).hexdigest()
 
 
+@pytest.mark.parametrize("extra", [1, 0])
+async def test_a_partial_file_left_at_or_over_the_whole_size_never_asks_the_hub_past_the_end(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path, extra: int
+) -> None:
+    """A partial file over the size (an older server kept what overran it) got HTTP 416 on every resumed pull, told
+    as HUB_UNAVAILABLE; it is downloaded again. One of exactly the size is the file: it needs no download."""
+    partial = destination(models_root).with_name(f".tiny-q8.gguf.{hashlib.sha256(gguf).hexdigest()[:16]}.part")
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(gguf + b"\0" * extra)
+    _, done = await frames(pull(stub))
+    assert destination(models_root).read_bytes() == gguf
+    assert done.sha256 == hashlib.sha256(gguf).hexdigest()
+    assert not partial_files(models_root)
+    assert [download.range for download in hub.downloads] == ([None] if extra else [])
+
+
 @pytest.mark.parametrize(
     ("model", "revision", "reason", "words"),
     [

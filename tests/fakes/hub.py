@@ -1,7 +1,8 @@
 """A Hugging Face Hub on loopback, speaking the resolve protocol as huggingface_hub uses it: `HEAD
 /{owner}/{repo}/resolve/{revision}/{file}` answers with the file's metadata (X-Repo-Commit, X-Linked-Etag with
 the SHA-256, X-Linked-Size, the pointer's ETag) and a redirect to a "CDN" on another origin (so that the client
-stops there, as it does for the real hub's CDN); `GET` on the CDN serves the bytes, with Range requests. Errors
+stops there, as it does for the real hub's CDN); `GET` on the CDN serves the bytes, with Range requests (416 for a
+range that starts at or after the end). Errors
 carry X-Error-Code as the hub sends it (RepoNotFound, RevisionNotFound, EntryNotFound)."""
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ class FakeHub:
         download = Download(request.headers.get("Range"), request.headers.get("Authorization"))
         self.downloads.append(download)
         start = int(download.range.removeprefix("bytes=").split("-")[0]) if download.range else 0
+        if start >= len(content) > 0:  # as the hub's CDN: no byte of the file is at or after its end
+            download.finished.set()
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(content)}"})
         response = web.StreamResponse(status=206 if start else 200)
         response.content_length = len(content) - start
         if start:

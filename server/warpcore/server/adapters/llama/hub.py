@@ -142,6 +142,11 @@ def pull_file(
     partial.touch()
     done = partial.stat().st_size
     total = metadata.size
+    if total is not None and done > total:
+        # More bytes than the file has (kept by an older server): no range of the file starts past its end, so the
+        # hub would answer every resumed pull 416. A partial file of exactly the size is hashed, as it stands.
+        os.truncate(partial, 0)
+        done = 0
     if total is not None and shutil.disk_usage(partial.parent).free < total - done:
         raise _disk_full(model, total - done)
     writer = _HashingWriter(partial, done, total, progress, stop)
