@@ -116,7 +116,7 @@ def output_items(head: Head, parts: Sequence[Part], finish: Finish) -> list[dict
     """An item per part, in order: the last one `incomplete` when the answer was cut short, a function call whose
     arguments a cut left unfinished too; then the calls a backend gave whole, only in its result."""
     calls = iter(calls_of(parts, finish))  # in the order of the tool parts, then any given only whole
-    last = "completed" if finish.reason in _COMPLETED else "incomplete"
+    last = status(finish)
     items = []
     for index, part in enumerate(parts):
         state = last if index == len(parts) - 1 else "completed"
