@@ -30,6 +30,7 @@ from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
 
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
@@ -201,6 +202,22 @@ async def test_the_memory_budget_refuses_a_load_beside_a_busy_model_by_known_siz
         models = await listed(stub)
         assert (models["new"].state, models["busy"].state) == (pb.MODEL_STATE_READY, pb.MODEL_STATE_AVAILABLE)
         assert models["new"].residency.memory_bytes <= MEMORY_BUDGET
+
+
+async def test_a_file_llama_cpp_cannot_read_is_refused_alike_under_a_memory_budget(
+    server_env: Mapping[str, str], models_path: Path
+) -> None:
+    broken = models_path / "unreadable.gguf"
+    broken.write_bytes(b"GGUF but not really" * 10)
+    try:
+        async for _, stub, _ in server_and_stub(server_env, ResidencyPolicy(max_bytes=MEMORY_BUDGET)):
+            request = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="unreadable.gguf")
+            assert await refusal(stub.LoadModel(request)) == (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "MODEL_LOAD_FAILED",
+            )
+    finally:
+        broken.unlink()
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,10 @@ the batch that carries a decode step's tokens."""
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import llama_cpp
 
@@ -24,6 +26,7 @@ MIN_CALL_ROWS = 8
 LONE_PREFILL_PIECE = 128
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
+FILE_SHAPES_KEPT = 64  # model files whose context and KV cell size are remembered
 
 
 @dataclass(frozen=True)
@@ -130,28 +133,47 @@ class NativeContext:
 
 
 def default_context_size(path: Path) -> int:
-    """The model's trained context, capped so that the KV cache of large-context models stays small."""
-    vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    try:
-        return _capped_context(vocabulary)
-    finally:
-        vocabulary.close()
+    """The model's trained context, capped so that the KV cache of large-context models stays small; ValueError for
+    a file llama.cpp cannot read."""
+    return _file_shape(path).context_size
 
 
 def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int:
     """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or the weights of
     an embedding model), read before loading its weights (the file's size stands for them), so that a budget of
-    memory is kept before a load, not only after it."""
+    memory is kept before a load, not only after it. 0 for a file llama.cpp cannot read: its load says why."""
     if options.embedding:
         return path.stat().st_size
+    try:
+        shape = _file_shape(path)
+    except ValueError:
+        return 0
+    context_size = context_size or shape.context_size
+    saved = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
+    return path.stat().st_size + (context_size * options.parallel + saved) * shape.cell_bytes
+
+
+class _FileShape(NamedTuple):
+    context_size: int
+    """The trained context, capped."""
+    cell_bytes: int
+
+
+def _file_shape(path: Path) -> _FileShape:
+    """What a GGUF file's metadata says of its context and KV cells, read once per version of the file: llama.cpp
+    reads the whole vocabulary with it (half a second of CPU for Gemma's), and a budget checks a model's estimate
+    before each load it refuses."""
+    version = path.stat()
+    return _read_file_shape(path, version.st_mtime_ns, version.st_size)
+
+
+@functools.lru_cache(maxsize=FILE_SHAPES_KEPT)
+def _read_file_shape(path: Path, _mtime_ns: int, _size: int) -> _FileShape:
     vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        context_size = context_size or _capped_context(vocabulary)
-        cell_bytes = _file_cell_bytes(vocabulary.metadata)
+        return _FileShape(_capped_context(vocabulary), _file_cell_bytes(vocabulary.metadata))
     finally:
         vocabulary.close()
-    saved = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
-    return path.stat().st_size + (context_size * options.parallel + saved) * cell_bytes
 
 
 def _capped_context(vocabulary: llama_cpp.Llama) -> int:
