@@ -161,3 +161,14 @@ async def test_a_local_model_s_prompt_has_each_text_block_on_a_line_of_its_own(d
         contents = (LINES, "Temp: 24C\nHumidity: 50%", "Temp: 24CHumidity: 50%")
         blocks, lines, run_together = [await count(content) for content in contents]
     assert blocks == lines != run_together
+    # The tiny model's tokens are characters, so counts tell no separator of one character from another: the
+    # prompt itself shows the newline.
+    turn = pb.ChatMessage(
+        role=pb.ROLE_USER, content=LINES[0]["text"], parts=[content_pb2.ContentPart(text=LINES[1]["text"])]
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        asked = pb.GenerateRequest(model_id="tiny", messages=[turn])
+        counted = (await stub.CountTokens(pb.CountTokensRequest(request=asked, include_tokens=True))).count
+    assert counted.prompt_tokens == blocks
+    assert "Temp: 24C\nHumidity: 50%" in b"".join(token.piece for token in counted.tokens).decode()
