@@ -16,11 +16,12 @@ from aiohttp import web
 from tests.conftest import TINY_MODEL, failed_stream, greedy, rich_details
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_residency import ModelEvents, listed, load_request, server_and_stub
+from tests.test_residency import ModelEvents, idle, listed, load_request, server_and_stub
 from warpcore.client import AsyncClient
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, LocalSettings, TextChunk
 from warpcore.server.core.engine import GenerationResult
+from warpcore.server.core.errors import NotFoundError
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.rpc import translate
@@ -172,6 +173,32 @@ async def test_an_unloading_model_stays_listed_and_counted_until_its_stream_ends
         assert (await asyncio.wait_for(reload, WAIT_SECONDS)).model.state == pb.MODEL_STATE_READY
         assert (await listed(stub))["a"].state == pb.MODEL_STATE_READY
         assert events.loads("a") == 2
+
+
+async def test_an_unloadmodel_asked_while_an_idle_model_leaves_is_not_undone_by_a_generate_waiting_for_it(
+    server_env: Mapping[str, str],
+) -> None:
+    """A Generate waiting for a model unloaded for idleness loads it again once gone, unless an UnloadModel,
+    asked before that load, forgot the model meanwhile: it is NOT_FOUND then, and the model stays unloaded."""
+    leaving, gone = asyncio.Event(), asyncio.Event()
+
+    async def hold_release(model_id: str, loaded: bool) -> None:
+        """A registry listener: the unload of "a" goes on (its id and memory held) once the test lets it."""
+        if (model_id, loaded) == ("a", False):
+            leaving.set()
+            await gone.wait()
+
+    async for server, stub, _ in server_and_stub(server_env, ResidencyPolicy()):
+        server.engine.registry.listeners.append(hold_release)
+        await stub.LoadModel(load_request("a", keep_alive=idle(0)))
+        await asyncio.wait_for(leaving.wait(), WAIT_SECONDS)  # unloaded for idleness, dormant, not yet gone
+        generation = await started(generated(server, "a"))
+        unload = await started(server.engine.unload("a"))
+        gone.set()
+        assert isinstance(await asyncio.wait_for(unload, WAIT_SECONDS), LoadSpec)
+        with pytest.raises(NotFoundError):
+            await asyncio.wait_for(generation, WAIT_SECONDS)
+        assert "a" not in await listed(stub)
 
 
 # The tiny model holds 512 bytes a KV cell, and a context of cells again for its prompt cache: 8 MiB at this context.

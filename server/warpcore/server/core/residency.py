@@ -163,11 +163,18 @@ class Residency:
             else:
                 _log.info("loading model %s for a Generate that names it", model_id)
                 try:
-                    await self.load(dormant.spec)
+                    await self._turns.take(model_id, lambda: self._load_dormant(model_id))
                 except WarpcoreError as error:  # the operator's model: the caller named it by model_id only
                     error.message = f"model {model_id!r} could not be loaded for this call: {error.message}"
                     error.field = "model_id" if error.field is not None else None
                     raise
+
+    async def _load_dormant(self, model_id: str) -> LoadedModel:
+        """A Generate's load of a dormant model, in its turn: an UnloadModel asked before may have forgotten it."""
+        dormant = self.dormant.get(model_id)
+        if dormant is None:
+            return self._registry.get(model_id)  # loaded meanwhile, else NOT_FOUND
+        return await self._load_in_turn(dormant.spec)
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
