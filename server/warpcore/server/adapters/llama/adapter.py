@@ -221,7 +221,7 @@ class LlamaCppAdapter:
                 embedding_dimensions=self._embedder.dimensions,
             )
         try:
-            cache_tokens = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
+            cache_tokens = options.cached_prompt_tokens(context_size)
             native = NativeContext(
                 weights,
                 slots=options.parallel,

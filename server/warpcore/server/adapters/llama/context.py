@@ -149,7 +149,7 @@ def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions
     except ValueError:
         return 0
     context_size = context_size or shape.context_size
-    saved = context_size if options.prompt_cache_tokens is None else options.prompt_cache_tokens
+    saved = options.cached_prompt_tokens(context_size)
     return path.stat().st_size + (context_size * options.parallel + saved) * shape.cell_bytes
 
 

@@ -34,6 +34,10 @@ class LlamaOptions:
     pooling: Pooling | None = None
     mmproj: str | None = None
 
+    def cached_prompt_tokens(self, context_size: int) -> int:
+        """The prompt cache's capacity in tokens for a context of `context_size` (0: no cache)."""
+        return context_size if self.prompt_cache_tokens is None else self.prompt_cache_tokens
+
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
         # The environment is only read for fields the request leaves unset.
