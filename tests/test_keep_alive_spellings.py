@@ -1,6 +1,8 @@
 """One keep_alive grammar and one range for every place that reads one: the server's --keep-alive (and
 WARPCORE_KEEP_ALIVE), its config file, the `warpcore load --keep-alive` command, and LoadModel over gRPC. The file
-took "10 m" and " 7s" where the command refused "10 m" but took 1e3 and 1_000, and each said its own range."""
+took "10 m" and " 7s" where the command refused "10 m" but took 1e3 and 1_000, and each said its own range. The
+grammar takes every spelling the server ever started with (2d, 500ms, -1, inf, any case, spaces), so that an upgrade
+does not refuse a deployment's WARPCORE_KEEP_ALIVE."""
 
 from __future__ import annotations
 
@@ -23,8 +25,13 @@ from warpcore.v1 import models_pb2
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
-TAKEN = {"0": 0.0, "90": 90.0, "45s": 45.0, "10m": 600.0, "1.5h": 5400.0, "0.5s": 0.5, "forever": math.inf}
-REFUSED = ["10 m", " 7s", "7s ", "1e3", "1_000", "-1", "90.5", "5d", "500ms", "Forever", "inf", "", ".5h", "1.s", "+5"]
+TAKEN = {
+    **{"0": 0.0, "90": 90.0, "45s": 45.0, "10m": 600.0, "1.5h": 5400.0, "0.5s": 0.5, "forever": math.inf},
+    # What the server took before the grammar was one.
+    **{"90.5": 90.5, "500ms": 0.5, "2d": 172800.0, "10 m": 600.0, " 7s": 7.0, "7s ": 7.0, "1.5 H": 5400.0},
+    **{"Forever": math.inf, " FOREVER ": math.inf, "inf": math.inf, "Infinite": math.inf, "-1": math.inf},
+}
+REFUSED = ["1e3", "1_000", "", ".5h", "1.s", "+5", "-5", "-1s", "-1.0", "5w", "5 min", "infinity", "nan", "1h30m"]
 RANGE = "keep_alive must be between 0 and 2592000 seconds, or forever"
 TOO_LONG = "721h"  # 30 days and an hour
 
@@ -38,7 +45,7 @@ def from_file(tmp_path: Path, value: str) -> float | None:
 
 @pytest.mark.parametrize(("text", "seconds"), TAKEN.items())
 def test_every_reader_takes_the_same_spellings(text: str, seconds: float, tmp_path: Path) -> None:
-    assert parse_settings(["--keep-alive", text], {}).keep_alive == seconds
+    assert parse_settings([f"--keep-alive={text}"], {}).keep_alive == seconds
     assert parse_settings([], {"WARPCORE_KEEP_ALIVE": text}).keep_alive == seconds
     assert from_file(tmp_path, f'"{text}"') == seconds
     assert command_keep_alive(text) == ("forever" if math.isinf(seconds) else seconds)
@@ -46,9 +53,9 @@ def test_every_reader_takes_the_same_spellings(text: str, seconds: float, tmp_pa
 
 @pytest.mark.parametrize("text", REFUSED)
 def test_every_reader_refuses_the_same_spellings_saying_which_it_takes(text: str, tmp_path: Path) -> None:
-    spellings = "whole seconds (90), a number with a unit s, m or h (45s, 10m, 1.5h), or forever"
+    spellings = "seconds (90), a number with a unit ms, s, m, h or d (45s, 10m, 1.5h, 2d), or forever (-1, inf)"
     with pytest.raises(SettingsError) as flag:
-        parse_settings(["--keep-alive", text], {})
+        parse_settings([f"--keep-alive={text}"], {})
     assert str(flag.value) == f"--keep-alive must be {spellings}: {text}"
     with pytest.raises(ConfigError) as file:
         from_file(tmp_path, f'"{text}"')
@@ -58,10 +65,11 @@ def test_every_reader_refuses_the_same_spellings_saying_which_it_takes(text: str
     assert str(command.value) == f"must be {spellings}, not {text!r}"
 
 
-def test_the_file_takes_whole_seconds_as_a_number_and_nothing_else(tmp_path: Path) -> None:
-    assert from_file(tmp_path, "90") == 90
-    for value in ("1.5", "true", "[90]"):
-        with pytest.raises(ConfigError, match=r"models\[0\]\.keep_alive must be whole seconds"):
+def test_the_file_takes_a_number_as_its_text_and_nothing_else(tmp_path: Path) -> None:
+    numbers = {"90": 90.0, "1.5": 1.5, "-1": math.inf, "inf": math.inf}  # TOML's numbers, not strings
+    assert {value: from_file(tmp_path, value) for value in numbers} == numbers
+    for value in ("-2", "nan", "true", "[90]"):
+        with pytest.raises(ConfigError, match=r"models\[0\]\.keep_alive must be seconds \(90\)"):
             from_file(tmp_path, value)
 
 

@@ -229,8 +229,8 @@ async def test_cli_load_keep_alive_and_prompt_cache_then_models_with_residency(s
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["--keep-alive", "-1"], "argument --keep-alive: must be whole seconds (90), a number with a unit s, m or h"),
-        (["--keep-alive", "nan"], "argument --keep-alive: must be whole seconds (90), a number with a unit s, m or h"),
+        (["--keep-alive", "-2"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
+        (["--keep-alive", "nan"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
         (["--keep-alive", "99999999999h"], "argument --keep-alive: must be at most 315576000000 seconds, not 9999"),
         (["--prompt-cache-tokens", "-1"], "argument --prompt-cache-tokens: must be an integer from 0 to 4294967295"),
         (["--prompt-cache-tokens", "1.5"], "argument --prompt-cache-tokens: '1.5' is not an integer"),

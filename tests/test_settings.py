@@ -142,7 +142,8 @@ async def test_tls_and_token_settings_serve_mtls_with_a_token(models_path: Path,
         (
             "WARPCORE_KEEP_ALIVE",
             "soon",
-            "must be whole seconds (90), a number with a unit s, m or h (45s, 10m, 1.5h), or forever: soon",
+            "must be seconds (90), a number with a unit ms, s, m, h or d (45s, 10m, 1.5h, 2d),"
+            " or forever (-1, inf): soon",
         ),
         ("WARPCORE_MAX_LOADED_MEMORY", "lots", "must be a size such as 8GiB or 512M: lots"),
     ],

@@ -8,20 +8,21 @@ import math
 import re
 
 FOREVER = "forever"
-SPELLINGS = "whole seconds (90), a number with a unit s, m or h (45s, 10m, 1.5h), or forever"
+SPELLINGS = "seconds (90), a number with a unit ms, s, m, h or d (45s, 10m, 1.5h, 2d), or forever (-1, inf)"
 """What parse_keep_alive takes, for messages and help texts."""
-_SPELLING = re.compile(r"([0-9]+)|([0-9]+(?:\.[0-9]+)?)([smh])")
-_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
+# Every spelling the server has ever started with: an upgrade must not refuse a deployment's WARPCORE_KEEP_ALIVE.
+_FOREVER_WORDS = frozenset({FOREVER, "inf", "infinite", "-1"})
+_SPELLING = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_keep_alive(text: str) -> float | None:
-    """Seconds for a keep_alive written as SPELLINGS says (math.inf for forever); None for anything else: a sign, an
-    exponent, an underscore, a space or another unit."""
-    if text == FOREVER:
+    """Seconds for a keep_alive written as SPELLINGS says, in any case, spaces around it or before its unit
+    (math.inf for forever); None for anything else: another sign, an exponent, an underscore or another unit."""
+    lowered = text.strip().lower()
+    if lowered in _FOREVER_WORDS:
         return math.inf
-    match = _SPELLING.fullmatch(text)
+    match = _SPELLING.fullmatch(lowered)
     if match is None:
         return None
-    if match[1] is not None:
-        return float(match[1])
-    return float(match[2]) * _SECONDS_PER_UNIT[match[3]]
+    return float(match[1]) * _SECONDS_PER_UNIT[match[2] or "s"]

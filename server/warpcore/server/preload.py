@@ -110,13 +110,13 @@ def _admission(entry: dict[str, Any], where: str) -> Admission | None:
 
 
 def _keep_alive(entry: dict[str, Any], where: str) -> float | None:
-    """Whole seconds, or a string as the server's --keep-alive takes it; its range is a load's (check_load)."""
+    """A string as the server's --keep-alive takes it, or a number read as its text would be (90, 1.5, -1); its range
+    is a load's (check_load)."""
     value = entry.get("keep_alive")
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    seconds = parse_keep_alive(value) if isinstance(value, str) else None
+    # A bool's text (True) is no keep_alive, nor a float's in an exponent (1e-07): one grammar for both.
+    seconds = parse_keep_alive(str(value)) if isinstance(value, str | int | float) else None
     if seconds is None:
         raise ConfigError(f"{where}.keep_alive must be {SPELLINGS}")
     return seconds

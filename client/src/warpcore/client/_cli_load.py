@@ -9,6 +9,7 @@ import argparse
 import os
 import typing
 
+from warpcore._keep_alive import SPELLINGS
 from warpcore.client import Backend, Client
 from warpcore.client._cli_args import COUNT, INT32_MAX, SECONDS, UINT32_MAX, bounded, keep_alive, read_file
 from warpcore.client._options import NumaStrategy, Pooling
@@ -68,9 +69,8 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
         "--keep-alive",
         type=keep_alive,
         metavar="DURATION",
-        help="how long the model stays loaded once idle: 90 (seconds), 45s, 10m, 1.5h (0: until its last generation"
-        " ends), or forever"
-        " (default: the server's --keep-alive); loading a loaded model with it changes it",
+        help=f"how long the model stays loaded once idle: {SPELLINGS}; 0: until its last generation ends (default:"
+        " the server's --keep-alive); loading a loaded model with it changes it",
     )
 
     local = sub.add_argument_group("llama.cpp settings (--backend llama_cpp; unset: the server's LLAMA_* environment)")
