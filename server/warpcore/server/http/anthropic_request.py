@@ -74,9 +74,8 @@ class MessagesRequest:
 
 
 def messages_request(body: Json, counted_max_tokens: int | None = None) -> MessagesRequest:
-    """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, which has no
-    `max_tokens`: the value given stands in (the prompt does not depend on it, but a thinking budget must be
-    below it)."""
+    """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, whose `max_tokens` is
+    ignored: the value given stands in (the prompt does not depend on it, but a thinking budget must be below it)."""
     (ANTHROPIC_MESSAGES if counted_max_tokens is None else ANTHROPIC_COUNT_TOKENS).check(body)
     stops = body.get("stop_sequences")
     stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array

@@ -82,9 +82,10 @@ ANTHROPIC_MESSAGES = Members(
 )
 ANTHROPIC_COUNT_TOKENS = dataclasses.replace(
     ANTHROPIC_MESSAGES,
-    # Its API refuses max_tokens, and takes compaction and ignores it: nothing is generated.
+    # Nothing is generated: its API takes compaction and ignores it. It refuses max_tokens, but clients send
+    # count_tokens what they send messages.create, and the count does not depend on it.
     read=tuple(name for name in ANTHROPIC_MESSAGES.read if name != "max_tokens"),
-    ignored=(*ANTHROPIC_MESSAGES.ignored, "compaction"),
+    ignored=(*ANTHROPIC_MESSAGES.ignored, "compaction", "max_tokens"),
     refused=tuple(name for name in ANTHROPIC_MESSAGES.refused if name != "compaction"),
 )
 _STATELESS = "(this server keeps no responses nor conversations: send the whole conversation in input)"

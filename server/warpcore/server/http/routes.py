@@ -166,8 +166,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     """The prompt tokens of a Messages request, translated as `messages` translates it: the same count as the
     generation's prompt usage."""
     engine = request.app[ENGINE]
-    # The largest max_tokens allowed stands in for the one the body lacks: any thinking budget a generation may
-    # have fits under it.
+    # The largest max_tokens allowed stands in for the body's, which count_tokens ignores: any thinking budget a
+    # generation may have fits under it.
     call = anthropic_request.messages_request(await json_body(request), engine.limits.max_tokens)
     request[MODEL] = call.model
     with named_as(call.field_names):
