@@ -1,6 +1,7 @@
-"""The shutdown's answers: a local stream cut while its decode step runs long still counts its tokens exactly; a load
-or a pull still open when the grace ends gets UNAVAILABLE (SHUTTING_DOWN), which the access log records as the
-client saw it; a second signal ends the process even while llama.cpp is loading a model.
+"""The shutdown's answers: a local stream cut while its decode step runs long still counts its tokens exactly; any
+other call still open when the grace ends (a load, a pull, calls waiting for a lazy model) gets UNAVAILABLE
+(SHUTTING_DOWN), which the access log records as the client saw it; a second signal ends the process even while
+llama.cpp is loading a model.
 
 Long native steps are made by holding the thread that runs them where it writes a llama.cpp log line: llama.cpp's
 log goes through Python logging (native_log.py), so a filter on its logger runs on that thread, in the step."""
@@ -17,10 +18,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 
 from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
@@ -29,6 +31,8 @@ from tests.test_operations import rest
 from tests.test_pull import MODEL, logged, pull, pulling_server
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_seeing_models
+from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.rpc.server import INFERENCE_SERVICE
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -141,6 +145,46 @@ async def test_a_load_open_when_the_grace_ends_gets_shutting_down_as_the_access_
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_details(refused.value)[0].reason == "SHUTTING_DOWN"
     assert await access_lines.next() == ("LoadModel", "slow", "UNAVAILABLE")
+
+
+def opened(channel: grpc.aio.Channel, method: str, request: Message) -> grpc.aio.UnaryStreamCall[Any, Any]:
+    """A unary call made as a stream, the same on the wire, whose initial metadata the client reads as soon as it
+    comes (a unary call gets it only with the answer)."""
+    return channel.unary_stream(f"/{INFERENCE_SERVICE}/{method}", request_serializer=type(request).SerializeToString)(
+        request
+    )
+
+
+async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(
+    server_env: dict[str, str], access_lines: AccessLines
+) -> None:
+    """Calls waiting for a lazy model's load (a Generate, a CountTokens, an UnloadModel) got gRPC's own UNAVAILABLE
+    "Cancelling all calls", with no reason, and the access log said CANCELLED."""
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+        with holding(MODEL_LOAD_LINE) as load:
+            generating = stub.Generate(greedy("the", 4, model_id="lazy"))
+            await load.held()
+            counting = opened(channel, "CountTokens", pb.CountTokensRequest(request=greedy("the", 4, model_id="lazy")))
+            unloading = opened(channel, "UnloadModel", pb.UnloadModelRequest(model_id="lazy"))
+            calls = (generating, counting, unloading)
+            for call in calls:
+                await call.initial_metadata()  # sent as each call starts, by the access log's interceptor
+            stopping = asyncio.ensure_future(server.stop(120))
+            server.streams.end_now()
+            refusals = []
+            for call in calls:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await asyncio.wait_for(rest(call), WAIT_SECONDS)
+                refusals.append(refused.value)
+            load.release.set()
+            await stopping
+    for refusal in refusals:
+        assert refusal.code() == grpc.StatusCode.UNAVAILABLE
+        assert rich_details(refusal)[0].reason == "SHUTTING_DOWN"
+    lines = {await access_lines.next() for _ in refusals}
+    assert lines == {(method, "lazy", "UNAVAILABLE") for method in ("Generate", "CountTokens", "UnloadModel")}
 
 
 async def test_a_pull_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(

@@ -46,9 +46,11 @@ class ActiveStreams:
         `ends_when_stopped` the generation then ends by itself with its exact usage (a local model's, at its next
         decode step, however long that takes), else it is cancelled soon after. A call cancelled by `drain` and not
         ended otherwise (a load, a pull) raises UNAVAILABLE, reason SHUTTING_DOWN, for its caller to retry
-        elsewhere."""
+        elsewhere. Tracked again inside (a front door tracks every call, the engine a generation with its flag), the
+        call is what the inner tracking says until that ends."""
         task = asyncio.current_task()
         assert task is not None
+        outer = self._calls.get(task)
         self._calls[task] = _Call(stop, ends_when_stopped)
         self._idle.clear()
         try:
@@ -58,10 +60,13 @@ class ActiveStreams:
                 raise shutting_down() from None
             raise
         finally:
-            del self._calls[task]
-            self._ended_by_shutdown.discard(task)
-            if not self._calls:
-                self._idle.set()
+            if outer is not None:
+                self._calls[task] = outer
+            else:
+                del self._calls[task]
+                self._ended_by_shutdown.discard(task)
+                if not self._calls:
+                    self._idle.set()
 
     def ended_by_shutdown(self) -> bool:
         """Whether the running call was cancelled by `drain`, rather than by its caller."""
