@@ -28,7 +28,11 @@ if _version_not_supported:
 
 
 class InferenceServiceStub:
-    """InferenceService loads models on backends and streams generations from them.
+    """InferenceService loads models on backends and streams generations from them. Once the
+    server is shutting down, a call waiting for a model's slot, and a call still open
+    when the shutdown's grace ends, is UNAVAILABLE (SHUTTING_DOWN), to retry on another
+    replica; a Generate stream already running ends instead with a GenerateResult of
+    FINISH_REASON_CANCELLED.
     """
 
     def __init__(self, channel):
@@ -75,7 +79,11 @@ class InferenceServiceStub:
 
 
 class InferenceServiceServicer:
-    """InferenceService loads models on backends and streams generations from them.
+    """InferenceService loads models on backends and streams generations from them. Once the
+    server is shutting down, a call waiting for a model's slot, and a call still open
+    when the shutdown's grace ends, is UNAVAILABLE (SHUTTING_DOWN), to retry on another
+    replica; a Generate stream already running ends instead with a GenerateResult of
+    FINISH_REASON_CANCELLED.
     """
 
     def LoadModel(self, request, context):
@@ -87,7 +95,9 @@ class InferenceServiceServicer:
         unloading waits for that to end (within its deadline), so the last call decides
         whether the model stays loaded. ALREADY_EXISTS if the id is taken by a different
         model; INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION when the model or its
-        configuration cannot be used; PERMISSION_DENIED for a base_url or api_key the
+        configuration cannot be used (FAILED_PRECONDITION, PULL_IN_PROGRESS, while a
+        PullModel is still downloading its file: load it once the pull has ended);
+        PERMISSION_DENIED for a base_url or api_key the
         server's operator does not let clients choose; RESOURCE_EXHAUSTED
         (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
         budget of loaded models or memory and the models it would have to unload are in
@@ -141,9 +151,16 @@ class InferenceServiceServicer:
         times a second, then one done frame. Concurrent pulls of one file share one
         download; cancelling the call stops it once no other caller waits (a later pull
         resumes it). PERMISSION_DENIED unless the server's operator allows pulls
-        (--allow-pull); NOT_FOUND for a repository, revision or file the hub does not
-        have; RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download
-        does not match the hub's SHA-256 (it is discarded) or the hub cannot be reached.
+        (--allow-pull), or when the hub refuses the server's HF_TOKEN or asks for one
+        (HUB_UNAUTHORIZED: retrying cannot help until the operator sets a token the hub
+        takes); INVALID_ARGUMENT (MODEL_ID_MALFORMED) for a repository name the hub cannot
+        have; NOT_FOUND for a repository, revision or file the hub does not have;
+        FAILED_PRECONDITION for a file the hub gives no SHA-256 for (PULL_NOT_VERIFIABLE),
+        or while the same file is being pulled at another revision (PULL_IN_PROGRESS);
+        RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download does not
+        match the hub's SHA-256 (PULL_HASH_MISMATCH) or the size the hub announced
+        (PULL_SIZE_MISMATCH), either discarded so that the next pull starts over, or when
+        the hub cannot be reached (HUB_UNAVAILABLE: a retried pull resumes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -221,7 +238,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
-    """InferenceService loads models on backends and streams generations from them.
+    """InferenceService loads models on backends and streams generations from them. Once the
+    server is shutting down, a call waiting for a model's slot, and a call still open
+    when the shutdown's grace ends, is UNAVAILABLE (SHUTTING_DOWN), to retry on another
+    replica; a Generate stream already running ends instead with a GenerateResult of
+    FINISH_REASON_CANCELLED.
     """
 
     @staticmethod
