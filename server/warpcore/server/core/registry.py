@@ -53,7 +53,9 @@ class ModelRegistry:
         self._unloading: dict[str, LoadedModel] = {}
         self._releases: set[asyncio.Task[None]] = set()
         self.listeners: list[Callable[[str, bool], Awaitable[None]]] = []
-        """Told (model id, loaded?) after each load and unload."""
+        """Told (model id, loaded?) after each load, and as each unload starts."""
+        self.freed: list[Callable[[str], Awaitable[None]]] = []
+        """Told the model id once an unloaded model's memory is freed, and its id free again."""
         self.load_timers: list[Callable[[BackendKind, float], None]] = []
         """Told (backend, seconds) after each load, whatever asked for it: a call, the start, a first use, a
         reload after an eviction."""
@@ -120,14 +122,21 @@ class ModelRegistry:
         loaded = self.get(model_id)
         del self._models[model_id]
         self._unloading[model_id] = loaded
-        release = asyncio.ensure_future(loaded.adapter.close())
+        release = asyncio.ensure_future(self._release(loaded))
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
-        release.add_done_callback(lambda _: self._unloading.pop(model_id, None))
         for listener in self.listeners:
             await listener(model_id, False)
         await asyncio.shield(release)
         return loaded
+
+    async def _release(self, loaded: LoadedModel) -> None:
+        try:
+            await loaded.adapter.close()
+        finally:
+            self._unloading.pop(loaded.id, None)
+            for listener in self.freed:
+                await listener(loaded.id)
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return [model for model in self._models.values() if backend in (None, model.backend)]

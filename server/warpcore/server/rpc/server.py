@@ -34,8 +34,9 @@ INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"
 UNTIL_DRAINED = 7 * 86400.0
 """The grace handed to gRPC's own stop: longer than any drain, which then ends it."""
 MODEL_HEALTH_PREFIX = "model:"
-"""Each loaded model is also a health service, named "model:<model id>", SERVING while loaded; its entry goes when
-the model is unloaded (for any reason), so Check answers NOT_FOUND and Watch SERVICE_UNKNOWN."""
+"""Each loaded model is also a health service, named "model:<model id>", SERVING while loaded, NOT_SERVING while
+UnloadModel unloads it (new calls are refused, those running finish); its entry goes once the model is freed, or at
+once when it is unloaded for idleness or room, so Check answers NOT_FOUND and Watch SERVICE_UNKNOWN."""
 
 
 @dataclass
@@ -129,10 +130,17 @@ class WarpcoreServer:
             await self.health.set(service, SERVING if serving else NOT_SERVING)
 
     async def model_changed(self, model_id: str, loaded: bool) -> None:
+        service = MODEL_HEALTH_PREFIX + model_id
         if loaded:
-            await self.health.set(MODEL_HEALTH_PREFIX + model_id, SERVING)
-        else:
-            await self.health.clear(MODEL_HEALTH_PREFIX + model_id)
+            await self.health.set(service, SERVING)
+        elif any(model.id == model_id for model in self.engine.unloading()):
+            # UnloadModel's: still listed, its generations running on, new ones refused (MODEL_UNLOADING).
+            await self.health.set(service, NOT_SERVING)
+        else:  # unloaded for idleness or room: the next call loads it again, like any model without an entry
+            await self.health.clear(service)
+
+    async def model_freed(self, model_id: str) -> None:
+        await self.health.clear(MODEL_HEALTH_PREFIX + model_id)
 
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, give the calls in flight `grace` seconds, then end them with our own
@@ -214,5 +222,6 @@ async def start_server(
     await server.start()
     started = WarpcoreServer(server, ports, health, engine)
     registry.listeners.append(started.model_changed)
+    registry.freed.append(started.model_freed)
     await started.set_serving(False)
     return started
