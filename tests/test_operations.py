@@ -221,6 +221,8 @@ async def test_each_loaded_model_has_its_own_health_status(started: WarpcoreServ
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await health.Check(check)
         assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+        # A watch saw the unload begin (new calls refused), then the model freed.
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
         watch.cancel()
 
