@@ -103,7 +103,8 @@ class Engine:
 
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
         model_id = check_model_id(model_id)
-        unloaded = await self.residency.unload(model_id)
+        with self.streams.track():
+            unloaded = await self.residency.unload(model_id)
         _log.info("unloaded model %s", model_id)
         return unloaded
 
@@ -143,7 +144,8 @@ class Engine:
         """Models `backend` could load, asked of the backend with `settings` (or the server's environment)."""
         check_settings(settings, backend)
         self._api_overrides.check(settings)
-        return await self.registry.available(backend, settings)
+        with self.streams.track():
+            return await self.registry.available(backend, settings)
 
     async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
         """Download a model file onto this server's disk: progress, then the file. Writing to the disk is the
@@ -239,23 +241,25 @@ class Engine:
         """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
         model_id = check_model_id(model_id)
         check_generation(params, self.limits.max_tokens)
-        async with self.residency.using(model_id) as model:
-            return await model.adapter.count_tokens(params, include_tokens)
+        with self.streams.track():
+            async with self.residency.using(model_id) as model:
+                return await model.adapter.count_tokens(params, include_tokens)
 
     @contextlib.asynccontextmanager
     async def _admitted(self, model_id: str, stop: threading.Event | None = None) -> AsyncIterator[LoadedModel]:
         """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
-        tracked for shutdown; `stop` is a generation's flag."""
+        tracked for shutdown from the start (a wait for a load included), then with `stop`, a generation's flag."""
         self.metrics.active_streams.inc()
         try:
-            async with self.residency.using(model_id) as model:
-                gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
-                async with gate.slot():
-                    # Once stopped, a local model's generation ends at its next decode step; a hosted one's only as
-                    # its upstream sends, which may be never.
-                    ends = stop is not None and not model.backend.hosted
-                    with self.streams.track(stop, ends_when_stopped=ends):
-                        yield model
+            with self.streams.track():
+                async with self.residency.using(model_id) as model:
+                    gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
+                    async with gate.slot():
+                        # Once stopped, a local model's generation ends at its next decode step; a hosted one's only
+                        # as its upstream sends, which may be never.
+                        ends = stop is not None and not model.backend.hosted
+                        with self.streams.track(stop, ends_when_stopped=ends):
+                            yield model
         finally:
             self.metrics.active_streams.dec()
 

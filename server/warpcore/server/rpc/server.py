@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,7 +14,6 @@ from grpc_reflection.v1alpha import reflection
 from warpcore.server.core.bounds import MAX_MESSAGE_BYTES
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.engine import Engine
-from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
@@ -26,7 +24,7 @@ from warpcore.server.rpc.access_log import AccessLogInterceptor
 from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.health import NOT_SERVING, SERVING, HealthServicer
 from warpcore.server.rpc.servicer import InferenceServicer
-from warpcore.server.rpc.status import DecodeErrorInterceptor, to_status
+from warpcore.server.rpc.status import DecodeErrorInterceptor
 from warpcore.server.tls import TlsFiles
 from warpcore.v1 import inference_pb2, inference_pb2_grpc
 
@@ -55,52 +53,6 @@ class ServingOptions:
     """Idle unload and the budget of loaded local models."""
     pulls: Pulls | None = None
     """How the server pulls model files onto its disk; None: PullModel is refused (the operator's permission)."""
-
-
-if TYPE_CHECKING:  # grpc's classes take type arguments only for the type checker
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]
-
-
-class DrainInterceptor(grpc.aio.ServerInterceptor):
-    """Tracks every InferenceService call for the shutdown's drain, which ends one still open when the grace is over
-    with UNAVAILABLE (SHUTTING_DOWN), whatever it waits for (a load, an unload, a backend), where gRPC's own stop
-    would answer "Cancelling all calls". Health watches, which last as long as the server, are left to that stop."""
-
-    def __init__(self, streams: ActiveStreams) -> None:
-        self._streams = streams
-
-    async def intercept_service(self, continuation: _Continuation, call: grpc.HandlerCallDetails) -> _Handler | None:
-        handler = await continuation(call)
-        if handler is None or not (call.method or "").startswith(f"/{INFERENCE_SERVICE}/"):
-            return handler
-        streams = self._streams
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            unary: Any = handler.unary_unary
-
-            async def tracked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    with streams.track():
-                        return await unary(request, context)
-                except UnavailableError as shutdown:  # the drain's: the method's own errors are statuses already
-                    await context.abort_with_status(to_status(shutdown))
-
-            return grpc.unary_unary_rpc_method_handler(tracked, **serializers)
-        streaming: Any = handler.unary_stream  # an async generator function: the service has no other kind
-
-        async def tracked_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            try:
-                with streams.track():
-                    async for response in streaming(request, context):
-                        yield response
-            except UnavailableError as shutdown:
-                await context.abort_with_status(to_status(shutdown))
-
-        return grpc.unary_stream_rpc_method_handler(tracked_stream, **serializers)
 
 
 class WarpcoreServer:
@@ -191,7 +143,7 @@ async def start_server(
         chain.append(BearerTokenInterceptor(options.token))
     keepalive_ms = int(options.keepalive_seconds * 1000)
     server = grpc.aio.server(
-        interceptors=[*chain, *options.interceptors, DrainInterceptor(engine.streams), DecodeErrorInterceptor()],
+        interceptors=[*chain, *options.interceptors, DecodeErrorInterceptor()],
         options=[
             ("grpc.so_reuseport", 0),  # else Linux lets a second server bind a port already taken
             ("grpc.max_receive_message_length", options.max_message_bytes),
