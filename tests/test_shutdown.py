@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import openai
 import pytest
 from google.protobuf.message import Message
 
-from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving
+from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving, serving_doors
 from tests.fakes.hub import FakeHub
 from tests.test_local_images import MMPROJ, image, looking
 from tests.test_operations import rest
@@ -252,3 +253,27 @@ async def test_a_second_signal_ends_the_process_while_llama_cpp_loads_a_model(mo
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets_a_503(
+    server_env: dict[str, str],
+) -> None:
+    """The engine ends it, as it ends a gRPC call: the HTTP door answers before it closes, where the close cut it."""
+    async with serving_doors(server_env) as doors:
+        assert doors.http is not None
+        doors.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+        client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{doors.http.port}/v1", api_key="-", max_retries=0)
+        with holding(MODEL_LOAD_LINE) as load:
+            asking = asyncio.ensure_future(
+                client.chat.completions.create(model="lazy", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+            )
+            await load.held()  # the request is in the engine, waiting for the load it started
+            stopping = asyncio.ensure_future(doors.stop(120))
+            doors.engine.streams.end_now()
+            with pytest.raises(openai.APIStatusError) as refused:
+                await asyncio.wait_for(asking, WAIT_SECONDS)
+            load.release.set()
+            await stopping
+        await client.close()
+    assert refused.value.status_code == 503
+    assert "shutting down" in refused.value.message
