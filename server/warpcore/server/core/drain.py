@@ -30,8 +30,8 @@ class _Call:
 
 
 class ActiveStreams:
-    """The calls in flight: generations, each with the flag that stops it, and the long calls (loads, pulls) that
-    the shutdown cancels."""
+    """The engine's calls in flight, through either door: generations, each with the flag that stops it, and the
+    other calls (loads, unloads, pulls, counts, waits for a model to load), which the shutdown cancels."""
 
     def __init__(self) -> None:
         self._calls: dict[asyncio.Task[object], _Call] = {}
@@ -46,8 +46,8 @@ class ActiveStreams:
         `ends_when_stopped` the generation then ends by itself with its exact usage (a local model's, at its next
         decode step, however long that takes), else it is cancelled soon after. A call cancelled by `drain` and not
         ended otherwise (a load, a pull) raises UNAVAILABLE, reason SHUTTING_DOWN, for its caller to retry
-        elsewhere. Tracked again inside (a front door tracks every call, the engine a generation with its flag), the
-        call is what the inner tracking says until that ends."""
+        elsewhere. Tracked again inside (a call from its start, then, once admitted, as a generation with its flag),
+        the call is what the inner tracking says until that ends."""
         task = asyncio.current_task()
         assert task is not None
         outer = self._calls.get(task)
