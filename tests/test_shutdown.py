@@ -156,11 +156,12 @@ def opened(channel: grpc.aio.Channel, method: str, request: Message) -> grpc.aio
     )
 
 
+@pytest.mark.parametrize("grace", [120, 0], ids=["grace cut short", "no grace"])
 async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(
-    server_env: dict[str, str], access_lines: AccessLines
+    server_env: dict[str, str], access_lines: AccessLines, grace: float
 ) -> None:
     """Calls waiting for a lazy model's load (a Generate, a CountTokens, an UnloadModel) got gRPC's own UNAVAILABLE
-    "Cancelling all calls", with no reason, and the access log said CANCELLED."""
+    "Cancelling all calls", with no reason, and the access log said CANCELLED; with a grace of 0 too."""
     async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
         server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
@@ -172,8 +173,8 @@ async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_acc
             calls = (generating, counting, unloading)
             for call in calls:
                 await call.initial_metadata()  # sent as each call starts, by the access log's interceptor
-            stopping = asyncio.ensure_future(server.stop(120))
-            server.streams.end_now()
+            stopping = asyncio.ensure_future(server.stop(grace))
+            server.streams.end_now()  # a second signal: of no more use with no grace
             refusals = []
             for call in calls:
                 with pytest.raises(grpc.aio.AioRpcError) as refused:

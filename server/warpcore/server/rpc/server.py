@@ -101,8 +101,8 @@ class WarpcoreServer:
         status: health watches."""
         await self.health.enter_graceful_shutdown()
         self.engine.refuse_queued()
-        if not grace:
-            await self.server.stop(grace)
+        if grace is None:  # no drain: gRPC cancels every call at once
+            await self.server.stop(None)
             return
         # Given the grace, gRPC would cancel the calls still open when it ends, ahead of the drain's own answers.
         stopping = asyncio.ensure_future(self.server.stop(UNTIL_DRAINED))
