@@ -13,6 +13,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import PulledFile, PullProgress
 from warpcore.server.core.registry import LoadedModel
 from warpcore.server.core.residency import ResidencyReport
+from warpcore.server.core.rules import require
 from warpcore.server.rpc.translate_extras import capabilities_message
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
@@ -24,7 +25,14 @@ def keep_alive(message: models_pb2.KeepAlive) -> float | None:
     if policy == "forever":
         return math.inf if message.forever else None
     if policy == "idle":
-        return message.idle.ToNanoseconds() / 1e9  # its range is checked with the load's (core/validation.py)
+        idle = message.idle
+        require(  # what google.protobuf.Duration requires; its range is checked with the load's (core/validation.py)
+            abs(idle.nanos) < 10**9 and idle.seconds * idle.nanos >= 0,
+            "keep_alive",
+            "keep_alive.idle is not a valid Duration: nanos must be under a second and not of the other sign than"
+            " seconds",
+        )
+        return idle.ToNanoseconds() / 1e9
     return None
 
 
