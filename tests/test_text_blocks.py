@@ -136,6 +136,30 @@ async def test_a_grpc_tool_result_s_text_parts_reach_either_upstream(doors: Door
         assert result["content"] == [{"type": "tool_result", "tool_use_id": "toolu_1", "content": LINES}]
 
 
+async def test_a_grpc_failed_tool_result_in_parts_only_says_so_in_its_first_part(
+    doors: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    """The OpenAI API has no error flag: the words say it, where an empty content sent a lone "Error: " part."""
+    await load_hosted(doors, openai_upstream)
+    call = tools_pb2.ToolCall(id="toolu_1", name=WEATHER.name, arguments=ARGUMENTS)
+    turns = [
+        pb.ChatMessage(role=pb.ROLE_USER, content="Weather in Paris?"),
+        pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
+        pb.ChatMessage(
+            role=pb.ROLE_TOOL,
+            tool_call_id="toolu_1",
+            is_error=True,
+            parts=[content_pb2.ContentPart(text=line["text"]) for line in LINES],
+        ),
+    ]
+    tool = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await collect(stub.Generate(pb.GenerateRequest(model_id="m", messages=turns, tools=[tool])))
+    failed = [{"type": "text", "text": "Error: Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
+    assert posts(openai_upstream)[-1]["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": failed}
+
+
 async def test_a_system_message_s_text_parts_are_joined_as_all_system_text_is(
     doors: Doors, anthropic_upstream: FakeAnthropic
 ) -> None:

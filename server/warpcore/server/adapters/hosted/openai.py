@@ -23,6 +23,7 @@ from warpcore.server.adapters.hosted.streaming import (
     refused,
 )
 from warpcore.server.core.capabilities import Capabilities
+from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import (
     ApiSettings,
     ChatMessage,
@@ -234,7 +235,7 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     """A turn as chat completions take it. The API has no error flag on tool results: the content says it; and it
     takes no reasoning back, which is left out."""
     if message.role is Role.TOOL:
-        result = dataclasses.replace(message, content=f"Error: {message.content}") if message.is_error else message
+        result = _marked_failed(message) if message.is_error else message
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": openai_extras.content(result)}
     if message.tool_calls:
         calls = [
@@ -243,6 +244,16 @@ def _message(message: ChatMessage) -> dict[str, Any]:
         ]
         return {"role": "assistant", "content": openai_extras.content(message) or None, "tool_calls": calls}
     return {"role": message.role.value, "content": openai_extras.content(message)}
+
+
+def _marked_failed(result: ChatMessage) -> ChatMessage:
+    """A failed tool's result, its first words saying so (the API has no error flag): its content, else its first
+    text part, where a text of its own would stand apart from what it says."""
+    first = result.parts[0] if result.parts else None
+    if result.content or not isinstance(first, TextPart):
+        return dataclasses.replace(result, content=f"Error: {result.content}")
+    marked = dataclasses.replace(first, text=f"Error: {first.text}")
+    return dataclasses.replace(result, parts=(marked, *result.parts[1:]))
 
 
 def _tools(params: GenerationParams) -> dict[str, Any]:
