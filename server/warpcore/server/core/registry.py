@@ -116,13 +116,14 @@ class ModelRegistry:
                 reason="MODEL_NOT_LOADED",
             ) from None
 
-    async def unload(self, model_id: str) -> LoadedModel:
-        """Release a model; generations already running finish first. The release completes even if the
-        caller stops waiting, and the id stays taken until it has."""
+    async def unload(self, model_id: str, unheld: Callable[[], Awaitable[None]] | None = None) -> LoadedModel:
+        """Release a model once `unheld()` has returned (the calls running on it have ended: every backend then
+        closes alike, a hosted one's streams included). The release completes even if the caller stops waiting,
+        and the id stays taken until it has."""
         loaded = self.get(model_id)
         del self._models[model_id]
         self._unloading[model_id] = loaded
-        release = asyncio.ensure_future(self._release(loaded))
+        release = asyncio.ensure_future(self._release(loaded, unheld))
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
         for listener in self.listeners:
@@ -130,8 +131,10 @@ class ModelRegistry:
         await asyncio.shield(release)
         return loaded
 
-    async def _release(self, loaded: LoadedModel) -> None:
+    async def _release(self, loaded: LoadedModel, unheld: Callable[[], Awaitable[None]] | None) -> None:
         try:
+            if unheld is not None:
+                await unheld()
             await loaded.adapter.close()
         finally:
             self._unloading.pop(loaded.id, None)

@@ -4,7 +4,10 @@ reports of it, a model known but not loaded, and why a model was unloaded (resid
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -70,3 +73,29 @@ class Loading:
 
     spec: LoadSpec
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Holders:
+    """The calls running on each model (past their wait for it): its unload waits for them, so that those running
+    when it began end as they would have, whatever the backend."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._unheld: dict[str, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def holding(self, model_id: str) -> Iterator[None]:
+        self._counts[model_id] += 1
+        try:
+            yield
+        finally:
+            self._counts[model_id] -= 1
+            if not self._counts[model_id]:
+                del self._counts[model_id]
+                unheld = self._unheld.pop(model_id, None)
+                if unheld is not None:
+                    unheld.set()
+
+    async def until_unheld(self, model_id: str) -> None:
+        if self._counts[model_id]:
+            await self._unheld.setdefault(model_id, asyncio.Event()).wait()

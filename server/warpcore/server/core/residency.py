@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -24,6 +25,7 @@ from warpcore.server.core.registry import LoadedModel, ModelRegistry, same_model
 from warpcore.server.core.residence import (
     UNLOAD_REASONS,
     Dormant,
+    Holders,
     Loading,
     Residence,
     ResidencyPolicy,
@@ -50,16 +52,11 @@ class Residency:
         # Generations running or waiting, by model id rather than on the residence: one waiting for its model to
         # load (or to finish leaving) must hold that model from the moment it is loaded, before it can start.
         self._in_use: collections.Counter[str] = collections.Counter()
+        self._holders = Holders()
         self._turns = Turns()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
         self._budget = Budget(
-            registry,
-            limits,
-            policy,
-            leaving=self._leaving,
-            idle=self._idle,
-            evict=self._evict,
-            refuse=lambda model_id: self._unload(model_id, None),
+            registry, limits, policy, leaving=self._leaving, idle=self._idle, evict=self._evict, refuse=self._refuse
         )
         self._expiring: set[asyncio.Task[None]] = set()
         self.unloads: collections.Counter[str] = collections.Counter(dict.fromkeys(UNLOAD_REASONS, 0))
@@ -132,7 +129,8 @@ class Residency:
         try:
             model = await self._ready(model_id)
             self._cancel(self.residences[model_id])
-            yield model
+            with self._holders.holding(model_id):
+                yield model
         finally:
             self._in_use[model_id] -= 1
             if not self._in_use[model_id]:
@@ -243,6 +241,9 @@ class Residency:
         except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
             _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
 
+    async def _refuse(self, model_id: str) -> None:
+        await self._unload(model_id, None)
+
     async def _evict(self, victim: str, model_id: str) -> None:
         _log.info("unloading model %s to make room for %s", victim, model_id)
         await self._retire(victim, "room")
@@ -274,7 +275,8 @@ class Residency:
         already = self._leaving.get(model_id)
         if already is not None:  # an idle unload and an eviction of one model: one unload
             return await asyncio.shield(already)
-        leaving = asyncio.ensure_future(self._registry.unload(model_id))
+        unheld = functools.partial(self._holders.until_unheld, model_id)
+        leaving = asyncio.ensure_future(self._registry.unload(model_id, unheld))
         self._leaving[model_id] = leaving
         residence = self.residences.get(model_id)
         leaving.add_done_callback(lambda _: self._left(model_id, residence))
