@@ -160,6 +160,17 @@ async def test_an_anthropic_error_names_the_field_as_the_client_wrote_it(both: D
     assert message_of(refused.value).startswith("thinking.budget_tokens: the OpenAI API takes a reasoning effort")
 
 
+@pytest.mark.parametrize("limit", ["max_tokens", "max_completion_tokens"])
+async def test_an_openai_error_names_the_token_limit_as_the_client_wrote_it(both: Doors, limit: str) -> None:
+    """The chat route takes either name; a refusal named max_tokens for a request that had only the other."""
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="gpt", messages=OPENAI_MESSAGES, **{limit: -5})  # type: ignore[call-overload]
+    assert refused.value.param == limit
+    assert isinstance(refused.value.body, dict)
+    assert refused.value.body["message"].startswith(f"{limit} must be between 1 and")
+
+
 async def test_unsigned_reasoning_is_not_sent_to_a_claude_model(both: Doors, anthropic_upstream: FakeAnthropic) -> None:
     """Reasoning an OpenAI-compatible model gave (reasoning_content, no signed thinking_blocks) would be refused by the
     Anthropic API as a thinking block it did not sign."""

@@ -117,6 +117,8 @@ def chat_request(body: Json) -> ChatRequest:
     check_cache_marks(marks)
     messages, field_names = numbered(turns)
     field_names |= _call_names(messages)
+    if body.get("max_completion_tokens") is not None:  # the limit named as the client named it
+        field_names["max_tokens"] = "max_completion_tokens"
     params = GenerationParams(
         prompt=None,
         messages=messages,
