@@ -278,3 +278,24 @@ async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets
         await client.close()
     assert refused.value.status_code == 503
     assert "shutting down" in refused.value.message
+
+
+async def test_a_generation_whose_lazy_model_loads_once_the_grace_is_over_is_stopped_at_once(
+    server_env: dict[str, str],
+) -> None:
+    """The tester's finding: admitted after the drain had stopped the generations, it was never stopped, ran to its
+    token limit and held the process past the grace, a second signal or not."""
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+        with holding(MODEL_LOAD_LINE) as load:
+            generating = stub.Generate(greedy("the", 4000, model_id="lazy"))
+            await load.held()
+            stopping = asyncio.ensure_future(server.stop(120))
+            server.streams.end_now()
+            load.release.set()  # the load ends while the drain waits for the stopped generations
+            frames = await asyncio.wait_for(rest(generating), WAIT_SECONDS)
+            await stopping
+        result = frames[-1].result
+        assert result.finish_reason == pb.FINISH_REASON_CANCELLED
+        assert result.usage.completion_tokens < 4000

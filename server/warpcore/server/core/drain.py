@@ -39,6 +39,8 @@ class ActiveStreams:
         self._idle = asyncio.Event()
         self._idle.set()
         self._now = asyncio.Event()
+        self._stopping = False
+        """The grace is over: a generation admitted from now on (its model's load ended late) is stopped at once."""
 
     @contextlib.contextmanager
     def track(self, stop: threading.Event | None = None, *, ends_when_stopped: bool = False) -> Iterator[None]:
@@ -53,6 +55,8 @@ class ActiveStreams:
         outer = self._calls.get(task)
         self._calls[task] = _Call(stop, ends_when_stopped)
         self._idle.clear()
+        if self._stopping and stop is not None:
+            stop.set()
         try:
             yield
         except asyncio.CancelledError:
@@ -84,6 +88,7 @@ class ActiveStreams:
         that its usage is exact, even when that step outlasts the grace."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
+        self._stopping = True
         for call in self._calls.values():
             if call.stop is not None:
                 call.stop.set()
@@ -102,7 +107,8 @@ class ActiveStreams:
             task.cancel()
         if cancelled:
             await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
-        if stepping:
+        # Waited for to the end, those admitted late too (their model's load ended meanwhile), stopped at once.
+        while stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]:
             await asyncio.wait(stepping)
 
     async def _idle_or_now(self) -> None:
