@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +178,18 @@ async def test_a_request_the_http_library_cannot_parse_is_a_warning_that_quotes_
     assert [(line["level"], "error" in line) for line in refused] == [("warning", False)]
     assert "refused a malformed HTTP request" in refused[0]["message"]
     assert not any("s3cret" in json.dumps(line) for line in lines)
+
+
+def test_lines_logged_while_llama_cpp_silences_the_process_s_stderr_are_kept() -> None:
+    """llama-cpp-python points descriptor 2 at /dev/null while it reads a model's vocabulary (its own context manager,
+    used here), and every line the server logged meanwhile was lost: access lines, the shutdown's."""
+    program = (
+        "import logging\n"
+        "from llama_cpp._utils import suppress_stdout_stderr\n"
+        "from warpcore.server.logs import configure_logging\n"
+        "configure_logging('json')\n"
+        "with suppress_stdout_stderr(disable=False):\n"
+        "    logging.getLogger('warpcore.server').info('logged while silenced')\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    assert [json.loads(line)["message"] for line in ran.stderr.splitlines()] == ["logged while silenced"]

@@ -6,7 +6,9 @@ import contextlib
 import importlib
 import json
 import logging
-from typing import Any
+import os
+import sys
+from typing import Any, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -89,7 +91,7 @@ class MalformedRequests(logging.Filter):
 
 
 def configure_logging(log_format: str) -> None:
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(_own_stderr())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for library in QUIET_LIBRARIES:
@@ -104,3 +106,13 @@ def configure_logging(log_format: str) -> None:
         for own in library_logger.handlers[:]:
             library_logger.removeHandler(own)
         library_logger.propagate = True
+
+
+def _own_stderr() -> TextIO:
+    """The process's standard error on a descriptor of the log's own: llama-cpp-python points descriptor 2 at
+    /dev/null while it reads a model's vocabulary, which would lose every line the server logs meanwhile."""
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no descriptor (a captured stream): nothing redirects it either
+        return sys.stderr
+    return os.fdopen(os.dup(descriptor), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
