@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
+    from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 WAIT_SECONDS = 30  # a timeout turns a hang into a failure
@@ -156,32 +157,42 @@ def opened(channel: grpc.aio.Channel, method: str, request: Message) -> grpc.aio
     )
 
 
+LAZY = LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True)
+"""The tiny model, loaded by the first call naming it."""
+
+
+@contextlib.asynccontextmanager
+async def lazily_served(env: dict[str, str]) -> AsyncIterator[tuple[WarpcoreServer, Stub, grpc.aio.Channel, Held]]:
+    """A server that knows LAZY, a stub and its channel, and the hold on the load the first call naming it starts."""
+    async with serving(env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        server.engine.declare(LAZY)
+        with holding(MODEL_LOAD_LINE) as load:
+            yield server, inference_pb2_grpc.InferenceServiceStub(channel), channel, load
+
+
 @pytest.mark.parametrize("grace", [120, 0], ids=["grace cut short", "no grace"])
 async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(
     server_env: dict[str, str], access_lines: AccessLines, grace: float
 ) -> None:
     """Calls waiting for a lazy model's load (a Generate, a CountTokens, an UnloadModel) got gRPC's own UNAVAILABLE
     "Cancelling all calls", with no reason, and the access log said CANCELLED; with a grace of 0 too."""
-    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
-        with holding(MODEL_LOAD_LINE) as load:
-            generating = stub.Generate(greedy("the", 4, model_id="lazy"))
-            await load.held()
-            counting = opened(channel, "CountTokens", pb.CountTokensRequest(request=greedy("the", 4, model_id="lazy")))
-            unloading = opened(channel, "UnloadModel", pb.UnloadModelRequest(model_id="lazy"))
-            calls = (generating, counting, unloading)
-            for call in calls:
-                await call.initial_metadata()  # sent as each call starts, by the access log's interceptor
-            stopping = asyncio.ensure_future(server.stop(grace))
-            server.streams.end_now()  # a second signal: of no more use with no grace
-            refusals = []
-            for call in calls:
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await asyncio.wait_for(rest(call), WAIT_SECONDS)
-                refusals.append(refused.value)
-            load.release.set()
-            await stopping
+    async with lazily_served(server_env) as (server, stub, channel, load):
+        generating = stub.Generate(greedy("the", 4, model_id="lazy"))
+        await load.held()
+        counting = opened(channel, "CountTokens", pb.CountTokensRequest(request=greedy("the", 4, model_id="lazy")))
+        unloading = opened(channel, "UnloadModel", pb.UnloadModelRequest(model_id="lazy"))
+        calls = (generating, counting, unloading)
+        for call in calls:
+            await call.initial_metadata()  # sent as each call starts, by the access log's interceptor
+        stopping = asyncio.ensure_future(server.stop(grace))
+        server.streams.end_now()  # a second signal: of no more use with no grace
+        refusals = []
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await asyncio.wait_for(rest(call), WAIT_SECONDS)
+            refusals.append(refused.value)
+        load.release.set()
+        await stopping
     for refusal in refusals:
         assert refusal.code() == grpc.StatusCode.UNAVAILABLE
         assert rich_details(refusal)[0].reason == "SHUTTING_DOWN"
@@ -262,7 +273,7 @@ async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets
     """The engine ends it, as it ends a gRPC call: the HTTP door answers before it closes, where the close cut it."""
     async with serving_doors(server_env) as doors:
         assert doors.http is not None
-        doors.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+        doors.engine.declare(LAZY)
         client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{doors.http.port}/v1", api_key="-", max_retries=0)
         with holding(MODEL_LOAD_LINE) as load:
             asking = asyncio.ensure_future(
@@ -285,17 +296,14 @@ async def test_a_generation_whose_lazy_model_loads_once_the_grace_is_over_is_sto
 ) -> None:
     """The tester's finding: admitted after the drain had stopped the generations, it was never stopped, ran to its
     token limit and held the process past the grace, a second signal or not."""
-    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
-        with holding(MODEL_LOAD_LINE) as load:
-            generating = stub.Generate(greedy("the", 4000, model_id="lazy"))
-            await load.held()
-            stopping = asyncio.ensure_future(server.stop(120))
-            server.streams.end_now()
-            load.release.set()  # the load ends while the drain waits for the stopped generations
-            frames = await asyncio.wait_for(rest(generating), WAIT_SECONDS)
-            await stopping
+    async with lazily_served(server_env) as (server, stub, _, load):
+        generating = stub.Generate(greedy("the", 4000, model_id="lazy"))
+        await load.held()
+        stopping = asyncio.ensure_future(server.stop(120))
+        server.streams.end_now()
+        load.release.set()  # the load ends while the drain waits for the stopped generations
+        frames = await asyncio.wait_for(rest(generating), WAIT_SECONDS)
+        await stopping
         result = frames[-1].result
         assert result.finish_reason == pb.FINISH_REASON_CANCELLED
         assert result.usage.completion_tokens < 4000

@@ -114,22 +114,8 @@ async def test_a_responses_function_output_s_text_parts_reach_an_anthropic_upstr
 async def test_a_grpc_tool_result_s_text_parts_reach_either_upstream(doors: Doors, upstream: FakeUpstream) -> None:
     """Parts of a ROLE_TOOL message, which the hosted backends left out, go with its content."""
     await load_hosted(doors, upstream)
-    call = tools_pb2.ToolCall(id="toolu_1", name=WEATHER.name, arguments=ARGUMENTS)
-    turns = [
-        pb.ChatMessage(role=pb.ROLE_USER, content="Weather in Paris?"),
-        pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
-        pb.ChatMessage(
-            role=pb.ROLE_TOOL,
-            tool_call_id="toolu_1",
-            content=LINES[0]["text"],
-            parts=[content_pb2.ContentPart(text=LINES[1]["text"])],
-        ),
-    ]
-    tool = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await collect(stub.Generate(pb.GenerateRequest(model_id="m", messages=turns, tools=[tool])))
-    result = posts(upstream)[-1]["messages"][2]
+    parts = [content_pb2.ContentPart(text=LINES[1]["text"])]
+    result = await _grpc_tool_result(doors, upstream, content=LINES[0]["text"], parts=parts)
     if isinstance(upstream, FakeOpenAI):
         assert result == {"role": "tool", "tool_call_id": "toolu_1", "content": LINES}
     else:
@@ -141,23 +127,26 @@ async def test_a_grpc_failed_tool_result_in_parts_only_says_so_in_its_first_part
 ) -> None:
     """The OpenAI API has no error flag: the words say it, where an empty content sent a lone "Error: " part."""
     await load_hosted(doors, openai_upstream)
+    parts = [content_pb2.ContentPart(text=line["text"]) for line in LINES]
+    result = await _grpc_tool_result(doors, openai_upstream, is_error=True, parts=parts)
+    failed = [{"type": "text", "text": "Error: Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
+    assert result == {"role": "tool", "tool_call_id": "toolu_1", "content": failed}
+
+
+async def _grpc_tool_result(doors: Doors, upstream: FakeUpstream, **result: Any) -> Any:
+    """A call of the weather tool answered over gRPC by a ROLE_TOOL message of `result`'s fields: the tool turn as
+    the upstream received it."""
     call = tools_pb2.ToolCall(id="toolu_1", name=WEATHER.name, arguments=ARGUMENTS)
     turns = [
         pb.ChatMessage(role=pb.ROLE_USER, content="Weather in Paris?"),
         pb.ChatMessage(role=pb.ROLE_ASSISTANT, tool_calls=[call]),
-        pb.ChatMessage(
-            role=pb.ROLE_TOOL,
-            tool_call_id="toolu_1",
-            is_error=True,
-            parts=[content_pb2.ContentPart(text=line["text"]) for line in LINES],
-        ),
+        pb.ChatMessage(role=pb.ROLE_TOOL, tool_call_id="toolu_1", **result),
     ]
     tool = tools_pb2.Tool(name=WEATHER.name, parameters_json=json.dumps(WEATHER.parameters))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         await collect(stub.Generate(pb.GenerateRequest(model_id="m", messages=turns, tools=[tool])))
-    failed = [{"type": "text", "text": "Error: Temp: 24C"}, {"type": "text", "text": "Humidity: 50%"}]
-    assert posts(openai_upstream)[-1]["messages"][2] == {"role": "tool", "tool_call_id": "toolu_1", "content": failed}
+    return posts(upstream)[-1]["messages"][2]
 
 
 async def test_a_system_message_s_text_parts_are_joined_as_all_system_text_is(
