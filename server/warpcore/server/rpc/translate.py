@@ -52,6 +52,7 @@ _LOCAL = "backend_config.local"
 FIELD_PATHS = {
     "context_size": "model_config.context_size",
     "keep_alive": "model_config.keep_alive",
+    "keep_alive.idle": "model_config.keep_alive.idle",
     "max_tokens": "options.max_tokens",
     "temperature": "options.temperature",
     "top_p": "options.top_p",

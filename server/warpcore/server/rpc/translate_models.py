@@ -28,7 +28,7 @@ def keep_alive(message: models_pb2.KeepAlive) -> float | None:
         idle = message.idle
         require(  # what google.protobuf.Duration requires; its range is checked with the load's (core/validation.py)
             abs(idle.nanos) < 10**9 and idle.seconds * idle.nanos >= 0,
-            "keep_alive",
+            "keep_alive.idle",
             "keep_alive.idle is not a valid Duration: nanos must be under a second and not of the other sign than"
             " seconds",
         )
