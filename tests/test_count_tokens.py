@@ -90,6 +90,7 @@ async def test_bad_requests_and_models_that_cannot_count(stub: Stub) -> None:
     error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="tiny-embed")))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(error)[0].reason == "MODEL_LOADED_FOR_EMBEDDINGS"
+    assert rich_details(error)[1] == ["request.model_id"]  # the model named is what cannot count
     error = await refused(stub, pb.CountTokensRequest(request=greedy("hello", 3, model_id="")))
     assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["request.model_id"])
     error = await refused(stub, pb.CountTokensRequest(request=pb.GenerateRequest(model_id="tiny-embed")))
@@ -135,6 +136,7 @@ async def test_openai_has_no_exact_count(stub: Stub, openai_upstream: FakeOpenAI
     error = await refused(stub, pb.CountTokensRequest(request=prompt()))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(error)[0].reason == "TOKEN_COUNT_UNSUPPORTED"
+    assert rich_details(error)[1] == ["request.model_id"]
     assert "exact" in (error.details() or "")
     assert len(openai_upstream.requests) == sent_before
 

@@ -163,12 +163,14 @@ async def test_a_generation_model_refuses_to_embed_and_an_embedding_model_to_gen
     error = await refusal(embed(stub, ["hello"], model_id="tiny"))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(error)[0].reason == "MODEL_NOT_LOADED_FOR_EMBEDDINGS"
+    assert rich_details(error)[1] == ["model_id"]  # the model named is what cannot embed
     assert "embedding" in (error.details() or "")
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await collect(stub.Generate(greedy("the world", 4, model_id="tiny-embed")))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(raised.value)[0].reason == "MODEL_LOADED_FOR_EMBEDDINGS"
+    assert rich_details(raised.value)[1] == ["model_id"]
 
     missing = await refusal(embed(stub, ["hello"], model_id="nobody"))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
@@ -230,6 +232,7 @@ async def test_anthropic_has_no_embeddings(stub: Stub, anthropic_upstream: FakeA
     error = await refusal(embed(stub, ["hello"], model_id="m"))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert rich_details(error)[0].reason == "EMBEDDINGS_UNSUPPORTED"
+    assert rich_details(error)[1] == ["model_id"]
     assert "openai" in (error.details() or "")
 
 

@@ -160,6 +160,7 @@ async def test_models_that_cannot_embed_are_refused_in_openai_shape(
     assert generation_model.value.code == "model_not_loaded_for_embeddings"
     assert "embedding" in generation_model.value.message
     assert anthropic_model.value.code == "embeddings_unsupported"
+    assert generation_model.value.param == anthropic_model.value.param == "model"  # the member the client sent
     assert "openai" in anthropic_model.value.message
     assert unknown.value.code == "model_not_found"
     assert not [request for request in anthropic_upstream.requests if request.method == "POST"]
@@ -263,6 +264,9 @@ async def test_count_tokens_refusals_in_anthropic_shape(
         assert body["type"] == "error"
         assert body["error"]["type"] == "invalid_request_error"
     assert "count" in openai_model.value.message.lower()
+    for wrong_model in (openai_model, embedding_model):  # the message begins with the field at fault, as the API's do
+        assert isinstance(wrong_model.value.body, dict)
+        assert wrong_model.value.body["error"]["message"].startswith("model: ")
     assert "messages[0].content[0].type" in bad_block.value.message
     assert not [request for request in openai_upstream.requests if request.method == "POST"]
 

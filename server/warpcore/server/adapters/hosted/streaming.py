@@ -221,6 +221,7 @@ class HostedAdapter(ABC):
         raise FailedPreconditionError(
             f"the {self.name} API has no embeddings; load an embedding model on the openai backend, or a GGUF on the"
             " llama_cpp backend with llama_cpp.embedding set",
+            field="model_id",
             reason="EMBEDDINGS_UNSUPPORTED",
             metadata={"provider": self._api.provider},
         )
@@ -228,6 +229,7 @@ class HostedAdapter(ABC):
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         raise FailedPreconditionError(
             f"the {self.name} API has no exact token count for a prompt, and an estimate is not given as one",
+            field="model_id",
             reason="TOKEN_COUNT_UNSUPPORTED",
             metadata={"provider": self._api.provider},
         )

@@ -126,6 +126,7 @@ class LlamaCppAdapter:
             raise FailedPreconditionError(
                 "this model was loaded to generate text, so it cannot embed; load it again under another model_id"
                 " with backend_config.local.llama_cpp.embedding set to true",
+                field="model_id",
                 reason="MODEL_NOT_LOADED_FOR_EMBEDDINGS",
             )
         embedder = self._embedder
@@ -293,5 +294,6 @@ def _loaded_for_embeddings() -> FailedPreconditionError:
     return FailedPreconditionError(
         "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate or count a prompt; load"
         " the same file again under another model_id without embedding for that",
+        field="model_id",
         reason="MODEL_LOADED_FOR_EMBEDDINGS",
     )
