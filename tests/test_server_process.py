@@ -17,7 +17,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import TINY_MODEL, collect, greedy
+from tests.conftest import TINY_MODEL, collect, greedy, rich_details
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -114,6 +114,11 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
                 assert isinstance(frame, pb.GenerateResponse)
                 frames.append(frame)
             assert frames[-1].result.finish_reason == pb.FINISH_REASON_CANCELLED
+            # The drain over, the watch ends as any call then does: with a status that says to go elsewhere.
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await watch.read()
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert rich_details(ended.value)[0].reason == "SHUTTING_DOWN"
         assert await asyncio.wait_for(process.wait(), 30) == 0
         assert process.stderr is not None
         logs = started + [json.loads(line) for line in (await process.stderr.read()).splitlines()]

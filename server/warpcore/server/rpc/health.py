@@ -10,6 +10,11 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from warpcore.server.core.limits import shutting_down
+from warpcore.server.rpc.status import unary_errors
+
+WATCHES_END_WAIT = 1.0
+"""Seconds the shutdown waits for the watches to send their last status before gRPC cancels what is left."""
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
@@ -24,6 +29,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
         self._version = 0
         self._changed = asyncio.Condition()
         self._shutting_down = False
+        self._ended = False
+        self._watches: set[asyncio.Task[object]] = set()
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
@@ -31,16 +38,26 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=status)
 
+    @unary_errors
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
-        last = None
-        while True:
-            seen = self._version
-            status = self._status.get(request.service, SERVICE_UNKNOWN)
-            if status != last:
-                # Written outside the condition, so that a slow watcher cannot hold up the others.
-                await context.write(health_pb2.HealthCheckResponse(status=status))
-                last = status
-            await self._next_change(seen)
+        """Every change of the service's status, until the server's drain is over: then UNAVAILABLE, reason
+        SHUTTING_DOWN, as any other call gets, for the watcher to turn to another replica."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._watches.add(task)
+        try:
+            last = None
+            while not self._ended:
+                seen = self._version
+                status = self._status.get(request.service, SERVICE_UNKNOWN)
+                if status != last:
+                    # Written outside the condition, so that a slow watcher cannot hold up the others.
+                    await context.write(health_pb2.HealthCheckResponse(status=status))
+                    last = status
+                await self._next_change(seen)
+        finally:
+            self._watches.discard(task)
+        raise shutting_down()
 
     async def _next_change(self, seen: int) -> None:
         async with self._changed:
@@ -61,6 +78,16 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
             self._shutting_down = True
             for service in list(self._status):
                 await self._update(service, NOT_SERVING)
+
+    async def end_watches(self) -> None:
+        """End every watch (the drain is over), and wait a moment for their last status to be sent."""
+        watches = list(self._watches)
+        self._ended = True
+        async with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+        if watches:
+            await asyncio.wait(watches, timeout=WATCHES_END_WAIT)
 
     async def _update(
         self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType | None

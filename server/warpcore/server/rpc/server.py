@@ -97,8 +97,8 @@ class WarpcoreServer:
     async def stop(self, grace: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, give the calls in flight `grace` seconds, then end them with our own
         answers (core/drain.py): a CANCELLED result frame for a stream, UNAVAILABLE (SHUTTING_DOWN) for any other
-        call. `streams.end_now()` cuts the grace short. gRPC cancels only what is left after that, with its own
-        status: health watches."""
+        call; health watches end with UNAVAILABLE (SHUTTING_DOWN) too. `streams.end_now()` cuts the grace short. gRPC
+        cancels only what is left after that, with its own status."""
         await self.health.enter_graceful_shutdown()
         self.engine.refuse_queued()
         if grace is None:  # no drain: gRPC cancels every call at once
@@ -107,6 +107,7 @@ class WarpcoreServer:
         # Given the grace, gRPC would cancel the calls still open when it ends, ahead of the drain's own answers.
         stopping = asyncio.ensure_future(self.server.stop(UNTIL_DRAINED))
         await self.streams.drain(grace)
+        await self.health.end_watches()
         await self.server.stop(0)
         await stopping
 
