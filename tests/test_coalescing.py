@@ -14,7 +14,7 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.coalescing import FIRST_FRAME_HEADSTART, JOIN_BACKLOG, READ_SLICE, coalesced
-from warpcore.server.core.domain import GenerationEvent, TextChunk
+from warpcore.server.core.domain import GenerationEvent, TextChunk, TokenLogprob, ToolCallDelta
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.v1 import inference_pb2 as pb
@@ -105,6 +105,30 @@ async def test_a_buffered_burst_is_joined_for_a_writer_that_never_waits() -> Non
     assert "".join(received) == "".join(BURST)
     assert received[0] == BURST[0]
     assert len(received) <= len(BURST) // READ_SLICE + 2  # the first alone, then at least a read slice per frame
+
+
+async def test_a_join_keeps_each_token_s_logprob_a_refusal_apart_and_a_tool_call_in_its_place() -> None:
+    answer = [TextChunk(text, (TokenLogprob(text.encode(), -index / 10),)) for index, text in enumerate(BURST[:40])]
+    refusal = [TextChunk(" no", refusal=True), TextChunk(" way", refusal=True)]
+    call = ToolCallDelta(0, id="call_1", name="lookup")
+    tail = [TextChunk(" after"), TextChunk(" the call")]
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        for delta in [*answer, *refusal, call, *tail]:
+            yield delta
+
+    received = [event async for event in coalesced(events())]
+    assert len(received) < len(answer) + len(refusal) + 1 + len(tail)  # joined
+    place = received.index(call)
+    before, after = received[:place], received[place + 1 :]
+    assert all(isinstance(event, TextChunk) for event in before + after)
+    texts = [event for event in before if isinstance(event, TextChunk) and not event.refusal]
+    refused = [event for event in before if isinstance(event, TextChunk) and event.refusal]
+    assert before == texts + refused  # the refusal's text after the answer's, never in one chunk with it
+    assert "".join(event.text for event in texts) == "".join(chunk.text for chunk in answer)
+    assert [logprob for event in texts for logprob in event.logprobs] == [chunk.logprobs[0] for chunk in answer]
+    assert "".join(event.text for event in refused) == " no way"
+    assert after == [TextChunk(" after the call")]
 
 
 async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> None:

@@ -104,12 +104,27 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
 
 def _joined(deltas: list[Delta]) -> list[Delta]:
     """`deltas` with each run of text chunks made one chunk (a refusal's apart from an answer's), their tokens'
-    logprobs joined as their text is; other deltas keep their place."""
+    logprobs joined as their text is; other deltas keep their place. Each run is joined once, at its end: a backlog
+    of a fast stream's thousands of deltas costs their length, not its square."""
     out: list[Delta] = []
+    run: list[TextChunk] = []
+
+    def end_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            logprobs = tuple(logprob for chunk in run for logprob in chunk.logprobs)
+            out.append(TextChunk("".join(chunk.text for chunk in run), logprobs, run[0].refusal))
+        run.clear()
+
     for delta in deltas:
-        previous = out[-1] if out else None
-        if isinstance(delta, TextChunk) and isinstance(previous, TextChunk) and delta.refusal == previous.refusal:
-            out[-1] = TextChunk(previous.text + delta.text, previous.logprobs + delta.logprobs, delta.refusal)
+        if isinstance(delta, TextChunk) and (not run or delta.refusal == run[0].refusal):
+            run.append(delta)
+            continue
+        end_run()
+        if isinstance(delta, TextChunk):
+            run.append(delta)
         else:
             out.append(delta)
+    end_run()
     return out
