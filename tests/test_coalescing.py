@@ -14,9 +14,9 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.coalescing import FIRST_FRAME_HEADSTART, JOIN_BACKLOG, READ_SLICE, coalesced
-from warpcore.server.core.domain import GenerationEvent, TextChunk, TokenLogprob, ToolCallDelta
+from warpcore.server.core.domain import GenerationEvent, TextChunk, ToolCallDelta
 from warpcore.server.core.errors import UnavailableError
-from warpcore.server.core.tokens import PromptUsage
+from warpcore.server.core.tokens import PromptUsage, TokenLogprob
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -112,9 +112,10 @@ async def test_a_join_keeps_each_token_s_logprob_a_refusal_apart_and_a_tool_call
     refusal = [TextChunk(" no", refusal=True), TextChunk(" way", refusal=True)]
     call = ToolCallDelta(0, id="call_1", name="lookup")
     tail = [TextChunk(" after"), TextChunk(" the call")]
+    deltas: list[GenerationEvent] = [*answer, *refusal, call, *tail]
 
     async def events() -> AsyncGenerator[GenerationEvent, None]:
-        for delta in [*answer, *refusal, call, *tail]:
+        for delta in deltas:
             yield delta
 
     received = [event async for event in coalesced(events())]
