@@ -32,6 +32,7 @@ from tests.test_operations import rest
 from tests.test_pull import MODEL, logged, pull, pulling_server
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_seeing_models
+from warpcore.server.core import drain
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import INFERENCE_SERVICE
 from warpcore.v1 import inference_pb2 as pb
@@ -292,10 +293,12 @@ async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets
 
 
 async def test_a_generation_whose_lazy_model_loads_once_the_grace_is_over_is_stopped_at_once(
-    server_env: dict[str, str],
+    server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The tester's finding: admitted after the drain had stopped the generations, it was never stopped, ran to its
     token limit and held the process past the grace, a second signal or not."""
+    # The load must end while the drain waits for the stopped generations: long enough a wait for a busy machine.
+    monkeypatch.setattr(drain, "STOPPED_WAIT", WAIT_SECONDS)
     async with lazily_served(server_env) as (server, stub, _, load):
         generating = stub.Generate(greedy("the", 4000, model_id="lazy"))
         await load.held()
