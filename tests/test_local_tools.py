@@ -123,6 +123,31 @@ async def test_required_tool_choice_gives_valid_calls_of_declared_tools(engine: 
     assert names == {"get_weather", "search-web"}
 
 
+async def test_arguments_whose_json_holds_escapes_parse_and_validate(engine: Engine) -> None:
+    """Constants, enum values and member names with a backslash, a quote or a line break: the grammar wrote their
+    backslashes unescaped (JSON that is not, or other strings), or could not be built at all."""
+    save = Tool(
+        "save-file",
+        "Save a file",
+        {
+            "type": "object",
+            "properties": {
+                "path": {"enum": ["C:\\temp\\a.txt", "line\nbreak", 'say "hi"']},
+                'mode "w"': {"const": "w\\b"},
+            },
+            "required": ["path", 'mode "w"'],
+            "additionalProperties": False,
+        },
+    )
+    model = await load_local(engine, "tiny")
+    paths = set()
+    for seed in range(SAMPLES):
+        params = dataclasses.replace(ask(ToolChoice(ToolChoiceMode.NAMED, save.name), seed=seed), tools=(save,))
+        (call,) = assert_valid_calls(await run(engine, model, params), (save,))
+        paths.add(json.loads(call.arguments)["path"])
+    assert len(paths) > 1  # the grammar let the values vary, and each one parsed as itself
+
+
 async def test_a_named_tool_is_the_one_called_once(engine: Engine) -> None:
     model = await load_local(engine, "tiny", parallel=2)
     for seed in range(SAMPLES):

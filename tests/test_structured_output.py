@@ -106,6 +106,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     # Hundreds of characters at most, which a random model may well write.
     "email": {"type": "string", "format": "email"},
+    # Strings whose JSON holds escapes (a backslash, a quote, control characters) or none (beyond ASCII), as values
+    # the output must repeat exactly and as the names of the members it must write.
+    "strings JSON escapes": {
+        "type": "object",
+        "properties": {
+            "path": {"const": "C:\\temp\\new"},
+            'say "hi"': {"enum": ['"quoted"', "line\nbreak", "tab\there", "bell\u0007", "caf\u00e9", "back\\"]},
+            "line\nname\\": {"type": "boolean"},
+        },
+        "required": ["path", 'say "hi"', "line\nname\\"],
+        "additionalProperties": False,
+    },
 }
 TINY_SAMPLES = 50
 GEMMA_SAMPLES = 5

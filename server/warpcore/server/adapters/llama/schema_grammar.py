@@ -23,6 +23,9 @@ _SPACE = '| " " | "\\n"'
 _LARGEST = 10**15 - 1
 _FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+# A grammar literal's escapes (llama.cpp's grammar parser): the converter's own escape only quotes and line breaks,
+# so the backslash of a constant's JSON escape (C:\\temp, \n, \") was read as an escape of the grammar's.
+_LITERAL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\r": "\\r", "\n": "\\n", "\t": "\\t"}
 # The converter's date takes the 31st of every month and year 0000, which no JSON Schema validator accepts: here each
 # month has the days it always has (February 28), in years 1000 to 9999.
 _DAYS_28 = '"0" [1-9] | "1" [0-9] | "2" [0-8]'
@@ -61,6 +64,14 @@ class _Converter(llama_grammar.SchemaConverter):
         if kind in ("integer", "number") and not literal and any(key in schema for key in _BOUNDS):
             return self.rule(rule_name, f"{_number_rule(schema, integer=kind == 'integer')} space")
         return str(super().visit(schema, name))  # type: ignore[no-untyped-call]
+
+    def _format_literal(self, literal: str) -> str:
+        """`literal` as a grammar literal that matches exactly its characters."""
+        escaped = (
+            _LITERAL_ESCAPES.get(character) or (f"\\x{ord(character):02X}" if ord(character) < 0x20 else character)
+            for character in literal
+        )
+        return '"' + "".join(escaped) + '"'
 
     def _add_primitive(self, name: str, rule: Any) -> str:
         if name == "char":
