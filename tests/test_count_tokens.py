@@ -3,6 +3,7 @@ from Anthropic's count_tokens API (the real SDK against the fake); OpenAI has no
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import grpc
@@ -128,6 +129,64 @@ async def test_anthropic_upstream_failure_is_mapped(stub: Stub, anthropic_upstre
     anthropic_upstream.script.status = 401
     error = await refused(stub, pb.CountTokensRequest(request=prompt()))
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+RECURSIVE = {
+    "$defs": {"node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/node"}}}},
+    "$ref": "#/$defs/node",
+}
+"""A schema no grammar can spell out."""
+
+
+def schema_format(schema: object) -> tools_pb2.ResponseFormat:
+    kind = tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    return tools_pb2.ResponseFormat(type=kind, name="answer", schema_json=json.dumps(schema))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pb.GenerationOptions(max_tokens=3, response_format=schema_format(RECURSIVE)),
+        pb.GenerationOptions(max_tokens=3, response_format=schema_format({"enum": []})),
+        pb.GenerationOptions(
+            max_tokens=3, response_format=schema_format({"type": "integer", "minimum": 5, "maximum": 4})
+        ),
+        pb.GenerationOptions(max_tokens=3, logit_bias={10**6: 5.0}),
+    ],
+    ids=["recursive $ref", "empty enum", "empty range", "logit_bias token out of range"],
+)
+async def test_what_generate_refuses_on_a_local_model_count_tokens_refuses_too(
+    stub: Stub, options: pb.GenerationOptions
+) -> None:
+    """The tester's finding: the proto says CountTokens is checked as Generate is, but these were counted."""
+    await load_tiny(stub)
+    request = pb.GenerateRequest(model_id="tiny", prompt="the world", options=options)
+    with pytest.raises(grpc.aio.AioRpcError) as generating:
+        await collect(stub.Generate(request))
+    counting = await refused(stub, pb.CountTokensRequest(request=request))
+    assert counting.code() == generating.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(counting)[0].reason == rich_details(generating.value)[0].reason
+    assert rich_details(counting)[1] == [f"request.{field}" for field in rich_details(generating.value)[1]]
+
+
+async def test_tools_whose_schema_generate_refuses_on_a_local_model_are_refused_by_count_tokens(stub: Stub) -> None:
+    await load_tiny(stub)
+    looping = tools_pb2.Tool(name="walk", parameters_json=json.dumps(RECURSIVE))
+    required = tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED)
+    request = pb.GenerateRequest(
+        model_id="tiny",
+        prompt="the world",
+        tools=[looping],
+        tool_choice=required,
+        options=pb.GenerationOptions(max_tokens=3),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as generating:
+        await collect(stub.Generate(request))
+    counting = await refused(stub, pb.CountTokensRequest(request=request))
+    assert (counting.code(), rich_details(counting)[0].reason) == (
+        generating.value.code(),
+        rich_details(generating.value)[0].reason,
+    )
 
 
 async def test_openai_has_no_exact_count(stub: Stub, openai_upstream: FakeOpenAI) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import llama_cpp
 
 from warpcore.server.adapters.llama.chat import ChatTemplate
-from warpcore.server.adapters.llama.constraint import check_servable, constraint_for, shapes_output
+from warpcore.server.adapters.llama.constraint import check_servable, output_constraint
 from warpcore.server.adapters.llama.context import (
     PREFILL_PIECE,
     LoadedWeights,
@@ -103,10 +103,7 @@ class LlamaCppAdapter:
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         try:
-            # Built here, off the model's thread, so that a large schema never stalls the generations decoding there.
-            constraint = None
-            if shapes_output(params):
-                constraint = await asyncio.to_thread(constraint_for, params)
+            constraint = await output_constraint(params, scheduler.vocabulary_size)
             prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
             scheduler.submit(Job(params, prompt, emit, stop, constraint))
             while True:
@@ -140,7 +137,8 @@ class LlamaCppAdapter:
         return embeddings
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
-        preparer, _ = self._serving(params)
+        preparer, scheduler = self._serving(params)
+        await output_constraint(params, scheduler.vocabulary_size)  # refused as the generation would be
         count: TokenCount = await asyncio.get_running_loop().run_in_executor(
             self._prompts, preparer.count, params, self._context_size, include_tokens
         )

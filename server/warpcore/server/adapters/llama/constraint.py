@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.schema_check import SchemaInliner
@@ -56,6 +57,24 @@ def check_servable(params: GenerationParams) -> None:
         raise InvalidArgumentError(
             "a local model cannot continue a last assistant message under a response format or tools; drop one",
             field="messages",
+        )
+
+
+async def output_constraint(params: GenerationParams, vocabulary_size: int) -> Constraint | None:
+    """The grammar of the output (None: free text) of a model with `vocabulary_size` tokens, built off the model's
+    thread so that a large schema never stalls the generations decoding there; generate and count_tokens both ask
+    for it, so that they refuse the same requests."""
+    _check_token_ids(params, vocabulary_size)
+    return await asyncio.to_thread(constraint_for, params) if shapes_output(params) else None
+
+
+def _check_token_ids(params: GenerationParams, vocabulary_size: int) -> None:
+    """Refuse a logit bias on a token the model does not have."""
+    if any(token >= vocabulary_size for token, _ in params.logit_bias):
+        raise InvalidArgumentError(
+            f"logit_bias: this model's token ids go from 0 to {vocabulary_size - 1}",
+            field="logit_bias",
+            reason="TOKEN_OUT_OF_RANGE",
         )
 
 

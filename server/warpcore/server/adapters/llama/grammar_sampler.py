@@ -80,13 +80,8 @@ class Sampler:
         vocabulary_size: int,
         constraint: Constraint | None,
     ) -> Sampler:
-        """The sampler of a generation with these options, over a vocabulary of `vocabulary_size` tokens."""
-        if any(token >= vocabulary_size for token, _ in params.logit_bias):
-            raise InvalidArgumentError(
-                f"logit_bias: this model's token ids go from 0 to {vocabulary_size - 1}",
-                field="logit_bias",
-                reason="TOKEN_OUT_OF_RANGE",
-            )
+        """The sampler of a generation with these options (token ids checked by the adapter), over a vocabulary of
+        `vocabulary_size` tokens."""
         chain = new_sampler(params, vocabulary_size)
         greedy_over = vocabulary_size if picks_most_likely(params) else 0
         return cls(chain, vocab, constraint, greedy_over=greedy_over, counts=bool(params.penalties))

@@ -80,6 +80,10 @@ class BatchScheduler:
         self.rows_per_call = invariant_rows(native, slots)
         self.occupancy = Occupancy(cells=native.cells)
 
+    @property
+    def vocabulary_size(self) -> int:
+        return int(self._native.vocabulary_size)
+
     def submit(self, job: Job) -> None:
         with self._wake:
             if self._refusing:
