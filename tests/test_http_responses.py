@@ -346,6 +346,22 @@ async def test_refusals_name_the_field_by_its_path_here(
     assert says in failure.message
 
 
+async def test_logprobs_an_anthropic_model_cannot_give_are_refused_naming_the_member_that_asked(doors: Doors) -> None:
+    """The tester's finding: asked by top_logprobs alone, the refusal named include, which the request did not hold."""
+    async with FakeAnthropic(models=["claude-test"]) as upstream:
+        await load_hosted(doors, upstream)
+        async with async_openai_client(doors) as client:
+            refusals = []
+            for asked in ({"top_logprobs": 2}, {"include": ["message.output_text.logprobs"]}):
+                with pytest.raises(openai.BadRequestError) as refused:
+                    await client.responses.create(model="m", input="hi", **asked)
+                refusals.append(refused.value)
+    top_logprobs, include = refusals
+    assert (top_logprobs.param, include.param) == ("top_logprobs", "include")
+    assert "leave top_logprobs unset" in top_logprobs.message
+    assert not posts(upstream)  # refused before anything went upstream
+
+
 async def test_reasoning_items_carry_anthropic_thinking_there_and_back(doors: Doors) -> None:
     async with FakeAnthropic(models=["claude-test"]) as upstream:
         await load_hosted(doors, upstream)

@@ -113,7 +113,8 @@ def responses_request(body: Json) -> ResponsesRequest:
         model=text(body, "model", required=True) or "",
         params=params,
         stream=boolean(body, "stream") is True,
-        field_names=field_names,
+        # Log-probabilities asked for by top_logprobs alone: a refusal of them names the member that asked.
+        field_names=field_names if logprobs or not top_logprobs else {**field_names, "logprobs": "top_logprobs"},
         echo=_echo(body, params, settings),
     )
 
