@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Self
 from aiohttp import web
 
 from tests.fakes.script import Script
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JsonObject = dict[str, Any]
 
@@ -83,13 +85,15 @@ class FakeUpstream(ABC):
         self._port: int | None = None
         self._stopping = False
         self._closing = asyncio.Event()
+        self._closed_after_stream: set[asyncio.BaseTransport] = set()
+        self.closed_unanswered = 0
 
     # Lifecycle
 
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} is already started")
-        app = web.Application()
+        app = web.Application(middlewares=[self._closes_after_stream])
         self._add_routes(app.router)
         # handler_cancellation: aiohttp cancels a handler whose client went away, which ends stalled streams.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT)
@@ -156,6 +160,17 @@ class FakeUpstream(ABC):
         """The vendor's JSON error body; `error_type` None means the vendor's default for `status`."""
 
     # Requests
+
+    @web.middleware
+    async def _closes_after_stream(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A request on a connection kept alive after a stream the script closes connections after: closed
+        unanswered, as llama.cpp's server's connection is when the next request crosses its close."""
+        closes = self.script.close_unanswered or request.transport in self._closed_after_stream
+        if request.transport is not None and closes:
+            self.closed_unanswered += 1
+            request.transport.close()
+            return web.Response(status=204)  # never sent
+        return await handler(request)
 
     async def admit(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
         """Records the request; returns the error answer it gets (wrong API key, scripted status), if any."""
@@ -236,6 +251,8 @@ class FakeUpstream(ABC):
                 await self._send(response, plan.chunks[sent])
             for event in plan.tail:
                 await self._send(response, event)
+            if script.close_after_stream and request.transport is not None:
+                self._closed_after_stream.add(request.transport)
         except (ConnectionResetError, asyncio.CancelledError):
             # aiohttp cancels the handler when its client disconnects (handler_cancellation), or a write fails.
             if not self._stopping:

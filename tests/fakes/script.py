@@ -46,6 +46,9 @@ class Script:
     usage_details: dict[str, Any] = field(default_factory=dict)  # merged into the usage reported
     refuse_max_tokens: bool = False  # OpenAI only: refuse `max_tokens` as its reasoning models do
     split_utf8: bool = False  # write each event in two pieces, the first ending inside a multi-byte character
+    # Close the connection once a stream is complete, although its headers announce keep-alive (llama.cpp's server).
+    close_after_stream: bool = False
+    close_unanswered: bool = False  # close the connection of every request, answering none
 
     @property
     def output_tokens(self) -> int:

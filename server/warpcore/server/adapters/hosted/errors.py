@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import aiohttp
+
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
 from warpcore.server.adapters.redaction import redact
@@ -209,7 +211,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
 
 
 # What each kind of broken connection is called in an error message; the first class in an exception's MRO wins.
-_CONNECTION_FAILURES: dict[type[OSError], str] = {
+_CONNECTION_FAILURES: dict[type[Exception], str] = {
     socket.gaierror: "could not resolve the host name of {host}",
     ConnectionRefusedError: "could not connect to {host} (connection refused)",
     ConnectionResetError: "the connection to {host} was reset",
@@ -217,7 +219,26 @@ _CONNECTION_FAILURES: dict[type[OSError], str] = {
     BrokenPipeError: "the connection to {host} was closed while sending",
     ConnectionError: "the connection to {host} failed",
 }
-_BROKEN_CONNECTIONS = tuple(_CONNECTION_FAILURES)
+# aiohttp's own words for a broken connection, when no socket error lies under them (and no timeout does).
+_AIOHTTP_FAILURES: dict[type[Exception], str] = {
+    aiohttp.ServerDisconnectedError: "{host} closed the connection before answering",
+    aiohttp.ClientOSError: "the connection to {host} failed",
+}
+_CLOSED_BEFORE_ANSWERING = (
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+    ConnectionResetError,
+    BrokenPipeError,
+)
+"""What sending a request on a kept-alive connection the upstream has closed meanwhile raises: nothing answered."""
+
+
+def closed_before_answering(error: BaseException) -> bool:
+    """Whether `error` says that the upstream closed an open connection before it answered the request (not that
+    no connection could be made)."""
+    causes = list(_causes(error))
+    connected = not any(isinstance(cause, aiohttp.ClientConnectorError) for cause in causes)
+    return connected and any(isinstance(cause, _CLOSED_BEFORE_ANSWERING) for cause in causes)
 
 
 def _connection_failure(error: BaseException, base_url: str) -> str | None:
@@ -231,6 +252,19 @@ def _connection_failure(error: BaseException, base_url: str) -> str | None:
     wraps the socket's error so, and its pool then re-raises with `from None`), or a member of a group (one error
     per address tried).
     """
+    causes = list(_causes(error))
+    timed_out = any(isinstance(cause, TimeoutError) for cause in causes)
+    for phrases in (_CONNECTION_FAILURES, {} if timed_out else _AIOHTTP_FAILURES):
+        for cause in causes:
+            phrase = next((phrases[cls] for cls in type(cause).__mro__ if cls in phrases), None)
+            if phrase is not None:
+                return phrase.format(host=upstream_host(base_url))
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every exception under it, breadth first: explicit causes, contexts nobody suppressed, exceptions
+    wrapped as arguments and members of groups."""
     seen: set[int] = set()
     pending: list[BaseException] = [error]
     while pending:
@@ -238,11 +272,8 @@ def _connection_failure(error: BaseException, base_url: str) -> str | None:
         if id(cause) in seen:
             continue
         seen.add(id(cause))
-        if isinstance(cause, _BROKEN_CONNECTIONS):
-            phrase = next(_CONNECTION_FAILURES[cls] for cls in type(cause).__mro__ if cls in _CONNECTION_FAILURES)
-            return phrase.format(host=upstream_host(base_url))
+        yield cause
         under = [cause.__cause__, None if cause.__suppress_context__ else cause.__context__, *cause.args]
         if isinstance(cause, BaseExceptionGroup):
             under += cause.exceptions
         pending += [inner for inner in under if isinstance(inner, BaseException)]
-    return None

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
-from warpcore.server.adapters.hosted.errors import ErrorTable, HasHeaders, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.errors import (
+    ErrorTable,
+    HasHeaders,
+    closed_before_answering,
+    map_sdk_errors,
+    upstream_error,
+)
 from warpcore.server.adapters.hosted.scrub import scrub_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
@@ -44,6 +50,10 @@ _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 
 Delta = TextChunk | ReasoningChunk | ToolCallDelta
 NO_DELTAS: tuple[Delta, ...] = ()
+RESENDS = 2
+"""Times a request is sent again when the upstream closed its kept-alive connection before answering: nothing was
+answered, and llama.cpp's server closes one after each stream while it announces keep-alive. The SDKs' own retries
+are off (config.py): they would retry any failure."""
 
 
 def refused(field: str, message: str) -> InvalidArgumentError:
@@ -240,6 +250,15 @@ class HostedAdapter(ABC):
 
     async def _open(self, body: dict[str, Any], time_limit: float, headers: dict[str, str]) -> UpstreamStream:
         """The upstream stream of one request; SDK failures propagate, to be mapped by the caller."""
+        for _ in range(RESENDS):
+            try:
+                return await self._post(body, time_limit, headers)
+            except self.errors.catches as error:
+                if not closed_before_answering(error):
+                    raise
+        return await self._post(body, time_limit, headers)
+
+    async def _post(self, body: dict[str, Any], time_limit: float, headers: dict[str, str]) -> UpstreamStream:
         stream: UpstreamStream = await self._client.post(
             self.endpoint.path,
             body=body,
