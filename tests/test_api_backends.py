@@ -465,6 +465,41 @@ async def test_retry_info_carries_the_upstreams_retry_after(
     assert details(error)["retry_after"] == 7.0
 
 
+async def test_a_500_that_says_what_is_not_supported_is_failed_precondition(stub: Stub, upstream: FakeUpstream) -> None:
+    """The tester's finding: llama.cpp's server answers an image it has no projector for with HTTP 500, which was
+    UNAVAILABLE (retry) and the HTTP door's 503 with Retry-After: a stock SDK sent the doomed request three times."""
+    await load(stub, upstream)
+    hint = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+    upstream.script = Script(status=500, error_message=hint, headers={"retry-after": "1"})
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.FAILED_PRECONDITION
+    assert "image input is not supported" in (error.details() or "")
+    assert "retry_after" not in details(error)
+    upstream.script = Script(status=500, error_message="the server ran out of memory")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE  # any other 500 may pass
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"llm_provider-retry-after": "60"}, 60.0),
+        ({"llm_provider-retry-after-ms": "7500", "llm_provider-retry-after": "8"}, 7.5),
+        ({"retry-after": "3", "llm_provider-retry-after": "60"}, 3.0),  # the standard header first
+    ],
+)
+async def test_retry_info_from_what_a_litellm_proxy_passes_on(
+    stub: Stub, upstream: FakeUpstream, headers: dict[str, str], wait: float
+) -> None:
+    """The tester's finding: behind LiteLLM, which sends only its llm_provider- forms, the wait was lost, and the HTTP
+    door told clients to retry after 1 s where the upstream had said 60."""
+    await load(stub, upstream)
+    upstream.script = Script(status=429, headers=headers)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.RESOURCE_EXHAUSTED
+    assert details(error)["retry_after"] == wait
+
+
 async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:
     await load(stub, upstream)
     upstream.script = Script(

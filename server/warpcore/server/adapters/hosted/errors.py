@@ -84,14 +84,20 @@ def error_for_status(status: int) -> type[WarpcoreError]:
     return UnavailableError if status >= 500 else FailedPreconditionError
 
 
+# LiteLLM's proxy passes its upstream's headers on under this prefix, and says its own wait so too.
+_PASSED_ON = "llm_provider-"
+
+
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
-    if milliseconds := headers.get("retry-after-ms"):
+    """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; from their
+    `llm_provider-` forms when a LiteLLM proxy sends only those."""
+    prefix = "" if "retry-after" in headers or "retry-after-ms" in headers else _PASSED_ON
+    if milliseconds := headers.get(f"{prefix}retry-after-ms"):
         try:
             return max(float(milliseconds) / 1000, 0.0)
         except ValueError:
             pass
-    value = headers.get("retry-after")
+    value = headers.get(f"{prefix}retry-after")
     if not value:
         return None
     try:
@@ -155,6 +161,15 @@ def _exceeds_context(error: Exception) -> bool:
     return bool(labels & _CONTEXT_LENGTH_LABELS) or _CONTEXT_LENGTH_WORDS.search(str(error)) is not None
 
 
+# A 500 that says what is missing is no passing failure: llama.cpp's server answers an image, without its projector,
+# with HTTP 500 "image input is not supported", which no retry changes (as a 501 says).
+_UNSUPPORTED_WORDS = re.compile(r"\bnot supported\b", re.IGNORECASE)
+
+
+def _lacks_feature(error: Exception) -> bool:
+    return getattr(error, "status_code", None) == 500 and _UNSUPPORTED_WORDS.search(str(error)) is not None
+
+
 def upstream_message(body: object) -> str | None:
     """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}."""
     if not isinstance(body, dict):
@@ -199,6 +214,8 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
             headers=failed.response.headers,
             event_type=str(error_type),
         )
+    if kind is None and _lacks_feature(error):
+        kind = FailedPreconditionError
     return upstream_error(
         kind or error_for_status(failed.status_code),
         api,
