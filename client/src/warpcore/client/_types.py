@@ -53,7 +53,8 @@ class ApiConfig:
     organization: str | None = None
     base_url: str | None = None
     timeout: float | None = None
-    """Seconds one upstream request may take."""
+    """Longest wait for the upstream, in seconds: to connect, and for each piece of its answer (a whole stream is
+    bounded by the call's deadline)."""
 
 
 @dataclass(frozen=True)
