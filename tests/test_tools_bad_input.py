@@ -164,6 +164,22 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         ),
         "options.response_format.schema_json",
     ),
+    "response schema with a dangling $ref": (
+        chat(
+            user("hi"),
+            options=pb.GenerationOptions(
+                response_format=tools_pb2.ResponseFormat(
+                    type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+                    schema_json='{"type": "object", "properties": {"a": {"$ref": "#/$defs/nope"}}}',
+                )
+            ),
+        ),
+        "options.response_format.schema_json",
+    ),
+    "tool schema with a dangling $ref": (
+        chat(user("hi"), tools=(tool({"type": "object", "properties": {"a": {"$ref": "#/$defs/gone"}}}, "t"),)),
+        "tools[0].parameters_json",
+    ),
     "a name with json_object": (
         chat(
             user("hi"),
@@ -229,7 +245,8 @@ async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchange
         "$defs": {
             "node": {"type": "object", "properties": {"children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}
         },
-        "x-vendor-hint": 3,
+        "x-vendor-hint": {"$ref": "#/not/a/schema/position"},  # an unknown keyword's value is data
+        "examples": [{"$ref": "#/nowhere"}],
     }
     await load(stub, openai_upstream)
     await stream(stub.Generate(chat(user("hi"), tools=(tool(schema, "tree"),))))

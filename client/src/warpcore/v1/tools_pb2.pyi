@@ -159,8 +159,9 @@ class Tool(_message.Message):
     parameters_json: _builtins.str
     """JSON Schema of the tool's arguments, as JSON text: an object schema, e.g.
     {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}.
-    Checked against its metaschema (draft 2020-12 unless "$schema" names another)
-    before anything is sent. Empty: a tool without arguments ({"type": "object"}).
+    Checked against its metaschema (draft 2020-12 unless "$schema" names another),
+    and each "$ref" into it ("#/...") for a target, before anything is sent. Empty: a
+    tool without arguments ({"type": "object"}).
     """
     strict: _builtins.bool
     """Ask the backend to guarantee that every call of this tool has arguments valid against
@@ -301,7 +302,8 @@ class ResponseFormat(_message.Message):
     """
     schema_json: _builtins.str
     """With RESPONSE_FORMAT_TYPE_JSON_SCHEMA: the JSON Schema, as JSON text. Required then,
-    empty otherwise; checked against its metaschema before anything is sent.
+    empty otherwise; checked against its metaschema, and each "$ref" into it for a
+    target, before anything is sent.
     """
     strict: _builtins.bool
     """Ask the backend to enforce the schema exactly (OpenAI's strict mode, which has rules

@@ -6,6 +6,7 @@ dynamic references), on the event loop, stalling every other call."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 import jsonschema
@@ -97,7 +98,56 @@ def _checked(schema: object, field: str) -> JsonSchema:
     except jsonschema.SchemaError as error:
         where = "/".join(str(part) for part in error.path) or "the top level"
         raise InvalidArgumentError(f"invalid JSON Schema at {where}: {error.message[:300]}", field=field) from None
+    _check_references(schema, field)
     return schema
+
+
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+"""Keywords whose values map names to schemas."""
+_SCHEMA_VALUES = frozenset(
+    {
+        *("items", "prefixItems", "additionalItems", "additionalProperties", "unevaluatedItems"),
+        *("unevaluatedProperties", "contains", "propertyNames", "not", "if", "then", "else", "allOf", "anyOf", "oneOf"),
+    }
+)
+"""Keywords whose values are a schema or a list of schemas; any other keyword's value is no schema, and a "$ref" in
+it is data."""
+
+
+def _check_references(schema: dict[str, Any], field: str) -> None:
+    """Every reference into this schema ("#" or "#/..." JSON pointers) points at something: no backend can use a
+    schema whose reference dangles, and the same request gets the same answer whichever backend serves it. A schema
+    with an "$id" below its root changes what such pointers mean there, and is left to its backend."""
+    pending: list[tuple[Any, str]] = [(schema, "")]
+    references: list[tuple[str, str]] = []
+    while pending:
+        node, path = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        if path and "$id" in node:
+            return
+        reference = node.get("$ref")
+        if isinstance(reference, str) and (reference == "#" or reference.startswith("#/")):
+            references.append((path, reference))
+        for key, value in node.items():
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                pending += [(inner, f"{path}/{key}/{name}") for name, inner in value.items()]
+            elif key in _SCHEMA_VALUES:
+                items = enumerate(value) if isinstance(value, list) else [(None, value)]
+                pending += [(inner, f"{path}/{key}" + ("" if at is None else f"/{at}")) for at, inner in items]
+    for path, reference in references:
+        target: Any = schema
+        for part in reference[2:].split("/") if reference != "#" else ():
+            key = urllib.parse.unquote(part).replace("~1", "/").replace("~0", "~")  # a URI fragment's pointer
+            if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+                target = target[int(key)]
+            elif isinstance(target, dict) and key in target:
+                target = target[key]
+            else:
+                where = path.lstrip("/") or "the top level"
+                raise InvalidArgumentError(
+                    f"invalid JSON Schema at {where}: $ref {reference!r} points at nothing in this schema", field=field
+                )
 
 
 def _depth(value: object) -> int:
