@@ -3,6 +3,7 @@ and each refusal."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -287,14 +288,16 @@ async def test_vectors_that_would_not_fit_in_one_response_are_refused_naming_how
             assert rich_details(refused)[0].reason == "RESPONSE_TOO_LARGE"
 
 
-async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub) -> None:
+async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub, caplog: pytest.LogCaptureFixture) -> None:
     """One long text is one llama.cpp decode of seconds: a call whose deadline passes stops it, so that the next call
-    is not kept waiting behind vectors nobody will read."""
+    is not kept waiting behind vectors nobody will read; and the stop, asked for, is logged as no failure."""
     await load_tiny_embedder(stub, context_size=4096)
     long_text = " ".join(["the world"] * 1500)
     started = time.monotonic()
     await embed(stub, [long_text], truncate=True)
     whole = time.monotonic() - started
+    caplog.set_level(logging.DEBUG, logger="llama.cpp")
+    caplog.clear()
     with pytest.raises(grpc.aio.AioRpcError) as late:
         await stub.Embed(
             epb.EmbedRequest(model_id="tiny-embed", inputs=[long_text], options=epb.EmbedOptions(truncate=True)),
@@ -302,8 +305,11 @@ async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub) -> None:
         )
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     started = time.monotonic()
-    await embed(stub, ["a"])
+    await embed(stub, ["a"])  # after the stopped decode, on the same worker: its lines are logged by now
     assert time.monotonic() - started < whole / 2, whole
+    native = [record for record in caplog.records if record.name == "llama.cpp"]
+    assert any("decode" in record.getMessage() for record in native)  # llama.cpp did report the stop...
+    assert [record.getMessage() for record in native if record.levelno >= logging.WARNING] == []  # ...as debug
 
 
 async def test_a_model_type_of_embeddings_loads_a_model_to_embed_and_is_reported(stub: Stub) -> None:

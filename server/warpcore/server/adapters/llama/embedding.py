@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import LoadedWeights
+from warpcore.server.adapters.llama.native_log import stopping_quietly
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 
@@ -130,7 +131,8 @@ class EmbeddingContext:
         if abortable:
             llama_cpp.llama_set_abort_callback(self.ctx, self._abort, None)
         try:
-            status = llama_cpp.llama_decode(self.ctx, batch)
+            with stopping_quietly(self._stop.is_set):
+                status = llama_cpp.llama_decode(self.ctx, batch)
         finally:
             batch.n_tokens = 0
             if abortable:

@@ -3,9 +3,12 @@ straight to stderr."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
+import threading
+from collections.abc import Callable, Iterator
 
 import llama_cpp
 from llama_cpp import mtmd_cpp
@@ -16,6 +19,7 @@ _CONTINUATION = 5  # ggml's GGML_LOG_LEVEL_CONT: the line goes on at the previou
 # A vocabulary-only model (the tokenizer and chat templates' own, beside the weights) knows no trained context, and
 # llama.cpp warns about every context made for it as if it overflowed one: noise on every load, not a warning.
 _VOCABULARY_ONLY_NOISE = "n_ctx_train (0)"
+_thread = threading.local()
 
 
 class _NativeLog:
@@ -26,9 +30,23 @@ class _NativeLog:
         if level != _CONTINUATION:
             self._level = _GGML_LEVELS.get(level, logging.DEBUG)
         message = text.decode("utf-8", errors="replace").rstrip()
-        level = logging.DEBUG if _VOCABULARY_ONLY_NOISE in message else self._level
+        stopped: Callable[[], bool] | None = getattr(_thread, "stopped", None)
+        quiet = _VOCABULARY_ONLY_NOISE in message or (stopped is not None and stopped())
+        level = logging.DEBUG if quiet else self._level
         if message and _native_log.isEnabledFor(level):
             _native_log.log(level, "%s", message)
+
+
+@contextlib.contextmanager
+def stopping_quietly(stopped: Callable[[], bool]) -> Iterator[None]:
+    """Within it, once `stopped()` is true, what llama.cpp logs on this thread is a debug line: an abort callback
+    that ends a decode on purpose (its caller went away) makes llama.cpp report a failed graph and decode as errors,
+    which an operator would chase for a call that ended as asked."""
+    _thread.stopped = stopped
+    try:
+        yield
+    finally:
+        _thread.stopped = None
 
 
 @functools.cache
