@@ -120,3 +120,35 @@ async def test_a_body_that_does_not_arrive_in_time_is_408_and_the_connection_clo
     assert status.split()[1] == b"408"
     assert b"\r\nConnection: close\r\n" in headers  # the rest of the body is not waited for
     assert b"did not arrive within 0.5 seconds" in await asyncio.wait_for(connection[0].read(300), ANSWER_SECONDS)
+
+
+@pytest.mark.parametrize("header", [b"x-api-key: ", b"Authorization: Bearer "])
+async def test_a_header_too_long_to_read_is_refused_without_echoing_it(
+    connection: Connection, header: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's own answer to a header over its size limit quotes the header: here a credential, which must go
+    neither back over the wire nor into the log; the answer has the shape every other refusal has."""
+    secret = b"sk-secret-" + b"k" * 10_000
+    reader = connection[0]
+    status = await exchange(connection, post("/v1/messages", header + secret), b"{}")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
+    rest = await asyncio.wait_for(reader.read(), ANSWER_SECONDS)  # the connection is closed after it
+    assert int(status.split()[1]) == 431
+    assert b"sk-secret" not in head + rest
+    assert b"\r\nx-request-id: req_" in b"\r\n" + head.lower()
+    assert b"\r\nrequest-id: req_" in b"\r\n" + head.lower()
+    body = json.loads(rest)
+    assert body["type"] == "error", body  # Anthropic's shape...
+    assert body["error"]["type"] == "invalid_request_error", body
+    assert (body["error"]["param"], body["error"]["code"]) == (None, "request_header_too_large")  # ...and OpenAI's
+    assert "8190 bytes" in body["error"]["message"], body  # what the client can act on
+    logged = "\n".join(record.getMessage() + str(record.exc_info) for record in caplog.records)
+    assert "sk-secret" not in logged
+
+
+async def test_a_head_that_contradicts_itself_is_a_400_both_sdks_read(connection: Connection) -> None:
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), b"Transfer-Encoding: chunked")
+    status, body = await answer(connection, head, b"{}")
+    assert status == 400
+    assert body["error"]["code"] == "malformed_http_request", body  # type: ignore[index]
+    assert body["type"] == "error", body

@@ -161,7 +161,7 @@ async def test_a_model_loads_without_llama_cpp_warnings(stub: Stub, caplog: pyte
     assert [record.getMessage() for record in caplog.records if record.name == "llama.cpp"] == []
 
 
-async def test_a_request_the_http_library_cannot_parse_is_a_warning_that_quotes_none_of_it(
+async def test_a_request_the_http_library_cannot_parse_is_an_access_line_that_quotes_none_of_it(
     doors: Doors, restored_logging: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     # aiohttp refuses a header over 8190 bytes itself, and logged an ERROR whose traceback quoted the header: a
@@ -171,12 +171,15 @@ async def test_a_request_the_http_library_cannot_parse_is_a_warning_that_quotes_
     reader, writer = await asyncio.open_connection("127.0.0.1", doors.http.port)
     secret = "Bearer " + "s3cret" * 2000
     writer.write(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: {secret}\r\n\r\n".encode())
-    assert (await reader.readline()).split()[1] == b"400"
+    assert (await reader.readline()).split()[1] == b"431"
     writer.close()
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
-    refused = [line for line in lines if line["logger"] == "aiohttp.server"]
-    assert [(line["level"], "error" in line) for line in refused] == [("warning", False)]
-    assert "refused a malformed HTTP request" in refused[0]["message"]
+    assert [line for line in lines if line["logger"] == "aiohttp.server"] == []
+    refused = [line for line in lines if line["logger"] == "warpcore.access"]
+    assert [(line["method"], line["code"], line["protocol"]) for line in refused] == [
+        ("unreadable", "INVALID_ARGUMENT", "http")
+    ]
+    assert refused[0]["request_id"].startswith("req_")
     assert not any("s3cret" in json.dumps(line) for line in lines)
 
 

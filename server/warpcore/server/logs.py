@@ -10,8 +10,6 @@ import os
 import sys
 from typing import Any, TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 REQUEST_FIELDS = (
     "protocol",
     "method",
@@ -74,31 +72,12 @@ formatted): the module is imported here, before any pull would import it, and th
 line goes through the process's formatter, once."""
 
 
-class MalformedRequests(logging.Filter):
-    """aiohttp's server logs a request it could not parse (a header over its size or holding control characters, a
-    broken length) as an ERROR with a traceback whose message quotes the offending bytes. That is a client's
-    mistake, not the server's, and the bytes may be an oversize credential: such a record stays, as a warning that
-    names the kind of error only."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"
-            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
-            record.msg, record.args = "refused a malformed HTTP request from %s (%s)", (peer, type(error).__name__)
-            record.exc_info = record.exc_text = None
-        return True
-
-
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler(_own_stderr())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(own, MalformedRequests) for own in server_log.filters):
-        server_log.addFilter(MalformedRequests())
     for name, module in LIBRARY_HANDLERS.items():
         with contextlib.suppress(ImportError):  # a library not installed adds no handler either
             importlib.import_module(module)

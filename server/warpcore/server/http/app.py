@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import _default_expect_handler as default_expect_handler
 
 from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, recording_usage, request_id
@@ -28,6 +29,7 @@ from warpcore.server.http.routes import (
     internal,
     request_ids,
 )
+from warpcore.server.http.unreadable import DoorRunner, either_dialect, unreadable_request
 
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds handlers still running when the door closes (after the engine's drain) get to write their last event."""
@@ -49,8 +51,8 @@ class HttpDoor:
         add_routes(self.app, self._expect)
         self.app.router.add_get("/health", self._health)
         # Cancelling the handler of a client that went away is what stops its generation upstream.
-        self._runner = web.AppRunner(
-            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
+        self._runner = DoorRunner(
+            self.app, self._unreadable, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
         self.port = 0
 
@@ -78,6 +80,21 @@ class HttpDoor:
         status = "shutting down" if self._draining else "starting"
         request[OUTCOME] = "UNAVAILABLE"  # as the access log and the request count say of a 503
         return web.json_response({"status": status}, status=503, headers=request_ids(request))
+
+    def _unreadable(self, request: web.BaseRequest, error: HttpProcessingError) -> web.Response:
+        status, refusal = unreadable_request(error)
+        identifier = request_id(None)  # its headers were not read
+        log_request(
+            self._engine.metrics,
+            "http",
+            "unreadable",
+            refusal.code.name,
+            time.monotonic(),
+            peer=request.remote,
+            request_id=identifier,
+        )
+        headers = {"x-request-id": identifier, "request-id": identifier}
+        return web.json_response(either_dialect(refusal, identifier), status=status, headers=headers)
 
     def refuse_new(self) -> None:
         """From now on, new requests get 503 with Retry-After; those running go on (the engine drains them)."""
