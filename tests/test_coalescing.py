@@ -13,7 +13,7 @@ from tests.conftest import collect, failed_stream
 from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
-from warpcore.server.core.coalescing import FIRST_FRAME_HEADSTART, JOIN_BACKLOG, READ_SLICE, coalesced
+from warpcore.server.core.coalescing import FIRST_FRAME_HEADSTART, JOIN_BACKLOG, READ_AHEAD, READ_SLICE, coalesced
 from warpcore.server.core.domain import GenerationEvent, TextChunk, ToolCallDelta
 from warpcore.server.core.errors import UnavailableError
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob
@@ -153,6 +153,26 @@ async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> No
         await asyncio.sleep(0)  # a writer slower than the reader, as before
     assert "".join(rest) == "".join(BURST[1:])
     assert len(rest) < len(BURST) - 1  # the rest of the burst was read ahead and joined, as before
+
+
+async def test_a_caller_that_stops_reading_stops_the_reading_of_its_backend() -> None:
+    # A client that reads nothing more kept the server reading, and holding, all its upstream sent.
+    sent = [f" t{index}" for index in range(10 * READ_AHEAD)]
+    pulled: list[str] = []
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        for text in sent:
+            pulled.append(text)
+            yield TextChunk(text)
+
+    stream = coalesced(events())
+    received = [await anext(stream), await anext(stream)]  # then the caller stops reading
+    for _ in range(4 * len(sent) // READ_SLICE):  # turns of the loop enough for the reader to read them all
+        await asyncio.sleep(0)
+    delivered = sum(event.text.count(" t") for event in received if isinstance(event, TextChunk))
+    assert len(pulled) <= delivered + READ_AHEAD
+    received += [event async for event in stream]
+    assert "".join(event.text for event in received if isinstance(event, TextChunk)) == "".join(sent)
 
 
 async def test_the_rest_of_a_burst_is_read_only_after_a_headstart_for_the_caller() -> None:

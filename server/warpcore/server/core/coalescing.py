@@ -15,6 +15,10 @@ JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
 READ_SLICE = 16
 """Deltas read without waiting, between two turns given to the writer."""
+READ_AHEAD = 256
+"""Deltas read at most ahead of the writer: a caller that stops reading stops the reading of its backend (an
+upstream's socket fills and its sender waits; a local model's deltas wait in its queue, at most max_tokens of them)
+rather than this process holding all a backend sends."""
 FIRST_FRAME_HEADSTART = 0.001
 """Seconds the caller gets, once the first frame is written, before the rest of a stream is read: about a scheduler
 time slice, long enough for the kernel to run the woken caller (and its transport's threads) on a busy core, short
@@ -31,8 +35,8 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     out joined. A writer that never waits (an HTTP response's write returns at once until the socket's buffers are
     full) would otherwise take each delta alone, and the caller's SDK would parse one event per token. The first
     delta always goes out at once, alone; order is kept, and the `Finish` or the failure comes after the last text.
-    A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. Closing this generator stops the
-    reading and closes `events`.
+    A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. No more than READ_AHEAD deltas are
+    read ahead of the writer. Closing this generator stops the reading and closes `events`.
 
     Nothing after the first delta is read until it is written, and FIRST_FRAME_HEADSTART after that: reading a
     burst already buffered keeps this process busy for many milliseconds, and on a host with few cores the caller,
@@ -43,6 +47,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     texts: collections.deque[Delta] = collections.deque()
     ending: list[Finish | Exception] = []
     ready = asyncio.Event()
+    taken = asyncio.Event()  # the writer took what was read ahead
     first_written = asyncio.Event()
     waiting = finished = False
 
@@ -61,7 +66,10 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                         await first_written.wait()
                         await asyncio.sleep(FIRST_FRAME_HEADSTART)
                         continue
-                if len(texts) % READ_SLICE == 0:
+                if len(texts) >= READ_AHEAD:
+                    taken.clear()
+                    await taken.wait()
+                elif len(texts) % READ_SLICE == 0:
                     # Reading an upstream whose bytes are already buffered never yields to the loop: give the
                     # writer a turn, so that the text read meanwhile goes out.
                     await asyncio.sleep(0)
@@ -82,10 +90,12 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
             if len(texts) > JOIN_BACKLOG:
                 backlog = list(texts)
                 texts.clear()
+                taken.set()
                 for joined in _joined(backlog):
                     yield joined
             elif texts:
                 delta = texts.popleft()
+                taken.set()
                 yield delta
                 if type(delta) is not PromptUsage:  # the first delta still goes out alone
                     first_written.set()
