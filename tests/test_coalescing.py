@@ -26,6 +26,13 @@ BURST = [f" t{index}" for index in range(2000)]
 """Sent with no delay: the server reads them far faster than it can write one gRPC message each."""
 
 
+async def pulling(texts: list[str], pulled: list[str]) -> AsyncGenerator[GenerationEvent, None]:
+    """`texts` as deltas, each noted in `pulled` as it is read."""
+    for text in texts:
+        pulled.append(text)
+        yield TextChunk(text)
+
+
 async def deltas_of(call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse]) -> list[str]:
     frames = [frame async for frame in call]
     assert frames[-1].HasField("result")
@@ -135,13 +142,7 @@ async def test_a_join_keeps_each_token_s_logprob_a_refusal_apart_and_a_tool_call
 async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> None:
     # A burst already buffered would keep the process busy reading while the caller waits for its first frame.
     pulled: list[str] = []
-
-    async def events() -> AsyncGenerator[GenerationEvent, None]:
-        for text in BURST:
-            pulled.append(text)
-            yield TextChunk(text)
-
-    stream = coalesced(events())
+    stream = coalesced(pulling(BURST, pulled))
     assert await anext(stream) == TextChunk(BURST[0])
     for _ in range(3 * READ_SLICE):  # turns of the loop for the reader, while the first frame is being written
         await asyncio.sleep(0)
@@ -159,13 +160,7 @@ async def test_a_caller_that_stops_reading_stops_the_reading_of_its_backend() ->
     # A client that reads nothing more kept the server reading, and holding, all its upstream sent.
     sent = [f" t{index}" for index in range(10 * READ_AHEAD)]
     pulled: list[str] = []
-
-    async def events() -> AsyncGenerator[GenerationEvent, None]:
-        for text in sent:
-            pulled.append(text)
-            yield TextChunk(text)
-
-    stream = coalesced(events())
+    stream = coalesced(pulling(sent, pulled))
     received = [await anext(stream), await anext(stream)]  # then the caller stops reading
     for _ in range(4 * len(sent) // READ_SLICE):  # turns of the loop enough for the reader to read them all
         await asyncio.sleep(0)
