@@ -193,6 +193,7 @@ async def test_symlink_out_of_models_path_is_refused(stub: Stub, models_path: Pa
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="link.gguf"))
         assert raised.value.code() == Code.FAILED_PRECONDITION
+        assert rich_details(raised.value)[1] == ["model"]  # as for the other refusals of the path
         assert "outside MODELS_PATH" in (raised.value.details() or "")
         assert str(tmp_path) not in (raised.value.details() or "")  # server paths are not revealed
         listed = await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))

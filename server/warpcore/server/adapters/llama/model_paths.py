@@ -46,6 +46,9 @@ def _located(model: str, models_path: str | None, field: str) -> tuple[PurePosix
         raise FailedPreconditionError(
             f"{field_noun(field)} {model!r} is a link to a file outside MODELS_PATH, which is not served",
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
+            # The id is well formed, and what the link points at is the server's state: FAILED_PRECONDITION, as for a
+            # file the server may not read; the field is named as for every other refusal of the path.
+            field=field,
         )
     return relative, resolved
 
