@@ -99,3 +99,16 @@ async def test_every_reasoning_effort_and_verbosity_reach_openai(
     refused = await warpcore(target, "generate", "--model", "m", "--verbosity", "loud", "n?")
     assert refused.code == 2
     assert "invalid choice: 'loud'" in refused.stderr
+
+
+async def test_an_answer_cut_short_under_a_schema_is_printed_then_a_failure(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str, tmp_path: Path
+) -> None:
+    """A text cut by --max-tokens is no JSON, yet the command said it had succeeded."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(chunks=['{"n": ', "4"], finish_reason="length")
+    schema_file = tmp_path / "answer.json"
+    schema_file.write_text(json.dumps(ANSWER_SCHEMA))
+    run = await warpcore(target, "generate", "--model", "m", "--json-schema", str(schema_file), "n?")
+    assert (run.code, run.stdout) == (1, '{"n": 4\n')
+    assert run.stderr == "warpcore: the answer ended with finish length before it was the JSON --json-schema asks for\n"

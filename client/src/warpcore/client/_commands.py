@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from warpcore.client import (
     Client,
+    FinishReason,
     GenerateResponse,
     Message,
     NotFoundError,
@@ -131,6 +132,10 @@ def generate(client: Client, args: argparse.Namespace) -> int:
     model_id = pick_model(client, args.model, args.backend)
     reasoning = sys.stderr if args.show_reasoning else None
     response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
+    if args.json_schema is not None and (response.finish_reason is not FinishReason.STOP or response.refusal):
+        # A text cut short (max_tokens), or declined, is no JSON to parse: not the answer the schema asked for.
+        ended = "declined by the model" if response.refusal else f"ended with finish {response.finish_reason}"
+        raise CliError(f"the answer {ended} before it was the JSON --json-schema asks for")
     print(usage_line(response), file=sys.stderr)
     return 0
 
