@@ -86,13 +86,14 @@ class _MessageEvents(EventReader):
     message_start (passed on at once when it counts the prompt) and message_delta, the stop reason and stop sequence
     in message_delta."""
 
-    __slots__ = ("_calls", "_input_tokens")
+    __slots__ = ("_calls", "_input_tokens", "_started_output")
 
     def __init__(self) -> None:
         super().__init__()
         self._calls: dict[int, int] = {}
         """Content block index of each tool_use block -> its call's index, in the order calls began."""
         self._input_tokens = 0
+        self._started_output = 0  # message_start's count of the answer
 
     def deltas(self, event: Any) -> Sequence[Delta | PromptUsage]:
         kind = event.get("type")
@@ -107,7 +108,11 @@ class _MessageEvents(EventReader):
             if self.finish is None and block["type"] == "redacted_thinking":
                 return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
         elif kind == "message_start":
-            self._count(event["message"])
+            # Its output_tokens counts the answer as it starts (1, say): a stream cut before its message_delta
+            # tells no count of its answer rather than that one, which stands only if the end tells none.
+            message = event["message"]
+            self._count(message, answer=False)
+            self._started_output = int((message.get("usage") or {}).get("output_tokens") or 0)
             if self.prompt_tokens:  # a compatible server may count nothing yet: then the Finish tells it
                 return (PromptUsage(self.prompt_tokens, self.cached_prompt_tokens, self.cache_creation_tokens),)
         elif kind == "message_delta":
@@ -119,6 +124,7 @@ class _MessageEvents(EventReader):
                 self.finish = FinishReason.STOP_SEQUENCE  # llama.cpp's server says end_turn, and which sequence
             self.stop_sequence = sequence if self.finish is FinishReason.STOP_SEQUENCE else ""
             self._count(event)
+            self.completion_tokens = self.completion_tokens or self._started_output
         return NO_DELTAS
 
     def _delta(self, block: int, delta: Mapping[str, Any]) -> Delta | None:
@@ -136,8 +142,8 @@ class _MessageEvents(EventReader):
             return ReasoningChunk(signature=_string(delta["signature"]))
         return None
 
-    def _count(self, carrier: Mapping[str, Any]) -> None:
-        """Take the non-zero counts of an event's usage.
+    def _count(self, carrier: Mapping[str, Any], answer: bool = True) -> None:
+        """Take the non-zero counts of an event's usage (the answer's too, with `answer`).
 
         Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
         servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
@@ -149,9 +155,10 @@ class _MessageEvents(EventReader):
         self.cached_prompt_tokens = int(usage.get("cache_read_input_tokens") or 0) or self.cached_prompt_tokens
         self.cache_creation_tokens = int(usage.get("cache_creation_input_tokens") or 0) or self.cache_creation_tokens
         self.prompt_tokens = self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens
-        self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
-        thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
-        self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
+        if answer:
+            self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
+            thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
+            self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
 
 
 def _string(value: object) -> str:
