@@ -1,7 +1,8 @@
-"""Bytes aiohttp cannot read as an HTTP request: a header over its size limit, a malformed line. aiohttp's own answer
-quotes the offending bytes, which may be a credential, in a plain-text body and in an ERROR log line with its
-traceback; the door's says what was wrong and not what was sent, in the body both SDKs parse, with a request id, and
-the access log has its line as for any other refusal."""
+"""Requests the door cannot read. Bytes aiohttp cannot parse as one (a header over its size limit, a malformed line):
+aiohttp's own answer quotes the offending bytes, which may be a credential, in a plain-text body and in an ERROR log
+line with its traceback; the door's says what was wrong and not what was sent, in the body both SDKs parse, with a
+request id, and the access log has its line as for any other refusal. And a first request whose head does not
+arrive within bounds.HEAD_READ_SECONDS: its connection is closed."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, LineTooLong
 
+from warpcore.server.core import bounds
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.http.errors import anthropic_error, openai_error
 
@@ -30,6 +32,12 @@ def unreadable_request(error: HttpProcessingError) -> tuple[int, InvalidArgument
             reason="REQUEST_HEADER_TOO_LARGE",
         )
         return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, refusal
+    if isinstance(error, ContentEncodingError):
+        refusal = InvalidArgumentError(
+            "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
+            reason="UNSUPPORTED_CONTENT_ENCODING",
+        )
+        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, refusal
     refusal = InvalidArgumentError(
         f"the request is not HTTP/1.1 this server can read ({type(error).__name__}); nothing of it was used",
         reason="MALFORMED_HTTP_REQUEST",
@@ -51,6 +59,21 @@ class _DoorConnection(web_protocol.RequestHandler):
         super().__init__(server, loop=asyncio.get_running_loop())
         self.access_logger = None  # the door writes its own access log
         self._refuse = refuse
+        self._head_due: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._head_due = asyncio.get_running_loop().call_later(bounds.HEAD_READ_SECONDS, self.force_close)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.head_read()
+        super().connection_lost(exc)
+
+    def head_read(self) -> None:
+        """A request's head was read: the connection is no longer held to HEAD_READ_SECONDS."""
+        if self._head_due is not None:
+            self._head_due.cancel()
+            self._head_due = None
 
     def handle_error(
         self,
@@ -77,6 +100,12 @@ class _DoorServer(web.Server):
 
     def __call__(self) -> web_protocol.RequestHandler:
         return _DoorConnection(self, self._refuse)
+
+
+def head_read(request: web.Request) -> None:
+    """Tell the connection of `request` that a request's head was read on it."""
+    if isinstance(request.protocol, _DoorConnection):
+        request.protocol.head_read()
 
 
 class DoorRunner(web.AppRunner):
