@@ -30,9 +30,9 @@ BODY_READ_SECONDS = 60.0
 """Most seconds an HTTP request's body may take to arrive, 4 MiB at 70 kB/s: a client that sends it slower (or
 never) holds a connection for nothing."""
 HEAD_READ_SECONDS = 60.0
-"""Most seconds the head of a connection's first HTTP request may take to arrive: aiohttp waits without end, and a
-client that never finishes one (slowloris) would hold a connection, and a file descriptor, for nothing. Later
-requests on the connection are bounded by aiohttp's keep-alive timeout."""
+"""Most seconds an HTTP connection waits for a request's head to arrive whole, from its start and after each answer
+(its keep-alive timeout): a client that never finishes one (slowloris) would hold a connection, and a file
+descriptor, for nothing."""
 MAX_URL_LENGTH = 2048  # the common bound of HTTP clients and servers on a URL
 MAX_REQUEST_ID = 128
 """Characters of a request id, a caller's or an upstream's: a UUID, a trace id, "req_" and 24-32 characters; far

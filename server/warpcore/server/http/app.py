@@ -29,7 +29,7 @@ from warpcore.server.http.routes import (
     internal,
     request_ids,
 )
-from warpcore.server.http.unreadable import DoorRunner, either_dialect, head_read, unreadable_request
+from warpcore.server.http.unreadable import DoorRunner, either_dialect, unreadable_request
 
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds handlers still running when the door closes (after the engine's drain) get to write their last event."""
@@ -154,7 +154,6 @@ class HttpDoor:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started, code = time.monotonic(), "CANCELLED"
-        head_read(request)
         request[REQUEST_ID] = request_id(request.headers.get(REQUEST_ID_HEADER))
         route = request.match_info.route.resource
         method = route.canonical if route is not None else "unmatched"

@@ -1,8 +1,8 @@
 """Requests the door cannot read. Bytes aiohttp cannot parse as one (a header over its size limit, a malformed line):
 aiohttp's own answer quotes the offending bytes, which may be a credential, in a plain-text body and in an ERROR log
 line with its traceback; the door's says what was wrong and not what was sent, in the body both SDKs parse, with a
-request id, and the access log has its line as for any other refusal. And a first request whose head does not
-arrive within bounds.HEAD_READ_SECONDS: its connection is closed."""
+request id, and the access log has its line as for any other refusal. And a request whose head does not arrive
+within bounds.HEAD_READ_SECONDS: its connection is closed."""
 
 from __future__ import annotations
 
@@ -56,24 +56,11 @@ class _DoorConnection(web_protocol.RequestHandler):
     """aiohttp's handler of one connection, which answers a request it cannot read with the door's refusal."""
 
     def __init__(self, server: web.Server, refuse: Refusal) -> None:
-        super().__init__(server, loop=asyncio.get_running_loop())
+        # aiohttp closes a connection whose next request's head has not come whole within its keep-alive timeout,
+        # from the connection's start too: an hour by default, which a slowloris client would hold it for.
+        super().__init__(server, loop=asyncio.get_running_loop(), keepalive_timeout=bounds.HEAD_READ_SECONDS)
         self.access_logger = None  # the door writes its own access log
         self._refuse = refuse
-        self._head_due: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self._head_due = asyncio.get_running_loop().call_later(bounds.HEAD_READ_SECONDS, self.force_close)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.head_read()
-        super().connection_lost(exc)
-
-    def head_read(self) -> None:
-        """A request's head was read: the connection is no longer held to HEAD_READ_SECONDS."""
-        if self._head_due is not None:
-            self._head_due.cancel()
-            self._head_due = None
 
     def handle_error(
         self,
@@ -100,12 +87,6 @@ class _DoorServer(web.Server):
 
     def __call__(self) -> web_protocol.RequestHandler:
         return _DoorConnection(self, self._refuse)
-
-
-def head_read(request: web.Request) -> None:
-    """Tell the connection of `request` that a request's head was read on it."""
-    if isinstance(request.protocol, _DoorConnection):
-        request.protocol.head_read()
 
 
 class DoorRunner(web.AppRunner):
