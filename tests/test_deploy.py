@@ -12,6 +12,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from warpcore.server.preload import read_preload
 from warpcore.v1 import inference_pb2
 
 Resource = dict[str, Any]
@@ -157,7 +158,7 @@ def test_secrets_come_only_from_secret_key_refs(manifest: list[Resource]) -> Non
     assert {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"} <= warpcore.keys()
 
 
-def test_config_map_holds_the_preload_config(manifest: list[Resource]) -> None:
+def test_config_map_holds_the_preload_config(manifest: list[Resource], tmp_path: Path) -> None:
     pod = pod_spec(manifest)
     container = warpcore_container(pod)
     volume, file_name = mounted_volume(pod, container, env_value(container, "WARPCORE_CONFIG"))
@@ -169,12 +170,28 @@ def test_config_map_holds_the_preload_config(manifest: list[Resource]) -> None:
     assert config.keys() == {"models"}
     assert config["models"]
     for model in config["models"]:
-        assert {"id", "backend", "model"} <= model.keys() <= {"id", "backend", "model", "context_size", "api", "local"}
+        assert (
+            {"id", "backend", "model"}
+            <= model.keys()
+            <= {"id", "backend", "model", "context_size", "api", "local", "lazy"}
+        )
         assert model["backend"] in BACKENDS
         api = model.get("api", {})
         assert "api_key" not in api, "keys are never inlined: use api_key_env"
         if "api_key_env" in api:
             assert api["api_key_env"] in secret_env, f"{api['api_key_env']} is not set from a Secret"
+    written = tmp_path / file_name
+    written.write_text(config_map["data"][key])
+    specs = read_preload(written, dict.fromkeys(secret_env, "sk-from-the-secret"))  # the server's own reader
+    assert [spec.model_id for spec in specs] == [model["id"] for model in config["models"]]
+
+
+def test_the_sidecar_s_hosted_models_are_lazy_so_an_unreachable_provider_does_not_stop_the_pod() -> None:
+    config_map = only(load(next(path for path in MANIFESTS if path.name == "sidecar.yaml")), "ConfigMap")
+    models = tomllib.loads(config_map["data"]["config.toml"])["models"]
+    hosted = [model for model in models if model["backend"] in {"openai", "anthropic"}]
+    assert hosted
+    assert all(model.get("lazy") is True for model in hosted)
 
 
 def test_token_file_is_mounted_from_the_secret(manifest: list[Resource]) -> None:

@@ -10,6 +10,7 @@ import gc
 import math
 import os
 import re
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -22,7 +23,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, rich_details, serving
-from warpcore.server.core.domain import Admission, BackendKind, LoadSpec
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import OPENAI_KEY
+from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, LoadSpec
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
@@ -306,6 +310,30 @@ async def test_a_lazy_model_that_cannot_load_is_refused_naming_the_callers_field
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert rich_details(error)[1] == ["model_id"]  # GenerateRequest's field, not LoadModelRequest's
     assert "model 'gone' could not be loaded for this call" in (error.details() or "")
+
+
+async def test_a_lazy_hosted_model_whose_provider_cannot_answer_fails_its_calls_until_it_can(
+    server: WarpcoreServer, openai_upstream: FakeOpenAI
+) -> None:
+    """The sidecar's hosted models are lazy, so that a provider out of reach fails their calls, not the start: a
+    call made then is refused, and a later one loads the model and is answered."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections to it are refused
+    unreachable = ApiSettings(api_key=OPENAI_KEY, base_url=f"http://127.0.0.1:{closed.getsockname()[1]}/v1")
+    offered = ApiSettings(api_key=OPENAI_KEY, base_url=openai_upstream.base_url)
+    server.engine.declare(LoadSpec("away", BackendKind.OPENAI, "gpt-4o-mini", unreachable, None, lazy=True))
+    server.engine.declare(LoadSpec("later", BackendKind.OPENAI, "gpt-later", offered, None, lazy=True))
+    openai_upstream.script = Script(chunks=["answered"])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        _, away = await failed_stream(stub.Generate(greedy("hi", 4, model_id="away")))
+        _, not_yet = await failed_stream(stub.Generate(greedy("hi", 4, model_id="later")))
+        openai_upstream.models.append("gpt-later")  # the provider offers it now
+        answered, _ = await collect(stub.Generate(greedy("hi", 4, model_id="later")))
+    closed.close()
+    assert away.code() == grpc.StatusCode.UNAVAILABLE, away.details()
+    assert not_yet.code() == grpc.StatusCode.NOT_FOUND, not_yet.details()
+    assert answered == "answered"
 
 
 async def test_keep_alive_is_checked_at_load(server_env: Mapping[str, str]) -> None:
