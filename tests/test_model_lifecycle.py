@@ -87,8 +87,10 @@ class HeldModelList(FakeOpenAI):
         super().__init__()
         self.asked = asyncio.Event()
         self.answer = asyncio.Event()
+        self.lists = 0
 
     async def _list_models(self, request: web.Request) -> web.StreamResponse:
+        self.lists += 1
         self.asked.set()
         await self.answer.wait()
         return await super()._list_models(request)
@@ -134,6 +136,31 @@ async def test_a_loading_model_is_listed_a_generate_waits_for_it_and_the_last_ca
         # Loaded, unloaded, loaded again: in the order asked, whatever each waited for.
         assert [seen for seen in events.seen if seen[0] == "m"] == [("m", True), ("m", False), ("m", True)]
         assert (await listed(stub))["m"].state == pb.MODEL_STATE_READY
+
+
+async def test_a_load_whose_caller_went_away_goes_on_for_a_retry_to_find(
+    server: WarpcoreServer, held: HeldModelList
+) -> None:
+    events = ModelEvents(server)
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI,
+        model="gpt-4o-mini",
+        model_id="m",
+        backend_config=pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=held.base_url)),
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        call = stub.LoadModel(request, timeout=WAIT_SECONDS)
+        await asyncio.wait_for(held.asked.wait(), WAIT_SECONDS)  # the load is under way
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        held.answer.set()
+        retried = await stub.LoadModel(request, timeout=WAIT_SECONDS)
+        assert (retried.model.id, retried.model.state) == ("m", pb.MODEL_STATE_READY)
+        assert (await listed(stub))["m"].state == pb.MODEL_STATE_READY
+    assert [seen for seen in events.seen if seen[0] == "m"] == [("m", True)]
+    assert held.lists == 1  # the first call's load, which the retry found, not one of its own
 
 
 async def test_an_unloading_model_stays_listed_and_counted_until_its_stream_ends(

@@ -53,7 +53,9 @@ class InferenceServiceStub:
     """LoadModel makes a model ready for Generate under a model id. The same request
     again, or while the first is loading, returns the same model (so retries are
     safe), as does one that names the context size and parallel sequences the model
-    got by default. LoadModel and UnloadModel calls naming one model id take effect
+    got by default. A load that has begun goes on when its caller goes away (its
+    deadline passes, it cancels): the model is then loaded, for a retry to find, and
+    holds its memory until UnloadModel. LoadModel and UnloadModel calls naming one model id take effect
     one at a time, in the order they arrive: a LoadModel while the id is loading or
     unloading waits for that to end (within its deadline), so the last call decides
     whether the model stays loaded. ALREADY_EXISTS if the id is taken by a different
@@ -141,7 +143,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """LoadModel makes a model ready for Generate under a model id. The same request
     again, or while the first is loading, returns the same model (so retries are
     safe), as does one that names the context size and parallel sequences the model
-    got by default. LoadModel and UnloadModel calls naming one model id take effect
+    got by default. A load that has begun goes on when its caller goes away (its
+    deadline passes, it cancels): the model is then loaded, for a retry to find, and
+    holds its memory until UnloadModel. LoadModel and UnloadModel calls naming one model id take effect
     one at a time, in the order they arrive: a LoadModel while the id is loading or
     unloading waits for that to end (within its deadline), so the last call decides
     whether the model stays loaded. ALREADY_EXISTS if the id is taken by a different
@@ -232,7 +236,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         """LoadModel makes a model ready for Generate under a model id. The same request
         again, or while the first is loading, returns the same model (so retries are
         safe), as does one that names the context size and parallel sequences the model
-        got by default. LoadModel and UnloadModel calls naming one model id take effect
+        got by default. A load that has begun goes on when its caller goes away (its
+        deadline passes, it cancels): the model is then loaded, for a retry to find, and
+        holds its memory until UnloadModel. LoadModel and UnloadModel calls naming one model id take effect
         one at a time, in the order they arrive: a LoadModel while the id is loading or
         unloading waits for that to end (within its deadline), so the last call decides
         whether the model stays loaded. ALREADY_EXISTS if the id is taken by a different
