@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from grpc._cython import cygrpc  # type: ignore[attr-defined]  # the class grpc.aio raises
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from huggingface_hub.utils import logging as hub_logging
 
@@ -181,6 +182,27 @@ async def test_a_request_the_http_library_cannot_parse_is_an_access_line_that_qu
     ]
     assert refused[0]["request_id"].startswith("req_")
     assert not any("s3cret" in json.dumps(line) for line in lines)
+
+
+def test_grpc_s_traceback_for_a_status_its_client_cancelled_is_no_error_line(
+    restored_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """grpc.aio's own record, as it logs it when a client cancels a call as the server sends its status: seen under
+    load as an ERROR with a traceback, for a call the access log already has."""
+    configure_logging("json")
+    grpc_log = logging.getLogger("grpc._cython.cygrpc")
+    try:
+        raise cygrpc.ExecuteBatchError('Failed "execute_batch": (SendStatusFromServerOperation,)')
+    except cygrpc.ExecuteBatchError:
+        grpc_log.exception("ExecuteBatchError raised in core by servicer method [%s]", "/warpcore.v1/Generate")
+    try:
+        raise RuntimeError("a failure of another kind")
+    except RuntimeError:
+        grpc_log.exception("Unexpected [%s] raised by servicer method [%s]", "RuntimeError", "/warpcore.v1/Generate")
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    assert [(line["level"], line["message"].split(" [")[0]) for line in lines] == [
+        ("error", "Unexpected")  # kept, traceback and all: only the cancelled status is quiet
+    ]
 
 
 def test_lines_logged_while_llama_cpp_silences_the_process_s_stderr_are_kept() -> None:

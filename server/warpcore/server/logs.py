@@ -72,12 +72,30 @@ formatted): the module is imported here, before any pull would import it, and th
 line goes through the process's formatter, once."""
 
 
+class StatusToAGoneClient(logging.Filter):
+    """grpc.aio logs an ERROR with a traceback (ExecuteBatchError) when a call's status cannot be sent because its
+    client cancelled the call just then: the client's choice, which the access log records, and nothing to page an
+    operator for. Such a record is a debug line without the traceback, written only when debug lines are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if type(error).__name__ != "ExecuteBatchError":
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        record.msg, record.args = "a call's status was not sent: its client had just cancelled it (%s)", (error,)
+        record.exc_info = record.exc_text = None
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(log_format: str) -> None:
     handler = logging.StreamHandler(_own_stderr())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
+    grpc_log = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(own, StatusToAGoneClient) for own in grpc_log.filters):
+        grpc_log.addFilter(StatusToAGoneClient())
     for name, module in LIBRARY_HANDLERS.items():
         with contextlib.suppress(ImportError):  # a library not installed adds no handler either
             importlib.import_module(module)
