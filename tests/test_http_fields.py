@@ -103,6 +103,22 @@ async def test_top_k_from_an_openai_client_reaches_a_claude_model_and_a_compatib
     assert (last_body(anthropic_upstream)["top_k"], last_body(openai_upstream)["top_k"]) == (5, 5)
 
 
+async def test_seed_penalties_and_logit_bias_from_an_anthropic_client_reach_a_backend_that_takes_them(
+    both: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    # Its API has none of them (nor its SDK's arguments): an unknown field was a 400, so seeded sampling of a local
+    # model could not be asked for through this dialect. A Claude model refuses them, naming the field.
+    controls = {"seed": 7, "presence_penalty": 0.5, "frequency_penalty": 0.25, "logit_bias": {"42": -100}}
+    async with async_anthropic_client(both) as client:
+        await client.messages.create(model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body=controls)
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.create(
+                model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"seed": 7}
+            )
+    assert {key: last_body(openai_upstream)[key] for key in controls} == controls
+    assert message_of(refused.value).startswith("seed"), message_of(refused.value)
+
+
 async def test_the_betas_output_format_is_output_config_format(
     both: Doors, openai_upstream: FakeOpenAI, anthropic_upstream: FakeAnthropic
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,3 +105,25 @@ def json_object_text(value: object, path: str) -> str:
     if not isinstance(value, dict):
         raise refuse(path, "must be an object")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_TOKEN_ID = re.compile("[0-9]{1,10}")
+"""A logit_bias key: a token id of at most the 10 digits of the gRPC field's uint32, never too long to read."""
+
+
+def sampling_controls(body: Json) -> dict[str, Any]:
+    """The GenerationParams of OpenAI's sampling controls beyond temperature and top_p: `seed`, `presence_penalty`,
+    `frequency_penalty`, `logit_bias` (token ids to biases). The Anthropic dialect reads them too, though its API
+    has none: its clients send them (as `extra_body`) to the backends that take them, llama.cpp models above all."""
+    biases = mapping(body, "logit_bias") or {}
+    pairs = []
+    for key, bias in biases.items():
+        if not _TOKEN_ID.fullmatch(key) or isinstance(bias, bool) or not isinstance(bias, int | float):
+            raise refuse("logit_bias", 'must map token ids to numbers, as {"1234": -100}')
+        pairs.append((int(key), float(bias)))
+    return {
+        "seed": integer(body, "seed"),
+        "presence_penalty": number(body, "presence_penalty"),
+        "frequency_penalty": number(body, "frequency_penalty"),
+        "logit_bias": tuple(sorted(pairs)),
+    }

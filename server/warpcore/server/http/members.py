@@ -72,6 +72,8 @@ ANTHROPIC_MESSAGES = Members(
     read=(
         *("model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature", "top_p", "top_k"),
         *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
+        # Not the API's: the OpenAI dialect's sampling controls, for the backends that take them (fields.py).
+        *("seed", "presence_penalty", "frequency_penalty", "logit_bias"),
     ),
     # Who pays (`billing_policy`, `fallback_credit_token`) changes no answer.
     ignored=("metadata", "service_tier", "speed", "diagnostics", "billing_policy", "fallback_credit_token"),

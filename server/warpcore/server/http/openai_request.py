@@ -5,7 +5,6 @@ field."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
@@ -35,6 +34,7 @@ from warpcore.server.http.fields import (
     number,
     objects,
     refuse,
+    sampling_controls,
     text,
     unsupported,
 )
@@ -74,8 +74,6 @@ _ROLES = {
     "assistant": Role.ASSISTANT,
     "tool": Role.TOOL,
 }
-_TOKEN_ID = re.compile("[0-9]{1,10}")
-"""A logit_bias key: a token id of at most the 10 digits of the gRPC field's uint32, never too long to read."""
 
 
 @dataclass(frozen=True)
@@ -127,10 +125,7 @@ def chat_request(body: Json) -> ChatRequest:
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),
         stop=stops,
-        seed=integer(body, "seed"),
-        presence_penalty=number(body, "presence_penalty"),
-        frequency_penalty=number(body, "frequency_penalty"),
-        logit_bias=_logit_bias(mapping(body, "logit_bias") or {}),
+        **sampling_controls(body),
         tools=tools,
         tool_choice=_tool_choice(body.get("tool_choice"), tools),
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
@@ -158,16 +153,6 @@ def _call_names(messages: tuple[ChatMessage, ...]) -> dict[str, str]:
         for call in (f"messages[{index}].tool_calls[{number}]" for number in range(len(message.tool_calls)))
         for member in ("name", "arguments")
     }
-
-
-def _logit_bias(biases: Json) -> tuple[tuple[int, float], ...]:
-    """Token ids, written as JSON object keys, to their biases."""
-    pairs = []
-    for key, bias in biases.items():
-        if not _TOKEN_ID.fullmatch(key) or isinstance(bias, bool) or not isinstance(bias, int | float):
-            raise refuse("logit_bias", 'must map token ids to numbers, as {"1234": -100}')
-        pairs.append((int(key), float(bias)))
-    return tuple(sorted(pairs))
 
 
 def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheBreakpoint]:
