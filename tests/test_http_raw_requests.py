@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import serving_doors
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.http_door import async_openai_client, load_hosted, openai_messages
 from warpcore.server.core import bounds
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
@@ -178,3 +181,23 @@ async def test_a_body_in_an_encoding_the_server_cannot_decode_is_a_415(connectio
     status, body = await answer(connection, head, b"{}")
     assert status == 415
     assert body["error"]["code"] == "unsupported_content_encoding", body  # type: ignore[index]
+
+
+async def test_the_head_timeout_cuts_no_answer_that_takes_longer(
+    doors: Doors, openai_upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head timeout is aiohttp's keep-alive timeout: it runs while a connection waits for a request, never while
+    one is answered. A stream ten times as long as it arrives whole, and the client's next call, on a connection the
+    timeout closed meanwhile, is answered too."""
+    monkeypatch.setattr(bounds, "HEAD_READ_SECONDS", 0.1)
+    await load_hosted(doors, openai_upstream)
+    openai_upstream.script = Script(chunks=[f" t{index}" for index in range(10)], delay=0.1)
+    async with async_openai_client(doors) as client:
+        stream = await client.chat.completions.create(model="m", messages=openai_messages(), stream=True)
+        texts = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+        assert "".join(text or "" for text in texts) == "".join(f" t{index}" for index in range(10))
+        await asyncio.sleep(3 * bounds.HEAD_READ_SECONDS)  # idle past the timeout, which closes the connection
+        openai_upstream.script = Script(chunks=["again"])
+        once = client.with_options(max_retries=0)  # a reused dead connection would fail: none is reused
+        answer = await once.chat.completions.create(model="m", messages=openai_messages())
+    assert answer.choices[0].message.content == "again"
