@@ -94,8 +94,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 for joined in _joined(backlog):
                     yield joined
             elif texts:
-                delta = texts.popleft()
-                taken.set()
+                delta = texts.popleft()  # a reader held at READ_AHEAD is woken by a join: more than JOIN_BACKLOG wait
                 yield delta
                 if type(delta) is not PromptUsage:  # the first delta still goes out alone
                     first_written.set()

@@ -83,7 +83,7 @@ class HttpDoor:
 
     def _unreadable(self, request: web.BaseRequest, error: HttpProcessingError) -> web.Response:
         status, refusal = unreadable_request(error)
-        identifier = request_id(None)  # its headers were not read
+        identifier = request[REQUEST_ID] = request_id(None)  # its headers were not read
         log_request(
             self._engine.metrics,
             "http",
@@ -93,8 +93,7 @@ class HttpDoor:
             peer=request.remote,
             request_id=identifier,
         )
-        headers = {"x-request-id": identifier, "request-id": identifier}
-        return web.json_response(either_dialect(refusal, identifier), status=status, headers=headers)
+        return web.json_response(either_dialect(refusal, identifier), status=status, headers=request_ids(request))
 
     def refuse_new(self) -> None:
         """From now on, new requests get 503 with Retry-After; those running go on (the engine drains them)."""

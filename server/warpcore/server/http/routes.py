@@ -39,7 +39,7 @@ OUTCOME = web.RequestKey("outcome", str)
 _log = logging.getLogger("warpcore.server")
 
 
-def request_ids(request: web.Request) -> dict[str, str]:
+def request_ids(request: web.BaseRequest) -> dict[str, str]:
     """The request's id, under the header each SDK reads it from."""
     request_id = request[REQUEST_ID]
     return {"x-request-id": request_id, "request-id": request_id}
