@@ -453,6 +453,22 @@ async def test_upstream_status_maps_to_grpc_code(stub: Stub, upstream: FakeUpstr
     assert frames == []  # failed before any text: the status alone
 
 
+@pytest.mark.parametrize("header", ["x-request-id", "request-id", "x-litellm-call-id"])
+@pytest.mark.parametrize("status", [200, 429])
+async def test_the_request_id_under_any_header_a_peer_uses(
+    stub: Stub, upstream: FakeUpstream, header: str, status: int
+) -> None:
+    # A LiteLLM proxy says its provider's id as request-id on its OpenAI route too, and its own call id otherwise.
+    await load(stub, upstream)
+    upstream.script = Script(status=status, request_id="req-peer-7", request_id_header=header)
+    if status == 200:
+        _, result = await collect(stub.Generate(prompt()))
+        assert result.upstream_request_id == "req-peer-7"
+    else:
+        _, error = await failed_stream(stub.Generate(prompt()))
+        assert details(error)["metadata"]["upstream_request_id"] == "req-peer-7"  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     ("status", "code"), [(429, Code.RESOURCE_EXHAUSTED), (503, Code.UNAVAILABLE), (529, Code.UNAVAILABLE)]
 )
@@ -648,6 +664,7 @@ async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: F
     assert details(error)["metadata"] == {
         "provider": "anthropic",
         "http_status": "529",
+        "upstream_request_id": "req_fake_123",
         "upstream_error_type": "overloaded_error",
     }
     assert "(overloaded_error in the stream)" in (error.details() or "")

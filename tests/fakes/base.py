@@ -211,7 +211,8 @@ class FakeUpstream(ABC):
 
     def response_headers(self) -> dict[str, str]:
         """The headers of every response: the request id, then the script's extra headers."""
-        return {self.request_id_header: self.script.request_id, **self.script.headers}
+        header = self.script.request_id_header or self.request_id_header
+        return {header: self.script.request_id, **self.script.headers}
 
     def json_response(self, body: JsonObject, *, status: int = 200) -> web.Response:
         return web.json_response(body, status=status, headers=self.response_headers())

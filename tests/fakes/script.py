@@ -26,6 +26,7 @@ class Script:
     prompt_tokens: int = 11
     completion_tokens: int | None = None  # None: len(chunks)
     request_id: str = "req_fake_123"  # sent as x-request-id (OpenAI) / request-id (Anthropic)
+    request_id_header: str | None = None  # the header `request_id` goes in, when not the vendor's own
     cut_after: int | None = None  # after N chunks, drop the TCP connection (no chunked terminator, no closing events)
     malformed_after: int | None = None  # after N chunks, one SSE event whose data is not JSON, then go on normally
     error_event_after: int | None = (

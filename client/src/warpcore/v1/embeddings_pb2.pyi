@@ -182,8 +182,8 @@ class EmbedResponse(_message.Message):
     backend; 0 when the backend did not report a count.
     """
     upstream_request_id: _builtins.str
-    """Request id reported by an upstream API (OpenAI's x-request-id); empty for
-    local models.
+    """Request id reported by an upstream API, read as GenerationResult's
+    upstream_request_id is; empty for local models.
     """
     @_builtins.property
     def embeddings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Embedding]:

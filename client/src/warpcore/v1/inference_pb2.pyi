@@ -1406,8 +1406,9 @@ class GenerateResult(_message.Message):
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
-    """Request id reported by an upstream API (OpenAI's x-request-id, Anthropic's
-    request-id header); empty for local models.
+    """Request id reported by an upstream API: its x-request-id header (OpenAI's),
+    else request-id (Anthropic's; a LiteLLM proxy passes its provider's id on so),
+    else x-litellm-call-id (a LiteLLM proxy's own); empty for local models.
     """
     stop_sequence: _builtins.str
     """With FINISH_REASON_STOP_SEQUENCE: the stop sequence that ended the text

@@ -176,7 +176,7 @@ class AnthropicAdapter(HostedAdapter):
 
     name = "Anthropic"
     errors = ERRORS
-    endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], "request-id", _MessageEvents)
+    endpoint = StreamEndpoint("/v1/messages", anthropic.AsyncStream[object], _MessageEvents)
     _client: anthropic.AsyncAnthropic
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:

@@ -14,7 +14,7 @@ from typing import Protocol
 import aiohttp
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
-from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
+from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
     DeadlineExceededError,
@@ -118,15 +118,15 @@ def upstream_error(
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
     reason: str | None = None,
-    request_id: str | None = None,
     event_type: str | None = None,
 ) -> WarpcoreError:
-    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words; an error
-    event inside a stream (`event_type`) has no status of its own and reports the one its type stands for."""
+    """A domain error describing an upstream failure, with the key scrubbed from the upstream's words and the
+    request id of its answer's `headers`; an error event inside a stream (`event_type`) has no status of its own
+    and reports the one its type stands for."""
     metadata = {"provider": api.provider}
     if status is not None:
         metadata["http_status"] = str(status)
-    if request_id := scrub_request_id(request_id, api.api_key):
+    if request_id := upstream_request_id(headers or {}, api.api_key):
         metadata["upstream_request_id"] = request_id
     upstream = f" (HTTP {status})" if status is not None else ""
     if event_type is not None:
@@ -223,7 +223,6 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
         status=failed.status_code,
         headers=failed.response.headers,
         reason=reason,
-        request_id=failed.request_id,
     )
 
 

@@ -12,7 +12,7 @@ import openai
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
+from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -131,7 +131,7 @@ class OpenAIAdapter(HostedAdapter):
 
     name = "OpenAI"
     errors = ERRORS
-    endpoint = StreamEndpoint("/chat/completions", openai.AsyncStream[object], "x-request-id", _ChatChunks)
+    endpoint = StreamEndpoint("/chat/completions", openai.AsyncStream[object], _ChatChunks)
     _client: openai.AsyncOpenAI
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
@@ -218,7 +218,7 @@ class OpenAIAdapter(HostedAdapter):
         return Embeddings(
             tuple(tuple(item.embedding) for item in data),
             prompt_tokens=response.usage.prompt_tokens,
-            upstream_request_id=scrub_request_id(raw.headers.get("x-request-id"), self._api.api_key),
+            upstream_request_id=upstream_request_id(raw.headers, self._api.api_key),
         )
 
     async def list_models(self) -> Sequence[str]:

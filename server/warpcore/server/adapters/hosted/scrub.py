@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Mapping
 
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.bounds import MAX_REQUEST_ID, REQUEST_ID_CHARACTER
 
 # An upstream's request id is held to the rule of a caller's (core/bounds.py), by dropping and cutting.
 _NOT_IN_REQUEST_ID = re.compile(REQUEST_ID_CHARACTER.replace("[", "[^", 1))
+REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-litellm-call-id")
+"""Where an upstream says its request id, the first present wins: OpenAI's header, Anthropic's, and LiteLLM's own
+call id. A LiteLLM proxy passes its provider's id on as `request-id` on both of its routes (OpenAI's
+`x-request-id` only under its `llm_provider-` prefix), and gives its own call id when the provider gave none."""
+
+
+def upstream_request_id(headers: Mapping[str, str], secret: str) -> str:
+    """The request id of an upstream's answer with `headers`, scrubbed; "" when it gave none."""
+    for name in REQUEST_ID_HEADERS:
+        if value := headers.get(name):
+            return scrub_request_id(value, secret)
+    return ""
 
 
 def scrub_request_id(value: str | None, secret: str) -> str:

@@ -20,7 +20,7 @@ from warpcore.server.adapters.hosted.errors import (
     map_sdk_errors,
     upstream_error,
 )
-from warpcore.server.adapters.hosted.scrub import scrub_request_id
+from warpcore.server.adapters.hosted.scrub import upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -119,7 +119,6 @@ class StreamEndpoint:
     """Under the client's base URL."""
     stream_type: type[Any]
     """The SDK's AsyncStream of `object`: events arrive as decoded JSON, with no typed object built per token."""
-    request_id_header: str
     reader: type[EventReader]
 
 
@@ -216,9 +215,7 @@ class HostedAdapter(ABC):
             finish,
             prompt_tokens=reader.prompt_tokens,
             completion_tokens=reader.completion_tokens,
-            upstream_request_id=scrub_request_id(
-                stream.response.headers.get(endpoint.request_id_header), self._api.api_key
-            ),
+            upstream_request_id=upstream_request_id(stream.response.headers, self._api.api_key),
             tool_calls=tool_calls,
             cached_prompt_tokens=reader.cached_prompt_tokens,
             cache_creation_tokens=reader.cache_creation_tokens,
