@@ -18,8 +18,9 @@ from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, rich_details,
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import EMBEDDING_DIMENSIONS, FakeOpenAI, fake_embedding
 from tests.hosted import load
+from warpcore.server.core.bounds import MAX_REQUEST_ID
 from warpcore.server.core.domain import LocalSettings
-from warpcore.server.core.embeddings import Pooling
+from warpcore.server.core.embeddings import Pooling, response_bytes
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import embeddings_pb2 as epb
@@ -228,6 +229,37 @@ async def test_openai_upstream_failure_is_mapped(stub: Stub, openai_upstream: Fa
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+@pytest.mark.parametrize(
+    ("vectors_sent", "flaw"),
+    [
+        ([[0.6, math.nan], [0.6, 0.8]], "a value that is no finite number"),
+        ([[0.6, 0.8], [1.0]], "vectors of different lengths (1, 2)"),
+        ([[], []], "an empty vector"),
+    ],
+)
+async def test_vectors_an_upstream_should_not_have_sent_are_unavailable(
+    stub: Stub, openai_upstream: FakeOpenAI, vectors_sent: list[list[float]], flaw: str
+) -> None:
+    """Never passed on: a NaN is no JSON number for the HTTP door to write, and vectors of different lengths answer
+    no one question."""
+    await load(stub, openai_upstream)
+    openai_upstream.script.embedding_vectors = vectors_sent
+    error = await refusal(embed(stub, ["one", "two"], model_id="m"))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED"
+    assert f"the embeddings hold {flaw}" in (error.details() or "")
+
+
+@pytest.mark.parametrize("usage", [None, {"prompt_tokens": None, "total_tokens": None}])
+async def test_an_embeddings_answer_without_its_token_count_counts_none(
+    stub: Stub, openai_upstream: FakeOpenAI, usage: dict[str, None] | None
+) -> None:
+    await load(stub, openai_upstream)
+    openai_upstream.script.embedding_usage = usage
+    response = await embed(stub, ["one text"], model_id="m", dimensions=4)
+    assert (len(vectors(response)), response.prompt_tokens) == (1, 0)
+
+
 async def test_anthropic_has_no_embeddings(stub: Stub, anthropic_upstream: FakeAnthropic) -> None:
     await load(stub, anthropic_upstream)
     error = await refusal(embed(stub, ["hello"], model_id="m"))
@@ -283,9 +315,25 @@ async def test_vectors_that_would_not_fit_in_one_response_are_refused_naming_how
             assert named is not None, refused.details()
             most = int(named.group(1))
             assert len(vectors(await embed(stub, ["x"] * most, model_id=model_id, **options))) == most
-            # The values fit, but not with the response's framing: refused once measured.
-            refused = await refusal(embed(stub, ["x"] * (too_many - 1), model_id=model_id, **options))
+            sent = len(openai_upstream.requests)
+            # Known length: one more than the most named is refused before any work, never once done. Unknown:
+            # the values fit, but not with the response's framing, which only the vectors tell.
+            over = too_many - 1 if measured else most + 1
+            refused = await refusal(embed(stub, ["x"] * over, model_id=model_id, **options))
             assert rich_details(refused)[0].reason == "RESPONSE_TOO_LARGE"
+            assert len(openai_upstream.requests) == sent + measured
+
+
+@pytest.mark.parametrize("dimensions", [1, 64, 640, 4096, 65_536])
+@pytest.mark.parametrize("count", [1, 7])
+def test_the_response_size_named_before_any_work_is_the_most_a_response_takes(dimensions: int, count: int) -> None:
+    """check_response_room's bound holds for any vectors, token count and request id a response may carry."""
+    response = epb.EmbedResponse(
+        embeddings=[epb.Embedding(values=[-1.5e38] * dimensions) for _ in range(count)],
+        prompt_tokens=2**32 - 1,
+        upstream_request_id="r" * MAX_REQUEST_ID,
+    )
+    assert response.ByteSize() <= response_bytes(count, dimensions)
 
 
 async def test_a_cancelled_embed_stops_its_long_decode(stub: Stub, caplog: pytest.LogCaptureFixture) -> None:

@@ -81,16 +81,23 @@ class FakeOpenAI(FakeUpstream):
             message = "The request needs a JSON body with 'model' and a non-empty 'input'."
             return self.json_response(self.error_body(400, message, None, None), status=400)
         dimensions = body.get("dimensions", EMBEDDING_DIMENSIONS)
+        scripted = self.script.embedding_vectors
         data = []
         for index, text in enumerate(inputs):
+            if scripted is not None:  # as they are, unencoded: vectors no float32 holds (NaN) too
+                data.append({"object": "embedding", "index": index, "embedding": scripted[index]})
+                continue
             vector = fake_embedding(str(text), dimensions)
             encoded: object = vector
             if body.get("encoding_format") == "base64":
                 encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
             data.append({"object": "embedding", "index": index, "embedding": encoded})
         tokens = sum(len(str(text).split()) for text in inputs)
-        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return self.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
+        answer: JsonObject = {"object": "list", "data": data, "model": body["model"]}
+        usage = self.script.embedding_usage
+        if usage is not None:
+            answer["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens} if usage == "counted" else usage
+        return self.json_response(answer)
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
         recorded, refusal = await self.admit(request)

@@ -44,6 +44,10 @@ class Script:
     # OpenAI, the `delta` of each chunk's choice (tool_calls, reasoning_content, content); Anthropic, whole events
     # with their `type` (content_block_start / content_block_delta / content_block_stop of any blocks).
     events: list[dict[str, Any]] | None = None
+    # OpenAI only: each embedding's vector in place of the fake's own; and the embeddings answer's `usage`: "counted"
+    # (a token per word), an object sent as it is (`{"prompt_tokens": null}`), or None to leave it out.
+    embedding_vectors: list[list[float]] | None = None
+    embedding_usage: dict[str, Any] | str | None = "counted"
     usage_details: dict[str, Any] = field(default_factory=dict)  # merged into the usage reported
     refuse_max_tokens: bool = False  # OpenAI only: refuse `max_tokens` as its reasoning models do
     split_utf8: bool = False  # write each event in two pieces, the first ending inside a multi-byte character

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from warpcore.server.core.errors import InvalidArgumentError
@@ -43,11 +44,19 @@ class Embeddings:
 
 VALUE_BYTES = 4  # a vector's values are 32-bit floats
 VECTOR_FRAMING_BYTES = 8  # the most a response spends on each vector beside its values (its field tags and lengths)
+RESPONSE_FRAMING_BYTES = 160
+"""The most a response spends beside its vectors: a token count, and a request id of at most bounds.MAX_REQUEST_ID
+bytes."""
+
+
+def response_bytes(count: int, dimensions: int) -> int:
+    """The most bytes a response of `count` vectors of `dimensions` values takes."""
+    return count * (VALUE_BYTES * dimensions + VECTOR_FRAMING_BYTES) + RESPONSE_FRAMING_BYTES
 
 
 def response_too_large(count: int, dimensions: int, size: int, limit: int) -> InvalidArgumentError:
     """The refusal of `count` vectors of `dimensions` values that take `size` bytes, over the door's `limit`."""
-    most = limit // (VALUE_BYTES * dimensions + VECTOR_FRAMING_BYTES)
+    most = max(limit - RESPONSE_FRAMING_BYTES, 0) // (VALUE_BYTES * dimensions + VECTOR_FRAMING_BYTES)
     return InvalidArgumentError(
         f"{count} vectors of {dimensions} dimensions take {size} bytes, more than one response may carry ({limit}"
         f" bytes, the server's max message size); send at most {most} inputs per call",
@@ -58,8 +67,22 @@ def response_too_large(count: int, dimensions: int, size: int, limit: int) -> In
 
 
 def check_response_room(params: EmbedParams, dimensions: int) -> None:
-    """Refuse, before any work, inputs whose vectors' values alone would not fit in the door's response."""
+    """Refuse, before any work, inputs whose vectors might not fit in the door's response: counted at the most
+    their framing may take, so that no work done is then refused for its size."""
     limit = params.max_response_bytes
-    values_bytes = len(params.inputs) * dimensions * VALUE_BYTES
-    if limit is not None and dimensions and values_bytes > limit:
-        raise response_too_large(len(params.inputs), dimensions, values_bytes, limit)
+    size = response_bytes(len(params.inputs), dimensions)
+    if limit is not None and dimensions and size > limit:
+        raise response_too_large(len(params.inputs), dimensions, size, limit)
+
+
+def vectors_flaw(vectors: tuple[tuple[float, ...], ...]) -> str | None:
+    """What makes `vectors` no answer to pass on (an upstream chose them): an empty one, lengths that differ, or a
+    value that is no finite number (no JSON number either); None when they are sound."""
+    lengths = {len(vector) for vector in vectors}
+    if 0 in lengths:
+        return "an empty vector"
+    if len(lengths) > 1:
+        return f"vectors of different lengths ({', '.join(map(str, sorted(lengths)))})"
+    if not all(math.isfinite(value) for vector in vectors for value in vector):
+        return "a value that is no finite number"
+    return None

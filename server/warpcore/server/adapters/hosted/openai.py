@@ -34,7 +34,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.embeddings import Embeddings, EmbedParams, vectors_flaw
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
 from warpcore.server.core.tooling import (
     ResponseFormatKind,
@@ -215,9 +215,15 @@ class OpenAIAdapter(HostedAdapter):
             raise upstream_error(
                 UnavailableError, self._api, "the embeddings do not match the inputs", reason="UPSTREAM_MALFORMED"
             )
+        vectors = tuple(tuple(item.embedding) for item in data)
+        if flaw := vectors_flaw(vectors):
+            raise upstream_error(
+                UnavailableError, self._api, f"the embeddings hold {flaw}", reason="UPSTREAM_MALFORMED"
+            )
+        usage = response.usage  # left out by some compatible servers, whose count is then unknown: 0
         return Embeddings(
-            tuple(tuple(item.embedding) for item in data),
-            prompt_tokens=response.usage.prompt_tokens,
+            vectors,
+            prompt_tokens=(usage.prompt_tokens if usage is not None else None) or 0,
             upstream_request_id=upstream_request_id(raw.headers, self._api.api_key),
         )
 
