@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.cuts import SafeCuts
+from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SafeCuts
 
 # llama.cpp's tokenizer is quadratic on byte-fallback text (250 kB of control characters: ~9 s in one call,
 # ~0.4 s in pieces of this size), and a call cannot be interrupted.
@@ -27,13 +27,17 @@ class PromptTokenizer:
     (cuts.py), pieces end there and the tokens of the pieces of prompts that may be kept are remembered (the most
     recently used REMEMBERED_PIECES). Otherwise pieces end at spaces: tokenizers that add a space before every text
     (SentencePiece's add_space_prefix) take the piece after a cut without its space, others with it; which one
-    applies is probed once, and a tokenizer for which neither gives the same tokens always gets whole prompts."""
+    applies is probed once, and a tokenizer for which neither gives the same tokens always gets whole prompts. A text
+    with no space within a piece's reach is cut between characters; a piece after such a cut loses the space such a
+    tokenizer puts before it, so that the tokens spell the text (tokenized a little otherwise than whole, there)."""
 
     def __init__(self, llama: llama_cpp.Llama) -> None:
         self._llama = llama
+        self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._cuts = SafeCuts.of(llama)
         self._remembered: collections.OrderedDict[tuple[bytes, bool], list[int]] = collections.OrderedDict()
         self._space_kept: bool | None = None
+        self._ids: dict[bytes, int] | None = None
         if self._cuts is not None:
             return
         whole = self._tokens(_PROBE, add_bos=False)
@@ -82,6 +86,8 @@ class PromptTokenizer:
             piece = self._remembered.get(key) if remember else None
             if piece is None:
                 piece = self._tokens(key[0], add_bos=key[1])
+                if self._space_kept is False and start > 0 and text[start - 1] != _SPACE:
+                    piece = self._without_added_space(piece)
                 if remember:
                     self._remembered[key] = piece
                     if len(self._remembered) > REMEMBERED_PIECES:
@@ -94,7 +100,35 @@ class PromptTokenizer:
                 break
         return tokens
 
+    def _without_added_space(self, tokens: list[int]) -> list[int]:
+        """`tokens` of a piece cut out of a word, without the space the tokenizer put before it: the first token's
+        text less that space, as the vocabulary's one token for it, else as byte tokens (kept as it is by a
+        vocabulary that has neither)."""
+        first = llama_cpp.llama_vocab_get_text(self._vocab, tokens[0]) if tokens else b""
+        if not first.startswith(ESCAPED_SPACE):
+            return tokens  # the piece begins with a special token, before which no space is put
+        ids = self._token_ids()
+        rest = first[len(ESCAPED_SPACE) :]
+        if not rest:
+            return tokens[1:]
+        if rest in ids:
+            return [ids[rest], *tokens[1:]]
+        byte_tokens = [ids.get(f"<0x{byte:02X}>".encode()) for byte in rest.replace(ESCAPED_SPACE, b" ")]
+        return tokens if None in byte_tokens else [*(token for token in byte_tokens if token is not None), *tokens[1:]]
 
+    def _token_ids(self) -> dict[bytes, int]:
+        """The id of each ordinary and byte token, by its text; read from the vocabulary once, when first needed."""
+        if self._ids is None:
+            wanted = llama_cpp.LLAMA_TOKEN_ATTR_NORMAL | llama_cpp.LLAMA_TOKEN_ATTR_BYTE
+            self._ids = {
+                llama_cpp.llama_vocab_get_text(self._vocab, token): token
+                for token in reversed(range(self._llama.n_vocab()))  # the lowest id of a text wins
+                if llama_cpp.llama_vocab_get_attr(self._vocab, token) & wanted
+            }
+        return self._ids
+
+
+_SPACE = 0x20
 _Cut = Callable[[bytes, int], tuple[int, int]]
 """Where the piece of a text that starts at a byte ends, and where the next one starts."""
 
