@@ -104,6 +104,17 @@ async def test_a_stop_sequence_leaves_its_tokens_out(stub: Stub) -> None:
     assert len(spelled) < len(full.encode())
 
 
+async def test_text_held_back_inside_a_token_goes_out_with_that_tokens_logprob(stub: Stub) -> None:
+    """A token's last character that may begin a stop sequence is held back until the next token shows it does
+    not: the delta before it must not carry the token while its text is cut short (scored_stream checks)."""
+    await load_tiny(stub)
+    full, scored, _ = await scored_stream(stub.Generate(scored_greedy("the world")))
+    endings = sorted({token.decode(errors="ignore")[-1:] for token, _, _ in scored if len(token) > 1} - {""})
+    stops = [ending + "\x7f" for ending in endings[:16]]  # never written: each holds back, none matches
+    assert stops
+    assert (await scored_stream(stub.Generate(scored_greedy("the world", stop_sequences=stops))))[:2] == (full, scored)
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

@@ -44,8 +44,13 @@ class TokenText:
             self._calls = ToolCallText(emit, calls_only=not constraint.lazy)
         self.generated = 0
         self._stop_sequence = ""
-        self._pending: list[TokenLogprob] = []
-        """Logprobs of the tokens whose text is held back, sent with the text that releases it."""
+        self._pending: list[tuple[TokenLogprob, int | None]] = []
+        """Logprobs of the tokens whose text is held back, sent with the text that releases it; each with where its
+        text ends in the answer's characters (None for a token that ends inside a character)."""
+        self._decoded = 0  # characters of the answer decoded so far
+        self._sent = 0  # characters of the answer sent so far
+        self._released = ""
+        """With logprobs: text past the stop scanner that ends inside a token, sent with the rest of that token."""
 
     def feed(self, token: int, logprobs: Logprobs | None = None) -> FinishReason | None:
         """Take one sampled token (and its logprobs when asked for); the finish reason once the generation must end,
@@ -55,10 +60,16 @@ class TokenText:
         self.generated += 1
         # With tools, special tokens are text too: some templates' `<tool_call>` is one.
         piece = self._llama.detokenize([token], special=self._calls is not None)
-        if logprobs is not None:
-            self._pending.append(self._token_logprob(piece, logprobs))
-        text, matched = self._scanner.feed(self._utf8.decode(piece))
-        self._out(text)
+        decoded = self._utf8.decode(piece)
+        text, matched = self._scanner.feed(decoded)
+        if logprobs is None:
+            self._out(text)
+        else:
+            self._decoded += len(decoded)
+            ends = None if self._utf8.getstate()[0] else self._decoded
+            self._pending.append((self._token_logprob(piece, logprobs), ends))
+            self._released += text
+            self._out_whole_tokens()
         if self._calls is not None and self._calls.repeated:
             return FinishReason.STOP  # the calls are over (ToolCallText): the answer is its calls
         if matched is not None:
@@ -77,8 +88,10 @@ class TokenText:
 
     def finish(self, reason: FinishReason) -> Finish:
         """Emit what was held back (unless a stop sequence cut it) and describe the end."""
+        rest, self._released = self._released, ""
         if reason is not FinishReason.STOP_SEQUENCE:
-            self._out(self._scanner.flush() + self._utf8.decode(b"", final=True))
+            rest += self._scanner.flush() + self._utf8.decode(b"", final=True)
+        self._out(rest)
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
@@ -92,11 +105,29 @@ class TokenText:
             stop_sequence=self._stop_sequence,
         )
 
-    def _out(self, text: str) -> None:
+    def _out_whole_tokens(self) -> None:
+        """Send the released text up to the end of the last token it holds whole, with those tokens' logprobs: each
+        chunk's tokens spell its text, although a possible stop sequence held back may end inside a token."""
+        released_end = self._sent + len(self._released)
+        whole, cut = 0, self._sent
+        for index, (_, ends) in enumerate(self._pending):
+            if ends is None:
+                continue
+            if ends > released_end:
+                break
+            whole, cut = index + 1, ends
+        if whole:
+            text, self._released = self._released[: cut - self._sent], self._released[cut - self._sent :]
+            self._out(text, whole)
+
+    def _out(self, text: str, tokens: int | None = None) -> None:
+        """Send `text` with the logprobs of the first `tokens` pending tokens (all of them by default)."""
         if not text:
             return
+        self._sent += len(text)
+        taken = self._pending[:tokens]
+        del self._pending[:tokens]
         if self._calls is not None:
             self._calls.feed(text)  # a call's arguments carry no logprobs
         else:
-            self._emit(TextChunk(text, tuple(self._pending)))
-        self._pending.clear()
+            self._emit(TextChunk(text, tuple(logprob for logprob, _ in taken)))
