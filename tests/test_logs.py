@@ -15,17 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import openai
 import pytest
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # the class grpc.aio raises
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from huggingface_hub.utils import logging as hub_logging
 
-from tests.conftest import AccessLines, collect, greedy, load_tiny
+from tests.conftest import AccessLines, collect, failed_stream, greedy, load_tiny, serving_doors
+from tests.http_door import async_openai_client, openai_messages
 from warpcore.server.core.access import log_request
+from warpcore.server.core.bounds import MAX_ID_LENGTH
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, REQUEST_FIELDS, TextFormatter, configure_logging
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.server.doors import Doors
@@ -218,3 +223,21 @@ def test_lines_logged_while_llama_cpp_silences_the_process_s_stderr_are_kept() -
     )
     ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
     assert [json.loads(line)["message"] for line in ran.stderr.splitlines()] == ["logged while silenced"]
+
+
+async def test_a_model_id_refused_for_its_length_is_logged_cut_short(
+    server_env: dict[str, str], access_lines: AccessLines
+) -> None:
+    # A 3,000,000-character id made a 3 MB line on either door, over gRPC even from a caller without the token.
+    huge = "Q" * 3_000_000
+    async with serving_doors(server_env, ServingOptions(token="log-token-0123456789")) as doors:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+            stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            _, refused = await failed_stream(stub.Generate(greedy("x", 2, model_id=huge)))
+        assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+        async with async_openai_client(doors, "log-token-0123456789") as client:
+            with pytest.raises(openai.BadRequestError):
+                await client.chat.completions.create(model=huge, messages=openai_messages())
+        lines = [await access_lines.next() for _ in range(2)]
+    cut = f"{'Q' * MAX_ID_LENGTH}... (3000000 characters)"
+    assert [(method, model) for method, model, _ in lines] == [("Generate", cut), ("/v1/chat/completions", cut)]

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from warpcore.server.core.bounds import REQUEST_ID
+from warpcore.server.core.bounds import MAX_ID_LENGTH, REQUEST_ID
 from warpcore.server.core.domain import Finish
 from warpcore.server.core.metrics import Metrics
 
@@ -75,8 +75,17 @@ def log_request(
         "method": method,
         "code": code,
         "duration_ms": round((time.monotonic() - started) * 1000, 3),
-        **fields,
+        **{name: _loggable(value) for name, value in fields.items()},
     }
     if not health:
         access_log.info("request", extra=line)
     return line
+
+
+def _loggable(value: Any) -> Any:
+    """A field's value as the line writes it: a caller chooses some of them (a model id, before it is checked, even
+    without the token), and one of megabytes would make a line of megabytes. Past MAX_ID_LENGTH, the longest id any
+    request may name, it is cut there, and says how long it was."""
+    if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+        return f"{value[:MAX_ID_LENGTH]}... ({len(value)} characters)"
+    return value
