@@ -24,6 +24,7 @@ RETRIED_METHODS = ("LoadModel", "UnloadModel", "ListModels")
 Pem = bytes | str | Path
 """PEM data, or the path of a PEM file."""
 _PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
 
 class ClientOptions(TypedDict, total=False):
@@ -46,6 +47,11 @@ class ClientOptions(TypedDict, total=False):
     attempts). Generate is never retried."""
     channel_options: Sequence[tuple[str, Any]]
     """Extra grpc channel arguments, e.g. ("grpc.max_receive_message_length", 1 << 24)."""
+
+
+def closed_error(client: str) -> RuntimeError:
+    """What a call on a closed Client or AsyncClient raises (gRPC's own, a ValueError, names neither)."""
+    return RuntimeError(f"this {client} is closed")
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,11 @@ def channel_settings(
             _check_pair(chain, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     token = options.get("token") or env.get("WARPCORE_TOKEN")
+    if token and not _HEADER_VALUE.fullmatch(token):
+        # gRPC would fail every call, INTERNAL "Invalid metadata", and log lines of its own. The token is a secret:
+        # the message does not show it.
+        source = "" if options.get("token") else " (from $WARPCORE_TOKEN)"
+        raise OptionError("token", f"must be printable ASCII, as a gRPC header value is{source}")
     return ChannelSettings(
         target=target or env.get("WARPCORE_TARGET") or DEFAULT_TARGET,
         credentials=credentials,

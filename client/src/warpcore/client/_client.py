@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar, Unpack, overload
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings
+from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings, closed_error
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
 from warpcore.client._models import KeepAliveLike, Model, model_from
@@ -68,8 +68,17 @@ class Client(_Settings):
             self._channel = grpc.secure_channel(settings.target, settings.credentials, options=settings.arguments)
         else:
             self._channel = grpc.insecure_channel(settings.target, options=settings.arguments)
-        self.stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        self._stub = inference_pb2_grpc.InferenceServiceStub(self._channel)
+        # Made once, here: a stub made on a closed channel crashes the interpreter (SIGSEGV) when called.
+        self._health_check = health_pb2_grpc.HealthStub(self._channel).Check
+        self._closed = False
+
+    @property
+    def stub(self) -> inference_pb2_grpc.InferenceServiceStub:
         """The generated stub, for those who want protobufs."""
+        if self._closed:
+            raise closed_error("Client")
+        return self._stub
 
     def _unary(self, method: Callable[..., Response], request: Any, timeout: float | None) -> Response:
         try:
@@ -216,11 +225,14 @@ class Client(_Settings):
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""
-        check = health_pb2_grpc.HealthStub(self._channel).Check
-        response = self._unary(check, health_pb2.HealthCheckRequest(service=service), timeout)
+        if self._closed:
+            raise closed_error("Client")
+        response = self._unary(self._health_check, health_pb2.HealthCheckRequest(service=service), timeout)
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
     def close(self) -> None:
+        """Close the channel; the client cannot be used afterwards."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> Client:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import grpc
 
-from warpcore.client._channel import ChannelSettings
+from warpcore.client._channel import ChannelSettings, closed_error
 from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:  # only the stubs' .pyi has it
@@ -24,7 +24,6 @@ OTHER_LOOP = (
     "this AsyncClient is in use in another event loop, still running (in another thread); an AsyncClient serves one "
     "running loop at a time: make an AsyncClient for each"
 )
-CLOSED = "this AsyncClient is closed"
 
 
 class Bound(NamedTuple):
@@ -64,7 +63,7 @@ class LoopChannel:
         loop = _running_loop()
         with self._lock:
             if self._closed:
-                raise RuntimeError(CLOSED)
+                raise closed_error("AsyncClient")
             if self._owned_elsewhere(loop):
                 raise RuntimeError(OTHER_LOOP)
             if self._bound is None or self._bound.loop is not loop:

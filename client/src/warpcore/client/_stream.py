@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Generic, Self
 
@@ -77,14 +78,39 @@ class Accumulator:
             raise ResponseParseError(response, error) from error
 
 
+def _events(call: Iterator[pb.GenerateResponse], accumulator: Accumulator) -> Iterator[StreamEvent]:
+    """A function rather than a method: a generator of the stream's own would hold the stream, and the cycle would
+    keep a stream left unread (and its call) until the garbage collector next runs."""
+    try:
+        for frame in call:
+            yield accumulator.add(frame)
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from None
+
+
+async def _async_events(
+    call: AsyncIterable[pb.GenerateResponse], accumulator: Accumulator
+) -> AsyncIterator[StreamEvent]:
+    """As _events."""
+    try:
+        async for frame in call:
+            yield accumulator.add(frame)
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from None
+
+
 class Stream(Generic[ParsedT]):
     """A running generation. Iterating yields TextDelta, ToolCallDelta and ReasoningDelta events, then one
-    GenerateResult; `close()` cancels it. Generic in the type of the final response's `parsed`, as GenerateResponse."""
+    GenerateResult; `close()` cancels it, and so does dropping the stream unread. Generic in the type of the final
+    response's `parsed`, as GenerateResponse."""
 
     def __init__(self, call: Iterator[pb.GenerateResponse], parse: Parse | None = None) -> None:
         self._call = call
         self._accumulator = Accumulator(parse)
-        self._events = self._read()
+        self._events = _events(call, self._accumulator)
+        # A loop left early (break) and the stream dropped: the server is told at once, not when grpc's call object
+        # is collected. Cancelling a call that has ended does nothing.
+        weakref.finalize(self, call.cancel)  # type: ignore[attr-defined]  # the iterator is the grpc call
 
     @property
     def prompt_usage(self) -> Usage | None:
@@ -92,13 +118,6 @@ class Stream(Generic[ParsedT]):
         the prompt before generating: llama.cpp models, and Anthropic models; None until then, and from backends that
         count it only at the end (OpenAI's APIs), whose final response's usage has it."""
         return self._accumulator.prompt_usage
-
-    def _read(self) -> Iterator[StreamEvent]:
-        try:
-            for frame in self._call:
-                yield self._accumulator.add(frame)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self
@@ -130,26 +149,20 @@ class Stream(Generic[ParsedT]):
 
 
 class AsyncStream(Generic[ParsedT]):
-    """The asyncio twin of Stream."""
+    """The asyncio twin of Stream; dropping it unread cancels it too."""
 
     def __init__(
         self, call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse], parse: Parse | None = None
     ) -> None:
         self._call = call
         self._accumulator = Accumulator(parse)
-        self._events = self._read()
+        self._events = _async_events(call, self._accumulator)
+        weakref.finalize(self, call.cancel)  # as Stream's
 
     @property
     def prompt_usage(self) -> Usage | None:
         """As Stream.prompt_usage."""
         return self._accumulator.prompt_usage
-
-    async def _read(self) -> AsyncIterator[StreamEvent]:
-        try:
-            async for frame in self._call:
-                yield self._accumulator.add(frame)
-        except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self

@@ -1,0 +1,130 @@
+"""The SDK at the ends of its objects' lives: a stream left early and dropped is cancelled on the server, a closed
+client refuses every call alike (Client's and AsyncClient's), and a token gRPC cannot send is refused when the client
+is made."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import load
+from warpcore.client import AsyncClient, Client
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+async def stalled(stub: Stub, openai_upstream: FakeOpenAI) -> FakeOpenAI:
+    """An OpenAI model "m" whose streams send "Once", then nothing until their client goes away."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(chunks=["Once", " upon"], stall_after=1)
+    return openai_upstream
+
+
+@contextlib.contextmanager
+def only_reference_counting() -> Iterator[None]:
+    """The garbage collector off: what is freed is freed because nothing refers to it, not by a collection that
+    happens to run (a stream in a reference cycle was cancelled only then)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def assert_upstream_left(upstream: FakeOpenAI) -> None:
+    try:
+        async with asyncio.timeout(10):
+            await upstream.disconnected.wait()
+    except TimeoutError:
+        raise AssertionError("the generation went on: the server never cancelled the upstream's stream") from None
+
+
+async def test_a_sync_stream_left_early_and_dropped_is_cancelled(target: str, stalled: FakeOpenAI) -> None:
+    client = Client(target)
+
+    def first_piece() -> str | None:
+        stream = client.generate("m", prompt="hi", stream=True)
+        for text in stream.text_stream:
+            return text  # leaves the loop, and the stream, with the client still open
+        return None
+
+    try:
+        with only_reference_counting():
+            assert await asyncio.to_thread(first_piece) == "Once"
+            await assert_upstream_left(stalled)
+    finally:
+        client.close()
+
+
+async def test_an_async_stream_left_early_and_dropped_is_cancelled(target: str, stalled: FakeOpenAI) -> None:
+    async with AsyncClient(target) as client:
+
+        async def first_piece() -> str | None:
+            stream = await client.generate("m", prompt="hi", stream=True)
+            async for text in stream.text_stream:
+                return text
+            return None
+
+        with only_reference_counting():
+            assert await first_piece() == "Once"
+            await assert_upstream_left(stalled)
+
+
+CLOSED_SYNC = """
+from warpcore.client import Client
+with Client("127.0.0.1:1") as client:
+    pass
+for call in (lambda: client.stub, client.list_models, lambda: client.generate("m", prompt="hi"), client.health):
+    try:
+        call()
+    except Exception as error:
+        print(type(error).__name__, error)
+"""
+
+
+def test_a_closed_client_refuses_every_call_without_crashing() -> None:
+    """health() on a closed Client crashed the interpreter (SIGSEGV); the other calls raised gRPC's ValueError."""
+    done = subprocess.run([sys.executable, "-c", CLOSED_SYNC], capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines() == ["RuntimeError this Client is closed"] * 4
+
+
+async def test_a_closed_async_client_refuses_as_the_sync_one_does() -> None:
+    async with AsyncClient("127.0.0.1:1") as client:
+        pass
+    for refused in (client.list_models(), client.generate("m", prompt="hi"), client.health()):
+        with pytest.raises(RuntimeError, match=r"^this AsyncClient is closed$"):
+            await refused
+
+
+@pytest.mark.parametrize("token", ["a\nb", "é", "tab\there"])
+@pytest.mark.parametrize("make", [Client, AsyncClient], ids=["sync", "async"])
+def test_a_token_grpc_cannot_send_is_refused_when_the_client_is_made(make: Callable[..., object], token: str) -> None:
+    """It was taken, and the first call failed with INTERNAL "Invalid metadata" (and gRPC's own log lines)."""
+    with pytest.raises(ValueError, match=r"^token: must be printable ASCII, as a gRPC header value is$"):
+        make("127.0.0.1:1", token=token)
+
+
+def test_a_token_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARPCORE_TOKEN", "line\nbreak")
+    with pytest.raises(ValueError, match=r"\(from \$WARPCORE_TOKEN\)$"):
+        Client("127.0.0.1:1")
