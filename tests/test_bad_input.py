@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.hosted import load, prompt
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import tools_pb2
 
 if TYPE_CHECKING:
+    from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 Code = grpc.StatusCode
@@ -182,6 +189,38 @@ async def test_bad_load_requests(
     assert info.domain == "warpcore.v1"
     assert info.reason
     assert fields == [field]
+
+
+NAMED_IN_LOAD = {
+    "model": "model",
+    "mmproj": "backend_config.local.llama_cpp.mmproj",
+    "chat_format": "backend_config.local.llama_cpp.chat_format",
+}
+
+
+@pytest.mark.parametrize("name", NAMED_IN_LOAD)
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("x" * 6000 + ".gguf", "is longer than 256 characters"),
+        (" tiny.gguf", "must be printable, without surrounding spaces"),
+        ("tiny.gguf\x00.txt", "must be printable, without surrounding spaces"),
+    ],
+    ids=["long", "leading-space", "nul"],
+)
+async def test_the_names_a_load_gives_obey_one_rule(stub: Stub, name: str, value: str, message: str) -> None:
+    # A 6,000-character mmproj or chat_format was quoted whole, twice, in the status: the client saw a transport
+    # error (metadata over its limit) instead; " tiny.gguf" was NOT_FOUND and a NUL "a non-empty path" for mmproj.
+    request = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL)
+    if name == "model":
+        request.model = value
+    else:
+        setattr(request.backend_config.local.llama_cpp, name, value)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request)
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert raised.value.details() == f"{NAMED_IN_LOAD[name]} {message}"
+    assert rich_details(raised.value)[1] == [NAMED_IN_LOAD[name]]
 
 
 async def test_symlink_out_of_models_path_is_refused(stub: Stub, models_path: Path, tmp_path: Path) -> None:
@@ -357,3 +396,48 @@ async def test_prompt_longer_than_the_context_is_rejected(stub: Stub) -> None:
     assert frames == []  # rejected before any text: the status alone
     _, result = await collect(stub.Generate(greedy("the", 4, model_id="small")))
     assert result.usage.completion_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        ({"$ref": "#/" + "a" * 20_000}, "points at nothing"),
+        ({"type": "object", "properties": {"é" * 20_000: {"$ref": "#/nowhere"}}}, "points at nothing"),
+        ({"type": "object", "properties": {"é" * 20_000: {"type": "string", "pattern": "(?=x)"}}}, "pattern '(?=x)'"),
+    ],
+    ids=["ref", "property-name", "property-name-for-the-grammar"],
+)
+async def test_a_refusal_quoting_a_long_value_of_the_callers_still_reaches_it(
+    stub: Stub, tiny: str, schema: dict[str, object], said: str
+) -> None:
+    # A schema's $ref, or a property's name on the way to the refused one, was quoted whole: a status over the
+    # client's metadata limit, which it reported as a transport error of its own instead of the refusal.
+    as_json = json.dumps(schema, ensure_ascii=False)  # 20,000 é in 40,000 bytes, under the schema's limit
+    kind = tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    response_format = tools_pb2.ResponseFormat(type=kind, name="answer", schema_json=as_json)
+    _, refused = await failed_stream(stub.Generate(greedy("x", 2, model_id=tiny, response_format=response_format)))
+    assert refused.code() == Code.INVALID_ARGUMENT
+    assert said in (refused.details() or "")
+    assert rich_details(refused)[1] == ["options.response_format.schema_json"]
+
+
+async def test_health_for_an_unknown_service_of_any_length_is_not_found(server: WarpcoreServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="s" * 20_000))
+    assert raised.value.code() == Code.NOT_FOUND
+    assert raised.value.details() == f"unknown service '{'s' * 256}... (20000 characters)'"
+
+
+async def test_an_upstreams_error_of_any_length_reaches_the_client_cut_short(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    # The upstream's words are quoted in the status: 20,000 of them made a status over the client's metadata
+    # limit, a transport error in place of the upstream's refusal.
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(status=400, error_message="no such option " + "z" * 20_000)
+    _, refused = await failed_stream(stub.Generate(prompt()))
+    assert refused.code() == Code.INVALID_ARGUMENT
+    assert len((refused.details() or "").encode()) < 1100
+    assert (refused.details() or "").endswith(" characters)")
+    assert "no such option zzz" in (refused.details() or "")

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from warpcore.server.core.bounds import MAX_ID_LENGTH, REQUEST_ID
+from warpcore.server.core.bounds import REQUEST_ID, shortened
 from warpcore.server.core.domain import Finish
 from warpcore.server.core.metrics import Metrics
 
@@ -84,8 +84,5 @@ def log_request(
 
 def _loggable(value: Any) -> Any:
     """A field's value as the line writes it: a caller chooses some of them (a model id, before it is checked, even
-    without the token), and one of megabytes would make a line of megabytes. Past MAX_ID_LENGTH, the longest id any
-    request may name, it is cut there, and says how long it was."""
-    if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
-        return f"{value[:MAX_ID_LENGTH]}... ({len(value)} characters)"
-    return value
+    without the token), and one of megabytes made a line of megabytes."""
+    return shortened(value) if isinstance(value, str) else value

@@ -26,6 +26,8 @@ MAX_TOP_K = 2**32 - 1
 MAX_SEED = 2**32 - 1
 """Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256
+"""The longest id or name a request may give (a model id, a GGUF file's name); a longer value the server quotes in a
+log line is cut here (`shortened`)."""
 BODY_READ_SECONDS = 60.0
 """Most seconds an HTTP request's body may take to arrive, 4 MiB at 70 kB/s: a client that sends it slower (or
 never) holds a connection for nothing."""
@@ -141,6 +143,14 @@ GRAMMAR_MAX_BYTES = 256 * 1024
 def parse_pooling(name: str) -> Pooling | None:
     """The pooling a name (any case) stands for, None for an unknown name."""
     return Pooling.__members__.get(name.strip().upper())
+
+
+def shortened(text: str, limit: int = MAX_ID_LENGTH) -> str:
+    """`text`, or its first `limit` characters and how long it was: what the server quotes of a value a caller chose,
+    which may be megabytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 def is_http_url(value: str) -> bool:

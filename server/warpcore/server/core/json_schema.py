@@ -13,7 +13,7 @@ import jsonschema
 import jsonschema_rs
 
 from warpcore.server.core import json_text
-from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH
+from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, shortened
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.tooling import (
     JsonSchema,
@@ -144,9 +144,10 @@ def _check_references(schema: dict[str, Any], field: str) -> None:
             elif isinstance(target, dict) and key in target:
                 target = target[key]
             else:
-                where = path.lstrip("/") or "the top level"
+                where = shortened(path.lstrip("/")) or "the top level"
                 raise InvalidArgumentError(
-                    f"invalid JSON Schema at {where}: $ref {reference!r} points at nothing in this schema", field=field
+                    f"invalid JSON Schema at {where}: $ref {shortened(reference)!r} points at nothing in this schema",
+                    field=field,
                 )
 
 

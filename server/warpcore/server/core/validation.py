@@ -51,8 +51,15 @@ from warpcore.server.core.tool_rules import check_conversation, check_output, ch
 
 
 def check_id(value: str, field: str) -> str:
-    """A required id: non-empty, printable, without surrounding spaces, at most MAX_ID_LENGTH characters."""
+    """A required id: non-empty, and a name (`check_name`)."""
     require(bool(value), field, f"{field} is required")
+    return check_name(value, field)
+
+
+def check_name(value: str, field: str) -> str:
+    """A name the server may quote back in a refusal, look up on disk or log: printable, without surrounding spaces,
+    at most MAX_ID_LENGTH characters (a refusal quoting one of thousands overflowed the client's limit on a status's
+    size, and the client saw a transport error instead)."""
     require(len(value) <= MAX_ID_LENGTH, field, f"{field} is longer than {MAX_ID_LENGTH} characters")
     require(
         value.isprintable() and value.strip() == value, field, f"{field} must be printable, without surrounding spaces"
@@ -227,6 +234,10 @@ def _check_api(api: ApiSettings) -> None:
 
 
 def _check_local(local: LocalSettings) -> None:
+    # The projector's file is named as `model` is, and checked by the same rule.
+    for name, value in (("mmproj", local.mmproj), ("chat_format", local.chat_format)):
+        if value:  # empty: refused by the rule of what it names
+            check_name(value, f"settings.{name}")
     if local.threads is not None:
         require(1 <= local.threads <= MAX_THREADS, "settings.threads", f"threads must be between 1 and {MAX_THREADS}")
     if local.parallel is not None:

@@ -27,6 +27,7 @@ from warpcore.server.core.bounds import (
     GRAMMAR_MAX_REPEAT,
     GRAMMAR_MAX_SCHEMA_DEPTH,
     GRAMMAR_MAX_SCHEMA_NODES,
+    shortened,
 )
 from warpcore.server.core.errors import InvalidArgumentError
 
@@ -103,10 +104,10 @@ class _Walk:
 
     def refuse(self, pointer: str, message: str, reason: str = "SCHEMA_UNSUPPORTED") -> InvalidArgumentError:
         return InvalidArgumentError(
-            f"{self._field} at {pointer}: {message}",
+            f"{self._field} at {shortened(pointer)}: {message}",
             field=self._field,
             reason=reason,
-            metadata={"schema_pointer": pointer},
+            metadata={"schema_pointer": shortened(pointer)},
         )
 
     def schema(self, node: Any, pointer: str, refs: tuple[str, ...], depth: int = 0) -> dict[str, Any]:
@@ -176,14 +177,18 @@ class _Walk:
         if siblings:
             raise self.refuse(pointer, f"$ref beside {', '.join(siblings)} is not supported")
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
-            raise self.refuse(pointer, f"$ref {ref!r} is not supported: only references into this schema (#/...)")
+            raise self.refuse(
+                pointer, f"$ref {shortened(repr(ref))} is not supported: only references into this schema (#/...)"
+            )
         if ref in refs:
-            raise self.refuse(pointer, f"$ref {ref!r} is recursive, which grammar-constrained sampling refuses")
+            raise self.refuse(
+                pointer, f"$ref {shortened(ref)!r} is recursive, which grammar-constrained sampling refuses"
+            )
         target: Any = self._root
         for part in ref[2:].split("/") if ref != "#" else ():
             key = part.replace("~1", "/").replace("~0", "~")
             if not isinstance(target, Mapping) or key not in target:
-                raise self.refuse(pointer, f"$ref {ref!r} points at nothing")
+                raise self.refuse(pointer, f"$ref {shortened(ref)!r} points at nothing")
             target = target[key]
         return self.schema(target, ref, (*refs, ref), depth + 1)
 
@@ -228,6 +233,6 @@ class _Walk:
         body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
         problem = pattern_problem(body)
         if problem:
-            raise self.refuse(pointer, f"pattern {pattern!r}: {problem}")
+            raise self.refuse(pointer, f"pattern {shortened(pattern)!r}: {problem}")
         # Whole-string match: what the grammar generates then also contains a match, as JSON Schema asks.
         return f"^{spelled_for_grammar(body)}$"
