@@ -45,6 +45,16 @@ def bounded(
     return parse
 
 
+def text(value: str) -> str:
+    """The argparse type of every argument without one of its own: Python reads a byte of argv that is not UTF-8 as
+    a lone surrogate, which neither protobuf nor gRPC can send (a traceback, else)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("not UTF-8 text") from None
+    return value
+
+
 COUNT = bounded(int, 1, UINT32_MAX)
 """A count of tokens (or threads, or slots): zero or negative is meaningless, and the field is a uint32."""
 SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
+import itertools
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from warpcore.client import (
@@ -18,6 +21,7 @@ from warpcore.client import (
     TextDelta,
     WarpcoreError,
 )
+from warpcore.client._extras import MAX_EMBED_INPUTS
 
 DIM, PLAIN = "\x1b[2m", "\x1b[0m"
 
@@ -118,9 +122,20 @@ def usage_line(response: GenerateResponse) -> str:
     return f"[{', '.join(parts)}]"
 
 
+def stdin() -> TextIO:
+    """sys.stdin, which Python leaves None when the command starts with it closed (`<&-`). Strict: under a C or
+    UTF-8 locale it would read a byte that is not UTF-8 as a lone surrogate, which protobuf cannot send."""
+    if sys.stdin is None:
+        raise CliError("stdin is closed: give the text as an argument")
+    # Before the first read, which alone may change it; not when a program running the command put another in place.
+    if isinstance(sys.stdin, io.TextIOWrapper) and sys.stdin.errors != "strict":
+        sys.stdin.reconfigure(errors="strict")
+    return sys.stdin
+
+
 def prompt_of(args: argparse.Namespace) -> str:
     """PROMPT, or stdin when it is not given or is "-" (as Unix tools read it)."""
-    return args.prompt if args.prompt not in (None, "-") else sys.stdin.read().removesuffix("\n")
+    return args.prompt if args.prompt not in (None, "-") else stdin().read().removesuffix("\n")
 
 
 def generate(client: Client, args: argparse.Namespace) -> int:
@@ -148,7 +163,7 @@ def chat(client: Client, args: argparse.Namespace) -> int:
     while True:
         sys.stderr.write("> ")
         sys.stderr.flush()
-        line = sys.stdin.readline()
+        line = stdin().readline()
         if not line or line.strip() == "/exit":
             return 0
         if not line.strip():
@@ -164,18 +179,31 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         history.append(reply.message())
 
 
+def stdin_lines() -> Iterator[str]:
+    """The lines of stdin that are not blank, without their newline, as they are read."""
+    return (line.rstrip("\n") for line in stdin() if line.strip())
+
+
 def embed(client: Client, args: argparse.Namespace) -> int:
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
+    """In calls of at most MAX_EMBED_INPUTS texts, each call's lines printed once it is answered: stdin may hold
+    more texts than one call takes, and need not end before the first vectors are out."""
+    texts = iter(args.texts or stdin_lines())
+    batch = list(itertools.islice(texts, MAX_EMBED_INPUTS))
+    if not batch:
         usage: argparse.ArgumentParser = args.parser
         usage.error("texts are needed: give them as arguments or write them on stdin, one a line")
     model_id = pick_model(client, args.model, None, "embed")
-    response = client.embed(
-        model_id, texts, dimensions=args.dimensions, normalize=args.normalize, truncate=args.truncate
-    )
-    for text, vector in zip(texts, response.embeddings, strict=True):
-        print(json.dumps({"input": text, "embedding": vector}))
-    print(f"[{response.prompt_tokens} tokens]", file=sys.stderr)
+    prompt_tokens = 0
+    while batch:
+        response = client.embed(
+            model_id, batch, dimensions=args.dimensions, normalize=args.normalize, truncate=args.truncate
+        )
+        for text, vector in zip(batch, response.embeddings, strict=True):
+            print(json.dumps({"input": text, "embedding": vector}))
+        sys.stdout.flush()
+        prompt_tokens += response.prompt_tokens
+        batch = list(itertools.islice(texts, MAX_EMBED_INPUTS))
+    print(f"[{prompt_tokens} tokens]", file=sys.stderr)
     return 0
 
 

@@ -79,6 +79,10 @@ def logprobs_from(scored: Iterable[tpb.TokenLogprob]) -> tuple[TokenLogprob, ...
     )
 
 
+MAX_EMBED_INPUTS = 2048
+"""The most texts one Embed call takes (EmbedRequest.inputs in embeddings.proto)."""
+
+
 def embed_request(
     model_id: str,
     inputs: str | Sequence[str],

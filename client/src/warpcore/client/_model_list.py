@@ -13,7 +13,8 @@ from warpcore.client import Client, Model, Residency
 
 COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 NONE = "-"
-"""A residency cell of a model that is not loaded, or an expiry that is not coming (in use, or kept forever)."""
+"""A cell with nothing to show: a context size a hosted model does not tell (0), a residency cell of a model that is
+not loaded, or an expiry that is not coming (in use, or kept forever)."""
 
 
 def span(seconds: float | None) -> str:
@@ -58,7 +59,7 @@ def header(residency: bool) -> list[str]:
 
 
 def row(model: Model, residency: bool) -> list[str]:
-    cells = [str(getattr(model, key)) for key in COLUMNS.values()]
+    cells = [str(getattr(model, key) or NONE) for key in COLUMNS.values()]
     if residency:
         found = model.residency
         cells[-1:-1] = [cell(found) if found else NONE for cell in RESIDENCY.values()]

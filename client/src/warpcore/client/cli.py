@@ -18,7 +18,7 @@ from warpcore.client import (
 )
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
-from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file
+from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file, text
 from warpcore.client._cli_load import add_load_options, load
 from warpcore.client._commands import (
     CliError,
@@ -54,8 +54,8 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         epilog="gRPC's own log lines are off unless GRPC_VERBOSITY (ERROR, INFO or DEBUG) or GRPC_TRACE asks for them.",
     )
-    root.add_argument("--target", help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
-    root.add_argument("--token", help="bearer token (default: $WARPCORE_TOKEN)")
+    root.add_argument("--target", type=text, help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
+    root.add_argument("--token", type=text, help="bearer token (default: $WARPCORE_TOKEN)")
     root.add_argument(
         "--timeout", type=bounded(float, 0.0, MAX_TIMEOUT, above=True), metavar="SECONDS", help="deadline of each call"
     )
@@ -67,6 +67,9 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary)
+        # In place of argparse's own default type, which takes each argument as it is; not the root's, whose
+        # default type would check the whole command line as COMMAND.
+        sub.register("type", None, text)
         sub.set_defaults(run=run, parser=sub)  # parser: for usage errors found once the command runs
         return sub
 
@@ -175,12 +178,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     root = parser()
     args = root.parse_args(argv)
+    if sys.stdout is None:  # the command started with it closed (>&-): nowhere for its answer to go
+        print("warpcore: stdout is closed", file=sys.stderr)
+        return 1
     try:
         with connect(args) as client:
             run: Command = args.run
             return run(client, args)
     except OptionError as error:  # e.g. a certificate file that cannot be read: a usage error, as argparse's own
         root.error(f"argument {error.describe(lambda option: '--' + option.replace('_', '-'))}")
+    except UnicodeDecodeError:  # the one text the command decodes itself is stdin's (a file's has its own error)
+        args.parser.error("stdin is not UTF-8 text")
     except DeadlineExceededError as error:
         # gRPC's words for it ("Stream removed (Deadline Exceeded)") do not say whose deadline passed.
         mine = f"timed out after {args.timeout:g} s (--timeout)" if args.timeout is not None else None

@@ -1,0 +1,114 @@
+"""The warpcore command at its edges: text that is not UTF-8, stdin or stdout closed, a token gRPC cannot send, more
+texts to embed than one call takes, and hosted models' unknown context size."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from asyncio.subprocess import PIPE
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import load
+from tests.test_cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
+from warpcore.server.rpc.server import WarpcoreServer
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+pytestmark = pytest.mark.timeout(120)
+
+LATIN_1 = os.fsdecode(b"caf\xe9")
+"""An argument holding the byte 0xE9 (é in Latin-1), not UTF-8: as Python reads such an argv."""
+
+
+@pytest.fixture
+def target(server: WarpcoreServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+async def fed(target: str, stdin: bytes, *args: str) -> Run:
+    process = await start(target, *args)
+    stdout, stderr = await finish(process, stdin)
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+@pytest.mark.parametrize(
+    "command", [["generate", "--model", "m"], ["tokens", "--model", "m"], ["embed", "--model", "m"]]
+)
+async def test_stdin_that_is_not_utf8_is_a_usage_error(command: list[str]) -> None:
+    """It was a traceback (UnicodeEncodeError, from protobuf)."""
+    # The closed port shows that nothing is sent: a call would fail with UNAVAILABLE (exit 1).
+    run = await fed(closed_port_target(), b"caf\xe9\n", *command)
+    assert usage_error(run) == f"warpcore {command[0]}: error: stdin is not UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["generate", "--model", "m", LATIN_1], "warpcore generate: error: argument PROMPT"),
+        (["generate", "--model", "m", "--system", LATIN_1, "hi"], "warpcore generate: error: argument --system"),
+        (["tokens", "--model", "m", LATIN_1], "warpcore tokens: error: argument PROMPT"),
+        (["embed", "--model", "m", "fine", LATIN_1], "warpcore embed: error: argument TEXT"),
+        (["load", LATIN_1], "warpcore load: error: argument MODEL"),
+        (["--token", LATIN_1, "models"], "warpcore: error: argument --token"),
+    ],
+)
+async def test_an_argument_that_is_not_utf8_is_a_usage_error_naming_it(args: list[str], named: str) -> None:
+    run = await warpcore(closed_port_target(), *args)
+    assert usage_error(run) == f"{named}: not UTF-8 text"
+
+
+async def test_a_token_grpc_cannot_send_is_a_usage_error() -> None:
+    """It was taken, and the call failed with INTERNAL "Invalid metadata" after gRPC's own log lines."""
+    run = await warpcore(closed_port_target(), "--token", "two\tparts", "models")
+    assert usage_error(run) == "warpcore: error: argument --token: must be printable ASCII, as a gRPC header value is"
+
+
+@pytest.mark.parametrize(
+    ("closed", "prompt", "error"),
+    [(">&-", ["hi"], "stdout is closed"), ("<&-", [], "stdin is closed: give the text as an argument")],
+)
+async def test_stdin_or_stdout_closed_is_one_line(
+    target: str, tiny: str, closed: str, prompt: list[str], error: str
+) -> None:
+    """Each was a traceback (AttributeError: Python leaves sys.stdin or sys.stdout None)."""
+    process = await asyncio.create_subprocess_exec(
+        *("sh", "-c", f'exec "$@" {closed}', "sh", WARPCORE, "--target", target),
+        *("generate", "--model", tiny, "--max-tokens", "2", *prompt),
+        stdin=PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
+        env=ENV,
+    )
+    stdout, stderr = await finish(process)
+    assert (process.returncode, stdout, stderr.decode()) == (1, b"", f"warpcore: {error}\n")
+
+
+async def test_more_texts_than_one_embed_call_takes_go_in_several(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """All of stdin went in one call, which the server refused ("give between 1 and 2048 inputs")."""
+    openai_upstream.models.append("text-embedding-3-small")
+    await load(stub, openai_upstream, model="text-embedding-3-small")
+    lines = [f"text {number}" for number in range(2049)]
+    run = await warpcore(target, "embed", "--model", "m", "--dimensions", "2", stdin="\n".join(lines) + "\n")
+    assert run.code == 0, run.stderr
+    assert [json.loads(line)["input"] for line in run.stdout.splitlines()] == lines
+    sent = [request.body for request in openai_upstream.requests if request.path == "/v1/embeddings"]
+    assert [len(body["input"]) for body in sent if body is not None] == [2048, 1]
+    assert run.stderr == f"[{2 * len(lines)} tokens]\n"  # both calls' tokens: two words a text
+
+
+async def test_a_hosted_models_unknown_context_size_is_a_dash(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    await load(stub, openai_upstream)
+    listed = await warpcore(target, "models")
+    assert listed.code == 0
+    _, row = listed.stdout.splitlines()
+    assert row.split()[:4] == ["m", "openai", "ready", "-"]
