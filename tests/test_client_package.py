@@ -29,6 +29,11 @@ def test_client_builds_as_a_wheel_with_stubs_typing_and_cli(tmp_path: Path) -> N
     assert {"warpcore/client/__init__.py", "warpcore/client/py.typed", "warpcore/v1/py.typed"} <= names
     assert "warpcore/_client_cli.py" in names  # the console script, outside warpcore.client: see its docstring
     assert not any(name.startswith("warpcore/server") for name in names)
+    # The licence the metadata declares, in its text: the repository's LICENSE.
+    assert "License-Expression: Apache-2.0" in archive.read("warpcore_client-0.1.0.dist-info/METADATA").decode()
+    licence = archive.read("warpcore_client-0.1.0.dist-info/licenses/LICENSE")
+    assert licence == (ROOT / "LICENSE").read_bytes()
+    assert b"Apache License\n                           Version 2.0, January 2004" in licence
     (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
     assert "warpcore = warpcore._client_cli:main" in archive.read(entry_points).decode()
 
