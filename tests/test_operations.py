@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpc_status import rpc_status
+from prometheus_client import generate_latest
 
 from tests.conftest import collect, failed_stream, greedy, load_tiny, rich_details
 from warpcore.server.adapters.factory import create_adapter
@@ -265,3 +266,22 @@ async def test_shutdown_drains_then_ends_streams_with_a_cancelled_frame(started:
         assert ended.usage.prompt_tokens == short_frames[-1].result.usage.prompt_tokens > 0  # the same prompt
         assert ended.usage.completion_tokens >= 1 + sum(frame.HasField("delta") for frame in endless_frames)
         await stopping
+
+
+async def test_an_unloaded_models_series_leave_the_metrics(started: WarpcoreServer) -> None:
+    # Its histograms' series stayed after UnloadModel: 300 cycles under fresh ids left 4,800 series.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{started.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for model_id in ("cycle-0", "cycle-1"):
+            await load_tiny(stub, model_id=model_id)
+            await collect(stub.Generate(greedy("the", 4, model_id=model_id)))
+        await load_tiny(stub, model_id="kept")
+        await collect(stub.Generate(greedy("the", 4, model_id="kept")))
+        before = generate_latest(started.metrics.registry).decode()
+        for model_id in ("cycle-0", "cycle-1"):
+            await stub.UnloadModel(pb.UnloadModelRequest(model_id=model_id))
+    after = generate_latest(started.metrics.registry).decode()
+    assert 'warpcore_time_to_first_token_seconds_count{backend="llama_cpp",model="cycle-0"} 1.0' in before
+    assert 'warpcore_tokens_per_second_count{backend="llama_cpp",model="cycle-1"} 1.0' in before
+    assert [line for line in after.splitlines() if "cycle-" in line] == []
+    assert 'warpcore_time_to_first_token_seconds_count{backend="llama_cpp",model="kept"} 1.0' in after

@@ -77,6 +77,7 @@ class Engine:
         self.streams = ActiveStreams()
         self.residency = Residency(registry, limits, residency or ResidencyPolicy())
         registry.load_timers.append(metrics.observe_load)
+        registry.freed.append(metrics.forget_model)
         metrics.unloads = self.residency.unloads
         self._api_overrides = api_overrides
         self._pulls = pulls

@@ -194,6 +194,14 @@ class Metrics:
     def observe_load(self, backend: BackendKind, seconds: float) -> None:
         self.model_load_seconds.labels(backend.value).observe(seconds)
 
+    async def forget_model(self, model_id: str) -> None:
+        """Drop a freed model's series from the histograms that have a model label, as the gauges drop it (they list
+        the models resident): ids are the callers' to choose, and the series of every id ever unloaded would grow
+        without bound."""
+        for histogram in (self.time_to_first_token, self.tokens_per_second):
+            for backend in BackendKind:  # removing a series that never was does nothing
+                histogram.remove(backend.value, model_id)
+
     def observe_generation(
         self, backend: str, model: str, time_to_first_token: float, total: float, completion_tokens: int
     ) -> None:
