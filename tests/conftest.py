@@ -16,14 +16,17 @@ import pytest
 import uvloop
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from llama_cpp import Llama
 
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
+from warpcore.server.adapters.llama.model_paths import resolve_model_path
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.doors import Doors, open_doors
+from warpcore.server.embedded import install_embedded_model
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -39,6 +42,21 @@ def models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     write_tiny_model(root / "hf" / "warpcore" / "tiny" / "tiny.gguf")
     return root
+
+
+@pytest.fixture(scope="module", params=["tiny", "gemma"])
+def vocabulary(
+    request: pytest.FixtureRequest, models_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Llama]:
+    """A vocabulary that puts a space before every text (the tiny model's SentencePiece), and one that does not."""
+    if request.param == "tiny":
+        path = resolve_model_path(TINY_MODEL, str(models_path))
+    else:
+        root = tmp_path_factory.mktemp("gemma")
+        path = root / install_embedded_model(root)
+    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    yield llama
+    llama.close()
 
 
 @pytest.fixture

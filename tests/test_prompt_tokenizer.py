@@ -14,31 +14,15 @@ import grpc
 import pytest
 from llama_cpp import Llama
 
-from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny, rich_details
+from tests.conftest import collect, failed_stream, greedy, load_tiny, rich_details
 from warpcore.server.adapters.llama.cuts import SafeCuts
-from warpcore.server.adapters.llama.model_paths import resolve_model_path
 from warpcore.server.adapters.llama.prompt import MAX_BYTES_PER_TOKEN
 from warpcore.server.adapters.llama.tokenizer import PIECE_BYTES, REMEMBERED_PIECE_BYTES, PromptTokenizer
-from warpcore.server.embedded import install_embedded_model
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 README = Path(__file__).parent.parent / "README.md"
-
-
-@pytest.fixture(scope="module", params=["tiny", "gemma"])
-def vocabulary(
-    request: pytest.FixtureRequest, models_path: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Llama]:
-    if request.param == "tiny":
-        path = resolve_model_path(TINY_MODEL, str(models_path))
-    else:
-        root = tmp_path_factory.mktemp("gemma")
-        path = root / install_embedded_model(root)
-    llama = Llama(model_path=str(path), vocab_only=True, verbose=False)
-    yield llama
-    llama.close()
 
 
 def sample_texts() -> Iterator[bytes]:

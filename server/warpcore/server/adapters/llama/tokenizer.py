@@ -6,10 +6,11 @@ from __future__ import annotations
 import collections
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.control_text import ControlTexts
 from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SafeCuts
 
 # llama.cpp's tokenizer is quadratic on byte-fallback text (250 kB of control characters: ~9 s in one call,
@@ -38,6 +39,9 @@ class PromptTokenizer:
         self._remembered: collections.OrderedDict[tuple[bytes, bool], list[int]] = collections.OrderedDict()
         self._space_kept: bool | None = None
         self._ids: dict[bytes, int] | None = None
+        self.controls = ControlTexts(llama)
+        first = self._llama.tokenize(b"a", add_bos=False, special=False)[:1]
+        self._adds_space = llama_cpp.llama_vocab_get_text(self._vocab, first[0]).startswith(ESCAPED_SPACE)
         if self._cuts is not None:
             return
         whole = self._tokens(_PROBE, add_bos=False)
@@ -47,10 +51,20 @@ class PromptTokenizer:
                 break
 
     def tokenize(
-        self, text: bytes, *, add_bos: bool, limit: int, stop: threading.Event, remember: bool = False
+        self,
+        text: bytes,
+        *,
+        add_bos: bool,
+        limit: int,
+        stop: threading.Event,
+        remember: bool = False,
+        literal: Sequence[tuple[int, int]] = (),
     ) -> list[int]:
         """The tokens of `text`; stops early (with a shorter list) once past `limit` tokens or when `stop` is set.
-        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt)."""
+        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt). `literal`:
+        byte spans, in order, that spell control tokens but are read as text (control_text.py)."""
+        if literal:
+            return self._with_literal(text, literal, add_bos=add_bos, limit=limit, stop=stop)
         if self._cuts is not None:
             cut: _Cut = functools.partial(_cut_safely, cuts=self._cuts)
         elif self._space_kept is None or len(text) <= PIECE_BYTES:
@@ -97,6 +111,30 @@ class PromptTokenizer:
             tokens += piece
             start = start_after
             if (limit is not None and len(tokens) > limit) or (stop is not None and stop.is_set()):
+                break
+        return tokens
+
+    def _with_literal(
+        self, text: bytes, literal: Sequence[tuple[int, int]], *, add_bos: bool, limit: int, stop: threading.Event
+    ) -> list[int]:
+        """The tokens of `text` with its `literal` spans read as text: each part tokenized on its own (a little
+        otherwise than whole at their edges), without the space a tokenizer puts before a text at a part that
+        continues the text."""
+        tokens: list[int] = []
+        position = 0
+        for start, end in [*literal, (len(text), len(text))]:
+            for part_start, part_end, special in ((position, start, True), (start, end, False)):
+                if part_start == part_end:
+                    continue
+                part = text[part_start:part_end]
+                bos = add_bos and part_start == 0
+                if special:
+                    tokens_of = self.tokenize(part, add_bos=bos, limit=limit - len(tokens), stop=stop)
+                else:
+                    tokens_of = self._llama.tokenize(part, add_bos=bos, special=False)
+                tokens += self._without_added_space(tokens_of) if part_start and self._adds_space else tokens_of
+            position = end
+            if len(tokens) > limit or stop.is_set():
                 break
         return tokens
 
