@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.http.anthropic_request import messages_request
 from warpcore.server.http.openai_request import chat_request
@@ -48,7 +50,7 @@ JSON = st.recursive(
 @given(st.dictionaries(st.sampled_from(KEYS), JSON, max_size=8))
 def test_any_body_parses_or_is_refused_with_a_field(body: dict[str, Any]) -> None:
     refusals: list[WarpcoreError] = []
-    for parse in (chat_request, messages_request):
+    for parse in (functools.partial(chat_request, default_max_tokens=DEFAULT_MAX_TOKENS), messages_request):
         try:
             parse(body)
         except WarpcoreError as error:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from anthropic.types import MessageParam
 
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.domain import (
     ChatMessage,
     Finish,
@@ -201,7 +202,7 @@ def test_the_same_tool_loop_in_either_dialect_is_the_same_domain_request() -> No
         "output_config": {"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}},
         "max_tokens": 50,
     }
-    from_openai = chat_request(openai_body).params
+    from_openai = chat_request(openai_body, DEFAULT_MAX_TOKENS).params
     from_anthropic = messages_request(anthropic_body).params
     assert from_openai.messages[0] == ChatMessage(Role.SYSTEM, "Be brief.")
     assert from_anthropic.system == "Be brief."
@@ -280,19 +281,21 @@ def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it
             {"role": "tool", "tool_call_id": "call_b", "content": "rain"},
         ],
     }
-    restored = memory.restore(chat_request(returned).params)
+    restored = memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params)
     assert restored.messages[1].reasoning == (
         ReasoningBlock("Let me think.", "sig-1"),
         ReasoningBlock(signature="opaque-data", redacted=True),
     )
-    assert restored.messages[0] == chat_request(returned).params.messages[0]
+    assert restored.messages[0] == chat_request(returned, DEFAULT_MAX_TOKENS).params.messages[0]
     # Reasoning the client did send back is kept as sent.
     returned["messages"][1]["thinking_blocks"] = [{"type": "thinking", "thinking": "own", "signature": "s"}]  # type: ignore[index]
-    assert memory.restore(chat_request(returned).params).messages[1].reasoning == (ReasoningBlock("own", "s"),)
+    assert memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == (
+        ReasoningBlock("own", "s"),
+    )
     # Bounded: the oldest calls are forgotten first.
     memory.remember(["call_c", "call_d"], (ReasoningBlock("later", "sig-2"),))
     del returned["messages"][1]["thinking_blocks"]  # type: ignore[attr-defined]
-    assert memory.restore(chat_request(returned).params).messages[1].reasoning == ()
+    assert memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == ()
 
 
 @pytest.mark.parametrize("text", ['say "hi"\n', "caf\u00e9 \U0001f600", "\\u0000", "\x00", ""])

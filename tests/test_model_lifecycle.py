@@ -19,6 +19,7 @@ from tests.hosted import OPENAI_KEY
 from tests.test_residency import ModelEvents, idle, listed, load_request, server_and_stub
 from warpcore.client import AsyncClient
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, LocalSettings, TextChunk
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import NotFoundError
@@ -51,7 +52,9 @@ async def started(call: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 async def generated(server: WarpcoreServer, model_id: str) -> tuple[str, FinishReason]:
     """A Generate straight on the engine (so that `started` runs it up to where it waits for its model)."""
-    params = translate.generation_params(pb.GenerateRequest(model_id=model_id, prompt="Hi"), WAIT_SECONDS)
+    params = translate.generation_params(
+        pb.GenerateRequest(model_id=model_id, prompt="Hi"), WAIT_SECONDS, DEFAULT_MAX_TOKENS
+    )
     text, reason = [], None
     async for output in server.engine.generate(model_id, params):
         if isinstance(output, TextChunk):

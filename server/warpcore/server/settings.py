@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
-from warpcore.server.core.bounds import MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 from warpcore.server.core.validation import check_keep_alive
@@ -184,7 +184,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "--max-tokens-limit",
         "WARPCORE_MAX_TOKENS_LIMIT",
         str(MAX_TOKENS_LIMIT),
-        "largest max_tokens accepted",
+        f"largest max_tokens accepted; a request naming none gets {DEFAULT_MAX_TOKENS}, or this when lower",
         type=int,
     )
     option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))

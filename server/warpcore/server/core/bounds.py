@@ -12,6 +12,7 @@ from warpcore.server.core.embeddings import Pooling
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
 DEFAULT_MAX_TOKENS = 256
+"""The max_tokens of a request that names none, unless the server's limit is lower (Limits.default_max_tokens)."""
 MIN_CONTEXT_SIZE = 16
 MAX_CONTEXT_SIZE = 131072
 MAX_PARALLEL = 64

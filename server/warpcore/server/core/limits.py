@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from warpcore.server.core.bounds import MAX_TOKENS_LIMIT
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
 from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError
 
@@ -107,6 +107,12 @@ class Limits:
 
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}
+
+    @property
+    def default_max_tokens(self) -> int:
+        """The max_tokens of a request that names none: DEFAULT_MAX_TOKENS, or the server's limit when lower (a
+        request that sent no max_tokens was refused for it)."""
+        return min(DEFAULT_MAX_TOKENS, self.max_tokens)
 
     def defaults(self, backend: BackendKind) -> tuple[int, int]:
         """Running and waiting generations a model of `backend` gets unless its own Admission says otherwise: the

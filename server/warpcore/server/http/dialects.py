@@ -52,7 +52,8 @@ class Call:
 @dataclass(frozen=True)
 class Dialect:
     name: str
-    parse: Callable[[Json], Call]
+    parse: Callable[[Json, int], Call]
+    """The call a body asks for, given the max_tokens of one that names none."""
     answer: Callable[[Call, Collected], dict[str, Any]]
     stream: Callable[[Call], Stream]
     error: Callable[[WarpcoreError, str], dict[str, Any]]
@@ -63,18 +64,18 @@ class Dialect:
     """The header whose comma-separated values name Anthropic beta features (GenerationParams.anthropic_betas)."""
 
 
-def _openai_call(body: Json) -> Call:
-    request = openai_request.chat_request(body)
+def _openai_call(body: Json, default_max_tokens: int) -> Call:
+    request = openai_request.chat_request(body, default_max_tokens)
     return Call(request.model, request.params, request.stream, request.field_names, request.include_usage)
 
 
-def _responses_call(body: Json) -> Call:
-    request = responses_request.responses_request(body)
+def _responses_call(body: Json, default_max_tokens: int) -> Call:
+    request = responses_request.responses_request(body, default_max_tokens)
     return Call(request.model, request.params, request.stream, request.field_names, echo=request.echo)
 
 
-def _anthropic_call(body: Json) -> Call:
-    request = anthropic_request.messages_request(body)
+def _anthropic_call(body: Json, _default_max_tokens: int) -> Call:
+    request = anthropic_request.messages_request(body)  # max_tokens is required: there is no default
     return Call(request.model, request.params, request.stream, request.field_names)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
 from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
@@ -86,7 +85,7 @@ class ChatRequest:
     """The path in this request of each domain message part, by its domain path."""
 
 
-def chat_request(body: Json) -> ChatRequest:
+def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     OPENAI_CHAT.check(body)
     modalities = array(body, "modalities")
     if modalities not in (None, ["text"]):
@@ -120,7 +119,7 @@ def chat_request(body: Json) -> ChatRequest:
     params = GenerationParams(
         prompt=None,
         messages=messages,
-        max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        max_tokens=default_max_tokens if max_tokens is None else max_tokens,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.cache_rules import check_cache_marks
 from warpcore.server.core.domain import GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
@@ -67,7 +66,7 @@ class ResponsesRequest:
     """The request's settings as the response object repeats them."""
 
 
-def responses_request(body: Json) -> ResponsesRequest:
+def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
     OPENAI_RESPONSES.check(body)
     logprobs = _include(body)
     listed = objects(body, "tools")
@@ -96,7 +95,7 @@ def responses_request(body: Json) -> ResponsesRequest:
     params = GenerationParams(
         prompt=None,
         messages=messages,
-        max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+        max_tokens=default_max_tokens if max_tokens is None else max_tokens,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         tools=conversation.tools,

@@ -68,7 +68,7 @@ def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams
 
 
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    call = dialect.parse(await json_body(request))
+    call = dialect.parse(await json_body(request), request.app[ENGINE].limits.default_max_tokens)
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model

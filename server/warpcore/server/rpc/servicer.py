@@ -72,7 +72,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: Context
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
-        params = translate.generation_params(request, context.time_remaining())
+        params = translate.generation_params(request, context.time_remaining(), self._engine.limits.default_max_tokens)
         prompt: PromptUsage | None = None
         async for output in self._engine.generate(request.model_id, params):
             if isinstance(output, PromptUsage):
@@ -107,7 +107,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
         try:
-            params = translate.generation_params(request.request, context.time_remaining())
+            default_max_tokens = self._engine.limits.default_max_tokens
+            params = translate.generation_params(request.request, context.time_remaining(), default_max_tokens)
             count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
         except WarpcoreError as error:
             # The request's fields sit one level down, in `request`.

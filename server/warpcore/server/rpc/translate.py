@@ -8,7 +8,7 @@ import re
 
 from google.protobuf import duration_pb2
 
-from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TIMEOUT_SECONDS
+from warpcore.server.core.bounds import MAX_TIMEOUT_SECONDS
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendKind,
@@ -175,13 +175,15 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
     )
 
 
-def generation_params(request: pb.GenerateRequest, time_remaining: float | None) -> GenerationParams:
+def generation_params(
+    request: pb.GenerateRequest, time_remaining: float | None, default_max_tokens: int
+) -> GenerationParams:
     messages = [tools_translate.chat_message(index, message) for index, message in enumerate(request.messages)]
     options = request.options
     return GenerationParams(
         prompt=request.prompt or None,
         messages=tuple(messages),
-        max_tokens=options.max_tokens if options.HasField("max_tokens") else DEFAULT_MAX_TOKENS,
+        max_tokens=options.max_tokens if options.HasField("max_tokens") else default_max_tokens,
         temperature=options.temperature if options.HasField("temperature") else None,
         top_p=options.top_p if options.HasField("top_p") else None,
         top_k=options.top_k if options.HasField("top_k") else None,
