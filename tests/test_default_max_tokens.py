@@ -51,3 +51,10 @@ async def test_a_chat_completion_without_max_tokens_stops_at_the_servers_lower_l
         assert answer.usage.completion_tokens == LIMIT
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model="tiny", messages=openai_messages(), max_tokens=LIMIT + 1)
+
+
+async def test_a_response_without_max_output_tokens_stops_at_the_servers_lower_limit(limited: Doors) -> None:
+    async with async_openai_client(limited) as client:
+        answer = await client.responses.create(model="tiny", input="the world", temperature=0)
+    assert answer.usage is not None
+    assert answer.usage.output_tokens == LIMIT
