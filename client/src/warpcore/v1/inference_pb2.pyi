@@ -992,8 +992,9 @@ class GenerationOptions(_message.Message):
     VERBOSITY_FIELD_NUMBER: _builtins.int
     ANTHROPIC_BETAS_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
-    """Most tokens to generate, 1 to 32768. Unset: 256 (also sent to Anthropic, whose
-    API requires a value).
+    """Most tokens to generate, 1 to 32768 (or the server's lower --max-tokens-limit).
+    Unset: 256, or that limit when lower (also sent to Anthropic, whose API requires
+    a value).
     """
     temperature: _builtins.float
     """Sampling temperature, 0 to 2 (Anthropic: 0 to 1). 0 means greedy decoding. Unset on
