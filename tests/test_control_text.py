@@ -3,6 +3,7 @@ prompt cannot end its turn and open one of the model's; the chat template's own 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import llama_cpp
@@ -71,6 +72,21 @@ def test_control_texts_in_a_callers_text_are_text(vocabulary: Llama, injected: G
     spelled = vocabulary.detokenize(tokens, special=True).decode()
     bos = vocabulary.detokenize([vocabulary.token_bos()], special=True).decode() if rendered.add_bos else ""
     assert spelled.replace(" ", "") == (bos + rendered.text).replace(" ", "")
+
+
+def test_a_text_full_of_control_texts_costs_about_what_plain_text_does(vocabulary: Llama) -> None:
+    """Read as text, a message of 50,000 control texts is one part to tokenize, not 100,000 (seconds, else)."""
+
+    preparer = PromptPreparer(
+        ChatTemplate(vocabulary, "m", None), PromptTokenizer(vocabulary), None, keeps_prompts=False
+    )
+
+    def seconds(content: str) -> float:
+        started = time.perf_counter()
+        preparer.count(chat(ChatMessage(Role.USER, content)), 8192, include_tokens=False)
+        return time.perf_counter() - started
+
+    assert seconds("a<eos>" * 50_000) < 10 * seconds("a eos " * 50_000) + 0.5
 
 
 def test_a_prompt_without_messages_is_the_callers_own_formatting(vocabulary: Llama) -> None:

@@ -38,31 +38,29 @@ class ControlTexts:
         self._others = re.compile("|".join(map(re.escape, others))) if others else None
 
     def literal_spans(self, rendered: str, params: GenerationParams) -> list[Span]:
-        """The spans of `rendered` (a chat prompt) that spell a control token inside a text of the caller's, in
-        order and apart. A text the template changed (escaped) is not found, and nothing of it reads as a token. A
-        prompt without chat messages is the caller's own formatting: its control texts are tokens."""
+        """The spans of `rendered` (a chat prompt) to read as text: each text of the caller's that spells a control
+        token, whole (a part of its own however many it spells), in order and apart. A text the template changed
+        (escaped) is not found, and nothing of it reads as a token. A prompt without chat messages is the caller's
+        own formatting: its control texts are tokens."""
         if params.prompt is not None:
             return []
         spans: list[Span] = []
         cursor = 0
         for text in _caller_texts(params):
-            inside = list(self._spans(text))
-            if not inside:
+            if not self._spells_one(text):
                 continue
             at = rendered.find(text, cursor)
             at = rendered.find(text) if at < 0 else at
             if at < 0:
                 continue
-            spans += [(at + start, at + end) for start, end in inside]
+            spans.append((at, at + len(text)))
             cursor = at + len(text)
         return _apart(spans)
 
-    def _spans(self, text: str) -> Iterator[Span]:
-        for match in _BRACKETED.finditer(text):
-            if match.group() in self._bracketed:
-                yield match.span()
-        if self._others is not None:
-            yield from (match.span() for match in self._others.finditer(text))
+    def _spells_one(self, text: str) -> bool:
+        if any(match.group() in self._bracketed for match in _BRACKETED.finditer(text)):
+            return True
+        return self._others is not None and self._others.search(text) is not None
 
 
 def _caller_texts(params: GenerationParams) -> Iterator[str]:
@@ -82,10 +80,10 @@ def _caller_texts(params: GenerationParams) -> Iterator[str]:
 
 
 def _apart(spans: list[Span]) -> list[Span]:
-    """`spans` sorted, overlapping ones merged."""
+    """`spans` sorted, those that overlap or touch merged."""
     merged: list[Span] = []
     for start, end in sorted(spans):
-        if merged and start < merged[-1][1]:
+        if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
             merged.append((start, end))
