@@ -146,6 +146,22 @@ def parse_pooling(name: str) -> Pooling | None:
     return Pooling.__members__.get(name.strip().upper())
 
 
+MAX_ERROR_MESSAGE_BYTES = 1024
+"""The longest error message a caller gets, in UTF-8, at either door. A gRPC status's travels twice (grpc-message,
+percent-encoded, and in the rich details), and a client refuses a status whose metadata passes its limit (8 KiB by
+default) with a transport error of its own, which hides the refusal; an HTTP error body quoting a caller's value whole
+would send back more than the caller sent. Only a message quoting a caller's long value comes near it."""
+
+
+def fitted_message(message: str) -> str:
+    """`message`, or as much of it as fits in MAX_ERROR_MESSAGE_BYTES with how long it was."""
+    encoded = message.encode()
+    if len(encoded) <= MAX_ERROR_MESSAGE_BYTES:
+        return message
+    tail = f"... ({len(message)} characters)"
+    return encoded[: MAX_ERROR_MESSAGE_BYTES - len(tail)].decode(errors="ignore") + tail
+
+
 def shortened(text: str, limit: int = MAX_ID_LENGTH) -> str:
     """`text`, or its first `limit` characters and how long it was: what the server quotes of a value a caller chose,
     which may be megabytes."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Iterable
 from typing import Any
 
 import jsonschema
@@ -85,7 +86,7 @@ def _checked(schema: object, field: str) -> JsonSchema:
         # The stubs do not say that the default may be None, which the library returns for an unknown dialect.
         known = jsonschema.validators.validator_for(schema, default=None) if isinstance(dialect, str) else None  # type: ignore[arg-type]
         if known is None:
-            raise InvalidArgumentError(f"unknown JSON Schema dialect {str(dialect)[:100]!r}", field=field)
+            raise InvalidArgumentError(f"unknown JSON Schema dialect {shortened(str(dialect))!r}", field=field)
         validator = known
     try:
         if validator in _CHECKED_IN_RUST:
@@ -93,11 +94,9 @@ def _checked(schema: object, field: str) -> JsonSchema:
         else:
             validator.check_schema(schema)
     except jsonschema_rs.ValidationError as error:
-        where = "/".join(str(part) for part in error.instance_path) or "the top level"
-        raise InvalidArgumentError(f"invalid JSON Schema at {where}: {error.message[:300]}", field=field) from None
+        raise _invalid(error.instance_path, error.message, field) from None
     except jsonschema.SchemaError as error:
-        where = "/".join(str(part) for part in error.path) or "the top level"
-        raise InvalidArgumentError(f"invalid JSON Schema at {where}: {error.message[:300]}", field=field) from None
+        raise _invalid(error.path, error.message, field) from None
     _check_references(schema, field)
     return schema
 
@@ -112,6 +111,12 @@ _SCHEMA_VALUES = frozenset(
 )
 """Keywords whose values are a schema or a list of schemas; any other keyword's value is no schema, and a "$ref" in
 it is data."""
+
+
+def _invalid(path: Iterable[object], problem: str, field: str) -> InvalidArgumentError:
+    """A schema refused at `path`: both cut where long, so that what is wrong survives a deep path."""
+    where = shortened("/".join(str(part) for part in path)) or "the top level"
+    return InvalidArgumentError(f"invalid JSON Schema at {where}: {shortened(problem, 300)}", field=field)
 
 
 def _check_references(schema: dict[str, Any], field: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN, shortened
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -50,7 +50,7 @@ def check_tools(params: GenerationParams) -> frozenset[str]:
     if choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
         require(bool(names), "tool_choice", f"tool choice {choice.mode.value} needs tools")
     if choice.mode is ToolChoiceMode.NAMED:
-        require(choice.name in names, "tool_choice.name", f"no tool named {choice.name[:64]!r} in tools")
+        require(choice.name in names, "tool_choice.name", f"no tool named {shortened(choice.name)!r} in tools")
     else:
         require(not choice.name, "tool_choice.name", "a tool name goes with the named tool choice only")
     return frozenset(names)
@@ -68,7 +68,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
             require(
                 message.tool_call_id in pending,
                 f"{field}.tool_call_id",
-                f"no call with id {message.tool_call_id[:64]!r} waits for a result: a tool turn answers a call of"
+                f"no call with id {shortened(message.tool_call_id)!r} waits for a result: a tool turn answers a call of"
                 " the assistant turn right before it, once",
             )
             del pending[message.tool_call_id]
@@ -76,7 +76,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
             if pending:
                 call_id, turn = next(iter(pending.items()))
                 raise InvalidArgumentError(
-                    f"call {call_id[:64]!r} of messages[{turn}] has no tool result before this turn", field=field
+                    f"call {shortened(call_id)!r} of messages[{turn}] has no tool result before this turn", field=field
                 )
             require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
             require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
@@ -86,10 +86,10 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
         for number, call in enumerate(message.tool_calls):
             call_field = f"{field}.tool_calls[{number}]"
             require(bool(call.id), f"{call_field}.id", "a tool call needs an id")
-            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {call.id[:64]!r}")
+            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {shortened(call.id)!r}")
             seen.add(call.id)
             pending[call.id] = index
-            require(call.name in tool_names, f"{call_field}.name", f"no tool named {call.name[:64]!r} in tools")
+            require(call.name in tool_names, f"{call_field}.name", f"no tool named {shortened(call.name)!r} in tools")
             arguments = parse_json(call.arguments, f"{call_field}.arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
             require(isinstance(arguments, dict), f"{call_field}.arguments", "arguments must be a JSON object")
         for number, block in enumerate(message.reasoning):
@@ -102,7 +102,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
     if pending:
         call_id, turn = next(iter(pending.items()))
         field = f"messages[{turn}]"
-        raise InvalidArgumentError(f"call {call_id[:64]!r} of {field} has no tool result", field=field)
+        raise InvalidArgumentError(f"call {shortened(call_id)!r} of {field} has no tool result", field=field)
 
 
 def check_output(params: GenerationParams) -> None:

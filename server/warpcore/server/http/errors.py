@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
 
@@ -80,11 +81,12 @@ def retry_headers(error: WarpcoreError) -> dict[str, str]:
 
 def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, str]:
     """The error's field as the dialect names it (`names` maps domain field paths to the dialect's), and its message
-    beginning with that name where it began with the domain's."""
+    beginning with that name where it began with the domain's; both cut, as a gRPC status's are, where they quote a
+    caller's long value."""
     if error.field is None:
-        return None, error.message
+        return None, fitted_message(error.message)
     field = names.get(error.field, error.field)
-    return field, error.message_naming(field)
+    return shortened(field), fitted_message(error.message_naming(field))
 
 
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from warpcore.server.core.access import current_request_id
-from warpcore.server.core.bounds import shortened
+from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.rpc.translate import field_path
 
@@ -24,11 +24,6 @@ ERROR_DOMAIN = "warpcore.v1"
 # Domain codes are google.rpc.Code names, so each has its gRPC status of the same name.
 _GRPC_CODES = {code: grpc.StatusCode[code.name] for code in ErrorCode}
 _log = logging.getLogger(__name__)
-MAX_STATUS_MESSAGE_BYTES = 1024
-"""The longest message a status carries, in UTF-8: it travels twice (grpc-message, percent-encoded, and in the rich
-details), and a client refuses a status whose metadata passes its limit (8 KiB by default) with a transport error of
-its own, which hides the refusal. Only a message quoting a caller's long value (a schema's $ref, a property's name)
-comes near it."""
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -49,7 +44,7 @@ def to_status(error: WarpcoreError) -> grpc.Status:
     if request_id := current_request_id():  # the id the call's initial metadata gave its caller
         details.append(_packed(error_details_pb2.RequestInfo(request_id=request_id)))
     field = None if error.field is None else field_path(error.field)
-    message = _fitting(error.message if field is None else error.message_naming(field))
+    message = fitted_message(error.message if field is None else error.message_naming(field))
     if field is not None:
         violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
         details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
@@ -59,13 +54,6 @@ def to_status(error: WarpcoreError) -> grpc.Status:
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=_GRPC_CODES[error.code].value[0], message=message, details=details)
     return cast(grpc.Status, rpc_status.to_status(status))
-
-
-def _fitting(message: str) -> str:
-    encoded = message.encode()
-    if len(encoded) <= MAX_STATUS_MESSAGE_BYTES:
-        return message
-    return f"{encoded[:MAX_STATUS_MESSAGE_BYTES].decode(errors='ignore')}... ({len(message)} characters)"
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
