@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from warpcore.client import AsyncClient, Client
+from warpcore.client import AsyncClient, CancelledError, Client, TextDelta
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -128,3 +128,33 @@ def test_a_token_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("WARPCORE_TOKEN", "line\nbreak")
     with pytest.raises(ValueError, match=r"\(from \$WARPCORE_TOKEN\)$"):
         Client("127.0.0.1:1")
+
+
+async def test_a_stream_read_after_its_client_closed_raises_as_the_sync_one_does(
+    target: str, stalled: FakeOpenAI
+) -> None:
+    """The async read raised asyncio.CancelledError, as if the reading task itself had been cancelled."""
+    sync_client = Client(target)
+    sync_stream = sync_client.generate("m", prompt="hi", stream=True)
+    assert await asyncio.to_thread(next, sync_stream) == TextDelta("Once")
+    sync_client.close()
+    with pytest.raises(CancelledError) as sync_raised:
+        await asyncio.to_thread(next, sync_stream)
+    client = AsyncClient(target)
+    stream = await client.generate("m", prompt="hi", stream=True)
+    assert await anext(stream) == TextDelta("Once")
+    await client.close()
+    with pytest.raises(CancelledError) as raised:
+        await anext(stream)
+    assert (raised.value.status, type(raised.value)) == (sync_raised.value.status, type(sync_raised.value))
+
+
+async def test_a_reading_task_cancelled_is_still_cancelled(target: str, stalled: FakeOpenAI) -> None:
+    async with AsyncClient(target) as client:
+        stream = await client.generate("m", prompt="hi", stream=True)
+        await anext(stream)
+        reading = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0)  # one turn of the loop: the read has started, and waits on the stalled stream
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Generic, Self
 
 import grpc
 
-from warpcore.client._errors import ResponseParseError, error_from_rpc
+from warpcore.client._errors import CancelledError, ResponseParseError, error_from_rpc
 from warpcore.client._protocol import event_from, usage_from
 from warpcore.client._tools import Parse, ReasoningCollector
 from warpcore.client._types import (
@@ -89,14 +90,20 @@ def _events(call: Iterator[pb.GenerateResponse], accumulator: Accumulator) -> It
 
 
 async def _async_events(
-    call: AsyncIterable[pb.GenerateResponse], accumulator: Accumulator
+    call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse], accumulator: Accumulator
 ) -> AsyncIterator[StreamEvent]:
-    """As _events."""
+    """As _events. A call cancelled here (the stream's close(), its client's) is CancelledError, as Stream's: grpc.aio
+    raises asyncio.CancelledError, which would read as the cancellation of the reading task itself."""
     try:
         async for frame in call:
             yield accumulator.add(frame)
     except grpc.RpcError as error:
         raise error_from_rpc(error) from None
+    except asyncio.CancelledError:
+        reader = asyncio.current_task()
+        if not call.cancelled() or (reader is not None and reader.cancelling()):
+            raise
+        raise CancelledError(await call.details(), status=grpc.StatusCode.CANCELLED) from None
 
 
 class Stream(Generic[ParsedT]):
