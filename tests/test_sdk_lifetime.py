@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from warpcore.client import AsyncClient, CancelledError, Client, TextDelta
+from warpcore.client import AsyncClient, AsyncStream, CancelledError, Client, TextDelta
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -128,6 +128,24 @@ def test_a_token_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("WARPCORE_TOKEN", "line\nbreak")
     with pytest.raises(ValueError, match=r"\(from \$WARPCORE_TOKEN\)$"):
         Client("127.0.0.1:1")
+
+
+async def test_a_stream_kept_past_its_event_loop_is_cancelled_when_the_client_moves_to_another(
+    target: str, stalled: FakeOpenAI
+) -> None:
+    """Each asyncio.run has a loop of its own; the server generated the first one's stream to its end, its slot held."""
+    client = AsyncClient(target)
+
+    async def open_stream() -> AsyncStream[None]:
+        stream = await client.generate("m", prompt="hi", stream=True)
+        await anext(stream)
+        return stream
+
+    kept = await asyncio.to_thread(asyncio.run, open_stream())
+    assert await asyncio.to_thread(asyncio.run, client.health()) == "SERVING"
+    await assert_upstream_left(stalled)
+    await asyncio.to_thread(asyncio.run, client.close())
+    del kept
 
 
 async def test_a_stream_read_after_its_client_closed_raises_as_the_sync_one_does(

@@ -154,7 +154,9 @@ class AsyncClient(_Settings):
         """Generate from a loaded model: the final response, or with stream=True an AsyncStream; `parsed` typed as
         Client.generate's."""
         request, parse = generate_request(model_id, prompt, messages, options, response_format)
-        started = AsyncStream(self.stub.Generate(request, **self._call_options(timeout)), parse)
+        call = self.stub.Generate(request, **self._call_options(timeout))
+        self._loop_channel.track(call)
+        started = AsyncStream(call, parse)
         return started if stream else await started.get_final_response()
 
     async def embed(
@@ -193,7 +195,9 @@ class AsyncClient(_Settings):
         self, model: str, *, revision: str | None = None, timeout: float | None = None
     ) -> AsyncIterator[PullEvent]:
         """Have the server download `model`: PullProgress events, then one PulledModel."""
-        return async_pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
+        call = self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout))
+        self._loop_channel.track(call)
+        return async_pull_events(call)
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
 import grpc
@@ -30,6 +31,7 @@ class Bound(NamedTuple):
     loop: asyncio.AbstractEventLoop
     channel: grpc.aio.Channel
     stub: InferenceServiceAsyncStub
+    streams: weakref.WeakSet[grpc.aio.Call]
 
 
 def _running_loop() -> asyncio.AbstractEventLoop:
@@ -43,6 +45,15 @@ def _open(settings: ChannelSettings) -> grpc.aio.Channel:
     if settings.credentials is not None:
         return grpc.aio.secure_channel(settings.target, settings.credentials, options=settings.arguments)
     return grpc.aio.insecure_channel(settings.target, options=settings.arguments)
+
+
+def _abandon(stopped: Bound) -> None:
+    """Leave the channel of a loop that has stopped. Its streams still open (kept past their asyncio.run) can never be
+    read again: they are cancelled, or the server would generate them to their end. The channel is dropped, not
+    closed: its close() is a coroutine of that loop, which cannot run again. Dropping the last reference has grpc's
+    Channel.__del__ destroy it."""
+    for stream in list(stopped.streams):
+        stream.cancel()
 
 
 class LoopChannel:
@@ -67,12 +78,16 @@ class LoopChannel:
             if self._owned_elsewhere(loop):
                 raise RuntimeError(OTHER_LOOP)
             if self._bound is None or self._bound.loop is not loop:
-                # The channel of a loop that has stopped is dropped, not closed: its close() would cancel its calls'
-                # tasks, which belong to that loop, so it cannot be awaited from this one. Dropping the last
-                # reference has grpc's Channel.__del__ destroy it.
+                if self._bound is not None:
+                    _abandon(self._bound)
                 channel = _open(self._settings)
-                self._bound = Bound(loop, channel, inference_pb2_grpc.InferenceServiceStub(channel))
+                stub = inference_pb2_grpc.InferenceServiceStub(channel)
+                self._bound = Bound(loop, channel, stub, weakref.WeakSet())
             return self._bound
+
+    def track(self, stream: grpc.aio.Call) -> None:
+        """Have `stream`, a call of the running loop's channel, cancelled if the client moves to another loop."""
+        self.get().streams.add(stream)
 
     async def close(self) -> None:
         """Close the channel, if one was made; the client cannot be used afterwards."""
@@ -81,5 +96,7 @@ class LoopChannel:
             if self._owned_elsewhere(loop):
                 raise RuntimeError(OTHER_LOOP)
             bound, self._bound, self._closed = self._bound, None, True
-        if bound is not None and bound.loop is loop:  # another loop's has stopped: dropped, as in get()
+        if bound is not None and bound.loop is loop:
             await bound.channel.close()
+        elif bound is not None:  # another loop's, which has stopped
+            _abandon(bound)
