@@ -16,6 +16,7 @@ from tests.conftest import TINY_MODEL, collect, failed_stream, greedy, load_tiny
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
+from warpcore.server.core.bounds import MAX_ERROR_MESSAGE_BYTES
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -427,6 +428,10 @@ async def test_health_for_an_unknown_service_of_any_length_is_not_found(server: 
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="s" * 20_000))
     assert raised.value.code() == Code.NOT_FOUND
     assert raised.value.details() == f"unknown service '{'s' * 256}... (20000 characters)'"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="\U0001f600" * 9000))
+    assert len((raised.value.details() or "").encode()) <= MAX_ERROR_MESSAGE_BYTES
 
 
 async def test_an_upstreams_error_of_any_length_reaches_the_client_cut_short(

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from warpcore.server.core.bounds import shortened
+from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.limits import shutting_down
 from warpcore.server.rpc.status import unary_errors
 
@@ -36,7 +36,9 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
     async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {shortened(request.service)!r}")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, fitted_message(f"unknown service {shortened(request.service)!r}")
+            )
         return health_pb2.HealthCheckResponse(status=status)
 
     @unary_errors
