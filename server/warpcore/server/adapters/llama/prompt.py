@@ -99,28 +99,11 @@ class PromptPreparer:
             return tokens, images, rendered
         remember = self._keeps_prompts and params.cache_prompt
         limit = len(encoded) + 1 if whole else context_size  # a token holds at least one byte
-        literal = _byte_spans(rendered.text, self._tokenizer.controls.literal_spans(rendered.text, params))
-        tokens = self._tokenizer.tokenize(
-            encoded, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember, literal=literal
-        )
+        tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember)
         return tokens, None, rendered
 
     def _piece(self, token: int) -> bytes:
         return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)
-
-
-def _byte_spans(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Character spans of `text`, in order and apart, as spans of its UTF-8 bytes."""
-    if text.isascii():
-        return spans
-    in_bytes: list[tuple[int, int]] = []
-    character = byte = 0
-    for start, end in spans:
-        begins = byte + len(text[character:start].encode())
-        byte = begins + len(text[start:end].encode())
-        character = end
-        in_bytes.append((begins, byte))
-    return in_bytes
 
 
 def _too_long(params: GenerationParams, context_size: int, what: str, **size: int) -> InvalidArgumentError:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import collections
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.control_text import ControlTexts
 from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SafeCuts
 
 # llama.cpp's tokenizer is quadratic on byte-fallback text (250 kB of control characters: ~9 s in one call,
@@ -39,9 +38,6 @@ class PromptTokenizer:
         self._remembered: collections.OrderedDict[tuple[bytes, bool], list[int]] = collections.OrderedDict()
         self._space_kept: bool | None = None
         self._ids: dict[bytes, int] | None = None
-        self.controls = ControlTexts(llama)
-        first = self._llama.tokenize(b"a", add_bos=False, special=False)[:1]
-        self._adds_space = llama_cpp.llama_vocab_get_text(self._vocab, first[0]).startswith(ESCAPED_SPACE)
         if self._cuts is not None:
             return
         whole = self._tokens(_PROBE, add_bos=False)
@@ -51,37 +47,25 @@ class PromptTokenizer:
                 break
 
     def tokenize(
-        self,
-        text: bytes,
-        *,
-        add_bos: bool,
-        limit: int,
-        stop: threading.Event,
-        remember: bool = False,
-        literal: Sequence[tuple[int, int]] = (),
-        special: bool = True,
+        self, text: bytes, *, add_bos: bool, limit: int, stop: threading.Event, remember: bool = False
     ) -> list[int]:
         """The tokens of `text`; stops early (with a shorter list) once past `limit` tokens or when `stop` is set.
-        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt). `literal`:
-        byte spans, in order and apart, read as text even where they spell a control token (control_text.py), as
-        all of `text` is without `special`."""
-        if literal:
-            return self._with_literal(text, literal, add_bos=add_bos, limit=limit, stop=stop)
+        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt)."""
         if self._cuts is not None:
             cut: _Cut = functools.partial(_cut_safely, cuts=self._cuts)
         elif self._space_kept is None or len(text) <= PIECE_BYTES:
-            return self._tokens(text, add_bos=add_bos, special=special)
+            return self._tokens(text, add_bos=add_bos)
         else:
             cut = functools.partial(_cut_at_space, piece_bytes=PIECE_BYTES, keep_space=self._space_kept)
-        remember = remember and special and self._cuts is not None
-        return self._pieces(text, cut, add_bos=add_bos, limit=limit, stop=stop, remember=remember, special=special)
+        remember = remember and self._cuts is not None
+        return self._pieces(text, cut, add_bos=add_bos, limit=limit, stop=stop, remember=remember)
 
     def piece(self, token: int) -> bytes:
         """The bytes `token` stands for (special tokens as their text)."""
         return bytes(self._llama.detokenize([token], special=True))
 
-    def _tokens(self, text: bytes, *, add_bos: bool, special: bool = True) -> list[int]:
-        return self._llama.tokenize(text, add_bos=add_bos, special=special)
+    def _tokens(self, text: bytes, *, add_bos: bool) -> list[int]:
+        return self._llama.tokenize(text, add_bos=add_bos, special=True)
 
     def _pieces(
         self,
@@ -92,7 +76,6 @@ class PromptTokenizer:
         limit: int | None = None,
         stop: threading.Event | None = None,
         remember: bool = False,
-        special: bool = True,
     ) -> list[int]:
         """The tokens of the pieces `cut` gives, one after another."""
         tokens: list[int] = []
@@ -102,7 +85,7 @@ class PromptTokenizer:
             key = (text[start:end], add_bos and start == 0)
             piece = self._remembered.get(key) if remember else None
             if piece is None:
-                piece = self._tokens(key[0], add_bos=key[1], special=special)
+                piece = self._tokens(key[0], add_bos=key[1])
                 if self._space_kept is False and start > 0 and text[start - 1] != _SPACE:
                     piece = self._without_added_space(piece)
                 if remember:
@@ -114,28 +97,6 @@ class PromptTokenizer:
             tokens += piece
             start = start_after
             if (limit is not None and len(tokens) > limit) or (stop is not None and stop.is_set()):
-                break
-        return tokens
-
-    def _with_literal(
-        self, text: bytes, literal: Sequence[tuple[int, int]], *, add_bos: bool, limit: int, stop: threading.Event
-    ) -> list[int]:
-        """The tokens of `text` with its `literal` spans read as text: each part tokenized on its own, in pieces as
-        a whole text is (a little otherwise than whole at their edges), without the space a tokenizer puts before a
-        text at a part that continues the text."""
-        tokens: list[int] = []
-        position = 0
-        for start, end in [*literal, (len(text), len(text))]:
-            for part_start, part_end, special in ((position, start, True), (start, end, False)):
-                if part_start == part_end:
-                    continue
-                part = text[part_start:part_end]
-                bos = add_bos and part_start == 0
-                rest = limit - len(tokens)
-                tokens_of = self.tokenize(part, add_bos=bos, limit=rest, stop=stop, special=special)
-                tokens += self._without_added_space(tokens_of) if part_start and self._adds_space else tokens_of
-            position = end
-            if len(tokens) > limit or stop.is_set():
                 break
         return tokens
 
