@@ -15,7 +15,7 @@ import llama_cpp
 import numpy as np
 
 ESCAPED_SPACE = "\u2581".encode()  # SentencePiece writes a space so, in the vocabulary and before merging
-_SPACE = 0x20
+SPACE = 0x20
 _PAIRS = 1 << 16
 _PROBE = b"Rule 1: when a guest asks,  say so.\n\n<start_of_turn>user\ncaf\xc3\xa9 na\xc3\xafve\t(42)?\n<end_of_turn>\n"
 
@@ -49,8 +49,8 @@ class SafeCuts:
         merged = _pairs(stored)  # pairs as merging sees them: spaces escaped
         matched = _pairs(stored.replace(ESCAPED_SPACE, b" "))  # as special tokens are matched: raw text
         first, second = np.divmod(np.arange(_PAIRS), 256)
-        escaped_first = np.where(first == _SPACE, ESCAPED_SPACE[-1], first)
-        escaped_second = np.where(second == _SPACE, ESCAPED_SPACE[0], second)
+        escaped_first = np.where(first == SPACE, ESCAPED_SPACE[-1], first)
+        escaped_second = np.where(second == SPACE, ESCAPED_SPACE[0], second)
         unsafe = merged[(escaped_first << 8) | escaped_second] | matched
         unsafe |= (second & 0xC0) == 0x80  # never inside a UTF-8 character
         cuts = cls(unsafe.astype(np.uint8).tobytes())

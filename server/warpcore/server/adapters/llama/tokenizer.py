@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SafeCuts
+from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SPACE, SafeCuts
 
 # llama.cpp's tokenizer is quadratic on byte-fallback text (250 kB of control characters: ~9 s in one call,
 # ~0.4 s in pieces of this size), and a call cannot be interrupted.
@@ -86,7 +86,7 @@ class PromptTokenizer:
             piece = self._remembered.get(key) if remember else None
             if piece is None:
                 piece = self._tokens(key[0], add_bos=key[1])
-                if self._space_kept is False and start > 0 and text[start - 1] != _SPACE:
+                if self._space_kept is False and start > 0 and text[start - 1] != SPACE:
                     piece = self._without_added_space(piece)
                 if remember:
                     self._remembered[key] = piece
@@ -113,8 +113,13 @@ class PromptTokenizer:
             return tokens[1:]
         if rest in ids:
             return [ids[rest], *tokens[1:]]
-        byte_tokens = [ids.get(f"<0x{byte:02X}>".encode()) for byte in rest.replace(ESCAPED_SPACE, b" ")]
-        return tokens if None in byte_tokens else [*(token for token in byte_tokens if token is not None), *tokens[1:]]
+        byte_tokens = []
+        for byte in rest.replace(ESCAPED_SPACE, b" "):
+            byte_token = ids.get(f"<0x{byte:02X}>".encode())
+            if byte_token is None:
+                return tokens
+            byte_tokens.append(byte_token)
+        return [*byte_tokens, *tokens[1:]]
 
     def _token_ids(self) -> dict[bytes, int]:
         """The id of each ordinary and byte token, by its text; read from the vocabulary once, when first needed."""
@@ -128,7 +133,6 @@ class PromptTokenizer:
         return self._ids
 
 
-_SPACE = 0x20
 _Cut = Callable[[bytes, int], tuple[int, int]]
 """Where the piece of a text that starts at a byte ends, and where the next one starts."""
 
