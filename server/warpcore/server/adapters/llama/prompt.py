@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.chat import ChatTemplate, RenderedPrompt
 from warpcore.server.adapters.llama.context import PREFILL_PIECE
+from warpcore.server.adapters.llama.control_text import Segment
 from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.adapters.llama.vision import IMAGE_TOKEN, ImagePrompt, Projector
@@ -83,8 +85,14 @@ class PromptPreparer:
     def _tokens(
         self, params: GenerationParams, context_size: int, stop: threading.Event, *, whole: bool
     ) -> tuple[list[int], ImagePrompt | None, RenderedPrompt]:
-        """The rendered prompt's tokens (and images): `whole`, or only until a little past `context_size`."""
-        rendered = self._template.render(params)
+        """The rendered prompt's tokens (and images): `whole`, or only until a little past `context_size`. The control
+        texts the caller wrote are read as text (control_text.py)."""
+        controls = self._tokenizer.controls
+        masked = controls.masked(params)
+        rendered = self._template.render(params if masked is None else masked.params)
+        marked = rendered.text
+        if masked is not None:
+            rendered = dataclasses.replace(rendered, text=masked.unmasked(marked))
         encoded = rendered.text.encode("utf-8")
         if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
             # Refused before tokenizing: whatever its tokens, it cannot fit.
@@ -99,8 +107,29 @@ class PromptPreparer:
             return tokens, images, rendered
         remember = self._keeps_prompts and params.cache_prompt
         limit = len(encoded) + 1 if whole else context_size  # a token holds at least one byte
-        tokens = self._tokenizer.tokenize(encoded, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember)
+        segments = [Segment(rendered.text, special=True)] if masked is None else masked.segments(marked, controls)
+        tokens = self._segments_tokens(segments, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember)
         return tokens, None, rendered
+
+    def _segments_tokens(
+        self, segments: list[Segment], *, add_bos: bool, limit: int, stop: threading.Event, remember: bool
+    ) -> list[int]:
+        """The tokens of a prompt's segments, each tokenized apart, in order (one, unless the caller wrote control
+        texts)."""
+        tokens: list[int] = []
+        for number, segment in enumerate(segments):
+            tokens += self._tokenizer.tokenize(
+                segment.text.encode("utf-8"),
+                add_bos=add_bos and number == 0,
+                limit=limit - len(tokens),
+                stop=stop,
+                remember=remember and segment.special,
+                special=segment.special,
+                mid_text=number > 0,
+            )
+            if len(tokens) > limit or stop.is_set():
+                break
+        return tokens
 
     def _piece(self, token: int) -> bytes:
         return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)

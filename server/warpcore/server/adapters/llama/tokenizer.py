@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.control_text import ControlTexts
 from warpcore.server.adapters.llama.cuts import ESCAPED_SPACE, SPACE, SafeCuts
 
 # llama.cpp's tokenizer is quadratic on byte-fallback text (250 kB of control characters: ~9 s in one call,
@@ -35,7 +36,9 @@ class PromptTokenizer:
         self._llama = llama
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._cuts = SafeCuts.of(llama)
-        self._remembered: collections.OrderedDict[tuple[bytes, bool], list[int]] = collections.OrderedDict()
+        self.controls = ControlTexts.of(llama)
+        """The texts of the vocabulary's control tokens, which a caller's text reads as text (control_text.py)."""
+        self._remembered: collections.OrderedDict[tuple[bytes, bool, bool], list[int]] = collections.OrderedDict()
         self._space_kept: bool | None = None
         self._ids: dict[bytes, int] | None = None
         if self._cuts is not None:
@@ -47,25 +50,40 @@ class PromptTokenizer:
                 break
 
     def tokenize(
-        self, text: bytes, *, add_bos: bool, limit: int, stop: threading.Event, remember: bool = False
+        self,
+        text: bytes,
+        *,
+        add_bos: bool,
+        limit: int,
+        stop: threading.Event,
+        remember: bool = False,
+        special: bool = True,
+        mid_text: bool = False,
     ) -> list[int]:
         """The tokens of `text`; stops early (with a shorter list) once past `limit` tokens or when `stop` is set.
-        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt)."""
+        `remember`: the pieces' tokens may be kept for the next prompt (never those of a private prompt). `special`
+        off: a control token's text is read as text. `mid_text`: `text` goes on from text tokenized apart, as a
+        piece after a cut does."""
+        if mid_text and self._space_kept is False and text.startswith(b" "):
+            text, mid_text = text[1:], False  # the space the tokenizer puts before a text stands for this one
         if self._cuts is not None:
             cut: _Cut = functools.partial(_cut_safely, cuts=self._cuts)
         elif self._space_kept is None or len(text) <= PIECE_BYTES:
-            return self._tokens(text, add_bos=add_bos)
+            tokens = self._tokens(text, add_bos=add_bos, special=special)
+            return self._without_added_space(tokens) if mid_text and self._space_kept is False else tokens
         else:
             cut = functools.partial(_cut_at_space, piece_bytes=PIECE_BYTES, keep_space=self._space_kept)
         remember = remember and self._cuts is not None
-        return self._pieces(text, cut, add_bos=add_bos, limit=limit, stop=stop, remember=remember)
+        return self._pieces(
+            text, cut, add_bos=add_bos, limit=limit, stop=stop, remember=remember, special=special, mid_text=mid_text
+        )
 
     def piece(self, token: int) -> bytes:
         """The bytes `token` stands for (special tokens as their text)."""
         return bytes(self._llama.detokenize([token], special=True))
 
-    def _tokens(self, text: bytes, *, add_bos: bool) -> list[int]:
-        return self._llama.tokenize(text, add_bos=add_bos, special=True)
+    def _tokens(self, text: bytes, *, add_bos: bool, special: bool = True) -> list[int]:
+        return self._llama.tokenize(text, add_bos=add_bos, special=special)
 
     def _pieces(
         self,
@@ -76,17 +94,20 @@ class PromptTokenizer:
         limit: int | None = None,
         stop: threading.Event | None = None,
         remember: bool = False,
+        special: bool = True,
+        mid_text: bool = False,
     ) -> list[int]:
         """The tokens of the pieces `cut` gives, one after another."""
         tokens: list[int] = []
         start = 0
         while start < len(text):
             end, start_after = cut(text, start)
-            key = (text[start:end], add_bos and start == 0)
+            key = (text[start:end], add_bos and start == 0, special)
             piece = self._remembered.get(key) if remember else None
             if piece is None:
-                piece = self._tokens(key[0], add_bos=key[1])
-                if self._space_kept is False and start > 0 and text[start - 1] != SPACE:
+                piece = self._tokens(key[0], add_bos=key[1], special=special)
+                after_text = text[start - 1] != SPACE if start > 0 else mid_text
+                if self._space_kept is False and after_text:
                     piece = self._without_added_space(piece)
                 if remember:
                     self._remembered[key] = piece
