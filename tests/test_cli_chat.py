@@ -67,3 +67,35 @@ async def test_ctrl_c_during_a_reply_stops_it_and_forgets_the_exchange(
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert body["messages"] == [{"role": "user", "content": "second question"}]
+
+
+async def test_a_failed_turn_is_told_and_forgotten_and_the_session_goes_on(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """A failed turn (here a conversation grown past the model's context) used to end the whole session."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(status=400, error_message="too long", error_code="context_length_exceeded")
+    process = await start(target, "chat", "--model", "m")
+    assert process.stdin is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
+    stderr = bytearray()
+    try:
+        await read_until(process.stderr, stderr, b"> ")
+        process.stdin.write(b"a very long question\n")
+        await read_until(process.stderr, stderr, b"> ", count=2)  # told, and back at the prompt
+        openai_upstream.script = Script(chunks=["ok"])
+        process.stdin.write(b"a short one\n")
+        await read_until(process.stderr, stderr, b"> ", count=3)
+    finally:
+        process.stdin.close()
+        rest_out, rest_err = await finish(process)
+    assert process.returncode == 1  # a script feeding it learns that a turn failed
+    assert rest_out == b"ok\n"
+    told = bytes(stderr + rest_err).decode()
+    assert told.startswith("> [turn failed, forgotten: INVALID_ARGUMENT: ")
+    assert "too long" in told
+    assert told.endswith("]\n> > ")
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["messages"] == [{"role": "user", "content": "a short one"}]

@@ -157,15 +157,18 @@ def generate(client: Client, args: argparse.Namespace) -> int:
 
 def chat(client: Client, args: argparse.Namespace) -> int:
     """Ctrl-C during a reply stops that reply (its call cancelled) and forgets the exchange, so that the next turn is
-    not asked after a question left unanswered; Ctrl-C at the prompt, or the end of input, quits."""
+    not asked after a question left unanswered; Ctrl-C at the prompt, or the end of input, quits. A turn that fails
+    (a conversation grown past the model's context, an upstream that is down) is told and forgotten the same way,
+    and the session goes on; it then ends with status 1, so that a script feeding it learns that a turn failed."""
     model_id = pick_model(client, args.model, None)
     history: list[Message] = []
+    failed = False
     while True:
         sys.stderr.write("> ")
         sys.stderr.flush()
         line = stdin().readline()
         if not line or line.strip() == "/exit":
-            return 0
+            return 1 if failed else 0
         if not line.strip():
             continue
         history.append(Message("user", line.rstrip("\n")))
@@ -175,6 +178,11 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             history.pop()
             print("[reply stopped]", file=sys.stderr)
+            continue
+        except WarpcoreError as error:
+            history.pop()
+            failed = True
+            print(f"[turn failed, forgotten: {error.status.name}: {error.message}]", file=sys.stderr)
             continue
         history.append(reply.message())
 
