@@ -1,5 +1,5 @@
 """The warpcore command at its edges: text that is not UTF-8, stdin or stdout closed, a token gRPC cannot send, more
-texts to embed than one call takes, and hosted models' unknown context size."""
+texts to embed than one call takes, a refused text named by its place, and hosted models' unknown context size."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import asyncio
 import json
 import os
 from asyncio.subprocess import PIPE
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
 from tests.test_cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
+from tests.test_embeddings import load_tiny_embedder
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -112,3 +113,24 @@ async def test_a_hosted_models_unknown_context_size_is_a_dash(
     assert listed.code == 0
     _, row = listed.stdout.splitlines()
     assert row.split()[:4] == ["m", "openai", "ready", "-"]
+
+
+@pytest.mark.parametrize(
+    ("given", "place"),
+    [
+        ({"stdin": "a\n\nthe world\n" + "the world " * 40 + "\nb\n"}, "stdin line 4"),
+        ({"args": ["a", "the world " * 40]}, "argument 2"),
+    ],
+    ids=["stdin, a blank line skipped", "arguments"],
+)
+async def test_a_refused_text_is_named_by_its_place_in_the_commands_input(
+    stub: Stub, target: str, given: dict[str, Any], place: str
+) -> None:
+    """The refusal named the text's place in its call (`inputs[2]`) and the API's field (`options.truncate`)."""
+    await load_tiny_embedder(stub, "embedder", context_size=64)
+    run = await warpcore(target, "embed", "--model", "embedder", *given.get("args", ()), stdin=given.get("stdin", ""))
+    assert run.code == 1
+    assert run.stdout == ""
+    assert run.stderr.startswith(f"warpcore: INVALID_ARGUMENT: {place}: it is ")
+    assert "tokens long, more than the model's 64-token context; shorten it, set --truncate, or load" in run.stderr
+    assert "inputs[" not in run.stderr

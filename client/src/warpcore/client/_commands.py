@@ -6,6 +6,7 @@ import argparse
 import io
 import itertools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -32,6 +33,23 @@ TASKS = {"generate": "generate", "embed": "embed", "count_tokens": "count tokens
 
 class CliError(Exception):
     """A failure of the command itself rather than of a call, e.g. no model to choose."""
+
+
+_INPUT = re.compile(r"inputs\[(\d+)\]")
+# The request fields a refusal may name, as the command's options set them.
+_OPTIONS = {"options.truncate": "--truncate", "options.dimensions": "--dimensions"}
+
+
+def _placed(error: WarpcoreError, places: list[str]) -> WarpcoreError | CliError:
+    """`error` of an embed call, saying where in the command's input the text it refuses is, and the command's
+    options for the request's fields; as it is when it names no input."""
+    named = next((match for field in error.field_violations if (match := _INPUT.fullmatch(field))), None)
+    if named is None or int(named.group(1)) >= len(places):
+        return error
+    message = _INPUT.sub("it", error.message)
+    for field, option in _OPTIONS.items():
+        message = message.replace(field, option)
+    return CliError(f"{error.status.name}: {places[int(named.group(1))]}: {message}")
 
 
 def pick_model(client: Client, model: str | None, backend: str | None, task: str = "generate") -> str:
@@ -187,15 +205,17 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         history.append(reply.message())
 
 
-def stdin_lines() -> Iterator[str]:
-    """The lines of stdin that are not blank, without their newline, as they are read."""
-    return (line.rstrip("\n") for line in stdin() if line.strip())
+def stdin_lines() -> Iterator[tuple[str, str]]:
+    """The lines of stdin that are not blank, without their newline, as they are read; each after where it is."""
+    return ((f"stdin line {number}", line.rstrip("\n")) for number, line in enumerate(stdin(), 1) if line.strip())
 
 
 def embed(client: Client, args: argparse.Namespace) -> int:
     """In calls of at most MAX_EMBED_INPUTS texts, each call's lines printed once it is answered: stdin may hold
-    more texts than one call takes, and need not end before the first vectors are out."""
-    texts = iter(args.texts or stdin_lines())
+    more texts than one call takes, and need not end before the first vectors are out. A text the server refuses is
+    named by its place in the command's input (its stdin line, or its argument), not in its call."""
+    given = ((f"argument {number}", text) for number, text in enumerate(args.texts, 1))
+    texts = iter(given if args.texts else stdin_lines())
     batch = list(itertools.islice(texts, MAX_EMBED_INPUTS))
     if not batch:
         usage: argparse.ArgumentParser = args.parser
@@ -203,10 +223,17 @@ def embed(client: Client, args: argparse.Namespace) -> int:
     model_id = pick_model(client, args.model, None, "embed")
     prompt_tokens = 0
     while batch:
-        response = client.embed(
-            model_id, batch, dimensions=args.dimensions, normalize=args.normalize, truncate=args.truncate
-        )
-        for text, vector in zip(batch, response.embeddings, strict=True):
+        try:
+            response = client.embed(
+                model_id,
+                [text for _, text in batch],
+                dimensions=args.dimensions,
+                normalize=args.normalize,
+                truncate=args.truncate,
+            )
+        except WarpcoreError as error:
+            raise _placed(error, [place for place, _ in batch]) from None
+        for (_, text), vector in zip(batch, response.embeddings, strict=True):
             print(json.dumps({"input": text, "embedding": vector}))
         sys.stdout.flush()
         prompt_tokens += response.prompt_tokens
