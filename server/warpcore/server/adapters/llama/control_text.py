@@ -14,6 +14,7 @@ markers, which were never replaced, stay tokens."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,8 +26,10 @@ import llama_cpp
 from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams
 
-# Most control tokens' texts are one bracketed word: found by shape, then looked up, in a time linear in the text.
-_BRACKETED = re.compile(r"<[^<>\s]{1,128}>|\[[^\[\]\s]{1,128}\]")
+# Most control tokens' texts are one bracketed word: found by shape, then looked up, in a time about linear in the
+# text. Each candidate starts at an opening bracket, and only that bracket is taken, so that a candidate inside
+# another (`[<end_of_turn>]`, `<[INST]>`) is found too: each group is a word's inside, its brackets around it.
+_BRACKETED = re.compile(r"<(?=([^<>\s]{1,128})>)|\[(?=([^\[\]\s]{1,128})\])")
 # The token kinds that llama.cpp reads from text only when special tokens are on.
 _READ_ONLY_WHEN_SPECIAL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
 
@@ -44,7 +47,7 @@ class ControlTexts:
 
     def __init__(self, texts: set[str]) -> None:
         texts.discard("")
-        self._bracketed = {text for text in texts if _BRACKETED.fullmatch(text)}
+        self._bracketed = {text for text in texts if next(_shapes(text), None) == (0, len(text))}
         others = sorted(texts - self._bracketed, key=len, reverse=True)  # the longest first, as llama.cpp matches
         self._others = re.compile("|".join(map(re.escape, others))) if others else None
 
@@ -61,13 +64,13 @@ class ControlTexts:
 
     def holds(self, text: str) -> bool:
         """Whether `text` spells a control token."""
-        if any(match.group() in self._bracketed for match in _BRACKETED.finditer(text)):
+        if any(text[start:stop] in self._bracketed for start, stop in _shapes(text)):
             return True
         return self._others is not None and self._others.search(text) is not None
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` spells control tokens, in order and apart (of two that overlap, the one that starts first)."""
-        found = [match.span() for match in _BRACKETED.finditer(text) if match.group() in self._bracketed]
+        found = [(start, stop) for start, stop in _shapes(text) if text[start:stop] in self._bracketed]
         if self._others is not None:
             found += [match.span() for match in self._others.finditer(text)]
             found.sort()
@@ -93,10 +96,6 @@ class Masked:
     params: GenerationParams
     _marker: re.Pattern[str]
     _texts: tuple[str, ...]
-
-    def unmasked(self, rendered: str) -> str:
-        """`rendered` with each marker back as the control text it stands for."""
-        return self._marker.sub(lambda match: self._texts[int(match.group(1))], rendered)
 
     def segments(self, rendered: str, controls: ControlTexts) -> list[Segment]:
         """`rendered` cut into what is tokenized with special tokens on (the stretches that hold the template's
@@ -142,7 +141,7 @@ class _Masks:
     def _message(self, message: ChatMessage) -> ChatMessage:
         calls = tuple(
             dataclasses.replace(
-                call, id=self._text(call.id), name=self._text(call.name), arguments=self._text(call.arguments)
+                call, id=self._text(call.id), name=self._text(call.name), arguments=self._arguments(call.arguments)
             )
             for call in message.tool_calls
         )
@@ -157,6 +156,15 @@ class _Masks:
             tool_call_id=self._text(message.tool_call_id),
             parts=parts,
         )
+
+    def _arguments(self, arguments: str) -> str:
+        """A call's arguments, masked in the object that templates show (chat.py decodes them), where an escape
+        (`\\u003ceos\\u003e`) spells the control text; arguments that are no JSON are masked as text, and refused
+        by chat.py."""
+        decoded = _decoded(arguments)
+        if decoded is _NOT_JSON:
+            return self._text(arguments)
+        return json.dumps(self._value(decoded), ensure_ascii=False)
 
     def _value(self, value: Any) -> Any:
         """A JSON value (a tool's parameters) with its strings, keys included, masked."""
@@ -191,7 +199,9 @@ def _strings(params: GenerationParams) -> list[str]:
     for message in params.messages:
         strings += [message.content, message.tool_call_id]
         strings += [part.text for part in message.parts if isinstance(part, TextPart)]
-        strings += [text for call in message.tool_calls for text in (call.id, call.name, call.arguments)]
+        for call in message.tool_calls:
+            decoded = _decoded(call.arguments)
+            strings += [call.id, call.name, *(_json_strings(decoded) if decoded is not _NOT_JSON else [call.arguments])]
     return strings
 
 
@@ -206,3 +216,22 @@ def _json_strings(value: Any) -> Iterator[str]:
     elif isinstance(value, Sequence):
         for item in value:
             yield from _json_strings(item)
+
+
+def _shapes(text: str) -> Iterator[tuple[int, int]]:
+    """The spans of `text` shaped as one bracketed word, nested ones included."""
+    for match in _BRACKETED.finditer(text):
+        start = match.start()
+        inside = match.group(1) or match.group(2)
+        yield start, start + len(inside) + 2
+
+
+_NOT_JSON = object()
+
+
+def _decoded(arguments: str) -> Any:
+    """A call's arguments decoded as chat.py decodes them, or _NOT_JSON."""
+    try:
+        return json.loads(arguments or "{}")
+    except ValueError:
+        return _NOT_JSON

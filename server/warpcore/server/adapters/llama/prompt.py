@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 
@@ -87,12 +86,7 @@ class PromptPreparer:
     ) -> tuple[list[int], ImagePrompt | None, RenderedPrompt]:
         """The rendered prompt's tokens (and images): `whole`, or only until a little past `context_size`. The control
         texts the caller wrote are read as text (control_text.py)."""
-        controls = self._tokenizer.controls
-        masked = controls.masked(params)
-        rendered = self._template.render(params if masked is None else masked.params)
-        marked = rendered.text
-        if masked is not None:
-            rendered = dataclasses.replace(rendered, text=masked.unmasked(marked))
+        rendered = self._template.render(params)
         encoded = rendered.text.encode("utf-8")
         if len(encoded) > context_size * MAX_BYTES_PER_TOKEN:
             # Refused before tokenizing: whatever its tokens, it cannot fit.
@@ -107,7 +101,12 @@ class PromptPreparer:
             return tokens, images, rendered
         remember = self._keeps_prompts and params.cache_prompt
         limit = len(encoded) + 1 if whole else context_size  # a token holds at least one byte
-        segments = [Segment(rendered.text, special=True)] if masked is None else masked.segments(marked, controls)
+        # After the refusals above, which cost no more for a prompt full of control texts than for any other.
+        masked = self._tokenizer.controls.masked(params)
+        if masked is None:
+            segments = [Segment(rendered.text, special=True)]
+        else:
+            segments = masked.segments(self._template.render(masked.params).text, self._tokenizer.controls)
         tokens = self._segments_tokens(segments, add_bos=rendered.add_bos, limit=limit, stop=stop, remember=remember)
         return tokens, None, rendered
 
