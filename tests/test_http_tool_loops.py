@@ -187,3 +187,24 @@ async def test_a_forced_tool_loop_through_the_door_on_llama_cpp(hermes_door: Doo
     assert seen.call_id.startswith("call_")
     jsonschema.validate(seen.arguments, WEATHER.parameters)
     assert seen.answer
+
+
+@pytest.mark.parametrize("argument_events", [[], [Args(0, "")]], ids=["no argument event", "an empty one"])
+async def test_a_streamed_call_without_arguments_joins_to_an_object_the_client_can_send_back(
+    hosted: Doors, upstream: FakeUpstream, argument_events: list[Args]
+) -> None:
+    """The chat stream's deltas joined to "" where the whole answer had "{}", and the door refused "" sent back."""
+    use(upstream, [Call(0, "call_1", "get_time"), *argument_events])
+    calling, answering = upstream.script, Script(chunks=["noon"])
+    upstream.respond = lambda body: answering if len(body["messages"]) > 1 else calling
+    tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    question: Any = {"role": "user", "content": "What time is it?"}
+    async with async_openai_client(hosted) as client:
+        async with client.chat.completions.stream(model="m", messages=[question], tools=[tool]) as stream:  # type: ignore[list-item]
+            [call] = (await stream.get_final_completion()).choices[0].message.tool_calls or []
+        assert call.function.arguments == "{}"
+        assistant: Any = {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]}
+        result: Any = {"role": "tool", "tool_call_id": call.id, "content": "noon"}
+        turns = [question, assistant, result]
+        second = await client.chat.completions.create(model="m", messages=turns, tools=[tool])  # type: ignore[list-item]
+    assert second.choices[0].message.content == "noon"
