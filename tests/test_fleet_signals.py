@@ -97,3 +97,30 @@ async def test_queued_running_and_kv_usage_under_load(server: WarpcoreServer, me
         assert drained["warpcore_num_requests_running", ""] == 0
         assert drained["warpcore_num_requests_waiting", ""] == 0
         assert drained["warpcore_kv_cache_usage_perc", ""] == 0
+
+
+async def test_a_caller_that_gives_up_waiting_is_no_longer_counted_as_waiting(
+    server: WarpcoreServer, metrics_port: int
+) -> None:
+    """Queued generations cancelled stayed counted until a slot freed: a router read a queue no caller was in."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, "busy", context_size=32768, parallel=2)  # slots that take a long time to fill
+        running = [stub.Generate(endless("busy")) for _ in range(2)]
+        for call in running:
+            first = await call.read()
+            assert isinstance(first, pb.GenerateResponse)
+            assert first.HasField("delta")
+        queued = [stub.Generate(endless("busy")) for _ in range(2)]
+        waiting = await scrape_until(metrics_port, lambda s: s["warpcore_num_requests_waiting", ""] == 2)
+        assert waiting["warpcore_model_num_requests_waiting", "busy"] == 2
+        for call in queued:
+            call.cancel()
+        gone = await scrape_until(metrics_port, lambda s: s["warpcore_num_requests_waiting", ""] == 0)
+        assert gone["warpcore_model_num_requests_waiting", "busy"] == 0
+        assert gone["warpcore_model_num_requests_running", "busy"] == 2  # the slots are still taken
+        assert all(not call.done() for call in running)
+        models = await stub.ListModels(pb.ListModelsRequest())
+        assert [model.residency.queue_depth for model in models.models if model.id == "busy"] == [0]
+        for call in running:
+            call.cancel()

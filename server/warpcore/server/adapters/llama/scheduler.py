@@ -74,8 +74,7 @@ class BatchScheduler:
         self._wake = threading.Condition()
         self._closing = False
         self._refusing = False
-        self._thread: threading.Thread | None = None
-        """The batching thread, while there is one: it ends after IDLE_SECONDS without work."""
+        self._thread: threading.Thread | None = None  # the batching thread, while there is one
         self._freed = threading.Event()
         self.rows_per_call = invariant_rows(native, slots)
         self.occupancy = Occupancy(cells=native.cells)
@@ -157,10 +156,11 @@ class BatchScheduler:
         self._freed.set()
 
     def _count(self) -> None:
-        """Publish what the model is doing, once a step: a few integer writes, read by metrics scrapes."""
+        """Publish what the model is doing, once a step, for metrics (not the waiting whose callers went away)."""
         occupancy = self.occupancy
         occupancy.running = len(self._running)
-        occupancy.waiting = len(self._waiting)
+        with self._wake:
+            occupancy.waiting = sum(not job.stop.is_set() for job in self._waiting)
         occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
     def _admit(self) -> Literal["step", "ahead", "idle", "closed"]:
