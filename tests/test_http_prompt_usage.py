@@ -17,7 +17,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.http_door import anthropic_messages, async_anthropic_client, load_hosted, text_of
+from tests.http_door import anthropic_messages, async_anthropic_client, async_openai_client, load_hosted, text_of
 from tests.test_http_door import tiny_door  # noqa: F401 - the fixture
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
@@ -171,3 +171,24 @@ async def test_the_stop_sequence_an_anthropic_upstream_matched(doors: Doors, ant
     for message in (whole, streamed):
         assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
         assert text_of(message) == "One two"
+
+
+async def test_the_chat_dialect_counts_the_prompt_tokens_an_upstream_wrote_to_its_cache(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    """Chat completions left out `cache_write_tokens`, which the Responses dialect and the Anthropic one give."""
+    written = {"cache_creation_input_tokens": 7}
+    anthropic_upstream.script = Script(chunks=["One"], prompt_tokens=9, usage_details=written)
+    await load_hosted(doors, anthropic_upstream)
+    question: Any = [{"role": "user", "content": "hi"}]
+    async with async_openai_client(doors) as client:
+        whole = await client.chat.completions.create(model="m", messages=question)
+        chunks = await client.chat.completions.create(
+            model="m", messages=question, stream=True, stream_options={"include_usage": True}
+        )
+        streamed = [chunk.usage async for chunk in chunks if chunk.usage is not None]
+    for usage in (whole.usage, *streamed):
+        assert usage is not None
+        assert usage.prompt_tokens_details is not None
+        assert usage.prompt_tokens_details.cache_write_tokens == 7
+    assert len(streamed) == 1

@@ -36,7 +36,10 @@ def _usage(finish: Finish) -> dict[str, Any]:
         "prompt_tokens": finish.prompt_tokens,
         "completion_tokens": finish.completion_tokens,
         "total_tokens": finish.prompt_tokens + finish.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": finish.cached_prompt_tokens},
+        "prompt_tokens_details": {
+            "cached_tokens": finish.cached_prompt_tokens,
+            "cache_write_tokens": finish.cache_creation_tokens,
+        },
         "completion_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
     }
 
