@@ -10,6 +10,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.conftest import TINY_MODEL
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import (
@@ -19,6 +20,7 @@ from tests.http_door import (
     load_hosted,
     openai_messages,
 )
+from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 
 OPENAI_MESSAGES = openai_messages("Say hello")
@@ -261,3 +263,43 @@ async def test_anthropic_betas_reach_a_claude_model_and_other_backends_leave_the
                 model="claude", messages=beta_messages, max_tokens=5, betas=["not a beta; x=1"]
             )
     assert message_of(refused.value).startswith("anthropic-beta: a beta's name is 1 to 64 characters")
+
+
+async def test_a_chat_requests_tool_is_named_by_its_function_members(both: Doors) -> None:
+    """A chat request's tools hold their members in `function`: the refusals named `tools[1].name`."""
+
+    def function(name: str, parameters: object) -> Any:
+        return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+    refusals = {}
+    async with async_openai_client(both) as client:
+        for member, tools in (
+            ("name", [function("ok", SCHEMA), function("ok", SCHEMA)]),  # two tools of one name
+            ("parameters", [function("ok", SCHEMA), function("other", {"type": "object", "properties": 5})]),
+        ):
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.chat.completions.create(model="gpt", messages=OPENAI_MESSAGES, tools=tools)
+            refusals[member] = refused.value
+    for member, refusal in refusals.items():
+        assert refusal.param == f"tools[1].function.{member}"
+        assert isinstance(refusal.body, dict)
+        assert f"tools[1].{member}" not in refusal.body["message"]
+
+
+async def test_an_anthropic_requests_tool_schema_and_effort_are_named_as_sent(both: Doors) -> None:
+    """The refusals named `tools[0].parameters` (the domain's) and `thinking` for a request that had only
+    `output_config.effort`."""
+    tool: Any = {"name": "ok", "input_schema": {"type": "object", "properties": 5}}
+    await both.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    async with async_anthropic_client(both) as client:
+        with pytest.raises(anthropic.BadRequestError) as schema:
+            await client.messages.create(model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=20, tools=[tool])
+        with pytest.raises(anthropic.BadRequestError) as effort:
+            await client.messages.create(
+                model="tiny",
+                messages=ANTHROPIC_MESSAGES,
+                max_tokens=20,
+                extra_body={"output_config": {"effort": "low"}},
+            )
+    assert message_of(schema.value).startswith("tools[0].input_schema")
+    assert message_of(effort.value).startswith("output_config.effort")

@@ -108,6 +108,9 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     turns[-1] = (marked(turns[-1][0], automatic), turns[-1][1])
     messages, field_names = numbered(turns)
     field_names |= turn_names(paths)
+    field_names |= {f"tools[{index}].parameters": f"tools[{index}].input_schema" for index in range(len(tools))}
+    if body.get("thinking") is None and output_config.get("effort") is not None:
+        field_names["reasoning"] = "output_config.effort"  # the reasoning asked for is named as it was asked for
     params = GenerationParams(
         prompt=None,
         messages=messages,

@@ -114,6 +114,11 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     check_cache_marks(marks)
     messages, field_names = numbered(turns)
     field_names |= _call_names(messages)
+    field_names |= {  # a chat request's tools hold their function's members in `function`
+        f"tools[{index}].{member}": f"tools[{index}].function.{member}"
+        for index in range(len(tools))
+        for member in ("name", "description", "parameters")
+    }
     if body.get("max_completion_tokens") is not None:  # the limit named as the client named it
         field_names["max_tokens"] = "max_completion_tokens"
     params = GenerationParams(
