@@ -265,3 +265,20 @@ async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_se
         shared = len(system) // 4  # Gemma takes about four characters a token here
         assert later[1] > shared * 0.8
         assert alone[5][1].usage.prompt_tokens - later[1] < 4 * PREFILL_PIECE
+
+
+async def test_gemma_a_prompt_that_begins_a_longer_one_saved_before_finds_a_checkpoint(
+    gemma: tuple[Stub, str],
+) -> None:
+    """With the cache at its default cap (the context), a prompt and its checkpoints did not fit together, so only
+    the whole prompt was kept: the system prompt alone after it found nothing (a saved beginning serves, under
+    Gemma's sliding window, only prompts that begin with all of it)."""
+    stub, name = gemma
+    await load(stub, name, "plain", parallel=1, cache_tokens=0)
+    await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    system = system_text(70)  # over two of Gemma's sliding windows, more than half the cap
+    await answer(stub, f"{system}\nQ: {TURNS[0]}\nA:", "cached", tokens=2)
+    text, result = await collect(stub.Generate(greedy(system, 4, "cached")))
+    assert result.usage.prompt_tokens > 1024
+    assert result.usage.cached_prompt_tokens >= 512
+    assert text == await answer(stub, system, "plain", tokens=4)

@@ -171,8 +171,7 @@ class PrefixCache:
             else:
                 known.shared = True
                 self._touch(known)
-        while sum(new) > self.capacity:
-            new.pop(0)
+        new = _fitting(new, self.capacity)
         if not new:
             return
         beginnings = self._beginnings_of(tokens[: new[-1]], keys)
@@ -180,9 +179,16 @@ class PrefixCache:
             for superseded in beginnings:
                 self._drop(superseded)  # the longest new one serves all it served
             beginnings = []
-        while self.cells + sum(new) > self.capacity and self._prefixes:
+        while self.cells + sum(new) > self.capacity and len(self._prefixes) > len(beginnings):
             # Those saved on the way (the prompt's checkpoints, which others share) go last.
             self._drop(self._to_drop(sparing=beginnings))
+        if self.cells + sum(new) > self.capacity:
+            # Only the prompt's own beginnings are left: of them and the new ones, those `_fitting` keeps.
+            lengths = _fitting(sorted([len(prefix.tokens) for prefix in beginnings] + new), self.capacity)
+            for beginning in beginnings:
+                if len(beginning.tokens) not in lengths:
+                    self._drop(beginning)
+            new = [point for point in new if point in lengths]
         kept: list[_Prefix] = []
         for point in reversed(new):
             self._native.forget(sequence, point)
@@ -244,3 +250,17 @@ class PrefixCache:
             under.remove(prefix)
             if not under:
                 del self._by_key[key]
+
+
+def _fitting(points: list[int], capacity: int) -> list[int]:
+    """Of the beginnings ending at `points` (rising), those kept when all cannot fit in `capacity` tokens: the
+    longest, which a conversation's next turn begins with, then each shorter one that still fits, the longest first.
+    (With a sliding window a beginning serves only prompts that begin with all of it: a shorter one that fits serves
+    prompts the longest cannot, such as the system prompt alone.)"""
+    kept: list[int] = []
+    room = capacity
+    for point in reversed(points):
+        if point <= room:
+            kept.append(point)
+            room -= point
+    return kept[::-1]
