@@ -5,6 +5,7 @@ wherever the template puts the caller's text."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -161,7 +162,7 @@ def test_a_template_that_escapes_and_trims_the_callers_text_keeps_its_markers(
     template_controls = controls_in(vocabulary, prompt_tokens(vocabulary, without_control_texts(params)))
     assert controls_in(vocabulary, tokens) == template_controls
     assert f"[user] {INJECTED}" in text  # trimmed as the template trims it, its control texts in place
-    assert "wc" not in text.replace("www", "")  # no marker reaches the model
+    assert not re.search(r"wc[0-9a-f]{16}n\d+x", text)  # no marker reaches the model
 
 
 def test_a_text_full_of_control_texts_costs_about_what_plain_text_does(vocabulary: Llama) -> None:
