@@ -83,10 +83,13 @@ class ControlTexts:
     def masked(self, params: GenerationParams) -> Masked | None:
         """`params` with the control texts in its caller's strings replaced by markers; None when it holds none, or
         when it is a prompt without chat messages: that is the caller's own formatting, control tokens included."""
-        if params.prompt is not None or not any(self.holds(text) for text in _strings(params)):
+        if params.prompt is not None:
             return None
         masks = _Masks(self)
-        return Masked(masks.params(params), masks.pattern, tuple(masks.texts))
+        masked = masks.params(params)  # one walk finds and masks, so that no string can be masked but not found
+        if not masks.texts:
+            return None
+        return Masked(masked, re.compile(re.escape(masks.nonce) + r"(\d+)x"), tuple(masks.texts))
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,7 @@ class _Masks:
 
     def __init__(self, controls: ControlTexts) -> None:
         self._controls = controls
-        self._nonce = "wc" + secrets.token_hex(8) + "n"
-        self.pattern = re.compile(re.escape(self._nonce) + r"(\d+)x")
+        self.nonce = "wc" + secrets.token_hex(8) + "n"
         self.texts: list[str] = []
         self._indexes: dict[str, int] = {}
 
@@ -188,34 +190,7 @@ class _Masks:
         if index is None:
             index = self._indexes[control] = len(self.texts)
             self.texts.append(control)
-        return f"{self._nonce}{index}x"
-
-
-def _strings(params: GenerationParams) -> list[str]:
-    """The strings of a chat request that its caller wrote and a template may show."""
-    strings = [params.system or ""]
-    for tool in params.tools:
-        strings += [tool.name, tool.description, *_json_strings(tool.parameters)]
-    for message in params.messages:
-        strings += [message.content, message.tool_call_id]
-        strings += [part.text for part in message.parts if isinstance(part, TextPart)]
-        for call in message.tool_calls:
-            decoded = _decoded(call.arguments)
-            strings += [call.id, call.name, *(_json_strings(decoded) if decoded is not _NOT_JSON else [call.arguments])]
-    return strings
-
-
-def _json_strings(value: Any) -> Iterator[str]:
-    """The strings of a JSON value, its objects' keys included."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield str(key)
-            yield from _json_strings(item)
-    elif isinstance(value, Sequence):
-        for item in value:
-            yield from _json_strings(item)
+        return f"{self.nonce}{index}x"
 
 
 def _shapes(text: str) -> Iterator[tuple[int, int]]:
