@@ -232,15 +232,15 @@ async def test_billing_fields_and_nulls_are_accepted_and_features_not_served_are
         await openai_client.chat.completions.create(
             model="gpt", messages=OPENAI_MESSAGES, max_tokens=5, prediction={"type": "content", "content": "Hello"}
         )
-        with pytest.raises(openai.BadRequestError) as allowed:
+        with pytest.raises(openai.BadRequestError) as custom:
             await openai_client.chat.completions.create(
                 model="gpt",
                 messages=OPENAI_MESSAGES,
                 max_tokens=5,
                 tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-                tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+                tool_choice={"type": "custom", "custom": {"name": "f"}},
             )
-    assert allowed.value.param == "tool_choice.type"
+    assert custom.value.param == "tool_choice.type"
 
 
 async def test_anthropic_betas_reach_a_claude_model_and_other_backends_leave_them_aside(

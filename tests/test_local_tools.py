@@ -188,6 +188,19 @@ async def test_parallel_calls_may_be_several_and_each_is_valid(engine: Engine) -
     assert several > 0
 
 
+async def test_allowed_tools_are_the_only_ones_called_and_every_tool_stays_in_the_prompt(engine: Engine) -> None:
+    """The grammar narrows the calls; the prompt, and so the prompt cache, is that of the whole set."""
+    model = await load_local(engine, "tiny")
+    allowed = ToolChoice(ToolChoiceMode.REQUIRED, allowed=("search-web",))
+    for seed in range(SAMPLES):  # unnarrowed, these seeds call both tools (the required choice's test)
+        (call,) = assert_valid_calls(await run(engine, model, ask(allowed, seed=seed)), (SEARCH,))
+        assert call.name == "search-web"
+    every = await engine.count_tokens(model, ask(ToolChoice(ToolChoiceMode.REQUIRED)), include_tokens=True)
+    narrowed = await engine.count_tokens(model, ask(allowed), include_tokens=True)
+    assert narrowed == every
+    assert '"name": "get_weather"' in b"".join(token.piece for token in narrowed.tokens).decode()
+
+
 async def test_tool_choice_none_generates_text(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
     outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NONE), temperature=0.0, max_tokens=12))

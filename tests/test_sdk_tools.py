@@ -208,6 +208,8 @@ async def test_tools_choices_and_formats_shaped_as_the_vendors_sdks_take_them(
         ({"tools": [{"name": "t", "strict": "yes"}]}, "strict is true or false"),
         ({"tool_choice": {"type": "banana"}}, "unknown tool_choice type 'banana'"),
         ({"tool_choice": {"type": "tool"}}, "holds the name of one tool"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": "none", "tools": []}}, "holds a mode, auto or required"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp"}]}}, "names a function"),
         ({"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}, "parallel_tool_calls": True}, "disagree"),
         ({"response_format": {"type": "json_object", "strict": True}}, "holds nothing else"),
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}, "title": "t"}}}, "holds"),
@@ -227,6 +229,9 @@ def test_vendor_shapes_that_cannot_be_carried_are_refused_by_name(options: dict[
         request_fields(GenerationOptions(**options))  # type: ignore[typeddict-item]
 
 
+TIME_CHOICE = {"type": "function", "function": {"name": "get_time"}}
+
+
 def test_vendor_formats_are_never_taken_for_schemas() -> None:
     _, fields, _ = request_fields(GenerationOptions(response_format={"type": "text"}))
     assert fields["response_format"].type == tools_pb2.RESPONSE_FORMAT_TYPE_TEXT
@@ -240,6 +245,16 @@ def test_vendor_formats_are_never_taken_for_schemas() -> None:
     assert json.loads(fields["response_format"].schema_json) == {**ANSWER_SCHEMA, "description": "A count"}
     request, _, _ = request_fields(GenerationOptions(tool_choice={"type": "any"}))
     assert request["tool_choice"].mode == tools_pb2.TOOL_CHOICE_MODE_REQUIRED
+
+
+def test_openai_allowed_tools_in_either_api_shape_become_the_choice_allowed_tools() -> None:
+    chat = {"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [TIME_CHOICE]}}
+    responses = {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_time"}]}
+    for choice in (chat, responses):
+        request, _, _ = request_fields(GenerationOptions(tool_choice=choice))
+        assert request["tool_choice"] == tools_pb2.ToolChoice(
+            mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED, allowed_tools=["get_time"]
+        )
 
 
 async def test_sdk_verbosity(target: str, openai_upstream: FakeOpenAI) -> None:

@@ -86,6 +86,30 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         "tool_choice",
     ),
     "unknown tool choice": (chat(user("hi"), tool_choice=tools_pb2.ToolChoice(mode=99)), "tool_choice.mode"),  # type: ignore[arg-type]
+    "allowed tool unknown": (
+        chat(user("hi"), tool_choice=tools_pb2.ToolChoice(allowed_tools=["get_weather", "nope"])),
+        "tool_choice.allowed_tools[1]",
+    ),
+    "allowed tool twice": (
+        chat(user("hi"), tool_choice=tools_pb2.ToolChoice(allowed_tools=["get_weather", "get_weather"])),
+        "tool_choice.allowed_tools[1]",
+    ),
+    "allowed tools with none": (
+        chat(
+            user("hi"),
+            tool_choice=tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NONE, allowed_tools=["get_weather"]),
+        ),
+        "tool_choice.allowed_tools",
+    ),
+    "allowed tools with a named tool": (
+        chat(
+            user("hi"),
+            tool_choice=tools_pb2.ToolChoice(
+                mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name="get_weather", allowed_tools=["get_weather"]
+            ),
+        ),
+        "tool_choice.allowed_tools",
+    ),
     "arguments not JSON": (
         chat(user("hi"), assistant(call(arguments='{"city": "Bern"')), result()),
         "messages[1].tool_calls[0].arguments",

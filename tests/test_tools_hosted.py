@@ -202,6 +202,16 @@ async def test_tool_choice_and_parallel_calls_reach_the_provider(
         assert "parallel_tool_calls" not in body
 
 
+async def test_only_the_allowed_tools_reach_the_provider(stub: Stub, upstream: FakeUpstream) -> None:
+    await load(stub, upstream)
+    choice = tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_REQUIRED, allowed_tools=[CLOCK.name])
+    await stream(stub.Generate(chat(user("Time?"), tools=(WEATHER, CLOCK), tool_choice=choice)))
+
+    (tool,) = posts(upstream)[-1]["tools"]
+    assert tool.get("function", tool)["name"] == CLOCK.name
+    assert posts(upstream)[-1]["tool_choice"] in ("required", {"type": "any"})
+
+
 async def test_strict_tool_use_reaches_the_provider_only_for_the_tools_that_ask(
     stub: Stub, upstream: FakeUpstream
 ) -> None:

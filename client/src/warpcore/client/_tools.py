@@ -116,11 +116,26 @@ def tool_choice_fields(choice: str | Mapping[str, Any]) -> tuple[tools_pb2.ToolC
         name = fields.pop("name", None)
     elif kind in _VENDOR_MODES and not fields:
         return tools_pb2.ToolChoice(mode=_VENDOR_MODES[kind]), parallel
+    elif kind == "allowed_tools":  # OpenAI's, in the Chat Completions shape or the Responses one
+        return _allowed_tools(fields.pop("allowed_tools", fields)), parallel
     else:
         raise ValueError(f"unknown tool_choice type {kind!r}; expected auto, any, required, none, tool or function")
     if fields or not isinstance(name, str):
         raise ValueError(f"a tool_choice of type {kind!r} holds the name of one tool, and nothing else")
     return tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name=name), parallel
+
+
+def _allowed_tools(fields: Mapping[str, Any]) -> tools_pb2.ToolChoice:
+    """OpenAI's allowed_tools: a mode, auto or required, and the function tools it allows, each named on the entry
+    (Responses) or under its `function` (Chat Completions)."""
+    mode, tools = fields.get("mode"), fields.get("tools")
+    if mode not in ("auto", "required") or not isinstance(tools, list) or set(fields) - {"mode", "tools"}:
+        raise ValueError("an allowed_tools tool_choice holds a mode, auto or required, and a list of tools")
+    names = [(tool.get("function") or tool).get("name") if isinstance(tool, Mapping) else None for tool in tools]
+    named = [name for name in names if isinstance(name, str)]
+    if len(named) < len(names):
+        raise ValueError("each of an allowed_tools tool_choice's tools names a function")
+    return tools_pb2.ToolChoice(mode=_CHOICES[mode], allowed_tools=named)
 
 
 def response_format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:

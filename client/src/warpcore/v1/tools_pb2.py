@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from warpcore.v1 import content_pb2 as warpcore_dot_v1_dot_content__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17warpcore/v1/tools.proto\x12\x0bwarpcore.v1\x1a\x19warpcore/v1/content.proto\"\x8a\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12\x36\n\x10\x63\x61\x63he_breakpoint\x18\x05 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpoint\"E\n\nToolChoice\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.warpcore.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"C\n\x0eReasoningBlock\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08redacted\x18\x03 \x01(\x08\"\xae\x01\n\x0eResponseFormat\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.warpcore.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12:\n\x10\x63\x61\x63he_breakpoint\x18\x05 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpointB\x02\x18\x01\"\x80\x01\n\x10ReasoningOptions\x12,\n\x06\x65\x66\x66ort\x18\x01 \x01(\x0e\x32\x1c.warpcore.v1.ReasoningEffort\x12\x1a\n\rbudget_tokens\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x10\n\x08\x61\x64\x61ptive\x18\x03 \x01(\x08\x42\x10\n\x0e_budget_tokens\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"C\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08redacted\x18\x03 \x01(\x08*\xa3\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1a\n\x16TOOL_CHOICE_MODE_NAMED\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\xf4\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x1c\n\x18REASONING_EFFORT_MINIMAL\x10\x01\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x02\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x03\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x04\x12\x19\n\x15REASONING_EFFORT_NONE\x10\x05\x12\x1a\n\x16REASONING_EFFORT_XHIGH\x10\x06\x12\x18\n\x14REASONING_EFFORT_MAX\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17warpcore/v1/tools.proto\x12\x0bwarpcore.v1\x1a\x19warpcore/v1/content.proto\"\x8a\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0fparameters_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12\x36\n\x10\x63\x61\x63he_breakpoint\x18\x05 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpoint\"\\\n\nToolChoice\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.warpcore.v1.ToolChoiceMode\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\rallowed_tools\x18\x03 \x03(\t\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"C\n\x0eReasoningBlock\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08redacted\x18\x03 \x01(\x08\"\xae\x01\n\x0eResponseFormat\x12-\n\x04type\x18\x01 \x01(\x0e\x32\x1f.warpcore.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bschema_json\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08\x12:\n\x10\x63\x61\x63he_breakpoint\x18\x05 \x01(\x0e\x32\x1c.warpcore.v1.CacheBreakpointB\x02\x18\x01\"\x80\x01\n\x10ReasoningOptions\x12,\n\x06\x65\x66\x66ort\x18\x01 \x01(\x0e\x32\x1c.warpcore.v1.ReasoningEffort\x12\x1a\n\rbudget_tokens\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x10\n\x08\x61\x64\x61ptive\x18\x03 \x01(\x08\x42\x10\n\x0e_budget_tokens\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"C\n\x0eReasoningDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x10\n\x08redacted\x18\x03 \x01(\x08*\xa3\x01\n\x0eToolChoiceMode\x12 \n\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x1a\n\x16TOOL_CHOICE_MODE_NAMED\x10\x04*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03*\xf4\x01\n\x0fReasoningEffort\x12 \n\x1cREASONING_EFFORT_UNSPECIFIED\x10\x00\x12\x1c\n\x18REASONING_EFFORT_MINIMAL\x10\x01\x12\x18\n\x14REASONING_EFFORT_LOW\x10\x02\x12\x1b\n\x17REASONING_EFFORT_MEDIUM\x10\x03\x12\x19\n\x15REASONING_EFFORT_HIGH\x10\x04\x12\x19\n\x15REASONING_EFFORT_NONE\x10\x05\x12\x1a\n\x16REASONING_EFFORT_XHIGH\x10\x06\x12\x18\n\x14REASONING_EFFORT_MAX\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESPONSEFORMAT'].fields_by_name['cache_breakpoint']._loaded_options = None
   _globals['_RESPONSEFORMAT'].fields_by_name['cache_breakpoint']._serialized_options = b'\030\001'
-  _globals['_TOOLCHOICEMODE']._serialized_start=860
-  _globals['_TOOLCHOICEMODE']._serialized_end=1023
-  _globals['_RESPONSEFORMATTYPE']._serialized_start=1026
-  _globals['_RESPONSEFORMATTYPE']._serialized_end=1191
-  _globals['_REASONINGEFFORT']._serialized_start=1194
-  _globals['_REASONINGEFFORT']._serialized_end=1438
+  _globals['_TOOLCHOICEMODE']._serialized_start=883
+  _globals['_TOOLCHOICEMODE']._serialized_end=1046
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=1049
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=1214
+  _globals['_REASONINGEFFORT']._serialized_start=1217
+  _globals['_REASONINGEFFORT']._serialized_end=1461
   _globals['_TOOL']._serialized_start=68
   _globals['_TOOL']._serialized_end=206
   _globals['_TOOLCHOICE']._serialized_start=208
-  _globals['_TOOLCHOICE']._serialized_end=277
-  _globals['_TOOLCALL']._serialized_start=279
-  _globals['_TOOLCALL']._serialized_end=334
-  _globals['_REASONINGBLOCK']._serialized_start=336
-  _globals['_REASONINGBLOCK']._serialized_end=403
-  _globals['_RESPONSEFORMAT']._serialized_start=406
-  _globals['_RESPONSEFORMAT']._serialized_end=580
-  _globals['_REASONINGOPTIONS']._serialized_start=583
-  _globals['_REASONINGOPTIONS']._serialized_end=711
-  _globals['_TOOLCALLDELTA']._serialized_start=713
-  _globals['_TOOLCALLDELTA']._serialized_end=788
-  _globals['_REASONINGDELTA']._serialized_start=790
-  _globals['_REASONINGDELTA']._serialized_end=857
+  _globals['_TOOLCHOICE']._serialized_end=300
+  _globals['_TOOLCALL']._serialized_start=302
+  _globals['_TOOLCALL']._serialized_end=357
+  _globals['_REASONINGBLOCK']._serialized_start=359
+  _globals['_REASONINGBLOCK']._serialized_end=426
+  _globals['_RESPONSEFORMAT']._serialized_start=429
+  _globals['_RESPONSEFORMAT']._serialized_end=603
+  _globals['_REASONINGOPTIONS']._serialized_start=606
+  _globals['_REASONINGOPTIONS']._serialized_end=734
+  _globals['_TOOLCALLDELTA']._serialized_start=736
+  _globals['_TOOLCALLDELTA']._serialized_end=811
+  _globals['_REASONINGDELTA']._serialized_start=813
+  _globals['_REASONINGDELTA']._serialized_end=880
 # @@protoc_insertion_point(module_scope)

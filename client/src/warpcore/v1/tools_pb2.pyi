@@ -9,8 +9,10 @@ a Struct turns every integer into a double ("maxLength": 5 would reach a provide
 the client wrote it.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from warpcore.v1 import content_pb2 as _content_pb2
 import builtins as _builtins
@@ -199,19 +201,30 @@ class ToolChoice(_message.Message):
 
     MODE_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    ALLOWED_TOOLS_FIELD_NUMBER: _builtins.int
     mode: Global___ToolChoiceMode.ValueType
     """What the model may or must do."""
     name: _builtins.str
     """With TOOL_CHOICE_MODE_NAMED: the name of one of the request's tools. Empty otherwise."""
+    @_builtins.property
+    def allowed_tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With TOOL_CHOICE_MODE_AUTO or TOOL_CHOICE_MODE_REQUIRED: the only tools the model may
+        call, by name, each one of the request's tools, at most once (OpenAI's allowed_tools).
+        Empty: any of them. A local model's prompt still describes every tool, so that a
+        conversation that narrows the set from turn to turn keeps its prompt cache; a hosted
+        API is sent only the allowed ones.
+        """
+
     def __init__(
         self,
         *,
         mode: Global___ToolChoiceMode.ValueType = ...,
         name: _builtins.str = ...,
+        allowed_tools: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_tools", b"allowed_tools", "mode", b"mode", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -53,7 +53,20 @@ def check_tools(params: GenerationParams) -> frozenset[str]:
         require(choice.name in names, "tool_choice.name", f"no tool named {shortened(choice.name)!r} in tools")
     else:
         require(not choice.name, "tool_choice.name", "a tool name goes with the named tool choice only")
+    _check_allowed(choice.mode, choice.allowed, names)
     return frozenset(names)
+
+
+def _check_allowed(mode: ToolChoiceMode, allowed: tuple[str, ...], names: set[str]) -> None:
+    require(
+        not allowed or mode in (ToolChoiceMode.AUTO, ToolChoiceMode.REQUIRED),
+        "tool_choice.allowed_tools",
+        "allowed tools go with the auto and required tool choices only",
+    )
+    for index, name in enumerate(allowed):
+        field = f"tool_choice.allowed_tools[{index}]"
+        require(name in names, field, f"no tool named {shortened(name)!r} in tools")
+        require(name not in allowed[:index], field, f"{shortened(name)!r} is allowed twice")
 
 
 def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[str]) -> None:

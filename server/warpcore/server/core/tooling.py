@@ -53,6 +53,19 @@ class ToolChoice:
     mode: ToolChoiceMode = ToolChoiceMode.AUTO
     name: str = ""
     """With NAMED: the tool the model must call."""
+    allowed: tuple[str, ...] = ()
+    """With AUTO or REQUIRED: the only tools the model may call; empty: any of them."""
+
+    def may_call(self, tool: Tool) -> bool:
+        """Whether this choice lets the model call `tool`, one of the request's tools."""
+        if self.mode is ToolChoiceMode.NAMED:
+            return tool.name == self.name
+        return self.mode is not ToolChoiceMode.NONE and (not self.allowed or tool.name in self.allowed)
+
+    def sent(self, tools: tuple[Tool, ...]) -> tuple[Tool, ...]:
+        """The tools a hosted API is told of: the allowed ones, as neither vendor's API takes a list of them for
+        every model and compatible server."""
+        return tuple(tool for tool in tools if tool.name in self.allowed) if self.allowed else tools
 
 
 class ResponseFormatKind(enum.Enum):

@@ -54,6 +54,9 @@ CHAT_TOOL = Members(read=("type", "function", "cache_control"))
 FUNCTION = Members(read=("name", "description", "parameters", "strict"))
 CHAT_TOOL_CHOICE = Members(read=("type", "function"))
 CHOSEN_FUNCTION = Members(read=("name",))
+CHAT_ALLOWED_TOOLS = Members(read=("type", "allowed_tools"))
+ALLOWED_TOOLS = Members(read=("mode", "tools"))
+"""Chat Completions' `tool_choice.allowed_tools`."""
 # The obfuscation padding of stream events changes no answer.
 STREAM_OPTIONS = Members(read=("include_usage",), ignored=("include_obfuscation",))
 FORMAT_SPEC = Members(read=("name", "description", "schema", "strict"))
@@ -100,6 +103,7 @@ RESPONSES_TOOL = Members(
     why={"output_schema": "a function's output_schema (the model would not see it)"},
 )
 RESPONSES_TOOL_CHOICE = Members(read=("type", "name"))
+RESPONSES_ALLOWED_TOOLS = Members(read=("type", "mode", "tools"))
 TEXT = Members(read=("format", "verbosity"))
 # `generate_summary` is the deprecated spelling of `summary`, checked only (the reasoning shown is always a summary).
 REASONING = Members(

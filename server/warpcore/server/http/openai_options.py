@@ -13,8 +13,18 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.fields import Json, at, boolean, mapping, refuse, schema, text
-from warpcore.server.http.inner_members import FORMAT_SPEC, FORMAT_TYPE, SPEC_BESIDE_TYPE
+from warpcore.server.http.fields import Json, at, boolean, mapping, objects, refuse, schema, text, unsupported
+from warpcore.server.http.inner_members import (
+    ALLOWED_TOOLS,
+    CHAT_ALLOWED_TOOLS,
+    CHAT_TOOL_CHOICE,
+    CHOSEN_FUNCTION,
+    FORMAT_SPEC,
+    FORMAT_TYPE,
+    RESPONSES_ALLOWED_TOOLS,
+    RESPONSES_TOOL_CHOICE,
+    SPEC_BESIDE_TYPE,
+)
 from warpcore.server.http.members import Members
 
 
@@ -35,6 +45,41 @@ def choice_mode(choice: str) -> ToolChoice:
     if choice not in modes:
         raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
     return ToolChoice(modes[choice])
+
+
+def allowed_tools_choice(choice: Json, nested: bool) -> tuple[ToolChoice, dict[str, str]]:
+    """A tool choice of type `allowed_tools`: its mode and the function tools it allows, under `allowed_tools` with
+    each named under `function` (`nested`, Chat Completions), or beside its type with each named on the entry itself
+    (the Responses API); and the path in the request of each allowed name, by its domain path."""
+    if nested:
+        CHAT_ALLOWED_TOOLS.check(choice, "tool_choice")
+        path = "tool_choice.allowed_tools"
+        choice = mapping(choice, "allowed_tools", "tool_choice", required=True) or {}
+        ALLOWED_TOOLS.check(choice, path)
+    else:
+        path = "tool_choice"
+        RESPONSES_ALLOWED_TOOLS.check(choice, path)
+    mode = text(choice, "mode", path, required=True)
+    if mode not in ("auto", "required"):
+        raise refuse(at(path, "mode"), f"unknown mode {mode!r}; expected auto or required")
+    names: list[str] = []
+    paths: dict[str, str] = {}
+    for entry_path, entry in objects(choice, "tools", path, required=True):
+        kind = text(entry, "type", entry_path, required=True)
+        if kind != "function":
+            raise unsupported(at(entry_path, "type"), f"an allowed tool of type {kind!r} (function tools are)")
+        if nested:  # each entry is shaped as a Chat Completions tool choice naming a function
+            CHAT_TOOL_CHOICE.check(entry, entry_path)
+            entry = mapping(entry, "function", entry_path, required=True) or {}
+            entry_path = at(entry_path, "function")
+            CHOSEN_FUNCTION.check(entry, entry_path)
+        else:
+            RESPONSES_TOOL_CHOICE.check(entry, entry_path)
+        names.append(text(entry, "name", entry_path, required=True) or "")
+        paths[f"tool_choice.allowed_tools[{len(paths)}]"] = at(entry_path, "name")
+    if not names:
+        raise refuse(at(path, "tools"), "lists no tool; name at least one")
+    return ToolChoice(ToolChoiceMode(mode), allowed=tuple(names)), paths
 
 
 def response_format_at(container: Json, path: str, spec_key: str | None) -> ResponseFormat:

@@ -50,7 +50,13 @@ from warpcore.server.http.inner_members import (
     TOOL_CALL,
 )
 from warpcore.server.http.members import OPENAI_CHAT
-from warpcore.server.http.openai_options import choice_mode, function_tool, reasoning_options, response_format_at
+from warpcore.server.http.openai_options import (
+    allowed_tools_choice,
+    choice_mode,
+    function_tool,
+    reasoning_options,
+    response_format_at,
+)
 from warpcore.server.http.parts import Content, FileReader, content_parts, numbered, openai_file, openai_image
 
 FIELD_NAMES = {
@@ -119,6 +125,8 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         for index in range(len(tools))
         for member in ("name", "description", "parameters")
     }
+    tool_choice, choice_names = _tool_choice(body.get("tool_choice"), tools)
+    field_names |= choice_names
     if body.get("max_completion_tokens") is not None:  # the limit named as the client named it
         field_names["max_tokens"] = "max_completion_tokens"
     params = GenerationParams(
@@ -131,7 +139,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         stop=stops,
         **sampling_controls(body),
         tools=tools,
-        tool_choice=_tool_choice(body.get("tool_choice"), tools),
+        tool_choice=tool_choice,
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=_response_format(mapping(body, "response_format")),
         reasoning=_reasoning(text(body, "reasoning_effort")),
@@ -228,16 +236,20 @@ def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     return dataclasses.replace(function_tool(function, at(path, "function")), cache=cache_mark(tool, path, marks))
 
 
-def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
+def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> tuple[ToolChoice, dict[str, str]]:
+    """The tool choice, and the path in the request of each tool it allows, by its domain path."""
     if choice is None:
-        return ToolChoice()
+        return ToolChoice(), {}
     if isinstance(choice, str):
-        return choice_mode(choice)
+        return choice_mode(choice), {}
     if not isinstance(choice, dict):
         raise refuse("tool_choice", "must be a string or an object")
+    if choice.get("type") == "allowed_tools":
+        return allowed_tools_choice(choice, nested=True)
     if choice.get("type", "function") != "function":
         raise unsupported(
-            "tool_choice.type", f"tool_choice of type {choice.get('type')!r} (auto, none, required or a function are)"
+            "tool_choice.type",
+            f"tool_choice of type {choice.get('type')!r} (auto, none, required, a function or allowed_tools are)",
         )
     CHAT_TOOL_CHOICE.check(choice, "tool_choice")
     function = mapping(choice, "function", "tool_choice", required=True) or {}
@@ -245,7 +257,7 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> ToolChoice:
     name = text(function, "name", "tool_choice.function", required=True) or ""
     if name not in {tool.name for tool in tools}:
         raise refuse("tool_choice.function.name", f"names no tool in tools: {name!r}")
-    return ToolChoice(ToolChoiceMode.NAMED, name)
+    return ToolChoice(ToolChoiceMode.NAMED, name), {}
 
 
 def _response_format(response_format: Json | None) -> ResponseFormat | None:

@@ -26,7 +26,13 @@ from warpcore.server.http.fields import (
 )
 from warpcore.server.http.inner_members import REASONING, RESPONSES_TOOL, RESPONSES_TOOL_CHOICE, TEXT
 from warpcore.server.http.members import OPENAI_RESPONSES
-from warpcore.server.http.openai_options import choice_mode, function_tool, reasoning_options, response_format_at
+from warpcore.server.http.openai_options import (
+    allowed_tools_choice,
+    choice_mode,
+    function_tool,
+    reasoning_options,
+    response_format_at,
+)
 from warpcore.server.http.parts import numbered
 from warpcore.server.http.responses_input import Conversation, input_items
 
@@ -82,7 +88,8 @@ def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
     conversation.check_reasoning_followed()
     check_cache_marks(conversation.marks)
     messages, part_names = numbered(conversation.turns)
-    field_names = conversation.field_names(part_names)
+    tool_choice, choice_names = _tool_choice(body.get("tool_choice"))
+    field_names = conversation.field_names(part_names) | choice_names
     settings = mapping(body, "text") or {}
     TEXT.check(settings, "text")
     response_format = mapping(settings, "format", "text")
@@ -99,7 +106,7 @@ def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         tools=conversation.tools,
-        tool_choice=_tool_choice(body.get("tool_choice")),
+        tool_choice=tool_choice,
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=None if response_format is None else response_format_at(response_format, "text.format", None),
         reasoning=None if effort is None else reasoning_options(effort, "reasoning.effort"),
@@ -136,18 +143,23 @@ def _tool(path: str, tool: Json) -> Tool:
     return function_tool(tool, path)
 
 
-def _tool_choice(choice: object) -> ToolChoice:
+def _tool_choice(choice: object) -> tuple[ToolChoice, dict[str, str]]:
+    """The tool choice, and the path in the request of each tool it allows, by its domain path."""
     if choice is None:
-        return ToolChoice()
+        return ToolChoice(), {}
     if isinstance(choice, str):
-        return choice_mode(choice)
+        return choice_mode(choice), {}
     if not isinstance(choice, dict):
         raise refuse("tool_choice", "must be a string or an object")
     kind = text(choice, "type", "tool_choice", required=True)
-    RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
+    if kind == "allowed_tools":
+        return allowed_tools_choice(choice, nested=False)
     if kind != "function":
-        raise unsupported("tool_choice.type", f"tool_choice of type {kind!r} (auto, none, required or a function are)")
-    return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or "")
+        raise unsupported(
+            "tool_choice.type", f"tool_choice of type {kind!r} (auto, none, required, a function or allowed_tools are)"
+        )
+    RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
+    return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or ""), {}
 
 
 def _echo(body: Json, params: GenerationParams, settings: Json) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def tool_choice(request: pb.GenerateRequest) -> ToolChoice:
     mode = _TOOL_CHOICES.get(request.tool_choice.mode)
     require(mode is not None, "tool_choice.mode", "unknown tool choice mode")
     assert mode is not None
-    return ToolChoice(mode, request.tool_choice.name)
+    return ToolChoice(mode, request.tool_choice.name, tuple(request.tool_choice.allowed_tools))
 
 
 def response_format(options: pb.GenerationOptions) -> ResponseFormat | None:

@@ -100,7 +100,7 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
     if not params.tools:
         return {}
     tools = []
-    for tool in params.tools:
+    for tool in params.tool_choice.sent(params.tools):
         described = {"description": tool.description} if tool.description else {}
         strict = {"strict": True} if tool.strict else {}
         schema = dict(tool.parameters)

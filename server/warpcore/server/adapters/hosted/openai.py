@@ -277,7 +277,7 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
                 **({"strict": True} if tool.strict else {}),
             },
         }
-        for tool in params.tools
+        for tool in params.tool_choice.sent(params.tools)
     ]
     choice = params.tool_choice
     named = {"type": "function", "function": {"name": choice.name}}

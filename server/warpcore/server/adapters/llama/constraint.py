@@ -103,11 +103,7 @@ def _tools_constraint(params: GenerationParams) -> Constraint:
     """Under auto, free text until the model opens a call, in the format its template declares or, for a template
     with none, the one the prompt then describes (chat.py); the grammar completes the call from there."""
     choice = params.tool_choice
-    chosen = [
-        (index, tool)
-        for index, tool in enumerate(params.tools)
-        if choice.mode is not ToolChoiceMode.NAMED or tool.name == choice.name
-    ]
+    chosen = [(index, tool) for index, tool in enumerate(params.tools) if choice.may_call(tool)]
     if not chosen:
         raise InvalidArgumentError(f"tool_choice names {choice.name!r}, which is not among tools", field="tool_choice")
     inliner = SchemaInliner()
