@@ -57,10 +57,10 @@ MAX_LOGIT_BIAS = 100.0
 MAX_BIASED_TOKENS = 1024
 """Most tokens one request may bias."""
 VERBOSITY_LEVELS = ("low", "medium", "high")
+"""How much an answer may say (OpenAI's verbosity)."""
 MAX_BETAS = 16
 BETA_NAME = re.compile("[a-z0-9-]{1,64}")
 """An Anthropic beta's name, as interleaved-thinking-2025-05-14: never a header's separator or control character."""
-"""How much an answer may say (OpenAI's verbosity)."""
 MAX_CACHE_BREAKPOINTS = 4
 """Places in one request where a hosted API is asked to cache the prompt (Anthropic's limit)."""
 MAX_IMAGES = 20
