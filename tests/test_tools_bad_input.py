@@ -280,7 +280,9 @@ async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchange
 
 
 @pytest.mark.parametrize(
-    "reasoning", [tools_pb2.ReasoningOptions(), tools_pb2.ReasoningOptions(budget_tokens=16)], ids=["empty", "budget"]
+    "reasoning",
+    [tools_pb2.ReasoningOptions(budget_tokens=16), tools_pb2.ReasoningOptions(adaptive=True)],
+    ids=["budget", "adaptive"],
 )
 async def test_llama_cpp_refuses_reasoning_options_naming_their_protobuf_field(
     stub: Stub, tiny: str, reasoning: tools_pb2.ReasoningOptions
@@ -289,6 +291,20 @@ async def test_llama_cpp_refuses_reasoning_options_naming_their_protobuf_field(
     _, error = await failed_stream(stub.Generate(pb.GenerateRequest(model_id=tiny, prompt="hi", options=options)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(error)[1] == ["options.reasoning"]
+
+
+async def test_reasoning_options_of_defaults_ask_for_nothing(stub: Stub, tiny: str) -> None:
+    """As a client that always fills its sub-messages sends them: the same answer as without."""
+    options = pb.GenerationOptions(max_tokens=8, temperature=0.0)
+    request = pb.GenerateRequest(model_id=tiny, prompt="hi", options=options)
+    plain = await stream(stub.Generate(request))
+    request.options.reasoning.SetInParent()
+    filled = await stream(stub.Generate(request))
+    assert plain.result is not None
+    assert filled.result is not None
+    assert plain.text
+    assert filled.text == plain.text
+    assert filled.result.usage == plain.result.usage
 
 
 async def test_a_schema_a_local_model_cannot_enforce_is_told_by_the_requests_own_field_names(

@@ -117,7 +117,10 @@ def reasoning(options: pb.GenerationOptions) -> ReasoningOptions | None:
     if wire.effort != tools_pb2.REASONING_EFFORT_UNSPECIFIED:
         effort = _EFFORTS.get(wire.effort)
         require(effort is not None, "reasoning.effort", "unknown reasoning effort")
-    return ReasoningOptions(effort, wire.budget_tokens if wire.HasField("budget_tokens") else None, wire.adaptive)
+    budget = wire.budget_tokens if wire.HasField("budget_tokens") else None
+    if effort is None and budget is None and not wire.adaptive:
+        return None  # a message of defaults asks for nothing (a binary client may always fill it)
+    return ReasoningOptions(effort, budget, wire.adaptive)
 
 
 def delta_frame(delta: TextChunk | ReasoningChunk | ToolCallDelta) -> pb.GenerateResponse:
