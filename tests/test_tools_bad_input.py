@@ -114,6 +114,10 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         chat(user("hi"), assistant(call(arguments='{"city": "Bern"')), result()),
         "messages[1].tool_calls[0].arguments",
     ),
+    "arguments empty": (
+        chat(user("hi"), assistant(call(arguments="")), result()),
+        "messages[1].tool_calls[0].arguments",
+    ),
     "arguments not an object": (
         chat(user("hi"), assistant(call(arguments="[1, 2]")), result()),
         "messages[1].tool_calls[0].arguments",

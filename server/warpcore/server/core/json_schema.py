@@ -26,6 +26,8 @@ def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
     takes time bounded by its size."""
     if len(text.encode()) > max_bytes:
         raise InvalidArgumentError(f"{what} is longer than {max_bytes} bytes", field=field)
+    if not text.strip():  # JSON's own error for it, "Expecting value: line 1 column 1", says nothing of what to send
+        raise InvalidArgumentError(f'{what} is empty: send JSON text ("{{}}" for an empty object)', field=field)
     try:
         value = json_text.loads(text)
     except RecursionError:

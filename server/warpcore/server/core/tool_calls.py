@@ -50,6 +50,16 @@ class ToolCallAssembler:
             reason = FinishReason.TOOL_CALLS
         return reason, tuple(calls)
 
+    def unargued(self) -> tuple[ToolCallDelta, ...]:
+        """A last delta of "{}" for each call streamed with no argument text (an Anthropic tool that takes none), so
+        that every call's deltas join to the arguments its Finish lists; a client that builds calls from the deltas
+        could not send "" back."""
+        return tuple(
+            ToolCallDelta(index, arguments="{}")
+            for index, (call_id, name, pieces) in sorted(self._calls.items())
+            if call_id and name and not any(pieces)
+        )
+
 
 def _is_object(text: str) -> bool:
     try:

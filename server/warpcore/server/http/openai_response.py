@@ -119,8 +119,6 @@ class OpenAIStream:
         self._include_usage = include_usage
         self._reasoning_blocks = 0
         self._text = template(self._choice({"content": SLOT}))
-        self._calls: dict[str, int] = {}  # each call's id -> its index
-        self._argued: set[int] = set()  # the indexes of the calls streamed with argument text
 
     def _choice(
         self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: dict[str, Any] | None = None
@@ -147,9 +145,6 @@ class OpenAIStream:
             if output.id or output.name:
                 call.update(id=output.id, type="function")
                 call["function"]["name"] = output.name
-                self._calls[output.id] = output.index
-            if output.arguments:
-                self._argued.add(output.index)
             return self._chunk({"tool_calls": [call]})
         if isinstance(output, ReasoningChunk):
             return self._reasoning(output)
@@ -174,15 +169,7 @@ class OpenAIStream:
         return self._chunk(delta)
 
     def end(self, finish: Finish) -> bytes:
-        # A call streamed without arguments (an Anthropic tool that takes none) has "{}" in the whole answer: its
-        # deltas must join to the same, or the client's accumulated call is "" and refused when sent back.
-        unargued = ((self._calls.get(call.id), call) for call in finish.tool_calls)
-        last = b"".join(
-            self._chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]})
-            for index, call in unargued
-            if index is not None and index not in self._argued
-        )
-        last += self._chunk({}, FINISH_REASONS[finish.reason])
+        last = self._chunk({}, FINISH_REASONS[finish.reason])
         if self._include_usage:
             last += event({**self._header, "choices": [], "usage": _usage(finish)})
         return last + DONE

@@ -211,6 +211,8 @@ class HostedAdapter(ABC):
             ended = FinishReason.CANCELLED if cancelled else reader.finish
             assert ended is not None  # a stream that ended without its finish is a failure, set above
             finish, tool_calls = calls.finish(ended)
+            for delta in calls.unargued():
+                yield delta
         yield Finish(
             finish,
             prompt_tokens=reader.prompt_tokens,
