@@ -98,6 +98,15 @@ async def test_a_penalty_of_zero_is_no_penalty(stub: Stub, tiny: str) -> None:
     assert zero == plain
 
 
+@pytest.mark.parametrize("temperature", [1e-45, 1e-40, 1e-31])
+async def test_a_temperature_near_zero_samples_as_greedy(stub: Stub, tiny: str, temperature: float) -> None:
+    """Scores divided by a temperature near the smallest float overflowed, and the picks were other tokens."""
+    plain, _ = await collect(stub.Generate(greedy("the world", 24)))
+    tiny_temperature = greedy("the world", 24, seed=7)
+    tiny_temperature.options.temperature = temperature
+    assert (await collect(stub.Generate(tiny_temperature)))[0] == plain
+
+
 async def test_sampled_penalized_output_repeats_with_its_seed(stub: Stub, tiny: str) -> None:
     options = {"max_tokens": 24, "temperature": 0.9, "seed": 11, "presence_penalty": 0.8, "frequency_penalty": 0.4}
     request = pb.GenerateRequest(model_id=tiny, prompt="the world", options=pb.GenerationOptions(**options))  # type: ignore[arg-type]

@@ -15,6 +15,9 @@ DEFAULT_TEMPERATURE = 0.8
 DEFAULT_TOP_P = 0.95
 DEFAULT_TOP_K = 40
 MIN_P = 0.05
+GREEDY_BELOW = 1e-30
+"""Temperatures under this sample as greedy, their limit: llama.cpp divides single-precision scores by the temperature,
+and by one near the smallest float the quotients overflow, and the picks are no longer the likeliest tokens'."""
 
 
 def _temperature(params: GenerationParams) -> float:
@@ -23,7 +26,7 @@ def _temperature(params: GenerationParams) -> float:
 
 def is_greedy(params: GenerationParams) -> bool:
     """Whether the generation takes the highest-scoring token at every step."""
-    return _temperature(params) <= 0
+    return _temperature(params) < GREEDY_BELOW
 
 
 def picks_most_likely(params: GenerationParams) -> bool:
@@ -32,10 +35,10 @@ def picks_most_likely(params: GenerationParams) -> bool:
 
 
 def new_sampler(params: GenerationParams, vocabulary_size: int) -> llama_cpp.llama_sampler_p:
-    """The generation's own sampler chain: greedy at temperature 0, else seeded top-k, top-p, min-p sampling; first
-    the logit bias, then presence or frequency penalties (llama.cpp's penalties), on the raw scores as OpenAI applies
-    them. The penalties count the tokens the chain accepts, which are the generated ones only, as OpenAI counts.
-    The caller frees it with llama_sampler_free."""
+    """The generation's own sampler chain: greedy at temperature 0 (or under GREEDY_BELOW), else seeded top-k, top-p,
+    min-p sampling; first the logit bias, then presence or frequency penalties (llama.cpp's penalties), on the raw
+    scores as OpenAI applies them. The penalties count the tokens the chain accepts, which are the generated ones only,
+    as OpenAI counts. The caller frees it with llama_sampler_free."""
     temperature = _temperature(params)
     chain = cast(
         "llama_cpp.llama_sampler_p", llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
