@@ -77,8 +77,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "answer": {"type": "string", "pattern": "(yes|no)(, (yes|no)){0,2}"},
             "day": {"type": "string", "format": "date"},
             "version": {"type": "string", "pattern": "^v[0-9]{1,2}\\.[0-9]\\-[a-z]\\/x\\$$"},
+            # Class escapes, as pydantic's and zod's patterns write them, outside a class and in one.
+            "ticket": {"type": "string", "pattern": "^[A-Z]{3}-\\d{2}\\s\\w{1,3}$"},
+            "handle": {"type": "string", "pattern": "^[\\w.-]{1,8}@[\\d]{2}$"},
         },
-        "required": ["code", "answer", "day", "version"],
+        "required": ["code", "answer", "day", "version", "ticket", "handle"],
         "additionalProperties": False,
     },
     "refs and unions": {

@@ -21,6 +21,7 @@ from warpcore.server.adapters.llama.schema_patterns import (
     FORMAT_PATTERNS,
     pattern_problem,
     spelled_for_grammar,
+    with_classes_spelled,
 )
 from warpcore.server.core.bounds import (
     GRAMMAR_MAX_OPTIONAL_PROPERTIES,
@@ -230,7 +231,7 @@ class _Walk:
         except re.error as error:
             raise self.refuse(pointer, f"pattern is not a regular expression: {error}") from None
         body = pattern.removeprefix("^")
-        body = body[:-1] if body.endswith("$") and not body.endswith("\\$") else body
+        body = with_classes_spelled(body[:-1] if body.endswith("$") and not body.endswith("\\$") else body)
         problem = pattern_problem(body)
         if problem:
             raise self.refuse(pointer, f"pattern {shortened(pattern)!r}: {problem}")

@@ -23,6 +23,31 @@ FORMAT_PATTERNS = {
 form, within RFC 5321's lengths (what JSON Schema's email allows is wider), an IPv4 address in dotted decimal."""
 
 
+# The class escapes pydantic's and zod's patterns use, as the ranges they stand for; \s as the space alone, the only
+# white space a JSON string holds unescaped (so a generated value matches, from a narrower choice).
+_CLASS_ESCAPES = {"d": "0-9", "w": "0-9A-Za-z_", "s": " "}
+_ESCAPE_OR_BRACKET = re.compile(r"\\.|[\[\]]")
+
+
+def with_classes_spelled(body: str) -> str:
+    """The pattern body with \\d, \\w and \\s spelled as classes (inside a class, as its ranges), other escapes as
+    they stand."""
+    inside = False
+
+    def spelled(match: re.Match[str]) -> str:
+        nonlocal inside
+        token = match.group(0)
+        if token in "[]":
+            inside = token == "["
+            return token
+        ranges = _CLASS_ESCAPES.get(token[1])
+        if ranges is None:
+            return token
+        return ranges if inside else f"[{ranges}]"
+
+    return _ESCAPE_OR_BRACKET.sub(spelled, body)
+
+
 def spelled_for_grammar(body: str) -> str:
     """The pattern body (one `pattern_problem` accepts) with its escapes as the converter can pass them on."""
     return _ESCAPE.sub(lambda escape: _SPELLED_ESCAPES.get(escape.group(1), escape.group(0)), body)
