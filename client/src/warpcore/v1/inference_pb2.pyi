@@ -830,8 +830,10 @@ class ListModelsRequest(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     BACKEND_CONFIG_FIELD_NUMBER: _builtins.int
     backend: Global___BackendType.ValueType
-    """Unspecified: only the models loaded on this server. A backend: the models
-    loaded on it, followed by those it can serve (state MODEL_STATE_AVAILABLE).
+    """Unspecified: the models this server knows (loaded, loading or unloading, and those
+    it loads on first use, in state MODEL_STATE_AVAILABLE). A backend: the models it
+    knows of that backend, followed by those the backend can serve (also
+    MODEL_STATE_AVAILABLE).
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:
