@@ -84,6 +84,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["code", "answer", "day", "version", "ticket", "handle"],
         "additionalProperties": False,
     },
+    "decimals between bounds": {  # ranges that hold no whole number, and the units the bounds cut
+        "type": "object",
+        "properties": {
+            "confidence": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "share": {"type": "number", "minimum": 0.25, "maximum": 0.75},
+            "debt": {"type": "number", "minimum": -2.5, "exclusiveMaximum": -2.25},
+            "span": {"type": "number", "minimum": -0.5, "maximum": 1.125},
+        },
+        "required": ["confidence", "share", "debt", "span"],
+        "additionalProperties": False,
+    },
     "refs and unions": {
         "$defs": {"point": POINT},
         "type": "object",

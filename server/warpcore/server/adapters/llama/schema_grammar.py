@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from llama_cpp import llama_grammar
@@ -22,6 +23,8 @@ _SPACE = '| " " | "\\n"'
 # Bounds stand-in for "unbounded": the converter's own integers have at most 16 digits.
 _LARGEST = 10**15 - 1
 _FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
+_FRACTIONS = 10**6
+"""Six-digit fractions, as _FRACTION's longest."""
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # A grammar literal's escapes (llama.cpp's grammar parser): the converter's own escape only quotes and line breaks,
 # so the backslash of a constant's JSON escape (C:\\temp, \n, \") was read as an escape of the grammar's.
@@ -138,7 +141,9 @@ def checked_size(grammar: str, field: str) -> str:
 
 
 def _number_rule(schema: Mapping[str, Any], *, integer: bool) -> str:
-    """Integers (or decimals) within the schema's bounds, tightened to whole bounds so that the check is exact."""
+    """Integers (or decimals) within the schema's bounds: whole numbers and whole units of decimals within the bounds
+    tightened to whole ones, and for decimals the units the bounds cut, in six fraction digits, so that the check is
+    exact."""
     low, high = -_LARGEST, _LARGEST
     if isinstance(schema.get("minimum"), int | float):
         low = max(low, math.ceil(schema["minimum"]))
@@ -148,16 +153,63 @@ def _number_rule(schema: Mapping[str, Any], *, integer: bool) -> str:
         high = min(high, math.floor(schema["maximum"]))
     if isinstance(schema.get("exclusiveMaximum"), int | float):
         high = min(high, math.ceil(schema["exclusiveMaximum"]) - 1)
-    if low > high:
-        raise ValueError("no whole number lies within the bounds")
-    alternatives = [_integers(low, high)]
+    alternatives = [_integers(low, high)] if low <= high else []
     if not integer:
         # k.ddd lies in [k, k + 1) and -k.ddd in (-k - 1, -k]: both stay within [low, high] for these k.
         if max(low, 0) <= high - 1:
             alternatives.append(f"{_integers(max(low, 0), high - 1)} {_FRACTION}")
         if low + 1 <= min(high, -1):
             alternatives.append(f"{_integers(low + 1, min(high, -1))} {_FRACTION}")
+        alternatives += _cut_units(_bound(schema, "minimum", -1), _bound(schema, "maximum", 1))
+    if not alternatives:
+        raise ValueError("no number lies within the bounds")
     return "(" + " | ".join(alternatives) + ")"
+
+
+def _bound(schema: Mapping[str, Any], name: str, sign: int) -> tuple[Decimal, bool]:
+    """The lower (`sign` -1) or upper bound, exact, and whether it is exclusive; unbounded, the largest magnitude."""
+    bounds = [
+        (Decimal(repr(value)), key.startswith("exclusive"))
+        for key in (name, f"exclusive{name.title()}")
+        if isinstance(value := schema.get(key), int | float) and not isinstance(value, bool)
+    ]
+    if not bounds:
+        return Decimal(sign * _LARGEST), False
+    return max(bounds, key=lambda bound: (-sign * bound[0], bound[1]))  # the tighter, and exclusive on a tie
+
+
+def _cut_units(low: tuple[Decimal, bool], high: tuple[Decimal, bool]) -> list[str]:
+    """Decimals of the units that hold a bound, between the bounds: k.dddddd for values >= 0, -k.dddddd below,
+    whose magnitudes lie within the bounds mirrored."""
+    (low_value, low_open), (high_value, high_open) = low, high
+    positive = _cut_magnitudes((max(low_value, Decimal(0)), low_open and low_value >= 0), high)
+    if low_value >= 0:
+        return positive
+    negative = _cut_magnitudes((max(-high_value, Decimal(0)), high_open and high_value <= 0), (-low_value, low_open))
+    return positive + [f'"-" {alternative}' for alternative in negative]
+
+
+def _cut_magnitudes(low: tuple[Decimal, bool], high: tuple[Decimal, bool]) -> list[str]:
+    (low_value, low_open), (high_value, high_open) = low, high
+    alternatives = []
+    for unit in sorted({int(low_value), int(high_value)}):
+        if not 0 <= unit < _LARGEST:  # the stand-in for no bound cuts no unit
+            continue
+        first = _fraction_digits(low_value - unit, low_open, up=True) if low_value >= unit else 0
+        last = _fraction_digits(high_value - unit, high_open, up=False) if high_value < unit + 1 else _FRACTIONS - 1
+        if 0 <= first <= last <= _FRACTIONS - 1:
+            digits = _same_length(f"{first:06d}", f"{last:06d}")
+            alternatives.append(f'"{unit}" "." ({digits})')
+    return alternatives
+
+
+def _fraction_digits(fraction: Decimal, open_bound: bool, *, up: bool) -> int:
+    """The first (`up`) or last six-digit fraction, as an integer, on the inner side of a bound at `fraction`."""
+    scaled = fraction * _FRACTIONS
+    whole = int(scaled.to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
+    if open_bound and whole == scaled:
+        whole += 1 if up else -1
+    return whole
 
 
 def _integers(low: int, high: int) -> str:
