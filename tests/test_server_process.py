@@ -131,16 +131,24 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
         assert logs[-1]["message"] == "stopped"
 
 
-async def test_bad_config_fails_fast_with_one_clear_line(models_path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "told"),
+    [
+        (
+            'api_key = "sk-inline"',
+            "api_key: keys are never written in the file; name the environment variable that holds it with api_key_env",
+        ),
+        # The key written where its variable's name goes.
+        ('api_key_env = "sk-inline"', "api_key_env is no environment variable's name (letters, digits and _)"),
+    ],
+)
+async def test_bad_config_fails_fast_with_one_clear_line(
+    models_path: Path, tmp_path: Path, setting: str, told: str
+) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text(
-        '[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o"\n[models.api]\napi_key = "sk-inline"\n'
-    )
+    config.write_text(f'[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o"\n[models.api]\n{setting}\n')
     lines = await one_line_failure(await start(models_path, "--config", str(config)))
-    assert lines == [
-        f"warpcore-server: {config}: models[0].api.api_key: keys are never written in the file;"
-        " name the environment variable that holds it with api_key_env"
-    ]
+    assert lines == [f"warpcore-server: {config}: models[0].api.{told}"]
     assert "sk-inline" not in "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, Bac
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
 
+_ENV_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*")
 _MODEL_KEYS = {
     "id",
     "backend",
@@ -73,9 +75,12 @@ def _table(value: object, where: str, types: Mapping[str, type | tuple[type, ...
 def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> ApiSettings:
     api_key = None
     if "api_key_env" in table:
-        api_key = env.get(table["api_key_env"])
+        name = table["api_key_env"]
+        if not _ENV_NAME.fullmatch(name):  # not quoted: it may be the key itself, written where its variable goes
+            raise ConfigError(f"{where}.api_key_env is no environment variable's name (letters, digits and _)")
+        api_key = env.get(name)
         if not api_key:
-            raise ConfigError(f"{where}.api_key_env names {table['api_key_env']}, which is not set")
+            raise ConfigError(f"{where}.api_key_env names {name}, which is not set")
     return ApiSettings(
         api_key=api_key,
         organization=table.get("organization"),
