@@ -201,6 +201,29 @@ async def test_allowed_tools_are_the_only_ones_called_and_every_tool_stays_in_th
     assert '"name": "get_weather"' in b"".join(token.piece for token in narrowed.tokens).decode()
 
 
+async def test_a_call_whose_arguments_were_whole_when_max_tokens_cut_it_is_complete(engine: Engine) -> None:
+    """Cut in its closing line, a call is kept, as a hosted API's is; cut in its arguments, it is left out. Either way
+    its deltas join to what the result lists."""
+    model = await load_local(engine, "tiny")
+    whole = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NAMED, "search-web"), seed=3))
+    (call,) = assert_valid_calls(whole, (SEARCH,))
+    assert whole.result is not None
+    spent = whole.result.finish.completion_tokens
+    for max_tokens, complete in ((spent - 1, True), (spent // 2, False)):  # in the closing line; in the arguments
+        choice = ToolChoice(ToolChoiceMode.NAMED, "search-web")
+        outcome = await run(engine, model, ask(choice, seed=3, max_tokens=max_tokens))
+        assert outcome.result is not None
+        assert outcome.result.finish.reason is FinishReason.LENGTH
+        streamed = "".join(delta.arguments for delta in outcome.deltas)
+        if complete:
+            assert outcome.result.finish.tool_calls == (dataclasses.replace(call, id=outcome.deltas[0].id),)
+            assert streamed == call.arguments
+        else:
+            assert not outcome.result.finish.tool_calls
+            assert call.arguments.startswith(streamed)
+            assert len(streamed) < len(call.arguments)
+
+
 async def test_tool_choice_none_generates_text(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
     outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NONE), temperature=0.0, max_tokens=12))

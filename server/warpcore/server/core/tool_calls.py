@@ -39,7 +39,7 @@ class ToolCallAssembler:
         for index in sorted(self._calls):
             call_id, name, pieces = self._calls[index]
             arguments = "".join(pieces) or "{}"
-            if _is_object(arguments) and call_id and name:
+            if is_json_object(arguments) and call_id and name:
                 calls.append(ToolCall(call_id, name, arguments))
             elif reason in (FinishReason.STOP, FinishReason.TOOL_CALLS, FinishReason.STOP_SEQUENCE):
                 raise UnavailableError(
@@ -61,7 +61,8 @@ class ToolCallAssembler:
         )
 
 
-def _is_object(text: str) -> bool:
+def is_json_object(text: str) -> bool:
+    """Whether `text` is JSON of an object."""
     try:
         return isinstance(json.loads(text), dict)
     except (ValueError, RecursionError):

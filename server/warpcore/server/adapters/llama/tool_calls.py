@@ -12,6 +12,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
+from warpcore.server.core.tool_calls import is_json_object
 from warpcore.server.core.tooling import (
     ToolCall,
 )
@@ -64,10 +65,24 @@ class ToolCallText:
 
     def flush(self, *, cut: bool) -> None:
         """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
-        text, unless the cut fell inside a call's opening marker; a call cut short is dropped."""
+        text, unless the cut fell inside a call's opening marker; a call cut short is dropped, but one whose arguments
+        were written whole, before its closing line, is complete (as a hosted API's call is)."""
         if self._state == self._text and not cut:
             self._answer(self._buffer)
+        elif self._state == self._arguments_text:
+            self._complete_cut_call()
         self._buffer = ""
+
+    def _complete_cut_call(self) -> None:
+        written = "".join(self._arguments)
+        rest = self._buffer[: len(self._buffer) - _partial(self._buffer, _CLOSING)].rstrip()
+        # The grammar writes the wrapper's closing brace only after whole arguments: the rest may end with it.
+        for piece in (rest, rest.removesuffix("}").rstrip()):
+            if is_json_object(written + piece):
+                self._send(piece)
+                self._buffer = _CLOSING
+                self._arguments_text()
+                return
 
     # Each state consumes what it can of the buffer; True when it moved to another state with text left to read.
 
