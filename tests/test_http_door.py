@@ -242,6 +242,42 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
             await process.wait()
 
 
+@pytest.mark.parametrize("rest_sent", [True, False], ids=["body-completed-in-the-grace", "body-never-completed"])
+async def test_a_request_still_uploading_its_body_at_sigterm_is_answered(
+    models_path: Path, tmp_path: Path, rest_sent: bool
+) -> None:
+    """In flight from its admission: the rest of its body, arriving during the drain, is read and the request
+    answered (503: no new generation starts); a body that never completes is answered 503 when the grace ends. The
+    door's closing dropped the rest unread, and cut the connection without an answer."""
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await start(
+        models_path, "--config", str(config), "--log-format", "json", "--grace", "1", "--http-port", "0"
+    )
+    try:
+        started = await log_lines_until(process, "serving on")
+        http_port = int(str(started[-1]["message"]).split("HTTP (OpenAI, Anthropic) on 127.0.0.1:")[1].split(";")[0])
+        body = json.dumps({"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4}).encode()
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+        writer.write(f"{head}Expect: 100-continue\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # admitted: its body is read
+        writer.write(body[:4])
+        await writer.drain()
+        process.send_signal(signal.SIGTERM)
+        await log_lines_until(process, "shutting down")
+        if rest_sent:
+            writer.write(body[4:])
+        status = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert status.startswith(b"HTTP/1.1 503"), status
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
 async def test_health_is_open_and_says_starting_serving_or_shutting_down(
     server_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:

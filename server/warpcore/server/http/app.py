@@ -181,7 +181,10 @@ class HttpDoor:
             if request.match_info.handler == self._health:
                 return await handler(request)
             self._admit(request)
-            return await handler(request)
+            # In flight from its admission, its body's upload included: the drain gives it the grace, as it gives a
+            # generation, where the door's closing would drop the rest of its body unread.
+            with self._engine.streams.track():
+                return await handler(request)
         except WarpcoreError as error:
             request[OUTCOME] = error.code.name
             return self._error_response(request, error)
