@@ -26,7 +26,7 @@ from tests.http_door import (
     openai_messages,
     text_of,
 )
-from tests.test_server_process import CONFIG, log_lines_until, start
+from tests.test_server_process import log_lines_until, serving_tiny
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.server.logs import JsonFormatter
@@ -211,15 +211,14 @@ async def test_a_disconnect_mid_stream_frees_the_model(server_env: dict[str, str
         assert doors.engine.metrics.active_streams._value.get() == 0
 
 
+def http_port_of(started: list[dict[str, object]]) -> int:
+    """The HTTP door's port, from the server's "serving on" line."""
+    return int(str(started[-1]["message"]).split("HTTP (OpenAI, Anthropic) on 127.0.0.1:")[1].split(";")[0])
+
+
 async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_path: Path, tmp_path: Path) -> None:
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(
-        models_path, "--config", str(config), "--log-format", "json", "--grace", "1", "--http-port", "0"
-    )
-    try:
-        started = await log_lines_until(process, "serving on")
-        http_port = int(str(started[-1]["message"]).split("HTTP (OpenAI, Anthropic) on 127.0.0.1:")[1].split(";")[0])
+    async with serving_tiny(models_path, tmp_path, "--grace", "1", "--http-port", "0") as (process, started, _):
+        http_port = http_port_of(started)
         body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
         url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
         async with httpx2.AsyncClient() as client:  # the startup models are in: the door says so
@@ -236,10 +235,6 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
         logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]
         http_lines = [(line["method"], line["code"], line["model"]) for line in logs if line.get("protocol") == "http"]
         assert http_lines == [("/v1/chat/completions", "UNAVAILABLE", "tiny")]  # the health check is not logged
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.mark.parametrize("rest_sent", [True, False], ids=["body-completed-in-the-grace", "body-never-completed"])
@@ -249,14 +244,8 @@ async def test_a_request_still_uploading_its_body_at_sigterm_is_answered(
     """In flight from its admission: the rest of its body, arriving during the drain, is read and the request
     answered (503: no new generation starts); a body that never completes is answered 503 when the grace ends. The
     door's closing dropped the rest unread, and cut the connection without an answer."""
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(
-        models_path, "--config", str(config), "--log-format", "json", "--grace", "1", "--http-port", "0"
-    )
-    try:
-        started = await log_lines_until(process, "serving on")
-        http_port = int(str(started[-1]["message"]).split("HTTP (OpenAI, Anthropic) on 127.0.0.1:")[1].split(";")[0])
+    async with serving_tiny(models_path, tmp_path, "--grace", "1", "--http-port", "0") as (process, started, _):
+        http_port = http_port_of(started)
         body = json.dumps({"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4}).encode()
         head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
         reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
@@ -272,10 +261,6 @@ async def test_a_request_still_uploading_its_body_at_sigterm_is_answered(
         writer.close()
         assert status.startswith(b"HTTP/1.1 503"), status
         assert await asyncio.wait_for(process.wait(), 30) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_health_is_open_and_says_starting_serving_or_shutting_down(
