@@ -22,7 +22,7 @@ from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_
 from tests.key_leaks import Key, Transcript, leaks
 from warpcore.server.adapters.hosted.openai import OpenAIAdapter
 from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
-from warpcore.server.core.bounds import MAX_REQUEST_ID
+from warpcore.server.core.bounds import MAX_REQUEST_ID, MAX_RETRY_AFTER
 from warpcore.server.core.domain import ApiSettings, GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.v1 import inference_pb2 as pb
@@ -515,6 +515,28 @@ async def test_retry_info_from_what_a_litellm_proxy_passes_on(
     _, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.RESOURCE_EXHAUSTED
     assert details(error)["retry_after"] == wait
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after-ms": "1e999", "retry-after": "5"}, 5.0),
+        ({"retry-after": "99999999999999999999"}, MAX_RETRY_AFTER),
+        ({"retry-after-ms": "1e308"}, MAX_RETRY_AFTER),
+    ],
+)
+async def test_a_retry_after_of_no_finite_or_sensible_wait_is_left_out_or_cut(
+    stub: Stub, upstream: FakeUpstream, headers: dict[str, str], wait: float | None
+) -> None:
+    """An upstream's infinite or huge wait failed the error's own translation (UNKNOWN, an OverflowError, and the
+    SDK's exception whole in the log)."""
+    await load(stub, upstream)
+    upstream.script = Script(status=429, headers=headers)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.RESOURCE_EXHAUSTED
+    assert details(error).get("retry_after") == wait
 
 
 async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:

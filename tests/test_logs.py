@@ -79,6 +79,22 @@ def test_an_access_line_carries_the_requests_fields(
     assert "a library's warning still shows" in lines[1]
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_logged_traceback_quoting_a_key_has_it_redacted(
+    log_format: str, restored_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A vendor SDK's exception quotes what its upstream said, an echoed key included, and a traceback quotes the
+    exception whole."""
+    configure_logging(log_format)
+    try:
+        raise RuntimeError("Error code: 429 - rate limited for sk-proj-Qw7ZtLm2RbXc9VhNk4Fs")
+    except RuntimeError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    logged = capsys.readouterr().err
+    assert "RuntimeError: Error code: 429 - rate limited for [redacted]" in logged
+    assert "Qw7ZtLm2" not in logged
+
+
 def test_the_access_log_fields_are_each_documented() -> None:
     section = (Path(__file__).resolve().parents[1] / "docs" / "deploying.md").read_text().split("## Logs")[1]
     rows = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| `")]

@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from warpcore.server.adapters.redaction import redact_key_shapes
+
 REQUEST_FIELDS = (
     "protocol",
     "method",
@@ -21,6 +23,10 @@ REQUEST_FIELDS = (
     "peer",
     "request_id",
 )
+
+
+# Every line goes through redact_key_shapes: a traceback quotes exceptions whole, and a vendor SDK's exception may
+# quote the key an upstream echoed.
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,7 +42,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({name: getattr(record, name) for name in REQUEST_FIELDS if hasattr(record, name)})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return redact_key_shapes(json.dumps(entry))
 
 
 class TextFormatter(logging.Formatter):
@@ -48,6 +54,9 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         fields = "".join(f" {name}={_value(getattr(record, name))}" for name in REQUEST_FIELDS if hasattr(record, name))
         return super().formatMessage(record) + fields
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_key_shapes(super().format(record))
 
 
 def _value(value: object) -> str:

@@ -28,4 +28,9 @@ def redact(text: str, secret: str) -> str:
                     spans.append([start, start + run])
         for start, end in reversed(spans):
             text = text[:start] + _REDACTED + text[end:]
+    return redact_key_shapes(text)
+
+
+def redact_key_shapes(text: str) -> str:
+    """`text` without anything shaped like an API key."""
     return _KEY_PATTERN.sub(_REDACTED, text)

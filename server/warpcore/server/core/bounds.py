@@ -45,6 +45,8 @@ REQUEST_ID_CHARACTER = r"[\x21-\x7e]"
 REQUEST_ID = re.compile(f"{REQUEST_ID_CHARACTER}{{1,{MAX_REQUEST_ID}}}")
 """A caller's request id either door takes as it is."""
 MAX_TIMEOUT_SECONDS = 86400
+MAX_RETRY_AFTER = 86400.0
+"""The longest wait before a retry that an upstream's Retry-After may tell a caller, in seconds; longer is cut to it."""
 MAX_REMEMBERED_REASONING = 4096
 """Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);
 a few KiB each."""

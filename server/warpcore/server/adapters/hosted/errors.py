@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import math
 import re
 import socket
 import time
@@ -16,6 +17,7 @@ import aiohttp
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.redaction import redact
+from warpcore.server.core.bounds import MAX_RETRY_AFTER
 from warpcore.server.core.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -92,22 +94,30 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; from their
     `llm_provider-` forms when a LiteLLM proxy sends only those."""
     prefix = "" if "retry-after" in headers or "retry-after-ms" in headers else _PASSED_ON
-    if milliseconds := headers.get(f"{prefix}retry-after-ms"):
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
+    if (milliseconds := _seconds(headers.get(f"{prefix}retry-after-ms"))) is not None:
+        return _bounded(milliseconds / 1000)
     value = headers.get(f"{prefix}retry-after")
     if not value:
         return None
+    if (seconds := _seconds(value)) is not None:
+        return _bounded(seconds)
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
+        return _bounded(email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's number, when it is a finite one: an upstream's "inf" or "nan" says nothing of when to retry."""
+    try:
+        number = float(value or "")
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _bounded(seconds: float) -> float:
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def upstream_error(
