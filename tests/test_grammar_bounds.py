@@ -68,6 +68,11 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
     "huge maxLength": ({"type": "string", "maxLength": 10**9}, "SCHEMA_TOO_LARGE"),
     "huge minItems": ({"type": "array", "items": {"type": "integer"}, "minItems": 10**9}, "SCHEMA_TOO_LARGE"),
     "huge pattern repeat": ({"type": "string", "pattern": "^a{1,1000000}$"}, "SCHEMA_UNSUPPORTED"),
+    # Each count is within bounds, their product is not: "aaaa" then has millions of readings, each followed.
+    "nested pattern repeats": (
+        {"type": "string", "pattern": "^(((a{0,256}){0,256}){0,256})$"},
+        "SCHEMA_UNSUPPORTED",
+    ),
     "pattern escape": ({"type": "string", "pattern": "^\\D+$"}, "SCHEMA_UNSUPPORTED"),
     "pattern that may hold a quote": ({"type": "string", "pattern": "^[ -~]+$"}, "SCHEMA_UNSUPPORTED"),
     "uniqueItems": ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "SCHEMA_UNSUPPORTED"),

@@ -14,6 +14,8 @@ _ESCAPABLE = frozenset(".-+*?()[]{}|$/")
 _SPELLED_ESCAPES = {".": "[.]", "$": "[$]", "-": "-", "/": "/"}
 _ESCAPE = re.compile(r"\\(.)")
 _QUANTIFIER = re.compile(r"\{(\d+)(,(\d*))?\}")
+_TOKEN = re.compile(r"\\.|\[[^\]]*\]|\{\d+(?:,\d*)?\}|.", re.DOTALL)
+"""An escape, a class, a {m,n} quantifier or any other character, in a body `_token_problem` accepts."""
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 FORMAT_PATTERNS = {
     "email": r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}([.][A-Za-z0-9-]{1,63}){1,4}",
@@ -55,6 +57,34 @@ def spelled_for_grammar(body: str) -> str:
 
 def pattern_problem(body: str) -> str | None:
     """Why the pattern body (without anchors) is outside the subset a grammar spells out safely, or None."""
+    problem = _token_problem(body)
+    if problem is None and _nested_repeats(body) > GRAMMAR_MAX_REPEAT:
+        # Each level is spelled out as copies of the level inside: a text such as "aaaa" then has a number of readings
+        # that grows with the counts' product, and llama.cpp's grammar follows every one, for seconds per token.
+        return f"quantifiers nested in groups whose counts multiply past {GRAMMAR_MAX_REPEAT}"
+    return problem
+
+
+def _nested_repeats(body: str) -> int:
+    """The largest product of the counts of quantifiers nested in one another's groups (`*`, `+` and `?` count 1:
+    a grammar spells them as a rule that recurs, not as copies)."""
+    levels = [1]  # the largest product inside each open group, the pattern's own level first
+    last = 1  # what the atom before a quantifier repeats
+    for token in _TOKEN.findall(body):
+        if token == "(":
+            levels.append(1)
+            continue
+        if token == ")":
+            last = levels.pop()
+        elif match := _QUANTIFIER.fullmatch(token):
+            last *= int(match.group(3) or match.group(1))
+        elif token not in "?*+":
+            last = 1
+        levels[-1] = max(levels[-1], last)
+    return levels[0]
+
+
+def _token_problem(body: str) -> str | None:
     index = 0
     while index < len(body):
         char = body[index]
