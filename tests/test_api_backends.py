@@ -22,7 +22,7 @@ from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, api_config, backend_of, key_
 from tests.key_leaks import Key, Transcript, leaks
 from warpcore.server.adapters.hosted.openai import OpenAIAdapter
 from warpcore.server.adapters.hosted.scrub import scrub_request_id, upstream_host
-from warpcore.server.core.bounds import MAX_REQUEST_ID, MAX_RETRY_AFTER
+from warpcore.server.core.bounds import MAX_ID_LENGTH, MAX_REQUEST_ID, MAX_RETRY_AFTER
 from warpcore.server.core.domain import ApiSettings, GenerationParams
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.v1 import inference_pb2 as pb
@@ -162,6 +162,14 @@ async def test_list_models_shows_loaded_then_provider_models(stub: Stub, upstrea
     if isinstance(upstream, FakeAnthropic):
         assert listing.headers["x-api-key"] == ANTHROPIC_KEY
         assert listing.headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_a_listed_model_id_made_of_the_key_or_too_long_is_left_out(stub: Stub, upstream: FakeUpstream) -> None:
+    """An upstream chooses the ids it lists: one that spelled the key it was called with reached any caller."""
+    key = api_config(upstream).api.api_key
+    upstream.models = [f"m-Bearer {key}|", f"{key[:10]}-model", "x" * (MAX_ID_LENGTH + 1), "gpt-4o"]
+    request = pb.ListModelsRequest(backend=backend_of(upstream), backend_config=api_config(upstream))
+    assert [model.id for model in (await stub.ListModels(request)).models] == ["gpt-4o"]
 
 
 # Generation

@@ -213,7 +213,7 @@ class AnthropicAdapter(HostedAdapter):
             )
         return TokenCount(counted.input_tokens)
 
-    async def list_models(self) -> Sequence[str]:
+    async def _listed_models(self) -> Sequence[str]:
         """GET /v1/models page by page, straight over HTTP with the key and version headers."""
         headers = {"x-api-key": self._api.api_key, "anthropic-version": self._version}
         names: list[str] = []

@@ -227,7 +227,7 @@ class OpenAIAdapter(HostedAdapter):
             upstream_request_id=upstream_request_id(raw.headers, self._api.api_key),
         )
 
-    async def list_models(self) -> Sequence[str]:
+    async def _listed_models(self) -> Sequence[str]:
         with map_sdk_errors(ERRORS, self._api):
             return [model.id async for model in self._client.models.list()]
 

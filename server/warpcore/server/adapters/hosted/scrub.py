@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from warpcore.server.adapters.redaction import redact
-from warpcore.server.core.bounds import MAX_REQUEST_ID, REQUEST_ID_CHARACTER
+from warpcore.server.core.bounds import MAX_ID_LENGTH, MAX_REQUEST_ID, REQUEST_ID_CHARACTER
 
 # An upstream's request id is held to the rule of a caller's (core/bounds.py), by dropping and cutting.
 _NOT_IN_REQUEST_ID = re.compile(REQUEST_ID_CHARACTER.replace("[", "[^", 1))
@@ -50,3 +50,9 @@ def upstream_host(base_url: str) -> str:
         port = None
     host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}" if port else host
+
+
+def listed_model_ids(ids: Sequence[str], secret: str) -> list[str]:
+    """The model ids an upstream listed that a caller may be shown: an id the upstream made of the caller's key, or of
+    a run of it, is left out, as is one longer than any id a request may give."""
+    return [model for model in ids if len(model) <= MAX_ID_LENGTH and redact(model, secret) == model]

@@ -20,7 +20,7 @@ from warpcore.server.adapters.hosted.errors import (
     map_sdk_errors,
     upstream_error,
 )
-from warpcore.server.adapters.hosted.scrub import upstream_request_id
+from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -141,7 +141,11 @@ class HostedAdapter(ABC):
         """The body of the streaming request; refuses, before anything is sent, options the API cannot honour."""
 
     @abstractmethod
-    async def list_models(self) -> Sequence[str]: ...
+    async def _listed_models(self) -> Sequence[str]:
+        """The ids of the models the API lists, as it gives them."""
+
+    async def list_models(self) -> Sequence[str]:
+        return listed_model_ids(await self._listed_models(), self._api.api_key)
 
     @abstractmethod
     def _capabilities(self, model: str) -> Capabilities:
