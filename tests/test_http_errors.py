@@ -518,6 +518,20 @@ async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
     assert served.status_code == 404, served.text  # the same body, as it says: up to the unknown model
 
 
+@pytest.mark.parametrize("charset", ["utf-7", "unicode_escape"])
+async def test_a_charset_that_decodes_to_an_unpaired_surrogate_is_400(charset: str, doors: Doors) -> None:
+    """UTF-7's +2AA- and a unicode_escape \\ud800 spell one where no JSON escape shows it: a local model's tokenizer
+    failed on it (500) and a hosted model's SDK too (a retryable 503, with nothing sent)."""
+    spelled = "+2AA-" if charset == "utf-7" else "\\ud800"
+    body = f'{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"a{spelled}"}}]}}'.encode()
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        refused = await client.post(
+            "/v1/chat/completions", content=body, headers={"content-type": f"application/json; charset={charset}"}
+        )
+    assert refused.status_code == 400, refused.text
+    assert "unpaired UTF-16 surrogate" in refused.json()["error"]["message"]
+
+
 async def test_the_token_is_required_by_bearer_or_x_api_key(
     server_env: dict[str, str], openai_upstream: FakeOpenAI
 ) -> None:

@@ -156,10 +156,11 @@ would send back more than the caller sent. Only a message quoting a caller's lon
 
 
 def fitted_message(message: str) -> str:
-    """`message`, or as much of it as fits in MAX_ERROR_MESSAGE_BYTES with how long it was."""
-    encoded = message.encode()
+    """`message`, or as much of it as fits in MAX_ERROR_MESSAGE_BYTES with how long it was; a character UTF-8 cannot
+    hold (an unpaired surrogate a caller's value brought in) as a question mark."""
+    encoded = message.encode(errors="replace")
     if len(encoded) <= MAX_ERROR_MESSAGE_BYTES:
-        return message
+        return encoded.decode()
     tail = f"... ({len(message)} characters)"
     return encoded[: MAX_ERROR_MESSAGE_BYTES - len(tail)].decode(errors="ignore") + tail
 

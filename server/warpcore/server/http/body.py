@@ -13,13 +13,22 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.http.errors import RequestTooSlowError
 
 
+def _text(raw: bytes, charset: str | None) -> str:
+    """The body's text in its charset: one that decodes to a character no backend can take (UTF-7 spells an unpaired
+    surrogate, which UTF-8 never decodes to) is refused as one that cannot be decoded."""
+    text = raw.decode(charset or "utf-8")
+    if charset is not None and not text.isascii():
+        text.encode()  # raises UnicodeEncodeError for an unpaired surrogate
+    return text
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; InvalidArgumentError (naming the field) if it is none, or if a string in it holds
     an unpaired surrogate escape."""
     try:
         async with asyncio.timeout(bounds.BODY_READ_SECONDS):
             raw = await request.read()
-        text = raw.decode(request.charset or "utf-8")
+        text = _text(raw, request.charset)
         body = json_text.loads(text)
     except TimeoutError:
         raise RequestTooSlowError(
@@ -41,6 +50,13 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidArgumentError(
             "the request body is not valid JSON", field="request", reason="INVALID_JSON"
+        ) from None
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"the request body in its charset {request.charset!r} holds an unpaired UTF-16 surrogate; send JSON in"
+            " UTF-8",
+            field="request",
+            reason="INVALID_JSON",
         ) from None
     except json_text.JsonNumberError as error:
         raise InvalidArgumentError(f"the request body holds {error}", field="request", reason="INVALID_JSON") from None
