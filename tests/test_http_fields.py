@@ -70,6 +70,17 @@ async def test_an_unknown_field_is_a_400_naming_it_in_each_dialect(
     assert len(openai_upstream.requests) + len(anthropic_upstream.requests) == sent  # nothing went upstream
 
 
+@pytest.mark.parametrize("field", ["messages", "max_tokens", "response_format", "logprobs"])
+async def test_a_chat_field_sent_to_the_responses_route_is_named_as_sent(both: Doors, field: str) -> None:
+    """A domain field's name in the Responses API (input, max_output_tokens...) named the unknown field: the client
+    was told the member it should use was the one refused."""
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model="gpt", input="hi", extra_body={field: OPENAI_MESSAGES})
+    assert (refused.value.param, refused.value.code) == (field, "unknown_field")
+    assert f"- {field}: not a field of this request" in refused.value.message  # the SDK prefixes the status
+
+
 async def test_fields_that_change_no_answer_are_accepted(both: Doors) -> None:
     async with async_openai_client(both) as client:
         await client.chat.completions.create(

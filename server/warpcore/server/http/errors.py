@@ -12,6 +12,7 @@ from typing import Any
 from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
+from warpcore.server.http.fields import DIALECT_NAMED
 
 OVERLOADED = 529
 """Anthropic's "overloaded" status: an upstream's 529 is passed on as such, never turned into a 500."""
@@ -85,7 +86,7 @@ def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, 
     caller's long value."""
     if error.field is None:
         return None, fitted_message(error.message)
-    field = names.get(error.field, error.field)
+    field = error.field if error.reason in DIALECT_NAMED else names.get(error.field, error.field)
     return shortened(field), fitted_message(error.message_naming(field))
 
 

@@ -21,6 +21,12 @@ def at(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+UNKNOWN_FIELD = "UNKNOWN_FIELD"
+DIALECT_NAMED = frozenset(("INVALID_FIELD", "UNSUPPORTED_FIELD", UNKNOWN_FIELD))
+"""The reasons of the refusals a door makes as it reads a request: their fields are the request's own paths, never
+renamed as a domain field is."""
+
+
 def refuse(path: str, message: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{path}: {message}", field=path, reason="INVALID_FIELD")
 

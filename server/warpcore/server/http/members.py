@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.http.fields import Json, at, unsupported
+from warpcore.server.http.fields import UNKNOWN_FIELD, Json, at, unsupported
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Members:
                 raise InvalidArgumentError(
                     f"{where}: not a field of this request (misspelt, or one this server does not know)",
                     field=where,
-                    reason="UNKNOWN_FIELD",
+                    reason=UNKNOWN_FIELD,
                 )
         for name, default in self.defaults.items():
             value = body.get(name)
