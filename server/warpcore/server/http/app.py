@@ -16,7 +16,13 @@ from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
-from warpcore.server.http.errors import RequestTooLargeError, RequestTooSlowError, http_status, retry_headers
+from warpcore.server.http.errors import (
+    RequestTooLargeError,
+    RequestTooSlowError,
+    http_status,
+    retry_headers,
+    unsupported_encoding,
+)
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
     ENGINE,
@@ -31,6 +37,8 @@ from warpcore.server.http.routes import (
 )
 from warpcore.server.http.unreadable import DoorRunner, either_dialect, unreadable_request
 
+DECODED_ENCODINGS = frozenset(("identity", "gzip", "deflate"))
+"""The Content-Encodings the door takes a body in (aiohttp decodes them); one at most, as aiohttp undoes no more."""
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds handlers still running when the door closes (after the engine's drain) get to write their last event."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -112,6 +120,9 @@ class HttpDoor:
         self._check_token(request)
         if (request.content_length or 0) > self._max_body_bytes:
             raise self._too_large()
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in DECODED_ENCODINGS:  # aiohttp reads a body in any other but br and zstd as it is
+            raise unsupported_encoding()
 
     def _too_large(self) -> RequestTooLargeError:
         return RequestTooLargeError(f"the request body is larger than {self._max_body_bytes} bytes", field="request")

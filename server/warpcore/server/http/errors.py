@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warpcore.server.core.bounds import fitted_message, shortened
-from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, WarpcoreError
+from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
 from warpcore.server.http.fields import DIALECT_NAMED
 
@@ -41,6 +41,7 @@ _KINDS = {
 _OVERLOADED = _Kind(OVERLOADED, "overloaded_error", "overloaded_error")
 _TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
 _TOO_SLOW = _Kind(408, "invalid_request_error", "timeout_error")
+_UNSUPPORTED_ENCODING = _Kind(415, "invalid_request_error", "invalid_request_error")
 # OpenAI's own codes where they differ from the lowercased reason.
 _OPENAI_CODES = {"MODEL_NOT_LOADED": "model_not_found", "UNAUTHENTICATED": "invalid_api_key"}
 _RETRY_STATUSES = (429, 503, OVERLOADED)
@@ -50,6 +51,17 @@ class RequestTooLargeError(WarpcoreError):
     """A body over the door's size limit (HTTP 413)."""
 
     code = ErrorCode.INVALID_ARGUMENT
+
+
+class UnsupportedEncodingError(InvalidArgumentError):
+    """A body in a Content-Encoding the door does not decode (HTTP 415)."""
+
+
+def unsupported_encoding() -> UnsupportedEncodingError:
+    return UnsupportedEncodingError(
+        "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
+        reason="UNSUPPORTED_CONTENT_ENCODING",
+    )
 
 
 class RequestTooSlowError(WarpcoreError):
@@ -63,6 +75,8 @@ def _kind(error: WarpcoreError) -> _Kind:
         return _TOO_LARGE
     if isinstance(error, RequestTooSlowError):
         return _TOO_SLOW
+    if isinstance(error, UnsupportedEncodingError):
+        return _UNSUPPORTED_ENCODING
     if error.metadata.get("http_status") == str(OVERLOADED):
         return _OVERLOADED
     return _KINDS[error.code]

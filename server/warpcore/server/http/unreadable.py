@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError, L
 
 from warpcore.server.core import bounds
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.http.errors import anthropic_error, openai_error
+from warpcore.server.http.errors import anthropic_error, openai_error, unsupported_encoding
 
 Refusal = Callable[[web.BaseRequest, HttpProcessingError], web.Response]
 """The door's answer to a request aiohttp could not read, given the error that says why."""
@@ -33,11 +33,7 @@ def unreadable_request(error: HttpProcessingError) -> tuple[int, InvalidArgument
         )
         return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, refusal
     if isinstance(error, ContentEncodingError):
-        refusal = InvalidArgumentError(
-            "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
-            reason="UNSUPPORTED_CONTENT_ENCODING",
-        )
-        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, refusal
+        return HTTPStatus.UNSUPPORTED_MEDIA_TYPE, unsupported_encoding()
     refusal = InvalidArgumentError(
         f"the request is not HTTP/1.1 this server can read ({type(error).__name__}); nothing of it was used",
         reason="MALFORMED_HTTP_REQUEST",
