@@ -353,7 +353,7 @@ GENERATE_CASES = [
         "empty stop",
         generate(prompt="x", options={"stop_sequences": [""]}),
         Code.INVALID_ARGUMENT,
-        "must not be empty",
+        "options.stop_sequences must not hold an empty sequence",
         "options.stop_sequences",
     ),
     (

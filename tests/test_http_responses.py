@@ -296,7 +296,7 @@ REASONING = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_te
         ({"conversation": "conv_1"}, "conversation", "unsupported_field", "whole conversation"),
         ({"extra_body": {"temprature": 0}}, "temprature", "unknown_field", "not a field"),
         ({"tools": [{"type": "web_search"}]}, "tools[0].type", "unsupported_field", "'web_search'"),
-        ({"truncation": "auto"}, "truncation", "unsupported_field", "truncation='auto'"),
+        ({"truncation": "auto"}, "truncation", "unsupported_field", 'truncation="auto"'),
         ({"input": [{"role": "user", "content": "hi"}, {"type": "web_search_call"}]}, "input[1].type", None, ""),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", None, "send the item"),
         ({"input": [{"role": "tool", "content": "hi"}]}, "input[0].role", "invalid_field", "unknown role"),

@@ -111,7 +111,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
             f"{name} must be between {-MAX_PENALTY:g} and {MAX_PENALTY:g}",
         )
     require(len(params.stop) <= MAX_STOP_SEQUENCES, "stop", f"at most {MAX_STOP_SEQUENCES} stop sequences")
-    require(all(params.stop), "stop", "stop sequences must not be empty")
+    require(all(params.stop), "stop", "stop must not hold an empty sequence")
     require(
         all(len(stop) <= MAX_STOP_SEQUENCE_CHARS for stop in params.stop),
         "stop",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,7 +45,7 @@ class Members:
             value = body.get(name)
             # Of the default's own type too: JSON's true is no 1, which Python's == would take it for.
             if value is not None and (type(value) is not type(default) or value != default):
-                raise unsupported(at(path, name), f"{name}={value!r}")
+                raise unsupported(at(path, name), f"{name}={json.dumps(value)}")  # as the client wrote it
         for name in self.refused:
             if body.get(name) is not None:
                 raise unsupported(at(path, name), self.why.get(name, name))
