@@ -644,6 +644,9 @@ async def test_stream_cut_midway_ends_with_error_after_the_deltas(stub: Stub, up
     # (OpenAI tells usage only in its last chunk).
     assert result.upstream_request_id == "req_fake_123"
     assert result.usage.prompt_tokens == (0 if isinstance(upstream, FakeOpenAI) else 11)
+    # Whose failure, as an answered one says: the error's details had no provider and no request id.
+    provider = "openai" if isinstance(upstream, FakeOpenAI) else "anthropic"
+    assert details(error)["metadata"] == {"provider": provider, "upstream_request_id": "req_fake_123"}
 
 
 def send_wrong_shape_as_malformed(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -672,6 +675,7 @@ async def test_malformed_event_ends_the_stream_cleanly(
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
     assert details(error)["reason"] == "UPSTREAM_MALFORMED_STREAM"  # whichever the provider
+    assert details(error)["metadata"]["upstream_request_id"] == "req_fake_123"  # type: ignore[index]
     assert frames[0].delta.text == "a"
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 

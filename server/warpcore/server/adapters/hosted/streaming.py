@@ -214,14 +214,22 @@ class HostedAdapter(ABC):
         if failure is None:
             ended = FinishReason.CANCELLED if cancelled else reader.finish
             assert ended is not None  # a stream that ended without its finish is a failure, set above
-            finish, tool_calls = calls.finish(ended)
-            for delta in calls.unargued():
+            try:
+                finish, tool_calls = calls.finish(ended)
+            except WarpcoreError as error:  # a call the upstream ended broken
+                failure = error
+            for delta in calls.unargued() if failure is None else ():
                 yield delta
+        request_id = upstream_request_id(stream.response.headers, self._api.api_key)
+        if failure is not None:  # a failure found in the stream, as one the upstream answered with, says whose
+            failure.metadata.setdefault("provider", self._api.provider)
+            if request_id:
+                failure.metadata.setdefault("upstream_request_id", request_id)
         yield Finish(
             finish,
             prompt_tokens=reader.prompt_tokens,
             completion_tokens=reader.completion_tokens,
-            upstream_request_id=upstream_request_id(stream.response.headers, self._api.api_key),
+            upstream_request_id=request_id,
             tool_calls=tool_calls,
             cached_prompt_tokens=reader.cached_prompt_tokens,
             cache_creation_tokens=reader.cache_creation_tokens,
