@@ -680,6 +680,22 @@ async def test_malformed_event_ends_the_stream_cleanly(
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 
 
+async def test_an_upstream_that_answers_a_stream_with_one_json_body_is_told_so(
+    stub: Stub, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It read as a stream cut short (UPSTREAM_STREAM_TRUNCATED), which a retry would mend; this never will."""
+
+    async def whole(request: web.Request, plan: StreamPlan) -> web.StreamResponse:
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": []})
+
+    monkeypatch.setattr(upstream, "stream", whole)
+    await load(stub, upstream)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert details(error)["reason"] == "UPSTREAM_NOT_STREAMING"
+    assert "answered with application/json; charset=utf-8, not an event stream" in (error.details() or "")
+
+
 async def test_text_after_the_stop_event_is_dropped(stub: Stub, upstream: FakeUpstream) -> None:
     upstream.script = Script(chunks=["a", "b"], after_stop=["late", "later"])
     await load(stub, upstream)
