@@ -84,6 +84,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["code", "answer", "day", "version", "ticket", "handle"],
         "additionalProperties": False,
     },
+    "a reference percent-encoded, as a URI fragment is": {
+        "$defs": {"a b": {"type": "string", "enum": ["x", "y"]}},
+        "type": "object",
+        "properties": {"pick": {"$ref": "#/$defs/a%20b"}},
+        "required": ["pick"],
+        "additionalProperties": False,
+    },
     "decimals between bounds": {  # ranges that hold no whole number, and the units the bounds cut
         "type": "object",
         "properties": {

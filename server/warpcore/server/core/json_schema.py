@@ -143,19 +143,31 @@ def _check_references(schema: dict[str, Any], field: str) -> None:
                 items = enumerate(value) if isinstance(value, list) else [(None, value)]
                 pending += [(inner, f"{path}/{key}" + ("" if at is None else f"/{at}")) for at, inner in items]
     for path, reference in references:
-        target: Any = schema
-        for part in reference[2:].split("/") if reference != "#" else ():
-            key = urllib.parse.unquote(part).replace("~1", "/").replace("~0", "~")  # a URI fragment's pointer
-            if isinstance(target, list) and key.isdigit() and int(key) < len(target):
-                target = target[int(key)]
-            elif isinstance(target, dict) and key in target:
-                target = target[key]
-            else:
-                where = shortened(path.lstrip("/")) or "the top level"
-                raise InvalidArgumentError(
-                    f"invalid JSON Schema at {where}: $ref {shortened(reference)!r} points at nothing in this schema",
-                    field=field,
-                )
+        if referenced(schema, reference) is NOTHING:
+            where = shortened(path.lstrip("/")) or "the top level"
+            raise InvalidArgumentError(
+                f"invalid JSON Schema at {where}: $ref {shortened(reference)!r} points at nothing in this schema",
+                field=field,
+            )
+
+
+NOTHING = object()
+"""What `referenced` gives for a reference that points at nothing."""
+
+
+def referenced(schema: Any, reference: str) -> Any:
+    """The part of `schema` a reference into it ("#" or "#/..." JSON pointer, in a URI fragment: percent-encoded)
+    points at, or NOTHING."""
+    target: Any = schema
+    for part in reference[2:].split("/") if reference != "#" else ():
+        key = urllib.parse.unquote(part).replace("~1", "/").replace("~0", "~")
+        if isinstance(target, list) and key.isdigit() and int(key) < len(target):
+            target = target[int(key)]
+        elif isinstance(target, dict) and key in target:
+            target = target[key]
+        else:
+            return NOTHING
+    return target
 
 
 def _depth(value: object) -> int:

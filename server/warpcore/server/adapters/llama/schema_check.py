@@ -31,6 +31,7 @@ from warpcore.server.core.bounds import (
     shortened,
 )
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.json_schema import NOTHING, referenced
 
 KEPT_KEYWORDS = frozenset(
     {
@@ -185,12 +186,9 @@ class _Walk:
             raise self.refuse(
                 pointer, f"$ref {shortened(ref)!r} is recursive, which grammar-constrained sampling refuses"
             )
-        target: Any = self._root
-        for part in ref[2:].split("/") if ref != "#" else ():
-            key = part.replace("~1", "/").replace("~0", "~")
-            if not isinstance(target, Mapping) or key not in target:
-                raise self.refuse(pointer, f"$ref {shortened(ref)!r} points at nothing")
-            target = target[key]
+        target = referenced(self._root, ref)
+        if target is NOTHING:
+            raise self.refuse(pointer, f"$ref {shortened(ref)!r} points at nothing")
         return self.schema(target, ref, (*refs, ref), depth + 1)
 
     def _tuple(self, plain: dict[str, Any], pointer: str) -> None:
