@@ -312,7 +312,10 @@ class CountTokensRequest(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     INCLUDE_TOKENS_FIELD_NUMBER: _builtins.int
     include_tokens: _builtins.bool
-    """Also return the tokens, ids and pieces (llama.cpp only; for debugging prompts)."""
+    """Also return the tokens, ids and pieces (for debugging prompts). llama.cpp only: a
+    hosted API counts tokens without returning them, so on a hosted model this is
+    INVALID_ARGUMENT naming include_tokens, rather than a count with no tokens.
+    """
     @_builtins.property
     def request(self) -> Global___GenerateRequest:
         """The request to count, as it would be sent to Generate. Required."""
