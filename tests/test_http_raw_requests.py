@@ -186,6 +186,12 @@ async def test_a_body_in_an_encoding_the_server_cannot_decode_is_a_415(connectio
     assert body["error"]["code"] == "unsupported_content_encoding", body  # type: ignore[index]
 
 
+async def test_an_empty_content_encoding_is_none(connection: Connection) -> None:
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), b"Content-Encoding: ")
+    status, _ = await answer(connection, head, b"{}")
+    assert status == 400  # read as it is: the body names no model
+
+
 async def test_the_head_timeout_cuts_no_answer_that_takes_longer(
     doors: Doors, openai_upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

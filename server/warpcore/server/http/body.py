@@ -17,7 +17,7 @@ def _text(raw: bytes, charset: str | None) -> str:
     """The body's text in its charset: one that decodes to a character no backend can take (UTF-7 spells an unpaired
     surrogate, which UTF-8 never decodes to) is refused as one that cannot be decoded."""
     text = raw.decode(charset or "utf-8")
-    if charset is not None and not text.isascii():
+    if charset is not None and charset.lower() not in ("utf-8", "utf8") and not text.isascii():
         text.encode()  # raises UnicodeEncodeError for an unpaired surrogate
     return text
 
