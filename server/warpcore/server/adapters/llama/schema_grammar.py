@@ -191,8 +191,11 @@ def _cut_units(low: tuple[Decimal, bool], high: tuple[Decimal, bool]) -> list[st
 
 def _cut_magnitudes(low: tuple[Decimal, bool], high: tuple[Decimal, bool]) -> list[str]:
     (low_value, low_open), (high_value, high_open) = low, high
+    # A whole bound cuts no unit the whole units leave out, but an exclusive lower one: (k, k + 1).
+    cut = {int(low_value)} if low_open or low_value != int(low_value) else set()
+    cut |= {int(high_value)} if high_value != int(high_value) else set()
     alternatives = []
-    for unit in sorted({int(low_value), int(high_value)}):
+    for unit in sorted(cut):
         if not 0 <= unit < _LARGEST:  # the stand-in for no bound cuts no unit
             continue
         first = _fraction_digits(low_value - unit, low_open, up=True) if low_value >= unit else 0
