@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import math
+import json
 import re
 import socket
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,9 +13,10 @@ from typing import Protocol
 import aiohttp
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.retry_after import retry_after
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.redaction import redact
-from warpcore.server.core.bounds import MAX_RETRY_AFTER
+from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
     DeadlineExceededError,
     FailedPreconditionError,
@@ -86,40 +85,6 @@ def error_for_status(status: int) -> type[WarpcoreError]:
     return UnavailableError if status >= 500 else FailedPreconditionError
 
 
-# LiteLLM's proxy passes its upstream's headers on under this prefix, and says its own wait so too.
-_PASSED_ON = "llm_provider-"
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date; from their
-    `llm_provider-` forms when a LiteLLM proxy sends only those."""
-    prefix = "" if "retry-after" in headers or "retry-after-ms" in headers else _PASSED_ON
-    if (milliseconds := _seconds(headers.get(f"{prefix}retry-after-ms"))) is not None:
-        return _bounded(milliseconds / 1000)
-    value = headers.get(f"{prefix}retry-after")
-    if not value:
-        return None
-    if (seconds := _seconds(value)) is not None:
-        return _bounded(seconds)
-    try:
-        return _bounded(email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _seconds(value: str | None) -> float | None:
-    """A header's number, when it is a finite one: an upstream's "inf" or "nan" says nothing of when to retry."""
-    try:
-        number = float(value or "")
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _bounded(seconds: float) -> float:
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
 def upstream_error(
     kind: type[WarpcoreError],
     api: ResolvedApi,
@@ -149,6 +114,31 @@ def upstream_error(
         # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for.
         retry_after=retry_after(headers or {}) if kind in (ResourceExhaustedError, UnavailableError) else None,
     )
+
+
+_CONTENT_TYPE_QUOTED = 64  # characters of an upstream's content type quoted in an error
+
+
+def unfinished_stream(api: ResolvedApi, content_type: str) -> WarpcoreError:
+    """The failure of a stream that ended without its finish: cut short, or none at all (an upstream that ignored
+    `stream` and answered with one JSON body reads as a stream of no events)."""
+    if content_type.partition(";")[0].strip().lower() != "text/event-stream":
+        answered = shortened(content_type or "no content type", _CONTENT_TYPE_QUOTED)
+        return upstream_error(
+            UnavailableError,
+            api,
+            f"it answered with {answered}, not an event stream: it does not stream answers (or ignored the"
+            " request's stream: true)",
+            reason="UPSTREAM_NOT_STREAMING",
+        )
+    return UnavailableError(
+        f"{api.provider} upstream ended the stream before it finished", reason="UPSTREAM_STREAM_TRUNCATED"
+    )
+
+
+def malformed_stream(api: ResolvedApi, error: Exception) -> WarpcoreError:
+    what = f"that is not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "of the wrong shape"
+    return upstream_error(UnavailableError, api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
 
 
 # How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp

@@ -5,7 +5,6 @@ table."""
 
 from __future__ import annotations
 
-import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -17,11 +16,11 @@ from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     HasHeaders,
     closed_before_answering,
+    malformed_stream,
     map_sdk_errors,
-    upstream_error,
+    unfinished_stream,
 )
 from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
-from warpcore.server.core.bounds import shortened
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -38,7 +37,6 @@ from warpcore.server.core.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    UnavailableError,
     WarpcoreError,
 )
 from warpcore.server.core.tokens import PromptUsage, TokenCount
@@ -55,7 +53,6 @@ RESENDS = 2
 """Times a request is sent again when the upstream closed its kept-alive connection before answering: nothing was
 answered, and llama.cpp's server closes one after each stream while it announces keep-alive. The SDKs' own retries
 are off (config.py): they would retry any failure."""
-_CONTENT_TYPE_QUOTED = 64  # characters of an upstream's content type quoted in an error
 
 
 def refused(field: str, message: str) -> InvalidArgumentError:
@@ -201,13 +198,13 @@ class HostedAdapter(ABC):
                                 calls.add(delta)
                             yield delta
                 except _MALFORMED as error:
-                    raise self._malformed(error) from error
+                    raise malformed_stream(self._api, error) from error
         except WarpcoreError as error:
             failure = error  # ended with the usage and request id read so far, then raised by the engine
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
         if failure is None and not cancelled and reader.finish is None:
-            failure = self._unfinished(stream.response.headers.get("content-type", ""))
+            failure = unfinished_stream(self._api, stream.response.headers.get("content-type", ""))
         finish: FinishReason = FinishReason.ERROR
         tool_calls: tuple[ToolCall, ...] = ()
         if failure is None:
@@ -281,23 +278,3 @@ class HostedAdapter(ABC):
 
     async def close(self) -> None:
         await self._client.close()
-
-    def _unfinished(self, content_type: str) -> WarpcoreError:
-        """The failure of a stream that ended without its finish: cut short, or none at all (an upstream that ignored
-        `stream` and answered with one JSON body reads as a stream of no events)."""
-        if content_type.partition(";")[0].strip().lower() != "text/event-stream":
-            answered = shortened(content_type or "no content type", _CONTENT_TYPE_QUOTED)
-            return upstream_error(
-                UnavailableError,
-                self._api,
-                f"it answered with {answered}, not an event stream: it does not stream answers (or ignored the"
-                " request's stream: true)",
-                reason="UPSTREAM_NOT_STREAMING",
-            )
-        return UnavailableError(
-            f"{self._api.provider} upstream ended the stream before it finished", reason="UPSTREAM_STREAM_TRUNCATED"
-        )
-
-    def _malformed(self, error: Exception) -> WarpcoreError:
-        what = f"that is not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "of the wrong shape"
-        return upstream_error(UnavailableError, self._api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
