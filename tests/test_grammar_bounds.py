@@ -73,6 +73,10 @@ HOSTILE: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "string", "pattern": "^(((a{0,256}){0,256}){0,256})$"},
         "SCHEMA_UNSUPPORTED",
     ),
+    "bounds a double cannot tell apart": (
+        {"type": "number", "exclusiveMinimum": 100000000000, "exclusiveMaximum": 100000000000.00001},
+        "SCHEMA_UNSUPPORTED",
+    ),
     "pattern escape": ({"type": "string", "pattern": "^\\D+$"}, "SCHEMA_UNSUPPORTED"),
     "pattern that may hold a quote": ({"type": "string", "pattern": "^[ -~]+$"}, "SCHEMA_UNSUPPORTED"),
     "uniqueItems": ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "SCHEMA_UNSUPPORTED"),

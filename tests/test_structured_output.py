@@ -98,8 +98,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "share": {"type": "number", "minimum": 0.25, "maximum": 0.75},
             "debt": {"type": "number", "minimum": -2.5, "exclusiveMaximum": -2.25},
             "span": {"type": "number", "minimum": -0.5, "maximum": 1.125},
+            # Too large for a double to tell 123456789012.500001 from the bound: its cut unit is left out.
+            "large": {"type": "number", "exclusiveMinimum": 123456789012.5, "maximum": 123456789020},
         },
-        "required": ["confidence", "share", "debt", "span"],
+        "required": ["confidence", "share", "debt", "span", "large"],
         "additionalProperties": False,
     },
     "refs and unions": {

@@ -25,6 +25,10 @@ _LARGEST = 10**15 - 1
 _FRACTION = '"." [0-9] ([0-9] ([0-9] ([0-9] ([0-9] ([0-9])?)?)?)?)?'
 _FRACTIONS = 10**6
 """Six-digit fractions, as _FRACTION's longest."""
+_CUT_UNITS_BELOW = 10**8
+"""The units a bound cuts are spelled out below this magnitude only: above it, a double (what a validator reads a
+number into) cannot tell a six-digit fraction from its neighbours, and a value one step inside an exclusive bound
+would read as the bound itself. The stand-in for no bound is above it too."""
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # A grammar literal's escapes (llama.cpp's grammar parser): the converter's own escape only quotes and line breaks,
 # so the backslash of a constant's JSON escape (C:\\temp, \n, \") was read as an escape of the grammar's.
@@ -162,7 +166,9 @@ def _number_rule(schema: Mapping[str, Any], *, integer: bool) -> str:
             alternatives.append(f"{_integers(low + 1, min(high, -1))} {_FRACTION}")
         alternatives += _cut_units(_bound(schema, "minimum", -1), _bound(schema, "maximum", 1))
     if not alternatives:
-        raise ValueError("no number lies within the bounds")
+        raise ValueError(
+            "no number a grammar writes (a whole number, or one of at most six fraction digits) lies within the bounds"
+        )
     return "(" + " | ".join(alternatives) + ")"
 
 
@@ -196,7 +202,7 @@ def _cut_magnitudes(low: tuple[Decimal, bool], high: tuple[Decimal, bool]) -> li
     cut |= {int(high_value)} if high_value != int(high_value) else set()
     alternatives = []
     for unit in sorted(cut):
-        if not 0 <= unit < _LARGEST:  # the stand-in for no bound cuts no unit
+        if not 0 <= unit < _CUT_UNITS_BELOW:
             continue
         first = _fraction_digits(low_value - unit, low_open, up=True) if low_value >= unit else 0
         last = _fraction_digits(high_value - unit, high_open, up=False) if high_value < unit + 1 else _FRACTIONS - 1
