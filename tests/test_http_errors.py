@@ -497,10 +497,11 @@ async def test_a_body_nested_beyond_the_parsers_bound_is_400(path: str, doors: D
     [
         ({"content-type": "application/json; charset=bogus"}, "not a text encoding"),
         ({"content-type": "application/json; charset=base64"}, "not a text encoding"),
+        ({"content-type": "application/json; charset=punycode"}, "does not decode in its charset"),
         ({"content-type": "application/json", "content-encoding": "gzip"}, "not the gzip stream"),
         ({"content-type": "application/json", "content-encoding": "deflate"}, "not the deflate stream"),
     ],
-    ids=["unknown charset", "no text charset", "not gzip", "not deflate"],
+    ids=["unknown charset", "no text charset", "failing codec", "not gzip", "not deflate"],
 )
 async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
     path: str, headers: dict[str, str], says: str, doors: Doors

@@ -176,7 +176,9 @@ async def test_a_head_that_does_not_arrive_in_time_closes_its_connection(
         writer.close()
 
 
-@pytest.mark.parametrize("encoding", ["br", "x-foo", "compress", "gzip, x-foo", "gzip, deflate"])
+@pytest.mark.parametrize(
+    "encoding", ["br", "x-foo", "compress", "gzip, x-foo", "gzip, deflate", "gzip\r\nContent-Encoding: x-foo"]
+)
 async def test_a_body_in_an_encoding_the_server_cannot_decode_is_a_415(connection: Connection, encoding: str) -> None:
     """aiohttp refuses br and zstd, and reads a body in any other encoding it does not know as it is: the door
     refuses them all, stacked ones too (aiohttp undoes one)."""

@@ -90,9 +90,13 @@ def test_a_logged_traceback_quoting_a_key_has_it_redacted(
         raise RuntimeError("Error code: 429 - rate limited for sk-proj-Qw7ZtLm2RbXc9VhNk4Fs")
     except RuntimeError:
         logging.getLogger("aiohttp.server").exception("Error handling request")
+    # After a tab or a line break too, which JSON writes as \t and \n: a letter the pattern read as the key's start.
+    logging.getLogger("warpcore.access").info("request", extra={"model": "m\tsk-proj-Zx8Yw7Vu6Ts5Rq4P"})
+    logging.getLogger("warpcore.server").warning("upstream said:\nsk-proj-Mn3Lk2Jh1Gf0Ds9A")
     logged = capsys.readouterr().err
     assert "RuntimeError: Error code: 429 - rate limited for [redacted]" in logged
-    assert "Qw7ZtLm2" not in logged
+    for key in ("Qw7ZtLm2", "Zx8Yw7Vu", "Mn3Lk2Jh"):
+        assert key not in logged
 
 
 def test_the_access_log_fields_are_each_documented() -> None:

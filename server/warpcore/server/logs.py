@@ -42,7 +42,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({name: getattr(record, name) for name in REQUEST_FIELDS if hasattr(record, name)})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return redact_key_shapes(json.dumps(entry))
+        # Before encoding: JSON's escapes (\t, \n) would join a key to the letter before it, out of the pattern's reach.
+        return json.dumps(
+            {name: redact_key_shapes(value) if isinstance(value, str) else value for name, value in entry.items()}
+        )
 
 
 class TextFormatter(logging.Formatter):
@@ -63,7 +66,7 @@ def _value(value: object) -> str:
     """A field's value as one word: a caller chooses some of them (a model id, before it is checked), and a line
     break or a space in one would let it forge a line or a field of its own. Such a value is written as a JSON
     string, quoted and escaped."""
-    text = str(value)
+    text = redact_key_shapes(str(value))  # before quoting: its escapes would join a key to the letter before it
     if text and text.isprintable() and not any(character in text for character in ' "='):
         return text
     return json.dumps(text)

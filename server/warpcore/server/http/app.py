@@ -120,7 +120,8 @@ class HttpDoor:
         self._check_token(request)
         if (request.content_length or 0) > self._max_body_bytes:
             raise self._too_large()
-        encoding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
+        # Every header line of it: aiohttp decodes by one of them.
+        encoding = ",".join(request.headers.getall("Content-Encoding", ())).strip().lower() or "identity"
         if encoding not in DECODED_ENCODINGS:  # aiohttp reads a body in any other but br and zstd as it is
             raise unsupported_encoding()
 

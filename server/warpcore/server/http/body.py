@@ -58,6 +58,12 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             field="request",
             reason="INVALID_JSON",
         ) from None
+    except UnicodeError:  # a codec failing in its own way (punycode, undefined)
+        raise InvalidArgumentError(
+            f"the request body does not decode in its charset {request.charset!r}; send JSON in UTF-8",
+            field="request",
+            reason="INVALID_JSON",
+        ) from None
     except json_text.JsonNumberError as error:
         raise InvalidArgumentError(f"the request body holds {error}", field="request", reason="INVALID_JSON") from None
     except RecursionError:  # the parser's own bound on nesting, far beyond any request's
