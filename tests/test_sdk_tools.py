@@ -209,7 +209,25 @@ async def test_tools_choices_and_formats_shaped_as_the_vendors_sdks_take_them(
         ({"tool_choice": {"type": "banana"}}, "unknown tool_choice type 'banana'"),
         ({"tool_choice": {"type": "tool"}}, "holds the name of one tool"),
         ({"tool_choice": {"type": "allowed_tools", "mode": "none", "tools": []}}, "holds a mode, auto or required"),
-        ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp"}]}}, "names a function"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "mcp"}]}}, "an allowed tool is"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": "required", "tools": []}}, "lists one tool at least"),
+        ({"tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "custom", "name": "a"}]}}, "is"),
+        (
+            {
+                "tool_choice": {
+                    "type": "allowed_tools",
+                    "mode": "auto",
+                    "tools": [{"type": "function", "name": "a", "x": 1}],
+                }
+            },
+            "an allowed tool is",
+        ),
+        ({"tool_choice": {"type": "allowed_tools", "allowed_tools": ["a"]}}, "holds a mode"),
+        ({"tool_choice": {"type": "allowed_tools", "allowed_tools": None}}, "holds a mode"),
+        (
+            {"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}, "junk": 1}},
+            "and nothing else",
+        ),
         ({"tool_choice": {"type": "auto", "disable_parallel_tool_use": True}, "parallel_tool_calls": True}, "disagree"),
         ({"response_format": {"type": "json_object", "strict": True}}, "holds nothing else"),
         ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}, "title": "t"}}}, "holds"),

@@ -140,6 +140,8 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
         ),
         # The key written where its variable's name goes.
         ('api_key_env = "sk-inline"', "api_key_env is no environment variable's name (letters, digits and _)"),
+        ('api_key_env = "gsk_sk_inline"', "api_key_env names a variable (not quoted: it may be a key) that is not set"),
+        ('api_key_env = "NO_SUCH_KEY"', "api_key_env names a variable NO_SUCH_KEY that is not set"),
     ],
 )
 async def test_bad_config_fails_fast_with_one_clear_line(
@@ -150,6 +152,7 @@ async def test_bad_config_fails_fast_with_one_clear_line(
     lines = await one_line_failure(await start(models_path, "--config", str(config)))
     assert lines == [f"warpcore-server: {config}: models[0].api.{told}"]
     assert "sk-inline" not in "\n".join(lines)
+    assert "gsk_sk_inline" not in "\n".join(lines)
 
 
 async def test_a_startup_model_that_fails_to_load_is_named(models_path: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
 
 _ENV_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL_ENV_NAME = re.compile("[A-Z_][A-Z0-9_]*")
 _MODEL_KEYS = {
     "id",
     "backend",
@@ -80,7 +81,10 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
             raise ConfigError(f"{where}.api_key_env is no environment variable's name (letters, digits and _)")
         api_key = env.get(name)
         if not api_key:
-            raise ConfigError(f"{where}.api_key_env names {name}, which is not set")
+            # Quoted only when named as environment variables are, in capitals: a key may be a variable's name too
+            # (gsk_..., sk_live_...), written where its variable's name goes.
+            named = f" {name}" if _CONVENTIONAL_ENV_NAME.fullmatch(name) else " (not quoted: it may be a key)"
+            raise ConfigError(f"{where}.api_key_env names a variable{named} that is not set")
     return ApiSettings(
         api_key=api_key,
         organization=table.get("organization"),

@@ -117,7 +117,10 @@ def tool_choice_fields(choice: str | Mapping[str, Any]) -> tuple[tools_pb2.ToolC
     elif kind in _VENDOR_MODES and not fields:
         return tools_pb2.ToolChoice(mode=_VENDOR_MODES[kind]), parallel
     elif kind == "allowed_tools":  # OpenAI's, in the Chat Completions shape or the Responses one
-        return _allowed_tools(fields.pop("allowed_tools", fields)), parallel
+        nested = fields.pop("allowed_tools", None)
+        if nested is not None and fields:
+            raise ValueError("a tool_choice of type 'allowed_tools' holds allowed_tools, and nothing else")
+        return _allowed_tools(fields if nested is None else nested), parallel
     else:
         raise ValueError(f"unknown tool_choice type {kind!r}; expected auto, any, required, none, tool or function")
     if fields or not isinstance(name, str):
@@ -125,17 +128,31 @@ def tool_choice_fields(choice: str | Mapping[str, Any]) -> tuple[tools_pb2.ToolC
     return tools_pb2.ToolChoice(mode=tools_pb2.TOOL_CHOICE_MODE_NAMED, name=name), parallel
 
 
-def _allowed_tools(fields: Mapping[str, Any]) -> tools_pb2.ToolChoice:
-    """OpenAI's allowed_tools: a mode, auto or required, and the function tools it allows, each named on the entry
-    (Responses) or under its `function` (Chat Completions)."""
-    mode, tools = fields.get("mode"), fields.get("tools")
-    if mode not in ("auto", "required") or not isinstance(tools, list) or set(fields) - {"mode", "tools"}:
+def _allowed_tools(fields: object) -> tools_pb2.ToolChoice:
+    """OpenAI's allowed_tools: a mode, auto or required, and the function tools it allows, one at least, each named
+    on the entry (Responses) or under its `function` (Chat Completions)."""
+    if (
+        not isinstance(fields, Mapping)
+        or set(fields) != {"mode", "tools"}
+        or fields["mode"] not in ("auto", "required")
+    ):
         raise ValueError("an allowed_tools tool_choice holds a mode, auto or required, and a list of tools")
-    names = [(tool.get("function") or tool).get("name") if isinstance(tool, Mapping) else None for tool in tools]
-    named = [name for name in names if isinstance(name, str)]
-    if len(named) < len(names):
-        raise ValueError("each of an allowed_tools tool_choice's tools names a function")
-    return tools_pb2.ToolChoice(mode=_CHOICES[mode], allowed_tools=named)
+    tools = fields["tools"]
+    if not isinstance(tools, list) or not tools:
+        raise ValueError("an allowed_tools tool_choice lists one tool at least")
+    return tools_pb2.ToolChoice(mode=_CHOICES[fields["mode"]], allowed_tools=[_allowed_name(tool) for tool in tools])
+
+
+def _allowed_name(tool: object) -> str:
+    """The name of one of allowed_tools' entries: {"type": "function", "name"} or {"type": "function", "function":
+    {"name"}}, nothing else."""
+    if isinstance(tool, Mapping) and tool.get("type") == "function":
+        named = tool.get("function", tool)
+        keys = {"type", "function"} if "function" in tool else {"type", "name"}
+        whole = named is tool or (isinstance(named, Mapping) and set(named) == {"name"})
+        if set(tool) == keys and whole and isinstance(named, Mapping) and isinstance(named.get("name"), str):
+            return str(named["name"])
+    raise ValueError(f"an allowed tool is {{'type': 'function', 'name': ...}}, or the name under 'function': {tool!r}")
 
 
 def response_format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
