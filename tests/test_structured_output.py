@@ -80,8 +80,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             # Class escapes, as pydantic's and zod's patterns write them, outside a class and in one.
             "ticket": {"type": "string", "pattern": "^[A-Z]{3}-\\d{2}\\s\\w{1,3}$"},
             "handle": {"type": "string", "pattern": "^[\\w.-]{1,8}@[\\d]{2}$"},
+            "slug": {"type": "string", "pattern": "^[\\w\\-\\.]{2,10}$"},  # escaped punctuation in a class
         },
-        "required": ["code", "answer", "day", "version", "ticket", "handle"],
+        "required": ["code", "answer", "day", "version", "ticket", "handle", "slug"],
         "additionalProperties": False,
     },
     "a reference percent-encoded, as a URI fragment is": {

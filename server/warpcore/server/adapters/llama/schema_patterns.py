@@ -29,23 +29,30 @@ form, within RFC 5321's lengths (what JSON Schema's email allows is wider), an I
 # white space a JSON string holds unescaped (so a generated value matches, from a narrower choice).
 _CLASS_ESCAPES = {"d": "0-9", "w": "0-9A-Za-z_", "s": " "}
 _ESCAPE_OR_BRACKET = re.compile(r"\\.|[\[\]]")
+_LITERAL_IN_CLASS = frozenset(".+*?(){}|$/")
+"""Escaped punctuation that a class holds as itself (`]`, `[`, `^` and `\\` keep their escapes, which are refused)."""
 
 
 def with_classes_spelled(body: str) -> str:
-    """The pattern body with \\d, \\w and \\s spelled as classes (inside a class, as its ranges), other escapes as
-    they stand."""
-    inside = False
+    """The pattern body with \\d, \\w and \\s spelled as classes (inside a class, as its ranges), and inside a class
+    an escaped punctuation character as itself, a hyphen last (where it stands for itself); other escapes as they
+    stand."""
+    inside, hyphen = False, False
 
     def spelled(match: re.Match[str]) -> str:
-        nonlocal inside
+        nonlocal inside, hyphen
         token = match.group(0)
         if token in "[]":
-            inside = token == "["
-            return token
+            inside, closing = token == "[", "-]" if hyphen and token == "]" else token
+            hyphen = False
+            return closing
         ranges = _CLASS_ESCAPES.get(token[1])
-        if ranges is None:
-            return token
-        return ranges if inside else f"[{ranges}]"
+        if ranges is not None:
+            return ranges if inside else f"[{ranges}]"
+        if inside and token[1] == "-":
+            hyphen = True
+            return ""
+        return token[1] if inside and token[1] in _LITERAL_IN_CLASS else token
 
     return _ESCAPE_OR_BRACKET.sub(spelled, body)
 
