@@ -167,6 +167,9 @@ async def test_what_generate_refuses_on_a_local_model_count_tokens_refuses_too(
     assert counting.code() == generating.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(counting)[0].reason == rich_details(generating.value)[0].reason
     assert rich_details(counting)[1] == [f"request.{field}" for field in rich_details(generating.value)[1]]
+    # The message names the field as the BadRequest does, where Generate's begins with it.
+    said = generating.value.details() or ""
+    assert counting.details() == (f"request.{said}" if said.startswith(rich_details(generating.value)[1][0]) else said)
 
 
 async def test_tools_whose_schema_generate_refuses_on_a_local_model_are_refused_by_count_tokens(stub: Stub) -> None:

@@ -113,6 +113,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         except WarpcoreError as error:
             # The request's fields sit one level down, in `request`.
             if error.field is not None and error.field != "include_tokens":
-                error.field = f"request.{translate.field_path(error.field)}"
+                nested = f"request.{translate.field_path(error.field)}"
+                error.message, error.field = error.message_naming(nested), nested
             raise
         return translate_extras.token_count_response(count)

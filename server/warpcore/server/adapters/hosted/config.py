@@ -75,8 +75,8 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
     api_key = settings.api_key or env_str(env, names.api_key)
     if not api_key:
         raise FailedPreconditionError(
-            f"no {names.provider} API key: set backend_config.api.api_key in the request"
-            f" or {names.api_key} in the server's environment",
+            f"no {names.provider} API key: set {names.api_key} in the server's environment, or, where the server"
+            " takes keys from clients (--api-overrides), backend_config.api.api_key in the request",
             reason="API_KEY_MISSING",
             metadata={"provider": names.provider},
         )
