@@ -74,7 +74,7 @@ async def test_anthropic_gets_image_blocks_by_base64_and_by_url(stub: Stub, anth
     await load(stub, anthropic_upstream)
     request = looking(image(media_type="image/png"), linked())
     request.messages.append(pb.ChatMessage(role=pb.ROLE_USER, content="And this one?", parts=[image(b"GIF89a")]))
-    request.messages[1].parts[0].image.media_type = "image/gif"
+    request.messages[1].parts[0].image.media_type = "Image/GIF"  # media types are case-insensitive: sent lowered
     text, _ = await collect(stub.Generate(request))
     assert text == anthropic_upstream.script.text
     counted = await stub.CountTokens(pb.CountTokensRequest(request=request))

@@ -113,7 +113,9 @@ class DocumentPart(_message.Message):
     chat API takes a document's bytes, not its URL).
     """
     media_type: _builtins.str
-    """With data: the document's type; "application/pdf", the only one, when empty."""
+    """With data: the document's type; "application/pdf", the only one, when empty.
+    Media types are case-insensitive.
+    """
     name: _builtins.str
     """A name for the document, shown to the model (Anthropic's title, OpenAI's filename)."""
     def __init__(
@@ -155,7 +157,7 @@ class ImagePart(_message.Message):
     """
     media_type: _builtins.str
     """With data: the image's type, one of "image/jpeg", "image/png", "image/gif"
-    and "image/webp". Ignored with url.
+    and "image/webp", in any case. Ignored with url.
     """
     def __init__(
         self,

@@ -31,6 +31,9 @@ class ImagePart:
     url: str = ""
     cache: CacheBreakpoint = CacheBreakpoint.NONE
 
+    def __post_init__(self) -> None:
+        _lower_media_type(self)
+
 
 @dataclass(frozen=True)
 class DocumentPart:
@@ -42,8 +45,16 @@ class DocumentPart:
     name: str = ""
     cache: CacheBreakpoint = CacheBreakpoint.NONE
 
+    def __post_init__(self) -> None:
+        _lower_media_type(self)
+
 
 ContentPart = TextPart | ImagePart | DocumentPart
+
+
+def _lower_media_type(part: ImagePart | DocumentPart) -> None:
+    # Media types are case-insensitive (RFC 2045); the checks, and the APIs a part is sent to, know the lower case.
+    object.__setattr__(part, "media_type", part.media_type.lower())
 
 
 SYSTEM_SEPARATOR = "\n\n"
