@@ -533,9 +533,11 @@ async def test_retry_info_from_what_a_litellm_proxy_passes_on(
         ({"retry-after-ms": "1e999", "retry-after": "5"}, 5.0),
         ({"retry-after": "99999999999999999999"}, MAX_RETRY_AFTER),
         ({"retry-after-ms": "1e308"}, MAX_RETRY_AFTER),
+        ({"retry-after": "-5"}, None),  # no wait at all, not "retry at once"
+        ({"retry-after-ms": "-1", "retry-after": "7"}, 7.0),
     ],
 )
-async def test_a_retry_after_of_no_finite_or_sensible_wait_is_left_out_or_cut(
+async def test_a_retry_after_of_no_finite_positive_or_sensible_wait_is_left_out_or_cut(
     stub: Stub, upstream: FakeUpstream, headers: dict[str, str], wait: float | None
 ) -> None:
     """An upstream's infinite or huge wait failed the error's own translation (UNKNOWN, an OverflowError, and the

@@ -31,12 +31,13 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _seconds(value: str | None) -> float | None:
-    """A header's number, when it is a finite one: an upstream's "inf" or "nan" says nothing of when to retry."""
+    """A header's number, when it is a finite one, not below 0: an upstream's "inf", "nan" or "-5" says nothing of
+    when to retry (RFC 9110 writes the delay as digits)."""
     try:
         number = float(value or "")
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _bounded(seconds: float) -> float:
