@@ -549,6 +549,15 @@ async def test_a_retry_after_of_no_finite_positive_or_sensible_wait_is_left_out_
     assert details(error).get("retry_after") == wait
 
 
+async def test_an_error_body_that_is_no_json_is_quoted(stub: Stub, upstream: FakeUpstream) -> None:
+    """A proxy's HTML page in front of the API says what failed; OpenAI's said only "Error code: 502"."""
+    await load(stub, upstream)
+    upstream.script = Script(status=502, error_text="<html><h1>502 Bad Gateway</h1> nginx</html>")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert "(HTTP 502): <html><h1>502 Bad Gateway</h1> nginx</html>" in (error.details() or "")
+
+
 async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:
     await load(stub, upstream)
     upstream.script = Script(

@@ -182,6 +182,8 @@ class FakeUpstream(ABC):
                 self.error_body(401, "Incorrect API key provided", None, None), status=401
             )
         script = self.script
+        if script.status != 200 and script.error_text is not None:
+            return recorded, web.Response(status=script.status, text=script.error_text, content_type="text/html")
         if script.status != 200:
             body = self.error_body(script.status, script.error_message, script.error_type, script.error_code)
             return recorded, self.json_response(body, status=script.status)

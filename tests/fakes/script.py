@@ -18,6 +18,7 @@ class Script:
     chunks: list[str] = field(default_factory=lambda: ["Hello", ",", " world"])  # streamed text deltas
     status: int = 200  # != 200: answer with the vendor's JSON error body and this status
     error_message: str = "scripted failure"
+    error_text: str | None = None  # with a status != 200: this text as an HTML body, in place of the JSON error body
     error_type: str | None = None  # vendor error type; None: derived from status by each fake
     error_code: str | None = None  # OpenAI "code" field, e.g. "context_length_exceeded"
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers, e.g. {"retry-after": "7"}

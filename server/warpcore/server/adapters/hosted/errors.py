@@ -171,7 +171,10 @@ def _lacks_feature(error: Exception) -> bool:
 
 
 def upstream_message(body: object) -> str | None:
-    """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}."""
+    """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}; a body
+    that is no JSON (a proxy's page), as its text."""
+    if isinstance(body, str):
+        return body.strip() or None
     if not isinstance(body, dict):
         return None
     inner = body.get("error", body)
