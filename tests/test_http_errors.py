@@ -454,6 +454,11 @@ SCHEMA_FIELDS = {
         ({"type": "object", "required": 1}, "invalid JSON Schema at required"),
         ({"type": 3}, "invalid JSON Schema at type"),
         (DEEP_SCHEMA, "nested deeper than 64 levels"),
+        (
+            {"type": "object", "properties": {"code": {"type": "string", "pattern": "[A-Z"}}},
+            "invalid JSON Schema at properties/code/pattern: '[A-Z' is not a regular expression",
+        ),
+        ({"patternProperties": {"(x": {}}}, "invalid JSON Schema at patternProperties: '(x' is not a regular"),
     ],
 )
 async def test_a_schema_is_checked_as_over_grpc_before_any_backend_sees_it(

@@ -208,6 +208,10 @@ CASES: dict[str, tuple[pb.GenerateRequest, str]] = {
         chat(user("hi"), tools=(tool({"type": "object", "properties": {"a": {"$ref": "#/$defs/gone"}}}, "t"),)),
         "tools[0].parameters_json",
     ),
+    "tool schema with a pattern that does not compile": (
+        chat(user("hi"), tools=(tool({"type": "object", "properties": {"a": {"pattern": "(?<y"}}}, "t"),)),
+        "tools[0].parameters_json",
+    ),
     "a name with json_object": (
         chat(
             user("hi"),
@@ -266,7 +270,8 @@ async def test_many_large_schemas_are_checked_in_bounded_time(stub: Stub, openai
 async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchanged(
     stub: Stub, openai_upstream: FakeOpenAI
 ) -> None:
-    """A recursive "$ref" and keywords the dialect does not know are valid JSON Schema: the provider judges them."""
+    """A recursive "$ref", keywords the dialect does not know and ECMA-262 patterns are valid JSON Schema: the provider
+    judges them."""
     schema = {
         "type": "object",
         "properties": {"node": {"$ref": "#/$defs/node"}},
@@ -275,6 +280,8 @@ async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchange
         },
         "x-vendor-hint": {"$ref": "#/not/a/schema/position"},  # an unknown keyword's value is data
         "examples": [{"$ref": "#/nowhere"}],
+        # ECMA-262 patterns that Python's re does not read (a Unicode property, a named group) are patterns still.
+        "patternProperties": {r"^\p{L}+$": {"type": "string", "pattern": r"(?<year>\d{4})-\d{2}"}},
     }
     await load(stub, openai_upstream)
     await stream(stub.Generate(chat(user("hi"), tools=(tool(schema, "tree"),))))

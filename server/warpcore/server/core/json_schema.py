@@ -99,7 +99,7 @@ def _checked(schema: object, field: str) -> JsonSchema:
         raise _invalid(error.instance_path, error.message, field) from None
     except jsonschema.SchemaError as error:
         raise _invalid(error.path, error.message, field) from None
-    _check_references(schema, field)
+    _check_inner(schema, field)
     return schema
 
 
@@ -121,28 +121,42 @@ def _invalid(path: Iterable[object], problem: str, field: str) -> InvalidArgumen
     return InvalidArgumentError(f"invalid JSON Schema at {where}: {shortened(problem, 300)}", field=field)
 
 
-def _check_references(schema: dict[str, Any], field: str) -> None:
-    """Every reference into this schema ("#" or "#/..." JSON pointers) points at something: no backend can use a
-    schema whose reference dangles, and the same request gets the same answer whichever backend serves it. A schema
-    with an "$id" below its root changes what such pointers mean there, and is left to its backend."""
+# JSON Schema's patterns are ECMA-262 regular expressions (what a hosted API compiles them as), which Python's `re`
+# is not: the library's own "regex" format check reads them so.
+_ECMA_REGEX = jsonschema_rs.validator_for({"format": "regex"}, validate_formats=True)
+
+
+def _check_inner(schema: dict[str, Any], field: str) -> None:
+    """Every pattern (`pattern`, a `patternProperties` name) is a regular expression, and every reference into this
+    schema ("#" or "#/..." JSON pointers) points at something: no backend can use a schema whose pattern does not
+    compile or whose reference dangles, and the same request gets the same answer whichever backend serves it. A
+    schema with an "$id" below its root changes what such pointers mean there, and its references are left to its
+    backend."""
     pending: list[tuple[Any, str]] = [(schema, "")]
     references: list[tuple[str, str]] = []
+    local_references = True
     while pending:
         node, path = pending.pop()
         if not isinstance(node, dict):
             continue
         if path and "$id" in node:
-            return
+            local_references = False
         reference = node.get("$ref")
         if isinstance(reference, str) and (reference == "#" or reference.startswith("#/")):
             references.append((path, reference))
+        patterns = [(f"{path}/pattern", node["pattern"])] if isinstance(node.get("pattern"), str) else []
+        if isinstance(node.get("patternProperties"), dict):
+            patterns += [(f"{path}/patternProperties", name) for name in node["patternProperties"]]
+        for at, pattern in patterns:
+            if not _ECMA_REGEX.is_valid(pattern):
+                raise _invalid([at.lstrip("/")], f"{shortened(pattern)!r} is not a regular expression", field)
         for key, value in node.items():
             if key in _SCHEMA_MAPS and isinstance(value, dict):
                 pending += [(inner, f"{path}/{key}/{name}") for name, inner in value.items()]
             elif key in _SCHEMA_VALUES:
                 items = enumerate(value) if isinstance(value, list) else [(None, value)]
                 pending += [(inner, f"{path}/{key}" + ("" if at is None else f"/{at}")) for at, inner in items]
-    for path, reference in references:
+    for path, reference in references if local_references else ():
         if referenced(schema, reference) is NOTHING:
             where = shortened(path.lstrip("/")) or "the top level"
             raise InvalidArgumentError(
