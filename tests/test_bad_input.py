@@ -274,7 +274,10 @@ async def test_a_taken_model_id_is_already_exists_unless_the_request_is_the_same
         await load_tiny(stub, model_id=tiny, context_size=512)
     assert raised.value.code() == Code.ALREADY_EXISTS
     assert rich_details(raised.value)[1] == ["model_id"]
-    assert "loaded with other settings; unload it first to change them" in (raised.value.details() or "")
+    assert "loaded with other settings (context_size); unload it first to change them" in (raised.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load_tiny(stub, model_id=tiny, context_size=512, parallel=2)
+    assert "loaded with other settings (context_size, parallel); unload" in (raised.value.details() or "")
 
 
 async def test_concurrent_loads_of_one_model_share_one_load(stub: Stub) -> None:

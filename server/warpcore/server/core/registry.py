@@ -24,22 +24,35 @@ class LoadedModel:
     spec: LoadSpec
 
 
+def _as_loaded(loaded: LoadedModel, asked: LoadSpec) -> LoadSpec:
+    """`asked`, with the context size and parallel sequences it leaves to the backend as `loaded` got them."""
+    settings = asked.settings
+    if isinstance(settings, LocalSettings) and settings.parallel is None:
+        settings = dataclasses.replace(settings, parallel=loaded.info.parallel)
+    elif settings is None and not loaded.backend.hosted:
+        settings = LocalSettings(parallel=loaded.info.parallel)
+    return dataclasses.replace(asked, context_size=asked.context_size or loaded.info.context_size, settings=settings)
+
+
 def same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
     """Whether `spec` asks for the loaded model: the same request, or one that names outright the context size and
     parallel sequences the model got by default (a client that fills in defaults, or echoes what LoadModel
     answered, retries safely)."""
+    return spec == loaded.spec or _as_loaded(loaded, spec) == _as_loaded(loaded, loaded.spec)
 
-    def as_loaded(asked: LoadSpec) -> LoadSpec:
-        settings = asked.settings
-        if isinstance(settings, LocalSettings) and settings.parallel is None:
-            settings = dataclasses.replace(settings, parallel=loaded.info.parallel)
-        elif settings is None and not loaded.backend.hosted:
-            settings = LocalSettings(parallel=loaded.info.parallel)
-        return dataclasses.replace(
-            asked, context_size=asked.context_size or loaded.info.context_size, settings=settings
-        )
 
-    return spec == loaded.spec or as_loaded(spec) == as_loaded(loaded.spec)
+def differing_settings(loaded: LoadedModel, spec: LoadSpec) -> list[str]:
+    """The names of the settings in which `spec` asks for other than the loaded model has (names only: a key is a
+    setting too)."""
+    asked, has = _as_loaded(loaded, spec), _as_loaded(loaded, loaded.spec)
+    names = ["context_size"] if asked.context_size != has.context_size else []
+    if type(asked.settings) is not type(has.settings) or asked.settings is None or has.settings is None:
+        return names if asked.settings == has.settings else [*names, "backend settings"]
+    return names + [
+        field.name
+        for field in dataclasses.fields(asked.settings)
+        if getattr(asked.settings, field.name) != getattr(has.settings, field.name)
+    ]
 
 
 class ModelRegistry:
@@ -70,7 +83,8 @@ class ModelRegistry:
             return existing
         if existing is not None or spec.model_id in self._unloading:
             what = (
-                f"{existing.name!r} loaded with other settings; unload it first to change them"
+                f"{existing.name!r} loaded with other settings ({', '.join(differing_settings(existing, spec))});"
+                " unload it first to change them"
                 if existing is not None and (existing.backend, existing.name) == (spec.backend, spec.name)
                 else "another loaded (or unloading) model; unload it first"
             )
