@@ -93,9 +93,12 @@ def message(model: str, collected: Collected) -> dict[str, Any]:
 
 
 class AnthropicStream:
-    """The events of one streamed message. Blocks never interleave: a tool call whose deltas arrive while another
-    call's block is open (an OpenAI upstream may interleave parallel calls) waits, and gets its own block once the
-    open one closes, so that no two calls are ever merged."""
+    """The events of one streamed message. Blocks never interleave, and no delta follows its block's stop: a tool
+    call whose deltas arrive while another call's block is open (an OpenAI upstream may interleave parallel calls)
+    waits, and gets its own block once the open one closes, so that no two calls are ever merged; text that arrives
+    while calls are under way waits for them to end (an OpenAI upstream may yet send a call's later arguments, and a
+    closed block takes none), and goes after them, where the whole message has it too. Thinking ends the calls under
+    way: Claude thinks between its calls (interleaved thinking) once each is whole."""
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -106,6 +109,8 @@ class AnthropicStream:
         self._text = (b"", b"")
         """The open text block's delta event, around its text."""
         self._refused = False
+        self._held: list[TextChunk] = []
+        """Text that came while tool calls were under way, to follow them."""
 
     def start(self, prompt: PromptUsage | None) -> bytes:
         """message_start, with the prompt's usage when the backend told it (else 0, and message_delta tells it)."""
@@ -135,6 +140,9 @@ class AnthropicStream:
         if isinstance(output, TextChunk):
             if output.refusal:
                 self._refused = True
+            if self._held or self._waiting or (self._open is not None and self._open[0] == "tool"):
+                self._held.append(output)
+                return b""
             if self._open == ("text", 0):
                 return fill(self._text, output.text)
             head = self._flush() + self._begin({"type": "text", "text": ""}, ("text", 0))
@@ -154,10 +162,10 @@ class AnthropicStream:
     def _reasoning(self, chunk: ReasoningChunk) -> bytes:
         if chunk.redacted:
             block = {"type": "redacted_thinking", "data": chunk.signature}
-            return self._flush() + self._begin(block, ("redacted", 0)) + self._close()
+            return self._release() + self._begin(block, ("redacted", 0)) + self._close()
         head = b""
         if self._open != ("thinking", 0):
-            head = self._flush() + self._begin({"type": "thinking", "thinking": "", "signature": ""}, ("thinking", 0))
+            head = self._release() + self._begin({"type": "thinking", "thinking": "", "signature": ""}, ("thinking", 0))
         if chunk.text:
             head += self._delta({"type": "thinking_delta", "thinking": chunk.text})
         if chunk.signature:
@@ -192,8 +200,16 @@ class AnthropicStream:
             out += self._open_tool(self._waiting.pop(index)) + self._close()
         return out
 
+    def _release(self) -> bytes:
+        """End the tool calls under way, as `_flush` does, then the text held for after them."""
+        out = self._flush()
+        held, self._held = self._held, []
+        for chunk in held:
+            out += self.feed(chunk)
+        return out + (self._close() if held else b"")
+
     def end(self, finish: Finish) -> bytes:
-        closing = self._flush()
+        closing = self._release()
         usage = _usage(finish)
         return (
             closing
