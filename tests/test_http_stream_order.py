@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import anthropic
+import openai
+import pytest
 from anthropic.types import MessageParam
 
 from tests.test_http_translation import serve  # noqa: F401 - the fixture
@@ -14,6 +16,7 @@ from warpcore.server.core.engine import GenerationOutput, GenerationResult
 from warpcore.server.core.tooling import ToolCall
 from warpcore.server.http.anthropic_response import AnthropicStream, message
 from warpcore.server.http.collect import Collected
+from warpcore.server.http.openai_response import OpenAIStream, completion
 
 # An OpenAI upstream's stream: call A begins, call B begins, a word of text, then the rest of B's and A's arguments.
 MIXED: list[GenerationOutput] = [
@@ -50,11 +53,8 @@ async def test_no_delta_follows_its_blocks_stop_and_text_follows_the_calls(serve
                 inputs_at_stop.append(event.content_block.input)  # a caller may run each call as its block ends
         final = await events.get_final_message()
     assert inputs_at_stop == [{"city": "Paris"}, {"city": "Rome"}]
-    whole = Collected()
-    for output in [*MIXED, RESULT]:
-        whole.add(output)
     streamed = [block.model_dump(exclude_none=True, exclude={"caller", "parsed_output"}) for block in final.content]
-    assert streamed == message("m", whole)["content"]
+    assert streamed == message("m", _whole(MIXED, RESULT))["content"]
     assert [block["type"] for block in streamed] == ["tool_use", "tool_use", "text"]
 
 
@@ -69,3 +69,47 @@ def test_thinking_between_calls_ends_them_and_keeps_its_place() -> None:
     body = stream.start(None) + b"".join(stream.feed(output) for output in outputs) + stream.end(RESULT.finish)
     starts = [item["content_block"] for item in _events(body) if item["type"] == "content_block_start"]
     assert [block["type"] for block in starts] == ["tool_use", "thinking", "tool_use"]  # type: ignore[index]
+
+
+def _whole(outputs: list[GenerationOutput], result: GenerationResult) -> Collected:
+    whole = Collected()
+    for output in [*outputs, result]:
+        whole.add(output)
+    return whole
+
+
+ENDED = GenerationResult(Finish(FinishReason.STOP, 5, 9), 0.01, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "result"),
+    [
+        ([ToolCallDelta(0, id="call_a", name="f", arguments="{}")], RESULT),
+        ([ReasoningChunk("A"), TextChunk("x"), ReasoningChunk("B"), TextChunk("y")], ENDED),
+        ([ReasoningChunk("A"), ToolCallDelta(0, id="call_a", name="f", arguments="{}"), ReasoningChunk("B")], RESULT),
+        ([ReasoningChunk("only")], ENDED),
+        ([], ENDED),
+        ([TextChunk("no", refusal=True)], ENDED),
+    ],
+    ids=["calls only", "reasoning split by text", "reasoning split by a call", "reasoning only", "empty", "refusal"],
+)
+async def test_the_openai_sdks_accumulated_stream_is_the_whole_message(
+    serve: list[bytes],  # noqa: F811
+    outputs: list[GenerationOutput],
+    result: GenerationResult,
+) -> None:
+    """A tester's findings: an answer of calls only had content "" streamed and null whole; unsigned reasoning split
+    by text was one thinking block streamed and two whole."""
+    stream = OpenAIStream("m", include_usage=False)
+    serve.append(stream.start(None) + b"".join(stream.feed(output) for output in outputs) + stream.end(result.finish))
+    client = openai.AsyncOpenAI(base_url=serve[0].decode(), api_key="k", max_retries=0)
+    async with client, client.chat.completions.stream(model="m", messages=[{"role": "user", "content": "?"}]) as events:
+        final = await events.get_final_completion()
+    streamed = final.choices[0].message
+    whole = completion("m", _whole(outputs, result))["choices"][0]["message"]
+    assert streamed.content == whole["content"]
+    assert streamed.refusal == whole["refusal"]
+    extra = streamed.model_extra or {}
+    blocks = [{k: v for k, v in block.items() if k != "index"} for block in extra.get("thinking_blocks") or []]
+    assert blocks == whole.get("thinking_blocks", [])
+    assert extra.get("reasoning_content") == whole.get("reasoning_content")

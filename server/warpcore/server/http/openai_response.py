@@ -118,6 +118,9 @@ class OpenAIStream:
         self._header = {**_header(model, "chat.completion.chunk"), **({"usage": None} if include_usage else {})}
         self._include_usage = include_usage
         self._reasoning_blocks = 0
+        self._reasoning_open = False  # reasoning text went into block `_reasoning_blocks`, which has no signature yet
+        self._role_pending = True
+        self._answered = False  # text, a refusal or a call went out: the message's content is not left ""
         self._text = template(self._choice({"content": SLOT}))
 
     def _choice(
@@ -130,17 +133,33 @@ class OpenAIStream:
         return event(self._choice(delta, finish_reason))
 
     def start(self, prompt: PromptUsage | None) -> bytes:
-        """The role chunk; the prompt's usage has no place before the usage chunk at the end."""
-        return self._chunk({"role": "assistant", "content": ""})
+        """Nothing yet: the role chunk goes with the first delta, whose kind it depends on. The prompt's usage has
+        no place before the usage chunk at the end."""
+        return b""
+
+    def _role(self, output: GenerationOutput | None) -> bytes:
+        """The role chunk: with `content` "" before text, null before anything else (an answer of tool calls
+        only has no content), as the API sends it, so that the SDK's accumulated message is the whole one."""
+        self._role_pending = False
+        text = isinstance(output, TextChunk) and not output.refusal
+        return self._chunk({"role": "assistant", "content": "" if text else None})
 
     def feed(self, output: GenerationOutput) -> bytes:
+        if self._role_pending and type(output) is not PromptUsage:
+            return self._role(output) + self.feed(output)
+        if self._reasoning_open and (isinstance(output, TextChunk) or (type(output) is ToolCallDelta and output.id)):
+            # Text or a call after unsigned reasoning ends its block, as in the whole message's thinking_blocks.
+            self._reasoning_blocks += 1
+            self._reasoning_open = False
         if isinstance(output, TextChunk):
+            self._answered = True
             if output.refusal:
                 return self._chunk({"refusal": output.text})
             if output.logprobs:
                 return event(self._choice({"content": output.text}, logprobs=_logprobs(output.logprobs)))
             return fill(self._text, output.text)
         if isinstance(output, ToolCallDelta):
+            self._answered = True
             call: dict[str, Any] = {"index": output.index, "function": {"arguments": output.arguments}}
             if output.id or output.name:
                 call.update(id=output.id, type="function")
@@ -158,18 +177,20 @@ class OpenAIStream:
         if chunk.redacted:
             block.update(type="redacted_thinking", data=chunk.signature)
         else:
-            block.update(type="thinking", thinking=chunk.text)
-            if chunk.signature:
-                block["signature"] = chunk.signature
+            block.update(type="thinking", thinking=chunk.text, signature=chunk.signature)  # "" adds up, as text
         if chunk.signature:
             self._reasoning_blocks += 1
+        self._reasoning_open = not chunk.signature and (self._reasoning_open or bool(chunk.text))
         delta: dict[str, Any] = {"thinking_blocks": [block]}
         if chunk.text:
             delta["reasoning_content"] = chunk.text
         return self._chunk(delta)
 
     def end(self, finish: Finish) -> bytes:
-        last = self._chunk({}, FINISH_REASONS[finish.reason])
+        last = self._role(None) if self._role_pending else b""
+        if not self._answered:  # no text at all (reasoning only, or nothing): the whole message's content is ""
+            last += self._chunk({"content": ""})
+        last += self._chunk({}, FINISH_REASONS[finish.reason])
         if self._include_usage:
             last += event({**self._header, "choices": [], "usage": _usage(finish)})
         return last + DONE
