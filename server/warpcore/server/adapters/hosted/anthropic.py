@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -86,12 +87,15 @@ class _MessageEvents(EventReader):
     message_start (passed on at once when it counts the prompt) and message_delta, the stop reason and stop sequence
     in message_delta."""
 
-    __slots__ = ("_calls", "_input_tokens", "_started_output")
+    __slots__ = ("_calls", "_given_inputs", "_input_tokens", "_started_output")
 
     def __init__(self) -> None:
         super().__init__()
         self._calls: dict[int, int] = {}
         """Content block index of each tool_use block -> its call's index, in the order calls began."""
+        self._given_inputs: dict[int, str] = {}
+        """A tool_use block's input given whole in its content_block_start (a compatible server may; Claude starts
+        with {} and streams the input), as JSON: the call's arguments unless input deltas follow."""
         self._input_tokens = 0
         self._started_output = 0  # message_start's count of the answer
 
@@ -101,12 +105,11 @@ class _MessageEvents(EventReader):
             if self.finish is None and (delta := self._delta(event["index"], event["delta"])):  # none after the stop
                 return (delta,)
         elif kind == "content_block_start":
-            block = event["content_block"]
-            if self.finish is None and block["type"] == "tool_use":
-                index = self._calls[event["index"]] = len(self._calls)
-                return (ToolCallDelta(index, id=_string(block["id"]), name=_string(block["name"])),)
-            if self.finish is None and block["type"] == "redacted_thinking":
-                return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
+            return self._start(event["index"], event["content_block"]) if self.finish is None else NO_DELTAS
+        elif kind == "content_block_stop":
+            given = self._given_inputs.pop(event["index"], None)
+            if given is not None and self.finish is None:
+                return (ToolCallDelta(self._calls[event["index"]], arguments=given),)
         elif kind == "message_start":
             # Its output_tokens counts the answer as it starts (1, say): a stream cut before its message_delta
             # tells no count of its answer rather than that one, which stands only if the end tells none.
@@ -127,6 +130,25 @@ class _MessageEvents(EventReader):
             self.completion_tokens = self.completion_tokens or self._started_output
         return NO_DELTAS
 
+    def _start(self, at: int, block: Mapping[str, Any]) -> Sequence[Delta]:
+        """What a content block's start holds: a call's id and name, a redacted thinking block, and what a
+        compatible server may put there rather than in deltas (text, thinking, a call's input), as the anthropic
+        SDK's accumulator reads it."""
+        kind = block["type"]
+        if kind == "tool_use":
+            index = self._calls[at] = len(self._calls)
+            given = block.get("input")
+            if isinstance(given, dict) and given:
+                self._given_inputs[at] = json.dumps(given, ensure_ascii=False)
+            return (ToolCallDelta(index, id=_string(block["id"]), name=_string(block["name"])),)
+        if kind == "redacted_thinking":
+            return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
+        if kind == "text" and (text := _string(block.get("text", ""))):
+            return (TextChunk(text),)
+        if kind == "thinking" and (thinking := _string(block.get("thinking", ""))):
+            return (ReasoningChunk(thinking),)
+        return NO_DELTAS
+
     def _delta(self, block: int, delta: Mapping[str, Any]) -> Delta | None:
         """The delta of a content block; None for an empty piece, or a kind this gateway does not pass on."""
         kind = delta["type"]
@@ -134,6 +156,7 @@ class _MessageEvents(EventReader):
             text = _string(delta["text"])
             return TextChunk(text) if text else None
         if kind == "input_json_delta":
+            self._given_inputs.pop(block, None)  # the streamed input replaces the one given at the start
             piece = _string(delta["partial_json"])
             return ToolCallDelta(self._calls[block], arguments=piece) if piece else None
         if kind == "thinking_delta":
