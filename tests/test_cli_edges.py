@@ -9,13 +9,17 @@ import os
 from asyncio.subprocess import PIPE
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
 
+from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
 from tests.test_cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
 from tests.test_embeddings import load_tiny_embedder
-from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.server.core.embeddings import RESPONSE_FRAMING_BYTES, VALUE_BYTES, VECTOR_FRAMING_BYTES
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -103,6 +107,28 @@ async def test_more_texts_than_one_embed_call_takes_go_in_several(
     sent = [request.body for request in openai_upstream.requests if request.path == "/v1/embeddings"]
     assert [len(body["input"]) for body in sent if body is not None] == [2048, 1]
     assert run.stderr == f"[{2 * len(lines)} tokens]\n"  # both calls' tokens: two words a text
+
+
+async def test_texts_whose_vectors_one_response_cannot_carry_go_in_as_many_calls_as_it_takes(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: 1,700 lines for Gemma's 640-dimension vectors were refused whole (at most 1,633 fit in
+    the server's 4 MiB), and nothing was printed."""
+    limit, dimensions = 20_000, 64
+    fitting = (limit - RESPONSE_FRAMING_BYTES) // (VALUE_BYTES * dimensions + VECTOR_FRAMING_BYTES)
+    async with (
+        serving(server_env, ServingOptions(max_message_bytes=limit)) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        openai_upstream.models.append("text-embedding-3-small")
+        await load(inference_pb2_grpc.InferenceServiceStub(channel), openai_upstream, model="text-embedding-3-small")
+        lines = [f"text {number}" for number in range(2 * fitting + 3)]
+        stdin = "\n".join(lines) + "\n"
+        run = await warpcore(f"127.0.0.1:{server.port}", "embed", "--dimensions", str(dimensions), stdin=stdin)
+    assert run.code == 0, run.stderr
+    assert [json.loads(line)["input"] for line in run.stdout.splitlines()] == lines
+    sent = [request.body for request in openai_upstream.requests if request.path == "/v1/embeddings"]
+    assert [len(body["input"]) for body in sent if body is not None] == [fitting, fitting, 3]
 
 
 async def test_a_hosted_models_unknown_context_size_is_a_dash(

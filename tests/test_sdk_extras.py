@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.conftest import collect, greedy, load_tiny
+from tests.conftest import collect, greedy, load_tiny, serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
 from tests.test_cli import warpcore
 from tests.test_embeddings import load_tiny_embedder
 from tests.test_sdk import blocking
 from warpcore.client import (
+    ApiConfig,
     AsyncClient,
     Capabilities,
     Client,
@@ -26,7 +27,7 @@ from warpcore.client import (
     Message,
     TextDelta,
 )
-from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -160,3 +161,21 @@ async def test_messages_as_vendor_style_mappings_give_the_same_answer(stub: Stub
             await client.generate("tiny", messages=[{"role": "tool", "content": "{}", "tool_call_id": "c1"}])
         with pytest.raises(TypeError, match="not str"):
             await client.generate("tiny", messages=["hello"])  # type: ignore[list-item]
+
+
+async def test_an_answer_over_grpcs_default_4_mib_reaches_both_clients_when_the_server_sends_it(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: with --max-message-bytes 16 MiB, the server embedded 2,000 texts for 96 s, and the SDK
+    then dropped the answer (RESOURCE_EXHAUSTED: Received message larger than max, 5132003 vs. 4194304)."""
+    openai_upstream.models.append("text-embedding-3-small")
+    async with serving(server_env, ServingOptions(max_message_bytes=16 << 20)) as server:
+        target = f"127.0.0.1:{server.port}"
+        async with AsyncClient(target) as client:
+            config = ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url)
+            await client.load_model("text-embedding-3-small", backend="openai", model_id="m", config=config)
+            texts = ["x"] * 600  # 600 vectors of 2,048 values: about 4.9 MB
+            vectors = await client.embed("m", texts, dimensions=2048)
+            assert len(vectors.embeddings) == len(texts)
+        with Client(target) as sync:
+            assert len((await blocking(sync.embed)("m", texts, dimensions=2048)).embeddings) == len(texts)

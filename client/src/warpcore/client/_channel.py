@@ -194,6 +194,9 @@ def channel_settings(
         metadata=(("authorization", f"Bearer {token}"),) if token else (),
         timeout=timeout_seconds("timeout", options.get("timeout")),
         arguments=(
+            # The server bounds its answers by its own max message size (--max-message-bytes), and refuses before
+            # any work an answer over it: gRPC's 4 MiB default here would drop one it was allowed to send, done.
+            ("grpc.max_receive_message_length", -1),
             ("grpc.enable_retries", 1),
             ("grpc.service_config", service_config(options.get("max_retries", DEFAULT_MAX_RETRIES))),
             *options.get("channel_options", ()),

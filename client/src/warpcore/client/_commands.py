@@ -211,7 +211,8 @@ def stdin_lines() -> Iterator[tuple[str, str]]:
 
 
 def embed(client: Client, args: argparse.Namespace) -> int:
-    """In calls of at most MAX_EMBED_INPUTS texts, each call's lines printed once it is answered: stdin may hold
+    """In calls of at most MAX_EMBED_INPUTS texts (fewer when the vectors of as many would not fit in one response,
+    as the server says), each call's lines printed once it is answered: stdin may hold
     more texts than one call takes, and need not end before the first vectors are out. A text the server refuses is
     named by its place in the command's input (its stdin line, or its argument), not in its call."""
     given = ((f"argument {number}", text) for number, text in enumerate(args.texts, 1))
@@ -221,23 +222,28 @@ def embed(client: Client, args: argparse.Namespace) -> int:
         usage: argparse.ArgumentParser = args.parser
         usage.error("texts are needed: give them as arguments or write them on stdin, one a line")
     model_id = pick_model(client, args.model, None, "embed")
-    prompt_tokens = 0
+    prompt_tokens, size = 0, MAX_EMBED_INPUTS
     while batch:
         try:
             response = client.embed(
                 model_id,
-                [text for _, text in batch],
+                [text for _, text in batch[:size]],
                 dimensions=args.dimensions,
                 normalize=args.normalize,
                 truncate=args.truncate,
             )
         except WarpcoreError as error:
-            raise _placed(error, [place for place, _ in batch]) from None
-        for (_, text), vector in zip(batch, response.embeddings, strict=True):
+            fitting = int(error.metadata.get("max_inputs", "0")) if error.reason == "RESPONSE_TOO_LARGE" else 0
+            if 0 < fitting < min(size, len(batch)):  # long vectors: as many a call as one response carries
+                size = fitting
+                continue
+            raise _placed(error, [place for place, _ in batch[:size]]) from None
+        done, batch = batch[:size], batch[size:]
+        for (_, text), vector in zip(done, response.embeddings, strict=True):
             print(json.dumps({"input": text, "embedding": vector}))
         sys.stdout.flush()
         prompt_tokens += response.prompt_tokens
-        batch = list(itertools.islice(texts, MAX_EMBED_INPUTS))
+        batch += itertools.islice(texts, max(size - len(batch), 0))
     print(f"[{prompt_tokens} tokens]", file=sys.stderr)
     return 0
 

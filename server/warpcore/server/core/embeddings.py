@@ -62,7 +62,12 @@ def response_too_large(count: int, dimensions: int, size: int, limit: int) -> In
         f" bytes, the server's max message size); send at most {most} inputs per call",
         field="inputs",
         reason="RESPONSE_TOO_LARGE",
-        metadata={"inputs": str(count), "dimensions": str(dimensions), "max_response_bytes": str(limit)},
+        metadata={
+            "inputs": str(count),
+            "dimensions": str(dimensions),
+            "max_response_bytes": str(limit),
+            "max_inputs": str(most),  # what a client that splits its inputs needs
+        },
     )
 
 
