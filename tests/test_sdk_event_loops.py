@@ -15,7 +15,7 @@ import pytest
 import uvloop
 
 from tests.conftest import TINY_MODEL
-from warpcore.client import AsyncClient, TextDelta
+from warpcore.client import AsyncClient, AsyncStream, CancelledError, TextDelta
 from warpcore.server.rpc.server import WarpcoreServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,13 +68,13 @@ async def test_a_client_made_at_import_serves_one_asyncio_run_after_another(targ
 async def test_one_client_in_loop_after_loop_with_a_stream_left_open_in_the_first(target: str) -> None:
     client = AsyncClient(target, timeout=30)
 
-    async def first() -> str:
+    async def first() -> AsyncStream[None]:
         await client.load_model(TINY_MODEL, model_id="a", context_size=4096)
         await client.load_model(TINY_MODEL, model_id="b")
         stream = await client.generate("a", prompt="the", max_tokens=4000, stream=True)
         event = await anext(stream)
         assert isinstance(event, TextDelta)
-        return event.text  # the stream is still generating when this loop stops
+        return stream  # still generating when this loop stops
 
     async def second() -> list[str]:
         async with client:
@@ -82,8 +82,18 @@ async def test_one_client_in_loop_after_loop_with_a_stream_left_open_in_the_firs
             assert response.usage.completion_tokens == 4
             return sorted(model.id for model in await client.list_models())
 
-    assert await asyncio.to_thread(asyncio.run, first())
+    left_open = await asyncio.to_thread(asyncio.run, first())
     assert await asyncio.to_thread(uvloop.run, second()) == ["a", "b"]  # another kind of loop, as well
+
+    async def third() -> None:
+        """A tester's finding: the stream's text ended there with no error, as if the answer were whole."""
+        with pytest.raises(CancelledError, match="opened in another event loop"):
+            async for _ in left_open.text_stream:
+                pass
+        with pytest.raises(CancelledError, match="opened in another event loop"):
+            await left_open.get_final_response()
+
+    await asyncio.to_thread(asyncio.run, third())
 
 
 async def test_a_second_loop_is_refused_while_the_first_runs_and_served_once_it_stops(target: str) -> None:

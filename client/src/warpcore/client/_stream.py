@@ -155,6 +155,12 @@ class Stream(Generic[ParsedT]):
         self.close()
 
 
+OTHER_LOOP_STREAM = (
+    "this stream was opened in another event loop: it was cancelled when its client was next used in another loop,"
+    " and is read in the loop that opened it only"
+)
+
+
 class AsyncStream(Generic[ParsedT]):
     """The asyncio twin of Stream; dropping it unread cancels it too."""
 
@@ -164,6 +170,7 @@ class AsyncStream(Generic[ParsedT]):
         self._call = call
         self._accumulator = Accumulator(parse)
         self._events = _async_events(call, self._accumulator)
+        self._loop = asyncio.get_running_loop()
         weakref.finalize(self, call.cancel)  # as Stream's
 
     @property
@@ -175,6 +182,9 @@ class AsyncStream(Generic[ParsedT]):
         return self
 
     async def __anext__(self) -> StreamEvent:
+        if asyncio.get_running_loop() is not self._loop:
+            # grpc.aio would end the call's frames there as if the answer were whole.
+            raise CancelledError(OTHER_LOOP_STREAM, status=grpc.StatusCode.CANCELLED)
         return await anext(self._events)
 
     @property
