@@ -1,4 +1,5 @@
-"""`warpcore chat` end to end against the OpenAI fake: Ctrl-C stops a reply, not the session."""
+"""`warpcore chat` end to end against the OpenAI fake: Ctrl-C stops a reply, not the session; a turn past --timeout
+says so."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from tests.test_cli import finish, start
+from tests.test_cli import finish, start, warpcore
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -99,3 +100,14 @@ async def test_a_failed_turn_is_told_and_forgotten_and_the_session_goes_on(
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert body["messages"] == [{"role": "user", "content": "a short one"}]
+
+
+async def test_a_turn_past_timeout_says_whose_deadline_passed(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """A tester's finding: the turn failed with gRPC's "Deadline Exceeded", where generate says --timeout's."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(chunks=["Once", " upon"], stall_after=1)
+    run = await warpcore(target, "--timeout", "0.5", "chat", "--model", "m", stdin="first question\n")
+    assert run.code == 1
+    assert "[turn failed, forgotten: DEADLINE_EXCEEDED: timed out after 0.5 s (--timeout)]" in run.stderr

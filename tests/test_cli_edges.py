@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
 from tests.hosted import load
 from tests.test_cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
 from tests.test_embeddings import load_tiny_embedder
@@ -160,3 +161,24 @@ async def test_a_refused_text_is_named_by_its_place_in_the_commands_input(
     assert run.stderr.startswith(f"warpcore: INVALID_ARGUMENT: {place}: it is ")
     assert "tokens long, more than the model's 64-token context; shorten it, set --truncate, or load" in run.stderr
     assert "inputs[" not in run.stderr
+
+
+async def test_a_generation_the_server_stops_at_its_shutdown_is_status_1(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: the command ended 0, with the text cut short on stdout, as if it were the answer."""
+    openai_upstream.script = Script(chunks=["tick"] * 1000, delay=0.01)  # far longer than the grace
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await load(inference_pb2_grpc.InferenceServiceStub(channel), openai_upstream)
+        process = await start(f"127.0.0.1:{server.port}", "generate", "--max-tokens", "2000", "hi")
+        assert process.stdout is not None
+        first = await process.stdout.read(4)  # the stream runs
+        await server.stop(0.1)
+        stdout, stderr = await finish(process)
+    text = (first + stdout).decode()
+    assert text.startswith("tick")
+    assert text.rstrip("\n").replace("tick", "") == ""  # the text it gave, then its line ended
+    assert process.returncode == 1
+    assert "finish: cancelled" in stderr.decode()
+    said = "warpcore: the server stopped the generation before its end (it is shutting down); retry\n"
+    assert stderr.decode().endswith(said)

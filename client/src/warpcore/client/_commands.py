@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from warpcore.client import (
     Client,
+    DeadlineExceededError,
     FinishReason,
     GenerateResponse,
     Message,
@@ -156,6 +157,17 @@ def prompt_of(args: argparse.Namespace) -> str:
     return args.prompt if args.prompt not in (None, "-") else stdin().read().removesuffix("\n")
 
 
+STOPPED_BY_SERVER = "the server stopped the generation before its end (it is shutting down); retry"
+
+
+def failure_words(error: WarpcoreError, timeout: float | None) -> str:
+    """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given: gRPC's words for it
+    ("Stream removed (Deadline Exceeded)") do not say whose deadline passed."""
+    if isinstance(error, DeadlineExceededError) and timeout is not None:
+        return f"{error.status.name}: timed out after {timeout:g} s (--timeout)"
+    return f"{error.status.name}: {error.message}"
+
+
 def generate(client: Client, args: argparse.Namespace) -> int:
     prompt = prompt_of(args)
     if not prompt:
@@ -170,6 +182,8 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         ended = "declined by the model" if response.refusal else f"ended with finish {response.finish_reason}"
         raise CliError(f"the answer {ended} before it was the JSON --json-schema asks for")
     print(usage_line(response), file=sys.stderr)
+    if response.finish_reason is FinishReason.CANCELLED:  # a script must not take the text cut short as the answer
+        raise CliError(STOPPED_BY_SERVER)
     return 0
 
 
@@ -200,7 +214,12 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         except WarpcoreError as error:
             history.pop()
             failed = True
-            print(f"[turn failed, forgotten: {error.status.name}: {error.message}]", file=sys.stderr)
+            print(f"[turn failed, forgotten: {failure_words(error, args.timeout)}]", file=sys.stderr)
+            continue
+        if reply.finish_reason is FinishReason.CANCELLED:  # the server's shutdown: the reply is not whole
+            history.pop()
+            failed = True
+            print(f"[turn failed, forgotten: {STOPPED_BY_SERVER}]", file=sys.stderr)
             continue
         history.append(reply.message())
 
