@@ -192,8 +192,55 @@ async def test_a_mapping_message_with_content_parts_says_content_is_a_str(make: 
     )
     with pytest.raises(TypeError, match=f"^{re.escape(says)}$"):
         await maybe(generate("m", messages=[parts]))
-    with pytest.raises(TypeError, match=r"has a role and a text content only; .*\(got keys \['content', 'name'"):
+    with pytest.raises(TypeError, match=r"has a role and a text content, no more; .*\(got keys \['content', 'name'"):
         await maybe(generate("m", messages=[{"role": "user", "content": "hi", "name": "x"}]))
+    # A tester's finding: a mapping without its content was sent as an empty turn.
+    with pytest.raises(TypeError, match=r"has a role and a text content, no more; .*\(got keys \['role'\]\)"):
+        await maybe(generate("m", messages=[{"role": "user"}]))
+    with pytest.raises(TypeError, match=r"^prompt is a str, not bytes$"):
+        await maybe(generate("m", prompt=b"hi"))
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.embed("m", ["x"], dimensions=-3), "dimensions must be from 0 to 4294967295 (a uint32), not -3"),
+        (
+            lambda c: c.load_model(TINY_MODEL, context_size=-5),
+            "context_size must be from 0 to 4294967295 (a uint32), not -5",
+        ),
+        (lambda c: c.load_model(TINY_MODEL, threads=-2), "threads must be from 0 to 4294967295 (a uint32), not -2"),
+        (lambda c: c.load_model(TINY_MODEL, parallel=-1), "parallel must be from 0 to 4294967295 (a uint32), not -1"),
+        (
+            lambda c: c.load_model(TINY_MODEL, gpu_layers=2**31),
+            "gpu_layers must be from -2147483648 to 2147483647 (an int32), not 2147483648",
+        ),
+    ],
+    ids=["dimensions", "context_size", "threads", "parallel", "gpu_layers"],
+)
+async def test_load_and_embed_integers_beyond_their_fields_name_the_option(
+    make: Callable[..., Any], call: Callable[[Any], Any], message: str
+) -> None:
+    """A tester's finding: protobuf's "Value out of range: -3", naming no option."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        await maybe(call(make(UNREACHABLE)))
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        (b"abc", "inputs is a str or an iterable of str, not bytes"),
+        (5, "inputs is a str or an iterable of str, not int"),
+        (["a", None], "inputs is a str or an iterable of str, not of NoneType"),
+    ],
+)
+async def test_embed_inputs_of_another_type_say_what_they_take(
+    make: Callable[..., Any], inputs: object, message: str
+) -> None:
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        await maybe(make(UNREACHABLE).embed("m", inputs))
 
 
 @CLIENTS

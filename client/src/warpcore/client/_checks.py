@@ -70,7 +70,8 @@ def whole(option: str, value: Any, low: int, high: int, kind: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{option} is an int, not {type(value).__name__}")
     if not low <= value <= high:
-        raise ValueError(f"{option} must be from {low} to {high} (a {kind}), not {value!r}")
+        article = "an" if kind[0] in "aeio" else "a"  # "a uint32", "an int32"
+        raise ValueError(f"{option} must be from {low} to {high} ({article} {kind}), not {value!r}")
     return value
 
 

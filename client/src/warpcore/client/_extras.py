@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from warpcore.client._checks import UINT32_MAX, whole
 from warpcore.client._messages import Cache, Document, Part, Text
 from warpcore.client._types import (
     EmbedResponse,
@@ -91,7 +92,13 @@ def embed_request(
     truncate: bool | None,
 ) -> epb.EmbedRequest:
     """One text or several; None leaves an option to the server."""
+    if isinstance(inputs, bytes | bytearray) or not isinstance(inputs, str | Iterable):
+        raise TypeError(f"inputs is a str or an iterable of str, not {type(inputs).__name__}")
     texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    if odd := [text for text in texts if not isinstance(text, str)]:
+        raise TypeError(f"inputs is a str or an iterable of str, not of {type(odd[0]).__name__}")
+    if dimensions is not None:
+        whole("dimensions", dimensions, 0, UINT32_MAX, "uint32")
     options = epb.EmbedOptions(dimensions=dimensions, normalize=normalize, truncate=truncate)
     return epb.EmbedRequest(model_id=model_id, inputs=texts, options=options)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from warpcore.client._checks import choice, flag, generation_integers, known_options, tokens
+from warpcore.client._checks import UINT32_MAX, choice, flag, generation_integers, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
@@ -76,6 +76,9 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
         return pb.BackendConfig(api=api_config)
     if config.prompt_cache_tokens is not None:
         tokens("prompt_cache_tokens", config.prompt_cache_tokens, "no prompt cache")
+    for name, low, high, kind in _LOCAL_INTEGERS:
+        if (value := getattr(config, name)) is not None:
+            whole(name, value, low, high, kind)
     numa = pb.NUMA_STRATEGY_UNSPECIFIED
     if config.numa_strategy:
         strategy = choice("numa_strategy", config.numa_strategy, levels(pb.NumaStrategy))
@@ -100,6 +103,14 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
     )
 
 
+_LOCAL_INTEGERS = (
+    ("threads", 0, UINT32_MAX, "uint32"),
+    ("parallel", 0, UINT32_MAX, "uint32"),
+    ("gpu_layers", -(2**31), 2**31 - 1, "int32"),
+)
+"""LocalConfig's integers, each within its protocol field."""
+
+
 def load_request(
     model: str,
     backend: BackendLike,
@@ -109,6 +120,8 @@ def load_request(
     config: ConfigLike | None,
     options: BackendOptions,
 ) -> pb.LoadModelRequest:
+    if context_size is not None:
+        whole("context_size", context_size, 0, UINT32_MAX, "uint32")
     return pb.LoadModelRequest(
         backend=backend_type(backend),
         model=model,
@@ -140,9 +153,9 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
         )
     if isinstance(message, Mapping):
         extra = sorted(set(message) - {"role", "content"})
-        if extra:
+        if extra or set(message) != {"role", "content"}:
             raise TypeError(
-                "a message given as a mapping has a role and a text content only; use warpcore.client.Message for"
+                "a message given as a mapping has a role and a text content, no more; use warpcore.client.Message for"
                 f" tool calls, images and reasoning (got keys {sorted(message)})"
             )
         if not isinstance(message.get("content", ""), str):
@@ -169,6 +182,8 @@ def generate_request(
     parser of its structured answer when response_format (in `options`, or generate()'s keyword) asks for JSON."""
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
+    if prompt is not None and not isinstance(prompt, str):  # protobuf would take bytes, as UTF-8
+        raise TypeError(f"prompt is a str, not {type(prompt).__name__}")
     given = cast(GenerationOptions, options)  # count_tokens' options hold its response_format, if any
     if response_format is not NOT_GIVEN:  # generate()'s keyword, given (None too, refused as any other non-format)
         given = {**options, "response_format": response_format}
