@@ -279,6 +279,7 @@ def usage_error(run: Run) -> str:
         (["--timeout", "0", "health"], "argument --timeout: must be a number greater than 0"),
         (["--timeout", "inf", "health"], "argument --timeout: must be a number greater than 0"),
         (["--timeout", "1e300", "health"], "argument --timeout: must be a number greater than 0"),
+        (["generate", "--stop", ""], "warpcore generate: error: argument --stop: must not be empty"),
     ],
 )
 async def test_numbers_out_of_range_are_usage_errors(args: list[str], error: str) -> None:

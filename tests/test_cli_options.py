@@ -98,7 +98,11 @@ async def test_an_api_key_comes_from_an_environment_variable_or_a_file(
         ),
         (["--api-key-file", "/nonexistent/key"], "argument --api-key-file: cannot read /nonexistent/key: No such file"),
         (
-            ["--api-key-env", "HOME", "--api-key-file", __file__],
+            ["--api-key-env", "CLI_TEST_TAB"],
+            "argument --api-key-env: the key in the environment variable CLI_TEST_TAB is not printable ASCII",
+        ),
+        (
+            ["--api-key-env", "HOME", "--api-key-file", "/proc/sys/kernel/ostype"],  # a line of printable ASCII
             "argument --api-key-file: not allowed with argument --api-key-env",
         ),
         (["--threads", "2"], "argument --threads: only with --backend llama_cpp, not --backend openai"),
@@ -112,7 +116,7 @@ async def test_an_api_key_comes_from_an_environment_variable_or_a_file(
 )
 async def test_bad_load_settings_are_usage_errors(args: list[str], error: str) -> None:
     # The closed port shows that nothing is sent: a call would fail with UNAVAILABLE (exit 1).
-    env = {**ENV, "CLI_TEST_EMPTY": ""}
+    env = {**ENV, "CLI_TEST_EMPTY": "", "CLI_TEST_TAB": "sk-one\ttwo"}
     run = await warpcore(closed_port_target(), "load", "m", "--backend", "openai", *args, env=env)
     assert error in usage_error(run)
 

@@ -55,6 +55,13 @@ def text(value: str) -> str:
     return value
 
 
+def stop_text(value: str) -> str:
+    """A stop sequence: UTF-8 text, not empty (which would stop before anything)."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text(value)
+
+
 COUNT = bounded(int, 1, UINT32_MAX)
 """A count of tokens (or threads, or slots): zero or negative is meaningless, and the field is a uint32."""
 SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)

@@ -40,7 +40,7 @@ def api_key_from_env(name: str) -> str:
         raise argparse.ArgumentTypeError(
             f"the environment variable {name} is {'empty' if name in os.environ else 'not set'}"
         )
-    return key
+    return _sendable(key, f"the environment variable {name}")
 
 
 def api_key_from_file(path: str) -> str:
@@ -48,6 +48,14 @@ def api_key_from_file(path: str) -> str:
     key = read_file(path).strip()
     if not key:
         raise argparse.ArgumentTypeError(f"{path} is empty")
+    return _sendable(key, path)
+
+
+def _sendable(key: str, source: str) -> str:
+    """`key` if it is printable ASCII, as an API key is (the server refuses any other); the message does not show
+    it."""
+    if not (key.isascii() and key.isprintable()):
+        raise argparse.ArgumentTypeError(f"the key in {source} is not printable ASCII, as an API key is")
     return key
 
 

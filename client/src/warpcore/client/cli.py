@@ -17,7 +17,7 @@ from warpcore.client import (
 )
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
-from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file, text
+from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file, stop_text, text
 from warpcore.client._cli_load import add_load_options, load
 from warpcore.client._commands import (
     CliError,
@@ -102,7 +102,11 @@ def parser() -> argparse.ArgumentParser:
             help="sampling temperature, 0 (greedy) to 2, Anthropic to 1 (default: the backend's; llama.cpp 0.8)",
         )
         sub.add_argument(
-            "--stop", action="append", metavar="X", help="stop before this text; repeatable (default: none)"
+            "--stop",
+            action="append",
+            type=stop_text,
+            metavar="X",
+            help="stop before this text; repeatable (default: none)",
         )
         sub.add_argument(
             "--seed",
