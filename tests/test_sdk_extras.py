@@ -135,6 +135,11 @@ async def test_cli_embed_prints_json_lines_and_tokens_prints_the_count(stub: Stu
     *token_lines, total = listed.stdout.splitlines()
     assert len(token_lines) == int(total)
     assert all(line.split("\t")[0].isdigit() for line in token_lines)
+    # A character cut into byte tokens: each piece shown as its bytes, where each read "\ufffd".
+    pieces = await warpcore(target, "tokens", "--list", "\U00013000")
+    shown = [json.loads(line.split("\t")[1]) for line in pieces.stdout.splitlines()[:-1]]
+    assert "\ufffd" not in "".join(shown)
+    assert "\\xf0\\x93\\x80\\x80" in "".join(shown)  # U+13000's UTF-8, whatever tokens cut it
 
     generated = await warpcore(target, "generate", "--max-tokens", "2", "the world")  # not the embedding model
     assert generated.code == 0, generated.stderr

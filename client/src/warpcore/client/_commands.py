@@ -279,7 +279,8 @@ def tokens(client: Client, args: argparse.Namespace) -> int:
         model_id, prompt=None if args.chat else prompt, messages=messages, include_tokens=args.list, **options
     )
     for token in counted.tokens:
-        print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='replace'))}")
+        # A piece of a character's UTF-8 (a byte token) as its bytes, \xf0: as U+FFFD, different tokens read alike.
+        print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='backslashreplace'))}")
     print(counted.prompt_tokens)
     return 0
 
