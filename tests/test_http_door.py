@@ -340,6 +340,8 @@ async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> N
             await client.models.list(limit=0)
         with pytest.raises(anthropic.BadRequestError):
             await client.models.list(after_id="nope")
+        with pytest.raises(anthropic.BadRequestError, match="give after_id or before_id, not both"):
+            await client.models.list(after_id="m0", before_id="m4")  # after_id was left out in silence
     assert ([model.id for model in first.data], first.has_more, first.last_id) == (["m0", "m1"], True, "m1")
     assert ([model.id for model in after.data], after.has_more) == (["m2", "m3"], True)
     assert ([model.id for model in before.data], before.has_more, before.first_id) == (["m1", "m2"], True, "m1")

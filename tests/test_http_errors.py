@@ -109,6 +109,17 @@ async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) 
     assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
 
 
+async def test_a_local_models_refusal_of_thinking_begins_with_the_field(doors: Doors) -> None:
+    """A tester's finding: "thinking options are not supported...", where every other message begins "thinking: "."""
+    await doors.engine.load(LoadSpec("m", BackendKind.LLAMA_CPP, TINY_MODEL, None, 32))
+    failure = await anthropic_failure(doors, thinking={"type": "enabled", "budget_tokens": 1024}, max_tokens=2048)
+    assert failure.status_code == 400
+    assert failure.body["error"]["message"].startswith("thinking: local models take no reasoning options")  # type: ignore[index]
+    refused = await openai_failure(doors, reasoning_effort="low")
+    assert (refused.status_code, refused.param) == (400, "reasoning_effort")
+    assert refused.body["message"].startswith("local models take no reasoning options")  # type: ignore[index]
+
+
 async def test_a_tool_call_cut_by_max_tokens_is_in_the_whole_answer_as_its_stream_gives_it(doors: Doors) -> None:
     """A call that max_tokens cuts short is in the whole answer as its stream gives it: the OpenAI message with the
     arguments it got (no JSON object), the Anthropic block with as much input as they hold, as the anthropic SDK's

@@ -207,6 +207,8 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= ANTHROPIC_MAX_PAGE:
         raise InvalidArgumentError(f"limit must be between 1 and {ANTHROPIC_MAX_PAGE}", field="limit")
     limit, ids = int(limit_text), [entry["id"] for entry in entries]
+    if "after_id" in query and "before_id" in query:  # a page runs one way from one cursor
+        raise InvalidArgumentError("give after_id or before_id, not both", field="before_id")
     for name in ("after_id", "before_id"):
         if name in query and query[name] not in ids:
             raise InvalidArgumentError(f"{name} {query[name]!r} is no listed model", field=name)

@@ -47,7 +47,8 @@ def check_servable(params: GenerationParams) -> None:
         raise InvalidArgumentError("verbosity is not supported by local models; leave it unset", field="verbosity")
     if _reasons(params):
         raise InvalidArgumentError(
-            "reasoning options are not supported by local models: their chat templates have no thinking format",
+            # Not begun with the field's name, which would read as the field: "thinking options ..." at the door.
+            "local models take no reasoning options: their chat templates have no thinking format",
             field="reasoning",
         )
     response_format = params.response_format
