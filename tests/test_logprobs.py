@@ -91,17 +91,22 @@ async def test_no_logprobs_unless_asked_and_without_alternatives_unless_asked(st
     assert all(top == [] for _, _, top in scored)
 
 
-async def test_a_stop_sequence_leaves_its_tokens_out(stub: Stub) -> None:
+@pytest.mark.parametrize("cut", [False, True], ids=["a word", "from inside a word into the next"])
+async def test_a_stop_sequence_leaves_its_tokens_out(stub: Stub, cut: bool) -> None:
+    """The tokens spell the text, and beyond it only what of the stop sequence the last of them holds: a tester's
+    finding was the tokens that complete it sent too (text " f", tokens " five", ",", " six" for the stop "ive, s")."""
     await load_tiny(stub)
     full, _, _ = await scored_stream(stub.Generate(scored_greedy("the world")))
     words = full.split()
-    stop = words[len(words) // 2]
+    middle = len(words) // 2
+    stop = f"{words[middle][1:]} {words[middle + 1][:2]}" if cut else words[middle]
     frames = [frame async for frame in stub.Generate(scored_greedy("the world", stop_sequences=[stop]))]
     text = "".join(frame.delta.text for frame in frames[:-1])
-    spelled = b"".join(token.bytes for frame in frames[:-1] for token in frame.delta.logprobs)
+    tokens = [token.bytes for frame in frames[:-1] for token in frame.delta.logprobs]
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_STOP_SEQUENCE
-    assert spelled.startswith(text.encode())
-    assert len(spelled) < len(full.encode())
+    assert b"".join(tokens).startswith(text.encode())
+    assert len(b"".join(tokens[:-1])) < len(text.encode())  # the last token begins in the text: none after it
+    assert (text + stop).encode().startswith(b"".join(tokens))  # what it spells beyond the text is the stop's
 
 
 async def test_text_held_back_inside_a_token_goes_out_with_that_tokens_logprob(stub: Stub) -> None:

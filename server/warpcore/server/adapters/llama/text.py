@@ -91,7 +91,9 @@ class TokenText:
         rest, self._released = self._released, ""
         if reason is not FinishReason.STOP_SEQUENCE:
             rest += self._scanner.flush() + self._utf8.decode(b"", final=True)
-        self._out(rest)
+            self._out(rest)
+        else:  # the tokens that complete the stop sequence are no part of the answer
+            self._out(rest, self._tokens_before(self._sent + len(rest)))
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
@@ -119,6 +121,17 @@ class TokenText:
         if whole:
             text, self._released = self._released[: cut - self._sent], self._released[cut - self._sent :]
             self._out(text, whole)
+
+    def _tokens_before(self, end: int) -> int:
+        """How many pending tokens begin before the answer's character `end` (pending tokens begin where the text
+        sent ends; one that ends inside a character, and the next, both begin in it)."""
+        count, start = 0, self._sent
+        for _, ends in self._pending:
+            if start >= end:
+                break
+            count += 1
+            start = start if ends is None else ends
+        return count
 
     def _out(self, text: str, tokens: int | None = None) -> None:
         """Send `text` with the logprobs of the first `tokens` pending tokens (all of them by default)."""
