@@ -299,6 +299,7 @@ CALLED = [
 """A turn whose two calls wait for their results."""
 TOOLS = [{"name": "f", "input_schema": {"type": "object"}}]
 WELL = {"type": "text", "text": "well?"}
+USE_T1 = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
 
 
 @pytest.mark.parametrize(
@@ -328,6 +329,17 @@ WELL = {"type": "text", "text": "well?"}
             "messages[2]: call 'c2' of messages[1] has no tool result before this turn",
         ),
         ({"messages": [*CALLED, {"role": "user", "content": [WELL]}]}, "messages[1].content[0].name: no tool named"),
+        (
+            {
+                "messages": [
+                    CALLED[0],
+                    {"role": "assistant", "content": [USE_T1, USE_T1]},
+                    {"role": "user", "content": [result_block("t1")]},
+                ],
+                "tools": TOOLS,
+            },
+            "messages[1].content[1].id: two tool calls have id 't1'",  # the second block, not the first
+        ),
     ],
 )
 async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: dict[str, object], field: str) -> None:

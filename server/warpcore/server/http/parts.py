@@ -137,9 +137,16 @@ def anthropic_turn_paths(path: str, message: Json, turn: Sequence[ChatMessage]) 
     `tool_result` block, the rest the message, its calls their `tool_use` blocks."""
     blocks = message.get("content")
     blocks = list(enumerate(blocks)) if isinstance(blocks, list) else []
+    taken: set[int] = set()
 
     def block(kind: str, key: str, value: str) -> str:
-        found = next(index for index, each in blocks if each.get("type") == kind and each.get(key) == value)
+        """The next block of `kind` whose `key` is `value`: two with the same id are two blocks, each its own."""
+        found = next(
+            index
+            for index, each in blocks
+            if index not in taken and each.get("type") == kind and each.get(key) == value
+        )
+        taken.add(found)
         return at(at(path, "content"), found)
 
     paths = []
