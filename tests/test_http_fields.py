@@ -55,7 +55,7 @@ async def test_an_unknown_field_is_a_400_naming_it_in_each_dialect(
     async with async_openai_client(both) as client:
         with pytest.raises(openai.BadRequestError) as chat:
             await client.chat.completions.create(
-                model="claude", messages=OPENAI_MESSAGES, extra_body={"thinking": {"type": "enabled"}}
+                model="claude", messages=OPENAI_MESSAGES, extra_body={"reasoning": {"effort": "low"}}
             )
         with pytest.raises(openai.BadRequestError) as embeddings:
             await client.embeddings.create(model="gpt", input="hi", extra_body={"truncate": True})
@@ -64,7 +64,7 @@ async def test_an_unknown_field_is_a_400_naming_it_in_each_dialect(
             await client.messages.create(
                 model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, extra_body={"reasoning_effort": "low"}
             )
-    assert (chat.value.param, chat.value.code) == ("thinking", "unknown_field")
+    assert (chat.value.param, chat.value.code) == ("reasoning", "unknown_field")  # the Responses API's
     assert (embeddings.value.param, embeddings.value.code) == ("truncate", "unknown_field")
     assert message_of(messages.value).startswith("reasoning_effort: not a field of this request")
     assert len(openai_upstream.requests) + len(anthropic_upstream.requests) == sent  # nothing went upstream
@@ -175,6 +175,42 @@ async def test_adaptive_thinking_reaches_a_claude_model(both: Doors, anthropic_u
                 extra_body={"top_k": 3},
             )
     assert message_of(refused.value).startswith("top_k: ")
+
+
+async def test_thinking_from_an_openai_client_asks_a_claude_model_to_think(
+    both: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    """A tester's finding: reasoning_effort sent only output_config.effort, and Claude thinks only when asked, so an
+    OpenAI client could never have it think. Anthropic's `thinking`, which OpenAI-compatible gateways take, asks."""
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(
+            model="claude",
+            messages=OPENAI_MESSAGES,
+            max_tokens=2048,
+            reasoning_effort="high",
+            extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}},
+        )
+        assert last_body(anthropic_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+        assert last_body(anthropic_upstream)["output_config"] == {"effort": "high"}
+        await client.chat.completions.create(
+            model="claude", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"thinking": {"type": "adaptive"}}
+        )
+        assert last_body(anthropic_upstream)["thinking"] == {"type": "adaptive"}
+        with pytest.raises(openai.BadRequestError) as small:
+            await client.chat.completions.create(
+                model="claude",
+                messages=OPENAI_MESSAGES,
+                max_tokens=100,
+                extra_body={"thinking": {"type": "enabled", "budget_tokens": 100}},
+            )
+        with pytest.raises(openai.BadRequestError) as elsewhere:
+            await client.chat.completions.create(
+                model="gpt",
+                messages=OPENAI_MESSAGES,
+                max_tokens=2048,
+                extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            )
+    assert small.value.param == elsewhere.value.param == "thinking.budget_tokens"
 
 
 async def test_an_anthropic_error_names_the_field_as_the_client_wrote_it(both: Doors) -> None:

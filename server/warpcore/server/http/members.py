@@ -57,7 +57,7 @@ OPENAI_CHAT = Members(
         *("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed"),
         *("presence_penalty", "frequency_penalty", "logit_bias", "tools", "tool_choice", "parallel_tool_calls"),
         *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
-        "modalities",
+        *("modalities", "thinking"),
     ),
     # `prediction` (Predicted Outputs) makes an answer come sooner, never another answer.
     ignored=(

@@ -20,6 +20,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
+from warpcore.server.http import anthropic_options
 from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
@@ -65,6 +66,8 @@ FIELD_NAMES = {
     "system": "messages",
     "reasoning": "reasoning_effort",
     "reasoning.effort": "reasoning_effort",
+    "reasoning.budget_tokens": "thinking.budget_tokens",
+    "reasoning.adaptive": "thinking.type",
     "response_format.schema": "response_format.json_schema.schema",
     "response_format.name": "response_format.json_schema.name",
 }
@@ -142,7 +145,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         tool_choice=tool_choice,
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=_response_format(mapping(body, "response_format")),
-        reasoning=_reasoning(text(body, "reasoning_effort")),
+        reasoning=_reasoning(text(body, "reasoning_effort"), mapping(body, "thinking")),
         verbosity=text(body, "verbosity"),
         logprobs=boolean(body, "logprobs") is True,
         top_logprobs=integer(body, "top_logprobs") or 0,
@@ -264,5 +267,11 @@ def _response_format(response_format: Json | None) -> ResponseFormat | None:
     return None if response_format is None else response_format_at(response_format, "response_format", "json_schema")
 
 
-def _reasoning(effort: str | None) -> ReasoningOptions | None:
-    return None if effort is None else reasoning_options(effort, "reasoning_effort")
+def _reasoning(effort_name: str | None, thinking: Json | None) -> ReasoningOptions | None:
+    """`reasoning_effort`, and the `thinking` of Anthropic's API (its budget, or adaptive), which OpenAI-compatible
+    gateways take too: what asks a Claude model to think, where OpenAI's reasoning models think unasked."""
+    effort = None if effort_name is None else reasoning_options(effort_name, "reasoning_effort")
+    asked = None if thinking is None else anthropic_options.reasoning(thinking, None)
+    if asked is None:
+        return effort
+    return dataclasses.replace(asked, effort=effort.effort if effort is not None else None)
