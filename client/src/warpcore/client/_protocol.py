@@ -152,19 +152,18 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
             **message_fields(message),
         )
     if isinstance(message, Mapping):
-        extra = sorted(set(message) - {"role", "content"})
-        if extra or set(message) != {"role", "content"}:
+        if set(message) != {"role", "content"}:
             raise TypeError(
                 "a message given as a mapping has a role and a text content, no more; use warpcore.client.Message for"
                 f" tool calls, images and reasoning (got keys {sorted(message)})"
             )
-        if not isinstance(message.get("content", ""), str):
+        if not isinstance(message["content"], str):
             raise TypeError(
                 "a message given as a mapping has a str content, not"
                 f" {type(message['content']).__name__}; send parts (text, images, documents) as"
                 ' Message(role, parts=("text", Image(...)))'
             )
-        return pb.ChatMessage(role=chat_role(message.get("role", "")), content=message.get("content", ""))
+        return pb.ChatMessage(role=chat_role(message["role"]), content=message["content"])
     if not isinstance(message, tuple) or len(message) != 2:
         raise TypeError(f"a message is a Message, a (role, text) pair or a mapping, not {type(message).__name__}")
     role, content = message
