@@ -98,7 +98,8 @@ class TokenText:
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
             calls = tuple(self._calls.calls)
-            reason = FinishReason.TOOL_CALLS if calls and reason is FinishReason.STOP else reason
+            repeated = self._calls.repeated  # a repeat, whole or cut by the budget, ended the calls
+            reason = FinishReason.TOOL_CALLS if calls and (reason is FinishReason.STOP or repeated) else reason
         return Finish(
             reason,
             prompt_tokens=len(self._prompt.tokens),

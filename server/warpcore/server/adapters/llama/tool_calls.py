@@ -66,12 +66,26 @@ class ToolCallText:
     def flush(self, *, cut: bool) -> None:
         """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
         text, unless the cut fell inside a call's opening marker; a call cut short is dropped, but one whose arguments
-        were written whole, before its closing line, is complete (as a hosted API's call is)."""
+        were written whole, before its closing line, is complete (as a hosted API's call is); one cut while it
+        repeats an earlier call ends the calls, as the repeat would have (`repeated`)."""
         if self._state == self._text and not cut:
             self._answer(self._buffer)
         elif self._state == self._arguments_text:
             self._complete_cut_call()
+        if cut and self._repeating():
+            self._state = self._ended  # the budget ran out in a repeat: the answer is its calls, not a cut
         self._buffer = ""
+
+    def _repeating(self) -> bool:
+        """Whether the call being written, after the first, so far repeats an earlier one word for word."""
+        if self._state == self._header:
+            written = CALL_OPENING + self._buffer
+        elif self._state == self._arguments_text:
+            head = call_text(self._name, "").removesuffix("}" + _CLOSING)
+            written = head + "".join(self._arguments) + self._buffer
+        else:
+            return False
+        return any(call_text(call.name, call.arguments).startswith(written) for call in self.calls)
 
     def _complete_cut_call(self) -> None:
         written = "".join(self._arguments)
