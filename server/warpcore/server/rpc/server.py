@@ -31,6 +31,9 @@ from warpcore.v1 import inference_pb2, inference_pb2_grpc
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 UNTIL_DRAINED = 7 * 86400.0
 """The grace handed to gRPC's own stop: longer than any drain, which then ends it."""
+SENDING_LAST = 1.0
+"""Seconds gRPC gets, once the drain has ended every call, to send what those calls left to send (a stream's status
+goes out after its last frame, when our code is done): a stop at once would cut it to "Cancelling all calls"."""
 MODEL_HEALTH_PREFIX = "model:"
 """Each loaded model is also a health service, named "model:<model id>", SERVING while loaded, NOT_SERVING while
 UnloadModel unloads it (new calls are refused, those running finish); its entry goes once the model is freed, or at
@@ -98,7 +101,7 @@ class WarpcoreServer:
         """Report NOT_SERVING, refuse new calls, give the calls in flight `grace` seconds, then end them with our own
         answers (core/drain.py): a CANCELLED result frame for a stream, UNAVAILABLE (SHUTTING_DOWN) for any other
         call; health watches end with UNAVAILABLE (SHUTTING_DOWN) too. `streams.end_now()` cuts the grace short. gRPC
-        cancels only what is left after that, with its own status."""
+        cancels only what is left SENDING_LAST after that, with its own status."""
         await self.health.enter_graceful_shutdown()
         self.engine.refuse_queued()
         if grace is None:  # no drain: gRPC cancels every call at once
@@ -108,7 +111,7 @@ class WarpcoreServer:
         stopping = asyncio.ensure_future(self.server.stop(UNTIL_DRAINED))
         await self.streams.drain(grace)
         await self.health.end_watches()
-        await self.server.stop(0)
+        await self.server.stop(SENDING_LAST)
         await stopping
 
 
