@@ -182,34 +182,24 @@ async def test_thinking_from_an_openai_client_asks_a_claude_model_to_think(
 ) -> None:
     """A tester's finding: reasoning_effort sent only output_config.effort, and Claude thinks only when asked, so an
     OpenAI client could never have it think. Anthropic's `thinking`, which OpenAI-compatible gateways take, asks."""
+    enabled = {"type": "enabled", "budget_tokens": 1024}
     async with async_openai_client(both) as client:
-        await client.chat.completions.create(
-            model="claude",
-            messages=OPENAI_MESSAGES,
-            max_tokens=2048,
-            reasoning_effort="high",
-            extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}},
-        )
-        assert last_body(anthropic_upstream)["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+        async def asking(model: str, max_tokens: int, thinking: dict[str, Any], **options: Any) -> None:
+            body = {"thinking": thinking}
+            await client.chat.completions.create(
+                model=model, messages=OPENAI_MESSAGES, max_tokens=max_tokens, extra_body=body, **options
+            )
+
+        await asking("claude", 2048, enabled, reasoning_effort="high")
+        assert last_body(anthropic_upstream)["thinking"] == enabled
         assert last_body(anthropic_upstream)["output_config"] == {"effort": "high"}
-        await client.chat.completions.create(
-            model="claude", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"thinking": {"type": "adaptive"}}
-        )
+        await asking("claude", 5, {"type": "adaptive"})
         assert last_body(anthropic_upstream)["thinking"] == {"type": "adaptive"}
         with pytest.raises(openai.BadRequestError) as small:
-            await client.chat.completions.create(
-                model="claude",
-                messages=OPENAI_MESSAGES,
-                max_tokens=100,
-                extra_body={"thinking": {"type": "enabled", "budget_tokens": 100}},
-            )
+            await asking("claude", 100, {"type": "enabled", "budget_tokens": 100})
         with pytest.raises(openai.BadRequestError) as elsewhere:
-            await client.chat.completions.create(
-                model="gpt",
-                messages=OPENAI_MESSAGES,
-                max_tokens=2048,
-                extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}},
-            )
+            await asking("gpt", 2048, enabled)
     assert small.value.param == elsewhere.value.param == "thinking.budget_tokens"
 
 
