@@ -250,6 +250,21 @@ async def test_vectors_an_upstream_should_not_have_sent_are_unavailable(
     assert f"the embeddings hold {flaw}" in (error.details() or "")
 
 
+async def test_vectors_of_another_length_than_the_dimensions_asked_are_refused(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """An OpenAI-compatible server that cannot shorten its vectors (llama.cpp's) ignores dimensions: its vectors
+    would not fit the caller's index, so the option is refused as one the model cannot honour."""
+    await load(stub, openai_upstream)
+    openai_upstream.script.embedding_vectors = [[0.6, 0.8], [0.8, 0.6]]
+    error = await refusal(embed(stub, ["one", "two"], model_id="m", dimensions=4))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[0].reason == "OPTION_UNSUPPORTED"
+    assert rich_details(error)[1] == ["options.dimensions"]
+    assert "gives vectors of 2 dimensions and cannot shorten them to 4" in (error.details() or "")
+    assert len(vectors(await embed(stub, ["one", "two"], model_id="m", dimensions=2))[0]) == 2
+
+
 @pytest.mark.parametrize("usage", [None, {"prompt_tokens": None, "total_tokens": None}])
 async def test_an_embeddings_answer_without_its_token_count_counts_none(
     stub: Stub, openai_upstream: FakeOpenAI, usage: dict[str, None] | None

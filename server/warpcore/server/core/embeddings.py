@@ -91,3 +91,17 @@ def vectors_flaw(vectors: tuple[tuple[float, ...], ...]) -> str | None:
     if not all(math.isfinite(value) for vector in vectors for value in vector):
         return "a value that is no finite number"
     return None
+
+
+def check_dimensions(params: EmbedParams, embeddings: Embeddings) -> None:
+    """Refuse vectors of another length than the `dimensions` asked for: an OpenAI-compatible server that cannot
+    shorten its vectors (llama.cpp's) ignores the option, and a caller would index vectors of the wrong size."""
+    wanted = params.dimensions
+    lengths = sorted({len(vector) for vector in embeddings.vectors} - {wanted})
+    if wanted is not None and lengths:
+        raise InvalidArgumentError(
+            f"this model gives vectors of {lengths[0]} dimensions and cannot shorten them to {wanted}; leave"
+            " dimensions unset",
+            field="dimensions",
+            reason="OPTION_UNSUPPORTED",
+        )

@@ -27,7 +27,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.drain import ActiveStreams
-from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_response_room
+from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
 from warpcore.server.core.errors import NotFoundError, PermissionDeniedError
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
@@ -234,6 +234,7 @@ class Engine:
         async with self._admitted(model_id) as model:
             check_response_room(params, params.dimensions or model.info.embedding_dimensions)
             embeddings = await model.adapter.embed(params)
+        check_dimensions(params, embeddings)
         if not params.normalize:
             return embeddings
         return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
