@@ -490,15 +490,25 @@ async def test_retry_info_carries_the_upstreams_retry_after(
     assert details(error)["retry_after"] == 7.0
 
 
-async def test_a_500_that_says_what_is_not_supported_is_failed_precondition(stub: Stub, upstream: FakeUpstream) -> None:
-    """The tester's finding: llama.cpp's server answers an image it has no projector for with HTTP 500, which was
-    UNAVAILABLE (retry) and the HTTP door's 503 with Retry-After: a stock SDK sent the doomed request three times."""
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj",
+        "tools param requires --jinja flag",
+        "input (3002 tokens) is too large to process. increase the physical batch size",
+    ],
+)
+async def test_a_500_that_says_what_is_not_supported_is_failed_precondition(
+    stub: Stub, upstream: FakeUpstream, refusal: str
+) -> None:
+    """The testers' findings: llama.cpp's server answers an image it has no projector for, tools without its jinja
+    templates and an embedding over its batch size with HTTP 500, which was UNAVAILABLE (retry) and the HTTP door's
+    503 with Retry-After: a stock SDK sent the doomed request three times."""
     await load(stub, upstream)
-    hint = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
-    upstream.script = Script(status=500, error_message=hint, headers={"retry-after": "1"})
+    upstream.script = Script(status=500, error_message=refusal, headers={"retry-after": "1"})
     _, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.FAILED_PRECONDITION
-    assert "image input is not supported" in (error.details() or "")
+    assert refusal in (error.details() or "")
     assert "retry_after" not in details(error)
     upstream.script = Script(status=500, error_message="the server ran out of memory")
     _, error = await failed_stream(stub.Generate(prompt()))

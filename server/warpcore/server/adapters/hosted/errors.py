@@ -161,9 +161,10 @@ def _exceeds_context(error: Exception) -> bool:
     return bool(labels & _CONTEXT_LENGTH_LABELS) or _CONTEXT_LENGTH_WORDS.search(str(error)) is not None
 
 
-# A 500 that says what is missing is no passing failure: llama.cpp's server answers an image, without its projector,
-# with HTTP 500 "image input is not supported", which no retry changes (as a 501 says).
-_UNSUPPORTED_WORDS = re.compile(r"\bnot supported\b", re.IGNORECASE)
+# A 500 that says what is missing is no passing failure, which no retry changes (as a 501 says): llama.cpp's server
+# answers "image input is not supported" (no projector), "tools param requires --jinja flag", "input (3002 tokens) is
+# too large to process" (an embedding over its batch size) with HTTP 500.
+_UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires|too large)\b", re.IGNORECASE)
 
 
 def _lacks_feature(error: Exception) -> bool:
