@@ -11,7 +11,7 @@ import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.hosted import load
+from tests.hosted import api_config, load
 from tests.test_cli import finish, start, warpcore
 from warpcore.server.rpc.server import WarpcoreServer
 
@@ -111,3 +111,16 @@ async def test_a_turn_past_timeout_says_whose_deadline_passed(
     run = await warpcore(target, "--timeout", "0.5", "chat", "--model", "m", stdin="first question\n")
     assert run.code == 1
     assert "[turn failed, forgotten: DEADLINE_EXCEEDED: timed out after 0.5 s (--timeout)]" in run.stderr
+
+
+async def test_a_deadline_the_upstream_timeout_passed_is_not_blamed_on_timeout(
+    stub: Stub, openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """A tester's finding: a model loaded with a short API timeout failed with "timed out after 30 s (--timeout)"
+    half a second in: the server's own deadline, whose words name the upstream, is what the user must change."""
+    await load(stub, openai_upstream, api_config(openai_upstream, timeout={"nanos": 500_000_000}))
+    openai_upstream.script = Script(chunks=["Once", " upon"], stall_after=1)
+    run = await warpcore(target, "--timeout", "30", "generate", "--model", "m", "hi")
+    assert run.code == 1
+    assert "(--timeout)" not in run.stderr
+    assert "DEADLINE_EXCEEDED: openai upstream error:" in run.stderr

@@ -161,9 +161,10 @@ STOPPED_BY_SERVER = "the server stopped the generation before its end (it is shu
 
 
 def failure_words(error: WarpcoreError, timeout: float | None) -> str:
-    """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given: gRPC's words for it
-    ("Stream removed (Deadline Exceeded)") do not say whose deadline passed."""
-    if isinstance(error, DeadlineExceededError) and timeout is not None:
+    """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
+    call (its words, "Stream removed (Deadline Exceeded)", do not say whose deadline passed). The server's own
+    DEADLINE_EXCEEDED (an upstream's timeout) carries its request id, and its words say whose it was."""
+    if isinstance(error, DeadlineExceededError) and timeout is not None and not error.request_id:
         return f"{error.status.name}: timed out after {timeout:g} s (--timeout)"
     return f"{error.status.name}: {error.message}"
 
