@@ -49,10 +49,12 @@ _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 
 Delta = TextChunk | ReasoningChunk | ToolCallDelta
 NO_DELTAS: tuple[Delta, ...] = ()
-RESENDS = 2
-"""Times a request is sent again when the upstream closed its kept-alive connection before answering: nothing was
-answered, and llama.cpp's server closes one after each stream while it announces keep-alive. The SDKs' own retries
-are off (config.py): they would retry any failure."""
+RESENDS = 1
+"""Times a request is sent again when the upstream closed its connection before answering: nothing was answered, and
+llama.cpp's server closes a kept-alive one after each stream while it announces keep-alive. Once: the pool drops an
+idle connection as soon as its close is read, so only one closed in the moment of the send is met, and a peer that
+drops every request unanswered (a proxy whose backend is down) gets each request twice, not more. The SDKs' own
+retries are off (config.py): they would retry any failure."""
 
 
 def refused(field: str, message: str) -> InvalidArgumentError:
