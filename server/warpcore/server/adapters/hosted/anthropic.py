@@ -15,10 +15,7 @@ from warpcore.server.adapters.hosted.anthropic_request import alternating_turns,
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
-    error_for_status,
     map_sdk_errors,
-    upstream_error,
-    upstream_message,
 )
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -37,7 +34,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import DeadlineExceededError, UnavailableError, WarpcoreError
+from warpcore.server.core.errors import DeadlineExceededError
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
 ENVIRONMENT = ApiEnvironment(
@@ -48,7 +45,7 @@ ENVIRONMENT = ApiEnvironment(
 )
 DEFAULT_API_VERSION = "2023-06-01"
 MODELS_PAGE_SIZE = 1000
-MAX_MODEL_PAGES = 20
+MAX_LISTED_MODELS = 20 * MODELS_PAGE_SIZE
 
 # An `error` event inside a stream arrives as an APIStatusError with the stream's HTTP 200; its error type
 # tells what the status would have been (https://docs.anthropic.com/en/api/errors).
@@ -206,7 +203,9 @@ class AnthropicAdapter(HostedAdapter):
         api = resolve_api(settings, env, ENVIRONMENT)
         self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
         options = client_options(api, anthropic.DefaultAioHttpClient)
-        client = anthropic.AsyncAnthropic(**options, default_headers={"anthropic-version": self._version})
+        # The SDK sends its key as a bearer token; the API documents x-api-key, which compatible servers may require.
+        headers = {"anthropic-version": self._version, "x-api-key": api.api_key}
+        client = anthropic.AsyncAnthropic(**options, default_headers=headers)
         super().__init__(api, client)
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
@@ -237,31 +236,11 @@ class AnthropicAdapter(HostedAdapter):
         return TokenCount(counted.input_tokens)
 
     async def _listed_models(self) -> Sequence[str]:
-        """GET /v1/models page by page, straight over HTTP with the key and version headers."""
-        headers = {"x-api-key": self._api.api_key, "anthropic-version": self._version}
+        """GET /v1/models page by page, at most MAX_LISTED_MODELS ids (an upstream chooses how many pages it has)."""
         names: list[str] = []
-        query: dict[str, str | int] = {"limit": MODELS_PAGE_SIZE}
-        async with httpx2.AsyncClient(base_url=self._api.base_url, headers=headers, timeout=self._api.timeout) as http:
-            for _ in range(MAX_MODEL_PAGES):
-                with map_sdk_errors(ERRORS, self._api):
-                    response = await http.get("/v1/models", params=query)
-                if response.is_error:
-                    raise self._listing_error(response)
-                try:
-                    page = response.json()
-                    names += [model["id"] for model in page["data"]]
-                except (ValueError, KeyError, TypeError) as error:
-                    raise upstream_error(UnavailableError, self._api, "malformed /v1/models response") from error
-                if not page.get("has_more"):
+        with map_sdk_errors(ERRORS, self._api):
+            async for model in self._client.models.list(limit=MODELS_PAGE_SIZE):
+                names.append(model.id)
+                if len(names) == MAX_LISTED_MODELS:
                     break
-                query["after_id"] = page["last_id"]
         return names
-
-    def _listing_error(self, response: httpx2.Response) -> WarpcoreError:
-        """A failed page of the model listing, in the upstream's own words: the message of its JSON error body."""
-        try:
-            message = upstream_message(response.json()) or response.text
-        except ValueError:
-            message = response.text
-        status = response.status_code
-        return upstream_error(error_for_status(status), self._api, message, status=status, headers=response.headers)
