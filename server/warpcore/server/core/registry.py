@@ -24,20 +24,50 @@ class LoadedModel:
     spec: LoadSpec
 
 
-def _as_loaded(loaded: LoadedModel, asked: LoadSpec) -> LoadSpec:
-    """`asked`, with the context size and parallel sequences it leaves to the backend as `loaded` got them."""
+def _filled(asked: LoadSpec, has: LoadSpec) -> LoadSpec:
+    """`asked`, with what it leaves unset (its context size, each setting that is None) as `has` has it: a request
+    that leaves them to the server asks for the model as the server has it (a preloaded one with its key from the
+    environment, say)."""
     settings = asked.settings
+    if settings is None:
+        settings = has.settings
+    elif type(settings) is type(has.settings):
+        fields = dataclasses.fields(settings)
+        unset = {f.name: getattr(has.settings, f.name) for f in fields if getattr(settings, f.name) is None}
+        settings = dataclasses.replace(settings, **unset)
+    return dataclasses.replace(asked, context_size=asked.context_size or has.context_size, settings=settings)
+
+
+def as_known(known: LoadSpec, asked: LoadSpec) -> LoadSpec:
+    """The known model (not loaded now: declared lazy, or unloaded while idle) that `asked` asks for, as it was
+    declared (the operator's limits, its settings), with the keep_alive `asked` gives; ALREADY_EXISTS when `asked`
+    asks for another model under its id."""
+    if _filled(asked, known) != known:
+        raise AlreadyExistsError(
+            f"the model id {asked.model_id!r} is taken by a model not loaded now ({known.name}: declared lazy, or"
+            " unloaded while idle), which the next call naming it loads; unload it first or choose another model_id",
+            field="model_id",
+            reason="MODEL_ID_TAKEN",
+        )
+    return known if asked.keep_alive is None else dataclasses.replace(known, keep_alive=asked.keep_alive)
+
+
+def _as_loaded(loaded: LoadedModel, asked: LoadSpec) -> LoadSpec:
+    """`asked`, with what it leaves unset as `loaded` has it, context size and parallel sequences as it got them."""
+    filled = _filled(asked, loaded.spec)
+    settings = filled.settings
     if isinstance(settings, LocalSettings) and settings.parallel is None:
         settings = dataclasses.replace(settings, parallel=loaded.info.parallel)
     elif settings is None and not loaded.backend.hosted:
         settings = LocalSettings(parallel=loaded.info.parallel)
-    return dataclasses.replace(asked, context_size=asked.context_size or loaded.info.context_size, settings=settings)
+    return dataclasses.replace(filled, context_size=filled.context_size or loaded.info.context_size, settings=settings)
 
 
 def same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
-    """Whether `spec` asks for the loaded model: the same request, or one that names outright the context size and
-    parallel sequences the model got by default (a client that fills in defaults, or echoes what LoadModel
-    answered, retries safely)."""
+    """Whether `spec` asks for the loaded model: the same request, one that leaves to the server what the model got
+    (its settings from the environment, its context size), or one that names outright the context size and parallel
+    sequences the model got by default (a client that fills in defaults, or echoes what LoadModel answered, retries
+    safely)."""
     return spec == loaded.spec or _as_loaded(loaded, spec) == _as_loaded(loaded, loaded.spec)
 
 

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.budget import Budget
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import AlreadyExistsError, UnavailableError, WarpcoreError
+from warpcore.server.core.errors import UnavailableError, WarpcoreError
 from warpcore.server.core.limits import Limits, activity
-from warpcore.server.core.registry import LoadedModel, ModelRegistry, same_model
+from warpcore.server.core.registry import LoadedModel, ModelRegistry, as_known, same_model
 from warpcore.server.core.residence import (
     UNLOAD_REASONS,
     Dormant,
@@ -81,13 +81,8 @@ class Residency:
                 self._touch(existing.id, spec)
                 return existing
             known = self.dormant.get(spec.model_id)
-            if existing is None and known is not None and known.spec != spec:
-                raise AlreadyExistsError(
-                    f"the model id {spec.model_id!r} is taken by a model unloaded while idle ({known.spec.name}),"
-                    " which the next call naming it loads again; unload it first or choose another model_id",
-                    field="model_id",
-                    reason="MODEL_ID_TAKEN",
-                )
+            if existing is None and known is not None:
+                spec = as_known(known.spec, spec)
             if spec.backend.hosted:
                 return await self._registry.load(spec)
             return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
