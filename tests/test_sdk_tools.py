@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
 import pydantic
@@ -32,6 +34,7 @@ from warpcore.client import (
     ToolCall,
     ToolCallDelta,
 )
+from warpcore.client._messages import FUNCTION_TOOLS_NEED_PYDANTIC
 from warpcore.client._tools import request_fields
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import tools_pb2
@@ -285,3 +288,18 @@ async def test_sdk_verbosity(target: str, openai_upstream: FakeOpenAI) -> None:
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert body["verbosity"] == "medium"
+
+
+def test_a_function_tool_without_pydantic_says_what_to_install() -> None:
+    """A tester's finding: after `pip install ./client`, the README's tool loop failed with a bare "No module named
+    'pydantic'" (the SDK does not depend on it)."""
+    script = (
+        "import sys; sys.modules['pydantic'] = None\n"  # as where pydantic is not installed
+        "from warpcore.client import Tool\n"
+        "def get_weather(city: str) -> str: ...\n"
+        "try:\n    Tool.from_function(get_weather)\n"
+        "except ImportError as error:\n    print(error.name, '|', error)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout.strip() == f"pydantic | {FUNCTION_TOOLS_NEED_PYDANTIC}"
+    assert "pip install 'warpcore-client[tools]'" in FUNCTION_TOOLS_NEED_PYDANTIC

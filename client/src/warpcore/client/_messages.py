@@ -14,6 +14,12 @@ Cache = Literal["short", "long"]
 ("short"; Anthropic: 5 minutes) or longer ("long"; Anthropic: 1 hour). Anthropic caches only where asked; OpenAI
 caches long prompts by itself; llama.cpp models have their own cache. At most 4 in a request, "long" ones first."""
 
+FUNCTION_TOOLS_NEED_PYDANTIC = (
+    "a function as a tool needs pydantic, which reads its parameters' types into the tool's schema: install it, or"
+    " the SDK with its tools extra (pip install 'warpcore-client[tools]'); or give Tool(name, description,"
+    " parameters) with the schema written out"
+)
+
 
 @dataclass(frozen=True)
 class Image:
@@ -98,8 +104,12 @@ class Tool:
 
     @classmethod
     def from_function(cls, function: Any, description: str | None = None, *, strict: bool = False) -> Tool:
-        """A tool whose arguments are the typed parameters of a function (needs pydantic), named after it."""
-        import pydantic  # only here: the SDK itself does not need pydantic
+        """A tool whose arguments are the typed parameters of a function, named after it. Needs pydantic, which reads
+        the types: `pip install 'warpcore-client[tools]'`."""
+        try:
+            import pydantic  # only here: the SDK itself does not need pydantic
+        except ImportError as missing:
+            raise ImportError(FUNCTION_TOOLS_NEED_PYDANTIC, name="pydantic") from missing
 
         schema = pydantic.TypeAdapter(function).json_schema()
         return cls(function.__name__, description or (function.__doc__ or "").strip(), schema, strict)
