@@ -178,7 +178,10 @@ async def test_generate_with_a_backend_loads_the_model_first(stub: Stub, target:
 async def test_generate_without_model_uses_the_only_loaded_one(stub: Stub, target: str) -> None:
     none = await warpcore(target, "generate", "hi")
     assert none.code == 1
-    assert none.stderr.startswith("warpcore: no model is loaded")
+    assert none.stderr == "warpcore: no model is loaded; load one with `warpcore load`, or give --model and --backend\n"
+    for command in (["chat"], ["embed", "hi"], ["tokens", "hi"]):  # no --backend to give: a tester's finding
+        without = await warpcore(target, *command, stdin="hi\n")
+        assert without.stderr == "warpcore: no model is loaded; load one with `warpcore load`\n", command
 
     await load_tiny(stub, model_id="tiny")
     assert (await warpcore(target, "generate", "--max-tokens", "2", "hi")).code == 0

@@ -53,9 +53,11 @@ def _placed(error: WarpcoreError, places: list[str]) -> WarpcoreError | CliError
     return CliError(f"{error.status.name}: {places[int(named.group(1))]}: {message}")
 
 
-def pick_model(client: Client, model: str | None, backend: str | None, task: str = "generate") -> str:
-    """The id to use: --model (loaded first if it is not and --backend is given), else the only one loaded that can
-    do `task` (a Capabilities field: generate, embed, count_tokens)."""
+def pick_model(
+    client: Client, model: str | None, backend: str | None, task: str = "generate", *, loads: bool = False
+) -> str:
+    """The id to use: --model (loaded first if it is not and --backend is given, for a command that `loads`), else
+    the only one loaded that can do `task` (a Capabilities field: generate, embed, count_tokens)."""
     if model is None:
         listed = [m for m in client.list_models() if backend in (None, m.backend)]
         able = [m.id for m in listed if m.capabilities is None or getattr(m.capabilities, task)]
@@ -67,7 +69,8 @@ def pick_model(client: Client, model: str | None, backend: str | None, task: str
                 raise CliError(
                     f"none of the loaded models ({loaded}) can {TASKS[task]}; load one that can, or give --model"
                 )
-            raise CliError("no model is loaded; load one with `warpcore load`, or give --model and --backend")
+            or_load = ", or give --model and --backend" if loads else ""
+            raise CliError(f"no model is loaded; load one with `warpcore load`{or_load}")
         return able[0]
     if backend is not None and model not in {m.id for m in client.list_models()}:
         client.load_model(model, backend=backend, model_id=model)
@@ -175,7 +178,7 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         # Checked here rather than by the server, whose answer names protocol fields the user never set.
         usage: argparse.ArgumentParser = args.parser
         usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
-    model_id = pick_model(client, args.model, args.backend)
+    model_id = pick_model(client, args.model, args.backend, loads=True)
     reasoning = sys.stderr if args.show_reasoning else None
     response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
     if args.json_schema is not None and (response.finish_reason is not FinishReason.STOP or response.refusal):

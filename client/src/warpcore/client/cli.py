@@ -156,7 +156,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("prompt", nargs="?", metavar="PROMPT")
 
     sub = command("models", models, "list the loaded models, or with --backend also those it offers")
-    sub.add_argument("--backend", choices=BACKENDS)
+    sub.add_argument("--backend", choices=BACKENDS, help="only this backend's models, and those it offers to load")
     sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub.add_argument(
         "--residency",
