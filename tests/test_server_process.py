@@ -164,16 +164,25 @@ async def test_a_startup_model_that_fails_to_load_is_named(models_path: Path, tm
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
-async def test_a_taken_metrics_port_fails_fast_with_one_clear_line(models_path: Path, log_format: str) -> None:
+@pytest.mark.parametrize(
+    ("flags", "refusal"),
+    [
+        (("--metrics-host", "127.0.0.1", "--metrics-port"), "cannot serve metrics on"),
+        (("--host", "127.0.0.1", "--port"), "cannot listen on"),  # a tester's finding: gRPC's own line, and no reason
+        (("--http-host", "127.0.0.1", "--http-port"), "cannot serve the HTTP door on"),
+    ],
+    ids=["metrics", "gRPC", "HTTP"],
+)
+async def test_a_taken_port_fails_fast_with_one_clear_line(
+    models_path: Path, log_format: str, flags: tuple[str, ...], refusal: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = await start(
-            models_path, "--metrics-host", "127.0.0.1", "--metrics-port", str(port), "--log-format", log_format
-        )
+        process = await start(models_path, *flags, str(port), "--log-format", log_format)
         lines = await one_line_failure(process)
-    said = f"warpcore-server: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    said = f"warpcore-server: {refusal} 127.0.0.1:{port}: Address already in use"
     assert lines == [said] if log_format == "text" else [json.loads(line)["message"] for line in lines] == [said]
 
 

@@ -3,6 +3,7 @@ refusal while draining and the access log around every route; started and stoppe
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -72,7 +73,8 @@ class HttpDoor:
             await site.start()
         except OSError as error:
             await self._runner.cleanup()
-            raise RuntimeError(f"cannot listen on {host}:{port} for HTTP: {error.strerror}") from None
+            reason = os.strerror(error.errno) if error.errno else str(error)  # asyncio's strerror quotes the address
+            raise RuntimeError(f"cannot serve the HTTP door on {host}:{port}: {reason}") from None
         self.port = int(self._runner.addresses[0][1])
         return self.port
 
