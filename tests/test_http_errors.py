@@ -623,3 +623,57 @@ async def test_no_provider_key_in_any_answer(hosted: Doors, upstream: FakeUpstre
     for failure in failures:
         assert key not in failure.response.text
         assert key[-12:] not in str(failure.body)
+
+
+# Per route, a body whose assistant turn carries tool-call arguments as JSON text, and that text's field.
+ARGUMENTS_TEXT: dict[str, tuple[Callable[[str], dict[str, object]], str]] = {
+    "/v1/chat/completions": (
+        lambda arguments: {
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+            ],
+        },
+        "messages[1].tool_calls[0].function.arguments",
+    ),
+    "/v1/responses": (
+        lambda arguments: {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": arguments},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+            ],
+        },
+        "input[1].arguments",
+    ),
+}
+
+
+@pytest.mark.parametrize("path", list(ARGUMENTS_TEXT))
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ('{"x":' + "[" * 2000 + "]" * 2000 + "}", "nested deeper than"),
+        ('{"x": "\\ud800"}', "unpaired UTF-16 surrogate"),
+        ('{"x": NaN}', "NaN"),
+    ],
+    ids=["deep", "surrogate", "NaN"],
+)
+async def test_tool_call_arguments_text_is_read_as_the_grpc_doors_is(
+    path: str, arguments: str, said: str, doors: Doors
+) -> None:
+    """A tester's finding: arguments nested 2,000 deep or holding half a surrogate pair were a 500 (a RecursionError,
+    a UnicodeEncodeError), where the same text over gRPC is INVALID_ARGUMENT naming its field."""
+    body, field = ARGUMENTS_TEXT[path]
+    async with httpx2.AsyncClient(base_url=base_url(doors)) as client:
+        refused = await client.post(path, json=body(arguments))
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert said in error["message"]
+    assert error["param"] == field
