@@ -254,11 +254,16 @@ async def test_a_call_cut_short_by_max_tokens_is_left_out(stub: Stub, upstream: 
     assert streamed.arguments(0) == '{"city": "Zü'
 
 
+@pytest.mark.parametrize(
+    "arguments", ['{"city": ', '{"city": NaN}', '{"city": "\\ud800"}', '{"city":' + "[" * 100 + "]" * 100 + "}"]
+)
 async def test_a_finished_call_whose_arguments_do_not_parse_is_the_upstreams_failure(
-    stub: Stub, upstream: FakeUpstream
+    stub: Stub, upstream: FakeUpstream, arguments: str
 ) -> None:
+    """Arguments are read as a request's are: a tester's finding passed on NaN and half a surrogate pair, which the
+    caller's next turn, sending the call back, was refused for."""
     await load(stub, upstream)
-    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, '{"city": ')])
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, arguments)])
     frames, error = await failed_stream(stub.Generate(chat(user("Weather?"))))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED_TOOL_CALL"

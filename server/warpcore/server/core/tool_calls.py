@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES
 from warpcore.server.core.domain import (
     FinishReason,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.errors import InvalidArgumentError, UnavailableError
+from warpcore.server.core.json_schema import parse_json
 from warpcore.server.core.tooling import (
     ToolCall,
 )
@@ -62,8 +62,9 @@ class ToolCallAssembler:
 
 
 def is_json_object(text: str) -> bool:
-    """Whether `text` is JSON of an object."""
+    """Whether `text` is JSON of an object, read as a request's tool-call arguments are (no NaN, valid Unicode, within
+    their bounds): a call passed on must be one its caller can send back in the next turn."""
     try:
-        return isinstance(json.loads(text), dict)
-    except (ValueError, RecursionError):
+        return isinstance(parse_json(text, "arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments"), dict)
+    except InvalidArgumentError:
         return False
