@@ -407,6 +407,20 @@ async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServ
         assert f"warpcore pull {MODEL}" in (missing.value.details() or "")
 
 
+@pytest.mark.parametrize("revision", [".", "..", "../main", "refs/../main", "refs//main", ".hidden", "main/"])
+async def test_a_revision_that_is_no_ref_name_is_refused_before_the_hub_is_asked(
+    stub: Stub, hub: FakeHub, revision: str
+) -> None:
+    """A tester's finding: ".." and "." went into the file's URL, which they moved (the hub was asked for another
+    path, with the server's token), and the answer blamed the repository."""
+    asked = len(hub.heads), len(hub.downloads)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await frames(pull(stub, MODEL, revision))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(refused.value)[1] == ["revision"]
+    assert (len(hub.heads), len(hub.downloads)) == asked
+
+
 async def test_only_hf_models_can_be_pulled(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await frames(pull(stub, "local/file.gguf"))

@@ -122,7 +122,9 @@ class PullModelRequest(_message.Message):
     repositories) into $MODELS_PATH/hf/owner/repo/file.gguf. Required.
     """
     revision: _builtins.str
-    """Branch, tag or commit of the repository; empty: main."""
+    """Branch, tag or commit of the repository; empty: main. Parts between slashes, none
+    empty or starting with a dot (as git ref names): INVALID_ARGUMENT otherwise.
+    """
     def __init__(
         self,
         *,

@@ -43,6 +43,7 @@ from warpcore.server.core.validation import (
     check_id,
     check_load,
     check_model_id,
+    check_revision,
     check_settings,
 )
 
@@ -153,7 +154,7 @@ class Engine:
         operator's to allow (None pulls: not allowed)."""
         model = canonical_model_id(check_id(model, "model"))  # two spellings of a file: one download
         if revision is not None:
-            check_id(revision, "revision")
+            check_revision(revision)
         if self._pulls is None:
             raise PermissionDeniedError(
                 "this server does not pull models: its operator allows it with --allow-pull (WARPCORE_ALLOW_PULL=1)",

@@ -56,6 +56,20 @@ def check_id(value: str, field: str) -> str:
     return check_name(value, field)
 
 
+def check_revision(value: str) -> str:
+    """A hub revision (branch, tag or commit; a branch may hold slashes, "refs/pr/1"): an id whose parts are git ref
+    name parts, none empty or starting with a dot, so that it names a revision and never moves the URL it goes in
+    ("." and ".." would)."""
+    check_id(value, "revision")
+    parts = value.split("/")
+    require(
+        all(part and not part.startswith(".") for part in parts) and ".." not in value,
+        "revision",
+        "revision must be a branch, tag or commit: parts between slashes, none empty or starting with a dot",
+    )
+    return value
+
+
 def check_name(value: str, field: str) -> str:
     """A name the server may quote back in a refusal, look up on disk or log: printable, without surrounding spaces,
     at most MAX_ID_LENGTH characters (a refusal quoting one of thousands overflowed the client's limit on a status's
