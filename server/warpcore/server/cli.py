@@ -153,7 +153,8 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
             loaded = await engine.load(spec, from_operator=True)
         except WarpcoreError as error:
             raise _startup_failure(error, spec, "load") from None
-        _log.info("loaded %s (%s, %d-token context)", loaded.id, loaded.backend.value, loaded.info.context_size)
+        context = f", {loaded.info.context_size}-token context" if loaded.info.context_size else ""
+        _log.info("loaded %s (%s%s)", loaded.id, loaded.backend.value, context)  # an API's context is not known
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
