@@ -148,6 +148,8 @@ async def test_unknown_model_is_not_found(stub: Stub, upstream: FakeUpstream) ->
         await load(stub, upstream, model="no-such-model")
     assert raised.value.code() == Code.NOT_FOUND
     assert "ListModels" in (raised.value.details() or "")
+    # What it offers, as a compatible server may name its models unguessably (llama.cpp's: its file's path).
+    assert f"(it offers {', '.join(map(repr, upstream.models))})" in (raised.value.details() or "")
 
 
 async def test_list_models_shows_loaded_then_provider_models(stub: Stub, upstream: FakeUpstream) -> None:

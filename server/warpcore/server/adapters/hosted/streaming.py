@@ -49,6 +49,8 @@ _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 
 Delta = TextChunk | ReasoningChunk | ToolCallDelta
 NO_DELTAS: tuple[Delta, ...] = ()
+OFFERED_IN_REFUSAL = 5
+"""Model ids a refusal of an unknown model quotes of those the API offers."""
 RESENDS = 1
 """Times a request is sent again when the upstream closed its connection before answering: nothing was answered, and
 llama.cpp's server closes a kept-alive one after each stream while it announces keep-alive. Once: the pool drops an
@@ -167,9 +169,12 @@ class HostedAdapter(ABC):
         return {name: value for name, value in body.items() if value is not None}
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        if model not in await self.list_models():
+        offered = await self.list_models()
+        if model not in offered:
+            # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
+            some = ", ".join(map(repr, offered[:OFFERED_IN_REFUSAL])) + (", ..." * (len(offered) > OFFERED_IN_REFUSAL))
             raise NotFoundError(
-                f"the {self.name} API does not offer model {model!r};"
+                f"the {self.name} API does not offer model {model!r} (it offers {some or 'none'});"
                 f" ListModels of the {self._api.provider} backend lists the models it offers",
                 field="model",
                 reason="UPSTREAM_MODEL_NOT_FOUND",
