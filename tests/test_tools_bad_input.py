@@ -267,6 +267,23 @@ async def test_many_large_schemas_are_checked_in_bounded_time(stub: Stub, openai
     assert rich_details(error)[1] == ["tools[100].parameters_json"]
 
 
+async def test_megabytes_of_arguments_are_checked_off_the_event_loop(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    """A tester's finding: 40 calls of 60 kB arguments held every other call for half a second while the server
+    checked them. Checked on a thread, where the event loop goes on serving, they are refused as they were (the last
+    one holds NaN)."""
+    await load(stub, openai_upstream)
+    arguments = json.dumps({"a": [[n, {"k": "v" * 10}] for n in range(2000)]})
+    turns = [user("hi")]
+    for n in range(40):
+        bad = n == 39
+        turns += [assistant(call(f"c{n}", arguments.replace("0", "NaN", 1) if bad else arguments)), result(f"c{n}")]
+    tools = (tool({"type": "object"}, "get_weather"),)
+    _, error = await failed_stream(stub.Generate(chat(*turns, tools=tools)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert rich_details(error)[1] == ["messages[79].tool_calls[0].arguments"]
+    assert "NaN" in (error.details() or "")
+
+
 async def test_recursive_schema_and_unknown_keywords_go_to_the_provider_unchanged(
     stub: Stub, openai_upstream: FakeOpenAI
 ) -> None:

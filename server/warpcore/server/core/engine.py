@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.base import QueuesGenerations
+from warpcore.server.core.bounds import CHECK_ON_THREAD_BYTES
 from warpcore.server.core.coalescing import coalesced
 from warpcore.server.core.domain import (
     BackendKind,
@@ -38,6 +39,7 @@ from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Dormant, Residency, ResidencyPolicy
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
+    arguments_length,
     check_embedding,
     check_generation,
     check_id,
@@ -165,12 +167,20 @@ class Engine:
             async for frame in self._pulls.pull(model, revision):
                 yield frame
 
+    async def _check(self, params: GenerationParams) -> None:
+        """Check a generation's request; on a thread when it holds enough tool-call arguments to parse that the
+        event loop would stall meanwhile."""
+        if arguments_length(params) > CHECK_ON_THREAD_BYTES:
+            await asyncio.to_thread(check_generation, params, self.limits.max_tokens)
+        else:
+            check_generation(params, self.limits.max_tokens)
+
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one
         GenerationResult; a failure after a delta ends with an ERROR result, then raises."""
         started = time.monotonic()
         model_id = check_model_id(model_id)
-        check_generation(params, self.limits.max_tokens)
+        await self._check(params)
         stop = threading.Event()
         first_token_at: float | None = None
         prompt = PromptUsage(0)  # the prompt's usage, once the backend tells it early
@@ -243,7 +253,7 @@ class Engine:
     async def count_tokens(self, model_id: str, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
         model_id = check_model_id(model_id)
-        check_generation(params, self.limits.max_tokens)
+        await self._check(params)
         with self.streams.track():
             async with self.residency.using(model_id) as model:
                 return await model.adapter.count_tokens(params, include_tokens)

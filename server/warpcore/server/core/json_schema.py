@@ -36,7 +36,7 @@ def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
         raise InvalidArgumentError(f"{what} holds {error}", field=field) from None
     except ValueError as error:
         raise InvalidArgumentError(f"{what} is not valid JSON: {error}", field=field) from None
-    if _depth(value) > MAX_SCHEMA_DEPTH:
+    if _nested_deeper(value, MAX_SCHEMA_DEPTH):
         raise InvalidArgumentError(f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
     where = json_text.unpaired_surrogate(text, value)
     if where is not None:
@@ -58,7 +58,7 @@ def check_schema(schema: object, field: str) -> JsonSchema:
     most MAX_SCHEMA_BYTES of JSON and MAX_SCHEMA_DEPTH deep, then checked as `_checked` checks one."""
     if isinstance(schema, dict):
         # Depth first: the length's measure, and the metaschema's check, recurse once per level.
-        if _depth(schema) > MAX_SCHEMA_DEPTH:
+        if _nested_deeper(schema, MAX_SCHEMA_DEPTH):
             raise InvalidArgumentError(f"the JSON Schema is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
         if len(json.dumps(schema, ensure_ascii=False).encode()) > MAX_SCHEMA_BYTES:
             raise InvalidArgumentError(f"the JSON Schema is longer than {MAX_SCHEMA_BYTES} bytes", field=field)
@@ -184,13 +184,17 @@ def referenced(schema: Any, reference: str) -> Any:
     return target
 
 
-def _depth(value: object) -> int:
-    """How deep objects and arrays nest in a parsed JSON value, walked without recursion."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, depth)
-            pending += [(child, depth + 1) for child in children]
-    return deepest
+def _nested_deeper(value: object, most: int) -> bool:
+    """Whether objects and arrays nest deeper than `most` levels in a parsed JSON value: walked level by level, with
+    only the containers of each level kept (a request's megabytes of arguments are mostly scalars), and no further
+    than `most` levels."""
+    level: list[dict[object, object] | list[object]] = [value] if isinstance(value, dict | list) else []
+    for _ in range(most):
+        inner: list[dict[object, object] | list[object]] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            inner += [child for child in children if isinstance(child, dict | list)]
+        if not inner:
+            return False
+        level = inner
+    return True

@@ -81,6 +81,11 @@ def check_name(value: str, field: str) -> str:
     return value
 
 
+def arguments_length(params: GenerationParams) -> int:
+    """The characters of tool-call arguments `params` holds, whose checking parses them."""
+    return sum(len(call.arguments) for message in params.messages for call in message.tool_calls)
+
+
 def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     require((params.prompt is not None) != bool(params.messages), "prompt", "set exactly one of prompt and messages")
     require(
