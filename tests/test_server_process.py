@@ -258,3 +258,40 @@ async def test_a_stop_while_a_startup_model_loads_ends_the_start(models_path: Pa
     assert "stopped while loading the startup models" in messages
     assert messages[-1] == "stopped"
     assert not any(message.startswith("serving on") for message in messages)
+
+
+async def test_a_unix_socket_a_server_listens_on_is_not_taken_over(models_path: Path, tmp_path: Path) -> None:
+    """A tester's finding: a second server on the same socket path replaced the first's socket file (its clients then
+    reached the newcomer, and none reached it once the newcomer stopped). A socket nobody listens on, left by a server
+    that is gone, is replaced; a file that is no socket is refused too."""
+    path = tmp_path / "w.sock"
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(path))
+        listening.listen()
+        lines = await one_line_failure(await start(models_path, "--listen", f"unix://{path}"))
+        assert lines == [
+            f"warpcore-server: cannot listen on unix://{path}: a server is listening there (Address already in use)"
+        ]
+    # Closed: the socket file stays, and nobody listens on it.
+    first = await start(models_path, "--listen", f"unix://{path}", "--log-format", "json")
+    try:
+        await log_lines_until(first, "serving on")
+    finally:
+        first.terminate()
+        await first.wait()
+    other = tmp_path / "plain"
+    other.write_text("not a socket")
+    lines = await one_line_failure(await start(models_path, "--listen", f"unix://{other}"))
+    said = "a file that is no socket is there; remove it or choose another"
+    assert lines == [f"warpcore-server: cannot listen on unix://{other}: {said}"]
+
+
+async def test_an_ipv6_host_is_listened_on(models_path: Path) -> None:
+    """A tester's finding: --host ::1 was joined to its port unbracketed, which gRPC could not read."""
+    process = await start(models_path, "--host", "::1", "--log-format", "json")
+    try:
+        started = await log_lines_until(process, "serving on")
+        assert "[::1]:" in str(started[-1]["message"])
+    finally:
+        process.terminate()
+        await process.wait()

@@ -15,6 +15,7 @@ from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
 from warpcore.server.core.validation import check_keep_alive
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.rpc.addresses import host_port
 from warpcore.server.tls import TlsFiles
 
 DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
@@ -267,7 +268,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
             bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high:g}"
             raise SettingsError(f"{named(name)} is out of range ({bounds}): {value}")
     return ServerSettings(
-        listen=listen or (f"{args.host}:{args.port}",),
+        listen=listen or (host_port(args.host, args.port),),
         models_path=args.models_path,
         default_model=args.default_model,
         config=args.config,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -22,6 +21,7 @@ from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.rpc.access_log import AccessLogInterceptor
+from warpcore.server.rpc.addresses import check_free
 from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.health import NOT_SERVING, SERVING, HealthServicer
 from warpcore.server.rpc.servicer import InferenceServicer
@@ -116,31 +116,6 @@ class WarpcoreServer:
         await stopping
 
 
-def _check_free(address: str) -> None:
-    """Refuse a TCP address no socket can bind, with the system's reason ("Address already in use"): gRPC's own
-    refusal does not say it, and says why only on stderr, past any log format."""
-    host, _, port = address.rpartition(":")
-    if address.startswith("unix:") or not port.isdigit() or int(port) == 0:
-        return
-    errors: list[OSError] = []
-    try:
-        found = socket.getaddrinfo(
-            host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except OSError:
-        return  # gRPC says it: the host is no name this machine resolves
-    for family, kind, proto, _, bound in found:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds: a port in TIME_WAIT is free
-            try:
-                probe.bind(bound)
-                return  # gRPC binds what it can of a name's addresses
-            except OSError as error:
-                errors.append(error)
-    if errors:
-        raise RuntimeError(f"cannot listen on {address}: {errors[0].strerror}")
-
-
 def tls_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
     """TLS with this certificate chain and key; with a client CA, mutual TLS that requires client certificates."""
     ca = tls.client_ca.read_bytes() if tls.client_ca else None
@@ -150,7 +125,7 @@ def tls_credentials(tls: TlsFiles) -> grpc.ServerCredentials:
 
 
 def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
-    _check_free(address)
+    check_free(address)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as error:
