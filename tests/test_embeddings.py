@@ -261,7 +261,7 @@ async def test_vectors_of_another_length_than_the_dimensions_asked_are_refused(
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(error)[0].reason == "OPTION_UNSUPPORTED"
     assert rich_details(error)[1] == ["options.dimensions"]
-    assert "gives vectors of 2 dimensions and cannot shorten them to 4" in (error.details() or "")
+    assert "gives vectors of 2 dimensions, not the 4 asked for" in (error.details() or "")
     assert len(vectors(await embed(stub, ["one", "two"], model_id="m", dimensions=2))[0]) == 2
 
 

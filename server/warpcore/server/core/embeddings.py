@@ -100,8 +100,8 @@ def check_dimensions(params: EmbedParams, embeddings: Embeddings) -> None:
     lengths = sorted({len(vector) for vector in embeddings.vectors} - {wanted})
     if wanted is not None and lengths:
         raise InvalidArgumentError(
-            f"this model gives vectors of {lengths[0]} dimensions and cannot shorten them to {wanted}; leave"
-            " dimensions unset",
+            f"this model gives vectors of {lengths[0]} dimensions, not the {wanted} asked for (it cannot change their"
+            " length); leave dimensions unset",
             field="dimensions",
             reason="OPTION_UNSUPPORTED",
         )

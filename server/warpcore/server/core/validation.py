@@ -65,7 +65,8 @@ def check_revision(value: str) -> str:
     require(
         all(part and not part.startswith(".") for part in parts) and ".." not in value,
         "revision",
-        "revision must be a branch, tag or commit: parts between slashes, none empty or starting with a dot",
+        "revision must be a branch, tag or commit: parts between slashes, none empty or starting with a dot, and"
+        " no '..'",
     )
     return value
 

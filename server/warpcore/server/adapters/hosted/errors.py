@@ -162,9 +162,10 @@ def _exceeds_context(error: Exception) -> bool:
 
 
 # A 500 that says what is missing is no passing failure, which no retry changes (as a 501 says): llama.cpp's server
-# answers "image input is not supported" (no projector), "tools param requires --jinja flag", "input (3002 tokens) is
-# too large to process" (an embedding over its batch size) with HTTP 500.
-_UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires|too large)\b", re.IGNORECASE)
+# answers "image input is not supported" (no projector), "tools param requires --jinja flag" (a server flag), "input
+# (3002 tokens) is too large to process" (an embedding over its batch size) with HTTP 500. Narrowly: "requires more
+# memory, retry later" is a passing failure.
+_UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires --|too large to process)", re.IGNORECASE)
 
 
 def _lacks_feature(error: Exception) -> bool:
