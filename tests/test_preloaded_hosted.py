@@ -65,3 +65,14 @@ async def test_a_load_asking_for_other_settings_under_a_preloaded_id_is_already_
     assert rich_details(taken.value)[0].reason == "MODEL_ID_TAKEN"
     if lazy:
         assert "declared lazy, or unloaded while idle" in (taken.value.details() or "")
+
+
+async def test_a_base_url_with_a_trailing_slash_names_the_same_model(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: "…/v1/" against a preloaded "…/v1" was ALREADY_EXISTS (base_url), where both SDKs call the
+    same endpoints for either."""
+    await server.engine.load(preloaded(openai_upstream, lazy=False), from_operator=True)
+    slashed = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=f"{openai_upstream.base_url}/"))
+    model = (await stub.LoadModel(load_leaving_settings_to_the_server(openai_upstream, backend_config=slashed))).model
+    assert model.id == "gpt"

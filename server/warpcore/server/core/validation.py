@@ -202,7 +202,10 @@ def check_load(spec: LoadSpec) -> LoadSpec:
         check_keep_alive(spec.keep_alive)
     check_settings(spec.settings, spec.backend)
     if spec.backend.hosted:  # the provider's model name, passed on as given
-        return dataclasses.replace(spec, model_id=model_id)
+        api = spec.settings
+        if isinstance(api, ApiSettings) and api.base_url:  # "…/v1/" is "…/v1" to the SDKs, and the same model
+            api = dataclasses.replace(api, base_url=api.base_url.rstrip("/"))
+        return dataclasses.replace(spec, model_id=model_id, settings=api)
     settings = spec.settings
     if isinstance(settings, LocalSettings) and settings.mmproj is not None:
         settings = dataclasses.replace(settings, mmproj=canonical_model_id(settings.mmproj))
