@@ -82,6 +82,17 @@ async def test_llama_logprobs_are_the_same_for_parallel_1_and_4(stub: Stub) -> N
         assert values == expected
 
 
+async def test_tokens_that_spell_nothing_are_scored_too(stub: Stub) -> None:
+    """A tester's finding: tokens without text (a control token, here the tiny model's <s>, forced by logit_bias)
+    were counted in completion_tokens but had no logprobs: one entry per token, whatever its text."""
+    await load_tiny(stub)
+    forced = scored_greedy("the world", logit_bias={1: 100.0})
+    text, scored, result = await scored_stream(stub.Generate(forced))
+    assert text == ""
+    assert len(scored) == result.usage.completion_tokens == 16
+    assert {token for token, _, _ in scored} == {b""}
+
+
 async def test_no_logprobs_unless_asked_and_without_alternatives_unless_asked(stub: Stub) -> None:
     await load_tiny(stub)
     frames = [frame async for frame in stub.Generate(greedy("the world", 8))]

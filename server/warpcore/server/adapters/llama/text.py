@@ -94,6 +94,11 @@ class TokenText:
             self._out(rest)
         else:  # the tokens that complete the stop sequence are no part of the answer
             self._out(rest, self._tokens_before(self._sent + len(rest)))
+            self._pending.clear()
+        if self._pending and self._calls is None:
+            # Tokens that spell nothing (a control token the model sampled) at the answer's end: counted, so scored.
+            self._emit(TextChunk("", tuple(logprob for logprob, _ in self._pending)))
+            self._pending.clear()
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
