@@ -64,7 +64,7 @@ async def test_a_load_asking_for_other_settings_under_a_preloaded_id_is_already_
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert rich_details(taken.value)[0].reason == "MODEL_ID_TAKEN"
     if lazy:
-        assert "declared lazy, or unloaded while idle" in (taken.value.details() or "")
+        assert "the operator's, or unloaded while idle" in (taken.value.details() or "")
 
 
 async def test_a_base_url_with_a_trailing_slash_names_the_same_model(
@@ -76,3 +76,20 @@ async def test_a_base_url_with_a_trailing_slash_names_the_same_model(
     slashed = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=f"{openai_upstream.base_url}/"))
     model = (await stub.LoadModel(load_leaving_settings_to_the_server(openai_upstream, backend_config=slashed))).model
     assert model.id == "gpt"
+
+
+async def test_the_operators_model_keeps_its_id_after_an_unload(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: once a client had unloaded the operator's model, it could load another under its id (its
+    own upstream, without the operator's limits), and nobody could load the operator's again (its key came from the
+    server's --config)."""
+    await server.engine.load(preloaded(openai_upstream, lazy=False), from_operator=True)
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="gpt"))
+    elsewhere = pb.BackendConfig(api=pb.ApiConfig(api_key="sk-other-0123456789", base_url=openai_upstream.base_url))
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await stub.LoadModel(load_leaving_settings_to_the_server(openai_upstream, backend_config=elsewhere))
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (await stub.LoadModel(load_leaving_settings_to_the_server(openai_upstream))).model.id == "gpt"
+    await collect(stub.Generate(pb.GenerateRequest(model_id="gpt", prompt="hi")))
+    assert openai_upstream.requests[-1].headers["authorization"] == f"Bearer {OPENAI_KEY}"

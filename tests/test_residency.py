@@ -398,7 +398,9 @@ def test_the_readme_lazy_entry_is_a_valid_preload_file(tmp_path: Path) -> None:
 
 async def test_a_dormant_model_keeps_its_id_until_unloaded_which_forgets_it(server: WarpcoreServer) -> None:
     """A model known but not loaded (declared, or unloaded while idle) holds its id: another model under it is
-    ALREADY_EXISTS; UnloadModel forgets it (returning it), after which a Generate naming it is NOT_FOUND."""
+    ALREADY_EXISTS; UnloadModel forgets it (returning it), after which a Generate naming it is NOT_FOUND. The id of
+    one the operator declared stays its own (a tester's finding: a client unloaded it and loaded its own model under
+    it, without the operator's limits): a LoadModel that leaves its settings unset gets it as declared."""
     server.engine.declare(LoadSpec("later", BackendKind.LLAMA_CPP, TINY_MODEL, None, 64, lazy=True))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -417,8 +419,11 @@ async def test_a_dormant_model_keeps_its_id_until_unloaded_which_forgets_it(serv
         with pytest.raises(grpc.aio.AioRpcError) as again:
             await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))
         assert again.value.code() == grpc.StatusCode.NOT_FOUND
-        # The id is free again.
-        assert (await stub.LoadModel(load_request("later", context_size=128))).model.context_size == 128
+        # The operator's id: not another model's, and the operator's model again for a load that leaves it so.
+        with pytest.raises(grpc.aio.AioRpcError) as still_taken:
+            await stub.LoadModel(load_request("later", context_size=128))
+        assert still_taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert (await stub.LoadModel(load_request("later"))).model.context_size == 64
 
 
 async def test_keep_alive_never_unloads_a_model_while_it_streams(server_env: Mapping[str, str]) -> None:

@@ -93,7 +93,7 @@ class Engine:
         started = time.monotonic()
         try:
             with self.streams.track():
-                loaded = await self.residency.load(spec)
+                loaded = await self.residency.load(spec, operator=from_operator)
         except NotFoundError as missing:
             if self._pulls is not None and missing.field == "model":
                 self._pulls.check_not_pulling(spec.name)

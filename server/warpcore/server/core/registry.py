@@ -39,13 +39,14 @@ def _filled(asked: LoadSpec, has: LoadSpec) -> LoadSpec:
 
 
 def as_known(known: LoadSpec, asked: LoadSpec) -> LoadSpec:
-    """The known model (not loaded now: declared lazy, or unloaded while idle) that `asked` asks for, as it was
+    """The known model (not loaded now: the operator's, or unloaded while idle) that `asked` asks for, as it was
     declared (the operator's limits, its settings), with the keep_alive `asked` gives; ALREADY_EXISTS when `asked`
     asks for another model under its id."""
     if _filled(asked, known) != known:
         raise AlreadyExistsError(
-            f"the model id {asked.model_id!r} is taken by a model not loaded now ({known.name}: declared lazy, or"
-            " unloaded while idle), which the next call naming it loads; unload it first or choose another model_id",
+            f"the model id {asked.model_id!r} is taken by a model not loaded now ({known.name}: the operator's, or"
+            " unloaded while idle), which a LoadModel leaving its settings unset loads; choose another model_id for"
+            " other settings (or unload a model unloaded while idle first)",
             field="model_id",
             reason="MODEL_ID_TAKEN",
         )

@@ -47,6 +47,8 @@ class Residency:
         self.residences: dict[str, Residence] = {}
         """One per model loaded or unloading, from its load until its memory is freed."""
         self.dormant: collections.OrderedDict[str, Dormant] = collections.OrderedDict()
+        self.declared: dict[str, LoadSpec] = {}
+        """The operator's models (the preload file), by id: an id stays its model's, unloaded or not (as_known)."""
         self.loading: dict[str, Loading] = {}
         """Models whose load has its turn and has not ended (waiting for room counts)."""
         # Generations running or waiting, by model id rather than on the residence: one waiting for its model to
@@ -64,11 +66,14 @@ class Residency:
         registry.listeners.insert(0, self._changed)
 
     def declare(self, spec: LoadSpec) -> None:
-        """Know a model without loading it: the first Generate naming it loads it."""
+        """Know the operator's model without loading it: the first Generate naming it loads it."""
+        self.declared[spec.model_id] = spec
         if self._registry.find(spec.model_id) is None:
             self.dormant[spec.model_id] = Dormant(spec)
 
-    async def load(self, spec: LoadSpec) -> LoadedModel:
+    async def load(self, spec: LoadSpec, *, operator: bool = False) -> LoadedModel:
+        if operator:
+            self.declared[spec.model_id] = spec
         return await self._turns.take(spec.model_id, lambda: self._load_in_turn(spec))
 
     async def _load_in_turn(self, spec: LoadSpec) -> LoadedModel:
@@ -81,8 +86,9 @@ class Residency:
                 self._touch(existing.id, spec)
                 return existing
             known = self.dormant.get(spec.model_id)
-            if existing is None and known is not None:
-                spec = as_known(known.spec, spec)
+            declared = known.spec if known is not None else self.declared.get(spec.model_id)
+            if existing is None and declared is not None:
+                spec = as_known(declared, spec)
             if spec.backend.hosted:
                 return await self._registry.load(spec)
             return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
@@ -164,10 +170,8 @@ class Residency:
 
     async def _load_dormant(self, model_id: str) -> LoadedModel:
         """A Generate's load of a dormant model, in its turn: an UnloadModel asked before may have forgotten it."""
-        dormant = self.dormant.get(model_id)
-        if dormant is None:
-            return self._registry.get(model_id)  # loaded meanwhile, else NOT_FOUND
-        return await self._load_in_turn(dormant.spec)
+        dormant = self.dormant.get(model_id)  # else loaded meanwhile, or NOT_FOUND:
+        return self._registry.get(model_id) if dormant is None else await self._load_in_turn(dormant.spec)
 
     def report(self, model: LoadedModel) -> ResidencyReport:
         residence = self.residences[model.id]
