@@ -71,9 +71,13 @@ async def serving_tiny(
 
 
 async def one_line_failure(process: asyncio.subprocess.Process) -> list[str]:
-    """The lines a server that cannot start prints, once it has exited with status 1."""
+    """The lines a server that cannot start prints, once it has exited with status 1 (killed if it serves)."""
     assert process.stderr is not None
-    stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    try:
+        stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    finally:
+        if not process.stderr.at_eof():  # still serving when the wait ran out
+            process.kill()
     assert await process.wait() == 1
     return stderr.strip().splitlines()
 
