@@ -92,8 +92,9 @@ MAX_SCHEMA_DEPTH = 64
 MAX_TOOL_ARGUMENTS_BYTES = 256 * 1024
 """The longest arguments of a tool call sent back in a conversation, in bytes of JSON text."""
 CHECK_ON_THREAD_BYTES = 64 * 1024
-"""The tool-call arguments (characters of JSON text) beyond which a request is checked on a thread: parsing and
-checking megabytes of them takes a good part of a second, during which the event loop would serve no other call."""
+"""The tool-call arguments (characters of JSON text), or the HTTP door's request body (bytes), beyond which a request is
+read and checked on a thread: parsing and checking megabytes takes a good part of a second, during which the event
+loop would serve no other call."""
 TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
 """A tool's or a response schema's name, as the providers accept it."""
 

@@ -7,8 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.core.json_schema import check_schema
+from warpcore.server.core.json_schema import check_schema, parse_json
 from warpcore.server.core.tooling import JsonSchema
 
 Json = Mapping[str, Any]
@@ -102,10 +103,11 @@ def conversation(body: Json) -> list[tuple[str, Json]]:
 
 
 def json_object_text(value: object, path: str) -> str:
-    """Tool-call arguments as JSON text of an object: a dialect's object encoded, or its text as it is, which the
-    core reads as it reads the gRPC door's (bounded in size and depth, strict JSON, valid Unicode, an object)."""
+    """Tool-call arguments as compact JSON text of an object, from a dialect's object or its text (read as the gRPC
+    door's are: bounded in size and depth, strict JSON, valid Unicode): the same arguments in either dialect are the
+    same text, and so the same prompt."""
     if isinstance(value, str):
-        return value
+        value = parse_json(value, path, MAX_TOOL_ARGUMENTS_BYTES, "arguments")
     if not isinstance(value, dict):
         raise refuse(path, "must be an object")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
