@@ -186,11 +186,12 @@ async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog
     line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
     assert line.request_id == raw.headers["x-request-id"]  # type: ignore[attr-defined]
     assert json.loads(JsonFormatter().format(line))["request_id"] == raw.headers["x-request-id"]
-    assert (line.method, line.code, line.model, line.completion_tokens) == (  # type: ignore[attr-defined]
+    assert (line.method, line.code, line.model, line.completion_tokens, line.finish_reason) == (  # type: ignore[attr-defined]
         "/v1/chat/completions",
         "OK",
         "tiny",
         3,
+        "length",
     )
     sample = tiny_door.engine.metrics.registry.get_sample_value(
         "warpcore_requests_total", {"method": "/v1/chat/completions", "code": "OK", "protocol": "http"}

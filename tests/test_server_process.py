@@ -132,6 +132,10 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
             result.usage.prompt_tokens,
             result.usage.completion_tokens,
         )
+        assert generations[0]["finish_reason"] == "length"
+        # The stream the drain cut sent its result frame, so its call is OK: only its finish tells it was cut.
+        assert (generations[1]["code"], generations[1]["finish_reason"]) == ("OK", "cancelled")
+        assert generations[1]["completion_tokens"] == frames[-1].result.usage.completion_tokens > 0
         assert logs[-1]["message"] == "stopped"
 
 

@@ -20,6 +20,7 @@ REQUEST_FIELDS = (
     "duration_ms",
     "prompt_tokens",
     "completion_tokens",
+    "finish_reason",
     "peer",
     "request_id",
 )

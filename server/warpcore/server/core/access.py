@@ -16,7 +16,7 @@ from warpcore.server.core.domain import Finish
 from warpcore.server.core.metrics import Metrics
 
 access_log = logging.getLogger("warpcore.access")
-_usage: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("usage", default=None)
+_usage: contextvars.ContextVar[dict[str, int | str] | None] = contextvars.ContextVar("usage", default=None)
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 REQUEST_ID_HEADER = "x-request-id"
 """Where a caller may send its own request id, and where either door returns the call's (HTTP header, gRPC
@@ -42,17 +42,22 @@ def current_request_id() -> str:
 
 
 def record_usage(finish: Finish) -> None:
-    """Note a generation's usage for the access-log line of the call that runs it."""
+    """Note a generation's usage, and how it ended, for the access-log line of the call that runs it: a stream cut
+    by the drain is an OK call whose generation was cancelled, and only `finish_reason` tells it from a whole one."""
     usage = _usage.get()
     if usage is not None:
-        usage.update(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens)
+        usage.update(
+            prompt_tokens=finish.prompt_tokens,
+            completion_tokens=finish.completion_tokens,
+            finish_reason=finish.reason.value,
+        )
 
 
 @contextlib.contextmanager
-def recording_usage() -> Iterator[dict[str, int]]:
+def recording_usage() -> Iterator[dict[str, int | str]]:
     """The usage `record_usage` notes within the block (each call runs in a task of its own, whose context ends
     with it)."""
-    usage: dict[str, int] = {}
+    usage: dict[str, int | str] = {}
     token = _usage.set(usage)
     try:
         yield usage

@@ -51,7 +51,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         identity: str,
         started: float,
         code: str,
-        usage: dict[str, int] | None = None,
+        usage: dict[str, int | str] | None = None,
     ) -> None:
         service, _, name = method.rpartition("/")
         named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
