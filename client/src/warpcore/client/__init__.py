@@ -1,5 +1,7 @@
 """The warpcore Python SDK: Client and AsyncClient over the warpcore.v1 gRPC API."""
 
+import importlib.metadata
+
 from warpcore.client._async_client import AsyncClient
 from warpcore.client._channel import DEFAULT_TARGET, ClientOptions
 from warpcore.client._client import Client
@@ -52,6 +54,11 @@ from warpcore.client._types import (
     TopLogprob,
     Usage,
 )
+
+try:
+    __version__ = importlib.metadata.version("warpcore-client")
+except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+    __version__ = "unknown"
 
 __all__ = [
     "DEFAULT_TARGET",

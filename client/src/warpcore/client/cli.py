@@ -14,6 +14,7 @@ from warpcore.client import (
     Client,
     ResponseParseError,
     WarpcoreError,
+    __version__,
 )
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         epilog="gRPC's own log lines are off unless GRPC_VERBOSITY (ERROR, INFO or DEBUG) or GRPC_TRACE asks for them.",
     )
+    root.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     root.add_argument("--target", type=text, help=f"server address (default: $WARPCORE_TARGET, else {DEFAULT_TARGET})")
     root.add_argument("--token", type=text, help="bearer token (default: $WARPCORE_TOKEN)")
     root.add_argument(
