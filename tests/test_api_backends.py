@@ -492,6 +492,18 @@ async def test_retry_info_carries_the_upstreams_retry_after(
     assert details(error)["retry_after"] == 7.0
 
 
+async def test_a_quota_used_up_is_its_own_reason_with_no_wait(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    """OpenAI's 429 for a used-up account says insufficient_quota: a rate limit's status, but no wait ends it."""
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(status=429, error_code="insufficient_quota")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert (error.code(), details(error)["reason"]) == (Code.RESOURCE_EXHAUSTED, "UPSTREAM_QUOTA_EXHAUSTED")
+    assert "retry_after" not in details(error)
+    openai_upstream.script = Script(status=429, error_code="rate_limit_exceeded")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert details(error)["reason"] == "UPSTREAM_RESOURCE_EXHAUSTED"
+
+
 @pytest.mark.parametrize(
     "refusal",
     [

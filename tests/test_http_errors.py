@@ -95,6 +95,25 @@ async def test_upstream_retry_after_is_passed_on(hosted: Doors, upstream: FakeUp
     assert (await anthropic_failure(hosted)).response.headers["retry-after-ms"] == "7000"
 
 
+async def test_a_quota_used_up_is_insufficient_quota_and_not_retried(doors: Doors, openai_upstream: FakeOpenAI) -> None:
+    """A tester's finding: OpenAI's 429 insufficient_quota came out as a rate limit, code upstream_resource_exhausted
+    with a made-up Retry-After of 1 s, and the SDKs' default retries sent it upstream three times; no wait ends it."""
+    await load_hosted(doors, openai_upstream)
+    openai_upstream.script = Script(status=429, error_code="insufficient_quota", error_message="Out of quota")
+    async with openai.AsyncOpenAI(base_url=f"{base_url(doors)}/v1", api_key="x") as client:  # default retries
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+    assert (refused.value.code, refused.value.response.headers["x-should-retry"]) == ("insufficient_quota", "false")
+    assert "retry-after" not in refused.value.response.headers
+    async with anthropic.AsyncAnthropic(base_url=base_url(doors), api_key="x") as anthropic_sdk:
+        with pytest.raises(anthropic.RateLimitError):
+            await anthropic_sdk.messages.create(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=5)
+    generations = [request for request in openai_upstream.requests if request.method == "POST"]
+    assert len(generations) == 2  # one each: neither SDK retried
+    openai_upstream.script = Script(status=429, error_code="rate_limit_exceeded")
+    assert (await openai_failure(doors)).response.headers["retry-after"] == "1"  # a rate limit's wait, as before
+
+
 async def test_context_length_errors_carry_the_openai_code(hosted: Doors, upstream: FakeUpstream) -> None:
     upstream.script = Script(status=400, error_code="context_length_exceeded", error_message="prompt is too long")
     failure = await openai_failure(hosted)

@@ -23,6 +23,11 @@ class ErrorCode(enum.Enum):
     INTERNAL = enum.auto()
 
 
+QUOTA_EXHAUSTED = "UPSTREAM_QUOTA_EXHAUSTED"
+"""The reason of a RESOURCE_EXHAUSTED that no wait ends (an upstream account's quota used up): the doors tell
+clients not to retry it, where a rate limit's refusal says when to."""
+
+
 class WarpcoreError(Exception):
     """A failure a client can act on.
 

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from warpcore.server.core.bounds import fitted_message, shortened
-from warpcore.server.core.errors import ContentTooLargeError, ErrorCode, InvalidArgumentError, WarpcoreError
+from warpcore.server.core.errors import (
+    QUOTA_EXHAUSTED,
+    ContentTooLargeError,
+    ErrorCode,
+    InvalidArgumentError,
+    WarpcoreError,
+)
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
 from warpcore.server.http.fields import DIALECT_NAMED
 
@@ -43,7 +49,11 @@ _TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
 _TOO_SLOW = _Kind(408, "invalid_request_error", "timeout_error")
 _UNSUPPORTED_ENCODING = _Kind(415, "invalid_request_error", "invalid_request_error")
 # OpenAI's own codes where they differ from the lowercased reason.
-_OPENAI_CODES = {"MODEL_NOT_LOADED": "model_not_found", "UNAUTHENTICATED": "invalid_api_key"}
+_OPENAI_CODES = {
+    "MODEL_NOT_LOADED": "model_not_found",
+    "UNAUTHENTICATED": "invalid_api_key",
+    QUOTA_EXHAUSTED: "insufficient_quota",
+}
 _RETRY_STATUSES = (429, 503, OVERLOADED)
 
 
@@ -87,7 +97,10 @@ def http_status(error: WarpcoreError) -> int:
 
 
 def retry_headers(error: WarpcoreError) -> dict[str, str]:
-    """Retry-After (whole seconds) and retry-after-ms on the statuses a client retries."""
+    """Retry-After (whole seconds) and retry-after-ms on the statuses a client retries; on a quota used up, which
+    has a retried status (429) but no wait ends, the header both official SDKs read as "do not retry"."""
+    if error.reason == QUOTA_EXHAUSTED:
+        return {"x-should-retry": "false"}
     if _kind(error).status not in _RETRY_STATUSES:
         return {}
     delay = BUSY_RETRY_AFTER if error.retry_after is None else error.retry_after

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Protocol
 import aiohttp
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.refusals import lacks_feature, refusal_reason
 from warpcore.server.adapters.hosted.retry_after import retry_after
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.redaction import redact
@@ -141,37 +141,6 @@ def malformed_stream(api: ResolvedApi, error: Exception) -> WarpcoreError:
     return upstream_error(UnavailableError, api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
 
 
-# How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
-# server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
-# llama.cpp's "exceeds the available context size", LiteLLM's "context window", Anthropic's "prompt is too long".
-_CONTEXT_LENGTH_LABELS = frozenset(
-    {"context_length_exceeded", "exceed_context_size_error", "ContextWindowExceededError"}
-)
-_CONTEXT_LENGTH_WORDS = re.compile(r"context[ _]?(length|size|window)|prompt is too long", re.IGNORECASE)
-
-
-def _exceeds_context(error: Exception) -> bool:
-    """Whether an upstream's refusal says the prompt did not fit the model's context (an in-stream error never
-    does: the prompt was read)."""
-    if getattr(error, "status_code", None) not in (400, 413, 422):
-        return False
-    body = getattr(error, "body", None)
-    inner = body.get("error", body) if isinstance(body, dict) else None
-    labels = {str(inner.get(key)) for key in ("code", "type")} if isinstance(inner, dict) else set()
-    return bool(labels & _CONTEXT_LENGTH_LABELS) or _CONTEXT_LENGTH_WORDS.search(str(error)) is not None
-
-
-# A 500 that says what is missing is no passing failure, which no retry changes (as a 501 says): llama.cpp's server
-# answers "image input is not supported" (no projector), "tools param requires --jinja flag" (a server flag), "input
-# (3002 tokens) is too large to process" (an embedding over its batch size) with HTTP 500. Narrowly: "requires more
-# memory, retry later" is a passing failure.
-_UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires --|too large to process)", re.IGNORECASE)
-
-
-def _lacks_feature(error: Exception) -> bool:
-    return getattr(error, "status_code", None) == 500 and _UNSUPPORTED_WORDS.search(str(error)) is not None
-
-
 def upstream_message(body: object) -> str | None:
     """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}; a body
     that is no JSON (a proxy's page), as its text."""
@@ -199,7 +168,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     connection_failure = _connection_failure(error, api.base_url)
     if connection_failure is not None:
         kind = UnavailableError
-    reason = "CONTEXT_LENGTH_EXCEEDED" if _exceeds_context(error) else None
+    reason = refusal_reason(error)
     if not isinstance(error, table.status_error):
         message = connection_failure or str(error) or type(error).__name__
         return upstream_error(kind or UnavailableError, api, message, reason=reason)
@@ -219,7 +188,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
             headers=failed.response.headers,
             event_type=str(error_type),
         )
-    if kind is None and _lacks_feature(error):
+    if kind is None and lacks_feature(error):
         kind = FailedPreconditionError
     return upstream_error(
         kind or error_for_status(failed.status_code),

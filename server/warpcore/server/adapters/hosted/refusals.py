@@ -1,0 +1,48 @@
+"""What an upstream's refusal says beyond its HTTP status: a prompt that does not fit, a quota used up, a feature the
+server lacks. Each changes what a caller should do next, which the status alone does not tell."""
+
+from __future__ import annotations
+
+import re
+
+from warpcore.server.core.errors import QUOTA_EXHAUSTED
+
+# How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
+# server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
+# llama.cpp's "exceeds the available context size", LiteLLM's "context window", Anthropic's "prompt is too long".
+_CONTEXT_LENGTH_LABELS = frozenset(
+    {"context_length_exceeded", "exceed_context_size_error", "ContextWindowExceededError"}
+)
+_CONTEXT_LENGTH_WORDS = re.compile(r"context[ _]?(length|size|window)|prompt is too long", re.IGNORECASE)
+# OpenAI's 429 for an account whose credit or plan is used up: a rate limit's status, but no wait ends it.
+_QUOTA_LABELS = frozenset({"insufficient_quota"})
+
+
+def refusal_reason(error: Exception) -> str | None:
+    """The ErrorInfo reason an upstream's refusal calls for, where its body or words say more than its status."""
+    status = getattr(error, "status_code", None)
+    labels = _labels(error)
+    if status in (400, 413, 422) and (labels & _CONTEXT_LENGTH_LABELS or _CONTEXT_LENGTH_WORDS.search(str(error))):
+        # An in-stream error (status 200) never says so: the prompt was read.
+        return "CONTEXT_LENGTH_EXCEEDED"
+    if status == 429 and labels & _QUOTA_LABELS:
+        return QUOTA_EXHAUSTED
+    return None
+
+
+def _labels(error: Exception) -> set[str]:
+    """The `code` and `type` of a vendor error body, {"error": {...}} or the inner object."""
+    body = getattr(error, "body", None)
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    return {str(inner.get(key)) for key in ("code", "type")} if isinstance(inner, dict) else set()
+
+
+# A 500 that says what is missing is no passing failure, which no retry changes (as a 501 says): llama.cpp's server
+# answers "image input is not supported" (no projector), "tools param requires --jinja flag" (a server flag), "input
+# (3002 tokens) is too large to process" (an embedding over its batch size) with HTTP 500. Narrowly: "requires more
+# memory, retry later" is a passing failure.
+_UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires --|too large to process)", re.IGNORECASE)
+
+
+def lacks_feature(error: Exception) -> bool:
+    return getattr(error, "status_code", None) == 500 and _UNSUPPORTED_WORDS.search(str(error)) is not None
