@@ -71,6 +71,24 @@ async def refusal(call: object) -> grpc.aio.AioRpcError:
     return raised.value
 
 
+@pytest.mark.parametrize("model_type", [pb.MODEL_TYPE_UNSPECIFIED, pb.MODEL_TYPE_TEXT_TO_TEXT])
+async def test_a_text_model_asked_for_under_an_embedders_id_is_already_exists(stub: Stub, model_type: int) -> None:
+    """A tester's finding: MODEL_TYPE_TEXT_TO_TEXT under the id of a model loaded for embeddings answered with the
+    embedding model, as a request leaving everything unset gets it."""
+    await load_tiny_embedder(stub)
+    request = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, model_id="tiny-embed")
+    request.model_type = model_type  # type: ignore[assignment]
+    if model_type == pb.MODEL_TYPE_UNSPECIFIED:  # the model as it is loaded
+        assert (await stub.LoadModel(request)).model.type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+        return
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await stub.LoadModel(request)
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "embedding" in (taken.value.details() or "")
+    request.model_id = "tiny-text"
+    assert (await stub.LoadModel(request)).model.type == pb.MODEL_TYPE_TEXT_TO_TEXT
+
+
 async def test_vectors_have_the_model_size_unit_length_and_one_per_input_in_order(stub: Stub) -> None:
     await load_tiny_embedder(stub)
     response = await embed(stub, TEXTS)

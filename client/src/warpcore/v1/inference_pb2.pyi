@@ -724,9 +724,12 @@ class LoadModelRequest(_message.Message):
     CountTokens, UnloadModel) may use any of its spellings.
     """
     model_type: Global___ModelType.ValueType
-    """Kind of model. Unspecified or MODEL_TYPE_TEXT_TO_TEXT: as the backend settings say
-    (llama_cpp.embedding). MODEL_TYPE_TEXT_TO_EMBEDDING: a llama.cpp model is loaded for
-    embeddings (INVALID_ARGUMENT with llama_cpp.embedding false).
+    """Kind of model. Unspecified: as the backend settings say (llama_cpp.embedding; left
+    unset too, as the model loaded under the id has it, else false).
+    MODEL_TYPE_TEXT_TO_TEXT: the same, but llama_cpp.embedding left unset is false, so
+    asking for it under the id of a model loaded for embeddings is ALREADY_EXISTS.
+    MODEL_TYPE_TEXT_TO_EMBEDDING: a llama.cpp model is loaded for embeddings
+    (INVALID_ARGUMENT with llama_cpp.embedding false).
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:

@@ -164,6 +164,12 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
             "MODEL_TYPE_TEXT_TO_EMBEDDING loads the model for embeddings: leave llama_cpp.embedding unset or true",
         )
         settings = dataclasses.replace(local, embedding=True)
+    elif request.model_type == pb.MODEL_TYPE_TEXT_TO_TEXT and backend is BackendKind.LLAMA_CPP:
+        # Named, the type settles what llama_cpp.embedding leaves unset: a text model, never the embedding model a
+        # request leaving it unset would get when one is loaded under the id.
+        local = settings if isinstance(settings, LocalSettings) else LocalSettings()
+        if local.embedding is None:
+            settings = dataclasses.replace(local, embedding=False)
     config = request.model_config
     return LoadSpec(
         model_id=request.model_id or request.model,
