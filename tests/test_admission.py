@@ -163,7 +163,7 @@ async def test_a_per_model_limit_from_the_preload_file_is_honoured(
             # Two run, none may wait: the third is refused, where the API defaults would have run it.
             frames, error = await failed_stream(stub.Generate(prompt("gpt")))
             assert (frames, error.code()) == ([], grpc.StatusCode.RESOURCE_EXHAUSTED)
-            assert "2 generations running and 0 waiting" in (error.details() or "")
+            assert "generations running 2, waiting 0" in (error.details() or "")
             for call in running:
                 call.cancel()
     finally:

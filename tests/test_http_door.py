@@ -325,6 +325,8 @@ async def test_a_last_assistant_message_is_continued_as_anthropic_prefills_it(ti
     assert text == text_of(continued)
     assert result.usage.prompt_tokens == count.count.prompt_tokens == counted.input_tokens
     assert no_message.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # A tester's finding: the refusal named messages, which a prompt request has none of.
+    assert (no_message.value.details() or "").startswith("continue_last_message continues the last message")
 
 
 async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> None:

@@ -426,6 +426,7 @@ async def test_only_hf_models_can_be_pulled(stub: Stub) -> None:
         await frames(pull(stub, "local/file.gguf"))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert rich_details(refused.value)[1] == ["model"]
+    assert rich_details(refused.value)[0].reason == "MODEL_ID_MALFORMED"  # one reason, whichever rule it breaks
 
 
 async def test_the_cli_pulls_with_a_progress_bar(hub: FakeHub, gguf: bytes, models_root: Path) -> None:

@@ -62,8 +62,8 @@ class EmbedOptions(_message.Message):
     TRUNCATE_FIELD_NUMBER: _builtins.int
     dimensions: _builtins.int
     """Length of each vector, for models that can shorten theirs (OpenAI's
-    text-embedding-3-*). Unset: the model's own length. A llama.cpp model only
-    accepts its own length.
+    text-embedding-3-*), 1 to 65536. Unset: the model's own length. A llama.cpp model
+    only accepts its own length.
     """
     normalize: _builtins.bool
     """Scale each vector to length 1 (Euclidean). Unset: true. OpenAI's vectors

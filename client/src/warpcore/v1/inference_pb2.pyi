@@ -312,9 +312,10 @@ class CountTokensRequest(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     INCLUDE_TOKENS_FIELD_NUMBER: _builtins.int
     include_tokens: _builtins.bool
-    """Also return the tokens, ids and pieces (for debugging prompts). llama.cpp only: a
-    hosted API counts tokens without returning them, so on a hosted model this is
-    INVALID_ARGUMENT naming include_tokens, rather than a count with no tokens.
+    """Also return the tokens, ids and pieces (for debugging prompts). llama.cpp only: an
+    Anthropic model counts tokens without returning them, so there this is
+    INVALID_ARGUMENT naming include_tokens, rather than a count with no tokens (an
+    OpenAI model counts none: FAILED_PRECONDITION, as without it).
     """
     @_builtins.property
     def request(self) -> Global___GenerateRequest:
@@ -512,7 +513,9 @@ class LocalBackendConfig(_message.Message):
     by its cgroup's CPU quota rounded up.
     """
     use_gpu: _builtins.bool
-    """Offload layers to a GPU. When false, gpu_layers is ignored and no layer is offloaded."""
+    """Offload layers to a GPU. When false, gpu_layers is ignored and no layer is offloaded
+    (it is still checked: -1 or more).
+    """
     gpu_layers: _builtins.int
     """Number of layers to offload when use_gpu is true; -1 offloads all of them."""
     parallel: _builtins.int
@@ -912,7 +915,8 @@ class ChatMessage(_message.Message):
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[_content_pb2.ContentPart]:
         """Text and images that follow content (if any), in order. Images are accepted
-        in ROLE_USER messages, by OpenAI and Anthropic; llama.cpp models refuse them.
+        in ROLE_USER messages, by OpenAI and Anthropic, and by a llama.cpp model loaded with
+        a projector (LlamaCppConfig.mmproj; ModelCapabilities.images says); others refuse them.
         Hosted APIs get each text as a block of its own; a llama.cpp model, whose chat
         template takes one string, gets content and each text on a line of its own.
         """
@@ -1014,9 +1018,9 @@ class GenerationOptions(_message.Message):
     Unset on a llama.cpp model: 0.95.
     """
     top_k: _builtins.int
-    """Sample from the k most likely tokens only (not supported by OpenAI's own API; an
-    OpenAI backend whose base_url names a compatible server passes it on). Unset on a
-    llama.cpp model: 40.
+    """Sample from the k most likely tokens only, 1 or more (not supported by OpenAI's own
+    API; an OpenAI backend whose base_url names a compatible server passes it on). Unset
+    on a llama.cpp model: 40.
     """
     system: _builtins.str
     """System instructions. They come first, followed by the content of any ROLE_SYSTEM
@@ -1308,9 +1312,9 @@ class TextDelta(_message.Message):
         """With options.logprobs: the tokens this delta's text is made of, in order;
         their bytes, concatenated, are the text's. A token whose text is held back
         (part of a character, or what may be a stop sequence) comes with the delta
-        that releases it. When a stop sequence ends the text, the tokens that
-        complete it are left out, and the last tokens sent may spell more than the
-        text (the start of the stop sequence).
+        that releases it. When a stop sequence ends the text, the token it begins in is
+        the last one sent and those after it are left out, so the last tokens sent may
+        spell more than the text (the stop sequence, or its start).
         """
 
     def __init__(

@@ -82,7 +82,8 @@ class ModelResidency(_message.Message):
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the model will be unloaded if nothing uses it meanwhile; absent while it
-        is in use or when it stays loaded until unloaded.
+        is in use, when it stays loaded until unloaded, and when its idle time is 0 (it is
+        unloaded as soon as it is idle).
         """
 
     @_builtins.property

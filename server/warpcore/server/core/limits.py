@@ -42,7 +42,7 @@ class StreamGate:
     async def slot(self) -> AsyncIterator[None]:
         if self.active >= self._max_active and self.waiting >= self._max_waiting:
             raise ResourceExhaustedError(
-                f"model {self._model_id!r} is busy: {self.active} generations running and {self.waiting} waiting;"
+                f"model {self._model_id!r} is busy: generations running {self.active}, waiting {self.waiting};"
                 " retry later",
                 reason="MODEL_BUSY",
                 retry_after=BUSY_RETRY_AFTER,

@@ -96,9 +96,14 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     )
     check_parts(params)
     if params.continue_last:
-        last = params.messages[-1] if params.messages else None
         require(
-            last is not None and last.role is Role.ASSISTANT and not last.tool_calls,
+            bool(params.messages),
+            "continue_last_message",
+            "continue_last_message continues the last message of messages; a prompt has none",
+        )
+        last = params.messages[-1]
+        require(
+            last.role is Role.ASSISTANT and not last.tool_calls,
             "messages",
             "only a last assistant message of text can be continued; end with it, or with a user message",
         )

@@ -99,7 +99,9 @@ def pull_file(
 ) -> PulledFile:
     """Download `model` ("hf:owner/repo:file.gguf") unless its file is already there."""
     if not model.startswith(HF_PREFIX):
-        raise InvalidArgumentError("only hf:owner/repo:file.gguf models can be pulled", field="model")
+        raise InvalidArgumentError(
+            "only hf:owner/repo:file.gguf models can be pulled", field="model", reason="MODEL_ID_MALFORMED"
+        )
     relative = relative_model_path(model)
     root = models_root(env.get("MODELS_PATH"))
     destination = root / relative
