@@ -156,14 +156,14 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "--max-streams-per-model",
         "WARPCORE_MAX_STREAMS_PER_MODEL",
         str(LOCAL_MAX_STREAMS),
-        "generations running at once per llama.cpp model",
+        "generations admitted at once per llama.cpp model; those beyond its parallel slots wait for one",
         type=int,
     )
     option(
         "--max-queue-per-model",
         "WARPCORE_MAX_QUEUE_PER_MODEL",
         str(LOCAL_MAX_QUEUE),
-        "generations waiting per llama.cpp model",
+        "generations waiting to be admitted per llama.cpp model",
         type=int,
     )
     option(

@@ -74,7 +74,10 @@ class ModelResidency(_message.Message):
     slots_total: _builtins.int
     """Generations the model runs at once at most."""
     queue_depth: _builtins.int
-    """Generations waiting for a slot."""
+    """Generations admitted and waiting for a slot (a llama.cpp model admits up to the
+    server's --max-streams-per-model, at least slots_total); those still waiting to be
+    admitted (--max-queue-per-model) are not counted.
+    """
     @_builtins.property
     def last_used(self) -> _timestamp_pb2.Timestamp:
         """When the model was last loaded or last finished a generation."""
