@@ -8,13 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import anthropic
+import grpc
 import httpx2
 import openai
 import pytest
 from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 from openai.types.chat import ChatCompletionToolParam
 
-from tests.conftest import TINY_MODEL, serving_doors
+from tests.conftest import TINY_MODEL, collect, serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -31,6 +32,8 @@ from tests.http_door import (
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 OPENAI_MESSAGES = openai_messages("Say hello")
 NOT_STOP_SEQUENCES: tuple[object, ...] = ({}, 0, False, "", "e", ["a", None])
@@ -112,6 +115,28 @@ async def test_a_quota_used_up_is_insufficient_quota_and_not_retried(doors: Door
     assert len(generations) == 2  # one each: neither SDK retried
     openai_upstream.script = Script(status=429, error_code="rate_limit_exceeded")
     assert (await openai_failure(doors)).response.headers["retry-after"] == "1"  # a rate limit's wait, as before
+
+
+async def test_the_upstreams_request_id_is_in_the_access_log_and_on_a_failure(
+    hosted: Doors, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's finding: over HTTP the upstream's id of a request reached neither the client nor the log, where
+    gRPC's ErrorInfo carried it; the id a provider's support asks for."""
+    caplog.set_level("INFO", logger="warpcore.access")
+    upstream.script = Script(request_id="up-ok-1")
+    await openai_failure(hosted, model="nothing-loaded")  # no upstream: no id
+    async with async_openai_client(hosted) as client:
+        await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+    upstream.script = Script(status=500, request_id="up-failed-2")
+    failure = await anthropic_failure(hosted)
+    assert failure.response.headers["x-upstream-request-id"] == "up-failed-2"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{hosted.grpc.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await collect(stub.Generate(pb.GenerateRequest(model_id="m", prompt="hi")))
+    lines = [record for record in caplog.records if record.name == "warpcore.access"]
+    upstream_ids = [(record.protocol, getattr(record, "upstream_request_id", None)) for record in lines]  # type: ignore[attr-defined]
+    assert upstream_ids == [("http", None), ("http", "up-ok-1"), ("http", "up-failed-2"), ("grpc", "up-failed-2")]
 
 
 async def test_context_length_errors_carry_the_openai_code(hosted: Doors, upstream: FakeUpstream) -> None:

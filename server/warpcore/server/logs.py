@@ -23,6 +23,7 @@ REQUEST_FIELDS = (
     "finish_reason",
     "peer",
     "request_id",
+    "upstream_request_id",
 )
 
 

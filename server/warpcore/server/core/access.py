@@ -13,6 +13,7 @@ from typing import Any
 
 from warpcore.server.core.bounds import REQUEST_ID, shortened
 from warpcore.server.core.domain import Finish
+from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.metrics import Metrics
 
 access_log = logging.getLogger("warpcore.access")
@@ -51,6 +52,16 @@ def record_usage(finish: Finish) -> None:
             completion_tokens=finish.completion_tokens,
             finish_reason=finish.reason.value,
         )
+        if finish.upstream_request_id:
+            usage["upstream_request_id"] = finish.upstream_request_id
+
+
+def record_failure(error: WarpcoreError) -> None:
+    """Note the upstream's request id of a failure, when it names one, for the access-log line of the call it ends:
+    the id a provider's support asks for."""
+    usage = _usage.get()
+    if usage is not None and (upstream := error.metadata.get("upstream_request_id")):
+        usage["upstream_request_id"] = upstream
 
 
 @contextlib.contextmanager

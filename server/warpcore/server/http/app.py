@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import _default_expect_handler as default_expect_handler
 
-from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, recording_usage, request_id
+from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, record_failure, recording_usage, request_id
 from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
@@ -23,6 +23,7 @@ from warpcore.server.http.errors import (
     http_status,
     retry_headers,
     unsupported_encoding,
+    upstream_id,
 )
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
@@ -157,8 +158,9 @@ class HttpDoor:
             )
 
     def _error_response(self, request: web.Request, error: WarpcoreError) -> web.Response:
+        record_failure(error)
         body = dialect_of(request).error(error, request[REQUEST_ID])
-        headers = {**request_ids(request), **retry_headers(error)}
+        headers = {**request_ids(request), **retry_headers(error), **upstream_id(error)}
         response = web.json_response(body, status=http_status(error), headers=headers)
         if request.content.exception() is not None or isinstance(error, RequestTooSlowError):
             response.force_close()  # the body was not read: the connection is done, and the client told so

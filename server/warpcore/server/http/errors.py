@@ -107,6 +107,16 @@ def retry_headers(error: WarpcoreError) -> dict[str, str]:
     return {"Retry-After": str(max(math.ceil(delay), 1)), "retry-after-ms": str(int(delay * 1000))}
 
 
+UPSTREAM_REQUEST_ID_HEADER = "x-upstream-request-id"
+
+
+def upstream_id(error: WarpcoreError) -> dict[str, str]:
+    """The upstream's own id of the request that failed, when it gave one: the id its provider's support asks for
+    (over gRPC, ErrorInfo's metadata carries it)."""
+    upstream = error.metadata.get("upstream_request_id")
+    return {UPSTREAM_REQUEST_ID_HEADER: upstream} if upstream else {}
+
+
 def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, str]:
     """The error's field as the dialect names it (`names` maps domain field paths to the dialect's), and its message
     beginning with that name where it began with the domain's; both cut, as a gRPC status's are, where they quote a

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from warpcore.server.core.access import record_usage
+from warpcore.server.core.access import record_failure, record_usage
 from warpcore.server.core.bounds import CHECK_ON_THREAD_BYTES
 from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
@@ -130,6 +130,7 @@ async def _stream(
         request[OUTCOME] = "CANCELLED"  # the client went away: nobody to tell
     except Exception as error:  # noqa: BLE001 - after the headers, every failure ends the stream with an event
         failure = error if isinstance(error, WarpcoreError) else internal(error)
+        record_failure(failure)
         request[OUTCOME] = failure.code.name
         with contextlib.suppress(ConnectionResetError):  # unless the client is gone too
             await response.write(pending + stream.fail(failure, request[REQUEST_ID]))

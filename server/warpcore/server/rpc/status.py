@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from warpcore.server.core.access import current_request_id
+from warpcore.server.core.access import current_request_id, record_failure
 from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.rpc.translate import field_path
@@ -39,6 +39,7 @@ def _packed(message: Any) -> any_pb2.Any:
 def to_status(error: WarpcoreError) -> grpc.Status:
     """Build the gRPC status for a domain error: ErrorInfo always, RequestInfo with the call's request id (as the
     HTTP door's error bodies carry it where their format has a place for it), BadRequest and RetryInfo when known."""
+    record_failure(error)
     metadata = {key: shortened(value) for key, value in error.metadata.items()}
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata))]
     if request_id := current_request_id():  # the id the call's initial metadata gave its caller
