@@ -166,6 +166,30 @@ async def test_a_call_past_its_deadline_is_logged_deadline_exceeded(stub: Stub, 
     assert await access_lines.next() == ("Generate", "tiny", "CANCELLED")
 
 
+async def test_a_cancel_a_moment_before_the_servers_deadline_is_the_clients_deadline(
+    stub: Stub, access_lines: AccessLines
+) -> None:
+    """A tester's finding: queued calls whose client's deadline passed were logged CANCELLED. The client's clock
+    starts before its request travels, so its deadline passes a little before the server's, and its cancel (all the
+    wire tells) reaches the call while the server still counts milliseconds left."""
+    await load_tiny(stub)
+    assert await access_lines.next() == ("LoadModel", "tiny", "OK")
+    holder = stub.Generate(greedy("the world", 2000))
+    await anext(aiter(holder))  # the model's one slot is taken: the next call waits for it
+    started = time.monotonic()
+    queued = stub.Generate(greedy("the world", 2000), timeout=1.0)
+    await queued.initial_metadata()
+    await asyncio.sleep(0.97 - (time.monotonic() - started))  # the stimulus: a cancel 30 ms before the deadline
+    queued.cancel()
+    holder.cancel()
+    ended = {await access_lines.next(), await access_lines.next()}  # the holder's may come first, OK or CANCELLED
+    assert ("Generate", "tiny", "DEADLINE_EXCEEDED") in ended
+    early = stub.Generate(greedy("the world", 2000), timeout=10.0)
+    await anext(aiter(early))
+    early.cancel()  # with nearly all its time left: the client went
+    assert await access_lines.next() == ("Generate", "tiny", "CANCELLED")
+
+
 @pytest.mark.parametrize("forged", ["x\n2026-12-03 10:00:00,000 INFO warpcore.access: request code=OK", "a b=c", ""])
 async def test_a_callers_model_id_cannot_forge_a_text_line_or_field(
     stub: Stub, access_lines: AccessLines, forged: str

@@ -26,6 +26,13 @@ HEALTH_SERVICE = "/" + health_pb2.DESCRIPTOR.services_by_name["Health"].full_nam
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+DEADLINE_SLACK = 0.1
+"""Of a call's time (capped at MAX_DEADLINE_SLACK), how much may be left when its client cancels for it still to count
+as its deadline passing. The client's clock starts before the request travels, the server's when it arrives, so a
+client's own deadline passes a little first (milliseconds; more on a loaded machine) and its cancel reaches the call
+before the server's deadline does."""
+MAX_DEADLINE_SLACK = 0.25
+
 
 async def _identify(context: Context) -> str:
     """The call's request id (the caller's `x-request-id` when sane, else a new one), sent back at once in the
@@ -61,14 +68,16 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         log_request(self._metrics, "grpc", name, code, started, health=health, **fields)
 
     @staticmethod
-    def _code(context: Context, error: BaseException | None) -> str:
+    def _code(context: Context, error: BaseException | None, timeout: float | None) -> str:
+        """The call's status name; `timeout` is the time it had when it began (None: no deadline)."""
         if error is None:
             return "OK"
         if isinstance(error, asyncio.CancelledError | GeneratorExit):
             # grpc cancels the handler both when the client goes and when the call's deadline passes; a stream's
             # generator cancelled between two responses is closed instead.
             remaining = context.time_remaining()
-            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            slack = 0.0 if timeout is None else min(MAX_DEADLINE_SLACK, DEADLINE_SLACK * timeout)
+            return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= slack else "CANCELLED"
         status = context.code()
         return status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
 
@@ -91,7 +100,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
             async def call(request: Any, context: Context) -> Any:
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
-                started, error, peer = time.monotonic(), None, context.peer()
+                started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
                 identity = await _identify(context)
                 try:
                     return await behavior(request, context)
@@ -99,7 +108,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     error = failure
                     raise
                 finally:
-                    self._finish(method, request, peer, identity, started, self._code(context, error))
+                    self._finish(method, request, peer, identity, started, self._code(context, error, timeout))
 
             if handler.unary_unary is not None:
                 return grpc.unary_unary_rpc_method_handler(call, **serializers)
@@ -108,7 +117,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         streaming: Any = handler.unary_stream  # an async generator function under grpc.aio
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            started, error, peer = time.monotonic(), None, context.peer()
+            started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
             identity = await _identify(context)
             with recording_usage() as usage:
                 try:
@@ -118,6 +127,6 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     error = failure
                     raise
                 finally:
-                    self._finish(method, request, peer, identity, started, self._code(context, error), usage)
+                    self._finish(method, request, peer, identity, started, self._code(context, error, timeout), usage)
 
         return grpc.unary_stream_rpc_method_handler(stream, **serializers)
