@@ -117,6 +117,7 @@ class LlamaCppAdapter:
             # Reached on completion, on error and when the caller closes the stream (cancellation): the
             # scheduler drops the generation before its next step, and a queued one never starts.
             stop.set()
+            scheduler.withdraw()
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if not self._options.embedding:

@@ -32,9 +32,8 @@ from warpcore.server.core.tokens import PromptUsage
 _log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 1.0
-"""How long a model's batching thread waits for work before it ends (the next generation starts another). An idle
-thread keeps its OpenMP team, and beside another model's team that makes libgomp stop spinning at barriers in both
-(native_threads.py): a model that works would decode slower for a neighbour that does nothing."""
+"""How long a model's batching thread waits for work before it ends (the next generation starts another): an idle
+thread's OpenMP team makes libgomp stop spinning in a working model's too (native_threads.py), slowing it."""
 
 
 class BatchScheduler:
@@ -43,10 +42,10 @@ class BatchScheduler:
     Its batching thread (`_serve`, started by a generation, ended after IDLE_SECONDS without work) steps: every
     step it admits waiting jobs into free slots (first come, first served), decodes the next token of every running
     generation, adds a piece of each newly admitted prompt, samples each sequence with its own sampler, and frees
-    the slot and KV cells of a generation as soon as it finishes or its caller goes away. Only `submit()`,
-    `close()` and `join()` are called from other threads. A step decodes its generations in calls of at most
-    `rows_per_call` rows, the count measured at load to give every row exactly the logits it gets alone
-    (invariance.py): so a generation's text never depends on its neighbours.
+    the slot and KV cells of a generation as soon as it finishes or its caller goes away. The public methods are
+    called from other threads. A step decodes its generations in calls of at most `rows_per_call` rows, the count
+    measured at load to give every row exactly the logits it gets alone (invariance.py): so a generation's text
+    never depends on its neighbours.
 
     Each slot has a KV stream of its own, and llama.cpp decodes the rows of a call in one pass only while their
     sequence ids rise one by one (llama_batch_allocr::split_equal); otherwise it splits the call into a pass per
@@ -78,10 +77,7 @@ class BatchScheduler:
         self._freed = threading.Event()
         self.rows_per_call = invariant_rows(native, slots)
         self.occupancy = Occupancy(cells=native.cells)
-
-    @property
-    def vocabulary_size(self) -> int:
-        return int(self._native.vocabulary_size)
+        self.vocabulary_size = int(native.vocabulary_size)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -92,6 +88,12 @@ class BatchScheduler:
             self._waiting.append(job)
             self._ensure_thread()
             self._wake.notify()
+
+    def withdraw(self) -> None:
+        """Forget the waiting generations whose callers went, at once: the queue the metrics show is of callers."""
+        with self._wake:
+            self._waiting = collections.deque(job for job in self._waiting if not job.stop.is_set())
+            self.occupancy.waiting = len(self._waiting)
 
     def close(self) -> None:
         """Let running and waiting generations finish, then free the context on the batching thread."""
@@ -105,8 +107,7 @@ class BatchScheduler:
         would only wait for its grace to end; those running go on."""
         with self._wake:
             self._refusing = True
-            waiting = list(self._waiting)
-            self._waiting.clear()
+            waiting, self._waiting = self._waiting, collections.deque()
             self.occupancy.waiting = 0
         for job in waiting:
             job.emit(shutting_down())
@@ -157,11 +158,10 @@ class BatchScheduler:
 
     def _count(self) -> None:
         """Publish what the model is doing, once a step, for metrics (not the waiting whose callers went away)."""
-        occupancy = self.occupancy
-        occupancy.running = len(self._running)
+        self.occupancy.running = len(self._running)
         with self._wake:
-            occupancy.waiting = sum(not job.stop.is_set() for job in self._waiting)
-        occupancy.cells_used = sum(sequence.position for sequence in self._running)
+            self.occupancy.waiting = sum(not job.stop.is_set() for job in self._waiting)
+        self.occupancy.cells_used = sum(sequence.position for sequence in self._running)
 
     def _admit(self) -> Literal["step", "ahead", "idle", "closed"]:
         """Move waiting jobs into free slots: "step"; with nothing to run, "ahead" while a kept prompt waits to be
