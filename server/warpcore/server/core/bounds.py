@@ -3,11 +3,17 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from warpcore.server.core.domain import NumaStrategy
 from warpcore.server.core.embeddings import Pooling
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 MAX_TOKENS_LIMIT = 32768
 """The largest max_tokens a request may ask for, unless the server is started with a lower limit."""
@@ -95,6 +101,16 @@ CHECK_ON_THREAD_BYTES = 64 * 1024
 """The tool-call arguments (characters of JSON text), or the HTTP door's request body (bytes), beyond which a request is
 read and checked on a thread: parsing and checking megabytes takes a good part of a second, during which the event
 loop would serve no other call."""
+
+
+async def read_off_loop_when_large(size: int, read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """`read(*args, **kwargs)`, which parses and checks `size` characters or bytes of JSON: on a thread beyond
+    CHECK_ON_THREAD_BYTES, else at once (a thread's hop would cost a small request more than its reading)."""
+    if size > CHECK_ON_THREAD_BYTES:
+        return await asyncio.to_thread(read, *args, **kwargs)
+    return read(*args, **kwargs)
+
+
 TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
 """A tool's or a response schema's name, as the providers accept it."""
 

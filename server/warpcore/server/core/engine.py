@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.base import QueuesGenerations
-from warpcore.server.core.bounds import CHECK_ON_THREAD_BYTES
+from warpcore.server.core.bounds import read_off_loop_when_large
 from warpcore.server.core.coalescing import coalesced
 from warpcore.server.core.domain import (
     BackendKind,
@@ -170,10 +170,7 @@ class Engine:
     async def _check(self, params: GenerationParams) -> None:
         """Check a generation's request; on a thread when it holds enough tool-call arguments to parse that the
         event loop would stall meanwhile."""
-        if arguments_length(params) > CHECK_ON_THREAD_BYTES:
-            await asyncio.to_thread(check_generation, params, self.limits.max_tokens)
-        else:
-            check_generation(params, self.limits.max_tokens)
+        await read_off_loop_when_large(arguments_length(params), check_generation, params, self.limits.max_tokens)
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one

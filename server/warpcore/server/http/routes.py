@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -12,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from warpcore.server.core.access import record_failure, record_usage
-from warpcore.server.core.bounds import CHECK_ON_THREAD_BYTES
+from warpcore.server.core.bounds import read_off_loop_when_large
 from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
@@ -71,10 +70,7 @@ def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams
 
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     body, default_max_tokens = await json_body(request), request.app[ENGINE].limits.default_max_tokens
-    if (request.content_length or 0) > CHECK_ON_THREAD_BYTES:  # reading megabytes would hold every other call
-        call = await asyncio.to_thread(dialect.parse, body, default_max_tokens)
-    else:
-        call = dialect.parse(body, default_max_tokens)
+    call = await read_off_loop_when_large(request.content_length or 0, dialect.parse, body, default_max_tokens)
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model

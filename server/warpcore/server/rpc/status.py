@@ -38,7 +38,8 @@ def _packed(message: Any) -> any_pb2.Any:
 
 def to_status(error: WarpcoreError) -> grpc.Status:
     """Build the gRPC status for a domain error: ErrorInfo always, RequestInfo with the call's request id (as the
-    HTTP door's error bodies carry it where their format has a place for it), BadRequest and RetryInfo when known."""
+    HTTP door's error bodies carry it where their format has a place for it), BadRequest and RetryInfo when known.
+    Every call a domain error ends is ended with this status: so it notes the upstream's id for the call's log line."""
     record_failure(error)
     metadata = {key: shortened(value) for key, value in error.metadata.items()}
     details = [_packed(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata))]
