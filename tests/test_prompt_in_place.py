@@ -89,6 +89,28 @@ async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
     assert result.usage.cached_prompt_tokens == previous // PREFILL_PIECE * PREFILL_PIECE
 
 
+@pytest.mark.usefixtures("nothing_decoded_ahead")
+async def test_gemma_prompt_kept_after_a_restore_is_not_cut_short_of_it(
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
+) -> None:
+    # A prompt longer than Gemma's window, asked again: its beginning is restored from the cache, a short last
+    # piece decoded, and the prompt kept in its slot. The local layers of a restored stream hold only the window's
+    # cells before where it was restored: a prompt that parts from it earlier must not start from it in place.
+    stub, name = gemma
+    await load(stub, name, "plain", parallel=1, cache_tokens=0)
+    await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    asked = await question_ending_at(stub, LONG_SYSTEM, TURNS[0], "cached", 2)
+    _, first = await collect(stub.Generate(greedy(asked, 4, "cached")))
+    _, again = await collect(stub.Generate(greedy(asked, 4, "cached")))
+    assert again.usage.cached_prompt_tokens == first.usage.prompt_tokens - 2
+    for question in TURNS[1:]:
+        other = greedy(f"{LONG_SYSTEM}\nQ: {question}\nA:", 12, "cached", logprobs=True)
+        with_cache, scores, result = await scored(stub, other)
+        assert 0 < result.usage.cached_prompt_tokens < again.usage.cached_prompt_tokens
+        other.model_id = "plain"
+        assert (with_cache, scores) == (await scored(stub, other))[:2], question
+
+
 async def test_a_beginning_others_may_share_is_in_the_cache_while_its_generation_runs(
     gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:

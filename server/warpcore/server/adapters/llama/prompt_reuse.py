@@ -38,6 +38,8 @@ class Start:
     """In rising order, each at most the prompt's length."""
     own: frozenset[int] = frozenset()
     """Those of `saving_points` that only a conversation coming back needs."""
+    whole_from: int = 0
+    """Where the stream's cells begin to be all a later prompt may start from in place (see _Kept.whole_from)."""
 
 
 NOT_CACHED = Start(MISS)
@@ -61,6 +63,10 @@ class _Kept:
     the answer, to decode while the model has nothing else to do."""
     ahead_from: float = 0.0
     """When decoding ahead may begin (time.monotonic())."""
+    whole_from: int = 0
+    """The shortest beginning of `tokens` a prompt may start from in place: with a sliding window, where the stream
+    was restored from the cache (its local layers hold only the window's cells before that point, and a prompt
+    starting earlier would miss some its window sees); else 0."""
 
 
 class PromptReuse:
@@ -85,11 +91,11 @@ class PromptReuse:
                 # This prompt shares a beginning that slot still waits to save: saved now, the cache may serve it.
                 self.cache.save(other, held.tokens, held.keys, held.unsaved)
                 self._native.forget(other, held.unsaved[0])
-                self._kept[other] = _Kept(held.tokens[: held.unsaved[0]], held.keys, ())
+                self._kept[other] = _Kept(held.tokens[: held.unsaved[0]], held.keys, (), whole_from=held.whole_from)
         kept = self._kept.pop(slot, None)
         in_place = self._calls.usable(_common(kept.tokens, tokens), len(tokens)) if kept and keys else 0
-        if in_place < PREFILL_PIECE:
-            in_place = 0  # a few tokens (a BOS) in common save nothing worth a hit
+        if in_place < PREFILL_PIECE or (kept is not None and in_place < kept.whole_from):
+            in_place = 0  # a few tokens (a BOS) in common save nothing worth a hit; see _Kept.whole_from
         hit = self.cache.lookup(tokens, keys, beyond=in_place) if keys else MISS
         carried: tuple[int, ...] = ()
         if kept is not None and hit.prefix is None and in_place:
@@ -97,16 +103,18 @@ class PromptReuse:
             carried = tuple(point for point in kept.unsaved if point <= in_place)
             self._native.forget(slot, in_place)
             hit = Hit(None, in_place)
+            whole_from = kept.whole_from
         else:
             if kept is not None:
                 self.cache.save(slot, kept.tokens, kept.keys, kept.unsaved)
             self._native.forget(slot)
             self.cache.restore(hit, slot)
+            whole_from = hit.length if self.cache.window else 0
         if not keys:
             return NOT_CACHED
         points = self.cache.saving_points(tokens, keys, hit)
         own = {*carried, self.cache.end_point(len(tokens), keys)}
-        return Start(hit, tuple(sorted({*points, *carried})), frozenset(own))
+        return Start(hit, tuple(sorted({*points, *carried})), frozenset(own), whole_from)
 
     def call_end(self, start: Start, prefilled: int, end: int, length: int) -> int:
         """Where the prefill call from `prefilled` ends: at `end`, or before it at a beginning to save as the prefill
@@ -152,7 +160,7 @@ class PromptReuse:
             self._native.forget(slot, kept)
             ahead = (*tokens[kept:], *answer) if start.hit.length and self._calls.free else ()
             due = time.monotonic() + AHEAD_AFTER_SECONDS
-            self._kept[slot] = _Kept(list(tokens[:kept]), list(keys), waiting, ahead, due)
+            self._kept[slot] = _Kept(list(tokens[:kept]), list(keys), waiting, ahead, due, start.whole_from)
         else:
             self.cache.save(slot, tokens, keys, points)
 
