@@ -99,6 +99,36 @@ async def check_embeddings(stub: Stub, models_path: Path) -> None:
         assert cosine(direct, ours) == pytest.approx(1.0, abs=1e-5)
 
 
+def resident_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+
+def file_bytes(models_path: Path) -> int:
+    return next(models_path.rglob("*.gguf")).stat().st_size
+
+
+async def test_the_embedding_model_reports_the_memory_a_full_batch_takes(
+    server_process: ServerProcess, gemma_models_path: Path
+) -> None:
+    # Every token of an embedding context is an output whose logits llama.cpp makes over Gemma's 262,144-entry
+    # vocabulary: a batch that fills the context takes about twice as much as the weights, and the residency
+    # budget must see it before a client sends one.
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server_process.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        listed = {model.id: model for model in (await stub.ListModels(pb.ListModelsRequest())).models}
+        embedder = listed[EMBEDDED_EMBEDDING_MODEL_ID]
+        weights = file_bytes(gemma_models_path)
+        await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=SENTENCES[:1]))
+        before = resident_bytes(server_process.process.pid)
+        texts = [" ".join(f"{topic} {index}" for index in range(60)) for topic in ("rivers", "towns", "roads")]
+        response = await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=texts))
+        assert response.prompt_tokens > embedder.context_size * 3 // 4  # nearly a full batch
+        grown = resident_bytes(server_process.process.pid) - before
+        beyond_weights = embedder.residency.memory_bytes - weights
+        assert beyond_weights / 2 < grown <= beyond_weights
+
+
 async def test_server_streams_from_the_embedded_model_and_exits_cleanly(
     server_process: ServerProcess, gemma_models_path: Path
 ) -> None:

@@ -17,6 +17,9 @@ _log = logging.getLogger("warpcore.server")
 EMBEDDED_MODEL_ID = "gemma-3-270m"
 EMBEDDED_EMBEDDING_MODEL_ID = "gemma-3-270m-embed"
 """The same file loaded for embeddings, so that the default server serves vectors too."""
+EMBEDDED_EMBEDDING_CONTEXT = 512
+"""Tokens of a text the embedding model takes, as many embedding models: a batch that fills its context takes
+about 1 GiB beside the weights, for a logits row per token over Gemma's vocabulary (embedding.py)."""
 EMBEDDED_FOLDER = "embedded"
 ABANDONED_SECONDS = 120.0
 """A partial file of the model not written for this long was left by a start that was killed mid-way (an assembly
@@ -80,6 +83,6 @@ def embedded_load_specs(models_path: Path) -> list[LoadSpec]:
             backend=BackendKind.LLAMA_CPP,
             name=name,
             settings=LocalSettings(embedding=True),
-            context_size=None,
+            context_size=EMBEDDED_EMBEDDING_CONTEXT,
         ),
     ]

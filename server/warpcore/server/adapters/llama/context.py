@@ -25,6 +25,9 @@ MIN_CALL_ROWS = 8
 # llama.cpp's fixed cost per call, while a cancel or a newcomer still waits for at most one.
 LONE_PREFILL_PIECE = 128
 KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
+LOGIT_COPIES = 2
+"""Where llama.cpp holds a decode's logits: its compute graph and its output buffer, each a row per output token."""
+FLOAT_BYTES = 4
 DEFAULT_CONTEXT_SIZE = 4096  # tokens, when the request names none and the model was trained on more
 FILE_SHAPES_KEPT = 64  # model files whose context and KV cell size are remembered
 
@@ -138,17 +141,25 @@ def default_context_size(path: Path) -> int:
     return _file_shape(path).context_size
 
 
+def embedding_logits_bytes(context_size: int, vocabulary_size: int) -> int:
+    """What an embedding context holds beyond its weights once a batch has filled it: every token of an embedding
+    context is an output, and llama.cpp computes and keeps each output's logits (a float per vocabulary entry, in
+    its compute graph and in its output buffer) whatever the pooling."""
+    return LOGIT_COPIES * context_size * vocabulary_size * FLOAT_BYTES
+
+
 def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int:
-    """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or the weights of
-    an embedding model), read before loading its weights (the file's size stands for them), so that a budget of
-    memory is kept before a load, not only after it. 0 for a file llama.cpp cannot read: its load says why."""
-    if options.embedding:
-        return path.stat().st_size
+    """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or
+    `EmbeddingContext.memory_bytes`), read before loading its weights (the file's size stands for them), so that a
+    budget of memory is kept before a load, not only after it. 0 for a file llama.cpp cannot read: its load says
+    why."""
     try:
         shape = _file_shape(path)
     except ValueError:
         return 0
     context_size = context_size or shape.context_size
+    if options.embedding:
+        return path.stat().st_size + embedding_logits_bytes(context_size, shape.vocabulary_size)
     saved = options.cached_prompt_tokens(context_size)
     return path.stat().st_size + (context_size * options.parallel + saved) * shape.cell_bytes
 
@@ -157,6 +168,7 @@ class _FileShape(NamedTuple):
     context_size: int
     """The trained context, capped."""
     cell_bytes: int
+    vocabulary_size: int
 
 
 def _file_shape(path: Path) -> _FileShape:
@@ -171,7 +183,7 @@ def _file_shape(path: Path) -> _FileShape:
 def _read_file_shape(path: Path, _mtime_ns: int, _size: int) -> _FileShape:
     vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     try:
-        return _FileShape(_capped_context(vocabulary), _file_cell_bytes(vocabulary.metadata))
+        return _FileShape(_capped_context(vocabulary), _file_cell_bytes(vocabulary.metadata), vocabulary.n_vocab())
     finally:
         vocabulary.close()
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import llama_cpp
 
-from warpcore.server.adapters.llama.context import LoadedWeights
+from warpcore.server.adapters.llama.context import LoadedWeights, embedding_logits_bytes
 from warpcore.server.adapters.llama.native_log import stopping_quietly
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, Pooling
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
@@ -75,8 +75,11 @@ class EmbeddingContext:
 
     @property
     def memory_bytes(self) -> int:
-        """The weights, the bulk of what an embedding model holds (its context keeps no cache between calls)."""
-        return int(llama_cpp.llama_model_size(self.model))
+        """The weights, and the logits of a batch that fills the context (the context keeps no cache between calls):
+        with a generative model's vocabulary these are the bulk (Gemma 3's 262,144 entries: 2 MiB a token), and they
+        stay allocated once a batch has needed them."""
+        vocabulary = int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model)))
+        return int(llama_cpp.llama_model_size(self.model)) + embedding_logits_bytes(self.context_size, vocabulary)
 
     def embed(self, params: EmbedParams, stop: threading.Event) -> Embeddings:
         """One vector per input, as llama.cpp pools it (not normalized); texts go in batches that fill the
