@@ -4,6 +4,7 @@ field, Retry-After, request ids, the token, and no secret in any answer."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -576,7 +577,7 @@ async def test_a_body_nested_beyond_the_parsers_bound_is_400(path: str, doors: D
     ids=["unknown charset", "no text charset", "failing codec", "not gzip", "not deflate"],
 )
 async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
-    path: str, headers: dict[str, str], says: str, doors: Doors
+    path: str, headers: dict[str, str], says: str, doors: Doors, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
     if path == "/v1/embeddings":
@@ -589,6 +590,8 @@ async def test_a_body_that_does_not_decode_as_its_headers_say_is_400(
     assert refused.status_code == 400, refused.text
     assert says in refused.json()["error"]["message"]
     assert served.status_code == 404, served.text  # the same body, as it says: up to the unknown model
+    # Answered, and not logged as an error besides (served came on the same connection, after its rest was read).
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.parametrize("charset", ["utf-7", "unicode_escape"])

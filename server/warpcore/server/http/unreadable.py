@@ -71,6 +71,14 @@ class _DoorConnection(web_protocol.RequestHandler):
         response.force_close()  # what follows on the connection cannot be told apart from the unread request
         return response
 
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("exc_info"), web.RequestPayloadError):
+            # A body that does not decode as its Content-Encoding says: its route answered 400 naming that, and
+            # aiohttp, reading the rest of the body after the answer, meets the error again. Not an ERROR with a
+            # traceback, which a client could have logged at will.
+            return
+        super().log_exception(*args, **kwargs)
+
 
 class _DoorServer(web.Server):
     def __init__(self, made: web.Server, refuse: Refusal) -> None:
