@@ -340,3 +340,16 @@ async def test_an_anthropic_requests_tool_schema_and_effort_are_named_as_sent(bo
             )
     assert message_of(schema.value).startswith("tools[0].input_schema")
     assert message_of(effort.value).startswith("output_config.effort")
+
+
+async def test_message_content_of_another_type_is_named_as_a_string_or_parts(both: Doors) -> None:
+    wrong: Any = [{"role": "user", "content": 5}]
+    async with async_openai_client(both) as openai_client, async_anthropic_client(both) as anthropic_client:
+        with pytest.raises(openai.BadRequestError) as from_openai:
+            await openai_client.chat.completions.create(model="gpt", messages=wrong)
+        with pytest.raises(anthropic.BadRequestError) as from_anthropic:
+            await anthropic_client.messages.create(model="claude", messages=wrong, max_tokens=16)
+    assert from_openai.value.param == "messages[0].content"
+    assert isinstance(from_openai.value.body, dict)
+    assert from_openai.value.body["message"] == "messages[0].content: must be a string or an array of content parts"
+    assert message_of(from_anthropic.value) == "messages[0].content: must be a string or an array of content blocks"

@@ -176,6 +176,8 @@ def _turn(
     content = message.get("content")
     if isinstance(content, str):
         return [(ChatMessage(role, content), None)], NONE
+    if content is not None and not isinstance(content, list):
+        raise refuse(at(path, "content"), "must be a string or an array of content blocks")
     own = Content(at(path, "content"))
     calls: list[ToolCall] = []
     reasoning: list[ReasoningBlock] = []

@@ -98,6 +98,8 @@ def content_parts(
     if value is None or isinstance(value, str):
         content.add_text(value or "", content_path)
         return content, NONE, NONE
+    if not isinstance(value, list):
+        raise refuse(content_path, "must be a string or an array of content parts")
     unplaced = []  # each part's breakpoint that no file part of the domain carries
     for part_path, part in objects(owner, key, path):
         kind = str(part.get("type"))
