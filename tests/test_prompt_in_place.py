@@ -56,13 +56,18 @@ async def question_ending_at(stub: Stub, before: str, question: str, model_id: s
     return f"{before}\nQ: {question}{padding}\nA:"
 
 
-@pytest.mark.usefixtures("nothing_decoded_ahead")  # decoded ahead: a test below
-async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
-    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
-) -> None:
+@pytest.fixture
+async def plain_and_cached(gemma: tuple[Stub, str]) -> Stub:  # noqa: F811 - the imported fixture
+    """Gemma with one slot twice: "plain" without a prompt cache, "cached" with its default one."""
     stub, name = gemma
     await load(stub, name, "plain", parallel=1, cache_tokens=0)
     await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    return stub
+
+
+@pytest.mark.usefixtures("nothing_decoded_ahead")  # decoded ahead: a test below
+async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(plain_and_cached: Stub) -> None:
+    stub = plain_and_cached
     # Past a whole piece by more than a short piece, then by a short one: the turn after starts from the end
     # of the one before, then from the end of its last whole piece.
     residues = (PREFILL_PIECE // 2, PREFILL_PIECE // 2, MIN_CALL_ROWS - 3, PREFILL_PIECE // 2)
@@ -90,15 +95,11 @@ async def test_gemma_conversation_continues_from_the_end_of_the_turn_before(
 
 
 @pytest.mark.usefixtures("nothing_decoded_ahead")
-async def test_gemma_prompt_kept_after_a_restore_is_not_cut_short_of_it(
-    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
-) -> None:
+async def test_gemma_prompt_kept_after_a_restore_is_not_cut_short_of_it(plain_and_cached: Stub) -> None:
     # A prompt longer than Gemma's window, asked again: its beginning is restored from the cache, a short last
     # piece decoded, and the prompt kept in its slot. The local layers of a restored stream hold only the window's
     # cells before where it was restored: a prompt that parts from it earlier must not start from it in place.
-    stub, name = gemma
-    await load(stub, name, "plain", parallel=1, cache_tokens=0)
-    await load(stub, name, "cached", parallel=1, cache_tokens=None)
+    stub = plain_and_cached
     asked = await question_ending_at(stub, LONG_SYSTEM, TURNS[0], "cached", 2)
     _, first = await collect(stub.Generate(greedy(asked, 4, "cached")))
     _, again = await collect(stub.Generate(greedy(asked, 4, "cached")))
