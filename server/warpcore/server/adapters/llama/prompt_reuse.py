@@ -39,7 +39,7 @@ class Start:
     own: frozenset[int] = frozenset()
     """Those of `saving_points` that only a conversation coming back needs."""
     whole_from: int = 0
-    """Where the stream's cells begin to be all a later prompt may start from in place (see _Kept.whole_from)."""
+    """The shortest beginning a later prompt may start from in place in this stream (see _Kept.whole_from)."""
 
 
 NOT_CACHED = Start(MISS)
