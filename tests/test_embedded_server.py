@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from llama_cpp import Llama
 
+from bench.harness import rss_bytes
 from tests.conftest import collect, greedy
 from tests.test_embeddings import cosine
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
@@ -99,11 +100,6 @@ async def check_embeddings(stub: Stub, models_path: Path) -> None:
         assert cosine(direct, ours) == pytest.approx(1.0, abs=1e-5)
 
 
-def resident_bytes(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
-
-
 def file_bytes(models_path: Path) -> int:
     return next(models_path.rglob("*.gguf")).stat().st_size
 
@@ -120,11 +116,11 @@ async def test_the_embedding_model_reports_the_memory_a_full_batch_takes(
         embedder = listed[EMBEDDED_EMBEDDING_MODEL_ID]
         weights = file_bytes(gemma_models_path)
         await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=SENTENCES[:1]))
-        before = resident_bytes(server_process.process.pid)
+        before = rss_bytes([server_process.process.pid])
         texts = [" ".join(f"{topic} {index}" for index in range(60)) for topic in ("rivers", "towns", "roads")]
         response = await stub.Embed(epb.EmbedRequest(model_id=EMBEDDED_EMBEDDING_MODEL_ID, inputs=texts))
         assert response.prompt_tokens > embedder.context_size * 3 // 4  # nearly a full batch
-        grown = resident_bytes(server_process.process.pid) - before
+        grown = rss_bytes([server_process.process.pid]) - before
         beyond_weights = embedder.residency.memory_bytes - weights
         assert beyond_weights / 2 < grown <= beyond_weights
 
