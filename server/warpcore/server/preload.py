@@ -35,6 +35,7 @@ _API_TYPES: dict[str, type | tuple[type, ...]] = {
     "base_url": str,
     "organization": str,
     "timeout": (int, float),
+    "embedding": bool,
 }
 _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "threads": int,
@@ -90,6 +91,7 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
         organization=table.get("organization"),
         base_url=table.get("base_url"),
         timeout=float(table["timeout"]) if "timeout" in table else None,
+        embedding=table.get("embedding"),
     )
 
 

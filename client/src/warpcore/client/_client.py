@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings, closed_error
 from warpcore.client._errors import error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
-from warpcore.client._models import KeepAliveLike, Model, model_from
+from warpcore.client._models import KeepAliveLike, Model, ModelType, model_from
 from warpcore.client._options import (
     NOT_GIVEN,
     BackendOptions,
@@ -95,13 +95,16 @@ class Client(_Settings):
         context_size: int | None = None,
         keep_alive: KeepAliveLike | None = None,
         config: ConfigLike | None = None,
+        model_type: ModelType | None = None,
         timeout: float | None = None,
         **backend_options: Unpack[BackendOptions],
     ) -> Model:
         """Load `model` (again: a loaded one gets the keep_alive given). keep_alive: how long a local model stays
         loaded once idle, see KeepAliveLike; None: the server's --keep-alive. A llama.cpp model is loaded to
-        generate, or with embedding=True (and pooling=) to embed instead."""
-        request = load_request(model, backend, model_id, context_size, keep_alive, config, backend_options)
+        generate, or with embedding=True (and pooling=) to embed instead. A hosted model is a text or embedding
+        model as its name says (OpenAI's text-embedding-*), unless model_type says which ("text_to_embedding" for
+        an OpenAI-compatible server's embedding model named otherwise)."""
+        request = load_request(model, backend, model_id, context_size, keep_alive, config, backend_options, model_type)
         return model_from(self._unary(self.stub.LoadModel, request, timeout).model)
 
     def unload_model(self, model_id: str, *, timeout: float | None = None) -> Model:

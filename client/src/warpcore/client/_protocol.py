@@ -8,7 +8,7 @@ from typing import Any, cast
 from warpcore.client._checks import UINT32_MAX, choice, flag, generation_integers, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
-from warpcore.client._models import KeepAliveLike, Model, duration_message, keep_alive_message, model_from
+from warpcore.client._models import KeepAliveLike, Model, ModelType, duration_message, keep_alive_message, model_from
 from warpcore.client._options import NOT_GIVEN, BackendOptions, BaseGenerationOptions, GenerationOptions
 from warpcore.client._tools import (
     Parse,
@@ -119,13 +119,19 @@ def load_request(
     keep_alive: KeepAliveLike | None,
     config: ConfigLike | None,
     options: BackendOptions,
+    model_type: ModelType | None = None,
 ) -> pb.LoadModelRequest:
     if context_size is not None:
         whole("context_size", context_size, 0, UINT32_MAX, "uint32")
+    kind = pb.MODEL_TYPE_UNSPECIFIED
+    if model_type is not None:
+        named = choice("model_type", model_type, ("text_to_text", "text_to_embedding"))
+        kind = pb.ModelType.Value(f"MODEL_TYPE_{named.upper()}")
     return pb.LoadModelRequest(
         backend=backend_type(backend),
         model=model,
         model_id=model_id or "",
+        model_type=kind,
         backend_config=backend_config(config, options),
         model_config=pb.ModelConfig(context_size=context_size, keep_alive=keep_alive_message(keep_alive)),
     )

@@ -727,12 +727,17 @@ class LoadModelRequest(_message.Message):
     CountTokens, UnloadModel) may use any of its spellings.
     """
     model_type: Global___ModelType.ValueType
-    """Kind of model. Unspecified: as the backend settings say (llama_cpp.embedding; left
-    unset too, as the model loaded under the id has it, else false).
+    """Kind of model. Unspecified: for llama.cpp as the backend settings say
+    (llama_cpp.embedding; left unset too, as the model loaded under the id has it, else
+    false); for a hosted API as the model's name says (OpenAI's embedding models are
+    named text-embedding-*; Anthropic has none).
     MODEL_TYPE_TEXT_TO_TEXT: the same, but llama_cpp.embedding left unset is false, so
-    asking for it under the id of a model loaded for embeddings is ALREADY_EXISTS.
+    asking for it under the id of a model loaded for embeddings is ALREADY_EXISTS; a
+    hosted model generates, whatever its name.
     MODEL_TYPE_TEXT_TO_EMBEDDING: a llama.cpp model is loaded for embeddings
-    (INVALID_ARGUMENT with llama_cpp.embedding false).
+    (INVALID_ARGUMENT with llama_cpp.embedding false); a model of an OpenAI-compatible
+    API embeds, whatever its name (a compatible server names its models as it pleases);
+    the Anthropic backend is INVALID_ARGUMENT (EMBEDDINGS_UNSUPPORTED).
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:

@@ -61,6 +61,9 @@ class ApiSettings:  # a hosted API backend's settings as requested; None means "
     organization: str | None = None
     base_url: str | None = None
     timeout: float | None = None
+    embedding: bool | None = None
+    """What the model does, as LoadModel's model_type says: True embeds texts (Embed), False generates; None: as the
+    provider names its models (OpenAI's embedding models are text-embedding-*)."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from google.protobuf import duration_pb2
 from warpcore.server.core.bounds import MAX_TIMEOUT_SECONDS
 from warpcore.server.core.domain import (
     ApiSettings,
-    BackendKind,
     BackendSettings,
     FinishReason,
     GenerationParams,
@@ -156,20 +155,19 @@ def load_spec(request: pb.LoadModelRequest) -> LoadSpec:
         "model_type must be MODEL_TYPE_TEXT_TO_TEXT or MODEL_TYPE_TEXT_TO_EMBEDDING",
     )
     settings = backend_settings(request.backend_config)
-    if request.model_type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING and backend is BackendKind.LLAMA_CPP:
-        local = settings if isinstance(settings, LocalSettings) else LocalSettings()
+    if request.model_type != pb.MODEL_TYPE_UNSPECIFIED:
+        # Named, the type settles what the settings leave unset: for llama.cpp, never the embedding model a request
+        # leaving llama_cpp.embedding unset would get when one is loaded under the id; for a hosted API, whatever
+        # its name says (a compatible server names its embedding models as it pleases).
+        settings = settings or (ApiSettings() if backend.hosted else LocalSettings())
+        embeds = request.model_type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
         require(
-            local.embedding is not False,
+            not embeds or settings.embedding is not False,
             "model_type",
             "MODEL_TYPE_TEXT_TO_EMBEDDING loads the model for embeddings: leave llama_cpp.embedding unset or true",
         )
-        settings = dataclasses.replace(local, embedding=True)
-    elif request.model_type == pb.MODEL_TYPE_TEXT_TO_TEXT and backend is BackendKind.LLAMA_CPP:
-        # Named, the type settles what llama_cpp.embedding leaves unset: a text model, never the embedding model a
-        # request leaving it unset would get when one is loaded under the id.
-        local = settings if isinstance(settings, LocalSettings) else LocalSettings()
-        if local.embedding is None:
-            settings = dataclasses.replace(local, embedding=False)
+        if settings.embedding is None:
+            settings = dataclasses.replace(settings, embedding=embeds)
     config = request.model_config
     return LoadSpec(
         model_id=request.model_id or request.model,

@@ -8,7 +8,7 @@ import math
 from google.protobuf import timestamp_pb2
 
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
+from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import PulledFile, PullProgress
 from warpcore.server.core.registry import LoadedModel
@@ -120,7 +120,7 @@ def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0) -> pb.Mo
     its spec's, else the one it had when last loaded (0 for a declared model that never was)."""
     model = available_model_message(spec.backend, spec.name, spec.model_id)
     model.context_size = spec.context_size or loaded_context_size
-    if isinstance(spec.settings, LocalSettings) and spec.settings.embedding:
+    if spec.settings is not None and spec.settings.embedding:
         model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
     return model
 

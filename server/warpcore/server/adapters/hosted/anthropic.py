@@ -34,7 +34,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import DeadlineExceededError
+from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentError
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
 ENVIRONMENT = ApiEnvironment(
@@ -213,6 +213,15 @@ class AnthropicAdapter(HostedAdapter):
         return self._body(params, alternating_turns(params), **options)
 
     def _capabilities(self, model: str) -> Capabilities:
+        if self._api.embedding:
+            raise InvalidArgumentError(
+                "the Anthropic API has no embedding models: load the model as a text model"
+                " (MODEL_TYPE_TEXT_TO_TEXT, or model_type unset), or an embedding model on the openai or llama_cpp"
+                " backend",
+                field="model_type",
+                reason="EMBEDDINGS_UNSUPPORTED",
+                metadata={"provider": self._api.provider},
+            )
         return Capabilities(count_tokens=True, images=True, tools=True, documents=True)
 
     def _headers(self, params: GenerationParams) -> dict[str, str]:

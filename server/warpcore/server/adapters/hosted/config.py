@@ -33,6 +33,8 @@ class ResolvedApi:
     base_url: str
     organization: str | None
     timeout: float
+    embedding: bool | None = None
+    """ApiSettings.embedding: what the model does, where the request says."""
 
 
 class ClientOptions(TypedDict):
@@ -96,6 +98,7 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
         base_url=settings.base_url or env_str(env, names.base_url) or names.default_base_url,
         organization=organization,
         timeout=timeout,
+        embedding=settings.embedding,
     )
 
 

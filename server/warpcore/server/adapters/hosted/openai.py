@@ -190,9 +190,11 @@ class OpenAIAdapter(HostedAdapter):
         return await super()._open(_with_completion_tokens(body), time_limit, headers)
 
     def _capabilities(self, model: str) -> Capabilities:
-        """OpenAI names its embedding models so (text-embedding-*); its chat models read images and documents, as do
-        many of the compatible servers', and there is no telling which from the model list."""
-        if "embedding" in model:
+        """OpenAI names its embedding models so (text-embedding-*), compatible servers as they please (a llama.cpp
+        server its GGUF's name): a request that says which kind the model is wins over its name. Its chat models read
+        images and documents, as do many of the compatible servers', and there is no telling which from the model
+        list."""
+        if self._api.embedding if self._api.embedding is not None else "embedding" in model:
             return Capabilities(generate=False, embed=True)
         return Capabilities(images=True, logprobs=True, tools=True, documents=True)
 

@@ -138,6 +138,7 @@ class HostedAdapter(ABC):
         self._api = api
         self._client = client
         self._model = ""
+        self._embeds_only = False
 
     @abstractmethod
     def _request(self, params: GenerationParams) -> dict[str, Any]:
@@ -152,7 +153,8 @@ class HostedAdapter(ABC):
 
     @abstractmethod
     def _capabilities(self, model: str) -> Capabilities:
-        """What `model` of this API can do."""
+        """What `model` of this API can do, as a text or embedding model where the request says which
+        (`self._api.embedding`); InvalidArgumentError for a kind the API has no model of."""
 
     def _body(self, params: GenerationParams, messages: list[dict[str, Any]], **options: object) -> dict[str, Any]:
         """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
@@ -169,6 +171,7 @@ class HostedAdapter(ABC):
         return {name: value for name, value in body.items() if value is not None}
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
+        capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
         offered = await self.list_models()
         if model not in offered:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
@@ -180,10 +183,17 @@ class HostedAdapter(ABC):
                 reason="UPSTREAM_MODEL_NOT_FOUND",
                 metadata={"provider": self._api.provider},
             )
-        self._model = model
-        return ModelInfo(context_size=context_size or 0, capabilities=self._capabilities(model))
+        self._model, self._embeds_only = model, not capabilities.generate
+        return ModelInfo(context_size=context_size or 0, capabilities=capabilities)
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
+        if self._embeds_only:
+            raise FailedPreconditionError(
+                f"{self._model!r} is an embedding model (as its name or LoadModel's model_type says), so it cannot"
+                " generate; load a text model, or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
+                field="model_id",
+                reason="MODEL_LOADED_FOR_EMBEDDINGS",
+            )
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):

@@ -1,0 +1,129 @@
+"""LoadModel's model_type on the hosted backends: an OpenAI-compatible model embeds or generates as the request says,
+whatever its name; Anthropic, which has no embedding models, refuses to load one. The real server, the real SDKs
+against the loopback fakes, and warpcore's own SDK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import collect, rich_details
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.fakes.openai_api import FakeOpenAI, fake_embedding
+from tests.hosted import api_config, key_of, prompt
+from warpcore.client import ApiConfig, AsyncClient, FailedPreconditionError
+from warpcore.server.core.domain import ApiSettings
+from warpcore.server.preload import read_preload
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import embeddings_pb2 as epb
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+CUSTOM_EMBEDDER = "nomic-embed-text-v1.5"
+"""An embedding model as a compatible server (llama.cpp's, LiteLLM) may name it: without "embedding" in its name."""
+
+
+async def load_as(stub: Stub, upstream: FakeOpenAI | FakeAnthropic, model: str, model_type: int) -> pb.Model:
+    backend = pb.BACKEND_TYPE_OPENAI if isinstance(upstream, FakeOpenAI) else pb.BACKEND_TYPE_ANTHROPIC
+    request = pb.LoadModelRequest(
+        backend=backend,
+        model=model,
+        model_id="m",
+        model_type=model_type,  # type: ignore[arg-type]
+        backend_config=api_config(upstream),
+    )
+    return (await stub.LoadModel(request)).model
+
+
+async def test_a_compatible_servers_model_named_otherwise_embeds_when_loaded_as_an_embedding_model(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.models.append(CUSTOM_EMBEDDER)
+    model = await load_as(stub, openai_upstream, CUSTOM_EMBEDDER, pb.MODEL_TYPE_TEXT_TO_EMBEDDING)
+    assert model.type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    assert (model.capabilities.embed, model.capabilities.generate) == (True, False)
+    response = await stub.Embed(epb.EmbedRequest(model_id="m", inputs=["one text"], options=epb.EmbedOptions()))
+    assert list(response.embeddings[0].values) == pytest.approx(fake_embedding("one text"), abs=1e-6)
+    sent = openai_upstream.requests[-1]
+    assert sent.path == "/v1/embeddings"
+    assert sent.body is not None
+    assert sent.body["model"] == CUSTOM_EMBEDDER
+    sent_before = len(openai_upstream.requests)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await collect(stub.Generate(prompt()))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info, fields = rich_details(refused.value)
+    assert (info.reason, fields) == ("MODEL_LOADED_FOR_EMBEDDINGS", ["model_id"])
+    assert len(openai_upstream.requests) == sent_before  # refused before anything went upstream
+
+
+async def test_a_model_named_as_an_embedder_generates_when_loaded_as_a_text_model(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.models.append("text-embedding-lookalike-chat")
+    model = await load_as(stub, openai_upstream, "text-embedding-lookalike-chat", pb.MODEL_TYPE_TEXT_TO_TEXT)
+    assert model.type == pb.MODEL_TYPE_TEXT_TO_TEXT
+    assert (model.capabilities.generate, model.capabilities.embed) == (True, False)
+    text, result = await collect(stub.Generate(prompt()))
+    assert (bool(text), result.finish_reason) == (True, pb.FINISH_REASON_STOP)
+    assert openai_upstream.requests[-1].path == "/v1/chat/completions"
+
+
+async def test_an_unspecified_type_follows_the_models_name(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.models.append("text-embedding-3-small")
+    embedder = await load_as(stub, openai_upstream, "text-embedding-3-small", pb.MODEL_TYPE_UNSPECIFIED)
+    assert embedder.type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+
+
+async def test_the_same_id_asked_as_the_other_type_is_already_exists(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    openai_upstream.models.append(CUSTOM_EMBEDDER)
+    await load_as(stub, openai_upstream, CUSTOM_EMBEDDER, pb.MODEL_TYPE_TEXT_TO_EMBEDDING)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await load_as(stub, openai_upstream, CUSTOM_EMBEDDER, pb.MODEL_TYPE_TEXT_TO_TEXT)
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_anthropic_refuses_to_load_an_embedding_model_before_asking_its_api(
+    stub: Stub, anthropic_upstream: FakeAnthropic
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await load_as(stub, anthropic_upstream, anthropic_upstream.models[0], pb.MODEL_TYPE_TEXT_TO_EMBEDDING)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, fields = rich_details(refused.value)
+    assert (info.reason, fields) == ("EMBEDDINGS_UNSUPPORTED", ["model_type"])
+    assert "the Anthropic API has no embedding models" in (refused.value.details() or "")
+    assert anthropic_upstream.requests == []
+    model = await load_as(stub, anthropic_upstream, anthropic_upstream.models[0], pb.MODEL_TYPE_TEXT_TO_TEXT)
+    assert model.type == pb.MODEL_TYPE_TEXT_TO_TEXT
+
+
+async def test_the_sdk_loads_a_hosted_embedding_model_by_its_type(
+    server: WarpcoreServer, openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.models.append(CUSTOM_EMBEDDER)
+    async with AsyncClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+        config = ApiConfig(api_key=key_of(openai_upstream), base_url=openai_upstream.base_url)
+        model = await client.load_model(
+            CUSTOM_EMBEDDER, backend="openai", model_id="m", model_type="text_to_embedding", config=config
+        )
+        assert model.type == "text_to_embedding"
+        assert len((await client.embed("m", "one text")).embeddings) == 1
+        with pytest.raises(ValueError, match="model_type is one of text_to_text, text_to_embedding, not 'image'"):
+            await client.load_model(CUSTOM_EMBEDDER, backend="openai", model_type="image", config=config)  # type: ignore[arg-type]
+        with pytest.raises(FailedPreconditionError):
+            await client.generate("m", prompt="hello")
+
+
+def test_the_preload_file_declares_a_hosted_embedding_model(tmp_path: Path) -> None:
+    config = tmp_path / "warpcore.toml"
+    config.write_text(
+        f'[[models]]\nbackend = "openai"\nmodel = "{CUSTOM_EMBEDDER}"\n[models.api]\nembedding = true\n'
+        'api_key_env = "OPENAI_API_KEY"\n'
+    )
+    (spec,) = read_preload(config, {"OPENAI_API_KEY": "sk-test"})
+    assert spec.settings == ApiSettings(api_key="sk-test", embedding=True)
