@@ -14,6 +14,7 @@ from tests.conftest import collect, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.hosted import api_config, key_of, prompt
+from tests.test_cli import ENV, warpcore
 from warpcore.client import ApiConfig, AsyncClient, FailedPreconditionError
 from warpcore.server.core.domain import ApiSettings
 from warpcore.server.preload import read_preload
@@ -117,6 +118,22 @@ async def test_the_sdk_loads_a_hosted_embedding_model_by_its_type(
             await client.load_model(CUSTOM_EMBEDDER, backend="openai", model_type="image", config=config)  # type: ignore[arg-type]
         with pytest.raises(FailedPreconditionError):
             await client.generate("m", prompt="hello")
+
+
+async def test_the_cli_loads_a_hosted_embedding_model_by_its_type(
+    server: WarpcoreServer, openai_upstream: FakeOpenAI
+) -> None:
+    openai_upstream.models.append(CUSTOM_EMBEDDER)
+    target = f"127.0.0.1:{server.port}"
+    options = ["--backend", "openai", "--base-url", openai_upstream.base_url, "--api-key-env", "UPSTREAM_KEY"]
+    env = {**ENV, "UPSTREAM_KEY": key_of(openai_upstream)}
+    loaded = await warpcore(
+        target, "load", CUSTOM_EMBEDDER, "--id", "cli", "--model-type", "text_to_embedding", *options, env=env
+    )
+    assert loaded.code == 0, loaded.stderr
+    async with AsyncClient(target, timeout=30) as client:
+        (model,) = await client.list_models()
+    assert (model.id, model.type) == ("cli", "text_to_embedding")
 
 
 def test_the_preload_file_declares_a_hosted_embedding_model(tmp_path: Path) -> None:

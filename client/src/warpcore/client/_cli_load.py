@@ -67,6 +67,13 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
     )
     sub.add_argument("--id", help="model id to load it as (default: MODEL, as the server spells it)")
     sub.add_argument(
+        "--model-type",
+        choices=("text_to_text", "text_to_embedding"),
+        help="what the model does, where its settings or name do not say: text_to_embedding for an OpenAI-compatible"
+        " server's embedding model named otherwise than text-embedding-* (default: a llama.cpp model's --embedding,"
+        " a hosted model's name)",
+    )
+    sub.add_argument(
         "--context-size",
         type=COUNT,
         metavar="N",
@@ -204,6 +211,7 @@ def load(client: Client, args: argparse.Namespace) -> int:
         model_id=args.id,
         context_size=args.context_size,
         keep_alive=args.keep_alive,
+        model_type=args.model_type,
         **settings,
     )
     print(loaded.id)
