@@ -1317,9 +1317,11 @@ class TextDelta(_message.Message):
         """With options.logprobs: the tokens this delta's text is made of, in order;
         their bytes, concatenated, are the text's. A token whose text is held back
         (part of a character, or what may be a stop sequence) comes with the delta
-        that releases it. When a stop sequence ends the text, the token it begins in is
-        the last one sent and those after it are left out, so the last tokens sent may
-        spell more than the text (the stop sequence, or its start).
+        that releases it. When a stop sequence ends the text, the tokens sent are those
+        the text is made of: a stop sequence that begins at a token's first byte leaves
+        that token out, with those after it; one that begins inside a token leaves that
+        token as the last one sent, so its bytes spell more than the text (the start of
+        the stop sequence).
         """
 
     def __init__(
