@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from warpcore.server.adapters.hosted.streaming import refused
@@ -14,6 +15,7 @@ from warpcore.server.core.domain import (
     GenerationParams,
     Role,
 )
+from warpcore.server.core.rules import require
 from warpcore.server.core.tooling import (
     ReasoningEffort,
     ResponseFormatKind,
@@ -122,7 +124,8 @@ def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
     if params.prompt is not None:
         return [{"role": "user", "content": params.prompt}]
     turns: list[dict[str, Any]] = []
-    for message in params.messages:
+    firsts: list[int] = []  # the index of each turn's first message
+    for index, message in enumerate(params.messages):
         if message.role is Role.SYSTEM:
             continue
         role = "assistant" if message.role is Role.ASSISTANT else "user"
@@ -135,8 +138,17 @@ def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
                 turns[-1]["content"] = _blocks(previous) + _blocks(content)
         else:
             turns.append({"role": role, "content": content})
+            firsts.append(index)
     if turns[0]["role"] != "user":
         raise refused("messages", "the Anthropic API needs the conversation to start with a user message")
+    for number, (turn, index) in enumerate(zip(turns, firsts, strict=True)):
+        last_assistant = number == len(turns) - 1 and turn["role"] == "assistant"
+        require(
+            bool(turn["content"]) or last_assistant,
+            f"messages[{index}].content",
+            f"messages[{index}] is empty, which the Anthropic API refuses in any message but a last assistant one"
+            " (the start of its answer): give it text, or leave it out",
+        )
     return turns
 
 
@@ -181,7 +193,7 @@ def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
     if message.role is Role.TOOL:
         result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
         if message.parts:  # text blocks, as the client sent them
-            result["content"] = _blocks(message.content) + [_part_block(part) for part in message.parts]
+            result["content"] = _blocks(message.content) + _part_blocks(message.parts)
         elif message.content:
             result["content"] = message.content
         if message.is_error:
@@ -199,12 +211,22 @@ def _unmarked_content(message: ChatMessage) -> str | list[dict[str, Any]]:
         if block.signature
     ]
     blocks += _blocks(message.content)
-    blocks += [_part_block(part) for part in message.parts]
+    blocks += _part_blocks(message.parts)
     blocks += [
         {"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)}
         for call in message.tool_calls
     ]
     return blocks
+
+
+def _part_blocks(parts: Sequence[ContentPart]) -> list[dict[str, Any]]:
+    """The parts as blocks, but empty text parts, which the API refuses and which add nothing (one carrying a cache
+    breakpoint stays, for the API to refuse rather than the breakpoint be lost)."""
+    return [_part_block(part) for part in parts if not _adds_nothing(part)]
+
+
+def _adds_nothing(part: ContentPart) -> bool:
+    return isinstance(part, TextPart) and not part.text and part.cache is CacheBreakpoint.NONE
 
 
 def _part_block(part: ContentPart) -> dict[str, Any]:

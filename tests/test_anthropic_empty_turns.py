@@ -1,0 +1,66 @@
+"""Empty text toward the Anthropic API, which refuses an empty message (but a last assistant one) and an empty text
+block: an empty message is refused before anything is sent, naming it; an empty text part, which adds nothing, is
+left out. The real server and the real anthropic SDK against the loopback fake."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import collect, failed_stream, rich_details
+from tests.fakes.anthropic_api import FakeAnthropic
+from tests.hosted import load
+from warpcore.v1 import content_pb2
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+
+def user(text: str) -> pb.ChatMessage:
+    return pb.ChatMessage(role=pb.ROLE_USER, content=text)
+
+
+def assistant(text: str) -> pb.ChatMessage:
+    return pb.ChatMessage(role=pb.ROLE_ASSISTANT, content=text)
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        ([user("")], "messages[0].content"),
+        ([user("Hi"), assistant(""), user("Still there?")], "messages[1].content"),
+        ([pb.ChatMessage(role=pb.ROLE_SYSTEM, content="Be kind."), user("")], "messages[1].content"),
+    ],
+)
+async def test_an_empty_message_is_refused_naming_it_before_anything_is_sent(
+    stub: Stub, anthropic_upstream: FakeAnthropic, messages: list[pb.ChatMessage], field: str
+) -> None:
+    await load(stub, anthropic_upstream)
+    sent = len(anthropic_upstream.requests)
+    _, error = await failed_stream(stub.Generate(pb.GenerateRequest(model_id="m", messages=messages)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == [field]
+    assert "which the Anthropic API refuses" in (error.details() or "")
+    assert len(anthropic_upstream.requests) == sent
+
+
+async def test_an_empty_last_assistant_message_and_empty_text_parts_go_as_the_api_takes_them(
+    stub: Stub, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load(stub, anthropic_upstream)
+    parts = [content_pb2.ContentPart(text=text) for text in ("Hi", "", " there")]
+    request = pb.GenerateRequest(
+        model_id="m",
+        messages=[pb.ChatMessage(role=pb.ROLE_USER, parts=parts), user(""), assistant("")],
+        continue_last_message=True,
+    )
+    await collect(stub.Generate(request))
+    body = anthropic_upstream.requests[-1].body
+    assert body is not None
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": " there"}]},
+        {"role": "assistant", "content": ""},
+    ]
