@@ -41,10 +41,9 @@ async def test_an_empty_message_is_refused_naming_it_before_anything_is_sent(
     await load(stub, anthropic_upstream)
     sent = len(anthropic_upstream.requests)
     _, error = await failed_stream(stub.Generate(pb.GenerateRequest(model_id="m", messages=messages)))
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert rich_details(error)[1] == [field]
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
     assert "which the Anthropic API refuses" in (error.details() or "")
-    assert len(anthropic_upstream.requests) == sent
+    assert len(anthropic_upstream.requests) == sent, "refused before anything was sent"
 
 
 async def test_an_empty_last_assistant_message_and_empty_text_parts_go_as_the_api_takes_them(
