@@ -73,5 +73,5 @@ class EstimatesMemory(Protocol):
 
     async def estimate_memory(self, model: str, context_size: int | None) -> int:
         """The `ModelInfo.memory_bytes` that `load(model, context_size)` would report, near enough, without loading;
-        raises what `load` would for a model it cannot find, and is 0 for one it cannot read (the load says why)."""
+        raises what `load` would for a model whose files it cannot find, or that llama.cpp cannot read."""
         ...

@@ -43,20 +43,22 @@ class Budget:
 
     async def load_within(self, spec: LoadSpec, known_bytes: int) -> LoadedModel:
         """Load a local model once there is room for it, by its last known size (0: never loaded, so its
-        backend's estimate), and check again with the size it reports once loaded."""
+        backend's estimate), and check again with the size it reports once loaded. Room is made only once the
+        backend's estimate has found the model's file fit to load (there, inside MODELS_PATH, readable, not being
+        pulled): a load refused for its file unloads nothing."""
         async with self._room:
-            estimated = None
-            if known_bytes or self._policy.max_bytes is None:  # no need to read the file for an estimate
-                await self._make_room(spec.model_id, 1, known_bytes)
-            else:
-                estimated = functools.partial(self._make_room, spec.model_id, 1)
-            loaded = await self._registry.load(spec, estimated)
+            limited = self._policy.max_models is not None or self._policy.max_bytes is not None
+            admit = functools.partial(self._admit, spec.model_id, known_bytes) if limited else None
+            loaded = await self._registry.load(spec, admit)
             try:
                 await self._make_room(loaded.id, 0, 0)
             except ResourceExhaustedError:
                 await self._refuse(loaded.id)
                 raise
         return loaded
+
+    async def _admit(self, model_id: str, known_bytes: int, estimate: int) -> None:
+        await self._make_room(model_id, 1, known_bytes or estimate)
 
     async def _make_room(self, model_id: str, models: int, nbytes: int) -> None:
         """Unload idle local models, least recently used first, until `models` more models and `nbytes` more

@@ -36,13 +36,7 @@ from warpcore.server.adapters.llama.scheduler import BatchScheduler
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.adapters.llama.vision import Projector
 from warpcore.server.core.capabilities import Capabilities
-from warpcore.server.core.domain import (
-    Finish,
-    GenerationEvent,
-    GenerationParams,
-    LocalSettings,
-    ModelInfo,
-)
+from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from warpcore.server.core.occupancy import PromptCacheStats
@@ -75,24 +69,31 @@ class LlamaCppAdapter:
         self._projector: Projector | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        path = resolve_model_path(model, self._options.models_path)
-        mmproj = None
-        if self._options.mmproj is not None:
-            if self._options.embedding:
-                raise InvalidArgumentError(
-                    "a model loaded for embeddings reads text only; load it without mmproj",
-                    field=MMPROJ_FIELD,
-                    reason="MULTIMODAL_UNSUPPORTED",
-                )
-            mmproj = resolve_model_path(self._options.mmproj, self._options.models_path, field=MMPROJ_FIELD)
+        path, mmproj = self._files(model)
         self._started = True
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
         info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, mmproj, context_size))
         return info
 
     async def estimate_memory(self, model: str, context_size: int | None) -> int:
+        path, _ = self._files(model)
+        estimate: int | None = await self._on_worker(lambda: estimated_memory(path, context_size, self._options))
+        if estimate is None:
+            raise _unloadable(model)
+        return estimate
+
+    def _files(self, model: str) -> tuple[Path, Path | None]:
+        """The model's file and its projector's, each one the server may read inside MODELS_PATH."""
         path = resolve_model_path(model, self._options.models_path)
-        return int(await self._on_worker(lambda: estimated_memory(path, context_size, self._options)))
+        if self._options.mmproj is None:
+            return path, None
+        if self._options.embedding:
+            raise InvalidArgumentError(
+                "a model loaded for embeddings reads text only; load it without mmproj",
+                field=MMPROJ_FIELD,
+                reason="MULTIMODAL_UNSUPPORTED",
+            )
+        return path, resolve_model_path(self._options.mmproj, self._options.models_path, field=MMPROJ_FIELD)
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         preparer, scheduler = self._serving(params)
@@ -198,11 +199,7 @@ class LlamaCppAdapter:
             )
         except ValueError as error:
             _log.warning("llama.cpp could not load %s: %s", path, error)
-            raise FailedPreconditionError(
-                f"llama.cpp could not load {model!r}: it is not a GGUF model this server can run (details in the"
-                " server log)",
-                reason="MODEL_LOAD_FAILED",
-            ) from None
+            raise _unloadable(model) from None
         weights = LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock)
         if options.embedding:
             try:
@@ -283,6 +280,13 @@ class LlamaCppAdapter:
         if self._projector is not None:
             self._projector.free()
             self._projector = None
+
+
+def _unloadable(model: str) -> FailedPreconditionError:
+    return FailedPreconditionError(
+        f"llama.cpp could not load {model!r}: it is not a GGUF model this server can run (details in the server log)",
+        reason="MODEL_LOAD_FAILED",
+    )
 
 
 def _unloading() -> UnavailableError:

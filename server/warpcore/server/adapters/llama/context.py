@@ -148,15 +148,15 @@ def embedding_logits_bytes(context_size: int, vocabulary_size: int) -> int:
     return LOGIT_COPIES * context_size * vocabulary_size * FLOAT_BYTES
 
 
-def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int:
+def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int | None:
     """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or
     `EmbeddingContext.memory_bytes`), read before loading its weights (the file's size stands for them), so that a
-    budget of memory is kept before a load, not only after it. 0 for a file llama.cpp cannot read: its load says
-    why."""
+    budget of memory is kept before a load, not only after it. None for a file llama.cpp cannot read, which its load
+    would refuse."""
     try:
         shape = _file_shape(path)
     except ValueError:
-        return 0
+        return None
     context_size = context_size or shape.context_size
     if options.embedding:
         return path.stat().st_size + embedding_logits_bytes(context_size, shape.vocabulary_size)
