@@ -285,6 +285,39 @@ async def test_a_partial_file_left_at_or_over_the_whole_size_never_asks_the_hub_
     assert [download.range for download in hub.downloads] == ([None] if extra else [])
 
 
+@pytest.mark.parametrize("target", ["outside file", "missing outside file"])
+async def test_a_link_at_the_partial_files_name_is_replaced_never_written_through(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path, tmp_path: Path, target: str
+) -> None:
+    """A link under the partial file's name (one that somebody able to write MODELS_PATH put there) had the download
+    written, or appended, through it into a file outside MODELS_PATH."""
+    outside = tmp_path / "outside.bin"
+    if target == "outside file":
+        outside.write_bytes(b"IMPORTANT DATA\n")
+    partial = destination(models_root).with_name(f".tiny-q8.gguf.{hashlib.sha256(gguf).hexdigest()[:16]}.part")
+    partial.parent.mkdir(parents=True)
+    partial.symlink_to(outside)
+    _, done = await frames(pull(stub))
+    assert destination(models_root).read_bytes() == gguf
+    assert not destination(models_root).is_symlink()
+    assert done.sha256 == hashlib.sha256(gguf).hexdigest()
+    assert not partial_files(models_root)
+    assert (outside.read_bytes() if outside.exists() else None) == (
+        b"IMPORTANT DATA\n" if target == "outside file" else None
+    )
+    assert [download.range for download in hub.downloads] == [None]  # nothing resumed from what the link held
+
+
+async def test_a_folder_at_the_partial_files_name_is_refused(stub: Stub, gguf: bytes, models_root: Path) -> None:
+    partial = destination(models_root).with_name(f".tiny-q8.gguf.{hashlib.sha256(gguf).hexdigest()[:16]}.part")
+    partial.mkdir(parents=True)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await frames(pull(stub))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(refused.value)[0].reason == "MODEL_PATH_UNREADABLE"
+    assert "is not a regular file" in (refused.value.details() or "")
+
+
 @pytest.mark.parametrize(
     ("model", "revision", "reason", "words"),
     [

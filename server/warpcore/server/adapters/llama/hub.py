@@ -12,10 +12,12 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import httpx2
@@ -61,13 +63,13 @@ class _HashingWriter:
     """The partial file, hashing and counting what is written, stopping the download once `stop` is set."""
 
     def __init__(
-        self, path: Path, done: int, total: int | None, progress: PullProgressCallback, stop: threading.Event
+        self, file: BinaryIO, done: int, total: int | None, progress: PullProgressCallback, stop: threading.Event
     ) -> None:
         self.hash = hashlib.sha256()
-        with path.open("rb") as existing:
-            while chunk := existing.read(1 << 20):
-                self.hash.update(chunk)
-        self._file = path.open("ab")
+        file.seek(0)
+        while chunk := file.read(1 << 20):  # what an earlier pull wrote; the download appends after it
+            self.hash.update(chunk)
+        self._file = file
         self.done, self._total, self._progress, self._stop = done, total, progress, stop
 
     def write(self, chunk: bytes) -> int:
@@ -90,8 +92,32 @@ class _HashingWriter:
     def truncate(self, size: int | None = None) -> int:
         return self._file.truncate(size)
 
-    def close(self) -> None:
-        self._file.close()
+
+def _own_partial(partial: Path, model: str) -> BinaryIO:
+    """The partial file, open to read and append: a regular file, never followed through a link. A link under its
+    name (which a pull would write through, out of MODELS_PATH perhaps, into a file of someone else's) is removed and
+    the file made anew; anything else there is refused."""
+    for _ in range(2):
+        try:
+            descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            if error.errno != errno.ELOOP or not partial.is_symlink():
+                raise _unwritable(model) from None
+            partial.unlink()
+            continue
+        file = os.fdopen(descriptor, "r+b")
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return file
+        file.close()
+        break
+    raise _unwritable(model)
+
+
+def _unwritable(model: str) -> FailedPreconditionError:
+    return FailedPreconditionError(
+        f"the partial file of model {model!r} under MODELS_PATH is not a regular file this server can write",
+        reason="MODEL_PATH_UNREADABLE",
+    )
 
 
 def pull_file(
@@ -141,34 +167,31 @@ def pull_file(
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{expected[:16]}.part")
-    partial.touch()
-    done = partial.stat().st_size
-    total = metadata.size
-    if total is not None and done > total:
-        # More bytes than the file has (kept by an older server): no range of the file starts past its end, so the
-        # hub would answer every resumed pull 416. A partial file of exactly the size is hashed, as it stands.
-        os.truncate(partial, 0)
-        done = 0
-    if total is not None and shutil.disk_usage(partial.parent).free < total - done:
-        raise _disk_full(model, total - done)
-    writer = _HashingWriter(partial, done, total, progress, stop)
-    try:
-        with _hub_errors(asked):
-            headers = build_hf_headers(token=token)
-            if not _same_origin(metadata.location, url):
-                headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
-            http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
-    except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise _disk_full(model, (total or 0) - writer.done) from None
-        if error.errno is None and total is not None and writer.done != total:
-            # huggingface_hub's "Consistency check failed": resumed, these bytes would fail every pull alike.
-            raise _discarded(
-                partial, model, f"came to {writer.done} bytes where the hub announced {total}", "PULL_SIZE_MISMATCH"
-            ) from None
-        raise
-    finally:
-        writer.close()
+    with _own_partial(partial, model) as file:
+        done = os.fstat(file.fileno()).st_size
+        total = metadata.size
+        if total is not None and done > total:
+            # More bytes than the file has (kept by an older server): no range of the file starts past its end, so
+            # the hub would answer every resumed pull 416. A partial file of exactly the size is hashed, as it stands.
+            file.truncate(0)
+            done = 0
+        if total is not None and shutil.disk_usage(partial.parent).free < total - done:
+            raise _disk_full(model, total - done)
+        writer = _HashingWriter(file, done, total, progress, stop)
+        try:
+            with _hub_errors(asked):
+                headers = build_hf_headers(token=token)
+                if not _same_origin(metadata.location, url):
+                    headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+                http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise _disk_full(model, (total or 0) - writer.done) from None
+            if error.errno is None and total is not None and writer.done != total:
+                # huggingface_hub's "Consistency check failed": resumed, these bytes would fail every pull alike.
+                what = f"came to {writer.done} bytes where the hub announced {total}"
+                raise _discarded(partial, model, what, "PULL_SIZE_MISMATCH") from None
+            raise
     digest = writer.hash.hexdigest()
     if digest != expected:
         mismatch = f"does not match the hub's SHA-256 ({expected}, got {digest})"
