@@ -8,15 +8,20 @@ import asyncio
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import load_tiny
-from warpcore.server.rpc.server import WarpcoreServer
+from tests.conftest import load_tiny, serving
+from warpcore.server.core.limits import Limits
+from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 Samples = dict[tuple[str, str], float]
 """(metric name, model label or "") -> value."""
@@ -124,3 +129,34 @@ async def test_a_caller_that_gives_up_waiting_is_no_longer_counted_as_waiting(
         assert [model.residency.queue_depth for model in models.models if model.id == "busy"] == [0]
         for call in running:
             call.cancel()
+
+
+async def test_list_models_queue_depth_counts_every_waiting_generation_as_the_waiting_gauge(
+    server_env: dict[str, str],
+) -> None:
+    """Both the generation admitted and waiting for the one slot, and those waiting to be admitted beyond
+    --max-streams-per-model: one number for a router, whichever of the two it reads."""
+    async with (
+        serving(server_env, ServingOptions(limits=Limits(max_streams_per_model=2))) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub, "busy", context_size=32768, parallel=1)
+        calls = [stub.Generate(endless("busy")) for _ in range(4)]  # 1 running, 1 admitted waiting, 2 not admitted
+        registry = server.metrics.registry
+        assert await queue_depth_until(stub, "busy", 3) == 3
+        assert registry.get_sample_value("warpcore_model_num_requests_waiting", {"model": "busy"}) == 3
+        assert registry.get_sample_value("warpcore_queue_depth", {"model": "busy"}) == 2  # the gate's alone
+        for call in calls:
+            call.cancel()
+
+
+async def queue_depth_until(stub: Stub, model_id: str, wanted: int) -> int:
+    """ListModels' queue_depth of the model, read until it is `wanted` (it follows the decode steps)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        models = (await stub.ListModels(pb.ListModelsRequest())).models
+        (depth,) = [model.residency.queue_depth for model in models if model.id == model_id]
+        if depth == wanted or time.monotonic() > deadline:
+            return depth
+        await asyncio.sleep(0.05)

@@ -74,9 +74,10 @@ class ModelResidency(_message.Message):
     slots_total: _builtins.int
     """Generations the model runs at once at most."""
     queue_depth: _builtins.int
-    """Generations admitted and waiting for a slot (a llama.cpp model admits up to the
-    server's --max-streams-per-model, at least slots_total); those still waiting to be
-    admitted (--max-queue-per-model) are not counted.
+    """Generations waiting to run: those admitted and waiting for a slot (a llama.cpp
+    model admits up to the server's --max-streams-per-model, at least slots_total),
+    and those still waiting to be admitted (up to --max-queue-per-model), as
+    warpcore_model_num_requests_waiting counts them.
     """
     @_builtins.property
     def last_used(self) -> _timestamp_pb2.Timestamp:
