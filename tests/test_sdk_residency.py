@@ -135,7 +135,7 @@ async def test_keep_alive_set_at_load_is_the_models_residency(sdk: Sdk, server: 
     assert (dormant.id, dormant.state, dormant.residency) == ("brief", "available", None)
 
 
-SECONDS = 'keep_alive must be from 0 to 315576000000 seconds (or "forever"), not '
+SECONDS = "keep_alive must be between 0 and 2592000 seconds, or forever, not "
 KINDS = 'keep_alive is a number of seconds, a datetime.timedelta or "forever"'
 RANGE = "prompt_cache_tokens must be from 0 (no prompt cache) to 4294967295 tokens, not "
 
@@ -148,6 +148,8 @@ RANGE = "prompt_cache_tokens must be from 0 (no prompt cache) to 4294967295 toke
         ({"keep_alive": -math.inf}, ValueError, SECONDS + "-inf"),
         ({"keep_alive": timedelta(seconds=-2)}, ValueError, SECONDS + "-2 s"),
         ({"keep_alive": 1e12}, ValueError, SECONDS + "1000000000000.0"),
+        ({"keep_alive": 2592001}, ValueError, SECONDS + "2592001"),  # the server's own words, before a call
+        ({"keep_alive": timedelta(days=30, seconds=1)}, ValueError, SECONDS + "2592001 s"),
         ({"keep_alive": "5m"}, ValueError, KINDS + ", not '5m'"),
         ({"keep_alive": True}, TypeError, KINDS + " (or None for the server's default), not bool"),
         ({"keep_alive": [90]}, TypeError, KINDS + " (or None for the server's default), not list"),
@@ -231,7 +233,7 @@ async def test_cli_load_keep_alive_and_prompt_cache_then_models_with_residency(s
     [
         (["--keep-alive", "-2"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
         (["--keep-alive", "nan"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
-        (["--keep-alive", "99999999999h"], "argument --keep-alive: must be at most 315576000000 seconds, not 9999"),
+        (["--keep-alive", "721h"], "argument --keep-alive: keep_alive must be between 0 and 2592000 seconds, or"),
         (["--prompt-cache-tokens", "-1"], "argument --prompt-cache-tokens: must be an integer from 0 to 4294967295"),
         (["--prompt-cache-tokens", "1.5"], "argument --prompt-cache-tokens: '1.5' is not an integer"),
     ],

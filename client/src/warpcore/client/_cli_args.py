@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from warpcore._keep_alive import FOREVER, SPELLINGS, parse_keep_alive
-from warpcore.client._models import MAX_DURATION_SECONDS
+from warpcore.client._models import MAX_DURATION_SECONDS, MAX_KEEP_ALIVE_SECONDS, keep_alive_range
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
@@ -69,15 +69,15 @@ SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)
 
 
 def keep_alive(text: str) -> float | str:
-    """Seconds, or "forever", from a keep_alive written as the server's --keep-alive takes it; the server checks
-    its range, and the field, a google.protobuf.Duration, holds at most MAX_DURATION_SECONDS."""
+    """Seconds, or "forever", from a keep_alive written as the server's --keep-alive takes it, within the protocol's
+    range, which the server refuses in the same words."""
     seconds = parse_keep_alive(text)
     if seconds is None:
         raise argparse.ArgumentTypeError(f"must be {SPELLINGS}, not {text!r}")
     if math.isinf(seconds):
         return FOREVER
-    if seconds > MAX_DURATION_SECONDS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_DURATION_SECONDS} seconds, not {text}")
+    if seconds > MAX_KEEP_ALIVE_SECONDS:
+        raise argparse.ArgumentTypeError(f"{keep_alive_range()}, not {text}")
     return seconds
 
 

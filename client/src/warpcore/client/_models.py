@@ -24,6 +24,8 @@ ModelState = Literal["ready", "loading", "unloading", "available", "unspecified"
 """Where a model stands on the server (Model.state); "unspecified" only from a server that leaves it unset."""
 
 MAX_DURATION_SECONDS = 315_576_000_000
+MAX_KEEP_ALIVE_SECONDS = 30 * 86400
+"""The longest KeepAlive.idle, as the protocol gives it: the server refuses more, in the same words."""
 """The longest google.protobuf.Duration (10,000 years): past it protobuf fails; the server's own limit is lower (30
 days), and it stays the one to enforce it."""
 
@@ -89,6 +91,10 @@ def duration_message(seconds: float) -> duration_pb2.Duration:
     return duration
 
 
+def keep_alive_range() -> str:
+    return f"keep_alive must be between 0 and {MAX_KEEP_ALIVE_SECONDS} seconds, or forever"
+
+
 def keep_alive_message(value: KeepAliveLike | None) -> models_pb2.KeepAlive | None:
     """The KeepAlive of a load, None to leave it to the server; TypeError or ValueError for what is none of
     KeepAliveLike, or a negative or NaN time."""
@@ -109,15 +115,13 @@ def keep_alive_message(value: KeepAliveLike | None) -> models_pb2.KeepAlive | No
         seconds = float(value)
     if seconds == math.inf:
         return models_pb2.KeepAlive(forever=True)
-    if not 0 <= seconds <= MAX_DURATION_SECONDS:  # NaN fails it too
-        raise ValueError(
-            f'keep_alive must be from 0 to {MAX_DURATION_SECONDS} seconds (or "forever"), not {_shown(value)}'
-        )
+    if not 0 <= seconds <= MAX_KEEP_ALIVE_SECONDS:  # NaN fails it too
+        raise ValueError(f"{keep_alive_range()}, not {_shown(value)}")
     return models_pb2.KeepAlive(idle=duration_message(seconds))
 
 
 def _shown(value: Any) -> str:
-    return f"{value.total_seconds():g} s" if isinstance(value, timedelta) else repr(value)
+    return f"{value.total_seconds():.15g} s" if isinstance(value, timedelta) else repr(value)
 
 
 def _when(model: models_pb2.ModelResidency, field: Literal["last_used", "expires_at"]) -> datetime | None:
