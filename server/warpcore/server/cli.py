@@ -155,6 +155,15 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
             raise _startup_failure(error, spec, "load") from None
         context = f", {loaded.info.context_size}-token context" if loaded.info.context_size else ""
         _log.info("loaded %s (%s%s)", loaded.id, loaded.backend.value, context)  # an API's context is not known
+    # A budget of local models smaller than what loads at start unloads one to make room for the next: the server
+    # would report SERVING without a model the operator asked to have loaded.
+    unloaded = [spec.model_id for spec in specs if not spec.lazy and engine.registry.find(spec.model_id) is None]
+    if unloaded:
+        raise ConfigError(
+            f"startup model{'s' * (len(unloaded) > 1)} {', '.join(map(repr, unloaded))} did not stay loaded: loading"
+            " the ones after unloaded it to keep within --max-loaded-models or --max-loaded-memory; declare some"
+            " models lazy = true in --config (or start with --no-default-model), or raise the limit"
+        )
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
