@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from tests.conftest import TINY_MODEL, collect, greedy, load_tiny, serving
 from tests.fakes.openai_api import FakeOpenAI
@@ -19,7 +20,7 @@ from tests.fakes.script import Script
 from warpcore.server.core.limits import Limits
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, models_pb2
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -164,3 +165,23 @@ def test_a_process_whose_model_was_never_closed_still_exits(models_path: Path) -
         [sys.executable, "-c", script, str(models_path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout) == (0, "loaded\n"), done.stderr
+
+
+async def test_a_load_naming_a_loaded_id_as_its_model_says_which_model_holds_the_id(stub: Stub) -> None:
+    """A newcomer changing the default model's keep_alive names it as ListModels shows it, by its id: the refusal
+    said "another loaded model", not which one, nor that naming that model changes its keep_alive."""
+    await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, model_id="tiny-id"))
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="tiny-id"))
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"is taken by model {TINY_MODEL!r} (llama_cpp): a LoadModel naming that model" in (
+        taken.value.details() or ""
+    )
+    idle = models_pb2.KeepAlive(idle=duration_pb2.Duration(seconds=300))
+    again = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        model_id="tiny-id",
+        model_config=pb.ModelConfig(keep_alive=idle),
+    )
+    assert (await stub.LoadModel(again)).model.residency.keep_alive.seconds == 300

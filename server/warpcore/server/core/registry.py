@@ -113,12 +113,17 @@ class ModelRegistry:
         if existing is not None and same_model(existing, spec):
             return existing
         if existing is not None or spec.model_id in self._unloading:
-            what = (
-                f"{existing.name!r} loaded with other settings ({', '.join(differing_settings(existing, spec))});"
-                " unload it first to change them"
-                if existing is not None and (existing.backend, existing.name) == (spec.backend, spec.name)
-                else "another loaded (or unloading) model; unload it first"
-            )
+            if existing is None:
+                what = "a model being unloaded; wait for its unload to end"
+            elif (existing.backend, existing.name) == (spec.backend, spec.name):
+                settings = ", ".join(differing_settings(existing, spec))
+                what = f"{existing.name!r} loaded with other settings ({settings}); unload it first to change them"
+            else:
+                # A caller who meant this model, by the id ListModels shows, learns how to name it.
+                what = (
+                    f"model {existing.name!r} ({existing.backend.value}): a LoadModel naming that model under this"
+                    " id gets it (and a keep_alive given changes its own); unload it first to load another here"
+                )
             raise AlreadyExistsError(
                 f"the model id {spec.model_id!r} is taken by {what}, or choose another model_id",
                 field="model_id",
