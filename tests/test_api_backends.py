@@ -495,7 +495,8 @@ async def test_retry_info_carries_the_upstreams_retry_after(
 async def test_a_quota_used_up_is_its_own_reason_with_no_wait(stub: Stub, openai_upstream: FakeOpenAI) -> None:
     """OpenAI's 429 for a used-up account says insufficient_quota: a rate limit's status, but no wait ends it."""
     await load(stub, openai_upstream)
-    openai_upstream.script = Script(status=429, error_code="insufficient_quota")
+    # Even with a retry-after (a tester's finding: the HTTP door left it out, gRPC passed it on as RetryInfo).
+    openai_upstream.script = Script(status=429, error_code="insufficient_quota", headers={"retry-after": "7"})
     _, error = await failed_stream(stub.Generate(prompt()))
     assert (error.code(), details(error)["reason"]) == (Code.RESOURCE_EXHAUSTED, "UPSTREAM_QUOTA_EXHAUSTED")
     assert "retry_after" not in details(error)

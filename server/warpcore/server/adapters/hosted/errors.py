@@ -18,6 +18,7 @@ from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_reques
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
+    QUOTA_EXHAUSTED,
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -85,6 +86,10 @@ def error_for_status(status: int) -> type[WarpcoreError]:
     return UnavailableError if status >= 500 else FailedPreconditionError
 
 
+_WAITED_FOR = (ResourceExhaustedError, UnavailableError)
+"""The kinds of failure whose statuses (429, 503, 529) a client retries after a wait."""
+
+
 def upstream_error(
     kind: type[WarpcoreError],
     api: ResolvedApi,
@@ -111,8 +116,9 @@ def upstream_error(
         f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
         reason=reason or f"UPSTREAM_{kind.code.name}",
         metadata=metadata,
-        # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for.
-        retry_after=retry_after(headers or {}) if kind in (ResourceExhaustedError, UnavailableError) else None,
+        # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for; a quota used up,
+        # which no wait ends, tells none.
+        retry_after=retry_after(headers or {}) if kind in _WAITED_FOR and reason != QUOTA_EXHAUSTED else None,
     )
 
 
