@@ -73,6 +73,21 @@ async def test_a_model_named_as_an_embedder_generates_when_loaded_as_a_text_mode
     text, result = await collect(stub.Generate(prompt()))
     assert (bool(text), result.finish_reason) == (True, pb.FINISH_REASON_STOP)
     assert openai_upstream.requests[-1].path == "/v1/chat/completions"
+    sent_before = len(openai_upstream.requests)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # a tester's finding: it was sent to /v1/embeddings
+        await stub.Embed(epb.EmbedRequest(model_id="m", inputs=["one text"], options=epb.EmbedOptions()))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert rich_details(refused.value)[0].reason == "MODEL_NOT_LOADED_FOR_EMBEDDINGS"
+    assert len(openai_upstream.requests) == sent_before
+
+
+async def test_a_text_model_of_unspecified_type_still_embeds_as_before(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+    """Before model_type held on hosted backends, Embed on a compatible server's embedding model named otherwise was
+    sent on whatever its listed capabilities: a client of that time keeps working."""
+    openai_upstream.models.append(CUSTOM_EMBEDDER)
+    await load_as(stub, openai_upstream, CUSTOM_EMBEDDER, pb.MODEL_TYPE_UNSPECIFIED)
+    response = await stub.Embed(epb.EmbedRequest(model_id="m", inputs=["one text"], options=epb.EmbedOptions()))
+    assert len(response.embeddings) == 1
 
 
 async def test_an_unspecified_type_follows_the_models_name(stub: Stub, openai_upstream: FakeOpenAI) -> None:

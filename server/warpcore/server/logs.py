@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from warpcore.server.adapters.redaction import redact_key_shapes
@@ -36,7 +37,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # RFC 3339 in UTC, to the millisecond: a collector orders and joins lines from hosts in any time zone.
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

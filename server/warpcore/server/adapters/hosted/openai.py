@@ -12,6 +12,7 @@ import openai
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.refusals import loaded_to_generate
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -36,10 +37,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, vectors_flaw
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
-from warpcore.server.core.tooling import (
-    ResponseFormatKind,
-    ToolChoiceMode,
-)
+from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
 
 ENVIRONMENT = ApiEnvironment(
     provider="openai",
@@ -199,6 +197,8 @@ class OpenAIAdapter(HostedAdapter):
         return Capabilities(images=True, logprobs=True, tools=True, documents=True)
 
     async def embed(self, params: EmbedParams) -> Embeddings:
+        if self._api.embedding is False:  # a text model, as LoadModel's model_type said
+            raise loaded_to_generate(self._model)
         if not params.normalize:
             raise refused("normalize", "the OpenAI API only returns unit-length vectors; leave normalize unset")
         if params.truncate:

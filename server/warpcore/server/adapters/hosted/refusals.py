@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from warpcore.server.core.errors import QUOTA_EXHAUSTED
+from warpcore.server.core.errors import QUOTA_EXHAUSTED, FailedPreconditionError
 
 # How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
 # server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
@@ -46,3 +46,23 @@ _UNSUPPORTED_WORDS = re.compile(r"\b(not supported|unsupported|requires --|too l
 
 def lacks_feature(error: Exception) -> bool:
     return getattr(error, "status_code", None) == 500 and _UNSUPPORTED_WORDS.search(str(error)) is not None
+
+
+def loaded_to_embed(model: str) -> FailedPreconditionError:
+    """Generate on a hosted embedding model: refused before anything goes upstream, which would refuse it too."""
+    return FailedPreconditionError(
+        f"{model!r} is an embedding model (as its name or LoadModel's model_type says), so it cannot generate; load a"
+        " text model, or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
+        field="model_id",
+        reason="MODEL_LOADED_FOR_EMBEDDINGS",
+    )
+
+
+def loaded_to_generate(model: str) -> FailedPreconditionError:
+    """Embed on a hosted model that LoadModel's model_type said generates."""
+    return FailedPreconditionError(
+        f"{model!r} was loaded as a text model (model_type MODEL_TYPE_TEXT_TO_TEXT), so it cannot embed; load it under"
+        " another model_id with model_type MODEL_TYPE_TEXT_TO_EMBEDDING",
+        field="model_id",
+        reason="MODEL_NOT_LOADED_FOR_EMBEDDINGS",
+    )

@@ -20,6 +20,7 @@ from warpcore.server.adapters.hosted.errors import (
     map_sdk_errors,
     unfinished_stream,
 )
+from warpcore.server.adapters.hosted.refusals import loaded_to_embed
 from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
@@ -188,12 +189,7 @@ class HostedAdapter(ABC):
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         if self._embeds_only:
-            raise FailedPreconditionError(
-                f"{self._model!r} is an embedding model (as its name or LoadModel's model_type says), so it cannot"
-                " generate; load a text model, or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
-                field="model_id",
-                reason="MODEL_LOADED_FOR_EMBEDDINGS",
-            )
+            raise loaded_to_embed(self._model)
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
