@@ -12,7 +12,7 @@ import openai
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
-from warpcore.server.adapters.hosted.refusals import loaded_to_generate
+from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -198,7 +198,7 @@ class OpenAIAdapter(HostedAdapter):
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if self._api.embedding is False:  # a text model, as LoadModel's model_type said
-            raise loaded_to_generate(self._model)
+            raise other_kind(self._model, embedding_model=False)
         if not params.normalize:
             raise refused("normalize", "the OpenAI API only returns unit-length vectors; leave normalize unset")
         if params.truncate:

@@ -48,21 +48,23 @@ def lacks_feature(error: Exception) -> bool:
     return getattr(error, "status_code", None) == 500 and _UNSUPPORTED_WORDS.search(str(error)) is not None
 
 
-def loaded_to_embed(model: str) -> FailedPreconditionError:
-    """Generate on a hosted embedding model: refused before anything goes upstream, which would refuse it too."""
-    return FailedPreconditionError(
-        f"{model!r} is an embedding model (as its name or LoadModel's model_type says), so it cannot generate; load a"
-        " text model, or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
-        field="model_id",
-        reason="MODEL_LOADED_FOR_EMBEDDINGS",
-    )
+# What a hosted model of the other kind cannot be asked, by whether it is an embedding model: (why, reason).
+_OTHER_KIND = {
+    True: (
+        "is an embedding model (as its name or LoadModel's model_type says), so it cannot generate; load a text model,"
+        " or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
+        "MODEL_LOADED_FOR_EMBEDDINGS",
+    ),
+    False: (
+        "was loaded as a text model (model_type MODEL_TYPE_TEXT_TO_TEXT), so it cannot embed; load it under another"
+        " model_id with model_type MODEL_TYPE_TEXT_TO_EMBEDDING",
+        "MODEL_NOT_LOADED_FOR_EMBEDDINGS",
+    ),
+}
 
 
-def loaded_to_generate(model: str) -> FailedPreconditionError:
-    """Embed on a hosted model that LoadModel's model_type said generates."""
-    return FailedPreconditionError(
-        f"{model!r} was loaded as a text model (model_type MODEL_TYPE_TEXT_TO_TEXT), so it cannot embed; load it under"
-        " another model_id with model_type MODEL_TYPE_TEXT_TO_EMBEDDING",
-        field="model_id",
-        reason="MODEL_NOT_LOADED_FOR_EMBEDDINGS",
-    )
+def other_kind(model: str, *, embedding_model: bool) -> FailedPreconditionError:
+    """Generate on a hosted embedding model, or Embed on one loaded as a text model: refused before anything goes
+    upstream, which would refuse it too."""
+    why, reason = _OTHER_KIND[embedding_model]
+    return FailedPreconditionError(f"{model!r} {why}", field="model_id", reason=reason)

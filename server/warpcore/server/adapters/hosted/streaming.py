@@ -20,7 +20,7 @@ from warpcore.server.adapters.hosted.errors import (
     map_sdk_errors,
     unfinished_stream,
 )
-from warpcore.server.adapters.hosted.refusals import loaded_to_embed
+from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
@@ -189,7 +189,7 @@ class HostedAdapter(ABC):
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         if self._embeds_only:
-            raise loaded_to_embed(self._model)
+            raise other_kind(self._model, embedding_model=True)
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
