@@ -616,6 +616,9 @@ class ModelConfig(_message.Message):
     context_size: _builtins.int
     """Context window in tokens, 16 to 131072. Unset: for local models, the model's
     trained context capped at 4096; for API models, the provider's limit (reported as 0).
+    Given for an API model, it is reported as the model's, for callers to read, but
+    not enforced: the provider holds prompts to its own limit, and warpcore cannot
+    count every provider's tokens before sending.
     """
     @_builtins.property
     def keep_alive(self) -> _models_pb2.KeepAlive:
