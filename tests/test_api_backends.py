@@ -212,6 +212,19 @@ async def test_anthropic_usage_from_whichever_event_carries_it(
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == usage
 
 
+async def test_sampling_numbers_reach_the_upstream_as_written(stub: Stub, upstream: FakeUpstream) -> None:
+    """A tester's finding: the proto's single-precision floats went upstream as 0.699999988079071, where the HTTP door
+    and the SDK direct send 0.7."""
+    await load(stub, upstream)
+    options: dict[str, float] = {"temperature": 0.7, "top_p": 0.95}
+    if isinstance(upstream, FakeOpenAI):
+        options |= {"presence_penalty": 0.1, "frequency_penalty": -0.3}
+    await collect(stub.Generate(prompt("Say hello", **options)))
+    body = upstream.requests[-1].body
+    assert body is not None
+    assert {name: body[name] for name in options} == options
+
+
 async def test_openai_request_mapping(stub: Stub, openai_upstream: FakeOpenAI) -> None:
     await load(stub, openai_upstream)
     request = pb.GenerateRequest(

@@ -23,7 +23,7 @@ from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.rules import require
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate
-from warpcore.server.rpc.translate_extras import cache_breakpoint
+from warpcore.server.rpc.translate_extras import as_written, cache_breakpoint
 from warpcore.server.rpc.translate_models import backend_kind, keep_alive
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -188,15 +188,15 @@ def generation_params(
         prompt=request.prompt or None,
         messages=tuple(messages),
         max_tokens=options.max_tokens if options.HasField("max_tokens") else default_max_tokens,
-        temperature=options.temperature if options.HasField("temperature") else None,
-        top_p=options.top_p if options.HasField("top_p") else None,
+        temperature=as_written(options.temperature) if options.HasField("temperature") else None,
+        top_p=as_written(options.top_p) if options.HasField("top_p") else None,
         top_k=options.top_k if options.HasField("top_k") else None,
         stop=tuple(options.stop_sequences),
         system=options.system if options.HasField("system") else None,
         system_cache=cache_breakpoint(options.system_cache_breakpoint, "system_cache_breakpoint"),
         seed=options.seed if options.HasField("seed") else None,
-        presence_penalty=options.presence_penalty if options.HasField("presence_penalty") else None,
-        frequency_penalty=options.frequency_penalty if options.HasField("frequency_penalty") else None,
+        presence_penalty=as_written(options.presence_penalty) if options.HasField("presence_penalty") else None,
+        frequency_penalty=as_written(options.frequency_penalty) if options.HasField("frequency_penalty") else None,
         logit_bias=tuple(sorted(options.logit_bias.items())),
         timeout=time_remaining,
         logprobs=options.logprobs,

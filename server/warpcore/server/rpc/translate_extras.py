@@ -3,6 +3,8 @@ the log-probabilities of deltas and a model's capabilities."""
 
 from __future__ import annotations
 
+import contextlib
+import struct
 from collections.abc import Sequence
 
 from warpcore.server.core.bounds import PDF
@@ -18,11 +20,24 @@ from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tokens_pb2 as tpb
 
+_FLOAT32_DIGITS = 9  # significant digits that tell every single-precision number from its neighbours
 _CACHE_BREAKPOINTS: dict[int, CacheBreakpoint] = {
     cpb.CACHE_BREAKPOINT_UNSPECIFIED: CacheBreakpoint.NONE,
     cpb.CACHE_BREAKPOINT_SHORT: CacheBreakpoint.SHORT,
     cpb.CACHE_BREAKPOINT_LONG: CacheBreakpoint.LONG,
 }
+
+
+def as_written(value: float) -> float:
+    """A proto `float` as the shortest decimal that is the same single-precision number (0.7, not the
+    0.699999988079071 it holds): what the caller wrote, for an upstream API to be sent as it would have been sent
+    directly; llama.cpp, which takes single precision, gets the same number either way."""
+    for digits in range(1, _FLOAT32_DIGITS + 1):
+        shortest = float(f"{value:.{digits}g}")
+        with contextlib.suppress(OverflowError):  # rounded past single precision's largest number
+            if struct.unpack("f", struct.pack("f", shortest))[0] == value:
+                return shortest
+    return value  # NaN, which validation refuses
 
 
 def cache_breakpoint(value: int, field: str) -> CacheBreakpoint:
