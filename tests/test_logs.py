@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,10 @@ def test_an_access_line_carries_the_requests_fields(
             "model": "tiny",
             "prompt_tokens": 3,
         }
+        # RFC 3339 in UTC to the millisecond (a tester's finding: local time, whole seconds, no zone).
+        logged = datetime.fromisoformat(entry["time"])
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry["time"])
+        assert abs((datetime.now(UTC) - logged).total_seconds()) < 60
     else:
         assert "INFO warpcore.access: request protocol=grpc method=Generate model=tiny code=OK duration_ms=" in lines[0]
         assert lines[0].endswith(" prompt_tokens=3 peer=p")
