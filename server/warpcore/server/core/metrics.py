@@ -46,7 +46,9 @@ class _PromptCaches(Collector):
 
     def collect(self) -> Iterable[Metric]:
         lookups = CounterMetricFamily(
-            "warpcore_prompt_cache_lookups", "Prompts looked up in a model's prompt cache", labels=["model", "result"]
+            "warpcore_prompt_cache_lookups",
+            "Prompts looked up in a model's prompt cache: those at least as long as the shortest beginning it keeps",
+            labels=["model", "result"],
         )
         cells = GaugeMetricFamily("warpcore_prompt_cache_tokens", "Prompt tokens held in a cache", labels=["model"])
         capacity = GaugeMetricFamily(
