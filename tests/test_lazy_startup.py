@@ -105,7 +105,7 @@ async def test_a_missing_hf_file_may_wait_for_a_pull_when_pulls_are_on(models_ro
         messages = [json.loads(line)["message"] for line in lines]
         assert (
             f"lazy model later: {MISSING_HF} is not under {models_root} yet; pull it (`warpcore pull {MISSING_HF}`)"
-            " before the first Generate"
+            " before the first call naming it"
         ) in messages
         port = int(messages[-1].split("127.0.0.1:")[1].split(",")[0])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

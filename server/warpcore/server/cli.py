@@ -85,7 +85,7 @@ def _check_files(spec: LoadSpec, settings: ServerSettings) -> None:
             raise _startup_failure(error, spec, "declare lazy") from None
         if not present:
             _log.warning(
-                "lazy model %s: %s is not under %s yet; pull it (`warpcore pull %s`) before the first Generate",
+                "lazy model %s: %s is not under %s yet; pull it (`warpcore pull %s`) before the first call naming it",
                 spec.model_id,
                 name,
                 settings.models_path,
@@ -147,7 +147,7 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
     for spec in specs:
         if spec.lazy:
             engine.declare(spec)
-            _log.info("declared %s (%s), loaded by the first Generate naming it", spec.model_id, spec.name)
+            _log.info("declared %s (%s), loaded by the first call naming it", spec.model_id, spec.name)
             continue
         try:
             loaded = await engine.load(spec, from_operator=True)
