@@ -225,6 +225,7 @@ async def test_health_exits_zero_only_when_serving(server: WarpcoreServer, targe
     unreachable = await warpcore(closed_port_target(), "health")
     assert (unreachable.code, unreachable.stdout) == (1, "")
     assert unreachable.stderr.startswith("warpcore: UNAVAILABLE: ")
+    assert "no warpcore server answered there: start warpcore-server, or name its address" in unreachable.stderr
 
 
 async def test_call_error_is_one_line_without_traceback(tiny: str, target: str) -> None:

@@ -21,11 +21,16 @@ from warpcore.client import (
     PullProgress,
     ReasoningDelta,
     TextDelta,
+    UnavailableError,
     WarpcoreError,
 )
 from warpcore.client._extras import MAX_EMBED_INPUTS
 
 DIM, PLAIN = "\x1b[2m", "\x1b[0m"
+NO_SERVER = (
+    "no warpcore server answered there: start warpcore-server, or name its address with --target or WARPCORE_TARGET;"
+    " add --tls for a server that serves TLS"
+)
 
 
 TASKS = {"generate": "generate", "embed": "embed", "count_tokens": "count tokens exactly"}
@@ -169,6 +174,8 @@ def failure_words(error: WarpcoreError, timeout: float | None) -> str:
     DEADLINE_EXCEEDED (an upstream's timeout) carries its request id, and its words say whose it was."""
     if isinstance(error, DeadlineExceededError) and timeout is not None and not error.request_id:
         return f"{error.status.name}: timed out after {timeout:g} s (--timeout)"
+    if isinstance(error, UnavailableError) and not error.request_id:  # no server answered: gRPC's words alone
+        return f"{error.status.name}: {error.message} ({NO_SERVER})"
     return f"{error.status.name}: {error.message}"
 
 
