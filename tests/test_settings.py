@@ -159,3 +159,18 @@ def test_a_bad_value_from_the_environment_is_named_by_its_variable_in_one_line(
     assert capsys.readouterr().err == ""
     # A flag given beats its variable, which is then not read at all.
     assert parse_settings(["--grace", "1"], {"WARPCORE_GRACE": "abc"}).grace == 1
+
+
+def test_the_help_gives_each_flags_default_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    """A newcomer's finding: the port, grace, limits and keep-alive defaults were only in the README."""
+    with pytest.raises(SystemExit):
+        parse_settings(["--help"], {})
+    shown = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "(default: 50051; env WARPCORE_PORT)",
+        "(default: 30; env WARPCORE_GRACE)",
+        "(default: forever; env WARPCORE_KEEP_ALIVE)",
+        "(default: 4; env WARPCORE_MAX_STREAMS_PER_MODEL)",
+        "(env WARPCORE_CONFIG)",
+    ):
+        assert default in shown

@@ -118,7 +118,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
                     kwargs["type"](value)
                 except ValueError:
                     raise SettingsError(f"{variable} must be {_NUMBER_WORDS[kwargs['type']]}: {value}") from None
-        shown = f" (env {variable})" if variable else ""
+        where = [f"default: {default}"] * (default is not None) + [f"env {variable}"] * bool(variable)
+        shown = f" ({'; '.join(where)})" if where else ""
         parser.add_argument(flag, default=value if value else default, help=help_text + shown, **kwargs)
 
     def named(dest: str) -> str:
