@@ -51,7 +51,11 @@ def broken_files(models_path: Path, tmp_path: Path) -> dict[str, tuple[str, str 
 
 @pytest.mark.parametrize("broken", ["missing", "not a GGUF", "outside MODELS_PATH", "missing projector"])
 async def test_a_load_refused_for_its_files_unloads_nothing(
-    one_model_loaded: tuple[WarpcoreServer, Stub], models_path: Path, tmp_path: Path, broken: str
+    one_model_loaded: tuple[WarpcoreServer, Stub],
+    models_path: Path,
+    tmp_path: Path,
+    broken: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, stub = one_model_loaded
     model, mmproj = broken_files(models_path, tmp_path)[broken]
@@ -63,6 +67,9 @@ async def test_a_load_refused_for_its_files_unloads_nothing(
         await stub.LoadModel(request)
     assert refused.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
     assert rich_details(refused.value)[0].reason.startswith("MODEL_")
+    if broken == "not a GGUF":  # the refusal says the details are in the server log: they are
+        assert "details in the server log" in (refused.value.details() or "")
+        assert any("llama.cpp could not load" in record.getMessage() for record in caplog.records)
     models = await listed(stub)
     assert models["kept"].state == pb.MODEL_STATE_READY
     assert "new" not in models

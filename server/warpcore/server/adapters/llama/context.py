@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -13,6 +14,8 @@ import llama_cpp
 
 from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.errors import FailedPreconditionError
+
+_log = logging.getLogger(__name__)
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 # Beside running generations a prompt enters the KV cache in llama_decode calls of at most this many tokens, so that
@@ -155,7 +158,8 @@ def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions
     would refuse."""
     try:
         shape = _file_shape(path)
-    except ValueError:
+    except ValueError as error:
+        _log.warning("llama.cpp could not load %s: %s", path, error)  # the details a refusal points to
         return None
     context_size = context_size or shape.context_size
     if options.embedding:
