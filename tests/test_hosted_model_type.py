@@ -104,6 +104,19 @@ async def test_the_same_id_asked_as_the_other_type_is_already_exists(stub: Stub,
     assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
+@pytest.mark.parametrize("loaded_as", [pb.MODEL_TYPE_UNSPECIFIED, pb.MODEL_TYPE_TEXT_TO_TEXT])
+async def test_a_load_naming_the_kind_the_loaded_model_is_gets_it(
+    stub: Stub, openai_upstream: FakeOpenAI, loaded_as: int
+) -> None:
+    """A client that names the type outright (as a generated client may) gets the model loaded without one, as before
+    the type held on hosted backends."""
+    model = openai_upstream.models[0]
+    first = await load_as(stub, openai_upstream, model, loaded_as)
+    again = await load_as(stub, openai_upstream, model, pb.MODEL_TYPE_TEXT_TO_TEXT)
+    assert (again.id, again.type) == (first.id, pb.MODEL_TYPE_TEXT_TO_TEXT)
+    assert (await load_as(stub, openai_upstream, model, pb.MODEL_TYPE_UNSPECIFIED)).id == again.id
+
+
 async def test_anthropic_refuses_to_load_an_embedding_model_before_asking_its_api(
     stub: Stub, anthropic_upstream: FakeAnthropic
 ) -> None:

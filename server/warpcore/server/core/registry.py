@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from warpcore.server.adapters.base import Adapter, EstimatesMemory
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
-from warpcore.server.core.domain import BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
+from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
 
 
@@ -54,13 +54,14 @@ def as_known(known: LoadSpec, asked: LoadSpec) -> LoadSpec:
 
 
 def _as_loaded(loaded: LoadedModel, asked: LoadSpec) -> LoadSpec:
-    """`asked`, with what it leaves unset as `loaded` has it, context size and parallel sequences as it got them."""
+    """`asked`, with what it leaves unset as `loaded` has it: context size, parallel sequences and kind (a text or an
+    embedding model) as it got them."""
     filled = _filled(asked, loaded.spec)
-    settings = filled.settings
+    settings = filled.settings or (ApiSettings() if loaded.backend.hosted else LocalSettings())
     if isinstance(settings, LocalSettings) and settings.parallel is None:
         settings = dataclasses.replace(settings, parallel=loaded.info.parallel)
-    elif settings is None and not loaded.backend.hosted:
-        settings = LocalSettings(parallel=loaded.info.parallel)
+    if settings.embedding is None:  # a model_type that names the kind the model is asks for it
+        settings = dataclasses.replace(settings, embedding=not loaded.info.capabilities.generate)
     return dataclasses.replace(filled, context_size=filled.context_size or loaded.info.context_size, settings=settings)
 
 
