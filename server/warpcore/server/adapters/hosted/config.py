@@ -57,7 +57,9 @@ def client_options(api: ResolvedApi, aiohttp_client: Callable[..., httpx2.AsyncC
         # No retries: a failure goes back to the caller at once, with RetryInfo where waiting helps, and the caller's
         # deadline is not spent on attempts it never asked for.
         max_retries=0,
-        http_client=aiohttp_client(timeout=api.timeout),
+        # A redirect is not followed: the key (Anthropic's x-api-key header survives a change of host) and the
+        # prompt would go to a host the operator never named, past --allowed-api-hosts too.
+        http_client=aiohttp_client(timeout=api.timeout, follow_redirects=False),
     )
 
 

@@ -196,6 +196,11 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
         )
     if kind is None and lacks_feature(error):
         kind = FailedPreconditionError
+    if 300 <= failed.status_code < 400:
+        message = "a redirect, which this server does not follow: set the base URL to where the upstream now is"
+        return upstream_error(
+            FailedPreconditionError, api, message, status=failed.status_code, reason="UPSTREAM_REDIRECT"
+        )
     return upstream_error(
         kind or error_for_status(failed.status_code),
         api,
