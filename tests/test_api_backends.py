@@ -814,7 +814,7 @@ def test_request_id_is_a_bounded_printable_token() -> None:
     key = ECHOED_KEY.value
     assert scrub_request_id("req_011CSHm9fWgjqY3uKJnzxZ5e", key) == "req_011CSHm9fWgjqY3uKJnzxZ5e"
     assert scrub_request_id("req_1\x1b[2J\r\nforged log line\x00", key) == "req_1[2Jforgedlogline"
-    assert scrub_request_id(f"{key[:4]}\x7f{key[4:12]}", key) == "[redacted]"
+    assert scrub_request_id(f"{key[:4]}\x7f{key[4:]}", key) == "[redacted]"  # the key, a control character in it
     assert scrub_request_id("r" * 10_000, key) == "r" * MAX_REQUEST_ID
     assert scrub_request_id("\t\u00e9\u200b", key) == scrub_request_id(None, key) == ""
 

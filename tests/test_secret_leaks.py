@@ -21,7 +21,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.key_leaks import FRAGMENT, Key, Transcript, leaks
-from warpcore.server.adapters.redaction import redact
+from warpcore.server.adapters.redaction import redact, redact_key_shapes
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -289,10 +289,10 @@ def test_the_leak_check_finds_a_fragment() -> None:
     assert leaks([("log", f"vendor prefix only: {ANTHROPIC_KEY.prefix}")], ANTHROPIC_KEY) == []
 
 
-def test_redact_scrubs_the_key_its_fragments_and_key_shaped_words() -> None:
+def test_redact_scrubs_the_key_its_masked_quotes_and_key_shaped_words() -> None:
     key = REQUEST_KEY.value
     assert redact(f"Incorrect API key provided: {key}.", key) == "Incorrect API key provided: [redacted]."
-    assert redact(f"invalid key {key[:10]}****{key[-8:]}", key) == "invalid key [redacted]****[redacted]"
+    assert redact(f"invalid key {key[:10]}****{key[-8:]}", key) == "invalid key [redacted]"
     assert redact(f"no {key[:7]}... here", key) == f"no {key[:7]}... here"  # too little of it to recognise
     assert redact("see sk-abcdef123456 and key-0123456789", key) == "see [redacted] and [redacted]"
 
@@ -300,7 +300,16 @@ def test_redact_scrubs_the_key_its_fragments_and_key_shaped_words() -> None:
 def test_redact_scrubs_the_key_in_any_letter_case() -> None:
     key = REQUEST_KEY.value
     assert redact(f"Bad key {key.upper()}!", key) == "Bad key [redacted]!"
-    assert redact(f"Bad key {key.swapcase()[:12]}", key) == "Bad key [redacted]"
+    assert redact(f"Bad key {key.swapcase()}", key) == "Bad key [redacted]"
+
+
+def test_redact_leaves_a_run_of_the_key_alone_so_that_no_guess_is_confirmed() -> None:
+    """A tester's finding: any 8 characters of the key in a row were redacted, and an upstream whose error quotes
+    the caller's text then told a caller, 20 calls a character, whether a guess was the key's next character."""
+    key = REQUEST_KEY.value
+    for start in range(len(key) - 8 + 1):
+        quoted = f"Invalid content: '{key[start : start + 8]}'"
+        assert redact(quoted, key) == redact_key_shapes(quoted)  # what the key is changes nothing in it
 
 
 @pytest.mark.parametrize("short_key", ["upkey", "1234567"])

@@ -8,29 +8,22 @@ import re
 _REDACTED = "[redacted]"
 # Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
 _KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
+# A key quoted masked, of any vendor's shape or none ("abcd1234****wxyz"): the word holding the mask goes whole.
+_MASKED_PATTERN = re.compile(r"[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*")
 
 
 def redact(text: str, secret: str) -> str:
-    """`text` without the secret, any 8 characters of it in a row, or anything shaped like an API key; in any
-    letter case, as an upstream may quote a key upper-cased."""
-    run = min(len(secret), 8)
+    """`text` without the secret, in any letter case (an upstream may quote a key upper-cased), and without anything
+    shaped like an API key, whole or masked. Never a part of the secret alone: an upstream's error may quote what
+    the caller sent, so a caller could learn, run by run, whether a guess is part of the key from whether it came
+    back redacted."""
     # A "key" under 4 characters (one a client sent by mistake, say "x") is no secret, and scrubbing it would blank
-    # every occurrence of it in the upstream's message. Any longer one goes, whole or in part.
-    if run >= 4:
-        # Upstreams also quote keys partly masked ("abcd1234****wxyz"): any `run` characters of it in a row go.
-        runs = {secret[start : start + run].casefold() for start in range(len(secret) - run + 1)}
-        spans: list[list[int]] = []
-        for start in range(len(text) - run + 1):
-            if text[start : start + run].casefold() in runs:
-                if spans and start <= spans[-1][1]:
-                    spans[-1][1] = start + run
-                else:
-                    spans.append([start, start + run])
-        for start, end in reversed(spans):
-            text = text[:start] + _REDACTED + text[end:]
+    # every occurrence of it in the upstream's message.
+    if len(secret) >= 4:
+        text = re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
     return redact_key_shapes(text)
 
 
 def redact_key_shapes(text: str) -> str:
-    """`text` without anything shaped like an API key."""
-    return _KEY_PATTERN.sub(_REDACTED, text)
+    """`text` without anything shaped like an API key, whole or masked."""
+    return _MASKED_PATTERN.sub(_REDACTED, _KEY_PATTERN.sub(_REDACTED, text))
