@@ -31,7 +31,8 @@ LONG = "\U0001f600" * 100_000  # 400 kB of UTF-8, 1.2 MB as JSON escapes
     ],
 )
 async def test_an_http_refusal_quoting_a_long_value_is_cut(doors: Doors, path: str, body: dict[str, Any]) -> None:
-    async with httpx2.AsyncClient(base_url=base_url(doors), headers={"anthropic-version": "2023-06-01"}) as client:
+    headers = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+    async with httpx2.AsyncClient(base_url=base_url(doors), headers=headers) as client:
         answer = await client.post(path, content=json.dumps(body))
     assert answer.status_code == 400
     assert len(answer.content) < 8 * MAX_ERROR_MESSAGE_BYTES  # was six times the request, here 7 MB

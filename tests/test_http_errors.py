@@ -399,6 +399,26 @@ async def test_bad_anthropic_fields_are_400_naming_them(hosted: Doors, options: 
     assert error["message"].startswith(field)
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""])
+async def test_a_body_a_web_page_could_send_cross_site_is_415_and_goes_nowhere(
+    hosted: Doors, upstream: FakeUpstream, content_type: str
+) -> None:
+    """A tester's finding: a page in a browser could POST a text/plain body (no preflight asked) that the door read
+    as JSON, spending the server's key; with no token set, by default."""
+    body = json.dumps({"model": "m", "max_tokens": 4, "messages": OPENAI_MESSAGES}).encode()
+    headers = {"content-type": content_type} if content_type else {}
+    sent = len(upstream.requests)
+    async with httpx2.AsyncClient(base_url=base_url(hosted)) as client:
+        refused = await client.post("/v1/chat/completions", content=body, headers=headers)
+        taken = await client.post(
+            "/v1/chat/completions", content=body, headers={"content-type": "application/json; charset=utf-8"}
+        )
+    assert refused.status_code == 415
+    assert refused.json()["error"]["message"].endswith("send JSON, with Content-Type: application/json")
+    assert taken.status_code == 200
+    assert len(upstream.requests) == sent + 1
+
+
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
 async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
     path: str, server_env: dict[str, str]
@@ -407,7 +427,7 @@ async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
         serving_doors(server_env, ServingOptions(max_message_bytes=1000)) as doors,
         httpx2.AsyncClient(base_url=base_url(doors)) as client,
     ):
-        not_json = await client.post(path, content=b"{nope")
+        not_json = await client.post(path, content=b"{nope", headers={"content-type": "application/json"})
         not_object = await client.post(path, json=[1])
         too_large = await client.post(path, json={"messages": ["x" * 2000]})
         no_route = await client.get("/v1/nothing")

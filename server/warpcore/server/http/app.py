@@ -21,6 +21,7 @@ from warpcore.server.http.errors import (
     RequestTooLargeError,
     RequestTooSlowError,
     http_status,
+    not_json,
     retry_headers,
     unsupported_encoding,
     upstream_id,
@@ -127,6 +128,9 @@ class HttpDoor:
         encoding = ",".join(request.headers.getall("Content-Encoding", ())).strip().lower() or "identity"
         if encoding not in DECODED_ENCODINGS:  # aiohttp reads a body in any other but br and zstd as it is
             raise unsupported_encoding()
+        media_type = request.headers.get("Content-Type", "")  # aiohttp's content_type says octet-stream when none
+        if request.body_exists and not (request.content_type == "application/json" and media_type):
+            raise not_json(media_type)
 
     def _too_large(self) -> RequestTooLargeError:
         return RequestTooLargeError(f"the request body is larger than {self._max_body_bytes} bytes", field="request")

@@ -47,7 +47,7 @@ _KINDS = {
 _OVERLOADED = _Kind(OVERLOADED, "overloaded_error", "overloaded_error")
 _TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
 _TOO_SLOW = _Kind(408, "invalid_request_error", "timeout_error")
-_UNSUPPORTED_ENCODING = _Kind(415, "invalid_request_error", "invalid_request_error")
+_UNSUPPORTED_MEDIA_TYPE = _Kind(415, "invalid_request_error", "invalid_request_error")
 # OpenAI's own codes where they differ from the lowercased reason.
 _OPENAI_CODES = {
     "MODEL_NOT_LOADED": "model_not_found",
@@ -63,14 +63,23 @@ class RequestTooLargeError(WarpcoreError):
     code = ErrorCode.INVALID_ARGUMENT
 
 
-class UnsupportedEncodingError(InvalidArgumentError):
-    """A body in a Content-Encoding the door does not decode (HTTP 415)."""
+class UnsupportedMediaTypeError(InvalidArgumentError):
+    """A body in a Content-Encoding the door does not decode, or of another Content-Type than JSON (HTTP 415)."""
 
 
-def unsupported_encoding() -> UnsupportedEncodingError:
-    return UnsupportedEncodingError(
+def unsupported_encoding() -> UnsupportedMediaTypeError:
+    return UnsupportedMediaTypeError(
         "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
         reason="UNSUPPORTED_CONTENT_ENCODING",
+    )
+
+
+def not_json(content_type: str) -> UnsupportedMediaTypeError:
+    # A web page may send a cross-site request with a body of a few types (text/plain, forms) without asking the
+    # server first: a door that read those as JSON would let any page a user opens spend the server's keys.
+    return UnsupportedMediaTypeError(
+        f"the request body is {content_type or 'of no Content-Type'}; send JSON, with Content-Type: application/json",
+        reason="UNSUPPORTED_CONTENT_TYPE",
     )
 
 
@@ -85,8 +94,8 @@ def _kind(error: WarpcoreError) -> _Kind:
         return _TOO_LARGE
     if isinstance(error, RequestTooSlowError):
         return _TOO_SLOW
-    if isinstance(error, UnsupportedEncodingError):
-        return _UNSUPPORTED_ENCODING
+    if isinstance(error, UnsupportedMediaTypeError):
+        return _UNSUPPORTED_MEDIA_TYPE
     if error.metadata.get("http_status") == str(OVERLOADED):
         return _OVERLOADED
     return _KINDS[error.code]
