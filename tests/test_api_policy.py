@@ -61,7 +61,9 @@ async def test_denied_overrides_refuse_client_urls_and_keys_but_serve_the_operat
     async with FakeOpenAI() as operator_upstream, FakeOpenAI() as client_upstream:
         env = {"OPENAI_API_KEY": "sk-operator-0123456789", "OPENAI_API_BASE": operator_upstream.base_url}
         async for stub in serve_with(ApiOverridePolicy(allow=False), env):
-            for request in (load(client_upstream.base_url, KEY), load(None, KEY)):
+            by_organization = load(None, None, model_id="org")  # a tester's finding: it went with the server's key
+            by_organization.backend_config.api.organization = "org-chosen-by-the-client"
+            for request in (load(client_upstream.base_url, KEY), load(None, KEY), by_organization):
                 with pytest.raises(grpc.aio.AioRpcError) as denied:
                     await stub.LoadModel(request)
                 assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -197,7 +197,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "--api-overrides",
         "WARPCORE_API_OVERRIDES",
         "auto",
-        "may clients send base_url/api_key? auto: only when listening on loopback or a Unix socket",
+        "may clients send base_url/api_key/organization? auto: only when listening on loopback or a Unix socket",
         choices=("auto", "allow", "deny"),
     )
     option(

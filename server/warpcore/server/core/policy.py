@@ -20,12 +20,15 @@ class ApiOverridePolicy:
     allowed_hosts: frozenset[str] | None = None
 
     def check(self, settings: BackendSettings | None, field: str = "settings") -> None:
-        if not isinstance(settings, ApiSettings) or (settings.base_url is None and settings.api_key is None):
+        if not isinstance(settings, ApiSettings):
+            return
+        # The organization too: the server's key billed to an organization of a client's choosing.
+        if settings.base_url is None and settings.api_key is None and settings.organization is None:
             return
         if not self.allow:
             raise PermissionDeniedError(
-                "this server does not accept base_url or api_key from clients: its operator configures the API"
-                " backends (server setting --api-overrides)",
+                "this server does not accept base_url, api_key or organization from clients: its operator configures"
+                " the API backends (server setting --api-overrides)",
                 field=field,
                 reason="API_OVERRIDE_DENIED",
             )
