@@ -21,6 +21,7 @@ from warpcore.server.adapters.llama.context import (
     NativeContext,
     default_context_size,
     estimated_memory,
+    return_freed_memory,
 )
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
@@ -275,6 +276,7 @@ class LlamaCppAdapter:
         if self._vocabulary is not None:
             self._vocabulary.close()
             self._vocabulary = None
+        return_freed_memory()
 
     def _free_projector(self) -> None:
         if self._projector is not None:

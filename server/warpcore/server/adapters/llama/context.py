@@ -16,6 +16,7 @@ from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.errors import FailedPreconditionError
 
 _log = logging.getLogger(__name__)
+_LIBC = ctypes.CDLL(None)
 
 STEP_TOKENS = 512  # most tokens in one llama_decode call (llama.cpp's n_batch)
 # Beside running generations a prompt enters the KV cache in llama_decode calls of at most this many tokens, so that
@@ -246,3 +247,12 @@ def _metadata(model: llama_cpp.llama_model_p, key: str) -> str:
     value = ctypes.create_string_buffer(128)
     written = llama_cpp.llama_model_meta_val_str(model, key.encode(), value, len(value))
     return value.value.decode() if written >= 0 else ""
+
+
+def return_freed_memory() -> None:
+    """Hand back to the system the pages malloc keeps of what a released model freed (glibc's malloc_trim): its
+    arenas keep them otherwise, and a server that loads and unloads models grew by tens of MiB each time. A no-op
+    with a C library that has no malloc_trim."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
