@@ -4,7 +4,8 @@ The real server and the real llama.cpp with the tiny model."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,14 +24,16 @@ if TYPE_CHECKING:
 
 @pytest.fixture(params=[ResidencyPolicy(max_models=1), ResidencyPolicy(max_bytes=1)], ids=["models", "bytes"])
 async def one_model_loaded(
-    request: pytest.FixtureRequest, server_env: Mapping[str, str]
-) -> AsyncIterator[tuple[WarpcoreServer, Stub]]:
+    request: pytest.FixtureRequest, models_path: Path, tmp_path: Path
+) -> AsyncIterator[tuple[WarpcoreServer, Stub, Path]]:
     """A server whose budget holds one model (by count, or by bytes: a model larger than the budget loads alone),
-    with the tiny model loaded as "kept", idle."""
-    async for server, stub, _ in server_and_stub(server_env, request.param):
+    with the tiny model loaded as "kept", idle; its MODELS_PATH a folder of its own, for the broken files."""
+    own = tmp_path / "models"
+    shutil.copytree(models_path, own)
+    async for server, stub, _ in server_and_stub({"MODELS_PATH": str(own)}, request.param):
         await stub.LoadModel(load_request("kept"))
         await collect(stub.Generate(greedy("the", 2, model_id="kept")))
-        yield server, stub
+        yield server, stub, own
 
 
 def broken_files(models_path: Path, tmp_path: Path) -> dict[str, tuple[str, str | None]]:
@@ -51,13 +54,9 @@ def broken_files(models_path: Path, tmp_path: Path) -> dict[str, tuple[str, str 
 
 @pytest.mark.parametrize("broken", ["missing", "not a GGUF", "outside MODELS_PATH", "missing projector"])
 async def test_a_load_refused_for_its_files_unloads_nothing(
-    one_model_loaded: tuple[WarpcoreServer, Stub],
-    models_path: Path,
-    tmp_path: Path,
-    broken: str,
-    caplog: pytest.LogCaptureFixture,
+    one_model_loaded: tuple[WarpcoreServer, Stub, Path], tmp_path: Path, broken: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server, stub = one_model_loaded
+    server, stub, models_path = one_model_loaded
     model, mmproj = broken_files(models_path, tmp_path)[broken]
     local = pb.LocalBackendConfig(llama_cpp=pb.LlamaCppConfig(mmproj=mmproj))
     request = pb.LoadModelRequest(

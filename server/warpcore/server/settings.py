@@ -118,9 +118,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
                     kwargs["type"](value)
                 except ValueError:
                     raise SettingsError(f"{variable} must be {_NUMBER_WORDS[kwargs['type']]}: {value}") from None
-        where = [f"default: {default}"] * (default is not None) + [f"env {variable}"] * bool(variable)
-        shown = f" ({'; '.join(where)})" if where else ""
-        parser.add_argument(flag, default=value if value else default, help=help_text + shown, **kwargs)
+        shown = "; ".join([f"default: {default}"] * (default is not None) + [f"env {variable}"] * bool(variable))
+        parser.add_argument(flag, default=value or default, help=f"{help_text} ({shown})", **kwargs)
 
     def named(dest: str) -> str:
         """Where a setting's value came from, for its errors: the variable, or the flag."""

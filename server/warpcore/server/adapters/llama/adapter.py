@@ -33,13 +33,14 @@ from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.adapters.llama.prefill import PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt import PromptPreparer
+from warpcore.server.adapters.llama.refusals import loaded_for_embeddings, unloadable, unloading
 from warpcore.server.adapters.llama.scheduler import BatchScheduler
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.adapters.llama.vision import Projector
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
@@ -80,7 +81,7 @@ class LlamaCppAdapter:
         path, _ = self._files(model)
         estimate: int | None = await self._on_worker(lambda: estimated_memory(path, context_size, self._options))
         if estimate is None:
-            raise _unloadable(model)
+            raise unloadable(model)
         return estimate
 
     def _files(self, model: str) -> tuple[Path, Path | None]:
@@ -131,7 +132,7 @@ class LlamaCppAdapter:
             )
         embedder = self._embedder
         if self._closing or embedder is None:
-            raise _unloading()
+            raise unloading()
         stop = threading.Event()
         try:
             embeddings: Embeddings = await self._on_worker(lambda: embedder.embed(params, stop))
@@ -151,11 +152,11 @@ class LlamaCppAdapter:
         """What prepares and runs `params`, refusing a request this model cannot serve (generate and count_tokens
         take the same ones)."""
         if self._options.embedding:
-            raise _loaded_for_embeddings()
+            raise loaded_for_embeddings()
         check_servable(params)
         preparer, scheduler = self._preparer, self._scheduler
         if self._closing or preparer is None or scheduler is None:
-            raise _unloading()
+            raise unloading()
         return preparer, scheduler
 
     def prompt_cache_stats(self) -> PromptCacheStats | None:
@@ -200,7 +201,7 @@ class LlamaCppAdapter:
             )
         except ValueError as error:
             _log.warning("llama.cpp could not load %s: %s", path, error)
-            raise _unloadable(model) from None
+            raise unloadable(model) from None
         weights = LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock)
         if options.embedding:
             try:
@@ -282,23 +283,3 @@ class LlamaCppAdapter:
         if self._projector is not None:
             self._projector.free()
             self._projector = None
-
-
-def _unloadable(model: str) -> FailedPreconditionError:
-    return FailedPreconditionError(
-        f"llama.cpp could not load {model!r}: it is not a GGUF model this server can run (details in the server log)",
-        reason="MODEL_LOAD_FAILED",
-    )
-
-
-def _unloading() -> UnavailableError:
-    return UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
-
-
-def _loaded_for_embeddings() -> FailedPreconditionError:
-    return FailedPreconditionError(
-        "this model was loaded for embeddings (llama_cpp.embedding), so it cannot generate or count a prompt; load"
-        " the same file again under another model_id without embedding for that",
-        field="model_id",
-        reason="MODEL_LOADED_FOR_EMBEDDINGS",
-    )
