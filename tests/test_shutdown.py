@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import openai
 import pytest
-from google.protobuf.message import Message
 
 from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving, serving_doors
 from tests.fakes.hub import FakeHub
@@ -34,7 +33,7 @@ from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_seeing_models
 from warpcore.server.core import drain
 from warpcore.server.core.domain import BackendKind, LoadSpec
-from warpcore.server.rpc.server import INFERENCE_SERVICE
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -150,12 +149,35 @@ async def test_a_load_open_when_the_grace_ends_gets_shutting_down_as_the_access_
     assert await access_lines.next() == ("LoadModel", "slow", "UNAVAILABLE")
 
 
-def opened(channel: grpc.aio.Channel, method: str, request: Message) -> grpc.aio.UnaryStreamCall[Any, Any]:
-    """A unary call made as a stream, the same on the wire, whose initial metadata the client reads as soon as it
-    comes (a unary call gets it only with the answer)."""
-    return channel.unary_stream(f"/{INFERENCE_SERVICE}/{method}", request_serializer=type(request).SerializeToString)(
-        request
-    )
+class Arrivals(grpc.aio.ServerInterceptor):
+    """Counts the unary calls that reach their handler. A unary call's initial metadata comes only with its end, so a
+    client cannot tell that its call is in; by the time a waiter here sees a call counted, its handler has run to its
+    first wait (for the lazy model's load), tracked by the drain."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = asyncio.Condition()
+
+    async def reached(self, count: int) -> None:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: self.count >= count), WAIT_SECONDS)
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behavior: Any = handler.unary_unary
+
+        async def arrive(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+            return await behavior(request, context)
+
+        serializers = {"request_deserializer": handler.request_deserializer}
+        return grpc.unary_unary_rpc_method_handler(
+            arrive, **serializers, response_serializer=handler.response_serializer
+        )
 
 
 LAZY = LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True)
@@ -163,12 +185,17 @@ LAZY = LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True
 
 
 @contextlib.asynccontextmanager
-async def lazily_served(env: dict[str, str]) -> AsyncIterator[tuple[WarpcoreServer, Stub, grpc.aio.Channel, Held]]:
-    """A server that knows LAZY, a stub and its channel, and the hold on the load the first call naming it starts."""
-    async with serving(env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+async def lazily_served(env: dict[str, str]) -> AsyncIterator[tuple[WarpcoreServer, Stub, Arrivals, Held]]:
+    """A server that knows LAZY, a stub, the count of unary calls in, and the hold on the load the first call naming
+    it starts."""
+    arrivals = Arrivals()
+    async with (
+        serving(env, ServingOptions(interceptors=[arrivals])) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         server.engine.declare(LAZY)
         with holding(MODEL_LOAD_LINE) as load:
-            yield server, inference_pb2_grpc.InferenceServiceStub(channel), channel, load
+            yield server, inference_pb2_grpc.InferenceServiceStub(channel), arrivals, load
 
 
 @pytest.mark.parametrize("grace", [120, 0], ids=["grace cut short", "no grace"])
@@ -177,20 +204,18 @@ async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_acc
 ) -> None:
     """Calls waiting for a lazy model's load (a Generate, a CountTokens, an UnloadModel) got gRPC's own UNAVAILABLE
     "Cancelling all calls", with no reason, and the access log said CANCELLED; with a grace of 0 too."""
-    async with lazily_served(server_env) as (server, stub, channel, load):
+    async with lazily_served(server_env) as (server, stub, arrivals, load):
         generating = stub.Generate(greedy("the", 4, model_id="lazy"))
         await load.held()
-        counting = opened(channel, "CountTokens", pb.CountTokensRequest(request=greedy("the", 4, model_id="lazy")))
-        unloading = opened(channel, "UnloadModel", pb.UnloadModelRequest(model_id="lazy"))
-        calls = (generating, counting, unloading)
-        for call in calls:
-            await call.initial_metadata()  # sent as each call starts, by the access log's interceptor
+        counting = stub.CountTokens(pb.CountTokensRequest(request=greedy("the", 4, model_id="lazy")))
+        unloading = stub.UnloadModel(pb.UnloadModelRequest(model_id="lazy"))
+        await arrivals.reached(2)
         stopping = asyncio.ensure_future(server.stop(grace))
         server.streams.end_now()  # a second signal: of no more use with no grace
         refusals = []
-        for call in calls:
+        for ended in (rest(generating), counting, unloading):
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await asyncio.wait_for(rest(call), WAIT_SECONDS)
+                await asyncio.wait_for(ended, WAIT_SECONDS)
             refusals.append(refused.value)
         load.release.set()
         await stopping

@@ -19,6 +19,7 @@ from warpcore.server.core.access import (
     set_current_request_id,
 )
 from warpcore.server.core.metrics import Metrics
+from warpcore.server.rpc.status import hold_request_id, send_request_id
 
 HEALTH_SERVICE = "/" + health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 """The service whose calls (Check, Watch) are health checks: counted, not access-logged."""
@@ -34,12 +35,17 @@ before the server's deadline does."""
 MAX_DEADLINE_SLACK = 0.25
 
 
-async def _identify(context: Context) -> str:
-    """The call's request id (the caller's `x-request-id` when sane, else a new one), sent back at once in the
-    response's initial metadata, and noted for the error details of the call."""
+def _identify(context: Context) -> str:
+    """The call's request id: the caller's `x-request-id` when sane, else a new one; noted for the error details."""
     offered = next((str(value) for key, value in context.invocation_metadata() or () if key == REQUEST_ID_HEADER), None)
     identity = request_id(offered)
     set_current_request_id(identity)
+    return identity
+
+
+async def _announce(context: Context) -> str:
+    """The call's request id, sent back at once in the response's initial metadata."""
+    identity = _identify(context)
     await context.send_initial_metadata(((REQUEST_ID_HEADER, identity),))
     return identity
 
@@ -97,13 +103,19 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None or not inspect.isasyncgenfunction(handler.unary_stream):
             # Unary calls, and streaming ones written with context.write (health's Watch).
             behavior: Any = handler.unary_unary or handler.unary_stream  # an async callable under grpc.aio
+            written = handler.unary_unary is None  # whose first write would send initial metadata of its own
 
             async def call(request: Any, context: Context) -> Any:
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
                 started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
-                identity = await _identify(context)
+                identity = _identify(context)
+                hold_request_id(identity)  # a unary call's goes with its answer, or before the status ending it
                 try:
-                    return await behavior(request, context)
+                    if written:
+                        await send_request_id(context)
+                    response = await behavior(request, context)
+                    await send_request_id(context)
+                    return response
                 except BaseException as failure:
                     error = failure
                     raise
@@ -118,7 +130,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
-            identity = await _identify(context)
+            identity = await _announce(context)
             with recording_usage() as usage:
                 try:
                     async for response in streaming(request, context):

@@ -9,7 +9,7 @@ import grpc
 
 from warpcore.server.core.auth import bearer_token, token_matches
 from warpcore.server.core.errors import UnauthenticatedError
-from warpcore.server.rpc.status import to_status
+from warpcore.server.rpc.status import end_call, to_status
 
 PROTECTED_PREFIX = "/warpcore.v1.InferenceService/"
 
@@ -38,10 +38,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 
         # The status is built in the call, which has its request id by then.
         async def deny(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort_with_status(to_status(refusal))
+            await end_call(context, to_status(refusal))
 
         async def deny_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            await context.abort_with_status(to_status(refusal))
+            await end_call(context, to_status(refusal))
             yield  # pragma: no cover - makes this a streaming handler
 
         serializers = {

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.limits import shutting_down
-from warpcore.server.rpc.status import unary_errors
+from warpcore.server.rpc.status import send_request_id, unary_errors
 
 WATCHES_END_WAIT = 1.0
 """Seconds the shutdown waits for the watches to send their last status before gRPC cancels what is left."""
@@ -36,6 +36,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
     async def Check(self, request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
+            await send_request_id(context)
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, fitted_message(f"unknown service {shortened(request.service)!r}")
             )

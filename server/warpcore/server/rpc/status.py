@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -15,7 +16,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from warpcore.server.core.access import current_request_id, record_failure
+from warpcore.server.core.access import REQUEST_ID_HEADER, current_request_id, record_failure
 from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.rpc.translate import field_path
@@ -24,6 +25,9 @@ ERROR_DOMAIN = "warpcore.v1"
 # Domain codes are google.rpc.Code names, so each has its gRPC status of the same name.
 _GRPC_CODES = {code: grpc.StatusCode[code.name] for code in ErrorCode}
 _log = logging.getLogger(__name__)
+
+_unsent_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("unsent_request_id", default=None)
+"""A unary call's request id, until its initial metadata goes: with the answer, or the status that ends it."""
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
@@ -58,14 +62,34 @@ def to_status(error: WarpcoreError) -> grpc.Status:
     return cast(grpc.Status, rpc_status.to_status(status))
 
 
+def hold_request_id(request_id: str) -> None:
+    """Keep a unary call's request id for its initial metadata, sent only as the call ends. A client's retry policy
+    can retry a call only until the response's headers arrive: sent at once, they would leave a unary call that dies
+    with its server (a replica killed) failed, where gRPC would retry it on another."""
+    _unsent_request_id.set(request_id)
+
+
+async def send_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """Send a unary call's held request id in its initial metadata, unless it has gone already."""
+    if (request_id := _unsent_request_id.get()) is not None:
+        _unsent_request_id.set(None)
+        await context.send_initial_metadata(((REQUEST_ID_HEADER, request_id),))
+
+
+async def end_call(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Status) -> NoReturn:
+    """End the call with `status`, its request id in the initial metadata before it."""
+    await send_request_id(context)
+    await context.abort_with_status(status)
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
     if isinstance(error, grpc.aio.AbortError):
         raise error  # the call was already ended with its status
     if not isinstance(error, WarpcoreError):
         _log.exception("unexpected error", exc_info=error)
         error = WarpcoreError("internal server error; see the server log")
-    await context.abort_with_status(to_status(error))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+    await end_call(context, to_status(error))
 
 
 def unary_errors(
