@@ -90,10 +90,18 @@ async def test_a_text_model_of_unspecified_type_still_embeds_as_before(stub: Stu
     assert len(response.embeddings) == 1
 
 
-async def test_an_unspecified_type_follows_the_models_name(stub: Stub, openai_upstream: FakeOpenAI) -> None:
+async def test_an_unspecified_type_follows_the_models_name_and_generate_is_still_sent(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: Generate on a model loaded without a type (as the released contract's clients load every
+    model, "unspecified means text to text") was refused when its name said embedding; the proto says such a model is
+    still sent a Generate, for the API to answer or refuse."""
     openai_upstream.models.append("text-embedding-3-small")
     embedder = await load_as(stub, openai_upstream, "text-embedding-3-small", pb.MODEL_TYPE_UNSPECIFIED)
     assert embedder.type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    text, result = await collect(stub.Generate(prompt()))
+    assert (bool(text), result.finish_reason) == (True, pb.FINISH_REASON_STOP)
+    assert openai_upstream.requests[-1].path == "/v1/chat/completions"
 
 
 async def test_the_same_id_asked_as_the_other_type_is_already_exists(stub: Stub, openai_upstream: FakeOpenAI) -> None:

@@ -739,8 +739,9 @@ class LoadModelRequest(_message.Message):
     hosted model generates, whatever its name.
     MODEL_TYPE_TEXT_TO_EMBEDDING: a llama.cpp model is loaded for embeddings
     (INVALID_ARGUMENT with llama_cpp.embedding false); a model of an OpenAI-compatible
-    API embeds, whatever its name (a compatible server names its models as it pleases);
-    the Anthropic backend is INVALID_ARGUMENT (EMBEDDINGS_UNSUPPORTED).
+    API embeds, whatever its name (a compatible server names its models as it pleases),
+    and refuses Generate (FAILED_PRECONDITION) before asking the API; the Anthropic
+    backend is INVALID_ARGUMENT (EMBEDDINGS_UNSUPPORTED).
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:

@@ -51,7 +51,7 @@ def lacks_feature(error: Exception) -> bool:
 # What a hosted model of the other kind cannot be asked, by whether it is an embedding model: (why, reason).
 _OTHER_KIND = {
     True: (
-        "is an embedding model (as its name or LoadModel's model_type says), so it cannot generate; load a text model,"
+        "was loaded as an embedding model (LoadModel's model_type), so it cannot generate; load a text model,"
         " or this one with model_type MODEL_TYPE_TEXT_TO_TEXT if it generates",
         "MODEL_LOADED_FOR_EMBEDDINGS",
     ),

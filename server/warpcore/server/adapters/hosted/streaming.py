@@ -184,7 +184,8 @@ class HostedAdapter(ABC):
                 reason="UPSTREAM_MODEL_NOT_FOUND",
                 metadata={"provider": self._api.provider},
             )
-        self._model, self._embeds_only = model, not capabilities.generate
+        # A Generate is refused only where the request said embedding; by the name alone, the API answers it.
+        self._model, self._embeds_only = model, self._api.embedding is True
         return ModelInfo(context_size=context_size or 0, capabilities=capabilities)
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
