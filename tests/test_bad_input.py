@@ -289,6 +289,17 @@ async def test_concurrent_loads_of_one_model_share_one_load(stub: Stub) -> None:
     assert [model.id for model in listed.models] == ["twin"]
 
 
+async def test_a_listing_with_settings_but_no_backend_to_ask_is_refused(stub: Stub) -> None:
+    """A tester's finding: the settings were dropped unread, and the server's own listing came back as if they were
+    used."""
+    config = pb.BackendConfig(api=pb.ApiConfig(base_url="http://127.0.0.1:9/v1", api_key="sk-unread"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListModels(pb.ListModelsRequest(backend_config=config))
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert rich_details(raised.value)[1] == ["backend_config"]
+    assert "set backend too" in (raised.value.details() or "")
+
+
 async def test_unload_unknown_model_not_found(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.UnloadModel(pb.UnloadModelRequest(model_id="nope"))

@@ -855,7 +855,9 @@ class ListModelsRequest(_message.Message):
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:
-        """Settings used to ask the backend what it serves. Absent: the server's environment."""
+        """Settings used to ask the backend what it serves. Absent: the server's environment.
+        Set without a backend: INVALID_ARGUMENT (it would be left unread).
+        """
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         backend = None
         available: Sequence[str] = ()
+        translate_models.check_listing(request)
         if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
             backend = translate_models.backend_kind(request.backend)
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))

@@ -84,6 +84,15 @@ def backend_kind(value: int, field: str = "backend") -> BackendKind:
     return _BACKENDS[value]  # type: ignore[index]
 
 
+def check_listing(request: pb.ListModelsRequest) -> None:
+    """Settings to ask a backend with go with the backend to ask: without one they would be dropped unread."""
+    require(
+        request.backend != pb.BACKEND_TYPE_UNSPECIFIED or not request.HasField("backend_config"),
+        "backend_config",
+        "backend_config is read only to ask a backend what it serves: set backend too, or leave backend_config out",
+    )
+
+
 def model_message(
     model: LoadedModel, report: ResidencyReport | None = None, state: pb.ModelState.ValueType = pb.MODEL_STATE_READY
 ) -> pb.Model:
