@@ -79,7 +79,10 @@ class _ModelTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelType.V
     """
 
 class ModelType(_ModelType, metaclass=_ModelTypeEnumTypeWrapper):
-    """ModelType says what a model takes in and gives out."""
+    """ModelType says what a model takes in and gives out. Values are added in later
+    versions (MODEL_TYPE_TEXT_TO_EMBEDDING came after the first release): a listing may
+    hold models of a type a client does not know, which it should leave alone.
+    """
 
 MODEL_TYPE_UNSPECIFIED: ModelType.ValueType  # 0
 """Not set: treated as MODEL_TYPE_TEXT_TO_TEXT."""
@@ -116,7 +119,10 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     """
 
 class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
-    """ModelState is where a model stands on this server."""
+    """ModelState is where a model stands on this server. Values are added in later
+    versions (LOADING and UNLOADING came after the first release): a client should show
+    one it does not know as it is, and not take it for loaded.
+    """
 
 MODEL_STATE_UNSPECIFIED: ModelState.ValueType  # 0
 """Not set."""
@@ -272,7 +278,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
-    """FinishReason says why a generation ended."""
+    """FinishReason says why a generation ended. Values are added as backends report new
+    reasons: a client should read one it does not know as an end of another kind than
+    those it knows (it is not an error; the call's status says whether it failed).
+    """
 
 FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
 """Not set."""
