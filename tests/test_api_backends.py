@@ -89,13 +89,16 @@ async def test_everything_from_the_environment_without_backend_config(
 async def test_unset_config_fields_fall_back_to_the_environment(
     stub: Stub, server_env: dict[str, str], openai_upstream: FakeOpenAI
 ) -> None:
-    server_env.update(OPENAI_API_KEY="sk-env-key-should-lose", OPENAI_ORGANIZATION="org-env")
-    config = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY, base_url=openai_upstream.base_url))
+    server_env.update(
+        OPENAI_API_KEY="sk-env-key-should-lose", OPENAI_ORGANIZATION="org-env", OPENAI_API_BASE=openai_upstream.base_url
+    )
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key=OPENAI_KEY))
     await load(stub, openai_upstream, config)
     await collect(stub.Generate(prompt()))
     headers = openai_upstream.requests[-1].headers
     assert headers["authorization"] == f"Bearer {OPENAI_KEY}"  # the request's key wins
-    assert headers["openai-organization"] == "org-env"  # unset in the request: from the environment
+    # Unset in the request: from the environment (the server's organization goes to its own base URL only).
+    assert headers["openai-organization"] == "org-env"
 
 
 async def test_organization_from_the_request_config(stub: Stub, openai_upstream: FakeOpenAI) -> None:

@@ -90,3 +90,31 @@ async def test_allowed_hosts_limit_client_base_urls() -> None:
                 await stub.LoadModel(load(elsewhere, KEY, model_id="other"))
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert "'localhost' is not among the hosts" in (denied.value.details() or "")
+
+
+async def test_the_servers_organization_and_project_go_only_to_its_own_base_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tester's finding: the server's OPENAI_ORGANIZATION, and the OPENAI_ORG_ID and OPENAI_PROJECT_ID the SDK reads
+    from the environment by itself, went to a base URL a client named, telling it whom the server's key bills."""
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-from-the-sdks-variable")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-of-the-server")
+    async with FakeOpenAI() as operator_upstream, FakeOpenAI() as client_upstream:
+        env = {
+            "OPENAI_API_KEY": "sk-operator-0123456789",
+            "OPENAI_API_BASE": operator_upstream.base_url,
+            "OPENAI_ORGANIZATION": "org-of-the-server",
+        }
+        async for stub in serve_with(ApiOverridePolicy(allow=True), env):
+            await stub.LoadModel(load(None, None, model_id="own"))
+            await stub.LoadModel(load(client_upstream.base_url, KEY, model_id="theirs"))
+            chosen = load(client_upstream.base_url, KEY, model_id="theirs-with-an-organization")
+            chosen.backend_config.api.organization = "org-chosen-by-the-client"
+            await stub.LoadModel(chosen)
+    own = operator_upstream.requests[-1].headers
+    assert (own["openai-organization"], own["openai-project"]) == ("org-of-the-server", "proj-of-the-server")
+    theirs, with_organization = (request.headers for request in client_upstream.requests[-2:])
+    assert "openai-organization" not in theirs
+    assert "openai-project" not in theirs
+    assert with_organization["openai-organization"] == "org-chosen-by-the-client"
+    assert "openai-project" not in with_organization

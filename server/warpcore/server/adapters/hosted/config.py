@@ -68,6 +68,7 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
 
     The server's own key only ever goes to the server's own base URL: a request that names a base URL must bring
     its key too, or anyone able to call LoadModel could have the server send its key to a host of their choosing.
+    So does the server's organization, which would tell that host whom the server's key bills.
     """
     if settings.base_url and not settings.api_key:
         raise InvalidArgumentError(
@@ -91,8 +92,8 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
             field="settings.organization",
             reason="OPTION_UNSUPPORTED",
         )
-    if organization is None and names.organization is not None:
-        organization = env_str(env, names.organization)
+    if organization is None and names.organization is not None and not settings.base_url:
+        organization = env_str(env, names.organization)  # the server's, for the server's own base URL only
     timeout = settings.timeout or env_float(env, f"{names.provider.upper()}_TIMEOUT") or DEFAULT_TIMEOUT
     return ResolvedApi(
         provider=names.provider,

@@ -10,8 +10,9 @@ from typing import Any
 import openai
 
 from warpcore.server.adapters.hosted import openai_extras
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.openai_client import openai_client
 from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
@@ -134,8 +135,7 @@ class OpenAIAdapter(HostedAdapter):
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
         api = resolve_api(settings, env, ENVIRONMENT)
-        client = openai.AsyncOpenAI(**client_options(api, openai.DefaultAioHttpClient), organization=api.organization)
-        super().__init__(api, client)
+        super().__init__(api, openai_client(settings, api))
         self._completion_tokens_field = False
         """Whether this model wants `max_completion_tokens` rather than `max_tokens`."""
 
