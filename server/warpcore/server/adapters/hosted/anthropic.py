@@ -16,6 +16,7 @@ from warpcore.server.adapters.hosted.config import ApiEnvironment, client_option
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
+    unreadable_listing,
 )
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -247,7 +248,7 @@ class AnthropicAdapter(HostedAdapter):
     async def _listed_models(self) -> Sequence[str]:
         """GET /v1/models page by page, at most MAX_LISTED_MODELS ids (an upstream chooses how many pages it has)."""
         names: list[str] = []
-        with map_sdk_errors(ERRORS, self._api):
+        with map_sdk_errors(ERRORS, self._api), unreadable_listing(self._api):
             async for model in self._client.models.list(limit=MODELS_PAGE_SIZE):
                 names.append(model.id)
                 if len(names) == MAX_LISTED_MODELS:

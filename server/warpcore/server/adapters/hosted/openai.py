@@ -11,7 +11,7 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, unreadable_listing, upstream_error
 from warpcore.server.adapters.hosted.openai_client import openai_client
 from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
@@ -230,7 +230,7 @@ class OpenAIAdapter(HostedAdapter):
         )
 
     async def _listed_models(self) -> Sequence[str]:
-        with map_sdk_errors(ERRORS, self._api):
+        with map_sdk_errors(ERRORS, self._api), unreadable_listing(self._api):
             return [model.id async for model in self._client.models.list()]
 
 
