@@ -282,3 +282,29 @@ async def test_gemma_a_prompt_that_begins_a_longer_one_saved_before_finds_a_chec
     assert result.usage.prompt_tokens > 1024
     assert result.usage.cached_prompt_tokens >= 512
     assert text == await answer(stub, system, "plain", tokens=4)
+
+
+async def prompt_of(stub: Stub, tokens: int, model_id: str) -> str:
+    """A prompt of exactly `tokens` tokens on the model: the shortest beginning of SYSTEM that has as many."""
+    for length in range(1, len(SYSTEM)):
+        counted = await stub.CountTokens(pb.CountTokensRequest(request=greedy(SYSTEM[:length], 1, model_id)))
+        if counted.count.prompt_tokens == tokens:
+            return SYSTEM[:length]
+    raise AssertionError(f"no beginning of SYSTEM is {tokens} tokens long")
+
+
+async def test_a_prompt_only_one_piece_long_is_no_lookup(served: tuple[WarpcoreServer, Stub]) -> None:
+    """A tester's finding: a prompt of exactly one piece counted a miss every time, though nothing could ever serve
+    it (its last token is always decoded, and the cache keeps whole pieces): not a lookup at all. One token more can
+    start from the piece, and is counted."""
+    server, stub = served
+    await load(stub, TINY_MODEL, "cached", parallel=1, cache_tokens=None)
+    one_piece = await prompt_of(stub, PREFILL_PIECE, "cached")
+    for _ in range(2):
+        await answer(stub, one_piece, "cached", tokens=2)
+    assert (lookups(server, "cached", "hit"), lookups(server, "cached", "miss")) == (0, 0)
+    longer = await prompt_of(stub, PREFILL_PIECE + 1, "cached")
+    for _ in range(2):
+        await answer(stub, longer, "cached", tokens=2)
+    assert lookups(server, "cached", "hit") + lookups(server, "cached", "miss") == 2
+    assert lookups(server, "cached", "hit") >= 1

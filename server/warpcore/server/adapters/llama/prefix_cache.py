@@ -97,6 +97,8 @@ class PrefixCache:
         """The longest cached beginning of `tokens` that prefill.py lets it start from, if longer than `beyond`
         tokens (what the prompt has from elsewhere, counted as a hit)."""
         limit = self._calls.usable(len(tokens), len(tokens))
+        if limit < self._piece:
+            return MISS  # too short for any beginning the cache keeps to serve (its last token is decoded): no lookup
         for depth in range(min(len(keys), limit // self._piece), beyond // self._piece, -1):
             best = max(
                 (self._served(prefix, tokens) for prefix in self._by_key.get(keys[depth - 1], ())),
