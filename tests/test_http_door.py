@@ -248,7 +248,7 @@ async def test_a_request_still_uploading_its_body_at_sigterm_is_answered(
     async with serving_tiny(models_path, tmp_path, "--grace", "1", "--http-port", "0") as (process, started, _):
         http_port = http_port_of(started)
         body = json.dumps({"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 4}).encode()
-        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head = "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         head += f"Content-Length: {len(body)}\r\n"
         reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
         writer.write(f"{head}Expect: 100-continue\r\n\r\n".encode())

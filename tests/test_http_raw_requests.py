@@ -60,7 +60,7 @@ async def answer(connection: Connection, head: bytes, body: bytes = b"") -> tupl
 
 
 def post(path: str, *headers: bytes, length: int = 2) -> bytes:
-    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: x", b"Content-Type: application/json", *headers]
+    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: localhost", b"Content-Type: application/json", *headers]
     return b"\r\n".join([*lines, f"Content-Length: {length}".encode()]) + b"\r\n"
 
 
@@ -166,10 +166,12 @@ async def test_a_head_that_does_not_arrive_in_time_closes_its_connection(
     assert guarded.http is not None
     first = await asyncio.open_connection("127.0.0.1", guarded.http.port)
     later = await asyncio.open_connection("127.0.0.1", guarded.http.port)
-    status, _ = await answer(later, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: " + TOKEN.encode() + b"\r\n")
+    status, _ = await answer(
+        later, b"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nx-api-key: " + TOKEN.encode() + b"\r\n"
+    )
     assert status == 200
     for _, writer in (first, later):
-        writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        writer.write(b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\n")  # and never the rest
         await writer.drain()
     for reader, writer in (first, later):
         assert await asyncio.wait_for(reader.read(), ANSWER_SECONDS) == b""  # closed, nothing answered

@@ -225,7 +225,7 @@ async def test_a_request_the_http_library_cannot_parse_is_an_access_line_that_qu
     assert doors.http is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", doors.http.port)
     secret = "Bearer " + "s3cret" * 2000
-    writer.write(f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: {secret}\r\n\r\n".encode())
+    writer.write(f"GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: {secret}\r\n\r\n".encode())
     assert (await reader.readline()).split()[1] == b"431"
     writer.close()
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]

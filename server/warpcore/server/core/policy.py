@@ -56,6 +56,18 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def names_loopback(host: str | None) -> bool:
+    """Whether an HTTP Host header names this machine by a loopback name or address (any port). A request without
+    one is taken: browsers always send it, and only they can be made to send requests for another site's page."""
+    if host is None:
+        return True
+    try:
+        name = urlsplit(f"//{host}").hostname  # lower case, without the port and an IPv6's brackets
+    except ValueError:  # brackets that do not hold an IPv6 address
+        return False
+    return name is not None and is_loopback(f"[{name.rstrip('.')}]:0")
+
+
 def default_policy(mode: str, listen: Iterable[str], allowed_hosts: frozenset[str] | None) -> ApiOverridePolicy:
     """ "allow", "deny", or "auto": allow only when every listen address is loopback or a Unix socket."""
     allow = mode == "allow" or (mode == "auto" and all(is_loopback(address) for address in listen))

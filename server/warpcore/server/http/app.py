@@ -17,9 +17,11 @@ from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
+from warpcore.server.core.policy import is_loopback, names_loopback
 from warpcore.server.http.errors import (
     RequestTooLargeError,
     RequestTooSlowError,
+    foreign_host,
     http_status,
     not_json,
     retry_headers,
@@ -66,6 +68,8 @@ class HttpDoor:
             self.app, self._unreadable, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
         self.port = 0
+        self._loopback_only = False
+        """Whether the door listens on a loopback address: then it takes requests for loopback names only."""
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
         """Listen on host:port (0 picks a free port), over TLS with a context; returns the bound port."""
@@ -78,6 +82,7 @@ class HttpDoor:
             reason = os.strerror(error.errno) if error.errno else str(error)  # asyncio's strerror quotes the address
             raise RuntimeError(f"cannot serve the HTTP door on {host}:{port}: {reason}") from None
         self.port = int(self._runner.addresses[0][1])
+        self._loopback_only = is_loopback(f"{host}:{port}")
         return self.port
 
     def set_serving(self, serving: bool) -> None:
@@ -121,6 +126,8 @@ class HttpDoor:
         without the token, or declaring a body larger than the limit."""
         if self._draining:
             raise shutting_down()
+        if self._loopback_only and not names_loopback(request.headers.get("Host")):
+            raise foreign_host(request.headers.get("Host", ""))
         self._check_token(request)
         if (request.content_length or 0) > self._max_body_bytes:
             raise self._too_large()

@@ -15,6 +15,7 @@ from warpcore.server.core.errors import (
     ContentTooLargeError,
     ErrorCode,
     InvalidArgumentError,
+    PermissionDeniedError,
     WarpcoreError,
 )
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
@@ -80,6 +81,16 @@ def not_json(content_type: str) -> UnsupportedMediaTypeError:
     return UnsupportedMediaTypeError(
         f"the request body is {content_type or 'of no Content-Type'}; send JSON, with Content-Type: application/json",
         reason="UNSUPPORTED_CONTENT_TYPE",
+    )
+
+
+def foreign_host(host: str) -> PermissionDeniedError:
+    # A web page can have its own name resolve to 127.0.0.1 (DNS rebinding): its requests then reach a door on
+    # loopback as same-origin ones, free to read the answers, but with the page's name in their Host header.
+    return PermissionDeniedError(
+        f"the Host header names {shortened(host)!r}: a door listening on loopback only takes requests for localhost,"
+        " 127.0.0.1 or [::1] (any port); set --http-host to an address other machines reach to take other names",
+        reason="HOST_NOT_LOOPBACK",
     )
 
 
