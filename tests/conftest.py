@@ -79,10 +79,12 @@ async def serving(env: Mapping[str, str], options: ServingOptions | None = None)
 
 
 @contextlib.asynccontextmanager
-async def serving_doors(env: Mapping[str, str], options: ServingOptions | None = None) -> AsyncIterator[Doors]:
-    """`serving`, with the HTTP door on another free loopback port, on the same engine."""
+async def serving_doors(
+    env: Mapping[str, str], options: ServingOptions | None = None, http_host: str = "127.0.0.1"
+) -> AsyncIterator[Doors]:
+    """`serving`, with the HTTP door on another free port of `http_host`, on the same engine."""
     registry = ModelRegistry(functools.partial(create_adapter, env=env))
-    doors = await open_doors(registry, "127.0.0.1:0", options, ("127.0.0.1", 0))
+    doors = await open_doors(registry, "127.0.0.1:0", options, (http_host, 0))
     await doors.set_serving(True)
     try:
         yield doors

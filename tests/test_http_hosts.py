@@ -4,17 +4,15 @@ Host header. A door on another address is reached by names the server cannot kno
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Mapping
 
 import httpx2
 import pytest
 
+from tests.conftest import serving_doors
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import base_url, load_hosted, openai_messages
-from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.core.registry import ModelRegistry
-from warpcore.server.doors import Doors, open_doors
+from warpcore.server.doors import Doors
 
 REBOUND = "rebound.example"
 """A page's own name, resolving to 127.0.0.1 once the page is open."""
@@ -53,14 +51,8 @@ async def test_a_request_for_a_loopback_name_is_served(doors: Doors, openai_upst
 
 @pytest.fixture
 async def door_on_every_address(server_env: Mapping[str, str]) -> AsyncIterator[Doors]:
-    registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
-    doors = await open_doors(registry, "127.0.0.1:0", None, ("0.0.0.0", 0))
-    await doors.set_serving(True)
-    try:
+    async with serving_doors(server_env, http_host="0.0.0.0") as doors:
         yield doors
-    finally:
-        await doors.stop(None)
-        await registry.close()
 
 
 async def test_a_door_on_every_address_takes_any_name(

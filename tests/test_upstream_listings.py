@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import rich_details
-from tests.test_upstream_redirects import serving_app
+from tests.test_upstream_redirects import load_and_list_failures, serving_app
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -43,12 +43,7 @@ async def test_a_model_list_that_is_not_json_is_the_upstreams_failure(
     stub: Stub, unreadable_upstream: str, backend: int
 ) -> None:
     base_url = unreadable_upstream + ("/v1" if backend == pb.BACKEND_TYPE_OPENAI else "")
-    config = pb.BackendConfig(api=pb.ApiConfig(api_key="sk-test-0123456789abcdef", base_url=base_url))
-    load = pb.LoadModelRequest(backend=backend, model="m", backend_config=config)  # type: ignore[arg-type]
-    listing = pb.ListModelsRequest(backend=backend, backend_config=config)  # type: ignore[arg-type]
-    for call in (stub.LoadModel(load), stub.ListModels(listing)):
-        with pytest.raises(grpc.aio.AioRpcError) as failed:
-            await call
-        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert rich_details(failed.value)[0].reason == "UPSTREAM_MALFORMED"
-        assert "the model list is not " in (failed.value.details() or "")
+    for failed in await load_and_list_failures(stub, base_url, backend):
+        assert failed.code() == grpc.StatusCode.UNAVAILABLE
+        assert rich_details(failed)[0].reason == "UPSTREAM_MALFORMED"
+        assert "the model list is not " in (failed.details() or "")

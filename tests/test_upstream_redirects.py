@@ -31,6 +31,19 @@ async def serving_app(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def load_and_list_failures(stub: Stub, base_url: str, backend: int) -> list[grpc.aio.AioRpcError]:
+    """How a LoadModel and a ListModels of `backend` fail with the API at `base_url`."""
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key="sk-test-0123456789abcdef", base_url=base_url))
+    load = pb.LoadModelRequest(backend=backend, model="m", backend_config=config)  # type: ignore[arg-type]
+    listing = pb.ListModelsRequest(backend=backend, backend_config=config)  # type: ignore[arg-type]
+    failures = []
+    for call in (stub.LoadModel(load), stub.ListModels(listing)):
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await call
+        failures.append(failed.value)
+    return failures
+
+
 @pytest.fixture
 async def redirected() -> AsyncIterator[tuple[str, list[web.Request]]]:
     """A base URL whose every answer is a 307 to another origin, and what that other origin was sent."""
@@ -58,13 +71,8 @@ async def test_a_redirect_is_refused_and_nothing_reaches_where_it_points(
     stub: Stub, redirected: tuple[str, list[web.Request]], backend: int
 ) -> None:
     base_url, reached = redirected
-    config = pb.BackendConfig(api=pb.ApiConfig(api_key="sk-test-0123456789abcdef", base_url=base_url))
-    load = pb.LoadModelRequest(backend=backend, model="m", backend_config=config)  # type: ignore[arg-type]
-    listing = pb.ListModelsRequest(backend=backend, backend_config=config)  # type: ignore[arg-type]
-    for call in (stub.LoadModel(load), stub.ListModels(listing)):
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await call
-        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert rich_details(refused.value)[0].reason == "UPSTREAM_REDIRECT"
-        assert "(HTTP 307): a redirect, which this server does not follow" in (refused.value.details() or "")
+    for refused in await load_and_list_failures(stub, base_url, backend):
+        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert rich_details(refused)[0].reason == "UPSTREAM_REDIRECT"
+        assert "(HTTP 307): a redirect, which this server does not follow" in (refused.details() or "")
     assert reached == []
