@@ -4,6 +4,7 @@ operator may set either per model in the preload file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -28,7 +29,10 @@ from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
+    from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+    Call = grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse]
 
 OPENAI_KEY = "sk-test-openai-0123456789abcdef"
 CONCURRENT = 100
@@ -214,9 +218,13 @@ async def test_a_call_still_queued_at_shutdown_is_refused_at_once_to_retry_elsew
     assert refused_after < grace / 2
 
 
-async def test_calls_waiting_for_a_local_models_slot_are_refused_at_shutdown(server_env: dict[str, str]) -> None:
-    # One decode slot, and the gate admits four: three wait inside the model for its slot, not at the gate.
-    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+@contextlib.asynccontextmanager
+async def two_waiting_for_a_slot(
+    env: dict[str, str],
+) -> AsyncIterator[tuple[WarpcoreServer, Stub, Call, list[Call]]]:
+    """A server whose tiny model has one decode slot, one call running on it and two waiting for it (the gate admits
+    four: they wait inside the model for its slot, not at the gate)."""
+    async with serving(env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
         await load_tiny(stub, context_size=2048, parallel=1)
         running = stub.Generate(greedy("life is", 2000))
@@ -226,6 +234,11 @@ async def test_calls_waiting_for_a_local_models_slot_are_refused_at_shutdown(ser
         assert occupancy is not None
         while occupancy.waiting < 2:  # noqa: ASYNC110 - no event tells that a call waits for the slot
             await asyncio.sleep(0)
+        yield server, stub, running, queued
+
+
+async def test_calls_waiting_for_a_local_models_slot_are_refused_at_shutdown(server_env: dict[str, str]) -> None:
+    async with two_waiting_for_a_slot(server_env) as (server, _, running, queued):
         stopping = asyncio.ensure_future(server.stop(30.0))
         refused = await asyncio.gather(*(failed_stream(call) for call in queued))
         assert not running.done()  # the running call keeps its grace
@@ -234,3 +247,47 @@ async def test_calls_waiting_for_a_local_models_slot_are_refused_at_shutdown(ser
     for frames, error in refused:
         assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
         assert "shutting down" in (error.details() or "")
+
+
+REFUSED_WITHIN = 30.0
+"""Seconds a refusal due at once may take on a loaded machine; before the fix, the call waited for the running one."""
+
+
+async def test_a_call_queued_at_the_gate_when_its_model_is_unloaded_is_refused_at_once(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: calls waiting their turn on a model when UnloadModel came ran once the running ones
+    ended, though the proto says new generations are refused while it unloads; they are refused at once, as at
+    shutdown, and the running one finishes."""
+    openai_upstream.script = Script(chunks=["a", "b"], stall_after=1)  # the running call holds the one slot
+    options = ServingOptions(limits=Limits(max_streams_per_api_model=1))
+    async with serving(server_env, options) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load(stub, openai_upstream)
+        running = stub.Generate(hosted_prompt())
+        await anext(aiter(running))
+        queued = stub.Generate(hosted_prompt())
+        while options.limits.gates["m"].waiting == 0:  # noqa: ASYNC110 - no event tells that a call has queued
+            await asyncio.sleep(0)
+        unloading = asyncio.ensure_future(stub.UnloadModel(pb.UnloadModelRequest(model_id="m")))
+        frames, error = await asyncio.wait_for(failed_stream(queued), REFUSED_WITHIN)
+        assert not unloading.done()  # the running call goes on
+        running.cancel()
+        await unloading
+    assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
+    assert "is being unloaded (UnloadModel)" in (error.details() or "")
+    assert len(openai_upstream.requests) == 2  # the load's model list and the running call: the queued one never went
+
+
+async def test_calls_waiting_for_a_local_models_slot_when_it_is_unloaded_are_refused_at_once(
+    server_env: dict[str, str],
+) -> None:
+    async with two_waiting_for_a_slot(server_env) as (_, stub, running, queued):
+        unloading = asyncio.ensure_future(stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny")))
+        refused = await asyncio.wait_for(asyncio.gather(*(failed_stream(call) for call in queued)), REFUSED_WITHIN)
+        assert not unloading.done()  # the running call goes on
+        running.cancel()
+        await unloading
+    for frames, error in refused:
+        assert (frames, error.code()) == ([], grpc.StatusCode.UNAVAILABLE)
+        assert "is being unloaded (UnloadModel)" in (error.details() or "")

@@ -111,7 +111,8 @@ class InferenceServiceServicer:
 
     def UnloadModel(self, request, context):
         """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
-        generations already running on it finish; new ones are refused meanwhile. The call
+        generations already running on it finish; new ones, and those still waiting for
+        their turn on it, are refused (UNAVAILABLE, MODEL_UNLOADING). The call
         returns once the model's memory is freed. A model being loaded is unloaded once
         its load ends. A model known but not loaded (unloaded while idle, or declared lazy
         by the operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE.

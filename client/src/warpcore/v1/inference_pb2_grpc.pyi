@@ -70,7 +70,8 @@ class InferenceServiceStub:
     """
     UnloadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
-    generations already running on it finish; new ones are refused meanwhile. The call
+    generations already running on it finish; new ones, and those still waiting for
+    their turn on it, are refused (UNAVAILABLE, MODEL_UNLOADING). The call
     returns once the model's memory is freed. A model being loaded is unloaded once
     its load ends. A model known but not loaded (unloaded while idle, or declared lazy
     by the operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE.
@@ -160,7 +161,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """
     UnloadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]  # type: ignore[assignment]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
-    generations already running on it finish; new ones are refused meanwhile. The call
+    generations already running on it finish; new ones, and those still waiting for
+    their turn on it, are refused (UNAVAILABLE, MODEL_UNLOADING). The call
     returns once the model's memory is freed. A model being loaded is unloaded once
     its load ends. A model known but not loaded (unloaded while idle, or declared lazy
     by the operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE.
@@ -259,7 +261,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.UnloadModelResponse, _abc.Awaitable[_inference_pb2.UnloadModelResponse]]:
         """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
-        generations already running on it finish; new ones are refused meanwhile. The call
+        generations already running on it finish; new ones, and those still waiting for
+        their turn on it, are refused (UNAVAILABLE, MODEL_UNLOADING). The call
         returns once the model's memory is freed. A model being loaded is unloaded once
         its load ends. A model known but not loaded (unloaded while idle, or declared lazy
         by the operator) is forgotten, and returned in state MODEL_STATE_AVAILABLE.

@@ -4,11 +4,12 @@ close."""
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from warpcore.server.core.domain import GenerationEvent, GenerationParams, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
+from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
@@ -60,9 +61,9 @@ class CachesPrompts(Protocol):
 class QueuesGenerations(Protocol):
     """An adapter whose generations may wait inside it for a slot of the model's own (llama.cpp's decode slots)."""
 
-    def refuse_waiting(self) -> None:
-        """The server is shutting down: generations that have not started yet, and any submitted from now on, end
-        with UNAVAILABLE (reason SHUTTING_DOWN) at once, for their callers to retry on another replica."""
+    def refuse_waiting(self, refusal: Callable[[], WarpcoreError]) -> None:
+        """The server is shutting down, or the model is being unloaded: generations that have not started yet, and
+        any submitted from now on, end at once with the error `refusal` makes, for their callers to retry."""
         ...
 
 

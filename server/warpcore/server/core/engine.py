@@ -30,7 +30,7 @@ from warpcore.server.core.domain import (
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
 from warpcore.server.core.errors import NotFoundError, PermissionDeniedError
-from warpcore.server.core.limits import Limits
+from warpcore.server.core.limits import Limits, shutting_down
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.policy import ApiOverridePolicy
@@ -138,7 +138,7 @@ class Engine:
         self.limits.close()
         for model in self.registry.resident():
             if isinstance(model.adapter, QueuesGenerations):
-                model.adapter.refuse_waiting()
+                model.adapter.refuse_waiting(shutting_down)
 
     def dormant(self, backend: BackendKind | None = None) -> list[Dormant]:
         """Models known but not loaded, loaded by the first Generate naming them."""

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
-from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError
+from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError, WarpcoreError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
 
 
 def shutting_down() -> UnavailableError:
     return UnavailableError("the server is shutting down; retry on another replica", reason="SHUTTING_DOWN")
+
+
+def model_unloading(model_id: str) -> UnavailableError:
+    return UnavailableError(
+        f"model {model_id!r} is being unloaded (UnloadModel): the generations already running on it finish, new ones"
+        " are refused; load it again with LoadModel, which waits for the unload to end",
+        reason="MODEL_UNLOADING",
+        metadata={"model_id": model_id},
+    )
+
+
+Refusal = Callable[[], WarpcoreError]
+"""Makes the error a call gets that waited its turn on a model and will not run: shutting_down or model_unloading."""
 
 
 class StreamGate:
@@ -29,6 +42,7 @@ class StreamGate:
         self.active = 0
         self.waiting = 0
         self._closed = asyncio.Event()
+        self._refusal: Refusal = shutting_down
 
     @property
     def max_active(self) -> int:
@@ -64,8 +78,9 @@ class StreamGate:
             self._slots.release()
 
     async def _queued(self) -> None:
-        """Wait for a slot, unless the server shuts down first: a call that never started is refused at once, for
-        its caller to retry elsewhere, rather than kept to the end of the grace only to be cut."""
+        """Wait for a slot, unless the server shuts down (or the model is unloaded) first: a call that never started
+        is refused at once, for its caller to retry elsewhere, rather than kept to the end of the grace only to be
+        cut (or run on a model its caller was told is leaving)."""
         acquired = asyncio.ensure_future(self._slots.acquire())
         closed = asyncio.ensure_future(self._closed.wait())
         try:
@@ -76,10 +91,11 @@ class StreamGate:
                 acquired.cancel()
                 await asyncio.wait((acquired,))
         if acquired.cancelled():
-            raise shutting_down()
+            raise self._refusal()
 
-    def close(self) -> None:
-        """Refuse the calls waiting for a slot, and any later one: the server is shutting down."""
+    def close(self, refusal: Refusal = shutting_down) -> None:
+        """Refuse the calls waiting for a slot, and any later one that would wait, with `refusal`."""
+        self._refusal = refusal
         self._closed.set()
 
 
@@ -135,6 +151,11 @@ class Limits:
         """The server is shutting down: the calls waiting in every model's queue are refused."""
         for gate in self.gates.values():
             gate.close()
+
+    def refuse_waiting(self, model_id: str, refusal: Refusal) -> None:
+        """The model is being unloaded: the calls waiting in its queue are refused."""
+        if (gate := self.gates.get(model_id)) is not None:
+            gate.close(refusal)
 
     def forget(self, model_id: str) -> None:
         """Drop an unloaded model's gate; generations still holding it finish normally."""

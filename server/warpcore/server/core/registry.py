@@ -8,10 +8,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from warpcore.server.adapters.base import Adapter, EstimatesMemory
+from warpcore.server.adapters.base import Adapter, EstimatesMemory, QueuesGenerations
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
+from warpcore.server.core.limits import Refusal
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,16 @@ class ModelRegistry:
                 reason="MODEL_NOT_LOADED",
             ) from None
 
-    async def unload(self, model_id: str, unheld: Callable[[], Awaitable[None]] | None = None) -> LoadedModel:
+    async def unload(
+        self, model_id: str, unheld: Callable[[], Awaitable[None]] | None = None, refusal: Refusal | None = None
+    ) -> LoadedModel:
         """Release a model once `unheld()` has returned (the calls running on it have ended: every backend then
-        closes alike, a hosted one's streams included). The release completes even if the caller stops waiting,
-        and the id stays taken until it has."""
+        closes alike, a hosted one's streams included), its generations waiting for a slot of its own refused with
+        `refusal` first. The release completes even if the caller stops waiting, and the id stays taken until it
+        has."""
         loaded = self.get(model_id)
+        if refusal is not None and isinstance(loaded.adapter, QueuesGenerations):
+            loaded.adapter.refuse_waiting(refusal)
         del self._models[model_id]
         self._unloading[model_id] = loaded
         release = asyncio.ensure_future(self._release(loaded, unheld))

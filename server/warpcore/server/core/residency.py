@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.budget import Budget
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import UnavailableError, WarpcoreError
-from warpcore.server.core.limits import Limits, activity
+from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.limits import Limits, activity, model_unloading
 from warpcore.server.core.registry import LoadedModel, ModelRegistry, as_known, same_model
 from warpcore.server.core.residence import (
     UNLOAD_REASONS,
@@ -150,7 +150,7 @@ class Residency:
             leaving = self._leaving.get(model_id)
             if leaving is not None:
                 if model_id not in self.dormant:
-                    raise _unloading(model_id)
+                    raise model_unloading(model_id)
                 await asyncio.wait([leaving])  # unloaded for idleness or room: loaded again once gone
                 continue
             model = self._registry.find(model_id)
@@ -275,7 +275,11 @@ class Residency:
         if already is not None:  # an idle unload and an eviction of one model: one unload
             return await asyncio.shield(already)
         unheld = functools.partial(self._holders.until_unheld, model_id)
-        leaving = asyncio.ensure_future(self._registry.unload(model_id, unheld))
+        refusal = None  # an idle model (unloaded for idleness or room) has no calls waiting their turn on it
+        if reason == "requested":  # those waiting on a model UnloadModel unloads will not run: refused at once
+            refusal = functools.partial(model_unloading, model_id)
+            self._limits.refuse_waiting(model_id, refusal)
+        leaving = asyncio.ensure_future(self._registry.unload(model_id, unheld, refusal))
         self._leaving[model_id] = leaving
         residence = self.residences.get(model_id)
         leaving.add_done_callback(lambda _: self._left(model_id, residence))
@@ -288,12 +292,3 @@ class Residency:
         if self.residences.get(model_id) is residence:
             self.residences.pop(model_id, None)
         self._limits.forget(model_id)
-
-
-def _unloading(model_id: str) -> UnavailableError:
-    return UnavailableError(
-        f"model {model_id!r} is being unloaded (UnloadModel): the generations already running on it finish, new ones"
-        " are refused; load it again with LoadModel, which waits for the unload to end",
-        reason="MODEL_UNLOADING",
-        metadata={"model_id": model_id},
-    )

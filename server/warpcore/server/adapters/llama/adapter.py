@@ -40,7 +40,7 @@ from warpcore.server.adapters.llama.vision import Projector
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import Finish, GenerationEvent, GenerationParams, LocalSettings, ModelInfo
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, WarpcoreError
 from warpcore.server.core.occupancy import PromptCacheStats
 from warpcore.server.core.tokens import TokenCount
 
@@ -165,9 +165,9 @@ class LlamaCppAdapter:
             return None
         return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity)
 
-    def refuse_waiting(self) -> None:
+    def refuse_waiting(self, refusal: Callable[[], WarpcoreError]) -> None:
         if self._scheduler is not None:
-            self._scheduler.refuse_waiting()
+            self._scheduler.refuse_waiting(refusal)
 
     async def list_models(self) -> Sequence[str]:
         return await asyncio.to_thread(list_model_ids, self._options.models_path)

@@ -8,7 +8,7 @@ import dataclasses
 import heapq
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import llama_cpp
@@ -24,8 +24,7 @@ from warpcore.server.adapters.llama.sampling import logprobs
 from warpcore.server.adapters.llama.text import TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
 from warpcore.server.core.domain import Finish, FinishReason
-from warpcore.server.core.errors import UnavailableError
-from warpcore.server.core.limits import shutting_down
+from warpcore.server.core.errors import UnavailableError, WarpcoreError
 from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage
 
@@ -72,7 +71,7 @@ class BatchScheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._wake = threading.Condition()
         self._closing = False
-        self._refusing = False
+        self._refusal: Callable[[], WarpcoreError] | None = None
         self._thread: threading.Thread | None = None  # the batching thread, while there is one
         self._freed = threading.Event()
         self.rows_per_call = invariant_rows(native, slots)
@@ -81,8 +80,8 @@ class BatchScheduler:
 
     def submit(self, job: Job) -> None:
         with self._wake:
-            if self._refusing:
-                raise shutting_down()
+            if self._refusal is not None:
+                raise self._refusal()
             if self._closing:
                 raise UnavailableError("the model is being unloaded", reason="MODEL_UNLOADING")
             self._waiting.append(job)
@@ -102,15 +101,15 @@ class BatchScheduler:
             self._ensure_thread()
             self._wake.notify()
 
-    def refuse_waiting(self) -> None:
-        """Refuse the generations waiting for a slot, and any submitted later: the server is shutting down, and they
-        would only wait for its grace to end; those running go on."""
+    def refuse_waiting(self, refusal: Callable[[], WarpcoreError]) -> None:
+        """Refuse the generations waiting for a slot, and any submitted later, with `refusal`: the server is shutting
+        down, and they would only wait for its grace to end, or the model is being unloaded; those running go on."""
         with self._wake:
-            self._refusing = True
+            self._refusal = refusal
             waiting, self._waiting = self._waiting, collections.deque()
             self.occupancy.waiting = 0
         for job in waiting:
-            job.emit(shutting_down())
+            job.emit(refusal())
 
     def join(self) -> None:
         """Wait, after `close()`, until the context is freed."""
