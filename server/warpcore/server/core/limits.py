@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
@@ -54,7 +55,9 @@ class StreamGate:
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self.active >= self._max_active and self.waiting >= self._max_waiting:
+        # In all, not each apart: between a slot's release and its waiter's wake-up `active` is one short while
+        # `waiting` still counts that waiter, and a burst arriving then would queue past the bound.
+        if self.active + self.waiting >= self._max_active + self._max_waiting:
             raise ResourceExhaustedError(
                 f"model {self._model_id!r} is busy: generations running {self.active}, waiting {self.waiting};"
                 " retry later",
@@ -85,13 +88,23 @@ class StreamGate:
         closed = asyncio.ensure_future(self._closed.wait())
         try:
             await asyncio.wait((acquired, closed), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self._abandon(acquired)  # its caller went (cancelled, or its deadline passed), perhaps as its slot came
+            raise
         finally:
             closed.cancel()
-            if not acquired.done():
-                acquired.cancel()
-                await asyncio.wait((acquired,))
-        if acquired.cancelled():
+        if not acquired.done():  # the gate closed first
+            self._abandon(acquired)
             raise self._refusal()
+
+    def _abandon(self, acquired: asyncio.Task[Literal[True]]) -> None:
+        """Give up a wait for a slot: a slot it got already, or still gets before its cancel lands, goes back."""
+        acquired.add_done_callback(self._give_back)
+        acquired.cancel()
+
+    def _give_back(self, acquired: asyncio.Task[Literal[True]]) -> None:
+        if not acquired.cancelled() and acquired.exception() is None:
+            self._slots.release()
 
     def close(self, refusal: Refusal = shutting_down) -> None:
         """Refuse the calls waiting for a slot, and any later one that would wait, with `refusal`."""
