@@ -23,16 +23,23 @@ async def hold(gate: StreamGate, until: asyncio.Event) -> None:
         await until.wait()
 
 
-@pytest.mark.parametrize("turns_after_release", range(8))
-async def test_a_waiting_call_cancelled_as_its_slot_comes_gives_it_back(turns_after_release: int) -> None:
-    """A tester's finding: cancelled (its client gone, or its deadline passed) in the turns after a slot was handed
-    to it, a waiting call kept the slot for nobody; with every slot so lost, the model hung every call."""
-    gate, release = StreamGate("m", max_active=1, max_waiting=10), asyncio.Event()
+async def handed_over(gate: StreamGate) -> tuple[asyncio.Task[None], asyncio.Task[None]]:
+    """A call holding the gate's one slot and one waiting for it; the holder leaves, handing its slot over."""
+    release = asyncio.Event()
     holder = asyncio.create_task(hold(gate, release))
     await turns(1)
     waiter = asyncio.create_task(hold(gate, asyncio.Event()))
     await turns(3)
     release.set()
+    return holder, waiter
+
+
+@pytest.mark.parametrize("turns_after_release", range(8))
+async def test_a_waiting_call_cancelled_as_its_slot_comes_gives_it_back(turns_after_release: int) -> None:
+    """A tester's finding: cancelled (its client gone, or its deadline passed) in the turns after a slot was handed
+    to it, a waiting call kept the slot for nobody; with every slot so lost, the model hung every call."""
+    gate = StreamGate("m", max_active=1, max_waiting=10)
+    holder, waiter = await handed_over(gate)
     await turns(turns_after_release)
     waiter.cancel()
     await asyncio.gather(holder, waiter, return_exceptions=True)
@@ -44,12 +51,8 @@ async def test_a_waiting_call_cancelled_as_its_slot_comes_gives_it_back(turns_af
 async def test_a_burst_as_a_slot_frees_does_not_overfill_the_queue() -> None:
     """A tester's finding: callers arriving between a slot's release and its waiter's wake-up saw the slot free and
     queued past max_waiting."""
-    gate, release = StreamGate("m", max_active=1, max_waiting=1), asyncio.Event()
-    holder = asyncio.create_task(hold(gate, release))
-    await turns(1)
-    waiter = asyncio.create_task(hold(gate, asyncio.Event()))
-    await turns(3)
-    release.set()
+    gate = StreamGate("m", max_active=1, max_waiting=1)
+    holder, waiter = await handed_over(gate)
     await turns(1)  # the holder has left; its slot is handed to the waiter, which has not run yet
     burst = [asyncio.create_task(hold(gate, asyncio.Event())) for _ in range(5)]
     await turns(3)
