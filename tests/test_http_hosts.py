@@ -30,12 +30,13 @@ async def requests_for(doors: Doors, host: str) -> tuple[httpx2.Response, httpx2
     return listing, chat, health
 
 
+@pytest.mark.parametrize("host", [REBOUND, f"{REBOUND}@localhost"])
 async def test_a_request_for_another_name_is_refused_before_it_goes_anywhere(
-    doors: Doors, openai_upstream: FakeOpenAI
+    doors: Doors, openai_upstream: FakeOpenAI, host: str
 ) -> None:
     await load_hosted(doors, openai_upstream)
     sent = len(openai_upstream.requests)
-    listing, chat, health = await requests_for(doors, REBOUND)
+    listing, chat, health = await requests_for(doors, host)
     assert (listing.status_code, chat.status_code) == (403, 403)
     assert "a door listening on loopback only takes requests for localhost" in chat.json()["error"]["message"]
     assert len(openai_upstream.requests) == sent

@@ -291,7 +291,7 @@ async def test_token_is_sent_as_authorization_metadata(models_path: Path, monkey
     try:
         async with AsyncClient(f"127.0.0.1:{server.port}", token="s3cret") as client:
             await client.list_models()
-        monkeypatch.setenv("WARPCORE_TOKEN", "from-env")
+        monkeypatch.setenv("WARPCORE_TOKEN", "from-env\n")  # a secret's last newline is no part of it
         monkeypatch.setenv("WARPCORE_TARGET", f"127.0.0.1:{server.port}")
         async with AsyncClient() as client:
             await client.list_models()

@@ -1,5 +1,5 @@
 """Run the server with `python -m warpcore.server`."""
 
-from warpcore.server.cli import main
+from warpcore.server.command import main
 
 main()

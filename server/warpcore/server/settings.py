@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
+from warpcore.server.bearer import configured_token
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
@@ -238,18 +239,16 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     if _given(argv, "--host", "--port") and not _given(argv, "--listen"):
         args.listen = None  # a flag beats its environment: WARPCORE_LISTEN (set by every manifest) yields to them
     listen = tuple(address.strip() for address in args.listen.split(",") if address.strip()) if args.listen else ()
-    token = env.get("WARPCORE_TOKEN") or None
-    if args.token_file is not None:
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as error:
-            raise SettingsError(f"cannot read the token file {args.token_file}: {error.strerror}") from None
-        if not token:
-            raise SettingsError(f"the token file {args.token_file} is empty")
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SettingsError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+    try:
+        token = configured_token(env.get("WARPCORE_TOKEN"), args.token_file)
+        if args.tls_cert is not None:  # read now: gRPC would only say that it cannot bind
+            TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca).ssl_context()
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
     keep_alive = parse_keep_alive(args.keep_alive)
     if keep_alive is None:
         raise SettingsError(f"{named('keep_alive')} must be {SPELLINGS}: {args.keep_alive}")

@@ -18,10 +18,27 @@ class TlsFiles:
     """The CA whose certificates clients must present (mTLS); None: any client may connect."""
 
     def ssl_context(self) -> ssl.SSLContext:
-        """A server context for the HTTP listeners, requiring a client certificate when there is a client CA."""
+        """A server context for the HTTP listeners, requiring a client certificate when there is a client CA.
+        ValueError naming the file that cannot serve, as the start checks (gRPC would only say it cannot bind)."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.cert, self.key)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (ssl.SSLError, OSError) as error:
+            raise ValueError(
+                f"--tls-cert {self.cert} and --tls-key {self.key} cannot serve TLS ({_why(error)}): give a PEM"
+                " certificate chain and the PEM private key of its first certificate"
+            ) from None
         if self.client_ca is not None:
-            context.load_verify_locations(self.client_ca)
+            try:
+                context.load_verify_locations(self.client_ca)
+            except (ssl.SSLError, OSError) as error:
+                raise ValueError(
+                    f"--tls-client-ca {self.client_ca} is not PEM CA certificates ({_why(error)})"
+                ) from None
             context.verify_mode = ssl.CERT_REQUIRED
         return context
+
+
+def _why(error: ssl.SSLError | OSError) -> str:
+    """OpenSSL's reason (KEY_VALUES_MISMATCH: the key is not the certificate's), or the system's words."""
+    return str(getattr(error, "reason", None) or error.strerror or error)

@@ -182,7 +182,8 @@ def channel_settings(
         if chain and key:
             _check_pair(chain, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
-    token = options.get("token") or env.get("WARPCORE_TOKEN")
+    # Whitespace around the variable's value (a secret's last newline) is no part of the token, as the server reads it.
+    token = options.get("token") or env.get("WARPCORE_TOKEN", "").strip()
     if token and not _HEADER_VALUE.fullmatch(token):
         # gRPC would fail every call, INTERNAL "Invalid metadata", and log lines of its own. The token is a secret:
         # the message does not show it.

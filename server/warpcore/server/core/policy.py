@@ -61,6 +61,8 @@ def names_loopback(host: str | None) -> bool:
     one is taken: browsers always send it, and only they can be made to send requests for another site's page."""
     if host is None:
         return True
+    if "@" in host:  # a name's user part ("evil.example@localhost"), which no browser sends in a Host header
+        return False
     try:
         name = urlsplit(f"//{host}").hostname  # lower case, without the port and an IPv6's brackets
     except ValueError:  # brackets that do not hold an IPv6 address
