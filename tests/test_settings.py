@@ -74,6 +74,8 @@ def test_api_models_have_admission_limits_of_their_own() -> None:
         (["--max-streams-per-api-model", "0"], "--max-streams-per-api-model is out of range"),
         (["--max-queue-per-api-model", "-1"], "--max-queue-per-api-model is out of range"),
         (["--max-tokens-limit", "0"], "--max-tokens-limit is out of range"),
+        (["--max-tokens-limit", "99999999999"], r"--max-tokens-limit is out of range \(1 to 4294967295\)"),
+        (["--grace", "inf"], r"--grace is out of range \(at least 0\): inf"),
         (["--token-file", "/nonexistent/token"], "cannot read the token file"),
         (["--port", "70000"], r"--port is out of range \(0 to 65535\): 70000"),
         (["--http-port", "-1"], "--http-port is out of range"),

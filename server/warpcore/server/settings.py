@@ -77,7 +77,7 @@ _RANGES: dict[str, tuple[int, float]] = {
     "max_streams_per_api_model": (1, math.inf),
     # Below this no generation request fits; gRPC itself would refuse every call with a transport error.
     "max_message_bytes": (1024, math.inf),
-    "max_tokens_limit": (1, math.inf),
+    "max_tokens_limit": (1, 2**32 - 1),  # GenerationOptions.max_tokens is a uint32
 }
 
 
@@ -263,8 +263,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         )
     for name, (low, high) in _RANGES.items():
         value = getattr(args, name)
-        if value is not None and not low <= value <= high:
-            bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high:g}"
+        if value is not None and not (low <= value <= high and math.isfinite(value)):  # --grace inf never ends
+            bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high}"
             raise SettingsError(f"{named(name)} is out of range ({bounds}): {value}")
     return ServerSettings(
         listen=listen or (host_port(args.host, args.port),),
