@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
+from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 
@@ -197,6 +198,19 @@ async def test_generate_without_model_uses_the_only_loaded_one(stub: Stub, targe
     assert "(tiny, other)" in several.stderr or "(other, tiny)" in several.stderr
 
 
+async def test_a_model_not_loaded_is_no_default_beside_one_that_is(
+    server: WarpcoreServer, stub: Stub, target: str
+) -> None:
+    """A tester's finding: a model known but not loaded (declared lazy, or unloaded by its keep_alive) counted as a
+    loaded one able to do anything, so that a command without --model found several beside the only one loaded."""
+    await load_tiny(stub, model_id="tiny")
+    server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, TINY_MODEL, None, None, lazy=True))
+    picked = await warpcore(target, "generate", "--max-tokens", "2", "hi")
+    assert (picked.code, picked.stderr.count("several")) == (0, 0)
+    states = {model.id: model.state for model in (await stub.ListModels(pb.ListModelsRequest())).models}
+    assert states == {"tiny": pb.MODEL_STATE_READY, "lazy": pb.MODEL_STATE_AVAILABLE}  # the loaded one answered
+
+
 async def test_chat_answers_each_line_until_end_of_input(tiny: str, target: str) -> None:
     run = await warpcore(target, "chat", "--max-tokens", "6", stdin="hello\nhow are you\n")
     assert run.code == 0, run.stderr
@@ -226,6 +240,11 @@ async def test_health_exits_zero_only_when_serving(server: WarpcoreServer, targe
     assert (unreachable.code, unreachable.stdout) == (1, "")
     assert unreachable.stderr.startswith("warpcore: UNAVAILABLE: ")
     assert "no warpcore server answered there: start warpcore-server, or name its address" in unreachable.stderr
+    # A tester's finding: --tls against a plaintext server was told to add --tls.
+    over_tls = await warpcore(target, "--tls", "health")
+    assert over_tls.code == 1
+    assert "add --tls" not in over_tls.stderr
+    assert "drop --tls for a server that serves plaintext" in over_tls.stderr
 
 
 async def test_call_error_is_one_line_without_traceback(tiny: str, target: str) -> None:

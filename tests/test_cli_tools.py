@@ -64,6 +64,9 @@ async def test_an_answer_that_is_not_json_is_printed_then_a_failure(
     assert run.stderr == (
         "warpcore: the answer does not parse as response_format asks: Expecting value: line 1 column 1 (char 0)\n"
     )
+    # In chat, the turn is forgotten; a tester's finding: its words began "OK:", the status of a call that succeeded.
+    chat = await warpcore(target, "chat", "--model", "m", "--json-schema", str(schema_file), stdin="n?\n")
+    assert "[turn failed, forgotten: the answer does not parse as response_format asks: " in chat.stderr
 
 
 async def test_reasoning_stays_hidden_unless_asked(stub: Stub, openai_upstream: FakeOpenAI, target: str) -> None:

@@ -20,6 +20,7 @@ from warpcore.client import (
     NotFoundError,
     PullProgress,
     ReasoningDelta,
+    ResponseParseError,
     TextDelta,
     UnavailableError,
     WarpcoreError,
@@ -30,6 +31,10 @@ DIM, PLAIN = "\x1b[2m", "\x1b[0m"
 NO_SERVER = (
     "no warpcore server answered there: start warpcore-server, or name its address with --target or WARPCORE_TARGET;"
     " add --tls for a server that serves TLS"
+)
+NO_TLS_SERVER = (
+    "no warpcore server answered there over TLS: check --target and --root-certificates (the CAs that signed the"
+    " server's certificate), or drop --tls for a server that serves plaintext"
 )
 
 
@@ -65,7 +70,9 @@ def pick_model(
     the only one loaded that can do `task` (a Capabilities field: generate, embed, count_tokens)."""
     if model is None:
         listed = [m for m in client.list_models() if backend in (None, m.backend)]
-        able = [m.id for m in listed if m.capabilities is None or getattr(m.capabilities, task)]
+        able = [m.id for m in listed if m.state == "ready" and getattr(m.capabilities, task, False)]
+        # None loaded can: then one the server loads on first use (declared lazy) or is loading, of unknown powers.
+        able = able or [m.id for m in listed if m.state in ("available", "loading") and m.capabilities is None]
         if len(able) != 1:
             if able:
                 raise CliError(f"several loaded models can {TASKS[task]} ({', '.join(able)}); choose one with --model")
@@ -168,14 +175,18 @@ def prompt_of(args: argparse.Namespace) -> str:
 STOPPED_BY_SERVER = "the server stopped the generation before its end (it is shutting down); retry"
 
 
-def failure_words(error: WarpcoreError, timeout: float | None) -> str:
+def failure_words(error: WarpcoreError, args: argparse.Namespace) -> str:
     """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
     call (its words, "Stream removed (Deadline Exceeded)", do not say whose deadline passed). The server's own
-    DEADLINE_EXCEEDED (an upstream's timeout) carries its request id, and its words say whose it was."""
-    if isinstance(error, DeadlineExceededError) and timeout is not None and not error.request_id:
-        return f"{error.status.name}: timed out after {timeout:g} s (--timeout)"
+    DEADLINE_EXCEEDED (an upstream's timeout) carries its request id, and its words say whose it was. An answer
+    that does not parse is no failed call: no status."""
+    if isinstance(error, ResponseParseError):
+        return str(error)
+    if isinstance(error, DeadlineExceededError) and args.timeout is not None and not error.request_id:
+        return f"{error.status.name}: timed out after {args.timeout:g} s (--timeout)"
     if isinstance(error, UnavailableError) and not error.request_id:  # no server answered: gRPC's words alone
-        return f"{error.status.name}: {error.message} ({NO_SERVER})"
+        tls = args.tls or any((args.root_certificates, args.client_certificate, args.client_key))
+        return f"{error.status.name}: {error.message} ({NO_TLS_SERVER if tls else NO_SERVER})"
     return f"{error.status.name}: {error.message}"
 
 
@@ -225,7 +236,7 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         except WarpcoreError as error:
             history.pop()
             failed = True
-            print(f"[turn failed, forgotten: {failure_words(error, args.timeout)}]", file=sys.stderr)
+            print(f"[turn failed, forgotten: {failure_words(error, args)}]", file=sys.stderr)
             continue
         if reply.finish_reason is FinishReason.CANCELLED:  # the server's shutdown: the reply is not whole
             history.pop()

@@ -12,7 +12,6 @@ from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
     Client,
-    ResponseParseError,
     WarpcoreError,
     __version__,
 )
@@ -195,10 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.error(f"argument {error.describe(lambda option: '--' + option.replace('_', '-'))}")
     except UnicodeDecodeError:  # the one text the command decodes itself is stdin's (a file's has its own error)
         args.parser.error("stdin is not UTF-8 text")
-    except ResponseParseError as error:  # the call succeeded: no status to give
-        print(f"warpcore: {error}", file=sys.stderr)
     except WarpcoreError as error:
-        print(f"warpcore: {failure_words(error, args.timeout)}", file=sys.stderr)
+        print(f"warpcore: {failure_words(error, args)}", file=sys.stderr)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
         return 141  # 128 + SIGPIPE, as the shell reports a command killed by a closed pipe
