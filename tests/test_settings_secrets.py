@@ -87,6 +87,7 @@ async def test_failed_tls_handshakes_leave_the_json_log_json(tmp_path: Path) -> 
     assert process.stderr is not None
     try:
         started = json.loads(await asyncio.wait_for(process.stderr.readline(), 60))
+        assert str(started["message"]).endswith("; no token, mTLS, client API settings allowed")
         port = int(str(started["message"]).split("127.0.0.1:")[1].split(",")[0])
         no_client_certificate = ssl.create_default_context(cafile=tmp_path / "ca.pem")
         for _ in range(3):

@@ -93,6 +93,15 @@ def _check_files(spec: LoadSpec, settings: ServerSettings) -> None:
             )
 
 
+def _guards(options: ServingOptions) -> str:
+    """What guards the doors, for an operator to see at a glance: the token, TLS, and whether a client may name API
+    settings of its own (--api-overrides)."""
+    token = "token required" if options.token else "no token"
+    tls = "plaintext" if options.tls is None else ("mTLS" if options.tls.client_ca is not None else "TLS")
+    overrides = "allowed" if options.api_overrides.allow else "refused"
+    return f"{token}, {tls}, client API settings {overrides}"
+
+
 def _startup_failure(error: WarpcoreError, spec: LoadSpec, doing: str) -> WarpcoreError:
     error.message = f"cannot {doing} startup model {spec.model_id!r} ({spec.name}): {error.message}"
     return error
@@ -108,7 +117,8 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         loop.add_signal_handler(signum, stopping.set)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
     http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
-    doors = await open_doors(registry, settings.listen, serving_options(settings, server_env), http_address)
+    options = serving_options(settings, server_env)
+    doors = await open_doors(registry, settings.listen, options, http_address)
     server = doors.grpc
     metrics_http = None
     try:
@@ -124,12 +134,13 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
             http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
             _log.info(
-                "serving on %s, models under %s%s%s; event loop %s",
+                "serving on %s, models under %s%s%s; event loop %s; %s",
                 bound,
                 settings.models_path,
                 metrics,
                 http,
                 settings.event_loop,
+                _guards(options),
             )
             await stopping.wait()
         for signum in _STOP_SIGNALS:
