@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 LISTINGS = {
     "html": web.Response(text="<html><body>Sign in to the proxy</body></html>", content_type="text/html"),
     "cut": web.Response(text='{"object": "list", "data": [{"id": "m"', content_type="application/json"),
+    # A tester's finding: entries without a string id were INTERNAL, as the proxy's page was.
+    "no ids": web.json_response({"object": "list", "data": [{"id": "m"}, {"name": "n"}, {"id": 5}]}),
 }
 
 

@@ -16,8 +16,8 @@ from warpcore.server.adapters.hosted.config import ApiEnvironment, client_option
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
-    unreadable_listing,
 )
+from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -250,7 +250,7 @@ class AnthropicAdapter(HostedAdapter):
         names: list[str] = []
         with map_sdk_errors(ERRORS, self._api), unreadable_listing(self._api):
             async for model in self._client.models.list(limit=MODELS_PAGE_SIZE):
-                names.append(model.id)
+                names.append(listed_id(model))
                 if len(names) == MAX_LISTED_MODELS:
                     break
         return names

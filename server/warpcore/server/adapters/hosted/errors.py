@@ -169,18 +169,6 @@ def map_sdk_errors(table: ErrorTable, api: ResolvedApi) -> Iterator[None]:
         raise _translate(error, table, api) from error
 
 
-@contextlib.contextmanager
-def unreadable_listing(api: ResolvedApi) -> Iterator[None]:
-    """A model list that is not the JSON the API answers with is the upstream's fault, not the server's: the SDKs
-    raise what parsing it raised (a JSONDecodeError), or, for a body of another content type (a proxy's HTML page),
-    an AttributeError from inside their page class."""
-    try:
-        yield
-    except (json.JSONDecodeError, AttributeError, TypeError) as error:
-        what = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "not the API's JSON"
-        raise upstream_error(UnavailableError, api, f"the model list is {what}", reason="UPSTREAM_MALFORMED") from error
-
-
 def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> WarpcoreError:
     kind = next((table.kinds[cls] for cls in type(error).__mro__ if cls in table.kinds), None)
     connection_failure = _connection_failure(error, api.base_url)

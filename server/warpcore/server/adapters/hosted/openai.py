@@ -11,7 +11,8 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, unreadable_listing, upstream_error
+from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
+from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
 from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
@@ -190,8 +191,7 @@ class OpenAIAdapter(HostedAdapter):
     def _capabilities(self, model: str) -> Capabilities:
         """OpenAI names its embedding models so (text-embedding-*), compatible servers as they please (a llama.cpp
         server its GGUF's name): a request that says which kind the model is wins over its name. Its chat models read
-        images and documents, as do many of the compatible servers', and there is no telling which from the model
-        list."""
+        images and documents, as do many compatible servers', and the model list does not tell which."""
         if self._api.embedding if self._api.embedding is not None else "embedding" in model:
             return Capabilities(generate=False, embed=True)
         return Capabilities(images=True, logprobs=True, tools=True, documents=True)
@@ -231,7 +231,7 @@ class OpenAIAdapter(HostedAdapter):
 
     async def _listed_models(self) -> Sequence[str]:
         with map_sdk_errors(ERRORS, self._api), unreadable_listing(self._api):
-            return [model.id async for model in self._client.models.list()]
+            return [listed_id(model) async for model in self._client.models.list()]
 
 
 def _with_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
