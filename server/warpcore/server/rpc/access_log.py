@@ -36,17 +36,12 @@ MAX_DEADLINE_SLACK = 0.25
 
 
 def _identify(context: Context) -> str:
-    """The call's request id: the caller's `x-request-id` when sane, else a new one; noted for the error details."""
+    """The call's request id: the caller's `x-request-id` when sane, else a new one; noted for the error details, and
+    held for the response's initial metadata (send_request_id)."""
     offered = next((str(value) for key, value in context.invocation_metadata() or () if key == REQUEST_ID_HEADER), None)
     identity = request_id(offered)
     set_current_request_id(identity)
-    return identity
-
-
-async def _announce(context: Context) -> str:
-    """The call's request id, sent back at once in the response's initial metadata."""
-    identity = _identify(context)
-    await context.send_initial_metadata(((REQUEST_ID_HEADER, identity),))
+    hold_request_id(identity)
     return identity
 
 
@@ -108,8 +103,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
             async def call(request: Any, context: Context) -> Any:
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
                 started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
-                identity = _identify(context)
-                hold_request_id(identity)  # a unary call's goes with its answer, or before the status ending it
+                identity = _identify(context)  # a unary call's goes with its answer, or before the status ending it
                 try:
                     if written:
                         await send_request_id(context)
@@ -130,7 +124,8 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
-            identity = await _announce(context)
+            identity = _identify(context)
+            await send_request_id(context)  # at once: a stream is never retried, and its caller may want it early
             with recording_usage() as usage:
                 try:
                     async for response in streaming(request, context):
