@@ -156,6 +156,25 @@ async def test_nothing_after_the_first_delta_is_read_until_it_is_written() -> No
     assert len(rest) < len(BURST) - 1  # the rest of the burst was read ahead and joined, as before
 
 
+async def test_the_usage_and_the_first_delta_reach_the_caller_without_a_turn_of_the_event_loop() -> None:
+    # Handed over by a reader task, each waited behind whatever else the loop had to do (the rest of an upstream's
+    # burst, other streams' frames) before its frame could be written.
+    loop = asyncio.get_running_loop()
+    turns: list[str] = []
+
+    async def events() -> AsyncGenerator[GenerationEvent, None]:
+        yield PromptUsage(5)
+        for text in BURST[:3]:
+            yield TextChunk(text)
+
+    stream = coalesced(events())
+    loop.call_soon(turns.append, "a turn")
+    assert await anext(stream) == PromptUsage(5)
+    assert await anext(stream) == TextChunk(BURST[0])
+    assert turns == []
+    assert [event async for event in stream] == [TextChunk(BURST[1]), TextChunk(BURST[2])]
+
+
 async def test_a_caller_that_stops_reading_stops_the_reading_of_its_backend() -> None:
     # A client that reads nothing more kept the server reading, and holding, all its upstream sent.
     sent = [f" t{index}" for index in range(10 * READ_AHEAD)]

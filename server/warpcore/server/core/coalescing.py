@@ -38,22 +38,24 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. No more than READ_AHEAD deltas are
     read ahead of the writer. Closing this generator stops the reading and closes `events`.
 
-    Nothing after the first delta is read until it is written, and FIRST_FRAME_HEADSTART after that: reading a
-    burst already buffered keeps this process busy for many milliseconds, and on a host with few cores the caller,
-    woken by the first frame, would wait behind it (and behind the upstream sending the burst) before it sees its
-    first token. Writing returns when the frame is handed to the transport, before the caller has run: the pause
-    leaves the core to it.
+    Until the first delta, nothing is read ahead: the prompt's usage and the first delta are read in the caller's
+    task and handed on at once, as a reader task's hand-over would cost each a turn of the event loop. Nothing
+    after the first delta is read until it is written, and FIRST_FRAME_HEADSTART after that: reading a burst
+    already buffered keeps this process busy for many milliseconds, and on a host with few cores the caller, woken
+    by the first frame, would wait behind it (and behind the upstream sending the burst) before it sees its first
+    token. Writing returns when the frame is handed to the transport, before the caller has run: the pause leaves
+    the core to it.
     """
     texts: collections.deque[Delta] = collections.deque()
     ending: list[Finish | Exception] = []
     ready = asyncio.Event()
     taken = asyncio.Event()  # the writer took what was read ahead
-    first_written = asyncio.Event()
     waiting = finished = False
 
     async def read_ahead() -> None:
         nonlocal finished
         try:
+            await asyncio.sleep(FIRST_FRAME_HEADSTART)
             async for event in events:
                 if isinstance(event, Finish):
                     ending.append(event)
@@ -61,11 +63,6 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 texts.append(event)
                 if waiting:
                     ready.set()
-                    if not first_written.is_set() and type(event) is not PromptUsage:
-                        # The first frame goes out alone, and the caller takes it before the rest of a burst is read.
-                        await first_written.wait()
-                        await asyncio.sleep(FIRST_FRAME_HEADSTART)
-                        continue
                 if len(texts) >= READ_AHEAD:
                     taken.clear()
                     await taken.wait()
@@ -79,8 +76,15 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
             finished = True
             ready.set()
 
-    reader = asyncio.ensure_future(read_ahead())
+    reader: asyncio.Future[None] | None = None
     try:
+        async for event in events:
+            yield event
+            if type(event) is not PromptUsage and not isinstance(event, Finish):
+                break
+        else:
+            return
+        reader = asyncio.ensure_future(read_ahead())
         while True:
             if not texts and not finished:
                 waiting = True
@@ -94,10 +98,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 for joined in _joined(backlog):
                     yield joined
             elif texts:
-                delta = texts.popleft()  # a reader held at READ_AHEAD is woken by a join: more than JOIN_BACKLOG wait
-                yield delta
-                if type(delta) is not PromptUsage:  # the first delta still goes out alone
-                    first_written.set()
+                yield texts.popleft()  # a reader held at READ_AHEAD is woken by a join: more than JOIN_BACKLOG wait
             elif finished:
                 break
         for end in ending:
@@ -105,7 +106,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
                 raise end
             yield end
     finally:
-        if not reader.done():
+        if reader is not None and not reader.done():
             reader.cancel()
             await asyncio.wait([reader])
         await events.aclose()
