@@ -138,7 +138,9 @@ async def test_unknown_options_are_type_errors_like_unexpected_keywords(make: Ca
     [
         ({"timout": 0.2}, TypeError, "unexpected option 'timout'; did you mean 'timeout'?"),
         ({"tokn": "x"}, TypeError, "unexpected option 'tokn'; did you mean 'token'?"),
-        ({"max_retries": -5}, ValueError, "max_retries must be from 0 to 4294967295 (a count), not -5"),
+        ({"max_retries": -5}, ValueError, "max_retries must be from 0 to 4 (a count), not -5"),
+        # gRPC makes 5 attempts at most: a 6th asked for was silently not made.
+        ({"max_retries": 5}, ValueError, "max_retries must be from 0 to 4 (a count), not 5"),
         ({"max_retries": 1.5}, TypeError, "max_retries is an int, not float"),
         ({"tls": "yes"}, TypeError, "tls is a bool, not str"),
         ({"token": b"x"}, TypeError, "token is a str, not bytes"),

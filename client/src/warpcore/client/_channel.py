@@ -151,7 +151,7 @@ def service_config(max_retries: int) -> str:
             {
                 "name": [{"service": SERVICE, "method": method} for method in RETRIED_METHODS],
                 "retryPolicy": {
-                    "maxAttempts": min(max_retries + 1, 5),  # gRPC caps attempts at 5
+                    "maxAttempts": max_retries + 1,  # at most 5, gRPC's cap (checked when the client is made)
                     "initialBackoff": "0.2s",
                     "maxBackoff": "2s",
                     "backoffMultiplier": 2,

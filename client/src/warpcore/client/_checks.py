@@ -75,6 +75,8 @@ def whole(option: str, value: Any, low: int, high: int, kind: str) -> int:
     return value
 
 
+MAX_RETRIES = 4
+"""Retries of a call beyond its first attempt: gRPC caps a retry policy's attempts at 5."""
 UINT32_OPTIONS = ("max_tokens", "top_k", "seed", "top_logprobs", "reasoning_budget")
 """The generation options the protocol carries as uint32."""
 
@@ -93,7 +95,8 @@ def client_values(options: Mapping[str, Any]) -> None:
     if "tls" in options:
         flag("tls", options["tls"])
     if "max_retries" in options:
-        whole("max_retries", options["max_retries"], 0, UINT32_MAX, "count")
+        # gRPC makes 5 attempts of a call at most, whatever its retry policy asks: a larger count would be cut.
+        whole("max_retries", options["max_retries"], 0, MAX_RETRIES, "count")
     token = options.get("token")
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token is a str, not {type(token).__name__}")
