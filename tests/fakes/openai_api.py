@@ -164,8 +164,9 @@ class FakeOpenAI(FakeUpstream):
         top_logprobs = body.get("top_logprobs") or 0
 
         def choice(delta: JsonObject, reason: str | None = None) -> JsonObject:
-            logprobs = None
-            if body.get("logprobs") is True and delta.get("content"):
+            delta = dict(delta)
+            logprobs = delta.pop("logprobs", None)  # a scripted event's own, as the API sends them
+            if logprobs is None and body.get("logprobs") is True and delta.get("content"):
                 logprobs = {"content": [fake_logprob(delta["content"], top_logprobs)], "refusal": None}
             return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
 

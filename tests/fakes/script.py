@@ -42,7 +42,8 @@ class Script:
     start_usage: dict[str, int | None] | None = None
     delta_usage: dict[str, int | None] | None = None
     # Vendor stream items sent in place of `chunks` (one per chunk, counted as chunks by the failure fields):
-    # OpenAI, the `delta` of each chunk's choice (tool_calls, reasoning_content, content); Anthropic, whole events
+    # OpenAI, the `delta` of each chunk's choice (tool_calls, reasoning_content, content; a "logprobs" key goes to
+    # the choice's logprobs in place of the fake's own); Anthropic, whole events
     # with their `type` (content_block_start / content_block_delta / content_block_stop of any blocks).
     events: list[dict[str, Any]] | None = None
     # OpenAI only: each embedding's vector in place of the fake's own; and the embeddings answer's `usage`: "counted"

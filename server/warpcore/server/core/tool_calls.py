@@ -39,12 +39,12 @@ class ToolCallAssembler:
         for index in sorted(self._calls):
             call_id, name, pieces = self._calls[index]
             arguments = "".join(pieces) or "{}"
-            if is_json_object(arguments) and call_id and name:
+            flaw = "it has no id" if not call_id else "it has no name" if not name else arguments_flaw(arguments)
+            if flaw is None:
                 calls.append(ToolCall(call_id, name, arguments))
             elif reason in (FinishReason.STOP, FinishReason.TOOL_CALLS, FinishReason.STOP_SEQUENCE):
                 raise UnavailableError(
-                    f"the backend ended tool call {index} without an id, a name or arguments that are a JSON object",
-                    reason="UPSTREAM_MALFORMED_TOOL_CALL",
+                    f"the backend ended tool call {index} broken: {flaw}", reason="UPSTREAM_MALFORMED_TOOL_CALL"
                 )
         if calls and reason is FinishReason.STOP:
             reason = FinishReason.TOOL_CALLS
@@ -64,7 +64,13 @@ class ToolCallAssembler:
 def is_json_object(text: str) -> bool:
     """Whether `text` is JSON of an object, read as a request's tool-call arguments are (no NaN, valid Unicode, within
     their bounds): a call passed on must be one its caller can send back in the next turn."""
+    return arguments_flaw(text) is None
+
+
+def arguments_flaw(text: str) -> str | None:
+    """What keeps `text` from being a call's arguments (`is_json_object`), in words; None when nothing does."""
     try:
-        return isinstance(parse_json(text, "arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments"), dict)
-    except InvalidArgumentError:
-        return False
+        parsed = parse_json(text, "arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
+    except InvalidArgumentError as error:
+        return error.message
+    return None if isinstance(parsed, dict) else "arguments are not a JSON object"

@@ -13,6 +13,7 @@ import httpx2
 from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.delta_text import string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
@@ -120,7 +121,7 @@ class _MessageEvents(EventReader):
             delta = event["delta"]
             reason = delta["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
-            sequence = _string(delta.get("stop_sequence") or "")
+            sequence = string_field(delta.get("stop_sequence") or "")
             if sequence and self.finish is FinishReason.STOP:
                 self.finish = FinishReason.STOP_SEQUENCE  # llama.cpp's server says end_turn, and which sequence
             self.stop_sequence = sequence if self.finish is FinishReason.STOP_SEQUENCE else ""
@@ -138,12 +139,12 @@ class _MessageEvents(EventReader):
             given = block.get("input")
             if isinstance(given, dict) and given:
                 self._given_inputs[at] = json.dumps(given, ensure_ascii=False)
-            return (ToolCallDelta(index, id=_string(block["id"]), name=_string(block["name"])),)
+            return (ToolCallDelta(index, id=string_field(block["id"]), name=string_field(block["name"])),)
         if kind == "redacted_thinking":
-            return (ReasoningChunk(signature=_string(block["data"]), redacted=True),)
-        if kind == "text" and (text := _string(block.get("text", ""))):
+            return (ReasoningChunk(signature=string_field(block["data"]), redacted=True),)
+        if kind == "text" and (text := string_field(block.get("text", ""))):
             return (TextChunk(text),)
-        if kind == "thinking" and (thinking := _string(block.get("thinking", ""))):
+        if kind == "thinking" and (thinking := string_field(block.get("thinking", ""))):
             return (ReasoningChunk(thinking),)
         return NO_DELTAS
 
@@ -151,16 +152,16 @@ class _MessageEvents(EventReader):
         """The delta of a content block; None for an empty piece, or a kind this gateway does not pass on."""
         kind = delta["type"]
         if kind == "text_delta":
-            text = _string(delta["text"])
+            text = string_field(delta["text"])
             return TextChunk(text) if text else None
         if kind == "input_json_delta":
             self._given_inputs.pop(block, None)  # the streamed input replaces the one given at the start
-            piece = _string(delta["partial_json"])
+            piece = string_field(delta["partial_json"])
             return ToolCallDelta(self._calls[block], arguments=piece) if piece else None
         if kind == "thinking_delta":
-            return ReasoningChunk(_string(delta["thinking"]))
+            return ReasoningChunk(string_field(delta["thinking"]))
         if kind == "signature_delta":
-            return ReasoningChunk(signature=_string(delta["signature"]))
+            return ReasoningChunk(signature=string_field(delta["signature"]))
         return None
 
     def _count(self, carrier: Mapping[str, Any], answer: bool = True) -> None:
@@ -180,12 +181,6 @@ class _MessageEvents(EventReader):
             self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
             thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
             self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
-
-
-def _string(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("a field that is not a string")
-    return value
 
 
 _COUNTED = ("system", "tools", "tool_choice", "thinking", "output_config")

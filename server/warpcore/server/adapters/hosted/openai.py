@@ -11,6 +11,7 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.delta_text import string_field
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
@@ -39,6 +40,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, vectors_flaw
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.tokens import TokenLogprob
 from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
 
 ENVIRONMENT = ApiEnvironment(
@@ -70,12 +72,14 @@ class _ChatChunks(EventReader):
     as vLLM and llama.cpp's send) and tool-call pieces in each choice's delta, the finish reason in a choice, and the
     usage in a last chunk of its own (asked for with stream_options.include_usage)."""
 
-    __slots__ = ("_indexes",)
+    __slots__ = ("_indexes", "_partial")
 
     def __init__(self) -> None:
         super().__init__()
         self._indexes: dict[object, int] = {}
         """The upstream's key of each call (its index, else its id) -> our index, in the order the calls began."""
+        self._partial: tuple[TokenLogprob, ...] = ()
+        """Tokens of part of a character, which the API sends with no text: they go with the text that ends it."""
 
     def deltas(self, event: Any) -> Sequence[Delta]:
         if usage := event.get("usage"):
@@ -85,11 +89,13 @@ class _ChatChunks(EventReader):
             delta = choice.get("delta") or {}
             if self.finish is None:  # nothing counts after the stop
                 if reasoning := delta.get("reasoning_content"):
-                    out.append(ReasoningChunk(_string(reasoning)))
+                    out.append(ReasoningChunk(string_field(reasoning)))
+                logprobs = self._partial + openai_extras.token_logprobs(choice.get("logprobs"))
                 if content := delta.get("content"):
-                    out.append(TextChunk(_string(content), openai_extras.token_logprobs(choice.get("logprobs"))))
+                    out.append(TextChunk(string_field(content), logprobs))
+                self._partial = () if content else logprobs
                 if refusal := delta.get("refusal"):
-                    out.append(TextChunk(_string(refusal), refusal=True))
+                    out.append(TextChunk(string_field(refusal), refusal=True))
                 for call in delta.get("tool_calls") or ():
                     out.append(self._call(call))
             if reason := choice.get("finish_reason"):
@@ -98,28 +104,22 @@ class _ChatChunks(EventReader):
 
     def _call(self, call: Mapping[str, Any]) -> ToolCallDelta:
         """One piece of a call: its id and name only on its first piece, as some servers repeat them."""
-        call_id = _string(call.get("id") or "")
+        call_id = string_field(call.get("id") or "")
         key = call.get("index")
         if key is None:  # servers that leave the index out number calls by their ids
             key = call_id or next(reversed(self._indexes), 0)
         function = call.get("function") or {}
-        arguments = _string(function.get("arguments") or "")
+        arguments = string_field(function.get("arguments") or "")
         index = self._indexes.get(key)
         if index is not None:
             return ToolCallDelta(index, arguments=arguments)
         index = self._indexes[key] = len(self._indexes)
-        return ToolCallDelta(index, id=call_id, name=_string(function.get("name") or ""), arguments=arguments)
+        return ToolCallDelta(index, id=call_id, name=string_field(function.get("name") or ""), arguments=arguments)
 
     def _count(self, usage: Mapping[str, Any]) -> None:
         self.prompt_tokens, self.completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
         self.cached_prompt_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         self.reasoning_tokens = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
-
-
-def _string(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError("a delta field that is not a string")
-    return value
 
 
 class OpenAIAdapter(HostedAdapter):

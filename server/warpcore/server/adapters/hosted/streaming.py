@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
+from warpcore.server.adapters.hosted.delta_text import SurrogateMender
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     HasHeaders,
@@ -195,9 +196,9 @@ class HostedAdapter(ABC):
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
             stream = await self._open(body, request_timeout(self._api.timeout, params.timeout), self._headers(params))
-        reader = endpoint.reader()
+        reader, mender = endpoint.reader(), SurrogateMender()
         calls = ToolCallAssembler()
-        deltas_of, stopped = reader.deltas, stop.is_set  # looked up once, not per event
+        deltas_of, mend, stopped = reader.deltas, mender.mend, stop.is_set  # looked up once, not per event
         cancelled = False
         failure: WarpcoreError | None = None
         try:
@@ -207,7 +208,7 @@ class HostedAdapter(ABC):
                         if stopped():  # the server's shutdown, once its grace is over: end with what was counted
                             cancelled = True
                             break
-                        for delta in deltas_of(event):
+                        for delta in mend(deltas_of(event)):
                             if type(delta) is ToolCallDelta:
                                 calls.add(delta)
                             yield delta
@@ -217,6 +218,10 @@ class HostedAdapter(ABC):
             failure = error  # ended with the usage and request id read so far, then raised by the engine
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
+        for delta in mender.unpaired():
+            if type(delta) is ToolCallDelta:
+                calls.add(delta)
+            yield delta
         if failure is None and not cancelled and reader.finish is None:
             failure = unfinished_stream(self._api, stream.response.headers.get("content-type", ""))
         finish: FinishReason = FinishReason.ERROR
