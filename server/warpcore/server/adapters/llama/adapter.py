@@ -25,7 +25,7 @@ from warpcore.server.adapters.llama.context import (
 )
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
-from warpcore.server.adapters.llama.job import Job
+from warpcore.server.adapters.llama.job import Flow, Job
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, list_model_ids, resolve_model_path
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.native_threads import on_passing_thread
@@ -101,16 +101,19 @@ class LlamaCppAdapter:
         preparer, scheduler = self._serving(params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        flow = Flow()
 
         def emit(event: GenerationEvent | BaseException) -> None:
+            flow.given += 1
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         try:
             constraint = await output_constraint(params, scheduler.vocabulary_size)
             prompt = await loop.run_in_executor(self._prompts, preparer.prepare, params, self._context_size, stop)
-            scheduler.submit(Job(params, prompt, emit, stop, constraint))
+            scheduler.submit(Job(params, prompt, emit, stop, constraint, flow))
             while True:
                 event = await events.get()
+                flow.taken += 1
                 if isinstance(event, BaseException):
                     raise event
                 yield event

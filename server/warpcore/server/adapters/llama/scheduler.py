@@ -16,7 +16,7 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
-from warpcore.server.adapters.llama.job import Job, Running
+from warpcore.server.adapters.llama.job import IDLE_SECONDS, PAUSED_WAIT, Job, Running
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse
@@ -30,10 +30,6 @@ from warpcore.server.core.tokens import PromptUsage
 
 _log = logging.getLogger(__name__)
 
-IDLE_SECONDS = 1.0
-"""How long a model's batching thread waits for work before it ends (the next generation starts another): an idle
-thread's OpenMP team makes libgomp stop spinning in a working model's too (native_threads.py), slowing it."""
-
 
 class BatchScheduler:
     """Runs up to `slots` generations on one native context, each with a KV cache of `context_size` tokens.
@@ -41,7 +37,8 @@ class BatchScheduler:
     Its batching thread (`_serve`, started by a generation, ended after IDLE_SECONDS without work) steps: every
     step it admits waiting jobs into free slots (first come, first served), decodes the next token of every running
     generation, adds a piece of each newly admitted prompt, samples each sequence with its own sampler, and frees
-    the slot and KV cells of a generation as soon as it finishes or its caller goes away. The public methods are
+    the slot and KV cells of a generation as soon as it finishes or its caller goes away; a generation whose caller
+    is behind (job.Flow) is passed over until it catches up. The public methods are
     called from other threads. A step decodes its generations in calls of at most `rows_per_call` rows, the count
     measured at load to give every row exactly the logits it gets alone (invariance.py): so a generation's text
     never depends on its neighbours.
@@ -179,6 +176,8 @@ class BatchScheduler:
                 if not self._wake.wait(IDLE_SECONDS) and not (self._waiting or self._closing):
                     self._thread = None
                     return "idle"
+            if not self._waiting and all(sequence.passed_over() for sequence in self._running):
+                self._wake.wait(PAUSED_WAIT)  # every caller behind: woken by a new generation, else soon again
             admitted: list[Job] = []
             while self._waiting and len(admitted) < len(self._free_slots):
                 admitted.append(self._waiting.popleft())
@@ -211,8 +210,9 @@ class BatchScheduler:
                 self._finish(sequence, FinishReason.CANCELLED)
 
     def _step(self) -> None:
-        generating = [(sequence, sequence.next_token) for sequence in self._running if sequence.next_token is not None]
-        prefilling = [sequence for sequence in self._running if sequence.next_token is None]
+        running = [sequence for sequence in self._running if not sequence.passed_over()]
+        generating = [(sequence, sequence.next_token) for sequence in running if sequence.next_token is not None]
+        prefilling = [sequence for sequence in running if sequence.next_token is None]
         for start in range(0, len(generating), self.rows_per_call):
             group = generating[start : start + self.rows_per_call]
             rows = [self._add(sequence, token, logits=True) for sequence, token in group]
