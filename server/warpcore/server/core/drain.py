@@ -21,6 +21,9 @@ STOPPED_WAIT = 0.25
 CANCELLED result, before it is cancelled."""
 CANCELLED_WAIT = 5.0
 """Seconds cancelled calls (a stalled upstream, a load, a pull) get to unwind."""
+STEP_WAIT = 5.0
+"""Seconds stopped local generations get to end their decode step and write their result: one whose result cannot be
+written (its client stopped reading, its connection full) is cancelled then, or the process would wait for it."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class ActiveStreams:
         """Give the calls `grace` seconds (less the margin for final results) to finish, unless `end_now` cuts it
         short; then stop the generations, which end with a CANCELLED result counting what they used, and cancel the
         calls that cannot end so. A local generation ends at the end of its current decode step: waited for, so
-        that its usage is exact, even when that step outlasts the grace."""
+        that its usage is exact, even when that step outlasts the grace, for STEP_WAIT at most."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
         self._stopping = True
@@ -108,8 +111,20 @@ class ActiveStreams:
         if cancelled:
             await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
         # Waited for to the end, those admitted late too (their model's load ended meanwhile), stopped at once.
-        while stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]:
-            await asyncio.wait(stepping)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STEP_WAIT
+        while (stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]) and (
+            loop.time() < deadline
+        ):
+            await asyncio.wait(stepping, timeout=deadline - loop.time())
+        for task in stepping:
+            self._ended_by_shutdown.add(task)
+            task.cancel()
+        if stepping:
+            _log.info(
+                "%d local generations could not write their result within %g s: cancelled", len(stepping), STEP_WAIT
+            )
+            await asyncio.wait(stepping, timeout=CANCELLED_WAIT)
 
     async def _idle_or_now(self) -> None:
         waits = [asyncio.ensure_future(self._idle.wait()), asyncio.ensure_future(self._now.wait())]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.constraint import Constraint
@@ -68,3 +69,8 @@ class Running:
     def passed_over(self) -> bool:
         """Whether this step leaves it out: a token to decode, and its caller too far behind to want it yet."""
         return self.next_token is not None and self.job.flow.behind()
+
+
+def all_behind(running: Sequence[Running]) -> bool:
+    """Whether every running generation is passed over: nothing to decode until a caller reads."""
+    return bool(running) and all(sequence.passed_over() for sequence in running)

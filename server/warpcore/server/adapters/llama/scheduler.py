@@ -16,7 +16,7 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
-from warpcore.server.adapters.llama.job import IDLE_SECONDS, PAUSED_WAIT, Job, Running
+from warpcore.server.adapters.llama.job import IDLE_SECONDS, PAUSED_WAIT, Job, Running, all_behind
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse
@@ -38,10 +38,10 @@ class BatchScheduler:
     step it admits waiting jobs into free slots (first come, first served), decodes the next token of every running
     generation, adds a piece of each newly admitted prompt, samples each sequence with its own sampler, and frees
     the slot and KV cells of a generation as soon as it finishes or its caller goes away; a generation whose caller
-    is behind (job.Flow) is passed over until it catches up. The public methods are
-    called from other threads. A step decodes its generations in calls of at most `rows_per_call` rows, the count
-    measured at load to give every row exactly the logits it gets alone (invariance.py): so a generation's text
-    never depends on its neighbours.
+    is behind (job.Flow) is passed over until it catches up, unless the model is unloading, which ends every
+    generation as before. The public methods are called from other threads. A step decodes its generations in calls
+    of at most `rows_per_call` rows, the count measured at load to give every row exactly the logits it gets alone
+    (invariance.py): so a generation's text never depends on its neighbours.
 
     Each slot has a KV stream of its own, and llama.cpp decodes the rows of a call in one pass only while their
     sequence ids rise one by one (llama_batch_allocr::split_equal); otherwise it splits the call into a pass per
@@ -176,8 +176,8 @@ class BatchScheduler:
                 if not self._wake.wait(IDLE_SECONDS) and not (self._waiting or self._closing):
                     self._thread = None
                     return "idle"
-            if not self._waiting and all(sequence.passed_over() for sequence in self._running):
-                self._wake.wait(PAUSED_WAIT)  # every caller behind: woken by a new generation, else soon again
+            if not (self._closing or (self._waiting and self._free_slots)) and all_behind(self._running):
+                self._wake.wait(PAUSED_WAIT)  # nothing to do until a caller reads: woken by a new one, else soon
             admitted: list[Job] = []
             while self._waiting and len(admitted) < len(self._free_slots):
                 admitted.append(self._waiting.popleft())
@@ -210,7 +210,7 @@ class BatchScheduler:
                 self._finish(sequence, FinishReason.CANCELLED)
 
     def _step(self) -> None:
-        running = [sequence for sequence in self._running if not sequence.passed_over()]
+        running = [sequence for sequence in self._running if self._closing or not sequence.passed_over()]
         generating = [(sequence, sequence.next_token) for sequence in running if sequence.next_token is not None]
         prefilling = [sequence for sequence in running if sequence.next_token is None]
         for start in range(0, len(generating), self.rows_per_call):
