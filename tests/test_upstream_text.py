@@ -17,7 +17,7 @@ from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from tests.http_door import async_openai_client, load_hosted
 from tests.test_tools_hosted import use
-from tests.tool_wire import Args, Call, chat, stream, user
+from tests.tool_wire import Args, Call, Text, chat, stream, user
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -72,6 +72,20 @@ async def test_the_http_door_streams_a_character_cut_between_events_whole(doors:
     assert text == f"A{GRINNING}B"
 
 
+async def test_a_half_left_at_the_end_of_the_text_comes_before_a_call_that_follows(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    # It came at the stream's end, after the call: a text block of its own after the tool_use on Anthropic's dialect.
+    await load(stub, upstream)
+    use(upstream, [Text(f"z{HIGH}"), Call(0, "call_1", "greet"), Args(0, "{}")])
+    kinds, text = [], ""
+    async for frame in stub.Generate(chat(user("Smile"))):
+        kinds.append(frame.WhichOneof("frame"))
+        text += frame.delta.text
+    assert text == "z\ufffd"
+    assert kinds.index("tool_call") > max(index for index, kind in enumerate(kinds) if kind == "delta")
+
+
 def _scored(piece: bytes, logprob: float) -> dict[str, object]:
     token = {"token": f"bytes:{piece!r}", "logprob": logprob, "bytes": list(piece), "top_logprobs": []}
     return {"content": [token]}
@@ -123,3 +137,22 @@ async def test_the_http_door_keeps_the_logprob_of_a_token_that_is_part_of_a_char
     for choices in (streamed, whole.choices):
         tokens = [token for choice in choices if choice.logprobs for token in choice.logprobs.content or ()]
         assert [(bytes(token.bytes or ()), token.logprob) for token in tokens] == SPLIT_SCORES
+
+
+async def test_the_logprob_of_part_of_a_character_that_ends_the_stream_is_kept(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    # A stream cut inside a character (max_tokens) dropped the tokens of its last part.
+    await load(stub, openai_upstream)
+    openai_upstream.script = Script(
+        events=[
+            {"content": "A", "logprobs": _scored(b"A", -1.0)},
+            {"content": "", "logprobs": _scored(ENCODED[:2], -2.0)},
+        ]
+    )
+    scored = [
+        (token.bytes, token.logprob)
+        async for frame in stub.Generate(prompt(max_tokens=16, logprobs=True))
+        for token in frame.delta.logprobs
+    ]
+    assert scored == [(b"A", -1.0), (ENCODED[:2], -2.0)]

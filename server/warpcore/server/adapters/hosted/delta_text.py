@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from warpcore.server.core.domain import ReasoningChunk, TextChunk, ToolCallDelta
 
@@ -76,6 +76,7 @@ class SurrogateMender:
                 mended.append(delta)
                 continue
             key, text = piece
+            mended += self._unpaired(but=key[0])  # a half that waited past the end of its kind's run
             text = self._held.pop(key, "") + text
             if text and "\ud800" <= text[-1] <= "\udbff":
                 self._held[key], text = text[-1], text[:-1]
@@ -87,13 +88,19 @@ class SurrogateMender:
 
     def unpaired(self) -> list[TextChunk | ReasoningChunk | ToolCallDelta]:
         """A REPLACEMENT for each first half still waiting when the stream ends."""
+        return self._unpaired()
+
+    def _unpaired(self, but: type | None = None) -> list[Any]:
+        """A REPLACEMENT for each first half waiting in a piece of another kind than `but` (of any, without): text
+        whose half waits when a call begins, say, would get its next piece after the call's."""
         ends: list[TextChunk | ReasoningChunk | ToolCallDelta] = []
-        for (kind, number), _ in self._held.items():
+        for key in [key for key in self._held if key[0] is not but]:
+            del self._held[key]
+            kind, number = key
             if kind is TextChunk:
                 ends.append(TextChunk(REPLACEMENT, refusal=bool(number)))
             elif kind is ReasoningChunk:
                 ends.append(ReasoningChunk(REPLACEMENT))
             else:
                 ends.append(ToolCallDelta(number, arguments=REPLACEMENT))
-        self._held.clear()
         return ends

@@ -50,7 +50,6 @@ ENVIRONMENT = ApiEnvironment(
     default_base_url="https://api.openai.com/v1",
     organization="OPENAI_ORGANIZATION",
 )
-MAX_STOP_SEQUENCES = 4  # the chat completions API's limit
 OPENAI_HOST = "api.openai.com:443"  # as scrub.upstream_host names it
 
 ERRORS = ErrorTable(
@@ -78,8 +77,7 @@ class _ChatChunks(EventReader):
         super().__init__()
         self._indexes: dict[object, int] = {}
         """The upstream's key of each call (its index, else its id) -> our index, in the order the calls began."""
-        self._partial: tuple[TokenLogprob, ...] = ()
-        """Tokens of part of a character, which the API sends with no text: they go with the text that ends it."""
+        self._partial: tuple[TokenLogprob, ...] = ()  # of part of a character, sent with no text: they go with its end
 
     def deltas(self, event: Any) -> Sequence[Delta]:
         if usage := event.get("usage"):
@@ -99,6 +97,8 @@ class _ChatChunks(EventReader):
                 for call in delta.get("tool_calls") or ():
                     out.append(self._call(call))
             if reason := choice.get("finish_reason"):
+                if self._partial and self.finish is None:  # cut inside a character (max_tokens): its tokens still count
+                    out.append(TextChunk("", self._partial))
                 self.finish = FINISH_REASONS.get(reason, FinishReason.STOP)
         return out or NO_DELTAS
 
@@ -141,22 +141,7 @@ class OpenAIAdapter(HostedAdapter):
         """Whether this model wants `max_completion_tokens` rather than `max_tokens`."""
 
     def _request(self, params: GenerationParams) -> dict[str, Any]:
-        # OpenAI's own API takes no top_k and at most 4 stop sequences; the compatible servers a base URL may name
-        # instead (llama.cpp's, vLLM's, LiteLLM's) take both, and get them.
-        openai_itself = upstream_host(self._api.base_url) == OPENAI_HOST
-        if params.top_k is not None and openai_itself:
-            raise refused("top_k", "top_k is not supported by OpenAI's API; leave it unset")
-        if params.continue_last:
-            raise refused(
-                "messages",
-                "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"
-                " user message",
-            )
-        if len(params.stop) > MAX_STOP_SEQUENCES and openai_itself:
-            raise refused("stop", f"OpenAI's API accepts at most {MAX_STOP_SEQUENCES} stop sequences")
-        if params.reasoning is not None and params.reasoning.budget_tokens is not None:
-            raise refused("reasoning.budget_tokens", "the OpenAI API takes a reasoning effort, not a budget")
-        openai_extras.check_documents(params)
+        openai_extras.check_request(params, openai_itself=upstream_host(self._api.base_url) == OPENAI_HOST)
         messages: list[dict[str, Any]] = [{"role": "system", "content": params.system}] if params.system else []
         if params.prompt is not None:
             messages.append({"role": "user", "content": params.prompt})

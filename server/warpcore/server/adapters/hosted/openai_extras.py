@@ -1,5 +1,5 @@
-"""OpenAI chat completions beyond text: a turn's image and document parts, and the log-probabilities a choice
-streams."""
+"""OpenAI chat completions beyond text: what a request may not ask of the API, a turn's image and document parts,
+and the log-probabilities a choice streams."""
 
 from __future__ import annotations
 
@@ -32,8 +32,31 @@ def content(message: ChatMessage) -> str | list[dict[str, Any]]:
     return parts
 
 
-def check_documents(params: GenerationParams) -> None:
-    """Refuses, before anything is sent, a document given by URL: the chat completions API takes a file's data."""
+OPENAI_MAX_STOP_SEQUENCES = 4
+"""OpenAI's own limit (core/bounds.py has the gateway's)."""
+
+
+def check_request(params: GenerationParams, *, openai_itself: bool) -> None:
+    """Refuses, before anything is sent, what the chat completions API cannot take: OpenAI's own API (`openai_itself`)
+    no top_k and at most 4 stop sequences, which the compatible servers a base URL may name instead (llama.cpp's,
+    vLLM's, LiteLLM's) take; no API a prefill or a reasoning budget; a document given by URL."""
+    if params.top_k is not None and openai_itself:
+        raise refused("top_k", "top_k is not supported by OpenAI's API; leave it unset")
+    if params.continue_last:
+        raise refused(
+            "messages",
+            "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"
+            " user message",
+        )
+    if len(params.stop) > OPENAI_MAX_STOP_SEQUENCES and openai_itself:
+        raise refused("stop", f"OpenAI's API accepts at most {OPENAI_MAX_STOP_SEQUENCES} stop sequences")
+    if params.reasoning is not None and params.reasoning.budget_tokens is not None:
+        raise refused("reasoning.budget_tokens", "the OpenAI API takes a reasoning effort, not a budget")
+    _check_documents(params)
+
+
+def _check_documents(params: GenerationParams) -> None:
+    """Refuses a document given by URL: the chat completions API takes a file's data."""
     for index, message in enumerate(params.messages):
         for number, part in enumerate(message.parts):
             if isinstance(part, DocumentPart) and part.url:
