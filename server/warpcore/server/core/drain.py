@@ -110,7 +110,8 @@ class ActiveStreams:
             task.cancel()
         if cancelled:
             await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
-        # Waited for to the end, those admitted late too (their model's load ended meanwhile), stopped at once.
+        # Waited for to the end of their step, STEP_WAIT at most, those admitted late too (their model's load ended
+        # meanwhile), stopped at once.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STEP_WAIT
         while (stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]) and (
@@ -121,9 +122,7 @@ class ActiveStreams:
             self._ended_by_shutdown.add(task)
             task.cancel()
         if stepping:
-            _log.info(
-                "%d local generations could not write their result within %g s: cancelled", len(stepping), STEP_WAIT
-            )
+            _log.info("%d local generations did not end within %g s of their stop: cancelled", len(stepping), STEP_WAIT)
             await asyncio.wait(stepping, timeout=CANCELLED_WAIT)
 
     async def _idle_or_now(self) -> None:
