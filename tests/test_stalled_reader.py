@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_TOKENS = 1500
 """Far more than a caller may leave unread: a generation that went on for nobody would reach it."""
+LONG = GenerationParams(prompt="the world", messages=(), max_tokens=MAX_TOKENS, temperature=0.0)
 
 
 async def settled_cells(occupancy: Occupancy, quiet: float = 0.2, limit: float = 10.0) -> int:
@@ -59,14 +60,24 @@ def batching_cpu_seconds() -> float:
     return total / 1e9
 
 
-async def stalled(adapter: LlamaCppAdapter, occupancy: Occupancy) -> AsyncGenerator[GenerationEvent, None]:
-    """A generation of MAX_TOKENS whose caller took a few events and reads no more, once it waits."""
-    params = GenerationParams(prompt="the world", messages=(), max_tokens=MAX_TOKENS, temperature=0.0)
-    events = adapter.generate(params, threading.Event())
-    for _ in range(4):
-        await anext(events)
-    assert await settled_cells(occupancy) > 0
-    return events
+async def loaded(models_path: Path, parallel: int) -> tuple[LlamaCppAdapter, Occupancy]:
+    """The tiny model on an adapter of `parallel` slots, and what the model is doing."""
+    adapter = LlamaCppAdapter(LocalSettings(parallel=parallel, threads=2), {"MODELS_PATH": str(models_path)})
+    occupancy = (await adapter.load(TINY_MODEL, 2048)).occupancy
+    assert occupancy is not None
+    return adapter, occupancy
+
+
+async def stalled(
+    adapter: LlamaCppAdapter, occupancy: Occupancy
+) -> tuple[AsyncGenerator[GenerationEvent, None], list[GenerationEvent], int]:
+    """A generation of MAX_TOKENS whose caller took a few events and reads no more: its events, those taken, and
+    the cells it holds once it waits."""
+    events = adapter.generate(LONG, threading.Event())
+    taken = [await anext(events) for _ in range(4)]
+    held = await settled_cells(occupancy)  # nothing more is read meanwhile
+    assert held > 0
+    return events, taken, held
 
 
 async def test_a_generation_waits_for_a_caller_that_stops_reading_and_then_goes_on_the_same(
@@ -74,19 +85,14 @@ async def test_a_generation_waits_for_a_caller_that_stops_reading_and_then_goes_
 ) -> None:
     # It decoded on for nobody up to max_tokens, a core busy and the model's slot held, while its client (a full
     # connection) read nothing.
-    adapter = LlamaCppAdapter(LocalSettings(parallel=2, threads=2), {"MODELS_PATH": str(models_path)})
-    occupancy = (await adapter.load(TINY_MODEL, 2048)).occupancy
-    assert occupancy is not None
-    params = GenerationParams(prompt="the world", messages=(), max_tokens=MAX_TOKENS, temperature=0.0)
+    adapter, occupancy = await loaded(models_path, parallel=2)
     try:
-        alone = [event async for event in adapter.generate(params, threading.Event())]
+        alone = [event async for event in adapter.generate(LONG, threading.Event())]
         assert isinstance(alone[-1], Finish)
         assert alone[-1].completion_tokens == MAX_TOKENS
 
-        events = adapter.generate(params, threading.Event())
-        taken = [await anext(events) for _ in range(4)]
-        held = await settled_cells(occupancy)  # nothing more is read meanwhile
-        assert 0 < held < alone[-1].prompt_tokens + len(taken) + 2 * MAX_UNREAD
+        events, taken, held = await stalled(adapter, occupancy)
+        assert held < alone[-1].prompt_tokens + len(taken) + 2 * MAX_UNREAD
         taken += [event async for event in events]
     finally:
         await adapter.close()
@@ -100,11 +106,9 @@ async def test_the_batching_thread_rests_while_every_slot_waits_for_its_caller_a
 ) -> None:
     # With a call queued for a slot, the batching thread stepped without rest, a core busy for as long as the
     # callers stayed stalled (an outside tester's finding).
-    adapter = LlamaCppAdapter(LocalSettings(parallel=1, threads=2), {"MODELS_PATH": str(models_path)})
-    occupancy = (await adapter.load(TINY_MODEL, 2048)).occupancy
-    assert occupancy is not None
+    adapter, occupancy = await loaded(models_path, parallel=1)
     try:
-        events = await stalled(adapter, occupancy)
+        events, _, _ = await stalled(adapter, occupancy)
         params = GenerationParams(prompt="hello", messages=(), max_tokens=4, temperature=0.0)
         queued = asyncio.ensure_future(anext(adapter.generate(params, threading.Event())))
         busy = batching_cpu_seconds()
@@ -121,10 +125,8 @@ async def test_the_batching_thread_rests_while_every_slot_waits_for_its_caller_a
 
 async def test_unloading_ends_a_generation_whose_caller_stopped_reading(models_path: Path) -> None:
     # The unload waited for as long as the caller stayed stalled: the passed-over generation never ended.
-    adapter = LlamaCppAdapter(LocalSettings(parallel=1, threads=2), {"MODELS_PATH": str(models_path)})
-    occupancy = (await adapter.load(TINY_MODEL, 2048)).occupancy
-    assert occupancy is not None
-    events = await stalled(adapter, occupancy)
+    adapter, occupancy = await loaded(models_path, parallel=1)
+    events, _, _ = await stalled(adapter, occupancy)
     await asyncio.wait_for(adapter.close(), 30)
     rest = [event async for event in events]
     assert isinstance(rest[-1], Finish)
