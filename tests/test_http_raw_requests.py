@@ -214,3 +214,37 @@ async def test_the_head_timeout_cuts_no_answer_that_takes_longer(
         once = client.with_options(max_retries=0)  # a reused dead connection would fail: none is reused
         answer = await once.chat.completions.create(model="m", messages=openai_messages())
     assert answer.choices[0].message.content == "again"
+
+
+async def test_a_stream_to_an_http_1_0_client_ends_with_its_connection(
+    guarded: Doors, connection: Connection, openai_upstream: FakeOpenAI
+) -> None:
+    """HTTP/1.0 has no chunked framing: a client that asked to keep its connection learns where the stream ends
+    only when the server closes it."""
+    await load_hosted(guarded, openai_upstream)
+    openai_upstream.script = Script(chunks=["a", "b"])
+    raw = json.dumps({"model": "m", "messages": openai_messages(), "stream": True}).encode()
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), b"Connection: keep-alive", length=len(raw))
+    status = await exchange(connection, head.replace(b"HTTP/1.1", b"HTTP/1.0", 1), raw)
+    rest = await asyncio.wait_for(connection[0].read(), ANSWER_SECONDS)  # to the end of the connection
+    assert status.startswith(b"HTTP/1.0 200")
+    assert rest.endswith(b"data: [DONE]\n\n")
+
+
+async def test_an_expectation_other_than_continue_is_ignored(connection: Connection) -> None:
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode(), b"Expect: 200-ok", b"x-request-id: mine")
+    status = await exchange(connection, head, b"{}")
+    headers = await asyncio.wait_for(connection[0].readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
+    assert status.startswith(b"HTTP/1.1 400")  # read and answered as any other: a chat request without its fields
+    assert b"\r\nx-request-id: mine\r\n" in status + headers
+
+
+async def test_a_kept_connection_is_closed_once_the_server_drains(guarded: Doors, connection: Connection) -> None:
+    assert guarded.http is not None
+    guarded.http.refuse_new()
+    head = post("/v1/chat/completions", f"x-api-key: {TOKEN}".encode())
+    status = await exchange(connection, head, b"{}")
+    headers = await asyncio.wait_for(connection[0].readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
+    assert status.startswith(b"HTTP/1.1 503")
+    assert b"\r\nConnection: close\r\n" in headers  # the client reconnects, to a replica that serves
+    await asyncio.wait_for(connection[0].read(), ANSWER_SECONDS)  # and the server closes its end

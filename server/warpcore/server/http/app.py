@@ -144,7 +144,11 @@ class HttpDoor:
 
     async def _expect(self, request: web.Request) -> None:
         """`Expect: 100-continue`: the client is told to send its body only when it would be read; otherwise no 100
-        comes, and the handler answers with the refusal at once (RFC 9110, section 10.1.1)."""
+        comes, and the handler answers with the refusal at once (RFC 9110, section 10.1.1). Any other expectation
+        is ignored, as the RFC lets a server do, and the request answered as any other (aiohttp's own 417 would
+        come in neither dialect's shape, without a request id)."""
+        if request.headers.get("Expect", "").strip().lower() != "100-continue":
+            return
         try:
             self._admit(request)
         except WarpcoreError:
@@ -187,6 +191,8 @@ class HttpDoor:
             try:
                 response = await self._respond(request, handler)
                 code = request.get(OUTCOME, "OK")
+                if self._draining:  # a client that keeps its connection would only be refused on it: it reconnects
+                    response.force_close()
                 return response
             finally:
                 model = request.get(MODEL, "")

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 DONE = b"data: [DONE]\n\n"
 """The OpenAI dialect's end of stream."""
@@ -54,5 +54,9 @@ async def open_stream(request: web.Request, headers: Mapping[str, str]) -> web.S
             "X-Accel-Buffering": "no",
         },
     )
+    if request.version < HttpVersion11:
+        # No chunked framing before HTTP/1.1: the end of the stream is the end of the connection. (aiohttp works
+        # this out for the head it sends, and then keeps the connection open regardless.)
+        response.force_close()
     await response.prepare(request)
     return response

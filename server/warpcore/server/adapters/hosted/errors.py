@@ -224,6 +224,7 @@ _CONNECTION_FAILURES: dict[type[Exception], str] = {
 _AIOHTTP_FAILURES: dict[type[Exception], str] = {
     aiohttp.ServerDisconnectedError: "{host} closed the connection before answering",
     aiohttp.ClientOSError: "the connection to {host} failed",
+    aiohttp.ClientPayloadError: "{host} closed the connection before the answer was complete",
 }
 _CLOSED_BEFORE_ANSWERING = (
     aiohttp.ServerDisconnectedError,
