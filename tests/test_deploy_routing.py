@@ -29,6 +29,7 @@ GATEWAY = ROOT / "deploy" / "inference-gateway" / "inference-pool.yaml"
 KSERVE = ROOT / "deploy" / "kserve" / "serving-runtime.yaml"
 REPLICATED = ROOT / "deploy" / "kubernetes" / "replicated.yaml"
 VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+KUBERNETES_DEFAULT_GRACE = 30  # seconds: a Pod's terminationGracePeriodSeconds when its spec sets none
 CUSTOM_GROUPS = ("inference.networking.k8s.io/", "gateway.networking.k8s.io/", "serving.kserve.io/")
 GRPC_PORT = 50051
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -122,6 +123,8 @@ def test_the_kserve_runtime_serves_grpc_on_the_h2c_port_with_lazy_models(tmp_pat
     assert (limit["containerName"], limit["resource"]) == (container["name"], "limits.cpu")
     assert container["resources"]["limits"]["cpu"]
     assert env["MODELS_PATH"] == "/mnt/models"  # where KServe mounts the storageUri
+    # The drain ends inside the Pod's termination grace, which the runtime cannot set: Kubernetes' default, 30 s.
+    assert float(env["WARPCORE_GRACE"]) < KUBERNETES_DEFAULT_GRACE
     assert container["readinessProbe"]["grpc"] == {"port": GRPC_PORT, "service": INFERENCE_SERVICE}
     config_map = only(resources, "ConfigMap")
     volume, scratch = spec["volumes"]

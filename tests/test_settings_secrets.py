@@ -47,6 +47,17 @@ def test_a_token_file_no_client_could_send_stops_the_start(tmp_path: Path) -> No
         parse_settings(["--token-file", str(token_file)], {})
 
 
+@pytest.mark.parametrize("spelling", ["--token-file", "WARPCORE_TOKEN_FILE"])
+def test_a_token_in_both_the_variable_and_a_file_stops_the_start(tmp_path: Path, spelling: str) -> None:
+    """A tester's finding: the file's token was taken and the variable's ignored, in silence."""
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token\n")
+    flag = spelling.startswith("--")
+    arguments, env = ([spelling, str(token_file)], {}) if flag else ([], {spelling: str(token_file)})
+    with pytest.raises(SettingsError, match=f"both WARPCORE_TOKEN and the token file {token_file} are set"):
+        parse_settings(arguments, {**env, "WARPCORE_TOKEN": "env-token"})
+
+
 def tls_files(tmp_path: Path, **replaced: bytes) -> list[str]:
     """The flags of a server certificate, its key and a client CA, written to files, some contents replaced."""
     pems = make_certificates()

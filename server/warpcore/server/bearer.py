@@ -1,4 +1,4 @@
-"""The bearer token the server requires, from its settings: the token file's (--token-file), else WARPCORE_TOKEN's."""
+"""The bearer token the server requires, from its settings: the token file's (--token-file) or WARPCORE_TOKEN's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ def configured_token(variable: str | None, token_file: Path | None) -> str | Non
     """The token without the whitespace around it (a file's last newline, a value pasted with a space), which no
     client sends; None without either setting. ValueError, naming where it came from, for a token that is set but
     empty (which would turn authentication off without a word) or that no client could send (a gRPC header value
-    and an HTTP token are printable ASCII, without spaces)."""
+    and an HTTP token are printable ASCII, without spaces), or for both settings at once (one would be ignored, and
+    a client sending it locked out without a word)."""
+    if token_file is not None and variable is not None:
+        raise ValueError(
+            f"both WARPCORE_TOKEN and the token file {token_file} are set: keep one of them (the server takes one)"
+        )
     if token_file is not None:
         try:
             variable = token_file.read_text()
