@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from warpcore.server.core.bounds import REQUEST_ID, shortened
-from warpcore.server.core.domain import Finish
+from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.metrics import Metrics
 
@@ -54,6 +54,17 @@ def record_usage(finish: Finish) -> None:
         )
         if finish.upstream_request_id:
             usage["upstream_request_id"] = finish.upstream_request_id
+
+
+def record_cancelled(prompt_tokens: int) -> None:
+    """Note a generation whose caller went before the backend could count what it used: `cancelled`, with the
+    prompt's size when the backend told it first (a local model, Anthropic); the tokens generated meanwhile are
+    counted by the backend at its end, which never came, so no count is noted rather than a wrong one."""
+    usage = _usage.get()
+    if usage is not None:
+        usage["finish_reason"] = FinishReason.CANCELLED.value
+        if prompt_tokens:
+            usage["prompt_tokens"] = prompt_tokens
 
 
 def record_failure(error: WarpcoreError) -> None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from warpcore.server.adapters.base import QueuesGenerations
+from warpcore.server.core.access import record_cancelled
 from warpcore.server.core.bounds import read_off_loop_when_large
 from warpcore.server.core.coalescing import coalesced
 from warpcore.server.core.domain import (
@@ -195,10 +196,12 @@ class Engine:
 
             events = coalesced(model.adapter.generate(params, stop))
             failed: Finish | None = None  # an adapter's ERROR finish, with what was used before the failure
+            answered = False  # the result is out: a caller that closes the stream now has all of it
             try:
                 async for event in events:
                     if isinstance(event, Finish):
                         if event.failure is None:
+                            answered = True
                             yield result(event)
                             return
                         failed = event
@@ -211,7 +214,12 @@ class Engine:
                     yield event
             except asyncio.CancelledError:
                 if not self.streams.ended_by_shutdown():
+                    record_cancelled(prompt.prompt_tokens)
                     raise  # the caller went away: nobody to tell
+            except GeneratorExit:
+                if not answered:  # the caller closed the stream before its end (its client went)
+                    record_cancelled(prompt.prompt_tokens)
+                raise
             except Exception:
                 if first_token_at is not None:
                     # Text was sent: close the stream with its result before the error says why.

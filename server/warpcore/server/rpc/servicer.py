@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -75,19 +76,22 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
         params = translate.generation_params(request, context.time_remaining(), self._engine.limits.default_max_tokens)
         prompt: PromptUsage | None = None
-        async for output in self._engine.generate(request.model_id, params):
-            if isinstance(output, PromptUsage):
-                prompt = output  # rides on the next frame: alone, it would be a frame of no kind clients know
-                continue
-            if isinstance(output, GenerationResult):
-                record_usage(output.finish)
-                frame = translate.result_frame(output)
-            else:
-                frame = tools_translate.delta_frame(output)
-            if prompt is not None:
-                frame.prompt_usage.CopyFrom(translate.prompt_usage(prompt))
-                prompt = None
-            yield frame
+        # Closed here, in the call's task, when grpc closes this stream (its client went while a frame was written):
+        # the engine notes then how the generation ended, for the call's access-log line.
+        async with contextlib.aclosing(self._engine.generate(request.model_id, params)) as outputs:
+            async for output in outputs:
+                if isinstance(output, PromptUsage):
+                    prompt = output  # rides on the next frame: alone, it would be a frame of no kind clients know
+                    continue
+                if isinstance(output, GenerationResult):
+                    record_usage(output.finish)
+                    frame = translate.result_frame(output)
+                else:
+                    frame = tools_translate.delta_frame(output)
+                if prompt is not None:
+                    frame.prompt_usage.CopyFrom(translate.prompt_usage(prompt))
+                    prompt = None
+                yield frame
 
     @streaming_errors
     async def PullModel(

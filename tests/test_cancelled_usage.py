@@ -1,0 +1,74 @@
+"""A generation whose client went is logged as such: `finish_reason` cancelled and the prompt's size the backend
+told before the cancel, through either door and however the door learnt of it; never a completion count that the
+backend, cut off before its end, did not give."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING
+
+from tests.conftest import TINY_MODEL, AccessLines, greedy, load_tiny
+from warpcore.server.core.domain import BackendKind, LoadSpec
+
+if TYPE_CHECKING:
+    from warpcore.server.doors import Doors
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+LONG = 2000  # tokens: far more than any of these clients waits for
+
+
+def usage_of(access_lines: AccessLines) -> dict[str, object]:
+    """The usage fields of the last access line."""
+    fields = access_lines.records[-1].__dict__
+    return {name: fields[name] for name in ("finish_reason", "prompt_tokens", "completion_tokens") if name in fields}
+
+
+async def test_a_grpc_stream_its_client_cancels_is_logged_cancelled_with_its_prompt(
+    stub: Stub, access_lines: AccessLines
+) -> None:
+    await load_tiny(stub)
+    assert await access_lines.next() == ("LoadModel", "tiny", "OK")
+    call = stub.Generate(greedy("the world", LONG))
+    frames = aiter(call)
+    first = await anext(frames)
+    for _ in range(3):
+        await anext(frames)
+    call.cancel()
+    assert await access_lines.next() == ("Generate", "tiny", "CANCELLED")
+    assert first.prompt_usage.prompt_tokens > 0
+    assert usage_of(access_lines) == {"finish_reason": "cancelled", "prompt_tokens": first.prompt_usage.prompt_tokens}
+
+
+async def test_an_http_stream_whose_client_hangs_up_is_logged_cancelled_with_its_prompt(
+    doors: Doors, access_lines: AccessLines
+) -> None:
+    """The door learns of the client's going as it writes, or from the closed connection: either way the same."""
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    assert doors.http is not None
+    body = json.dumps(
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "the world"}],
+            "max_tokens": LONG,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", doors.http.port)
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body)
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    for _ in range(3):  # events: the generation is under way
+        await asyncio.wait_for(reader.readuntil(b"\n\n"), 10)
+    writer.close()
+    assert await access_lines.next() == ("/v1/chat/completions", "tiny", "CANCELLED")
+    usage = usage_of(access_lines)
+    assert usage["finish_reason"] == "cancelled"
+    assert isinstance(usage["prompt_tokens"], int)
+    assert usage["prompt_tokens"] > 0
+    assert "completion_tokens" not in usage
