@@ -537,7 +537,9 @@ class LocalBackendConfig(_message.Message):
     with the same tokens (the next turn of a conversation, a shared system prompt)
     decodes only the rest; least recently used prefixes go first. 0 turns the cache
     off; at most 1048576. Unset: LLAMA_PROMPT_CACHE_TOKENS, else context_size.
-    Greedy output is the same with and without the cache.
+    A slot also keeps its last prompt's cells in place, which costs no memory and
+    which this cap does not bound (0 turns that off too). Greedy output is the
+    same with and without the cache.
     """
     @_builtins.property
     def llama_cpp(self) -> Global___LlamaCppConfig:
