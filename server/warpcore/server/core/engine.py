@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import math
 import threading
 import time
@@ -50,8 +49,6 @@ from warpcore.server.core.validation import (
     check_settings,
 )
 
-_log = logging.getLogger("warpcore.server")
-
 
 @dataclass(frozen=True)
 class GenerationResult:
@@ -91,7 +88,6 @@ class Engine:
         spec = check_load(spec)
         if not from_operator:
             self._api_overrides.check(spec.settings)
-        started = time.monotonic()
         try:
             with self.streams.track():
                 loaded = await self.residency.load(spec, operator=from_operator)
@@ -99,7 +95,6 @@ class Engine:
             if self._pulls is not None and missing.field == "model":
                 self._pulls.check_not_pulling(spec.name)
             raise
-        _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, _since(started))
         return loaded
 
     def declare(self, spec: LoadSpec) -> None:
@@ -109,9 +104,7 @@ class Engine:
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
         model_id = check_model_id(model_id)
         with self.streams.track():
-            unloaded = await self.residency.unload(model_id)
-        _log.info("unloaded model %s", model_id)
-        return unloaded
+            return await self.residency.unload(model_id)
 
     def loaded(self, backend: BackendKind | None = None) -> list[LoadedModel]:
         return self.registry.loaded(backend)

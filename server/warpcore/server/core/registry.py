@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from warpcore.server.adapters.factory import AdapterFactory, adapter_type, creat
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
 from warpcore.server.core.limits import Refusal
+
+_log = logging.getLogger("warpcore.server")
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,11 @@ class ModelRegistry:
             raise
         loaded = LoadedModel(spec.model_id, spec.backend, spec.name, info, adapter, spec)
         self._models[spec.model_id] = loaded
+        seconds = time.monotonic() - started
+        # Here, where a model is loaded, once, however many calls asked for it at once.
+        _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, seconds)
         for timer in self.load_timers:
-            timer(spec.backend, time.monotonic() - started)
+            timer(spec.backend, seconds)
         for listener in self.listeners:
             await listener(spec.model_id, True)
         return loaded
@@ -193,6 +199,7 @@ class ModelRegistry:
             if unheld is not None:
                 await unheld()
             await loaded.adapter.close()
+            _log.info("unloaded model %s", loaded.id)
         finally:
             self._unloading.pop(loaded.id, None)
             for listener in self.freed:
