@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import TINY_MODEL
+from warpcore.server.adapters.llama.native_threads import COMPUTE_NICENESS
 
 # Counts the process's threads that Python did not start: OpenMP's (and any a library started at import, counted
 # before and after, so only the change matters).
@@ -80,6 +81,36 @@ async def main() -> None:
 asyncio.run(main())
 """
 )
+
+
+_PRIORITY_SCRIPT = (
+    _COUNTING
+    + """
+async def main() -> None:
+    env = {"MODELS_PATH": sys.argv[1]}
+    imported = {int(task) for task in os.listdir("/proc/self/task")}  # threads a library started as it was imported
+    model = LlamaCppAdapter(LocalSettings(threads=2), env)
+    await model.load(sys.argv[2], 256)
+    await text(model)  # its batching thread idles on for IDLE_SECONDS, its team beside it
+    python = {thread.native_id: thread.name for thread in threading.enumerate()}
+    nice = {int(task): os.getpriority(os.PRIO_PROCESS, int(task)) for task in os.listdir("/proc/self/task")}
+    batching = [nice[task] for task, name in python.items() if name == "llama-cpp-batch"]
+    team = [value for task, value in nice.items() if task not in python and task not in imported]
+    print(nice[threading.main_thread().native_id], batching, team)
+    await model.close()
+
+asyncio.run(main())
+"""
+)
+
+
+def test_llama_cpps_computing_threads_yield_to_the_event_loop(models_path: Path) -> None:
+    """The batching thread and its OpenMP team run nicer than the event loop's thread, which therefore takes a core
+    from a decode step at once to write a token's frame."""
+    main, batching, team = run_counting(_PRIORITY_SCRIPT, models_path).split(maxsplit=2)
+    niced = int(main) + COMPUTE_NICENESS
+    assert batching == f"[{niced}]"
+    assert team == f"[{niced}]"  # threads=2: one OpenMP thread beside the batching thread
 
 
 def run_counting(script: str, models_path: Path) -> str:

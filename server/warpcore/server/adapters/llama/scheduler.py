@@ -17,6 +17,7 @@ from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.job import IDLE_SECONDS, PAUSED_WAIT, Job, Running, all_behind
+from warpcore.server.adapters.llama.native_threads import lower_compute_priority
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse
@@ -118,11 +119,10 @@ class BatchScheduler:
             self._thread = threading.Thread(target=self._serve, name="llama-cpp-batch", daemon=True)
             self._thread.start()
 
-    # Everything below runs on the batching thread.
-
-    def _serve(self) -> None:
+    def _serve(self) -> None:  # this and all below run on the batching thread, at the priority of computing ones
         """Step while there is work. Idle for IDLE_SECONDS, the thread ends and the context stays for the next
         one; closed (or failed), the context is freed."""
+        lower_compute_priority()
         idle = False
         try:
             while (state := self._admit()) in ("step", "ahead"):
