@@ -64,8 +64,10 @@ def names_loopback(host: str | None) -> bool:
     if "@" in host:  # a name's user part ("evil.example@localhost"), which no browser sends in a Host header
         return False
     try:
-        name = urlsplit(f"//{host}").hostname  # lower case, without the port and an IPv6's brackets
-    except ValueError:  # brackets that do not hold an IPv6 address
+        parts = urlsplit(f"//{host}")
+        name = parts.hostname  # lower case, without the port and an IPv6's brackets
+        parts.port  # noqa: B018 - read for its check: "localhost:80:90" has a port that is no number
+    except ValueError:  # brackets that do not hold an IPv6 address, or a port that is no number in range
         return False
     return name is not None and is_loopback(f"[{name.rstrip('.')}]:0")
 
