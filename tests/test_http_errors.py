@@ -16,7 +16,7 @@ import pytest
 from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 from openai.types.chat import ChatCompletionToolParam
 
-from tests.conftest import TINY_MODEL, collect, serving_doors
+from tests.conftest import TINY_MODEL, AccessLines, collect, serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -119,11 +119,10 @@ async def test_a_quota_used_up_is_insufficient_quota_and_not_retried(doors: Door
 
 
 async def test_the_upstreams_request_id_is_in_the_access_log_and_on_a_failure(
-    hosted: Doors, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+    hosted: Doors, upstream: FakeUpstream, access_lines: AccessLines
 ) -> None:
     """A tester's finding: over HTTP the upstream's id of a request reached neither the client nor the log, where
     gRPC's ErrorInfo carried it; the id a provider's support asks for."""
-    caplog.set_level("INFO", logger="warpcore.access")
     upstream.script = Script(request_id="up-ok-1")
     await openai_failure(hosted, model="nothing-loaded")  # no upstream: no id
     async with async_openai_client(hosted) as client:
@@ -135,8 +134,10 @@ async def test_the_upstreams_request_id_is_in_the_access_log_and_on_a_failure(
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError):
             await collect(stub.Generate(pb.GenerateRequest(model_id="m", prompt="hi")))
-    lines = [record for record in caplog.records if record.name == "warpcore.access"]
-    upstream_ids = [(record.protocol, getattr(record, "upstream_request_id", None)) for record in lines]  # type: ignore[attr-defined]
+    for _ in range(4):  # each call's line, written as the call ends: a gRPC call's may come after its client's error
+        await access_lines.next()
+    records = access_lines.records
+    upstream_ids = [(record.protocol, getattr(record, "upstream_request_id", None)) for record in records]  # type: ignore[attr-defined]
     assert upstream_ids == [("http", None), ("http", "up-ok-1"), ("http", "up-failed-2"), ("grpc", "up-failed-2")]
 
 
