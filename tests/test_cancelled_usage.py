@@ -8,10 +8,16 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
+import grpc
+import pytest
+
 from tests.conftest import TINY_MODEL, AccessLines, greedy, load_tiny
-from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.core.access import recording_usage
+from warpcore.server.core.domain import BackendKind, GenerationParams, LoadSpec
+from warpcore.server.core.tokens import PromptUsage
 
 if TYPE_CHECKING:
+    from warpcore.server.core.engine import Engine
     from warpcore.server.doors import Doors
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
@@ -72,3 +78,65 @@ async def test_an_http_stream_whose_client_hangs_up_is_logged_cancelled_with_its
     assert isinstance(usage["prompt_tokens"], int)
     assert usage["prompt_tokens"] > 0
     assert "completion_tokens" not in usage
+
+
+async def test_a_grpc_stream_whose_deadline_passes_is_logged_cancelled_under_its_code(
+    stub: Stub, access_lines: AccessLines
+) -> None:
+    await load_tiny(stub)
+    assert await access_lines.next() == ("LoadModel", "tiny", "OK")
+    call = stub.Generate(greedy("the world", LONG), timeout=0.3)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        async for _ in call:
+            pass
+    assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await access_lines.next() == ("Generate", "tiny", "DEADLINE_EXCEEDED")
+    assert usage_of(access_lines)["finish_reason"] == "cancelled"
+
+
+async def _tiny_engine(doors: Doors) -> Engine:
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    return doors.engine
+
+
+LONG_GREEDY = GenerationParams(prompt="the world", messages=(), max_tokens=LONG, temperature=0.0)
+
+
+async def test_a_generation_closed_by_its_door_notes_cancelled_with_its_prompt(doors: Doors) -> None:
+    """The door closes the engine's stream (its client went while it wrote): the engine learns of it at a yield."""
+    engine = await _tiny_engine(doors)
+    with recording_usage() as usage:
+        outputs = engine.generate("tiny", LONG_GREEDY)
+        prompt = await anext(outputs)
+        for _ in range(3):
+            await anext(outputs)
+        await outputs.aclose()
+    assert isinstance(prompt, PromptUsage)
+    assert usage == {"finish_reason": "cancelled", "prompt_tokens": prompt.prompt_tokens}
+
+
+async def test_a_generation_whose_task_is_cancelled_notes_cancelled_with_its_prompt(doors: Doors) -> None:
+    """The door's task is cancelled (its client went while it waited for the backend): the engine learns of it at
+    an await."""
+    engine = await _tiny_engine(doors)
+    seen: list[object] = []
+    under_way = asyncio.Event()
+    usage: dict[str, int | str] = {}
+
+    async def read() -> None:
+        with recording_usage() as recorded:
+            try:
+                async for output in engine.generate("tiny", LONG_GREEDY):
+                    seen.append(output)
+                    if len(seen) == 4:
+                        under_way.set()
+            finally:
+                usage.update(recorded)
+
+    reader = asyncio.create_task(read())
+    await under_way.wait()
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert isinstance(seen[0], PromptUsage)
+    assert usage == {"finish_reason": "cancelled", "prompt_tokens": seen[0].prompt_tokens}
