@@ -143,6 +143,8 @@ class GenerationParams:
     to answer after."""
     anthropic_betas: tuple[str, ...] = ()
     """Anthropic beta features to turn on (its anthropic-beta header); other backends leave them aside."""
+    hops: tuple[str, ...] = ()
+    """The warpcore servers the request passed through before this one (core/hops.py), for an upstream call."""
 
     @property
     def penalties(self) -> dict[str, float]:

@@ -32,6 +32,8 @@ class EmbedParams:
     timeout: float | None = None
     max_response_bytes: int | None = None
     """The most bytes the door's response may take (gRPC's message size), None for no bound."""
+    hops: tuple[str, ...] = ()
+    """The warpcore servers the request passed through before this one (core/hops.py), for an upstream call."""
 
 
 @dataclass(frozen=True)

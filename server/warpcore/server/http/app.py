@@ -16,6 +16,7 @@ from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, record_f
 from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
+from warpcore.server.core.hops import check_hops, hops_named
 from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.policy import is_loopback, names_loopback
 from warpcore.server.http.errors import (
@@ -31,6 +32,7 @@ from warpcore.server.http.errors import (
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.routes import (
     ENGINE,
+    HOPS,
     MEMORY,
     MODEL,
     OUTCOME,
@@ -129,6 +131,9 @@ class HttpDoor:
         if self._loopback_only and not names_loopback(request.headers.get("Host")):
             raise foreign_host(request.headers.get("Host", ""))
         self._check_token(request)
+        if "Via" in request.headers:  # a request another gateway passed on
+            request[HOPS] = hops_named(request.headers.getall("Via"))
+            check_hops(request[HOPS])
         if (request.content_length or 0) > self._max_body_bytes:
             raise self._too_large()
         # Every header line of it: aiohttp decodes by one of them.

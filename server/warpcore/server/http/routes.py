@@ -6,13 +6,14 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from warpcore.server.core.access import record_failure, record_usage
 from warpcore.server.core.bounds import read_off_loop_when_large
 from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
+from warpcore.server.core.embeddings import EmbedParams
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
 from warpcore.server.core.limits import shutting_down
@@ -37,7 +38,10 @@ MODEL = web.RequestKey("model", str)
 """The model a generation named, for the access log."""
 OUTCOME = web.RequestKey("outcome", str)
 """How the call ended, as a domain code name, when not OK."""
+HOPS: web.RequestKey[tuple[str, ...]] = web.RequestKey("hops")
+"""The warpcore servers the request passed through before this one, as its Via header names them."""
 _log = logging.getLogger("warpcore.server")
+Params = TypeVar("Params", GenerationParams, EmbedParams)
 
 
 def request_ids(request: web.BaseRequest) -> dict[str, str]:
@@ -59,13 +63,20 @@ def dialect_of(request: web.Request) -> Dialect:
     return ANTHROPIC if "anthropic-version" in request.headers else OPENAI
 
 
-def _with_betas(request: web.Request, dialect: Dialect, params: GenerationParams) -> GenerationParams:
-    """The Anthropic beta features the dialect's header names, for the backend that takes them."""
+def _with_headers(request: web.Request, dialect: Dialect, params: GenerationParams) -> GenerationParams:
+    """With the servers the request came through, and the Anthropic beta features the dialect's header names, for
+    the backend that takes them."""
+    params = _with_hops(request, params)
     if dialect.beta_header is None:
         return params
     values = request.headers.getall(dialect.beta_header, ())
     betas = tuple(beta.strip() for value in values for beta in value.split(",") if beta.strip())
     return dataclasses.replace(params, anthropic_betas=betas) if betas else params
+
+
+def _with_hops(request: web.Request, params: Params) -> Params:
+    hops = request.get(HOPS, ())
+    return dataclasses.replace(params, hops=hops) if hops else params
 
 
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
@@ -74,7 +85,7 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
-    params = request.app[MEMORY].restore(_with_betas(request, dialect, call.params))
+    params = request.app[MEMORY].restore(_with_headers(request, dialect, call.params))
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
     async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
@@ -159,7 +170,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     call = openai_embeddings.embeddings_request(await json_body(request))
-    call = dataclasses.replace(call, model=canonical_model_id(call.model))
+    call = dataclasses.replace(call, model=canonical_model_id(call.model), params=_with_hops(request, call.params))
     request[MODEL] = call.model
     vectors = await openai_embeddings.embed(request.app[ENGINE], call)
     return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
@@ -175,7 +186,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     request[MODEL] = call.model
     with named_as(call.field_names):
         count = await engine.count_tokens(
-            call.model, _with_betas(request, ANTHROPIC, call.params), include_tokens=False
+            call.model, _with_headers(request, ANTHROPIC, call.params), include_tokens=False
         )
     return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
 

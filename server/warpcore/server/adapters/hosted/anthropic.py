@@ -37,6 +37,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentError
+from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
 ENVIRONMENT = ApiEnvironment(
@@ -200,7 +201,7 @@ class AnthropicAdapter(HostedAdapter):
         self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
         options = client_options(api, anthropic.DefaultAioHttpClient)
         # The SDK sends its key as a bearer token; the API documents x-api-key, which compatible servers may require.
-        headers = {"anthropic-version": self._version, "x-api-key": api.api_key}
+        headers = {"anthropic-version": self._version, "x-api-key": api.api_key, **via_header()}
         client = anthropic.AsyncAnthropic(**options, default_headers=headers)
         super().__init__(api, client)
 
@@ -221,7 +222,8 @@ class AnthropicAdapter(HostedAdapter):
         return Capabilities(count_tokens=True, images=True, tools=True, documents=True)
 
     def _headers(self, params: GenerationParams) -> dict[str, str]:
-        return {"anthropic-beta": ",".join(params.anthropic_betas)} if params.anthropic_betas else {}
+        betas = {"anthropic-beta": ",".join(params.anthropic_betas)} if params.anthropic_betas else {}
+        return {**super()._headers(params), **betas}
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The Messages API's own count, for the same messages, system text, tools and thinking `generate` would

@@ -40,6 +40,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, vectors_flaw
 from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import TokenLogprob
 from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
 
@@ -194,6 +195,7 @@ class OpenAIAdapter(HostedAdapter):
                 model=self._model,
                 input=list(params.inputs),
                 timeout=request_timeout(self._api.timeout, params.timeout),
+                extra_headers=via_header(params.hops),
                 **options,  # type: ignore[arg-type]
             )
             response = raw.parse()

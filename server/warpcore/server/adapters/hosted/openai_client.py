@@ -9,13 +9,14 @@ import openai
 
 from warpcore.server.adapters.hosted.config import ResolvedApi, client_options
 from warpcore.server.core.domain import ApiSettings
+from warpcore.server.core.hops import via_header
 
 
 def openai_client(settings: ApiSettings, api: ResolvedApi) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         **client_options(api, openai.DefaultAioHttpClient),
         organization=api.organization,
-        default_headers=_without_server_identity(settings, api),
+        default_headers={**via_header(), **_without_server_identity(settings, api)},
     )
 
 

@@ -41,6 +41,7 @@ from warpcore.server.core.errors import (
     NotFoundError,
     WarpcoreError,
 )
+from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
 from warpcore.server.core.tooling import ToolCall
@@ -271,8 +272,8 @@ class HostedAdapter(ABC):
         )
 
     def _headers(self, params: GenerationParams) -> dict[str, str]:
-        """Headers of one request beyond the client's own; none unless a provider says otherwise."""
-        return {}
+        """Headers of one request beyond the client's own: the servers it came through, and a provider's own."""
+        return via_header(params.hops)
 
     async def _open(self, body: dict[str, Any], time_limit: float, headers: dict[str, str]) -> UpstreamStream:
         """The upstream stream of one request; SDK failures propagate, to be mapped by the caller."""
