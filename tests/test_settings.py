@@ -38,7 +38,18 @@ def test_the_metrics_endpoint_binds_the_grpc_host_unless_told_otherwise() -> Non
     # Model ids and traffic are no business of other hosts: off loopback only where the operator says so.
     assert parse_settings([], {"WARPCORE_METRICS_PORT": "9090"}).metrics_host == "127.0.0.1"
     assert parse_settings(["--host", "0.0.0.0"], {}).metrics_host == "0.0.0.0"
-    assert parse_settings(["--metrics-host", "10.0.0.1"], {"WARPCORE_HOST": "0.0.0.0"}).metrics_host == "10.0.0.1"
+    settings = parse_settings(["--metrics-host", "10.0.0.1", "--metrics-port", "0"], {"WARPCORE_HOST": "0.0.0.0"})
+    assert settings.metrics_host == "10.0.0.1"
+
+
+@pytest.mark.parametrize(("port", "host"), [("--http-port", "--http-host"), ("--metrics-port", "--metrics-host")])
+def test_a_listener_host_without_its_port_is_refused_not_ignored(port: str, host: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{host} needs {port}: without a port, nothing listens there$"):
+        parse_settings([host, "0.0.0.0"], {})
+    variable = "WARPCORE_" + host.removeprefix("--").replace("-", "_").upper()
+    with pytest.raises(SettingsError, match=f"^{variable} needs {port}"):
+        parse_settings([], {variable: "0.0.0.0"})
+    assert parse_settings([host, "0.0.0.0", port, "0"], {}) is not None
 
 
 def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:

@@ -79,8 +79,6 @@ _RANGES: dict[str, tuple[int, float]] = {
     "max_message_bytes": (1024, math.inf),
     "max_tokens_limit": (1, 2**32 - 1),  # GenerationOptions.max_tokens is a uint32
 }
-
-
 _NUMBER_WORDS: dict[Any, str] = {int: "an integer", float: "a number"}
 
 
@@ -243,6 +241,9 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         raise SettingsError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
         raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+    for host, port in (("http_host", "http_port"), ("metrics_host", "metrics_port")):
+        if getattr(args, host) is not None and getattr(args, port) is None:  # else unused, in silence
+            raise SettingsError(f"{named(host)} needs {named(port)}: without a port, nothing listens there")
     try:
         token = configured_token(env.get("WARPCORE_TOKEN"), args.token_file)
         if args.tls_cert is not None:  # read now: gRPC would only say that it cannot bind
