@@ -1,5 +1,5 @@
 """The warpcore servers a request has passed through, and the refusal of one that comes back: a model whose base URL
-leads, directly or through other gateways, to a server the request already passed would call itself until its
+leads, directly or through other warpcore servers, to a server the request already passed would call itself until its
 deadline, each hop holding a stream of its model's limit."""
 
 from __future__ import annotations
