@@ -15,10 +15,13 @@ from tests.conftest import TINY_MODEL, AccessLines, greedy, load_tiny
 from warpcore.server.core.access import recording_usage
 from warpcore.server.core.domain import BackendKind, GenerationParams, LoadSpec
 from warpcore.server.core.tokens import PromptUsage
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from warpcore.server.core.engine import Engine
     from warpcore.server.doors import Doors
+    from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 LONG = 2000  # tokens: far more than any of these clients waits for
@@ -92,6 +95,25 @@ async def test_a_grpc_stream_whose_deadline_passes_is_logged_cancelled_under_its
     assert failure.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     assert await access_lines.next() == ("Generate", "tiny", "DEADLINE_EXCEEDED")
     assert usage_of(access_lines)["finish_reason"] == "cancelled"
+
+
+async def test_a_grpc_stream_whose_deadline_passes_as_a_frame_is_written_is_logged_cancelled(
+    server: WarpcoreServer, access_lines: AccessLines
+) -> None:
+    """A client that stops reading: with its flow-control window small, the server is writing a frame when the
+    deadline passes, and grpc abandons the stream there, to be closed later in a context of its own."""
+    options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=options) as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await load_tiny(stub)
+        assert await access_lines.next() == ("LoadModel", "tiny", "OK")
+        call = stub.Generate(greedy("the world", LONG), timeout=1.0)
+        first = await call.read()
+        assert isinstance(first, pb.GenerateResponse)
+        assert await call.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await access_lines.next() == ("Generate", "tiny", "DEADLINE_EXCEEDED")
+        prompt_tokens = first.prompt_usage.prompt_tokens
+        assert usage_of(access_lines) == {"finish_reason": "cancelled", "prompt_tokens": prompt_tokens}
 
 
 async def _tiny_engine(doors: Doors) -> Engine:

@@ -76,10 +76,10 @@ def record_failure(error: WarpcoreError) -> None:
 
 
 @contextlib.contextmanager
-def recording_usage() -> Iterator[dict[str, int | str]]:
+def recording_usage(usage: dict[str, int | str] | None = None) -> Iterator[dict[str, int | str]]:
     """The usage `record_usage` notes within the block (each call runs in a task of its own, whose context ends
-    with it)."""
-    usage: dict[str, int | str] = {}
+    with it), into `usage` when given: a stream closed in another task's context notes into its call's own."""
+    usage = {} if usage is None else usage
     token = _usage.set(usage)
     try:
         yield usage

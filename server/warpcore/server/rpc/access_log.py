@@ -127,13 +127,19 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
             identity = _identify(context)
             await send_request_id(context)  # at once: a stream is never retried, and its caller may want it early
             with recording_usage() as usage:
+                responses = streaming(request, context)
                 try:
-                    async for response in streaming(request, context):
+                    async for response in responses:
                         yield response
                 except BaseException as failure:
                     error = failure
                     raise
                 finally:
+                    # A stream grpc abandons as it writes a frame (its deadline passed) is closed later by the event
+                    # loop's finalizer, in a context of its own: its generation notes how it ended into this call's
+                    # usage, before the line is written, rather than nowhere after it.
+                    with recording_usage(usage):
+                        await responses.aclose()
                     self._finish(method, request, peer, identity, started, self._code(context, error, timeout), usage)
 
         return grpc.unary_stream_rpc_method_handler(stream, **serializers)

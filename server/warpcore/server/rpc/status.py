@@ -185,7 +185,8 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
         ) -> AsyncGenerator[Any, None]:
             if isinstance(request, _Undecodable):
                 await _abort(context, _undecodable_error(request))
-            async for response in streaming(request, context):
-                yield response
+            async with contextlib.aclosing(streaming(request, context)) as responses:
+                async for response in responses:
+                    yield response
 
         return grpc.unary_stream_rpc_method_handler(checked_stream, **serializers)
