@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from tests.conftest import collect, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
-from tests.test_cli import warpcore
+from tests.test_cli import finish, start, warpcore
 from tests.tiny_model import write_tiny_model
 from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.adapters.factory import hub_download
@@ -463,12 +464,20 @@ async def test_only_hf_models_can_be_pulled(stub: Stub) -> None:
 
 
 async def test_the_cli_pulls_with_a_progress_bar(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    hub.hold_after = len(gguf) // 2  # a bar part-way, however fast the rest arrives
     async for server, _ in pulling_server(hub, models_root, interval=0):
-        run = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
-        assert run.code == 0, run.stderr
-        assert run.stdout == f"{MODEL}  {len(gguf)} bytes  sha256 {hashlib.sha256(gguf).hexdigest()}\n"
-        bars = run.stderr.rstrip("\n").split("\r")[1:]
-        assert len(bars) > 2
+        process = await start(f"127.0.0.1:{server.port}", "pull", MODEL)
+        assert process.stderr is not None
+        partway = await asyncio.wait_for(process.stderr.readuntil(b"%"), 30)
+        hub.release.set()
+        stdout, rest = await finish(process)
+        assert process.returncode == 0, rest
+        assert stdout.decode() == f"{MODEL}  {len(gguf)} bytes  sha256 {hashlib.sha256(gguf).hexdigest()}\n"
+        bars = (partway + rest).decode().rstrip("\n").split("\r")[1:]
+        percents = [int(match[1]) for bar in bars if (match := re.search(r"\] +(\d+)%", bar))]
+        assert len(percents) == len(bars)
+        assert percents[0] <= 50
+        assert percents == sorted(percents)
         assert bars[-1].startswith(f"[{'#' * 30}] 100%  ")
         again = await warpcore(f"127.0.0.1:{server.port}", "pull", MODEL)
         assert again.stdout == f"{MODEL}  {len(gguf)} bytes  already present\n"

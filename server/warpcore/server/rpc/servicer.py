@@ -97,8 +97,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def PullModel(
         self, request: models_pb2.PullModelRequest, context: Context
     ) -> AsyncGenerator[models_pb2.PullModelResponse, None]:
-        async for frame in self._engine.pull(request.model, request.revision or None):
-            yield translate_models.pull_frame(frame)
+        # Closed here when grpc closes this stream: a download nobody else waits for stops at once.
+        async with contextlib.aclosing(self._engine.pull(request.model, request.revision or None)) as frames:
+            async for frame in frames:
+                yield translate_models.pull_frame(frame)
 
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
