@@ -132,8 +132,15 @@ def partial_files(models_root: Path) -> list[Path]:
 async def test_a_pull_lands_in_the_path_its_id_resolves_to_checked_and_loadable(
     hub: FakeHub, gguf: bytes, models_root: Path
 ) -> None:
+    hub.hold_after = len(gguf) // 2  # a frame part-way, however fast the rest arrives
     async for _, stub in pulling_server(hub, models_root, interval=0):
-        progress, done = await frames(pull(stub))
+        call = pull(stub)
+        first = await call.read()
+        assert isinstance(first, models_pb2.PullModelResponse)
+        assert first.HasField("progress")
+        hub.release.set()
+        rest, done = await frames(call)
+        progress = [first.progress, *rest]
         assert destination(models_root).read_bytes() == gguf
         assert (done.model, done.size_bytes, done.sha256, done.already_present) == (
             MODEL,
@@ -144,7 +151,7 @@ async def test_a_pull_lands_in_the_path_its_id_resolves_to_checked_and_loadable(
         done_bytes = [frame.bytes_done for frame in progress]
         # Progress comes as the bytes arrive: before the last of them (how many frames depends on the reads).
         assert len(done_bytes) >= 2, done_bytes
-        assert done_bytes[0] < len(gguf), done_bytes
+        assert done_bytes[0] <= hub.hold_after, done_bytes
         assert done_bytes == sorted(done_bytes)
         assert progress[-1].bytes_done == progress[-1].bytes_total == len(gguf)
         assert not partial_files(models_root)
