@@ -12,6 +12,8 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, AccessLines, greedy, load_tiny
+from tests.fakes.script import Script
+from tests.hosted import load, prompt
 from warpcore.server.core.access import recording_usage
 from warpcore.server.core.domain import BackendKind, GenerationParams, LoadSpec
 from warpcore.server.core.tokens import PromptUsage
@@ -19,6 +21,7 @@ from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
+    from tests.fakes.base import FakeUpstream
     from warpcore.server.core.engine import Engine
     from warpcore.server.doors import Doors
     from warpcore.server.rpc.server import WarpcoreServer
@@ -114,6 +117,22 @@ async def test_a_grpc_stream_whose_deadline_passes_as_a_frame_is_written_is_logg
         assert await access_lines.next() == ("Generate", "tiny", "DEADLINE_EXCEEDED")
         prompt_tokens = first.prompt_usage.prompt_tokens
         assert usage_of(access_lines) == {"finish_reason": "cancelled", "prompt_tokens": prompt_tokens}
+
+
+async def test_a_hosted_stream_its_client_cancels_is_logged_with_the_upstreams_request_id(
+    stub: Stub, upstream: FakeUpstream, access_lines: AccessLines
+) -> None:
+    """The id a provider's support asks for about a request it billed, though no Finish came to carry it."""
+    upstream.script = Script(chunks=["a", "b"], stall_after=1)
+    await load(stub, upstream)
+    assert await access_lines.next() == ("LoadModel", "m", "OK")
+    call = stub.Generate(prompt())
+    await anext(aiter(call))
+    call.cancel()
+    await asyncio.wait_for(upstream.disconnected.wait(), 5)
+    assert await access_lines.next() == ("Generate", "m", "CANCELLED")
+    assert access_lines.records[-1].__dict__["upstream_request_id"] == upstream.script.request_id
+    assert usage_of(access_lines)["finish_reason"] == "cancelled"
 
 
 async def _tiny_engine(doors: Doors) -> Engine:

@@ -56,15 +56,18 @@ def record_usage(finish: Finish) -> None:
             usage["upstream_request_id"] = finish.upstream_request_id
 
 
-def record_cancelled(prompt_tokens: int) -> None:
+def record_cancelled(prompt_tokens: int, upstream_request_id: str) -> None:
     """Note a generation whose caller went before the backend could count what it used: `cancelled`, with the
-    prompt's size when the backend told it first (a local model, Anthropic); the tokens generated meanwhile are
-    counted by the backend at its end, which never came, so no count is noted rather than a wrong one."""
+    prompt's size when the backend told it first (a local model, Anthropic) and the upstream's request id once it
+    answered (a hosted model); the tokens generated meanwhile are counted by the backend at its end, which never
+    came, so no count is noted rather than a wrong one."""
     usage = _usage.get()
     if usage is not None:
         usage["finish_reason"] = FinishReason.CANCELLED.value
         if prompt_tokens:
             usage["prompt_tokens"] = prompt_tokens
+        if upstream_request_id:
+            usage["upstream_request_id"] = upstream_request_id
 
 
 def record_failure(error: WarpcoreError) -> None:

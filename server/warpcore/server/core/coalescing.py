@@ -6,10 +6,17 @@ import asyncio
 import collections
 from collections.abc import AsyncGenerator
 
-from warpcore.server.core.domain import Finish, GenerationEvent, ReasoningChunk, TextChunk, ToolCallDelta
+from warpcore.server.core.domain import (
+    Finish,
+    GenerationEvent,
+    ReasoningChunk,
+    TextChunk,
+    ToolCallDelta,
+    UpstreamOpened,
+)
 from warpcore.server.core.tokens import PromptUsage
 
-Delta = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta
+Delta = UpstreamOpened | PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta
 
 JOIN_BACKLOG = 8
 """Deltas waiting to be written beyond which they are joined into one frame."""
@@ -35,8 +42,9 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     out joined. A writer that never waits (an HTTP response's write returns at once until the socket's buffers are
     full) would otherwise take each delta alone, and the caller's SDK would parse one event per token. The first
     delta always goes out at once, alone; order is kept, and the `Finish` or the failure comes after the last text.
-    A `PromptUsage` goes out as it comes, ahead of the first delta, never joined. No more than READ_AHEAD deltas are
-    read ahead of the writer. Closing this generator stops the reading and closes `events`.
+    An `UpstreamOpened` and a `PromptUsage` go out as they come, ahead of the first delta, never joined. No more
+    than READ_AHEAD deltas are read ahead of the writer. Closing this generator stops the reading and closes
+    `events`.
 
     Until the first delta, nothing is read ahead: the prompt's usage and the first delta are read in the caller's
     task and handed on at once, as a reader task's hand-over would cost each a turn of the event loop. Nothing
@@ -80,7 +88,7 @@ async def coalesced(events: AsyncGenerator[GenerationEvent, None]) -> AsyncGener
     try:
         async for event in events:
             yield event
-            if type(event) is not PromptUsage and not isinstance(event, Finish):
+            if not isinstance(event, UpstreamOpened | PromptUsage | Finish):
                 break
         else:
             return

@@ -201,7 +201,15 @@ class Finish:
     raises the failure once the result is out."""
 
 
-GenerationEvent = PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta | Finish
+@dataclass(frozen=True)
+class UpstreamOpened:
+    """A hosted generation's upstream has answered: its request id ("" when it sent none), once, before any other
+    event, so that a generation whose caller goes before its Finish still names the request a provider billed."""
+
+    request_id: str
+
+
+GenerationEvent = UpstreamOpened | PromptUsage | TextChunk | ReasoningChunk | ToolCallDelta | Finish
 
 
 @dataclass(frozen=True)

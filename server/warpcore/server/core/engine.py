@@ -26,6 +26,7 @@ from warpcore.server.core.domain import (
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
+    UpstreamOpened,
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
@@ -175,6 +176,7 @@ class Engine:
         stop = threading.Event()
         first_token_at: float | None = None
         prompt = PromptUsage(0)  # the prompt's usage, once the backend tells it early
+        upstream_request_id = ""  # a hosted backend's, once its upstream answered
 
         # One generator from the adapter's events to the front door: every layer costs each token a resumption.
         async with self._admitted(model_id, stop) as model:
@@ -199,6 +201,9 @@ class Engine:
                             return
                         failed = event
                         break
+                    if isinstance(event, UpstreamOpened):  # for the access log alone
+                        upstream_request_id = event.request_id
+                        continue
                     if first_token_at is None:  # a backend tells the prompt's usage before its first token
                         if type(event) is PromptUsage:  # the prompt's size is no token
                             prompt = event
@@ -207,11 +212,11 @@ class Engine:
                     yield event
             except asyncio.CancelledError:
                 if not self.streams.ended_by_shutdown():
-                    record_cancelled(prompt.prompt_tokens)
+                    record_cancelled(prompt.prompt_tokens, upstream_request_id)
                     raise  # the caller went away: nobody to tell
             except GeneratorExit:
                 if not answered:  # the caller closed the stream before its end (its client went)
-                    record_cancelled(prompt.prompt_tokens)
+                    record_cancelled(prompt.prompt_tokens, upstream_request_id)
                 raise
             except Exception:
                 if first_token_at is not None:

@@ -33,14 +33,10 @@ from warpcore.server.core.domain import (
     ReasoningChunk,
     TextChunk,
     ToolCallDelta,
+    UpstreamOpened,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import (
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    WarpcoreError,
-)
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, WarpcoreError
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
@@ -202,7 +198,9 @@ class HostedAdapter(ABC):
         deltas_of, mend, stopped = reader.deltas, mender.mend, stop.is_set  # looked up once, not per event
         cancelled = False
         failure: WarpcoreError | None = None
+        request_id = upstream_request_id(stream.response.headers, self._api.api_key)
         try:
+            yield UpstreamOpened(request_id)
             with map_sdk_errors(self.errors, self._api):
                 try:
                     async for event in stream:
@@ -236,7 +234,6 @@ class HostedAdapter(ABC):
                 failure = error
             for delta in calls.unargued() if failure is None else ():
                 yield delta
-        request_id = upstream_request_id(stream.response.headers, self._api.api_key)
         if failure is not None:  # a failure found in the stream, as one the upstream answered with, says whose
             failure.metadata.setdefault("provider", self._api.provider)
             if request_id:
