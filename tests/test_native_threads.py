@@ -108,7 +108,7 @@ def test_llama_cpps_computing_threads_yield_to_the_event_loop(models_path: Path)
     """The batching thread and its OpenMP team run nicer than the event loop's thread, which therefore takes a core
     from a decode step at once to write a token's frame."""
     main, batching, team = run_counting(_PRIORITY_SCRIPT, models_path).split(maxsplit=2)
-    niced = int(main) + COMPUTE_NICENESS
+    niced = min(int(main) + COMPUTE_NICENESS, 19)  # Linux's highest niceness: a suite run under `nice` reaches it
     assert batching == f"[{niced}]"
     assert team == f"[{niced}]"  # threads=2: one OpenMP thread beside the batching thread
 
