@@ -22,7 +22,6 @@ from warpcore.client._cli_load import add_load_options, load
 from warpcore.client._commands import (
     CliError,
     chat,
-    embed,
     failure_words,
     generate,
     health,
@@ -30,6 +29,7 @@ from warpcore.client._commands import (
     tokens,
     unload,
 )
+from warpcore.client._embed_command import embed
 from warpcore.client._model_list import models
 from warpcore.client._tools import levels
 from warpcore.v1 import inference_pb2 as pb
