@@ -26,6 +26,13 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
     assert listen == ("0.0.0.0:1", "unix:///tmp/w.sock")
 
 
+def test_a_stalled_reader_is_cut_after_a_minute_unless_told_otherwise_and_zero_means_never() -> None:
+    assert parse_settings([], {}).stalled_reader_timeout == 60
+    assert parse_settings([], {"WARPCORE_STALLED_READER_TIMEOUT": "2.5"}).stalled_reader_timeout == 2.5
+    assert parse_settings(["--stalled-reader-timeout", "0"], {}).stalled_reader_timeout is None
+    assert serving_options(parse_settings(["--stalled-reader-timeout", "9"], {})).limits.stalled_reader_timeout == 9
+
+
 def test_the_http_door_is_off_unless_given_a_port_and_binds_the_grpc_host() -> None:
     assert parse_settings([], {}).http_port is None
     settings = parse_settings(["--host", "0.0.0.0"], {"WARPCORE_HTTP_PORT": "8080"})
@@ -87,6 +94,7 @@ def test_api_models_have_admission_limits_of_their_own() -> None:
         (["--max-tokens-limit", "0"], "--max-tokens-limit is out of range"),
         (["--max-tokens-limit", "99999999999"], r"--max-tokens-limit is out of range \(1 to 4294967295\)"),
         (["--grace", "inf"], r"--grace is out of range \(at least 0\): inf"),
+        (["--stalled-reader-timeout", "-1"], r"--stalled-reader-timeout is out of range \(at least 0\): -1"),
         (["--token-file", "/nonexistent/token"], "cannot read the token file"),
         (["--port", "70000"], r"--port is out of range \(0 to 65535\): 70000"),
         (["--http-port", "-1"], "--http-port is out of range"),

@@ -28,7 +28,8 @@ from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import ServingOptions
-from warpcore.server.settings import ServerSettings, SettingsError, parse_settings
+from warpcore.server.server_settings import ServerSettings
+from warpcore.server.settings import SettingsError, parse_settings
 
 _log = logging.getLogger("warpcore.server")
 # SIGHUP too (a closed terminal, a supervisor's stop): its default would end the process at once, with no drain.
@@ -45,6 +46,7 @@ def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = No
             max_tokens=settings.max_tokens_limit,
             max_streams_per_api_model=settings.max_streams_per_api_model,
             max_queue_per_api_model=settings.max_queue_per_api_model,
+            stalled_reader_timeout=settings.stalled_reader_timeout,
         ),
         max_message_bytes=settings.max_message_bytes,
         api_overrides=default_policy(settings.api_overrides, settings.listen, settings.allowed_api_hosts),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,55 +12,22 @@ from warpcore._keep_alive import SPELLINGS, parse_keep_alive
 from warpcore.server.bearer import configured_token
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.core.limits import API_MAX_QUEUE, API_MAX_STREAMS, LOCAL_MAX_QUEUE, LOCAL_MAX_STREAMS
+from warpcore.server.core.limits import (
+    API_MAX_QUEUE,
+    API_MAX_STREAMS,
+    LOCAL_MAX_QUEUE,
+    LOCAL_MAX_STREAMS,
+    STALLED_READER_TIMEOUT,
+)
 from warpcore.server.core.validation import check_keep_alive
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
 from warpcore.server.rpc.addresses import host_port
+from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
 from warpcore.server.tls import TlsFiles
-
-DEFAULT_MODELS_PATH = Path.home() / ".cache" / "warpcore" / "models"
 
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    listen: tuple[str, ...] = ("127.0.0.1:50051",)
-    models_path: Path = DEFAULT_MODELS_PATH
-    default_model: bool = True
-    config: Path | None = None
-    grace: float = 30.0
-    token: str | None = field(default=None, repr=False)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    http_port: int | None = None
-    http_host: str = "127.0.0.1"
-    max_streams_per_model: int = LOCAL_MAX_STREAMS
-    max_queue_per_model: int = LOCAL_MAX_QUEUE
-    max_streams_per_api_model: int = API_MAX_STREAMS
-    max_queue_per_api_model: int = API_MAX_QUEUE
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    max_tokens_limit: int = MAX_TOKENS_LIMIT
-    log_format: str = "text"
-    api_overrides: str = "auto"
-    allowed_api_hosts: frozenset[str] | None = None
-    keep_alive: float = math.inf
-    max_loaded_models: int | None = None
-    max_loaded_bytes: int | None = None
-    allow_pull: bool = False
-    event_loop: str = "uvloop"
-
-    @property
-    def tls(self) -> TlsFiles | None:
-        """The TLS files, when TLS is on (a certificate and its key given)."""
-        if self.tls_cert is None or self.tls_key is None:
-            return None
-        return TlsFiles(self.tls_cert, self.tls_key, self.tls_client_ca)
 
 
 _PORT = (0, 65535)
@@ -70,6 +36,7 @@ _RANGES: dict[str, tuple[int, float]] = {
     "metrics_port": _PORT,
     "http_port": _PORT,
     "grace": (0, math.inf),
+    "stalled_reader_timeout": (0, math.inf),
     "max_loaded_models": (0, math.inf),
     "max_queue_per_model": (0, math.inf),
     "max_queue_per_api_model": (0, math.inf),
@@ -135,6 +102,13 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--models-path", "MODELS_PATH", str(DEFAULT_MODELS_PATH), "folder of GGUF models", type=Path)
     option("--config", "WARPCORE_CONFIG", None, "TOML file of models to load at start", type=Path)
     option("--grace", "WARPCORE_GRACE", "30", "seconds in-flight calls get on shutdown", type=float)
+    option(
+        "--stalled-reader-timeout",
+        "WARPCORE_STALLED_READER_TIMEOUT",
+        f"{STALLED_READER_TIMEOUT:g}",
+        "seconds a stream's next output waits for a caller that reads nothing; then its generation stops (0: never)",
+        type=float,
+    )
     option("--token-file", "WARPCORE_TOKEN_FILE", None, "file holding the bearer token clients must send", type=Path)
     option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=Path)
     option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=Path)
@@ -273,6 +247,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         default_model=args.default_model,
         config=args.config,
         grace=args.grace,
+        stalled_reader_timeout=args.stalled_reader_timeout or None,
         token=token,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

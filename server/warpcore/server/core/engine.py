@@ -38,6 +38,7 @@ from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Dormant, Residency, ResidencyPolicy
+from warpcore.server.core.stalled import StalledReader
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
     arguments_length,
@@ -192,7 +193,9 @@ class Engine:
             events = coalesced(model.adapter.generate(params, stop))
             failed: Finish | None = None  # an adapter's ERROR finish, with what was used before the failure
             answered = False  # the result is out: a caller that closes the stream now has all of it
+            reader = StalledReader(self.limits.stalled_reader_timeout)
             try:
+                reader.start()
                 async for event in events:
                     if isinstance(event, Finish):
                         if event.failure is None:
@@ -209,7 +212,9 @@ class Engine:
                             prompt = event
                         else:
                             first_token_at = _since(started)
+                    reader.given += 1
                     yield event
+                    reader.taken += 1
             except asyncio.CancelledError:
                 if not self.streams.ended_by_shutdown():
                     record_cancelled(prompt.prompt_tokens, upstream_request_id)
@@ -224,6 +229,7 @@ class Engine:
                     yield result(Finish(FinishReason.ERROR))
                 raise
             finally:
+                reader.stop()
                 await events.aclose()
             if failed is not None and failed.failure is not None:
                 if first_token_at is not None:

@@ -13,6 +13,9 @@ from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
 from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError, WarpcoreError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
+STALLED_READER_TIMEOUT = 60.0
+"""Seconds a stream's next output waits for a caller that reads nothing before its generation is stopped (stalled.py):
+as long as a web server gives a send (nginx's send_timeout), far beyond any pause of a client that reads."""
 
 
 def shutting_down() -> UnavailableError:
@@ -133,6 +136,7 @@ class Limits:
     max_tokens: int = MAX_TOKENS_LIMIT
     max_streams_per_api_model: int = API_MAX_STREAMS
     max_queue_per_api_model: int = API_MAX_QUEUE
+    stalled_reader_timeout: float | None = STALLED_READER_TIMEOUT
 
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import functools
@@ -19,6 +20,7 @@ from grpc_status import rpc_status
 from warpcore.server.core.access import REQUEST_ID_HEADER, current_request_id, record_failure
 from warpcore.server.core.bounds import fitted_message, shortened
 from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
+from warpcore.server.core.stalled import on_stalled
 from warpcore.server.rpc.translate import field_path
 
 ERROR_DOMAIN = "warpcore.v1"
@@ -109,6 +111,24 @@ def unary_errors(
     return wrapper
 
 
+_ending: set[asyncio.Future[None]] = set()
+"""The statuses waiting to follow the frames of calls cut for reading nothing (a task holds no reference to itself)."""
+
+
+def _end_stalled(context: grpc.aio.ServicerContext[Any, Any], error: WarpcoreError) -> None:
+    """Send the status of a call whose caller read nothing (stalled.py), its handler cancelled: it goes behind the
+    frames already written, and reaches the caller if it reads again; cancelling alone would leave its call open
+    with no status until its client goes."""
+
+    async def end() -> None:
+        with contextlib.suppress(Exception):  # an AbortError, or a failed send: the client went first
+            await end_call(context, to_status(error))
+
+    ending = asyncio.ensure_future(end())
+    _ending.add(ending)
+    ending.add_done_callback(_ending.discard)
+
+
 def streaming_errors(
     method: Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncGenerator[Response, None]],
 ) -> Callable[[Servicer, Request, grpc.aio.ServicerContext[Request, Response]], AsyncGenerator[Response, None]]:
@@ -118,6 +138,7 @@ def streaming_errors(
     async def wrapper(
         self: Servicer, request: Request, context: grpc.aio.ServicerContext[Request, Response]
     ) -> AsyncGenerator[Response, None]:
+        on_stalled(functools.partial(_end_stalled, context))
         try:
             async with contextlib.aclosing(method(self, request, context)) as responses:
                 async for response in responses:
