@@ -100,7 +100,7 @@ async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_it
     small = socket.socket()
     small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the door's writes wait at once
     small.connect(("127.0.0.1", doors.http.port))
-    _, writer = await asyncio.open_connection(sock=small)
+    reader, writer = await asyncio.open_connection(sock=small)
     payload = json.dumps(body).encode()
     head = (
         "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -117,6 +117,8 @@ async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_it
         assert answer.choices[0].message.content == "fine"
         assert time.monotonic() - started >= TIMEOUT
         await asyncio.wait_for(openai_upstream.disconnected.wait(), 10)
+        while await asyncio.wait_for(reader.read(1 << 20), 10):  # what was written, then the door hangs up
+            pass
     finally:
         writer.close()
     lines = [await access_lines.next(), await access_lines.next()]

@@ -94,7 +94,10 @@ class InferenceServiceStub:
     before any delta was sent (an invalid request, an upstream refusal) ends the
     call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
-    passes, the work stops and no further frame is sent.
+    passes, the work stops and no further frame is sent. A caller that reads nothing
+    for the server's stalled-reader timeout (60 s unless its operator says otherwise)
+    has its generation stopped, and its slot goes to the next caller: if it reads
+    again, it gets the frames already written, then DEADLINE_EXCEEDED (STALLED_READER).
     """
     PullModel: _grpc.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]
     """PullModel downloads a model file onto the server, streaming progress frames a few
@@ -185,7 +188,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     before any delta was sent (an invalid request, an upstream refusal) ends the
     call with its status alone; a failure after a delta was sent first sends a GenerateResult with
     FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
-    passes, the work stops and no further frame is sent.
+    passes, the work stops and no further frame is sent. A caller that reads nothing
+    for the server's stalled-reader timeout (60 s unless its operator says otherwise)
+    has its generation stopped, and its slot goes to the next caller: if it reads
+    again, it gets the frames already written, then DEADLINE_EXCEEDED (STALLED_READER).
     """
     PullModel: _aio.UnaryStreamMultiCallable[_models_pb2.PullModelRequest, _models_pb2.PullModelResponse]  # type: ignore[assignment]
     """PullModel downloads a model file onto the server, streaming progress frames a few
@@ -297,7 +303,10 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         before any delta was sent (an invalid request, an upstream refusal) ends the
         call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
-        passes, the work stops and no further frame is sent.
+        passes, the work stops and no further frame is sent. A caller that reads nothing
+        for the server's stalled-reader timeout (60 s unless its operator says otherwise)
+        has its generation stopped, and its slot goes to the next caller: if it reads
+        again, it gets the frames already written, then DEADLINE_EXCEEDED (STALLED_READER).
         """
 
     @_abc_1.abstractmethod
