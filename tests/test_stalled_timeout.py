@@ -128,9 +128,9 @@ async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_it
 
 
 async def test_a_caller_that_takes_its_outputs_slowly_is_not_cut(doors: Doors) -> None:
-    """A caller that pauses before every output it asks for, each time for most of the timeout, is reading: only an
-    output left untaken for a whole timeout ends a generation. (Measured at the engine: over gRPC, a stream's frames
-    wait in grpc's buffers, and a slow reader's pauses add up before a frame is taken from the generation.)"""
+    """A caller that pauses before every output it asks for, each time for a good part of the timeout, is reading:
+    only an output left untaken for a whole timeout ends a generation. (Measured at the engine: over gRPC, a stream's
+    frames wait in grpc's buffers, and a slow reader's pauses add up before a frame is taken from the generation.)"""
     await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
     params = GenerationParams(prompt="the world", messages=(), max_tokens=6, temperature=0.0)
     outputs = [output async for output in slowly(doors.engine.generate("tiny", params), TIMEOUT * 0.4)]
