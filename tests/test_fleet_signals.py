@@ -160,3 +160,20 @@ async def queue_depth_until(stub: Stub, model_id: str, wanted: int) -> int:
         if depth == wanted or time.monotonic() > deadline:
             return depth
         await asyncio.sleep(0.05)
+
+
+async def test_a_stream_s_slot_is_free_in_every_signal_once_its_last_frame_is_read(
+    server: WarpcoreServer, stub: Stub
+) -> None:
+    """A router (or a caller) that lists the models as a stream ends never sees its slot still busy."""
+    await load_tiny(stub, "ending", parallel=2)
+    registry = server.metrics.registry
+    for max_tokens in (1, 2, 5, 9, 16) * 3:
+        request = pb.GenerateRequest(
+            model_id="ending", prompt="the", options=pb.GenerationOptions(max_tokens=max_tokens, temperature=0.0)
+        )
+        frames = [frame async for frame in stub.Generate(request)]
+        assert frames[-1].HasField("result")
+        (model,) = [model for model in (await stub.ListModels(pb.ListModelsRequest())).models if model.id == "ending"]
+        assert model.residency.slots_busy == 0, max_tokens
+        assert registry.get_sample_value("warpcore_model_num_requests_running", {"model": "ending"}) == 0

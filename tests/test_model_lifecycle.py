@@ -1,7 +1,6 @@
 """A model between states: being loaded (listed LOADING, a Generate waits for it, an UnloadModel takes effect after
 it), being unloaded (listed UNLOADING and still counted in the metrics and the budget until its running stream ends,
-a new Generate refused at once), and the budget of memory kept against busy models before a load, by the model's
-last known size or its estimate."""
+a new Generate refused at once)."""
 
 from __future__ import annotations
 
@@ -13,14 +12,13 @@ import grpc
 import pytest
 from aiohttp import web
 
-from tests.conftest import TINY_MODEL, failed_stream, greedy, rich_details
+from tests.conftest import failed_stream, greedy, rich_details
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
 from tests.test_residency import ModelEvents, idle, listed, load_request, server_and_stub
 from warpcore.client import AsyncClient
-from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
-from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, LocalSettings, TextChunk
+from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, TextChunk
 from warpcore.server.core.engine import GenerationResult
 from warpcore.server.core.errors import NotFoundError
 from warpcore.server.core.registry import LoadedModel
@@ -32,7 +30,6 @@ from warpcore.v1 import inference_pb2_grpc
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from pathlib import Path
 
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
@@ -231,70 +228,3 @@ async def test_an_unloadmodel_asked_while_an_idle_model_leaves_is_not_undone_by_
         with pytest.raises(NotFoundError):
             await asyncio.wait_for(generation, WAIT_SECONDS)
         assert "a" not in await listed(stub)
-
-
-# The tiny model holds 512 bytes a KV cell, and a context of cells again for its prompt cache: 8 MiB at this context.
-BUDGET_CONTEXT = 8192
-MEMORY_BUDGET = 12 * 2**20  # one such model fits, two do not
-
-
-async def test_the_memory_budget_refuses_a_load_beside_a_busy_model_by_known_size_or_estimate(
-    server_env: Mapping[str, str],
-) -> None:
-    async for server, stub, events in server_and_stub(server_env, ResidencyPolicy(max_bytes=MEMORY_BUDGET)):
-        await stub.LoadModel(load_request("known", context_size=BUDGET_CONTEXT))
-        await stub.LoadModel(load_request("busy", context_size=BUDGET_CONTEXT))  # evicts the idle one
-        assert (await listed(stub))["known"].state == pb.MODEL_STATE_AVAILABLE
-        stream = await endless_stream(stub, "busy")
-        full = (grpc.StatusCode.RESOURCE_EXHAUSTED, "MODEL_BUDGET_FULL")
-        # Its last known size: a Generate on the evicted model cannot load it again beside the busy one.
-        _, error = await failed_stream(stub.Generate(greedy("the", 2, model_id="known")))
-        assert (error.code(), rich_details(error)[0].reason) == full
-        # Never loaded: refused on its estimate, before any load.
-        assert await refusal(stub.LoadModel(load_request("new", context_size=BUDGET_CONTEXT))) == full
-        assert (events.loads("known"), events.loads("new")) == (1, 0)
-        sample = server.metrics.registry.get_sample_value
-        assert sample("warpcore_models_loaded", {"backend": "llama_cpp"}) == 1
-        # Once the stream ends the busy model is idle, and makes room.
-        stream.cancel()
-        await stub.LoadModel(load_request("new", context_size=BUDGET_CONTEXT))
-        models = await listed(stub)
-        assert (models["new"].state, models["busy"].state) == (pb.MODEL_STATE_READY, pb.MODEL_STATE_AVAILABLE)
-        assert models["new"].residency.memory_bytes <= MEMORY_BUDGET
-
-
-async def test_a_file_llama_cpp_cannot_read_is_refused_alike_under_a_memory_budget(
-    server_env: Mapping[str, str], models_path: Path
-) -> None:
-    broken = models_path / "unreadable.gguf"
-    broken.write_bytes(b"GGUF but not really" * 10)
-    try:
-        async for _, stub, _ in server_and_stub(server_env, ResidencyPolicy(max_bytes=MEMORY_BUDGET)):
-            request = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="unreadable.gguf")
-            assert await refusal(stub.LoadModel(request)) == (
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "MODEL_LOAD_FAILED",
-            )
-    finally:
-        broken.unlink()
-
-
-@pytest.mark.parametrize(
-    ("context_size", "settings"),
-    [
-        (None, LocalSettings()),
-        (BUDGET_CONTEXT, LocalSettings(parallel=2)),
-        (512, LocalSettings(prompt_cache_tokens=0)),
-        (256, LocalSettings(embedding=True)),
-    ],
-)
-async def test_the_estimate_before_a_load_is_near_the_size_the_load_reports(
-    server_env: Mapping[str, str], context_size: int | None, settings: LocalSettings
-) -> None:
-    adapter = LlamaCppAdapter(settings, server_env)
-    try:
-        estimate = await adapter.estimate_memory(TINY_MODEL, context_size)
-        loaded = (await adapter.load(TINY_MODEL, context_size)).memory_bytes
-    finally:
-        await adapter.close()
-    assert loaded <= estimate <= loaded * 1.05  # the file's size stands for the weights, with its metadata

@@ -66,7 +66,7 @@ class InferenceServiceStub:
     server's operator does not let clients choose; RESOURCE_EXHAUSTED
     (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
     budget of loaded models or memory and the models it would have to unload are in
-    use (or unloading).
+    use (or unloading); no idle model is then unloaded for it.
     """
     UnloadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
@@ -160,7 +160,7 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     server's operator does not let clients choose; RESOURCE_EXHAUSTED
     (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
     budget of loaded models or memory and the models it would have to unload are in
-    use (or unloading).
+    use (or unloading); no idle model is then unloaded for it.
     """
     UnloadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]  # type: ignore[assignment]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
@@ -257,7 +257,7 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         server's operator does not let clients choose; RESOURCE_EXHAUSTED
         (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
         budget of loaded models or memory and the models it would have to unload are in
-        use (or unloading).
+        use (or unloading); no idle model is then unloaded for it.
         """
 
     @_abc_1.abstractmethod

@@ -62,31 +62,47 @@ class Budget:
 
     async def _make_room(self, model_id: str, models: int, nbytes: int) -> None:
         """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
-        bytes fit the budget; RESOURCE_EXHAUSTED if the ones left are all in use."""
+        bytes fit the budget; RESOURCE_EXHAUSTED, before unloading any, if they would not fit once every idle one
+        had gone and the ones leaving were freed."""
         while self._over(models, nbytes):
             if all(model.id == model_id for model in self._local()):
                 return  # a model larger than the whole budget still loads, alone
             idle = [entry for entry in self._idle() if entry[1] != model_id]
+            freeing = {
+                leaving_id: leaving for leaving_id, leaving in self._leaving.items() if not self._running(leaving_id)
+            }
+            releasable = {victim for _, victim in idle} | freeing.keys()
+            kept = [model for model in self._local() if model.id not in releasable]
+            if self._over(models, nbytes, kept) and not all(model.id == model_id for model in kept):
+                raise self._full(model_id, models, nbytes)
             if idle:
                 await self._evict(min(idle)[1], model_id)
-                continue
-            freeing = [leaving for leaving_id, leaving in self._leaving.items() if not self._running(leaving_id)]
-            if freeing:  # its generations have ended: its memory is being freed now
-                await asyncio.wait(freeing, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            loaded = self._local()
-            needed = f", {nbytes} more needed" if nbytes else ""
-            raise ResourceExhaustedError(
-                f"no room to load {model_id!r}: the server's budget of local models is full ({len(loaded)}"
-                f" loaded, {sum(m.info.memory_bytes for m in loaded)} bytes estimated{needed}) and"
-                " every one is in use, or being unloaded once its running generations end; retry later",
-                reason="MODEL_BUDGET_FULL",
-                retry_after=BUSY_RETRY_AFTER,
-                metadata={"model_id": model_id},
-            )
+            else:  # the generations of those leaving have ended: their memory is being freed now
+                await asyncio.wait(freeing.values(), return_when=asyncio.FIRST_COMPLETED)
 
-    def _over(self, models: int, nbytes: int) -> bool:
+    def _full(self, model_id: str, models: int, nbytes: int) -> ResourceExhaustedError:
+        """The refusal of a load the budget has no room for, naming the limit it meets."""
         resident = self._local()
+        limits = []
+        if self._policy.max_models is not None and len(resident) + models > self._policy.max_models:
+            limits.append(f"{len(resident)} of {self._policy.max_models} models loaded")
+        if self._policy.max_bytes is not None:
+            used = sum(model.info.memory_bytes for model in resident)
+            if used + nbytes > self._policy.max_bytes:
+                limits.append(f"{used} of {self._policy.max_bytes} bytes estimated in use, {nbytes} more needed")
+        return ResourceExhaustedError(
+            f"no room to load {model_id!r}: the server's budget of local models is full ({'; '.join(limits)}),"
+            " and unloading its idle ones would not make enough: the others are in use, or being unloaded once"
+            " their running generations end; retry later",
+            reason="MODEL_BUDGET_FULL",
+            retry_after=BUSY_RETRY_AFTER,
+            metadata={"model_id": model_id},
+        )
+
+    def _over(self, models: int, nbytes: int, resident: list[LoadedModel] | None = None) -> bool:
+        """Whether `models` more models and `nbytes` more bytes exceed the budget beside `resident` (by default,
+        every local model holding memory)."""
+        resident = self._local() if resident is None else resident
         too_many = self._policy.max_models is not None and len(resident) + models > self._policy.max_models
         too_big = (
             self._policy.max_bytes is not None

@@ -287,8 +287,9 @@ class BatchScheduler:
             self.prompts.end(
                 sequence.slot, prompt.tokens, prompt.piece_keys, sequence.start, sequence.prefilled, answer
             )
-        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.start.hit.length))
         self._release(sequence)
+        self._count()  # published before the caller hears of the end, as at its start: its slot is free
+        sequence.job.emit(dataclasses.replace(finish, cached_prompt_tokens=sequence.start.hit.length))
 
     def _release(self, sequence: Running) -> None:
         """Free the slot and its KV cells at once (but those of a prompt it keeps), for the next waiting generation."""
