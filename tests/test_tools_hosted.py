@@ -254,6 +254,24 @@ async def test_a_call_cut_short_by_max_tokens_is_left_out(stub: Stub, upstream: 
     assert streamed.arguments(0) == '{"city": "Zü'
 
 
+async def test_a_call_cut_by_max_tokens_but_reported_as_finished_is_left_out(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    """A compatible server that calls the end of a call cut by the limit a natural one (LiteLLM's Anthropic route,
+    tester T2): its whole max_tokens spent, the generation ended for its length, not as the upstream's failure."""
+    await load(stub, upstream)
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, "{")], completion_tokens=25)
+    options = pb.GenerationOptions(max_tokens=25)
+    streamed = await stream(stub.Generate(chat(user("Weather?"), options=options)))
+    assert streamed.result is not None
+    assert streamed.result.finish_reason == pb.FINISH_REASON_LENGTH
+    assert list(streamed.result.tool_calls) == []
+    # One token short of the limit, the same broken call is still the upstream's failure.
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, "{")], completion_tokens=24)
+    _, error = await failed_stream(stub.Generate(chat(user("Weather?"), options=options)))
+    assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED_TOOL_CALL"
+
+
 @pytest.mark.parametrize(
     "arguments", ['{"city": ', '{"city": NaN}', '{"city": "\\ud800"}', '{"city":' + "[" * 100 + "]" * 100 + "}"]
 )

@@ -29,12 +29,13 @@ class ToolCallAssembler:
         else:
             call[2].append(delta.arguments)
 
-    def finish(self, reason: FinishReason) -> tuple[FinishReason, tuple[ToolCall, ...]]:
+    def finish(self, reason: FinishReason, *, budget_spent: bool = False) -> tuple[FinishReason, tuple[ToolCall, ...]]:
         """The finish reason and the complete calls, in index order, each with arguments that parse to a JSON object
         ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled) leaves out the
-        calls it did not complete; a generation that ended normally with a broken call is the backend's failure. A
-        backend that reports a natural stop after calls (OpenAI does, for a named tool choice) finished with tool
-        calls."""
+        calls it did not complete; a generation that ended normally with a broken call is the backend's failure,
+        unless it had spent its whole max_tokens (`budget_spent`): a compatible server that reports the end of a
+        call cut by the limit as a natural one (LiteLLM's Anthropic route does) finished for its length. A backend
+        that reports a natural stop after calls (OpenAI does, for a named tool choice) finished with tool calls."""
         calls = []
         for index in sorted(self._calls):
             call_id, name, pieces = self._calls[index]
@@ -42,6 +43,8 @@ class ToolCallAssembler:
             flaw = "it has no id" if not call_id else "it has no name" if not name else arguments_flaw(arguments)
             if flaw is None:
                 calls.append(ToolCall(call_id, name, arguments))
+            elif budget_spent:
+                reason = FinishReason.LENGTH
             elif reason in (FinishReason.STOP, FinishReason.TOOL_CALLS, FinishReason.STOP_SEQUENCE):
                 raise UnavailableError(
                     f"the backend ended tool call {index} broken: {flaw}", reason="UPSTREAM_MALFORMED_TOOL_CALL"

@@ -229,7 +229,8 @@ class HostedAdapter(ABC):
             ended = FinishReason.CANCELLED if cancelled else reader.finish
             assert ended is not None  # a stream that ended without its finish is a failure, set above
             try:
-                finish, tool_calls = calls.finish(ended)
+                spent = reader.completion_tokens >= params.max_tokens
+                finish, tool_calls = calls.finish(ended, budget_spent=spent)
             except WarpcoreError as error:  # a call the upstream ended broken
                 failure = error
             for delta in calls.unargued() if failure is None else ():
