@@ -60,6 +60,7 @@ async def test_a_compatible_servers_model_named_otherwise_embeds_when_loaded_as_
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     info, fields = rich_details(refused.value)
     assert (info.reason, fields) == ("MODEL_LOADED_FOR_EMBEDDINGS", ["model_id"])
+    assert (refused.value.details() or "").startswith("this model was loaded as an embedding model")
     assert len(openai_upstream.requests) == sent_before  # refused before anything went upstream
 
 

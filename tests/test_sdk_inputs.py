@@ -130,6 +130,11 @@ async def test_unknown_options_are_type_errors_like_unexpected_keywords(make: Ca
         await maybe(load(TINY_MODEL, threadz=2))
     with pytest.raises(TypeError, match=r"^unexpected option 'api_kee'; did you mean 'api_key'\?$"):
         await maybe(listing("openai", api_kee="k"))
+    # Settings as a dict (tester T2: an AttributeError from deep inside the SDK).
+    with pytest.raises(
+        TypeError, match=r"^config= takes an ApiConfig, a LocalConfig or a BackendConfig message, not dict"
+    ):
+        await maybe(load("gpt-4o", backend="openai", config={"api_key": "k", "base_url": "http://127.0.0.1:1/v1"}))
 
 
 @CLIENTS

@@ -69,6 +69,11 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
             raise TypeError("API settings and local settings cannot be mixed")
         fields: dict[str, Any] = dict(options)
         config = ApiConfig(timeout=fields.pop("api_timeout", None), **fields) if api else LocalConfig(**fields)
+    if not isinstance(config, ApiConfig | LocalConfig):
+        raise TypeError(
+            f"config= takes an ApiConfig, a LocalConfig or a BackendConfig message, not {type(config).__name__};"
+            " or give the settings as keyword arguments"
+        )
     if isinstance(config, ApiConfig):
         api_config = pb.ApiConfig(api_key=config.api_key, organization=config.organization, base_url=config.base_url)
         if config.timeout is not None:

@@ -143,10 +143,13 @@ class InferenceServiceServicer:
         before any delta was sent (an invalid request, an upstream refusal) ends the
         call with its status alone; a failure after a delta was sent first sends a GenerateResult with
         FINISH_REASON_ERROR, then the status. When the caller cancels or its deadline
-        passes, the work stops and no further frame is sent. A caller that reads nothing
-        for the server's stalled-reader timeout (60 s unless its operator says otherwise)
-        has its generation stopped, and its slot goes to the next caller: if it reads
-        again, it gets the frames already written, then DEADLINE_EXCEEDED (STALLED_READER).
+        passes, the work stops and no further frame is sent. A caller whose connection
+        takes no frame for the server's stalled-reader timeout (60 s unless its operator
+        says otherwise) has its generation stopped, and its slot goes to the next caller:
+        if it reads again, it gets the frames already written, then DEADLINE_EXCEEDED
+        (STALLED_READER). The time counts once the connection's flow-control window and
+        the client library's buffers are full: a caller that stops reading a short
+        stream may get all of it without being cut.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -184,7 +184,7 @@ class OpenAIAdapter(HostedAdapter):
 
     async def embed(self, params: EmbedParams) -> Embeddings:
         if self._api.embedding is False:  # a text model, as LoadModel's model_type said
-            raise other_kind(self._model, embedding_model=False)
+            raise other_kind(embedding_model=False)
         if not params.normalize:
             raise refused("normalize", "the OpenAI API only returns unit-length vectors; leave normalize unset")
         if params.truncate:

@@ -63,8 +63,9 @@ _OTHER_KIND = {
 }
 
 
-def other_kind(model: str, *, embedding_model: bool) -> FailedPreconditionError:
+def other_kind(*, embedding_model: bool) -> FailedPreconditionError:
     """Generate on a hosted embedding model, or Embed on one loaded as a text model: refused before anything goes
-    upstream, which would refuse it too."""
+    upstream, which would refuse it too. Named as the caller's model_id, not as the API's model, a name the caller
+    may never have used (a tester's finding)."""
     why, reason = _OTHER_KIND[embedding_model]
-    return FailedPreconditionError(f"{model!r} {why}", field="model_id", reason=reason)
+    return FailedPreconditionError(f"this model {why}", field="model_id", reason=reason)

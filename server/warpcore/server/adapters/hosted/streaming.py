@@ -188,7 +188,7 @@ class HostedAdapter(ABC):
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         if self._embeds_only:
-            raise other_kind(self._model, embedding_model=True)
+            raise other_kind(embedding_model=True)
         body = self._request(params)
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api):
