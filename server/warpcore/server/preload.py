@@ -36,6 +36,7 @@ _API_TYPES: dict[str, type | tuple[type, ...]] = {
     "organization": str,
     "timeout": (int, float),
     "embedding": bool,
+    "unlisted": bool,
 }
 _LOCAL_TYPES: dict[str, type | tuple[type, ...]] = {
     "threads": int,
@@ -92,6 +93,7 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
         base_url=table.get("base_url"),
         timeout=float(table["timeout"]) if "timeout" in table else None,
         embedding=table.get("embedding"),
+        unlisted=table.get("unlisted", False),
     )
 
 

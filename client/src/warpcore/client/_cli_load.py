@@ -29,7 +29,7 @@ LOCAL = (
     "prompt_cache_tokens",
 )
 """The LocalConfig settings, for --backend llama_cpp."""
-API = ("api_key", "organization", "base_url", "api_timeout")
+API = ("api_key", "organization", "base_url", "api_timeout", "unlisted")
 """The ApiConfig settings (load_model's keywords), for the hosted backends."""
 
 
@@ -189,6 +189,14 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="longest wait for the upstream to connect and for each piece of an answer, at most 86400 (default:"
         " OPENAI_TIMEOUT or ANTHROPIC_TIMEOUT, else 600)",
+    )
+    api.add_argument(
+        "--unlisted",
+        action="store_true",
+        default=None,
+        help="load MODEL although the API does not list it, for a server that serves names it does not list (a"
+        " router's wildcard route); a name it does not serve then fails each generate (default: the API must list"
+        " it)",
     )
 
 

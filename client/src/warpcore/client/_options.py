@@ -46,6 +46,7 @@ class BackendOptions(TypedDict, total=False):
     organization: str
     base_url: str
     api_timeout: float
+    unlisted: bool
     threads: int
     use_gpu: bool
     gpu_layers: int

@@ -39,7 +39,7 @@ MessageLike = Message | tuple[str, str] | Mapping[str, str] | pb.ChatMessage
 """A chat turn: a Message, a (role, text) pair, a {"role": ..., "content": ...} mapping as the vendors' SDKs take
 it, or the protobuf message."""
 
-_API_FIELDS = {"api_key", "organization", "base_url", "api_timeout"}
+_API_FIELDS = {"api_key", "organization", "base_url", "api_timeout", "unlisted"}
 
 
 def backend_type(backend: BackendLike) -> pb.BackendType.ValueType:
@@ -75,7 +75,9 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
             " or give the settings as keyword arguments"
         )
     if isinstance(config, ApiConfig):
-        api_config = pb.ApiConfig(api_key=config.api_key, organization=config.organization, base_url=config.base_url)
+        api_config = pb.ApiConfig(
+            api_key=config.api_key, organization=config.organization, base_url=config.base_url, unlisted=config.unlisted
+        )
         if config.timeout is not None:
             api_config.timeout.CopyFrom(duration_message(config.timeout))
         return pb.BackendConfig(api=api_config)

@@ -55,6 +55,9 @@ class ApiConfig:
     timeout: float | None = None
     """Longest wait for the upstream, in seconds: to connect, and for each piece of its answer (a whole stream is
     bounded by the call's deadline)."""
+    unlisted: bool | None = None
+    """Load the model although the API does not list it (a router's wildcard route): a name it does not serve then
+    fails each generation instead of the load."""
 
 
 @dataclass(frozen=True)

@@ -383,6 +383,7 @@ class ApiConfig(_message.Message):
     ORGANIZATION_FIELD_NUMBER: _builtins.int
     BASE_URL_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    UNLISTED_FIELD_NUMBER: _builtins.int
     api_key: _builtins.str
     """Secret key for the provider. Never logged or echoed back. Required here when
     base_url is set: the server's own key only goes to the server's own base URL.
@@ -393,6 +394,14 @@ class ApiConfig(_message.Message):
     """Base URL of the API, e.g. "http://127.0.0.1:8080/v1" for an OpenAI-compatible
     server or "https://api.anthropic.com" for Anthropic: http:// or https://, at most
     2,048 characters, with no credentials in it (the key goes in api_key).
+    """
+    unlisted: _builtins.bool
+    """Load the model without finding it in the API's model list (default: false).
+    LoadModel checks that the API lists the model (NOT_FOUND,
+    UPSTREAM_MODEL_NOT_FOUND, when it does not); a compatible server may serve names
+    it does not list, such as a router's wildcard route. The API is still asked for
+    its list, so that a wrong key or base_url fails the load; a name it does not
+    serve fails each Generate instead.
     """
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
@@ -409,10 +418,11 @@ class ApiConfig(_message.Message):
         organization: _builtins.str | None = ...,
         base_url: _builtins.str | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        unlisted: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_base_url", b"_base_url", "_organization", b"_organization", "api_key", b"api_key", "base_url", b"base_url", "organization", b"organization", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_base_url", b"_base_url", "_organization", b"_organization", "_unlisted", b"_unlisted", "api_key", b"api_key", "base_url", b"base_url", "organization", b"organization", "timeout", b"timeout", "unlisted", b"unlisted"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_base_url", b"_base_url", "_organization", b"_organization", "api_key", b"api_key", "base_url", b"base_url", "organization", b"organization", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_api_key", b"_api_key", "_base_url", b"_base_url", "_organization", b"_organization", "_unlisted", b"_unlisted", "api_key", b"api_key", "base_url", b"base_url", "organization", b"organization", "timeout", b"timeout", "unlisted", b"unlisted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__api_key: _TypeAlias = _typing.Literal["api_key"]  # noqa: Y015
     _WhichOneofArgType__api_key: _TypeAlias = _typing.Literal["_api_key", b"_api_key"]  # noqa: Y015
@@ -420,12 +430,16 @@ class ApiConfig(_message.Message):
     _WhichOneofArgType__base_url: _TypeAlias = _typing.Literal["_base_url", b"_base_url"]  # noqa: Y015
     _WhichOneofReturnType__organization: _TypeAlias = _typing.Literal["organization"]  # noqa: Y015
     _WhichOneofArgType__organization: _TypeAlias = _typing.Literal["_organization", b"_organization"]  # noqa: Y015
+    _WhichOneofReturnType__unlisted: _TypeAlias = _typing.Literal["unlisted"]  # noqa: Y015
+    _WhichOneofArgType__unlisted: _TypeAlias = _typing.Literal["_unlisted", b"_unlisted"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__api_key) -> _WhichOneofReturnType__api_key | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__base_url) -> _WhichOneofReturnType__base_url | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__organization) -> _WhichOneofReturnType__organization | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__unlisted) -> _WhichOneofReturnType__unlisted | None: ...
 
 Global___ApiConfig: _TypeAlias = ApiConfig  # noqa: Y015
 

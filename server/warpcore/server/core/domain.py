@@ -64,6 +64,8 @@ class ApiSettings:  # a hosted API backend's settings as requested; None means "
     embedding: bool | None = None
     """What the model does, as LoadModel's model_type says: True embeds texts (Embed), False generates; None: as the
     provider names its models (OpenAI's embedding models are text-embedding-*)."""
+    unlisted: bool = False
+    """Loaded without finding it in the API's model list: a compatible server may serve names it does not list."""
 
 
 @dataclass(frozen=True)

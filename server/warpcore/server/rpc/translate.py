@@ -116,6 +116,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
             organization=api.organization if api.HasField("organization") else None,
             base_url=api.base_url if api.HasField("base_url") else None,
             timeout=timeout,
+            unlisted=api.unlisted,
         )
     if kind == "local":
         local, llama = config.local, config.local.llama_cpp

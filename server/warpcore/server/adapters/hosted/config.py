@@ -35,6 +35,8 @@ class ResolvedApi:
     timeout: float
     embedding: bool | None = None
     """ApiSettings.embedding: what the model does, where the request says."""
+    unlisted: bool = False
+    """ApiSettings.unlisted: loaded without finding it in the API's model list."""
 
 
 class ClientOptions(TypedDict):
@@ -102,6 +104,7 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
         organization=organization,
         timeout=timeout,
         embedding=settings.embedding,
+        unlisted=settings.unlisted,
     )
 
 

@@ -172,12 +172,13 @@ class HostedAdapter(ABC):
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
         offered = await self.list_models()
-        if model not in offered:
+        if model not in offered and not self._api.unlisted:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
             some = ", ".join(map(repr, offered[:OFFERED_IN_REFUSAL])) + (", ..." * (len(offered) > OFFERED_IN_REFUSAL))
             raise NotFoundError(
                 f"the {self.name} API does not offer model {model!r} (it offers {some or 'none'});"
-                f" ListModels of the {self._api.provider} backend lists the models it offers",
+                f" ListModels of the {self._api.provider} backend lists the models it offers (a name it serves but"
+                " does not list, such as a router's wildcard route, loads with backend_config.api.unlisted)",
                 field="model",
                 reason="UPSTREAM_MODEL_NOT_FOUND",
                 metadata={"provider": self._api.provider},
