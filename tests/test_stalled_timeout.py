@@ -79,9 +79,11 @@ async def test_a_local_generation_whose_grpc_caller_reads_nothing_is_stopped_and
         assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
         assert "read nothing of it for 1 s" in (ended.value.details() or "")
     lines = [await access_lines.next(), await access_lines.next()]
-    assert lines[0] == ("Generate", "tiny", "CANCELLED")
+    assert lines[0] == ("Generate", "tiny", "DEADLINE_EXCEEDED")  # the status its caller got
     assert lines[1] == ("Generate", "tiny", "OK")
     assert access_lines.records[-2].__dict__["finish_reason"] == "cancelled"
+    assert access_lines.records[-2].__dict__["ended_by"] == "stalled_reader"
+    assert "ended_by" not in access_lines.records[-1].__dict__
     warnings = [record for record in caplog.records if "read nothing" in record.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].__dict__["request_id"] == access_lines.records[-2].__dict__["request_id"]
@@ -124,6 +126,7 @@ async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_it
     lines = [await access_lines.next(), await access_lines.next()]
     assert lines == [("/v1/chat/completions", "m", "CANCELLED"), ("/v1/chat/completions", "m", "OK")]
     assert access_lines.records[-2].__dict__["finish_reason"] == "cancelled"
+    assert access_lines.records[-2].__dict__["ended_by"] == "stalled_reader"
     assert access_lines.records[-2].__dict__["upstream_request_id"] == "req_fake_123"
 
 

@@ -56,6 +56,18 @@ def record_usage(finish: Finish) -> None:
             usage["upstream_request_id"] = finish.upstream_request_id
 
 
+STALLED_READER = "stalled_reader"
+"""`ended_by` of a call whose generation was stopped because its caller read nothing (stalled.py)."""
+
+
+def record_stalled() -> None:
+    """Note a call cut because its caller read nothing: its access line says so (`ended_by`), and a gRPC call's
+    the status its caller gets, DEADLINE_EXCEEDED, where the cancellation alone would read as its client gone."""
+    usage = _usage.get()
+    if usage is not None:
+        usage["ended_by"] = STALLED_READER
+
+
 def record_cancelled(prompt_tokens: int, upstream_request_id: str) -> None:
     """Note a generation whose caller went before the backend could count what it used: `cancelled`, with the
     prompt's size when the backend told it first (a local model, Anthropic) and the upstream's request id once it

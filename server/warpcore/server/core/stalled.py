@@ -9,7 +9,7 @@ import contextvars
 import logging
 from collections.abc import Callable
 
-from warpcore.server.core.access import current_request_id
+from warpcore.server.core.access import current_request_id, record_stalled
 from warpcore.server.core.errors import DeadlineExceededError, WarpcoreError
 
 _log = logging.getLogger("warpcore.server")
@@ -84,6 +84,7 @@ class StalledReader:
             timeout,
             extra={"request_id": current_request_id()},
         )
+        record_stalled()
         self._task.cancel()
         handler = _stalled_handler.get()
         if handler is not None:

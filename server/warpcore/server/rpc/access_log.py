@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2
 
 from warpcore.server.core.access import (
     REQUEST_ID_HEADER,
+    STALLED_READER,
     log_request,
     recording_usage,
     request_id,
@@ -140,6 +141,8 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     # usage, before the line is written, rather than nowhere after it.
                     with recording_usage(usage):
                         await responses.aclose()
-                    self._finish(method, request, peer, identity, started, self._code(context, error, timeout), usage)
+                    stalled = usage.get("ended_by") == STALLED_READER  # the status _end_stalled sends its caller
+                    code = "DEADLINE_EXCEEDED" if stalled else self._code(context, error, timeout)
+                    self._finish(method, request, peer, identity, started, code, usage)
 
         return grpc.unary_stream_rpc_method_handler(stream, **serializers)
