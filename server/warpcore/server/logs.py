@@ -22,6 +22,7 @@ REQUEST_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "finish_reason",
+    "ended_by",
     "peer",
     "request_id",
     "upstream_request_id",
