@@ -64,7 +64,7 @@ class Budget:
         """Unload idle local models, least recently used first, until `models` more models and `nbytes` more
         bytes fit the budget; RESOURCE_EXHAUSTED, before unloading any, if they would not fit once every idle one
         had gone and the ones leaving were freed."""
-        while self._over(models, nbytes):
+        while exceeded := self._exceeded(models, nbytes):
             if all(model.id == model_id for model in self._local()):
                 return  # a model larger than the whole budget still loads, alone
             idle = [entry for entry in self._idle() if entry[1] != model_id]
@@ -73,42 +73,31 @@ class Budget:
             }
             releasable = {victim for _, victim in idle} | freeing.keys()
             kept = [model for model in self._local() if model.id not in releasable]
-            if self._over(models, nbytes, kept) and not all(model.id == model_id for model in kept):
-                raise self._full(model_id, models, nbytes)
+            if self._exceeded(models, nbytes, kept) and not all(model.id == model_id for model in kept):
+                raise ResourceExhaustedError(
+                    f"no room to load {model_id!r}: the server's budget of local models is full"
+                    f" ({'; '.join(exceeded)}), and unloading its idle ones would not make enough: the others are in"
+                    " use, or being unloaded once their running generations end; retry later",
+                    reason="MODEL_BUDGET_FULL",
+                    retry_after=BUSY_RETRY_AFTER,
+                    metadata={"model_id": model_id},
+                )
             if idle:
                 await self._evict(min(idle)[1], model_id)
             else:  # the generations of those leaving have ended: their memory is being freed now
                 await asyncio.wait(freeing.values(), return_when=asyncio.FIRST_COMPLETED)
 
-    def _full(self, model_id: str, models: int, nbytes: int) -> ResourceExhaustedError:
-        """The refusal of a load the budget has no room for, naming the limit it meets."""
-        resident = self._local()
-        limits = []
-        if self._policy.max_models is not None and len(resident) + models > self._policy.max_models:
-            limits.append(f"{len(resident)} of {self._policy.max_models} models loaded")
-        if self._policy.max_bytes is not None:
-            used = sum(model.info.memory_bytes for model in resident)
-            if used + nbytes > self._policy.max_bytes:
-                limits.append(f"{used} of {self._policy.max_bytes} bytes estimated in use, {nbytes} more needed")
-        return ResourceExhaustedError(
-            f"no room to load {model_id!r}: the server's budget of local models is full ({'; '.join(limits)}),"
-            " and unloading its idle ones would not make enough: the others are in use, or being unloaded once"
-            " their running generations end; retry later",
-            reason="MODEL_BUDGET_FULL",
-            retry_after=BUSY_RETRY_AFTER,
-            metadata={"model_id": model_id},
-        )
-
-    def _over(self, models: int, nbytes: int, resident: list[LoadedModel] | None = None) -> bool:
-        """Whether `models` more models and `nbytes` more bytes exceed the budget beside `resident` (by default,
-        every local model holding memory)."""
+    def _exceeded(self, models: int, nbytes: int, resident: list[LoadedModel] | None = None) -> list[str]:
+        """The limits of the budget that `models` more models and `nbytes` more bytes go over beside `resident` (by
+        default, every local model holding memory), each in words; none when they fit."""
         resident = self._local() if resident is None else resident
-        too_many = self._policy.max_models is not None and len(resident) + models > self._policy.max_models
-        too_big = (
-            self._policy.max_bytes is not None
-            and sum(model.info.memory_bytes for model in resident) + nbytes > self._policy.max_bytes
-        )
-        return too_many or too_big
+        exceeded = []
+        if self._policy.max_models is not None and len(resident) + models > self._policy.max_models:
+            exceeded.append(f"{len(resident)} of {self._policy.max_models} models loaded")
+        used = sum(model.info.memory_bytes for model in resident)
+        if self._policy.max_bytes is not None and used + nbytes > self._policy.max_bytes:
+            exceeded.append(f"{used} of {self._policy.max_bytes} bytes estimated in use, {nbytes} more needed")
+        return exceeded
 
     def _local(self) -> list[LoadedModel]:
         """The local models holding memory, those being unloaded too."""
