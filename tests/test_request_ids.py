@@ -15,7 +15,8 @@ from grpc_status import rpc_status
 
 from tests.conftest import AccessLines, collect, greedy, load_tiny
 from tests.http_door import base_url
-from warpcore.client import AsyncClient, NotFoundError
+from tests.test_sdk import blocking
+from warpcore.client import AsyncClient, Client, GenerateResponse, NotFoundError
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -103,3 +104,30 @@ async def test_the_sdks_error_carries_the_calls_request_id(doors: Doors, access_
     await access_lines.next()
     assert GENERATED.fullmatch(error.value.request_id)
     assert error.value.request_id == access_lines.records[-1].__dict__["request_id"]
+
+
+async def test_the_sdks_answer_carries_the_calls_request_id(
+    doors: Doors, stub: Stub, access_lines: AccessLines
+) -> None:
+    """Whoever reports a wrong answer, not only a failed call, can quote the id its access line has."""
+    await load_tiny(stub)
+    await access_lines.next()
+    target = f"127.0.0.1:{doors.grpc.port}"
+    async with AsyncClient(target) as client:
+        answers = [await client.generate("tiny", prompt="the world", max_tokens=2)]
+        stream = await client.generate("tiny", prompt="the world", max_tokens=2, stream=True)
+        answers.append(await stream.get_final_response())
+
+    @blocking
+    def sync() -> list[GenerateResponse]:
+        with Client(target) as client:
+            answer = client.generate("tiny", prompt="the world", max_tokens=2)
+            return [answer, client.generate("tiny", prompt="the world", max_tokens=2, stream=True).get_final_response()]
+
+    answers += await sync()
+    for _ in answers:
+        assert await access_lines.next() == ("Generate", "tiny", "OK")
+    logged = [record.__dict__["request_id"] for record in access_lines.records[1:]]
+    assert all(GENERATED.fullmatch(answer.request_id) for answer in answers)
+    assert sorted(answer.request_id for answer in answers) == sorted(logged)
+    assert len(set(logged)) == 4

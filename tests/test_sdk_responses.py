@@ -58,6 +58,7 @@ async def test_an_answer_that_does_not_parse_raises_with_the_whole_response(
         assert (error.response.usage.prompt_tokens, error.response.parsed) == (9, None)
         assert str(error).startswith("the answer does not parse as response_format asks: ")
         assert "\n" not in str(error)
+        assert error.request_id == error.response.request_id != ""  # the call's, though no call failed
 
     async with AsyncClient(target, timeout=30) as client:
         await client.load_model("gpt-4o-mini", backend="openai", model_id="m", config=config)

@@ -99,7 +99,11 @@ class ResponseParseError(WarpcoreError, ValueError):
 
     def __init__(self, response: GenerateResponse, cause: ValueError) -> None:
         summary = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
-        super().__init__(f"the answer does not parse as response_format asks: {summary}", status=grpc.StatusCode.OK)
+        super().__init__(
+            f"the answer does not parse as response_format asks: {summary}",
+            status=grpc.StatusCode.OK,
+            request_id=response.request_id,
+        )
         self.response = response
         """The whole answer, unparsed."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, Self
 
@@ -53,7 +53,7 @@ class Accumulator:
             self._result = event
         return event
 
-    def response(self) -> GenerateResponse[Any]:
+    def response(self, request_id: str) -> GenerateResponse[Any]:
         if self._result is None:
             raise RuntimeError("the stream ended without its result frame")
         result = self._result
@@ -69,6 +69,7 @@ class Accumulator:
             reasoning=self._reasoning.blocks(),
             stop_sequence=result.stop_sequence,
             refusal=refusal,
+            request_id=request_id,
         )
         # A structured answer cut short (max_tokens, a paused turn), or declined, is left unparsed.
         if self._parse is None or result.finish_reason is not FinishReason.STOP or refusal:
@@ -77,6 +78,11 @@ class Accumulator:
             return dataclasses.replace(response, parsed=self._parse(text))
         except ValueError as error:  # json.JSONDecodeError and pydantic's ValidationError alike
             raise ResponseParseError(response, error) from error
+
+
+def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The call's id from the initial metadata the server sent (the server sends one on every call)."""
+    return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
 
 
 def _events(call: Iterator[pb.GenerateResponse], accumulator: Accumulator) -> Iterator[StreamEvent]:
@@ -142,7 +148,7 @@ class Stream(Generic[ParsedT]):
         not parse as the response_format asks."""
         for _ in self:
             pass
-        return self._accumulator.response()
+        return self._accumulator.response(request_id_from(self._call.initial_metadata()))  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Cancel the call: the server stops generating."""
@@ -198,7 +204,7 @@ class AsyncStream(Generic[ParsedT]):
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError as Stream's."""
         async for _ in self:
             pass
-        return self._accumulator.response()
+        return self._accumulator.response(request_id_from(await self._call.initial_metadata()))
 
     def close(self) -> None:
         """Cancel the call: the server stops generating."""

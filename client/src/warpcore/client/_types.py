@@ -193,6 +193,9 @@ class GenerateResponse(Generic[ParsedT]):
     refusal: str = ""
     """The text in which the model declined the request (an OpenAI model's refusal, e.g. instead of JSON matching
     the response_format); "" when it did not."""
+    request_id: str = ""
+    """The server's id of this call (its x-request-id), as its access log names it: quote it when reporting a
+    problem with this answer. Empty from a server that sent none."""
 
     def message(self) -> Message:
         """This answer as the assistant turn of the next request (calls and reasoning included)."""
