@@ -180,5 +180,5 @@ async def test_a_generation_the_server_stops_at_its_shutdown_is_status_1(
     assert text.rstrip("\n").replace("tick", "") == ""  # the text it gave, then its line ended
     assert process.returncode == 1
     assert "finish: cancelled" in stderr.decode()
-    said = "warpcore: the server stopped the generation before its end (it is shutting down); retry\n"
+    said = "warpcore: UNAVAILABLE: the server stopped the generation before its end (it is shutting down); retry\n"
     assert stderr.decode().endswith(said)

@@ -3,15 +3,21 @@ answer that does not parse keeps the whole response, and the prompt's usage a st
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Mapping
 from typing import Any
 
+import grpc
 import pydantic
 import pytest
 
+from tests.conftest import serving
+from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.hosted import OPENAI_KEY
+from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, load
 from tests.test_sdk import blocking
 from warpcore.client import (
     ApiConfig,
@@ -20,10 +26,12 @@ from warpcore.client import (
     FinishReason,
     ResponseParseError,
     TextDelta,
+    UnavailableError,
     Usage,
     WarpcoreError,
 )
 from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2_grpc
 
 
 class Answer(pydantic.BaseModel):
@@ -127,3 +135,74 @@ async def test_an_openai_stream_has_no_early_prompt_usage(target: str, openai_up
         final = await stream.get_final_response()
     assert stream.prompt_usage is None
     assert final.usage.prompt_tokens == 9
+
+
+async def test_a_generation_failing_mid_way_keeps_what_came_in_its_error(
+    target: str, anthropic_upstream: FakeAnthropic
+) -> None:
+    """A tester's finding: the streamed form kept the text, but generate() raised an error without it."""
+    anthropic_upstream.script = Script(chunks=["Hel", "lo", " there"], error_event_after=2, prompt_tokens=9)
+    config = ApiConfig(api_key=ANTHROPIC_KEY, base_url=anthropic_upstream.base_url)
+
+    def check(error: UnavailableError) -> None:
+        assert error.response is not None
+        assert (error.response.text, error.response.finish_reason) == ("Hello", FinishReason.ERROR)
+        assert error.response.usage.prompt_tokens == 9
+        assert error.response.request_id == error.request_id != ""
+
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(anthropic_upstream.models[0], backend="anthropic", model_id="m", config=config)
+        with pytest.raises(UnavailableError) as raised:
+            await client.generate("m", prompt="hi")
+        check(raised.value)
+
+    @blocking
+    def sync() -> None:
+        with Client(target, timeout=30) as client, pytest.raises(UnavailableError) as raised:
+            client.generate("m", prompt="hi")
+        check(raised.value)
+
+    await sync()
+
+
+def _read_until_cut(target: str, begun: threading.Event) -> UnavailableError:
+    """A blocking generation's error, once `begun` has been set as its first event came."""
+    with Client(target, timeout=30) as client:
+        stream = client.generate("m", prompt="hi", stream=True)
+        next(stream)
+        begun.set()
+        with pytest.raises(UnavailableError) as raised:
+            stream.get_final_response()
+    return raised.value
+
+
+async def test_a_generation_the_servers_shutdown_cuts_short_raises_with_its_text(
+    server_env: Mapping[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: the answer came back whole-looking, its finish_reason `cancelled` the only sign that the
+    text was cut short (the CLI said so; the SDK did not)."""
+    openai_upstream.script = Script(chunks=["tick"] * 1000, delay=0.01)  # far longer than the grace
+    for asynchronous in (True, False):
+        async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await load(inference_pb2_grpc.InferenceServiceStub(channel), openai_upstream)
+            target, begun = f"127.0.0.1:{server.port}", threading.Event()
+            async with AsyncClient(target, timeout=30) as client:
+                if asynchronous:
+                    stream = await client.generate("m", prompt="hi", stream=True)
+                    await anext(stream)
+                    await server.stop(0.1)
+                    with pytest.raises(UnavailableError) as raised:
+                        await stream.get_final_response()
+                    errors = [raised.value]
+                else:
+                    reading = blocking(_read_until_cut)(target, begun)
+                    await asyncio.to_thread(begun.wait, 30)
+                    await server.stop(0.1)
+                    errors = [await reading]
+        for error in errors:
+            assert (error.reason, error.request_id != "") == ("SHUTTING_DOWN", True)
+            assert str(error).startswith("UNAVAILABLE: the server stopped the generation before its end")
+            assert error.response is not None
+            assert error.response.finish_reason is FinishReason.CANCELLED
+            assert error.response.text.startswith("tick")
+            assert error.response.text.replace("tick", "") == ""

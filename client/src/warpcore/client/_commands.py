@@ -151,9 +151,6 @@ def prompt_of(args: argparse.Namespace) -> str:
     return args.prompt if args.prompt not in (None, "-") else stdin().read().removesuffix("\n")
 
 
-STOPPED_BY_SERVER = "the server stopped the generation before its end (it is shutting down); retry"
-
-
 def failure_words(error: WarpcoreError, args: argparse.Namespace) -> str:
     """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
     call (its words, "Stream removed (Deadline Exceeded)", do not say whose deadline passed). The server's own
@@ -177,14 +174,17 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         usage.error("a prompt is needed: give PROMPT as an argument or write it on stdin")
     model_id = pick_model(client, args.model, args.backend, loads=True)
     reasoning = sys.stderr if args.show_reasoning else None
-    response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
+    try:
+        response = stream_reply(client, model_id, sys.stdout, reasoning, prompt=prompt, **generation_options(args))
+    except WarpcoreError as error:
+        if error.response is not None:  # begun, then failed: what it cost
+            print(usage_line(error.response), file=sys.stderr)
+        raise
     if args.json_schema is not None and (response.finish_reason is not FinishReason.STOP or response.refusal):
         # A text cut short (max_tokens), or declined, is no JSON to parse: not the answer the schema asked for.
         ended = "declined by the model" if response.refusal else f"ended with finish {response.finish_reason}"
         raise CliError(f"the answer {ended} before it was the JSON --json-schema asks for")
     print(usage_line(response), file=sys.stderr)
-    if response.finish_reason is FinishReason.CANCELLED:  # a script must not take the text cut short as the answer
-        raise CliError(STOPPED_BY_SERVER)
     return 0
 
 
@@ -216,11 +216,6 @@ def chat(client: Client, args: argparse.Namespace) -> int:
             history.pop()
             failed = True
             print(f"[turn failed, forgotten: {failure_words(error, args)}]", file=sys.stderr)
-            continue
-        if reply.finish_reason is FinishReason.CANCELLED:  # the server's shutdown: the reply is not whole
-            history.pop()
-            failed = True
-            print(f"[turn failed, forgotten: {STOPPED_BY_SERVER}]", file=sys.stderr)
             continue
         history.append(reply.message())
 

@@ -27,6 +27,7 @@ class WarpcoreError(Exception):
         field_violations: dict[str, str] | None = None,
         retry_after: float | None = None,
         request_id: str = "",
+        response: GenerateResponse | None = None,
     ) -> None:
         super().__init__(f"{status.name}: {message}")
         self.status = status
@@ -40,6 +41,9 @@ class WarpcoreError(Exception):
         """Seconds to wait before retrying (google.rpc.RetryInfo), when the server said."""
         self.request_id = request_id
         """The server's id of the call (google.rpc.RequestInfo), as its access log names it; empty when it sent none."""
+        self.response = response
+        """Of a generation that failed once it had begun, when the server ended it with a result frame (an upstream
+        that failed mid-stream, the server's shutdown): the answer as far as it came, with its usage; else None."""
 
 
 class InvalidArgumentError(WarpcoreError):
@@ -103,12 +107,27 @@ class ResponseParseError(WarpcoreError, ValueError):
             f"the answer does not parse as response_format asks: {summary}",
             status=grpc.StatusCode.OK,
             request_id=response.request_id,
+            response=response,  # the whole answer, unparsed
         )
-        self.response = response
-        """The whole answer, unparsed."""
+        self.response: GenerateResponse = response
 
     def __str__(self) -> str:
         return self.message  # no status before it: no call failed
+
+
+STOPPED_BY_SERVER = "the server stopped the generation before its end (it is shutting down); retry"
+
+
+def stopped_by_server(response: GenerateResponse) -> UnavailableError:
+    """A generation that the server's shutdown ended (FINISH_REASON_CANCELLED, status OK) is no answer: its text is
+    cut short, and a caller that reads only the text must not take it for the whole. Another replica may answer."""
+    return UnavailableError(
+        STOPPED_BY_SERVER,
+        status=grpc.StatusCode.UNAVAILABLE,
+        reason="SHUTTING_DOWN",
+        request_id=response.request_id,
+        response=response,
+    )
 
 
 _BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {

@@ -11,7 +11,7 @@ from typing import Any, Generic, Self
 
 import grpc
 
-from warpcore.client._errors import CancelledError, ResponseParseError, error_from_rpc
+from warpcore.client._errors import CancelledError, ResponseParseError, WarpcoreError, error_from_rpc, stopped_by_server
 from warpcore.client._protocol import event_from, usage_from
 from warpcore.client._tools import Parse, ReasoningCollector
 from warpcore.client._types import (
@@ -54,11 +54,28 @@ class Accumulator:
         return event
 
     def response(self, request_id: str) -> GenerateResponse[Any]:
-        if self._result is None:
+        """The whole answer; UnavailableError if the server's shutdown cut it short, ResponseParseError if it does
+        not parse as asked."""
+        response = self.ended(request_id)
+        if response is None:
             raise RuntimeError("the stream ended without its result frame")
+        if response.finish_reason is FinishReason.CANCELLED:
+            raise stopped_by_server(response)
+        # A structured answer cut short (max_tokens, a paused turn), or declined, is left unparsed.
+        if self._parse is None or response.finish_reason is not FinishReason.STOP or response.refusal:
+            return response
+        try:
+            return dataclasses.replace(response, parsed=self._parse(response.text))
+        except ValueError as error:  # json.JSONDecodeError and pydantic's ValidationError alike
+            raise ResponseParseError(response, error) from error
+
+    def ended(self, request_id: str) -> GenerateResponse[Any] | None:
+        """The answer as it stood when the result frame came, unparsed; None before it."""
         result = self._result
+        if result is None:
+            return None
         text, refusal = "".join(self._parts), "".join(self._refusal)
-        response = GenerateResponse(
+        return GenerateResponse(
             text=text,
             finish_reason=result.finish_reason,
             usage=result.usage,
@@ -71,13 +88,6 @@ class Accumulator:
             refusal=refusal,
             request_id=request_id,
         )
-        # A structured answer cut short (max_tokens, a paused turn), or declined, is left unparsed.
-        if self._parse is None or result.finish_reason is not FinishReason.STOP or refusal:
-            return response
-        try:
-            return dataclasses.replace(response, parsed=self._parse(text))
-        except ValueError as error:  # json.JSONDecodeError and pydantic's ValidationError alike
-            raise ResponseParseError(response, error) from error
 
 
 def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
@@ -146,8 +156,12 @@ class Stream(Generic[ParsedT]):
     def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError if the text does
         not parse as the response_format asks."""
-        for _ in self:
-            pass
+        try:
+            for _ in self:
+                pass
+        except WarpcoreError as error:
+            error.response = self._accumulator.ended(request_id_from(self._call.initial_metadata()))  # type: ignore[attr-defined]
+            raise
         return self._accumulator.response(request_id_from(self._call.initial_metadata()))  # type: ignore[attr-defined]
 
     def close(self) -> None:
@@ -202,8 +216,12 @@ class AsyncStream(Generic[ParsedT]):
 
     async def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError as Stream's."""
-        async for _ in self:
-            pass
+        try:
+            async for _ in self:
+                pass
+        except WarpcoreError as error:
+            error.response = self._accumulator.ended(request_id_from(await self._call.initial_metadata()))
+            raise
         return self._accumulator.response(request_id_from(await self._call.initial_metadata()))
 
     def close(self) -> None:
