@@ -67,6 +67,9 @@ def reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOption
     budget = integer(thinking, "budget_tokens", "thinking", required=kind == "enabled") if thinking else None
     if budget is not None and budget < 1:
         raise refuse("thinking.budget_tokens", "must be at least 1")
+    if budget is not None and kind == "disabled":
+        raise refuse("thinking.budget_tokens", "a budget goes with thinking of type enabled; disabled takes none")
     if kind in (None, "disabled") and effort is None:
         return None
-    return ReasoningOptions(effort, budget if kind == "enabled" else None, adaptive=kind == "adaptive")
+    # An adaptive budget is passed on for the rule that refuses it with adaptive (it was dropped unsaid).
+    return ReasoningOptions(effort, budget, adaptive=kind == "adaptive")
