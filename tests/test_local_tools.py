@@ -224,6 +224,32 @@ async def test_a_call_whose_arguments_were_whole_when_max_tokens_cut_it_is_compl
             assert len(streamed) < len(call.arguments)
 
 
+async def test_a_further_call_cut_short_streams_as_far_as_it_came(engine: Engine) -> None:
+    """A tester's finding: held back until complete, a second call that max_tokens cut short was never sent, where
+    the first call's deltas, and a hosted API's, go out as far as they came (the chat route's tool_calls, the
+    Responses API's incomplete call)."""
+    model = await load_local(engine, "tiny", context_size=2048)
+    required = ToolChoice(ToolChoiceMode.REQUIRED)
+    for seed in range(SAMPLES):
+        whole = await run(engine, model, ask(required, seed=seed, parallel_calls=True, max_tokens=500))
+        calls = assert_valid_calls(whole, TOOLS, may_be_cut=True)
+        if len(calls) > 1 and calls[0].name != calls[1].name:  # never a repeat of the first, however far it came
+            break
+    else:
+        raise AssertionError("no seed called two different tools")
+    assert whole.result is not None
+    cut_in_second = 0
+    for max_tokens in range(1, whole.result.finish.completion_tokens):
+        outcome = await run(engine, model, ask(required, seed=seed, parallel_calls=True, max_tokens=max_tokens))
+        second = [delta for delta in outcome.deltas if delta.index == 1]
+        if second:
+            assert (second[0].id.startswith("call_"), second[0].name) == (True, calls[1].name)
+            streamed = "".join(delta.arguments for delta in second)
+            assert calls[1].arguments.startswith(streamed)
+            cut_in_second += len(streamed) < len(calls[1].arguments)
+    assert cut_in_second > 0
+
+
 async def test_tool_choice_none_generates_text(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
     outcome = await run(engine, model, ask(ToolChoice(ToolChoiceMode.NONE), temperature=0.0, max_tokens=12))

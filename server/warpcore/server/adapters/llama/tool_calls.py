@@ -40,7 +40,7 @@ class ToolCallText:
     A call after the first is held back until it is complete, and one that repeats an earlier call (same name, same
     arguments) ends the calls (`repeated`) and is dropped: a model that does not end its turn after its calls (a base
     model) writes them again and again, to the end of its token budget; the answer is its calls, not a cut. Held
-    back, a call cut short is never sent in part either."""
+    back, a call cut short is sent in part at the end, unless it may be such a repeat."""
 
     def __init__(self, emit: Callable[[GenerationEvent], None], *, calls_only: bool) -> None:
         self._emit = emit
@@ -65,15 +65,20 @@ class ToolCallText:
 
     def flush(self, *, cut: bool) -> None:
         """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
-        text, unless the cut fell inside a call's opening marker; a call cut short is dropped, but one whose arguments
-        were written whole, before its closing line, is complete (as a hosted API's call is); one cut while it
-        repeats an earlier call ends the calls, as the repeat would have (`repeated`)."""
+        text, unless the cut fell inside a call's opening marker; a call cut short is not among the complete calls,
+        but one whose arguments were written whole, before its closing line, is (as a hosted API's call is); one cut
+        while it repeats an earlier call ends the calls, as the repeat would have (`repeated`)."""
         if self._state == self._text and not cut:
             self._answer(self._buffer)
         elif self._state == self._arguments_text:
             self._complete_cut_call()
         if cut and self._repeating():
             self._state = self._ended  # the budget ran out in a repeat: the answer is its calls, not a cut
+        elif cut:
+            # A new call cut short goes out as far as it came, as the first call's deltas and a hosted API's do.
+            for delta in self._held:
+                self._emit(delta)
+            self._held = []
         self._buffer = ""
 
     def _repeating(self) -> bool:
