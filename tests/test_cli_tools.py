@@ -61,12 +61,17 @@ async def test_an_answer_that_is_not_json_is_printed_then_a_failure(
     schema_file.write_text(json.dumps(ANSWER_SCHEMA))
     run = await warpcore(target, "generate", "--model", "m", "--json-schema", str(schema_file), "n?")
     assert (run.code, run.stdout) == (1, "four\n")
-    assert run.stderr == (
-        "warpcore: the answer does not parse as response_format asks: Expecting value: line 1 column 1 (char 0)\n"
+    usage, failure = run.stderr.splitlines()
+    assert usage.startswith("[11 prompt + 1 completion tokens, ")
+    assert usage.endswith(", finish: stop]")
+    # A tester's finding: the words named the SDK's response_format, an option the command does not have.
+    assert (
+        failure
+        == "warpcore: the answer does not parse as --json-schema asks: Expecting value: line 1 column 1 (char 0)"
     )
     # In chat, the turn is forgotten; a tester's finding: its words began "OK:", the status of a call that succeeded.
     chat = await warpcore(target, "chat", "--model", "m", "--json-schema", str(schema_file), stdin="n?\n")
-    assert "[turn failed, forgotten: the answer does not parse as response_format asks: " in chat.stderr
+    assert "[turn failed, forgotten: the answer does not parse as --json-schema asks: " in chat.stderr
 
 
 async def test_reasoning_stays_hidden_unless_asked(stub: Stub, openai_upstream: FakeOpenAI, target: str) -> None:

@@ -190,6 +190,34 @@ async def test_integers_beyond_their_fields_name_the_option_and_its_range(
 
 
 @CLIENTS
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"temperature": "hot"}, "temperature is a number, not str"),
+        ({"top_p": None}, "top_p is a number, not NoneType"),
+        ({"presence_penalty": True}, "presence_penalty is a number, not bool"),
+        ({"logit_bias": {5: "up"}}, "a logit_bias value is a number, not str"),
+        ({"logprobs": "yes"}, "logprobs is a bool, not str"),
+        ({"parallel_tool_calls": 1}, "parallel_tool_calls is a bool, not int"),
+        ({"stop": [1]}, "stop is a str or a sequence of str, not of int"),
+        ({"stop": 5}, "stop is a str or a sequence of str, not int"),
+    ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else "",
+)
+async def test_options_of_another_type_name_the_option(
+    make: Callable[..., Any], options: dict[str, Any], message: str
+) -> None:
+    """A tester's finding: protobuf's errors named neither the option nor its type ("must be real number, not str",
+    "bad argument type for built-in operation"), and a model_id of None reached the server."""
+    client = make(UNREACHABLE)
+    generate: Callable[..., Any] = client.generate
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        await maybe(generate("m", prompt="x", **options))
+    with pytest.raises(TypeError, match=r"^model_id is a str, not NoneType$"):
+        await maybe(generate(None, prompt="x"))
+
+
+@CLIENTS
 async def test_a_mapping_message_with_content_parts_says_content_is_a_str(make: Callable[..., Any]) -> None:
     generate: Callable[..., Any] = make(UNREACHABLE).generate
     parts = {"role": "user", "content": [{"type": "text", "text": "hi"}]}

@@ -4,7 +4,7 @@ Python's own TypeError and ValueError, rather than inside protobuf or gRPC."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_TIMEOUT = 10**8
@@ -81,13 +81,39 @@ UINT32_OPTIONS = ("max_tokens", "top_k", "seed", "top_logprobs", "reasoning_budg
 """The generation options the protocol carries as uint32."""
 
 
-def generation_integers(options: Mapping[str, Any]) -> None:
-    """Each integer generation option, and each logit_bias token id, within its uint32 field."""
+REAL_OPTIONS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+FLAG_OPTIONS = ("logprobs", "no_prompt_cache", "parallel_tool_calls", "continue_last_message", "adaptive_thinking")
+
+
+def real(option: str, value: Any) -> float:
+    """`value` if it is an int or a float, else a TypeError naming the option (protobuf's names neither)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{option} is a number, not {type(value).__name__}")
+    return value
+
+
+def generation_values(options: Mapping[str, Any]) -> None:
+    """Each number and flag among the generation options of the type its field takes, each integer (and each
+    logit_bias token id) within its uint32 field, and the stop sequences strings."""
     for option in UINT32_OPTIONS:
         if option in options:
             whole(option, options[option], 0, UINT32_MAX, "uint32")
-    for token in options.get("logit_bias") or {}:
+    for option in REAL_OPTIONS:
+        if option in options:
+            real(option, options[option])
+    for option in FLAG_OPTIONS:
+        if option in options:
+            flag(option, options[option])
+    for token, bias in (options.get("logit_bias") or {}).items():
         whole("a logit_bias token id", token, 0, UINT32_MAX, "uint32")
+        real("a logit_bias value", bias)
+    stop = options.get("stop", ())
+    if isinstance(stop, str):
+        return
+    if not isinstance(stop, Sequence):
+        raise TypeError(f"stop is a str or a sequence of str, not {type(stop).__name__}")
+    if odd := [sequence for sequence in stop if not isinstance(sequence, str)]:
+        raise TypeError(f"stop is a str or a sequence of str, not of {type(odd[0]).__name__}")
 
 
 def client_values(options: Mapping[str, Any]) -> None:

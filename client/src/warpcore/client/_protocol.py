@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from warpcore.client._checks import UINT32_MAX, choice, flag, generation_integers, known_options, tokens, whole
+from warpcore.client._checks import UINT32_MAX, choice, generation_values, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, ModelType, duration_message, keep_alive_message, model_from
@@ -192,6 +192,8 @@ def generate_request(
 ) -> tuple[pb.GenerateRequest, Parse | None]:
     """A GenerateRequest from a prompt or chat messages ((role, content) pairs, Message or ChatMessage), and the
     parser of its structured answer when response_format (in `options`, or generate()'s keyword) asks for JSON."""
+    if not isinstance(model_id, str):  # protobuf would take None as unset, for the server to refuse
+        raise TypeError(f"model_id is a str, not {type(model_id).__name__}")
     if (prompt is None) == (messages is None):
         raise TypeError("give exactly one of prompt= and messages=")
     if prompt is not None and not isinstance(prompt, str):  # protobuf would take bytes, as UTF-8
@@ -200,9 +202,7 @@ def generate_request(
     if response_format is not NOT_GIVEN:  # generate()'s keyword, given (None too, refused as any other non-format)
         given = {**options, "response_format": response_format}
     known_options(given, GenerationOptions.__optional_keys__)
-    generation_integers(given)
-    if "no_prompt_cache" in given:
-        flag("no_prompt_cache", given["no_prompt_cache"])
+    generation_values(given)
     request_options, fields, parse = request_fields(given)
     stop = fields.pop("stop", [])
     if isinstance(stop, str):  # one sequence, as OpenAI's SDK takes it, not a sequence of its characters
