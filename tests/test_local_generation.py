@@ -43,10 +43,12 @@ async def test_load_list_generate_unload_round_trip(stub: Stub) -> None:
 
 
 async def test_list_models_for_a_backend_lists_files_under_models_path(stub: Stub, tiny: str) -> None:
+    """A file is AVAILABLE for a LoadModel, not loaded on demand (a tester's finding: the state alone said a Generate
+    would load it, as it does a dormant model)."""
     models = (await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))).models
-    assert [(m.id, m.state) for m in models] == [
-        (tiny, pb.MODEL_STATE_READY),
-        (TINY_MODEL, pb.MODEL_STATE_AVAILABLE),
+    assert [(m.id, m.state, m.loads_on_demand) for m in models] == [
+        (tiny, pb.MODEL_STATE_READY, False),
+        (TINY_MODEL, pb.MODEL_STATE_AVAILABLE, False),
     ]
 
 

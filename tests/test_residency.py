@@ -406,12 +406,14 @@ async def test_a_dormant_model_keeps_its_id_until_unloaded_which_forgets_it(serv
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         listed_before = (await listed(stub))["later"]
         assert (listed_before.state, listed_before.context_size) == (pb.MODEL_STATE_AVAILABLE, 64)
+        assert listed_before.loads_on_demand  # told apart from a file the backend offers
         with pytest.raises(grpc.aio.AioRpcError) as taken:
             await stub.LoadModel(load_request("later", context_size=128))
         assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
         assert rich_details(taken.value)[0].reason == "MODEL_ID_TAKEN"
         forgotten = (await stub.UnloadModel(pb.UnloadModelRequest(model_id="later"))).model
         assert (forgotten.id, forgotten.state, forgotten.name) == ("later", pb.MODEL_STATE_AVAILABLE, TINY_MODEL)
+        assert not forgotten.loads_on_demand
         assert "later" not in await listed(stub)
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await collect(stub.Generate(greedy("the", 2, model_id="later")))

@@ -58,8 +58,15 @@ def header(residency: bool) -> list[str]:
     return [*names[:-1], *RESIDENCY, names[-1]] if residency else names
 
 
+def state(model: Model) -> str:
+    """The model's state, but "offered" for one a backend only offers: "available" said the same of a model that
+    a generate loads on its own, and of one that must be loaded first."""
+    return "offered" if model.state == "available" and not model.loads_on_demand else model.state
+
+
 def row(model: Model, residency: bool) -> list[str]:
     cells = [str(getattr(model, key) or NONE) for key in COLUMNS.values()]
+    cells[list(COLUMNS).index("STATE")] = state(model)
     if residency:
         found = model.residency
         cells[-1:-1] = [cell(found) if found else NONE for cell in RESIDENCY.values()]
@@ -93,6 +100,7 @@ def models(client: Client, args: argparse.Namespace) -> int:
         found = []
         for model in listed:
             fields: dict[str, Any] = {key: getattr(model, key) for key in COLUMNS.values()}
+            fields["loads_on_demand"] = model.loads_on_demand
             fields["capabilities"] = dataclasses.asdict(model.capabilities) if model.capabilities else None
             if args.residency:
                 fields["residency"] = residency_json(model.residency)

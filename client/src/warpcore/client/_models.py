@@ -83,6 +83,9 @@ class Model:
     """Known for loaded models."""
     residency: Residency | None = None
     """For a loaded model: its cost, use and expiry; None for one that is not loaded (and in unload_model's answer)."""
+    loads_on_demand: bool = False
+    """For an "available" model: True when the server loads it for the first generate naming it (its operator's
+    lazy models, those unloaded for idleness or room); False for one a backend only offers, for load_model first."""
 
 
 def duration_message(seconds: float) -> duration_pb2.Duration:
@@ -170,4 +173,5 @@ def model_from(message: pb.Model) -> Model:
         context_size=message.context_size,
         capabilities=capabilities_from(message),
         residency=residency_from(message),
+        loads_on_demand=message.loads_on_demand,
     )

@@ -105,7 +105,10 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     MODEL_STATE_READY: _ModelState.ValueType  # 1
     """Loaded and accepting Generate calls."""
     MODEL_STATE_AVAILABLE: _ModelState.ValueType  # 2
-    """Served by the backend but not loaded on this server (listed by ListModels only)."""
+    """Not loaded on this server (listed by ListModels only): either known to the server,
+    which loads it for the first Generate naming it (Model.loads_on_demand), or only
+    offered by a backend (ListModelsRequest.backend), for a LoadModel to load first.
+    """
     MODEL_STATE_LOADING: _ModelState.ValueType  # 3
     """Being loaded (by LoadModel, at the start, or for a Generate naming a model not
     loaded). A Generate naming it waits for the load, within its deadline, then runs.
@@ -129,7 +132,10 @@ MODEL_STATE_UNSPECIFIED: ModelState.ValueType  # 0
 MODEL_STATE_READY: ModelState.ValueType  # 1
 """Loaded and accepting Generate calls."""
 MODEL_STATE_AVAILABLE: ModelState.ValueType  # 2
-"""Served by the backend but not loaded on this server (listed by ListModels only)."""
+"""Not loaded on this server (listed by ListModels only): either known to the server,
+which loads it for the first Generate naming it (Model.loads_on_demand), or only
+offered by a backend (ListModelsRequest.backend), for a LoadModel to load first.
+"""
 MODEL_STATE_LOADING: ModelState.ValueType  # 3
 """Being loaded (by LoadModel, at the start, or for a Generate naming a model not
 loaded). A Generate naming it waits for the load, within its deadline, then runs.
@@ -681,6 +687,7 @@ class Model(_message.Message):
     CONTEXT_SIZE_FIELD_NUMBER: _builtins.int
     CAPABILITIES_FIELD_NUMBER: _builtins.int
     RESIDENCY_FIELD_NUMBER: _builtins.int
+    LOADS_ON_DEMAND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id used in GenerateRequest and UnloadModelRequest."""
     backend: Global___BackendType.ValueType
@@ -693,6 +700,13 @@ class Model(_message.Message):
     """Whether the model is loaded here, being loaded or unloaded, or only available."""
     context_size: _builtins.int
     """Context window in tokens; 0 when unknown."""
+    loads_on_demand: _builtins.bool
+    """MODEL_STATE_AVAILABLE only: true for a model this server knows and loads for the
+    first Generate naming it by id (its operator's lazy models, and those unloaded for
+    idleness or room); false for one a backend only offers (a GGUF file under
+    MODELS_PATH, a provider's model), which a LoadModel must load first, and for a
+    model UnloadModel has just forgotten.
+    """
     @_builtins.property
     def capabilities(self) -> _capabilities_pb2.ModelCapabilities:
         """What the model can do; set for loaded models (MODEL_STATE_READY, and
@@ -718,10 +732,11 @@ class Model(_message.Message):
         context_size: _builtins.int = ...,
         capabilities: _capabilities_pb2.ModelCapabilities | None = ...,
         residency: _models_pb2.ModelResidency | None = ...,
+        loads_on_demand: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "residency", b"residency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "capabilities", b"capabilities", "context_size", b"context_size", "id", b"id", "loads_on_demand", b"loads_on_demand", "name", b"name", "residency", b"residency", "state", b"state", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -135,8 +135,8 @@ class InferenceServiceServicer:
 
     def Generate(self, request, context):
         """Generate streams text, reasoning and tool-call deltas from a loaded model. A model
-        being loaded, or known but not loaded (MODEL_STATE_AVAILABLE in ListModels), is
-        waited for or loaded first, within the call's deadline; a model being unloaded by
+        being loaded, or known but not loaded (MODEL_STATE_AVAILABLE with loads_on_demand
+        in ListModels), is waited for or loaded first, within the call's deadline; a model being unloaded by
         UnloadModel is UNAVAILABLE (MODEL_UNLOADING) at once; an id the server does not
         know is NOT_FOUND (MODEL_NOT_LOADED). A
         stream that completes ends with exactly one GenerateResult frame. A failure

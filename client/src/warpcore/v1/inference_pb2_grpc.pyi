@@ -86,8 +86,8 @@ class InferenceServiceStub:
     """
     Generate: _grpc.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]
     """Generate streams text, reasoning and tool-call deltas from a loaded model. A model
-    being loaded, or known but not loaded (MODEL_STATE_AVAILABLE in ListModels), is
-    waited for or loaded first, within the call's deadline; a model being unloaded by
+    being loaded, or known but not loaded (MODEL_STATE_AVAILABLE with loads_on_demand
+    in ListModels), is waited for or loaded first, within the call's deadline; a model being unloaded by
     UnloadModel is UNAVAILABLE (MODEL_UNLOADING) at once; an id the server does not
     know is NOT_FOUND (MODEL_NOT_LOADED). A
     stream that completes ends with exactly one GenerateResult frame. A failure
@@ -183,8 +183,8 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """
     Generate: _aio.UnaryStreamMultiCallable[_inference_pb2.GenerateRequest, _inference_pb2.GenerateResponse]  # type: ignore[assignment]
     """Generate streams text, reasoning and tool-call deltas from a loaded model. A model
-    being loaded, or known but not loaded (MODEL_STATE_AVAILABLE in ListModels), is
-    waited for or loaded first, within the call's deadline; a model being unloaded by
+    being loaded, or known but not loaded (MODEL_STATE_AVAILABLE with loads_on_demand
+    in ListModels), is waited for or loaded first, within the call's deadline; a model being unloaded by
     UnloadModel is UNAVAILABLE (MODEL_UNLOADING) at once; an id the server does not
     know is NOT_FOUND (MODEL_NOT_LOADED). A
     stream that completes ends with exactly one GenerateResult frame. A failure
@@ -301,8 +301,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_inference_pb2.GenerateResponse], _abc.AsyncIterator[_inference_pb2.GenerateResponse]]:
         """Generate streams text, reasoning and tool-call deltas from a loaded model. A model
-        being loaded, or known but not loaded (MODEL_STATE_AVAILABLE in ListModels), is
-        waited for or loaded first, within the call's deadline; a model being unloaded by
+        being loaded, or known but not loaded (MODEL_STATE_AVAILABLE with loads_on_demand
+        in ListModels), is waited for or loaded first, within the call's deadline; a model being unloaded by
         UnloadModel is UNAVAILABLE (MODEL_UNLOADING) at once; an id the server does not
         know is NOT_FOUND (MODEL_NOT_LOADED). A
         stream that completes ends with exactly one GenerateResult frame. A failure

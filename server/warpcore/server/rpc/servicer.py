@@ -37,7 +37,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def UnloadModel(self, request: pb.UnloadModelRequest, context: Context) -> pb.UnloadModelResponse:
         unloaded = await self._engine.unload(request.model_id)
         if isinstance(unloaded, LoadSpec):  # a dormant model, forgotten
-            return pb.UnloadModelResponse(model=translate_models.dormant_model_message(unloaded))
+            return pb.UnloadModelResponse(model=translate_models.dormant_model_message(unloaded, loads_on_demand=False))
         return pb.UnloadModelResponse(model=translate_models.model_message(unloaded))
 
     @unary_errors

@@ -124,11 +124,13 @@ def available_model_message(backend: BackendKind, name: str, model_id: str | Non
     )
 
 
-def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0) -> pb.Model:
-    """A model known but not loaded (unloaded while idle, or declared), with the context size it is loaded with:
-    its spec's, else the one it had when last loaded (0 for a declared model that never was)."""
+def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0, *, loads_on_demand: bool = True) -> pb.Model:
+    """A model known but not loaded (unloaded while idle, or declared), which a Generate loads, with the context
+    size it is loaded with: its spec's, else the one it had when last loaded (0 for a declared model that never
+    was). `loads_on_demand` False: one just forgotten (UnloadModel's answer), or being loaded."""
     model = available_model_message(spec.backend, spec.name, spec.model_id)
     model.context_size = spec.context_size or loaded_context_size
+    model.loads_on_demand = loads_on_demand
     if spec.settings is not None and spec.settings.embedding:
         model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
     return model
@@ -136,6 +138,6 @@ def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0) -> pb.Mo
 
 def loading_model_message(spec: LoadSpec) -> pb.Model:
     """A model being loaded: what its spec says, until its load tells the rest."""
-    model = dormant_model_message(spec)
+    model = dormant_model_message(spec, loads_on_demand=False)
     model.state = pb.MODEL_STATE_LOADING
     return model
