@@ -25,6 +25,7 @@ from tests.tiny_model import write_tiny_model
 from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.adapters.factory import hub_download
 from warpcore.server.cli import serving_options, startup_models
+from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.pulls import Pulls
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
@@ -372,22 +373,30 @@ async def test_a_hub_refusing_the_server_says_which_token_to_set_not_to_retry(
 
 
 async def test_a_load_during_the_pull_of_its_file_says_to_wait_for_that_pull(
-    stub: Stub, hub: FakeHub, gguf: bytes
+    hub: FakeHub, models_root: Path, gguf: bytes
 ) -> None:
-    hub.hold_after = 1024 * 1024
-    call = pull(stub)
-    await hub.held.wait()
-    load = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL)
-    with pytest.raises(grpc.aio.AioRpcError) as early:
-        await stub.LoadModel(load)
-    assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    info, fields = rich_details(early.value)
-    assert (info.reason, fields) == ("PULL_IN_PROGRESS", ["model"])
-    assert f"model file {MODEL!r} is being pulled now; wait for that pull to end" in (early.value.details() or "")
-    hub.release.set()
-    _, done = await frames(call)
-    assert done.size_bytes == len(gguf)
-    assert (await stub.LoadModel(load)).model.id == MODEL
+    """So does a Generate naming a lazy model of that file (a tester's finding: it was NOT_FOUND, "pull it first")."""
+    async for server, stub in pulling_server(hub, models_root):
+        server.engine.declare(LoadSpec("lazy", BackendKind.LLAMA_CPP, MODEL, None, None, lazy=True))
+        hub.hold_after = 1024 * 1024
+        call = pull(stub)
+        await hub.held.wait()
+        load = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL)
+        with pytest.raises(grpc.aio.AioRpcError) as early:
+            await stub.LoadModel(load)
+        with pytest.raises(grpc.aio.AioRpcError) as lazy:
+            await collect(stub.Generate(greedy("the world", 2, model_id="lazy")))
+        for refused, field in ((early.value, "model"), (lazy.value, "model_id")):
+            assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+            info, fields = rich_details(refused)
+            assert (info.reason, fields) == ("PULL_IN_PROGRESS", [field])
+            assert f"model file {MODEL!r} is being pulled now; wait for that pull to end" in (refused.details() or "")
+        hub.release.set()
+        _, done = await frames(call)
+        assert done.size_bytes == len(gguf)
+        assert (await stub.LoadModel(load)).model.id == MODEL
+        _, result = await collect(stub.Generate(greedy("the world", 2, model_id="lazy")))
+        assert result.usage.completion_tokens == 2
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
-from warpcore.server.core.errors import NotFoundError, PermissionDeniedError
+from warpcore.server.core.errors import PermissionDeniedError
 from warpcore.server.core.limits import Limits, shutting_down
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.model_ids import canonical_model_id
@@ -78,7 +78,8 @@ class Engine:
         self.limits = limits
         self.metrics = metrics
         self.streams = ActiveStreams()
-        self.residency = Residency(registry, limits, residency or ResidencyPolicy())
+        arriving = pulls.check_not_pulling if pulls is not None else lambda name: None
+        self.residency = Residency(registry, limits, residency or ResidencyPolicy(), arriving)
         registry.load_timers.append(metrics.observe_load)
         registry.freed.append(metrics.forget_model)
         metrics.unloads = self.residency.unloads
@@ -90,14 +91,8 @@ class Engine:
         spec = check_load(spec)
         if not from_operator:
             self._api_overrides.check(spec.settings)
-        try:
-            with self.streams.track():
-                loaded = await self.residency.load(spec, operator=from_operator)
-        except NotFoundError as missing:
-            if self._pulls is not None and missing.field == "model":
-                self._pulls.check_not_pulling(spec.name)
-            raise
-        return loaded
+        with self.streams.track():
+            return await self.residency.load(spec, operator=from_operator)
 
     def declare(self, spec: LoadSpec) -> None:
         """Know an operator's model without loading it: the first Generate naming it loads it."""

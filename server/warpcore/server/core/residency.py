@@ -14,12 +14,12 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.budget import Budget
 from warpcore.server.core.domain import LoadSpec
-from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.errors import NotFoundError, WarpcoreError
 from warpcore.server.core.limits import Limits, activity, model_unloading
 from warpcore.server.core.registry import LoadedModel, ModelRegistry, as_known, same_model
 from warpcore.server.core.residence import (
@@ -40,8 +40,12 @@ _log = logging.getLogger("warpcore.server")
 
 
 class Residency:
-    def __init__(self, registry: ModelRegistry, limits: Limits, policy: ResidencyPolicy) -> None:
+    def __init__(
+        self, registry: ModelRegistry, limits: Limits, policy: ResidencyPolicy, arriving: Callable[[str], None]
+    ) -> None:
         self._registry = registry
+        self._arriving = arriving
+        """Told a local model's name when its file is missing: refuses its load otherwise (a pull still running)."""
         self._limits = limits
         self.policy = policy
         self.residences: dict[str, Residence] = {}
@@ -91,7 +95,12 @@ class Residency:
                 spec = as_known(declared, spec)
             if spec.backend.hosted:
                 return await self._registry.load(spec)
-            return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
+            try:
+                return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
+            except NotFoundError as missing:
+                if missing.field == "model":  # a LoadModel's, or a Generate's of a lazy model, alike
+                    self._arriving(spec.name)
+                raise
         finally:
             del self.loading[spec.model_id]
             loading.ended.set()
