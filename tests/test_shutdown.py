@@ -31,7 +31,6 @@ from tests.test_operations import rest
 from tests.test_pull import MODEL, logged, pull, pulling_server
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_seeing_models
-from warpcore.server.core import drain
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
@@ -317,21 +316,22 @@ async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets
     assert "shutting down" in refused.value.message
 
 
-async def test_a_generation_whose_lazy_model_loads_once_the_grace_is_over_is_stopped_at_once(
-    server_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("cut_short", [False, True], ids=["in the grace", "grace cut short"])
+async def test_a_generation_whose_lazy_model_loads_during_the_shutdown_never_starts(
+    server_env: dict[str, str], access_lines: AccessLines, cut_short: bool
 ) -> None:
-    """The tester's finding: admitted after the drain had stopped the generations, it was never stopped, ran to its
-    token limit and held the process past the grace, a second signal or not."""
-    # The load must end while the drain waits for the stopped generations: long enough a wait for a busy machine.
-    monkeypatch.setattr(drain, "STOPPED_WAIT", WAIT_SECONDS)
+    """Testers' findings: admitted once the load ended, it ran through the drain to its token limit (the call
+    queued for a slot beside it was refused at once), and, admitted after the grace, held the process past it."""
     async with lazily_served(server_env) as (server, stub, _, load):
         generating = stub.Generate(greedy("the", 4000, model_id="lazy"))
         await load.held()
         stopping = asyncio.ensure_future(server.stop(120))
-        server.streams.end_now()
-        load.release.set()  # the load ends while the drain waits for the stopped generations
-        frames = await asyncio.wait_for(rest(generating), WAIT_SECONDS)
-        await stopping
-        result = frames[-1].result
-        assert result.finish_reason == pb.FINISH_REASON_CANCELLED
-        assert result.usage.completion_tokens < 4000
+        if cut_short:
+            server.streams.end_now()
+        load.release.set()
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await asyncio.wait_for(rest(generating), WAIT_SECONDS)
+        await asyncio.wait_for(stopping, WAIT_SECONDS)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_details(refused.value)[0].reason == "SHUTTING_DOWN"
+    assert await access_lines.next() == ("Generate", "lazy", "UNAVAILABLE")

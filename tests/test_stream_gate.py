@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from warpcore.server.core.errors import ResourceExhaustedError
-from warpcore.server.core.limits import StreamGate
+from warpcore.server.core.domain import BackendKind
+from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError
+from warpcore.server.core.limits import Limits, StreamGate
 
 WAIT_SECONDS = 5.0  # a timeout turns a lost slot (a hang) into a failure
 
@@ -62,3 +63,17 @@ async def test_a_burst_as_a_slot_frees_does_not_overfill_the_queue() -> None:
     for task in [holder, waiter, *burst]:
         task.cancel()
     await asyncio.gather(holder, waiter, *burst, return_exceptions=True)
+
+
+async def test_after_the_shutdown_began_no_call_starts_even_with_a_slot_free() -> None:
+    """A tester's finding: calls that waited for a lazy model's load as the shutdown began reached its gate later,
+    found a slot free, and ran through the drain, where calls already queued were refused at once."""
+    limits = Limits()
+    gate = limits.gate("loaded", BackendKind.LLAMA_CPP)
+    limits.close()
+    for reached in (gate, limits.gate("loaded during the drain", BackendKind.OPENAI)):
+        with pytest.raises(UnavailableError) as refused:
+            async with reached.slot():
+                raise AssertionError("a generation started during the shutdown")
+        assert refused.value.reason == "SHUTTING_DOWN"
+        assert (reached.active, reached.waiting) == (0, 0)

@@ -42,8 +42,6 @@ class ActiveStreams:
         self._idle = asyncio.Event()
         self._idle.set()
         self._now = asyncio.Event()
-        self._stopping = False
-        """The grace is over: a generation admitted from now on (its model's load ended late) is stopped at once."""
 
     @contextlib.contextmanager
     def track(self, stop: threading.Event | None = None, *, ends_when_stopped: bool = False) -> Iterator[None]:
@@ -58,8 +56,6 @@ class ActiveStreams:
         outer = self._calls.get(task)
         self._calls[task] = _Call(stop, ends_when_stopped)
         self._idle.clear()
-        if self._stopping and stop is not None:
-            stop.set()
         try:
             yield
         except asyncio.CancelledError:
@@ -91,7 +87,6 @@ class ActiveStreams:
         that its usage is exact, even when that step outlasts the grace, for STEP_WAIT at most."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
-        self._stopping = True
         for call in self._calls.values():
             if call.stop is not None:
                 call.stop.set()
@@ -110,8 +105,8 @@ class ActiveStreams:
             task.cancel()
         if cancelled:
             await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
-        # Waited for to the end of their step, STEP_WAIT at most, those admitted late too (their model's load ended
-        # meanwhile), stopped at once.
+        # Waited for to the end of their step, STEP_WAIT at most. None is admitted late: a model's gate refuses every
+        # call from the shutdown's start (Limits.close), one that waited for its model's load meanwhile too.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STEP_WAIT
         while (stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]) and (

@@ -58,6 +58,8 @@ class StreamGate:
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
+        if self._closed.is_set():  # one that waited for its model's load, say, as the server began to shut down
+            raise self._refusal()
         # In all, not each apart: between a slot's release and its waiter's wake-up `active` is one short while
         # `waiting` still counts that waiter, and a burst arriving then would queue past the bound.
         if self.active + self.waiting >= self._max_active + self._max_waiting:
@@ -110,7 +112,7 @@ class StreamGate:
             self._slots.release()
 
     def close(self, refusal: Refusal = shutting_down) -> None:
-        """Refuse the calls waiting for a slot, and any later one that would wait, with `refusal`."""
+        """Refuse the calls waiting for a slot, and any later one, with `refusal`."""
         self._refusal = refusal
         self._closed.set()
 
@@ -140,6 +142,7 @@ class Limits:
 
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}
+        self._closed = False
 
     @property
     def default_max_tokens(self) -> int:
@@ -162,10 +165,14 @@ class Limits:
                 running = running if own.max_streams is None else own.max_streams
                 waiting = waiting if own.max_queue is None else own.max_queue
             self.gates[model_id] = StreamGate(model_id, max(running, parallel), waiting)
+            if self._closed:  # a model loaded during the shutdown: none of its calls starts
+                self.gates[model_id].close()
         return self.gates[model_id]
 
     def close(self) -> None:
-        """The server is shutting down: the calls waiting in every model's queue are refused."""
+        """The server is shutting down: the calls waiting in every model's queue are refused, as is every call that
+        reaches a gate from now on."""
+        self._closed = True
         for gate in self.gates.values():
             gate.close()
 
