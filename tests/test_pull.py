@@ -434,13 +434,29 @@ async def test_a_repository_name_the_hub_cannot_have_is_refused_alike_by_pull_lo
     assert not hub.heads
 
 
-async def test_a_file_larger_than_the_free_disk_is_refused_before_downloading(stub: Stub, hub: FakeHub) -> None:
+async def test_a_file_larger_than_the_free_disk_is_refused_before_downloading(
+    stub: Stub, hub: FakeHub, models_root: Path
+) -> None:
     hub.size_override = 1 << 60
     with pytest.raises(grpc.aio.AioRpcError) as full:
         await frames(pull(stub))
     assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert rich_details(full.value)[0].reason == "DISK_FULL"
     assert not hub.downloads
+    assert not partial_files(models_root)  # a tester's finding: an empty partial file was left behind
+
+
+async def test_a_file_whose_name_leaves_no_room_for_the_partial_names_is_pulled(
+    stub: Stub, hub: FakeHub, gguf: bytes, models_root: Path
+) -> None:
+    """A tester's finding: an id within its 256 characters, a file name within the file system's 255 bytes, and yet
+    no pull could write it, the partial file's name (".NAME.HASH.part") too long; the answer's words were cut short."""
+    name = "a" * 230 + ".gguf"
+    hub.add("acme/tiny-GGUF", name, gguf)
+    _, done = await frames(pull(stub, f"hf:acme/tiny-GGUF:{name}"))
+    assert done.size_bytes == len(gguf)
+    assert (destination(models_root).parent / name).read_bytes() == gguf
+    assert not partial_files(models_root)
 
 
 async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServer) -> None:

@@ -93,6 +93,15 @@ class _HashingWriter:
         return self._file.truncate(size)
 
 
+def _partial_path(destination: Path, expected: str) -> Path:
+    """Where the file's bytes go until they are whole: hidden beside it, named for the hash they must have. A file
+    name too long to take the additions (an id may be 256 characters) gets a partial named for its hash instead."""
+    name = f".{destination.name}.{expected[:16]}.part"
+    if len(os.fsencode(name)) > os.pathconf(destination.parent, "PC_NAME_MAX"):
+        name = f".{hashlib.sha256(os.fsencode(destination.name)).hexdigest()[:32]}.{expected[:16]}.part"
+    return destination.with_name(name)
+
+
 def _own_partial(partial: Path, model: str) -> BinaryIO:
     """The partial file, open to read and append: a regular file, never followed through a link. A link under its
     name (which a pull would write through, out of MODELS_PATH perhaps, into a file of someone else's) is removed and
@@ -166,7 +175,7 @@ def pull_file(
             reason="PULL_NOT_VERIFIABLE",
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{expected[:16]}.part")
+    partial = _partial_path(destination, expected)
     with _own_partial(partial, model) as file:
         done = os.fstat(file.fileno()).st_size
         total = metadata.size
@@ -176,6 +185,8 @@ def pull_file(
             file.truncate(0)
             done = 0
         if total is not None and shutil.disk_usage(partial.parent).free < total - done:
+            if not done:
+                partial.unlink()  # made just now, for nothing
             raise _disk_full(model, total - done)
         writer = _HashingWriter(file, done, total, progress, stop)
         try:
