@@ -85,6 +85,23 @@ async def test_an_api_key_comes_from_an_environment_variable_or_a_file(
         assert (headers["authorization"], headers["openai-organization"]) == (f"Bearer {OPENAI_KEY}", "org-cli")
 
 
+async def test_a_providers_models_are_listed_with_the_key_and_base_url_given(
+    openai_upstream: FakeOpenAI, target: str
+) -> None:
+    """A tester's finding: with no key in the server's environment, `models --backend openai` could only fail, where
+    a load took the key and base URL on its command line."""
+    openai_upstream.required_api_key = OPENAI_KEY
+    env = {**ENV, "CLI_TEST_KEY": OPENAI_KEY}
+    given = ["--base-url", openai_upstream.base_url, "--api-key-env", "CLI_TEST_KEY"]
+    listed = await warpcore(target, "models", "--backend", "openai", "--json", *given, env=env)
+    assert listed.code == 0, listed.stderr
+    assert [model["id"] for model in json.loads(listed.stdout)] == openai_upstream.models
+    assert openai_upstream.requests[-1].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    unhosted = await warpcore(target, "models", "--base-url", openai_upstream.base_url)
+    assert unhosted.code == 2
+    assert "argument --base-url: only with --backend openai or anthropic, without --backend" in unhosted.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [

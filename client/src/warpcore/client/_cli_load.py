@@ -159,6 +159,19 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
         help="multimodal projector GGUF, named like a model, for image input (default: none)",
     )
 
+    api = add_api_options(sub)
+    api.add_argument(
+        "--unlisted",
+        action="store_true",
+        default=None,
+        help="load MODEL although the API does not list it, for a server that serves names it does not list (a"
+        " router's wildcard route); a name it does not serve then fails each generate (default: the API must list"
+        " it)",
+    )
+
+
+def add_api_options(sub: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The hosted API's settings a load, or a listing of what the API offers, is sent with."""
     api = sub.add_argument_group("hosted API settings (--backend openai or anthropic; unset: the server's environment)")
     key = api.add_mutually_exclusive_group()
     key.add_argument(
@@ -190,29 +203,29 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
         help="longest wait for the upstream to connect and for each piece of an answer, at most 86400 (default:"
         " OPENAI_TIMEOUT or ANTHROPIC_TIMEOUT, else 600)",
     )
-    api.add_argument(
-        "--unlisted",
-        action="store_true",
-        default=None,
-        help="load MODEL although the API does not list it, for a server that serves names it does not list (a"
-        " router's wildcard route); a name it does not serve then fails each generate (default: the API must list"
-        " it)",
-    )
+    return api
 
 
 def option(name: str) -> str:
     return "--api-key-env/--api-key-file" if name == "api_key" else f"--{name.replace('_', '-')}"
 
 
-def load(client: Client, args: argparse.Namespace) -> int:
-    # Only those given: a hosted backend takes no local settings, and llama.cpp no API ones.
-    settings = {name: getattr(args, name) for name in (*LOCAL, *API) if getattr(args, name) is not None}
+def given_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, typing.Any]:
+    """The backend settings among `names` given on the command line; a usage error for one the backend does not
+    take (a hosted backend takes no local settings, and llama.cpp no API ones), or for any without a backend."""
+    settings = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     hosted = args.backend != Backend.LLAMA_CPP.value
-    wrong = [name for name in settings if (name in LOCAL) == hosted]
+    wrong = [name for name in settings if (name in LOCAL) == hosted or args.backend is None]
     if wrong:
         usage: argparse.ArgumentParser = args.parser
-        fits = "--backend llama_cpp" if hosted else "--backend openai or anthropic"
-        usage.error(f"argument {option(wrong[0])}: only with {fits}, not --backend {args.backend}")
+        fits = "--backend llama_cpp" if wrong[0] in LOCAL else "--backend openai or anthropic"
+        given = "without --backend" if args.backend is None else f"not --backend {args.backend}"
+        usage.error(f"argument {option(wrong[0])}: only with {fits}, {given}")
+    return settings
+
+
+def load(client: Client, args: argparse.Namespace) -> int:
+    settings = given_settings(args, (*LOCAL, *API))
     loaded = client.load_model(
         args.model,
         backend=args.backend,

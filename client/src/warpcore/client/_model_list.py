@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from warpcore.client import Client, Model, Residency
+from warpcore.client._cli_load import API, given_settings
 
 COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 NONE = "-"
@@ -95,7 +96,7 @@ def residency_json(residency: Residency | None) -> dict[str, Any] | None:
 
 
 def models(client: Client, args: argparse.Namespace) -> int:
-    listed = client.list_models(args.backend)
+    listed = client.list_models(args.backend, **given_settings(args, API))
     if args.json:
         found = []
         for model in listed:

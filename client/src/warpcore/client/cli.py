@@ -18,7 +18,7 @@ from warpcore.client import (
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
 from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file, stop_text, text
-from warpcore.client._cli_load import add_load_options, load
+from warpcore.client._cli_load import add_api_options, add_load_options, load
 from warpcore.client._commands import (
     CliError,
     chat,
@@ -158,6 +158,7 @@ def parser() -> argparse.ArgumentParser:
 
     sub = command("models", models, "list the loaded models, or with --backend also those it offers")
     sub.add_argument("--backend", choices=BACKENDS, help="only this backend's models, and those it offers to load")
+    add_api_options(sub)
     sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sub.add_argument(
         "--residency",
