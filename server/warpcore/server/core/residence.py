@@ -7,13 +7,15 @@ import asyncio
 import collections
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from warpcore.server.core.domain import LoadSpec
 
 UnloadReason = Literal["idle", "room", "requested"]
+Arriving = Callable[[str], None]
+"""Told a local model's name when its file is missing: refuses its load otherwise (a pull of it still running)."""
 UNLOAD_REASONS: tuple[UnloadReason, ...] = ("idle", "room", "requested")
 """Why a model was unloaded: idle past its keep_alive, evicted to make room for a load within the budget, or asked
 for (UnloadModel)."""

@@ -14,7 +14,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from warpcore.server.core.bounds import MAX_DORMANT_MODELS
 from warpcore.server.core.budget import Budget
@@ -24,6 +24,7 @@ from warpcore.server.core.limits import Limits, activity, model_unloading
 from warpcore.server.core.registry import LoadedModel, ModelRegistry, as_known, same_model
 from warpcore.server.core.residence import (
     UNLOAD_REASONS,
+    Arriving,
     Dormant,
     Holders,
     Loading,
@@ -40,12 +41,9 @@ _log = logging.getLogger("warpcore.server")
 
 
 class Residency:
-    def __init__(
-        self, registry: ModelRegistry, limits: Limits, policy: ResidencyPolicy, arriving: Callable[[str], None]
-    ) -> None:
+    def __init__(self, registry: ModelRegistry, limits: Limits, policy: ResidencyPolicy, arriving: Arriving) -> None:
         self._registry = registry
         self._arriving = arriving
-        """Told a local model's name when its file is missing: refuses its load otherwise (a pull still running)."""
         self._limits = limits
         self.policy = policy
         self.residences: dict[str, Residence] = {}
@@ -220,8 +218,7 @@ class Residency:
         self._schedule(model_id, residence)
 
     def _schedule(self, model_id: str, residence: Residence) -> None:
-        """Start the idle clock, unless a generation holds the model (the last one to end starts it) or it is
-        leaving."""
+        """Start the idle clock, unless a generation holds the model (the last one to end starts it) or it leaves."""
         self._cancel(residence)
         if model_id not in self._in_use and model_id not in self._leaving and not math.isinf(residence.keep_alive):
             loop = asyncio.get_running_loop()

@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
 from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
+from warpcore.server.adapters.llama.partial_file import own_partial, partial_path
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
     FailedPreconditionError,
@@ -93,42 +93,6 @@ class _HashingWriter:
         return self._file.truncate(size)
 
 
-def _partial_path(destination: Path, expected: str) -> Path:
-    """Where the file's bytes go until they are whole: hidden beside it, named for the hash they must have. A file
-    name too long to take the additions (an id may be 256 characters) gets a partial named for its hash instead."""
-    name = f".{destination.name}.{expected[:16]}.part"
-    if len(os.fsencode(name)) > os.pathconf(destination.parent, "PC_NAME_MAX"):
-        name = f".{hashlib.sha256(os.fsencode(destination.name)).hexdigest()[:32]}.{expected[:16]}.part"
-    return destination.with_name(name)
-
-
-def _own_partial(partial: Path, model: str) -> BinaryIO:
-    """The partial file, open to read and append: a regular file, never followed through a link. A link under its
-    name (which a pull would write through, out of MODELS_PATH perhaps, into a file of someone else's) is removed and
-    the file made anew; anything else there is refused."""
-    for _ in range(2):
-        try:
-            descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as error:
-            if error.errno != errno.ELOOP or not partial.is_symlink():
-                raise _unwritable(model) from None
-            partial.unlink()
-            continue
-        file = os.fdopen(descriptor, "r+b")
-        if stat.S_ISREG(os.fstat(descriptor).st_mode):
-            return file
-        file.close()
-        break
-    raise _unwritable(model)
-
-
-def _unwritable(model: str) -> FailedPreconditionError:
-    return FailedPreconditionError(
-        f"the partial file of model {model!r} under MODELS_PATH is not a regular file this server can write",
-        reason="MODEL_PATH_UNREADABLE",
-    )
-
-
 def pull_file(
     model: str, revision: str | None, env: Mapping[str, str], progress: PullProgressCallback, stop: threading.Event
 ) -> PulledFile:
@@ -175,8 +139,8 @@ def pull_file(
             reason="PULL_NOT_VERIFIABLE",
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_path(destination, expected)
-    with _own_partial(partial, model) as file:
+    partial = partial_path(destination, expected)
+    with own_partial(partial, model) as file:
         done = os.fstat(file.fileno()).st_size
         total = metadata.size
         if total is not None and done > total:
