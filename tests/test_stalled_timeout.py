@@ -30,14 +30,20 @@ if TYPE_CHECKING:
 
 TIMEOUT = 1.0
 """The servers' stalled reader timeout here: short, for the test's sake."""
-OPTIONS = ServingOptions(limits=Limits(stalled_reader_timeout=TIMEOUT))
+
+
+def options() -> ServingOptions:
+    """A server's limits are its own: one that has shut down refuses every call from then on."""
+    return ServingOptions(limits=Limits(stalled_reader_timeout=TIMEOUT))
+
+
 SMALL_WINDOW = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
 """A client's HTTP/2 flow-control window of 1 KiB: one that reads nothing holds the server's writes at once."""
 
 
 @pytest.fixture
 async def doors(server_env: Mapping[str, str]) -> AsyncIterator[Doors]:
-    async with serving_doors(server_env, OPTIONS) as started:
+    async with serving_doors(server_env, options()) as started:
         yield started
 
 
@@ -58,7 +64,7 @@ async def test_a_local_generation_whose_grpc_caller_reads_nothing_is_stopped_and
 ) -> None:
     caplog.set_level("WARNING", logger="warpcore.server")
     async with (
-        serving(server_env, OPTIONS) as server,
+        serving(server_env, options()) as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=SMALL_WINDOW) as stalled_channel,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
@@ -90,8 +96,9 @@ async def test_a_local_generation_whose_grpc_caller_reads_nothing_is_stopped_and
 
 
 async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_its_upstream_closed(
-    doors: Doors, openai_upstream: FakeOpenAI, access_lines: AccessLines
+    doors: Doors, openai_upstream: FakeOpenAI, access_lines: AccessLines, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("WARNING", logger="warpcore.server")
     settings = ApiSettings(api_key=key_of(openai_upstream), base_url=openai_upstream.base_url)
     spec = LoadSpec("m", BackendKind.OPENAI, openai_upstream.models[0], settings, None, Admission(max_streams=1))
     await doors.engine.load(spec)
@@ -128,6 +135,9 @@ async def test_a_hosted_stream_whose_http_caller_reads_nothing_is_stopped_and_it
     assert access_lines.records[-2].__dict__["finish_reason"] == "cancelled"
     assert access_lines.records[-2].__dict__["ended_by"] == "stalled_reader"
     assert access_lines.records[-2].__dict__["upstream_request_id"] == "req_fake_123"
+    # A tester's finding: the warning's request id was empty at the HTTP door.
+    warnings = [record for record in caplog.records if "read nothing" in record.getMessage()]
+    assert [warning.__dict__["request_id"] for warning in warnings] == [access_lines.records[-2].__dict__["request_id"]]
 
 
 async def test_a_caller_that_takes_its_outputs_slowly_is_not_cut(doors: Doors) -> None:

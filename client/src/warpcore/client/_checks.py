@@ -94,7 +94,7 @@ def real(option: str, value: Any) -> float:
 
 def generation_values(options: Mapping[str, Any]) -> None:
     """Each number and flag among the generation options of the type its field takes, each integer (and each
-    logit_bias token id) within its uint32 field, and the stop sequences strings."""
+    logit_bias token id) within its uint32 field, and each stop sequence a str."""
     for option in UINT32_OPTIONS:
         if option in options:
             whole(option, options[option], 0, UINT32_MAX, "uint32")

@@ -25,16 +25,12 @@ metadata)."""
 
 
 def request_id(offered: str | None) -> str:
-    """The call's id: the caller's own when it is a sane one (`bounds.REQUEST_ID`), else a new one."""
-    if offered is not None and REQUEST_ID.fullmatch(offered):
-        return offered
-    return f"req_{uuid.uuid4().hex}"
-
-
-def set_current_request_id(value: str) -> None:
-    """Note the id of the call running in this task (each call runs in a task of its own, whose context ends with
-    it), for the errors that end it."""
-    _request_id.set(value)
+    """The call's id: the caller's own when it is a sane one (`bounds.REQUEST_ID`), else a new one. Noted as the id
+    of the call running in this task (each call runs in a task of its own, whose context ends with it), for the
+    errors that end it and the warnings about it, through either door."""
+    identity = offered if offered is not None and REQUEST_ID.fullmatch(offered) else f"req_{uuid.uuid4().hex}"
+    _request_id.set(identity)
+    return identity
 
 
 def current_request_id() -> str:

@@ -17,7 +17,6 @@ from warpcore.server.core.access import (
     log_request,
     recording_usage,
     request_id,
-    set_current_request_id,
 )
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.rpc.status import hold_request_id, send_request_id
@@ -41,7 +40,6 @@ def _identify(context: Context) -> str:
     held for the response's initial metadata (send_request_id)."""
     offered = next((str(value) for key, value in context.invocation_metadata() or () if key == REQUEST_ID_HEADER), None)
     identity = request_id(offered)
-    set_current_request_id(identity)
     hold_request_id(identity)
     return identity
 
