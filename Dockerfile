@@ -7,9 +7,11 @@ WORKDIR /src
 COPY constraints.txt pyproject.toml README.md ./
 COPY client ./client
 COPY server ./server
-# llama-cpp-python compiles here; GGML_NATIVE=OFF keeps the image runnable on CPUs other than the build host's,
-# with the x86-64 variants chosen at run time.
-ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON"
+# llama-cpp-python compiles here. GGML_NATIVE=OFF builds for x86-64 with AVX2, FMA and F16C (x86-64-v3) rather
+# than for the build host's CPU, so the image runs on any x86-64 CPU that has them. The CPU backend stays linked in:
+# as dynamically loaded variants (GGML_BACKEND_DL) it is loaded only by ggml_backend_load_all(), which
+# llama-cpp-python does not call, and every model load fails with "no backends are loaded".
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
 RUN pip wheel --no-cache-dir -c constraints.txt --wheel-dir /wheels ./client .
 
 FROM python:3.11-slim-bookworm
