@@ -13,7 +13,7 @@ from aiohttp import web
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from tests.conftest import collect, failed_stream, rich_details, serving
+from tests.conftest import AccessLines, collect, failed_stream, rich_details, serving
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream, SseEvent, StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
@@ -404,7 +404,7 @@ async def test_configured_timeout_ends_a_stalled_stream(stub: Stub, upstream: Fa
 
 
 async def test_shutdown_ends_a_hosted_stream_with_a_cancelled_frame_and_its_usage(
-    server_env: dict[str, str], anthropic_upstream: FakeAnthropic
+    server_env: dict[str, str], anthropic_upstream: FakeAnthropic, access_lines: AccessLines
 ) -> None:
     # 1000 chunks 10 ms apart: far longer than the grace, so that only the drain can end the stream.
     anthropic_upstream.script = Script(chunks=["tick"] * 1000, delay=0.01, prompt_tokens=17, request_id="req-drained")
@@ -424,6 +424,11 @@ async def test_shutdown_ends_a_hosted_stream_with_a_cancelled_frame_and_its_usag
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (17, 0)
     assert result.upstream_request_id == "req-drained"
     await asyncio.wait_for(anthropic_upstream.disconnected.wait(), 5)  # the upstream stream was closed
+    # A tester's finding: the access line said completion_tokens 0 after the text it streamed, a false count.
+    while (await access_lines.next())[0] != "Generate":
+        pass
+    logged = access_lines.records[-1].__dict__
+    assert (logged["finish_reason"], logged["prompt_tokens"], "completion_tokens" in logged) == ("cancelled", 17, False)
 
 
 async def test_a_hosted_stream_stalled_at_shutdown_ends_cancelled_with_the_prompt_usage_told(

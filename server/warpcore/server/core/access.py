@@ -43,11 +43,12 @@ def record_usage(finish: Finish) -> None:
     by the drain is an OK call whose generation was cancelled, and only `finish_reason` tells it from a whole one."""
     usage = _usage.get()
     if usage is not None:
-        usage.update(
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            finish_reason=finish.reason.value,
-        )
+        counts = {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens}
+        if finish.reason in (FinishReason.CANCELLED, FinishReason.ERROR):
+            # Cut short (the drain, an upstream failing mid-stream): a hosted upstream tells its counts only at its
+            # end, so a 0 is a count never told, left out rather than written as a false one.
+            counts = {name: count for name, count in counts.items() if count}
+        usage.update(counts, finish_reason=finish.reason.value)
         if finish.upstream_request_id:
             usage["upstream_request_id"] = finish.upstream_request_id
 
