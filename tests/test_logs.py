@@ -235,6 +235,7 @@ async def test_a_request_the_http_library_cannot_parse_is_an_access_line_that_qu
         ("unreadable", "INVALID_ARGUMENT", "http")
     ]
     assert refused[0]["request_id"].startswith("req_")
+    assert refused[0]["model"] == ""  # as the docs' table says (a tester found it missing)
     assert not any("s3cret" in json.dumps(line) for line in lines)
 
 

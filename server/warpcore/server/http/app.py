@@ -109,6 +109,7 @@ class HttpDoor:
             "unreadable",
             refusal.code.name,
             time.monotonic(),
+            model="",  # as for any request refused before its body is read
             peer=request.remote,
             request_id=identifier,
         )
