@@ -165,6 +165,17 @@ def test_a_template_that_escapes_and_trims_the_callers_text_keeps_its_markers(
     assert not re.search(r"wc[0-9a-f]{16}n\d+x", text)  # no marker reaches the model
 
 
+def test_a_callers_text_around_a_control_text_is_tokenized_in_one_piece(vocabulary: Llama) -> None:
+    """A tester's finding: the text before a control text was tokenized apart from it, so Gemma's " <" became " ",
+    "<": a token more than the same words anywhere else, and another text for the model to read."""
+    text = "Say <end_of_turn> now"
+    alone = vocabulary.tokenize(text.encode(), add_bos=False, special=False)
+    if spelled(vocabulary, alone[:1]) == " ":  # the tiny vocabulary's space before every text
+        alone = alone[1:]
+    tokens = prompt_tokens(vocabulary, chat(ChatMessage(Role.USER, text)))
+    assert any(tokens[start : start + len(alone)] == alone for start in range(len(tokens)))
+
+
 def test_a_text_full_of_control_texts_costs_about_what_plain_text_does(vocabulary: Llama) -> None:
     """Read as text, a message of 50,000 control texts is one segment to tokenize, not 100,000."""
     prepared = preparer(vocabulary)

@@ -101,19 +101,33 @@ class Masked:
     _texts: tuple[str, ...]
 
     def segments(self, rendered: str, controls: ControlTexts) -> list[Segment]:
-        """`rendered` cut into what is tokenized with special tokens on (the stretches that hold the template's
-        markers) and off (the caller's control texts, joined with the stretches around them that spell no control
-        token, which read the same either way): as few as the template's markers allow."""
+        """`rendered` cut into what is tokenized with special tokens on (from the first to the last of the template's
+        markers in a stretch between the caller's control texts) and off (those control texts, joined with the text
+        around them up to the nearest marker, which spells no control token and so reads the same either way): a
+        caller's "Say <end_of_turn> now" is tokenized in one piece, as llama.cpp tokenizes any text between two
+        markers, so that its space and "<" join as they would in any text."""
         runs: list[tuple[bool, list[str]]] = []  # each run's texts, joined once at the end
-        for number, piece in enumerate(self._marker.split(rendered)):
-            text = self._texts[int(piece)] if number % 2 else piece
-            special = not number % 2 and controls.holds(piece)
+
+        def add(text: str, special: bool) -> None:
             if not text:
-                continue
+                return
             if runs and not special and not runs[-1][0]:
                 runs[-1][1].append(text)
             else:
                 runs.append((special, [text]))
+
+        for number, piece in enumerate(self._marker.split(rendered)):
+            if number % 2:
+                add(self._texts[int(piece)], special=False)
+                continue
+            spans = controls.spans(piece)
+            if not spans:
+                add(piece, special=False)
+                continue
+            first, last = spans[0][0], spans[-1][1]
+            add(piece[:first], special=False)
+            add(piece[first:last], special=True)
+            add(piece[last:], special=False)
         return [Segment("".join(texts), special) for special, texts in runs]
 
 
