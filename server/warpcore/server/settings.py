@@ -109,7 +109,13 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "seconds a stream's next output waits for a caller that reads nothing; then its generation stops (0: never)",
         type=float,
     )
-    option("--token-file", "WARPCORE_TOKEN_FILE", None, "file holding the bearer token clients must send", type=Path)
+    option(
+        "--token-file",
+        "WARPCORE_TOKEN_FILE",
+        None,
+        "file holding the bearer token clients must send (or the token itself in WARPCORE_TOKEN, not both)",
+        type=Path,
+    )
     option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=Path)
     option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=Path)
     option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
