@@ -1399,7 +1399,9 @@ class Usage(_message.Message):
     prompt_tokens: _builtins.int
     """Tokens in the prompt, as counted by the backend, cached ones included."""
     completion_tokens: _builtins.int
-    """Tokens generated, reasoning included."""
+    """Tokens generated, reasoning included. A local model's end-of-generation token (the
+    one that ends a STOP) is not counted, as llama.cpp does not count it.
+    """
     cached_prompt_tokens: _builtins.int
     """Prompt tokens read from the backend's prompt cache (OpenAI's cached_tokens,
     Anthropic's cache_read_input_tokens).
