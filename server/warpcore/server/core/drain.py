@@ -105,14 +105,11 @@ class ActiveStreams:
             task.cancel()
         if cancelled:
             await asyncio.wait(cancelled, timeout=CANCELLED_WAIT)
-        # Waited for to the end of their step, STEP_WAIT at most. None is admitted late: a model's gate refuses every
-        # call from the shutdown's start (Limits.close), one that waited for its model's load meanwhile too.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STEP_WAIT
-        while (stepping := [task for task, call in self._calls.items() if call.ends_when_stopped]) and (
-            loop.time() < deadline
-        ):
-            await asyncio.wait(stepping, timeout=deadline - loop.time())
+        # Waited for to the end of their step, STEP_WAIT at most. None joins them meanwhile: a model's gate refuses
+        # every call from the shutdown's start (Limits.close), one that waited for its model's load too.
+        if stepping:
+            await asyncio.wait(stepping, timeout=STEP_WAIT)
+        stepping = [task for task, call in self._calls.items() if call.ends_when_stopped]
         for task in stepping:
             self._ended_by_shutdown.add(task)
             task.cancel()
