@@ -15,7 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import load_tiny, serving
-from warpcore.server.core.limits import Limits
+from warpcore.server.core.domain import BackendKind, ModelInfo
+from warpcore.server.core.limits import Activity, Limits, activity
+from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -175,5 +177,22 @@ async def test_a_stream_s_slot_is_free_in_every_signal_once_its_last_frame_is_re
         frames = [frame async for frame in stub.Generate(request)]
         assert frames[-1].HasField("result")
         (model,) = [model for model in (await stub.ListModels(pb.ListModelsRequest())).models if model.id == "ending"]
-        assert model.residency.slots_busy == 0, max_tokens
-        assert registry.get_sample_value("warpcore_model_num_requests_running", {"model": "ending"}) == 0
+        assert (model.residency.slots_busy, model.residency.queue_depth) == (0, 0), max_tokens
+        for gauge in ("warpcore_model_num_requests_running", "warpcore_model_num_requests_waiting"):
+            assert registry.get_sample_value(gauge, {"model": "ending"}) == 0, (gauge, max_tokens)
+
+
+async def test_a_generation_admitted_but_not_yet_with_the_model_counts_as_waiting() -> None:
+    """Between its gate and the model's queue (its prompt being tokenized) a generation is in neither of the model's
+    own counts; a router must still see it, or a burst would look like an idle replica."""
+    limits, occupancy = Limits(), Occupancy()
+    info = ModelInfo(parallel=2, occupancy=occupancy)
+    gate = limits.gate("local", BackendKind.LLAMA_CPP, parallel=2)
+    async with gate.slot(), gate.slot(), gate.slot():
+        assert activity(limits, "local", info, BackendKind.LLAMA_CPP, None) == Activity(0, 3, 2)
+        occupancy.running, occupancy.waiting = 2, 0  # two took a slot of the context; one is still tokenized
+        assert activity(limits, "local", info, BackendKind.LLAMA_CPP, None) == Activity(2, 1, 2)
+        occupancy.waiting = 1  # and now it waits in the model's own queue: counted once
+        assert activity(limits, "local", info, BackendKind.LLAMA_CPP, None) == Activity(2, 1, 2)
+    occupancy.running = occupancy.waiting = 0
+    assert activity(limits, "local", info, BackendKind.LLAMA_CPP, None) == Activity(0, 0, 2)

@@ -202,7 +202,10 @@ def activity(limits: Limits, model_id: str, info: ModelInfo, backend: BackendKin
     running, waiting = (gate.active, gate.waiting) if gate is not None else (0, 0)
     occupancy = info.occupancy
     if occupancy is not None:
-        return Activity(occupancy.running, waiting + occupancy.waiting, info.parallel)
+        # Admitted but not yet with the model (its prompt still being tokenized, say): waiting too, lest a router
+        # see an idle replica while a burst is in. The model's own count, kept once a step, may lag the gate's.
+        queued = max(occupancy.waiting, running - occupancy.running)
+        return Activity(occupancy.running, waiting + queued, info.parallel)
     if gate is not None:
         return Activity(running, waiting, gate.max_active)
     slots = limits.defaults(backend)[0] if own is None or own.max_streams is None else own.max_streams

@@ -68,8 +68,9 @@ class _ModelServerSignals(Collector):
     """The gauges an inference-aware router (the Gateway API Inference Extension's endpoint picker, llm-d) scores
     replicas on, as its model-server protocol defines them: queued requests, running requests and KV cache
     utilisation, for the whole server under fixed names (docs/deploying.md maps them in the picker's engine
-    config), and the same per model. A local model's generations admitted past its gate but waiting for a slot of
-    its context count as queued, not running; a hosted model has no KV cache here."""
+    config), and the same per model. A local model's generations admitted past its gate but not yet decoding
+    (tokenized, or waiting for a slot of its context) count as queued, not running; a hosted model has no KV cache
+    here."""
 
     def __init__(self, limits: Limits, models: Callable[[], Iterable[LoadedModel]]) -> None:
         self._limits = limits
