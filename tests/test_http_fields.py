@@ -226,6 +226,21 @@ async def test_an_openai_error_names_the_token_limit_as_the_client_wrote_it(both
     assert refused.value.body["message"].startswith(f"{limit} must be between 1 and")
 
 
+async def test_with_both_token_limits_max_completion_tokens_wins_and_both_are_checked(
+    both: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="gpt", messages=OPENAI_MESSAGES, max_completion_tokens=5, extra_body={"max_tokens": "many"}
+            )
+        assert refused.value.param == "max_tokens"
+        await client.chat.completions.create(
+            model="gpt", messages=OPENAI_MESSAGES, max_completion_tokens=5, max_tokens=9
+        )
+    assert last_body(openai_upstream)["max_tokens"] == 5  # the adapter's name for the limit, whatever the caller's
+
+
 async def test_unsigned_reasoning_is_not_sent_to_a_claude_model(both: Doors, anthropic_upstream: FakeAnthropic) -> None:
     """Reasoning an OpenAI-compatible model gave (reasoning_content, no signed thinking_blocks) would be refused by the
     Anthropic API as a thinking block it did not sign."""

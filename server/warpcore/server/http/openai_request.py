@@ -99,9 +99,10 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     modalities = array(body, "modalities")
     if modalities not in (None, ["text"]):
         raise unsupported("modalities", "output other than text")
-    max_tokens = integer(body, "max_completion_tokens")
+    # Both read, so that neither goes unchecked; the newer name wins, as in vLLM.
+    max_tokens, legacy_max_tokens = integer(body, "max_completion_tokens"), integer(body, "max_tokens")
     if max_tokens is None:
-        max_tokens = integer(body, "max_tokens")
+        max_tokens = legacy_max_tokens
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
     if not all(isinstance(item, str) for item in stops):
