@@ -182,3 +182,21 @@ async def test_a_generation_the_server_stops_at_its_shutdown_is_status_1(
     assert "finish: cancelled" in stderr.decode()
     said = "warpcore: UNAVAILABLE: the server stopped the generation before its end (it is shutting down); retry\n"
     assert stderr.decode().endswith(said)
+
+
+async def test_a_server_gone_mid_generation_is_not_said_to_have_never_answered(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: a server that died mid-stream was told as one that never answered, with the hint to
+    start it or check --target."""
+    openai_upstream.script = Script(chunks=["tick"] * 1000, delay=0.01)
+    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await load(inference_pb2_grpc.InferenceServiceStub(channel), openai_upstream)
+        process = await start(f"127.0.0.1:{server.port}", "generate", "--max-tokens", "2000", "hi")
+        assert process.stdout is not None
+        await process.stdout.read(4)  # the stream runs
+        await server.stop(None)  # no grace: the call is cut, without a last frame
+        _, stderr = await finish(process)
+    assert process.returncode == 1
+    assert stderr.decode().startswith("warpcore: UNAVAILABLE: ")  # gRPC's words, with no hint that misleads
+    assert "no warpcore server answered" not in stderr.decode()

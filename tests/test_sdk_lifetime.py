@@ -1,6 +1,6 @@
 """The SDK at the ends of its objects' lives: a stream left early and dropped is cancelled on the server, a closed
 client refuses every call alike (Client's and AsyncClient's), and a token gRPC cannot send is refused when the client
-is made."""
+is made, and a stream whose server went away still names its call."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from warpcore.client import AsyncClient, AsyncStream, CancelledError, Client, TextDelta
+from warpcore.client import AsyncClient, AsyncStream, CancelledError, Client, TextDelta, WarpcoreError
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:
@@ -176,3 +176,18 @@ async def test_a_reading_task_cancelled_is_still_cancelled(target: str, stalled:
         reading.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reading
+
+
+async def test_a_stream_whose_server_went_away_fails_with_the_calls_request_id(
+    server: WarpcoreServer, target: str, stalled: FakeOpenAI
+) -> None:
+    """No status details come from a server that died mid-stream: the id it sent first still names the call (and
+    tells the CLI that a server did answer)."""
+    async with AsyncClient(target) as client:
+        stream = await client.generate("m", prompt="hi", stream=True)
+        assert isinstance(await anext(aiter(stream)), TextDelta)
+        await server.stop(None)
+        with pytest.raises(WarpcoreError) as failed:
+            async for _ in stream:
+                pass
+    assert failed.value.request_id.startswith("req_")

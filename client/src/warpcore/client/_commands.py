@@ -154,11 +154,11 @@ def prompt_of(args: argparse.Namespace) -> str:
 def failure_words(error: WarpcoreError, args: argparse.Namespace) -> str:
     """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
     call (its words, "Stream removed (Deadline Exceeded)", do not say whose deadline passed). The server's own
-    DEADLINE_EXCEEDED (an upstream's timeout) carries its request id, and its words say whose it was. An answer
-    that does not parse is no failed call: no status."""
+    DEADLINE_EXCEEDED (an upstream's timeout) carries its reason, and its words say whose it was. An answer that
+    does not parse is no failed call: no status."""
     if isinstance(error, ResponseParseError):  # asked for by --json-schema, the only format the commands take
         return str(error).replace("as response_format asks", "as --json-schema asks", 1)
-    if isinstance(error, DeadlineExceededError) and args.timeout is not None and not error.request_id:
+    if isinstance(error, DeadlineExceededError) and args.timeout is not None and not error.reason:
         return f"{error.status.name}: timed out after {args.timeout:g} s (--timeout)"
     if isinstance(error, UnavailableError) and not error.request_id:  # no server answered: gRPC's words alone
         tls = args.tls or any((args.root_certificates, args.client_certificate, args.client_key))

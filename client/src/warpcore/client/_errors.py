@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 import grpc
@@ -40,7 +41,8 @@ class WarpcoreError(Exception):
         self.retry_after = retry_after
         """Seconds to wait before retrying (google.rpc.RetryInfo), when the server said."""
         self.request_id = request_id
-        """The server's id of the call (google.rpc.RequestInfo), as its access log names it; empty when it sent none."""
+        """The server's id of the call, as its access log names it (google.rpc.RequestInfo, or the x-request-id the
+        call's first answer carried, for a call cut without details); empty when no server answered."""
         self.response = response
         """Of a generation that failed once it had begun, when the server ended it with a result frame (an upstream
         that failed mid-stream, the server's shutdown): the answer as far as it came, with its usage; else None."""
@@ -150,6 +152,11 @@ _BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {
 }
 
 
+def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The call's id from the initial metadata the server sent (the server sends one on every call)."""
+    return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
+
+
 def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
     """The typed exception for a failed call, from the sync or the asyncio API alike."""
     call: grpc.Call = error  # type: ignore[assignment]  # every failed call's error is also its Call
@@ -173,6 +180,8 @@ def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
             request = error_details_pb2.RequestInfo()
             detail.Unpack(request)
             request_id = request.request_id
+    # A call the server answered, then lost (the server died mid-stream), has no details: its id came first.
+    request_id = request_id or request_id_from(call.initial_metadata())
     kind = _BY_CODE.get(status_code, WarpcoreError)
     return kind(
         call.details() or status_code.name,

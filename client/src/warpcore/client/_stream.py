@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Generic, Self
 
 import grpc
 
-from warpcore.client._errors import CancelledError, ResponseParseError, WarpcoreError, error_from_rpc, stopped_by_server
+from warpcore.client._errors import (
+    CancelledError,
+    ResponseParseError,
+    WarpcoreError,
+    error_from_rpc,
+    request_id_from,
+    stopped_by_server,
+)
 from warpcore.client._protocol import event_from, usage_from
 from warpcore.client._tools import Parse, ReasoningCollector
 from warpcore.client._types import (
@@ -88,11 +95,6 @@ class Accumulator:
             refusal=refusal,
             request_id=request_id,
         )
-
-
-def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The call's id from the initial metadata the server sent (the server sends one on every call)."""
-    return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
 
 
 def _events(call: Iterator[pb.GenerateResponse], accumulator: Accumulator) -> Iterator[StreamEvent]:
