@@ -51,6 +51,9 @@ class ServingOptions:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     keepalive_seconds: float = 60.0
     """Ping idle connections this often, so that proxies and NATs keep them open."""
+    min_client_ping_seconds: float = 10.0
+    """How often a client's keepalive may ping while the server sends nothing (a call queued, a model loading):
+    more often, and gRPC closes the connection with every call on it ("too_many_pings")."""
     api_overrides: ApiOverridePolicy = field(default_factory=ApiOverridePolicy)
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
     residency: ResidencyPolicy = field(default_factory=ResidencyPolicy)
@@ -157,12 +160,12 @@ async def start_server(
             ("grpc.keepalive_time_ms", keepalive_ms),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", int(options.min_client_ping_seconds * 1000)),
             ("grpc.http2.max_pings_without_data", 0),
             # Clients behind dns:/// re-resolve when a connection closes: ageing connections out lets them find
-            # replicas added since. Streams running at that moment still get ten minutes to finish.
+            # replicas added since. The calls running then go on to their end (no grace is set: a long generation
+            # may run for many minutes); only new calls go to a new connection.
             ("grpc.max_connection_age_ms", 300_000),
-            ("grpc.max_connection_age_grace_ms", 600_000),
         ],
     )
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(
