@@ -70,7 +70,9 @@ class _ModelType:
 class _ModelTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     MODEL_TYPE_UNSPECIFIED: _ModelType.ValueType  # 0
-    """Not set: treated as MODEL_TYPE_TEXT_TO_TEXT."""
+    """Not set. At LoadModel: the kind the backend settings or the model's name say (see
+    LoadModelRequest.model_type). Never in a Model: a listing says which kind it is.
+    """
     MODEL_TYPE_TEXT_TO_TEXT: _ModelType.ValueType  # 1
     """Text (a prompt or chat messages) in, text out."""
     MODEL_TYPE_TEXT_TO_EMBEDDING: _ModelType.ValueType  # 2
@@ -85,7 +87,9 @@ class ModelType(_ModelType, metaclass=_ModelTypeEnumTypeWrapper):
     """
 
 MODEL_TYPE_UNSPECIFIED: ModelType.ValueType  # 0
-"""Not set: treated as MODEL_TYPE_TEXT_TO_TEXT."""
+"""Not set. At LoadModel: the kind the backend settings or the model's name say (see
+LoadModelRequest.model_type). Never in a Model: a listing says which kind it is.
+"""
 MODEL_TYPE_TEXT_TO_TEXT: ModelType.ValueType  # 1
 """Text (a prompt or chat messages) in, text out."""
 MODEL_TYPE_TEXT_TO_EMBEDDING: ModelType.ValueType  # 2
@@ -654,7 +658,9 @@ class ModelConfig(_message.Message):
     @_builtins.property
     def keep_alive(self) -> _models_pb2.KeepAlive:
         """How long a local (llama.cpp) model stays loaded once idle; INVALID_ARGUMENT for a
-        hosted model. Loading a loaded model again with a keep_alive changes its keep_alive.
+        hosted model. Loading a loaded model again with a keep_alive changes its keep_alive;
+        without one, a model loaded (or unloaded for idleness and loaded again, same
+        settings) keeps the keep_alive it had, and only a new one gets the server's default.
         """
 
     def __init__(
@@ -773,7 +779,9 @@ class LoadModelRequest(_message.Message):
     """Kind of model. Unspecified: for llama.cpp as the backend settings say
     (llama_cpp.embedding; left unset too, as the model loaded under the id has it, else
     false); for a hosted API as the model's name says (OpenAI's embedding models are
-    named text-embedding-*; Anthropic has none).
+    named text-embedding-*; Anthropic has none), which Model.type and capabilities
+    report, while a call of the other kind still goes to the API, which answers it (a
+    compatible server names its models as it pleases).
     MODEL_TYPE_TEXT_TO_TEXT: the same, but llama_cpp.embedding left unset is false, so
     asking for it under the id of a model loaded for embeddings is ALREADY_EXISTS; a
     hosted model generates, whatever its name.
