@@ -79,8 +79,17 @@ def _with_hops(request: web.Request, params: Params) -> Params:
     return dataclasses.replace(params, hops=hops) if hops else params
 
 
+async def _read(request: web.Request) -> dict[str, Any]:
+    """The body, noting the model it names, as sent, for the access log (as gRPC's names it), should another of its
+    fields be refused."""
+    body = await json_body(request)
+    named = body.get("model")
+    request[MODEL] = named if isinstance(named, str) else ""
+    return body
+
+
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    body, default_max_tokens = await json_body(request), request.app[ENGINE].limits.default_max_tokens
+    body, default_max_tokens = await _read(request), request.app[ENGINE].limits.default_max_tokens
     call = await read_off_loop_when_large(request.content_length or 0, dialect.parse, body, default_max_tokens)
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
@@ -169,7 +178,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    call = openai_embeddings.embeddings_request(await json_body(request))
+    call = openai_embeddings.embeddings_request(await _read(request))
     call = dataclasses.replace(call, model=canonical_model_id(call.model), params=_with_hops(request, call.params))
     request[MODEL] = call.model
     vectors = await openai_embeddings.embed(request.app[ENGINE], call)
@@ -182,7 +191,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     # The largest max_tokens allowed stands in for the body's, which count_tokens ignores: any thinking budget a
     # generation may have fits under it.
-    call = anthropic_request.messages_request(await json_body(request), engine.limits.max_tokens)
+    call = anthropic_request.messages_request(await _read(request), engine.limits.max_tokens)
     request[MODEL] = call.model
     with named_as(call.field_names):
         count = await engine.count_tokens(

@@ -1,0 +1,41 @@
+"""The HTTP door's access-log line names the model a request's body named, whichever of its fields is refused."""
+
+from __future__ import annotations
+
+import httpx2
+import pytest
+
+from tests.http_door import base_url
+from warpcore.server.doors import Doors
+
+BODIES = {
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+    "/v1/messages": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
+    "/v1/messages/count_tokens": {"messages": [{"role": "user", "content": "hi"}]},
+    "/v1/embeddings": {"input": "hi"},
+}
+
+
+@pytest.mark.parametrize("route", BODIES)
+async def test_a_request_refused_for_a_field_is_logged_with_the_model_it_named(
+    doors: Doors, route: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tester's finding: such a line said model "", as for a request refused before its body is read."""
+    caplog.set_level("INFO", logger="warpcore.access")
+    body = {"model": "gpt-x", **BODIES[route], "bogus_field": 1}
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(f"{base_url(doors)}{route}", json=body, headers={"x-request-id": "probe-1"})
+    assert response.status_code == 400
+    assert "bogus_field" in response.text
+    (line,) = [record for record in caplog.records if getattr(record, "request_id", "") == "probe-1"]
+    assert (line.method, line.code, line.model) == (route, "INVALID_ARGUMENT", "gpt-x")  # type: ignore[attr-defined]
+
+
+async def test_a_model_that_is_no_string_is_logged_as_none(doors: Doors, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="warpcore.access")
+    body = {"model": ["gpt-x"], **BODIES["/v1/chat/completions"]}
+    async with httpx2.AsyncClient() as client:
+        response = await client.post(f"{base_url(doors)}/v1/chat/completions", json=body)
+    assert response.status_code == 400
+    (line,) = [record for record in caplog.records if getattr(record, "protocol", "") == "http"]
+    assert (line.code, line.model) == ("INVALID_ARGUMENT", "")  # type: ignore[attr-defined]
