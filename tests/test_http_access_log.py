@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import pytest
 
 from tests.http_door import base_url
 from warpcore.server.doors import Doors
 
-BODIES = {
+BODIES: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
     "/v1/messages": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5},
     "/v1/messages/count_tokens": {"messages": [{"role": "user", "content": "hi"}]},
@@ -22,7 +24,7 @@ async def test_a_request_refused_for_a_field_is_logged_with_the_model_it_named(
 ) -> None:
     """A tester's finding: such a line said model "", as for a request refused before its body is read."""
     caplog.set_level("INFO", logger="warpcore.access")
-    body = {"model": "gpt-x", **BODIES[route], "bogus_field": 1}
+    body: dict[str, Any] = {"model": "gpt-x", **BODIES[route], "bogus_field": 1}
     async with httpx2.AsyncClient() as client:
         response = await client.post(f"{base_url(doors)}{route}", json=body, headers={"x-request-id": "probe-1"})
     assert response.status_code == 400
@@ -33,7 +35,7 @@ async def test_a_request_refused_for_a_field_is_logged_with_the_model_it_named(
 
 async def test_a_model_that_is_no_string_is_logged_as_none(doors: Doors, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="warpcore.access")
-    body = {"model": ["gpt-x"], **BODIES["/v1/chat/completions"]}
+    body: dict[str, Any] = {"model": ["gpt-x"], **BODIES["/v1/chat/completions"]}
     async with httpx2.AsyncClient() as client:
         response = await client.post(f"{base_url(doors)}/v1/chat/completions", json=body)
     assert response.status_code == 400
