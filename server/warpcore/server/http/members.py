@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.http.fields import UNKNOWN_FIELD, Json, at, unsupported
 
+NO_PROMPT_CACHE = "no_prompt_cache"
+"""warpcore's own member of each generation request, GenerationOptions.no_prompt_cache: true keeps the prompt out of
+a local model's prompt cache."""
+
 
 @dataclass(frozen=True)
 class Members:
@@ -57,7 +61,7 @@ OPENAI_CHAT = Members(
         *("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "seed"),
         *("presence_penalty", "frequency_penalty", "logit_bias", "tools", "tool_choice", "parallel_tool_calls"),
         *("response_format", "reasoning_effort", "verbosity", "logprobs", "top_logprobs", "stream", "stream_options"),
-        *("modalities", "thinking"),
+        *("modalities", "thinking", NO_PROMPT_CACHE),
     ),
     # `prediction` (Predicted Outputs) makes an answer come sooner, never another answer.
     ignored=(
@@ -75,6 +79,7 @@ ANTHROPIC_MESSAGES = Members(
         *("tools", "tool_choice", "thinking", "output_config", "output_format", "cache_control"),
         # Not the API's: the OpenAI dialect's sampling controls, for the backends that take them (fields.py).
         *("seed", "presence_penalty", "frequency_penalty", "logit_bias"),
+        NO_PROMPT_CACHE,
     ),
     # Who pays (`billing_policy`, `fallback_credit_token`) changes no answer.
     ignored=("metadata", "service_tier", "speed", "diagnostics", "billing_policy", "fallback_credit_token"),
@@ -95,7 +100,7 @@ _STATELESS = "(this server keeps no responses nor conversations: send the whole 
 OPENAI_RESPONSES = Members(
     read=(
         *("model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice"),
-        *("parallel_tool_calls", "text", "reasoning", "stream", "include", "top_logprobs"),
+        *("parallel_tool_calls", "text", "reasoning", "stream", "include", "top_logprobs", NO_PROMPT_CACHE),
     ),
     # Nothing is stored (`store`), whatever it asks: a stored response could only be read back by the members refused
     # below. `max_tool_calls` bounds calls of OpenAI's built-in tools, which never run here; `stream_options` asks

@@ -24,6 +24,8 @@ from warpcore.server.http import anthropic_request, openai_embeddings
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, RESPONSES, Dialect, Stream
+from warpcore.server.http.fields import boolean
+from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
 from warpcore.server.http.sse import open_stream
@@ -95,6 +97,8 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
     params = request.app[MEMORY].restore(_with_headers(request, dialect, call.params))
+    if boolean(body, NO_PROMPT_CACHE):  # warpcore's member in every dialect, as GenerationOptions has it
+        params = dataclasses.replace(params, cache_prompt=False)
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
     async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
