@@ -1,6 +1,6 @@
 """Finding an API key in what a server sent or logged: distinctive keys, a transcript of calls, and the leak check.
 
-Shared by tests/test_secret_leaks.py (a whole server process) and tests/test_api_backends.py (request ids).
+Shared by tests/test_secret_leaks.py (a whole server process) and tests/test_api_backend_keys.py (request ids).
 """
 
 from __future__ import annotations
