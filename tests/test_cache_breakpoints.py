@@ -15,9 +15,8 @@ import pytest
 from tests.conftest import collect, failed_stream, greedy, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
-from tests.hosted import ANTHROPIC_KEY, load
+from tests.hosted import ANTHROPIC_KEY, load, posts
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
-from tests.test_tools_hosted import posts
 from tests.tool_wire import CLOCK, WEATHER, chat, stream, user
 from warpcore.client import ApiConfig, AsyncClient, Image, Message, Text, Tool
 from warpcore.server.doors import Doors

@@ -19,9 +19,10 @@ from tests.conftest import TINY_MODEL, serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
+from tests.hosted import posts, use
 from tests.http_door import async_openai_client, load_hosted, openai_client
 from tests.test_local_tools import HERMES_TEMPLATE, WEATHER
-from tests.test_tools_hosted import THINKING_EVENTS, posts, use
+from tests.test_tools_hosted_reasoning import THINKING_EVENTS
 from tests.tiny_model import write_tiny_model
 from tests.tool_wire import Args, Call
 from warpcore.server.core.domain import BackendKind, LoadSpec
