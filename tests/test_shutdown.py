@@ -26,9 +26,9 @@ import pytest
 
 from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving, serving_doors
 from tests.fakes.hub import FakeHub
+from tests.pull import MODEL, logged, pull, pulling_server
 from tests.test_local_images import MMPROJ, image, looking
 from tests.test_operations import rest
-from tests.test_pull import MODEL, logged, pull, pulling_server
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_seeing_models
 from warpcore.server.core.domain import BackendKind, LoadSpec
