@@ -17,6 +17,7 @@ import pytest
 from anthropic.types import MessageParam
 
 from tests.conftest import TINY_MODEL, serving_doors
+from tests.embeddings import TEXTS, embed, load_tiny_embedder, vectors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.http_door import (
@@ -28,7 +29,6 @@ from tests.http_door import (
     load_hosted,
     openai_client,
 )
-from tests.test_embeddings import TEXTS, embed, load_tiny_embedder, vectors
 from tests.test_http_door import tiny_door  # noqa: F401 - the fixture
 from tests.tool_wire import WEATHER, WEATHER_SCHEMA
 from warpcore.server.doors import Doors
