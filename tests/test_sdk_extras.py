@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import warpcore
 from tests.conftest import collect, greedy, load_tiny, serving
 from tests.embeddings import load_tiny_embedder
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_cli import warpcore
 from tests.test_sdk import blocking
 from warpcore.client import (
     ApiConfig,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import finish, start, warpcore
 from tests.fakes.hub import FakeHub
 from tests.pull import MODEL, pulling_server
-from tests.test_cli import finish, start, warpcore
 from warpcore.client import AsyncClient, Client, NotFoundError, PulledModel, PullEvent, PullProgress
 from warpcore.server.cli import serving_options
 from warpcore.server.settings import parse_settings

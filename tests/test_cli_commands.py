@@ -1,4 +1,5 @@
-"""The warpcore command end to end: the real executable against the in-process server."""
+"""The warpcore command end to end: the real executable against the in-process server: load and models, generate, chat,
+unload and health, a call's error in one line, a closed pipe and an interrupt."""
 
 from __future__ import annotations
 
@@ -7,16 +8,12 @@ import json
 import os
 import re
 import signal
-import socket
-import sys
-from asyncio.subprocess import DEVNULL, PIPE
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from asyncio.subprocess import DEVNULL
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import Run, closed_port_target, finish, start, warpcore
 from tests.conftest import TINY_MODEL, collect, greedy, load_tiny
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import WarpcoreServer
@@ -25,58 +22,11 @@ from warpcore.v1 import inference_pb2 as pb
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
-pytestmark = pytest.mark.timeout(120)
 
-WARPCORE = str(Path(sys.executable).with_name("warpcore"))
-ENV = {
-    name: value
-    for name, value in os.environ.items()
-    if not name.startswith(("WARPCORE_", "GRPC_VERBOSITY", "GRPC_TRACE"))
-}
-"""The environment the command runs in: without the caller's warpcore settings, nor gRPC log settings, which would
-add gRPC's own lines to its stderr."""
+pytestmark = pytest.mark.timeout(120)
 USAGE = re.compile(
     r"\[(\d+) prompt \+ (\d+) completion tokens, [\d.]+ tokens/s, first token [\d.]+ s, finish: (\w+)\]\n"
 )
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def start(
-    target: str, *args: str, stdin: int = PIPE, stdout: int = PIPE, env: Mapping[str, str] = ENV
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        WARPCORE, "--target", target, *args, stdin=stdin, stdout=stdout, stderr=PIPE, env=env
-    )
-
-
-async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None) -> tuple[bytes, bytes]:
-    """Its output once it ends, within a minute; killed if it does not."""
-    try:
-        return await asyncio.wait_for(process.communicate(stdin), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def warpcore(target: str, *args: str, stdin: str = "", env: Mapping[str, str] = ENV) -> Run:
-    """Run the command to its end, feeding it `stdin`; the server keeps serving meanwhile."""
-    process = await start(target, *args, env=env)
-    stdout, stderr = await finish(process, stdin.encode())
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
-
-
-def closed_port_target() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture
@@ -267,86 +217,9 @@ async def test_call_error_is_one_line_without_traceback(tiny: str, target: str) 
     assert "Traceback" not in run.stderr
 
 
-async def test_bad_usage_exits_two() -> None:
-    run = await warpcore(closed_port_target(), "models", "--backend", "nowhere")
-    assert run.code == 2
-    assert "invalid choice" in run.stderr
-
-
-def usage_error(run: Run) -> str:
-    """The error line of an argparse-style usage error (exit 2, usage then one line, no traceback)."""
-    assert run.code == 2, run
-    assert run.stdout == ""
-    assert "Traceback" not in run.stderr
-    assert run.stderr.startswith("usage: warpcore")
-    return run.stderr.splitlines()[-1]
-
-
-@pytest.mark.parametrize(
-    ("args", "error"),
-    [
-        (
-            ["generate", "--max-tokens", "-1"],
-            "warpcore generate: error: argument --max-tokens: must be an integer from 1 to 4294967295, not -1",
-        ),
-        (
-            ["generate", "--max-tokens", "99999999999"],
-            "argument --max-tokens: must be an integer from 1 to 4294967295, not 99999999999",
-        ),
-        (["generate", "--max-tokens", "0"], "argument --max-tokens: must be an integer from 1 to 4294967295, not 0"),
-        (
-            ["chat", "--max-tokens", "4294967296"],
-            "warpcore chat: error: argument --max-tokens: must be an integer from 1",
-        ),
-        (["generate", "--temperature", "-0.5"], "argument --temperature: must be a number from 0 to 3.40282e+38"),
-        (["generate", "--temperature", "1e39"], "argument --temperature: must be a number from 0 to 3.40282e+38"),
-        (["generate", "--temperature", "nan"], "argument --temperature: must be a number from 0 to"),
-        (
-            ["load", "x.gguf", "--context-size", "-5"],
-            "warpcore load: error: argument --context-size: must be an integer from 1 to 4294967295, not -5",
-        ),
-        (["load", "x.gguf", "--context-size", "4294967296"], "argument --context-size: must be an integer from 1 to"),
-        (
-            ["--timeout", "-1", "health"],
-            "warpcore: error: argument --timeout: must be a number greater than 0 and at most 100000000, not -1",
-        ),
-        (["--timeout", "0", "health"], "argument --timeout: must be a number greater than 0"),
-        (["--timeout", "inf", "health"], "argument --timeout: must be a number greater than 0"),
-        (["--timeout", "1e300", "health"], "argument --timeout: must be a number greater than 0"),
-        (["generate", "--stop", ""], "warpcore generate: error: argument --stop: must not be empty"),
-    ],
-)
-async def test_numbers_out_of_range_are_usage_errors(args: list[str], error: str) -> None:
-    # --model: no server call precedes building the request, where protobuf used to refuse the value.
-    model = ["--model", "m", "hi"] if args[0] == "generate" else []
-    run = await warpcore(closed_port_target(), *args, *model)
-    assert error in usage_error(run)
-
-
-async def test_a_number_that_is_not_one_is_a_usage_error() -> None:
-    run = await warpcore(closed_port_target(), "generate", "--max-tokens", "1.5", "hi")
-    assert usage_error(run) == "warpcore generate: error: argument --max-tokens: '1.5' is not an integer"
-
-
-@pytest.mark.parametrize("args", [[], [""]], ids=["empty stdin", "empty argument"])
-async def test_generate_without_a_prompt_says_one_is_needed(args: list[str]) -> None:
-    # The closed port shows that it does not call the server: that would fail with UNAVAILABLE (exit 1).
-    run = await warpcore(closed_port_target(), "generate", "--model", "m", *args, stdin="")
-    assert usage_error(run) == (
-        "warpcore generate: error: a prompt is needed: give PROMPT as an argument or write it on stdin"
-    )
-
-
 async def test_health_of_an_unknown_service_says_it_is_unknown(target: str) -> None:
     run = await warpcore(target, "health", "--service", "no-such")
     assert run == Run(1, "", "warpcore: health: the server knows no service 'no-such'\n")
-
-
-@pytest.mark.parametrize("option", ["--root-certificates", "--client-certificate", "--client-key"])
-async def test_missing_certificate_file_is_a_usage_error_naming_the_option(option: str, tmp_path: Path) -> None:
-    missing = str(tmp_path / "missing.pem")
-    run = await warpcore(closed_port_target(), option, missing, "health")
-    assert usage_error(run) == f"warpcore: error: argument {option}: cannot read {missing!r}: No such file or directory"
 
 
 async def test_generate_streams_and_a_closed_pipe_ends_it_quietly(stub: Stub, target: str) -> None:
