@@ -29,7 +29,7 @@ from tests.http_door import (
     load_hosted,
     openai_client,
 )
-from tests.test_http_door import tiny_door  # noqa: F401 - the fixture
+from tests.test_http_door_sdks import tiny_door  # noqa: F401 - the fixture
 from tests.tool_wire import WEATHER, WEATHER_SCHEMA
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
