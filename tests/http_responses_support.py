@@ -7,7 +7,7 @@ from typing import Any
 
 from openai.types.responses import Response
 
-from tests.test_local_tools import WEATHER
+from tests.local_tools import WEATHER
 
 FUNCTION = {"type": "function", "name": WEATHER.name, "parameters": WEATHER.parameters, "strict": False}
 

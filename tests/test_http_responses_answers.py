@@ -20,7 +20,7 @@ from tests.fakes.script import Script
 from tests.hosted import posts
 from tests.http_door import async_openai_client, load_hosted, openai_client
 from tests.http_responses_support import FUNCTION, without_ids
-from tests.test_local_tools import WEATHER
+from tests.local_tools import WEATHER
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 

@@ -19,7 +19,7 @@ from tests.fakes.script import Script
 from tests.hosted import posts, use
 from tests.http_door import async_openai_client, load_hosted
 from tests.http_responses_support import FUNCTION, without_ids
-from tests.test_local_tools import HERMES_TEMPLATE, WEATHER
+from tests.local_tools import HERMES_TEMPLATE, WEATHER
 from tests.test_tools_hosted_reasoning import THINKING_EVENTS
 from tests.tiny_model import write_tiny_model
 from tests.tool_wire import Args, Call
