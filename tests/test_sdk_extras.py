@@ -15,7 +15,7 @@ from tests.conftest import collect, greedy, load_tiny, serving
 from tests.embeddings import load_tiny_embedder
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_sdk import blocking
+from tests.sdk_support import blocking
 from warpcore.client import (
     ApiConfig,
     AsyncClient,

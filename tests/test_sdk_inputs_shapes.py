@@ -14,7 +14,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import OPENAI_KEY
 from tests.sdk_inputs_support import CLIENTS, UNREACHABLE, maybe
-from tests.test_sdk import blocking
+from tests.sdk_support import blocking
 from warpcore.client import ApiConfig, AsyncClient, Client, FinishReason
 from warpcore.client._protocol import generate_request
 from warpcore.server.rpc.server import WarpcoreServer
