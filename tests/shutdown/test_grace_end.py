@@ -1,22 +1,12 @@
-"""The shutdown's answers: a local stream cut while its decode step runs long still counts its tokens exactly; any
-other call still open when the grace ends (a load, a pull, calls waiting for a lazy model) gets UNAVAILABLE
-(SHUTTING_DOWN), which the access log records as the client saw it; a second signal ends the process even while
-llama.cpp is loading a model.
-
-Long native steps are made by holding the thread that runs them where it writes a llama.cpp log line: llama.cpp's
-log goes through Python logging (native_log.py), so a filter on its logger runs on that thread, in the step."""
+"""Calls still open when the shutdown's grace ends (a load, a pull, calls and an HTTP request waiting for a lazy model)
+get UNAVAILABLE (SHUTTING_DOWN), which the access log records as the client saw it; a generation whose lazy model loads
+during the shutdown never starts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
-import os
-import signal
-import sys
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +16,10 @@ import pytest
 
 from tests.conftest import TINY_MODEL, AccessLines, greedy, rich_details, serving, serving_doors
 from tests.fakes.hub import FakeHub
-from tests.pull import MODEL, logged, pull, pulling_server
-from tests.test_local_images import MMPROJ, image, looking
+from tests.pull import MODEL, pull, pulling_server
+from tests.shutdown import MODEL_LOAD_LINE, WAIT_SECONDS, Held, holding, load_request
 from tests.test_operations import rest
 from tests.tiny_model import write_tiny_model
-from tests.tiny_projector import write_seeing_models
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
@@ -39,93 +28,6 @@ from warpcore.v1 import inference_pb2_grpc
 if TYPE_CHECKING:
     from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
-
-WAIT_SECONDS = 30  # a timeout turns a hang into a failure
-IMAGE_DECODE_LINE = "decoding image batch"
-"""What llama.cpp's multimodal helper logs as it decodes an image's embeddings, inside a decode step."""
-MODEL_LOAD_LINE = "load_tensors"
-"""What llama.cpp logs as it reads a model's weights, inside a load (after the vocabulary, which is read with the
-process's stderr sent to /dev/null)."""
-
-
-@pytest.fixture(scope="module")
-def models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_seeing_models(tmp_path_factory.mktemp("models"))
-
-
-class Held(logging.Filter):
-    """Holds the first thread that logs a line holding `needle` until `release` is set. A filter of the logger, not
-    a handler: a handler would hold its lock meanwhile, and so every other thread's line."""
-
-    def __init__(self, needle: str) -> None:
-        super().__init__()
-        self.needle = needle
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.needle in record.getMessage() and not self.holding.is_set():
-            self.holding.set()
-            self.release.wait()
-        return False  # llama.cpp's debug lines are not the test's
-
-    async def held(self) -> None:
-        assert await asyncio.to_thread(self.holding.wait, WAIT_SECONDS), f"nothing logged {self.needle!r}"
-
-
-@contextlib.contextmanager
-def holding(needle: str) -> Iterator[Held]:
-    native = logging.getLogger("llama.cpp")
-    level, held = native.level, Held(needle)
-    native.setLevel(logging.DEBUG)
-    native.addFilter(held)
-    try:
-        yield held
-    finally:
-        held.release.set()
-        native.removeFilter(held)
-        native.setLevel(level)
-
-
-def load_request(model_id: str, **local: object) -> pb.LoadModelRequest:
-    return pb.LoadModelRequest(
-        backend=pb.BACKEND_TYPE_LLAMA_CPP,
-        model=TINY_MODEL,
-        model_id=model_id,
-        model_config=pb.ModelConfig(context_size=32768),
-        backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(**local)),  # type: ignore[arg-type]
-    )
-
-
-async def test_a_local_stream_cut_while_its_decode_step_runs_long_counts_every_token_it_sent(
-    server_env: dict[str, str],
-) -> None:
-    """The tester's finding: a stream stopped by the shutdown while its decode step outlasted the drain's short wait
-    was cancelled, and its result frame said completion_tokens 0."""
-    async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await stub.LoadModel(load_request("seeing", parallel=2, llama_cpp=pb.LlamaCppConfig(mmproj=MMPROJ)))
-        cut = stub.Generate(greedy("the", 32000, model_id="seeing", logprobs=True))
-        first = await cut.read()
-        assert isinstance(first, pb.GenerateResponse)
-        with holding(IMAGE_DECODE_LINE) as step, logged("grace over") as grace_over:
-            # An image decoded beside the stream: the step they share lasts until the test releases it.
-            beside = stub.Generate(looking(image(1)))
-            await step.held()
-            stopping = asyncio.ensure_future(server.stop(0.6))
-            frames = asyncio.ensure_future(rest(cut))
-            over = asyncio.ensure_future(grace_over.wait())
-            # The step goes on past the moment the drain stopped waiting for it (or until the stream ended without it).
-            await asyncio.wait((frames, over), timeout=WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
-            over.cancel()
-            step.release.set()
-            sent = [first, *await frames]
-        result = sent[-1].result
-        tokens = sum(len(frame.delta.logprobs) for frame in sent if frame.HasField("delta"))
-        assert result.finish_reason == pb.FINISH_REASON_CANCELLED
-        assert result.usage.completion_tokens == tokens > 0
-        await rest(beside)
-        await stopping
 
 
 async def test_a_load_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(
@@ -242,54 +144,6 @@ async def test_a_pull_open_when_the_grace_ends_gets_shutting_down_as_the_access_
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_details(refused.value)[0].reason == "SHUTTING_DOWN"
     assert await access_lines.next() == ("PullModel", MODEL, "UNAVAILABLE")
-
-
-HOLD_LOADS_FOREVER = f"""
-import json, logging, sys, threading
-def forever(record):
-    if {MODEL_LOAD_LINE!r} in record.getMessage():
-        print(json.dumps({{"message": "holding the load"}}), file=sys.stderr, flush=True)
-        threading.Event().wait()
-    return False
-native = logging.getLogger("llama.cpp")
-native.setLevel(logging.DEBUG)
-native.addFilter(forever)
-from warpcore.server.cli import main
-main()
-"""
-
-
-async def test_a_second_signal_ends_the_process_while_llama_cpp_loads_a_model(models_path: Path) -> None:
-    """A load cannot be interrupted in its thread: the server logged `stopped`, then lived on until the load ended."""
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", HOLD_LOADS_FOREVER, "--port", "0", "--no-default-model", "--log-format", "json"),
-        *("--grace", "120"),
-        env={**os.environ, "MODELS_PATH": str(models_path)},
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    try:
-        async with asyncio.timeout(WAIT_SECONDS):
-            while "serving on" not in (message := json.loads(await process.stderr.readline())["message"]):
-                pass
-            port = int(message.split("127.0.0.1:")[1].split(",")[0].split(";")[0])
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
-                loading = asyncio.ensure_future(stub.LoadModel(load_request("stuck")))
-                while "holding the load" not in json.loads(await process.stderr.readline())["message"]:
-                    pass
-                process.send_signal(signal.SIGTERM)
-                while "shutting down" not in json.loads(await process.stderr.readline())["message"]:
-                    pass
-                process.send_signal(signal.SIGTERM)
-                with pytest.raises(grpc.aio.AioRpcError) as refused:
-                    await loading
-            assert await process.wait() == 0
-        assert rich_details(refused.value)[0].reason == "SHUTTING_DOWN"
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_an_http_request_waiting_for_a_lazy_model_when_the_grace_ends_gets_a_503(
