@@ -1,5 +1,5 @@
-"""Shared by the tests/test_api_backend_*.py modules (OpenAI and Anthropic backends): the status code alias and the
-rich error details of a failed call."""
+"""Shared by the tests/test_api_backend_*.py modules (OpenAI and Anthropic backends): the status code alias and the rich
+error details of a failed call."""
 
 from __future__ import annotations
 

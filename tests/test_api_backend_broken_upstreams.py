@@ -1,5 +1,5 @@
-"""OpenAI and Anthropic backends through the real SDKs, against loopback servers that speak their protocols: an
-upstream that cannot be reached, a stream cut or malformed midway, and an error event midstream."""
+"""OpenAI and Anthropic backends through the real SDKs, against loopback servers that speak their protocols: an upstream
+that cannot be reached, a stream cut or malformed midway, and an error event midstream."""
 
 from __future__ import annotations
 

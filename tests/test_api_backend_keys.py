@@ -1,5 +1,5 @@
-"""OpenAI and Anthropic backends through the real SDKs, against loopback servers that speak their protocols: API
-keys kept out of errors, logs and request ids."""
+"""OpenAI and Anthropic backends through the real SDKs, against loopback servers that speak their protocols: API keys
+kept out of errors, logs and request ids."""
 
 from __future__ import annotations
 
