@@ -1,5 +1,5 @@
 """Fixtures: a tiny GGUF model under a temporary MODELS_PATH, the real server on a loopback port, and fake
-hosted upstreams (helpers for those in tests/hosted.py)."""
+hosted upstreams (helpers for those in tests/hosted.py), with the doors (`hosted`) serving a model loaded on one."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from llama_cpp import Llama
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
+from tests.http_door import load_hosted
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.adapters.llama.model_paths import resolve_model_path
@@ -150,6 +151,12 @@ def upstream(
 ) -> FakeUpstream:
     """Each test using this runs once against each provider."""
     return openai_upstream if request.param == "openai" else anthropic_upstream
+
+
+@pytest.fixture
+async def hosted(doors: Doors, upstream: FakeUpstream) -> Doors:
+    await load_hosted(doors, upstream)
+    return doors
 
 
 async def collect(

@@ -1,4 +1,5 @@
-"""Helpers for tests against the hosted backends: a fake upstream's backend, key and config; load and prompt.
+"""Helpers for tests against the hosted backends: a fake upstream's backend, key and config; load and prompt; the
+request bodies it received (`posts`) and its scripted steps (`use`).
 
 The fixtures that start the fakes (`openai_upstream`, `anthropic_upstream`, and `upstream`, once per provider)
 are in tests/conftest.py.
@@ -6,10 +7,12 @@ are in tests/conftest.py.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
+from tests.fakes.script import Script
+from tests.tool_wire import script_steps
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -49,3 +52,13 @@ async def load(
 def prompt(text: str = "Say hello", **options: object) -> pb.GenerateRequest:
     """A Generate request to the model `load` loads."""
     return pb.GenerateRequest(model_id="m", prompt=text, options=pb.GenerationOptions(**options))  # type: ignore[arg-type]
+
+
+def posts(upstream: FakeUpstream) -> list[dict[str, Any]]:
+    """The bodies of the generation requests the upstream received."""
+    return [r.body for r in upstream.requests if r.method == "POST" and r.body is not None]
+
+
+def use(upstream: FakeUpstream, steps: list[Any], **fields: Any) -> None:
+    events, reason = script_steps(upstream, steps)
+    upstream.script = Script(events=events, finish_reason=reason, **fields)

@@ -1,6 +1,7 @@
 """Finding an API key in what a server sent or logged: distinctive keys, a transcript of calls, and the leak check.
 
-Shared by tests/test_secret_leaks.py (a whole server process) and tests/test_api_backends.py (request ids).
+Shared by tests/test_secret_leaks_server.py (a whole server process), whose keys in play are here too,
+tests/test_secret_leaks_redaction.py (the leak check and redaction) and tests/test_api_backend_keys.py (request ids).
 """
 
 from __future__ import annotations
@@ -92,3 +93,9 @@ def leaks(texts: Iterable[tuple[str, str]], key: Key) -> list[str]:
             found.append(f"{label}: {text[max(at - 60, 0) : at + 60]!r}")
             break
     return found
+
+
+OPENAI_KEY = Key("OPENAI_API_KEY", "sk-proj-", "Qw7ZtLm2RbXc9VhNk4FsJd8GpYa3EuWoTi6B")
+ANTHROPIC_KEY = Key("ANTHROPIC_API_KEY", "sk-ant-api03-", "Hc5VnR8xKb2MqLz7TfWj4YdPs9GaNe3UoXi1")
+# Not shaped like a vendor key, so only the server's knowledge of the exact key can scrub it.
+REQUEST_KEY = Key("ApiConfig.api_key", "", "CanaryReqKey7Vw3Zq9Lm2Xt5Rb8Nc4Hj6Pd")

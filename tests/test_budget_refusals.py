@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details
-from tests.test_residency import listed, load_request, server_and_stub
+from tests.residency import listed, load_request, server_and_stub
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb

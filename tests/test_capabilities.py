@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tests.conftest import TINY_MODEL, load_tiny
+from tests.embeddings import load_tiny_embedder
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import api_config
-from tests.test_embeddings import load_tiny_embedder
 from warpcore.v1 import capabilities_pb2 as capb
 from warpcore.v1 import inference_pb2 as pb
 

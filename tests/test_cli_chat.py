@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import finish, start, warpcore
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import api_config, load
-from tests.test_cli import finish, start, warpcore
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+from tests.cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
 from tests.conftest import serving
+from tests.embeddings import load_tiny_embedder
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from tests.test_cli import ENV, WARPCORE, Run, closed_port_target, finish, start, usage_error, warpcore
-from tests.test_embeddings import load_tiny_embedder
 from warpcore.server.core.embeddings import RESPONSE_FRAMING_BYTES, VALUE_BYTES, VECTOR_FRAMING_BYTES
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2_grpc

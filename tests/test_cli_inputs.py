@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.certificates import make_certificates
+from tests.cli import ENV, closed_port_target, usage_error, warpcore
 from tests.conftest import TINY_MODEL, load_tiny
-from tests.test_cli import ENV, closed_port_target, usage_error, warpcore
 from warpcore.client import AsyncClient
 from warpcore.server.rpc.server import WarpcoreServer
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.cli import ENV, Run, closed_port_target, usage_error, warpcore
 from tests.conftest import TINY_MODEL, collect
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_cli import ENV, Run, closed_port_target, usage_error, warpcore
 from warpcore.client._cli_load import API, LOCAL
 from warpcore.client.cli import parser
 from warpcore.server.rpc.server import WarpcoreServer

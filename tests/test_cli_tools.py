@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import warpcore
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
-from tests.test_cli import warpcore
-from tests.test_tools_hosted import ANSWER_SCHEMA
+from tests.test_tools_hosted_requests import ANSWER_SCHEMA
 from warpcore.server.rpc.server import WarpcoreServer
 
 if TYPE_CHECKING:

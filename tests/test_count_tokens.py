@@ -10,10 +10,10 @@ import grpc
 import pytest
 
 from tests.conftest import collect, failed_stream, greedy, load_tiny, rich_details
+from tests.embeddings import load_tiny_embedder
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load, prompt
-from tests.test_embeddings import load_tiny_embedder
 from tests.tool_wire import WEATHER
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2

@@ -16,9 +16,8 @@ import pytest
 from tests.conftest import collect, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
-from tests.hosted import ANTHROPIC_KEY, load
+from tests.hosted import ANTHROPIC_KEY, load, posts
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
-from tests.test_tools_hosted import posts
 from warpcore.client import ApiConfig, AsyncClient, Document, Message
 from warpcore.server.core.bounds import MAX_DOCUMENTS
 from warpcore.server.doors import Doors

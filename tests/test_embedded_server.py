@@ -18,7 +18,7 @@ from llama_cpp import Llama
 
 from bench.harness import rss_bytes
 from tests.conftest import collect, greedy
-from tests.test_embeddings import cosine
+from tests.embeddings import cosine
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from tests.cli import ENV, warpcore
 from tests.conftest import collect, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.hosted import api_config, key_of, prompt
-from tests.test_cli import ENV, warpcore
 from warpcore.client import ApiConfig, AsyncClient, FailedPreconditionError
 from warpcore.server.core.domain import ApiSettings
 from warpcore.server.preload import read_preload

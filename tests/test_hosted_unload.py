@@ -10,7 +10,7 @@ from tests.conftest import collect, failed_stream, rich_details
 from tests.fakes.base import FakeUpstream
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
-from tests.test_residency import listed, server_and_stub
+from tests.residency import listed, server_and_stub
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.v1 import inference_pb2 as pb
 

@@ -15,8 +15,8 @@ import pytest
 from tests.conftest import TINY_MODEL, serving_doors
 from tests.hosted import OPENAI_KEY
 from tests.http_door import async_anthropic_client, async_openai_client, openai_messages
+from tests.residency import ModelEvents
 from tests.test_model_lifecycle import WAIT_SECONDS, HeldModelList, endless_stream, started
-from tests.test_residency import ModelEvents
 from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.doors import Doors

@@ -18,7 +18,7 @@ from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.http_door import anthropic_messages, async_anthropic_client, async_openai_client, load_hosted, text_of
-from tests.test_http_door import tiny_door  # noqa: F401 - the fixture
+from tests.test_http_door_sdks import tiny_door  # noqa: F401 - the fixture
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc

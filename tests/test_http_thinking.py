@@ -12,7 +12,7 @@ import pytest
 
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.http_door import async_anthropic_client, async_openai_client
-from tests.test_http_fields import ANTHROPIC_MESSAGES, OPENAI_MESSAGES, both, message_of
+from tests.http_fields_support import ANTHROPIC_MESSAGES, OPENAI_MESSAGES, both, message_of
 from warpcore.server.doors import Doors
 
 __all__ = ["both"]  # the fixture, used by name

@@ -20,9 +20,9 @@ from tests.conftest import serving_doors
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
+from tests.hosted import posts, use
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
-from tests.test_local_tools import HERMES_TEMPLATE, WEATHER
-from tests.test_tools_hosted import posts, use
+from tests.local_tools import HERMES_TEMPLATE, WEATHER
 from tests.tiny_model import write_tiny_model
 from tests.tool_wire import Args, Call
 from warpcore.server.core.domain import BackendKind, LoadSpec

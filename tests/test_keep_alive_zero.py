@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from tests.conftest import collect, greedy
-from tests.test_residency import idle, listed, load_request, server_and_stub
+from tests.residency import idle, listed, load_request, server_and_stub
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.v1 import inference_pb2 as pb
 

@@ -13,7 +13,7 @@ import grpc
 import jsonschema
 
 from tests.conftest import serving
-from tests.test_local_tools import HERMES_TEMPLATE, WEATHER
+from tests.local_tools import HERMES_TEMPLATE, WEATHER
 from tests.tiny_model import write_tiny_model
 from tests.tool_wire import stream, user
 from warpcore.v1 import inference_pb2 as pb

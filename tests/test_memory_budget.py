@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, failed_stream, greedy, rich_details
+from tests.residency import listed, load_request, server_and_stub
 from tests.test_model_lifecycle import endless_stream, refusal
-from tests.test_residency import listed, load_request, server_and_stub
 from warpcore.server.adapters.llama.adapter import LlamaCppAdapter
 from warpcore.server.core.domain import LocalSettings
 from warpcore.server.core.residency import ResidencyPolicy

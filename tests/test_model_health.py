@@ -11,8 +11,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.residency import listed, load_request, server_and_stub
 from tests.test_model_lifecycle import endless_stream
-from tests.test_residency import listed, load_request, server_and_stub
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.v1 import inference_pb2 as pb
 

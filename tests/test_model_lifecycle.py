@@ -15,7 +15,7 @@ from aiohttp import web
 from tests.conftest import failed_stream, greedy, rich_details
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_residency import ModelEvents, idle, listed, load_request, server_and_stub
+from tests.residency import ModelEvents, idle, listed, load_request, server_and_stub
 from warpcore.client import AsyncClient
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
 from warpcore.server.core.domain import ApiSettings, BackendKind, FinishReason, LoadSpec, TextChunk

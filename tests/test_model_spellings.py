@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details
-from tests.test_residency import ModelEvents, listed, server_and_stub
+from tests.residency import ModelEvents, listed, server_and_stub
 from tests.tiny_model import write_tiny_model
 from tests.tiny_projector import write_tiny_projector
 from warpcore.server.core.residency import ResidencyPolicy

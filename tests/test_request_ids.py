@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from tests.conftest import AccessLines, collect, greedy, load_tiny
 from tests.http_door import base_url
-from tests.test_sdk import blocking
+from tests.sdk_support import blocking
 from warpcore.client import AsyncClient, Client, GenerateResponse, NotFoundError
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb

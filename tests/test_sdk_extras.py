@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import warpcore
 from tests.conftest import collect, greedy, load_tiny, serving
+from tests.embeddings import load_tiny_embedder
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY
-from tests.test_cli import warpcore
-from tests.test_embeddings import load_tiny_embedder
-from tests.test_sdk import blocking
+from tests.sdk_support import blocking
 from warpcore.client import (
     ApiConfig,
     AsyncClient,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.cli import Run, closed_port_target, usage_error, warpcore
 from tests.conftest import TINY_MODEL
-from tests.test_cli import Run, closed_port_target, usage_error, warpcore
-from tests.test_residency import ModelEvents
+from tests.residency import ModelEvents
 from warpcore.client import AsyncClient, Client, Model, Residency
 from warpcore.server.rpc.server import WarpcoreServer
 

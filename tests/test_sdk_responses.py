@@ -18,7 +18,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY, load
-from tests.test_sdk import blocking
+from tests.sdk_support import blocking
 from warpcore.client import (
     ApiConfig,
     AsyncClient,

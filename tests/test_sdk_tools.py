@@ -16,8 +16,8 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import ANTHROPIC_KEY, OPENAI_KEY
-from tests.test_sdk import blocking
-from tests.test_tools_hosted import THINKING_EVENTS
+from tests.sdk_support import blocking
+from tests.test_tools_hosted_reasoning import THINKING_EVENTS
 from tests.tool_wire import Args, Call, script_steps
 from warpcore.client import (
     ApiConfig,

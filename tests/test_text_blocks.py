@@ -14,9 +14,9 @@ from tests.conftest import TINY_MODEL, collect
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import posts
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
-from tests.test_local_tools import WEATHER
-from tests.test_tools_hosted import posts
+from tests.local_tools import WEATHER
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.v1 import content_pb2, inference_pb2_grpc, tools_pb2

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from tests.cli import ENV, Run, warpcore
 from tests.conftest import collect, rich_details
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import OPENAI_KEY, api_config, key_of, load
-from tests.test_cli import ENV, Run, warpcore
 from warpcore.client import AsyncClient
 from warpcore.server.core.domain import ApiSettings
 from warpcore.server.preload import ConfigError, read_preload

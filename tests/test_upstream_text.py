@@ -14,9 +14,8 @@ from tests.conftest import collect, failed_stream, rich_details
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.hosted import load, prompt
+from tests.hosted import load, prompt, use
 from tests.http_door import async_openai_client, load_hosted
-from tests.test_tools_hosted import use
 from tests.tool_wire import Args, Call, Text, chat, stream, user
 from warpcore.v1 import inference_pb2 as pb
 

@@ -1,8 +1,8 @@
 """Hostile input: arbitrary field values get a documented status with rich details, never UNKNOWN or INTERNAL.
 
-What the modules of this package share: the ids of the models every test keeps loaded, the limits of a call, and
-the base of each test's Hypothesis settings. The strategies are in `strategies`, the checks of an outcome in
-`checks`, the fixtures in `conftest`; the tests in `test_*`.
+What the modules of this package share: the ids of the models every test keeps loaded, the limits of a call, and the
+base of each test's Hypothesis settings. The strategies are in `strategies` (the values of single fields in
+`values`), the checks of an outcome in `checks`, the fixtures in `conftest`; the tests in `test_*`.
 """
 
 from __future__ import annotations

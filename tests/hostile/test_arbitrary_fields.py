@@ -21,7 +21,8 @@ from tests.hostile import (
     Code,
 )
 from tests.hostile.checks import api_allowed, api_request_config, check_failure, generate_outcome, unary_outcome
-from tests.hostile.strategies import IDS, generate_requests, list_requests, load_requests
+from tests.hostile.strategies import generate_requests, list_requests, load_requests
+from tests.hostile.values import IDS
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from tests.conftest import TINY_MODEL
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hostile import CALL_TIMEOUT, CONTEXT_SIZE, HYPOTHESIS
-from tests.hostile.strategies import JSON_VALUES
+from tests.hostile.values import JSON_VALUES
 from tests.http_door import base_url, load_hosted
 from warpcore.server.core.domain import BackendKind, LoadSpec, LocalSettings
 from warpcore.server.doors import Doors
