@@ -38,7 +38,8 @@ def unpaired_surrogate(text: str, value: object) -> str | None:
     an unpaired surrogate; "" for `value` itself; None when every string is valid Unicode."""
     if _SURROGATE_ESCAPE.search(text) is None:
         return None
-    return _unpaired(value, "")
+    path: list[str | int] = []
+    return _path_text(path) if _unpaired(value, path) else None
 
 
 def _constant(name: str) -> float:
@@ -52,23 +53,31 @@ def _finite(text: str) -> float:
     return value
 
 
-def _unpaired(value: object, path: str) -> str | None:
+def _unpaired(value: object, path: list[str | int]) -> bool:
+    """Whether `value` holds an unpaired surrogate, `path` then leading to it: kept as parts, and spelled only once
+    found, as a body's items may be millions under a long key."""
     if isinstance(value, str):
-        return None if _encodable(value) else path
+        return not _encodable(value)
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _unpaired(item, f"{path}[{index}]")
-            if found is not None:
-                return found
+            path.append(index)
+            if _unpaired(item, path):
+                return True
+            path.pop()
     elif isinstance(value, dict):
         for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if not _encodable(key):
-                return inner.encode("utf-8", "backslashreplace").decode()
-            found = _unpaired(item, inner)
-            if found is not None:
-                return found
-    return None
+            path.append(key)
+            if not _encodable(key) or _unpaired(item, path):
+                return True
+            path.pop()
+    return False
+
+
+def _path_text(path: list[str | int]) -> str:
+    text = ""
+    for part in path:
+        text = f"{text}[{part}]" if isinstance(part, int) else f"{text}.{part}" if text else part
+    return text.encode("utf-8", "backslashreplace").decode()  # a key's own surrogate, escaped
 
 
 def _encodable(text: str) -> bool:
