@@ -1,7 +1,11 @@
 """The checks behind no API key leaving the server: the leak check finds a fragment of a key, and redaction scrubs a key
-whole, in any letter case, masked or short, without confirming a guess at a run of it."""
+whole, in any letter case, masked or short, percent-encoded or JSON-escaped, without confirming a guess at a run of
+it."""
 
 from __future__ import annotations
+
+import json
+import urllib.parse
 
 import pytest
 
@@ -49,3 +53,12 @@ def test_redact_scrubs_a_short_key_whole(short_key: str) -> None:
 def test_redact_leaves_text_alone_for_a_key_too_short_to_be_a_secret(tiny_key: str) -> None:
     message = "The model gpt-4o does not exist or you do not have access to it; a key was given: abc."
     assert redact(message, tiny_key) == message
+
+
+@pytest.mark.parametrize("key", ["clientkey-Zz9/+=&QQ", "k3y WITH spaces", 'abcd"ef\\gh', "clé-secrète-42"])
+def test_redact_scrubs_the_key_as_a_url_or_a_json_string_quotes_it(key: str) -> None:
+    """A tester's finding: an upstream quoting a key percent-encoded, or escaped in JSON, quoted it whole."""
+    quoted = [urllib.parse.quote(key, safe=""), urllib.parse.quote_plus(key), json.dumps(key)[1:-1]]
+    quoted += [urllib.parse.quote(key, safe="").lower(), json.dumps(key, ensure_ascii=False)[1:-1]]
+    for form in quoted:
+        assert redact(f"bad key <{form}>", key) == "bad key <[redacted]>", form

@@ -3,7 +3,9 @@ library may quote a token in its messages."""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.parse
 
 _REDACTED = "[redacted]"
 # Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
@@ -20,8 +22,22 @@ def redact(text: str, secret: str) -> str:
     # A "key" under 4 characters (one a client sent by mistake, say "x") is no secret, and scrubbing it would blank
     # every occurrence of it in the upstream's message.
     if len(secret) >= 4:
-        text = re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
+        forms = "|".join(re.escape(form) for form in sorted(_spellings(secret), key=len, reverse=True))
+        text = re.sub(forms, _REDACTED, text, flags=re.IGNORECASE)
     return redact_key_shapes(text)
+
+
+def _spellings(secret: str) -> set[str]:
+    """The secret as an upstream may quote it: as sent, percent-encoded (in a URL or a form) and escaped in a JSON
+    string (a key holding `/`, `+`, `"` or a space, say)."""
+    return {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
 
 
 def redact_key_shapes(text: str) -> str:
