@@ -165,6 +165,38 @@ async def test_a_generation_failing_mid_way_keeps_what_came_in_its_error(
     await sync()
 
 
+async def test_a_stream_failing_mid_way_raises_with_what_came_however_it_is_read(
+    target: str, anthropic_upstream: FakeAnthropic
+) -> None:
+    """A tester's finding: a loop over the stream got the error without the answer so far, and get_final_response()
+    called after it returned that answer as if it were whole."""
+    anthropic_upstream.script = Script(chunks=["Hel", "lo", " there"], error_event_after=2, prompt_tokens=9)
+    config = ApiConfig(api_key=ANTHROPIC_KEY, base_url=anthropic_upstream.base_url)
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(anthropic_upstream.models[0], backend="anthropic", model_id="m", config=config)
+        stream = await client.generate("m", prompt="hi", stream=True)
+        with pytest.raises(UnavailableError) as raised:
+            async for _ in stream:
+                pass
+        with pytest.raises(UnavailableError) as again:
+            await stream.get_final_response()
+
+    @blocking
+    def sync() -> tuple[UnavailableError, UnavailableError]:
+        with Client(target, timeout=30) as client:
+            stream = client.generate("m", prompt="hi", stream=True)
+            with pytest.raises(UnavailableError) as raised:
+                "".join(stream.text_stream)
+            with pytest.raises(UnavailableError) as again:
+                stream.get_final_response()
+        return raised.value, again.value
+
+    for first, second in (raised.value, again.value), await sync():
+        assert second is first
+        assert first.response is not None
+        assert (first.response.text, first.response.finish_reason) == ("Hello", FinishReason.ERROR)
+
+
 def _read_until_cut(target: str, begun: threading.Event) -> UnavailableError:
     """A blocking generation's error, once `begun` has been set as its first event came."""
     with Client(target, timeout=30) as client:

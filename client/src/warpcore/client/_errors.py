@@ -45,7 +45,8 @@ class WarpcoreError(Exception):
         call's first answer carried, for a call cut without details); empty when no server answered."""
         self.response = response
         """Of a generation that failed once it had begun, when the server ended it with a result frame (an upstream
-        that failed mid-stream, the server's shutdown): the answer as far as it came, with its usage; else None."""
+        that failed mid-stream, the server's shutdown): the answer as far as it came, with the usage the backend
+        had told (a hosted API's completion count comes only at its end); else None."""
 
 
 class InvalidArgumentError(WarpcoreError):

@@ -46,6 +46,14 @@ class Accumulator:
         self._result: GenerateResult | None = None
         self._parse = parse
         self.prompt_usage: Usage | None = None
+        self.failure: WarpcoreError | None = None
+        """What ended the stream before its end, raised again by every later ask for the whole answer."""
+
+    def failed(self, error: grpc.RpcError) -> WarpcoreError:
+        """The error a failed call is read as, holding the answer so far when the server sent its result frame."""
+        self.failure = error_from_rpc(error)
+        self.failure.response = self.ended(self.failure.request_id)
+        return self.failure
 
     def add(self, frame: pb.GenerateResponse) -> StreamEvent:
         if frame.HasField("prompt_usage"):
@@ -63,6 +71,8 @@ class Accumulator:
     def response(self, request_id: str) -> GenerateResponse[Any]:
         """The whole answer; UnavailableError if the server's shutdown cut it short, ResponseParseError if it does
         not parse as asked."""
+        if self.failure is not None:  # read before, by a loop that caught it
+            raise self.failure
         response = self.ended(request_id)
         if response is None:
             raise RuntimeError("the stream ended without its result frame")
@@ -104,7 +114,7 @@ def _events(call: Iterator[pb.GenerateResponse], accumulator: Accumulator) -> It
         for frame in call:
             yield accumulator.add(frame)
     except grpc.RpcError as error:
-        raise error_from_rpc(error) from None
+        raise accumulator.failed(error) from None
 
 
 async def _async_events(
@@ -116,7 +126,7 @@ async def _async_events(
         async for frame in call:
             yield accumulator.add(frame)
     except grpc.RpcError as error:
-        raise error_from_rpc(error) from None
+        raise accumulator.failed(error) from None
     except asyncio.CancelledError:
         reader = asyncio.current_task()
         if not call.cancelled() or (reader is not None and reader.cancelling()):
@@ -158,12 +168,8 @@ class Stream(Generic[ParsedT]):
     def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError if the text does
         not parse as the response_format asks."""
-        try:
-            for _ in self:
-                pass
-        except WarpcoreError as error:
-            error.response = self._accumulator.ended(request_id_from(self._call.initial_metadata()))  # type: ignore[attr-defined]
-            raise
+        for _ in self:
+            pass
         return self._accumulator.response(request_id_from(self._call.initial_metadata()))  # type: ignore[attr-defined]
 
     def close(self) -> None:
@@ -218,12 +224,8 @@ class AsyncStream(Generic[ParsedT]):
 
     async def get_final_response(self) -> GenerateResponse[ParsedT]:
         """Read to the end; the whole text, finish reason, usage and timings. ResponseParseError as Stream's."""
-        try:
-            async for _ in self:
-                pass
-        except WarpcoreError as error:
-            error.response = self._accumulator.ended(request_id_from(await self._call.initial_metadata()))
-            raise
+        async for _ in self:
+            pass
         return self._accumulator.response(request_id_from(await self._call.initial_metadata()))
 
     def close(self) -> None:
