@@ -21,9 +21,12 @@ grows with the square of the body, on the event loop, or to characters no backen
 
 def _text(raw: bytes, charset: str | None) -> str:
     """The body's text in its charset (UTF-8 unless it names one)."""
-    if charset is None:
+    if not charset:
         return raw.decode("utf-8")
-    codec = codecs.lookup(charset).name  # LookupError for a charset Python does not know, as for one not taken
+    try:
+        codec = codecs.lookup(charset).name  # LookupError for a charset Python does not know, as for one not taken
+    except ValueError:  # a name no codec could have (a NUL in it)
+        raise LookupError(charset) from None
     if codec not in TAKEN_CHARSETS:
         raise LookupError(codec)
     return raw.decode(codec)
