@@ -127,3 +127,27 @@ async def test_reasoning_items_carry_anthropic_thinking_there_and_back(doors: Do
         {"type": "text", "text": "Checking."},
         {"type": "tool_use", "id": "toolu_1", "name": WEATHER.name, "input": {"city": "Zürich"}},
     ]
+
+
+async def test_a_reasoning_summary_asked_for_asks_a_claude_model_to_think(doors: Doors) -> None:
+    """A tester's finding: no Responses request could make Claude think; `reasoning.effort` reached it as an effort
+    alone, and Claude thinks only when asked."""
+    async with FakeAnthropic(models=["claude-test"]) as upstream:
+        await load_hosted(doors, upstream)
+        upstream.script = Script(chunks=["Sunny."])
+        async with async_openai_client(doors) as client:
+            asked: list[Any] = [
+                {"effort": "high", "summary": "auto"},
+                {"summary": "detailed"},
+                {"effort": "low"},
+                {"effort": "none", "summary": "auto"},
+            ]
+            for reasoning in asked:
+                await client.responses.create(model="m", input="Weather?", reasoning=reasoning)
+        sent = [(body.get("thinking"), body.get("output_config")) for body in posts(upstream)]
+    assert sent == [
+        ({"type": "adaptive"}, {"effort": "high"}),
+        ({"type": "adaptive"}, None),
+        (None, {"effort": "low"}),
+        (None, None),
+    ]

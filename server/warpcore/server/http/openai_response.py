@@ -14,6 +14,7 @@ from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, Te
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob, TopLogprob
+from warpcore.server.http.call_order import CallOrder
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.errors import openai_error
 from warpcore.server.http.openai_request import FIELD_NAMES
@@ -122,6 +123,7 @@ class OpenAIStream:
         self._role_pending = True
         self._answered = False  # text, a refusal or a call went out: the message's content is not left ""
         self._text = template(self._choice({"content": SLOT}))
+        self._calls = CallOrder()
 
     def _choice(
         self, delta: dict[str, Any], finish_reason: str | None = None, logprobs: dict[str, Any] | None = None
@@ -160,14 +162,17 @@ class OpenAIStream:
             return fill(self._text, output.text)
         if isinstance(output, ToolCallDelta):
             self._answered = True
-            call: dict[str, Any] = {"index": output.index, "function": {"arguments": output.arguments}}
-            if output.id or output.name:
-                call.update(id=output.id, type="function")
-                call["function"]["name"] = output.name
-            return self._chunk({"tool_calls": [call]})
+            return b"".join(self._call(delta) for delta in self._calls.take(output))
         if isinstance(output, ReasoningChunk):
             return self._reasoning(output)
         return b""
+
+    def _call(self, delta: ToolCallDelta) -> bytes:
+        call: dict[str, Any] = {"index": delta.index, "function": {"arguments": delta.arguments}}
+        if delta.id or delta.name:
+            call.update(id=delta.id, type="function")
+            call["function"]["name"] = delta.name
+        return self._chunk({"tool_calls": [call]})
 
     def _reasoning(self, chunk: ReasoningChunk) -> bytes:
         """Reasoning text as `reasoning_content`, which most clients read, and as an indexed `thinking_blocks` entry,
@@ -188,6 +193,7 @@ class OpenAIStream:
 
     def end(self, finish: Finish) -> bytes:
         last = self._role(None) if self._role_pending else b""
+        last += b"".join(self._call(delta) for delta in self._calls.rest())
         if not self._answered:  # no text at all (reasoning only, or nothing): the whole message's content is ""
             last += self._chunk({"content": ""})
         last += self._chunk({}, FINISH_REASONS[finish.reason])

@@ -4,13 +4,14 @@ reasoning effort. Stateless: what needs a stored response or conversation is ref
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from warpcore.server.core.cache_rules import check_cache_marks
 from warpcore.server.core.domain import GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
-from warpcore.server.core.tooling import Tool, ToolChoice, ToolChoiceMode
+from warpcore.server.core.tooling import ReasoningOptions, Tool, ToolChoice, ToolChoiceMode
 from warpcore.server.http.fields import (
     Json,
     array,
@@ -95,8 +96,7 @@ def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
     response_format = mapping(settings, "format", "text")
     reasoning = mapping(body, "reasoning") or {}
     REASONING.check(reasoning, "reasoning")
-    effort = text(reasoning, "effort", "reasoning")
-    text(reasoning, "summary", "reasoning")  # checked only: the reasoning a backend shows is always its summary here
+    effort, summary = text(reasoning, "effort", "reasoning"), text(reasoning, "summary", "reasoning")
     max_tokens = integer(body, "max_output_tokens")
     top_logprobs = integer(body, "top_logprobs") or 0
     params = GenerationParams(
@@ -109,7 +109,7 @@ def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
         tool_choice=tool_choice,
         parallel_tool_calls=boolean(body, "parallel_tool_calls") is not False,
         response_format=None if response_format is None else response_format_at(response_format, "text.format", None),
-        reasoning=None if effort is None else reasoning_options(effort, "reasoning.effort"),
+        reasoning=_reasoning(effort, summary),
         verbosity=text(settings, "verbosity", "text"),
         # `top_logprobs` alone asks for them too: the tokens they rank are given with their own.
         logprobs=logprobs or top_logprobs > 0,
@@ -160,6 +160,16 @@ def _tool_choice(choice: object) -> tuple[ToolChoice, dict[str, str]]:
         )
     RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
     return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or ""), {}
+
+
+def _reasoning(effort_name: str | None, summary: str | None) -> ReasoningOptions | None:
+    """`reasoning.effort`; and a `summary` asked for, which asks to see the reasoning: what asks a Claude model to
+    think (adaptive thinking, its reasoning items carrying its thinking whole), where OpenAI's reasoning models think
+    unasked. The reasoning a backend shows is always its summary here."""
+    effort = None if effort_name is None else reasoning_options(effort_name, "reasoning.effort")
+    if summary is None or (effort is not None and effort.off):
+        return effort
+    return dataclasses.replace(effort or ReasoningOptions(), adaptive=True)
 
 
 def _echo(body: Json, params: GenerationParams, settings: Json) -> dict[str, Any]:
