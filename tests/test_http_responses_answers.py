@@ -263,7 +263,8 @@ async def test_refusals_name_the_field_by_its_path_here(
 
 
 async def test_logprobs_an_anthropic_model_cannot_give_are_refused_naming_the_member_that_asked(doors: Doors) -> None:
-    """The tester's finding: asked by top_logprobs alone, the refusal named include, which the request did not hold."""
+    """The testers' findings: asked by top_logprobs alone, the refusal named include, which the request did not hold;
+    asked by include, its message told the caller to leave logprobs unset."""
     async with FakeAnthropic(models=["claude-test"]) as upstream:
         await load_hosted(doors, upstream)
         async with async_openai_client(doors) as client:
@@ -274,5 +275,6 @@ async def test_logprobs_an_anthropic_model_cannot_give_are_refused_naming_the_me
                 refusals.append(refused.value)
     top_logprobs, include = refusals
     assert (top_logprobs.param, include.param) == ("top_logprobs", "include")
-    assert "leave top_logprobs unset" in top_logprobs.message
+    assert all("does not return log-probabilities" in refusal.message for refusal in refusals)
+    assert "logprobs" not in include.message  # a member the request did not hold
     assert not posts(upstream)  # refused before anything went upstream

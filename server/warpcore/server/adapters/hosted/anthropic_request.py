@@ -40,7 +40,7 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
     if params.logit_bias:
         raise refused("logit_bias", "logit_bias is not supported by the Anthropic API; leave it empty")
     if params.logprobs:
-        raise refused("logprobs", "the Anthropic API does not return log-probabilities; leave logprobs unset")
+        raise refused("logprobs", "the Anthropic API does not return log-probabilities; do not ask for them")
     if params.verbosity is not None:
         raise refused("verbosity", "the Anthropic API takes no verbosity; leave it unset")
     if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
