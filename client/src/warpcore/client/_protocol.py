@@ -7,11 +7,11 @@ from typing import Any, cast
 
 from warpcore.client._checks import UINT32_MAX, choice, generation_values, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
+from warpcore.client._formats import Parse
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, ModelType, duration_message, keep_alive_message, model_from
 from warpcore.client._options import NOT_GIVEN, BackendOptions, BaseGenerationOptions, GenerationOptions
 from warpcore.client._tools import (
-    Parse,
     chat_role,
     levels,
     message_fields,

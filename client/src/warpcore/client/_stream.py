@@ -19,8 +19,9 @@ from warpcore.client._errors import (
     request_id_from,
     stopped_by_server,
 )
+from warpcore.client._formats import Parse
 from warpcore.client._protocol import event_from, usage_from
-from warpcore.client._tools import Parse, ReasoningCollector
+from warpcore.client._tools import ReasoningCollector
 from warpcore.client._types import (
     FinishReason,
     GenerateResponse,

@@ -1,21 +1,20 @@
-"""Pure translation of tools, tool calls, structured output and reasoning, shared by both clients."""
+"""Pure translation of tools, tool calls and reasoning, shared by both clients."""
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from warpcore.client._checks import choice
 from warpcore.client._extras import cache_breakpoint
+from warpcore.client._formats import Parse, response_format_message
 from warpcore.client._messages import Cache, Message, ReasoningBlock, Tool, ToolCall
 from warpcore.client._options import GenerationOptions
 from warpcore.client._types import ReasoningDelta
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
-Parse = Callable[[str], Any]
 _CHOICES = {
     "auto": tools_pb2.TOOL_CHOICE_MODE_AUTO,
     "none": tools_pb2.TOOL_CHOICE_MODE_NONE,
@@ -23,14 +22,7 @@ _CHOICES = {
 }
 _VENDOR_MODES = {**_CHOICES, "any": tools_pb2.TOOL_CHOICE_MODE_REQUIRED}
 """tool_choice types of the vendors' objects that name no tool (Anthropic's "any" is "required")."""
-_VENDOR_FORMATS = {
-    "text": tools_pb2.RESPONSE_FORMAT_TYPE_TEXT,
-    "json_object": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT,
-    "json_schema": tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-}
-_JSON_FORMATS = (tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT, tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)
 _TOOL_KEYS = {"name", "description", "parameters", "input_schema", "strict", "cache_control"}
-_NOT_A_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 
 
 def as_tool(tool: Any) -> Tool:
@@ -153,68 +145,6 @@ def _allowed_name(tool: object) -> str:
         if set(tool) == keys and whole and isinstance(named, Mapping) and isinstance(named.get("name"), str):
             return str(named["name"])
     raise ValueError(f"an allowed tool is {{'type': 'function', 'name': ...}}, or the name under 'function': {tool!r}")
-
-
-def response_format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
-    """The ResponseFormat for "json_object", a JSON Schema dict, a pydantic model class, or either vendor's format
-    object; and the function that parses the answer's text: into the model, or for any other JSON format, as JSON."""
-    message, parse = _format_message(response_format)
-    if parse is None and message.type in _JSON_FORMATS:
-        parse = json.loads
-    return message, parse
-
-
-def _format_message(response_format: Any) -> tuple[tools_pb2.ResponseFormat, Parse | None]:
-    if isinstance(response_format, tools_pb2.ResponseFormat):
-        return response_format, None
-    if isinstance(response_format, Mapping) and response_format.get("type") in _VENDOR_FORMATS:
-        return _vendor_format(response_format), None
-    if response_format == "json_object":
-        return tools_pb2.ResponseFormat(type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT), None
-    parse: Parse | None = None
-    if isinstance(response_format, Mapping):
-        schema = dict(response_format)
-    elif hasattr(response_format, "model_json_schema"):
-        schema, parse = response_format.model_json_schema(), response_format.model_validate_json
-    else:
-        raise TypeError('response_format is "json_object", a JSON Schema dict or a pydantic model class')
-    return _schema_format(schema, str(schema.get("title") or "response")), parse
-
-
-def _schema_format(schema: Any, name: str, *, strict: bool = False) -> tools_pb2.ResponseFormat:
-    return tools_pb2.ResponseFormat(
-        type=tools_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-        name=_NOT_A_NAME.sub("_", name)[:64],
-        schema_json=json.dumps(schema),
-        strict=strict,
-    )
-
-
-def _vendor_format(response_format: Mapping[str, Any]) -> tools_pb2.ResponseFormat:
-    """OpenAI's {"type": "text" | "json_object" | "json_schema", "json_schema": {...}}, or Anthropic's output format
-    {"type": "json_schema", "schema": ...} (always enforced exactly, so strict). A JSON Schema cannot be mistaken for
-    one: no schema's type is text, json_object or json_schema."""
-    fields = dict(response_format)
-    kind = fields.pop("type")
-    if kind != "json_schema":
-        if fields:
-            raise ValueError(f"a response_format of type {kind!r} holds nothing else")
-        return tools_pb2.ResponseFormat(type=_VENDOR_FORMATS[kind])
-    if fields.keys() == {"schema"}:
-        return _schema_format(fields["schema"], "response", strict=True)
-    spec = fields.pop("json_schema", None)
-    if fields or not isinstance(spec, Mapping) or not spec.keys() <= {"name", "schema", "strict", "description"}:
-        raise ValueError(
-            "a json_schema response_format holds json_schema: {name, schema, strict, description} (OpenAI) or schema"
-            " (Anthropic)"
-        )
-    schema = dict(spec.get("schema", {}))
-    # What the format is for: the schema's own description says it to every backend.
-    description = spec.get("description")
-    if description is not None and schema.setdefault("description", description) != description:
-        raise ValueError("the json_schema's description differs from its schema's own; give one of them")
-    name = str(spec.get("name") or "response")
-    return _schema_format(schema, name, strict=spec.get("strict") is True)
 
 
 def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str, Any], Parse | None]:

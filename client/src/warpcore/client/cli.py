@@ -174,7 +174,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "model", metavar="MODEL", help="e.g. hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF:qwen2.5-0.5b-instruct-q4_k_m.gguf"
     )
-    sub.add_argument("--revision", metavar="REV", help="branch, tag or commit (default: main)")
+    sub.add_argument(
+        "--revision", metavar="REV", help="branch, tag or commit (default: the file already there, else main)"
+    )
 
     sub = command("health", health, "print the server's health; exit 0 only when SERVING")
     sub.add_argument("--service", default="", metavar="NAME", help="service to check (default: the whole server)")

@@ -163,9 +163,12 @@ class InferenceServiceServicer:
         (--allow-pull), or when the hub refuses the server's HF_TOKEN or asks for one
         (HUB_UNAUTHORIZED: retrying cannot help until the operator sets a token the hub
         takes); INVALID_ARGUMENT (MODEL_ID_MALFORMED) for a repository name the hub cannot
-        have; NOT_FOUND for a repository, revision or file the hub does not have;
-        FAILED_PRECONDITION for a file the hub gives no SHA-256 for (PULL_NOT_VERIFIABLE),
-        or while the same file is being pulled at another revision (PULL_IN_PROGRESS);
+        have; PERMISSION_DENIED (HUB_REPO_GATED) for a gated repository whose terms the
+        server's HF_TOKEN has not accepted; NOT_FOUND for a repository, revision or file
+        the hub does not have (HUB_REPO_NOT_FOUND, HUB_REVISION_NOT_FOUND,
+        HUB_FILE_NOT_FOUND); FAILED_PRECONDITION for a file the hub gives no SHA-256 for
+        (PULL_NOT_VERIFIABLE), or while the same file is being pulled at another revision
+        (PULL_IN_PROGRESS);
         RESOURCE_EXHAUSTED when the disk is full; UNAVAILABLE when the download does not
         match the hub's SHA-256 (PULL_HASH_MISMATCH) or the size the hub announced
         (PULL_SIZE_MISMATCH), either discarded so that the next pull starts over, or when

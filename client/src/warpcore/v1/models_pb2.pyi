@@ -129,6 +129,10 @@ class PullModelRequest(_message.Message):
     revision: _builtins.str
     """Branch, tag or commit of the repository; empty: main. Parts between slashes, none
     empty or starting with a dot (as git ref names): INVALID_ARGUMENT otherwise.
+    Empty, a file already on disk is kept as it stands and the hub is not asked;
+    given, the file on disk is checked against that revision's SHA-256 and, when it
+    differs, replaced by that revision's file (a model already loaded from it keeps
+    what it loaded until it is loaded again).
     """
     def __init__(
         self,
@@ -220,10 +224,12 @@ class PulledModel(_message.Message):
     """Size of the file in bytes."""
     sha256: _builtins.str
     """The hub's SHA-256 the file was checked against, in hex; empty when the file
-    was already there and nothing was downloaded.
+    was already there and no revision was asked for (it was not checked).
     """
     already_present: _builtins.bool
-    """Whether the file was already there."""
+    """Whether the file was already there (and, with a revision asked for, that
+    revision's), so that nothing was downloaded.
+    """
     def __init__(
         self,
         *,

@@ -96,7 +96,8 @@ class _HashingWriter:
 def pull_file(
     model: str, revision: str | None, env: Mapping[str, str], progress: PullProgressCallback, stop: threading.Event
 ) -> PulledFile:
-    """Download `model` ("hf:owner/repo:file.gguf") unless its file is already there."""
+    """Download `model` ("hf:owner/repo:file.gguf") unless its file is already there: with no `revision`, as it
+    stands; with one, only if it is that revision's, by the hub's SHA-256 (else that revision's file replaces it)."""
     if not model.startswith(HF_PREFIX):
         raise InvalidArgumentError(
             "only hf:owner/repo:file.gguf models can be pulled", field="model", reason="MODEL_ID_MALFORMED"
@@ -104,11 +105,13 @@ def pull_file(
     relative = relative_model_path(model)
     root = models_root(env.get("MODELS_PATH"))
     destination = root / relative
-    if destination.exists():
+    present = destination.exists()
+    if present:
         # Checked as LoadModel checks it: a link out of MODELS_PATH is refused, and says nothing of its target.
         size = resolve_model_path(model, env.get("MODELS_PATH")).stat().st_size
-        progress(size, size)
-        return PulledFile(model, size, sha256=None, already_present=True)
+        if revision is None:
+            progress(size, size)
+            return PulledFile(model, size, sha256=None, already_present=True)
     try:
         folder = destination.parent.resolve()
     except (OSError, RuntimeError):  # a symlink loop, or a name the filesystem refuses
@@ -138,6 +141,9 @@ def pull_file(
             f"the hub gives no SHA-256 for {model!r} (it is not stored with Git LFS), so it cannot be checked",
             reason="PULL_NOT_VERIFIABLE",
         )
+    if present and _sha256_of(destination, stop) == expected:
+        progress(size, size)
+        return PulledFile(model, size, sha256=expected, already_present=True)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(destination, expected)
     with own_partial(partial, model) as file:
@@ -174,6 +180,17 @@ def pull_file(
     partial.replace(destination)
     _log.info("pulled %s (%d bytes, sha256 %s)", model, writer.done, digest)
     return PulledFile(model, writer.done, sha256=digest, already_present=False)
+
+
+def _sha256_of(path: Path, stop: threading.Event) -> str:
+    """The file's SHA-256, read a MiB at a time; stopped as a download is, once no caller waits."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            if stop.is_set():
+                raise PullStoppedError
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _discarded(partial: Path, model: str, what: str, reason: str) -> UnavailableError:
