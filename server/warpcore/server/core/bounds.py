@@ -30,6 +30,9 @@ MAX_STOP_SEQUENCES = 16
 MAX_STOP_SEQUENCE_CHARS = 1000  # each is looked for in the text after every token
 MAX_TOP_K = 2**32 - 1
 """The gRPC field's type, uint32; what a door reads is held to it too."""
+MAX_TOKEN_COUNT = 2**32 - 1
+"""The most tokens a usage count may say (the gRPC Usage fields' type, uint32): an upstream's larger or negative
+count is no count at all."""
 MAX_SEED = 2**32 - 1
 """Seeds are unsigned 32-bit (the gRPC field's type, and llama.cpp's sampler's)."""
 MAX_ID_LENGTH = 256

@@ -13,10 +13,11 @@ import httpx2
 from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import string_field
+from warpcore.server.adapters.hosted.delta_text import count_field, string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
+    upstream_error,
 )
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.streaming import (
@@ -36,7 +37,7 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentError
+from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
@@ -174,14 +175,14 @@ class _MessageEvents(EventReader):
         tokens are the uncached ones plus those read from and written to the cache, which the API counts apart.
         """
         usage = carrier.get("usage") or {}
-        self._input_tokens = int(usage.get("input_tokens") or 0) or self._input_tokens
-        self.cached_prompt_tokens = int(usage.get("cache_read_input_tokens") or 0) or self.cached_prompt_tokens
-        self.cache_creation_tokens = int(usage.get("cache_creation_input_tokens") or 0) or self.cache_creation_tokens
-        self.prompt_tokens = self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens
+        self._input_tokens = count_field(usage.get("input_tokens")) or self._input_tokens
+        self.cached_prompt_tokens = count_field(usage.get("cache_read_input_tokens")) or self.cached_prompt_tokens
+        self.cache_creation_tokens = count_field(usage.get("cache_creation_input_tokens")) or self.cache_creation_tokens
+        self.prompt_tokens = count_field(self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens)
         if answer:
-            self.completion_tokens = int(usage.get("output_tokens") or 0) or self.completion_tokens
+            self.completion_tokens = count_field(usage.get("output_tokens")) or self.completion_tokens
             thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
-            self.reasoning_tokens = int(thinking or 0) or self.reasoning_tokens
+            self.reasoning_tokens = count_field(thinking) or self.reasoning_tokens
 
 
 _COUNTED = ("system", "tools", "tool_choice", "thinking", "output_config")
@@ -240,7 +241,11 @@ class AnthropicAdapter(HostedAdapter):
                 extra_headers=self._headers(params),
                 **fields,
             )
-        return TokenCount(counted.input_tokens)
+        try:
+            return TokenCount(count_field(counted.input_tokens))
+        except ValueError as error:
+            what = f"the count holds {error}"
+            raise upstream_error(UnavailableError, self._api, what, reason="UPSTREAM_MALFORMED") from None
 
     async def _listed_models(self) -> Sequence[str]:
         """GET /v1/models page by page, at most MAX_LISTED_MODELS ids (an upstream chooses how many pages it has)."""

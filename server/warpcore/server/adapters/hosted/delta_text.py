@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from warpcore.server.core.bounds import MAX_TOKEN_COUNT
 from warpcore.server.core.domain import ReasoningChunk, TextChunk, ToolCallDelta
 
 REPLACEMENT = "\ufffd"
@@ -25,6 +26,16 @@ def string_field(value: object) -> str:
     adapters report as the upstream's malformed stream)."""
     if not isinstance(value, str):
         raise TypeError("a field that is not a string")
+    return value
+
+
+def count_field(value: object) -> int:
+    """An event's count of tokens: absent or null is 0, unknown, as compatible servers may leave it; anything but a
+    whole number from 0 to MAX_TOKEN_COUNT makes it an event of the wrong shape (a ValueError)."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= MAX_TOKEN_COUNT:
+        raise ValueError(f"a token count that is no whole number from 0 to {MAX_TOKEN_COUNT}")
     return value
 
 

@@ -11,7 +11,7 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import string_field
+from warpcore.server.adapters.hosted.delta_text import count_field, string_field
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
@@ -118,9 +118,10 @@ class _ChatChunks(EventReader):
         return ToolCallDelta(index, id=call_id, name=string_field(function.get("name") or ""), arguments=arguments)
 
     def _count(self, usage: Mapping[str, Any]) -> None:
-        self.prompt_tokens, self.completion_tokens = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
-        self.cached_prompt_tokens = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        self.reasoning_tokens = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        self.prompt_tokens = count_field(usage.get("prompt_tokens"))
+        self.completion_tokens = count_field(usage.get("completion_tokens"))
+        self.cached_prompt_tokens = count_field((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
+        self.reasoning_tokens = count_field((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
 
 
 class OpenAIAdapter(HostedAdapter):
@@ -210,9 +211,14 @@ class OpenAIAdapter(HostedAdapter):
                 UnavailableError, self._api, f"the embeddings hold {flaw}", reason="UPSTREAM_MALFORMED"
             )
         usage = response.usage  # left out by some compatible servers, whose count is then unknown: 0
+        try:
+            prompt_tokens = count_field(None if usage is None else usage.prompt_tokens)
+        except ValueError as error:
+            what = f"the usage holds {error}"
+            raise upstream_error(UnavailableError, self._api, what, reason="UPSTREAM_MALFORMED") from None
         return Embeddings(
             vectors,
-            prompt_tokens=(usage.prompt_tokens if usage is not None else None) or 0,
+            prompt_tokens=prompt_tokens,
             upstream_request_id=upstream_request_id(raw.headers, self._api.api_key),
         )
 
