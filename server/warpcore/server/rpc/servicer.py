@@ -15,6 +15,7 @@ from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
+from warpcore.server.rpc.delta_pieces import piece_chars, pieces
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -27,6 +28,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, engine: Engine, max_message_bytes: int) -> None:
         self._engine = engine
         self._max_message_bytes = max_message_bytes
+        self._piece_chars = piece_chars(max_message_bytes)
 
     @unary_errors
     async def LoadModel(self, request: pb.LoadModelRequest, context: Context) -> pb.LoadModelResponse:
@@ -85,13 +87,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     continue
                 if isinstance(output, GenerationResult):
                     record_usage(output.finish)
-                    frame = translate.result_frame(output)
+                    frames: Sequence[pb.GenerateResponse] = (translate.result_frame(output),)
                 else:
-                    frame = tools_translate.delta_frame(output)
+                    frames = [tools_translate.delta_frame(piece) for piece in pieces(output, self._piece_chars)]
                 if prompt is not None:
-                    frame.prompt_usage.CopyFrom(translate.prompt_usage(prompt))
+                    frames[0].prompt_usage.CopyFrom(translate.prompt_usage(prompt))
                     prompt = None
-                yield frame
+                for frame in frames:
+                    yield frame
 
     @streaming_errors
     async def PullModel(
