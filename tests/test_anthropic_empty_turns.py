@@ -1,6 +1,7 @@
-"""Empty text toward the Anthropic API, which refuses an empty message (but a last assistant one) and an empty text
-block: an empty message is refused before anything is sent, naming it; an empty text part, which adds nothing, is
-left out. The real server and the real anthropic SDK against the loopback fake."""
+"""Empty text toward the Anthropic API, which refuses an empty message (but a last assistant one), an empty text
+block and a last assistant message ending in whitespace: an empty message or that whitespace is refused before
+anything is sent, naming it; an empty text part, which adds nothing, is left out. The real server and the real
+anthropic SDK against the loopback fake."""
 
 from __future__ import annotations
 
@@ -63,3 +64,30 @@ async def test_an_empty_last_assistant_message_and_empty_text_parts_go_as_the_ap
         {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": " there"}]},
         {"role": "assistant", "content": ""},
     ]
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        assistant("The answer is "),
+        pb.ChatMessage(
+            role=pb.ROLE_ASSISTANT,
+            parts=[content_pb2.ContentPart(text="The answer"), content_pb2.ContentPart(text=" is\n")],
+        ),
+    ],
+)
+async def test_a_last_assistant_message_ending_in_whitespace_is_refused_before_anything_is_sent(
+    stub: Stub, anthropic_upstream: FakeAnthropic, last: pb.ChatMessage
+) -> None:
+    """The API refuses to continue it (final assistant content cannot end with trailing whitespace)."""
+    await load(stub, anthropic_upstream)
+    sent = len(anthropic_upstream.requests)
+    request = pb.GenerateRequest(model_id="m", messages=[user("Hi"), last], continue_last_message=True)
+    _, error = await failed_stream(stub.Generate(request))
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["messages"])
+    assert "ends in whitespace" in (error.details() or "")
+    assert len(anthropic_upstream.requests) == sent
+    # Without the whitespace, it is continued.
+    request.messages[-1].CopyFrom(assistant("The answer is"))
+    await collect(stub.Generate(request))
+    assert len(anthropic_upstream.requests) == sent + 1

@@ -52,6 +52,12 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
             "the Anthropic API continues a last assistant message (prefill) rather than answering after it; end"
             " with a user message, or ask to continue it (continue_last_message)",
         )
+    if params.continue_last and params.messages and _ends_in_whitespace(params.messages[-1]):
+        raise refused(
+            "messages",
+            "the Anthropic API refuses to continue an assistant message that ends in whitespace; remove it (the"
+            " continuation may begin with it)",
+        )
     return {
         "system": _system(params),
         "top_k": params.top_k,
@@ -150,6 +156,13 @@ def alternating_turns(params: GenerationParams) -> list[dict[str, Any]]:
             " (the start of its answer): give it text, or leave it out",
         )
     return turns
+
+
+def _ends_in_whitespace(message: ChatMessage) -> bool:
+    """Whether the message's last text, the block the API would continue, ends in whitespace."""
+    texts = [part.text for part in message.parts if isinstance(part, TextPart)]
+    last = texts[-1] if texts else message.content
+    return not message.tool_calls and last != last.rstrip()
 
 
 def _system(params: GenerationParams) -> str | list[dict[str, Any]] | None:
