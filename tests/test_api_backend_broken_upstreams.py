@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.api_backends_support import Code, details
-from tests.conftest import collect, failed_stream
+from tests.conftest import collect, failed_stream, rich_details
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream, SseEvent, StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
@@ -156,3 +156,17 @@ async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: F
     assert "(overloaded_error in the stream)" in (error.details() or "")
     assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
     assert (frames[-1].result.usage.prompt_tokens, frames[-1].result.upstream_request_id) == (11, "req_fake_123")
+
+
+async def test_a_base_url_with_no_model_list_under_it_is_named(stub: Stub, upstream: FakeUpstream) -> None:
+    """A tester's finding: a base URL cut short of /v1 was a bare 404, naming no field."""
+    config = pb.BackendConfig(api=pb.ApiConfig(api_key=key_of(upstream), base_url=f"{upstream.base_url}/elsewhere"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream, config)
+    assert raised.value.code() == Code.NOT_FOUND
+    assert rich_details(raised.value)[1] == ["backend_config.api.base_url"]
+    openai_api = isinstance(upstream, FakeOpenAI)
+    api, own = ("OpenAI", "https://api.openai.com/v1") if openai_api else ("Anthropic", "https://api.anthropic.com")
+    assert f"no model list under its base URL: check base_url (the {api} API's own is {own})" in (
+        raised.value.details() or ""
+    )

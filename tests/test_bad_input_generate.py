@@ -103,6 +103,13 @@ GENERATE_CASES = [
         "at most 16",
         "options.stop_sequences",
     ),
+    (
+        "continuing a user message",
+        generate(messages=[USER], continue_last_message=True),
+        Code.INVALID_ARGUMENT,
+        "unset it, or end messages with the assistant message to continue",
+        "continue_last_message",
+    ),
 ]
 
 

@@ -102,3 +102,11 @@ async def test_unload_unknown_model_not_found(stub: Stub) -> None:
         await stub.UnloadModel(pb.UnloadModelRequest(model_id="nope"))
     assert raised.value.code() == Code.NOT_FOUND
     assert "load it with LoadModel" in (raised.value.details() or "")
+
+
+async def test_count_tokens_without_its_request_names_the_request(stub: Stub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CountTokens(pb.CountTokensRequest())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(raised.value)[1] == ["request"]
+    assert (raised.value.details() or "").startswith("request is required")

@@ -103,7 +103,13 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         )
         last = params.messages[-1]
         require(
-            last.role is Role.ASSISTANT and not last.tool_calls,
+            last.role is Role.ASSISTANT,
+            "continue_last_message",
+            "continue_last_message continues a last assistant message, and messages end with another: unset it, or"
+            " end messages with the assistant message to continue",
+        )
+        require(
+            not last.tool_calls,
             "messages",
             "only a last assistant message of text can be continued; end with it, or with a user message",
         )

@@ -12,7 +12,7 @@ from warpcore.server.core.access import record_usage
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.embeddings import response_too_large
 from warpcore.server.core.engine import Engine, GenerationResult
-from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
 from warpcore.server.rpc.delta_pieces import piece_chars, pieces
@@ -116,6 +116,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def CountTokens(self, request: pb.CountTokensRequest, context: Context) -> pb.CountTokensResponse:
+        if not request.HasField("request"):
+            raise InvalidArgumentError("request is required: the GenerateRequest to count", field="request")
         try:
             default_max_tokens = self._engine.limits.default_max_tokens
             params = translate.generation_params(request.request, context.time_remaining(), default_max_tokens)

@@ -37,6 +37,8 @@ class ResolvedApi:
     """ApiSettings.embedding: what the model does, where the request says."""
     unlisted: bool = False
     """ApiSettings.unlisted: loaded without finding it in the API's model list."""
+    default_base_url: str = ""
+    """The provider's own API, whose form a base URL of a compatible server takes."""
 
 
 class ClientOptions(TypedDict):
@@ -105,6 +107,7 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
         timeout=timeout,
         embedding=settings.embedding,
         unlisted=settings.unlisted,
+        default_base_url=names.default_base_url,
     )
 
 

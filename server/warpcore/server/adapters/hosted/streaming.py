@@ -171,7 +171,16 @@ class HostedAdapter(ABC):
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
-        offered = await self.list_models()
+        try:
+            offered = await self.list_models()
+        except NotFoundError as error:  # no model list where the API keeps one: most likely a base URL cut short
+            raise NotFoundError(
+                f"{error.message}; the upstream has no model list under its base URL: check base_url (the"
+                f" {self.name} API's own is {self._api.default_base_url})",
+                field="settings.base_url",
+                reason=error.reason,
+                metadata=error.metadata,
+            ) from None
         if model not in offered and not self._api.unlisted:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
             some = ", ".join(map(repr, offered[:OFFERED_IN_REFUSAL])) + (", ..." * (len(offered) > OFFERED_IN_REFUSAL))
