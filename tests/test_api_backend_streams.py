@@ -13,6 +13,7 @@ from tests.api_backends_support import Code
 from tests.conftest import AccessLines, collect, failed_stream, serving
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
+from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import api_config, load, prompt
 from warpcore.v1 import inference_pb2 as pb
@@ -96,6 +97,11 @@ async def test_configured_timeout_ends_a_stalled_stream(stub: Stub, upstream: Fa
     await load(stub, upstream, api_config(upstream, timeout={"nanos": 500_000_000}))
     frames, error = await failed_stream(stub.Generate(prompt(), timeout=30))
     assert error.code() == Code.DEADLINE_EXCEEDED
+    provider = "openai" if isinstance(upstream, FakeOpenAI) else "anthropic"
+    assert error.details() == (
+        f"{provider} upstream error: 127.0.0.1:{upstream.port} did not answer in time (the backend's timeout allows"
+        " 0.5 s for each wait, the call's deadline less if it is sooner)"
+    )
     assert [frame.WhichOneof("frame") for frame in frames] == ["delta", "result"]
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 

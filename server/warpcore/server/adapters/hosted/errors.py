@@ -177,6 +177,13 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     reason = refusal_reason(error)
     if not isinstance(error, table.status_error):
         message = connection_failure or str(error) or type(error).__name__
+        if kind is DeadlineExceededError and connection_failure is None:
+            # In the same words from either SDK, whose own name the library under them, or point at the vendor's
+            # documentation whatever the upstream.
+            message = (
+                f"{upstream_host(api.base_url)} did not answer in time (the backend's timeout allows {api.timeout:g} s"
+                " for each wait, the call's deadline less if it is sooner)"
+            )
         return upstream_error(kind or UnavailableError, api, message, reason=reason)
     failed: StatusErrorLike = error  # type: ignore[assignment]
     message = upstream_message(failed.body) or failed.message
