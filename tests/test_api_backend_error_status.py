@@ -175,6 +175,16 @@ async def test_an_error_body_that_is_no_json_is_quoted(stub: Stub, upstream: Fak
     assert "(HTTP 502): <html><h1>502 Bad Gateway</h1> nginx</html>" in (error.details() or "")
 
 
+async def test_an_error_text_reaches_the_caller_without_control_characters_or_direction_marks(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    """A tester's finding: NUL, a terminal's escape and a right-to-left override went to the caller and the log."""
+    await load(stub, upstream)
+    upstream.script = Script(status=400, error_message="odd\x00 failure\u202e at\x1b[31m line\t1\nof 2")
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert (error.details() or "").endswith("(HTTP 400): odd failure at[31m line\t1\nof 2")
+
+
 async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:
     await load(stub, upstream)
     upstream.script = Script(

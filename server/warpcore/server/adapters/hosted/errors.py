@@ -14,8 +14,7 @@ import aiohttp
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.refusals import lacks_feature, refusal_reason
 from warpcore.server.adapters.hosted.retry_after import retry_after
-from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
-from warpcore.server.adapters.redaction import redact
+from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id, upstream_words
 from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
     QUOTA_EXHAUSTED,
@@ -113,7 +112,7 @@ def upstream_error(
         metadata["upstream_error_type"] = event_type
         upstream = f" ({event_type} in the stream)"
     return kind(
-        f"{api.provider} upstream error{upstream}: {redact(message, api.api_key)}",
+        f"{api.provider} upstream error{upstream}: {upstream_words(message, api.api_key)}",
         reason=reason or f"UPSTREAM_{kind.code.name}",
         metadata=metadata,
         # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for; a quota used up,

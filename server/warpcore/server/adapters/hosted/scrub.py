@@ -18,6 +18,17 @@ call id. A LiteLLM proxy passes its provider's id on as `request-id` on both of 
 `x-request-id` only under its `llm_provider-` prefix), and gives its own call id when the provider gave none."""
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters (but tab and newline) and the marks that reorder text: a terminal or a log viewer showing an
+upstream's words would do as they say (hide what follows, show it backwards)."""
+
+
+def upstream_words(text: str, secret: str) -> str:
+    """An upstream's error text fit to pass on: without control characters or direction marks, scrubbed."""
+    # Dropped before redacting, so a key split by control characters still shows as a run of it and goes.
+    return redact(_UNPRINTABLE.sub("", text), secret)
+
+
 def upstream_request_id(headers: Mapping[str, str], secret: str) -> str:
     """The request id of an upstream's answer with `headers`, scrubbed; "" when it gave none."""
     for name in REQUEST_ID_HEADERS:
