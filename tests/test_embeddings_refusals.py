@@ -138,3 +138,23 @@ def test_the_response_size_named_before_any_work_is_the_most_a_response_takes(di
         upstream_request_id="r" * MAX_REQUEST_ID,
     )
     assert response.ByteSize() <= response_bytes(count, dimensions)
+
+
+@pytest.mark.parametrize(
+    ("name", "local"), [("parallel", {"parallel": 2}), ("prompt_cache_tokens", {"prompt_cache_tokens": 0})]
+)
+async def test_settings_of_text_generation_are_refused_for_an_embedding_model(
+    stub: Stub, name: str, local: dict[str, int]
+) -> None:
+    """A tester's finding: parallel was taken and ignored, where pooling without embedding is refused."""
+    llama_cpp = pb.LlamaCppConfig(embedding=True)
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        model_id="tiny-embed",
+        backend_config=pb.BackendConfig(local=pb.LocalBackendConfig(llama_cpp=llama_cpp, **local)),  # type: ignore[arg-type]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{name} applies only to a model loaded for text generation" in (raised.value.details() or "")

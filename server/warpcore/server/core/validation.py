@@ -286,5 +286,12 @@ def _check_local(local: LocalSettings) -> None:
         )
     if local.pooling is not None:
         require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
+    for name, value in (("parallel", local.parallel), ("prompt_cache_tokens", local.prompt_cache_tokens)):
+        # An embedding model runs one call at a time, its inputs decoded together, and keeps no prompt.
+        require(
+            value is None or not local.embedding,
+            f"settings.{name}",
+            f"{name} applies only to a model loaded for text generation, not for embeddings",
+        )
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
