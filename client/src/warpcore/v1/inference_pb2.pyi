@@ -6,7 +6,10 @@ warpcore inference protocol, version 1.
 One gRPC API in front of many LLM backends: hosted APIs (OpenAI, Anthropic) and
 local models run in-process by llama.cpp. Errors are reported as gRPC status codes
 with google.rpc rich details (ErrorInfo, RetryInfo, BadRequest, and RequestInfo
-with the call's request id), never as fields of a response message. Every call's
+with the call's request id), never as fields of a response message; a request
+larger than the server's --max-message-bytes (4 MiB unless its operator says
+otherwise) is refused by gRPC itself, before the server sees it: RESOURCE_EXHAUSTED
+with gRPC's own words and no details. Every call's
 request id comes back as "x-request-id" in the response's initial metadata: the
 caller's own "x-request-id" metadata when it is printable ASCII without spaces,
 1 to 128 characters, else one the server makes.
@@ -555,6 +558,7 @@ class LocalBackendConfig(_message.Message):
     """Sequences decoded together in one llama.cpp context (continuous batching),
     1 to 64. Each slot reserves a KV cache for the whole context_size, so memory
     grows with it. Unset: LLAMA_PARALLEL, else 1 (one generation at a time).
+    INVALID_ARGUMENT for a model loaded for embeddings, as prompt_cache_tokens.
     """
     prompt_cache_tokens: _builtins.int
     """Prompt tokens whose KV cells the model keeps, so that a later prompt beginning
@@ -983,8 +987,9 @@ class ChatMessage(_message.Message):
     @_builtins.property
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_tools_pb2.ToolCall]:
         """ROLE_ASSISTANT only: the tool calls the model made in this turn, as the result's
-        tool_calls gave them. Each must be answered by a ROLE_TOOL message right after this
-        turn (one per call, in any order) before any other turn.
+        tool_calls gave them, each naming a tool of this request's tools. Each must be
+        answered by a ROLE_TOOL message right after this turn (one per call, in any order)
+        before any other turn.
         """
 
     @_builtins.property
@@ -1065,7 +1070,8 @@ class GenerationOptions(_message.Message):
     max_tokens: _builtins.int
     """Most tokens to generate, 1 to 32768 (or the server's lower --max-tokens-limit).
     Unset: 256, or that limit when lower (also sent to Anthropic, whose API requires
-    a value).
+    a value). A llama.cpp model's tool call counts the tokens of the markup its chat
+    template wraps the call in, which no ToolCallDelta shows.
     """
     temperature: _builtins.float
     """Sampling temperature, 0 to 2 (Anthropic: 0 to 1). 0 means greedy decoding. Unset on
@@ -1140,7 +1146,10 @@ class GenerationOptions(_message.Message):
 
     @_builtins.property
     def response_format(self) -> _tools_pb2.ResponseFormat:
-        """Structured output: the answer's text is JSON of this shape. Absent: free text."""
+        """Structured output: the answer's text is JSON of this shape. Absent: free text.
+        A llama.cpp model cannot enforce it together with tools (INVALID_ARGUMENT, unless
+        tool_choice is TOOL_CHOICE_MODE_NONE).
+        """
 
     @_builtins.property
     def reasoning(self) -> _tools_pb2.ReasoningOptions:
@@ -1242,7 +1251,11 @@ class GenerateRequest(_message.Message):
     model_id: _builtins.str
     """Id of a loaded model. Required."""
     prompt: _builtins.str
-    """A plain prompt, continued by the model (sent as one user message to chat-only APIs)."""
+    """A plain prompt, continued by the model (sent as one user message to chat-only APIs).
+    A llama.cpp model sees no tools with a prompt, which no chat template renders:
+    tools then only constrain TOOL_CHOICE_MODE_REQUIRED and NAMED; give messages to
+    let the model choose.
+    """
     parallel_tool_calls: _builtins.bool
     """Whether the model may call several tools in one turn. Unset: true."""
     continue_last_message: _builtins.bool
@@ -1250,8 +1263,9 @@ class GenerateRequest(_message.Message):
     turn of its own (Anthropic's prefill): the answer begins where that text ends, and
     holds only what follows it. Local models (not with tools or a response format,
     whose grammar makes the answer a whole value of its own) and Anthropic models;
-    INVALID_ARGUMENT on OpenAI models, whose API answers after such a message, and
-    when the last message is not an assistant's text without tool calls.
+    INVALID_ARGUMENT on OpenAI models, whose API answers after such a message, on
+    Anthropic models when that text ends in whitespace (the API refuses to continue
+    it), and when the last message is not an assistant's text without tool calls.
     """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:

@@ -6,7 +6,10 @@ warpcore inference protocol, version 1.
 One gRPC API in front of many LLM backends: hosted APIs (OpenAI, Anthropic) and
 local models run in-process by llama.cpp. Errors are reported as gRPC status codes
 with google.rpc rich details (ErrorInfo, RetryInfo, BadRequest, and RequestInfo
-with the call's request id), never as fields of a response message. Every call's
+with the call's request id), never as fields of a response message; a request
+larger than the server's --max-message-bytes (4 MiB unless its operator says
+otherwise) is refused by gRPC itself, before the server sees it: RESOURCE_EXHAUSTED
+with gRPC's own words and no details. Every call's
 request id comes back as "x-request-id" in the response's initial metadata: the
 caller's own "x-request-id" metadata when it is printable ASCII without spaces,
 1 to 128 characters, else one the server makes.
