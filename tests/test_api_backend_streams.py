@@ -139,7 +139,7 @@ async def test_a_hosted_stream_stalled_at_shutdown_ends_cancelled_with_the_promp
 ) -> None:
     # Silent after its first chunk: no event comes to stop at, so the drain cuts the call, whose result still says
     # what the upstream told of the prompt (message_start) rather than nothing.
-    anthropic_upstream.script = Script(chunks=["a", "b"], stall_after=1, prompt_tokens=17)
+    anthropic_upstream.script = Script(chunks=["a", "b"], stall_after=1, prompt_tokens=17, request_id="req-stalled")
     async with serving(server_env) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         await load(stub, anthropic_upstream)
@@ -151,3 +151,4 @@ async def test_a_hosted_stream_stalled_at_shutdown_ends_cancelled_with_the_promp
     result = rest[-1].result
     assert result.finish_reason == pb.FINISH_REASON_CANCELLED
     assert result.usage.prompt_tokens == 17
+    assert result.upstream_request_id == "req-stalled"  # a tester's finding: only the access log had it

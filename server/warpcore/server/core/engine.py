@@ -238,6 +238,7 @@ class Engine:
                     prompt.prompt_tokens,
                     cached_prompt_tokens=cached,
                     cache_creation_tokens=written,
+                    upstream_request_id=upstream_request_id,
                 )
             )
 
