@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 import grpc
-from google.rpc import error_details_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 if TYPE_CHECKING:
@@ -158,12 +159,23 @@ def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
 
 
+def _rich_status(call: grpc.Call) -> status_pb2.Status | None:
+    """The google.rpc.Status the server sent, when it is the call's. A deadline that passes as the server fails the
+    call gives the call DEADLINE_EXCEEDED while the trailer holds the server's status of another code, whose details
+    are not this failure's; a trailer that is no Status (another server's, a proxy's) tells nothing. grpc_status
+    raises on either, and the call's own status still stands."""
+    try:
+        return rpc_status.from_call(call)
+    except (ValueError, DecodeError):
+        return None
+
+
 def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
     """The typed exception for a failed call, from the sync or the asyncio API alike."""
     call: grpc.Call = error  # type: ignore[assignment]  # every failed call's error is also its Call
     status_code = call.code()
     reason, metadata, violations, retry_after, request_id = "", {}, {}, None, ""
-    status = rpc_status.from_call(call)
+    status = _rich_status(call)
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

@@ -1,0 +1,73 @@
+"""How the SDK reads a failed call: a status whose rich details are not its own."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from tests.sdk_support import blocking
+from warpcore.client import AsyncClient, Client, DeadlineExceededError
+
+SERVER_WORDS = "upstream down"
+
+
+def unavailable_status() -> bytes:
+    """The Status of an UNAVAILABLE with its reason, as the server sends one."""
+    info = error_details_pb2.ErrorInfo(reason="UPSTREAM_UNAVAILABLE")
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=SERVER_WORDS)
+    status.details.add().Pack(info)
+    sent: bytes = status.SerializeToString()
+    return sent
+
+
+@contextlib.asynccontextmanager
+async def failing_generate(trailer: bytes) -> AsyncIterator[str]:
+    """A gRPC server whose Generate fails with DEADLINE_EXCEEDED, its grpc-status-details-bin trailer `trailer`: what
+    a client reads when its deadline passes as the server fails the call with another status."""
+
+    async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+        details = (("grpc-status-details-bin", trailer),)
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, SERVER_WORDS, trailing_metadata=details)
+
+    handler = grpc.method_handlers_generic_handler(
+        "warpcore.v1.InferenceService", {"Generate": grpc.unary_stream_rpc_method_handler(fail)}
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+async def sync_generate(target: str) -> None:
+    def generate() -> None:
+        with Client(target) as client:
+            client.generate("m", prompt="hi")
+
+    await blocking(generate)()
+
+
+async def async_generate(target: str) -> None:
+    async with AsyncClient(target) as client:
+        await client.generate("m", prompt="hi")
+
+
+@pytest.mark.parametrize("generate", [sync_generate, async_generate], ids=["sync", "async"])
+@pytest.mark.parametrize("trailer", [unavailable_status(), b"\xff no Status"], ids=["another code's", "no Status"])
+async def test_a_status_whose_details_are_not_its_own_is_raised_without_them(
+    generate: Callable[[str], Awaitable[None]], trailer: bytes
+) -> None:
+    """A tester's finding: a deadline that passed as the server failed the call raised grpc_status's ValueError
+    ("Code in Status proto (StatusCode.UNAVAILABLE) doesn't match status code (StatusCode.DEADLINE_EXCEEDED)")."""
+    async with failing_generate(trailer) as target:
+        with pytest.raises(DeadlineExceededError) as raised:
+            await generate(target)
+    assert (raised.value.status, raised.value.message) == (grpc.StatusCode.DEADLINE_EXCEEDED, SERVER_WORDS)
+    assert raised.value.reason == ""
