@@ -34,9 +34,14 @@ async def test_bad_usage_exits_two() -> None:
             ["chat", "--max-tokens", "4294967296"],
             "warpcore chat: error: argument --max-tokens: must be an integer from 1",
         ),
-        (["generate", "--temperature", "-0.5"], "argument --temperature: must be a number from 0 to 3.40282e+38"),
-        (["generate", "--temperature", "1e39"], "argument --temperature: must be a number from 0 to 3.40282e+38"),
-        (["generate", "--temperature", "nan"], "argument --temperature: must be a number from 0 to"),
+        (["generate", "--temperature", "-0.5"], "argument --temperature: must be a number from 0 to 2, not -0.5"),
+        # A tester's finding: the command took up to 3.4e38, which the server refused above 2 (exit 1).
+        (["generate", "--temperature", "3"], "argument --temperature: must be a number from 0 to 2, not 3"),
+        (["generate", "--temperature", "nan"], "argument --temperature: must be a number from 0 to 2, not nan"),
+        (
+            ["chat", "--presence-penalty", "2.5"],
+            "warpcore chat: error: argument --presence-penalty: must be a number from -2 to 2, not 2.5",
+        ),
         (
             ["load", "x.gguf", "--context-size", "-5"],
             "warpcore load: error: argument --context-size: must be an integer from 1 to 4294967295, not -5",

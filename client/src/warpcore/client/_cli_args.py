@@ -14,9 +14,7 @@ from warpcore.client._models import MAX_DURATION_SECONDS, MAX_KEEP_ALIVE_SECONDS
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
-FLOAT32_MAX = 3.4028234663852886e38
-"""The largest values the proto's uint32, int32 and float fields carry: protobuf refuses a larger int with ValueError
-and turns a larger float into infinity."""
+"""The largest values the proto's uint32 and int32 fields carry: protobuf refuses a larger int with ValueError."""
 
 Number = TypeVar("Number", int, float)
 
@@ -26,8 +24,9 @@ def bounded(
 ) -> Callable[[str], Number]:
     """An argparse type= for a number from `low` (or, with `above`, greater than it) to `high`.
 
-    The bounds are what the field's wire type can carry and what is meaningless whatever the server: the server's
-    own limits may differ between servers and versions, so it stays the one to enforce them."""
+    The bounds are what the field's wire type can carry, the range the protocol gives the field (a temperature's,
+    warpcore._sampling_ranges), and what is meaningless whatever the server: a server's own limits (its
+    --max-tokens-limit) may differ between servers and versions, so it stays the one to enforce them."""
     word = "an integer" if kind is int else "a number"
     shown = [f"{bound:g}" if isinstance(bound, float) else str(bound) for bound in (low, high)]  # 0, not 0.0
     wanted = f"{word} {'greater than' if above else 'from'} {shown[0]} {'and at most' if above else 'to'} {shown[1]}"

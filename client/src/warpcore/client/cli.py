@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
@@ -17,7 +18,7 @@ from warpcore.client import (
 )
 from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
-from warpcore.client._cli_args import COUNT, FLOAT32_MAX, UINT32_MAX, bounded, json_schema_file, stop_text, text
+from warpcore.client._cli_args import COUNT, UINT32_MAX, bounded, json_schema_file, stop_text, text
 from warpcore.client._cli_load import add_api_options, add_load_options, load
 from warpcore.client._commands import (
     CliError,
@@ -98,9 +99,10 @@ def parser() -> argparse.ArgumentParser:
         )
         sub.add_argument(
             "--temperature",
-            type=bounded(float, 0.0, FLOAT32_MAX),
+            type=bounded(float, 0.0, MAX_TEMPERATURE),
             metavar="T",
-            help="sampling temperature, 0 (greedy) to 2, Anthropic to 1 (default: the backend's; llama.cpp 0.8)",
+            help=f"sampling temperature, 0 (greedy) to {MAX_TEMPERATURE:g}, Anthropic to 1 (default: the backend's;"
+            " llama.cpp 0.8)",
         )
         sub.add_argument(
             "--stop",
@@ -118,9 +120,9 @@ def parser() -> argparse.ArgumentParser:
         for penalty, effect in (("presence", "already in the reply"), ("frequency", "by how often the reply has it")):
             sub.add_argument(
                 f"--{penalty}-penalty",
-                type=bounded(float, -FLOAT32_MAX, FLOAT32_MAX),
+                type=bounded(float, -MAX_PENALTY, MAX_PENALTY),
                 metavar="P",
-                help=f"lower the score of each token {effect}, -2 to 2",
+                help=f"lower the score of each token {effect}, {-MAX_PENALTY:g} to {MAX_PENALTY:g}",
             )
         sub.add_argument("--verbosity", choices=levels(pb.Verbosity), help="how much to say (OpenAI models)")
         sub.add_argument(

@@ -61,8 +61,6 @@ MAX_REMEMBERED_REASONING = 4096
 a few KiB each."""
 MAX_TOP_LOGPROBS = 20
 """Most likely tokens a generation may report at each place (OpenAI's own limit)."""
-MAX_PENALTY = 2.0
-"""Largest presence or frequency penalty, either way (OpenAI's range)."""
 MAX_LOGIT_BIAS = 100.0
 """Largest bias of a token's score, either way (OpenAI's range)."""
 MAX_BIASED_TOKENS = 1024

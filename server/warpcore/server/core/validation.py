@@ -7,6 +7,7 @@ import dataclasses
 import math
 from urllib.parse import urlsplit
 
+from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.server.core.bounds import (
     BETA_NAME,
     MAX_BETAS,
@@ -18,7 +19,6 @@ from warpcore.server.core.bounds import (
     MAX_KEEP_ALIVE_SECONDS,
     MAX_LOGIT_BIAS,
     MAX_PARALLEL,
-    MAX_PENALTY,
     MAX_PROMPT_CACHE_TOKENS,
     MAX_SEED,
     MAX_STOP_SEQUENCE_CHARS,
@@ -118,9 +118,9 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
     )
     if params.temperature is not None:
         require(
-            math.isfinite(params.temperature) and 0 <= params.temperature <= 2,
+            math.isfinite(params.temperature) and 0 <= params.temperature <= MAX_TEMPERATURE,
             "temperature",
-            "temperature must be between 0 and 2",
+            f"temperature must be between 0 and {MAX_TEMPERATURE:g}",
         )
     if params.top_p is not None:
         require(0 < params.top_p <= 1, "top_p", "top_p must be greater than 0 and at most 1")
