@@ -1,5 +1,6 @@
 """The warpcore command at its edges: text that is not UTF-8, stdin or stdout closed, a token gRPC cannot send, more
-texts to embed than one call takes, a refused text named by its place, and hosted models' unknown context size."""
+texts to embed than one call takes, a refused text named by its place, hosted models' unknown context size, and
+tokens that are characters past ASCII."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import json
 import os
 from asyncio.subprocess import PIPE
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,6 +20,7 @@ from tests.embeddings import load_tiny_embedder
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load
+from tests.tiny_model import write_tiny_model
 from warpcore.server.core.embeddings import RESPONSE_FRAMING_BYTES, VALUE_BYTES, VECTOR_FRAMING_BYTES
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer
 from warpcore.v1 import inference_pb2_grpc
@@ -200,3 +203,17 @@ async def test_a_server_gone_mid_generation_is_not_said_to_have_never_answered(
     assert process.returncode == 1
     assert stderr.decode().startswith("warpcore: UNAVAILABLE: ")  # gRPC's words, with no hint that misleads
     assert "no warpcore server answered" not in stderr.decode()
+
+
+async def test_tokens_list_shows_whole_characters_as_themselves(tmp_path: Path) -> None:
+    """A tester's finding: every character past ASCII showed as its JSON escape, an emoji as two UTF-16 halves
+    ("\\ud83d\\udc4b")."""
+    write_tiny_model(tmp_path / "words.gguf", extra_words=("👋", "é", "\u200d"))
+    async with serving({"MODELS_PATH": str(tmp_path)}) as server:
+        target = f"127.0.0.1:{server.port}"
+        assert (await warpcore(target, "load", "words.gguf")).code == 0
+        run = await warpcore(target, "tokens", "--list", "👋 é \u200d")
+    assert run.code == 0, run.stderr
+    shown = [line.split("\t")[1] for line in run.stdout.splitlines()[:-1]]
+    # A zero-width joiner, which does not print, stays escaped.
+    assert shown[-3:] == ['" 👋"', '" é"', '" \\u200d"']

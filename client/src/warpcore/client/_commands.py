@@ -220,6 +220,15 @@ def chat(client: Client, args: argparse.Namespace) -> int:
         history.append(reply.message())
 
 
+def shown_piece(piece: bytes) -> str:
+    """A token's text as a JSON string, each whole character as itself; a piece of a character's UTF-8 (a byte token)
+    as its bytes, \\xf0 (as U+FFFD, different tokens would read alike), and a character that does not print (a
+    control, a zero-width joiner, a line separator) as its JSON escape, so that every token shows, on a line of its
+    own."""
+    quoted = json.dumps(piece.decode("utf-8", errors="backslashreplace"), ensure_ascii=False)
+    return "".join(character if character.isprintable() else json.dumps(character)[1:-1] for character in quoted)
+
+
 def tokens(client: Client, args: argparse.Namespace) -> int:
     prompt = prompt_of(args)
     if not prompt:
@@ -232,8 +241,7 @@ def tokens(client: Client, args: argparse.Namespace) -> int:
         model_id, prompt=None if args.chat else prompt, messages=messages, include_tokens=args.list, **options
     )
     for token in counted.tokens:
-        # A piece of a character's UTF-8 (a byte token) as its bytes, \xf0: as U+FFFD, different tokens read alike.
-        print(f"{token.id}\t{json.dumps(token.piece.decode('utf-8', errors='backslashreplace'))}")
+        print(f"{token.id}\t{shown_piece(token.piece)}")
     print(counted.prompt_tokens)
     return 0
 
