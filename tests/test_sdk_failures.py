@@ -1,16 +1,25 @@
-"""How the SDK reads a failed call: a status whose rich details are not its own."""
+"""How the SDK reads a failed call: a status whose rich details are not its own, and a deadline that passed, named by
+the timeout that set it."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from tests.sdk_support import blocking
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import api_config, load
+from tests.sdk_support import blocking, stalled, target
 from warpcore.client import AsyncClient, Client, DeadlineExceededError
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+__all__ = ["stalled", "target"]  # the fixtures, used by name
 
 SERVER_WORDS = "upstream down"
 
@@ -71,3 +80,33 @@ async def test_a_status_whose_details_are_not_its_own_is_raised_without_them(
             await generate(target)
     assert (raised.value.status, raised.value.message) == (grpc.StatusCode.DEADLINE_EXCEEDED, SERVER_WORDS)
     assert raised.value.reason == ""
+
+
+async def test_a_deadline_that_passed_names_the_timeout_that_set_it(
+    target: str, stalled: FakeOpenAI, stub: Stub
+) -> None:
+    """A tester's finding: generate(timeout=0.05) raised "DEADLINE_EXCEEDED: Stream removed (Deadline Exceeded)",
+    gRPC's words, which say neither how long the deadline was nor which timeout to raise."""
+
+    @blocking
+    def past_the_calls_timeout() -> DeadlineExceededError:
+        with Client(target) as client, pytest.raises(DeadlineExceededError) as raised:
+            client.generate("m", prompt="hi", timeout=0.05)
+        return raised.value
+
+    called = await past_the_calls_timeout()
+    assert str(called) == "DEADLINE_EXCEEDED: timed out after 0.05 s (the call's timeout)"
+    assert (called.status, called.reason) == (grpc.StatusCode.DEADLINE_EXCEEDED, "")
+    async with AsyncClient(target, timeout=0.25) as client:
+        stream = await client.generate("m", prompt="hi", stream=True)
+        with pytest.raises(DeadlineExceededError) as raised:
+            async for _ in stream:
+                pass
+        assert str(raised.value) == "DEADLINE_EXCEEDED: timed out after 0.25 s (the client's timeout)"
+        # The server's own deadline (here the upstream's timeout) keeps its words, which name it.
+        await client.unload_model("m")
+        await load(stub, stalled, api_config(stalled, timeout={"nanos": 100_000_000}))
+        with pytest.raises(DeadlineExceededError) as upstream:
+            await client.generate("m", prompt="hi", timeout=30)
+    assert upstream.value.message.startswith("openai upstream error:")
+    assert upstream.value.reason

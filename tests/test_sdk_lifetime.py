@@ -10,33 +10,17 @@ import gc
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes.openai_api import FakeOpenAI
-from tests.fakes.script import Script
-from tests.hosted import load
+from tests.sdk_support import stalled, target
 from warpcore.client import AsyncClient, AsyncStream, CancelledError, Client, TextDelta, WarpcoreError
 from warpcore.server.rpc.server import WarpcoreServer
 
-if TYPE_CHECKING:
-    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+__all__ = ["stalled", "target"]  # the fixtures, used by name
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def target(server: WarpcoreServer) -> str:
-    return f"127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-async def stalled(stub: Stub, openai_upstream: FakeOpenAI) -> FakeOpenAI:
-    """An OpenAI model "m" whose streams send "Once", then nothing until their client goes away."""
-    await load(stub, openai_upstream)
-    openai_upstream.script = Script(chunks=["Once", " upon"], stall_after=1)
-    return openai_upstream
 
 
 @contextlib.contextmanager

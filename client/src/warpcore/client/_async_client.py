@@ -54,10 +54,11 @@ class AsyncClient(_Settings):
         return self._loop_channel.get().stub
 
     async def _unary(self, method: Callable[..., Awaitable[Response]], request: Any, timeout: float | None) -> Response:
+        deadline = self.settings.deadline(timeout)
         try:
-            return await method(request, **self._call_options(timeout))
+            return await method(request, **self._call_options(deadline))
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise error_from_rpc(error, deadline) from None
 
     async def load_model(
         self,
@@ -157,9 +158,10 @@ class AsyncClient(_Settings):
         """Generate from a loaded model: the final response, or with stream=True an AsyncStream; `parsed` typed as
         Client.generate's."""
         request, parse = generate_request(model_id, prompt, messages, options, response_format)
-        call = self.stub.Generate(request, **self._call_options(timeout))
+        deadline = self.settings.deadline(timeout)
+        call = self.stub.Generate(request, **self._call_options(deadline))
         self._loop_channel.track(call)
-        started = AsyncStream(call, parse)
+        started = AsyncStream(call, parse, deadline)
         return started if stream else await started.get_final_response()
 
     async def embed(
@@ -198,9 +200,10 @@ class AsyncClient(_Settings):
         self, model: str, *, revision: str | None = None, timeout: float | None = None
     ) -> AsyncIterator[PullEvent]:
         """Have the server download `model`: PullProgress events, then one PulledModel."""
-        call = self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout))
+        deadline = self.settings.deadline(timeout)
+        call = self.stub.PullModel(pull_request(model, revision), **self._call_options(deadline))
         self._loop_channel.track(call)
-        return async_pull_events(call)
+        return async_pull_events(call, deadline)
 
     async def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 import grpc
 
 from warpcore.client._checks import client_values, known_options, timeout_seconds
+from warpcore.client._errors import Deadline
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_MAX_RETRIES = 2
@@ -62,9 +63,12 @@ class ChannelSettings:
     timeout: float | None
     arguments: tuple[tuple[str, Any], ...]
 
-    def deadline(self, timeout: float | None) -> float | None:
-        """The timeout of one call, checked as the client's own is; None: the client's."""
-        return self.timeout if timeout is None else timeout_seconds("timeout", timeout)
+    def deadline(self, timeout: float | None) -> Deadline | None:
+        """The deadline of one call: its timeout, checked as the client's own is; None: the client's, if any."""
+        seconds = timeout_seconds("timeout", timeout)
+        if seconds is not None:
+            return Deadline(seconds, "the call's")
+        return None if self.timeout is None else Deadline(self.timeout, "the client's")
 
 
 class OptionError(ValueError):

@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from warpcore.client._channel import ChannelSettings, ClientOptions, channel_settings, closed_error
-from warpcore.client._errors import error_from_rpc
+from warpcore.client._errors import Deadline, error_from_rpc
 from warpcore.client._extras import count_from, embed_from, embed_request
 from warpcore.client._models import KeepAliveLike, Model, ModelType, model_from
 from warpcore.client._options import (
@@ -50,9 +50,9 @@ class _Settings:
     def target(self) -> str:
         return self.settings.target
 
-    def _call_options(self, timeout: float | None) -> dict[str, Any]:
+    def _call_options(self, deadline: Deadline | None) -> dict[str, Any]:
         return {
-            "timeout": self.settings.deadline(timeout),
+            "timeout": None if deadline is None else deadline.seconds,
             "metadata": self.settings.metadata,
         }
 
@@ -81,10 +81,11 @@ class Client(_Settings):
         return self._stub
 
     def _unary(self, method: Callable[..., Response], request: Any, timeout: float | None) -> Response:
+        deadline = self.settings.deadline(timeout)
         try:
-            return method(request, **self._call_options(timeout))
+            return method(request, **self._call_options(deadline))
         except grpc.RpcError as error:
-            raise error_from_rpc(error) from None
+            raise error_from_rpc(error, deadline) from None
 
     def load_model(
         self,
@@ -184,7 +185,8 @@ class Client(_Settings):
         """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes. With a
         pydantic model class as response_format, the response's `parsed` is typed as an instance of it (or None)."""
         request, parse = generate_request(model_id, prompt, messages, options, response_format)
-        started = Stream(self.stub.Generate(request, **self._call_options(timeout)), parse)
+        deadline = self.settings.deadline(timeout)
+        started = Stream(self.stub.Generate(request, **self._call_options(deadline)), parse, deadline)
         return started if stream else started.get_final_response()
 
     def embed(
@@ -224,7 +226,8 @@ class Client(_Settings):
     ) -> Iterator[PullEvent]:
         """Have the server download `model` ("hf:owner/repo:file.gguf"): PullProgress events, then one PulledModel.
         Stopping the iteration early (close it, or leave the loop) cancels the pull."""
-        return pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(timeout)))
+        deadline = self.settings.deadline(timeout)
+        return pull_events(self.stub.PullModel(pull_request(model, revision), **self._call_options(deadline)), deadline)
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's grpc.health.v1 status, e.g. "SERVING"."""

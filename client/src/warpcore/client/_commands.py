@@ -153,8 +153,8 @@ def prompt_of(args: argparse.Namespace) -> str:
 
 def failure_words(error: WarpcoreError, args: argparse.Namespace) -> str:
     """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
-    call (its words, "Stream removed (Deadline Exceeded)", do not say whose deadline passed). The server's own
-    DEADLINE_EXCEEDED (an upstream's timeout) carries its reason, and its words say whose it was. An answer that
+    call (the SDK names it as the client's timeout option, which the command's user knows as --timeout). The server's
+    own DEADLINE_EXCEEDED (an upstream's timeout) carries its reason, and its words say whose it was. An answer that
     does not parse is no failed call: no status."""
     if isinstance(error, ResponseParseError):  # asked for by --json-schema, the only format the commands take
         return str(error).replace("as response_format asks", "as --json-schema asks", 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import grpc
@@ -154,6 +155,19 @@ _BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {
 }
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """A call's timeout and whose it was: gRPC's words when it passes ("Deadline Exceeded") name neither how long it
+    was nor which timeout to raise."""
+
+    seconds: float
+    owner: str
+    """"the call's" (its `timeout` argument) or "the client's" (the client's `timeout` option)."""
+
+    def passed(self) -> str:
+        return f"timed out after {self.seconds:g} s ({self.owner} timeout)"
+
+
 def request_id_from(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     """The call's id from the initial metadata the server sent (the server sends one on every call)."""
     return next((str(value) for key, value in metadata or () if key == "x-request-id"), "")
@@ -170,8 +184,10 @@ def _rich_status(call: grpc.Call) -> status_pb2.Status | None:
         return None
 
 
-def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
-    """The typed exception for a failed call, from the sync or the asyncio API alike."""
+def error_from_rpc(error: grpc.RpcError, deadline: Deadline | None) -> WarpcoreError:
+    """The typed exception for a failed call, from the sync or the asyncio API alike; one whose `deadline` passed says
+    so. The server's own DEADLINE_EXCEEDED (a stalled reader, an upstream's timeout) carries its reason and its
+    words, which say whose deadline it was."""
     call: grpc.Call = error  # type: ignore[assignment]  # every failed call's error is also its Call
     status_code = call.code()
     reason, metadata, violations, retry_after, request_id = "", {}, {}, None, ""
@@ -195,9 +211,12 @@ def error_from_rpc(error: grpc.RpcError) -> WarpcoreError:
             request_id = request.request_id
     # A call the server answered, then lost (the server died mid-stream), has no details: its id came first.
     request_id = request_id or request_id_from(call.initial_metadata())
+    message = call.details() or status_code.name
+    if status_code is grpc.StatusCode.DEADLINE_EXCEEDED and not reason and deadline is not None:
+        message = deadline.passed()
     kind = _BY_CODE.get(status_code, WarpcoreError)
     return kind(
-        call.details() or status_code.name,
+        message,
         status=status_code,
         reason=reason,
         metadata=metadata,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from warpcore.client._errors import error_from_rpc
+from warpcore.client._errors import Deadline, error_from_rpc
 from warpcore.v1 import models_pb2
 
 
@@ -44,17 +44,19 @@ def pull_event(frame: models_pb2.PullModelResponse) -> PullEvent:
     return PulledModel(done.model, done.size_bytes, done.sha256, done.already_present)
 
 
-def pull_events(call: Iterable[models_pb2.PullModelResponse]) -> Iterator[PullEvent]:
+def pull_events(call: Iterable[models_pb2.PullModelResponse], deadline: Deadline | None) -> Iterator[PullEvent]:
     try:
         for frame in call:
             yield pull_event(frame)
     except grpc.RpcError as error:
-        raise error_from_rpc(error) from None
+        raise error_from_rpc(error, deadline) from None
 
 
-async def async_pull_events(call: AsyncIterable[models_pb2.PullModelResponse]) -> AsyncIterator[PullEvent]:
+async def async_pull_events(
+    call: AsyncIterable[models_pb2.PullModelResponse], deadline: Deadline | None
+) -> AsyncIterator[PullEvent]:
     try:
         async for frame in call:
             yield pull_event(frame)
     except grpc.RpcError as error:
-        raise error_from_rpc(error) from None
+        raise error_from_rpc(error, deadline) from None

@@ -13,6 +13,7 @@ import grpc
 
 from warpcore.client._errors import (
     CancelledError,
+    Deadline,
     ResponseParseError,
     WarpcoreError,
     error_from_rpc,
@@ -39,20 +40,21 @@ from warpcore.v1 import inference_pb2 as pb
 class Accumulator:
     """Collects a stream's events into its final response."""
 
-    def __init__(self, parse: Parse | None = None) -> None:
+    def __init__(self, parse: Parse | None, deadline: Deadline | None) -> None:
         self._parts: list[str] = []
         self._refusal: list[str] = []
         self._logprobs: list[TokenLogprob] = []
         self._reasoning = ReasoningCollector()
         self._result: GenerateResult | None = None
         self._parse = parse
+        self._deadline = deadline
         self.prompt_usage: Usage | None = None
         self.failure: WarpcoreError | None = None
         """What ended the stream before its end, raised again by every later ask for the whole answer."""
 
     def failed(self, error: grpc.RpcError) -> WarpcoreError:
         """The error a failed call is read as, holding the answer so far when the server sent its result frame."""
-        self.failure = error_from_rpc(error)
+        self.failure = error_from_rpc(error, self._deadline)
         self.failure.response = self.ended(self.failure.request_id)
         return self.failure
 
@@ -140,9 +142,11 @@ class Stream(Generic[ParsedT]):
     GenerateResult; `close()` cancels it, and so does dropping the stream unread. Generic in the type of the final
     response's `parsed`, as GenerateResponse."""
 
-    def __init__(self, call: Iterator[pb.GenerateResponse], parse: Parse | None = None) -> None:
+    def __init__(
+        self, call: Iterator[pb.GenerateResponse], parse: Parse | None = None, deadline: Deadline | None = None
+    ) -> None:
         self._call = call
-        self._accumulator = Accumulator(parse)
+        self._accumulator = Accumulator(parse, deadline)
         self._events = _events(call, self._accumulator)
         # A loop left early (break) and the stream dropped: the server is told at once, not when grpc's call object
         # is collected. Cancelling a call that has ended does nothing.
@@ -194,10 +198,13 @@ class AsyncStream(Generic[ParsedT]):
     """The asyncio twin of Stream; dropping it unread cancels it too."""
 
     def __init__(
-        self, call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse], parse: Parse | None = None
+        self,
+        call: grpc.aio.UnaryStreamCall[pb.GenerateRequest, pb.GenerateResponse],
+        parse: Parse | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self._call = call
-        self._accumulator = Accumulator(parse)
+        self._accumulator = Accumulator(parse, deadline)
         self._events = _async_events(call, self._accumulator)
         self._loop = asyncio.get_running_loop()
         weakref.finalize(self, call.cancel)  # as Stream's
