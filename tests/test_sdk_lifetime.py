@@ -1,6 +1,6 @@
 """The SDK at the ends of its objects' lives: a stream left early and dropped is cancelled on the server, a closed
 client refuses every call alike (Client's and AsyncClient's), and a token gRPC cannot send is refused when the client
-is made, and a stream whose server went away still names its call."""
+is made, a stream whose server went away still names its call, and one closed before its end says so."""
 
 from __future__ import annotations
 
@@ -175,3 +175,29 @@ async def test_a_stream_whose_server_went_away_fails_with_the_calls_request_id(
             async for _ in stream:
                 pass
     assert failed.value.request_id.startswith("req_")
+
+
+async def test_a_stream_closed_before_its_end_says_so_whenever_its_answer_is_asked(
+    target: str, stalled: FakeOpenAI
+) -> None:
+    """A tester's finding: get_final_response() after the with block raised "CANCELLED: Locally cancelled by
+    application!", gRPC's words; the async stream's second ask raised RuntimeError (no result frame)."""
+    said = "CANCELLED: the stream was closed before its end (its close(), or the end of its with block)"
+
+    def sync_asks() -> None:
+        with Client(target) as client:
+            with client.generate("m", prompt="hi", stream=True) as stream:
+                next(stream)
+            for _ in range(2):
+                with pytest.raises(CancelledError) as raised:
+                    stream.get_final_response()
+                assert str(raised.value) == said
+
+    await asyncio.to_thread(sync_asks)
+    async with AsyncClient(target) as client:
+        async with await client.generate("m", prompt="hi", stream=True) as async_stream:
+            await anext(async_stream)
+        for _ in range(2):
+            with pytest.raises(CancelledError) as raised:
+                await async_stream.get_final_response()
+            assert str(raised.value) == said

@@ -36,6 +36,8 @@ from warpcore.client._types import (
 )
 from warpcore.v1 import inference_pb2 as pb
 
+STREAM_CLOSED = "the stream was closed before its end (its close(), or the end of its with block)"
+
 
 class Accumulator:
     """Collects a stream's events into its final response."""
@@ -51,12 +53,22 @@ class Accumulator:
         self.prompt_usage: Usage | None = None
         self.failure: WarpcoreError | None = None
         """What ended the stream before its end, raised again by every later ask for the whole answer."""
+        self.closed = False
+        """Set by the stream's close(): a cancellation is then the caller's own."""
 
     def failed(self, error: grpc.RpcError) -> WarpcoreError:
-        """The error a failed call is read as, holding the answer so far when the server sent its result frame."""
-        self.failure = error_from_rpc(error, self._deadline)
-        self.failure.response = self.ended(self.failure.request_id)
-        return self.failure
+        """The error a failed call is read as."""
+        return self.ended_by(error_from_rpc(error, self._deadline))
+
+    def ended_by(self, failure: WarpcoreError) -> WarpcoreError:
+        """`failure`, holding the answer so far when the server sent its result frame. A cancellation the stream's
+        close() made says so: gRPC's words, "Locally cancelled by application!", would not tell a stream that a with
+        block closed from one that anything else cut."""
+        if self.closed and failure.status is grpc.StatusCode.CANCELLED:
+            failure = CancelledError(STREAM_CLOSED, status=failure.status, request_id=failure.request_id)
+        failure.response = self.ended(failure.request_id)
+        self.failure = failure
+        return failure
 
     def add(self, frame: pb.GenerateResponse) -> StreamEvent:
         if frame.HasField("prompt_usage"):
@@ -134,7 +146,8 @@ async def _async_events(
         reader = asyncio.current_task()
         if not call.cancelled() or (reader is not None and reader.cancelling()):
             raise
-        raise CancelledError(await call.details(), status=grpc.StatusCode.CANCELLED) from None
+        cancelled = CancelledError(await call.details(), status=grpc.StatusCode.CANCELLED)
+        raise accumulator.ended_by(cancelled) from None
 
 
 class Stream(Generic[ParsedT]):
@@ -179,6 +192,7 @@ class Stream(Generic[ParsedT]):
 
     def close(self) -> None:
         """Cancel the call: the server stops generating."""
+        self._accumulator.closed = True
         self._call.cancel()  # type: ignore[attr-defined]  # the iterator is the grpc call
 
     def __enter__(self) -> Self:
@@ -238,6 +252,7 @@ class AsyncStream(Generic[ParsedT]):
 
     def close(self) -> None:
         """Cancel the call: the server stops generating."""
+        self._accumulator.closed = True
         self._call.cancel()
 
     async def __aenter__(self) -> Self:
