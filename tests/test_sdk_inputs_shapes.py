@@ -1,5 +1,6 @@
 """The Python SDK takes what it is given in the shapes other SDKs take (a str stop sequence, JSON formats parsed,
-Anthropic betas as a generation option), and refuses a timeout no call could keep where it is given."""
+Anthropic betas as a generation option, a message mapping's content as a list of parts), and refuses a timeout no
+call could keep where it is given."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.hosted import OPENAI_KEY
+from tests.hosted import OPENAI_KEY, posts
 from tests.sdk_inputs_support import CLIENTS, UNREACHABLE, maybe
 from tests.sdk_support import blocking
-from warpcore.client import ApiConfig, AsyncClient, Client, FinishReason
+from warpcore.client import ApiConfig, AsyncClient, Client, FinishReason, Image, Message
 from warpcore.client._protocol import generate_request
 from warpcore.server.rpc.server import WarpcoreServer
 
@@ -124,3 +125,45 @@ async def test_a_str_stop_is_one_stop_sequence(target: str) -> None:
         stop,
     )
     assert await sync_text() == stopped.text
+
+
+PNG = b"\x89PNG\r\n\x1a\n fake"  # a PNG's signature: the server checks it
+
+
+async def test_a_mapping_content_of_text_and_image_parts_is_sent_as_a_message_s_parts(
+    target: str, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: content as a list of OpenAI's parts, [{"type": "text", "text": ...}], was a TypeError,
+    where the README said mappings are taken as the vendors' SDKs take them."""
+    parts = [
+        {"type": "text", "text": "Compare:"},
+        {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh", "detail": "low"}},  # OpenAI's
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgogZmFrZQ=="}},
+        {"type": "image", "source": {"type": "url", "url": "https://x.example/a.webp"}},  # Anthropic's
+        {"type": "text", "text": "ok?"},
+    ]
+    system = {"role": "system", "content": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Or not."}]}
+    images = (Image(b"GIF89a", "image/gif"), Image(PNG, "image/png"), Image.from_url("https://x.example/a.webp"))
+    as_messages = [Message("system", "Be brief.\n\nOr not."), Message("user", "Compare:", parts=(*images, "ok?"))]
+    async with AsyncClient(target, timeout=30) as client:
+        await client.load_model(
+            "gpt-4o-mini", backend="openai", model_id="m", api_key=OPENAI_KEY, base_url=openai_upstream.base_url
+        )
+        await client.generate("m", messages=[system, {"role": "user", "content": parts}])
+        await client.generate("m", messages=as_messages)
+        sent, expected = posts(openai_upstream)
+        assert sent["messages"] == expected["messages"]
+        # Refused before anything is sent, naming the part and what to use instead.
+        for content, error, words in [
+            ([{"type": "file", "file": {}}], TypeError, "content[0] is a text or an image part, not of type 'file'"),
+            ([{"type": "text", "text": "x", "cache_control": {}}], TypeError, "content[0] has cache_control"),
+            (
+                [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "%"}}],
+                ValueError,
+                "content[0].source.data is not base64",
+            ),
+            ({"text": "x"}, TypeError, "a message's content is a str or a list of parts, not dict"),
+        ]:
+            with pytest.raises(error, match=re.escape(words)):
+                await client.generate("m", messages=[{"role": "user", "content": content}])
+    assert len(posts(openai_upstream)) == 2

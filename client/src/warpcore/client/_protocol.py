@@ -8,6 +8,7 @@ from typing import Any, cast
 from warpcore.client._checks import UINT32_MAX, choice, generation_values, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._formats import Parse
+from warpcore.client._message_mappings import mapping_message
 from warpcore.client._messages import Message
 from warpcore.client._models import KeepAliveLike, Model, ModelType, duration_message, keep_alive_message, model_from
 from warpcore.client._options import NOT_GIVEN, BackendOptions, BaseGenerationOptions, GenerationOptions
@@ -35,9 +36,9 @@ from warpcore.v1 import inference_pb2 as pb
 
 BackendLike = Backend | str | int
 ConfigLike = ApiConfig | LocalConfig | pb.BackendConfig
-MessageLike = Message | tuple[str, str] | Mapping[str, str] | pb.ChatMessage
+MessageLike = Message | tuple[str, str] | Mapping[str, Any] | pb.ChatMessage
 """A chat turn: a Message, a (role, text) pair, a {"role": ..., "content": ...} mapping as the vendors' SDKs take
-it, or the protobuf message."""
+it (the content a str, or a list of text parts and images), or the protobuf message."""
 
 _API_FIELDS = {"api_key", "organization", "base_url", "api_timeout", "unlisted"}
 
@@ -165,18 +166,7 @@ def _chat_message(message: MessageLike) -> pb.ChatMessage:
             **message_fields(message),
         )
     if isinstance(message, Mapping):
-        if set(message) != {"role", "content"}:
-            raise TypeError(
-                "a message given as a mapping has a role and a text content, no more; use warpcore.client.Message for"
-                f" tool calls, images and reasoning (got keys {sorted(message)})"
-            )
-        if not isinstance(message["content"], str):
-            raise TypeError(
-                "a message given as a mapping has a str content, not"
-                f" {type(message['content']).__name__}; send parts (text, images, documents) as"
-                ' Message(role, parts=("text", Image(...)))'
-            )
-        return pb.ChatMessage(role=chat_role(message["role"]), content=message["content"])
+        return mapping_message(message)
     if not isinstance(message, tuple) or len(message) != 2:
         raise TypeError(f"a message is a Message, a (role, text) pair or a mapping, not {type(message).__name__}")
     role, content = message
