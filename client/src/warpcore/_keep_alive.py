@@ -1,12 +1,15 @@
 """How a keep_alive is written as text: one grammar for the server's `--keep-alive` (WARPCORE_KEEP_ALIVE) and config
 file, and for the `warpcore load --keep-alive` command. It sits outside warpcore.client so that the server reads it
-without importing grpc (the server depends on this distribution). Its range is the server's to check."""
+without importing grpc (the server depends on this distribution). Its range is here too, for both."""
 
 from __future__ import annotations
 
 import math
 import re
 
+MAX_KEEP_ALIVE_SECONDS = 30 * 86400
+"""The longest idle time a keep_alive may name: the server refuses a longer one (it is not taken as forever), and the
+warpcore command refuses it before any call."""
 FOREVER = "forever"
 SPELLINGS = "seconds (90), a number with a unit ms, s, m, h or d (45s, 10m, 1.5h, 2d), or forever (-1, inf)"
 """What parse_keep_alive takes, for messages and help texts."""

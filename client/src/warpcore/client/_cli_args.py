@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from warpcore._keep_alive import FOREVER, SPELLINGS, parse_keep_alive
-from warpcore.client._models import MAX_DURATION_SECONDS, MAX_KEEP_ALIVE_SECONDS, keep_alive_range
+from warpcore._keep_alive import FOREVER, MAX_KEEP_ALIVE_SECONDS, SPELLINGS, parse_keep_alive
+from warpcore.client._models import MAX_DURATION_SECONDS, keep_alive_range
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1

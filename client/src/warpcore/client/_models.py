@@ -10,6 +10,7 @@ from typing import Any, Literal, cast
 
 from google.protobuf import duration_pb2
 
+from warpcore._keep_alive import MAX_KEEP_ALIVE_SECONDS
 from warpcore.v1 import capabilities_pb2 as capb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
@@ -24,8 +25,6 @@ ModelState = Literal["ready", "loading", "unloading", "available", "unspecified"
 """Where a model stands on the server (Model.state); "unspecified" only from a server that leaves it unset."""
 
 MAX_DURATION_SECONDS = 315_576_000_000
-MAX_KEEP_ALIVE_SECONDS = 30 * 86400
-"""The longest KeepAlive.idle, as the protocol gives it: the server refuses more, in the same words."""
 """The longest google.protobuf.Duration (10,000 years): past it protobuf fails; the server's own limit is lower (30
 days), and it stays the one to enforce it."""
 

@@ -115,9 +115,6 @@ async def read_off_loop_when_large(size: int, read: Callable[_P, _T], *args: _P.
 TOOL_NAME_PATTERN = r"[a-zA-Z0-9_-]{1,64}"
 """A tool's or a response schema's name, as the providers accept it."""
 
-MAX_KEEP_ALIVE_SECONDS = 30 * 86400
-"""The longest idle time a keep_alive may name (core/validation.check_keep_alive); a longer one is refused, not
-taken as forever."""
 MAX_DORMANT_MODELS = 256
 """Models unloaded for idleness or room that the server remembers, to load again when a Generate names them."""
 

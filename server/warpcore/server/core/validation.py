@@ -7,6 +7,7 @@ import dataclasses
 import math
 from urllib.parse import urlsplit
 
+from warpcore._keep_alive import MAX_KEEP_ALIVE_SECONDS
 from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.server.core.bounds import (
     BETA_NAME,
@@ -16,7 +17,6 @@ from warpcore.server.core.bounds import (
     MAX_EMBED_DIMENSIONS,
     MAX_EMBED_INPUTS,
     MAX_ID_LENGTH,
-    MAX_KEEP_ALIVE_SECONDS,
     MAX_LOGIT_BIAS,
     MAX_PARALLEL,
     MAX_PROMPT_CACHE_TOKENS,
@@ -286,12 +286,12 @@ def _check_local(local: LocalSettings) -> None:
         )
     if local.pooling is not None:
         require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
-    for name, value in (("parallel", local.parallel), ("prompt_cache_tokens", local.prompt_cache_tokens)):
+    for setting, given in (("parallel", local.parallel), ("prompt_cache_tokens", local.prompt_cache_tokens)):
         # An embedding model runs one call at a time, its inputs decoded together, and keeps no prompt.
         require(
-            value is None or not local.embedding,
-            f"settings.{name}",
-            f"{name} applies only to a model loaded for text generation, not for embeddings",
+            given is None or not local.embedding,
+            f"settings.{setting}",
+            f"{setting} applies only to a model loaded for text generation, not for embeddings",
         )
     if local.gpu_layers is not None:
         require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")
