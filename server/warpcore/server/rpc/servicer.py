@@ -15,7 +15,7 @@ from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate, translate, translate_extras, translate_models
-from warpcore.server.rpc.delta_pieces import piece_chars, pieces
+from warpcore.server.rpc.delta_pieces import Delta, piece_chars, pieces
 from warpcore.server.rpc.status import streaming_errors, unary_errors
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -85,16 +85,19 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 if isinstance(output, PromptUsage):
                     prompt = output  # rides on the next frame: alone, it would be a frame of no kind clients know
                     continue
+                rest: Sequence[Delta] = ()
                 if isinstance(output, GenerationResult):
                     record_usage(output.finish)
-                    frames: Sequence[pb.GenerateResponse] = (translate.result_frame(output),)
+                    frame = translate.result_frame(output)
                 else:
-                    frames = [tools_translate.delta_frame(piece) for piece in pieces(output, self._piece_chars)]
+                    first, *rest = pieces(output, self._piece_chars)
+                    frame = tools_translate.delta_frame(first)
                 if prompt is not None:
-                    frames[0].prompt_usage.CopyFrom(translate.prompt_usage(prompt))
+                    frame.prompt_usage.CopyFrom(translate.prompt_usage(prompt))
                     prompt = None
-                for frame in frames:
-                    yield frame
+                yield frame
+                for piece in rest:  # what one frame could not carry
+                    yield tools_translate.delta_frame(piece)
 
     @streaming_errors
     async def PullModel(
