@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.errors import upstream_error
-from warpcore.server.core.errors import UnavailableError
+from warpcore.server.core.errors import NotFoundError, UnavailableError
 
 
 @contextlib.contextmanager
@@ -21,6 +21,21 @@ def unreadable_listing(api: ResolvedApi) -> Iterator[None]:
     except (json.JSONDecodeError, AttributeError, TypeError) as error:
         what = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "not the API's JSON"
         raise upstream_error(UnavailableError, api, f"the model list is {what}", reason="UPSTREAM_MALFORMED") from error
+
+
+@contextlib.contextmanager
+def no_list_there(name: str, api: ResolvedApi) -> Iterator[None]:
+    """A model list the upstream answers 404 to, named as a base URL to check: most likely one cut short (of /v1)."""
+    try:
+        yield
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"{error.message}; the upstream has no model list under its base URL: check base_url (the {name} API's"
+            f" own is {api.default_base_url})",
+            field="settings.base_url",
+            reason=error.reason,
+            metadata=error.metadata,
+        ) from None
 
 
 def listed_id(model: object) -> str:

@@ -1,7 +1,6 @@
 """The one skeleton of a hosted adapter: check the listing on load; stream one request, read its events through the
-provider's reader into the prompt's usage (when the provider gives it first) and text, reasoning and tool-call
-deltas, end with one Finish listing the complete tool calls; map every SDK failure through the provider's error
-table."""
+provider's reader into the prompt's usage (when the provider gives it first) and text, reasoning and tool-call deltas,
+end with one Finish listing the complete tool calls; map every SDK failure through the provider's error table."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from warpcore.server.adapters.hosted.errors import (
     map_sdk_errors,
     unfinished_stream,
 )
+from warpcore.server.adapters.hosted.listing import no_list_there
 from warpcore.server.adapters.hosted.refusals import other_kind
 from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
@@ -171,16 +171,8 @@ class HostedAdapter(ABC):
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
-        try:
+        with no_list_there(self.name, self._api):
             offered = await self.list_models()
-        except NotFoundError as error:  # no model list where the API keeps one: most likely a base URL cut short
-            raise NotFoundError(
-                f"{error.message}; the upstream has no model list under its base URL: check base_url (the"
-                f" {self.name} API's own is {self._api.default_base_url})",
-                field="settings.base_url",
-                reason=error.reason,
-                metadata=error.metadata,
-            ) from None
         if model not in offered and not self._api.unlisted:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
             some = ", ".join(map(repr, offered[:OFFERED_IN_REFUSAL])) + (", ..." * (len(offered) > OFFERED_IN_REFUSAL))
