@@ -135,6 +135,11 @@ async def test_the_anthropic_model_list_pages_as_its_sdk_asks(doors: Doors) -> N
     assert ([model.id for model in after.data], after.has_more) == (["m2", "m3"], True)
     assert ([model.id for model in before.data], before.has_more, before.first_id) == (["m1", "m2"], True, "m1")
     assert walked == names
+    # Every member the SDK's type requires, by its strict reading of the raw JSON (a tester's finding: no lifecycle).
+    async with httpx2.AsyncClient(base_url=base_url(doors), headers={"anthropic-version": "2023-06-01"}) as raw:
+        listed = (await raw.get("/v1/models")).json()["data"]
+    for entry in listed:
+        anthropic.types.ModelInfo.model_validate_json(json.dumps(entry), strict=True)
 
 
 async def test_a_model_is_found_by_any_spelling_of_its_file_slashes_and_all(doors: Doors) -> None:

@@ -35,6 +35,7 @@ STATUS_CASES = [
     (401, 401, "invalid_request_error", "authentication_error"),
     (403, 403, "permission_error", "permission_error"),
     (404, 404, "invalid_request_error", "not_found_error"),
+    (413, 413, "invalid_request_error", "request_too_large"),  # a tester's finding: it was a 400
     (429, 429, "requests", "rate_limit_error"),
     (500, 503, "server_error", "api_error"),
     (501, 400, "invalid_request_error", "invalid_request_error"),

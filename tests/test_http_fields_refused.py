@@ -172,3 +172,19 @@ async def test_message_content_of_another_type_is_named_as_a_string_or_parts(bot
     assert isinstance(from_openai.value.body, dict)
     assert from_openai.value.body["message"] == "messages[0].content: must be a string or an array of content parts"
     assert message_of(from_anthropic.value) == "messages[0].content: must be a string or an array of content blocks"
+
+
+async def test_stream_options_without_a_stream_are_refused_as_the_api_refuses_them(both: Doors) -> None:
+    """A tester's finding: they were taken, and said nothing."""
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="gpt", messages=OPENAI_MESSAGES, stream_options={"include_usage": True}
+            )
+        streamed = await client.chat.completions.create(
+            model="gpt", messages=OPENAI_MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in streamed]
+    assert refused.value.param == "stream_options"
+    assert "only allowed when stream is true" in refused.value.message
+    assert chunks[-1].usage is not None

@@ -110,7 +110,16 @@ async def test_logprobs_are_the_chat_routes_whole_and_streamed(tiny_door: Doors)
     assert [token.model_dump() for token in message.content[0].logprobs or []] == expected
     assert without_ids(streamed) == without_ids(whole)
     in_deltas = [token for event in events if event.type == "response.output_text.delta" for token in event.logprobs]
-    assert [token.model_dump() for token in in_deltas] == expected
+    # In the deltas, without the bytes their type has no member for.
+    without_bytes = [
+        {
+            "token": t["token"],
+            "logprob": t["logprob"],
+            "top_logprobs": [{"token": top["token"], "logprob": top["logprob"]} for top in t["top_logprobs"]],
+        }
+        for t in expected
+    ]
+    assert [token.model_dump() for token in in_deltas] == without_bytes
     [plain_message] = plain_text.output
     assert plain_message.type == "message"
     assert plain_message.content[0].logprobs == []

@@ -20,6 +20,7 @@ from warpcore.server.core.hops import check_hops, hops_named
 from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.policy import is_loopback, names_loopback
 from warpcore.server.http.errors import (
+    WHOLE_REQUEST,
     RequestTooLargeError,
     RequestTooSlowError,
     foreign_host,
@@ -146,7 +147,9 @@ class HttpDoor:
             raise not_json(media_type)
 
     def _too_large(self) -> RequestTooLargeError:
-        return RequestTooLargeError(f"the request body is larger than {self._max_body_bytes} bytes", field="request")
+        return RequestTooLargeError(
+            f"the request body is larger than {self._max_body_bytes} bytes", field=WHOLE_REQUEST
+        )
 
     async def _expect(self, request: web.Request) -> None:
         """`Expect: 100-continue`: the client is told to send its body only when it would be read; otherwise no 100
@@ -228,11 +231,13 @@ class HttpDoor:
             request[OUTCOME] = error.code.name
             return self._error_response(request, error)
         except web.HTTPException as error:
-            problem: WarpcoreError = NotFoundError(f"no route {request.method} {request.path}", field="request")
+            problem: WarpcoreError = NotFoundError(f"no route {request.method} {request.path}", field=WHOLE_REQUEST)
             if isinstance(error, web.HTTPRequestEntityTooLarge):
                 problem = self._too_large()
             elif isinstance(error, web.HTTPMethodNotAllowed):
-                problem = InvalidArgumentError(f"{request.method} is not allowed on {request.path}", field="request")
+                problem = InvalidArgumentError(
+                    f"{request.method} is not allowed on {request.path}", field=WHOLE_REQUEST
+                )
             request[OUTCOME] = problem.code.name
             response = self._error_response(request, problem)
             response.set_status(error.status)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from warpcore.server.core import bounds, json_text
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.http.errors import RequestTooSlowError
+from warpcore.server.http.errors import WHOLE_REQUEST, RequestTooSlowError
 
 TAKEN_CHARSETS = frozenset(("utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"))
 """The charsets a body may come in, as `codecs.lookup` names them: Unicode's, which JSON's RFCs name, whose decoders
@@ -42,34 +42,36 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         body = json_text.loads(text)
     except TimeoutError:
         raise RequestTooSlowError(
-            f"the request body did not arrive within {bounds.BODY_READ_SECONDS:g} seconds", field="request"
+            f"the request body did not arrive within {bounds.BODY_READ_SECONDS:g} seconds", field=WHOLE_REQUEST
         ) from None
     except LookupError:
         raise InvalidArgumentError(
             f"the request body's charset {request.charset!r} is not one this server takes; send JSON in UTF-8 (or"
             " UTF-16 or UTF-32)",
-            field="request",
+            field=WHOLE_REQUEST,
             reason="INVALID_JSON",
         ) from None
     except web.RequestPayloadError:  # aiohttp could not undo the body's Content-Encoding
         raise InvalidArgumentError(
             f"the request body is not the {request.headers.get('Content-Encoding', '')} stream its Content-Encoding"
             " says; send it compressed so, or uncompressed without the header",
-            field="request",
+            field=WHOLE_REQUEST,
             reason="INVALID_JSON",
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidArgumentError(
-            "the request body is not valid JSON", field="request", reason="INVALID_JSON"
+            "the request body is not valid JSON", field=WHOLE_REQUEST, reason="INVALID_JSON"
         ) from None
     except json_text.JsonNumberError as error:
-        raise InvalidArgumentError(f"the request body holds {error}", field="request", reason="INVALID_JSON") from None
+        raise InvalidArgumentError(
+            f"the request body holds {error}", field=WHOLE_REQUEST, reason="INVALID_JSON"
+        ) from None
     except RecursionError:  # the parser's own bound on nesting, far beyond any request's
         raise InvalidArgumentError(
-            "the request body nests arrays and objects too deeply", field="request", reason="INVALID_JSON"
+            "the request body nests arrays and objects too deeply", field=WHOLE_REQUEST, reason="INVALID_JSON"
         ) from None
     if not isinstance(body, dict):
-        raise InvalidArgumentError("the request body must be a JSON object", field="request", reason="INVALID_JSON")
+        raise InvalidArgumentError("the request body must be a JSON object", field=WHOLE_REQUEST, reason="INVALID_JSON")
     where = json_text.unpaired_surrogate(text, body)
     if where is not None:
         raise InvalidArgumentError(

@@ -23,6 +23,8 @@ from warpcore.server.http.fields import DIALECT_NAMED
 
 OVERLOADED = 529
 """Anthropic's "overloaded" status: an upstream's 529 is passed on as such, never turned into a 500."""
+WHOLE_REQUEST = "request"
+"""The field of a refusal of the request as a whole (its body, its method, its route), which no member names."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class UnsupportedMediaTypeError(InvalidArgumentError):
 def unsupported_encoding() -> UnsupportedMediaTypeError:
     return UnsupportedMediaTypeError(
         "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
+        field=WHOLE_REQUEST,
         reason="UNSUPPORTED_CONTENT_ENCODING",
     )
 
@@ -80,6 +83,7 @@ def not_json(content_type: str) -> UnsupportedMediaTypeError:
     # server first: a door that read those as JSON would let any page a user opens spend the server's keys.
     return UnsupportedMediaTypeError(
         f"the request body is {content_type or 'of no Content-Type'}; send JSON, with Content-Type: application/json",
+        field=WHOLE_REQUEST,
         reason="UNSUPPORTED_CONTENT_TYPE",
     )
 
@@ -101,8 +105,8 @@ class RequestTooSlowError(WarpcoreError):
 
 
 def _kind(error: WarpcoreError) -> _Kind:
-    if isinstance(error, (RequestTooLargeError, ContentTooLargeError)):
-        return _TOO_LARGE
+    if isinstance(error, (RequestTooLargeError, ContentTooLargeError)) or error.metadata.get("http_status") == "413":
+        return _TOO_LARGE  # the door's limit, or an upstream's on the request as it was passed on
     if isinstance(error, RequestTooSlowError):
         return _TOO_SLOW
     if isinstance(error, UnsupportedMediaTypeError):
@@ -149,6 +153,8 @@ def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, 
 
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
     param, message = _named(error, names)
+    if param == WHOLE_REQUEST:  # OpenAI's `param` names a member of the body, or is null
+        param = None
     code = _OPENAI_CODES.get(error.reason, error.reason.lower())
     return {"error": {"message": message, "type": _kind(error).openai_type, "param": param, "code": code}}
 

@@ -107,7 +107,10 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
     if not all(isinstance(item, str) for item in stops):
         raise refuse("stop", "must be a string or an array of strings")
-    stream_options = mapping(body, "stream_options") or {}
+    stream_options = mapping(body, "stream_options")
+    if stream_options is not None and boolean(body, "stream") is not True:  # as the API refuses them
+        raise refuse("stream_options", "is only allowed when stream is true")
+    stream_options = stream_options or {}
     STREAM_OPTIONS.check(stream_options, "stream_options")
     marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
     listed = objects(body, "tools")

@@ -57,14 +57,18 @@ def _single(value: float) -> float:
     return single
 
 
-def _token(token: TokenLogprob | TopLogprob) -> dict[str, Any]:
-    return {"token": token.text, "logprob": _single(token.logprob), "bytes": list(token.token)}
+def _token(token: TokenLogprob | TopLogprob, with_bytes: bool) -> dict[str, Any]:
+    entry = {"token": token.text, "logprob": _single(token.logprob)}
+    return {**entry, "bytes": list(token.token)} if with_bytes else entry
 
 
-def logprob_entries(tokens: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
-    """Tokens' log-probabilities as both OpenAI APIs give them: each token's text and bytes, and the most likely tokens
-    at its place."""
-    return [{**_token(token), "top_logprobs": [_token(top) for top in token.top]} for token in tokens]
+def logprob_entries(tokens: Sequence[TokenLogprob], with_bytes: bool = True) -> list[dict[str, Any]]:
+    """Tokens' log-probabilities as both OpenAI APIs give them: each token's text and bytes (but in the Responses
+    API's text delta and done events, which have none), and the most likely tokens at its place."""
+    return [
+        {**_token(token, with_bytes), "top_logprobs": [_token(top, with_bytes) for top in token.top]}
+        for token in tokens
+    ]
 
 
 def _logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ class ResponsesStream:
             head = self._begin_text(index, output.refusal) if len(parts) > began else b""
             if output.refusal:
                 return head + self._item_event("response.refusal.delta", index, content_index=0, delta=output.text)
-            logprobs = logprob_entries(output.logprobs)
+            logprobs = logprob_entries(output.logprobs, with_bytes=False)
             delta = self._item_event(
                 "response.output_text.delta", index, content_index=0, delta=output.text, logprobs=logprobs
             )
@@ -127,7 +127,7 @@ class ResponsesStream:
             item = item or message(item_id, "completed", [output_text(part) if part.kind == "text" else refusal(part)])
             content = item["content"][0]
             if part.kind == "text":
-                done = {"text": part.text, "logprobs": content["logprobs"]}
+                done = {"text": part.text, "logprobs": logprob_entries(part.logprobs, with_bytes=False)}
                 closing = self._item_event("response.output_text.done", index, content_index=0, **done)
             else:
                 closing = self._item_event("response.refusal.done", index, content_index=0, refusal=part.text)

@@ -126,6 +126,10 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
 async def _stream(
     request: web.Request, stream: Stream, first: GenerationOutput, outputs: AsyncGenerator[GenerationOutput, None]
 ) -> web.StreamResponse:
+    if isinstance(first, GenerationResult) and first.finish.reason is FinishReason.CANCELLED:
+        # Cut by the shutdown before anything was sent: a status, on which the SDKs retry on another replica.
+        _finished(request, first, Recorder())
+        raise shutting_down()
     response = await open_stream(request, request_ids(request))
     pending = stream.start(first if isinstance(first, PromptUsage) else None)
     output = first
@@ -206,7 +210,15 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 def _model_entry(dialect: Dialect, spec: LoadSpec) -> dict[str, Any]:
     if dialect is ANTHROPIC:
-        return {"type": "model", "id": spec.model_id, "display_name": spec.name, "created_at": "1970-01-01T00:00:00Z"}
+        # The epoch is the API's own date for a release date it does not know.
+        release = "1970-01-01T00:00:00Z"
+        return {
+            "type": "model",
+            "id": spec.model_id,
+            "display_name": spec.name,
+            "created_at": release,
+            "lifecycle": "active",
+        }
     return {"id": spec.model_id, "object": "model", "created": 0, "owned_by": spec.backend.value}
 
 
