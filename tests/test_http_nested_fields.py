@@ -156,7 +156,10 @@ def chat_body(**options: Any) -> dict[str, Any]:
             "response_format.json_schema.strickt",
         ),
         (chat_body(response_format={"type": "json_object", "strict": True}), "response_format.strict"),
-        (chat_body(stream_options={"include_usage": True, "include_usge": True}), "stream_options.include_usge"),
+        (
+            chat_body(stream=True, stream_options={"include_usage": True, "include_usge": True}),
+            "stream_options.include_usge",
+        ),
     ],
 )
 async def test_a_misspelt_nested_member_of_a_chat_request_is_a_400_naming_its_path(
