@@ -1,20 +1,22 @@
-"""How the SDK reads a failed call: a status whose rich details are not its own, and a deadline that passed, named by
-the timeout that set it."""
+"""How the SDK reads a failed call: a status whose rich details are not its own, a deadline that passed, named by the
+timeout that set it, and a request over the server's largest message."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import api_config, load
 from tests.sdk_support import blocking, stalled, target
-from warpcore.client import AsyncClient, Client, DeadlineExceededError
+from warpcore.client import AsyncClient, Client, DeadlineExceededError, MessageTooLargeError, RateLimitError
+from warpcore.server.rpc.server import ServingOptions
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -110,3 +112,36 @@ async def test_a_deadline_that_passed_names_the_timeout_that_set_it(
             await client.generate("m", prompt="hi", timeout=30)
     assert upstream.value.message.startswith("openai upstream error:")
     assert upstream.value.reason
+
+
+LARGEST_MESSAGE = 4096
+
+
+async def sync_embed(target: str, text: str) -> None:
+    def embed() -> None:
+        with Client(target) as client:
+            client.embed("m", [text])
+
+    await blocking(embed)()
+
+
+async def async_generate_stream(target: str, text: str) -> None:
+    async with AsyncClient(target) as client:
+        async for _ in await client.generate("m", prompt=text, stream=True):
+            pass
+
+
+@pytest.mark.parametrize("call", [sync_embed, async_generate_stream], ids=["sync", "async"])
+async def test_a_request_over_the_servers_largest_message_is_not_raised_as_a_rate_limit(
+    server_env: Mapping[str, str], call: Callable[[str, str], Awaitable[None]]
+) -> None:
+    """A tester's finding: a request over the server's --max-message-bytes raised RateLimitError, which invites a
+    retry, where gRPC itself had refused it ("Received message larger than max (5242901 vs. 4194304)"): no retry of
+    the same request can pass."""
+    async with serving(server_env, ServingOptions(max_message_bytes=LARGEST_MESSAGE)) as server:
+        with pytest.raises(MessageTooLargeError) as raised:
+            await call(f"127.0.0.1:{server.port}", "x" * LARGEST_MESSAGE)
+    assert not isinstance(raised.value, RateLimitError)
+    assert raised.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "Received message larger than max (" in raised.value.message  # gRPC's words
+    assert raised.value.reason == ""

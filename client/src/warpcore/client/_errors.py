@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -79,6 +80,15 @@ class RateLimitError(WarpcoreError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class MessageTooLargeError(WarpcoreError):
+    """A message over gRPC's size limit: a request larger than the server's --max-message-bytes, which gRPC itself
+    refuses before the server reads it (RESOURCE_EXHAUSTED, "Received message larger than max (N vs. M)", with no
+    reason or request id), or one over a limit that the client's channel_options set. Unlike a RateLimitError, of the
+    same status, no retry of the same call can succeed: send less in one call. Its `status` is RESOURCE_EXHAUSTED."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class UnavailableError(WarpcoreError):
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -135,7 +145,7 @@ def stopped_by_server(response: GenerateResponse) -> UnavailableError:
     )
 
 
-_BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {
+_BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {  # MessageTooLargeError, of RateLimitError's code, aside
     cls.code: cls
     for cls in (
         InvalidArgumentError,
@@ -153,6 +163,11 @@ _BY_CODE: dict[grpc.StatusCode, type[WarpcoreError]] = {
     )
     if cls.code is not None
 }
+
+
+_GRPC_SIZE_LIMIT = re.compile(r"\b(Received|Sent) message larger than max \(")
+"""gRPC's own words for a message over its size limit, on either side of the call (grpc-core's; some versions put
+"SERVER: " before them)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,8 @@ def error_from_rpc(error: grpc.RpcError, deadline: Deadline | None) -> WarpcoreE
     if status_code is grpc.StatusCode.DEADLINE_EXCEEDED and not reason and deadline is not None:
         message = deadline.passed()
     kind = _BY_CODE.get(status_code, WarpcoreError)
+    if status_code is grpc.StatusCode.RESOURCE_EXHAUSTED and not reason and _GRPC_SIZE_LIMIT.search(message):
+        kind = MessageTooLargeError  # gRPC's own refusal, which the server never saw: no wait ends it
     return kind(
         message,
         status=status_code,
