@@ -48,6 +48,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "top_logprobs": 2,
         "stop": ["\n\n"],
         "seed": 7,
+        "stream": True,  # which stream_options need
         "stream_options": {"include_usage": True},
     },
     "/v1/messages": {
