@@ -177,8 +177,8 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     if not isinstance(error, table.status_error):
         message = connection_failure or str(error) or type(error).__name__
         if kind is DeadlineExceededError and connection_failure is None:
-            # In the same words from either SDK, whose own name the library under them, or point at the vendor's
-            # documentation whatever the upstream.
+            # The same words from either SDK: theirs name the library under them, or point at the vendor's
+            # documentation whatever the upstream is.
             message = (
                 f"{upstream_host(api.base_url)} did not answer in time (the backend's timeout allows {api.timeout:g} s"
                 " for each wait, the call's deadline less if it is sooner)"
