@@ -15,7 +15,16 @@ from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import api_config, load
 from tests.sdk_support import blocking, stalled, target
-from warpcore.client import AsyncClient, Client, DeadlineExceededError, MessageTooLargeError, RateLimitError
+from warpcore.client import (
+    AsyncClient,
+    Client,
+    DeadlineExceededError,
+    Image,
+    Message,
+    MessageTooLargeError,
+    RateLimitError,
+)
+from warpcore.server.core.bounds import MAX_IMAGES
 from warpcore.server.rpc.server import ServingOptions
 
 if TYPE_CHECKING:
@@ -145,3 +154,15 @@ async def test_a_request_over_the_servers_largest_message_is_not_raised_as_a_rat
     assert raised.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Received message larger than max (" in raised.value.message  # gRPC's words
     assert raised.value.reason == ""
+
+
+async def test_a_call_over_the_servers_limit_on_images_is_not_raised_as_a_rate_limit(
+    server_env: Mapping[str, str],
+) -> None:
+    """The server's own RESOURCE_EXHAUSTED for a call that holds too much (TOO_MANY_IMAGES, IMAGE_TOO_LARGE, ...)
+    was a RateLimitError too: no wait ends it either."""
+    images = [Image.from_url("https://images.example/cat.png")] * (MAX_IMAGES + 1)
+    async with serving(server_env) as server, AsyncClient(f"127.0.0.1:{server.port}") as client:
+        with pytest.raises(MessageTooLargeError) as raised:
+            await client.generate("m", messages=[Message("user", parts=("Look", *images))])
+    assert (raised.value.status, raised.value.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_IMAGES")

@@ -81,10 +81,12 @@ class RateLimitError(WarpcoreError):
 
 
 class MessageTooLargeError(WarpcoreError):
-    """A message over gRPC's size limit: a request larger than the server's --max-message-bytes, which gRPC itself
-    refuses before the server reads it (RESOURCE_EXHAUSTED, "Received message larger than max (N vs. M)", with no
-    reason or request id), or one over a limit that the client's channel_options set. Unlike a RateLimitError, of the
-    same status, no retry of the same call can succeed: send less in one call. Its `status` is RESOURCE_EXHAUSTED."""
+    """A call that holds too much: a request larger than the server's --max-message-bytes, which gRPC itself refuses
+    before the server reads it (RESOURCE_EXHAUSTED, "Received message larger than max (N vs. M)", with no reason or
+    request id), one over a limit that the client's channel_options set, or one over the server's limits on what one
+    call holds (reasons TOO_MANY_IMAGES, IMAGE_TOO_LARGE, the documents', RESPONSE_TOO_LARGE). Unlike a RateLimitError,
+    of the same status, no retry of the same call can succeed: send less in one call. Its `status` is
+    RESOURCE_EXHAUSTED."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -170,6 +172,12 @@ _GRPC_SIZE_LIMIT = re.compile(r"\b(Received|Sent) message larger than max \(")
 "SERVER: " before them)."""
 
 
+_OVER_A_CONTENT_LIMIT = re.compile(r"TOO_MANY_[A-Z_]+|[A-Z_]+_TOO_LARGE")
+"""The server's reasons for a request over one of its limits on what one call holds (TOO_MANY_IMAGES,
+IMAGE_TOO_LARGE, the documents', RESPONSE_TOO_LARGE for vectors): RESOURCE_EXHAUSTED, as a full queue is, but no wait
+ends them."""
+
+
 @dataclass(frozen=True)
 class Deadline:
     """A call's timeout and whose it was: gRPC's words when it passes ("Deadline Exceeded") name neither how long it
@@ -230,8 +238,10 @@ def error_from_rpc(error: grpc.RpcError, deadline: Deadline | None) -> WarpcoreE
     if status_code is grpc.StatusCode.DEADLINE_EXCEEDED and not reason and deadline is not None:
         message = deadline.passed()
     kind = _BY_CODE.get(status_code, WarpcoreError)
-    if status_code is grpc.StatusCode.RESOURCE_EXHAUSTED and not reason and _GRPC_SIZE_LIMIT.search(message):
-        kind = MessageTooLargeError  # gRPC's own refusal, which the server never saw: no wait ends it
+    if status_code is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        _OVER_A_CONTENT_LIMIT.fullmatch(reason) or (not reason and _GRPC_SIZE_LIMIT.search(message))
+    ):
+        kind = MessageTooLargeError  # no wait ends it: the server's limit, or gRPC's own, which the server never saw
     return kind(
         message,
         status=status_code,
