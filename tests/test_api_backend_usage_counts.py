@@ -29,30 +29,22 @@ UNHOLDABLE = [-5, 2**32, 5_000_000_000]
 
 
 @pytest.mark.parametrize("count", UNHOLDABLE)
-async def test_a_prompt_count_no_usage_field_can_hold_is_a_malformed_stream(
-    stub: Stub, upstream: FakeUpstream, count: int
+@pytest.mark.parametrize("which", ["prompt_tokens", "completion_tokens"])
+async def test_a_count_no_usage_field_can_hold_is_a_malformed_stream(
+    stub: Stub, upstream: FakeUpstream, which: str, count: int
 ) -> None:
-    upstream.script = Script(chunks=["a", "b"], prompt_tokens=count)
+    upstream.script = Script(chunks=["a", "b"], **{which: count})  # type: ignore[arg-type]
     await load(stub, upstream)
     frames, error = await failed_stream(stub.Generate(prompt()))
     assert error.code() == Code.UNAVAILABLE
     assert details(error)["reason"] == "UPSTREAM_MALFORMED_STREAM"
-    if isinstance(upstream, FakeOpenAI):  # usage comes last: after the text, the stream's result frame
-        assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
-    else:  # message_start tells the prompt's size before any text: the status alone
-        assert not frames
-
-
-@pytest.mark.parametrize("count", UNHOLDABLE)
-async def test_an_answer_count_no_usage_field_can_hold_is_a_malformed_stream(
-    stub: Stub, upstream: FakeUpstream, count: int
-) -> None:
-    upstream.script = Script(chunks=["a", "b"], completion_tokens=count)
-    await load(stub, upstream)
-    frames, error = await failed_stream(stub.Generate(prompt()))
-    assert details(error)["reason"] == "UPSTREAM_MALFORMED_STREAM"
-    assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
+    if which == "prompt_tokens" and not isinstance(upstream, FakeOpenAI):
+        assert not frames  # message_start tells the prompt's size before any text: the status alone
+        return
+    # Usage comes after the text: the stream's result frame ends it.
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+    if which == "completion_tokens":
+        assert [frame.delta.text for frame in frames[:-1]] == ["a", "b"]
 
 
 async def test_a_count_of_another_type_is_a_malformed_stream(stub: Stub, upstream: FakeUpstream) -> None:

@@ -210,15 +210,9 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 def _model_entry(dialect: Dialect, spec: LoadSpec) -> dict[str, Any]:
     if dialect is ANTHROPIC:
-        # The epoch is the API's own date for a release date it does not know.
-        release = "1970-01-01T00:00:00Z"
-        return {
-            "type": "model",
-            "id": spec.model_id,
-            "display_name": spec.name,
-            "created_at": release,
-            "lifecycle": "active",
-        }
+        # created_at: the epoch, the API's own date for a release date it does not know.
+        entry = {"type": "model", "id": spec.model_id, "display_name": spec.name, "created_at": "1970-01-01T00:00:00Z"}
+        return {**entry, "lifecycle": "active"}
     return {"id": spec.model_id, "object": "model", "created": 0, "owned_by": spec.backend.value}
 
 
