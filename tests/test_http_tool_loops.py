@@ -208,3 +208,32 @@ async def test_a_streamed_call_without_arguments_joins_to_an_object_the_client_c
         turns = [question, assistant, result]
         second = await client.chat.completions.create(model="m", messages=turns, tools=[tool])  # type: ignore[list-item]
     assert second.choices[0].message.content == "noon"
+
+
+async def test_the_anthropic_tool_runner_goes_on_unthreaded_when_the_door_refuses_its_thread(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """The SDK's tool runner asks for a thread by default, and sends the turn again without it only on a refusal
+    whose details say threading is unsupported: a bare 400 ended the runner at its first turn."""
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, '{"city": "Paris"}')])
+    calling, answering = upstream.script, Script(chunks=["Sunny."])
+    upstream.respond = lambda body: answering if len(body["messages"]) > 1 else calling
+    cities: list[str] = []
+
+    @anthropic.beta_async_tool
+    async def get_weather(city: str) -> str:
+        """The weather in a city.
+
+        Args:
+            city: the city's name
+        """
+        cities.append(city)
+        return "sunny"
+
+    async with async_anthropic_client(hosted) as client:
+        messages: Any = [{"role": "user", "content": "Weather in Paris?"}]
+        runner = client.beta.messages.tool_runner(model="m", max_tokens=64, messages=messages, tools=[get_weather])
+        final = await runner.until_done()
+    assert cities == ["Paris"]
+    assert [block.text for block in final.content if block.type == "text"] == ["Sunny."]
+    assert all("thread" not in body for body in posts(upstream))

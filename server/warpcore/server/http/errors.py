@@ -25,6 +25,10 @@ OVERLOADED = 529
 """Anthropic's "overloaded" status: an upstream's 529 is passed on as such, never turned into a 500."""
 WHOLE_REQUEST = "request"
 """The field of a refusal of the request as a whole (its body, its method, its route), which no member names."""
+THREAD = "thread"
+"""Anthropic's member that asks the API to keep the conversation; its refusal carries the details on which the
+anthropic SDK's threaded helpers (the tool runner) send the request again without it."""
+_UNTHREADED = {"error_code": "thread_unsupported_request", "unsupported": [THREAD]}
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,7 @@ def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, s
     field, message = _named(error, names)
     if field is not None and not error.begins_with_field():  # else it begins with the field, renamed
         message = f"{field}: {message}"
-    return {
-        "type": "error",
-        "error": {"type": _kind(error).anthropic_type, "message": message},
-        "request_id": request_id,
-    }
+    body: dict[str, Any] = {"type": _kind(error).anthropic_type, "message": message}
+    if field == THREAD:
+        body["details"] = _UNTHREADED
+    return {"type": "error", "error": body, "request_id": request_id}

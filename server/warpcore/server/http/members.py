@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.http.errors import THREAD
 from warpcore.server.http.fields import UNKNOWN_FIELD, Json, at, unsupported
 
 NO_PROMPT_CACHE = "no_prompt_cache"
@@ -85,7 +86,7 @@ ANTHROPIC_MESSAGES = Members(
     ignored=("metadata", "service_tier", "speed", "diagnostics", "billing_policy", "fallback_credit_token"),
     refused=(
         *("container", "mcp_servers", "context_management", "inference_geo"),
-        *("compaction", "thread", "fallbacks"),
+        *("compaction", THREAD, "fallbacks"),
     ),
 )
 ANTHROPIC_COUNT_TOKENS = dataclasses.replace(
