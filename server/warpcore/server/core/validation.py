@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from warpcore._keep_alive import MAX_KEEP_ALIVE_SECONDS
 from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
+from warpcore.server.adapters.redaction import holds_key
 from warpcore.server.core.bounds import (
     BETA_NAME,
     MAX_BETAS,
@@ -50,9 +51,10 @@ from warpcore.server.core.rules import require
 from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
 
-def check_id(value: str, field: str) -> str:
-    """A required id: non-empty, and a name (`check_name`)."""
+def check_id(value: str, field: str, key: str | None = None) -> str:
+    """A required id: non-empty, a name (`check_name`), holding no API key (`key`, or a key's shape): callers see it."""
     require(bool(value), field, f"{field} is required")
+    require(not holds_key(value, key), field, f"{field} looks like an API key; keys never go in ids or names")
     return check_name(value, field)
 
 
@@ -179,9 +181,9 @@ def check_embedding(params: EmbedParams) -> None:
         )
 
 
-def check_model_id(value: str) -> str:
+def check_model_id(value: str, key: str | None = None) -> str:
     """A model id as a request names it, in its one spelling: each spelling of a GGUF file's name is one id."""
-    return canonical_model_id(check_id(value, "model_id"))
+    return canonical_model_id(check_id(value, "model_id", key))
 
 
 def check_keep_alive(seconds: float) -> None:
@@ -196,8 +198,9 @@ def check_keep_alive(seconds: float) -> None:
 def check_load(spec: LoadSpec) -> LoadSpec:
     """`spec` checked, with its id, and the GGUF files a local model names, in their one spelling: loaded again
     under another spelling, a model is the same model, not a second copy."""
-    check_id(spec.name, "model")
-    model_id = check_model_id(spec.model_id)
+    key = spec.settings.api_key if isinstance(spec.settings, ApiSettings) else None
+    check_id(spec.name, "model", key)
+    model_id = check_model_id(spec.model_id, key)
     if spec.context_size is not None:
         require(
             MIN_CONTEXT_SIZE <= spec.context_size <= MAX_CONTEXT_SIZE,
