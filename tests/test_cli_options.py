@@ -138,6 +138,25 @@ async def test_bad_load_settings_are_usage_errors(args: list[str], error: str) -
     assert error in usage_error(run)
 
 
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        (
+            "sk-proj-ABCDEF1234567890",
+            "argument --api-key-env: the value is no environment variable's name (letters, digits and _), not shown as"
+            " it may be the key; name the variable that holds the key",
+        ),
+        ("gsk_live_ABCDEF1234567890", "the environment variable (not quoted: it may be a key) is not set"),
+    ],
+)
+async def test_a_key_given_where_its_variables_name_goes_is_not_shown(name: str, error: str) -> None:
+    """A tester's finding: the command quoted it back ("the environment variable sk-proj-... is not set"), where the
+    server's config file reader refuses the same mistake without quoting it."""
+    run = await warpcore(closed_port_target(), "load", "m", "--backend", "openai", "--api-key-env", name)
+    assert usage_error(run).endswith(error)
+    assert "ABCDEF1234567890" not in run.stderr
+
+
 def turn(text: str, max_tokens: int, **options: object) -> pb.GenerateRequest:
     """What `warpcore chat` asks for a first line `text`."""
     return pb.GenerateRequest(

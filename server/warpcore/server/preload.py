@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from warpcore._api_settings import NOT_AN_ENV_NAME, is_env_name, shown_env_name
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
 from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_numa, parse_pooling
 from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.validation import check_load
 
-_ENV_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*")
-_CONVENTIONAL_ENV_NAME = re.compile("[A-Z_][A-Z0-9_]*")
 _MODEL_KEYS = {
     "id",
     "backend",
@@ -79,14 +77,11 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
     api_key = None
     if "api_key_env" in table:
         name = table["api_key_env"]
-        if not _ENV_NAME.fullmatch(name):  # not quoted: it may be the key itself, written where its variable goes
-            raise ConfigError(f"{where}.api_key_env is no environment variable's name (letters, digits and _)")
+        if not is_env_name(name):
+            raise ConfigError(f"{where}.api_key_env {NOT_AN_ENV_NAME}")
         api_key = env.get(name)
         if not api_key:
-            # Quoted only when named as environment variables are, in capitals: a key may be a variable's name too
-            # (gsk_..., sk_live_...), written where its variable's name goes.
-            named = f" {name}" if _CONVENTIONAL_ENV_NAME.fullmatch(name) else " (not quoted: it may be a key)"
-            raise ConfigError(f"{where}.api_key_env names a variable{named} that is not set")
+            raise ConfigError(f"{where}.api_key_env names a variable {shown_env_name(name)} that is not set")
     return ApiSettings(
         api_key=api_key,
         organization=table.get("organization"),

@@ -9,6 +9,7 @@ import argparse
 import os
 import typing
 
+from warpcore._api_settings import NOT_AN_ENV_NAME, is_env_name, shown_env_name
 from warpcore._keep_alive import SPELLINGS
 from warpcore.client import Backend, Client
 from warpcore.client._cli_args import COUNT, INT32_MAX, SECONDS, UINT32_MAX, bounded, keep_alive, read_file
@@ -34,13 +35,17 @@ API = ("api_key", "organization", "base_url", "api_timeout", "unlisted")
 
 
 def api_key_from_env(name: str) -> str:
-    """The key in the environment variable `name` (an argparse type: a usage error names the option)."""
-    key = os.environ.get(name, "").strip()
-    if not key:
+    """The key in the environment variable `name` (an argparse type: a usage error names the option), which the
+    messages quote as the server's config file does: a key typed where its variable's name goes is not shown."""
+    if not is_env_name(name):
         raise argparse.ArgumentTypeError(
-            f"the environment variable {name} is {'empty' if name in os.environ else 'not set'}"
+            f"the value {NOT_AN_ENV_NAME}, not shown as it may be the key; name the variable that holds the key"
         )
-    return _sendable(key, f"the environment variable {name}")
+    key = os.environ.get(name, "").strip()
+    variable = f"the environment variable {shown_env_name(name)}"
+    if not key:
+        raise argparse.ArgumentTypeError(f"{variable} is {'empty' if name in os.environ else 'not set'}")
+    return _sendable(key, variable)
 
 
 def api_key_from_file(path: str) -> str:

@@ -1,0 +1,25 @@
+"""Rules of a hosted API's settings, in one place for the server (a LoadModel's ApiConfig, its config file's
+[models.api] table) and for the warpcore command (`load`'s and `models`' --api-key-env), which refuses as a usage
+error before any call what the server would refuse. It sits outside warpcore.client, as _keep_alive does, so that the
+server reads it without importing grpc."""
+
+from __future__ import annotations
+
+import re
+
+NOT_AN_ENV_NAME = "is no environment variable's name (letters, digits and _)"
+"""Why a name the key's environment variable is given by is refused; the name is not quoted: it may be the key
+itself, written where its variable's name goes."""
+_ENV_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*")
+_CONVENTIONAL_ENV_NAME = re.compile("[A-Z_][A-Z0-9_]*")
+
+
+def is_env_name(name: str) -> bool:
+    """Whether `name` may name an environment variable, as a shell writes one."""
+    return _ENV_NAME.fullmatch(name) is not None
+
+
+def shown_env_name(name: str) -> str:
+    """An environment variable's name as a message may show it: as given when named as variables are, in capitals; a
+    key may be a variable's name too (gsk_..., sk_live_...), written where its variable's name goes."""
+    return name if _CONVENTIONAL_ENV_NAME.fullmatch(name) else "(not quoted: it may be a key)"
