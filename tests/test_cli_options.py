@@ -129,6 +129,8 @@ async def test_a_providers_models_are_listed_with_the_key_and_base_url_given(
         ),
         (["--backend", "llama_cpp", "--gpu-layers", "-2"], "argument --gpu-layers: must be an integer from -1 to"),
         (["--api-timeout", "0"], "argument --api-timeout: must be a number greater than 0"),
+        # A tester's finding: it took up to 3.15576e+11, the longest Duration, which the server refused past a day.
+        (["--api-timeout", "86401"], "argument --api-timeout: must be a number greater than 0 and at most 86400, not"),
     ],
 )
 async def test_bad_load_settings_are_usage_errors(args: list[str], error: str) -> None:

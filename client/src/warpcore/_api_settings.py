@@ -1,12 +1,14 @@
 """Rules of a hosted API's settings, in one place for the server (a LoadModel's ApiConfig, its config file's
-[models.api] table) and for the warpcore command (`load`'s and `models`' --api-key-env), which refuses as a usage
-error before any call what the server would refuse. It sits outside warpcore.client, as _keep_alive does, so that the
-server reads it without importing grpc."""
+[models.api] table) and for the warpcore command (`load`'s and `models`' --api-key-env and --api-timeout), which
+refuses as a usage error before any call what the server would refuse. It sits outside warpcore.client, as
+_keep_alive does, so that the server reads it without importing grpc."""
 
 from __future__ import annotations
 
 import re
 
+MAX_API_TIMEOUT_SECONDS = 86400
+"""The longest an upstream may take to connect and to send each piece of its answer (ApiConfig.timeout): a day."""
 NOT_AN_ENV_NAME = "is no environment variable's name (letters, digits and _)"
 """Why a name the key's environment variable is given by is refused; the name is not quoted: it may be the key
 itself, written where its variable's name goes."""

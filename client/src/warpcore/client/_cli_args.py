@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore._keep_alive import FOREVER, MAX_KEEP_ALIVE_SECONDS, SPELLINGS, parse_keep_alive
-from warpcore.client._models import MAX_DURATION_SECONDS, keep_alive_range
+from warpcore.client._models import keep_alive_range
 
 UINT32_MAX = 2**32 - 1
 INT32_MAX = 2**31 - 1
@@ -63,8 +64,8 @@ def stop_text(value: str) -> str:
 
 COUNT = bounded(int, 1, UINT32_MAX)
 """A count of tokens (or threads, or slots): zero or negative is meaningless, and the field is a uint32."""
-SECONDS = bounded(float, 0.0, float(MAX_DURATION_SECONDS), above=True)
-"""A timeout as a google.protobuf.Duration: 0 or less would leave no time at all."""
+API_TIMEOUT = bounded(float, 0.0, float(MAX_API_TIMEOUT_SECONDS), above=True)
+"""An upstream's timeout, in the protocol's range: 0 or less would leave no time at all."""
 
 
 def keep_alive(text: str) -> float | str:

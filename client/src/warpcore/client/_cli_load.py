@@ -9,10 +9,10 @@ import argparse
 import os
 import typing
 
-from warpcore._api_settings import NOT_AN_ENV_NAME, is_env_name, shown_env_name
+from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS, NOT_AN_ENV_NAME, is_env_name, shown_env_name
 from warpcore._keep_alive import SPELLINGS
 from warpcore.client import Backend, Client
-from warpcore.client._cli_args import COUNT, INT32_MAX, SECONDS, UINT32_MAX, bounded, keep_alive, read_file
+from warpcore.client._cli_args import API_TIMEOUT, COUNT, INT32_MAX, UINT32_MAX, bounded, keep_alive, read_file
 from warpcore.client._options import NumaStrategy, Pooling
 
 LOCAL = (
@@ -203,10 +203,10 @@ def add_api_options(sub: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     )
     api.add_argument(
         "--api-timeout",
-        type=SECONDS,
+        type=API_TIMEOUT,
         metavar="SECONDS",
-        help="longest wait for the upstream to connect and for each piece of an answer, at most 86400 (default:"
-        " OPENAI_TIMEOUT or ANTHROPIC_TIMEOUT, else 600)",
+        help="longest wait for the upstream to connect and for each piece of an answer, at most"
+        f" {MAX_API_TIMEOUT_SECONDS} (default: OPENAI_TIMEOUT or ANTHROPIC_TIMEOUT, else 600)",
     )
     return api
 

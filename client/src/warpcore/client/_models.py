@@ -24,10 +24,6 @@ ModelType = Literal["text_to_text", "text_to_embedding", "unspecified"]
 ModelState = Literal["ready", "loading", "unloading", "available", "unspecified"]
 """Where a model stands on the server (Model.state); "unspecified" only from a server that leaves it unset."""
 
-MAX_DURATION_SECONDS = 315_576_000_000
-"""The longest google.protobuf.Duration (10,000 years): past it protobuf fails; the server's own limit is lower (30
-days), and it stays the one to enforce it."""
-
 
 @dataclass(frozen=True)
 class Capabilities:

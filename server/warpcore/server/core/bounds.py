@@ -53,7 +53,6 @@ REQUEST_ID_CHARACTER = r"[\x21-\x7e]"
 """Printable ASCII but the space: nothing that forges a log line or a field, or needs decoding."""
 REQUEST_ID = re.compile(f"{REQUEST_ID_CHARACTER}{{1,{MAX_REQUEST_ID}}}")
 """A caller's request id either door takes as it is."""
-MAX_TIMEOUT_SECONDS = 86400
 MAX_RETRY_AFTER = 86400.0
 """The longest wait before a retry that an upstream's Retry-After may tell a caller, in seconds; longer is cut to it."""
 MAX_REMEMBERED_REASONING = 4096

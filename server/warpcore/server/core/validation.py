@@ -7,6 +7,7 @@ import dataclasses
 import math
 from urllib.parse import urlsplit
 
+from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore._keep_alive import MAX_KEEP_ALIVE_SECONDS
 from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.server.adapters.redaction import holds_key
@@ -25,7 +26,6 @@ from warpcore.server.core.bounds import (
     MAX_STOP_SEQUENCE_CHARS,
     MAX_STOP_SEQUENCES,
     MAX_THREADS,
-    MAX_TIMEOUT_SECONDS,
     MAX_TOP_K,
     MAX_TOP_LOGPROBS,
     MAX_URL_LENGTH,
@@ -242,9 +242,9 @@ def check_settings(settings: BackendSettings | None, backend: BackendKind | None
 def _check_api(api: ApiSettings) -> None:
     if api.timeout is not None:
         require(
-            0 < api.timeout <= MAX_TIMEOUT_SECONDS,
+            0 < api.timeout <= MAX_API_TIMEOUT_SECONDS,
             "settings.timeout",
-            f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
+            f"timeout must be positive and at most {MAX_API_TIMEOUT_SECONDS} seconds",
         )
     if api.base_url is not None:
         base_url = api.base_url

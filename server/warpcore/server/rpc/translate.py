@@ -8,7 +8,7 @@ import re
 
 from google.protobuf import duration_pb2
 
-from warpcore.server.core.bounds import MAX_TIMEOUT_SECONDS
+from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendSettings,
@@ -106,9 +106,9 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
         timeout = None
         if api.HasField("timeout"):
             require(
-                0 <= api.timeout.seconds <= MAX_TIMEOUT_SECONDS and 0 <= api.timeout.nanos < 10**9,
+                0 <= api.timeout.seconds <= MAX_API_TIMEOUT_SECONDS and 0 <= api.timeout.nanos < 10**9,
                 "settings.timeout",
-                f"timeout must be positive and at most {MAX_TIMEOUT_SECONDS} seconds",
+                f"timeout must be positive and at most {MAX_API_TIMEOUT_SECONDS} seconds",
             )
             timeout = api.timeout.seconds + api.timeout.nanos / 1e9
         return ApiSettings(
