@@ -79,6 +79,20 @@ async def test_a_token_grpc_cannot_send_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("", "must not be empty: give host:port, such as 127.0.0.1:50051"),
+        ("127.0.0.1:99999", "port 99999 is not one of 1 to 65535"),
+        ("ipv4:127.0.0.1:50051,127.0.0.1:0", "port 0 is not one of 1 to 65535"),
+    ],
+)
+async def test_a_target_grpc_would_dial_otherwise_than_written_is_a_usage_error(target: str, error: str) -> None:
+    """A tester's finding: an empty one dialed the default, 127.0.0.1:50051, and port 99999 dialed 34463."""
+    run = await warpcore(target, "health")
+    assert usage_error(run) == f"warpcore: error: argument --target: {error}"
+
+
+@pytest.mark.parametrize(
     ("closed", "prompt", "error"),
     [(">&-", ["hi"], "stdout is closed"), ("<&-", [], "stdin is closed: give the text as an argument")],
 )

@@ -114,6 +114,19 @@ def test_a_token_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyP
         Client("127.0.0.1:1")
 
 
+@pytest.mark.parametrize("make", [Client, AsyncClient], ids=["sync", "async"])
+def test_a_target_grpc_would_dial_otherwise_than_written_is_refused_when_the_client_is_made(
+    make: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match=r"^target: must not be empty"):
+        make("")
+    with pytest.raises(ValueError, match=r"^target: port 70000 is not one of 1 to 65535$"):
+        make("dns:///localhost:70000")
+    monkeypatch.setenv("WARPCORE_TARGET", "[::1]:99999")
+    with pytest.raises(ValueError, match=r"^target: port 99999 is not one of 1 to 65535 \(from \$WARPCORE_TARGET\)$"):
+        make()
+
+
 async def test_a_stream_kept_past_its_event_loop_is_cancelled_when_the_client_moves_to_another(
     target: str, stalled: FakeOpenAI
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 
 import grpc
 
+from warpcore._addresses import MAX_PORT, written_ports
 from warpcore.client._checks import client_values, known_options, timeout_seconds
 from warpcore.client._errors import Deadline
 
@@ -166,6 +167,20 @@ def service_config(max_retries: int) -> str:
     return json.dumps(config)
 
 
+def _target(target: str | None, env: Mapping[str, str]) -> str:
+    """`target`, else $WARPCORE_TARGET, else DEFAULT_TARGET; an OptionError for one that gRPC would dial otherwise
+    than written: empty (it was taken as not given), or with a port of 0 or past MAX_PORT (wrapped round)."""
+    source = ""
+    if target is None:
+        target, source = env.get("WARPCORE_TARGET") or DEFAULT_TARGET, " (from $WARPCORE_TARGET)"
+    if not target.strip():
+        raise OptionError("target", f"must not be empty: give host:port, such as {DEFAULT_TARGET}")
+    for port in written_ports(target):
+        if port.isascii() and port.isdigit() and not 0 < int(port) <= MAX_PORT:  # a name (http) is gRPC's to read
+            raise OptionError("target", f"port {port} is not one of 1 to {MAX_PORT}{source}")
+    return target
+
+
 def channel_settings(
     target: str | None, options: ClientOptions, env: Mapping[str, str] = os.environ
 ) -> ChannelSettings:
@@ -194,7 +209,7 @@ def channel_settings(
         source = "" if options.get("token") else " (from $WARPCORE_TOKEN)"
         raise OptionError("token", f"must be printable ASCII, as a gRPC header value is{source}")
     return ChannelSettings(
-        target=target or env.get("WARPCORE_TARGET") or DEFAULT_TARGET,
+        target=_target(target, env),
         credentials=credentials,
         metadata=(("authorization", f"Bearer {token}"),) if token else (),
         timeout=timeout_seconds("timeout", options.get("timeout")),
