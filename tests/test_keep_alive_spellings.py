@@ -18,7 +18,8 @@ from google.protobuf import duration_pb2
 from tests.conftest import TINY_MODEL, rich_details
 from warpcore.client._cli_args import keep_alive as command_keep_alive
 from warpcore.server.preload import ConfigError, read_preload
-from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.server.setting_values import SettingsError
+from warpcore.server.settings import parse_settings
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
 

@@ -20,7 +20,8 @@ from tests.residency import ModelEvents, listed, load_request
 from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import WarpcoreServer
-from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.server.setting_values import SettingsError
+from warpcore.server.settings import parse_settings
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 

@@ -297,10 +297,11 @@ async def test_a_unix_socket_a_server_listens_on_is_not_taken_over(models_path: 
 
 async def test_an_ipv6_host_is_listened_on(models_path: Path) -> None:
     """A tester's finding: --host ::1 was joined to its port unbracketed, which gRPC could not read."""
-    process = await start(models_path, "--host", "::1", "--log-format", "json")
+    process = await start(models_path, "--host", "::1", "--http-port", "0", "--log-format", "json")
     try:
         started = await log_lines_until(process, "serving on")
-        assert "[::1]:" in str(started[-1]["message"])
+        assert "serving on [::1]:" in str(started[-1]["message"])
+        assert "HTTP (OpenAI, Anthropic) on [::1]:" in str(started[-1]["message"])  # was ::1:46619
     finally:
         process.terminate()
         await process.wait()

@@ -13,7 +13,8 @@ from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.cli import main, serving_options
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import start_server
-from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.server.setting_values import SettingsError
+from warpcore.server.settings import parse_settings
 
 
 def test_flags_win_over_environment_which_wins_over_defaults() -> None:
@@ -100,6 +101,17 @@ def test_api_models_have_admission_limits_of_their_own() -> None:
         (["--http-port", "-1"], "--http-port is out of range"),
         (["--metrics-port", "65536"], "--metrics-port is out of range"),
         (["--max-message-bytes", "10"], r"--max-message-bytes is out of range \(at least 1024\)"),
+        # A tester's findings: gRPC bound 99999 as 34463 (modulo 65536), -1 as 65535, a host alone as port 443, and
+        # a list of no address fell back to --host:--port.
+        (["--listen", "127.0.0.1:99999"], r"^--listen port is out of range \(0 to 65535\): 99999$"),
+        (["--listen", "0.0.0.0:1,127.0.0.1:65537"], r"^--listen port is out of range \(0 to 65535\): 65537$"),
+        (["--listen", "[::1]:-1"], r"^--listen \[::1\]:-1: the port must be an integer$"),
+        (["--listen", "127.0.0.1"], r"^--listen 127.0.0.1 has no port: give host:port \(an IPv6 host in brackets"),
+        (["--listen", "::1"], r"^--listen ::1 has no port"),
+        (["--listen", ","], "^--listen holds no address: give host:port or unix:path, comma-separated$"),
+        (["--allowed-api-hosts", ","], "^--allowed-api-hosts must list host names or IP addresses"),
+        (["--allowed-api-hosts", "http://example.com/"], "^--allowed-api-hosts must list host names or IP addresses"),
+        (["--allowed-api-hosts", "example.com:443"], "without scheme, port or path$"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(argv: list[str], message: str) -> None:
@@ -112,6 +124,21 @@ def test_a_switch_in_the_environment_must_say_yes_or_no(variable: str) -> None:
     with pytest.raises(SettingsError, match=f"{variable} must be 1 or 0"):
         parse_settings([], {variable: "maybe"})
     assert parse_settings([], {variable: "yes"}) == parse_settings([], {variable: "1"})
+
+
+def test_listen_addresses_and_api_hosts_are_taken_as_given() -> None:
+    assert parse_settings(["--listen", "[::1]:0, unix:///tmp/w.sock,"], {}).listen == ("[::1]:0", "unix:///tmp/w.sock")
+    hosts = parse_settings([], {"WARPCORE_ALLOWED_API_HOSTS": "Api.OpenAI.com, [::1],10.0.0.5"}).allowed_api_hosts
+    assert hosts == frozenset({"api.openai.com", "::1", "10.0.0.5"})  # as urlsplit gives a base URL's host
+    with pytest.raises(SettingsError, match=r"^WARPCORE_LISTEN port is out of range"):
+        parse_settings([], {"WARPCORE_LISTEN": "127.0.0.1:70000"})
+
+
+def test_a_flag_is_known_by_its_whole_name_only(capsys: pytest.CaptureFixture[str]) -> None:
+    # A tester's finding: `--po 0` was taken for --port, yet WARPCORE_PORT, which a flag given beats, was still read.
+    with pytest.raises(SystemExit):
+        parse_settings(["--po", "0"], {})
+    assert "unrecognized arguments: --po 0" in capsys.readouterr().err
 
 
 def test_host_and_port_flags_win_over_the_listen_variable() -> None:

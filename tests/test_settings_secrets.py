@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.certificates import make_certificates
-from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.server.setting_values import SettingsError
+from warpcore.server.settings import parse_settings
 
 
 @pytest.mark.parametrize("value", ["tok123\n", "  tok123  ", "\ttok123"])

@@ -27,9 +27,11 @@ from warpcore.server.doors import open_doors
 from warpcore.server.embedded import embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
+from warpcore.server.rpc.addresses import host_port
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.server.server_settings import ServerSettings
-from warpcore.server.settings import SettingsError, parse_settings
+from warpcore.server.setting_values import SettingsError
+from warpcore.server.settings import parse_settings
 
 _log = logging.getLogger("warpcore.server")
 # SIGHUP too (a closed terminal, a supervisor's stop): its default would end the process at once, with no drain.
@@ -128,13 +130,15 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             try:
                 metrics_http = server.metrics.serve(settings.metrics_host, settings.metrics_port, settings.tls)
             except OSError as error:
-                where = f"{settings.metrics_host}:{settings.metrics_port}"
+                where = host_port(settings.metrics_host, settings.metrics_port)
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
         if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
             await doors.set_serving(True)
             bound = ", ".join(map(_bound, settings.listen, server.ports))
             metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
-            http = f"; HTTP (OpenAI, Anthropic) on {settings.http_host}:{doors.http.port}" if doors.http else ""
+            http = ""
+            if doors.http:
+                http = f"; HTTP (OpenAI, Anthropic) on {host_port(settings.http_host, doors.http.port)}"
             _log.info(
                 "serving on %s, models under %s%s%s; event loop %s; %s",
                 bound,

@@ -23,18 +23,13 @@ from warpcore.server.core.validation import check_keep_alive
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
+from warpcore.server.setting_values import PORT_RANGE, SettingsError, check_range, host_names, listen_addresses
 from warpcore.server.tls import TlsFiles
 
-
-class SettingsError(ValueError):
-    """A setting that cannot be used; the message says which and why."""
-
-
-_PORT = (0, 65535)
 _RANGES: dict[str, tuple[int, float]] = {
-    "port": _PORT,
-    "metrics_port": _PORT,
-    "http_port": _PORT,
+    "port": PORT_RANGE,
+    "metrics_port": PORT_RANGE,
+    "http_port": PORT_RANGE,
     "grace": (0, math.inf),
     "stalled_reader_timeout": (0, math.inf),
     "max_loaded_models": (0, math.inf),
@@ -68,6 +63,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     parser = argparse.ArgumentParser(
         prog="warpcore-server",
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
+        allow_abbrev=False,  # a flag's variable is read unless the flag itself is given (_given): no other spelling
     )
 
     from_env: dict[str, str] = {}  # dest -> the variable its value came from, when no flag was given
@@ -216,7 +212,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     args = parser.parse_args(argv)
     if _given(argv, "--host", "--port") and not _given(argv, "--listen"):
         args.listen = None  # a flag beats its environment: WARPCORE_LISTEN (set by every manifest) yields to them
-    listen = tuple(address.strip() for address in args.listen.split(",") if address.strip()) if args.listen else ()
+    listen = listen_addresses(args.listen, named("listen")) if args.listen is not None else ()
     if (args.tls_cert is None) != (args.tls_key is None):
         raise SettingsError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -244,9 +240,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         )
     for name, (low, high) in _RANGES.items():
         value = getattr(args, name)
-        if value is not None and not (low <= value <= high and math.isfinite(value)):  # --grace inf never ends
-            bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high}"
-            raise SettingsError(f"{named(name)} is out of range ({bounds}): {value}")
+        if value is not None:
+            check_range(named(name), value, low, high)
     return ServerSettings(
         listen=listen or (host_port(args.host, args.port),),
         models_path=args.models_path,
@@ -270,9 +265,9 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         max_tokens_limit=args.max_tokens_limit,
         log_format=args.log_format,
         api_overrides=args.api_overrides,
-        allowed_api_hosts=frozenset(h.strip().lower() for h in args.allowed_api_hosts.split(",") if h.strip())
-        if args.allowed_api_hosts
-        else None,
+        allowed_api_hosts=None
+        if args.allowed_api_hosts is None
+        else host_names(args.allowed_api_hosts, named("allowed_api_hosts")),
         keep_alive=keep_alive,
         max_loaded_models=args.max_loaded_models or None,
         max_loaded_bytes=max_loaded_bytes,

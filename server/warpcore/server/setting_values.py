@@ -1,0 +1,65 @@
+"""The rules of single setting values the server reads from flags and environment variables (ranges, listen
+addresses, host lists); each refusal names the setting, as the operator gave it (flag or variable)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+
+PORT_RANGE = (0, 65535)
+_HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message says which and why."""
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """`value` of the setting `name` between `low` and `high` (math.inf: no upper bound), and finite."""
+    if not (low <= value <= high and math.isfinite(value)):  # --grace inf never ends
+        bounds = f"at least {low}" if math.isinf(high) else f"{low} to {high}"
+        raise SettingsError(f"{name} is out of range ({bounds}): {value}")
+
+
+def listen_addresses(text: str, name: str) -> tuple[str, ...]:
+    """The comma-separated addresses of `text`: unix: paths, and host:port with a port in PORT_RANGE and an IPv6
+    host in brackets, as gRPC reads them. gRPC itself would bind a port out of range modulo 65536, and a host
+    without one to port 443."""
+    addresses = tuple(address.strip() for address in text.split(",") if address.strip())
+    if not addresses:
+        raise SettingsError(f"{name} holds no address: give host:port or unix:path, comma-separated")
+    for address in addresses:
+        if address.startswith("unix:"):
+            continue
+        host, colon, port = address.rpartition(":")
+        if not colon or (":" in host and not (host.startswith("[") and host.endswith("]"))):
+            raise SettingsError(
+                f"{name} {address} has no port: give host:port (an IPv6 host in brackets, [::1]:50051) or unix:path"
+            )
+        if not (port.isascii() and port.isdigit()):
+            raise SettingsError(f"{name} {address}: the port must be an integer")
+        check_range(f"{name} port", int(port), *PORT_RANGE)
+    return addresses
+
+
+def host_names(text: str, name: str) -> frozenset[str]:
+    """The comma-separated host names (or IP addresses) of `text`, as a base URL's host is compared with them: in
+    lower case, without scheme, port or path, which would never match one."""
+    hosts = frozenset(host.strip().lower() for host in text.split(",") if host.strip())
+    if not hosts or not all(_is_host(host) for host in hosts):
+        raise SettingsError(
+            f"{name} must list host names or IP addresses (api.openai.com, 10.0.0.5), comma-separated, without"
+            " scheme, port or path"
+        )
+    return frozenset(host.strip("[]") for host in hosts)
+
+
+def _is_host(host: str) -> bool:
+    if _HOST_NAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
