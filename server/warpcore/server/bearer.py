@@ -17,9 +17,13 @@ def configured_token(variable: str | None, token_file: Path | None) -> str | Non
         )
     if token_file is not None:
         try:
-            variable = token_file.read_text()
+            variable = token_file.read_text(encoding="utf-8")
         except OSError as error:
             raise ValueError(f"cannot read the token file {token_file}: {error.strerror}") from None
+        except UnicodeDecodeError:  # its bytes not quoted: they are the token, or some other file's
+            raise ValueError(
+                f"the token file {token_file} is not text (not UTF-8); a token is printable ASCII without spaces"
+            ) from None
         where = f"the token file {token_file}"
     elif variable is None:
         return None

@@ -15,6 +15,7 @@ from typing import Any
 
 from warpcore.server.adapters.factory import create_adapter, hub_download
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
+from warpcore.server.adapters.redaction import redact_key_shapes
 from warpcore.server.core.domain import LoadSpec, LocalSettings
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
@@ -112,7 +113,11 @@ def _startup_failure(error: WarpcoreError, spec: LoadSpec, doing: str) -> Warpco
 
 
 async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
-    settings.models_path.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.models_path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        cause = "a file is there, not a folder" if isinstance(error, FileExistsError) else error.strerror
+        raise RuntimeError(f"cannot use {settings.models_path} as --models-path (MODELS_PATH): {cause}") from None
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
     specs = startup_models(settings, server_env)
     stopping = asyncio.Event()
@@ -234,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
         # RuntimeError: grpc could not bind an address, or the metrics port was taken; the message names it.
-        message = f"warpcore-server: {getattr(error, 'message', None) or error}"
+        # Redacted as every log line is: a model's name, say, may be a key written where the name goes.
+        message = redact_key_shapes(f"warpcore-server: {getattr(error, 'message', None) or error}")
         if settings.log_format == "json":  # one line a log collector can read, as the others
             _log.critical(message)
             sys.exit(1)

@@ -190,9 +190,11 @@ def _key(field: str, backend: BackendKind) -> str:
 def read_preload(path: Path, env: Mapping[str, str]) -> list[LoadSpec]:
     """The models a config file lists, checked before anything is loaded."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start} is not), as a TOML file must be") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
     unknown = data.keys() - {"models"}
