@@ -94,6 +94,28 @@ async def test_anthropic_version_from_the_environment(
     assert {request.headers["anthropic-version"] for request in anthropic_upstream.requests} == {"2099-01-01"}
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("TIMEOUT", "0", "timeout must be positive and at most 86400 seconds"),  # was the default, in silence
+        ("TIMEOUT", "inf", "timeout must be positive and at most 86400 seconds"),
+        ("API_BASE", "http://u:sk-live-CREDSECRET999@127.0.0.1:9/v1", "base_url must hold no credentials"),
+    ],
+)
+async def test_a_bad_variable_is_refused_where_a_load_reads_it_naming_it(
+    stub: Stub, upstream: FakeUpstream, server_env: dict[str, str], setting: str, value: str, said: str
+) -> None:
+    """As a request's own value would be (the server refuses it at start too: test_startup_refusals.py)."""
+    variable = f"{'OPENAI' if isinstance(upstream, FakeOpenAI) else 'ANTHROPIC'}_{setting}"
+    server_env[variable] = value
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await load(stub, upstream)
+    assert raised.value.code() == Code.FAILED_PRECONDITION
+    assert (raised.value.details() or "").startswith(f"environment variable {variable}: {said}")
+    assert "CREDSECRET" not in (raised.value.details() or "")
+    assert details(raised.value)["reason"] == "BAD_ENVIRONMENT"
+
+
 async def test_missing_key_names_both_sources(stub: Stub, upstream: FakeUpstream, server_env: dict[str, str]) -> None:
     variable = "OPENAI_API_KEY" if isinstance(upstream, FakeOpenAI) else "ANTHROPIC_API_KEY"
     server_env[variable.replace("_KEY", "_BASE")] = upstream.base_url

@@ -71,7 +71,7 @@ LOAD_CASES = [
             backend_config=local(llama_cpp=pb.LlamaCppConfig(chat_format="klingon")),
         ),
         Code.INVALID_ARGUMENT,
-        "unknown chat_format 'klingon'; known:",
+        "chat_format must be one of alpaca, chatml, gemma, llama-2, llama-3, mistral-instruct, zephyr",
         "backend_config.local.llama_cpp.chat_format",
     ),
     (

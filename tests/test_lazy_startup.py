@@ -116,3 +116,31 @@ async def test_a_missing_hf_file_may_wait_for_a_pull_when_pulls_are_on(models_ro
     finally:
         process.kill()
         await process.wait()
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        (
+            '[[models]]\nid = "later"\nbackend = "llama_cpp"\nmodel = "tiny.gguf"\nlazy = true\n'
+            '[models.local]\nchat_format = "bogus"\n',
+            "{config}: models[0].local.chat_format: chat_format must be one of alpaca, chatml, gemma, llama-2,"
+            " llama-3, mistral-instruct, zephyr",
+        ),
+        (
+            '[[models]]\nid = "later"\nbackend = "openai"\nmodel = "gpt-x"\nlazy = true\n',
+            "cannot declare lazy startup model 'later' (gpt-x): no openai API key: set OPENAI_API_KEY in the server's"
+            " environment, or, where the server takes keys from clients (--api-overrides),"
+            " backend_config.api.api_key in the request",
+        ),
+    ],
+    ids=["chat-format", "hosted-without-key"],
+)
+async def test_a_lazy_model_whose_settings_cannot_load_stops_the_start(
+    models_root: Path, tmp_path: Path, entry: str, said: str
+) -> None:
+    """A tester's finding: such a model started, and its first call failed (INVALID_ARGUMENT, FAILED_PRECONDITION)."""
+    config = tmp_path / "models.toml"
+    config.write_text(entry)
+    process = await start(models_root, "--config", str(config), OPENAI_API_KEY="")
+    assert await outcome(process) == (1, [f"warpcore-server: {said.format(config=config)}"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from warpcore.server.adapters.llama.chat import CHAT_FORMATTERS
 from warpcore.server.adapters.llama.cpus import usable_cores
 from warpcore.server.adapters.llama.options import LlamaOptions
+from warpcore.server.core.bounds import CHAT_FORMAT_NAMES
 from warpcore.server.core.domain import LocalSettings, NumaStrategy
 from warpcore.server.core.errors import FailedPreconditionError
 
@@ -63,6 +65,10 @@ def test_gpu_layers_are_zero_unless_the_gpu_is_used() -> None:
         ("LLAMA_PARALLEL", "0"),
         ("LLAMA_PARALLEL", "65"),
         ("LLAMA_GPU_LAYERS", "abc"),  # checked even with no GPU in use, where it changes nothing
+        ("LLAMA_GPU_LAYERS", "-7"),  # refused in a request, a config file, and now here too
+        ("LLAMA_GPU_LAYERS", "99999999999999999999"),
+        ("LLAMA_PROMPT_CACHE_TOKENS", "-1"),
+        ("LLAMA_CHAT_FORMAT", "bogus"),
     ],
 )
 def test_bad_environment_names_the_variable(name: str, value: str) -> None:
@@ -73,3 +79,8 @@ def test_bad_environment_names_the_variable(name: str, value: str) -> None:
 def test_bad_numa_strategy_lists_the_choices() -> None:
     with pytest.raises(FailedPreconditionError, match="distribute"):
         LlamaOptions.resolve(LocalSettings(), {"LLAMA_NUMA_STRATEGY": "sideways"})
+
+
+def test_every_chat_format_a_load_may_name_is_rendered() -> None:
+    # The names are checked before anything loads (core/settings_rules.py), without llama.cpp: one list for both.
+    assert tuple(CHAT_FORMATTERS) == CHAT_FORMAT_NAMES

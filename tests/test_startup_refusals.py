@@ -3,13 +3,18 @@ findings: a traceback, a line naming neither the file nor the setting, a key quo
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import TINY_MODEL
 from tests.test_server_process import one_line_failure, start
+from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 
 
 async def test_a_config_file_that_is_not_utf8_is_named_in_one_line(models_path: Path, tmp_path: Path) -> None:
@@ -54,3 +59,59 @@ async def test_the_fatal_line_is_redacted_in_text_logs_as_in_json_ones(models_pa
     assert text == [json.loads(line)["message"] for line in logged]
     assert text[0].startswith("warpcore-server: cannot load startup model 'gpt' (")
     assert "MODELKEY" not in text[0]
+
+
+TIMEOUT_RANGE = "timeout must be positive and at most 86400 seconds"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("OPENAI_TIMEOUT", "-5", TIMEOUT_RANGE),
+        ("OPENAI_TIMEOUT", "0", TIMEOUT_RANGE),  # was the default, 600 s, in silence
+        ("ANTHROPIC_TIMEOUT", "nan", TIMEOUT_RANGE),
+        ("ANTHROPIC_TIMEOUT", "1e12", TIMEOUT_RANGE),
+        (
+            "OPENAI_API_BASE",
+            "http://u:sk-live-CREDSECRET999@127.0.0.1:9/v1",
+            "base_url must hold no credentials (user:password@); give the key in api_key",
+        ),
+        ("ANTHROPIC_API_BASE", "ftp://x", "base_url must be an http:// or https:// URL"),
+        ("ANTHROPIC_API_VERSION", "2023-06-01\r\nX-Injected: 1", "api_version must be non-empty printable ASCII"),
+        ("LLAMA_GPU_LAYERS", "-7", "gpu_layers must be between -1 (all) and 2147483647"),
+        ("LLAMA_GPU_LAYERS", "99999999999999999999", "gpu_layers must be between -1 (all) and 2147483647"),
+        ("LLAMA_CHAT_FORMAT", "bogus", "chat_format must be one of alpaca, chatml, gemma"),
+    ],
+)
+async def test_a_bad_backend_variable_stops_the_start_naming_it_not_its_value(
+    models_path: Path, variable: str, value: str, said: str
+) -> None:
+    """Checked by the rules of the request field each stands in for, at start: a load that read it came later, or
+    never, and a timeout of 0 was the default's."""
+    lines = await one_line_failure(await start(models_path, **{variable: value}))
+    assert len(lines) == 1
+    assert lines[0].startswith(f"warpcore-server: environment variable {variable}: {said}")
+    assert "CREDSECRET" not in lines[0]  # a value is never quoted: it may hold a key
+
+
+async def test_a_hub_mirror_that_is_no_url_stops_a_start_that_pulls(models_path: Path) -> None:
+    lines = await one_line_failure(await start(models_path, "--allow-pull", HF_ENDPOINT="not a url"))
+    assert lines == ["warpcore-server: environment variable HF_ENDPOINT must be an http:// or https:// URL"]
+
+
+@pytest.mark.parametrize("model_id", [EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID])
+@pytest.mark.parametrize("lazy", ["true", "false"])
+async def test_an_id_of_the_embedded_model_is_refused_in_the_config(
+    models_path: Path, tmp_path: Path, model_id: str, lazy: str
+) -> None:
+    """A tester's finding: a lazy entry under gemma-3-270m-embed was dropped in silence, though logged as declared
+    (one loaded at start was refused, once both embedded models had loaded)."""
+    config = tmp_path / "clash.toml"
+    config.write_text(f'[[models]]\nid = "{model_id}"\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nlazy = {lazy}\n')
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "warpcore.server", "--port", "0", "--config", str(config)),
+        env={**os.environ, "MODELS_PATH": str(models_path)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    said = "is the embedded default model's; choose another id, or start with --no-default-model"
+    assert await one_line_failure(process) == [f"warpcore-server: {config}: model id {model_id!r} {said}"]

@@ -13,7 +13,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
-from warpcore.server.adapters.factory import create_adapter, hub_download
+from warpcore.server.adapters.factory import check_environment, check_unloaded, create_adapter, hub_download
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
 from warpcore.server.adapters.redaction import redact_key_shapes
 from warpcore.server.core.domain import LoadSpec, LocalSettings
@@ -25,7 +25,7 @@ from warpcore.server.core.pulls import Pulls
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.doors import open_doors
-from warpcore.server.embedded import embedded_load_specs
+from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID, embedded_load_specs
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.addresses import host_port
@@ -65,19 +65,31 @@ def _bound(address: str, port: int) -> str:
 
 def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[LoadSpec]:
     """Everything to load before reporting SERVING; a bad config file fails here, before the server starts, and so
-    does a lazy model whose file is not there to load."""
+    does a lazy model that its first call could not load (its settings, its files), and a model of the file under
+    an id of the embedded default model's: both cannot have it."""
     specs = read_preload(settings.config, env) if settings.config else []
+    taken = sorted({spec.model_id for spec in specs} & {EMBEDDED_MODEL_ID, EMBEDDED_EMBEDDING_MODEL_ID})
+    if settings.default_model and taken:
+        raise ConfigError(
+            f"{settings.config}: model id {', '.join(map(repr, taken))} is the embedded default model's; choose"
+            " another id, or start with --no-default-model"
+        )
     for spec in specs:
         if spec.lazy:
-            _check_files(spec, settings)
+            _check_unloaded(spec, settings, env)
     if settings.default_model:
         specs[:0] = embedded_load_specs(settings.models_path)
     return specs
 
 
-def _check_files(spec: LoadSpec, settings: ServerSettings) -> None:
-    """What loading a lazy model at its first Generate would refuse of its files, refused now as a model loaded at
-    start is: a file that is not there is most likely a typo, better told to the operator than to a client."""
+def _check_unloaded(spec: LoadSpec, settings: ServerSettings, env: Mapping[str, str]) -> None:
+    """What loading a lazy model at its first Generate would refuse without loading it, refused now as a model
+    loaded at start is: its settings with the environment's, and its files (one that is not there is most likely a
+    typo, better told to the operator than to a client)."""
+    try:
+        check_unloaded(spec.backend, spec.settings, env)
+    except WarpcoreError as error:
+        raise _startup_failure(error, spec, "declare lazy") from None
     if spec.backend.hosted:
         return
     files = {"model": spec.name}
@@ -119,6 +131,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         cause = "a file is there, not a folder" if isinstance(error, FileExistsError) else error.strerror
         raise RuntimeError(f"cannot use {settings.models_path} as --models-path (MODELS_PATH): {cause}") from None
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
+    check_environment(server_env)
     specs = startup_models(settings, server_env)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

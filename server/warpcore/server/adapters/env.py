@@ -1,14 +1,16 @@
-"""Read typed settings from the server's environment, naming the variable when a value is bad."""
+"""Read typed settings from the server's environment, naming the variable when a value is bad (and never quoting
+it: a variable may hold a key, or a URL with credentials)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
-from warpcore.server.core.bounds import parse_bool
-from warpcore.server.core.errors import FailedPreconditionError
+from warpcore.server.core.bounds import is_http_url, parse_bool
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 
-def _bad(name: str, expected: str) -> FailedPreconditionError:
+def bad_variable(name: str, expected: str) -> FailedPreconditionError:
     return FailedPreconditionError(f"environment variable {name} must be {expected}", reason="BAD_ENVIRONMENT")
 
 
@@ -23,7 +25,7 @@ def env_bool(env: Mapping[str, str], name: str) -> bool | None:
         return None
     parsed = parse_bool(value)
     if parsed is None:
-        raise _bad(name, "true or false")
+        raise bad_variable(name, "true or false")
     return parsed
 
 
@@ -34,7 +36,7 @@ def env_int(env: Mapping[str, str], name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise _bad(name, "an integer") from None
+        raise bad_variable(name, "an integer") from None
 
 
 def env_float(env: Mapping[str, str], name: str) -> float | None:
@@ -44,4 +46,24 @@ def env_float(env: Mapping[str, str], name: str) -> float | None:
     try:
         return float(value)
     except ValueError:
-        raise _bad(name, "a number") from None
+        raise bad_variable(name, "a number") from None
+
+
+def env_url(env: Mapping[str, str], name: str) -> str | None:
+    value = env_str(env, name)
+    if value is not None and not is_http_url(value):
+        raise bad_variable(name, "an http:// or https:// URL")
+    return value
+
+
+@contextlib.contextmanager
+def variables_for(fields: Mapping[str, str]) -> Iterator[None]:
+    """Values read from the environment checked by the rules of the request fields they stand in for
+    (core/settings_rules.py): a refusal names the variable of its field (`fields`: field -> variable), not the field."""
+    try:
+        yield
+    except InvalidArgumentError as error:
+        variable = fields[(error.field or "").removeprefix("settings.")]
+        raise FailedPreconditionError(
+            f"environment variable {variable}: {error.message}", reason="BAD_ENVIRONMENT"
+        ) from None

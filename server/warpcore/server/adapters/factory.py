@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from warpcore.server.adapters.base import Adapter
+from warpcore.server.adapters.env import env_url
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
 from warpcore.server.core.pulls import Download, PulledFile, PullProgressCallback
 
@@ -60,9 +61,35 @@ def create_adapter(
     return adapter_type(backend)(settings, env)
 
 
+def check_environment(env: Mapping[str, str]) -> None:
+    """The variables every load of a backend reads (LLAMA_*, OPENAI_*, ANTHROPIC_*) checked by the rules of the
+    settings they stand in for, for the server to refuse a bad one as it starts rather than at the first load that
+    reads it. No backend's module is imported: these checks are theirs, in modules of their own."""
+    from warpcore.server.adapters.hosted.config import PROVIDERS, environment_settings
+    from warpcore.server.adapters.llama.options import environment_settings as llama_environment
+
+    llama_environment(env)
+    for names in PROVIDERS.values():
+        environment_settings(env, names)
+
+
+def check_unloaded(backend: BackendKind, settings: BackendSettings | None, env: Mapping[str, str]) -> None:
+    """What a load of `backend` with `settings` (and `env`) would refuse before it loads anything, its files aside
+    (llama/model_paths.py checks them), without importing the backend: for a model declared lazy, whose load
+    comes with its first call."""
+    from warpcore.server.adapters.hosted.config import PROVIDERS, resolve_api
+    from warpcore.server.adapters.llama.options import LlamaOptions
+
+    if backend.hosted:
+        resolve_api(settings if isinstance(settings, ApiSettings) else ApiSettings(), env, PROVIDERS[backend])
+    else:
+        LlamaOptions.resolve(settings if isinstance(settings, LocalSettings) else LocalSettings(), env)
+
+
 def hub_download(env: Mapping[str, str] = os.environ) -> Download:
-    """How this server pulls model files (hf: ids, into MODELS_PATH, settings from `env`); huggingface_hub is
-    imported by the first pull, on its thread."""
+    """How this server pulls model files (hf: ids, into MODELS_PATH, settings from `env`, HF_ENDPOINT checked
+    now); huggingface_hub is imported by the first pull, on its thread."""
+    env_url(env, "HF_ENDPOINT")
 
     def download(model: str, revision: str | None, progress: PullProgressCallback, stop: threading.Event) -> PulledFile:
         from warpcore.server.adapters.llama.hub import pull_file

@@ -26,6 +26,9 @@ MAX_PARALLEL = 64
 MAX_PROMPT_CACHE_TOKENS = 1048576
 """The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
+MAX_GPU_LAYERS = 2**31 - 1
+"""LocalBackendConfig.gpu_layers is an int32, as llama.cpp's n_gpu_layers; the file and the environment are held to
+it too."""
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_SEQUENCE_CHARS = 1000  # each is looked for in the text after every token
 MAX_TOP_K = 2**32 - 1
@@ -121,6 +124,8 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 NUMA_NAMES = tuple(name.lower() for name in NumaStrategy.__members__)
 POOLING_NAMES = tuple(name.lower() for name in Pooling.__members__)
+CHAT_FORMAT_NAMES = ("alpaca", "chatml", "gemma", "llama-2", "llama-3", "mistral-instruct", "zephyr")
+"""The chat formats a local model may name (llama/chat.py renders each), checked without loading anything."""
 
 
 def parse_bool(word: str) -> bool | None:

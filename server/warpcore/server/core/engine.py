@@ -38,6 +38,7 @@ from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import PulledFile, PullProgress, Pulls
 from warpcore.server.core.registry import LoadedModel, ModelRegistry
 from warpcore.server.core.residency import Dormant, Residency, ResidencyPolicy
+from warpcore.server.core.settings_rules import check_settings
 from warpcore.server.core.stalled import StalledReader
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
@@ -48,7 +49,6 @@ from warpcore.server.core.validation import (
     check_load,
     check_model_id,
     check_revision,
-    check_settings,
 )
 
 

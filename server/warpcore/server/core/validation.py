@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from urllib.parse import urlsplit
 
-from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore._keep_alive import MAX_KEEP_ALIVE_SECONDS
 from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.server.adapters.redaction import holds_key
@@ -18,36 +16,28 @@ from warpcore.server.core.bounds import (
     MAX_CONTEXT_SIZE,
     MAX_EMBED_DIMENSIONS,
     MAX_EMBED_INPUTS,
-    MAX_ID_LENGTH,
     MAX_LOGIT_BIAS,
-    MAX_PARALLEL,
-    MAX_PROMPT_CACHE_TOKENS,
     MAX_SEED,
     MAX_STOP_SEQUENCE_CHARS,
     MAX_STOP_SEQUENCES,
-    MAX_THREADS,
     MAX_TOP_K,
     MAX_TOP_LOGPROBS,
-    MAX_URL_LENGTH,
     MIN_CONTEXT_SIZE,
     VERBOSITY_LEVELS,
-    is_http_url,
 )
 from warpcore.server.core.cache_rules import check_cache_breakpoints
 from warpcore.server.core.domain import (
     ApiSettings,
-    BackendKind,
-    BackendSettings,
     GenerationParams,
     LoadSpec,
     LocalSettings,
     Role,
 )
 from warpcore.server.core.embeddings import EmbedParams
-from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.part_rules import check_parts
-from warpcore.server.core.rules import require
+from warpcore.server.core.rules import check_name, require
+from warpcore.server.core.settings_rules import check_settings
 from warpcore.server.core.tool_rules import check_conversation, check_output, check_tools
 
 
@@ -69,17 +59,6 @@ def check_revision(value: str) -> str:
         "revision",
         "revision must be a branch, tag or commit: parts between slashes, none empty or starting with a dot, and"
         " no '..'",
-    )
-    return value
-
-
-def check_name(value: str, field: str) -> str:
-    """A name the server may quote back in a refusal, look up on disk or log: printable, without surrounding spaces,
-    at most MAX_ID_LENGTH characters (a refusal quoting one of thousands overflowed the client's limit on a status's
-    size, and the client saw a transport error instead)."""
-    require(len(value) <= MAX_ID_LENGTH, field, f"{field} is longer than {MAX_ID_LENGTH} characters")
-    require(
-        value.isprintable() and value.strip() == value, field, f"{field} must be printable, without surrounding spaces"
     )
     return value
 
@@ -224,77 +203,3 @@ def check_load(spec: LoadSpec) -> LoadSpec:
     if isinstance(settings, LocalSettings) and settings.mmproj is not None:
         settings = dataclasses.replace(settings, mmproj=canonical_model_id(settings.mmproj))
     return dataclasses.replace(spec, model_id=model_id, name=canonical_model_id(spec.name), settings=settings)
-
-
-def check_settings(settings: BackendSettings | None, backend: BackendKind | None = None) -> None:
-    """`settings` in range, and of the kind `backend` (when given) takes."""
-    if backend is not None and settings is not None and isinstance(settings, ApiSettings) != backend.hosted:
-        wanted, given = ("api", "local") if backend.hosted else ("local", "api")
-        raise InvalidArgumentError(
-            f"backend {backend.name} takes backend_config.{wanted}, not backend_config.{given}", field="settings"
-        )
-    if isinstance(settings, ApiSettings):
-        _check_api(settings)
-    elif isinstance(settings, LocalSettings):
-        _check_local(settings)
-
-
-def _check_api(api: ApiSettings) -> None:
-    if api.timeout is not None:
-        require(
-            0 < api.timeout <= MAX_API_TIMEOUT_SECONDS,
-            "settings.timeout",
-            f"timeout must be positive and at most {MAX_API_TIMEOUT_SECONDS} seconds",
-        )
-    if api.base_url is not None:
-        base_url = api.base_url
-        require(
-            len(base_url) <= MAX_URL_LENGTH,
-            "settings.base_url",
-            f"base_url must be at most {MAX_URL_LENGTH} characters",
-        )
-        require(is_http_url(base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
-        # The SDKs send the key in a header of their own, which an HTTP client will not combine with a URL's.
-        require(
-            "@" not in urlsplit(base_url).netloc,
-            "settings.base_url",
-            "base_url must hold no credentials (user:password@); give the key in api_key",
-        )
-    for name, value in (("api_key", api.api_key), ("organization", api.organization)):
-        # These travel in HTTP headers; the message must not echo a key.
-        if value is not None:
-            require(
-                bool(value) and value.isascii() and value.isprintable(),
-                f"settings.{name}",
-                f"{name} must be non-empty printable ASCII",
-            )
-
-
-def _check_local(local: LocalSettings) -> None:
-    # The projector's file is named as `model` is, and checked by the same rule.
-    for name, value in (("mmproj", local.mmproj), ("chat_format", local.chat_format)):
-        if value:  # empty: refused by the rule of what it names
-            check_name(value, f"settings.{name}")
-    if local.threads is not None:
-        require(1 <= local.threads <= MAX_THREADS, "settings.threads", f"threads must be between 1 and {MAX_THREADS}")
-    if local.parallel is not None:
-        require(
-            1 <= local.parallel <= MAX_PARALLEL, "settings.parallel", f"parallel must be between 1 and {MAX_PARALLEL}"
-        )
-    if local.prompt_cache_tokens is not None:
-        require(
-            0 <= local.prompt_cache_tokens <= MAX_PROMPT_CACHE_TOKENS,
-            "settings.prompt_cache_tokens",
-            f"prompt_cache_tokens must be between 0 (no cache) and {MAX_PROMPT_CACHE_TOKENS}",
-        )
-    if local.pooling is not None:
-        require(bool(local.embedding), "settings.pooling", "pooling applies only to a model loaded for embeddings")
-    for setting, given in (("parallel", local.parallel), ("prompt_cache_tokens", local.prompt_cache_tokens)):
-        # An embedding model runs one call at a time, its inputs decoded together, and keeps no prompt.
-        require(
-            given is None or not local.embedding,
-            f"settings.{setting}",
-            f"{setting} applies only to a model loaded for text generation, not for embeddings",
-        )
-    if local.gpu_layers is not None:
-        require(local.gpu_layers >= -1, "settings.gpu_layers", "gpu_layers must be -1 (all) or more")

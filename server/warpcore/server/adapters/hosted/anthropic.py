@@ -10,9 +10,8 @@ from typing import Any
 import anthropic
 import httpx2
 
-from warpcore.server.adapters.env import env_str
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
-from warpcore.server.adapters.hosted.config import ApiEnvironment, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.config import ANTHROPIC, client_options, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.delta_text import count_field, string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
@@ -41,12 +40,6 @@ from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentEr
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
-ENVIRONMENT = ApiEnvironment(
-    provider="anthropic",
-    api_key="ANTHROPIC_API_KEY",
-    base_url="ANTHROPIC_API_BASE",
-    default_base_url="https://api.anthropic.com",
-)
 DEFAULT_API_VERSION = "2023-06-01"
 MODELS_PAGE_SIZE = 1000
 MAX_LISTED_MODELS = 20 * MODELS_PAGE_SIZE
@@ -198,11 +191,10 @@ class AnthropicAdapter(HostedAdapter):
     _client: anthropic.AsyncAnthropic
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
-        api = resolve_api(settings, env, ENVIRONMENT)
-        self._version = env_str(env, "ANTHROPIC_API_VERSION") or DEFAULT_API_VERSION
+        api = resolve_api(settings, env, ANTHROPIC)
         options = client_options(api, anthropic.DefaultAioHttpClient)
         # The SDK sends its key as a bearer token; the API documents x-api-key, which compatible servers may require.
-        headers = {"anthropic-version": self._version, "x-api-key": api.api_key, **via_header()}
+        headers = {"anthropic-version": api.version or DEFAULT_API_VERSION, "x-api-key": api.api_key, **via_header()}
         client = anthropic.AsyncAnthropic(**options, default_headers=headers)
         super().__init__(api, client)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-import httpx2
-
-from warpcore.server.adapters.env import env_float, env_str
-from warpcore.server.core.domain import ApiSettings
+from warpcore.server.adapters.env import env_float, env_str, variables_for
+from warpcore.server.core.domain import ApiSettings, BackendKind
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.settings_rules import check_header_value, check_settings
+
+if TYPE_CHECKING:  # the SDKs' HTTP client, imported with them: a server checks its environment before either
+    import httpx2
 
 DEFAULT_TIMEOUT = 600.0  # seconds for one upstream request, as in both vendor SDKs
 
@@ -24,6 +26,32 @@ class ApiEnvironment:
     base_url: str
     default_base_url: str
     organization: str | None = None
+    version: str | None = None
+    """The variable of the API version the provider's requests name (Anthropic's anthropic-version header)."""
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The ApiSettings field (or api_version) each variable stands in for."""
+        named = {"api_key": self.api_key, "base_url": self.base_url, "timeout": f"{self.provider.upper()}_TIMEOUT"}
+        others = {"organization": self.organization, "api_version": self.version}
+        return named | {name: variable for name, variable in others.items() if variable is not None}
+
+
+OPENAI = ApiEnvironment(
+    provider="openai",
+    api_key="OPENAI_API_KEY",
+    base_url="OPENAI_API_BASE",
+    default_base_url="https://api.openai.com/v1",
+    organization="OPENAI_ORGANIZATION",
+)
+ANTHROPIC = ApiEnvironment(
+    provider="anthropic",
+    api_key="ANTHROPIC_API_KEY",
+    base_url="ANTHROPIC_API_BASE",
+    default_base_url="https://api.anthropic.com",
+    version="ANTHROPIC_API_VERSION",
+)
+PROVIDERS = {BackendKind.OPENAI: OPENAI, BackendKind.ANTHROPIC: ANTHROPIC}
 
 
 @dataclass(frozen=True)
@@ -39,6 +67,8 @@ class ResolvedApi:
     """ApiSettings.unlisted: loaded without finding it in the API's model list."""
     default_base_url: str = ""
     """The provider's own API, whose form a base URL of a compatible server takes."""
+    version: str | None = None
+    """The API version of the environment's ApiEnvironment.version variable, when set."""
 
 
 class ClientOptions(TypedDict):
@@ -81,7 +111,8 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
             field="settings.api_key",
             reason="API_KEY_REQUIRED_WITH_BASE_URL",
         )
-    api_key = settings.api_key or env_str(env, names.api_key)
+    from_env, version = environment_settings(env, names)
+    api_key = settings.api_key or from_env.api_key
     if not api_key:
         raise FailedPreconditionError(
             f"no {names.provider} API key: set {names.api_key} in the server's environment, or, where the server"
@@ -97,18 +128,35 @@ def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnviron
             reason="OPTION_UNSUPPORTED",
         )
     if organization is None and names.organization is not None and not settings.base_url:
-        organization = env_str(env, names.organization)  # the server's, for the server's own base URL only
-    timeout = settings.timeout or env_float(env, f"{names.provider.upper()}_TIMEOUT") or DEFAULT_TIMEOUT
+        organization = from_env.organization  # the server's, for the server's own base URL only
     return ResolvedApi(
         provider=names.provider,
         api_key=api_key,
-        base_url=settings.base_url or env_str(env, names.base_url) or names.default_base_url,
+        base_url=settings.base_url or from_env.base_url or names.default_base_url,
         organization=organization,
-        timeout=timeout,
+        timeout=settings.timeout or from_env.timeout or DEFAULT_TIMEOUT,
         embedding=settings.embedding,
         unlisted=settings.unlisted,
         default_base_url=names.default_base_url,
+        version=version,
     )
+
+
+def environment_settings(env: Mapping[str, str], names: ApiEnvironment) -> tuple[ApiSettings, str | None]:
+    """The settings the server's environment gives every model of the provider, and its API version, checked by the
+    rules of a request's ApiConfig (a base URL without credentials, a timeout in range, a key a header can carry)."""
+    settings = ApiSettings(
+        api_key=env_str(env, names.api_key),
+        base_url=env_str(env, names.base_url),
+        organization=env_str(env, names.organization) if names.organization is not None else None,
+        timeout=env_float(env, names.variables["timeout"]),
+    )
+    version = env_str(env, names.version) if names.version is not None else None
+    with variables_for(names.variables):
+        check_settings(settings)
+        if version is not None:
+            check_header_value(version, "api_version")
+    return settings, version
 
 
 def request_timeout(configured: float, remaining: float | None) -> float:

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 
 from warpcore.server.adapters.hosted import openai_extras
-from warpcore.server.adapters.hosted.config import ApiEnvironment, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.config import OPENAI, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.delta_text import count_field, string_field
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
@@ -44,13 +44,6 @@ from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import TokenLogprob
 from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
 
-ENVIRONMENT = ApiEnvironment(
-    provider="openai",
-    api_key="OPENAI_API_KEY",
-    base_url="OPENAI_API_BASE",
-    default_base_url="https://api.openai.com/v1",
-    organization="OPENAI_ORGANIZATION",
-)
 OPENAI_HOST = "api.openai.com:443"  # as scrub.upstream_host names it
 
 ERRORS = ErrorTable(
@@ -137,7 +130,7 @@ class OpenAIAdapter(HostedAdapter):
     _client: openai.AsyncOpenAI
 
     def __init__(self, settings: ApiSettings, env: Mapping[str, str] = os.environ) -> None:
-        api = resolve_api(settings, env, ENVIRONMENT)
+        api = resolve_api(settings, env, OPENAI)
         super().__init__(api, openai_client(settings, api))
         self._completion_tokens_field = False
         """Whether this model wants `max_completion_tokens` rather than `max_tokens`."""

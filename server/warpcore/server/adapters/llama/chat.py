@@ -26,7 +26,8 @@ from warpcore.server.core.tooling import (
     ToolChoiceMode,
 )
 
-# Chat formats of llama-cpp-python that can be chosen by name.
+# Chat formats of llama-cpp-python that can be chosen by name: those of bounds.CHAT_FORMAT_NAMES, the rule a load is
+# checked by before anything is loaded (test_local_settings.py holds them to one another).
 CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
     "alpaca": llama_chat_format.format_alpaca,
     "chatml": llama_chat_format.format_chatml,
@@ -38,7 +39,6 @@ CHAT_FORMATTERS: dict[str, llama_chat_format.ChatFormatter] = {
 }
 # Formats whose template has no system turn: the system text opens the first user turn instead.
 _FORMATS_WITHOUT_SYSTEM = {"gemma"}
-CHAT_FORMAT_FIELD = "settings.chat_format"
 RESPONSE_OPENING, RESPONSE_CLOSING = "<tool_response>", "</tool_response>"
 """How a tool's result is shown to a model whose template has no tool turns: Hermes' lines, as Qwen's templates do,
 which models trained on that format know."""

@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
+from warpcore.server.adapters.env import env_url
 from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
 from warpcore.server.adapters.llama.partial_file import own_partial, partial_path
 from warpcore.server.adapters.redaction import redact
@@ -124,7 +125,7 @@ def pull_file(
             reason="MODEL_PATH_OUTSIDE_MODELS_PATH",
         )
     _, owner, repo, *file_parts = relative.parts
-    endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    endpoint = (env_url(env, "HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     asked = _Asked(model, f"{owner}/{repo}", "/".join(file_parts), env.get("HF_TOKEN", ""), endpoint)
     token = asked.token or False  # False: never a token from this process's own files or environment
     url = hf_hub_url(asked.repo_id, asked.filename, revision=revision, endpoint=endpoint)

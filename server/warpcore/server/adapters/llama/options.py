@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
-from warpcore.server.adapters.env import env_bool, env_int, env_str
-from warpcore.server.adapters.llama.chat import CHAT_FORMAT_FIELD, CHAT_FORMATTERS
+from warpcore.server.adapters.env import bad_variable, env_bool, env_int, env_str, variables_for
 from warpcore.server.adapters.llama.cpus import usable_cores
-from warpcore.server.core.bounds import MAX_PARALLEL, MAX_PROMPT_CACHE_TOKENS, MAX_THREADS, NUMA_NAMES, parse_numa
+from warpcore.server.core.bounds import NUMA_NAMES, parse_numa
 from warpcore.server.core.domain import LocalSettings, NumaStrategy
 from warpcore.server.core.embeddings import Pooling
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.settings_rules import check_settings
 
-Value = TypeVar("Value")
+VARIABLES = {
+    "threads": "LLAMA_THREADS",
+    "use_gpu": "LLAMA_USE_GPU",
+    "gpu_layers": "LLAMA_GPU_LAYERS",
+    "use_mmap": "LLAMA_USE_MMAP",
+    "use_mlock": "LLAMA_USE_MLOCK",
+    "numa": "LLAMA_NUMA_STRATEGY",
+    "chat_format": "LLAMA_CHAT_FORMAT",
+    "parallel": "LLAMA_PARALLEL",
+    "prompt_cache_tokens": "LLAMA_PROMPT_CACHE_TOKENS",
+}
+"""The LocalSettings field each variable stands in for."""
 
 
 @dataclass(frozen=True)
@@ -40,68 +50,51 @@ class LlamaOptions:
 
     @classmethod
     def resolve(cls, settings: LocalSettings, env: Mapping[str, str]) -> LlamaOptions:
-        # The environment is only read for fields the request leaves unset.
-        def pick(value: Value | None, from_env: Callable[[], Value | None], default: Value) -> Value:
-            if value is not None:
-                return value
-            fallback = from_env()
-            return default if fallback is None else fallback
-
-        if settings.chat_format is not None and settings.chat_format not in CHAT_FORMATTERS:
-            raise InvalidArgumentError(
-                f"unknown chat_format {settings.chat_format!r}; known: {', '.join(sorted(CHAT_FORMATTERS))}",
-                field=CHAT_FORMAT_FIELD,
-            )
-        chat_format = settings.chat_format or env_str(env, "LLAMA_CHAT_FORMAT")
-        if chat_format is not None and chat_format not in CHAT_FORMATTERS:
-            raise _bad_environment(f"LLAMA_CHAT_FORMAT must be one of {', '.join(sorted(CHAT_FORMATTERS))}")
-        parallel = pick(settings.parallel, lambda: env_int(env, "LLAMA_PARALLEL"), 1)
-        if not 1 <= parallel <= MAX_PARALLEL:
-            raise _bad_environment(f"parallel (LLAMA_PARALLEL) must be between 1 and {MAX_PARALLEL}")
-        cache_tokens = settings.prompt_cache_tokens
-        if cache_tokens is None:
-            cache_tokens = env_int(env, "LLAMA_PROMPT_CACHE_TOKENS")
-            if cache_tokens is not None and not 0 <= cache_tokens <= MAX_PROMPT_CACHE_TOKENS:
-                raise _bad_environment(f"LLAMA_PROMPT_CACHE_TOKENS must be between 0 and {MAX_PROMPT_CACHE_TOKENS}")
-        use_gpu = pick(settings.use_gpu, lambda: env_bool(env, "LLAMA_USE_GPU"), False)
-        # Read (and so checked) whether or not a GPU is used: a bad value is a mistake either way.
-        gpu_layers = pick(settings.gpu_layers, lambda: env_int(env, "LLAMA_GPU_LAYERS"), -1)
+        """Each field of `settings` left unset from the environment (LLAMA_* variables), else its default."""
+        from_env = environment_settings(env)
+        unset = [field.name for field in dataclasses.fields(settings) if getattr(settings, field.name) is None]
+        merged = dataclasses.replace(settings, **{name: getattr(from_env, name) for name in unset})
         return cls(
             models_path=env_str(env, "MODELS_PATH"),
-            threads=_threads(settings, env),
-            gpu_layers=gpu_layers if use_gpu else 0,
-            use_mmap=pick(settings.use_mmap, lambda: env_bool(env, "LLAMA_USE_MMAP"), True),
-            use_mlock=pick(settings.use_mlock, lambda: env_bool(env, "LLAMA_USE_MLOCK"), False),
-            numa=pick(settings.numa, lambda: _numa_from_env(env), NumaStrategy.DISABLED),
-            chat_format=chat_format,
-            parallel=parallel,
-            prompt_cache_tokens=cache_tokens,
-            embedding=bool(settings.embedding),
-            pooling=settings.pooling,
-            mmproj=settings.mmproj,
+            threads=merged.threads or usable_cores(),
+            gpu_layers=(-1 if merged.gpu_layers is None else merged.gpu_layers) if merged.use_gpu else 0,
+            use_mmap=merged.use_mmap is not False,
+            use_mlock=bool(merged.use_mlock),
+            numa=NumaStrategy.DISABLED if merged.numa is None else merged.numa,
+            chat_format=merged.chat_format,
+            parallel=merged.parallel or 1,
+            prompt_cache_tokens=merged.prompt_cache_tokens,
+            embedding=bool(merged.embedding),
+            pooling=merged.pooling,
+            mmproj=merged.mmproj,
         )
 
 
-def _threads(settings: LocalSettings, env: Mapping[str, str]) -> int:
-    if settings.threads is not None:
-        return settings.threads
-    threads = env_int(env, "LLAMA_THREADS")
-    if threads is None:
-        return usable_cores()
-    if not 1 <= threads <= MAX_THREADS:
-        raise _bad_environment(f"LLAMA_THREADS must be between 1 and {MAX_THREADS}")
-    return threads
+def environment_settings(env: Mapping[str, str]) -> LocalSettings:
+    """The settings the LLAMA_* variables give every local model, checked by the rules of the fields they stand in
+    for (a request's or the preload file's): read, and so checked, whether or not a model uses them (LLAMA_GPU_LAYERS
+    without a GPU), as a bad value is a mistake either way."""
+    settings = LocalSettings(
+        threads=env_int(env, VARIABLES["threads"]),
+        use_gpu=env_bool(env, VARIABLES["use_gpu"]),
+        gpu_layers=env_int(env, VARIABLES["gpu_layers"]),
+        use_mmap=env_bool(env, VARIABLES["use_mmap"]),
+        use_mlock=env_bool(env, VARIABLES["use_mlock"]),
+        numa=_numa_from_env(env),
+        chat_format=env_str(env, VARIABLES["chat_format"]),
+        parallel=env_int(env, VARIABLES["parallel"]),
+        prompt_cache_tokens=env_int(env, VARIABLES["prompt_cache_tokens"]),
+    )
+    with variables_for(VARIABLES):
+        check_settings(settings)
+    return settings
 
 
 def _numa_from_env(env: Mapping[str, str]) -> NumaStrategy | None:
-    name = env_str(env, "LLAMA_NUMA_STRATEGY")
+    name = env_str(env, VARIABLES["numa"])
     if name is None:
         return None
     strategy = parse_numa(name)
     if strategy is None:
-        raise _bad_environment(f"LLAMA_NUMA_STRATEGY must be one of {', '.join(NUMA_NAMES)}")
+        raise bad_variable(VARIABLES["numa"], f"one of {', '.join(NUMA_NAMES)}")
     return strategy
-
-
-def _bad_environment(message: str) -> FailedPreconditionError:
-    return FailedPreconditionError(message, reason="BAD_ENVIRONMENT")
