@@ -7,7 +7,9 @@ import ipaddress
 import math
 import re
 
-PORT_RANGE = (0, 65535)
+from warpcore._addresses import MAX_PORT
+
+PORT_RANGE = (0, MAX_PORT)  # port 0: one the system picks
 _HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 
 
