@@ -8,7 +8,7 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
@@ -168,8 +168,54 @@ def _undecodable_error(request: _Undecodable) -> WarpcoreError:
     )
 
 
+async def _decoded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    if isinstance(request, _Undecodable):
+        await _abort(context, _undecodable_error(request))
+    return request
+
+
+async def _each_decoded(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield await _decoded(request, context)
+
+
+def _checking(behaviour: Any, streamed: bool) -> Any:
+    """`behaviour` (an async function or async generator function, its request one message or an iterator of them),
+    ending its call with INVALID_ARGUMENT where a request stands in for bytes that did not decode."""
+
+    async def requests(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return _each_decoded(request, context) if streamed else await _decoded(request, context)
+
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncGenerator[Any, None]:
+            async with contextlib.aclosing(behaviour(await requests(request, context), context)) as responses:
+                async for response in responses:
+                    yield response
+
+        return stream
+
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return await behaviour(await requests(request, context), context)
+
+    return call
+
+
+# Each kind of method, by whether its requests and its responses stream: its handler's field, and what builds one.
+_KINDS: dict[tuple[bool, bool], tuple[str, Callable[..., grpc.RpcMethodHandler[Any, Any]]]] = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
 class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Answers a request that does not decode with INVALID_ARGUMENT, where grpc would say UNKNOWN."""
+    """Answers a request that does not decode with INVALID_ARGUMENT, where grpc would say UNKNOWN and log a traceback:
+    for every kind of method (health's Watch, reflection's stream of requests), a streamed request as the handler
+    reads it from its iterator."""
 
     async def intercept_service(
         self,
@@ -177,7 +223,7 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+        if handler is None or handler.request_deserializer is None:
             return handler
         deserialize = handler.request_deserializer
 
@@ -187,27 +233,6 @@ class DecodeErrorInterceptor(grpc.aio.ServerInterceptor):
             except DecodeError as error:
                 return _Undecodable(str(error))
 
-        serializers = {"request_deserializer": tolerant, "response_serializer": handler.response_serializer}
-        if handler.unary_unary is not None:
-            unary: Any = handler.unary_unary
-
-            async def checked_unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                if isinstance(request, _Undecodable):
-                    await _abort(context, _undecodable_error(request))
-                return await unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(checked_unary, **serializers)
-        streaming: Any = handler.unary_stream
-        if not inspect.isasyncgenfunction(streaming):
-            return handler
-
-        async def checked_stream(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncGenerator[Any, None]:
-            if isinstance(request, _Undecodable):
-                await _abort(context, _undecodable_error(request))
-            async with contextlib.aclosing(streaming(request, context)) as responses:
-                async for response in responses:
-                    yield response
-
-        return grpc.unary_stream_rpc_method_handler(checked_stream, **serializers)
+        kind, build = _KINDS[handler.request_streaming, handler.response_streaming]
+        checking = _checking(getattr(handler, kind), handler.request_streaming)
+        return build(checking, request_deserializer=tolerant, response_serializer=handler.response_serializer)
