@@ -1,5 +1,5 @@
-"""The standard services beside the inference one, as a tester drove them below their stubs: health (Check, Watch,
-List) and reflection answer bytes that do not decode as the inference service does."""
+"""The standard services beside the inference one, as a tester drove them below their stubs: health (Check, Watch)
+and reflection answer bytes that do not decode as the inference service does; health's List gives every entry."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from tests.conftest import rich_details
+from tests.conftest import load_tiny, rich_details
 from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import inference_pb2_grpc
 
 CALL_TIMEOUT = 10
 HEALTH = "/grpc.health.v1.Health/"
+SERVING = health_pb2.HealthCheckResponse.SERVING
 REFLECTION_INFO = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 
@@ -59,3 +62,20 @@ async def test_undecodable_bytes_are_invalid_argument_on_every_service(
     assert hint in (error.details() or "")
     assert rich_details(error)[0].reason == "REQUEST_UNDECODABLE"
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_list_gives_every_health_entry(server: WarpcoreServer) -> None:
+    """A tester's finding: List, which reflection names, answered UNIMPLEMENTED with an ERROR traceback per call."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        await load_tiny(stub)
+        listed = await health.List(health_pb2.HealthListRequest(), timeout=CALL_TIMEOUT)
+        assert {service: entry.status for service, entry in listed.statuses.items()} == {
+            "": SERVING,
+            "warpcore.v1.InferenceService": SERVING,
+            "model:tiny": SERVING,
+        }
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny"))
+        listed = await health.List(health_pb2.HealthListRequest(), timeout=CALL_TIMEOUT)
+        assert set(listed.statuses) == {"", "warpcore.v1.InferenceService"}  # the model's entry went with it

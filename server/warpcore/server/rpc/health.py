@@ -23,7 +23,7 @@ SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_health has no types
     """Check answers NOT_FOUND for a service without an entry, as the protocol asks; Watch reports SERVICE_UNKNOWN
-    for it, and every change after."""
+    for it, and every change after; List gives every entry."""
 
     def __init__(self) -> None:
         self._status: dict[str, health_pb2.HealthCheckResponse.ServingStatus.ValueType] = {"": SERVING}
@@ -41,6 +41,12 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
                 grpc.StatusCode.NOT_FOUND, fitted_message(f"unknown service {shortened(request.service)!r}")
             )
         return health_pb2.HealthCheckResponse(status=status)
+
+    async def List(self, request: health_pb2.HealthListRequest, context: Any) -> health_pb2.HealthListResponse:
+        """Every entry and its status: the server's (""), the inference service's and each loaded model's, so they
+        stay as few as the models loaded."""
+        statuses = {service: health_pb2.HealthCheckResponse(status=status) for service, status in self._status.items()}
+        return health_pb2.HealthListResponse(statuses=statuses)
 
     @unary_errors
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
