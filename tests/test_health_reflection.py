@@ -1,5 +1,6 @@
 """The standard services beside the inference one, as a tester drove them below their stubs: health (Check, Watch)
-and reflection answer bytes that do not decode as the inference service does; health's List gives every entry."""
+and reflection answer bytes that do not decode as the inference service does; health's List gives every entry;
+reflection finds the file of a method's full name."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import load_tiny, rich_details
 from warpcore.server.rpc.server import WarpcoreServer
@@ -79,3 +81,27 @@ async def test_list_gives_every_health_entry(server: WarpcoreServer) -> None:
         await stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny"))
         listed = await health.List(health_pb2.HealthListRequest(), timeout=CALL_TIMEOUT)
         assert set(listed.statuses) == {"", "warpcore.v1.InferenceService"}  # the model's entry went with it
+
+
+async def file_containing(channel: grpc.aio.Channel, symbol: str) -> reflection_pb2.ServerReflectionResponse:
+    request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+    call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]), timeout=CALL_TIMEOUT)
+    [response] = [response async for response in call]
+    return response
+
+
+@pytest.mark.parametrize(
+    ("method", "file"),
+    [
+        ("warpcore.v1.InferenceService.Generate", "warpcore/v1/inference.proto"),
+        ("grpc.health.v1.Health.List", "grpc_health/v1/health.proto"),
+    ],
+)
+async def test_reflection_finds_the_file_of_a_method(server: WarpcoreServer, method: str, file: str) -> None:
+    """A tester's finding: `grpcurl describe warpcore.v1.InferenceService.Generate` said "Symbol not found"."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        found = await file_containing(channel, method)
+        missing = await file_containing(channel, method.rpartition(".")[0] + ".Nope")
+    first = found.file_descriptor_response.file_descriptor_proto[0]
+    assert descriptor_pb2.FileDescriptorProto.FromString(first).name == file
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]  # a method the service has not

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from warpcore.server.core.bounds import MAX_MESSAGE_BYTES
 from warpcore.server.core.drain import ActiveStreams
@@ -24,6 +23,7 @@ from warpcore.server.rpc.access_log import AccessLogInterceptor
 from warpcore.server.rpc.addresses import check_free
 from warpcore.server.rpc.auth import BearerTokenInterceptor
 from warpcore.server.rpc.health import NOT_SERVING, SERVING, HealthServicer
+from warpcore.server.rpc.reflection import enable_reflection
 from warpcore.server.rpc.servicer import InferenceServicer
 from warpcore.server.rpc.status import DecodeErrorInterceptor
 from warpcore.server.tls import TlsFiles
@@ -184,9 +184,7 @@ async def start_server(
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     if isinstance(addresses, str):
         addresses = [addresses]
     credentials = tls_credentials(options.tls) if options.tls is not None else None
