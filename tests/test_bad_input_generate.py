@@ -15,6 +15,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.bounds import MAX_ERROR_MESSAGE_BYTES
+from warpcore.server.core.errors import EXCEEDS_CONTEXT_SIZE, MAXIMUM_CONTEXT_LENGTH, PROMPT_TOO_LONG
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
 
@@ -132,7 +133,9 @@ async def test_prompt_longer_than_the_context_is_rejected(stub: Stub) -> None:
     model = await load_tiny(stub, model_id="small", context_size=64)  # llama.cpp rounds it up to 256
     frames, error = await failed_stream(stub.Generate(greedy("the " * 200, 8, model_id="small")))
     assert error.code() == Code.INVALID_ARGUMENT
-    assert f"{model.context_size}-token context" in (error.details() or "")
+    message = error.details() or ""
+    assert f"{MAXIMUM_CONTEXT_LENGTH} {model.context_size} tokens" in message
+    assert all(phrase in message for phrase in (EXCEEDS_CONTEXT_SIZE, PROMPT_TOO_LONG))  # the words routers read
     assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
     assert frames == []  # rejected before any text: the status alone
     _, result = await collect(stub.Generate(greedy("the", 4, model_id="small")))

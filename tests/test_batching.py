@@ -106,7 +106,7 @@ async def test_a_prompt_too_long_for_a_slot_is_refused_and_the_others_run(stub: 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await collect(stub.Generate(greedy("word " * 200, 8, model.id)))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "32-token context" in (refused.value.details() or "")
+    assert "maximum context length is 32 tokens" in (refused.value.details() or "")
     _, result = await collect(good)
     assert result.usage.completion_tokens == 8
 

@@ -176,7 +176,7 @@ async def test_a_refused_text_is_named_by_its_place_in_the_commands_input(
     assert run.code == 1
     assert run.stdout == ""
     assert run.stderr.startswith(f"warpcore: INVALID_ARGUMENT: {place}: it is ")
-    assert "tokens long, more than the model's 64-token context; shorten it, set --truncate, or load" in run.stderr
+    assert "maximum context length is 64 tokens; shorten it, set --truncate, or load" in run.stderr
     assert "inputs[" not in run.stderr
 
 

@@ -194,7 +194,7 @@ def test_a_prompt_too_long_is_refused_as_soon_with_control_texts_as_without(voca
 
     def seconds(content: str) -> float:
         started = time.perf_counter()
-        with pytest.raises(InvalidArgumentError, match="more than the model's 8192-token context can hold"):
+        with pytest.raises(InvalidArgumentError, match="bytes, more than 8192 tokens can hold"):
             prepared.count(chat(ChatMessage(Role.USER, content)), 8192, include_tokens=False)
         return time.perf_counter() - started
 

@@ -79,7 +79,7 @@ async def test_a_prompt_too_long_for_the_context_is_counted_whole_where_generate
     frames, error = await failed_stream(stub.Generate(request))
     assert (frames, error.code()) == ([], grpc.StatusCode.INVALID_ARGUMENT)
     assert rich_details(error)[0].reason == "CONTEXT_LENGTH_EXCEEDED"
-    assert "more than 16 tokens long" in (error.details() or "")
+    assert "prompt is too long: more than 16 tokens" in (error.details() or "")
     assert rich_details(error)[0].metadata["prompt_tokens_more_than"] == "16"  # not a partial count as a count
     assert "prompt_tokens" not in rich_details(error)[0].metadata
     huge = greedy("the world " * 16 * 64, 3)  # more bytes than a 16-token context can hold, whatever its tokens

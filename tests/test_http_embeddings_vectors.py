@@ -22,6 +22,7 @@ from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.http_door import async_openai_client, base_url, load_hosted, openai_client
 from tests.http_embeddings_support import door_stub
 from tests.test_http_door_sdks import tiny_door  # noqa: F401 - the fixture
+from warpcore.server.core.errors import EXCEEDS_CONTEXT_SIZE, MAXIMUM_CONTEXT_LENGTH
 from warpcore.server.doors import Doors
 
 if TYPE_CHECKING:
@@ -171,7 +172,9 @@ async def test_an_input_longer_than_the_context_gets_advice_that_works_on_each_d
             await client.embeddings.create(model="tiny-embed", input=long_text, extra_body={"truncate": True})
     error: Any = refused.value.body
     assert (error["param"], error["code"]) == ("input[1]", "context_length_exceeded")
-    assert error["message"].endswith("context; shorten it or load the model with a larger context_size")
+    assert error["message"].startswith("input[1] is too long: ")
+    assert all(phrase in error["message"] for phrase in (MAXIMUM_CONTEXT_LENGTH, EXCEEDS_CONTEXT_SIZE))  # routers read
+    assert error["message"].endswith("16 tokens; shorten it or load the model with a larger context_size")
     assert truncating.value.code == "unknown_field"
     with pytest.raises(grpc.aio.AioRpcError) as over_grpc:
         await embed(door_stub, ["hello", long_text])

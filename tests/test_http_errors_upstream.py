@@ -25,6 +25,7 @@ from tests.http_door import (
 )
 from tests.http_errors_support import ANTHROPIC_MESSAGES, OPENAI_MESSAGES, anthropic_failure, openai_failure
 from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.core.errors import EXCEEDS_CONTEXT_SIZE, MAXIMUM_CONTEXT_LENGTH, PROMPT_TOO_LONG
 from warpcore.server.doors import Doors
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -123,7 +124,13 @@ async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) 
     long = [{"role": "user", "content": "the world " * 40}]
     failure = await openai_failure(doors, messages=long, stream=True)
     assert (failure.status_code, failure.code, failure.param) == (400, "context_length_exceeded", "messages")
-    assert (await anthropic_failure(doors, messages=long)).type == "invalid_request_error"
+    from_anthropic = await anthropic_failure(doors, messages=long)
+    assert from_anthropic.type == "invalid_request_error"
+    # A tester's finding: routers read the words, not the code, and did not fall back to a larger model.
+    bodies: list[Any] = [failure.body, from_anthropic.body]
+    for message in (bodies[0]["message"], bodies[1]["error"]["message"]):
+        assert all(phrase in message for phrase in (MAXIMUM_CONTEXT_LENGTH, EXCEEDS_CONTEXT_SIZE, PROMPT_TOO_LONG))
+        assert message.endswith("; shorten it or load the model with a larger context_size")
 
 
 async def test_a_local_models_refusal_of_thinking_begins_with_the_field(doors: Doors) -> None:

@@ -72,6 +72,31 @@ class InvalidArgumentError(WarpcoreError):
     code = ErrorCode.INVALID_ARGUMENT
 
 
+# Routers tell a prompt that does not fit by the words of its refusal, not by its code, and only then fall back to a
+# model with a larger context: LiteLLM's context_window_fallbacks (ExceptionCheckers.is_error_str_context_window_
+# exceeded) match OpenAI's and vLLM's first phrase and llama.cpp server's second; LiteLLM's Anthropic and Bedrock
+# routes match Anthropic's third. Every refusal of a prompt or input over the context says the first two, a prompt's
+# the third too.
+MAXIMUM_CONTEXT_LENGTH = "this model's maximum context length is"
+EXCEEDS_CONTEXT_SIZE = "exceeds the available context size"
+PROMPT_TOO_LONG = "prompt is too long"
+
+
+def context_length_exceeded(
+    subject: str, length: str, context_size: int, *, field: str, metadata: Mapping[str, str], also: str = ""
+) -> InvalidArgumentError:
+    """The refusal of `subject` (the prompt, an input) of `length` (tokens or bytes, and why they do not fit) for a
+    `context_size`-token context, in the words routers read (above), then what to do: shorten it, `also` something
+    else, or load the model with a larger context."""
+    return InvalidArgumentError(
+        f"{subject} is too long: {length}, which {EXCEEDS_CONTEXT_SIZE}: {MAXIMUM_CONTEXT_LENGTH} {context_size}"
+        f" tokens; shorten it{also} or load the model with a larger context_size",
+        reason="CONTEXT_LENGTH_EXCEEDED",
+        field=field,
+        metadata={**metadata, "context_size": str(context_size)},
+    )
+
+
 class NotFoundError(WarpcoreError):
     code = ErrorCode.NOT_FOUND
 

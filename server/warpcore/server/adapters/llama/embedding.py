@@ -11,7 +11,12 @@ import llama_cpp
 from warpcore.server.adapters.llama.context import LoadedWeights, embedding_logits_bytes
 from warpcore.server.adapters.llama.native_log import stopping_quietly
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, Pooling
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from warpcore.server.core.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    UnavailableError,
+    context_length_exceeded,
+)
 
 ABORTABLE_ROWS = 256
 """Decodes of this many tokens or more can be stopped mid-way: llama.cpp then asks at every node of the graph whether
@@ -105,13 +110,13 @@ class EmbeddingContext:
     def _tokens(self, index: int, text: str, params: EmbedParams) -> list[int]:
         tokens: list[int] = self._vocabulary.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         if len(tokens) > self.context_size and not params.truncate:
-            truncating = f", set {params.truncate_option}," if params.truncate_option else ""
-            raise InvalidArgumentError(
-                f"inputs[{index}] is {len(tokens)} tokens long, more than the model's {self.context_size}-token"
-                f" context; shorten it{truncating} or load the model with a larger context_size",
+            raise context_length_exceeded(
+                f"inputs[{index}]",
+                f"{len(tokens)} tokens",
+                self.context_size,
                 field=f"inputs[{index}]",
-                reason="CONTEXT_LENGTH_EXCEEDED",
-                metadata={"prompt_tokens": str(len(tokens)), "context_size": str(self.context_size)},
+                metadata={"prompt_tokens": str(len(tokens))},
+                also=f", set {params.truncate_option}," if params.truncate_option else "",
             )
         return tokens[: self.context_size]
 

@@ -12,7 +12,7 @@ from warpcore.server.adapters.llama.prefix_cache import piece_keys
 from warpcore.server.adapters.llama.tokenizer import PromptTokenizer
 from warpcore.server.adapters.llama.vision import IMAGE_TOKEN, ImagePrompt, Projector
 from warpcore.server.core.domain import GenerationParams
-from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.errors import InvalidArgumentError, context_length_exceeded
 from warpcore.server.core.tokens import Token, TokenCount
 
 # No vocabulary piece is longer than this (Gemma's longest is 48 bytes), so a prompt of more bytes than
@@ -69,14 +69,18 @@ class PromptPreparer:
         if room < 1:
             # Tokenizing stops a little past the context, so a longer prompt is counted only that far: its count
             # is not told, only that it is over.
-            length = f"{len(tokens)}" if room == 0 else f"more than {context_size}"
-            size = {"prompt_tokens": len(tokens)} if room == 0 else {"prompt_tokens_more_than": context_size}
+            if room == 0:
+                raise _too_long(
+                    params,
+                    context_size,
+                    f"{len(tokens)} tokens, with no room left for the reply",
+                    prompt_tokens=len(tokens),
+                )
             raise _too_long(
                 params,
                 context_size,
-                f"the prompt is {length} tokens long, which leaves no room in the model's {context_size}-token"
-                " context (CountTokens counts it whole)",
-                **size,
+                f"more than {context_size} tokens (CountTokens counts it whole)",
+                prompt_tokens_more_than=context_size,
             )
         keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
         return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
@@ -93,7 +97,7 @@ class PromptPreparer:
             raise _too_long(
                 params,
                 context_size,
-                f"the prompt is {len(encoded)} bytes, more than the model's {context_size}-token context can hold",
+                f"{len(encoded)} bytes, more than {context_size} tokens can hold",
                 prompt_bytes=len(encoded),
             )
         if rendered.images and self._projector is not None:  # the template renders images only with a projector
@@ -134,11 +138,8 @@ class PromptPreparer:
         return b"" if token == IMAGE_TOKEN else self._tokenizer.piece(token)
 
 
-def _too_long(params: GenerationParams, context_size: int, what: str, **size: int) -> InvalidArgumentError:
-    """The refusal of a prompt that does not fit the context, saying `what` and its `size` (tokens or bytes)."""
-    return InvalidArgumentError(
-        f"{what}; shorten it or load the model with a larger context_size",
-        reason="CONTEXT_LENGTH_EXCEEDED",
-        field="messages" if params.messages else "prompt",
-        metadata={**{name: str(value) for name, value in size.items()}, "context_size": str(context_size)},
-    )
+def _too_long(params: GenerationParams, context_size: int, length: str, **size: int) -> InvalidArgumentError:
+    """The refusal of a prompt that does not fit the context, saying its `length` and `size` (tokens or bytes)."""
+    field = "messages" if params.messages else "prompt"
+    metadata = {name: str(value) for name, value in size.items()}
+    return context_length_exceeded("the prompt", length, context_size, field=field, metadata=metadata)
