@@ -1,6 +1,6 @@
-"""The door's POST /v1/messages/count_tokens (Anthropic) with the official SDK: the counts of the gRPC CountTokens and
-the prompt usage of messages, what goes upstream, refusals in Anthropic's shape, and the token, access log and metrics
-of both this route and /v1/embeddings."""
+"""The door's POST /v1/messages/count_tokens (Anthropic) and POST /v1/responses/input_tokens (OpenAI) with the official
+SDKs: the counts of the gRPC CountTokens and the prompt usage of the generations they count, what goes upstream,
+refusals in each dialect's shape, and the token, access log and metrics of count_tokens and /v1/embeddings."""
 
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ from tests.http_door import (
     async_anthropic_client,
     async_openai_client,
     load_hosted,
+    openai_client,
 )
 from tests.http_embeddings_support import door_stub
+from tests.http_responses_support import FUNCTION
 from tests.test_http_door_sdks import tiny_door  # noqa: F401 - the fixture
 from tests.tool_wire import WEATHER, WEATHER_SCHEMA
 from warpcore.server.doors import Doors
@@ -112,15 +114,20 @@ async def test_anthropic_count_tokens_sends_upstream_what_messages_sends(
         counted = await client.messages.count_tokens(**options, extra_body={"max_tokens": 4096})
         await client.messages.create(max_tokens=4096, **options)
     assert counted.input_tokens == 23
+    count_body = counted_as_generated(anthropic_upstream, ("model", "messages", "system", "tools", "thinking"))
+    assert "max_tokens" not in count_body
+
+
+def counted_as_generated(upstream: FakeAnthropic, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The body of the upstream's count, whose `fields` are those of the generation it got."""
     count_body, messages_body = (
-        next(request.body for request in anthropic_upstream.requests if request.path == path)
+        next(request.body for request in upstream.requests if request.path == path)
         for path in ("/v1/messages/count_tokens", "/v1/messages")
     )
     assert count_body is not None
     assert messages_body is not None
-    assert "max_tokens" not in count_body
-    for field in ("model", "messages", "system", "tools", "thinking"):
-        assert count_body[field] == messages_body[field]
+    assert {field: count_body[field] for field in fields} == {field: messages_body[field] for field in fields}
+    return count_body
 
 
 async def test_count_tokens_refusals_in_anthropic_shape(
@@ -151,6 +158,76 @@ async def test_count_tokens_refusals_in_anthropic_shape(
         assert isinstance(wrong_model.value.body, dict)
         assert wrong_model.value.body["error"]["message"].startswith("model: ")
     assert "messages[0].content[0].type" in bad_block.value.message
+    assert not [request for request in openai_upstream.requests if request.method == "POST"]
+
+
+INPUT: Any = [
+    {"role": "user", "content": "the world says hello"},
+    {"role": "assistant", "content": "hello people"},
+    {"role": "user", "content": "and again"},
+]
+
+
+async def responses_count(doors: Doors, options: Mapping[str, Any]) -> int:
+    """The count of a Responses request, by the sync and the async client, checked against its generation's usage."""
+    with openai_client(doors) as client:
+        counted = await asyncio.to_thread(client.responses.input_tokens.count, **options)
+    async with async_openai_client(doors) as async_client:
+        counted_async = await async_client.responses.input_tokens.count(**options, truncation="disabled")
+        response = await async_client.responses.create(**options, max_output_tokens=3)
+    assert response.usage is not None
+    assert counted.object == "response.input_tokens"
+    assert counted.input_tokens == counted_async.input_tokens == response.usage.input_tokens
+    return counted.input_tokens
+
+
+async def test_openai_input_tokens_equals_the_prompt_usage_of_responses(
+    tiny_door: Doors,  # noqa: F811 - the fixture
+) -> None:
+    """A tester's finding: the openai SDK's responses.input_tokens.count, which LiteLLM calls for its count_tokens,
+    was a 404 at the door, and LiteLLM fell back to an estimate without a word."""
+    options: dict[str, Any] = {"model": "tiny", "instructions": "Be brief.", "input": INPUT}
+    alone = await responses_count(tiny_door, options)
+    # A call required, and enforced by grammar: the tools' words in the prompt count as the generation's do.
+    tooled = {"tools": [FUNCTION], "tool_choice": "required", "parallel_tool_calls": False}
+    assert await responses_count(tiny_door, options | tooled) > alone > 1
+
+
+async def test_openai_input_tokens_of_an_anthropic_model_is_its_apis_count(
+    doors: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    await load_hosted(doors, anthropic_upstream)
+    anthropic_upstream.script.prompt_tokens = 23
+    options: Any = {"model": "m", "instructions": "Be brief.", "input": INPUT, "tools": [FUNCTION]}
+    async with async_openai_client(doors) as client:
+        counted = await client.responses.input_tokens.count(**options, reasoning={"effort": "low"})
+        await client.responses.create(**options, reasoning={"effort": "low"}, max_output_tokens=4096)
+    assert counted.input_tokens == 23
+    counted_as_generated(anthropic_upstream, ("model", "messages", "system", "tools", "tool_choice", "output_config"))
+
+
+async def test_openai_input_tokens_refusals_in_openai_shape(
+    tiny_door: Doors,  # noqa: F811 - the fixture
+    openai_upstream: FakeOpenAI,
+) -> None:
+    await load_hosted(tiny_door, openai_upstream, "gpt")
+    refusals: dict[str, Any] = {
+        "model": {"model": "gpt"},  # no exact count: an estimate is not given as one
+        "previous_response_id": {"previous_response_id": "resp_1"},  # as /v1/responses refuses them
+        "conversation": {"conversation": "conv_1"},
+        "personality": {"personality": "friendly"},
+        "truncation": {"truncation": "auto"},
+        "max_output_tokens": {"extra_body": {"max_output_tokens": 3}},  # no member of this request
+        "input[0].content[0].type": {"input": [{"role": "user", "content": [{"type": "nonsense"}]}]},
+    }
+    async with async_openai_client(tiny_door) as client:
+        for param, options in refusals.items():
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.responses.input_tokens.count(**{"model": "tiny", "input": "hello", **options})
+            assert refused.value.param == param
+            assert refused.value.code != "unknown_field" or param == "max_output_tokens"
+        with pytest.raises(openai.NotFoundError):
+            await client.responses.input_tokens.count(model="nobody", input="hello")
     assert not [request for request in openai_upstream.requests if request.method == "POST"]
 
 

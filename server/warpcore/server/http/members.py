@@ -120,3 +120,13 @@ OPENAI_RESPONSES = Members(
         "prompt": "a stored prompt by id (send its instructions and input)",
     },
 )
+OPENAI_INPUT_TOKENS = dataclasses.replace(
+    OPENAI_RESPONSES,
+    # What the openai SDK's responses.input_tokens.count sends: the prompt of a Responses request, without its
+    # generation settings. `personality`, a style preset of OpenAI's own models, is honoured by no backend here.
+    read=("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning"),
+    ignored=(),
+    refused=("previous_response_id", "conversation", "personality"),
+    defaults={"truncation": "disabled"},
+    why={**OPENAI_RESPONSES.why, "personality": "personality (a style preset of OpenAI's own models)"},
+)

@@ -26,7 +26,7 @@ from warpcore.server.http.fields import (
     unsupported,
 )
 from warpcore.server.http.inner_members import REASONING, RESPONSES_TOOL, RESPONSES_TOOL_CHOICE, TEXT
-from warpcore.server.http.members import OPENAI_RESPONSES
+from warpcore.server.http.members import OPENAI_INPUT_TOKENS, OPENAI_RESPONSES
 from warpcore.server.http.openai_options import (
     allowed_tools_choice,
     choice_mode,
@@ -73,8 +73,9 @@ class ResponsesRequest:
     """The request's settings as the response object repeats them."""
 
 
-def responses_request(body: Json, default_max_tokens: int) -> ResponsesRequest:
-    OPENAI_RESPONSES.check(body)
+def responses_request(body: Json, default_max_tokens: int, *, counting: bool = False) -> ResponsesRequest:
+    """A Responses request; or, `counting`, the body of an input_tokens one (its prompt, no generation settings)."""
+    (OPENAI_INPUT_TOKENS if counting else OPENAI_RESPONSES).check(body)
     logprobs = _include(body)
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked

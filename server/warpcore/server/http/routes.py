@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -20,11 +21,11 @@ from warpcore.server.core.limits import shutting_down
 from warpcore.server.core.model_ids import canonical_model_id
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.core.validation import check_model_id
-from warpcore.server.http import anthropic_request, openai_embeddings
+from warpcore.server.http import anthropic_request, openai_embeddings, responses_request
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.dialects import ANTHROPIC, OPENAI, RESPONSES, Dialect, Stream
-from warpcore.server.http.fields import boolean
+from warpcore.server.http.fields import Json, boolean
 from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
@@ -44,6 +45,7 @@ HOPS: web.RequestKey[tuple[str, ...]] = web.RequestKey("hops")
 """The warpcore servers the request passed through before this one, as its Via header names them."""
 _log = logging.getLogger("warpcore.server")
 Params = TypeVar("Params", GenerationParams, EmbedParams)
+Counted = TypeVar("Counted", anthropic_request.MessagesRequest, responses_request.ResponsesRequest)
 
 
 def request_ids(request: web.BaseRequest) -> dict[str, str]:
@@ -193,19 +195,29 @@ async def embeddings(request: web.Request) -> web.Response:
     return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
 
 
-async def count_tokens(request: web.Request) -> web.Response:
-    """The prompt tokens of a Messages request, translated as `messages` translates it: the same count as the
-    generation's prompt usage."""
+async def _count(request: web.Request, dialect: Dialect, parse: Callable[[Json, int], Counted]) -> int:
+    """The prompt tokens of a count's body, which `parse` reads as the generation request of `dialect` it counts, made
+    as `_generate` makes its generation: the same count as the generation's prompt usage. The largest max_tokens
+    allowed stands in for the body's, which a count does not take: any thinking budget a generation may have fits."""
     engine = request.app[ENGINE]
-    # The largest max_tokens allowed stands in for the body's, which count_tokens ignores: any thinking budget a
-    # generation may have fits under it.
-    call = anthropic_request.messages_request(await _read(request), engine.limits.max_tokens)
-    request[MODEL] = call.model
+    call = parse(await _read(request), engine.limits.max_tokens)
+    request[MODEL] = model = canonical_model_id(call.model)
+    params = request.app[MEMORY].restore(_with_headers(request, dialect, call.params))
     with named_as(call.field_names):
-        count = await engine.count_tokens(
-            call.model, _with_headers(request, ANTHROPIC, call.params), include_tokens=False
-        )
-    return web.json_response({"input_tokens": count.prompt_tokens}, headers=request_ids(request))
+        return (await engine.count_tokens(model, params, include_tokens=False)).prompt_tokens
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """Anthropic's count (POST /v1/messages/count_tokens) of a Messages request."""
+    counted = await _count(request, ANTHROPIC, anthropic_request.messages_request)
+    return web.json_response({"input_tokens": counted}, headers=request_ids(request))
+
+
+async def input_tokens(request: web.Request) -> web.Response:
+    """OpenAI's count (POST /v1/responses/input_tokens) of a Responses request, as the openai SDK's
+    InputTokenCountResponse reads it."""
+    counted = await _count(request, RESPONSES, functools.partial(responses_request.responses_request, counting=True))
+    return web.json_response({"object": "response.input_tokens", "input_tokens": counted}, headers=request_ids(request))
 
 
 def _model_entry(dialect: Dialect, spec: LoadSpec) -> dict[str, Any]:
@@ -265,6 +277,7 @@ def add_routes(app: web.Application, expect: Callable[[web.Request], Awaitable[N
         ("/v1/responses", responses),
         ("/v1/messages", messages),
         ("/v1/messages/count_tokens", count_tokens),
+        ("/v1/responses/input_tokens", input_tokens),
         ("/v1/embeddings", embeddings),
     ):
         app.router.add_post(path, handler, expect_handler=expect)

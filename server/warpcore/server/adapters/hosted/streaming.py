@@ -265,7 +265,7 @@ class HostedAdapter(ABC):
 
     async def count_tokens(self, params: GenerationParams, include_tokens: bool) -> TokenCount:
         raise FailedPreconditionError(
-            f"the {self.name} API has no exact token count for a prompt, and an estimate is not given as one",
+            f"the {self.name} API counts no Chat Completions prompt exactly; an estimate is not given as one",
             field="model_id",
             reason="TOKEN_COUNT_UNSUPPORTED",
             metadata={"provider": self._api.provider},
