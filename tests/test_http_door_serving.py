@@ -45,6 +45,7 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
     async with serving_tiny(models_path, tmp_path, "--grace", "1", "--http-port", "0") as (process, started, _):
         http_port = http_port_of(started)
         body = {"model": "tiny", "messages": OPENAI_MESSAGES, "max_tokens": 32000, "stream": True}
+        body["stream_options"] = {"include_usage": True}
         url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
         async with httpx2.AsyncClient() as client:  # the startup models are in: the door says so
             assert (await client.get(f"http://127.0.0.1:{http_port}/health")).json() == {"status": "ok"}
@@ -53,8 +54,9 @@ async def test_the_server_process_serves_http_and_drains_it_on_sigterm(models_pa
             assert (await anext(lines)).startswith("data: ")
             process.send_signal(signal.SIGTERM)
             events = [json.loads(line.removeprefix("data: ")) async for line in lines if line.startswith("data: ")]
-        # The generation outlived the grace: its stream ends with an error event saying why.
+        # The generation outlived the grace: its stream ends with an error event saying why, after its usage.
         assert events[-1]["error"]["code"] == "shutting_down"
+        assert (events[-2]["choices"], events[-2]["usage"]["completion_tokens"] > 0) == ([], True)
         assert await asyncio.wait_for(process.wait(), 30) == 0
         assert process.stderr is not None
         logs = [json.loads(line) for line in (await process.stderr.read()).splitlines()]

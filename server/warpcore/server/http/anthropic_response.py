@@ -217,6 +217,8 @@ class AnthropicStream:
             + event({"type": "message_stop"}, "message_stop")
         )
 
-    def fail(self, error: WarpcoreError, request_id: str) -> bytes:
-        """An `error` event, which the anthropic SDK raises as an APIStatusError of the error's type."""
+    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
+        """An `error` event, which the anthropic SDK raises as an APIStatusError of the error's type. The usage of a
+        generation it `cut` has no place here: message_delta, which carries it, says how the message ended (its
+        stop_reason), and no reason of the API's says "cut by a shutdown"."""
         return event(anthropic_error(error, request_id, FIELD_NAMES), "error")

@@ -32,7 +32,9 @@ class Stream(Protocol):
 
     def feed(self, output: GenerationOutput) -> bytes: ...
     def end(self, finish: Finish) -> bytes: ...
-    def fail(self, error: WarpcoreError, request_id: str) -> bytes: ...
+    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
+        """The stream's end on `error`; `cut`, the end of the generation it cut short (the drain's), whose usage
+        goes with it where the dialect has a place for it."""
 
 
 @dataclass(frozen=True)

@@ -201,10 +201,15 @@ class OpenAIStream:
         if not self._answered:  # no text at all (reasoning only, or nothing): the whole message's content is ""
             last += self._chunk({"content": ""})
         last += self._chunk({}, FINISH_REASONS[finish.reason])
-        if self._include_usage:
-            last += event({**self._header, "choices": [], "usage": _usage(finish)})
-        return last + DONE
+        return last + self._usage(finish) + DONE
 
-    def fail(self, error: WarpcoreError, request_id: str) -> bytes:
-        """An `error` event, which the openai SDK raises as an APIError."""
-        return event(openai_error(error, FIELD_NAMES))
+    def _usage(self, finish: Finish | None) -> bytes:
+        """The usage chunk, with empty `choices`, when the request asked for it (stream_options.include_usage)."""
+        if not self._include_usage or finish is None:
+            return b""
+        return event({**self._header, "choices": [], "usage": _usage(finish)})
+
+    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
+        """An `error` event, which the openai SDK raises as an APIError; after the usage of the generation it cut, as
+        a finished stream gives it, for a client that bills or budgets by it (a tester's finding)."""
+        return self._usage(cut) + event(openai_error(error, FIELD_NAMES))

@@ -158,12 +158,12 @@ class ResponsesStream:
         kind = "response.completed" if state == "completed" else "response.incomplete"
         return out + self._event(kind, response=self._head.response(state, items, finish))
 
-    def fail(self, error: WarpcoreError, request_id: str) -> bytes:
+    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
         """An `error` event with the error as the API's error bodies give it, then response.failed, which ends the
-        response's life as a failed one."""
+        response's life as a failed one: with the usage of the generation it `cut`, in the response's `usage`."""
         body = openai_error(error, FIELD_NAMES)["error"]
         out = self._event("error", code=body["code"], message=body["message"], param=body["param"])
         # What was sent before the failure stays in the response's output, each item incomplete.
         items = output_items(self._head, self._collected.parts, Finish(FinishReason.ERROR))
-        response = self._head.response("failed", items, None, failure(error))
+        response = self._head.response("failed", items, cut, failure(error))
         return out + self._event("response.failed", response=response)

@@ -135,12 +135,13 @@ async def _stream(
     response = await open_stream(request, request_ids(request))
     pending = stream.start(first if isinstance(first, PromptUsage) else None)
     output = first
-    recorder = Recorder()
+    recorder, cut = Recorder(), None
     try:
         while True:
             if isinstance(output, GenerationResult):
                 _finished(request, output, recorder)
                 if output.finish.reason is FinishReason.CANCELLED:
+                    cut = output.finish
                     raise shutting_down()
                 if output.finish.reason is not FinishReason.ERROR:  # else the error follows
                     pending += stream.end(output.finish)
@@ -159,7 +160,7 @@ async def _stream(
         record_failure(failure)
         request[OUTCOME] = failure.code.name
         with contextlib.suppress(ConnectionResetError):  # unless the client is gone too
-            await response.write(pending + stream.fail(failure, request[REQUEST_ID]))
+            await response.write(pending + stream.fail(failure, request[REQUEST_ID], cut))
     return response
 
 
