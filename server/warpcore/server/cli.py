@@ -49,6 +49,7 @@ def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = No
             max_tokens=settings.max_tokens_limit,
             max_streams_per_api_model=settings.max_streams_per_api_model,
             max_queue_per_api_model=settings.max_queue_per_api_model,
+            max_api_models=settings.max_api_models,
             stalled_reader_timeout=settings.stalled_reader_timeout,
         ),
         max_message_bytes=settings.max_message_bytes,
@@ -73,6 +74,12 @@ def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[Loa
         raise ConfigError(
             f"{settings.config}: model id {', '.join(map(repr, taken))} is the embedded default model's; choose"
             " another id, or start with --no-default-model"
+        )
+    hosted = sum(spec.backend.hosted for spec in specs)  # lazy ones too: refused at their first call otherwise
+    if settings.max_api_models is not None and hosted > settings.max_api_models:
+        raise ConfigError(
+            f"{settings.config} declares {hosted} hosted-API models, more than the server holds at once"
+            f" (--max-api-models {settings.max_api_models}); raise --max-api-models (WARPCORE_MAX_API_MODELS)"
         )
     for spec in specs:
         if spec.lazy:

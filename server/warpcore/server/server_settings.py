@@ -8,6 +8,7 @@ from pathlib import Path
 
 from warpcore.server.core.bounds import MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT
 from warpcore.server.core.limits import (
+    API_MAX_MODELS,
     API_MAX_QUEUE,
     API_MAX_STREAMS,
     LOCAL_MAX_QUEUE,
@@ -39,6 +40,7 @@ class ServerSettings:
     max_queue_per_model: int = LOCAL_MAX_QUEUE
     max_streams_per_api_model: int = API_MAX_STREAMS
     max_queue_per_api_model: int = API_MAX_QUEUE
+    max_api_models: int | None = API_MAX_MODELS
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_tokens_limit: int = MAX_TOKENS_LIMIT
     log_format: str = "text"

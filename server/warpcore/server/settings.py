@@ -13,6 +13,7 @@ from warpcore.server.bearer import configured_token
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import (
+    API_MAX_MODELS,
     API_MAX_QUEUE,
     API_MAX_STREAMS,
     LOCAL_MAX_QUEUE,
@@ -33,6 +34,7 @@ _RANGES: dict[str, tuple[int, float]] = {
     "grace": (0, math.inf),
     "stalled_reader_timeout": (0, math.inf),
     "max_loaded_models": (0, math.inf),
+    "max_api_models": (0, math.inf),
     "max_queue_per_model": (0, math.inf),
     "max_queue_per_api_model": (0, math.inf),
     "max_streams_per_model": (1, math.inf),
@@ -155,6 +157,13 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "generations waiting per hosted-API model",
         type=int,
     )
+    option(
+        "--max-api-models",
+        "WARPCORE_MAX_API_MODELS",
+        str(API_MAX_MODELS),
+        "most hosted-API models loaded at once; a LoadModel past it is refused (0: no limit)",
+        type=int,
+    )
     option("--max-message-bytes", "WARPCORE_MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES), "largest request", type=int)
     option(
         "--max-tokens-limit",
@@ -261,6 +270,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         max_queue_per_model=args.max_queue_per_model,
         max_streams_per_api_model=args.max_streams_per_api_model,
         max_queue_per_api_model=args.max_queue_per_api_model,
+        max_api_models=args.max_api_models or None,
         max_message_bytes=args.max_message_bytes,
         max_tokens_limit=args.max_tokens_limit,
         log_format=args.log_format,

@@ -103,7 +103,9 @@ class InferenceServiceServicer:
         server's operator does not let clients choose; RESOURCE_EXHAUSTED
         (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
         budget of loaded models or memory and the models it would have to unload are in
-        use (or unloading); no idle model is then unloaded for it.
+        use (or unloading); no idle model is then unloaded for it. RESOURCE_EXHAUSTED
+        (API_MODELS_FULL) when a hosted model would go over the server's number of them
+        loaded at once (--max-api-models): unload one first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

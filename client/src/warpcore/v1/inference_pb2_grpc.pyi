@@ -69,7 +69,9 @@ class InferenceServiceStub:
     server's operator does not let clients choose; RESOURCE_EXHAUSTED
     (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
     budget of loaded models or memory and the models it would have to unload are in
-    use (or unloading); no idle model is then unloaded for it.
+    use (or unloading); no idle model is then unloaded for it. RESOURCE_EXHAUSTED
+    (API_MODELS_FULL) when a hosted model would go over the server's number of them
+    loaded at once (--max-api-models): unload one first.
     """
     UnloadModel: _grpc.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
@@ -169,7 +171,9 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     server's operator does not let clients choose; RESOURCE_EXHAUSTED
     (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
     budget of loaded models or memory and the models it would have to unload are in
-    use (or unloading); no idle model is then unloaded for it.
+    use (or unloading); no idle model is then unloaded for it. RESOURCE_EXHAUSTED
+    (API_MODELS_FULL) when a hosted model would go over the server's number of them
+    loaded at once (--max-api-models): unload one first.
     """
     UnloadModel: _aio.UnaryUnaryMultiCallable[_inference_pb2.UnloadModelRequest, _inference_pb2.UnloadModelResponse]  # type: ignore[assignment]
     """UnloadModel releases a loaded model. It is MODEL_STATE_UNLOADING until the
@@ -272,7 +276,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         server's operator does not let clients choose; RESOURCE_EXHAUSTED
         (MODEL_BUDGET_FULL, with RetryInfo) when a local model would go over the server's
         budget of loaded models or memory and the models it would have to unload are in
-        use (or unloading); no idle model is then unloaded for it.
+        use (or unloading); no idle model is then unloaded for it. RESOURCE_EXHAUSTED
+        (API_MODELS_FULL) when a hosted model would go over the server's number of them
+        loaded at once (--max-api-models): unload one first.
         """
 
     @_abc_1.abstractmethod

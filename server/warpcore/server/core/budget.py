@@ -1,7 +1,8 @@
 """The server's budget of local models, how many and their estimated bytes: a load makes room by unloading the least
 recently used idle models, waits for models already leaving that nothing runs on any more, and is refused when the
 ones it would have to unload are busy. A model counts from before its load (its last known size, else its
-backend's estimate) until its memory is freed, unloading included."""
+backend's estimate) until its memory is freed, unloading included. Hosted models are counted apart, by number alone:
+a load past Limits.max_api_models is refused, as none is ever unloaded to make room."""
 
 from __future__ import annotations
 
@@ -40,6 +41,28 @@ class Budget:
         self._refuse = refuse
         # Local loads make room and load one at a time, so that two cannot both count the same free place.
         self._room = asyncio.Lock()
+        self._hosted_loading = 0  # hosted loads under way (of other ids: one id loads in its turn), counted as held
+
+    async def load_hosted(self, spec: LoadSpec) -> LoadedModel:
+        """Load a hosted model, unless the server holds its most of them already (those being loaded or unloaded
+        counted): no memory to evict one for, but an SDK client, a gate and the metric series of its id each, which
+        a client naming a new id at every load would otherwise grow without end."""
+        limit, resident = self._limits.max_api_models, self._registry.resident()
+        taken = any(model.id == spec.model_id for model in resident)  # the registry answers ALREADY_EXISTS
+        held = sum(model.backend.hosted for model in resident) + self._hosted_loading
+        if limit is not None and not taken and held >= limit:
+            raise ResourceExhaustedError(
+                f"no room to load {spec.model_id!r}: the server holds its most hosted-API models ({held} of {limit}"
+                " loaded, --max-api-models); unload one with UnloadModel (ListModels lists them), or have the"
+                " server's operator raise --max-api-models (WARPCORE_MAX_API_MODELS)",
+                reason="API_MODELS_FULL",
+                metadata={"model_id": spec.model_id},
+            )
+        self._hosted_loading += 1
+        try:
+            return await self._registry.load(spec)
+        finally:
+            self._hosted_loading -= 1
 
     async def load_within(self, spec: LoadSpec, known_bytes: int) -> LoadedModel:
         """Load a local model once there is room for it, by its last known size (0: never loaded, so its

@@ -127,6 +127,11 @@ LOCAL_MAX_QUEUE = 64
 # a burst of four times that before turning callers away, and stays bounded so that a flood cannot grow memory.
 API_MAX_STREAMS = 256
 API_MAX_QUEUE = 1024
+# A hosted model holds no memory to evict it for, yet each costs an SDK client with its connection pool, an admission
+# gate and some forty /metrics lines of series under its id; a client naming a new id at each LoadModel would grow them
+# without end. A deployment routes to a handful of provider models (a few per tenant at most): 64 leaves room for
+# many times that, and keeps the per-model series of hosted models to a few thousand lines at worst.
+API_MAX_MODELS = 64
 
 
 @dataclass
@@ -138,6 +143,8 @@ class Limits:
     max_tokens: int = MAX_TOKENS_LIMIT
     max_streams_per_api_model: int = API_MAX_STREAMS
     max_queue_per_api_model: int = API_MAX_QUEUE
+    max_api_models: int | None = API_MAX_MODELS
+    """Hosted models held at once (loaded, or being unloaded); None: no limit."""
     stalled_reader_timeout: float | None = STALLED_READER_TIMEOUT
 
     def __post_init__(self) -> None:

@@ -92,7 +92,7 @@ class Residency:
             if existing is None and declared is not None:
                 spec = as_known(declared, spec)
             if spec.backend.hosted:
-                return await self._registry.load(spec)
+                return await self._budget.load_hosted(spec)
             try:
                 return await self._budget.load_within(spec, known.memory_bytes if known is not None else 0)
             except NotFoundError as missing:
