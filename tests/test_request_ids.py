@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import httpx2
@@ -82,6 +82,30 @@ async def test_each_grpc_call_without_one_gets_its_own_also_a_stream_and_an_erro
     lines = [await access_lines.next() for _ in range(3)]
     assert lines[1:] == [("Generate", "tiny", "OK"), ("CountTokens", "absent", "NOT_FOUND")]
     assert [record.__dict__["request_id"] for record in access_lines.records[1:]] == ids
+
+
+@pytest.mark.parametrize("method", ["/warpcore.v1.InferenceService/Nope", "/random.Service/X"])
+async def test_a_call_to_a_method_the_server_has_not_gets_an_id_a_line_and_a_count_under_one_name(
+    doors: Doors, access_lines: AccessLines, method: str
+) -> None:
+    """A tester's finding: gRPC answered such calls UNIMPLEMENTED unseen, with no request id, no access-log line and
+    no count. Counted under one method name whatever the caller named, lest each name add a series."""
+    metadata = (("x-request-id", SANE),)
+    raw: dict[str, Any] = {"request_serializer": bytes, "response_deserializer": bytes}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
+        unary = channel.unary_unary(method, **raw)(b"", metadata=metadata)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await unary
+        assert (refused.value.code(), refused.value.details()) == (grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        assert await returned_id(unary) == SANE
+        streamed = channel.stream_stream(method, **raw)(metadata=metadata)  # sends nothing, and keeps its side open
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await streamed.read()
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert [await access_lines.next() for _ in range(2)] == [("unmatched", "", "UNIMPLEMENTED")] * 2
+    assert [record.__dict__["request_id"] for record in access_lines.records] == [SANE, SANE]
+    count = doors.engine.metrics.registry.get_sample_value
+    assert count("warpcore_requests_total", {"method": "unmatched", "code": "UNIMPLEMENTED", "protocol": "grpc"}) == 2
 
 
 @pytest.mark.parametrize("offered", [SANE, *NOT_SANE])

@@ -23,6 +23,9 @@ from warpcore.server.rpc.status import hold_request_id, send_request_id
 
 HEALTH_SERVICE = "/" + health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 """The service whose calls (Check, Watch) are health checks: counted, not access-logged."""
+UNKNOWN_METHOD = "/unmatched"
+"""The method a call to a method the server does not have is counted and logged under, as the HTTP door's route for a
+path none matches: one value, whatever the caller named, lest each name add a series to the request counter."""
 
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -45,7 +48,8 @@ def _identify(context: Context) -> str:
 
 
 class AccessLogInterceptor(grpc.aio.ServerInterceptor):
-    """Gives every unary and server-streaming call a request id, and counts and logs it."""
+    """Gives every unary and server-streaming call, and every call to a method the server has not, a request id, and
+    counts and logs it."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -81,6 +85,18 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         status = context.code()
         return status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
 
+    async def _unimplemented(self, requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
+        """gRPC's own answer to a method it does not have, with a request id, counted and logged; streamed both ways,
+        so that whatever the caller sends (none, one request, a stream) is left unread."""
+        started, peer = time.monotonic(), context.peer()
+        identity = _identify(context)
+        try:
+            await send_request_id(context)
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        finally:
+            self._finish(UNKNOWN_METHOD, None, peer, identity, started, "UNIMPLEMENTED")
+        yield b""  # pragma: no cover - makes this a streaming handler
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
@@ -88,11 +104,13 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method or ""
+        if handler is None:  # no such method: gRPC would answer UNIMPLEMENTED unseen
+            return grpc.stream_stream_rpc_method_handler(self._unimplemented)
         serializers = {
-            "request_deserializer": handler.request_deserializer if handler else None,
-            "response_serializer": handler.response_serializer if handler else None,
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
         }
-        if handler is None or (handler.unary_unary is None and handler.unary_stream is None):
+        if handler.unary_unary is None and handler.unary_stream is None:
             return handler  # client- and bidirectional-streaming calls (reflection) are not counted
         if handler.unary_unary is not None or not inspect.isasyncgenfunction(handler.unary_stream):
             # Unary calls, and streaming ones written with context.write (health's Watch).
