@@ -41,3 +41,13 @@ async def test_a_model_that_is_no_string_is_logged_as_none(doors: Doors, caplog:
     assert response.status_code == 400
     (line,) = [record for record in caplog.records if getattr(record, "protocol", "") == "http"]
     assert (line.code, line.model) == ("INVALID_ARGUMENT", "")  # type: ignore[attr-defined]
+
+
+async def test_a_model_named_in_the_path_is_logged(doors: Doors, caplog: pytest.LogCaptureFixture) -> None:
+    """A tester's finding: `GET /v1/models/tiny` was logged with model "", though its path names one."""
+    caplog.set_level("INFO", logger="warpcore.access")
+    async with httpx2.AsyncClient() as client:
+        response = await client.get(f"{base_url(doors)}/v1/models/absent", headers={"x-request-id": "probe-2"})
+    assert response.status_code == 404
+    (line,) = [record for record in caplog.records if getattr(record, "request_id", "") == "probe-2"]
+    assert (line.method, line.code, line.model) == ("/v1/models/{model}", "NOT_FOUND", "absent")  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -97,7 +98,11 @@ async def test_preload_serve_and_drain_on_sigterm(models_path: Path, tmp_path: P
         metrics_port = int(message.split("metrics on port ", 1)[1].split(";")[0])
         # And what guards the doors (a tester's finding: nothing said whether a token or TLS was in force).
         assert message.endswith("; event loop uvloop; no token, plaintext, client API settings allowed")
-        assert any("loaded tiny" in str(line["message"]) for line in started)
+        # One line for the load (a tester's finding: the start wrote a second one of its own).
+        loads = [str(line["message"]) for line in started if str(line["message"]).startswith("loaded ")]
+        assert [re.sub(r"[\d.]+s$", "Ns", load) for load in loads] == [
+            f"loaded model tiny (llama_cpp {TINY_MODEL}, 32768-token context) in Ns"
+        ]
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())

@@ -192,11 +192,9 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
             _log.info("declared %s (%s), loaded by the first call naming it", spec.model_id, spec.name)
             continue
         try:
-            loaded = await engine.load(spec, from_operator=True)
+            await engine.load(spec, from_operator=True)  # the registry logs the load
         except WarpcoreError as error:
             raise _startup_failure(error, spec, "load") from None
-        context = f", {loaded.info.context_size}-token context" if loaded.info.context_size else ""
-        _log.info("loaded %s (%s%s)", loaded.id, loaded.backend.value, context)  # an API's context is not known
     # A budget of local models smaller than what loads at start unloads one to make room for the next: the server
     # would report SERVING without a model the operator asked to have loaded.
     unloaded = [spec.model_id for spec in specs if not spec.lazy and engine.registry.find(spec.model_id) is None]

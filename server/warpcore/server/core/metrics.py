@@ -18,14 +18,20 @@ from warpcore.server.core.residence import UNLOAD_REASONS
 from warpcore.server.tls import TlsFiles
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A hosted model loads in milliseconds (seconds when its SDK is first imported), a local one in seconds to minutes as
+# its gigabytes are read and, for a GPU, copied: up to ten minutes, as the latency buckets' 30 s would leave every
+# large model's load in +Inf.
+_LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _RATE_BUCKETS = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 class _QueueDepth(Collector):
-    """Generations waiting per model, read from the gates when scraped."""
+    """Generations waiting per model, read from the gates when scraped: 0 for a model whose gate no call has reached
+    yet, so that its series lasts from its load until its memory is freed, as the other per-model gauges do."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, models: Callable[[], Iterable[LoadedModel]]) -> None:
         self._limits = limits
+        self._models = models
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
@@ -33,8 +39,9 @@ class _QueueDepth(Collector):
             "Generations waiting at a model's admission gate (beyond max_streams)",
             labels=["model"],
         )
-        for model_id, gate in self._limits.gates.items():
-            family.add_metric([model_id], gate.waiting)
+        for model in self._models():
+            gate = self._limits.gates.get(model.id)
+            family.add_metric([model.id], gate.waiting if gate is not None else 0)
         yield family
 
 
@@ -173,13 +180,13 @@ class Metrics:
             "warpcore_model_load_seconds",
             "Time to load a model, whatever asked for it (LoadModel, the start, a first use, a reload)",
             ["backend"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=_LOAD_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_QueueDepth(limits))
         self.unloads: Mapping[str, int] = dict.fromkeys(UNLOAD_REASONS, 0)
         """Models unloaded by reason: the residency's own count, once the engine has one."""
         if models is not None:
+            self.registry.register(_QueueDepth(limits, models))
             self.registry.register(_Residents(models, lambda: self.unloads))
             self.registry.register(_ModelServerSignals(limits, models))
             self.registry.register(_PromptCaches(models))

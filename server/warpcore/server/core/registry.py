@@ -154,7 +154,8 @@ class ModelRegistry:
         self._models[spec.model_id] = loaded
         seconds = time.monotonic() - started
         # Here, where a model is loaded, once, however many calls asked for it at once.
-        _log.info("loaded model %s (%s %s) in %.2fs", spec.model_id, spec.backend.value, spec.name, seconds)
+        context = f", {info.context_size}-token context" if info.context_size else ""  # an API's is not known
+        _log.info("loaded model %s (%s %s%s) in %.2fs", spec.model_id, spec.backend.value, spec.name, context, seconds)
         for timer in self.load_timers:
             timer(spec.backend, seconds)
         for listener in self.listeners:

@@ -266,7 +266,8 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
 
 
 async def get_model(request: web.Request) -> web.Response:
-    engine, model_id = request.app[ENGINE], check_model_id(request.match_info["model"])
+    request[MODEL] = request.match_info["model"]  # as sent, for the access log, as a generation's body names it
+    engine, model_id = request.app[ENGINE], check_model_id(request[MODEL])
     spec = engine.servable().get(model_id) or engine.registry.get(model_id).spec  # else NOT_FOUND, as a call gets
     return web.json_response(_model_entry(dialect_of(request), spec), headers=request_ids(request))
 

@@ -1,0 +1,44 @@
+"""Per-model series last from a model's load until its memory is freed, whichever gauge they are of; load times have
+buckets up to the minutes a large local model takes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import load
+from warpcore.server.core.domain import BackendKind
+from warpcore.server.core.limits import Limits
+from warpcore.server.core.metrics import Metrics
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+
+async def test_a_models_queue_depth_is_there_from_its_load_until_it_is_freed(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: it came only with the model's first generation, where the router gauges come at load."""
+    sample = server.metrics.registry.get_sample_value
+    await load(stub, openai_upstream)
+    assert (
+        sample("warpcore_queue_depth", {"model": "m"}),
+        sample("warpcore_model_num_requests_waiting", {"model": "m"}),
+    ) == (0, 0)
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="m"))
+    assert sample("warpcore_queue_depth", {"model": "m"}) is None
+
+
+def test_a_load_of_minutes_falls_in_a_bucket_of_its_own() -> None:
+    """A tester's finding: the load histogram had the latency buckets, whose last is 30 s: every multi-GB load was
+    in +Inf alone."""
+    metrics = Metrics(Limits())
+    metrics.observe_load(BackendKind.LLAMA_CPP, 400)
+    sample = metrics.registry.get_sample_value
+    buckets = {
+        le: sample("warpcore_model_load_seconds_bucket", {"backend": "llama_cpp", "le": le})
+        for le in ("300.0", "600.0")
+    }
+    assert buckets == {"300.0": 0, "600.0": 1}
