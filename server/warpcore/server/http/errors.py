@@ -64,10 +64,9 @@ _OPENAI_CODES = {
 _RETRY_STATUSES = (429, 503, OVERLOADED)
 
 
-class RequestTooLargeError(WarpcoreError):
-    """A body over the door's size limit (HTTP 413)."""
-
-    code = ErrorCode.INVALID_ARGUMENT
+class RequestTooLargeError(ContentTooLargeError):
+    """A body over the door's size limit (HTTP 413): counted RESOURCE_EXHAUSTED, as an image over its limit is, and
+    as gRPC refuses a message over its own."""
 
 
 class UnsupportedMediaTypeError(InvalidArgumentError):
@@ -109,7 +108,7 @@ class RequestTooSlowError(WarpcoreError):
 
 
 def _kind(error: WarpcoreError) -> _Kind:
-    if isinstance(error, (RequestTooLargeError, ContentTooLargeError)) or error.metadata.get("http_status") == "413":
+    if isinstance(error, ContentTooLargeError) or error.metadata.get("http_status") == "413":
         return _TOO_LARGE  # the door's limit, or an upstream's on the request as it was passed on
     if isinstance(error, RequestTooSlowError):
         return _TOO_SLOW
