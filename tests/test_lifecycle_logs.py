@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 
 from tests.conftest import load_tiny
@@ -28,5 +29,12 @@ async def test_concurrent_loads_and_unloads_of_one_model_are_each_logged_once(
     models = await asyncio.gather(*(load_tiny(stub) for _ in range(CALLERS)))
     assert {model.state for model in models} == {pb.MODEL_STATE_READY}
     assert said(caplog, "loaded model tiny ") == 1
-    await asyncio.gather(*(stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny")) for _ in range(CALLERS)))
+    unloads = (stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny")) for _ in range(CALLERS))
+    answers = await asyncio.gather(*unloads, return_exceptions=True)
+    # A call that comes once the model is freed finds none to unload: on a busy machine the calls do not all
+    # arrive while the first one runs.
+    refused = [answer for answer in answers if isinstance(answer, BaseException)]
+    assert all(isinstance(error, grpc.aio.AioRpcError) for error in refused), refused
+    assert {error.code() for error in refused if isinstance(error, grpc.aio.AioRpcError)} <= {grpc.StatusCode.NOT_FOUND}
+    assert len(refused) < CALLERS
     assert said(caplog, "unloaded model tiny") == 1
