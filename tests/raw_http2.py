@@ -1,6 +1,5 @@
 """Just enough HTTP/2 (RFC 9113), by hand, to do what a gRPC library never does: open streams that send nothing, past
-what the server said it takes, and read the frames it answers with. (The h2 library will not either: it refuses to
-open a stream past the peer's SETTINGS, which is what a hostile client does.)"""
+what the server said it takes, and read the frames it answers with."""
 
 from __future__ import annotations
 
