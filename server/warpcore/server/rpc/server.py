@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from warpcore.server.core.bounds import MAX_MESSAGE_BYTES
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.engine import Engine
-from warpcore.server.core.limits import API_MAX_STREAMS, Limits
+from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.policy import ApiOverridePolicy
 from warpcore.server.core.pulls import Pulls
@@ -35,16 +35,6 @@ UNTIL_DRAINED = 7 * 86400.0
 SENDING_LAST = 1.0
 """Seconds gRPC gets, once the drain has ended every call, to send what those calls left to send (a stream's status
 goes out after its last frame, when our code is done): a stop at once would cut it to "Cancelling all calls"."""
-MAX_STREAMS_PER_CONNECTION = API_MAX_STREAMS
-"""The most calls one connection holds open at once, told to its client in the HTTP/2 SETTINGS: a client's further
-calls wait in its own transport for one to end (a stream past it, from a client that ignores the setting, is refused).
-It bounds what a connection holds before any of our code runs: gRPC keeps open a stream that ended without sending its
-request (no token checked yet), and a connection held thousands of them, some 12 KiB each. As many as one hosted model
-runs at once (those past it would wait in its queue, here they wait in the client), and well under the 1,000 new calls
-gRPC's core holds for grpc.aio to take (grpc.server.max_pending_requests), past which it cancels the newest: a burst
-on one connection cannot reach that. No server-wide cap (grpc.aio's maximum_concurrent_rpcs): the models' gates bound
-the calls that run, while such a cap would count long health watches and, filled by a few connections, refuse every
-caller with gRPC's own RESOURCE_EXHAUSTED."""
 MODEL_HEALTH_PREFIX = "model:"
 """Each loaded model is also a health service, named "model:<model id>", SERVING while loaded, NOT_SERVING while
 UnloadModel unloads it (new calls are refused, those running finish); its entry goes once the model is freed, or at
@@ -176,7 +166,6 @@ async def start_server(
             # replicas added since. The calls running then go on to their end (no grace is set: a long generation
             # may run for many minutes); only new calls go to a new connection.
             ("grpc.max_connection_age_ms", 300_000),
-            ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
         ],
     )
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(
