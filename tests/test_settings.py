@@ -128,6 +128,7 @@ def test_a_switch_in_the_environment_must_say_yes_or_no(variable: str) -> None:
 
 def test_listen_addresses_and_api_hosts_are_taken_as_given() -> None:
     assert parse_settings(["--listen", "[::1]:0, unix:///tmp/w.sock,"], {}).listen == ("[::1]:0", "unix:///tmp/w.sock")
+    assert parse_settings(["--listen", "unix-abstract:warpcore"], {}).listen == ("unix-abstract:warpcore",)
     hosts = parse_settings([], {"WARPCORE_ALLOWED_API_HOSTS": "Api.OpenAI.com, [::1],10.0.0.5"}).allowed_api_hosts
     assert hosts == frozenset({"api.openai.com", "::1", "10.0.0.5"})  # as urlsplit gives a base URL's host
     with pytest.raises(SettingsError, match=r"^WARPCORE_LISTEN port is out of range"):

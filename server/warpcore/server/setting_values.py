@@ -25,14 +25,14 @@ def check_range(name: str, value: float, low: float, high: float) -> None:
 
 
 def listen_addresses(text: str, name: str) -> tuple[str, ...]:
-    """The comma-separated addresses of `text`: unix: paths, and host:port with a port in PORT_RANGE and an IPv6
-    host in brackets, as gRPC reads them. gRPC itself would bind a port out of range modulo 65536, and a host
-    without one to port 443."""
+    """The comma-separated addresses of `text`: unix: paths (unix-abstract: names), and host:port with a port in
+    PORT_RANGE and an IPv6 host in brackets, as gRPC reads them. gRPC itself would bind a port out of range modulo
+    65536, and a host without one to port 443."""
     addresses = tuple(address.strip() for address in text.split(",") if address.strip())
     if not addresses:
         raise SettingsError(f"{name} holds no address: give host:port or unix:path, comma-separated")
     for address in addresses:
-        if address.startswith("unix:"):
+        if address.startswith(("unix:", "unix-abstract:")):
             continue
         host, colon, port = address.rpartition(":")
         if not colon or (":" in host and not (host.startswith("[") and host.endswith("]"))):

@@ -79,7 +79,7 @@ class PromptPreparer:
             raise _too_long(
                 params,
                 context_size,
-                f"more than {context_size} tokens (CountTokens counts it whole)",
+                f"more than {context_size} tokens (counting its tokens gives its whole length)",
                 prompt_tokens_more_than=context_size,
             )
         keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
