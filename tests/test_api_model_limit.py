@@ -90,8 +90,8 @@ async def test_hosted_loads_at_once_past_the_limit_are_refused_too(
     assert len((await stub.ListModels(pb.ListModelsRequest())).models) == LIMIT
 
 
-def test_the_limit_is_64_unless_set_and_0_lifts_it() -> None:
-    assert serving_options(parse_settings([], {})).limits.max_api_models == 64
+def test_the_limit_is_256_unless_set_and_0_lifts_it() -> None:
+    assert serving_options(parse_settings([], {})).limits.max_api_models == 256
     assert serving_options(parse_settings([], {"WARPCORE_MAX_API_MODELS": "8"})).limits.max_api_models == 8
     assert serving_options(parse_settings(["--max-api-models", "0"], {})).limits.max_api_models is None
 

@@ -129,9 +129,10 @@ API_MAX_STREAMS = 256
 API_MAX_QUEUE = 1024
 # A hosted model holds no memory to evict it for, yet each costs an SDK client with its connection pool, an admission
 # gate and some forty /metrics lines of series under its id; a client naming a new id at each LoadModel would grow them
-# without end. A deployment routes to a handful of provider models (a few per tenant at most): 64 leaves room for
-# many times that, and keeps the per-model series of hosted models to a few thousand lines at worst.
-API_MAX_MODELS = 64
+# without end. A deployment routes to a handful of provider models (a few per tenant), and a gateway in front of a
+# catalogue to a few hundred: 256 takes those (a --config of more stopped an upgraded server), and keeps the per-model
+# series of hosted models to some ten thousand lines at worst.
+API_MAX_MODELS = 256
 
 
 @dataclass
