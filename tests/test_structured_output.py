@@ -142,6 +142,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["path", 'say "hi"', "line\nname\\"],
         "additionalProperties": False,
     },
+    # Member names the grammar's rules would be named after, as its own rules are: its start (`root` for a member
+    # named ""), its white space, the number's parts, a member's key-value rule, and two names spelled alike in a
+    # rule name (which holds letters, digits and dashes only).
+    "member names like the grammar's own rules": {
+        "type": "object",
+        "properties": {
+            "": {"type": "integer", "minimum": 0, "maximum": 9},
+            "root": {"enum": ["r", "s"]},
+            "space": {"const": "x"},
+            "decimal part": {"const": "d"},
+            "integral_part": {"const": "i"},
+            "n": {"type": "number"},
+            "-kv": {"type": "boolean"},
+            "a b": {"const": "ab"},
+            "a-b": {"const": "a-b"},
+        },
+        "required": ["", "root", "space", "decimal part", "integral_part", "n", "-kv", "a b", "a-b"],
+        "additionalProperties": False,
+    },
 }
 TINY_SAMPLES = 50
 GEMMA_SAMPLES = 5

@@ -43,6 +43,14 @@ _DATE = (
 )
 
 
+# The name every rule of a response format's schema begins with. The converter names a member's rules after the member
+# (the characters a rule name cannot hold turned into dashes) under the name of the value holding it: unprefixed, a
+# member named "" would name its value's rule `root`, the grammar's start, and one named "decimal part" would take the
+# name of the number's own rule `decimal-part`. No rule of the grammar's own begins with this prefix, as none begins
+# with a tool's `tool<i>-arguments`.
+_VALUE = "json"
+
+
 class _Converter(llama_grammar.SchemaConverter):
     """llama-cpp-python's converter, plus numeric bounds, constraints kept on every member of a type list, and
     JSON-safe string characters."""
@@ -92,7 +100,8 @@ def json_grammar(schema: Mapping[str, Any] | None, field: str) -> str:
     """The grammar of JSON valid against `schema` (an inlined schema from schema_check), or of any JSON object."""
     converter = _Converter()
     with _refused_as(field):
-        converter.visit(dict(schema) if schema is not None else {"type": "object"}, "")
+        value = converter.visit(dict(schema) if schema is not None else {"type": "object"}, _VALUE)
+    converter.rule("root", value)
     return checked_size(converter.grammar(), field)
 
 
@@ -109,8 +118,8 @@ def tool_calls_grammar(tools: Sequence[tuple[str, Mapping[str, Any]]], *, severa
         alternatives.append(converter.rule(f"tool{index}", f"{header} {arguments}"))
     opening = json.dumps('<tool_call>\n{"name": ')
     closing = json.dumps("}\n</tool_call>")
-    converter.rule("call", f"{opening} ({' | '.join(alternatives)}) {closing}")
-    converter.rule("root", 'call ("\\n" call)*' if several else "call")
+    call = converter.rule("call", f"{opening} ({' | '.join(alternatives)}) {closing}")
+    converter.rule("root", f'{call} ("\\n" {call})*' if several else call)
     return checked_size(converter.grammar(), field)
 
 
