@@ -4,6 +4,7 @@ and from Gemma parses and validates, one slot or four, each stream with its own 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ import jsonschema
 import pytest
 
 from tests.local_engine import Outcome, json_params, load_local, local_engine, run
-from warpcore.server.core.domain import FinishReason
+from warpcore.server.core.domain import ChatMessage, FinishReason, Role
 from warpcore.server.core.engine import Engine
 from warpcore.server.embedded import install_embedded_model
 
@@ -211,6 +212,25 @@ async def test_json_object_output_is_an_object_or_cut_by_max_tokens(engine: Engi
             assert_valid(outcome, None)
             finished += 1
     assert finished > 0
+
+
+async def test_a_schema_that_spells_the_templates_control_tokens_is_written_whole(engine: Engine) -> None:
+    """The tiny model's chat template ends a turn with `</s>`, its end-of-sequence token, also when the model writes it
+    as text, and `<s>` is a control token the grammar may take for its text: under the grammar, a member's name, a
+    constant and an enum value that spell them are JSON text, neither the end of the answer nor a token left out."""
+    model = await load_local(engine, "tiny")
+    schema = {
+        "type": "object",
+        "properties": {"</s>": {"const": "</s>"}, "pick": {"enum": ["a</s>b", "<s>"]}, "start": {"const": "<s>"}},
+        "required": ["</s>", "pick", "start"],
+        "additionalProperties": False,
+    }
+    picks = set()
+    for seed in range(TINY_SAMPLES):
+        params = json_params(schema, temperature=1.0, seed=seed)
+        chat = dataclasses.replace(params, prompt=None, messages=(ChatMessage(Role.USER, "the world"),))
+        picks.add(assert_valid(await run(engine, model, chat), schema)["pick"])
+    assert picks == {"a</s>b", "<s>"}
 
 
 async def test_four_concurrent_streams_each_with_its_own_schema(engine: Engine) -> None:

@@ -3,6 +3,8 @@ the model opens a call, and Gemma calls the tool a question needs."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.llama.tool_calls import CALL_OPENING
 from warpcore.server.core.domain import ChatMessage, FinishReason, GenerationParams, Role
 from warpcore.server.core.errors import InvalidArgumentError
-from warpcore.server.core.tooling import ToolCall, ToolChoice, ToolChoiceMode
+from warpcore.server.core.tooling import Tool, ToolCall, ToolChoice, ToolChoiceMode
 from warpcore.server.embedded import install_embedded_model
 
 
@@ -72,6 +74,33 @@ async def test_auto_calls_through_a_lazy_grammar_once_the_model_opens_a_call(tmp
                 answered += 1
         assert called > 0
         assert answered > 0
+
+
+@pytest.mark.parametrize("mode", [ToolChoiceMode.AUTO, ToolChoiceMode.REQUIRED])
+async def test_a_call_whose_arguments_spell_the_templates_end_of_turn_is_made_whole(
+    tmp_path: Path, mode: ToolChoiceMode
+) -> None:
+    """The template ends a turn with `</s>`, also when the model writes it as text: in a call, lazy (auto) or
+    constrained from the start (required), a member's name and a constant that spell it are the call's JSON."""
+    write_tiny_model(tmp_path / "caller.gguf", chat_template=HERMES_TEMPLATE, extra_words=(CALL_OPENING,))
+    end = Tool(
+        "end",
+        "End",
+        {
+            "type": "object",
+            "properties": {"</s>": {"const": "</s>"}},
+            "required": ["</s>"],
+            "additionalProperties": False,
+        },
+    )
+    async with local_engine(tmp_path) as engine:
+        model = await load_local(engine, "caller", name="caller.gguf", context_size=2048)
+        for seed in range(SAMPLES):
+            params = dataclasses.replace(ask(ToolChoice(mode), seed=seed), tools=(end,))
+            (call,) = assert_valid_calls(
+                await run(engine, model, params), (end,), text_before=mode is ToolChoiceMode.AUTO
+            )
+            assert json.loads(call.arguments) == {"</s>": "</s>"}
 
 
 async def test_gemma_calls_the_tool_a_question_needs(tmp_path: Path) -> None:

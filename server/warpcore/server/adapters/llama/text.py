@@ -39,6 +39,14 @@ class TokenText:
         self._emit = emit
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
+        # Under a grammar the text is the grammar's, which ends with the end-of-generation token it allows once
+        # complete: the template's end-of-turn text within it (a constant "</s>") is text, not an end.
+        self._grammar_on = False
+        if constraint is not None and not constraint.lazy:
+            self._grammar_begins()
+        # Under a grammar, control tokens are text too: the grammar reads every token by its text (a constant "<s>"
+        # may come as the control token), and some templates' `<tool_call>` is one.
+        self._special = constraint is not None
         self._calls = None
         if constraint is not None and constraint.tool_calls:
             self._calls = ToolCallText(emit, calls_only=not constraint.lazy)
@@ -58,8 +66,7 @@ class TokenText:
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             return FinishReason.STOP
         self.generated += 1
-        # With tools, special tokens are text too: some templates' `<tool_call>` is one.
-        piece = self._llama.detokenize([token], special=self._calls is not None)
+        piece = self._llama.detokenize([token], special=self._special)
         decoded = self._utf8.decode(piece)
         text, matched = self._scanner.feed(decoded)
         if logprobs is None:
@@ -70,6 +77,8 @@ class TokenText:
             self._pending.append((self._token_logprob(piece, logprobs), ends))
             self._released += text
             self._out_whole_tokens()
+        if self._calls is not None and self._calls.opened and not self._grammar_on:
+            self._grammar_begins()  # the lazy grammar took over where the call opened
         if self._calls is not None and self._calls.repeated:
             return FinishReason.STOP  # the calls are over (ToolCallText): the answer is its calls
         if matched is not None:
@@ -80,6 +89,10 @@ class TokenText:
         if self.generated >= self._prompt.budget:
             return FinishReason.LENGTH
         return None
+
+    def _grammar_begins(self) -> None:
+        self._grammar_on = True
+        self._scanner.keep_only(self._prompt.user_stops)
 
     def _token_logprob(self, piece: bytes, logprobs: Logprobs) -> TokenLogprob:
         logprob, top = logprobs

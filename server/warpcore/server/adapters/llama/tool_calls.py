@@ -54,6 +54,11 @@ class ToolCallText:
         self.calls: list[ToolCall] = []
 
     @property
+    def opened(self) -> bool:
+        """A call's opening marker was read: what follows is the tool grammar's."""
+        return bool(self.calls) or self._state != self._text
+
+    @property
     def repeated(self) -> bool:
         """A call repeated an earlier one: the calls are over."""
         return self._state == self._ended
