@@ -212,6 +212,21 @@ async def test_a_finished_call_whose_arguments_do_not_parse_is_the_upstreams_fai
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
 
 
+async def test_a_call_of_a_tool_the_request_did_not_declare_is_the_upstreams_failure(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    """A tester's upstream called `rm_rf` beside the declared get_weather: passed on as a complete call, a client
+    that dispatches calls by name was handed one it never offered."""
+    await load(stub, upstream)
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, '{"city": "Paris"}'), Call(1, "call_2", "rm_rf")])
+    frames, error = await failed_stream(stub.Generate(chat(user("Weather?"))))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED_TOOL_CALL"
+    assert "tool call 1" in str(error.details())
+    assert "'rm_rf', which the request did not declare" in str(error.details())
+    assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+
+
 async def test_openai_calls_in_one_chunk_and_calls_numbered_by_id_only(stub: Stub, openai_upstream: FakeOpenAI) -> None:
     """Two calls may start in one chunk; some compatible servers leave out `index` and number calls by their id."""
     await load(stub, openai_upstream)

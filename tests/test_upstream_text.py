@@ -51,7 +51,7 @@ async def test_characters_cut_between_events_arrive_whole(
 
 async def test_tool_call_arguments_cut_inside_a_character_arrive_whole(stub: Stub, upstream: FakeUpstream) -> None:
     await load(stub, upstream)
-    use(upstream, [Call(0, "call_1", "greet"), Args(0, f'{{"face": "{HIGH}'), Args(0, f'{LOW}"}}')])
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, f'{{"face": "{HIGH}'), Args(0, f'{LOW}"}}')])
     streamed = await stream(stub.Generate(chat(user("Smile"))))
     assert streamed.result is not None
     assert streamed.result.finish_reason == pb.FINISH_REASON_TOOL_CALLS
@@ -76,7 +76,7 @@ async def test_a_half_left_at_the_end_of_the_text_comes_before_a_call_that_follo
 ) -> None:
     # It came at the stream's end, after the call: a text block of its own after the tool_use on Anthropic's dialect.
     await load(stub, upstream)
-    use(upstream, [Text(f"z{HIGH}"), Call(0, "call_1", "greet"), Args(0, "{}")])
+    use(upstream, [Text(f"z{HIGH}"), Call(0, "call_1", "get_weather"), Args(0, "{}")])
     kinds, text = [], ""
     async for frame in stub.Generate(chat(user("Smile"))):
         kinds.append(frame.WhichOneof("frame"))
@@ -114,7 +114,7 @@ async def test_the_logprob_of_a_token_that_is_part_of_a_character_is_kept(
 async def test_a_finished_call_with_arguments_beyond_a_double_says_so(stub: Stub, upstream: FakeUpstream) -> None:
     # Said "without an id, a name or arguments that are a JSON object", which sent a reader looking at the wrong part.
     await load(stub, upstream)
-    use(upstream, [Call(0, "call_1", "measure"), Args(0, '{"size": 1e400}')])
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, '{"size": 1e400}')])
     _, error = await failed_stream(stub.Generate(chat(user("How big?"))))
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED_TOOL_CALL"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES
+from collections.abc import Iterable
+
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, shortened
 from warpcore.server.core.domain import (
     FinishReason,
     ToolCallDelta,
@@ -17,10 +19,13 @@ from warpcore.server.core.tooling import (
 class ToolCallAssembler:
     """The calls of one generation, built from its deltas; every delta is added in the order it was streamed."""
 
-    __slots__ = ("_calls",)
+    __slots__ = ("_calls", "_declared")
 
-    def __init__(self) -> None:
+    def __init__(self, declared: Iterable[str]) -> None:
+        """`declared`: the names of the request's tools, the only ones a call may name (every tool a request declares
+        is a function of the caller's: no server tool of a vendor's reaches a backend)."""
         self._calls: dict[int, tuple[str, str, list[str]]] = {}
+        self._declared = frozenset(declared)
 
     def add(self, delta: ToolCallDelta) -> None:
         call = self._calls.get(delta.index)
@@ -30,17 +35,18 @@ class ToolCallAssembler:
             call[2].append(delta.arguments)
 
     def finish(self, reason: FinishReason, *, budget_spent: bool = False) -> tuple[FinishReason, tuple[ToolCall, ...]]:
-        """The finish reason and the complete calls, in index order, each with arguments that parse to a JSON object
-        ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled) leaves out the
-        calls it did not complete; a generation that ended normally with a broken call is the backend's failure,
-        unless it had spent its whole max_tokens (`budget_spent`): a compatible server that reports the end of a
-        call cut by the limit as a natural one (LiteLLM's Anthropic route does) finished for its length. A backend
-        that reports a natural stop after calls (OpenAI does, for a named tool choice) finished with tool calls."""
+        """The finish reason and the complete calls, in index order, each of a declared tool with arguments that parse
+        to a JSON object ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled)
+        leaves out the calls it did not complete; a generation that ended normally with a broken call (a tool the
+        request did not declare too) is the backend's failure, unless it had spent its whole max_tokens
+        (`budget_spent`): a compatible server that reports the end of a call cut by the limit as a natural one
+        (LiteLLM's Anthropic route does) finished for its length. A backend that reports a natural stop after calls
+        (OpenAI does, for a named tool choice) finished with tool calls."""
         calls = []
         for index in sorted(self._calls):
             call_id, name, pieces = self._calls[index]
             arguments = "".join(pieces) or "{}"
-            flaw = "it has no id" if not call_id else "it has no name" if not name else arguments_flaw(arguments)
+            flaw = self._flaw(call_id, name, arguments)
             if flaw is None:
                 calls.append(ToolCall(call_id, name, arguments))
             elif budget_spent:
@@ -52,6 +58,15 @@ class ToolCallAssembler:
         if calls and reason is FinishReason.STOP:
             reason = FinishReason.TOOL_CALLS
         return reason, tuple(calls)
+
+    def _flaw(self, call_id: str, name: str, arguments: str) -> str | None:
+        if not call_id:
+            return "it has no id"
+        if not name:
+            return "it has no name"
+        if name not in self._declared:
+            return f"it calls the tool {shortened(name)!r}, which the request did not declare"
+        return arguments_flaw(arguments)
 
     def unargued(self) -> tuple[ToolCallDelta, ...]:
         """A last delta of "{}" for each call streamed with no argument text (an Anthropic tool that takes none), so

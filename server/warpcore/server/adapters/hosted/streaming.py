@@ -196,7 +196,7 @@ class HostedAdapter(ABC):
         with map_sdk_errors(self.errors, self._api):
             stream = await self._open(body, request_timeout(self._api.timeout, params.timeout), self._headers(params))
         reader, mender = endpoint.reader(), SurrogateMender()
-        calls = ToolCallAssembler()
+        calls = ToolCallAssembler(tool.name for tool in params.tools)
         deltas_of, mend, stopped = reader.deltas, mender.mend, stop.is_set  # looked up once, not per event
         cancelled = False
         failure: WarpcoreError | None = None
