@@ -130,6 +130,27 @@ async def test_a_hostile_response_schema_is_refused_in_bounded_time(engine: Engi
     await assert_serving(engine, model)
 
 
+# What valid JSON Schema the grammar does not take is said so, not called invalid: a tester read "pattern is not a
+# regular expression: bad escape \p" of ECMA-262's \p{L}, and "only references into this schema (#/...)" of a
+# reference into it by anchor.
+UNSUPPORTED_SAYS: dict[str, tuple[dict[str, Any], str]] = {
+    "^\\p{L}+$": ({"type": "string", "pattern": "^\\p{L}+$"}, "the escape \\p is not supported"),
+    "#anchor": (
+        {"$defs": {"word": {"$anchor": "word", "type": "string"}}, "$ref": "#word"},
+        "$ref '#word' names an anchor, which is not supported",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", UNSUPPORTED_SAYS)
+async def test_valid_schemas_the_grammar_does_not_take_are_said_unsupported(engine: Engine, name: str) -> None:
+    model = await load_local(engine, "tiny")
+    schema, says = UNSUPPORTED_SAYS[name]
+    error = await refused(engine, model, json_params(schema))
+    assert error.reason == "SCHEMA_UNSUPPORTED"
+    assert says in error.message
+
+
 async def test_tools_whose_grammar_is_too_large_are_refused_naming_the_tool_past_the_cap(engine: Engine) -> None:
     model = await load_local(engine, "tiny")
     one = Tool("tool", "", {"type": "object"})

@@ -81,7 +81,7 @@ def _nested_repeats(body: str) -> int:
         if token == "(":
             levels.append(1)
             continue
-        if token == ")":
+        if token == ")" and len(levels) > 1:  # a stray ")" is no group: re.compile refuses the pattern then
             last = levels.pop()
         elif match := _QUANTIFIER.fullmatch(token):
             last *= int(match.group(3) or match.group(1))
