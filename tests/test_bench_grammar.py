@@ -21,7 +21,9 @@ def test_grammar_bench_measures_both_cases_and_reports_the_ratio(tmp_path: Path)
     assert all(row[5] == 2 for row in table["rows"])  # both cases in every round
     (target,) = data["targets"]
     assert (target["op"], target["threshold"], target["unit"]) == (">=", 0.9, "x")
-    assert target["value"] == round(rates["JSON Schema grammar"] / rates["unconstrained"], 3)
+    # The table shows each rate to a tenth, the target's ratio is of the rates measured: equal within that rounding.
+    constrained, free = rates["JSON Schema grammar"], rates["unconstrained"]
+    assert abs(target["value"] - constrained / free) <= 0.05 / free + constrained * 0.05 / free**2 + 0.001
     assert (tmp_path / data["charts"][0]).read_bytes().startswith(b"\x89PNG")
     readme = (tmp_path / "README.md").read_text()
     assert "## Grammar-constrained local generation\n" in readme
