@@ -7,12 +7,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import llama_cpp
+
 from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.prompt_reuse import Start
+from warpcore.server.adapters.llama.sampling import logprobs
 from warpcore.server.adapters.llama.text import Emit, TokenText
-from warpcore.server.core.domain import GenerationParams
+from warpcore.server.core.domain import FinishReason, GenerationParams
 
 IDLE_SECONDS = 1.0
 """How long a model's batching thread waits for work before it ends (the next generation starts another): an idle
@@ -49,6 +52,21 @@ class Job:
     """The grammar its output is sampled under, built before it was submitted."""
     flow: Flow = dataclasses.field(default_factory=Flow)
 
+    def prepare(
+        self, llama: llama_cpp.Llama, vocab: llama_cpp.llama_vocab_p, vocabulary_size: int
+    ) -> tuple[Sampler, TokenText] | None:
+        """Its sampler and text, as it starts; None once its caller is told why it cannot start (a grammar the
+        sampler refuses, or any failure: its own, never its neighbours')."""
+        sampler = None
+        try:
+            sampler = Sampler.of(self.params, vocab, vocabulary_size, self.constraint)
+            return sampler, TokenText(llama, self.prompt, self.emit, self.constraint)
+        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
+            if sampler is not None:
+                sampler.free()
+            self.emit(error)
+            return None
+
 
 @dataclass(eq=False)
 class Running:
@@ -65,6 +83,18 @@ class Running:
     position: int = 0
     next_token: int | None = None  # sampled, not yet decoded
     answer: list[int] = dataclasses.field(default_factory=list)  # every token sampled
+
+    def sample(self, ctx: llama_cpp.llama_context_p, row: int, vocabulary_size: int) -> FinishReason | None:
+        """Sample its next token from the logits of `row` and take it into its text: why it ends there, or None."""
+        token = self.sampler.sample(ctx, row)
+        scored = None
+        if (params := self.job.params).logprobs:
+            scored = logprobs(ctx, row, vocabulary_size, token, params.top_logprobs)
+        self.answer.append(token)
+        reason = self.text.feed(token, scored)
+        if reason is None:
+            self.next_token = token
+        return reason
 
     def passed_over(self) -> bool:
         """Whether this step leaves it out: a token to decode, and its caller too far behind to want it yet."""

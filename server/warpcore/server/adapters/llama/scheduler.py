@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import collections
 import dataclasses
+import functools
 import heapq
 import logging
 import threading
@@ -14,15 +15,12 @@ from typing import Literal
 import llama_cpp
 
 from warpcore.server.adapters.llama.context import STEP_TOKENS, NativeContext
-from warpcore.server.adapters.llama.grammar_sampler import Sampler
 from warpcore.server.adapters.llama.invariance import invariant_rows
 from warpcore.server.adapters.llama.job import IDLE_SECONDS, PAUSED_WAIT, Job, Running, all_behind
 from warpcore.server.adapters.llama.native_threads import lower_compute_priority
 from warpcore.server.adapters.llama.prefill import PIECES, PrefillCalls
 from warpcore.server.adapters.llama.prefix_cache import PrefixCache
 from warpcore.server.adapters.llama.prompt_reuse import NOT_CACHED, PromptReuse
-from warpcore.server.adapters.llama.sampling import logprobs
-from warpcore.server.adapters.llama.text import TokenText
 from warpcore.server.adapters.llama.vision import ImagePrompt, ImageSpan
 from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import UnavailableError, WarpcoreError
@@ -30,6 +28,7 @@ from warpcore.server.core.occupancy import Occupancy
 from warpcore.server.core.tokens import PromptUsage
 
 _log = logging.getLogger(__name__)
+_STOPPED = "the local model stopped on an internal error (see the server log); unload it and load it again"
 
 
 class BatchScheduler:
@@ -140,15 +139,16 @@ class BatchScheduler:
                 self._stop()
 
     def _stop(self) -> None:
-        # Nobody is left running or waiting unless the loop failed: then nobody must wait forever.
-        stopped = UnavailableError("the local model stopped; retry", reason="MODEL_UNLOADING")
+        # Nobody is left running or waiting unless the loop failed: then nobody must wait forever, nor call it later.
+        stopped = functools.partial(UnavailableError, _STOPPED, reason="MODEL_FAILED")
         for sequence in self._running:
-            sequence.job.emit(stopped)
+            sequence.job.emit(stopped())
             sequence.sampler.free()
         with self._wake:
             self._closing = True
+            self._refusal = self._refusal or stopped
             for job in self._waiting:
-                job.emit(stopped)
+                job.emit(stopped())
         self._native.free()
         self._freed.set()
 
@@ -178,25 +178,27 @@ class BatchScheduler:
                     return "idle"
             if not (self._closing or (self._waiting and self._free_slots)) and all_behind(self._running):
                 self._wake.wait(PAUSED_WAIT)  # nothing to do until a caller reads: woken by a new one, else soon
-            admitted: list[Job] = []
-            while self._waiting and len(admitted) < len(self._free_slots):
-                admitted.append(self._waiting.popleft())
-        for job in admitted:
-            self._start(job)
+            count = min(len(self._waiting), len(self._free_slots))
+            admitted = [self._waiting.popleft() for _ in range(count)]
+        for index, job in enumerate(admitted):
+            try:
+                self._start(job)
+            except Exception as error:  # the loop stops (_serve): this job hears why, those after it with the waiting
+                job.emit(error)
+                with self._wake:
+                    self._waiting.extendleft(reversed(admitted[index + 1 :]))
+                raise
         return "step"
 
     def _start(self, job: Job) -> None:
         if job.stop.is_set():  # stopped while waiting
             job.emit(Finish(FinishReason.CANCELLED))
             return
-        try:
-            sampler = Sampler.of(job.params, self._vocab, self._native.vocabulary_size, job.constraint)
-        except Exception as error:  # noqa: BLE001 - the caller's stream raises it
-            job.emit(error)
+        if (prepared := job.prepare(self._vocabulary, self._vocab, self._native.vocabulary_size)) is None:
             return
+        sampler, text = prepared
         prompt, slot = job.prompt, heapq.heappop(self._free_slots)
         start = NOT_CACHED if self.prompts is None else self.prompts.start(slot, prompt.tokens, prompt.piece_keys)
-        text = TokenText(self._vocabulary, prompt, job.emit, job.constraint)
         cached = start.hit.length
         sequence = Running(job, slot, prompt, text, sampler, start, cached, cached)
         bisect.insort(self._running, sequence, key=lambda running: running.slot)
@@ -266,15 +268,13 @@ class BatchScheduler:
         return False
 
     def _sample(self, sequence: Running, row: int) -> None:
-        token = sequence.sampler.sample(self._native.ctx, row)
-        scored = None
-        if (params := sequence.job.params).logprobs:
-            scored = logprobs(self._native.ctx, row, self._native.vocabulary_size, token, params.top_logprobs)
-        sequence.answer.append(token)
-        reason = sequence.text.feed(token, scored)
-        if reason is None:
-            sequence.next_token = token
-        else:
+        try:
+            reason = sequence.sample(self._native.ctx, row, self._native.vocabulary_size)
+        except Exception as error:  # noqa: BLE001 - this generation's failure, told to its caller; the others go on
+            sequence.job.emit(error)
+            self._release(sequence)
+            return
+        if reason is not None:
             self._finish(sequence, reason)
 
     def _finish(self, sequence: Running, reason: FinishReason) -> None:
