@@ -95,10 +95,13 @@ class ActiveStreams:
         stepping = [task for task, call in self._calls.items() if call.ends_when_stopped]
         cancelled = [task for task in self._calls if task not in stepping]
         if self._calls:
+            hosted = sum(self._calls[task].stop is not None for task in cancelled)  # stopped, yet still sending
             _log.info(
-                "grace over: %d local generations end at their current decode step, %d other calls are cancelled",
+                "grace over: %d local generations end at their current decode step; %d hosted generations and %d"
+                " other calls are cancelled",
                 len(stepping),
-                len(cancelled),
+                hosted,
+                len(cancelled) - hosted,
             )
         for task in cancelled:
             self._ended_by_shutdown.add(task)
