@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,3 +150,39 @@ async def test_a_gated_repository_takes_the_servers_hf_token_which_stays_with_th
         assert done.size_bytes == len(gguf)
         # The CDN gets a signed address, never the token.
         assert [download.authorization for download in hub.downloads] == [None]
+
+
+async def test_pulls_of_slow_files_hold_up_no_load(hub: FakeHub, gguf: bytes, models_root: Path) -> None:
+    """A tester's finding: pulls took the threads loads use, and a load of a file on disk waited for them."""
+    names = [f"part{index}.gguf" for index in range(12)]  # more than the threads of asyncio's default executor
+    for name in names:
+        hub.add("acme/tiny-GGUF", name, gguf)
+    hub.hold_after = 1024 * 1024
+    async for _, stub in pulling_server(hub, models_root):
+        (models_root / "here.gguf").write_bytes(gguf)
+        calls = [pull(stub, f"hf:acme/tiny-GGUF:{name}") for name in names]
+        await hub.held.wait()
+        load = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model="here.gguf", model_id="here")
+        await stub.LoadModel(load, timeout=WAIT_SECONDS)
+        hub.release.set()
+        results = await asyncio.gather(*(frames(call) for call in calls))
+        assert [done.size_bytes for _, done in results] == [len(gguf)] * len(names)
+
+
+async def test_a_pull_naming_main_shares_the_download_of_one_naming_no_revision(stub: Stub, hub: FakeHub) -> None:
+    hub.hold_after = 1024 * 1024
+    first = pull(stub)
+    await hub.held.wait()
+    second = pull(stub, MODEL, "main")
+    hub.release.set()
+    results = await asyncio.gather(frames(first), frames(second))
+    assert len(hub.downloads) == 1
+    assert results[0][1].sha256 == results[1][1].sha256
+
+
+async def test_progress_tells_the_size_before_the_first_piece_and_never_repeats_itself(stub: Stub, gguf: bytes) -> None:
+    progress, done = await frames(pull(stub))
+    sizes = [(frame.bytes_done, frame.bytes_total) for frame in progress]
+    assert (0, len(gguf)) in sizes[:2]  # after the first frame (nothing yet), or as it
+    assert all(before != after for before, after in itertools.pairwise(sizes))
+    assert sizes[-1] == (done.size_bytes, done.size_bytes)

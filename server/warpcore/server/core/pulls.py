@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,9 @@ from warpcore.server.core.errors import FailedPreconditionError
 _log = logging.getLogger("warpcore.server")
 PULL_PROGRESS_INTERVAL = 0.25
 """Seconds between progress frames of one pull: a few a second move a progress bar smoothly at any speed."""
+PULLS_AT_ONCE = 8
+"""Files downloading at once; a pull beyond them waits for one to end. They have threads of their own: a slow hub
+never holds up the work other calls hand to threads (a load, a grammar)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Pulls:
         self._download = download
         self._interval = interval
         self._jobs: dict[str, _Job] = {}
+        self._threads = ThreadPoolExecutor(max_workers=PULLS_AT_ONCE, thread_name_prefix="warpcore-pull")
 
     async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
         """Progress while the file arrives, then the file. Leaving early stops the download if nobody else waits."""
@@ -86,7 +91,7 @@ class Pulls:
             job = self._jobs.get(model)
         if job is None:
             job = self._start(model, revision)
-        elif job.revision != revision:
+        elif (job.revision or "main") != (revision or "main"):  # none asked for is the hub's main
             raise FailedPreconditionError(
                 f"{model!r} is being pulled at revision {job.revision or 'main'}; wait for that pull to end",
                 reason="PULL_IN_PROGRESS",
@@ -94,13 +99,15 @@ class Pulls:
         job.callers += 1
         try:
             seen = 0  # nothing before the download's first progress: a name the hub refuses gets no frame at all
+            sent: PullProgress | None = None
             while job.outcome is None:
                 if job.version != seen:
-                    seen = job.version
-                    yield job.progress
+                    seen, sent = job.version, job.progress
+                    yield sent
                 await job.past(seen)
             pulled = job.outcome.result()
-            yield PullProgress(pulled.size, pulled.size)
+            if sent != (whole := PullProgress(pulled.size, pulled.size)):
+                yield whole
             yield pulled
         finally:
             job.callers -= 1
@@ -126,14 +133,15 @@ class Pulls:
         def progress(done: int, total: int | None) -> None:  # on the download's thread
             nonlocal last
             now = time.monotonic()
-            if now - last >= self._interval or done == total:
-                last = now
+            if now - last >= self._interval or done == total or not done:
+                last = now if done else last  # the size alone, before any byte, delays no frame of bytes
                 loop.call_soon_threadsafe(_spawn, job.publish(PullProgress(done, total)))
 
         async def run() -> None:
             outcome: asyncio.Future[PulledFile] = loop.create_future()
             try:
-                outcome.set_result(await asyncio.to_thread(self._download, model, revision, progress, job.stop))
+                pulled = await loop.run_in_executor(self._threads, self._download, model, revision, progress, job.stop)
+                outcome.set_result(pulled)
             except BaseException as error:  # noqa: BLE001 - handed to every caller
                 outcome.set_exception(error)
                 outcome.add_done_callback(lambda done: done.exception())  # consumed even with no caller left

@@ -145,39 +145,49 @@ def pull_file(
     if present and _sha256_of(destination, stop) == expected:
         progress(size, size)
         return PulledFile(model, size, sha256=expected, already_present=True)
+    made = [folder for folder in (destination.parent, *destination.parent.parents) if not folder.exists()]
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(destination, expected)
-    with own_partial(partial, model) as file:
-        done = os.fstat(file.fileno()).st_size
-        total = metadata.size
-        if total is not None and done > total:
-            # More bytes than the file has (kept by an older server): no range of the file starts past its end, so
-            # the hub would answer every resumed pull 416. A partial file of exactly the size is hashed, as it stands.
-            file.truncate(0)
-            done = 0
-        if total is not None and shutil.disk_usage(partial.parent).free < total - done:
-            if not done:
-                partial.unlink()  # made just now, for nothing
-            raise _disk_full(model, total - done)
-        writer = _HashingWriter(file, done, total, progress, stop)
-        try:
-            with _hub_errors(asked):
-                headers = build_hf_headers(token=token)
-                if not _same_origin(metadata.location, url):
-                    headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
-                http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise _disk_full(model, (total or 0) - writer.done) from None
-            if error.errno is None and total is not None and writer.done != total:
-                # huggingface_hub's "Consistency check failed": resumed, these bytes would fail every pull alike.
-                what = f"came to {writer.done} bytes where the hub announced {total}"
-                raise _discarded(partial, model, what, "PULL_SIZE_MISMATCH") from None
-            raise
-    digest = writer.hash.hexdigest()
-    if digest != expected:
-        mismatch = f"does not match the hub's SHA-256 ({expected}, got {digest})"
-        raise _discarded(partial, model, mismatch, "PULL_HASH_MISMATCH")
+    try:
+        partial = partial_path(destination, expected)
+        with own_partial(partial, model) as file:
+            done = os.fstat(file.fileno()).st_size
+            total = metadata.size
+            if total is not None and done > total:
+                # More bytes than the file has (kept by an older server): no range of the file starts past its end,
+                # so the hub would answer every resumed pull 416. A partial file of exactly the size is hashed, as it
+                # stands.
+                file.truncate(0)
+                done = 0
+            progress(done, total)  # the size, as soon as the hub said it, before the first piece arrives
+            if total is not None and shutil.disk_usage(partial.parent).free < total - done:
+                if not done:
+                    partial.unlink()  # made just now, for nothing
+                raise _disk_full(model, total - done)
+            writer = _HashingWriter(file, done, total, progress, stop)
+            try:
+                with _hub_errors(asked):
+                    headers = build_hf_headers(token=token)
+                    if not _same_origin(metadata.location, url):
+                        headers.pop("authorization", None)  # a signed CDN address: the token stays with the hub
+                    http_get(metadata.location, writer, resume_size=done, headers=headers, expected_size=total)  # type: ignore[arg-type]
+            except OSError as error:
+                if error.errno == errno.ENOSPC:
+                    raise _disk_full(model, (total or 0) - writer.done) from None
+                if error.errno is None and total is not None and writer.done != total:
+                    # huggingface_hub's "Consistency check failed": resumed, these bytes would fail every pull
+                    # alike.
+                    what = f"came to {writer.done} bytes where the hub announced {total}"
+                    raise _discarded(partial, model, what, "PULL_SIZE_MISMATCH") from None
+                raise
+        digest = writer.hash.hexdigest()
+        if digest != expected:
+            mismatch = f"does not match the hub's SHA-256 ({expected}, got {digest})"
+            raise _discarded(partial, model, mismatch, "PULL_HASH_MISMATCH")
+    except BaseException:
+        for folder in made:  # deepest first: the folders this pull made, unless a partial file stays in them
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     partial.replace(destination)
     _log.info("pulled %s (%d bytes, sha256 %s)", model, writer.done, digest)
     return PulledFile(model, writer.done, sha256=digest, already_present=False)
