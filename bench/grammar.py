@@ -81,7 +81,7 @@ async def decode_rate(engine: Any, constrained: bool, seed: int, max_tokens: int
     async for event in engine.generate("bench", params):
         first = first if first is not None else time.perf_counter()
         if isinstance(event, GenerationResult):
-            tokens = event.finish.completion_tokens
+            tokens = event.finish.completion_tokens or 0  # a local model always counts
     if first is None or tokens < 2:
         raise RuntimeError("the generation gave fewer than two tokens")
     return (tokens - 1) / (time.perf_counter() - first), tokens

@@ -137,6 +137,7 @@ async def test_the_sdk_loads_a_projector_and_sends_image_bytes(server: WarpcoreS
         with pytest.raises(InvalidArgumentError):
             await client.generate("seeing", messages=[linked], max_tokens=8)
     text, _, result = await generated(stub, looking(image(1)))
+    assert reply.usage is not None
     assert (reply.text, reply.usage.prompt_tokens) == (text, result.usage.prompt_tokens)
 
 

@@ -109,6 +109,7 @@ async def test_gemma_prompts_cut_freely_get_the_answers_pieces_gave(
         params = GenerationParams(prompt=prompt, messages=(), max_tokens=8, temperature=0.0, logprobs=True)
         events = [event async for event in adapter.generate(params, threading.Event())]
         (finish,) = [event for event in events if isinstance(event, Finish)]
+        assert finish.prompt_tokens is not None
         return [event for event in events if isinstance(event, TextChunk)], finish.prompt_tokens
 
     lengths = set()

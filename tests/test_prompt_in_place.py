@@ -187,6 +187,7 @@ async def test_gemma_answer_decoded_ahead_gives_the_next_turn_its_text(
             assert chunks == plain_chunks, f"turn {turn}"
             if turn == 2:  # the turn before began from the cache, and so was decoded ahead with its answer
                 assert finish.cached_prompt_tokens > previous
+            assert finish.prompt_tokens is not None
             previous = finish.prompt_tokens
             text += "".join(chunk.text for chunk in chunks)
             await decoded_ahead()

@@ -46,6 +46,7 @@ async def test_sync_client_round_trip(target: str) -> None:
 
             response = client.generate("tiny", prompt="the world", max_tokens=8, temperature=0)
             assert response.finish_reason is FinishReason.LENGTH
+            assert response.usage is not None
             assert response.usage.completion_tokens == 8
             assert response.text.strip()
 
@@ -75,6 +76,7 @@ async def test_async_client_round_trip(target: str) -> None:
     async with AsyncClient(target, timeout=30) as client:
         await client.load_model(TINY_MODEL, model_id="tiny")
         response = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stop=["zzz"])
+        assert response.usage is not None
         assert response.usage.completion_tokens == 6
 
         stream = await client.generate("tiny", prompt="people", max_tokens=6, temperature=0, stream=True)
@@ -96,6 +98,8 @@ async def test_async_client_round_trip(target: str) -> None:
         chat = [("user", "hello"), ("assistant", "the world and")]
         continued = await client.generate("tiny", messages=chat, max_tokens=3, continue_last_message=True)
         after = await client.generate("tiny", messages=chat, max_tokens=3)
+        assert continued.usage is not None
+        assert after.usage is not None
         assert continued.usage.prompt_tokens < after.usage.prompt_tokens
 
         assert await client.health() == "SERVING"
@@ -136,6 +140,7 @@ async def test_close_cancels_the_generation_on_the_server(target: str) -> None:
         stream.close()
         # The model serves one request at a time: this finishes in time only if the cancelled one stopped.
         follow_up = await client.generate("long", prompt="the", max_tokens=4, timeout=5)
+        assert follow_up.usage is not None
         assert follow_up.usage.completion_tokens == 4
 
 
@@ -146,7 +151,9 @@ async def test_sync_stream_close_cancels_too(target: str) -> None:
             client.load_model(TINY_MODEL, model_id="long", context_size=32768)
             with client.generate("long", prompt="the", max_tokens=32768, stream=True) as stream:
                 next(stream)
-            return client.generate("long", prompt="the", max_tokens=4, timeout=5).usage.completion_tokens
+            usage = client.generate("long", prompt="the", max_tokens=4, timeout=5).usage
+            assert usage is not None
+            return usage.completion_tokens
 
     assert await use() == 4
 

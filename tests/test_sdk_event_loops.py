@@ -79,6 +79,7 @@ async def test_one_client_in_loop_after_loop_with_a_stream_left_open_in_the_firs
     async def second() -> list[str]:
         async with client:
             response = await client.generate("b", prompt="the world", max_tokens=4)
+            assert response.usage is not None
             assert response.usage.completion_tokens == 4
             return sorted(model.id for model in await client.list_models())
 

@@ -58,6 +58,7 @@ async def test_embed_and_count_tokens_with_both_clients(target: str) -> None:
 
         counted = await client.count_tokens("g", messages=[("user", "the world")], include_tokens=True, system="Hi.")
         response = await client.generate("g", messages=[("user", "the world")], system="Hi.", max_tokens=2)
+        assert response.usage is not None
         assert counted.prompt_tokens == response.usage.prompt_tokens == len(counted.tokens)
         assert b"the world" in b"".join(token.piece for token in counted.tokens)
 
@@ -158,6 +159,8 @@ async def test_messages_as_vendor_style_mappings_give_the_same_answer(stub: Stub
             "tiny", messages=[{"role": "user", "content": "the world"}], max_tokens=6, temperature=0
         )
         assert mappings.text == pairs.text
+        assert mappings.usage is not None
+        assert pairs.usage is not None
         assert mappings.usage.prompt_tokens == pairs.usage.prompt_tokens
         # Refused before anything is sent, with what to write instead.
         with pytest.raises(ValueError, match="unknown role 'wizard'; expected one of system, user, assistant, tool"):

@@ -63,6 +63,7 @@ async def test_an_answer_that_does_not_parse_raises_with_the_whole_response(
         assert isinstance(error, ValueError)
         assert isinstance(error.__cause__, cause)
         assert (error.response.text, error.response.finish_reason) == (answer, FinishReason.STOP)
+        assert error.response.usage is not None
         assert (error.response.usage.prompt_tokens, error.response.parsed) == (9, None)
         assert str(error).startswith("the answer does not parse as response_format asks: ")
         assert "\n" not in str(error)
@@ -108,6 +109,7 @@ async def test_a_local_streams_prompt_usage_is_known_from_its_first_event(target
         assert isinstance(first, TextDelta)
         early = stream.prompt_usage
         final = await stream.get_final_response()
+    assert final.usage is not None
     assert early == Usage(final.usage.prompt_tokens, 0)
     assert early is not None
     assert early.prompt_tokens > 0
@@ -134,6 +136,7 @@ async def test_an_openai_stream_has_no_early_prompt_usage(target: str, openai_up
         stream = await client.generate("m", prompt="hi", stream=True)
         final = await stream.get_final_response()
     assert stream.prompt_usage is None
+    assert final.usage is not None
     assert final.usage.prompt_tokens == 9
 
 
@@ -147,6 +150,7 @@ async def test_a_generation_failing_mid_way_keeps_what_came_in_its_error(
     def check(error: UnavailableError) -> None:
         assert error.response is not None
         assert (error.response.text, error.response.finish_reason) == ("Hello", FinishReason.ERROR)
+        assert error.response.usage is not None
         assert error.response.usage.prompt_tokens == 9
         assert error.response.request_id == error.request_id != ""
 

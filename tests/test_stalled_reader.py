@@ -95,6 +95,7 @@ async def test_a_generation_waits_for_a_caller_that_stops_reading_and_then_goes_
         alone = [event async for event in adapter.generate(LONG, threading.Event())]
         assert isinstance(alone[-1], Finish)
         assert alone[-1].completion_tokens == MAX_TOKENS
+        assert alone[-1].prompt_tokens is not None
 
         events, taken, held = await stalled(adapter, occupancy)
         assert held < alone[-1].prompt_tokens + len(taken) + 2 * MAX_UNREAD

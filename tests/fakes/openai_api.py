@@ -172,7 +172,7 @@ class FakeOpenAI(FakeUpstream):
 
         tail = [chunk([choice({}, finish_reason)])]
         tail += [chunk([choice({"content": text})]) for text in script.after_stop]
-        if include_usage:
+        if include_usage and script.usage_chunk:
             tail.append(chunk([], usage))
         tail.append(SseEvent("[DONE]"))
         plan = StreamPlan(

@@ -51,6 +51,8 @@ class Script:
     embedding_vectors: list[list[float]] | None = None
     embedding_usage: dict[str, Any] | str | None = "counted"
     usage_details: dict[str, Any] = field(default_factory=dict)  # merged into the usage reported
+    # OpenAI only: send the usage chunk include_usage asks for; False: never, as llama-cpp-python's server does not.
+    usage_chunk: bool = True
     refuse_max_tokens: bool = False  # OpenAI only: refuse `max_tokens` as its reasoning models do
     split_utf8: bool = False  # write each event in two pieces, the first ending inside a multi-byte character
     # Close the connection once a stream is complete, although its headers announce keep-alive (llama.cpp's server).

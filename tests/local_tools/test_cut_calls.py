@@ -41,6 +41,7 @@ async def test_a_call_whose_arguments_were_whole_when_max_tokens_cut_it_is_compl
     (call,) = assert_valid_calls(whole, (SEARCH,))
     assert whole.result is not None
     spent = whole.result.finish.completion_tokens
+    assert spent is not None
     for max_tokens, complete in ((spent - 1, True), (spent // 2, False)):  # in the closing line; in the arguments
         choice = ToolChoice(ToolChoiceMode.NAMED, "search-web")
         outcome = await run(engine, model, ask(choice, seed=3, max_tokens=max_tokens))
@@ -70,6 +71,7 @@ async def test_a_further_call_cut_short_streams_as_far_as_it_came(engine: Engine
     else:
         raise AssertionError("no seed called two different tools")
     assert whole.result is not None
+    assert whole.result.finish.completion_tokens is not None
     cut_in_second = 0
     for max_tokens in range(1, whole.result.finish.completion_tokens):
         outcome = await run(engine, model, ask(required, seed=seed, parallel_calls=True, max_tokens=max_tokens))

@@ -124,11 +124,15 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def usage_line(response: GenerateResponse) -> str:
-    """E.g. "[12 prompt + 64 completion tokens, 512.3 tokens/s, first token 0.02 s, finish: length]"."""
+    """E.g. "[12 prompt + 64 completion tokens, 512.3 tokens/s, first token 0.02 s, finish: length]"; "usage not
+    reported" in place of the counts and the speed when the backend reported none."""
     usage, timings = response.usage, response.timings
-    parts = [f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"]
-    if timings.total > 0:
-        parts.append(f"{usage.completion_tokens / timings.total:.1f} tokens/s")
+    if usage is None:
+        parts = ["usage not reported"]
+    else:
+        parts = [f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"]
+        if timings.total > 0:
+            parts.append(f"{usage.completion_tokens / timings.total:.1f} tokens/s")
     if timings.time_to_first_token is not None:
         parts.append(f"first token {timings.time_to_first_token:.2f} s")
     parts.append(f"finish: {response.finish_reason}")

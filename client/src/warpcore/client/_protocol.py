@@ -228,7 +228,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
     )
     return GenerateResult(
         finish_reason=finish_reason_from(result.finish_reason),
-        usage=usage_from(result.usage),
+        usage=usage_from(result.usage) if result.HasField("usage") else None,
         timings=Timings(
             time_to_first_token=time_to_first_token,
             total=result.timings.total.ToTimedelta().total_seconds(),

@@ -135,7 +135,9 @@ class GenerateResult:
     """The last event of a stream."""
 
     finish_reason: FinishReason
-    usage: Usage
+    usage: Usage | None
+    """None when the backend reported no usage (an OpenAI-compatible server that sends none, a stream cut before the
+    end that tells it): no count of 0 that was never counted."""
     timings: Timings
     upstream_request_id: str
     tool_calls: tuple[ToolCall, ...] = ()
@@ -173,7 +175,8 @@ class GenerateResponse(Generic[ParsedT]):
 
     text: str
     finish_reason: FinishReason
-    usage: Usage
+    usage: Usage | None
+    """None when the backend reported no usage, as GenerateResult.usage."""
     timings: Timings
     upstream_request_id: str
     logprobs: tuple[TokenLogprob, ...] = ()

@@ -1409,7 +1409,11 @@ Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
-    """Usage counts tokens; 0 when the backend did not report a count."""
+    """Usage counts tokens. Within a usage the backend reported, a count it did not
+    report is 0: a stream cut before its end (FINISH_REASON_ERROR,
+    FINISH_REASON_CANCELLED) has the prompt's count an Anthropic API tells at its
+    start but no completion count.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1507,7 +1511,11 @@ class GenerateResult(_message.Message):
     """
     @_builtins.property
     def usage(self) -> Global___Usage:
-        """Tokens used."""
+        """Tokens used; unset when the backend reported no usage at all (an
+        OpenAI-compatible server that sends none, such as llama-cpp-python's, though
+        asked for it; a stream cut before the upstream told any count), rather than
+        zeros that read as counts. A client that does not check presence reads 0s.
+        """
 
     @_builtins.property
     def timings(self) -> Global___Timings:

@@ -15,6 +15,7 @@ from warpcore.server.core.bounds import REQUEST_ID, shortened
 from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.metrics import Metrics
+from warpcore.server.core.tokens import PromptUsage
 
 access_log = logging.getLogger("warpcore.access")
 _usage: contextvars.ContextVar[dict[str, int | str] | None] = contextvars.ContextVar("usage", default=None)
@@ -43,12 +44,12 @@ def record_usage(finish: Finish) -> None:
     by the drain is an OK call whose generation was cancelled, and only `finish_reason` tells it from a whole one."""
     usage = _usage.get()
     if usage is not None:
+        # A count the backend did not report (a compatible server that sends no usage, a stream cut before the end
+        # that tells it) is left out rather than written as a false 0; the one it did report is written alone.
         counts = {"prompt_tokens": finish.prompt_tokens, "completion_tokens": finish.completion_tokens}
-        if finish.reason in (FinishReason.CANCELLED, FinishReason.ERROR):
-            # Cut short (the drain, an upstream failing mid-stream): a hosted upstream tells its counts only at its
-            # end, so a 0 is a count never told, left out rather than written as a false one.
-            counts = {name: count for name, count in counts.items() if count}
-        usage.update(counts, finish_reason=finish.reason.value)
+        usage.update(
+            {name: count for name, count in counts.items() if count is not None}, finish_reason=finish.reason.value
+        )
         if finish.upstream_request_id:
             usage["upstream_request_id"] = finish.upstream_request_id
 
@@ -65,7 +66,7 @@ def record_stalled() -> None:
         usage["ended_by"] = STALLED_READER
 
 
-def record_cancelled(prompt_tokens: int, upstream_request_id: str) -> None:
+def record_cancelled(prompt: PromptUsage | None, upstream_request_id: str) -> None:
     """Note a generation whose caller went before the backend could count what it used: `cancelled`, with the
     prompt's size when the backend told it first (a local model, Anthropic) and the upstream's request id once it
     answered (a hosted model); the tokens generated meanwhile are counted by the backend at its end, which never
@@ -73,8 +74,8 @@ def record_cancelled(prompt_tokens: int, upstream_request_id: str) -> None:
     usage = _usage.get()
     if usage is not None:
         usage["finish_reason"] = FinishReason.CANCELLED.value
-        if prompt_tokens:
-            usage["prompt_tokens"] = prompt_tokens
+        if prompt is not None:
+            usage["prompt_tokens"] = prompt.prompt_tokens
         if upstream_request_id:
             usage["upstream_request_id"] = upstream_request_id
 

@@ -187,8 +187,10 @@ class ToolCallDelta:
 @dataclass(frozen=True)
 class Finish:
     reason: FinishReason
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int | None = None
+    """None, as `completion_tokens`: the backend reported no count (an OpenAI-compatible server that sends no usage,
+    a stream cut before the end that tells it)."""
+    completion_tokens: int | None = None
     upstream_request_id: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     """The complete calls, in index order, when the model called tools."""
@@ -201,6 +203,15 @@ class Finish:
     failure: WarpcoreError | None = field(default=None, compare=False)
     """With ERROR: what ended the generation mid-way; this Finish counts what was used up to it, and the engine
     raises the failure once the result is out."""
+
+    def counts(self) -> tuple[int, int] | None:
+        """The prompt's and the completion's tokens; None when the backend reported neither, rather than zeros that
+        read as counts. One not reported beside one that was is 0, as a usage has no place to say so: a stream cut
+        before the end that tells the completion's, whose finish says it was cut (Anthropic tells the prompt's at the
+        start)."""
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return self.prompt_tokens or 0, self.completion_tokens or 0
 
 
 @dataclass(frozen=True)

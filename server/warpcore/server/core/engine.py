@@ -171,7 +171,7 @@ class Engine:
         await self._check(params)
         stop = threading.Event()
         first_token_at: float | None = None
-        prompt = PromptUsage(0)  # the prompt's usage, once the backend tells it early
+        prompt: PromptUsage | None = None  # the prompt's usage, once the backend tells it early
         upstream_request_id = ""  # a hosted backend's, once its upstream answered
 
         # One generator from the adapter's events to the front door: every layer costs each token a resumption.
@@ -212,11 +212,11 @@ class Engine:
                     reader.taken += 1
             except asyncio.CancelledError:
                 if not self.streams.ended_by_shutdown():
-                    record_cancelled(prompt.prompt_tokens, upstream_request_id)
+                    record_cancelled(prompt, upstream_request_id)
                     raise  # the caller went away: nobody to tell
             except GeneratorExit:
                 if not answered:  # the caller closed the stream before its end (its client went)
-                    record_cancelled(prompt.prompt_tokens, upstream_request_id)
+                    record_cancelled(prompt, upstream_request_id)
                 raise
             except Exception:
                 if first_token_at is not None:
@@ -231,13 +231,13 @@ class Engine:
                     yield result(failed)
                 raise failed.failure
             # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
-            cached, written = prompt.cached_prompt_tokens, prompt.cache_creation_tokens
+            told = prompt or PromptUsage(0)
             yield result(
                 Finish(
                     FinishReason.CANCELLED,
-                    prompt.prompt_tokens,
-                    cached_prompt_tokens=cached,
-                    cache_creation_tokens=written,
+                    None if prompt is None else prompt.prompt_tokens,
+                    cached_prompt_tokens=told.cached_prompt_tokens,
+                    cache_creation_tokens=told.cache_creation_tokens,
                     upstream_request_id=upstream_request_id,
                 )
             )

@@ -213,9 +213,10 @@ class Metrics:
                 histogram.remove(backend.value, model_id)
 
     def observe_generation(
-        self, backend: str, model: str, time_to_first_token: float, total: float, completion_tokens: int
+        self, backend: str, model: str, time_to_first_token: float, total: float, completion_tokens: int | None
     ) -> None:
+        """`completion_tokens` None: the backend reported no count, and no rate is made up from none."""
         self.time_to_first_token.labels(backend, model).observe(time_to_first_token)
         decoding = total - time_to_first_token
-        if decoding > 0 and completion_tokens > 1:
+        if decoding > 0 and completion_tokens is not None and completion_tokens > 1:
             self.tokens_per_second.labels(backend, model).observe((completion_tokens - 1) / decoding)

@@ -32,11 +32,12 @@ STOP_REASONS = {
 
 def _usage(counts: Finish | PromptUsage) -> dict[str, Any]:
     """A message's usage: the prompt's tokens, and once the answer is finished its own. Anthropic counts a prompt
-    in three parts that add up to the whole: read from the cache, written to it, and the rest (`input_tokens`)."""
+    in three parts that add up to the whole: read from the cache, written to it, and the rest (`input_tokens`). A
+    count the backend did not report is 0, as the API has integers alone there (the SDK requires them)."""
     cached = counts.cached_prompt_tokens + counts.cache_creation_tokens
     return {
-        "input_tokens": counts.prompt_tokens - cached,
-        "output_tokens": counts.completion_tokens if isinstance(counts, Finish) else 0,
+        "input_tokens": max((counts.prompt_tokens or 0) - cached, 0),
+        "output_tokens": (counts.completion_tokens or 0) if isinstance(counts, Finish) else 0,
         "cache_creation_input_tokens": counts.cache_creation_tokens,
         "cache_read_input_tokens": counts.cached_prompt_tokens,
     }

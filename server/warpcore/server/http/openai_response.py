@@ -32,11 +32,15 @@ FINISH_REASONS = {
 }
 
 
-def _usage(finish: Finish) -> dict[str, Any]:
+def _usage(finish: Finish) -> dict[str, Any] | None:
+    """None (`usage: null`, which the openai SDK types as optional) when the backend did not report the usage."""
+    if (counts := finish.counts()) is None:
+        return None
+    prompt_tokens, completion_tokens = counts
     return {
-        "prompt_tokens": finish.prompt_tokens,
-        "completion_tokens": finish.completion_tokens,
-        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {
             "cached_tokens": finish.cached_prompt_tokens,
             "cache_write_tokens": finish.cache_creation_tokens,

@@ -51,7 +51,7 @@ class Head:
             "output": output,
             "error": error,
             "incomplete_details": {"reason": cut} if cut else None,
-            "usage": None if finish is None else _usage(finish),
+            "usage": None if finish is None else _usage(finish),  # None too when the backend reported none
             **self.echo,
         }
 
@@ -65,17 +65,20 @@ def failure(error: WarpcoreError) -> dict[str, str]:
     return {"code": _FAILURE_CODES.get(error.code, "server_error"), "message": error.message}
 
 
-def _usage(finish: Finish) -> dict[str, Any]:
+def _usage(finish: Finish) -> dict[str, Any] | None:
     """OpenAI counts cached prompt tokens within `input_tokens`, and reasoning tokens within `output_tokens`."""
+    if (counts := finish.counts()) is None:
+        return None
+    prompt_tokens, completion_tokens = counts
     return {
-        "input_tokens": finish.prompt_tokens,
+        "input_tokens": prompt_tokens,
         "input_tokens_details": {
             "cached_tokens": finish.cached_prompt_tokens,
             "cache_write_tokens": finish.cache_creation_tokens,
         },
-        "output_tokens": finish.completion_tokens,
+        "output_tokens": completion_tokens,
         "output_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
-        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
     }
 
 

@@ -12,6 +12,7 @@ from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendSettings,
+    Finish,
     FinishReason,
     GenerationParams,
     LoadSpec,
@@ -238,13 +239,7 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
     return pb.GenerateResponse(
         result=pb.GenerateResult(
             finish_reason=_FINISH_REASONS[finish.reason],
-            usage=pb.Usage(
-                prompt_tokens=finish.prompt_tokens,
-                completion_tokens=finish.completion_tokens,
-                cached_prompt_tokens=finish.cached_prompt_tokens,
-                cache_creation_tokens=finish.cache_creation_tokens,
-                reasoning_tokens=finish.reasoning_tokens,
-            ),
+            usage=_usage(finish),
             timings=timings,
             upstream_request_id=finish.upstream_request_id,
             tool_calls=[
@@ -252,6 +247,21 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
             ],
             stop_sequence=finish.stop_sequence,
         )
+    )
+
+
+def _usage(finish: Finish) -> pb.Usage | None:
+    """None, left unset, when the backend did not report the usage: a client unaware of it reads the zeros it read
+    before."""
+    counts = finish.counts()
+    if counts is None:
+        return None
+    return pb.Usage(
+        prompt_tokens=counts[0],
+        completion_tokens=counts[1],
+        cached_prompt_tokens=finish.cached_prompt_tokens,
+        cache_creation_tokens=finish.cache_creation_tokens,
+        reasoning_tokens=finish.reasoning_tokens,
     )
 
 

@@ -12,7 +12,7 @@ import httpx2
 
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ANTHROPIC, client_options, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import count_field, string_field
+from warpcore.server.adapters.hosted.delta_text import count_field, reported_count, string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
@@ -91,7 +91,7 @@ class _MessageEvents(EventReader):
         """A tool_use block's input given whole in its content_block_start (a compatible server may; Claude starts
         with {} and streams the input), as JSON: the call's arguments unless input deltas follow."""
         self._input_tokens = 0
-        self._started_output = 0  # message_start's count of the answer
+        self._started_output: int | None = None  # message_start's count of the answer
 
     def deltas(self, event: Any) -> Sequence[Delta | PromptUsage]:
         kind = event.get("type")
@@ -109,7 +109,7 @@ class _MessageEvents(EventReader):
             # tells no count of its answer rather than that one, which stands only if the end tells none.
             message = event["message"]
             self._count(message, answer=False)
-            self._started_output = int((message.get("usage") or {}).get("output_tokens") or 0)
+            self._started_output = reported_count((message.get("usage") or {}).get("output_tokens"))
             if self.prompt_tokens:  # a compatible server may count nothing yet: then the Finish tells it
                 return (PromptUsage(self.prompt_tokens, self.cached_prompt_tokens, self.cache_creation_tokens),)
         elif kind == "message_delta":
@@ -121,7 +121,7 @@ class _MessageEvents(EventReader):
                 self.finish = FinishReason.STOP_SEQUENCE  # llama.cpp's server says end_turn, and which sequence
             self.stop_sequence = sequence if self.finish is FinishReason.STOP_SEQUENCE else ""
             self._count(event)
-            self.completion_tokens = self.completion_tokens or self._started_output
+            self.completion_tokens = _later(self.completion_tokens, self._started_output)
         return NO_DELTAS
 
     def _start(self, at: int, block: Mapping[str, Any]) -> Sequence[Delta]:
@@ -165,17 +165,24 @@ class _MessageEvents(EventReader):
         Anthropic sends input_tokens in message_start and the running output_tokens in message_delta, but compatible
         servers (LiteLLM's /v1/messages) send input_tokens 0 at the start and the real count in message_delta; either
         event may carry either count, or leave it out or null. A 0 never replaces a count already seen. The prompt's
-        tokens are the uncached ones plus those read from and written to the cache, which the API counts apart.
+        tokens are the uncached ones plus those read from and written to the cache, which the API counts apart; as no
+        prompt has none, a sum of 0 is a prompt not counted yet, not reported.
         """
         usage = carrier.get("usage") or {}
         self._input_tokens = count_field(usage.get("input_tokens")) or self._input_tokens
         self.cached_prompt_tokens = count_field(usage.get("cache_read_input_tokens")) or self.cached_prompt_tokens
         self.cache_creation_tokens = count_field(usage.get("cache_creation_input_tokens")) or self.cache_creation_tokens
-        self.prompt_tokens = count_field(self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens)
+        prompt = self._input_tokens + self.cached_prompt_tokens + self.cache_creation_tokens
+        self.prompt_tokens = count_field(prompt) or None
         if answer:
-            self.completion_tokens = count_field(usage.get("output_tokens")) or self.completion_tokens
+            self.completion_tokens = _later(reported_count(usage.get("output_tokens")), self.completion_tokens)
             thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
             self.reasoning_tokens = count_field(thinking) or self.reasoning_tokens
+
+
+def _later(count: int | None, earlier: int | None) -> int | None:
+    """`count`, unless it is none or 0 and a count came `earlier`."""
+    return count if count or earlier is None else earlier
 
 
 _COUNTED = ("system", "tools", "tool_choice", "thinking", "output_config")

@@ -39,6 +39,11 @@ def count_field(value: object) -> int:
     return value
 
 
+def reported_count(value: object) -> int | None:
+    """An event's count of tokens as `count_field` reads it, but None, not reported, when absent or null."""
+    return None if value is None else count_field(value)
+
+
 def whole_characters(text: str) -> str:
     """`text` with each pair of halves made the character it encodes, and each half without its partner made
     REPLACEMENT."""

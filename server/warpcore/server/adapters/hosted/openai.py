@@ -11,7 +11,7 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import OPENAI, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import count_field, string_field
+from warpcore.server.adapters.hosted.delta_text import count_field, reported_count, string_field
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
@@ -111,8 +111,8 @@ class _ChatChunks(EventReader):
         return ToolCallDelta(index, id=call_id, name=string_field(function.get("name") or ""), arguments=arguments)
 
     def _count(self, usage: Mapping[str, Any]) -> None:
-        self.prompt_tokens = count_field(usage.get("prompt_tokens"))
-        self.completion_tokens = count_field(usage.get("completion_tokens"))
+        self.prompt_tokens = reported_count(usage.get("prompt_tokens"))
+        self.completion_tokens = reported_count(usage.get("completion_tokens"))
         self.cached_prompt_tokens = count_field((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         self.reasoning_tokens = count_field((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
 

@@ -99,8 +99,8 @@ class EventReader(ABC):
     def __init__(self) -> None:
         self.finish: FinishReason | None = None
         """Set by the event that says the answer is complete; no delta counts after it."""
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
+        self.prompt_tokens: int | None = None  # None, as the completion's, until the provider reports it
+        self.completion_tokens: int | None = None
         self.cached_prompt_tokens = 0
         self.cache_creation_tokens = 0
         self.reasoning_tokens = 0
@@ -231,7 +231,7 @@ class HostedAdapter(ABC):
             ended = FinishReason.CANCELLED if cancelled else reader.finish
             assert ended is not None  # a stream that ended without its finish is a failure, set above
             try:
-                spent = reader.completion_tokens >= params.max_tokens
+                spent = (reader.completion_tokens or 0) >= params.max_tokens
                 finish, tool_calls = calls.finish(ended, budget_spent=spent)
             except WarpcoreError as error:  # a call the upstream ended broken
                 failure = error
