@@ -15,7 +15,9 @@ from tests.conftest import TINY_MODEL, AccessLines, greedy, load_tiny
 from tests.fakes.script import Script
 from tests.hosted import load, prompt
 from warpcore.server.core.access import recording_usage
-from warpcore.server.core.domain import BackendKind, GenerationParams, LoadSpec
+from warpcore.server.core.domain import BackendKind, FinishReason, GenerationParams, LoadSpec
+from warpcore.server.core.engine import GenerationResult
+from warpcore.server.core.errors import DeadlineExceededError
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -181,3 +183,24 @@ async def test_a_generation_whose_task_is_cancelled_notes_cancelled_with_its_pro
         await reader
     assert isinstance(seen[0], PromptUsage)
     assert usage == {"finish_reason": "cancelled", "prompt_tokens": seen[0].prompt_tokens}
+
+
+async def test_a_hosted_stream_whose_upstream_timeout_is_its_deadline_ends_cancelled(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """A tester's finding: the upstream's timeout, cut to the caller's deadline, fired before the deadline did (the
+    server had been paused), and the line said the generation failed, finish_reason error; the caller's deadline
+    ended it, as it ends one cancelled by grpc's deadline."""
+    upstream.script = Script(chunks=["a", "b"], stall_after=1)
+    params = GenerationParams(prompt="hi", messages=(), max_tokens=10, timeout=0.5)
+    seen: list[object] = []
+
+    async def read() -> None:
+        async for output in hosted.engine.generate("m", params):
+            seen.append(output)
+
+    with pytest.raises(DeadlineExceededError):
+        await read()
+    result = seen[-1]  # what either door logs the generation's end by
+    assert isinstance(result, GenerationResult)
+    assert result.finish.reason is FinishReason.CANCELLED

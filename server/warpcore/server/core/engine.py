@@ -30,7 +30,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
-from warpcore.server.core.errors import PermissionDeniedError
+from warpcore.server.core.errors import DeadlineExceededError, PermissionDeniedError
 from warpcore.server.core.limits import Limits, shutting_down
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.model_ids import canonical_model_id
@@ -226,10 +226,14 @@ class Engine:
             finally:
                 reader.stop()
                 await events.aclose()
-            if failed is not None and failed.failure is not None:
+            if failed is not None and (failure := failed.failure) is not None:
+                deadline = params.timeout or math.inf
+                if isinstance(failure, DeadlineExceededError) and _since(started) >= deadline:
+                    # The upstream's timeout was the caller's deadline, cut to it: the caller's end, as grpc's is.
+                    failed = dataclasses.replace(failed, reason=FinishReason.CANCELLED)
                 if first_token_at is not None:
                     yield result(failed)
-                raise failed.failure
+                raise failure
             # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
             told = prompt or PromptUsage(0)
             yield result(
