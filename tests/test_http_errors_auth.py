@@ -70,6 +70,7 @@ async def test_the_token_is_required_by_bearer_or_x_api_key(
                 )
             ]
         assert unauthenticated.status_code == 401
+        assert unauthenticated.headers["WWW-Authenticate"] == "Bearer"  # the scheme it takes (RFC 9110, 11.6.1)
         assert [answer.status_code for answer in answers] == [200, 200, 401, 401]
         assert [answer.status_code for answer in twice] == [401, 401]
         assert [answer.status_code for answer in both] == [200, 200, 401]

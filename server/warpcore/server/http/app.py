@@ -23,6 +23,7 @@ from warpcore.server.http.errors import (
     WHOLE_REQUEST,
     RequestTooLargeError,
     RequestTooSlowError,
+    challenge,
     foreign_host,
     http_status,
     not_json,
@@ -184,7 +185,7 @@ class HttpDoor:
     def _error_response(self, request: web.Request, error: WarpcoreError) -> web.Response:
         record_failure(error)
         body = dialect_of(request).error(error, request[REQUEST_ID])
-        headers = {**request_ids(request), **retry_headers(error), **upstream_id(error)}
+        headers = {**request_ids(request), **retry_headers(error), **upstream_id(error), **challenge(error)}
         response = web.json_response(body, status=http_status(error), headers=headers)
         if request.content.exception() is not None or isinstance(error, RequestTooSlowError):
             response.force_close()  # the body was not read: the connection is done, and the client told so

@@ -134,6 +134,12 @@ def retry_headers(error: WarpcoreError) -> dict[str, str]:
     return {"Retry-After": str(max(math.ceil(delay), 1)), "retry-after-ms": str(int(delay * 1000))}
 
 
+def challenge(error: WarpcoreError) -> dict[str, str]:
+    """WWW-Authenticate on a 401, which RFC 9110 asks of every one: the scheme the token goes in (x-api-key, the
+    Anthropic SDK's header, carries it as well)."""
+    return {"WWW-Authenticate": "Bearer"} if _kind(error).status == 401 else {}
+
+
 UPSTREAM_REQUEST_ID_HEADER = "x-upstream-request-id"
 
 
