@@ -132,6 +132,27 @@ async def test_an_upstream_that_answers_a_stream_with_one_json_body_is_told_so(
     assert "answered with application/json; charset=utf-8, not an event stream" in (error.details() or "")
 
 
+async def test_an_empty_event_stream_says_what_such_a_server_means_by_it(
+    stub: Stub, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama-cpp-python's server answers a streamed prompt longer than its context with 200 and no event at all:
+    read as a stream cut short, retried to no end."""
+
+    async def empty(request: web.Request, plan: StreamPlan) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+
+    monkeypatch.setattr(upstream, "stream", empty)
+    await load(stub, upstream)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    assert error.code() == Code.UNAVAILABLE
+    assert details(error)["reason"] == "UPSTREAM_STREAM_TRUNCATED"
+    assert "sent an empty event stream" in (error.details() or "")
+    assert "longer than the model's context" in (error.details() or "")
+
+
 async def test_text_after_the_stop_event_is_dropped(stub: Stub, upstream: FakeUpstream) -> None:
     upstream.script = Script(chunks=["a", "b"], after_stop=["late", "later"])
     await load(stub, upstream)

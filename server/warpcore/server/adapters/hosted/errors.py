@@ -51,6 +51,11 @@ class HasHeaders(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
+class UpstreamResponse(HasHeaders, Protocol):  # the httpx2.Response an SDK's AsyncStream arrives in
+    @property
+    def num_bytes_downloaded(self) -> int: ...
+
+
 class StatusErrorLike(Protocol):
     """The shape both vendor SDKs give an error that carries an HTTP response."""
 
@@ -124,9 +129,10 @@ def upstream_error(
 _CONTENT_TYPE_QUOTED = 64  # characters of an upstream's content type quoted in an error
 
 
-def unfinished_stream(api: ResolvedApi, content_type: str) -> WarpcoreError:
-    """The failure of a stream that ended without its finish: cut short, or none at all (an upstream that ignored
-    `stream` and answered with one JSON body reads as a stream of no events)."""
+def unfinished_stream(api: ResolvedApi, response: UpstreamResponse) -> WarpcoreError:
+    """The failure of a stream that ended without its finish: cut short, empty, or none at all (an upstream that
+    ignored `stream` and answered with one JSON body reads as a stream of no events)."""
+    content_type = response.headers.get("content-type", "")
     if content_type.partition(";")[0].strip().lower() != "text/event-stream":
         answered = shortened(content_type or "no content type", _CONTENT_TYPE_QUOTED)
         return upstream_error(
@@ -135,6 +141,12 @@ def unfinished_stream(api: ResolvedApi, content_type: str) -> WarpcoreError:
             f"it answered with {answered}, not an event stream: it does not stream answers (or ignored the"
             " request's stream: true)",
             reason="UPSTREAM_NOT_STREAMING",
+        )
+    if not response.num_bytes_downloaded:
+        return UnavailableError(
+            f"{api.provider} upstream sent an empty event stream, no event before its end; some servers"
+            " (llama-cpp-python's) answer so a prompt longer than the model's context: check the prompt's length",
+            reason="UPSTREAM_STREAM_TRUNCATED",
         )
     return UnavailableError(
         f"{api.provider} upstream ended the stream before it finished", reason="UPSTREAM_STREAM_TRUNCATED"

@@ -14,7 +14,7 @@ from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.delta_text import SurrogateMender
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
-    HasHeaders,
+    UpstreamResponse,
     closed_before_answering,
     malformed_stream,
     map_sdk_errors,
@@ -76,7 +76,7 @@ class UpstreamStream(Protocol):
     """A vendor SDK's AsyncStream: the events, the HTTP response they arrive in, and closing the connection."""
 
     @property
-    def response(self) -> HasHeaders: ...
+    def response(self) -> UpstreamResponse: ...
 
     def __aiter__(self) -> AsyncIterator[Any]: ...
 
@@ -224,7 +224,7 @@ class HostedAdapter(ABC):
                 calls.add(delta)
             yield delta
         if failure is None and not cancelled and reader.finish is None:
-            failure = unfinished_stream(self._api, stream.response.headers.get("content-type", ""))
+            failure = unfinished_stream(self._api, stream.response)
         finish: FinishReason = FinishReason.ERROR
         tool_calls: tuple[ToolCall, ...] = ()
         if failure is None:
