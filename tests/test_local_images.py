@@ -5,6 +5,8 @@ fetches a URL, and one loaded without a projector says how to load it with one."
 from __future__ import annotations
 
 import asyncio
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -206,6 +208,34 @@ async def test_a_local_model_never_fetches_an_image_url_and_refuses_unreadable_b
     garbage = cpb.ContentPart(image=cpb.ImagePart(data=b"\x89PNG\r\n\x1a\n" + bytes(64), media_type="image/png"))
     refused = await refusal(stub, looking(image(1), garbage))
     assert refused == (grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_UNREADABLE", "messages[0].parts[1]")
+    text, _, _ = await generated(stub, looking(image(1)))  # the model serves on
+    assert text
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that says it is `width` x `height` pixels (RGB), with its header alone and no picture."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+async def test_images_that_decode_past_the_pixel_bound_are_refused_by_their_headers(stub: Stub) -> None:
+    """A tester's 750 kB PNG of 16000x16000 pixels took 1.5 GB as llama.cpp decoded it."""
+    await stub.LoadModel(load_request(MMPROJ))
+    huge = cpb.ContentPart(image=cpb.ImagePart(data=png_header(16000, 16000), media_type="image/png"))
+    refused = await refusal(stub, looking(image(1), huge))
+    assert refused == (grpc.StatusCode.RESOURCE_EXHAUSTED, "IMAGE_TOO_LARGE", "messages[0].parts[1]")
+    # Within the bound each, over it together: the one that passes it is named.
+    half = cpb.ContentPart(image=cpb.ImagePart(data=png_header(6000, 5000), media_type="image/png"))
+    refused = await refusal(stub, looking(half, half))
+    assert refused == (grpc.StatusCode.RESOURCE_EXHAUSTED, "IMAGE_TOO_LARGE", "messages[0].parts[1]")
+    counted = stub.CountTokens(pb.CountTokensRequest(request=looking(huge)))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await counted
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     text, _, _ = await generated(stub, looking(image(1)))  # the model serves on
     assert text
 

@@ -141,7 +141,8 @@ class ImagePart(_message.Message):
     """ImagePart is an image given by its bytes or by a URL the provider fetches.
     At most 20 images per request, each at most 5 MiB; JPEG, PNG, GIF or WebP. A request
     must also fit the server's largest message (--max-message-bytes, 4 MiB by default),
-    which a larger image's bytes need raised.
+    which a larger image's bytes need raised. A local model takes at most 50 megapixels
+    of images per request in all (RESOURCE_EXHAUSTED, IMAGE_TOO_LARGE).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -78,6 +78,9 @@ MAX_IMAGES = 20
 """Images in one request, at most (Anthropic's limit for many images per request)."""
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """The largest image a request may carry (Anthropic's API limit; OpenAI's is larger)."""
+MAX_LOCAL_IMAGE_PIXELS = 50_000_000
+"""Pixels a request's images may hold in all on a local model, which decodes them whole (3 bytes each) before its
+projector scales them down: a 48-megapixel photo fits; a PNG of a few hundred kilobytes holding gigabytes does not."""
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 """The image types both hosted APIs accept."""
 MAX_DOCUMENTS = 20

@@ -4,6 +4,7 @@ image's bytes become embeddings that take their place in the slot's sequence bet
 from __future__ import annotations
 
 import ctypes
+import io
 import logging
 import secrets
 import weakref
@@ -13,11 +14,16 @@ from pathlib import Path
 
 import llama_cpp
 from llama_cpp import mtmd_cpp
+from PIL import Image, UnidentifiedImageError
 
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
+from warpcore.server.core.bounds import MAX_LOCAL_IMAGE_PIXELS
+from warpcore.server.core.errors import ContentTooLargeError, FailedPreconditionError, InvalidArgumentError
 
 _log = logging.getLogger(__name__)
+# Pillow reads only an image's header here, for its size, and MAX_LOCAL_IMAGE_PIXELS bounds that: its own bound on
+# images it would decode, a warning then an error past about 89 megapixels, has nothing to guard.
+Image.MAX_IMAGE_PIXELS = None
 IMAGE_TOKEN = -1  # what stands in a prompt's tokens for each embedding of an image (llama.cpp's LLAMA_TOKEN_NULL)
 _PREPROCESSING_FAILED = 2  # mtmd_tokenize: an image could not be preprocessed (1: markers and images differ)
 
@@ -93,6 +99,7 @@ class Projector:
     def tokenize(self, text: bytes, images: Sequence[PromptImage], *, add_bos: bool) -> tuple[list[int], ImagePrompt]:
         """The prompt's tokens, IMAGE_TOKEN for each image embedding, with the marker in `text` standing for each of
         `images` in order."""
+        _check_pixels(images)
         bitmaps = (mtmd_cpp.mtmd_bitmap_p_ctypes * len(images))()
         try:
             for number, image in enumerate(images):
@@ -173,3 +180,24 @@ class Projector:
 
     def free(self) -> None:
         mtmd_cpp.mtmd_free(self._context)
+
+
+def _check_pixels(images: Sequence[PromptImage]) -> None:
+    """Refuse, by their headers alone, images that would decode to more than MAX_LOCAL_IMAGE_PIXELS in all: llama.cpp
+    decodes each whole, and a file a few hundred kilobytes long may hold a picture of gigabytes."""
+    total = 0
+    for image in images:
+        try:
+            with Image.open(io.BytesIO(image.data)) as opened:
+                width, height = opened.size
+        except (UnidentifiedImageError, OSError, ValueError):
+            continue  # a header Pillow cannot read: llama.cpp's decoder says whether it reads the image
+        total += width * height
+        if total > MAX_LOCAL_IMAGE_PIXELS:
+            raise ContentTooLargeError(
+                f"{image.field}: the image is {width}x{height} pixels, and the images of one request may hold"
+                f" {MAX_LOCAL_IMAGE_PIXELS // 1_000_000} megapixels in all on a local model, which decodes each whole:"
+                " send them scaled down",
+                field=image.field,
+                reason="IMAGE_TOO_LARGE",
+            )
