@@ -23,7 +23,7 @@ from tests.tiny_model import write_tiny_model
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
-from warpcore.v1 import inference_pb2_grpc
+from warpcore.v1 import inference_pb2_grpc, models_pb2
 
 if TYPE_CHECKING:
     from warpcore.server.rpc.server import WarpcoreServer
@@ -127,6 +127,12 @@ async def test_every_call_open_when_the_grace_ends_gets_shutting_down_as_the_acc
     assert lines == {(method, "lazy", "UNAVAILABLE") for method in ("Generate", "CountTokens", "UnloadModel")}
 
 
+async def refusal(call: grpc.aio.UnaryStreamCall[models_pb2.PullModelRequest, models_pb2.PullModelResponse]) -> None:
+    """Read a pull to its end: its frames (the one telling the file's size may come first), then its status."""
+    while await call.read() is not grpc.aio.EOF:
+        pass
+
+
 async def test_a_pull_open_when_the_grace_ends_gets_shutting_down_as_the_access_log_says(
     tmp_path: Path, access_lines: AccessLines
 ) -> None:
@@ -137,8 +143,9 @@ async def test_a_pull_open_when_the_grace_ends_gets_shutting_down_as_the_access_
             pulling = pull(stub)
             await pulling.initial_metadata()
             stopping = asyncio.ensure_future(server.stop(0.6))
+
             with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await asyncio.wait_for(pulling.read(), WAIT_SECONDS)
+                await asyncio.wait_for(refusal(pulling), WAIT_SECONDS)
             hub.release.set()
             await stopping
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
