@@ -1435,7 +1435,7 @@ class Usage(_message.Message):
     cache_creation_tokens: _builtins.int
     """Prompt tokens written to the backend's prompt cache (Anthropic's cache_creation_input_tokens)."""
     reasoning_tokens: _builtins.int
-    """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI)."""
+    """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI); 0 where it does not."""
     def __init__(
         self,
         *,

@@ -197,7 +197,9 @@ class Finish:
     cached_prompt_tokens: int = 0
     """Prompt tokens served from a cache (a provider's prompt cache, or the local prefix cache)."""
     cache_creation_tokens: int = 0
-    reasoning_tokens: int = 0
+    reasoning_tokens: int | None = None
+    """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI); None where it does not,
+    rather than a 0 that reads as a count."""
     stop_sequence: str = ""
     """With STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
     failure: WarpcoreError | None = field(default=None, compare=False)

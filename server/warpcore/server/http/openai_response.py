@@ -33,11 +33,12 @@ FINISH_REASONS = {
 
 
 def _usage(finish: Finish) -> dict[str, Any] | None:
-    """None (`usage: null`, which the openai SDK types as optional) when the backend did not report the usage."""
+    """None (`usage: null`, which the openai SDK types as optional) when the backend did not report the usage; its
+    `completion_tokens_details` (optional too) only when the backend counts reasoning tokens apart."""
     if (counts := finish.counts()) is None:
         return None
     prompt_tokens, completion_tokens = counts
-    return {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
@@ -45,8 +46,10 @@ def _usage(finish: Finish) -> dict[str, Any] | None:
             "cached_tokens": finish.cached_prompt_tokens,
             "cache_write_tokens": finish.cache_creation_tokens,
         },
-        "completion_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
     }
+    if finish.reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": finish.reasoning_tokens}
+    return usage
 
 
 _SINGLE = struct.Struct("<f")

@@ -77,7 +77,7 @@ def _usage(finish: Finish) -> dict[str, Any] | None:
             "cache_write_tokens": finish.cache_creation_tokens,
         },
         "output_tokens": completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": finish.reasoning_tokens},
+        "output_tokens_details": {"reasoning_tokens": finish.reasoning_tokens or 0},  # the SDK requires a number
         "total_tokens": prompt_tokens + completion_tokens,
     }
 

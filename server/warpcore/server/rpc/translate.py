@@ -261,7 +261,7 @@ def _usage(finish: Finish) -> pb.Usage | None:
         completion_tokens=counts[1],
         cached_prompt_tokens=finish.cached_prompt_tokens,
         cache_creation_tokens=finish.cache_creation_tokens,
-        reasoning_tokens=finish.reasoning_tokens,
+        reasoning_tokens=finish.reasoning_tokens or 0,
     )
 
 

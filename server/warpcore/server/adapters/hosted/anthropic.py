@@ -177,7 +177,7 @@ class _MessageEvents(EventReader):
         if answer:
             self.completion_tokens = _later(reported_count(usage.get("output_tokens")), self.completion_tokens)
             thinking = (usage.get("output_tokens_details") or {}).get("thinking_tokens")
-            self.reasoning_tokens = count_field(thinking) or self.reasoning_tokens
+            self.reasoning_tokens = _later(reported_count(thinking), self.reasoning_tokens)
 
 
 def _later(count: int | None, earlier: int | None) -> int | None:

@@ -114,7 +114,7 @@ class _ChatChunks(EventReader):
         self.prompt_tokens = reported_count(usage.get("prompt_tokens"))
         self.completion_tokens = reported_count(usage.get("completion_tokens"))
         self.cached_prompt_tokens = count_field((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
-        self.reasoning_tokens = count_field((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+        self.reasoning_tokens = reported_count((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
 
 
 class OpenAIAdapter(HostedAdapter):

@@ -103,7 +103,7 @@ class EventReader(ABC):
         self.completion_tokens: int | None = None
         self.cached_prompt_tokens = 0
         self.cache_creation_tokens = 0
-        self.reasoning_tokens = 0
+        self.reasoning_tokens: int | None = None
         self.stop_sequence = ""
         """The stop sequence that ended the answer, when the provider says which."""
 
