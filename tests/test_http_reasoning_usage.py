@@ -3,6 +3,8 @@ that reads as a count) where it does not, as for a Claude answer that thought.""
 
 from __future__ import annotations
 
+from openai.types.chat import ChatCompletionFunctionToolParam
+
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
@@ -18,7 +20,9 @@ async def test_a_claude_answer_that_thought_has_no_reasoning_count(
 ) -> None:
     await load_hosted(doors, anthropic_upstream)
     anthropic_upstream.script = Script(events=THINKING_EVENTS, finish_reason="tool_use")
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    tools: list[ChatCompletionFunctionToolParam] = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
     async with async_openai_client(doors) as client:
         whole = await client.chat.completions.create(
             model="m", messages=openai_messages(), max_tokens=4096, tools=tools, extra_body=THINK
