@@ -21,7 +21,7 @@ from warpcore.server.core.tooling import (
     ToolCall,
 )
 from warpcore.server.http.anthropic_options import output_format, reasoning, tool_choice
-from warpcore.server.http.cache_marks import NONE, cache_mark, end_and_before, marked, marked_last
+from warpcore.server.http.cache_marks import NONE, UNMARKED, cache_mark, end_and_before, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
     at,
@@ -97,9 +97,9 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         turn, before_turn = _turn(path, message, marks)
         paths += anthropic_turn_paths(path, message, [domain for domain, _ in turn])
         if turns:
-            turns[-1] = (marked(turns[-1][0], before_turn), turns[-1][1])
+            turns[-1] = (marked(turns[-1][0], before_turn[1]), turns[-1][1])
         elif system:
-            system_cache = before_turn if system_cache is NONE else system_cache
+            system_cache = before_turn[1] if system_cache is NONE else system_cache
         else:
             tools = marked_last(tools, before_turn)
         turns += turn
@@ -134,15 +134,12 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     return MessagesRequest(model, params, boolean(body, "stream") is True, field_names)
 
 
-def _text_blocks(
-    owner: Json, key: str, path: str, marks: list[CacheMark]
-) -> tuple[list[tuple[str, str]], CacheBreakpoint, CacheBreakpoint]:
-    """A string, or an array of text blocks: each text with its path; with the cache breakpoint of the last block, and
-    the first of the blocks before it (which the domain has no place for)."""
+def _text_blocks(owner: Json, key: str, path: str, marks: list[CacheMark]) -> list[tuple[str, str, CacheBreakpoint]]:
+    """A string, or an array of text blocks: each text with its path and its block's cache breakpoint."""
     value = owner.get(key)
     if value is None or isinstance(value, str):
-        return [(value or "", at(path, key))], NONE, NONE
-    pieces, block_marks = [], []
+        return [(value or "", at(path, key), NONE)]
+    pieces = []
     for block_path, block in objects(owner, key, path):
         if block.get("type") == "image":
             # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
@@ -150,22 +147,24 @@ def _text_blocks(
         if block.get("type") != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
         ANTHROPIC_BLOCKS["text"].check(block, block_path)
-        pieces.append((text(block, "text", block_path, required=True) or "", block_path))
-        block_marks.append(cache_mark(block, block_path, marks))
-    return pieces, *end_and_before(block_marks)
+        value = text(block, "text", block_path, required=True) or ""
+        pieces.append((value, block_path, cache_mark(block, block_path, marks)))
+    return pieces
 
 
-def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheBreakpoint]:
-    """The system prompt, the breakpoint at its end, and one that belongs before it (see cache_marks)."""
+def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakpoint, CacheMark]:
+    """The system prompt, the breakpoint at its end, and one that belongs before it, its text being one (see
+    cache_marks)."""
     if body.get("system") is None:
-        return None, NONE, NONE
-    pieces, end, before = _text_blocks(body, "system", "", marks)
-    return SYSTEM_SEPARATOR.join(piece for piece, _ in pieces), end, before
+        return None, NONE, UNMARKED
+    pieces = _text_blocks(body, "system", "", marks)
+    block_marks = [(at(path, "cache_control"), mark) for _, path, mark in pieces]
+    return SYSTEM_SEPARATOR.join(piece for piece, _, _ in pieces), *end_and_before(block_marks)
 
 
 def _turn(
     path: str, message: Json, marks: list[CacheMark]
-) -> tuple[list[tuple[ChatMessage, Content | None]], CacheBreakpoint]:
+) -> tuple[list[tuple[ChatMessage, Content | None]], CacheMark]:
     """One turn as domain messages (with the content of the turn's own): a user turn's tool results become tool
     messages, before its text and images; and a cache breakpoint that belongs before the turn (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
@@ -175,7 +174,7 @@ def _turn(
     ANTHROPIC_MESSAGE.check(message, path)
     content = message.get("content")
     if isinstance(content, str):
-        return [(ChatMessage(role, content), None)], NONE
+        return [(ChatMessage(role, content), None)], UNMARKED
     if content is not None and not isinstance(content, list):
         raise refuse(at(path, "content"), "must be a string or an array of content blocks")
     own = Content(at(path, "content"))
@@ -183,19 +182,19 @@ def _turn(
     reasoning: list[ReasoningBlock] = []
     turn: list[tuple[ChatMessage, Content | None]] = []
     blocks = objects(message, "content", path, required=True)
-    own_cache = before_turn = NONE
+    own_cache, before_turn = NONE, UNMARKED
     for place, (block_path, block) in enumerate(blocks):
         kind = block.get("type")
         if isinstance(kind, str) and kind in ANTHROPIC_BLOCKS:
             ANTHROPIC_BLOCKS[kind].check(block, block_path)
         is_result = kind == "tool_result" and role is Role.USER
         # A result's text, read first: the breakpoints of its blocks come before its own.
-        result_texts, inner_last, inner_early = (
-            _text_blocks(block, "content", block_path, marks) if is_result else ([], NONE, NONE)
-        )
+        result_texts = _text_blocks(block, "content", block_path, marks) if is_result else []
         mark = cache_mark(block, block_path, marks)
         if kind == "text":
-            own.add_text(text(block, "text", block_path, required=True) or "", block_path)
+            more = place < len(blocks) - 1  # a text with more after it: its own part carries its breakpoint
+            own.add_text(text(block, "text", block_path, required=True) or "", block_path, mark if more else NONE)
+            mark = NONE if more else mark
         elif kind in ("image", "document"):  # in any role: the domain says where they may go
             file = (anthropic_image if kind == "image" else anthropic_document)(block, block_path)
             own.add_file(dataclasses.replace(file, cache=mark), block_path)
@@ -209,10 +208,11 @@ def _turn(
                 )
             )
         elif is_result:
-            before_turn = _before(turn, inner_early, before_turn)
             result_content = Content(at(block_path, "content"))
-            for piece, piece_path in result_texts:
-                result_content.add_text(piece, piece_path)
+            for number, (piece, piece_path, piece_mark) in enumerate(result_texts):
+                # Each text with more after it carries its breakpoint; the last one's ends the result.
+                result_content.add_text(piece, piece_path, piece_mark if number < len(result_texts) - 1 else NONE)
+            inner_last = result_texts[-1][2] if result_texts else NONE
             result = result_content.message(
                 Role.TOOL,
                 tool_call_id=text(block, "tool_use_id", block_path, required=True) or "",
@@ -233,22 +233,20 @@ def _turn(
         if place == len(blocks) - 1:
             own_cache = mark
         else:
-            before_turn = _before(turn, mark, before_turn)
+            before_turn = _before(turn, (at(block_path, "cache_control"), mark), before_turn)
     if not own.empty or calls or reasoning or not turn:
         own_message = own.message(role, tool_calls=tuple(calls), reasoning=tuple(reasoning), cache=own_cache)
         turn.append((own_message, own))
     return turn, before_turn
 
 
-def _before(
-    turn: list[tuple[ChatMessage, Content | None]], mark: CacheBreakpoint, before_turn: CacheBreakpoint
-) -> CacheBreakpoint:
+def _before(turn: list[tuple[ChatMessage, Content | None]], mark: CacheMark, before_turn: CacheMark) -> CacheMark:
     """A breakpoint whose block ends no place of the domain's, on a place before it: the turn's last message so far
     (its tool results), else before the turn (what is returned)."""
     if turn:
-        turn[-1] = (marked(turn[-1][0], mark), turn[-1][1])
+        turn[-1] = (marked(turn[-1][0], mark[1]), turn[-1][1])
         return before_turn
-    return before_turn if before_turn is not NONE else mark
+    return before_turn if before_turn[1] is not NONE else mark
 
 
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:

@@ -5,12 +5,13 @@ the last block). In the OpenAI dialect, a content part's `prompt_cache_breakpoin
 or its `cache_control` (the Anthropic-style marker that OpenAI-compatible gateways take on parts and tools).
 
 A breakpoint goes where the domain has a place at its block's end: after a tool, after the system prompt, after a
-message (its last block, a tool result) or after an image or a document. A block that ends no such place (a text block
-with more text after it in its message; a system block before the last) gives its
-breakpoint to a place before it: the message before, else the end of the system prompt, else the last tool. The prompt
-cached is then never more than the client asked for: a longer one would be missed by every later request that shares
-only the part asked for. A lifetime the backend has not (OpenAI's 30 minutes or 12 hours, for Anthropic) is the longest
-it has within the one asked for."""
+message (its last block, a tool result) or after a part of one (as gRPC's ContentPart.cache_breakpoint): a text block
+with more after it in a turn or a tool result, an image, a document. A block that ends no such place (a system block
+before the last, the system text being one; a call or thinking block with more after it in its turn) gives its
+breakpoint to a place before it: the message before, else the end of the system prompt, else the last tool; with none,
+it is refused naming it, rather than lost. The prompt cached is then never more than the client asked for: a longer
+one would be missed by every later request that shares only the part asked for. A lifetime the backend has not
+(OpenAI's 30 minutes or 12 hours, for Anthropic) is the longest it has within the one asked for."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ NONE = CacheBreakpoint.NONE
 _ANTHROPIC_LIFETIMES = {None: CacheBreakpoint.SHORT, "5m": CacheBreakpoint.SHORT, "1h": CacheBreakpoint.LONG}
 _OPENAI_LIFETIMES = {None: CacheBreakpoint.SHORT, "30m": CacheBreakpoint.SHORT, "12h": CacheBreakpoint.LONG}
 
+UNMARKED: CacheMark = ("", NONE)
 Marked = TypeVar("Marked", ChatMessage, Tool)
 
 
@@ -61,6 +63,11 @@ def part_mark(part: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoint:
     return _lifetime(explicit, breakpoint_path, _OPENAI_LIFETIMES, marks)
 
 
+def part_marker(part: Json, path: str) -> str:
+    """The path of the member that holds an OpenAI content part's breakpoint."""
+    return at(path, "cache_control" if part.get("prompt_cache_breakpoint") is None else "prompt_cache_breakpoint")
+
+
 def _lifetime(
     marker: Json, path: str, lifetimes: dict[str | None, CacheBreakpoint], marks: list[CacheMark]
 ) -> CacheBreakpoint:
@@ -73,10 +80,10 @@ def _lifetime(
     return mark
 
 
-def end_and_before(marks: list[CacheBreakpoint]) -> tuple[CacheBreakpoint, CacheBreakpoint]:
-    """Of the breakpoints of a run of blocks, in order: the last block's, which ends the run, and the first of those
-    before it, which end no place of the domain's (NONE for none)."""
-    return (marks[-1] if marks else NONE), next((mark for mark in marks[:-1] if mark is not NONE), NONE)
+def end_and_before(marks: list[CacheMark]) -> tuple[CacheBreakpoint, CacheMark]:
+    """Of the breakpoints of a run of blocks, in order, each by its path: the last block's, which ends the run, and
+    the first of those before it, which end no place of the domain's (UNMARKED for none)."""
+    return (marks[-1][1] if marks else NONE), next((mark for mark in marks[:-1] if mark[1] is not NONE), UNMARKED)
 
 
 def marked(item: Marked, mark: CacheBreakpoint) -> Marked:
@@ -85,5 +92,14 @@ def marked(item: Marked, mark: CacheBreakpoint) -> Marked:
     return item if mark is NONE or item.cache is not NONE else dataclasses.replace(item, cache=mark)
 
 
-def marked_last(tools: tuple[Tool, ...], mark: CacheBreakpoint) -> tuple[Tool, ...]:
+def marked_last(tools: tuple[Tool, ...], before: CacheMark) -> tuple[Tool, ...]:
+    """The tools, the last ending in a breakpoint that belongs before the system prompt or the first message; with
+    no tools there is no place for it, and it is refused rather than lost."""
+    path, mark = before
+    if mark is not NONE and not tools:
+        raise refuse(
+            path,
+            "its block ends no place a breakpoint can stand (more is joined after it) and nothing comes before it"
+            " to take the breakpoint; put it on the last block of the system prompt, the message or the turn",
+        )
     return (*tools[:-1], marked(tools[-1], mark)) if tools else tools

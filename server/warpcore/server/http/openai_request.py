@@ -8,7 +8,6 @@ import dataclasses
 from dataclasses import dataclass
 
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
-from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
@@ -120,7 +119,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     for path, message in conversation(body):
         turn, before = _message(path, message, marks)
         if turns:
-            turns[-1] = (marked(turns[-1][0], before), turns[-1][1])
+            turns[-1] = (marked(turns[-1][0], before[1]), turns[-1][1])
         else:
             tools = marked_last(tools, before)
         turns.append(turn)
@@ -174,7 +173,7 @@ def _call_names(messages: tuple[ChatMessage, ...]) -> dict[str, str]:
     }
 
 
-def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheBreakpoint]:
+def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[ChatMessage, Content], CacheMark]:
     """A message, and a cache breakpoint that belongs before it (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
@@ -187,7 +186,9 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
         raise refuse(
             at(path, "content"), "is required (null only in an assistant message with tool_calls or a refusal)"
         )
-    content, last_part, before = content_parts(message, "content", path, marks, _FILES, _TEXTS, CHAT_PARTS)
+    content, last_part, before = content_parts(
+        message, "content", path, marks, _FILES, _TEXTS, CHAT_PARTS, joined=role is Role.SYSTEM
+    )
     own = cache_mark(message, path, marks)  # on the message itself, as gateways take it for a string content
     cache = own if own is not NONE else last_part
     if role is Role.TOOL:

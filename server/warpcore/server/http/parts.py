@@ -22,7 +22,7 @@ from warpcore.server.core.content import (
 )
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.errors import WarpcoreError
-from warpcore.server.http.cache_marks import NONE, end_and_before, part_mark
+from warpcore.server.http.cache_marks import NONE, UNMARKED, end_and_before, part_mark, part_marker
 from warpcore.server.http.fields import Json, at, mapping, objects, refuse, text, unsupported
 from warpcore.server.http.inner_members import CITATIONS, FILE, IMAGE_URL, SOURCES
 from warpcore.server.http.members import Members
@@ -49,11 +49,13 @@ class Content:
         """No text block nor image (a turn of tool results alone)."""
         return self._text is None and not self._parts
 
-    def add_text(self, value: str, path: str) -> None:
-        if not self._text and not self._parts:
+    def add_text(self, value: str, path: str, cache: CacheBreakpoint = NONE) -> None:
+        """A text; one ending in a breakpoint is a part of its own, which carries it (even empty: the backend
+        refuses it rather than the breakpoint be lost)."""
+        if not self._text and not self._parts and cache is NONE:
             self._text = value
-        elif value:
-            self._parts.append(TextPart(value))
+        elif value or cache is not NONE:
+            self._parts.append(TextPart(value, cache))
             self._paths.append(path)
 
     def add_file(self, file: ImagePart | DocumentPart, path: str) -> None:
@@ -87,21 +89,25 @@ def content_parts(
     files: Mapping[str, FileReader],
     texts: Mapping[str, str],
     members: Mapping[str, Members],
-) -> tuple[Content, CacheBreakpoint, CacheBreakpoint]:
+    *,
+    joined: bool = False,
+) -> tuple[Content, CacheBreakpoint, CacheMark]:
     """`owner[key]`, a string or an array of parts in order, each kind's members those in `members`: a file kind
     read by its reader in `files`, a text kind by its member named in `texts` (files in any role: the domain says
     where they may go). With the cache breakpoint of its last part, and the first of a part before it that ends no
-    place of the domain's (see cache_marks)."""
+    place of the domain's (see cache_marks): a text part's is its own, but where its texts are `joined` into one (a
+    system message's)."""
     content_path = at(path, key)
     content = Content(content_path)
     value = owner.get(key)
     if value is None or isinstance(value, str):
         content.add_text(value or "", content_path)
-        return content, NONE, NONE
+        return content, NONE, UNMARKED
     if not isinstance(value, list):
         raise refuse(content_path, "must be a string or an array of content parts")
-    unplaced = []  # each part's breakpoint that no file part of the domain carries
-    for part_path, part in objects(owner, key, path):
+    parts = objects(owner, key, path)
+    unplaced = []  # each part's breakpoint that no part of the domain carries, by its path
+    for number, (part_path, part) in enumerate(parts):
         kind = str(part.get("type"))
         if kind in members:
             members[kind].check(part, part_path)
@@ -110,10 +116,13 @@ def content_parts(
             content.add_file(dataclasses.replace(files[kind](part, part_path), cache=mark), part_path)
             mark = NONE
         elif kind in texts:
-            content.add_text(text(part, texts[kind], part_path, required=True) or "", part_path)
+            # The last part's breakpoint ends the message, which carries it.
+            own = NONE if joined or number == len(parts) - 1 else mark
+            content.add_text(text(part, texts[kind], part_path, required=True) or "", part_path, own)
+            mark = mark if own is NONE else NONE
         else:
             raise unsupported(at(part_path, "type"), f"content of type {part.get('type')!r}")
-        unplaced.append(mark)
+        unplaced.append((part_marker(part, part_path), mark))
     return content, *end_and_before(unplaced)
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 
 from warpcore.server.core.cache_rules import CacheMark
-from warpcore.server.core.content import CacheBreakpoint, DocumentPart, ImagePart
+from warpcore.server.core.content import DocumentPart, ImagePart
 from warpcore.server.core.domain import ChatMessage, Role
 from warpcore.server.core.tooling import ReasoningBlock, Tool, ToolCall
-from warpcore.server.http.cache_marks import NONE, marked, marked_last
+from warpcore.server.http.cache_marks import UNMARKED, marked, marked_last
 from warpcore.server.http.fields import Json, at, json_object_text, objects, refuse, text, unsupported
 from warpcore.server.http.inner_members import REASONING_TEXT, RESPONSES_ITEMS, RESPONSES_PARTS
 from warpcore.server.http.parts import (
@@ -84,7 +84,7 @@ class Conversation:
     def text_turn(self, role: Role, value: str, path: str) -> None:
         content = Content(path)
         content.add_text(value, path)
-        self._add(content.message(role), content, NONE, path)
+        self._add(content.message(role), content, UNMARKED, path)
 
     def _message(self, path: str, item: Json) -> None:
         role_name = text(item, "role", path, required=True)
@@ -93,7 +93,9 @@ class Conversation:
             raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
         if role is not Role.ASSISTANT:
             self.check_reasoning_followed()
-        content, last, before = content_parts(item, "content", path, self.marks, _FILES, _TEXTS, RESPONSES_PARTS)
+        content, last, before = content_parts(
+            item, "content", path, self.marks, _FILES, _TEXTS, RESPONSES_PARTS, joined=role is Role.SYSTEM
+        )
         extra = {"reasoning": self._handed_back()} if role is Role.ASSISTANT else {}
         self._add(content.message(role, cache=last, **extra), content, before, path)
 
@@ -108,7 +110,7 @@ class Conversation:
             self.turns[-1] = (dataclasses.replace(last, tool_calls=(*last.tool_calls, call)), content)
         else:
             turn = ChatMessage(Role.ASSISTANT, "", tool_calls=(call,), reasoning=self._handed_back())
-            self._add(turn, None, NONE, path)
+            self._add(turn, None, UNMARKED, path)
         number = len(self.turns[-1][0].tool_calls) - 1
         own = {"": path, ".id": at(path, "call_id"), ".name": at(path, "name"), ".arguments": at(path, "arguments")}
         self._paths[-1].update((f".tool_calls[{number}]{within}", named) for within, named in own.items())
@@ -127,11 +129,11 @@ class Conversation:
         blocks, self._reasoning, self._reasoning_paths = tuple(self._reasoning), [], []
         return blocks
 
-    def _add(self, turn: ChatMessage, content: Content | None, before: CacheBreakpoint, path: str) -> None:
+    def _add(self, turn: ChatMessage, content: Content | None, before: CacheMark, path: str) -> None:
         """Append a turn, the item at `path`; a cache breakpoint that belongs before it ends the turn before, or the
         tools."""
         if self.turns:
-            self.turns[-1] = (marked(self.turns[-1][0], before), self.turns[-1][1])
+            self.turns[-1] = (marked(self.turns[-1][0], before[1]), self.turns[-1][1])
         else:
             self.tools = marked_last(self.tools, before)
         self.turns.append((turn, content))
