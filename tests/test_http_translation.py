@@ -9,7 +9,8 @@ structured output through the running door, to each provider and to llama.cpp, a
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 
 import anthropic
 import openai
@@ -40,7 +41,7 @@ from warpcore.server.http.anthropic_response import AnthropicStream, message
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.openai_request import chat_request
 from warpcore.server.http.openai_response import OpenAIStream, completion
-from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
+from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.sse import SLOT, event, fill, template
 
 WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -259,14 +260,17 @@ def test_tool_errors_and_mixed_turns_are_kept() -> None:
     )
 
 
-def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it() -> None:
-    memory = ReasoningMemory(capacity=3)
-    recorder = Recorder()
-    for output in EVENTS:
-        recorder.note(output)
-    memory.remember(recorder.call_ids, tuple(recorder.blocks))
-    returned = {
+async def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it() -> None:
+    memory = ReasoningMemory(capacity=1)
+
+    async def generated() -> AsyncGenerator[GenerationOutput, None]:
+        for output in [*EVENTS, RESULT]:
+            yield output
+
+    assert [output async for output in memory.recorded("m", generated())] == [*EVENTS, RESULT]
+    returned: dict[str, Any] = {
         "model": "m",
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
         "messages": [
             {"role": "user", "content": "Weather in Paris and Rome?"},
             {
@@ -281,21 +285,21 @@ def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it
             {"role": "tool", "tool_call_id": "call_b", "content": "rain"},
         ],
     }
-    restored = memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params)
+    restored = memory.restore("m", chat_request(returned, DEFAULT_MAX_TOKENS).params)
     assert restored.messages[1].reasoning == (
         ReasoningBlock("Let me think.", "sig-1"),
         ReasoningBlock(signature="opaque-data", redacted=True),
     )
     assert restored.messages[0] == chat_request(returned, DEFAULT_MAX_TOKENS).params.messages[0]
     # Reasoning the client did send back is kept as sent.
-    returned["messages"][1]["thinking_blocks"] = [{"type": "thinking", "thinking": "own", "signature": "s"}]  # type: ignore[index]
-    assert memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == (
+    returned["messages"][1]["thinking_blocks"] = [{"type": "thinking", "thinking": "own", "signature": "s"}]
+    assert memory.restore("m", chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == (
         ReasoningBlock("own", "s"),
     )
-    # Bounded: the oldest calls are forgotten first.
-    memory.remember(["call_c", "call_d"], (ReasoningBlock("later", "sig-2"),))
-    del returned["messages"][1]["thinking_blocks"]  # type: ignore[attr-defined]
-    assert memory.restore(chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == ()
+    # Bounded: the answers least recently remembered or given back are forgotten first.
+    memory.remember("m", ["call_c", "call_d"], (ReasoningBlock("later", "sig-2"),))
+    del returned["messages"][1]["thinking_blocks"]
+    assert memory.restore("m", chat_request(returned, DEFAULT_MAX_TOKENS).params).messages[1].reasoning == ()
 
 
 @pytest.mark.parametrize("text", ['say "hi"\n', "caf\u00e9 \U0001f600", "\\u0000", "\x00", ""])

@@ -59,8 +59,8 @@ REQUEST_ID = re.compile(f"{REQUEST_ID_CHARACTER}{{1,{MAX_REQUEST_ID}}}")
 MAX_RETRY_AFTER = 86400.0
 """The longest wait before a retry that an upstream's Retry-After may tell a caller, in seconds; longer is cut to it."""
 MAX_REMEMBERED_REASONING = 4096
-"""Tool calls whose signed reasoning the HTTP door keeps, to give it back on the next turn (http/reasoning_memory.py);
-a few KiB each."""
+"""Answers with tool calls whose signed reasoning the HTTP door's Chat Completions route keeps, to give it back on the
+next turn (http/reasoning_memory.py); a few KiB each."""
 MAX_TOP_LOGPROBS = 20
 """Most likely tokens a generation may report at each place (OpenAI's own limit)."""
 MAX_LOGIT_BIAS = 100.0

@@ -64,6 +64,10 @@ class Dialect:
     it), rather than with the first delta."""
     beta_header: str | None = None
     """The header whose comma-separated values name Anthropic beta features (GenerationParams.anthropic_betas)."""
+    remembers_reasoning: bool = False
+    """Whether the door keeps the signed reasoning of its answers' tool calls, to hand it back upstream on the next
+    turn (reasoning_memory.py): for Chat Completions, which has no standard field in which a client echoes it; the
+    other two dialects have one (Anthropic's thinking blocks, the Responses API's reasoning items)."""
 
 
 def _openai_call(body: Json, default_max_tokens: int) -> Call:
@@ -87,6 +91,7 @@ OPENAI = Dialect(
     answer=lambda call, collected: openai_response.completion(call.model, collected),
     stream=lambda call: openai_response.OpenAIStream(call.model, call.include_usage),
     error=lambda error, _request_id: openai_error(error, openai_request.FIELD_NAMES),
+    remembers_reasoning=True,
 )
 ANTHROPIC = Dialect(
     name="anthropic",

@@ -28,7 +28,7 @@ from warpcore.server.http.dialects import ANTHROPIC, OPENAI, RESPONSES, Dialect,
 from warpcore.server.http.fields import Json, boolean
 from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
-from warpcore.server.http.reasoning_memory import ReasoningMemory, Recorder
+from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.sse import open_stream
 
 ANTHROPIC_PAGE = 20  # models in a page of Anthropic's model list unless `limit` says otherwise
@@ -98,11 +98,16 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
-    params = request.app[MEMORY].restore(_with_headers(request, dialect, call.params))
+    params, memory = _with_headers(request, dialect, call.params), request.app[MEMORY]
+    if dialect.remembers_reasoning:
+        params = memory.restore(call.model, params)
     if boolean(body, NO_PROMPT_CACHE):  # warpcore's member in every dialect, as GenerationOptions has it
         params = dataclasses.replace(params, cache_prompt=False)
+    generated = request.app[ENGINE].generate(call.model, params)
+    if dialect.remembers_reasoning:
+        generated = memory.recorded(call.model, generated)
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
-    async with contextlib.aclosing(request.app[ENGINE].generate(call.model, params)) as outputs:
+    async with contextlib.aclosing(generated) as outputs:
         # The first output (or the refusal: unknown model, full queue, bad request) comes before any header is
         # sent, so that every refusal is an HTTP status. The prompt's usage comes once the backend has taken the
         # request: a dialect that reports it opens its stream then, without waiting for the first token.
@@ -112,14 +117,12 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
                 first = await anext(outputs)
         if call.stream:
             return await _stream(request, dialect.stream(call), first, outputs)
-        collected, recorder = Collected(params.logprobs), Recorder()
+        collected = Collected(params.logprobs)
         collected.add(first)
-        recorder.note(first)
         async for output in outputs:
             collected.add(output)
-            recorder.note(output)
     assert collected.result is not None
-    _finished(request, collected.result, recorder)
+    record_usage(collected.result.finish)
     if collected.reason is FinishReason.CANCELLED:
         raise shutting_down()
     return web.json_response(dialect.answer(call, collected), headers=request_ids(request))
@@ -130,23 +133,22 @@ async def _stream(
 ) -> web.StreamResponse:
     if isinstance(first, GenerationResult) and first.finish.reason is FinishReason.CANCELLED:
         # Cut by the shutdown before anything was sent: a status, on which the SDKs retry on another replica.
-        _finished(request, first, Recorder())
+        record_usage(first.finish)
         raise shutting_down()
     response = await open_stream(request, request_ids(request))
     pending = stream.start(first if isinstance(first, PromptUsage) else None)
     output = first
-    recorder, cut = Recorder(), None
+    cut = None
     try:
         while True:
             if isinstance(output, GenerationResult):
-                _finished(request, output, recorder)
+                record_usage(output.finish)
                 if output.finish.reason is FinishReason.CANCELLED:
                     cut = output.finish
                     raise shutting_down()
                 if output.finish.reason is not FinishReason.ERROR:  # else the error follows
                     pending += stream.end(output.finish)
             else:
-                recorder.note(output)
                 pending += stream.feed(output)
             await response.write(pending)
             pending = b""
@@ -162,13 +164,6 @@ async def _stream(
         with contextlib.suppress(ConnectionResetError):  # unless the client is gone too
             await response.write(pending + stream.fail(failure, request[REQUEST_ID], cut))
     return response
-
-
-def _finished(request: web.Request, result: GenerationResult, recorder: Recorder) -> None:
-    """Note the usage for the access log, and the reasoning that came with tool calls for the next turn."""
-    record_usage(result.finish)
-    call_ids = recorder.call_ids or [call.id for call in result.finish.tool_calls]
-    request.app[MEMORY].remember(call_ids, tuple(recorder.blocks))
 
 
 def internal(error: BaseException) -> WarpcoreError:
@@ -203,7 +198,7 @@ async def _count(request: web.Request, dialect: Dialect, parse: Callable[[Json, 
     engine = request.app[ENGINE]
     call = parse(await _read(request), engine.limits.max_tokens)
     request[MODEL] = model = canonical_model_id(call.model)
-    params = request.app[MEMORY].restore(_with_headers(request, dialect, call.params))
+    params = _with_headers(request, dialect, call.params)
     with named_as(call.field_names):
         return (await engine.count_tokens(model, params, include_tokens=False)).prompt_tokens
 
