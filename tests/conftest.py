@@ -24,7 +24,6 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import load_hosted
 from tests.tiny_model import write_tiny_model
 from warpcore.server.adapters.factory import create_adapter
-from warpcore.server.adapters.llama.model_paths import resolve_model_path
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.doors import Doors, open_doors
 from warpcore.server.embedded import install_embedded_model
@@ -51,7 +50,7 @@ def vocabulary(
 ) -> Iterator[Llama]:
     """A vocabulary that puts a space before every text (the tiny model's SentencePiece), and one that does not."""
     if request.param == "tiny":
-        path = resolve_model_path(TINY_MODEL, str(models_path))
+        path = models_path / "hf" / "warpcore" / "tiny" / "tiny.gguf"
     else:
         root = tmp_path_factory.mktemp("gemma")
         path = root / install_embedded_model(root)
@@ -254,3 +253,16 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
     logging.getLogger("warpcore.access").addHandler(lines)
     yield lines
     logging.getLogger("warpcore.access").removeHandler(lines)
+
+
+@contextlib.contextmanager
+def handling(logger: logging.Logger, handler: logging.Handler) -> Iterator[None]:
+    """`handler` on `logger` within, the logger passing on records of the handler's level."""
+    level = logger.level
+    logger.setLevel(handler.level)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from warpcore.server.adapters.llama.context import estimated_memory
+from warpcore.server.adapters.llama.model_paths import open_model_file
 from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.domain import LocalSettings
 from warpcore.server.embedded import embedded_load_specs, install_embedded_model
@@ -301,7 +302,8 @@ def default_models_estimate(container: Resource, models_path: Path) -> float:
     for spec in embedded_load_specs(models_path):
         assert isinstance(spec.settings, LocalSettings)
         options = LlamaOptions.resolve(spec.settings, settings)
-        estimate = estimated_memory(models_path / spec.name, spec.context_size, options)
+        with open_model_file(spec.name, str(models_path)) as file:
+            estimate = estimated_memory(file, spec.context_size, options)
         assert estimate is not None, f"llama.cpp cannot read {spec.name}"
         total += estimate
     return total / 2**20

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from tests.conftest import serving
+from tests.conftest import handling, serving
 from tests.fakes.hub import FakeHub
 from warpcore.server.adapters.factory import hub_download
 from warpcore.server.core.pulls import Pulls
@@ -79,16 +79,8 @@ def logged(text: str) -> Iterator[asyncio.Event]:
             if text in record.getMessage():
                 loop.call_soon_threadsafe(seen.set)
 
-    handler = Watch(logging.INFO)
-    logger = logging.getLogger("warpcore.server")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
+    with handling(logging.getLogger("warpcore.server"), Watch(logging.INFO)):
         yield seen
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def destination(models_root: Path) -> Path:

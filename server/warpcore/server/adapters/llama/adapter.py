@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -26,7 +26,7 @@ from warpcore.server.adapters.llama.context import (
 from warpcore.server.adapters.llama.embedding import EmbeddingContext, model_pooling
 from warpcore.server.adapters.llama.invariance import splits_freely
 from warpcore.server.adapters.llama.job import Flow, Job
-from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, list_model_ids, resolve_model_path
+from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, ModelFile, list_model_ids, open_model_file
 from warpcore.server.adapters.llama.native_log import route_native_log
 from warpcore.server.adapters.llama.native_threads import on_passing_thread
 from warpcore.server.adapters.llama.options import LlamaOptions
@@ -71,31 +71,39 @@ class LlamaCppAdapter:
         self._projector: Projector | None = None
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        path, mmproj = self._files(model)
         self._started = True
         # Built and kept on the worker, so a cancelled LoadModel leaves it for close() to release.
-        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, path, mmproj, context_size))
+        info: ModelInfo = await self._on_worker(lambda: self._load_blocking(model, context_size))
         return info
 
     async def estimate_memory(self, model: str, context_size: int | None) -> int:
-        path, _ = self._files(model)
-        estimate: int | None = await self._on_worker(lambda: estimated_memory(path, context_size, self._options))
-        if estimate is None:
-            raise unloadable(model)
-        return estimate
+        def estimate() -> int | None:
+            with self._files(model) as (file, _):
+                return estimated_memory(file, context_size, self._options)
 
-    def _files(self, model: str) -> tuple[Path, Path | None]:
-        """The model's file and its projector's, each one the server may read inside MODELS_PATH."""
-        path = resolve_model_path(model, self._options.models_path)
-        if self._options.mmproj is None:
-            return path, None
-        if self._options.embedding:
-            raise InvalidArgumentError(
-                "a model loaded for embeddings reads text only; load it without mmproj",
-                field=MMPROJ_FIELD,
-                reason="MULTIMODAL_UNSUPPORTED",
-            )
-        return path, resolve_model_path(self._options.mmproj, self._options.models_path, field=MMPROJ_FIELD)
+        estimate_bytes: int | None = await self._on_worker(estimate)
+        if estimate_bytes is None:
+            raise unloadable(model)
+        return estimate_bytes
+
+    @contextlib.contextmanager
+    def _files(self, model: str) -> Iterator[tuple[ModelFile, ModelFile | None]]:
+        """The model's file and its projector's, each one the server may read inside MODELS_PATH, open within: opened
+        and closed by the worker's work that reads them, however it ends (model_paths.py says why they are open)."""
+        with contextlib.ExitStack() as files:
+            file = files.enter_context(open_model_file(model, self._options.models_path))
+            mmproj = None
+            if self._options.mmproj is not None:
+                if self._options.embedding:
+                    raise InvalidArgumentError(
+                        "a model loaded for embeddings reads text only; load it without mmproj",
+                        field=MMPROJ_FIELD,
+                        reason="MULTIMODAL_UNSUPPORTED",
+                    )
+                mmproj = files.enter_context(
+                    open_model_file(self._options.mmproj, self._options.models_path, MMPROJ_FIELD)
+                )
+            yield file, mmproj
 
     async def generate(self, params: GenerationParams, stop: threading.Event) -> AsyncGenerator[GenerationEvent, None]:
         preparer, scheduler = self._serving(params)
@@ -190,22 +198,26 @@ class LlamaCppAdapter:
 
     # Everything below runs on the worker.
 
-    def _load_blocking(self, model: str, path: Path, mmproj: Path | None, context_size: int | None) -> ModelInfo:
+    def _load_blocking(self, model: str, context_size: int | None) -> ModelInfo:
+        with self._files(model) as (file, mmproj):
+            return self._load_files(model, file, mmproj, context_size)
+
+    def _load_files(self, model: str, file: ModelFile, mmproj: ModelFile | None, context_size: int | None) -> ModelInfo:
         options = self._options
         try:
-            context_size = context_size or default_context_size(path)
+            context_size = context_size or default_context_size(file)
             # Tokenizes and renders chat templates; the weights are the native context's.
             vocabulary = llama_cpp.Llama(
-                model_path=str(path),
+                model_path=str(file.path),
                 vocab_only=True,
                 n_ctx=context_size,
                 numa=int(options.numa),
                 verbose=False,
             )
         except ValueError as error:
-            _log.warning("llama.cpp could not load %s: %s", path, error)
+            _log.warning("llama.cpp could not load %s: %s", model, error)
             raise unloadable(model) from None
-        weights = LoadedWeights(path, options.gpu_layers, options.use_mmap, options.use_mlock)
+        weights = LoadedWeights(file.path, options.gpu_layers, options.use_mmap, options.use_mlock)
         if options.embedding:
             try:
                 pooling = model_pooling(vocabulary, options.pooling)
@@ -235,7 +247,7 @@ class LlamaCppAdapter:
                 if mmproj is not None:
                     # On the weights, not the vocabulary: llama.cpp checks the projector's width against theirs.
                     self._projector = Projector(
-                        mmproj, native.model, threads=options.threads, use_gpu=options.gpu_layers != 0
+                        mmproj.path, native.model, threads=options.threads, use_gpu=options.gpu_layers != 0
                     )
                 marker = self._projector.marker if self._projector is not None else None
                 template = ChatTemplate(vocabulary, model, options.chat_format, marker)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import llama_cpp
 
+from warpcore.server.adapters.llama.model_paths import ModelFile
 from warpcore.server.adapters.llama.options import LlamaOptions
 from warpcore.server.core.errors import FailedPreconditionError
 
@@ -38,7 +39,7 @@ FILE_SHAPES_KEPT = 64  # model files whose context and KV cell size are remember
 
 @dataclass(frozen=True)
 class LoadedWeights:
-    """Where the weights are and how to hold them."""
+    """Where the weights are (an open ModelFile's path) and how to hold them."""
 
     path: Path
     gpu_layers: int
@@ -139,10 +140,10 @@ class NativeContext:
         llama_cpp.llama_model_free(self.model)
 
 
-def default_context_size(path: Path) -> int:
+def default_context_size(file: ModelFile) -> int:
     """The model's trained context, capped so that the KV cache of large-context models stays small; ValueError for
     a file llama.cpp cannot read."""
-    return _file_shape(path).context_size
+    return _file_shape(file).context_size
 
 
 def embedding_logits_bytes(context_size: int, vocabulary_size: int) -> int:
@@ -152,21 +153,21 @@ def embedding_logits_bytes(context_size: int, vocabulary_size: int) -> int:
     return LOGIT_COPIES * context_size * vocabulary_size * FLOAT_BYTES
 
 
-def estimated_memory(path: Path, context_size: int | None, options: LlamaOptions) -> int | None:
+def estimated_memory(file: ModelFile, context_size: int | None, options: LlamaOptions) -> int | None:
     """What the model will say it holds once loaded with `options` (`NativeContext.memory_bytes`, or
     `EmbeddingContext.memory_bytes`), read before loading its weights (the file's size stands for them), so that a
     budget of memory is kept before a load, not only after it. None for a file llama.cpp cannot read, which its load
     would refuse."""
     try:
-        shape = _file_shape(path)
+        shape = _file_shape(file)
     except ValueError as error:
-        _log.warning("llama.cpp could not load %s: %s", path, error)  # the details a refusal points to
+        _log.warning("llama.cpp could not load %s: %s", file.name, error)  # the details a refusal points to
         return None
     context_size = context_size or shape.context_size
     if options.embedding:
-        return path.stat().st_size + embedding_logits_bytes(context_size, shape.vocabulary_size)
+        return file.stat().st_size + embedding_logits_bytes(context_size, shape.vocabulary_size)
     saved = options.cached_prompt_tokens(context_size)
-    return path.stat().st_size + (context_size * options.parallel + saved) * shape.cell_bytes
+    return file.stat().st_size + (context_size * options.parallel + saved) * shape.cell_bytes
 
 
 class _FileShape(NamedTuple):
@@ -176,17 +177,32 @@ class _FileShape(NamedTuple):
     vocabulary_size: int
 
 
-def _file_shape(path: Path) -> _FileShape:
+@dataclass(frozen=True)
+class _FileVersion:
+    """A version of a file, whatever its name: its inode, as it stood."""
+
+    device: int
+    inode: int
+    mtime_ns: int
+    size: int
+    path: Path = field(compare=False)
+    """Where to read it now (an open ModelFile's path, which names another file once it is closed): no part of
+    which version it is."""
+
+
+def _file_shape(file: ModelFile) -> _FileShape:
     """What a GGUF file's metadata says of its context and KV cells, read once per version of the file: llama.cpp
     reads the whole vocabulary with it (half a second of CPU for Gemma's), and a budget checks a model's estimate
     before each load it refuses."""
-    version = path.stat()
-    return _read_file_shape(path, version.st_mtime_ns, version.st_size)
+    version = file.stat()
+    return _read_file_shape(
+        _FileVersion(version.st_dev, version.st_ino, version.st_mtime_ns, version.st_size, file.path)
+    )
 
 
 @functools.lru_cache(maxsize=FILE_SHAPES_KEPT)
-def _read_file_shape(path: Path, _mtime_ns: int, _size: int) -> _FileShape:
-    vocabulary = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+def _read_file_shape(version: _FileVersion) -> _FileShape:
+    vocabulary = llama_cpp.Llama(model_path=str(version.path), vocab_only=True, verbose=False)
     try:
         return _FileShape(_capped_context(vocabulary), _file_cell_bytes(vocabulary.metadata), vocabulary.n_vocab())
     finally:

@@ -32,7 +32,7 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # type: ignore[attr-defined]
 
 from warpcore.server.adapters.env import env_url
-from warpcore.server.adapters.llama.model_paths import models_root, resolve_model_path
+from warpcore.server.adapters.llama.model_paths import models_root, open_model_file
 from warpcore.server.adapters.llama.partial_file import own_partial, partial_path
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
@@ -109,7 +109,8 @@ def pull_file(
     present = destination.exists()
     if present:
         # Checked as LoadModel checks it: a link out of MODELS_PATH is refused, and says nothing of its target.
-        size = resolve_model_path(model, env.get("MODELS_PATH")).stat().st_size
+        with open_model_file(model, env.get("MODELS_PATH")) as file:
+            size = file.stat().st_size
         if revision is None:
             progress(size, size)
             return PulledFile(model, size, sha256=None, already_present=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 
 from warpcore.server.core.errors import FailedPreconditionError, NotFoundError, WarpcoreError
 from warpcore.server.core.model_ids import HF_PREFIX, field_noun, model_id_for, relative_model_path
@@ -33,15 +35,20 @@ def _unreadable(relative: PurePosixPath, field: str) -> NotFoundError:
     )
 
 
-def _located(model: str, models_path: str | None, field: str) -> tuple[PurePosixPath, Path]:
-    """The path a model id names under MODELS_PATH, and where it leads once links are followed: inside MODELS_PATH,
-    though perhaps to nothing."""
+def _located(model: str, models_path: str | None, field: str) -> tuple[PurePosixPath, Path, Path]:
+    """The path a model id names under MODELS_PATH, the resolved MODELS_PATH, and where the path leads once links are
+    followed: inside MODELS_PATH, though perhaps to nothing."""
     relative = relative_model_path(model, field)
     root = models_root(models_path)
     try:
         resolved = (root / relative).resolve()
     except (OSError, RuntimeError):  # a symlink loop, or a name the filesystem refuses
         raise _unreadable(relative, field) from None
+    _inside(resolved, root, model, field)
+    return relative, root, resolved
+
+
+def _inside(resolved: Path, root: Path, model: str, field: str) -> None:
     if not resolved.is_relative_to(root):
         raise FailedPreconditionError(
             f"{field_noun(field)} {model!r} is a link to a file outside MODELS_PATH, which is not served",
@@ -50,7 +57,6 @@ def _located(model: str, models_path: str | None, field: str) -> tuple[PurePosix
             # file the server may not read; the field is named as for every other refusal of the path.
             field=field,
         )
-    return relative, resolved
 
 
 def _exists(relative: PurePosixPath, resolved: Path, field: str) -> bool:
@@ -60,10 +66,10 @@ def _exists(relative: PurePosixPath, resolved: Path, field: str) -> bool:
         raise _unreadable(relative, field) from None
 
 
-def resolve_model_path(model: str, models_path: str | None, field: str = "model") -> Path:
-    """The real GGUF file for a model id (or the file `field` names), after following symlinks, inside MODELS_PATH:
-    a regular file the server may read."""
-    relative, resolved = _located(model, models_path, field)
+def _checked(model: str, models_path: str | None, field: str) -> tuple[PurePosixPath, Path, Path]:
+    """`_located`'s path, root and real file, after following symlinks, inside MODELS_PATH: a regular file the server
+    may read (at the time of the check: a reader opens it with `open_model_file`)."""
+    relative, root, resolved = _located(model, models_path, field)
     if not _exists(relative, resolved, field):
         # Never pulled by LoadModel itself: a download of gigabytes does not fit a unary call and its deadline.
         how = (
@@ -78,16 +84,81 @@ def resolve_model_path(model: str, models_path: str | None, field: str = "model"
         )
     if not (resolved.is_file() and os.access(resolved, os.R_OK)):  # a folder, a device, or another user's file
         raise _unreadable(relative, field)
-    return resolved
+    return relative, root, resolved
+
+
+class ModelFile:
+    """A model's GGUF file, held open from the check of its path on: `path` names this very file for as long as it
+    stays open, whatever becomes of its name meanwhile. llama.cpp opens files by name, and a name checked a moment
+    before may lead out of MODELS_PATH by then (a symlink put in its place): given `path`, it reads the file that was
+    checked. Close it once every reader has opened the file (a mapping of it outlives the close)."""
+
+    def __init__(self, descriptor: int, path: Path, name: str) -> None:
+        self._descriptor = descriptor
+        self.path = path
+        self.name = name
+        """The id it was opened by, for messages: `path` means nothing to a caller."""
+
+    def stat(self) -> os.stat_result:
+        return os.fstat(self._descriptor)
+
+    def begins_as_gguf(self) -> bool:
+        """Whether the file begins as every GGUF file does: a file named so that is none would fail its load."""
+        try:
+            return os.pread(self._descriptor, 4, 0) == b"GGUF"
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        os.close(self._descriptor)
+
+    def __enter__(self) -> ModelFile:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_model_file(model: str, models_path: str | None, field: str = "model") -> ModelFile:
+    """The GGUF file for a model id (or the file `field` names), inside MODELS_PATH once symlinks are followed, a
+    regular file the server may read, and open: where the open descriptor leads is checked again, so that a link put
+    in the name's place after the first check is refused rather than followed."""
+    relative, root, resolved = _checked(model, models_path, field)
+    try:
+        # Not following a link the resolved name has become; without blocking on a FIFO put in its place.
+        descriptor = os.open(resolved, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        raise _unreadable(relative, field) from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _unreadable(relative, field)
+        opened = Path(f"/proc/self/fd/{descriptor}")
+        try:
+            target = Path(os.readlink(opened))
+        except OSError:
+            # No /proc (macOS, the BSDs): llama.cpp gets the real path checked above. A name on that path replaced
+            # between this check and llama.cpp's own open of it is then followed: a narrower race than that of a
+            # name resolved once and opened by llama.cpp later, but still one.
+            target = opened = resolved
+        # A folder on the way may have become a link since the check: where the descriptor leads is what counts.
+        _inside(target, root, model, field)
+        return ModelFile(descriptor, opened, model)
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 def check_model_file(model: str, models_path: str | None, field: str = "model", *, pulls: bool) -> bool:
     """What loading the file would refuse of it, checked without loading it (for a model loaded later): True when it
     is there to load; False for an hf: file not there yet while the server pulls (`pulls`), since a PullModel can
     bring it before it is first used."""
-    if pulls and model.startswith(HF_PREFIX) and not _exists(*_located(model, models_path, field), field):
-        return False
-    resolve_model_path(model, models_path, field)
+    if pulls and model.startswith(HF_PREFIX):
+        relative, _, resolved = _located(model, models_path, field)
+        if not _exists(relative, resolved, field):
+            return False
+    _checked(model, models_path, field)
     return True
 
 
@@ -98,18 +169,9 @@ def list_model_ids(models_path: str | None) -> list[str]:
     for path in sorted(root.rglob("*.gguf")):
         model_id = model_id_for(PurePosixPath(path.relative_to(root).as_posix()))
         try:
-            resolve_model_path(model_id, models_path)
+            with open_model_file(model_id, models_path) as file:
+                if file.begins_as_gguf():
+                    ids.append(model_id)
         except WarpcoreError:  # a link out of MODELS_PATH, a loop, a folder, a name no request may give
             continue
-        if _is_gguf(path):
-            ids.append(model_id)
     return ids
-
-
-def _is_gguf(path: Path) -> bool:
-    """Whether the file begins as every GGUF file does: a file named so that is none would fail its load."""
-    try:
-        with path.open("rb") as file:
-            return file.read(4) == b"GGUF"
-    except OSError:
-        return False
