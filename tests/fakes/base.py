@@ -93,7 +93,7 @@ class FakeUpstream(ABC):
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} is already started")
-        app = web.Application(middlewares=[self._closes_after_stream])
+        app = web.Application(middlewares=[self._closes_after_stream, self._cuts_bodies])
         self._add_routes(app.router)
         # handler_cancellation: aiohttp cancels a handler whose client went away, which ends stalled streams.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT)
@@ -172,6 +172,21 @@ class FakeUpstream(ABC):
             return web.Response(status=204)  # never sent
         return await handler(request)
 
+    @web.middleware
+    async def _cuts_bodies(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A whole body the script cuts: its status and headers, then half of it, then the connection closed."""
+        cut = self.script.cut_body  # this request's script, whatever a test assigns meanwhile
+        answer = await handler(request)
+        if not cut or not isinstance(answer, web.Response) or not isinstance(answer.body, bytes):
+            return answer
+        body = answer.body
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        self._cut(request)
+        return response
+
     async def admit(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
         """Records the request; returns the error answer it gets (wrong API key, scripted status), if any."""
         recorded = await self._record(request)
@@ -241,6 +256,9 @@ class FakeUpstream(ABC):
                     await self._send(response, plan.error)
                     return response
                 if sent == script.cut_after:
+                    if script.cut_inside_event:
+                        next_event = [*plan.chunks, *plan.tail][sent].encode()
+                        await response.write(next_event[: len(next_event) // 2])
                     self._cut(request)
                     return response
                 if sent == script.stall_after:

@@ -29,6 +29,10 @@ class Script:
     request_id: str = "req_fake_123"  # sent as x-request-id (OpenAI) / request-id (Anthropic)
     request_id_header: str | None = None  # the header `request_id` goes in, when not the vendor's own
     cut_after: int | None = None  # after N chunks, drop the TCP connection (no chunked terminator, no closing events)
+    cut_inside_event: bool = False  # with cut_after: drop it halfway through the next event, not between two
+    # Drop the connection halfway through a whole JSON body (an error's, a model list's, an answer not streamed),
+    # after headers that announce its whole length.
+    cut_body: bool = False
     malformed_after: int | None = None  # after N chunks, one SSE event whose data is not JSON, then go on normally
     error_event_after: int | None = (
         None  # Anthropic only: after N chunks, an `error` event (overloaded_error), then end

@@ -8,10 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anthropic
-import httpx2
 
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
-from warpcore.server.adapters.hosted.config import ANTHROPIC, client_options, request_timeout, resolve_api
+from warpcore.server.adapters.hosted.config import ANTHROPIC, request_timeout, resolve_api
 from warpcore.server.adapters.hosted.delta_text import count_field, reported_count, string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
@@ -19,6 +18,7 @@ from warpcore.server.adapters.hosted.errors import (
     upstream_error,
 )
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
+from warpcore.server.adapters.hosted.sdk_client import client_options
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
     Delta,
@@ -57,9 +57,8 @@ ERROR_EVENT_STATUS = {
     "overloaded_error": 529,
 }
 ERRORS = ErrorTable(
-    # Failures while reading a stream, and those of the direct model listing, reach us as httpx2's own.
-    catches=(anthropic.AnthropicError, httpx2.HTTPError, ValueError),
-    kinds={anthropic.APITimeoutError: DeadlineExceededError, httpx2.TimeoutException: DeadlineExceededError},
+    sdk_errors=(anthropic.AnthropicError, ValueError),
+    kinds={anthropic.APITimeoutError: DeadlineExceededError},
     status_error=anthropic.APIStatusError,
     event_statuses=ERROR_EVENT_STATUS,
 )

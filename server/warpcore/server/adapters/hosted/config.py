@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict
 
 from warpcore.server.adapters.env import env_float, env_str, variables_for
 from warpcore.server.core.domain import ApiSettings, BackendKind
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 from warpcore.server.core.settings_rules import check_header_value, check_settings
-
-if TYPE_CHECKING:  # the SDKs' HTTP client, imported with them: a server checks its environment before either
-    import httpx2
 
 DEFAULT_TIMEOUT = 600.0  # seconds for one upstream request, as in both vendor SDKs
 
@@ -69,32 +65,6 @@ class ResolvedApi:
     """The provider's own API, whose form a base URL of a compatible server takes."""
     version: str | None = None
     """The API version of the environment's ApiEnvironment.version variable, when set."""
-
-
-class ClientOptions(TypedDict):
-    """What every vendor SDK client is built with."""
-
-    api_key: str
-    base_url: str
-    timeout: float
-    max_retries: int
-    http_client: httpx2.AsyncClient
-
-
-def client_options(api: ResolvedApi, aiohttp_client: Callable[..., httpx2.AsyncClient]) -> ClientOptions:
-    """The options of an SDK client for `api`, over the SDK's aiohttp transport (`aiohttp_client`), which costs less
-    CPU per streamed token than its default httpx2 one."""
-    return ClientOptions(
-        api_key=api.api_key,
-        base_url=api.base_url,
-        timeout=api.timeout,
-        # No retries: a failure goes back to the caller at once, with RetryInfo where waiting helps, and the caller's
-        # deadline is not spent on attempts it never asked for.
-        max_retries=0,
-        # A redirect is not followed: the key (Anthropic's x-api-key header survives a change of host) and the
-        # prompt would go to a host the operator never named, past --allowed-api-hosts too.
-        http_client=aiohttp_client(timeout=api.timeout, follow_redirects=False),
-    )
 
 
 def resolve_api(settings: ApiSettings, env: Mapping[str, str], names: ApiEnvironment) -> ResolvedApi:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import aiohttp
+import httpx2
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.connection_failures import causes_of, connection_failure
 from warpcore.server.adapters.hosted.refusals import lacks_feature, refusal_reason
 from warpcore.server.adapters.hosted.retry_after import retry_after
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id, upstream_words
+from warpcore.server.adapters.hosted.sdk_client import ErrorBodyCut
 from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
     QUOTA_EXHAUSTED,
@@ -36,14 +37,21 @@ class ErrorTable:
 
     An exception that carries an HTTP response (`status_error`) maps by its status, so the SDK's classes per status
     need no entry; `kinds` names the others that are not UNAVAILABLE (timeouts), looked up along the exception's
-    MRO. Whatever `catches` holds is an upstream failure; anything else is a bug of ours and propagates as it is.
+    MRO, httpx2's timeout with every SDK. Whatever `catches` holds is an upstream failure; anything else is a bug of
+    ours and propagates as it is.
     """
 
-    catches: tuple[type[Exception], ...]
+    sdk_errors: tuple[type[Exception], ...]
     kinds: Mapping[type[Exception], type[WarpcoreError]]
     status_error: type[Exception]
     event_statuses: Mapping[str, int] = field(default_factory=dict)
     """The HTTP status each error type of an in-stream `error` event stands for; unknown types count as 500."""
+
+    @property
+    def catches(self) -> tuple[type[Exception], ...]:
+        """The SDK's failures, and httpx2's own, which reach us as they are where an SDK reads a body past its wrapping
+        of the transport's errors (the anthropic SDK a stream's)."""
+        return (*self.sdk_errors, httpx2.HTTPError)
 
 
 class HasHeaders(Protocol):
@@ -182,14 +190,20 @@ def map_sdk_errors(table: ErrorTable, api: ResolvedApi) -> Iterator[None]:
 
 
 def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> WarpcoreError:
-    kind = next((table.kinds[cls] for cls in type(error).__mro__ if cls in table.kinds), None)
-    connection_failure = _connection_failure(error, api.base_url)
-    if connection_failure is not None:
+    kinds: dict[type[Exception], type[WarpcoreError]] = {httpx2.TimeoutException: DeadlineExceededError, **table.kinds}
+    kind = next((kinds[cls] for cls in type(error).__mro__ if cls in kinds), None)
+    broken = connection_failure(error, api.base_url)
+    if broken is not None:
         kind = UnavailableError
     reason = refusal_reason(error)
+    cut = next((cause for cause in causes_of(error) if isinstance(cause, ErrorBodyCut)), None)
+    if cut is not None:  # no answer, though its status came: what it said is kept, but the client retries
+        answer = cut.response
+        message = broken or str(cut)
+        return upstream_error(UnavailableError, api, message, status=answer.status_code, headers=answer.headers)
     if not isinstance(error, table.status_error):
-        message = connection_failure or str(error) or type(error).__name__
-        if kind is DeadlineExceededError and connection_failure is None:
+        message = broken or str(error) or type(error).__name__
+        if kind is DeadlineExceededError and broken is None:
             # The same words from either SDK: theirs name the library under them, or point at the vendor's
             # documentation whatever the upstream is.
             message = (
@@ -228,73 +242,3 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
         headers=failed.response.headers,
         reason=reason,
     )
-
-
-# What each kind of broken connection is called in an error message; the first class in an exception's MRO wins.
-_CONNECTION_FAILURES: dict[type[Exception], str] = {
-    socket.gaierror: "could not resolve the host name of {host}",
-    ConnectionRefusedError: "could not connect to {host} (connection refused)",
-    ConnectionResetError: "the connection to {host} was reset",
-    ConnectionAbortedError: "the connection to {host} was aborted",
-    BrokenPipeError: "the connection to {host} was closed while sending",
-    ConnectionError: "the connection to {host} failed",
-}
-# aiohttp's own words for a broken connection, when no socket error lies under them (and no timeout does).
-_AIOHTTP_FAILURES: dict[type[Exception], str] = {
-    aiohttp.ServerDisconnectedError: "{host} closed the connection before answering",
-    aiohttp.ClientOSError: "the connection to {host} failed",
-    aiohttp.ClientPayloadError: "{host} closed the connection before the answer was complete",
-}
-_CLOSED_BEFORE_ANSWERING = (
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-    ConnectionResetError,
-    BrokenPipeError,
-)
-"""What sending a request on a kept-alive connection the upstream has closed meanwhile raises: nothing answered."""
-
-
-def closed_before_answering(error: BaseException) -> bool:
-    """Whether `error` says that the upstream closed an open connection before it answered the request (not that
-    no connection could be made)."""
-    causes = list(_causes(error))
-    connected = not any(isinstance(cause, aiohttp.ClientConnectorError) for cause in causes)
-    return connected and any(isinstance(cause, _CLOSED_BEFORE_ANSWERING) for cause in causes)
-
-
-def _connection_failure(error: BaseException, base_url: str) -> str | None:
-    """What broke, naming the upstream, when an unresolvable host name or a refused or reset connection lies under
-    `error`; else None.
-
-    The SDKs' aiohttp transport reports a refused connection as a connect timeout ("Request timed out."), and the
-    openai SDK's a host name that does not resolve too; httpx2's says "All connection attempts failed". The
-    exceptions underneath tell the truth, and it is UNAVAILABLE (try elsewhere or later), not DEADLINE_EXCEEDED.
-    Underneath means an explicit cause, a context nobody suppressed, an exception wrapped as an argument (httpcore2
-    wraps the socket's error so, and its pool then re-raises with `from None`), or a member of a group (one error
-    per address tried).
-    """
-    causes = list(_causes(error))
-    timed_out = any(isinstance(cause, TimeoutError) for cause in causes)
-    for phrases in (_CONNECTION_FAILURES, {} if timed_out else _AIOHTTP_FAILURES):
-        for cause in causes:
-            phrase = next((phrases[cls] for cls in type(cause).__mro__ if cls in phrases), None)
-            if phrase is not None:
-                return phrase.format(host=upstream_host(base_url))
-    return None
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """`error` and every exception under it, breadth first: explicit causes, contexts nobody suppressed, exceptions
-    wrapped as arguments and members of groups."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [error]
-    while pending:
-        cause = pending.pop(0)
-        if id(cause) in seen:
-            continue
-        seen.add(id(cause))
-        yield cause
-        under = [cause.__cause__, None if cause.__suppress_context__ else cause.__context__, *cause.args]
-        if isinstance(cause, BaseExceptionGroup):
-            under += cause.exceptions
-        pending += [inner for inner in under if isinstance(inner, BaseException)]

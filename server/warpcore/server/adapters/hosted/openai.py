@@ -47,7 +47,7 @@ from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
 OPENAI_HOST = "api.openai.com:443"  # as scrub.upstream_host names it
 
 ERRORS = ErrorTable(
-    catches=(openai.OpenAIError, ValueError),
+    sdk_errors=(openai.OpenAIError, ValueError),
     kinds={openai.APITimeoutError: DeadlineExceededError},
     status_error=openai.APIStatusError,
 )

@@ -7,7 +7,8 @@ from typing import cast
 
 import openai
 
-from warpcore.server.adapters.hosted.config import ResolvedApi, client_options
+from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.sdk_client import client_options
 from warpcore.server.core.domain import ApiSettings
 from warpcore.server.core.hops import via_header
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
+from warpcore.server.adapters.hosted.connection_failures import closed_before_answering
 from warpcore.server.adapters.hosted.delta_text import SurrogateMender
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     UpstreamResponse,
-    closed_before_answering,
     malformed_stream,
     map_sdk_errors,
     unfinished_stream,
