@@ -22,10 +22,11 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import posts, use
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
+from tests.key_leaks import REQUEST_KEY
 from tests.local_tools import HERMES_TEMPLATE, WEATHER
 from tests.tiny_model import write_tiny_model
 from tests.tool_wire import Args, Call
-from warpcore.server.core.domain import BackendKind, LoadSpec
+from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 
 QUESTION = "Weather in Zürich?"
@@ -237,3 +238,24 @@ async def test_the_anthropic_tool_runner_goes_on_unthreaded_when_the_door_refuse
     assert cities == ["Paris"]
     assert [block.text for block in final.content if block.type == "text"] == ["Sunny."]
     assert all("thread" not in body for body in posts(upstream))
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_call_id_holding_the_key_reaches_the_client_redacted_and_the_loop_goes_on(
+    doors: Doors, upstream: FakeUpstream, client: str
+) -> None:
+    """A tester's finding: an upstream's call id made of the server's key reached the door's client as it was (the
+    chat stream's `id`, Anthropic's `content_block_start`); the id the client sends back is the one it was shown."""
+    backend = BackendKind.OPENAI if isinstance(upstream, FakeOpenAI) else BackendKind.ANTHROPIC
+    settings = ApiSettings(api_key=REQUEST_KEY.value, base_url=upstream.base_url)
+    await doors.engine.load(LoadSpec("m", backend, upstream.models[0], settings, None))
+    use(upstream, [Call(0, f"call_{REQUEST_KEY.value}", WEATHER.name), Args(0, json.dumps(ARGUMENTS))])
+    calling, answering = upstream.script, Script(chunks=["It is 18 °C."])
+    upstream.respond = lambda body: answering if len(body["messages"]) > 1 else calling
+
+    seen = await LOOPS[client](doors, "m", forced=False)
+
+    assert seen == Loop(CALL_FINISH[client], "call_[redacted]", WEATHER.name, ARGUMENTS, "It is 18 °C.")
+    call, result = tool_turns_received(upstream, posts(upstream)[-1])
+    assert call == ("call", ("call_[redacted]", WEATHER.name, ARGUMENTS))
+    assert "call_[redacted]" in json.dumps(result)

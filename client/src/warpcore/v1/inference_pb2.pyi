@@ -1507,7 +1507,7 @@ class GenerateResult(_message.Message):
     stop_sequence: _builtins.str
     """With FINISH_REASON_STOP_SEQUENCE: the stop sequence that ended the text
     (llama.cpp models, and Anthropic models); empty when the backend does not
-    say which.
+    say which. One the request did not give has the API key redacted.
     """
     @_builtins.property
     def usage(self) -> Global___Usage:

@@ -241,7 +241,8 @@ class ToolCall(_message.Message):
     ARGUMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Id of the call, given by the backend; a tool-result turn answers the call by this id.
-    In a request: non-empty and unique within the conversation.
+    A hosted API's id holding its API key has it redacted ("call_[redacted]"), alike
+    here and in the call's delta. In a request: non-empty and unique within the conversation.
     """
     name: _builtins.str
     """Name of the tool called."""

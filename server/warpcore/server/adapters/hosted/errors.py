@@ -113,8 +113,8 @@ def upstream_error(
     event_type: str | None = None,
 ) -> WarpcoreError:
     """A domain error describing an upstream failure, with the key scrubbed from the upstream's words and the
-    request id of its answer's `headers`; an error event inside a stream (`event_type`) has no status of its own
-    and reports the one its type stands for."""
+    request id of its answer's `headers`; an error event inside a stream (`event_type`, scrubbed too) has no status of
+    its own and reports the one its type stands for."""
     metadata = {"provider": api.provider}
     if status is not None:
         metadata["http_status"] = str(status)
@@ -122,7 +122,7 @@ def upstream_error(
         metadata["upstream_request_id"] = request_id
     upstream = f" (HTTP {status})" if status is not None else ""
     if event_type is not None:
-        metadata["upstream_error_type"] = event_type
+        metadata["upstream_error_type"] = event_type = upstream_words(event_type, api.api_key)
         upstream = f" ({event_type} in the stream)"
     return kind(
         f"{api.provider} upstream error{upstream}: {upstream_words(message, api.api_key)}",

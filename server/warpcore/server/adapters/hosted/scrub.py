@@ -1,14 +1,16 @@
 """Cleaning what an upstream sends back before it reaches a caller or a log: the upstream chooses every byte of it,
-and may echo the caller's API key in error text or in a request id."""
+and may echo the caller's API key in error text, a request id, a tool call's id or a stop sequence."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.bounds import MAX_ID_LENGTH, MAX_REQUEST_ID, REQUEST_ID_CHARACTER
+from warpcore.server.core.domain import ToolCallDelta
 
 # An upstream's request id is held to the rule of a caller's (core/bounds.py), by dropping and cutting.
 _NOT_IN_REQUEST_ID = re.compile(REQUEST_ID_CHARACTER.replace("[", "[^", 1))
@@ -67,3 +69,16 @@ def listed_model_ids(ids: Sequence[str], secret: str) -> list[str]:
     """The model ids an upstream listed that a caller may be shown: an id the upstream made of the caller's key, or of
     a run of it, is left out, as is one longer than any id a request may give."""
     return [model for model in ids if len(model) <= MAX_ID_LENGTH and redact(model, secret) == model]
+
+
+def scrubbed_call(delta: ToolCallDelta, secret: str) -> ToolCallDelta:
+    """A tool-call delta fit to pass on: its id, which the upstream chose, scrubbed as error text is (its name and
+    arguments are the model's words). Each call's deltas and the Finish's call are made of the delta scrubbed here,
+    so the id the caller sends back with the call's result is the one it was shown."""
+    return dataclasses.replace(delta, id=upstream_words(delta.id, secret)) if delta.id else delta
+
+
+def upstream_stop_sequence(named: str, asked: Sequence[str], secret: str) -> str:
+    """The stop sequence an upstream says ended the answer, fit to pass on: one the request gave passes as it is (the
+    caller's own, though shaped like a key: "key-takeaways:"), any other is scrubbed as error text is."""
+    return named if named in asked else upstream_words(named, secret)

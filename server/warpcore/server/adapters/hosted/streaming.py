@@ -10,6 +10,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from warpcore.server.adapters.hosted import scrub
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.connection_failures import closed_before_answering
 from warpcore.server.adapters.hosted.delta_text import SurrogateMender
@@ -22,7 +23,6 @@ from warpcore.server.adapters.hosted.errors import (
 )
 from warpcore.server.adapters.hosted.listing import no_list_there
 from warpcore.server.adapters.hosted.refusals import other_kind
-from warpcore.server.adapters.hosted.scrub import listed_model_ids, upstream_request_id
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -148,7 +148,7 @@ class HostedAdapter(ABC):
         """The ids of the models the API lists, as it gives them."""
 
     async def list_models(self) -> Sequence[str]:
-        return listed_model_ids(await self._listed_models(), self._api.api_key)
+        return scrub.listed_model_ids(await self._listed_models(), self._api.api_key)
 
     @abstractmethod
     def _capabilities(self, model: str) -> Capabilities:
@@ -200,7 +200,7 @@ class HostedAdapter(ABC):
         deltas_of, mend, stopped = reader.deltas, mender.mend, stop.is_set  # looked up once, not per event
         cancelled = False
         failure: WarpcoreError | None = None
-        request_id = upstream_request_id(stream.response.headers, self._api.api_key)
+        request_id = scrub.upstream_request_id(stream.response.headers, self._api.api_key)
         try:
             yield UpstreamOpened(request_id)
             with map_sdk_errors(self.errors, self._api):
@@ -211,7 +211,7 @@ class HostedAdapter(ABC):
                             break
                         for delta in mend(deltas_of(event)):
                             if type(delta) is ToolCallDelta:
-                                calls.add(delta)
+                                calls.add(delta := scrub.scrubbed_call(delta, self._api.api_key))
                             yield delta
                 except _MALFORMED as error:
                     raise malformed_stream(self._api, error) from error
@@ -250,7 +250,7 @@ class HostedAdapter(ABC):
             cached_prompt_tokens=reader.cached_prompt_tokens,
             cache_creation_tokens=reader.cache_creation_tokens,
             reasoning_tokens=reader.reasoning_tokens,
-            stop_sequence=reader.stop_sequence,
+            stop_sequence=scrub.upstream_stop_sequence(reader.stop_sequence, params.stop, self._api.api_key),
             failure=failure,
         )
 
