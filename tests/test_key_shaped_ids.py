@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.conftest import failed_stream, rich_details
+from tests.conftest import AccessLines, failed_stream, rich_details
 from tests.fakes.base import FakeUpstream
 from tests.hosted import api_config, backend_of, key_of
 from tests.http_errors_support import anthropic_failure, openai_failure
@@ -132,3 +132,18 @@ def test_a_config_entry_naming_a_key_stops_the_start_naming_its_key(tmp_path: Pa
     assert "looks like an API key" in str(raised.value)
     assert OWN_KEY not in str(raised.value)
     assert KEY_SHAPED not in str(raised.value)
+
+
+@pytest.mark.parametrize(("model", "model_id"), [("gpt-4o", f"x-{OWN_KEY}"), (f"m-{OWN_KEY}", "")])
+async def test_the_access_line_of_a_load_naming_its_own_key_does_not_print_it(
+    stub: Stub, upstream: FakeUpstream, access_lines: AccessLines, model: str, model_id: str
+) -> None:
+    """A tester's finding: the load was refused, but its access line said `model=x-<key>`; a key-shaped one says
+    `[redacted]` there already."""
+    config = api_config(upstream, api_key=OWN_KEY)
+    request = pb.LoadModelRequest(backend=backend_of(upstream), model=model, model_id=model_id, backend_config=config)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(request)
+    assert_refused_unquoted(raised.value, "model_id" if model_id else "model", OWN_KEY)
+    assert await access_lines.next() == ("LoadModel", f"{(model_id or model)[:2]}[redacted]", "INVALID_ARGUMENT")
+    assert not [record for record in access_lines.records if OWN_KEY in str(record.__dict__)]

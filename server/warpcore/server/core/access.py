@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from warpcore.server.adapters.redaction import holds_key, redact
 from warpcore.server.core.bounds import REQUEST_ID, shortened
 from warpcore.server.core.domain import Finish, FinishReason
 from warpcore.server.core.errors import WarpcoreError
@@ -104,25 +105,39 @@ def recording_usage(usage: dict[str, int | str] | None = None) -> Iterator[dict[
 
 
 def log_request(
-    metrics: Metrics, protocol: str, method: str, code: str, started: float, *, health: bool = False, **fields: Any
+    metrics: Metrics,
+    protocol: str,
+    method: str,
+    code: str,
+    started: float,
+    api_key: str = "",
+    /,
+    *,
+    health: bool = False,
+    **fields: Any,
 ) -> dict[str, Any]:
-    """Count the call and write its access-log line; `fields` are the model, the peer and the usage. Returns the
-    line's fields. A health check (`health`) is counted but not written: the probes of an orchestrator come every
-    few seconds, and their lines would bury the calls that did something."""
+    """Count the call and write its access-log line; `fields` are the model, the peer and the usage, `api_key` the
+    key the request brings (a LoadModel's; positional only, so that no field spread into `fields` binds to it).
+    Returns the line's fields. A health check (`health`) is counted but not written: the probes of an orchestrator
+    come every few seconds, and their lines would bury the calls that did something."""
     metrics.requests.labels(method, code, protocol).inc()
     line = {
         "protocol": protocol,
         "method": method,
         "code": code,
         "duration_ms": round((time.monotonic() - started) * 1000, 3),
-        **{name: _loggable(value) for name, value in fields.items()},
+        **{name: _loggable(value, api_key) for name, value in fields.items()},
     }
     if not health:
         access_log.info("request", extra=line)
     return line
 
 
-def _loggable(value: Any) -> Any:
+def _loggable(value: Any, api_key: str) -> Any:
     """A field's value as the line writes it: a caller chooses some of them (a model id, before it is checked, even
-    without the token), and one of megabytes made a line of megabytes."""
-    return shortened(value) if isinstance(value, str) else value
+    without the token), and one of megabytes made a line of megabytes. One holding the request's key, as a model id
+    is refused for (`holds_key`), has it redacted: the refused request still has its line, which operators read.
+    Redacted before it is cut, lest a key across the cut leave its start."""
+    if not isinstance(value, str):
+        return value
+    return shortened(redact(value, api_key) if holds_key(value, api_key) else value)

@@ -67,9 +67,10 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
         service, _, name = method.rpartition("/")
         named = getattr(request, "request", request)  # CountTokens holds the GenerateRequest whose prompt it counts
         model = getattr(named, "model_id", "") or getattr(named, "model", "")
-        health = service == HEALTH_SERVICE
+        config = getattr(named, "backend_config", None)  # LoadModel's and ListModels' may bring a key
+        health, key = service == HEALTH_SERVICE, config.api.api_key if config is not None else ""
         fields = {"model": model, "peer": peer, "request_id": identity, **(usage or {})}
-        log_request(self._metrics, "grpc", name, code, started, health=health, **fields)
+        log_request(self._metrics, "grpc", name, code, started, key, health=health, **fields)
 
     @staticmethod
     def _code(context: Context, error: BaseException | None, timeout: float | None) -> str:
