@@ -39,6 +39,12 @@ class ReasoningMemory:
         self._blocks: collections.OrderedDict[Answer, tuple[ReasoningBlock, ...]] = collections.OrderedDict()
         self._capacity = capacity
 
+    @staticmethod
+    def records(params: GenerationParams) -> bool:
+        """Whether an answer to `params` may have anything to remember: thinking asked for, and tools it may call
+        after it. Any other generation is not `recorded`, whose layer each of its outputs would pass through."""
+        return bool(params.tools) and _asks_reasoning(params)
+
     async def recorded(
         self, model: str, outputs: AsyncGenerator[GenerationOutput, None]
     ) -> AsyncGenerator[GenerationOutput, None]:
@@ -66,7 +72,7 @@ class ReasoningMemory:
         """`params` with each assistant turn that made the very calls of an answer of `model` remembered, and carries
         no reasoning, given its reasoning back; as they are when they ask for no reasoning: an upstream wants its
         signed thinking back only when it thinks on, and a request that does not ask for it gets none unasked."""
-        if params.reasoning is None or params.reasoning.off:
+        if not _asks_reasoning(params):
             return params
         messages = tuple(self._restored(model, message) for message in params.messages)
         return params if messages == params.messages else dataclasses.replace(params, messages=messages)
@@ -101,3 +107,7 @@ class _Recorder:
                 self._text = []
         elif isinstance(output, ToolCallDelta) and output.id:
             self.call_ids.append(output.id)
+
+
+def _asks_reasoning(params: GenerationParams) -> bool:
+    return params.reasoning is not None and not params.reasoning.off

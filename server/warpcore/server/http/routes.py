@@ -104,7 +104,7 @@ async def _generate(request: web.Request, dialect: Dialect) -> web.StreamRespons
     if boolean(body, NO_PROMPT_CACHE):  # warpcore's member in every dialect, as GenerationOptions has it
         params = dataclasses.replace(params, cache_prompt=False)
     generated = request.app[ENGINE].generate(call.model, params)
-    if dialect.remembers_reasoning:
+    if dialect.remembers_reasoning and memory.records(params):
         generated = memory.recorded(call.model, generated)
     # Closed on every way out, so that a client gone mid-stream stops the backend's work.
     async with contextlib.aclosing(generated) as outputs:
