@@ -26,6 +26,7 @@ from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.doors import open_doors
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID, embedded_load_specs
+from warpcore.server.env_names import LookedUp, unread_variables
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.addresses import host_port
@@ -139,7 +140,10 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         raise RuntimeError(f"cannot use {settings.models_path} as --models-path (MODELS_PATH): {cause}") from None
     server_env = {**env, "MODELS_PATH": str(settings.models_path)}
     check_environment(server_env)
-    specs = startup_models(settings, server_env)
+    config_env = LookedUp(server_env)  # the variables a config's api_key_env names are read too
+    specs = startup_models(settings, config_env)
+    for warning in unread_variables(env, settings.variables | config_env.names):
+        _log.warning(warning)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in _STOP_SIGNALS:

@@ -51,6 +51,8 @@ class ServerSettings:
     max_loaded_bytes: int | None = None
     allow_pull: bool = False
     event_loop: str = "uvloop"
+    variables: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    """The environment variables the settings were read from (set or not), whatever their flags said."""
 
     @property
     def tls(self) -> TlsFiles | None:

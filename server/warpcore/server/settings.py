@@ -22,6 +22,7 @@ from warpcore.server.core.limits import (
 )
 from warpcore.server.core.validation import check_keep_alive
 from warpcore.server.embedded import EMBEDDED_MODEL_ID
+from warpcore.server.env_names import LookedUp
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
 from warpcore.server.setting_values import PORT_RANGE, SettingsError, check_range, host_names, listen_addresses
@@ -62,6 +63,7 @@ def _env_bool(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
     """Flags win over their environment variables, which win over the defaults."""
+    env = looked_up = LookedUp(env)  # each variable read is noted: a WARPCORE_* one not read is warned of (cli.py)
     parser = argparse.ArgumentParser(
         prog="warpcore-server",
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
@@ -283,4 +285,5 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         max_loaded_bytes=max_loaded_bytes,
         allow_pull=args.allow_pull,
         event_loop=args.event_loop,
+        variables=frozenset(looked_up.names),
     )

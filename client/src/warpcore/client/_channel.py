@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 import grpc
 
 from warpcore._addresses import MAX_PORT, written_ports
+from warpcore._client_env import TARGET_VARIABLE, TOKEN_VARIABLE
 from warpcore.client._checks import client_values, known_options, timeout_seconds
 from warpcore.client._errors import Deadline
 
@@ -172,7 +173,7 @@ def _target(target: str | None, env: Mapping[str, str]) -> str:
     than written: empty (it was taken as not given), or with a port of 0 or past MAX_PORT (wrapped round)."""
     source = ""
     if target is None:
-        target, source = env.get("WARPCORE_TARGET") or DEFAULT_TARGET, " (from $WARPCORE_TARGET)"
+        target, source = env.get(TARGET_VARIABLE) or DEFAULT_TARGET, f" (from ${TARGET_VARIABLE})"
     if not target.strip():
         raise OptionError("target", f"must not be empty: give host:port, such as {DEFAULT_TARGET}")
     for port in written_ports(target):
@@ -202,11 +203,11 @@ def channel_settings(
             _check_pair(chain, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     # Whitespace around the variable's value (a secret's last newline) is no part of the token, as the server reads it.
-    token = options.get("token") or env.get("WARPCORE_TOKEN", "").strip()
+    token = options.get("token") or env.get(TOKEN_VARIABLE, "").strip()
     if token and not _HEADER_VALUE.fullmatch(token):
         # gRPC would fail every call, INTERNAL "Invalid metadata", and log lines of its own. The token is a secret:
         # the message does not show it.
-        source = "" if options.get("token") else " (from $WARPCORE_TOKEN)"
+        source = "" if options.get("token") else f" (from ${TOKEN_VARIABLE})"
         raise OptionError("token", f"must be printable ASCII, as a gRPC header value is{source}")
     return ChannelSettings(
         target=_target(target, env),
