@@ -10,28 +10,18 @@ from typing import Any, TextIO
 
 from warpcore.client import (
     Client,
-    DeadlineExceededError,
     FinishReason,
     GenerateResponse,
     Message,
     NotFoundError,
     PullProgress,
     ReasoningDelta,
-    ResponseParseError,
     TextDelta,
-    UnavailableError,
     WarpcoreError,
 )
+from warpcore.client._failures import failure_words
 
 DIM, PLAIN = "\x1b[2m", "\x1b[0m"
-NO_SERVER = (
-    "no warpcore server answered there: start warpcore-server, or name its address with --target or WARPCORE_TARGET;"
-    " add --tls for a server that serves TLS"
-)
-NO_TLS_SERVER = (
-    "no warpcore server answered there over TLS: check --target and --root-certificates (the CAs that signed the"
-    " server's certificate), or drop --tls for a server that serves plaintext"
-)
 
 
 TASKS = {"generate": "generate", "embed": "embed", "count_tokens": "count tokens exactly"}
@@ -153,21 +143,6 @@ def stdin() -> TextIO:
 def prompt_of(args: argparse.Namespace) -> str:
     """PROMPT, or stdin when it is not given or is "-" (as Unix tools read it)."""
     return args.prompt if args.prompt not in (None, "-") else stdin().read().removesuffix("\n")
-
-
-def failure_words(error: WarpcoreError, args: argparse.Namespace) -> str:
-    """`STATUS: message` for a failed call; a deadline passed as --timeout's, when it was given and gRPC ended the
-    call (the SDK names it as the client's timeout option, which the command's user knows as --timeout). The server's
-    own DEADLINE_EXCEEDED (an upstream's timeout) carries its reason, and its words say whose it was. An answer that
-    does not parse is no failed call: no status."""
-    if isinstance(error, ResponseParseError):  # asked for by --json-schema, the only format the commands take
-        return str(error).replace("as response_format asks", "as --json-schema asks", 1)
-    if isinstance(error, DeadlineExceededError) and args.timeout is not None and not error.reason:
-        return f"{error.status.name}: timed out after {args.timeout:g} s (--timeout)"
-    if isinstance(error, UnavailableError) and not error.request_id:  # no server answered: gRPC's words alone
-        tls = args.tls or any((args.root_certificates, args.client_certificate, args.client_key))
-        return f"{error.status.name}: {error.message} ({NO_TLS_SERVER if tls else NO_SERVER})"
-    return f"{error.status.name}: {error.message}"
 
 
 def generate(client: Client, args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from warpcore.client._cli_load import add_api_options, add_load_options, load
 from warpcore.client._commands import (
     CliError,
     chat,
-    failure_words,
     generate,
     health,
     pull,
@@ -31,6 +30,7 @@ from warpcore.client._commands import (
     unload,
 )
 from warpcore.client._embed_command import embed
+from warpcore.client._failures import failure_words
 from warpcore.client._model_list import models
 from warpcore.client._tools import levels
 from warpcore.v1 import inference_pb2 as pb
