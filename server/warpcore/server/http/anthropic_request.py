@@ -141,11 +141,12 @@ def _text_blocks(owner: Json, key: str, path: str, marks: list[CacheMark]) -> li
         return [(value or "", at(path, key), NONE)]
     pieces = []
     for block_path, block in objects(owner, key, path):
-        if block.get("type") == "image":
+        kind = text(block, "type", block_path, required=True)
+        if kind == "image":
             # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
-        if block.get("type") != "text":
-            raise unsupported(at(block_path, "type"), f"a block of type {block.get('type')!r} here")
+        if kind != "text":
+            raise unsupported(at(block_path, "type"), f"a block of type {kind!r} here")
         ANTHROPIC_BLOCKS["text"].check(block, block_path)
         value = text(block, "text", block_path, required=True) or ""
         pieces.append((value, block_path, cache_mark(block, block_path, marks)))
@@ -184,8 +185,8 @@ def _turn(
     blocks = objects(message, "content", path, required=True)
     own_cache, before_turn = NONE, UNMARKED
     for place, (block_path, block) in enumerate(blocks):
-        kind = block.get("type")
-        if isinstance(kind, str) and kind in ANTHROPIC_BLOCKS:
+        kind = text(block, "type", block_path, required=True) or ""
+        if kind in ANTHROPIC_BLOCKS:
             ANTHROPIC_BLOCKS[kind].check(block, block_path)
         is_result = kind == "tool_result" and role is Role.USER
         # A result's text, read first: the breakpoints of its blocks come before its own.
@@ -229,7 +230,8 @@ def _turn(
                 ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True)
             )
         else:
-            raise unsupported(at(block_path, "type"), f"a {role.value} block of type {kind!r}")
+            article = "an" if role.value[0] in "aeiou" else "a"
+            raise unsupported(at(block_path, "type"), f"{article} {role.value} block of type {kind!r}")
         if place == len(blocks) - 1:
             own_cache = mark
         else:

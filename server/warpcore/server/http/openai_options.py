@@ -100,11 +100,13 @@ def response_format_at(container: Json, path: str, spec_key: str | None) -> Resp
         spec = mapping(container, spec_key, path, required=True) or {}
         path = at(path, spec_key)
         FORMAT_SPEC.check(spec, path)
-    checked = schema(spec, "schema", path) or {}
+    # Absent, None: the domain refuses a json_schema format without a schema, as over gRPC ("any JSON" is json_object's
+    # to ask; an empty schema sent on asked an upstream for nothing).
+    checked = schema(spec, "schema", path)
     # What the format is for: the schema's own description keyword says the same, to OpenAI and Anthropic models alike
     # (a llama.cpp grammar ignores it, as every annotation), where the domain has no field of its own for it.
     description = text(spec, "description", path)
-    if description is not None:
+    if description is not None and checked is not None:
         if checked.get("description", description) != description:
             raise refuse(at(path, "description"), "differs from the schema's own description; give one of them")
         checked = {**checked, "description": description}

@@ -98,10 +98,11 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     modalities = array(body, "modalities")
     if modalities not in (None, ["text"]):
         raise unsupported("modalities", "output other than text")
-    # Both read, so that neither goes unchecked; the newer name wins, as in vLLM.
     max_tokens, legacy_max_tokens = integer(body, "max_completion_tokens"), integer(body, "max_tokens")
     if max_tokens is None:
         max_tokens = legacy_max_tokens
+    elif legacy_max_tokens is not None:  # as the API refuses them, rather than one silently overriding the other
+        raise refuse("max_tokens", "give max_completion_tokens alone (max_tokens is its deprecated name), not both")
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
     if not all(isinstance(item, str) for item in stops):
@@ -224,7 +225,10 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
     blocks = []
     for block_path, block in objects(message, "thinking_blocks", path):
         THINKING_BLOCK.check(block, block_path)
-        if block.get("type") == "redacted_thinking":
+        kind = text(block, "type", block_path, required=True)
+        if kind not in ("thinking", "redacted_thinking"):
+            raise refuse(at(block_path, "type"), f"unknown type {kind!r}; expected thinking or redacted_thinking")
+        if kind == "redacted_thinking":
             blocks.append(ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True))
         else:
             thinking = text(block, "thinking", block_path) or ""
@@ -236,8 +240,9 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
 
 
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
-    if tool.get("type", "function") != "function":
-        raise unsupported(at(path, "type"), f"a tool of type {tool.get('type')!r}")
+    kind = text(tool, "type", path, required=True)
+    if kind != "function":
+        raise unsupported(at(path, "type"), f"a tool of type {kind!r}")
     CHAT_TOOL.check(tool, path)
     function = mapping(tool, "function", path, required=True) or {}
     FUNCTION.check(function, at(path, "function"))

@@ -108,7 +108,7 @@ def content_parts(
     parts = objects(owner, key, path)
     unplaced = []  # each part's breakpoint that no part of the domain carries, by its path
     for number, (part_path, part) in enumerate(parts):
-        kind = str(part.get("type"))
+        kind = text(part, "type", part_path, required=True) or ""
         if kind in members:
             members[kind].check(part, part_path)
         mark = part_mark(part, part_path, marks)
@@ -121,7 +121,7 @@ def content_parts(
             content.add_text(text(part, texts[kind], part_path, required=True) or "", part_path, own)
             mark = mark if own is NONE else NONE
         else:
-            raise unsupported(at(part_path, "type"), f"content of type {part.get('type')!r}")
+            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
         unplaced.append((part_marker(part, part_path), mark))
     return content, *end_and_before(unplaced)
 
