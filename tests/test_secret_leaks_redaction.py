@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 
 import pytest
@@ -62,3 +63,17 @@ def test_redact_scrubs_the_key_as_a_url_or_a_json_string_quotes_it(key: str) -> 
     quoted += [urllib.parse.quote(key, safe="").lower(), json.dumps(key, ensure_ascii=False)[1:-1]]
     for form in quoted:
         assert redact(f"bad key <{form}>", key) == "bad key <[redacted]>", form
+
+
+def test_redaction_takes_time_in_proportion_to_the_text() -> None:
+    # An upstream's error page may be megabytes of one long run of letters: a pattern that tries each start within
+    # the run again took seconds for tens of thousands of characters, on the event loop every call shares.
+    page = "<html>" + "x" * 30_000 + "</html>"
+    started = time.monotonic()
+    assert redact(page, OPENAI_KEY.value) == page
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("masked", ["abcd1234****wxyz", "ab***cd***ef", "****", "x-***"])
+def test_a_word_holding_a_mask_goes_whole(masked: str) -> None:
+    assert redact_key_shapes(f"key {masked}, not **bold**.") == "key [redacted], not **bold**."
