@@ -76,3 +76,62 @@ async def test_a_budget_that_runs_out_in_the_repeat_still_ends_with_the_calls(
         assert [(call.name, call.arguments) for call in cut.result.tool_calls] == [
             (call.name, call.arguments) for call in whole.result.tool_calls
         ]
+        # Nothing of the repeat streamed, also when the cut fell in its closing line.
+        assert {delta.index for delta in cut.calls} == {0}, cut_at
+        assert cut.arguments(0) == whole.result.tool_calls[0].arguments
+
+
+# A tool as the Python SDK declares `def get_weather(city: str) -> str`, and a loop's second turn: Gemma calls again.
+CITY_WEATHER = tools_pb2.Tool(
+    name="get_weather",
+    description="The current weather in a city.",
+    parameters_json=json.dumps({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+)
+AFTER_RESULT = [
+    user("What is the weather in Paris?"),
+    pb.ChatMessage(
+        role=pb.ROLE_ASSISTANT,
+        tool_calls=[tools_pb2.ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')],
+    ),
+    pb.ChatMessage(role=pb.ROLE_TOOL, tool_call_id="call_1", content="Sunny, 24 C in Paris"),
+]
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+async def test_a_budget_that_runs_out_between_the_calls_ends_with_the_calls(
+    gemma_stub: Stub,  # noqa: F811 - the imported fixture
+    gemma_path: tuple[Path, str],  # noqa: F811 - the imported fixture
+    parallel: int,
+) -> None:
+    """An outside tester's finding: max_tokens running out after a whole call, on the line break or the next call's
+    opening marker (which may yet begin a repeat), ended LENGTH, where a cut inside the repeat ends TOOL_CALLS. A cut
+    in the call itself is still a cut."""
+    await load_gemma(gemma_stub, gemma_path[1], "gemma", parallel=parallel)
+    request = pb.GenerateRequest(
+        model_id="gemma",
+        messages=AFTER_RESULT,
+        tools=[CITY_WEATHER],
+        options=pb.GenerationOptions(max_tokens=BUDGET, temperature=0),
+    )
+    whole = await stream(gemma_stub.Generate(request))
+    assert whole.result is not None
+    assert whole.result.finish_reason == pb.FINISH_REASON_TOOL_CALLS
+    (call,) = [(call.name, call.arguments) for call in whole.result.tool_calls]
+    used = whole.result.usage.completion_tokens
+    assert used % 2 == 1  # the call, a line break, and the call again token for token (the repeat that ends them)
+    call_end = used // 2
+    # In the call's closing line, then at its end, after the line break, and in the next call's opening marker.
+    for cut_at, finish in (
+        (call_end - 1, pb.FINISH_REASON_LENGTH),
+        (call_end, pb.FINISH_REASON_TOOL_CALLS),
+        (call_end + 1, pb.FINISH_REASON_TOOL_CALLS),
+        (call_end + 3, pb.FINISH_REASON_TOOL_CALLS),
+    ):
+        request.options.max_tokens = cut_at
+        cut = await stream(gemma_stub.Generate(request))
+        assert cut.result is not None
+        assert (cut.result.finish_reason, cut.result.usage.completion_tokens) == (finish, cut_at)
+        assert [(call.name, call.arguments) for call in cut.result.tool_calls] == [call]
+        # What streamed is the result's call, and nothing of what followed it.
+        assert {delta.index for delta in cut.calls} == {0}
+        assert (cut.calls[0].name, cut.arguments(0)) == call

@@ -72,22 +72,30 @@ class ToolCallText:
         """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
         text, unless the cut fell inside a call's opening marker; a call cut short is not among the complete calls,
         but one whose arguments were written whole, before its closing line, is (as a hosted API's call is); one cut
-        while it repeats an earlier call ends the calls, as the repeat would have (`repeated`)."""
+        while it may yet be a repeat of an earlier call (or before it began) ends the calls, as the repeat would have
+        (`repeated`)."""
+        repeating = cut and self._repeating()  # asked before a call cut in its closing line is completed
         if self._state == self._text and not cut:
             self._answer(self._buffer)
         elif self._state == self._arguments_text:
             self._complete_cut_call()
-        if cut and self._repeating():
+        if repeating:
             self._state = self._ended  # the budget ran out in a repeat: the answer is its calls, not a cut
-        elif cut:
-            # A new call cut short goes out as far as it came, as the first call's deltas and a hosted API's do.
+        if cut and not self.repeated:
+            # A new call cut short goes out as far as it came, as the first call's deltas and a hosted API's do; a
+            # repeat never does, nor one found by its whole arguments where its closing line was cut (the model may
+            # space the call's own closing brace otherwise than its first time, which _repeating reads as new).
             for delta in self._held:
                 self._emit(delta)
             self._held = []
         self._buffer = ""
 
     def _repeating(self) -> bool:
-        """Whether the call being written, after the first, so far repeats an earlier one word for word."""
+        """Whether the call being written, after the first, so far repeats an earlier one word for word. Between
+        calls, the grammar lets only the line break and the next call's opening marker follow a call, which begin
+        any repeat."""
+        if self._state == self._text:
+            return bool(self.calls)
         if self._state == self._header:
             written = CALL_OPENING + self._buffer
         elif self._state == self._arguments_text:
