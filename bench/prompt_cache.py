@@ -18,7 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.harness import free_port, rss_bytes
 from bench.local_contenders import Contender, StreamTiming, WarpcoreServer, Workload, xllamacpp_server
 from bench.local_model import bounded
-from bench.prompt_cache_report import NAME, CacheWorkload, Measured, Memory, report
+from bench.prompt_cache_measures import CacheWorkload, Measured, Memory
+from bench.prompt_cache_report import NAME, report
 from warpcore.server.adapters.llama.context import PREFILL_PIECE as PIECE  # how near its cap a full cache is
 
 TOPICS = (

@@ -6,69 +6,33 @@ import copy
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
-import yaml
 
-from warpcore.server.adapters.llama.context import estimated_memory
-from warpcore.server.adapters.llama.model_paths import open_model_file
-from warpcore.server.adapters.llama.options import LlamaOptions
-from warpcore.server.core.domain import LocalSettings
-from warpcore.server.embedded import embedded_load_specs, install_embedded_model
+from tests.deploy_support import (
+    MANIFEST_DIR,
+    Resource,
+    all_containers,
+    env,
+    env_value,
+    load,
+    only,
+    pod_spec,
+    warpcore_container,
+)
 from warpcore.server.preload import read_preload
 from warpcore.v1 import inference_pb2
 
-Resource = dict[str, Any]
-
-ROOT = Path(__file__).resolve().parents[1]
-MANIFEST_DIR = ROOT / "deploy" / "kubernetes"
 MANIFESTS = sorted(MANIFEST_DIR.glob("*.yaml"))
 # The oldest release with every feature used on by default (native sidecars, the preStop sleep action), and the
 # newest the validator knows.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-IMAGE = "ghcr.io/warpcore/warpcore-server:"
 GRPC_PORT = 50051
 METRICS_PORT = 9090
 INFERENCE_SERVICE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 BACKENDS = {"openai", "anthropic", "llama_cpp"}
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD")
-
-
-def load(path: Path) -> list[Resource]:
-    return [document for document in yaml.safe_load_all(path.read_text()) if document]
-
-
-def only(resources: list[Resource], kind: str) -> Resource:
-    matching = [resource for resource in resources if resource["kind"] == kind]
-    assert len(matching) == 1, f"expected one {kind}, found {len(matching)}"
-    return matching[0]
-
-
-def pod_spec(resources: list[Resource]) -> Resource:
-    spec: Resource = only(resources, "Deployment")["spec"]["template"]["spec"]
-    return spec
-
-
-def all_containers(pod: Resource) -> list[Resource]:
-    return [*pod.get("initContainers", []), *pod["containers"]]
-
-
-def warpcore_container(pod: Resource) -> Resource:
-    matching = [container for container in all_containers(pod) if container["image"].startswith(IMAGE)]
-    assert len(matching) == 1
-    return matching[0]
-
-
-def env(container: Resource) -> dict[str, Resource]:
-    return {variable["name"]: variable for variable in container.get("env", [])}
-
-
-def env_value(container: Resource, name: str) -> str:
-    value = env(container)[name]["value"]
-    assert isinstance(value, str), f"{name} must be a YAML string, not {value!r}"
-    return value
 
 
 def mounted_volume(pod: Resource, container: Resource, path: str) -> tuple[Resource, str]:
@@ -272,58 +236,3 @@ def test_replicated_headless_service_pdb_and_metrics_service() -> None:
     assert budget["selector"]["matchLabels"].items() <= labels.items()
     assert budget["maxUnavailable"] == 1
     assert "dns:///warpcore-headless.default.svc.cluster.local:50051" in (MANIFEST_DIR / "replicated.yaml").read_text()
-
-
-MEBIBYTES = {"Mi": 1, "Gi": 1024}
-STATED_ESTIMATE = re.compile(r"hold about (\d+(?:\.\d+)?) GiB by the server's own estimate")
-BEYOND_THE_ESTIMATE = 384  # MiB
-"""What a server of the default models holds once used beside their estimate, which leaves it out: llama.cpp's
-compute buffers (a full embedding batch's above all), the pages the allocator keeps after one, the Python process."""
-
-
-def mebibytes(quantity: str) -> float:
-    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return float(number) * MEBIBYTES[unit]
-
-
-@pytest.fixture(scope="module")
-def embedded_models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A MODELS_PATH holding the embedded model, as the image's first start assembles it."""
-    path = tmp_path_factory.mktemp("models")
-    install_embedded_model(path)
-    return path
-
-
-def default_models_estimate(container: Resource, models_path: Path) -> float:
-    """The memory the server estimates the default models hold (what `warpcore models --residency` shows), in MiB,
-    with the container's LLAMA_* settings."""
-    settings = {name: variable["value"] for name, variable in env(container).items() if "value" in variable}
-    total = 0
-    for spec in embedded_load_specs(models_path):
-        assert isinstance(spec.settings, LocalSettings)
-        options = LlamaOptions.resolve(spec.settings, settings)
-        with open_model_file(spec.name, str(models_path)) as file:
-            estimate = estimated_memory(file, spec.context_size, options)
-        assert estimate is not None, f"llama.cpp cannot read {spec.name}"
-        total += estimate
-    return total / 2**20
-
-
-@pytest.mark.parametrize("name", ["sidecar.yaml", "replicated.yaml"])
-def test_the_memory_covers_the_default_models_estimate_and_what_comes_on_top(
-    name: str, embedded_models_path: Path
-) -> None:
-    # The scheduler places a Pod by its request, and the kernel kills a container that passes its limit: a request
-    # below what the server holds once used lands the Pod on a node that cannot hold it, and a limit just above it
-    # ends in an OOM kill after a few long embedding batches.
-    path = MANIFEST_DIR / name
-    container = warpcore_container(pod_spec(load(path)))
-    assert env_value(container, "WARPCORE_DEFAULT_MODEL") == "1"
-    estimate = default_models_estimate(container, embedded_models_path)
-    stated = STATED_ESTIMATE.findall(path.read_text())
-    assert len(stated) == 1, "the manifest states the default models' estimate once, beside the memory it asks for"
-    assert float(stated[0]) * 1024 == pytest.approx(estimate, abs=0.05 * 1024)
-    memory = container["resources"]
-    request = mebibytes(memory["requests"]["memory"])
-    assert request >= estimate + BEYOND_THE_ESTIMATE
-    assert mebibytes(memory["limits"]["memory"]) >= request + BEYOND_THE_ESTIMATE

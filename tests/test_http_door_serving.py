@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import TINY_MODEL, serving_doors
 from tests.http_door import anthropic_messages, async_anthropic_client, async_openai_client, base_url, openai_messages
 from tests.http_door_support import OPENAI_MESSAGES
-from tests.test_server_process import log_lines_until, serving_tiny
+from tests.server_process import log_lines_until, serving_tiny
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions

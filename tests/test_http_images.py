@@ -18,7 +18,7 @@ from tests.conftest import serving_doors
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
 from tests.http_door import async_anthropic_client, async_openai_client, load_hosted
-from tests.test_local_images import MMPROJ, generated, image, load_request, looking
+from tests.local_images_support import MMPROJ, generated, image, load_request, looking
 from tests.tiny_projector import png, write_seeing_models
 from warpcore.server.core.bounds import MAX_IMAGE_BYTES, MAX_IMAGES
 from warpcore.server.doors import Doors

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import TINY_MODEL
 from tests.http_door import async_anthropic_client, async_openai_client
-from tests.test_prompt_cache import SYSTEM, cached_tokens, lookups
+from tests.prompt_cache_support import SYSTEM, cached_tokens, lookups
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 

@@ -1,6 +1,7 @@
-"""Tool calls, reasoning with its signatures, and JSON output translated by the HTTP door, both ways: the same
-conversation in either dialect gives the same domain request, and the same domain events give, through each
-official SDK's own stream accumulator, the same answer as the non-streamed body.
+"""Tool calls, reasoning with its signatures, and JSON output the HTTP door gives out: the same domain events give,
+through each official SDK's own stream accumulator, the same answer as the non-streamed body, and reasoning given out
+with tool calls comes back when a client drops it (the way in, the same conversation in either dialect giving the
+same domain request, is in test_http_request_translation.py).
 
 The events are the domain's, encoded by the door's dialect modules and served over loopback HTTP to the SDK as
 they would be by the door, so that every kind of event is checked whatever a backend sends; whole tool loops and
@@ -19,24 +20,9 @@ from aiohttp import web
 from anthropic.types import MessageParam
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
-from warpcore.server.core.domain import (
-    ChatMessage,
-    Finish,
-    FinishReason,
-    ReasoningChunk,
-    Role,
-    TextChunk,
-    ToolCallDelta,
-)
+from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
 from warpcore.server.core.engine import GenerationOutput, GenerationResult
-from warpcore.server.core.tooling import (
-    ReasoningBlock,
-    ResponseFormatKind,
-    ToolCall,
-    ToolChoice,
-    ToolChoiceMode,
-)
-from warpcore.server.http.anthropic_request import messages_request
+from warpcore.server.core.tooling import ReasoningBlock, ToolCall
 from warpcore.server.http.anthropic_response import AnthropicStream, message
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.openai_request import chat_request
@@ -44,7 +30,6 @@ from warpcore.server.http.openai_response import OpenAIStream, completion
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.sse import SLOT, event, fill, template
 
-WEATHER_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 # Two parallel calls whose argument deltas interleave, as an OpenAI upstream may send them.
 EVENTS: list[GenerationOutput] = [
     ReasoningChunk("Let me "),
@@ -142,122 +127,6 @@ async def test_anthropic_stream_gives_each_parallel_call_its_own_block(serve: li
     assert [(block["id"], block["name"], block["input"]) for block in streamed[3:]] == CALLS
     assert final.stop_reason == whole["stop_reason"] == "tool_use"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (20, 30)
-
-
-def test_the_same_tool_loop_in_either_dialect_is_the_same_domain_request() -> None:
-    openai_body = {
-        "model": "m",
-        "messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Weather in Paris?"},
-            {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_1",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                    }
-                ],
-                "thinking_blocks": [{"type": "thinking", "thinking": "Use the tool.", "signature": "sig"}],
-            },
-            {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
-        ],
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "description": "Weather now",
-                    "parameters": WEATHER_SCHEMA,
-                    "strict": True,
-                },
-            },
-            {"type": "function", "function": {"name": "get_time"}},
-        ],
-        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-        "parallel_tool_calls": False,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": WEATHER_SCHEMA}},
-        "max_tokens": 50,
-    }
-    anthropic_body = {
-        "model": "m",
-        "system": "Be brief.",
-        "messages": [
-            {"role": "user", "content": "Weather in Paris?"},
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "thinking", "thinking": "Use the tool.", "signature": "sig"},
-                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
-                ],
-            },
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}]},
-        ],
-        "tools": [
-            {"name": "get_weather", "description": "Weather now", "input_schema": WEATHER_SCHEMA, "strict": True},
-            {"name": "get_time", "input_schema": {"type": "object", "properties": {}}},
-        ],
-        "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
-        "output_config": {"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}},
-        "max_tokens": 50,
-    }
-    from_openai = chat_request(openai_body, DEFAULT_MAX_TOKENS).params
-    from_anthropic = messages_request(anthropic_body).params
-    assert from_openai.messages[0] == ChatMessage(Role.SYSTEM, "Be brief.")
-    assert from_anthropic.system == "Be brief."
-    assert (
-        from_openai.messages[1:]
-        == from_anthropic.messages
-        == (
-            ChatMessage(Role.USER, "Weather in Paris?"),
-            ChatMessage(
-                Role.ASSISTANT,
-                "",
-                tool_calls=(ToolCall("call_1", "get_weather", '{"city":"Paris"}'),),
-                reasoning=(ReasoningBlock("Use the tool.", "sig"),),
-            ),
-            ChatMessage(Role.TOOL, "sunny", tool_call_id="call_1"),
-        )
-    )
-    assert from_openai.tools == from_anthropic.tools
-    assert [tool.strict for tool in from_openai.tools] == [True, False]
-    assert from_openai.tool_choice == from_anthropic.tool_choice == ToolChoice(ToolChoiceMode.NAMED, "get_weather")
-    assert from_openai.parallel_tool_calls is from_anthropic.parallel_tool_calls is False
-    for params in (from_openai, from_anthropic):
-        assert params.response_format is not None
-        assert params.response_format.kind is ResponseFormatKind.JSON_SCHEMA
-        assert params.response_format.schema == WEATHER_SCHEMA
-
-
-def test_tool_errors_and_mixed_turns_are_kept() -> None:
-    params = messages_request(
-        {
-            "model": "m",
-            "max_tokens": 5,
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {
-                            "type": "tool_result",
-                            "tool_use_id": "a",
-                            "content": [{"type": "text", "text": "boom"}],
-                            "is_error": True,
-                        },
-                        {"type": "tool_result", "tool_use_id": "b", "content": "ok"},
-                        {"type": "text", "text": "go on"},
-                    ],
-                }
-            ],
-        }
-    ).params
-    assert params.messages == (
-        ChatMessage(Role.TOOL, "boom", tool_call_id="a", is_error=True),
-        ChatMessage(Role.TOOL, "ok", tool_call_id="b"),
-        ChatMessage(Role.USER, "go on"),
-    )
 
 
 async def test_reasoning_given_out_with_tool_calls_comes_back_when_the_client_drops_it() -> None:

@@ -1,6 +1,6 @@
 """Images in chat turns: each hosted wire protocol receives them in the form its API documents (checked on the
 received request body, the real SDKs against the fakes); limits are checked before anything is sent, naming the
-part. Local models: test_local_images.py."""
+part. Local models: test_local_images.py and test_local_image_refusals.py."""
 
 from __future__ import annotations
 

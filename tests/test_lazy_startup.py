@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL
-from tests.test_server_process import start
+from tests.server_process import start
 from tests.tiny_model import write_tiny_model
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc

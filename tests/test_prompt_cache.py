@@ -12,8 +12,20 @@ import grpc
 import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details, serving
+from tests.prompt_cache_support import (
+    LONG_SYSTEM,
+    LONGER_SYSTEM,
+    SYSTEM,
+    TURNS,
+    cached_tokens,
+    gemma,  # noqa: F401 - a fixture
+    load,
+    lookups,
+    nothing_decoded_ahead,  # noqa: F401 - a fixture
+    scored,
+    system_text,
+)
 from tests.test_same_answer import gemma_path, gemma_stub  # noqa: F401 - the Gemma fixtures
-from warpcore.server.adapters.llama import prompt_reuse
 from warpcore.server.adapters.llama.context import PREFILL_PIECE
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import inference_pb2 as pb
@@ -23,56 +35,12 @@ if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 
-def system_text(rules: int) -> str:
-    return " ".join(f"Rule {n}: answer briefly, politely and only about the village of Elm." for n in range(rules))
-
-
-# Several prefill pieces on either model, each prompt a continuation of the one before.
-SYSTEM = system_text(12)
-# On Gemma, over 512 tokens: past its sliding window (whose cells a saved beginning leaves out) and into the numbers
-# of KV cells where llama.cpp's flash attention kernel splits a lone sequence's cells between threads.
-LONG_SYSTEM = system_text(40)
-# Three of Gemma's sliding windows, as the bench's system prompt.
-LONGER_SYSTEM = system_text(100)
-TURNS = ("Who lives by the river?", "And what do they grow?", "When is the market held?")
-
-
-@pytest.fixture
-def gemma(gemma_path: tuple[Path, str], gemma_stub: Stub) -> tuple[Stub, str]:  # noqa: F811 - imported fixtures
-    """A server's stub, and the embedded Gemma's name under its MODELS_PATH."""
-    return gemma_stub, gemma_path[1]
-
-
 def conversation(turns: int, answers: list[str], system: str = SYSTEM) -> str:
     """The prompt of turn `turns` (1-based): the system text, then every earlier question and answer."""
     parts = [system]
     for question, answer in zip(TURNS[:turns], [*answers, ""], strict=False):
         parts.append(f"\nQ: {question}\nA:{answer}")
     return "".join(parts)
-
-
-async def load(stub: Stub, model: str, model_id: str, *, parallel: int, cache_tokens: int | None) -> None:
-    local = pb.LocalBackendConfig(parallel=parallel, prompt_cache_tokens=cache_tokens)
-    await stub.LoadModel(
-        pb.LoadModelRequest(
-            backend=pb.BACKEND_TYPE_LLAMA_CPP,
-            model=model,
-            model_id=model_id,
-            model_config=pb.ModelConfig(context_size=2048),
-            backend_config=pb.BackendConfig(local=local),
-        )
-    )
-
-
-def lookups(server: WarpcoreServer, model_id: str, result: str) -> float:
-    value = server.metrics.registry.get_sample_value(
-        "warpcore_prompt_cache_lookups_total", {"model": model_id, "result": result}
-    )
-    return value or 0.0
-
-
-def cached_tokens(server: WarpcoreServer, model_id: str) -> float:
-    return server.metrics.registry.get_sample_value("warpcore_prompt_cache_tokens", {"model": model_id}) or 0.0
 
 
 async def answer(stub: Stub, prompt: str, model_id: str, tokens: int = 12, **options: object) -> str:
@@ -87,21 +55,6 @@ async def served(models_path: Path) -> AsyncIterator[tuple[WarpcoreServer, Stub]
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
         yield server, inference_pb2_grpc.InferenceServiceStub(channel)
-
-
-async def scored(stub: Stub, request: pb.GenerateRequest) -> tuple[str, list[tuple[str, float]], pb.GenerateResult]:
-    """The text of a Generate stream, each token's log-probability, and its result frame."""
-    text: list[str] = []
-    scores: list[tuple[str, float]] = []
-    result: list[pb.GenerateResult] = []
-    async for frame in stub.Generate(request):
-        if frame.HasField("delta"):
-            text.append(frame.delta.text)
-            scores.extend((scored.token, scored.logprob) for scored in frame.delta.logprobs)
-        else:
-            result.append(frame.result)
-    assert len(result) == 1
-    return "".join(text), scores, result[0]
 
 
 async def a_conversation_is_the_same_with_and_without_the_cache(
@@ -139,12 +92,6 @@ async def a_conversation_is_the_same_with_and_without_the_cache(
     together = await asyncio.gather(*(answer(stub, question, "cached") for question in questions))
     assert list(together) == alone
     assert lookups(server, "cached", "hit") == len(TURNS) - 1 + 4
-
-
-@pytest.fixture
-def nothing_decoded_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No answer decoded ahead of the next turn (test_prompt_in_place.py): each turn starts from the prompt before."""
-    monkeypatch.setattr(prompt_reuse, "AHEAD_AFTER_SECONDS", 3600.0)
 
 
 @pytest.mark.parametrize("parallel", [1, 4])
@@ -231,7 +178,7 @@ async def test_prompt_cache_size_is_validated(served: tuple[WarpcoreServer, Stub
 
 
 async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_second(
-    gemma: tuple[Stub, str],
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:
     """Gemma's sliding window lets a saved beginning serve only prompts that begin with all of it: callers after a
     first one start from a checkpoint every `window` tokens, and save where they part from it as their prefill
@@ -268,7 +215,7 @@ async def test_gemma_callers_sharing_a_system_prompt_find_all_of_it_after_the_se
 
 
 async def test_gemma_a_prompt_that_begins_a_longer_one_saved_before_finds_a_checkpoint(
-    gemma: tuple[Stub, str],
+    gemma: tuple[Stub, str],  # noqa: F811 - the imported fixture
 ) -> None:
     """With the cache at its default cap (the context), a prompt and its checkpoints did not fit together, so only
     the whole prompt was kept: the system prompt alone after it found nothing (a saved beginning serves, under

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import collect, greedy
-from tests.test_prompt_cache import (
+from tests.prompt_cache_support import (
     LONG_SYSTEM,
     TURNS,
     gemma,  # noqa: F401 - a fixture

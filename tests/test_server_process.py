@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -11,7 +10,6 @@ import signal
 import socket
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -19,68 +17,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details
+from tests.server_process import log_lines_until, one_line_failure, serving_tiny, start
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
-
-CONFIG = f"""
-[[models]]
-id = "tiny"
-backend = "llama_cpp"
-model = "{TINY_MODEL}"
-context_size = 32768
-
-[models.local]
-threads = 1
-"""
-
-
-async def start(models_path: Path, *arguments: str, **env: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "warpcore.server", "--port", "0", "--no-default-model", *arguments),
-        env={**os.environ, "MODELS_PATH": str(models_path), **env},
-        stderr=asyncio.subprocess.PIPE,
-    )
-
-
-async def log_lines_until(process: asyncio.subprocess.Process, needle: str) -> list[dict[str, object]]:
-    assert process.stderr is not None
-    lines = []
-    async with asyncio.timeout(60):
-        while line := await process.stderr.readline():
-            lines.append(json.loads(line))
-            if needle in str(lines[-1].get("message")):
-                return lines
-    raise AssertionError(f"the server exited before logging {needle!r}: {lines}")
-
-
-@contextlib.asynccontextmanager
-async def serving_tiny(
-    models_path: Path, tmp_path: Path, *arguments: str
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[dict[str, object]], int]]:
-    """The server process with CONFIG preloaded and JSON logs: the process, its log lines up to "serving on", and its
-    gRPC port; killed afterwards if it is still running."""
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(models_path, "--config", str(config), "--log-format", "json", *arguments)
-    try:
-        started = await log_lines_until(process, "serving on")
-        yield process, started, int(str(started[-1]["message"]).split("127.0.0.1:")[1].split(",")[0])
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def one_line_failure(process: asyncio.subprocess.Process) -> list[str]:
-    """The lines a server that cannot start prints, once it has exited with status 1 (killed if it serves)."""
-    assert process.stderr is not None
-    try:
-        stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    finally:
-        if not process.stderr.at_eof():  # still serving when the wait ran out
-            process.kill()
-    assert await process.wait() == 1
-    return stderr.strip().splitlines()
 
 
 async def watch_status(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_MODEL
-from tests.test_server_process import one_line_failure, start
+from tests.server_process import one_line_failure, start
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_server_process import log_lines_until, start
+from tests.server_process import log_lines_until, start
 
 # Lazy: declared at start, its key's variable read then, and no upstream reached.
 CONFIG = """

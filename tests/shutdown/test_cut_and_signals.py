@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 from tests.conftest import greedy, rich_details, serving
+from tests.local_images_support import MMPROJ, image, looking
 from tests.pull import logged
 from tests.shutdown import IMAGE_DECODE_LINE, MODEL_LOAD_LINE, WAIT_SECONDS, holding, load_request
-from tests.test_local_images import MMPROJ, image, looking
 from tests.test_operations import rest
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
