@@ -192,6 +192,30 @@ async def test_chat_and_generate_refuse_a_seed_beyond_uint32() -> None:
         assert "argument --seed: must be an integer from 0 to 4294967295" in usage_error(run)
 
 
+async def test_generate_and_chat_keep_a_prompt_out_of_the_prompt_cache_with_no_prompt_cache(
+    server: WarpcoreServer, tiny: str, target: str
+) -> None:
+    """A tester's finding: the SDK's no_prompt_cache had no option in the command."""
+    sample = server.metrics.registry.get_sample_value
+    prompt = " ".join(f"Rule {n}: answer briefly and only about the village of Elm." for n in range(8))
+
+    def cache() -> list[float | None]:
+        lookups = [sample("warpcore_prompt_cache_lookups_total", {"model": tiny, "result": r}) for r in ("hit", "miss")]
+        return [*lookups, sample("warpcore_prompt_cache_tokens", {"model": tiny})]
+
+    for _ in range(2):  # the second would find the first in the cache
+        run = await warpcore(target, "generate", "--no-prompt-cache", "--max-tokens", "2", prompt)
+        assert run.code == 0, run.stderr
+        run = await warpcore(target, "chat", "--no-prompt-cache", "--max-tokens", "2", stdin=f"{prompt}\n")
+        assert run.code == 0, run.stderr
+    assert cache() == [0, 0, 0]
+    run = await warpcore(target, "generate", "--max-tokens", "2", prompt)  # without it, the prompt is looked up
+    assert run.code == 0, run.stderr
+    hits, misses, tokens = cache()
+    assert (hits, misses) == (0, 1)
+    assert tokens
+
+
 async def test_max_tokens_above_the_servers_limit_is_the_servers_refusal(tiny: str, target: str) -> None:
     """The client holds --max-tokens to the field's uint32 only: the limit is the server's, and configurable."""
     run = await warpcore(target, "generate", "--max-tokens", "32769", "hi")  # the server's default limit, plus one

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
 from tests.hosted import load
 from warpcore.server.core.domain import BackendKind
@@ -29,6 +30,32 @@ async def test_a_models_queue_depth_is_there_from_its_load_until_it_is_freed(
     ) == (0, 0)
     await stub.UnloadModel(pb.UnloadModelRequest(model_id="m"))
     assert sample("warpcore_queue_depth", {"model": "m"}) is None
+
+
+async def test_a_local_models_prompt_cache_series_are_there_at_0_when_its_cache_is_off(
+    server: WarpcoreServer, stub: Stub
+) -> None:
+    """A tester's finding: with prompt_cache_tokens 0 the model had no warpcore_prompt_cache_* series at all."""
+    sample = server.metrics.registry.get_sample_value
+    local = pb.LocalBackendConfig(prompt_cache_tokens=0)
+    await stub.LoadModel(
+        pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_LLAMA_CPP,
+            model=TINY_MODEL,
+            model_id="off",
+            model_config=pb.ModelConfig(context_size=256),
+            backend_config=pb.BackendConfig(local=local),
+        )
+    )
+    series = (
+        ("warpcore_prompt_cache_capacity_tokens", {"model": "off"}),
+        ("warpcore_prompt_cache_tokens", {"model": "off"}),
+        ("warpcore_prompt_cache_lookups_total", {"model": "off", "result": "hit"}),
+        ("warpcore_prompt_cache_lookups_total", {"model": "off", "result": "miss"}),
+    )
+    assert [sample(name, labels) for name, labels in series] == [0, 0, 0, 0]
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="off"))
+    assert [sample(name, labels) for name, labels in series] == [None] * 4
 
 
 def test_a_load_of_minutes_falls_in_a_bucket_of_its_own() -> None:

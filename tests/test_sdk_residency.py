@@ -10,15 +10,20 @@ import math
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
 
 from tests.cli import Run, closed_port_target, usage_error, warpcore
 from tests.conftest import TINY_MODEL
 from tests.residency import ModelEvents
-from warpcore.client import AsyncClient, Client, Model, Residency
+from warpcore.client import AsyncClient, Client, Model, Residency, UnavailableError
 from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
 
 # Several prefill pieces of the tiny model: its repetition is served from the cache but for a short last piece.
 PROMPT = " ".join(f"Rule {n}: answer briefly, politely and only about the village of Elm." for n in range(12))
@@ -137,7 +142,7 @@ async def test_keep_alive_set_at_load_is_the_models_residency(sdk: Sdk, server: 
 
 SECONDS = "keep_alive must be between 0 and 2592000 seconds, or forever, not "
 KINDS = 'keep_alive is a number of seconds, a datetime.timedelta or "forever"'
-RANGE = "prompt_cache_tokens must be from 0 (no prompt cache) to 4294967295 tokens, not "
+RANGE = "prompt_cache_tokens must be from 0 (no prompt cache) to 1048576 tokens, not "
 
 
 @pytest.mark.parametrize(
@@ -154,6 +159,7 @@ RANGE = "prompt_cache_tokens must be from 0 (no prompt cache) to 4294967295 toke
         ({"keep_alive": True}, TypeError, KINDS + " (or None for the server's default), not bool"),
         ({"keep_alive": [90]}, TypeError, KINDS + " (or None for the server's default), not list"),
         ({"prompt_cache_tokens": -1}, ValueError, RANGE + "-1"),
+        ({"prompt_cache_tokens": 1048577}, ValueError, RANGE + "1048577"),
         ({"prompt_cache_tokens": 2**32}, ValueError, RANGE + "4294967296"),
         ({"prompt_cache_tokens": "0"}, TypeError, "prompt_cache_tokens is a number of tokens (an int), not str"),
         ({"prompt_cache_tokens": 1.5}, TypeError, "prompt_cache_tokens is a number of tokens (an int), not float"),
@@ -171,6 +177,24 @@ async def test_bad_load_options_fail_at_the_call(
     # The unreachable target shows that nothing is sent: a call would fail with UnavailableError.
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         await offline("load_model", TINY_MODEL, **options)
+
+
+async def test_the_sdk_holds_prompt_cache_tokens_to_the_servers_own_bound(offline: Sdk, stub: Stub) -> None:
+    """A tester's finding: the SDK took up to 4294967295 (the field's uint32) and said so, where the server refuses
+    more than its bound; now both hold to the one bound, found here from the server's refusal."""
+    config = pb.BackendConfig(local=pb.LocalBackendConfig(prompt_cache_tokens=2**32 - 1))
+    request = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=TINY_MODEL, backend_config=config)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    found = re.search(r"prompt_cache_tokens must be between 0 \(no cache\) and (\d+)$", refused.value.details() or "")
+    assert found is not None, refused.value.details()
+    bound = int(found[1])
+    too_many = f"prompt_cache_tokens must be from 0 (no prompt cache) to {bound} tokens, not {bound + 1}"
+    with pytest.raises(ValueError, match=f"^{re.escape(too_many)}$"):
+        await offline("load_model", TINY_MODEL, prompt_cache_tokens=bound + 1)
+    with pytest.raises(UnavailableError):  # the bound itself passes the SDK's check, and is sent
+        await offline("load_model", TINY_MODEL, prompt_cache_tokens=bound)
 
 
 @pytest.mark.parametrize(
@@ -234,7 +258,8 @@ async def test_cli_load_keep_alive_and_prompt_cache_then_models_with_residency(s
         (["--keep-alive", "-2"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
         (["--keep-alive", "nan"], "argument --keep-alive: must be seconds (90), a number with a unit ms, s, m, h or d"),
         (["--keep-alive", "721h"], "argument --keep-alive: keep_alive must be between 0 and 2592000 seconds, or"),
-        (["--prompt-cache-tokens", "-1"], "argument --prompt-cache-tokens: must be an integer from 0 to 4294967295"),
+        (["--prompt-cache-tokens", "-1"], "argument --prompt-cache-tokens: must be an integer from 0 to 1048576"),
+        (["--prompt-cache-tokens", "1048577"], "argument --prompt-cache-tokens: must be an integer from 0 to 1048576"),
         (["--prompt-cache-tokens", "1.5"], "argument --prompt-cache-tokens: '1.5' is not an integer"),
     ],
 )

@@ -54,13 +54,13 @@ def flag(option: str, value: Any) -> bool:
 UINT32_MAX = 2**32 - 1
 
 
-def tokens(option: str, value: Any, meaning_of_zero: str) -> int:
-    """`value` if it is an int from 0 to the most a uint32 field carries (the server enforces its own limits), else
-    TypeError or ValueError."""
+def tokens(option: str, value: Any, meaning_of_zero: str, most: int) -> int:
+    """`value` if it is an int from 0 to `most`, the bound the protocol gives the field, else TypeError or
+    ValueError."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{option} is a number of tokens (an int), not {type(value).__name__}")
-    if not 0 <= value <= UINT32_MAX:
-        raise ValueError(f"{option} must be from 0 ({meaning_of_zero}) to {UINT32_MAX} tokens, not {value!r}")
+    if not 0 <= value <= most:
+        raise ValueError(f"{option} must be from 0 ({meaning_of_zero}) to {most} tokens, not {value!r}")
     return value
 
 

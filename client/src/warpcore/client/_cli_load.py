@@ -11,8 +11,9 @@ import typing
 
 from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS, NOT_AN_ENV_NAME, is_env_name, shown_env_name
 from warpcore._keep_alive import SPELLINGS
+from warpcore._local_settings import MAX_PROMPT_CACHE_TOKENS
 from warpcore.client import Backend, Client
-from warpcore.client._cli_args import API_TIMEOUT, COUNT, INT32_MAX, UINT32_MAX, bounded, keep_alive, read_file
+from warpcore.client._cli_args import API_TIMEOUT, COUNT, INT32_MAX, bounded, keep_alive, read_file
 from warpcore.client._options import NumaStrategy, Pooling
 
 LOCAL = (
@@ -142,9 +143,10 @@ def add_load_options(sub: argparse.ArgumentParser) -> None:
     )
     local.add_argument(
         "--prompt-cache-tokens",
-        type=bounded(int, 0, UINT32_MAX),
+        type=bounded(int, 0, MAX_PROMPT_CACHE_TOKENS),
         metavar="N",
-        help="prompt tokens kept for later prompts that begin alike, at most 1048576; 0 turns the cache off"
+        help=f"prompt tokens kept for later prompts that begin alike, at most {MAX_PROMPT_CACHE_TOKENS}; 0 turns the"
+        " cache off"
         " (default: LLAMA_PROMPT_CACHE_TOKENS, else the context size)",
     )
     local.add_argument(

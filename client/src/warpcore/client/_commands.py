@@ -106,8 +106,9 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
         "verbosity",
     )
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "adaptive_thinking", False):
-        options["adaptive_thinking"] = True
+    for flag in ("adaptive_thinking", "no_prompt_cache"):
+        if getattr(args, flag, False):
+            options[flag] = True
     if args.json_schema is not None:
         options["response_format"] = args.json_schema
     return options

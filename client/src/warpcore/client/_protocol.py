@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
+from warpcore._local_settings import MAX_PROMPT_CACHE_TOKENS
 from warpcore.client._checks import UINT32_MAX, choice, generation_values, known_options, tokens, whole
 from warpcore.client._extras import cache_breakpoint, content_parts, logprobs_from, pooling
 from warpcore.client._formats import Parse
@@ -83,7 +84,7 @@ def backend_config(config: ConfigLike | None, options: BackendOptions) -> pb.Bac
             api_config.timeout.CopyFrom(duration_message(config.timeout))
         return pb.BackendConfig(api=api_config)
     if config.prompt_cache_tokens is not None:
-        tokens("prompt_cache_tokens", config.prompt_cache_tokens, "no prompt cache")
+        tokens("prompt_cache_tokens", config.prompt_cache_tokens, "no prompt cache", MAX_PROMPT_CACHE_TOKENS)
     for name, low, high, kind in _LOCAL_INTEGERS:
         if (value := getattr(config, name)) is not None:
             whole(name, value, low, high, kind)

@@ -89,7 +89,11 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_prompt_tokens: int = 0
+    """Prompt tokens read from the backend's prompt cache, a local model's included."""
     cache_creation_tokens: int = 0
+    """Prompt tokens written to a hosted API's prompt cache, as the provider counts them (Anthropic's
+    cache_creation_input_tokens); 0 for an OpenAI model, which counts none, and always for a llama.cpp model, whose
+    cache takes a prompt in when its generation ends or later, with no count for one request."""
     reasoning_tokens: int = 0
 
 

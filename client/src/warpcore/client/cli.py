@@ -126,6 +126,12 @@ def parser() -> argparse.ArgumentParser:
             )
         sub.add_argument("--verbosity", choices=levels(pb.Verbosity), help="how much to say (OpenAI models)")
         sub.add_argument(
+            "--no-prompt-cache",
+            action="store_true",
+            help="keep each prompt out of a local model's prompt cache: neither served from it nor left in it (a"
+            " hosted provider's own caching is not affected)",
+        )
+        sub.add_argument(
             "--show-reasoning", action="store_true", help="print the model's reasoning on stderr (dimmed on a terminal)"
         )
 

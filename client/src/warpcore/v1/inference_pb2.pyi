@@ -1433,7 +1433,13 @@ class Usage(_message.Message):
     Anthropic's cache_read_input_tokens).
     """
     cache_creation_tokens: _builtins.int
-    """Prompt tokens written to the backend's prompt cache (Anthropic's cache_creation_input_tokens)."""
+    """Prompt tokens written to a hosted API's prompt cache, as the provider counts them
+    (Anthropic's cache_creation_input_tokens); 0 where it counts none (OpenAI). Always 0
+    for a llama.cpp model: its cache takes a prompt's beginnings in when the generation
+    ends, or later, when another prompt takes its slot (see
+    LocalBackendConfig.prompt_cache_tokens), so no count of them belongs to one request;
+    the metric warpcore_prompt_cache_tokens shows what the cache holds.
+    """
     reasoning_tokens: _builtins.int
     """Completion tokens spent on reasoning, where the backend counts them apart (OpenAI); 0 where it does not."""
     def __init__(

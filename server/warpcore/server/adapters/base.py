@@ -53,7 +53,8 @@ class CachesPrompts(Protocol):
     """An adapter that keeps a prompt cache of its own (llama.cpp); hosted APIs cache on the provider's side."""
 
     def prompt_cache_stats(self) -> PromptCacheStats | None:
-        """None while no model is loaded, or when its cache is off."""
+        """None while no model that generates is loaded; all 0 for one whose cache is off, so that its series last
+        from its load until its memory is freed, as every per-model series does."""
         ...
 
 

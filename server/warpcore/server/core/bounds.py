@@ -23,8 +23,6 @@ MIN_CONTEXT_SIZE = 16
 MAX_CONTEXT_SIZE = 131072
 MAX_PARALLEL = 64
 """Generations one local model decodes together, at most."""
-MAX_PROMPT_CACHE_TOKENS = 1048576
-"""The largest prompt cache one local model may keep, in tokens of KV cells."""
 MAX_THREADS = 1024
 MAX_GPU_LAYERS = 2**31 - 1
 """LocalBackendConfig.gpu_layers is an int32, as llama.cpp's n_gpu_layers; the file and the environment are held to

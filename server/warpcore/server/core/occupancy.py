@@ -21,9 +21,10 @@ class Occupancy:
 
 @dataclass(frozen=True)
 class PromptCacheStats:
-    """A model's prompt cache so far: lookups that found a cached beginning or none, and the cells it holds."""
+    """A model's prompt cache so far: lookups that found a cached beginning or none, and the cells it holds; all 0
+    for a cache that is off."""
 
-    hits: int
-    misses: int
-    cells: int
-    capacity: int
+    hits: int = 0
+    misses: int = 0
+    cells: int = 0
+    capacity: int = 0

@@ -7,11 +7,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
+from warpcore._local_settings import MAX_PROMPT_CACHE_TOKENS
 from warpcore.server.core.bounds import (
     CHAT_FORMAT_NAMES,
     MAX_GPU_LAYERS,
     MAX_PARALLEL,
-    MAX_PROMPT_CACHE_TOKENS,
     MAX_THREADS,
     MAX_URL_LENGTH,
     is_http_url,

@@ -171,10 +171,10 @@ class LlamaCppAdapter:
         return preparer, scheduler
 
     def prompt_cache_stats(self) -> PromptCacheStats | None:
-        cache = self._scheduler.cache if self._scheduler is not None else None
-        if cache is None:
+        if self._scheduler is None:
             return None
-        return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity)
+        cache = self._scheduler.cache
+        return PromptCacheStats(cache.hits, cache.misses, cache.cells, cache.capacity) if cache else PromptCacheStats()
 
     def refuse_waiting(self, refusal: Callable[[], WarpcoreError]) -> None:
         if self._scheduler is not None:
