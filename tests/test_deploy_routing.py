@@ -6,6 +6,7 @@ schemas, so the custom resources themselves are checked field by field here."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = ROOT / "deploy" / "inference-gateway" / "inference-pool.yaml"
 KSERVE = ROOT / "deploy" / "kserve" / "serving-runtime.yaml"
 REPLICATED = ROOT / "deploy" / "kubernetes" / "replicated.yaml"
+DEPLOYING = ROOT / "docs" / "deploying.md"
 VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 KUBERNETES_DEFAULT_GRACE = 30  # seconds: a Pod's terminationGracePeriodSeconds when its spec sets none
 CUSTOM_GROUPS = ("inference.networking.k8s.io/", "gateway.networking.k8s.io/", "serving.kserve.io/")
@@ -84,8 +86,60 @@ def test_the_pool_selects_the_replicas_on_their_grpc_port_over_h2c() -> None:
     ]
 
 
+def picker_config() -> Resource:
+    config: Resource = yaml.safe_load(only(load(GATEWAY), "ConfigMap")["data"]["plugins.yaml"])
+    return config
+
+
+def test_the_picker_runs_the_release_its_config_was_checked_against() -> None:
+    (container,) = only(load(GATEWAY), "Deployment")["spec"]["template"]["spec"]["containers"]
+    image, tag = container["image"].rsplit(":", 1)
+    assert image == "ghcr.io/llm-d/llm-d-router-endpoint-picker"
+    # The picker refuses a config key its release does not know: the docs name the release the config was read
+    # against, and the image runs that one.
+    checked = re.search(r"checked against llm-d-router (v\d+\.\d+\.\d+)", DEPLOYING.read_text())
+    assert checked, "docs/deploying.md names the llm-d-router release the picker's config was checked against"
+    assert tag == checked[1]
+
+
+def test_the_picker_hands_warpcore_calls_to_the_passthrough_parser() -> None:
+    config = picker_config()
+    # Declared alone, a parser is not used: the picker keeps its default OpenAI, Anthropic and vLLM parsers, none of
+    # which claims a warpcore.v1 method's path, and finds no parser for the call.
+    assert config["requestHandler"]["parsers"] == [{"pluginRef": "passthrough-parser"}]
+    declared = {plugin.get("name", plugin["type"]) for plugin in config["plugins"]}
+    assert "passthrough-parser" in declared
+    (profile,) = config["schedulingProfiles"]
+    assert {plugin["pluginRef"] for plugin in profile["plugins"]} <= declared
+
+
+def test_the_picker_may_read_what_it_watches() -> None:
+    resources = load(GATEWAY)
+    role = only(resources, "Role")
+    granted = {
+        (group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        if sorted(rule["verbs"]) == ["get", "list", "watch"]
+    }
+    # As the release's own chart grants its picker: the pool, its Pods, and the objectives and model rewrites it
+    # watches whenever their CRDs are installed, under both API groups they are served in.
+    objectives = {
+        (group, resource)
+        for group in ("llm-d.ai", "inference.networking.x-k8s.io")
+        for resource in ("inferenceobjectives", "inferencemodelrewrites")
+    }
+    assert granted == {("", "pods"), ("inference.networking.k8s.io", "inferencepools")} | objectives
+    assert len(granted) == sum(len(rule["apiGroups"]) * len(rule["resources"]) for rule in role["rules"])
+    binding = only(resources, "RoleBinding")
+    pod = only(resources, "Deployment")["spec"]["template"]["spec"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"]}]
+
+
 async def test_the_picker_reads_metric_names_the_server_serves(server: WarpcoreServer, stub: Stub) -> None:
-    config = yaml.safe_load(only(load(GATEWAY), "ConfigMap")["data"]["plugins.yaml"])
+    config = picker_config()
     plugins = {plugin["type"]: plugin.get("parameters", {}) for plugin in config["plugins"]}
     (engine,) = plugins["core-metrics-extractor"]["engineConfigs"]
     assert engine["name"] == plugins["core-metrics-extractor"]["defaultEngine"] == "warpcore"
