@@ -32,6 +32,18 @@ async def test_a_models_queue_depth_is_there_from_its_load_until_it_is_freed(
     assert sample("warpcore_queue_depth", {"model": "m"}) is None
 
 
+async def test_a_hosted_model_has_no_kv_cache_series(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """An outside tester's finding: a hosted model had warpcore_model_kv_cache_usage_perc at 0, where the docs say
+    hosted models have none; the whole server's series, which a router reads, stays (over the local models' cells)."""
+    sample = server.metrics.registry.get_sample_value
+    await load(stub, openai_upstream)
+    assert sample("warpcore_model_num_requests_running", {"model": "m"}) == 0
+    assert sample("warpcore_model_kv_cache_usage_perc", {"model": "m"}) is None
+    assert sample("warpcore_kv_cache_usage_perc") == 0
+
+
 async def test_a_local_models_prompt_cache_series_are_there_at_0_when_its_cache_is_off(
     server: WarpcoreServer, stub: Stub
 ) -> None:

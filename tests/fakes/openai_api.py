@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import math
@@ -34,6 +35,9 @@ class FakeOpenAI(FakeUpstream):
 
     request_id_header: ClassVar[str] = "x-request-id"
     default_models: ClassVar[tuple[str, ...]] = ("gpt-4o-mini", "gpt-4o")
+    listing_held: asyncio.Event | None = None
+    """When a test sets one, the model list (which a hosted model's load asks for) is answered once it is set: a load
+    in progress for as long as the test needs."""
 
     @property
     def base_url(self) -> str:
@@ -62,6 +66,8 @@ class FakeOpenAI(FakeUpstream):
         _, refusal = await self.admit(request)
         if refusal is not None:
             return refusal
+        if self.listing_held is not None:
+            await self.listing_held.wait()
         created = int(time.time())
         data = [{"id": model, "object": "model", "created": created, "owned_by": "fake"} for model in self.models]
         return self.json_response({"object": "list", "data": data})

@@ -269,12 +269,13 @@ class Engine:
 
     @contextlib.asynccontextmanager
     async def _admitted(self, model_id: str, stop: threading.Event | None = None) -> AsyncIterator[LoadedModel]:
-        """Counted as in flight, the model held loaded (loaded first if dormant), through its admission gate, and
-        tracked for shutdown from the start (a wait for a load included), then with `stop`, a generation's flag."""
+        """Counted as in flight, the model held loaded (loaded first if dormant; counted waiting until it is ready),
+        through its admission gate, and tracked for shutdown from the start (a wait for a load included), then with
+        `stop`, a generation's flag."""
         self.metrics.active_streams.inc()
         try:
             with self.streams.track():
-                async with self.residency.using(model_id) as model:
+                async with self.residency.using(model_id, queued=True) as model:
                     gate = self.limits.gate(model.id, model.backend, model.info.parallel, model.spec.admission)
                     async with gate.slot():
                         # Once stopped, a local model's generation ends at its next decode step; a hosted one's only

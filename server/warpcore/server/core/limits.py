@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -150,6 +150,10 @@ class Limits:
 
     def __post_init__(self) -> None:
         self.gates: dict[str, StreamGate] = {}
+        self.awaiting_load: dict[str, int] = {}
+        """Generations waiting for their model itself (its load, or the end of its unload before a reload), by model
+        id: not yet at its gate, which a model not loaded has not, yet waiting all the same (read by metrics scrapes,
+        on their thread: a plain dict, copied whole)."""
         self._closed = False
 
     @property
@@ -176,6 +180,19 @@ class Limits:
             if self._closed:  # a model loaded during the shutdown: none of its calls starts
                 self.gates[model_id].close()
         return self.gates[model_id]
+
+    @contextlib.contextmanager
+    def awaiting(self, model_id: str) -> Iterator[None]:
+        """Counted in `awaiting_load` within, however the wait ends (the model ready, a cancel, a deadline, a failed
+        load): a router must not see a replica loading a model for a burst as idle."""
+        self.awaiting_load[model_id] = self.awaiting_load.get(model_id, 0) + 1
+        try:
+            yield
+        finally:
+            if left := self.awaiting_load[model_id] - 1:
+                self.awaiting_load[model_id] = left
+            else:
+                del self.awaiting_load[model_id]
 
     def close(self) -> None:
         """The server is shutting down: the calls waiting in every model's queue are refused, as is every call that
@@ -205,9 +222,11 @@ class Activity:
 
 def activity(limits: Limits, model_id: str, info: ModelInfo, backend: BackendKind, own: Admission | None) -> Activity:
     """A local model decodes in its own `parallel` slots, and what its gate admitted beyond them waits for one; a
-    hosted model runs what its gate admits. Reads only (metrics scrapes call it from their own thread)."""
+    hosted model runs what its gate admits; generations waiting for the model itself wait too. Reads only (metrics
+    scrapes call it from their own thread)."""
     gate = limits.gates.get(model_id)
     running, waiting = (gate.active, gate.waiting) if gate is not None else (0, 0)
+    waiting += limits.awaiting_load.get(model_id, 0)
     occupancy = info.occupancy
     if occupancy is not None:
         # Admitted but not yet with the model (its prompt still being tokenized, say): waiting too, lest a router

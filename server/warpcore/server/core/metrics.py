@@ -75,37 +75,41 @@ class _ModelServerSignals(Collector):
     """The gauges an inference-aware router (the Gateway API Inference Extension's endpoint picker, llm-d) scores
     replicas on, as its model-server protocol defines them: queued requests, running requests and KV cache
     utilisation, for the whole server under fixed names (docs/deploying.md maps them in the picker's engine
-    config), and the same per model. A local model's generations admitted past its gate but not yet decoding
-    (tokenized, or waiting for a slot of its context) count as queued, not running; a hosted model has no KV cache
-    here."""
+    config), and the same per model. A generation waiting for its model to load counts as queued, as does one
+    admitted to a local model past its gate but not yet decoding (tokenized, or waiting for a slot of its context);
+    a model not loaded has the two request series while generations wait for it. Only a local model has a KV cache
+    here, and a KV series."""
 
     def __init__(self, limits: Limits, models: Callable[[], Iterable[LoadedModel]]) -> None:
         self._limits = limits
         self._models = models
 
     def collect(self) -> Iterable[Metric]:
-        per_model = [
+        waiting, running, usage = (
             GaugeMetricFamily(f"warpcore_model_{name}", f"{help_text}, per model", labels=["model"])
             for name, help_text in _SIGNALS
-        ]
-        totals = [0.0, 0.0]
+        )
         cells_used = cells = 0
+        resident = set()
         for model in self._models():
+            resident.add(model.id)
             now = activity(self._limits, model.id, model.info, model.backend, model.spec.admission)
+            waiting.add_metric([model.id], now.waiting)
+            running.add_metric([model.id], now.running)
             occupancy = model.info.occupancy
-            usage = 0.0
-            if occupancy is not None and occupancy.cells:
+            if occupancy is not None:
                 cells_used += occupancy.cells_used
                 cells += occupancy.cells
-                usage = occupancy.cells_used / occupancy.cells
-            for family, value in zip(per_model, (now.waiting, now.running, usage), strict=True):
-                family.add_metric([model.id], value)
-            totals[0] += now.waiting
-            totals[1] += now.running
+                usage.add_metric([model.id], occupancy.cells_used / occupancy.cells if occupancy.cells else 0.0)
+        for model_id, count in self._limits.awaiting_load.copy().items():  # models not loaded yet (or any more)
+            if model_id not in resident:
+                waiting.add_metric([model_id], count)
+                running.add_metric([model_id], 0)
+        totals = (sum(sample.value for sample in family.samples) for family in (waiting, running))
         values = (*totals, cells_used / cells if cells else 0.0)
         for (name, help_text), value in zip(_SIGNALS, values, strict=True):
             yield GaugeMetricFamily(f"warpcore_{name}", help_text, value=value)
-        yield from per_model
+        yield from (waiting, running, usage)
 
 
 class _Residents(Collector):
@@ -139,7 +143,7 @@ class _Residents(Collector):
 
 
 _SIGNALS = (
-    ("num_requests_waiting", "Generations queued, not yet decoding (TotalQueuedRequests)"),
+    ("num_requests_waiting", "Generations queued, not yet decoding, their model's load included (TotalQueuedRequests)"),
     ("num_requests_running", "Generations decoding (TotalRunningRequests)"),
     ("kv_cache_usage_perc", "KV cache cells in use over cells in all, 0 to 1, local models (KVCacheUtilization)"),
 )

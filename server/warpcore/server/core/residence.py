@@ -46,6 +46,12 @@ class Residence:
             return None
         return self.last_used + self.keep_alive
 
+    def stop_clock(self) -> None:
+        """Cancel the idle unload, if its clock runs."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
 
 @dataclass(frozen=True)
 class ResidencyReport:

@@ -130,13 +130,14 @@ class Residency:
         return self._registry.get(model_id)  # NOT_FOUND
 
     @contextlib.asynccontextmanager
-    async def using(self, model_id: str) -> AsyncIterator[LoadedModel]:
+    async def using(self, model_id: str, *, queued: bool = False) -> AsyncIterator[LoadedModel]:
         """The model, loaded first if dormant, counted in use (so never unloaded but by UnloadModel) from the call,
-        while it waits for the model, until the block ends."""
+        while it waits for the model (`queued`, a generation: counted waiting then too), until the block ends."""
         self._in_use[model_id] += 1
         try:
-            model = await self._ready(model_id)
-            self._cancel(self.residences[model_id])
+            with self._limits.awaiting(model_id) if queued else contextlib.nullcontext():
+                model = await self._ready(model_id)
+            self.residences[model_id].stop_clock()
             with self._holders.holding(model_id):
                 yield model
         finally:
@@ -198,7 +199,7 @@ class Residency:
         if not loaded:
             residence = self.residences.get(model_id)
             if residence is not None:
-                self._cancel(residence)
+                residence.stop_clock()
             return
         model = self._registry.get(model_id)
         self.dormant.pop(model_id, None)
@@ -219,16 +220,10 @@ class Residency:
 
     def _schedule(self, model_id: str, residence: Residence) -> None:
         """Start the idle clock, unless a generation holds the model (the last one to end starts it) or it leaves."""
-        self._cancel(residence)
+        residence.stop_clock()
         if model_id not in self._in_use and model_id not in self._leaving and not math.isinf(residence.keep_alive):
             loop = asyncio.get_running_loop()
             residence.timer = loop.call_later(residence.keep_alive, self._expire, model_id, residence)
-
-    @staticmethod
-    def _cancel(residence: Residence) -> None:
-        if residence.timer is not None:
-            residence.timer.cancel()
-            residence.timer = None
 
     def _expire(self, model_id: str, residence: Residence) -> None:
         residence.timer = None
