@@ -1,7 +1,7 @@
 """The HTTP door with the official openai and anthropic SDKs, sync and async, whole and streamed, against the llama.cpp
 backend (the tiny model): the same answers as gRPC, event sequences the SDKs' own accumulators accept, system and stop
-sequences, the usage chunk, the model list by each dialect's headers, the access log and metrics, and Anthropic's
-prefill."""
+sequences, the usage chunk, the model list by each dialect's headers, the access log and metrics (of the legacy
+Completions too), and Anthropic's prefill."""
 
 from __future__ import annotations
 
@@ -169,24 +169,32 @@ async def test_models_list_in_each_dialect_by_its_headers(tiny_door: Doors) -> N
     assert one.display_name == TINY_MODEL
 
 
-async def test_access_log_and_metrics_name_the_protocol(tiny_door: Doors, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions"])
+async def test_access_log_and_metrics_name_the_protocol(
+    tiny_door: Doors, caplog: pytest.LogCaptureFixture, route: str
+) -> None:
     caplog.set_level("INFO", logger="warpcore.access")
     async with async_openai_client(tiny_door) as client:
-        raw = await client.chat.completions.with_raw_response.create(
-            model="tiny", messages=OPENAI_MESSAGES, max_tokens=3
-        )
+        if route == "/v1/completions":
+            raw = await client.completions.with_raw_response.create(model="tiny", prompt="hello", max_tokens=3)
+            headers = raw.headers
+        else:
+            answered = await client.chat.completions.with_raw_response.create(
+                model="tiny", messages=OPENAI_MESSAGES, max_tokens=3
+            )
+            headers = answered.headers
     line = next(record for record in caplog.records if getattr(record, "protocol", "") == "http")
-    assert line.request_id == raw.headers["x-request-id"]  # type: ignore[attr-defined]
-    assert json.loads(JsonFormatter().format(line))["request_id"] == raw.headers["x-request-id"]
+    assert line.request_id == headers["x-request-id"]  # type: ignore[attr-defined]
+    assert json.loads(JsonFormatter().format(line))["request_id"] == headers["x-request-id"]
     assert (line.method, line.code, line.model, line.completion_tokens, line.finish_reason) == (  # type: ignore[attr-defined]
-        "/v1/chat/completions",
+        route,
         "OK",
         "tiny",
         3,
         "length",
     )
     sample = tiny_door.engine.metrics.registry.get_sample_value(
-        "warpcore_requests_total", {"method": "/v1/chat/completions", "code": "OK", "protocol": "http"}
+        "warpcore_requests_total", {"method": route, "code": "OK", "protocol": "http"}
     )
     assert sample == 1.0
 

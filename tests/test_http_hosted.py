@@ -127,13 +127,18 @@ async def test_the_request_reaches_the_upstream_translated(hosted: Doors, upstre
     assert key_of(upstream) not in str(sent)  # the provider key travels only in headers
 
 
-async def test_a_disconnect_mid_stream_closes_the_upstream(hosted: Doors, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("route", ["chat", "completions"])
+async def test_a_disconnect_mid_stream_closes_the_upstream(hosted: Doors, upstream: FakeUpstream, route: str) -> None:
     upstream.script = Script(chunks=["a", "b", "c"], stall_after=1)
     async with async_openai_client(hosted) as client:
-        stream = await client.chat.completions.create(model="m", messages=OPENAI_MESSAGES, max_tokens=20, stream=True)
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                break
+        stream: openai.AsyncStream[Any]
+        if route == "chat":
+            stream = await client.chat.completions.create(
+                model="m", messages=OPENAI_MESSAGES, max_tokens=20, stream=True
+            )
+        else:  # the legacy Completions
+            stream = await client.completions.create(model="m", prompt="Say hello", max_tokens=20, stream=True)
+        await anext(aiter(stream))  # out with the first text, which the upstream sent before it stalled
         await stream.close()
     await asyncio.wait_for(upstream.disconnected.wait(), 5)
 
@@ -149,13 +154,23 @@ async def test_shutdown_refuses_new_requests_and_ends_running_streams_with_an_ev
             async with client.messages.stream(model="m", messages=ANTHROPIC_MESSAGES, max_tokens=2000) as stream:
                 events = aiter(stream)
                 assert (await anext(events)).type == "message_start"
+                completion = await openai_sdk.completions.create(model="m", prompt="hi", max_tokens=2000, stream=True)
+                chunks = aiter(completion)
+                assert (await anext(chunks)).choices[0].text == "tick"
                 stopping = asyncio.ensure_future(doors.stop(1.0))
                 with pytest.raises(openai.APIStatusError) as refused:
                     await openai_sdk.chat.completions.create(model="m", messages=OPENAI_MESSAGES)
+                with pytest.raises(openai.APIStatusError) as refused_completion:
+                    await openai_sdk.completions.create(model="m", prompt="hi")
                 with pytest.raises(anthropic.APIStatusError) as ended:
                     async for _ in events:
                         pass
+                with pytest.raises(openai.APIError) as ended_completion:  # the legacy Completions' stream too
+                    async for _ in chunks:
+                        pass
             await stopping
+    assert refused_completion.value.status_code == 503
+    assert "shutting down" in ended_completion.value.message
     assert refused.value.status_code == 503
     assert refused.value.response.headers["retry-after"] == "1"
     assert ended.value.type == "api_error"

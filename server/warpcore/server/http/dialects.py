@@ -1,6 +1,5 @@
-"""The dialects the door speaks (OpenAI's Chat Completions and Responses, Anthropic's Messages), each as the same few
-operations: parse a request, render an answer, stream
-one, and shape an error."""
+"""The dialects the door speaks (OpenAI's Chat Completions, legacy Completions and Responses, Anthropic's Messages),
+each as the same few operations: parse a request, render an answer, stream one, and shape an error."""
 
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.http import (
     anthropic_request,
     anthropic_response,
+    completions_request,
+    completions_response,
     openai_request,
     openai_response,
     responses_request,
@@ -75,6 +76,11 @@ def _openai_call(body: Json, default_max_tokens: int) -> Call:
     return Call(request.model, request.params, request.stream, request.field_names, request.include_usage)
 
 
+def _completions_call(body: Json, default_max_tokens: int) -> Call:
+    request = completions_request.completion_request(body, default_max_tokens)
+    return Call(request.model, request.params, request.stream, completions_request.FIELD_NAMES, request.include_usage)
+
+
 def _responses_call(body: Json, default_max_tokens: int) -> Call:
     request = responses_request.responses_request(body, default_max_tokens)
     return Call(request.model, request.params, request.stream, request.field_names, echo=request.echo)
@@ -92,6 +98,13 @@ OPENAI = Dialect(
     stream=lambda call: openai_response.OpenAIStream(call.model, call.include_usage),
     error=lambda error, _request_id: openai_error(error, openai_request.FIELD_NAMES),
     remembers_reasoning=True,
+)
+COMPLETIONS = Dialect(
+    name="openai",
+    parse=_completions_call,
+    answer=completions_response.completion,
+    stream=completions_response.CompletionStream,
+    error=completions_response.error,
 )
 ANTHROPIC = Dialect(
     name="anthropic",

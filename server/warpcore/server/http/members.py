@@ -72,6 +72,17 @@ OPENAI_CHAT = Members(
     refused=("audio", "functions", "function_call", "web_search_options", "moderation"),
     defaults={"n": 1},
 )
+OPENAI_COMPLETIONS = Members(
+    read=(
+        *("model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "presence_penalty"),
+        *("frequency_penalty", "logit_bias", "logprobs", "stream", "stream_options", NO_PROMPT_CACHE),
+    ),
+    ignored=("user",),
+    refused=("suffix",),
+    # One generation gives one choice of the prompt alone.
+    defaults={"n": 1, "best_of": 1, "echo": False},
+    why={"suffix": "suffix (text after the insertion point: only the prompt before it is generated from)"},
+)
 OPENAI_EMBEDDINGS = Members(read=("model", "input", "dimensions", "encoding_format"), ignored=("user",))
 ANTHROPIC_MESSAGES = Members(
     # `output_format` is the structured-outputs beta's name of `output_config.format`.

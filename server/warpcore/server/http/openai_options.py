@@ -1,6 +1,6 @@
-"""The options both OpenAI APIs share, each read at the path its API gives it: a function tool, the tool choice
-modes, the response format (Chat Completions' `response_format`, the Responses API's `text.format`) and the reasoning
-effort."""
+"""The options OpenAI's APIs share, each read at the path its API gives it: a function tool, the tool choice modes,
+the response format (Chat Completions' `response_format`, the Responses API's `text.format`), the reasoning effort;
+and what Chat Completions shares with the legacy Completions: `stop` and `stream_options`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,18 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.fields import Json, at, boolean, mapping, objects, refuse, schema, text, unsupported
+from warpcore.server.http.fields import (
+    Json,
+    array,
+    at,
+    boolean,
+    mapping,
+    objects,
+    refuse,
+    schema,
+    text,
+    unsupported,
+)
 from warpcore.server.http.inner_members import (
     ALLOWED_TOOLS,
     CHAT_ALLOWED_TOOLS,
@@ -24,8 +35,30 @@ from warpcore.server.http.inner_members import (
     RESPONSES_ALLOWED_TOOLS,
     RESPONSES_TOOL_CHOICE,
     SPEC_BESIDE_TYPE,
+    STREAM_OPTIONS,
 )
 from warpcore.server.http.members import Members
+
+
+def stop_sequences(body: Json) -> tuple[str, ...]:
+    """`stop`: a string or an array of strings."""
+    stop = body.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
+    if not all(isinstance(item, str) for item in stops):
+        raise refuse("stop", "must be a string or an array of strings")
+    return stops
+
+
+def include_usage(body: Json) -> bool:
+    """Whether `stream_options.include_usage` asks for the usage chunk; the options only with `stream`, as the API
+    refuses them otherwise."""
+    stream_options = mapping(body, "stream_options")
+    if stream_options is None:
+        return False
+    if boolean(body, "stream") is not True:
+        raise refuse("stream_options", "is only allowed when stream is true")
+    STREAM_OPTIONS.check(stream_options, "stream_options")
+    return boolean(stream_options, "include_usage", "stream_options") is True
 
 
 def function_tool(function: Json, path: str) -> Tool:

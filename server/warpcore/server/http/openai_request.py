@@ -45,7 +45,6 @@ from warpcore.server.http.inner_members import (
     CHAT_TOOL_CHOICE,
     CHOSEN_FUNCTION,
     FUNCTION,
-    STREAM_OPTIONS,
     THINKING_BLOCK,
     TOOL_CALL,
 )
@@ -54,8 +53,10 @@ from warpcore.server.http.openai_options import (
     allowed_tools_choice,
     choice_mode,
     function_tool,
+    include_usage,
     reasoning_options,
     response_format_at,
+    stop_sequences,
 )
 from warpcore.server.http.parts import Content, FileReader, content_parts, numbered, openai_file, openai_image
 
@@ -103,15 +104,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         max_tokens = legacy_max_tokens
     elif legacy_max_tokens is not None:  # as the API refuses them, rather than one silently overriding the other
         raise refuse("max_tokens", "give max_completion_tokens alone (max_tokens is its deprecated name), not both")
-    stop = body.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
-    if not all(isinstance(item, str) for item in stops):
-        raise refuse("stop", "must be a string or an array of strings")
-    stream_options = mapping(body, "stream_options")
-    if stream_options is not None and boolean(body, "stream") is not True:  # as the API refuses them
-        raise refuse("stream_options", "is only allowed when stream is true")
-    stream_options = stream_options or {}
-    STREAM_OPTIONS.check(stream_options, "stream_options")
+    stops, usage_asked = stop_sequences(body), include_usage(body)
     marks: list[CacheMark] = []  # every cache breakpoint, in prompt order, by its path
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
@@ -158,7 +151,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         model=text(body, "model", required=True) or "",
         params=params,
         stream=boolean(body, "stream") is True,
-        include_usage=boolean(stream_options, "include_usage", "stream_options") is True,
+        include_usage=usage_asked,
         field_names=field_names,
     )
 

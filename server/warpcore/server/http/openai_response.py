@@ -1,5 +1,6 @@
 """Domain generations as OpenAI Chat Completions: the whole answer, or its `chat.completion.chunk` events, which the
-openai SDK's stream accumulator folds back into the same answer."""
+openai SDK's stream accumulator folds back into the same answer; and what the legacy Completions' answers share with
+them (the usage, the header, the end of a stream)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import struct
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from warpcore.server.core.domain import Finish, FinishReason, ReasoningChunk, TextChunk, ToolCallDelta
@@ -32,7 +33,7 @@ FINISH_REASONS = {
 }
 
 
-def _usage(finish: Finish) -> dict[str, Any] | None:
+def usage_of(finish: Finish) -> dict[str, Any] | None:
     """None (`usage: null`, which the openai SDK types as optional) when the backend did not report the usage; its
     `completion_tokens_details` (optional too) only when the backend counts reasoning tokens apart."""
     if (counts := finish.counts()) is None:
@@ -55,17 +56,17 @@ def _usage(finish: Finish) -> dict[str, Any] | None:
 _SINGLE = struct.Struct("<f")
 
 
-def _single(value: float) -> float:
+def single(value: float) -> float:
     """`value` as the gRPC door's `float` fields carry it, so that both doors give equal log-probabilities."""
     try:
-        single: float = _SINGLE.unpack(_SINGLE.pack(value))[0]
+        narrowed: float = _SINGLE.unpack(_SINGLE.pack(value))[0]
     except OverflowError:  # beyond single precision's range, where protobuf stores an infinity
         return math.copysign(math.inf, value)
-    return single
+    return narrowed
 
 
 def _token(token: TokenLogprob | TopLogprob, with_bytes: bool) -> dict[str, Any]:
-    entry = {"token": token.text, "logprob": _single(token.logprob)}
+    entry = {"token": token.text, "logprob": single(token.logprob)}
     return {**entry, "bytes": list(token.token)} if with_bytes else entry
 
 
@@ -82,9 +83,9 @@ def _logprobs(tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
     return {"content": logprob_entries(tokens), "refusal": None}
 
 
-def _header(model: str, kind: str) -> dict[str, Any]:
+def header(model: str, kind: str, id_prefix: str = "chatcmpl") -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
         "object": kind,
         "created": int(time.time()),
         "model": model,
@@ -118,17 +119,37 @@ def completion(model: str, collected: Collected) -> dict[str, Any]:
         ]
     logprobs = None if collected.logprobs is None else _logprobs(collected.logprobs)
     choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": FINISH_REASONS[collected.reason]}
-    return {**_header(model, "chat.completion"), "choices": [choice], "usage": _usage(collected.result.finish)}
+    return {**header(model, "chat.completion"), "choices": [choice], "usage": usage_of(collected.result.finish)}
 
 
-class OpenAIStream:
+class ChunkStream:
+    """The end of a stream of OpenAI chunks: the usage chunk (empty `choices`, as the API sends it) when the request
+    asked for it, or the error event."""
+
+    def __init__(self, fields: dict[str, Any], include_usage: bool, field_names: Mapping[str, str]) -> None:
+        # Asked for usage, every chunk but the usage chunk carries `"usage": null`, as the API's do.
+        self._header = {**fields, **({"usage": None} if include_usage else {})}
+        self._include_usage = include_usage
+        self._field_names = field_names
+
+    def _usage(self, finish: Finish | None) -> bytes:
+        """The usage chunk, when the request asked for it (stream_options.include_usage)."""
+        if not self._include_usage or finish is None:
+            return b""
+        return event({**self._header, "choices": [], "usage": usage_of(finish)})
+
+    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
+        """An `error` event, which the openai SDK raises as an APIError; after the usage of the generation it cut, as
+        a finished stream gives it, for a client that bills or budgets by it (a tester's finding)."""
+        return self._usage(cut) + event(openai_error(error, self._field_names))
+
+
+class OpenAIStream(ChunkStream):
     """The events of one streamed completion: a first chunk with the role, one chunk per delta, a last chunk with
-    the finish reason, the usage chunk (empty `choices`, as the API sends it) when asked for, then [DONE]."""
+    the finish reason, the usage chunk when asked for, then [DONE]."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        # Asked for usage, every chunk but the usage chunk carries `"usage": null`, as the API's do.
-        self._header = {**_header(model, "chat.completion.chunk"), **({"usage": None} if include_usage else {})}
-        self._include_usage = include_usage
+        super().__init__(header(model, "chat.completion.chunk"), include_usage, FIELD_NAMES)
         self._reasoning_blocks = 0
         self._reasoning_open = False  # reasoning text went into block `_reasoning_blocks`, which has no signature yet
         self._role_pending = True
@@ -209,14 +230,3 @@ class OpenAIStream:
             last += self._chunk({"content": ""})
         last += self._chunk({}, FINISH_REASONS[finish.reason])
         return last + self._usage(finish) + DONE
-
-    def _usage(self, finish: Finish | None) -> bytes:
-        """The usage chunk, with empty `choices`, when the request asked for it (stream_options.include_usage)."""
-        if not self._include_usage or finish is None:
-            return b""
-        return event({**self._header, "choices": [], "usage": _usage(finish)})
-
-    def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
-        """An `error` event, which the openai SDK raises as an APIError; after the usage of the generation it cut, as
-        a finished stream gives it, for a client that bills or budgets by it (a tester's finding)."""
-        return self._usage(cut) + event(openai_error(error, FIELD_NAMES))

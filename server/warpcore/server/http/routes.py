@@ -24,7 +24,7 @@ from warpcore.server.core.validation import check_model_id
 from warpcore.server.http import anthropic_request, openai_embeddings, responses_request
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
-from warpcore.server.http.dialects import ANTHROPIC, OPENAI, RESPONSES, Dialect, Stream
+from warpcore.server.http.dialects import ANTHROPIC, COMPLETIONS, OPENAI, RESPONSES, Dialect, Stream
 from warpcore.server.http.fields import Json, boolean
 from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
@@ -64,6 +64,8 @@ def dialect_of(request: web.Request) -> Dialect:
         return OPENAI
     if path.startswith("/v1/responses"):
         return RESPONSES
+    if path.startswith("/v1/completions"):
+        return COMPLETIONS
     return ANTHROPIC if "anthropic-version" in request.headers else OPENAI
 
 
@@ -175,6 +177,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await _generate(request, OPENAI)
 
 
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _generate(request, COMPLETIONS)
+
+
 async def responses(request: web.Request) -> web.StreamResponse:
     return await _generate(request, RESPONSES)
 
@@ -271,6 +277,7 @@ def add_routes(app: web.Application, expect: Callable[[web.Request], Awaitable[N
     """The routes of both dialects; `expect` answers a request's `Expect: 100-continue` before its body is sent."""
     for path, handler in (
         ("/v1/chat/completions", chat_completions),
+        ("/v1/completions", completions),
         ("/v1/responses", responses),
         ("/v1/messages", messages),
         ("/v1/messages/count_tokens", count_tokens),
