@@ -1,6 +1,6 @@
 """Bad models and model calls get the right status code, a message a user can act on, and rich details: a symlink out of
-MODELS_PATH, a corrupt file, no MODELS_PATH, a taken model id, a listing with no backend to ask, an unknown model
-unloaded; concurrent loads of one model share one load."""
+MODELS_PATH, a corrupt file, no MODELS_PATH, a taken model id, a listing with no backend to ask or an unknown one, an
+unknown model unloaded; concurrent loads of one model share one load."""
 
 from __future__ import annotations
 
@@ -95,6 +95,19 @@ async def test_a_listing_with_settings_but_no_backend_to_ask_is_refused(stub: St
     assert raised.value.code() == Code.INVALID_ARGUMENT
     assert rich_details(raised.value)[1] == ["backend_config"]
     assert "set backend too" in (raised.value.details() or "")
+
+
+async def test_an_unknown_backend_to_list_is_refused_naming_every_value_a_listing_takes(stub: Stub) -> None:
+    """A tester's finding: the message named only the three backends LoadModel takes, though a listing takes
+    BACKEND_TYPE_UNSPECIFIED too (every backend's models)."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.ListModels(pb.ListModelsRequest(backend=99))  # type: ignore[arg-type]
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    assert rich_details(raised.value)[1] == ["backend"]
+    assert raised.value.details() == (
+        "backend must be one of BACKEND_TYPE_UNSPECIFIED (every backend), BACKEND_TYPE_OPENAI, BACKEND_TYPE_ANTHROPIC,"
+        " BACKEND_TYPE_LLAMA_CPP"
+    )
 
 
 async def test_unload_unknown_model_not_found(stub: Stub) -> None:

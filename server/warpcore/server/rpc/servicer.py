@@ -44,11 +44,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
-        backend = None
         available: Sequence[str] = ()
         translate_models.check_listing(request)
-        if request.backend != pb.BACKEND_TYPE_UNSPECIFIED:
-            backend = translate_models.backend_kind(request.backend)
+        if (backend := translate_models.listed_backend(request.backend)) is not None:
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
         residency, unloading = self._engine.residency, pb.MODEL_STATE_UNLOADING
         models = [translate_models.model_message(m, residency.report(m)) for m in self._engine.loaded(backend)]

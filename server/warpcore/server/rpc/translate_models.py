@@ -77,11 +77,19 @@ _BACKENDS = {
 _BACKEND_TYPES = {kind: backend_type for backend_type, kind in _BACKENDS.items()}
 
 
-def backend_kind(value: int, field: str = "backend") -> BackendKind:
+def backend_kind(value: int, also: tuple[str, ...] = ()) -> BackendKind:
+    """The backend a request names; `also`: the other values the request takes, named before the backends."""
     if value not in _BACKENDS:
-        names = ", ".join(pb.BackendType.Name(backend_type) for backend_type in _BACKENDS)
-        raise InvalidArgumentError(f"{field} must be one of {names}", field=field)
+        names = ", ".join([*also, *(pb.BackendType.Name(backend_type) for backend_type in _BACKENDS)])
+        raise InvalidArgumentError(f"backend must be one of {names}", field="backend")
     return _BACKENDS[value]  # type: ignore[index]
+
+
+def listed_backend(value: int) -> BackendKind | None:
+    """The backend ListModels asks; None (BACKEND_TYPE_UNSPECIFIED): every backend's models."""
+    if value == pb.BACKEND_TYPE_UNSPECIFIED:
+        return None
+    return backend_kind(value, also=("BACKEND_TYPE_UNSPECIFIED (every backend)",))
 
 
 def check_listing(request: pb.ListModelsRequest) -> None:
