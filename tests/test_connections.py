@@ -1,9 +1,12 @@
 """The gRPC connection's own rules: a client's keepalive pings, as often as the server allows, keep a call open while
-the server has nothing to send (a generation waiting on its upstream, a call queued, a model loading)."""
+the server has nothing to send (a generation waiting on its upstream, a call queued, a model loading); answers go
+uncompressed, compressed requests are taken."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from asyncio import StreamReader, StreamWriter
 from typing import TYPE_CHECKING
 
 import grpc
@@ -12,7 +15,7 @@ import pytest
 from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
-from tests.hosted import load
+from tests.hosted import load, posts
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -54,3 +57,58 @@ async def test_a_client_pinging_as_often_as_allowed_keeps_a_silent_call_open(
         await asyncio.sleep(SILENCE_SECONDS)  # not to wait for something: the silence is what is tested
         assert not call.done(), await call.code()
         call.cancel()
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""What an HTTP/2 client sends before its first frame."""
+
+
+async def _relay(port: int, sent: tuple[bytearray, bytearray], reader: StreamReader, writer: StreamWriter) -> None:
+    """Passes one client connection on to the server at `port`, keeping what each side sends: (client's, server's)."""
+    server_reader, server_writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def pipe(source: StreamReader, sink: StreamWriter, kept: bytearray) -> None:
+        while data := await source.read(65536):
+            kept += data
+            sink.write(data)
+            await sink.drain()
+        sink.close()
+
+    await asyncio.gather(pipe(reader, server_writer, sent[0]), pipe(server_reader, writer, sent[1]))
+
+
+def _message_flags(http2: bytes) -> list[int]:
+    """The compressed flag of each gRPC message in one side's HTTP/2 frames (DATA frames joined per stream)."""
+    data: dict[int, bytearray] = {}
+    at = len(PREFACE) if http2.startswith(PREFACE) else 0
+    while at + 9 <= len(http2):
+        length, kind, stream = int.from_bytes(http2[at : at + 3]), http2[at + 3], int.from_bytes(http2[at + 5 : at + 9])
+        if kind == 0:  # DATA
+            data.setdefault(stream, bytearray()).extend(http2[at + 9 : at + 9 + length])
+        at += 9 + length
+    flags = []
+    for body in data.values():
+        while body:
+            flags.append(body[0])
+            del body[: 5 + int.from_bytes(body[1:5])]
+    return flags
+
+
+async def test_answers_go_uncompressed_to_a_client_that_accepts_gzip_and_its_gzip_request_is_taken(
+    server_env: dict[str, str], openai_upstream: FakeOpenAI
+) -> None:
+    """What the README says of compression (a tester's question): a stream's frames are too small for gzip to pay."""
+    openai_upstream.script = Script(chunks=["la " * 2000])
+    sent = (bytearray(), bytearray())
+    async with serving(server_env) as server:
+        relay = await asyncio.start_server(functools.partial(_relay, server.port, sent), "127.0.0.1", 0)
+        port = relay.sockets[0].getsockname()[1]
+        async with relay, grpc.aio.insecure_channel(f"127.0.0.1:{port}", compression=grpc.Compression.Gzip) as channel:
+            stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
+            await load(stub, openai_upstream)
+            frames = [frame async for frame in stub.Generate(pb.GenerateRequest(model_id="m", prompt="hi " * 5000))]
+    assert "".join(frame.delta.text for frame in frames) == "la " * 2000
+    assert posts(openai_upstream)[-1]["messages"][-1]["content"] == "hi " * 5000
+    assert _message_flags(bytes(sent[0]))[-1] == 1  # the prompt went gzip-compressed
+    answers = _message_flags(bytes(sent[1]))
+    assert answers == [0] * (1 + len(frames))  # the load's answer and every frame, none compressed

@@ -117,7 +117,8 @@ class EmbedRequest(_message.Message):
         in one response of the server's max message size (4 MiB unless its operator set
         --max-message-bytes: about 1,600 vectors of 640 dimensions, 250 of 4,096); more
         is INVALID_ARGUMENT with reason RESPONSE_TOO_LARGE, naming how many fit, before
-        any work where the vectors' length is known.
+        any work where the vectors' length is known. Over 4 MiB, the client's own max
+        receive message length must be raised to match (InferenceService.Embed).
         """
 
     @_builtins.property

@@ -273,7 +273,12 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
     """
     FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 4
-    """The generation was cancelled, e.g. by server shutdown."""
+    """The server's shutdown cut the generation short: the stream ends with this result
+    and status OK, but the text is not the whole answer (a call its own client
+    cancels gets no further frame, so this is never the client's cancel). Retry the
+    call on another replica, as the Python SDK has its caller do: it raises
+    UnavailableError (reason SHUTTING_DOWN), the cut answer in its response.
+    """
     FINISH_REASON_ERROR: _FinishReason.ValueType  # 5
     """The backend failed after text was sent; the call's status says why."""
     FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 6
@@ -307,7 +312,12 @@ FINISH_REASON_STOP_SEQUENCE: FinishReason.ValueType  # 3
 does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
 """
 FINISH_REASON_CANCELLED: FinishReason.ValueType  # 4
-"""The generation was cancelled, e.g. by server shutdown."""
+"""The server's shutdown cut the generation short: the stream ends with this result
+and status OK, but the text is not the whole answer (a call its own client
+cancels gets no further frame, so this is never the client's cancel). Retry the
+call on another replica, as the Python SDK has its caller do: it raises
+UnavailableError (reason SHUTTING_DOWN), the cut answer in its response.
+"""
 FINISH_REASON_ERROR: FinishReason.ValueType  # 5
 """The backend failed after text was sent; the call's status says why."""
 FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 6
@@ -1388,8 +1398,9 @@ class TextDelta(_message.Message):
         that releases it. When a stop sequence ends the text, the tokens sent are those
         the text is made of: a stop sequence that begins at a token's first byte leaves
         that token out, with those after it; one that begins inside a token leaves that
-        token as the last one sent, so its bytes spell more than the text (the start of
-        the stop sequence).
+        token as the last one sent, so its bytes spell more than the text: all of the
+        token, which may run through the stop sequence and beyond it (stop "ix" ends the
+        text " s" of a token " sixteen").
         """
 
     def __init__(

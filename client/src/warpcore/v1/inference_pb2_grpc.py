@@ -185,7 +185,11 @@ class InferenceServiceServicer:
         for embeddings. FAILED_PRECONDITION for a model that cannot embed (loaded for
         generation, or an API without embeddings); INVALID_ARGUMENT for an input longer
         than the model's context unless options.truncate is set, or for vectors that would
-        not fit in one response (EmbedRequest.inputs).
+        not fit in one response (EmbedRequest.inputs). A server whose operator raised
+        --max-message-bytes above 4 MiB sends responses up to that size, and a gRPC client
+        refuses one over its own max receive message length (4 MiB by default in grpc-js,
+        Go and Java): RESOURCE_EXHAUSTED "Received message larger than max", once the
+        server has done the work and logged OK. Raise the client's limit to the server's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

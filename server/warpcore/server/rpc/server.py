@@ -153,6 +153,9 @@ async def start_server(
     keepalive_ms = int(options.keepalive_seconds * 1000)
     server = grpc.aio.server(
         interceptors=[*chain, *options.interceptors, DecodeErrorInterceptor()],
+        # Answers go uncompressed whatever a client accepts: a stream's frames are a few tokens each, too small for
+        # gzip to shrink, and compressing each would cost CPU on every token's way. Compressed requests are taken.
+        compression=grpc.Compression.NoCompression,
         options=[
             ("grpc.so_reuseport", 0),  # else Linux lets a second server bind a port already taken
             ("grpc.max_receive_message_length", options.max_message_bytes),
