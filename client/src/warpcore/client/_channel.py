@@ -49,7 +49,7 @@ class ClientOptions(TypedDict, total=False):
     """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2; 0 or more, gRPC making at most 5
     attempts). Generate is never retried."""
     channel_options: Sequence[tuple[str, Any]]
-    """Extra grpc channel arguments, e.g. ("grpc.max_receive_message_length", 1 << 24)."""
+    """Extra grpc channel arguments, e.g. ("grpc.enable_http_proxy", 0) (answers of any size are taken already)."""
 
 
 def closed_error(client: str) -> RuntimeError:
