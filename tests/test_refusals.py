@@ -85,7 +85,13 @@ async def test_an_openai_refusal_through_each_dialect(doors: Doors, openai_upstr
     [
         ("content_filter", pb.FINISH_REASON_CONTENT_FILTER, "content_filter", "refusal", "content_filter"),
         ("refusal", pb.FINISH_REASON_CONTENT_FILTER, "content_filter", "refusal", "content_filter"),
-        ("model_context_window_exceeded", pb.FINISH_REASON_LENGTH, "length", "max_tokens", "max_output_tokens"),
+        (
+            "model_context_window_exceeded",
+            pb.FINISH_REASON_LENGTH,
+            "length",
+            "model_context_window_exceeded",
+            "max_output_tokens",
+        ),
     ],
 )
 async def test_a_stop_by_the_backend_is_told_as_such_everywhere(

@@ -114,6 +114,15 @@ def generation_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def finish_of(response: GenerateResponse) -> str:
+    """The finish reason, e.g. "length", and "length (context window full)" when more --max-tokens would not help."""
+    return (
+        f"{response.finish_reason} (context window full)"
+        if response.context_window_exceeded
+        else response.finish_reason
+    )
+
+
 def usage_line(response: GenerateResponse) -> str:
     """E.g. "[12 prompt + 64 completion tokens, 512.3 tokens/s, first token 0.02 s, finish: length]"; "usage not
     reported" in place of the counts and the speed when the backend reported none."""
@@ -126,7 +135,7 @@ def usage_line(response: GenerateResponse) -> str:
             parts.append(f"{usage.completion_tokens / timings.total:.1f} tokens/s")
     if timings.time_to_first_token is not None:
         parts.append(f"first token {timings.time_to_first_token:.2f} s")
-    parts.append(f"finish: {response.finish_reason}")
+    parts.append(f"finish: {finish_of(response)}")
     return f"[{', '.join(parts)}]"
 
 
@@ -162,7 +171,7 @@ def generate(client: Client, args: argparse.Namespace) -> int:
         raise
     if args.json_schema is not None and (response.finish_reason is not FinishReason.STOP or response.refusal):
         # A text cut short (max_tokens), or declined, is no JSON to parse: not the answer the schema asked for.
-        ended = "declined by the model" if response.refusal else f"ended with finish {response.finish_reason}"
+        ended = "declined by the model" if response.refusal else f"ended with finish {finish_of(response)}"
         raise CliError(f"the answer {ended} before it was the JSON --json-schema asks for")
     print(usage_line(response), file=sys.stderr)
     return 0

@@ -237,6 +237,7 @@ def event_from(frame: pb.GenerateResponse) -> StreamEvent:
         upstream_request_id=result.upstream_request_id,
         tool_calls=tool_calls_from(result.tool_calls),
         stop_sequence=result.stop_sequence,
+        context_window_exceeded=result.context_window_exceeded,
     )
 
 

@@ -117,6 +117,7 @@ class Accumulator:
             tool_calls=result.tool_calls,
             reasoning=self._reasoning.blocks(),
             stop_sequence=result.stop_sequence,
+            context_window_exceeded=result.context_window_exceeded,
             refusal=refusal,
             request_id=request_id,
         )

@@ -147,6 +147,8 @@ class GenerateResult:
     tool_calls: tuple[ToolCall, ...] = ()
     stop_sequence: str = ""
     """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
+    context_window_exceeded: bool = False
+    """With finish_reason LENGTH, as GenerateResponse.context_window_exceeded."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,10 @@ class GenerateResponse(Generic[ParsedT]):
     """
     stop_sequence: str = ""
     """With finish_reason STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
+    context_window_exceeded: bool = False
+    """With finish_reason LENGTH: the model's context window, not max_tokens, ended the answer, so a larger max_tokens
+    gives no more (shorten the conversation, or load a local model with a larger context_size). Claude and local
+    models say so; an OpenAI model never does, its API says length for both."""
     refusal: str = ""
     """The text in which the model declined the request (an OpenAI model's refusal, e.g. instead of JSON matching
     the response_format); "" when it did not."""

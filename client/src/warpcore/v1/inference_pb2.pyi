@@ -267,7 +267,9 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_STOP: _FinishReason.ValueType  # 1
     """The model ended its answer."""
     FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
-    """max_tokens or the context window was reached."""
+    """max_tokens or the context window was reached: GenerateResult.context_window_exceeded
+    says which.
+    """
     FINISH_REASON_STOP_SEQUENCE: _FinishReason.ValueType  # 3
     """One of the stop sequences was generated (it is not part of the text). OpenAI
     does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
@@ -306,7 +308,9 @@ FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
 FINISH_REASON_STOP: FinishReason.ValueType  # 1
 """The model ended its answer."""
 FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
-"""max_tokens or the context window was reached."""
+"""max_tokens or the context window was reached: GenerateResult.context_window_exceeded
+says which.
+"""
 FINISH_REASON_STOP_SEQUENCE: FinishReason.ValueType  # 3
 """One of the stop sequences was generated (it is not part of the text). OpenAI
 does not tell a stop sequence from a natural stop and reports FINISH_REASON_STOP.
@@ -1514,6 +1518,7 @@ class GenerateResult(_message.Message):
     UPSTREAM_REQUEST_ID_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
     STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_EXCEEDED_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """Why the generation ended."""
     upstream_request_id: _builtins.str
@@ -1525,6 +1530,14 @@ class GenerateResult(_message.Message):
     """With FINISH_REASON_STOP_SEQUENCE: the stop sequence that ended the text
     (llama.cpp models, and Anthropic models); empty when the backend does not
     say which. One the request did not give has the API key redacted.
+    """
+    context_window_exceeded: _builtins.bool
+    """With FINISH_REASON_LENGTH: the model's context window, not max_tokens, ended the
+    answer, so a larger max_tokens gives no more: shorten the conversation, or load a
+    llama.cpp model with a larger context_size. Set for an Anthropic model's stop
+    reason model_context_window_exceeded, and for a llama.cpp model whose sequence's
+    context is full (also when max_tokens ends at the same token). Never set for an
+    OpenAI model: its API says length for both.
     """
     @_builtins.property
     def usage(self) -> Global___Usage:
@@ -1554,10 +1567,11 @@ class GenerateResult(_message.Message):
         upstream_request_id: _builtins.str = ...,
         tool_calls: _abc.Iterable[_tools_pb2.ToolCall] | None = ...,
         stop_sequence: _builtins.str = ...,
+        context_window_exceeded: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "stop_sequence", b"stop_sequence", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_window_exceeded", b"context_window_exceeded", "finish_reason", b"finish_reason", "stop_sequence", b"stop_sequence", "timings", b"timings", "tool_calls", b"tool_calls", "upstream_request_id", b"upstream_request_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

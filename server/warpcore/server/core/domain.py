@@ -202,6 +202,9 @@ class Finish:
     rather than a 0 that reads as a count."""
     stop_sequence: str = ""
     """With STOP_SEQUENCE: the stop sequence that ended the text, when the backend says which."""
+    context_window_exceeded: bool = False
+    """With LENGTH: the model's context window, not max_tokens, ended the answer, so a larger max_tokens gives no
+    more (OpenAI's API says `length` for both, so an OpenAI model never sets it)."""
     failure: WarpcoreError | None = field(default=None, compare=False)
     """With ERROR: what ended the generation mid-way; this Finish counts what was used up to it, and the engine
     raises the failure once the result is out."""

@@ -45,8 +45,14 @@ def _usage(counts: Finish | PromptUsage) -> dict[str, Any]:
 
 def _stop(finish: Finish, refused: bool) -> dict[str, Any]:
     """The message's stop_reason and stop_sequence (the string that matched, when the backend said which). A model
-    that declined in words (an OpenAI refusal, which comes as text here) stopped as Claude's refusals do."""
-    reason = "refusal" if refused and finish.reason is FinishReason.STOP else STOP_REASONS[finish.reason]
+    that declined in words (an OpenAI refusal, which comes as text here) stopped as Claude's refusals do; a LENGTH
+    the context window ended, not max_tokens, is told as Claude tells it."""
+    if refused and finish.reason is FinishReason.STOP:
+        reason = "refusal"
+    elif finish.context_window_exceeded:
+        reason = "model_context_window_exceeded"
+    else:
+        reason = STOP_REASONS[finish.reason]
     return {"stop_reason": reason, "stop_sequence": finish.stop_sequence or None}
 
 

@@ -24,7 +24,7 @@ from warpcore.server.http.sse import DONE, SLOT, event, fill, template
 FINISH_REASONS = {
     FinishReason.STOP: "stop",
     FinishReason.STOP_SEQUENCE: "stop",
-    FinishReason.LENGTH: "length",
+    FinishReason.LENGTH: "length",  # the context window's end too: the API says nothing else for it
     FinishReason.TOOL_CALLS: "tool_calls",
     FinishReason.CONTENT_FILTER: "content_filter",
     # The chat API has no paused turn, and an OpenAI route cannot continue one (an Anthropic model refuses an

@@ -19,7 +19,8 @@ from warpcore.server.http.openai_response import logprob_entries
 _PREFIXES = {"text": "msg", "refusal": "msg", "reasoning": "rs", "tool": "fc"}
 # A paused turn too: as on the chat route, whose "stop" it is (openai_response.FINISH_REASONS).
 _COMPLETED = (FinishReason.STOP, FinishReason.STOP_SEQUENCE, FinishReason.TOOL_CALLS, FinishReason.PAUSED)
-# Why a response is incomplete, by the finish that cut it.
+# Why a response is incomplete, by the finish that cut it: a LENGTH the context window ended is max_output_tokens
+# too, the API's one reason for an answer cut by its length.
 _INCOMPLETE = {FinishReason.LENGTH: "max_output_tokens", FinishReason.CONTENT_FILTER: "content_filter"}
 # The codes a failed response's `error` may carry (the SDK's ResponseError), by the domain's.
 _FAILURE_CODES = {ErrorCode.RESOURCE_EXHAUSTED: "rate_limit_exceeded", ErrorCode.INVALID_ARGUMENT: "invalid_prompt"}

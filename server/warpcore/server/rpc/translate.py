@@ -246,6 +246,7 @@ def result_frame(result: GenerationResult) -> pb.GenerateResponse:
                 tools_pb2.ToolCall(id=call.id, name=call.name, arguments=call.arguments) for call in finish.tool_calls
             ],
             stop_sequence=finish.stop_sequence,
+            context_window_exceeded=finish.context_window_exceeded,
         )
     )
 

@@ -18,6 +18,7 @@ from warpcore.server.adapters.hosted.errors import (
     upstream_error,
 )
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
+from warpcore.server.adapters.hosted.refusals import refused
 from warpcore.server.adapters.hosted.sdk_client import client_options
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -25,7 +26,6 @@ from warpcore.server.adapters.hosted.streaming import (
     EventReader,
     HostedAdapter,
     StreamEndpoint,
-    refused,
 )
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
@@ -62,6 +62,7 @@ ERRORS = ErrorTable(
     status_error=anthropic.APIStatusError,
     event_statuses=ERROR_EVENT_STATUS,
 )
+CONTEXT_WINDOW_EXCEEDED = "model_context_window_exceeded"
 STOP_REASONS = {
     "end_turn": FinishReason.STOP,
     "max_tokens": FinishReason.LENGTH,
@@ -69,8 +70,9 @@ STOP_REASONS = {
     "tool_use": FinishReason.TOOL_CALLS,
     "refusal": FinishReason.CONTENT_FILTER,
     "pause_turn": FinishReason.PAUSED,
-    # The context window ran out before max_tokens did (a beta the anthropic-beta header may ask for).
-    "model_context_window_exceeded": FinishReason.LENGTH,
+    # The context window ran out before max_tokens did (a beta the anthropic-beta header may ask for): a LENGTH
+    # whose Finish says so, since a larger max_tokens would not help.
+    CONTEXT_WINDOW_EXCEEDED: FinishReason.LENGTH,
 }
 
 
@@ -115,6 +117,7 @@ class _MessageEvents(EventReader):
             delta = event["delta"]
             reason = delta["stop_reason"]
             self.finish = None if reason is None else STOP_REASONS.get(reason, FinishReason.STOP)
+            self.context_window_exceeded = reason == CONTEXT_WINDOW_EXCEEDED
             sequence = string_field(delta.get("stop_sequence") or "")
             if sequence and self.finish is FinishReason.STOP:
                 self.finish = FinishReason.STOP_SEQUENCE  # llama.cpp's server says end_turn, and which sequence

@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from warpcore.server.adapters.hosted.streaming import refused
+from warpcore.server.adapters.hosted.refusals import refused
 from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,

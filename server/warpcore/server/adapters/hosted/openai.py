@@ -15,7 +15,7 @@ from warpcore.server.adapters.hosted.delta_text import count_field, reported_cou
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
-from warpcore.server.adapters.hosted.refusals import other_kind
+from warpcore.server.adapters.hosted.refusals import other_kind, refused
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
@@ -24,7 +24,6 @@ from warpcore.server.adapters.hosted.streaming import (
     HostedAdapter,
     StreamEndpoint,
     UpstreamStream,
-    refused,
 )
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import TextPart

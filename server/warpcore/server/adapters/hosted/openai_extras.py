@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from warpcore.server.adapters.hosted.streaming import refused
+from warpcore.server.adapters.hosted.refusals import refused
 from warpcore.server.core.content import DocumentPart, TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob

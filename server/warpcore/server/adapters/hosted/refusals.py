@@ -1,11 +1,12 @@
 """What an upstream's refusal says beyond its HTTP status: a prompt that does not fit, a quota used up, a feature the
-server lacks. Each changes what a caller should do next, which the status alone does not tell."""
+server lacks. Each changes what a caller should do next, which the status alone does not tell. And the refusals made
+before anything goes upstream: an option the API cannot honour, a call the model's kind cannot take."""
 
 from __future__ import annotations
 
 import re
 
-from warpcore.server.core.errors import QUOTA_EXHAUSTED, FailedPreconditionError
+from warpcore.server.core.errors import QUOTA_EXHAUSTED, FailedPreconditionError, InvalidArgumentError
 
 # How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
 # server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
@@ -16,6 +17,11 @@ _CONTEXT_LENGTH_LABELS = frozenset(
 _CONTEXT_LENGTH_WORDS = re.compile(r"context[ _]?(length|size|window)|prompt is too long", re.IGNORECASE)
 # OpenAI's 429 for an account whose credit or plan is used up: a rate limit's status, but no wait ends it.
 _QUOTA_LABELS = frozenset({"insufficient_quota"})
+
+
+def refused(field: str, message: str) -> InvalidArgumentError:
+    """An option the provider's API cannot honour: refused before anything goes upstream, rather than dropped."""
+    return InvalidArgumentError(message, field=field, reason="OPTION_UNSUPPORTED")
 
 
 def refusal_reason(error: Exception) -> str | None:

@@ -36,7 +36,7 @@ from warpcore.server.core.domain import (
     UpstreamOpened,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
-from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, WarpcoreError
+from warpcore.server.core.errors import FailedPreconditionError, NotFoundError, WarpcoreError
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.tool_calls import ToolCallAssembler
@@ -56,11 +56,6 @@ llama.cpp's server closes a kept-alive one after each stream while it announces 
 idle connection as soon as its close is read, so only one closed in the moment of the send is met, and a peer that
 drops every request unanswered (a proxy whose backend is down) gets each request twice, not more. The SDKs' own
 retries are off (config.py): they would retry any failure."""
-
-
-def refused(field: str, message: str) -> InvalidArgumentError:
-    """An option the provider's API cannot honour: refused before anything goes upstream, rather than dropped."""
-    return InvalidArgumentError(message, field=field, reason="OPTION_UNSUPPORTED")
 
 
 class SdkClient(Protocol):
@@ -90,6 +85,7 @@ class EventReader(ABC):
         "cache_creation_tokens",
         "cached_prompt_tokens",
         "completion_tokens",
+        "context_window_exceeded",
         "finish",
         "prompt_tokens",
         "reasoning_tokens",
@@ -106,6 +102,7 @@ class EventReader(ABC):
         self.reasoning_tokens: int | None = None
         self.stop_sequence = ""
         """The stop sequence that ended the answer, when the provider says which."""
+        self.context_window_exceeded = False  # the provider says its context window, not max_tokens, ended it
 
     @abstractmethod
     def deltas(self, event: Any) -> Sequence[Delta | PromptUsage]:
@@ -251,6 +248,7 @@ class HostedAdapter(ABC):
             cache_creation_tokens=reader.cache_creation_tokens,
             reasoning_tokens=reader.reasoning_tokens,
             stop_sequence=scrub.upstream_stop_sequence(reader.stop_sequence, params.stop, self._api.api_key),
+            context_window_exceeded=reader.context_window_exceeded and finish is FinishReason.LENGTH,
             failure=failure,
         )
 

@@ -33,6 +33,9 @@ class PreparedPrompt:
     when it has images (a prompt with images always bypasses the prompt cache)."""
     images: ImagePrompt | None = None
     """Its images, whose embeddings stand where `tokens` holds IMAGE_TOKEN."""
+    fills_context: bool = False
+    """Whether its budget is all the room its context has left (max_tokens no less): spent, it has filled the context,
+    and a larger max_tokens would give no more."""
 
     def text_end(self, position: int) -> int:
         """Where the prompt's text tokens from `position` on stop: at an image or at the end."""
@@ -83,7 +86,8 @@ class PromptPreparer:
                 prompt_tokens_more_than=context_size,
             )
         keys = piece_keys(tokens, PREFILL_PIECE) if params.cache_prompt and images is None else []
-        return PreparedPrompt(tokens, min(params.max_tokens, room), params.stop, rendered.template_stops, keys, images)
+        budget, fills = min(params.max_tokens, room), room <= params.max_tokens
+        return PreparedPrompt(tokens, budget, params.stop, rendered.template_stops, keys, images, fills_context=fills)
 
     def _tokens(
         self, params: GenerationParams, context_size: int, stop: threading.Event, *, whole: bool

@@ -124,6 +124,7 @@ class TokenText:
             completion_tokens=self.generated,
             tool_calls=calls,
             stop_sequence=self._stop_sequence,
+            context_window_exceeded=reason is FinishReason.LENGTH and self._prompt.fills_context,
         )
 
     def _out_whole_tokens(self) -> None:
