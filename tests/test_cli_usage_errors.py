@@ -83,3 +83,17 @@ async def test_missing_certificate_file_is_a_usage_error_naming_the_option(optio
     missing = str(tmp_path / "missing.pem")
     run = await warpcore(closed_port_target(), option, missing, "health")
     assert usage_error(run) == f"warpcore: error: argument {option}: cannot read {missing!r}: No such file or directory"
+
+
+@pytest.mark.parametrize(
+    ("args", "unknown"),
+    [
+        # A tester's finding: --max ran as --max-tokens, and --targ as --target, where the server refuses both kinds.
+        (["generate", "--max", "2", "--model", "m", "hi"], "--max"),
+        (["chat", "--temp", "0.5"], "--temp"),
+        (["--tim=5", "health"], "--tim=5"),
+    ],
+)
+async def test_a_flag_is_taken_by_its_whole_name_only(args: list[str], unknown: str) -> None:
+    run = await warpcore(closed_port_target(), *args)
+    assert usage_error(run).startswith(f"warpcore: error: unrecognized arguments: {unknown}")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.certificates import make_certificates
 from tests.sdk_inputs_support import CLIENTS, UNREACHABLE
+from warpcore.client import Client, OptionError
 
 
 @CLIENTS
@@ -26,7 +27,7 @@ def test_half_a_client_certificate_pair_is_refused_at_construction(
     half = {"client_certificate": pems.client_certificate, "client_key": pems.client_key}[given]
     # gRPC used to abort the whole process at the first call (Check failed: private_key != nullptr).
     message = f"{given} needs {missing} too: mutual TLS takes a client certificate and its key together, or neither"
-    with pytest.raises(ValueError, match=f"^{message}$"):
+    with pytest.raises(OptionError, match=f"^{message}$"):
         make(UNREACHABLE, root_certificates=pems.ca, **{given: half})
 
 
@@ -53,7 +54,7 @@ def test_pem_data_that_is_not_what_the_option_takes_is_refused_at_construction(
     options["client_key"] = pems.client_key
     (tmp_path / "given.pem").write_bytes(given)
     for value, source in ((given, "the PEM data given"), (tmp_path / "given.pem", repr(str(tmp_path / "given.pem")))):
-        with pytest.raises(ValueError, match=f"^{option}: {re.escape(source)} {says}"):
+        with pytest.raises(OptionError, match=f"^{option}: {re.escape(source)} {says}"):
             make(UNREACHABLE, **{**options, option: value})
 
 
@@ -70,7 +71,7 @@ def test_a_client_key_that_is_not_the_certificates_is_refused_at_construction(
 ) -> None:
     pems = make_certificates()
     given = pems.server_key if key == "server" else key
-    with pytest.raises(ValueError, match=f"^{re.escape(says)}"):
+    with pytest.raises(OptionError, match=f"^{re.escape(says)}"):
         make(UNREACHABLE, client_certificate=pems.client_certificate, client_key=given)
     make(UNREACHABLE, client_certificate=pems.client_certificate, client_key=pems.client_key)  # its own: taken
 
@@ -81,9 +82,9 @@ def test_a_client_key_that_is_not_the_certificates_is_refused_at_construction(
     [
         ({"timout": 0.2}, TypeError, "unexpected option 'timout'; did you mean 'timeout'?"),
         ({"tokn": "x"}, TypeError, "unexpected option 'tokn'; did you mean 'token'?"),
-        ({"max_retries": -5}, ValueError, "max_retries must be from 0 to 4 (a count), not -5"),
+        ({"max_retries": -5}, OptionError, "max_retries: must be from 0 to 4 (a count), not -5"),
         # gRPC makes 5 attempts at most: a 6th asked for was silently not made.
-        ({"max_retries": 5}, ValueError, "max_retries must be from 0 to 4 (a count), not 5"),
+        ({"max_retries": 5}, OptionError, "max_retries: must be from 0 to 4 (a count), not 5"),
         ({"max_retries": 1.5}, TypeError, "max_retries is an int, not float"),
         ({"tls": "yes"}, TypeError, "tls is a bool, not str"),
         ({"token": b"x"}, TypeError, "token is a str, not bytes"),
@@ -96,3 +97,11 @@ def test_client_options_unknown_or_of_no_use_are_refused_at_construction(
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         make(UNREACHABLE, **options)
     make(UNREACHABLE, max_retries=0, tls=False, token="t")
+
+
+def test_an_option_error_is_a_value_error_naming_the_option() -> None:
+    """Public, for a caller to catch the client's refusals alone; still a ValueError, as code catching that expects."""
+    with pytest.raises(OptionError) as refused:
+        Client(UNREACHABLE, max_retries=5)
+    assert isinstance(refused.value, ValueError)
+    assert (refused.value.option, refused.value.problem) == ("max_retries", "must be from 0 to 4 (a count), not 5")

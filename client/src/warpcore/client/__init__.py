@@ -4,6 +4,7 @@ import importlib.metadata
 
 from warpcore.client._async_client import AsyncClient
 from warpcore.client._channel import DEFAULT_TARGET, ClientOptions
+from warpcore.client._checks import OptionError
 from warpcore.client._client import Client
 from warpcore.client._errors import (
     AlreadyExistsError,
@@ -96,6 +97,7 @@ __all__ = [
     "ModelType",
     "NotFoundError",
     "NumaStrategy",
+    "OptionError",
     "PermissionDeniedError",
     "Pooling",
     "PullEvent",

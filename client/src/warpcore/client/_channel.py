@@ -7,7 +7,7 @@ import json
 import os
 import re
 import ssl
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -16,7 +16,7 @@ import grpc
 
 from warpcore._addresses import MAX_PORT, written_ports
 from warpcore._client_env import TARGET_VARIABLE, TOKEN_VARIABLE
-from warpcore.client._checks import client_values, known_options, timeout_seconds
+from warpcore.client._checks import OptionError, client_values, known_options, timeout_seconds
 from warpcore.client._errors import Deadline
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -32,7 +32,8 @@ _HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
 
 class ClientOptions(TypedDict, total=False):
     """Keyword-only options of Client and AsyncClient. An option not named here is a TypeError (naming the nearest one,
-    as a likely misspelling), a value of the wrong type or range a TypeError or ValueError."""
+    as a likely misspelling), a value of the wrong type a TypeError, any other value that cannot be used an
+    OptionError (a ValueError) naming the option."""
 
     tls: bool
     """Use TLS (implied by any certificate option); without root_certificates, the system's roots."""
@@ -43,10 +44,9 @@ class ClientOptions(TypedDict, total=False):
     token: str
     """Sent as "authorization: Bearer <token>" on every call; default $WARPCORE_TOKEN."""
     timeout: float | None
-    """Default deadline of every call, in seconds, greater than 0 and at most 1e8 (TypeError or ValueError
-    otherwise); None (the default): no deadline."""
+    """Default deadline of every call, in seconds, greater than 0 and at most 1e8; None (the default): no deadline."""
     max_retries: int
-    """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2; 0 or more, gRPC making at most 5
+    """Retries of LoadModel, UnloadModel and ListModels on UNAVAILABLE (default 2; 0 to 4, gRPC making at most 5
     attempts). Generate is never retried."""
     channel_options: Sequence[tuple[str, Any]]
     """Extra grpc channel arguments, e.g. ("grpc.enable_http_proxy", 0) (answers of any size are taken already)."""
@@ -71,24 +71,6 @@ class ChannelSettings:
         if seconds is not None:
             return Deadline(seconds, "the call's")
         return None if self.timeout is None else Deadline(self.timeout, "the client's")
-
-
-class OptionError(ValueError):
-    """A client option that cannot be used, e.g. a certificate file that cannot be read, or one given without the
-    option it `needs`. A ValueError like the SDK's other bad arguments; the names are kept apart from the problem so
-    that the CLI can name its own flags instead."""
-
-    def __init__(self, option: str, problem: str, needs: str | None = None) -> None:
-        self.option = option
-        self.problem = problem
-        self.needs = needs
-        super().__init__(self.describe(str))
-
-    def describe(self, name: Callable[[str], str]) -> str:
-        """The message, with each option named as `name` names it."""
-        if self.needs is None:
-            return f"{name(self.option)}: {self.problem}"
-        return f"{name(self.option)} needs {name(self.needs)} too: {self.problem}"
 
 
 def _pem(option: str, value: Pem | None) -> bytes | None:
@@ -187,7 +169,7 @@ def channel_settings(
 ) -> ChannelSettings:
     # An option misspelled would otherwise be dropped in silence, e.g. timout=: then no deadline at all.
     known_options(options, ClientOptions.__optional_keys__)
-    client_values(options)
+    timeout = client_values(options)
     certificates = {
         "root_certificates": options.get("root_certificates"),
         "client_certificate": options.get("client_certificate"),
@@ -213,7 +195,7 @@ def channel_settings(
         target=_target(target, env),
         credentials=credentials,
         metadata=(("authorization", f"Bearer {token}"),) if token else (),
-        timeout=timeout_seconds("timeout", options.get("timeout")),
+        timeout=timeout,
         arguments=(
             # The server bounds its answers by its own max message size (--max-message-bytes), and refuses before
             # any work an answer over it: gRPC's 4 MiB default here would drop one it was allowed to send, done.

@@ -4,12 +4,40 @@ Python's own TypeError and ValueError, rather than inside protobuf or gRPC."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_TIMEOUT = 10**8
 """Seconds (over three years): far beyond any call, and well below the ~1e10 past which gRPC fails a call at once
 with DEADLINE_EXCEEDED."""
+
+
+class OptionError(ValueError):
+    """A client option that cannot be used, e.g. a certificate file that cannot be read, a max_retries gRPC would cut,
+    or one given without the option it `needs`: every refusal of a client option but a value of the wrong type (a
+    TypeError). A ValueError like the SDK's other bad arguments; the names are kept apart from the problem so that the
+    CLI can name its own flags instead."""
+
+    def __init__(self, option: str, problem: str, needs: str | None = None) -> None:
+        self.option = option
+        self.problem = problem
+        self.needs = needs
+        super().__init__(self.describe(str))
+
+    def describe(self, name: Callable[[str], str]) -> str:
+        """The message, with each option named as `name` names it."""
+        if self.needs is None:
+            return f"{name(self.option)}: {self.problem}"
+        return f"{name(self.option)} needs {name(self.needs)} too: {self.problem}"
+
+
+Refusal = Callable[[str, str], ValueError]
+"""What a value out of range raises, made from the option's name and the problem: a call's arguments' plain
+ValueError, or a client option's OptionError."""
+
+
+def refused(option: str, problem: str) -> ValueError:
+    return ValueError(f"{option} {problem}")
 
 
 def known_options(given: Mapping[str, Any], known: Iterable[str]) -> None:
@@ -31,7 +59,7 @@ def choice(option: str, value: Any, choices: Iterable[str]) -> str:
     raise ValueError(f"{option} is one of {', '.join(accepted)}, not {value!r}")
 
 
-def timeout_seconds(option: str, value: Any) -> float | None:
+def timeout_seconds(option: str, value: Any, refusal: Refusal = refused) -> float | None:
     """`value` if it is None (no deadline) or a number of seconds gRPC can wait for, from just above 0 to
     MAX_TIMEOUT; otherwise TypeError or ValueError, since gRPC would fail every call with it, or fail only once
     called."""
@@ -40,7 +68,7 @@ def timeout_seconds(option: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{option} is a number of seconds (or None for no deadline), not {type(value).__name__}")
     if not 0 < value <= MAX_TIMEOUT:  # NaN fails it too
-        raise ValueError(f"{option} must be greater than 0 and at most {MAX_TIMEOUT} seconds, not {value!r}")
+        raise refusal(option, f"must be greater than 0 and at most {MAX_TIMEOUT} seconds, not {value!r}")
     return float(value)
 
 
@@ -64,14 +92,14 @@ def tokens(option: str, value: Any, meaning_of_zero: str, most: int) -> int:
     return value
 
 
-def whole(option: str, value: Any, low: int, high: int, kind: str) -> int:
+def whole(option: str, value: Any, low: int, high: int, kind: str, refusal: Refusal = refused) -> int:
     """`value` if it is an int from `low` to `high` (what the field's wire type, `kind`, carries), else TypeError or
     ValueError naming the option; protobuf's own says only "Value out of range: -1"."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{option} is an int, not {type(value).__name__}")
     if not low <= value <= high:
         article = "an" if kind[0] in "aeio" else "a"  # "a uint32", "an int32"
-        raise ValueError(f"{option} must be from {low} to {high} ({article} {kind}), not {value!r}")
+        raise refusal(option, f"must be from {low} to {high} ({article} {kind}), not {value!r}")
     return value
 
 
@@ -116,13 +144,15 @@ def generation_values(options: Mapping[str, Any]) -> None:
         raise TypeError(f"stop is a str or a sequence of str, not of {type(odd[0]).__name__}")
 
 
-def client_values(options: Mapping[str, Any]) -> None:
-    """The values of Client options that gRPC would take without complaint and then not do what was meant."""
+def client_values(options: Mapping[str, Any]) -> float | None:
+    """The client's default deadline, in seconds (None: none), once the values of the Client options that gRPC would
+    take without complaint and then not do what was meant are checked: one out of range is an OptionError."""
     if "tls" in options:
         flag("tls", options["tls"])
     if "max_retries" in options:
         # gRPC makes 5 attempts of a call at most, whatever its retry policy asks: a larger count would be cut.
-        whole("max_retries", options["max_retries"], 0, MAX_RETRIES, "count")
+        whole("max_retries", options["max_retries"], 0, MAX_RETRIES, "count", OptionError)
     token = options.get("token")
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token is a str, not {type(token).__name__}")
+    return timeout_seconds("timeout", options.get("timeout"), OptionError)

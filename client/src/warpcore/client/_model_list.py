@@ -14,8 +14,9 @@ from warpcore.client._cli_load import API, given_settings
 
 COLUMNS = {"ID": "id", "BACKEND": "backend", "STATE": "state", "CONTEXT": "context_size", "NAME": "name"}
 NONE = "-"
-"""A cell with nothing to show: a context size a hosted model does not tell (0), a residency cell of a model that is
-not loaded, or an expiry that is not coming (in use, or kept forever)."""
+"""A cell with nothing to show: a context size not known (0: a hosted model's that its API does not tell, or a file's
+offered but not loaded), a residency cell of a model that is not loaded, or an expiry that is not coming (in use, or
+kept forever)."""
 
 
 def span(seconds: float | None) -> str:

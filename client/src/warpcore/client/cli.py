@@ -13,10 +13,10 @@ from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
     Client,
+    OptionError,
     WarpcoreError,
     __version__,
 )
-from warpcore.client._channel import OptionError
 from warpcore.client._checks import MAX_TIMEOUT
 from warpcore.client._cli_args import COUNT, UINT32_MAX, bounded, json_schema_file, stop_text, text
 from warpcore.client._cli_load import add_api_options, add_load_options, load
@@ -52,6 +52,9 @@ def connect(args: argparse.Namespace) -> Client:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="warpcore",
+        # Each flag by its whole name only, as the server takes its own: an abbreviation would change meaning once a
+        # later flag shares its start.
+        allow_abbrev=False,
         description=__doc__,
         epilog="gRPC's own log lines are off unless GRPC_VERBOSITY (ERROR, INFO or DEBUG) or GRPC_TRACE asks for them.",
     )
@@ -68,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Command, summary: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=summary, description=summary)
+        sub = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         # In place of argparse's own default type, which takes each argument as it is; not the root's, whose
         # default type would check the whole command line as COMMAND.
         sub.register("type", None, text)
