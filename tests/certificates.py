@@ -68,3 +68,11 @@ def make_certificates() -> Pems:
         client_certificate=issue("warpcore client", client_key),
         client_key=_key_pem(client_key),
     )
+
+
+def encrypted(key_pem: bytes, *, traditional: bool = False) -> bytes:
+    """`key_pem` protected by a passphrase, as `openssl pkey -aes256` writes it (PKCS#8: ENCRYPTED PRIVATE KEY) or
+    `openssl rsa -aes256` in the traditional form (a Proc-Type: 4,ENCRYPTED header)."""
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    form = serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
+    return key.private_bytes(serialization.Encoding.PEM, form, serialization.BestAvailableEncryption(b"passphrase"))

@@ -111,12 +111,12 @@ async def test_a_providers_models_are_listed_with_the_key_and_base_url_given(
         ),
         (
             ["--api-key-env", "CLI_TEST_EMPTY"],
-            "argument --api-key-env: the environment variable CLI_TEST_EMPTY is empty",
+            "argument --api-key-env: environment variable CLI_TEST_EMPTY is empty",
         ),
         (["--api-key-file", "/nonexistent/key"], "argument --api-key-file: cannot read /nonexistent/key: No such file"),
         (
             ["--api-key-env", "CLI_TEST_TAB"],
-            "argument --api-key-env: the key in the environment variable CLI_TEST_TAB is not printable ASCII",
+            "argument --api-key-env: the key in environment variable CLI_TEST_TAB is not printable ASCII",
         ),
         (
             ["--api-key-env", "HOME", "--api-key-file", "/proc/sys/kernel/ostype"],  # a line of printable ASCII

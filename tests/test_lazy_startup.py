@@ -137,10 +137,11 @@ async def test_a_missing_hf_file_may_wait_for_a_pull_when_pulls_are_on(models_ro
     ids=["chat-format", "hosted-without-key"],
 )
 async def test_a_lazy_model_whose_settings_cannot_load_stops_the_start(
-    models_root: Path, tmp_path: Path, entry: str, said: str
+    models_root: Path, tmp_path: Path, entry: str, said: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A tester's finding: such a model started, and its first call failed (INVALID_ARGUMENT, FAILED_PRECONDITION)."""
     config = tmp_path / "models.toml"
     config.write_text(entry)
-    process = await start(models_root, "--config", str(config), OPENAI_API_KEY="")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # unset: set but empty stops the start, naming it
+    process = await start(models_root, "--config", str(config))
     assert await outcome(process) == (1, [f"warpcore-server: {said.format(config=config)}"])

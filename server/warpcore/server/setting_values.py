@@ -3,11 +3,15 @@ addresses, host lists); each refusal names the setting, as the operator gave it 
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
+from pathlib import Path
 
 from warpcore._addresses import MAX_PORT
+from warpcore.server.core.bounds import parse_bool
 
 PORT_RANGE = (0, MAX_PORT)  # port 0: one the system picks
 _HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
@@ -15,6 +19,26 @@ _HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 
 class SettingsError(ValueError):
     """A setting that cannot be used; the message says which and why."""
+
+
+def env_flag(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    """The on/off setting of a variable (a flag's, such as --allow-pull's), `default` when it is unset or empty."""
+    value = env.get(variable)
+    if not value:
+        return default
+    parsed = parse_bool(value)
+    if parsed is None:
+        raise SettingsError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off): {value}")
+    return parsed
+
+
+def security_file(text: str) -> Path:
+    """The file a security setting names (--token-file, --tls-*), an argparse type. An empty name is refused: read,
+    it would be the working folder (Path("") is "."); taken as unset, the server would serve without a token or
+    TLS, in silence. Its variable, set but empty, is refused alike (settings.py)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the file's name is empty: name the file, or leave the flag out")
+    return Path(text)
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

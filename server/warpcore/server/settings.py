@@ -10,7 +10,7 @@ from typing import Any
 
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
 from warpcore.server.bearer import configured_token
-from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bool, parse_bytes
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import (
     API_MAX_MODELS,
@@ -25,7 +25,15 @@ from warpcore.server.embedded import EMBEDDED_MODEL_ID
 from warpcore.server.env_names import LookedUp
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
-from warpcore.server.setting_values import PORT_RANGE, SettingsError, check_range, host_names, listen_addresses
+from warpcore.server.setting_values import (
+    PORT_RANGE,
+    SettingsError,
+    check_range,
+    env_flag,
+    host_names,
+    listen_addresses,
+    security_file,
+)
 from warpcore.server.tls import TlsFiles
 
 _RANGES: dict[str, tuple[int, float]] = {
@@ -51,16 +59,6 @@ def _given(argv: Sequence[str], *flags: str) -> bool:
     return any(arg in flags or arg.startswith(tuple(f"{flag}=" for flag in flags)) for arg in argv)
 
 
-def _env_bool(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
-    value = env.get(variable)
-    if not value:
-        return default
-    parsed = parse_bool(value)
-    if parsed is None:
-        raise SettingsError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off): {value}")
-    return parsed
-
-
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
     """Flags win over their environment variables, which win over the defaults."""
     env = looked_up = LookedUp(env)  # each variable read is noted: a WARPCORE_* one not read is warned of (cli.py)
@@ -75,6 +73,8 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     def option(flag: str, variable: str | None, default: str | None, help_text: str, **kwargs: Any) -> None:
         # Checked here, as argparse checks a flag's, for an error naming the variable in one line (not the flag).
         value = env.get(variable) if variable else None
+        if value is not None and not value.strip() and kwargs.get("type") is security_file and not _given(argv, flag):
+            raise SettingsError(f"{variable} is set but empty: name the file, or unset the variable")
         if value and variable and not _given(argv, flag):
             from_env[flag.removeprefix("--").replace("-", "_")] = variable
             if value not in kwargs.get("choices", (value,)):
@@ -114,11 +114,17 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         "WARPCORE_TOKEN_FILE",
         None,
         "file holding the bearer token clients must send (or the token itself in WARPCORE_TOKEN, not both)",
-        type=Path,
+        type=security_file,
     )
-    option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=Path)
-    option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=Path)
-    option("--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CA bundle: require client certificates", type=Path)
+    option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=security_file)
+    option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=security_file)
+    option(
+        "--tls-client-ca",
+        "WARPCORE_TLS_CLIENT_CA",
+        None,
+        "PEM CA bundle: require client certificates",
+        type=security_file,
+    )
     option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
     option("--metrics-host", "WARPCORE_METRICS_HOST", None, "address of the metrics endpoint (default: --host)")
     # Off unless asked for, like the metrics port: a second listener is more surface, and its port may be taken.
@@ -210,14 +216,14 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     parser.add_argument(
         "--allow-pull",
         action="store_true",
-        default=_env_bool(env, "WARPCORE_ALLOW_PULL", default=False),
+        default=env_flag(env, "WARPCORE_ALLOW_PULL", default=False),
         help="let clients pull hf: models from the Hugging Face Hub into --models-path (env WARPCORE_ALLOW_PULL=1)",
     )
     parser.add_argument(
         "--no-default-model",
         dest="default_model",
         action="store_false",
-        default=_env_bool(env, "WARPCORE_DEFAULT_MODEL", default=True),
+        default=env_flag(env, "WARPCORE_DEFAULT_MODEL", default=True),
         help=f"do not load the embedded {EMBEDDED_MODEL_ID} model (env WARPCORE_DEFAULT_MODEL=0)",
     )
     args = parser.parse_args(argv)

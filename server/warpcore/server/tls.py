@@ -3,9 +3,12 @@ turning TLS on (and mTLS with a client CA) leaves no port in plaintext beside th
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from warpcore._private_keys import ENCRYPTED_KEY, NO_PASSPHRASE, is_encrypted
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,11 @@ class TlsFiles:
         """A server context for the HTTP listeners, requiring a client certificate when there is a client CA.
         ValueError naming the file that cannot serve, as the start checks (gRPC would only say it cannot bind)."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        with contextlib.suppress(OSError):  # one that cannot be read is named below, as OpenSSL fails to read it
+            if is_encrypted(self.key.read_bytes()):
+                raise ValueError(f"--tls-key {self.key} {ENCRYPTED_KEY} (openssl pkey -in KEY -out PLAIN writes one)")
         try:
-            context.load_cert_chain(self.cert, self.key)
+            context.load_cert_chain(self.cert, self.key, password=NO_PASSPHRASE)
         except (ssl.SSLError, OSError) as error:
             raise ValueError(
                 f"--tls-cert {self.cert} and --tls-key {self.key} cannot serve TLS ({_why(error)}): give a PEM"

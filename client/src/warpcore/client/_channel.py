@@ -16,6 +16,7 @@ import grpc
 
 from warpcore._addresses import MAX_PORT, written_ports
 from warpcore._client_env import TARGET_VARIABLE, TOKEN_VARIABLE
+from warpcore._private_keys import ENCRYPTED_KEY, NO_PASSPHRASE, is_encrypted
 from warpcore.client._checks import OptionError, client_values, known_options, timeout_seconds
 from warpcore.client._errors import Deadline
 
@@ -96,6 +97,8 @@ def _checked(option: str, data: bytes | None, source: str) -> bytes | None:
     if option == "client_key":
         if not _PRIVATE_KEY.search(data):
             raise OptionError(option, f"{source} holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+        if is_encrypted(data):
+            raise OptionError(option, f"{source} {ENCRYPTED_KEY}")
         return data
     try:  # OpenSSL's own reading of certificates, as gRPC's
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
@@ -112,7 +115,7 @@ def _check_pair(chain: bytes, key: bytes) -> None:
         return
     with _memory_file(chain) as chain_path, _memory_file(key) as key_path:
         try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(chain_path, key_path)
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(chain_path, key_path, password=NO_PASSPHRASE)
         except ssl.SSLError as error:
             if error.reason == "KEY_VALUES_MISMATCH":
                 raise OptionError(

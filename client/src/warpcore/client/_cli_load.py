@@ -9,7 +9,14 @@ import argparse
 import os
 import typing
 
-from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS, NOT_AN_ENV_NAME, is_env_name, shown_env_name
+from warpcore._api_settings import (
+    MAX_API_TIMEOUT_SECONDS,
+    NOT_AN_ENV_NAME,
+    is_env_name,
+    key_from_env,
+    sendable_key,
+    shown_env_name,
+)
 from warpcore._keep_alive import SPELLINGS
 from warpcore._local_settings import MAX_PROMPT_CACHE_TOKENS
 from warpcore.client import Backend, Client
@@ -42,27 +49,22 @@ def api_key_from_env(name: str) -> str:
         raise argparse.ArgumentTypeError(
             f"the value {NOT_AN_ENV_NAME}, not shown as it may be the key; name the variable that holds the key"
         )
-    key = os.environ.get(name, "").strip()
-    variable = f"the environment variable {shown_env_name(name)}"
-    if not key:
-        raise argparse.ArgumentTypeError(f"{variable} is {'empty' if name in os.environ else 'not set'}")
-    return _sendable(key, variable)
+    try:
+        key = key_from_env(os.environ, name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if key is None:
+        raise argparse.ArgumentTypeError(f"the environment variable {shown_env_name(name)} is not set")
+    return key
 
 
 def api_key_from_file(path: str) -> str:
-    """The key in the file at `path`, without the whitespace (a final newline) around it."""
-    key = read_file(path).strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"{path} is empty")
-    return _sendable(key, path)
-
-
-def _sendable(key: str, source: str) -> str:
-    """`key` if it is printable ASCII, as an API key is (the server refuses any other); the message does not show
-    it."""
-    if not (key.isascii() and key.isprintable()):
-        raise argparse.ArgumentTypeError(f"the key in {source} is not printable ASCII, as an API key is")
-    return key
+    """The key in the file at `path`, without the whitespace (a final newline) around it, by the rule of a key in a
+    variable."""
+    try:
+        return sendable_key(read_file(path), path)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_load_options(sub: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 
+from warpcore._api_settings import key_from_env
 from warpcore.server.core.bounds import is_http_url, parse_bool
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
@@ -17,6 +18,14 @@ def bad_variable(name: str, expected: str) -> FailedPreconditionError:
 def env_str(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def env_key(env: Mapping[str, str], name: str) -> str | None:
+    """The API key in the variable `name` by the rule of every key read from the environment (key_from_env)."""
+    try:
+        return key_from_env(env, name)
+    except ValueError as error:
+        raise FailedPreconditionError(str(error), reason="BAD_ENVIRONMENT") from None
 
 
 def env_bool(env: Mapping[str, str], name: str) -> bool | None:

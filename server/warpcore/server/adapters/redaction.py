@@ -10,8 +10,6 @@ import urllib.parse
 _REDACTED = "[redacted]"
 # Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
 _KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
-# The secret part of a key, random letters and digits: longer than any word or version number of a model's name.
-_RANDOM_RUN = re.compile(r"[A-Za-z0-9]{16,}")
 SHORTEST_SECRET_KEY = 16
 """The fewest characters of a key that an id or a name is refused for holding: real keys are far longer, and a
 shorter one is a stand-in that a compatible server takes ("ollama", "EMPTY"), no secret, and may well be part of a
@@ -54,11 +52,9 @@ def redact_key_shapes(text: str) -> str:
 
 
 def holds_key(text: str, key: str | None = None) -> bool:
-    """Whether `text` holds `key` (of at least SHORTEST_SECRET_KEY characters) or an API key: a word shaped like one as
-    redact_key_shapes finds it (sk-..., key-...) holding a run of 16 or more letters and digits, both, as a key's
-    random part does. Narrower than redaction, which also takes out "sk-roberta-base-ner" to be safe: an id or a
-    name holding a key is refused, and no model's name may be."""
+    """Whether `text` holds `key` (of at least SHORTEST_SECRET_KEY characters) or anything the logs redact as shaped
+    like an API key (redact_key_shapes: sk-... or key-..., whole or masked). One rule for both: an id or a name
+    holding one is refused, as it is shown to every caller, while the log would hide it."""
     if key and len(key) >= SHORTEST_SECRET_KEY and key in text:
         return True
-    runs = (run for shaped in _KEY_PATTERN.finditer(text) for run in _RANDOM_RUN.findall(shaped.group()))
-    return any(not run.isalpha() and not run.isdigit() for run in runs)
+    return redact_key_shapes(text) != text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from warpcore.server.adapters.env import env_float, env_str, variables_for
+from warpcore.server.adapters.env import env_float, env_key, env_str, variables_for
 from warpcore.server.core.domain import ApiSettings, BackendKind
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 from warpcore.server.core.settings_rules import check_header_value, check_settings
@@ -116,7 +116,7 @@ def environment_settings(env: Mapping[str, str], names: ApiEnvironment) -> tuple
     """The settings the server's environment gives every model of the provider, and its API version, checked by the
     rules of a request's ApiConfig (a base URL without credentials, a timeout in range, a key a header can carry)."""
     settings = ApiSettings(
-        api_key=env_str(env, names.api_key),
+        api_key=env_key(env, names.api_key),
         base_url=env_str(env, names.base_url),
         organization=env_str(env, names.organization) if names.organization is not None else None,
         timeout=env_float(env, names.variables["timeout"]),
