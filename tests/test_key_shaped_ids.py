@@ -38,13 +38,6 @@ OWN_KEY = "Zr7Lx2Vb9Nh4Kc6Pj1DfOwnKey"
         "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
         f"hf:owner/repo:{KEY_SHAPED}.gguf",
         f"gpt-4o-{KEY_SHAPED}",
-        # Whatever the log would write as [redacted] (redact_key_shapes): a tester's finding, such an id was loaded
-        # and listed to every caller while the log hid it. Letters alone or digits alone, or words, are no surer
-        # sign of a name than of a key.
-        "sk-abcdefghijklmnopqrstuvwxyz",
-        "sk-1234567890123456789",
-        "sk-roberta-base-finetuned-ner-v2",
-        "key-phrase-extractor",
     ],
 )
 def test_a_key_is_seen_in_an_id(text: str) -> None:
@@ -65,6 +58,12 @@ def test_a_key_is_seen_in_an_id(text: str) -> None:
         "task-Qw7ZtLm2RbXc9VhNk4FsT8",
         "monkey-business-7b",
         "sk-tiny",
+        # No run of letters and digits both, as a key's random part has: the words and versions of a name. Neither
+        # refused nor hidden in the log (a tester's finding: such an id was loaded and listed while the log hid it).
+        "sk-roberta-base-finetuned-ner-v2",
+        "key-phrase-extractor",
+        "sk-abcdefghijklmnopqrstuvwxyz",
+        "sk-1234567890123456789",
     ],
 )
 def test_a_models_name_is_no_key(text: str) -> None:
@@ -92,7 +91,6 @@ def assert_refused_unquoted(error: grpc.aio.AioRpcError, field: str, *secrets: s
         (OWN_KEY, "m", OWN_KEY, "model"),
         ("gpt-4o", KEY_SHAPED, None, "model_id"),
         (KEY_SHAPED, "m", None, "model"),
-        ("gpt-4o", "sk-abcdefghijklmnopqrstuvwxyz", None, "model_id"),
     ],
 )
 async def test_a_load_naming_a_key_is_refused_before_any_call(

@@ -22,7 +22,6 @@ from tests.sdk_inputs_support import CLIENTS, UNREACHABLE
 from tests.test_settings_secrets import tls_files
 from warpcore.client import OptionError
 from warpcore.server.adapters.factory import check_environment
-from warpcore.server.core.errors import FailedPreconditionError
 from warpcore.server.embedded import EMBEDDED_FOLDER, install_embedded_model
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.setting_values import SettingsError
@@ -63,14 +62,15 @@ def test_a_key_variable_named_by_api_key_env_set_but_blank_is_refused_naming_it(
 
 @pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
 @pytest.mark.parametrize("value", ["", " ", "\n"])
-def test_a_default_key_variable_set_but_blank_stops_the_start_naming_it(variable: str, value: str) -> None:
-    with pytest.raises(FailedPreconditionError, match=f"^environment variable {variable} is empty"):
-        check_environment({variable: value})
+def test_a_default_key_variable_set_but_blank_is_unset_and_the_start_goes_on(variable: str, value: str) -> None:
+    """A compose file passes an unset variable on as empty: a server of local models alone must still start."""
+    check_environment({variable: value})
 
 
-async def test_a_default_key_is_sent_without_the_whitespace_around_it_and_a_blank_one_is_refused(
+async def test_a_default_key_is_sent_without_the_whitespace_around_it_and_a_blank_one_is_none(
     stub: Stub, upstream: FakeUpstream, server_env: dict[str, str]
 ) -> None:
+    """A tester's finding: a blank OPENAI_API_KEY went upstream as `Authorization: Bearer `."""
     prefix = "OPENAI" if isinstance(upstream, FakeOpenAI) else "ANTHROPIC"
     server_env[f"{prefix}_API_BASE"] = upstream.base_url
     request = pb.LoadModelRequest(backend=backend_of(upstream), model=upstream.models[0], model_id="m")
@@ -78,8 +78,8 @@ async def test_a_default_key_is_sent_without_the_whitespace_around_it_and_a_blan
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.LoadModel(request)
     assert raised.value.code() == Code.FAILED_PRECONDITION
-    assert (raised.value.details() or "").startswith(f"environment variable {prefix}_API_KEY is empty")
-    assert details(raised.value)["reason"] == "BAD_ENVIRONMENT"
+    assert f"API key: set {prefix}_API_KEY" in (raised.value.details() or "")
+    assert details(raised.value)["reason"] == "API_KEY_MISSING"
     assert upstream.requests == []
     server_env[f"{prefix}_API_KEY"] = f"{key_of(upstream)}\n"
     await stub.LoadModel(request)

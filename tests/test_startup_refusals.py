@@ -44,7 +44,7 @@ async def test_a_models_path_that_is_no_folder_is_named(
 
 async def test_the_fatal_line_is_redacted_in_text_logs_as_in_json_ones(models_path: Path, tmp_path: Path) -> None:
     # No model's id or name may be key-shaped (they are refused as the logs would redact them): a file's may.
-    config = tmp_path / "sk-proj-modelkeyabcdefghijklmnop.toml"
+    config = tmp_path / "sk-proj-modelkey1234abcdefghijklmnop.toml"
     config.write_text("[[models]\n")
     text = await one_line_failure(await start(models_path, "--config", str(config)))
     logged = await one_line_failure(await start(models_path, "--config", str(config), "--log-format", "json"))

@@ -40,13 +40,14 @@ def sendable_key(text: str, source: str) -> str:
     return key
 
 
-def key_from_env(env: Mapping[str, str], name: str, named_by: str = "") -> str | None:
+def key_from_env(env: Mapping[str, str], name: str, named_by: str | None = None) -> str | None:
     """The API key in the environment variable `name` (`sendable_key`), or None when it is not set: one rule for
-    every variable a key is read from, the provider's own (OPENAI_API_KEY) and one named (api_key_env,
-    --api-key-env). Set but blank, it is refused, not taken as unset: the operator meant to give a key. `named_by`
-    says where a named variable was named."""
+    every variable a key is read from, the provider's own (OPENAI_API_KEY, `named_by` None) and one named to hold a
+    key (api_key_env, --api-key-env; `named_by` says where, or is empty). A named one set but blank is refused: the
+    operator meant to give a key there. The provider's own set but blank is unset (a compose file passes an unset
+    variable on as empty): a model that needs it is refused as without a key, never called with an empty one."""
     value = env.get(name)
-    if value is None:
+    if value is None or (named_by is None and not value.strip()):
         return None
     where = f" ({named_by})" if named_by else ""
     return sendable_key(value, f"environment variable {shown_env_name(name)}{where}")

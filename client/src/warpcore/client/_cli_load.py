@@ -50,7 +50,7 @@ def api_key_from_env(name: str) -> str:
             f"the value {NOT_AN_ENV_NAME}, not shown as it may be the key; name the variable that holds the key"
         )
     try:
-        key = key_from_env(os.environ, name)
+        key = key_from_env(os.environ, name, "")
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     if key is None:

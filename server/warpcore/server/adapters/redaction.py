@@ -8,8 +8,11 @@ import re
 import urllib.parse
 
 _REDACTED = "[redacted]"
-# Key-shaped strings that an upstream may echo back (OpenAI quotes a masked key in 401 messages).
-_KEY_PATTERN = re.compile(r"\b(sk|key)-[A-Za-z0-9_\-*]{6,}")
+# Key-shaped words that an upstream may echo back (OpenAI quotes a masked key in 401 messages): sk-... or key-...
+# holding a run of 16 or more letters and digits, both, as a key's random part does; a word or version number of a
+# model's name ("sk-roberta-base-finetuned-ner-v2", "key-phrase-extractor") is shorter, or letters or digits alone.
+_KEY_PATTERN = re.compile(r"\b(?:sk|key)-[A-Za-z0-9_\-*]{6,}")
+_RANDOM_RUN = re.compile(r"[A-Za-z0-9]{16,}")
 SHORTEST_SECRET_KEY = 16
 """The fewest characters of a key that an id or a name is refused for holding: real keys are far longer, and a
 shorter one is a stand-in that a compatible server takes ("ollama", "EMPTY"), no secret, and may well be part of a
@@ -48,7 +51,12 @@ def _spellings(secret: str) -> set[str]:
 
 def redact_key_shapes(text: str) -> str:
     """`text` without anything shaped like an API key, whole or masked."""
-    return _MASKED_PATTERN.sub(_REDACTED, _KEY_PATTERN.sub(_REDACTED, text))
+    return _MASKED_PATTERN.sub(_REDACTED, _KEY_PATTERN.sub(_redacted_if_random, text))
+
+
+def _redacted_if_random(word: re.Match[str]) -> str:
+    runs = _RANDOM_RUN.findall(word.group())
+    return _REDACTED if any(not run.isalpha() and not run.isdigit() for run in runs) else word.group()
 
 
 def holds_key(text: str, key: str | None = None) -> bool:
