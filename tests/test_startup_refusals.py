@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.conftest import TINY_MODEL
 from tests.server_process import one_line_failure, start
+from tests.test_upstream_redirects import serving_app
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID
 
 
@@ -108,3 +112,42 @@ async def test_an_id_of_the_embedded_model_is_refused_in_the_config(
     )
     said = "is the embedded default model's; choose another id, or start with --no-default-model"
     assert await one_line_failure(process) == [f"warpcore-server: {config}: model id {model_id!r} {said}"]
+
+
+# What `python -m http.server` answers a path it has no file for.
+HTML_404 = """<!DOCTYPE HTML>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>Error response</title>
+    </head>
+    <body>
+        <h1>Error response</h1>
+        <p>Error code: 404</p>
+        <p>Message: File not found.</p>
+        <p>Error code explanation: 404 - Nothing matches the given URI.</p>
+    </body>
+</html>
+""" + "<!-- padding -->\n" * 200
+
+
+async def test_an_upstreams_error_page_is_quoted_in_one_short_line(models_path: Path, tmp_path: Path) -> None:
+    """A tester's finding: a base_url at a web server that is no API printed its whole HTML page, line by line."""
+
+    async def page(_: web.Request) -> web.Response:
+        return web.Response(status=404, text=HTML_404, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{path:.*}", page)
+    async with serving_app(app) as origin:
+        config = tmp_path / "page.toml"
+        config.write_text(
+            '[[models]]\nid = "gpt"\nbackend = "openai"\nmodel = "gpt-4o"\n[models.api]\n'
+            f'api_key_env = "MYKEY"\nbase_url = "{origin}/v1"\n'
+        )
+        lines = await one_line_failure(await start(models_path, "--config", str(config), MYKEY="sk-test-0123456789"))
+    assert len(lines) == 1
+    said = "warpcore-server: cannot load startup model 'gpt' (gpt-4o): openai upstream error (HTTP 404): <!DOCTYPE HTML>"
+    assert lines[0].startswith(f"{said} <html lang=\"en\"> <head> <meta charset=\"utf-8\">")
+    assert re.search(r"\.\.\. \(\d+ characters\); the upstream has no model list under its base URL", lines[0])
+    assert len(lines[0]) < 600

@@ -261,8 +261,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
         # RuntimeError: grpc could not bind an address, or the metrics port was taken; the message names it.
-        # Redacted as every log line is: a model's name, say, may be a key written where the name goes.
-        message = redact_key_shapes(f"warpcore-server: {getattr(error, 'message', None) or error}")
+        # Redacted as every log line is: a model's name, say, may be a key written where the name goes. On one line,
+        # as the README promises: an upstream's words quoted in it may hold line breaks.
+        said = " ".join(str(getattr(error, "message", None) or error).split())
+        message = redact_key_shapes(f"warpcore-server: {said}")
         if settings.log_format == "json":  # one line a log collector can read, as the others
             _log.critical(message)
             sys.exit(1)

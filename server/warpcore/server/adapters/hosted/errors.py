@@ -167,11 +167,16 @@ def malformed_stream(api: ResolvedApi, error: Exception) -> WarpcoreError:
     return upstream_error(UnavailableError, api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
 
 
-def upstream_message(body: object) -> str | None:
+_PAGE_QUOTED = 200  # characters of an upstream's body that is no JSON quoted in an error
+
+
+def upstream_message(body: object, secret: str) -> str | None:
     """The human message in a vendor error body: {"error": {"message": ...}} or the inner {"message": ...}; a body
-    that is no JSON (a proxy's page), as its text."""
+    that is no JSON (a proxy's page, a web server's that is no API), as the start of its text on one line: a whole
+    HTML page would fill the log line, or the one line a start that fails prints, with its markup."""
     if isinstance(body, str):
-        return body.strip() or None
+        # Scrubbed before it is cut: a key cut in two would no longer be found, and its first part would be quoted.
+        return shortened(" ".join(upstream_words(body, secret).split()), _PAGE_QUOTED) or None
     if not isinstance(body, dict):
         return None
     inner = body.get("error", body)
@@ -212,7 +217,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
             )
         return upstream_error(kind or UnavailableError, api, message, reason=reason)
     failed: StatusErrorLike = error  # type: ignore[assignment]
-    message = upstream_message(failed.body) or failed.message
+    message = upstream_message(failed.body, api.api_key) or failed.message
     if failed.status_code == 200:
         # An `error` event inside a stream: raised with the stream's HTTP 200, so its error type tells what the
         # status would have been, and that status is the one reported (an overloaded_error stays 529).
