@@ -60,6 +60,33 @@ def test_a_listener_host_without_its_port_is_refused_not_ignored(port: str, host
     assert parse_settings([host, "0.0.0.0", port, "0"], {}) is not None
 
 
+SHARED = "the server's own listeners cannot share a port: give each its own"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--port", "8080", "--http-port", "8080"], {}, f"--port and --http-port both name port 8080: {SHARED}"),
+        (["--metrics-port", "9090"], {"WARPCORE_HTTP_PORT": "9090"}, "WARPCORE_HTTP_PORT and --metrics-port both"),
+        (["--listen", "0.0.0.0:7000", "--http-host", "10.0.0.5", "--http-port", "7000"], {}, "--listen and --http"),
+        (["--listen", "127.0.0.1:7000,127.0.0.1:7000"], {}, "^--listen names 127.0.0.1:7000 twice$"),
+        ([], {"WARPCORE_LISTEN": "unix:///tmp/w.sock,unix:///tmp/w.sock"}, "^WARPCORE_LISTEN names unix:///tmp/w.so"),
+    ],
+)
+def test_two_listeners_of_the_server_on_one_port_are_refused_naming_both(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    """A tester's finding: the second bind failed with "Address already in use", as if some other server had it."""
+    with pytest.raises(SettingsError, match=message):
+        parse_settings(argv, env)
+
+
+def test_listeners_may_share_port_0_or_a_port_on_other_hosts() -> None:
+    assert parse_settings(["--port", "0", "--http-port", "0", "--metrics-port", "0"], {}).http_port == 0
+    argv = ["--listen", "127.0.0.1:8080,[::1]:8080", "--http-host", "10.0.0.5", "--http-port", "8080"]
+    assert parse_settings(argv, {}).http_port == 8080
+
+
 def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(capsys: pytest.CaptureFixture[str]) -> None:
     assert parse_settings([], {}).event_loop == "uvloop"
     assert parse_settings([], {"WARPCORE_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"

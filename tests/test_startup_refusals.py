@@ -115,7 +115,8 @@ async def test_an_id_of_the_embedded_model_is_refused_in_the_config(
 
 
 # What `python -m http.server` answers a path it has no file for.
-HTML_404 = """<!DOCTYPE HTML>
+HTML_404 = (
+    """<!DOCTYPE HTML>
 <html lang="en">
     <head>
         <meta charset="utf-8">
@@ -128,7 +129,9 @@ HTML_404 = """<!DOCTYPE HTML>
         <p>Error code explanation: 404 - Nothing matches the given URI.</p>
     </body>
 </html>
-""" + "<!-- padding -->\n" * 200
+"""
+    + "<!-- padding -->\n" * 200
+)
 
 
 async def test_an_upstreams_error_page_is_quoted_in_one_short_line(models_path: Path, tmp_path: Path) -> None:
@@ -147,7 +150,7 @@ async def test_an_upstreams_error_page_is_quoted_in_one_short_line(models_path: 
         )
         lines = await one_line_failure(await start(models_path, "--config", str(config), MYKEY="sk-test-0123456789"))
     assert len(lines) == 1
-    said = "warpcore-server: cannot load startup model 'gpt' (gpt-4o): openai upstream error (HTTP 404): <!DOCTYPE HTML>"
-    assert lines[0].startswith(f"{said} <html lang=\"en\"> <head> <meta charset=\"utf-8\">")
+    said = "warpcore-server: cannot load startup model 'gpt' (gpt-4o): openai upstream error (HTTP 404):"
+    assert lines[0].startswith(f'{said} <!DOCTYPE HTML> <html lang="en"> <head> <meta charset="utf-8">')
     assert re.search(r"\.\.\. \(\d+ characters\); the upstream has no model list under its base URL", lines[0])
     assert len(lines[0]) < 600

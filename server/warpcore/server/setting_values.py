@@ -1,5 +1,6 @@
-"""The rules of single setting values the server reads from flags and environment variables (ranges, listen
-addresses, host lists); each refusal names the setting, as the operator gave it (flag or variable)."""
+"""The rules of setting values the server reads from flags and environment variables (switches, ranges, listen
+addresses and the ports of its listeners, host lists); each refusal names the setting, as the operator gave it (flag
+or variable)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import argparse
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from warpcore._addresses import MAX_PORT
 from warpcore.server.core.bounds import parse_bool
 
 PORT_RANGE = (0, MAX_PORT)  # port 0: one the system picks
+_ALL_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+_UNIX = ("unix:", "unix-abstract:")
 _HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 
 
@@ -89,3 +92,29 @@ def _is_host(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_own_ports(listeners: Sequence[tuple[str, str]]) -> None:
+    """Each of the server's listeners, (the setting that names it, its address), on a port of its own: the second
+    bind of a port would fail with "Address already in use", which says nothing of the server's own other listener.
+    Port 0 is picked anew for each; one port on two hosts is two addresses, unless one host is all of them."""
+    for index, (name, address) in enumerate(listeners):
+        for other, earlier in listeners[:index]:
+            if not _clash(earlier, address):
+                continue
+            if address == earlier and name == other:
+                raise SettingsError(f"{name} names {address} twice")
+            port = address.rpartition(":")[2]
+            both = f"{name}: {earlier} and {address}" if name == other else f"{other} and {name}"
+            raise SettingsError(
+                f"{both} both name port {port}: the server's own listeners cannot share a port: give each its own"
+            )
+
+
+def _clash(first: str, second: str) -> bool:
+    if first.startswith(_UNIX) or second.startswith(_UNIX):
+        return first == second
+    first_host, _, first_port = first.rpartition(":")
+    second_host, _, second_port = second.rpartition(":")
+    hosts = {first_host, second_host}
+    return first_port == second_port and int(first_port) != 0 and (len(hosts) == 1 or bool(hosts & _ALL_HOSTS))

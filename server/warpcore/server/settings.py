@@ -28,6 +28,7 @@ from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
 from warpcore.server.setting_values import (
     PORT_RANGE,
     SettingsError,
+    check_own_ports,
     check_range,
     env_flag,
     host_names,
@@ -259,8 +260,14 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         value = getattr(args, name)
         if value is not None:
             check_range(named(name), value, low, high)
+    addresses = listen or (host_port(args.host, args.port),)
+    doors = [(named("listen" if listen else "port"), address) for address in addresses]
+    for door in ("http", "metrics"):
+        if (port := getattr(args, f"{door}_port")) is not None:
+            doors.append((named(f"{door}_port"), host_port(getattr(args, f"{door}_host") or args.host, port)))
+    check_own_ports(doors)
     return ServerSettings(
-        listen=listen or (host_port(args.host, args.port),),
+        listen=addresses,
         models_path=args.models_path,
         default_model=args.default_model,
         config=args.config,
