@@ -2,14 +2,19 @@
 grpc is first imported, and logs on stderr in a format of its own, outside the server's log and its JSON lines: at
 its default level, a line for each failed TLS handshake, which any peer can cause, without limit. So the default is
 ERROR, set here before anything imports grpc; an operator's GRPC_VERBOSITY wins, and so does GRPC_TRACE, whose
-traces are such lines."""
+traces are such lines.
+
+SIGINT ends the process as the system does, until the server takes the signals over (cli.py): Python's own handler
+would print a KeyboardInterrupt traceback from whatever import it cut short, where SIGTERM just ends it."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 
 def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if not os.environ.get("GRPC_TRACE"):
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from warpcore.server.cli import main as serve  # only now may grpc be imported
