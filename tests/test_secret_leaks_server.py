@@ -174,7 +174,7 @@ async def running_server(
         async with asyncio.timeout(60):
             while line := (await process.stderr.readline()).decode(errors="replace"):
                 startup.append(line)
-                if match := re.search(r"serving on 127\.0\.0\.1:(\d+).*metrics on port (\d+)", line):
+                if match := re.search(r"serving on 127\.0\.0\.1:(\d+).*metrics on 127\.0\.0\.1:(\d+)", line):
                     break
         assert match, f"the server exited before serving: {''.join(startup)}"
         rest = asyncio.ensure_future(drain(process.stderr))

@@ -36,7 +36,7 @@ SERVE_AND_REPORT = textwrap.dedent(
             self.event = event
 
         def emit(self, record):
-            if record.getMessage().startswith("serving on"):
+            if "serving on" in record.getMessage():
                 self.event.set()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from warpcore.server.adapters.factory import check_environment, check_unloaded, create_adapter, hub_download
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
 from warpcore.server.adapters.redaction import redact_key_shapes
+from warpcore.server.announce import exposure_warning, serving_line
 from warpcore.server.core.domain import LoadSpec, LocalSettings
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
@@ -58,11 +59,6 @@ def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = No
         residency=ResidencyPolicy(settings.keep_alive, settings.max_loaded_models, settings.max_loaded_bytes),
         pulls=Pulls(hub_download(env if env is not None else os.environ)) if settings.allow_pull else None,
     )
-
-
-def _bound(address: str, port: int) -> str:
-    """The address as bound: with the port the system chose for ":0"."""
-    return address if address.startswith("unix:") else f"{address.rsplit(':', 1)[0]}:{port}"
 
 
 def startup_models(settings: ServerSettings, env: Mapping[str, str]) -> list[LoadSpec]:
@@ -118,15 +114,6 @@ def _check_unloaded(spec: LoadSpec, settings: ServerSettings, env: Mapping[str, 
             )
 
 
-def _guards(options: ServingOptions) -> str:
-    """What guards the doors, for an operator to see at a glance: the token, TLS, and whether a client may name API
-    settings of its own (--api-overrides)."""
-    token = "token required" if options.token else "no token"
-    tls = "plaintext" if options.tls is None else ("mTLS" if options.tls.client_ca is not None else "TLS")
-    overrides = "allowed" if options.api_overrides.allow else "refused"
-    return f"{token}, {tls}, client API settings {overrides}"
-
-
 def _startup_failure(error: WarpcoreError, spec: LoadSpec, doing: str) -> WarpcoreError:
     error.message = f"cannot {doing} startup model {spec.model_id!r} ({spec.name}): {error.message}"
     return error
@@ -163,20 +150,11 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
         if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
             await doors.set_serving(True)
-            bound = ", ".join(map(_bound, settings.listen, server.ports))
-            metrics = f"; metrics on port {metrics_http.server_port}" if metrics_http else ""
-            http = ""
-            if doors.http:
-                http = f"; HTTP (OpenAI, Anthropic) on {host_port(settings.http_host, doors.http.port)}"
-            _log.info(
-                "serving on %s, models under %s%s%s; event loop %s; %s",
-                bound,
-                settings.models_path,
-                metrics,
-                http,
-                settings.event_loop,
-                _guards(options),
-            )
+            http = doors.http.port if doors.http else None
+            if warning := exposure_warning(settings, options, server.ports, http):
+                _log.warning(warning)
+            metrics = metrics_http.server_port if metrics_http else None
+            _log.info(serving_line(settings, options, server.ports, http, metrics))
             await stopping.wait()
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, server.streams.end_now)

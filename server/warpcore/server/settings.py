@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
+from warpcore.server import __version__
 from warpcore.server.bearer import configured_token
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bytes
 from warpcore.server.core.errors import InvalidArgumentError
@@ -68,6 +69,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
         allow_abbrev=False,  # a flag's variable is read unless the flag itself is given (_given): no other spelling
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     from_env: dict[str, str] = {}  # dest -> the variable its value came from, when no flag was given
 
