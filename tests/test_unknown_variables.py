@@ -56,3 +56,24 @@ async def test_each_misspelled_variable_is_named_with_the_setting_it_was_likely_
     ]
     # A warning, not a refusal: a manifest written for a newer server still starts this one.
     assert "serving on" in str(started[-1]["message"])
+
+
+async def test_a_vendor_sdks_base_url_variable_is_named_with_the_one_warpcore_reads(models_path: Path) -> None:
+    """A tester's finding: OPENAI_BASE_URL, the openai SDK's own name, sent each call to the vendor's URL in silence."""
+    process = await start(
+        models_path,
+        "--log-format",
+        "json",
+        OPENAI_BASE_URL="http://127.0.0.1:9/v1",
+        ANTHROPIC_BASE_URL="http://127.0.0.1:9",
+        ANTHROPIC_API_BASE="http://127.0.0.1:9",  # read: the SDK's name beside it is no mistake worth a word
+    )
+    try:
+        started = await log_lines_until(process, "serving on")
+    finally:
+        process.terminate()
+        await process.wait()
+    assert [line["message"] for line in started if line["level"] == "warning"] == [
+        "OPENAI_BASE_URL is not read by warpcore, which takes OPENAI_API_BASE: hosted models without a base_url of"
+        " their own go to the API's default base URL"
+    ]
