@@ -151,8 +151,8 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
             await doors.set_serving(True)
             http = doors.http.port if doors.http else None
-            if warning := exposure_warning(settings, options, server.ports, http):
-                _log.warning(warning)
+            if exposed := exposure_warning(settings, options, server.ports, http):
+                _log.warning(exposed)
             metrics = metrics_http.server_port if metrics_http else None
             _log.info(serving_line(settings, options, server.ports, http, metrics))
             await stopping.wait()
