@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from warpcore._addresses import MAX_PORT
-from warpcore.server.core.bounds import parse_bool
+from warpcore.server.core.bounds import parse_bool, parse_bytes
 
 PORT_RANGE = (0, MAX_PORT)  # port 0: one the system picks
 _ALL_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
@@ -33,6 +33,15 @@ def env_flag(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
     if parsed is None:
         raise SettingsError(f"{variable} must be 1 or 0 (true/false, yes/no, on/off): {value}")
     return parsed
+
+
+def size_setting(name: str, text: str | None) -> int | None:
+    """The bytes of the size setting `name` (8GiB, 512M), None when it is not given."""
+    if text is None:
+        return None
+    if not (size := parse_bytes(text)):
+        raise SettingsError(f"{name} must be a size such as 8GiB or 512M: {text}")
+    return size
 
 
 def security_file(text: str) -> Path:

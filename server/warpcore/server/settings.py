@@ -11,7 +11,7 @@ from typing import Any
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
 from warpcore.server import __version__
 from warpcore.server.bearer import configured_token
-from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT, parse_bytes
+from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.limits import (
     API_MAX_MODELS,
@@ -35,6 +35,7 @@ from warpcore.server.setting_values import (
     host_names,
     listen_addresses,
     security_file,
+    size_setting,
 )
 from warpcore.server.tls import TlsFiles
 
@@ -122,11 +123,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
     option("--tls-cert", "WARPCORE_TLS_CERT", None, "PEM certificate chain: serve TLS", type=security_file)
     option("--tls-key", "WARPCORE_TLS_KEY", None, "PEM private key of --tls-cert", type=security_file)
     option(
-        "--tls-client-ca",
-        "WARPCORE_TLS_CLIENT_CA",
-        None,
-        "PEM CA bundle: require client certificates",
-        type=security_file,
+        "--tls-client-ca", "WARPCORE_TLS_CLIENT_CA", None, "PEM CAs: require client certificates", type=security_file
     )
     option("--metrics-port", "WARPCORE_METRICS_PORT", None, "serve Prometheus metrics over HTTP here", type=int)
     option("--metrics-host", "WARPCORE_METRICS_HOST", None, "address of the metrics endpoint (default: --host)")
@@ -253,11 +250,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         check_keep_alive(keep_alive)
     except InvalidArgumentError as error:
         raise SettingsError(f"{named('keep_alive')}: {error.message}: {args.keep_alive}") from None
-    max_loaded_bytes = None if args.max_loaded_memory is None else parse_bytes(args.max_loaded_memory)
-    if args.max_loaded_memory is not None and not max_loaded_bytes:
-        raise SettingsError(
-            f"{named('max_loaded_memory')} must be a size such as 8GiB or 512M: {args.max_loaded_memory}"
-        )
+    max_loaded_bytes = size_setting(named("max_loaded_memory"), args.max_loaded_memory)
     for name, (low, high) in _RANGES.items():
         value = getattr(args, name)
         if value is not None:
