@@ -88,6 +88,25 @@ def test_a_client_key_that_is_not_the_certificates_is_refused_at_construction(
         ({"max_retries": 1.5}, TypeError, "max_retries is an int, not float"),
         ({"tls": "yes"}, TypeError, "tls is a bool, not str"),
         ({"token": b"x"}, TypeError, "token is a str, not bytes"),
+        # gRPC unpacked these only at the first call, as "need more than 1 value to unpack" or "Value after * must be
+        # an iterable", and an AsyncClient took them all.
+        ({"channel_options": "bad"}, TypeError, "channel_options is a sequence of (name, value) pairs, not str"),
+        (
+            {"channel_options": {"grpc.x": 1}},
+            TypeError,
+            "channel_options is a sequence of (name, value) pairs, not dict",
+        ),
+        ({"channel_options": 5}, TypeError, "channel_options is a sequence of (name, value) pairs, not int"),
+        ({"channel_options": [("a", 1), "ab"]}, TypeError, "channel_options[1] is a (name, value) pair, not str"),
+        ({"channel_options": [("a",)]}, OptionError, "channel_options: entry 0, ('a',), is not a (name, value) pair"),
+        (
+            {"channel_options": [("a", 1), ("b", 2, 3)]},
+            OptionError,
+            "channel_options: entry 1, ('b', 2, 3), is not a (name, value) pair",
+        ),
+        ({"channel_options": [(1, 1)]}, TypeError, "channel_options[0]'s name is a str, not int"),
+        # gRPC would take a float for a pointer to native memory.
+        ({"channel_options": [("a", 1.5)]}, TypeError, "channel_options[0]'s value is an int or a str, not float"),
     ],
 )
 def test_client_options_unknown_or_of_no_use_are_refused_at_construction(
@@ -96,7 +115,13 @@ def test_client_options_unknown_or_of_no_use_are_refused_at_construction(
     """They were taken in silence: timout=0.2 left every call without a deadline."""
     with pytest.raises(error, match=f"^{re.escape(message)}$"):
         make(UNREACHABLE, **options)
-    make(UNREACHABLE, max_retries=0, tls=False, token="t")
+    make(
+        UNREACHABLE,
+        max_retries=0,
+        tls=False,
+        token="t",
+        channel_options=[("grpc.primary_user_agent", "warpcore-test"), ["grpc.keepalive_time_ms", 60_000]],
+    )
 
 
 def test_an_option_error_is_a_value_error_naming_the_option() -> None:

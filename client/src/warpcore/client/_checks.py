@@ -144,6 +144,24 @@ def generation_values(options: Mapping[str, Any]) -> None:
         raise TypeError(f"stop is a str or a sequence of str, not of {type(odd[0]).__name__}")
 
 
+def channel_arguments(value: Any) -> None:
+    """TypeError or OptionError unless `value` is a sequence of (name, value) pairs of the types gRPC takes: gRPC
+    reads them only when the channel is made, at the first call, and then as "too many values to unpack"."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Sequence):
+        raise TypeError(f"channel_options is a sequence of (name, value) pairs, not {type(value).__name__}")
+    for index, entry in enumerate(value):
+        if not isinstance(entry, tuple | list):  # a str of two characters would unpack as a pair
+            raise TypeError(f"channel_options[{index}] is a (name, value) pair, not {type(entry).__name__}")
+        if len(entry) != 2:
+            raise OptionError("channel_options", f"entry {index}, {entry!r}, is not a (name, value) pair")
+        name, argument = entry
+        if not isinstance(name, str):
+            raise TypeError(f"channel_options[{index}]'s name is a str, not {type(name).__name__}")
+        # gRPC takes any other value with an __int__, a float too, for the address of a native object.
+        if not isinstance(argument, int | str):
+            raise TypeError(f"channel_options[{index}]'s value is an int or a str, not {type(argument).__name__}")
+
+
 def client_values(options: Mapping[str, Any]) -> float | None:
     """The client's default deadline, in seconds (None: none), once the values of the Client options that gRPC would
     take without complaint and then not do what was meant are checked: one out of range is an OptionError."""
@@ -152,6 +170,8 @@ def client_values(options: Mapping[str, Any]) -> float | None:
     if "max_retries" in options:
         # gRPC makes 5 attempts of a call at most, whatever its retry policy asks: a larger count would be cut.
         whole("max_retries", options["max_retries"], 0, MAX_RETRIES, "count", OptionError)
+    if "channel_options" in options:
+        channel_arguments(options["channel_options"])
     token = options.get("token")
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token is a str, not {type(token).__name__}")
