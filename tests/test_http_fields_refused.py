@@ -178,6 +178,28 @@ async def test_message_content_of_another_type_is_named_as_a_string_or_parts(bot
     assert message_of(from_anthropic.value) == "messages[0].content: must be a string or an array of content blocks"
 
 
+@pytest.mark.parametrize("stop", [5, True, {"a": "b"}, [5], ["a", None]])
+async def test_a_stop_of_another_type_is_named_as_a_string_or_strings(both: Doors, stop: Any) -> None:
+    """A scalar was refused as `must be an array`, though a string is valid too. Anthropic's stop_sequences takes
+    only an array."""
+    async with async_openai_client(both) as openai_client, async_anthropic_client(both) as anthropic_client:
+        with pytest.raises(openai.BadRequestError) as chat:
+            await openai_client.chat.completions.create(
+                model="gpt", messages=OPENAI_MESSAGES, extra_body={"stop": stop}
+            )
+        with pytest.raises(openai.BadRequestError) as completion:
+            await openai_client.completions.create(model="gpt", prompt="hi", extra_body={"stop": stop})
+        with pytest.raises(anthropic.BadRequestError) as messages:
+            await anthropic_client.messages.create(
+                model="claude", messages=ANTHROPIC_MESSAGES, max_tokens=16, extra_body={"stop_sequences": stop}
+            )
+    for refused in (chat.value, completion.value):
+        assert refused.param == "stop"
+        assert isinstance(refused.body, dict)
+        assert refused.body["message"] == "stop: must be a string or an array of strings"
+    assert message_of(messages.value) == "stop_sequences: must be an array of strings"
+
+
 async def test_stream_options_without_a_stream_are_refused_as_the_api_refuses_them(both: Doors) -> None:
     """A tester's finding: they were taken, and said nothing."""
     async with async_openai_client(both) as client:

@@ -15,7 +15,6 @@ from warpcore.server.core.tooling import (
 )
 from warpcore.server.http.fields import (
     Json,
-    array,
     at,
     boolean,
     mapping,
@@ -43,10 +42,10 @@ from warpcore.server.http.members import Members
 def stop_sequences(body: Json) -> tuple[str, ...]:
     """`stop`: a string or an array of strings."""
     stop = body.get("stop")
-    stops = (stop,) if isinstance(stop, str) else tuple(array(body, "stop") or ())
-    if not all(isinstance(item, str) for item in stops):
+    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop  # null is unset
+    if not isinstance(stops, list) or not all(isinstance(item, str) for item in stops):
         raise refuse("stop", "must be a string or an array of strings")
-    return stops
+    return tuple(stops)
 
 
 def include_usage(body: Json) -> bool:
