@@ -38,6 +38,11 @@ OWN_KEY = "Zr7Lx2Vb9Nh4Kc6Pj1DfOwnKey"
         "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
         f"hf:owner/repo:{KEY_SHAPED}.gguf",
         f"gpt-4o-{KEY_SHAPED}",
+        # After a letter-less joint, as an upstream's tool-call or request id built on a key (an outside sweep's
+        # finding: `call_sk-...` and `req_sk-...` passed whole to the caller and the access log).
+        "call_sk-proj-Qx_7hG-aB3dEf6hIj9kLm2nOp5qRs_T3BlbkFJ-zz9_Yy8",
+        # A base64url random part whose `-` and `_` leave no long run: its length and its mix of characters show it.
+        "sk-ant-api03-J0RlgL_KOmxgJTeKdN-nFRIBXuD_L7DxtpYlSXpfKt-HF4vUCsMe_hGAkWvj7FAc9-QeWJKAA",
     ],
 )
 def test_a_key_is_seen_in_an_id(text: str) -> None:

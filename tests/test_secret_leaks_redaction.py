@@ -26,6 +26,7 @@ def test_redact_scrubs_the_key_its_masked_quotes_and_key_shaped_words() -> None:
     assert redact(f"invalid key {key[:10]}****{key[-8:]}", key) == "invalid key [redacted]"
     assert redact(f"no {key[:7]}... here", key) == f"no {key[:7]}... here"  # too little of it to recognise
     assert redact("see sk-abcdef1234567890ab and key-3ax6xnjp29jd6fds4gc373", key) == "see [redacted] and [redacted]"
+    assert redact("tool call_sk-abcdef1234567890ab done", key) == "tool call_[redacted] done"
     # A model's name, words and versions, is no key: no run of letters and digits both as long as a key's.
     assert redact("model sk-roberta-base-finetuned-ner-v2", key) == "model sk-roberta-base-finetuned-ner-v2"
 

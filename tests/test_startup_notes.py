@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from tests.server_process import log_lines_until, start
-from warpcore.server import __version__
 from warpcore.server.cli import main
+from warpcore.server.version import VERSION
 
 
 def test_the_server_tells_its_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0
-    assert capsys.readouterr().out == f"warpcore-server {__version__}\n"
-    assert __version__[0].isdigit()
+    assert capsys.readouterr().out == f"warpcore-server {VERSION}\n"
+    assert VERSION[0].isdigit()
 
 
 async def serving_log(models_path: Path, *arguments: str) -> list[dict[str, object]]:
@@ -43,7 +43,7 @@ async def test_a_door_open_to_other_machines_without_a_token_is_warned_of(models
         " of their own (--api-overrides); set WARPCORE_TOKEN or --token-file, or require client certificates"
     )
     line = str(started[-1]["message"])
-    assert line.startswith(f"warpcore-server {__version__} serving on 0.0.0.0:")
+    assert line.startswith(f"warpcore-server {VERSION} serving on 0.0.0.0:")
 
 
 async def test_no_warning_on_loopback_or_with_a_token(models_path: Path, tmp_path: Path) -> None:
@@ -52,4 +52,4 @@ async def test_no_warning_on_loopback_or_with_a_token(models_path: Path, tmp_pat
     for arguments in (("--metrics-port", "0"), ("--host", "0.0.0.0", "--token-file", str(token))):
         started = await serving_log(models_path, *arguments)
         assert [line for line in started if line["level"] == "warning"] == []
-    assert f"warpcore-server {__version__} serving on 127.0.0.1:" in str((await serving_log(models_path))[-1])
+    assert f"warpcore-server {VERSION} serving on 127.0.0.1:" in str((await serving_log(models_path))[-1])

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from warpcore.server import __version__
 from warpcore.server.core.policy import is_loopback
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.server.server_settings import ServerSettings
+from warpcore.server.version import VERSION
 
 
 def bound(address: str, port: int) -> str:
@@ -29,7 +29,7 @@ def serving_line(
         doors += f", models under {settings.models_path}"
     if http is not None:
         doors += f"; HTTP (OpenAI, Anthropic) on {host_port(settings.http_host, http)}"
-    return f"warpcore-server {__version__} serving on {doors}; event loop {settings.event_loop}; {_guards(options)}"
+    return f"warpcore-server {VERSION} serving on {doors}; event loop {settings.event_loop}; {_guards(options)}"
 
 
 def _guards(options: ServingOptions) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from warpcore._keep_alive import SPELLINGS, parse_keep_alive
-from warpcore.server import __version__
 from warpcore.server.bearer import configured_token
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_MESSAGE_BYTES, MAX_TOKENS_LIMIT
 from warpcore.server.core.errors import InvalidArgumentError
@@ -38,6 +37,7 @@ from warpcore.server.setting_values import (
     size_setting,
 )
 from warpcore.server.tls import TlsFiles
+from warpcore.server.version import VERSION
 
 _RANGES: dict[str, tuple[int, float]] = {
     "port": PORT_RANGE,
@@ -70,7 +70,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
         allow_abbrev=False,  # a flag's variable is read unless the flag itself is given (_given): no other spelling
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
 
     from_env: dict[str, str] = {}  # dest -> the variable its value came from, when no flag was given
 

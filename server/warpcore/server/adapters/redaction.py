@@ -9,10 +9,14 @@ import urllib.parse
 
 _REDACTED = "[redacted]"
 # Key-shaped words that an upstream may echo back (OpenAI quotes a masked key in 401 messages): sk-... or key-...
-# holding a run of 16 or more letters and digits, both, as a key's random part does; a word or version number of a
-# model's name ("sk-roberta-base-finetuned-ner-v2", "key-phrase-extractor") is shorter, or letters or digits alone.
-_KEY_PATTERN = re.compile(r"\b(?:sk|key)-[A-Za-z0-9_\-*]{6,}")
+# whose random part shows, as a run of 16 or more letters and digits, both, or as 32 or more characters past the
+# prefix holding capitals, small letters and digits (a base64url key's random part, cut into short runs by its `-`
+# and `_`). A model's name, words and versions ("sk-roberta-base-finetuned-ner-v2", "key-phrase-extractor"), has
+# neither. The word may follow a letter-less joint (`call_sk-...`, a tool call's id built on a key), not a letter or
+# a digit ("task-...").
+_KEY_PATTERN = re.compile(r"(?<![A-Za-z0-9])(?:sk|key)-([A-Za-z0-9_\-*]{6,})")
 _RANDOM_RUN = re.compile(r"[A-Za-z0-9]{16,}")
+_LONG_RANDOM_PART = 32
 SHORTEST_SECRET_KEY = 16
 """The fewest characters of a key that an id or a name is refused for holding: real keys are far longer, and a
 shorter one is a stand-in that a compatible server takes ("ollama", "EMPTY"), no secret, and may well be part of a
@@ -55,8 +59,14 @@ def redact_key_shapes(text: str) -> str:
 
 
 def _redacted_if_random(word: re.Match[str]) -> str:
-    runs = _RANDOM_RUN.findall(word.group())
-    return _REDACTED if any(not run.isalpha() and not run.isdigit() for run in runs) else word.group()
+    return _REDACTED if _random(word.group(1)) else word.group()
+
+
+def _random(part: str) -> bool:
+    if any(not run.isalpha() and not run.isdigit() for run in _RANDOM_RUN.findall(part)):
+        return True
+    kinds = (str.isupper, str.islower, str.isdigit)
+    return len(part) >= _LONG_RANDOM_PART and all(any(kind(char) for char in part) for kind in kinds)
 
 
 def holds_key(text: str, key: str | None = None) -> bool:
