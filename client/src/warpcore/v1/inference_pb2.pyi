@@ -268,7 +268,8 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The model ended its answer."""
     FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
     """max_tokens or the context window was reached: GenerateResult.context_window_exceeded
-    says which.
+    says which. A llama.cpp answer cut in the middle of a character ends with U+FFFD
+    for its bytes (see TextDelta.text); their tokens' logprobs hold them exactly.
     """
     FINISH_REASON_STOP_SEQUENCE: _FinishReason.ValueType  # 3
     """One of the stop sequences was generated (it is not part of the text). OpenAI
@@ -309,7 +310,8 @@ FINISH_REASON_STOP: FinishReason.ValueType  # 1
 """The model ended its answer."""
 FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
 """max_tokens or the context window was reached: GenerateResult.context_window_exceeded
-says which.
+says which. A llama.cpp answer cut in the middle of a character ends with U+FFFD
+for its bytes (see TextDelta.text); their tokens' logprobs hold them exactly.
 """
 FINISH_REASON_STOP_SEQUENCE: FinishReason.ValueType  # 3
 """One of the stop sequences was generated (it is not part of the text). OpenAI
@@ -1386,7 +1388,13 @@ class TextDelta(_message.Message):
     REFUSAL_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
     text: _builtins.str
-    """The new text."""
+    """The new text. Bytes of a llama.cpp model's tokens that make no UTF-8 character
+    read as U+FFFD, as in TokenLogprob.token: one for each byte that can neither
+    begin nor go on with one, and one for the bytes of a character begun but never
+    finished (the next byte cannot go on with it, a stop sequence comes next, or the
+    answer ends there, as max_tokens may cut it: its text ends with U+FFFD, and its
+    last tokens' logprobs hold the bytes exactly).
+    """
     refusal: _builtins.bool
     """Whether this text declines the request instead of answering it: an OpenAI
     model's refusal (its message's `refusal`, given e.g. in place of JSON that
@@ -1397,10 +1405,13 @@ class TextDelta(_message.Message):
     @_builtins.property
     def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[_tokens_pb2.TokenLogprob]:
         """With options.logprobs: the tokens this delta's text is made of, in order;
-        their bytes, concatenated, are the text's. A token whose text is held back
+        their bytes, concatenated, are the text's (where it reads U+FFFD for bytes that
+        make no character, the tokens hold those bytes). A token whose text is held back
         (part of a character, or what may be a stop sequence) comes with the delta
         that releases it. When a stop sequence ends the text, the tokens sent are those
-        the text is made of: a stop sequence that begins at a token's first byte leaves
+        whose bytes begin before the stop sequence's first byte, also when unfinished
+        bytes of a character come before it (c3 c3 a9 with stop "é": the token c3
+        alone, the text U+FFFD): a stop sequence that begins at a token's first byte leaves
         that token out, with those after it; one that begins inside a token leaves that
         token as the last one sent, so its bytes spell more than the text: all of the
         token, which may run through the stop sequence and beyond it (stop "ix" ends the

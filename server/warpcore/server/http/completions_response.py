@@ -4,13 +4,13 @@ with a piece of the text, as the openai SDK's `completions.create` parses both; 
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from warpcore.server.core.domain import Finish, TextChunk
 from warpcore.server.core.engine import GenerationOutput
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.token_characters import TokenCharacters
 from warpcore.server.core.tokens import PromptUsage, TokenLogprob
 from warpcore.server.http.collect import Collected
 from warpcore.server.http.completions_request import FIELD_NAMES
@@ -27,24 +27,10 @@ _TEXTS = ("text", "refusal")
 """The parts that make a completion's text: it has no other place for the words in which a model declines."""
 
 
-class TextOffsets:
-    """Where each token begins in the text, in characters: a token that begins inside a character (a byte-level
-    token of a multi-byte one) at that character."""
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._characters = 0
-
-    def take(self, token: bytes) -> int:
-        offset = self._characters
-        self._characters += len(self._decoder.decode(token))
-        return offset
-
-
-def legacy_logprobs(tokens: Sequence[TokenLogprob], offsets: TextOffsets) -> dict[str, Any]:
+def legacy_logprobs(tokens: Sequence[TokenLogprob], offsets: TokenCharacters) -> dict[str, Any]:
     """The tokens' log-probabilities as the legacy API gives them: lists of the tokens, their log-probabilities, the
     alternatives at each place by their text (the more likely kept where two tokens read the same), and their
-    offsets in the text."""
+    offsets in the text: the character each one's first byte lies in (`offsets` has decoded the tokens before)."""
     alternatives = []
     for token in tokens:
         by_text: dict[str, float] = {}
@@ -55,7 +41,7 @@ def legacy_logprobs(tokens: Sequence[TokenLogprob], offsets: TextOffsets) -> dic
         "tokens": [token.text for token in tokens],
         "token_logprobs": [single(token.logprob) for token in tokens],
         "top_logprobs": alternatives,
-        "text_offset": [offsets.take(token.token) for token in tokens],
+        "text_offset": [offsets.decode(token.token)[1] for token in tokens],
     }
 
 
@@ -67,7 +53,7 @@ def completion(call: Call, collected: Collected) -> dict[str, Any]:
     assert collected.result is not None
     parts = [part for part in collected.parts if part.kind in _TEXTS]
     tokens = [token for part in parts for token in part.logprobs]
-    logprobs = None if collected.logprobs is None else legacy_logprobs(tokens, TextOffsets())
+    logprobs = None if collected.logprobs is None else legacy_logprobs(tokens, TokenCharacters())
     choice = _choice("".join(part.text for part in parts), logprobs, FINISH_REASONS[collected.reason])
     return {**header(call.model, KIND, ID_PREFIX), "choices": [choice], "usage": usage_of(collected.result.finish)}
 
@@ -82,7 +68,7 @@ class CompletionStream(ChunkStream):
 
     def __init__(self, call: Call) -> None:
         super().__init__(header(call.model, KIND, ID_PREFIX), call.include_usage, FIELD_NAMES)
-        self._offsets = TextOffsets()
+        self._offsets = TokenCharacters()
         self._text = template(self._chunk(SLOT))
 
     def _chunk(self, text: str, logprobs: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable
 
 import llama_cpp
@@ -18,6 +17,7 @@ from warpcore.server.core.domain import (
     GenerationEvent,
     TextChunk,
 )
+from warpcore.server.core.token_characters import TokenCharacters
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
 from warpcore.server.core.tooling import (
     ToolCall,
@@ -37,7 +37,7 @@ class TokenText:
         self._vocab = llama_cpp.llama_model_get_vocab(llama.model)
         self._prompt = prompt
         self._emit = emit
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._characters = TokenCharacters()
         self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
         # Under a grammar the text is the grammar's, which ends with the end-of-generation token it allows once
         # complete: the template's end-of-turn text within it (a constant "</s>") is text, not an end.
@@ -52,10 +52,9 @@ class TokenText:
             self._calls = ToolCallText(emit, calls_only=not constraint.lazy)
         self.generated = 0
         self._stop_sequence = ""
-        self._pending: list[tuple[TokenLogprob, int | None]] = []
-        """Logprobs of the tokens whose text is held back, sent with the text that releases it; each with where its
-        text ends in the answer's characters (None for a token that ends inside a character)."""
-        self._decoded = 0  # characters of the answer decoded so far
+        self._pending: list[tuple[TokenLogprob, int, int | None]] = []
+        """Logprobs of the tokens whose text is held back, sent with the text that releases it; each with the answer's
+        character its first byte lies in, and where its text ends (None for a token that ends inside a character)."""
         self._sent = 0  # characters of the answer sent so far
         self._released = ""
         """With logprobs: text past the stop scanner that ends inside a token, sent with the rest of that token."""
@@ -67,14 +66,13 @@ class TokenText:
             return FinishReason.STOP
         self.generated += 1
         piece = self._llama.detokenize([token], special=self._special)
-        decoded = self._utf8.decode(piece)
+        decoded, start = self._characters.decode(piece)
         text, matched = self._scanner.feed(decoded)
         if logprobs is None:
             self._out(text)
         else:
-            self._decoded += len(decoded)
-            ends = None if self._utf8.getstate()[0] else self._decoded
-            self._pending.append((self._token_logprob(piece, logprobs), ends))
+            ends = None if self._characters.inside else self._characters.characters
+            self._pending.append((self._token_logprob(piece, logprobs), start, ends))
             self._released += text
             self._out_whole_tokens()
         if self._calls is not None and self._calls.opened and not self._grammar_on:
@@ -103,14 +101,14 @@ class TokenText:
         """Emit what was held back (unless a stop sequence cut it) and describe the end."""
         rest, self._released = self._released, ""
         if reason is not FinishReason.STOP_SEQUENCE:
-            rest += self._scanner.flush() + self._utf8.decode(b"", final=True)
+            rest += self._scanner.flush() + self._characters.final()
             self._out(rest)
         else:  # the tokens that complete the stop sequence are no part of the answer
             self._out(rest, self._tokens_before(self._sent + len(rest)))
             self._pending.clear()
         if self._pending and self._calls is None:
             # Tokens that spell nothing (a control token the model sampled) at the answer's end: counted, so scored.
-            self._emit(TextChunk("", tuple(logprob for logprob, _ in self._pending)))
+            self._emit(TextChunk("", tuple(logprob for logprob, _, _ in self._pending)))
             self._pending.clear()
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
@@ -132,7 +130,7 @@ class TokenText:
         chunk's tokens spell its text, although a possible stop sequence held back may end inside a token."""
         released_end = self._sent + len(self._released)
         whole, cut = 0, self._sent
-        for index, (_, ends) in enumerate(self._pending):
+        for index, (_, _, ends) in enumerate(self._pending):
             if ends is None:
                 continue
             if ends > released_end:
@@ -143,15 +141,10 @@ class TokenText:
             self._out(text, whole)
 
     def _tokens_before(self, end: int) -> int:
-        """How many pending tokens begin before the answer's character `end` (pending tokens begin where the text
-        sent ends; one that ends inside a character, and the next, both begin in it)."""
-        count, start = 0, self._sent
-        for _, ends in self._pending:
-            if start >= end:
-                break
-            count += 1
-            start = start if ends is None else ends
-        return count
+        """How many pending tokens begin before the answer's character `end`, where a stop sequence begins: those
+        whose first byte lies in an earlier character, which may be bytes of one never finished (U+FFFD), unlike
+        those of the stop sequence's first character."""
+        return sum(start < end for _, start, _ in self._pending)
 
     def _out(self, text: str, tokens: int | None = None) -> None:
         """Send `text` with the logprobs of the first `tokens` pending tokens (all of them by default)."""
@@ -163,4 +156,4 @@ class TokenText:
         if self._calls is not None:
             self._calls.feed(text)  # a call's arguments carry no logprobs
         else:
-            self._emit(TextChunk(text, tuple(logprob for logprob, _ in taken)))
+            self._emit(TextChunk(text, tuple(logprob for logprob, _, _ in taken)))
