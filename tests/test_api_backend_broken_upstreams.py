@@ -100,12 +100,30 @@ def send_wrong_shape_as_malformed(upstream: FakeUpstream, monkeypatch: pytest.Mo
     monkeypatch.setattr(upstream, "stream", stream)
 
 
-@pytest.mark.parametrize("malformed", ["not JSON", "wrong shape"])
+class NotUtf8(SseEvent):
+    """An event whose data holds the byte 0xFF, which no UTF-8 text does."""
+
+    def encode(self) -> bytes:
+        return b'data: {"x": "\xff"}\n\n'
+
+
+def send_not_utf8_as_malformed(upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    send = upstream.stream
+
+    async def stream(request: web.Request, plan: StreamPlan) -> web.StreamResponse:
+        return await send(request, dataclasses.replace(plan, malformed=NotUtf8("")))
+
+    monkeypatch.setattr(upstream, "stream", stream)
+
+
+@pytest.mark.parametrize("malformed", ["not JSON", "wrong shape", "not UTF-8"])
 async def test_malformed_event_ends_the_stream_cleanly(
     stub: Stub, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch, malformed: str
 ) -> None:
     if malformed == "wrong shape":
         send_wrong_shape_as_malformed(upstream, monkeypatch)
+    if malformed == "not UTF-8":  # an outside tester's finding: it was told as an event "of the wrong shape"
+        send_not_utf8_as_malformed(upstream, monkeypatch)
     upstream.script = Script(chunks=["a", "b", "c"], malformed_after=1)
     await load(stub, upstream)
     frames, error = await failed_stream(stub.Generate(prompt()))
@@ -114,6 +132,8 @@ async def test_malformed_event_ends_the_stream_cleanly(
     assert details(error)["metadata"]["upstream_request_id"] == "req_fake_123"  # type: ignore[index]
     assert frames[0].delta.text == "a"
     assert frames[-1].result.finish_reason == pb.FINISH_REASON_ERROR
+    said = {"not JSON": "that is not JSON", "wrong shape": "of the wrong shape", "not UTF-8": "that is not UTF-8 text"}
+    assert f"a stream event {said[malformed]}" in (error.details() or "")
 
 
 async def test_an_upstream_that_answers_a_stream_with_one_json_body_is_told_so(

@@ -170,7 +170,7 @@ async def test_health_for_an_unknown_service_of_any_length_is_not_found(server: 
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="s" * 20_000))
     assert raised.value.code() == Code.NOT_FOUND
-    assert raised.value.details() == f"unknown service '{'s' * 256}... (20000 characters)'"
+    assert raised.value.details() == f"unknown service '{'s' * 256}'... (20000 characters)"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="\U0001f600" * 9000))

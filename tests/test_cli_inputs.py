@@ -120,3 +120,25 @@ async def test_load_takes_embedding_and_pooling_as_the_sdk_does(target: str) -> 
     assert cli != mean
     refused = await warpcore(target, "load", TINY_MODEL, "--embedding", "--pooling", "max")
     assert usage_error(refused).startswith("warpcore load: error: argument --pooling: invalid choice: 'max'")
+
+
+async def test_a_byte_order_mark_starting_stdin_or_a_file_is_no_part_of_the_text(
+    tiny: str, target: str, tmp_path: Path
+) -> None:
+    """An outside tester's finding: text saved by a Windows editor starts with U+FEFF, which the command sent as the
+    prompt's first tokens. One leading mark of what it reads is dropped; an argument is the caller's text as given."""
+    plain = await warpcore(target, "tokens", "--model", tiny, "--list", "hello")
+    piped = await warpcore(target, "tokens", "--model", tiny, "--list", stdin="\ufeffhello")
+    assert plain.code == piped.code == 0, piped.stderr
+    assert piped.stdout == plain.stdout
+    argument = await warpcore(target, "tokens", "--model", tiny, "--list", "\ufeffhello")
+    assert argument.stdout != plain.stdout
+    schema = '{"type": "object", "properties": {"a": {"type": "string"}}}'
+    (tmp_path / "plain.json").write_text(schema, encoding="utf-8")
+    (tmp_path / "marked.json").write_text(schema, encoding="utf-8-sig")
+    counts = [
+        await warpcore(target, "tokens", "--model", tiny, "--json-schema", str(tmp_path / name), "hi")
+        for name in ("plain.json", "marked.json")
+    ]
+    assert counts[0].code == 0, counts[0].stderr
+    assert counts[1] == counts[0]

@@ -37,7 +37,7 @@ async def test_an_http_refusal_quoting_a_long_value_is_cut(doors: Doors, path: s
     assert answer.status_code == 400
     assert len(answer.content) < 8 * MAX_ERROR_MESSAGE_BYTES  # was six times the request, here 7 MB
     error = answer.json()["error"]
-    assert error["message"].endswith("characters)")
+    assert "characters)" in error["message"]
     assert len(error["message"].encode()) <= MAX_ERROR_MESSAGE_BYTES
     assert len(error.get("param") or "") < 300
 

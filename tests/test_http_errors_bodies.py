@@ -205,6 +205,24 @@ async def test_a_body_in_another_unicode_encoding_is_read(charset: str, doors: D
     assert served.status_code == 404, served.text  # read, up to the unknown model
 
 
+@pytest.mark.parametrize(
+    ("path", "charset"),
+    [("/v1/chat/completions", None), ("/v1/messages", "utf-8"), ("/v1/responses", "UTF8")],
+)
+async def test_a_utf8_body_may_start_with_a_byte_order_mark(path: str, charset: str | None, doors: Doors) -> None:
+    """An outside tester's finding: a body saved by a Windows editor starts with EF BB BF, which RFC 8259 lets a
+    parser ignore, and was 400 "not valid JSON"."""
+    said = {"input": "hi"} if path == "/v1/responses" else {"messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": "m", **said} | ({} if path == "/v1/responses" else {"max_tokens": 5})
+    content_type = "application/json" + (f"; charset={charset}" if charset else "")
+    headers = {"content-type": content_type, "anthropic-version": "2023-06-01"}
+    async with httpx2.AsyncClient(base_url=base_url(doors), headers=headers) as client:
+        served = await client.post(path, content=b"\xef\xbb\xbf" + json.dumps(body).encode())
+        twice = await client.post(path, content=b"\xef\xbb\xbf" * 2 + json.dumps(body).encode())
+    assert served.status_code == 404, served.text  # read, up to the unknown model
+    assert twice.status_code == 400  # one mark starts the text; a second is a character before the JSON
+
+
 # Per route, a body whose assistant turn carries tool-call arguments as JSON text, and that text's field.
 ARGUMENTS_TEXT: dict[str, tuple[Callable[[str], dict[str, object]], str]] = {
     "/v1/chat/completions": (

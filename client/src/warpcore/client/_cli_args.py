@@ -82,9 +82,10 @@ def keep_alive(text: str) -> float | str:
 
 
 def read_file(path: str) -> str:
-    """The text of the file at `path` (an argparse type: a usage error names the option)."""
+    """The text of the file at `path` (an argparse type: a usage error names the option), without one byte order mark
+    starting it, which a file saved by a Windows editor carries."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except OSError as error:
         raise argparse.ArgumentTypeError(f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:

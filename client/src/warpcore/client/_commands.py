@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import io
 import json
 import sys
@@ -141,13 +142,19 @@ def usage_line(response: GenerateResponse) -> str:
 
 def stdin() -> TextIO:
     """sys.stdin, which Python leaves None when the command starts with it closed (`<&-`). Strict: under a C or
-    UTF-8 locale it would read a byte that is not UTF-8 as a lone surrogate, which protobuf cannot send."""
+    UTF-8 locale it would read a byte that is not UTF-8 as a lone surrogate, which protobuf cannot send. UTF-8 read
+    without one byte order mark starting it, which a file saved by a Windows editor carries and is no part of its
+    text."""
     if sys.stdin is None:
         raise CliError("stdin is closed: give the text as an argument")
     # Before the first read, which alone may change it; not when a program running the command put another in place.
-    if isinstance(sys.stdin, io.TextIOWrapper) and sys.stdin.errors != "strict":
-        sys.stdin.reconfigure(errors="strict")
+    if isinstance(sys.stdin, io.TextIOWrapper) and (sys.stdin.errors != "strict" or _is_utf8(sys.stdin.encoding)):
+        sys.stdin.reconfigure(encoding="utf-8-sig" if _is_utf8(sys.stdin.encoding) else None, errors="strict")
     return sys.stdin
+
+
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
 
 
 def prompt_of(args: argparse.Namespace) -> str:

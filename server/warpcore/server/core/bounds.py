@@ -4,6 +4,7 @@ per rule, whatever reads it (gRPC requests, the preload file, the environment, t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -189,11 +190,28 @@ def fitted_message(message: str) -> str:
 
 
 def shortened(text: str, limit: int = MAX_ID_LENGTH) -> str:
-    """`text`, or its first `limit` characters and how long it was: what the server quotes of a value a caller chose,
-    which may be megabytes."""
+    """`text`, or its first `limit` characters and how long it was: what the server writes, unquoted, of a value a
+    caller chose (in a log line, a field's name), which may be megabytes; an error message quotes one with `quoted`."""
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+MAX_QUOTED_BYTES = MAX_ERROR_MESSAGE_BYTES // 2
+"""The most UTF-8 of a caller's value one error message quotes: the rest of the message, which says what is wrong,
+keeps the other half."""
+
+
+def quoted(value: object) -> str:
+    """How an error message quotes a value a caller chose, at either door: as Python's repr (quote marks; a character
+    that does not print, a zero-width joiner or a control, escaped so that it shows), cut after its first
+    MAX_ID_LENGTH characters or MAX_QUOTED_BYTES, with how many characters the value had. A value that is no string
+    is quoted as its repr is."""
+    text = value if isinstance(value, str) else repr(value)
+    sizes = itertools.accumulate(len(char.encode(errors="surrogatepass")) for char in text[:MAX_ID_LENGTH])
+    kept = sum(1 for size in sizes if size <= MAX_QUOTED_BYTES)
+    shown = repr(text[:kept]) if isinstance(value, str) else text[:kept]
+    return shown if kept == len(text) else f"{shown}... ({len(text)} characters)"
 
 
 def is_http_url(value: str) -> bool:

@@ -14,7 +14,7 @@ import jsonschema
 import jsonschema_rs
 
 from warpcore.server.core import json_text
-from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, shortened
+from warpcore.server.core.bounds import MAX_SCHEMA_BYTES, MAX_SCHEMA_DEPTH, quoted, shortened
 from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.core.tooling import (
     JsonSchema,
@@ -88,7 +88,7 @@ def _checked(schema: object, field: str) -> JsonSchema:
         # The stubs do not say that the default may be None, which the library returns for an unknown dialect.
         known = jsonschema.validators.validator_for(schema, default=None) if isinstance(dialect, str) else None  # type: ignore[arg-type]
         if known is None:
-            raise InvalidArgumentError(f"unknown JSON Schema dialect {shortened(str(dialect))!r}", field=field)
+            raise InvalidArgumentError(f"unknown JSON Schema dialect {quoted(str(dialect))}", field=field)
         validator = known
     try:
         if validator in _CHECKED_IN_RUST:
@@ -96,9 +96,10 @@ def _checked(schema: object, field: str) -> JsonSchema:
         else:
             validator.check_schema(schema)
     except jsonschema_rs.ValidationError as error:
-        raise _invalid(error.instance_path, error.message, field) from None
+        shown = json.dumps(error.instance, ensure_ascii=False, separators=(",", ":"))  # as serde_json writes it
+        raise _invalid(error.instance_path, _requoted(error.message, error.instance, shown), field) from None
     except jsonschema.SchemaError as error:
-        raise _invalid(error.path, error.message, field) from None
+        raise _invalid(error.path, _requoted(error.message, error.instance, repr(error.instance)), field) from None
     _check_inner(schema, field)
     return schema
 
@@ -115,10 +116,19 @@ _SCHEMA_VALUES = frozenset(
 it is data."""
 
 
+def _requoted(problem: str, instance: object, shown: str) -> str:
+    """A library's words on a schema, which begin with the caller's value (`instance`) as the library wrote it
+    (`shown`: whole, with invisible characters as themselves), quoted as the server quotes any; the rest cut where
+    long, so that what is wrong survives a deep path."""
+    if problem.startswith(shown):
+        return quoted(instance) + shortened(problem[len(shown) :], 300)
+    return shortened(problem, 300)
+
+
 def _invalid(path: Iterable[object], problem: str, field: str) -> InvalidArgumentError:
-    """A schema refused at `path`: both cut where long, so that what is wrong survives a deep path."""
+    """A schema refused at `path`, cut where long."""
     where = shortened("/".join(str(part) for part in path)) or "the top level"
-    return InvalidArgumentError(f"invalid JSON Schema at {where}: {shortened(problem, 300)}", field=field)
+    return InvalidArgumentError(f"invalid JSON Schema at {where}: {problem}", field=field)
 
 
 # JSON Schema's patterns are ECMA-262 regular expressions (what a hosted API compiles them as), which Python's `re`
@@ -149,7 +159,7 @@ def _check_inner(schema: dict[str, Any], field: str) -> None:
             patterns += [(f"{path}/patternProperties", name) for name in node["patternProperties"]]
         for at, pattern in patterns:
             if not _ECMA_REGEX.is_valid(pattern):
-                raise _invalid([at.lstrip("/")], f"{shortened(pattern)!r} is not a regular expression", field)
+                raise _invalid([at.lstrip("/")], f"{quoted(pattern)} is not a regular expression", field)
         for key, value in node.items():
             if key in _SCHEMA_MAPS and isinstance(value, dict):
                 pending += [(inner, f"{path}/{key}/{name}") for name, inner in value.items()]
@@ -160,7 +170,7 @@ def _check_inner(schema: dict[str, Any], field: str) -> None:
         if referenced(schema, reference) is NOTHING:
             where = shortened(path.lstrip("/")) or "the top level"
             raise InvalidArgumentError(
-                f"invalid JSON Schema at {where}: $ref {shortened(reference)!r} points at nothing in this schema",
+                f"invalid JSON Schema at {where}: $ref {quoted(reference)} points at nothing in this schema",
                 field=field,
             )
 

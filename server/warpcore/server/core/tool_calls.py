@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, shortened
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, quoted
 from warpcore.server.core.domain import (
     FinishReason,
     ToolCallDelta,
@@ -65,7 +65,7 @@ class ToolCallAssembler:
         if not name:
             return "it has no name"
         if name not in self._declared:
-            return f"it calls the tool {shortened(name)!r}, which the request did not declare"
+            return f"it calls the tool {quoted(name)}, which the request did not declare"
         return arguments_flaw(arguments)
 
     def unargued(self) -> tuple[ToolCallDelta, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN, shortened
+from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN, quoted
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -39,7 +39,7 @@ def check_tools(params: GenerationParams) -> frozenset[str]:
     names: set[str] = set()
     for index, tool in enumerate(params.tools):
         check_name(tool.name, f"tools[{index}].name")
-        require(tool.name not in names, f"tools[{index}].name", f"two tools are named {tool.name!r}")
+        require(tool.name not in names, f"tools[{index}].name", f"two tools are named {quoted(tool.name)}")
         names.add(tool.name)
         require(
             tool.parameters.get("type", "object") == "object",
@@ -50,7 +50,7 @@ def check_tools(params: GenerationParams) -> frozenset[str]:
     if choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
         require(bool(names), "tool_choice", f"tool choice {choice.mode.value} needs tools")
     if choice.mode is ToolChoiceMode.NAMED:
-        require(choice.name in names, "tool_choice.name", f"no tool named {shortened(choice.name)!r} in tools")
+        require(choice.name in names, "tool_choice.name", f"no tool named {quoted(choice.name)} in tools")
     else:
         require(not choice.name, "tool_choice.name", "a tool name goes with the named tool choice only")
     _check_allowed(choice.mode, choice.allowed, names)
@@ -65,8 +65,8 @@ def _check_allowed(mode: ToolChoiceMode, allowed: tuple[str, ...], names: set[st
     )
     for index, name in enumerate(allowed):
         field = f"tool_choice.allowed_tools[{index}]"
-        require(name in names, field, f"no tool named {shortened(name)!r} in tools")
-        require(name not in allowed[:index], field, f"{shortened(name)!r} is allowed twice")
+        require(name in names, field, f"no tool named {quoted(name)} in tools")
+        require(name not in allowed[:index], field, f"{quoted(name)} is allowed twice")
 
 
 def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[str]) -> None:
@@ -81,7 +81,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
             require(
                 message.tool_call_id in pending,
                 f"{field}.tool_call_id",
-                f"no call with id {shortened(message.tool_call_id)!r} waits for a result: a tool turn answers a call of"
+                f"no call with id {quoted(message.tool_call_id)} waits for a result: a tool turn answers a call of"
                 " the assistant turn right before it, once",
             )
             del pending[message.tool_call_id]
@@ -89,7 +89,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
             if pending:
                 call_id, turn = next(iter(pending.items()))
                 raise InvalidArgumentError(
-                    f"call {shortened(call_id)!r} of messages[{turn}] has no tool result before this turn", field=field
+                    f"call {quoted(call_id)} of messages[{turn}] has no tool result before this turn", field=field
                 )
             require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
             require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
@@ -99,10 +99,10 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
         for number, call in enumerate(message.tool_calls):
             call_field = f"{field}.tool_calls[{number}]"
             require(bool(call.id), f"{call_field}.id", "a tool call needs an id")
-            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {shortened(call.id)!r}")
+            require(call.id not in seen, f"{call_field}.id", f"two tool calls have id {quoted(call.id)}")
             seen.add(call.id)
             pending[call.id] = index
-            require(call.name in tool_names, f"{call_field}.name", f"no tool named {shortened(call.name)!r} in tools")
+            require(call.name in tool_names, f"{call_field}.name", f"no tool named {quoted(call.name)} in tools")
             arguments = parse_json(call.arguments, f"{call_field}.arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
             require(isinstance(arguments, dict), f"{call_field}.arguments", "arguments must be a JSON object")
         for number, block in enumerate(message.reasoning):
@@ -115,7 +115,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
     if pending:
         call_id, turn = next(iter(pending.items()))
         field = f"messages[{turn}]"
-        raise InvalidArgumentError(f"call {shortened(call_id)!r} of {field} has no tool result", field=field)
+        raise InvalidArgumentError(f"call {quoted(call_id)} of {field} has no tool result", field=field)
 
 
 def check_output(params: GenerationParams) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.tooling import (
     ReasoningEffort,
     ReasoningOptions,
@@ -29,10 +30,10 @@ def tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoic
     if kind == "tool":
         name = text(choice, "name", "tool_choice", required=True) or ""
         if name not in {tool.name for tool in tools}:
-            raise refuse("tool_choice.name", f"names no tool in tools: {name!r}")
+            raise refuse("tool_choice.name", f"names no tool in tools: {quoted(name)}")
         return ToolChoice(ToolChoiceMode.NAMED, name), parallel
     if kind not in _CHOICES:
-        raise refuse("tool_choice.type", f"unknown type {kind!r}; expected auto, any, tool or none")
+        raise refuse("tool_choice.type", f"unknown type {quoted(kind)}; expected auto, any, tool or none")
     return ToolChoice(_CHOICES[kind]), parallel
 
 
@@ -57,13 +58,13 @@ def reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOption
     effort = None
     if effort_name is not None:
         if effort_name not in _EFFORTS:
-            raise unsupported("output_config.effort", f"effort {effort_name!r} ({', '.join(_EFFORTS)} are)")
+            raise unsupported("output_config.effort", f"effort {quoted(effort_name)} ({', '.join(_EFFORTS)} are)")
         effort = ReasoningEffort(effort_name)
     if thinking is not None:
         THINKING.check(thinking, "thinking")
     kind = text(thinking, "type", "thinking", required=True) if thinking is not None else None
     if kind not in (None, "enabled", "adaptive", "disabled"):
-        raise refuse("thinking.type", f"unknown type {kind!r}; expected enabled, adaptive or disabled")
+        raise refuse("thinking.type", f"unknown type {quoted(kind)}; expected enabled, adaptive or disabled")
     budget = integer(thinking, "budget_tokens", "thinking", required=kind == "enabled") if thinking else None
     if budget is not None and budget < 1:
         raise refuse("thinking.budget_tokens", "must be at least 1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
 from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint
 from warpcore.server.core.domain import (
@@ -146,7 +147,7 @@ def _text_blocks(owner: Json, key: str, path: str, marks: list[CacheMark]) -> li
             # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if kind != "text":
-            raise unsupported(at(block_path, "type"), f"a block of type {kind!r} here")
+            raise unsupported(at(block_path, "type"), f"a block of type {quoted(kind)} here")
         ANTHROPIC_BLOCKS["text"].check(block, block_path)
         value = text(block, "text", block_path, required=True) or ""
         pieces.append((value, block_path, cache_mark(block, block_path, marks)))
@@ -171,7 +172,7 @@ def _turn(
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
-        raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected user or assistant")
+        raise refuse(at(path, "role"), f"unknown role {quoted(role_name)}; expected user or assistant")
     ANTHROPIC_MESSAGE.check(message, path)
     content = message.get("content")
     if isinstance(content, str):
@@ -231,7 +232,7 @@ def _turn(
             )
         else:
             article = "an" if role.value[0] in "aeiou" else "a"
-            raise unsupported(at(block_path, "type"), f"{article} {role.value} block of type {kind!r}")
+            raise unsupported(at(block_path, "type"), f"{article} {role.value} block of type {quoted(kind)}")
         if place == len(blocks) - 1:
             own_cache = mark
         else:
@@ -253,7 +254,7 @@ def _before(turn: list[tuple[ChatMessage, Content | None]], mark: CacheMark, bef
 
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     if tool.get("type", "custom") != "custom":
-        raise unsupported(at(path, "type"), f"the server tool {tool.get('type')!r}")
+        raise unsupported(at(path, "type"), f"the server tool {quoted(tool.get('type'))}")
     ANTHROPIC_TOOL.check(tool, path)
     return Tool(
         name=text(tool, "name", path, required=True) or "",

@@ -20,16 +20,17 @@ grows with the square of the body, on the event loop, or to characters no backen
 
 
 def _text(raw: bytes, charset: str | None) -> str:
-    """The body's text in its charset (UTF-8 unless it names one)."""
-    if not charset:
-        return raw.decode("utf-8")
+    """The body's text in its charset (UTF-8 unless it names one). UTF-8's is read without one byte order mark
+    starting it, which RFC 8259 lets a parser ignore and a file saved by a Windows editor carries (UTF-16's and
+    UTF-32's decoders drop theirs)."""
     try:
-        codec = codecs.lookup(charset).name  # LookupError for a charset Python does not know, as for one not taken
+        # LookupError for a charset Python does not know, as for one not taken
+        codec = codecs.lookup(charset or "utf-8").name
     except ValueError:  # a name no codec could have (a NUL in it)
         raise LookupError(charset) from None
     if codec not in TAKEN_CHARSETS:
         raise LookupError(codec)
-    return raw.decode(codec)
+    return raw.decode("utf-8-sig" if codec == "utf-8" else codec)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -46,8 +47,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         ) from None
     except LookupError:
         raise InvalidArgumentError(
-            f"the request body's charset {request.charset!r} is not one this server takes; send JSON in UTF-8 (or"
-            " UTF-16 or UTF-32)",
+            f"the request body's charset {bounds.quoted(request.charset)} is not one this server takes; send JSON in"
+            " UTF-8 (or UTF-16 or UTF-32)",
             field=WHOLE_REQUEST,
             reason="INVALID_JSON",
         ) from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TypeVar
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import (
@@ -74,7 +75,7 @@ def _lifetime(
     lifetime = text(marker, "ttl", path)
     if lifetime not in lifetimes:
         expected = " or ".join(name for name in lifetimes if name)
-        raise refuse(at(path, "ttl"), f"unknown ttl {lifetime!r}; expected {expected}")
+        raise refuse(at(path, "ttl"), f"unknown ttl {quoted(lifetime)}; expected {expected}")
     mark = lifetimes[lifetime]
     marks.append((path, mark))
     return mark

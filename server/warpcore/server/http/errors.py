@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warpcore.server.core.bounds import fitted_message, shortened
+from warpcore.server.core.bounds import fitted_message, quoted, shortened
 from warpcore.server.core.errors import (
     QUOTA_EXHAUSTED,
     ContentTooLargeError,
@@ -95,7 +95,7 @@ def foreign_host(host: str) -> PermissionDeniedError:
     # A web page can have its own name resolve to 127.0.0.1 (DNS rebinding): its requests then reach a door on
     # loopback as same-origin ones, free to read the answers, but with the page's name in their Host header.
     return PermissionDeniedError(
-        f"the Host header names {shortened(host)!r}: a door listening on loopback only takes requests for localhost,"
+        f"the Host header names {quoted(host)}: a door listening on loopback only takes requests for localhost,"
         " 127.0.0.1 or [::1] (any port); set --http-host to an address other machines reach to take other names",
         reason="HOST_NOT_LOOPBACK",
     )

@@ -8,6 +8,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
@@ -31,7 +32,7 @@ def embeddings_request(body: Json) -> EmbeddingsRequest:
     OPENAI_EMBEDDINGS.check(body)
     encoding = text(body, "encoding_format") or "float"
     if encoding not in _ENCODINGS:
-        raise refuse("encoding_format", f"unknown encoding {encoding!r}; expected float or base64")
+        raise refuse("encoding_format", f"unknown encoding {quoted(encoding)}; expected float or base64")
     params = EmbedParams(inputs=_inputs(body.get("input")), dimensions=integer(body, "dimensions"))
     return EmbeddingsRequest(text(body, "model", required=True) or "", params, encoding)
 

@@ -4,6 +4,7 @@ and what Chat Completions shares with the legacy Completions: `stop` and `stream
 
 from __future__ import annotations
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.tooling import (
     ReasoningEffort,
     ReasoningOptions,
@@ -75,7 +76,7 @@ def choice_mode(choice: str) -> ToolChoice:
     """A `tool_choice` string, as both OpenAI APIs name the modes."""
     modes = {"auto": ToolChoiceMode.AUTO, "none": ToolChoiceMode.NONE, "required": ToolChoiceMode.REQUIRED}
     if choice not in modes:
-        raise refuse("tool_choice", f"unknown tool_choice {choice!r}; expected auto, none or required")
+        raise refuse("tool_choice", f"unknown tool_choice {quoted(choice)}; expected auto, none or required")
     return ToolChoice(modes[choice])
 
 
@@ -93,13 +94,13 @@ def allowed_tools_choice(choice: Json, nested: bool) -> tuple[ToolChoice, dict[s
         RESPONSES_ALLOWED_TOOLS.check(choice, path)
     mode = text(choice, "mode", path, required=True)
     if mode not in ("auto", "required"):
-        raise refuse(at(path, "mode"), f"unknown mode {mode!r}; expected auto or required")
+        raise refuse(at(path, "mode"), f"unknown mode {quoted(mode)}; expected auto or required")
     names: list[str] = []
     paths: dict[str, str] = {}
     for entry_path, entry in objects(choice, "tools", path, required=True):
         kind = text(entry, "type", entry_path, required=True)
         if kind != "function":
-            raise unsupported(at(entry_path, "type"), f"an allowed tool of type {kind!r} (function tools are)")
+            raise unsupported(at(entry_path, "type"), f"an allowed tool of type {quoted(kind)} (function tools are)")
         if nested:  # each entry is shaped as a Chat Completions tool choice naming a function
             CHAT_TOOL_CHOICE.check(entry, entry_path)
             entry = mapping(entry, "function", entry_path, required=True) or {}
@@ -123,7 +124,7 @@ def response_format_at(container: Json, path: str, spec_key: str | None) -> Resp
         FORMAT_TYPE.check(container, path)
         return ResponseFormat() if kind == "text" else ResponseFormat(ResponseFormatKind.JSON_OBJECT)
     if kind != "json_schema":
-        raise refuse(at(path, "type"), f"unknown type {kind!r}; expected text, json_object or json_schema")
+        raise refuse(at(path, "type"), f"unknown type {quoted(kind)}; expected text, json_object or json_schema")
     if spec_key is None:
         SPEC_BESIDE_TYPE.check(container, path)
         spec = container
@@ -155,4 +156,4 @@ def reasoning_options(effort: str, path: str) -> ReasoningOptions:
         return ReasoningOptions(effort=ReasoningEffort(effort))
     except ValueError:
         efforts = ", ".join(level.value for level in ReasoningEffort)
-        raise refuse(path, f"unknown effort {effort!r}; expected one of {efforts}") from None
+        raise refuse(path, f"unknown effort {quoted(effort)}; expected one of {efforts}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark, check_cache_marks
 from warpcore.server.core.domain import ChatMessage, GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
@@ -172,7 +173,7 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
-        raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+        raise refuse(at(path, "role"), f"unknown role {quoted(role_name)}; expected one of {', '.join(_ROLES)}")
     CHAT_MESSAGES[role_name or ""].check(message, path)
     # As OpenAI's API: only an assistant's answer may be calls (or a refusal) without content.
     answered = role is Role.ASSISTANT and (message.get("tool_calls") or message.get("refusal"))
@@ -197,7 +198,7 @@ def _message(path: str, message: Json, marks: list[CacheMark]) -> tuple[tuple[Ch
     for call_path, call in objects(message, "tool_calls", path):
         TOOL_CALL.check(call, call_path)
         if call.get("type", "function") != "function":
-            raise unsupported(at(call_path, "type"), f"a tool call of type {call.get('type')!r}")
+            raise unsupported(at(call_path, "type"), f"a tool call of type {quoted(call.get('type'))}")
         function = mapping(call, "function", call_path, required=True) or {}
         function_path = at(call_path, "function")
         CALLED_FUNCTION.check(function, function_path)
@@ -220,7 +221,7 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
         THINKING_BLOCK.check(block, block_path)
         kind = text(block, "type", block_path, required=True)
         if kind not in ("thinking", "redacted_thinking"):
-            raise refuse(at(block_path, "type"), f"unknown type {kind!r}; expected thinking or redacted_thinking")
+            raise refuse(at(block_path, "type"), f"unknown type {quoted(kind)}; expected thinking or redacted_thinking")
         if kind == "redacted_thinking":
             blocks.append(ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True))
         else:
@@ -235,7 +236,7 @@ def _reasoning_blocks(message: Json, path: str) -> tuple[ReasoningBlock, ...]:
 def _tool(path: str, tool: Json, marks: list[CacheMark]) -> Tool:
     kind = text(tool, "type", path, required=True)
     if kind != "function":
-        raise unsupported(at(path, "type"), f"a tool of type {kind!r}")
+        raise unsupported(at(path, "type"), f"a tool of type {quoted(kind)}")
     CHAT_TOOL.check(tool, path)
     function = mapping(tool, "function", path, required=True) or {}
     FUNCTION.check(function, at(path, "function"))
@@ -255,14 +256,14 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> tuple[ToolChoice, d
     if choice.get("type", "function") != "function":
         raise unsupported(
             "tool_choice.type",
-            f"tool_choice of type {choice.get('type')!r} (auto, none, required, a function or allowed_tools are)",
+            f"tool_choice of type {quoted(choice.get('type'))} (auto, none, required, a function or allowed_tools are)",
         )
     CHAT_TOOL_CHOICE.check(choice, "tool_choice")
     function = mapping(choice, "function", "tool_choice", required=True) or {}
     CHOSEN_FUNCTION.check(function, "tool_choice.function")
     name = text(function, "name", "tool_choice.function", required=True) or ""
     if name not in {tool.name for tool in tools}:
-        raise refuse("tool_choice.function.name", f"names no tool in tools: {name!r}")
+        raise refuse("tool_choice.function.name", f"names no tool in tools: {quoted(name)}")
     return ToolChoice(ToolChoiceMode.NAMED, name), {}
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import (
     SYSTEM_SEPARATOR,
@@ -121,7 +122,7 @@ def content_parts(
             content.add_text(text(part, texts[kind], part_path, required=True) or "", part_path, own)
             mark = mark if own is NONE else NONE
         else:
-            raise unsupported(at(part_path, "type"), f"content of type {kind!r}")
+            raise unsupported(at(part_path, "type"), f"content of type {quoted(kind)}")
         unplaced.append((part_marker(part, part_path), mark))
     return content, *end_and_before(unplaced)
 
@@ -225,7 +226,7 @@ def _anthropic_source(block: Json, path: str, noun: str) -> tuple[bytes, str, st
         return b"", "", text(source, "url", source_path, required=True) or ""
     raise unsupported(
         at(source_path, "type"),
-        f"the {noun} source type {kind!r} (base64 and url are)",
+        f"the {noun} source type {quoted(kind)} (base64 and url are)",
     )
 
 
@@ -237,7 +238,9 @@ def openai_image(part: Json, path: str) -> ImagePart:
     IMAGE_URL.check(image, image_path)
     detail = text(image, "detail", image_path)
     if detail not in (None, *_DETAILS):
-        raise refuse(at(image_path, "detail"), f"unknown detail {detail!r}; expected one of {', '.join(_DETAILS)}")
+        raise refuse(
+            at(image_path, "detail"), f"unknown detail {quoted(detail)}; expected one of {', '.join(_DETAILS)}"
+        )
     url = text(image, "url", image_path, required=True) or ""
     if not url.startswith("data:"):
         return ImagePart(url=url)

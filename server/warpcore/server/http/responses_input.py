@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import DocumentPart, ImagePart
 from warpcore.server.core.domain import ChatMessage, Role
@@ -79,7 +80,7 @@ class Conversation:
         elif kind == "item_reference":
             raise unsupported(at(path, "type"), "an item by reference (this server keeps no items: send the item)")
         else:
-            raise unsupported(at(path, "type"), f"an input item of type {kind!r}")
+            raise unsupported(at(path, "type"), f"an input item of type {quoted(kind)}")
 
     def text_turn(self, role: Role, value: str, path: str) -> None:
         content = Content(path)
@@ -90,7 +91,7 @@ class Conversation:
         role_name = text(item, "role", path, required=True)
         role = _ROLES.get(role_name or "")
         if role is None:
-            raise refuse(at(path, "role"), f"unknown role {role_name!r}; expected one of {', '.join(_ROLES)}")
+            raise refuse(at(path, "role"), f"unknown role {quoted(role_name)}; expected one of {', '.join(_ROLES)}")
         if role is not Role.ASSISTANT:
             self.check_reasoning_followed()
         content, last, before = content_parts(

@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import check_cache_marks
 from warpcore.server.core.domain import GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
@@ -132,14 +133,16 @@ def _include(body: Json) -> bool:
     included = array(body, "include") or []
     for index, value in enumerate(included):
         if value not in _INCLUDABLE:
-            raise refuse(at("include", index), f"unknown value {value!r}; expected one of {', '.join(_INCLUDABLE)}")
+            raise refuse(
+                at("include", index), f"unknown value {quoted(value)}; expected one of {', '.join(_INCLUDABLE)}"
+            )
     return "message.output_text.logprobs" in included
 
 
 def _tool(path: str, tool: Json) -> Tool:
     kind = text(tool, "type", path, required=True)
     if kind != "function":
-        raise unsupported(at(path, "type"), f"a tool of type {kind!r} (function tools are)")
+        raise unsupported(at(path, "type"), f"a tool of type {quoted(kind)} (function tools are)")
     RESPONSES_TOOL.check(tool, path)
     return function_tool(tool, path)
 
@@ -157,7 +160,8 @@ def _tool_choice(choice: object) -> tuple[ToolChoice, dict[str, str]]:
         return allowed_tools_choice(choice, nested=False)
     if kind != "function":
         raise unsupported(
-            "tool_choice.type", f"tool_choice of type {kind!r} (auto, none, required, a function or allowed_tools are)"
+            "tool_choice.type",
+            f"tool_choice of type {quoted(kind)} (auto, none, required, a function or allowed_tools are)",
         )
     RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
     return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or ""), {}

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from warpcore.server.core.access import record_failure, record_usage
-from warpcore.server.core.bounds import read_off_loop_when_large
+from warpcore.server.core.bounds import quoted, read_off_loop_when_large
 from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
 from warpcore.server.core.embeddings import EmbedParams
 from warpcore.server.core.engine import Engine, GenerationOutput, GenerationResult
@@ -258,7 +258,7 @@ def _anthropic_page(entries: list[dict[str, Any]], query: Mapping[str, str]) -> 
         raise InvalidArgumentError("give after_id or before_id, not both", field="before_id")
     for name in ("after_id", "before_id"):
         if name in query and query[name] not in ids:
-            raise InvalidArgumentError(f"{name} {query[name]!r} is no listed model", field=name)
+            raise InvalidArgumentError(f"{name} {quoted(query[name])} is no listed model", field=name)
     if "before_id" in query:
         before = entries[: ids.index(query["before_id"])]
         return before[-limit:], len(before) > limit

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from warpcore.server.core.bounds import fitted_message, shortened
+from warpcore.server.core.bounds import fitted_message, quoted
 from warpcore.server.core.limits import shutting_down
 from warpcore.server.rpc.status import send_request_id, unary_errors
 
@@ -37,9 +37,7 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # g
         status = self._status.get(request.service)
         if status is None:
             await send_request_id(context)
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, fitted_message(f"unknown service {shortened(request.service)!r}")
-            )
+            await context.abort(grpc.StatusCode.NOT_FOUND, fitted_message(f"unknown service {quoted(request.service)}"))
         return health_pb2.HealthCheckResponse(status=status)
 
     async def List(self, request: health_pb2.HealthListRequest, context: Any) -> health_pb2.HealthListResponse:

@@ -163,7 +163,12 @@ def unfinished_stream(api: ResolvedApi, response: UpstreamResponse) -> WarpcoreE
 
 
 def malformed_stream(api: ResolvedApi, error: Exception) -> WarpcoreError:
-    what = f"that is not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "of the wrong shape"
+    if isinstance(error, UnicodeDecodeError):  # the SDK's reading of the event's bytes, before any JSON
+        what = "that is not UTF-8 text"
+    elif isinstance(error, json.JSONDecodeError):
+        what = f"that is not JSON ({error})"
+    else:
+        what = "of the wrong shape"
     return upstream_error(UnavailableError, api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
 
 

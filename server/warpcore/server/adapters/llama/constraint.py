@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from warpcore.server.adapters.llama.schema_check import SchemaInliner
 from warpcore.server.adapters.llama.schema_grammar import json_grammar, tool_calls_grammar
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.domain import (
     GenerationParams,
 )
@@ -106,7 +107,9 @@ def _tools_constraint(params: GenerationParams) -> Constraint:
     choice = params.tool_choice
     chosen = [(index, tool) for index, tool in enumerate(params.tools) if choice.may_call(tool)]
     if not chosen:
-        raise InvalidArgumentError(f"tool_choice names {choice.name!r}, which is not among tools", field="tool_choice")
+        raise InvalidArgumentError(
+            f"tool_choice names {quoted(choice.name)}, which is not among tools", field="tool_choice"
+        )
     inliner = SchemaInliner()
     schemas = [(tool.name, inliner.inline(tool.parameters, f"tools[{index}].parameters")) for index, tool in chosen]
     several = params.parallel_tool_calls and choice.mode is not ToolChoiceMode.NAMED

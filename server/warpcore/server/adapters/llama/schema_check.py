@@ -28,6 +28,7 @@ from warpcore.server.core.bounds import (
     GRAMMAR_MAX_REPEAT,
     GRAMMAR_MAX_SCHEMA_DEPTH,
     GRAMMAR_MAX_SCHEMA_NODES,
+    quoted,
     shortened,
 )
 from warpcore.server.core.errors import InvalidArgumentError
@@ -184,14 +185,12 @@ class _Walk:
                 if isinstance(ref, str) and ref.startswith("#")
                 else "is not supported: only references into this schema (#/...)"
             )
-            raise self.refuse(pointer, f"$ref {shortened(repr(ref))} {why}")
+            raise self.refuse(pointer, f"$ref {quoted(ref)} {why}")
         if ref in refs:
-            raise self.refuse(
-                pointer, f"$ref {shortened(ref)!r} is recursive, which grammar-constrained sampling refuses"
-            )
+            raise self.refuse(pointer, f"$ref {quoted(ref)} is recursive, which grammar-constrained sampling refuses")
         target = referenced(self._root, ref)
         if target is NOTHING:
-            raise self.refuse(pointer, f"$ref {shortened(ref)!r} points at nothing")
+            raise self.refuse(pointer, f"$ref {quoted(ref)} points at nothing")
         return self.schema(target, ref, (*refs, ref), depth + 1)
 
     def _tuple(self, plain: dict[str, Any], pointer: str) -> None:
@@ -238,6 +237,6 @@ class _Walk:
             except re.error as error:
                 problem = f"{error} (syntax grammar-constrained sampling does not support)"
         if problem:
-            raise self.refuse(pointer, f"pattern {shortened(pattern)!r}: {problem}")
+            raise self.refuse(pointer, f"pattern {quoted(pattern)}: {problem}")
         # Whole-string match: what the grammar generates then also contains a match, as JSON Schema asks.
         return f"^{spelled_for_grammar(body)}$"
