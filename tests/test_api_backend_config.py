@@ -163,11 +163,13 @@ async def test_list_models_shows_loaded_then_provider_models(stub: Stub, upstrea
 
 
 async def test_a_listed_model_id_made_of_the_key_or_too_long_is_left_out(stub: Stub, upstream: FakeUpstream) -> None:
-    """An upstream chooses the ids it lists: one that spelled the key it was called with reached any caller."""
+    """An upstream chooses the ids it lists: one that spelled the key it was called with reached any caller. A part
+    of the key alone is no key (README: never a part of the key alone is scrubbed), and a name like one is listed."""
     key = api_config(upstream).api.api_key
-    upstream.models = [f"m-Bearer {key}|", f"{key[:10]}-model", "x" * (MAX_ID_LENGTH + 1), "gpt-4o"]
+    shaped = "sk-proj-Qw7ZtLm2RbXc9VhNk4FsT8"  # shaped as OpenAI's keys are, not the one the upstream was called with
+    upstream.models = [f"m-Bearer {key}|", f"{key}-model", shaped, "x" * (MAX_ID_LENGTH + 1), f"{key[:10]}-model"]
     request = pb.ListModelsRequest(backend=backend_of(upstream), backend_config=api_config(upstream))
-    assert [model.id for model in (await stub.ListModels(request)).models] == ["gpt-4o"]
+    assert [model.id for model in (await stub.ListModels(request)).models] == [f"{key[:10]}-model"]
 
 
 async def test_anthropic_betas_go_in_the_header_to_anthropic_only(stub: Stub, upstream: FakeUpstream) -> None:
