@@ -148,8 +148,10 @@ def stdin() -> TextIO:
     if sys.stdin is None:
         raise CliError("stdin is closed: give the text as an argument")
     # Before the first read, which alone may change it; not when a program running the command put another in place.
-    if isinstance(sys.stdin, io.TextIOWrapper) and (sys.stdin.errors != "strict" or _is_utf8(sys.stdin.encoding)):
-        sys.stdin.reconfigure(encoding="utf-8-sig" if _is_utf8(sys.stdin.encoding) else None, errors="strict")
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        utf8 = _is_utf8(sys.stdin.encoding)
+        if utf8 or sys.stdin.errors != "strict":
+            sys.stdin.reconfigure(encoding="utf-8-sig" if utf8 else None, errors="strict")
     return sys.stdin
 
 

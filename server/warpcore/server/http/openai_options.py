@@ -14,17 +14,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.fields import (
-    Json,
-    at,
-    boolean,
-    mapping,
-    objects,
-    refuse,
-    schema,
-    text,
-    unsupported,
-)
+from warpcore.server.http.fields import Json, at, boolean, mapping, objects, refuse, schema, text, unsupported
 from warpcore.server.http.inner_members import (
     ALLOWED_TOOLS,
     CHAT_ALLOWED_TOOLS,
