@@ -27,6 +27,7 @@ from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.doors import Doors, open_doors
 from warpcore.server.embedded import install_embedded_model
+from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -253,6 +254,22 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> Iterator[AccessLines]:
     logging.getLogger("warpcore.access").addHandler(lines)
     yield lines
     logging.getLogger("warpcore.access").removeHandler(lines)
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """The logging set-up as it was before the test, which may call configure_logging."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    libraries = {name: logging.getLogger(name).handlers[:] for name in LIBRARY_HANDLERS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+    for name, saved_handlers in libraries.items():
+        logging.getLogger(name).handlers[:] = saved_handlers
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from asyncio import StreamReader, StreamWriter
 from typing import TYPE_CHECKING
 
 import grpc
@@ -16,6 +15,7 @@ from tests.conftest import serving
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import load, posts
+from tests.relay import PREFACE, relay
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -59,24 +59,6 @@ async def test_a_client_pinging_as_often_as_allowed_keeps_a_silent_call_open(
         call.cancel()
 
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-"""What an HTTP/2 client sends before its first frame."""
-
-
-async def _relay(port: int, sent: tuple[bytearray, bytearray], reader: StreamReader, writer: StreamWriter) -> None:
-    """Passes one client connection on to the server at `port`, keeping what each side sends: (client's, server's)."""
-    server_reader, server_writer = await asyncio.open_connection("127.0.0.1", port)
-
-    async def pipe(source: StreamReader, sink: StreamWriter, kept: bytearray) -> None:
-        while data := await source.read(65536):
-            kept += data
-            sink.write(data)
-            await sink.drain()
-        sink.close()
-
-    await asyncio.gather(pipe(reader, server_writer, sent[0]), pipe(server_reader, writer, sent[1]))
-
-
 def _message_flags(http2: bytes) -> list[int]:
     """The compressed flag of each gRPC message in one side's HTTP/2 frames (DATA frames joined per stream)."""
     data: dict[int, bytearray] = {}
@@ -101,9 +83,9 @@ async def test_answers_go_uncompressed_to_a_client_that_accepts_gzip_and_its_gzi
     openai_upstream.script = Script(chunks=["la " * 2000])
     sent = (bytearray(), bytearray())
     async with serving(server_env) as server:
-        relay = await asyncio.start_server(functools.partial(_relay, server.port, sent), "127.0.0.1", 0)
-        port = relay.sockets[0].getsockname()[1]
-        async with relay, grpc.aio.insecure_channel(f"127.0.0.1:{port}", compression=grpc.Compression.Gzip) as channel:
+        proxy = await asyncio.start_server(functools.partial(relay, server.port, sent), "127.0.0.1", 0)
+        port = proxy.sockets[0].getsockname()[1]
+        async with proxy, grpc.aio.insecure_channel(f"127.0.0.1:{port}", compression=grpc.Compression.Gzip) as channel:
             stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
             await load(stub, openai_upstream)
             frames = [frame async for frame in stub.Generate(pb.GenerateRequest(model_id="m", prompt="hi " * 5000))]

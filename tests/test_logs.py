@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +27,7 @@ from warpcore.server.core.access import log_request
 from warpcore.server.core.bounds import MAX_ID_LENGTH
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
-from warpcore.server.logs import LIBRARY_HANDLERS, QUIET_LIBRARIES, REQUEST_FIELDS, TextFormatter, configure_logging
+from warpcore.server.logs import REQUEST_FIELDS, TextFormatter, configure_logging
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
@@ -37,21 +36,6 @@ if TYPE_CHECKING:
     from warpcore.server.doors import Doors
     from warpcore.server.rpc.server import WarpcoreServer
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
-
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
-    libraries = {name: logging.getLogger(name).handlers[:] for name in LIBRARY_HANDLERS}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, saved in levels.items():
-        logging.getLogger(name).setLevel(saved)
-    for name, saved_handlers in libraries.items():
-        logging.getLogger(name).handlers[:] = saved_handlers
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -250,13 +234,13 @@ def test_grpc_s_traceback_for_a_status_its_client_cancelled_is_no_error_line(
         raise cygrpc.ExecuteBatchError('Failed "execute_batch": (SendStatusFromServerOperation,)')
     except cygrpc.ExecuteBatchError:
         grpc_log.exception("ExecuteBatchError raised in core by servicer method [%s]", "/warpcore.v1/Generate")
-    try:
-        raise RuntimeError("a failure of another kind")
-    except RuntimeError:
-        grpc_log.exception("Unexpected [%s] raised by servicer method [%s]", "RuntimeError", "/warpcore.v1/Generate")
+    try:  # a servicer's own fault, of the kind grpc also raises for metadata that is not UTF-8 (a peer's doing)
+        b"\xff".decode()
+    except UnicodeDecodeError:
+        grpc_log.exception("Unexpected [%s] raised by servicer method [%s]", "UnicodeDecodeError", "/warpcore.v1/Embed")
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
     assert [(line["level"], line["message"].split(" [")[0]) for line in lines] == [
-        ("error", "Unexpected")  # kept, traceback and all: only the cancelled status is quiet
+        ("error", "Unexpected")  # kept, traceback and all: only what a peer caused is quiet
     ]
 
 

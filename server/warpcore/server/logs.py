@@ -89,19 +89,36 @@ formatted): the module is imported here, before any pull would import it, and th
 line goes through the process's formatter, once."""
 
 
-class StatusToAGoneClient(logging.Filter):
-    """grpc.aio logs an ERROR with a traceback (ExecuteBatchError) when a call's status cannot be sent because its
-    client cancelled the call just then: the client's choice, which the access log records, and nothing to page an
-    operator for. Such a record is a debug line without the traceback, written only when debug lines are."""
+class PeerCausedGrpcErrors(logging.Filter):
+    """grpc's Python layer logs an ERROR with a traceback for what a peer did, nothing to page an operator for, and as
+    often as a peer likes. Such a record is a debug line without the traceback or its values, written only when debug
+    lines are:
+
+    - a call's status could not be sent (ExecuteBatchError) because its client cancelled the call just then: the
+      client's choice, which the access log records;
+    - a value of a call's metadata is not UTF-8, and gRPC read it as Latin-1 (gRPC's own clients refuse to send such
+      bytes; a raw HTTP/2 client may): grpc quoted the value whole, and it may be an attempted token. The call goes on
+      with the value as read: such a token matches none, and such a request id is not taken."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if type(error).__name__ != "ExecuteBatchError":
+        note = _peer_caused(record)
+        if note is None:
             return True
         record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-        record.msg, record.args = "a call's status was not sent: its client had just cancelled it (%s)", (error,)
+        record.msg, record.args = note, None
         record.exc_info = record.exc_text = None
         return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _peer_caused(record: logging.LogRecord) -> str | None:
+    """The debug line for a record of grpc's that a peer caused, None for any other (a servicer's own
+    UnicodeDecodeError is a fault of ours, and stays an error)."""
+    error = record.exc_info[1] if record.exc_info else None
+    if type(error).__name__ == "ExecuteBatchError":
+        return "a call's status was not sent: its client had just cancelled it"
+    if isinstance(error, UnicodeDecodeError) and record.msg == "Invalid encoding on %s":
+        return "a call's metadata held a value that is not UTF-8, read as Latin-1 (the value is not logged)"
+    return None
 
 
 def configure_logging(log_format: str) -> None:
@@ -111,8 +128,8 @@ def configure_logging(log_format: str) -> None:
     for library in QUIET_LIBRARIES:
         logging.getLogger(library).setLevel(logging.WARNING)
     grpc_log = logging.getLogger("grpc._cython.cygrpc")
-    if not any(isinstance(own, StatusToAGoneClient) for own in grpc_log.filters):
-        grpc_log.addFilter(StatusToAGoneClient())
+    if not any(isinstance(own, PeerCausedGrpcErrors) for own in grpc_log.filters):
+        grpc_log.addFilter(PeerCausedGrpcErrors())
     for name, module in LIBRARY_HANDLERS.items():
         with contextlib.suppress(ImportError):  # a library not installed adds no handler either
             importlib.import_module(module)
