@@ -137,10 +137,12 @@ async def test_a_repository_name_the_hub_cannot_have_is_refused_alike_by_pull_lo
 async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as denied:
-            await frames(pull(stub))
-        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert rich_details(denied.value)[0].reason == "PULL_DENIED"
+        # Whatever the request: a tester's empty one was told "model is required", as though it could be pulled.
+        for model, revision in ((MODEL, ""), ("", ""), ("hf:a--b/..:c.gguf", ""), (MODEL, "..")):
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await frames(pull(stub, model, revision))
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, (model, revision)
+            assert rich_details(denied.value)[0].reason == "PULL_DENIED"
         # LoadModel of a missing hf: file says how to get it.
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await stub.LoadModel(pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=MODEL))

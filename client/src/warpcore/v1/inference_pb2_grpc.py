@@ -161,11 +161,12 @@ class InferenceServiceServicer:
         """PullModel downloads a model file onto the server, streaming progress frames a few
         times a second, then one done frame. Concurrent pulls of one file share one
         download; cancelling the call stops it once no other caller waits (a later pull
-        resumes it). PERMISSION_DENIED unless the server's operator allows pulls
-        (--allow-pull), or when the hub refuses the server's HF_TOKEN or asks for one
-        (HUB_UNAUTHORIZED: retrying cannot help until the operator sets a token the hub
-        takes); INVALID_ARGUMENT (MODEL_ID_MALFORMED) for a repository name the hub cannot
-        have; PERMISSION_DENIED (HUB_REPO_GATED) for a gated repository whose terms the
+        resumes it). PERMISSION_DENIED (PULL_DENIED) for any request unless the
+        server's operator allows pulls (--allow-pull), before its fields are checked; or
+        when the hub refuses the server's HF_TOKEN or asks for one (HUB_UNAUTHORIZED:
+        retrying cannot help until the operator sets a token the hub takes);
+        INVALID_ARGUMENT (MODEL_ID_MALFORMED) for a repository name the hub cannot have;
+        PERMISSION_DENIED (HUB_REPO_GATED) for a gated repository whose terms the
         server's HF_TOKEN has not accepted; NOT_FOUND for a repository, revision or file
         the hub does not have (HUB_REPO_NOT_FOUND, HUB_REVISION_NOT_FOUND,
         HUB_FILE_NOT_FOUND); FAILED_PRECONDITION for a file the hub gives no SHA-256 for
