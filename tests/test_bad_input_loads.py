@@ -11,6 +11,7 @@ from google.protobuf import duration_pb2
 
 from tests.conftest import TINY_MODEL, rich_details
 from warpcore.v1 import inference_pb2 as pb
+from warpcore.v1 import models_pb2
 
 if TYPE_CHECKING:
     from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
@@ -214,3 +215,30 @@ async def test_the_names_a_load_gives_obey_one_rule(stub: Stub, name: str, value
     assert raised.value.code() == Code.INVALID_ARGUMENT
     assert raised.value.details() == f"{NAMED_IN_LOAD[name]} {message}"
     assert rich_details(raised.value)[1] == [NAMED_IN_LOAD[name]]
+
+
+DURATION_FIELDS = {
+    "model_config.keep_alive.idle": lambda duration: pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_LLAMA_CPP,
+        model=TINY_MODEL,
+        model_config=pb.ModelConfig(keep_alive=models_pb2.KeepAlive(idle=duration)),
+    ),
+    "backend_config.api.timeout": lambda duration: pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI, model="gpt", backend_config=pb.BackendConfig(api=pb.ApiConfig(timeout=duration))
+    ),
+}
+"""Each google.protobuf.Duration a load takes, and a load setting it."""
+
+
+@pytest.mark.parametrize("field", DURATION_FIELDS)
+@pytest.mark.parametrize(("seconds", "nanos"), [(1, -1), (1, 10**9), (0, 10**9), (5, 2 * 10**9)])
+async def test_grpc_refuses_a_duration_protobuf_calls_invalid(stub: Stub, field: str, seconds: int, nanos: int) -> None:
+    """Read as a number of nanoseconds, such a Duration passed the range as some other value than it says; a tester
+    found a timeout of {seconds: 1, nanos: -1} told it must be positive and at most 86400 seconds, which 1 s is."""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(DURATION_FIELDS[field](duration_pb2.Duration(seconds=seconds, nanos=nanos)))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == (
+        f"{field} is not a valid Duration: nanos must be under a second and not of the other sign than seconds"
+    )
+    assert rich_details(refused.value)[1] == [field]  # the Duration at fault, by its path

@@ -8,7 +8,6 @@ import re
 
 from google.protobuf import duration_pb2
 
-from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore.server.core.domain import (
     ApiSettings,
     BackendSettings,
@@ -25,7 +24,7 @@ from warpcore.server.core.rules import require
 from warpcore.server.core.tokens import PromptUsage
 from warpcore.server.rpc import tools_translate
 from warpcore.server.rpc.translate_extras import as_written, cache_breakpoint
-from warpcore.server.rpc.translate_models import backend_kind, keep_alive
+from warpcore.server.rpc.translate_models import backend_kind, duration_seconds, keep_alive
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import tools_pb2
@@ -104,14 +103,7 @@ def backend_settings(config: pb.BackendConfig) -> BackendSettings | None:
     kind = config.WhichOneof("config")
     if kind == "api":
         api = config.api
-        timeout = None
-        if api.HasField("timeout"):
-            require(
-                0 <= api.timeout.seconds <= MAX_API_TIMEOUT_SECONDS and 0 <= api.timeout.nanos < 10**9,
-                "settings.timeout",
-                f"timeout must be positive and at most {MAX_API_TIMEOUT_SECONDS} seconds",
-            )
-            timeout = api.timeout.seconds + api.timeout.nanos / 1e9
+        timeout = duration_seconds(api.timeout, "settings.timeout") if api.HasField("timeout") else None
         return ApiSettings(
             api_key=api.api_key if api.HasField("api_key") else None,
             organization=api.organization if api.HasField("organization") else None,

@@ -1,11 +1,11 @@
-"""Protobuf <-> domain values of models: the backend, keep_alive, and what LoadModel, UnloadModel and ListModels
-report of a model (its type, state, capabilities and residency)."""
+"""Protobuf <-> domain values of models: the backend, keep_alive and the other Durations a request gives, and what
+LoadModel, UnloadModel and ListModels report of a model (its type, state, capabilities and residency)."""
 
 from __future__ import annotations
 
 import math
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import BackendKind, LoadSpec
@@ -25,15 +25,20 @@ def keep_alive(message: models_pb2.KeepAlive) -> float | None:
     if policy == "forever":
         return math.inf if message.forever else None
     if policy == "idle":
-        idle = message.idle
-        require(  # what google.protobuf.Duration requires; its range is checked with the load's (core/validation.py)
-            abs(idle.nanos) < 10**9 and idle.seconds * idle.nanos >= 0,
-            "keep_alive.idle",
-            "keep_alive.idle is not a valid Duration: nanos must be under a second and not of the other sign than"
-            " seconds",
-        )
-        return idle.ToNanoseconds() / 1e9
+        return duration_seconds(message.idle, "keep_alive.idle")
     return None
+
+
+def duration_seconds(duration: duration_pb2.Duration, field: str) -> float:
+    """A request's Duration in seconds, refused when it is none as google.protobuf.Duration defines it (read as a
+    number of nanoseconds, {seconds: 1, nanos: -1} would pass a range as another value than it says). `field` is the
+    domain's name of it; the range is the domain's to check (core/validation.py, core/settings_rules.py)."""
+    require(
+        abs(duration.nanos) < 10**9 and duration.seconds * duration.nanos >= 0,
+        field,
+        f"{field} is not a valid Duration: nanos must be under a second and not of the other sign than seconds",
+    )
+    return duration.ToNanoseconds() / 1e9
 
 
 def residency_message(report: ResidencyReport) -> models_pb2.ModelResidency:
