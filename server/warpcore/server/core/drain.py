@@ -87,21 +87,26 @@ class ActiveStreams:
         that its usage is exact, even when that step outlasts the grace, for STEP_WAIT at most."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle_or_now(), max(grace - FINAL_FRAME_MARGIN, 0.0))
-        for call in self._calls.values():
+        stopped: dict[asyncio.Task[object], bool] = {}  # each generation stopped: whether it is a local one
+        for task, call in self._calls.items():
             if call.stop is not None:
                 call.stop.set()
+                stopped[task] = call.ends_when_stopped
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), STOPPED_WAIT)
         stepping = [task for task, call in self._calls.items() if call.ends_when_stopped]
         cancelled = [task for task in self._calls if task not in stepping]
-        if self._calls:
-            hosted = sum(self._calls[task].stop is not None for task in cancelled)  # stopped, yet still sending
+        # Counted as stopped, not as still running after the wait: a generation that ended in it (a local one at its
+        # step, a hosted one at its upstream's next event) was cut all the same, and each ends with a CANCELLED result.
+        local = sum(stopped.values())
+        others = sum(task not in stopped for task in cancelled)  # one still writing a stopped generation's end is not
+        if stopped or others:
             _log.info(
                 "grace over: %d local generations end at their current decode step; %d hosted generations and %d"
                 " other calls are cancelled",
-                len(stepping),
-                hosted,
-                len(cancelled) - hosted,
+                local,
+                len(stopped) - local,
+                others,
             )
         for task in cancelled:
             self._ended_by_shutdown.add(task)
