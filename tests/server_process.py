@@ -63,13 +63,19 @@ async def serving_tiny(
             await process.wait()
 
 
-async def one_line_failure(process: asyncio.subprocess.Process) -> list[str]:
-    """The lines a server that cannot start prints, once it has exited with status 1 (killed if it serves)."""
+async def refusal(process: asyncio.subprocess.Process) -> tuple[int, list[str]]:
+    """The exit status of a server that cannot start, and the lines it prints (killed if it serves)."""
     assert process.stderr is not None
     try:
         stderr = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
     finally:
         if not process.stderr.at_eof():  # still serving when the wait ran out
             process.kill()
-    assert await process.wait() == 1
-    return stderr.strip().splitlines()
+    return await process.wait(), stderr.strip().splitlines()
+
+
+async def one_line_failure(process: asyncio.subprocess.Process) -> list[str]:
+    """The lines a server that cannot start prints, once it has exited with status 1."""
+    status, lines = await refusal(process)
+    assert status == 1
+    return lines

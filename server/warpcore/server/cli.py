@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from warpcore.server.adapters.factory import check_environment, check_unloaded, create_adapter, hub_download
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
@@ -33,7 +33,7 @@ from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.rpc.server import ServingOptions
 from warpcore.server.server_settings import ServerSettings
-from warpcore.server.setting_values import SettingsError
+from warpcore.server.setting_values import SettingsError, UsageError, requested_log_format
 from warpcore.server.settings import parse_settings
 
 _log = logging.getLogger("warpcore.server")
@@ -223,30 +223,43 @@ def _run(event_loop: str, main: Coroutine[Any, Any, None]) -> None:
         import uvloop  # not built for Windows, where asyncio's loop serves
     except ImportError:
         main.close()
-        sys.exit("warpcore-server: uvloop is not installed here; install it or use --event-loop asyncio")
+        raise RuntimeError("uvloop is not installed here; install it or use --event-loop asyncio") from None
     uvloop.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    arguments = sys.argv[1:] if argv is None else argv
     try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
+        settings = parse_settings(arguments, os.environ)
     except SettingsError as error:
-        sys.exit(f"warpcore-server: {error}")
+        log_format = requested_log_format(arguments, os.environ)
+        if log_format == "json":  # a text line is written as it is
+            configure_logging(log_format)
+        _refuse_start(error, log_format)
     configure_logging(settings.log_format)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _exit_before_serving)
     try:
         _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:
-        # RuntimeError: grpc could not bind an address, or the metrics port was taken; the message names it.
-        # Redacted as every log line is: a model's name, say, may be a key written where the name goes. On one line,
-        # as the README promises: an upstream's words quoted in it may hold line breaks.
-        said = " ".join(str(getattr(error, "message", None) or error).split())
-        message = redact_key_shapes(f"warpcore-server: {said}")
-        if settings.log_format == "json":  # one line a log collector can read, as the others
-            _log.critical(message)
-            sys.exit(1)
-        sys.exit(message)
+        # RuntimeError: grpc could not bind an address, the metrics port was taken, uvloop is missing; it says which.
+        _refuse_start(error, settings.log_format)
+
+
+def _refuse_start(error: Exception, log_format: str) -> NoReturn:
+    """Exit with the one line saying why the server cannot start: with JSON logs, a JSON line as the others (a
+    crash-looping Pod leaves only this one, for a collector to read), whichever setting is wrong. Redacted as every
+    log line is: a model's name, say, may be a key written where the name goes. On one line, as the README promises:
+    an upstream's words quoted in it may hold line breaks. A command line argparse cannot read is status 2 (after its
+    usage, in text), as for any command."""
+    said = " ".join(str(getattr(error, "message", None) or error).split())
+    usage = error.usage if isinstance(error, UsageError) else None
+    message = redact_key_shapes(f"warpcore-server: {'' if usage is None else 'error: '}{said}")
+    if log_format == "json":
+        _log.critical(message)
+    else:
+        sys.stderr.write(f"{usage or ''}{message}\n")
+    sys.exit(1 if usage is None else 2)
 
 
 async def _serve_then_exit(settings: ServerSettings, env: Mapping[str, str]) -> None:

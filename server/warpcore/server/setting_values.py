@@ -1,6 +1,7 @@
 """The rules of setting values the server reads from flags and environment variables (switches, ranges, listen
 addresses and the ports of its listeners, host lists); each refusal names the setting, as the operator gave it (flag
-or variable)."""
+or variable). A command line argparse cannot read is refused alike, and the log format asked for is read apart, for the
+line saying why the start was refused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from warpcore._addresses import MAX_PORT
 from warpcore.server.core.bounds import parse_bool, parse_bytes
@@ -20,8 +22,43 @@ _UNIX = ("unix:", "unix-abstract:")
 _HOST_NAME = re.compile("[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?")
 
 
+LOG_FORMATS = ("text", "json")
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used; the message says which and why."""
+
+
+class UsageError(SettingsError):
+    """A command line argparse cannot read: an unknown flag, a flag's value of the wrong type or not one of its
+    choices. As for any command, its status is 2, and `usage` goes before the line in text."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class SettingsParser(argparse.ArgumentParser):
+    """argparse's parser, raising its usage errors where argparse prints them to stderr: the command prints them in
+    the log format asked for (cli.py), as every other refused setting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, self.format_usage())
+
+
+def requested_log_format(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format asked for, read apart from the settings refused (or the command line argparse could not read),
+    for the line saying so: the last --log-format given, else WARPCORE_LOG_FORMAT, the first of the two naming a
+    format (a flag naming none may have a variable that does: a manifest's JSON logs); else text, the default."""
+    given = [
+        arg.partition("=")[2] if arg.startswith("--log-format=") else argv[index + 1]
+        for index, arg in enumerate(argv)
+        if arg.startswith("--log-format=") or (arg == "--log-format" and index + 1 < len(argv))
+    ]
+    for value in (*given[-1:], env.get("WARPCORE_LOG_FORMAT")):
+        if value in LOG_FORMATS:
+            return value
+    return "text"
 
 
 def env_flag(env: Mapping[str, str], variable: str, *, default: bool) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,8 +25,10 @@ from warpcore.server.env_names import LookedUp
 from warpcore.server.rpc.addresses import host_port
 from warpcore.server.server_settings import DEFAULT_MODELS_PATH, ServerSettings
 from warpcore.server.setting_values import (
+    LOG_FORMATS,
     PORT_RANGE,
     SettingsError,
+    SettingsParser,
     check_own_ports,
     check_range,
     env_flag,
@@ -65,7 +66,7 @@ def _given(argv: Sequence[str], *flags: str) -> bool:
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:
     """Flags win over their environment variables, which win over the defaults."""
     env = looked_up = LookedUp(env)  # each variable read is noted: a WARPCORE_* one not read is warned of (cli.py)
-    parser = argparse.ArgumentParser(
+    parser = SettingsParser(
         prog="warpcore-server",
         description="Serve the warpcore inference API over gRPC (and OpenAI/Anthropic-compatible HTTP).",
         allow_abbrev=False,  # a flag's variable is read unless the flag itself is given (_given): no other spelling
@@ -180,7 +181,7 @@ def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSetting
         f"largest max_tokens accepted; a request naming none gets {DEFAULT_MAX_TOKENS}, or this when lower",
         type=int,
     )
-    option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=("text", "json"))
+    option("--log-format", "WARPCORE_LOG_FORMAT", "text", "text or json", choices=LOG_FORMATS)
     # uvloop (libuv) takes less time per I/O event than asyncio's own loop (bench/event_loop.py measures what that
     # buys); asyncio's loop is there for platforms without uvloop.
     option("--event-loop", "WARPCORE_EVENT_LOOP", "uvloop", "uvloop or asyncio", choices=("uvloop", "asyncio"))
