@@ -409,7 +409,11 @@ class ToolCallDelta(_message.Message):
     index: _builtins.int
     """Which call, 0-based, in the order the calls began. Deltas of several calls may interleave."""
     id: _builtins.str
-    """Id of the call, on the call's first delta only (empty on the others)."""
+    """Id of the call, on the call's first delta only (empty on the others). No two calls of
+    one answer share an id: a backend's call that begins with an earlier call's id (or
+    with none, or naming a tool the request did not declare) fails the Generate,
+    UNAVAILABLE with reason UPSTREAM_MALFORMED_TOOL_CALL, before its first delta is sent.
+    """
     name: _builtins.str
     """Name of the tool, on the call's first delta only (empty on the others)."""
     arguments: _builtins.str

@@ -19,34 +19,47 @@ from warpcore.server.core.tooling import (
 class ToolCallAssembler:
     """The calls of one generation, built from its deltas; every delta is added in the order it was streamed."""
 
-    __slots__ = ("_calls", "_declared")
+    __slots__ = ("_calls", "_declared", "_indexes")
 
     def __init__(self, declared: Iterable[str]) -> None:
         """`declared`: the names of the request's tools, the only ones a call may name (every tool a request declares
         is a function of the caller's: no server tool of a vendor's reaches a backend)."""
         self._calls: dict[int, tuple[str, str, list[str]]] = {}
         self._declared = frozenset(declared)
+        self._indexes: dict[str, int] = {}
+        """Each call's id -> its index."""
 
     def add(self, delta: ToolCallDelta) -> None:
+        """Raises UnavailableError for a call that begins broken (no id or name, a tool the request did not declare,
+        the id of an earlier call), whatever ends the answer: no token limit cuts what a call's first delta says, and
+        a caller handed such a call could neither dispatch it nor answer it alone (a tester's upstream began a call
+        with one id for each piece of one call's arguments). Raised before the delta is passed on, so that no door
+        shows the call."""
         call = self._calls.get(delta.index)
-        if call is None:
-            self._calls[delta.index] = (delta.id, delta.name, [delta.arguments])
-        else:
+        if call is not None:
             call[2].append(delta.arguments)
+            return
+        flaw = self._identity_flaw(delta.id, delta.name)
+        if flaw is not None:
+            raise UnavailableError(
+                f"the backend began tool call {delta.index} broken: {flaw}", reason="UPSTREAM_MALFORMED_TOOL_CALL"
+            )
+        self._calls[delta.index] = (delta.id, delta.name, [delta.arguments])
+        self._indexes[delta.id] = delta.index
 
     def finish(self, reason: FinishReason, *, budget_spent: bool = False) -> tuple[FinishReason, tuple[ToolCall, ...]]:
-        """The finish reason and the complete calls, in index order, each of a declared tool with arguments that parse
-        to a JSON object ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled)
-        leaves out the calls it did not complete; a generation that ended normally with a broken call (a tool the
-        request did not declare too) is the backend's failure, unless it had spent its whole max_tokens
-        (`budget_spent`): a compatible server that reports the end of a call cut by the limit as a natural one
-        (LiteLLM's Anthropic route does) finished for its length. A backend that reports a natural stop after calls
-        (OpenAI does, for a named tool choice) finished with tool calls."""
+        """The finish reason and the complete calls, in index order, each with arguments that parse to a JSON object
+        ("{}" for a call streamed without arguments). A generation cut short (max_tokens, cancelled) leaves out the
+        calls whose arguments it did not complete (a door's answer shows them as far as they came, as the vendors'
+        APIs do); a generation that ended normally with arguments that do not parse is the backend's failure, unless
+        it had spent its whole max_tokens (`budget_spent`): a compatible server that reports the end of a call cut by
+        the limit as a natural one (LiteLLM's Anthropic route does) finished for its length. A backend that reports a
+        natural stop after calls (OpenAI does, for a named tool choice) finished with tool calls."""
         calls = []
         for index in sorted(self._calls):
             call_id, name, pieces = self._calls[index]
             arguments = "".join(pieces) or "{}"
-            flaw = self._flaw(call_id, name, arguments)
+            flaw = arguments_flaw(arguments)
             if flaw is None:
                 calls.append(ToolCall(call_id, name, arguments))
             elif budget_spent:
@@ -59,24 +72,23 @@ class ToolCallAssembler:
             reason = FinishReason.TOOL_CALLS
         return reason, tuple(calls)
 
-    def _flaw(self, call_id: str, name: str, arguments: str) -> str | None:
+    def _identity_flaw(self, call_id: str, name: str) -> str | None:
         if not call_id:
             return "it has no id"
         if not name:
             return "it has no name"
         if name not in self._declared:
             return f"it calls the tool {quoted(name)}, which the request did not declare"
-        return arguments_flaw(arguments)
+        if call_id in self._indexes:
+            return f"it has the id {quoted(call_id)} of tool call {self._indexes[call_id]}"
+        return None
 
     def unargued(self) -> tuple[ToolCallDelta, ...]:
         """A last delta of "{}" for each call streamed with no argument text (an Anthropic tool that takes none), so
         that every call's deltas join to the arguments its Finish lists; a client that builds calls from the deltas
         could not send "" back."""
-        return tuple(
-            ToolCallDelta(index, arguments="{}")
-            for index, (call_id, name, pieces) in sorted(self._calls.items())
-            if call_id and name and not any(pieces)
-        )
+        calls = sorted(self._calls.items())
+        return tuple(ToolCallDelta(index, arguments="{}") for index, (_, _, pieces) in calls if not any(pieces))
 
 
 def is_json_object(text: str) -> bool:

@@ -218,6 +218,8 @@ class HostedAdapter(ABC):
             await stream.close()  # on cancellation too: the upstream connection closes at once
         for delta in mender.unpaired():
             if type(delta) is ToolCallDelta:
+                if failure is not None:  # its call may be the one that failed as it began, which no door showed
+                    continue
                 calls.add(delta)
             yield delta
         if failure is None and not cancelled and reader.finish is None:
