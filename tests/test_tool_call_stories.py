@@ -54,7 +54,7 @@ def cut(upstream: FakeUpstream, steps: list[Step]) -> None:
 
 def two_calls(second_id: str, second_arguments: str) -> list[Step]:
     """A whole call "call_1" to Paris, then a call `second_id` with `second_arguments`."""
-    first = [Call(0, "call_1", WEATHER.name), Args(0, '{"city": "Paris"}')]
+    first: list[Step] = [Call(0, "call_1", WEATHER.name), Args(0, '{"city": "Paris"}')]
     return [*first, Call(1, second_id, WEATHER.name), Args(1, second_arguments)]
 
 
