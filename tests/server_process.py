@@ -27,8 +27,15 @@ threads = 1
 
 
 async def start(models_path: Path, *arguments: str, **env: str) -> asyncio.subprocess.Process:
+    return await start_after((), models_path, *arguments, **env)
+
+
+async def start_after(
+    prefix: tuple[str, ...], models_path: Path, *arguments: str, **env: str
+) -> asyncio.subprocess.Process:
+    """The server, run by the command `prefix` (tests.any_user.PREFIX, say; none: `start`)."""
     return await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "warpcore.server", "--port", "0", "--no-default-model", *arguments),
+        *(*prefix, sys.executable, "-m", "warpcore.server", "--port", "0", "--no-default-model", *arguments),
         env={**os.environ, "MODELS_PATH": str(models_path), **env},
         stderr=asyncio.subprocess.PIPE,
     )
@@ -46,14 +53,12 @@ async def log_lines_until(process: asyncio.subprocess.Process, needle: str) -> l
 
 
 @contextlib.asynccontextmanager
-async def serving_tiny(
-    models_path: Path, tmp_path: Path, *arguments: str
+async def serving_process(
+    prefix: tuple[str, ...], models_path: Path, *arguments: str, **env: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[dict[str, object]], int]]:
-    """The server process with CONFIG preloaded and JSON logs: the process, its log lines up to "serving on", and its
+    """The server process (run by `prefix`) with JSON logs: the process, its log lines up to "serving on", and its
     gRPC port; killed afterwards if it is still running."""
-    config = tmp_path / "warpcore.toml"
-    config.write_text(CONFIG)
-    process = await start(models_path, "--config", str(config), "--log-format", "json", *arguments)
+    process = await start_after(prefix, models_path, "--log-format", "json", *arguments, **env)
     try:
         started = await log_lines_until(process, "serving on")
         yield process, started, int(str(started[-1]["message"]).split("127.0.0.1:")[1].split(",")[0])
@@ -61,6 +66,17 @@ async def serving_tiny(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving_tiny(
+    models_path: Path, tmp_path: Path, *arguments: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, list[dict[str, object]], int]]:
+    """`serving_process` with CONFIG preloaded."""
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    async with serving_process((), models_path, "--config", str(config), *arguments) as served:
+        yield served
 
 
 async def refusal(process: asyncio.subprocess.Process) -> tuple[int, list[str]]:

@@ -4,7 +4,6 @@ application outside the socket's group was told that no server answered there, a
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sys
 from asyncio.subprocess import PIPE
@@ -13,22 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.any_user import PREFIX
 from tests.cli import ENV, WARPCORE, Run, finish
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the capabilities dropped for root are Linux's")
 
-# Root passes any file's mode with CAP_DAC_OVERRIDE (and CAP_DAC_READ_SEARCH for folders): without them in its
-# bounding set, what it runs is held to the socket's mode as any other user is. As another UID it could not run
-# this interpreter, which may lie in root's own home.
-AS_ANY_USER = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-    if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
-        sys.exit(f"cannot drop capability {capability}: {os.strerror(ctypes.get_errno())}")
-os.execv(sys.argv[1], sys.argv[1:])
-"""
-PREFIX = (sys.executable, "-c", AS_ANY_USER) if os.geteuid() == 0 else ()
 CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
 
 

@@ -43,8 +43,10 @@ class Download:
 class FakeHub:
     """Tests put files in `files` ("owner/repo/revision/file" -> HubFile), and may set `cut_after` (the next GET
     drops its connection after that many bytes), `hold_after` with `release` (the GETs stop after that many bytes
-    until `release` is set), `size_override` (the size the metadata claims), `refusal` (a status every metadata request
-    gets, bare: no X-Error-Code, as from a mirror refusing the server's token); they read `heads` and `downloads`."""
+    until `release` is set), `pace` (a slow link: the GETs send only the bytes put in it, a count at a time, and close
+    their connection at a None), `unavailable_after` (the GETs after that many are answered 503, a CDN gone down),
+    `size_override` (the size the metadata claims), `refusal` (a status every metadata request gets, bare: no
+    X-Error-Code, as from a mirror refusing the server's token); they read `heads` and `downloads`."""
 
     def __init__(self) -> None:
         self.files: dict[str, HubFile] = {}
@@ -54,6 +56,8 @@ class FakeHub:
         self.hold_after: int | None = None
         self.release = asyncio.Event()
         self.held = asyncio.Event()
+        self.pace: asyncio.Queue[int | None] | None = None
+        self.unavailable_after: int | None = None
         self.size_override: int | None = None
         self.refusal: int | None = None
         self.gated: dict[str, str] = {}
@@ -120,6 +124,9 @@ class FakeHub:
         content = hub_file.content
         download = Download(request.headers.get("Range"), request.headers.get("Authorization"))
         self.downloads.append(download)
+        if self.unavailable_after is not None and len(self.downloads) > self.unavailable_after:
+            download.finished.set()
+            return web.Response(status=503, text="Service Unavailable")
         start = int(download.range.removeprefix("bytes=").split("-")[0]) if download.range else 0
         if start >= len(content) > 0:  # as the hub's CDN: no byte of the file is at or after its end
             download.finished.set()
@@ -131,6 +138,9 @@ class FakeHub:
         await response.prepare(request)
         cut_after, self.cut_after = self.cut_after, None
         try:
+            if self.pace is not None:
+                await self._paced(request, response, content[start:], self.pace, download)
+                return response
             for offset in range(start, len(content), PIECE):
                 if cut_after is not None and download.sent >= cut_after:
                     assert request.transport is not None
@@ -146,3 +156,22 @@ class FakeHub:
             return response
         finally:
             download.finished.set()
+
+    @staticmethod
+    async def _paced(
+        request: web.Request,
+        response: web.StreamResponse,
+        content: bytes,
+        pace: asyncio.Queue[int | None],
+        download: Download,
+    ) -> None:
+        while download.sent < len(content):
+            allowed = await pace.get()
+            if allowed is None:
+                assert request.transport is not None
+                request.transport.close()  # the link drops: what was sent arrives, then the connection closes
+                return
+            piece = content[download.sent : download.sent + allowed]
+            await response.write(piece)
+            download.sent += len(piece)
+        await response.write_eof()

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from tests.conftest import collect, greedy, rich_details
-from tests.fakes.hub import FakeHub
+from tests.fakes.hub import PIECE, FakeHub
 from tests.pull import MODEL, WAIT_SECONDS, destination, frames, logged, partial_files, pull, pulling_server
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import models_pb2
@@ -68,7 +68,7 @@ async def test_progress_frames_come_at_a_bounded_rate(hub: FakeHub, gguf: bytes,
         # One a second at most, plus the first (nothing yet), the first bytes and the last two (all bytes on disk,
         # then checked), however many pieces the file came in.
         assert len(progress) <= elapsed + 4
-        assert len(gguf) // (256 * 1024) > elapsed + 4, "more pieces than frames allowed, or the bound proves nothing"
+        assert len(gguf) // PIECE > elapsed + 4, "more pieces than frames allowed, or the bound proves nothing"
         assert progress[-1].bytes_done == done.size_bytes == len(gguf)
 
 

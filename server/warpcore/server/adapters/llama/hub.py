@@ -33,7 +33,7 @@ from huggingface_hub.utils import build_hf_headers, disable_progress_bars  # typ
 
 from warpcore.server.adapters.env import env_url
 from warpcore.server.adapters.llama.model_paths import models_root, open_model_file
-from warpcore.server.adapters.llama.partial_file import own_partial, partial_path
+from warpcore.server.adapters.llama.partial_file import own_partial, partial_path, writing_under
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.errors import (
     FailedPreconditionError,
@@ -55,9 +55,10 @@ MAX_CAUSE_CHARS = 300
 message may go on with a response body)."""
 
 disable_progress_bars()  # a server has no terminal: progress goes to the caller instead
-# The library reads and reports 10 MiB at a time: at the speed of a slow link that is one progress step every few
-# seconds. A quarter MiB keeps steps frequent at any speed for little more work per byte.
-constants.DOWNLOAD_CHUNK_SIZE = 256 * 1024
+# The library hands on the body in pieces of this size (10 MiB), holding back what came until one is full: on a slow
+# link progress stood still for seconds, and a pull that failed lost what it held, the partial file missing bytes that
+# had arrived. None (httpx's own default) hands on each read as it comes.
+constants.DOWNLOAD_CHUNK_SIZE = None  # type: ignore[assignment]
 
 
 class _HashingWriter:
@@ -147,10 +148,11 @@ def pull_file(
         progress(size, size)
         return PulledFile(model, size, sha256=expected, already_present=True)
     made = [folder for folder in (destination.parent, *destination.parent.parents) if not folder.exists()]
-    destination.parent.mkdir(parents=True, exist_ok=True)
     try:
+        with writing_under(root, model):
+            destination.parent.mkdir(parents=True, exist_ok=True)
         partial = partial_path(destination, expected)
-        with own_partial(partial, model) as file:
+        with own_partial(partial, root, model) as file:
             done = os.fstat(file.fileno()).st_size
             total = metadata.size
             if total is not None and done > total:

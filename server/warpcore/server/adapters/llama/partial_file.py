@@ -1,12 +1,15 @@
 """The partial file a pull writes a GGUF file's bytes into, beside where the file goes, until they are whole and
-checked: its name, and opening it without ever writing through a link."""
+checked: its name, opening it without ever writing through a link, and what the server is told when it may not write
+there."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,13 +25,37 @@ def partial_path(destination: Path, expected: str) -> Path:
     return destination.with_name(name)
 
 
-def own_partial(partial: Path, model: str) -> BinaryIO:
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""What the OS says when the server's user may not write where it asked: the folder's mode or owner, a read-only
+mount."""
+
+
+@contextlib.contextmanager
+def writing_under(root: Path, model: str) -> Iterator[None]:
+    """The OS refusing to let the server write under MODELS_PATH (`root`) for a pull of `model` (a folder to make,
+    the partial file), as an error naming the folder and what the operator can do."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in _REFUSED or error.filename is None:
+            raise
+        folder = Path(os.fsdecode(error.filename)).parent.relative_to(root).as_posix()
+        where = "MODELS_PATH" if folder == "." else f"the folder {folder} under MODELS_PATH"
+        raise FailedPreconditionError(
+            f"this server cannot write in {where} to pull {model!r} ({error.strerror}): give the server's user write"
+            " access to MODELS_PATH, or point MODELS_PATH at a folder it can write",
+            reason="MODEL_PATH_UNWRITABLE",
+        ) from None
+
+
+def own_partial(partial: Path, root: Path, model: str) -> BinaryIO:
     """The partial file, open to read and append: a regular file, never followed through a link. A link under its
     name (which a pull would write through, out of MODELS_PATH perhaps, into a file of someone else's) is removed and
     the file made anew; anything else there is refused."""
     for _ in range(2):
         try:
-            descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            with writing_under(root, model):
+                descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as error:
             if error.errno != errno.ELOOP or not partial.is_symlink():
                 raise _unwritable(model) from None
