@@ -7,12 +7,14 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from warpcore.client._pickling import PicklableError
+
 MAX_TIMEOUT = 10**8
 """Seconds (over three years): far beyond any call, and well below the ~1e10 past which gRPC fails a call at once
 with DEADLINE_EXCEEDED."""
 
 
-class OptionError(ValueError):
+class OptionError(PicklableError, ValueError):
     """A client option that cannot be used, e.g. a certificate file that cannot be read, a max_retries gRPC would cut,
     or one given without the option it `needs`: every refusal of a client option but a value of the wrong type (a
     TypeError). A ValueError like the SDK's other bad arguments; the names are kept apart from the problem so that the

@@ -12,12 +12,15 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from warpcore.client._pickling import PicklableError
+
 if TYPE_CHECKING:
     from warpcore.client._types import GenerateResponse
 
 
-class WarpcoreError(Exception):
-    """A failed call: its gRPC status code, the server's message, and the google.rpc details it sent."""
+class WarpcoreError(PicklableError):
+    """A failed call: its gRPC status code, the server's message, and the google.rpc details it sent. It pickles
+    whole (a ProcessPoolExecutor's worker's failure comes back as itself), as every exception the SDK raises does."""
 
     code: ClassVar[grpc.StatusCode | None] = None
 
