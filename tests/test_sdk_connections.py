@@ -16,7 +16,7 @@ import pytest
 from tests.certificates import make_certificates
 from tests.conftest import TINY_MODEL
 from tests.sdk_support import target
-from warpcore.client import AsyncClient, Client, UnavailableError
+from warpcore.client import AsyncClient, AuthenticationError, Client, UnavailableError
 from warpcore.server.adapters.factory import create_adapter
 from warpcore.server.core.registry import ModelRegistry
 from warpcore.server.rpc.server import ServingOptions, WarpcoreServer, start_server
@@ -95,6 +95,34 @@ async def test_token_is_sent_as_authorization_metadata(models_path: Path, monkey
     finally:
         await server.stop(None)
     assert [m.get("authorization") for m in interceptor.metadata] == ["Bearer s3cret", "Bearer from-env"]
+
+
+async def test_an_empty_token_sends_none_where_the_environment_has_one(
+    models_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tester's finding: token="" still sent $WARPCORE_TOKEN, so no code could call without the environment's token.
+    None, the default, reads the environment; "" is no token."""
+    server = await start_named(models_path, "127.0.0.1:0", token="s3cret")
+    monkeypatch.setenv("WARPCORE_TOKEN", "s3cret")
+    target = f"127.0.0.1:{server.port}"
+
+    async def listed(token: str | None) -> None:
+        async with AsyncClient(target, token=token) as client:
+            await client.list_models()
+
+    def sync_listed(token: str | None) -> None:
+        with Client(target, token=token) as client:
+            client.list_models()
+
+    try:
+        await listed(None)
+        await asyncio.to_thread(sync_listed, None)
+        with pytest.raises(AuthenticationError):
+            await listed("")
+        with pytest.raises(AuthenticationError):
+            await asyncio.to_thread(sync_listed, "")
+    finally:
+        await server.stop(None)
 
 
 async def test_mutual_tls(models_path: Path, tmp_path: Path) -> None:

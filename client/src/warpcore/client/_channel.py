@@ -42,8 +42,9 @@ class ClientOptions(TypedDict, total=False):
     client_certificate: Pem
     """For mutual TLS, with client_key: one without the other is a ValueError."""
     client_key: Pem
-    token: str
-    """Sent as "authorization: Bearer <token>" on every call; default $WARPCORE_TOKEN."""
+    token: str | None
+    """Sent as "authorization: Bearer <token>" on every call; None (the default): $WARPCORE_TOKEN's; "": no token,
+    whatever the environment holds."""
     timeout: float | None
     """Default deadline of every call, in seconds, greater than 0 and at most 1e8; None (the default): no deadline."""
     max_retries: int
@@ -188,11 +189,13 @@ def channel_settings(
             _check_pair(chain, key)
         credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
     # Whitespace around the variable's value (a secret's last newline) is no part of the token, as the server reads it.
-    token = options.get("token") or env.get(TOKEN_VARIABLE, "").strip()
+    # An empty token given is none: the one way to call a server without the environment's token.
+    token_given = options.get("token")
+    token = env.get(TOKEN_VARIABLE, "").strip() if token_given is None else token_given
     if token and not _HEADER_VALUE.fullmatch(token):
         # gRPC would fail every call, INTERNAL "Invalid metadata", and log lines of its own. The token is a secret:
         # the message does not show it.
-        source = "" if options.get("token") else f" (from ${TOKEN_VARIABLE})"
+        source = "" if token_given is not None else f" (from ${TOKEN_VARIABLE})"
         raise OptionError("token", f"must be printable ASCII, as a gRPC header value is{source}")
     return ChannelSettings(
         target=_target(target, env),

@@ -59,7 +59,8 @@ class _Settings:
 
 class Client(_Settings):
     """A blocking client. `target` defaults to $WARPCORE_TARGET, else 127.0.0.1:50051; it may be any gRPC
-    target, e.g. "dns:///warpcore.default.svc:50051" or "ipv4:10.0.0.1:50051,10.0.0.2:50051"."""
+    target, e.g. "dns:///warpcore.default.svc:50051" or "ipv4:10.0.0.1:50051,10.0.0.2:50051". `token` defaults to
+    $WARPCORE_TOKEN; token="" sends none."""
 
     def __init__(self, target: str | None = None, **options: Unpack[ClientOptions]) -> None:
         super().__init__(target, options)
