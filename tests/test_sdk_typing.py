@@ -96,6 +96,9 @@ async def concurrent(client: AsyncClient) -> None:
     reveal_type((await client.generate("m", prompt="x", response_format={"type": "object"})).parsed)  # revealed: Any
     wrong: str | None = (await client.generate("m", prompt="x", response_format=City)).parsed  # error: assignment
     await client.generate("m", prompt="x", reasoning_effort="hgih")  # error: call-overload
+    async for event in client.pull_model("hf:o/r:f.gguf"):  # an async iterator, as the sync twin's is an iterator
+        reveal_type(event)  # revealed: warpcore.client._pull.PullProgress | warpcore.client._pull.PulledModel
+    await client.pull_model("hf:o/r:f.gguf")  # error: misc
 
 
 def unparameterized(response: GenerateResponse, stream: Stream) -> tuple[Any, Any]:

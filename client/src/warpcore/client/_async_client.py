@@ -41,8 +41,9 @@ if TYPE_CHECKING:  # only the stubs' .pyi has it
 
 
 class AsyncClient(_Settings):
-    """The asyncio twin of Client, with the same options and methods. It may be made outside any event loop, and used
-    in one event loop after another (each asyncio.run, say), but not in two running at once."""
+    """The asyncio twin of Client, with the same options and methods, each awaited but pull_model (an async iterator,
+    as Client's is an iterator). It may be made outside any event loop, and used in one event loop after another (each
+    asyncio.run, say), but not in two running at once."""
 
     def __init__(self, target: str | None = None, **options: Unpack[ClientOptions]) -> None:
         super().__init__(target, options)
@@ -199,7 +200,8 @@ class AsyncClient(_Settings):
     def pull_model(
         self, model: str, *, revision: str | None = None, timeout: float | None = None
     ) -> AsyncIterator[PullEvent]:
-        """Have the server download `model`: PullProgress events, then one PulledModel."""
+        """Have the server download `model`: PullProgress events, then one PulledModel, as an async iterator (as
+        Client.pull_model's is an iterator), read with `async for event in client.pull_model(...)`, not awaited."""
         deadline = self.settings.deadline(timeout)
         call = self.stub.PullModel(pull_request(model, revision), **self._call_options(deadline))
         self._loop_channel.track(call)
