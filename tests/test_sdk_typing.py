@@ -1,5 +1,6 @@
 """The SDK's types as a user's `mypy --strict` sees them: `parsed` typed by the pydantic model given as
-response_format (Any for any other format), and closed-set options refusing words outside their set."""
+response_format (object for any other format, None without one: never Any), and closed-set options refusing words
+outside their set."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ class Point:
         return cls()
 
 
+def text_of(response: GenerateResponse[object]) -> str:
+    "Any response is a GenerateResponse[object], whatever its `parsed`, which is only read."
+    return response.text
+
+
 def blocking(client: Client, options: GenerationOptions) -> None:
     city: City | None = client.generate("m", prompt="x", response_format=City).parsed
     if city is not None:
@@ -71,16 +77,20 @@ def blocking(client: Client, options: GenerationOptions) -> None:
     with client.generate("m", messages=[("user", "x")], stream=True, response_format=City) as stream:
         reveal_type(stream.get_final_response().parsed)  # revealed: program.City | None
     with client.generate("m", prompt="x", stream=True) as plain_stream:
-        reveal_type(plain_stream.get_final_response().parsed)  # revealed: Any
-    reveal_type(client.generate("m", prompt="x", response_format={"type": "object"}).parsed)  # revealed: Any
-    reveal_type(client.generate("m", prompt="x", response_format="json_object").parsed)  # revealed: Any
-    reveal_type(client.generate("m", prompt="x").parsed)  # revealed: Any
-    reveal_type(client.generate("m", prompt="x", **options).parsed)  # revealed: Any
+        reveal_type(plain_stream.get_final_response().parsed)  # revealed: None
+    reveal_type(client.generate("m", prompt="x", response_format={"type": "object"}).parsed)  # revealed: object
+    reveal_type(client.generate("m", prompt="x", response_format="json_object").parsed)  # revealed: object
+    reveal_type(client.generate("m", prompt="x").parsed)  # revealed: None
+    reveal_type(client.generate("m", prompt="x", **options).parsed)  # revealed: object
+    print(text_of(client.generate("m", prompt="x")), text_of(client.generate("m", prompt="x", response_format=City)))
     client.generate("m", prompt="x", reasoning_effort="xhigh", verbosity="low", max_tokens=9)
     client.count_tokens("m", prompt="x", response_format=City, reasoning_effort="max")
     client.load_model("m", numa_strategy="isolate", pooling="cls")
     name: str = client.generate("m", prompt="x", response_format=City).parsed.name  # error: union-attr
     wrong: int | None = client.generate("m", prompt="x", response_format=City).parsed  # error: assignment
+    count: int = client.generate("m", prompt="x").parsed  # error: assignment
+    data: bytes = client.generate("m", prompt="x", response_format={"type": "object"}).parsed  # error: assignment
+    client.generate("m", prompt="x", response_format=None)  # error: call-overload
     client.generate("m", prompt="x", reasoning_effort="hgih")  # error: call-overload
     client.generate("m", prompt="x", verbosity="loud")  # error: call-overload
     client.load_model("m", numa_strategy="spread")  # error: arg-type
@@ -93,7 +103,10 @@ async def concurrent(client: AsyncClient) -> None:
     city: City | None = (await client.generate("m", prompt="x", response_format=City)).parsed
     async with await client.generate("m", prompt="x", stream=True, response_format=City) as stream:
         reveal_type((await stream.get_final_response()).parsed)  # revealed: program.City | None
-    reveal_type((await client.generate("m", prompt="x", response_format={"type": "object"})).parsed)  # revealed: Any
+    reveal_type((await client.generate("m", prompt="x", response_format={"type": "object"})).parsed)  # revealed: object
+    reveal_type((await client.generate("m", prompt="x")).parsed)  # revealed: None
+    async with await client.generate("m", prompt="x", stream=True) as plain_stream:
+        reveal_type((await plain_stream.get_final_response()).parsed)  # revealed: None
     wrong: str | None = (await client.generate("m", prompt="x", response_format=City)).parsed  # error: assignment
     await client.generate("m", prompt="x", reasoning_effort="hgih")  # error: call-overload
     async for event in client.pull_model("hf:o/r:f.gguf"):  # an async iterator, as the sync twin's is an iterator
@@ -179,10 +192,11 @@ def test_response_format_as_its_own_keyword_is_taken_as_in_the_options() -> None
 
 
 async def test_a_response_format_of_none_is_refused_as_before() -> None:
-    """None is no format, given as generate()'s keyword as much as among its options."""
+    """None is no format, given as generate()'s keyword as much as among its options (and generate()'s types refuse
+    it)."""
     refused = r'^response_format is "json_object", a JSON Schema dict or a pydantic model class$'
     with Client(UNREACHABLE) as client, pytest.raises(TypeError, match=refused):
-        client.generate("m", prompt="x", response_format=None)
+        client.generate("m", prompt="x", response_format=None)  # type: ignore[call-overload]
     async with AsyncClient(UNREACHABLE) as async_client:
         with pytest.raises(TypeError, match=refused):
-            await async_client.generate("m", prompt="x", response_format=None)
+            await async_client.generate("m", prompt="x", response_format=None)  # type: ignore[call-overload]

@@ -20,6 +20,7 @@ from warpcore.client._options import (
     BackendOptions,
     BaseGenerationOptions,
     GenerationOptions,
+    ResponseFormatLike,
     ResponseModelClass,
 )
 from warpcore.client._protocol import (
@@ -106,7 +107,7 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        response_format: ResponseModelClass[Parsed],
+        response_format: ResponseModelClass[Parsed] = ...,
         **options: Unpack[BaseGenerationOptions],
     ) -> GenerateResponse[Parsed | None]: ...
     @overload
@@ -118,7 +119,7 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        response_format: ResponseModelClass[Parsed],
+        response_format: ResponseModelClass[Parsed] = ...,
         **options: Unpack[BaseGenerationOptions],
     ) -> AsyncStream[Parsed | None]: ...
     @overload
@@ -130,9 +131,9 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        response_format: Any = ...,
+        response_format: ResponseFormatLike,
         **options: Unpack[BaseGenerationOptions],
-    ) -> GenerateResponse[Any]: ...
+    ) -> GenerateResponse[object]: ...
     @overload
     async def generate(
         self,
@@ -142,9 +143,9 @@ class AsyncClient(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        response_format: Any = ...,
+        response_format: ResponseFormatLike,
         **options: Unpack[BaseGenerationOptions],
-    ) -> AsyncStream[Any]: ...
+    ) -> AsyncStream[object]: ...
     async def generate(
         self,
         model_id: str,

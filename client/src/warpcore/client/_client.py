@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from warpcore.client._options import (
     BackendOptions,
     BaseGenerationOptions,
     GenerationOptions,
+    ResponseFormatLike,
     ResponseModelClass,
 )
 from warpcore.client._protocol import (
@@ -37,7 +38,13 @@ from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
 Response = TypeVar("Response")
-Parsed = TypeVar("Parsed")
+if TYPE_CHECKING:  # a TypeVar default (PEP 696), as _types.ParsedT's
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
+    # What generate() parses the answer into. None when no response_format solves it: then `parsed` is always None.
+    Parsed = DefaultedTypeVar("Parsed", default=None)
+else:
+    Parsed = TypeVar("Parsed")
 
 
 class _Settings:
@@ -133,7 +140,7 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        response_format: ResponseModelClass[Parsed],
+        response_format: ResponseModelClass[Parsed] = ...,
         **options: Unpack[BaseGenerationOptions],
     ) -> GenerateResponse[Parsed | None]: ...
     @overload
@@ -145,7 +152,7 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        response_format: ResponseModelClass[Parsed],
+        response_format: ResponseModelClass[Parsed] = ...,
         **options: Unpack[BaseGenerationOptions],
     ) -> Stream[Parsed | None]: ...
     @overload
@@ -157,9 +164,9 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[False] = ...,
         timeout: float | None = ...,
-        response_format: Any = ...,
+        response_format: ResponseFormatLike,
         **options: Unpack[BaseGenerationOptions],
-    ) -> GenerateResponse[Any]: ...
+    ) -> GenerateResponse[object]: ...
     @overload
     def generate(
         self,
@@ -169,9 +176,9 @@ class Client(_Settings):
         messages: Sequence[MessageLike] | None = ...,
         stream: Literal[True],
         timeout: float | None = ...,
-        response_format: Any = ...,
+        response_format: ResponseFormatLike,
         **options: Unpack[BaseGenerationOptions],
-    ) -> Stream[Any]: ...
+    ) -> Stream[object]: ...
     def generate(
         self,
         model_id: str,
@@ -184,7 +191,8 @@ class Client(_Settings):
         **options: Unpack[BaseGenerationOptions],
     ) -> GenerateResponse[Any] | Stream[Any]:
         """Generate from a loaded model: the final response, or with stream=True a Stream to read as it comes. With a
-        pydantic model class as response_format, the response's `parsed` is typed as an instance of it (or None)."""
+        pydantic model class as response_format, the response's `parsed` is typed as an instance of it (or None); with
+        another format, as object (the JSON value); without one, as None, which it always is."""
         request, parse = generate_request(model_id, prompt, messages, options, response_format)
         deadline = self.settings.deadline(timeout)
         started = Stream(self.stub.Generate(request, **self._call_options(deadline)), parse, deadline)

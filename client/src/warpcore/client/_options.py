@@ -4,9 +4,10 @@ response_format parses an answer into."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol, TypedDict, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypedDict, TypeVar
 
 from warpcore.client._messages import Cache
+from warpcore.v1 import tools_pb2
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 """How hard a reasoning model thinks (what each backend takes differs); at run time these words in any case."""
@@ -27,6 +28,13 @@ class ResponseModelClass(Protocol[Parsed_co]):
     def model_json_schema(self) -> dict[str, Any]: ...
 
     def model_validate_json(self, json_data: str, /) -> Parsed_co: ...
+
+
+ResponseFormatLike: TypeAlias = (
+    ResponseModelClass[object] | Literal["json_object"] | Mapping[str, object] | tools_pb2.ResponseFormat
+)
+"""What response_format takes: a model class (see ResponseModelClass), "json_object", a JSON Schema or either vendor's
+format object (dicts), or the protocol's ResponseFormat message."""
 
 
 class _NotGiven:
@@ -118,7 +126,7 @@ class GenerationOptions(BaseGenerationOptions, total=False):
     ValueError listing them, an integer beyond what its field carries (max_tokens, top_k, seed, top_logprobs,
     reasoning_budget and logit_bias's token ids are uint32: 0 to 4294967295) a ValueError naming it."""
 
-    response_format: Any
+    response_format: ResponseFormatLike
     """"json_object", a JSON Schema (a dict), or a pydantic model class, whose parsed instance the response's
     `parsed` then holds (for the other JSON formats, the parsed JSON value); or OpenAI's response_format object
     ({"type": "text" | "json_object" | "json_schema", "json_schema": {"name", "schema", "strict"}}) or Anthropic's

@@ -12,9 +12,10 @@ from warpcore.client._options import NumaStrategy, Pooling
 if TYPE_CHECKING:  # a TypeVar default (PEP 696) before Python 3.13; type checkers ship typing_extensions' stubs
     from typing_extensions import TypeVar as DefaultedTypeVar
 
-    ParsedT = DefaultedTypeVar("ParsedT", default=Any)
+    # Covariant, as `parsed` is only read: any response is a GenerateResponse[object].
+    ParsedT = DefaultedTypeVar("ParsedT", covariant=True, default=Any)
 else:
-    ParsedT = TypeVar("ParsedT")
+    ParsedT = TypeVar("ParsedT", covariant=True)
 
 _UNPARSED: Any = None
 """GenerateResponse.parsed's default, None, typed to fit whatever the response's type parameter is."""
@@ -176,8 +177,10 @@ StreamEvent = TextDelta | ToolCallDelta | ReasoningDelta | GenerateResult
 @dataclass(frozen=True)
 class GenerateResponse(Generic[ParsedT]):
     """A whole generation: its text and how it ended. Generic in the type of `parsed`: generate() with a pydantic
-    model class City as response_format gives a GenerateResponse[City | None]; with any other, or none, a
-    GenerateResponse[Any], which a bare GenerateResponse means."""
+    model class City as response_format gives a GenerateResponse[City | None]; with any other format a
+    GenerateResponse[object] (the JSON value, to narrow with isinstance); with none a GenerateResponse[None]. Any of
+    them is a GenerateResponse[object]; a bare GenerateResponse means GenerateResponse[Any], as before it was
+    generic."""
 
     text: str
     finish_reason: FinishReason
