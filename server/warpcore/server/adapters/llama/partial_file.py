@@ -25,27 +25,43 @@ def partial_path(destination: Path, expected: str) -> Path:
     return destination.with_name(name)
 
 
-_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
-"""What the OS says when the server's user may not write where it asked: the folder's mode or owner, a read-only
-mount."""
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
+"""What the OS says when the server's user may not write where it asked: the folder's or the partial file's mode or
+owner, a read-only mount, a file where a folder belongs."""
 
 
 @contextlib.contextmanager
 def writing_under(root: Path, model: str) -> Iterator[None]:
     """The OS refusing to let the server write under MODELS_PATH (`root`) for a pull of `model` (a folder to make,
-    the partial file), as an error naming the folder and what the operator can do."""
+    the partial file), as an error naming what stands in the way and what the operator can do."""
     try:
         yield
     except OSError as error:
         if error.errno not in _REFUSED or error.filename is None:
             raise
-        folder = Path(os.fsdecode(error.filename)).parent.relative_to(root).as_posix()
-        where = "MODELS_PATH" if folder == "." else f"the folder {folder} under MODELS_PATH"
-        raise FailedPreconditionError(
-            f"this server cannot write in {where} to pull {model!r} ({error.strerror}): give the server's user write"
-            " access to MODELS_PATH, or point MODELS_PATH at a folder it can write",
-            reason="MODEL_PATH_UNWRITABLE",
-        ) from None
+        path = Path(os.fsdecode(error.filename))
+        raise FailedPreconditionError(_refusal(root, path, model, error), reason="MODEL_PATH_UNWRITABLE") from None
+
+
+def _refusal(root: Path, path: Path, model: str, error: OSError) -> str:
+    folder = path.parent.relative_to(root).as_posix()
+    where = "MODELS_PATH" if folder == "." else f"the folder {folder} under MODELS_PATH"
+    if error.errno == errno.ENOTDIR:  # a file where the pull's folder, or one above it, belongs
+        file = next((above for above in path.parents if above.exists() and not above.is_dir()), path)
+        return (
+            f"this server cannot make the folder {path.relative_to(root).as_posix()} under MODELS_PATH to pull"
+            f" {model!r}: {file.relative_to(root).as_posix()} is a file, not a folder; move it aside, or point"
+            " MODELS_PATH elsewhere"
+        )
+    if path.exists() and os.access(path.parent, os.W_OK):  # the folder is writable: the file is another user's
+        return (
+            f"this server cannot write the partial file {path.name} in {where} to pull {model!r}"
+            f" ({error.strerror}): remove it (the pull then starts over), or give the server's user write access to it"
+        )
+    return (
+        f"this server cannot write in {where} to pull {model!r} ({error.strerror}): give the server's user write"
+        " access to MODELS_PATH, or point MODELS_PATH at a folder it can write"
+    )
 
 
 def own_partial(partial: Path, root: Path, model: str) -> BinaryIO:
