@@ -139,6 +139,26 @@ async def test_a_taken_port_fails_fast_with_one_clear_line(
     assert lines == [said] if log_format == "text" else [json.loads(line)["message"] for line in lines] == [said]
 
 
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--host", "192.0.2.1"), "cannot listen on 192.0.2.1:0: Cannot assign requested address"),  # TEST-NET-1
+        (("--host", "no-such-host.invalid"), "cannot listen on no-such-host.invalid:0: "),
+        (("--listen", "unix:///no/such/folder/s.sock"), "cannot listen on unix:///no/such/folder/s.sock: the folder"),
+    ],
+    ids=["unassigned", "unresolved", "no-folder"],
+)
+async def test_an_address_no_socket_can_take_is_one_json_line_with_its_reason(
+    models_path: Path, flags: tuple[str, ...], said: str
+) -> None:
+    """A tester's finding: with JSON logs, gRPC's own line (plain text, from its C core) came first, and the JSON
+    line gave no reason; port 0 and names the machine does not resolve were left to gRPC."""
+    process = await start(models_path, *flags, "--log-format", "json")
+    lines = await one_line_failure(process)
+    assert len(lines) == 1, lines
+    assert json.loads(lines[0])["message"].startswith(f"warpcore-server: {said}")
+
+
 async def test_a_second_interrupt_ends_the_grace_at_once(models_path: Path, tmp_path: Path) -> None:
     async with (
         serving_tiny(models_path, tmp_path, "--grace", "120") as (process, _, port),

@@ -23,14 +23,14 @@ def check_free(address: str) -> None:
         _check_unix(address, address.removeprefix("unix:").removeprefix("//"))
         return
     host, _, port = address.rpartition(":")
-    if not port.isdigit() or int(port) == 0:
+    if not port.isdigit():
         return
-    try:
+    try:  # port 0 too: a host no socket can bind fails whatever the port
         found = socket.getaddrinfo(
             host.strip("[]") or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
-    except OSError:
-        return  # gRPC says it: the host is no name this machine resolves
+    except OSError as error:  # a name this machine does not resolve, an address that is none
+        raise RuntimeError(f"cannot listen on {address}: {error.strerror}") from None
     errors: list[OSError] = []
     for family, kind, proto, _, bound in found:
         with socket.socket(family, kind, proto) as probe:
@@ -45,6 +45,9 @@ def check_free(address: str) -> None:
 
 
 def _check_unix(address: str, path: str) -> None:
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise RuntimeError(f"cannot listen on {address}: the folder {folder} does not exist")
     try:
         mode = os.stat(path).st_mode
     except OSError:
