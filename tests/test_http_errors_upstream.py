@@ -142,6 +142,10 @@ async def test_a_local_models_refusal_of_thinking_begins_with_the_field(doors: D
     refused = await openai_failure(doors, reasoning_effort="low")
     assert (refused.status_code, refused.param) == (400, "reasoning_effort")
     assert refused.body["message"].startswith("local models take no reasoning options")  # type: ignore[index]
+    # A tester's finding: the chat route's refusal of `thinking` alone named reasoning_effort, which was not sent.
+    for thinking in ({"type": "adaptive"}, {"type": "enabled", "budget_tokens": 1024}):
+        refused = await openai_failure(doors, max_tokens=2048, extra_body={"thinking": thinking})
+        assert (refused.status_code, refused.param) == (400, "thinking")
 
 
 async def test_a_tool_call_cut_by_max_tokens_is_in_the_whole_answer_as_its_stream_gives_it(doors: Doors) -> None:

@@ -185,3 +185,27 @@ async def test_anthropic_betas_reach_a_claude_model_and_other_backends_leave_the
                 model="claude", messages=beta_messages, max_tokens=5, betas=["not a beta; x=1"]
             )
     assert message_of(refused.value).startswith("anthropic-beta: a beta's name is 1 to 64 characters")
+
+
+async def test_a_tool_without_a_description_reaches_an_openai_model_without_one(
+    both: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: the upstream's tool got `"description": ""`, which the caller never gave."""
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(
+            model="gpt",
+            messages=OPENAI_MESSAGES,
+            max_tokens=5,
+            tools=[{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}],
+        )
+        from_chat = last_body(openai_upstream)["tools"][0]["function"]
+        await client.responses.create(
+            model="gpt",
+            input="Say hello",
+            max_output_tokens=5,
+            tools=[{"type": "function", "name": "f", "parameters": SCHEMA, "strict": False}],
+        )
+        from_responses = last_body(openai_upstream)["tools"][0]["function"]
+    for function in (from_chat, from_responses):
+        assert function["name"] == "f"
+        assert "description" not in function

@@ -214,3 +214,24 @@ async def test_stream_options_without_a_stream_are_refused_as_the_api_refuses_th
     assert refused.value.param == "stream_options"
     assert "only allowed when stream is true" in refused.value.message
     assert chunks[-1].usage is not None
+
+
+async def test_a_value_not_supported_is_refused_in_a_whole_sentence_naming_those_that_are(both: Doors) -> None:
+    """A tester's finding: "effort 'minimal' (low, medium, high, xhigh, max are) is not supported"; every refusal
+    that says what is supported instead was built the same way."""
+    minimal: Any = {"effort": "minimal"}  # OpenAI's, not Anthropic's
+    async with async_anthropic_client(both) as anthropic_client, async_openai_client(both) as openai_client:
+        with pytest.raises(anthropic.BadRequestError) as effort:
+            await anthropic_client.messages.create(
+                model="gpt", messages=ANTHROPIC_MESSAGES, max_tokens=5, output_config=minimal
+            )
+        with pytest.raises(openai.BadRequestError) as tool:
+            await openai_client.responses.create(model="gpt", input="hi", tools=[{"type": "web_search"}])
+    assert message_of(effort.value) == (
+        "output_config.effort: the effort 'minimal' is not supported "
+        "(the efforts of Anthropic's API are low, medium, high, xhigh and max)"
+    )
+    assert isinstance(tool.value.body, dict)
+    assert tool.value.body["message"] == (
+        "tools[0].type: a tool of type 'web_search' is not supported (function tools are)"
+    )

@@ -58,7 +58,12 @@ def reasoning(thinking: Json | None, effort_name: str | None) -> ReasoningOption
     effort = None
     if effort_name is not None:
         if effort_name not in _EFFORTS:
-            raise unsupported("output_config.effort", f"effort {quoted(effort_name)} ({', '.join(_EFFORTS)} are)")
+            # OpenAI's other efforts (minimal, none) are refused here: the client speaks Anthropic's API.
+            raise unsupported(
+                "output_config.effort",
+                f"the effort {quoted(effort_name)}",
+                f"the efforts of Anthropic's API are {', '.join(_EFFORTS[:-1])} and {_EFFORTS[-1]}",
+            )
         effort = ReasoningEffort(effort_name)
     if thinking is not None:
         THINKING.check(thinking, "thinking")

@@ -32,8 +32,11 @@ def refuse(path: str, message: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"{path}: {message}", field=path, reason="INVALID_FIELD")
 
 
-def unsupported(path: str, what: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"{path}: {what} is not supported", field=path, reason="UNSUPPORTED_FIELD")
+def unsupported(path: str, what: str, supported: str = "") -> InvalidArgumentError:
+    """`what` is not supported, and what is (`supported`, a clause of its own): after the verb, so that the sentence
+    reads whole ("... (function tools are) is not supported" did not)."""
+    instead = f" ({supported})" if supported else ""
+    return InvalidArgumentError(f"{path}: {what} is not supported{instead}", field=path, reason="UNSUPPORTED_FIELD")
 
 
 def _read(body: Json, key: str, path: str, kinds: tuple[type, ...], name: str, required: bool) -> Any:

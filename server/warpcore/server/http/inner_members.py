@@ -74,7 +74,7 @@ RESPONSES_ITEMS = {
         ignored=_OUTPUT_ITEM,
         refused=("namespace",),
         defaults={"caller": _DIRECT, "async": False},
-        why={"namespace": "a call of a namespace's tool (function tools are)"},
+        why={"namespace": "a call of a namespace's tool (rather than a function tool)"},
     ),
     # The call it answers (`call_id`) names its tool.
     "function_call_output": Members(
@@ -112,7 +112,7 @@ REASONING = Members(
 
 # Anthropic Messages.
 ANTHROPIC_MESSAGE = Members(read=("role", "content"))
-_TOOLSET = {"toolset_name": "a toolset's tool (custom tools are)"}
+_TOOLSET = {"toolset_name": "a toolset's tool (rather than a custom tool)"}
 ANTHROPIC_BLOCKS = {
     # `citations`: the sources an earlier answer cited for this text; the text is what the model reads.
     "text": Members(read=("type", "text", "cache_control"), ignored=("citations",)),

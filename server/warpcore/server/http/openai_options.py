@@ -90,7 +90,7 @@ def allowed_tools_choice(choice: Json, nested: bool) -> tuple[ToolChoice, dict[s
     for entry_path, entry in objects(choice, "tools", path, required=True):
         kind = text(entry, "type", entry_path, required=True)
         if kind != "function":
-            raise unsupported(at(entry_path, "type"), f"an allowed tool of type {quoted(kind)} (function tools are)")
+            raise unsupported(at(entry_path, "type"), f"an allowed tool of type {quoted(kind)}", "function tools are")
         if nested:  # each entry is shaped as a Chat Completions tool choice naming a function
             CHAT_TOOL_CHOICE.check(entry, entry_path)
             entry = mapping(entry, "function", entry_path, required=True) or {}

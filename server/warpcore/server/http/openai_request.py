@@ -128,6 +128,8 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     }
     tool_choice, choice_names = _tool_choice(body.get("tool_choice"), tools)
     field_names |= choice_names
+    if body.get("reasoning_effort") is None and body.get("thinking") is not None:
+        field_names["reasoning"] = "thinking"  # the reasoning asked for is named as it was asked for
     if body.get("max_completion_tokens") is not None:  # the limit named as the client named it
         field_names["max_tokens"] = "max_completion_tokens"
     params = GenerationParams(
@@ -256,7 +258,8 @@ def _tool_choice(choice: object, tools: tuple[Tool, ...]) -> tuple[ToolChoice, d
     if choice.get("type", "function") != "function":
         raise unsupported(
             "tool_choice.type",
-            f"tool_choice of type {quoted(choice.get('type'))} (auto, none, required, a function or allowed_tools are)",
+            f"tool_choice of type {quoted(choice.get('type'))}",
+            "auto, none, required, a function or allowed_tools are",
         )
     CHAT_TOOL_CHOICE.check(choice, "tool_choice")
     function = mapping(choice, "function", "tool_choice", required=True) or {}

@@ -226,7 +226,8 @@ def _anthropic_source(block: Json, path: str, noun: str) -> tuple[bytes, str, st
         return b"", "", text(source, "url", source_path, required=True) or ""
     raise unsupported(
         at(source_path, "type"),
-        f"the {noun} source type {quoted(kind)} (base64 and url are)",
+        f"the {noun} source type {quoted(kind)}",
+        "base64 and url are",
     )
 
 

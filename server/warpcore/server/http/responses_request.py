@@ -142,7 +142,7 @@ def _include(body: Json) -> bool:
 def _tool(path: str, tool: Json) -> Tool:
     kind = text(tool, "type", path, required=True)
     if kind != "function":
-        raise unsupported(at(path, "type"), f"a tool of type {quoted(kind)} (function tools are)")
+        raise unsupported(at(path, "type"), f"a tool of type {quoted(kind)}", "function tools are")
     RESPONSES_TOOL.check(tool, path)
     return function_tool(tool, path)
 
@@ -161,7 +161,8 @@ def _tool_choice(choice: object) -> tuple[ToolChoice, dict[str, str]]:
     if kind != "function":
         raise unsupported(
             "tool_choice.type",
-            f"tool_choice of type {quoted(kind)} (auto, none, required, a function or allowed_tools are)",
+            f"tool_choice of type {quoted(kind)}",
+            "auto, none, required, a function or allowed_tools are",
         )
     RESPONSES_TOOL_CHOICE.check(choice, "tool_choice")
     return ToolChoice(ToolChoiceMode.NAMED, text(choice, "name", "tool_choice", required=True) or ""), {}

@@ -258,7 +258,8 @@ def _tools(params: GenerationParams) -> dict[str, Any]:
             "type": "function",
             "function": {
                 "name": tool.name,
-                "description": tool.description,
+                # Only one given: OpenAI's API takes a function without, and "" is no description.
+                **({"description": tool.description} if tool.description else {}),
                 "parameters": dict(tool.parameters),
                 # Only when asked: a compatible server that does not know the field is not sent it.
                 **({"strict": True} if tool.strict else {}),
