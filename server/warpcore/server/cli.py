@@ -4,6 +4,7 @@ and any preloaded ones."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -28,6 +29,7 @@ from warpcore.server.core.residency import ResidencyPolicy
 from warpcore.server.doors import open_doors
 from warpcore.server.embedded import EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID, embedded_load_specs
 from warpcore.server.env_names import LookedUp, unread_variables
+from warpcore.server.heap import serving_heap
 from warpcore.server.logs import configure_logging
 from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.addresses import host_port
@@ -141,6 +143,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     doors = await open_doors(registry, settings.listen, options, http_address)
     server = doors.grpc
     metrics_http = None
+    heap = contextlib.ExitStack()  # the collector's settings while serving, restored once stopped
     try:
         if settings.metrics_port is not None:
             try:
@@ -149,6 +152,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
                 where = host_port(settings.metrics_host, settings.metrics_port)
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
         if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
+            heap.enter_context(serving_heap())
             await doors.set_serving(True)
             http = doors.http.port if doors.http else None
             if exposed := exposure_warning(settings, options, server.ports, http):
@@ -161,6 +165,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         _log.info("shutting down: in-flight calls get %g s (a second interrupt ends them now)", settings.grace)
     finally:
         await doors.stop(settings.grace)
+        heap.close()
         await registry.close()
         if metrics_http is not None:
             metrics_http.shutdown()

@@ -11,6 +11,7 @@ from warpcore.server.adapters.base import Adapter
 from warpcore.server.adapters.env import env_url
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
 from warpcore.server.core.pulls import Download, PulledFile, PullProgressCallback
+from warpcore.server.heap import keep_imported
 
 AdapterFactory = Callable[[BackendKind, BackendSettings | None], Adapter]
 AdapterType = Callable[[Any, Mapping[str, str]], Adapter]
@@ -46,9 +47,17 @@ _ADAPTERS: dict[BackendKind, Callable[[], AdapterType]] = {
 }
 
 
+_IMPORTED: set[BackendKind] = set()
+
+
 def adapter_type(backend: BackendKind) -> AdapterType:
-    """The adapter class of `backend`, its module imported on the first call (blocking: seconds for an SDK)."""
-    return _ADAPTERS[backend]()
+    """The adapter class of `backend`, its module imported on the first call (blocking: seconds for an SDK), and
+    then kept out of the collector's walks (heap.py)."""
+    adapter = _ADAPTERS[backend]()
+    if backend not in _IMPORTED:
+        _IMPORTED.add(backend)
+        keep_imported()
+    return adapter
 
 
 def create_adapter(
