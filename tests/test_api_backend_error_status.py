@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from tests.api_backends_support import Code, details
+from tests.api_backends_support import Code, details, prompt_too_long
 from tests.conftest import collect, failed_stream
 from tests.fakes.base import FakeUpstream
 from tests.fakes.openai_api import FakeOpenAI
@@ -185,44 +185,61 @@ async def test_an_error_text_reaches_the_caller_without_control_characters_or_di
     assert (error.details() or "").endswith("(HTTP 400): odd failure at[31m line\t1\nof 2")
 
 
-async def test_context_length_errors_have_their_reason(stub: Stub, upstream: FakeUpstream) -> None:
+def says_too_long(error: grpc.aio.AioRpcError, context_size: str, upstream_words: str) -> None:
+    """A refusal of a prompt over the context as a local model's says it (the words routers read, with the context's
+    size where the upstream said it), the upstream's own words kept."""
+    assert (error.code(), details(error)["reason"]) == (Code.INVALID_ARGUMENT, "CONTEXT_LENGTH_EXCEEDED")
+    message = error.details() or ""
+    assert "the prompt is too long, which exceeds the available context size" in message
+    assert f"this model's maximum context length is {context_size}" in message
+    assert message.endswith(f"(the upstream said: {upstream_words})")
+
+
+async def test_context_length_errors_have_their_reason_and_words(stub: Stub, upstream: FakeUpstream) -> None:
+    """A tester's finding: an upstream's refusal said only its own words, without those the README promises on
+    every context-length refusal (OpenAI's lacked "prompt is too long" and "exceeds the available context size")."""
     await load(stub, upstream)
-    upstream.script = Script(
-        status=400,
-        error_code="context_length_exceeded",
-        error_message="This model's maximum context length is 8 tokens"
-        if isinstance(upstream, FakeOpenAI)
-        else "prompt is too long: 250000 tokens > 200000 maximum",
-    )
+    upstream.script, context_size = prompt_too_long(upstream)
     _, error = await failed_stream(stub.Generate(prompt()))
-    assert error.code() == Code.INVALID_ARGUMENT
-    assert details(error)["reason"] == "CONTEXT_LENGTH_EXCEEDED"
+    says_too_long(error, context_size, upstream.script.error_message)
 
 
 # What servers other than OpenAI's and Anthropic's answer, behind either backend: llama.cpp's server (its error type,
 # with no code), LiteLLM's proxy (its exception's name in the message) and vLLM (its words).
 @pytest.mark.parametrize(
-    ("error_type", "message"),
+    ("error_type", "message", "context_size"),
     [
-        ("exceed_context_size_error", "request (1524 tokens) exceeds the available context size (512 tokens)"),
-        (None, "litellm.ContextWindowExceededError: litellm.BadRequestError: the prompt is 9000 tokens"),
-        (None, "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens"),
+        (
+            "exceed_context_size_error",
+            "request (1524 tokens) exceeds the available context size (512 tokens), try increasing it",
+            "512 tokens",
+        ),
+        (
+            None,
+            "litellm.ContextWindowExceededError: litellm.BadRequestError: the prompt is 9000 tokens",
+            "less than the prompt's length",
+        ),
+        (None, "This model's maximum context length is 2048 tokens. However, you requested 2100 tokens", "2048 tokens"),
     ],
 )
-async def test_compatible_servers_context_length_errors_have_their_reason(
-    stub: Stub, upstream: FakeUpstream, error_type: str | None, message: str
+async def test_compatible_servers_context_length_errors_have_their_reason_and_words(
+    stub: Stub, upstream: FakeUpstream, error_type: str | None, message: str, context_size: str
 ) -> None:
     await load(stub, upstream)
     upstream.script = Script(status=400, error_type=error_type, error_message=message)
     _, error = await failed_stream(stub.Generate(prompt()))
-    assert (error.code(), details(error)["reason"]) == (Code.INVALID_ARGUMENT, "CONTEXT_LENGTH_EXCEEDED")
+    says_too_long(error, context_size, message)
 
 
 async def test_other_refusals_are_not_called_context_length(stub: Stub, upstream: FakeUpstream) -> None:
+    """Only the codes and openings those servers use for a prompt too long: the words routers read, which would send
+    any other refusal to a model with a larger context, are not added to a refusal that merely names the context."""
     await load(stub, upstream)
-    upstream.script = Script(status=400, error_message="temperature is out of range")
-    _, error = await failed_stream(stub.Generate(prompt()))
-    assert details(error)["reason"] == "UPSTREAM_INVALID_ARGUMENT"
+    for words in ("temperature is out of range", "context_window must be a positive integer"):
+        upstream.script = Script(status=400, error_message=words)
+        _, error = await failed_stream(stub.Generate(prompt()))
+        assert details(error)["reason"] == "UPSTREAM_INVALID_ARGUMENT"
+        assert (error.details() or "").endswith(f"(HTTP 400): {words}")
     upstream.script = Script(status=429, error_message="too many tokens for the context window this minute")
     _, error = await failed_stream(stub.Generate(prompt()))
     assert details(error)["reason"] == "UPSTREAM_RESOURCE_EXHAUSTED"

@@ -12,6 +12,7 @@ import pytest
 from anthropic.types import MessageParam, ToolParam, ToolUseBlockParam
 from openai.types.chat import ChatCompletionToolParam
 
+from tests.api_backends_support import prompt_too_long
 from tests.conftest import TINY_MODEL, AccessLines, collect
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.base import FakeUpstream
@@ -113,10 +114,22 @@ async def test_the_upstreams_request_id_is_in_the_access_log_and_on_a_failure(
     assert upstream_ids == [("http", None), ("http", "up-ok-1"), ("http", "up-failed-2"), ("grpc", "up-failed-2")]
 
 
-async def test_context_length_errors_carry_the_openai_code(hosted: Doors, upstream: FakeUpstream) -> None:
-    upstream.script = Script(status=400, error_code="context_length_exceeded", error_message="prompt is too long")
-    failure = await openai_failure(hosted)
-    assert (failure.status_code, failure.code) == (400, "context_length_exceeded")
+async def test_an_upstreams_context_length_error_says_the_words_in_each_dialect(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """A tester's finding: an upstream's refusal of a prompt over its context said only its own words in both
+    dialects, where README promises those routers read on every one, as a local model's refusal says them."""
+    upstream.script, context_size = prompt_too_long(upstream)
+    for stream in (False, True):
+        from_openai = await openai_failure(hosted, stream=stream)
+        from_anthropic = await anthropic_failure(hosted, stream=stream)
+        assert (from_openai.status_code, from_openai.code) == (400, "context_length_exceeded")
+        assert (from_anthropic.status_code, from_anthropic.type) == (400, "invalid_request_error")
+        bodies: list[Any] = [from_openai.body, from_anthropic.body]
+        for message in (bodies[0]["message"], bodies[1]["error"]["message"]):
+            assert all(phrase in message for phrase in (MAXIMUM_CONTEXT_LENGTH, EXCEEDS_CONTEXT_SIZE, PROMPT_TOO_LONG))
+            assert f"{MAXIMUM_CONTEXT_LENGTH} {context_size}" in message
+            assert message.endswith(f"(the upstream said: {upstream.script.error_message})")
 
 
 async def test_a_local_prompt_too_long_is_context_length_exceeded(doors: Doors) -> None:

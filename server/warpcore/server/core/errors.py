@@ -76,22 +76,31 @@ class InvalidArgumentError(WarpcoreError):
 # model with a larger context: LiteLLM's context_window_fallbacks (ExceptionCheckers.is_error_str_context_window_
 # exceeded) match OpenAI's and vLLM's first phrase and llama.cpp server's second; LiteLLM's Anthropic and Bedrock
 # routes match Anthropic's third. Every refusal of a prompt or input over the context says the first two, a prompt's
-# the third too.
+# the third too, a local model's or an upstream's alike (too_long).
 MAXIMUM_CONTEXT_LENGTH = "this model's maximum context length is"
 EXCEEDS_CONTEXT_SIZE = "exceeds the available context size"
 PROMPT_TOO_LONG = "prompt is too long"
+CONTEXT_LENGTH_EXCEEDED = "CONTEXT_LENGTH_EXCEEDED"
+"""The reason of every such refusal; the HTTP door's OpenAI code is its lower case."""
+
+
+def too_long(subject: str, context_size: int | None, length: str = "") -> str:
+    """`subject` (the prompt, an input) refused as longer than a `context_size`-token context, of `length` (tokens or
+    bytes, and why they do not fit) where it is known, in the words routers read (above); a context of a size nobody
+    said (an upstream's refusal that does not tell it) is said to be less than the subject's length."""
+    limit = f"{context_size} tokens" if context_size is not None else f"less than {subject}'s length"
+    said = f": {length}" if length else ""
+    return f"{subject} is too long{said}, which {EXCEEDS_CONTEXT_SIZE}: {MAXIMUM_CONTEXT_LENGTH} {limit}"
 
 
 def context_length_exceeded(
     subject: str, length: str, context_size: int, *, field: str, metadata: Mapping[str, str], also: str = ""
 ) -> InvalidArgumentError:
-    """The refusal of `subject` (the prompt, an input) of `length` (tokens or bytes, and why they do not fit) for a
-    `context_size`-token context, in the words routers read (above), then what to do: shorten it, `also` something
-    else, or load the model with a larger context."""
+    """The refusal of `subject` of `length` for a local model's `context_size`-token context (too_long), then what to
+    do: shorten it, `also` something else, or load the model with a larger context."""
     return InvalidArgumentError(
-        f"{subject} is too long: {length}, which {EXCEEDS_CONTEXT_SIZE}: {MAXIMUM_CONTEXT_LENGTH} {context_size}"
-        f" tokens; shorten it{also} or load the model with a larger context_size",
-        reason="CONTEXT_LENGTH_EXCEEDED",
+        f"{too_long(subject, context_size, length)}; shorten it{also} or load the model with a larger context_size",
+        reason=CONTEXT_LENGTH_EXCEEDED,
         field=field,
         metadata={**metadata, "context_size": str(context_size)},
     )

@@ -12,12 +12,13 @@ import httpx2
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.connection_failures import causes_of, connection_failure
-from warpcore.server.adapters.hosted.refusals import lacks_feature, refusal_reason
+from warpcore.server.adapters.hosted.refusals import lacks_feature, prompt_too_long, refusal_reason
 from warpcore.server.adapters.hosted.retry_after import retry_after
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id, upstream_words
 from warpcore.server.adapters.hosted.sdk_client import ErrorBodyCut
 from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
     QUOTA_EXHAUSTED,
     DeadlineExceededError,
     FailedPreconditionError,
@@ -239,6 +240,8 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
         )
     if kind is None and lacks_feature(error):
         kind = FailedPreconditionError
+    if reason == CONTEXT_LENGTH_EXCEEDED:
+        message = prompt_too_long(message)
     if 300 <= failed.status_code < 400:
         message = "a redirect, which this server does not follow: set the base URL to where the upstream now is"
         return upstream_error(

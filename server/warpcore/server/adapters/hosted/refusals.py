@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import re
 
-from warpcore.server.core.errors import QUOTA_EXHAUSTED, FailedPreconditionError, InvalidArgumentError
-
-# How the servers a hosted backend may point at say that a prompt does not fit: OpenAI's and vLLM's code, llama.cpp
-# server's error type, LiteLLM's exception name; and in words, OpenAI's and vLLM's "maximum context length",
-# llama.cpp's "exceeds the available context size", LiteLLM's "context window", Anthropic's "prompt is too long".
-_CONTEXT_LENGTH_LABELS = frozenset(
-    {"context_length_exceeded", "exceed_context_size_error", "ContextWindowExceededError"}
+from warpcore.server.core.errors import (
+    CONTEXT_LENGTH_EXCEEDED,
+    MAXIMUM_CONTEXT_LENGTH,
+    PROMPT_TOO_LONG,
+    QUOTA_EXHAUSTED,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    too_long,
 )
-_CONTEXT_LENGTH_WORDS = re.compile(r"context[ _]?(length|size|window)|prompt is too long", re.IGNORECASE)
+
+# How the servers a hosted backend may point at refuse a prompt that does not fit, by their codes and the openings of
+# their messages, nothing looser: such a refusal is told in the words routers read, which would send any other one to
+# a model with a larger context. OpenAI's code, llama.cpp server's error type; OpenAI's and vLLM's words, LiteLLM's
+# exception's name, Anthropic's words (lower case: the openings are compared so).
+_CONTEXT_LENGTH_LABELS = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+_CONTEXT_LENGTH_OPENINGS = (MAXIMUM_CONTEXT_LENGTH, "litellm.contextwindowexceedederror", PROMPT_TOO_LONG)
+# The context's size where those refusals tell it: OpenAI's and vLLM's "maximum context length is 8192 tokens",
+# Anthropic's "prompt is too long: 250000 tokens > 200000 maximum", llama.cpp's "available context size (512 tokens)".
+_CONTEXT_SIZE = re.compile(
+    r"maximum context length is (\d+) tokens|> (\d+) maximum|available context size \((\d+) tokens\)", re.IGNORECASE
+)
 # OpenAI's 429 for an account whose credit or plan is used up: a rate limit's status, but no wait ends it.
 _QUOTA_LABELS = frozenset({"insufficient_quota"})
 
@@ -27,20 +39,31 @@ def refused(field: str, message: str) -> InvalidArgumentError:
 def refusal_reason(error: Exception) -> str | None:
     """The ErrorInfo reason an upstream's refusal calls for, where its body or words say more than its status."""
     status = getattr(error, "status_code", None)
-    labels = _labels(error)
-    if status in (400, 413, 422) and (labels & _CONTEXT_LENGTH_LABELS or _CONTEXT_LENGTH_WORDS.search(str(error))):
+    inner = _inner(error)
+    labels = {str(inner.get(key)) for key in ("code", "type")}
+    message = str(inner.get("message", "")).lstrip().lower()
+    if status in (400, 413, 422) and (labels & _CONTEXT_LENGTH_LABELS or message.startswith(_CONTEXT_LENGTH_OPENINGS)):
         # An in-stream error (status 200) never says so: the prompt was read.
-        return "CONTEXT_LENGTH_EXCEEDED"
+        return CONTEXT_LENGTH_EXCEEDED
     if status == 429 and labels & _QUOTA_LABELS:
         return QUOTA_EXHAUSTED
     return None
 
 
-def _labels(error: Exception) -> set[str]:
-    """The `code` and `type` of a vendor error body, {"error": {...}} or the inner object."""
+def prompt_too_long(message: str) -> str:
+    """An upstream's refusal of a prompt over its model's context, told as a local model's is (core.errors.too_long),
+    with the context's size where the upstream's `message` says it, and that message kept."""
+    size = _CONTEXT_SIZE.search(message)
+    tokens = int(next(group for group in size.groups() if group)) if size else None
+    advice = "shorten it or use a model with a larger context"
+    return f"{too_long('the prompt', tokens)}; {advice} (the upstream said: {message})"
+
+
+def _inner(error: Exception) -> dict[object, object]:
+    """A vendor error body's inner object, of {"error": {...}} or that object itself."""
     body = getattr(error, "body", None)
     inner = body.get("error", body) if isinstance(body, dict) else None
-    return {str(inner.get(key)) for key in ("code", "type")} if isinstance(inner, dict) else set()
+    return inner if isinstance(inner, dict) else {}
 
 
 # A 500 that says what is missing is no passing failure, which no retry changes (as a 501 says): llama.cpp's server
