@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from grpc_status import rpc_status
 
 from tests.conftest import collect, greedy, rich_details, serving
 from tests.fakes.hub import FakeHub
@@ -134,6 +135,12 @@ async def test_a_repository_name_the_hub_cannot_have_is_refused_alike_by_pull_lo
     assert not hub.heads
 
 
+def detail_kinds(error: grpc.aio.AioRpcError) -> list[str]:
+    status = rpc_status.from_call(error)
+    assert status is not None
+    return sorted(detail.TypeName().rsplit(".", 1)[-1] for detail in status.details)
+
+
 async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServer) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
@@ -142,6 +149,8 @@ async def test_pulling_is_off_unless_the_operator_allows_it(server: WarpcoreServ
             with pytest.raises(grpc.aio.AioRpcError) as denied:
                 await frames(pull(stub, model, revision))
             assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED, (model, revision)
+            # No field was checked: a BadRequest would tell the client to fix its input (a tester's finding).
+            assert detail_kinds(denied.value) == ["ErrorInfo", "RequestInfo"], (model, revision)
             assert rich_details(denied.value)[0].reason == "PULL_DENIED"
         # LoadModel of a missing hf: file says how to get it.
         with pytest.raises(grpc.aio.AioRpcError) as missing:

@@ -145,11 +145,11 @@ class Engine:
     async def pull(self, model: str, revision: str | None) -> AsyncGenerator[PullProgress | PulledFile, None]:
         """Download a model file onto this server's disk: progress, then the file. Writing to the disk is the
         operator's to allow (None pulls: not allowed), whatever the request: checked first, so that no refusal of a
-        request's fields reads as though a right one could be pulled."""
+        request's fields reads as though a right one could be pulled, and naming no field (a BadRequest would say to
+        fix one)."""
         if self._pulls is None:
             raise PermissionDeniedError(
                 "this server does not pull models: its operator allows it with --allow-pull (WARPCORE_ALLOW_PULL=1)",
-                field="model",
                 reason="PULL_DENIED",
             )
         model = canonical_model_id(check_id(model, "model"))  # two spellings of a file: one download
