@@ -16,7 +16,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.hosted import api_config, key_of, prompt
 from warpcore.client import ApiConfig, AsyncClient, FailedPreconditionError
-from warpcore.server.core.domain import ApiSettings
+from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
 from warpcore.server.preload import read_preload
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import embeddings_pb2 as epb
@@ -103,6 +103,58 @@ async def test_an_unspecified_type_follows_the_models_name_and_generate_is_still
     text, result = await collect(stub.Generate(prompt()))
     assert (bool(text), result.finish_reason) == (True, pb.FINISH_REASON_STOP)
     assert openai_upstream.requests[-1].path == "/v1/chat/completions"
+
+
+async def listed_and_loaded_types(stub: Stub, upstream: FakeOpenAI | FakeAnthropic) -> dict[str, tuple[int, int]]:
+    """Each model the backend lists as available: its listed type, and the type LoadModel of it with model_type unset
+    gives."""
+    backend = pb.BACKEND_TYPE_OPENAI if isinstance(upstream, FakeOpenAI) else pb.BACKEND_TYPE_ANTHROPIC
+    listing = await stub.ListModels(pb.ListModelsRequest(backend=backend, backend_config=api_config(upstream)))
+    listed = {model.name: model.type for model in listing.models if model.state == pb.MODEL_STATE_AVAILABLE}
+    assert sorted(listed) == sorted(upstream.models)
+    types: dict[str, tuple[int, int]] = {}
+    for name, listed_type in listed.items():
+        load = pb.LoadModelRequest(backend=backend, model=name, backend_config=api_config(upstream))
+        types[name] = (listed_type, (await stub.LoadModel(load)).model.type)
+    return types
+
+
+async def test_an_openai_listing_says_the_type_a_load_of_unspecified_type_gives(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: ListModels of the openai backend listed text-embedding-* as MODEL_TYPE_TEXT_TO_TEXT, while
+    LoadModel of it with model_type unset gave MODEL_TYPE_TEXT_TO_EMBEDDING."""
+    openai_upstream.models.append("text-embedding-3-small")
+    text, embedding = pb.MODEL_TYPE_TEXT_TO_TEXT, pb.MODEL_TYPE_TEXT_TO_EMBEDDING
+    assert await listed_and_loaded_types(stub, openai_upstream) == {
+        "gpt-4o-mini": (text, text),
+        "gpt-4o": (text, text),
+        "text-embedding-3-small": (embedding, embedding),
+    }
+
+
+async def test_an_anthropic_listing_says_the_type_a_load_of_unspecified_type_gives(
+    stub: Stub, anthropic_upstream: FakeAnthropic
+) -> None:
+    types = await listed_and_loaded_types(stub, anthropic_upstream)
+    assert set(types.values()) == {(pb.MODEL_TYPE_TEXT_TO_TEXT, pb.MODEL_TYPE_TEXT_TO_TEXT)}
+
+
+async def test_a_declared_model_of_unspecified_type_is_listed_as_its_name_says(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """Not yet loaded (a lazy model of the operator's, or one unloaded while idle), it is listed as it will load."""
+    openai_upstream.models.append("text-embedding-3-small")
+    settings = ApiSettings(api_key=key_of(openai_upstream), base_url=openai_upstream.base_url)
+    for model_id, name in (("embedder", "text-embedding-3-small"), ("chat", openai_upstream.models[0])):
+        server.engine.declare(LoadSpec(model_id, BackendKind.OPENAI, name, settings, None, lazy=True, keep_alive=None))
+    listing = await stub.ListModels(pb.ListModelsRequest())
+    assert {model.id: model.type for model in listing.models} == {
+        "embedder": pb.MODEL_TYPE_TEXT_TO_EMBEDDING,
+        "chat": pb.MODEL_TYPE_TEXT_TO_TEXT,
+    }
+    embedder = await load_as(stub, openai_upstream, "text-embedding-3-small", pb.MODEL_TYPE_UNSPECIFIED)
+    assert embedder.type == pb.MODEL_TYPE_TEXT_TO_EMBEDDING
 
 
 async def test_the_same_id_asked_as_the_other_type_is_already_exists(stub: Stub, openai_upstream: FakeOpenAI) -> None:

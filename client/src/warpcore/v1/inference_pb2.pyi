@@ -721,7 +721,10 @@ class Model(_message.Message):
     name: _builtins.str
     """Backend-specific model name, e.g. "gpt-4o-mini" or "hf:owner/repo:file.gguf"."""
     type: Global___ModelType.ValueType
-    """What the model takes in and gives out."""
+    """What the model takes in and gives out. For a model not loaded, the type a LoadModel
+    of it would report: its settings' kind, else its name's (OpenAI's text-embedding-*
+    are MODEL_TYPE_TEXT_TO_EMBEDDING, as a LoadModel with model_type unset loads them).
+    """
     state: Global___ModelState.ValueType
     """Whether the model is loaded here, being loaded or unloaded, or only available."""
     context_size: _builtins.int

@@ -24,6 +24,14 @@ class BackendKind(enum.Enum):
         """Whether the model runs behind an API (ApiSettings) rather than in this process (LocalSettings)."""
         return self is not BackendKind.LLAMA_CPP
 
+    def embeds(self, name: str, embedding: bool | None) -> bool:
+        """Whether the model `name` is an embedding model on this backend, where `embedding` (LoadModel's model_type,
+        the settings' embedding) says so or, None, leaves it to the name: only OpenAI's say it (text-embedding-*).
+        What a load reports and a listing says alike."""
+        if embedding is not None:
+            return embedding
+        return self is BackendKind.OPENAI and "embedding" in name
+
 
 class Role(enum.Enum):
     SYSTEM = "system"

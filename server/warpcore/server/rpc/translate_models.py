@@ -127,12 +127,15 @@ def _model_type(capabilities: Capabilities) -> pb.ModelType.ValueType:
     return pb.MODEL_TYPE_TEXT_TO_EMBEDDING if embeds_only else pb.MODEL_TYPE_TEXT_TO_TEXT
 
 
-def available_model_message(backend: BackendKind, name: str, model_id: str | None = None) -> pb.Model:
+def available_model_message(
+    backend: BackendKind, name: str, model_id: str | None = None, embedding: bool | None = None
+) -> pb.Model:
+    """A model not loaded, of the type a LoadModel of it would report (`embedding`: as its settings say)."""
     return pb.Model(
         id=model_id or name,
         backend=_BACKEND_TYPES[backend],
         name=name,
-        type=pb.MODEL_TYPE_TEXT_TO_TEXT,
+        type=pb.MODEL_TYPE_TEXT_TO_EMBEDDING if backend.embeds(name, embedding) else pb.MODEL_TYPE_TEXT_TO_TEXT,
         state=pb.MODEL_STATE_AVAILABLE,
     )
 
@@ -141,11 +144,10 @@ def dormant_model_message(spec: LoadSpec, loaded_context_size: int = 0, *, loads
     """A model known but not loaded (unloaded while idle, or declared), which a Generate loads, with the context
     size it is loaded with: its spec's, else the one it had when last loaded (0 for a declared model that never
     was). `loads_on_demand` False: one just forgotten (UnloadModel's answer), or being loaded."""
-    model = available_model_message(spec.backend, spec.name, spec.model_id)
+    embedding = spec.settings.embedding if spec.settings is not None else None
+    model = available_model_message(spec.backend, spec.name, spec.model_id, embedding)
     model.context_size = spec.context_size or loaded_context_size
     model.loads_on_demand = loads_on_demand
-    if spec.settings is not None and spec.settings.embedding:
-        model.type = pb.MODEL_TYPE_TEXT_TO_EMBEDDING
     return model
 
 

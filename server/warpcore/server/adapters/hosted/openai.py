@@ -29,6 +29,7 @@ from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import TextPart
 from warpcore.server.core.domain import (
     ApiSettings,
+    BackendKind,
     ChatMessage,
     FinishReason,
     GenerationParams,
@@ -171,7 +172,7 @@ class OpenAIAdapter(HostedAdapter):
         """OpenAI names its embedding models so (text-embedding-*), compatible servers as they please (a llama.cpp
         server its GGUF's name): a request that says which kind the model is wins over its name. Its chat models read
         images and documents, as do many compatible servers', and the model list does not tell which."""
-        if self._api.embedding if self._api.embedding is not None else "embedding" in model:
+        if BackendKind.OPENAI.embeds(model, self._api.embedding):
             return Capabilities(generate=False, embed=True)
         return Capabilities(images=True, logprobs=True, tools=True, documents=True)
 
