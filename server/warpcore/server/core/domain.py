@@ -125,6 +125,8 @@ class GenerationParams:
     prompt: str | None
     messages: tuple[ChatMessage, ...]
     max_tokens: int
+    max_tokens_defaulted: bool = False
+    """`max_tokens` is the server's default: the request gave none (a refusal comparing with it says so)."""
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None

@@ -139,8 +139,14 @@ def check_output(params: GenerationParams) -> None:
             "reasoning.adaptive",
             "adaptive thinking sets its own budget: give budget_tokens or adaptive, not both",
         )
+        limit = (
+            f"max_tokens: the request gives none, so the server's default of {params.max_tokens} applies (give a"
+            " max_tokens greater than budget_tokens)"
+            if params.max_tokens_defaulted
+            else f"max_tokens ({params.max_tokens})"
+        )
         require(
             1 <= reasoning.budget_tokens < params.max_tokens,
             "reasoning.budget_tokens",
-            "budget_tokens must be at least 1 and less than max_tokens",
+            f"budget_tokens must be at least 1 and less than {limit}",
         )

@@ -36,6 +36,7 @@ def completion_request(body: Json, default_max_tokens: int) -> CompletionRequest
         prompt=_prompt(body.get("prompt")),
         messages=(),
         max_tokens=default_max_tokens if max_tokens is None else max_tokens,
+        max_tokens_defaulted=max_tokens is None,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),

@@ -48,6 +48,7 @@ def include_usage(body: Json) -> bool:
     if boolean(body, "stream") is not True:
         raise refuse("stream_options", "is only allowed when stream is true")
     STREAM_OPTIONS.check(stream_options, "stream_options")
+    boolean(stream_options, "include_obfuscation", "stream_options")  # ignored (members.py), yet of its type
     return boolean(stream_options, "include_usage", "stream_options") is True
 
 

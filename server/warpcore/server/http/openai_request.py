@@ -20,7 +20,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http import anthropic_options
+from warpcore.server.http import anthropic_options, openai_ignored
 from warpcore.server.http.cache_marks import NONE, cache_mark, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
@@ -97,6 +97,7 @@ class ChatRequest:
 
 def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
     OPENAI_CHAT.check(body)
+    openai_ignored.check_chat(body)
     modalities = array(body, "modalities")
     if modalities not in (None, ["text"]):
         raise unsupported("modalities", "output other than text")
@@ -136,6 +137,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         prompt=None,
         messages=messages,
         max_tokens=default_max_tokens if max_tokens is None else max_tokens,
+        max_tokens_defaulted=max_tokens is None,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),

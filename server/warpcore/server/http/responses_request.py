@@ -13,6 +13,7 @@ from warpcore.server.core.cache_rules import check_cache_marks
 from warpcore.server.core.domain import GenerationParams, Role
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import ReasoningOptions, Tool, ToolChoice, ToolChoiceMode
+from warpcore.server.http import openai_ignored
 from warpcore.server.http.fields import (
     Json,
     array,
@@ -51,10 +52,11 @@ FIELD_NAMES = {
 }
 """Domain field paths as this dialect names them."""
 _ECHOED = (
-    *("instructions", "max_output_tokens", "temperature", "top_p", "top_logprobs"),
-    *("user", "service_tier", "safety_identifier"),
+    *("instructions", "max_output_tokens", "temperature", "top_p", "top_logprobs", "max_tool_calls"),
+    *("user", "safety_identifier", "prompt_cache_key"),
 )
-"""Request members a response repeats as they came (null when absent)."""
+"""Request members a response repeats as they came (null when absent): the request's own settings and identifiers.
+The members that report what was done with the request say what this server did instead (_echo)."""
 _INCLUDABLE = (
     *("message.output_text.logprobs", "reasoning.encrypted_content", "message.input_image.image_url"),
     *("file_search_call.results", "web_search_call.results", "web_search_call.action.sources"),
@@ -77,6 +79,7 @@ class ResponsesRequest:
 def responses_request(body: Json, default_max_tokens: int, *, counting: bool = False) -> ResponsesRequest:
     """A Responses request; or, `counting`, the body of an input_tokens one (its prompt, no generation settings)."""
     (OPENAI_INPUT_TOKENS if counting else OPENAI_RESPONSES).check(body)
+    openai_ignored.check_responses(body)
     logprobs = _include(body)
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
@@ -105,6 +108,7 @@ def responses_request(body: Json, default_max_tokens: int, *, counting: bool = F
         prompt=None,
         messages=messages,
         max_tokens=default_max_tokens if max_tokens is None else max_tokens,
+        max_tokens_defaulted=max_tokens is None,
         temperature=number(body, "temperature"),
         top_p=number(body, "top_p"),
         tools=conversation.tools,
@@ -180,7 +184,8 @@ def _reasoning(effort_name: str | None, summary: str | None) -> ReasoningOptions
 
 def _echo(body: Json, params: GenerationParams, settings: Json) -> dict[str, Any]:
     """The settings a response object repeats: those of the request, and what this server did of the others (nothing
-    stored, nothing truncated, nothing in the background)."""
+    stored, nothing truncated, nothing in the background, no service tier nor cache retention chosen: OpenAI's
+    response reports the ones used, not the ones asked for, and the chat route's `service_tier` is null too)."""
     reasoning = body.get("reasoning") or {}
     return {
         **{name: body.get(name) for name in _ECHOED},
@@ -194,4 +199,6 @@ def _echo(body: Json, params: GenerationParams, settings: Json) -> dict[str, Any
         "truncation": "disabled",
         "store": False,
         "background": False,
+        "service_tier": None,
+        "prompt_cache_retention": None,
     }

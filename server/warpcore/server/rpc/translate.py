@@ -182,6 +182,7 @@ def generation_params(
         prompt=request.prompt or None,
         messages=tuple(messages),
         max_tokens=options.max_tokens if options.HasField("max_tokens") else default_max_tokens,
+        max_tokens_defaulted=not options.HasField("max_tokens"),
         temperature=as_written(options.temperature) if options.HasField("temperature") else None,
         top_p=as_written(options.top_p) if options.HasField("top_p") else None,
         top_k=options.top_k if options.HasField("top_k") else None,
