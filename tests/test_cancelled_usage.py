@@ -204,3 +204,23 @@ async def test_a_hosted_stream_whose_upstream_timeout_is_its_deadline_ends_cance
     result = seen[-1]  # what either door logs the generation's end by
     assert isinstance(result, GenerationResult)
     assert result.finish.reason is FinishReason.CANCELLED
+
+
+async def test_a_hosted_stream_whose_upstream_timeout_is_its_deadline_before_any_text_is_noted_cancelled(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """With no text there is no result to carry how it ended: the access line still says cancelled, whether the
+    upstream's timeout or grpc's deadline comes first (an outside tester's finding, with the deadline passing while
+    the call waited; the line had no finish_reason)."""
+    upstream.script = Script(chunks=["a"], stall_after=0)
+    params = GenerationParams(prompt="hi", messages=(), max_tokens=10, timeout=0.5)
+    outputs: list[object] = []
+
+    async def read() -> None:
+        async for output in hosted.engine.generate("m", params):
+            outputs.append(output)
+
+    with recording_usage() as usage, pytest.raises(DeadlineExceededError):
+        await read()
+    assert all(isinstance(output, PromptUsage) for output in outputs)  # Anthropic's message_start tells it
+    assert usage["finish_reason"] == "cancelled"

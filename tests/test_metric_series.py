@@ -1,13 +1,17 @@
-"""Per-model series last from a model's load until its memory is freed, whichever gauge they are of; load times have
-buckets up to the minutes a large local model takes."""
+"""Per-model series last from a model's load until its memory is freed, whichever gauge or histogram they are of;
+load times have buckets up to the minutes a large local model takes."""
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
 from typing import TYPE_CHECKING
 
-from tests.conftest import TINY_MODEL
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import TINY_MODEL, collect
 from tests.fakes.openai_api import FakeOpenAI
-from tests.hosted import load
+from tests.hosted import api_config, load, prompt
 from warpcore.server.core.domain import BackendKind
 from warpcore.server.core.limits import Limits
 from warpcore.server.core.metrics import Metrics
@@ -68,6 +72,56 @@ async def test_a_local_models_prompt_cache_series_are_there_at_0_when_its_cache_
     assert [sample(name, labels) for name, labels in series] == [0, 0, 0, 0]
     await stub.UnloadModel(pb.UnloadModelRequest(model_id="off"))
     assert [sample(name, labels) for name, labels in series] == [None] * 4
+
+
+GENERATION_HISTOGRAMS = ("warpcore_time_to_first_token_seconds", "warpcore_tokens_per_second")
+
+
+def generation_counts(port: int) -> dict[str, float]:
+    """Model "m"'s observations in each generation histogram that has a series for it, as /metrics shows them."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        family.name: sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if family.name in GENERATION_HISTOGRAMS
+        and sample.name.endswith("_count")
+        and sample.labels == {"backend": "openai", "model": "m"}
+    }
+
+
+async def test_a_models_generation_histograms_are_there_at_0_from_its_load_until_it_is_freed(
+    server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """An outside tester's finding: they came only as the model's first generation ended, after each load, and
+    Prometheus' increase() and rate() missed that generation. An embedding model, which generates nothing, has none."""
+    http = server.metrics.serve("127.0.0.1", 0)
+    try:
+
+        async def counts() -> dict[str, float]:
+            return await asyncio.to_thread(generation_counts, http.server_port)
+
+        none, one = dict.fromkeys(GENERATION_HISTOGRAMS, 0), dict.fromkeys(GENERATION_HISTOGRAMS, 1)
+        await load(stub, openai_upstream)
+        assert await counts() == none
+        await collect(stub.Generate(prompt()))
+        assert await counts() == one
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="m"))
+        assert await counts() == {}
+        await load(stub, openai_upstream)
+        assert await counts() == none
+        await stub.UnloadModel(pb.UnloadModelRequest(model_id="m"))
+        embedding = pb.LoadModelRequest(
+            backend=pb.BACKEND_TYPE_OPENAI,
+            model=openai_upstream.models[0],
+            model_id="m",
+            model_type=pb.MODEL_TYPE_TEXT_TO_EMBEDDING,
+            backend_config=api_config(openai_upstream),
+        )
+        await stub.LoadModel(embedding)
+        assert await counts() == {}
+    finally:
+        http.shutdown()
 
 
 def test_a_load_of_minutes_falls_in_a_bucket_of_its_own() -> None:

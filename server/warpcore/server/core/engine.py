@@ -80,7 +80,7 @@ class Engine:
         self.streams = ActiveStreams()
         arriving = pulls.check_not_pulling if pulls is not None else lambda name: None
         self.residency = Residency(registry, limits, residency or ResidencyPolicy(), arriving)
-        registry.load_timers.append(metrics.observe_load)
+        registry.loads.append(metrics.model_loaded)
         registry.freed.append(metrics.forget_model)
         metrics.unloads = self.residency.unloads
         self._api_overrides = api_overrides
@@ -169,83 +169,85 @@ class Engine:
         GenerationResult; a failure after a delta ends with an ERROR result, then raises."""
         started = time.monotonic()
         model_id = check_model_id(model_id)
-        await self._check(params)
         stop = threading.Event()
         first_token_at: float | None = None
         prompt: PromptUsage | None = None  # the prompt's usage, once the backend tells it early
         upstream_request_id = ""  # a hosted backend's, once its upstream answered
+        answered = False  # a result is out: a caller that closes the stream now has had how it ended
+        try:
+            await self._check(params)
+            # One generator from the adapter's events to the front door: every layer costs each token a resumption.
+            async with self._admitted(model_id, stop) as model:
 
-        # One generator from the adapter's events to the front door: every layer costs each token a resumption.
-        async with self._admitted(model_id, stop) as model:
+                def result(finish: Finish) -> GenerationResult:
+                    nonlocal answered
+                    total, answered = _since(started), True
+                    if first_token_at is not None:
+                        self.metrics.observe_generation(
+                            model.backend.value, model.id, first_token_at, total, finish.completion_tokens
+                        )
+                    return GenerationResult(finish, first_token_at, total)
 
-            def result(finish: Finish) -> GenerationResult:
-                total = _since(started)
-                if first_token_at is not None:
-                    self.metrics.observe_generation(
-                        model.backend.value, model.id, first_token_at, total, finish.completion_tokens
+                events = coalesced(model.adapter.generate(params, stop))
+                failed: Finish | None = None  # an adapter's ERROR finish, with what was used before the failure
+                reader = StalledReader(self.limits.stalled_reader_timeout)
+                try:
+                    reader.start()
+                    async for event in events:
+                        if isinstance(event, Finish):
+                            if event.failure is None:
+                                yield result(event)
+                                return
+                            failed = event
+                            break
+                        if isinstance(event, UpstreamOpened):  # for the access log alone
+                            upstream_request_id = event.request_id
+                            continue
+                        if first_token_at is None:  # a backend tells the prompt's usage before its first token
+                            if type(event) is PromptUsage:  # the prompt's size is no token
+                                prompt = event
+                            else:
+                                first_token_at = _since(started)
+                        reader.given += 1
+                        yield event
+                        reader.taken += 1
+                except asyncio.CancelledError:
+                    if not self.streams.ended_by_shutdown():
+                        raise  # the caller went away: nobody to tell
+                except Exception:
+                    if first_token_at is not None:
+                        # Text was sent: close the stream with its result before the error says why.
+                        yield result(Finish(FinishReason.ERROR))
+                    raise
+                finally:
+                    reader.stop()
+                    await events.aclose()
+                if failed is not None and (failure := failed.failure) is not None:
+                    deadline = params.timeout or math.inf
+                    if isinstance(failure, DeadlineExceededError) and _since(started) >= deadline:
+                        # The upstream's timeout was the caller's deadline, cut to it: the caller's end, as grpc's is.
+                        failed = dataclasses.replace(failed, reason=FinishReason.CANCELLED)
+                    if first_token_at is not None:
+                        yield result(failed)
+                    elif failed.reason is FinishReason.CANCELLED:  # no text, so no result: the line still tells it
+                        record_cancelled(prompt, upstream_request_id)
+                    raise failure
+                # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
+                told = prompt or PromptUsage(0)
+                yield result(
+                    Finish(
+                        FinishReason.CANCELLED,
+                        None if prompt is None else prompt.prompt_tokens,
+                        cached_prompt_tokens=told.cached_prompt_tokens,
+                        cache_creation_tokens=told.cache_creation_tokens,
+                        upstream_request_id=upstream_request_id,
                     )
-                return GenerationResult(finish, first_token_at, total)
-
-            events = coalesced(model.adapter.generate(params, stop))
-            failed: Finish | None = None  # an adapter's ERROR finish, with what was used before the failure
-            answered = False  # the result is out: a caller that closes the stream now has all of it
-            reader = StalledReader(self.limits.stalled_reader_timeout)
-            try:
-                reader.start()
-                async for event in events:
-                    if isinstance(event, Finish):
-                        if event.failure is None:
-                            answered = True
-                            yield result(event)
-                            return
-                        failed = event
-                        break
-                    if isinstance(event, UpstreamOpened):  # for the access log alone
-                        upstream_request_id = event.request_id
-                        continue
-                    if first_token_at is None:  # a backend tells the prompt's usage before its first token
-                        if type(event) is PromptUsage:  # the prompt's size is no token
-                            prompt = event
-                        else:
-                            first_token_at = _since(started)
-                    reader.given += 1
-                    yield event
-                    reader.taken += 1
-            except asyncio.CancelledError:
-                if not self.streams.ended_by_shutdown():
-                    record_cancelled(prompt, upstream_request_id)
-                    raise  # the caller went away: nobody to tell
-            except GeneratorExit:
-                if not answered:  # the caller closed the stream before its end (its client went)
-                    record_cancelled(prompt, upstream_request_id)
-                raise
-            except Exception:
-                if first_token_at is not None:
-                    # Text was sent: close the stream with its result before the error says why.
-                    yield result(Finish(FinishReason.ERROR))
-                raise
-            finally:
-                reader.stop()
-                await events.aclose()
-            if failed is not None and (failure := failed.failure) is not None:
-                deadline = params.timeout or math.inf
-                if isinstance(failure, DeadlineExceededError) and _since(started) >= deadline:
-                    # The upstream's timeout was the caller's deadline, cut to it: the caller's end, as grpc's is.
-                    failed = dataclasses.replace(failed, reason=FinishReason.CANCELLED)
-                if first_token_at is not None:
-                    yield result(failed)
-                raise failure
-            # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
-            told = prompt or PromptUsage(0)
-            yield result(
-                Finish(
-                    FinishReason.CANCELLED,
-                    None if prompt is None else prompt.prompt_tokens,
-                    cached_prompt_tokens=told.cached_prompt_tokens,
-                    cache_creation_tokens=told.cache_creation_tokens,
-                    upstream_request_id=upstream_request_id,
                 )
-            )
+        except (asyncio.CancelledError, GeneratorExit):
+            # Its caller went or its deadline passed, wherever it was: queued, waiting for its model's load, running.
+            if not answered and not self.streams.ended_by_shutdown():
+                record_cancelled(prompt, upstream_request_id)
+            raise
 
     async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
         """One vector per input, in input order; unit length unless `params.normalize` is off. Admitted through the

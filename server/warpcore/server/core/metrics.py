@@ -187,6 +187,8 @@ class Metrics:
             buckets=_LOAD_BUCKETS,
             registry=self.registry,
         )
+        self._per_model = (self.time_to_first_token, self.tokens_per_second)
+        """The histograms with a model label: their series live as the model does (model_loaded, forget_model)."""
         self.unloads: Mapping[str, int] = dict.fromkeys(UNLOAD_REASONS, 0)
         """Models unloaded by reason: the residency's own count, once the engine has one."""
         if models is not None:
@@ -208,11 +210,20 @@ class Metrics:
     def observe_load(self, backend: BackendKind, seconds: float) -> None:
         self.model_load_seconds.labels(backend.value).observe(seconds)
 
+    def model_loaded(self, model: LoadedModel, seconds: float) -> None:
+        """Time a model's load, and start its series in the histograms with a model label at 0, as the gauges list
+        it from now on: else a series first seen with one observation in it reads to Prometheus' increase() and
+        rate() as no increase. A model that does not generate (an embedding model) never gets any."""
+        self.observe_load(model.backend, seconds)
+        if model.info.capabilities.generate:
+            for histogram in self._per_model:
+                histogram.labels(model.backend.value, model.id)
+
     async def forget_model(self, model_id: str) -> None:
         """Drop a freed model's series from the histograms that have a model label, as the gauges drop it (they list
         the models resident): ids are the callers' to choose, and the series of every id ever unloaded would grow
         without bound."""
-        for histogram in (self.time_to_first_token, self.tokens_per_second):
+        for histogram in self._per_model:
             for backend in BackendKind:  # removing a series that never was does nothing
                 histogram.remove(backend.value, model_id)
 

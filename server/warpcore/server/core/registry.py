@@ -105,9 +105,9 @@ class ModelRegistry:
         """Told (model id, loaded?) after each load, and as each unload starts."""
         self.freed: list[Callable[[str], Awaitable[None]]] = []
         """Told the model id once an unloaded model's memory is freed, and its id free again."""
-        self.load_timers: list[Callable[[BackendKind, float], None]] = []
-        """Told (backend, seconds) after each load, whatever asked for it: a call, the start, a first use, a
-        reload after an eviction."""
+        self.loads: list[Callable[[LoadedModel, float], None]] = []
+        """Told (the model, its load's seconds) after each load, whatever asked for it: a call, the start, a first
+        use, a reload after an eviction; before any call can use the model."""
 
     async def load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None = None) -> LoadedModel:
         """Load a model. Loading the same spec again gives the same model (so a retried LoadModel is harmless); a
@@ -156,8 +156,8 @@ class ModelRegistry:
         # Here, where a model is loaded, once, however many calls asked for it at once.
         context = f", {info.context_size}-token context" if info.context_size else ""  # an API's is not known
         _log.info("loaded model %s (%s %s%s) in %.2fs", spec.model_id, spec.backend.value, spec.name, context, seconds)
-        for timer in self.load_timers:
-            timer(spec.backend, seconds)
+        for told in self.loads:
+            told(loaded, seconds)
         for listener in self.listeners:
             await listener(spec.model_id, True)
         return loaded
