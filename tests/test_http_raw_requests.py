@@ -5,8 +5,12 @@ type. Raw sockets, as an SDK cannot send these."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import zlib
 from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -15,6 +19,7 @@ from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.http_door import async_openai_client, load_hosted, openai_messages
 from warpcore.server.core import bounds
+from warpcore.server.core.bounds import quoted
 from warpcore.server.doors import Doors
 from warpcore.server.rpc.server import ServingOptions
 
@@ -50,13 +55,22 @@ async def exchange(connection: Connection, head: bytes, body: bytes = b"") -> by
 
 async def answer(connection: Connection, head: bytes, body: bytes = b"") -> tuple[int, dict[str, object]]:
     """The status and JSON body of the final answer to a request."""
+    status, _, answered = await reply(connection, head, body)
+    return status, answered
+
+
+async def reply(connection: Connection, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The status, headers (names in lower case) and JSON body of the final answer to a request."""
     status = await exchange(connection, head, body)
     reader = connection[0]
-    headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_SECONDS)
-    length = next(
-        int(line.split(b":")[1]) for line in headers.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    lines = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), ANSWER_SECONDS)).decode().split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+    length = int(headers["content-length"])
+    return (
+        int(status.split()[1]),
+        headers,
+        json.loads(await asyncio.wait_for(reader.readexactly(length), ANSWER_SECONDS)),
     )
-    return int(status.split()[1]), json.loads(await asyncio.wait_for(reader.readexactly(length), ANSWER_SECONDS))
 
 
 def post(path: str, *headers: bytes, length: int = 2) -> bytes:
@@ -188,6 +202,25 @@ async def test_a_body_in_an_encoding_the_server_cannot_decode_is_a_415(connectio
     status, body = await answer(connection, head, b"{}")
     assert status == 415
     assert body["error"]["code"] == "unsupported_content_encoding", body  # type: ignore[index]
+    # what is taken, in the words of the header (a tester's finding: the message said "gzip'd" only)
+    assert "send the body uncompressed, or in gzip or deflate" in body["error"]["message"], body  # type: ignore[index]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "GZip"])
+async def test_a_body_in_gzip_or_deflate_is_read(connection: Connection, encoding: str) -> None:
+    raw = json.dumps({"model": "absent", "messages": openai_messages()}).encode()
+    sent = gzip.compress(raw) if encoding.lower() == "gzip" else zlib.compress(raw)
+    headers = (f"x-api-key: {TOKEN}".encode(), f"Content-Encoding: {encoding}".encode())
+    status, body = await answer(connection, post("/v1/chat/completions", *headers, length=len(sent)), sent)
+    assert (status, body["error"]["code"]) == (404, "model_not_found"), body  # type: ignore[index]
+
+
+async def test_a_compressed_body_over_the_limit_once_decoded_is_a_413(connection: Connection) -> None:
+    sent = gzip.compress(b" " * 100 * LIMIT + b"{}")
+    assert len(sent) < LIMIT
+    headers = (f"x-api-key: {TOKEN}".encode(), b"Content-Encoding: gzip")
+    status, body = await answer(connection, post("/v1/chat/completions", *headers, length=len(sent)), sent)
+    assert (status, body["error"]["message"]) == (413, f"the request body is larger than {LIMIT} bytes")  # type: ignore[index]
 
 
 async def test_an_empty_content_encoding_is_none(connection: Connection) -> None:
@@ -248,3 +281,72 @@ async def test_a_kept_connection_is_closed_once_the_server_drains(guarded: Doors
     assert status.startswith(b"HTTP/1.1 503")
     assert b"\r\nConnection: close\r\n" in headers  # the client reconnects, to a replica that serves
     await asyncio.wait_for(connection[0].read(), ANSWER_SECONDS)  # and the server closes its end
+
+
+async def test_a_content_type_the_415_names_is_quoted_and_cut(connection: Connection) -> None:
+    """A tester's finding: the 415 echoed a Content-Type as sent, up to the 1024 bytes any message is cut to, where
+    every other message quotes a caller's value as Python's repr, cut after 256 characters."""
+    content_type = "text/plain; token=tok-SECRET-" + "a" * 2000
+    head = post("/v1/messages", f"x-api-key: {TOKEN}".encode()).replace(b"application/json", content_type.encode())
+    status, body = await answer(connection, head, b"{}")
+    assert status == 415
+    assert f"request: the request body is {quoted(content_type)}; send JSON" in body["error"]["message"], body  # type: ignore[index]
+
+
+@pytest.mark.parametrize("path", ["/v1/../v1/chat/completions", "/v1/%E2%80%8D", "/v1/" + "x" * 2000])
+async def test_a_path_no_route_takes_is_quoted_and_cut(connection: Connection, path: str) -> None:
+    """A tester's finding: a path no route takes was echoed as sent; a zero-width joiner is now shown escaped."""
+    status, body = await answer(connection, post(path, f"x-api-key: {TOKEN}".encode()), b"{}")
+    assert (status, body["error"]["message"]) == (404, f"no route for {quoted(unquote(path))}")  # type: ignore[index]
+
+
+@pytest.mark.parametrize("method", ["CONNECT", "PUT"])
+@pytest.mark.parametrize(
+    ("path", "allow"), [("/health", "GET,HEAD"), ("/v1/models", "GET,HEAD"), ("/v1/messages", "POST")]
+)
+async def test_a_method_no_route_takes_is_a_405_with_allow(
+    connection: Connection, method: str, path: str, allow: str
+) -> None:
+    """A tester's finding: CONNECT, whose target aiohttp reads as the authority of a proxy's tunnel, got a 401 on the
+    open /health, a 415 without a Content-Type and a 404 naming no path with one, where any other method a route
+    does not take is a 405 naming the route's methods. /health's 405 is as open as its GET, to probes."""
+    token = b"" if path == "/health" else f"x-api-key: {TOKEN}\r\n".encode()
+    status, headers, body = await reply(connection, f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n".encode() + token)
+    assert (status, headers.get("allow")) == (405, allow), body
+    # in the route's dialect, its path read from a CONNECT's target too
+    prefix = "request: " if path == "/v1/messages" else ""
+    assert body["error"]["message"] == f"{prefix}the method {quoted(method)} is not allowed on {quoted(path)}", body
+    if method == "CONNECT":  # what follows its head would be a tunnel's bytes: no request of this connection
+        assert headers["connection"] == "close"
+
+
+async def test_a_connect_to_an_authority_is_a_404_naming_it(connection: Connection) -> None:
+    head = f"CONNECT localhost:80 HTTP/1.1\r\nHost: localhost\r\nx-api-key: {TOKEN}\r\n".encode()
+    status, body = await answer(connection, head)
+    assert (status, body["error"]["message"]) == (404, "no route for 'localhost:80'")  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "status"),
+    [
+        ("http://evil.example/v1/models", "127.0.0.1", 403),
+        ("http://evil.example@localhost/v1/models", "127.0.0.1", 403),
+        ("http://localhost/v1/models", "evil.example", 200),
+        ("http://[::1]:8080/v1/models", "localhost", 200),
+        ("http://evil.example/health", "localhost", 200),  # open to probes, as with any Host
+    ],
+)
+async def test_the_host_an_absolute_target_names_is_the_one_checked(
+    connection: Connection, target: str, host: str, status: int
+) -> None:
+    """A tester's finding: a target in absolute form (a proxy's) passed the loopback door's check by its Host header,
+    which RFC 9112 (section 3.2.2) has a server ignore for the target's own authority."""
+    head = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nx-api-key: {TOKEN}\r\n".encode()
+    assert (await answer(connection, head))[0] == status
+
+
+async def test_a_generation_for_another_host_in_absolute_form_is_refused(connection: Connection) -> None:
+    head = post("http://evil.example/v1/chat/completions", f"x-api-key: {TOKEN}".encode())
+    status, body = await answer(connection, head, b"{}")
+    assert (status, body["error"]["type"]) == (403, "permission_error"), body  # type: ignore[index]
+    assert "'evil.example'" in body["error"]["message"], body  # type: ignore[index]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import _default_expect_handler as default_expect_handler
 
 from warpcore.server.core.access import REQUEST_ID_HEADER, log_request, record_failure, recording_usage, request_id
 from warpcore.server.core.auth import bearer_token, header_bytes, token_matches
+from warpcore.server.core.bounds import quoted
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import InvalidArgumentError, NotFoundError, UnauthenticatedError, WarpcoreError
 from warpcore.server.core.hops import check_hops, hops_named
@@ -44,13 +44,14 @@ from warpcore.server.http.routes import (
     internal,
     request_ids,
 )
+from warpcore.server.http.targets import Handler, has_body, named_host, routed, target_path
 from warpcore.server.http.unreadable import DoorRunner, either_dialect, unreadable_request
 
 DECODED_ENCODINGS = frozenset(("identity", "gzip", "deflate"))
 """The Content-Encodings the door takes a body in (aiohttp decodes them); one at most, as aiohttp undoes no more."""
 SHUTDOWN_TIMEOUT = 1.0
 """Seconds handlers still running when the door closes (after the engine's drain) get to write their last event."""
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HEALTH = "/health"
 
 
 class HttpDoor:
@@ -66,7 +67,7 @@ class HttpDoor:
         self.app[ENGINE] = engine
         self.app[MEMORY] = ReasoningMemory()
         add_routes(self.app, self._expect)
-        self.app.router.add_get("/health", self._health)
+        self.app.router.add_get(HEALTH, self._health)
         # Cancelling the handler of a client that went away is what stops its generation upstream.
         self._runner = DoorRunner(
             self.app, self._unreadable, handler_cancellation=True, shutdown_timeout=SHUTDOWN_TIMEOUT
@@ -131,8 +132,9 @@ class HttpDoor:
         without the token, or declaring a body larger than the limit."""
         if self._draining:
             raise shutting_down()
-        if self._loopback_only and not names_loopback(request.headers.get("Host")):
-            raise foreign_host(request.headers.get("Host", ""))
+        host = named_host(request)
+        if self._loopback_only and not names_loopback(host):
+            raise foreign_host(host or "")
         self._check_token(request)
         if "Via" in request.headers:  # a request another gateway passed on
             request[HOPS] = hops_named(request.headers.getall("Via"))
@@ -144,7 +146,7 @@ class HttpDoor:
         if encoding not in DECODED_ENCODINGS:  # aiohttp reads a body in any other but br and zstd as it is
             raise unsupported_encoding()
         media_type = request.headers.get("Content-Type", "")  # aiohttp's content_type says octet-stream when none
-        if request.body_exists and not (request.content_type == "application/json" and media_type):
+        if has_body(request) and not (request.content_type == "application/json" and media_type):
             raise not_json(media_type)
 
     def _too_large(self) -> RequestTooLargeError:
@@ -189,6 +191,8 @@ class HttpDoor:
         response = web.json_response(body, status=http_status(error), headers=headers)
         if request.content.exception() is not None or isinstance(error, RequestTooSlowError):
             response.force_close()  # the body was not read: the connection is done, and the client told so
+        elif request.method == hdrs.METH_CONNECT:
+            response.force_close()  # what follows on the connection is no request but a tunnel's bytes
         return response
 
     @web.middleware
@@ -221,7 +225,8 @@ class HttpDoor:
 
     async def _respond(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.match_info.handler == self._health:
+            handler = await routed(request, handler)
+            if target_path(request) == HEALTH:  # open to probes whatever the method, its 405 too
                 return await handler(request)
             self._admit(request)
             # In flight from its admission, its body's upload included: the drain gives it the grace, as it gives a
@@ -232,12 +237,13 @@ class HttpDoor:
             request[OUTCOME] = error.code.name
             return self._error_response(request, error)
         except web.HTTPException as error:
-            problem: WarpcoreError = NotFoundError(f"no route {request.method} {request.path}", field=WHOLE_REQUEST)
+            path = quoted(target_path(request))
+            problem: WarpcoreError = NotFoundError(f"no route for {path}", field=WHOLE_REQUEST)
             if isinstance(error, web.HTTPRequestEntityTooLarge):
                 problem = self._too_large()
             elif isinstance(error, web.HTTPMethodNotAllowed):
                 problem = InvalidArgumentError(
-                    f"{request.method} is not allowed on {request.path}", field=WHOLE_REQUEST
+                    f"the method {quoted(request.method)} is not allowed on {path}", field=WHOLE_REQUEST
                 )
             request[OUTCOME] = problem.code.name
             response = self._error_response(request, problem)

@@ -53,8 +53,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             reason="INVALID_JSON",
         ) from None
     except web.RequestPayloadError:  # aiohttp could not undo the body's Content-Encoding
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()  # gzip or deflate: the door's own names
         raise InvalidArgumentError(
-            f"the request body is not the {request.headers.get('Content-Encoding', '')} stream its Content-Encoding"
+            f"the request body is not the {encoding} stream its Content-Encoding"
             " says; send it compressed so, or uncompressed without the header",
             field=WHOLE_REQUEST,
             reason="INVALID_JSON",

@@ -55,6 +55,10 @@ _OVERLOADED = _Kind(OVERLOADED, "overloaded_error", "overloaded_error")
 _TOO_LARGE = _Kind(413, "invalid_request_error", "request_too_large")
 _TOO_SLOW = _Kind(408, "invalid_request_error", "timeout_error")
 _UNSUPPORTED_MEDIA_TYPE = _Kind(415, "invalid_request_error", "invalid_request_error")
+_PASSED_ON = {"413": _TOO_LARGE, str(OVERLOADED): _OVERLOADED}
+"""An upstream's statuses the door answers with as they came, where gRPC has the code of the table (INVALID_ARGUMENT,
+UNAVAILABLE): each says what no other status does, a request too large for the upstream as it was passed on (which the
+door's own limit answers so too) and an upstream overloaded, and each SDK has an error type of its own for them."""
 # OpenAI's own codes where they differ from the lowercased reason.
 _OPENAI_CODES = {
     "MODEL_NOT_LOADED": "model_not_found",
@@ -75,7 +79,8 @@ class UnsupportedMediaTypeError(InvalidArgumentError):
 
 def unsupported_encoding() -> UnsupportedMediaTypeError:
     return UnsupportedMediaTypeError(
-        "the request's Content-Encoding is not one this server decodes; send the body as it is, or gzip'd",
+        "the request's Content-Encoding is not one this server decodes; send the body uncompressed, or in gzip or"
+        " deflate (one of them, not both)",
         field=WHOLE_REQUEST,
         reason="UNSUPPORTED_CONTENT_ENCODING",
     )
@@ -85,7 +90,8 @@ def not_json(content_type: str) -> UnsupportedMediaTypeError:
     # A web page may send a cross-site request with a body of a few types (text/plain, forms) without asking the
     # server first: a door that read those as JSON would let any page a user opens spend the server's keys.
     return UnsupportedMediaTypeError(
-        f"the request body is {content_type or 'of no Content-Type'}; send JSON, with Content-Type: application/json",
+        f"the request body is {quoted(content_type) if content_type else 'of no Content-Type'}; send JSON, with"
+        " Content-Type: application/json",
         field=WHOLE_REQUEST,
         reason="UNSUPPORTED_CONTENT_TYPE",
     )
@@ -95,7 +101,7 @@ def foreign_host(host: str) -> PermissionDeniedError:
     # A web page can have its own name resolve to 127.0.0.1 (DNS rebinding): its requests then reach a door on
     # loopback as same-origin ones, free to read the answers, but with the page's name in their Host header.
     return PermissionDeniedError(
-        f"the Host header names {quoted(host)}: a door listening on loopback only takes requests for localhost,"
+        f"the request names the host {quoted(host)}: a door listening on loopback only takes requests for localhost,"
         " 127.0.0.1 or [::1] (any port); set --http-host to an address other machines reach to take other names",
         reason="HOST_NOT_LOOPBACK",
     )
@@ -108,15 +114,13 @@ class RequestTooSlowError(WarpcoreError):
 
 
 def _kind(error: WarpcoreError) -> _Kind:
-    if isinstance(error, ContentTooLargeError) or error.metadata.get("http_status") == "413":
-        return _TOO_LARGE  # the door's limit, or an upstream's on the request as it was passed on
+    if isinstance(error, ContentTooLargeError):
+        return _TOO_LARGE
     if isinstance(error, RequestTooSlowError):
         return _TOO_SLOW
     if isinstance(error, UnsupportedMediaTypeError):
         return _UNSUPPORTED_MEDIA_TYPE
-    if error.metadata.get("http_status") == str(OVERLOADED):
-        return _OVERLOADED
-    return _KINDS[error.code]
+    return _PASSED_ON.get(error.metadata.get("http_status", ""), _KINDS[error.code])
 
 
 def http_status(error: WarpcoreError) -> int:

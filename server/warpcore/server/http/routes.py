@@ -30,6 +30,7 @@ from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
 from warpcore.server.http.reasoning_memory import ReasoningMemory
 from warpcore.server.http.sse import open_stream
+from warpcore.server.http.targets import target_path
 
 ANTHROPIC_PAGE = 20  # models in a page of Anthropic's model list unless `limit` says otherwise
 ANTHROPIC_MAX_PAGE = 1000
@@ -57,7 +58,7 @@ def request_ids(request: web.BaseRequest) -> dict[str, str]:
 def dialect_of(request: web.Request) -> Dialect:
     """The dialect of a request's route; of a route both SDKs call (and of an unknown path), the one whose client
     sent it: Anthropic's clients send anthropic-version."""
-    path = request.path
+    path = target_path(request)
     if path.startswith("/v1/messages"):
         return ANTHROPIC
     if path.startswith(("/v1/chat/completions", "/v1/embeddings")):
