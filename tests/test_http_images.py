@@ -236,7 +236,7 @@ async def test_an_image_over_the_size_limit_is_413_in_each_dialect(
             await anthropic_call(doors, [{"role": "user", "content": [text("Hi"), anthropic_image(source)]}])
     assert (from_openai.value.status_code, from_openai.value.param) == (413, "messages[0].content[0]")
     assert (from_anthropic.value.status_code, from_anthropic.value.type) == (413, "request_too_large")
-    assert "messages[0].content[1] is" in cast(dict[str, Any], from_anthropic.value.body)["error"]["message"]
+    assert "messages[0].content[1]: is" in cast(dict[str, Any], from_anthropic.value.body)["error"]["message"]
     assert len(openai_upstream.requests) == sent
 
 

@@ -48,7 +48,8 @@ def check_tools(params: GenerationParams) -> frozenset[str]:
         )
     choice = params.tool_choice
     if choice.mode in (ToolChoiceMode.REQUIRED, ToolChoiceMode.NAMED):
-        require(bool(names), "tool_choice", f"tool choice {choice.mode.value} needs tools")
+        # Not named by the mode's value: each dialect has its own name for it (OpenAI's required, Anthropic's any).
+        require(bool(names), "tool_choice", "tool_choice: forcing a tool call needs tools; give them, or unset it")
     if choice.mode is ToolChoiceMode.NAMED:
         require(choice.name in names, "tool_choice.name", f"no tool named {quoted(choice.name)} in tools")
     else:

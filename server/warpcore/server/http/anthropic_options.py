@@ -1,5 +1,6 @@
-"""The options of an Anthropic Messages request: tool choice (with `disable_parallel_tool_use`), the output format
-(`output_config.format`, or the beta's `output_format`), and thinking with the effort."""
+"""The options of an Anthropic Messages request: stop sequences, tool choice (with `disable_parallel_tool_use`), the
+output format (`output_config.format`, or the beta's `output_format`), thinking with the effort, and the shapes of the
+ignored `service_tier` and `metadata`."""
 
 from __future__ import annotations
 
@@ -14,10 +15,40 @@ from warpcore.server.core.tooling import (
     ToolChoiceMode,
 )
 from warpcore.server.http.fields import Json, at, boolean, integer, mapping, refuse, schema, text, unsupported
-from warpcore.server.http.inner_members import ANTHROPIC_TOOL_CHOICE, OUTPUT_FORMAT, THINKING
+from warpcore.server.http.inner_members import ANTHROPIC_TOOL_CHOICE, METADATA, OUTPUT_FORMAT, THINKING
 
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
+_SERVICE_TIERS = ("auto", "standard_only")
+MAX_USER_ID_CHARS = 256
+"""The API's limit on `metadata.user_id`."""
+
+
+def stop_sequences(body: Json) -> tuple[str, ...]:
+    """Each with some text other than whitespace, as the API wants them (it refuses a newline alone, or spaces)."""
+    stops = body.get("stop_sequences")
+    stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array
+    if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
+        raise refuse("stop_sequences", "must be an array of strings")
+    for stop in stops:
+        if not stop.strip():
+            raise refuse("stop_sequences", f"each must hold text other than whitespace, not {quoted(stop)}")
+    return tuple(stops)
+
+
+def check_ignored(body: Json) -> None:
+    """`service_tier` and `metadata`, which change no answer here and are not passed on, checked as the API checks
+    them: a misspelt tier or a user id of the wrong type is refused there, so code that passed here would fail there."""
+    tier = text(body, "service_tier")
+    if tier is not None and tier not in _SERVICE_TIERS:
+        raise refuse("service_tier", f"unknown tier {quoted(tier)}; expected auto or standard_only")
+    metadata = mapping(body, "metadata")
+    if metadata is None:
+        return
+    METADATA.check(metadata, "metadata")
+    user_id = text(metadata, "user_id", "metadata")
+    if user_id is not None and len(user_id) > MAX_USER_ID_CHARS:
+        raise refuse("metadata.user_id", f"must be at most {MAX_USER_ID_CHARS} characters, not {len(user_id)}")
 
 
 def tool_choice(choice: Json | None, tools: tuple[Tool, ...]) -> tuple[ToolChoice, bool]:

@@ -21,7 +21,7 @@ from warpcore.server.core.tooling import (
     Tool,
     ToolCall,
 )
-from warpcore.server.http.anthropic_options import output_format, reasoning, tool_choice
+from warpcore.server.http.anthropic_options import check_ignored, output_format, reasoning, stop_sequences, tool_choice
 from warpcore.server.http.cache_marks import NONE, UNMARKED, cache_mark, end_and_before, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
@@ -64,6 +64,7 @@ FIELD_NAMES = {
 }
 """Domain field paths as this dialect names them."""
 _ROLES = {"user": Role.USER, "assistant": Role.ASSISTANT}
+_SPEAKERS = {Role.USER: "a user", Role.ASSISTANT: "an assistant"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     """A Messages request; or, given `counted_max_tokens`, the body of a count_tokens one, whose `max_tokens` is
     ignored: the value given stands in (the prompt does not depend on it, but a thinking budget must be below it)."""
     (ANTHROPIC_MESSAGES if counted_max_tokens is None else ANTHROPIC_COUNT_TOKENS).check(body)
-    stops = body.get("stop_sequences")
-    stops = [] if stops is None else stops  # null is unset; {}, 0 or "" are not an array
-    if not isinstance(stops, list) or not all(isinstance(stop, str) for stop in stops):
-        raise refuse("stop_sequences", "must be an array of strings")
+    check_ignored(body)
+    stops = stop_sequences(body)
     marks: list[CacheMark] = []  # every cache_control, in prompt order, by its path
     listed = objects(body, "tools")
     check_tool_count(len(listed))  # before any of their schemas is checked
@@ -94,8 +93,9 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
     tools = marked_last(tools, before_system)
     turns: list[tuple[ChatMessage, Content | None]] = []
     paths: list[dict[str, str]] = []
-    for path, message in conversation(body):
-        turn, before_turn = _turn(path, message, marks)
+    listed_turns = conversation(body)
+    for index, (path, message) in enumerate(listed_turns):
+        turn, before_turn = _turn(path, message, marks, last=index == len(listed_turns) - 1)
         paths += anthropic_turn_paths(path, message, [domain for domain, _ in turn])
         if turns:
             turns[-1] = (marked(turns[-1][0], before_turn[1]), turns[-1][1])
@@ -122,7 +122,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),
         **sampling_controls(body),
-        stop=tuple(stops),
+        stop=stops,
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=parallel,
@@ -165,17 +165,19 @@ def _system(body: Json, marks: list[CacheMark]) -> tuple[str | None, CacheBreakp
 
 
 def _turn(
-    path: str, message: Json, marks: list[CacheMark]
+    path: str, message: Json, marks: list[CacheMark], *, last: bool
 ) -> tuple[list[tuple[ChatMessage, Content | None]], CacheMark]:
-    """One turn as domain messages (with the content of the turn's own): a user turn's tool results become tool
-    messages, before its text and images; and a cache breakpoint that belongs before the turn (see cache_marks)."""
+    """One turn as domain messages (with the content of the turn's own): a user turn's tool results, which come
+    first in it, become tool messages; and a cache breakpoint that belongs before the turn (see cache_marks)."""
     role_name = text(message, "role", path, required=True)
     role = _ROLES.get(role_name or "")
     if role is None:
         raise refuse(at(path, "role"), f"unknown role {quoted(role_name)}; expected user or assistant")
     ANTHROPIC_MESSAGE.check(message, path)
     content = message.get("content")
+    prefill = last and role is Role.ASSISTANT  # the start of the answer, which the API continues
     if isinstance(content, str):
+        _check_text(content, at(path, "content"), prefill=prefill, ends_prefill=prefill)
         return [(ChatMessage(role, content), None)], UNMARKED
     if content is not None and not isinstance(content, list):
         raise refuse(at(path, "content"), "must be a string or an array of content blocks")
@@ -184,18 +186,24 @@ def _turn(
     reasoning: list[ReasoningBlock] = []
     turn: list[tuple[ChatMessage, Content | None]] = []
     blocks = objects(message, "content", path, required=True)
+    if not blocks:
+        _check_text("", at(path, "content"), prefill=prefill)
     own_cache, before_turn = NONE, UNMARKED
     for place, (block_path, block) in enumerate(blocks):
         kind = text(block, "type", block_path, required=True) or ""
         if kind in ANTHROPIC_BLOCKS:
             ANTHROPIC_BLOCKS[kind].check(block, block_path)
         is_result = kind == "tool_result" and role is Role.USER
+        if is_result and len(turn) < place:  # a block of another type came before it
+            raise refuse(block_path, "a tool_result goes before the turn's other blocks, as Anthropic's API wants")
         # A result's text, read first: the breakpoints of its blocks come before its own.
         result_texts = _text_blocks(block, "content", block_path, marks) if is_result else []
         mark = cache_mark(block, block_path, marks)
         if kind == "text":
             more = place < len(blocks) - 1  # a text with more after it: its own part carries its breakpoint
-            own.add_text(text(block, "text", block_path, required=True) or "", block_path, mark if more else NONE)
+            said = text(block, "text", block_path, required=True) or ""
+            _check_text(said, at(block_path, "text"), prefill=False, ends_prefill=prefill and not more)
+            own.add_text(said, block_path, mark if more else NONE)
             mark = NONE if more else mark
         elif kind in ("image", "document"):  # in any role: the domain says where they may go
             file = (anthropic_image if kind == "image" else anthropic_document)(block, block_path)
@@ -231,8 +239,7 @@ def _turn(
                 ReasoningBlock(signature=text(block, "data", block_path, required=True) or "", redacted=True)
             )
         else:
-            article = "an" if role.value[0] in "aeiou" else "a"
-            raise unsupported(at(block_path, "type"), f"{article} {role.value} block of type {quoted(kind)}")
+            raise unsupported(at(block_path, "type"), f"{_SPEAKERS[role]} block of type {quoted(kind)}")
         if place == len(blocks) - 1:
             own_cache = mark
         else:
@@ -241,6 +248,22 @@ def _turn(
         own_message = own.message(role, tool_calls=tuple(calls), reasoning=tuple(reasoning), cache=own_cache)
         turn.append((own_message, own))
     return turn, before_turn
+
+
+def _check_text(said: str, path: str, *, prefill: bool, ends_prefill: bool = False) -> None:
+    """A message's text (or its content, empty) as Anthropic's API takes it: not empty, unless it is a last assistant
+    message's (`prefill`, which the answer continues), nor whitespace alone; and not ending in whitespace where the
+    answer continues it (`ends_prefill`)."""
+    if not said and not prefill:
+        raise refuse(path, "must not be empty, as Anthropic's API wants (only a last assistant message may be)")
+    if said and not said.strip():
+        raise refuse(path, "must hold text other than whitespace, as Anthropic's API wants")
+    if ends_prefill and said != said.rstrip():
+        raise refuse(
+            path,
+            "ends in whitespace, which Anthropic's API refuses at the end of a last assistant message (the answer"
+            " continues it and may begin with the whitespace)",
+        )
 
 
 def _before(turn: list[tuple[ChatMessage, Content | None]], mark: CacheMark, before_turn: CacheMark) -> CacheMark:

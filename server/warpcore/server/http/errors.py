@@ -173,10 +173,13 @@ def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, An
 
 
 def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, str]) -> dict[str, Any]:
-    """Anthropic's body has no field member: its messages begin with the field's path, as the API's own do."""
+    """Anthropic's body has no field member: its messages begin with the field's path and a colon, as the API's own
+    do; a message that says the field's name first (`max_tokens must be between ...`, gRPC's words) says it so."""
     field, message = _named(error, names)
-    if field is not None and not error.begins_with_field():  # else it begins with the field, renamed
-        message = f"{field}: {message}"
+    if field is not None:
+        # The rest of a message that names the field first (as the dialect names it), or all of one that does not.
+        rest = message.removeprefix(field) if error.begins_with_field() else f" {message}"
+        message = f"{field}:{rest.removeprefix(':')}"
     body: dict[str, Any] = {"type": _kind(error).anthropic_type, "message": message}
     if field == THREAD:
         body["details"] = _UNTHREADED

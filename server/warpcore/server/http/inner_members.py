@@ -146,3 +146,4 @@ ANTHROPIC_TOOL_CHOICE = Members(read=("type", "name", "disable_parallel_tool_use
 THINKING = Members(read=("type", "budget_tokens"), defaults={"display": "summarized"})
 OUTPUT_CONFIG = Members(read=("effort", "format"))
 OUTPUT_FORMAT = Members(read=("type", "schema"))
+METADATA = Members(read=("user_id",))
