@@ -107,6 +107,11 @@ CHECK_ON_THREAD_BYTES = 64 * 1024
 read and checked on a thread: parsing and checking megabytes takes a good part of a second, during which the event
 loop would serve no other call."""
 
+SMALLEST_MESSAGE_BYTES = len('{"role":"user","content":""},')
+"""The least JSON a message of a conversation takes, by which a request's messages count towards CHECK_ON_THREAD_BYTES
+where its size is not its JSON's (a gRPC request, a domain one): each costs its reading and checks time, however
+short it is."""
+
 
 async def read_off_loop_when_large(size: int, read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """`read(*args, **kwargs)`, which parses and checks `size` characters or bytes of JSON: on a thread beyond

@@ -10,6 +10,7 @@ from warpcore.server.core.content import CacheBreakpoint
 from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.rules import require
 
+NONE = CacheBreakpoint.NONE
 CacheMark = tuple[str, CacheBreakpoint]
 """A breakpoint and the field that asks for it, in the request's own naming."""
 
@@ -39,8 +40,10 @@ def check_cache_breakpoints(params: GenerationParams) -> None:
     )
     marks: list[CacheMark] = [(f"tools[{i}].cache_breakpoint", tool.cache) for i, tool in enumerate(params.tools)]
     marks.append(("system_cache_breakpoint", params.system_cache))
+    # Only the breakpoints placed are named: a request may hold a hundred thousand messages, and a few breakpoints.
     for index, message in enumerate(params.messages):
-        parts = enumerate(message.parts)
-        marks += [(f"messages[{index}].parts[{number}].cache_breakpoint", part.cache) for number, part in parts]
-        marks.append((f"messages[{index}].cache_breakpoint", message.cache))
+        placed = [(number, part.cache) for number, part in enumerate(message.parts) if part.cache is not NONE]
+        marks += [(f"messages[{index}].parts[{number}].cache_breakpoint", mark) for number, mark in placed]
+        if message.cache is not NONE:
+            marks.append((f"messages[{index}].cache_breakpoint", message.cache))
     check_cache_marks(marks)

@@ -42,13 +42,13 @@ from warpcore.server.core.settings_rules import check_settings
 from warpcore.server.core.stalled import StalledReader
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 from warpcore.server.core.validation import (
-    arguments_length,
     check_embedding,
     check_generation,
     check_id,
     check_load,
     check_model_id,
     check_revision,
+    checking_size,
 )
 
 
@@ -160,9 +160,9 @@ class Engine:
                 yield frame
 
     async def _check(self, params: GenerationParams) -> None:
-        """Check a generation's request; on a thread when it holds enough tool-call arguments to parse that the
-        event loop would stall meanwhile."""
-        await read_off_loop_when_large(arguments_length(params), check_generation, params, self.limits.max_tokens)
+        """Check a generation's request; on a thread when it is large enough (many messages, long tool-call
+        arguments to parse) that the event loop would stall meanwhile."""
+        await read_off_loop_when_large(checking_size(params), check_generation, params, self.limits.max_tokens)
 
     async def generate(self, model_id: str, params: GenerationParams) -> AsyncGenerator[GenerationOutput, None]:
         """The prompt's usage when the backend knows it early, deltas (text, reasoning, tool calls), then one

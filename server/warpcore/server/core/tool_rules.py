@@ -92,9 +92,11 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
                 raise InvalidArgumentError(
                     f"call {quoted(call_id)} of messages[{turn}] has no tool result before this turn", field=field
                 )
-            require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
-            require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
-        if message.role is not Role.ASSISTANT:
+            # Each rule's field is spelt only where it may refuse: a request may hold a hundred thousand turns.
+            if message.tool_call_id or message.is_error:
+                require(not message.tool_call_id, f"{field}.tool_call_id", "only a tool turn answers a call")
+                require(not message.is_error, f"{field}.is_error", "only a tool turn can be an error")
+        if message.role is not Role.ASSISTANT and (message.tool_calls or message.reasoning):
             require(not message.tool_calls, f"{field}.tool_calls", "only an assistant turn carries tool calls")
             require(not message.reasoning, f"{field}.reasoning", "only an assistant turn carries reasoning")
         for number, call in enumerate(message.tool_calls):

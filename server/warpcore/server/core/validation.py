@@ -23,6 +23,7 @@ from warpcore.server.core.bounds import (
     MAX_TOP_K,
     MAX_TOP_LOGPROBS,
     MIN_CONTEXT_SIZE,
+    SMALLEST_MESSAGE_BYTES,
     VERBOSITY_LEVELS,
 )
 from warpcore.server.core.cache_rules import check_cache_breakpoints
@@ -63,9 +64,11 @@ def check_revision(value: str) -> str:
     return value
 
 
-def arguments_length(params: GenerationParams) -> int:
-    """The characters of tool-call arguments `params` holds, whose checking parses them."""
-    return sum(len(call.arguments) for message in params.messages for call in message.tool_calls)
+def checking_size(params: GenerationParams) -> int:
+    """About the characters of JSON that checking `params` reads, as CHECK_ON_THREAD_BYTES counts them: its tool-call
+    arguments, which it parses, and each message's."""
+    arguments = sum(len(call.arguments) for message in params.messages for call in message.tool_calls)
+    return arguments + SMALLEST_MESSAGE_BYTES * len(params.messages)
 
 
 def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:

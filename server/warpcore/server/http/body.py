@@ -35,28 +35,34 @@ def _text(raw: bytes, charset: str | None) -> str:
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; InvalidArgumentError (naming the field) if it is none, or if a string in it holds
-    an unpaired surrogate escape."""
+    an unpaired surrogate escape. A large body is decoded and checked on a thread: megabytes take a good part of a
+    second, during which the event loop would serve no other call."""
     try:
         async with asyncio.timeout(bounds.BODY_READ_SECONDS):
             raw = await request.read()
-        text = _text(raw, request.charset)
-        body = json_text.loads(text)
     except TimeoutError:
         raise RequestTooSlowError(
             f"the request body did not arrive within {bounds.BODY_READ_SECONDS:g} seconds", field=WHOLE_REQUEST
-        ) from None
-    except LookupError:
-        raise InvalidArgumentError(
-            f"the request body's charset {bounds.quoted(request.charset)} is not one this server takes; send JSON in"
-            " UTF-8 (or UTF-16 or UTF-32)",
-            field=WHOLE_REQUEST,
-            reason="INVALID_JSON",
         ) from None
     except web.RequestPayloadError:  # aiohttp could not undo the body's Content-Encoding
         encoding = request.headers.get("Content-Encoding", "").strip().lower()  # gzip or deflate: the door's own names
         raise InvalidArgumentError(
             f"the request body is not the {encoding} stream its Content-Encoding"
             " says; send it compressed so, or uncompressed without the header",
+            field=WHOLE_REQUEST,
+            reason="INVALID_JSON",
+        ) from None
+    return await bounds.read_off_loop_when_large(len(raw), _json_object, raw, request.charset)
+
+
+def _json_object(raw: bytes, charset: str | None) -> dict[str, Any]:
+    try:
+        text = _text(raw, charset)
+        body = json_text.loads(text)
+    except LookupError:
+        raise InvalidArgumentError(
+            f"the request body's charset {bounds.quoted(charset)} is not one this server takes; send JSON in"
+            " UTF-8 (or UTF-16 or UTF-32)",
             field=WHOLE_REQUEST,
             reason="INVALID_JSON",
         ) from None

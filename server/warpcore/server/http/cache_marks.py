@@ -40,10 +40,10 @@ Marked = TypeVar("Marked", ChatMessage, Tool)
 
 def cache_mark(block: Json, path: str, marks: list[CacheMark]) -> CacheBreakpoint:
     """The breakpoint of `block`'s `cache_control` (NONE without one), recorded in `marks` by its path."""
-    control_path = at(path, "cache_control")
     control = mapping(block, "cache_control", path)
     if control is None:
         return NONE
+    control_path = at(path, "cache_control")
     CACHE_CONTROL.check(control, control_path)
     if text(control, "type", control_path, required=True) != "ephemeral":
         raise refuse(at(control_path, "type"), "the only cache_control type is ephemeral")

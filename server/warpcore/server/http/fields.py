@@ -41,13 +41,13 @@ def unsupported(path: str, what: str, supported: str = "") -> InvalidArgumentErr
 
 def _read(body: Json, key: str, path: str, kinds: tuple[type, ...], name: str, required: bool) -> Any:
     value = body.get(key)
-    where = at(path, key)
+    # The member's path is spelt only for a refusal: a request reads hundreds of thousands of members.
     if value is None:
         if required:
-            raise refuse(where, "is required")
+            raise refuse(at(path, key), "is required")
         return None
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        raise refuse(where, f"must be {name}")
+        raise refuse(at(path, key), f"must be {name}")
     return value
 
 

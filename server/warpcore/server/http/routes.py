@@ -24,7 +24,7 @@ from warpcore.server.core.validation import check_model_id
 from warpcore.server.http import anthropic_request, openai_embeddings, responses_request
 from warpcore.server.http.body import json_body
 from warpcore.server.http.collect import Collected
-from warpcore.server.http.dialects import ANTHROPIC, COMPLETIONS, OPENAI, RESPONSES, Dialect, Stream
+from warpcore.server.http.dialects import ANTHROPIC, COMPLETIONS, OPENAI, RESPONSES, Call, Dialect, Stream
 from warpcore.server.http.fields import Json, boolean
 from warpcore.server.http.members import NO_PROMPT_CACHE
 from warpcore.server.http.parts import named_as
@@ -47,6 +47,7 @@ HOPS: web.RequestKey[tuple[str, ...]] = web.RequestKey("hops")
 _log = logging.getLogger("warpcore.server")
 Params = TypeVar("Params", GenerationParams, EmbedParams)
 Counted = TypeVar("Counted", anthropic_request.MessagesRequest, responses_request.ResponsesRequest)
+Parsed = TypeVar("Parsed", anthropic_request.MessagesRequest, responses_request.ResponsesRequest, Call)
 
 
 def request_ids(request: web.BaseRequest) -> dict[str, str]:
@@ -95,9 +96,16 @@ async def _read(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def _parsed(request: web.Request, parse: Callable[[Json, int], Parsed], max_tokens: int) -> tuple[Json, Parsed]:
+    """The body of a call and what `parse` makes of it: on a thread for a large body, whose hundred thousand messages
+    take a good part of a second to read, during which the event loop would serve no other call."""
+    body = await _read(request)
+    size = len(await request.read())  # the body aiohttp keeps, read already: a chunked one has no Content-Length
+    return body, await read_off_loop_when_large(size, parse, body, max_tokens)
+
+
 async def _generate(request: web.Request, dialect: Dialect) -> web.StreamResponse:
-    body, default_max_tokens = await _read(request), request.app[ENGINE].limits.default_max_tokens
-    call = await read_off_loop_when_large(request.content_length or 0, dialect.parse, body, default_max_tokens)
+    body, call = await _parsed(request, dialect.parse, request.app[ENGINE].limits.default_max_tokens)
     # The answer names the model the call reached, as the vendors' APIs do: a GGUF file under its one id.
     call = dataclasses.replace(call, model=canonical_model_id(call.model))
     request[MODEL] = call.model
@@ -203,7 +211,7 @@ async def _count(request: web.Request, dialect: Dialect, parse: Callable[[Json, 
     as `_generate` makes its generation: the same count as the generation's prompt usage. The largest max_tokens
     allowed stands in for the body's, which a count does not take: any thinking budget a generation may have fits."""
     engine = request.app[ENGINE]
-    call = parse(await _read(request), engine.limits.max_tokens)
+    _, call = await _parsed(request, parse, engine.limits.max_tokens)
     request[MODEL] = model = canonical_model_id(call.model)
     params = _with_headers(request, dialect, call.params)
     with named_as(call.field_names):

@@ -9,7 +9,8 @@ from typing import Any
 import grpc
 
 from warpcore.server.core.access import record_usage
-from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.bounds import SMALLEST_MESSAGE_BYTES, read_off_loop_when_large
+from warpcore.server.core.domain import GenerationParams, LoadSpec
 from warpcore.server.core.embeddings import response_too_large
 from warpcore.server.core.engine import Engine, GenerationResult
 from warpcore.server.core.errors import InvalidArgumentError, WarpcoreError
@@ -74,7 +75,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def Generate(
         self, request: pb.GenerateRequest, context: Context
     ) -> AsyncGenerator[pb.GenerateResponse, None]:
-        params = translate.generation_params(request, context.time_remaining(), self._engine.limits.default_max_tokens)
+        params = await self._params(request, context)
         prompt: PromptUsage | None = None
         # Closed here, in the call's task, when grpc closes this stream (its client went while a frame was written):
         # the engine notes then how the generation ended, for the call's access-log line.
@@ -96,6 +97,14 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                 yield frame
                 for piece in rest:  # what one frame could not carry
                     yield tools_translate.delta_frame(piece)
+
+    async def _params(self, request: pb.GenerateRequest, context: Context) -> GenerationParams:
+        """The domain request of a call: on a thread when it holds many messages (half a million fit in 4 MiB), whose
+        reading takes a good part of a second, during which the event loop would serve no other call."""
+        translated = translate.generation_params
+        size = len(request.messages) * SMALLEST_MESSAGE_BYTES  # its byte size would take the loop time to count
+        default_max_tokens = self._engine.limits.default_max_tokens
+        return await read_off_loop_when_large(size, translated, request, context.time_remaining(), default_max_tokens)
 
     @streaming_errors
     async def PullModel(
@@ -120,8 +129,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         if not request.HasField("request"):
             raise InvalidArgumentError("request is required: the GenerateRequest to count", field="request")
         try:
-            default_max_tokens = self._engine.limits.default_max_tokens
-            params = translate.generation_params(request.request, context.time_remaining(), default_max_tokens)
+            params = await self._params(request.request, context)
             count = await self._engine.count_tokens(request.request.model_id, params, request.include_tokens)
         except WarpcoreError as error:
             # The request's fields sit one level down, in `request`.
