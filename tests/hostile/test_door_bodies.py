@@ -62,7 +62,7 @@ BODIES: dict[str, dict[str, Any]] = {
         ],
         "tools": [{"name": "w", "description": "weather", "input_schema": _TOOL_SCHEMA}],
         "tool_choice": {"type": "auto"},
-        "stop_sequences": ["\n\n"],
+        "stop_sequences": ["END"],  # Anthropic refuses a stop sequence of only whitespace
         "temperature": 0,
         "top_k": 5,
         "metadata": {"user_id": "u"},
