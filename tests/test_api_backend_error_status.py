@@ -3,7 +3,7 @@ upstream's error status, retry wait, request id and body mapped to the gRPC code
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -229,6 +229,55 @@ async def test_compatible_servers_context_length_errors_have_their_reason_and_wo
     upstream.script = Script(status=400, error_type=error_type, error_message=message)
     _, error = await failed_stream(stub.Generate(prompt()))
     says_too_long(error, context_size, message)
+
+
+# llama.cpp's server puts the context's size in its body (server_task_result_error::to_json: `n_prompt_tokens` and
+# `n_ctx` beside the error's type), where an older build's words carry none, and newer ones word it otherwise.
+LLAMA_CPP_WORDS = "the request exceeds the available context size, try increasing it"
+LLAMA_CPP_BODIES = [
+    {"message": LLAMA_CPP_WORDS, "type": "exceed_context_size_error", "n_ctx": 512},
+    {
+        "error": {
+            "code": 400,
+            "message": "request (1524 tokens) exceeds context size (512 tokens)",
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": 1524,
+            "n_ctx": 512,
+        }
+    },
+]
+
+
+@pytest.mark.parametrize("body", LLAMA_CPP_BODIES, ids=["older", "newer"])
+async def test_a_llama_cpp_servers_context_size_is_read_from_its_body(
+    stub: Stub, upstream: FakeUpstream, body: dict[str, Any]
+) -> None:
+    await load(stub, upstream)
+    upstream.script = Script(status=400, error_body=body)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    says_too_long(error, "512 tokens", body.get("error", body)["message"])
+
+
+async def test_a_size_in_other_digits_is_not_read(stub: Stub, upstream: FakeUpstream) -> None:
+    """int() reads full-width digits as ASCII ones: a size is read of ASCII digits alone."""
+    await load(stub, upstream)
+    words = "This model's maximum context length is \uff14\uff10\uff19\uff16 tokens. However, you requested 5000"
+    upstream.script = Script(status=400, error_code="context_length_exceeded", error_message=words)
+    _, error = await failed_stream(stub.Generate(prompt()))
+    says_too_long(error, "less than the prompt's length", words)
+
+
+async def test_a_label_is_taken_in_its_servers_member_alone(stub: Stub, upstream: FakeUpstream) -> None:
+    """OpenAI's code in `type`, or llama.cpp's type in `code`, is no server's refusal of a prompt too long."""
+    await load(stub, upstream)
+    for inner in (
+        {"type": "context_length_exceeded", "code": None},
+        {"type": "x", "code": "exceed_context_size_error"},
+    ):
+        upstream.script = Script(status=400, error_body={"error": {"message": "bad", **inner}})
+        _, error = await failed_stream(stub.Generate(prompt()))
+        assert details(error)["reason"] == "UPSTREAM_INVALID_ARGUMENT"
+        assert (error.details() or "").endswith("(HTTP 400): bad")
 
 
 async def test_other_refusals_are_not_called_context_length(stub: Stub, upstream: FakeUpstream) -> None:

@@ -6,19 +6,26 @@ max_tokens the request did not give says the server's default it was compared wi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 import grpc
 import openai
 import pytest
+from anthropic.types import ThinkingConfigEnabledParam
 
-from tests.conftest import failed_stream
+from tests.conftest import failed_stream, serving_doors
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
-from tests.http_door import async_openai_client
-from tests.http_fields_support import OPENAI_MESSAGES, both, last_body
+from tests.hosted import key_of
+from tests.http_door import anthropic_messages, async_anthropic_client, async_openai_client, load_hosted
+from tests.http_fields_support import OPENAI_MESSAGES, both, last_body, message_of
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS
+from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
+from warpcore.server.core.limits import Limits
 from warpcore.server.doors import Doors
+from warpcore.server.rpc.server import ServingOptions
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc, tools_pb2
 
@@ -98,6 +105,33 @@ async def test_a_malformed_ignored_field_is_refused_naming_it(
     assert refused.value.param == param, refused.value.message
     assert refused.value.body["message"].startswith(f"{param}: ")  # type: ignore[index]
     assert len(openai_upstream.requests) == sent
+
+
+async def test_user_is_checked_on_the_completions_and_embeddings_routes_too(
+    both: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    """A sweep's finding: `user: 5` was a 400 on chat and Responses, taken on the legacy Completions and embeddings
+    routes."""
+    openai_upstream.models.append("text-embedding-3-small")
+    settings = ApiSettings(api_key=key_of(openai_upstream), base_url=openai_upstream.base_url)
+    await both.engine.load(LoadSpec("embed", BackendKind.OPENAI, "text-embedding-3-small", settings, None))
+    sent = len(openai_upstream.requests)
+    async with async_openai_client(both) as client:
+        with pytest.raises(openai.BadRequestError) as completion:
+            await client.completions.create(model="gpt", prompt="Say", max_tokens=5, extra_body={"user": 5})
+        with pytest.raises(openai.BadRequestError) as embedding:
+            await client.embeddings.create(model="embed", input="hello", extra_body={"user": 5})
+        with pytest.raises(openai.BadRequestError) as chat:
+            await client.chat.completions.create(
+                model="gpt", messages=OPENAI_MESSAGES, max_tokens=5, extra_body={"user": 5}
+            )
+        assert len(openai_upstream.requests) == sent
+        await client.completions.create(model="gpt", prompt="Say", max_tokens=5, user="u")
+        await client.embeddings.create(model="embed", input="hello", user="u")
+    for refused in (completion, embedding, chat):
+        assert (refused.value.param, refused.value.code) == ("user", "invalid_field")
+        assert refused.value.body["message"] == "user: must be a string"  # type: ignore[index]
+    assert "user" not in last_body(openai_upstream)
 
 
 async def test_the_testers_values_are_refused_with_what_is_expected(both: Doors) -> None:
@@ -180,14 +214,63 @@ async def test_a_budget_over_the_default_max_tokens_says_the_default(
         f" of {DEFAULT_MAX_TOKENS} applies (give a max_tokens greater than budget_tokens)"
     )
     assert given.value.body["message"] == "budget_tokens must be at least 1 and less than max_tokens (1000)"  # type: ignore[index]
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{both.grpc.port}") as channel:
+    error = await refused_generate(both, 1024)
+    assert f"the server's default of {DEFAULT_MAX_TOKENS}" in (error.details() or "")
+    assert len(anthropic_upstream.requests) == sent
+
+
+async def refused_generate(doors: Doors, budget: int) -> grpc.aio.AioRpcError:
+    """A gRPC Generate of this thinking budget and no max_tokens on `claude`, refused as INVALID_ARGUMENT."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{doors.grpc.port}") as channel:
         stub = inference_pb2_grpc.InferenceServiceStub(channel)
         request = pb.GenerateRequest(
             model_id="claude",
             messages=[pb.ChatMessage(role=pb.ROLE_USER, content="hi")],
-            options=pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(budget_tokens=1024)),
+            options=pb.GenerationOptions(reasoning=tools_pb2.ReasoningOptions(budget_tokens=budget)),
         )
         _, error = await failed_stream(stub.Generate(request))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"the server's default of {DEFAULT_MAX_TOKENS}" in (error.details() or "")
+    return error
+
+
+LIMIT = 100
+"""A --max-tokens-limit under the Anthropic API's smallest thinking budget, 1024."""
+
+
+@pytest.fixture
+async def limited(server_env: dict[str, str], anthropic_upstream: FakeAnthropic) -> AsyncIterator[Doors]:
+    async with serving_doors(server_env, ServingOptions(limits=Limits(max_tokens=LIMIT))) as doors:
+        await load_hosted(doors, anthropic_upstream, "claude")
+        yield doors
+
+
+async def test_a_budget_the_servers_limit_leaves_no_room_for_says_so(
+    limited: Doors, anthropic_upstream: FakeAnthropic
+) -> None:
+    """A sweep's finding: under a --max-tokens-limit of 1024 or less, the refusal said to give a max_tokens above the
+    budget, which the limit refuses, and a smaller budget is one the Anthropic API refuses."""
+    sent = len(anthropic_upstream.requests)
+    thinking: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 2000}
+    expected = (
+        f"budget_tokens must be at least 1 and less than max_tokens, which this server's --max-tokens-limit of {LIMIT}"
+        f" caps: give a budget_tokens below {LIMIT} (an Anthropic model's thinking needs a budget of 1024 or more, so"
+        f" a max_tokens above 1024, which this server's --max-tokens-limit of {LIMIT} forbids)"
+    )
+    async with async_openai_client(limited) as client:
+        with pytest.raises(openai.BadRequestError) as chat:
+            await client.chat.completions.create(
+                model="claude", messages=OPENAI_MESSAGES, extra_body={"thinking": thinking}
+            )
+    assert (chat.value.param, chat.value.body["message"]) == ("thinking.budget_tokens", expected)  # type: ignore[index]
+    async with async_anthropic_client(limited) as anthropic_client:
+        with pytest.raises(anthropic.BadRequestError) as messages:
+            await anthropic_client.messages.create(
+                model="claude",
+                max_tokens=LIMIT,
+                messages=anthropic_messages(),
+                thinking=thinking,
+            )
+    assert message_of(messages.value) == f"thinking.budget_tokens: {expected}"
+    error = await refused_generate(limited, 2000)
+    assert expected in (error.details() or "")
     assert len(anthropic_upstream.requests) == sent

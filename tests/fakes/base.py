@@ -200,7 +200,9 @@ class FakeUpstream(ABC):
         if script.status != 200 and script.error_text is not None:
             return recorded, web.Response(status=script.status, text=script.error_text, content_type="text/html")
         if script.status != 200:
-            body = self.error_body(script.status, script.error_message, script.error_type, script.error_code)
+            body = script.error_body or self.error_body(
+                script.status, script.error_message, script.error_type, script.error_code
+            )
             return recorded, self.json_response(body, status=script.status)
         return recorded, None
 

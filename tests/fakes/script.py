@@ -21,6 +21,8 @@ class Script:
     error_text: str | None = None  # with a status != 200: this text as an HTML body, in place of the JSON error body
     error_type: str | None = None  # vendor error type; None: derived from status by each fake
     error_code: str | None = None  # OpenAI "code" field, e.g. "context_length_exceeded"
+    # With a status != 200: this JSON body, in place of the vendor's error body (another server's, as llama.cpp's).
+    error_body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)  # extra response headers, e.g. {"retry-after": "7"}
     finish_reason: str | None = None  # OpenAI finish_reason (default "stop") / Anthropic stop_reason ("end_turn")
     stop_sequence: str | None = None  # Anthropic: the stop_sequence that matched (with stop_reason "stop_sequence")

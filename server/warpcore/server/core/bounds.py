@@ -71,6 +71,9 @@ VERBOSITY_LEVELS = ("low", "medium", "high")
 MAX_BETAS = 16
 BETA_NAME = re.compile("[a-z0-9-]{1,64}")
 """An Anthropic beta's name, as interleaved-thinking-2025-05-14: never a header's separator or control character."""
+MIN_THINKING_BUDGET = 1024
+"""The smallest thinking budget the Anthropic API takes; a budget is less than max_tokens, so thinking there needs
+a max_tokens above it."""
 MAX_CACHE_BREAKPOINTS = 4
 """Places in one request where a hosted API is asked to cache the prompt (Anthropic's limit)."""
 MAX_IMAGES = 20

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 
-from warpcore.server.core.bounds import MAX_TOOL_ARGUMENTS_BYTES, MAX_TOOLS, TOOL_NAME_PATTERN, quoted
+from warpcore.server.core.bounds import (
+    MAX_TOOL_ARGUMENTS_BYTES,
+    MAX_TOOLS,
+    MIN_THINKING_BUDGET,
+    TOOL_NAME_PATTERN,
+    quoted,
+)
 from warpcore.server.core.domain import (
     ChatMessage,
     GenerationParams,
@@ -121,7 +127,7 @@ def check_conversation(messages: tuple[ChatMessage, ...], tool_names: frozenset[
         raise InvalidArgumentError(f"call {quoted(call_id)} of {field} has no tool result", field=field)
 
 
-def check_output(params: GenerationParams) -> None:
+def check_output(params: GenerationParams, max_tokens_limit: int) -> None:
     """The response format and the reasoning options."""
     response_format = params.response_format
     if response_format is not None:
@@ -142,14 +148,33 @@ def check_output(params: GenerationParams) -> None:
             "reasoning.adaptive",
             "adaptive thinking sets its own budget: give budget_tokens or adaptive, not both",
         )
+        budget = reasoning.budget_tokens
+        if not 1 <= budget < params.max_tokens:
+            message = (
+                f"budget_tokens must be at least 1 and less than {_budget_limit(params, budget, max_tokens_limit)}"
+            )
+            raise InvalidArgumentError(message, field="reasoning.budget_tokens")
+
+
+def _budget_limit(params: GenerationParams, budget: int, max_tokens_limit: int) -> str:
+    """The max_tokens a budget is compared with, and what the client can do: where the server's own limit leaves no
+    max_tokens above the budget, advice to raise max_tokens could not be followed."""
+    if budget >= max_tokens_limit:
         limit = (
+            f"max_tokens, which this server's --max-tokens-limit of {max_tokens_limit} caps: give a budget_tokens"
+            f" below {max_tokens_limit}"
+        )
+        if max_tokens_limit <= MIN_THINKING_BUDGET:
+            # Nor could advice to lower the budget, on a backend whose smallest is this large: say so, whichever
+            # backend the request is for (the check precedes the model's), rather than lead to its refusal.
+            limit += (
+                f" (an Anthropic model's thinking needs a budget of {MIN_THINKING_BUDGET} or more, so a max_tokens"
+                f" above {MIN_THINKING_BUDGET}, which this server's --max-tokens-limit of {max_tokens_limit} forbids)"
+            )
+        return limit
+    if params.max_tokens_defaulted:
+        return (
             f"max_tokens: the request gives none, so the server's default of {params.max_tokens} applies (give a"
             " max_tokens greater than budget_tokens)"
-            if params.max_tokens_defaulted
-            else f"max_tokens ({params.max_tokens})"
         )
-        require(
-            1 <= reasoning.budget_tokens < params.max_tokens,
-            "reasoning.budget_tokens",
-            f"budget_tokens must be at least 1 and less than {limit}",
-        )
+    return f"max_tokens ({params.max_tokens})"

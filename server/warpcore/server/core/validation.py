@@ -147,7 +147,7 @@ def check_generation(params: GenerationParams, max_tokens_limit: int) -> None:
         "a beta's name is 1 to 64 characters of a-z, 0-9 and '-', as interleaved-thinking-2025-05-14",
     )
     check_conversation(params.messages, check_tools(params))
-    check_output(params)
+    check_output(params, max_tokens_limit)
     check_cache_breakpoints(params)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from warpcore.server.core.domain import GenerationParams
+from warpcore.server.http import openai_ignored
 from warpcore.server.http.fields import Json, boolean, integer, number, refuse, sampling_controls, text
 from warpcore.server.http.members import OPENAI_COMPLETIONS
 from warpcore.server.http.openai_options import include_usage, stop_sequences
@@ -27,6 +28,7 @@ class CompletionRequest:
 
 def completion_request(body: Json, default_max_tokens: int) -> CompletionRequest:
     OPENAI_COMPLETIONS.check(body)
+    openai_ignored.check_user(body)
     stops, usage_asked = stop_sequences(body), include_usage(body)
     top = integer(body, "logprobs")
     if top is not None and not 0 <= top <= MAX_LOGPROBS:

@@ -12,6 +12,7 @@ from warpcore.server.core.bounds import quoted
 from warpcore.server.core.embeddings import Embeddings, EmbedParams
 from warpcore.server.core.engine import Engine
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.http import openai_ignored
 from warpcore.server.http.fields import Json, integer, refuse, text
 from warpcore.server.http.members import OPENAI_EMBEDDINGS
 
@@ -28,8 +29,9 @@ class EmbeddingsRequest:
 
 
 def embeddings_request(body: Json) -> EmbeddingsRequest:
-    """`user` is accepted and ignored, as the door ignores it in chat; an unknown field is refused."""
+    """`user` is checked and ignored, as the door checks and ignores it in chat; an unknown field is refused."""
     OPENAI_EMBEDDINGS.check(body)
+    openai_ignored.check_user(body)
     encoding = text(body, "encoding_format") or "float"
     if encoding not in _ENCODINGS:
         raise refuse("encoding_format", f"unknown encoding {quoted(encoding)}; expected float or base64")

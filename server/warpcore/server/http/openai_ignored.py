@@ -53,8 +53,14 @@ def check_responses(body: Json) -> None:
         boolean(stream_options, "include_obfuscation", "stream_options")
 
 
-def _check_shared(body: Json, service_tiers: Sequence[str]) -> None:
+def check_user(body: Json) -> None:
+    """The end user's identifier, a string, which every OpenAI route that takes it checks alike: the legacy
+    Completions and the embeddings ones take no other of these members."""
     text(body, "user")
+
+
+def _check_shared(body: Json, service_tiers: Sequence[str]) -> None:
+    check_user(body)
     text(body, "prompt_cache_key")
     boolean(body, "store")
     identifier = text(body, "safety_identifier")

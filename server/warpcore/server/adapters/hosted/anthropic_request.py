@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from warpcore.server.adapters.hosted.refusals import refused
+from warpcore.server.core.bounds import MIN_THINKING_BUDGET
 from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
     ChatMessage,
@@ -22,7 +23,6 @@ from warpcore.server.core.tooling import (
     ToolChoiceMode,
 )
 
-MIN_THINKING_BUDGET = 1024  # the API's smallest budget_tokens
 MAX_TEMPERATURE = 1.0
 _EFFORTS = tuple(effort for effort in ReasoningEffort if effort not in (ReasoningEffort.NONE, ReasoningEffort.MINIMAL))
 """The efforts the API takes; none is honoured by sending none, minimal is refused."""

@@ -241,7 +241,7 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     if kind is None and lacks_feature(error):
         kind = FailedPreconditionError
     if reason == CONTEXT_LENGTH_EXCEEDED:
-        message = prompt_too_long(message)
+        message = prompt_too_long(error, message)
     if 300 <= failed.status_code < 400:
         message = "a redirect, which this server does not follow: set the base URL to where the upstream now is"
         return upstream_error(

@@ -16,16 +16,19 @@ from warpcore.server.core.errors import (
     too_long,
 )
 
-# How the servers a hosted backend may point at refuse a prompt that does not fit, by their codes and the openings of
+# How the servers a hosted backend may point at refuse a prompt that does not fit, by their labels and the openings of
 # their messages, nothing looser: such a refusal is told in the words routers read, which would send any other one to
-# a model with a larger context. OpenAI's code, llama.cpp server's error type; OpenAI's and vLLM's words, LiteLLM's
-# exception's name, Anthropic's words (lower case: the openings are compared so).
-_CONTEXT_LENGTH_LABELS = frozenset({"context_length_exceeded", "exceed_context_size_error"})
+# a model with a larger context. Each label in the member its server puts it in: OpenAI's `code`, llama.cpp server's
+# `type` (OpenAI's `type` says only invalid_request_error); then OpenAI's and vLLM's words, LiteLLM's exception's name,
+# Anthropic's words (lower case: the openings are compared so).
+_CONTEXT_LENGTH_LABELS = {"code": "context_length_exceeded", "type": "exceed_context_size_error"}
 _CONTEXT_LENGTH_OPENINGS = (MAXIMUM_CONTEXT_LENGTH, "litellm.contextwindowexceedederror", PROMPT_TOO_LONG)
 # The context's size where those refusals tell it: OpenAI's and vLLM's "maximum context length is 8192 tokens",
-# Anthropic's "prompt is too long: 250000 tokens > 200000 maximum", llama.cpp's "available context size (512 tokens)".
+# Anthropic's "prompt is too long: 250000 tokens > 200000 maximum", llama.cpp's "available context size (512 tokens)"
+# (its body's `n_ctx` says it too, where its words do not). ASCII digits alone: int() would read full-width ones too.
 _CONTEXT_SIZE = re.compile(
-    r"maximum context length is (\d+) tokens|> (\d+) maximum|available context size \((\d+) tokens\)", re.IGNORECASE
+    r"maximum context length is (\d+) tokens|> (\d+) maximum|available context size \((\d+) tokens\)",
+    re.IGNORECASE | re.ASCII,
 )
 # OpenAI's 429 for an account whose credit or plan is used up: a rate limit's status, but no wait ends it.
 _QUOTA_LABELS = frozenset({"insufficient_quota"})
@@ -40,21 +43,26 @@ def refusal_reason(error: Exception) -> str | None:
     """The ErrorInfo reason an upstream's refusal calls for, where its body or words say more than its status."""
     status = getattr(error, "status_code", None)
     inner = _inner(error)
-    labels = {str(inner.get(key)) for key in ("code", "type")}
+    labelled = any(inner.get(key) == label for key, label in _CONTEXT_LENGTH_LABELS.items())
     message = str(inner.get("message", "")).lstrip().lower()
-    if status in (400, 413, 422) and (labels & _CONTEXT_LENGTH_LABELS or message.startswith(_CONTEXT_LENGTH_OPENINGS)):
+    if status in (400, 413, 422) and (labelled or message.startswith(_CONTEXT_LENGTH_OPENINGS)):
         # An in-stream error (status 200) never says so: the prompt was read.
         return CONTEXT_LENGTH_EXCEEDED
-    if status == 429 and labels & _QUOTA_LABELS:
+    if status == 429 and {str(inner.get(key)) for key in ("code", "type")} & _QUOTA_LABELS:
         return QUOTA_EXHAUSTED
     return None
 
 
-def prompt_too_long(message: str) -> str:
+def prompt_too_long(error: Exception, message: str) -> str:
     """An upstream's refusal of a prompt over its model's context, told as a local model's is (core.errors.too_long),
-    with the context's size where the upstream's `message` says it, and that message kept."""
+    with the context's size where the upstream's body (llama.cpp's `n_ctx`) or its `message` says it, and that
+    message kept."""
+    n_ctx = _inner(error).get("n_ctx")
     size = _CONTEXT_SIZE.search(message)
-    tokens = int(next(group for group in size.groups() if group)) if size else None
+    if type(n_ctx) is int and n_ctx > 0:  # JSON's true is no size
+        tokens: int | None = n_ctx
+    else:
+        tokens = int(next(group for group in size.groups() if group)) if size else None
     advice = "shorten it or use a model with a larger context"
     return f"{too_long('the prompt', tokens)}; {advice} (the upstream said: {message})"
 
