@@ -1,10 +1,15 @@
 """Images a llama.cpp model refuses, before llama.cpp decodes any: a URL (a local model never fetches one), bytes
-that are no image, images over the pixel bound by their headers, and any image on a model loaded without a projector
+that are no image its image decoder reads (given to no other decoder, and to no ffprobe or ffmpeg process), images
+over the pixel bound by their headers, and any image on a model loaded without a projector
 (which says how to load it with one); and the projectors a load refuses: on an embedding model, outside MODELS_PATH,
 missing, made for a model of another width, or no projector at all."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -12,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from PIL import Image
 
 from tests.conftest import TINY_MODEL, collect, load_tiny, rich_details
 from tests.local_images_support import MMPROJ, generated, image, load_request, looking
-from tests.tiny_projector import write_seeing_models, write_tiny_projector
+from tests.tiny_projector import png, write_seeing_models, write_tiny_projector
 from warpcore.v1 import content_pb2 as cpb
 from warpcore.v1 import inference_pb2 as pb
 
@@ -42,14 +48,64 @@ async def refusal(stub: Stub, request: pb.GenerateRequest) -> tuple[grpc.StatusC
     return raised.value.code(), info.reason, fields[0]
 
 
-async def test_a_local_model_never_fetches_an_image_url_and_refuses_unreadable_bytes(stub: Stub) -> None:
+async def test_a_local_model_never_fetches_an_image_url(stub: Stub) -> None:
     await stub.LoadModel(load_request(MMPROJ))
     url = cpb.ContentPart(image=cpb.ImagePart(url="https://images.example/cat.png"))
     refused = await refusal(stub, looking(image(1), url))
     assert refused == (grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_URL_UNSUPPORTED", "messages[0].parts[1]")
-    garbage = cpb.ContentPart(image=cpb.ImagePart(data=b"\x89PNG\r\n\x1a\n" + bytes(64), media_type="image/png"))
-    refused = await refusal(stub, looking(image(1), garbage))
-    assert refused == (grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_UNREADABLE", "messages[0].parts[1]")
+    text, _, _ = await generated(stub, looking(image(1)))  # the model serves on
+    assert text
+
+
+def webp() -> bytes:
+    """A WebP: its signature passes the request's check, llama.cpp's image decoder reads no WebP."""
+    out = io.BytesIO()
+    Image.new("RGB", (28, 28), "teal").save(out, "WEBP")
+    return out.getvalue()
+
+
+MP4_HEADER = struct.pack(">I", 24) + b"ftypisom" + struct.pack(">I", 512) + b"isomiso2"
+UNREADABLE = {
+    "image/webp": [webp()],
+    "image/png": [
+        png(1)[: len(png(1)) // 2],  # truncated
+        b"\x89PNG\r\n\x1a\n",  # the signature alone
+        b"\x89PNG\r\n\x1a\n" + MP4_HEADER,  # a video's header behind the signature
+        b"\x89PNG\r\n\x1a\n" + bytes(64),
+    ],
+    "image/jpeg": [b"\xff\xd8\xff\xe0" + MP4_HEADER],
+    "image/gif": [b"GIF89a" + MP4_HEADER],
+}
+
+
+@pytest.fixture
+def media_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ffprobe and an ffmpeg first on the server's PATH, each writing down that it ran; the file they write."""
+    runs, tools = tmp_path / "runs", tmp_path / "bin"
+    tools.mkdir()
+    for name in ("ffprobe", "ffmpeg"):
+        (tools / name).write_text(f'#!/bin/sh\necho "{name} $*" >> "{runs}"\ncat > /dev/null\n')
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ.get('PATH', '')}")
+    return runs
+
+
+async def test_bytes_no_image_decoder_reads_go_to_no_other_decoder_nor_process(
+    stub: Stub, media_tools: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outside tester's finding: llama.cpp's helper tried such bytes as a video next, starting an ffprobe found
+    on PATH to read them, a process per request."""
+    caplog.set_level(logging.DEBUG, logger="llama.cpp")
+    await stub.LoadModel(load_request(MMPROJ))
+    for media_type, samples in UNREADABLE.items():
+        for data in samples:
+            unreadable = cpb.ContentPart(image=cpb.ImagePart(data=data, media_type=media_type))
+            refused = await refusal(stub, looking(image(1), unreadable))
+            assert refused == (grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_UNREADABLE", "messages[0].parts[1]")
+    assert not await asyncio.to_thread(media_tools.exists)
+    native = " ".join(record.getMessage() for record in caplog.records if record.name == "llama.cpp")
+    assert "ffprobe" not in native
+    assert "video" not in native
     text, _, _ = await generated(stub, looking(image(1)))  # the model serves on
     assert text
 

@@ -16,6 +16,7 @@ import llama_cpp
 from llama_cpp import mtmd_cpp
 from PIL import Image, UnidentifiedImageError
 
+from warpcore.server.adapters.llama.image_decoder import image_bitmap
 from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD
 from warpcore.server.core.bounds import MAX_LOCAL_IMAGE_PIXELS
 from warpcore.server.core.errors import ContentTooLargeError, FailedPreconditionError, InvalidArgumentError
@@ -103,7 +104,7 @@ class Projector:
         bitmaps = (mtmd_cpp.mtmd_bitmap_p_ctypes * len(images))()
         try:
             for number, image in enumerate(images):
-                bitmaps[number] = self._bitmap(image)
+                bitmaps[number] = _bitmap(image)
             chunks = mtmd_cpp.mtmd_input_chunks_init()
             prompt_text = mtmd_cpp.mtmd_input_text(text, len(text), add_bos, True)
             status = mtmd_cpp.mtmd_tokenize(self._context, chunks, ctypes.byref(prompt_text), bitmaps, len(images))
@@ -145,19 +146,6 @@ class Projector:
             )
         return tokens, prompt
 
-    def _bitmap(self, image: PromptImage) -> int:
-        buffer = (ctypes.c_uint8 * len(image.data)).from_buffer_copy(image.data)
-        bitmap: int | None = mtmd_cpp.mtmd_helper_bitmap_init_from_buf(self._context, buffer, len(image.data), False)
-        if not bitmap or mtmd_cpp.mtmd_bitmap_is_audio(bitmap):
-            if bitmap:
-                mtmd_cpp.mtmd_bitmap_free(bitmap)
-            raise InvalidArgumentError(
-                f"{image.field} could not be decoded as an image (llama.cpp reads JPEG, PNG and GIF)",
-                field=image.field,
-                reason="IMAGE_UNREADABLE",
-            )
-        return bitmap
-
     def decode(self, chunk: int, ctx: llama_cpp.llama_context_p, position: int, sequence: int, batch: int) -> int:
         if mtmd_cpp.mtmd_encode_chunk(self._context, chunk) != 0:
             _log.error("the multimodal projector could not encode an image")
@@ -180,6 +168,17 @@ class Projector:
 
     def free(self) -> None:
         mtmd_cpp.mtmd_free(self._context)
+
+
+def _bitmap(image: PromptImage) -> int:
+    bitmap = image_bitmap(image.data)
+    if not bitmap:
+        raise InvalidArgumentError(
+            f"{image.field} could not be decoded as an image (llama.cpp reads JPEG, PNG and GIF)",
+            field=image.field,
+            reason="IMAGE_UNREADABLE",
+        )
+    return bitmap
 
 
 def _check_pixels(images: Sequence[PromptImage]) -> None:
