@@ -1,8 +1,9 @@
 """What Anthropic's API refuses, the door's Messages route refuses too, whatever the backend: code that works against
-warpcore then works against the API. Tool results after a turn's other blocks, empty content, whitespace-only stop
-sequences, a prefill ending in whitespace, and the shapes of the ignored `service_tier` and `metadata` are each a 400
-`invalid_request_error` whose message begins with the field's path; its range refusals and tool choice read in its own
-words. The real anthropic SDK against a model on the fake OpenAI upstream."""
+warpcore then works against the API. Tool results after a turn's other blocks, empty content, a text block empty or
+only whitespace (in a message, the system prompt or a tool result), whitespace-only stop sequences, a prefill ending in
+whitespace, a temperature above the API's 1, and the shapes of the ignored `service_tier` and `metadata` are each a
+400 `invalid_request_error` whose message begins with the field's path; its range refusals and tool choice read in its
+own words. The real anthropic SDK against a model on the fake OpenAI upstream."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 
 from tests.conftest import TINY_MODEL
 from tests.fakes.openai_api import FakeOpenAI
-from tests.http_door import async_anthropic_client, load_hosted
+from tests.http_door import (
+    anthropic_messages,
+    async_anthropic_client,
+    async_openai_client,
+    load_hosted,
+    openai_messages,
+)
 from tests.http_fields_support import last_body, message_of
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
@@ -23,6 +30,14 @@ TOOLS = [{"name": "f", "input_schema": {"type": "object"}}]
 CALLED = {"role": "assistant", "content": [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]}
 RESULT = {"type": "tool_result", "tool_use_id": "c1", "content": "42"}
 HERE = {"type": "text", "text": "here:"}
+BLANK = {"type": "text", "text": ""}
+SPACES = {"type": "text", "text": " \n"}
+
+
+def results(*blocks: object) -> dict[str, object]:
+    """A conversation whose last user turn is a tool result holding `blocks`."""
+    result = {**RESULT, "content": list(blocks)}
+    return {"messages": [HI, CALLED, {"role": "user", "content": [result]}], "tools": TOOLS}
 
 
 @pytest.fixture
@@ -56,6 +71,16 @@ async def create(doors: Doors, **options: Any) -> anthropic.types.Message:
         ),
         ({"messages": [HI, {"role": "assistant", "content": []}, HI]}, "messages[1].content: "),
         ({"messages": [HI, {"role": "assistant", "content": ""}, HI]}, "messages[1].content: "),
+        # Its text blocks are refused empty or only whitespace wherever they are: "text content blocks must be
+        # non-empty", "... must contain non-whitespace text".
+        ({"system": [BLANK]}, "system[0].text: must not be empty"),
+        ({"system": [HERE, SPACES]}, "system[1].text: must hold text other than whitespace"),
+        (results(BLANK), "messages[2].content[0].content[0].text: must not be empty"),
+        (results(HERE, SPACES), "messages[2].content[0].content[1].text: must hold text other than whitespace"),
+        # Its temperature goes from 0 to 1, where OpenAI's (and gRPC's) go to 2.
+        ({"extra_body": {"temperature": 1.5}}, "temperature: must be between 0 and 1"),
+        ({"extra_body": {"temperature": 1.0001}}, "temperature: must be between 0 and 1"),
+        ({"extra_body": {"temperature": -0.5}}, "temperature: must be between 0 and 1"),
         ({"stop_sequences": ["  "]}, "stop_sequences: "),
         ({"stop_sequences": ["END", "\n"]}, "stop_sequences: "),
         ({"service_tier": "bogus"}, "service_tier: "),
@@ -83,7 +108,7 @@ async def test_what_the_api_refuses_is_a_400_naming_it_before_anything_is_sent(
     [
         ({"max_tokens": 0}, "max_tokens: must be between 1 and "),
         # This SDK's create() takes neither: sent as extra_body, as its clients send them.
-        ({"extra_body": {"temperature": 3}}, "temperature: must be between 0 and "),
+        ({"extra_body": {"temperature": 3}}, "temperature: must be between 0 and 1"),
         ({"extra_body": {"top_k": 0}}, "top_k: must be between 1 and "),
         # OpenAI's name of the forced choice, required, is not said to an Anthropic client.
         ({"tool_choice": {"type": "any"}}, "tool_choice: forcing a tool call needs tools"),
@@ -116,6 +141,48 @@ async def test_what_the_api_takes_goes_on_and_the_ignored_fields_stay_behind(
     assert not {"service_tier", "metadata", "user", "safety_identifier"} & set(body)
     await create(gpt, service_tier="auto", metadata={"user_id": None})
     assert not {"service_tier", "metadata", "user"} & set(last_body(openai_upstream))
+
+
+@pytest.mark.parametrize("temperature", [0, 0.5, 1])
+async def test_a_temperature_the_api_takes_goes_on(gpt: Doors, openai_upstream: FakeOpenAI, temperature: float) -> None:
+    await create(gpt, extra_body={"temperature": temperature})
+    assert last_body(openai_upstream)["temperature"] == temperature
+
+
+async def test_the_openai_dialect_keeps_its_temperatures_up_to_2(gpt: Doors, openai_upstream: FakeOpenAI) -> None:
+    async with async_openai_client(gpt) as client:
+        await client.chat.completions.create(model="gpt", messages=openai_messages(), max_tokens=10, temperature=1.5)
+    assert last_body(openai_upstream)["temperature"] == 1.5
+
+
+@pytest.mark.parametrize("content", ["", [], [HERE]])
+async def test_a_tool_result_may_be_empty_as_the_api_allows(
+    gpt: Doors, openai_upstream: FakeOpenAI, content: object
+) -> None:
+    """Empty content says the tool gave nothing back; only a text block in it must hold text."""
+    await create(gpt, messages=[HI, CALLED, {"role": "user", "content": [{**RESULT, "content": content}]}], tools=TOOLS)
+    assert [message["role"] for message in last_body(openai_upstream)["messages"]] == ["user", "assistant", "tool"]
+
+
+@pytest.mark.parametrize(
+    ("options", "begins"),
+    [
+        ({"extra_body": {"temperature": 1.5}}, "temperature: must be between 0 and 1"),
+        ({"system": [BLANK]}, "system[0].text: must not be empty"),
+        (results(SPACES), "messages[2].content[0].content[0].text: must hold text other than whitespace"),
+    ],
+)
+async def test_count_tokens_refuses_them_as_messages_does(doors: Doors, options: dict[str, Any], begins: str) -> None:
+    """Clients send count_tokens what they send messages.create: the same body, the same refusals."""
+    await doors.engine.load(LoadSpec("tiny", BackendKind.LLAMA_CPP, TINY_MODEL, None, None))
+    async with async_anthropic_client(doors) as client:
+        counted = await client.messages.count_tokens(
+            model="tiny", messages=anthropic_messages(), extra_body={"temperature": 1}
+        )
+        assert counted.input_tokens > 0
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await client.messages.count_tokens(**{"model": "tiny", "messages": anthropic_messages(), **options})
+    assert message_of(refused.value).startswith(begins), message_of(refused.value)
 
 
 @pytest.mark.parametrize(

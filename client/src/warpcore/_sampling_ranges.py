@@ -3,6 +3,8 @@ them, and for the warpcore command, which refuses it as a usage error before any
 sits outside warpcore.client, as _keep_alive does, so that the server reads it without importing grpc."""
 
 MAX_TEMPERATURE = 2.0
-"""The hottest sampling temperature (OpenAI's range; 0 is greedy). Anthropic's API takes at most 1, its own rule."""
+"""The hottest sampling temperature (OpenAI's range; 0 is greedy)."""
+ANTHROPIC_MAX_TEMPERATURE = 1.0
+"""The hottest Anthropic's API takes, its own rule: a Claude model's, and the HTTP door's Anthropic dialect's."""
 MAX_PENALTY = 2.0
 """Largest presence or frequency penalty, either way (OpenAI's range)."""

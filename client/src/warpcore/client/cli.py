@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from warpcore._sampling_ranges import MAX_PENALTY, MAX_TEMPERATURE
+from warpcore._sampling_ranges import ANTHROPIC_MAX_TEMPERATURE, MAX_PENALTY, MAX_TEMPERATURE
 from warpcore.client import (
     DEFAULT_TARGET,
     Backend,
@@ -104,8 +104,8 @@ def parser() -> argparse.ArgumentParser:
             "--temperature",
             type=bounded(float, 0.0, MAX_TEMPERATURE),
             metavar="T",
-            help=f"sampling temperature, 0 (greedy) to {MAX_TEMPERATURE:g}, Anthropic to 1 (default: the backend's;"
-            " llama.cpp 0.8)",
+            help=f"sampling temperature, 0 (greedy) to {MAX_TEMPERATURE:g}, Anthropic to {ANTHROPIC_MAX_TEMPERATURE:g}"
+            " (default: the backend's; llama.cpp 0.8)",
         )
         sub.add_argument(
             "--stop",

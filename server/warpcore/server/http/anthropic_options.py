@@ -1,9 +1,10 @@
-"""The options of an Anthropic Messages request: stop sequences, tool choice (with `disable_parallel_tool_use`), the
-output format (`output_config.format`, or the beta's `output_format`), thinking with the effort, and the shapes of the
-ignored `service_tier` and `metadata`."""
+"""The options of an Anthropic Messages request: temperature, stop sequences, tool choice (with
+`disable_parallel_tool_use`), the output format (`output_config.format`, or the beta's `output_format`), thinking with
+the effort, and the shapes of the ignored `service_tier` and `metadata`."""
 
 from __future__ import annotations
 
+from warpcore._sampling_ranges import ANTHROPIC_MAX_TEMPERATURE
 from warpcore.server.core.bounds import quoted
 from warpcore.server.core.tooling import (
     ReasoningEffort,
@@ -14,7 +15,7 @@ from warpcore.server.core.tooling import (
     ToolChoice,
     ToolChoiceMode,
 )
-from warpcore.server.http.fields import Json, at, boolean, integer, mapping, refuse, schema, text, unsupported
+from warpcore.server.http.fields import Json, at, boolean, integer, mapping, number, refuse, schema, text, unsupported
 from warpcore.server.http.inner_members import ANTHROPIC_TOOL_CHOICE, METADATA, OUTPUT_FORMAT, THINKING
 
 _CHOICES = {"auto": ToolChoiceMode.AUTO, "any": ToolChoiceMode.REQUIRED, "none": ToolChoiceMode.NONE}
@@ -22,6 +23,15 @@ _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _SERVICE_TIERS = ("auto", "standard_only")
 MAX_USER_ID_CHARS = 256
 """The API's limit on `metadata.user_id`."""
+
+
+def temperature(body: Json) -> float | None:
+    """The API's range, narrower than warpcore's own (OpenAI's, to 2), whatever the backend: code that sent 1.5 here
+    would fail there. Checked whole, so that a refusal says this range rather than the wider one."""
+    value = number(body, "temperature")
+    if value is not None and not 0 <= value <= ANTHROPIC_MAX_TEMPERATURE:  # NaN too
+        raise refuse("temperature", f"must be between 0 and {ANTHROPIC_MAX_TEMPERATURE:g}")
+    return value
 
 
 def stop_sequences(body: Json) -> tuple[str, ...]:

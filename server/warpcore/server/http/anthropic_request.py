@@ -21,7 +21,14 @@ from warpcore.server.core.tooling import (
     Tool,
     ToolCall,
 )
-from warpcore.server.http.anthropic_options import check_ignored, output_format, reasoning, stop_sequences, tool_choice
+from warpcore.server.http.anthropic_options import (
+    check_ignored,
+    output_format,
+    reasoning,
+    stop_sequences,
+    temperature,
+    tool_choice,
+)
 from warpcore.server.http.cache_marks import NONE, UNMARKED, cache_mark, end_and_before, marked, marked_last
 from warpcore.server.http.fields import (
     Json,
@@ -118,7 +125,7 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         max_tokens=counted_max_tokens or integer(body, "max_tokens", required=True) or 0,
         system=system,
         system_cache=system_cache,
-        temperature=number(body, "temperature"),
+        temperature=temperature(body),
         top_p=number(body, "top_p"),
         top_k=integer(body, "top_k"),
         **sampling_controls(body),
@@ -150,6 +157,7 @@ def _text_blocks(owner: Json, key: str, path: str, marks: list[CacheMark]) -> li
             raise unsupported(at(block_path, "type"), f"a block of type {quoted(kind)} here")
         ANTHROPIC_BLOCKS["text"].check(block, block_path)
         value = text(block, "text", block_path, required=True) or ""
+        _check_text(value, at(block_path, "text"))  # as in a message; a tool result's "" or [] is no block
         pieces.append((value, block_path, cache_mark(block, block_path, marks)))
     return pieces
 
@@ -202,7 +210,7 @@ def _turn(
         if kind == "text":
             more = place < len(blocks) - 1  # a text with more after it: its own part carries its breakpoint
             said = text(block, "text", block_path, required=True) or ""
-            _check_text(said, at(block_path, "text"), prefill=False, ends_prefill=prefill and not more)
+            _check_text(said, at(block_path, "text"), ends_prefill=prefill and not more)
             own.add_text(said, block_path, mark if more else NONE)
             mark = NONE if more else mark
         elif kind in ("image", "document"):  # in any role: the domain says where they may go
@@ -250,12 +258,14 @@ def _turn(
     return turn, before_turn
 
 
-def _check_text(said: str, path: str, *, prefill: bool, ends_prefill: bool = False) -> None:
-    """A message's text (or its content, empty) as Anthropic's API takes it: not empty, unless it is a last assistant
-    message's (`prefill`, which the answer continues), nor whitespace alone; and not ending in whitespace where the
-    answer continues it (`ends_prefill`)."""
+def _check_text(said: str, path: str, *, prefill: bool = False, ends_prefill: bool = False) -> None:
+    """A text block's text, or a message's content (empty), as Anthropic's API takes it wherever it is (a message, the
+    system prompt, a tool result): not empty, unless it is a last assistant message's (`prefill`, which the answer
+    continues), nor whitespace alone; and not ending in whitespace where the answer continues it (`ends_prefill`)."""
     if not said and not prefill:
-        raise refuse(path, "must not be empty, as Anthropic's API wants (only a last assistant message may be)")
+        raise refuse(
+            path, "must not be empty, as Anthropic's API wants (only a last assistant message's content may be)"
+        )
     if said and not said.strip():
         raise refuse(path, "must hold text other than whitespace, as Anthropic's API wants")
     if ends_prefill and said != said.rstrip():

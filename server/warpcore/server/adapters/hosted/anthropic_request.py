@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from warpcore._sampling_ranges import ANTHROPIC_MAX_TEMPERATURE
 from warpcore.server.adapters.hosted.refusals import refused
 from warpcore.server.core.bounds import MIN_THINKING_BUDGET
 from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint, ContentPart, ImagePart, TextPart
@@ -23,7 +24,6 @@ from warpcore.server.core.tooling import (
     ToolChoiceMode,
 )
 
-MAX_TEMPERATURE = 1.0
 _EFFORTS = tuple(effort for effort in ReasoningEffort if effort not in (ReasoningEffort.NONE, ReasoningEffort.MINIMAL))
 """The efforts the API takes; none is honoured by sending none, minimal is refused."""
 _TOOL_CHOICES = {ToolChoiceMode.AUTO: "auto", ToolChoiceMode.REQUIRED: "any", ToolChoiceMode.NAMED: "tool"}
@@ -43,8 +43,8 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
         raise refused("logprobs", "the Anthropic API does not return log-probabilities; do not ask for them")
     if params.verbosity is not None:
         raise refused("verbosity", "the Anthropic API takes no verbosity; leave it unset")
-    if params.temperature is not None and params.temperature > MAX_TEMPERATURE:
-        raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {MAX_TEMPERATURE:g}")
+    if params.temperature is not None and params.temperature > ANTHROPIC_MAX_TEMPERATURE:
+        raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {ANTHROPIC_MAX_TEMPERATURE:g}")
     if params.messages and params.messages[-1].role is Role.ASSISTANT and not params.continue_last:
         # Sent as it is, it would be continued: an answer of another kind than asked, with no word of it.
         raise refused(
@@ -78,7 +78,7 @@ def _thinking(params: GenerationParams) -> dict[str, Any] | None:
             "reasoning.budget_tokens", f"the Anthropic API's thinking budget is {MIN_THINKING_BUDGET} or more"
         )
     # The API's rules for thinking, checked here so that the field is named.
-    if params.temperature is not None and params.temperature != MAX_TEMPERATURE:
+    if params.temperature is not None and params.temperature != ANTHROPIC_MAX_TEMPERATURE:
         raise refused("temperature", "the Anthropic API takes no temperature but 1 with thinking on")
     if params.top_k is not None:
         raise refused("top_k", "the Anthropic API takes no top_k with thinking on")
