@@ -74,19 +74,28 @@ async def test_a_local_models_prompt_cache_series_are_there_at_0_when_its_cache_
     assert [sample(name, labels) for name, labels in series] == [None] * 4
 
 
-GENERATION_HISTOGRAMS = ("warpcore_time_to_first_token_seconds", "warpcore_tokens_per_second")
+GENERATION_HISTOGRAMS = (
+    "warpcore_time_to_first_token_seconds",
+    "warpcore_tokens_per_second",
+    "warpcore_request_duration_seconds",
+)
+TOKEN_COUNTERS = ("warpcore_prompt_tokens", "warpcore_cached_prompt_tokens", "warpcore_completion_tokens")
+SAMPLES = {
+    **{name: f"{name}_count" for name in GENERATION_HISTOGRAMS},
+    **{name: f"{name}_total" for name in TOKEN_COUNTERS},
+}
+"""The sample read of each family: a histogram's count of observations, a counter's total."""
 
 
 def generation_counts(port: int) -> dict[str, float]:
-    """Model "m"'s observations in each generation histogram that has a series for it, as /metrics shows them."""
+    """Model "m"'s observations in each generation histogram, and its tokens in each token counter, that has a
+    series for it, as /metrics shows them."""
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {
         family.name: sample.value
         for family in text_string_to_metric_families(body)
         for sample in family.samples
-        if family.name in GENERATION_HISTOGRAMS
-        and sample.name.endswith("_count")
-        and sample.labels == {"backend": "openai", "model": "m"}
+        if SAMPLES.get(family.name) == sample.name and sample.labels == {"backend": "openai", "model": "m"}
     }
 
 
@@ -94,18 +103,24 @@ async def test_a_models_generation_histograms_are_there_at_0_from_its_load_until
     server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI
 ) -> None:
     """An outside tester's finding: they came only as the model's first generation ended, after each load, and
-    Prometheus' increase() and rate() missed that generation. An embedding model, which generates nothing, has none."""
+    Prometheus' increase() and rate() missed that generation. The token counters and the duration histogram have
+    the same life. An embedding model, which generates nothing, has its prompt tokens' counter alone."""
     http = server.metrics.serve("127.0.0.1", 0)
     try:
 
         async def counts() -> dict[str, float]:
             return await asyncio.to_thread(generation_counts, http.server_port)
 
-        none, one = dict.fromkeys(GENERATION_HISTOGRAMS, 0), dict.fromkeys(GENERATION_HISTOGRAMS, 1)
+        none = dict.fromkeys((*GENERATION_HISTOGRAMS, *TOKEN_COUNTERS), 0)
         await load(stub, openai_upstream)
         assert await counts() == none
-        await collect(stub.Generate(prompt()))
-        assert await counts() == one
+        _, result = await collect(stub.Generate(prompt()))
+        usage = result.usage
+        tokens = (usage.prompt_tokens, usage.cached_prompt_tokens, usage.completion_tokens)
+        assert await counts() == {
+            **dict.fromkeys(GENERATION_HISTOGRAMS, 1),
+            **dict(zip(TOKEN_COUNTERS, tokens, strict=True)),
+        }
         await stub.UnloadModel(pb.UnloadModelRequest(model_id="m"))
         assert await counts() == {}
         await load(stub, openai_upstream)
@@ -119,7 +134,7 @@ async def test_a_models_generation_histograms_are_there_at_0_from_its_load_until
             backend_config=api_config(openai_upstream),
         )
         await stub.LoadModel(embedding)
-        assert await counts() == {}
+        assert await counts() == {"warpcore_prompt_tokens": 0}
     finally:
         http.shutdown()
 

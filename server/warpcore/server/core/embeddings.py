@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -107,3 +108,13 @@ def check_dimensions(params: EmbedParams, embeddings: Embeddings) -> None:
             field="dimensions",
             reason="OPTION_UNSUPPORTED",
         )
+
+
+def normalized(embeddings: Embeddings) -> Embeddings:
+    """Each vector scaled to Euclidean length 1; a zero vector stays as it is."""
+    return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
+
+
+def _unit(vector: tuple[float, ...]) -> tuple[float, ...]:
+    length = math.sqrt(math.fsum(component * component for component in vector))
+    return vector if length == 0 else tuple(component / length for component in vector)

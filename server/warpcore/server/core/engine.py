@@ -29,7 +29,7 @@ from warpcore.server.core.domain import (
     UpstreamOpened,
 )
 from warpcore.server.core.drain import ActiveStreams
-from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room
+from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room, normalized
 from warpcore.server.core.errors import DeadlineExceededError, PermissionDeniedError
 from warpcore.server.core.limits import Limits, shutting_down
 from warpcore.server.core.metrics import Metrics
@@ -174,18 +174,17 @@ class Engine:
         prompt: PromptUsage | None = None  # the prompt's usage, once the backend tells it early
         upstream_request_id = ""  # a hosted backend's, once its upstream answered
         answered = False  # a result is out: a caller that closes the stream now has had how it ended
+        served: LoadedModel | None = None  # the model, once admitted: what its caller's prompt is counted against
         try:
             await self._check(params)
             # One generator from the adapter's events to the front door: every layer costs each token a resumption.
             async with self._admitted(model_id, stop) as model:
+                served = model
 
                 def result(finish: Finish) -> GenerationResult:
                     nonlocal answered
                     total, answered = _since(started), True
-                    if first_token_at is not None:
-                        self.metrics.observe_generation(
-                            model.backend.value, model.id, first_token_at, total, finish.completion_tokens
-                        )
+                    self.metrics.observe_generation(model, finish, first_token_at, total)
                     return GenerationResult(finish, first_token_at, total)
 
                 events = coalesced(model.adapter.generate(params, stop))
@@ -231,6 +230,7 @@ class Engine:
                         yield result(failed)
                     elif failed.reason is FinishReason.CANCELLED:  # no text, so no result: the line still tells it
                         record_cancelled(prompt, upstream_request_id)
+                        self.metrics.count_prompt(model, prompt)
                     raise failure
                 # Cut by the shutdown before the backend could end with its own counts: what it told of the prompt.
                 told = prompt or PromptUsage(0)
@@ -247,6 +247,7 @@ class Engine:
             # Its caller went or its deadline passed, wherever it was: queued, waiting for its model's load, running.
             if not answered and not self.streams.ended_by_shutdown():
                 record_cancelled(prompt, upstream_request_id)
+                self.metrics.count_prompt(served, prompt)
             raise
 
     async def embed(self, model_id: str, params: EmbedParams) -> Embeddings:
@@ -257,10 +258,9 @@ class Engine:
         async with self._admitted(model_id) as model:
             check_response_room(params, params.dimensions or model.info.embedding_dimensions)
             embeddings = await model.adapter.embed(params)
+            self.metrics.count_embedding(model, embeddings.prompt_tokens)
         check_dimensions(params, embeddings)
-        if not params.normalize:
-            return embeddings
-        return dataclasses.replace(embeddings, vectors=tuple(_unit(vector) for vector in embeddings.vectors))
+        return normalized(embeddings) if params.normalize else embeddings
 
     async def count_tokens(self, model_id: str, params: GenerationParams, include_tokens: bool) -> TokenCount:
         """The exact prompt tokens `generate(model_id, params)` would use, computed by the backend that would."""
@@ -292,9 +292,3 @@ class Engine:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
-
-
-def _unit(vector: tuple[float, ...]) -> tuple[float, ...]:
-    """`vector` scaled to Euclidean length 1; a zero vector stays as it is."""
-    length = math.sqrt(math.fsum(component * component for component in vector))
-    return vector if length == 0 else tuple(component / length for component in vector)
