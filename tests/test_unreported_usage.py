@@ -1,9 +1,9 @@
 """A backend that reports no usage is said to have reported none, never a count of 0: llama-cpp-python's server sends
 no usage chunk though stream_options.include_usage asks for one, and its zeros read as counts billed and measured.
-gRPC leaves GenerateResult.usage unset, the SDK's usage is None, the OpenAI dialect's `usage` null, the Responses
-API's too; the Anthropic dialect, whose SDK requires integers, says 0; the access line leaves the counts out. A
-usage that counts the completion but not the prompt (or the other way) is given, with 0 for the count not reported
-(a usage has no place to say so), and the access line has the count reported alone."""
+gRPC leaves GenerateResult.usage unset, the SDK's usage is None, the OpenAI dialect's `usage` null (and a stream has
+no usage chunk), the Responses API's too; the Anthropic dialect, whose SDK requires integers, says 0; the access line
+leaves the counts out. A usage that counts the completion but not the prompt (or the other way) is given, with 0 for
+the count not reported (a usage has no place to say so), and the access line has the count reported alone."""
 
 from __future__ import annotations
 
@@ -113,8 +113,9 @@ async def test_the_openai_dialect_says_usage_null(
         async with client.responses.stream(model="m", input="hi") as events:
             streamed = await events.get_final_response()
     assert (whole.choices[0].message.content, whole.usage) == ("ab", None)
-    assert (chunks[-1].choices, chunks[-1].usage) == ([], None)  # the usage chunk, which says none
-    assert all(chunk.usage is None for chunk in chunks)
+    # No usage chunk, which the API always sends with a usage: code reads it from the chunk with empty `choices`.
+    assert all(chunk.choices and chunk.usage is None for chunk in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
     assert (response.output_text, response.status, response.usage) == ("ab", "completed", None)
     assert (streamed.output_text, streamed.usage) == ("ab", None)
     await access_lines.next()

@@ -133,10 +133,14 @@ class ChunkStream:
         self._field_names = field_names
 
     def _usage(self, finish: Finish | None) -> bytes:
-        """The usage chunk, when the request asked for it (stream_options.include_usage)."""
-        if not self._include_usage or finish is None:
+        """The usage chunk, when the request asked for it (stream_options.include_usage) and the backend told it: the
+        API's usage chunk always holds one, and code reads it from the chunk with empty `choices` without a check; a
+        stream whose usage is not known (a hosted one cut before its end, an upstream that reports none) ends
+        without it, as the API's stream cut short does."""
+        usage = None if finish is None or not self._include_usage else usage_of(finish)
+        if usage is None:
             return b""
-        return event({**self._header, "choices": [], "usage": usage_of(finish)})
+        return event({**self._header, "choices": [], "usage": usage})
 
     def fail(self, error: WarpcoreError, request_id: str, cut: Finish | None) -> bytes:
         """An `error` event, which the openai SDK raises as an APIError; after the usage of the generation it cut, as
