@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import greedy, rich_details, serving
 from tests.local_images_support import MMPROJ, image, looking
 from tests.pull import logged
+from tests.server_process import CONFIG, log_lines_until
 from tests.shutdown import IMAGE_DECODE_LINE, MODEL_LOAD_LINE, WAIT_SECONDS, holding, load_request
 from tests.test_operations import rest
 from warpcore.v1 import inference_pb2 as pb
@@ -57,11 +58,14 @@ async def test_a_local_stream_cut_while_its_decode_step_runs_long_counts_every_t
         await stopping
 
 
-HOLD_LOADS_FOREVER = f"""
+def held_forever(needle: str) -> str:
+    """The server's command, run with `python -c`, whose thread that logs a llama.cpp line holding `needle` says
+    "holding" and is held there for good."""
+    return f"""
 import json, logging, sys, threading
 def forever(record):
-    if {MODEL_LOAD_LINE!r} in record.getMessage():
-        print(json.dumps({{"message": "holding the load"}}), file=sys.stderr, flush=True)
+    if {needle!r} in record.getMessage():
+        print(json.dumps({{"message": "holding"}}), file=sys.stderr, flush=True)
         threading.Event().wait()
     return False
 native = logging.getLogger("llama.cpp")
@@ -72,10 +76,23 @@ main()
 """
 
 
+FREE_LINE = "~llama_context"
+"""What llama.cpp logs as it frees a model's context, on the model's batching thread."""
+
+
 async def test_a_second_signal_ends_the_process_while_llama_cpp_loads_a_model(models_path: Path) -> None:
     """A load cannot be interrupted in its thread: the server logged `stopped`, then lived on until the load ended."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", HOLD_LOADS_FOREVER, "--port", "0", "--no-default-model", "--log-format", "json"),
+        *(
+            sys.executable,
+            "-c",
+            held_forever(MODEL_LOAD_LINE),
+            "--port",
+            "0",
+            "--no-default-model",
+            "--log-format",
+            "json",
+        ),
         *("--grace", "120"),
         env={**os.environ, "MODELS_PATH": str(models_path)},
         stderr=asyncio.subprocess.PIPE,
@@ -89,7 +106,7 @@ async def test_a_second_signal_ends_the_process_while_llama_cpp_loads_a_model(mo
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub: Stub = inference_pb2_grpc.InferenceServiceStub(channel)
                 loading = asyncio.ensure_future(stub.LoadModel(load_request("stuck")))
-                while "holding the load" not in json.loads(await process.stderr.readline())["message"]:
+                while "holding" not in json.loads(await process.stderr.readline())["message"]:
                     pass
                 process.send_signal(signal.SIGTERM)
                 while "shutting down" not in json.loads(await process.stderr.readline())["message"]:
@@ -99,6 +116,34 @@ async def test_a_second_signal_ends_the_process_while_llama_cpp_loads_a_model(mo
                     await loading
             assert await process.wait() == 0
         assert rich_details(refused.value)[0].reason == "SHUTTING_DOWN"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_once_the_grace_is_over_the_process_exits_without_freeing_its_models(
+    models_path: Path, tmp_path: Path
+) -> None:
+    """A tester's finding: the process lived on for seconds after the grace, freeing its local models one after the
+    other, memory that its exit returns all the same. Here a model's free would never end."""
+    config = tmp_path / "warpcore.toml"
+    config.write_text(CONFIG)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", held_forever(FREE_LINE), "--port", "0", "--no-default-model", "--log-format", "json"),
+        *("--config", str(config)),
+        env={**os.environ, "MODELS_PATH": str(models_path)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        await log_lines_until(process, "serving on")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT_SECONDS):
+            said = [json.loads(line)["message"] for line in (await process.stderr.read()).splitlines()]
+            assert await process.wait() == 0
+        assert said[-1] == "stopped"
+        assert not [line for line in said if "unloaded model" in line or "holding" in line]
     finally:
         if process.returncode is None:
             process.kill()

@@ -8,10 +8,8 @@ import contextlib
 import functools
 import logging
 import os
-import signal
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
-from types import FrameType
 from typing import Any, NoReturn
 
 from warpcore.server.adapters.factory import check_environment, check_unloaded, create_adapter, hub_download
@@ -37,10 +35,9 @@ from warpcore.server.rpc.server import ServingOptions
 from warpcore.server.server_settings import ServerSettings
 from warpcore.server.setting_values import SettingsError, UsageError, requested_log_format
 from warpcore.server.settings import parse_settings
+from warpcore.server.stop_signals import STOP_SIGNALS
 
 _log = logging.getLogger("warpcore.server")
-# SIGHUP too (a closed terminal, a supervisor's stop): its default would end the process at once, with no drain.
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def serving_options(settings: ServerSettings, env: Mapping[str, str] | None = None) -> ServingOptions:
@@ -135,7 +132,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
         _log.warning(warning)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
     registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
     http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
@@ -144,6 +141,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     server = doors.grpc
     metrics_http = None
     heap = contextlib.ExitStack()  # the collector's settings while serving, restored once stopped
+    stopped = False
     try:
         if settings.metrics_port is not None:
             try:
@@ -160,13 +158,18 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             metrics = metrics_http.server_port if metrics_http else None
             _log.info(serving_line(settings, options, server.ports, http, metrics))
             await stopping.wait()
-        for signum in _STOP_SIGNALS:
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, server.streams.end_now)
         _log.info("shutting down: in-flight calls get %g s (a second interrupt ends them now)", settings.grace)
+        stopped = True
     finally:
         await doors.stop(settings.grace)
         heap.close()
-        await registry.close()
+        # Stopped, the process exits now (_serve_then_exit) and its exit returns the models' memory at once, where
+        # freeing a local model takes up to seconds each, past the grace. A start that failed frees them: Python's
+        # own exit follows, which llama.cpp's threads must not outlive.
+        if not stopped:
+            await registry.close()
         if metrics_http is not None:
             metrics_http.shutdown()
     _log.info("stopped")
@@ -213,13 +216,6 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Eve
     return True
 
 
-def _exit_before_serving(signum: int, frame: FrameType | None) -> None:
-    """A stop signal before the event loop takes the signals over (serve does, once the start's synchronous steps
-    are done, such as assembling the embedded model's file): raised where the main thread is, so that what it was
-    writing is removed on the way out, and the process exits with 0, stopped as asked."""
-    raise SystemExit(0)
-
-
 def _run(event_loop: str, main: Coroutine[Any, Any, None]) -> None:
     if event_loop == "asyncio":
         asyncio.run(main)
@@ -242,8 +238,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             configure_logging(log_format)
         _refuse_start(error, log_format)
     configure_logging(settings.log_format)
-    for signum in _STOP_SIGNALS:
-        signal.signal(signum, _exit_before_serving)
     try:
         _run(settings.event_loop, _serve_then_exit(settings, os.environ))
     except (ConfigError, WarpcoreError, RuntimeError, OSError) as error:

@@ -4,17 +4,17 @@ its default level, a line for each failed TLS handshake, which any peer can caus
 ERROR, set here before anything imports grpc; an operator's GRPC_VERBOSITY wins, and so does GRPC_TRACE, whose
 traces are such lines.
 
-SIGINT ends the process as the system does, until the server takes the signals over (cli.py): Python's own handler
-would print a KeyboardInterrupt traceback from whatever import it cut short, where SIGTERM just ends it."""
+The stop signals are taken first, before the server's modules are imported (stop_signals.py)."""
 
 from __future__ import annotations
 
 import os
-import signal
+
+from warpcore.server.stop_signals import exit_when_stopped
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    exit_when_stopped()
     if not os.environ.get("GRPC_TRACE"):
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from warpcore.server.cli import main as serve  # only now may grpc be imported
