@@ -40,9 +40,9 @@ async def test_a_body_a_web_page_could_send_cross_site_is_415_and_goes_nowhere(
     assert refused.json()["error"]["message"].endswith("send JSON, with Content-Type: application/json")
     assert refused.json()["error"]["param"] is None  # no member of the body: the body itself
     # Anthropic's message begins with the path of what is refused, as the API's own do (a tester's finding).
-    assert (anthropic_refused.status_code, anthropic_refused.json()["error"]["message"][:25]) == (
+    assert (anthropic_refused.status_code, anthropic_refused.json()["error"]["message"][:20]) == (
         415,
-        "request: the request body",
+        "request: the body is",
     )
     assert taken.status_code == 200
     assert len(upstream.requests) == sent + 1
@@ -72,7 +72,11 @@ async def test_bodies_that_are_not_json_objects_are_400_and_too_large_413(
     assert wrong_method.headers["Allow"] == "POST"
     if path == "/v1/messages":
         assert too_large.json()["error"]["type"] == "request_too_large"
+        # The path, then words said of it (a tester's finding: "request: the request body is larger ...")
+        assert too_large.json()["error"]["message"] == "request: the body is larger than 1000 bytes"
+        assert not_json.json()["error"]["message"] == "request: the body is not valid JSON"
     else:
+        assert too_large.json()["error"]["message"] == "the request body is larger than 1000 bytes"
         assert too_large.json()["error"]["param"] is None  # OpenAI's names a member of the body, or nothing
 
 

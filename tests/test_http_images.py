@@ -179,9 +179,10 @@ async def test_bad_anthropic_images_are_refused_naming_the_part(
         await anthropic_call(hosted, messages)
     assert failure.value.status_code == status
     assert failure.value.type == ("invalid_request_error" if status == 400 else "request_too_large")
-    assert cast(dict[str, Any], failure.value.body)["error"]["message"].startswith(
-        f"{field}:" if status == 400 else field
-    )
+    # The path, its colon, and words said of it, as the API's own read (a tester's finding: "...[20]: is image ...")
+    message = cast(dict[str, Any], failure.value.body)["error"]["message"]
+    assert message.startswith(f"{field}: "), message
+    assert not message.startswith(f"{field}: is "), message
     assert len(upstream.requests) == sent  # refused before anything went upstream
 
 
@@ -210,15 +211,77 @@ async def test_bad_openai_images_are_refused_naming_the_part(
     assert len(upstream.requests) == sent
 
 
-async def test_an_image_in_an_openai_assistant_or_system_turn_is_refused(hosted: Doors, upstream: FakeUpstream) -> None:
+async def test_an_image_in_an_openai_assistant_system_or_developer_turn_is_refused_naming_it(
+    hosted: Doors, upstream: FakeUpstream
+) -> None:
+    """A tester's finding: a system or developer message with an image was refused naming its content, for having
+    "parts", which OpenAI's users never heard of; the README says an image outside a user turn is named."""
     sent = len(upstream.requests)
-    for role, param in (("assistant", "messages[1].content[0]"), ("system", "messages[1].content")):
+    for role in ("assistant", "system", "developer"):
+        turn = {"role": role, "content": [text("Look:"), openai_image(DATA_URL)]}
         with pytest.raises(openai.BadRequestError) as failure:
-            await openai_call(
-                hosted, [{"role": "user", "content": "Hi"}, {"role": role, "content": [openai_image(HTTPS_URL)]}]
-            )
-        assert failure.value.param == param
+            await openai_call(hosted, [{"role": "user", "content": "Hi"}, turn])
+        assert failure.value.param == "messages[1].content[1]", role
+        assert isinstance(failure.value.body, dict)
+        assert failure.value.body["message"] == "messages[1].content[1]: images go in user messages only", role
     assert len(upstream.requests) == sent
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"DATA:image/png;base64,{PNG_BASE64}",
+        f"Data:image/png;base64,{PNG_BASE64}",
+        f"data:image/png;BASE64,{PNG_BASE64}",
+        f"data:IMAGE/PNG;charset=utf-8;base64,{PNG_BASE64}",  # RFC 2397's parameters: taken, and left out
+        f'data:image/png;name="cat.png";Base64,{PNG_BASE64}',
+    ],
+)
+async def test_a_data_url_is_read_as_rfc_2397_writes_it(hosted: Doors, upstream: FakeUpstream, url: str) -> None:
+    """A tester's finding: a URL's scheme and the `base64` token are case-insensitive, and a media type may carry
+    parameters; each was refused."""
+    await openai_call(hosted, [{"role": "user", "content": [openai_image(url)]}])
+    sent = upstream.requests[-1].body
+    assert sent is not None
+    expected = openai_image(DATA_URL) if isinstance(upstream, FakeOpenAI) else anthropic_image(BASE64_SOURCE)
+    assert sent["messages"][-1]["content"] == [expected]
+
+
+async def test_an_https_url_s_scheme_is_case_insensitive(hosted: Doors, upstream: FakeUpstream) -> None:
+    url = "HTTPS://images.example/cat.png"
+    await openai_call(hosted, [{"role": "user", "content": [openai_image(url)]}])
+    await anthropic_call(hosted, [{"role": "user", "content": [anthropic_image({"type": "url", "url": url})]}])
+    for request in upstream.requests[-2:]:
+        assert request.body is not None
+        part = request.body["messages"][-1]["content"][0]
+        assert part == (
+            openai_image(url) if isinstance(upstream, FakeOpenAI) else anthropic_image({"type": "url", "url": url})
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        (
+            "https://ex\u00e4mple.com/a.png",
+            "is not ASCII: write its host as IDNA (xn--...) and percent-encode the rest",
+        ),
+        ("https://images.example/a b.png", "holds a space or a control character: percent-encode it (%20)"),
+        ("https://images.example:99999/a.png", "is not a URL: it names no host, or a port that is not a number"),
+        ("http://images.example/a.png", "must be https://"),
+        ("ftp://images.example/a.png", "must be https://"),
+    ],
+)
+async def test_an_image_url_that_is_not_one_is_refused_saying_why(hosted: Doors, url: str, why: str) -> None:
+    with pytest.raises(openai.BadRequestError) as from_openai:
+        await openai_call(hosted, [{"role": "user", "content": [text("Hi"), openai_image(url)]}])
+    with pytest.raises(anthropic.BadRequestError) as from_anthropic:
+        await anthropic_call(hosted, [{"role": "user", "content": [anthropic_image({"type": "url", "url": url})]}])
+    assert from_openai.value.param == "messages[0].content[1]"
+    assert cast(dict[str, Any], from_openai.value.body)["message"] == f"messages[0].content[1]: the image's url {why}"
+    assert cast(dict[str, Any], from_anthropic.value.body)["error"]["message"] == (
+        f"messages[0].content[0]: the image's url {why}"
+    )
 
 
 async def test_an_image_over_the_size_limit_is_413_in_each_dialect(
@@ -236,7 +299,13 @@ async def test_an_image_over_the_size_limit_is_413_in_each_dialect(
             await anthropic_call(doors, [{"role": "user", "content": [text("Hi"), anthropic_image(source)]}])
     assert (from_openai.value.status_code, from_openai.value.param) == (413, "messages[0].content[0]")
     assert (from_anthropic.value.status_code, from_anthropic.value.type) == (413, "request_too_large")
-    assert "messages[0].content[1]: is" in cast(dict[str, Any], from_anthropic.value.body)["error"]["message"]
+    # After the path and its colon, as the API's own messages read (a tester's finding: "...content[1]: is 5242881")
+    assert cast(dict[str, Any], from_anthropic.value.body)["error"]["message"] == (
+        f"messages[0].content[1]: {MAX_IMAGE_BYTES + 1} bytes; each image may be at most {MAX_IMAGE_BYTES}"
+    )
+    assert cast(dict[str, Any], from_openai.value.body)["message"] == (
+        f"messages[0].content[0] is {MAX_IMAGE_BYTES + 1} bytes; each image may be at most {MAX_IMAGE_BYTES}"
+    )
     assert len(openai_upstream.requests) == sent
 
 

@@ -290,7 +290,7 @@ async def test_a_content_type_the_415_names_is_quoted_and_cut(connection: Connec
     head = post("/v1/messages", f"x-api-key: {TOKEN}".encode()).replace(b"application/json", content_type.encode())
     status, body = await answer(connection, head, b"{}")
     assert status == 415
-    assert f"request: the request body is {quoted(content_type)}; send JSON" in body["error"]["message"], body  # type: ignore[index]
+    assert f"request: the body is {quoted(content_type)}; send JSON" in body["error"]["message"], body  # type: ignore[index]
 
 
 @pytest.mark.parametrize("path", ["/v1/../v1/chat/completions", "/v1/%E2%80%8D", "/v1/" + "x" * 2000])

@@ -147,10 +147,11 @@ async def test_a_content_part_or_block_needs_its_type_in_every_dialect(
         assert refusal.value.param == path
         assert isinstance(refusal.value.body, dict)
         assert refusal.value.body["message"] == f"{path}: is required"
+    # After the path and its colon, words said of it, as the API's "Field required" (a tester's finding: ": is ...")
     assert refusals == [
-        "messages[0].content[0].type: is required",
-        "system[0].type: is required",
-        "messages[2].content[0].content[0].type: is required",
+        "messages[0].content[0].type: required",
+        "system[0].type: required",
+        "messages[2].content[0].content[0].type: required",
     ]
     assert sent(openai_upstream, anthropic_upstream) == before
 

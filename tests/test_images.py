@@ -146,6 +146,38 @@ async def test_images_only_in_user_turns_and_no_parts_in_system_turns(stub: Stub
     )
     error = await refusal(stub, request)
     assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["messages[0].parts"])
+    # A tester's finding: a system message's image was refused as parts, where the README names the part.
+    request = looking()
+    request.messages.insert(0, pb.ChatMessage(role=pb.ROLE_SYSTEM, content="Be brief.", parts=[image()]))
+    error = await refusal(stub, request)
+    assert (error.code(), rich_details(error)[1]) == (grpc.StatusCode.INVALID_ARGUMENT, ["messages[0].parts[0]"])
+    assert error.details() == "messages[0].parts[0]: images go in user messages only"
+
+
+async def test_an_image_url_s_scheme_is_case_insensitive_and_a_url_that_is_not_one_says_why(
+    stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A tester's finding: HTTPS:// was refused as not https://, and so were a space and a host not in ASCII."""
+    await load(stub, openai_upstream)
+    await collect(stub.Generate(looking(linked("HTTPS://images.example/cat.png"))))
+    body = openai_upstream.requests[-1].body
+    assert body is not None
+    assert body["messages"][0]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "HTTPS://images.example/cat.png"},
+    }
+    sent = len(openai_upstream.requests)
+    for url, why in [
+        ("https://images.example/a b.png", "holds a space or a control character: percent-encode it (%20)"),
+        (
+            "https://ex\u00e4mple.com/a.png",
+            "is not ASCII: write its host as IDNA (xn--...) and percent-encode the rest",
+        ),
+        ("https:///a.png", "is not a URL: it names no host, or a port that is not a number"),
+    ]:
+        error = await refusal(stub, looking(linked(url)))
+        assert error.details() == f"messages[0].parts[0]: the image's url {why}"
+    assert len(openai_upstream.requests) == sent
 
 
 async def test_an_image_over_the_size_limit_is_refused(

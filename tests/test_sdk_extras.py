@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from warpcore.client import (
     Client,
     FailedPreconditionError,
     Image,
+    InvalidArgumentError,
     LocalConfig,
     Message,
     TextDelta,
@@ -89,6 +92,11 @@ async def test_image_parts_from_bytes_a_path_and_a_url(
 ) -> None:
     picture = tmp_path / "picture.png"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n fake")  # a PNG's signature: the server checks it
+    # A tester's finding: a PNG whose name says no image type was refused; its bytes say it, as the server reads them.
+    unnamed = tmp_path / "x.bin"
+    unnamed.write_bytes(b"\x89PNG\r\n\x1a\n fake")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("no picture")
     async with AsyncClient(target) as client:
         await client.load_model(
             "gpt-4o-mini", backend="openai", model_id="m", api_key=OPENAI_KEY, base_url=openai_upstream.base_url
@@ -99,22 +107,27 @@ async def test_image_parts_from_bytes_a_path_and_a_url(
             parts=(
                 Image(b"GIF89a", "image/gif"),
                 Image.from_path(picture),
+                Image.from_path(unnamed),
+                Image.from_path(notes, media_type="image/webp"),  # told: the server then refuses it
                 Image.from_url("https://x.example/a.webp"),
                 "ok?",
             ),
         )
-        await client.generate("m", messages=[message])
+        with pytest.raises(InvalidArgumentError, match=re.escape("messages[0].parts[3]: the data is no image/webp")):
+            await client.generate("m", messages=[message])
+        await client.generate("m", messages=[replace(message, parts=message.parts[:3] + message.parts[4:])])
     body = openai_upstream.requests[-1].body
     assert body is not None
     assert [part.get("image_url", {}).get("url") or part.get("text") for part in body["messages"][0]["content"]] == [
         "Compare:",
         "data:image/gif;base64,R0lGODlh",
         "data:image/png;base64,iVBORw0KGgogZmFrZQ==",
+        "data:image/png;base64,iVBORw0KGgogZmFrZQ==",
         "https://x.example/a.webp",
         "ok?",
     ]
-    with pytest.raises(ValueError, match="image type"):
-        Image.from_path(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match=re.escape("cannot tell the image type of")):
+        Image.from_path(notes)
 
 
 async def test_cli_embed_prints_json_lines_and_tokens_prints_the_count(stub: Stub, target: str) -> None:

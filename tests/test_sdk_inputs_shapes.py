@@ -142,10 +142,17 @@ async def test_a_mapping_content_of_text_and_image_parts_is_sent_as_a_message_s_
         {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGODlh", "detail": "low"}},  # OpenAI's
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgogZmFrZQ=="}},
         {"type": "image", "source": {"type": "url", "url": "https://x.example/a.webp"}},  # Anthropic's
+        # A data URL as RFC 2397 writes it: its scheme and `base64` in any case, parameters taken and left out.
+        {"type": "image_url", "image_url": {"url": "Data:image/GIF;charset=binary;BASE64,R0lGODlh"}},
         {"type": "text", "text": "ok?"},
     ]
     system = {"role": "system", "content": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Or not."}]}
-    images = (Image(b"GIF89a", "image/gif"), Image(PNG, "image/png"), Image.from_url("https://x.example/a.webp"))
+    images = (
+        Image(b"GIF89a", "image/gif"),
+        Image(PNG, "image/png"),
+        Image.from_url("https://x.example/a.webp"),
+        Image(b"GIF89a", "image/gif"),
+    )
     as_messages = [Message("system", "Be brief.\n\nOr not."), Message("user", "Compare:", parts=(*images, "ok?"))]
     async with AsyncClient(target, timeout=30) as client:
         await client.load_model(

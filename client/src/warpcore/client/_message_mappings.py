@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
 
+from warpcore._media import DATA_URL_FORM, data_url, is_data_url
 from warpcore.client._extras import content_parts
 from warpcore.client._messages import Image
 from warpcore.client._tools import chat_role
@@ -20,8 +20,6 @@ SYSTEM_SEPARATOR = "\n\n"
 """Between the texts of a system message, which carries no parts: the blank line inference.proto joins system text
 with."""
 USE_MESSAGE = "use warpcore.client.Message for tool calls, documents, cache breakpoints and reasoning"
-# Strict, as the HTTP door reads one: a media type, `;base64,` and the data, nothing else.
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
 
 
 def mapping_message(message: Mapping[str, Any]) -> pb.ChatMessage:
@@ -59,7 +57,7 @@ def _part(part: object, where: str) -> str | Image:
         # `detail` (how finely OpenAI looks) has no place in the protocol: dropped, as the HTTP door drops it.
         _members(image, {"url"}, f"{where}.image_url", optional={"detail"})
         url = _text(image, "url", f"{where}.image_url")
-        return _data_url_image(url, f"{where}.image_url.url") if url.startswith("data:") else Image.from_url(url)
+        return _data_url_image(url, f"{where}.image_url.url") if is_data_url(url) else Image.from_url(url)
     if kind == "image":  # Anthropic's
         _members(part, {"type", "source"}, where)
         return _source_image(_mapping(part, "source", where), f"{where}.source")
@@ -78,10 +76,12 @@ def _source_image(source: Mapping[str, Any], where: str) -> Image:
 
 
 def _data_url_image(url: str, where: str) -> Image:
-    match = _DATA_URL.fullmatch(url)
-    if match is None:
-        raise ValueError(f"{where}: a data URL is data:<media type>;base64,<data>")
-    return Image(_decoded(match[2], where), match[1])
+    """As the HTTP door reads one (warpcore._media)."""
+    parsed = data_url(url)
+    if parsed is None:
+        raise ValueError(f"{where}: a data URL is {DATA_URL_FORM}")
+    media_type, data = parsed
+    return Image(_decoded(data, where), media_type)
 
 
 def _decoded(data: str, where: str) -> bytes:

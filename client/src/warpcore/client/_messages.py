@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from warpcore._media import sniffed_media_type
+
 Cache = Literal["short", "long"]
 """A cache breakpoint: a hosted API is asked to keep the prompt up to here in its prompt cache, a few minutes
 ("short"; Anthropic: 5 minutes) or longer ("long"; Anthropic: 1 hour). Anthropic caches only where asked; OpenAI
@@ -32,12 +34,19 @@ class Image:
     """A cache breakpoint after this image."""
 
     @classmethod
-    def from_path(cls, path: str | Path, *, cache: Cache | None = None) -> Image:
-        """The image in a file, its media type from the file name (.png, .jpg, .gif, .webp)."""
-        media_type = mimetypes.guess_type(str(path))[0]
-        if media_type is None or not media_type.startswith("image/"):
-            raise ValueError(f"cannot tell the image type of {str(path)!r} from its name")
-        return cls(data=Path(path).read_bytes(), media_type=media_type, cache=cache)
+    def from_path(cls, path: str | Path, *, media_type: str | None = None, cache: Cache | None = None) -> Image:
+        """The image in a file, of `media_type` when given; else of the type its bytes begin as (the signature of a
+        JPEG, PNG, GIF or WebP file, which the server checks the bytes against), else of the type its name says
+        (.png, .jpg, .gif, .webp). ValueError when neither tells an image type: give `media_type`."""
+        data = Path(path).read_bytes()
+        if media_type is None:
+            media_type = sniffed_media_type(data) or mimetypes.guess_type(str(path))[0]
+            if media_type is None or not media_type.startswith("image/"):
+                raise ValueError(
+                    f"cannot tell the image type of {str(path)!r}: its bytes begin as no JPEG, PNG, GIF or WebP file"
+                    " and its name says no image type; give media_type"
+                )
+        return cls(data=data, media_type=media_type, cache=cache)
 
     @classmethod
     def from_url(cls, url: str, *, cache: Cache | None = None) -> Image:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+from warpcore._media import PDF
 from warpcore.server.core.domain import NumaStrategy
 from warpcore.server.core.embeddings import Pooling
 
@@ -83,13 +84,10 @@ MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_LOCAL_IMAGE_PIXELS = 50_000_000
 """Pixels a request's images may hold in all on a local model, which decodes them whole (3 bytes each) before its
 projector scales them down: a 48-megapixel photo fits; a PNG of a few hundred kilobytes holding gigabytes does not."""
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-"""The image types both hosted APIs accept."""
 MAX_DOCUMENTS = 20
 """Documents in one request, at most."""
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
 """The largest document a request may carry (Anthropic's limit for a whole request; OpenAI's for a file is larger)."""
-PDF = "application/pdf"
 DOCUMENT_MEDIA_TYPES = (PDF,)
 """The document types both hosted APIs read."""
 MAX_EMBED_INPUTS = 2048
@@ -222,15 +220,33 @@ def quoted(value: object) -> str:
     return shown if kept == len(text) else f"{shown}... ({len(text)} characters)"
 
 
-def is_http_url(value: str) -> bool:
-    """An http(s) URL whose host and port an HTTP client can use."""
-    if not value.isascii() or not value.isprintable() or " " in value:
-        return False
+NOT_A_URL = "is not a URL: it names no host, or a port that is not a number"
+
+
+def url_problem(value: str, schemes: tuple[str, ...]) -> str | None:
+    """What keeps `value` from being a URL of one of `schemes` whose host and port an HTTP client can use, said of
+    it ("must be https://"), or None. The scheme is case-insensitive (RFC 3986: HTTPS:// is https://); a space, a
+    control character or a letter outside ASCII is no URL's until percent-encoded (or, in a host, IDNA-encoded), which
+    is the caller's to do: a URL changed on the way would not be the one the caller checked."""
     try:
         parts = urlsplit(value)
+    except ValueError:  # a bracketed host that is no IPv6 address
+        return NOT_A_URL
+    if parts.scheme not in schemes:
+        return f"must be {' or '.join(f'{scheme}://' for scheme in schemes)}"
+    if not value.isascii():
+        return "is not ASCII: write its host as IDNA (xn--...) and percent-encode the rest"
+    if not value.isprintable() or " " in value:
+        return "holds a space or a control character: percent-encode it (%20)"
+    try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
         if parts.hostname:
-            parts.hostname.encode("idna")
+            parts.hostname.encode("idna")  # a label empty or over 63 characters
     except (ValueError, UnicodeError):
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        return NOT_A_URL
+    return None if parts.hostname else NOT_A_URL
+
+
+def is_http_url(value: str) -> bool:
+    """An http(s) URL whose host and port an HTTP client can use."""
+    return url_problem(value, ("http", "https")) is None

@@ -164,6 +164,21 @@ def _named(error: WarpcoreError, names: Mapping[str, str]) -> tuple[str | None, 
     return shortened(field), fitted_message(error.message_naming(field))
 
 
+_WHOLE_REQUEST_SUBJECTS = {"the request body": "the body", "the request's": "its"}
+
+
+def _said_of(field: str, words: str) -> str:
+    """The words after an Anthropic message's path and colon, which say what the path is, as the API's own do
+    (`messages.0.content: Field required`): not "is" first (`messages[0].content[0]: 5242881 bytes; ...`, where the
+    domain says `messages[0].content[0] is 5242881 bytes; ...`), nor the request again after `request:`."""
+    words = words.removeprefix("is ")
+    if field == WHOLE_REQUEST:
+        for said, shorter in _WHOLE_REQUEST_SUBJECTS.items():
+            if words.startswith(said):
+                return shorter + words.removeprefix(said)
+    return words
+
+
 def openai_error(error: WarpcoreError, names: Mapping[str, str]) -> dict[str, Any]:
     param, message = _named(error, names)
     if param == WHOLE_REQUEST:  # OpenAI's `param` names a member of the body, or is null
@@ -179,7 +194,7 @@ def anthropic_error(error: WarpcoreError, request_id: str, names: Mapping[str, s
     if field is not None:
         # The rest of a message that names the field first (as the dialect names it), or all of one that does not.
         rest = message.removeprefix(field) if error.begins_with_field() else f" {message}"
-        message = f"{field}:{rest.removeprefix(':')}"
+        message = f"{field}: {_said_of(field, rest.removeprefix(':').strip())}"
     body: dict[str, Any] = {"type": _kind(error).anthropic_type, "message": message}
     if field == THREAD:
         body["details"] = _UNTHREADED

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from warpcore._media import DATA_URL_FORM, data_url, is_data_url
 from warpcore.server.core.bounds import quoted
 from warpcore.server.core.cache_rules import CacheMark
 from warpcore.server.core.content import (
@@ -28,8 +29,6 @@ from warpcore.server.http.fields import Json, at, mapping, objects, refuse, text
 from warpcore.server.http.inner_members import CITATIONS, FILE, IMAGE_URL, SOURCES
 from warpcore.server.http.members import Members
 
-# Strict: a media type, `;base64,` and the data, nothing else (no parameters, no percent-encoded data).
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.DOTALL)
 _DETAILS = ("auto", "low", "high")
 _TURN = re.compile(r"\bmessages\[\d+\](?![.\[])")
 """A domain turn named in a message, not a path within it."""
@@ -243,7 +242,7 @@ def openai_image(part: Json, path: str) -> ImagePart:
             at(image_path, "detail"), f"unknown detail {quoted(detail)}; expected one of {', '.join(_DETAILS)}"
         )
     url = text(image, "url", image_path, required=True) or ""
-    if not url.startswith("data:"):
+    if not is_data_url(url):
         return ImagePart(url=url)
     data, media_type = _data_url(url, at(image_path, "url"))
     return ImagePart(data=data, media_type=media_type)
@@ -263,10 +262,11 @@ def openai_file(part: Json, path: str) -> DocumentPart:
 
 
 def _data_url(url: str, path: str) -> tuple[bytes, str]:
-    match = _DATA_URL.fullmatch(url)
-    if match is None:
-        raise refuse(path, "a data URL must be data:<media type>;base64,<base64 data>")
-    return _decoded(match[2], path), match[1]
+    parsed = data_url(url)
+    if parsed is None:
+        raise refuse(path, f"a data URL must be {DATA_URL_FORM}")
+    media_type, data = parsed
+    return _decoded(data, path), media_type
 
 
 def _decoded(data: str, path: str) -> bytes:

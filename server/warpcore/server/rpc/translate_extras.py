@@ -7,7 +7,7 @@ import contextlib
 import struct
 from collections.abc import Sequence
 
-from warpcore.server.core.bounds import PDF
+from warpcore._media import PDF
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.content import CacheBreakpoint, ContentPart, DocumentPart, ImagePart, TextPart
 from warpcore.server.core.domain import TextChunk
