@@ -176,9 +176,12 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
 
 
 async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> None:
+    # All known before any loads: a call naming one whose load comes later waits for that load, for a router that
+    # reads no health (LiteLLM) takes a model not found as final.
+    for spec in specs:
+        engine.declare(spec, loads_at_start=not spec.lazy)
     for spec in specs:
         if spec.lazy:
-            engine.declare(spec)
             _log.info("declared %s (%s), loaded by the first call naming it", spec.model_id, spec.name)
             continue
         try:

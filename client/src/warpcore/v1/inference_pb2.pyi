@@ -119,6 +119,8 @@ class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState
     MODEL_STATE_LOADING: _ModelState.ValueType  # 3
     """Being loaded (by LoadModel, at the start, or for a Generate naming a model not
     loaded). A Generate naming it waits for the load, within its deadline, then runs.
+    The models loaded at the start are each in this state from the server's start
+    until their load ends, those whose load waits for the ones before it included.
     """
     MODEL_STATE_UNLOADING: _ModelState.ValueType  # 4
     """Being unloaded by UnloadModel: the generations already running on it finish, then
@@ -146,6 +148,8 @@ offered by a backend (ListModelsRequest.backend), for a LoadModel to load first.
 MODEL_STATE_LOADING: ModelState.ValueType  # 3
 """Being loaded (by LoadModel, at the start, or for a Generate naming a model not
 loaded). A Generate naming it waits for the load, within its deadline, then runs.
+The models loaded at the start are each in this state from the server's start
+until their load ends, those whose load waits for the ones before it included.
 """
 MODEL_STATE_UNLOADING: ModelState.ValueType  # 4
 """Being unloaded by UnloadModel: the generations already running on it finish, then

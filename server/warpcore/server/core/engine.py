@@ -94,9 +94,11 @@ class Engine:
         with self.streams.track():
             return await self.residency.load(spec, operator=from_operator)
 
-    def declare(self, spec: LoadSpec) -> None:
-        """Know an operator's model without loading it: the first Generate naming it loads it."""
-        self.residency.declare(check_load(spec))
+    def declare(self, spec: LoadSpec, *, loads_at_start: bool = False) -> None:
+        """Know an operator's model without loading it: the first Generate naming it loads it; or, `loads_at_start`,
+        a Generate naming it waits for the load the start makes of it (`load` with `from_operator`), after the loads
+        before it."""
+        self.residency.declare(check_load(spec), loads_at_start=loads_at_start)
 
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
         model_id = check_model_id(model_id)
@@ -112,8 +114,10 @@ class Engine:
         return [model for model in self.registry.unloading(backend) if model.id not in self.residency.dormant]
 
     def loading(self, backend: BackendKind | None = None) -> list[LoadSpec]:
-        """Models being loaded (or waiting for room to load): a Generate naming one waits for it."""
-        return [entry.spec for entry in self.residency.loading.values() if backend in (None, entry.spec.backend)]
+        """Models being loaded (or waiting for room to load, or for their turn at start): a Generate naming one waits
+        for it."""
+        entries = {**self.residency.expected.loads, **self.residency.loading}
+        return [entry.spec for entry in entries.values() if backend in (None, entry.spec.backend)]
 
     def servable(self) -> dict[str, LoadSpec]:
         """The models a call may name, by id: loaded, being loaded (the call waits for it) and dormant (the call
@@ -125,8 +129,10 @@ class Engine:
 
     def refuse_queued(self) -> None:
         """The server is shutting down: calls still waiting, at a model's admission gate or for a slot of the
-        model's own, will never run here; they are refused now, for their callers to retry on another replica."""
+        model's own, or for a startup model whose load has not begun, will never run here; they are refused now, for
+        their callers to retry on another replica."""
         self.limits.close()
+        self.residency.expected.refuse(shutting_down)
         for model in self.registry.resident():
             if isinstance(model.adapter, QueuesGenerations):
                 model.adapter.refuse_waiting(shutting_down)

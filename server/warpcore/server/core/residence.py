@@ -1,17 +1,20 @@
 """What the residency of local models is made of: the server's policy, each loaded model's use, what ListModels
-reports of it, a model known but not loaded, and why a model was unloaded (residency.py applies them)."""
+reports of it, a model known but not loaded, a startup model whose load has not ended, and why a model was unloaded
+(residency.py applies them)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.errors import WarpcoreError
 
 UnloadReason = Literal["idle", "room", "requested"]
 Arriving = Callable[[str], None]
@@ -74,13 +77,66 @@ class Dormant(NamedTuple):
     context_size: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Loading:
-    """A model whose load has begun and not ended: what ListModels shows of it, and what a Generate naming it
-    waits for."""
+    """A model whose load has begun and not ended (or, Expected's, that the start will load): what ListModels shows
+    of it, and what a Generate naming it waits for; with how its load failed, for an Expected one."""
 
     spec: LoadSpec
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: WarpcoreError | None = None
+
+
+def for_this_call(model_id: str, error: WarpcoreError) -> WarpcoreError:
+    """The failure of the load of an operator's model, as told to a call that named the model by its id alone."""
+    error.message = f"model {model_id!r} could not be loaded for this call: {error.message}"
+    error.field = "model_id" if error.field is not None else None
+    return error
+
+
+async def waited(loading: Loading | None) -> bool:
+    """Whether there was a load to wait for, once it has ended; its failure raised, if it has one (an Expected's)."""
+    if loading is None:
+        return False
+    await loading.ended.wait()
+    if loading.failure is not None:
+        raise copy.copy(loading.failure)  # each call its own: the doors write their answers from it
+    return True
+
+
+class Expected:
+    """The startup models (the operator's, loaded one after another before the server reports SERVING) whose load has
+    not ended: known from the start, listed as loading, and a call naming one waits for its load, however many loads
+    come before it, and gets its failure if it fails."""
+
+    def __init__(self) -> None:
+        self.loads: dict[str, Loading] = {}
+
+    def expect(self, spec: LoadSpec) -> None:
+        self.loads[spec.model_id] = Loading(spec)
+
+    @contextlib.contextmanager
+    def fulfilling(self, model_id: str) -> Iterator[None]:
+        """The start's load of the model: its calls are told how it ended (a stopped start's load too, which they
+        then wait for, if it goes on, as for any load)."""
+        try:
+            yield
+        except WarpcoreError as error:
+            self._end(model_id, for_this_call(model_id, copy.copy(error)))
+            raise
+        finally:
+            self._end(model_id, None)
+
+    def refuse(self, failure: Callable[[], WarpcoreError]) -> None:
+        """The server stops before these loads begin: their calls get `failure`."""
+        for model_id in list(self.loads):
+            self._end(model_id, failure())
+
+    def _end(self, model_id: str, failure: WarpcoreError | None) -> None:
+        loading = self.loads.pop(model_id, None)
+        if loading is not None:
+            loading.failure = failure
+            loading.ended.set()
 
 
 class Holders:

@@ -26,12 +26,15 @@ from warpcore.server.core.residence import (
     UNLOAD_REASONS,
     Arriving,
     Dormant,
+    Expected,
     Holders,
     Loading,
     Residence,
     ResidencyPolicy,
     ResidencyReport,
     UnloadReason,
+    for_this_call,
+    waited,
 )
 from warpcore.server.core.turns import Turns
 
@@ -53,30 +56,36 @@ class Residency:
         """The operator's models (the preload file), by id: an id stays its model's, unloaded or not (as_known)."""
         self.loading: dict[str, Loading] = {}
         """Models whose load has its turn and has not ended (waiting for room counts)."""
+        self.expected = Expected()
         # Generations running or waiting, by model id rather than on the residence: one waiting for its model to
         # load (or to finish leaving) must hold that model from the moment it is loaded, before it can start.
         self._in_use: collections.Counter[str] = collections.Counter()
         self._holders = Holders()
         self._turns = Turns()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
+        refuse = functools.partial(self._unload, reason=None)  # a load refused after the fact: not counted
         self._budget = Budget(
-            registry, limits, policy, leaving=self._leaving, idle=self._idle, evict=self._evict, refuse=self._refuse
+            registry, limits, policy, leaving=self._leaving, idle=self._idle, evict=self._evict, refuse=refuse
         )
         self._expiring: set[asyncio.Task[None]] = set()
         self.unloads: collections.Counter[str] = collections.Counter(dict.fromkeys(UNLOAD_REASONS, 0))
         """Models unloaded so far, by why (a model unloaded as the server stops is not counted: its metrics end too)."""
         registry.listeners.insert(0, self._changed)
 
-    def declare(self, spec: LoadSpec) -> None:
-        """Know the operator's model without loading it: the first Generate naming it loads it."""
+    def declare(self, spec: LoadSpec, *, loads_at_start: bool = False) -> None:
+        """Know the operator's model without loading it: the first Generate naming it loads it; or, `loads_at_start`,
+        a Generate naming it waits for the load the start will make of it (`load` with `operator`)."""
         self.declared[spec.model_id] = spec
-        if self._registry.find(spec.model_id) is None:
+        if loads_at_start:
+            self.expected.expect(spec)
+        elif self._registry.find(spec.model_id) is None:
             self.dormant[spec.model_id] = Dormant(spec)
 
     async def load(self, spec: LoadSpec, *, operator: bool = False) -> LoadedModel:
         if operator:
             self.declared[spec.model_id] = spec
-        return await self._turns.take(spec.model_id, lambda: self._load_in_turn(spec))
+        with self.expected.fulfilling(spec.model_id) if operator else contextlib.nullcontext():
+            return await self._turns.take(spec.model_id, lambda: self._load_in_turn(spec))
 
     async def _load_in_turn(self, spec: LoadSpec) -> LoadedModel:
         loading = self.loading[spec.model_id] = Loading(spec)
@@ -151,9 +160,7 @@ class Residency:
 
     async def _ready(self, model_id: str) -> LoadedModel:
         while True:
-            loading = self.loading.get(model_id)
-            if loading is not None:
-                await loading.ended.wait()
+            if await waited(self.loading.get(model_id)):
                 continue
             leaving = self._leaving.get(model_id)
             if leaving is not None:
@@ -164,6 +171,8 @@ class Residency:
             model = self._registry.find(model_id)
             if model is not None:
                 return model
+            if await waited(self.expected.loads.get(model_id)):
+                continue
             dormant = self.dormant.get(model_id)
             if dormant is None:
                 self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
@@ -171,9 +180,8 @@ class Residency:
                 _log.info("loading model %s for a Generate that names it", model_id)
                 try:
                     await self._turns.take(model_id, lambda: self._load_dormant(model_id))
-                except WarpcoreError as error:  # the operator's model: the caller named it by model_id only
-                    error.message = f"model {model_id!r} could not be loaded for this call: {error.message}"
-                    error.field = "model_id" if error.field is not None else None
+                except WarpcoreError as error:
+                    for_this_call(model_id, error)  # the operator's model: the caller named it by its id alone
                     raise
 
     async def _load_dormant(self, model_id: str) -> LoadedModel:
@@ -240,9 +248,6 @@ class Residency:
             await self._retire(model_id, "idle")
         except WarpcoreError as error:  # unloaded meanwhile by another way: nothing left to do
             _log.info("model %s was not unloaded for idleness: %s", model_id, error.message)
-
-    async def _refuse(self, model_id: str) -> None:
-        await self._unload(model_id, None)
 
     async def _evict(self, victim: str, model_id: str) -> None:
         _log.info("unloading model %s to make room for %s", victim, model_id)
