@@ -116,17 +116,27 @@ async def test_the_counters_add_up_the_usage_each_client_got_through_either_door
         assert sum(line.get(name, 0) for line in logged) == in_metrics
 
 
-async def test_an_embedding_models_input_tokens_are_its_prompt_tokens(server: WarpcoreServer, stub: Stub) -> None:
+async def test_an_embedding_models_input_tokens_are_its_prompt_tokens(
+    doors: Doors, door_stub: Stub, access_lines: AccessLines
+) -> None:
     """An embedding model has a prompt-token series alone, from its load until it is freed: it generates nothing to
-    count or time."""
-    sample = server.metrics.registry.get_sample_value
+    count or time. Each embedding's access-log line has its prompt_tokens, through either door, as a generation's
+    has (an outside tester's finding: the counter counted them, the lines had none)."""
+    sample = doors.engine.metrics.registry.get_sample_value
     labels = {"backend": "llama_cpp", "model": "tiny-embed"}
-    await load_tiny_embedder(stub)
+    await load_tiny_embedder(door_stub)
     assert [sample(name, labels) for name in SERIES] == [0, None, None, None]
-    response = await embed(stub, ["the world", "people say hello"])
+    response = await embed(door_stub, ["the world", "people say hello"])
     assert response.prompt_tokens > 0
     assert sample("warpcore_prompt_tokens_total", labels) == response.prompt_tokens
-    await stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny-embed"))
+    async with async_openai_client(doors) as client:
+        http = await client.embeddings.create(model="tiny-embed", input="the world")
+    assert sample("warpcore_prompt_tokens_total", labels) == response.prompt_tokens + http.usage.prompt_tokens
+    lines = [await access_lines.next() for _ in range(3)]
+    assert lines[1:] == [("Embed", "tiny-embed", "OK"), ("/v1/embeddings", "tiny-embed", "OK")]
+    logged = [record.__dict__.get("prompt_tokens") for record in access_lines.records[1:]]
+    assert logged == [response.prompt_tokens, http.usage.prompt_tokens]
+    await door_stub.UnloadModel(pb.UnloadModelRequest(model_id="tiny-embed"))
     assert sample("warpcore_prompt_tokens_total", labels) is None
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from warpcore.server.adapters.redaction import holds_key, redact
 from warpcore.server.core.bounds import REQUEST_ID, shortened
 from warpcore.server.core.domain import Finish, FinishReason
+from warpcore.server.core.embeddings import Embeddings
 from warpcore.server.core.errors import WarpcoreError
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.tokens import PromptUsage
@@ -53,6 +54,14 @@ def record_usage(finish: Finish) -> None:
         )
         if finish.upstream_request_id:
             usage["upstream_request_id"] = finish.upstream_request_id
+
+
+def record_embedding(embeddings: Embeddings) -> None:
+    """Note an embedding's input tokens, its prompt tokens as the usage its client gets says and the prompt-token
+    counter adds, for the access-log line of the call that made it: a generation's line has its own."""
+    usage = _usage.get()
+    if usage is not None:
+        usage["prompt_tokens"] = embeddings.prompt_tokens
 
 
 STALLED_READER = "stalled_reader"

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from warpcore.server.core.access import record_failure, record_usage
+from warpcore.server.core.access import record_embedding, record_failure, record_usage
 from warpcore.server.core.bounds import quoted, read_off_loop_when_large
 from warpcore.server.core.domain import FinishReason, GenerationParams, LoadSpec
 from warpcore.server.core.embeddings import EmbedParams
@@ -203,6 +203,7 @@ async def embeddings(request: web.Request) -> web.Response:
     call = dataclasses.replace(call, model=canonical_model_id(call.model), params=_with_hops(request, call.params))
     request[MODEL] = call.model
     vectors = await openai_embeddings.embed(request.app[ENGINE], call)
+    record_embedding(vectors)
     return web.json_response(openai_embeddings.embeddings_response(call, vectors), headers=request_ids(request))
 
 

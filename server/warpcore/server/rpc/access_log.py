@@ -122,17 +122,19 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                 # The peer is read first: grpc crashes when peer() is called on a call that has ended.
                 started, error, peer, timeout = time.monotonic(), None, context.peer(), context.time_remaining()
                 identity = _identify(context)  # a unary call's goes with its answer, or before the status ending it
-                try:
-                    if written:
+                with recording_usage() as usage:  # an Embed's prompt tokens
+                    try:
+                        if written:
+                            await send_request_id(context)
+                        response = await behavior(request, context)
                         await send_request_id(context)
-                    response = await behavior(request, context)
-                    await send_request_id(context)
-                    return response
-                except BaseException as failure:
-                    error = failure
-                    raise
-                finally:
-                    self._finish(method, request, peer, identity, started, self._code(context, error, timeout))
+                        return response
+                    except BaseException as failure:
+                        error = failure
+                        raise
+                    finally:
+                        code = self._code(context, error, timeout)
+                        self._finish(method, request, peer, identity, started, code, usage)
 
             if handler.unary_unary is not None:
                 return grpc.unary_unary_rpc_method_handler(call, **serializers)

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from warpcore.server.core.access import record_usage
+from warpcore.server.core.access import record_embedding, record_usage
 from warpcore.server.core.bounds import SMALLEST_MESSAGE_BYTES, read_off_loop_when_large
 from warpcore.server.core.domain import GenerationParams, LoadSpec
 from warpcore.server.core.embeddings import response_too_large
@@ -118,7 +118,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def Embed(self, request: epb.EmbedRequest, context: Context) -> epb.EmbedResponse:
         params = translate_extras.embed_params(request, context.time_remaining(), self._max_message_bytes)
-        response = translate_extras.embed_response(await self._engine.embed(request.model_id, params))
+        embeddings = await self._engine.embed(request.model_id, params)
+        record_embedding(embeddings)
+        response = translate_extras.embed_response(embeddings)
         size, vectors = response.ByteSize(), response.embeddings
         if size > self._max_message_bytes:  # vectors whose length was not known before (an API's)
             raise response_too_large(len(vectors), len(vectors[0].values), size, self._max_message_bytes)
