@@ -227,6 +227,34 @@ async def test_an_image_in_an_openai_assistant_system_or_developer_turn_is_refus
     assert len(upstream.requests) == sent
 
 
+async def test_a_refusal_of_an_image_reads_whole_in_each_dialect(hosted: Doors, upstream: FakeUpstream) -> None:
+    """A sweep's findings: OpenAI's path, a colon, then "is not valid base64"; an empty data URL refused as if no
+    data and no URL were given; an image in Anthropic's system prompt refused in words of its own, where every other
+    image outside a user turn is refused as images going in user messages only."""
+    sent = len(upstream.requests)
+    said = []
+    for url in ("data:image/png;base64,@@@@", "data:image/png;base64,", "DATA:image/png;BASE64,"):
+        with pytest.raises(openai.BadRequestError) as from_openai:
+            await openai_call(hosted, [{"role": "user", "content": [openai_image(url)]}])
+        said.append(cast(dict[str, Any], from_openai.value.body)["message"])
+    options: list[tuple[Messages, dict[str, Any]]] = [
+        ([{"role": "user", "content": [anthropic_image({**BASE64_SOURCE, "data": ""})]}], {}),
+        ([{"role": "user", "content": "Hi"}], {"system": [text("Look:"), anthropic_image(BASE64_SOURCE)]}),
+    ]
+    for messages, extra in options:
+        with pytest.raises(anthropic.BadRequestError) as from_anthropic:
+            await anthropic_call(hosted, messages, **extra)
+        said.append(cast(dict[str, Any], from_anthropic.value.body)["error"]["message"])
+    assert said == [
+        "messages[0].content[0].image_url.url is not valid base64",
+        "messages[0].content[0].image_url.url: the data URL holds no data",
+        "messages[0].content[0].image_url.url: the data URL holds no data",
+        "messages[0].content[0].source.data: the base64 data is empty",
+        "system[1]: images go in user messages only",
+    ]
+    assert len(upstream.requests) == sent
+
+
 @pytest.mark.parametrize(
     "url",
     [

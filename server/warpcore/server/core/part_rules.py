@@ -16,7 +16,7 @@ from warpcore.server.core.bounds import (
 )
 from warpcore.server.core.content import DocumentPart, ImagePart
 from warpcore.server.core.domain import GenerationParams, Role
-from warpcore.server.core.errors import ContentTooLargeError
+from warpcore.server.core.errors import ContentTooLargeError, InvalidArgumentError
 from warpcore.server.core.rules import require
 
 
@@ -50,6 +50,12 @@ def check_parts(params: GenerationParams) -> None:
         )
 
 
+def outside_user_turn(field: str, noun: str) -> InvalidArgumentError:
+    """The refusal of a file outside a user turn, by its own path, in the same words whichever door and turn: an
+    assistant's, a system message's, Anthropic's system prompt's (which a door refuses as it reads it)."""
+    return InvalidArgumentError(f"{field}: {noun}s go in user messages only", field=field)
+
+
 def _check_file(part: ImagePart | DocumentPart, kind: _Kind, count: int, field: str, role: Role) -> None:
     noun = kind.noun
     if count > kind.most:
@@ -58,7 +64,8 @@ def _check_file(part: ImagePart | DocumentPart, kind: _Kind, count: int, field: 
             field=field,
             reason=f"TOO_MANY_{noun.upper()}S",
         )
-    require(role is Role.USER, field, f"{field}: {noun}s go in user messages only")
+    if role is not Role.USER:
+        raise outside_user_turn(field, noun)
     require(bool(part.data) != bool(part.url), field, f"{field}: give the {noun}'s data or its url")
     if part.url:
         problem = url_problem(part.url, ("https",))

@@ -15,6 +15,7 @@ from warpcore.server.core.domain import (
     GenerationParams,
     Role,
 )
+from warpcore.server.core.part_rules import outside_user_turn
 from warpcore.server.core.tool_rules import check_tool_count
 from warpcore.server.core.tooling import (
     ReasoningBlock,
@@ -150,8 +151,9 @@ def _text_blocks(owner: Json, key: str, path: str, marks: list[CacheMark]) -> li
     pieces = []
     for block_path, block in objects(owner, key, path):
         kind = text(block, "type", block_path, required=True)
-        if kind == "image":
-            # The domain's tool results (and system prompts) carry text only: refused, rather than dropped.
+        if kind == "image" and not path:  # the system prompt's: outside a user turn, refused as any image there
+            raise outside_user_turn(block_path, "image")
+        if kind == "image":  # a tool result's: the domain's carry text only, so refused rather than dropped
             raise unsupported(at(block_path, "type"), "an image here (send it in a user turn's own content)")
         if kind != "text":
             raise unsupported(at(block_path, "type"), f"a block of type {quoted(kind)} here")

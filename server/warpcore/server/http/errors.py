@@ -170,8 +170,9 @@ _WHOLE_REQUEST_SUBJECTS = {"the request body": "the body", "the request's": "its
 def _said_of(field: str, words: str) -> str:
     """The words after an Anthropic message's path and colon, which say what the path is, as the API's own do
     (`messages.0.content: Field required`): not "is" first (`messages[0].content[0]: 5242881 bytes; ...`, where the
-    domain says `messages[0].content[0] is 5242881 bytes; ...`), nor the request again after `request:`."""
-    words = words.removeprefix("is ")
+    domain says `messages[0].content[0] is 5242881 bytes; ...`), nor the member's own name again (`budget_tokens must
+    be ...` of `thinking.budget_tokens`), nor the request again after `request:`."""
+    words = words.removeprefix(f"{field.rpartition('.')[2]} ").removeprefix("is ")
     if field == WHOLE_REQUEST:
         for said, shorter in _WHOLE_REQUEST_SUBJECTS.items():
             if words.startswith(said):

@@ -29,7 +29,11 @@ renamed as a domain field is."""
 
 
 def refuse(path: str, message: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"{path}: {message}", field=path, reason="INVALID_FIELD")
+    """`message` said of the member at `path`: a predicate ("is required") makes a sentence with it, as the domain's
+    refusals read ("tools[0].type is required", not "tools[0].type: is required"); other words follow a colon. The
+    Anthropic dialect writes either as its API does, the path, a colon and the words (errors.anthropic_error)."""
+    joined = " " if message.startswith("is ") else ": "
+    return InvalidArgumentError(f"{path}{joined}{message}", field=path, reason="INVALID_FIELD")
 
 
 def unsupported(path: str, what: str, supported: str = "") -> InvalidArgumentError:

@@ -220,7 +220,7 @@ def _anthropic_source(block: Json, path: str, noun: str) -> tuple[bytes, str, st
     if kind == "base64":
         data = text(source, "data", source_path, required=True) or ""
         media_type = text(source, "media_type", source_path, required=True) or ""
-        return _decoded(data, at(source_path, "data")), media_type, ""
+        return _decoded(data, at(source_path, "data"), "the base64 data is empty"), media_type, ""
     if kind == "url":
         return b"", "", text(source, "url", source_path, required=True) or ""
     raise unsupported(
@@ -266,10 +266,14 @@ def _data_url(url: str, path: str) -> tuple[bytes, str]:
     if parsed is None:
         raise refuse(path, f"a data URL must be {DATA_URL_FORM}")
     media_type, data = parsed
-    return _decoded(data, path), media_type
+    return _decoded(data, path, "the data URL holds no data"), media_type
 
 
-def _decoded(data: str, path: str) -> bytes:
+def _decoded(data: str, path: str, empty: str) -> bytes:
+    """The bytes of base64 `data`; none are refused here (`empty` says why), where the domain would read a part with
+    neither bytes nor a URL as one given neither."""
+    if not data:
+        raise refuse(path, empty)
     try:
         return base64.b64decode(data, validate=True)
     except ValueError:  # binascii.Error, or characters outside ASCII
