@@ -3,6 +3,7 @@ time, and the model keeps serving."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -189,6 +190,43 @@ async def test_the_caps_are_the_ones_the_errors_quote(engine: Engine) -> None:
     assert str(GRAMMAR_MAX_BYTES) in error.message
     fine = await run(engine, model, json_params({"type": "string", "maxLength": GRAMMAR_MAX_REPEAT}, max_tokens=8))
     assert fine.result is not None
+
+
+def doubling(levels: int) -> dict[str, Any]:
+    """A schema whose definitions each refer to the one before twice: small as written, 2**levels leaves inlined."""
+    defs: dict[str, Any] = {"d0": {"type": "integer"}}
+    for level in range(1, levels + 1):
+        twice = {"$ref": f"#/$defs/d{level - 1}"}
+        defs[f"d{level}"] = {"type": "object", "properties": {"x": twice, "y": twice}, "required": ["x", "y"]}
+    return {"$defs": defs, "$ref": f"#/$defs/d{levels}"}
+
+
+async def test_too_many_subschemas_names_the_ref_whose_inlining_makes_them(engine: Engine) -> None:
+    # A tester was pointed at #/$defs/d2/properties/x, where the count happened to pass the cap, in a schema of eleven
+    # small definitions: not what to change. The refusal names the $ref whose inlining passed it, where it is used,
+    # and says that each use of a $ref counts its definition again.
+    model = await load_local(engine, "tiny")
+    error = await refused(engine, model, json_params(doubling(10)))
+    assert error.reason == "SCHEMA_TOO_LARGE"
+    assert error.metadata["schema_pointer"] == "#"
+    assert error.message.startswith("response_format.schema at #: inlining $ref '#/$defs/d10' here took")
+    assert f"past {GRAMMAR_MAX_SCHEMA_NODES} subschemas" in error.message
+    assert "every $ref is inlined, and each use of a $ref counts its definition's subschemas again" in error.message
+    # The fan-out: the innermost definition, written twice, was inlined hundreds of times.
+    inlined = re.search(r"'#/\$defs/d0' was inlined (\d+) times", error.message)
+    assert inlined is not None, error.message
+    assert int(inlined[1]) > GRAMMAR_MAX_SCHEMA_NODES // 8
+    # A definition used at many places: the use that passed the cap, and how often it was inlined.
+    address = {"type": "object", "properties": {f"f{n}": {"type": "string"} for n in range(20)}}
+    uses = {f"a{n}": {"$ref": "#/$defs/address"} for n in range(60)}
+    schema = {"$defs": {"address": address}, "type": "object", "properties": uses, "required": list(uses)}
+    error = await refused(engine, model, json_params(schema))
+    pointer = error.metadata["schema_pointer"]
+    assert pointer.startswith("#/properties/a")
+    times = int(pointer.removeprefix("#/properties/a")) + 1
+    assert f"at {pointer}: inlining $ref '#/$defs/address' here took" in error.message
+    assert f"'#/$defs/address' was inlined {times} times" in error.message
+    await assert_serving(engine, model)
 
 
 # Schemas taken before formats and patterns were enforced as they are now: still taken, so that old clients keep

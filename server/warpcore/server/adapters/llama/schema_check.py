@@ -14,6 +14,7 @@ format, and minItems and maxItems beside prefixItems."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -104,6 +105,10 @@ class _Walk:
         self._owner = owner
         self._root = root
         self._field = field
+        self._uses: Counter[str] = Counter()
+        """How many times each $ref has been inlined so far."""
+        self._outer_use = "#"
+        """Where the outermost $ref being inlined is used (the pointers within it are its definition's)."""
 
     def refuse(self, pointer: str, message: str, reason: str = "SCHEMA_UNSUPPORTED") -> InvalidArgumentError:
         return InvalidArgumentError(
@@ -122,12 +127,7 @@ class _Walk:
         if depth > GRAMMAR_MAX_SCHEMA_DEPTH:
             raise self.refuse(pointer, f"subschemas nest more than {GRAMMAR_MAX_SCHEMA_DEPTH} deep", "SCHEMA_TOO_LARGE")
         if self._owner.nodes > GRAMMAR_MAX_SCHEMA_NODES:
-            raise self.refuse(
-                pointer,
-                f"the schemas of this request have more than {GRAMMAR_MAX_SCHEMA_NODES} subschemas (with every $ref"
-                " inlined), too many for grammar-constrained sampling",
-                "SCHEMA_TOO_LARGE",
-            )
+            raise self._too_many(pointer, refs)
         if "$ref" in node:
             return self._ref(node, pointer, refs, depth)
         refused = sorted(REFUSED_KEYWORDS.intersection(node))
@@ -186,12 +186,33 @@ class _Walk:
                 else "is not supported: only references into this schema (#/...)"
             )
             raise self.refuse(pointer, f"$ref {quoted(ref)} {why}")
+        if not refs:
+            self._outer_use = pointer
+        self._uses[ref] += 1
         if ref in refs:
             raise self.refuse(pointer, f"$ref {quoted(ref)} is recursive, which grammar-constrained sampling refuses")
         target = referenced(self._root, ref)
         if target is NOTHING:
             raise self.refuse(pointer, f"$ref {quoted(ref)} points at nothing")
         return self.schema(target, ref, (*refs, ref), depth + 1)
+
+    def _too_many(self, pointer: str, refs: tuple[str, ...]) -> InvalidArgumentError:
+        """Past the cap on subschemas: said of the $ref whose inlining passed it, where it is used, rather than of the
+        subschema where the count happened to pass, deep in a definition, with the $ref inlined most often: each use
+        of a definition counts it again, and a few small ones that refer to each other twice make thousands."""
+        cap = f"{GRAMMAR_MAX_SCHEMA_NODES} subschemas, too many for grammar-constrained sampling"
+        if refs:
+            pointer = self._outer_use
+            message = f"inlining $ref {quoted(refs[0])} here took the schemas of this request past {cap}"
+        else:
+            message = f"the schemas of this request have more than {cap}"
+        if self._uses:
+            ref, times = self._uses.most_common(1)[0]
+            message += (
+                f": every $ref is inlined, and each use of a $ref counts its definition's subschemas again"
+                f" ({quoted(ref)} was inlined {'once' if times == 1 else f'{times} times'})"
+            )
+        return self.refuse(pointer, message, "SCHEMA_TOO_LARGE")
 
     def _tuple(self, plain: dict[str, Any], pointer: str) -> None:
         """prefixItems is generated as exactly its items, which validates closed (items false) or not (items true)."""
