@@ -114,8 +114,10 @@ class TokenText:
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
             calls = tuple(self._calls.calls)
-            repeated = self._calls.repeated  # a repeat, whole or cut by the budget, ended the calls
-            reason = FinishReason.TOOL_CALLS if calls and (reason is FinishReason.STOP or repeated) else reason
+            # Only a call cut before its arguments were whole is a cut: after them, in the closing line the grammar
+            # writes alone, between calls or in a repeat (a base model's further calls repeat), the answer is its calls.
+            whole = reason is FinishReason.LENGTH and not self._calls.unfinished
+            reason = FinishReason.TOOL_CALLS if calls and (reason is FinishReason.STOP or whole) else reason
         return Finish(
             reason,
             prompt_tokens=len(self._prompt.tokens),

@@ -63,6 +63,11 @@ class ToolCallText:
         """A call repeated an earlier one: the calls are over."""
         return self._state == self._ended
 
+    @property
+    def unfinished(self) -> bool:
+        """A call was left with its arguments not yet whole (after `flush`: cut short, and no repeat)."""
+        return self._state in (self._header, self._arguments_text)
+
     def feed(self, text: str) -> None:
         self._buffer += text
         while self._state():
@@ -71,9 +76,9 @@ class ToolCallText:
     def flush(self, *, cut: bool) -> None:
         """The generation ended, `cut` short by its token budget or not: outside a call, what was held back is answer
         text, unless the cut fell inside a call's opening marker; a call cut short is not among the complete calls,
-        but one whose arguments were written whole, before its closing line, is (as a hosted API's call is); one cut
-        while it may yet be a repeat of an earlier call (or before it began) ends the calls, as the repeat would have
-        (`repeated`)."""
+        but one whose arguments were written whole, before its closing line, is (the grammar writes the rest of that
+        line alone): only a call cut before then is `unfinished`; one cut while it may yet be a repeat of an earlier
+        call (or before it began) ends the calls, as the repeat would have (`repeated`)."""
         repeating = cut and self._repeating()  # asked before a call cut in its closing line is completed
         if self._state == self._text and not cut:
             self._answer(self._buffer)
