@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx2
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.conftest import TINY_MODEL
 from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
-from tests.http_door import base_url, load_hosted
+from tests.http_door import async_openai_client, base_url, load_hosted
 from warpcore.server.core.domain import BackendKind, LoadSpec
 from warpcore.server.doors import Doors
 
@@ -278,3 +279,26 @@ async def test_embeddings_of_no_input_say_so_in_words(both: Doors) -> None:
     error = refused.json()["error"]
     assert error["param"] == "input"
     assert error["message"] == "give between 1 and 2048 inputs"
+
+
+async def test_an_answer_from_litellm_handed_back_as_the_openai_sdk_gave_it_is_taken(
+    both: Doors, openai_upstream: FakeOpenAI
+) -> None:
+    """An outside tester's finding: LiteLLM's answers carry `provider_specific_fields` in their message, which the
+    usual tool loop (`messages.append(answer.choices[0].message)`) sends back; it was a 400 unknown_field. It changes
+    no answer, and goes to no upstream."""
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"n":1}'}}
+    message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call], "function_call": None}
+    message["provider_specific_fields"] = {"refusal": None}
+    choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+    answer = ChatCompletion.model_validate(
+        {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt", "choices": [choice]}
+    )
+    messages: list[Any] = [{"role": "user", "content": "a"}, answer.choices[0].message]
+    messages.append({"role": "tool", "tool_call_id": "c", "content": "2"})
+    tools: list[Any] = [CHAT_TOOL]
+    async with async_openai_client(both) as client:
+        await client.chat.completions.create(model="gpt", messages=messages, tools=tools)
+    (sent,) = posts(openai_upstream)
+    assert sent is not None
+    assert sent["messages"][1] == {"role": "assistant", "content": None, "tool_calls": [call]}

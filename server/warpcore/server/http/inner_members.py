@@ -23,11 +23,12 @@ CHAT_MESSAGES = {
     "developer": _SPEAKER,
     "user": _SPEAKER,
     # `reasoning_content` and `thinking_blocks` are the door's own extension (LiteLLM's), handed back. An answer
-    # handed back as the SDK gave it holds `annotations` (what it cited) and, from `parse()`, `parsed` (its content
-    # read as the format's type): its content is what the model reads.
+    # handed back as the SDK gave it holds `annotations` (what it cited), from `parse()`, `parsed` (its content
+    # read as the format's type), and from LiteLLM, `provider_specific_fields` (what its provider said beside the
+    # API's fields): its content is what the model reads.
     "assistant": Members(
         read=("role", "content", "refusal", "tool_calls", "reasoning_content", "thinking_blocks", "cache_control"),
-        ignored=("annotations", "parsed"),
+        ignored=("annotations", "parsed", "provider_specific_fields"),
         refused=("name", "audio", "function_call"),
         why={
             "name": _NAME,
