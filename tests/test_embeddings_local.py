@@ -65,7 +65,7 @@ async def test_identical_texts_get_identical_vectors_and_a_batch_equals_one_by_o
     batch = vectors(await embed(stub, [*TEXTS, TEXTS[0]]))
     assert batch == vectors(await embed(stub, [*TEXTS, TEXTS[0]]))  # the same call, bit for bit the same vectors
     # llama.cpp's CPU kernels are not batch-invariant: a text's vector changes slightly with the texts decoded beside
-    # it (on this tiny model in its last bits; on Gemma, with its larger activations, cosine stays above 0.999).
+    # it (on this tiny model in its last bits; on Gemma, with its larger activations, more: see embeddings.proto).
     assert cosine(batch[0], batch[-1]) == pytest.approx(1.0, abs=1e-6)
     one_by_one = [vectors(await embed(stub, [text]))[0] for text in TEXTS]
     assert one_by_one[0] == vectors(await embed(stub, TEXTS[:1]))[0]

@@ -168,9 +168,12 @@ Global___Embedding: _TypeAlias = Embedding  # noqa: Y015
 class EmbedResponse(_message.Message):
     """EmbedResponse holds one vector per input, in the order of the inputs. A llama.cpp
     model embeds several inputs at once, and its kernels round a text's numbers
-    differently with the rows beside it: a vector may differ slightly (cosine
-    similarity above 0.999) from the one the same text gets in another call. One input
-    per call gives each text the vector of its text alone.
+    differently with the rows beside it and with where its own rows fall among them;
+    a model with large activations, as the embedded Gemma, carries that rounding into
+    the vector: a vector may differ (cosine similarity above 0.995; the shortest
+    texts, of one or two tokens, move the most) from the one the same text gets in
+    another call. One input per call gives each text the vector of its text alone,
+    the same in every such call.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -49,9 +49,12 @@ class EmbeddingContext:
     ) -> None:
         self._vocabulary = vocabulary
         self.context_size = context_size
-        # Repacked weights (llama-cpp-python's default, its fastest kernels): a text's vector changes in its last bits
-        # with the texts batched beside it whatever the kernels (their tokens share one attention over the batch, all
-        # but their own masked), so loading without repacking would buy no guarantee here.
+        # Repacked weights (llama-cpp-python's default, its fastest kernels): a text's vector changes with the texts
+        # batched beside it whatever the kernels. The attention and the pooling sum a text's rows in an order set by
+        # where they fall in the batch, and the kernels switch with the batch's rows; Gemma's large activations carry
+        # the last-bit differences into the vector (embeddings.proto states the bound, a test checks it). A text alone
+        # in its own decode would be exact, but a batch of short texts would then pay a decode each, several times the
+        # time; loading without repacking buys no guarantee either.
         self.model = weights.load(repack=True)
         # As many texts as llama.cpp decodes together, each of one token at least.
         self.sequences = min(llama_cpp.llama_max_parallel_sequences(), context_size)
