@@ -44,6 +44,18 @@ def documented_bound() -> float:
     return float(promised[0])
 
 
+@pytest.fixture(scope="module")
+def gemma_models_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gemma-models")
+
+
+@pytest.fixture
+def server_env(gemma_models_path: Path) -> dict[str, str]:
+    """A MODELS_PATH of this module's own: the embedded model assembled in the session's would be listed by the tests
+    of what a MODELS_PATH holds."""
+    return {"MODELS_PATH": str(gemma_models_path)}
+
+
 @pytest.fixture
 async def gemma_embedder(doors: Doors, server_env: dict[str, str]) -> AsyncIterator[Stub]:
     specs = embedded_load_specs(Path(server_env["MODELS_PATH"]))
