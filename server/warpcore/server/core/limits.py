@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from warpcore.server.core.bounds import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
-from warpcore.server.core.domain import Admission, BackendKind, ModelInfo
+from warpcore.server.core.domain import Admission, BackendKind, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import ResourceExhaustedError, UnavailableError, WarpcoreError
 
 BUSY_RETRY_AFTER = 1.0  # seconds suggested to a caller turned away by a full queue
@@ -29,6 +29,21 @@ def model_unloading(model_id: str) -> UnavailableError:
         reason="MODEL_UNLOADING",
         metadata={"model_id": model_id},
     )
+
+
+def check_room(model_id: str, running: int, waiting: int, room: int, *, loading: bool = False) -> None:
+    """The one rule of a model's admission: `room` generations running or waiting at most, the next one refused for
+    its caller to retry later (`loading`: those waiting for the model's load, which will take the same room)."""
+    # In all, not each apart: between a slot's release and its waiter's wake-up `active` is one short while
+    # `waiting` still counts that waiter, and a burst arriving then would queue past the bound.
+    if running + waiting >= room:
+        raise ResourceExhaustedError(
+            f"model {model_id!r} is busy{' loading' if loading else ''}: generations running {running}, waiting"
+            f" {waiting}; retry later",
+            reason="MODEL_BUSY",
+            retry_after=BUSY_RETRY_AFTER,
+            metadata={"model_id": model_id},
+        )
 
 
 Refusal = Callable[[], WarpcoreError]
@@ -60,16 +75,7 @@ class StreamGate:
     async def slot(self) -> AsyncIterator[None]:
         if self._closed.is_set():  # one that waited for its model's load, say, as the server began to shut down
             raise self._refusal()
-        # In all, not each apart: between a slot's release and its waiter's wake-up `active` is one short while
-        # `waiting` still counts that waiter, and a burst arriving then would queue past the bound.
-        if self.active + self.waiting >= self._max_active + self._max_waiting:
-            raise ResourceExhaustedError(
-                f"model {self._model_id!r} is busy: generations running {self.active}, waiting {self.waiting};"
-                " retry later",
-                reason="MODEL_BUSY",
-                retry_after=BUSY_RETRY_AFTER,
-                metadata={"model_id": self._model_id},
-            )
+        check_room(self._model_id, self.active, self.waiting, self._max_active + self._max_waiting)
         self.waiting += 1
         try:
             if self._slots.locked():
@@ -169,22 +175,34 @@ class Limits:
             return self.max_streams_per_api_model, self.max_queue_per_api_model
         return self.max_streams_per_model, self.max_queue_per_model
 
+    def admission(self, backend: BackendKind, parallel: int = 1, own: Admission | None = None) -> tuple[int, int]:
+        """Running and waiting generations a model admits: its own Admission's, else the defaults of its backend; a
+        model that decodes `parallel` generations together runs at least that many."""
+        running, waiting = self.defaults(backend)
+        if own is not None:
+            running = running if own.max_streams is None else own.max_streams
+            waiting = waiting if own.max_queue is None else own.max_queue
+        return max(running, parallel), waiting
+
     def gate(self, model_id: str, backend: BackendKind, parallel: int = 1, own: Admission | None = None) -> StreamGate:
-        """The model's gate; a model that decodes `parallel` generations together runs at least that many."""
+        """The model's gate, admitting as `admission` says."""
         if model_id not in self.gates:
-            running, waiting = self.defaults(backend)
-            if own is not None:
-                running = running if own.max_streams is None else own.max_streams
-                waiting = waiting if own.max_queue is None else own.max_queue
-            self.gates[model_id] = StreamGate(model_id, max(running, parallel), waiting)
+            self.gates[model_id] = StreamGate(model_id, *self.admission(backend, parallel, own))
             if self._closed:  # a model loaded during the shutdown: none of its calls starts
                 self.gates[model_id].close()
         return self.gates[model_id]
 
     @contextlib.contextmanager
-    def awaiting(self, model_id: str) -> Iterator[None]:
+    def awaiting(self, model_id: str, loads: LoadSpec | None = None) -> Iterator[None]:
         """Counted in `awaiting_load` within, however the wait ends (the model ready, a cancel, a deadline, a failed
-        load): a router must not see a replica loading a model for a burst as idle."""
+        load): a router must not see a replica loading a model for a burst as idle. `loads`, the model as its load
+        will load it: a call past the admission it will have is refused now, as its gate would refuse it once
+        loaded, rather than after the whole load; those within it wait, and then all find a place at the gate (whose
+        room is the same, or more: `parallel` from LLAMA_PARALLEL is known to the load alone)."""
+        if loads is not None:
+            parallel = loads.settings.parallel if isinstance(loads.settings, LocalSettings) else None
+            room = sum(self.admission(loads.backend, parallel or 1, loads.admission))
+            check_room(model_id, 0, self.awaiting_load.get(model_id, 0), room, loading=True)
         self.awaiting_load[model_id] = self.awaiting_load.get(model_id, 0) + 1
         try:
             yield
@@ -235,5 +253,4 @@ def activity(limits: Limits, model_id: str, info: ModelInfo, backend: BackendKin
         return Activity(occupancy.running, waiting + queued, info.parallel)
     if gate is not None:
         return Activity(running, waiting, gate.max_active)
-    slots = limits.defaults(backend)[0] if own is None or own.max_streams is None else own.max_streams
-    return Activity(running, waiting, max(slots, info.parallel))
+    return Activity(running, waiting, limits.admission(backend, info.parallel, own)[0])

@@ -15,6 +15,7 @@ from typing import Literal, NamedTuple
 
 from warpcore.server.core.domain import LoadSpec
 from warpcore.server.core.errors import WarpcoreError
+from warpcore.server.core.limits import Activity
 
 UnloadReason = Literal["idle", "room", "requested"]
 Arriving = Callable[[str], None]
@@ -67,6 +68,12 @@ class ResidencyReport:
     last_used: float
     expires_at: float | None
     keep_alive: float
+
+    @classmethod
+    def of(cls, residence: Residence, now: Activity, memory_bytes: int, held: bool) -> ResidencyReport:
+        """The report of a model `now` doing what it does, `held` by calls (or its unload)."""
+        expires_at, keep_alive = residence.expires_at(held), residence.keep_alive
+        return cls(memory_bytes, now.running, now.slots, now.waiting, residence.last_used, expires_at, keep_alive)
 
 
 class Dormant(NamedTuple):

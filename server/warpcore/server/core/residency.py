@@ -144,7 +144,7 @@ class Residency:
         while it waits for the model (`queued`, a generation: counted waiting then too), until the block ends."""
         self._in_use[model_id] += 1
         try:
-            with self._limits.awaiting(model_id) if queued else contextlib.nullcontext():
+            with self._limits.awaiting(model_id, self._awaited(model_id)) if queued else contextlib.nullcontext():
                 model = await self._ready(model_id)
             self.residences[model_id].stop_clock()
             with self._holders.holding(model_id):
@@ -157,6 +157,14 @@ class Residency:
             if residence is not None:
                 residence.last_used = time.time()
                 self._schedule(model_id, residence)
+
+    def _awaited(self, model_id: str) -> LoadSpec | None:
+        """The model as it will be loaded, while a call naming it waits for its load (being loaded, a startup model
+        not loaded yet, or dormant): None once loaded (its gate admits), or not known."""
+        known: Loading | Dormant | None = self.loading.get(model_id) or self.expected.loads.get(model_id)
+        if known is None and self._registry.find(model_id) is None:
+            known = self.dormant.get(model_id)
+        return None if known is None else self.declared.get(model_id, known.spec)
 
     async def _ready(self, model_id: str) -> LoadedModel:
         while True:
@@ -190,17 +198,9 @@ class Residency:
         return self._registry.get(model_id) if dormant is None else await self._load_in_turn(dormant.spec)
 
     def report(self, model: LoadedModel) -> ResidencyReport:
-        residence = self.residences[model.id]
         now = activity(self._limits, model.id, model.info, model.backend, model.spec.admission)
-        return ResidencyReport(
-            memory_bytes=model.info.memory_bytes,
-            slots_busy=now.running,
-            slots_total=now.slots,
-            queue_depth=now.waiting,
-            last_used=residence.last_used,
-            expires_at=residence.expires_at(model.id in self._in_use or model.id in self._leaving),
-            keep_alive=residence.keep_alive,
-        )
+        held = model.id in self._in_use or model.id in self._leaving
+        return ResidencyReport.of(self.residences[model.id], now, model.info.memory_bytes, held)
 
     async def _changed(self, model_id: str, loaded: bool) -> None:
         """The registry's listener, first of all: no await, so a model and its residence come and go together."""
