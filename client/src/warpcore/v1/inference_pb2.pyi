@@ -926,12 +926,15 @@ class ListModelsRequest(_message.Message):
     """Unspecified: the models this server knows (loaded, loading or unloading, and those
     it loads on first use, in state MODEL_STATE_AVAILABLE). A backend: the models it
     knows of that backend, followed by those the backend can serve (also
-    MODEL_STATE_AVAILABLE).
+    MODEL_STATE_AVAILABLE, their name as id) less any whose name is already an id in
+    the listing (a model loaded under its own name): no two entries share an id. A
+    model loaded under another id is listed both ways.
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:
         """Settings used to ask the backend what it serves. Absent: the server's environment.
-        Set without a backend: INVALID_ARGUMENT (it would be left unread).
+        Without a backend it asks none, and is ignored: the listing is the server's own, as
+        it was in the first release.
         """
 
     def __init__(

@@ -46,7 +46,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         available: Sequence[str] = ()
-        translate_models.check_listing(request)
+        # backend_config without a backend asks none, and is left unread, as in the first release.
         if (backend := translate_models.listed_backend(request.backend)) is not None:
             available = await self._engine.available(backend, translate.backend_settings(request.backend_config))
         residency, unloading = self._engine.residency, pb.MODEL_STATE_UNLOADING

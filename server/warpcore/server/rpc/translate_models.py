@@ -97,15 +97,6 @@ def listed_backend(value: int) -> BackendKind | None:
     return backend_kind(value, also=("BACKEND_TYPE_UNSPECIFIED (every backend)",))
 
 
-def check_listing(request: pb.ListModelsRequest) -> None:
-    """Settings to ask a backend with go with the backend to ask: without one they would be dropped unread."""
-    require(
-        request.backend != pb.BACKEND_TYPE_UNSPECIFIED or not request.HasField("backend_config"),
-        "backend_config",
-        "backend_config is read only to ask a backend what it serves: set backend too, or leave backend_config out",
-    )
-
-
 def model_message(
     model: LoadedModel, report: ResidencyReport | None = None, state: pb.ModelState.ValueType = pb.MODEL_STATE_READY
 ) -> pb.Model:
