@@ -98,9 +98,13 @@ async def test_async_client_round_trip(target: str) -> None:
         chat = [("user", "hello"), ("assistant", "the world and")]
         continued = await client.generate("tiny", messages=chat, max_tokens=3, continue_last_message=True)
         after = await client.generate("tiny", messages=chat, max_tokens=3)
+        # Unset, a local model answers after it, as asked with False (and as the first release did).
+        asked_after = await client.generate("tiny", messages=chat, max_tokens=3, continue_last_message=False)
         assert continued.usage is not None
         assert after.usage is not None
         assert continued.usage.prompt_tokens < after.usage.prompt_tokens
+        assert asked_after.usage is not None
+        assert asked_after.usage.prompt_tokens == after.usage.prompt_tokens
 
         assert await client.health() == "SERVING"
         assert [m.id for m in await client.list_models()] == ["tiny"]

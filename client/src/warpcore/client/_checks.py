@@ -112,7 +112,7 @@ UINT32_OPTIONS = ("max_tokens", "top_k", "seed", "top_logprobs", "reasoning_budg
 
 
 REAL_OPTIONS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
-FLAG_OPTIONS = ("logprobs", "no_prompt_cache", "parallel_tool_calls", "continue_last_message", "adaptive_thinking")
+FLAG_OPTIONS = ("logprobs", "no_prompt_cache", "parallel_tool_calls", "adaptive_thinking")
 
 
 def real(option: str, value: Any) -> float:
@@ -134,6 +134,8 @@ def generation_values(options: Mapping[str, Any]) -> None:
     for option in FLAG_OPTIONS:
         if option in options:
             flag(option, options[option])
+    if options.get("continue_last_message") is not None:  # None leaves it unset
+        flag("continue_last_message", options["continue_last_message"])
     for token, bias in (options.get("logit_bias") or {}).items():
         whole("a logit_bias token id", token, 0, UINT32_MAX, "uint32")
         real("a logit_bias value", bias)

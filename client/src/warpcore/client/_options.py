@@ -104,9 +104,10 @@ class BaseGenerationOptions(TypedDict, total=False):
     object (OpenAI's {"type": "function", "function": {"name": ...}}, Anthropic's {"type": "auto" | "any" | "tool" |
     "none", "name", "disable_parallel_tool_use"})."""
     parallel_tool_calls: bool
-    continue_last_message: bool
-    """Continue the last message, an assistant's text, rather than answer after it (Anthropic's prefill); local and
-    Anthropic models."""
+    continue_last_message: bool | None
+    """True: continue the last message, an assistant's text, rather than answer after it (Anthropic's prefill); local
+    and Anthropic models. False: answer after it; not Anthropic models. Unset or None: as the model's API reads it,
+    what a client without the option got: Anthropic models continue it, the others answer after it."""
     reasoning_effort: ReasoningEffort
     """"none", "minimal", "low", "medium", "high", "xhigh" or "max" (what each backend takes differs)."""
     reasoning_budget: int

@@ -163,8 +163,8 @@ def request_fields(options: GenerationOptions) -> tuple[dict[str, Any], dict[str
             request["parallel_tool_calls"] = parallel
     if "parallel_tool_calls" in fields:
         request["parallel_tool_calls"] = fields.pop("parallel_tool_calls")
-    if "continue_last_message" in fields:
-        request["continue_last_message"] = fields.pop("continue_last_message")
+    if (continue_last := fields.pop("continue_last_message", None)) is not None:  # None: unset, the model's reading
+        request["continue_last_message"] = continue_last
     if "system_cache" in fields:
         fields["system_cache_breakpoint"] = cache_breakpoint(fields.pop("system_cache"))
     if "verbosity" in fields:

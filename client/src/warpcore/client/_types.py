@@ -41,7 +41,7 @@ class FinishReason(enum.StrEnum):
     """The backend's safety policy stopped or withheld the answer (OpenAI's content_filter, Claude's refusal)."""
     PAUSED = "paused"
     """The backend paused a long turn (Claude's pause_turn): send the answer back unchanged as the last assistant
-    message, with continue_last_message=True, to let the model go on."""
+    message, which Claude continues (continue_last_message unset or True), to let the model go on."""
     UNSPECIFIED = "unspecified"
     """Not set, or a reason newer than this SDK."""
 

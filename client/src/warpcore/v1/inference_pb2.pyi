@@ -299,7 +299,8 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_PAUSED: _FinishReason.ValueType  # 8
     """The backend paused a long turn before its end (Anthropic's pause_turn): the answer
     so far is not the whole answer. To let the model go on, send it back unchanged as
-    the last ROLE_ASSISTANT message, with continue_last_message.
+    the last ROLE_ASSISTANT message, which an Anthropic model continues
+    (continue_last_message unset or true).
     """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
@@ -341,7 +342,8 @@ content_filter, Anthropic's refusal stop reason. The text before it stands.
 FINISH_REASON_PAUSED: FinishReason.ValueType  # 8
 """The backend paused a long turn before its end (Anthropic's pause_turn): the answer
 so far is not the whole answer. To let the model go on, send it back unchanged as
-the last ROLE_ASSISTANT message, with continue_last_message.
+the last ROLE_ASSISTANT message, which an Anthropic model continues
+(continue_last_message unset or true).
 """
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
@@ -1285,13 +1287,19 @@ class GenerateRequest(_message.Message):
     parallel_tool_calls: _builtins.bool
     """Whether the model may call several tools in one turn. Unset: true."""
     continue_last_message: _builtins.bool
-    """Continue the last message, an assistant's text, rather than answer after it in a
-    turn of its own (Anthropic's prefill): the answer begins where that text ends, and
-    holds only what follows it. Local models (not with tools or a response format,
-    whose grammar makes the answer a whole value of its own) and Anthropic models;
+    """Whether the answer continues the last message, an assistant's text (Anthropic's
+    prefill: the answer begins where that text ends, and holds only what follows it),
+    or answers after it in a turn of its own.
+    Unset: as the model's API reads a conversation ending with an assistant's text,
+    which is what the first release (without this field) did: an Anthropic model
+    continues it (refused as with true when it ends in whitespace); OpenAI and local
+    models answer after it.
+    true: continue it. Local models (not with tools or a response format, whose
+    grammar makes the answer a whole value of its own) and Anthropic models;
     INVALID_ARGUMENT on OpenAI models, whose API answers after such a message, on
     Anthropic models when that text ends in whitespace (the API refuses to continue
     it), and when the last message is not an assistant's text without tool calls.
+    false: answer after it; INVALID_ARGUMENT on Anthropic models, whose API cannot.
     """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
@@ -1321,14 +1329,19 @@ class GenerateRequest(_message.Message):
         tools: _abc.Iterable[_tools_pb2.Tool] | None = ...,
         tool_choice: _tools_pb2.ToolChoice | None = ...,
         parallel_tool_calls: _builtins.bool | None = ...,
-        continue_last_message: _builtins.bool = ...,
+        continue_last_message: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_continue_last_message", b"_continue_last_message", "_parallel_tool_calls", b"_parallel_tool_calls", "continue_last_message", b"continue_last_message", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls", "continue_last_message", b"continue_last_message", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_continue_last_message", b"_continue_last_message", "_parallel_tool_calls", b"_parallel_tool_calls", "continue_last_message", b"continue_last_message", "messages", b"messages", "model_id", b"model_id", "options", b"options", "parallel_tool_calls", b"parallel_tool_calls", "prompt", b"prompt", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__continue_last_message: _TypeAlias = _typing.Literal["continue_last_message"]  # noqa: Y015
+    _WhichOneofArgType__continue_last_message: _TypeAlias = _typing.Literal["_continue_last_message", b"_continue_last_message"]  # noqa: Y015
     _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__continue_last_message) -> _WhichOneofReturnType__continue_last_message | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015

@@ -150,13 +150,23 @@ class GenerationParams:
     logprobs: bool = False
     top_logprobs: int = 0
     """With `logprobs`: the most likely tokens to report at each place."""
-    continue_last: bool = False
+    continue_last: bool | None = None
     """The last message is an assistant's text for the answer to continue (Anthropic's prefill), not a finished turn
-    to answer after."""
+    to answer after; None: as the backend's API reads it (`continues_last`)."""
     anthropic_betas: tuple[str, ...] = ()
     """Anthropic beta features to turn on (its anthropic-beta header); other backends leave them aside."""
     hops: tuple[str, ...] = ()
     """The warpcore servers the request passed through before this one (core/hops.py), for an upstream call."""
+
+    def continues_last(self, api_continues: bool) -> bool:
+        """Whether the answer continues the last message: as the request says, or, where it does not (a client of the
+        first release, which had no say, or an HTTP dialect that has none), as the backend's API reads a last
+        assistant's text (`api_continues`: Anthropic's continues it, the first release sending it as it came; OpenAI's
+        and a local chat template answer after it)."""
+        if self.continue_last is not None:
+            return self.continue_last
+        last = self.messages[-1] if self.messages else None
+        return api_continues and last is not None and last.role is Role.ASSISTANT and not last.tool_calls
 
     @property
     def penalties(self) -> dict[str, float]:

@@ -120,6 +120,7 @@ def responses_request(body: Json, default_max_tokens: int, *, counting: bool = F
         # `top_logprobs` alone asks for them too: the tokens they rank are given with their own.
         logprobs=logprobs or top_logprobs > 0,
         top_logprobs=top_logprobs,
+        continue_last=False,  # this API answers after a last assistant message (an Anthropic model refuses to)
     )
     return ResponsesRequest(
         model=text(body, "model", required=True) or "",

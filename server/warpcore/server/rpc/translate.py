@@ -204,7 +204,7 @@ def generation_params(
         reasoning=tools_translate.reasoning(options),
         verbosity=_verbosity(options.verbosity),
         anthropic_betas=tuple(options.anthropic_betas),
-        continue_last=request.continue_last_message,
+        continue_last=request.continue_last_message if request.HasField("continue_last_message") else None,
     )
 
 

@@ -45,14 +45,15 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
         raise refused("verbosity", "the Anthropic API takes no verbosity; leave it unset")
     if params.temperature is not None and params.temperature > ANTHROPIC_MAX_TEMPERATURE:
         raise refused("temperature", f"the Anthropic API accepts a temperature from 0 to {ANTHROPIC_MAX_TEMPERATURE:g}")
-    if params.messages and params.messages[-1].role is Role.ASSISTANT and not params.continue_last:
+    continues = params.continues_last(api_continues=True)
+    if params.messages and params.messages[-1].role is Role.ASSISTANT and not continues:
         # Sent as it is, it would be continued: an answer of another kind than asked, with no word of it.
         raise refused(
             "messages",
             "the Anthropic API continues a last assistant message (prefill) rather than answering after it; end"
-            " with a user message, or ask to continue it (continue_last_message)",
+            " with a user message, or let the answer continue it (continue_last_message unset or true)",
         )
-    if params.continue_last and params.messages and _ends_in_whitespace(params.messages[-1]):
+    if continues and _ends_in_whitespace(params.messages[-1]):
         raise refused(
             "messages",
             "the Anthropic API refuses to continue an assistant message that ends in whitespace; remove it (the"

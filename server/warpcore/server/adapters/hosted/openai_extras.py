@@ -42,7 +42,7 @@ def check_request(params: GenerationParams, *, openai_itself: bool) -> None:
     vLLM's, LiteLLM's) take; no API a prefill or a reasoning budget; a document given by URL."""
     if params.top_k is not None and openai_itself:
         raise refused("top_k", "top_k is not supported by OpenAI's API; leave it unset")
-    if params.continue_last:
+    if params.continues_last(api_continues=False):
         raise refused(
             "messages",
             "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"

@@ -99,8 +99,9 @@ class ChatTemplate:
             system = SYSTEM_SEPARATOR.join(part for part in (system, words) if part)
         # A last assistant message to continue (prefill) is no turn of the template's: the answer's own beginning,
         # its text follows the template's opening of the answer.
-        turns = params.messages[:-1] if params.continue_last else params.messages
-        answer_start = _text(params.messages[-1], "") if params.continue_last else ""
+        continues = params.continues_last(api_continues=False)
+        turns = params.messages[:-1] if continues else params.messages
+        answer_start = _text(params.messages[-1], "") if continues else ""
         images = _images(turns, self._image_marker)
         marker = self._image_marker or ""
         messages = _chat_messages(

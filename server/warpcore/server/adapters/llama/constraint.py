@@ -54,7 +54,7 @@ def check_servable(params: GenerationParams) -> None:
         )
     response_format = params.response_format
     kind = response_format.kind if response_format is not None else ResponseFormatKind.TEXT
-    if params.continue_last and (kind is not ResponseFormatKind.TEXT or uses_tools(params)):
+    if params.continues_last(api_continues=False) and (kind is not ResponseFormatKind.TEXT or uses_tools(params)):
         # The grammar would make the continuation a whole JSON value or call of its own, after the text given.
         raise InvalidArgumentError(
             "a local model cannot continue a last assistant message under a response format or tools; drop one",
