@@ -192,6 +192,8 @@ class FakeUpstream(ABC):
         recorded = await self._record(request)
         if self.respond is not None and recorded.body is not None:
             self.script = self.respond(recorded.body)
+        if self.script.silent:
+            await self._closing.wait()  # only stop() ends it, unless the client goes first
         if self.required_api_key is not None and self._presented_api_key(recorded) != self.required_api_key:
             return recorded, self.json_response(
                 self.error_body(401, "Incorrect API key provided", None, None), status=401

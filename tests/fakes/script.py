@@ -64,6 +64,7 @@ class Script:
     # Close the connection once a stream is complete, although its headers announce keep-alive (llama.cpp's server).
     close_after_stream: bool = False
     close_unanswered: bool = False  # close the connection of every request, answering none
+    silent: bool = False  # answer no request, not even with a status line, until the client goes or the fake stops
 
     @property
     def output_tokens(self) -> int:

@@ -443,7 +443,9 @@ class ApiConfig(_message.Message):
         """Longest wait for the upstream, at most one day (default 600 s): to connect, and for
         each piece of its answer (a stream's next event), as the vendor SDKs' timeout is; a
         whole stream is bounded by the Generate call's deadline, whose time left bounds this
-        one further.
+        one further. This timeout passing ends the call DEADLINE_EXCEEDED, reason
+        UPSTREAM_DEADLINE_EXCEEDED; a wait the deadline cut short that times out is the
+        call's own deadline passing, ended as gRPC ends it (no details).
         """
 
     def __init__(

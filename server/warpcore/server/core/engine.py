@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -30,7 +29,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.drain import ActiveStreams
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, check_dimensions, check_response_room, normalized
-from warpcore.server.core.errors import DeadlineExceededError, PermissionDeniedError
+from warpcore.server.core.errors import DeadlinePassedError, PermissionDeniedError
 from warpcore.server.core.limits import Limits, shutting_down
 from warpcore.server.core.metrics import Metrics
 from warpcore.server.core.model_ids import canonical_model_id
@@ -219,6 +218,8 @@ class Engine:
                 except asyncio.CancelledError:
                     if not self.streams.ended_by_shutdown():
                         raise  # the caller went away: nobody to tell
+                except DeadlinePassedError as error:  # met before the backend's first event (a hosted upstream's)
+                    failed = Finish(FinishReason.ERROR, failure=error)
                 except Exception:
                     if first_token_at is not None:
                         # Text was sent: close the stream with its result before the error says why.
@@ -228,9 +229,7 @@ class Engine:
                     reader.stop()
                     await events.aclose()
                 if failed is not None and (failure := failed.failure) is not None:
-                    deadline = params.timeout or math.inf
-                    if isinstance(failure, DeadlineExceededError) and _since(started) >= deadline:
-                        # The upstream's timeout was the caller's deadline, cut to it: the caller's end, as grpc's is.
+                    if isinstance(failure, DeadlinePassedError):  # the caller's end, as the door's own would be
                         failed = dataclasses.replace(failed, reason=FinishReason.CANCELLED)
                     if first_token_at is not None:
                         yield result(failed)

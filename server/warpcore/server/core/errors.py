@@ -141,3 +141,12 @@ class UnavailableError(WarpcoreError):
 
 class DeadlineExceededError(WarpcoreError):
     code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class DeadlinePassedError(DeadlineExceededError):
+    """The caller's own deadline passed, and the server met it first: a hosted upstream's wait that the deadline cut
+    short timed out before the door's own end of the call came. Each door ends the call as it ends any whose deadline
+    passed, naming no reason of the server's, as the deadline was the caller's."""
+
+    def __init__(self) -> None:
+        super().__init__("the call's deadline passed")

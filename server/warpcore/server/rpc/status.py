@@ -19,7 +19,7 @@ from grpc_status import rpc_status
 
 from warpcore.server.core.access import REQUEST_ID_HEADER, current_request_id, record_failure
 from warpcore.server.core.bounds import fitted_message, shortened
-from warpcore.server.core.errors import ErrorCode, InvalidArgumentError, WarpcoreError
+from warpcore.server.core.errors import DeadlinePassedError, ErrorCode, InvalidArgumentError, WarpcoreError
 from warpcore.server.core.stalled import on_stalled
 from warpcore.server.rpc.translate import field_path
 
@@ -88,6 +88,11 @@ async def end_call(context: grpc.aio.ServicerContext[Any, Any], status: grpc.Sta
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> NoReturn:
     if isinstance(error, grpc.aio.AbortError):
         raise error  # the call was already ended with its status
+    if isinstance(error, DeadlinePassedError):
+        # The call's deadline, met by the server before gRPC's own end of the call came: ended as gRPC ends it, in its
+        # words and with no details, whose reason would read as the server's.
+        await send_request_id(context)
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
     if not isinstance(error, WarpcoreError):
         _log.exception("unexpected error", exc_info=error)
         error = WarpcoreError("internal server error; see the server log")

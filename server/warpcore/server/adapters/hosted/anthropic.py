@@ -234,7 +234,7 @@ class AnthropicAdapter(HostedAdapter):
             raise refused("include_tokens", "the Anthropic API counts tokens but does not return them")
         body = self._request(params)
         fields = {name: body[name] for name in _COUNTED if name in body}
-        with map_sdk_errors(ERRORS, self._api):
+        with map_sdk_errors(ERRORS, self._api, params.timeout):
             counted = await self._client.messages.count_tokens(
                 model=self._model,
                 messages=body["messages"],

@@ -132,3 +132,10 @@ def environment_settings(env: Mapping[str, str], names: ApiEnvironment) -> tuple
 def request_timeout(configured: float, remaining: float | None) -> float:
     """The upstream timeout: the configured one, cut to what is left of the caller's deadline."""
     return configured if remaining is None else max(min(configured, remaining), 0.001)
+
+
+def deadline_bounds(configured: float, remaining: float | None) -> bool:
+    """Whether the caller's deadline, not the configured timeout, set request_timeout: a wait that timed out then
+    lasted what was left of the deadline before the request began, so the deadline has passed, whether or not the
+    door's own end of the call has come yet."""
+    return remaining is not None and remaining <= configured

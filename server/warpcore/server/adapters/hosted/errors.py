@@ -10,7 +10,7 @@ from typing import Protocol
 
 import httpx2
 
-from warpcore.server.adapters.hosted.config import ResolvedApi
+from warpcore.server.adapters.hosted.config import ResolvedApi, deadline_bounds
 from warpcore.server.adapters.hosted.connection_failures import causes_of, connection_failure
 from warpcore.server.adapters.hosted.refusals import lacks_feature, prompt_too_long, refusal_reason
 from warpcore.server.adapters.hosted.retry_after import retry_after
@@ -21,6 +21,7 @@ from warpcore.server.core.errors import (
     CONTEXT_LENGTH_EXCEEDED,
     QUOTA_EXHAUSTED,
     DeadlineExceededError,
+    DeadlinePassedError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -191,16 +192,17 @@ def upstream_message(body: object, secret: str) -> str | None:
 
 
 @contextlib.contextmanager
-def map_sdk_errors(table: ErrorTable, api: ResolvedApi) -> Iterator[None]:
+def map_sdk_errors(table: ErrorTable, api: ResolvedApi, remaining: float | None = None) -> Iterator[None]:
     """Within the block, an upstream failure the SDK raises becomes the domain error `table` gives it, its cause
-    kept and the key scrubbed from its words."""
+    kept and the key scrubbed from its words; a timeout of waits that `remaining`, what was left of the caller's
+    deadline before the request began, cut short is the caller's deadline passing (config.deadline_bounds)."""
     try:
         yield
     except table.catches as error:
-        raise _translate(error, table, api) from error
+        raise _translate(error, table, api, remaining) from error
 
 
-def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> WarpcoreError:
+def _translate(error: Exception, table: ErrorTable, api: ResolvedApi, remaining: float | None) -> WarpcoreError:
     kinds: dict[type[Exception], type[WarpcoreError]] = {httpx2.TimeoutException: DeadlineExceededError, **table.kinds}
     kind = next((kinds[cls] for cls in type(error).__mro__ if cls in kinds), None)
     broken = connection_failure(error, api.base_url)
@@ -215,6 +217,10 @@ def _translate(error: Exception, table: ErrorTable, api: ResolvedApi) -> Warpcor
     if not isinstance(error, table.status_error):
         message = broken or str(error) or type(error).__name__
         if kind is DeadlineExceededError and broken is None:
+            if deadline_bounds(api.timeout, remaining):
+                # Not the upstream's timeout but the caller's deadline, which the door's own end of the call may
+                # not have come yet to tell (a deadline of a few milliseconds).
+                return DeadlinePassedError()
             # The same words from either SDK: theirs name the library under them, or point at the vendor's
             # documentation whatever the upstream is.
             message = (

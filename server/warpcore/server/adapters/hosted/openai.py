@@ -184,7 +184,7 @@ class OpenAIAdapter(HostedAdapter):
         if params.truncate:
             raise refused("truncate", "the OpenAI API refuses inputs that are too long and cannot truncate them")
         options = {"dimensions": params.dimensions} if params.dimensions is not None else {}
-        with map_sdk_errors(ERRORS, self._api):
+        with map_sdk_errors(ERRORS, self._api, params.timeout):
             raw = await self._client.embeddings.with_raw_response.create(
                 model=self._model,
                 input=list(params.inputs),

@@ -190,7 +190,7 @@ class HostedAdapter(ABC):
             raise other_kind(embedding_model=True)
         body = self._request(params)
         endpoint = self.endpoint
-        with map_sdk_errors(self.errors, self._api):
+        with map_sdk_errors(self.errors, self._api, params.timeout):
             stream = await self._open(body, request_timeout(self._api.timeout, params.timeout), self._headers(params))
         reader, mender = endpoint.reader(), SurrogateMender()
         calls = ToolCallAssembler(tool.name for tool in params.tools)
@@ -200,7 +200,7 @@ class HostedAdapter(ABC):
         request_id = scrub.upstream_request_id(stream.response.headers, self._api.api_key)
         try:
             yield UpstreamOpened(request_id)
-            with map_sdk_errors(self.errors, self._api):
+            with map_sdk_errors(self.errors, self._api, params.timeout):
                 try:
                     async for event in stream:
                         if stopped():  # the server's shutdown, once its grace is over: end with what was counted
