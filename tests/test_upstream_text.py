@@ -121,6 +121,21 @@ async def test_a_finished_call_with_arguments_beyond_a_double_says_so(stub: Stub
     assert "1e400" in (error.details() or "")
 
 
+async def test_a_call_whose_arguments_hold_a_lone_surrogate_is_the_upstreams_not_the_callers(
+    stub: Stub, upstream: FakeUpstream
+) -> None:
+    # The message said "; send valid Unicode text", advice to a caller on its own request, which held no such text.
+    await load(stub, upstream)
+    use(upstream, [Call(0, "call_1", "get_weather"), Args(0, '{"a":"\\ud800"}')])  # JSON's escape of a lone half
+    _, error = await failed_stream(stub.Generate(chat(user("Weather?"))))
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert rich_details(error)[0].reason == "UPSTREAM_MALFORMED_TOOL_CALL"
+    message = error.details() or ""
+    assert message.startswith("the backend ended tool call 0 broken: ")
+    assert "unpaired UTF-16 surrogate escape" in message
+    assert "send" not in message
+
+
 async def test_the_http_door_keeps_the_logprob_of_a_token_that_is_part_of_a_character(
     doors: Doors, openai_upstream: FakeOpenAI
 ) -> None:

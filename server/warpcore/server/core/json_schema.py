@@ -21,13 +21,15 @@ from warpcore.server.core.tooling import (
 )
 
 
-def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
+def parse_json(text: str, field: str, max_bytes: int, what: str, *, callers: bool = True) -> Any:
     """The value of JSON `text` of at most `max_bytes`, nested at most MAX_SCHEMA_DEPTH deep; parsing such text
-    takes time bounded by its size."""
+    takes time bounded by its size. The error says what to send instead only when the text is the caller's
+    (`callers`), not a backend's: a caller cannot mend what a model wrote."""
     if len(text.encode()) > max_bytes:
         raise InvalidArgumentError(f"{what} is longer than {max_bytes} bytes", field=field)
     if not text.strip():  # JSON's own error for it, "Expecting value: line 1 column 1", says nothing of what to send
-        raise InvalidArgumentError(f'{what} is empty: send JSON text ("{{}}" for an empty object)', field=field)
+        advice = ': send JSON text ("{}" for an empty object)' if callers else ""
+        raise InvalidArgumentError(f"{what} is empty{advice}", field=field)
     try:
         value = json_text.loads(text)
     except RecursionError:
@@ -40,9 +42,10 @@ def parse_json(text: str, field: str, max_bytes: int, what: str) -> Any:
         raise InvalidArgumentError(f"{what} is nested deeper than {MAX_SCHEMA_DEPTH} levels", field=field)
     where = json_text.unpaired_surrogate(text, value)
     if where is not None:
+        advice = "; send valid Unicode text" if callers else ""
         raise InvalidArgumentError(
             f"{what} holds an unpaired UTF-16 surrogate escape (\\ud800 to \\udfff without its other half)"
-            f" at {where or 'the top level'}; send valid Unicode text",
+            f" at {where or 'the top level'}{advice}",
             field=field,
         )
     return value

@@ -98,9 +98,10 @@ def is_json_object(text: str) -> bool:
 
 
 def arguments_flaw(text: str) -> str | None:
-    """What keeps `text` from being a call's arguments (`is_json_object`), in words; None when nothing does."""
+    """What keeps `text`, a backend's, from being a call's arguments (`is_json_object`), in words; None when nothing
+    does."""
     try:
-        parsed = parse_json(text, "arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments")
+        parsed = parse_json(text, "arguments", MAX_TOOL_ARGUMENTS_BYTES, "arguments", callers=False)
     except InvalidArgumentError as error:
         return error.message
     return None if isinstance(parsed, dict) else "arguments are not a JSON object"
