@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from warpcore.server.adapters.llama.stop_scanner import StopScanner
+from warpcore.server.core.stop_scanner import StopScanner
 
 
 def feed_all(scanner: StopScanner, pieces: list[str]) -> tuple[str, str | None]:

@@ -1,4 +1,5 @@
-"""Find stop sequences in streamed text without ever emitting part of one."""
+"""Find stop sequences in streamed text without ever emitting part of one: a llama.cpp model's text, and a hosted
+API's, whose server may not honour the stop sequences it was sent (adapters/hosted/stop_text.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import anthropic
 
 from warpcore.server.adapters.hosted.anthropic_request import alternating_turns, request_options
 from warpcore.server.adapters.hosted.config import ANTHROPIC, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import count_field, reported_count, string_field
+from warpcore.server.adapters.hosted.delta_text import Delta, count_field, reported_count, string_field
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     map_sdk_errors,
@@ -22,7 +22,6 @@ from warpcore.server.adapters.hosted.refusals import refused
 from warpcore.server.adapters.hosted.sdk_client import client_options
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
-    Delta,
     EventReader,
     HostedAdapter,
     StreamEndpoint,

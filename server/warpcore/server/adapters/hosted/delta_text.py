@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from warpcore.server.core.bounds import MAX_TOKEN_COUNT
 from warpcore.server.core.domain import ReasoningChunk, TextChunk, ToolCallDelta
 
+Delta = TextChunk | ReasoningChunk | ToolCallDelta
+"""What an API's stream events add to the answer."""
 REPLACEMENT = "\ufffd"
 """What a half without its partner becomes, as bytes a UTF-8 decoder cannot read do."""
 _SURROGATE = re.compile("[\ud800-\udfff]")

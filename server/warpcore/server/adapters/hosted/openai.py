@@ -11,7 +11,7 @@ import openai
 
 from warpcore.server.adapters.hosted import openai_extras
 from warpcore.server.adapters.hosted.config import OPENAI, request_timeout, resolve_api
-from warpcore.server.adapters.hosted.delta_text import count_field, reported_count, string_field
+from warpcore.server.adapters.hosted.delta_text import Delta, count_field, reported_count, string_field
 from warpcore.server.adapters.hosted.errors import ErrorTable, map_sdk_errors, upstream_error
 from warpcore.server.adapters.hosted.listing import listed_id, unreadable_listing
 from warpcore.server.adapters.hosted.openai_client import openai_client
@@ -19,7 +19,6 @@ from warpcore.server.adapters.hosted.refusals import other_kind, refused
 from warpcore.server.adapters.hosted.scrub import upstream_host, upstream_request_id
 from warpcore.server.adapters.hosted.streaming import (
     NO_DELTAS,
-    Delta,
     EventReader,
     HostedAdapter,
     StreamEndpoint,

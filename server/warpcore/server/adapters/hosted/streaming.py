@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 from warpcore.server.adapters.hosted import scrub
 from warpcore.server.adapters.hosted.config import ResolvedApi, request_timeout
 from warpcore.server.adapters.hosted.connection_failures import closed_before_answering
-from warpcore.server.adapters.hosted.delta_text import SurrogateMender
+from warpcore.server.adapters.hosted.delta_text import Delta, SurrogateMender
 from warpcore.server.adapters.hosted.errors import (
     ErrorTable,
     UpstreamResponse,
@@ -23,6 +23,7 @@ from warpcore.server.adapters.hosted.errors import (
 )
 from warpcore.server.adapters.hosted.listing import no_list_there
 from warpcore.server.adapters.hosted.refusals import other_kind
+from warpcore.server.adapters.hosted.stop_text import StopCut, StopSequenceReachedError
 from warpcore.server.core.capabilities import Capabilities
 from warpcore.server.core.domain import (
     Finish,
@@ -30,8 +31,6 @@ from warpcore.server.core.domain import (
     GenerationEvent,
     GenerationParams,
     ModelInfo,
-    ReasoningChunk,
-    TextChunk,
     ToolCallDelta,
     UpstreamOpened,
 )
@@ -46,7 +45,6 @@ from warpcore.server.core.tooling import ToolCall
 # of the wrong type, or an event that is no JSON at all (the SDK's decoding raises json.JSONDecodeError).
 _MALFORMED = (AttributeError, KeyError, TypeError, ValueError)
 
-Delta = TextChunk | ReasoningChunk | ToolCallDelta
 NO_DELTAS: tuple[Delta, ...] = ()
 OFFERED_IN_REFUSAL = 5
 """Model ids a refusal of an unknown model quotes of those the API offers."""
@@ -192,9 +190,9 @@ class HostedAdapter(ABC):
         endpoint = self.endpoint
         with map_sdk_errors(self.errors, self._api, params.timeout):
             stream = await self._open(body, request_timeout(self._api.timeout, params.timeout), self._headers(params))
-        reader, mender = endpoint.reader(), SurrogateMender()
+        reader, mender, cut = endpoint.reader(), SurrogateMender(), StopCut(params.stop)
         calls = ToolCallAssembler(tool.name for tool in params.tools)
-        deltas_of, mend, stopped = reader.deltas, mender.mend, stop.is_set  # looked up once, not per event
+        deltas_of, mend, stopped = reader.deltas, cut.after(mender.mend), stop.is_set  # looked up once, not per event
         cancelled = False
         failure: WarpcoreError | None = None
         request_id = scrub.upstream_request_id(stream.response.headers, self._api.api_key)
@@ -212,11 +210,13 @@ class HostedAdapter(ABC):
                             yield delta
                 except _MALFORMED as error:
                     raise malformed_stream(self._api, error) from error
+                except StopSequenceReachedError as reached:  # the answer is complete: its stream closes below
+                    reader.finish, reader.stop_sequence = FinishReason.STOP_SEQUENCE, reached.sequence
         except WarpcoreError as error:
             failure = error  # ended with the usage and request id read so far, then raised by the engine
         finally:
             await stream.close()  # on cancellation too: the upstream connection closes at once
-        for delta in mender.unpaired():
+        for delta in cut.rest(mender.unpaired()):
             if type(delta) is ToolCallDelta:
                 if failure is not None:  # its call may be the one that failed as it began, which no door showed
                     continue

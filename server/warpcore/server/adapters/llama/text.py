@@ -9,7 +9,6 @@ import llama_cpp
 from warpcore.server.adapters.llama.constraint import Constraint
 from warpcore.server.adapters.llama.prompt import PreparedPrompt
 from warpcore.server.adapters.llama.sampling import Logprobs
-from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.adapters.llama.tool_calls import ToolCallText
 from warpcore.server.core.domain import (
     Finish,
@@ -17,6 +16,7 @@ from warpcore.server.core.domain import (
     GenerationEvent,
     TextChunk,
 )
+from warpcore.server.core.stop_scanner import StopScanner
 from warpcore.server.core.token_characters import TokenCharacters
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
 from warpcore.server.core.tooling import (
