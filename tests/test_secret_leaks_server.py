@@ -22,6 +22,7 @@ from tests.fakes.anthropic_api import FakeAnthropic
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.key_leaks import ANTHROPIC_KEY, OPENAI_KEY, REQUEST_KEY, Key, Transcript, leaks
+from tests.tool_wire import WEATHER, Call, script_steps, user
 from warpcore.v1 import inference_pb2 as pb
 from warpcore.v1 import inference_pb2_grpc
 
@@ -50,6 +51,10 @@ def echoing(key: Key, status: int = 401, headers: dict[str, str] | None = None) 
 
 def generate(model_id: str) -> pb.GenerateRequest:
     return pb.GenerateRequest(model_id=model_id, prompt="Say hello", options=pb.GenerationOptions(max_tokens=16))
+
+
+def calling(model_id: str) -> pb.GenerateRequest:
+    return pb.GenerateRequest(model_id=model_id, messages=[user("Weather?")], tools=[WEATHER])
 
 
 async def reflect(channel: grpc.aio.Channel, transcript: Transcript) -> None:
@@ -118,6 +123,12 @@ async def exercise(channel: grpc.aio.Channel, openai: FakeOpenAI, anthropic: Fak
         await t.call(f"generate {model_id}, 401", stub.Generate(generate(model_id)))
     anthropic.script = echoing(ANTHROPIC_KEY, 429)
     await t.call("list anthropic, 429", stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_ANTHROPIC)))
+
+    # A tool call that names a tool after the Authorization header the upstream got, refused with the name quoted.
+    for upstream, model_id, key in ((openai, "gpt-env", OPENAI_KEY), (anthropic, "claude-env", ANTHROPIC_KEY)):
+        events, reason = script_steps(upstream, [Call(0, "call_1", f"fn_Bearer_{key.value}")])
+        upstream.script = Script(events=events, finish_reason=reason)
+        await t.call(f"generate {model_id}, tool named after the key", stub.Generate(calling(model_id)))
 
     # Streams that fail after their first text.
     openai.script = Script(cut_after=1)
@@ -240,6 +251,8 @@ def test_the_run_went_as_scripted(run: tuple[Transcript, dict[str, list[str]]]) 
         "generate claude-env, 401": "UNAUTHENTICATED",
         "generate claude-request, 401": "UNAUTHENTICATED",
         "list anthropic, 429": "RESOURCE_EXHAUSTED",
+        "generate gpt-env, tool named after the key": "UNAVAILABLE",
+        "generate claude-env, tool named after the key": "UNAVAILABLE",
         "generate gpt-env, cut": "UNAVAILABLE",
         "generate gpt-request, malformed": "UNAVAILABLE",
         "generate claude-request, error event": "UNAVAILABLE",

@@ -3,6 +3,7 @@ library may quote a token in its messages."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.parse
@@ -41,8 +42,8 @@ def redact(text: str, secret: str) -> str:
 
 
 def _spellings(secret: str) -> set[str]:
-    """The secret as an upstream may quote it: as sent, percent-encoded (in a URL or a form) and escaped in a JSON
-    string (a key holding `/`, `+`, `"` or a space, say)."""
+    """The secret as an upstream may quote it: as sent, percent-encoded (in a URL or a form), escaped in a JSON
+    string (a key holding `/`, `+`, `"` or a space, say) and inside base64 text."""
     return {
         secret,
         urllib.parse.quote(secret, safe=""),
@@ -50,7 +51,25 @@ def _spellings(secret: str) -> set[str]:
         urllib.parse.quote_plus(secret),
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
+        *_in_base64(secret),
     }
+
+
+_URL_SAFE = str.maketrans("+/", "-_")
+
+
+def _in_base64(secret: str) -> set[str]:
+    """What base64 text holding the secret holds whatever surrounds it (an `Authorization` header's `Bearer ` before
+    it), in the standard alphabet and the URL-safe one. Base64 writes each 6 bits as a character: the secret starts at
+    one of the three places of a group of three bytes, and at each the characters whose bits all come from the
+    secret's bytes are the same."""
+    data = secret.encode()
+    runs = set()
+    for before in range(3):
+        encoded = base64.b64encode(bytes(before) + data + bytes(2)).decode()
+        run = encoded[-(-8 * before // 6) : 8 * (before + len(data)) // 6]  # from the first whole character on
+        runs |= {run, run.translate(_URL_SAFE)}
+    return runs
 
 
 def redact_key_shapes(text: str) -> str:

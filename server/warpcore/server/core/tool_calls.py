@@ -11,6 +11,7 @@ from warpcore.server.core.domain import (
 )
 from warpcore.server.core.errors import InvalidArgumentError, UnavailableError
 from warpcore.server.core.json_schema import parse_json
+from warpcore.server.core.tool_rules import is_tool_name
 from warpcore.server.core.tooling import (
     ToolCall,
 )
@@ -77,6 +78,10 @@ class ToolCallAssembler:
             return "it has no id"
         if not name:
             return "it has no name"
+        if not is_tool_name(name):
+            # Not quoted: the backend scrubs its upstream's key from the message (adapters/hosted/scrub.py), which
+            # it would no longer find once a quote cut the name short or escaped a control character inside it.
+            return f"it calls a tool by a name of {len(name)} characters that no tool may have"
         if name not in self._declared:
             return f"it calls the tool {quoted(name)}, which the request did not declare"
         if call_id in self._indexes:

@@ -28,10 +28,13 @@ from warpcore.server.core.tooling import (
 _TOOL_NAME = re.compile(TOOL_NAME_PATTERN)
 
 
+def is_tool_name(name: str) -> bool:
+    """Whether a tool may be named `name`."""
+    return _TOOL_NAME.fullmatch(name) is not None
+
+
 def check_name(name: str, field: str) -> None:
-    require(
-        _TOOL_NAME.fullmatch(name) is not None, field, "a name must be 1 to 64 characters of a-z, A-Z, 0-9, _ and -"
-    )
+    require(is_tool_name(name), field, "a name must be 1 to 64 characters of a-z, A-Z, 0-9, _ and -")
 
 
 def check_tool_count(count: int) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from warpcore.server.adapters.redaction import redact
 from warpcore.server.core.bounds import MAX_ID_LENGTH, MAX_REQUEST_ID, REQUEST_ID_CHARACTER
 from warpcore.server.core.domain import ToolCallDelta
+from warpcore.server.core.errors import WarpcoreError
 
 # An upstream's request id is held to the rule of a caller's (core/bounds.py), by dropping and cutting.
 _NOT_IN_REQUEST_ID = re.compile(REQUEST_ID_CHARACTER.replace("[", "[^", 1))
@@ -76,6 +77,17 @@ def scrubbed_call(delta: ToolCallDelta, secret: str) -> ToolCallDelta:
     arguments are the model's words). Each call's deltas and the Finish's call are made of the delta scrubbed here,
     so the id the caller sends back with the call's result is the one it was shown."""
     return dataclasses.replace(delta, id=upstream_words(delta.id, secret)) if delta.id else delta
+
+
+def scrubbed_failure(error: WarpcoreError | None, secret: str) -> WarpcoreError | None:
+    """`error`, its message and metadata scrubbed as error text is. The failure a generation's stream ends with passes
+    here, an error the upstream sent in it and what the server found wrong with it alike (a tool call that names a
+    tool after the key), so that no message quoting what the upstream sent can forget the scrubbing."""
+    if error is not None:
+        error.message = upstream_words(error.message, secret)
+        error.args = (error.message,)
+        error.metadata = {name: upstream_words(value, secret) for name, value in error.metadata.items()}
+    return error
 
 
 def upstream_stop_sequence(named: str, asked: Sequence[str], secret: str) -> str:

@@ -251,7 +251,7 @@ class HostedAdapter(ABC):
             reasoning_tokens=reader.reasoning_tokens,
             stop_sequence=scrub.upstream_stop_sequence(reader.stop_sequence, params.stop, self._api.api_key),
             context_window_exceeded=reader.context_window_exceeded and finish is FinishReason.LENGTH,
-            failure=failure,
+            failure=scrub.scrubbed_failure(failure, self._api.api_key),
         )
 
     async def embed(self, params: EmbedParams) -> Embeddings:
