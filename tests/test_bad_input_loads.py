@@ -192,6 +192,24 @@ NAMED_IN_LOAD = {
 }
 
 
+@pytest.mark.parametrize(
+    "base_url", ["http://127.0.0.1:9/v1/?key=CANARY", "http://127.0.0.1:9/v1#CANARY", "http://h/v1?"]
+)
+async def test_a_base_url_with_a_query_or_a_fragment_is_refused_unquoted(stub: Stub, base_url: str) -> None:
+    """A tester's finding: accepted, the upstream was asked `GET /v1/?api-version=2024-06-01models`, and its
+    NOT_FOUND quoted the query back, a key in it too."""
+    api = pb.ApiConfig(api_key="sk-test-openai-0123456789abcdef", base_url=base_url)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.LoadModel(
+            pb.LoadModelRequest(backend=pb.BACKEND_TYPE_OPENAI, model="gpt", backend_config=pb.BackendConfig(api=api))
+        )
+    assert raised.value.code() == Code.INVALID_ARGUMENT
+    said = raised.value.details() or ""
+    assert "base_url must hold no query (?...) or fragment (#...)" in said
+    assert "CANARY" not in said
+    assert rich_details(raised.value)[1] == ["backend_config.api.base_url"]
+
+
 @pytest.mark.parametrize("name", NAMED_IN_LOAD)
 @pytest.mark.parametrize(
     ("value", "message"),

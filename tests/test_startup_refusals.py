@@ -73,6 +73,8 @@ TIMEOUT_RANGE = "timeout must be positive and at most 86400 seconds"
             "base_url must hold no credentials (user:password@); give the key in api_key",
         ),
         ("ANTHROPIC_API_BASE", "ftp://x", "base_url must be an http:// or https:// URL"),
+        ("OPENAI_API_BASE", "http://127.0.0.1:9/v1?key=sk-live-CREDSECRET999", "base_url must hold no query"),
+        ("ANTHROPIC_API_BASE", "http://127.0.0.1:9/v1#CREDSECRET999", "base_url must hold no query"),
         ("ANTHROPIC_API_VERSION", "2023-06-01\r\nX-Injected: 1", "api_version must be non-empty printable ASCII"),
         ("LLAMA_GPU_LAYERS", "-7", "gpu_layers must be between -1 (all) and 2147483647"),
         ("LLAMA_GPU_LAYERS", "99999999999999999999", "gpu_layers must be between -1 (all) and 2147483647"),
@@ -93,6 +95,17 @@ async def test_a_bad_backend_variable_stops_the_start_naming_it_not_its_value(
 async def test_a_hub_mirror_that_is_no_url_stops_a_start_that_pulls(models_path: Path) -> None:
     lines = await one_line_failure(await start(models_path, "--allow-pull", HF_ENDPOINT="not a url"))
     assert lines == ["warpcore-server: environment variable HF_ENDPOINT must be an http:// or https:// URL"]
+
+
+async def test_a_hub_mirror_with_credentials_stops_a_start_that_pulls(models_path: Path) -> None:
+    """As a provider's base URL does: huggingface_hub sent them as Basic auth, whose base64 a mirror's request id
+    quoted (an outside tester's finding)."""
+    endpoint = "http://u:CREDSECRET999@127.0.0.1:9"
+    lines = await one_line_failure(await start(models_path, "--allow-pull", HF_ENDPOINT=endpoint))
+    assert lines == [
+        "warpcore-server: environment variable HF_ENDPOINT must hold no credentials (user:password@); give the"
+        " token in HF_TOKEN"
+    ]
 
 
 @pytest.mark.parametrize("model_id", [EMBEDDED_EMBEDDING_MODEL_ID, EMBEDDED_MODEL_ID])

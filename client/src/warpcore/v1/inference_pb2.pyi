@@ -428,7 +428,8 @@ class ApiConfig(_message.Message):
     base_url: _builtins.str
     """Base URL of the API, e.g. "http://127.0.0.1:8080/v1" for an OpenAI-compatible
     server or "https://api.anthropic.com" for Anthropic: http:// or https://, at most
-    2,048 characters, with no credentials in it (the key goes in api_key).
+    2,048 characters, with no credentials in it (the key goes in api_key), and no query
+    or fragment (the API's paths are added at its end).
     """
     unlisted: _builtins.bool
     """Load the model without finding it in the API's model list (default: false).

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 
 from warpcore._api_settings import key_from_env
-from warpcore.server.core.bounds import is_http_url, parse_bool
+from warpcore.server.core.bounds import holds_credentials, is_http_url, parse_bool
 from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError
 
 
@@ -59,9 +59,15 @@ def env_float(env: Mapping[str, str], name: str) -> float | None:
 
 
 def env_url(env: Mapping[str, str], name: str) -> str | None:
+    """The hub mirror's URL in `name` (HF_ENDPOINT); a provider's base URL is checked as a request's base_url is."""
     value = env_str(env, name)
     if value is not None and not is_http_url(value):
         raise bad_variable(name, "an http:// or https:// URL")
+    if value is not None and holds_credentials(value):
+        raise FailedPreconditionError(
+            f"environment variable {name} must hold no credentials (user:password@); give the token in HF_TOKEN",
+            reason="BAD_ENVIRONMENT",
+        )
     return value
 
 

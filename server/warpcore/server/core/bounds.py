@@ -247,6 +247,12 @@ def url_problem(value: str, schemes: tuple[str, ...]) -> str | None:
     return None if parts.hostname else NOT_A_URL
 
 
+def holds_credentials(url: str) -> bool:
+    """Whether `url` holds user info (user:password@): the SDKs and huggingface_hub send it as Basic auth, whose
+    base64 scrubbing would have to find wherever an upstream quotes it."""
+    return "@" in urlsplit(url).netloc
+
+
 def is_http_url(value: str) -> bool:
     """An http(s) URL whose host and port an HTTP client can use."""
     return url_problem(value, ("http", "https")) is None

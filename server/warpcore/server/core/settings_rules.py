@@ -4,8 +4,6 @@ LLAMA_* and provider variables that stand in for them); a refusal names the fiel
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore._local_settings import MAX_PROMPT_CACHE_TOKENS
 from warpcore.server.core.bounds import (
@@ -14,6 +12,7 @@ from warpcore.server.core.bounds import (
     MAX_PARALLEL,
     MAX_THREADS,
     MAX_URL_LENGTH,
+    holds_credentials,
     is_http_url,
 )
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LocalSettings
@@ -51,9 +50,16 @@ def _check_api(api: ApiSettings) -> None:
         require(is_http_url(base_url), "settings.base_url", "base_url must be an http:// or https:// URL")
         # The SDKs send the key in a header of their own, which an HTTP client will not combine with a URL's.
         require(
-            "@" not in urlsplit(base_url).netloc,
+            not holds_credentials(base_url),
             "settings.base_url",
             "base_url must hold no credentials (user:password@); give the key in api_key",
+        )
+        # The SDKs add each API path to the base URL's text, after a query or a fragment too
+        # (`/v1/?api-version=1models`), and the upstream's refusal of that path quotes the query back.
+        require(
+            "?" not in base_url and "#" not in base_url,
+            "settings.base_url",
+            "base_url must hold no query (?...) or fragment (#...): the API's paths are added at its end",
         )
     for name, value in (("api_key", api.api_key), ("organization", api.organization)):
         if value is not None:

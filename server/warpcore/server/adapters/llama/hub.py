@@ -253,7 +253,7 @@ _HUB_ERRORS: tuple[tuple[type[Exception], type[WarpcoreError], str, str], ...] =
 @contextlib.contextmanager
 def _hub_errors(asked: _Asked) -> Iterator[None]:
     """huggingface_hub's exceptions as domain errors, each saying what to do; one that is not the hub's answer
-    also says the underlying cause in its own words (the server's token and the endpoint's password scrubbed)."""
+    also says the underlying cause in its own words (the server's token scrubbed)."""
     model = asked.model
     try:
         yield
@@ -277,9 +277,8 @@ def _hub_errors(asked: _Asked) -> Iterator[None]:
                 f" {asked.repo_id} on the server",
                 reason="HUB_UNAUTHORIZED",
             ) from None
-        secrets = (asked.token, urlsplit(asked.endpoint).password or "")
         raise UnavailableError(
-            f"the hub could not be reached for {model!r}: {_cause(error, secrets)}; retry (a retried pull resumes)",
+            f"the hub could not be reached for {model!r}: {_cause(error, asked.token)}; retry (a retried pull resumes)",
             reason="HUB_UNAVAILABLE",
         ) from None
 
@@ -288,10 +287,8 @@ def _same_origin(url: str, other: str) -> bool:
     return urlsplit(url)[:2] == urlsplit(other)[:2]
 
 
-def _cause(error: Exception, secrets: tuple[str, ...]) -> str:
+def _cause(error: Exception, token: str) -> str:
     """The error's kind and the first line of its words ("ConnectError: [Errno -2] Name or service not known"),
-    bounded, without any of `secrets`."""
-    words = next(iter(str(error).splitlines()), "").strip()[:MAX_CAUSE_CHARS]
-    for secret in secrets:
-        words = redact(words, secret)
+    bounded, without the server's `token` (HF_ENDPOINT holds no password: env_url refuses one)."""
+    words = redact(next(iter(str(error).splitlines()), "").strip()[:MAX_CAUSE_CHARS], token)
     return f"{type(error).__name__}: {words}" if words else type(error).__name__
