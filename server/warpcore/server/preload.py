@@ -173,6 +173,7 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
         admission=_admission(entry, where),
         keep_alive=_keep_alive(entry, where),
         lazy=lazy,
+        key_from_server=isinstance(settings, ApiSettings) and settings.api_key is not None,
     )
     try:
         # The rules of a LoadModel request, so a file cannot load what a request may not; and its spelling of ids,

@@ -292,3 +292,5 @@ class LoadSpec:
     of what the model is: a LoadModel of a loaded model with another keep_alive changes it."""
     lazy: bool = field(default=False, compare=False)
     """Declared, loaded by the first Generate that names it (preload file only)."""
+    key_from_server: bool = field(default=False, compare=False)
+    """Its api_key is the server's, read from the variable the preload file's api_key_env names, not a request's."""

@@ -42,11 +42,18 @@ def _filled(asked: LoadSpec, has: LoadSpec) -> LoadSpec:
     return dataclasses.replace(asked, context_size=asked.context_size or has.context_size, settings=settings)
 
 
+def _gives_key_for_servers(asked: LoadSpec, has: LoadSpec) -> bool:
+    """Whether `asked`, a request's, gives an api_key for a model whose key is the server's: it asks for another model
+    whatever the key, so that the answer never tells a caller whether it guessed the server's key."""
+    gives_key = isinstance(asked.settings, ApiSettings) and asked.settings.api_key is not None
+    return gives_key and has.key_from_server and not asked.key_from_server
+
+
 def as_known(known: LoadSpec, asked: LoadSpec) -> LoadSpec:
     """The known model (not loaded now: the operator's, or unloaded while idle) that `asked` asks for, as it was
     declared (the operator's limits, its settings), with the keep_alive `asked` gives; ALREADY_EXISTS when `asked`
     asks for another model under its id."""
-    if _filled(asked, known) != known:
+    if _filled(asked, known) != known or _gives_key_for_servers(asked, known):
         raise AlreadyExistsError(
             f"the model id {asked.model_id!r} is taken by a model not loaded now ({known.name}: the operator's, or"
             " unloaded while idle), which a LoadModel leaving its settings unset loads; choose another model_id for"
@@ -74,6 +81,8 @@ def same_model(loaded: LoadedModel, spec: LoadSpec) -> bool:
     (its settings from the environment, its context size), or one that names outright the context size and parallel
     sequences the model got by default (a client that fills in defaults, or echoes what LoadModel answered, retries
     safely)."""
+    if _gives_key_for_servers(spec, loaded.spec):
+        return False
     return spec == loaded.spec or _as_loaded(loaded, spec) == _as_loaded(loaded, loaded.spec)
 
 
@@ -84,10 +93,12 @@ def differing_settings(loaded: LoadedModel, spec: LoadSpec) -> list[str]:
     names = ["context_size"] if asked.context_size != has.context_size else []
     if type(asked.settings) is not type(has.settings) or asked.settings is None or has.settings is None:
         return names if asked.settings == has.settings else [*names, "backend settings"]
+    differ = _gives_key_for_servers(spec, loaded.spec)  # named whether or not the key is the server's
     return names + [
         field.name
         for field in dataclasses.fields(asked.settings)
         if getattr(asked.settings, field.name) != getattr(has.settings, field.name)
+        or (differ and field.name == "api_key")
     ]
 
 
