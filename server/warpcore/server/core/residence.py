@@ -8,8 +8,9 @@ import asyncio
 import collections
 import contextlib
 import copy
+import functools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -109,6 +110,36 @@ async def waited(loading: Loading | None) -> bool:
     if loading.failure is not None:
         raise copy.copy(loading.failure)  # each call its own: the doors write their answers from it
     return True
+
+
+class SharedLoads:
+    """The loads of dormant models that calls start: one per model at a time, which every call naming the model
+    meanwhile waits for, in the order the calls came (the one that started it first), so that they reach the model's
+    gate in that order; its failure is each one's, and a call that comes once it has ended starts another."""
+
+    def __init__(self) -> None:
+        self._loads: dict[str, asyncio.Future[object]] = {}
+
+    def start(self, model_id: str, load: Callable[[], Awaitable[object]]) -> None:
+        started = self._loads[model_id] = asyncio.ensure_future(load())
+        started.add_done_callback(functools.partial(self._ended, model_id))  # first: gone before a waiter wakes
+
+    async def joined(self, model_id: str) -> bool:
+        """Whether there was such a load to wait for, once it has ended; its failure raised, as `waited` does."""
+        load = self._loads.get(model_id)
+        if load is None:
+            return False
+        try:
+            await asyncio.shield(load)  # a call that goes away leaves the load to the others
+        except WarpcoreError as error:
+            raise for_this_call(model_id, copy.copy(error)) from None  # each call its own, as in `waited`
+        return True
+
+    def _ended(self, model_id: str, load: asyncio.Future[object]) -> None:
+        if self._loads.get(model_id) is load:
+            del self._loads[model_id]
+        if not load.cancelled():
+            load.exception()  # retrieved here, since every call waiting for it may have gone
 
 
 class Expected:

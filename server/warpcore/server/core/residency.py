@@ -32,8 +32,8 @@ from warpcore.server.core.residence import (
     Residence,
     ResidencyPolicy,
     ResidencyReport,
+    SharedLoads,
     UnloadReason,
-    for_this_call,
     waited,
 )
 from warpcore.server.core.turns import Turns
@@ -62,6 +62,7 @@ class Residency:
         self._in_use: collections.Counter[str] = collections.Counter()
         self._holders = Holders()
         self._turns = Turns()
+        self._waking = SharedLoads()
         self._leaving: dict[str, asyncio.Future[LoadedModel]] = {}
         refuse = functools.partial(self._unload, reason=None)  # a load refused after the fact: not counted
         self._budget = Budget(
@@ -168,7 +169,7 @@ class Residency:
 
     async def _ready(self, model_id: str) -> LoadedModel:
         while True:
-            if await waited(self.loading.get(model_id)):
+            if await self._waking.joined(model_id) or await waited(self.loading.get(model_id)):
                 continue
             leaving = self._leaving.get(model_id)
             if leaving is not None:
@@ -186,11 +187,7 @@ class Residency:
                 self._registry.get(model_id)  # raises NOT_FOUND, saying how to load it
             else:
                 _log.info("loading model %s for a Generate that names it", model_id)
-                try:
-                    await self._turns.take(model_id, lambda: self._load_dormant(model_id))
-                except WarpcoreError as error:
-                    for_this_call(model_id, error)  # the operator's model: the caller named it by its id alone
-                    raise
+                self._waking.start(model_id, lambda: self._turns.take(model_id, lambda: self._load_dormant(model_id)))
 
     async def _load_dormant(self, model_id: str) -> LoadedModel:
         """A Generate's load of a dormant model, in its turn: an UnloadModel asked before may have forgotten it."""
