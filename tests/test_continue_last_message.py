@@ -71,10 +71,11 @@ async def test_false_is_refused_on_an_anthropic_model_whose_api_cannot_answer_af
         _, error = await failed_stream(stub.Generate(request))
         with pytest.raises(grpc.aio.AioRpcError) as counted:
             await stub.CountTokens(pb.CountTokensRequest(request=request))
-    for refused, field in ((error, "messages"), (counted.value, "request.messages")):
+    # The field named is the one whose value cannot be honoured, and the message says what it may be instead.
+    for refused, field in ((error, "continue_last_message"), (counted.value, "request.continue_last_message")):
         assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert rich_details(refused)[1] == [field]
-        assert "continue_last_message" in (refused.details() or "")
+        assert "leave continue_last_message unset or true" in (refused.details() or "")
     assert posts(anthropic_upstream) == []
 
 
@@ -93,7 +94,9 @@ async def test_unset_and_false_answer_after_on_an_openai_model(doors: Doors, ope
         _, error = await failed_stream(stub.Generate(continued))
     assert [body["messages"] for body in posts(openai_upstream)] == [SENT, SENT]
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(error)[1] == ["continue_last_message"]
     assert "cannot continue it (prefill)" in (error.details() or "")
+    assert "leave continue_last_message unset or false" in (error.details() or "")
 
 
 async def test_the_openai_routes_ask_an_anthropic_model_to_answer_after_and_are_refused(
@@ -110,4 +113,8 @@ async def test_the_openai_routes_ask_an_anthropic_model_to_answer_after_and_are_
     assert posts(anthropic_upstream) == []
     for refused in (chat.value, responses.value):
         assert "continues a last assistant message (prefill)" in refused.message
+        # Advice these routes' clients can act on: they have no continue_last_message.
+        assert "continue_last_message" not in refused.message
+        assert "end with a user message" in refused.message
+        assert "/v1/messages" in refused.message
     assert (chat.value.param, responses.value.param) == ("messages", "input")

@@ -231,6 +231,7 @@ async def test_a_prefill_goes_to_an_anthropic_upstream_and_is_refused_for_an_ope
         failure = await anthropic_failure(hosted, messages=prefilled)
         assert (failure.status_code, failure.type) == (400, "invalid_request_error")
         assert "cannot continue it (prefill)" in failure.message
+        assert "continue_last_message" not in failure.message  # a gRPC field this route's clients have not
         assert len(upstream.requests) == sent
     else:
         async with async_anthropic_client(hosted) as client:

@@ -153,6 +153,9 @@ class GenerationParams:
     continue_last: bool | None = None
     """The last message is an assistant's text for the answer to continue (Anthropic's prefill), not a finished turn
     to answer after; None: as the backend's API reads it (`continues_last`)."""
+    continue_last_read: bool = False
+    """`continue_last` is how the request's dialect reads a last assistant message, which it has no field to choose
+    (the HTTP door's): a refusal of it names messages, not continue_last_message."""
     anthropic_betas: tuple[str, ...] = ()
     """Anthropic beta features to turn on (its anthropic-beta header); other backends leave them aside."""
     hops: tuple[str, ...] = ()

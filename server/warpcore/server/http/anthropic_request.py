@@ -136,8 +136,8 @@ def messages_request(body: Json, counted_max_tokens: int | None = None) -> Messa
         parallel_tool_calls=parallel,
         response_format=output_format(body, output_config),
         reasoning=reasoning(mapping(body, "thinking"), text(output_config, "effort", "output_config")),
-        # The API continues a last assistant message (prefill) rather than answer after it.
-        continue_last=messages[-1].role is Role.ASSISTANT,
+        continue_last=messages[-1].role is Role.ASSISTANT,  # the API continues it (prefill), not answers after
+        continue_last_read=True,
     )
     model = text(body, "model", required=True) or ""
     return MessagesRequest(model, params, boolean(body, "stream") is True, field_names)

@@ -152,6 +152,7 @@ def chat_request(body: Json, default_max_tokens: int) -> ChatRequest:
         logprobs=boolean(body, "logprobs") is True,
         top_logprobs=integer(body, "top_logprobs") or 0,
         continue_last=False,  # this API answers after a last assistant message (an Anthropic model refuses to)
+        continue_last_read=True,
     )
     return ChatRequest(
         model=text(body, "model", required=True) or "",

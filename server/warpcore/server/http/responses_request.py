@@ -121,6 +121,7 @@ def responses_request(body: Json, default_max_tokens: int, *, counting: bool = F
         logprobs=logprobs or top_logprobs > 0,
         top_logprobs=top_logprobs,
         continue_last=False,  # this API answers after a last assistant message (an Anthropic model refuses to)
+        continue_last_read=True,
     )
     return ResponsesRequest(
         model=text(body, "model", required=True) or "",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from warpcore._sampling_ranges import ANTHROPIC_MAX_TEMPERATURE
-from warpcore.server.adapters.hosted.refusals import refused
+from warpcore.server.adapters.hosted.refusals import answer_refused, refused
 from warpcore.server.core.bounds import MIN_THINKING_BUDGET
 from warpcore.server.core.content import SYSTEM_SEPARATOR, CacheBreakpoint, ContentPart, ImagePart, TextPart
 from warpcore.server.core.domain import (
@@ -48,10 +48,11 @@ def request_options(params: GenerationParams) -> dict[str, Any]:
     continues = params.continues_last(api_continues=True)
     if params.messages and params.messages[-1].role is Role.ASSISTANT and not continues:
         # Sent as it is, it would be continued: an answer of another kind than asked, with no word of it.
-        raise refused(
-            "messages",
-            "the Anthropic API continues a last assistant message (prefill) rather than answering after it; end"
-            " with a user message, or let the answer continue it (continue_last_message unset or true)",
+        raise answer_refused(
+            params,
+            "the Anthropic API continues a last assistant message (prefill) rather than answering after it",
+            "unset or true for the answer to continue it",
+            " (its own Messages request, POST /v1/messages, continues it)",
         )
     if continues and _ends_in_whitespace(params.messages[-1]):
         raise refused(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from warpcore.server.adapters.hosted.refusals import refused
+from warpcore.server.adapters.hosted.refusals import answer_refused, refused
 from warpcore.server.core.content import DocumentPart, TextPart
 from warpcore.server.core.domain import ChatMessage, GenerationParams
 from warpcore.server.core.tokens import TokenLogprob, TopLogprob
@@ -43,10 +43,10 @@ def check_request(params: GenerationParams, *, openai_itself: bool) -> None:
     if params.top_k is not None and openai_itself:
         raise refused("top_k", "top_k is not supported by OpenAI's API; leave it unset")
     if params.continues_last(api_continues=False):
-        raise refused(
-            "messages",
-            "the OpenAI API answers after a last assistant message and cannot continue it (prefill); end with a"
-            " user message",
+        raise answer_refused(
+            params,
+            "the OpenAI API answers after a last assistant message and cannot continue it (prefill)",
+            "unset or false",
         )
     if len(params.stop) > OPENAI_MAX_STOP_SEQUENCES and openai_itself:
         raise refused("stop", f"OpenAI's API accepts at most {OPENAI_MAX_STOP_SEQUENCES} stop sequences")

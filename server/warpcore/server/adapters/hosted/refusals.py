@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from warpcore.server.core.domain import GenerationParams
 from warpcore.server.core.errors import (
     CONTEXT_LENGTH_EXCEEDED,
     MAXIMUM_CONTEXT_LENGTH,
@@ -37,6 +38,18 @@ _QUOTA_LABELS = frozenset({"insufficient_quota"})
 def refused(field: str, message: str) -> InvalidArgumentError:
     """An option the provider's API cannot honour: refused before anything goes upstream, rather than dropped."""
     return InvalidArgumentError(message, field=field, reason="OPTION_UNSUPPORTED")
+
+
+def answer_refused(params: GenerationParams, api_reads: str, unless: str, instead: str = "") -> InvalidArgumentError:
+    """A refusal of how the answer would meet a last assistant message (`api_reads`: what the API does instead):
+    naming continue_last_message where the caller chose it, with the value the API can honour (`unless`); else the
+    messages, which a caller changes whose request left it unset, or has no such choice (a door's dialect; `instead`:
+    what else that caller may do)."""
+    if params.continue_last is not None and not params.continue_last_read:
+        return refused(
+            "continue_last_message", f"{api_reads}; leave continue_last_message {unless}, or end with a user message"
+        )
+    return refused("messages", f"{api_reads}; end with a user message{instead if params.continue_last_read else ''}")
 
 
 def refusal_reason(error: Exception) -> str | None:
