@@ -1163,7 +1163,11 @@ class GenerationOptions(_message.Message):
     @_builtins.property
     def stop_sequences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Generation stops before any of these strings; at most 16 (OpenAI's own API: 4), none empty,
-        each at most 1,000 characters.
+        each at most 1,000 characters. A llama.cpp model looks for them in the answer's text
+        alone, never in what its grammar writes: a response_format's JSON value and a tool call
+        (from its opening marker on) come whole, as they would without them, since a cut would
+        leave JSON that does not parse; text before a call is cut by them as any text is. A
+        hosted model's API decides for itself.
         """
 
     @_builtins.property

@@ -26,13 +26,6 @@ class StopScanner:
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], None
 
-    def keep_only(self, stops: Iterable[str]) -> None:
-        """From now on, look for those of the stop sequences that are among `stops` alone (the tail held back is looked
-        at again with the next piece)."""
-        kept = set(stops)
-        self._stops = tuple(stop for stop in self._stops if stop in kept)
-        self._longest = max((len(stop) for stop in self._stops), default=0)
-
     def flush(self) -> str:
         """Release the held-back tail once the stream ends without a stop."""
         held, self._held = self._held, ""

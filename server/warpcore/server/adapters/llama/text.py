@@ -38,18 +38,19 @@ class TokenText:
         self._prompt = prompt
         self._emit = emit
         self._characters = TokenCharacters()
-        self._scanner = StopScanner((*prompt.user_stops, *prompt.template_stops))
-        # Under a grammar the text is the grammar's, which ends with the end-of-generation token it allows once
-        # complete: the template's end-of-turn text within it (a constant "</s>") is text, not an end.
-        self._grammar_on = False
-        if constraint is not None and not constraint.lazy:
-            self._grammar_begins()
+        # Stop sequences, the request's and the template's end-of-turn texts, are looked for in the answer's text
+        # alone, never in what a grammar writes, which is whole or invalid: a response format's JSON value and a tool
+        # call (its opening marker included) end as the grammar ends them, with the end-of-generation token it allows
+        # once complete (a constant "</s>" in them is text, not an end). With tools, the text around the calls is
+        # told apart from them by ToolCallText, which looks for the stops in the answer's text it finds.
+        stops = (*prompt.user_stops, *prompt.template_stops)
+        self._scanner = StopScanner(stops if constraint is None else ())
         # Under a grammar, control tokens are text too: the grammar reads every token by its text (a constant "<s>"
         # may come as the control token), and some templates' `<tool_call>` is one.
         self._special = constraint is not None
         self._calls = None
         if constraint is not None and constraint.tool_calls:
-            self._calls = ToolCallText(emit, calls_only=not constraint.lazy)
+            self._calls = ToolCallText(emit, StopScanner(stops), calls_only=not constraint.lazy)
         self.generated = 0
         self._stop_sequence = ""
         self._pending: list[tuple[TokenLogprob, int, int | None]] = []
@@ -75,22 +76,21 @@ class TokenText:
             self._pending.append((self._token_logprob(piece, logprobs), start, ends))
             self._released += text
             self._out_whole_tokens()
-        if self._calls is not None and self._calls.opened and not self._grammar_on:
-            self._grammar_begins()  # the lazy grammar took over where the call opened
-        if self._calls is not None and self._calls.repeated:
-            return FinishReason.STOP  # the calls are over (ToolCallText): the answer is its calls
+        if self._calls is not None:
+            if self._calls.repeated:
+                return FinishReason.STOP  # the calls are over (ToolCallText): the answer is its calls
+            matched = self._calls.stop
         if matched is not None:
-            if matched not in self._prompt.user_stops:
-                return FinishReason.STOP  # the chat template's end of turn
-            self._stop_sequence = matched
-            return FinishReason.STOP_SEQUENCE
+            return self._stopped_by(matched)
         if self.generated >= self._prompt.budget:
             return FinishReason.LENGTH
         return None
 
-    def _grammar_begins(self) -> None:
-        self._grammar_on = True
-        self._scanner.keep_only(self._prompt.user_stops)
+    def _stopped_by(self, matched: str) -> FinishReason:
+        if matched not in self._prompt.user_stops:
+            return FinishReason.STOP  # the chat template's end of turn
+        self._stop_sequence = matched
+        return FinishReason.STOP_SEQUENCE
 
     def _token_logprob(self, piece: bytes, logprobs: Logprobs) -> TokenLogprob:
         logprob, top = logprobs
@@ -113,6 +113,8 @@ class TokenText:
         calls: tuple[ToolCall, ...] = ()
         if self._calls is not None:
             self._calls.flush(cut=reason is FinishReason.LENGTH)
+            if reason is FinishReason.STOP and self._calls.stop is not None:
+                reason = self._stopped_by(self._calls.stop)  # in the text held back as a call's possible marker
             calls = tuple(self._calls.calls)
             # Only a call cut before its arguments were whole is a cut: after them, in the closing line the grammar
             # writes alone, between calls or in a repeat (a base model's further calls repeat), the answer is its calls.

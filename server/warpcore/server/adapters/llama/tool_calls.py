@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Callable
 
+from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.core.domain import (
     GenerationEvent,
     TextChunk,
@@ -35,15 +36,17 @@ class ToolCallText:
     """Splits one generation's text into answer text and tool-call deltas, holding back only what may be the start
     of a marker. Text after the first call (the line breaks between calls) is not part of the answer, nor is any
     text when `calls_only`: the grammar makes the model call a tool at once, so what it writes before a call's
-    opening marker is completed is the marker's beginning.
+    opening marker is completed is the marker's beginning. The stop sequences are looked for in the answer's text
+    alone: one there ends the answer (`stop`) before any call; a call, which the grammar writes, is never cut by one.
 
     A call after the first is held back until it is complete, and one that repeats an earlier call (same name, same
     arguments) ends the calls (`repeated`) and is dropped: a model that does not end its turn after its calls (a base
     model) writes them again and again, to the end of its token budget; the answer is its calls, not a cut. Held
     back, a call cut short is sent in part at the end, unless it may be such a repeat."""
 
-    def __init__(self, emit: Callable[[GenerationEvent], None], *, calls_only: bool) -> None:
+    def __init__(self, emit: Callable[[GenerationEvent], None], stops: StopScanner, *, calls_only: bool) -> None:
         self._emit = emit
+        self._stops = stops
         self._calls_only = calls_only
         self._buffer = ""
         self._state = self._text
@@ -52,16 +55,13 @@ class ToolCallText:
         self._arguments: list[str] = []
         self._held: list[ToolCallDelta] = []
         self.calls: list[ToolCall] = []
-
-    @property
-    def opened(self) -> bool:
-        """A call's opening marker was read: what follows is the tool grammar's."""
-        return bool(self.calls) or self._state != self._text
+        self.stop: str | None = None
+        """The stop sequence found in the answer's text, which ends there: nothing more is read."""
 
     @property
     def repeated(self) -> bool:
         """A call repeated an earlier one: the calls are over."""
-        return self._state == self._ended
+        return self._state == self._ended and self.stop is None
 
     @property
     def unfinished(self) -> bool:
@@ -80,8 +80,8 @@ class ToolCallText:
         line alone): only a call cut before then is `unfinished`; one cut while it may yet be a repeat of an earlier
         call (or before it began) ends the calls, as the repeat would have (`repeated`)."""
         repeating = cut and self._repeating()  # asked before a call cut in its closing line is completed
-        if self._state == self._text and not cut:
-            self._answer(self._buffer)
+        if self._state == self._text:
+            self._answer("" if cut else self._buffer, last=True)
         elif self._state == self._arguments_text:
             self._complete_cut_call()
         if repeating:
@@ -125,13 +125,12 @@ class ToolCallText:
 
     def _text(self) -> bool:
         found = self._buffer.find(CALL_OPENING)
-        if found < 0:
-            held = _partial(self._buffer, CALL_OPENING)
-            self._answer(self._buffer[: len(self._buffer) - held])
-            self._buffer = self._buffer[len(self._buffer) - held :]
+        end = found if found >= 0 else len(self._buffer) - _partial(self._buffer, CALL_OPENING)
+        self._answer(self._buffer[:end], last=found >= 0)
+        self._buffer = self._buffer[end:]
+        if found < 0 or self.stop is not None:
             return False
-        self._answer(self._buffer[:found])
-        self._buffer = self._buffer[found + len(CALL_OPENING) :]
+        self._buffer = self._buffer[len(CALL_OPENING) :]
         self._state = self._header
         return True
 
@@ -185,8 +184,17 @@ class ToolCallText:
         else:
             self._emit(delta)
 
-    def _answer(self, text: str) -> None:
-        if text and not self.calls and not self._calls_only:
+    def _answer(self, text: str, *, last: bool = False) -> None:
+        """Text of the answer, but for a stop sequence in it; `last`: the answer's text ends there (a call opens, or
+        the generation ended), so what may have begun a stop sequence is text."""
+        if self.calls or self._calls_only:
+            return
+        text, self.stop = self._stops.feed(text)
+        if self.stop is not None:
+            self._state = self._ended
+        elif last:
+            text += self._stops.flush()
+        if text:
             self._emit(TextChunk(text))
 
 
