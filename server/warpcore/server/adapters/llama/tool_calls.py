@@ -7,12 +7,12 @@ import json
 import secrets
 from collections.abc import Callable
 
-from warpcore.server.adapters.llama.stop_scanner import StopScanner
 from warpcore.server.core.domain import (
     GenerationEvent,
     TextChunk,
     ToolCallDelta,
 )
+from warpcore.server.core.stop_scanner import StopScanner
 from warpcore.server.core.tool_calls import is_json_object
 from warpcore.server.core.tooling import (
     ToolCall,
