@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -56,9 +57,11 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
 def names_loopback(host: str | None) -> bool:
     """Whether an HTTP Host header names this machine by a loopback name or address (any port). A request without
-    one is taken: browsers always send it, and only they can be made to send requests for another site's page."""
+    one is taken: browsers always send it, and only they can be made to send requests for another site's page.
+    Remembered for the few names a door's clients send, as every request is checked before its body is read."""
     if host is None:
         return True
     if "@" in host:  # a name's user part ("evil.example@localhost"), which no browser sends in a Host header
