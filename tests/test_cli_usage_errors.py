@@ -91,9 +91,33 @@ async def test_missing_certificate_file_is_a_usage_error_naming_the_option(optio
         # A tester's finding: --max ran as --max-tokens, and --targ as --target, where the server refuses both kinds.
         (["generate", "--max", "2", "--model", "m", "hi"], "--max"),
         (["chat", "--temp", "0.5"], "--temp"),
-        (["--tim=5", "health"], "--tim=5"),
+        (["--tim=5", "health"], "--tim"),
     ],
 )
 async def test_a_flag_is_taken_by_its_whole_name_only(args: list[str], unknown: str) -> None:
     run = await warpcore(closed_port_target(), *args)
     assert usage_error(run).startswith(f"warpcore: error: unrecognized arguments: {unknown}")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["load", "m", "--backend", "openai", "--api-key", "sk-canary0123456789abcdef"],
+        ["load", "m", "--backend", "openai", "--api-key=sk-canary0123456789abcdef"],
+        ["health", "--api-key", "sk-canary0123456789abcdef", "--secret", "hunter2canary"],
+    ],
+)
+async def test_an_unknown_flags_value_is_never_echoed(args: list[str]) -> None:
+    """A tester's finding: argparse quoted `--api-key sk-...` (a flag the command does not have) whole in its error,
+    onto the terminal or a CI log."""
+    error = usage_error(await warpcore(closed_port_target(), *args))
+    assert error.startswith("warpcore: error: unrecognized arguments: ")
+    assert "--api-key" in error or "--secret" in error
+    assert "canary" not in error
+    if "--api-key" in error:
+        assert "--api-key-env NAME or --api-key-file PATH" in error
+
+
+async def test_unknown_words_without_a_flag_are_named() -> None:
+    error = usage_error(await warpcore(closed_port_target(), "models", "extra", "words"))
+    assert error == "warpcore: error: unrecognized arguments: extra words"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,3 +101,28 @@ def json_schema_file(path: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise argparse.ArgumentTypeError(f"{path} does not hold a JSON object")
     return schema
+
+
+def unrecognized(extras: Sequence[str]) -> str:
+    """argparse's complaint about arguments no command takes, without the values of unknown flags: one may be a
+    secret (`--api-key sk-...`, a flag this command does not have), which the message would put on a terminal, in a
+    CI log or on a shared screen."""
+    shown: list[str] = []
+    hidden = 0
+    after_flag = False
+    for word in extras:
+        if word.startswith("-") and word != "-":
+            flag, equals, _ = word.partition("=")
+            shown.append(flag)
+            hidden += bool(equals)
+            after_flag = not equals
+        elif after_flag:
+            hidden, after_flag = hidden + 1, False
+        else:
+            shown.append(word)
+    words = f"unrecognized arguments: {' '.join(shown)}"
+    if hidden:
+        words += " (an unknown flag's value not shown)" if hidden == 1 else " (unknown flags' values not shown)"
+    if "--api-key" in shown:
+        words += "; an API key is read from --api-key-env NAME or --api-key-file PATH, never from the command line"
+    return words

@@ -18,7 +18,7 @@ from warpcore.client import (
     __version__,
 )
 from warpcore.client._checks import MAX_TIMEOUT
-from warpcore.client._cli_args import COUNT, UINT32_MAX, bounded, json_schema_file, stop_text, text
+from warpcore.client._cli_args import COUNT, UINT32_MAX, bounded, json_schema_file, stop_text, text, unrecognized
 from warpcore.client._cli_load import add_api_options, add_load_options, load
 from warpcore.client._commands import (
     CliError,
@@ -196,7 +196,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     root = parser()
-    args = root.parse_args(argv)
+    args, extras = root.parse_known_args(argv)
+    if extras:  # argparse's own message would quote them: a secret among them too
+        root.error(unrecognized(extras))
     if sys.stdout is None:  # the command started with it closed (>&-): nowhere for its answer to go
         print("warpcore: stdout is closed", file=sys.stderr)
         return 1
