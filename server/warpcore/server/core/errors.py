@@ -24,8 +24,34 @@ class ErrorCode(enum.Enum):
 
 
 QUOTA_EXHAUSTED = "UPSTREAM_QUOTA_EXHAUSTED"
-"""The reason of a RESOURCE_EXHAUSTED that no wait ends (an upstream account's quota used up): the doors tell
-clients not to retry it, where a rate limit's refusal says when to."""
+"""The reason of a RESOURCE_EXHAUSTED that no wait ends (an upstream account's quota used up), where a rate limit's
+refusal says when to retry."""
+UPSTREAM_MALFORMED = "UPSTREAM_MALFORMED"
+"""An upstream's answer not of its API's shape (a model list, embeddings, a token count)."""
+UPSTREAM_MALFORMED_STREAM = "UPSTREAM_MALFORMED_STREAM"
+"""A stream event that is not UTF-8, not JSON, or not of the API's shape."""
+UPSTREAM_MALFORMED_TOOL_CALL = "UPSTREAM_MALFORMED_TOOL_CALL"
+"""A streamed tool call that begins or ends broken (no id, an earlier call's id, arguments that do not parse)."""
+UPSTREAM_NOT_STREAMING = "UPSTREAM_NOT_STREAMING"
+"""A streaming request answered with no event stream."""
+_UNFIXED_BY_RETRY = frozenset(
+    {
+        QUOTA_EXHAUSTED,
+        UPSTREAM_MALFORMED,
+        UPSTREAM_MALFORMED_STREAM,
+        UPSTREAM_MALFORMED_TOOL_CALL,
+        UPSTREAM_NOT_STREAMING,
+    }
+)
+
+
+def unfixed_by_retry(reason: str) -> bool:
+    """Whether the failure of `reason` comes again however long a client waits to send the same request: a quota used
+    up, and an upstream that answers of the wrong shape, a defect of its own (LiteLLM's Messages route opens a new
+    tool_use block with one id for each piece of a call's input). Their codes stay those that say where the fault is
+    (RESOURCE_EXHAUSTED, UNAVAILABLE), but neither door asks for a retry: no RetryInfo over gRPC, and the HTTP door's
+    `x-should-retry: false`, which both official SDKs obey over their default retries of a 429 or a 503."""
+    return reason in _UNFIXED_BY_RETRY
 
 
 class WarpcoreError(Exception):
@@ -52,7 +78,7 @@ class WarpcoreError(Exception):
         self.reason = reason or self.code.name
         self.field = field
         self.metadata = dict(metadata or {})
-        self.retry_after = retry_after
+        self.retry_after = None if unfixed_by_retry(self.reason) else retry_after
 
     def begins_with_field(self) -> bool:
         """Whether the message begins with the field's name, not with a longer name that begins as it does (`tools`

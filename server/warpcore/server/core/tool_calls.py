@@ -9,7 +9,7 @@ from warpcore.server.core.domain import (
     FinishReason,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import InvalidArgumentError, UnavailableError
+from warpcore.server.core.errors import UPSTREAM_MALFORMED_TOOL_CALL, InvalidArgumentError, UnavailableError
 from warpcore.server.core.json_schema import parse_json
 from warpcore.server.core.tool_rules import is_tool_name
 from warpcore.server.core.tooling import (
@@ -43,7 +43,7 @@ class ToolCallAssembler:
         flaw = self._identity_flaw(delta.id, delta.name)
         if flaw is not None:
             raise UnavailableError(
-                f"the backend began tool call {delta.index} broken: {flaw}", reason="UPSTREAM_MALFORMED_TOOL_CALL"
+                f"the backend began tool call {delta.index} broken: {flaw}", reason=UPSTREAM_MALFORMED_TOOL_CALL
             )
         self._calls[delta.index] = (delta.id, delta.name, [delta.arguments])
         self._indexes[delta.id] = delta.index
@@ -67,7 +67,7 @@ class ToolCallAssembler:
                 reason = FinishReason.LENGTH
             elif reason in (FinishReason.STOP, FinishReason.TOOL_CALLS, FinishReason.STOP_SEQUENCE):
                 raise UnavailableError(
-                    f"the backend ended tool call {index} broken: {flaw}", reason="UPSTREAM_MALFORMED_TOOL_CALL"
+                    f"the backend ended tool call {index} broken: {flaw}", reason=UPSTREAM_MALFORMED_TOOL_CALL
                 )
         if calls and reason is FinishReason.STOP:
             reason = FinishReason.TOOL_CALLS

@@ -17,6 +17,7 @@ from warpcore.server.core.errors import (
     InvalidArgumentError,
     PermissionDeniedError,
     WarpcoreError,
+    unfixed_by_retry,
 )
 from warpcore.server.core.limits import BUSY_RETRY_AFTER
 from warpcore.server.http.fields import DIALECT_NAMED
@@ -128,9 +129,10 @@ def http_status(error: WarpcoreError) -> int:
 
 
 def retry_headers(error: WarpcoreError) -> dict[str, str]:
-    """Retry-After (whole seconds) and retry-after-ms on the statuses a client retries; on a quota used up, which
-    has a retried status (429) but no wait ends, the header both official SDKs read as "do not retry"."""
-    if error.reason == QUOTA_EXHAUSTED:
+    """Retry-After (whole seconds) and retry-after-ms on the statuses a client retries; on a failure that no wait
+    ends, whatever its status (a quota used up, a 429; an upstream's broken answer, a 503), the header both official
+    SDKs read as "do not retry"."""
+    if unfixed_by_retry(error.reason):
         return {"x-should-retry": "false"}
     if _kind(error).status not in _RETRY_STATUSES:
         return {}

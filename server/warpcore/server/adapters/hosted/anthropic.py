@@ -35,7 +35,12 @@ from warpcore.server.core.domain import (
     TextChunk,
     ToolCallDelta,
 )
-from warpcore.server.core.errors import DeadlineExceededError, InvalidArgumentError, UnavailableError
+from warpcore.server.core.errors import (
+    UPSTREAM_MALFORMED,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    UnavailableError,
+)
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import PromptUsage, TokenCount
 
@@ -245,7 +250,7 @@ class AnthropicAdapter(HostedAdapter):
             return TokenCount(count_field(counted.input_tokens))
         except ValueError as error:
             what = f"the count holds {error}"
-            raise upstream_error(UnavailableError, self._api, what, reason="UPSTREAM_MALFORMED") from None
+            raise upstream_error(UnavailableError, self._api, what, reason=UPSTREAM_MALFORMED) from None
 
     async def _listed_models(self) -> Sequence[str]:
         """GET /v1/models page by page, at most MAX_LISTED_MODELS ids (an upstream chooses how many pages it has)."""

@@ -19,7 +19,8 @@ from warpcore.server.adapters.hosted.sdk_client import ErrorBodyCut
 from warpcore.server.core.bounds import shortened
 from warpcore.server.core.errors import (
     CONTEXT_LENGTH_EXCEEDED,
-    QUOTA_EXHAUSTED,
+    UPSTREAM_MALFORMED_STREAM,
+    UPSTREAM_NOT_STREAMING,
     DeadlineExceededError,
     DeadlinePassedError,
     FailedPreconditionError,
@@ -130,9 +131,9 @@ def upstream_error(
         f"{api.provider} upstream error{upstream}: {upstream_words(message, api.api_key)}",
         reason=reason or f"UPSTREAM_{kind.code.name}",
         metadata=metadata,
-        # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for; a quota used up,
-        # which no wait ends, tells none.
-        retry_after=retry_after(headers or {}) if kind in _WAITED_FOR and reason != QUOTA_EXHAUSTED else None,
+        # The statuses a client retries (429, 503, 529) keep the delay the upstream asked for (but not those of
+        # failures no wait ends: the domain error drops it).
+        retry_after=retry_after(headers or {}) if kind in _WAITED_FOR else None,
     )
 
 
@@ -150,7 +151,7 @@ def unfinished_stream(api: ResolvedApi, response: UpstreamResponse) -> WarpcoreE
             api,
             f"it answered with {answered}, not an event stream: it does not stream answers (or ignored the"
             " request's stream: true)",
-            reason="UPSTREAM_NOT_STREAMING",
+            reason=UPSTREAM_NOT_STREAMING,
         )
     if not response.num_bytes_downloaded:
         return UnavailableError(
@@ -171,7 +172,7 @@ def malformed_stream(api: ResolvedApi, error: Exception) -> WarpcoreError:
         what = f"that is not JSON ({error})"
     else:
         what = "of the wrong shape"
-    return upstream_error(UnavailableError, api, f"a stream event {what}", reason="UPSTREAM_MALFORMED_STREAM")
+    return upstream_error(UnavailableError, api, f"a stream event {what}", reason=UPSTREAM_MALFORMED_STREAM)
 
 
 _PAGE_QUOTED = 200  # characters of an upstream's body that is no JSON quoted in an error

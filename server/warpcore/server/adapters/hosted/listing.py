@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from warpcore.server.adapters.hosted.config import ResolvedApi
 from warpcore.server.adapters.hosted.errors import upstream_error
-from warpcore.server.core.errors import NotFoundError, UnavailableError
+from warpcore.server.core.errors import UPSTREAM_MALFORMED, NotFoundError, UnavailableError
 
 
 @contextlib.contextmanager
@@ -20,7 +20,7 @@ def unreadable_listing(api: ResolvedApi) -> Iterator[None]:
         yield
     except (json.JSONDecodeError, AttributeError, TypeError) as error:
         what = f"not JSON ({error})" if isinstance(error, json.JSONDecodeError) else "not the API's JSON"
-        raise upstream_error(UnavailableError, api, f"the model list is {what}", reason="UPSTREAM_MALFORMED") from error
+        raise upstream_error(UnavailableError, api, f"the model list is {what}", reason=UPSTREAM_MALFORMED) from error
 
 
 @contextlib.contextmanager

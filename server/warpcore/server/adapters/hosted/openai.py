@@ -38,7 +38,7 @@ from warpcore.server.core.domain import (
     ToolCallDelta,
 )
 from warpcore.server.core.embeddings import Embeddings, EmbedParams, vectors_flaw
-from warpcore.server.core.errors import DeadlineExceededError, UnavailableError
+from warpcore.server.core.errors import UPSTREAM_MALFORMED, DeadlineExceededError, UnavailableError
 from warpcore.server.core.hops import via_header
 from warpcore.server.core.tokens import TokenLogprob
 from warpcore.server.core.tooling import ResponseFormatKind, ToolChoiceMode
@@ -195,19 +195,17 @@ class OpenAIAdapter(HostedAdapter):
         data = sorted(response.data, key=lambda item: item.index)
         if [item.index for item in data] != list(range(len(params.inputs))):
             raise upstream_error(
-                UnavailableError, self._api, "the embeddings do not match the inputs", reason="UPSTREAM_MALFORMED"
+                UnavailableError, self._api, "the embeddings do not match the inputs", reason=UPSTREAM_MALFORMED
             )
         vectors = tuple(tuple(item.embedding) for item in data)
         if flaw := vectors_flaw(vectors):
-            raise upstream_error(
-                UnavailableError, self._api, f"the embeddings hold {flaw}", reason="UPSTREAM_MALFORMED"
-            )
+            raise upstream_error(UnavailableError, self._api, f"the embeddings hold {flaw}", reason=UPSTREAM_MALFORMED)
         usage = response.usage  # left out by some compatible servers, whose count is then unknown: 0
         try:
             prompt_tokens = count_field(None if usage is None else usage.prompt_tokens)
         except ValueError as error:
             what = f"the usage holds {error}"
-            raise upstream_error(UnavailableError, self._api, what, reason="UPSTREAM_MALFORMED") from None
+            raise upstream_error(UnavailableError, self._api, what, reason=UPSTREAM_MALFORMED) from None
         return Embeddings(
             vectors,
             prompt_tokens=prompt_tokens,
