@@ -17,6 +17,7 @@ from tests.fakes.base import FakeUpstream, SseEvent, StreamPlan
 from tests.fakes.openai_api import FakeOpenAI
 from tests.fakes.script import Script
 from tests.hosted import key_of, load, prompt
+from tests.test_upstream_redirects import load_and_list_failures
 from warpcore.server.adapters.hosted.scrub import upstream_host
 from warpcore.v1 import inference_pb2 as pb
 
@@ -200,14 +201,14 @@ async def test_anthropic_error_event_midstream(stub: Stub, anthropic_upstream: F
 
 
 async def test_a_base_url_with_no_model_list_under_it_is_named(stub: Stub, upstream: FakeUpstream) -> None:
-    """A tester's finding: a base URL cut short of /v1 was a bare 404, naming no field."""
-    config = pb.BackendConfig(api=pb.ApiConfig(api_key=key_of(upstream), base_url=f"{upstream.base_url}/elsewhere"))
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await load(stub, upstream, config)
-    assert raised.value.code() == Code.NOT_FOUND
-    assert rich_details(raised.value)[1] == ["backend_config.api.base_url"]
+    """A tester's finding: a base URL cut short of /v1 was a bare 404, naming no field; another's: ListModels, asked
+    of the same base URL, still was (`openai upstream error (HTTP 404): Error code: 404`)."""
     openai_api = isinstance(upstream, FakeOpenAI)
+    backend = pb.BACKEND_TYPE_OPENAI if openai_api else pb.BACKEND_TYPE_ANTHROPIC
     api, own = ("OpenAI", "https://api.openai.com/v1") if openai_api else ("Anthropic", "https://api.anthropic.com")
-    assert f"no model list under its base URL: check base_url (the {api} API's own is {own})" in (
-        raised.value.details() or ""
-    )
+    for refused in await load_and_list_failures(stub, f"{upstream.base_url}/elsewhere", backend):
+        assert refused.code() == Code.NOT_FOUND
+        assert rich_details(refused)[1] == ["backend_config.api.base_url"]
+        assert f"no model list under its base URL: check base_url (the {api} API's own is {own})" in (
+            refused.details() or ""
+        )

@@ -143,7 +143,8 @@ class HostedAdapter(ABC):
         """The ids of the models the API lists, as it gives them."""
 
     async def list_models(self) -> Sequence[str]:
-        return scrub.listed_model_ids(await self._listed_models(), self._api.api_key)
+        with no_list_there(self.name, self._api):  # ListModels' 404 and a load's check alike: a base URL to check
+            return scrub.listed_model_ids(await self._listed_models(), self._api.api_key)
 
     @abstractmethod
     def _capabilities(self, model: str) -> Capabilities:
@@ -166,8 +167,7 @@ class HostedAdapter(ABC):
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
         capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
-        with no_list_there(self.name, self._api):
-            offered = await self.list_models()
+        offered = await self.list_models()
         if model not in offered and not self._api.unlisted:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
             some = ", ".join(map(repr, offered[:OFFERED_IN_REFUSAL])) + (", ..." * (len(offered) > OFFERED_IN_REFUSAL))
