@@ -157,7 +157,8 @@ async def test_an_empty_event_stream_says_what_such_a_server_means_by_it(
     stub: Stub, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """llama-cpp-python's server answers a streamed prompt longer than its context with 200 and no event at all:
-    read as a stream cut short, retried to no end."""
+    read as a stream cut short, retried to no end. An outside tester's finding: the hint then spoke of the prompt's
+    length alone, where the server had failed otherwise (tool_choice required, a prompt of 30 tokens)."""
 
     async def empty(request: web.Request, plan: StreamPlan) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -171,6 +172,7 @@ async def test_an_empty_event_stream_says_what_such_a_server_means_by_it(
     assert error.code() == Code.UNAVAILABLE
     assert details(error)["reason"] == "UPSTREAM_STREAM_TRUNCATED"
     assert "sent an empty event stream" in (error.details() or "")
+    assert "the server failed to generate, and its own log says why" in (error.details() or "")
     assert "longer than the model's context" in (error.details() or "")
 
 

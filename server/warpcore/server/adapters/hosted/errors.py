@@ -155,9 +155,9 @@ def unfinished_stream(api: ResolvedApi, response: UpstreamResponse) -> WarpcoreE
         )
     if not response.num_bytes_downloaded:
         return UnavailableError(
-            f"{api.provider} upstream sent an empty event stream, no event before its end; some servers answer so a"
-            " prompt longer than the model's context (llama-cpp-python's OpenAI-compatible one does): check the"
-            " prompt's length",
+            f"{api.provider} upstream sent an empty event stream, no event before its end: the server failed to"
+            " generate, and its own log says why (llama-cpp-python's OpenAI-compatible one answers so whatever failed,"
+            " a prompt longer than the model's context too)",
             reason="UPSTREAM_STREAM_TRUNCATED",
         )
     return UnavailableError(
