@@ -805,7 +805,10 @@ class LoadModelRequest(_message.Message):
     ("./x.gguf", "x.gguf/" and "a//x.gguf" are "x.gguf" and "a/x.gguf";
     "hf/owner/repo/file.gguf" is "hf:owner/repo:file.gguf"), as is a llama.cpp model
     name; Model.id says which. Calls naming the model by id (Generate, Embed,
-    CountTokens, UnloadModel) may use any of its spellings.
+    CountTokens, UnloadModel) may use any of its spellings. Such an id stands for that
+    file, whether or not it exists: it is taken for that file's model only, and
+    INVALID_ARGUMENT (MODEL_ID_NAMES_ANOTHER_FILE) for any other model, a hosted one
+    included (its id left empty being its name), which would hide the file.
     """
     model_type: Global___ModelType.ValueType
     """Kind of model. Unspecified: for llama.cpp as the backend settings say

@@ -98,15 +98,21 @@ def model_id_for(relative: PurePosixPath) -> str:
     return relative.as_posix()
 
 
+def file_id(model: str) -> str | None:
+    """The id of the GGUF file under MODELS_PATH that `model` is spelled as the name of, in its one spelling, whether
+    or not the file exists; None for a name of no GGUF file (a hosted model, an id of the caller's choosing, or one
+    LoadModel refuses)."""
+    if ".gguf" not in model:  # most ids, hosted models' among them, on every call: no path to build
+        return None
+    try:
+        return model_id_for(relative_model_path(model))
+    except InvalidArgumentError:
+        return None
+
+
 def canonical_model_id(model: str) -> str:
     """The one spelling of a name of a GGUF file: `./x.gguf`, `x.gguf/` and `a//x.gguf` are `x.gguf` and `a/x.gguf`,
     `hf/owner/repo/f.gguf` is `hf:owner/repo:f.gguf`. Only the spelling, never the disk: a link stays a name of its
     own (it may be an alias the operator made on purpose), and `..` stays refused rather than folded away (`a/..`
-    leaves `a` wherever a link `a` leads). A name of no GGUF file (a hosted model, an id of the caller's choosing,
-    or one LoadModel refuses) is its own spelling."""
-    if ".gguf" not in model:  # most ids, hosted models' among them, on every call: no path to build
-        return model
-    try:
-        return model_id_for(relative_model_path(model))
-    except InvalidArgumentError:
-        return model
+    leaves `a` wherever a link `a` leads). A name of no GGUF file is its own spelling."""
+    return file_id(model) or model

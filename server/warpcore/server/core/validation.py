@@ -35,7 +35,8 @@ from warpcore.server.core.domain import (
     Role,
 )
 from warpcore.server.core.embeddings import EmbedParams
-from warpcore.server.core.model_ids import canonical_model_id
+from warpcore.server.core.errors import InvalidArgumentError
+from warpcore.server.core.model_ids import canonical_model_id, file_id, model_id_for, relative_model_path
 from warpcore.server.core.part_rules import check_parts
 from warpcore.server.core.rules import check_name, require
 from warpcore.server.core.settings_rules import check_settings
@@ -197,6 +198,7 @@ def check_load(spec: LoadSpec) -> LoadSpec:
         )
         check_keep_alive(spec.keep_alive)
     check_settings(spec.settings, spec.backend)
+    _check_file_id(spec, model_id)
     if spec.backend.hosted:  # the provider's model name, passed on as given
         api = spec.settings
         if isinstance(api, ApiSettings) and api.base_url:  # "…/v1/" is "…/v1" to the SDKs, and the same model
@@ -206,3 +208,22 @@ def check_load(spec: LoadSpec) -> LoadSpec:
     if isinstance(settings, LocalSettings) and settings.mmproj is not None:
         settings = dataclasses.replace(settings, mmproj=canonical_model_id(settings.mmproj))
     return dataclasses.replace(spec, model_id=model_id, name=canonical_model_id(spec.name), settings=settings)
+
+
+def _check_file_id(spec: LoadSpec, model_id: str) -> None:
+    """An id spelled as a GGUF file's name (`model_id`, in its one spelling) stands for that file, whether or not it
+    exists: ListModels lists the file by it, and LoadModel and calls reach the file by it. So it names that file's
+    model only; another model under it would hide the file (listed no more, its LoadModel ALREADY_EXISTS) and answer
+    calls meant for it. A local model's name is checked first: its own fault is the one to fix."""
+    named = file_id(model_id)
+    if named is None:
+        return
+    loads = None if spec.backend.hosted else model_id_for(relative_model_path(spec.name))
+    if named != loads:
+        unset = " (a hosted model's, left unset, is its name)" if spec.backend.hosted else ""
+        raise InvalidArgumentError(
+            f"model_id {spec.model_id!r} names another model file under MODELS_PATH ({named!r}), which only that"
+            f" file may be loaded under: choose a model_id that is no file's name{unset}, or load that file",
+            field="model_id",
+            reason="MODEL_ID_NAMES_ANOTHER_FILE",
+        )

@@ -1,0 +1,118 @@
+"""A model id spelled as a GGUF file's name stands for that file (ListModels lists the file by it, LoadModel and calls
+reach the file by it): LoadModel takes it for that file's model only, never for another model, whose id would hide
+the file. An outside tester's finding: the Gemma file loaded as `hf/a/b/tiny.gguf` took the id of another file,
+which then left ListModels, could not be loaded by its own name and whose Generate ran Gemma. The real server, a
+private MODELS_PATH of tiny GGUF files, and a loopback fake of OpenAI's API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from tests.conftest import TINY_MODEL, collect, greedy, rich_details
+from tests.fakes.openai_api import FakeOpenAI
+from tests.hosted import api_config
+from tests.tiny_model import write_tiny_model
+from warpcore.server.preload import ConfigError, read_preload
+from warpcore.v1 import inference_pb2 as pb
+
+if TYPE_CHECKING:
+    from warpcore.v1.inference_pb2_grpc import InferenceServiceAsyncStub as Stub
+
+OTHER_FILE = "hf:a/b:tiny.gguf"
+
+
+@pytest.fixture
+def models_root(server_env: dict[str, str], tmp_path: Path) -> Path:
+    """A private MODELS_PATH holding the tiny hf: model, another file (hf/a/b/tiny.gguf) and x.gguf."""
+    root = tmp_path / "models"
+    tiny = write_tiny_model(root / "hf" / "warpcore" / "tiny" / "tiny.gguf")
+    (root / "hf" / "a" / "b").mkdir(parents=True)
+    shutil.copyfile(tiny, root / "hf" / "a" / "b" / "tiny.gguf")
+    shutil.copyfile(tiny, root / "x.gguf")
+    server_env["MODELS_PATH"] = str(root)  # read when each adapter is made
+    return root
+
+
+def local(model: str, model_id: str = "") -> pb.LoadModelRequest:
+    return pb.LoadModelRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP, model=model, model_id=model_id)
+
+
+async def files(stub: Stub) -> list[str]:
+    listed = await stub.ListModels(pb.ListModelsRequest(backend=pb.BACKEND_TYPE_LLAMA_CPP))
+    return sorted(model.id for model in listed.models)
+
+
+def assert_refused(error: grpc.aio.AioRpcError, model_id: str, file: str) -> None:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, fields = rich_details(error)
+    assert (info.reason, fields) == ("MODEL_ID_NAMES_ANOTHER_FILE", ["model_id"])
+    message = error.details() or ""
+    assert message.startswith(f"model_id {model_id!r} names another model file under MODELS_PATH ({file!r})")
+    assert "choose a model_id that is no file's name" in message
+    assert message.endswith("or load that file")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "file"),
+    [
+        ("hf/a/b/tiny.gguf", OTHER_FILE),  # the tester's
+        (OTHER_FILE, OTHER_FILE),
+        ("./hf/a/b//tiny.gguf", OTHER_FILE),
+        ("x.gguf", "x.gguf"),
+        ("x.gguf/", "x.gguf"),
+        ("nowhere/yet.gguf", "nowhere/yet.gguf"),  # no such file now: one copied or pulled there later has this id
+    ],
+)
+async def test_a_local_model_is_refused_an_id_spelled_as_another_files_name(
+    models_root: Path, stub: Stub, model_id: str, file: str
+) -> None:
+    before = await files(stub)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(local(TINY_MODEL, model_id=model_id))
+    assert_refused(refused.value, model_id, file)
+    assert (await stub.ListModels(pb.ListModelsRequest())).models == []  # nothing loaded
+    assert await files(stub) == before
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # a bad name is the fault to fix first
+        await stub.LoadModel(local("/elsewhere/tiny.gguf", model_id=model_id))
+    assert rich_details(refused.value)[1] == ["model"]
+    # Under a name of no file, the model loads; the file loads under its id in any spelling, and calls naming it run it.
+    assert (await stub.LoadModel(local(TINY_MODEL, model_id="tiny"))).model.id == "tiny"
+    if file in before:
+        model = (await stub.LoadModel(local(file, model_id=model_id))).model
+        assert (model.id, model.name) == (file, file)
+        text, result = await collect(stub.Generate(greedy("the", 2, model_id=model_id)))
+        assert (bool(text), result.usage.completion_tokens) == (True, 2)
+
+
+@pytest.mark.parametrize(("model", "model_id"), [("gpt-x", "x.gguf"), ("served.gguf", ""), ("m", "hf/a/b/tiny.gguf")])
+async def test_a_hosted_model_is_refused_an_id_spelled_as_a_files_name(
+    models_root: Path, stub: Stub, openai_upstream: FakeOpenAI, model: str, model_id: str
+) -> None:
+    """A compatible server may name its model as a file (llama.cpp's server, its GGUF's path): loaded so, with
+    model_id unset, it is refused the same, and loads under a model_id of its own."""
+    openai_upstream.models.append(model)
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI, model=model, model_id=model_id, backend_config=api_config(openai_upstream)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(request)
+    given = model_id or model
+    file = given if given != "hf/a/b/tiny.gguf" else OTHER_FILE
+    assert_refused(refused.value, given, file)
+    assert "(a hosted model's, left unset, is its name)" in (refused.value.details() or "")
+    assert openai_upstream.requests == []  # refused before the API was asked
+    assert OTHER_FILE in await files(stub)
+    request.model_id = "hosted"
+    assert (await stub.LoadModel(request)).model.id == "hosted"
+
+
+def test_a_preload_file_is_refused_an_id_spelled_as_another_files_name(tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text(f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nid = "x.gguf"\n')
+    with pytest.raises(ConfigError, match=r"models\[0\]\.id: model_id 'x\.gguf' names another model file"):
+        read_preload(config, {})
