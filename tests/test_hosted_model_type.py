@@ -17,7 +17,7 @@ from tests.fakes.openai_api import FakeOpenAI, fake_embedding
 from tests.hosted import api_config, key_of, prompt
 from warpcore.client import ApiConfig, AsyncClient, FailedPreconditionError
 from warpcore.server.core.domain import ApiSettings, BackendKind, LoadSpec
-from warpcore.server.preload import read_preload
+from warpcore.server.preload import ConfigError, read_preload
 from warpcore.server.rpc.server import WarpcoreServer
 from warpcore.v1 import embeddings_pb2 as epb
 from warpcore.v1 import inference_pb2 as pb
@@ -190,6 +190,37 @@ async def test_anthropic_refuses_to_load_an_embedding_model_before_asking_its_ap
     assert anthropic_upstream.requests == []
     model = await load_as(stub, anthropic_upstream, anthropic_upstream.models[0], pb.MODEL_TYPE_TEXT_TO_TEXT)
     assert model.type == pb.MODEL_TYPE_TEXT_TO_TEXT
+
+
+@pytest.mark.parametrize("config", ["none", "base_url_without_key"])
+async def test_anthropic_refuses_an_embedding_model_before_looking_for_a_key(stub: Stub, config: str) -> None:
+    """An outside tester's finding: with no Anthropic key on the server, the refusal was API_KEY_MISSING, telling the
+    caller to set a key for a load no key can make work; and a base_url without a key, API_KEY_REQUIRED_WITH_BASE_URL.
+    The request's own fault comes first."""
+    backend_config = pb.BackendConfig(api=pb.ApiConfig(base_url="http://127.0.0.1:1")) if config != "none" else None
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_ANTHROPIC,
+        model="claude-x",
+        model_type=pb.MODEL_TYPE_TEXT_TO_EMBEDDING,
+        backend_config=backend_config,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info, fields = rich_details(refused.value)
+    assert (info.reason, fields, dict(info.metadata)) == (
+        "EMBEDDINGS_UNSUPPORTED",
+        ["model_type"],
+        {"provider": "anthropic"},
+    )
+    assert "the Anthropic API has no embedding models" in (refused.value.details() or "")
+
+
+def test_a_preload_file_naming_an_anthropic_embedding_model_is_refused_at_its_embedding_key(tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text('[[models]]\nbackend = "anthropic"\nmodel = "claude-x"\n[models.api]\nembedding = true\n')
+    with pytest.raises(ConfigError, match=r"models\[0\]\.api\.embedding: the Anthropic API has no embedding models"):
+        read_preload(config, {})
 
 
 async def test_the_sdk_loads_a_hosted_embedding_model_by_its_type(

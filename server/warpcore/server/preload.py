@@ -186,9 +186,12 @@ def _spec(entry: object, where: str, env: Mapping[str, str]) -> LoadSpec:
 def _key(field: str, backend: BackendKind) -> str:
     """The file's key for a domain field path: settings live in the model's api or local table."""
     table = "api" if backend.hosted else "local"
-    return {"model_id": "id", "settings": table, "settings.numa": "local.numa_strategy"}.get(
-        field, field.replace("settings.", f"{table}.")
-    )
+    return {
+        "model_id": "id",
+        "model_type": f"{table}.embedding",
+        "settings": table,
+        "settings.numa": "local.numa_strategy",
+    }.get(field, field.replace("settings.", f"{table}."))
 
 
 def read_preload(path: Path, env: Mapping[str, str]) -> list[LoadSpec]:

@@ -824,7 +824,7 @@ class LoadModelRequest(_message.Message):
     (INVALID_ARGUMENT with llama_cpp.embedding false); a model of an OpenAI-compatible
     API embeds, whatever its name (a compatible server names its models as it pleases),
     and refuses Generate (FAILED_PRECONDITION) before asking the API; the Anthropic
-    backend is INVALID_ARGUMENT (EMBEDDINGS_UNSUPPORTED).
+    backend is INVALID_ARGUMENT (EMBEDDINGS_UNSUPPORTED), before any key is looked for.
     """
     @_builtins.property
     def backend_config(self) -> Global___BackendConfig:

@@ -29,6 +29,7 @@ from warpcore.server.core.bounds import (
 from warpcore.server.core.cache_rules import check_cache_breakpoints
 from warpcore.server.core.domain import (
     ApiSettings,
+    BackendKind,
     GenerationParams,
     LoadSpec,
     LocalSettings,
@@ -198,6 +199,7 @@ def check_load(spec: LoadSpec) -> LoadSpec:
         )
         check_keep_alive(spec.keep_alive)
     check_settings(spec.settings, spec.backend)
+    _check_kind(spec)
     _check_file_id(spec, model_id)
     if spec.backend.hosted:  # the provider's model name, passed on as given
         api = spec.settings
@@ -208,6 +210,20 @@ def check_load(spec: LoadSpec) -> LoadSpec:
     if isinstance(settings, LocalSettings) and settings.mmproj is not None:
         settings = dataclasses.replace(settings, mmproj=canonical_model_id(settings.mmproj))
     return dataclasses.replace(spec, model_id=model_id, name=canonical_model_id(spec.name), settings=settings)
+
+
+def _check_kind(spec: LoadSpec) -> None:
+    """A kind of model the backend has none of (the Anthropic API has no embedding models), refused with the
+    request's other faults: before the server looks for a key or asks the API, neither of which could make it work."""
+    embeds = spec.settings is not None and spec.settings.embedding
+    if embeds and spec.backend is BackendKind.ANTHROPIC:
+        raise InvalidArgumentError(
+            "the Anthropic API has no embedding models: load the model as a text model, or an embedding model on"
+            " the openai or llama_cpp backend",
+            field="model_type",
+            reason="EMBEDDINGS_UNSUPPORTED",
+            metadata={"provider": spec.backend.value},
+        )
 
 
 def _check_file_id(spec: LoadSpec, model_id: str) -> None:

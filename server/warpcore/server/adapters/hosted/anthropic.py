@@ -38,7 +38,6 @@ from warpcore.server.core.domain import (
 from warpcore.server.core.errors import (
     UPSTREAM_MALFORMED,
     DeadlineExceededError,
-    InvalidArgumentError,
     UnavailableError,
 )
 from warpcore.server.core.hops import via_header
@@ -216,15 +215,7 @@ class AnthropicAdapter(HostedAdapter):
         return self._body(params, alternating_turns(params), **options)
 
     def _capabilities(self, model: str) -> Capabilities:
-        if self._api.embedding:
-            raise InvalidArgumentError(
-                "the Anthropic API has no embedding models: load the model as a text model"
-                " (MODEL_TYPE_TEXT_TO_TEXT, or model_type unset), or an embedding model on the openai or llama_cpp"
-                " backend",
-                field="model_type",
-                reason="EMBEDDINGS_UNSUPPORTED",
-                metadata={"provider": self._api.provider},
-            )
+        # A text model: a load asking for an embedding model here was refused with the request (validation.py).
         return Capabilities(count_tokens=True, images=True, tools=True, documents=True)
 
     def _headers(self, params: GenerationParams) -> dict[str, str]:

@@ -149,7 +149,7 @@ class HostedAdapter(ABC):
     @abstractmethod
     def _capabilities(self, model: str) -> Capabilities:
         """What `model` of this API can do, as a text or embedding model where the request says which
-        (`self._api.embedding`); InvalidArgumentError for a kind the API has no model of."""
+        (`self._api.embedding`), of a kind the API has (validation.py refused the others with the request)."""
 
     def _body(self, params: GenerationParams, messages: list[dict[str, Any]], **options: object) -> dict[str, Any]:
         """A streaming request for the loaded model, with the sampling fields both APIs share and the provider's
@@ -166,7 +166,7 @@ class HostedAdapter(ABC):
         return {name: value for name, value in body.items() if value is not None}
 
     async def load(self, model: str, context_size: int | None) -> ModelInfo:
-        capabilities = self._capabilities(model)  # refuses, before the API is asked, a kind it has no model of
+        capabilities = self._capabilities(model)
         offered = await self.list_models()
         if model not in offered and not self._api.unlisted:
             # A compatible server (llama.cpp's lists its file's path) may offer names nobody would guess.
