@@ -89,26 +89,37 @@ async def test_a_local_model_is_refused_an_id_spelled_as_another_files_name(
         assert (bool(text), result.usage.completion_tokens) == (True, 2)
 
 
-@pytest.mark.parametrize(("model", "model_id"), [("gpt-x", "x.gguf"), ("served.gguf", ""), ("m", "hf/a/b/tiny.gguf")])
+@pytest.mark.parametrize(("model", "model_id"), [("gpt-x", "x.gguf"), ("m", "hf/a/b/tiny.gguf")])
 async def test_a_hosted_model_is_refused_an_id_spelled_as_a_files_name(
     models_root: Path, stub: Stub, openai_upstream: FakeOpenAI, model: str, model_id: str
 ) -> None:
-    """A compatible server may name its model as a file (llama.cpp's server, its GGUF's path): loaded so, with
-    model_id unset, it is refused the same, and loads under a model_id of its own."""
     openai_upstream.models.append(model)
     request = pb.LoadModelRequest(
         backend=pb.BACKEND_TYPE_OPENAI, model=model, model_id=model_id, backend_config=api_config(openai_upstream)
     )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.LoadModel(request)
-    given = model_id or model
-    file = given if given != "hf/a/b/tiny.gguf" else OTHER_FILE
-    assert_refused(refused.value, given, file)
-    assert "(a hosted model's, left unset, is its name)" in (refused.value.details() or "")
+    assert_refused(refused.value, model_id, model_id if model_id != "hf/a/b/tiny.gguf" else OTHER_FILE)
     assert openai_upstream.requests == []  # refused before the API was asked
     assert OTHER_FILE in await files(stub)
     request.model_id = "hosted"
     assert (await stub.LoadModel(request)).model.id == "hosted"
+
+
+@pytest.mark.parametrize("model_id", ["", "served.gguf"])
+async def test_a_hosted_model_keeps_its_own_name_spelled_as_a_file(
+    stub: Stub, openai_upstream: FakeOpenAI, model_id: str
+) -> None:
+    """A compatible server may name its model as a file (llama.cpp's server, its GGUF's path), and the first release's
+    clients load it under that name, model_id unset: it stays the hosted model's id, as it was."""
+    openai_upstream.models.append("served.gguf")
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI,
+        model="served.gguf",
+        model_id=model_id,
+        backend_config=api_config(openai_upstream),
+    )
+    assert (await stub.LoadModel(request)).model.id == "served.gguf"
 
 
 def test_a_preload_file_is_refused_an_id_spelled_as_another_files_name(tmp_path: Path) -> None:

@@ -807,8 +807,9 @@ class LoadModelRequest(_message.Message):
     name; Model.id says which. Calls naming the model by id (Generate, Embed,
     CountTokens, UnloadModel) may use any of its spellings. Such an id stands for that
     file, whether or not it exists: it is taken for that file's model only, and
-    INVALID_ARGUMENT (MODEL_ID_NAMES_ANOTHER_FILE) for any other model, a hosted one
-    included (its id left empty being its name), which would hide the file.
+    INVALID_ARGUMENT (MODEL_ID_NAMES_ANOTHER_FILE) for any other model given it here, a
+    hosted one included, which would hide the file. A hosted model keeps its own name
+    as its id (empty here), though a compatible server may name a model "x.gguf".
     """
     model_type: Global___ModelType.ValueType
     """Kind of model. Unspecified: for llama.cpp as the backend settings say

@@ -232,14 +232,15 @@ def _check_file_id(spec: LoadSpec, model_id: str) -> None:
     model only; another model under it would hide the file (listed no more, its LoadModel ALREADY_EXISTS) and answer
     calls meant for it. A local model's name is checked first: its own fault is the one to fix."""
     named = file_id(model_id)
-    if named is None:
+    if named is None or (spec.backend.hosted and spec.model_id == spec.name):
+        # A hosted model under its own name keeps it, as the first release's clients load one (model_id unset): a
+        # compatible server may name a model as a file (llama.cpp's server, by its GGUF's path).
         return
     loads = None if spec.backend.hosted else model_id_for(relative_model_path(spec.name))
     if named != loads:
-        unset = " (a hosted model's, left unset, is its name)" if spec.backend.hosted else ""
         raise InvalidArgumentError(
             f"model_id {spec.model_id!r} names another model file under MODELS_PATH ({named!r}), which only that"
-            f" file may be loaded under: choose a model_id that is no file's name{unset}, or load that file",
+            " file may be loaded under: choose a model_id that is no file's name, or load that file",
             field="model_id",
             reason="MODEL_ID_NAMES_ANOTHER_FILE",
         )
