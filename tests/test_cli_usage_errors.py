@@ -105,6 +105,9 @@ async def test_a_flag_is_taken_by_its_whole_name_only(args: list[str], unknown: 
         ["load", "m", "--backend", "openai", "--api-key", "sk-canary0123456789abcdef"],
         ["load", "m", "--backend", "openai", "--api-key=sk-canary0123456789abcdef"],
         ["health", "--api-key", "sk-canary0123456789abcdef", "--secret", "hunter2canary"],
+        ["load", "m", "--backend", "openai", "--api-key", "-sk-canary0123456789abcdef"],
+        ["load", "m", "--backend", "openai", "-ksk-canary0123456789abcdef"],
+        ["health", "--api-key", "sk-canary1", "sk-canary2"],
     ],
 )
 async def test_an_unknown_flags_value_is_never_echoed(args: list[str]) -> None:
@@ -112,7 +115,7 @@ async def test_an_unknown_flags_value_is_never_echoed(args: list[str]) -> None:
     onto the terminal or a CI log."""
     error = usage_error(await warpcore(closed_port_target(), *args))
     assert error.startswith("warpcore: error: unrecognized arguments: ")
-    assert "--api-key" in error or "--secret" in error
+    assert "--api-key" in error or "--secret" in error or "-k" in error
     assert "canary" not in error
     if "--api-key" in error:
         assert "--api-key-env NAME or --api-key-file PATH" in error

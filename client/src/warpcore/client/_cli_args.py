@@ -104,22 +104,27 @@ def json_schema_file(path: str) -> dict[str, Any]:
 
 
 def unrecognized(extras: Sequence[str]) -> str:
-    """argparse's complaint about arguments no command takes, without the values of unknown flags: one may be a
-    secret (`--api-key sk-...`, a flag this command does not have), which the message would put on a terminal, in a
-    CI log or on a shared screen."""
+    """argparse's complaint about arguments no command takes, without what may be an unknown flag's value: a secret
+    (`--api-key sk-...`, a flag this command does not have), which the message would put on a terminal, in a CI log
+    or on a shared screen. Shown: a long flag's name (`--name`, what follows `=` not), a short one's letter (`-k`,
+    not a value joined to it) and the words before any unknown flag; every word after one may be its value."""
     shown: list[str] = []
     hidden = 0
     after_flag = False
     for word in extras:
-        if word.startswith("-") and word != "-":
+        if word.startswith("--"):
             flag, equals, _ = word.partition("=")
             shown.append(flag)
             hidden += bool(equals)
-            after_flag = not equals
+        elif word.startswith("-") and len(word) > 1:
+            shown.append(word[:2])
+            hidden += len(word) > 2
         elif after_flag:
-            hidden, after_flag = hidden + 1, False
+            hidden += 1
         else:
             shown.append(word)
+            continue
+        after_flag = True
     words = f"unrecognized arguments: {' '.join(shown)}"
     if hidden:
         words += " (an unknown flag's value not shown)" if hidden == 1 else " (unknown flags' values not shown)"
