@@ -192,10 +192,12 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
     # would report SERVING without a model the operator asked to have loaded.
     unloaded = [spec.model_id for spec in specs if not spec.lazy and engine.registry.find(spec.model_id) is None]
     if unloaded:
+        # The default model is named only where it is among those loaded at start.
+        embedded = any(spec.model_id in (EMBEDDED_MODEL_ID, EMBEDDED_EMBEDDING_MODEL_ID) for spec in specs)
         raise ConfigError(
             f"startup model{'s' * (len(unloaded) > 1)} {', '.join(map(repr, unloaded))} did not stay loaded: loading"
             " the ones after unloaded it to keep within --max-loaded-models or --max-loaded-memory; declare some"
-            " models lazy = true in --config (or start with --no-default-model), or raise the limit"
+            f" models lazy = true in --config{' (or start with --no-default-model)' * embedded}, or raise the limit"
         )
 
 
