@@ -69,7 +69,7 @@ def server_env(models_path: Path) -> dict[str, str]:
 @contextlib.asynccontextmanager
 async def serving(env: Mapping[str, str], options: ServingOptions | None = None) -> AsyncIterator[WarpcoreServer]:
     """The real server on a free loopback port, SERVING, its adapters reading `env`; stopped and closed after."""
-    registry = ModelRegistry(functools.partial(create_adapter, env=env))
+    registry = ModelRegistry(functools.partial(create_adapter, env=env), env.get("MODELS_PATH"))
     started = await start_server(registry, "127.0.0.1:0", options)
     await started.set_serving(True)
     try:
@@ -84,7 +84,7 @@ async def serving_doors(
     env: Mapping[str, str], options: ServingOptions | None = None, http_host: str = "127.0.0.1"
 ) -> AsyncIterator[Doors]:
     """`serving`, with the HTTP door on another free port of `http_host`, on the same engine."""
-    registry = ModelRegistry(functools.partial(create_adapter, env=env))
+    registry = ModelRegistry(functools.partial(create_adapter, env=env), env.get("MODELS_PATH"))
     doors = await open_doors(registry, "127.0.0.1:0", options, (http_host, 0))
     await doors.set_serving(True)
     try:

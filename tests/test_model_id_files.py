@@ -15,9 +15,13 @@ import pytest
 
 from tests.conftest import TINY_MODEL, collect, greedy, rich_details
 from tests.fakes.openai_api import FakeOpenAI
-from tests.hosted import api_config
+from tests.hosted import OPENAI_KEY, api_config
 from tests.tiny_model import write_tiny_model
+from warpcore.server.cli import startup_models
+from warpcore.server.core.errors import InvalidArgumentError
 from warpcore.server.preload import ConfigError, read_preload
+from warpcore.server.rpc.server import WarpcoreServer
+from warpcore.server.settings import parse_settings
 from warpcore.v1 import inference_pb2 as pb
 
 if TYPE_CHECKING:
@@ -106,20 +110,82 @@ async def test_a_hosted_model_is_refused_an_id_spelled_as_a_files_name(
     assert (await stub.LoadModel(request)).model.id == "hosted"
 
 
-@pytest.mark.parametrize("model_id", ["", "served.gguf"])
+@pytest.mark.parametrize(
+    ("model", "model_id"),
+    [
+        ("served.gguf", ""),
+        ("served.gguf", "served.gguf"),
+        ("served.gguf", "./served.gguf"),  # its own name in another spelling (a tester's finding: refused)
+        ("served.gguf", "served.gguf/"),
+        ("./served.gguf", ""),
+    ],
+)
 async def test_a_hosted_model_keeps_its_own_name_spelled_as_a_file(
-    stub: Stub, openai_upstream: FakeOpenAI, model_id: str
+    models_root: Path, stub: Stub, openai_upstream: FakeOpenAI, model: str, model_id: str
 ) -> None:
     """A compatible server may name its model as a file (llama.cpp's server, its GGUF's path), and the first release's
-    clients load it under that name, model_id unset: it stays the hosted model's id, as it was."""
-    openai_upstream.models.append("served.gguf")
+    clients load it under that name, model_id unset: it stays the hosted model's id, as it was, while no such file is
+    under MODELS_PATH."""
+    openai_upstream.models.append(model)
     request = pb.LoadModelRequest(
-        backend=pb.BACKEND_TYPE_OPENAI,
-        model="served.gguf",
-        model_id=model_id,
-        backend_config=api_config(openai_upstream),
+        backend=pb.BACKEND_TYPE_OPENAI, model=model, model_id=model_id, backend_config=api_config(openai_upstream)
     )
     assert (await stub.LoadModel(request)).model.id == "served.gguf"
+
+
+@pytest.mark.parametrize(
+    ("model", "model_id", "file"),
+    [
+        ("x.gguf", "", "x.gguf"),
+        ("./x.gguf", "", "x.gguf"),
+        ("x.gguf", "./x.gguf", "x.gguf"),
+        ("hf/a/b/tiny.gguf", "", OTHER_FILE),
+    ],
+)
+async def test_a_hosted_model_named_as_a_file_under_models_path_is_refused_its_name_as_id(
+    models_root: Path, stub: Stub, openai_upstream: FakeOpenAI, model: str, model_id: str, file: str
+) -> None:
+    """A tester's finding: the hosted model took the file's id and hid it (ListModels still listed the file, its
+    LoadModel was ALREADY_EXISTS, a Generate naming it ran the hosted model)."""
+    openai_upstream.models.append(model)
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI, model=model, model_id=model_id, backend_config=api_config(openai_upstream)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.LoadModel(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert rich_details(refused.value)[0].reason == "MODEL_ID_NAMES_ANOTHER_FILE"
+    assert rich_details(refused.value)[1] == ["model_id"]
+    assert refused.value.details() == (
+        f"the hosted model {model!r} would take the id {file!r}, the name of a model file under MODELS_PATH, which it"
+        " would hide: give the hosted model a model_id of its own"
+    )
+    assert (await stub.ListModels(pb.ListModelsRequest())).models == []  # nothing loaded
+    assert (await stub.LoadModel(local(file))).model.id == file  # the file loads under its id
+    request.model_id = "hosted"
+    assert (await stub.LoadModel(request)).model.id == "hosted"
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+async def test_a_preloaded_hosted_model_keeps_its_own_name_spelled_as_a_file(
+    models_root: Path, server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI, tmp_path: Path, lazy: bool
+) -> None:
+    """A tester's finding: a preload entry for a hosted model named ./dot.gguf, with no id, stopped the server at
+    start (its id, dot.gguf, taken for another file's than its name ./dot.gguf), while LoadModel took the same."""
+    openai_upstream.models += ["./dot.gguf", "x.gguf"]
+    config = tmp_path / "models.toml"
+    entry = f'lazy = {str(lazy).lower()}\n[models.api]\napi_key_env = "KEY"\nbase_url = "{openai_upstream.base_url}"\n'
+    config.write_text(
+        "".join(f'[[models]]\nbackend = "openai"\nmodel = "{model}"\n{entry}' for model in ("./dot.gguf", "x.gguf"))
+    )
+    served, hiding = read_preload(config, {"KEY": OPENAI_KEY})
+    assert (served.model_id, hiding.model_id) == ("dot.gguf", "x.gguf")
+    for spec in (served, hiding):
+        server.engine.declare(spec, loads_at_start=not lazy)
+    await server.engine.load(served, from_operator=True)
+    assert server.engine.registry.get("dot.gguf").name == "./dot.gguf"
+    with pytest.raises(InvalidArgumentError, match="give the hosted model a model_id of its own"):
+        await server.engine.load(hiding, from_operator=True)  # x.gguf is under MODELS_PATH
 
 
 def test_a_preload_file_is_refused_an_id_spelled_as_another_files_name(tmp_path: Path) -> None:
@@ -127,3 +193,22 @@ def test_a_preload_file_is_refused_an_id_spelled_as_another_files_name(tmp_path:
     config.write_text(f'[[models]]\nbackend = "llama_cpp"\nmodel = "{TINY_MODEL}"\nid = "x.gguf"\n')
     with pytest.raises(ConfigError, match=r"models\[0\]\.id: model_id 'x\.gguf' names another model file"):
         read_preload(config, {})
+
+
+def test_a_lazy_hosted_model_named_as_a_file_under_models_path_stops_the_start(models_root: Path) -> None:
+    """Declared lazy, it would hide the file from the start on, until its first call: refused as the server starts."""
+    config = models_root.parent / "models.toml"
+    config.write_text(
+        '[[models]]\nbackend = "openai"\nmodel = "./x.gguf"\nlazy = true\napi = { api_key_env = "KEY" }\n'
+    )
+    env = {"KEY": OPENAI_KEY}
+    argv = ["--config", str(config), "--models-path", str(models_root), "--no-default-model"]
+    with pytest.raises(InvalidArgumentError) as refused:
+        startup_models(parse_settings(argv, env), env)
+    assert refused.value.message == (
+        "cannot declare lazy startup model 'x.gguf' (./x.gguf): the hosted model './x.gguf' would take the id"
+        " 'x.gguf', the name of a model file under MODELS_PATH, which it would hide: give the hosted model a model_id"
+        " of its own"
+    )
+    (models_root / "x.gguf").unlink()
+    assert [spec.model_id for spec in startup_models(parse_settings(argv, env), env)] == ["x.gguf"]

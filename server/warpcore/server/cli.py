@@ -13,7 +13,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, NoReturn
 
 from warpcore.server.adapters.factory import check_environment, check_unloaded, create_adapter, hub_download
-from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_model_file
+from warpcore.server.adapters.llama.model_paths import MMPROJ_FIELD, check_hides_no_file, check_model_file
 from warpcore.server.adapters.redaction import redact_key_shapes
 from warpcore.server.announce import exposure_warning, serving_line
 from warpcore.server.core.domain import LoadSpec, LocalSettings
@@ -94,6 +94,10 @@ def _check_unloaded(spec: LoadSpec, settings: ServerSettings, env: Mapping[str, 
     except WarpcoreError as error:
         raise _startup_failure(error, spec, "declare lazy") from None
     if spec.backend.hosted:
+        try:
+            check_hides_no_file(spec, str(settings.models_path))
+        except WarpcoreError as error:
+            raise _startup_failure(error, spec, "declare lazy") from None
         return
     files = {"model": spec.name}
     if isinstance(spec.settings, LocalSettings) and spec.settings.mmproj is not None:
@@ -134,7 +138,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stopping.set)
-    registry = ModelRegistry(functools.partial(create_adapter, env=server_env))
+    registry = ModelRegistry(functools.partial(create_adapter, env=server_env), str(settings.models_path))
     http_address = (settings.http_host, settings.http_port) if settings.http_port is not None else None
     options = serving_options(settings, server_env)
     doors = await open_doors(registry, settings.listen, options, http_address)

@@ -809,7 +809,9 @@ class LoadModelRequest(_message.Message):
     file, whether or not it exists: it is taken for that file's model only, and
     INVALID_ARGUMENT (MODEL_ID_NAMES_ANOTHER_FILE) for any other model given it here, a
     hosted one included, which would hide the file. A hosted model keeps its own name
-    as its id (empty here), though a compatible server may name a model "x.gguf".
+    as its id (empty here, or its name in any spelling), though a compatible server may
+    name a model "x.gguf", unless a GGUF file of that name is under MODELS_PATH as it
+    loads: then it is refused the same, and needs a model_id of its own.
     """
     model_type: Global___ModelType.ValueType
     """Kind of model. Unspecified: for llama.cpp as the backend settings say

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from warpcore.server.adapters.base import Adapter, EstimatesMemory, QueuesGenerations
 from warpcore.server.adapters.factory import AdapterFactory, adapter_type, create_adapter
+from warpcore.server.adapters.llama.model_paths import check_hides_no_file
 from warpcore.server.core.domain import ApiSettings, BackendKind, BackendSettings, LoadSpec, LocalSettings, ModelInfo
 from warpcore.server.core.errors import AlreadyExistsError, NotFoundError
 from warpcore.server.core.limits import Refusal
@@ -106,8 +107,10 @@ class ModelRegistry:
     """The first use of a backend imports its adapter module, which takes seconds for a vendor SDK: on a thread, so
     that the streams already running go on meanwhile (slower, sharing the interpreter, but not stopped)."""
 
-    def __init__(self, adapter_factory: AdapterFactory = create_adapter) -> None:
+    def __init__(self, adapter_factory: AdapterFactory = create_adapter, models_path: str | None = None) -> None:
         self._create_adapter = adapter_factory
+        self._models_path = models_path
+        """MODELS_PATH, as the factory's adapters read it: the GGUF files a hosted model's id may not hide."""
         self._models: dict[str, LoadedModel] = {}
         # Models released, whose running generations finish before they close: they hold their ids and memory.
         self._unloading: dict[str, LoadedModel] = {}
@@ -149,6 +152,8 @@ class ModelRegistry:
 
     async def _load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None) -> LoadedModel:
         started = time.monotonic()
+        # Here, where every load comes (LoadModel, the preload file, a lazy model's first call); off the event loop.
+        await asyncio.to_thread(check_hides_no_file, spec, self._models_path)
         await asyncio.to_thread(adapter_type, spec.backend)
         adapter = self._create_adapter(spec.backend, spec.settings)
         try:

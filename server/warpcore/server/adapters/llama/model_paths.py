@@ -7,8 +7,9 @@ import stat
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from warpcore.server.core.errors import FailedPreconditionError, NotFoundError, WarpcoreError
-from warpcore.server.core.model_ids import HF_PREFIX, field_noun, model_id_for, relative_model_path
+from warpcore.server.core.domain import LoadSpec
+from warpcore.server.core.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, WarpcoreError
+from warpcore.server.core.model_ids import HF_PREFIX, field_noun, file_id, model_id_for, relative_model_path
 
 MMPROJ_FIELD = "settings.mmproj"
 """The setting that names a model's multimodal projector, a GGUF file under MODELS_PATH too."""
@@ -165,13 +166,31 @@ def check_model_file(model: str, models_path: str | None, field: str = "model", 
 def list_model_ids(models_path: str | None) -> list[str]:
     """Ids of every GGUF file under MODELS_PATH that LoadModel would take (blocking: walks the folder)."""
     root = models_root(models_path)
-    ids = []
-    for path in sorted(root.rglob("*.gguf")):
-        model_id = model_id_for(PurePosixPath(path.relative_to(root).as_posix()))
-        try:
-            with open_model_file(model_id, models_path) as file:
-                if file.begins_as_gguf():
-                    ids.append(model_id)
-        except WarpcoreError:  # a link out of MODELS_PATH, a loop, a folder, a name no request may give
-            continue
-    return ids
+    ids = [model_id_for(PurePosixPath(path.relative_to(root).as_posix())) for path in sorted(root.rglob("*.gguf"))]
+    return [model_id for model_id in ids if is_model_file(model_id, models_path)]
+
+
+def is_model_file(model_id: str, models_path: str | None) -> bool:
+    """Whether `model_id` names a GGUF file under MODELS_PATH that LoadModel would take (blocking: opens it); never
+    one a link leads to out of MODELS_PATH."""
+    try:
+        with open_model_file(model_id, models_path) as file:
+            return file.begins_as_gguf()
+    except WarpcoreError:  # no such file, a link out of MODELS_PATH, a loop, a folder, MODELS_PATH unset
+        return False
+
+
+def check_hides_no_file(spec: LoadSpec, models_path: str | None) -> None:
+    """A hosted model keeps its own name as its id though it is spelled as a GGUF file's (validation.py: a compatible
+    server may name a model `x.gguf`), unless that file is under MODELS_PATH as it loads (blocking: opens it): under
+    the file's id it would hide the file (listed no more, its LoadModel ALREADY_EXISTS) and answer calls meant for
+    it. Validation reads spellings only; this reads the disk, where a load (the registry) or the start (a lazy
+    model) may."""
+    named = file_id(spec.model_id) if spec.backend.hosted else None
+    if named is not None and is_model_file(named, models_path):
+        raise InvalidArgumentError(
+            f"the hosted model {spec.name!r} would take the id {named!r}, the name of a model file under MODELS_PATH,"
+            " which it would hide: give the hosted model a model_id of its own",
+            field="model_id",
+            reason="MODEL_ID_NAMES_ANOTHER_FILE",
+        )
