@@ -212,3 +212,24 @@ def test_a_lazy_hosted_model_named_as_a_file_under_models_path_stops_the_start(m
     )
     (models_root / "x.gguf").unlink()
     assert [spec.model_id for spec in startup_models(parse_settings(argv, env), env)] == ["x.gguf"]
+
+
+async def test_a_lazy_hosted_model_serves_its_calls_when_a_file_of_its_name_comes_later(
+    models_root: Path, server: WarpcoreServer, stub: Stub, openai_upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    """An outside tester's finding (T89): a file copied under MODELS_PATH after the start made every call to the
+    operator's lazy model of that name INVALID_ARGUMENT, telling the caller to give it a model_id, which only the
+    operator could; the file stays hidden instead, as behind a hosted model loaded before it came."""
+    openai_upstream.models.append("later.gguf")
+    config = tmp_path / "models.toml"
+    config.write_text(
+        f'[[models]]\nbackend = "openai"\nmodel = "later.gguf"\nlazy = true\n[models.api]\napi_key_env = "KEY"\n'
+        f'base_url = "{openai_upstream.base_url}"\n'
+    )
+    (spec,) = read_preload(config, {"KEY": OPENAI_KEY})
+    server.engine.declare(spec)
+    shutil.copyfile(models_root / "x.gguf", models_root / "later.gguf")
+    text, result = await collect(stub.Generate(greedy("hello", 2, model_id="later.gguf")))
+    assert text
+    assert result.finish_reason != pb.FINISH_REASON_UNSPECIFIED
+    assert len(openai_upstream.requests) >= 1  # the hosted model answered, not the file

@@ -91,6 +91,7 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         with self.streams.track():
+            await self.registry.refuse_hiding(spec)
             return await self.residency.load(spec, operator=from_operator)
 
     def declare(self, spec: LoadSpec, *, loads_at_start: bool = False) -> None:

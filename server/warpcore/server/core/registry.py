@@ -150,10 +150,15 @@ class ModelRegistry:
             )
         return await self._load(spec, admit)
 
+    async def refuse_hiding(self, spec: LoadSpec) -> None:
+        """Refuse a hosted model whose id would hide a GGUF file under MODELS_PATH (check_hides_no_file), reading
+        the disk off the event loop. Asked where a load is asked for (LoadModel, the start's loads and lazy models),
+        not at a lazy model's first call: a file that appears later does not make the operator's model fail its
+        calls, which could do nothing about it; it stays hidden, as behind a hosted model loaded before it came."""
+        await asyncio.to_thread(check_hides_no_file, spec, self._models_path)
+
     async def _load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None) -> LoadedModel:
         started = time.monotonic()
-        # Here, where every load comes (LoadModel, the preload file, a lazy model's first call); off the event loop.
-        await asyncio.to_thread(check_hides_no_file, spec, self._models_path)
         await asyncio.to_thread(adapter_type, spec.backend)
         adapter = self._create_adapter(spec.backend, spec.settings)
         try:
