@@ -64,7 +64,7 @@ async def test_tokens_takes_only_the_options_that_change_a_count() -> None:
     # argparse takes 5 for the prompt; the word after the unknown flag, which may be its value, is not shown
     assert (
         usage_error(refused)
-        == "warpcore: error: unrecognized arguments: --max-tokens (an unknown flag's value not shown)"
+        == "warpcore: error: unrecognized arguments: --max-tokens (a word not shown: it may be a secret)"
     )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from warpcore._api_settings import MAX_API_TIMEOUT_SECONDS
 from warpcore._keep_alive import FOREVER, MAX_KEEP_ALIVE_SECONDS, SPELLINGS, parse_keep_alive
@@ -103,31 +104,58 @@ def json_schema_file(path: str) -> dict[str, Any]:
     return schema
 
 
+_NAME_LIKE = re.compile(r"-{0,2}[a-z][a-z-]{0,31}")
+"""What a usage error may quote of a word it did not take: a flag's or a command's name as a person types one (no
+capital, no digit), never what may be an unknown flag's value, such as a key, which has them."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser, whose error for a word taken as the command (`warpcore --api-key sk-... health` takes the
+    key for it, the flag being unknown) does not quote a word that is no command's name as a person types one."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_INVALID_CHOICE.sub(_choice_shown, message))
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)'")
+
+
+def _choice_shown(match: re.Match[str]) -> str:
+    return match.group() if _NAME_LIKE.fullmatch(match.group(1)) else "invalid choice, not shown"
+
+
 def unrecognized(extras: Sequence[str]) -> str:
     """argparse's complaint about arguments no command takes, without what may be an unknown flag's value: a secret
     (`--api-key sk-...`, a flag this command does not have), which the message would put on a terminal, in a CI log
-    or on a shared screen. Shown: a long flag's name (`--name`, what follows `=` not), a short one's letter (`-k`,
-    not a value joined to it) and the words before any unknown flag; every word after one may be its value."""
+    or on a shared screen. Shown: the name of a long flag (what follows `=` not), a short flag alone (`-k`, not with a
+    value joined to it), and the words before any flag, each only when it reads as a name a person types; every word
+    after a flag may be its value."""
     shown: list[str] = []
     hidden = 0
     after_flag = False
     for word in extras:
-        if word.startswith("--"):
-            flag, equals, _ = word.partition("=")
+        flag = (
+            word.partition("=")[0]
+            if word.startswith("--")
+            else word
+            if word.startswith("-") and len(word) == 2
+            else None
+        )
+        if flag is not None and _NAME_LIKE.fullmatch(flag):
             shown.append(flag)
-            hidden += bool(equals)
-        elif word.startswith("-") and len(word) > 1:
-            shown.append(word[:2])
-            hidden += len(word) > 2
-        elif after_flag:
+            hidden += flag != word
+            after_flag = True
+        elif after_flag or not _NAME_LIKE.fullmatch(word):
             hidden += 1
         else:
             shown.append(word)
-            continue
-        after_flag = True
-    words = f"unrecognized arguments: {' '.join(shown)}"
+    words = f"unrecognized arguments: {' '.join(shown)}".rstrip()
     if hidden:
-        words += " (an unknown flag's value not shown)" if hidden == 1 else " (unknown flags' values not shown)"
+        words += (
+            " (a word not shown: it may be a secret)"
+            if hidden == 1
+            else f" ({hidden} words not shown: they may be secrets)"
+        )
     if "--api-key" in shown:
         words += "; an API key is read from --api-key-env NAME or --api-key-file PATH, never from the command line"
     return words

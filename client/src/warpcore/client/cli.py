@@ -18,7 +18,16 @@ from warpcore.client import (
     __version__,
 )
 from warpcore.client._checks import MAX_TIMEOUT
-from warpcore.client._cli_args import COUNT, UINT32_MAX, bounded, json_schema_file, stop_text, text, unrecognized
+from warpcore.client._cli_args import (
+    COUNT,
+    UINT32_MAX,
+    CommandParser,
+    bounded,
+    json_schema_file,
+    stop_text,
+    text,
+    unrecognized,
+)
 from warpcore.client._cli_load import add_api_options, add_load_options, load
 from warpcore.client._commands import (
     CliError,
@@ -50,7 +59,7 @@ def connect(args: argparse.Namespace) -> Client:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = CommandParser(
         prog="warpcore",
         # Each flag by its whole name only, as the server takes its own: an abbreviation would change meaning once a
         # later flag shares its start.
