@@ -153,7 +153,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
             except OSError as error:
                 where = host_port(settings.metrics_host, settings.metrics_port)
                 raise RuntimeError(f"cannot serve metrics on {where}: {error.strerror}") from None
-        if await _unless_stopped(_load_startup_models(server.engine, specs), stopping):
+        if await _unless_stopped(_load_startup_models(server.engine, specs, settings.default_model), stopping):
             heap.enter_context(serving_heap())
             await doors.set_serving(True)
             http = doors.http.port if doors.http else None
@@ -179,7 +179,7 @@ async def serve(settings: ServerSettings, env: Mapping[str, str]) -> None:
     _log.info("stopped")
 
 
-async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> None:
+async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec], default_model: bool) -> None:
     # All known before any loads: a call naming one whose load comes later waits for that load, for a router that
     # reads no health (LiteLLM) takes a model not found as final.
     for spec in specs:
@@ -196,12 +196,11 @@ async def _load_startup_models(engine: Engine, specs: Sequence[LoadSpec]) -> Non
     # would report SERVING without a model the operator asked to have loaded.
     unloaded = [spec.model_id for spec in specs if not spec.lazy and engine.registry.find(spec.model_id) is None]
     if unloaded:
-        # The default model is named only where it is among those loaded at start.
-        embedded = any(spec.model_id in (EMBEDDED_MODEL_ID, EMBEDDED_EMBEDDING_MODEL_ID) for spec in specs)
         raise ConfigError(
             f"startup model{'s' * (len(unloaded) > 1)} {', '.join(map(repr, unloaded))} did not stay loaded: loading"
             " the ones after unloaded it to keep within --max-loaded-models or --max-loaded-memory; declare some"
-            f" models lazy = true in --config{' (or start with --no-default-model)' * embedded}, or raise the limit"
+            f" models lazy = true in --config{' (or start with --no-default-model)' * default_model}, or raise the"
+            " limit"
         )
 
 
