@@ -141,3 +141,9 @@ async def test_a_value_taken_for_the_command_is_never_echoed(args: list[str]) ->
 async def test_a_mistyped_command_is_named() -> None:
     error = usage_error(await warpcore(closed_port_target(), "genrate"))
     assert error.startswith("warpcore: error: argument COMMAND: invalid choice: 'genrate' (choose from")
+
+
+async def test_a_mistyped_flag_with_a_digit_is_named() -> None:
+    """A regression tester's finding (T90): `--max-tokens2` was counted as a word not shown."""
+    error = usage_error(await warpcore(closed_port_target(), "generate", "--max-tokens2", "5", "hi"))
+    assert error.startswith("warpcore: error: unrecognized arguments: --max-tokens2")

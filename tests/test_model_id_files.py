@@ -233,3 +233,26 @@ async def test_a_lazy_hosted_model_serves_its_calls_when_a_file_of_its_name_come
     assert text
     assert result.finish_reason != pb.FINISH_REASON_UNSPECIFIED
     assert len(openai_upstream.requests) >= 1  # the hosted model answered, not the file
+    # Unloaded, it is the operator's still: a LoadModel leaving its settings unset brings it back, file or not (T90).
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="later.gguf"))
+    again = pb.LoadModelRequest(backend=pb.BACKEND_TYPE_OPENAI, model="later.gguf")
+    assert (await stub.LoadModel(again)).model.id == "later.gguf"
+
+
+async def test_a_hosted_model_loaded_again_keeps_its_id_though_a_file_of_its_name_came(
+    models_root: Path, stub: Stub, openai_upstream: FakeOpenAI
+) -> None:
+    """A regression tester's finding (T90): the same LoadModel sent again, once a file of the model's name had come
+    under MODELS_PATH, was refused as hiding the file, which the model hid already."""
+    openai_upstream.models.append("again.gguf")
+    request = pb.LoadModelRequest(
+        backend=pb.BACKEND_TYPE_OPENAI, model="again.gguf", backend_config=api_config(openai_upstream)
+    )
+    assert (await stub.LoadModel(request)).model.id == "again.gguf"
+    shutil.copyfile(models_root / "x.gguf", models_root / "again.gguf")
+    assert (await stub.LoadModel(request)).model.id == "again.gguf"
+    await stub.UnloadModel(pb.UnloadModelRequest(model_id="again.gguf"))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # a new load under it would hide the file now
+        await stub.LoadModel(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (await stub.LoadModel(local("again.gguf"))).model.id == "again.gguf"

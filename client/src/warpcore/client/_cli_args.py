@@ -104,9 +104,9 @@ def json_schema_file(path: str) -> dict[str, Any]:
     return schema
 
 
-_NAME_LIKE = re.compile(r"-{0,2}[a-z][a-z-]{0,31}")
-"""What a usage error may quote of a word it did not take: a flag's or a command's name as a person types one (no
-capital, no digit), never what may be an unknown flag's value, such as a key, which has them."""
+_NAME_LIKE = re.compile(r"-?[a-z][a-z-]{0,31}|--[a-z][a-z0-9-]{0,31}")
+"""What a usage error may quote of a word it did not take: a command's name as a person types one (no capital, no
+digit) or a flag's (`--http2`), never what may be an unknown flag's value, such as a key, which has them."""
 
 
 class CommandParser(argparse.ArgumentParser):

@@ -91,7 +91,9 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         with self.streams.track():
-            await self.registry.refuse_hiding(spec)
+            # An id the server holds already (a model loaded under it, or the operator's) hides what it hides.
+            if from_operator or not self.residency.knows(spec.model_id):
+                await self.registry.refuse_hiding(spec)
             return await self.residency.load(spec, operator=from_operator)
 
     def declare(self, spec: LoadSpec, *, loads_at_start: bool = False) -> None:

@@ -82,6 +82,12 @@ class Residency:
         elif self._registry.find(spec.model_id) is None:
             self.dormant[spec.model_id] = Dormant(spec)
 
+    def knows(self, model_id: str) -> bool:
+        """Whether `model_id` is taken: a model loaded, loading or leaving under it, or the operator's, or one
+        unloaded while idle."""
+        taken = (self.declared, self.dormant, self.loading, self._leaving)
+        return self._registry.find(model_id) is not None or any(model_id in ids for ids in taken)
+
     async def load(self, spec: LoadSpec, *, operator: bool = False) -> LoadedModel:
         if operator:
             self.declared[spec.model_id] = spec
