@@ -91,8 +91,7 @@ class Engine:
         if not from_operator:
             self._api_overrides.check(spec.settings)
         with self.streams.track():
-            # An id the server holds already (a model loaded under it, or the operator's) hides what it hides.
-            if from_operator or not self.residency.knows(spec.model_id):
+            if from_operator or not self.residency.knows(spec.model_id):  # a held id hides what it hides already
                 await self.registry.refuse_hiding(spec)
             return await self.residency.load(spec, operator=from_operator)
 
@@ -116,8 +115,7 @@ class Engine:
         return [model for model in self.registry.unloading(backend) if model.id not in self.residency.dormant]
 
     def loading(self, backend: BackendKind | None = None) -> list[LoadSpec]:
-        """Models being loaded (or waiting for room to load, or for their turn at start): a Generate naming one waits
-        for it."""
+        """Models being loaded (or waiting for room, or for their turn at start): a Generate naming one waits."""
         entries = {**self.residency.expected.loads, **self.residency.loading}
         return [entry.spec for entry in entries.values() if backend in (None, entry.spec.backend)]
 

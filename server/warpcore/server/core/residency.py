@@ -74,8 +74,7 @@ class Residency:
         registry.listeners.insert(0, self._changed)
 
     def declare(self, spec: LoadSpec, *, loads_at_start: bool = False) -> None:
-        """Know the operator's model without loading it: the first Generate naming it loads it; or, `loads_at_start`,
-        a Generate naming it waits for the load the start will make of it (`load` with `operator`)."""
+        """Know the operator's model unloaded: the first Generate naming it loads it, or waits for the start's load."""
         self.declared[spec.model_id] = spec
         if loads_at_start:
             self.expected.expect(spec)
@@ -83,10 +82,9 @@ class Residency:
             self.dormant[spec.model_id] = Dormant(spec)
 
     def knows(self, model_id: str) -> bool:
-        """Whether `model_id` is taken: a model loaded, loading or leaving under it, or the operator's, or one
-        unloaded while idle."""
-        taken = (self.declared, self.dormant, self.loading, self._leaving)
-        return self._registry.find(model_id) is not None or any(model_id in ids for ids in taken)
+        """Whether `model_id` is taken: loaded, loading or leaving, the operator's, or unloaded while idle."""
+        held = (self.declared, self.dormant, self.loading, self._leaving)
+        return self._registry.find(model_id) is not None or any(model_id in ids for ids in held)
 
     async def load(self, spec: LoadSpec, *, operator: bool = False) -> LoadedModel:
         if operator:
@@ -121,8 +119,7 @@ class Residency:
 
     async def unload(self, model_id: str) -> LoadedModel | LoadSpec:
         """Unload for good (UnloadModel), once the loads and unloads asked before it have ended: a later Generate
-        does not load it again. A dormant model is forgotten (its spec returned); NOT_FOUND for an id the server
-        does not know."""
+        does not load it again. A dormant model is forgotten (its spec returned); NOT_FOUND for an unknown id."""
         leaving, loading = self._leaving.get(model_id), self.loading.get(model_id)
         if leaving is None and model_id not in self.dormant and not self._turns.busy(model_id):
             self._registry.get(model_id)  # NOT_FOUND at once
@@ -166,8 +163,8 @@ class Residency:
                 self._schedule(model_id, residence)
 
     def _awaited(self, model_id: str) -> LoadSpec | None:
-        """The model as it will be loaded, while a call naming it waits for its load (being loaded, a startup model
-        not loaded yet, or dormant): None once loaded (its gate admits), or not known."""
+        """The model as it will be loaded, while a call waits for its load (loading, at start, or dormant): None once
+        loaded (its gate admits), or not known."""
         known: Loading | Dormant | None = self.loading.get(model_id) or self.expected.loads.get(model_id)
         if known is None and self._registry.find(model_id) is None:
             known = self.dormant.get(model_id)
