@@ -152,9 +152,9 @@ class ModelRegistry:
 
     async def refuse_hiding(self, spec: LoadSpec) -> None:
         """Refuse a hosted model whose id would hide a GGUF file under MODELS_PATH (check_hides_no_file), reading
-        the disk off the event loop. Asked where a load is asked for (LoadModel, the start's loads and lazy models),
-        not at a lazy model's first call: a file that appears later does not make the operator's model fail its
-        calls, which could do nothing about it; it stays hidden, as behind a hosted model loaded before it came."""
+        the disk off the event loop. Asked by Engine.load for an id the server does not hold yet, never at a lazy
+        model's first call: a file that appears later does not make the operator's model fail its calls, which
+        could do nothing about it; it stays hidden, as behind a hosted model loaded before it came."""
         await asyncio.to_thread(check_hides_no_file, spec, self._models_path)
 
     async def _load(self, spec: LoadSpec, admit: Callable[[int], Awaitable[None]] | None) -> LoadedModel:

@@ -229,13 +229,13 @@ def _check_kind(spec: LoadSpec) -> None:
 def _check_file_id(spec: LoadSpec, model_id: str) -> None:
     """An id spelled as a GGUF file's name (`model_id`, in its one spelling) stands for that file, whether or not it
     exists: ListModels lists the file by it, and LoadModel and calls reach the file by it. So it names that file's
-    model only; another model under it would hide the file (listed no more, its LoadModel ALREADY_EXISTS) and answer
-    calls meant for it. A local model's name is checked first: its own fault is the one to fix."""
+    model only; another model under it would hide the file (its LoadModel ALREADY_EXISTS) and answer calls meant
+    for it. A local model's name is checked first: its own fault is the one to fix."""
     named = file_id(model_id)
     if named is None or (spec.backend.hosted and named == file_id(spec.name)):
         # A hosted model under its own name, in any of its spellings, keeps it, as the first release's clients load
         # one (model_id unset): a compatible server may name a model as a file (llama.cpp's server, by its GGUF's
-        # path). Unless that file is under MODELS_PATH: the registry, which may look, refuses it then.
+        # path). Unless that file is under MODELS_PATH: Engine.load, which may look, refuses it then.
         return
     loads = None if spec.backend.hosted else model_id_for(relative_model_path(spec.name))
     if named != loads:

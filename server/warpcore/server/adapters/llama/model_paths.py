@@ -183,9 +183,9 @@ def is_model_file(model_id: str, models_path: str | None) -> bool:
 def check_hides_no_file(spec: LoadSpec, models_path: str | None) -> None:
     """A hosted model keeps its own name as its id though it is spelled as a GGUF file's (validation.py: a compatible
     server may name a model `x.gguf`), unless that file is under MODELS_PATH as it loads (blocking: opens it): under
-    the file's id it would hide the file (listed no more, its LoadModel ALREADY_EXISTS) and answer calls meant for
-    it. Validation reads spellings only; this reads the disk, where a load (the registry) or the start (a lazy
-    model) may."""
+    the file's id it would hide the file (its LoadModel ALREADY_EXISTS) and answer calls meant for it. Validation
+    reads spellings only; this reads the disk, where a load is asked for (Engine.load) or the start declares a lazy
+    model."""
     named = file_id(spec.model_id) if spec.backend.hosted else None
     if named is not None and is_model_file(named, models_path):
         raise InvalidArgumentError(
